@@ -1,0 +1,117 @@
+/*
+ * slice.h - local slices: the spec a user asks for, the state the node keeps,
+ * and the verbs (create, start, exec, stop, kill, freeze, thaw, destroy).
+ *
+ * State lives in <root>/slices/<name>/: spec.json (what was asked, plus the
+ * allocated id range), state.json (pid of the slice's PID 1 as seen from the
+ * host, its start time from /proc to detect pid reuse, status), upper/ and
+ * work/ (overlay), log (workload stdout/stderr when detached), exit (exit
+ * code written by PID 1), lock (flock per slice). Writes are atomic (temp +
+ * fsync + rename).
+ *
+ * A slice outlives the process that started it: its PID 1 is a reaper forked
+ * by the runtime, no monitor stays on the host.
+ */
+#ifndef VSLICE_SLICE_H
+#define VSLICE_SLICE_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/types.h>
+#include <time.h>
+
+#include "vslice/error.h"
+
+#define SLICE_NAME_MAX 64
+
+enum slice_net { SLICE_NET_NONE = 0, SLICE_NET_HOST, SLICE_NET_BRIDGE };
+
+struct slice_spec {
+	char name[SLICE_NAME_MAX];
+	char image[SLICE_NAME_MAX];
+	char hostname[SLICE_NAME_MAX];
+	char *policy;		/* "default" | "strict" | "unconfined" | absolute path */
+	char *workdir;		/* NULL = "/" */
+	uint64_t cpu_millis;	/* 0 = no quota */
+	uint64_t memory_bytes;	/* 0 = no limit */
+	uint64_t pids_max;	/* 0 = no limit */
+	uint64_t lifetime_secs;	/* 0 = no expiry */
+	enum slice_net net;
+	char **env;		/* NULL-terminated "K=V" */
+	char **argv;		/* NULL-terminated; NULL = /bin/sh */
+	/* Filled by slice_create: */
+	uint32_t id_base;	/* host uid/gid of the slice's root; range of 65536 */
+	time_t created;
+	time_t expires;		/* 0 = never */
+};
+
+enum slice_status {
+	SLICE_CREATED,		/* never started, or start failed */
+	SLICE_RUNNING,
+	SLICE_FROZEN,
+	SLICE_EXITED,		/* workload exited; exit_code valid */
+	SLICE_UNKNOWN,
+};
+
+struct slice_state {
+	enum slice_status status;
+	pid_t pid;		/* host pid of the slice's PID 1, 0 if none */
+	uint64_t pid_starttime;	/* /proc/<pid>/stat field 22, guards against reuse */
+	int exit_code;		/* -1 unknown */
+	time_t started;
+	time_t finished;
+	bool idmapped;		/* image id-mapped (true) or chowned copy (false) */
+};
+
+const char *slice_status_name(enum slice_status s);
+void slice_spec_free(struct slice_spec *spec);
+
+/* Default root: $VSLICE_ROOT or /var/lib/vslice. */
+const char *slice_default_root(void);
+
+/* Create: validate spec, allocate an id range, make the state dir and
+ * cgroups. On any failure nothing is left behind. */
+int slice_create(const char *root, struct slice_spec *spec, struct vs_error *err);
+
+struct slice_start_opts {
+	bool foreground;	/* workload stdio = stdin_fd/stdout_fd/stderr_fd */
+	int stdin_fd, stdout_fd, stderr_fd;
+	bool tty;		/* allocate a pty for the workload */
+};
+/* Start the slice's workload. Returns once PID 1 is running and the
+ * workload was exec'd (or failed, reported in err). */
+int slice_start(const char *root, const char *name, const struct slice_start_opts *o,
+		struct vs_error *err);
+/* Wait for the workload to exit; *code = its exit code (128+sig if killed). */
+int slice_wait(const char *root, const char *name, int *code, struct vs_error *err);
+
+struct slice_exec_opts {
+	char **argv;
+	char **env;		/* extra env, NULL-terminated, may be NULL */
+	const char *workdir;
+	bool tty;
+};
+/* Run argv inside the running slice with its isolation and policy; waits and
+ * returns the exit code in *code (126 cannot execute, 127 not found). */
+int slice_exec(const char *root, const char *name, const struct slice_exec_opts *o, int *code,
+	       struct vs_error *err);
+
+int slice_stop(const char *root, const char *name, unsigned timeout_secs, struct vs_error *err);
+int slice_kill(const char *root, const char *name, int sig, struct vs_error *err);
+int slice_freeze(const char *root, const char *name, struct vs_error *err);
+int slice_thaw(const char *root, const char *name, struct vs_error *err);
+/* Remove everything (cgroups, state dir, id range). A running slice needs force. */
+int slice_destroy(const char *root, const char *name, bool force, struct vs_error *err);
+
+/* Load spec and current state (state refreshed against /proc). */
+int slice_load(const char *root, const char *name, struct slice_spec *spec,
+	       struct slice_state *st, struct vs_error *err);
+/* Names of all slices, sorted (caller frees each and the array). */
+int slice_list(const char *root, char ***names, size_t *n, struct vs_error *err);
+/* Does any slice use this image? */
+bool slice_image_in_use(const char *root, const char *image);
+
+/* <root>/slices/<name> (caller frees). */
+char *slice_dir(const char *root, const char *name);
+
+#endif

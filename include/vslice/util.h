@@ -1,0 +1,86 @@
+/*
+ * util.h - cleanup attributes and small file helpers shared by every module.
+ *
+ * Ownership: a variable declared with a cleanup attribute is released when it
+ * goes out of scope; hand it on with steal_pointer()/steal_fd().
+ */
+#ifndef VSLICE_UTIL_H
+#define VSLICE_UTIL_H
+
+#include <dirent.h>
+#include <errno.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <sys/types.h>
+#include <unistd.h>
+
+#include "vslice/error.h"
+
+static inline void vs_freep(void *p) { free(*(void **)p); }
+static inline void vs_closep(int *fd)
+{
+	if (*fd >= 0) {
+		int saved = errno;
+		close(*fd);
+		errno = saved;
+	}
+}
+static inline void vs_fclosep(FILE **f) { if (*f) fclose(*f); }
+static inline void vs_closedirp(DIR **d) { if (*d) closedir(*d); }
+
+#define cleanup_free __attribute__((cleanup(vs_freep)))
+#define cleanup_close __attribute__((cleanup(vs_closep)))
+#define cleanup_fclose __attribute__((cleanup(vs_fclosep)))
+#define cleanup_closedir __attribute__((cleanup(vs_closedirp)))
+
+#define steal_pointer(pp) ({ __typeof__(*(pp)) _p = *(pp); *(pp) = NULL; _p; })
+#define steal_fd(fdp) ({ int _fd = *(fdp); *(fdp) = -1; _fd; })
+
+#define VS_ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
+
+/* malloc/strdup/asprintf that abort on allocation failure (the one allowed abort). */
+void *vs_xmalloc(size_t n);
+void *vs_xcalloc(size_t n, size_t m);
+char *vs_xstrdup(const char *s);
+char *vs_xasprintf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+/*
+ * Write data to path atomically: write path.tmp, fsync, rename, fsync dir.
+ * mode is the new file's permission bits.
+ */
+int vs_write_file_atomic(const char *path, const void *data, size_t len, mode_t mode,
+			 struct vs_error *err);
+
+/* Write a short string to an existing file (cgroup/proc knobs): open O_WRONLY, one write. */
+int vs_write_str(const char *path, const char *s, struct vs_error *err);
+int vs_write_str_at(int dirfd, const char *name, const char *s, struct vs_error *err);
+
+/*
+ * Read a whole file (at most max bytes; 0 = 16 MiB) into a NUL-terminated buffer
+ * the caller frees. *len_out (optional) gets the length.
+ */
+int vs_read_file(const char *path, size_t max, char **out, size_t *len_out, struct vs_error *err);
+int vs_read_file_at(int dirfd, const char *name, size_t max, char **out, size_t *len_out,
+		    struct vs_error *err);
+
+/* mkdir -p with mode for the created components. Existing dirs are fine. */
+int vs_mkdir_p(const char *path, mode_t mode, struct vs_error *err);
+
+/*
+ * rm -rf that never follows symlinks and never crosses into another mount
+ * (a mount point below path is an error, not a descent). Missing path is fine.
+ */
+int vs_rm_rf(const char *path, struct vs_error *err);
+
+/* Write all of buf to fd, retrying on EINTR/short writes. Returns 0 or -errno. */
+int vs_write_all(int fd, const void *buf, size_t len);
+/* Read exactly len bytes unless EOF. Returns bytes read or -errno. */
+ssize_t vs_read_all(int fd, void *buf, size_t len);
+
+/* Monotonic clock in nanoseconds. */
+uint64_t vs_now_ns(void);
+
+#endif

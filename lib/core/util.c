@@ -1,0 +1,243 @@
+/*
+ * util.c - allocation that cannot fail silently, and the small file helpers
+ * every module needs: atomic writes (temp + fsync + rename + dir fsync),
+ * whole-file reads, mkdir -p, and an rm -rf that never follows a symlink or
+ * crosses a mount point (it runs over directories a slice's root could have
+ * planted things in).
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <libgen.h>
+#include <limits.h>
+#include <stdarg.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+
+#include "vslice/util.h"
+
+void *vs_xmalloc(size_t n)
+{
+	void *p = malloc(n ? n : 1);
+	if (!p)
+		abort();
+	return p;
+}
+
+void *vs_xcalloc(size_t n, size_t m)
+{
+	void *p = calloc(n ? n : 1, m ? m : 1);
+	if (!p)
+		abort();
+	return p;
+}
+
+char *vs_xstrdup(const char *s)
+{
+	char *p = strdup(s ? s : "");
+	if (!p)
+		abort();
+	return p;
+}
+
+char *vs_xasprintf(const char *fmt, ...)
+{
+	char *p;
+	va_list ap;
+	va_start(ap, fmt);
+	int r = vasprintf(&p, fmt, ap);
+	va_end(ap);
+	if (r < 0)
+		abort();
+	return p;
+}
+
+int vs_write_all(int fd, const void *buf, size_t len)
+{
+	const char *p = buf;
+	while (len > 0) {
+		ssize_t w = write(fd, p, len);
+		if (w < 0) {
+			if (errno == EINTR)
+				continue;
+			return -errno;
+		}
+		p += w;
+		len -= (size_t)w;
+	}
+	return 0;
+}
+
+ssize_t vs_read_all(int fd, void *buf, size_t len)
+{
+	char *p = buf;
+	size_t got = 0;
+	while (got < len) {
+		ssize_t r = read(fd, p + got, len - got);
+		if (r < 0) {
+			if (errno == EINTR)
+				continue;
+			return -errno;
+		}
+		if (r == 0)
+			break;
+		got += (size_t)r;
+	}
+	return (ssize_t)got;
+}
+
+int vs_write_file_atomic(const char *path, const void *data, size_t len, mode_t mode,
+			 struct vs_error *err)
+{
+	cleanup_free char *tmp = vs_xasprintf("%s.tmp.%d", path, getpid());
+	cleanup_free char *dircopy = vs_xstrdup(path);
+	int r;
+	{
+		cleanup_close int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, mode);
+		if (fd < 0)
+			return vs_error_sys(err, errno, "%s: create", tmp);
+		r = vs_write_all(fd, data, len);
+		if (r == 0 && fsync(fd) < 0)
+			r = -errno;
+		if (r < 0) {
+			unlink(tmp);
+			return vs_error_sys(err, -r, "%s: write", tmp);
+		}
+	}
+	if (rename(tmp, path) < 0) {
+		int e = errno;
+		unlink(tmp);
+		return vs_error_sys(err, e, "%s: rename", path);
+	}
+	cleanup_close int dfd = open(dirname(dircopy), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (dfd >= 0)
+		fsync(dfd);
+	return 0;
+}
+
+int vs_write_str_at(int dirfd, const char *name, const char *s, struct vs_error *err)
+{
+	cleanup_close int fd = openat(dirfd, name, O_WRONLY | O_CLOEXEC);
+	if (fd < 0)
+		return vs_error_sys(err, errno, "%s: open", name);
+	ssize_t len = (ssize_t)strlen(s);
+	ssize_t w = write(fd, s, (size_t)len);
+	if (w != len)
+		return vs_error_sys(err, w < 0 ? errno : EIO, "%s: write \"%s\"", name, s);
+	return 0;
+}
+
+int vs_write_str(const char *path, const char *s, struct vs_error *err)
+{
+	return vs_write_str_at(AT_FDCWD, path, s, err);
+}
+
+int vs_read_file_at(int dirfd, const char *name, size_t max, char **out, size_t *len_out,
+		    struct vs_error *err)
+{
+	if (max == 0)
+		max = 16u << 20;
+	cleanup_close int fd = openat(dirfd, name, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return vs_error_sys(err, errno, "%s: open", name);
+	size_t cap = 4096, len = 0;
+	cleanup_free char *buf = vs_xmalloc(cap + 1);
+	for (;;) {
+		if (len == cap) {
+			if (cap >= max)
+				return vs_error_set(err, EFBIG, "%s: larger than %zu bytes", name, max);
+			cap = cap * 2 > max ? max : cap * 2;
+			char *nb = realloc(buf, cap + 1);
+			if (!nb)
+				abort();
+			buf = nb;
+		}
+		ssize_t r = read(fd, buf + len, cap - len);
+		if (r < 0) {
+			if (errno == EINTR)
+				continue;
+			return vs_error_sys(err, errno, "%s: read", name);
+		}
+		if (r == 0)
+			break;
+		len += (size_t)r;
+	}
+	buf[len] = '\0';
+	if (len_out)
+		*len_out = len;
+	*out = steal_pointer(&buf);
+	return 0;
+}
+
+int vs_read_file(const char *path, size_t max, char **out, size_t *len_out, struct vs_error *err)
+{
+	return vs_read_file_at(AT_FDCWD, path, max, out, len_out, err);
+}
+
+int vs_mkdir_p(const char *path, mode_t mode, struct vs_error *err)
+{
+	char buf[PATH_MAX];
+	if (snprintf(buf, sizeof(buf), "%s", path) >= (int)sizeof(buf))
+		return vs_error_set(err, ENAMETOOLONG, "%s: path too long", path);
+	for (char *p = buf + 1;; p++) {
+		if (*p == '/' || *p == '\0') {
+			char c = *p;
+			*p = '\0';
+			if (mkdir(buf, mode) < 0 && errno != EEXIST)
+				return vs_error_sys(err, errno, "%s: mkdir", buf);
+			*p = c;
+			if (c == '\0')
+				break;
+		}
+	}
+	return 0;
+}
+
+static int rm_rf_at(int parent, const char *name, dev_t dev, struct vs_error *err)
+{
+	struct stat st;
+	if (fstatat(parent, name, &st, AT_SYMLINK_NOFOLLOW) < 0)
+		return errno == ENOENT ? 0 : vs_error_sys(err, errno, "%s: stat", name);
+	if (!S_ISDIR(st.st_mode)) {
+		if (unlinkat(parent, name, 0) < 0 && errno != ENOENT)
+			return vs_error_sys(err, errno, "%s: unlink", name);
+		return 0;
+	}
+	if (st.st_dev != dev)
+		return vs_error_set(err, EBUSY, "%s: is a mount point, not removing", name);
+	int fd = openat(parent, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	if (fd < 0)
+		return vs_error_sys(err, errno, "%s: open", name);
+	cleanup_closedir DIR *d = fdopendir(fd);
+	if (!d) {
+		close(fd);
+		return vs_error_sys(err, errno, "%s: opendir", name);
+	}
+	struct dirent *de;
+	while ((de = readdir(d))) {
+		if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, ".."))
+			continue;
+		int r = rm_rf_at(dirfd(d), de->d_name, dev, err);
+		if (r < 0)
+			return vs_error_wrap(err, "%s", name);
+	}
+	if (unlinkat(parent, name, AT_REMOVEDIR) < 0 && errno != ENOENT)
+		return vs_error_sys(err, errno, "%s: rmdir", name);
+	return 0;
+}
+
+int vs_rm_rf(const char *path, struct vs_error *err)
+{
+	struct stat st;
+	if (lstat(path, &st) < 0)
+		return errno == ENOENT ? 0 : vs_error_sys(err, errno, "%s: stat", path);
+	return rm_rf_at(AT_FDCWD, path, st.st_dev, err);
+}
+
+uint64_t vs_now_ns(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
