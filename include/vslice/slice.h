@@ -39,6 +39,8 @@ struct slice_spec {
 	enum slice_net net;
 	char **env;		/* NULL-terminated "K=V" */
 	char **argv;		/* NULL-terminated; NULL = /bin/sh */
+	uint64_t timeout_secs;	/* 0 = none: PID 1 kills the workload after this long */
+	unsigned restart_max;	/* restart on failure (exit != 0) up to this many times */
 	/* Filled by slice_create: */
 	uint32_t id_base;	/* host uid/gid of the slice's root; range of 65536 */
 	time_t created;
@@ -58,6 +60,8 @@ struct slice_state {
 	pid_t pid;		/* host pid of the slice's PID 1, 0 if none */
 	uint64_t pid_starttime;	/* /proc/<pid>/stat field 22, guards against reuse */
 	int exit_code;		/* -1 unknown */
+	char exit_reason[32];	/* "exited", "signal", "timeout", "lifetime", "" */
+	unsigned restarts;
 	time_t started;
 	time_t finished;
 	bool idmapped;		/* image id-mapped (true) or chowned copy (false) */
@@ -77,6 +81,20 @@ struct slice_start_opts {
 	bool foreground;	/* workload stdio = stdin_fd/stdout_fd/stderr_fd */
 	int stdin_fd, stdout_fd, stderr_fd;
 	bool tty;		/* allocate a pty for the workload */
+	/*
+	 * Checkpoint restore hook: when set, the slice's workload process is
+	 * created with pid workload_pid (clone3 set_tid; 0 = any) and runs
+	 * workload_fn(workload_arg) inside the fully set-up slice (root fs,
+	 * mounts, namespaces) as uid 0 of the slice with its capabilities still
+	 * held, before the capability drop, no_new_privs and seccomp. If it
+	 * returns, the process exits with that value. The time namespace of the
+	 * slice gets the given offsets (ns) before any process enters it.
+	 */
+	int (*workload_fn)(void *arg);
+	void *workload_arg;
+	pid_t workload_pid;
+	int64_t monotonic_offset_ns;
+	int64_t boottime_offset_ns;
 };
 /* Start the slice's workload. Returns once PID 1 is running and the
  * workload was exec'd (or failed, reported in err). */
