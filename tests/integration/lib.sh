@@ -1,0 +1,78 @@
+# Sourced by every integration test (bash). Real slivers as root, in a private
+# VSLICE_ROOT and cgroup parent, cleaned up on exit even when a test fails.
+#
+#   . "$(dirname "$0")/lib.sh"      (or ../lib.sh from a subdirectory)
+#   check "hostname is the slice name" test "$(vs run --rm --image busybox a1 -- hostname)" = a1
+#   finish                          (prints "N passed, N failed", exit status)
+set -u
+VS_REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+SLICECTL=${SLICECTL:-$VS_REPO/build/slicectl}
+export VSLICE_ROOT=${VSLICE_TEST_ROOT:-$(mktemp -d /tmp/vslice-test.XXXXXX)}
+export VSLICE_CGROUP_PARENT=${VSLICE_TEST_CGROUP_PARENT:-vslice-test-$$}
+VS_PASS=0
+VS_FAIL=0
+VS_FAILED_NAMES=()
+
+vs() { "$SLICECTL" "$@"; }
+
+vs_cleanup() {
+	local n
+	if [ -x "$SLICECTL" ] && [ -d "$VSLICE_ROOT/slices" ]; then
+		for n in $("$SLICECTL" list -q 2>/dev/null); do
+			"$SLICECTL" destroy --force "$n" >/dev/null 2>&1
+		done
+	fi
+	# Anything a crashed test left: processes in our cgroups, then the cgroups.
+	local d
+	for d in /sys/fs/cgroup/*/"$VSLICE_CGROUP_PARENT" /sys/fs/cgroup/"$VSLICE_CGROUP_PARENT"; do
+		[ -d "$d" ] || continue
+		[ -f "$d/../freezer.state" ] || true
+		find "$d" -depth -mindepth 1 -type d 2>/dev/null | while read -r c; do
+			[ -f "$c/freezer.state" ] && echo THAWED >"$c/freezer.state" 2>/dev/null
+			for p in $(cat "$c/cgroup.procs" 2>/dev/null); do kill -9 "$p" 2>/dev/null; done
+			rmdir "$c" 2>/dev/null || { sleep 0.2; rmdir "$c" 2>/dev/null; }
+		done
+		rmdir "$d" 2>/dev/null
+	done
+	if [ -z "${VSLICE_TEST_ROOT:-}" ]; then
+		case "$VSLICE_ROOT" in /tmp/vslice-test.*) rm -rf --one-file-system "$VSLICE_ROOT" ;; esac
+	fi
+}
+trap vs_cleanup EXIT
+trap 'exit 130' INT TERM
+
+# check DESCRIPTION COMMAND...: passes when COMMAND succeeds.
+check() {
+	local desc=$1
+	shift
+	if "$@"; then
+		VS_PASS=$((VS_PASS + 1))
+		echo "ok - $desc"
+	else
+		VS_FAIL=$((VS_FAIL + 1))
+		VS_FAILED_NAMES+=("$desc")
+		echo "not ok - $desc"
+	fi
+}
+
+# expect_eq DESCRIPTION EXPECTED ACTUAL
+expect_eq() {
+	if [ "$2" = "$3" ]; then
+		VS_PASS=$((VS_PASS + 1))
+		echo "ok - $1"
+	else
+		VS_FAIL=$((VS_FAIL + 1))
+		VS_FAILED_NAMES+=("$1")
+		echo "not ok - $1 (expected '$2', got '$3')"
+	fi
+}
+
+# The busybox image, built once per root.
+need_busybox_image() {
+	vs image list -q 2>/dev/null | grep -qx busybox || vs image build busybox >/dev/null
+}
+
+finish() {
+	echo "$VS_PASS passed, $VS_FAIL failed"
+	[ "$VS_FAIL" -eq 0 ]
+}
