@@ -9,6 +9,16 @@
 
 #include "vslice/error.h"
 
+/* dst = a + ": " + b, truncated to VS_ERROR_MAX (messages may be cut, never overrun). */
+static void join(char *dst, const char *a, const char *b)
+{
+	size_t n = 0;
+	for (const char *parts[3] = { a, ": ", b }, **p = parts; p < parts + 3; p++)
+		for (const char *c = *p; *c && n < VS_ERROR_MAX - 1; c++)
+			dst[n++] = *c;
+	dst[n] = '\0';
+}
+
 static int code_or_einval(int code)
 {
 	if (code < 0)
@@ -38,7 +48,7 @@ int vs_error_sys(struct vs_error *err, int code, const char *fmt, ...)
 		va_start(ap, fmt);
 		vsnprintf(buf, sizeof(buf), fmt, ap);
 		va_end(ap);
-		snprintf(err->msg, sizeof(err->msg), "%s: %s", buf, strerror(code));
+		join(err->msg, buf, strerror(code));
 		err->code = code;
 	}
 	return -code;
@@ -55,7 +65,7 @@ int vs_error_wrap(struct vs_error *err, const char *fmt, ...)
 	vsnprintf(ctx, sizeof(ctx), fmt, ap);
 	va_end(ap);
 	memcpy(old, err->msg, sizeof(old));
-	snprintf(err->msg, sizeof(err->msg), "%s: %s", ctx, old);
+	join(err->msg, ctx, old);
 	err->code = code_or_einval(err->code);
 	return -err->code;
 }

@@ -5,7 +5,6 @@
  * crosses a mount point (it runs over directories a slice's root could have
  * planted things in).
  */
-#define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
 #include <libgen.h>

@@ -1,0 +1,122 @@
+/*
+ * idrange.c - claims of per-slice uid/gid ranges (see idrange.h).
+ *
+ * One file per claimed slot, created O_EXCL: the file system is the lock.
+ * Allocation scans the claim dir once into a bitmap, reclaims claims whose
+ * owner dir is gone, then takes the lowest free slot, retrying on a race.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "vslice/idrange.h"
+#include "vslice/util.h"
+
+const char *idrange_default_dir(void)
+{
+	const char *d = getenv("VSLICE_IDRANGE_DIR");
+	return d && *d ? d : "/var/lib/vslice/idranges";
+}
+
+long idrange_lowest_free(const uint8_t *bitmap, uint32_t nslots)
+{
+	for (uint32_t i = 0; i < nslots; i++) {
+		if (bitmap[i / 8] == 0xff) {
+			i |= 7;
+			continue;
+		}
+		if (!(bitmap[i / 8] & (1u << (i % 8))))
+			return (long)i;
+	}
+	return -1;
+}
+
+static int parse_slot(const char *s, uint32_t *slot)
+{
+	char *end;
+	errno = 0;
+	unsigned long v = strtoul(s, &end, 10);
+	if (errno || end == s || *end || v >= IDRANGE_SLOTS)
+		return -1;
+	*slot = (uint32_t)v;
+	return 0;
+}
+
+/* Mark claimed slots; unlink claims whose owner path no longer exists. */
+static int scan_claims(const char *dir, uint8_t *bitmap, struct vs_error *err)
+{
+	cleanup_closedir DIR *d = opendir(dir);
+	if (!d)
+		return vs_error_sys(err, errno, "id ranges %s: open", dir);
+	struct dirent *de;
+	while ((de = readdir(d))) {
+		uint32_t slot;
+		if (parse_slot(de->d_name, &slot) < 0)
+			continue;
+		cleanup_free char *owner = NULL;
+		struct vs_error ignore;
+		if (vs_read_file_at(dirfd(d), de->d_name, 4096, &owner, NULL, &ignore) == 0) {
+			owner[strcspn(owner, "\n")] = '\0';
+			struct stat st;
+			if (owner[0] == '/' && stat(owner, &st) < 0 && errno == ENOENT) {
+				unlinkat(dirfd(d), de->d_name, 0);
+				continue;
+			}
+		}
+		bitmap[slot / 8] |= (uint8_t)(1u << (slot % 8));
+	}
+	return 0;
+}
+
+int idrange_claim(const char *dir, const char *owner, uint32_t *base, struct vs_error *err)
+{
+	int r = vs_mkdir_p(dir, 0700, err);
+	if (r < 0)
+		return r;
+	for (int attempt = 0; attempt < 8; attempt++) {
+		uint8_t bitmap[IDRANGE_SLOTS / 8] = { 0 };
+		r = scan_claims(dir, bitmap, err);
+		if (r < 0)
+			return r;
+		long slot = idrange_lowest_free(bitmap, IDRANGE_SLOTS);
+		if (slot < 0)
+			return vs_error_set(err, ENOSPC, "id ranges %s: all %u ranges are in use",
+					    dir, IDRANGE_SLOTS);
+		cleanup_free char *path = vs_xasprintf("%s/%ld", dir, slot);
+		cleanup_close int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+		if (fd < 0) {
+			if (errno == EEXIST)
+				continue; /* lost a race: rescan */
+			return vs_error_sys(err, errno, "id range claim %s", path);
+		}
+		cleanup_free char *line = vs_xasprintf("%s\n", owner);
+		if (vs_write_all(fd, line, strlen(line)) < 0 || fsync(fd) < 0) {
+			int e = errno;
+			unlink(path);
+			return vs_error_sys(err, e, "id range claim %s: write", path);
+		}
+		*base = IDRANGE_FIRST + (uint32_t)slot * IDRANGE_SIZE;
+		return 0;
+	}
+	return vs_error_set(err, EAGAIN, "id ranges %s: too much contention, try again", dir);
+}
+
+int idrange_release(const char *dir, const char *owner, uint32_t base, struct vs_error *err)
+{
+	if (base < IDRANGE_FIRST || (base - IDRANGE_FIRST) % IDRANGE_SIZE)
+		return vs_error_set(err, EINVAL, "id range %u: not a slice range", base);
+	uint32_t slot = (base - IDRANGE_FIRST) / IDRANGE_SIZE;
+	cleanup_free char *path = vs_xasprintf("%s/%u", dir, slot);
+	cleanup_free char *cur = NULL;
+	struct vs_error ignore;
+	if (vs_read_file(path, 4096, &cur, NULL, &ignore) < 0)
+		return 0;
+	cur[strcspn(cur, "\n")] = '\0';
+	if (strcmp(cur, owner) != 0)
+		return 0; /* someone else's now: not ours to release */
+	if (unlink(path) < 0 && errno != ENOENT)
+		return vs_error_sys(err, errno, "id range claim %s: unlink", path);
+	return 0;
+}
