@@ -132,4 +132,31 @@ bool slice_image_in_use(const char *root, const char *image);
 /* <root>/slices/<name> (caller frees). */
 char *slice_dir(const char *root, const char *name);
 
+/* Validate a spec as given by the user (name, image present, policy, net...). */
+int slice_spec_check(const char *root, const struct slice_spec *spec, struct vs_error *err);
+
+struct slice_stats {
+	uint64_t cpu_usage_ns;
+	uint64_t memory_current, memory_max;
+	uint64_t pids_current, pids_max;
+	uint64_t oom_kills;
+	bool frozen;
+	/* Thread-level parallelism over the sampling window: c[i] is the
+	 * fraction of samples with exactly i threads running; TLP =
+	 * sum(i * c[i]) / (1 - c[0]), 0 when never running. */
+	unsigned samples;
+	unsigned max_running;
+	double c[65];
+	double tlp;
+	double cpu_percent;	/* cpu time / wall time over the window */
+};
+/* Sample the slice for window_ms (every 10 ms) and fill st. */
+int slice_stats(const char *root, const char *name, unsigned window_ms, struct slice_stats *st,
+		struct vs_error *err);
+
+/* Open the slice's log (stdout/stderr of a detached workload) for reading. */
+int slice_log_open(const char *root, const char *name, struct vs_error *err);
+/* Host pid of PID 1 if the slice runs (validated against its cgroup), else 0. */
+pid_t slice_pid1(const char *root, const char *name);
+
 #endif

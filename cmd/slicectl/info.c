@@ -1,0 +1,246 @@
+/*
+ * info.c - slicectl's read-only verbs: list, show, logs, stats.
+ * --json (global) gives machine-readable output for list, show and stats.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <jansson.h>
+#include <poll.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "slicectl.h"
+#include "vslice/slice.h"
+#include "vslice/units.h"
+#include "vslice/util.h"
+
+static void print_json(json_t *j)
+{
+	char *s = json_dumps(j, JSON_INDENT(2) | JSON_SORT_KEYS);
+	if (s)
+		printf("%s\n", s);
+	free(s);
+	json_decref(j);
+}
+
+static json_t *strv_json(char **v)
+{
+	json_t *a = json_array();
+	for (; v && *v; v++)
+		json_array_append_new(a, json_string(*v));
+	return a;
+}
+
+static json_t *slice_json(const struct slice_spec *s, const struct slice_state *st)
+{
+	return json_pack("{s:s, s:s, s:s, s:s, s:s, s:f, s:I, s:I, s:I, s:o, s:o, s:s, s:I, s:I,"
+			 " s:I, s:i, s:I, s:I, s:i, s:s, s:i, s:I, s:I, s:b, s:s}",
+			 "name", s->name, "state", slice_status_name(st->status), "image", s->image,
+			 "hostname", s->hostname, "policy", s->policy, "cpus", s->cpu_millis / 1000.0,
+			 "memory_bytes", (json_int_t)s->memory_bytes, "pids_max",
+			 (json_int_t)s->pids_max, "lifetime_secs", (json_int_t)s->lifetime_secs,
+			 "argv", strv_json(s->argv), "env", strv_json(s->env), "net",
+			 s->net == SLICE_NET_HOST ? "host" : "none", "timeout_secs",
+			 (json_int_t)s->timeout_secs, "created", (json_int_t)s->created, "expires",
+			 (json_int_t)s->expires, "restart_max", (int)s->restart_max, "id_base",
+			 (json_int_t)s->id_base, "started", (json_int_t)st->started, "pid", (int)st->pid,
+			 "exit_reason", st->exit_reason, "exit_code", st->exit_code, "finished",
+			 (json_int_t)st->finished, "restarts", (json_int_t)st->restarts,
+			 "idmapped", st->idmapped, "node", "local");
+}
+
+static const char list_help[] =
+	"usage: slicectl list [-q]\n\nAll slices on this node: NAME STATE IMAGE CPUS MEMORY PIDS NODE UPTIME.\n"
+	"  -q    names only\n";
+
+int cmd_list(struct ctl *ctl, int argc, char **argv)
+{
+	if (ctl_want_help(argc, argv, list_help))
+		return 0;
+	bool quiet = ctl->quiet;
+	int c;
+	while ((c = getopt(argc, argv, "q")) != -1) {
+		if (c != 'q')
+			return ctl_usage("list", "unknown option");
+		quiet = true;
+	}
+	if (optind < argc)
+		return ctl_usage("list", "unexpected \"%s\"", argv[optind]);
+	char **names;
+	size_t n;
+	struct vs_error err;
+	if (slice_list(ctl->root, &names, &n, &err) < 0)
+		return ctl_fail("list", NULL, &err);
+	json_t *arr = ctl->json ? json_array() : NULL;
+	if (!quiet && !ctl->json)
+		printf("%-20s %-8s %-10s %-5s %-7s %-6s %-6s %s\n", "NAME", "STATE", "IMAGE", "CPUS",
+		       "MEMORY", "PIDS", "NODE", "UPTIME");
+	for (size_t i = 0; i < n; i++) {
+		struct slice_spec s;
+		struct slice_state st;
+		if (quiet && !ctl->json) {
+			printf("%s\n", names[i]);
+		} else if (slice_load(ctl->root, names[i], &s, &st, &err) < 0) {
+			if (ctl->json)
+				json_array_append_new(arr, json_pack("{s:s, s:s, s:s}", "name", names[i],
+								     "state", "broken", "error", err.msg));
+			else
+				printf("%-20s %-8s (%s)\n", names[i], "broken", err.msg);
+		} else {
+			if (ctl->json) {
+				json_array_append_new(arr, slice_json(&s, &st));
+			} else {
+				char cpus[24] = "-", mem[24] = "-", pids[24] = "-", up[32] = "-";
+				if (s.cpu_millis)
+					snprintf(cpus, sizeof(cpus), "%g", s.cpu_millis / 1000.0);
+				if (s.memory_bytes)
+					vs_format_size(s.memory_bytes, mem, sizeof(mem));
+				if (s.pids_max)
+					snprintf(pids, sizeof(pids), "%llu", (unsigned long long)s.pids_max);
+				if (st.status == SLICE_RUNNING || st.status == SLICE_FROZEN)
+					vs_format_duration((uint64_t)(time(NULL) - st.started), up, sizeof(up));
+				printf("%-20s %-8s %-10s %-5s %-7s %-6s %-6s %s\n", s.name,
+				       slice_status_name(st.status), s.image, cpus, mem, pids, "local", up);
+			}
+			slice_spec_free(&s);
+		}
+		free(names[i]);
+	}
+	free(names);
+	if (ctl->json)
+		print_json(arr);
+	return 0;
+}
+
+static const char show_help[] = "usage: slicectl show NAME\n\nSpec and status of a slice (--json for JSON).\n";
+
+int cmd_show(struct ctl *ctl, int argc, char **argv)
+{
+	if (ctl_want_help(argc, argv, show_help))
+		return 0;
+	if (argc != 2)
+		return ctl_usage("show", argc < 2 ? "missing slice NAME" : "one NAME only");
+	struct slice_spec s;
+	struct slice_state st;
+	struct vs_error err;
+	if (slice_load(ctl->root, argv[1], &s, &st, &err) < 0)
+		return ctl_fail("show", argv[1], &err);
+	json_t *j = slice_json(&s, &st);
+	if (ctl->json) {
+		print_json(j);
+	} else {
+		const char *key;
+		json_t *v;
+		json_object_foreach(j, key, v) {
+			char *t = json_is_string(v) ? NULL : json_dumps(v, JSON_ENCODE_ANY | JSON_COMPACT);
+			printf("%-14s %s\n", key, t ? t : json_string_value(v));
+			free(t);
+		}
+		printf("%-14s %s\n", "rootfs", st.idmapped ? "overlay on the image, id-mapped"
+							   : "overlay on a chowned copy of the image (id-mapped mounts refused)");
+		json_decref(j);
+	}
+	slice_spec_free(&s);
+	return 0;
+}
+
+static const char logs_help[] =
+	"usage: slicectl logs NAME [-f]\n\nOutput (stdout and stderr) of a detached slice.\n"
+	"  -f, --follow    keep printing until the slice stops\n";
+
+int cmd_logs(struct ctl *ctl, int argc, char **argv)
+{
+	if (ctl_want_help(argc, argv, logs_help))
+		return 0;
+	static const struct option o[] = { { "follow", no_argument, NULL, 'f' }, { 0 } };
+	bool follow = false;
+	int c;
+	while ((c = getopt_long(argc, argv, "f", o, NULL)) != -1) {
+		if (c != 'f')
+			return ctl_usage("logs", "unknown option");
+		follow = true;
+	}
+	if (optind + 1 != argc)
+		return ctl_usage("logs", optind >= argc ? "missing slice NAME" : "one NAME only");
+	const char *name = argv[optind];
+	struct vs_error err;
+	int fd = slice_log_open(ctl->root, name, &err);
+	if (fd < 0)
+		return ctl_fail("logs", name, &err);
+	char buf[65536];
+	for (;;) {
+		ssize_t n = read(fd, buf, sizeof(buf));
+		if (n > 0) {
+			if (vs_write_all(1, buf, (size_t)n) < 0)
+				break;
+			continue;
+		}
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (!follow || !slice_pid1(ctl->root, name))
+			break;
+		poll(NULL, 0, 100);
+	}
+	close(fd);
+	return 0;
+}
+
+static const char stats_help[] =
+	"usage: slicectl stats NAME [--window MS]\n\n"
+	"cpu, memory, pids and the slice's thread-level parallelism (TLP), sampled\n"
+	"every 10 ms over --window milliseconds (default 1000).\n";
+
+int cmd_stats(struct ctl *ctl, int argc, char **argv)
+{
+	if (ctl_want_help(argc, argv, stats_help))
+		return 0;
+	static const struct option o[] = { { "window", required_argument, NULL, 'w' }, { 0 } };
+	unsigned window = 1000;
+	int c;
+	while ((c = getopt_long(argc, argv, "w:", o, NULL)) != -1) {
+		char *end;
+		long v = c == 'w' ? strtol(optarg, &end, 10) : -1;
+		if (c != 'w' || *end || v < 10 || v > 600000)
+			return ctl_usage("stats", "--window: milliseconds, 10..600000");
+		window = (unsigned)v;
+	}
+	if (optind + 1 != argc)
+		return ctl_usage("stats", optind >= argc ? "missing slice NAME" : "one NAME only");
+	const char *name = argv[optind];
+	struct slice_stats st;
+	struct vs_error err;
+	if (slice_stats(ctl->root, name, window, &st, &err) < 0)
+		return ctl_fail("stats", name, &err);
+	if (ctl->json) {
+		json_t *hist = json_array();
+		for (unsigned i = 0; i <= st.max_running && i < VS_ARRAY_SIZE(st.c); i++)
+			json_array_append_new(hist, json_real(st.c[i]));
+		print_json(json_pack("{s:s, s:I, s:f, s:I, s:I, s:I, s:I, s:I, s:b, s:f, s:o, s:i}",
+				     "name", name, "cpu_usage_ns", (json_int_t)st.cpu_usage_ns,
+				     "cpu_percent", st.cpu_percent, "memory_bytes",
+				     (json_int_t)st.memory_current, "memory_max",
+				     (json_int_t)st.memory_max, "pids", (json_int_t)st.pids_current,
+				     "pids_max", (json_int_t)st.pids_max, "oom_kills",
+				     (json_int_t)st.oom_kills, "frozen", st.frozen, "tlp", st.tlp,
+				     "running_fraction", hist, "samples", (int)st.samples));
+		return 0;
+	}
+	char mem[32], mmax[32] = "max";
+	vs_format_size(st.memory_current, mem, sizeof(mem));
+	if (st.memory_max)
+		vs_format_size(st.memory_max, mmax, sizeof(mmax));
+	printf("cpu      %.3f s total, %.1f%% over the last %u ms\n", st.cpu_usage_ns / 1e9,
+	       st.cpu_percent, window);
+	printf("memory   %s / %s  (oom kills: %llu)\n", mem, mmax, (unsigned long long)st.oom_kills);
+	printf("pids     %llu / %s\n", (unsigned long long)st.pids_current,
+	       st.pids_max ? (snprintf(mmax, sizeof(mmax), "%llu", (unsigned long long)st.pids_max), mmax) : "max");
+	printf("frozen   %s\n", st.frozen ? "yes" : "no");
+	printf("TLP      %.2f  (samples %u; c0=%.2f", st.tlp, st.samples, st.c[0]);
+	for (unsigned i = 1; i <= st.max_running && i < VS_ARRAY_SIZE(st.c); i++)
+		printf(" c%u=%.2f", i, st.c[i]);
+	printf(")\n");
+	return 0;
+}

@@ -1,0 +1,399 @@
+/*
+ * slice.c - slicectl's lifecycle verbs: create, start, run, stop, kill,
+ * freeze, thaw, destroy.
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "slicectl.h"
+#include "vslice/slice.h"
+#include "vslice/units.h"
+#include "vslice/util.h"
+
+#define CREATE_OPTS_HELP                                                                     \
+	"  --image IMG        root file system image (default busybox)\n"                     \
+	"  --cpus N           cpu quota, e.g. 0.5 or 2\n"                                     \
+	"  --memory SIZE      memory limit, e.g. 256M (an OOM kills inside the slice only)\n" \
+	"  --pids N           maximum number of processes and threads\n"                      \
+	"  --policy P         seccomp policy: default, strict, unconfined or FILE.json\n"     \
+	"  --net MODE         none (loopback only, default) or host\n"                        \
+	"  --env K=V          environment variable (repeatable)\n"                            \
+	"  --workdir DIR      working directory inside the slice (default /)\n"               \
+	"  --hostname H       hostname (default: the slice name)\n"                           \
+	"  --lifetime D       the slice ends after D, e.g. 2h or 14d\n"                       \
+	"  --timeout D        kill the command after D (exit code 124)\n"                     \
+	"  --restart N        restart the command up to N times when it fails\n"
+
+static const struct option create_opts[] = {
+	{ "image", required_argument, NULL, 'i' },    { "cpus", required_argument, NULL, 'c' },
+	{ "memory", required_argument, NULL, 'm' },   { "pids", required_argument, NULL, 'p' },
+	{ "policy", required_argument, NULL, 'P' },   { "net", required_argument, NULL, 'n' },
+	{ "env", required_argument, NULL, 'e' },      { "workdir", required_argument, NULL, 'w' },
+	{ "hostname", required_argument, NULL, 'H' }, { "lifetime", required_argument, NULL, 'l' },
+	{ "timeout", required_argument, NULL, 't' },  { "restart", required_argument, NULL, 'R' },
+	{ "rm", no_argument, NULL, 'X' },             { "detach", no_argument, NULL, 'd' },
+	{ "help", no_argument, NULL, 'h' },           { 0 },
+};
+
+struct create_args {
+	struct slice_spec spec;
+	bool rm, detach;
+	size_t nenv;
+};
+
+static int parse_u64_opt(const char *verb, const char *opt, const char *v, uint64_t max,
+			 uint64_t *out)
+{
+	char *end;
+	errno = 0;
+	unsigned long long x = strtoull(v, &end, 10);
+	if (!*v || *end || errno || x > max || v[0] == '-')
+		return ctl_usage(verb, "%s: invalid number \"%s\" (1..%llu)", opt, v,
+				 (unsigned long long)max);
+	*out = x;
+	return 0;
+}
+
+/* Parse create/run options and NAME [-- CMD...]; run-only flags when allow_run. */
+static int parse_create(const char *verb, int argc, char **argv, bool allow_run,
+			struct create_args *a)
+{
+	memset(a, 0, sizeof(*a));
+	snprintf(a->spec.image, sizeof(a->spec.image), "busybox");
+	int split = ctl_split(argc, argv);
+	int c;
+	struct vs_error err;
+	a->spec.env = vs_xcalloc((size_t)argc + 1, sizeof(char *));
+	while ((c = getopt_long(split, argv, allow_run ? "+d" : "+", create_opts, NULL)) != -1) {
+		switch (c) {
+		case 'i':
+			if (strlen(optarg) >= sizeof(a->spec.image) || !vs_name_valid(optarg))
+				return ctl_usage(verb, "--image: invalid image name \"%s\"", optarg);
+			snprintf(a->spec.image, sizeof(a->spec.image), "%s", optarg);
+			break;
+		case 'c':
+			if (vs_parse_cpus(optarg, &a->spec.cpu_millis, &err) < 0)
+				return ctl_usage(verb, "--cpus: %s", err.msg);
+			break;
+		case 'm':
+			if (vs_parse_size(optarg, &a->spec.memory_bytes, &err) < 0)
+				return ctl_usage(verb, "--memory: %s", err.msg);
+			break;
+		case 'p':
+			if (parse_u64_opt(verb, "--pids", optarg, 1u << 22, &a->spec.pids_max) ||
+			    !a->spec.pids_max)
+				return ctl_usage(verb, "--pids: must be at least 1");
+			break;
+		case 'P':
+			free(a->spec.policy);
+			if (strchr(optarg, '/') || strstr(optarg, ".json")) {
+				char *abs = realpath(optarg, NULL);
+				if (!abs)
+					return ctl_usage(verb, "--policy: %s: %s", optarg, strerror(errno));
+				a->spec.policy = abs;
+			} else {
+				a->spec.policy = vs_xstrdup(optarg);
+			}
+			break;
+		case 'n':
+			if (!strcmp(optarg, "none"))
+				a->spec.net = SLICE_NET_NONE;
+			else if (!strcmp(optarg, "host"))
+				a->spec.net = SLICE_NET_HOST;
+			else if (!strcmp(optarg, "bridge"))
+				a->spec.net = SLICE_NET_BRIDGE;
+			else
+				return ctl_usage(verb, "--net: \"%s\" is not none, host or bridge", optarg);
+			break;
+		case 'e':
+			if (!strchr(optarg, '=') || optarg[0] == '=')
+				return ctl_usage(verb, "--env: \"%s\" is not K=V", optarg);
+			a->spec.env[a->nenv++] = vs_xstrdup(optarg);
+			break;
+		case 'w':
+			if (optarg[0] != '/')
+				return ctl_usage(verb, "--workdir: \"%s\" is not an absolute path", optarg);
+			free(a->spec.workdir);
+			a->spec.workdir = vs_xstrdup(optarg);
+			break;
+		case 'H':
+			if (strlen(optarg) >= sizeof(a->spec.hostname))
+				return ctl_usage(verb, "--hostname: longer than 63 characters");
+			snprintf(a->spec.hostname, sizeof(a->spec.hostname), "%s", optarg);
+			break;
+		case 'l':
+			if (vs_parse_duration(optarg, &a->spec.lifetime_secs, &err) < 0)
+				return ctl_usage(verb, "--lifetime: %s", err.msg);
+			break;
+		case 't':
+			if (vs_parse_duration(optarg, &a->spec.timeout_secs, &err) < 0)
+				return ctl_usage(verb, "--timeout: %s", err.msg);
+			break;
+		case 'R': {
+			uint64_t n;
+			if (parse_u64_opt(verb, "--restart", optarg, 1000, &n))
+				return EXIT_VSLICE;
+			a->spec.restart_max = (unsigned)n;
+			break;
+		}
+		case 'X':
+			if (!allow_run)
+				return ctl_usage(verb, "--rm is only for run");
+			a->rm = true;
+			break;
+		case 'd':
+			if (!allow_run)
+				return ctl_usage(verb, "-d is only for run");
+			a->detach = true;
+			break;
+		default:
+			return ctl_usage(verb, "unknown option");
+		}
+	}
+	if (optind >= split)
+		return ctl_usage(verb, "missing slice NAME");
+	if (optind + 1 < split)
+		return ctl_usage(verb, "unexpected \"%s\" (put the command after --)", argv[optind + 1]);
+	const char *name = argv[optind];
+	if (vs_check_name("slice", name, &err) < 0)
+		return ctl_fail(verb, name, &err);
+	snprintf(a->spec.name, sizeof(a->spec.name), "%s", name);
+	if (split < argc) {
+		if (split + 1 >= argc)
+			return ctl_usage(verb, "empty command after --");
+		int n = argc - split - 1;
+		a->spec.argv = vs_xcalloc((size_t)n + 1, sizeof(char *));
+		for (int i = 0; i < n; i++)
+			a->spec.argv[i] = vs_xstrdup(argv[split + 1 + i]);
+	}
+	if (allow_run && !a->spec.argv)
+		return ctl_usage(verb, "missing command (slicectl %s NAME -- CMD ARG...)", verb);
+	return 0;
+}
+
+static const char create_help[] =
+	"usage: slicectl create NAME [options] [-- CMD ARG...]\n\n"
+	"Create a slice: an isolated, resource-limited environment. It is not\n"
+	"started; see slicectl start. The default command is /bin/sh.\n\noptions:\n" CREATE_OPTS_HELP;
+
+int cmd_create(struct ctl *ctl, int argc, char **argv)
+{
+	if (ctl_want_help(argc, argv, create_help))
+		return 0;
+	struct create_args a;
+	int r = parse_create("create", argc, argv, false, &a);
+	if (r == 0) {
+		struct vs_error err;
+		if (slice_create(ctl->root, &a.spec, &err) < 0)
+			r = ctl_fail("create", a.spec.name, &err);
+		else if (!ctl->quiet)
+			printf("%s\n", a.spec.name);
+	}
+	slice_spec_free(&a.spec);
+	return r;
+}
+
+static const char run_help[] =
+	"usage: slicectl run [--rm] [-d] NAME [options] -- CMD ARG...\n\n"
+	"Create and start a slice running CMD. Without -d, waits for CMD with its\n"
+	"input and output on this terminal and exits with its exit code.\n\n"
+	"  --rm               destroy the slice when CMD ends\n"
+	"  -d, --detach       return once started; output goes to slicectl logs\n\noptions:\n" CREATE_OPTS_HELP;
+
+int cmd_run(struct ctl *ctl, int argc, char **argv)
+{
+	if (ctl_want_help(argc, argv, run_help))
+		return 0;
+	struct create_args a;
+	int r = parse_create("run", argc, argv, true, &a);
+	if (r) {
+		slice_spec_free(&a.spec);
+		return r;
+	}
+	if (a.rm && a.detach) {
+		slice_spec_free(&a.spec);
+		return ctl_usage("run", "--rm and -d cannot be combined");
+	}
+	struct vs_error err;
+	char name[SLICE_NAME_MAX];
+	snprintf(name, sizeof(name), "%s", a.spec.name);
+	if (slice_create(ctl->root, &a.spec, &err) < 0) {
+		slice_spec_free(&a.spec);
+		return ctl_fail("run", name, &err);
+	}
+	slice_spec_free(&a.spec);
+	/* The workload gets our terminal's signals through its PID 1; we wait. */
+	signal(SIGINT, SIG_IGN);
+	signal(SIGQUIT, SIG_IGN);
+	struct slice_start_opts o = { .foreground = !a.detach, .stdin_fd = 0, .stdout_fd = 1,
+				      .stderr_fd = 2 };
+	int code = 0;
+	if (slice_start(ctl->root, name, &o, &err) < 0) {
+		code = EXIT_VSLICE;
+		if (err.code == ENOENT && strstr(err.msg, "exec \""))
+			code = 127;
+		else if (err.code == EACCES && strstr(err.msg, "exec \""))
+			code = 126;
+		ctl_fail("run", name, &err);
+	} else if (!a.detach) {
+		if (slice_wait(ctl->root, name, &code, &err) < 0)
+			code = ctl_fail("run", name, &err);
+	} else if (!ctl->quiet) {
+		printf("%s\n", name);
+	}
+	if (a.rm || (a.detach && code != 0)) {
+		struct vs_error e2;
+		if (slice_destroy(ctl->root, name, true, &e2) < 0)
+			ctl_fail("run", name, &e2);
+	}
+	return code;
+}
+
+static const char start_help[] =
+	"usage: slicectl start NAME\n\nStart a created (or exited) slice, detached; its output goes\n"
+	"to slicectl logs NAME.\n";
+
+/* Verbs of the form "VERB NAME" with no options. */
+static int one_name(const char *verb, int argc, char **argv, const char *help, const char **name)
+{
+	if (ctl_want_help(argc, argv, help))
+		return -1;
+	if (argc < 2)
+		return ctl_usage(verb, "missing slice NAME");
+	if (argc > 2)
+		return ctl_usage(verb, "unexpected \"%s\"", argv[2]);
+	if (argv[1][0] == '-')
+		return ctl_usage(verb, "unknown option \"%s\"", argv[1]);
+	*name = argv[1];
+	return 0;
+}
+
+int cmd_start(struct ctl *ctl, int argc, char **argv)
+{
+	const char *name;
+	int r = one_name("start", argc, argv, start_help, &name);
+	if (r)
+		return r < 0 ? 0 : r;
+	struct vs_error err;
+	struct slice_start_opts o = { .foreground = false };
+	if (slice_start(ctl->root, name, &o, &err) < 0)
+		return ctl_fail("start", name, &err);
+	return 0;
+}
+
+static const char stop_help[] =
+	"usage: slicectl stop NAME [--timeout SECONDS]\n\n"
+	"SIGTERM to the slice's workload; SIGKILL to everything in it after\n"
+	"--timeout seconds (default 10).\n";
+
+int cmd_stop(struct ctl *ctl, int argc, char **argv)
+{
+	if (ctl_want_help(argc, argv, stop_help))
+		return 0;
+	static const struct option o[] = { { "timeout", required_argument, NULL, 't' }, { 0 } };
+	uint64_t timeout = 10;
+	int c;
+	while ((c = getopt_long(argc, argv, "t:", o, NULL)) != -1) {
+		if (c != 't')
+			return ctl_usage("stop", "unknown option");
+		if (parse_u64_opt("stop", "--timeout", optarg, 3600, &timeout))
+			return EXIT_VSLICE;
+	}
+	if (optind + 1 != argc)
+		return ctl_usage("stop", optind >= argc ? "missing slice NAME" : "one NAME only");
+	struct vs_error err;
+	if (slice_stop(ctl->root, argv[optind], (unsigned)timeout, &err) < 0)
+		return ctl_fail("stop", argv[optind], &err);
+	return 0;
+}
+
+static const char kill_help[] =
+	"usage: slicectl kill NAME [SIGNAL]\n\nSend SIGNAL (name or number, default KILL) to the slice's workload.\n";
+
+static int parse_signal(const char *s)
+{
+	static const struct { const char *n; int s; } sigs[] = {
+		{ "HUP", SIGHUP }, { "INT", SIGINT }, { "QUIT", SIGQUIT }, { "KILL", SIGKILL },
+		{ "USR1", SIGUSR1 }, { "USR2", SIGUSR2 }, { "TERM", SIGTERM }, { "CONT", SIGCONT },
+		{ "STOP", SIGSTOP }, { "ALRM", SIGALRM }, { "WINCH", SIGWINCH },
+	};
+	if (!strncasecmp(s, "SIG", 3))
+		s += 3;
+	for (size_t i = 0; i < VS_ARRAY_SIZE(sigs); i++)
+		if (!strcasecmp(s, sigs[i].n))
+			return sigs[i].s;
+	char *end;
+	long v = strtol(s, &end, 10);
+	return (*s && !*end && v > 0 && v < NSIG) ? (int)v : -1;
+}
+
+int cmd_kill(struct ctl *ctl, int argc, char **argv)
+{
+	if (ctl_want_help(argc, argv, kill_help))
+		return 0;
+	if (argc < 2 || argc > 3)
+		return ctl_usage("kill", argc < 2 ? "missing slice NAME" : "too many arguments");
+	int sig = SIGKILL;
+	if (argc == 3 && (sig = parse_signal(argv[2])) < 0)
+		return ctl_usage("kill", "unknown signal \"%s\"", argv[2]);
+	struct vs_error err;
+	if (slice_kill(ctl->root, argv[1], sig, &err) < 0)
+		return ctl_fail("kill", argv[1], &err);
+	return 0;
+}
+
+int cmd_freeze(struct ctl *ctl, int argc, char **argv)
+{
+	const char *name;
+	int r = one_name("freeze", argc, argv,
+			 "usage: slicectl freeze NAME\n\nFreeze every process of the slice (cgroup freezer).\n",
+			 &name);
+	if (r)
+		return r < 0 ? 0 : r;
+	struct vs_error err;
+	return slice_freeze(ctl->root, name, &err) < 0 ? ctl_fail("freeze", name, &err) : 0;
+}
+
+int cmd_thaw(struct ctl *ctl, int argc, char **argv)
+{
+	const char *name;
+	int r = one_name("thaw", argc, argv, "usage: slicectl thaw NAME\n\nThaw a frozen slice.\n",
+			 &name);
+	if (r)
+		return r < 0 ? 0 : r;
+	struct vs_error err;
+	return slice_thaw(ctl->root, name, &err) < 0 ? ctl_fail("thaw", name, &err) : 0;
+}
+
+static const char destroy_help[] =
+	"usage: slicectl destroy [--force] NAME...\n\n"
+	"Remove slices: their processes, cgroups, file system layer, state and id\n"
+	"range. A running slice needs --force. --force also cleans up what a crashed\n"
+	"create left behind.\n";
+
+int cmd_destroy(struct ctl *ctl, int argc, char **argv)
+{
+	if (ctl_want_help(argc, argv, destroy_help))
+		return 0;
+	static const struct option o[] = { { "force", no_argument, NULL, 'f' }, { 0 } };
+	bool force = false;
+	int c;
+	while ((c = getopt_long(argc, argv, "f", o, NULL)) != -1) {
+		if (c != 'f')
+			return ctl_usage("destroy", "unknown option");
+		force = true;
+	}
+	if (optind >= argc)
+		return ctl_usage("destroy", "missing slice NAME");
+	int rc = 0;
+	for (int i = optind; i < argc; i++) {
+		struct vs_error err;
+		if (slice_destroy(ctl->root, argv[i], force, &err) < 0)
+			rc = ctl_fail("destroy", argv[i], &err);
+	}
+	return rc;
+}

@@ -1,0 +1,60 @@
+/*
+ * slicectl.h - shared by the verb files of slicectl. Every verb is
+ *     int cmd_<verb>(struct ctl *ctl, int argc, char **argv)
+ * with argv[0] the verb; it returns the process exit code (0 ok, the
+ * workload's code for run/exec, 125 vslice error, 126/127 exec failures).
+ */
+#ifndef SLICECTL_H
+#define SLICECTL_H
+
+#include <stdbool.h>
+#include <stdio.h>
+
+#include "vslice/error.h"
+
+#define EXIT_VSLICE 125
+
+struct ctl {
+	const char *root;	/* --root / VSLICE_ROOT / /var/lib/vslice */
+	const char *registry;	/* --registry / VSLICE_REGISTRY (cluster mode) */
+	const char *token;
+	bool json;
+	bool quiet;
+	int verbose;
+};
+
+/* "slicectl: <verb> <obj>: <msg>" on stderr; returns 125. obj may be NULL. */
+int ctl_fail(const char *verb, const char *obj, const struct vs_error *err);
+/* "slicectl: <verb>: <formatted>" + a --help hint; returns 125. */
+int ctl_usage(const char *verb, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* True (and help printed to stdout) when argv has -h/--help before any "--". */
+bool ctl_want_help(int argc, char **argv, const char *help);
+/* Index of the first "--" in argv, or argc. */
+int ctl_split(int argc, char **argv);
+
+typedef int (*ctl_verb_fn)(struct ctl *ctl, int argc, char **argv);
+
+int cmd_create(struct ctl *, int, char **);
+int cmd_start(struct ctl *, int, char **);
+int cmd_run(struct ctl *, int, char **);
+int cmd_stop(struct ctl *, int, char **);
+int cmd_kill(struct ctl *, int, char **);
+int cmd_freeze(struct ctl *, int, char **);
+int cmd_thaw(struct ctl *, int, char **);
+int cmd_destroy(struct ctl *, int, char **);
+int cmd_list(struct ctl *, int, char **);
+int cmd_show(struct ctl *, int, char **);
+int cmd_logs(struct ctl *, int, char **);
+int cmd_stats(struct ctl *, int, char **);
+int cmd_exec(struct ctl *, int, char **);
+int cmd_shell(struct ctl *, int, char **);
+int cmd_image(struct ctl *, int, char **);
+/* Experiments (submit.c) and checkpoints (checkpoint.c): weak until built. */
+int cmd_validate(struct ctl *, int, char **) __attribute__((weak));
+int cmd_submit(struct ctl *, int, char **) __attribute__((weak));
+int cmd_status(struct ctl *, int, char **) __attribute__((weak));
+int cmd_results(struct ctl *, int, char **) __attribute__((weak));
+int cmd_checkpoint(struct ctl *, int, char **) __attribute__((weak));
+int cmd_restore(struct ctl *, int, char **) __attribute__((weak));
+
+#endif

@@ -1,0 +1,90 @@
+/*
+ * sliver.h - the sliver runtime: one slice's container on this node.
+ *
+ * sliver_spawn() builds it in this order (see docs/architecture.md):
+ *  caller (host root)
+ *   '- launcher L: joins the slice cgroup, makes the user namespace (the
+ *      slice's own id range), unshares a private mount ns, mounts the image
+ *      id-mapped into that userns (open_tree + mount_setattr(MOUNT_ATTR_IDMAP)
+ *      + move_mount) and the overlay over it; setns(userns), becomes slice
+ *      root, unshares mnt/uts/ipc/net/cgroup/pid/time, forks P1 and exits.
+ *       '- P1 (pid 1 of the slice): /proc, read-only /sys, minimal /dev,
+ *          masked paths, pivot_root; then a reaper that never execs: forwards
+ *          signals, enforces timeout/lifetime, restarts on failure, writes the
+ *          workload's exit record, exits with it (which ends the slice).
+ *           '- W (the workload): new session, stdio, workdir, only fds 0-2,
+ *              capability drop, no_new_privs, seccomp last, execve.
+ * No process stays on the host: L exits once P1 runs, P1 is reparented.
+ */
+#ifndef VSLICE_SLIVER_H
+#define VSLICE_SLIVER_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/types.h>
+#include <time.h>
+
+#include "vslice/cgroup.h"
+#include "vslice/error.h"
+#include "vslice/seccomp_policy.h"
+
+struct sliver_config {
+	const char *name;		/* for messages */
+	const char *hostname;
+	const char *image_rootfs;	/* shared read-only lower layer */
+	const char *lower_mnt;		/* <slice>/lower: where the id-mapped image is attached */
+	const char *upper, *work;	/* overlay upper/work (owned by id_base) */
+	const char *rootfs;		/* <slice>/rootfs: overlay mount point */
+	const char *lower_copy;		/* <slice>/lower-copy: chowned copy if idmap is refused */
+	uint32_t id_base, id_count;
+	struct cgroup *cg;
+	const struct seccomp_bpf *bpf;
+	uint64_t caps;
+	bool host_net;
+	char **argv;			/* NULL-terminated */
+	char **env;			/* NULL-terminated K=V added to the defaults */
+	const char *workdir;		/* NULL = / */
+	int stdin_fd, stdout_fd, stderr_fd;
+	bool detach;			/* setsid the launcher: not tied to our terminal */
+	int exit_fd;			/* P1 writes "code reason restarts finished\n" here */
+	uint64_t timeout_secs;
+	unsigned restart_max;
+	time_t expires;			/* 0 = never */
+	/* Restore hook, see slice.h */
+	int (*workload_fn)(void *arg);
+	void *workload_arg;
+	pid_t workload_pid;
+	int64_t monotonic_offset_ns, boottime_offset_ns;
+};
+
+struct sliver_result {
+	pid_t pid1;			/* host pid of the slice's PID 1 */
+	bool idmapped;			/* false: the chowned-copy fallback was used */
+	int exec_code;			/* 126/127 when the workload could not exec, else 0 */
+};
+
+int sliver_spawn(const struct sliver_config *c, struct sliver_result *res, struct vs_error *err);
+
+struct sliver_exec_config {
+	const char *name;
+	pid_t pid1;
+	struct cgroup *cg;
+	const struct seccomp_bpf *bpf;
+	uint64_t caps;
+	bool host_net;
+	char **argv, **env;
+	const char *workdir;
+	int stdin_fd, stdout_fd, stderr_fd;
+	bool tty;			/* stdio is a pty slave: make it the controlling tty */
+};
+/* Run argv inside the running sliver; *status = wait status of the process. */
+int sliver_exec(const struct sliver_exec_config *c, int *code, struct vs_error *err);
+
+/* Exit record written by P1: parse "code reason restarts finished". */
+int sliver_read_exit(int fd, int *code, char *reason, size_t reason_len, unsigned *restarts,
+		     time_t *finished);
+
+/* /proc/<pid>/stat start time (clock ticks since boot), 0 if gone. */
+uint64_t sliver_proc_starttime(pid_t pid);
+
+#endif

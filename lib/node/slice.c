@@ -1,0 +1,757 @@
+/*
+ * slice.c - local slices: the verbs behind slicectl's local mode.
+ *
+ * <root>/slices/<name>/ holds spec.json, state.json, upper/ work/ (overlay),
+ * lower/ rootfs/ (mount points used only inside the slice's own mount
+ * namespace), log, exit, lock. Every verb takes the slice's flock first, so
+ * two slicectl calls never interleave on one slice; create and destroy also
+ * take <root>/.lock to reserve or free a name.
+ *
+ * The pid in state.json is only trusted when the process still has the
+ * recorded start time and sits in the slice's own cgroup: a stale or
+ * tampered state never makes us signal a foreign process.
+ */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/pidfd.h>
+#include <sys/syscall.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "node_internal.h"
+#include "vslice/caps.h"
+#include "vslice/cgroup.h"
+#include "vslice/idrange.h"
+#include "vslice/image.h"
+#include "vslice/seccomp_policy.h"
+#include "vslice/sliver.h"
+#include "vslice/units.h"
+#include "vslice/util.h"
+
+static void cgroup_freep(struct cgroup **cg)
+{
+	if (*cg)
+		cgroup_free(*cg);
+}
+#define cleanup_cgroup __attribute__((cleanup(cgroup_freep)))
+
+static void spec_freep(struct slice_spec *s)
+{
+	slice_spec_free(s);
+}
+#define cleanup_spec __attribute__((cleanup(spec_freep)))
+
+const char *slice_default_root(void)
+{
+	const char *r = getenv("VSLICE_ROOT");
+	return r && *r ? r : "/var/lib/vslice";
+}
+
+char *slice_dir(const char *root, const char *name)
+{
+	return vs_xasprintf("%s/slices/%s", root, name);
+}
+
+static char *slice_file(const char *root, const char *name, const char *file)
+{
+	return vs_xasprintf("%s/slices/%s/%s", root, name, file);
+}
+
+/* flock a lock file; returns the fd (the lock lives as long as it). */
+static int lock_path(const char *path, struct vs_error *err)
+{
+	int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+	if (fd < 0)
+		return vs_error_sys(err, errno, "lock %s", path);
+	while (flock(fd, LOCK_EX) < 0) {
+		if (errno != EINTR) {
+			int e = errno;
+			close(fd);
+			return vs_error_sys(err, e, "lock %s", path);
+		}
+	}
+	return fd;
+}
+
+static int lock_root(const char *root, struct vs_error *err)
+{
+	int r = vs_mkdir_p(root, 0711, err);
+	if (r < 0)
+		return r;
+	cleanup_free char *p = vs_xasprintf("%s/.lock", root);
+	return lock_path(p, err);
+}
+
+static int lock_slice(const char *root, const char *name, struct vs_error *err)
+{
+	int r = vs_check_name("slice", name, err);
+	if (r < 0)
+		return r;
+	cleanup_free char *d = slice_dir(root, name);
+	struct stat st;
+	if (lstat(d, &st) < 0 || !S_ISDIR(st.st_mode))
+		return vs_error_set(err, ENOENT, "no such slice (see: slicectl list)");
+	cleanup_free char *p = slice_file(root, name, "lock");
+	return lock_path(p, err);
+}
+
+static int open_cgroup(const char *name, struct cgroup **cg, struct vs_error *err)
+{
+	return cgroup_open(NULL, NULL, name, cg, err);
+}
+
+static int write_json_file(const char *root, const char *name, const char *file, char *text,
+			   struct vs_error *err)
+{
+	if (!text)
+		abort();
+	cleanup_free char *p = slice_file(root, name, file);
+	int r = vs_write_file_atomic(p, text, strlen(text), 0600, err);
+	free(text);
+	return r;
+}
+
+static int save_state(const char *root, const char *name, const struct slice_state *st,
+		      struct vs_error *err)
+{
+	return write_json_file(root, name, "state.json", state_to_json(st), err);
+}
+
+static int read_spec(const char *root, const char *name, struct slice_spec *spec,
+		     struct vs_error *err)
+{
+	cleanup_free char *p = slice_file(root, name, "spec.json");
+	cleanup_free char *text = NULL;
+	int r = vs_read_file(p, 1 << 20, &text, NULL, err);
+	if (r < 0)
+		return r;
+	return spec_from_json(text, name, spec, err);
+}
+
+static int read_state(const char *root, const char *name, struct slice_state *st,
+		      struct vs_error *err)
+{
+	cleanup_free char *p = slice_file(root, name, "state.json");
+	cleanup_free char *text = NULL;
+	int r = vs_read_file(p, 1 << 20, &text, NULL, err);
+	if (r < 0)
+		return r;
+	return state_from_json(text, st, err);
+}
+
+/* Is pid (with this start time) the PID 1 of this slice? */
+static bool pid_is_slice(struct cgroup *cg, pid_t pid, uint64_t starttime)
+{
+	if (pid <= 1 || !starttime || sliver_proc_starttime(pid) != starttime)
+		return false;
+	cleanup_free pid_t *pids = NULL;
+	size_t n = 0;
+	struct vs_error ignore;
+	if (cgroup_pids(cg, &pids, &n, &ignore) < 0)
+		return false;
+	for (size_t i = 0; i < n; i++)
+		if (pids[i] == pid)
+			return true;
+	return false;
+}
+
+/* Bring state up to date with the kernel: a dead PID 1 means exited. */
+static void refresh_state(const char *root, const char *name, struct cgroup *cg,
+			  struct slice_state *st)
+{
+	if (st->status != SLICE_RUNNING && st->status != SLICE_FROZEN)
+		return;
+	if (pid_is_slice(cg, st->pid, st->pid_starttime)) {
+		struct cgroup_stats cs;
+		struct vs_error ignore;
+		if (cgroup_stats(cg, &cs, &ignore) == 0)
+			st->status = cs.frozen ? SLICE_FROZEN : SLICE_RUNNING;
+		return;
+	}
+	st->status = SLICE_EXITED;
+	st->pid = 0;
+	st->pid_starttime = 0;
+	cleanup_free char *p = slice_file(root, name, "exit");
+	cleanup_close int fd = open(p, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+	time_t fin = 0;
+	if (fd >= 0 && sliver_read_exit(fd, &st->exit_code, st->exit_reason,
+					 sizeof(st->exit_reason), &st->restarts, &fin) == 0) {
+		st->finished = fin;
+	} else {
+		st->exit_code = 137;
+		snprintf(st->exit_reason, sizeof(st->exit_reason), "killed");
+		st->finished = time(NULL);
+	}
+}
+
+int slice_load(const char *root, const char *name, struct slice_spec *spec,
+	       struct slice_state *st, struct vs_error *err)
+{
+	int r = vs_check_name("slice", name, err);
+	if (r < 0)
+		return r;
+	cleanup_free char *d = slice_dir(root, name);
+	struct stat sb;
+	if (lstat(d, &sb) < 0 || !S_ISDIR(sb.st_mode))
+		return vs_error_set(err, ENOENT, "no such slice (see: slicectl list)");
+	struct slice_spec tmp;
+	if ((r = read_spec(root, name, spec ? spec : &tmp, err)) < 0)
+		return r;
+	if (!spec)
+		slice_spec_free(&tmp);
+	if (st) {
+		if ((r = read_state(root, name, st, err)) < 0) {
+			if (spec)
+				slice_spec_free(spec);
+			return r;
+		}
+		cleanup_cgroup struct cgroup *cg = NULL;
+		if (open_cgroup(name, &cg, err) == 0)
+			refresh_state(root, name, cg, st);
+	}
+	return 0;
+}
+
+pid_t slice_pid1(const char *root, const char *name)
+{
+	struct slice_state st;
+	struct vs_error err;
+	if (slice_load(root, name, NULL, &st, &err) < 0)
+		return 0;
+	return (st.status == SLICE_RUNNING || st.status == SLICE_FROZEN) ? st.pid : 0;
+}
+
+int slice_spec_check(const char *root, const struct slice_spec *spec, struct vs_error *err)
+{
+	int r = vs_check_name("slice", spec->name, err);
+	if (r < 0)
+		return r;
+	if (!vs_name_valid(spec->image))
+		return vs_error_set(err, EINVAL, "--image: invalid image name \"%s\"", spec->image);
+	struct image_info info;
+	if ((r = image_get(root, spec->image, &info, err)) < 0)
+		return vs_error_wrap(err, "--image");
+	if (spec->hostname[0]) {
+		const char *h = spec->hostname;
+		bool ok = strlen(h) <= 63;
+		for (; *h && ok; h++)
+			ok = (*h >= 'a' && *h <= 'z') || (*h >= 'A' && *h <= 'Z') ||
+			     (*h >= '0' && *h <= '9') || *h == '-' || *h == '.';
+		if (!ok)
+			return vs_error_set(err, EINVAL,
+					    "--hostname: invalid hostname \"%s\" (letters, digits, '-', '.')",
+					    spec->hostname);
+	}
+	if ((r = seccomp_policy_check(spec->policy ? spec->policy : "default", err)) < 0)
+		return vs_error_wrap(err, "--policy");
+	if (spec->net == SLICE_NET_BRIDGE)
+		return vs_error_set(err, ENOTSUP,
+				    "--net: bridge networking is not available yet (use none or host)");
+	if (spec->workdir && spec->workdir[0] != '/')
+		return vs_error_set(err, EINVAL, "--workdir: must be an absolute path");
+	for (char **e = spec->env; e && *e; e++)
+		if (!strchr(*e, '=') || **e == '=')
+			return vs_error_set(err, EINVAL, "--env: \"%s\" is not K=V", *e);
+	if (spec->memory_bytes && spec->memory_bytes < (4u << 20))
+		return vs_error_set(err, EINVAL, "--memory: at least 4M");
+	return 0;
+}
+
+/* Remove whatever a slice has on this node. Used by destroy and to undo a
+ * failed create; every step tolerates "already gone". */
+static int remove_slice(const char *root, const char *name, uint32_t id_base,
+			struct vs_error *err)
+{
+	cleanup_cgroup struct cgroup *cg = NULL;
+	int r = open_cgroup(name, &cg, err);
+	if (r == 0)
+		r = cgroup_destroy(cg, err);
+	if (r < 0)
+		return vs_error_wrap(err, "remove cgroup");
+	cleanup_free char *d = slice_dir(root, name);
+	if ((r = vs_rm_rf(d, err)) < 0)
+		return vs_error_wrap(err, "remove %s", d);
+	if (id_base)
+		idrange_release(idrange_default_dir(), d, id_base, err);
+	return 0;
+}
+
+/* The part of create that can fail after the name is reserved. */
+static int create_in(const char *root, struct slice_spec *spec, const char *d,
+		     struct vs_error *err)
+{
+	int r = idrange_claim(idrange_default_dir(), d, &spec->id_base, err);
+	if (r < 0)
+		return r;
+	static const char *const dirs[] = { "upper", "work", "lower", "rootfs", "lower-copy" };
+	for (size_t i = 0; i < VS_ARRAY_SIZE(dirs); i++) {
+		cleanup_free char *p = slice_file(root, spec->name, dirs[i]);
+		if (mkdir(p, 0700) < 0)
+			return vs_error_sys(err, errno, "mkdir %s", p);
+	}
+	/* The slice's root owns the top of its upper layer. */
+	cleanup_free char *upper = slice_file(root, spec->name, "upper");
+	if (chown(upper, spec->id_base, spec->id_base) < 0 || chmod(upper, 0755) < 0)
+		return vs_error_sys(err, errno, "chown %s", upper);
+	cleanup_cgroup struct cgroup *cg = NULL;
+	if ((r = open_cgroup(spec->name, &cg, err)) < 0)
+		return r;
+	struct cgroup_limits lim = {
+		.cpu_millis = spec->cpu_millis,
+		.memory_bytes = spec->memory_bytes,
+		.pids_max = spec->pids_max,
+	};
+	if ((r = cgroup_create(cg, &lim, err)) == -EEXIST) {
+		/* Left by a crashed run of a slice with this name: ours to reuse. */
+		struct vs_error e2;
+		if (cgroup_destroy(cg, &e2) == 0)
+			r = cgroup_create(cg, &lim, err);
+	}
+	if (r < 0)
+		return r;
+	spec->created = time(NULL);
+	spec->expires = spec->lifetime_secs ? spec->created + (time_t)spec->lifetime_secs : 0;
+	if (!spec->hostname[0])
+		snprintf(spec->hostname, sizeof(spec->hostname), "%s", spec->name);
+	if (!spec->argv) {
+		spec->argv = vs_xcalloc(2, sizeof(char *));
+		spec->argv[0] = vs_xstrdup("/bin/sh");
+	}
+	if (!spec->policy)
+		spec->policy = vs_xstrdup("default");
+	struct slice_state st = { .status = SLICE_CREATED, .exit_code = -1, .idmapped = true };
+	if ((r = save_state(root, spec->name, &st, err)) < 0)
+		return r;
+	/* spec.json last: its presence marks a complete slice. */
+	return write_json_file(root, spec->name, "spec.json", spec_to_json(spec), err);
+}
+
+int slice_create(const char *root, struct slice_spec *spec, struct vs_error *err)
+{
+	int r = slice_spec_check(root, spec, err);
+	if (r < 0)
+		return r;
+	cleanup_close int rl = lock_root(root, err);
+	if (rl < 0)
+		return rl;
+	cleanup_free char *slices = vs_xasprintf("%s/slices", root);
+	if ((r = vs_mkdir_p(slices, 0711, err)) < 0)
+		return r;
+	cleanup_free char *d = slice_dir(root, spec->name);
+	if (mkdir(d, 0711) < 0) {
+		if (errno == EEXIST)
+			return vs_error_set(err, EEXIST,
+					    "name in use (choose another, or: slicectl destroy %s)",
+					    spec->name);
+		return vs_error_sys(err, errno, "mkdir %s", d);
+	}
+	spec->id_base = 0;
+	if ((r = create_in(root, spec, d, err)) < 0) {
+		struct vs_error e2;
+		remove_slice(root, spec->name, spec->id_base, &e2);
+	}
+	return r;
+}
+
+/* Spawn with everything loaded; the caller holds the slice lock. */
+static int start_locked(const char *root, const char *name, const struct slice_spec *spec,
+			const struct slice_start_opts *o, const struct seccomp_bpf *bpf,
+			uint64_t caps, struct vs_error *err)
+{
+	int r;
+	cleanup_free char *image_root = NULL;
+	if ((r = image_rootfs(root, spec->image, &image_root, err)) < 0)
+		return r;
+	cleanup_cgroup struct cgroup *cg = NULL;
+	if ((r = open_cgroup(name, &cg, err)) < 0)
+		return r;
+	if (!cgroup_exists(cg)) {
+		struct cgroup_limits lim = { .cpu_millis = spec->cpu_millis,
+					     .memory_bytes = spec->memory_bytes,
+					     .pids_max = spec->pids_max };
+		if ((r = cgroup_create(cg, &lim, err)) < 0)
+			return r;
+	}
+	cleanup_free char *exitp = slice_file(root, name, "exit");
+	cleanup_free char *logp = slice_file(root, name, "log");
+	cleanup_close int exit_fd =
+		open(exitp, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600);
+	if (exit_fd < 0)
+		return vs_error_sys(err, errno, "%s", exitp);
+	cleanup_close int log_fd = -1;
+	cleanup_close int null_fd = -1;
+	bool fg = o && o->foreground;
+	if (!fg) {
+		log_fd = open(logp, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC | O_NOFOLLOW, 0600);
+		null_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+		if (log_fd < 0 || null_fd < 0)
+			return vs_error_sys(err, errno, "%s", logp);
+	}
+	cleanup_free char *upper = slice_file(root, name, "upper");
+	cleanup_free char *work = slice_file(root, name, "work");
+	cleanup_free char *lower = slice_file(root, name, "lower");
+	cleanup_free char *rootfs = slice_file(root, name, "rootfs");
+	cleanup_free char *lower_copy = slice_file(root, name, "lower-copy");
+	struct sliver_config c = {
+		.name = name, .hostname = spec->hostname, .image_rootfs = image_root,
+		.lower_mnt = lower, .upper = upper, .work = work, .rootfs = rootfs,
+		.lower_copy = lower_copy, .id_base = spec->id_base, .id_count = IDRANGE_SIZE,
+		.cg = cg, .bpf = bpf, .caps = caps, .host_net = spec->net == SLICE_NET_HOST,
+		.argv = spec->argv, .env = spec->env, .workdir = spec->workdir,
+		.stdin_fd = fg ? o->stdin_fd : null_fd, .stdout_fd = fg ? o->stdout_fd : log_fd,
+		.stderr_fd = fg ? o->stderr_fd : log_fd, .detach = !fg, .exit_fd = exit_fd,
+		.timeout_secs = spec->timeout_secs, .restart_max = spec->restart_max,
+		.expires = spec->expires,
+	};
+	if (o) {
+		c.workload_fn = o->workload_fn;
+		c.workload_arg = o->workload_arg;
+		c.workload_pid = o->workload_pid;
+		c.monotonic_offset_ns = o->monotonic_offset_ns;
+		c.boottime_offset_ns = o->boottime_offset_ns;
+	}
+	struct sliver_result res;
+	r = sliver_spawn(&c, &res, err);
+	struct slice_state ns = { .status = SLICE_CREATED, .exit_code = -1,
+				  .idmapped = res.idmapped, .started = time(NULL) };
+	if (res.pid1 > 0) {
+		ns.status = SLICE_RUNNING;
+		ns.pid = res.pid1;
+		ns.pid_starttime = sliver_proc_starttime(res.pid1);
+		if (!ns.pid_starttime) {
+			/* Already gone (a very short workload): its exit record tells. */
+			ns.status = SLICE_EXITED;
+			ns.pid = 0;
+			time_t fin = 0;
+			if (sliver_read_exit(exit_fd, &ns.exit_code, ns.exit_reason,
+					     sizeof(ns.exit_reason), &ns.restarts, &fin) == 0)
+				ns.finished = fin;
+		}
+	}
+	struct vs_error e2;
+	int r2 = save_state(root, name, &ns, &e2);
+	if (r == 0 && r2 < 0) {
+		*err = e2;
+		r = r2;
+	}
+	return r;
+}
+
+int slice_start(const char *root, const char *name, const struct slice_start_opts *o,
+		struct vs_error *err)
+{
+	cleanup_close int lk = lock_slice(root, name, err);
+	if (lk < 0)
+		return lk;
+	cleanup_spec struct slice_spec spec = { 0 };
+	struct slice_state st;
+	int r = slice_load(root, name, &spec, &st, err);
+	if (r < 0)
+		return r;
+	if (st.status == SLICE_RUNNING || st.status == SLICE_FROZEN)
+		return vs_error_set(err, EBUSY, "already running");
+	if (spec.expires && time(NULL) >= spec.expires)
+		return vs_error_set(err, ETIME, "lifetime ended (renew or destroy it)");
+	cleanup_free char *cache = vs_xasprintf("%s/cache/seccomp", root);
+	struct seccomp_bpf bpf = { 0 };
+	uint64_t caps = caps_default_mask();
+	if ((r = seccomp_policy_load(spec.policy, cache, caps, &bpf, err)) < 0)
+		return vs_error_wrap(err, "policy %s", spec.policy);
+	r = start_locked(root, name, &spec, o, &bpf, caps, err);
+	seccomp_bpf_free(&bpf);
+	return r;
+}
+
+int slice_wait(const char *root, const char *name, int *code, struct vs_error *err)
+{
+	struct slice_state st;
+	int r = slice_load(root, name, NULL, &st, err);
+	if (r < 0)
+		return r;
+	if (st.status == SLICE_RUNNING || st.status == SLICE_FROZEN) {
+		cleanup_close int pfd = pidfd_open(st.pid, 0);
+		if (pfd >= 0 && sliver_proc_starttime(st.pid) == st.pid_starttime) {
+			struct pollfd p = { .fd = pfd, .events = POLLIN };
+			while (poll(&p, 1, -1) < 0 && errno == EINTR)
+				;
+		}
+		cleanup_close int lk = lock_slice(root, name, err);
+		if (lk < 0)
+			return lk;
+		if ((r = slice_load(root, name, NULL, &st, err)) < 0)
+			return r;
+		if ((r = save_state(root, name, &st, err)) < 0)
+			return r;
+	}
+	if (st.status == SLICE_CREATED)
+		return vs_error_set(err, EINVAL, "not started");
+	*code = st.exit_code < 0 ? 137 : st.exit_code;
+	return 0;
+}
+
+/* Lock + load + require a live PID 1. */
+static int running_slice(const char *root, const char *name, struct slice_spec *spec,
+			 struct slice_state *st, struct cgroup **cg, struct vs_error *err)
+{
+	int r = slice_load(root, name, spec, st, err);
+	if (r < 0)
+		return r;
+	if (st->status != SLICE_RUNNING && st->status != SLICE_FROZEN) {
+		if (spec)
+			slice_spec_free(spec);
+		return vs_error_set(err, ESRCH, "not running (state: %s; start it with: slicectl start %s)",
+				    slice_status_name(st->status), name);
+	}
+	if ((r = open_cgroup(name, cg, err)) < 0 && spec)
+		slice_spec_free(spec);
+	return r;
+}
+
+int slice_exec(const char *root, const char *name, const struct slice_exec_opts *o, int *code,
+	       struct vs_error *err)
+{
+	cleanup_spec struct slice_spec spec = { 0 };
+	struct slice_state st;
+	cleanup_cgroup struct cgroup *cg = NULL;
+	int r;
+	{
+		cleanup_close int lk = lock_slice(root, name, err);
+		if (lk < 0)
+			return lk;
+		if ((r = running_slice(root, name, &spec, &st, &cg, err)) < 0)
+			return r;
+	}
+	if (st.status == SLICE_FROZEN)
+		return vs_error_set(err, EBUSY, "frozen (thaw it first: slicectl thaw %s)", name);
+	cleanup_free char *cache = vs_xasprintf("%s/cache/seccomp", root);
+	struct seccomp_bpf bpf = { 0 };
+	uint64_t caps = caps_default_mask();
+	if ((r = seccomp_policy_load(spec.policy, cache, caps, &bpf, err)) < 0)
+		return vs_error_wrap(err, "policy %s", spec.policy);
+	/* Spec env first, then the exec's own (later wins in the workload). */
+	size_t n = 0, m = 0;
+	for (char **e = spec.env; e && *e; e++)
+		n++;
+	for (char **e = o->env; e && *e; e++)
+		m++;
+	cleanup_free char **env = vs_xcalloc(n + m + 1, sizeof(char *));
+	memcpy(env, spec.env, n * sizeof(char *));
+	if (m)
+		memcpy(env + n, o->env, m * sizeof(char *));
+	struct sliver_exec_config c = {
+		.name = name, .pid1 = st.pid, .cg = cg, .bpf = &bpf, .caps = caps,
+		.host_net = spec.net == SLICE_NET_HOST, .argv = o->argv, .env = env,
+		.workdir = o->workdir ? o->workdir : spec.workdir,
+		.stdin_fd = 0, .stdout_fd = 1, .stderr_fd = 2, .tty = o->tty,
+	};
+	r = sliver_exec(&c, code, err);
+	seccomp_bpf_free(&bpf);
+	return r;
+}
+
+static int signal_pid1(const char *root, const char *name, int sig, struct slice_state *st,
+		       struct vs_error *err)
+{
+	cleanup_cgroup struct cgroup *cg = NULL;
+	int r = running_slice(root, name, NULL, st, &cg, err);
+	if (r < 0)
+		return r;
+	if (st->status == SLICE_FROZEN && (r = cgroup_thaw(cg, err)) < 0)
+		return r;
+	cleanup_close int pfd = pidfd_open(st->pid, 0);
+	if (pfd < 0 || !pid_is_slice(cg, st->pid, st->pid_starttime))
+		return vs_error_set(err, ESRCH, "pid 1 is gone");
+	if (syscall(SYS_pidfd_send_signal, pfd, sig, NULL, 0) < 0)
+		return vs_error_sys(err, errno, "signal pid 1");
+	return 0;
+}
+
+static bool wait_gone(pid_t pid, uint64_t starttime, unsigned ms)
+{
+	cleanup_close int pfd = pidfd_open(pid, 0);
+	if (pfd < 0 || sliver_proc_starttime(pid) != starttime)
+		return true;
+	struct pollfd p = { .fd = pfd, .events = POLLIN };
+	int n;
+	while ((n = poll(&p, 1, (int)ms)) < 0 && errno == EINTR)
+		;
+	return n > 0;
+}
+
+static int finish_state(const char *root, const char *name, struct vs_error *err)
+{
+	struct slice_state st;
+	int r = slice_load(root, name, NULL, &st, err);
+	if (r < 0)
+		return r;
+	return save_state(root, name, &st, err);
+}
+
+int slice_stop(const char *root, const char *name, unsigned timeout_secs, struct vs_error *err)
+{
+	cleanup_close int lk = lock_slice(root, name, err);
+	if (lk < 0)
+		return lk;
+	struct slice_state st;
+	int r = signal_pid1(root, name, SIGTERM, &st, err);
+	if (r < 0)
+		return r;
+	if (!wait_gone(st.pid, st.pid_starttime, timeout_secs * 1000)) {
+		cleanup_cgroup struct cgroup *cg = NULL;
+		if ((r = open_cgroup(name, &cg, err)) < 0 || (r = cgroup_kill(cg, SIGKILL, err)) < 0)
+			return r;
+		wait_gone(st.pid, st.pid_starttime, 5000);
+	}
+	return finish_state(root, name, err);
+}
+
+int slice_kill(const char *root, const char *name, int sig, struct vs_error *err)
+{
+	cleanup_close int lk = lock_slice(root, name, err);
+	if (lk < 0)
+		return lk;
+	struct slice_state st;
+	int r = signal_pid1(root, name, sig, &st, err);
+	if (r < 0)
+		return r;
+	if (sig == SIGKILL)
+		wait_gone(st.pid, st.pid_starttime, 5000);
+	return finish_state(root, name, err);
+}
+
+static int freeze_thaw(const char *root, const char *name, bool freeze, struct vs_error *err)
+{
+	cleanup_close int lk = lock_slice(root, name, err);
+	if (lk < 0)
+		return lk;
+	struct slice_state st;
+	cleanup_cgroup struct cgroup *cg = NULL;
+	int r = running_slice(root, name, NULL, &st, &cg, err);
+	if (r < 0)
+		return r;
+	r = freeze ? cgroup_freeze(cg, err) : cgroup_thaw(cg, err);
+	if (r < 0)
+		return r;
+	st.status = freeze ? SLICE_FROZEN : SLICE_RUNNING;
+	return save_state(root, name, &st, err);
+}
+
+int slice_freeze(const char *root, const char *name, struct vs_error *err)
+{
+	return freeze_thaw(root, name, true, err);
+}
+
+int slice_thaw(const char *root, const char *name, struct vs_error *err)
+{
+	return freeze_thaw(root, name, false, err);
+}
+
+int slice_destroy(const char *root, const char *name, bool force, struct vs_error *err)
+{
+	int r = vs_check_name("slice", name, err);
+	if (r < 0)
+		return r;
+	cleanup_close int rl = lock_root(root, err);
+	if (rl < 0)
+		return rl;
+	cleanup_close int lk = lock_slice(root, name, err);
+	if (lk < 0)
+		return lk;
+	struct slice_spec spec;
+	struct slice_state st;
+	uint32_t id_base = 0;
+	struct vs_error lerr;
+	if (slice_load(root, name, &spec, &st, &lerr) == 0) {
+		id_base = spec.id_base;
+		slice_spec_free(&spec);
+		if ((st.status == SLICE_RUNNING || st.status == SLICE_FROZEN) && !force)
+			return vs_error_set(err, EBUSY,
+					    "is running (stop it first, or: slicectl destroy --force %s)",
+					    name);
+	} else if (!force) {
+		/* A half-created or damaged slice: say why, but let --force clean it. */
+		return vs_error_set(err, lerr.code, "%s (remove what is left with: slicectl destroy --force %s)",
+				    lerr.msg, name);
+	}
+	return remove_slice(root, name, id_base, err);
+}
+
+static int cmp_str(const void *a, const void *b)
+{
+	return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+int slice_list(const char *root, char ***names, size_t *n, struct vs_error *err)
+{
+	*names = NULL;
+	*n = 0;
+	cleanup_free char *d = vs_xasprintf("%s/slices", root);
+	cleanup_closedir DIR *dir = opendir(d);
+	if (!dir)
+		return errno == ENOENT ? 0 : vs_error_sys(err, errno, "%s", d);
+	size_t cap = 16, k = 0;
+	char **v = vs_xcalloc(cap, sizeof(char *));
+	struct dirent *de;
+	while ((de = readdir(dir))) {
+		if (!vs_name_valid(de->d_name))
+			continue;
+		if (k + 1 >= cap) {
+			cap *= 2;
+			char **nv = realloc(v, cap * sizeof(char *));
+			if (!nv)
+				abort();
+			v = nv;
+		}
+		v[k++] = vs_xstrdup(de->d_name);
+	}
+	qsort(v, k, sizeof(char *), cmp_str);
+	v[k] = NULL;
+	*names = v;
+	*n = k;
+	return 0;
+}
+
+bool slice_image_in_use(const char *root, const char *image)
+{
+	char **names;
+	size_t n;
+	struct vs_error err;
+	bool used = false;
+	if (slice_list(root, &names, &n, &err) < 0)
+		return true; /* cannot tell: refuse rather than break a slice */
+	for (size_t i = 0; i < n; i++) {
+		struct slice_spec spec;
+		if (!used && read_spec(root, names[i], &spec, &err) == 0) {
+			used = !strcmp(spec.image, image);
+			slice_spec_free(&spec);
+		}
+		free(names[i]);
+	}
+	free(names);
+	return used;
+}
+
+int slice_log_open(const char *root, const char *name, struct vs_error *err)
+{
+	int r = vs_check_name("slice", name, err);
+	if (r < 0)
+		return r;
+	cleanup_free char *d = slice_dir(root, name);
+	struct stat sb;
+	if (lstat(d, &sb) < 0 || !S_ISDIR(sb.st_mode))
+		return vs_error_set(err, ENOENT, "no such slice (see: slicectl list)");
+	cleanup_free char *p = slice_file(root, name, "log");
+	int fd = open(p, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+	if (fd < 0 && errno == ENOENT)
+		fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return vs_error_sys(err, errno, "%s", p);
+	return fd;
+}

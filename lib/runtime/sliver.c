@@ -1,0 +1,434 @@
+/*
+ * sliver.c - spawning a sliver and entering a running one.
+ *
+ * The security-relevant order lives here, in one place:
+ *   launcher (host root): cgroup -> user ns + id map -> private mount ns ->
+ *   id-mapped image + overlay (rootfs.c) -> setns(userns) -> slice root ->
+ *   unshare the rest -> time offsets -> hostname -> lo up -> fork P1.
+ *   P1 (init.c): rootfs_enter -> reaper; workload: caps -> NNP -> seccomp -> exec.
+ * The launcher and P1 are non-dumpable: nothing in the slice can ptrace them
+ * or open their /proc files while they still hold host resources.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <grp.h>
+#include <limits.h>
+#include <net/if.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/mount.h>
+#include <sys/pidfd.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "sliver_internal.h"
+#include "vslice/util.h"
+
+void sliver_send(int fd, int kind, int code, const char *text)
+{
+	if (fd < 0)
+		return;
+	struct sliver_msg m = { .kind = kind, .code = code };
+	if (text)
+		snprintf(m.text, sizeof(m.text), "%s", text);
+	(void)vs_write_all(fd, &m, sizeof(m));
+}
+
+static int cmp_int(const void *a, const void *b)
+{
+	return *(const int *)a - *(const int *)b;
+}
+
+void close_fds_except(const int *keep, size_t n)
+{
+	int sorted[16];
+	size_t m = 0;
+	for (size_t i = 0; i < n && m < VS_ARRAY_SIZE(sorted); i++)
+		if (keep[i] >= 0)
+			sorted[m++] = keep[i];
+	qsort(sorted, m, sizeof(int), cmp_int);
+	unsigned int from = 0;
+	for (size_t i = 0; i < m; i++) {
+		if ((unsigned)sorted[i] > from)
+			close_range(from, (unsigned)sorted[i] - 1, 0);
+		from = (unsigned)sorted[i] + 1;
+	}
+	close_range(from, ~0U, 0);
+}
+
+uint64_t sliver_proc_starttime(pid_t pid)
+{
+	char path[64], buf[1024];
+	snprintf(path, sizeof(path), "/proc/%d/stat", pid);
+	cleanup_close int fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return 0;
+	ssize_t n = read(fd, buf, sizeof(buf) - 1);
+	if (n <= 0)
+		return 0;
+	buf[n] = '\0';
+	/* comm may hold spaces and ')': fields restart after the last ')'. */
+	char *p = strrchr(buf, ')');
+	if (!p)
+		return 0;
+	p++;
+	for (int field = 2; field < 22 && p; field++)
+		p = strchr(p + 1, ' ');
+	return p ? strtoull(p + 1, NULL, 10) : 0;
+}
+
+int sliver_read_exit(int fd, int *code, char *reason, size_t reason_len, unsigned *restarts,
+		     time_t *finished)
+{
+	char buf[128];
+	ssize_t n = pread(fd, buf, sizeof(buf) - 1, 0);
+	if (n <= 0)
+		return -ENOENT;
+	buf[n] = '\0';
+	int c;
+	char rs[32];
+	unsigned rst;
+	long long fin;
+	if (sscanf(buf, "%d %31s %u %lld", &c, rs, &rst, &fin) != 4 || c < 0 || c > 255)
+		return -EINVAL;
+	*code = c;
+	snprintf(reason, reason_len, "%s", rs);
+	*restarts = rst;
+	*finished = (time_t)fin;
+	return 0;
+}
+
+/* A user namespace mapping 0..count-1 to base..: made by a short-lived child
+ * that unshares it; we keep a handle to the namespace, not the child. */
+static int make_userns(uint32_t base, uint32_t count, struct vs_error *err)
+{
+	int p[2];
+	if (pipe2(p, O_CLOEXEC) < 0)
+		return vs_error_sys(err, errno, "pipe");
+	pid_t u = fork();
+	if (u < 0) {
+		int e = errno;
+		close(p[0]);
+		close(p[1]);
+		return vs_error_sys(err, e, "fork");
+	}
+	if (u == 0) {
+		close(p[1]);
+		char c;
+		if (unshare(CLONE_NEWUSER) < 0)
+			_exit(1);
+		/* Wait until the parent has the ns fd (EOF when it closes). */
+		while (read(p[0], &c, 1) < 0 && errno == EINTR)
+			;
+		_exit(0);
+	}
+	close(p[0]);
+	int r = 0, nsfd = -1;
+	char path[64], map[64];
+	snprintf(map, sizeof(map), "0 %u %u\n", base, count);
+	/* Poll until the child has unshared (its ns differs from ours). */
+	struct stat self_ns, child_ns;
+	stat("/proc/self/ns/user", &self_ns);
+	snprintf(path, sizeof(path), "/proc/%d/ns/user", u);
+	for (int i = 0; i < 100000; i++) {
+		if (stat(path, &child_ns) < 0) {
+			r = vs_error_sys(err, errno, "user namespace: child exited early");
+			goto out;
+		}
+		if (child_ns.st_ino != self_ns.st_ino)
+			break;
+		sched_yield();
+	}
+	snprintf(path, sizeof(path), "/proc/%d/uid_map", u);
+	if ((r = vs_write_str(path, map, err)) < 0)
+		goto out;
+	snprintf(path, sizeof(path), "/proc/%d/gid_map", u);
+	if ((r = vs_write_str(path, map, err)) < 0)
+		goto out;
+	snprintf(path, sizeof(path), "/proc/%d/ns/user", u);
+	nsfd = open(path, O_RDONLY | O_CLOEXEC);
+	if (nsfd < 0)
+		r = vs_error_sys(err, errno, "open %s", path);
+out:
+	close(p[1]);
+	waitpid(u, NULL, 0);
+	if (r < 0) {
+		if (nsfd >= 0)
+			close(nsfd);
+		return vs_error_wrap(err, "user namespace %u+%u", base, count);
+	}
+	return nsfd;
+}
+
+static int become_slice_root(struct vs_error *err)
+{
+	if (setgroups(0, NULL) < 0)
+		return vs_error_sys(err, errno, "setgroups");
+	if (setresgid(0, 0, 0) < 0)
+		return vs_error_sys(err, errno, "setresgid(0)");
+	if (setresuid(0, 0, 0) < 0)
+		return vs_error_sys(err, errno, "setresuid(0)");
+	return 0;
+}
+
+static int loopback_up(struct vs_error *err)
+{
+	cleanup_close int s = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+	if (s < 0)
+		return vs_error_sys(err, errno, "socket");
+	struct ifreq ifr = { 0 };
+	snprintf(ifr.ifr_name, sizeof(ifr.ifr_name), "lo");
+	if (ioctl(s, SIOCGIFFLAGS, &ifr) < 0)
+		return vs_error_sys(err, errno, "lo: get flags");
+	ifr.ifr_flags |= IFF_UP | IFF_RUNNING;
+	if (ioctl(s, SIOCSIFFLAGS, &ifr) < 0)
+		return vs_error_sys(err, errno, "lo: up");
+	return 0;
+}
+
+static int set_time_offsets(int64_t mono, int64_t boot, struct vs_error *err)
+{
+	if (!mono && !boot)
+		return 0;
+	char buf[128];
+	snprintf(buf, sizeof(buf), "monotonic %lld %lld\nboottime %lld %lld\n",
+		 (long long)(mono / 1000000000), (long long)(mono % 1000000000),
+		 (long long)(boot / 1000000000), (long long)(boot % 1000000000));
+	return vs_write_str("/proc/self/timens_offsets", buf, err);
+}
+
+/* The launcher: returns only on failure (err set); on success it has forked
+ * P1 and reported its pid. */
+static int launcher_run(const struct sliver_config *c, int sfd, struct vs_error *err)
+{
+	int r;
+	prctl(PR_SET_DUMPABLE, 0);
+	if (c->detach)
+		setsid();
+	if ((r = cgroup_enter(c->cg, getpid(), err)) < 0)
+		return r;
+	cleanup_close int userns = make_userns(c->id_base, c->id_count, err);
+	if (userns < 0)
+		return userns;
+	if (unshare(CLONE_NEWNS) < 0)
+		return vs_error_sys(err, errno, "unshare(mount ns)");
+	if (mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0)
+		return vs_error_sys(err, errno, "make / private");
+	bool idmapped = true;
+	if ((r = rootfs_mount_overlay(c, userns, &idmapped, err)) < 0)
+		return r;
+	if (!idmapped)
+		sliver_send(sfd, MSG_COPY_FALLBACK, 0, NULL);
+	if (setns(userns, CLONE_NEWUSER) < 0)
+		return vs_error_sys(err, errno, "setns(user ns)");
+	if ((r = become_slice_root(err)) < 0)
+		return r;
+	int flags = CLONE_NEWNS | CLONE_NEWUTS | CLONE_NEWIPC | CLONE_NEWCGROUP | CLONE_NEWPID |
+		    CLONE_NEWTIME;
+	if (!c->host_net)
+		flags |= CLONE_NEWNET;
+	if (unshare(flags) < 0)
+		return vs_error_sys(err, errno, "unshare(namespaces)");
+	if ((r = set_time_offsets(c->monotonic_offset_ns, c->boottime_offset_ns, err)) < 0)
+		return vs_error_wrap(err, "time namespace offsets");
+	const char *hn = c->hostname && *c->hostname ? c->hostname : c->name;
+	if (sethostname(hn, strlen(hn)) < 0)
+		return vs_error_sys(err, errno, "sethostname \"%s\"", hn);
+	if (!c->host_net && (r = loopback_up(err)) < 0)
+		return r;
+	pid_t p1 = fork();
+	if (p1 < 0)
+		return vs_error_sys(err, errno, "fork pid 1");
+	if (p1 == 0) {
+		struct vs_error e2;
+		vs_error_clear(&e2);
+		if (rootfs_enter(c, &e2) < 0) {
+			sliver_send(sfd, MSG_ERROR, e2.code, e2.msg);
+			_exit(125);
+		}
+		init_main(c, sfd);
+	}
+	sliver_send(sfd, MSG_PID, p1, NULL);
+	return 0;
+}
+
+int sliver_spawn(const struct sliver_config *c, struct sliver_result *res, struct vs_error *err)
+{
+	int sp[2];
+	if (pipe2(sp, O_CLOEXEC) < 0)
+		return vs_error_sys(err, errno, "pipe");
+	pid_t l = fork();
+	if (l < 0) {
+		int e = errno;
+		close(sp[0]);
+		close(sp[1]);
+		return vs_error_sys(err, e, "fork");
+	}
+	if (l == 0) {
+		close(sp[0]);
+		int keep[] = { sp[1], c->exit_fd, c->stdin_fd, c->stdout_fd, c->stderr_fd, 0, 1, 2 };
+		close_fds_except(keep, VS_ARRAY_SIZE(keep));
+		struct vs_error e2;
+		vs_error_clear(&e2);
+		if (launcher_run(c, sp[1], &e2) < 0) {
+			sliver_send(sp[1], MSG_ERROR, e2.code, e2.msg);
+			_exit(125);
+		}
+		_exit(0);
+	}
+	close(sp[1]);
+	memset(res, 0, sizeof(*res));
+	res->idmapped = true;
+	int r = 0;
+	bool failed = false;
+	struct sliver_msg m;
+	for (;;) {
+		ssize_t n = vs_read_all(sp[0], &m, sizeof(m));
+		if (n != (ssize_t)sizeof(m))
+			break;
+		m.text[sizeof(m.text) - 1] = '\0';
+		switch (m.kind) {
+		case MSG_PID:
+			res->pid1 = m.code;
+			break;
+		case MSG_COPY_FALLBACK:
+			res->idmapped = false;
+			break;
+		case MSG_EXEC_FAILED:
+			res->exec_code = m.code;
+			if (!failed)
+				r = vs_error_set(err, m.code == 127 ? ENOENT : EACCES, "%s", m.text);
+			failed = true;
+			break;
+		case MSG_ERROR:
+			if (!failed)
+				r = vs_error_set(err, m.code, "%s", m.text);
+			failed = true;
+			break;
+		}
+	}
+	close(sp[0]);
+	int st;
+	while (waitpid(l, &st, 0) < 0 && errno == EINTR)
+		;
+	if (!failed && !res->pid1)
+		r = vs_error_set(err, EIO, "launcher died before starting pid 1");
+	if (r < 0 && res->exec_code == 0 && res->pid1 > 0) {
+		/* Setup failed inside: kill the half-built slice (its pid 1 ends the ns). */
+		kill(res->pid1, SIGKILL);
+		res->pid1 = 0;
+	}
+	return r;
+}
+
+/* Forwarding target of the exec helper's signal handler. */
+static volatile pid_t exec_child;
+static void forward_signal(int sig)
+{
+	if (exec_child > 0)
+		kill(exec_child, sig);
+}
+
+static int exec_helper(const struct sliver_exec_config *c, int sfd, struct vs_error *err)
+{
+	int r;
+	prctl(PR_SET_DUMPABLE, 0);
+	if ((r = cgroup_enter(c->cg, getpid(), err)) < 0)
+		return r;
+	cleanup_close int pidfd = pidfd_open(c->pid1, 0);
+	if (pidfd < 0)
+		return vs_error_sys(err, errno, "pidfd_open(%d)", c->pid1);
+	int flags = CLONE_NEWUSER | CLONE_NEWNS | CLONE_NEWUTS | CLONE_NEWIPC | CLONE_NEWCGROUP |
+		    CLONE_NEWPID | CLONE_NEWTIME;
+	if (!c->host_net)
+		flags |= CLONE_NEWNET;
+	if (setns(pidfd, flags) < 0)
+		return vs_error_sys(err, errno, "setns into slice");
+	if ((r = become_slice_root(err)) < 0)
+		return r;
+	struct sigaction sa = { .sa_handler = forward_signal };
+	sigemptyset(&sa.sa_mask);
+	int fwd[] = { SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGWINCH };
+	for (size_t i = 0; i < VS_ARRAY_SIZE(fwd); i++)
+		sigaction(fwd[i], &sa, NULL);
+	pid_t x = fork();
+	if (x < 0)
+		return vs_error_sys(err, errno, "fork");
+	if (x == 0) {
+		struct workload_params p = {
+			.argv = c->argv, .env = c->env, .workdir = c->workdir,
+			.stdin_fd = c->stdin_fd, .stdout_fd = c->stdout_fd,
+			.stderr_fd = c->stderr_fd, .caps = c->caps, .bpf = c->bpf,
+			.tty = c->tty, .status_fd = sfd,
+		};
+		workload_exec(&p);
+	}
+	exec_child = x;
+	close(sfd);
+	int st;
+	while (waitpid(x, &st, 0) < 0)
+		if (errno != EINTR)
+			return vs_error_sys(err, errno, "waitpid");
+	_exit(WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st));
+}
+
+int sliver_exec(const struct sliver_exec_config *c, int *code, struct vs_error *err)
+{
+	int sp[2];
+	if (pipe2(sp, O_CLOEXEC) < 0)
+		return vs_error_sys(err, errno, "pipe");
+	pid_t e = fork();
+	if (e < 0) {
+		int en = errno;
+		close(sp[0]);
+		close(sp[1]);
+		return vs_error_sys(err, en, "fork");
+	}
+	if (e == 0) {
+		close(sp[0]);
+		int keep[] = { sp[1], c->stdin_fd, c->stdout_fd, c->stderr_fd, 0, 1, 2 };
+		close_fds_except(keep, VS_ARRAY_SIZE(keep));
+		struct vs_error e2;
+		vs_error_clear(&e2);
+		exec_helper(c, sp[1], &e2);
+		sliver_send(sp[1], MSG_ERROR, e2.code, e2.msg);
+		_exit(125);
+	}
+	close(sp[1]);
+	/* Ignore terminal signals while the helper forwards them inside. */
+	struct sigaction ign = { .sa_handler = SIG_IGN }, old_int, old_quit;
+	sigemptyset(&ign.sa_mask);
+	sigaction(SIGINT, &ign, &old_int);
+	sigaction(SIGQUIT, &ign, &old_quit);
+	int st, r = 0;
+	while (waitpid(e, &st, 0) < 0 && errno == EINTR)
+		;
+	sigaction(SIGINT, &old_int, NULL);
+	sigaction(SIGQUIT, &old_quit, NULL);
+	struct sliver_msg m;
+	bool failed = false;
+	while (vs_read_all(sp[0], &m, sizeof(m)) == (ssize_t)sizeof(m)) {
+		m.text[sizeof(m.text) - 1] = '\0';
+		if (failed)
+			continue;
+		if (m.kind == MSG_ERROR) {
+			r = vs_error_set(err, m.code, "%s", m.text);
+			failed = true;
+		} else if (m.kind == MSG_EXEC_FAILED) {
+			r = vs_error_set(err, m.code == 127 ? ENOENT : EACCES, "%s", m.text);
+			*code = m.code;
+			failed = true;
+		}
+	}
+	close(sp[0]);
+	if (!failed)
+		*code = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+	return r;
+}

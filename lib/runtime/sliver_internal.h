@@ -1,0 +1,41 @@
+/* Internal to lib/runtime: the pieces of sliver_spawn in separate files. */
+#ifndef VSLICE_SLIVER_INTERNAL_H
+#define VSLICE_SLIVER_INTERNAL_H
+
+#include "vslice/sliver.h"
+
+/* Status messages from launcher / P1 / workload to the caller, on a pipe. */
+enum sliver_msg_kind { MSG_PID = 1, MSG_ERROR, MSG_EXEC_FAILED, MSG_COPY_FALLBACK };
+struct sliver_msg {
+	int kind;
+	int code;
+	char text[VS_ERROR_MAX];
+};
+void sliver_send(int fd, int kind, int code, const char *text);
+
+/* rootfs.c: in the launcher (host root, private mount ns): id-mapped image +
+ * overlay at c->rootfs. *idmapped false when the chowned copy was used. */
+int rootfs_mount_overlay(const struct sliver_config *c, int userns_fd, bool *idmapped,
+			 struct vs_error *err);
+/* rootfs.c: in P1 (slice root, own mount ns): proc, sys, dev, masks, pivot_root. */
+int rootfs_enter(const struct sliver_config *c, struct vs_error *err);
+
+/* init.c: P1's life after rootfs_enter; never returns. */
+__attribute__((noreturn)) void init_main(const struct sliver_config *c, int status_fd);
+
+struct workload_params {
+	char **argv, **env;
+	const char *workdir;
+	int stdin_fd, stdout_fd, stderr_fd;
+	uint64_t caps;
+	const struct seccomp_bpf *bpf;
+	bool tty;
+	int status_fd;		/* -1: none */
+};
+/* init.c: the workload side: stdio, session, caps, NNP, seccomp, execve. Never returns. */
+__attribute__((noreturn)) void workload_exec(const struct workload_params *p);
+
+/* Close every fd except those listed (and -1 entries are ignored). */
+void close_fds_except(const int *keep, size_t n);
+
+#endif
