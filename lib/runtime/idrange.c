@@ -1,14 +1,17 @@
 /*
  * idrange.c - claims of per-slice uid/gid ranges (see idrange.h).
  *
- * One file per claimed slot, created O_EXCL: the file system is the lock.
+ * One file per claimed slot, created O_EXCL, under a flock of <dir>/.lock
+ * (so reclaiming a stale slot cannot race a fresh claim of it).
  * Allocation scans the claim dir once into a bitmap, reclaims claims whose
- * owner dir is gone, then takes the lowest free slot, retrying on a race.
+ * owner dir is gone, then takes the lowest free slot, skipping any that
+ * another process claimed meanwhile.
  */
 #include <errno.h>
 #include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 
 #include "vslice/idrange.h"
@@ -75,20 +78,23 @@ int idrange_claim(const char *dir, const char *owner, uint32_t *base, struct vs_
 	int r = vs_mkdir_p(dir, 0700, err);
 	if (r < 0)
 		return r;
-	for (int attempt = 0; attempt < 8; attempt++) {
-		uint8_t bitmap[IDRANGE_SLOTS / 8] = { 0 };
-		r = scan_claims(dir, bitmap, err);
-		if (r < 0)
-			return r;
-		long slot = idrange_lowest_free(bitmap, IDRANGE_SLOTS);
-		if (slot < 0)
-			return vs_error_set(err, ENOSPC, "id ranges %s: all %u ranges are in use",
-					    dir, IDRANGE_SLOTS);
+	/* Serialize claims: reclaiming a stale slot must not race a new claim of it. */
+	cleanup_free char *lockp = vs_xasprintf("%s/.lock", dir);
+	cleanup_close int lk = open(lockp, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+	if (lk < 0 || flock(lk, LOCK_EX) < 0)
+		return vs_error_sys(err, errno, "id ranges %s: lock", dir);
+	uint8_t bitmap[IDRANGE_SLOTS / 8] = { 0 };
+	if ((r = scan_claims(dir, bitmap, err)) < 0)
+		return r;
+	/* Try free slots lowest first; a slot taken meanwhile is just skipped. */
+	long slot;
+	while ((slot = idrange_lowest_free(bitmap, IDRANGE_SLOTS)) >= 0) {
+		bitmap[slot / 8] |= (uint8_t)(1u << (slot % 8));
 		cleanup_free char *path = vs_xasprintf("%s/%ld", dir, slot);
 		cleanup_close int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
 		if (fd < 0) {
 			if (errno == EEXIST)
-				continue; /* lost a race: rescan */
+				continue;
 			return vs_error_sys(err, errno, "id range claim %s", path);
 		}
 		cleanup_free char *line = vs_xasprintf("%s\n", owner);
@@ -100,7 +106,8 @@ int idrange_claim(const char *dir, const char *owner, uint32_t *base, struct vs_
 		*base = IDRANGE_FIRST + (uint32_t)slot * IDRANGE_SIZE;
 		return 0;
 	}
-	return vs_error_set(err, EAGAIN, "id ranges %s: too much contention, try again", dir);
+	return vs_error_set(err, ENOSPC, "id ranges %s: all %u ranges are in use", dir,
+			    IDRANGE_SLOTS);
 }
 
 int idrange_release(const char *dir, const char *owner, uint32_t base, struct vs_error *err)
