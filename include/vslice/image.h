@@ -3,10 +3,30 @@
  * as the lower layer of their overlay.
  *
  * Layout: <root>/images/<name>/rootfs/ and <root>/images/<name>/image.json
- * ({"name","source","created","size"}). Everything is built in
- * <root>/images/.tmp-<name>-XXXXXX and renamed into place, so a failed build
- * or import leaves nothing behind. Files are owned by host root; the runtime
- * id-maps them into each slice.
+ * ({"name","source","created","size"}; created is Unix seconds, size the
+ * bytes of regular files, hard-linked inodes counted once). Everything is
+ * built in <root>/images/.tmp-<name>-XXXXXX (mode 0700) and renamed into
+ * place (RENAME_NOREPLACE), so a failed build or import leaves nothing
+ * behind and a concurrent build of the same name loses with EEXIST. Files are
+ * owned by host root (0:0) when the caller is root - the runtime id-maps
+ * them into each slice; as non-root they keep the caller's ids.
+ *
+ * Every image in the store, whatever its source, holds only directories,
+ * regular files (no setuid/setgid bits) and symlinks whose target is
+ * relative and stays inside the image lexically. No device nodes, FIFOs or
+ * sockets (the runtime provides /dev).
+ *
+ * Errors: < 0 (negative errno) with err naming the image, e.g.
+ *   EEXIST "image busybox: already exists (remove it with: slicectl image rm busybox)"
+ *   ENOENT "image web: no such image (see: slicectl image list)"
+ *   EPERM  "image web: import ./x.tar: entry \"../etc/passwd\": path leaves the image"
+ *   EINVAL invalid name (vs_check_name), unreadable archive
+ *   EFBIG  size limit hit
+ *
+ * Changes from the first draft of this contract: name NULL in
+ * image_build_busybox means "busybox"; the size limits and their
+ * environment overrides; directories follow the same rules as archives;
+ * hard links only to regular files; OCI layouts refused (ENOTSUP).
  */
 #ifndef VSLICE_IMAGE_H
 #define VSLICE_IMAGE_H
@@ -18,28 +38,70 @@
 
 struct image_info {
 	char name[64];
-	char source[256];
-	uint64_t size;		/* bytes of regular files */
-	time_t created;
+	char source[256]; /* "busybox:/bin/busybox", "archive:/abs/x.tar", "dir:/abs/rootfs" */
+	uint64_t size;	  /* bytes of regular files */
+	time_t created;	  /* Unix seconds */
 };
 
-/* Image "name" from the host's static busybox (busybox NULL: search
- * /bin/busybox, /usr/bin/busybox; must be statically linked). */
+/*
+ * Image "name" (NULL: "busybox") from the host's static busybox (busybox
+ * NULL: the first of /bin/busybox, /usr/bin/busybox, /sbin/busybox,
+ * /usr/sbin/busybox). ENOEXEC, with the hint "apt-get install
+ * busybox-static", if it is dynamically linked (has PT_INTERP); ENOENT with
+ * the same hint if none is found. The rootfs: bin/busybox (0755), one
+ * relative symlink per applet of `busybox --list-full` at its listed path
+ * (usr/bin/env -> ../../bin/busybox, bin/sh -> busybox), dev proc sys run
+ * mnt home etc var usr/bin usr/sbin sbin, tmp and var/tmp 1777, root 0700,
+ * etc/{passwd,group,shadow,hostname,hosts,nsswitch.conf,resolv.conf}
+ * (root and nobody/nogroup 65534; hosts: 127.0.0.1 localhost).
+ */
 int image_build_busybox(const char *root, const char *name, const char *busybox,
 			struct vs_error *err);
+
 /*
- * Import a rootfs directory, .tar, .tar.gz (libarchive). Refused, naming the
- * entry: absolute paths, ".." components, symlinks with absolute targets or
- * that leave the image, hard links out of the image, device nodes, FIFOs.
- * setuid/setgid bits are cleared. Nothing is left behind on failure.
+ * Import path as image name. path is a rootfs directory (copied without
+ * following symlinks; hard links become separate files) or a tar archive -
+ * ustar, pax or GNU, plain or gzip/xz/bzip2/zstd/lz4/lzma-compressed,
+ * recognised by content, never by file name. Entries are created one by one
+ * with openat() below the staging rootfs, never through a symlink.
+ *
+ * Refused, naming the entry, with the whole import aborted and nothing left:
+ *   - absolute paths ("/etc/x") and any ".." component ("a/../../x");
+ *   - symlinks with an absolute target, or whose target resolved lexically
+ *     from the link's directory leaves the image ("a -> ../../..");
+ *   - entries whose parent path goes through a symlink (even one inside);
+ *   - hard links with an absolute or ".." target, or to anything but a
+ *     regular file already extracted;
+ *   - character and block devices, FIFOs, sockets;
+ *   - a file over the per-entry limit (default 8 GiB, $VSLICE_IMAGE_MAX_ENTRY,
+ *     e.g. "512M") or an image over the total (default 32 GiB,
+ *     $VSLICE_IMAGE_MAX_TOTAL); for archives the declared size counts, so
+ *     sparse bombs are refused before a byte is written;
+ *   - OCI image layouts (an "oci-layout" entry): ENOTSUP, "OCI archives not
+ *     supported yet";
+ *   - truncated or garbage archives, and an archive with no entries.
+ * Silently normalised: setuid/setgid bits are cleared (mode & 01777), owners
+ * become 0:0 (as root), a leading "./" is dropped, later duplicate entries
+ * replace earlier ones (as tar does). Modes and mtimes are kept.
  */
 int image_import(const char *root, const char *name, const char *path, struct vs_error *err);
-/* All images, sorted by name (caller frees *out). */
+
+/* All images, sorted by name (caller frees *out; *out NULL when *n is 0).
+ * Skips .tmp-* staging dirs and dirs without a readable image.json. A missing
+ * <root>/images is an empty list. */
 int image_list(const char *root, struct image_info **out, size_t *n, struct vs_error *err);
+
+/* One image's metadata; ENOENT "image X: no such image (see: slicectl image list)". */
 int image_get(const char *root, const char *name, struct image_info *info, struct vs_error *err);
-/* Remove; ENOENT if missing. The caller checks no slice uses it. */
+
+/* Remove (renamed out of sight first, then rm -rf); ENOENT as image_get.
+ * The caller checks no slice uses it. */
 int image_rm(const char *root, const char *name, struct vs_error *err);
-/* <root>/images/<name>/rootfs, ENOENT (with a "build it with ..." hint) if missing. */
+
+/* *path = malloc'd "<root>/images/<name>/rootfs" (caller frees); ENOENT
+ * "image X: no such image (build it with: slicectl image build busybox)" if
+ * it is missing (for names other than busybox the hint also names
+ * "slicectl image import X PATH"). */
 int image_rootfs(const char *root, const char *name, char **path, struct vs_error *err);
 
 #endif

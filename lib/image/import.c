@@ -1,0 +1,521 @@
+/*
+ * import.c - images from a rootfs directory or a tar archive (plain, gzip,
+ * xz, bzip2, zstd, lz4; the compression is recognised by content, not by the
+ * file name).
+ *
+ * Archives come from anywhere, so nothing in one is trusted. We do not hand
+ * entries to archive_write_disk: each entry is checked first and then
+ * created with openat()/mkdirat()/symlinkat()/linkat() below the staging
+ * rootfs, walking the parent path one component at a time with O_NOFOLLOW,
+ * so no entry can write through a symlink - not even one the archive itself
+ * planted (the "d/l -> .., d/l/x -> .." chain a lexical check misses).
+ * Refused, naming the entry, and the whole import aborted: absolute paths,
+ * ".." components, symlinks whose target is absolute or leaves the image
+ * lexically, hard links to anything but a regular file inside the image,
+ * devices, FIFOs, sockets, files over the size limits, OCI layouts.
+ * setuid/setgid bits are dropped; owners become 0:0 (when running as root).
+ *
+ * A directory import applies the same rules, so every image in the store has
+ * the same invariant whatever it came from.
+ */
+#include <archive.h>
+#include <archive_entry.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "image_internal.h"
+#include "vslice/util.h"
+
+#define MODE_MASK     (07777 & ~06000)
+#define MAX_DIR_DEPTH 256
+
+struct dir_fix {
+	char *rel;
+	mode_t mode;
+	struct timespec mtime;
+	bool has_mtime;
+};
+
+struct import_ctx {
+	struct image_stage *st;
+	struct image_limits lim;
+	struct dir_fix *fixes;
+	size_t nfix, capfix;
+	size_t entries;
+	dev_t stage_dev;
+	ino_t stage_ino;
+};
+
+static void import_ctx_free(struct import_ctx *c)
+{
+	for (size_t i = 0; i < c->nfix; i++)
+		free(c->fixes[i].rel);
+	free(c->fixes);
+	c->fixes = NULL;
+	c->nfix = c->capfix = 0;
+}
+
+static void add_fix(struct import_ctx *c, const char *rel, mode_t mode,
+		    const struct timespec *mtime)
+{
+	if (c->nfix == c->capfix) {
+		c->capfix = c->capfix ? c->capfix * 2 : 32;
+		struct dir_fix *n = realloc(c->fixes, c->capfix * sizeof(*n));
+		if (!n)
+			abort();
+		c->fixes = n;
+	}
+	struct dir_fix *f = &c->fixes[c->nfix++];
+	f->rel = vs_xstrdup(rel);
+	f->mode = mode;
+	f->has_mtime = mtime != NULL;
+	if (mtime)
+		f->mtime = *mtime;
+}
+
+/* Owner 0:0 (as root), permissions without setuid/setgid, mtime if given. */
+static int finish_fd(int fd, mode_t mode, const struct timespec *mtime, struct vs_error *err)
+{
+	if (image_can_chown() && fchown(fd, 0, 0) < 0)
+		return vs_error_sys(err, errno, "chown");
+	if (fchmod(fd, mode & MODE_MASK) < 0)
+		return vs_error_sys(err, errno, "chmod");
+	if (mtime) {
+		struct timespec ts[2] = {*mtime, *mtime};
+		if (futimens(fd, ts) < 0)
+			return vs_error_sys(err, errno, "set mtime");
+	}
+	return 0;
+}
+
+static int apply_fixes(struct import_ctx *c, struct vs_error *err)
+{
+	for (size_t i = 0; i < c->nfix; i++) {
+		struct dir_fix *f = &c->fixes[i];
+		const char *leaf;
+		cleanup_close int dfd = image_open_parent(c->st->rootfd, f->rel, false, &leaf, err);
+		if (dfd < 0)
+			return vs_error_wrap(err, "entry \"%s\"", f->rel);
+		cleanup_close int fd =
+		    openat(dfd, leaf, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+		if (fd < 0) /* replaced by a later entry: that one won */
+			continue;
+		int r = finish_fd(fd, f->mode, f->has_mtime ? &f->mtime : NULL, err);
+		if (r < 0)
+			return vs_error_wrap(err, "entry \"%s\"", f->rel);
+	}
+	return 0;
+}
+
+/*
+ * Make room for a new non-directory (want_dir false) or directory at
+ * dfd/leaf: an existing non-directory is replaced (a later tar entry wins),
+ * an existing directory is kept for a directory and must be empty otherwise.
+ * Returns 1 if a directory is already there and want_dir.
+ */
+static int make_room(int dfd, const char *leaf, bool want_dir, struct vs_error *err)
+{
+	struct stat sb;
+	if (fstatat(dfd, leaf, &sb, AT_SYMLINK_NOFOLLOW) < 0)
+		return errno == ENOENT ? 0 : vs_error_sys(err, errno, "stat");
+	if (S_ISDIR(sb.st_mode)) {
+		if (want_dir)
+			return 1;
+		if (unlinkat(dfd, leaf, AT_REMOVEDIR) < 0)
+			return vs_error_sys(err, errno, "replace existing directory");
+		return 0;
+	}
+	if (unlinkat(dfd, leaf, 0) < 0)
+		return vs_error_sys(err, errno, "replace existing file");
+	return 0;
+}
+
+static int check_symlink(const char *rel, const char *target, struct vs_error *err)
+{
+	if (!target || !*target)
+		return vs_error_set(err, EINVAL, "symlink with an empty target");
+	if (strlen(target) >= PATH_MAX)
+		return vs_error_set(err, ENAMETOOLONG, "symlink target too long");
+	if (target[0] == '/')
+		return vs_error_set(
+		    err, EPERM,
+		    "symlink to absolute path \"%.200s\" (images take relative symlinks only)",
+		    target);
+	if (!image_symlink_inside(rel, target))
+		return vs_error_set(err, EPERM, "symlink target \"%.200s\" leaves the image",
+				    target);
+	return 0;
+}
+
+static int refuse_type(mode_t type, struct vs_error *err)
+{
+	switch (type) {
+	case S_IFCHR:
+		return vs_error_set(err, EPERM, "character device (images hold no device nodes)");
+	case S_IFBLK:
+		return vs_error_set(err, EPERM, "block device (images hold no device nodes)");
+	case S_IFIFO:
+		return vs_error_set(err, EPERM, "FIFO (images hold no FIFOs)");
+	case S_IFSOCK:
+		return vs_error_set(err, EPERM, "socket (images hold no sockets)");
+	default:
+		return vs_error_set(err, EPERM, "unsupported file type 0%o", (unsigned)type);
+	}
+}
+
+/* ---- archives ----------------------------------------------------------- */
+
+static void archive_freep(struct archive **a)
+{
+	if (*a)
+		archive_read_free(*a);
+}
+#define cleanup_archive __attribute__((cleanup(archive_freep)))
+
+static int archive_err(struct archive *a, int code, const char *what, struct vs_error *err)
+{
+	const char *s = archive_error_string(a);
+	int e = archive_errno(a);
+	if (e <= 0)
+		e = code;
+	return vs_error_set(err, e, "%s: %s", what, s ? s : "archive error");
+}
+
+static int extract_file(struct import_ctx *c, struct archive *a, struct archive_entry *e, int dfd,
+			const char *leaf, struct vs_error *err)
+{
+	int64_t declared = archive_entry_size_is_set(e) ? archive_entry_size(e) : 0;
+	if (declared < 0)
+		return vs_error_set(err, EINVAL, "negative size");
+	int r = image_limits_add(&c->lim, (uint64_t)declared, err);
+	if (r < 0)
+		return r;
+	r = make_room(dfd, leaf, false, err);
+	if (r < 0)
+		return r;
+	cleanup_close int fd =
+	    openat(dfd, leaf, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+	if (fd < 0)
+		return vs_error_sys(err, errno, "create");
+	for (;;) {
+		const void *buf;
+		size_t len;
+		la_int64_t off;
+		int ar = archive_read_data_block(a, &buf, &len, &off);
+		if (ar == ARCHIVE_EOF)
+			break;
+		if (ar < ARCHIVE_WARN)
+			return archive_err(a, EIO, "read data", err);
+		if (off < 0 || (uint64_t)off > (uint64_t)declared ||
+		    len > (uint64_t)declared - (uint64_t)off)
+			return vs_error_set(err, EFBIG, "data beyond the declared size");
+		/* pwrite at the block's offset keeps sparse files sparse. */
+		const char *p = buf;
+		while (len > 0) {
+			ssize_t w = pwrite(fd, p, len, off);
+			if (w < 0 && errno == EINTR)
+				continue;
+			if (w < 0)
+				return vs_error_sys(err, errno, "write");
+			p += w;
+			off += w;
+			len -= (size_t)w;
+		}
+	}
+	if (ftruncate(fd, declared) < 0)
+		return vs_error_sys(err, errno, "truncate");
+	struct timespec mt = {archive_entry_mtime(e), archive_entry_mtime_nsec(e)};
+	return finish_fd(fd, archive_entry_perm(e), archive_entry_mtime_is_set(e) ? &mt : NULL,
+			 err);
+}
+
+static int extract_hardlink(struct import_ctx *c, const char *rel, const char *raw_target, int dfd,
+			    const char *leaf, struct vs_error *err)
+{
+	if (raw_target[0] == '/')
+		return vs_error_set(err, EPERM, "hard link to absolute path \"%.200s\"",
+				    raw_target);
+	struct vs_error terr;
+	cleanup_free char *target = image_clean_path(raw_target, &terr);
+	if (!target)
+		return vs_error_set(err, EPERM, "hard link target \"%.200s\": %s", raw_target,
+				    terr.msg);
+	if (!*target || !strcmp(target, rel))
+		return vs_error_set(err, EPERM, "hard link to \"%.200s\"", raw_target);
+	const char *tleaf;
+	cleanup_close int tdfd = image_open_parent(c->st->rootfd, target, false, &tleaf, err);
+	if (tdfd < 0)
+		return vs_error_wrap(err, "hard link target \"%.200s\"", raw_target);
+	struct stat sb;
+	if (fstatat(tdfd, tleaf, &sb, AT_SYMLINK_NOFOLLOW) < 0)
+		return vs_error_sys(err, errno, "hard link target \"%.200s\"", raw_target);
+	/* A hard-linked symlink would resolve from another directory than the
+	 * one it was checked for. */
+	if (!S_ISREG(sb.st_mode))
+		return vs_error_set(
+		    err, EPERM, "hard link to \"%.200s\", which is not a regular file", raw_target);
+	int r = make_room(dfd, leaf, false, err);
+	if (r < 0)
+		return r;
+	if (linkat(tdfd, tleaf, dfd, leaf, 0) < 0)
+		return vs_error_sys(err, errno, "link to \"%.200s\"", raw_target);
+	return 0;
+}
+
+static int extract_entry(struct import_ctx *c, struct archive *a, struct archive_entry *e,
+			 const char *rel, struct vs_error *err)
+{
+	mode_t type = archive_entry_filetype(e);
+	const char *hardlink = archive_entry_hardlink(e);
+
+	if (!*rel) { /* "./" - the root itself */
+		if (hardlink || type != AE_IFDIR)
+			return vs_error_set(err, EPERM, "the image root must be a directory");
+		return 0;
+	}
+	if (!strcmp(rel, "oci-layout"))
+		return vs_error_set(err, ENOTSUP,
+				    "OCI archives not supported yet (import the image's "
+				    "flattened rootfs tar, e.g. from docker export)");
+	if (!hardlink) {
+		if (type == AE_IFLNK) {
+			int r = check_symlink(rel, archive_entry_symlink(e), err);
+			if (r < 0)
+				return r;
+		} else if (type != AE_IFREG && type != AE_IFDIR) {
+			return refuse_type(type, err);
+		}
+	}
+
+	const char *leaf;
+	cleanup_close int dfd = image_open_parent(c->st->rootfd, rel, true, &leaf, err);
+	if (dfd < 0)
+		return dfd;
+	if (hardlink)
+		return extract_hardlink(c, rel, hardlink, dfd, leaf, err);
+
+	struct timespec mt = {archive_entry_mtime(e), archive_entry_mtime_nsec(e)};
+	bool has_mt = archive_entry_mtime_is_set(e);
+	int r;
+	switch (type) {
+	case AE_IFDIR:
+		r = make_room(dfd, leaf, true, err);
+		if (r < 0)
+			return r;
+		/* 0700 while we fill it; the real mode comes at the end. */
+		if (r == 0 && mkdirat(dfd, leaf, 0700) < 0)
+			return vs_error_sys(err, errno, "mkdir");
+		add_fix(c, rel, archive_entry_perm(e), has_mt ? &mt : NULL);
+		return 0;
+	case AE_IFREG:
+		return extract_file(c, a, e, dfd, leaf, err);
+	case AE_IFLNK:
+		r = make_room(dfd, leaf, false, err);
+		if (r < 0)
+			return r;
+		if (symlinkat(archive_entry_symlink(e), dfd, leaf) < 0)
+			return vs_error_sys(err, errno, "symlink");
+		if (image_can_chown() && fchownat(dfd, leaf, 0, 0, AT_SYMLINK_NOFOLLOW) < 0)
+			return vs_error_sys(err, errno, "chown");
+		if (has_mt) {
+			struct timespec ts[2] = {mt, mt};
+			utimensat(dfd, leaf, ts, AT_SYMLINK_NOFOLLOW);
+		}
+		return 0;
+	}
+	return refuse_type(type, err);
+}
+
+static int import_archive(struct import_ctx *c, const char *path, struct vs_error *err)
+{
+	cleanup_archive struct archive *a = archive_read_new();
+	if (!a)
+		abort();
+	/* The compressions libarchive decodes itself; not filter_all, which may
+	 * fall back to running external programs (lrzip, lzop, grzip). */
+	archive_read_support_filter_gzip(a);
+	archive_read_support_filter_bzip2(a);
+	archive_read_support_filter_xz(a);
+	archive_read_support_filter_lzma(a);
+	archive_read_support_filter_zstd(a);
+	archive_read_support_filter_lz4(a);
+	archive_read_support_format_tar(a); /* ustar, pax, GNU tar */
+	if (archive_read_open_filename(a, path, 65536) != ARCHIVE_OK)
+		return archive_err(
+		    a, EINVAL, "not a readable tar archive (plain, gzip, xz, bzip2, zstd or lz4)",
+		    err);
+
+	for (;;) {
+		struct archive_entry *e;
+		int ar = archive_read_next_header(a, &e);
+		if (ar == ARCHIVE_EOF)
+			break;
+		if (ar == ARCHIVE_RETRY)
+			continue;
+		if (ar < ARCHIVE_WARN)
+			return archive_err(
+			    a, EINVAL, c->entries ? "read entry header" : "not a tar archive", err);
+		c->entries++;
+		const char *raw = archive_entry_pathname(e);
+		if (!raw)
+			return vs_error_set(err, EINVAL, "entry %zu: unreadable name", c->entries);
+		cleanup_free char *rel = image_clean_path(raw, err);
+		if (!rel)
+			return vs_error_wrap(err, "entry \"%.200s\"", raw);
+		int r = extract_entry(c, a, e, rel, err);
+		if (r < 0)
+			return vs_error_wrap(err, "entry \"%.200s\"", raw);
+	}
+	if (c->entries == 0)
+		return vs_error_set(err, EINVAL, "empty archive");
+	return apply_fixes(c, err);
+}
+
+/* ---- directories -------------------------------------------------------- */
+
+static int copy_data(int src, int dst, uint64_t size, struct vs_error *err)
+{
+	char buf[65536];
+	uint64_t done = 0;
+	while (done < size) {
+		size_t want = size - done < sizeof(buf) ? (size_t)(size - done) : sizeof(buf);
+		ssize_t n = read(src, buf, want);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			return vs_error_sys(err, errno, "read");
+		if (n == 0)
+			break; /* shrank while we copied: take what is there */
+		int r = vs_write_all(dst, buf, (size_t)n);
+		if (r < 0)
+			return vs_error_sys(err, -r, "write");
+		done += (uint64_t)n;
+	}
+	return 0;
+}
+
+static int copy_tree(struct import_ctx *c, int sfd, int dfd, const char *prefix, int depth,
+		     struct vs_error *err)
+{
+	if (depth > MAX_DIR_DEPTH)
+		return vs_error_set(err, ELOOP, "%s: deeper than %d directories", prefix,
+				    MAX_DIR_DEPTH);
+	int fd = openat(sfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (fd < 0)
+		return vs_error_sys(err, errno, "%s: open", *prefix ? prefix : ".");
+	cleanup_closedir DIR *d = fdopendir(fd);
+	if (!d) {
+		close(fd);
+		return vs_error_sys(err, errno, "%s: opendir", *prefix ? prefix : ".");
+	}
+	struct dirent *de;
+	while ((errno = 0, de = readdir(d))) {
+		const char *n = de->d_name;
+		if (!strcmp(n, ".") || !strcmp(n, ".."))
+			continue;
+		cleanup_free char *rel = *prefix ? vs_xasprintf("%s/%s", prefix, n) : vs_xstrdup(n);
+		struct stat sb;
+		if (fstatat(sfd, n, &sb, AT_SYMLINK_NOFOLLOW) < 0)
+			return vs_error_sys(err, errno, "%s: stat", rel);
+		int r = 0;
+		if (S_ISDIR(sb.st_mode)) {
+			if (sb.st_dev == c->stage_dev && sb.st_ino == c->stage_ino)
+				return vs_error_set(err, ELOOP, "%s: is the image being built",
+						    rel);
+			cleanup_close int s2 =
+			    openat(sfd, n, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+			if (s2 < 0)
+				return vs_error_sys(err, errno, "%s: open", rel);
+			if (mkdirat(dfd, n, 0700) < 0)
+				return vs_error_sys(err, errno, "%s: mkdir", rel);
+			cleanup_close int d2 =
+			    openat(dfd, n, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+			if (d2 < 0)
+				return vs_error_sys(err, errno, "%s: open copy", rel);
+			r = copy_tree(c, s2, d2, rel, depth + 1, err);
+			if (r < 0)
+				return r;
+			r = finish_fd(d2, sb.st_mode, &sb.st_mtim, err);
+		} else if (S_ISREG(sb.st_mode)) {
+			r = image_limits_add(&c->lim, (uint64_t)sb.st_size, err);
+			if (r < 0)
+				return vs_error_wrap(err, "%s", rel);
+			cleanup_close int s2 = openat(sfd, n, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+			if (s2 < 0)
+				return vs_error_sys(err, errno, "%s: open", rel);
+			cleanup_close int d2 = openat(
+			    dfd, n, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+			if (d2 < 0)
+				return vs_error_sys(err, errno, "%s: create", rel);
+			r = copy_data(s2, d2, (uint64_t)sb.st_size, err);
+			if (r == 0)
+				r = finish_fd(d2, sb.st_mode, &sb.st_mtim, err);
+		} else if (S_ISLNK(sb.st_mode)) {
+			char target[PATH_MAX];
+			ssize_t len = readlinkat(sfd, n, target, sizeof(target) - 1);
+			if (len < 0)
+				return vs_error_sys(err, errno, "%s: readlink", rel);
+			target[len] = '\0';
+			r = check_symlink(rel, target, err);
+			if (r == 0 && symlinkat(target, dfd, n) < 0)
+				r = vs_error_sys(err, errno, "symlink");
+			if (r == 0 && image_can_chown() &&
+			    fchownat(dfd, n, 0, 0, AT_SYMLINK_NOFOLLOW) < 0)
+				r = vs_error_sys(err, errno, "chown");
+		} else {
+			r = refuse_type(sb.st_mode & S_IFMT, err);
+		}
+		if (r < 0)
+			return S_ISDIR(sb.st_mode) ? r : vs_error_wrap(err, "%s", rel);
+		c->entries++;
+	}
+	if (errno)
+		return vs_error_sys(err, errno, "%s: readdir", *prefix ? prefix : ".");
+	return 0;
+}
+
+static int import_dir(struct import_ctx *c, const char *path, struct vs_error *err)
+{
+	cleanup_close int sfd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (sfd < 0)
+		return vs_error_sys(err, errno, "open");
+	struct stat sb;
+	if (fstat(c->st->rootfd, &sb) < 0)
+		return vs_error_sys(err, errno, "stat");
+	c->stage_dev = sb.st_dev;
+	c->stage_ino = sb.st_ino;
+	return copy_tree(c, sfd, c->st->rootfd, "", 0, err);
+}
+
+int image_import(const char *root, const char *name, const char *path, struct vs_error *err)
+{
+	int r = vs_check_name("image", name, err);
+	if (r < 0)
+		return r;
+	if (!path || !*path)
+		return vs_error_set(err, EINVAL, "image %s: import: no path given", name);
+	struct stat sb;
+	if (stat(path, &sb) < 0)
+		return vs_error_sys(err, errno, "image %s: import %s", name, path);
+
+	cleanup_stage struct image_stage st;
+	r = image_stage_begin(&st, root, name, err);
+	if (r < 0)
+		return r;
+	struct import_ctx c = {.st = &st};
+	r = image_limits_init(&c.lim, err);
+	if (r == 0)
+		r = S_ISDIR(sb.st_mode) ? import_dir(&c, path, err) : import_archive(&c, path, err);
+	import_ctx_free(&c);
+	if (r < 0)
+		return vs_error_wrap(err, "image %s: import %s", name, path);
+
+	cleanup_free char *abs = realpath(path, NULL);
+	char source[PATH_MAX + 16];
+	snprintf(source, sizeof(source), "%s:%s", S_ISDIR(sb.st_mode) ? "dir" : "archive",
+		 abs ? abs : path);
+	return image_stage_commit(&st, source, err);
+}
