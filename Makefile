@@ -47,7 +47,7 @@ deps:
 
 $(BUILD)/gen/policies.c: $(POLICIES) Makefile
 	@mkdir -p $(dir $@)
-	@{ echo '/* generated from policies/seccomp/*.json by make; do not edit */'; \
+	@{ echo '/* generated from policies/seccomp/NAME.json by make; do not edit */'; \
 	   echo '#include <stddef.h>'; \
 	   for f in $(POLICIES); do n=$$(basename $$f .json); \
 	     printf 'static const char policy_%s[] =\n' "$$n"; \

@@ -249,7 +249,14 @@ int slice_spec_check(const char *root, const struct slice_spec *spec, struct vs_
 					    "--hostname: invalid hostname \"%s\" (letters, digits, '-', '.')",
 					    spec->hostname);
 	}
-	if ((r = seccomp_policy_check(spec->policy ? spec->policy : "default", err)) < 0)
+	/* Compiling checks the policy; the cache makes the next check (and the
+	 * start that follows) a file read instead of a 10+ ms compile. */
+	cleanup_free char *cache = vs_xasprintf("%s/cache/seccomp", root);
+	struct seccomp_bpf bpf = { 0 };
+	r = seccomp_policy_load(spec->policy ? spec->policy : "default", cache,
+				caps_default_mask(), &bpf, err);
+	seccomp_bpf_free(&bpf);
+	if (r < 0)
 		return vs_error_wrap(err, "--policy");
 	if (spec->net == SLICE_NET_BRIDGE)
 		return vs_error_set(err, ENOTSUP,
