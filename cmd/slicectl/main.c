@@ -166,6 +166,16 @@ int main(int argc, char **argv)
 		/* Each verb parses its own options with argv[0] = the verb;
 		 * optind = 0 makes getopt start afresh. */
 		int vi = optind;
+		/* --json is global but also taken after the verb (slicectl show --json X). */
+		int end = vi + ctl_split(argc - vi, argv + vi), k = vi;
+		for (int j = vi; j < argc; j++) {
+			if (j < end && !strcmp(argv[j], "--json"))
+				ctl.json = true;
+			else
+				argv[k++] = argv[j];
+		}
+		argc = k;
+		argv[argc] = NULL;
 		optind = 0;
 		return fn(&ctl, argc - vi, argv + vi);
 	}
