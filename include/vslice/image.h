@@ -13,8 +13,11 @@
  *
  * Every image in the store, whatever its source, holds only directories,
  * regular files (no setuid/setgid bits) and symlinks whose target is
- * relative and stays inside the image lexically. No device nodes, FIFOs or
- * sockets (the runtime provides /dev).
+ * relative, has ".." only as leading components and climbs no higher than
+ * the image root. No device nodes, FIFOs or sockets (the runtime provides
+ * /dev). So following symlinks inside an image never leads out of it, even
+ * from the host; still, host code should resolve paths in an image with
+ * openat2(RESOLVE_IN_ROOT) or O_NOFOLLOW walks.
  *
  * Errors: < 0 (negative errno) with err naming the image, e.g.
  *   EEXIST "image busybox: already exists (remove it with: slicectl image rm busybox)"
@@ -67,8 +70,9 @@ int image_build_busybox(const char *root, const char *name, const char *busybox,
  *
  * Refused, naming the entry, with the whole import aborted and nothing left:
  *   - absolute paths ("/etc/x") and any ".." component ("a/../../x");
- *   - symlinks with an absolute target, or whose target resolved lexically
- *     from the link's directory leaves the image ("a -> ../../..");
+ *   - symlinks with an absolute target ("/etc/passwd"), whose leading ".."
+ *     climb above the image root ("a -> ../../.."), or with a ".." after a
+ *     name ("x -> d/l/..": harmless alone, an escape if d/l -> ..);
  *   - entries whose parent path goes through a symlink (even one inside);
  *   - hard links with an absolute or ".." target, or to anything but a
  *     regular file already extracted;

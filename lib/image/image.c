@@ -268,28 +268,33 @@ char *image_clean_path(const char *path, struct vs_error *err)
 	return steal_pointer(&out);
 }
 
-bool image_symlink_inside(const char *rel, const char *target)
+enum image_link image_symlink_check(const char *rel, const char *target)
 {
 	if (!target || !*target || target[0] == '/')
-		return false;
+		return IMAGE_LINK_ABSOLUTE;
 	long depth = 0;
 	for (const char *c = rel; *c; c++)
 		if (*c == '/')
 			depth++;
+	bool descended = false;
 	const char *p = target;
 	while (*p) {
 		const char *e = strchrnul(p, '/');
 		size_t len = (size_t)(e - p);
 		if (len == 2 && p[0] == '.' && p[1] == '.') {
+			/* After a name, ".." climbs from wherever that name
+			 * leads - possibly the image root, and from there out. */
+			if (descended)
+				return IMAGE_LINK_DOTDOT_INSIDE;
 			if (depth == 0)
-				return false;
+				return IMAGE_LINK_LEAVES;
 			depth--;
 		} else if (len > 0 && !(len == 1 && p[0] == '.')) {
-			depth++;
+			descended = true;
 		}
 		p = *e ? e + 1 : e;
 	}
-	return true;
+	return IMAGE_LINK_OK;
 }
 
 int image_open_parent(int rootfd, const char *rel, bool create, const char **leaf,

@@ -65,10 +65,21 @@ int image_open_parent(int rootfd, const char *rel, bool create, const char **lea
 char *image_clean_path(const char *path, struct vs_error *err);
 
 /*
- * Would a symlink at rel (clean) with this target stay inside the image when
- * resolved lexically from the link's directory? Absolute targets never do.
+ * May a symlink at rel (clean) point to target? Only relative targets whose
+ * ".." components all come first and climb no higher than the image root.
+ * Since every directory an entry is created in is a real directory (never
+ * reached through a symlink), such a link stays inside the image however it
+ * is resolved - inside the slice or by host code following it from the
+ * host's root - even when several links chain ("d/l -> ..", "x -> d/l/.."
+ * would escape on the host and is why mid-path ".." is refused).
  */
-bool image_symlink_inside(const char *rel, const char *target);
+enum image_link {
+	IMAGE_LINK_OK,
+	IMAGE_LINK_ABSOLUTE,	  /* "/etc/passwd" (or empty) */
+	IMAGE_LINK_LEAVES,	  /* "../../.." from a shallow link */
+	IMAGE_LINK_DOTDOT_INSIDE, /* "a/../b": ".." after a name */
+};
+enum image_link image_symlink_check(const char *rel, const char *target);
 
 /* Per-entry and total byte limits ($VSLICE_IMAGE_MAX_ENTRY, $VSLICE_IMAGE_MAX_TOTAL). */
 struct image_limits {

@@ -139,15 +139,24 @@ static int check_symlink(const char *rel, const char *target, struct vs_error *e
 		return vs_error_set(err, EINVAL, "symlink with an empty target");
 	if (strlen(target) >= PATH_MAX)
 		return vs_error_set(err, ENAMETOOLONG, "symlink target too long");
-	if (target[0] == '/')
+	switch (image_symlink_check(rel, target)) {
+	case IMAGE_LINK_OK:
+		return 0;
+	case IMAGE_LINK_ABSOLUTE:
 		return vs_error_set(
 		    err, EPERM,
 		    "symlink to absolute path \"%.200s\" (images take relative symlinks only)",
 		    target);
-	if (!image_symlink_inside(rel, target))
+	case IMAGE_LINK_LEAVES:
 		return vs_error_set(err, EPERM, "symlink target \"%.200s\" leaves the image",
 				    target);
-	return 0;
+	case IMAGE_LINK_DOTDOT_INSIDE:
+		break;
+	}
+	return vs_error_set(err, EPERM,
+			    "symlink target \"%.200s\" has \"..\" after a name (only leading "
+			    "\"..\" are taken)",
+			    target);
 }
 
 static int refuse_type(mode_t type, struct vs_error *err)
