@@ -47,6 +47,7 @@ struct sliver_config {
 	int stdin_fd, stdout_fd, stderr_fd;
 	bool detach;			/* setsid the launcher: not tied to our terminal */
 	int exit_fd;			/* P1 writes "code reason restarts finished\n" here */
+	int init_fd;			/* vslice-init (sliver_init_open), -1: P1 stays a fork */
 	uint64_t timeout_secs;
 	unsigned restart_max;
 	time_t expires;			/* 0 = never */
@@ -83,6 +84,13 @@ int sliver_exec(const struct sliver_exec_config *c, int *code, struct vs_error *
 /* Exit record written by P1: parse "code reason restarts finished". */
 int sliver_read_exit(int fd, int *code, char *reason, size_t reason_len, unsigned *restarts,
 		     time_t *finished);
+
+/*
+ * The small static PID 1 (cmd/init), embedded in this library: make sure
+ * <cache_dir>/vslice-init-<hash> exists (root-owned, 0555, written
+ * atomically) and open it O_RDONLY|O_CLOEXEC. Returns the fd.
+ */
+int sliver_init_open(const char *cache_dir, struct vs_error *err);
 
 /* /proc/<pid>/stat start time (clock ticks since boot), 0 if gone. */
 uint64_t sliver_proc_starttime(pid_t pid);

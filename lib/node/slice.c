@@ -401,6 +401,10 @@ static int start_locked(const char *root, const char *name, const struct slice_s
 		if (log_fd < 0 || null_fd < 0)
 			return vs_error_sys(err, errno, "%s", logp);
 	}
+	cleanup_free char *cache = vs_xasprintf("%s/cache", root);
+	cleanup_close int init_fd = sliver_init_open(cache, err);
+	if (init_fd < 0)
+		return init_fd;
 	cleanup_free char *upper = slice_file(root, name, "upper");
 	cleanup_free char *work = slice_file(root, name, "work");
 	cleanup_free char *lower = slice_file(root, name, "lower");
@@ -414,6 +418,7 @@ static int start_locked(const char *root, const char *name, const struct slice_s
 		.argv = spec->argv, .env = spec->env, .workdir = spec->workdir,
 		.stdin_fd = fg ? o->stdin_fd : null_fd, .stdout_fd = fg ? o->stdout_fd : log_fd,
 		.stderr_fd = fg ? o->stderr_fd : log_fd, .detach = !fg, .exit_fd = exit_fd,
+		.init_fd = init_fd,
 		.timeout_secs = spec->timeout_secs, .restart_max = spec->restart_max,
 		.expires = spec->expires,
 	};

@@ -32,6 +32,7 @@
 
 #include "sliver_internal.h"
 #include "vslice/caps.h"
+#include "vslice/reaper.h"
 #include "vslice/util.h"
 
 static const char default_path[] = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
@@ -187,21 +188,37 @@ static pid_t fork_workload(const struct sliver_config *c, int status_fd)
 	workload_exec(&p);
 }
 
-static void write_exit(int fd, int code, const char *reason, unsigned restarts)
+/* Restart callback for the in-process reaper. */
+static pid_t restart_workload(void *arg)
 {
-	if (fd < 0)
-		return;
-	char buf[128];
-	int n = snprintf(buf, sizeof(buf), "%d %s %u %lld\n", code, reason, restarts,
-			 (long long)time(NULL));
-	if (ftruncate(fd, 0) == 0)
-		(void)!pwrite(fd, buf, (size_t)n, 0);
-	fsync(fd);
+	return fork_workload(arg, -1);
 }
 
-static void kill_all_but_me(void)
+/* Exec vslice-init as PID 1 (a few private pages instead of a copy of our
+ * address space). Returns only if the exec failed. */
+static void exec_small_init(const struct sliver_config *c, pid_t w)
 {
-	kill(-1, SIGKILL);
+	char fd[16], pid[16], dl[32], ex[32];
+	snprintf(fd, sizeof(fd), "%d", c->exit_fd);
+	snprintf(pid, sizeof(pid), "%d", w);
+	snprintf(dl, sizeof(dl), "%lld",
+		 c->timeout_secs ? (long long)(time(NULL) + (time_t)c->timeout_secs) : 0LL);
+	snprintf(ex, sizeof(ex), "%lld", (long long)c->expires);
+	char *argv[] = { (char *)"vslice-init", fd, pid, dl, ex, NULL };
+	char *envp[] = { NULL };
+	int keep[] = { c->exit_fd, c->init_fd };
+	close_fds_except(keep, VS_ARRAY_SIZE(keep));
+	int devnull = open("/dev/null", O_RDWR);
+	for (int i = 0; i < 3 && devnull >= 0; i++)
+		if (i != devnull)
+			dup2(devnull, i);
+	if (devnull > 2)
+		close(devnull);
+	/* exit_fd must survive the exec; the init binary's fd need not. */
+	int fl = fcntl(c->exit_fd, F_GETFD);
+	if (fl >= 0)
+		fcntl(c->exit_fd, F_SETFD, fl & ~FD_CLOEXEC);
+	execveat(c->init_fd, "", argv, envp, AT_EMPTY_PATH);
 }
 
 void init_main(const struct sliver_config *c, int status_fd)
@@ -210,9 +227,6 @@ void init_main(const struct sliver_config *c, int status_fd)
 	sigset_t all;
 	sigfillset(&all);
 	sigprocmask(SIG_BLOCK, &all, NULL);
-	unsigned restarts = 0;
-	time_t now = time(NULL);
-	time_t run_deadline = c->timeout_secs ? now + (time_t)c->timeout_secs : 0;
 	pid_t w = fork_workload(c, status_fd);
 	if (w < 0) {
 		char msg[128];
@@ -221,58 +235,26 @@ void init_main(const struct sliver_config *c, int status_fd)
 		_exit(125);
 	}
 	close(status_fd);
-	/* Our stdio is the caller's: hold nothing of it but what the workload needs. */
-	int devnull = open("/dev/null", O_RDWR | O_CLOEXEC);
-	if (devnull >= 0) {
-		for (int i = 0; i < 3; i++)
-			if (i != c->stdin_fd && i != c->stdout_fd && i != c->stderr_fd)
-				dup2(devnull, i);
-		close(devnull);
+	struct reaper r = {
+		.exit_fd = c->exit_fd,
+		.workload = w,
+		.run_deadline = c->timeout_secs ? time(NULL) + (time_t)c->timeout_secs : 0,
+		.expires = c->expires,
+		.restart_max = c->restart_max,
+	};
+	if (c->restart_max > 0 || c->workload_fn || c->init_fd < 0) {
+		/* We may have to fork the workload again: stay, with its stdio. */
+		r.restart = c->restart_max > 0 ? restart_workload : NULL;
+		r.restart_arg = (void *)c;
+		int devnull = open("/dev/null", O_RDWR | O_CLOEXEC);
+		if (devnull >= 0) {
+			for (int i = 0; i < 3; i++)
+				if (i != c->stdin_fd && i != c->stdout_fd && i != c->stderr_fd)
+					dup2(devnull, i);
+			close(devnull);
+		}
+		reaper_run(&r);
 	}
-	const char *reason = NULL;
-	for (;;) {
-		time_t deadline = 0;
-		if (run_deadline)
-			deadline = run_deadline;
-		if (c->expires && (!deadline || c->expires < deadline))
-			deadline = c->expires;
-		struct timespec ts = { .tv_sec = 3600 };
-		if (deadline) {
-			time_t left = deadline - time(NULL);
-			ts.tv_sec = left > 0 ? left : 0;
-		}
-		siginfo_t si;
-		int sig = sigtimedwait(&all, &si, &ts);
-		if (sig < 0 && errno == EAGAIN && deadline && time(NULL) >= deadline) {
-			reason = (c->expires && deadline == c->expires) ? "lifetime" : "timeout";
-			kill_all_but_me();
-			continue;
-		}
-		if (sig < 0)
-			continue;
-		if (sig != SIGCHLD) {
-			if (w > 0)
-				kill(w, sig);
-			continue;
-		}
-		int st;
-		pid_t p;
-		while ((p = waitpid(-1, &st, WNOHANG)) > 0) {
-			if (p != w)
-				continue;
-			int code = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
-			if (!reason && code != 0 && restarts < c->restart_max) {
-				restarts++;
-				kill_all_but_me();
-				w = fork_workload(c, -1);
-				if (w > 0)
-					continue;
-			}
-			if (reason && !strcmp(reason, "timeout"))
-				code = 124;
-			write_exit(c->exit_fd, code,
-				   reason ? reason : (WIFEXITED(st) ? "exited" : "signal"), restarts);
-			_exit(code);
-		}
-	}
+	exec_small_init(c, w);
+	reaper_run(&r); /* the exec failed: reap in place */
 }

@@ -273,7 +273,8 @@ int sliver_spawn(const struct sliver_config *c, struct sliver_result *res, struc
 	}
 	if (l == 0) {
 		close(sp[0]);
-		int keep[] = { sp[1], c->exit_fd, c->stdin_fd, c->stdout_fd, c->stderr_fd, 0, 1, 2 };
+		int keep[] = { sp[1], c->exit_fd, c->init_fd, c->stdin_fd, c->stdout_fd, c->stderr_fd,
+			       0, 1, 2 };
 		close_fds_except(keep, VS_ARRAY_SIZE(keep));
 		struct vs_error e2;
 		vs_error_clear(&e2);
@@ -431,4 +432,26 @@ int sliver_exec(const struct sliver_exec_config *c, int *code, struct vs_error *
 	if (!failed)
 		*code = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
 	return r;
+}
+
+/* build/gen/init_blob.S: the static vslice-init binary and its sha256. */
+extern const char vs_init_blob[], vs_init_blob_end[], vs_init_hash[];
+
+int sliver_init_open(const char *cache_dir, struct vs_error *err)
+{
+	cleanup_free char *path = vs_xasprintf("%s/vslice-init-%.16s", cache_dir, vs_init_hash);
+	size_t len = (size_t)(vs_init_blob_end - vs_init_blob);
+	struct stat st;
+	if (stat(path, &st) < 0 || (size_t)st.st_size != len || st.st_uid != 0 ||
+	    (st.st_mode & 0022)) {
+		int r = vs_mkdir_p(cache_dir, 0700, err);
+		if (r < 0)
+			return r;
+		if ((r = vs_write_file_atomic(path, vs_init_blob, len, 0555, err)) < 0)
+			return r;
+	}
+	int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+	if (fd < 0)
+		return vs_error_sys(err, errno, "%s", path);
+	return fd;
 }

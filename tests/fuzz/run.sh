@@ -7,7 +7,7 @@ cd "$(dirname "$0")/../.."
 secs=${1:-10}
 out=build/fuzz
 mkdir -p "$out"
-make -s build/gen/policies.c
+make -s build/gen/policies.c build/gen/init_blob.S
 libs=$(pkg-config --libs libseccomp libcap jansson libarchive nettle)
 srcs=$(ls lib/*/*.c)
 pass=0; fail=0
@@ -18,7 +18,7 @@ for f in tests/fuzz/fuzz_*.c; do
 	if [ ! -x "$bin" ] || [ -n "$(find "$f" lib include -newer "$bin" -name '*.[ch]' | head -1)" ]; then
 		clang -std=gnu11 -D_GNU_SOURCE -Iinclude -Ibuild/gen -g -O1 \
 			-fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
-			-o "$bin" "$f" $srcs build/gen/policies.c $libs
+			-o "$bin" "$f" $srcs build/gen/policies.c build/gen/init_blob.S $libs
 	fi
 	corpus="$out/corpus-$n"; mkdir -p "$corpus"
 	seeds="tests/fuzz/seeds/${n#fuzz_}"
