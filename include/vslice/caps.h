@@ -8,8 +8,12 @@
  * Ordering in the workload (crun's order; see runtimes.md section 0.5):
  *   1. setresgid/setresuid if the workload runs as a non-zero uid, with
  *      PR_SET_KEEPCAPS set first (otherwise the uid change empties
- *      permitted/effective and caps_apply cannot raise them again);
- *   2. caps_apply(keep)   (needs CAP_SETPCAP for the bounding-set drop);
+ *      permitted and caps_apply cannot drop the bounding set: that needs
+ *      CAP_SETPCAP; caps_apply re-raises effective from permitted itself);
+ *   2. caps_apply(keep);
+ *      a non-root uid ends with the kept caps in permitted/effective until
+ *      execve, and none after it (inheritable and ambient are empty), as
+ *      Docker does for non-root users;
  *   3. prctl(PR_SET_NO_NEW_PRIVS, 1);
  *   4. seccomp_bpf_install() last, right before execve.
  * For uid 0 (in the slice's user namespace), execve gives the new program

@@ -216,6 +216,23 @@ int caps_apply(uint64_t keep, struct vs_error *err)
 	char label[40];
 	int last = last_cap();
 
+	/*
+	 * After PR_SET_KEEPCAPS + setresuid(non-zero) the permitted set survives
+	 * but the effective set is empty, and PR_CAPBSET_DROP needs CAP_SETPCAP
+	 * in effective: raise effective = permitted first (gains nothing new).
+	 */
+	cap_t raise = cap_get_proc();
+	if (!raise)
+		return vs_error_sys(err, errno ? errno : ENOMEM, "capabilities: read current set");
+	for (int c = 0; c <= last && c < 64; c++) {
+		cap_flag_value_t have = CAP_CLEAR;
+		cap_value_t v = (cap_value_t)c;
+		if (cap_get_flag(raise, v, CAP_PERMITTED, &have) == 0 && have == CAP_SET)
+			(void)cap_set_flag(raise, CAP_EFFECTIVE, 1, &v, CAP_SET);
+	}
+	(void)cap_set_proc(raise); /* best effort: the drops below report what fails */
+	cap_free(raise);
+
 	/* Bounding set first: it needs CAP_SETPCAP, which capset below may drop. */
 	for (int c = 0; c <= last; c++) {
 		if (keep & CAP_BIT(c))

@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -133,13 +134,19 @@ static int last_cap(void)
 }
 
 /* Child exit codes say which field was wrong. */
-static int apply_in_child(uint64_t keep)
+static int apply_in_child(uint64_t keep, uid_t uid)
 {
 	fflush(NULL);
 	pid_t pid = fork();
 	assert_true(pid >= 0);
 	if (pid == 0) {
 		struct vs_error err = {0};
+		/* A non-root workload: keep permitted across the uid change (effective empties). */
+		if (uid != 0 && (prctl(PR_SET_KEEPCAPS, 1, 0, 0, 0) < 0 ||
+				 setresgid(uid, uid, uid) < 0 || setresuid(uid, uid, uid) < 0))
+			_exit(9);
+		if (uid != 0 && status_caps("CapEff") != 0)
+			_exit(9);
 		/* Whatever we run under (a container may have fewer caps): only loses. */
 		uint64_t valid = last_cap() >= 63 ? UINT64_MAX : BIT(last_cap() + 1) - 1;
 		uint64_t bnd = status_caps("CapBnd") & valid, prm = status_caps("CapPrm") & valid;
@@ -174,9 +181,10 @@ static void test_apply(void **state)
 		print_message("not root: skipping caps_apply\n");
 		skip();
 	}
-	assert_int_equal(apply_in_child(caps_default_mask()), 0);
-	assert_int_equal(apply_in_child(BIT(CAP_KILL)), 0);
-	assert_int_equal(apply_in_child(0), 0);
+	assert_int_equal(apply_in_child(caps_default_mask(), 0), 0);
+	assert_int_equal(apply_in_child(BIT(CAP_KILL), 0), 0);
+	assert_int_equal(apply_in_child(0, 0), 0);
+	assert_int_equal(apply_in_child(caps_default_mask(), 65534), 0);
 }
 
 int main(void)
