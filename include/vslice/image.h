@@ -29,7 +29,8 @@
  * Changes from the first draft of this contract: name NULL in
  * image_build_busybox means "busybox"; the size limits and their
  * environment overrides; directories follow the same rules as archives;
- * hard links only to regular files; OCI layouts refused (ENOTSUP).
+ * hard links only to regular files; symlinks take ".." only as leading
+ * components; OCI layouts are flattened.
  */
 #ifndef VSLICE_IMAGE_H
 #define VSLICE_IMAGE_H
@@ -81,9 +82,16 @@ int image_build_busybox(const char *root, const char *name, const char *busybox,
  *     e.g. "512M") or an image over the total (default 32 GiB,
  *     $VSLICE_IMAGE_MAX_TOTAL); for archives the declared size counts, so
  *     sparse bombs are refused before a byte is written;
- *   - OCI image layouts (an "oci-layout" entry): ENOTSUP, "OCI archives not
- *     supported yet";
  *   - truncated or garbage archives, and an archive with no entries.
+ * An OCI image layout archive (oci-layout + index.json at its top, e.g.
+ * `skopeo copy docker://alpine oci-archive:a.tar`, `docker save` >= 25) is
+ * unpacked inside the staging dir, then flattened: index -> (nested index,
+ * the linux/<this arch> entry, or the only one) -> manifest -> layers in
+ * order, each under the same rules, with whiteouts (".wh.NAME" removes NAME
+ * below, ".wh..wh..opq" empties the directory below) applied to the layers
+ * underneath and an upper non-directory replacing a whole lower tree. The
+ * layout is removed before commit. Digests are used as blob names only, not
+ * verified. Source becomes "oci-archive:/abs/path".
  * Silently normalised: setuid/setgid bits are cleared (mode & 01777), owners
  * become 0:0 (as root), a leading "./" is dropped, later duplicate entries
  * replace earlier ones (as tar does). Modes and mtimes are kept.

@@ -12,8 +12,13 @@
  * Refused, naming the entry, and the whole import aborted: absolute paths,
  * ".." components, symlinks whose target is absolute or leaves the image
  * lexically, hard links to anything but a regular file inside the image,
- * devices, FIFOs, sockets, files over the size limits, OCI layouts.
+ * devices, FIFOs, sockets, files over the size limits.
  * setuid/setgid bits are dropped; owners become 0:0 (when running as root).
+ *
+ * An OCI image layout is first unpacked like any archive (inside the staging
+ * dir), then flattened layer by layer into a fresh rootfs: each layer is
+ * read twice, whiteouts first (they hide the layers below, never entries of
+ * their own layer), then everything else under the same rules.
  *
  * A directory import applies the same rules, so every image in the store has
  * the same invariant whatever it came from.
@@ -22,6 +27,7 @@
 #include <archive_entry.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <jansson.h>
 #include <limits.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -45,6 +51,8 @@ struct import_ctx {
 	struct dir_fix *fixes;
 	size_t nfix, capfix;
 	size_t entries;
+	int dstfd;    /* the rootfs (or the OCI layout dir) entries go below */
+	bool layered; /* an OCI layer: upper entries replace whole trees */
 	dev_t stage_dev;
 	ino_t stage_ino;
 };
@@ -96,7 +104,7 @@ static int apply_fixes(struct import_ctx *c, struct vs_error *err)
 	for (size_t i = 0; i < c->nfix; i++) {
 		struct dir_fix *f = &c->fixes[i];
 		const char *leaf;
-		cleanup_close int dfd = image_open_parent(c->st->rootfd, f->rel, false, &leaf, err);
+		cleanup_close int dfd = image_open_parent(c->dstfd, f->rel, false, &leaf, err);
 		if (dfd < 0)
 			return vs_error_wrap(err, "entry \"%s\"", f->rel);
 		cleanup_close int fd =
@@ -110,13 +118,22 @@ static int apply_fixes(struct import_ctx *c, struct vs_error *err)
 	return 0;
 }
 
+/* rm -rf dfd/leaf without following a symlink on the way (dfd is trusted). */
+static int rm_rf_at(int dfd, const char *leaf, struct vs_error *err)
+{
+	cleanup_free char *p = vs_xasprintf("/proc/self/fd/%d/%s", dfd, leaf);
+	return vs_rm_rf(p, err);
+}
+
 /*
  * Make room for a new non-directory (want_dir false) or directory at
  * dfd/leaf: an existing non-directory is replaced (a later tar entry wins),
- * an existing directory is kept for a directory and must be empty otherwise.
- * Returns 1 if a directory is already there and want_dir.
+ * an existing directory is kept for a directory and must be empty otherwise
+ * - except in an OCI layer, where an upper non-directory hides the whole
+ * lower tree. Returns 1 if a directory is already there and want_dir.
  */
-static int make_room(int dfd, const char *leaf, bool want_dir, struct vs_error *err)
+static int make_room(struct import_ctx *c, int dfd, const char *leaf, bool want_dir,
+		     struct vs_error *err)
 {
 	struct stat sb;
 	if (fstatat(dfd, leaf, &sb, AT_SYMLINK_NOFOLLOW) < 0)
@@ -124,6 +141,8 @@ static int make_room(int dfd, const char *leaf, bool want_dir, struct vs_error *
 	if (S_ISDIR(sb.st_mode)) {
 		if (want_dir)
 			return 1;
+		if (c->layered)
+			return rm_rf_at(dfd, leaf, err);
 		if (unlinkat(dfd, leaf, AT_REMOVEDIR) < 0)
 			return vs_error_sys(err, errno, "replace existing directory");
 		return 0;
@@ -202,7 +221,7 @@ static int extract_file(struct import_ctx *c, struct archive *a, struct archive_
 	int r = image_limits_add(&c->lim, (uint64_t)declared, err);
 	if (r < 0)
 		return r;
-	r = make_room(dfd, leaf, false, err);
+	r = make_room(c, dfd, leaf, false, err);
 	if (r < 0)
 		return r;
 	cleanup_close int fd =
@@ -255,7 +274,7 @@ static int extract_hardlink(struct import_ctx *c, const char *rel, const char *r
 	if (!*target || !strcmp(target, rel))
 		return vs_error_set(err, EPERM, "hard link to \"%.200s\"", raw_target);
 	const char *tleaf;
-	cleanup_close int tdfd = image_open_parent(c->st->rootfd, target, false, &tleaf, err);
+	cleanup_close int tdfd = image_open_parent(c->dstfd, target, false, &tleaf, err);
 	if (tdfd < 0)
 		return vs_error_wrap(err, "hard link target \"%.200s\"", raw_target);
 	struct stat sb;
@@ -266,7 +285,7 @@ static int extract_hardlink(struct import_ctx *c, const char *rel, const char *r
 	if (!S_ISREG(sb.st_mode))
 		return vs_error_set(
 		    err, EPERM, "hard link to \"%.200s\", which is not a regular file", raw_target);
-	int r = make_room(dfd, leaf, false, err);
+	int r = make_room(c, dfd, leaf, false, err);
 	if (r < 0)
 		return r;
 	if (linkat(tdfd, tleaf, dfd, leaf, 0) < 0)
@@ -285,10 +304,6 @@ static int extract_entry(struct import_ctx *c, struct archive *a, struct archive
 			return vs_error_set(err, EPERM, "the image root must be a directory");
 		return 0;
 	}
-	if (!strcmp(rel, "oci-layout"))
-		return vs_error_set(err, ENOTSUP,
-				    "OCI archives not supported yet (import the image's "
-				    "flattened rootfs tar, e.g. from docker export)");
 	if (!hardlink) {
 		if (type == AE_IFLNK) {
 			int r = check_symlink(rel, archive_entry_symlink(e), err);
@@ -300,7 +315,7 @@ static int extract_entry(struct import_ctx *c, struct archive *a, struct archive
 	}
 
 	const char *leaf;
-	cleanup_close int dfd = image_open_parent(c->st->rootfd, rel, true, &leaf, err);
+	cleanup_close int dfd = image_open_parent(c->dstfd, rel, true, &leaf, err);
 	if (dfd < 0)
 		return dfd;
 	if (hardlink)
@@ -311,7 +326,7 @@ static int extract_entry(struct import_ctx *c, struct archive *a, struct archive
 	int r;
 	switch (type) {
 	case AE_IFDIR:
-		r = make_room(dfd, leaf, true, err);
+		r = make_room(c, dfd, leaf, true, err);
 		if (r < 0)
 			return r;
 		/* 0700 while we fill it; the real mode comes at the end. */
@@ -322,7 +337,7 @@ static int extract_entry(struct import_ctx *c, struct archive *a, struct archive
 	case AE_IFREG:
 		return extract_file(c, a, e, dfd, leaf, err);
 	case AE_IFLNK:
-		r = make_room(dfd, leaf, false, err);
+		r = make_room(c, dfd, leaf, false, err);
 		if (r < 0)
 			return r;
 		if (symlinkat(archive_entry_symlink(e), dfd, leaf) < 0)
@@ -338,9 +353,9 @@ static int extract_entry(struct import_ctx *c, struct archive *a, struct archive
 	return refuse_type(type, err);
 }
 
-static int import_archive(struct import_ctx *c, const char *path, struct vs_error *err)
+static struct archive *archive_open_tar(void)
 {
-	cleanup_archive struct archive *a = archive_read_new();
+	struct archive *a = archive_read_new();
 	if (!a)
 		abort();
 	/* The compressions libarchive decodes itself; not filter_all, which may
@@ -352,11 +367,62 @@ static int import_archive(struct import_ctx *c, const char *path, struct vs_erro
 	archive_read_support_filter_zstd(a);
 	archive_read_support_filter_lz4(a);
 	archive_read_support_format_tar(a); /* ustar, pax, GNU tar */
-	if (archive_read_open_filename(a, path, 65536) != ARCHIVE_OK)
-		return archive_err(
-		    a, EINVAL, "not a readable tar archive (plain, gzip, xz, bzip2, zstd or lz4)",
-		    err);
+	return a;
+}
 
+#define OPEN_FAILED "not a readable tar archive (plain, gzip, xz, bzip2, zstd or lz4)"
+
+enum pass {
+	PASS_ALL,	     /* a plain archive: every entry */
+	PASS_WHITEOUTS,	     /* an OCI layer, first: only its whiteouts, on the layers below */
+	PASS_SKIP_WHITEOUTS, /* an OCI layer, then: everything but its whiteouts */
+};
+
+static const char *base_name(const char *rel)
+{
+	const char *s = strrchr(rel, '/');
+	return s ? s + 1 : rel;
+}
+
+/* ".wh.NAME" removes NAME from the layers below; ".wh..wh..opq" empties its dir. */
+static int apply_whiteout(struct import_ctx *c, const char *rel, struct vs_error *err)
+{
+	const char *base = base_name(rel);
+	bool opaque = !strcmp(base, ".wh..wh..opq");
+	if (!opaque && !strncmp(base, ".wh..wh.", 8))
+		return 0; /* aufs bookkeeping (.wh..wh.plnk ...) */
+	const char *victim = base + 4;
+	if (!opaque && (!*victim || !strcmp(victim, ".") || !strcmp(victim, "..")))
+		return vs_error_set(err, EPERM, "bad whiteout");
+	const char *leaf;
+	cleanup_close int dfd = image_open_parent(c->dstfd, rel, false, &leaf, err);
+	if (dfd < 0) /* nothing below to hide (or only through a symlink: never followed) */
+		return dfd == -ENOENT || dfd == -ENOTDIR ? 0 : dfd;
+	if (!opaque)
+		return rm_rf_at(dfd, victim, err);
+	int fd = openat(dfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (fd < 0)
+		return vs_error_sys(err, errno, "open");
+	cleanup_closedir DIR *d = fdopendir(fd);
+	if (!d) {
+		close(fd);
+		return vs_error_sys(err, errno, "opendir");
+	}
+	struct dirent *de;
+	while ((de = readdir(d))) {
+		if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, ".."))
+			continue;
+		int r = rm_rf_at(dfd, de->d_name, err);
+		if (r < 0)
+			return r;
+	}
+	return 0;
+}
+
+static int extract_stream(struct import_ctx *c, struct archive *a, enum pass pass,
+			  struct vs_error *err)
+{
+	size_t n = 0;
 	for (;;) {
 		struct archive_entry *e;
 		int ar = archive_read_next_header(a, &e);
@@ -365,22 +431,220 @@ static int import_archive(struct import_ctx *c, const char *path, struct vs_erro
 		if (ar == ARCHIVE_RETRY)
 			continue;
 		if (ar < ARCHIVE_WARN)
-			return archive_err(
-			    a, EINVAL, c->entries ? "read entry header" : "not a tar archive", err);
+			return archive_err(a, EINVAL, n ? "read entry header" : "not a tar archive",
+					   err);
+		n++;
 		c->entries++;
 		const char *raw = archive_entry_pathname(e);
 		if (!raw)
-			return vs_error_set(err, EINVAL, "entry %zu: unreadable name", c->entries);
+			return vs_error_set(err, EINVAL, "entry %zu: unreadable name", n);
 		cleanup_free char *rel = image_clean_path(raw, err);
 		if (!rel)
 			return vs_error_wrap(err, "entry \"%.200s\"", raw);
-		int r = extract_entry(c, a, e, rel, err);
+		int r = 0;
+		bool whiteout = pass != PASS_ALL && !strncmp(base_name(rel), ".wh.", 4);
+		if (pass == PASS_WHITEOUTS) {
+			if (whiteout)
+				r = apply_whiteout(c, rel, err);
+		} else if (!whiteout) {
+			r = extract_entry(c, a, e, rel, err);
+		}
 		if (r < 0)
 			return vs_error_wrap(err, "entry \"%.200s\"", raw);
 	}
-	if (c->entries == 0)
+	if (pass == PASS_ALL && n == 0)
 		return vs_error_set(err, EINVAL, "empty archive");
-	return apply_fixes(c, err);
+	int r = apply_fixes(c, err);
+	for (size_t i = 0; i < c->nfix; i++)
+		free(c->fixes[i].rel);
+	c->nfix = 0;
+	return r;
+}
+
+/* ---- OCI image layouts -------------------------------------------------- */
+
+#define OCI_MAX_JSON (4u << 20)
+
+#if defined(__x86_64__)
+#define OCI_ARCH "amd64"
+#elif defined(__aarch64__)
+#define OCI_ARCH "arm64"
+#elif defined(__i386__)
+#define OCI_ARCH "386"
+#elif defined(__arm__)
+#define OCI_ARCH "arm"
+#else
+#define OCI_ARCH ""
+#endif
+
+/* Open blobs/<alg>/<hex> of a descriptor below the layout dir. */
+static int oci_open_blob(int layoutfd, json_t *desc, struct vs_error *err)
+{
+	const char *digest = json_string_value(json_object_get(desc, "digest"));
+	if (!digest)
+		return vs_error_set(err, EINVAL, "descriptor without a digest");
+	const char *colon = strchr(digest, ':');
+	if (!colon || colon == digest || !colon[1] || strlen(digest) > 200)
+		return vs_error_set(err, EINVAL, "bad digest \"%.80s\"", digest);
+	for (const char *p = digest; p < colon; p++)
+		if (!strchr("abcdefghijklmnopqrstuvwxyz0123456789+._-", *p))
+			return vs_error_set(err, EINVAL, "bad digest \"%.80s\"", digest);
+	for (const char *p = colon + 1; *p; p++)
+		if (!strchr("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789=_-",
+			    *p))
+			return vs_error_set(err, EINVAL, "bad digest \"%.80s\"", digest);
+	cleanup_free char *rel =
+	    vs_xasprintf("blobs/%.*s/%s", (int)(colon - digest), digest, colon + 1);
+	const char *leaf;
+	cleanup_close int dfd = image_open_parent(layoutfd, rel, false, &leaf, err);
+	if (dfd < 0)
+		return vs_error_wrap(err, "blob %.80s", digest);
+	int fd = openat(dfd, leaf, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+	if (fd < 0)
+		return vs_error_sys(err, errno, "blob %.80s", digest);
+	return fd;
+}
+
+static int oci_load_json(int layoutfd, json_t *desc, json_t **out, struct vs_error *err)
+{
+	cleanup_close int fd = oci_open_blob(layoutfd, desc, err);
+	if (fd < 0)
+		return fd;
+	cleanup_free char *text = NULL;
+	cleanup_free char *self = vs_xasprintf("/proc/self/fd/%d", fd);
+	int r = vs_read_file(self, OCI_MAX_JSON, &text, NULL, err);
+	if (r < 0)
+		return r;
+	json_error_t jerr;
+	*out = json_loads(text, 0, &jerr);
+	if (!*out)
+		return vs_error_set(err, EINVAL, "line %d: %s", jerr.line, jerr.text);
+	return 0;
+}
+
+/* From an index's manifests, the one for this machine (or the only one). */
+static json_t *oci_pick(json_t *manifests)
+{
+	size_t n = json_array_size(manifests);
+	if (n == 1)
+		return json_array_get(manifests, 0);
+	for (size_t i = 0; i < n; i++) {
+		json_t *m = json_array_get(manifests, i);
+		json_t *pl = json_object_get(m, "platform");
+		const char *os = json_string_value(json_object_get(pl, "os"));
+		const char *arch = json_string_value(json_object_get(pl, "architecture"));
+		if (os && arch && !strcmp(os, "linux") && !strcmp(arch, OCI_ARCH))
+			return m;
+	}
+	return NULL;
+}
+
+/* Flatten the layout below layoutfd into c->dstfd (the empty rootfs). */
+static int oci_flatten(struct import_ctx *c, int layoutfd, struct vs_error *err)
+{
+	json_t *doc = NULL;
+	{
+		cleanup_free char *text = NULL;
+		int r = vs_read_file_at(layoutfd, "index.json", OCI_MAX_JSON, &text, NULL, err);
+		if (r < 0)
+			return r;
+		json_error_t jerr;
+		doc = json_loads(text, 0, &jerr);
+		if (!doc)
+			return vs_error_set(err, EINVAL, "index.json: line %d: %s", jerr.line,
+					    jerr.text);
+	}
+	/* index -> (nested index ->) manifest: a few levels at most. */
+	int r = 0;
+	for (int depth = 0; r == 0; depth++) {
+		json_t *layers = json_object_get(doc, "layers");
+		if (json_is_array(layers))
+			break;
+		json_t *m = oci_pick(json_object_get(doc, "manifests"));
+		if (depth > 4 || !m) {
+			r = vs_error_set(err, EINVAL,
+					 "no image manifest for linux/%s in the OCI index",
+					 OCI_ARCH);
+			break;
+		}
+		json_t *next = NULL;
+		r = oci_load_json(layoutfd, m, &next, err);
+		json_decref(doc);
+		doc = next;
+		if (r < 0)
+			r = vs_error_wrap(err, "manifest");
+	}
+	if (r < 0) {
+		json_decref(doc);
+		return r;
+	}
+	json_t *layers = json_object_get(doc, "layers");
+	c->layered = true;
+	for (size_t i = 0; i < json_array_size(layers) && r == 0; i++) {
+		json_t *desc = json_array_get(layers, i);
+		cleanup_close int fd = oci_open_blob(layoutfd, desc, err);
+		if (fd < 0) {
+			r = vs_error_wrap(err, "layer %zu", i + 1);
+			break;
+		}
+		for (int pass = PASS_WHITEOUTS; pass <= PASS_SKIP_WHITEOUTS && r == 0; pass++) {
+			cleanup_archive struct archive *a = archive_open_tar();
+			if (lseek(fd, 0, SEEK_SET) < 0)
+				r = vs_error_sys(err, errno, "seek");
+			else if (archive_read_open_fd(a, fd, 65536) != ARCHIVE_OK)
+				r = archive_err(a, EINVAL, OPEN_FAILED, err);
+			else
+				r = extract_stream(c, a, (enum pass)pass, err);
+			if (r < 0)
+				r = vs_error_wrap(err, "layer %zu", i + 1);
+		}
+	}
+	json_decref(doc);
+	return r;
+}
+
+/* An OCI image layout has "oci-layout" and "index.json" at its top. */
+static bool is_oci_layout(int dirfd_)
+{
+	struct stat a, b;
+	return fstatat(dirfd_, "oci-layout", &a, AT_SYMLINK_NOFOLLOW) == 0 && S_ISREG(a.st_mode) &&
+	       fstatat(dirfd_, "index.json", &b, AT_SYMLINK_NOFOLLOW) == 0 && S_ISREG(b.st_mode);
+}
+
+static int import_archive(struct import_ctx *c, const char *path, bool *oci, struct vs_error *err)
+{
+	{
+		cleanup_archive struct archive *a = archive_open_tar();
+		if (archive_read_open_filename(a, path, 65536) != ARCHIVE_OK)
+			return archive_err(a, EINVAL, OPEN_FAILED, err);
+		int r = extract_stream(c, a, PASS_ALL, err);
+		if (r < 0)
+			return r;
+	}
+	*oci = is_oci_layout(c->dstfd);
+	if (!*oci)
+		return 0;
+
+	/* What we unpacked is the layout: move it aside, flatten into a fresh
+	 * rootfs, drop the layout. All inside the staging dir. */
+	struct image_stage *st = c->st;
+	cleanup_free char *layout = vs_xasprintf("%s/oci-layout", st->tmp);
+	if (rename(st->rootfs, layout) < 0)
+		return vs_error_sys(err, errno, "rename %s", st->rootfs);
+	cleanup_close int layoutfd = st->rootfd;
+	st->rootfd = -1;
+	if (mkdir(st->rootfs, 0755) < 0 || chmod(st->rootfs, 0755) < 0 ||
+	    (image_can_chown() && chown(st->rootfs, 0, 0) < 0))
+		return vs_error_sys(err, errno, "mkdir %s", st->rootfs);
+	st->rootfd = open(st->rootfs, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	if (st->rootfd < 0)
+		return vs_error_sys(err, errno, "open %s", st->rootfs);
+	c->dstfd = st->rootfd;
+	c->lim.total = 0; /* the layout's blobs do not count against the rootfs */
+	int r = oci_flatten(c, layoutfd, err);
+	if (r < 0)
+		return vs_error_wrap(err, "OCI image");
+	return vs_rm_rf(layout, err);
 }
 
 /* ---- directories -------------------------------------------------------- */
@@ -514,17 +778,22 @@ int image_import(const char *root, const char *name, const char *path, struct vs
 	r = image_stage_begin(&st, root, name, err);
 	if (r < 0)
 		return r;
-	struct import_ctx c = {.st = &st};
+	struct import_ctx c = {.st = &st, .dstfd = st.rootfd};
+	bool oci = false;
 	r = image_limits_init(&c.lim, err);
 	if (r == 0)
-		r = S_ISDIR(sb.st_mode) ? import_dir(&c, path, err) : import_archive(&c, path, err);
+		r = S_ISDIR(sb.st_mode) ? import_dir(&c, path, err)
+					: import_archive(&c, path, &oci, err);
 	import_ctx_free(&c);
 	if (r < 0)
 		return vs_error_wrap(err, "image %s: import %s", name, path);
 
 	cleanup_free char *abs = realpath(path, NULL);
 	char source[PATH_MAX + 16];
-	snprintf(source, sizeof(source), "%s:%s", S_ISDIR(sb.st_mode) ? "dir" : "archive",
+	snprintf(source, sizeof(source), "%s:%s",
+		 S_ISDIR(sb.st_mode) ? "dir"
+		 : oci		     ? "oci-archive"
+				     : "archive",
 		 abs ? abs : path);
 	return image_stage_commit(&st, source, err);
 }

@@ -63,6 +63,7 @@ struct ent {
 	const char *data;
 	const char *link;     /* symlink target */
 	const char *hardlink; /* hard link target */
+	const void *bin;      /* binary data of size bytes */
 	int64_t size;	      /* declared size when data is NULL */
 };
 
@@ -99,8 +100,9 @@ static void write_tar(const char *file, int filter, const struct ent *ents, size
 			size = x->data ? (int64_t)strlen(x->data) : x->size;
 		archive_entry_set_size(e, size);
 		assert_int_equal(archive_write_header(a, e), ARCHIVE_OK);
-		if (x->data && size)
-			assert_int_equal(archive_write_data(a, x->data, (size_t)size), size);
+		const void *bytes = x->data ? (const void *)x->data : x->bin;
+		if (bytes && size)
+			assert_int_equal(archive_write_data(a, bytes, (size_t)size), size);
 		archive_entry_free(e);
 	}
 	assert_int_equal(archive_write_close(a), ARCHIVE_OK);
@@ -439,7 +441,10 @@ static const struct hostile hostile_cases[] = {
      {{.path = "d/l", .type = AE_IFLNK, .link = ".."},
       {.path = "x", .type = AE_IFLNK, .link = "d/l/.."}},
      "entry \"x\": symlink target \"d/l/..\" has \"..\" after a name"},
-    {"oci", {{.path = "oci-layout", .data = "{}"}}, "OCI archives not supported yet"},
+    {"oci-no-manifest",
+     {{.path = "oci-layout", .data = "{\"imageLayoutVersion\": \"1.0.0\"}"},
+      {.path = "index.json", .data = "{\"schemaVersion\": 2, \"manifests\": []}"}},
+     "OCI image: no image manifest for linux/"},
 };
 
 static void test_import_hostile(void **state)
@@ -463,6 +468,125 @@ static void test_import_hostile(void **state)
 		if (strncmp(err.msg, "image web: import ", 18))
 			fail_msg("%s: error does not name the image: %s", h->what, err.msg);
 		assert_nothing_left(root, "web");
+		drop_root(root);
+	}
+}
+
+/* ---- OCI image layouts ------------------------------------------------- */
+
+#define L1 "1111111111111111111111111111111111111111111111111111111111111111"
+#define L2 "2222222222222222222222222222222222222222222222222222222222222222"
+#define MF "3333333333333333333333333333333333333333333333333333333333333333"
+
+static char *slurp(const char *path, size_t *len)
+{
+	char *buf = NULL;
+	struct vs_error err;
+	assert_int_equal(vs_read_file(path, 0, &buf, len, &err), 0);
+	return buf;
+}
+
+/* An OCI layout tar with two layers: the second whites out and replaces. */
+static void write_oci(const char *root, const char *out, const struct ent *l2, size_t nl2)
+{
+	static const struct ent layer1[] = {
+	    {.path = "bin/app", .perm = 0755, .data = "v1"},
+	    {.path = "etc/gone", .data = "gone"},
+	    {.path = "etc/keep", .data = "old"},
+	    {.path = "dir/a", .data = "a"},
+	    {.path = "dir/sub/b", .data = "b"},
+	    {.path = "tree/x/y", .data = "y"},
+	    {.path = "usr/bin/env", .type = AE_IFLNK, .link = "../../bin/app"},
+	};
+	cleanup_free char *p1 = vs_xasprintf("%s/l1", root);
+	cleanup_free char *p2 = vs_xasprintf("%s/l2", root);
+	write_tar(p1, F_GZIP, layer1, VS_ARRAY_SIZE(layer1));
+	write_tar(p2, F_NONE, l2, nl2);
+	size_t n1, n2;
+	cleanup_free char *b1 = slurp(p1, &n1);
+	cleanup_free char *b2 = slurp(p2, &n2);
+	const char *manifest = "{\"schemaVersion\": 2, \"config\": {}, \"layers\": ["
+			       "{\"mediaType\": \"application/vnd.oci.image.layer.v1.tar+gzip\", "
+			       "\"digest\": \"sha256:" L1 "\"},"
+			       "{\"mediaType\": \"application/vnd.oci.image.layer.v1.tar\", "
+			       "\"digest\": \"sha256:" L2 "\"}]}";
+	const char *index = "{\"schemaVersion\": 2, \"manifests\": ["
+			    "{\"digest\": \"sha256:0000\", \"platform\": "
+			    "{\"os\": \"linux\", \"architecture\": \"s390x\"}},"
+			    "{\"digest\": \"sha256:" MF "\", \"platform\": "
+			    "{\"os\": \"linux\", \"architecture\": \"amd64\"}},"
+			    "{\"digest\": \"sha256:" MF "\", \"platform\": "
+			    "{\"os\": \"linux\", \"architecture\": \"arm64\"}}]}";
+	struct ent layout[] = {
+	    {.path = "oci-layout", .data = "{\"imageLayoutVersion\": \"1.0.0\"}"},
+	    {.path = "index.json", .data = index},
+	    {.path = "blobs/sha256/" MF, .data = manifest},
+	    {.path = "blobs/sha256/" L1, .bin = b1, .size = (int64_t)n1},
+	    {.path = "blobs/sha256/" L2, .bin = b2, .size = (int64_t)n2},
+	};
+	write_tar(out, F_NONE, layout, VS_ARRAY_SIZE(layout));
+}
+
+static void test_import_oci(void **state)
+{
+	char *root = make_root();
+	cleanup_free char *tar = vs_xasprintf("%s/oci.tar", root);
+	const struct ent layer2[] = {
+	    {.path = "etc/.wh.gone", .data = ""},
+	    {.path = "dir/.wh..wh..opq", .data = ""},
+	    {.path = "dir/c", .data = "c"},
+	    {.path = "etc/keep", .data = "new"},
+	    {.path = "tree", .data = "now a file"}, /* replaces a whole directory */
+	    {.path = "bin/app", .perm = 04755, .data = "v2"},
+	};
+	write_oci(root, tar, layer2, VS_ARRAY_SIZE(layer2));
+	struct vs_error err;
+	if (image_import(root, "oci", tar, &err) < 0)
+		fail_msg("%s", err.msg);
+	assert_file(root, "oci", "bin/app", "v2", 0755);
+	assert_file(root, "oci", "etc/keep", "new", 0644);
+	assert_file(root, "oci", "dir/c", "c", 0644);
+	assert_file(root, "oci", "tree", "now a file", 0644);
+	assert_symlink(root, "oci", "usr/bin/env", "../../bin/app");
+	const char *absent[] = {"etc/gone",	    "etc/.wh.gone", "dir/a",	  "dir/sub",
+				"dir/.wh..wh..opq", "oci-layout",   "index.json", "blobs"};
+	for (size_t i = 0; i < VS_ARRAY_SIZE(absent); i++) {
+		cleanup_free char *p = rootfs_path(root, "oci", absent[i]);
+		struct stat sb;
+		if (lstat(p, &sb) == 0)
+			fail_msg("%s should not be in the image", absent[i]);
+	}
+	cleanup_free char *layout = vs_xasprintf("%s/images/oci/oci-layout", root);
+	struct stat sb;
+	assert_int_equal(lstat(layout, &sb), -1);
+	struct image_info info;
+	assert_int_equal(image_get(root, "oci", &info, &err), 0);
+	assert_int_equal(info.size, 2 + 3 + 1 + 10);
+	assert_non_null(strstr(info.source, "oci-archive:"));
+	drop_root(root);
+}
+
+static void test_import_oci_hostile(void **state)
+{
+	const struct {
+		struct ent e;
+		const char *expect;
+	} cases[] = {
+	    {{.path = "../x", .data = "x"},
+	     "OCI image: layer 2: entry \"../x\": path leaves the image"},
+	    {{.path = "l", .type = AE_IFLNK, .link = "/etc"}, "symlink to absolute path"},
+	    {{.path = "dev/null", .type = AE_IFCHR}, "character device"},
+	    {{.path = "etc/.wh..", .data = ""}, "bad whiteout"},
+	};
+	for (size_t i = 0; i < VS_ARRAY_SIZE(cases); i++) {
+		char *root = make_root();
+		cleanup_free char *tar = vs_xasprintf("%s/oci.tar", root);
+		write_oci(root, tar, &cases[i].e, 1);
+		struct vs_error err;
+		assert_true(image_import(root, "oci", tar, &err) < 0);
+		if (!strstr(err.msg, cases[i].expect))
+			fail_msg("case %zu: unexpected error: %s", i, err.msg);
+		assert_nothing_left(root, "oci");
 		drop_root(root);
 	}
 }
@@ -550,6 +674,8 @@ int main(void)
 	    cmocka_unit_test(test_import_tar_gz),
 	    cmocka_unit_test(test_import_tar_xz),
 	    cmocka_unit_test(test_import_hostile),
+	    cmocka_unit_test(test_import_oci),
+	    cmocka_unit_test(test_import_oci_hostile),
 	    cmocka_unit_test(test_import_size_limits),
 	    cmocka_unit_test(test_import_garbage),
 	};
