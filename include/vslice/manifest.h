@@ -1,0 +1,144 @@
+/*
+ * manifest.h - experiment manifests: the JSON file a researcher keeps in git
+ * and `slicectl submit` turns into a slice (format: docs/manifest.md, schema:
+ * docs/manifest.schema.json).
+ *
+ * Parsing validates everything it can check without a node: types, units,
+ * names, paths, conflicts, and that `files[].source` / `policy` files exist
+ * below the manifest's directory (they are read at parse time, so a parsed
+ * manifest holds every byte it will place in the slice). It collects EVERY
+ * error, each with the JSON path of the value it is about:
+ *     .resources.memory: "lots" is not a size (use e.g. 256M)
+ *     .run.comand: unknown key (did you mean "command"?)
+ * JSON syntax errors carry a line and column instead of a path.
+ *
+ * Ownership: on success *out is a manifest the caller frees with
+ * manifest_free(); on failure *out is NULL and nothing is left allocated
+ * except the error list, which the caller frees with manifest_errors_free().
+ */
+#ifndef VSLICE_MANIFEST_H
+#define VSLICE_MANIFEST_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <sys/types.h>
+#include <time.h>
+
+#include "vslice/error.h"
+#include "vslice/slice.h"
+
+#define MANIFEST_API_VERSION	  "vslice/v1"
+#define MANIFEST_MAX_SIZE	  (4u << 20)   /* manifest text */
+#define MANIFEST_FILE_MAX	  (1u << 20)   /* one files[] entry */
+#define MANIFEST_FILES_TOTAL_MAX  (16u << 20)  /* all files[] together */
+#define MANIFEST_FILES_MAX	  1024	       /* files[] entries */
+#define MANIFEST_RESULTS_MAX	  256	       /* results[] entries */
+#define MANIFEST_ERRORS_MAX	  100	       /* errors kept; the rest are counted */
+#define MANIFEST_DEFAULT_LIFETIME (14 * 86400) /* when neither lifetime nor expires */
+
+struct manifest_error {
+	char *path;	  /* JSON path (".run.command[0]", "." for the whole document);
+			   * "" for errors not about a value (syntax, I/O) */
+	char *message;	  /* what is wrong and what was expected */
+	int line, column; /* > 0 for JSON syntax errors */
+};
+
+struct manifest_errors {
+	struct manifest_error *v;
+	size_t n, cap;
+	size_t dropped; /* errors past MANIFEST_ERRORS_MAX, not stored */
+};
+
+struct manifest_file {
+	char *path;	     /* absolute, normalized path inside the slice */
+	unsigned char *data; /* content (inline or read from source); NUL-terminated */
+	size_t len;
+	mode_t mode;  /* permission bits, <= 0777 (default 0644) */
+	char *source; /* source path relative to the manifest, NULL if inline */
+};
+
+struct manifest_label {
+	char *key, *value;
+};
+
+/*
+ * A validated manifest. Every field holds its default when the manifest left
+ * it out; strings the manifest did not give are NULL where noted.
+ */
+struct manifest {
+	char name[SLICE_NAME_MAX]; /* .slice */
+	char *description;	   /* NULL if absent */
+	char *base_dir;		   /* absolute directory of the manifest */
+
+	uint64_t lifetime_secs; /* .lifetime, or MANIFEST_DEFAULT_LIFETIME; 0 if expires */
+	time_t expires;		/* .expires (UTC), 0 if not given */
+
+	bool nodes_given;	       /* false: the local node in local mode */
+	unsigned node_count;	       /* .nodes.count, 0 when names are given */
+	struct manifest_label *labels; /* .nodes.labels, in document order */
+	size_t nlabels;
+	char **node_names; /* .nodes.names, NULL-terminated, or NULL */
+	size_t nnode_names;
+
+	char image[SLICE_NAME_MAX]; /* default "busybox" */
+	uint64_t cpu_millis;	    /* 0 = no quota */
+	uint64_t memory_bytes;	    /* 0 = no limit */
+	uint64_t pids_max;	    /* 0 = no limit */
+	char *policy;		    /* builtin name, or absolute path of a file; NULL = default */
+	enum slice_net net;	    /* default none */
+	char **env;		    /* NULL-terminated "K=V", document order; never NULL */
+	size_t nenv;
+
+	struct manifest_file *files;
+	size_t nfiles;
+
+	char **argv; /* .run.command; string form -> {"/bin/sh","-c",cmd} */
+	size_t argc;
+	bool shell_command;    /* command was given as a string */
+	char *workdir;	       /* NULL = "/" */
+	uint64_t timeout_secs; /* 0 = none */
+	bool restart_on_failure;
+	unsigned restart_limit; /* restarts allowed, 0 unless on-failure (default 3) */
+
+	char **results; /* absolute paths inside the slice, NULL-terminated */
+	size_t nresults;
+};
+
+/*
+ * Parse and validate len bytes of JSON. base_dir is the directory the
+ * manifest lives in (files[].source and a policy path are resolved below it;
+ * NULL = the current directory). Returns 0 and *out, or a negative errno
+ * (-EINVAL for an invalid manifest) with every problem appended to errs
+ * (errs must be zero-initialized or hold earlier errors).
+ */
+int manifest_parse(const char *json, size_t len, const char *base_dir, struct manifest **out,
+		   struct manifest_errors *errs);
+
+/* Read path (at most MANIFEST_MAX_SIZE bytes) and parse it with its
+ * directory as base_dir. I/O errors land in errs with an empty path. */
+int manifest_load_file(const char *path, struct manifest **out, struct manifest_errors *errs);
+
+void manifest_free(struct manifest *m);
+void manifest_errors_free(struct manifest_errors *errs);
+
+/* Print each error on its own line: "<prefix>:<line>:<col>: <message>" for
+ * syntax errors, "<prefix>: <path>: <message>" otherwise, and a count of
+ * dropped errors. prefix may be NULL. */
+void manifest_errors_print(const struct manifest_errors *errs, FILE *f, const char *prefix);
+
+/*
+ * Fill spec (zeroed first) from m: name, image, hostname (= slice name),
+ * policy, workdir, limits, lifetime (from expires: seconds left, rounded up),
+ * net, env, argv, timeout, restart_max. Strings in spec are the caller's, to
+ * free with slice_spec_free(). Fails (spec left zeroed) when expires has
+ * passed since parsing. Files, results and nodes stay in m.
+ */
+int manifest_to_spec(const struct manifest *m, struct slice_spec *spec, struct vs_error *err);
+
+/* Check a path given inside the slice (absolute, normalized, not "/"...).
+ * Returns NULL if fine, else a static description of the problem. */
+const char *manifest_check_slice_path(const char *p);
+
+#endif
