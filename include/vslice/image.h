@@ -30,7 +30,8 @@
  * image_build_busybox means "busybox"; the size limits and their
  * environment overrides; directories follow the same rules as archives;
  * hard links only to regular files; symlinks take ".." only as leading
- * components; OCI layouts are flattened.
+ * components; OCI layouts are flattened; image_import_ex with
+ * IMAGE_IMPORT_RELATIVIZE_SYMLINKS.
  */
 #ifndef VSLICE_IMAGE_H
 #define VSLICE_IMAGE_H
@@ -97,6 +98,18 @@ int image_build_busybox(const char *root, const char *name, const char *busybox,
  * replace earlier ones (as tar does). Modes and mtimes are kept.
  */
 int image_import(const char *root, const char *name, const char *path, struct vs_error *err);
+
+/*
+ * image_import with flags. IMAGE_IMPORT_RELATIVIZE_SYMLINKS: instead of
+ * refusing an absolute symlink, rewrite it to the relative path that means
+ * the same inside the slice ("/usr/share/zoneinfo/UTC" at etc/localtime ->
+ * "../usr/share/zoneinfo/UTC"; ".." in it resolved lexically, clamped at
+ * "/"). Real distribution trees (Debian's /etc, Alpine's busybox links) are
+ * full of absolute symlinks and cannot be imported without it.
+ */
+#define IMAGE_IMPORT_RELATIVIZE_SYMLINKS 0x1u
+int image_import_ex(const char *root, const char *name, const char *path, unsigned flags,
+		    struct vs_error *err);
 
 /* All images, sorted by name (caller frees *out; *out NULL when *n is 0).
  * Skips .tmp-* staging dirs and dirs without a readable image.json. A missing

@@ -51,8 +51,9 @@ struct import_ctx {
 	struct dir_fix *fixes;
 	size_t nfix, capfix;
 	size_t entries;
-	int dstfd;    /* the rootfs (or the OCI layout dir) entries go below */
-	bool layered; /* an OCI layer: upper entries replace whole trees */
+	unsigned flags; /* IMAGE_IMPORT_* */
+	int dstfd;	/* the rootfs (or the OCI layout dir) entries go below */
+	bool layered;	/* an OCI layer: upper entries replace whole trees */
 	dev_t stage_dev;
 	ino_t stage_ino;
 };
@@ -152,14 +153,70 @@ static int make_room(struct import_ctx *c, int dfd, const char *leaf, bool want_
 	return 0;
 }
 
-static int check_symlink(const char *rel, const char *target, struct vs_error *err)
+/*
+ * "/usr/share/zoneinfo/UTC" at etc/localtime -> "../usr/share/zoneinfo/UTC":
+ * the same file inside the slice, where "/" is the image root ("/.." stays
+ * at "/", so ".." is resolved lexically and clamped at the root).
+ */
+static char *relativize(const char *rel, const char *abs)
 {
+	size_t depth = 0;
+	for (const char *p = rel; *p; p++)
+		depth += *p == '/';
+	size_t n = strlen(abs);
+	cleanup_free char *norm = vs_xmalloc(n + 1);
+	cleanup_free size_t *starts = vs_xcalloc(n / 2 + 2, sizeof(size_t));
+	size_t o = 0, sp = 0;
+	for (const char *p = abs; *p;) {
+		const char *e = strchrnul(p, '/');
+		size_t len = (size_t)(e - p);
+		if (len == 2 && p[0] == '.' && p[1] == '.') {
+			if (sp)
+				o = starts[--sp];
+		} else if (len > 0 && !(len == 1 && p[0] == '.')) {
+			starts[sp++] = o;
+			if (o)
+				norm[o++] = '/';
+			memcpy(norm + o, p, len);
+			o += len;
+		}
+		p = *e ? e + 1 : e;
+	}
+	norm[o] = '\0';
+	char *out = vs_xmalloc(depth * 3 + o + 2);
+	char *q = out;
+	for (size_t i = 0; i < depth; i++, q += 3)
+		memcpy(q, "../", 3);
+	if (o)
+		strcpy(q, norm);
+	else if (depth)
+		q[-1] = '\0'; /* "../.." */
+	else
+		strcpy(q, ".");
+	return out;
+}
+
+/*
+ * Check a symlink's target; *use (caller frees) gets the target to create:
+ * a copy, or with IMAGE_IMPORT_RELATIVIZE_SYMLINKS the relative form of an
+ * absolute one.
+ */
+static int check_symlink(struct import_ctx *c, const char *rel, const char *target, char **use,
+			 struct vs_error *err)
+{
+	*use = NULL;
 	if (!target || !*target)
 		return vs_error_set(err, EINVAL, "symlink with an empty target");
 	if (strlen(target) >= PATH_MAX)
 		return vs_error_set(err, ENAMETOOLONG, "symlink target too long");
-	switch (image_symlink_check(rel, target)) {
+	cleanup_free char *cand = target[0] == '/' && (c->flags & IMAGE_IMPORT_RELATIVIZE_SYMLINKS)
+				      ? relativize(rel, target)
+				      : vs_xstrdup(target);
+	if (strlen(cand) >= PATH_MAX)
+		return vs_error_set(err, ENAMETOOLONG, "symlink target too long");
+	switch (image_symlink_check(rel, cand)) {
 	case IMAGE_LINK_OK:
+		*use = steal_pointer(&cand);
 		return 0;
 	case IMAGE_LINK_ABSOLUTE:
 		return vs_error_set(
@@ -304,9 +361,10 @@ static int extract_entry(struct import_ctx *c, struct archive *a, struct archive
 			return vs_error_set(err, EPERM, "the image root must be a directory");
 		return 0;
 	}
+	cleanup_free char *link = NULL;
 	if (!hardlink) {
 		if (type == AE_IFLNK) {
-			int r = check_symlink(rel, archive_entry_symlink(e), err);
+			int r = check_symlink(c, rel, archive_entry_symlink(e), &link, err);
 			if (r < 0)
 				return r;
 		} else if (type != AE_IFREG && type != AE_IFDIR) {
@@ -340,7 +398,7 @@ static int extract_entry(struct import_ctx *c, struct archive *a, struct archive
 		r = make_room(c, dfd, leaf, false, err);
 		if (r < 0)
 			return r;
-		if (symlinkat(archive_entry_symlink(e), dfd, leaf) < 0)
+		if (symlinkat(link, dfd, leaf) < 0)
 			return vs_error_sys(err, errno, "symlink");
 		if (image_can_chown() && fchownat(dfd, leaf, 0, 0, AT_SYMLINK_NOFOLLOW) < 0)
 			return vs_error_sys(err, errno, "chown");
@@ -732,8 +790,9 @@ static int copy_tree(struct import_ctx *c, int sfd, int dfd, const char *prefix,
 			if (len < 0)
 				return vs_error_sys(err, errno, "%s: readlink", rel);
 			target[len] = '\0';
-			r = check_symlink(rel, target, err);
-			if (r == 0 && symlinkat(target, dfd, n) < 0)
+			cleanup_free char *link = NULL;
+			r = check_symlink(c, rel, target, &link, err);
+			if (r == 0 && symlinkat(link, dfd, n) < 0)
 				r = vs_error_sys(err, errno, "symlink");
 			if (r == 0 && image_can_chown() &&
 			    fchownat(dfd, n, 0, 0, AT_SYMLINK_NOFOLLOW) < 0)
@@ -765,6 +824,12 @@ static int import_dir(struct import_ctx *c, const char *path, struct vs_error *e
 
 int image_import(const char *root, const char *name, const char *path, struct vs_error *err)
 {
+	return image_import_ex(root, name, path, 0, err);
+}
+
+int image_import_ex(const char *root, const char *name, const char *path, unsigned flags,
+		    struct vs_error *err)
+{
 	int r = vs_check_name("image", name, err);
 	if (r < 0)
 		return r;
@@ -778,7 +843,7 @@ int image_import(const char *root, const char *name, const char *path, struct vs
 	r = image_stage_begin(&st, root, name, err);
 	if (r < 0)
 		return r;
-	struct import_ctx c = {.st = &st, .dstfd = st.rootfd};
+	struct import_ctx c = {.st = &st, .dstfd = st.rootfd, .flags = flags};
 	bool oci = false;
 	r = image_limits_init(&c.lim, err);
 	if (r == 0)

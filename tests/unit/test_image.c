@@ -591,6 +591,42 @@ static void test_import_oci_hostile(void **state)
 	}
 }
 
+static void test_import_relativize(void **state)
+{
+	char *root = make_root();
+	cleanup_free char *tar = vs_xasprintf("%s/abs.tar", root);
+	const struct ent ents[] = {
+	    {.path = "etc/localtime", .type = AE_IFLNK, .link = "/usr/share/zoneinfo/UTC"},
+	    {.path = "bin/ls", .type = AE_IFLNK, .link = "/bin/busybox"},
+	    {.path = "a/b/c", .type = AE_IFLNK, .link = "/../etc/./x//"},
+	    {.path = "r", .type = AE_IFLNK, .link = "/"},
+	    {.path = "d/r", .type = AE_IFLNK, .link = "/.."},
+	    {.path = "rel", .type = AE_IFLNK, .link = "bin/ls"},
+	};
+	write_tar(tar, F_GZIP, ents, VS_ARRAY_SIZE(ents));
+	struct vs_error err;
+	assert_int_equal(image_import(root, "abs", tar, &err), -EPERM);
+	assert_nothing_left(root, "abs");
+	if (image_import_ex(root, "abs", tar, IMAGE_IMPORT_RELATIVIZE_SYMLINKS, &err) < 0)
+		fail_msg("%s", err.msg);
+	assert_symlink(root, "abs", "etc/localtime", "../usr/share/zoneinfo/UTC");
+	assert_symlink(root, "abs", "bin/ls", "../bin/busybox");
+	assert_symlink(root, "abs", "a/b/c", "../../etc/x");
+	assert_symlink(root, "abs", "r", ".");
+	assert_symlink(root, "abs", "d/r", "..");
+	assert_symlink(root, "abs", "rel", "bin/ls");
+
+	/* Same for a directory. */
+	cleanup_free char *src = make_src_dir(root);
+	cleanup_free char *p = vs_xasprintf("%s/usr/bin/abs", src);
+	assert_int_equal(symlink("/usr/bin/tool", p), 0);
+	assert_int_equal(image_import(root, "absdir", src, &err), -EPERM);
+	assert_int_equal(
+	    image_import_ex(root, "absdir", src, IMAGE_IMPORT_RELATIVIZE_SYMLINKS, &err), 0);
+	assert_symlink(root, "absdir", "usr/bin/abs", "../../usr/bin/tool");
+	drop_root(root);
+}
+
 static void test_import_size_limits(void **state)
 {
 	char *root = make_root();
@@ -676,6 +712,7 @@ int main(void)
 	    cmocka_unit_test(test_import_hostile),
 	    cmocka_unit_test(test_import_oci),
 	    cmocka_unit_test(test_import_oci_hostile),
+	    cmocka_unit_test(test_import_relativize),
 	    cmocka_unit_test(test_import_size_limits),
 	    cmocka_unit_test(test_import_garbage),
 	};
