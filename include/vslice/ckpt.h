@@ -1,0 +1,102 @@
+/*
+ * ckpt.h - checkpoint/restore of a process tree (strong mobility).
+ *
+ * vslice's own ptrace-based checkpointer (Debian's CRIU cannot run on
+ * kernels >= 6.13). Format and supported class: docs/checkpoint.md.
+ *
+ * Dump (host side, as host root):
+ *     ckpt_dump() stops every thread of the tree under root_pid (v1 freezer
+ *     cgroup if given, then PTRACE_SEIZE + PTRACE_INTERRUPT), refuses
+ *     unsupported state before reading anything big, writes a checksummed
+ *     stream to out_fd, then kills the tree (or detaches and lets it run on
+ *     with leave_running). On any failure the tree is detached/thawed and
+ *     runs on untouched.
+ *
+ * Restore, in two halves:
+ *  1. ckpt_restore_stub() runs *inside* the target namespaces as the tree's
+ *     root process, already holding the root pid (clone3 set_tid) and the
+ *     capabilities of its user namespace. It forks the rest of the tree with
+ *     exact pids, restores fds, cwd, umask, rlimits, sigactions, sessions,
+ *     process groups, zombies and POSIX timers in plain C, then parks every
+ *     thread in a `syscall; int3` loop. It does not return on success.
+ *  2. ckpt_restore_finish() (host side) waits until the stubs are parked,
+ *     seizes them and swaps each address space by ptrace syscall injection,
+ *     sets registers, signals, timers, creds, seccomp, and detaches.
+ *
+ * All functions return 0 or a negative errno with err filled.
+ */
+#ifndef VSLICE_CKPT_H
+#define VSLICE_CKPT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "vslice/error.h"
+
+struct ckpt_stats {
+	uint64_t freeze_ns;	/* from start to every thread stopped */
+	uint64_t frozen_ns;	/* how long the tree was stopped (dump) */
+	uint64_t dump_ns;	/* total ckpt_dump() */
+	uint64_t memdump_ns;	/* reading + writing pages */
+	uint64_t pages_scanned;
+	uint64_t pages_written;
+	uint64_t bytes_written;	/* whole stream */
+	uint64_t restore_ns;	/* ckpt_restore_finish(): waiting for stubs to detach */
+	uint64_t forking_ns;	/* stub readiness wait inside restore_ns */
+	uint64_t injected_syscalls;
+	unsigned nr_procs, nr_threads, nr_vmas, nr_fds;
+};
+
+struct ckpt_dump_opts {
+	pid_t root_pid;		 /* host pid of the tree root */
+	const char *freezer_dir; /* v1 freezer cgroup holding the tree, or NULL */
+	int out_fd;		 /* the stream is written here */
+	bool leave_running;	 /* detach + thaw after the dump instead of SIGKILL */
+	const char *name;	 /* recorded in the header (slice name), may be NULL */
+	const void *extra;	 /* opaque blob stored as-is (slice spec), may be NULL */
+	size_t extra_len;
+	bool verbose;		 /* progress on stderr */
+};
+
+int ckpt_dump(const struct ckpt_dump_opts *o, struct ckpt_stats *st, struct vs_error *err);
+
+/* A parsed, verified image. */
+struct ckpt_image;
+
+/* Parse and verify a stream held in memory; the image copies what it needs
+ * except page/data payloads, which point into buf (buf must outlive it). */
+int ckpt_image_parse(const void *buf, size_t len, struct ckpt_image **out, struct vs_error *err);
+/* Read a whole stream from fd (file: mmap, pipe: read) and parse it. */
+int ckpt_image_read_fd(int fd, struct ckpt_image **out, struct vs_error *err);
+void ckpt_image_free(struct ckpt_image *img);
+
+pid_t ckpt_image_root_pid(const struct ckpt_image *img);
+/* CLOCK_MONOTONIC / CLOCK_BOOTTIME as the tree saw them at dump time. */
+int64_t ckpt_image_monotonic_ns(const struct ckpt_image *img);
+int64_t ckpt_image_boottime_ns(const struct ckpt_image *img);
+const char *ckpt_image_name(const struct ckpt_image *img);
+/* The extra blob given at dump time (NULL if none). */
+const void *ckpt_image_extra(const struct ckpt_image *img, size_t *len);
+
+/* Inside the target namespaces, as the root pid: see above. Returns only
+ * on failure (err filled); the caller should then exit non-zero. */
+int ckpt_restore_stub(const struct ckpt_image *img, struct vs_error *err);
+
+/* Host side. root_hpid = host pid of the process running
+ * ckpt_restore_stub(). timeout_ms bounds the wait for the stubs. */
+int ckpt_restore_finish(const struct ckpt_image *img, pid_t root_hpid, unsigned timeout_ms,
+			struct ckpt_stats *st, struct vs_error *err);
+
+/* Host pid of the child of parent_hpid whose innermost pid is nspid,
+ * waiting up to timeout_ms for it to appear. */
+int ckpt_find_child_nspid(pid_t parent_hpid, pid_t nspid, unsigned timeout_ms, pid_t *out,
+			  struct vs_error *err);
+
+/* Write st as JSON to path (atomic). */
+int ckpt_stats_write_json(const char *path, const struct ckpt_stats *st, struct vs_error *err);
+/* One-line human summary into buf. */
+void ckpt_stats_format(const struct ckpt_stats *st, char *buf, size_t len);
+
+#endif

@@ -1,0 +1,1146 @@
+/*
+ * dump.c - checkpoint a process tree into a stream.
+ *
+ * Order (checkpoint.md §5): enumerate the tree and refuse unsupported state
+ * while it still runs; stop it (v1 freezer if given, then PTRACE_SEIZE +
+ * PTRACE_INTERRUPT every thread, repeated until the task set is stable);
+ * per process read /proc, regsets and a few injected read-only syscalls
+ * (sigactions, itimers, sigaltstack, tid address, brk, timers); fds through
+ * pidfd_getfd; memory through pagemap + process_vm_readv; then kill the tree
+ * (or detach). Any failure detaches and thaws: the tree runs on untouched.
+ */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/prctl.h>
+#include <sys/ptrace.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/uio.h>
+#include <sys/utsname.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <linux/elf.h>
+#include <linux/ptrace.h>
+
+#include "ckpt_int.h"
+#include "files.h"
+#include "vslice/util.h"
+
+#ifndef PTRACE_GET_RSEQ_CONFIGURATION
+#define PTRACE_GET_RSEQ_CONFIGURATION 0x420f
+#endif
+
+struct rseq_conf {
+	uint64_t rseq_abi_pointer;
+	uint32_t rseq_abi_size;
+	uint32_t signature;
+	uint32_t flags;
+	uint32_t pad;
+};
+
+struct d_thread {
+	pid_t hpid, vtid;
+	bool seized;
+};
+
+struct d_proc {
+	pid_t hpid, vpid, hppid;
+	bool zombie;
+	struct d_thread *thr;
+	size_t nthr;
+};
+
+struct dumper {
+	const struct ckpt_dump_opts *o;
+	struct ckpt_stats *st;
+	struct d_proc *procs;
+	size_t nprocs;
+	bool frozen;		/* freezer cgroup FROZEN by us */
+	struct ck_writer w;
+	struct ck_files files;
+};
+
+static bool d_has(struct dumper *d, pid_t hpid)
+{
+	for (size_t i = 0; i < d->nprocs; i++)
+		if (d->procs[i].hpid == hpid)
+			return true;
+	return false;
+}
+
+static struct d_proc *d_proc_by_hpid(struct dumper *d, pid_t hpid)
+{
+	for (size_t i = 0; i < d->nprocs; i++)
+		if (d->procs[i].hpid == hpid)
+			return &d->procs[i];
+	return NULL;
+}
+
+/* Field `key` of /proc/<pid>/status as a string (into out). */
+static int status_field(pid_t pid, const char *key, char *out, size_t len)
+{
+	char path[64], buf[8192];
+	snprintf(path, sizeof(path), "/proc/%d/status", pid);
+	int n = ck_read_small(path, buf, sizeof(buf));
+	if (n < 0)
+		return n;
+	size_t kl = strlen(key);
+	for (char *l = buf; l && *l; l = strchr(l, '\n') ? strchr(l, '\n') + 1 : NULL) {
+		if (strncmp(l, key, kl) == 0 && l[kl] == ':') {
+			char *v = l + kl + 1;
+			while (*v == ' ' || *v == '\t')
+				v++;
+			size_t i = 0;
+			while (v[i] && v[i] != '\n' && i + 1 < len) {
+				out[i] = v[i];
+				i++;
+			}
+			out[i] = 0;
+			return 0;
+		}
+	}
+	return -ENOENT;
+}
+
+static int list_tids(pid_t pid, pid_t **out, size_t *n)
+{
+	char path[64];
+	snprintf(path, sizeof(path), "/proc/%d/task", pid);
+	cleanup_closedir DIR *dir = opendir(path);
+	if (!dir)
+		return -errno;
+	pid_t *v = NULL;
+	size_t cnt = 0;
+	struct dirent *de;
+	while ((de = readdir(dir))) {
+		if (de->d_name[0] == '.')
+			continue;
+		v = ck_xrealloc(v, (cnt + 1) * sizeof(*v));
+		v[cnt++] = atoi(de->d_name);
+	}
+	*out = v;
+	*n = cnt;
+	return 0;
+}
+
+/* Breadth-first walk from the root; parents always precede children. */
+static int d_enumerate(struct dumper *d, struct vs_error *err)
+{
+	if (!d->nprocs) {
+		d->procs = vs_xcalloc(1, sizeof(*d->procs));
+		d->procs[0].hpid = d->o->root_pid;
+		d->nprocs = 1;
+	}
+	for (size_t i = 0; i < d->nprocs; i++) {
+		struct d_proc *p = &d->procs[i];
+		char st[64];
+		if (status_field(p->hpid, "State", st, sizeof(st)) < 0)
+			return vs_error_set(err, ESRCH, "process %d: vanished during checkpoint", p->hpid);
+		p->zombie = st[0] == 'Z' || st[0] == 'X';
+		pid_t *tids = NULL;
+		size_t nt = 0;
+		if (list_tids(p->hpid, &tids, &nt) < 0)
+			return vs_error_set(err, ESRCH, "process %d: cannot list threads", p->hpid);
+		for (size_t t = 0; t < nt; t++) {
+			bool known = false;
+			for (size_t k = 0; k < p->nthr; k++)
+				known |= p->thr[k].hpid == tids[t];
+			if (!known && !p->zombie) {
+				p->thr = ck_xrealloc(p->thr, (p->nthr + 1) * sizeof(*p->thr));
+				p->thr[p->nthr++] = (struct d_thread){ .hpid = tids[t] };
+			}
+			char path[96], buf[4096];
+			snprintf(path, sizeof(path), "/proc/%d/task/%d/children", p->hpid, tids[t]);
+			if (ck_read_small(path, buf, sizeof(buf)) < 0)
+				continue;
+			for (char *tok = strtok(buf, " \n"); tok; tok = strtok(NULL, " \n")) {
+				pid_t c = atoi(tok);
+				if (c <= 0 || d_has(d, c))
+					continue;
+				d->procs = ck_xrealloc(d->procs, (d->nprocs + 1) * sizeof(*d->procs));
+				p = &d->procs[i];
+				d->procs[d->nprocs++] = (struct d_proc){ .hpid = c, .hppid = p->hpid };
+			}
+		}
+		free(tids);
+		/* Zombies are not in children lists; find them by PPid scan below. */
+	}
+	/* Zombie children: /proc/<pid>/task/<tid>/children omits nothing for
+	 * zombies on current kernels, but double check via a PPid scan. */
+	cleanup_closedir DIR *proc = opendir("/proc");
+	struct dirent *de;
+	while (proc && (de = readdir(proc))) {
+		pid_t c = atoi(de->d_name);
+		if (c <= 0 || d_has(d, c))
+			continue;
+		char pp[32];
+		if (status_field(c, "PPid", pp, sizeof(pp)) < 0)
+			continue;
+		pid_t ppid = atoi(pp);
+		if (!d_has(d, ppid))
+			continue;
+		d->procs = ck_xrealloc(d->procs, (d->nprocs + 1) * sizeof(*d->procs));
+		d->procs[d->nprocs++] = (struct d_proc){ .hpid = c, .hppid = ppid };
+		/* Recurse for the new process's own children. */
+		return d_enumerate(d, err);
+	}
+	for (size_t i = 0; i < d->nprocs; i++) {
+		struct d_proc *p = &d->procs[i];
+		if (ck_nspid(p->hpid, &p->vpid) < 0)
+			return vs_error_set(err, ESRCH, "process %d: no NSpid", p->hpid);
+		for (size_t t = 0; t < p->nthr; t++) {
+			char path[64];
+			snprintf(path, sizeof(path), "%d/task/%d", p->hpid, p->thr[t].hpid);
+			(void)path;
+			if (p->thr[t].vtid == 0 && ck_nspid(p->thr[t].hpid, &p->thr[t].vtid) < 0)
+				p->thr[t].vtid = 0;
+		}
+	}
+	return 0;
+}
+
+/* --- refusal checks ---------------------------------------------------- */
+
+static int d_check_proc(struct dumper *d, struct d_proc *p, struct vs_error *err)
+{
+	char v[64];
+	if (p->zombie)
+		return 0;
+	for (size_t t = 0; t < p->nthr; t++) {
+		char path[64], buf[8192];
+		snprintf(path, sizeof(path), "/proc/%d/task/%d/status", p->hpid, p->thr[t].hpid);
+		if (ck_read_small(path, buf, sizeof(buf)) < 0)
+			continue;
+		char *tp = strstr(buf, "TracerPid:");
+		if (tp && atoi(tp + 10) != 0 && atoi(tp + 10) != getpid())
+			return vs_error_set(err, EBUSY, "pid %d (tid %d): refused: task is ptraced by %d",
+					    p->vpid, p->thr[t].vtid, atoi(tp + 10));
+	}
+	if (status_field(p->hpid, "Seccomp", v, sizeof(v)) == 0 && atoi(v) == 1)
+		return vs_error_set(err, ENOTSUP, "pid %d: refused: strict-mode seccomp", p->vpid);
+	char path[64];
+	snprintf(path, sizeof(path), "/proc/%d/maps", p->hpid);
+	cleanup_fclose FILE *f = fopen(path, "re");
+	if (!f)
+		return vs_error_sys(err, errno, "pid %d: open maps", p->vpid);
+	char line[4096 + 128];
+	while (fgets(line, sizeof(line), f)) {
+		if (strstr(line, "/SYSV"))
+			return vs_error_set(err, ENOTSUP, "pid %d: refused: SysV shared memory attached",
+					    p->vpid);
+		if (strstr(line, "[uprobes]") || strstr(line, "anon_hugepage") ||
+		    strstr(line, "[io_uring]") || strstr(line, "/dev/hugepages") ||
+		    strstr(line, "[aio]") || strstr(line, "/aio ("))
+			return vs_error_set(err, ENOTSUP, "pid %d: refused: unsupported mapping: %s",
+					    p->vpid, strtok(line, "\n"));
+	}
+	return ck_files_check(p->hpid, p->vpid, err);
+}
+
+/* --- stopping ----------------------------------------------------------- */
+
+static int freezer_set(const char *dir, const char *state, struct vs_error *err)
+{
+	char path[4096];
+	snprintf(path, sizeof(path), "%s/freezer.state", dir);
+	int r = vs_write_str(path, state, err);
+	if (r < 0)
+		return r;
+	for (int i = 0; i < 5000; i++) {
+		char buf[64];
+		if (ck_read_small(path, buf, sizeof(buf)) < 0)
+			break;
+		if (strncmp(buf, state, strlen(state)) == 0)
+			return 0;
+		struct timespec ts = { 0, 200000 };
+		nanosleep(&ts, NULL);
+	}
+	return vs_error_set(err, ETIMEDOUT, "freezer %s: did not reach %s", dir, state);
+}
+
+static int d_seize_all(struct dumper *d, struct vs_error *err)
+{
+	for (int round = 0; round < 50; round++) {
+		bool added = false;
+		for (size_t i = 0; i < d->nprocs; i++) {
+			struct d_proc *p = &d->procs[i];
+			for (size_t t = 0; t < p->nthr; t++) {
+				if (p->thr[t].seized)
+					continue;
+				int r = ck_seize(p->thr[t].hpid, false, err);
+				if (r < 0)
+					return r;
+				p->thr[t].seized = true;
+				added = true;
+			}
+		}
+		if (!added)
+			return 0;
+		if (d->frozen) {
+			/* frozen tasks take the interrupt once thawed */
+		} else {
+			size_t before = d->nprocs;
+			size_t nthr_before = 0;
+			for (size_t i = 0; i < d->nprocs; i++)
+				nthr_before += d->procs[i].nthr;
+			int r = d_enumerate(d, err);
+			if (r < 0)
+				return r;
+			size_t nthr_after = 0;
+			for (size_t i = 0; i < d->nprocs; i++)
+				nthr_after += d->procs[i].nthr;
+			if (d->nprocs == before && nthr_after == nthr_before)
+				return 0;
+		}
+	}
+	return vs_error_set(err, EAGAIN, "process tree %d keeps changing; cannot stop it",
+			    d->o->root_pid);
+}
+
+static int d_wait_all(struct dumper *d, struct vs_error *err)
+{
+	for (size_t i = 0; i < d->nprocs; i++)
+		for (size_t t = 0; t < d->procs[i].nthr; t++) {
+			int r = ck_wait_stop(d->procs[i].thr[t].hpid, err);
+			if (r < 0)
+				return r;
+		}
+	return 0;
+}
+
+static void d_release(struct dumper *d, bool kill_tree)
+{
+	if (kill_tree) {
+		/* Killed while still traced: the tracer must collect each death
+		 * so that the real parent can reap it. */
+		for (size_t i = 0; i < d->nprocs; i++)
+			kill(d->procs[i].hpid, SIGKILL);
+		for (size_t i = 0; i < d->nprocs; i++)
+			for (size_t t = 0; t < d->procs[i].nthr; t++)
+				if (d->procs[i].thr[t].seized) {
+					while (waitpid(d->procs[i].thr[t].hpid, NULL, __WALL) < 0 &&
+					       errno == EINTR)
+						;
+					d->procs[i].thr[t].seized = false;
+				}
+	}
+	for (size_t i = 0; i < d->nprocs; i++)
+		for (size_t t = 0; t < d->procs[i].nthr; t++)
+			if (d->procs[i].thr[t].seized) {
+				ptrace(PTRACE_DETACH, d->procs[i].thr[t].hpid, 0, 0);
+				d->procs[i].thr[t].seized = false;
+			}
+	if (d->frozen) {
+		freezer_set(d->o->freezer_dir, "THAWED", NULL);
+		d->frozen = false;
+	}
+}
+
+/* --- per process -------------------------------------------------------- */
+
+static int parse_stat(pid_t pid, struct ck_proc *pr, struct vs_error *err)
+{
+	char path[64], buf[4096];
+	snprintf(path, sizeof(path), "/proc/%d/stat", pid);
+	if (ck_read_small(path, buf, sizeof(buf)) < 0)
+		return vs_error_sys(err, errno, "pid %d: read stat", pr->pid);
+	char *s = strrchr(buf, ')');
+	if (!s)
+		return vs_error_set(err, EINVAL, "pid %d: bad stat", pr->pid);
+	s += 2;
+	/* field 3 is s[0]; collect all fields */
+	uint64_t f[64] = { 0 };
+	int n = 3;
+	for (char *tok = strtok(s, " "); tok && n < 64; tok = strtok(NULL, " "))
+		f[n++] = strtoull(tok, NULL, 10);
+	pr->start_code = f[26];
+	pr->end_code = f[27];
+	pr->start_stack = f[28];
+	pr->start_data = f[45];
+	pr->end_data = f[46];
+	pr->start_brk = f[47];
+	pr->arg_start = f[48];
+	pr->arg_end = f[49];
+	pr->env_start = f[50];
+	pr->env_end = f[51];
+	pr->exit_status = (int32_t)f[52];
+	return 0;
+}
+
+static uint64_t hexfield(pid_t pid, const char *key)
+{
+	char v[64];
+	if (status_field(pid, key, v, sizeof(v)) < 0)
+		return 0;
+	return strtoull(v, NULL, 16);
+}
+
+static void idfield(pid_t pid, const char *key, uint32_t out[4])
+{
+	char v[128];
+	if (status_field(pid, key, v, sizeof(v)) < 0)
+		return;
+	sscanf(v, "%u %u %u %u", &out[0], &out[1], &out[2], &out[3]);
+}
+
+static pid_t vpid_of(struct dumper *d, pid_t hpid)
+{
+	struct d_proc *p = d_proc_by_hpid(d, hpid);
+	return p ? p->vpid : 0;
+}
+
+/* Find a place to write "syscall; int3": start of the first executable
+ * private file mapping (compel does the same). */
+static int find_exec_area(pid_t pid, uint64_t *addr)
+{
+	char path[64];
+	snprintf(path, sizeof(path), "/proc/%d/maps", pid);
+	cleanup_fclose FILE *f = fopen(path, "re");
+	if (!f)
+		return -errno;
+	char line[4096 + 128];
+	while (fgets(line, sizeof(line), f)) {
+		unsigned long s, e;
+		char perms[8];
+		if (sscanf(line, "%lx-%lx %7s", &s, &e, perms) != 3)
+			continue;
+		if (perms[2] == 'x' && perms[3] == 'p' && !strstr(line, "[vdso]") &&
+		    !strstr(line, "[vsyscall]")) {
+			*addr = s;
+			return 0;
+		}
+	}
+	return -ENOENT;
+}
+
+struct d_inj {
+	pid_t pid;		/* host pid of the process */
+	uint64_t area;		/* where the gadget was poked */
+	long saved_word;
+	bool poked;
+};
+
+static int inj_begin(struct d_inj *ij, pid_t hpid, struct vs_error *err)
+{
+	ij->pid = hpid;
+	if (find_exec_area(hpid, &ij->area) < 0)
+		return vs_error_set(err, ENOEXEC, "process %d: no executable mapping to inject into",
+				    hpid);
+	errno = 0;
+	ij->saved_word = ptrace(PTRACE_PEEKTEXT, hpid, ij->area, 0);
+	if (errno)
+		return vs_error_sys(err, errno, "process %d: PEEKTEXT", hpid);
+	long w = ij->saved_word;
+	unsigned char *b = (unsigned char *)&w;
+	b[0] = 0x0f;
+	b[1] = 0x05;
+	b[2] = 0xcc;
+	if (ptrace(PTRACE_POKETEXT, hpid, ij->area, w) < 0)
+		return vs_error_sys(err, errno, "process %d: POKETEXT", hpid);
+	ij->poked = true;
+	return 0;
+}
+
+static void inj_end(struct d_inj *ij)
+{
+	if (ij->poked)
+		ptrace(PTRACE_POKETEXT, ij->pid, ij->area, ij->saved_word);
+	ij->poked = false;
+}
+
+/* Run one syscall in thread tid (of the process of ij); restores its regs
+ * after. Returns the raw result or CK_EINJECT. */
+static long d_sys(struct dumper *d, struct d_inj *ij, pid_t tid, long nr, uint64_t a1,
+		  uint64_t a2, uint64_t a3, uint64_t a4, struct vs_error *err)
+{
+	struct ck_inject in = { .tid = tid, .gadget = ij->area, .counter = NULL };
+	long r = ck_syscall(&in, nr, a1, a2, a3, a4, 0, 0, err);
+	if (in.have_saved && ck_setregs(tid, in.saved, err) < 0)
+		return CK_EINJECT;
+	return r;
+}
+
+static int rd_remote(pid_t pid, uint64_t addr, void *buf, size_t len)
+{
+	struct iovec l = { buf, len }, rm = { (void *)addr, len };
+	ssize_t n = process_vm_readv(pid, &l, 1, &rm, 1, 0);
+	return n == (ssize_t)len ? 0 : -EFAULT;
+}
+
+static int wr_remote(pid_t pid, uint64_t addr, const void *buf, size_t len)
+{
+	struct iovec l = { (void *)buf, len }, rm = { (void *)addr, len };
+	ssize_t n = process_vm_writev(pid, &l, 1, &rm, 1, 0);
+	return n == (ssize_t)len ? 0 : -EFAULT;
+}
+
+/* Scratch memory on the thread's stack, below the red zone. */
+static uint64_t scratch_of(pid_t tid)
+{
+	uint64_t regs[27];
+	if (ck_getregs(tid, regs, NULL) < 0)
+		return 0;
+	return ((regs[R_RSP] - 128 - 1024) & ~(uint64_t)63);
+}
+
+struct k_sigaction {
+	uint64_t handler, flags, restorer, mask;
+};
+
+static int d_injected(struct dumper *d, struct d_proc *p, struct ck_proc *pr,
+		      struct ck_thread *thr, size_t nthr, struct vs_error *err)
+{
+	struct d_inj ij = { 0 };
+	int r = inj_begin(&ij, p->hpid, err);
+	if (r < 0)
+		return r;
+	pid_t main = p->thr[0].hpid;
+	uint64_t sc = scratch_of(main);
+	uint8_t saved_stack[1024];
+	if (!sc || rd_remote(p->hpid, sc, saved_stack, sizeof(saved_stack)) < 0) {
+		inj_end(&ij);
+		return vs_error_set(err, EFAULT, "pid %d: cannot use its stack as scratch", pr->pid);
+	}
+	long v;
+	for (int sig = 1; sig <= 64; sig++) {
+		if (sig == SIGKILL || sig == SIGSTOP)
+			continue;
+		v = d_sys(d, &ij, main, SYS_rt_sigaction, sig, 0, sc, 8, err);
+		if (v == CK_EINJECT) {
+			r = -err->code;
+			goto out;
+		}
+		if (v < 0)
+			continue;
+		struct k_sigaction ka;
+		rd_remote(p->hpid, sc, &ka, sizeof(ka));
+		pr->sigact[sig - 1] = (struct ck_sigact){ ka.handler, ka.flags, ka.restorer, ka.mask };
+	}
+	for (int which = 0; which < 3; which++) {
+		int64_t it[4] = { 0 };
+		v = d_sys(d, &ij, main, SYS_getitimer, which, sc, 0, 0, err);
+		if (v == 0)
+			rd_remote(p->hpid, sc, it, sizeof(it));
+		memcpy(pr->itimer[which], it, sizeof(it));
+	}
+	v = d_sys(d, &ij, main, SYS_brk, 0, 0, 0, 0, err);
+	if (v == CK_EINJECT) {
+		r = -err->code;
+		goto out;
+	}
+	pr->brk = (uint64_t)v;
+	v = d_sys(d, &ij, main, SYS_prctl, PR_GET_PDEATHSIG, sc, 0, 0, err);
+	if (v == 0) {
+		int32_t sig;
+		rd_remote(p->hpid, sc, &sig, 4);
+		pr->pdeathsig = sig;
+	}
+	pr->dumpable = (int32_t)d_sys(d, &ij, main, SYS_prctl, PR_GET_DUMPABLE, 0, 0, 0, err);
+	v = d_sys(d, &ij, main, SYS_prctl, PR_GET_CHILD_SUBREAPER, sc, 0, 0, err);
+	if (v == 0) {
+		int32_t s;
+		rd_remote(p->hpid, sc, &s, 4);
+		pr->subreaper = s;
+	}
+	for (size_t t = 0; t < nthr; t++) {
+		pid_t tid = p->thr[t].hpid;
+		uint64_t tsc = scratch_of(tid);
+		uint8_t tsaved[64];
+		if (!tsc || rd_remote(p->hpid, tsc, tsaved, sizeof(tsaved)) < 0)
+			continue;
+		v = d_sys(d, &ij, tid, SYS_prctl, PR_GET_TID_ADDRESS, tsc, 0, 0, err);
+		if (v == 0)
+			rd_remote(p->hpid, tsc, &thr[t].tid_address, 8);
+		v = d_sys(d, &ij, tid, SYS_sigaltstack, 0, tsc, 0, 0, err);
+		if (v == 0) {
+			stack_t ss;
+			rd_remote(p->hpid, tsc, &ss, sizeof(ss));
+			thr[t].ss_sp = (uint64_t)ss.ss_sp;
+			thr[t].ss_size = ss.ss_size;
+			thr[t].ss_flags = ss.ss_flags;
+		}
+		wr_remote(p->hpid, tsc, tsaved, sizeof(tsaved));
+	}
+	/* POSIX timers: ids from /proc, values from timer_gettime. */
+	{
+		char path[64];
+		snprintf(path, sizeof(path), "/proc/%d/timers", p->hpid);
+		cleanup_fclose FILE *f = fopen(path, "re");
+		char line[256];
+		struct ck_timer tm = { 0 };
+		bool have = false;
+		while (f) {
+			char *l = fgets(line, sizeof(line), f);
+			if (!l || strncmp(line, "ID:", 3) == 0) {
+				if (have) {
+					int64_t its[4] = { 0 };
+					v = d_sys(d, &ij, main, SYS_timer_gettime, tm.id, sc, 0, 0, err);
+					if (v == 0)
+						rd_remote(p->hpid, sc, its, sizeof(its));
+					tm.int_sec = its[0];
+					tm.int_nsec = its[1];
+					tm.val_sec = its[2];
+					tm.val_nsec = its[3];
+					tm.pid = pr->pid;
+					r = ck_write_section(&d->w, CK_SEC_TIMER, &tm, sizeof(tm), NULL, 0, err);
+					if (r < 0)
+						goto out;
+				}
+				if (!l)
+					break;
+				memset(&tm, 0, sizeof(tm));
+				tm.id = atoi(line + 3);
+				have = true;
+			} else if (strncmp(line, "signal:", 7) == 0) {
+				unsigned long long val = 0;
+				sscanf(line + 7, " %d/%llx", &tm.signo, &val);
+				tm.sigval = val;
+			} else if (strncmp(line, "notify:", 7) == 0) {
+				char kind[32] = "", who[32] = "";
+				sscanf(line + 7, " %31[^/]/%31[^.].%d", kind, who, &tm.tid);
+				if (strcmp(kind, "thread") == 0)
+					tm.notify = SIGEV_THREAD_ID;
+				else if (strcmp(kind, "signal") == 0)
+					tm.notify = SIGEV_SIGNAL;
+				else
+					tm.notify = SIGEV_NONE;
+				/* The notify tid is printed in the reader's pid namespace. */
+				tm.tid = tm.tid ? (int32_t)vpid_of(d, tm.tid) : 0;
+				if (tm.notify == SIGEV_THREAD_ID && !tm.tid) {
+					for (size_t t = 0; t < p->nthr; t++)
+						if (p->thr[t].hpid == atoi(strrchr(line, '.') + 1))
+							tm.tid = p->thr[t].vtid;
+				}
+			} else if (strncmp(line, "ClockID:", 8) == 0) {
+				tm.clockid = atoi(line + 8);
+			}
+		}
+	}
+	r = 0;
+out:
+	wr_remote(p->hpid, sc, saved_stack, sizeof(saved_stack));
+	inj_end(&ij);
+	return r;
+}
+
+/* Syscall restart fix-up (compel_get_task_regs): a thread stopped inside an
+ * interrupted syscall re-executes it on resume. */
+static void fix_restart(uint64_t *regs)
+{
+	int64_t ax = (int64_t)regs[R_RAX];
+	if ((int64_t)regs[R_ORIG_RAX] < 0)
+		return;
+	switch (ax) {
+	case -512: /* ERESTARTSYS */
+	case -513: /* ERESTARTNOINTR */
+	case -514: /* ERESTARTNOHAND */
+	case -516: /* ERESTART_RESTARTBLOCK: re-run with the original arguments */
+		regs[R_RAX] = regs[R_ORIG_RAX];
+		regs[R_RIP] -= 2;
+		break;
+	}
+	regs[R_ORIG_RAX] = (uint64_t)-1;
+}
+
+static int d_thread(struct dumper *d, struct d_proc *p, size_t t, struct ck_thread *th,
+		    uint8_t **xs, struct vs_error *err)
+{
+	pid_t tid = p->thr[t].hpid;
+	th->pid = p->vpid;
+	th->tid = p->thr[t].vtid;
+	int r = ck_getregs(tid, th->regs, err);
+	if (r < 0)
+		return r;
+	fix_restart(th->regs);
+	static uint8_t xbuf[1 << 16];
+	struct iovec iov = { xbuf, sizeof(xbuf) };
+	if (ptrace(PTRACE_GETREGSET, tid, NT_X86_XSTATE, &iov) < 0)
+		return vs_error_sys(err, errno, "pid %d tid %d: GETREGSET xstate", p->vpid, th->tid);
+	th->xstate_len = (uint32_t)iov.iov_len;
+	*xs = vs_xmalloc(iov.iov_len);
+	memcpy(*xs, xbuf, iov.iov_len);
+	if (ptrace(PTRACE_GETSIGMASK, tid, sizeof(uint64_t), &th->sigmask) < 0)
+		return vs_error_sys(err, errno, "pid %d tid %d: GETSIGMASK", p->vpid, th->tid);
+	struct rseq_conf rc = { 0 };
+	if (ptrace(PTRACE_GET_RSEQ_CONFIGURATION, tid, sizeof(rc), &rc) > 0 && rc.rseq_abi_pointer) {
+		th->rseq_addr = rc.rseq_abi_pointer;
+		th->rseq_len = rc.rseq_abi_size;
+		th->rseq_sig = rc.signature;
+		th->rseq_flags = rc.flags;
+	}
+	uint64_t head = 0;
+	size_t len = 0;
+	if (syscall(SYS_get_robust_list, tid, &head, &len) == 0) {
+		th->robust_list = head;
+		th->robust_len = len;
+	}
+	char path[64], comm[32] = "";
+	snprintf(path, sizeof(path), "/proc/%d/task/%d/comm", p->hpid, tid);
+	ck_read_small(path, comm, sizeof(comm));
+	comm[strcspn(comm, "\n")] = 0;
+	comm[sizeof(th->comm) - 1] = 0;
+	memcpy(th->comm, comm, sizeof(th->comm));
+	return 0;
+}
+
+static int d_siginfo(struct dumper *d, struct d_proc *p, pid_t tid, pid_t vtid, bool shared,
+		     struct vs_error *err)
+{
+	for (uint64_t off = 0;; off++) {
+		struct ptrace_peeksiginfo_args a = { .off = off, .flags = shared ? PTRACE_PEEKSIGINFO_SHARED : 0,
+						     .nr = 1 };
+		uint8_t info[128];
+		long n = ptrace(PTRACE_PEEKSIGINFO, tid, &a, info);
+		if (n < 0)
+			return vs_error_sys(err, errno, "pid %d: PEEKSIGINFO", p->vpid);
+		if (n == 0)
+			return 0;
+		struct ck_siginfo si = { .pid = p->vpid, .tid = vtid, .shared = shared };
+		memcpy(si.info, info, 128);
+		int sig;
+		memcpy(&sig, info, 4);
+		if (sig == SIGTRAP)
+			return vs_error_set(err, ENOTSUP, "pid %d: refused: SIGTRAP pending", p->vpid);
+		int r = ck_write_section(&d->w, CK_SEC_SIGINFO, &si, sizeof(si), NULL, 0, err);
+		if (r < 0)
+			return r;
+	}
+}
+
+static int d_seccomp(struct dumper *d, struct d_proc *p, struct ck_proc *pr, struct vs_error *err)
+{
+	if (pr->seccomp_mode != 2)
+		return 0;
+	/* index 0 is the most recently installed filter; store oldest first. */
+	long count = 0;
+	while (ptrace(PTRACE_SECCOMP_GET_FILTER, p->thr[0].hpid, count, NULL) > 0)
+		count++;
+	if (count == 0)
+		return vs_error_sys(err, errno, "pid %d: PTRACE_SECCOMP_GET_FILTER", pr->pid);
+	for (long i = count - 1; i >= 0; i--) {
+		long n = ptrace(PTRACE_SECCOMP_GET_FILTER, p->thr[0].hpid, i, NULL);
+		if (n <= 0)
+			return vs_error_sys(err, errno, "pid %d: seccomp filter %ld", pr->pid, i);
+		uint8_t *buf = vs_xmalloc(n * 8);
+		if (ptrace(PTRACE_SECCOMP_GET_FILTER, p->thr[0].hpid, i, buf) != n) {
+			free(buf);
+			return vs_error_sys(err, errno, "pid %d: seccomp filter %ld", pr->pid, i);
+		}
+		struct ck_seccomp sr = { .pid = pr->pid, .index = (uint32_t)(count - 1 - i),
+					 .nr_insns = (uint32_t)n };
+		int r = ck_write_section(&d->w, CK_SEC_SECCOMP, &sr, sizeof(sr), buf, n * 8, err);
+		free(buf);
+		if (r < 0)
+			return r;
+	}
+	pr->nr_seccomp = (uint32_t)count;
+	return 0;
+}
+
+/* --- memory ------------------------------------------------------------- */
+
+#define PM_PRESENT (1ull << 63)
+#define PM_SWAP (1ull << 62)
+#define PM_FILE (1ull << 61)
+
+static int d_pages_run(struct dumper *d, int memfd, pid_t hpid, int32_t vpid, uint64_t addr,
+		       uint64_t len, bool readable, uint8_t *buf, struct vs_error *err)
+{
+	struct ck_pages pg = { .pid = vpid, .addr = addr, .len = len };
+	ssize_t n;
+	if (readable) {
+		struct iovec l = { buf, len }, rm = { (void *)addr, len };
+		n = process_vm_readv(hpid, &l, 1, &rm, 1, 0);
+	} else {
+		n = pread(memfd, buf, len, (off_t)addr);
+	}
+	if (n != (ssize_t)len)
+		return vs_error_sys(err, n < 0 ? errno : EIO,
+				    "pid %d: read memory %#" PRIx64 "+%" PRIu64, vpid, addr, len);
+	d->st->pages_written += len / 4096;
+	return ck_write_section(&d->w, CK_SEC_PAGES, &pg, sizeof(pg), buf, len, err);
+}
+
+#define RUN_MAX (8u << 20)
+
+static int d_memory(struct dumper *d, struct d_proc *p, struct ck_proc *pr, struct ck_header *hdr,
+		    struct vs_error *err)
+{
+	char path[64];
+	snprintf(path, sizeof(path), "/proc/%d/maps", p->hpid);
+	cleanup_fclose FILE *f = fopen(path, "re");
+	if (!f)
+		return vs_error_sys(err, errno, "pid %d: open maps", pr->pid);
+	snprintf(path, sizeof(path), "/proc/%d/pagemap", p->hpid);
+	cleanup_close int pm = open(path, O_RDONLY | O_CLOEXEC);
+	snprintf(path, sizeof(path), "/proc/%d/mem", p->hpid);
+	cleanup_close int memfd = open(path, O_RDONLY | O_CLOEXEC);
+	if (pm < 0 || memfd < 0)
+		return vs_error_sys(err, errno, "pid %d: open pagemap/mem", pr->pid);
+	cleanup_free uint8_t *buf = vs_xmalloc(RUN_MAX);
+	cleanup_free uint64_t *pmv = NULL;
+	size_t pmcap = 0;
+	char line[4096 + 256];
+	while (fgets(line, sizeof(line), f)) {
+		unsigned long s, e, off, ino;
+		char perms[8], dev[16];
+		int pathpos = 0;
+		if (sscanf(line, "%lx-%lx %7s %lx %15s %lu %n", &s, &e, perms, &off, dev, &ino,
+			   &pathpos) < 6)
+			continue;
+		char *name = line + pathpos;
+		name[strcspn(name, "\n")] = 0;
+		if (strcmp(name, "[vsyscall]") == 0)
+			continue;
+		struct ck_vma v = { .pid = pr->pid, .start = s, .end = e, .pgoff = off };
+		v.prot = (perms[0] == 'r' ? PROT_READ : 0) | (perms[1] == 'w' ? PROT_WRITE : 0) |
+			 (perms[2] == 'x' ? PROT_EXEC : 0);
+		bool shared = perms[3] == 's';
+		bool dump_pages = false, all_pages = false;
+		if (strcmp(name, "[vvar]") == 0) {
+			v.kind = CK_VMA_VVAR;
+			hdr->vvar_size = e - s;
+		} else if (strcmp(name, "[vvar_vclock]") == 0) {
+			v.kind = CK_VMA_VCLOCK;
+			hdr->vclock_size = e - s;
+		} else if (strcmp(name, "[vdso]") == 0) {
+			v.kind = CK_VMA_VDSO;
+			hdr->vdso_size = e - s;
+		} else if (shared) {
+			struct stat stt;
+			bool deleted = strstr(name, " (deleted)") != NULL;
+			if (!name[0] || strncmp(name, "/dev/zero", 9) == 0 ||
+			    strncmp(name, "/memfd:", 7) == 0 || deleted || strncmp(name, "[anon_shmem", 11) == 0) {
+				v.kind = CK_VMA_SHARED;
+				unsigned maj = 0, min = 0;
+				sscanf(dev, "%x:%x", &maj, &min);
+				v.shm_id = ((uint64_t)min << 48) ^ ino;
+				bool seen = false;
+				for (size_t i = 0; i < d->files.shm_n; i++)
+					if (d->files.shm[i].id == v.shm_id && d->files.shm[i].off == off &&
+					    d->files.shm[i].len >= e - s)
+						seen = true;
+				if (!seen) {
+					/* Content once per object range (fault it in: it is shared). */
+					d->files.shm = ck_xrealloc(d->files.shm, (d->files.shm_n + 1) *
+										       sizeof(*d->files.shm));
+					d->files.shm[d->files.shm_n++] = (struct ck_shm){ v.shm_id, off, e - s };
+					for (uint64_t a = s; a < e; a += RUN_MAX) {
+						uint64_t l = e - a < RUN_MAX ? e - a : RUN_MAX;
+						ssize_t n = pread(memfd, buf, l, (off_t)a);
+						if (n != (ssize_t)l)
+							return vs_error_sys(err, n < 0 ? errno : EIO,
+									    "pid %d: read shared memory at %#lx",
+									    pr->pid, s);
+						struct ck_data dh = { .kind = CK_D_SHM, .id = v.shm_id,
+								      .off = off + (a - s), .len = l };
+						int r = ck_write_section(&d->w, CK_SEC_DATA, &dh, sizeof(dh),
+									 buf, l, err);
+						if (r < 0)
+							return r;
+					}
+				}
+			} else if (name[0] == '/' && stat(name, &stt) == 0) {
+				v.kind = CK_VMA_FILE_SHARED;
+			} else {
+				return vs_error_set(err, ENOTSUP, "pid %d: refused: shared mapping %s",
+						    pr->pid, name);
+			}
+			snprintf(v.path, sizeof(v.path), "%s", name);
+		} else if (name[0] == '/' && !strstr(name, " (deleted)")) {
+			v.kind = CK_VMA_FILE;
+			snprintf(v.path, sizeof(v.path), "%s", name);
+			dump_pages = true;
+		} else if (name[0] == '/' || !name[0] || strcmp(name, "[heap]") == 0 ||
+			   strcmp(name, "[stack]") == 0 || strncmp(name, "[anon:", 6) == 0) {
+			/* private anon, or a private mapping of a deleted file: keep all
+			 * its pages as anonymous memory */
+			v.kind = CK_VMA_ANON;
+			dump_pages = true;
+			all_pages = name[0] == '/';
+			if (strcmp(name, "[heap]") == 0)
+				v.flags |= CK_VMA_F_HEAP;
+			if (strcmp(name, "[stack]") == 0)
+				v.flags |= CK_VMA_F_STACK | CK_VMA_F_GROWSDOWN;
+		} else {
+			return vs_error_set(err, ENOTSUP, "pid %d: refused: mapping %s", pr->pid, name);
+		}
+		int r = ck_write_section(&d->w, CK_SEC_VMA, &v, sizeof(v), NULL, 0, err);
+		if (r < 0)
+			return r;
+		d->st->nr_vmas++;
+		if (!dump_pages)
+			continue;
+		size_t np = (e - s) / 4096;
+		d->st->pages_scanned += np;
+		if (np > pmcap) {
+			pmcap = np;
+			free(pmv);
+			pmv = vs_xmalloc(pmcap * 8);
+		}
+		if (pread(pm, pmv, np * 8, (off_t)(s / 4096 * 8)) != (ssize_t)(np * 8))
+			return vs_error_sys(err, errno, "pid %d: read pagemap", pr->pid);
+		bool readable = v.prot & PROT_READ;
+		size_t i = 0;
+		while (i < np) {
+			bool want;
+			uint64_t e0 = pmv[i];
+			if (all_pages)
+				want = true;
+			else if (v.kind == CK_VMA_FILE)
+				want = (e0 & PM_SWAP) || ((e0 & PM_PRESENT) && !(e0 & PM_FILE));
+			else
+				want = e0 & (PM_PRESENT | PM_SWAP);
+			if (!want) {
+				i++;
+				continue;
+			}
+			size_t j = i + 1;
+			while (j < np && (j - i) * 4096 < RUN_MAX) {
+				uint64_t ej = pmv[j];
+				bool w2 = all_pages ? true
+					  : v.kind == CK_VMA_FILE
+						  ? (ej & PM_SWAP) || ((ej & PM_PRESENT) && !(ej & PM_FILE))
+						  : (ej & (PM_PRESENT | PM_SWAP)) != 0;
+				if (!w2)
+					break;
+				j++;
+			}
+			r = d_pages_run(d, memfd, p->hpid, pr->pid, s + i * 4096, (j - i) * 4096,
+					readable, buf, err);
+			if (r < 0)
+				return r;
+			i = j;
+		}
+	}
+	return 0;
+}
+
+static int d_proc(struct dumper *d, struct d_proc *p, struct ck_header *hdr, struct vs_error *err)
+{
+	struct ck_proc *pr = vs_xcalloc(1, sizeof(*pr));
+	int r = 0;
+	pr->pid = p->vpid;
+	pr->ppid = p->hpid == d->o->root_pid ? 0 : vpid_of(d, p->hppid);
+	char v[128];
+	if (status_field(p->hpid, "NSpgid", v, sizeof(v)) == 0) {
+		char *last = strrchr(v, '\t') ? strrchr(v, '\t') + 1 : v;
+		pr->pgid = atoi(last);
+	}
+	if (status_field(p->hpid, "NSsid", v, sizeof(v)) == 0) {
+		char *last = strrchr(v, '\t') ? strrchr(v, '\t') + 1 : v;
+		pr->sid = atoi(last);
+	}
+	r = parse_stat(p->hpid, pr, err);
+	if (r < 0)
+		goto out;
+	char path[64];
+	snprintf(path, sizeof(path), "/proc/%d/comm", p->hpid);
+	ck_read_small(path, pr->comm, sizeof(pr->comm));
+	pr->comm[strcspn(pr->comm, "\n")] = 0;
+	if (p->zombie) {
+		pr->state = CK_ZOMBIE;
+		r = ck_write_section(&d->w, CK_SEC_PROC, pr, sizeof(*pr), NULL, 0, err);
+		goto out;
+	}
+	pr->nr_threads = (int32_t)p->nthr;
+	if (status_field(p->hpid, "Umask", v, sizeof(v)) == 0)
+		pr->umask = (uint32_t)strtoul(v, NULL, 8);
+	snprintf(path, sizeof(path), "/proc/%d/personality", p->hpid);
+	if (ck_read_small(path, v, sizeof(v)) > 0)
+		pr->personality = (uint32_t)strtoul(v, NULL, 16);
+	pr->cap_inh = hexfield(p->hpid, "CapInh");
+	pr->cap_prm = hexfield(p->hpid, "CapPrm");
+	pr->cap_eff = hexfield(p->hpid, "CapEff");
+	pr->cap_bnd = hexfield(p->hpid, "CapBnd");
+	pr->cap_amb = hexfield(p->hpid, "CapAmb");
+	idfield(p->hpid, "Uid", pr->uid);
+	idfield(p->hpid, "Gid", pr->gid);
+	if (status_field(p->hpid, "NoNewPrivs", v, sizeof(v)) == 0)
+		pr->no_new_privs = atoi(v);
+	if (status_field(p->hpid, "Seccomp", v, sizeof(v)) == 0)
+		pr->seccomp_mode = atoi(v);
+	if (status_field(p->hpid, "Groups", v, sizeof(v)) == 0) {
+		for (char *tok = strtok(v, " "); tok && pr->ngroups < 32; tok = strtok(NULL, " "))
+			pr->groups[pr->ngroups++] = (uint32_t)atoi(tok);
+	}
+	for (int i = 0; i < 16; i++) {
+		struct rlimit rl;
+		if (prlimit(p->hpid, i, NULL, &rl) == 0) {
+			pr->rlim[i][0] = rl.rlim_cur;
+			pr->rlim[i][1] = rl.rlim_max;
+		}
+	}
+	snprintf(path, sizeof(path), "/proc/%d/auxv", p->hpid);
+	int n = ck_read_small(path, (char *)pr->auxv, sizeof(pr->auxv));
+	pr->auxv_len = n > 0 ? (uint32_t)n : 0;
+	/* ck_read_small NUL-terminates inside the buffer: keep auxv_len below */
+	if (pr->auxv_len > sizeof(pr->auxv) - 16)
+		pr->auxv_len = sizeof(pr->auxv) - 16;
+	snprintf(path, sizeof(path), "/proc/%d/cwd", p->hpid);
+	ssize_t l = readlink(path, pr->cwd, sizeof(pr->cwd) - 1);
+	if (l < 0) {
+		r = vs_error_sys(err, errno, "pid %d: readlink cwd", pr->pid);
+		goto out;
+	}
+	pr->cwd[l] = 0;
+	snprintf(path, sizeof(path), "/proc/%d/exe", p->hpid);
+	l = readlink(path, pr->exe, sizeof(pr->exe) - 1);
+	pr->exe[l > 0 ? l : 0] = 0;
+
+	struct ck_thread *thr = vs_xcalloc(p->nthr, sizeof(*thr));
+	uint8_t **xs = vs_xcalloc(p->nthr, sizeof(*xs));
+	for (size_t t = 0; t < p->nthr && r >= 0; t++)
+		r = d_thread(d, p, t, &thr[t], &xs[t], err);
+	if (r >= 0)
+		r = d_injected(d, p, pr, thr, p->nthr, err);
+	if (r >= 0)
+		r = d_seccomp(d, p, pr, err);
+	if (r >= 0)
+		r = ck_write_section(&d->w, CK_SEC_PROC, pr, sizeof(*pr), NULL, 0, err);
+	for (size_t t = 0; t < p->nthr && r >= 0; t++) {
+		r = ck_write_section(&d->w, CK_SEC_THREAD, &thr[t], sizeof(thr[t]), xs[t],
+				     thr[t].xstate_len, err);
+		d->st->nr_threads++;
+	}
+	for (size_t t = 0; t < p->nthr && r >= 0; t++)
+		r = d_siginfo(d, p, p->thr[t].hpid, p->thr[t].vtid, false, err);
+	if (r >= 0)
+		r = d_siginfo(d, p, p->thr[0].hpid, p->thr[0].vtid, true, err);
+	for (size_t t = 0; t < p->nthr; t++)
+		free(xs[t]);
+	free(xs);
+	free(thr);
+	if (r < 0)
+		goto out;
+	uint64_t t0 = vs_now_ns();
+	r = d_memory(d, p, pr, hdr, err);
+	d->st->memdump_ns += vs_now_ns() - t0;
+	if (r < 0)
+		goto out;
+	r = ck_files_dump(&d->files, &d->w, p->hpid, pr->pid, err);
+	if (r >= 0)
+		d->st->nr_fds = d->files.nr_fds;
+out:
+	free(pr);
+	return r;
+}
+
+int ckpt_dump(const struct ckpt_dump_opts *o, struct ckpt_stats *st, struct vs_error *err)
+{
+	struct ckpt_stats dummy;
+	if (!st)
+		st = &dummy;
+	memset(st, 0, sizeof(*st));
+	uint64_t t_start = vs_now_ns();
+	struct dumper d = { .o = o, .st = st };
+	int r = d_enumerate(&d, err);
+	/* Refuse what we cannot restore while the tree still runs. */
+	for (size_t i = 0; r >= 0 && i < d.nprocs; i++)
+		r = d_check_proc(&d, &d.procs[i], err);
+	if (r >= 0 && d.nprocs)
+		r = ck_files_check_ns(d.procs[0].hpid, err);
+	if (r < 0)
+		goto fail_nothing;
+	if (o->freezer_dir) {
+		r = freezer_set(o->freezer_dir, "FROZEN", err);
+		if (r < 0)
+			goto fail;
+		d.frozen = true;
+		r = d_enumerate(&d, err);
+		if (r >= 0)
+			r = d_seize_all(&d, err);
+		if (r >= 0) {
+			r = freezer_set(o->freezer_dir, "THAWED", err);
+			d.frozen = false;
+		}
+	} else {
+		r = d_seize_all(&d, err);
+	}
+	if (r >= 0)
+		r = d_wait_all(&d, err);
+	if (r < 0)
+		goto fail;
+	uint64_t t_frozen = vs_now_ns();
+	st->freeze_ns = t_frozen - t_start;
+	/* State may have changed between the check and the stop: check again. */
+	for (size_t i = 0; r >= 0 && i < d.nprocs; i++)
+		r = d_check_proc(&d, &d.procs[i], err);
+	if (r < 0)
+		goto fail;
+
+	struct ck_header hdr = { .root_pid = (uint32_t)d.procs[0].vpid, .nr_procs = (uint32_t)d.nprocs };
+	snprintf(hdr.name, sizeof(hdr.name), "%s", o->name ? o->name : "");
+	struct utsname un;
+	if (uname(&un) == 0)
+		snprintf(hdr.kernel, sizeof(hdr.kernel), "%s", un.release);
+	/* Clocks as the tree sees them: host clock + its time namespace offsets. */
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	hdr.mono_ns = ts.tv_sec * 1000000000ll + ts.tv_nsec;
+	clock_gettime(CLOCK_BOOTTIME, &ts);
+	hdr.boot_ns = ts.tv_sec * 1000000000ll + ts.tv_nsec;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	hdr.real_ns = ts.tv_sec * 1000000000ll + ts.tv_nsec;
+	{
+		char path[64], buf[256];
+		snprintf(path, sizeof(path), "/proc/%d/timens_offsets", d.procs[0].hpid);
+		if (ck_read_small(path, buf, sizeof(buf)) > 0) {
+			for (char *l = strtok(buf, "\n"); l; l = strtok(NULL, "\n")) {
+				char clk[32];
+				long long sec = 0, nsec = 0;
+				if (sscanf(l, "%31s %lld %lld", clk, &sec, &nsec) != 3)
+					continue;
+				long long off = sec * 1000000000ll + nsec;
+				if (strcmp(clk, "monotonic") == 0)
+					hdr.mono_ns += off;
+				else if (strcmp(clk, "boottime") == 0)
+					hdr.boot_ns += off;
+			}
+		}
+	}
+	/* Header sizes of vdso are filled while dumping memory; the header is
+	 * written first, so the restore re-checks the vdso from the vma records. */
+	r = ck_writer_open(&d.w, o->out_fd, err);
+	if (r >= 0)
+		r = ck_write_section(&d.w, CK_SEC_HEADER, &hdr, sizeof(hdr), NULL, 0, err);
+	if (r >= 0 && o->extra && o->extra_len)
+		r = ck_write_section(&d.w, CK_SEC_EXTRA, o->extra, o->extra_len, NULL, 0, err);
+	ck_files_init(&d.files);
+	for (size_t i = 0; r >= 0 && i < d.nprocs; i++) {
+		r = d_proc(&d, &d.procs[i], &hdr, err);
+		if (r < 0)
+			vs_error_wrap(err, "checkpoint pid %d", d.procs[i].vpid);
+	}
+	if (r >= 0)
+		r = ck_files_finish(&d.files, &d.w, err);
+	if (r >= 0)
+		r = ck_writer_close(&d.w, err);
+	st->bytes_written = d.w.total;
+	ck_writer_free(&d.w);
+	ck_files_free(&d.files);
+	if (r < 0)
+		goto fail;
+	st->nr_procs = (unsigned)d.nprocs;
+	st->frozen_ns = vs_now_ns() - t_frozen;
+	d_release(&d, !o->leave_running);
+	st->dump_ns = vs_now_ns() - t_start;
+	for (size_t i = 0; i < d.nprocs; i++)
+		free(d.procs[i].thr);
+	free(d.procs);
+	return 0;
+fail:
+	d_release(&d, false);
+fail_nothing:
+	for (size_t i = 0; i < d.nprocs; i++)
+		free(d.procs[i].thr);
+	free(d.procs);
+	return r;
+}

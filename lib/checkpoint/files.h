@@ -1,0 +1,77 @@
+/*
+ * files.h - file descriptors in a checkpoint: classification and refusal,
+ * dump (pidfd_getfd + fdinfo + sock_diag), and the restore-side "pool" of
+ * open file descriptions that the root stub builds before forking the tree
+ * so that descriptions shared between processes stay shared.
+ */
+#ifndef VSLICE_CKPT_FILES_H
+#define VSLICE_CKPT_FILES_H
+
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "ckpt_int.h"
+
+struct ck_fobj {
+	uint32_t id, kind;
+	pid_t hpid;
+	int fd;		/* number in hpid */
+	int dup;	/* our duplicate (pidfd_getfd) */
+	uint64_t dev, ino;
+};
+
+struct ck_shm {
+	uint64_t id, off, len;
+};
+
+struct ck_ux {
+	uint64_t ino, peer;
+	uint32_t type, state, rqlen, wqlen, shutdown;
+	uint32_t name_len;
+	char name[108];
+};
+
+struct ck_files {
+	struct ck_fobj *obj;
+	size_t n;
+	uint32_t next_id;
+	struct ck_shm *shm;
+	size_t shm_n;
+	unsigned nr_fds;
+	struct ck_ux *ux;
+	size_t ux_n;
+	bool ux_loaded;
+	uint64_t *pipes;	/* pipe inodes whose data was dumped */
+	size_t pipes_n;
+};
+
+void ck_files_init(struct ck_files *f);
+void ck_files_free(struct ck_files *f);
+/* Refuse unsupported fds of a running process (cheap, no stop needed). */
+int ck_files_check(pid_t hpid, pid_t vpid, struct vs_error *err);
+/* Refuse unsupported namespace-wide state (SysV IPC objects). */
+int ck_files_check_ns(pid_t hpid, struct vs_error *err);
+/* Dump every fd of a stopped process. */
+int ck_files_dump(struct ck_files *f, struct ck_writer *w, pid_t hpid, pid_t vpid,
+		  struct vs_error *err);
+int ck_files_finish(struct ck_files *f, struct ck_writer *w, struct vs_error *err);
+
+/* Restore side (inside the target namespaces). pool gets one fd per file
+ * record (img->files order) and then one memfd per shared-memory object
+ * (shm_ids order), all >= base. */
+struct ck_pool {
+	int *fd;		/* [img->files.n] */
+	uint64_t *shm_id;
+	int *shm_fd;
+	size_t shm_n;
+	int base;
+};
+int ck_pool_create(const struct ckpt_image *img, int base, struct ck_pool *pool,
+		   struct vs_error *err);
+/* In the stub of process pid, after its children are forked: put its fds in
+ * place and re-add epoll targets it owns. */
+int ck_pool_install(const struct ckpt_image *img, const struct ck_pool *pool, pid_t pid,
+		    struct vs_error *err);
+int ck_pool_shm_fd(const struct ck_pool *pool, uint64_t id);
+
+#endif

@@ -1,0 +1,581 @@
+/*
+ * image.c - the checkpoint stream: writer, verifying parser, stats JSON.
+ *
+ * The parser is the part that sees untrusted bytes (a checkpoint can arrive
+ * over the network), so it checks every length against what is left, every
+ * CRC, the END record's section count/CRC chain/length, every fixed-size
+ * record's size and every string's NUL, and only then hands out records.
+ * tests/fuzz/fuzz_ckpt.c drives ckpt_image_parse().
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+
+#include "ckpt_int.h"
+#include "vslice/util.h"
+
+void *ck_xrealloc(void *p, size_t n)
+{
+	void *q = realloc(p, n ? n : 1);
+	if (!q)
+		abort();
+	return q;
+}
+
+/* --- CRC32C (Castagnoli): SSE4.2 instruction when present, table otherwise */
+
+static uint32_t crc_table[256];
+static int crc_hw = -1;
+
+static void crc_init(void)
+{
+	for (uint32_t i = 0; i < 256; i++) {
+		uint32_t c = i;
+		for (int k = 0; k < 8; k++)
+			c = c & 1 ? (c >> 1) ^ 0x82F63B78u : c >> 1;
+		crc_table[i] = c;
+	}
+	__builtin_cpu_init();
+	crc_hw = __builtin_cpu_supports("sse4.2") ? 1 : 0;
+}
+
+__attribute__((target("sse4.2"))) static uint32_t crc_hw_run(uint32_t c, const uint8_t *p,
+							      size_t len)
+{
+	uint64_t c64 = c;
+	while (len && ((uintptr_t)p & 7)) {
+		c = __builtin_ia32_crc32qi(c, *p++);
+		len--;
+	}
+	c64 = c;
+	while (len >= 8) {
+		uint64_t v;
+		memcpy(&v, p, 8);
+		c64 = __builtin_ia32_crc32di(c64, v);
+		p += 8;
+		len -= 8;
+	}
+	c = (uint32_t)c64;
+	while (len--)
+		c = __builtin_ia32_crc32qi(c, *p++);
+	return c;
+}
+
+uint32_t ck_crc32c(uint32_t crc, const void *buf, size_t len)
+{
+	const uint8_t *p = buf;
+	uint32_t c = ~crc;
+	if (crc_hw < 0)
+		crc_init();
+	if (crc_hw)
+		c = crc_hw_run(c, p, len);
+	else
+		while (len--)
+			c = crc_table[(c ^ *p++) & 0xff] ^ (c >> 8);
+	return ~c;
+}
+
+/* --- writer ------------------------------------------------------------ */
+
+#define WBUF (4u << 20)
+
+static int w_flush(struct ck_writer *w, struct vs_error *err)
+{
+	if (!w->used)
+		return 0;
+	int r = vs_write_all(w->fd, w->buf, w->used);
+	if (r < 0)
+		return vs_error_sys(err, -r, "checkpoint stream: write");
+	w->used = 0;
+	return 0;
+}
+
+static int w_put(struct ck_writer *w, const void *p, size_t len, struct vs_error *err)
+{
+	if (len >= WBUF / 2) {
+		int r = w_flush(w, err);
+		if (r < 0)
+			return r;
+		r = vs_write_all(w->fd, p, len);
+		if (r < 0)
+			return vs_error_sys(err, -r, "checkpoint stream: write");
+	} else {
+		if (w->used + len > w->cap) {
+			int r = w_flush(w, err);
+			if (r < 0)
+				return r;
+		}
+		memcpy(w->buf + w->used, p, len);
+		w->used += len;
+	}
+	w->total += len;
+	return 0;
+}
+
+int ck_writer_open(struct ck_writer *w, int fd, struct vs_error *err)
+{
+	memset(w, 0, sizeof(*w));
+	w->fd = fd;
+	w->cap = WBUF;
+	w->buf = vs_xmalloc(WBUF);
+	uint8_t head[16];
+	memcpy(head, CK_MAGIC, 8);
+	uint32_t v = CK_VERSION, fl = 0;
+	memcpy(head + 8, &v, 4);
+	memcpy(head + 12, &fl, 4);
+	return w_put(w, head, sizeof(head), err);
+}
+
+int ck_write_section(struct ck_writer *w, uint32_t type, const void *rec, size_t rlen,
+		     const void *data, size_t dlen, struct vs_error *err)
+{
+	uint8_t h[16];
+	uint32_t zero = 0;
+	uint64_t len = rlen + dlen;
+	memcpy(h, &type, 4);
+	memcpy(h + 4, &zero, 4);
+	memcpy(h + 8, &len, 8);
+	uint32_t crc = ck_crc32c(0, h, sizeof(h));
+	crc = ck_crc32c(crc, rec, rlen);
+	if (dlen)
+		crc = ck_crc32c(crc, data, dlen);
+	int r;
+	if ((r = w_put(w, h, sizeof(h), err)) < 0 || (r = w_put(w, rec, rlen, err)) < 0 ||
+	    (dlen && (r = w_put(w, data, dlen, err)) < 0) || (r = w_put(w, &crc, 4, err)) < 0)
+		return r;
+	w->nr_sections++;
+	w->chain = ck_crc32c(w->chain, &crc, 4);
+	return 0;
+}
+
+int ck_writer_close(struct ck_writer *w, struct vs_error *err)
+{
+	struct ck_end e = { .nr_sections = w->nr_sections, .chain_crc = w->chain,
+			    .total_len = w->total };
+	int r = ck_write_section(w, CK_SEC_END, &e, sizeof(e), NULL, 0, err);
+	if (r < 0)
+		return r;
+	return w_flush(w, err);
+}
+
+void ck_writer_free(struct ck_writer *w)
+{
+	free(w->buf);
+	w->buf = NULL;
+}
+
+/* --- parser ------------------------------------------------------------ */
+
+static bool has_nul(const char *s, size_t n)
+{
+	return memchr(s, 0, n) != NULL;
+}
+
+/* Copy a fixed record out of an unaligned payload; the payload must hold at
+ * least the record. Returns the tail after it. */
+#define TAKE(rec, p, len, what)                                                           \
+	do {                                                                              \
+		if ((len) < sizeof(rec))                                                  \
+			return vs_error_set(err, EBADMSG,                                 \
+					    "checkpoint: %s record truncated (%zu < %zu bytes)", \
+					    what, (size_t)(len), sizeof(rec));            \
+		memcpy(&(rec), (p), sizeof(rec));                                         \
+	} while (0)
+
+static int parse_section(struct ckpt_image *img, uint32_t type, const uint8_t *p, uint64_t len,
+			 bool *saw_header, struct vs_error *err)
+{
+	switch (type) {
+	case CK_SEC_HEADER: {
+		if (*saw_header)
+			return vs_error_set(err, EBADMSG, "checkpoint: second header");
+		TAKE(img->hdr, p, len, "header");
+		if (len != sizeof(img->hdr) || !has_nul(img->hdr.name, sizeof(img->hdr.name)) ||
+		    !has_nul(img->hdr.kernel, sizeof(img->hdr.kernel)))
+			return vs_error_set(err, EBADMSG, "checkpoint: bad header record");
+		*saw_header = true;
+		return 0;
+	}
+	case CK_SEC_PROC: {
+		struct ck_proc r;
+		TAKE(r, p, len, "process");
+		if (len != sizeof(r) || !has_nul(r.comm, sizeof(r.comm)) ||
+		    !has_nul(r.cwd, sizeof(r.cwd)) || !has_nul(r.exe, sizeof(r.exe)) ||
+		    r.pid <= 0 || r.auxv_len > sizeof(r.auxv) || r.ngroups > 32 ||
+		    r.nr_threads < 0 || r.nr_threads > 100000)
+			return vs_error_set(err, EBADMSG, "checkpoint: bad process record");
+		for (size_t i = 0; i < img->procs.n; i++)
+			if (img->procs.v[i].pid == r.pid)
+				return vs_error_set(err, EBADMSG, "checkpoint: pid %d twice", r.pid);
+		ck_vec_push(&img->procs, r);
+		return 0;
+	}
+	case CK_SEC_THREAD: {
+		struct ck_thread_r r;
+		TAKE(r.t, p, len, "thread");
+		if (len - sizeof(r.t) != r.t.xstate_len || r.t.xstate_len > (1u << 20) ||
+		    !has_nul(r.t.comm, sizeof(r.t.comm)) || r.t.tid <= 0)
+			return vs_error_set(err, EBADMSG, "checkpoint: bad thread record");
+		r.xstate = p + sizeof(r.t);
+		ck_vec_push(&img->threads, r);
+		return 0;
+	}
+	case CK_SEC_VMA: {
+		struct ck_vma r;
+		TAKE(r, p, len, "vma");
+		if (len != sizeof(r) || !has_nul(r.path, sizeof(r.path)) || r.end <= r.start ||
+		    (r.start | r.end) & 4095 || r.kind < CK_VMA_ANON || r.kind > CK_VMA_FILE_SHARED)
+			return vs_error_set(err, EBADMSG, "checkpoint: bad vma record");
+		ck_vec_push(&img->vmas, r);
+		return 0;
+	}
+	case CK_SEC_PAGES: {
+		struct ck_pages_r r;
+		TAKE(r.h, p, len, "pages");
+		if (len - sizeof(r.h) != r.h.len || (r.h.addr & 4095) || r.h.addr + r.h.len < r.h.addr)
+			return vs_error_set(err, EBADMSG, "checkpoint: bad pages record");
+		r.data = p + sizeof(r.h);
+		ck_vec_push(&img->pages, r);
+		return 0;
+	}
+	case CK_SEC_FILE: {
+		struct ck_file r;
+		TAKE(r, p, len, "file");
+		if (len != sizeof(r) || !has_nul(r.path, sizeof(r.path)) ||
+		    r.sk_name_len > sizeof(r.sk_name) || r.kind < CK_F_REG || r.kind > CK_F_SIGNALFD)
+			return vs_error_set(err, EBADMSG, "checkpoint: bad file record");
+		for (size_t i = 0; i < img->files.n; i++)
+			if (img->files.v[i].id == r.id)
+				return vs_error_set(err, EBADMSG, "checkpoint: file id %u twice", r.id);
+		ck_vec_push(&img->files, r);
+		return 0;
+	}
+	case CK_SEC_FD: {
+		struct ck_fd r;
+		TAKE(r, p, len, "fd");
+		if (len != sizeof(r) || r.fd < 0 || r.fd > (1 << 20))
+			return vs_error_set(err, EBADMSG, "checkpoint: bad fd record");
+		ck_vec_push(&img->fds, r);
+		return 0;
+	}
+	case CK_SEC_DATA: {
+		struct ck_data_r r;
+		TAKE(r.h, p, len, "data");
+		if (len - sizeof(r.h) != r.h.len || r.h.kind < CK_D_GHOST || r.h.kind > CK_D_SHM)
+			return vs_error_set(err, EBADMSG, "checkpoint: bad data record");
+		r.data = p + sizeof(r.h);
+		ck_vec_push(&img->data, r);
+		return 0;
+	}
+	case CK_SEC_EPOLL: {
+		struct ck_epoll r;
+		TAKE(r, p, len, "epoll");
+		if (len != sizeof(r) || r.tfd < 0)
+			return vs_error_set(err, EBADMSG, "checkpoint: bad epoll record");
+		ck_vec_push(&img->epolls, r);
+		return 0;
+	}
+	case CK_SEC_SIGINFO: {
+		struct ck_siginfo r;
+		TAKE(r, p, len, "siginfo");
+		if (len != sizeof(r))
+			return vs_error_set(err, EBADMSG, "checkpoint: bad siginfo record");
+		ck_vec_push(&img->siginfos, r);
+		return 0;
+	}
+	case CK_SEC_TIMER: {
+		struct ck_timer r;
+		TAKE(r, p, len, "timer");
+		if (len != sizeof(r))
+			return vs_error_set(err, EBADMSG, "checkpoint: bad timer record");
+		ck_vec_push(&img->timers, r);
+		return 0;
+	}
+	case CK_SEC_SECCOMP: {
+		struct ck_seccomp_r r;
+		TAKE(r.h, p, len, "seccomp");
+		if (len - sizeof(r.h) != (uint64_t)r.h.nr_insns * 8 || r.h.nr_insns == 0 ||
+		    r.h.nr_insns > 4096)
+			return vs_error_set(err, EBADMSG, "checkpoint: bad seccomp record");
+		r.insns = p + sizeof(r.h);
+		ck_vec_push(&img->seccomps, r);
+		return 0;
+	}
+	case CK_SEC_EXTRA:
+		if (img->extra.p)
+			return vs_error_set(err, EBADMSG, "checkpoint: second extra section");
+		img->extra.p = p;
+		img->extra.len = len;
+		return 0;
+	default:
+		/* Unknown sections are an error: a newer writer needs a newer version. */
+		return vs_error_set(err, EBADMSG, "checkpoint: unknown section type %u", type);
+	}
+}
+
+/* Cross-record checks: every reference points at something that exists. */
+static int validate(struct ckpt_image *img, struct vs_error *err)
+{
+	if (!img->procs.n)
+		return vs_error_set(err, EBADMSG, "checkpoint: no processes");
+	if (!ck_image_proc(img, (pid_t)img->hdr.root_pid))
+		return vs_error_set(err, EBADMSG, "checkpoint: root pid %u has no record",
+				    img->hdr.root_pid);
+	if (img->hdr.nr_procs != img->procs.n)
+		return vs_error_set(err, EBADMSG, "checkpoint: header says %u processes, found %zu",
+				    img->hdr.nr_procs, img->procs.n);
+	/* Parents come before children (the restore forks in stream order). */
+	for (size_t i = 0; i < img->procs.n; i++) {
+		const struct ck_proc *pr = &img->procs.v[i];
+		if (pr->pid == (pid_t)img->hdr.root_pid)
+			continue;
+		bool found = false;
+		for (size_t j = 0; j < i; j++)
+			if (img->procs.v[j].pid == pr->ppid)
+				found = true;
+		if (!found)
+			return vs_error_set(err, EBADMSG, "checkpoint: pid %d: parent %d not before it",
+					    pr->pid, pr->ppid);
+	}
+	for (size_t i = 0; i < img->threads.n; i++) {
+		const struct ck_proc *pr = ck_image_proc(img, img->threads.v[i].t.pid);
+		if (!pr || pr->state != CK_ALIVE)
+			return vs_error_set(err, EBADMSG, "checkpoint: thread %d of unknown pid %d",
+					    img->threads.v[i].t.tid, img->threads.v[i].t.pid);
+	}
+	for (size_t i = 0; i < img->vmas.n; i++)
+		if (!ck_image_proc(img, img->vmas.v[i].pid))
+			return vs_error_set(err, EBADMSG, "checkpoint: vma of unknown pid %d",
+					    img->vmas.v[i].pid);
+	for (size_t i = 0; i < img->pages.n; i++) {
+		const struct ck_pages *pg = &img->pages.v[i].h;
+		bool inside = false;
+		for (size_t j = 0; j < img->vmas.n && !inside; j++) {
+			const struct ck_vma *v = &img->vmas.v[j];
+			inside = v->pid == pg->pid && pg->addr >= v->start && pg->addr + pg->len <= v->end;
+		}
+		if (!inside)
+			return vs_error_set(err, EBADMSG,
+					    "checkpoint: pages %#" PRIx64 "+%" PRIu64 " of pid %d outside its vmas",
+					    pg->addr, pg->len, pg->pid);
+	}
+	for (size_t i = 0; i < img->fds.n; i++) {
+		const struct ck_fd *f = &img->fds.v[i];
+		bool ok = false;
+		for (size_t j = 0; j < img->files.n && !ok; j++)
+			ok = img->files.v[j].id == f->file_id;
+		if (!ok || !ck_image_proc(img, f->pid))
+			return vs_error_set(err, EBADMSG, "checkpoint: fd %d of pid %d: bad reference",
+					    f->fd, f->pid);
+	}
+	return 0;
+}
+
+int ckpt_image_parse(const void *buf, size_t len, struct ckpt_image **out, struct vs_error *err)
+{
+	const uint8_t *p = buf;
+	*out = NULL;
+	if (len < 16 || memcmp(p, CK_MAGIC, 8) != 0)
+		return vs_error_set(err, EBADMSG, "checkpoint: not a vslice checkpoint (bad magic)");
+	uint32_t version;
+	memcpy(&version, p + 8, 4);
+	if (version != CK_VERSION)
+		return vs_error_set(err, EPROTONOSUPPORT, "checkpoint: format version %u, expected %u",
+				    version, CK_VERSION);
+	struct ckpt_image *img = vs_xcalloc(1, sizeof(*img));
+	size_t off = 16;
+	uint32_t chain = 0, nsec = 0;
+	bool saw_header = false, saw_end = false;
+	int r = 0;
+	while (off < len && !saw_end) {
+		if (len - off < 20) {
+			r = vs_error_set(err, EBADMSG, "checkpoint: truncated section header at %zu", off);
+			goto fail;
+		}
+		uint32_t type;
+		uint64_t slen;
+		memcpy(&type, p + off, 4);
+		memcpy(&slen, p + off + 8, 8);
+		if (slen > len - off - 20) {
+			r = vs_error_set(err, EBADMSG,
+					 "checkpoint: section %u at %zu: length %" PRIu64 " past the end",
+					 type, off, slen);
+			goto fail;
+		}
+		uint32_t want, crc = ck_crc32c(0, p + off, 16 + slen);
+		memcpy(&want, p + off + 16 + slen, 4);
+		if (crc != want) {
+			r = vs_error_set(err, EBADMSG, "checkpoint: section %u at %zu: checksum mismatch",
+					 type, off);
+			goto fail;
+		}
+		const uint8_t *payload = p + off + 16;
+		if (type == CK_SEC_END) {
+			struct ck_end e;
+			if (slen != sizeof(e)) {
+				r = vs_error_set(err, EBADMSG, "checkpoint: bad end record");
+				goto fail;
+			}
+			memcpy(&e, payload, sizeof(e));
+			if (e.nr_sections != nsec || e.chain_crc != chain || e.total_len != off) {
+				r = vs_error_set(err, EBADMSG,
+						 "checkpoint: end record does not match the stream "
+						 "(%u sections, %u read)", e.nr_sections, nsec);
+				goto fail;
+			}
+			saw_end = true;
+		} else {
+			if (!saw_header && type != CK_SEC_HEADER) {
+				r = vs_error_set(err, EBADMSG, "checkpoint: first section is not the header");
+				goto fail;
+			}
+			r = parse_section(img, type, payload, slen, &saw_header, err);
+			if (r < 0)
+				goto fail;
+		}
+		nsec++;
+		chain = ck_crc32c(chain, &crc, 4);
+		off += 20 + slen;
+	}
+	if (!saw_end) {
+		r = vs_error_set(err, EBADMSG, "checkpoint: stream ends without an end record (truncated)");
+		goto fail;
+	}
+	img->nr_sections = nsec;
+	r = validate(img, err);
+	if (r < 0)
+		goto fail;
+	*out = img;
+	return 0;
+fail:
+	ckpt_image_free(img);
+	return r;
+}
+
+int ckpt_image_read_fd(int fd, struct ckpt_image **out, struct vs_error *err)
+{
+	struct stat st;
+	void *buf = NULL;
+	size_t len = 0;
+	bool mapped = false;
+	if (fstat(fd, &st) < 0)
+		return vs_error_sys(err, errno, "checkpoint: fstat");
+	if (S_ISREG(st.st_mode) && st.st_size > 0) {
+		len = st.st_size;
+		buf = mmap(NULL, len, PROT_READ, MAP_PRIVATE | MAP_POPULATE, fd, 0);
+		if (buf == MAP_FAILED)
+			return vs_error_sys(err, errno, "checkpoint: mmap image");
+		mapped = true;
+	} else {
+		size_t cap = 1 << 20;
+		buf = vs_xmalloc(cap);
+		for (;;) {
+			if (len == cap)
+				buf = ck_xrealloc(buf, cap *= 2);
+			ssize_t n = read(fd, (char *)buf + len, cap - len);
+			if (n < 0 && errno == EINTR)
+				continue;
+			if (n < 0) {
+				int e = errno;
+				free(buf);
+				return vs_error_sys(err, e, "checkpoint: read stream");
+			}
+			if (n == 0)
+				break;
+			len += n;
+		}
+	}
+	int r = ckpt_image_parse(buf, len, out, err);
+	if (r < 0) {
+		if (mapped)
+			munmap(buf, len);
+		else
+			free(buf);
+		return r;
+	}
+	(*out)->owned = buf;
+	(*out)->owned_len = len;
+	(*out)->mapped = mapped;
+	return 0;
+}
+
+void ckpt_image_free(struct ckpt_image *img)
+{
+	if (!img)
+		return;
+	free(img->procs.v);
+	free(img->threads.v);
+	free(img->vmas.v);
+	free(img->pages.v);
+	free(img->files.v);
+	free(img->fds.v);
+	free(img->data.v);
+	free(img->epolls.v);
+	free(img->siginfos.v);
+	free(img->timers.v);
+	free(img->seccomps.v);
+	if (img->owned) {
+		if (img->mapped)
+			munmap(img->owned, img->owned_len);
+		else
+			free(img->owned);
+	}
+	free(img);
+}
+
+const struct ck_proc *ck_image_proc(const struct ckpt_image *img, pid_t pid)
+{
+	for (size_t i = 0; i < img->procs.n; i++)
+		if (img->procs.v[i].pid == pid)
+			return &img->procs.v[i];
+	return NULL;
+}
+
+pid_t ckpt_image_root_pid(const struct ckpt_image *img) { return (pid_t)img->hdr.root_pid; }
+int64_t ckpt_image_monotonic_ns(const struct ckpt_image *img) { return img->hdr.mono_ns; }
+int64_t ckpt_image_boottime_ns(const struct ckpt_image *img) { return img->hdr.boot_ns; }
+const char *ckpt_image_name(const struct ckpt_image *img) { return img->hdr.name; }
+
+const void *ckpt_image_extra(const struct ckpt_image *img, size_t *len)
+{
+	if (len)
+		*len = img->extra.len;
+	return img->extra.p;
+}
+
+/* --- stats ------------------------------------------------------------- */
+
+void ckpt_stats_format(const struct ckpt_stats *s, char *buf, size_t len)
+{
+	double mib = s->bytes_written / 1048576.0;
+	double secs = s->memdump_ns / 1e9;
+	snprintf(buf, len,
+		 "procs %u threads %u vmas %u fds %u | freeze %.2f ms frozen %.2f ms dump %.2f ms "
+		 "(memory %.2f ms, %.1f MiB/s) | pages scanned %" PRIu64 " written %" PRIu64
+		 " | %.2f MiB | restore %.2f ms (forking %.2f ms, %" PRIu64 " injected syscalls)",
+		 s->nr_procs, s->nr_threads, s->nr_vmas, s->nr_fds, s->freeze_ns / 1e6,
+		 s->frozen_ns / 1e6, s->dump_ns / 1e6, s->memdump_ns / 1e6,
+		 secs > 0 ? s->pages_written * 4096.0 / 1048576.0 / secs : 0.0, s->pages_scanned,
+		 s->pages_written, mib, s->restore_ns / 1e6, s->forking_ns / 1e6,
+		 s->injected_syscalls);
+}
+
+int ckpt_stats_write_json(const char *path, const struct ckpt_stats *s, struct vs_error *err)
+{
+	char buf[1024];
+	int n = snprintf(buf, sizeof(buf),
+			 "{\n  \"freezing_time_ns\": %" PRIu64 ",\n  \"frozen_time_ns\": %" PRIu64
+			 ",\n  \"dump_time_ns\": %" PRIu64 ",\n  \"memdump_time_ns\": %" PRIu64
+			 ",\n  \"pages_scanned\": %" PRIu64 ",\n  \"pages_written\": %" PRIu64
+			 ",\n  \"bytes_written\": %" PRIu64 ",\n  \"restore_time_ns\": %" PRIu64
+			 ",\n  \"forking_time_ns\": %" PRIu64 ",\n  \"injected_syscalls\": %" PRIu64
+			 ",\n  \"processes\": %u,\n  \"threads\": %u,\n  \"vmas\": %u,\n  \"fds\": %u\n}\n",
+			 s->freeze_ns, s->frozen_ns, s->dump_ns, s->memdump_ns, s->pages_scanned,
+			 s->pages_written, s->bytes_written, s->restore_ns, s->forking_ns,
+			 s->injected_syscalls, s->nr_procs, s->nr_threads, s->nr_vmas, s->nr_fds);
+	return vs_write_file_atomic(path, buf, (size_t)n, 0644, err);
+}

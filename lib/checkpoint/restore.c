@@ -1,0 +1,1040 @@
+/*
+ * restore.c - bring a checkpoint back to life.
+ *
+ * Stub half (ckpt_restore_stub, inside the target namespaces, as the root
+ * pid): build the pool of open file descriptions, then walk the tree
+ * top-down - each stub sets its session/process group, forks its children
+ * with clone3(set_tid) (zombies exit at once with their status), installs
+ * its fds, cwd, umask, rlimits, sigactions (the kernel stores handler
+ * addresses unchecked), POSIX timers (PR_TIMER_CREATE_RESTORE_IDS), creates
+ * its threads with set_tid, blocks every signal and parks all threads in
+ * ck_park: `syscall(pause); int3`. The comm "vs-ckpt-stub" says "ready".
+ *
+ * Host half (ckpt_restore_finish): seize every stub thread, then per process
+ * by syscall injection: scratch page in a hole of the dumped layout,
+ * unregister the stub's rseq, munmap everything else, ARCH_MAP_VDSO_64 at
+ * the dumped [vvar], mmap + process_vm_writev + mprotect every VMA,
+ * PR_SET_MM_MAP (exe_fd), per-thread tid address/robust list/rseq/
+ * sigaltstack/comm, pending signals (queued by the task itself), itimers,
+ * POSIX timer values, dumpable/pdeathsig/subreaper, creds, no_new_privs,
+ * seccomp, caps; munmap the scratch page at a syscall-exit stop; registers,
+ * xstate and signal mask; then detach everything at once.
+ */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/prctl.h>
+#include <sys/ptrace.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/uio.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <asm/prctl.h>
+#include <linux/capability.h>
+#include <linux/elf.h>
+#include <linux/filter.h>
+#include <linux/sched.h>
+#include <linux/seccomp.h>
+
+#include "ckpt_int.h"
+#include "files.h"
+#include "vslice/util.h"
+
+#ifndef PR_TIMER_CREATE_RESTORE_IDS
+#define PR_TIMER_CREATE_RESTORE_IDS 77
+#define PR_TIMER_CREATE_RESTORE_IDS_ON 1
+#define PR_TIMER_CREATE_RESTORE_IDS_OFF 0
+#endif
+#ifndef PTRACE_GET_RSEQ_CONFIGURATION
+#define PTRACE_GET_RSEQ_CONFIGURATION 0x420f
+#endif
+#ifndef RSEQ_FLAG_UNREGISTER
+#define RSEQ_FLAG_UNREGISTER 1
+#endif
+
+#define READY_COMM "vs-ckpt-stub"
+#define SCRATCH_SIZE (64u * 1024)
+#define TASK_TOP 0x7ffffffff000ull
+
+/* The park loop. rip-2 at the PTRACE_INTERRUPT stop is the gadget
+ * "syscall; int3" the host uses for its first injected syscalls. */
+void ck_park(void) __attribute__((noreturn));
+long ck_clone3_thread(struct clone_args *args, size_t size);
+__asm__(".text\n"
+	".globl ck_park\n"
+	".type ck_park,@function\n"
+	"ck_park:\n"
+	"1:	mov $34, %eax\n"	/* pause */
+	"	syscall\n"
+	"	int3\n"
+	"	jmp 1b\n"
+	".size ck_park, .-ck_park\n"
+	".globl ck_clone3_thread\n"
+	".type ck_clone3_thread,@function\n"
+	"ck_clone3_thread:\n"
+	"	mov $435, %eax\n"	/* clone3 */
+	"	syscall\n"
+	"	test %rax, %rax\n"
+	"	jz ck_park\n"		/* the new thread parks on its tiny stack */
+	"	ret\n"
+	".size ck_clone3_thread, .-ck_clone3_thread\n");
+
+/* ==================================================================== */
+/* stub half                                                             */
+/* ==================================================================== */
+
+struct stub_ctx {
+	const struct ckpt_image *img;
+	struct ck_pool pool;
+	int mapbase;		/* exe fd at mapbase, file vma k at mapbase + 1 + k */
+};
+
+static int stub_map_fds(struct stub_ctx *c, const struct ck_proc *p, struct vs_error *err)
+{
+	const struct ckpt_image *img = c->img;
+	if (p->exe[0]) {
+		int fd = open(p->exe, O_RDONLY | O_CLOEXEC);
+		if (fd >= 0) {
+			dup2(fd, c->mapbase);
+			close(fd);
+		}
+	}
+	int k = 0;
+	for (size_t i = 0; i < img->vmas.n; i++) {
+		const struct ck_vma *v = &img->vmas.v[i];
+		if (v->pid != p->pid)
+			continue;
+		int target = c->mapbase + 1 + k++;
+		int fd = -1;
+		if (v->kind == CK_VMA_FILE)
+			fd = open(v->path, O_RDONLY | O_CLOEXEC);
+		else if (v->kind == CK_VMA_FILE_SHARED)
+			fd = open(v->path, ((v->prot & PROT_WRITE) ? O_RDWR : O_RDONLY) | O_CLOEXEC);
+		else if (v->kind == CK_VMA_SHARED) {
+			int m = ck_pool_shm_fd(&c->pool, v->shm_id);
+			fd = m >= 0 ? dup(m) : -1;
+		} else
+			continue;
+		if (fd < 0)
+			return vs_error_sys(err, errno, "pid %d: open mapped file %s", p->pid, v->path);
+		if (dup2(fd, target) < 0) {
+			close(fd);
+			return vs_error_sys(err, errno, "pid %d: dup2 mapped file", p->pid);
+		}
+		close(fd);
+	}
+	return 0;
+}
+
+static pid_t clone3_pid(pid_t want, unsigned long flags)
+{
+	pid_t tid = want;
+	struct clone_args a = { .flags = flags, .exit_signal = SIGCHLD,
+				.set_tid = (uintptr_t)&tid, .set_tid_size = 1 };
+	return (pid_t)syscall(SYS_clone3, &a, sizeof(a));
+}
+
+static void stub_zombie(const struct ck_proc *p)
+{
+	int st = p->exit_status;
+	if (WIFSIGNALED(st)) {
+		struct rlimit rl = { 0, 0 };
+		setrlimit(RLIMIT_CORE, &rl);
+		signal(WTERMSIG(st), SIG_DFL);
+		sigset_t m;
+		sigemptyset(&m);
+		sigaddset(&m, WTERMSIG(st));
+		sigprocmask(SIG_UNBLOCK, &m, NULL);
+		kill(getpid(), WTERMSIG(st));
+		_exit(128 + WTERMSIG(st));
+	}
+	_exit(WEXITSTATUS(st));
+}
+
+struct k_sigaction {
+	uint64_t handler, flags, restorer, mask;
+};
+
+static int stub_proc(struct stub_ctx *c, const struct ck_proc *p, struct vs_error *err);
+
+static int stub_children(struct stub_ctx *c, const struct ck_proc *p, struct vs_error *err)
+{
+	const struct ckpt_image *img = c->img;
+	for (size_t i = 0; i < img->procs.n; i++) {
+		const struct ck_proc *ch = &img->procs.v[i];
+		if (ch->ppid != p->pid || ch->pid == p->pid || ch->pid == (pid_t)img->hdr.root_pid)
+			continue;
+		pid_t r = clone3_pid(ch->pid, 0);
+		if (r < 0)
+			return vs_error_sys(err, errno, "pid %d: clone3 child with pid %d", p->pid, ch->pid);
+		if (r == 0) {
+			struct vs_error e2;
+			stub_proc(c, ch, &e2);
+			char buf[VS_ERROR_MAX + 64];
+			int n = snprintf(buf, sizeof(buf), "vslice restore: %s\n", e2.msg);
+			if (write(2, buf, (size_t)n) < 0) {
+			}
+			_exit(101);
+		}
+	}
+	/* zombies must be dead before we go on (and before SIGCHLD is blocked) */
+	for (size_t i = 0; i < img->procs.n; i++) {
+		const struct ck_proc *ch = &img->procs.v[i];
+		if (ch->ppid != p->pid || ch->state != CK_ZOMBIE)
+			continue;
+		siginfo_t si;
+		while (waitid(P_PID, ch->pid, &si, WEXITED | WNOWAIT) < 0 && errno == EINTR)
+			;
+	}
+	return 0;
+}
+
+static int stub_proc(struct stub_ctx *c, const struct ck_proc *p, struct vs_error *err)
+{
+	const struct ckpt_image *img = c->img;
+	/* session and group first: children inherit them */
+	if (p->sid == p->pid && getsid(0) != p->pid && setsid() < 0)
+		return vs_error_sys(err, errno, "pid %d: setsid", p->pid);
+	if (p->pgid == p->pid && getpgid(0) != p->pid)
+		setpgid(0, 0);
+	else if (p->pgid != p->pid && getpgid(0) != p->pgid)
+		setpgid(0, p->pgid);
+	if (p->state == CK_ZOMBIE)
+		stub_zombie(p);
+	int r = stub_children(c, p, err);
+	if (r < 0)
+		return r;
+	r = ck_pool_install(img, &c->pool, p->pid, err);
+	if (r < 0)
+		return r;
+	/* the pool is no longer needed in this process */
+	for (int fd = c->pool.base; fd < c->pool.base + 4096; fd++)
+		close(fd);
+	r = stub_map_fds(c, p, err);
+	if (r < 0)
+		return r;
+	if (p->cwd[0] && chdir(p->cwd) < 0)
+		return vs_error_sys(err, errno, "pid %d: chdir %s", p->pid, p->cwd);
+	umask(p->umask);
+	sigset_t all;
+	sigfillset(&all);
+	sigprocmask(SIG_SETMASK, &all, NULL);
+	for (int s = 1; s <= 64; s++) {
+		if (s == SIGKILL || s == SIGSTOP)
+			continue;
+		const struct ck_sigact *sa = &p->sigact[s - 1];
+		struct k_sigaction ka = { sa->handler, sa->flags, sa->restorer, sa->mask };
+		syscall(SYS_rt_sigaction, s, &ka, NULL, 8);
+	}
+	/* POSIX timers with their ids, disarmed; the host arms them last */
+	bool restore_ids = false;
+	for (size_t i = 0; i < img->timers.n; i++) {
+		const struct ck_timer *t = &img->timers.v[i];
+		if (t->pid != p->pid)
+			continue;
+		if (!restore_ids) {
+			if (prctl(PR_TIMER_CREATE_RESTORE_IDS, PR_TIMER_CREATE_RESTORE_IDS_ON, 0, 0, 0) < 0)
+				return vs_error_sys(err, errno, "pid %d: PR_TIMER_CREATE_RESTORE_IDS", p->pid);
+			restore_ids = true;
+		}
+		struct sigevent sev;
+		memset(&sev, 0, sizeof(sev));
+		sev.sigev_notify = t->notify;
+		sev.sigev_signo = t->signo;
+		sev.sigev_value.sival_ptr = (void *)(uintptr_t)t->sigval;
+		if (t->notify == SIGEV_THREAD_ID)
+			sev._sigev_un._tid = t->tid;
+		int id = t->id;
+		/* SIGEV_THREAD_ID needs the thread: fall back to the process for
+		 * non-main threads (created below). */
+		if (t->notify == SIGEV_THREAD_ID && t->tid != p->pid) {
+			sev.sigev_notify = SIGEV_SIGNAL;
+		}
+		if (syscall(SYS_timer_create, t->clockid, &sev, &id) < 0)
+			return vs_error_sys(err, errno, "pid %d: timer_create(id %d)", p->pid, t->id);
+	}
+	if (restore_ids)
+		prctl(PR_TIMER_CREATE_RESTORE_IDS, PR_TIMER_CREATE_RESTORE_IDS_OFF, 0, 0, 0);
+	for (int i = 0; i < 16; i++) {
+		struct rlimit rl = { p->rlim[i][0], p->rlim[i][1] };
+		if (i == RLIMIT_NOFILE || (!rl.rlim_cur && !rl.rlim_max))
+			continue;
+		setrlimit(i, &rl);
+	}
+	/* threads, each with its own pid and a tiny stack it never uses */
+	for (size_t i = 0; i < img->threads.n; i++) {
+		const struct ck_thread *t = &img->threads.v[i].t;
+		if (t->pid != p->pid || t->tid == p->pid)
+			continue;
+		static char stacks[64][256] __attribute__((aligned(16)));
+		pid_t tid = t->tid;
+		struct clone_args a = {
+			.flags = CLONE_VM | CLONE_FS | CLONE_FILES | CLONE_SIGHAND | CLONE_THREAD |
+				 CLONE_SYSVSEM,
+			.stack = (uintptr_t)stacks[i % 64], .stack_size = 256,
+			.set_tid = (uintptr_t)&tid, .set_tid_size = 1 };
+		long rr = ck_clone3_thread(&a, sizeof(a));
+		if (rr < 0)
+			return vs_error_sys(err, (int)-rr, "pid %d: clone3 thread %d", p->pid, t->tid);
+	}
+	{
+		struct rlimit rl = { p->rlim[RLIMIT_NOFILE][0], p->rlim[RLIMIT_NOFILE][1] };
+		if (rl.rlim_cur)
+			setrlimit(RLIMIT_NOFILE, &rl);
+	}
+	prctl(PR_SET_NAME, READY_COMM, 0, 0, 0);
+	ck_park();
+}
+
+int ckpt_restore_stub(const struct ckpt_image *img, struct vs_error *err)
+{
+	const struct ck_proc *root = ck_image_proc(img, (pid_t)img->hdr.root_pid);
+	if (getpid() != root->pid)
+		return vs_error_set(err, EINVAL, "restore stub: running as pid %d, checkpoint root is %d",
+				    getpid(), root->pid);
+	int maxfd = 2;
+	for (size_t i = 0; i < img->fds.n; i++)
+		if (img->fds.v[i].fd > maxfd)
+			maxfd = img->fds.v[i].fd;
+	int base = ((maxfd + 64) / 64) * 64 + 64;
+	struct rlimit rl;
+	getrlimit(RLIMIT_NOFILE, &rl);
+	if (rl.rlim_cur < (rlim_t)base + 8192) {
+		rl.rlim_cur = rl.rlim_max > (rlim_t)base + 8192 ? (rlim_t)base + 8192 : rl.rlim_max;
+		if (rl.rlim_max < (rlim_t)base + 8192)
+			rl.rlim_max = rl.rlim_cur = (rlim_t)base + 8192;
+		if (setrlimit(RLIMIT_NOFILE, &rl) < 0) {
+			getrlimit(RLIMIT_NOFILE, &rl);
+			rl.rlim_cur = rl.rlim_max;
+			setrlimit(RLIMIT_NOFILE, &rl);
+		}
+	}
+	struct stub_ctx c = { .img = img };
+	/* the pool may not overlap the map fds: keep them apart */
+	int r = ck_pool_create(img, base + 4096, &c.pool, err);
+	if (r < 0)
+		return vs_error_wrap(err, "restore files");
+	c.pool.base = base + 4096;
+	c.mapbase = base;
+	r = stub_proc(&c, root, err);
+	return r;
+}
+
+/* ==================================================================== */
+/* host half                                                             */
+/* ==================================================================== */
+
+struct r_thread {
+	pid_t hpid;
+	const struct ck_thread_r *img;
+	bool seized;
+};
+
+struct r_proc {
+	const struct ck_proc *img;
+	pid_t hpid;
+	struct r_thread *thr;
+	size_t nthr;
+	uint64_t scratch;
+};
+
+struct restorer {
+	const struct ckpt_image *img;
+	struct ckpt_stats *st;
+	struct r_proc *procs;
+	size_t n;
+};
+
+static int children_of(pid_t hpid, pid_t **out, size_t *n)
+{
+	char path[64];
+	snprintf(path, sizeof(path), "/proc/%d/task", hpid);
+	cleanup_closedir DIR *d = opendir(path);
+	*out = NULL;
+	*n = 0;
+	if (!d)
+		return -errno;
+	struct dirent *de;
+	while ((de = readdir(d))) {
+		if (de->d_name[0] == '.')
+			continue;
+		char p2[96], buf[4096];
+		snprintf(p2, sizeof(p2), "/proc/%d/task/%d/children", hpid, atoi(de->d_name));
+		if (ck_read_small(p2, buf, sizeof(buf)) < 0)
+			continue;
+		for (char *t = strtok(buf, " \n"); t; t = strtok(NULL, " \n")) {
+			*out = ck_xrealloc(*out, (*n + 1) * sizeof(pid_t));
+			(*out)[(*n)++] = atoi(t);
+		}
+	}
+	return 0;
+}
+
+int ckpt_find_child_nspid(pid_t parent_hpid, pid_t nspid, unsigned timeout_ms, pid_t *out,
+			  struct vs_error *err)
+{
+	uint64_t until = vs_now_ns() + (uint64_t)timeout_ms * 1000000;
+	do {
+		pid_t *c;
+		size_t n;
+		children_of(parent_hpid, &c, &n);
+		for (size_t i = 0; i < n; i++) {
+			pid_t ns;
+			if (ck_nspid(c[i], &ns) == 0 && ns == nspid) {
+				*out = c[i];
+				free(c);
+				return 0;
+			}
+		}
+		free(c);
+		struct timespec ts = { 0, 2000000 };
+		nanosleep(&ts, NULL);
+	} while (vs_now_ns() < until);
+	return vs_error_set(err, ETIMEDOUT, "no child of %d with pid %d in its namespace",
+			    parent_hpid, nspid);
+}
+
+static bool comm_is(pid_t hpid, const char *want)
+{
+	char path[64], buf[64];
+	snprintf(path, sizeof(path), "/proc/%d/comm", hpid);
+	if (ck_read_small(path, buf, sizeof(buf)) < 0)
+		return false;
+	buf[strcspn(buf, "\n")] = 0;
+	return strcmp(buf, want) == 0;
+}
+
+static char proc_state(pid_t hpid)
+{
+	char path[64], buf[512];
+	snprintf(path, sizeof(path), "/proc/%d/stat", hpid);
+	if (ck_read_small(path, buf, sizeof(buf)) < 0)
+		return '?';
+	char *s = strrchr(buf, ')');
+	return s && s[1] ? s[2] : '?';
+}
+
+/* Find every stub (host pid by namespace pid) and wait until all are parked. */
+static int r_collect(struct restorer *R, pid_t root_hpid, unsigned timeout_ms, struct vs_error *err)
+{
+	const struct ckpt_image *img = R->img;
+	uint64_t until = vs_now_ns() + (uint64_t)timeout_ms * 1000000;
+	R->n = img->procs.n;
+	R->procs = vs_xcalloc(R->n, sizeof(*R->procs));
+	for (size_t i = 0; i < R->n; i++)
+		R->procs[i].img = &img->procs.v[i];
+	for (;;) {
+		size_t ready = 0;
+		for (size_t i = 0; i < R->n; i++) {
+			struct r_proc *p = &R->procs[i];
+			if (!p->hpid) {
+				if (p->img->pid == (pid_t)img->hdr.root_pid)
+					p->hpid = root_hpid;
+				else {
+					/* parent is earlier in the image */
+					for (size_t k = 0; k < i; k++)
+						if (R->procs[k].img->pid == p->img->ppid && R->procs[k].hpid) {
+							pid_t *c;
+							size_t n;
+							children_of(R->procs[k].hpid, &c, &n);
+							for (size_t j = 0; j < n; j++) {
+								pid_t ns;
+								if (ck_nspid(c[j], &ns) == 0 && ns == p->img->pid)
+									p->hpid = c[j];
+							}
+							free(c);
+						}
+				}
+			}
+			if (!p->hpid)
+				continue;
+			char s = proc_state(p->hpid);
+			if (p->img->state == CK_ZOMBIE ? s == 'Z' : comm_is(p->hpid, READY_COMM))
+				ready++;
+			else if (s == 'Z' || s == '?')
+				return vs_error_set(err, ECHILD, "restore: stub for pid %d died", p->img->pid);
+		}
+		if (ready == R->n)
+			return 0;
+		if (vs_now_ns() > until)
+			return vs_error_set(err, ETIMEDOUT, "restore: %zu of %zu processes ready", ready, R->n);
+		struct timespec ts = { 0, 1000000 };
+		nanosleep(&ts, NULL);
+	}
+}
+
+static int r_seize(struct restorer *R, struct r_proc *p, struct vs_error *err)
+{
+	const struct ckpt_image *img = R->img;
+	for (size_t i = 0; i < img->threads.n; i++)
+		if (img->threads.v[i].t.pid == p->img->pid)
+			p->nthr++;
+	p->thr = vs_xcalloc(p->nthr ? p->nthr : 1, sizeof(*p->thr));
+	size_t k = 0;
+	/* main thread first */
+	for (int pass = 0; pass < 2; pass++)
+		for (size_t i = 0; i < img->threads.n; i++) {
+			const struct ck_thread_r *t = &img->threads.v[i];
+			if (t->t.pid != p->img->pid || (pass == 0) != (t->t.tid == p->img->pid))
+				continue;
+			p->thr[k++].img = t;
+		}
+	char path[64];
+	snprintf(path, sizeof(path), "/proc/%d/task", p->hpid);
+	cleanup_closedir DIR *d = opendir(path);
+	if (!d)
+		return vs_error_sys(err, errno, "restore pid %d: list threads", p->img->pid);
+	struct dirent *de;
+	while ((de = readdir(d))) {
+		if (de->d_name[0] == '.')
+			continue;
+		pid_t h = atoi(de->d_name), ns;
+		if (ck_nspid(h, &ns) < 0)
+			continue;
+		for (size_t j = 0; j < p->nthr; j++)
+			if (p->thr[j].img->t.tid == ns)
+				p->thr[j].hpid = h;
+	}
+	for (size_t j = 0; j < p->nthr; j++) {
+		if (!p->thr[j].hpid)
+			return vs_error_set(err, ESRCH, "restore pid %d: thread %d missing", p->img->pid,
+					    p->thr[j].img->t.tid);
+		int r = ck_seize(p->thr[j].hpid, true, err);
+		if (r < 0)
+			return r;
+		p->thr[j].seized = true;
+	}
+	for (size_t j = 0; j < p->nthr; j++) {
+		int r = ck_wait_stop(p->thr[j].hpid, err);
+		if (r < 0)
+			return r;
+	}
+	return 0;
+}
+
+static int wr(pid_t pid, uint64_t addr, const void *buf, size_t len)
+{
+	struct iovec l = { (void *)buf, len }, rm = { (void *)addr, len };
+	return process_vm_writev(pid, &l, 1, &rm, 1, 0) == (ssize_t)len ? 0 : -EFAULT;
+}
+
+#define SYS(in, nr, a, b, c_, d_, e_, f_)                                              \
+	({                                                                             \
+		long _ret = ck_syscall((in), (nr), (uint64_t)(a), (uint64_t)(b),       \
+				       (uint64_t)(c_), (uint64_t)(d_), (uint64_t)(e_), \
+				       (uint64_t)(f_), err);                          \
+		_ret;                                                                  \
+	})
+
+/* Check a syscall result; injection failures are already in err. */
+#define CHECK(expr, fmt, ...)                                                                  \
+	do {                                                                                   \
+		long _v = (expr);                                                              \
+		if (_v < 0 && _v >= -4095)                                                     \
+			return vs_error_sys(err, (int)-_v, "restore pid %d: " fmt, p->img->pid,   \
+					    ##__VA_ARGS__);                                    \
+		if (_v == CK_EINJECT)                                                          \
+			return -err->code;                                                     \
+	} while (0)
+
+static bool overlaps(uint64_t s, uint64_t e, uint64_t s2, uint64_t e2)
+{
+	return s < e2 && s2 < e;
+}
+
+/* A hole for the scratch page: outside every dumped vma of p and every
+ * current mapping of the stub. */
+static int pick_scratch(struct restorer *R, struct r_proc *p, uint64_t *out, struct vs_error *err)
+{
+	char path[64];
+	snprintf(path, sizeof(path), "/proc/%d/maps", p->hpid);
+	uint64_t cur[512][2];
+	size_t nc = 0;
+	cleanup_fclose FILE *f = fopen(path, "re");
+	char line[4096 + 128];
+	while (f && fgets(line, sizeof(line), f) && nc < 512) {
+		unsigned long s, e;
+		if (sscanf(line, "%lx-%lx", &s, &e) == 2)
+			cur[nc][0] = s, cur[nc][1] = e, nc++;
+	}
+	for (uint64_t cand = 0x10000000ull; cand < 0x7f0000000000ull; cand += 0x10000000ull) {
+		uint64_t ce = cand + SCRATCH_SIZE;
+		bool bad = false;
+		for (size_t i = 0; i < R->img->vmas.n && !bad; i++) {
+			const struct ck_vma *v = &R->img->vmas.v[i];
+			bad = v->pid == p->img->pid && overlaps(cand, ce, v->start, v->end + 0x100000);
+		}
+		for (size_t i = 0; i < nc && !bad; i++)
+			bad = overlaps(cand, ce, cur[i][0], cur[i][1]);
+		if (!bad) {
+			*out = cand;
+			return 0;
+		}
+	}
+	return vs_error_set(err, ENOMEM, "restore pid %d: no hole for the scratch page", p->img->pid);
+}
+
+/* Pages of one vma from the image, written with batched process_vm_writev. */
+static int r_fill(struct restorer *R, struct r_proc *p, const struct ck_vma *v, struct vs_error *err)
+{
+	struct iovec liov[64], riov[64];
+	int n = 0;
+	for (size_t i = 0; i <= R->img->pages.n; i++) {
+		const struct ck_pages_r *pg = i < R->img->pages.n ? &R->img->pages.v[i] : NULL;
+		bool take = pg && pg->h.pid == p->img->pid && pg->h.addr >= v->start &&
+			    pg->h.addr + pg->h.len <= v->end;
+		if (take) {
+			liov[n] = (struct iovec){ (void *)pg->data, pg->h.len };
+			riov[n] = (struct iovec){ (void *)pg->h.addr, pg->h.len };
+			n++;
+		}
+		if (n && (n == 64 || !pg)) {
+			size_t want = 0;
+			for (int k = 0; k < n; k++)
+				want += liov[k].iov_len;
+			/* process_vm_writev may stop short at 1 GiB-ish; loop via offsets */
+			ssize_t w = process_vm_writev(p->hpid, liov, n, riov, n, 0);
+			if (w != (ssize_t)want) {
+				/* fall back to one by one through /proc/pid/mem */
+				char path[64];
+				snprintf(path, sizeof(path), "/proc/%d/mem", p->hpid);
+				cleanup_close int mfd = open(path, O_WRONLY | O_CLOEXEC);
+				for (int k = 0; k < n; k++)
+					if (mfd < 0 || pwrite(mfd, liov[k].iov_base, liov[k].iov_len,
+							      (off_t)(uintptr_t)riov[k].iov_base) !=
+							       (ssize_t)liov[k].iov_len)
+						return vs_error_sys(err, errno ? errno : EIO,
+								    "restore pid %d: write pages at %p",
+								    p->img->pid, riov[k].iov_base);
+			}
+			R->st->pages_written += want / 4096;
+			n = 0;
+		}
+	}
+	return 0;
+}
+
+static bool vma_has_pages(struct restorer *R, struct r_proc *p, const struct ck_vma *v, uint64_t *bytes)
+{
+	*bytes = 0;
+	for (size_t i = 0; i < R->img->pages.n; i++) {
+		const struct ck_pages_r *pg = &R->img->pages.v[i];
+		if (pg->h.pid == p->img->pid && pg->h.addr >= v->start && pg->h.addr + pg->h.len <= v->end)
+			*bytes += pg->h.len;
+	}
+	return *bytes > 0;
+}
+
+/* vdso sizes of this kernel (from our own maps) must match the dumped ones */
+static int check_vdso(struct restorer *R, struct r_proc *p, struct vs_error *err)
+{
+	uint64_t mine[3] = { 0 }, theirs[3] = { 0 };
+	cleanup_fclose FILE *f = fopen("/proc/self/maps", "re");
+	char line[4096 + 128];
+	while (f && fgets(line, sizeof(line), f)) {
+		unsigned long s, e;
+		if (sscanf(line, "%lx-%lx", &s, &e) != 2)
+			continue;
+		if (strstr(line, "[vvar]"))
+			mine[0] = e - s;
+		else if (strstr(line, "[vvar_vclock]"))
+			mine[1] = e - s;
+		else if (strstr(line, "[vdso]"))
+			mine[2] = e - s;
+	}
+	for (size_t i = 0; i < R->img->vmas.n; i++) {
+		const struct ck_vma *v = &R->img->vmas.v[i];
+		if (v->pid != p->img->pid)
+			continue;
+		if (v->kind == CK_VMA_VVAR)
+			theirs[0] = v->end - v->start;
+		if (v->kind == CK_VMA_VCLOCK)
+			theirs[1] = v->end - v->start;
+		if (v->kind == CK_VMA_VDSO)
+			theirs[2] = v->end - v->start;
+	}
+	if (memcmp(mine, theirs, sizeof(mine)) != 0)
+		return vs_error_set(err, ENOTSUP,
+				    "restore pid %d: vDSO layout differs from this kernel "
+				    "(vvar/vclock/vdso %#lx/%#lx/%#lx vs %#lx/%#lx/%#lx)",
+				    p->img->pid, (long)theirs[0], (long)theirs[1], (long)theirs[2],
+				    (long)mine[0], (long)mine[1], (long)mine[2]);
+	return 0;
+}
+
+struct prctl_mm_map_k {
+	uint64_t start_code, end_code, start_data, end_data, start_brk, brk, start_stack;
+	uint64_t arg_start, arg_end, env_start, env_end;
+	uint64_t auxv;
+	uint32_t auxv_size;
+	uint32_t exe_fd;
+};
+
+static int r_memory(struct restorer *R, struct r_proc *p, struct ck_inject *in, struct vs_error *err)
+{
+	const struct ckpt_image *img = R->img;
+	const struct ck_proc *pi = p->img;
+	int r = check_vdso(R, p, err);
+	if (r < 0)
+		return r;
+	/* 1. the stub's rseq area goes away with its memory: unregister */
+	struct {
+		uint64_t ptr;
+		uint32_t size, sig, flags, pad;
+	} rc = { 0 };
+	if (ptrace(PTRACE_GET_RSEQ_CONFIGURATION, p->thr[0].hpid, sizeof(rc), &rc) > 0 && rc.ptr)
+		CHECK(SYS(in, SYS_rseq, rc.ptr, rc.size, RSEQ_FLAG_UNREGISTER, rc.sig, 0, 0),
+		      "unregister stub rseq");
+	/* 2. scratch page with our gadget */
+	uint64_t S;
+	if ((r = pick_scratch(R, p, &S, err)) < 0)
+		return r;
+	long v = SYS(in, SYS_mmap, S, SCRATCH_SIZE, PROT_READ | PROT_WRITE | PROT_EXEC,
+		     MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE, -1, 0);
+	CHECK(v, "mmap scratch");
+	static const uint8_t gadget[4] = { 0x0f, 0x05, 0xcc, 0xcc };
+	if (wr(p->hpid, S, gadget, sizeof(gadget)) < 0)
+		return vs_error_sys(err, errno, "restore pid %d: write gadget", pi->pid);
+	in->gadget = S;
+	p->scratch = S;
+	/* 3. everything else goes */
+	CHECK(SYS(in, SYS_munmap, 0x1000, S - 0x1000, 0, 0, 0, 0), "munmap below scratch");
+	CHECK(SYS(in, SYS_munmap, S + SCRATCH_SIZE, TASK_TOP - S - SCRATCH_SIZE, 0, 0, 0, 0),
+	      "munmap above scratch");
+	/* 4. vdso at its old place */
+	for (size_t i = 0; i < img->vmas.n; i++) {
+		const struct ck_vma *vm = &img->vmas.v[i];
+		if (vm->pid == pi->pid && vm->kind == CK_VMA_VVAR)
+			CHECK(SYS(in, SYS_arch_prctl, ARCH_MAP_VDSO_64, vm->start, 0, 0, 0, 0),
+			      "ARCH_MAP_VDSO_64 at %#" PRIx64, vm->start);
+	}
+	/* 5. every vma: map writable, fill, then the real protection */
+	int k = 0;
+	int mapbase = -1;
+	/* the stub put its map fds right below the pool: find mapbase = base */
+	{
+		int maxfd = 2;
+		for (size_t i = 0; i < img->fds.n; i++)
+			if (img->fds.v[i].fd > maxfd)
+				maxfd = img->fds.v[i].fd;
+		mapbase = ((maxfd + 64) / 64) * 64 + 64;
+	}
+	for (size_t i = 0; i < img->vmas.n; i++) {
+		const struct ck_vma *vm = &img->vmas.v[i];
+		if (vm->pid != pi->pid)
+			continue;
+		bool filekind = vm->kind == CK_VMA_FILE || vm->kind == CK_VMA_FILE_SHARED ||
+				vm->kind == CK_VMA_SHARED;
+		int fd = filekind ? mapbase + 1 + k : -1;
+		if (filekind)
+			k++;
+		if (vm->kind == CK_VMA_VVAR || vm->kind == CK_VMA_VCLOCK || vm->kind == CK_VMA_VDSO)
+			continue;
+		uint64_t bytes;
+		bool has = vma_has_pages(R, p, vm, &bytes);
+		int prot = vm->prot | (has ? PROT_READ | PROT_WRITE : 0);
+		int flags = MAP_FIXED;
+		if (vm->kind == CK_VMA_ANON)
+			flags |= MAP_PRIVATE | MAP_ANONYMOUS;
+		else if (vm->kind == CK_VMA_FILE)
+			flags |= MAP_PRIVATE;
+		else
+			flags |= MAP_SHARED;
+		if (vm->flags & CK_VMA_F_GROWSDOWN)
+			flags |= MAP_GROWSDOWN;
+		/* prefault when most of it gets written (writev into holes is slow) */
+		if (has && bytes * 2 >= vm->end - vm->start)
+			flags |= MAP_POPULATE;
+		v = SYS(in, SYS_mmap, vm->start, vm->end - vm->start, prot, flags, fd,
+			filekind ? vm->pgoff : 0);
+		CHECK(v, "mmap %#" PRIx64 "-%#" PRIx64 " %s", vm->start, vm->end, vm->path);
+		if ((uint64_t)v != vm->start)
+			return vs_error_set(err, EFAULT, "restore pid %d: mmap landed at %#lx", pi->pid, v);
+		if (has && (r = r_fill(R, p, vm, err)) < 0)
+			return r;
+		if (prot != (int)vm->prot)
+			CHECK(SYS(in, SYS_mprotect, vm->start, vm->end - vm->start, vm->prot, 0, 0, 0),
+			      "mprotect %#" PRIx64, vm->start);
+	}
+	/* 6. mm fields: heap, stack, args, env, auxv, exe */
+	struct prctl_mm_map_k mm = {
+		.start_code = pi->start_code, .end_code = pi->end_code, .start_data = pi->start_data,
+		.end_data = pi->end_data, .start_brk = pi->start_brk, .brk = pi->brk,
+		.start_stack = pi->start_stack, .arg_start = pi->arg_start, .arg_end = pi->arg_end,
+		.env_start = pi->env_start, .env_end = pi->env_end, .auxv = S + 2048,
+		.auxv_size = pi->auxv_len, .exe_fd = pi->exe[0] ? (uint32_t)mapbase : (uint32_t)-1 };
+	if (wr(p->hpid, S + 1024, &mm, sizeof(mm)) < 0 ||
+	    wr(p->hpid, S + 2048, pi->auxv, pi->auxv_len ? pi->auxv_len : 8) < 0)
+		return vs_error_sys(err, errno, "restore pid %d: write mm map", pi->pid);
+	v = SYS(in, SYS_prctl, PR_SET_MM, PR_SET_MM_MAP, S + 1024, sizeof(mm), 0, 0);
+	if (v == -EBADF || v == -EACCES || v == -EPERM) {
+		/* no usable exe: keep the rest */
+		mm.exe_fd = (uint32_t)-1;
+		wr(p->hpid, S + 1024, &mm, sizeof(mm));
+		v = SYS(in, SYS_prctl, PR_SET_MM, PR_SET_MM_MAP, S + 1024, sizeof(mm), 0, 0);
+	}
+	CHECK(v, "PR_SET_MM_MAP");
+	CHECK(SYS(in, SYS_close_range, mapbase, ~0u, 0, 0, 0, 0), "close map fds");
+	return 0;
+}
+
+static int r_thread_state(struct restorer *R, struct r_proc *p, struct r_thread *t,
+			  struct vs_error *err)
+{
+	struct ck_inject in = { .tid = t->hpid, .gadget = p->scratch,
+				.counter = &R->st->injected_syscalls };
+	const struct ck_thread *ti = &t->img->t;
+	uint64_t S = p->scratch + 4096;
+	CHECK(SYS(&in, SYS_set_tid_address, ti->tid_address, 0, 0, 0, 0, 0), "set_tid_address");
+	if (ti->robust_list)
+		CHECK(SYS(&in, SYS_set_robust_list, ti->robust_list, ti->robust_len, 0, 0, 0, 0),
+		      "set_robust_list");
+	if (ti->rseq_addr)
+		CHECK(SYS(&in, SYS_rseq, ti->rseq_addr, ti->rseq_len, 0, ti->rseq_sig, 0, 0),
+		      "rseq tid %d", ti->tid);
+	stack_t ss = { .ss_sp = (void *)(uintptr_t)ti->ss_sp, .ss_size = ti->ss_size,
+		       .ss_flags = ti->ss_flags & ~SS_ONSTACK };
+	if (ti->ss_size && !(ti->ss_flags & SS_DISABLE)) {
+		wr(p->hpid, S, &ss, sizeof(ss));
+		CHECK(SYS(&in, SYS_sigaltstack, S, 0, 0, 0, 0, 0), "sigaltstack tid %d", ti->tid);
+	}
+	char comm[16];
+	snprintf(comm, sizeof(comm), "%s", ti->comm);
+	wr(p->hpid, S + 512, comm, sizeof(comm));
+	CHECK(SYS(&in, SYS_prctl, PR_SET_NAME, S + 512, 0, 0, 0, 0), "PR_SET_NAME");
+	/* pending signals: queued by the task itself (si_code >= 0 needs that) */
+	for (size_t i = 0; i < R->img->siginfos.n; i++) {
+		const struct ck_siginfo *si = &R->img->siginfos.v[i];
+		if (si->pid != p->img->pid)
+			continue;
+		int sig;
+		memcpy(&sig, si->info, 4);
+		wr(p->hpid, S + 1024, si->info, 128);
+		if (si->shared && ti->tid == p->img->pid)
+			CHECK(SYS(&in, SYS_rt_sigqueueinfo, p->img->pid, sig, S + 1024, 0, 0, 0),
+			      "queue signal %d", sig);
+		else if (!si->shared && si->tid == ti->tid)
+			CHECK(SYS(&in, SYS_rt_tgsigqueueinfo, p->img->pid, ti->tid, sig, S + 1024, 0, 0),
+			      "queue signal %d to tid %d", sig, ti->tid);
+	}
+	return 0;
+}
+
+static int r_proc_final(struct restorer *R, struct r_proc *p, struct ck_inject *in,
+			struct vs_error *err)
+{
+	const struct ck_proc *pi = p->img;
+	uint64_t S = p->scratch + 8192;
+	for (int w = 0; w < 3; w++) {
+		if (!pi->itimer[w][2] && !pi->itimer[w][3])
+			continue;
+		wr(p->hpid, S, pi->itimer[w], sizeof(pi->itimer[w]));
+		CHECK(SYS(in, SYS_setitimer, w, S, 0, 0, 0, 0), "setitimer %d", w);
+	}
+	for (size_t i = 0; i < R->img->timers.n; i++) {
+		const struct ck_timer *t = &R->img->timers.v[i];
+		if (t->pid != pi->pid || (!t->val_sec && !t->val_nsec))
+			continue;
+		int64_t its[4] = { t->int_sec, t->int_nsec, t->val_sec, t->val_nsec };
+		wr(p->hpid, S, its, sizeof(its));
+		CHECK(SYS(in, SYS_timer_settime, t->id, 0, S, 0, 0, 0), "timer_settime %d", t->id);
+	}
+	CHECK(SYS(in, SYS_prctl, PR_SET_PDEATHSIG, pi->pdeathsig, 0, 0, 0, 0), "pdeathsig");
+	if (pi->subreaper)
+		CHECK(SYS(in, SYS_prctl, PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0, 0), "subreaper");
+	/* creds: groups, gids, uids (keeping caps), then caps */
+	if (pi->ngroups) {
+		gid_t g[32];
+		for (uint32_t i = 0; i < pi->ngroups; i++)
+			g[i] = pi->groups[i];
+		wr(p->hpid, S, g, pi->ngroups * sizeof(gid_t));
+	}
+	SYS(in, SYS_setgroups, pi->ngroups, S, 0, 0, 0, 0);
+	CHECK(SYS(in, SYS_setresgid, pi->gid[0], pi->gid[1], pi->gid[2], 0, 0, 0), "setresgid");
+	CHECK(SYS(in, SYS_prctl, PR_SET_KEEPCAPS, 1, 0, 0, 0, 0), "keepcaps");
+	CHECK(SYS(in, SYS_setresuid, pi->uid[0], pi->uid[1], pi->uid[2], 0, 0, 0), "setresuid");
+	CHECK(SYS(in, SYS_prctl, PR_SET_KEEPCAPS, 0, 0, 0, 0, 0), "keepcaps");
+	/* no_new_privs and seccomp while we still have CAP_SYS_ADMIN in the ns */
+	if (pi->no_new_privs)
+		CHECK(SYS(in, SYS_prctl, PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0, 0), "no_new_privs");
+	for (uint32_t idx = 0; idx < pi->nr_seccomp; idx++) {
+		for (size_t i = 0; i < R->img->seccomps.n; i++) {
+			const struct ck_seccomp_r *sc = &R->img->seccomps.v[i];
+			if (sc->h.pid != pi->pid || sc->h.index != idx)
+				continue;
+			struct {
+				uint16_t len;
+				uint16_t pad[3];
+				uint64_t filter;
+			} prog = { (uint16_t)sc->h.nr_insns, { 0 }, S + 64 };
+			if (64 + sc->h.nr_insns * 8ull > SCRATCH_SIZE - 8192)
+				return vs_error_set(err, E2BIG, "restore pid %d: seccomp filter too big", pi->pid);
+			wr(p->hpid, S, &prog, sizeof(prog));
+			wr(p->hpid, S + 64, sc->insns, sc->h.nr_insns * 8ull);
+			/* TSYNC keeps every thread on the same filter */
+			CHECK(SYS(in, SYS_seccomp, SECCOMP_SET_MODE_FILTER,
+				  p->nthr > 1 ? SECCOMP_FILTER_FLAG_TSYNC : 0, S, 0, 0, 0),
+			      "seccomp filter %u", idx);
+		}
+	}
+	/* capabilities: bounding set, then the sets themselves, then ambient */
+	for (int cap = 0; cap < 64; cap++) {
+		if (pi->cap_bnd & (1ull << cap))
+			continue;
+		long rv = SYS(in, SYS_prctl, PR_CAPBSET_READ, cap, 0, 0, 0, 0);
+		if (rv == 1)
+			CHECK(SYS(in, SYS_prctl, PR_CAPBSET_DROP, cap, 0, 0, 0, 0), "drop cap %d", cap);
+	}
+	struct __user_cap_header_struct hdr = { _LINUX_CAPABILITY_VERSION_3, 0 };
+	struct __user_cap_data_struct data[2] = {
+		{ (uint32_t)pi->cap_eff, (uint32_t)pi->cap_prm, (uint32_t)pi->cap_inh },
+		{ (uint32_t)(pi->cap_eff >> 32), (uint32_t)(pi->cap_prm >> 32),
+		  (uint32_t)(pi->cap_inh >> 32) },
+	};
+	wr(p->hpid, S, &hdr, sizeof(hdr));
+	wr(p->hpid, S + 64, data, sizeof(data));
+	if (pi->cap_prm || pi->cap_eff || pi->uid[1] != 0)
+		CHECK(SYS(in, SYS_capset, S, S + 64, 0, 0, 0, 0), "capset");
+	for (int cap = 0; cap < 64; cap++)
+		if (pi->cap_amb & (1ull << cap))
+			SYS(in, SYS_prctl, PR_CAP_AMBIENT, PR_CAP_AMBIENT_RAISE, cap, 0, 0, 0);
+	if (pi->dumpable != 1)
+		SYS(in, SYS_prctl, PR_SET_DUMPABLE, pi->dumpable, 0, 0, 0, 0);
+	return 0;
+}
+
+/* munmap(scratch) from inside it: stop at the syscall exit, never return to it */
+static int r_drop_scratch(struct r_proc *p, struct vs_error *err)
+{
+	pid_t tid = p->thr[0].hpid;
+	uint64_t regs[27];
+	int r = ck_getregs(tid, regs, err);
+	if (r < 0)
+		return r;
+	regs[R_RAX] = SYS_munmap;
+	regs[R_ORIG_RAX] = (uint64_t)-1;
+	regs[R_RDI] = p->scratch;
+	regs[R_RSI] = SCRATCH_SIZE;
+	regs[R_RIP] = p->scratch;
+	if ((r = ck_setregs(tid, regs, err)) < 0)
+		return r;
+	for (int stop = 0; stop < 2; stop++) {
+		if (ptrace(PTRACE_SYSCALL, tid, 0, 0) < 0)
+			return vs_error_sys(err, errno, "restore pid %d: PTRACE_SYSCALL", p->img->pid);
+		int status;
+		for (;;) {
+			if (waitpid(tid, &status, __WALL) < 0) {
+				if (errno == EINTR)
+					continue;
+				return vs_error_sys(err, errno, "restore pid %d: waitpid", p->img->pid);
+			}
+			break;
+		}
+		if (!WIFSTOPPED(status) || WSTOPSIG(status) != (SIGTRAP | 0x80))
+			return vs_error_set(err, EIO, "restore pid %d: unexpected stop %#x unmapping scratch",
+					    p->img->pid, status);
+	}
+	ck_getregs(tid, regs, NULL);
+	if ((long)regs[R_RAX] != 0)
+		return vs_error_set(err, EIO, "restore pid %d: munmap scratch: %ld", p->img->pid,
+				    (long)regs[R_RAX]);
+	return 0;
+}
+
+static int r_final_regs(struct r_proc *p, struct vs_error *err)
+{
+	for (size_t j = 0; j < p->nthr; j++) {
+		const struct ck_thread_r *t = p->thr[j].img;
+		uint64_t regs[27];
+		memcpy(regs, t->t.regs, sizeof(regs));
+		regs[R_ORIG_RAX] = (uint64_t)-1;
+		int r = ck_setregs(p->thr[j].hpid, regs, err);
+		if (r < 0)
+			return r;
+		if (t->t.xstate_len) {
+			struct iovec iov = { (void *)t->xstate, t->t.xstate_len };
+			if (ptrace(PTRACE_SETREGSET, p->thr[j].hpid, NT_X86_XSTATE, &iov) < 0)
+				return vs_error_sys(err, errno, "restore tid %d: SETREGSET xstate", t->t.tid);
+		}
+		uint64_t mask = t->t.sigmask;
+		if (ptrace(PTRACE_SETSIGMASK, p->thr[j].hpid, sizeof(mask), &mask) < 0)
+			return vs_error_sys(err, errno, "restore tid %d: SETSIGMASK", t->t.tid);
+	}
+	return 0;
+}
+
+static void r_release(struct restorer *R, bool kill_all)
+{
+	for (size_t i = 0; i < R->n; i++) {
+		struct r_proc *p = &R->procs[i];
+		if (kill_all && p->hpid)
+			kill(p->hpid, SIGKILL);
+		for (size_t j = 0; j < p->nthr; j++)
+			if (p->thr[j].seized) {
+				ptrace(PTRACE_DETACH, p->thr[j].hpid, 0, 0);
+				p->thr[j].seized = false;
+			}
+	}
+}
+
+int ckpt_restore_finish(const struct ckpt_image *img, pid_t root_hpid, unsigned timeout_ms,
+			struct ckpt_stats *st, struct vs_error *err)
+{
+	struct ckpt_stats dummy;
+	if (!st)
+		st = &dummy;
+	uint64_t t0 = vs_now_ns();
+	struct restorer R = { .img = img, .st = st };
+	int r = r_collect(&R, root_hpid, timeout_ms, err);
+	st->forking_ns = vs_now_ns() - t0;
+	for (size_t i = 0; r >= 0 && i < R.n; i++)
+		if (R.procs[i].img->state == CK_ALIVE)
+			r = r_seize(&R, &R.procs[i], err);
+	for (size_t i = 0; r >= 0 && i < R.n; i++) {
+		struct r_proc *p = &R.procs[i];
+		if (p->img->state != CK_ALIVE)
+			continue;
+		/* the stub's park gadget, found at the main thread's stop */
+		uint64_t regs[27];
+		r = ck_getregs(p->thr[0].hpid, regs, err);
+		if (r < 0)
+			break;
+		errno = 0;
+		long word = ptrace(PTRACE_PEEKTEXT, p->thr[0].hpid, regs[R_RIP] - 2, 0);
+		if (errno || (word & 0xffffff) != 0xcc050f) {
+			r = vs_error_set(err, EIO, "restore pid %d: stub not parked at its gadget (rip %#lx)",
+					 p->img->pid, (long)regs[R_RIP]);
+			break;
+		}
+		struct ck_inject in = { .tid = p->thr[0].hpid, .gadget = regs[R_RIP] - 2,
+					.counter = &st->injected_syscalls };
+		r = r_memory(&R, p, &in, err);
+		for (size_t j = 0; r >= 0 && j < p->nthr; j++)
+			r = r_thread_state(&R, p, &p->thr[j], err);
+		if (r >= 0) {
+			struct ck_inject in2 = { .tid = p->thr[0].hpid, .gadget = p->scratch,
+						 .counter = &st->injected_syscalls };
+			r = r_proc_final(&R, p, &in2, err);
+		}
+		if (r >= 0)
+			r = r_drop_scratch(p, err);
+		if (r >= 0)
+			r = r_final_regs(p, err);
+		if (r < 0)
+			vs_error_wrap(err, "restore");
+	}
+	r_release(&R, r < 0);
+	for (size_t i = 0; i < R.n; i++)
+		free(R.procs[i].thr);
+	free(R.procs);
+	st->restore_ns = vs_now_ns() - t0;
+	return r;
+}

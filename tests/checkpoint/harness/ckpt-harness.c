@@ -1,0 +1,334 @@
+/*
+ * ckpt-harness - run one zdtm-style program through a checkpoint cycle in
+ * namespaces of its own, without the slice runtime:
+ *
+ *   start:   new pid + time namespace; a tiny PID 1 (this code) forks the
+ *            program as pid 2 (stdout/stderr -> DIR/out), all inside a v1
+ *            freezer cgroup vslice-ckpt-test-<pid>
+ *   wait:    "READY" in DIR/out
+ *   dump:    ckpt_dump -> DIR/img (the tree is killed; or left running)
+ *   restore: fresh pid + time namespace (clock offsets = dumped - now),
+ *            PID 1 forks pid 2 = ckpt_restore_stub; ckpt_restore_finish
+ *   verify:  after CKPT_RUN_MS (default 300), SIGTERM to pid 2, wait,
+ *            "PASS" must be in DIR/out.
+ *
+ * Usage: ckpt-harness [-l] [-n CYCLES] DIR PROG [ARGS...]
+ *   -l  leave running: dump, then let the original run on and verify it
+ *   -n  checkpoint/restore this many times in a row (default 1)
+ * Exit 0 on PASS. Stats of the last cycle in DIR/stats.json.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/prctl.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+#include <linux/sched.h>
+
+#include "vslice/ckpt.h"
+#include "vslice/util.h"
+
+static char cg[256];
+static const char *dir;
+
+static void die(const char *what)
+{
+	fprintf(stderr, "ckpt-harness: %s: %s\n", what, strerror(errno));
+	exit(2);
+}
+
+static void msleep(int ms)
+{
+	struct timespec ts = { ms / 1000, (ms % 1000) * 1000000L };
+	nanosleep(&ts, NULL);
+}
+
+/* PID 1 of the namespace: reap everything; leave when pid 2 is gone. */
+static void reaper(void)
+{
+	for (;;) {
+		int st;
+		pid_t p = wait(&st);
+		if (p < 0 && errno == ECHILD)
+			_exit(0);
+		if (p == 2) {
+			char path[4096];
+			snprintf(path, sizeof(path), "%s/status", dir);
+			FILE *f = fopen(path, "w");
+			if (f) {
+				fprintf(f, "%d\n", st);
+				fclose(f);
+			}
+			_exit(0);
+		}
+	}
+}
+
+static void join_cgroup(void)
+{
+	char p[300], buf[32];
+	snprintf(p, sizeof(p), "%s/cgroup.procs", cg);
+	int fd = open(p, O_WRONLY);
+	if (fd < 0)
+		die("freezer cgroup.procs");
+	int n = snprintf(buf, sizeof(buf), "%d", getpid());
+	if (write(fd, buf, (size_t)n) < 0)
+		die("join freezer cgroup");
+	close(fd);
+}
+
+static const struct ckpt_image *g_img;
+
+static int stub_main(void)
+{
+	struct vs_error err;
+	ckpt_restore_stub(g_img, &err);
+	fprintf(stderr, "ckpt-harness: stub: %s\n", err.msg);
+	return 101;
+}
+
+/* Fork (in new pid+time ns) a PID 1 which forks pid 2 = prog or the stub.
+ * Returns PID 1's host pid. */
+static pid_t spawn(char **argv, int64_t mono_off, int64_t boot_off, bool restore)
+{
+	int pp[2];
+	if (pipe(pp) < 0)
+		die("pipe");
+	pid_t i = fork();
+	if (i < 0)
+		die("fork");
+	if (i == 0) {
+		join_cgroup();
+		if (unshare(CLONE_NEWPID | CLONE_NEWTIME) < 0)
+			die("unshare pid+time");
+		if (mono_off || boot_off) {
+			char buf[128];
+			/* nsec must be in [0, 1e9): floor the seconds */
+			long long ms = mono_off / 1000000000, mn = mono_off % 1000000000;
+			long long bs = boot_off / 1000000000, bn = boot_off % 1000000000;
+			if (mn < 0)
+				mn += 1000000000, ms--;
+			if (bn < 0)
+				bn += 1000000000, bs--;
+			int n = snprintf(buf, sizeof(buf), "monotonic %lld %lld\nboottime %lld %lld\n",
+					 ms, mn, bs, bn);
+			int fd = open("/proc/self/timens_offsets", O_WRONLY);
+			if (fd < 0 || write(fd, buf, (size_t)n) != n)
+				die("timens_offsets");
+			close(fd);
+		}
+		pid_t p1 = fork();
+		if (p1 < 0)
+			die("fork pid 1");
+		if (p1 == 0) {
+			close(pp[0]);
+			pid_t w;
+			if (restore) {
+				pid_t want = ckpt_image_root_pid(g_img);
+				struct clone_args a = { .exit_signal = SIGCHLD, .set_tid = (uintptr_t)&want,
+							.set_tid_size = 1 };
+				w = (pid_t)syscall(SYS_clone3, &a, sizeof(a));
+				if (w == 0)
+					_exit(stub_main());
+			} else {
+				w = fork();
+				if (w == 0) {
+					char path[4096];
+					snprintf(path, sizeof(path), "%s/out", dir);
+					int fd = open(path, O_WRONLY | O_CREAT | O_APPEND, 0644);
+					int nul = open("/dev/null", O_RDONLY);
+					dup2(nul, 0);
+					dup2(fd, 1);
+					dup2(fd, 2);
+					close(fd);
+					close(nul);
+					close(pp[1]);
+					execv(argv[0], argv);
+					_exit(127);
+				}
+			}
+			if (w < 0)
+				die("fork workload");
+			close(pp[1]);
+			reaper();
+		}
+		if (write(pp[1], &p1, sizeof(p1)) < 0)
+			_exit(1);
+		_exit(0);
+	}
+	close(pp[1]);
+	pid_t p1 = 0;
+	if (read(pp[0], &p1, sizeof(p1)) != sizeof(p1))
+		die("read pid 1");
+	close(pp[0]);
+	waitpid(i, NULL, 0);
+	return p1;
+}
+
+static bool out_has(const char *word)
+{
+	char path[4096];
+	snprintf(path, sizeof(path), "%s/out", dir);
+	char *buf = NULL;
+	size_t len;
+	if (vs_read_file(path, 0, &buf, &len, NULL) < 0)
+		return false;
+	bool r = strstr(buf, word) != NULL;
+	free(buf);
+	return r;
+}
+
+static void cleanup(void)
+{
+	if (cg[0]) {
+		char p[300];
+		snprintf(p, sizeof(p), "%s/freezer.state", cg);
+		vs_write_str(p, "THAWED", NULL);
+		snprintf(p, sizeof(p), "%s/cgroup.procs", cg);
+		for (int round = 0; round < 100; round++) {
+			char *buf = NULL;
+			if (vs_read_file(p, 0, &buf, NULL, NULL) < 0)
+				break;
+			bool any = false;
+			for (char *t = strtok(buf, "\n"); t; t = strtok(NULL, "\n")) {
+				kill(atoi(t), SIGKILL);
+				any = true;
+			}
+			free(buf);
+			if (!any)
+				break;
+			msleep(10);
+		}
+		while (waitpid(-1, NULL, WNOHANG) > 0)
+			;
+		rmdir(cg);
+	}
+}
+
+static void on_signal(int s)
+{
+	cleanup();
+	_exit(3);
+}
+
+int main(int argc, char **argv)
+{
+	bool leave = false;
+	int cycles = 1, opt;
+	while ((opt = getopt(argc, argv, "+ln:")) != -1) {
+		if (opt == 'l')
+			leave = true;
+		else if (opt == 'n')
+			cycles = atoi(optarg);
+		else
+			return 2;
+	}
+	if (argc - optind < 2) {
+		fprintf(stderr, "usage: ckpt-harness [-l] [-n N] DIR PROG [ARGS...]\n");
+		return 2;
+	}
+	dir = argv[optind];
+	char **prog = argv + optind + 1;
+	setvbuf(stdout, NULL, _IOLBF, 0);
+	prctl(PR_SET_CHILD_SUBREAPER, 1);
+	snprintf(cg, sizeof(cg), "/sys/fs/cgroup/freezer/vslice-ckpt-test-%d", getpid());
+	if (mkdir(cg, 0755) < 0)
+		die("mkdir freezer cgroup");
+	atexit(cleanup);
+	signal(SIGINT, on_signal);
+	signal(SIGTERM, on_signal);
+	signal(SIGALRM, on_signal);
+	alarm(60);
+	char path[4096];
+	snprintf(path, sizeof(path), "%s/out", dir);
+	unlink(path);
+	snprintf(path, sizeof(path), "%s/status", dir);
+	unlink(path);
+
+	pid_t p1 = spawn(prog, 0, 0, false);
+	for (int i = 0; i < 1000 && !out_has("READY"); i++)
+		msleep(10);
+	if (!out_has("READY")) {
+		fprintf(stderr, "ckpt-harness: %s never said READY\n", prog[0]);
+		return 1;
+	}
+	struct vs_error err;
+	pid_t w;
+	if (ckpt_find_child_nspid(p1, 2, 2000, &w, &err) < 0) {
+		fprintf(stderr, "ckpt-harness: %s\n", err.msg);
+		return 1;
+	}
+	struct ckpt_stats st;
+	for (int c = 0; c < cycles; c++) {
+		snprintf(path, sizeof(path), "%s/img", dir);
+		int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+		if (fd < 0)
+			die("create image");
+		struct ckpt_dump_opts o = { .root_pid = w, .freezer_dir = cg, .out_fd = fd,
+					    .leave_running = leave, .name = "harness" };
+		int r = ckpt_dump(&o, &st, &err);
+		close(fd);
+		if (r < 0) {
+			printf("DUMP FAILED: %s\n", err.msg);
+			return 1;
+		}
+		if (leave)
+			break;
+		waitpid(p1, NULL, 0);
+		fd = open(path, O_RDONLY | O_CLOEXEC);
+		struct ckpt_image *img;
+		if (ckpt_image_read_fd(fd, &img, &err) < 0) {
+			printf("IMAGE FAILED: %s\n", err.msg);
+			return 1;
+		}
+		close(fd);
+		g_img = img;
+		struct timespec now;
+		clock_gettime(CLOCK_MONOTONIC, &now);
+		int64_t mono = ckpt_image_monotonic_ns(img) - (now.tv_sec * 1000000000ll + now.tv_nsec);
+		clock_gettime(CLOCK_BOOTTIME, &now);
+		int64_t boot = ckpt_image_boottime_ns(img) - (now.tv_sec * 1000000000ll + now.tv_nsec);
+		p1 = spawn(prog, mono, boot, true);
+		if (ckpt_find_child_nspid(p1, ckpt_image_root_pid(img), 5000, &w, &err) < 0 ||
+		    ckpt_restore_finish(img, w, 10000, &st, &err) < 0) {
+			printf("RESTORE FAILED: %s\n", err.msg);
+			ckpt_image_free(img);
+			return 1;
+		}
+		ckpt_image_free(img);
+		g_img = NULL;
+		char line[1024];
+		ckpt_stats_format(&st, line, sizeof(line));
+		printf("cycle %d: %s\n", c + 1, line);
+		const char *ms = getenv("CKPT_RUN_MS");
+		msleep(ms ? atoi(ms) : 300);
+	}
+	snprintf(path, sizeof(path), "%s/stats.json", dir);
+	ckpt_stats_write_json(path, &st, NULL);
+	kill(w, SIGTERM);
+	for (int i = 0; i < 500; i++) {
+		snprintf(path, sizeof(path), "%s/status", dir);
+		if (access(path, F_OK) == 0)
+			break;
+		msleep(10);
+	}
+	waitpid(p1, NULL, 0);
+	if (!out_has("PASS")) {
+		snprintf(path, sizeof(path), "%s/out", dir);
+		char *buf = NULL;
+		vs_read_file(path, 0, &buf, NULL, NULL);
+		printf("FAIL: output:\n%s\n", buf ? buf : "(none)");
+		free(buf);
+		return 1;
+	}
+	printf("PASS\n");
+	return 0;
+}
