@@ -30,7 +30,7 @@
  * image_build_busybox means "busybox"; the size limits and their
  * environment overrides; directories follow the same rules as archives;
  * hard links only to regular files; symlinks take ".." only as leading
- * components; OCI layouts are flattened; image_import_ex with
+ * components; OCI and docker-save archives are flattened; image_import_ex with
  * IMAGE_IMPORT_RELATIVIZE_SYMLINKS.
  */
 #ifndef VSLICE_IMAGE_H
@@ -92,7 +92,11 @@ int image_build_busybox(const char *root, const char *name, const char *busybox,
  * below, ".wh..wh..opq" empties the directory below) applied to the layers
  * underneath and an upper non-directory replacing a whole lower tree. The
  * layout is removed before commit. Digests are used as blob names only, not
- * verified. Source becomes "oci-archive:/abs/path".
+ * verified. Source becomes "oci-archive:/abs/path". The pre-OCI
+ * `docker save` format (manifest.json [{"Config","Layers":[...]}] at the
+ * top, one image) is flattened the same way ("docker-archive:/abs/path").
+ * During a flatten the unpacked archive sits in the staging dir too, so
+ * the disk needs room for both.
  * Silently normalised: setuid/setgid bits are cleared (mode & 01777), owners
  * become 0:0 (as root), a leading "./" is dropped, later duplicate entries
  * replace earlier ones (as tar does). Modes and mtimes are kept.

@@ -15,8 +15,9 @@
  * devices, FIFOs, sockets, files over the size limits.
  * setuid/setgid bits are dropped; owners become 0:0 (when running as root).
  *
- * An OCI image layout is first unpacked like any archive (inside the staging
- * dir), then flattened layer by layer into a fresh rootfs: each layer is
+ * An OCI image layout (or a pre-OCI `docker save` archive) is first
+ * unpacked like any archive (inside the staging dir), then flattened layer
+ * by layer into a fresh rootfs: each layer is
  * read twice, whiteouts first (they hide the layers below, never entries of
  * their own layer), then everything else under the same rules.
  *
@@ -535,6 +536,23 @@ static int extract_stream(struct import_ctx *c, struct archive *a, enum pass pas
 #define OCI_ARCH ""
 #endif
 
+/* One layer tar (any compression) on top of c->dstfd: whiteouts, then the rest. */
+static int apply_layer(struct import_ctx *c, int fd, struct vs_error *err)
+{
+	c->layered = true;
+	int r = 0;
+	for (int pass = PASS_WHITEOUTS; pass <= PASS_SKIP_WHITEOUTS && r == 0; pass++) {
+		cleanup_archive struct archive *a = archive_open_tar();
+		if (lseek(fd, 0, SEEK_SET) < 0)
+			r = vs_error_sys(err, errno, "seek");
+		else if (archive_read_open_fd(a, fd, 65536) != ARCHIVE_OK)
+			r = archive_err(a, EINVAL, OPEN_FAILED, err);
+		else
+			r = extract_stream(c, a, (enum pass)pass, err);
+	}
+	return r;
+}
+
 /* Open blobs/<alg>/<hex> of a descriptor below the layout dir. */
 static int oci_open_blob(int layoutfd, json_t *desc, struct vs_error *err)
 {
@@ -637,27 +655,65 @@ static int oci_flatten(struct import_ctx *c, int layoutfd, struct vs_error *err)
 		return r;
 	}
 	json_t *layers = json_object_get(doc, "layers");
-	c->layered = true;
 	for (size_t i = 0; i < json_array_size(layers) && r == 0; i++) {
-		json_t *desc = json_array_get(layers, i);
-		cleanup_close int fd = oci_open_blob(layoutfd, desc, err);
-		if (fd < 0) {
+		cleanup_close int fd = oci_open_blob(layoutfd, json_array_get(layers, i), err);
+		r = fd < 0 ? fd : apply_layer(c, fd, err);
+		if (r < 0)
 			r = vs_error_wrap(err, "layer %zu", i + 1);
-			break;
-		}
-		for (int pass = PASS_WHITEOUTS; pass <= PASS_SKIP_WHITEOUTS && r == 0; pass++) {
-			cleanup_archive struct archive *a = archive_open_tar();
-			if (lseek(fd, 0, SEEK_SET) < 0)
-				r = vs_error_sys(err, errno, "seek");
-			else if (archive_read_open_fd(a, fd, 65536) != ARCHIVE_OK)
-				r = archive_err(a, EINVAL, OPEN_FAILED, err);
-			else
-				r = extract_stream(c, a, (enum pass)pass, err);
-			if (r < 0)
-				r = vs_error_wrap(err, "layer %zu", i + 1);
-		}
 	}
 	json_decref(doc);
+	return r;
+}
+
+/*
+ * The pre-OCI `docker save` format: manifest.json = [{"Config": "x.json",
+ * "RepoTags": [...], "Layers": ["<id>/layer.tar", ...]}], layers bottom
+ * first. NULL unless manifest.json has exactly that shape.
+ */
+static json_t *docker_manifest(int layoutfd)
+{
+	cleanup_free char *text = NULL;
+	struct vs_error ignored;
+	struct stat sb;
+	if (fstatat(layoutfd, "manifest.json", &sb, AT_SYMLINK_NOFOLLOW) < 0 ||
+	    !S_ISREG(sb.st_mode) ||
+	    vs_read_file_at(layoutfd, "manifest.json", OCI_MAX_JSON, &text, NULL, &ignored) < 0)
+		return NULL;
+	json_t *doc = json_loads(text, 0, NULL);
+	json_t *first = json_array_get(doc, 0);
+	json_t *layers = json_object_get(first, "Layers");
+	bool ok = json_is_string(json_object_get(first, "Config")) && json_is_array(layers);
+	for (size_t i = 0; ok && i < json_array_size(layers); i++)
+		ok = json_is_string(json_array_get(layers, i));
+	if (!ok) {
+		json_decref(doc);
+		return NULL;
+	}
+	return doc;
+}
+
+static int docker_flatten(struct import_ctx *c, int layoutfd, json_t *doc, struct vs_error *err)
+{
+	if (json_array_size(doc) != 1)
+		return vs_error_set(err, EINVAL,
+				    "manifest.json: %zu images in one archive (save one image)",
+				    json_array_size(doc));
+	json_t *layers = json_object_get(json_array_get(doc, 0), "Layers");
+	int r = 0;
+	for (size_t i = 0; i < json_array_size(layers) && r == 0; i++) {
+		const char *raw = json_string_value(json_array_get(layers, i));
+		cleanup_free char *rel = image_clean_path(raw, err);
+		if (!rel || !*rel)
+			return vs_error_wrap(err, "layer %zu \"%.200s\"", i + 1, raw);
+		const char *leaf;
+		cleanup_close int dfd = image_open_parent(layoutfd, rel, false, &leaf, err);
+		if (dfd < 0)
+			return vs_error_wrap(err, "layer %zu \"%.200s\"", i + 1, raw);
+		cleanup_close int fd = openat(dfd, leaf, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+		r = fd < 0 ? vs_error_sys(err, errno, "open") : apply_layer(c, fd, err);
+		if (r < 0)
+			r = vs_error_wrap(err, "layer %zu \"%.200s\"", i + 1, raw);
+	}
 	return r;
 }
 
@@ -669,7 +725,8 @@ static bool is_oci_layout(int dirfd_)
 	       fstatat(dirfd_, "index.json", &b, AT_SYMLINK_NOFOLLOW) == 0 && S_ISREG(b.st_mode);
 }
 
-static int import_archive(struct import_ctx *c, const char *path, bool *oci, struct vs_error *err)
+static int import_archive(struct import_ctx *c, const char *path, const char **kind,
+			  struct vs_error *err)
 {
 	{
 		cleanup_archive struct archive *a = archive_open_tar();
@@ -679,29 +736,44 @@ static int import_archive(struct import_ctx *c, const char *path, bool *oci, str
 		if (r < 0)
 			return r;
 	}
-	*oci = is_oci_layout(c->dstfd);
-	if (!*oci)
+	json_t *docker = NULL;
+	if (is_oci_layout(c->dstfd))
+		*kind = "oci-archive";
+	else if ((docker = docker_manifest(c->dstfd)))
+		*kind = "docker-archive";
+	else
 		return 0;
 
 	/* What we unpacked is the layout: move it aside, flatten into a fresh
 	 * rootfs, drop the layout. All inside the staging dir. */
 	struct image_stage *st = c->st;
-	cleanup_free char *layout = vs_xasprintf("%s/oci-layout", st->tmp);
-	if (rename(st->rootfs, layout) < 0)
+	cleanup_free char *layout = vs_xasprintf("%s/layout", st->tmp);
+	if (rename(st->rootfs, layout) < 0) {
+		json_decref(docker);
 		return vs_error_sys(err, errno, "rename %s", st->rootfs);
+	}
 	cleanup_close int layoutfd = st->rootfd;
 	st->rootfd = -1;
+	int r = 0;
 	if (mkdir(st->rootfs, 0755) < 0 || chmod(st->rootfs, 0755) < 0 ||
 	    (image_can_chown() && chown(st->rootfs, 0, 0) < 0))
-		return vs_error_sys(err, errno, "mkdir %s", st->rootfs);
-	st->rootfd = open(st->rootfs, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-	if (st->rootfd < 0)
-		return vs_error_sys(err, errno, "open %s", st->rootfs);
-	c->dstfd = st->rootfd;
-	c->lim.total = 0; /* the layout's blobs do not count against the rootfs */
-	int r = oci_flatten(c, layoutfd, err);
+		r = vs_error_sys(err, errno, "mkdir %s", st->rootfs);
+	if (r == 0) {
+		st->rootfd = open(st->rootfs, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+		if (st->rootfd < 0)
+			r = vs_error_sys(err, errno, "open %s", st->rootfs);
+	}
+	if (r == 0) {
+		c->dstfd = st->rootfd;
+		c->lim.total = 0; /* the layout's blobs do not count against the rootfs */
+		r = docker ? docker_flatten(c, layoutfd, docker, err)
+			   : oci_flatten(c, layoutfd, err);
+		if (r < 0)
+			vs_error_wrap(err, docker ? "docker image" : "OCI image");
+	}
+	json_decref(docker);
 	if (r < 0)
-		return vs_error_wrap(err, "OCI image");
+		return r;
 	return vs_rm_rf(layout, err);
 }
 
@@ -844,21 +916,18 @@ int image_import_ex(const char *root, const char *name, const char *path, unsign
 	if (r < 0)
 		return r;
 	struct import_ctx c = {.st = &st, .dstfd = st.rootfd, .flags = flags};
-	bool oci = false;
+	const char *kind = "archive";
 	r = image_limits_init(&c.lim, err);
 	if (r == 0)
 		r = S_ISDIR(sb.st_mode) ? import_dir(&c, path, err)
-					: import_archive(&c, path, &oci, err);
+					: import_archive(&c, path, &kind, err);
 	import_ctx_free(&c);
 	if (r < 0)
 		return vs_error_wrap(err, "image %s: import %s", name, path);
 
 	cleanup_free char *abs = realpath(path, NULL);
 	char source[PATH_MAX + 16];
-	snprintf(source, sizeof(source), "%s:%s",
-		 S_ISDIR(sb.st_mode) ? "dir"
-		 : oci		     ? "oci-archive"
-				     : "archive",
+	snprintf(source, sizeof(source), "%s:%s", S_ISDIR(sb.st_mode) ? "dir" : kind,
 		 abs ? abs : path);
 	return image_stage_commit(&st, source, err);
 }

@@ -627,6 +627,62 @@ static void test_import_relativize(void **state)
 	drop_root(root);
 }
 
+static void write_docker(const char *root, const char *out, const char *layer2_path)
+{
+	const struct ent layer2[] = {
+	    {.path = "etc/.wh.gone", .data = ""},
+	    {.path = "etc/keep", .data = "new"},
+	};
+	cleanup_free char *unused = vs_xasprintf("%s/unused.tar", root);
+	write_oci(root, unused, layer2, VS_ARRAY_SIZE(layer2)); /* leaves root/l1, root/l2 */
+	cleanup_free char *p1 = vs_xasprintf("%s/l1", root);
+	cleanup_free char *p2 = vs_xasprintf("%s/l2", root);
+	size_t n1, n2;
+	cleanup_free char *b1 = slurp(p1, &n1);
+	cleanup_free char *b2 = slurp(p2, &n2);
+	cleanup_free char *manifest =
+	    vs_xasprintf("[{\"Config\": \"cfg.json\", \"RepoTags\": [\"x:latest\"], "
+			 "\"Layers\": [\"aaa/layer.tar\", \"%s\"]}]",
+			 layer2_path);
+	struct ent tar[] = {
+	    {.path = "manifest.json", .data = manifest},
+	    {.path = "repositories", .data = "{}"},
+	    {.path = "cfg.json", .data = "{}"},
+	    {.path = "aaa/layer.tar", .bin = b1, .size = (int64_t)n1},
+	    {.path = "bbb/layer.tar", .bin = b2, .size = (int64_t)n2},
+	};
+	write_tar(out, F_GZIP, tar, VS_ARRAY_SIZE(tar));
+}
+
+static void test_import_docker_save(void **state)
+{
+	char *root = make_root();
+	cleanup_free char *tar = vs_xasprintf("%s/docker.tar.gz", root);
+	write_docker(root, tar, "bbb/layer.tar");
+	struct vs_error err;
+	if (image_import(root, "dk", tar, &err) < 0)
+		fail_msg("%s", err.msg);
+	assert_file(root, "dk", "bin/app", "v1", 0755);
+	assert_file(root, "dk", "etc/keep", "new", 0644);
+	const char *absent[] = {"etc/gone", "manifest.json", "aaa", "cfg.json", "repositories"};
+	for (size_t i = 0; i < VS_ARRAY_SIZE(absent); i++) {
+		cleanup_free char *p = rootfs_path(root, "dk", absent[i]);
+		struct stat sb;
+		if (lstat(p, &sb) == 0)
+			fail_msg("%s should not be in the image", absent[i]);
+	}
+	struct image_info info;
+	assert_int_equal(image_get(root, "dk", &info, &err), 0);
+	assert_non_null(strstr(info.source, "docker-archive:"));
+
+	cleanup_free char *bad = vs_xasprintf("%s/bad.tar.gz", root);
+	write_docker(root, bad, "../../etc/passwd");
+	assert_true(image_import(root, "dk2", bad, &err) < 0);
+	assert_non_null(strstr(err.msg, "docker image: layer 2 \"../../etc/passwd\": path leaves"));
+	assert_nothing_left(root, "dk2");
+	drop_root(root);
+}
+
 static void test_import_size_limits(void **state)
 {
 	char *root = make_root();
@@ -713,6 +769,7 @@ int main(void)
 	    cmocka_unit_test(test_import_oci),
 	    cmocka_unit_test(test_import_oci_hostile),
 	    cmocka_unit_test(test_import_relativize),
+	    cmocka_unit_test(test_import_docker_save),
 	    cmocka_unit_test(test_import_size_limits),
 	    cmocka_unit_test(test_import_garbage),
 	};
