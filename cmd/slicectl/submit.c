@@ -711,6 +711,17 @@ static void copy_tree(struct copy_ctx *cc, int fd, const char *rel, int depth)
 		if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, ".."))
 			continue;
 		cleanup_free char *sub = vs_xasprintf("%s/%s", rel, de->d_name);
+		bool ctrl = false;
+		for (const char *ch = de->d_name; *ch && !ctrl; ch++)
+			ctrl = (unsigned char)*ch < 0x20 || *ch == 0x7f;
+		if (ctrl) {
+			fprintf(
+			    stderr,
+			    "slicectl: results %s: /%s: a name with control characters, skipped\n",
+			    cc->name, rel);
+			cc->skipped++;
+			continue;
+		}
 		struct stat st;
 		if (fstatat(dirfd(d), de->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0)
 			continue;

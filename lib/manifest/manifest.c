@@ -44,6 +44,7 @@
 #define RESTART_LIMIT_MAX 1000
 #define MEMORY_MIN	  (4u << 20) /* slice_spec_check refuses less */
 #define SLICE_PATH_MAX	  4095
+#define EXPIRES_AHEAD_MAX ((uint64_t)INT32_MAX * 16) /* as far as a duration may reach */
 
 static void json_decref_p(json_t **j)
 {
@@ -538,6 +539,9 @@ const char *manifest_check_slice_path(const char *p)
 		return "is longer than 4095 bytes";
 	if (p[1] == '\0')
 		return "must name a file or directory below /, not / itself";
+	for (const char *s = p; *s; s++)
+		if ((unsigned char)*s < 0x20 || *s == 0x7f)
+			return "must not contain control characters";
 	for (const char *s = p + 1;;) {
 		const char *e = strchrnul(s, '/');
 		size_t n = (size_t)(e - s);
@@ -1416,8 +1420,13 @@ static void do_top_key(struct ctx *c, const char *path, int key, json_t *v, void
 			     "%s is not an RFC 3339 timestamp (use e.g. 2026-12-01T18:00:00Z)", q);
 			break;
 		}
-		if (t <= time(NULL)) {
+		time_t now = time(NULL);
+		if (t <= now) {
 			fail(c, path, "%s is in the past", q);
+			break;
+		}
+		if ((uint64_t)(t - now) > EXPIRES_AHEAD_MAX) {
+			fail(c, path, "%s is too far in the future", q);
 			break;
 		}
 		m->expires = t;

@@ -337,6 +337,13 @@ static void test_files_paths_and_modes(void **state)
 	    ".files[4].path: \"/x/y\" conflicts with .files[2] (a file cannot also be a "
 	    "directory)\n"
 	    ".files[5].mode: 1755 has setuid, setgid or sticky bits (at most 0777)\n");
+	expect_errors(
+	    HEAD RUN ", \"results\": [\"/a\\nb\", \"/ok\", \"/x/./y\", \"//x\"]}",
+	    ".results[0]: \"/a\\nb\" must not contain control characters\n"
+	    ".results[2]: \"/x/./y\" must be a normalized path (no \"..\", \".\", \"//\" or "
+	    "trailing \"/\")\n"
+	    ".results[3]: \"//x\" must be a normalized path (no \"..\", \".\", \"//\" or "
+	    "trailing \"/\")\n");
 	struct manifest *m =
 	    parse_ok(HEAD RUN ", \"files\": [{\"path\": \"/a\", \"content\": \"x\"},"
 			      "{\"path\": \"/b\", \"content\": \"y\", \"mode\": 700},"
@@ -540,6 +547,8 @@ static void test_lifetime_and_expires(void **state)
 	expect_errors(HEAD RUN ", \"expires\": \"2099-01-01 00:00:00\"}",
 		      ".expires: \"2099-01-01 00:00:00\" is not an RFC 3339 timestamp (use e.g. "
 		      "2026-12-01T18:00:00Z)\n");
+	expect_errors(HEAD RUN ", \"expires\": \"9999-12-31T23:59:59Z\"}",
+		      ".expires: \"9999-12-31T23:59:59Z\" is too far in the future\n");
 	expect_errors(HEAD RUN ", \"lifetime\": \"2 hours\"}",
 		      ".lifetime: \"2 hours\" is not a duration (use e.g. 30s, 10m, 2h, 14d)\n");
 	expect_errors(HEAD RUN ", \"lifetime\": 7200}",
