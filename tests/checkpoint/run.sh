@@ -29,10 +29,10 @@ for t in "${tests[@]}"; do
 		gcc -std=gnu11 -D_GNU_SOURCE -O1 -g -Wall -Wextra -Werror -Wno-unused-parameter -static -pthread -o "$bin" "$src" || { fail=$((fail+1)); failed+=("$t(build)"); continue; }
 	fi
 	d=$work/$t; mkdir -p "$d"
-	args=()
-	[ -f tests/checkpoint/$t.args ] && read -r -a args < tests/checkpoint/$t.args
+	opts=()
+	[ -f tests/checkpoint/$t.opts ] && read -r -a opts < tests/checkpoint/$t.opts
 	start=$(date +%s%N)
-	if timeout 60 "$H" $d "$PWD/$bin" "${args[@]}" > "$d/harness.log" 2>&1; then
+	if timeout 60 "$H" "${opts[@]}" $d "$PWD/$bin" > "$d/harness.log" 2>&1; then
 		pass=$((pass+1))
 		printf "PASS %-20s %s\n" "$t" "$(grep '^cycle' "$d/harness.log" | tail -1 | sed 's/^cycle [0-9]*: //' | cut -c1-150)"
 	else

@@ -15,6 +15,7 @@
  * Usage: ckpt-harness [-l] [-n CYCLES] DIR PROG [ARGS...]
  *   -l  leave running: dump, then let the original run on and verify it
  *   -n  checkpoint/restore this many times in a row (default 1)
+ *   -r  the dump must be refused; the original must run on and PASS
  * Exit 0 on PASS. Stats of the last cycle in DIR/stats.json.
  */
 #include <errno.h>
@@ -107,7 +108,7 @@ static pid_t spawn(char **argv, int64_t mono_off, int64_t boot_off, bool restore
 		die("fork");
 	if (i == 0) {
 		join_cgroup();
-		if (unshare(CLONE_NEWPID | CLONE_NEWTIME) < 0)
+		if (unshare(CLONE_NEWPID | CLONE_NEWTIME | CLONE_NEWIPC | CLONE_NEWNET) < 0)
 			die("unshare pid+time");
 		if (mono_off || boot_off) {
 			char buf[128];
@@ -221,11 +222,13 @@ static void on_signal(int s)
 
 int main(int argc, char **argv)
 {
-	bool leave = false;
+	bool leave = false, refuse = false;
 	int cycles = 1, opt;
-	while ((opt = getopt(argc, argv, "+ln:")) != -1) {
+	while ((opt = getopt(argc, argv, "+lrn:")) != -1) {
 		if (opt == 'l')
 			leave = true;
+		else if (opt == 'r')
+			refuse = leave = true;
 		else if (opt == 'n')
 			cycles = atoi(optarg);
 		else
@@ -276,8 +279,16 @@ int main(int argc, char **argv)
 					    .leave_running = leave, .name = "harness" };
 		int r = ckpt_dump(&o, &st, &err);
 		close(fd);
+		if (r < 0 && refuse) {
+			printf("cycle 1: refused as expected: %s\n", err.msg);
+			break;
+		}
 		if (r < 0) {
 			printf("DUMP FAILED: %s\n", err.msg);
+			return 1;
+		}
+		if (refuse) {
+			printf("DUMP NOT REFUSED\n");
 			return 1;
 		}
 		if (leave)
