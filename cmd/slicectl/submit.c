@@ -448,6 +448,11 @@ int cmd_submit(struct ctl *ctl, int argc, char **argv)
 	struct vs_error err;
 	if (check_local_nodes(m, &err) < 0)
 		return ctl_fail("submit", file, &err);
+	struct image_info info;
+	if (image_get(ctl->root, m->image, &info, &err) < 0) {
+		vs_error_wrap(&err, ".image");
+		return ctl_fail("submit", file, &err);
+	}
 	cleanup_slice_spec struct slice_spec spec = {0};
 	if (manifest_to_spec(m, &spec, &err) < 0)
 		return ctl_fail("submit", file, &err);
