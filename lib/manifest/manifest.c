@@ -955,7 +955,6 @@ struct file_arg {
 	struct manifest_file *f;
 	bool has_path, has_content, has_source;
 	json_t *content, *source;
-	const char *content_path, *source_path;
 };
 
 static void do_file_key(struct ctx *c, const char *path, int key, json_t *v, void *arg)
