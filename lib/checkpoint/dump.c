@@ -322,13 +322,26 @@ static void d_release(struct dumper *d, bool kill_tree)
 		 * so that the real parent can reap it. */
 		for (size_t i = 0; i < d->nprocs; i++)
 			kill(d->procs[i].hpid, SIGKILL);
-		for (size_t i = 0; i < d->nprocs; i++)
-			for (size_t t = 0; t < d->procs[i].nthr; t++)
-				if (d->procs[i].thr[t].seized) {
-					while (waitpid(d->procs[i].thr[t].hpid, NULL, __WALL) < 0 &&
-					       errno == EINTR)
-						;
-					d->procs[i].thr[t].seized = false;
+		/* non-leader threads first: a leader's death is reported only
+		 * after all its threads are reaped */
+		uint64_t until = vs_now_ns() + 2000000000ull;
+		for (int leader = 0; leader < 2; leader++)
+			for (size_t i = 0; i < d->nprocs; i++)
+				for (size_t t = 0; t < d->procs[i].nthr; t++) {
+					struct d_thread *th = &d->procs[i].thr[t];
+					if ((th->hpid == d->procs[i].hpid) != leader)
+						continue;
+					while (th->seized) {
+						pid_t w = waitpid(th->hpid, NULL, __WALL | WNOHANG);
+						if (w < 0 && errno == EINTR)
+							continue;
+						if (w != 0 || vs_now_ns() > until) {
+							th->seized = false;
+							break;
+						}
+						struct timespec ts = { 0, 500000 };
+						nanosleep(&ts, NULL);
+					}
 				}
 	}
 	for (size_t i = 0; i < d->nprocs; i++)

@@ -112,6 +112,8 @@ static int stub_map_fds(struct stub_ctx *c, const struct ck_proc *p, struct vs_e
 		const struct ck_vma *v = &img->vmas.v[i];
 		if (v->pid != p->pid)
 			continue;
+		if (v->kind != CK_VMA_FILE && v->kind != CK_VMA_FILE_SHARED && v->kind != CK_VMA_SHARED)
+			continue;
 		int target = c->mapbase + 1 + k++;
 		int fd = -1;
 		if (v->kind == CK_VMA_FILE)
@@ -215,12 +217,12 @@ static int stub_proc(struct stub_ctx *c, const struct ck_proc *p, struct vs_erro
 	r = ck_pool_install(img, &c->pool, p->pid, err);
 	if (r < 0)
 		return r;
-	/* the pool is no longer needed in this process */
-	for (int fd = c->pool.base; fd < c->pool.base + 4096; fd++)
-		close(fd);
 	r = stub_map_fds(c, p, err);
 	if (r < 0)
 		return r;
+	/* the pool is no longer needed in this process */
+	for (int fd = c->pool.base; fd < c->pool.base + 4096; fd++)
+		close(fd);
 	if (p->cwd[0] && chdir(p->cwd) < 0)
 		return vs_error_sys(err, errno, "pid %d: chdir %s", p->pid, p->cwd);
 	umask(p->umask);

@@ -5,14 +5,25 @@
 
 static int pipefd[2];
 
+static void leaf(int code)
+{
+	pid_t par = getppid();
+	test_waitsig();
+	_exit(getppid() == par ? code : 97);
+}
+
 static void child(int depth, int code)
 {
-	if (depth > 0) {
+	while (depth > 0) {
 		pid_t g = fork();
-		if (g == 0)
-			child(depth - 1, code + 1);
+		if (g == 0) {
+			depth--;
+			code++;
+			continue;
+		}
 		pid_t me = getpid(), par = getppid();
 		test_waitsig();
+		kill(g, SIGTERM);
 		int st;
 		if (waitpid(g, &st, 0) != g || !WIFEXITED(st) || WEXITSTATUS(st) != code + 1)
 			_exit(99);
@@ -20,9 +31,7 @@ static void child(int depth, int code)
 			_exit(98);
 		_exit(code);
 	}
-	pid_t par = getppid();
-	test_waitsig();
-	_exit(getppid() == par ? code : 97);
+	leaf(code);
 }
 
 int main(void)

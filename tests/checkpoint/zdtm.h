@@ -7,6 +7,8 @@
 #ifndef ZDTM_H
 #define ZDTM_H
 #include <errno.h>
+#include <stdint.h>
+#include <time.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
