@@ -21,6 +21,7 @@
 #include "vslice/util.h"
 
 struct relay {
+	int in, out;		/* our terminal (saved before fds 0-2 become the pty) */
 	int master;
 	int stop[2];
 };
@@ -30,7 +31,7 @@ static void *relay_main(void *arg)
 	struct relay *r = arg;
 	char buf[4096];
 	struct pollfd p[3] = {
-		{ .fd = 0, .events = POLLIN },
+		{ .fd = r->in, .events = POLLIN },
 		{ .fd = r->master, .events = POLLIN },
 		{ .fd = r->stop[0], .events = POLLIN },
 	};
@@ -44,11 +45,11 @@ static void *relay_main(void *arg)
 			ssize_t n = read(r->master, buf, sizeof(buf));
 			if (n <= 0)
 				p[1].fd = -1;
-			else if (vs_write_all(1, buf, (size_t)n) < 0)
+			else if (vs_write_all(r->out, buf, (size_t)n) < 0)
 				break;
 		}
 		if (p[0].revents & (POLLIN | POLLHUP)) {
-			ssize_t n = read(0, buf, sizeof(buf));
+			ssize_t n = read(r->in, buf, sizeof(buf));
 			if (n <= 0)
 				p[0].fd = -1;
 			else if (vs_write_all(r->master, buf, (size_t)n) < 0)
@@ -81,13 +82,15 @@ static int exec_tty(struct ctl *ctl, const char *name, struct slice_exec_opts *o
 		cfmakeraw(&raw);
 		tcsetattr(0, TCSANOW, &raw);
 	}
-	struct relay rl = { .master = master };
+	/* The command's stdio is the pty slave, via slice_exec's fds 0-2: swap
+	 * ours, keeping the originals for the relay. */
+	int s0 = fcntl(0, F_DUPFD_CLOEXEC, 3), s1 = fcntl(1, F_DUPFD_CLOEXEC, 3);
+	int s2 = fcntl(2, F_DUPFD_CLOEXEC, 3);
+	struct relay rl = { .in = s0, .out = s1, .master = master };
 	if (pipe2(rl.stop, O_CLOEXEC) < 0)
 		return vs_error_sys(err, errno, "pipe");
 	pthread_t th;
 	pthread_create(&th, NULL, relay_main, &rl);
-	/* The command's stdio is the pty slave, via slice_exec's fds 0-2: swap ours. */
-	int s0 = dup(0), s1 = dup(1), s2 = dup(2);
 	dup2(slave, 0);
 	dup2(slave, 1);
 	dup2(slave, 2);

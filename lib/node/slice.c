@@ -85,6 +85,11 @@ static int lock_root(const char *root, struct vs_error *err)
 	int r = vs_mkdir_p(root, 0711, err);
 	if (r < 0)
 		return r;
+	/* A slice's PID 1 (its own uid) walks down to its rootfs: the root
+	 * must be searchable by others (mktemp -d makes it 0700). */
+	struct stat st;
+	if (stat(root, &st) == 0 && !(st.st_mode & S_IXOTH) && chmod(root, (st.st_mode & 07777) | S_IXOTH) < 0)
+		return vs_error_sys(err, errno, "chmod o+x %s", root);
 	cleanup_free char *p = vs_xasprintf("%s/.lock", root);
 	return lock_path(p, err);
 }

@@ -254,8 +254,13 @@ int rootfs_enter(const struct sliver_config *c, struct vs_error *err)
 	const char *root = c->rootfs;
 	int r;
 	/* pivot_root needs the new root to be a mount we own (not a locked copy). */
-	if (mount(root, root, NULL, MS_BIND | MS_REC, NULL) < 0)
+	if (mount(root, root, NULL, MS_BIND | MS_REC, NULL) < 0) {
+		if (errno == EACCES)
+			return vs_error_sys(err, errno,
+					    "%s: every directory above it must be searchable by the "
+					    "slice's ids (chmod o+x)", root);
 		return vs_error_sys(err, errno, "bind %s", root);
+	}
 	if ((r = mount_at(root, "proc", "proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL,
 			  err)) < 0)
 		return r;

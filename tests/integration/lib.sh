@@ -14,6 +14,8 @@ VS_FAIL=0
 VS_FAILED_NAMES=()
 
 vs() { "$SLICECTL" "$@"; }
+export SLICECTL
+export -f vs
 
 vs_cleanup() {
 	local n
