@@ -1,0 +1,89 @@
+#!/usr/bin/env bash
+# Single-node slices, end to end, as a user would drive them (issue 2):
+# identity inside, lifecycle verbs, exit codes, state kept across slicectl
+# processes, and nothing left on the host after destroy.
+. "$(dirname "$0")/lib.sh"
+need_busybox_image
+
+check "image list shows busybox" bash -c "vs image list | grep -q '^busybox '"
+expect_eq "hostname is the slice name" a1 "$(vs run --rm --image busybox a1 -- hostname)"
+expect_eq "--hostname sets it" web.example "$(vs run --rm --hostname web.example a1b -- hostname)"
+expect_eq "uid 0 inside" 0 "$(vs run --rm a2 -- id -u)"
+map=$(vs run --rm a2b -- cat /proc/self/uid_map | awk '{print $1, $2, $3}')
+set -- $map
+check "uid_map maps 0 to a non-zero host range of 65536" test "$1" = 0 -a "$2" -ge 1073741824 -a "$3" = 65536
+status=$(vs run --rm a3 -- grep -E 'Seccomp:|NoNewPrivs:|CapEff:|CapBnd:' /proc/self/status | tr -s '\t ' ' ')
+check "Seccomp: 2 (filter)" grep -q 'Seccomp: 2' <<<"$status"
+check "NoNewPrivs: 1" grep -q 'NoNewPrivs: 1' <<<"$status"
+check "CapEff is the default set (Docker's 14)" grep -q 'CapEff: 00000000a80425fb' <<<"$status"
+check "CapBnd is the default set" grep -q 'CapBnd: 00000000a80425fb' <<<"$status"
+expect_eq "PID 1 is vslice's reaper" vslice-init "$(vs run --rm a4 -- cat /proc/1/comm)"
+expect_eq "only the slice's processes are visible" "1 2" "$(vs run --rm a5 -- sh -c 'ls /proc | grep -E "^[0-9]+$" | sort -n | head -2 | tr "\n" " " | sed "s/ $//"')"
+expect_eq "only loopback networking" lo "$(vs run --rm a6 -- ls /sys/class/net)"
+expect_eq "--env and --workdir" "v1 /tmp" "$(vs run --rm --env K1=v1 --workdir /tmp a7 -- sh -c 'echo $K1 $(pwd)')"
+expect_eq "only fds 0 1 2 at exec" "0 1 2 3" "$(vs run --rm a8 -- sh -c 'ls /proc/self/fd | sort -n | tr "\n" " " | sed "s/ $//"')"
+
+# Exit codes: the workload's own, 126/127 for exec failures, 125 for vslice's.
+vs run --rm e1 -- sh -c 'exit 7'
+expect_eq "run exits with the workload's code" 7 "$?"
+vs run --rm e2 -- nosuchcommand 2>/dev/null
+expect_eq "command not found is 127" 127 "$?"
+vs run --rm e3 -- /etc/passwd 2>/dev/null
+expect_eq "not executable is 126" 126 "$?"
+vs run --rm e4 -- sh -c 'kill -9 $$'
+expect_eq "killed by a signal is 128+n" 137 "$?"
+
+# Detached: the slice outlives this slicectl; a new one sees and controls it.
+expect_eq "run -d prints the name" d1 "$(vs run -d d1 -- sh -c 'echo started; sleep 600')"
+expect_eq "a new slicectl sees it running" running "$(vs show --json d1 | python3 -c 'import json,sys; print(json.load(sys.stdin)["state"])')"
+expect_eq "exec runs inside" hi "$(vs exec d1 -- echo hi)"
+vs exec d1 -- sh -c 'exit 3'
+expect_eq "exec exits with the command's code" 3 "$?"
+expect_eq "exec sees the slice's hostname" d1 "$(vs exec d1 -- hostname)"
+expect_eq "exec has the same policy" "Seccomp: 2" "$(vs exec d1 -- grep Seccomp: /proc/self/status | tr -s '\t' ' ')"
+expect_eq "exec -t gets a terminal" yes "$(echo 'test -t 0 && echo yes; exit' | vs exec -t d1 -- sh 2>/dev/null | tr -d '\r' | grep -x yes)"
+sleep 0.2
+check "logs show the workload's output" bash -c "vs logs d1 | grep -qx started"
+fz=/sys/fs/cgroup/freezer/$VSLICE_CGROUP_PARENT/d1/freezer.state
+vs freeze d1
+expect_eq "freeze: list says frozen" frozen "$(vs list | awk '$1=="d1"{print $2}')"
+[ -f "$fz" ] && expect_eq "freeze: the kernel froze the cgroup" FROZEN "$(cat "$fz")"
+vs exec d1 -- true 2>/dev/null
+expect_eq "exec into a frozen slice is refused" 125 "$?"
+vs thaw d1
+expect_eq "thaw: running again" running "$(vs list | awk '$1=="d1"{print $2}')"
+vs destroy d1 2>/dev/null
+expect_eq "destroy of a running slice needs --force" 125 "$?"
+vs stop --timeout 2 d1
+expect_eq "stop: exited" exited "$(vs list | awk '$1=="d1"{print $2}')"
+vs start d1
+expect_eq "start again: running" running "$(vs list | awk '$1=="d1"{print $2}')"
+check "restart keeps the upper layer" bash -c "vs exec d1 -- sh -c 'echo x > /root/keep' && vs stop --timeout 1 d1 && vs start d1 && vs exec d1 -- cat /root/keep | grep -qx x"
+base=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["id_base"])' "$VSLICE_ROOT/slices/d1/spec.json")
+check "files the slice writes land in its own host id range" test "$(stat -c %u "$VSLICE_ROOT/slices/d1/upper/root/keep")" = "$base"
+pids=$(cat /sys/fs/cgroup/pids/$VSLICE_CGROUP_PARENT/d1/cgroup.procs 2>/dev/null | tr '\n' ' ')
+vs destroy --force d1
+check "destroy: state dir gone" test ! -e "$VSLICE_ROOT/slices/d1"
+check "destroy: no cgroup left" bash -c "! ls -d /sys/fs/cgroup/*/$VSLICE_CGROUP_PARENT/d1 2>/dev/null | grep -q ."
+check "destroy: every process of the slice is gone ($pids)" bash -c "test -n '$pids' && for p in $pids; do ! kill -0 \$p 2>/dev/null || exit 1; done"
+check "destroy: nothing mounted on the host for it" bash -c "! grep -q '$VSLICE_ROOT' /proc/self/mountinfo"
+check "destroy: id range released" bash -c "! grep -rqs '$VSLICE_ROOT/slices/d1\$' /var/lib/vslice/idranges"
+
+# Stats: TLP of two busy threads is about 2 on this 2-core machine.
+vs run -d spin -- sh -c 'while :; do :; done & while :; do :; done' >/dev/null
+sleep 0.5
+tlp=$(vs stats --json spin | python3 -c 'import json,sys; print(json.load(sys.stdin)["tlp"])')
+check "stats: TLP of two spinners is near 2 (got $tlp)" python3 -c "import sys; sys.exit(0 if 1.5 <= $tlp <= 2.05 else 1)"
+check "stats --json has cpu, memory, pids" bash -c "vs stats --json --window 50 spin | python3 -c 'import json,sys; d=json.load(sys.stdin); assert d[\"pids\"]>=3 and d[\"memory_bytes\"]>0 and d[\"cpu_usage_ns\"]>0'"
+vs destroy --force spin
+
+# Many slices at once; concurrent slicectl calls never corrupt state.
+for i in 1 2 3 4 5; do vs run -d c$i -- sleep 600 >/dev/null; done
+for i in 1 2 3 4 5; do (vs exec c$i -- true; vs freeze c$i; vs thaw c$i; vs exec c$i -- true) & done
+wait
+check "5 slices running after concurrent verbs" test "$(vs list | grep -c ' running ')" = 5
+check "every state.json is valid JSON" bash -c "for f in $VSLICE_ROOT/slices/c*/state.json; do python3 -m json.tool \$f >/dev/null || exit 1; done"
+check "slices have distinct id ranges" test "$(cat $VSLICE_ROOT/slices/c*/spec.json | grep -c id_base)" = "$(cat $VSLICE_ROOT/slices/c*/spec.json | grep id_base | sort -u | wc -l)"
+vs destroy --force c1 c2 c3 c4 c5
+check "list is empty after destroy" test -z "$(vs list -q)"
+finish
