@@ -25,9 +25,17 @@ int ctl_fail(const char *verb, const char *obj, const struct vs_error *err)
 	return EXIT_VSLICE;
 }
 
+/* The verb's argv, so a getopt failure can name the offending word. */
+static char **verb_argv;
+
 int ctl_usage(const char *verb, const char *fmt, ...)
 {
 	char buf[512];
+	if (!strcmp(fmt, "unknown option") && verb_argv && optind > 0 && verb_argv[optind - 1]) {
+		fprintf(stderr, "slicectl: %s: unknown option or missing value: \"%s\" (see: slicectl %s --help)\n",
+			verb, verb_argv[optind - 1], verb);
+		return EXIT_VSLICE;
+	}
 	va_list ap;
 	va_start(ap, fmt);
 	vsnprintf(buf, sizeof(buf), fmt, ap);
@@ -177,6 +185,8 @@ int main(int argc, char **argv)
 		argc = k;
 		argv[argc] = NULL;
 		optind = 0;
+		opterr = 0; /* we print one line ourselves (ctl_usage) */
+		verb_argv = argv + vi;
 		return fn(&ctl, argc - vi, argv + vi);
 	}
 	fprintf(stderr, "slicectl: unknown verb \"%s\" (see: slicectl --help)\n", verb);

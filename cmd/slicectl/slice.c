@@ -84,8 +84,9 @@ static int parse_create(const char *verb, int argc, char **argv, bool allow_run,
 				return ctl_usage(verb, "--memory: %s", err.msg);
 			break;
 		case 'p':
-			if (parse_u64_opt(verb, "--pids", optarg, 1u << 22, &a->spec.pids_max) ||
-			    !a->spec.pids_max)
+			if (parse_u64_opt(verb, "--pids", optarg, 1u << 22, &a->spec.pids_max))
+				return EXIT_VSLICE;
+			if (!a->spec.pids_max)
 				return ctl_usage(verb, "--pids: must be at least 1");
 			break;
 		case 'P':

@@ -1,0 +1,109 @@
+#!/usr/bin/env bash
+# Resource limits enforced by the kernel, and bad input that changes nothing.
+. "$(dirname "$0")/lib.sh"
+need_busybox_image
+cg=/sys/fs/cgroup
+
+# --memory: an OOM kills inside the slice only; the host and other slices carry on.
+vs run -d bystander -- sleep 600 >/dev/null
+vs run --rm --memory 32M m1 -- dd if=/dev/zero of=/dev/null bs=200M count=1 2>/dev/null
+expect_eq "--memory 32M: a 200M allocation is OOM-killed (137)" 137 "$?"
+expect_eq "the other slice still runs" running "$(vs list | awk '$1=="bystander"{print $2}')"
+check "the host can still allocate" dd if=/dev/zero of=/dev/null bs=64M count=1 status=none
+vs run -d --memory 48M m2 -- sleep 600 >/dev/null
+expect_eq "--memory is the cgroup's limit" $((48 << 20)) "$(cat $cg/memory/$VSLICE_CGROUP_PARENT/m2/memory.limit_in_bytes)"
+vs destroy --force m2
+
+# --pids: a fork bomb stops at the limit.
+vs run -d --pids 16 p1 -- sh -c '(for i in $(seq 40); do sleep 30 & done) 2>/dev/null; sleep 30' >/dev/null
+sleep 1
+n=$(cat $cg/pids/$VSLICE_CGROUP_PARENT/p1/pids.current)
+check "--pids 16: the fork bomb is held at the limit (pids.current $n)" test "$n" -ge 12 -a "$n" -le 16
+vs destroy --force p1
+check "the host can still fork" /bin/true
+
+# --cpus: quota enforced (0.5 cpu for 2 s of spinning is ~1 s of cpu time).
+vs run -d --cpus 0.5 c1 -- sh -c 'while :; do :; done' >/dev/null
+expect_eq "--cpus 0.5 is a 50ms/100ms quota" "50000 100000" "$(cat $cg/cpu/$VSLICE_CGROUP_PARENT/c1/cpu.cfs_quota_us) $(cat $cg/cpu/$VSLICE_CGROUP_PARENT/c1/cpu.cfs_period_us)"
+u0=$(cat $cg/cpuacct/$VSLICE_CGROUP_PARENT/c1/cpuacct.usage)
+sleep 2
+u1=$(cat $cg/cpuacct/$VSLICE_CGROUP_PARENT/c1/cpuacct.usage)
+ms=$(((u1 - u0) / 1000000))
+check "--cpus 0.5: 2 s of spinning used about 1 s of cpu (${ms} ms)" test "$ms" -ge 800 -a "$ms" -le 1200
+vs destroy --force c1
+
+# --timeout and --restart, enforced by the slice's PID 1.
+vs run --rm --timeout 1s t1 -- sleep 30
+expect_eq "--timeout kills the command: exit 124" 124 "$?"
+vs run -d --restart 2 r1 -- sh -c 'echo run >> /root/runs; exit 3' >/dev/null
+sleep 1
+expect_eq "--restart 2: ran 3 times, then exited with its code" "3 3" "$(vs exec r1 -- true 2>/dev/null; vs show --json r1 | python3 -c 'import json,sys; d=json.load(sys.stdin); print(d["restarts"]+1, d["exit_code"])')"
+vs destroy --force r1
+
+# Bad input: one line naming the field, exit 125, nothing created.
+bad() {
+	local desc=$1 field=$2
+	shift 2
+	local before err lines
+	before=$(ls "$VSLICE_ROOT/slices" 2>/dev/null | sort | tr '\n' ' ')
+	err=$(vs "$@" 2>&1 >/dev/null)
+	local rc=$?
+	lines=$(printf '%s\n' "$err" | grep -c .)
+	if [ $rc -eq 125 ] && [ "$lines" -eq 1 ] && grep -q -- "$field" <<<"$err" &&
+		[ "$(ls "$VSLICE_ROOT/slices" 2>/dev/null | sort | tr '\n' ' ')" = "$before" ] &&
+		! ls -d $cg/*/$VSLICE_CGROUP_PARENT/x1 >/dev/null 2>&1; then
+		VS_PASS=$((VS_PASS + 1)); echo "ok - $desc: $err"
+	else
+		VS_FAIL=$((VS_FAIL + 1)); echo "not ok - $desc (rc $rc, $lines lines): $err"
+	fi
+}
+bad "bad name" 'invalid slice name' create 'Bad Name!'
+bad "name too long" 'invalid slice name' create "$(printf 'a%.0s' $(seq 70))"
+bad "bad --memory" '--memory' create --memory lots x1
+bad "bad --cpus" '--cpus' create --cpus many x1
+bad "bad --pids" '--pids' create --pids -3 x1
+bad "bad --lifetime" '--lifetime' create --lifetime forever x1
+bad "missing image" '--image' create --image nosuch x1
+bad "bad policy file" '--policy' create --policy /nonexistent.json x1
+echo '{"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [{"names": ["mount"], "action": "SCMP_ACT_BOGUS"}]}' > "$VSLICE_ROOT/bad-policy.json"
+bad "invalid policy content" 'action' create --policy "$VSLICE_ROOT/bad-policy.json" x1
+bad "bad --net" '--net' create --net everything x1
+bad "bad --env" '--env' create --env NOEQUALS x1
+bad "relative --workdir" '--workdir' create --workdir tmp x1
+bad "unknown option" 'unknown option' create --frobnicate x1
+bad "run without a command" 'missing command' run x1
+bad "name in use" 'name in use' create bystander
+expect_eq "the slice whose name was reused is untouched" running "$(vs list | awk '$1=="bystander"{print $2}')"
+bad "exec into a missing slice" 'no such slice' exec nosuch -- true
+bad "stop a missing slice" 'no such slice' stop nosuch
+bad "unknown verb" 'unknown verb' frobnicate
+
+# A create that crashed half way: destroy --force still cleans everything.
+mkdir -p "$VSLICE_ROOT/slices/half/upper" $cg/memory/$VSLICE_CGROUP_PARENT/half $cg/pids/$VSLICE_CGROUP_PARENT/half
+vs destroy half 2>/dev/null
+expect_eq "a half-created slice: plain destroy explains and refuses" 125 "$?"
+vs destroy --force half
+check "destroy --force removes a half-created slice's dir" test ! -e "$VSLICE_ROOT/slices/half"
+check "... and its cgroups" test ! -e $cg/memory/$VSLICE_CGROUP_PARENT/half -a ! -e $cg/pids/$VSLICE_CGROUP_PARENT/half
+
+# A tampered state.json naming a host process: never signalled.
+sleep 600 &
+sentinel=$!
+vs run -d tam -- sleep 600 >/dev/null
+st="$VSLICE_ROOT/slices/tam/state.json"
+python3 - "$st" "$sentinel" <<'PY'
+import json, sys
+d = json.load(open(sys.argv[1])); d["pid"] = int(sys.argv[2]); json.dump(d, open(sys.argv[1], "w"))
+PY
+vs kill tam KILL 2>/dev/null
+vs stop --timeout 1 tam 2>/dev/null
+check "a forged pid in state.json is never signalled" kill -0 $sentinel
+echo garbage > "$st"
+vs stop tam 2>/dev/null
+expect_eq "garbage state.json is refused (125)" 125 "$?"
+check "... and the host process is still alive" kill -0 $sentinel
+vs destroy --force tam
+check "destroy --force still cleans up a slice with garbage state" test ! -e "$VSLICE_ROOT/slices/tam"
+kill $sentinel
+vs destroy --force bystander
+finish
