@@ -58,6 +58,10 @@ struct ckpt_dump_opts {
 	const void *extra;	 /* opaque blob stored as-is (slice spec), may be NULL */
 	size_t extra_len;
 	bool verbose;		 /* progress on stderr */
+	/* Called once the stream is written, while the tree is still stopped
+	 * (copy the file system delta here); a failure fails the dump. */
+	int (*while_stopped)(void *arg, struct vs_error *err);
+	void *while_stopped_arg;
 };
 
 int ckpt_dump(const struct ckpt_dump_opts *o, struct ckpt_stats *st, struct vs_error *err);
@@ -93,6 +97,12 @@ int ckpt_restore_finish(const struct ckpt_image *img, pid_t root_hpid, unsigned 
  * waiting up to timeout_ms for it to appear. */
 int ckpt_find_child_nspid(pid_t parent_hpid, pid_t nspid, unsigned timeout_ms, pid_t *out,
 			  struct vs_error *err);
+
+/* Copy a directory tree (an overlay upper dir) from src into dst (created),
+ * mapping owners in [id_from, id_from+65536) to the same offset from id_to.
+ * Symlinks are never followed. */
+int ckpt_copy_tree(const char *src, const char *dst, uint32_t id_from, uint32_t id_to,
+		   struct vs_error *err);
 
 /* Write st as JSON to path (atomic). */
 int ckpt_stats_write_json(const char *path, const struct ckpt_stats *st, struct vs_error *err);

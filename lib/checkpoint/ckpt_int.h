@@ -151,6 +151,9 @@ struct ck_file {
 	uint32_t sk_backlog, pipe_size;
 	uint32_t ghost;		/* 1: unlinked, content in DATA(ghost) */
 	uint32_t sk_shutdown;
+	uint32_t external;	/* 1: outside the tree's mounts (e.g. the slice log):
+				 * restored from the restorer's own fd ext_fd */
+	int32_t ext_fd;
 	uint64_t u[4];		/* eventfd: count, semaphore; signalfd: mask;
 				 * timerfd: clockid, ticks, settime flags */
 	int64_t tv[4];		/* timerfd: it_value sec,nsec, it_interval sec,nsec */

@@ -395,6 +395,22 @@ static uint64_t hexfield(pid_t pid, const char *key)
 	return strtoull(v, NULL, 16);
 }
 
+/* Host id -> id inside pid's user namespace (what setresuid there takes). */
+static uint32_t id_to_ns(pid_t pid, const char *map, uint32_t id)
+{
+	char path[64], buf[4096];
+	snprintf(path, sizeof(path), "/proc/%d/%s", pid, map);
+	if (ck_read_small(path, buf, sizeof(buf)) < 0)
+		return id;
+	for (char *l = strtok(buf, "\n"); l; l = strtok(NULL, "\n")) {
+		unsigned long inside, outside, count;
+		if (sscanf(l, "%lu %lu %lu", &inside, &outside, &count) == 3 && id >= outside &&
+		    id - outside < count)
+			return (uint32_t)(id - outside + inside);
+	}
+	return 65534; /* overflow id: unmapped */
+}
+
 static void idfield(pid_t pid, const char *key, uint32_t out[4])
 {
 	char v[128];
@@ -976,6 +992,10 @@ static int d_proc(struct dumper *d, struct d_proc *p, struct ck_header *hdr, str
 	pr->cap_amb = hexfield(p->hpid, "CapAmb");
 	idfield(p->hpid, "Uid", pr->uid);
 	idfield(p->hpid, "Gid", pr->gid);
+	for (int i = 0; i < 4; i++) {
+		pr->uid[i] = id_to_ns(p->hpid, "uid_map", pr->uid[i]);
+		pr->gid[i] = id_to_ns(p->hpid, "gid_map", pr->gid[i]);
+	}
 	if (status_field(p->hpid, "NoNewPrivs", v, sizeof(v)) == 0)
 		pr->no_new_privs = atoi(v);
 	if (status_field(p->hpid, "Seccomp", v, sizeof(v)) == 0)
@@ -983,6 +1003,8 @@ static int d_proc(struct dumper *d, struct d_proc *p, struct ck_header *hdr, str
 	if (status_field(p->hpid, "Groups", v, sizeof(v)) == 0) {
 		for (char *tok = strtok(v, " "); tok && pr->ngroups < 32; tok = strtok(NULL, " "))
 			pr->groups[pr->ngroups++] = (uint32_t)atoi(tok);
+		for (uint32_t i = 0; i < pr->ngroups; i++)
+			pr->groups[i] = id_to_ns(p->hpid, "gid_map", pr->groups[i]);
 	}
 	for (int i = 0; i < 16; i++) {
 		struct rlimit rl;
@@ -1136,6 +1158,8 @@ int ckpt_dump(const struct ckpt_dump_opts *o, struct ckpt_stats *st, struct vs_e
 		r = ck_files_finish(&d.files, &d.w, err);
 	if (r >= 0)
 		r = ck_writer_close(&d.w, err);
+	if (r >= 0 && o->while_stopped)
+		r = o->while_stopped(o->while_stopped_arg, err);
 	st->bytes_written = d.w.total;
 	ck_writer_free(&d.w);
 	ck_files_free(&d.files);

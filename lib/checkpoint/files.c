@@ -366,6 +366,19 @@ static struct ck_ux *find_ux(struct ck_files *f, uint64_t ino)
 	return NULL;
 }
 
+/* Is mount id mnt in pid's mount namespace? */
+static bool mnt_visible(pid_t hpid, int mnt)
+{
+	char p[64];
+	snprintf(p, sizeof(p), "/proc/%d/mountinfo", hpid);
+	cleanup_fclose FILE *f = fopen(p, "re");
+	char line[4096];
+	while (f && fgets(line, sizeof(line), f))
+		if (atoi(line) == mnt)
+			return true;
+	return false;
+}
+
 /* fdinfo as text */
 static int read_fdinfo(pid_t hpid, int fd, char *buf, size_t len)
 {
@@ -495,6 +508,18 @@ static int dump_file(struct ck_files *f, struct ck_writer *w, pid_t hpid, pid_t 
 	case CK_F_REG:
 	case CK_F_DIR:
 	case CK_F_FIFO: {
+		if ((v = fdinfo_val(info, "mnt_id:")) && !mnt_visible(hpid, atoi(v))) {
+			/* Opened from outside (the runtime's log file): only as
+			 * stdio, which the restorer supplies again. */
+			if (fd > 2)
+				return vs_error_set(err, ENOTSUP,
+						    "pid %d fd %d: refused: %s is outside the tree's file system",
+						    vpid, fd, link);
+			cf->external = 1;
+			cf->ext_fd = fd;
+			ck_copy(cf->path, sizeof(cf->path), link);
+			break;
+		}
 		if (!ck_copy(cf->path, sizeof(cf->path), link))
 			return vs_error_set(err, ENAMETOOLONG, "pid %d fd %d: refused: path too long",
 					    vpid, fd);
@@ -776,6 +801,16 @@ int ck_pool_create(const struct ckpt_image *img, int base, struct ck_pool *pool,
 			continue;
 		int fd = -1, acc = f->flags & O_ACCMODE;
 		int fl = (int)(f->flags & ~(O_CREAT | O_EXCL | O_TRUNC | O_NOCTTY | O_CLOEXEC));
+		if (f->external) {
+			fd = fcntl(f->ext_fd, F_DUPFD_CLOEXEC, 0);
+			if (fd < 0) {
+				r = vs_error_sys(err, errno, "file %s: stdio fd %d of the restorer", f->path,
+						 f->ext_fd);
+				break;
+			}
+			pool->fd[i] = to_pool(fd, base);
+			continue;
+		}
 		switch (f->kind) {
 		case CK_F_REG:
 			if (f->ghost) {
