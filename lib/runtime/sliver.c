@@ -28,6 +28,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <linux/sched.h>
+
 #include "sliver_internal.h"
 #include "vslice/util.h"
 
@@ -103,6 +105,36 @@ int sliver_read_exit(int fd, int *code, char *reason, size_t reason_len, unsigne
 	*restarts = rst;
 	*finished = (time_t)fin;
 	return 0;
+}
+
+/*
+ * fork(), but on cgroup v2 straight into the slice's cgroup with
+ * clone3(CLONE_INTO_CGROUP): no later write to cgroup.procs, which costs an
+ * RCU grace period (the cgroup_threadgroup_rwsem write lock). *entered says
+ * whether the child is already in place; otherwise it calls cgroup_enter.
+ */
+static pid_t fork_into_cgroup(struct cgroup *cg, bool *entered)
+{
+	struct vs_error ignore;
+	*entered = false;
+	int dfd = cgroup_dirfd(cg, &ignore);
+	if (dfd >= 0) {
+		struct clone_args ca = {
+			.flags = CLONE_INTO_CGROUP,
+			.exit_signal = SIGCHLD,
+			.cgroup = (uint64_t)dfd,
+		};
+		pid_t p = (pid_t)syscall(SYS_clone3, &ca, sizeof(ca));
+		int e = errno;
+		if (p != 0)
+			close(dfd);
+		if (p >= 0) {
+			*entered = true;
+			return p;
+		}
+		errno = e; /* EINVAL/ENOSYS/EBUSY...: fall back to fork + attach */
+	}
+	return fork();
 }
 
 /* A user namespace mapping 0..count-1 to base..: made by a short-lived child
@@ -206,13 +238,14 @@ static int set_time_offsets(int64_t mono, int64_t boot, struct vs_error *err)
 
 /* The launcher: returns only on failure (err set); on success it has forked
  * P1 and reported its pid. */
-static int launcher_run(const struct sliver_config *c, int sfd, struct vs_error *err)
+static int launcher_run(const struct sliver_config *c, int sfd, bool in_cgroup,
+			struct vs_error *err)
 {
 	int r;
 	prctl(PR_SET_DUMPABLE, 0);
 	if (c->detach)
 		setsid();
-	if ((r = cgroup_enter(c->cg, getpid(), err)) < 0)
+	if (!in_cgroup && (r = cgroup_enter(c->cg, getpid(), err)) < 0)
 		return r;
 	cleanup_close int userns = make_userns(c->id_base, c->id_count, err);
 	if (userns < 0)
@@ -264,7 +297,8 @@ int sliver_spawn(const struct sliver_config *c, struct sliver_result *res, struc
 	int sp[2];
 	if (pipe2(sp, O_CLOEXEC) < 0)
 		return vs_error_sys(err, errno, "pipe");
-	pid_t l = fork();
+	bool in_cgroup;
+	pid_t l = fork_into_cgroup(c->cg, &in_cgroup);
 	if (l < 0) {
 		int e = errno;
 		close(sp[0]);
@@ -278,7 +312,7 @@ int sliver_spawn(const struct sliver_config *c, struct sliver_result *res, struc
 		close_fds_except(keep, VS_ARRAY_SIZE(keep));
 		struct vs_error e2;
 		vs_error_clear(&e2);
-		if (launcher_run(c, sp[1], &e2) < 0) {
+		if (launcher_run(c, sp[1], in_cgroup, &e2) < 0) {
 			sliver_send(sp[1], MSG_ERROR, e2.code, e2.msg);
 			_exit(125);
 		}
@@ -337,11 +371,12 @@ static void forward_signal(int sig)
 		kill(exec_child, sig);
 }
 
-static int exec_helper(const struct sliver_exec_config *c, int sfd, struct vs_error *err)
+static int exec_helper(const struct sliver_exec_config *c, int sfd, bool in_cgroup,
+		       struct vs_error *err)
 {
 	int r;
 	prctl(PR_SET_DUMPABLE, 0);
-	if ((r = cgroup_enter(c->cg, getpid(), err)) < 0)
+	if (!in_cgroup && (r = cgroup_enter(c->cg, getpid(), err)) < 0)
 		return r;
 	cleanup_close int pidfd = pidfd_open(c->pid1, 0);
 	if (pidfd < 0)
@@ -385,7 +420,8 @@ int sliver_exec(const struct sliver_exec_config *c, int *code, struct vs_error *
 	int sp[2];
 	if (pipe2(sp, O_CLOEXEC) < 0)
 		return vs_error_sys(err, errno, "pipe");
-	pid_t e = fork();
+	bool in_cgroup;
+	pid_t e = fork_into_cgroup(c->cg, &in_cgroup);
 	if (e < 0) {
 		int en = errno;
 		close(sp[0]);
@@ -398,7 +434,7 @@ int sliver_exec(const struct sliver_exec_config *c, int *code, struct vs_error *
 		close_fds_except(keep, VS_ARRAY_SIZE(keep));
 		struct vs_error e2;
 		vs_error_clear(&e2);
-		exec_helper(c, sp[1], &e2);
+		exec_helper(c, sp[1], in_cgroup, &e2);
 		sliver_send(sp[1], MSG_ERROR, e2.code, e2.msg);
 		_exit(125);
 	}
