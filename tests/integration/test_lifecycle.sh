@@ -84,7 +84,8 @@ vs destroy --force spin
 for i in 1 2 3 4 5; do vs run -d c$i -- sleep 600 >/dev/null; done
 for i in 1 2 3 4 5; do (vs exec c$i -- true; vs freeze c$i; vs thaw c$i; vs exec c$i -- true) & done
 wait
-check "5 slices running after concurrent verbs" test "$(vs list | grep -c ' running ')" = 5
+listing=$(vs list)
+check "5 slices running after concurrent verbs" test "$(grep -c ' running ' <<<"$listing")" = 5 || echo "$listing"
 check "every state.json is valid JSON" bash -c "for f in $VSLICE_ROOT/slices/c*/state.json; do python3 -m json.tool \$f >/dev/null || exit 1; done"
 check "slices have distinct id ranges" test "$(cat $VSLICE_ROOT/slices/c*/spec.json | grep -c id_base)" = "$(cat $VSLICE_ROOT/slices/c*/spec.json | grep id_base | sort -u | wc -l)"
 vs destroy --force c1 c2 c3 c4 c5
