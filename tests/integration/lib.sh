@@ -54,6 +54,7 @@ check() {
 		VS_FAIL=$((VS_FAIL + 1))
 		VS_FAILED_NAMES+=("$desc")
 		echo "not ok - $desc"
+		return 1
 	fi
 }
 
