@@ -386,6 +386,10 @@ int ckpt_image_parse(const void *buf, size_t len, struct ckpt_image **out, struc
 	if (version != CK_VERSION)
 		return vs_error_set(err, EPROTONOSUPPORT, "checkpoint: format version %u, expected %u",
 				    version, CK_VERSION);
+	uint32_t flags;
+	memcpy(&flags, p + 12, 4);
+	if (flags != 0)
+		return vs_error_set(err, EPROTONOSUPPORT, "checkpoint: unknown stream flags %#x", flags);
 	struct ckpt_image *img = vs_xcalloc(1, sizeof(*img));
 	size_t off = 16;
 	uint32_t chain = 0, nsec = 0;

@@ -9,6 +9,8 @@
 int main(int argc, char **argv)
 {
 	test_init();
+	char argv0[256];
+	snprintf(argv0, sizeof(argv0), "%s", argv[0]);
 	char dir[] = "/tmp/ckpt-cwd-XXXXXX";
 	CHECK(mkdtemp(dir), "mkdtemp");
 	CHECK(chdir(dir) == 0, "chdir");
@@ -43,8 +45,8 @@ int main(int argc, char **argv)
 	FILE *f = fopen("/proc/self/cmdline", "r");
 	char cmd[512] = "";
 	size_t n = fread(cmd, 1, sizeof(cmd) - 1, f);
-	CHECK(n > 0 && strstr(cmd, "cwd_umask"), "cmdline '%s'", cmd);
-	CHECK(argc == 1 && strstr(argv[0], "cwd_umask"), "argv");
+	CHECK(n > 0 && !strcmp(cmd, argv0), "cmdline '%s' != '%s'", cmd, argv0);
+	CHECK(argc == 1 && !strcmp(argv[0], argv0), "argv");
 	f = fopen("/proc/self/environ", "r");
 	char env[8192] = "";
 	n = fread(env, 1, sizeof(env) - 1, f);

@@ -20,6 +20,7 @@ if [ ${#tests[@]} -eq 0 ]; then
 	for f in tests/checkpoint/*.c; do tests+=("$(basename "$f" .c)"); done
 fi
 work=$(mktemp -d /tmp/vslice-ckpt-XXXXXX)
+chmod 755 "$work"
 trap '[ $keep = 1 ] || rm -rf "$work"' EXIT
 pass=0; fail=0; failed=()
 for t in "${tests[@]}"; do
@@ -40,6 +41,63 @@ for t in "${tests[@]}"; do
 		echo "FAIL $t"; sed 's/^/    /' "$d/harness.log" | tail -20
 	fi
 done
+
+# Phase 2: the same programs in real slices through slicectl
+# (start -> checkpoint -> restore -> SIGTERM -> PASS), when slicectl is built.
+S=build/slicectl
+if [ -x "$S" ] && [ "${CKPT_NO_SLICES:-0}" != 1 ]; then
+	export VSLICE_ROOT=$work/root VSLICE_CGROUP_PARENT=vslice-ckpt-test-$$
+	mkdir -p "$VSLICE_ROOT"
+	slices_cleanup() {
+		for n in $("$S" list -q 2>/dev/null); do "$S" destroy --force "$n" >/dev/null 2>&1; done
+		for c in /sys/fs/cgroup/*/"$VSLICE_CGROUP_PARENT"; do [ -d "$c" ] && rmdir "$c" 2>/dev/null; done
+	}
+	trap 'slices_cleanup; [ $keep = 1 ] || rm -rf "$work"' EXIT
+	if ! "$S" image build busybox >/dev/null 2>&1; then
+		echo "FAIL slice-image (slicectl image build busybox)"; fail=$((fail+1))
+	else
+		for t in "${tests[@]}"; do
+			n=ck-${t//_/-}
+			d=$work/slice-$t; mkdir -p "$d"
+			bin=$B/$t
+			[ -x "$bin" ] || continue
+			refuse=0; [ -f tests/checkpoint/$t.opts ] && grep -q -- -r tests/checkpoint/$t.opts && refuse=1
+			ok=1; why=""
+			"$S" create --image busybox "$n" -- /ckpt-test >"$d/log" 2>&1 || { ok=0; why="create"; }
+			if [ $ok = 1 ]; then
+				up=$VSLICE_ROOT/slices/$n/upper
+				install -m 0755 "$bin" "$up/ckpt-test" && chown --reference="$up" "$up/ckpt-test"
+				"$S" start "$n" >>"$d/log" 2>&1 || { ok=0; why="start"; }
+			fi
+			if [ $ok = 1 ]; then
+				for i in $(seq 100); do "$S" logs "$n" 2>/dev/null | grep -q READY && break; sleep 0.1; done
+				"$S" logs "$n" 2>/dev/null | grep -q READY || { ok=0; why="never READY"; }
+			fi
+			if [ $ok = 1 ]; then
+				if [ $refuse = 1 ]; then
+					if "$S" checkpoint "$n" --output "$d/ckpt" >>"$d/log" 2>&1; then ok=0; why="checkpoint not refused"; fi
+				else
+					"$S" -v checkpoint "$n" --output "$d/ckpt" >>"$d/log" 2>&1 || { ok=0; why="checkpoint"; }
+					[ $ok = 1 ] && { "$S" -v restore "$n" --input "$d/ckpt" >>"$d/log" 2>&1 || { ok=0; why="restore"; }; }
+				fi
+			fi
+			if [ $ok = 1 ]; then
+				sleep 0.3
+				"$S" kill "$n" TERM >>"$d/log" 2>&1
+				for i in $(seq 100); do "$S" logs "$n" 2>/dev/null | grep -qE "PASS|FAIL" && break; sleep 0.1; done
+				"$S" logs "$n" 2>/dev/null | grep -q PASS || { ok=0; why="no PASS"; }
+			fi
+			"$S" logs "$n" >>"$d/log" 2>&1
+			"$S" destroy --force "$n" >/dev/null 2>&1
+			if [ $ok = 1 ]; then
+				pass=$((pass+1)); printf "PASS %-20s (slice)\n" "$t"
+			else
+				fail=$((fail+1)); failed+=("slice:$t")
+				echo "FAIL $t (slice: $why)"; sed 's/^/    /' "$d/log" | tail -8
+			fi
+		done
+	fi
+fi
 [ ${#failed[@]} -gt 0 ] && echo "failed: ${failed[*]}"
 echo "$pass passed, $fail failed"
 [ $fail -eq 0 ]

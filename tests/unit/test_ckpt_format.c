@@ -1,0 +1,249 @@
+/*
+ * test_ckpt_format.c - the checkpoint stream (lib/checkpoint/image.c):
+ * CRC32C test vector, a written stream parses back to the same records,
+ * and every corruption a transfer can cause is caught: any flipped byte,
+ * any truncation, a dropped or repeated section, bad magic/version, and
+ * records that point at nothing.
+ * CKPT_WRITE_SEED=path writes the small valid stream used as a fuzz seed.
+ */
+#include <errno.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "../../lib/checkpoint/ckpt_int.h"
+#include "vslice/ckpt.h"
+#include "vslice/util.h"
+
+/* Build a small but complete stream in memory; *len gets its size. */
+static uint8_t *build(size_t *len, bool bad_fd_ref, bool pages_outside)
+{
+	int fd = memfd_create("ckpt-test", 0);
+	assert_true(fd >= 0);
+	struct vs_error err;
+	struct ck_writer w;
+	assert_int_equal(ck_writer_open(&w, fd, &err), 0);
+	struct ck_header h = { .root_pid = 2, .nr_procs = 1, .mono_ns = 123456789 };
+	snprintf(h.name, sizeof(h.name), "c1");
+	assert_int_equal(ck_write_section(&w, CK_SEC_HEADER, &h, sizeof(h), NULL, 0, &err), 0);
+	const char spec[] = "{\"name\":\"c1\"}";
+	assert_int_equal(ck_write_section(&w, CK_SEC_EXTRA, spec, sizeof(spec), NULL, 0, &err), 0);
+	struct ck_proc *p = calloc(1, sizeof(*p));
+	p->pid = 2;
+	p->ppid = 1;
+	p->nr_threads = 1;
+	p->umask = 022;
+	snprintf(p->cwd, sizeof(p->cwd), "/tmp");
+	assert_int_equal(ck_write_section(&w, CK_SEC_PROC, p, sizeof(*p), NULL, 0, &err), 0);
+	free(p);
+	struct ck_thread t = { .pid = 2, .tid = 2, .xstate_len = 16 };
+	t.regs[R_RIP] = 0x401000;
+	uint8_t xs[16] = { 1, 2, 3 };
+	assert_int_equal(ck_write_section(&w, CK_SEC_THREAD, &t, sizeof(t), xs, sizeof(xs), &err), 0);
+	struct ck_vma v = { .pid = 2, .kind = CK_VMA_ANON, .start = 0x10000, .end = 0x14000,
+			    .prot = 3 };
+	assert_int_equal(ck_write_section(&w, CK_SEC_VMA, &v, sizeof(v), NULL, 0, &err), 0);
+	struct ck_pages pg = { .pid = 2, .addr = pages_outside ? 0x20000 : 0x11000, .len = 4096 };
+	uint8_t page[4096];
+	memset(page, 0xab, sizeof(page));
+	assert_int_equal(ck_write_section(&w, CK_SEC_PAGES, &pg, sizeof(pg), page, sizeof(page), &err), 0);
+	struct ck_file f = { .id = 1, .kind = CK_F_REG, .pos = 7 };
+	snprintf(f.path, sizeof(f.path), "/tmp/x");
+	assert_int_equal(ck_write_section(&w, CK_SEC_FILE, &f, sizeof(f), NULL, 0, &err), 0);
+	struct ck_fd fr = { .pid = 2, .fd = 3, .file_id = bad_fd_ref ? 9 : 1 };
+	assert_int_equal(ck_write_section(&w, CK_SEC_FD, &fr, sizeof(fr), NULL, 0, &err), 0);
+	struct ck_data d = { .kind = CK_D_PIPE, .id = 1, .len = 5 };
+	assert_int_equal(ck_write_section(&w, CK_SEC_DATA, &d, sizeof(d), "hello", 5, &err), 0);
+	assert_int_equal(ck_writer_close(&w, &err), 0);
+	ck_writer_free(&w);
+	off_t size = lseek(fd, 0, SEEK_END);
+	uint8_t *buf = malloc((size_t)size);
+	assert_int_equal(pread(fd, buf, (size_t)size, 0), size);
+	close(fd);
+	*len = (size_t)size;
+	return buf;
+}
+
+static void test_crc32c_vector(void **state)
+{
+	assert_int_equal(ck_crc32c(0, "123456789", 9), 0xE3069283u);
+	/* chaining equals one pass */
+	uint32_t c = ck_crc32c(0, "1234", 4);
+	assert_int_equal(ck_crc32c(c, "56789", 5), 0xE3069283u);
+}
+
+static void test_round_trip(void **state)
+{
+	size_t len;
+	uint8_t *buf = build(&len, false, false);
+	const char *seed = getenv("CKPT_WRITE_SEED");
+	if (seed) {
+		FILE *f = fopen(seed, "wb");
+		if (f) {
+			fwrite(buf, 1, len, f);
+			fclose(f);
+		}
+	}
+	struct ckpt_image *img = NULL;
+	struct vs_error err;
+	int r = ckpt_image_parse(buf, len, &img, &err);
+	if (r < 0)
+		fail_msg("parse: %s", err.msg);
+	assert_int_equal(ckpt_image_root_pid(img), 2);
+	assert_int_equal(ckpt_image_monotonic_ns(img), 123456789);
+	assert_string_equal(ckpt_image_name(img), "c1");
+	size_t elen;
+	assert_string_equal(ckpt_image_extra(img, &elen), "{\"name\":\"c1\"}");
+	assert_int_equal(img->procs.n, 1);
+	assert_int_equal(img->procs.v[0].umask, 022);
+	assert_string_equal(img->procs.v[0].cwd, "/tmp");
+	assert_int_equal(img->threads.n, 1);
+	assert_int_equal(img->threads.v[0].t.regs[R_RIP], 0x401000);
+	assert_int_equal(img->threads.v[0].xstate[2], 3);
+	assert_int_equal(img->vmas.n, 1);
+	assert_int_equal(img->pages.n, 1);
+	assert_int_equal(img->pages.v[0].data[4095], 0xab);
+	assert_int_equal(img->files.v[0].pos, 7);
+	assert_int_equal(img->fds.v[0].fd, 3);
+	assert_memory_equal(img->data.v[0].data, "hello", 5);
+	assert_int_equal(img->nr_sections, 10);
+	ckpt_image_free(img);
+	free(buf);
+}
+
+static void test_every_flipped_byte(void **state)
+{
+	size_t len;
+	uint8_t *buf = build(&len, false, false);
+	struct vs_error err;
+	for (size_t i = 0; i < len; i++) {
+		/* page payload: sample every 61st byte to keep this fast */
+		if (i > 2000 && i < len - 3000 && i % 61)
+			continue;
+		buf[i] ^= 0x40;
+		struct ckpt_image *img = NULL;
+		if (ckpt_image_parse(buf, len, &img, &err) == 0)
+			fail_msg("flipped byte %zu of %zu accepted", i, len);
+		buf[i] ^= 0x40;
+	}
+	free(buf);
+}
+
+static void test_every_truncation(void **state)
+{
+	size_t len;
+	uint8_t *buf = build(&len, false, false);
+	struct vs_error err;
+	for (size_t n = 0; n < len; n += (n < 64 || n > len - 64) ? 1 : 7) {
+		struct ckpt_image *img = NULL;
+		if (ckpt_image_parse(buf, n, &img, &err) == 0)
+			fail_msg("stream cut at %zu of %zu accepted", n, len);
+	}
+	free(buf);
+}
+
+/* Offsets of the sections (after the 16-byte preamble). */
+static size_t section_at(const uint8_t *buf, size_t len, int k)
+{
+	size_t off = 16;
+	for (int i = 0; i < k && off < len; i++) {
+		uint64_t slen;
+		memcpy(&slen, buf + off + 8, 8);
+		off += 20 + slen;
+	}
+	return off;
+}
+
+static void test_dropped_and_repeated_section(void **state)
+{
+	size_t len;
+	uint8_t *buf = build(&len, false, false);
+	struct vs_error err;
+	struct ckpt_image *img = NULL;
+	/* drop section 7 (FD): every CRC is still right, END must object */
+	size_t a = section_at(buf, len, 7), b = section_at(buf, len, 8);
+	uint8_t *cut = malloc(len);
+	memcpy(cut, buf, a);
+	memcpy(cut + a, buf + b, len - b);
+	assert_true(ckpt_image_parse(cut, len - (b - a), &img, &err) < 0);
+	assert_non_null(strstr(err.msg, "end record"));
+	/* repeat it */
+	uint8_t *dup = malloc(len + (b - a));
+	memcpy(dup, buf, b);
+	memcpy(dup + b, buf + a, len - a);
+	assert_true(ckpt_image_parse(dup, len + (b - a), &img, &err) < 0);
+	free(cut);
+	free(dup);
+	free(buf);
+}
+
+static void test_magic_and_version(void **state)
+{
+	size_t len;
+	uint8_t *buf = build(&len, false, false);
+	struct vs_error err;
+	struct ckpt_image *img = NULL;
+	buf[0] = 'X';
+	assert_int_equal(ckpt_image_parse(buf, len, &img, &err), -EBADMSG);
+	assert_non_null(strstr(err.msg, "magic"));
+	buf[0] = 'V';
+	buf[8] = 2;
+	assert_int_equal(ckpt_image_parse(buf, len, &img, &err), -EPROTONOSUPPORT);
+	assert_non_null(strstr(err.msg, "version 2"));
+	free(buf);
+}
+
+static void test_dangling_references(void **state)
+{
+	size_t len;
+	struct vs_error err;
+	struct ckpt_image *img = NULL;
+	uint8_t *buf = build(&len, true, false);
+	assert_true(ckpt_image_parse(buf, len, &img, &err) < 0);
+	assert_non_null(strstr(err.msg, "fd 3"));
+	free(buf);
+	buf = build(&len, false, true);
+	assert_true(ckpt_image_parse(buf, len, &img, &err) < 0);
+	assert_non_null(strstr(err.msg, "outside its vmas"));
+	free(buf);
+}
+
+static void test_stats_json(void **state)
+{
+	char path[] = "/tmp/ckpt-stats-XXXXXX";
+	int fd = mkstemp(path);
+	assert_true(fd >= 0);
+	close(fd);
+	struct ckpt_stats st = { .freeze_ns = 1, .pages_written = 42, .nr_procs = 3 };
+	struct vs_error err;
+	assert_int_equal(ckpt_stats_write_json(path, &st, &err), 0);
+	char *text = NULL;
+	assert_int_equal(vs_read_file(path, 0, &text, NULL, &err), 0);
+	assert_non_null(strstr(text, "\"pages_written\": 42"));
+	assert_non_null(strstr(text, "\"processes\": 3"));
+	free(text);
+	unlink(path);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_crc32c_vector),
+		cmocka_unit_test(test_round_trip),
+		cmocka_unit_test(test_every_flipped_byte),
+		cmocka_unit_test(test_every_truncation),
+		cmocka_unit_test(test_dropped_and_repeated_section),
+		cmocka_unit_test(test_magic_and_version),
+		cmocka_unit_test(test_dangling_references),
+		cmocka_unit_test(test_stats_json),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
