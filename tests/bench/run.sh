@@ -1,0 +1,371 @@
+#!/bin/bash
+# vslice benchmarks (`sudo make bench`): start latency side by side with runc,
+# bubblewrap and bare unshare (one hyperfine run), the micro-costs behind it,
+# and density (1000 idle slices: start rate, PID 1 USS, host memory, destroy
+# rate). Results: build/bench/results.json (+ hyperfine JSON/markdown, logs);
+# the write-up with numbers is docs/benchmarks.md.
+#
+# Everything runs in a private VSLICE_ROOT (/tmp/vslice-bench.XXXXXX) and cgroup
+# parent (vslice-bench-$$); the EXIT trap destroys every slice, runc container,
+# cgroup and file this script made. Environment knobs:
+#   SLICECTL=path        slicectl to measure (default build/slicectl)
+#   BENCH_RUNS=100       hyperfine runs per command (5 warm-ups)
+#   BENCH_DENSITY=1000   idle slices to start
+#   BENCH_DENSITY_MAX_SECS=480   stop starting slices after this long
+#   BENCH_SKIP_START=1 / BENCH_SKIP_DENSITY=1   skip a part
+set -u
+REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+BENCH_DIR=$REPO/tests/bench
+SLICECTL=${SLICECTL:-$REPO/build/slicectl}
+OUT=${BENCH_OUT:-$REPO/build/bench}
+RUNS=${BENCH_RUNS:-100}
+WARMUP=${BENCH_WARMUP:-5}
+DENSITY_N=${BENCH_DENSITY:-1000}
+DENSITY_MAX_SECS=${BENCH_DENSITY_MAX_SECS:-480}
+PY=$(command -v python3 || true)
+
+say() { printf '%s\n' "$*"; }
+hdr() { printf '\n=== %s ===\n' "$*"; }
+die() {
+	say "bench: $*" >&2
+	exit 1
+}
+
+[ "$(id -u)" = 0 ] || die "run as root (sudo make bench)"
+[ -x "$SLICECTL" ] || die "no slicectl at $SLICECTL (make, or set SLICECTL=)"
+[ -n "$PY" ] || die "python3 is needed for the JSON and statistics helpers"
+command -v gcc >/dev/null || die "gcc is needed for the helper programs"
+
+mkdir -p "$OUT" "$OUT/bin"
+RES=$OUT/results.json
+rm -f "$RES" "$OUT"/*.log
+export VSLICE_ROOT
+VSLICE_ROOT=$(mktemp -d /tmp/vslice-bench.XXXXXX)
+# mktemp gives 0700; the slice's mapped root must be able to traverse the root
+# to reach its overlay (a 0700 root fails with "bind .../rootfs: Permission denied").
+chmod 0755 "$VSLICE_ROOT"
+export VSLICE_CGROUP_PARENT=vslice-bench-$$
+CGP=$VSLICE_CGROUP_PARENT
+RUNC_ROOT=$VSLICE_ROOT/runc-state
+SYSCTL_RESTORE=()
+
+destroy_all_slices() {
+	[ -d "$VSLICE_ROOT/slices" ] || return 0
+	local names
+	names=$(ls "$VSLICE_ROOT/slices" 2>/dev/null)
+	[ -n "$names" ] || return 0
+	# shellcheck disable=SC2086
+	printf '%s\n' $names | xargs -r -n 50 "$SLICECTL" destroy --force >/dev/null 2>&1
+}
+
+cleanup() {
+	local rc=$? d c p m
+	set +e
+	trap - EXIT INT TERM
+	if command -v runc >/dev/null && [ -d "$RUNC_ROOT" ]; then
+		for c in $(runc --root "$RUNC_ROOT" list -q 2>/dev/null); do
+			runc --root "$RUNC_ROOT" delete --force "$c" >/dev/null 2>&1
+		done
+	fi
+	destroy_all_slices
+	# Anything left in our cgroups (a crash half way): thaw, kill, rmdir.
+	for d in /sys/fs/cgroup/*/"$CGP" /sys/fs/cgroup/"$CGP"; do
+		[ -d "$d" ] || continue
+		find "$d" -depth -type d 2>/dev/null | while read -r c; do
+			[ -f "$c/freezer.state" ] && echo THAWED >"$c/freezer.state" 2>/dev/null
+			for p in $(cat "$c/cgroup.procs" 2>/dev/null); do kill -9 "$p" 2>/dev/null; done
+			rmdir "$c" 2>/dev/null || { sleep 0.2; rmdir "$c" 2>/dev/null; }
+		done
+	done
+	# Mounts under our root (none expected on the host side).
+	findmnt -rn -o TARGET 2>/dev/null | grep -F "$VSLICE_ROOT/" | sort -r | while read -r m; do
+		umount -l "$m" 2>/dev/null
+	done
+	case "$VSLICE_ROOT" in /tmp/vslice-bench.*) rm -rf --one-file-system "$VSLICE_ROOT" ;; esac
+	for m in "${SYSCTL_RESTORE[@]}"; do
+		sysctl -q -w "$m" >/dev/null 2>&1 && say "bench: restored sysctl $m"
+	done
+	exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+now() { printf '%s' "$EPOCHREALTIME"; }
+fsub() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.6f", a - b }'; }
+
+# ---------------------------------------------------------------- machine --
+hdr "machine"
+cgmode=v2
+if [ "$(stat -f -c %T /sys/fs/cgroup 2>/dev/null)" = tmpfs ]; then
+	if [ -d /sys/fs/cgroup/unified ]; then cgmode=hybrid; else cgmode=v1; fi
+fi
+runc_v=$(runc --version 2>/dev/null | head -1)
+bwrap_v=$(bwrap --version 2>/dev/null | head -1)
+{
+	printf '{"date": "%s", "nproc": %s, "mem_total_kib": %s, "kernel": "%s", "cgroup_mode": "%s",\n' \
+		"$(date -u +%FT%TZ)" "$(nproc)" "$(awk '/MemTotal/ {print $2}' /proc/meminfo)" "$(uname -r)" "$cgmode"
+	printf ' "cpu": "%s", "slicectl": "%s", "git": "%s",\n' \
+		"$(awk -F': ' '/model name/ {print $2; exit}' /proc/cpuinfo)" "$SLICECTL" \
+		"$(git -C "$REPO" describe --always --dirty 2>/dev/null)"
+	printf ' "runc": "%s", "bwrap": "%s", "hyperfine": "%s", "unshare": "%s",\n' "$runc_v" "$bwrap_v" \
+		"$(hyperfine --version 2>/dev/null)" "$(unshare --version 2>/dev/null | head -1)"
+	printf ' "loadavg_at_start": "%s"}\n' "$(cut -d' ' -f1-3 /proc/loadavg)"
+} >"$OUT/machine.json"
+"$PY" "$BENCH_DIR/benchlib.py" merge "$RES" machine "$OUT/machine.json"
+cat "$OUT/machine.json"
+
+# ---------------------------------------------------------------- helpers --
+for p in uniqid cgattach exitlat; do
+	gcc -std=gnu11 -O2 -Wall -Wextra -Werror -static -o "$OUT/bin/$p" "$BENCH_DIR/$p.c" ||
+		die "cannot build tests/bench/$p.c"
+done
+
+hdr "image"
+"$SLICECTL" image build busybox >/dev/null || die "slicectl image build busybox failed"
+ROOTFS=$VSLICE_ROOT/images/busybox/rootfs
+[ -x "$ROOTFS/bin/true" ] || die "no $ROOTFS/bin/true after image build"
+say "busybox image at $ROOTFS"
+
+# ------------------------------------------------------------ start latency --
+run_start_latency() {
+	hdr "start latency: vslice vs runc vs bwrap vs unshare (hyperfine, $RUNS runs, $WARMUP warm-ups)"
+	local names=() cmds=() notes=()
+	add() { names+=("$1"); cmds+=("$2"); }
+	try() { # NAME CMD: keep the command only if one run succeeds
+		local out
+		# shellcheck disable=SC2086
+		if out=$($2 2>&1 </dev/null); then
+			add "$1" "$2"
+		else
+			say "NOTE: $1 left out: \`$2\` failed: $(printf '%s' "$out" | tail -3)"
+			notes+=("$1 left out: $(printf '%s' "$out" | tail -1)")
+		fi
+	}
+
+	try vslice "$SLICECTL run --rm --image busybox b -- /bin/true"
+
+	# runc: bundle with a copy of the same rootfs, `runc spec` + Docker's profile.
+	if command -v runc >/dev/null; then
+		local B=$VSLICE_ROOT/runc-bundle prof=$REPO/tests/unit/data/docker-default.json src=docker
+		if [ ! -f "$prof" ]; then
+			prof=$REPO/policies/seccomp/default.json
+			src=vslice-default
+			say "NOTE: tests/unit/data/docker-default.json missing: runc gets policies/seccomp/default.json"
+		fi
+		mkdir -p "$B" "$RUNC_ROOT"
+		cp -a "$ROOTFS" "$B/rootfs"
+		(cd "$B" && runc spec && mv config.json spec.json)
+		local idbase=$((4000000000 - 65536)) # a host id range no slice allocation starts near
+		local userns=(--userns $idbase) info
+		info=$("$PY" "$BENCH_DIR/benchlib.py" oci-config "$B/spec.json" "$prof" "$B/config.json" \
+			"${userns[@]}" --cgroups-path "/$CGP/runc")
+		if ! runc --root "$RUNC_ROOT" run --bundle "$B" probe-$$ </dev/null >/dev/null 2>"$OUT/runc-probe.log"; then
+			say "NOTE: runc refused the user namespace ($(tail -1 "$OUT/runc-probe.log")); running runc without it"
+			notes+=("runc without user namespace: $(tail -1 "$OUT/runc-probe.log")")
+			userns=()
+			info=$("$PY" "$BENCH_DIR/benchlib.py" oci-config "$B/spec.json" "$prof" "$B/config.json" \
+				--cgroups-path "/$CGP/runc")
+		fi
+		printf '{"seccomp_source": "%s", "config": %s}\n' "$src" "$info" >"$OUT/runc-config.json"
+		"$PY" "$BENCH_DIR/benchlib.py" merge "$RES" runc_config "$OUT/runc-config.json"
+		say "runc bundle: $info"
+		try runc "$OUT/bin/uniqid runc --root $RUNC_ROOT run --bundle $B bench-@ID@"
+		# the same bundle without seccomp, to show what the profile costs runc
+		local B2=$VSLICE_ROOT/runc-bundle-noseccomp
+		mkdir -p "$B2"
+		cp -a "$ROOTFS" "$B2/rootfs"
+		"$PY" "$BENCH_DIR/benchlib.py" oci-config "$B/spec.json" "$prof" "$B2/config.json" --no-seccomp \
+			"${userns[@]}" --cgroups-path "/$CGP/runc" >/dev/null
+		try runc-noseccomp "$OUT/bin/uniqid runc --root $RUNC_ROOT run --bundle $B2 bench-@ID@"
+	else
+		say "NOTE: runc is not installed (make deps installs it): no runc numbers"
+		notes+=("runc not installed")
+	fi
+
+	if command -v bwrap >/dev/null; then
+		try bwrap "bwrap --unshare-all --ro-bind $ROOTFS / --proc /proc --dev /dev /bin/true"
+	else
+		say "NOTE: bwrap is not installed (make deps installs bubblewrap): no bwrap numbers"
+		notes+=("bwrap not installed")
+	fi
+	try unshare "unshare -Upfnimu --mount-proc -r /bin/true"
+	# references: vslice without seccomp, the uniqid wrapper alone, a plain exec
+	try vslice-unconfined "$SLICECTL run --rm --image busybox --policy unconfined b -- /bin/true"
+	try uniqid-wrapper "$OUT/bin/uniqid /bin/true bench-@ID@"
+	try true "/bin/true"
+
+	local args=() i
+	: >"$OUT/commands.tsv"
+	for i in "${!names[@]}"; do
+		args+=(-n "${names[$i]}" "${cmds[$i]}")
+		printf '%s\t%s\n' "${names[$i]}" "${cmds[$i]}" >>"$OUT/commands.tsv"
+	done
+	hyperfine -N --warmup "$WARMUP" --runs "$RUNS" --export-json "$OUT/start.json" \
+		--export-markdown "$OUT/start-hyperfine.md" "${args[@]}" | tee "$OUT/start-hyperfine.log"
+	"$PY" "$BENCH_DIR/benchlib.py" start-report "$OUT/start.json" "$RES" "$OUT/commands.tsv" | tee "$OUT/start.md"
+	printf '%s\n' "${notes[@]}" | "$PY" -c 'import json,sys; json.dump([l.strip() for l in sys.stdin if l.strip()], open(sys.argv[1], "w"))' "$OUT/notes.json"
+	"$PY" "$BENCH_DIR/benchlib.py" merge "$RES" start_notes "$OUT/notes.json"
+}
+
+# --------------------------------------------------------- micro-costs -----
+run_micro() {
+	hdr "where the time goes: micro-measurements"
+	# 1. v1 cgroup attach: first migration after idle waits for an RCU grace period.
+	local memcg
+	memcg=$(awk '$3 == "cgroup" && $4 ~ /(^|,)memory(,|$)/ {print $2; exit}' /proc/mounts)
+	if [ -n "$memcg" ]; then
+		mkdir -p "$memcg/$CGP/attach"
+		"$OUT/bin/cgattach" "$memcg/$CGP/attach" 30 100 >"$OUT/cgattach-idle.txt" &&
+			"$PY" "$BENCH_DIR/benchlib.py" samples cgattach_v1_after_100ms_idle_us "$OUT/cgattach-idle.txt" "$RES"
+		"$OUT/bin/cgattach" "$memcg/$CGP/attach" 30 0 >"$OUT/cgattach-b2b.txt" &&
+			"$PY" "$BENCH_DIR/benchlib.py" samples cgattach_v1_back_to_back_us "$OUT/cgattach-b2b.txt" "$RES"
+		rmdir "$memcg/$CGP/attach" 2>/dev/null
+	else
+		say "no v1 memory hierarchy: cgroup attach micro-measurement skipped"
+	fi
+	# 2. exit of the last process of a mount namespace holding an overlayfs
+	local m d=$VSLICE_ROOT/exitlat
+	for m in plain overlay volatile; do
+		mkdir -p "$d"
+		"$OUT/bin/exitlat" $m "$d" 25 >"$OUT/exitlat-$m.txt" &&
+			"$PY" "$BENCH_DIR/benchlib.py" samples "mntns_exit_${m}_us" "$OUT/exitlat-$m.txt" "$RES"
+		rm -rf "$d"
+	done
+}
+
+# ---------------------------------------------------------------- density --
+limits_json() {
+	local k f
+	printf '{'
+	printf '"ulimit_n": "%s", "ulimit_u": "%s"' "$(ulimit -n)" "$(ulimit -u)"
+	for k in kernel/pid_max kernel/threads-max user/max_user_namespaces user/max_net_namespaces \
+		user/max_pid_namespaces user/max_mnt_namespaces user/max_ipc_namespaces user/max_uts_namespaces \
+		user/max_cgroup_namespaces user/max_time_namespaces fs/inotify/max_user_instances \
+		fs/inotify/max_user_watches kernel/keys/root_maxkeys kernel/keys/root_maxbytes \
+		kernel/keys/maxkeys fs/file-max fs/nr_open; do
+		f=/proc/sys/$k
+		[ -r "$f" ] && printf ', "%s": "%s"' "$k" "$(cat "$f")"
+	done
+	printf ', "file_nr": "%s", "procs": %s' "$(cat /proc/sys/fs/file-nr | tr '\t' ' ')" "$(ls -d /proc/[0-9]* | wc -l)"
+	printf ', "root_keys": "%s"' "$(awk '$1 == "0:" {print $0}' /proc/key-users 2>/dev/null)"
+	printf ', "mem_available_kib": %s' "$(awk '/MemAvailable/ {print $2}' /proc/meminfo)"
+	printf ', "num_cgroups": "%s"' "$(awk 'NR > 1 {printf "%s=%s ", $1, $3}' /proc/cgroups)"
+	printf '}\n'
+}
+
+memavail() { awk '/MemAvailable/ {print $2}' /proc/meminfo; }
+
+run_density() {
+	hdr "density: $DENSITY_N idle slices (run -d ... sleep 100000), sequential"
+	limits_json >"$OUT/limits-before.json"
+	"$PY" "$BENCH_DIR/benchlib.py" merge "$RES" density.limits_before "$OUT/limits-before.json"
+	sync
+	sleep 2
+	local mem0 t0 tb i name err started=0 fail="" batch=100 tnow
+	local -a batch_rates=()
+	mem0=$(memavail)
+	t0=$(now)
+	tb=$t0
+	: >"$OUT/density-start.log"
+	local ta tz us
+	: >"$OUT/density-start-ms.txt"
+	for ((i = 1; i <= DENSITY_N; i++)); do
+		name=$(printf 'd%04d' "$i")
+		ta=$EPOCHREALTIME
+		if ! err=$("$SLICECTL" run -d --image busybox "$name" -- sleep 100000 2>&1 >/dev/null); then
+			fail="$name: $err"
+			say "start of $name failed: $err"
+			break
+		fi
+		tz=$EPOCHREALTIME
+		us=$((${tz/./} - ${ta/./}))
+		echo "$((us / 1000)).$(((us % 1000) / 100))" >>"$OUT/density-start-ms.txt"
+		started=$i
+		if ((i % batch == 0)); then
+			tnow=$(now)
+			batch_rates+=("$(awk -v n=$batch -v d="$(fsub "$tnow" "$tb")" 'BEGIN { printf "%.1f", n / d }')")
+			printf 'slices %4d..%4d: %6s slices/s (median start %s ms)\n' $((i - batch + 1)) "$i" "${batch_rates[-1]}" \
+				"$(tail -n $batch "$OUT/density-start-ms.txt" | sort -n | sed -n "$((batch / 2))p")" | tee -a "$OUT/density-start.log"
+			tb=$tnow
+			if awk -v a="$(fsub "$tnow" "$t0")" -v m="$DENSITY_MAX_SECS" 'BEGIN { exit !(a > m) }'; then
+				fail="stopped after ${DENSITY_MAX_SECS}s (BENCH_DENSITY_MAX_SECS) with $i slices"
+				say "$fail"
+				break
+			fi
+		fi
+	done
+	local t1 total
+	t1=$(now)
+	total=$(fsub "$t1" "$t0")
+	local rate
+	rate=$(awk -v n="$started" -v d="$total" 'BEGIN { printf "%.1f", (d > 0 ? n / d : 0) }')
+	say "started $started slices in ${total}s: $rate slices/s overall (target >= 100)"
+	if [ -n "$fail" ]; then
+		limits_json >"$OUT/limits-at-failure.json"
+		"$PY" "$BENCH_DIR/benchlib.py" merge "$RES" density.limits_at_failure "$OUT/limits-at-failure.json"
+		say "limits at the failure: $(cat "$OUT/limits-at-failure.json")"
+	fi
+	sleep 3 # let the last workloads settle (exec of sleep, page cache)
+	"$PY" "$BENCH_DIR/benchlib.py" samples density_run_d_ms "$OUT/density-start-ms.txt" "$RES" >/dev/null
+	local running states
+	running=$("$SLICECTL" list 2>/dev/null | awk '$2 == "running"' | wc -l)
+	states=$("$SLICECTL" list 2>/dev/null | awk 'NR > 1 {n[$2]++} END {for (s in n) printf "%s=%d ", s, n[s]}')
+	say "slicectl list says: $states"
+	local mem1
+	mem1=$(memavail)
+	"$PY" "$BENCH_DIR/benchlib.py" uss "$VSLICE_ROOT" "$RES"
+	say "host MemAvailable: before $((mem0 / 1024)) MiB, with $started slices $((mem1 / 1024)) MiB: delta $(((mem0 - mem1) / 1024)) MiB, $(((mem0 - mem1) / (started > 0 ? started : 1))) KiB per slice"
+	local lt0 lt1
+	lt0=$(now)
+	"$SLICECTL" list >/dev/null 2>&1
+	lt1=$(now)
+	say "slicectl list with $started slices: $(fsub "$lt1" "$lt0")s"
+
+	hdr "destroy $started slices, one 'slicectl destroy --force' each"
+	local d0 db dnow dfail=0
+	local -a drates=()
+	d0=$(now)
+	db=$d0
+	for ((i = 1; i <= started; i++)); do
+		name=$(printf 'd%04d' "$i")
+		"$SLICECTL" destroy --force "$name" >/dev/null 2>>"$OUT/density-destroy.log" || dfail=$((dfail + 1))
+		if ((i % batch == 0)); then
+			dnow=$(now)
+			drates+=("$(awk -v n=$batch -v d="$(fsub "$dnow" "$db")" 'BEGIN { printf "%.1f", n / d }')")
+			printf 'destroyed %4d..%4d: %6s slices/s\n' $((i - batch + 1)) "$i" "${drates[-1]}"
+			db=$dnow
+		fi
+	done
+	local d1 dtotal drate
+	d1=$(now)
+	dtotal=$(fsub "$d1" "$d0")
+	drate=$(awk -v n="$started" -v d="$dtotal" 'BEGIN { printf "%.1f", (d > 0 ? n / d : 0) }')
+	say "destroyed $started slices in ${dtotal}s: $drate slices/s ($dfail failures)"
+	sleep 2
+	local mem2 mem3 left_cg left_st
+	mem2=$(memavail)
+	sleep 10
+	mem3=$(memavail)
+	left_cg=$(find /sys/fs/cgroup/*/"$CGP" -mindepth 1 -type d 2>/dev/null | wc -l)
+	left_st=$(ls "$VSLICE_ROOT/slices" 2>/dev/null | wc -l)
+	say "after destroy: MemAvailable $((mem2 / 1024)) MiB ($(((mem0 - mem2) / 1024)) MiB below the start), 10 s later $(((mem0 - mem3) / 1024)) MiB below; $left_cg cgroup dirs and $left_st state dirs left"
+	{
+		printf '{"requested": %s, "started": %s, "failure": %s, "start_secs": %s, "start_rate": %s,\n' \
+			"$DENSITY_N" "$started" "$("$PY" -c 'import json,sys; print(json.dumps(sys.argv[1] or None))' "$fail")" "$total" "$rate"
+		printf ' "start_batch_rates": [%s], "list_running_after_start": %s, "list_states": "%s",\n' "$(IFS=,; echo "${batch_rates[*]}")" "$running" "$states"
+		printf ' "mem_available_before_kib": %s, "mem_available_with_slices_kib": %s, "mem_available_after_destroy_kib": %s, "mem_available_10s_later_kib": %s,\n' "$mem0" "$mem1" "$mem2" "$mem3"
+		printf ' "host_mem_delta_kib": %s, "host_mem_per_slice_kib": %s,\n' $((mem0 - mem1)) $(((mem0 - mem1) / (started > 0 ? started : 1)))
+		printf ' "list_secs": %s, "destroy_secs": %s, "destroy_rate": %s, "destroy_batch_rates": [%s], "destroy_failures": %s,\n' \
+			"$(fsub "$lt1" "$lt0")" "$dtotal" "$drate" "$(IFS=,; echo "${drates[*]}")" "$dfail"
+		printf ' "left_cgroup_dirs": %s, "left_state_dirs": %s}\n' "$left_cg" "$left_st"
+	} >"$OUT/density.json"
+	"$PY" "$BENCH_DIR/benchlib.py" merge "$RES" density.run "$OUT/density.json"
+}
+
+BENCH_T0=$(now)
+if [ "${BENCH_SKIP_START:-0}" != 1 ]; then
+	run_start_latency
+	run_micro
+fi
+[ "${BENCH_SKIP_DENSITY:-0}" != 1 ] && run_density
+hdr "done in $(fsub "$(now)" "$BENCH_T0")s; results in $RES"
