@@ -13,11 +13,13 @@ failed=()
 for t in tests/integration/test_*.sh tests/integration/escape/run.sh tests/checkpoint/run.sh; do
 	[ -f "$t" ] || continue
 	echo "=== $t"
+	t0=$(date +%s)
 	out=$(mktemp)
 	timeout 600 bash "$t" 2>&1 | tee "$out"
 	rc=${PIPESTATUS[0]}
 	line=$(grep -E '^[0-9]+ passed, [0-9]+ failed' "$out" | tail -1)
 	rm -f "$out"
+	echo "=== $t: $(($(date +%s) - t0)) s"
 	p=$(echo "$line" | awk '{print $1}')
 	f=$(echo "$line" | awk '{print $3}')
 	p=${p:-0}
