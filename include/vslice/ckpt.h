@@ -36,12 +36,13 @@
 #include "vslice/error.h"
 
 struct ckpt_stats {
-	uint64_t freeze_ns;	/* from start to every thread stopped */
+	uint64_t check_ns;	/* refusal checks on the running tree */
+	uint64_t freeze_ns;	/* from freezing to every thread stopped */
 	uint64_t frozen_ns;	/* how long the tree was stopped (dump) */
 	uint64_t dump_ns;	/* total ckpt_dump() */
 	uint64_t memdump_ns;	/* reading + writing pages */
 	uint64_t pages_scanned;
-	uint64_t pages_written;
+	uint64_t pages_written;	/* dump: pages in the stream; restore: pages written back */
 	uint64_t bytes_written;	/* whole stream */
 	uint64_t restore_ns;	/* ckpt_restore_finish(): waiting for stubs to detach */
 	uint64_t forking_ns;	/* stub readiness wait inside restore_ns */

@@ -274,6 +274,8 @@ void *ck_xrealloc(void *p, size_t n);
 
 /* --- writer ------------------------------------------------------------ */
 
+struct ck_async;
+
 struct ck_writer {
 	int fd;
 	uint8_t *buf;
@@ -281,6 +283,7 @@ struct ck_writer {
 	uint64_t total;
 	uint32_t nr_sections;
 	uint32_t chain;
+	struct ck_async *async;	/* background writer for big payloads, or NULL */
 };
 
 uint32_t ck_crc32c(uint32_t crc, const void *p, size_t len);
@@ -288,6 +291,12 @@ int ck_writer_open(struct ck_writer *w, int fd, struct vs_error *err);
 /* One section = rec (fixed part) + data (tail). */
 int ck_write_section(struct ck_writer *w, uint32_t type, const void *rec, size_t rlen,
 		     const void *data, size_t dlen, struct vs_error *err);
+/* As ck_write_section, but data is written by a background thread: the
+ * caller must not touch data until the next call on w (double-buffer). */
+int ck_write_section_async(struct ck_writer *w, uint32_t type, const void *rec, size_t rlen,
+			   const void *data, size_t dlen, struct vs_error *err);
+/* Wait until no background write is in flight. */
+int ck_writer_sync(struct ck_writer *w, struct vs_error *err);
 int ck_writer_close(struct ck_writer *w, struct vs_error *err);
 void ck_writer_free(struct ck_writer *w);
 

@@ -170,27 +170,8 @@ static int d_enumerate(struct dumper *d, struct vs_error *err)
 			}
 		}
 		free(tids);
-		/* Zombies are not in children lists; find them by PPid scan below. */
 	}
-	/* Zombie children: /proc/<pid>/task/<tid>/children omits nothing for
-	 * zombies on current kernels, but double check via a PPid scan. */
-	cleanup_closedir DIR *proc = opendir("/proc");
-	struct dirent *de;
-	while (proc && (de = readdir(proc))) {
-		pid_t c = atoi(de->d_name);
-		if (c <= 0 || d_has(d, c))
-			continue;
-		char pp[32];
-		if (status_field(c, "PPid", pp, sizeof(pp)) < 0)
-			continue;
-		pid_t ppid = atoi(pp);
-		if (!d_has(d, ppid))
-			continue;
-		d->procs = ck_xrealloc(d->procs, (d->nprocs + 1) * sizeof(*d->procs));
-		d->procs[d->nprocs++] = (struct d_proc){ .hpid = c, .hppid = ppid };
-		/* Recurse for the new process's own children. */
-		return d_enumerate(d, err);
-	}
+	/* Zombies stay in their parent's children list until reaped. */
 	for (size_t i = 0; i < d->nprocs; i++) {
 		struct d_proc *p = &d->procs[i];
 		if (ck_nspid(p->hpid, &p->vpid) < 0)
@@ -503,21 +484,6 @@ static int rd_remote(pid_t pid, uint64_t addr, void *buf, size_t len)
 	return n == (ssize_t)len ? 0 : -EFAULT;
 }
 
-static int wr_remote(pid_t pid, uint64_t addr, const void *buf, size_t len)
-{
-	struct iovec l = { (void *)buf, len }, rm = { (void *)addr, len };
-	ssize_t n = process_vm_writev(pid, &l, 1, &rm, 1, 0);
-	return n == (ssize_t)len ? 0 : -EFAULT;
-}
-
-/* Scratch memory on the thread's stack, below the red zone. */
-static uint64_t scratch_of(pid_t tid)
-{
-	uint64_t regs[27];
-	if (ck_getregs(tid, regs, NULL) < 0)
-		return 0;
-	return ((regs[R_RSP] - 128 - 1024) & ~(uint64_t)63);
-}
 
 struct k_sigaction {
 	uint64_t handler, flags, restorer, mask;
@@ -531,13 +497,16 @@ static int d_injected(struct dumper *d, struct d_proc *p, struct ck_proc *pr,
 	if (r < 0)
 		return r;
 	pid_t main = p->thr[0].hpid;
-	uint64_t sc = scratch_of(main);
-	uint8_t saved_stack[1024];
-	if (!sc || rd_remote(p->hpid, sc, saved_stack, sizeof(saved_stack)) < 0) {
+	/* a scratch page for results, unmapped again before memory is read
+	 * (a thread's stack may not reach below its rsp) */
+	long v = d_sys(d, &ij, main, SYS_mmap, 0, 4096, PROT_READ | PROT_WRITE,
+		       MAP_PRIVATE | MAP_ANONYMOUS, err);
+	if (v == CK_EINJECT || (v < 0 && v > -4096)) {
 		inj_end(&ij);
-		return vs_error_set(err, EFAULT, "pid %d: cannot use its stack as scratch", pr->pid);
+		return v == CK_EINJECT ? -err->code
+				       : vs_error_sys(err, (int)-v, "pid %d: mmap scratch page", pr->pid);
 	}
-	long v;
+	uint64_t sc = (uint64_t)v;
 	for (int sig = 1; sig <= 64; sig++) {
 		if (sig == SIGKILL || sig == SIGSTOP)
 			continue;
@@ -580,10 +549,7 @@ static int d_injected(struct dumper *d, struct d_proc *p, struct ck_proc *pr,
 	}
 	for (size_t t = 0; t < nthr; t++) {
 		pid_t tid = p->thr[t].hpid;
-		uint64_t tsc = scratch_of(tid);
-		uint8_t tsaved[64];
-		if (!tsc || rd_remote(p->hpid, tsc, tsaved, sizeof(tsaved)) < 0)
-			continue;
+		uint64_t tsc = sc + 2048;
 		v = d_sys(d, &ij, tid, SYS_prctl, PR_GET_TID_ADDRESS, tsc, 0, 0, err);
 		if (v == 0)
 			rd_remote(p->hpid, tsc, &thr[t].tid_address, 8);
@@ -595,7 +561,6 @@ static int d_injected(struct dumper *d, struct d_proc *p, struct ck_proc *pr,
 			thr[t].ss_size = ss.ss_size;
 			thr[t].ss_flags = ss.ss_flags;
 		}
-		wr_remote(p->hpid, tsc, tsaved, sizeof(tsaved));
 	}
 	/* POSIX timers: ids from /proc, values from timer_gettime. */
 	{
@@ -654,7 +619,13 @@ static int d_injected(struct dumper *d, struct d_proc *p, struct ck_proc *pr,
 	}
 	r = 0;
 out:
-	wr_remote(p->hpid, sc, saved_stack, sizeof(saved_stack));
+	{
+		struct vs_error e2;
+		long u = d_sys(d, &ij, main, SYS_munmap, sc, 4096, 0, 0, r < 0 ? &e2 : err);
+		if (r >= 0 && u != 0)
+			r = u == CK_EINJECT ? -err->code
+					    : vs_error_sys(err, (int)-u, "pid %d: munmap scratch", pr->pid);
+	}
 	inj_end(&ij);
 	return r;
 }
@@ -794,13 +765,13 @@ static int d_pages_run(struct dumper *d, int memfd, pid_t hpid, int32_t vpid, ui
 		return vs_error_sys(err, n < 0 ? errno : EIO,
 				    "pid %d: read memory %#" PRIx64 "+%" PRIu64, vpid, addr, len);
 	d->st->pages_written += len / 4096;
-	return ck_write_section(&d->w, CK_SEC_PAGES, &pg, sizeof(pg), buf, len, err);
+	return ck_write_section_async(&d->w, CK_SEC_PAGES, &pg, sizeof(pg), buf, len, err);
 }
 
 #define RUN_MAX (8u << 20)
 
-static int d_memory(struct dumper *d, struct d_proc *p, struct ck_proc *pr, struct ck_header *hdr,
-		    struct vs_error *err)
+static int d_memory_body(struct dumper *d, struct d_proc *p, struct ck_proc *pr,
+			 struct ck_header *hdr, uint8_t *bufs, struct vs_error *err)
 {
 	char path[64];
 	snprintf(path, sizeof(path), "/proc/%d/maps", p->hpid);
@@ -813,7 +784,9 @@ static int d_memory(struct dumper *d, struct d_proc *p, struct ck_proc *pr, stru
 	cleanup_close int memfd = open(path, O_RDONLY | O_CLOEXEC);
 	if (pm < 0 || memfd < 0)
 		return vs_error_sys(err, errno, "pid %d: open pagemap/mem", pr->pid);
-	cleanup_free uint8_t *buf = vs_xmalloc(RUN_MAX);
+	/* two buffers: one being written in the background, one being read */
+	int cur = 0;
+	uint8_t *buf = bufs;
 	cleanup_free uint64_t *pmv = NULL;
 	size_t pmcap = 0;
 	char line[4096 + 256];
@@ -857,6 +830,9 @@ static int d_memory(struct dumper *d, struct d_proc *p, struct ck_proc *pr, stru
 					    d->files.shm[i].len >= e - s)
 						seen = true;
 				if (!seen) {
+					int rs = ck_writer_sync(&d->w, err);
+					if (rs < 0)
+						return rs;
 					/* Content once per object range (fault it in: it is shared). */
 					d->files.shm = ck_xrealloc(d->files.shm, (d->files.shm_n + 1) *
 										       sizeof(*d->files.shm));
@@ -943,13 +919,26 @@ static int d_memory(struct dumper *d, struct d_proc *p, struct ck_proc *pr, stru
 				j++;
 			}
 			r = d_pages_run(d, memfd, p->hpid, pr->pid, s + i * 4096, (j - i) * 4096,
-					readable, buf, err);
+					readable, bufs + (size_t)cur * RUN_MAX, err);
+			cur ^= 1;
 			if (r < 0)
 				return r;
 			i = j;
 		}
 	}
 	return 0;
+}
+
+static int d_memory(struct dumper *d, struct d_proc *p, struct ck_proc *pr, struct ck_header *hdr,
+		    struct vs_error *err)
+{
+	uint8_t *bufs = vs_xmalloc(2 * (size_t)RUN_MAX);
+	int r = d_memory_body(d, p, pr, hdr, bufs, err);
+	/* the last page run may still be in flight from bufs */
+	struct vs_error e2;
+	int r2 = ck_writer_sync(&d->w, r < 0 ? &e2 : err);
+	free(bufs);
+	return r < 0 ? r : r2;
 }
 
 static int d_proc(struct dumper *d, struct d_proc *p, struct ck_header *hdr, struct vs_error *err)
@@ -1084,6 +1073,7 @@ int ckpt_dump(const struct ckpt_dump_opts *o, struct ckpt_stats *st, struct vs_e
 		r = ck_files_check_ns(d.procs[0].hpid, err);
 	if (r < 0)
 		goto fail_nothing;
+	uint64_t t_check = vs_now_ns();
 	if (o->freezer_dir) {
 		r = freezer_set(o->freezer_dir, "FROZEN", err);
 		if (r < 0)
@@ -1104,7 +1094,8 @@ int ckpt_dump(const struct ckpt_dump_opts *o, struct ckpt_stats *st, struct vs_e
 	if (r < 0)
 		goto fail;
 	uint64_t t_frozen = vs_now_ns();
-	st->freeze_ns = t_frozen - t_start;
+	st->freeze_ns = t_frozen - t_check;
+	st->check_ns = t_check - t_start;
 	/* State may have changed between the check and the stop: check again. */
 	for (size_t i = 0; r >= 0 && i < d.nprocs; i++)
 		r = d_check_proc(&d, &d.procs[i], err);

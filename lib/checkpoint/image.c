@@ -9,6 +9,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <string.h>
@@ -83,37 +84,114 @@ uint32_t ck_crc32c(uint32_t crc, const void *buf, size_t len)
 
 #define WBUF (4u << 20)
 
+/* One background write at a time: the dump reads the next run of pages
+ * (process_vm_readv + CRC) while this thread writes the previous one. */
+struct ck_async {
+	pthread_t thr;
+	pthread_mutex_t mu;
+	pthread_cond_t cv;
+	const void *p;
+	size_t len;
+	bool busy, quit;
+	int error;		/* errno of a failed write */
+	uint32_t trailer;	/* CRC to append once the job is written */
+	bool have_trailer;
+};
+
+static void *async_main(void *arg)
+{
+	struct ck_writer *w = arg;
+	struct ck_async *a = w->async;
+	pthread_mutex_lock(&a->mu);
+	for (;;) {
+		while (!a->busy && !a->quit)
+			pthread_cond_wait(&a->cv, &a->mu);
+		if (a->quit && !a->busy)
+			break;
+		const void *p = a->p;
+		size_t len = a->len;
+		pthread_mutex_unlock(&a->mu);
+		int r = vs_write_all(w->fd, p, len);
+		pthread_mutex_lock(&a->mu);
+		if (r < 0 && !a->error)
+			a->error = -r;
+		a->busy = false;
+		pthread_cond_broadcast(&a->cv);
+	}
+	pthread_mutex_unlock(&a->mu);
+	return NULL;
+}
+
+static int w_put_raw(struct ck_writer *w, const void *p, size_t len, struct vs_error *err);
+
+/* Wait for the background job; then its trailer CRC goes into the buffer. */
+static int w_wait(struct ck_writer *w, struct vs_error *err)
+{
+	struct ck_async *a = w->async;
+	if (!a)
+		return 0;
+	pthread_mutex_lock(&a->mu);
+	while (a->busy)
+		pthread_cond_wait(&a->cv, &a->mu);
+	int e = a->error;
+	bool tr = a->have_trailer;
+	a->have_trailer = false;
+	pthread_mutex_unlock(&a->mu);
+	if (e)
+		return vs_error_sys(err, e, "checkpoint stream: write");
+	if (tr)
+		return w_put_raw(w, &a->trailer, 4, err);
+	return 0;
+}
+
 static int w_flush(struct ck_writer *w, struct vs_error *err)
 {
-	if (!w->used)
-		return 0;
-	int r = vs_write_all(w->fd, w->buf, w->used);
+	int r = w_wait(w, err);
+	if (r < 0 || !w->used)
+		return r;
+	r = vs_write_all(w->fd, w->buf, w->used);
 	if (r < 0)
 		return vs_error_sys(err, -r, "checkpoint stream: write");
 	w->used = 0;
 	return 0;
 }
 
-static int w_put(struct ck_writer *w, const void *p, size_t len, struct vs_error *err)
+/* Append to the buffer (the background job, if any, is already done). */
+static int w_put_raw(struct ck_writer *w, const void *p, size_t len, struct vs_error *err)
 {
-	if (len >= WBUF / 2) {
-		int r = w_flush(w, err);
+	if (w->used + len > w->cap) {
+		int r = vs_write_all(w->fd, w->buf, w->used);
 		if (r < 0)
-			return r;
-		r = vs_write_all(w->fd, p, len);
+			return vs_error_sys(err, -r, "checkpoint stream: write");
+		w->used = 0;
+	}
+	if (len >= w->cap) {
+		int r = vs_write_all(w->fd, p, len);
 		if (r < 0)
 			return vs_error_sys(err, -r, "checkpoint stream: write");
 	} else {
-		if (w->used + len > w->cap) {
-			int r = w_flush(w, err);
-			if (r < 0)
-				return r;
-		}
 		memcpy(w->buf + w->used, p, len);
 		w->used += len;
 	}
 	w->total += len;
 	return 0;
+}
+
+static int w_put(struct ck_writer *w, const void *p, size_t len, struct vs_error *err)
+{
+	int r = w_wait(w, err);
+	if (r < 0)
+		return r;
+	if (len >= WBUF / 2) {
+		if ((r = w_flush(w, err)) < 0)
+			return r;
+		r = vs_write_all(w->fd, p, len);
+		if (r < 0)
+			return vs_error_sys(err, -r, "checkpoint stream: write");
+		w->total += len;
+		return 0;
+	}
+	return w_put_raw(w, p, len, err);
 }
 
 int ck_writer_open(struct ck_writer *w, int fd, struct vs_error *err)
@@ -122,6 +200,16 @@ int ck_writer_open(struct ck_writer *w, int fd, struct vs_error *err)
 	w->fd = fd;
 	w->cap = WBUF;
 	w->buf = vs_xmalloc(WBUF);
+	struct ck_async *a = vs_xcalloc(1, sizeof(*a));
+	pthread_mutex_init(&a->mu, NULL);
+	pthread_cond_init(&a->cv, NULL);
+	w->async = a;
+	if (pthread_create(&a->thr, NULL, async_main, w) != 0) {
+		pthread_mutex_destroy(&a->mu);
+		pthread_cond_destroy(&a->cv);
+		free(a);
+		w->async = NULL; /* synchronous writes only */
+	}
 	uint8_t head[16];
 	memcpy(head, CK_MAGIC, 8);
 	uint32_t v = CK_VERSION, fl = 0;
@@ -130,15 +218,19 @@ int ck_writer_open(struct ck_writer *w, int fd, struct vs_error *err)
 	return w_put(w, head, sizeof(head), err);
 }
 
+static void section_head(uint8_t h[16], uint32_t type, uint64_t len)
+{
+	uint32_t zero = 0;
+	memcpy(h, &type, 4);
+	memcpy(h + 4, &zero, 4);
+	memcpy(h + 8, &len, 8);
+}
+
 int ck_write_section(struct ck_writer *w, uint32_t type, const void *rec, size_t rlen,
 		     const void *data, size_t dlen, struct vs_error *err)
 {
 	uint8_t h[16];
-	uint32_t zero = 0;
-	uint64_t len = rlen + dlen;
-	memcpy(h, &type, 4);
-	memcpy(h + 4, &zero, 4);
-	memcpy(h + 8, &len, 8);
+	section_head(h, type, rlen + dlen);
 	uint32_t crc = ck_crc32c(0, h, sizeof(h));
 	crc = ck_crc32c(crc, rec, rlen);
 	if (dlen)
@@ -152,11 +244,50 @@ int ck_write_section(struct ck_writer *w, uint32_t type, const void *rec, size_t
 	return 0;
 }
 
+int ck_write_section_async(struct ck_writer *w, uint32_t type, const void *rec, size_t rlen,
+			   const void *data, size_t dlen, struct vs_error *err)
+{
+	if (!w->async || dlen < WBUF / 2)
+		return ck_write_section(w, type, rec, rlen, data, dlen, err);
+	uint8_t h[16];
+	section_head(h, type, rlen + dlen);
+	uint32_t crc = ck_crc32c(0, h, sizeof(h));
+	crc = ck_crc32c(crc, rec, rlen);
+	crc = ck_crc32c(crc, data, dlen);
+	int r;
+	if ((r = w_put(w, h, sizeof(h), err)) < 0 || (r = w_put(w, rec, rlen, err)) < 0 ||
+	    (r = w_flush(w, err)) < 0)
+		return r;
+	struct ck_async *a = w->async;
+	pthread_mutex_lock(&a->mu);
+	a->p = data;
+	a->len = dlen;
+	a->busy = true;
+	a->trailer = crc;
+	a->have_trailer = true;
+	pthread_cond_broadcast(&a->cv);
+	pthread_mutex_unlock(&a->mu);
+	w->total += dlen + 4;
+	/* w_wait adds the 4 trailer bytes to total again: compensate */
+	w->total -= 4;
+	w->nr_sections++;
+	w->chain = ck_crc32c(w->chain, &crc, 4);
+	return 0;
+}
+
+int ck_writer_sync(struct ck_writer *w, struct vs_error *err)
+{
+	return w_wait(w, err);
+}
+
 int ck_writer_close(struct ck_writer *w, struct vs_error *err)
 {
+	int r = w_wait(w, err);
+	if (r < 0)
+		return r;
 	struct ck_end e = { .nr_sections = w->nr_sections, .chain_crc = w->chain,
 			    .total_len = w->total };
-	int r = ck_write_section(w, CK_SEC_END, &e, sizeof(e), NULL, 0, err);
+	r = ck_write_section(w, CK_SEC_END, &e, sizeof(e), NULL, 0, err);
 	if (r < 0)
 		return r;
 	return w_flush(w, err);
@@ -164,6 +295,20 @@ int ck_writer_close(struct ck_writer *w, struct vs_error *err)
 
 void ck_writer_free(struct ck_writer *w)
 {
+	if (w->async) {
+		struct ck_async *a = w->async;
+		pthread_mutex_lock(&a->mu);
+		while (a->busy)
+			pthread_cond_wait(&a->cv, &a->mu);
+		a->quit = true;
+		pthread_cond_broadcast(&a->cv);
+		pthread_mutex_unlock(&a->mu);
+		pthread_join(a->thr, NULL);
+		pthread_mutex_destroy(&a->mu);
+		pthread_cond_destroy(&a->cv);
+		free(a);
+		w->async = NULL;
+	}
 	free(w->buf);
 	w->buf = NULL;
 }
@@ -558,10 +703,10 @@ void ckpt_stats_format(const struct ckpt_stats *s, char *buf, size_t len)
 	double mib = s->bytes_written / 1048576.0;
 	double secs = s->memdump_ns / 1e9;
 	snprintf(buf, len,
-		 "procs %u threads %u vmas %u fds %u | freeze %.2f ms frozen %.2f ms dump %.2f ms "
+		 "procs %u threads %u vmas %u fds %u | check %.2f ms freeze %.2f ms frozen %.2f ms dump %.2f ms "
 		 "(memory %.2f ms, %.1f MiB/s) | pages scanned %" PRIu64 " written %" PRIu64
 		 " | %.2f MiB | restore %.2f ms (forking %.2f ms, %" PRIu64 " injected syscalls)",
-		 s->nr_procs, s->nr_threads, s->nr_vmas, s->nr_fds, s->freeze_ns / 1e6,
+		 s->nr_procs, s->nr_threads, s->nr_vmas, s->nr_fds, s->check_ns / 1e6, s->freeze_ns / 1e6,
 		 s->frozen_ns / 1e6, s->dump_ns / 1e6, s->memdump_ns / 1e6,
 		 secs > 0 ? s->pages_written * 4096.0 / 1048576.0 / secs : 0.0, s->pages_scanned,
 		 s->pages_written, mib, s->restore_ns / 1e6, s->forking_ns / 1e6,
@@ -572,13 +717,13 @@ int ckpt_stats_write_json(const char *path, const struct ckpt_stats *s, struct v
 {
 	char buf[1024];
 	int n = snprintf(buf, sizeof(buf),
-			 "{\n  \"freezing_time_ns\": %" PRIu64 ",\n  \"frozen_time_ns\": %" PRIu64
+			 "{\n  \"check_time_ns\": %" PRIu64 ",\n  \"freezing_time_ns\": %" PRIu64 ",\n  \"frozen_time_ns\": %" PRIu64
 			 ",\n  \"dump_time_ns\": %" PRIu64 ",\n  \"memdump_time_ns\": %" PRIu64
 			 ",\n  \"pages_scanned\": %" PRIu64 ",\n  \"pages_written\": %" PRIu64
 			 ",\n  \"bytes_written\": %" PRIu64 ",\n  \"restore_time_ns\": %" PRIu64
 			 ",\n  \"forking_time_ns\": %" PRIu64 ",\n  \"injected_syscalls\": %" PRIu64
 			 ",\n  \"processes\": %u,\n  \"threads\": %u,\n  \"vmas\": %u,\n  \"fds\": %u\n}\n",
-			 s->freeze_ns, s->frozen_ns, s->dump_ns, s->memdump_ns, s->pages_scanned,
+			 s->check_ns, s->freeze_ns, s->frozen_ns, s->dump_ns, s->memdump_ns, s->pages_scanned,
 			 s->pages_written, s->bytes_written, s->restore_ns, s->forking_ns,
 			 s->injected_syscalls, s->nr_procs, s->nr_threads, s->nr_vmas, s->nr_fds);
 	return vs_write_file_atomic(path, buf, (size_t)n, 0644, err);

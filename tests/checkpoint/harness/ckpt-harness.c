@@ -308,14 +308,18 @@ int main(int argc, char **argv)
 		clock_gettime(CLOCK_BOOTTIME, &now);
 		int64_t boot = ckpt_image_boottime_ns(img) - (now.tv_sec * 1000000000ll + now.tv_nsec);
 		p1 = spawn(prog, mono, boot, true);
+		struct ckpt_stats rst = { 0 };
 		if (ckpt_find_child_nspid(p1, ckpt_image_root_pid(img), 5000, &w, &err) < 0 ||
-		    ckpt_restore_finish(img, w, 10000, &st, &err) < 0) {
+		    ckpt_restore_finish(img, w, 10000, &rst, &err) < 0) {
 			printf("RESTORE FAILED: %s\n", err.msg);
 			ckpt_image_free(img);
 			return 1;
 		}
 		ckpt_image_free(img);
 		g_img = NULL;
+		st.restore_ns = rst.restore_ns;
+		st.forking_ns = rst.forking_ns;
+		st.injected_syscalls = rst.injected_syscalls;
 		char line[1024];
 		ckpt_stats_format(&st, line, sizeof(line));
 		printf("cycle %d: %s\n", c + 1, line);
