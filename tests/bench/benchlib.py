@@ -11,6 +11,9 @@
       summary (median/mean/p90/min/max) of one number per line (unit in NAME).
   benchlib.py uss ROOT RESULTS_JSON
       USS/PSS of each running slice's PID 1 and of its workload.
+  benchlib.py phases PERF_SCRIPT_TXT RESULTS_JSON
+      per-phase times of `slicectl run --rm ... /bin/true` from a perf trace
+      (perf script -F comm,pid,time,event,trace; see run.sh run_phases).
   benchlib.py merge RESULTS_JSON KEY JSON_FILE
       results[KEY] = contents of JSON_FILE
   benchlib.py get RESULTS_JSON KEY.PATH
@@ -288,6 +291,96 @@ def uss(argv):
     print("workload (sleep) USS KiB: mean %.1f, max %s; PSS mean %.1f" % (w["mean"], w["max"], out["workload_pss_kib"]["mean"]))
 
 
+PHASES = [
+    ("startup_create", "slicectl exec, parse, write spec/state (fsyncs), fork launcher"),
+    ("cgroup_attach", "first write to a v1 cgroup.procs (RCU grace period when idle)"),
+    ("sliver_setup", "user/pid/mnt/net/... namespaces, idmapped overlay, /dev /proc /sys, pivot_root, caps, seccomp, exec"),
+    ("workload", "/bin/true runs"),
+    ("pid1_exit", "PID 1 exits: namespace, overlayfs and netns teardown, until slicectl acts"),
+    ("destroy_exit", "--rm: destroy (cgroups, upper dir, state), slicectl exits"),
+]
+
+
+def phases(argv):
+    txt, resf = argv[0], argv[1]
+    ev = []
+    for line in open(txt):
+        # "comm pid/tid time: event: trace" or "comm pid time: event: trace"
+        try:
+            head, event, trace = line.split(": ", 2)
+        except ValueError:
+            continue
+        hp = head.split()
+        if len(hp) < 3:
+            continue
+        try:
+            t = float(hp[-1])
+            pid = int(hp[-2].split("/")[0])
+        except ValueError:
+            continue
+        comm = " ".join(hp[:-2])
+        ev.append((t, pid, comm, event.strip(), trace.strip()))
+    ev.sort()
+    runs, cur = [], None
+    for t, pid, comm, e, tr in ev:
+        if e == "sched:sched_process_exec" and tr.startswith("filename=") and \
+                "slicectl" in os.path.basename(tr.split()[0]):
+            cur = {"main": pid, "t0": t, "fsync": 0.0, "last_write": {}, "_fs": None}
+            runs.append(cur)
+            continue
+        if cur is None:
+            continue
+        if e == "syscalls:sys_enter_write":
+            cur["last_write"][pid] = t
+        elif e == "cgroup:cgroup_attach_task" and "a2" not in cur:
+            cur["a2"] = t
+            cur["a1"] = cur["last_write"].get(pid, t)
+        elif e == "sched:sched_process_exec" and "filename=/bin/true" in tr and "x" not in cur:
+            cur["x"] = t
+        elif e == "sched:sched_process_exit" and comm == "true" and "x" in cur and "e" not in cur:
+            cur["e"] = t
+        elif e == "sched:sched_process_exit" and comm.startswith("vslice-init") and "e" in cur and "p1" not in cur:
+            cur["p1"] = t
+        elif e in ("syscalls:sys_enter_rmdir", "syscalls:sys_enter_unlinkat") and pid == cur["main"] \
+                and "p1" in cur and "d" not in cur:
+            cur["d"] = t
+        elif e == "syscalls:sys_enter_fsync" and pid == cur["main"]:
+            cur["_fs"] = t
+        elif e == "syscalls:sys_exit_fsync" and pid == cur["main"] and cur["_fs"] is not None:
+            cur["fsync"] += t - cur["_fs"]
+            cur["_fs"] = None
+        elif e == "sched:sched_process_exit" and pid == cur["main"] and "end" not in cur:
+            cur["end"] = t
+    keys = ["t0", "a1", "a2", "x", "e", "p1", "d", "end"]
+    good = [r for r in runs if all(k in r for k in keys)]
+    per = {name: [] for name, _ in PHASES}
+    per["total"], per["fsync_total"] = [], []
+    for r in good:
+        ms = lambda a, b: (r[b] - r[a]) * 1000.0
+        per["startup_create"].append(ms("t0", "a1"))
+        per["cgroup_attach"].append(ms("a1", "a2"))
+        per["sliver_setup"].append(ms("a2", "x"))
+        per["workload"].append(ms("x", "e"))
+        per["pid1_exit"].append(ms("e", "d"))
+        per["destroy_exit"].append(ms("d", "end"))
+        per["total"].append(ms("t0", "end"))
+        per["fsync_total"].append(r["fsync"] * 1000.0)
+    out = {"runs_traced": len(runs), "runs_complete": len(good),
+           "phases_ms": {k: summary(v) for k, v in per.items() if v},
+           "descriptions": dict(PHASES)}
+    res = load_results(resf)
+    res["phases"] = out
+    save_results(resf, res)
+    print("%d of %d traced runs complete" % (len(good), len(runs)))
+    print("| phase | median ms | mean ms | p90 ms | what |")
+    print("|---|---:|---:|---:|---|")
+    for name, desc in PHASES + [("total", "exec of slicectl to its exit (under tracing)"),
+                                ("fsync_total", "fsync(2) time of slicectl, whole run (in the phases above)")]:
+        if name in out["phases_ms"]:
+            s = out["phases_ms"][name]
+            print("| %s | %.2f | %.2f | %.2f | %s |" % (name, s["median"], s["mean"], s["p90"], desc))
+
+
 def merge(argv):
     resf, key, f = argv[0], argv[1], argv[2]
     res = load_results(resf)
@@ -308,7 +401,7 @@ def get(argv):
 
 if __name__ == "__main__":
     cmds = {"oci-config": oci_config, "start-report": start_report, "samples": samples,
-            "uss": uss, "merge": merge, "get": get}
+            "uss": uss, "phases": phases, "merge": merge, "get": get}
     if len(sys.argv) < 2 or sys.argv[1] not in cmds:
         sys.stderr.write(__doc__)
         sys.exit(2)

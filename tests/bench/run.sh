@@ -25,7 +25,11 @@ DENSITY_MAX_SECS=${BENCH_DENSITY_MAX_SECS:-480}
 PY=$(command -v python3 || true)
 
 say() { printf '%s\n' "$*"; }
-hdr() { printf '\n=== %s ===\n' "$*"; }
+hdr() {
+	printf '\n=== %s ===\n' "$*"
+	# other load on the machine shows in every number: keep it with the results
+	[ -n "${OUT:-}" ] && [ -d "${OUT:-}" ] && printf '%s load %s: %s\n' "$(date -u +%T)" "$(cut -d' ' -f1-3 /proc/loadavg)" "$*" >>"$OUT/load.log"
+}
 die() {
 	say "bench: $*" >&2
 	exit 1
@@ -38,7 +42,7 @@ command -v gcc >/dev/null || die "gcc is needed for the helper programs"
 
 mkdir -p "$OUT" "$OUT/bin"
 RES=$OUT/results.json
-rm -f "$RES" "$OUT"/*.log
+rm -f "$RES" "$OUT"/*.log "$OUT"/*.txt
 export VSLICE_ROOT
 VSLICE_ROOT=$(mktemp -d /tmp/vslice-bench.XXXXXX)
 # mktemp gives 0700; the slice's mapped root must be able to traverse the root
@@ -233,6 +237,28 @@ run_micro() {
 	done
 }
 
+# Per-phase times of `slicectl run --rm` from kernel tracepoints (perf is
+# optional: linux-perf is not in make deps).
+run_phases() {
+	hdr "where the time goes: phases of 'slicectl run --rm ... /bin/true' (perf tracepoints, 40 runs back to back)"
+	if ! command -v perf >/dev/null || ! perf list 2>/dev/null | grep -q 'cgroup:cgroup_attach_task'; then
+		say "perf or its tracepoints are not available: phase breakdown skipped"
+		return 0
+	fi
+	perf record -q -o "$OUT/phases.perf" -a \
+		-e sched:sched_process_exec -e sched:sched_process_exit -e syscalls:sys_enter_fsync \
+		-e syscalls:sys_exit_fsync -e syscalls:sys_enter_write -e cgroup:cgroup_attach_task \
+		-e syscalls:sys_enter_rmdir -e syscalls:sys_enter_unlinkat -- \
+		bash -c 'for i in $(seq 40); do "$0" run --rm --image busybox b -- /bin/true || exit 1; done' "$SLICECTL" \
+		>/dev/null 2>"$OUT/phases-perf.log" || {
+		say "perf record failed ($(tail -1 "$OUT/phases-perf.log")): phase breakdown skipped"
+		return 0
+	}
+	perf script -i "$OUT/phases.perf" -F comm,pid,time,event,trace >"$OUT/phases.txt" 2>/dev/null
+	"$PY" "$BENCH_DIR/benchlib.py" phases "$OUT/phases.txt" "$RES" | tee "$OUT/phases.md"
+	rm -f "$OUT/phases.perf" "$OUT/phases.txt"
+}
+
 # ---------------------------------------------------------------- density --
 limits_json() {
 	local k f
@@ -366,6 +392,7 @@ BENCH_T0=$(now)
 if [ "${BENCH_SKIP_START:-0}" != 1 ]; then
 	run_start_latency
 	run_micro
+	run_phases
 fi
 [ "${BENCH_SKIP_DENSITY:-0}" != 1 ] && run_density
 hdr "done in $(fsub "$(now)" "$BENCH_T0")s; results in $RES"
