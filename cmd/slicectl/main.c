@@ -13,15 +13,19 @@
 
 #include "slicectl.h"
 #include "vslice/slice.h"
+#include "vslice/units.h"
 
 #define VSLICE_VERSION "0.1.0"
 
 int ctl_fail(const char *verb, const char *obj, const struct vs_error *err)
 {
+	/* One line, whatever the user typed or a file held. */
+	char o[128], m[VS_ERROR_MAX];
+	vs_printable(err->msg, m, sizeof(m));
 	if (obj)
-		fprintf(stderr, "slicectl: %s %s: %s\n", verb, obj, err->msg);
+		fprintf(stderr, "slicectl: %s %s: %s\n", verb, vs_printable(obj, o, sizeof(o)), m);
 	else
-		fprintf(stderr, "slicectl: %s: %s\n", verb, err->msg);
+		fprintf(stderr, "slicectl: %s: %s\n", verb, m);
 	return EXIT_VSLICE;
 }
 
@@ -30,17 +34,18 @@ static char **verb_argv;
 
 int ctl_usage(const char *verb, const char *fmt, ...)
 {
-	char buf[512];
+	char buf[512], shown[512];
 	if (!strcmp(fmt, "unknown option") && verb_argv && optind > 0 && verb_argv[optind - 1]) {
 		fprintf(stderr, "slicectl: %s: unknown option or missing value: \"%s\" (see: slicectl %s --help)\n",
-			verb, verb_argv[optind - 1], verb);
+			verb, vs_printable(verb_argv[optind - 1], shown, sizeof(shown)), verb);
 		return EXIT_VSLICE;
 	}
 	va_list ap;
 	va_start(ap, fmt);
 	vsnprintf(buf, sizeof(buf), fmt, ap);
 	va_end(ap);
-	fprintf(stderr, "slicectl: %s: %s (see: slicectl %s --help)\n", verb, buf, verb);
+	fprintf(stderr, "slicectl: %s: %s (see: slicectl %s --help)\n", verb,
+		vs_printable(buf, shown, sizeof(shown)), verb);
 	return EXIT_VSLICE;
 }
 
@@ -189,6 +194,8 @@ int main(int argc, char **argv)
 		verb_argv = argv + vi;
 		return fn(&ctl, argc - vi, argv + vi);
 	}
-	fprintf(stderr, "slicectl: unknown verb \"%s\" (see: slicectl --help)\n", verb);
+	char shown[128];
+	fprintf(stderr, "slicectl: unknown verb \"%s\" (see: slicectl --help)\n",
+		vs_printable(verb, shown, sizeof(shown)));
 	return EXIT_VSLICE;
 }

@@ -14,6 +14,7 @@
 #ifndef VSLICE_IDRANGE_H
 #define VSLICE_IDRANGE_H
 
+#include <stdbool.h>
 #include <stdint.h>
 
 #include "vslice/error.h"
@@ -27,6 +28,8 @@ const char *idrange_default_dir(void);
 long idrange_lowest_free(const uint8_t *bitmap, uint32_t nslots);
 /* Claim a range for owner (a path); *base gets the first host id. */
 int idrange_claim(const char *dir, const char *owner, uint32_t *base, struct vs_error *err);
+/* True when the claim for base exists and names owner (nothing else may use it). */
+bool idrange_owned(const char *dir, const char *owner, uint32_t base);
 /* Release the range starting at base if owner still holds it. Missing is fine. */
 int idrange_release(const char *dir, const char *owner, uint32_t base, struct vs_error *err);
 

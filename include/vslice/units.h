@@ -6,6 +6,7 @@
 #define VSLICE_UNITS_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #include "vslice/error.h"
@@ -20,6 +21,9 @@ int vs_parse_cpus(const char *s, uint64_t *out_millis, struct vs_error *err);
 bool vs_name_valid(const char *s);
 int vs_check_name(const char *what, const char *s, struct vs_error *err);
 
+/* Copy s into buf with control characters (newlines...) shown as '?', so
+ * an error that echoes user input stays one line. */
+const char *vs_printable(const char *s, char *buf, size_t len);
 /* Format bytes as "256M" style (exact binary unit when possible) into buf. */
 const char *vs_format_size(uint64_t bytes, char *buf, size_t len);
 /* Format seconds as "14d", "2h", "1m30s" style into buf. */

@@ -142,9 +142,20 @@ int vs_check_name(const char *what, const char *s, struct vs_error *err)
 {
 	if (vs_name_valid(s))
 		return 0;
+	char shown[81];
+	vs_printable(s ? s : "", shown, sizeof(shown));
 	return vs_error_set(err, EINVAL,
-			    "invalid %s name \"%.80s\" (use [a-z][a-z0-9_-]{0,62}, e.g. site_exp1)",
-			    what, s ? s : "");
+			    "invalid %s name \"%s\" (use [a-z][a-z0-9_-]{0,62}, e.g. site_exp1)", what,
+			    shown);
+}
+
+const char *vs_printable(const char *s, char *buf, size_t len)
+{
+	size_t n = 0;
+	for (; *s && n + 1 < len; s++)
+		buf[n++] = ((unsigned char)*s < 0x20 || (unsigned char)*s == 0x7f) ? '?' : *s;
+	buf[n] = '\0';
+	return buf;
 }
 
 const char *vs_format_size(uint64_t b, char *buf, size_t len)

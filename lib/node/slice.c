@@ -372,6 +372,18 @@ int slice_create(const char *root, struct slice_spec *spec, struct vs_error *err
 	return r;
 }
 
+/* spec.json's id range must be the one claimed for this very slice: a
+ * tampered id_base could otherwise run it as another slice's ids. */
+static int check_id_range(const char *root, const struct slice_spec *spec, struct vs_error *err)
+{
+	cleanup_free char *d = slice_dir(root, spec->name);
+	if (!idrange_owned(idrange_default_dir(), d, spec->id_base))
+		return vs_error_set(err, EPERM,
+				    "spec.json: .id_base %u is not the id range claimed for this slice "
+				    "(refusing; slicectl destroy --force %s)", spec->id_base, spec->name);
+	return 0;
+}
+
 /* Spawn with everything loaded; the caller holds the slice lock. */
 static int start_locked(const char *root, const char *name, const struct slice_spec *spec,
 			const struct slice_start_opts *o, const struct seccomp_bpf *bpf,
@@ -476,6 +488,8 @@ int slice_start(const char *root, const char *name, const struct slice_start_opt
 		return vs_error_set(err, EBUSY, "already running");
 	if (spec.expires && time(NULL) >= spec.expires)
 		return vs_error_set(err, ETIME, "lifetime ended (renew or destroy it)");
+	if ((r = check_id_range(root, &spec, err)) < 0)
+		return r;
 	cleanup_free char *cache = vs_xasprintf("%s/cache/seccomp", root);
 	struct seccomp_bpf bpf = { 0 };
 	uint64_t caps = caps_default_mask();
@@ -547,6 +561,8 @@ int slice_exec(const char *root, const char *name, const struct slice_exec_opts 
 	}
 	if (st.status == SLICE_FROZEN)
 		return vs_error_set(err, EBUSY, "frozen (thaw it first: slicectl thaw %s)", name);
+	if ((r = check_id_range(root, &spec, err)) < 0)
+		return r;
 	cleanup_free char *cache = vs_xasprintf("%s/cache/seccomp", root);
 	struct seccomp_bpf bpf = { 0 };
 	uint64_t caps = caps_default_mask();

@@ -127,3 +127,17 @@ int idrange_release(const char *dir, const char *owner, uint32_t base, struct vs
 		return vs_error_sys(err, errno, "id range claim %s: unlink", path);
 	return 0;
 }
+
+bool idrange_owned(const char *dir, const char *owner, uint32_t base)
+{
+	if (base < IDRANGE_FIRST || (base - IDRANGE_FIRST) % IDRANGE_SIZE ||
+	    (base - IDRANGE_FIRST) / IDRANGE_SIZE >= IDRANGE_SLOTS)
+		return false;
+	cleanup_free char *path = vs_xasprintf("%s/%u", dir, (base - IDRANGE_FIRST) / IDRANGE_SIZE);
+	cleanup_free char *cur = NULL;
+	struct vs_error ignore;
+	if (vs_read_file(path, 4096, &cur, NULL, &ignore) < 0)
+		return false;
+	cur[strcspn(cur, "\n")] = '\0';
+	return strcmp(cur, owner) == 0;
+}
