@@ -15,14 +15,16 @@
 
 static const char image_help[] =
 	"usage: slicectl image build busybox [--from PATH]\n"
-	"       slicectl image import NAME PATH\n"
+	"       slicectl image import [--relative-symlinks] NAME PATH\n"
 	"       slicectl image list [-q]\n"
 	"       slicectl image rm NAME\n\n"
 	"Images are read-only root file systems that slices share as the lower\n"
 	"layer of their overlay.\n"
 	"  build busybox   an image from the host's static busybox (busybox-static)\n"
-	"  import          from a directory, .tar, .tar.gz or .tar.xz; entries that would\n"
-	"                  land outside the image, device nodes and absolute links are refused\n"
+	"  import          from a directory, a tar (gzip/xz/bzip2/zstd/lz4), an OCI layout or a\n"
+	"                  docker-save archive; entries that would land outside the image,\n"
+	"                  device nodes and absolute symlinks are refused (setuid bits cleared);\n"
+	"                  --relative-symlinks rewrites absolute symlinks to relative ones\n"
 	"  rm              refused while a slice uses the image\n";
 
 static int image_list_cmd(struct ctl *ctl, bool quiet)
@@ -96,12 +98,19 @@ int cmd_image(struct ctl *ctl, int argc, char **argv)
 		return 0;
 	}
 	if (!strcmp(sub, "import")) {
-		if (argc != 4)
-			return ctl_usage("image import", "usage: slicectl image import NAME PATH");
-		if (image_import(ctl->root, argv[2], argv[3], &err) < 0)
-			return ctl_fail("image import", argv[2], &err);
+		unsigned flags = 0;
+		int i = 2;
+		if (i < argc && !strcmp(argv[i], "--relative-symlinks")) {
+			flags |= IMAGE_IMPORT_RELATIVIZE_SYMLINKS;
+			i++;
+		}
+		if (argc - i != 2)
+			return ctl_usage("image import",
+					 "usage: slicectl image import [--relative-symlinks] NAME PATH");
+		if (image_import_ex(ctl->root, argv[i], argv[i + 1], flags, &err) < 0)
+			return ctl_fail("image import", argv[i], &err);
 		if (!ctl->quiet)
-			printf("%s\n", argv[2]);
+			printf("%s\n", argv[i]);
 		return 0;
 	}
 	if (!strcmp(sub, "list") || !strcmp(sub, "ls")) {

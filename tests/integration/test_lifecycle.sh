@@ -72,6 +72,15 @@ check "destroy: every process of the slice is gone ($pids)" bash -c "test -n '$p
 check "destroy: nothing mounted on the host for it" bash -c "! grep -q '$VSLICE_ROOT' /proc/self/mountinfo"
 check "destroy: id range released" bash -c "! grep -rqs '$VSLICE_ROOT/slices/d1\$' /var/lib/vslice/idranges"
 
+# Where id-mapped mounts are refused, a chowned copy of the image is used.
+VSLICE_IDMAP=off vs run -d cp1 -- sleep 600 >/dev/null
+expect_eq "copy fallback: the slice runs" "0 root" "$(vs exec cp1 -- sh -c 'echo $(id -u) $(stat -c %U /bin/busybox)')"
+check "copy fallback: show says so" bash -c "vs show cp1 | grep -q 'chowned copy'"
+cbase=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["id_base"])' "$VSLICE_ROOT/slices/cp1/spec.json")
+check "copy fallback: the copy belongs to the slice's ids" test "$(stat -c %u "$VSLICE_ROOT/slices/cp1/lower-copy/bin/busybox")" = "$cbase"
+expect_eq "id-mapped by default: show says so" true "$(vs show --json a9 2>/dev/null || vs run -d a9 -- sleep 60 >/dev/null; vs show --json a9 | python3 -c 'import json,sys; print(str(json.load(sys.stdin)["idmapped"]).lower())')"
+vs destroy --force cp1 a9
+
 # Stats: TLP of two busy threads is about 2 on this 2-core machine.
 vs run -d spin -- sh -c 'while :; do :; done & while :; do :; done' >/dev/null
 sleep 0.5
