@@ -14,6 +14,7 @@
 #include <grp.h>
 #include <limits.h>
 #include <net/if.h>
+#include <pthread.h>
 #include <sched.h>
 #include <signal.h>
 #include <stdio.h>
@@ -490,4 +491,43 @@ int sliver_init_open(const char *cache_dir, struct vs_error *err)
 	if (fd < 0)
 		return vs_error_sys(err, errno, "%s", path);
 	return fd;
+}
+
+/*
+ * On cgroup v1 the first write to a cgroup.procs after an idle period waits
+ * for an RCU grace period (cgroup_threadgroup_rwsem); writes while one is in
+ * flight or just passed are cheap. A thread that moves itself into the
+ * slices' parent cgroup early (while the caller still writes state and loads the
+ * policy) starts that grace period sooner, so the launcher's own attach
+ * finds it (nearly) over. The thread then exits; it holds nothing.
+ */
+static void *prewarm_main(void *arg)
+{
+	char *path = arg, tid[16];
+	snprintf(tid, sizeof(tid), "%d", gettid());
+	struct vs_error ignore;
+	vs_write_str(path, tid, &ignore);
+	free(path);
+	return NULL;
+}
+
+void sliver_prewarm_attach(struct cgroup *cg)
+{
+	if (cgroup_get_mode(cg) == CGROUP_UNIFIED)
+		return; /* v2 uses CLONE_INTO_CGROUP: no attach to warm up */
+	const char *dir = cgroup_path(cg, "pids");
+	const char *slash = dir ? strrchr(dir, '/') : NULL;
+	if (!slash)
+		return;
+	pthread_t th;
+	pthread_attr_t a;
+	pthread_attr_init(&a);
+	pthread_attr_setdetachstate(&a, PTHREAD_CREATE_DETACHED);
+	pthread_attr_setstacksize(&a, 64 * 1024);
+	/* Into the parent (ours, limit-free): a thread of ours must never sit in
+	 * the slice's own cgroup, where destroy would kill it. */
+	char *path = vs_xasprintf("%.*s/tasks", (int)(slash - dir), dir);
+	if (pthread_create(&th, &a, prewarm_main, path) != 0)
+		free(path);
+	pthread_attr_destroy(&a);
 }
