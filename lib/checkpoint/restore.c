@@ -908,7 +908,9 @@ static int r_proc_final(struct restorer *R, struct r_proc *p, struct ck_inject *
 	for (int cap = 0; cap < 64; cap++)
 		if (pi->cap_amb & (1ull << cap))
 			SYS(in, SYS_prctl, PR_CAP_AMBIENT, PR_CAP_AMBIENT_RAISE, cap, 0, 0, 0);
-	if (pi->dumpable != 1)
+	/* always: the stub inherited the runtime's non-dumpable launcher state
+	 * (an exec would have reset it) */
+	if (pi->dumpable >= 0 && pi->dumpable <= 1)
 		SYS(in, SYS_prctl, PR_SET_DUMPABLE, pi->dumpable, 0, 0, 0, 0);
 	return 0;
 }

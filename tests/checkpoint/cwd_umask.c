@@ -2,6 +2,7 @@
  * environment survive. */
 #include <dirent.h>
 #include <fcntl.h>
+#include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include "zdtm.h"
@@ -30,8 +31,10 @@ int main(int argc, char **argv)
 	readdir(d);
 	readdir(d);
 	long pos = telldir(d);
+	int dumpable = prctl(PR_GET_DUMPABLE);
 	test_daemon();
 	test_waitsig();
+	CHECK(prctl(PR_GET_DUMPABLE) == dumpable, "dumpable %d -> %d", dumpable, prctl(PR_GET_DUMPABLE));
 	char cwd[256];
 	CHECK(getcwd(cwd, sizeof(cwd)) && !strcmp(cwd, dir), "cwd %s", cwd);
 	mode_t m = umask(0);
