@@ -164,16 +164,20 @@ def start_report(argv):
                 full[k] = v
     res = load_results(resf)
     rows = {}
-    print("| tool | command | median ms | mean ms | p90 ms | min ms | max ms | runs |")
-    print("|---|---|---:|---:|---:|---:|---:|---:|")
+    print("| tool | command | median ms | mean ms | p90 ms | min ms | max ms | runs | failed |")
+    print("|---|---|---:|---:|---:|---:|---:|---:|---:|")
     for r in data["results"]:
         name = r["command"]
         times = [t * 1000.0 for t in r["times"]]
         s = summary(times)
         s["command"] = full.get(name, name)
+        s["failed_runs"] = sum(1 for c in (r.get("exit_codes") or []) if c != 0)
+        s["exit_codes_nonzero"] = sorted(set(c for c in (r.get("exit_codes") or []) if c != 0))
         rows[name] = s
-        print("| %s | `%s` | %.1f | %.1f | %.1f | %.1f | %.1f | %d |" % (
-            name, s["command"], s["median"], s["mean"], s["p90"], s["min"], s["max"], s["n"]))
+        print("| %s | `%s` | %.1f | %.1f | %.1f | %.1f | %.1f | %d | %s |" % (
+            name, s["command"], s["median"], s["mean"], s["p90"], s["min"], s["max"], s["n"],
+            ("%d (exit %s)" % (s["failed_runs"], ",".join(map(str, s["exit_codes_nonzero"]))))
+            if s["failed_runs"] else "0"))
     res["start"] = rows
     ratios = {}
     v = rows.get("vslice")
