@@ -27,6 +27,7 @@
 #include <sys/wait.h>
 #include <time.h>
 #include <linux/elf.h>
+#include <linux/kcmp.h>
 #include <linux/ptrace.h>
 
 #include "ckpt_int.h"
@@ -223,6 +224,45 @@ static int d_check_proc(struct dumper *d, struct d_proc *p, struct vs_error *err
 					    p->vpid, strtok(line, "\n"));
 	}
 	return ck_files_check(p->hpid, p->vpid, err);
+}
+
+/* Processes (not threads) that share an address space (vfork, CLONE_VM),
+ * an fd table, fs info or signal handlers cannot be restored as separate
+ * processes; neither can a thread group whose leader is gone. */
+static int d_check_sharing(struct dumper *d, struct vs_error *err)
+{
+	static const struct { int type; const char *what; } kinds[] = {
+		{ KCMP_VM, "its address space (vfork/CLONE_VM)" },
+		{ KCMP_FILES, "its fd table (CLONE_FILES)" },
+		{ KCMP_FS, "its cwd/umask (CLONE_FS)" },
+		{ KCMP_SIGHAND, "its signal handlers (CLONE_SIGHAND)" },
+	};
+	for (size_t i = 0; i < d->nprocs; i++) {
+		struct d_proc *a = &d->procs[i];
+		if (a->zombie) {
+			pid_t *tids = NULL;
+			size_t nt = 0;
+			if (list_tids(a->hpid, &tids, &nt) == 0 && nt > 1) {
+				free(tids);
+				return vs_error_set(err, ENOTSUP,
+						    "pid %d: refused: thread group leader exited, %zu threads live on",
+						    a->vpid, nt - 1);
+			}
+			free(tids);
+			continue;
+		}
+		for (size_t j = i + 1; j < d->nprocs; j++) {
+			struct d_proc *b = &d->procs[j];
+			if (b->zombie)
+				continue;
+			for (size_t k = 0; k < VS_ARRAY_SIZE(kinds); k++)
+				if (syscall(SYS_kcmp, a->hpid, b->hpid, kinds[k].type, 0, 0) == 0)
+					return vs_error_set(err, ENOTSUP,
+							    "pid %d: refused: shares %s with pid %d",
+							    b->vpid, kinds[k].what, a->vpid);
+		}
+	}
+	return 0;
 }
 
 /* --- stopping ----------------------------------------------------------- */
@@ -1071,6 +1111,8 @@ int ckpt_dump(const struct ckpt_dump_opts *o, struct ckpt_stats *st, struct vs_e
 		r = d_check_proc(&d, &d.procs[i], err);
 	if (r >= 0 && d.nprocs)
 		r = ck_files_check_ns(d.procs[0].hpid, err);
+	if (r >= 0)
+		r = d_check_sharing(&d, err);
 	if (r < 0)
 		goto fail_nothing;
 	uint64_t t_check = vs_now_ns();
