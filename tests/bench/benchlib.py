@@ -14,6 +14,8 @@
   benchlib.py phases PERF_SCRIPT_TXT RESULTS_JSON
       per-phase times of `slicectl run --rm ... /bin/true` from a perf trace
       (perf script -F comm,pid,time,event,trace; see run.sh run_phases).
+  benchlib.py meminfo-delta BEFORE AFTER N RESULTS_JSON
+      where the host memory of N slices went (/proc/meminfo deltas per slice).
   benchlib.py merge RESULTS_JSON KEY JSON_FILE
       results[KEY] = contents of JSON_FILE
   benchlib.py get RESULTS_JSON KEY.PATH
@@ -385,6 +387,25 @@ def phases(argv):
             print("| %s | %.2f | %.2f | %.2f | %s |" % (name, s["median"], s["mean"], s["p90"], desc))
 
 
+def meminfo_delta(argv):
+    def load(f):
+        out = {}
+        for line in open(f):
+            k, v = line.split(":", 1)
+            out[k] = int(v.split()[0])
+        return out
+    a, b, n, resf = load(argv[0]), load(argv[1]), max(1, int(argv[2])), argv[3]
+    keys = ["MemAvailable", "MemFree", "AnonPages", "Shmem", "Cached", "Slab", "SReclaimable", "SUnreclaim",
+            "KernelStack", "PageTables", "Percpu", "VmallocUsed"]
+    d = {k: (a[k] - b[k]) if k in ("MemAvailable", "MemFree") else (b[k] - a[k]) for k in keys if k in a and k in b}
+    per = {k: round(v / n, 1) for k, v in d.items()}
+    res = load_results(resf)
+    res.setdefault("density", {})["meminfo_delta_kib"] = {"total": d, "per_slice": per, "slices": n}
+    save_results(resf, res)
+    print("host memory per slice (KiB, /proc/meminfo delta / %d): %s" % (
+        n, ", ".join("%s %.0f" % (k, v) for k, v in per.items())))
+
+
 def merge(argv):
     resf, key, f = argv[0], argv[1], argv[2]
     res = load_results(resf)
@@ -405,7 +426,7 @@ def get(argv):
 
 if __name__ == "__main__":
     cmds = {"oci-config": oci_config, "start-report": start_report, "samples": samples,
-            "uss": uss, "phases": phases, "merge": merge, "get": get}
+            "uss": uss, "phases": phases, "meminfo-delta": meminfo_delta, "merge": merge, "get": get}
     if len(sys.argv) < 2 or sys.argv[1] not in cmds:
         sys.stderr.write(__doc__)
         sys.exit(2)

@@ -294,6 +294,7 @@ run_density() {
 	local mem0 t0 tb i name err started=0 fail="" batch=100 tnow
 	local -a batch_rates=()
 	mem0=$(memavail)
+	cp /proc/meminfo "$OUT/meminfo-before.txt"
 	t0=$(now)
 	tb=$t0
 	: >"$OUT/density-start.log"
@@ -343,6 +344,8 @@ run_density() {
 	say "slicectl list says: $states"
 	local mem1
 	mem1=$(memavail)
+	cp /proc/meminfo "$OUT/meminfo-with-slices.txt"
+	"$PY" "$BENCH_DIR/benchlib.py" meminfo-delta "$OUT/meminfo-before.txt" "$OUT/meminfo-with-slices.txt" "$started" "$RES"
 	"$PY" "$BENCH_DIR/benchlib.py" uss "$VSLICE_ROOT" "$RES"
 	say "host MemAvailable: before $((mem0 / 1024)) MiB, with $started slices $((mem1 / 1024)) MiB: delta $(((mem0 - mem1) / 1024)) MiB, $(((mem0 - mem1) / (started > 0 ? started : 1))) KiB per slice"
 	local lt0 lt1
