@@ -222,6 +222,7 @@ int cmd_run(struct ctl *ctl, int argc, char **argv)
 	struct vs_error err;
 	char name[SLICE_NAME_MAX];
 	snprintf(name, sizeof(name), "%s", a.spec.name);
+	a.spec.ephemeral = a.rm;
 	if (slice_create(ctl->root, &a.spec, &err) < 0) {
 		slice_spec_free(&a.spec);
 		return ctl_fail("run", name, &err);

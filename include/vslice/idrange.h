@@ -26,8 +26,10 @@
 const char *idrange_default_dir(void);
 /* Lowest clear index in a bitmap of nslots bits, or -1 if all are set. */
 long idrange_lowest_free(const uint8_t *bitmap, uint32_t nslots);
-/* Claim a range for owner (a path); *base gets the first host id. */
-int idrange_claim(const char *dir, const char *owner, uint32_t *base, struct vs_error *err);
+/* Claim a range for owner (a path); *base gets the first host id. durable:
+ * fsync the claim (skipped for ephemeral slices, which die with the host). */
+int idrange_claim(const char *dir, const char *owner, bool durable, uint32_t *base,
+		  struct vs_error *err);
 /* True when the claim for base exists and names owner (nothing else may use it). */
 bool idrange_owned(const char *dir, const char *owner, uint32_t base);
 /* Release the range starting at base if owner still holds it. Missing is fine. */

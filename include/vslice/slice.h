@@ -41,6 +41,8 @@ struct slice_spec {
 	char **argv;		/* NULL-terminated; NULL = /bin/sh */
 	uint64_t timeout_secs;	/* 0 = none: PID 1 kills the workload after this long */
 	unsigned restart_max;	/* restart on failure (exit != 0) up to this many times */
+	bool ephemeral;		/* run --rm: destroyed when it ends, so no fsyncs and a
+				 * volatile overlay (no sync of the upper layer at exit) */
 	/* Filled by slice_create: */
 	uint32_t id_base;	/* host uid/gid of the slice's root; range of 65536 */
 	time_t created;

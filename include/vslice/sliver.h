@@ -51,6 +51,7 @@ struct sliver_config {
 	uint64_t timeout_secs;
 	unsigned restart_max;
 	time_t expires;			/* 0 = never */
+	bool volatile_upper;		/* overlay "volatile": no sync of upper at exit */
 	/* Restore hook, see slice.h */
 	int (*workload_fn)(void *arg);
 	void *workload_arg;

@@ -53,6 +53,10 @@ char *vs_xasprintf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
  */
 int vs_write_file_atomic(const char *path, const void *data, size_t len, mode_t mode,
 			 struct vs_error *err);
+/* As above; durable false skips both fsyncs (the rename still makes the
+ * replacement atomic for readers; a host crash may keep the old content). */
+int vs_write_file_replace(const char *path, const void *data, size_t len, mode_t mode,
+			  bool durable, struct vs_error *err);
 
 /* Write a short string to an existing file (cgroup/proc knobs): open O_WRONLY, one write. */
 int vs_write_str(const char *path, const char *s, struct vs_error *err);

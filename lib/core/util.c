@@ -89,6 +89,12 @@ ssize_t vs_read_all(int fd, void *buf, size_t len)
 int vs_write_file_atomic(const char *path, const void *data, size_t len, mode_t mode,
 			 struct vs_error *err)
 {
+	return vs_write_file_replace(path, data, len, mode, true, err);
+}
+
+int vs_write_file_replace(const char *path, const void *data, size_t len, mode_t mode,
+			  bool durable, struct vs_error *err)
+{
 	cleanup_free char *tmp = vs_xasprintf("%s.tmp.%d", path, getpid());
 	cleanup_free char *dircopy = vs_xstrdup(path);
 	int r;
@@ -97,7 +103,7 @@ int vs_write_file_atomic(const char *path, const void *data, size_t len, mode_t 
 		if (fd < 0)
 			return vs_error_sys(err, errno, "%s: create", tmp);
 		r = vs_write_all(fd, data, len);
-		if (r == 0 && fsync(fd) < 0)
+		if (r == 0 && durable && fsync(fd) < 0)
 			r = -errno;
 		if (r < 0) {
 			unlink(tmp);
@@ -109,6 +115,8 @@ int vs_write_file_atomic(const char *path, const void *data, size_t len, mode_t 
 		unlink(tmp);
 		return vs_error_sys(err, e, "%s: rename", path);
 	}
+	if (!durable)
+		return 0;
 	cleanup_close int dfd = open(dirname(dircopy), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	if (dfd >= 0)
 		fsync(dfd);

@@ -113,20 +113,23 @@ static int open_cgroup(const char *name, struct cgroup **cg, struct vs_error *er
 }
 
 static int write_json_file(const char *root, const char *name, const char *file, char *text,
-			   struct vs_error *err)
+			   bool durable, struct vs_error *err)
 {
 	if (!text)
 		abort();
 	cleanup_free char *p = slice_file(root, name, file);
-	int r = vs_write_file_atomic(p, text, strlen(text), 0600, err);
+	int r = vs_write_file_replace(p, text, strlen(text), 0600, durable, err);
 	free(text);
 	return r;
 }
 
+/* state.json is replaced atomically but not fsync'd: it caches what the
+ * kernel knows (PID 1, its start time, the exit record), and after a host
+ * crash every slice is stopped whatever it says. */
 static int save_state(const char *root, const char *name, const struct slice_state *st,
 		      struct vs_error *err)
 {
-	return write_json_file(root, name, "state.json", state_to_json(st), err);
+	return write_json_file(root, name, "state.json", state_to_json(st), false, err);
 }
 
 static int read_spec(const char *root, const char *name, struct slice_spec *spec,
@@ -299,7 +302,7 @@ static int remove_slice(const char *root, const char *name, uint32_t id_base,
 static int create_in(const char *root, struct slice_spec *spec, const char *d,
 		     struct vs_error *err)
 {
-	int r = idrange_claim(idrange_default_dir(), d, &spec->id_base, err);
+	int r = idrange_claim(idrange_default_dir(), d, !spec->ephemeral, &spec->id_base, err);
 	if (r < 0)
 		return r;
 	static const char *const dirs[] = { "upper", "work", "lower", "rootfs", "lower-copy" };
@@ -343,7 +346,8 @@ static int create_in(const char *root, struct slice_spec *spec, const char *d,
 	if ((r = save_state(root, spec->name, &st, err)) < 0)
 		return r;
 	/* spec.json last: its presence marks a complete slice. */
-	return write_json_file(root, spec->name, "spec.json", spec_to_json(spec), err);
+	return write_json_file(root, spec->name, "spec.json", spec_to_json(spec), !spec->ephemeral,
+			       err);
 }
 
 int slice_create(const char *root, struct slice_spec *spec, struct vs_error *err)
@@ -438,7 +442,7 @@ static int start_locked(const char *root, const char *name, const struct slice_s
 		.stderr_fd = fg ? o->stderr_fd : log_fd, .detach = !fg, .exit_fd = exit_fd,
 		.init_fd = init_fd,
 		.timeout_secs = spec->timeout_secs, .restart_max = spec->restart_max,
-		.expires = spec->expires,
+		.expires = spec->expires, .volatile_upper = spec->ephemeral,
 	};
 	if (o) {
 		c.workload_fn = o->workload_fn;

@@ -96,6 +96,8 @@ char *spec_to_json(const struct slice_spec *s)
 		"timeout_secs", (json_int_t)s->timeout_secs, "restart_max", (json_int_t)s->restart_max,
 		"id_base", (json_int_t)s->id_base, "created", (json_int_t)s->created,
 		"expires", (json_int_t)s->expires);
+	if (j && s->ephemeral)
+		json_object_set_new(j, "ephemeral", json_true());
 	return j ? json_dumps(j, JSON_INDENT(2) | JSON_SORT_KEYS) : NULL;
 }
 
@@ -216,6 +218,12 @@ int spec_from_json(const char *text, const char *dirname, struct slice_spec *s,
 		r = vs_error_set(err, EINVAL, "%s: .argv: empty", f);
 		goto fail;
 	}
+	json_t *eph = json_object_get(j, "ephemeral");
+	if (eph && !json_is_boolean(eph)) {
+		r = vs_error_set(err, EINVAL, "%s: .ephemeral: expected true or false", f);
+		goto fail;
+	}
+	s->ephemeral = eph && json_is_true(eph);
 	return 0;
 fail:
 	slice_spec_free(s);

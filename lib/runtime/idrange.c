@@ -73,7 +73,8 @@ static int scan_claims(const char *dir, uint8_t *bitmap, struct vs_error *err)
 	return 0;
 }
 
-int idrange_claim(const char *dir, const char *owner, uint32_t *base, struct vs_error *err)
+int idrange_claim(const char *dir, const char *owner, bool durable, uint32_t *base,
+		  struct vs_error *err)
 {
 	int r = vs_mkdir_p(dir, 0700, err);
 	if (r < 0)
@@ -98,7 +99,7 @@ int idrange_claim(const char *dir, const char *owner, uint32_t *base, struct vs_
 			return vs_error_sys(err, errno, "id range claim %s", path);
 		}
 		cleanup_free char *line = vs_xasprintf("%s\n", owner);
-		if (vs_write_all(fd, line, strlen(line)) < 0 || fsync(fd) < 0) {
+		if (vs_write_all(fd, line, strlen(line)) < 0 || (durable && fsync(fd) < 0)) {
 			int e = errno;
 			unlink(path);
 			return vs_error_sys(err, e, "id range claim %s: write", path);

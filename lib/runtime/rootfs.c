@@ -136,8 +136,10 @@ int rootfs_mount_overlay(const struct sliver_config *c, int userns, bool *idmapp
 		lower = c->lower_copy;
 	}
 	char opts[3 * PATH_MAX + 64];
-	if (snprintf(opts, sizeof(opts), "lowerdir=%s,upperdir=%s,workdir=%s", lower, c->upper,
-		     c->work) >= (int)sizeof(opts))
+	/* volatile (ephemeral slices): unmounting the overlay when the slice
+	 * ends would otherwise sync the whole upper file system. */
+	if (snprintf(opts, sizeof(opts), "lowerdir=%s,upperdir=%s,workdir=%s%s", lower, c->upper,
+		     c->work, c->volatile_upper ? ",volatile" : "") >= (int)sizeof(opts))
 		return vs_error_set(err, ENAMETOOLONG, "overlay options too long");
 	if (mount("overlay", c->rootfs, "overlay", MS_NODEV | MS_NOSUID, opts) < 0)
 		return vs_error_sys(err, errno, "mount overlay at %s", c->rootfs);

@@ -61,7 +61,7 @@ static void test_claims_distinct_and_released(void **state)
 	char *o[3];
 	for (int i = 0; i < 3; i++) {
 		o[i] = owner(i);
-		assert_int_equal(idrange_claim(claims, o[i], &b[i], &err), 0);
+		assert_int_equal(idrange_claim(claims, o[i], true, &b[i], &err), 0);
 		assert_true(b[i] >= IDRANGE_FIRST);
 		assert_int_equal((b[i] - IDRANGE_FIRST) % IDRANGE_SIZE, 0);
 	}
@@ -72,12 +72,12 @@ static void test_claims_distinct_and_released(void **state)
 	assert_int_equal(idrange_release(claims, o[0], b[1], &err), 0);
 	uint32_t again;
 	char *o3 = owner(3);
-	assert_int_equal(idrange_claim(claims, o3, &again, &err), 0);
+	assert_int_equal(idrange_claim(claims, o3, true, &again, &err), 0);
 	assert_true(again != b[0] && again != b[1] && again != b[2]);
 	/* The owner's release frees the slot for the next claim. */
 	assert_int_equal(idrange_release(claims, o[1], b[1], &err), 0);
 	char *o4 = owner(4);
-	assert_int_equal(idrange_claim(claims, o4, &again, &err), 0);
+	assert_int_equal(idrange_claim(claims, o4, true, &again, &err), 0);
 	assert_int_equal(again, b[1]);
 	assert_int_not_equal(idrange_release(claims, o4, 12345, &err), 0);
 	for (int i = 0; i < 3; i++)
@@ -91,10 +91,10 @@ static void test_stale_claim_reclaimed(void **state)
 	struct vs_error err;
 	char *o = owner(10);
 	uint32_t b, b2;
-	assert_int_equal(idrange_claim(claims, o, &b, &err), 0);
+	assert_int_equal(idrange_claim(claims, o, true, &b, &err), 0);
 	rmdir(o); /* the owner vanished (a crashed test root) */
 	char *o2 = owner(11);
-	assert_int_equal(idrange_claim(claims, o2, &b2, &err), 0);
+	assert_int_equal(idrange_claim(claims, o2, true, &b2, &err), 0);
 	assert_int_equal(b2, b);
 	free(o);
 	free(o2);
@@ -111,7 +111,7 @@ static void test_concurrent_claims_never_collide(void **state)
 				struct vs_error err;
 				uint32_t b;
 				char *o = owner(100 + p * 16 + i);
-				if (idrange_claim(claims, o, &b, &err) < 0)
+				if (idrange_claim(claims, o, true, &b, &err) < 0)
 					b = 0;
 				(void)!write(pfd[1], &b, sizeof(b));
 			}
