@@ -632,25 +632,11 @@ static int finish_state(const char *root, const char *name, struct vs_error *err
 	return save_state(root, name, &st, err);
 }
 
-int slice_stop(const char *root, const char *name, unsigned timeout_secs, struct vs_error *err)
-{
-	cleanup_close int lk = lock_slice(root, name, err);
-	if (lk < 0)
-		return lk;
-	struct slice_state st;
-	int r = signal_pid1(root, name, SIGTERM, &st, err);
-	if (r < 0)
-		return r;
-	if (!wait_gone(st.pid, st.pid_starttime, timeout_secs * 1000)) {
-		cleanup_cgroup struct cgroup *cg = NULL;
-		if ((r = open_cgroup(name, &cg, err)) < 0 || (r = cgroup_kill(cg, SIGKILL, err)) < 0)
-			return r;
-		wait_gone(st.pid, st.pid_starttime, 5000);
-	}
-	return finish_state(root, name, err);
-}
-
-int slice_kill(const char *root, const char *name, int sig, struct vs_error *err)
+/* Signal PID 1 (which forwards to the workload), wait up to wait_ms for the
+ * slice to end, SIGKILL everything in its cgroup if it has not and
+ * escalate is set, then record the outcome. */
+static int signal_and_settle(const char *root, const char *name, int sig, unsigned wait_ms,
+			     bool escalate, struct vs_error *err)
 {
 	cleanup_close int lk = lock_slice(root, name, err);
 	if (lk < 0)
@@ -659,9 +645,23 @@ int slice_kill(const char *root, const char *name, int sig, struct vs_error *err
 	int r = signal_pid1(root, name, sig, &st, err);
 	if (r < 0)
 		return r;
-	if (sig == SIGKILL)
+	if (!wait_gone(st.pid, st.pid_starttime, wait_ms) && escalate) {
+		cleanup_cgroup struct cgroup *cg = NULL;
+		if ((r = open_cgroup(name, &cg, err)) < 0 || (r = cgroup_kill(cg, SIGKILL, err)) < 0)
+			return r;
 		wait_gone(st.pid, st.pid_starttime, 5000);
+	}
 	return finish_state(root, name, err);
+}
+
+int slice_stop(const char *root, const char *name, unsigned timeout_secs, struct vs_error *err)
+{
+	return signal_and_settle(root, name, SIGTERM, timeout_secs * 1000, true, err);
+}
+
+int slice_kill(const char *root, const char *name, int sig, struct vs_error *err)
+{
+	return signal_and_settle(root, name, sig, sig == SIGKILL ? 5000 : 0, false, err);
 }
 
 static int freeze_thaw(const char *root, const char *name, bool freeze, struct vs_error *err)
