@@ -888,13 +888,17 @@ static int r_proc_final(struct restorer *R, struct r_proc *p, struct ck_inject *
 		}
 	}
 	/* capabilities: bounding set, then the sets themselves, then ambient */
-	for (int cap = 0; cap < 64; cap++) {
-		if (pi->cap_bnd & (1ull << cap))
-			continue;
-		long rv = SYS(in, SYS_prctl, PR_CAPBSET_READ, cap, 0, 0, 0, 0);
-		if (rv == 1)
-			CHECK(SYS(in, SYS_prctl, PR_CAPBSET_DROP, cap, 0, 0, 0, 0), "drop cap %d", cap);
+	uint64_t cur_bnd = ~0ull;
+	{
+		char path[64], buf[4096];
+		snprintf(path, sizeof(path), "/proc/%d/status", p->hpid);
+		char *l;
+		if (ck_read_small(path, buf, sizeof(buf)) > 0 && (l = strstr(buf, "CapBnd:")))
+			cur_bnd = strtoull(l + 7, NULL, 16);
 	}
+	for (int cap = 0; cap < 64; cap++)
+		if ((cur_bnd & ~pi->cap_bnd) & (1ull << cap))
+			CHECK(SYS(in, SYS_prctl, PR_CAPBSET_DROP, cap, 0, 0, 0, 0), "drop cap %d", cap);
 	struct __user_cap_header_struct hdr = { _LINUX_CAPABILITY_VERSION_3, 0 };
 	struct __user_cap_data_struct data[2] = {
 		{ (uint32_t)pi->cap_eff, (uint32_t)pi->cap_prm, (uint32_t)pi->cap_inh },
@@ -903,8 +907,7 @@ static int r_proc_final(struct restorer *R, struct r_proc *p, struct ck_inject *
 	};
 	wr(p->hpid, S, &hdr, sizeof(hdr));
 	wr(p->hpid, S + 64, data, sizeof(data));
-	if (pi->cap_prm || pi->cap_eff || pi->uid[1] != 0)
-		CHECK(SYS(in, SYS_capset, S, S + 64, 0, 0, 0, 0), "capset");
+	CHECK(SYS(in, SYS_capset, S, S + 64, 0, 0, 0, 0), "capset");
 	for (int cap = 0; cap < 64; cap++)
 		if (pi->cap_amb & (1ull << cap))
 			SYS(in, SYS_prctl, PR_CAP_AMBIENT, PR_CAP_AMBIENT_RAISE, cap, 0, 0, 0);
