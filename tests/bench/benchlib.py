@@ -13,7 +13,7 @@
       USS/PSS of each running slice's PID 1 and of its workload.
   benchlib.py phases PERF_SCRIPT_TXT RESULTS_JSON
       per-phase times of `slicectl run --rm ... /bin/true` from a perf trace
-      (perf script -F comm,pid,time,event,trace; see run.sh run_phases).
+      (perf script -F comm,pid,tid,time,event,trace; see run.sh run_phases).
   benchlib.py meminfo-delta BEFORE AFTER N RESULTS_JSON
       where the host memory of N slices went (/proc/meminfo deltas per slice).
   benchlib.py merge RESULTS_JSON KEY JSON_FILE
@@ -311,7 +311,7 @@ def phases(argv):
     txt, resf = argv[0], argv[1]
     ev = []
     for line in open(txt):
-        # "comm pid/tid time: event: trace" or "comm pid time: event: trace"
+        # "comm pid/tid time: event: trace" (perf script -F comm,pid,tid,time,event,trace)
         try:
             head, event, trace = line.split(": ", 2)
         except ValueError:
@@ -321,14 +321,15 @@ def phases(argv):
             continue
         try:
             t = float(hp[-1])
-            pid = int(hp[-2].split("/")[0])
+            ids = hp[-2].split("/")
+            pid, tid = int(ids[0]), int(ids[-1])
         except ValueError:
             continue
         comm = " ".join(hp[:-2])
-        ev.append((t, pid, comm, event.strip(), trace.strip()))
+        ev.append((t, pid, tid, comm, event.strip(), trace.strip()))
     ev.sort()
     runs, cur = [], None
-    for t, pid, comm, e, tr in ev:
+    for t, pid, tid, comm, e, tr in ev:
         if e == "sched:sched_process_exec" and tr.startswith("filename=") and \
                 "slicectl" in os.path.basename(tr.split()[0]):
             cur = {"main": pid, "t0": t, "fsync": 0.0, "last_write": {}, "_fs": None}
@@ -337,10 +338,17 @@ def phases(argv):
         if cur is None:
             continue
         if e == "syscalls:sys_enter_write":
-            cur["last_write"][pid] = t
-        elif e == "cgroup:cgroup_attach_task" and "a2" not in cur:
+            cur["last_write"][tid] = t
+        elif e == "cgroup:cgroup_attach_task" and "a2" not in cur and pid != cur["main"] \
+                and "dst_level=1 " not in tr:
+            # the launcher's move into the slice's own cgroup (not a helper
+            # thread of slicectl touching the parent cgroup)
             cur["a2"] = t
-            cur["a1"] = cur["last_write"].get(pid, t)
+            cur["a1"] = cur["last_write"].get(tid, t)
+        elif e == "cgroup:cgroup_attach_task" and "h1" not in cur and pid == cur["main"]:
+            # a slicectl thread moving into the parent cgroup to start the
+            # grace period early: when did it start it?
+            cur["h1"] = cur["last_write"].get(tid, t)
         elif e == "sched:sched_process_exec" and "filename=/bin/true" in tr and "x" not in cur:
             cur["x"] = t
         elif e == "sched:sched_process_exit" and comm == "true" and "x" in cur and "e" not in cur:
@@ -355,7 +363,7 @@ def phases(argv):
         elif e == "syscalls:sys_exit_fsync" and pid == cur["main"] and cur["_fs"] is not None:
             cur["fsync"] += t - cur["_fs"]
             cur["_fs"] = None
-        elif e == "sched:sched_process_exit" and pid == cur["main"] and "end" not in cur:
+        elif e == "sched:sched_process_exit" and tid == cur["main"] and "d" in cur and "end" not in cur:
             cur["end"] = t
     keys = ["t0", "a1", "a2", "x", "e", "p1", "d", "end"]
     good = [r for r in runs if all(k in r for k in keys)]
@@ -371,6 +379,8 @@ def phases(argv):
         per["destroy_exit"].append(ms("d", "end"))
         per["total"].append(ms("t0", "end"))
         per["fsync_total"].append(r["fsync"] * 1000.0)
+        if "h1" in r:
+            per.setdefault("gp_head_start", []).append(ms("h1", "a1"))
     out = {"runs_traced": len(runs), "runs_complete": len(good),
            "phases_ms": {k: summary(v) for k, v in per.items() if v},
            "descriptions": dict(PHASES)}
@@ -381,7 +391,8 @@ def phases(argv):
     print("| phase | median ms | mean ms | p90 ms | what |")
     print("|---|---:|---:|---:|---|")
     for name, desc in PHASES + [("total", "exec of slicectl to its exit (under tracing)"),
-                                ("fsync_total", "fsync(2) time of slicectl, whole run (in the phases above)")]:
+                                ("fsync_total", "fsync(2) time of slicectl, whole run (in the phases above)"),
+                                ("gp_head_start", "how much earlier a slicectl helper thread's attach to the parent cgroup started the grace period")]:
         if name in out["phases_ms"]:
             s = out["phases_ms"][name]
             print("| %s | %.2f | %.2f | %.2f | %s |" % (name, s["median"], s["mean"], s["p90"], desc))

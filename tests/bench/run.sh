@@ -258,7 +258,7 @@ run_phases() {
 		say "perf record failed ($(tail -1 "$OUT/phases-perf.log")): phase breakdown skipped"
 		return 0
 	}
-	perf script -i "$OUT/phases.perf" -F comm,pid,time,event,trace >"$OUT/phases.txt" 2>/dev/null
+	perf script -i "$OUT/phases.perf" -F comm,pid,tid,time,event,trace >"$OUT/phases.txt" 2>/dev/null
 	"$PY" "$BENCH_DIR/benchlib.py" phases "$OUT/phases.txt" "$RES" | tee "$OUT/phases.md"
 	rm -f "$OUT/phases.perf" "$OUT/phases.txt"
 }
