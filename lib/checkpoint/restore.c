@@ -696,7 +696,7 @@ static int r_memory(struct restorer *R, struct r_proc *p, struct ck_inject *in, 
 		CHECK(SYS(in, SYS_rseq, rc.ptr, rc.size, RSEQ_FLAG_UNREGISTER, rc.sig, 0, 0),
 		      "unregister stub rseq");
 	/* 2. scratch page with our gadget */
-	uint64_t S;
+	uint64_t S = 0;
 	if ((r = pick_scratch(R, p, &S, err)) < 0)
 		return r;
 	long v = SYS(in, SYS_mmap, S, SCRATCH_SIZE, PROT_READ | PROT_WRITE | PROT_EXEC,
@@ -1005,6 +1005,18 @@ int ckpt_restore_finish(const struct ckpt_image *img, pid_t root_hpid, unsigned 
 	for (size_t i = 0; r >= 0 && i < R.n; i++)
 		if (R.procs[i].img->state == CK_ALIVE)
 			r = r_seize(&R, &R.procs[i], err);
+	/* One injected syscall is a round trip tracer -> tracee -> tracer:
+	 * ~18 us on one CPU, ~100 us across CPUs (checkpoint.md §6). Pin us
+	 * and the main threads to our CPU meanwhile; their own masks come back
+	 * before detach. */
+	cpu_set_t self_mask, one;
+	bool pinned = false;
+	int cpu = sched_getcpu();
+	if (r >= 0 && cpu >= 0 && sched_getaffinity(0, sizeof(self_mask), &self_mask) == 0) {
+		CPU_ZERO(&one);
+		CPU_SET(cpu, &one);
+		pinned = sched_setaffinity(0, sizeof(one), &one) == 0;
+	}
 	for (size_t i = 0; r >= 0 && i < R.n; i++) {
 		struct r_proc *p = &R.procs[i];
 		if (p->img->state != CK_ALIVE)
@@ -1023,6 +1035,9 @@ int ckpt_restore_finish(const struct ckpt_image *img, pid_t root_hpid, unsigned 
 		}
 		struct ck_inject in = { .tid = p->thr[0].hpid, .gadget = regs[R_RIP] - 2,
 					.counter = &st->injected_syscalls };
+		cpu_set_t their;
+		bool pin_them = pinned && sched_getaffinity(p->thr[0].hpid, sizeof(their), &their) == 0 &&
+				sched_setaffinity(p->thr[0].hpid, sizeof(one), &one) == 0;
 		r = r_memory(&R, p, &in, err);
 		for (size_t j = 0; r >= 0 && j < p->nthr; j++)
 			r = r_thread_state(&R, p, &p->thr[j], err);
@@ -1035,9 +1050,13 @@ int ckpt_restore_finish(const struct ckpt_image *img, pid_t root_hpid, unsigned 
 			r = r_drop_scratch(p, err);
 		if (r >= 0)
 			r = r_final_regs(p, err);
+		if (pin_them)
+			sched_setaffinity(p->thr[0].hpid, sizeof(their), &their);
 		if (r < 0)
 			vs_error_wrap(err, "restore");
 	}
+	if (pinned)
+		sched_setaffinity(0, sizeof(self_mask), &self_mask);
 	r_release(&R, r < 0);
 	for (size_t i = 0; i < R.n; i++)
 		free(R.procs[i].thr);
