@@ -15,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -216,6 +217,31 @@ static void test_dangling_references(void **state)
 	free(buf);
 }
 
+/* A checkpoint is a stream: it parses from a pipe as from a file. */
+static void test_read_from_pipe(void **state)
+{
+	size_t len;
+	uint8_t *buf = build(&len, false, false);
+	int p[2];
+	assert_int_equal(pipe(p), 0);
+	pid_t c = fork();
+	if (c == 0) {
+		close(p[0]);
+		_exit(vs_write_all(p[1], buf, len) < 0);
+	}
+	close(p[1]);
+	struct ckpt_image *img = NULL;
+	struct vs_error err;
+	int r = ckpt_image_read_fd(p[0], &img, &err);
+	if (r < 0)
+		fail_msg("read from pipe: %s", err.msg);
+	assert_int_equal(ckpt_image_root_pid(img), 2);
+	ckpt_image_free(img);
+	close(p[0]);
+	waitpid(c, NULL, 0);
+	free(buf);
+}
+
 static void test_stats_json(void **state)
 {
 	char path[] = "/tmp/ckpt-stats-XXXXXX";
@@ -243,6 +269,7 @@ int main(void)
 		cmocka_unit_test(test_dropped_and_repeated_section),
 		cmocka_unit_test(test_magic_and_version),
 		cmocka_unit_test(test_dangling_references),
+		cmocka_unit_test(test_read_from_pipe),
 		cmocka_unit_test(test_stats_json),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
