@@ -31,7 +31,6 @@ ESC_PIDS=()
 ESC_CGROUPS=()
 ESC_VERBOSE=${ESC_VERBOSE:-0}
 ESC_ONLY=${ESC_ONLY:-*}
-CTL_REAL=$(readlink -f "$SLICECTL")
 
 esc_cleanup() {
 	local p c
@@ -64,6 +63,14 @@ for src in "$ESC_SRC"/e*.c; do
 			-static -pthread -o "$b" "$src" || { echo "cannot build $src"; exit 1; }
 	fi
 done
+
+# --- a private copy of slicectl ----------------------------------------------
+# so a rebuild of build/slicectl during the run (others work in this tree)
+# does not look like a slice rewriting the host binary (escape-02d).
+mkdir -p "$ESC_TMP/bin"
+cp "$SLICECTL" "$ESC_TMP/bin/slicectl"
+SLICECTL=$ESC_TMP/bin/slicectl
+CTL_REAL=$SLICECTL
 
 # --- host facts ---------------------------------------------------------------
 HOST_DEV=$(mountpoint -d /)                       # MAJ:MIN of the host root fs
@@ -118,6 +125,7 @@ run_attack() {
 		>"$out" 2>&1 </dev/null
 	rc=$?
 	esc_show "$out" "$rc"
+	[ "$rc" = 0 ] || echo "    $prog exited $rc"
 	[ "$rc" = 0 ] && grep -q '^SUMMARY' "$out" && ! grep -q '^ESCAPED' "$out"
 }
 
@@ -191,7 +199,10 @@ start = time.time()
 out = b""
 deadline = time.time() + 90
 while time.time() < deadline:
-    if typed and time.time() - start > 3:
+    # Type once the program on the pty has printed something (a prompt),
+    # or after 10 s.
+    if typed and (out.strip() or time.time() - start > 10) and time.time() - start > 1:
+        time.sleep(0.5)
         os.write(fd, typed)
         typed = None
     r, _, _ = select.select([fd], [], [], 0.5)
