@@ -64,6 +64,7 @@ struct dumper {
 	struct d_proc *procs;
 	size_t nprocs;
 	bool frozen;		/* freezer cgroup FROZEN by us */
+	bool tolerant;		/* tree still running: processes may vanish */
 	struct ck_writer w;
 	struct ck_files files;
 };
@@ -142,13 +143,22 @@ static int d_enumerate(struct dumper *d, struct vs_error *err)
 	for (size_t i = 0; i < d->nprocs; i++) {
 		struct d_proc *p = &d->procs[i];
 		char st[64];
-		if (status_field(p->hpid, "State", st, sizeof(st)) < 0)
-			return vs_error_set(err, ESRCH, "process %d: vanished during checkpoint", p->hpid);
-		p->zombie = st[0] == 'Z' || st[0] == 'X';
 		pid_t *tids = NULL;
 		size_t nt = 0;
-		if (list_tids(p->hpid, &tids, &nt) < 0)
-			return vs_error_set(err, ESRCH, "process %d: cannot list threads", p->hpid);
+		if (status_field(p->hpid, "State", st, sizeof(st)) < 0 ||
+		    list_tids(p->hpid, &tids, &nt) < 0) {
+			free(tids);
+			if (d->tolerant && i > 0) {
+				/* a short-lived process exited and was reaped meanwhile */
+				free(p->thr);
+				memmove(p, p + 1, (d->nprocs - i - 1) * sizeof(*p));
+				d->nprocs--;
+				i--;
+				continue;
+			}
+			return vs_error_set(err, ESRCH, "process %d: vanished during checkpoint", p->hpid);
+		}
+		p->zombie = st[0] == 'Z' || st[0] == 'X';
 		for (size_t t = 0; t < nt; t++) {
 			bool known = false;
 			for (size_t k = 0; k < p->nthr; k++)
@@ -175,8 +185,16 @@ static int d_enumerate(struct dumper *d, struct vs_error *err)
 	/* Zombies stay in their parent's children list until reaped. */
 	for (size_t i = 0; i < d->nprocs; i++) {
 		struct d_proc *p = &d->procs[i];
-		if (ck_nspid(p->hpid, &p->vpid) < 0)
+		if (ck_nspid(p->hpid, &p->vpid) < 0) {
+			if (d->tolerant && i > 0) {
+				free(p->thr);
+				memmove(p, p + 1, (d->nprocs - i - 1) * sizeof(*p));
+				d->nprocs--;
+				i--;
+				continue;
+			}
 			return vs_error_set(err, ESRCH, "process %d: no NSpid", p->hpid);
+		}
 		for (size_t t = 0; t < p->nthr; t++) {
 			char path[64];
 			snprintf(path, sizeof(path), "%d/task/%d", p->hpid, p->thr[t].hpid);
@@ -257,7 +275,7 @@ static int d_check_sharing(struct dumper *d, struct vs_error *err)
 				continue;
 			for (size_t k = 0; k < VS_ARRAY_SIZE(kinds); k++)
 				if (syscall(SYS_kcmp, a->hpid, b->hpid, kinds[k].type, 0, 0) == 0)
-					return vs_error_set(err, ENOTSUP,
+					return vs_error_set(err, kinds[k].type == KCMP_VM ? EAGAIN : ENOTSUP,
 							    "pid %d: refused: shares %s with pid %d",
 							    b->vpid, kinds[k].what, a->vpid);
 		}
@@ -1097,52 +1115,99 @@ out:
 	return r;
 }
 
+/* Checks on the running tree, freeze, seize, checks again. -EAGAIN: a
+ * passing state (vfork); the caller releases and retries. */
+static int d_stop_tree(struct dumper *d, uint64_t *t_check, uint64_t *t_frozen,
+		       struct vs_error *err)
+{
+	const struct ckpt_dump_opts *o = d->o;
+	d->tolerant = true;
+	int r = d_enumerate(d, err);
+	/* Refuse what we cannot restore while the tree still runs (processes
+	 * that exit meanwhile are no reason to refuse). */
+	for (size_t i = 0; r >= 0 && i < d->nprocs; i++) {
+		r = d_check_proc(d, &d->procs[i], err);
+		if (r < 0 && i > 0 && kill(d->procs[i].hpid, 0) < 0 && errno == ESRCH)
+			r = 0;
+	}
+	if (r >= 0 && d->nprocs)
+		r = ck_files_check_ns(d->procs[0].hpid, err);
+	if (r >= 0)
+		r = d_check_sharing(d, err);
+	if (r < 0)
+		return r;
+	*t_check = vs_now_ns();
+	if (o->freezer_dir) {
+		r = freezer_set(o->freezer_dir, "FROZEN", err);
+		if (r < 0)
+			return r;
+		d->frozen = true;
+		/* the frozen tree is the one we dump: enumerate it afresh */
+		for (size_t i = 0; i < d->nprocs; i++)
+			free(d->procs[i].thr);
+		free(d->procs);
+		d->procs = NULL;
+		d->nprocs = 0;
+		d->tolerant = false;
+		r = d_enumerate(d, err);
+		if (r >= 0)
+			r = d_check_sharing(d, err);
+		if (r >= 0)
+			r = d_seize_all(d, err);
+		if (r >= 0) {
+			r = freezer_set(o->freezer_dir, "THAWED", err);
+			d->frozen = false;
+		}
+	} else {
+		d->tolerant = false;
+		r = d_seize_all(d, err);
+		if (r >= 0)
+			r = d_check_sharing(d, err);
+	}
+	if (r >= 0)
+		r = d_wait_all(d, err);
+	if (r < 0)
+		return r;
+	*t_frozen = vs_now_ns();
+	/* State may have changed between the check and the stop: check again. */
+	for (size_t i = 0; r >= 0 && i < d->nprocs; i++)
+		r = d_check_proc(d, &d->procs[i], err);
+	return r;
+}
+
 int ckpt_dump(const struct ckpt_dump_opts *o, struct ckpt_stats *st, struct vs_error *err)
 {
 	struct ckpt_stats dummy;
 	if (!st)
 		st = &dummy;
 	memset(st, 0, sizeof(*st));
-	uint64_t t_start = vs_now_ns();
+	uint64_t t_start = vs_now_ns(), t_check = 0, t_frozen = 0;
 	struct dumper d = { .o = o, .st = st };
-	int r = d_enumerate(&d, err);
-	/* Refuse what we cannot restore while the tree still runs. */
-	for (size_t i = 0; r >= 0 && i < d.nprocs; i++)
-		r = d_check_proc(&d, &d.procs[i], err);
-	if (r >= 0 && d.nprocs)
-		r = ck_files_check_ns(d.procs[0].hpid, err);
-	if (r >= 0)
-		r = d_check_sharing(&d, err);
-	if (r < 0)
-		goto fail_nothing;
-	uint64_t t_check = vs_now_ns();
-	if (o->freezer_dir) {
-		r = freezer_set(o->freezer_dir, "FROZEN", err);
-		if (r < 0)
-			goto fail;
-		d.frozen = true;
-		r = d_enumerate(&d, err);
-		if (r >= 0)
-			r = d_seize_all(&d, err);
-		if (r >= 0) {
-			r = freezer_set(o->freezer_dir, "THAWED", err);
-			d.frozen = false;
-		}
-	} else {
-		r = d_seize_all(&d, err);
+	int r;
+	/* A vfork child shares its parent's memory until it execs: that is a
+	 * passing state, so let the tree run a moment and try again (~0.5 s)
+	 * before refusing. */
+	for (int attempt = 0;; attempt++) {
+		r = d_stop_tree(&d, &t_check, &t_frozen, err);
+		if (r != -EAGAIN || attempt >= 50)
+			break;
+		d_release(&d, false);
+		for (size_t i = 0; i < d.nprocs; i++)
+			free(d.procs[i].thr);
+		free(d.procs);
+		d.procs = NULL;
+		d.nprocs = 0;
+		struct timespec ts = { 0, 10000000 };
+		nanosleep(&ts, NULL);
 	}
-	if (r >= 0)
-		r = d_wait_all(&d, err);
+	if (r == -EAGAIN) {
+		err->code = ENOTSUP;
+		r = -ENOTSUP;
+	}
 	if (r < 0)
 		goto fail;
-	uint64_t t_frozen = vs_now_ns();
 	st->freeze_ns = t_frozen - t_check;
 	st->check_ns = t_check - t_start;
-	/* State may have changed between the check and the stop: check again. */
-	for (size_t i = 0; r >= 0 && i < d.nprocs; i++)
-		r = d_check_proc(&d, &d.procs[i], err);
-	if (r < 0)
-		goto fail;
 
 	struct ck_header hdr = { .root_pid = (uint32_t)d.procs[0].vpid, .nr_procs = (uint32_t)d.nprocs };
 	snprintf(hdr.name, sizeof(hdr.name), "%s", o->name ? o->name : "");
@@ -1208,7 +1273,6 @@ int ckpt_dump(const struct ckpt_dump_opts *o, struct ckpt_stats *st, struct vs_e
 	return 0;
 fail:
 	d_release(&d, false);
-fail_nothing:
 	for (size_t i = 0; i < d.nprocs; i++)
 		free(d.procs[i].thr);
 	free(d.procs);
