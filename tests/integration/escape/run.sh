@@ -736,6 +736,39 @@ elif case == "truncated-huge":
     t.fileobj.write(ti.tobuf(tarfile.GNU_FORMAT))
     t.fileobj.write(b"\0" * 4096)
     t.offset += 512 + 4096
+elif case.startswith("docker-") or case.startswith("oci-"):
+    import json
+    hostlayer = "/tmp/vslice-esc-victim-" + tag + "/hostlayer.tar"
+    def blob(name, data):
+        ti = tarfile.TarInfo(name); ti.size = len(data); ti.mode = 0o644
+        t.addfile(ti, io.BytesIO(data))
+    def layer(entries):
+        b = io.BytesIO()
+        lt = tarfile.open(fileobj=b, mode="w", format=tarfile.GNU_FORMAT)
+        for n, ty in entries:
+            ti = tarfile.TarInfo(n); ti.type = ty
+            if ty == tarfile.REGTYPE:
+                ti.size = 2; lt.addfile(ti, io.BytesIO(b"x\n"))
+            else:
+                ti.mode = 0o755; lt.addfile(ti)
+        lt.close()
+        return b.getvalue()
+    if case.startswith("docker-"):
+        layers = {"docker-layers-dotdot": ["../../../../../../../../.." + hostlayer],
+                  "docker-layers-abs": [hostlayer],
+                  "docker-whiteout-dotdot": ["l1/layer.tar", "l2/layer.tar"]}[case]
+        blob("config.json", b"{}")
+        if case == "docker-whiteout-dotdot":
+            blob("l1/layer.tar", layer([("bin", tarfile.DIRTYPE), ("bin/keep", tarfile.REGTYPE)]))
+            blob("l2/layer.tar", layer([("bin/.wh..", tarfile.REGTYPE), (".wh..", tarfile.REGTYPE),
+                                        ("bin/.wh...", tarfile.REGTYPE), ("bin/.wh..wh..opq", tarfile.REGTYPE)]))
+        blob("manifest.json", json.dumps([{"Config": "config.json", "RepoTags": ["x:1"], "Layers": layers}]).encode())
+    else:
+        blob("oci-layout", b'{"imageLayoutVersion": "1.0.0"}')
+        dig = {"oci-digest-dotdot": "sha256:../../../../../../../../.." + hostlayer,
+               "oci-digest-abs": "sha256:/" + hostlayer}[case]
+        blob("index.json", json.dumps({"schemaVersion": 2, "manifests": [
+            {"mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": dig, "size": 10}]}).encode())
 elif case == "setuid":
     add("bin/suid", data=b"#!/bin/sh\nid\n", mode=0o4755, uid=0)
     add("bin/sgid", data=b"#!/bin/sh\nid\n", mode=0o2755, gid=0)
@@ -778,6 +811,69 @@ t14() {
 	return $ok
 }
 t escape-14a-image-import-refuses-dotdot-absolute-symlinks-hardlinks-devices-fifos t14
+
+t14e() { # docker-save / OCI layouts naming files outside the archive; whiteouts of ".."
+	local ok=0 c v=/tmp/vslice-esc-victim-$TAG before rc
+	mkdir -p "$v/hl"
+	echo "pwned-from-host" >"$v/hl/pwned-from-host"
+	tar -cf "$v/hostlayer.tar" -C "$v/hl" pwned-from-host
+	before=$(tree_sum "$v")
+	for c in docker-layers-dotdot docker-layers-abs oci-digest-dotdot oci-digest-abs docker-whiteout-dotdot; do
+		mk_tar "$ESC_TMP/$c.tar" "$c" || { ok=1; continue; }
+		timeout 120 "$SLICECTL" image import "evil-$c" "$ESC_TMP/$c.tar" >/dev/null 2>"$ESC_TMP/$c.err"
+		rc=$?
+		echo "    image import evil-$c: exit $rc: $(head -1 "$ESC_TMP/$c.err")"
+		if [ "$rc" = 0 ]; then
+			if find "$VSLICE_ROOT/images/evil-$c/rootfs" -name pwned-from-host | grep -q .; then
+				echo "    ^ the image holds a file read from the host, outside the archive"
+				ok=1
+			fi
+			case "$c" in docker-whiteout-*) ;; *) echo "    ^ accepted"; ok=1 ;; esac
+			vs image rm "evil-$c" >/dev/null 2>&1
+		elif [ "$rc" != 125 ]; then
+			ok=1
+		fi
+	done
+	[ "$(tree_sum "$v")" = "$before" ] || { echo "    the host directory $v changed"; ok=1; }
+	for c in busybox escape; do
+		[ -d "$VSLICE_ROOT/images/$c/rootfs/bin" ] || { echo "    image $c damaged by an import"; ok=1; }
+	done
+	ls -d "$VSLICE_ROOT"/images/.tmp-* >/dev/null 2>&1 && { echo "    temp dirs left behind"; ok=1; }
+	return $ok
+}
+t escape-14e-image-import-oci-docker-layouts-cannot-name-host-files-or-whiteout-dotdot t14e
+
+t14f() { # --relative-symlinks: rewritten links stay inside, nothing written outside
+	local ok=0 c v=/tmp/vslice-esc-victim-$TAG before rc
+	mkdir -p "$v"
+	echo keep >"$v/keep"
+	before=$(tree_sum "$v")
+	for c in abs-symlink symlink-then-write relsymlink-then-write rel-symlink-out hardlink-abs; do
+		mk_tar "$ESC_TMP/rs-$c.tar" "$c" || { ok=1; continue; }
+		timeout 120 "$SLICECTL" image import --relative-symlinks "rs-$c" "$ESC_TMP/rs-$c.tar" \
+			>/dev/null 2>"$ESC_TMP/rs-$c.err"
+		rc=$?
+		echo "    import --relative-symlinks rs-$c: exit $rc: $(head -1 "$ESC_TMP/rs-$c.err")"
+		if [ "$rc" = 0 ]; then
+			local r=$VSLICE_ROOT/images/rs-$c/rootfs l
+			while IFS= read -r l; do
+				local tgt
+				tgt=$(readlink "$l")
+				case "$tgt" in /*) echo "    ^ absolute link kept: $l -> $tgt"; ok=1 ;; esac
+				case "$(realpath -m "$(dirname "$l")/$tgt")" in
+				"$r" | "$r"/*) ;;
+				*) echo "    ^ link leaves the image on the host: ${l#"$r"} -> $tgt"; ok=1 ;;
+				esac
+			done < <(find "$r" -type l)
+			vs image rm "rs-$c" >/dev/null 2>&1
+		elif [ "$rc" != 125 ]; then
+			ok=1
+		fi
+	done
+	[ "$(tree_sum "$v")" = "$before" ] || { echo "    the host directory $v changed"; ok=1; }
+	return $ok
+}
+t escape-14f-image-import-relative-symlinks-rewrites-stay-inside t14f
 
 t14b() { # setuid/setgid: refused, or imported with the bits cleared
 	local rc
