@@ -700,6 +700,13 @@ const void *ckpt_image_extra(const struct ckpt_image *img, size_t *len)
 
 void ckpt_stats_format(const struct ckpt_stats *s, char *buf, size_t len)
 {
+	if (!s->dump_ns && s->restore_ns) {
+		snprintf(buf, len,
+			 "restore %.2f ms (stubs ready after %.2f ms, %" PRIu64 " injected syscalls, %" PRIu64
+			 " pages written)",
+			 s->restore_ns / 1e6, s->forking_ns / 1e6, s->injected_syscalls, s->pages_written);
+		return;
+	}
 	double mib = s->bytes_written / 1048576.0;
 	double secs = s->memdump_ns / 1e9;
 	snprintf(buf, len,
