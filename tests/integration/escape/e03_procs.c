@@ -5,6 +5,9 @@
  *     scan /proc for MARKERs (in cmdlines of host sentinels / other slices),
  *     kill(SENTINEL_PID, 0), kill(-1, SIGKILL), ptrace/process_vm_readv/
  *     pidfd_getfd against PID 1.
+ *   e03_procs race SECONDS
+ *     from the workload's first instant, ptrace / readlink fds / open mem of
+ *     PID 1 in a loop (PID 1 re-execs vslice-init while the workload runs).
  *   e03_procs watch SECONDS SLICECTL_DEV:INO HOST_ROOT_DEV
  *     for SECONDS, every new process that shows up (e.g. `slicectl exec`
  *     entering the slice) is probed: /proc/PID/exe must not be the host's
@@ -208,11 +211,48 @@ static void watch(int argc, char **argv)
 		info("no process entered the slice while watching");
 }
 
+/* From the first instant of the workload: PID 1 re-execs vslice-init while
+ * we already run; between that execve and its PR_SET_DUMPABLE 0 it is
+ * dumpable. Hammer it for SECS seconds. */
+static void race(int secs)
+{
+	time_t end = time(NULL) + secs;
+	long tries = 0;
+	int got = 0;
+	while (time(NULL) < end && !got) {
+		tries++;
+		if (ptrace(PTRACE_SEIZE, 1, NULL, NULL) == 0) {
+			escaped("ptrace(PTRACE_SEIZE, 1) succeeded after %ld tries", tries);
+			ptrace(PTRACE_DETACH, 1, NULL, NULL);
+			got = 1;
+		}
+		for (int fd = 0; fd < 8 && !got; fd++) {
+			char p[32], t[256];
+			snprintf(p, sizeof(p), "/proc/1/fd/%d", fd);
+			if (readlink(p, t, sizeof(t)) >= 0) {
+				escaped("readlink /proc/1/fd/%d succeeded after %ld tries", fd, tries);
+				got = 1;
+			}
+		}
+		int m = open("/proc/1/mem", O_RDONLY | O_CLOEXEC);
+		if (m >= 0) {
+			escaped("open /proc/1/mem succeeded after %ld tries", tries);
+			close(m);
+			got = 1;
+		}
+	}
+	if (!got)
+		blocked("PID 1 stayed out of reach for %d s (%ld rounds from the workload's start)", secs,
+			tries);
+}
+
 int main(int argc, char **argv)
 {
 	esc_init();
 	if (argc > 2 && strcmp(argv[1], "scan") == 0)
 		scan(argc, argv);
+	else if (argc > 2 && strcmp(argv[1], "race") == 0)
+		race(atoi(argv[2]));
 	else if (argc > 2 && strcmp(argv[1], "watch") == 0)
 		watch(argc, argv);
 	else {
