@@ -10,7 +10,7 @@ PREFIX   ?= /usr/local
 BUILD    ?= build
 DEPS_PKGS = build-essential pkg-config libseccomp-dev libcap-dev libjansson-dev libcmocka-dev \
             libarchive-dev nettle-dev busybox-static clang libclang-rt-14-dev iproute2 \
-            runc bubblewrap hyperfine util-linux procps clang-format
+            runc bubblewrap hyperfine util-linux procps clang-format python3
 PKG_LIBS  = libseccomp libcap jansson libarchive nettle
 
 WARN     = -Wall -Wextra -Werror -Wshadow -Wno-unused-parameter -Wformat=2 -Wno-format-nonliteral

@@ -55,8 +55,19 @@ static void *relay_main(void *arg)
 			else if (vs_write_all(r->master, buf, (size_t)n) < 0)
 				break;
 		}
-		if (p[2].revents)
+		if (p[2].revents) {
+			/* The command is gone. What it wrote last may still be on its way
+			 * through the pty (the kernel pushes it from a work queue): read
+			 * until the pty reports its end, or nothing came for 200 ms (a
+			 * background process still holding the terminal). */
+			struct pollfd m = { .fd = r->master, .events = POLLIN };
+			while (p[1].fd >= 0 && poll(&m, 1, 200) > 0) {
+				ssize_t n = read(r->master, buf, sizeof(buf));
+				if (n <= 0 || vs_write_all(r->out, buf, (size_t)n) < 0)
+					break;
+			}
 			break;
+		}
 	}
 	return NULL;
 }
@@ -98,15 +109,15 @@ static int exec_tty(struct ctl *ctl, const char *name, struct slice_exec_opts *o
 	dup2(s0, 0);
 	dup2(s1, 1);
 	dup2(s2, 2);
+	/* Stop the relay; it drains what is left on the master first, writing
+	 * to s1: close the saved fds only once it is done. */
+	close(slave);
+	slave = -1;
+	(void)!write(rl.stop[1], "x", 1);
+	pthread_join(th, NULL);
 	close(s0);
 	close(s1);
 	close(s2);
-	/* Drain what is left on the master, then stop the relay. */
-	close(slave);
-	slave = -1;
-	poll(NULL, 0, 50);
-	(void)!write(rl.stop[1], "x", 1);
-	pthread_join(th, NULL);
 	close(rl.stop[0]);
 	close(rl.stop[1]);
 	if (is_tty)

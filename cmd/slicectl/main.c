@@ -13,6 +13,7 @@
 
 #include "slicectl.h"
 #include "vslice/slice.h"
+#include "vslice/sliver.h"
 #include "vslice/units.h"
 
 #define VSLICE_VERSION "0.1.0"
@@ -176,6 +177,9 @@ int main(int argc, char **argv)
 		ctl_verb_fn fn = verb_fn(i);
 		if (!fn)
 			break;
+		if (!strcmp(verb, "run") || !strcmp(verb, "start") || !strcmp(verb, "exec") ||
+		    !strcmp(verb, "submit"))
+			sliver_prewarm_attach();
 		/* Each verb parses its own options with argv[0] = the verb;
 		 * optind = 0 makes getopt start afresh. */
 		int vi = optind;

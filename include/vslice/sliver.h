@@ -94,8 +94,9 @@ int sliver_read_exit(int fd, int *code, char *reason, size_t reason_len, unsigne
 int sliver_init_open(const char *cache_dir, struct vs_error *err);
 
 /* v1: start the cgroup attach grace period early in a throw-away thread
- * (see sliver.c); no-op on v2. Best effort, never fails. */
-void sliver_prewarm_attach(struct cgroup *cg);
+ * (see sliver.c); call first thing in a verb that will start a slice or
+ * exec into one. No-op on v2. Best effort, never fails. */
+void sliver_prewarm_attach(void);
 
 /* /proc/<pid>/stat start time (clock ticks since boot), 0 if gone. */
 uint64_t sliver_proc_starttime(pid_t pid);

@@ -331,7 +331,6 @@ static int create_in(const char *root, struct slice_spec *spec, const char *d,
 	}
 	if (r < 0)
 		return r;
-	sliver_prewarm_attach(cg);
 	spec->created = time(NULL);
 	spec->expires = spec->lifetime_secs ? spec->created + (time_t)spec->lifetime_secs : 0;
 	if (!spec->hostname[0])

@@ -143,42 +143,42 @@ static pid_t fork_into_cgroup(struct cgroup *cg, bool *entered)
  * that unshares it; we keep a handle to the namespace, not the child. */
 static int make_userns(uint32_t base, uint32_t count, struct vs_error *err)
 {
-	int p[2];
-	if (pipe2(p, O_CLOEXEC) < 0)
+	int go[2], ready[2];
+	if (pipe2(go, O_CLOEXEC) < 0)
 		return vs_error_sys(err, errno, "pipe");
+	if (pipe2(ready, O_CLOEXEC) < 0) {
+		int e = errno;
+		close(go[0]);
+		close(go[1]);
+		return vs_error_sys(err, e, "pipe");
+	}
 	pid_t u = fork();
 	if (u < 0) {
 		int e = errno;
-		close(p[0]);
-		close(p[1]);
+		close(go[0]);
+		close(go[1]);
+		close(ready[0]);
+		close(ready[1]);
 		return vs_error_sys(err, e, "fork");
 	}
 	if (u == 0) {
-		close(p[1]);
-		char c;
-		if (unshare(CLONE_NEWUSER) < 0)
-			_exit(1);
+		close(go[1]);
+		close(ready[0]);
+		char c = unshare(CLONE_NEWUSER) == 0 ? 'u' : 'e';
+		(void)!write(ready[1], &c, 1);
 		/* Wait until the parent has the ns fd (EOF when it closes). */
-		while (read(p[0], &c, 1) < 0 && errno == EINTR)
+		while (read(go[0], &c, 1) < 0 && errno == EINTR)
 			;
 		_exit(0);
 	}
-	close(p[0]);
+	close(go[0]);
+	close(ready[1]);
 	int r = 0, nsfd = -1;
-	char path[64], map[64];
+	char path[64], map[64], c = 0;
 	snprintf(map, sizeof(map), "0 %u %u\n", base, count);
-	/* Poll until the child has unshared (its ns differs from ours). */
-	struct stat self_ns, child_ns;
-	stat("/proc/self/ns/user", &self_ns);
-	snprintf(path, sizeof(path), "/proc/%d/ns/user", u);
-	for (int i = 0; i < 100000; i++) {
-		if (stat(path, &child_ns) < 0) {
-			r = vs_error_sys(err, errno, "user namespace: child exited early");
-			goto out;
-		}
-		if (child_ns.st_ino != self_ns.st_ino)
-			break;
-		sched_yield();
+	if (vs_read_all(ready[0], &c, 1) != 1 || c != 'u') {
+		r = vs_error_set(err, EPERM, "unshare(user ns) refused");
+		goto out;
 	}
 	snprintf(path, sizeof(path), "/proc/%d/uid_map", u);
 	if ((r = vs_write_str(path, map, err)) < 0)
@@ -191,7 +191,8 @@ static int make_userns(uint32_t base, uint32_t count, struct vs_error *err)
 	if (nsfd < 0)
 		r = vs_error_sys(err, errno, "open %s", path);
 out:
-	close(p[1]);
+	close(ready[0]);
+	close(go[1]);
 	waitpid(u, NULL, 0);
 	if (r < 0) {
 		if (nsfd >= 0)
@@ -498,9 +499,9 @@ int sliver_init_open(const char *cache_dir, struct vs_error *err)
  * On cgroup v1 the first write to a cgroup.procs after an idle period waits
  * for an RCU grace period (cgroup_threadgroup_rwsem); writes while one is in
  * flight or just passed are cheap. A thread that moves itself into the
- * slices' parent cgroup early (while the caller still writes state and loads the
- * policy) starts that grace period sooner, so the launcher's own attach
- * finds it (nearly) over. The thread then exits; it holds nothing.
+ * slices' parent cgroup as slicectl starts (while it still parses, writes
+ * state and loads the policy) starts that grace period sooner, so the
+ * launcher's own attach finds it (nearly) over. The thread then exits.
  */
 static void *prewarm_main(void *arg)
 {
@@ -512,22 +513,29 @@ static void *prewarm_main(void *arg)
 	return NULL;
 }
 
-void sliver_prewarm_attach(struct cgroup *cg)
+void sliver_prewarm_attach(void)
 {
-	if (cgroup_get_mode(cg) == CGROUP_UNIFIED)
-		return; /* v2 uses CLONE_INTO_CGROUP: no attach to warm up */
-	const char *dir = cgroup_path(cg, "pids");
-	const char *slash = dir ? strrchr(dir, '/') : NULL;
-	if (!slash)
+	struct vs_error ignore;
+	struct cgroup *cg = NULL;
+	if (cgroup_open(NULL, NULL, "prewarm", &cg, &ignore) < 0)
 		return;
+	/* v2 uses CLONE_INTO_CGROUP: no attach to warm up. */
+	const char *dir = cgroup_get_mode(cg) == CGROUP_UNIFIED ? NULL : cgroup_path(cg, "pids");
+	const char *slash = dir ? strrchr(dir, '/') : NULL;
+	/* Into the slices' parent (ours, limit-free), never a slice's own
+	 * cgroup, where destroy would kill it; it exists once any slice was made. */
+	char *path = slash ? vs_xasprintf("%.*s/tasks", (int)(slash - dir), dir) : NULL;
+	cgroup_free(cg);
+	struct stat st;
+	if (!path || stat(path, &st) < 0) {
+		free(path);
+		return;
+	}
 	pthread_t th;
 	pthread_attr_t a;
 	pthread_attr_init(&a);
 	pthread_attr_setdetachstate(&a, PTHREAD_CREATE_DETACHED);
 	pthread_attr_setstacksize(&a, 64 * 1024);
-	/* Into the parent (ours, limit-free): a thread of ours must never sit in
-	 * the slice's own cgroup, where destroy would kill it. */
-	char *path = vs_xasprintf("%.*s/tasks", (int)(slash - dir), dir);
 	if (pthread_create(&th, &a, prewarm_main, path) != 0)
 		free(path);
 	pthread_attr_destroy(&a);

@@ -54,6 +54,14 @@ vs thaw d1
 expect_eq "thaw: running again" running "$(vs list | awk '$1=="d1"{print $2}')"
 vs destroy d1 2>/dev/null
 expect_eq "destroy of a running slice needs --force" 125 "$?"
+vs image rm busybox 2>/dev/null
+expect_eq "image rm is refused while a slice uses the image" 125 "$?"
+check "... and the image is still there" bash -c "vs image list -q | grep -qx busybox"
+vs exec d1 -- sh -c 'echo late-line' >/dev/null
+(sleep 1; vs exec d1 -- sh -c 'echo followed > /proc/1/fd/1' 2>/dev/null) &
+check "logs -f follows until the slice stops" bash -c "timeout 20 $SLICECTL logs -f d1 > $VSLICE_ROOT/follow.out & sleep 2; $SLICECTL stop --timeout 1 d1; wait; grep -qx started $VSLICE_ROOT/follow.out"
+wait
+vs start d1 >/dev/null
 vs stop --timeout 2 d1
 expect_eq "stop: exited" exited "$(vs list | awk '$1=="d1"{print $2}')"
 vs start d1
