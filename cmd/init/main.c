@@ -20,10 +20,10 @@ int main(int argc, char **argv)
 	if (argc != 5)
 		return 125;
 	struct reaper r = {
-		.exit_fd = atoi(argv[1]),
-		.workload = (pid_t)atoi(argv[2]),
-		.run_deadline = (time_t)atoll(argv[3]),
-		.expires = (time_t)atoll(argv[4]),
+	    .exit_fd = atoi(argv[1]),
+	    .workload = (pid_t)atoi(argv[2]),
+	    .run_deadline = (time_t)atoll(argv[3]),
+	    .expires = (time_t)atoll(argv[4]),
 	};
 	prctl(PR_SET_NAME, "vslice-init");
 	reaper_run(&r);

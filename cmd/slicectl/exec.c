@@ -21,7 +21,7 @@
 #include "vslice/util.h"
 
 struct relay {
-	int in, out;		/* our terminal (saved before fds 0-2 become the pty) */
+	int in, out; /* our terminal (saved before fds 0-2 become the pty) */
 	int master;
 	int stop[2];
 };
@@ -31,9 +31,9 @@ static void *relay_main(void *arg)
 	struct relay *r = arg;
 	char buf[4096];
 	struct pollfd p[3] = {
-		{ .fd = r->in, .events = POLLIN },
-		{ .fd = r->master, .events = POLLIN },
-		{ .fd = r->stop[0], .events = POLLIN },
+	    {.fd = r->in, .events = POLLIN},
+	    {.fd = r->master, .events = POLLIN},
+	    {.fd = r->stop[0], .events = POLLIN},
 	};
 	for (;;) {
 		if (poll(p, 3, -1) < 0) {
@@ -60,7 +60,7 @@ static void *relay_main(void *arg)
 			 * through the pty (the kernel pushes it from a work queue): read
 			 * until the pty reports its end, or nothing came for 200 ms (a
 			 * background process still holding the terminal). */
-			struct pollfd m = { .fd = r->master, .events = POLLIN };
+			struct pollfd m = {.fd = r->master, .events = POLLIN};
 			while (p[1].fd >= 0 && poll(&m, 1, 200) > 0) {
 				ssize_t n = read(r->master, buf, sizeof(buf));
 				if (n <= 0 || vs_write_all(r->out, buf, (size_t)n) < 0)
@@ -97,7 +97,7 @@ static int exec_tty(struct ctl *ctl, const char *name, struct slice_exec_opts *o
 	 * ours, keeping the originals for the relay. */
 	int s0 = fcntl(0, F_DUPFD_CLOEXEC, 3), s1 = fcntl(1, F_DUPFD_CLOEXEC, 3);
 	int s2 = fcntl(2, F_DUPFD_CLOEXEC, 3);
-	struct relay rl = { .in = s0, .out = s1, .master = master };
+	struct relay rl = {.in = s0, .out = s1, .master = master};
 	if (pipe2(rl.stop, O_CLOEXEC) < 0)
 		return vs_error_sys(err, errno, "pipe");
 	pthread_t th;
@@ -141,31 +141,33 @@ static int do_exec(struct ctl *ctl, const char *verb, const char *name, struct s
 }
 
 static const char exec_help[] =
-	"usage: slicectl exec [-t] [--env K=V]... [--workdir DIR] NAME -- CMD ARG...\n\n"
-	"Run CMD inside the running slice NAME with the slice's isolation and\n"
-	"policy; exits with CMD's exit code.\n"
-	"  -t, --tty          give CMD a terminal (a fresh pty relayed to ours)\n"
-	"  --env K=V          extra environment (repeatable)\n"
-	"  --workdir DIR      working directory (default: the slice's)\n";
+    "usage: slicectl exec [-t] [--env K=V]... [--workdir DIR] NAME -- CMD ARG...\n\n"
+    "Run CMD inside the running slice NAME with the slice's isolation and\n"
+    "policy; exits with CMD's exit code.\n"
+    "  -t, --tty          give CMD a terminal (a fresh pty relayed to ours)\n"
+    "  --env K=V          extra environment (repeatable)\n"
+    "  --workdir DIR      working directory (default: the slice's)\n";
 
 int cmd_exec(struct ctl *ctl, int argc, char **argv)
 {
 	if (ctl_want_help(argc, argv, exec_help))
 		return 0;
 	static const struct option opts[] = {
-		{ "tty", no_argument, NULL, 't' },
-		{ "env", required_argument, NULL, 'e' },
-		{ "workdir", required_argument, NULL, 'w' },
-		{ 0 },
+	    {"tty", no_argument, NULL, 't'},
+	    {"env", required_argument, NULL, 'e'},
+	    {"workdir", required_argument, NULL, 'w'},
+	    {0},
 	};
 	int split = ctl_split(argc, argv);
-	struct slice_exec_opts o = { 0 };
+	struct slice_exec_opts o = {0};
 	cleanup_free char **env = vs_xcalloc((size_t)argc + 1, sizeof(char *));
 	size_t nenv = 0;
 	int c;
 	while ((c = getopt_long(split, argv, "+t", opts, NULL)) != -1) {
 		switch (c) {
-		case 't': o.tty = true; break;
+		case 't':
+			o.tty = true;
+			break;
 		case 'e':
 			if (!strchr(optarg, '=') || optarg[0] == '=')
 				return ctl_usage("exec", "--env: \"%s\" is not K=V", optarg);
@@ -173,16 +175,19 @@ int cmd_exec(struct ctl *ctl, int argc, char **argv)
 			break;
 		case 'w':
 			if (optarg[0] != '/')
-				return ctl_usage("exec", "--workdir: \"%s\" is not an absolute path", optarg);
+				return ctl_usage(
+				    "exec", "--workdir: \"%s\" is not an absolute path", optarg);
 			o.workdir = optarg;
 			break;
-		default: return ctl_usage("exec", "unknown option");
+		default:
+			return ctl_usage("exec", "unknown option");
 		}
 	}
 	if (optind >= split)
 		return ctl_usage("exec", "missing slice NAME");
 	if (optind + 1 < split)
-		return ctl_usage("exec", "unexpected \"%s\" (put the command after --)", argv[optind + 1]);
+		return ctl_usage("exec", "unexpected \"%s\" (put the command after --)",
+				 argv[optind + 1]);
 	if (split + 1 >= argc)
 		return ctl_usage("exec", "missing command (slicectl exec NAME -- CMD ARG...)");
 	o.argv = argv + split + 1;
@@ -190,8 +195,8 @@ int cmd_exec(struct ctl *ctl, int argc, char **argv)
 	return do_exec(ctl, "exec", argv[optind], &o);
 }
 
-static const char shell_help[] =
-	"usage: slicectl shell NAME\n\nAn interactive /bin/sh inside the running slice, on a fresh pty.\n";
+static const char shell_help[] = "usage: slicectl shell NAME\n\nAn interactive /bin/sh inside the "
+				 "running slice, on a fresh pty.\n";
 
 int cmd_shell(struct ctl *ctl, int argc, char **argv)
 {
@@ -200,7 +205,7 @@ int cmd_shell(struct ctl *ctl, int argc, char **argv)
 	if (argc != 2 || argv[1][0] == '-')
 		return ctl_usage("shell", argc < 2 ? "missing slice NAME" : "one NAME only");
 	static char sh[] = "/bin/sh";
-	char *av[] = { sh, NULL };
-	struct slice_exec_opts o = { .argv = av, .tty = true };
+	char *av[] = {sh, NULL};
+	struct slice_exec_opts o = {.argv = av, .tty = true};
 	return do_exec(ctl, "shell", argv[1], &o);
 }

@@ -14,18 +14,18 @@
 #include "vslice/units.h"
 
 static const char image_help[] =
-	"usage: slicectl image build busybox [--from PATH]\n"
-	"       slicectl image import [--relative-symlinks] NAME PATH\n"
-	"       slicectl image list [-q]\n"
-	"       slicectl image rm NAME\n\n"
-	"Images are read-only root file systems that slices share as the lower\n"
-	"layer of their overlay.\n"
-	"  build busybox   an image from the host's static busybox (busybox-static)\n"
-	"  import          from a directory, a tar (gzip/xz/bzip2/zstd/lz4), an OCI layout or a\n"
-	"                  docker-save archive; entries that would land outside the image,\n"
-	"                  device nodes and absolute symlinks are refused (setuid bits cleared);\n"
-	"                  --relative-symlinks rewrites absolute symlinks to relative ones\n"
-	"  rm              refused while a slice uses the image\n";
+    "usage: slicectl image build busybox [--from PATH]\n"
+    "       slicectl image import [--relative-symlinks] NAME PATH\n"
+    "       slicectl image list [-q]\n"
+    "       slicectl image rm NAME\n\n"
+    "Images are read-only root file systems that slices share as the lower\n"
+    "layer of their overlay.\n"
+    "  build busybox   an image from the host's static busybox (busybox-static)\n"
+    "  import          from a directory, a tar (gzip/xz/bzip2/zstd/lz4), an OCI layout or a\n"
+    "                  docker-save archive; entries that would land outside the image,\n"
+    "                  device nodes and absolute symlinks are refused (setuid bits cleared);\n"
+    "                  --relative-symlinks rewrites absolute symlinks to relative ones\n"
+    "  rm              refused while a slice uses the image\n";
 
 static int image_list_cmd(struct ctl *ctl, bool quiet)
 {
@@ -39,10 +39,10 @@ static int image_list_cmd(struct ctl *ctl, bool quiet)
 		printf("%-20s %-10s %-20s %s\n", "NAME", "SIZE", "CREATED", "SOURCE");
 	for (size_t i = 0; i < n; i++) {
 		if (ctl->json) {
-			json_array_append_new(arr, json_pack("{s:s, s:s, s:I, s:I}", "name", v[i].name,
-							     "source", v[i].source, "size",
-							     (json_int_t)v[i].size, "created",
-							     (json_int_t)v[i].created));
+			json_array_append_new(arr, json_pack("{s:s, s:s, s:I, s:I}", "name",
+							     v[i].name, "source", v[i].source,
+							     "size", (json_int_t)v[i].size,
+							     "created", (json_int_t)v[i].created));
 		} else if (quiet) {
 			printf("%s\n", v[i].name);
 		} else {
@@ -75,7 +75,7 @@ int cmd_image(struct ctl *ctl, int argc, char **argv)
 		return 0;
 	struct vs_error err;
 	if (!strcmp(sub, "build")) {
-		static const struct option o[] = { { "from", required_argument, NULL, 'f' }, { 0 } };
+		static const struct option o[] = {{"from", required_argument, NULL, 'f'}, {0}};
 		const char *from = NULL;
 		int c;
 		optind = 0;
@@ -86,10 +86,12 @@ int cmd_image(struct ctl *ctl, int argc, char **argv)
 		}
 		int rest = argc - 1 - optind;
 		if (rest != 1)
-			return ctl_usage("image build", "which image? (slicectl image build busybox)");
+			return ctl_usage("image build",
+					 "which image? (slicectl image build busybox)");
 		const char *what = argv[1 + optind];
 		if (strcmp(what, "busybox") != 0)
-			return ctl_usage("image build", "\"%s\": only busybox can be built (use image import)",
+			return ctl_usage("image build",
+					 "\"%s\": only busybox can be built (use image import)",
 					 what);
 		if (image_build_busybox(ctl->root, "busybox", from, &err) < 0)
 			return ctl_fail("image build", what, &err);
@@ -105,8 +107,9 @@ int cmd_image(struct ctl *ctl, int argc, char **argv)
 			i++;
 		}
 		if (argc - i != 2)
-			return ctl_usage("image import",
-					 "usage: slicectl image import [--relative-symlinks] NAME PATH");
+			return ctl_usage(
+			    "image import",
+			    "usage: slicectl image import [--relative-symlinks] NAME PATH");
 		if (image_import_ex(ctl->root, argv[i], argv[i + 1], flags, &err) < 0)
 			return ctl_fail("image import", argv[i], &err);
 		if (!ctl->quiet)
@@ -131,7 +134,9 @@ int cmd_image(struct ctl *ctl, int argc, char **argv)
 			if (vs_check_name("image", argv[i], &err) < 0) {
 				rc = ctl_fail("image rm", argv[i], &err);
 			} else if (slice_image_in_use(ctl->root, argv[i])) {
-				vs_error_set(&err, EBUSY, "in use by a slice (destroy those slices first; see: slicectl list)");
+				vs_error_set(&err, EBUSY,
+					     "in use by a slice (destroy those slices first; see: "
+					     "slicectl list)");
 				rc = ctl_fail("image rm", argv[i], &err);
 			} else if (image_rm(ctl->root, argv[i], &err) < 0) {
 				rc = ctl_fail("image rm", argv[i], &err);

@@ -36,25 +36,25 @@ static json_t *strv_json(char **v)
 
 static json_t *slice_json(const struct slice_spec *s, const struct slice_state *st)
 {
-	return json_pack("{s:s, s:s, s:s, s:s, s:s, s:f, s:I, s:I, s:I, s:o, s:o, s:s, s:I, s:I,"
-			 " s:I, s:i, s:I, s:I, s:i, s:s, s:i, s:I, s:I, s:b, s:s}",
-			 "name", s->name, "state", slice_status_name(st->status), "image", s->image,
-			 "hostname", s->hostname, "policy", s->policy, "cpus", s->cpu_millis / 1000.0,
-			 "memory_bytes", (json_int_t)s->memory_bytes, "pids_max",
-			 (json_int_t)s->pids_max, "lifetime_secs", (json_int_t)s->lifetime_secs,
-			 "argv", strv_json(s->argv), "env", strv_json(s->env), "net",
-			 s->net == SLICE_NET_HOST ? "host" : "none", "timeout_secs",
-			 (json_int_t)s->timeout_secs, "created", (json_int_t)s->created, "expires",
-			 (json_int_t)s->expires, "restart_max", (int)s->restart_max, "id_base",
-			 (json_int_t)s->id_base, "started", (json_int_t)st->started, "pid", (int)st->pid,
-			 "exit_reason", st->exit_reason, "exit_code", st->exit_code, "finished",
-			 (json_int_t)st->finished, "restarts", (json_int_t)st->restarts,
-			 "idmapped", st->idmapped, "node", "local");
+	return json_pack(
+	    "{s:s, s:s, s:s, s:s, s:s, s:f, s:I, s:I, s:I, s:o, s:o, s:s, s:I, s:I,"
+	    " s:I, s:i, s:I, s:I, s:i, s:s, s:i, s:I, s:I, s:b, s:s}",
+	    "name", s->name, "state", slice_status_name(st->status), "image", s->image, "hostname",
+	    s->hostname, "policy", s->policy, "cpus", s->cpu_millis / 1000.0, "memory_bytes",
+	    (json_int_t)s->memory_bytes, "pids_max", (json_int_t)s->pids_max, "lifetime_secs",
+	    (json_int_t)s->lifetime_secs, "argv", strv_json(s->argv), "env", strv_json(s->env),
+	    "net", s->net == SLICE_NET_HOST ? "host" : "none", "timeout_secs",
+	    (json_int_t)s->timeout_secs, "created", (json_int_t)s->created, "expires",
+	    (json_int_t)s->expires, "restart_max", (int)s->restart_max, "id_base",
+	    (json_int_t)s->id_base, "started", (json_int_t)st->started, "pid", (int)st->pid,
+	    "exit_reason", st->exit_reason, "exit_code", st->exit_code, "finished",
+	    (json_int_t)st->finished, "restarts", (json_int_t)st->restarts, "idmapped",
+	    st->idmapped, "node", "local");
 }
 
-static const char list_help[] =
-	"usage: slicectl list [-q]\n\nAll slices on this node: NAME STATE IMAGE CPUS MEMORY PIDS NODE UPTIME.\n"
-	"  -q    names only\n";
+static const char list_help[] = "usage: slicectl list [-q]\n\nAll slices on this node: NAME STATE "
+				"IMAGE CPUS MEMORY PIDS NODE UPTIME.\n"
+				"  -q    names only\n";
 
 int cmd_list(struct ctl *ctl, int argc, char **argv)
 {
@@ -76,8 +76,8 @@ int cmd_list(struct ctl *ctl, int argc, char **argv)
 		return ctl_fail("list", NULL, &err);
 	json_t *arr = ctl->json ? json_array() : NULL;
 	if (!quiet && !ctl->json)
-		printf("%-20s %-8s %-10s %-5s %-7s %-6s %-6s %s\n", "NAME", "STATE", "IMAGE", "CPUS",
-		       "MEMORY", "PIDS", "NODE", "UPTIME");
+		printf("%-20s %-8s %-10s %-5s %-7s %-6s %-6s %s\n", "NAME", "STATE", "IMAGE",
+		       "CPUS", "MEMORY", "PIDS", "NODE", "UPTIME");
 	for (size_t i = 0; i < n; i++) {
 		struct slice_spec s;
 		struct slice_state st;
@@ -85,8 +85,9 @@ int cmd_list(struct ctl *ctl, int argc, char **argv)
 			printf("%s\n", names[i]);
 		} else if (slice_load(ctl->root, names[i], &s, &st, &err) < 0) {
 			if (ctl->json)
-				json_array_append_new(arr, json_pack("{s:s, s:s, s:s}", "name", names[i],
-								     "state", "broken", "error", err.msg));
+				json_array_append_new(arr, json_pack("{s:s, s:s, s:s}", "name",
+								     names[i], "state", "broken",
+								     "error", err.msg));
 			else
 				printf("%-20s %-8s (%s)\n", names[i], "broken", err.msg);
 		} else {
@@ -99,11 +100,14 @@ int cmd_list(struct ctl *ctl, int argc, char **argv)
 				if (s.memory_bytes)
 					vs_format_size(s.memory_bytes, mem, sizeof(mem));
 				if (s.pids_max)
-					snprintf(pids, sizeof(pids), "%llu", (unsigned long long)s.pids_max);
+					snprintf(pids, sizeof(pids), "%llu",
+						 (unsigned long long)s.pids_max);
 				if (st.status == SLICE_RUNNING || st.status == SLICE_FROZEN)
-					vs_format_duration((uint64_t)(time(NULL) - st.started), up, sizeof(up));
+					vs_format_duration((uint64_t)(time(NULL) - st.started), up,
+							   sizeof(up));
 				printf("%-20s %-8s %-10s %-5s %-7s %-6s %-6s %s\n", s.name,
-				       slice_status_name(st.status), s.image, cpus, mem, pids, "local", up);
+				       slice_status_name(st.status), s.image, cpus, mem, pids,
+				       "local", up);
 			}
 			slice_spec_free(&s);
 		}
@@ -115,7 +119,8 @@ int cmd_list(struct ctl *ctl, int argc, char **argv)
 	return 0;
 }
 
-static const char show_help[] = "usage: slicectl show NAME\n\nSpec and status of a slice (--json for JSON).\n";
+static const char show_help[] =
+    "usage: slicectl show NAME\n\nSpec and status of a slice (--json for JSON).\n";
 
 int cmd_show(struct ctl *ctl, int argc, char **argv)
 {
@@ -134,13 +139,17 @@ int cmd_show(struct ctl *ctl, int argc, char **argv)
 	} else {
 		const char *key;
 		json_t *v;
-		json_object_foreach(j, key, v) {
-			char *t = json_is_string(v) ? NULL : json_dumps(v, JSON_ENCODE_ANY | JSON_COMPACT);
+		json_object_foreach(j, key, v)
+		{
+			char *t = json_is_string(v) ? NULL
+						    : json_dumps(v, JSON_ENCODE_ANY | JSON_COMPACT);
 			printf("%-14s %s\n", key, t ? t : json_string_value(v));
 			free(t);
 		}
-		printf("%-14s %s\n", "rootfs", st.idmapped ? "overlay on the image, id-mapped"
-							   : "overlay on a chowned copy of the image (id-mapped mounts refused)");
+		printf("%-14s %s\n", "rootfs",
+		       st.idmapped
+			   ? "overlay on the image, id-mapped"
+			   : "overlay on a chowned copy of the image (id-mapped mounts refused)");
 		json_decref(j);
 	}
 	slice_spec_free(&s);
@@ -148,14 +157,14 @@ int cmd_show(struct ctl *ctl, int argc, char **argv)
 }
 
 static const char logs_help[] =
-	"usage: slicectl logs NAME [-f]\n\nOutput (stdout and stderr) of a detached slice.\n"
-	"  -f, --follow    keep printing until the slice stops\n";
+    "usage: slicectl logs NAME [-f]\n\nOutput (stdout and stderr) of a detached slice.\n"
+    "  -f, --follow    keep printing until the slice stops\n";
 
 int cmd_logs(struct ctl *ctl, int argc, char **argv)
 {
 	if (ctl_want_help(argc, argv, logs_help))
 		return 0;
-	static const struct option o[] = { { "follow", no_argument, NULL, 'f' }, { 0 } };
+	static const struct option o[] = {{"follow", no_argument, NULL, 'f'}, {0}};
 	bool follow = false;
 	int c;
 	while ((c = getopt_long(argc, argv, "f", o, NULL)) != -1) {
@@ -189,15 +198,15 @@ int cmd_logs(struct ctl *ctl, int argc, char **argv)
 }
 
 static const char stats_help[] =
-	"usage: slicectl stats NAME [--window MS]\n\n"
-	"cpu, memory, pids and the slice's thread-level parallelism (TLP), sampled\n"
-	"every 10 ms over --window milliseconds (default 1000).\n";
+    "usage: slicectl stats NAME [--window MS]\n\n"
+    "cpu, memory, pids and the slice's thread-level parallelism (TLP), sampled\n"
+    "every 10 ms over --window milliseconds (default 1000).\n";
 
 int cmd_stats(struct ctl *ctl, int argc, char **argv)
 {
 	if (ctl_want_help(argc, argv, stats_help))
 		return 0;
-	static const struct option o[] = { { "window", required_argument, NULL, 'w' }, { 0 } };
+	static const struct option o[] = {{"window", required_argument, NULL, 'w'}, {0}};
 	unsigned window = 1000;
 	int c;
 	while ((c = getopt_long(argc, argv, "w:", o, NULL)) != -1) {
@@ -234,9 +243,12 @@ int cmd_stats(struct ctl *ctl, int argc, char **argv)
 		vs_format_size(st.memory_max, mmax, sizeof(mmax));
 	printf("cpu      %.3f s total, %.1f%% over the last %u ms\n", st.cpu_usage_ns / 1e9,
 	       st.cpu_percent, window);
-	printf("memory   %s / %s  (oom kills: %llu)\n", mem, mmax, (unsigned long long)st.oom_kills);
+	printf("memory   %s / %s  (oom kills: %llu)\n", mem, mmax,
+	       (unsigned long long)st.oom_kills);
 	printf("pids     %llu / %s\n", (unsigned long long)st.pids_current,
-	       st.pids_max ? (snprintf(mmax, sizeof(mmax), "%llu", (unsigned long long)st.pids_max), mmax) : "max");
+	       st.pids_max
+		   ? (snprintf(mmax, sizeof(mmax), "%llu", (unsigned long long)st.pids_max), mmax)
+		   : "max");
 	printf("frozen   %s\n", st.frozen ? "yes" : "no");
 	printf("TLP      %.2f  (samples %u; c0=%.2f", st.tlp, st.samples, st.c[0]);
 	for (unsigned i = 1; i <= st.max_running && i < VS_ARRAY_SIZE(st.c); i++)

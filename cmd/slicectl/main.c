@@ -37,7 +37,9 @@ int ctl_usage(const char *verb, const char *fmt, ...)
 {
 	char buf[512], shown[512];
 	if (!strcmp(fmt, "unknown option") && verb_argv && optind > 0 && verb_argv[optind - 1]) {
-		fprintf(stderr, "slicectl: %s: unknown option or missing value: \"%s\" (see: slicectl %s --help)\n",
+		fprintf(stderr,
+			"slicectl: %s: unknown option or missing value: \"%s\" (see: slicectl %s "
+			"--help)\n",
 			verb, vs_printable(verb_argv[optind - 1], shown, sizeof(shown)), verb);
 		return EXIT_VSLICE;
 	}
@@ -74,27 +76,27 @@ static const struct {
 	ctl_verb_fn fn; /* NULL: a weak verb, looked up in verb_fn() */
 	const char *summary;
 } verbs[] = {
-	{ "image", cmd_image, "build, import, list and remove images" },
-	{ "create", cmd_create, "create a slice (does not start it)" },
-	{ "start", cmd_start, "start a created or exited slice, detached" },
-	{ "run", cmd_run, "create + start; waits for the command unless -d" },
-	{ "exec", cmd_exec, "run a command inside a running slice" },
-	{ "shell", cmd_shell, "interactive shell in a running slice" },
-	{ "stop", cmd_stop, "SIGTERM the slice, SIGKILL after --timeout" },
-	{ "kill", cmd_kill, "send a signal to the slice's workload" },
-	{ "freeze", cmd_freeze, "freeze every process of the slice" },
-	{ "thaw", cmd_thaw, "thaw a frozen slice" },
-	{ "destroy", cmd_destroy, "remove a slice: processes, cgroups, state" },
-	{ "list", cmd_list, "list slices" },
-	{ "show", cmd_show, "spec and status of a slice" },
-	{ "logs", cmd_logs, "output of a detached slice" },
-	{ "stats", cmd_stats, "cpu, memory, pids and thread-level parallelism" },
-	{ "validate", NULL, "check an experiment manifest" },
-	{ "submit", NULL, "run an experiment manifest" },
-	{ "status", NULL, "per-sliver state of an experiment" },
-	{ "results", NULL, "copy an experiment's result files out" },
-	{ "checkpoint", NULL, "checkpoint a running slice to a directory" },
-	{ "restore", NULL, "restore a slice from a checkpoint" },
+    {"image", cmd_image, "build, import, list and remove images"},
+    {"create", cmd_create, "create a slice (does not start it)"},
+    {"start", cmd_start, "start a created or exited slice, detached"},
+    {"run", cmd_run, "create + start; waits for the command unless -d"},
+    {"exec", cmd_exec, "run a command inside a running slice"},
+    {"shell", cmd_shell, "interactive shell in a running slice"},
+    {"stop", cmd_stop, "SIGTERM the slice, SIGKILL after --timeout"},
+    {"kill", cmd_kill, "send a signal to the slice's workload"},
+    {"freeze", cmd_freeze, "freeze every process of the slice"},
+    {"thaw", cmd_thaw, "thaw a frozen slice"},
+    {"destroy", cmd_destroy, "remove a slice: processes, cgroups, state"},
+    {"list", cmd_list, "list slices"},
+    {"show", cmd_show, "spec and status of a slice"},
+    {"logs", cmd_logs, "output of a detached slice"},
+    {"stats", cmd_stats, "cpu, memory, pids and thread-level parallelism"},
+    {"validate", NULL, "check an experiment manifest"},
+    {"submit", NULL, "run an experiment manifest"},
+    {"status", NULL, "per-sliver state of an experiment"},
+    {"results", NULL, "copy an experiment's result files out"},
+    {"checkpoint", NULL, "checkpoint a running slice to a directory"},
+    {"restore", NULL, "restore a slice from a checkpoint"},
 };
 
 static ctl_verb_fn verb_fn(size_t i)
@@ -102,59 +104,87 @@ static ctl_verb_fn verb_fn(size_t i)
 	const char *n = verbs[i].name;
 	if (verbs[i].fn)
 		return verbs[i].fn;
-	if (!strcmp(n, "validate")) return cmd_validate;
-	if (!strcmp(n, "submit")) return cmd_submit;
-	if (!strcmp(n, "status")) return cmd_status;
-	if (!strcmp(n, "results")) return cmd_results;
-	if (!strcmp(n, "checkpoint")) return cmd_checkpoint;
-	if (!strcmp(n, "restore")) return cmd_restore;
+	if (!strcmp(n, "validate"))
+		return cmd_validate;
+	if (!strcmp(n, "submit"))
+		return cmd_submit;
+	if (!strcmp(n, "status"))
+		return cmd_status;
+	if (!strcmp(n, "results"))
+		return cmd_results;
+	if (!strcmp(n, "checkpoint"))
+		return cmd_checkpoint;
+	if (!strcmp(n, "restore"))
+		return cmd_restore;
 	return NULL;
 }
 
 static void usage(FILE *f)
 {
-	fprintf(f, "usage: slicectl [--root DIR] [--registry URL] [--token T] [--json] [-q] [-v] VERB ...\n\n"
-		   "Slices are named, isolated, resource-limited environments (PlanetLab's model).\n"
-		   "Without a registry, slicectl manages slices on this machine directly.\n\nverbs:\n");
+	fprintf(
+	    f, "usage: slicectl [--root DIR] [--registry URL] [--token T] [--json] [-q] [-v] VERB "
+	       "...\n\n"
+	       "Slices are named, isolated, resource-limited environments (PlanetLab's model).\n"
+	       "Without a registry, slicectl manages slices on this machine directly.\n\nverbs:\n");
 	for (size_t i = 0; i < sizeof(verbs) / sizeof(verbs[0]); i++)
 		if (verb_fn(i))
 			fprintf(f, "  %-11s %s\n", verbs[i].name, verbs[i].summary);
-	fprintf(f, "\nEvery verb takes --help. State: --root or $VSLICE_ROOT (default /var/lib/vslice).\n"
-		   "Exit codes: 0 ok, the workload's code for run/exec, 125 vslice error,\n"
-		   "126 cannot execute, 127 command not found.\n");
+	fprintf(
+	    f,
+	    "\nEvery verb takes --help. State: --root or $VSLICE_ROOT (default /var/lib/vslice).\n"
+	    "Exit codes: 0 ok, the workload's code for run/exec, 125 vslice error,\n"
+	    "126 cannot execute, 127 command not found.\n");
 }
 
 int main(int argc, char **argv)
 {
 	struct ctl ctl = {
-		.root = slice_default_root(),
-		.registry = getenv("VSLICE_REGISTRY"),
-		.token = getenv("VSLICE_TOKEN"),
+	    .root = slice_default_root(),
+	    .registry = getenv("VSLICE_REGISTRY"),
+	    .token = getenv("VSLICE_TOKEN"),
 	};
 	static const struct option opts[] = {
-		{ "root", required_argument, NULL, 'r' },
-		{ "registry", required_argument, NULL, 'R' },
-		{ "token", required_argument, NULL, 'T' },
-		{ "json", no_argument, NULL, 'j' },
-		{ "quiet", no_argument, NULL, 'q' },
-		{ "verbose", no_argument, NULL, 'v' },
-		{ "version", no_argument, NULL, 'V' },
-		{ "help", no_argument, NULL, 'h' },
-		{ 0 },
+	    {"root", required_argument, NULL, 'r'},
+	    {"registry", required_argument, NULL, 'R'},
+	    {"token", required_argument, NULL, 'T'},
+	    {"json", no_argument, NULL, 'j'},
+	    {"quiet", no_argument, NULL, 'q'},
+	    {"verbose", no_argument, NULL, 'v'},
+	    {"version", no_argument, NULL, 'V'},
+	    {"help", no_argument, NULL, 'h'},
+	    {0},
 	};
 	int c;
 	/* '+': stop at the verb; its options are its own. */
 	while ((c = getopt_long(argc, argv, "+qvh", opts, NULL)) != -1) {
 		switch (c) {
-		case 'r': ctl.root = optarg; break;
-		case 'R': ctl.registry = optarg; break;
-		case 'T': ctl.token = optarg; break;
-		case 'j': ctl.json = true; break;
-		case 'q': ctl.quiet = true; break;
-		case 'v': ctl.verbose++; break;
-		case 'V': printf("slicectl %s\n", VSLICE_VERSION); return 0;
-		case 'h': usage(stdout); return 0;
-		default: usage(stderr); return EXIT_VSLICE;
+		case 'r':
+			ctl.root = optarg;
+			break;
+		case 'R':
+			ctl.registry = optarg;
+			break;
+		case 'T':
+			ctl.token = optarg;
+			break;
+		case 'j':
+			ctl.json = true;
+			break;
+		case 'q':
+			ctl.quiet = true;
+			break;
+		case 'v':
+			ctl.verbose++;
+			break;
+		case 'V':
+			printf("slicectl %s\n", VSLICE_VERSION);
+			return 0;
+		case 'h':
+			usage(stdout);
+			return 0;
+		default:
+			usage(stderr);
+			return EXIT_VSLICE;
 		}
 	}
 	if (optind >= argc) {
@@ -162,12 +192,15 @@ int main(int argc, char **argv)
 		return EXIT_VSLICE;
 	}
 	if (ctl.root[0] != '/') {
-		fprintf(stderr, "slicectl: --root: must be an absolute path, got \"%s\"\n", ctl.root);
+		fprintf(stderr, "slicectl: --root: must be an absolute path, got \"%s\"\n",
+			ctl.root);
 		return EXIT_VSLICE;
 	}
 	if (ctl.registry && *ctl.registry) {
-		fprintf(stderr, "slicectl: --registry %s: cluster mode is not available in this build "
-				"(unset VSLICE_REGISTRY to manage local slices)\n", ctl.registry);
+		fprintf(stderr,
+			"slicectl: --registry %s: cluster mode is not available in this build "
+			"(unset VSLICE_REGISTRY to manage local slices)\n",
+			ctl.registry);
 		return EXIT_VSLICE;
 	}
 	const char *verb = argv[optind];

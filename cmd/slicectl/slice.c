@@ -14,29 +14,37 @@
 #include "vslice/units.h"
 #include "vslice/util.h"
 
-#define CREATE_OPTS_HELP                                                                     \
-	"  --image IMG        root file system image (default busybox)\n"                     \
-	"  --cpus N           cpu quota, e.g. 0.5 or 2\n"                                     \
-	"  --memory SIZE      memory limit, e.g. 256M (an OOM kills inside the slice only)\n" \
-	"  --pids N           maximum number of processes and threads\n"                      \
-	"  --policy P         seccomp policy: default, strict, unconfined or FILE.json\n"     \
-	"  --net MODE         none (loopback only, default) or host\n"                        \
-	"  --env K=V          environment variable (repeatable)\n"                            \
-	"  --workdir DIR      working directory inside the slice (default /)\n"               \
-	"  --hostname H       hostname (default: the slice name)\n"                           \
-	"  --lifetime D       the slice ends after D, e.g. 2h or 14d\n"                       \
-	"  --timeout D        kill the command after D (exit code 124)\n"                     \
+#define CREATE_OPTS_HELP                                                                           \
+	"  --image IMG        root file system image (default busybox)\n"                          \
+	"  --cpus N           cpu quota, e.g. 0.5 or 2\n"                                          \
+	"  --memory SIZE      memory limit, e.g. 256M (an OOM kills inside the slice only)\n"      \
+	"  --pids N           maximum number of processes and threads\n"                           \
+	"  --policy P         seccomp policy: default, strict, unconfined or FILE.json\n"          \
+	"  --net MODE         none (loopback only, default) or host\n"                             \
+	"  --env K=V          environment variable (repeatable)\n"                                 \
+	"  --workdir DIR      working directory inside the slice (default /)\n"                    \
+	"  --hostname H       hostname (default: the slice name)\n"                                \
+	"  --lifetime D       the slice ends after D, e.g. 2h or 14d\n"                            \
+	"  --timeout D        kill the command after D (exit code 124)\n"                          \
 	"  --restart N        restart the command up to N times when it fails\n"
 
 static const struct option create_opts[] = {
-	{ "image", required_argument, NULL, 'i' },    { "cpus", required_argument, NULL, 'c' },
-	{ "memory", required_argument, NULL, 'm' },   { "pids", required_argument, NULL, 'p' },
-	{ "policy", required_argument, NULL, 'P' },   { "net", required_argument, NULL, 'n' },
-	{ "env", required_argument, NULL, 'e' },      { "workdir", required_argument, NULL, 'w' },
-	{ "hostname", required_argument, NULL, 'H' }, { "lifetime", required_argument, NULL, 'l' },
-	{ "timeout", required_argument, NULL, 't' },  { "restart", required_argument, NULL, 'R' },
-	{ "rm", no_argument, NULL, 'X' },             { "detach", no_argument, NULL, 'd' },
-	{ "help", no_argument, NULL, 'h' },           { 0 },
+    {"image", required_argument, NULL, 'i'},
+    {"cpus", required_argument, NULL, 'c'},
+    {"memory", required_argument, NULL, 'm'},
+    {"pids", required_argument, NULL, 'p'},
+    {"policy", required_argument, NULL, 'P'},
+    {"net", required_argument, NULL, 'n'},
+    {"env", required_argument, NULL, 'e'},
+    {"workdir", required_argument, NULL, 'w'},
+    {"hostname", required_argument, NULL, 'H'},
+    {"lifetime", required_argument, NULL, 'l'},
+    {"timeout", required_argument, NULL, 't'},
+    {"restart", required_argument, NULL, 'R'},
+    {"rm", no_argument, NULL, 'X'},
+    {"detach", no_argument, NULL, 'd'},
+    {"help", no_argument, NULL, 'h'},
+    {0},
 };
 
 struct create_args {
@@ -72,7 +80,8 @@ static int parse_create(const char *verb, int argc, char **argv, bool allow_run,
 		switch (c) {
 		case 'i':
 			if (strlen(optarg) >= sizeof(a->spec.image) || !vs_name_valid(optarg))
-				return ctl_usage(verb, "--image: invalid image name \"%s\"", optarg);
+				return ctl_usage(verb, "--image: invalid image name \"%s\"",
+						 optarg);
 			snprintf(a->spec.image, sizeof(a->spec.image), "%s", optarg);
 			break;
 		case 'c':
@@ -94,7 +103,8 @@ static int parse_create(const char *verb, int argc, char **argv, bool allow_run,
 			if (strchr(optarg, '/') || strstr(optarg, ".json")) {
 				char *abs = realpath(optarg, NULL);
 				if (!abs)
-					return ctl_usage(verb, "--policy: %s: %s", optarg, strerror(errno));
+					return ctl_usage(verb, "--policy: %s: %s", optarg,
+							 strerror(errno));
 				a->spec.policy = abs;
 			} else {
 				a->spec.policy = vs_xstrdup(optarg);
@@ -108,7 +118,8 @@ static int parse_create(const char *verb, int argc, char **argv, bool allow_run,
 			else if (!strcmp(optarg, "bridge"))
 				a->spec.net = SLICE_NET_BRIDGE;
 			else
-				return ctl_usage(verb, "--net: \"%s\" is not none, host or bridge", optarg);
+				return ctl_usage(verb, "--net: \"%s\" is not none, host or bridge",
+						 optarg);
 			break;
 		case 'e':
 			if (!strchr(optarg, '=') || optarg[0] == '=')
@@ -117,7 +128,8 @@ static int parse_create(const char *verb, int argc, char **argv, bool allow_run,
 			break;
 		case 'w':
 			if (optarg[0] != '/')
-				return ctl_usage(verb, "--workdir: \"%s\" is not an absolute path", optarg);
+				return ctl_usage(verb, "--workdir: \"%s\" is not an absolute path",
+						 optarg);
 			free(a->spec.workdir);
 			a->spec.workdir = vs_xstrdup(optarg);
 			break;
@@ -158,7 +170,8 @@ static int parse_create(const char *verb, int argc, char **argv, bool allow_run,
 	if (optind >= split)
 		return ctl_usage(verb, "missing slice NAME");
 	if (optind + 1 < split)
-		return ctl_usage(verb, "unexpected \"%s\" (put the command after --)", argv[optind + 1]);
+		return ctl_usage(verb, "unexpected \"%s\" (put the command after --)",
+				 argv[optind + 1]);
 	const char *name = argv[optind];
 	if (vs_check_name("slice", name, &err) < 0)
 		return ctl_fail(verb, name, &err);
@@ -177,9 +190,9 @@ static int parse_create(const char *verb, int argc, char **argv, bool allow_run,
 }
 
 static const char create_help[] =
-	"usage: slicectl create NAME [options] [-- CMD ARG...]\n\n"
-	"Create a slice: an isolated, resource-limited environment. It is not\n"
-	"started; see slicectl start. The default command is /bin/sh.\n\noptions:\n" CREATE_OPTS_HELP;
+    "usage: slicectl create NAME [options] [-- CMD ARG...]\n\n"
+    "Create a slice: an isolated, resource-limited environment. It is not\n"
+    "started; see slicectl start. The default command is /bin/sh.\n\noptions:\n" CREATE_OPTS_HELP;
 
 int cmd_create(struct ctl *ctl, int argc, char **argv)
 {
@@ -199,11 +212,12 @@ int cmd_create(struct ctl *ctl, int argc, char **argv)
 }
 
 static const char run_help[] =
-	"usage: slicectl run [--rm] [-d] NAME [options] -- CMD ARG...\n\n"
-	"Create and start a slice running CMD. Without -d, waits for CMD with its\n"
-	"input and output on this terminal and exits with its exit code.\n\n"
-	"  --rm               destroy the slice when CMD ends\n"
-	"  -d, --detach       return once started; output goes to slicectl logs\n\noptions:\n" CREATE_OPTS_HELP;
+    "usage: slicectl run [--rm] [-d] NAME [options] -- CMD ARG...\n\n"
+    "Create and start a slice running CMD. Without -d, waits for CMD with its\n"
+    "input and output on this terminal and exits with its exit code.\n\n"
+    "  --rm               destroy the slice when CMD ends\n"
+    "  -d, --detach       return once started; output goes to slicectl "
+    "logs\n\noptions:\n" CREATE_OPTS_HELP;
 
 int cmd_run(struct ctl *ctl, int argc, char **argv)
 {
@@ -231,8 +245,8 @@ int cmd_run(struct ctl *ctl, int argc, char **argv)
 	/* The workload gets our terminal's signals through its PID 1; we wait. */
 	signal(SIGINT, SIG_IGN);
 	signal(SIGQUIT, SIG_IGN);
-	struct slice_start_opts o = { .foreground = !a.detach, .stdin_fd = 0, .stdout_fd = 1,
-				      .stderr_fd = 2 };
+	struct slice_start_opts o = {
+	    .foreground = !a.detach, .stdin_fd = 0, .stdout_fd = 1, .stderr_fd = 2};
 	int code = 0;
 	if (slice_start(ctl->root, name, &o, &err) < 0) {
 		code = EXIT_VSLICE;
@@ -256,8 +270,8 @@ int cmd_run(struct ctl *ctl, int argc, char **argv)
 }
 
 static const char start_help[] =
-	"usage: slicectl start NAME\n\nStart a created (or exited) slice, detached; its output goes\n"
-	"to slicectl logs NAME.\n";
+    "usage: slicectl start NAME\n\nStart a created (or exited) slice, detached; its output goes\n"
+    "to slicectl logs NAME.\n";
 
 /* Verbs of the form "VERB NAME" with no options. */
 static int one_name(const char *verb, int argc, char **argv, const char *help, const char **name)
@@ -281,22 +295,22 @@ int cmd_start(struct ctl *ctl, int argc, char **argv)
 	if (r)
 		return r < 0 ? 0 : r;
 	struct vs_error err;
-	struct slice_start_opts o = { .foreground = false };
+	struct slice_start_opts o = {.foreground = false};
 	if (slice_start(ctl->root, name, &o, &err) < 0)
 		return ctl_fail("start", name, &err);
 	return 0;
 }
 
 static const char stop_help[] =
-	"usage: slicectl stop NAME [--timeout SECONDS]\n\n"
-	"SIGTERM to the slice's workload; SIGKILL to everything in it after\n"
-	"--timeout seconds (default 10).\n";
+    "usage: slicectl stop NAME [--timeout SECONDS]\n\n"
+    "SIGTERM to the slice's workload; SIGKILL to everything in it after\n"
+    "--timeout seconds (default 10).\n";
 
 int cmd_stop(struct ctl *ctl, int argc, char **argv)
 {
 	if (ctl_want_help(argc, argv, stop_help))
 		return 0;
-	static const struct option o[] = { { "timeout", required_argument, NULL, 't' }, { 0 } };
+	static const struct option o[] = {{"timeout", required_argument, NULL, 't'}, {0}};
 	uint64_t timeout = 10;
 	int c;
 	while ((c = getopt_long(argc, argv, "t:", o, NULL)) != -1) {
@@ -313,15 +327,18 @@ int cmd_stop(struct ctl *ctl, int argc, char **argv)
 	return 0;
 }
 
-static const char kill_help[] =
-	"usage: slicectl kill NAME [SIGNAL]\n\nSend SIGNAL (name or number, default KILL) to the slice's workload.\n";
+static const char kill_help[] = "usage: slicectl kill NAME [SIGNAL]\n\nSend SIGNAL (name or "
+				"number, default KILL) to the slice's workload.\n";
 
 static int parse_signal(const char *s)
 {
-	static const struct { const char *n; int s; } sigs[] = {
-		{ "HUP", SIGHUP }, { "INT", SIGINT }, { "QUIT", SIGQUIT }, { "KILL", SIGKILL },
-		{ "USR1", SIGUSR1 }, { "USR2", SIGUSR2 }, { "TERM", SIGTERM }, { "CONT", SIGCONT },
-		{ "STOP", SIGSTOP }, { "ALRM", SIGALRM }, { "WINCH", SIGWINCH },
+	static const struct {
+		const char *n;
+		int s;
+	} sigs[] = {
+	    {"HUP", SIGHUP},   {"INT", SIGINT},	  {"QUIT", SIGQUIT},   {"KILL", SIGKILL},
+	    {"USR1", SIGUSR1}, {"USR2", SIGUSR2}, {"TERM", SIGTERM},   {"CONT", SIGCONT},
+	    {"STOP", SIGSTOP}, {"ALRM", SIGALRM}, {"WINCH", SIGWINCH},
 	};
 	if (!strncasecmp(s, "SIG", 3))
 		s += 3;
@@ -351,9 +368,10 @@ int cmd_kill(struct ctl *ctl, int argc, char **argv)
 int cmd_freeze(struct ctl *ctl, int argc, char **argv)
 {
 	const char *name;
-	int r = one_name("freeze", argc, argv,
-			 "usage: slicectl freeze NAME\n\nFreeze every process of the slice (cgroup freezer).\n",
-			 &name);
+	int r = one_name(
+	    "freeze", argc, argv,
+	    "usage: slicectl freeze NAME\n\nFreeze every process of the slice (cgroup freezer).\n",
+	    &name);
 	if (r)
 		return r < 0 ? 0 : r;
 	struct vs_error err;
@@ -372,16 +390,16 @@ int cmd_thaw(struct ctl *ctl, int argc, char **argv)
 }
 
 static const char destroy_help[] =
-	"usage: slicectl destroy [--force] NAME...\n\n"
-	"Remove slices: their processes, cgroups, file system layer, state and id\n"
-	"range. A running slice needs --force. --force also cleans up what a crashed\n"
-	"create left behind.\n";
+    "usage: slicectl destroy [--force] NAME...\n\n"
+    "Remove slices: their processes, cgroups, file system layer, state and id\n"
+    "range. A running slice needs --force. --force also cleans up what a crashed\n"
+    "create left behind.\n";
 
 int cmd_destroy(struct ctl *ctl, int argc, char **argv)
 {
 	if (ctl_want_help(argc, argv, destroy_help))
 		return 0;
-	static const struct option o[] = { { "force", no_argument, NULL, 'f' }, { 0 } };
+	static const struct option o[] = {{"force", no_argument, NULL, 'f'}, {0}};
 	bool force = false;
 	int c;
 	while ((c = getopt_long(argc, argv, "f", o, NULL)) != -1) {

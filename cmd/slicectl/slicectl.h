@@ -15,8 +15,8 @@
 #define EXIT_VSLICE 125
 
 struct ctl {
-	const char *root;	/* --root / VSLICE_ROOT / /var/lib/vslice */
-	const char *registry;	/* --registry / VSLICE_REGISTRY (cluster mode) */
+	const char *root;     /* --root / VSLICE_ROOT / /var/lib/vslice */
+	const char *registry; /* --registry / VSLICE_REGISTRY (cluster mode) */
 	const char *token;
 	bool json;
 	bool quiet;

@@ -17,21 +17,20 @@
 #define VS_ERROR_MAX 1024
 
 struct vs_error {
-	int code;		/* positive errno (or EINVAL for bad input) */
+	int code; /* positive errno (or EINVAL for bad input) */
 	char msg[VS_ERROR_MAX];
 };
 
 /* Set err to code + formatted message. Returns -code (never 0). */
 int vs_error_set(struct vs_error *err, int code, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
+    __attribute__((format(printf, 3, 4)));
 
 /* As vs_error_set, but appends ": strerror(code)". */
 int vs_error_sys(struct vs_error *err, int code, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
+    __attribute__((format(printf, 3, 4)));
 
 /* Prefix the message already in err with "context: ". Returns -err->code. */
-int vs_error_wrap(struct vs_error *err, const char *fmt, ...)
-	__attribute__((format(printf, 2, 3)));
+int vs_error_wrap(struct vs_error *err, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 /* Reset err to "no error". */
 void vs_error_clear(struct vs_error *err);

@@ -19,9 +19,9 @@
 
 #include "vslice/error.h"
 
-#define IDRANGE_SIZE 65536u
-#define IDRANGE_FIRST 0x40000000u	/* 1073741824 */
-#define IDRANGE_SLOTS 16384u		/* up to 0x80000000 */
+#define IDRANGE_SIZE  65536u
+#define IDRANGE_FIRST 0x40000000u /* 1073741824 */
+#define IDRANGE_SLOTS 16384u	  /* up to 0x80000000 */
 
 const char *idrange_default_dir(void);
 /* Lowest clear index in a bitmap of nslots bits, or -1 if all are set. */

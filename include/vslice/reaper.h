@@ -11,10 +11,10 @@
 #include <time.h>
 
 struct reaper {
-	int exit_fd;		/* exit record "code reason restarts finished\n" */
-	pid_t workload;		/* the workload's pid (in the slice's pid ns) */
-	time_t run_deadline;	/* kill the workload then, reason "timeout" (0 = none) */
-	time_t expires;		/* the slice's lifetime ends then, reason "lifetime" (0 = none) */
+	int exit_fd;	     /* exit record "code reason restarts finished\n" */
+	pid_t workload;	     /* the workload's pid (in the slice's pid ns) */
+	time_t run_deadline; /* kill the workload then, reason "timeout" (0 = none) */
+	time_t expires;	     /* the slice's lifetime ends then, reason "lifetime" (0 = none) */
 	unsigned restart_max;
 	unsigned restarts;
 	/* Fork a new workload after a failure; NULL: never restart. */

@@ -35,38 +35,38 @@ struct slice_spec {
 	uint64_t cpu_millis;	/* 0 = no quota */
 	uint64_t memory_bytes;	/* 0 = no limit */
 	uint64_t pids_max;	/* 0 = no limit */
-	uint64_t lifetime_secs;	/* 0 = no expiry */
+	uint64_t lifetime_secs; /* 0 = no expiry */
 	enum slice_net net;
-	char **env;		/* NULL-terminated "K=V" */
-	char **argv;		/* NULL-terminated; NULL = /bin/sh */
-	uint64_t timeout_secs;	/* 0 = none: PID 1 kills the workload after this long */
-	unsigned restart_max;	/* restart on failure (exit != 0) up to this many times */
-	bool ephemeral;		/* run --rm: destroyed when it ends, so no fsyncs and a
-				 * volatile overlay (no sync of the upper layer at exit) */
+	char **env;	       /* NULL-terminated "K=V" */
+	char **argv;	       /* NULL-terminated; NULL = /bin/sh */
+	uint64_t timeout_secs; /* 0 = none: PID 1 kills the workload after this long */
+	unsigned restart_max;  /* restart on failure (exit != 0) up to this many times */
+	bool ephemeral;	       /* run --rm: destroyed when it ends, so no fsyncs and a
+				* volatile overlay (no sync of the upper layer at exit) */
 	/* Filled by slice_create: */
-	uint32_t id_base;	/* host uid/gid of the slice's root; range of 65536 */
+	uint32_t id_base; /* host uid/gid of the slice's root; range of 65536 */
 	time_t created;
-	time_t expires;		/* 0 = never */
+	time_t expires; /* 0 = never */
 };
 
 enum slice_status {
-	SLICE_CREATED,		/* never started, or start failed */
+	SLICE_CREATED, /* never started, or start failed */
 	SLICE_RUNNING,
 	SLICE_FROZEN,
-	SLICE_EXITED,		/* workload exited; exit_code valid */
+	SLICE_EXITED, /* workload exited; exit_code valid */
 	SLICE_UNKNOWN,
 };
 
 struct slice_state {
 	enum slice_status status;
 	pid_t pid;		/* host pid of the slice's PID 1, 0 if none */
-	uint64_t pid_starttime;	/* /proc/<pid>/stat field 22, guards against reuse */
+	uint64_t pid_starttime; /* /proc/<pid>/stat field 22, guards against reuse */
 	int exit_code;		/* -1 unknown */
 	char exit_reason[32];	/* "exited", "signal", "timeout", "lifetime", "" */
 	unsigned restarts;
 	time_t started;
 	time_t finished;
-	bool idmapped;		/* image id-mapped (true) or chowned copy (false) */
+	bool idmapped; /* image id-mapped (true) or chowned copy (false) */
 };
 
 const char *slice_status_name(enum slice_status s);
@@ -80,9 +80,9 @@ const char *slice_default_root(void);
 int slice_create(const char *root, struct slice_spec *spec, struct vs_error *err);
 
 struct slice_start_opts {
-	bool foreground;	/* workload stdio = stdin_fd/stdout_fd/stderr_fd */
+	bool foreground; /* workload stdio = stdin_fd/stdout_fd/stderr_fd */
 	int stdin_fd, stdout_fd, stderr_fd;
-	bool tty;		/* allocate a pty for the workload */
+	bool tty; /* allocate a pty for the workload */
 	/*
 	 * Checkpoint restore hook: when set, the slice's workload process is
 	 * created with pid workload_pid (clone3 set_tid; 0 = any) and runs
@@ -107,7 +107,7 @@ int slice_wait(const char *root, const char *name, int *code, struct vs_error *e
 
 struct slice_exec_opts {
 	char **argv;
-	char **env;		/* extra env, NULL-terminated, may be NULL */
+	char **env; /* extra env, NULL-terminated, may be NULL */
 	const char *workdir;
 	bool tty;
 };
@@ -124,8 +124,8 @@ int slice_thaw(const char *root, const char *name, struct vs_error *err);
 int slice_destroy(const char *root, const char *name, bool force, struct vs_error *err);
 
 /* Load spec and current state (state refreshed against /proc). */
-int slice_load(const char *root, const char *name, struct slice_spec *spec,
-	       struct slice_state *st, struct vs_error *err);
+int slice_load(const char *root, const char *name, struct slice_spec *spec, struct slice_state *st,
+	       struct vs_error *err);
 /* Names of all slices, sorted (caller frees each and the array). */
 int slice_list(const char *root, char ***names, size_t *n, struct vs_error *err);
 /* Does any slice use this image? */
@@ -150,7 +150,7 @@ struct slice_stats {
 	unsigned max_running;
 	double c[65];
 	double tlp;
-	double cpu_percent;	/* cpu time / wall time over the window */
+	double cpu_percent; /* cpu time / wall time over the window */
 };
 /* Sample the slice for window_ms (every 10 ms) and fill st. */
 int slice_stats(const char *root, const char *name, unsigned window_ms, struct slice_stats *st,

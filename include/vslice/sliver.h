@@ -29,29 +29,29 @@
 #include "vslice/seccomp_policy.h"
 
 struct sliver_config {
-	const char *name;		/* for messages */
+	const char *name; /* for messages */
 	const char *hostname;
-	const char *image_rootfs;	/* shared read-only lower layer */
-	const char *lower_mnt;		/* <slice>/lower: where the id-mapped image is attached */
-	const char *upper, *work;	/* overlay upper/work (owned by id_base) */
-	const char *rootfs;		/* <slice>/rootfs: overlay mount point */
-	const char *lower_copy;		/* <slice>/lower-copy: chowned copy if idmap is refused */
+	const char *image_rootfs; /* shared read-only lower layer */
+	const char *lower_mnt;	  /* <slice>/lower: where the id-mapped image is attached */
+	const char *upper, *work; /* overlay upper/work (owned by id_base) */
+	const char *rootfs;	  /* <slice>/rootfs: overlay mount point */
+	const char *lower_copy;	  /* <slice>/lower-copy: chowned copy if idmap is refused */
 	uint32_t id_base, id_count;
 	struct cgroup *cg;
 	const struct seccomp_bpf *bpf;
 	uint64_t caps;
 	bool host_net;
-	char **argv;			/* NULL-terminated */
-	char **env;			/* NULL-terminated K=V added to the defaults */
-	const char *workdir;		/* NULL = / */
+	char **argv;	     /* NULL-terminated */
+	char **env;	     /* NULL-terminated K=V added to the defaults */
+	const char *workdir; /* NULL = / */
 	int stdin_fd, stdout_fd, stderr_fd;
-	bool detach;			/* setsid the launcher: not tied to our terminal */
-	int exit_fd;			/* P1 writes "code reason restarts finished\n" here */
-	int init_fd;			/* vslice-init (sliver_init_open), -1: P1 stays a fork */
+	bool detach; /* setsid the launcher: not tied to our terminal */
+	int exit_fd; /* P1 writes "code reason restarts finished\n" here */
+	int init_fd; /* vslice-init (sliver_init_open), -1: P1 stays a fork */
 	uint64_t timeout_secs;
 	unsigned restart_max;
-	time_t expires;			/* 0 = never */
-	bool volatile_upper;		/* overlay "volatile": no sync of upper at exit */
+	time_t expires;	     /* 0 = never */
+	bool volatile_upper; /* overlay "volatile": no sync of upper at exit */
 	/* Restore hook, see slice.h */
 	int (*workload_fn)(void *arg);
 	void *workload_arg;
@@ -60,9 +60,9 @@ struct sliver_config {
 };
 
 struct sliver_result {
-	pid_t pid1;			/* host pid of the slice's PID 1 */
-	bool idmapped;			/* false: the chowned-copy fallback was used */
-	int exec_code;			/* 126/127 when the workload could not exec, else 0 */
+	pid_t pid1;    /* host pid of the slice's PID 1 */
+	bool idmapped; /* false: the chowned-copy fallback was used */
+	int exec_code; /* 126/127 when the workload could not exec, else 0 */
 };
 
 int sliver_spawn(const struct sliver_config *c, struct sliver_result *res, struct vs_error *err);
@@ -77,7 +77,7 @@ struct sliver_exec_config {
 	char **argv, **env;
 	const char *workdir;
 	int stdin_fd, stdout_fd, stderr_fd;
-	bool tty;			/* stdio is a pty slave: make it the controlling tty */
+	bool tty; /* stdio is a pty slave: make it the controlling tty */
 };
 /* Run argv inside the running sliver; *status = wait status of the process. */
 int sliver_exec(const struct sliver_exec_config *c, int *code, struct vs_error *err);

@@ -19,7 +19,10 @@
 
 #include "vslice/error.h"
 
-static inline void vs_freep(void *p) { free(*(void **)p); }
+static inline void vs_freep(void *p)
+{
+	free(*(void **)p);
+}
 static inline void vs_closep(int *fd)
 {
 	if (*fd >= 0) {
@@ -28,16 +31,34 @@ static inline void vs_closep(int *fd)
 		errno = saved;
 	}
 }
-static inline void vs_fclosep(FILE **f) { if (*f) fclose(*f); }
-static inline void vs_closedirp(DIR **d) { if (*d) closedir(*d); }
+static inline void vs_fclosep(FILE **f)
+{
+	if (*f)
+		fclose(*f);
+}
+static inline void vs_closedirp(DIR **d)
+{
+	if (*d)
+		closedir(*d);
+}
 
-#define cleanup_free __attribute__((cleanup(vs_freep)))
-#define cleanup_close __attribute__((cleanup(vs_closep)))
-#define cleanup_fclose __attribute__((cleanup(vs_fclosep)))
+#define cleanup_free	 __attribute__((cleanup(vs_freep)))
+#define cleanup_close	 __attribute__((cleanup(vs_closep)))
+#define cleanup_fclose	 __attribute__((cleanup(vs_fclosep)))
 #define cleanup_closedir __attribute__((cleanup(vs_closedirp)))
 
-#define steal_pointer(pp) ({ __typeof__(*(pp)) _p = *(pp); *(pp) = NULL; _p; })
-#define steal_fd(fdp) ({ int _fd = *(fdp); *(fdp) = -1; _fd; })
+#define steal_pointer(pp)                                                                          \
+	({                                                                                         \
+		__typeof__(*(pp)) _p = *(pp);                                                      \
+		*(pp) = NULL;                                                                      \
+		_p;                                                                                \
+	})
+#define steal_fd(fdp)                                                                              \
+	({                                                                                         \
+		int _fd = *(fdp);                                                                  \
+		*(fdp) = -1;                                                                       \
+		_fd;                                                                               \
+	})
 
 #define VS_ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
 
@@ -55,8 +76,8 @@ int vs_write_file_atomic(const char *path, const void *data, size_t len, mode_t 
 			 struct vs_error *err);
 /* As above; durable false skips both fsyncs (the rename still makes the
  * replacement atomic for readers; a host crash may keep the old content). */
-int vs_write_file_replace(const char *path, const void *data, size_t len, mode_t mode,
-			  bool durable, struct vs_error *err);
+int vs_write_file_replace(const char *path, const void *data, size_t len, mode_t mode, bool durable,
+			  struct vs_error *err);
 
 /* Write a short string to an existing file (cgroup/proc knobs): open O_WRONLY, one write. */
 int vs_write_str(const char *path, const char *s, struct vs_error *err);

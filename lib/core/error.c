@@ -13,7 +13,7 @@
 static void join(char *dst, const char *a, const char *b)
 {
 	size_t n = 0;
-	for (const char *parts[3] = { a, ": ", b }, **p = parts; p < parts + 3; p++)
+	for (const char *parts[3] = {a, ": ", b}, **p = parts; p < parts + 3; p++)
 		for (const char *c = *p; *c && n < VS_ERROR_MAX - 1; c++)
 			dst[n++] = *c;
 	dst[n] = '\0';

@@ -40,12 +40,24 @@ int vs_parse_size(const char *s, uint64_t *out, struct vs_error *err)
 	const char *u = s + n;
 	unsigned shift;
 	switch (toupper((unsigned char)*u)) {
-	case '\0': shift = 0; break;
-	case 'B': shift = 0; break;
-	case 'K': shift = 10; break;
-	case 'M': shift = 20; break;
-	case 'G': shift = 30; break;
-	case 'T': shift = 40; break;
+	case '\0':
+		shift = 0;
+		break;
+	case 'B':
+		shift = 0;
+		break;
+	case 'K':
+		shift = 10;
+		break;
+	case 'M':
+		shift = 20;
+		break;
+	case 'G':
+		shift = 30;
+		break;
+	case 'T':
+		shift = 40;
+		break;
 	default:
 		return vs_error_set(err, EINVAL, "invalid size \"%s\" (use e.g. 256M)", s);
 	}
@@ -74,7 +86,8 @@ int vs_parse_duration(const char *s, uint64_t *out_secs, struct vs_error *err)
 	if (n < 0)
 		return vs_error_set(err, ERANGE, "duration \"%s\" is too large", s);
 	if (n == 0)
-		return vs_error_set(err, EINVAL, "invalid duration \"%s\" (use e.g. 30s, 10m, 2h, 14d)", s);
+		return vs_error_set(err, EINVAL,
+				    "invalid duration \"%s\" (use e.g. 30s, 10m, 2h, 14d)", s);
 	uint64_t mul;
 	const char *u = s + n;
 	if (!*u || !strcmp(u, "s"))
@@ -88,7 +101,8 @@ int vs_parse_duration(const char *s, uint64_t *out_secs, struct vs_error *err)
 	else if (!strcmp(u, "w"))
 		mul = 7 * 86400;
 	else
-		return vs_error_set(err, EINVAL, "invalid duration \"%s\" (use e.g. 30s, 10m, 2h, 14d)", s);
+		return vs_error_set(err, EINVAL,
+				    "invalid duration \"%s\" (use e.g. 30s, 10m, 2h, 14d)", s);
 	if (v > UINT64_MAX / mul || v * mul > (uint64_t)INT32_MAX * 16)
 		return vs_error_set(err, ERANGE, "duration \"%s\" is too large", s);
 	*out_secs = v * mul;
@@ -114,8 +128,8 @@ int vs_parse_cpus(const char *s, uint64_t *out_millis, struct vs_error *err)
 			frac *= 10;
 	}
 	if ((n == 0 && nfrac == 0) || *p)
-		return vs_error_set(err, EINVAL,
-				    "invalid cpus \"%s\" (use e.g. 0.5 or 2, at most 3 decimals)", s);
+		return vs_error_set(
+		    err, EINVAL, "invalid cpus \"%s\" (use e.g. 0.5 or 2, at most 3 decimals)", s);
 	uint64_t m = whole * 1000 + frac;
 	if (m == 0)
 		return vs_error_set(err, EINVAL, "cpus \"%s\" must be more than 0", s);
@@ -145,8 +159,8 @@ int vs_check_name(const char *what, const char *s, struct vs_error *err)
 	char shown[81];
 	vs_printable(s ? s : "", shown, sizeof(shown));
 	return vs_error_set(err, EINVAL,
-			    "invalid %s name \"%s\" (use [a-z][a-z0-9_-]{0,62}, e.g. site_exp1)", what,
-			    shown);
+			    "invalid %s name \"%s\" (use [a-z][a-z0-9_-]{0,62}, e.g. site_exp1)",
+			    what, shown);
 }
 
 const char *vs_printable(const char *s, char *buf, size_t len)

@@ -92,14 +92,15 @@ int vs_write_file_atomic(const char *path, const void *data, size_t len, mode_t 
 	return vs_write_file_replace(path, data, len, mode, true, err);
 }
 
-int vs_write_file_replace(const char *path, const void *data, size_t len, mode_t mode,
-			  bool durable, struct vs_error *err)
+int vs_write_file_replace(const char *path, const void *data, size_t len, mode_t mode, bool durable,
+			  struct vs_error *err)
 {
 	cleanup_free char *tmp = vs_xasprintf("%s.tmp.%d", path, getpid());
 	cleanup_free char *dircopy = vs_xstrdup(path);
 	int r;
 	{
-		cleanup_close int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, mode);
+		cleanup_close int fd =
+		    open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, mode);
 		if (fd < 0)
 			return vs_error_sys(err, errno, "%s: create", tmp);
 		r = vs_write_all(fd, data, len);
@@ -153,7 +154,8 @@ int vs_read_file_at(int dirfd, const char *name, size_t max, char **out, size_t 
 	for (;;) {
 		if (len == cap) {
 			if (cap >= max)
-				return vs_error_set(err, EFBIG, "%s: larger than %zu bytes", name, max);
+				return vs_error_set(err, EFBIG, "%s: larger than %zu bytes", name,
+						    max);
 			cap = cap * 2 > max ? max : cap * 2;
 			char *nb = realloc(buf, cap + 1);
 			if (!nb)

@@ -88,7 +88,8 @@ static int lock_root(const char *root, struct vs_error *err)
 	/* A slice's PID 1 (its own uid) walks down to its rootfs: the root
 	 * must be searchable by others (mktemp -d makes it 0700). */
 	struct stat st;
-	if (stat(root, &st) == 0 && !(st.st_mode & S_IXOTH) && chmod(root, (st.st_mode & 07777) | S_IXOTH) < 0)
+	if (stat(root, &st) == 0 && !(st.st_mode & S_IXOTH) &&
+	    chmod(root, (st.st_mode & 07777) | S_IXOTH) < 0)
 		return vs_error_sys(err, errno, "chmod o+x %s", root);
 	cleanup_free char *p = vs_xasprintf("%s/.lock", root);
 	return lock_path(p, err);
@@ -190,7 +191,7 @@ static void refresh_state(const char *root, const char *name, struct cgroup *cg,
 	cleanup_close int fd = open(p, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
 	time_t fin = 0;
 	if (fd >= 0 && sliver_read_exit(fd, &st->exit_code, st->exit_reason,
-					 sizeof(st->exit_reason), &st->restarts, &fin) == 0) {
+					sizeof(st->exit_reason), &st->restarts, &fin) == 0) {
 		st->finished = fin;
 	} else {
 		st->exit_code = 137;
@@ -199,8 +200,8 @@ static void refresh_state(const char *root, const char *name, struct cgroup *cg,
 	}
 }
 
-int slice_load(const char *root, const char *name, struct slice_spec *spec,
-	       struct slice_state *st, struct vs_error *err)
+int slice_load(const char *root, const char *name, struct slice_spec *spec, struct slice_state *st,
+	       struct vs_error *err)
 {
 	int r = vs_check_name("slice", name, err);
 	if (r < 0)
@@ -253,22 +254,24 @@ int slice_spec_check(const char *root, const struct slice_spec *spec, struct vs_
 			ok = (*h >= 'a' && *h <= 'z') || (*h >= 'A' && *h <= 'Z') ||
 			     (*h >= '0' && *h <= '9') || *h == '-' || *h == '.';
 		if (!ok)
-			return vs_error_set(err, EINVAL,
-					    "--hostname: invalid hostname \"%s\" (letters, digits, '-', '.')",
-					    spec->hostname);
+			return vs_error_set(
+			    err, EINVAL,
+			    "--hostname: invalid hostname \"%s\" (letters, digits, '-', '.')",
+			    spec->hostname);
 	}
 	/* Compiling checks the policy; the cache makes the next check (and the
 	 * start that follows) a file read instead of a 10+ ms compile. */
 	cleanup_free char *cache = vs_xasprintf("%s/cache/seccomp", root);
-	struct seccomp_bpf bpf = { 0 };
-	r = seccomp_policy_load(spec->policy ? spec->policy : "default", cache,
-				caps_default_mask(), &bpf, err);
+	struct seccomp_bpf bpf = {0};
+	r = seccomp_policy_load(spec->policy ? spec->policy : "default", cache, caps_default_mask(),
+				&bpf, err);
 	seccomp_bpf_free(&bpf);
 	if (r < 0)
 		return vs_error_wrap(err, "--policy");
 	if (spec->net == SLICE_NET_BRIDGE)
-		return vs_error_set(err, ENOTSUP,
-				    "--net: bridge networking is not available yet (use none or host)");
+		return vs_error_set(
+		    err, ENOTSUP,
+		    "--net: bridge networking is not available yet (use none or host)");
 	if (spec->workdir && spec->workdir[0] != '/')
 		return vs_error_set(err, EINVAL, "--workdir: must be an absolute path");
 	for (char **e = spec->env; e && *e; e++)
@@ -281,8 +284,7 @@ int slice_spec_check(const char *root, const struct slice_spec *spec, struct vs_
 
 /* Remove whatever a slice has on this node. Used by destroy and to undo a
  * failed create; every step tolerates "already gone". */
-static int remove_slice(const char *root, const char *name, uint32_t id_base,
-			struct vs_error *err)
+static int remove_slice(const char *root, const char *name, uint32_t id_base, struct vs_error *err)
 {
 	cleanup_cgroup struct cgroup *cg = NULL;
 	int r = open_cgroup(name, &cg, err);
@@ -299,13 +301,12 @@ static int remove_slice(const char *root, const char *name, uint32_t id_base,
 }
 
 /* The part of create that can fail after the name is reserved. */
-static int create_in(const char *root, struct slice_spec *spec, const char *d,
-		     struct vs_error *err)
+static int create_in(const char *root, struct slice_spec *spec, const char *d, struct vs_error *err)
 {
 	int r = idrange_claim(idrange_default_dir(), d, !spec->ephemeral, &spec->id_base, err);
 	if (r < 0)
 		return r;
-	static const char *const dirs[] = { "upper", "work", "lower", "rootfs", "lower-copy" };
+	static const char *const dirs[] = {"upper", "work", "lower", "rootfs", "lower-copy"};
 	for (size_t i = 0; i < VS_ARRAY_SIZE(dirs); i++) {
 		cleanup_free char *p = slice_file(root, spec->name, dirs[i]);
 		if (mkdir(p, 0700) < 0)
@@ -319,9 +320,9 @@ static int create_in(const char *root, struct slice_spec *spec, const char *d,
 	if ((r = open_cgroup(spec->name, &cg, err)) < 0)
 		return r;
 	struct cgroup_limits lim = {
-		.cpu_millis = spec->cpu_millis,
-		.memory_bytes = spec->memory_bytes,
-		.pids_max = spec->pids_max,
+	    .cpu_millis = spec->cpu_millis,
+	    .memory_bytes = spec->memory_bytes,
+	    .pids_max = spec->pids_max,
 	};
 	if ((r = cgroup_create(cg, &lim, err)) == -EEXIST) {
 		/* Left by a crashed run of a slice with this name: ours to reuse. */
@@ -341,7 +342,7 @@ static int create_in(const char *root, struct slice_spec *spec, const char *d,
 	}
 	if (!spec->policy)
 		spec->policy = vs_xstrdup("default");
-	struct slice_state st = { .status = SLICE_CREATED, .exit_code = -1, .idmapped = true };
+	struct slice_state st = {.status = SLICE_CREATED, .exit_code = -1, .idmapped = true};
 	if ((r = save_state(root, spec->name, &st, err)) < 0)
 		return r;
 	/* spec.json last: its presence marks a complete slice. */
@@ -382,9 +383,11 @@ static int check_id_range(const char *root, const struct slice_spec *spec, struc
 {
 	cleanup_free char *d = slice_dir(root, spec->name);
 	if (!idrange_owned(idrange_default_dir(), d, spec->id_base))
-		return vs_error_set(err, EPERM,
-				    "spec.json: .id_base %u is not the id range claimed for this slice "
-				    "(refusing; slicectl destroy --force %s)", spec->id_base, spec->name);
+		return vs_error_set(
+		    err, EPERM,
+		    "spec.json: .id_base %u is not the id range claimed for this slice "
+		    "(refusing; slicectl destroy --force %s)",
+		    spec->id_base, spec->name);
 	return 0;
 }
 
@@ -401,16 +404,16 @@ static int start_locked(const char *root, const char *name, const struct slice_s
 	if ((r = open_cgroup(name, &cg, err)) < 0)
 		return r;
 	if (!cgroup_exists(cg)) {
-		struct cgroup_limits lim = { .cpu_millis = spec->cpu_millis,
-					     .memory_bytes = spec->memory_bytes,
-					     .pids_max = spec->pids_max };
+		struct cgroup_limits lim = {.cpu_millis = spec->cpu_millis,
+					    .memory_bytes = spec->memory_bytes,
+					    .pids_max = spec->pids_max};
 		if ((r = cgroup_create(cg, &lim, err)) < 0)
 			return r;
 	}
 	cleanup_free char *exitp = slice_file(root, name, "exit");
 	cleanup_free char *logp = slice_file(root, name, "log");
 	cleanup_close int exit_fd =
-		open(exitp, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600);
+	    open(exitp, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600);
 	if (exit_fd < 0)
 		return vs_error_sys(err, errno, "%s", exitp);
 	cleanup_close int log_fd = -1;
@@ -432,16 +435,33 @@ static int start_locked(const char *root, const char *name, const struct slice_s
 	cleanup_free char *rootfs = slice_file(root, name, "rootfs");
 	cleanup_free char *lower_copy = slice_file(root, name, "lower-copy");
 	struct sliver_config c = {
-		.name = name, .hostname = spec->hostname, .image_rootfs = image_root,
-		.lower_mnt = lower, .upper = upper, .work = work, .rootfs = rootfs,
-		.lower_copy = lower_copy, .id_base = spec->id_base, .id_count = IDRANGE_SIZE,
-		.cg = cg, .bpf = bpf, .caps = caps, .host_net = spec->net == SLICE_NET_HOST,
-		.argv = spec->argv, .env = spec->env, .workdir = spec->workdir,
-		.stdin_fd = fg ? o->stdin_fd : null_fd, .stdout_fd = fg ? o->stdout_fd : log_fd,
-		.stderr_fd = fg ? o->stderr_fd : log_fd, .detach = !fg, .exit_fd = exit_fd,
-		.init_fd = init_fd,
-		.timeout_secs = spec->timeout_secs, .restart_max = spec->restart_max,
-		.expires = spec->expires, .volatile_upper = spec->ephemeral,
+	    .name = name,
+	    .hostname = spec->hostname,
+	    .image_rootfs = image_root,
+	    .lower_mnt = lower,
+	    .upper = upper,
+	    .work = work,
+	    .rootfs = rootfs,
+	    .lower_copy = lower_copy,
+	    .id_base = spec->id_base,
+	    .id_count = IDRANGE_SIZE,
+	    .cg = cg,
+	    .bpf = bpf,
+	    .caps = caps,
+	    .host_net = spec->net == SLICE_NET_HOST,
+	    .argv = spec->argv,
+	    .env = spec->env,
+	    .workdir = spec->workdir,
+	    .stdin_fd = fg ? o->stdin_fd : null_fd,
+	    .stdout_fd = fg ? o->stdout_fd : log_fd,
+	    .stderr_fd = fg ? o->stderr_fd : log_fd,
+	    .detach = !fg,
+	    .exit_fd = exit_fd,
+	    .init_fd = init_fd,
+	    .timeout_secs = spec->timeout_secs,
+	    .restart_max = spec->restart_max,
+	    .expires = spec->expires,
+	    .volatile_upper = spec->ephemeral,
 	};
 	if (o) {
 		c.workload_fn = o->workload_fn;
@@ -452,8 +472,10 @@ static int start_locked(const char *root, const char *name, const struct slice_s
 	}
 	struct sliver_result res;
 	r = sliver_spawn(&c, &res, err);
-	struct slice_state ns = { .status = SLICE_CREATED, .exit_code = -1,
-				  .idmapped = res.idmapped, .started = time(NULL) };
+	struct slice_state ns = {.status = SLICE_CREATED,
+				 .exit_code = -1,
+				 .idmapped = res.idmapped,
+				 .started = time(NULL)};
 	if (res.pid1 > 0) {
 		ns.status = SLICE_RUNNING;
 		ns.pid = res.pid1;
@@ -483,7 +505,7 @@ int slice_start(const char *root, const char *name, const struct slice_start_opt
 	cleanup_close int lk = lock_slice(root, name, err);
 	if (lk < 0)
 		return lk;
-	cleanup_spec struct slice_spec spec = { 0 };
+	cleanup_spec struct slice_spec spec = {0};
 	struct slice_state st;
 	int r = slice_load(root, name, &spec, &st, err);
 	if (r < 0)
@@ -495,7 +517,7 @@ int slice_start(const char *root, const char *name, const struct slice_start_opt
 	if ((r = check_id_range(root, &spec, err)) < 0)
 		return r;
 	cleanup_free char *cache = vs_xasprintf("%s/cache/seccomp", root);
-	struct seccomp_bpf bpf = { 0 };
+	struct seccomp_bpf bpf = {0};
 	uint64_t caps = caps_default_mask();
 	if ((r = seccomp_policy_load(spec.policy, cache, caps, &bpf, err)) < 0)
 		return vs_error_wrap(err, "policy %s", spec.policy);
@@ -513,7 +535,7 @@ int slice_wait(const char *root, const char *name, int *code, struct vs_error *e
 	if (st.status == SLICE_RUNNING || st.status == SLICE_FROZEN) {
 		cleanup_close int pfd = pidfd_open(st.pid, 0);
 		if (pfd >= 0 && sliver_proc_starttime(st.pid) == st.pid_starttime) {
-			struct pollfd p = { .fd = pfd, .events = POLLIN };
+			struct pollfd p = {.fd = pfd, .events = POLLIN};
 			while (poll(&p, 1, -1) < 0 && errno == EINTR)
 				;
 		}
@@ -541,7 +563,8 @@ static int running_slice(const char *root, const char *name, struct slice_spec *
 	if (st->status != SLICE_RUNNING && st->status != SLICE_FROZEN) {
 		if (spec)
 			slice_spec_free(spec);
-		return vs_error_set(err, ESRCH, "not running (state: %s; start it with: slicectl start %s)",
+		return vs_error_set(err, ESRCH,
+				    "not running (state: %s; start it with: slicectl start %s)",
 				    slice_status_name(st->status), name);
 	}
 	if ((r = open_cgroup(name, cg, err)) < 0 && spec)
@@ -552,7 +575,7 @@ static int running_slice(const char *root, const char *name, struct slice_spec *
 int slice_exec(const char *root, const char *name, const struct slice_exec_opts *o, int *code,
 	       struct vs_error *err)
 {
-	cleanup_spec struct slice_spec spec = { 0 };
+	cleanup_spec struct slice_spec spec = {0};
 	struct slice_state st;
 	cleanup_cgroup struct cgroup *cg = NULL;
 	int r;
@@ -568,7 +591,7 @@ int slice_exec(const char *root, const char *name, const struct slice_exec_opts 
 	if ((r = check_id_range(root, &spec, err)) < 0)
 		return r;
 	cleanup_free char *cache = vs_xasprintf("%s/cache/seccomp", root);
-	struct seccomp_bpf bpf = { 0 };
+	struct seccomp_bpf bpf = {0};
 	uint64_t caps = caps_default_mask();
 	if ((r = seccomp_policy_load(spec.policy, cache, caps, &bpf, err)) < 0)
 		return vs_error_wrap(err, "policy %s", spec.policy);
@@ -583,10 +606,19 @@ int slice_exec(const char *root, const char *name, const struct slice_exec_opts 
 	if (m)
 		memcpy(env + n, o->env, m * sizeof(char *));
 	struct sliver_exec_config c = {
-		.name = name, .pid1 = st.pid, .cg = cg, .bpf = &bpf, .caps = caps,
-		.host_net = spec.net == SLICE_NET_HOST, .argv = o->argv, .env = env,
-		.workdir = o->workdir ? o->workdir : spec.workdir,
-		.stdin_fd = 0, .stdout_fd = 1, .stderr_fd = 2, .tty = o->tty,
+	    .name = name,
+	    .pid1 = st.pid,
+	    .cg = cg,
+	    .bpf = &bpf,
+	    .caps = caps,
+	    .host_net = spec.net == SLICE_NET_HOST,
+	    .argv = o->argv,
+	    .env = env,
+	    .workdir = o->workdir ? o->workdir : spec.workdir,
+	    .stdin_fd = 0,
+	    .stdout_fd = 1,
+	    .stderr_fd = 2,
+	    .tty = o->tty,
 	};
 	r = sliver_exec(&c, code, err);
 	seccomp_bpf_free(&bpf);
@@ -615,7 +647,7 @@ static bool wait_gone(pid_t pid, uint64_t starttime, unsigned ms)
 	cleanup_close int pfd = pidfd_open(pid, 0);
 	if (pfd < 0 || sliver_proc_starttime(pid) != starttime)
 		return true;
-	struct pollfd p = { .fd = pfd, .events = POLLIN };
+	struct pollfd p = {.fd = pfd, .events = POLLIN};
 	int n;
 	while ((n = poll(&p, 1, (int)ms)) < 0 && errno == EINTR)
 		;
@@ -646,7 +678,8 @@ static int signal_and_settle(const char *root, const char *name, int sig, unsign
 		return r;
 	if (!wait_gone(st.pid, st.pid_starttime, wait_ms) && escalate) {
 		cleanup_cgroup struct cgroup *cg = NULL;
-		if ((r = open_cgroup(name, &cg, err)) < 0 || (r = cgroup_kill(cg, SIGKILL, err)) < 0)
+		if ((r = open_cgroup(name, &cg, err)) < 0 ||
+		    (r = cgroup_kill(cg, SIGKILL, err)) < 0)
 			return r;
 		wait_gone(st.pid, st.pid_starttime, 5000);
 	}
@@ -709,12 +742,13 @@ int slice_destroy(const char *root, const char *name, bool force, struct vs_erro
 		id_base = spec.id_base;
 		slice_spec_free(&spec);
 		if ((st.status == SLICE_RUNNING || st.status == SLICE_FROZEN) && !force)
-			return vs_error_set(err, EBUSY,
-					    "is running (stop it first, or: slicectl destroy --force %s)",
-					    name);
+			return vs_error_set(
+			    err, EBUSY,
+			    "is running (stop it first, or: slicectl destroy --force %s)", name);
 	} else if (!force) {
 		/* A half-created or damaged slice: say why, but let --force clean it. */
-		return vs_error_set(err, lerr.code, "%s (remove what is left with: slicectl destroy --force %s)",
+		return vs_error_set(err, lerr.code,
+				    "%s (remove what is left with: slicectl destroy --force %s)",
 				    lerr.msg, name);
 	}
 	return remove_slice(root, name, id_base, err);

@@ -25,11 +25,16 @@ static void json_decref_p(json_t **j)
 const char *slice_status_name(enum slice_status s)
 {
 	switch (s) {
-	case SLICE_CREATED: return "created";
-	case SLICE_RUNNING: return "running";
-	case SLICE_FROZEN: return "frozen";
-	case SLICE_EXITED: return "exited";
-	default: return "unknown";
+	case SLICE_CREATED:
+		return "created";
+	case SLICE_RUNNING:
+		return "running";
+	case SLICE_FROZEN:
+		return "frozen";
+	case SLICE_EXITED:
+		return "exited";
+	default:
+		return "unknown";
 	}
 }
 
@@ -87,15 +92,16 @@ static json_t *strv_to_json(char **v)
 char *spec_to_json(const struct slice_spec *s)
 {
 	cleanup_json json_t *j = json_pack(
-		"{s:i, s:s, s:s, s:s, s:s, s:s, s:I, s:I, s:I, s:I, s:s, s:o, s:o, s:I, s:I, s:I, s:I, s:I}",
-		"version", 1, "name", s->name, "image", s->image, "hostname", s->hostname,
-		"policy", s->policy ? s->policy : "default", "workdir", s->workdir ? s->workdir : "/",
-		"cpu_millis", (json_int_t)s->cpu_millis, "memory_bytes", (json_int_t)s->memory_bytes,
-		"pids_max", (json_int_t)s->pids_max, "lifetime_secs", (json_int_t)s->lifetime_secs,
-		"net", net_name(s->net), "env", strv_to_json(s->env), "argv", strv_to_json(s->argv),
-		"timeout_secs", (json_int_t)s->timeout_secs, "restart_max", (json_int_t)s->restart_max,
-		"id_base", (json_int_t)s->id_base, "created", (json_int_t)s->created,
-		"expires", (json_int_t)s->expires);
+	    "{s:i, s:s, s:s, s:s, s:s, s:s, s:I, s:I, s:I, s:I, s:s, s:o, s:o, s:I, s:I, s:I, s:I, "
+	    "s:I}",
+	    "version", 1, "name", s->name, "image", s->image, "hostname", s->hostname, "policy",
+	    s->policy ? s->policy : "default", "workdir", s->workdir ? s->workdir : "/",
+	    "cpu_millis", (json_int_t)s->cpu_millis, "memory_bytes", (json_int_t)s->memory_bytes,
+	    "pids_max", (json_int_t)s->pids_max, "lifetime_secs", (json_int_t)s->lifetime_secs,
+	    "net", net_name(s->net), "env", strv_to_json(s->env), "argv", strv_to_json(s->argv),
+	    "timeout_secs", (json_int_t)s->timeout_secs, "restart_max", (json_int_t)s->restart_max,
+	    "id_base", (json_int_t)s->id_base, "created", (json_int_t)s->created, "expires",
+	    (json_int_t)s->expires);
 	if (j && s->ephemeral)
 		json_object_set_new(j, "ephemeral", json_true());
 	return j ? json_dumps(j, JSON_INDENT(2) | JSON_SORT_KEYS) : NULL;
@@ -126,12 +132,12 @@ static int get_u64(json_t *o, const char *file, const char *key, uint64_t max, u
 	return 0;
 }
 
-static int get_strv(json_t *o, const char *file, const char *key, char ***out,
-		    struct vs_error *err)
+static int get_strv(json_t *o, const char *file, const char *key, char ***out, struct vs_error *err)
 {
 	json_t *a = json_object_get(o, key);
 	if (!json_is_array(a))
-		return vs_error_set(err, EINVAL, "%s: .%s: expected an array of strings", file, key);
+		return vs_error_set(err, EINVAL, "%s: .%s: expected an array of strings", file,
+				    key);
 	size_t n = json_array_size(a);
 	char **v = vs_xcalloc(n + 1, sizeof(char *));
 	for (size_t i = 0; i < n; i++) {
@@ -140,7 +146,8 @@ static int get_strv(json_t *o, const char *file, const char *key, char ***out,
 			for (size_t k = 0; k < i; k++)
 				free(v[k]);
 			free(v);
-			return vs_error_set(err, EINVAL, "%s: .%s[%zu]: expected a string", file, key, i);
+			return vs_error_set(err, EINVAL, "%s: .%s[%zu]: expected a string", file,
+					    key, i);
 		}
 		v[i] = vs_xstrdup(json_string_value(s));
 	}
@@ -233,12 +240,11 @@ fail:
 char *state_to_json(const struct slice_state *st)
 {
 	cleanup_json json_t *j = json_pack(
-		"{s:i, s:s, s:i, s:I, s:i, s:s, s:i, s:I, s:I, s:b}", "version", 1, "status",
-		slice_status_name(st->status), "pid", (int)st->pid,
-		"pid_starttime", (json_int_t)st->pid_starttime, "exit_code", st->exit_code,
-		"exit_reason", st->exit_reason, "restarts", (int)st->restarts,
-		"started", (json_int_t)st->started, "finished", (json_int_t)st->finished,
-		"idmapped", st->idmapped);
+	    "{s:i, s:s, s:i, s:I, s:i, s:s, s:i, s:I, s:I, s:b}", "version", 1, "status",
+	    slice_status_name(st->status), "pid", (int)st->pid, "pid_starttime",
+	    (json_int_t)st->pid_starttime, "exit_code", st->exit_code, "exit_reason",
+	    st->exit_reason, "restarts", (int)st->restarts, "started", (json_int_t)st->started,
+	    "finished", (json_int_t)st->finished, "idmapped", st->idmapped);
 	return j ? json_dumps(j, JSON_INDENT(2) | JSON_SORT_KEYS) : NULL;
 }
 

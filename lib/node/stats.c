@@ -62,7 +62,7 @@ int slice_stats(const char *root, const char *name, unsigned window_ms, struct s
 	if ((r = cgroup_stats(cg, &a, err)) < 0)
 		goto out;
 	uint64_t t0 = vs_now_ns();
-	uint64_t hist[VS_ARRAY_SIZE(st->c)] = { 0 };
+	uint64_t hist[VS_ARRAY_SIZE(st->c)] = {0};
 	unsigned samples = window_ms / 10;
 	bool running = state.status == SLICE_RUNNING;
 	for (unsigned s = 0; running && s < samples; s++) {
@@ -82,7 +82,7 @@ int slice_stats(const char *root, const char *name, unsigned window_ms, struct s
 		if (run > st->max_running)
 			st->max_running = run;
 		st->samples++;
-		struct timespec ts = { 0, 10 * 1000 * 1000 };
+		struct timespec ts = {0, 10 * 1000 * 1000};
 		nanosleep(&ts, NULL);
 	}
 	uint64_t t1 = vs_now_ns();
@@ -96,7 +96,8 @@ int slice_stats(const char *root, const char *name, unsigned window_ms, struct s
 	st->oom_kills = b.oom_kills;
 	st->frozen = b.frozen;
 	if (t1 > t0 && running)
-		st->cpu_percent = 100.0 * (double)(b.cpu_usage_ns - a.cpu_usage_ns) / (double)(t1 - t0);
+		st->cpu_percent =
+		    100.0 * (double)(b.cpu_usage_ns - a.cpu_usage_ns) / (double)(t1 - t0);
 	double busy = 0, weighted = 0;
 	for (size_t i = 0; i < VS_ARRAY_SIZE(hist); i++) {
 		st->c[i] = st->samples ? (double)hist[i] / st->samples : 0;

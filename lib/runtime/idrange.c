@@ -84,7 +84,7 @@ int idrange_claim(const char *dir, const char *owner, bool durable, uint32_t *ba
 	cleanup_close int lk = open(lockp, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
 	if (lk < 0 || flock(lk, LOCK_EX) < 0)
 		return vs_error_sys(err, errno, "id ranges %s: lock", dir);
-	uint8_t bitmap[IDRANGE_SLOTS / 8] = { 0 };
+	uint8_t bitmap[IDRANGE_SLOTS / 8] = {0};
 	if ((r = scan_claims(dir, bitmap, err)) < 0)
 		return r;
 	/* Try free slots lowest first; a slot taken meanwhile is just skipped. */

@@ -35,7 +35,8 @@
 #include "vslice/reaper.h"
 #include "vslice/util.h"
 
-static const char default_path[] = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+static const char default_path[] =
+    "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
 /* Build the workload's environment: defaults, then the user's (which win). */
 static char **build_env(char **user, char *const *extra_defaults)
@@ -45,7 +46,7 @@ static char **build_env(char **user, char *const *extra_defaults)
 		n++;
 	char **env = vs_xcalloc(n + 8, sizeof(char *));
 	size_t k = 0;
-	const char *defaults[] = { default_path, "HOME=/root", "TERM=xterm", NULL };
+	const char *defaults[] = {default_path, "HOME=/root", "TERM=xterm", NULL};
 	for (const char **d = defaults; *d; d++) {
 		bool overridden = false;
 		size_t klen = strcspn(*d, "=") + 1;
@@ -116,7 +117,7 @@ void workload_exec(const struct workload_params *p)
 		sliver_send(p->status_fd, MSG_ERROR, errno, msg);
 		_exit(125);
 	}
-	int fds[3] = { p->stdin_fd, p->stdout_fd, p->stderr_fd };
+	int fds[3] = {p->stdin_fd, p->stdout_fd, p->stderr_fd};
 	/* Move sources above 2 first so dup2 order cannot clobber one. */
 	for (int i = 0; i < 3; i++)
 		if (fds[i] >= 0 && fds[i] < 3)
@@ -160,9 +161,9 @@ static pid_t fork_workload(const struct sliver_config *c, int status_fd)
 	if (c->workload_pid > 0) {
 		pid_t tid = c->workload_pid;
 		struct clone_args ca = {
-			.exit_signal = SIGCHLD,
-			.set_tid = (uint64_t)(uintptr_t)&tid,
-			.set_tid_size = 1,
+		    .exit_signal = SIGCHLD,
+		    .set_tid = (uint64_t)(uintptr_t)&tid,
+		    .set_tid_size = 1,
 		};
 		w = (pid_t)syscall(SYS_clone3, &ca, sizeof(ca));
 	} else {
@@ -171,7 +172,7 @@ static pid_t fork_workload(const struct sliver_config *c, int status_fd)
 	if (w != 0)
 		return w;
 	if (c->workload_fn) {
-		int fds[3] = { c->stdin_fd, c->stdout_fd, c->stderr_fd };
+		int fds[3] = {c->stdin_fd, c->stdout_fd, c->stderr_fd};
 		for (int i = 0; i < 3; i++)
 			if (fds[i] >= 0 && fds[i] != i)
 				dup2(fds[i], i);
@@ -181,9 +182,15 @@ static pid_t fork_workload(const struct sliver_config *c, int status_fd)
 		_exit(c->workload_fn(c->workload_arg));
 	}
 	struct workload_params p = {
-		.argv = c->argv, .env = c->env, .workdir = c->workdir,
-		.stdin_fd = c->stdin_fd, .stdout_fd = c->stdout_fd, .stderr_fd = c->stderr_fd,
-		.caps = c->caps, .bpf = c->bpf, .status_fd = status_fd,
+	    .argv = c->argv,
+	    .env = c->env,
+	    .workdir = c->workdir,
+	    .stdin_fd = c->stdin_fd,
+	    .stdout_fd = c->stdout_fd,
+	    .stderr_fd = c->stderr_fd,
+	    .caps = c->caps,
+	    .bpf = c->bpf,
+	    .status_fd = status_fd,
 	};
 	workload_exec(&p);
 }
@@ -204,9 +211,9 @@ static void exec_small_init(const struct sliver_config *c, pid_t w)
 	snprintf(dl, sizeof(dl), "%lld",
 		 c->timeout_secs ? (long long)(time(NULL) + (time_t)c->timeout_secs) : 0LL);
 	snprintf(ex, sizeof(ex), "%lld", (long long)c->expires);
-	char *argv[] = { (char *)"vslice-init", fd, pid, dl, ex, NULL };
-	char *envp[] = { NULL };
-	int keep[] = { c->exit_fd, c->init_fd };
+	char *argv[] = {(char *)"vslice-init", fd, pid, dl, ex, NULL};
+	char *envp[] = {NULL};
+	int keep[] = {c->exit_fd, c->init_fd};
 	close_fds_except(keep, VS_ARRAY_SIZE(keep));
 	int devnull = open("/dev/null", O_RDWR);
 	for (int i = 0; i < 3 && devnull >= 0; i++)
@@ -236,11 +243,11 @@ void init_main(const struct sliver_config *c, int status_fd)
 	}
 	close(status_fd);
 	struct reaper r = {
-		.exit_fd = c->exit_fd,
-		.workload = w,
-		.run_deadline = c->timeout_secs ? time(NULL) + (time_t)c->timeout_secs : 0,
-		.expires = c->expires,
-		.restart_max = c->restart_max,
+	    .exit_fd = c->exit_fd,
+	    .workload = w,
+	    .run_deadline = c->timeout_secs ? time(NULL) + (time_t)c->timeout_secs : 0,
+	    .expires = c->expires,
+	    .restart_max = c->restart_max,
 	};
 	if (c->restart_max > 0 || c->workload_fn || c->init_fd < 0) {
 		/* We may have to fork the workload again: stay, with its stdio. */

@@ -32,7 +32,7 @@ void reaper_run(struct reaper *r)
 		time_t deadline = r->run_deadline;
 		if (r->expires && (!deadline || r->expires < deadline))
 			deadline = r->expires;
-		struct timespec ts = { .tv_sec = 3600 };
+		struct timespec ts = {.tv_sec = 3600};
 		if (deadline) {
 			time_t left = deadline - time(NULL);
 			ts.tv_sec = left > 0 ? left : 0;
@@ -67,7 +67,8 @@ void reaper_run(struct reaper *r)
 			if (reason && !strcmp(reason, "timeout"))
 				code = 124;
 			write_exit(r->exit_fd, code,
-				   reason ? reason : (WIFEXITED(st) ? "exited" : "signal"), r->restarts);
+				   reason ? reason : (WIFEXITED(st) ? "exited" : "signal"),
+				   r->restarts);
 			_exit(code);
 		}
 	}

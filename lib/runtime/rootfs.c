@@ -39,8 +39,8 @@ static int idmap_image(const struct sliver_config *c, int userns, struct vs_erro
 	if (tree < 0)
 		return vs_error_sys(err, errno, "open_tree %s", c->image_rootfs);
 	struct mount_attr attr = {
-		.attr_set = MOUNT_ATTR_IDMAP | MOUNT_ATTR_NODEV | MOUNT_ATTR_NOSUID,
-		.userns_fd = (uint64_t)userns,
+	    .attr_set = MOUNT_ATTR_IDMAP | MOUNT_ATTR_NODEV | MOUNT_ATTR_NOSUID,
+	    .userns_fd = (uint64_t)userns,
 	};
 	if (mount_setattr(tree, "", AT_EMPTY_PATH | AT_RECURSIVE, &attr, sizeof(attr)) < 0)
 		return vs_error_sys(err, errno, "id-map %s", c->image_rootfs);
@@ -56,7 +56,8 @@ static uint32_t copy_base;
 static int copy_one(const char *path, const struct stat *st, int type, struct FTW *ftw)
 {
 	char dst[PATH_MAX];
-	if (snprintf(dst, sizeof(dst), "%s%s", copy_dst, path + strlen(copy_src)) >= (int)sizeof(dst))
+	if (snprintf(dst, sizeof(dst), "%s%s", copy_dst, path + strlen(copy_src)) >=
+	    (int)sizeof(dst))
 		return ENAMETOOLONG;
 	uid_t uid = st->st_uid < 65536 ? copy_base + st->st_uid : copy_base + 65534;
 	gid_t gid = st->st_gid < 65536 ? copy_base + st->st_gid : copy_base + 65534;
@@ -75,7 +76,8 @@ static int copy_one(const char *path, const struct stat *st, int type, struct FT
 		return lchown(dst, uid, gid) < 0 ? errno : 0;
 	} else if (S_ISREG(st->st_mode)) {
 		cleanup_close int in = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
-		cleanup_close int out = open(dst, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+		cleanup_close int out =
+		    open(dst, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
 		if (in < 0 || out < 0)
 			return errno;
 		char buf[65536];
@@ -125,7 +127,7 @@ int rootfs_mount_overlay(const struct sliver_config *c, int userns, bool *idmapp
 	 * known to misbehave; and the tests of this path). */
 	const char *knob = getenv("VSLICE_IDMAP");
 	int r = knob && !strcmp(knob, "off") ? vs_error_set(err, EOPNOTSUPP, "id-mapping disabled")
-					       : idmap_image(c, userns, err);
+					     : idmap_image(c, userns, err);
 	*idmapped = r == 0;
 	if (r < 0) {
 		if (err->code != EINVAL && err->code != EPERM && err->code != ENOSYS &&
@@ -178,16 +180,20 @@ static int bind_dev(const char *root, const char *name, struct vs_error *err)
 }
 
 static const char *const masked_files[] = {
-	"proc/kcore", "proc/keys", "proc/latency_stats", "proc/timer_list", "proc/timer_stats",
-	"proc/sched_debug", "proc/interrupts", "proc/kallsyms", "proc/kmsg", "proc/sysrq-trigger",
-	"proc/config.gz", "proc/vmcoreinfo",
+    "proc/kcore",	"proc/keys",	      "proc/latency_stats", "proc/timer_list",
+    "proc/timer_stats", "proc/sched_debug",   "proc/interrupts",    "proc/kallsyms",
+    "proc/kmsg",	"proc/sysrq-trigger", "proc/config.gz",	    "proc/vmcoreinfo",
 };
 static const char *const masked_dirs[] = {
-	"proc/acpi", "proc/asound", "proc/scsi", "proc/driver", "sys/firmware",
-	"sys/devices/virtual/powercap", "sys/kernel/debug", "sys/kernel/security",
+    "proc/acpi",	"proc/asound",	       "proc/scsi",
+    "proc/driver",	"sys/firmware",	       "sys/devices/virtual/powercap",
+    "sys/kernel/debug", "sys/kernel/security",
 };
 static const char *const readonly_paths[] = {
-	"proc/bus", "proc/fs", "proc/irq", "proc/sys",
+    "proc/bus",
+    "proc/fs",
+    "proc/irq",
+    "proc/sys",
 };
 
 static int mask_paths(const char *root, struct vs_error *err)
@@ -215,7 +221,8 @@ static int mask_paths(const char *root, struct vs_error *err)
 		if (lstat(p, &st) < 0)
 			continue;
 		if (mount(p, p, NULL, MS_BIND | MS_REC, NULL) < 0 ||
-		    mount(NULL, p, NULL, MS_BIND | MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC,
+		    mount(NULL, p, NULL,
+			  MS_BIND | MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC,
 			  NULL) < 0)
 			return vs_error_sys(err, errno, "read-only /%s", readonly_paths[i]);
 	}
@@ -228,7 +235,7 @@ static int setup_dev(const char *root, struct vs_error *err)
 	if ((r = mount_at(root, "dev", "tmpfs", "tmpfs", MS_NOSUID | MS_NOEXEC | MS_STRICTATIME,
 			  "mode=755,size=1m,nr_inodes=256", err)) < 0)
 		return r;
-	static const char *const devs[] = { "null", "zero", "full", "random", "urandom", "tty" };
+	static const char *const devs[] = {"null", "zero", "full", "random", "urandom", "tty"};
 	for (size_t i = 0; i < VS_ARRAY_SIZE(devs); i++)
 		if ((r = bind_dev(root, devs[i], err)) < 0)
 			return r;
@@ -239,9 +246,9 @@ static int setup_dev(const char *root, struct vs_error *err)
 			  "mode=1777,size=65536k", err)) < 0)
 		return r;
 	static const char *const links[][2] = {
-		{ "pts/ptmx", "dev/ptmx" }, { "/proc/self/fd", "dev/fd" },
-		{ "/proc/self/fd/0", "dev/stdin" }, { "/proc/self/fd/1", "dev/stdout" },
-		{ "/proc/self/fd/2", "dev/stderr" },
+	    {"pts/ptmx", "dev/ptmx"},	       {"/proc/self/fd", "dev/fd"},
+	    {"/proc/self/fd/0", "dev/stdin"},  {"/proc/self/fd/1", "dev/stdout"},
+	    {"/proc/self/fd/2", "dev/stderr"},
 	};
 	char p[PATH_MAX];
 	for (size_t i = 0; i < VS_ARRAY_SIZE(links); i++) {
@@ -251,7 +258,8 @@ static int setup_dev(const char *root, struct vs_error *err)
 	}
 	at(p, sizeof(p), root, "dev");
 	/* No new device nodes, no exec from /dev. */
-	if (mount(NULL, p, NULL, MS_REMOUNT | MS_BIND | MS_NOSUID | MS_NOEXEC | MS_RDONLY, NULL) < 0)
+	if (mount(NULL, p, NULL, MS_REMOUNT | MS_BIND | MS_NOSUID | MS_NOEXEC | MS_RDONLY, NULL) <
+	    0)
 		return vs_error_sys(err, errno, "read-only /dev");
 	return 0;
 }
@@ -263,9 +271,11 @@ int rootfs_enter(const struct sliver_config *c, struct vs_error *err)
 	/* pivot_root needs the new root to be a mount we own (not a locked copy). */
 	if (mount(root, root, NULL, MS_BIND | MS_REC, NULL) < 0) {
 		if (errno == EACCES)
-			return vs_error_sys(err, errno,
-					    "%s: every directory above it must be searchable by the "
-					    "slice's ids (chmod o+x)", root);
+			return vs_error_sys(
+			    err, errno,
+			    "%s: every directory above it must be searchable by the "
+			    "slice's ids (chmod o+x)",
+			    root);
 		return vs_error_sys(err, errno, "bind %s", root);
 	}
 	if ((r = mount_at(root, "proc", "proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL,
@@ -277,7 +287,8 @@ int rootfs_enter(const struct sliver_config *c, struct vs_error *err)
 		if (mkdir(p, 0555) < 0 && errno != EEXIST)
 			return vs_error_sys(err, errno, "mkdir /sys");
 		if (mount("/sys", p, NULL, MS_BIND | MS_REC, NULL) < 0 ||
-		    mount(NULL, p, NULL, MS_BIND | MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC,
+		    mount(NULL, p, NULL,
+			  MS_BIND | MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC,
 			  NULL) < 0)
 			return vs_error_sys(err, errno, "bind /sys read-only");
 	} else if ((r = mount_at(root, "sys", "sysfs", "sysfs",

@@ -38,7 +38,7 @@ void sliver_send(int fd, int kind, int code, const char *text)
 {
 	if (fd < 0)
 		return;
-	struct sliver_msg m = { .kind = kind, .code = code };
+	struct sliver_msg m = {.kind = kind, .code = code};
 	if (text)
 		snprintf(m.text, sizeof(m.text), "%s", text);
 	(void)vs_write_all(fd, &m, sizeof(m));
@@ -122,9 +122,9 @@ static pid_t fork_into_cgroup(struct cgroup *cg, bool *entered)
 	int dfd = cgroup_dirfd(cg, &ignore);
 	if (dfd >= 0) {
 		struct clone_args ca = {
-			.flags = CLONE_INTO_CGROUP,
-			.exit_signal = SIGCHLD,
-			.cgroup = (uint64_t)dfd,
+		    .flags = CLONE_INTO_CGROUP,
+		    .exit_signal = SIGCHLD,
+		    .cgroup = (uint64_t)dfd,
 		};
 		pid_t p = (pid_t)syscall(SYS_clone3, &ca, sizeof(ca));
 		int e = errno;
@@ -218,7 +218,7 @@ static int loopback_up(struct vs_error *err)
 	cleanup_close int s = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
 	if (s < 0)
 		return vs_error_sys(err, errno, "socket");
-	struct ifreq ifr = { 0 };
+	struct ifreq ifr = {0};
 	snprintf(ifr.ifr_name, sizeof(ifr.ifr_name), "lo");
 	if (ioctl(s, SIOCGIFFLAGS, &ifr) < 0)
 		return vs_error_sys(err, errno, "lo: get flags");
@@ -310,8 +310,9 @@ int sliver_spawn(const struct sliver_config *c, struct sliver_result *res, struc
 	}
 	if (l == 0) {
 		close(sp[0]);
-		int keep[] = { sp[1], c->exit_fd, c->init_fd, c->stdin_fd, c->stdout_fd, c->stderr_fd,
-			       0, 1, 2 };
+		int keep[] = {
+		    sp[1], c->exit_fd, c->init_fd, c->stdin_fd, c->stdout_fd, c->stderr_fd,
+		    0,	   1,	       2};
 		close_fds_except(keep, VS_ARRAY_SIZE(keep));
 		struct vs_error e2;
 		vs_error_clear(&e2);
@@ -342,7 +343,8 @@ int sliver_spawn(const struct sliver_config *c, struct sliver_result *res, struc
 		case MSG_EXEC_FAILED:
 			res->exec_code = m.code;
 			if (!failed)
-				r = vs_error_set(err, m.code == 127 ? ENOENT : EACCES, "%s", m.text);
+				r = vs_error_set(err, m.code == 127 ? ENOENT : EACCES, "%s",
+						 m.text);
 			failed = true;
 			break;
 		case MSG_ERROR:
@@ -392,9 +394,9 @@ static int exec_helper(const struct sliver_exec_config *c, int sfd, bool in_cgro
 		return vs_error_sys(err, errno, "setns into slice");
 	if ((r = become_slice_root(err)) < 0)
 		return r;
-	struct sigaction sa = { .sa_handler = forward_signal };
+	struct sigaction sa = {.sa_handler = forward_signal};
 	sigemptyset(&sa.sa_mask);
-	int fwd[] = { SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGWINCH };
+	int fwd[] = {SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGWINCH};
 	for (size_t i = 0; i < VS_ARRAY_SIZE(fwd); i++)
 		sigaction(fwd[i], &sa, NULL);
 	pid_t x = fork();
@@ -402,10 +404,16 @@ static int exec_helper(const struct sliver_exec_config *c, int sfd, bool in_cgro
 		return vs_error_sys(err, errno, "fork");
 	if (x == 0) {
 		struct workload_params p = {
-			.argv = c->argv, .env = c->env, .workdir = c->workdir,
-			.stdin_fd = c->stdin_fd, .stdout_fd = c->stdout_fd,
-			.stderr_fd = c->stderr_fd, .caps = c->caps, .bpf = c->bpf,
-			.tty = c->tty, .status_fd = sfd,
+		    .argv = c->argv,
+		    .env = c->env,
+		    .workdir = c->workdir,
+		    .stdin_fd = c->stdin_fd,
+		    .stdout_fd = c->stdout_fd,
+		    .stderr_fd = c->stderr_fd,
+		    .caps = c->caps,
+		    .bpf = c->bpf,
+		    .tty = c->tty,
+		    .status_fd = sfd,
 		};
 		workload_exec(&p);
 	}
@@ -433,7 +441,7 @@ int sliver_exec(const struct sliver_exec_config *c, int *code, struct vs_error *
 	}
 	if (e == 0) {
 		close(sp[0]);
-		int keep[] = { sp[1], c->stdin_fd, c->stdout_fd, c->stderr_fd, 0, 1, 2 };
+		int keep[] = {sp[1], c->stdin_fd, c->stdout_fd, c->stderr_fd, 0, 1, 2};
 		close_fds_except(keep, VS_ARRAY_SIZE(keep));
 		struct vs_error e2;
 		vs_error_clear(&e2);
@@ -443,7 +451,7 @@ int sliver_exec(const struct sliver_exec_config *c, int *code, struct vs_error *
 	}
 	close(sp[1]);
 	/* Ignore terminal signals while the helper forwards them inside. */
-	struct sigaction ign = { .sa_handler = SIG_IGN }, old_int, old_quit;
+	struct sigaction ign = {.sa_handler = SIG_IGN}, old_int, old_quit;
 	sigemptyset(&ign.sa_mask);
 	sigaction(SIGINT, &ign, &old_int);
 	sigaction(SIGQUIT, &ign, &old_quit);

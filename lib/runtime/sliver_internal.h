@@ -30,7 +30,7 @@ struct workload_params {
 	uint64_t caps;
 	const struct seccomp_bpf *bpf;
 	bool tty;
-	int status_fd;		/* -1: none */
+	int status_fd; /* -1: none */
 };
 /* init.c: the workload side: stdio, session, caps, NNP, seccomp, execve. Never returns. */
 __attribute__((noreturn)) void workload_exec(const struct workload_params *p);

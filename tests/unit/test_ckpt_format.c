@@ -15,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -242,6 +243,95 @@ static void test_read_from_pipe(void **state)
 	free(buf);
 }
 
+/* fs delta: a stream with a directory, a file and a symlink extracts to
+ * the same tree; paths leaving the target are refused by the parser. */
+static uint8_t *build_fs(size_t *len, const char *evil)
+{
+	int fd = memfd_create("ckpt-fs", 0);
+	struct vs_error err;
+	struct ck_writer w;
+	assert_int_equal(ck_writer_open(&w, fd, &err), 0);
+	struct ck_header h = { .root_pid = 2, .nr_procs = 1 };
+	assert_int_equal(ck_write_section(&w, CK_SEC_HEADER, &h, sizeof(h), NULL, 0, &err), 0);
+	struct ck_proc *p = calloc(1, sizeof(*p));
+	p->pid = 2;
+	assert_int_equal(ck_write_section(&w, CK_SEC_PROC, p, sizeof(*p), NULL, 0, &err), 0);
+	free(p);
+	struct {
+		const char *path, *link;
+		mode_t mode;
+		const char *data;
+	} ents[] = {
+		{ evil ? evil : "a", "", S_IFDIR | 0750, NULL },
+		{ "a/f", "", S_IFREG | 0640, "hello" },
+		{ "a/l", "f", S_IFLNK | 0777, NULL },
+	};
+	for (size_t i = 0; i < 3; i++) {
+		struct ck_fsentry e = { .mode = ents[i].mode, .uid = 100000 + 5, .gid = 100000 + 6,
+					.path_len = (uint32_t)strlen(ents[i].path) + 1,
+					.link_len = (uint32_t)strlen(ents[i].link) + 1,
+					.size = ents[i].data ? strlen(ents[i].data) : 0 };
+		char tail[256];
+		memcpy(tail, ents[i].path, e.path_len);
+		memcpy(tail + e.path_len, ents[i].link, e.link_len);
+		assert_int_equal(ck_write_section(&w, CK_SEC_FSENTRY, &e, sizeof(e), tail,
+						  e.path_len + e.link_len, &err), 0);
+		if (ents[i].data) {
+			struct ck_fsdata d = { .entry = i, .off = 0 };
+			assert_int_equal(ck_write_section(&w, CK_SEC_FSDATA, &d, sizeof(d), ents[i].data,
+							  e.size, &err), 0);
+		}
+	}
+	assert_int_equal(ck_writer_close(&w, &err), 0);
+	ck_writer_free(&w);
+	off_t size = lseek(fd, 0, SEEK_END);
+	uint8_t *buf = malloc((size_t)size);
+	assert_int_equal(pread(fd, buf, (size_t)size, 0), size);
+	close(fd);
+	*len = (size_t)size;
+	return buf;
+}
+
+static void test_fs_delta(void **state)
+{
+	size_t len;
+	uint8_t *buf = build_fs(&len, NULL);
+	struct ckpt_image *img = NULL;
+	struct vs_error err;
+	if (ckpt_image_parse(buf, len, &img, &err) < 0)
+		fail_msg("parse: %s", err.msg);
+	char dir[] = "/tmp/ckpt-fs-XXXXXX";
+	assert_non_null(mkdtemp(dir));
+	char dst[64];
+	snprintf(dst, sizeof(dst), "%s/upper", dir);
+	if (ckpt_image_extract_fs(img, dst, 100000, 200000, &err) < 0)
+		fail_msg("extract: %s", err.msg);
+	char path[128], *text = NULL;
+	snprintf(path, sizeof(path), "%s/a/f", dst);
+	assert_int_equal(vs_read_file(path, 0, &text, NULL, &err), 0);
+	assert_string_equal(text, "hello");
+	free(text);
+	struct stat st;
+	assert_int_equal(stat(path, &st), 0);
+	assert_int_equal(st.st_mode & 07777, 0640);
+	if (geteuid() == 0)
+		assert_int_equal(st.st_uid, 200005);
+	snprintf(path, sizeof(path), "%s/a/l", dst);
+	char link[16] = "";
+	assert_int_equal(readlink(path, link, sizeof(link)), 1);
+	assert_string_equal(link, "f");
+	assert_int_equal(vs_rm_rf(dir, &err), 0);
+	ckpt_image_free(img);
+	free(buf);
+	const char *evil[] = { "../x", "/abs", "a/../../b", "a//b", "." };
+	for (size_t i = 0; i < VS_ARRAY_SIZE(evil); i++) {
+		buf = build_fs(&len, evil[i]);
+		if (ckpt_image_parse(buf, len, &img, &err) == 0)
+			fail_msg("fs path \"%s\" accepted", evil[i]);
+		free(buf);
+	}
+}
+
 static void test_stats_json(void **state)
 {
 	char path[] = "/tmp/ckpt-stats-XXXXXX";
@@ -270,6 +360,7 @@ int main(void)
 		cmocka_unit_test(test_magic_and_version),
 		cmocka_unit_test(test_dangling_references),
 		cmocka_unit_test(test_read_from_pipe),
+		cmocka_unit_test(test_fs_delta),
 		cmocka_unit_test(test_stats_json),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);

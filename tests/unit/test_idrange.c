@@ -35,7 +35,7 @@ static int teardown(void **state)
 
 static void test_lowest_free(void **state)
 {
-	uint8_t bm[4] = { 0 };
+	uint8_t bm[4] = {0};
 	assert_int_equal(idrange_lowest_free(bm, 32), 0);
 	bm[0] = 0xff;
 	assert_int_equal(idrange_lowest_free(bm, 32), 8);
@@ -137,10 +137,10 @@ static void test_concurrent_claims_never_collide(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_lowest_free),
-		cmocka_unit_test_setup_teardown(test_claims_distinct_and_released, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_stale_claim_reclaimed, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_concurrent_claims_never_collide, setup, teardown),
+	    cmocka_unit_test(test_lowest_free),
+	    cmocka_unit_test_setup_teardown(test_claims_distinct_and_released, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_stale_claim_reclaimed, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_concurrent_claims_never_collide, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

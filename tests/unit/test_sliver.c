@@ -51,7 +51,8 @@ static void test_exit_record(void **state)
 	char reason[32];
 	unsigned restarts;
 	time_t fin;
-	assert_int_not_equal(sliver_read_exit(fd, &code, reason, sizeof(reason), &restarts, &fin), 0);
+	assert_int_not_equal(sliver_read_exit(fd, &code, reason, sizeof(reason), &restarts, &fin),
+			     0);
 	const char rec[] = "124 timeout 2 1795740000\n";
 	assert_int_equal(pwrite(fd, rec, strlen(rec), 0), (ssize_t)strlen(rec));
 	assert_int_equal(sliver_read_exit(fd, &code, reason, sizeof(reason), &restarts, &fin), 0);
@@ -62,15 +63,16 @@ static void test_exit_record(void **state)
 	const char bad[] = "999 exited 0 1\n";
 	assert_int_equal(ftruncate(fd, 0), 0);
 	assert_int_equal(pwrite(fd, bad, strlen(bad), 0), (ssize_t)strlen(bad));
-	assert_int_not_equal(sliver_read_exit(fd, &code, reason, sizeof(reason), &restarts, &fin), 0);
+	assert_int_not_equal(sliver_read_exit(fd, &code, reason, sizeof(reason), &restarts, &fin),
+			     0);
 	close(fd);
 }
 
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_starttime),
-		cmocka_unit_test(test_exit_record),
+	    cmocka_unit_test(test_starttime),
+	    cmocka_unit_test(test_exit_record),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

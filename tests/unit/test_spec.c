@@ -88,15 +88,17 @@ static int load_tampered(const char *from, const char *to, struct vs_error *err)
 static void test_spec_tampered(void **state)
 {
 	struct vs_error err;
-	struct { const char *from, *to, *field; } cases[] = {
-		{ "\"cpu_millis\": 500", "\"cpu_millis\": \"500\"", ".cpu_millis" },
-		{ "\"pids_max\": 128", "\"pids_max\": -1", ".pids_max" },
-		{ "\"image\": \"busybox\"", "\"image\": \"../../etc\"", ".image" },
-		{ "\"name\": \"web1\"", "\"name\": \"../x\"", ".name" },
-		{ "\"id_base\": ", "\"id_base\": 0, \"x\": ", ".id_base" },
-		{ "\"net\": \"none\"", "\"net\": \"everything\"", ".net" },
-		{ "\"argv\": [", "\"argv\": [1, ", ".argv[0]" },
-		{ "\"restart_max\": 3", "\"restart_max\": 1e9", ".restart_max" },
+	struct {
+		const char *from, *to, *field;
+	} cases[] = {
+	    {"\"cpu_millis\": 500", "\"cpu_millis\": \"500\"", ".cpu_millis"},
+	    {"\"pids_max\": 128", "\"pids_max\": -1", ".pids_max"},
+	    {"\"image\": \"busybox\"", "\"image\": \"../../etc\"", ".image"},
+	    {"\"name\": \"web1\"", "\"name\": \"../x\"", ".name"},
+	    {"\"id_base\": ", "\"id_base\": 0, \"x\": ", ".id_base"},
+	    {"\"net\": \"none\"", "\"net\": \"everything\"", ".net"},
+	    {"\"argv\": [", "\"argv\": [1, ", ".argv[0]"},
+	    {"\"restart_max\": 3", "\"restart_max\": 1e9", ".restart_max"},
 	};
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
 		assert_int_not_equal(load_tampered(cases[i].from, cases[i].to, &err), 0);
@@ -108,13 +110,18 @@ static void test_spec_tampered(void **state)
 	assert_int_not_equal(spec_from_json("[]", "web1", &b, &err), 0);
 	assert_int_not_equal(spec_from_json("{}", "web1", &b, &err), 0);
 	/* Duplicate keys would let one parser see another value than the next. */
-	assert_int_not_equal(spec_from_json("{\"name\":\"web1\",\"name\":\"web1\"}", "web1", &b, &err), 0);
+	assert_int_not_equal(
+	    spec_from_json("{\"name\":\"web1\",\"name\":\"web1\"}", "web1", &b, &err), 0);
 }
 
 static void test_state(void **state)
 {
-	struct slice_state a = { .status = SLICE_RUNNING, .pid = 4242, .pid_starttime = 99,
-				 .exit_code = -1, .started = 5, .idmapped = true };
+	struct slice_state a = {.status = SLICE_RUNNING,
+				.pid = 4242,
+				.pid_starttime = 99,
+				.exit_code = -1,
+				.started = 5,
+				.idmapped = true};
 	struct slice_state b;
 	struct vs_error err;
 	char *text = state_to_json(&a);
@@ -125,16 +132,17 @@ static void test_state(void **state)
 	assert_true(b.idmapped);
 	free(text);
 	const char *bad[] = {
-		"nope",
-		"{\"status\":\"running\",\"pid\":\"1\"}",
-		"{\"version\":1,\"status\":\"running\",\"pid\":1,\"pid_starttime\":5,\"exit_code\":-1,"
-		"\"exit_reason\":\"\",\"restarts\":0,\"started\":0,\"finished\":0,\"idmapped\":true}",
-		"{\"version\":1,\"status\":\"zombie\",\"pid\":10,\"pid_starttime\":5,\"exit_code\":-1,"
-		"\"exit_reason\":\"\",\"restarts\":0,\"started\":0,\"finished\":0,\"idmapped\":true}",
-		"{\"version\":1,\"status\":\"exited\",\"pid\":10,\"pid_starttime\":5,\"exit_code\":999,"
-		"\"exit_reason\":\"\",\"restarts\":0,\"started\":0,\"finished\":0,\"idmapped\":true}",
-		"{\"version\":1,\"status\":\"running\",\"pid\":99999999,\"pid_starttime\":5,\"exit_code\":-1,"
-		"\"exit_reason\":\"\",\"restarts\":0,\"started\":0,\"finished\":0,\"idmapped\":true}",
+	    "nope",
+	    "{\"status\":\"running\",\"pid\":\"1\"}",
+	    "{\"version\":1,\"status\":\"running\",\"pid\":1,\"pid_starttime\":5,\"exit_code\":-1,"
+	    "\"exit_reason\":\"\",\"restarts\":0,\"started\":0,\"finished\":0,\"idmapped\":true}",
+	    "{\"version\":1,\"status\":\"zombie\",\"pid\":10,\"pid_starttime\":5,\"exit_code\":-1,"
+	    "\"exit_reason\":\"\",\"restarts\":0,\"started\":0,\"finished\":0,\"idmapped\":true}",
+	    "{\"version\":1,\"status\":\"exited\",\"pid\":10,\"pid_starttime\":5,\"exit_code\":999,"
+	    "\"exit_reason\":\"\",\"restarts\":0,\"started\":0,\"finished\":0,\"idmapped\":true}",
+	    "{\"version\":1,\"status\":\"running\",\"pid\":99999999,\"pid_starttime\":5,\"exit_"
+	    "code\":-1,"
+	    "\"exit_reason\":\"\",\"restarts\":0,\"started\":0,\"finished\":0,\"idmapped\":true}",
 	};
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
 		if (state_from_json(bad[i], &b, &err) == 0)
@@ -144,9 +152,9 @@ static void test_state(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_spec_round_trip),
-		cmocka_unit_test(test_spec_tampered),
-		cmocka_unit_test(test_state),
+	    cmocka_unit_test(test_spec_round_trip),
+	    cmocka_unit_test(test_spec_tampered),
+	    cmocka_unit_test(test_state),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

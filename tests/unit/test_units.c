@@ -27,8 +27,17 @@ static void test_sizes(void **state)
 	assert_int_equal(v, 256ull << 20);
 	assert_int_equal(vs_parse_size("64mb", &v, &err), 0);
 	assert_int_equal(v, 64ull << 20);
-	const char *bad[] = { "", "lots", "-1M", "1.5G", "1X", "M", " 1M", "1M ", "1MM",
-			      "99999999999999999999", "17179869184T" };
+	const char *bad[] = {"",
+			     "lots",
+			     "-1M",
+			     "1.5G",
+			     "1X",
+			     "M",
+			     " 1M",
+			     "1M ",
+			     "1MM",
+			     "99999999999999999999",
+			     "17179869184T"};
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
 		assert_int_not_equal(vs_parse_size(bad[i], &v, &err), 0);
 		assert_true(strlen(err.msg) > 0);
@@ -42,15 +51,18 @@ static void test_durations(void **state)
 {
 	struct vs_error err;
 	uint64_t v;
-	struct { const char *s; uint64_t v; } ok[] = {
-		{ "30s", 30 }, { "10m", 600 }, { "2h", 7200 }, { "14d", 14 * 86400 },
-		{ "1w", 7 * 86400 }, { "45", 45 }, { "0s", 0 },
+	struct {
+		const char *s;
+		uint64_t v;
+	} ok[] = {
+	    {"30s", 30},       {"10m", 600}, {"2h", 7200}, {"14d", 14 * 86400},
+	    {"1w", 7 * 86400}, {"45", 45},   {"0s", 0},
 	};
 	for (size_t i = 0; i < sizeof(ok) / sizeof(ok[0]); i++) {
 		assert_int_equal(vs_parse_duration(ok[i].s, &v, &err), 0);
 		assert_int_equal(v, ok[i].v);
 	}
-	const char *bad[] = { "", "d", "1y", "-1s", "1.5h", "10 m", "999999999999999d" };
+	const char *bad[] = {"", "d", "1y", "-1s", "1.5h", "10 m", "999999999999999d"};
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
 		assert_int_not_equal(vs_parse_duration(bad[i], &v, &err), 0);
 }
@@ -59,15 +71,17 @@ static void test_cpus(void **state)
 {
 	struct vs_error err;
 	uint64_t v;
-	struct { const char *s; uint64_t v; } ok[] = {
-		{ "0.5", 500 }, { "2", 2000 }, { "1.25", 1250 }, { ".5", 500 }, { "0.001", 1 },
-		{ "4096", 4096000 },
+	struct {
+		const char *s;
+		uint64_t v;
+	} ok[] = {
+	    {"0.5", 500}, {"2", 2000}, {"1.25", 1250}, {".5", 500}, {"0.001", 1}, {"4096", 4096000},
 	};
 	for (size_t i = 0; i < sizeof(ok) / sizeof(ok[0]); i++) {
 		assert_int_equal(vs_parse_cpus(ok[i].s, &v, &err), 0);
 		assert_int_equal(v, ok[i].v);
 	}
-	const char *bad[] = { "", "0", "0.0", "2.", "1.2345", "-1", "abc", "4097", "1,5", "." };
+	const char *bad[] = {"", "0", "0.0", "2.", "1.2345", "-1", "abc", "4097", "1,5", "."};
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
 		assert_int_not_equal(vs_parse_cpus(bad[i], &v, &err), 0);
 }
@@ -85,7 +99,7 @@ static void test_names(void **state)
 	memset(toolong, 'a', 64);
 	toolong[64] = '\0';
 	assert_false(vs_name_valid(toolong));
-	const char *bad[] = { "", "Bad Name!", "1abc", "-a", "_a", "a/b", "..", "a.b", "A", NULL };
+	const char *bad[] = {"", "Bad Name!", "1abc", "-a", "_a", "a/b", "..", "a.b", "A", NULL};
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
 		assert_false(vs_name_valid(bad[i]));
 	struct vs_error err;
@@ -106,9 +120,9 @@ static void test_format(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_sizes),  cmocka_unit_test(test_durations),
-		cmocka_unit_test(test_cpus),   cmocka_unit_test(test_names),
-		cmocka_unit_test(test_format),
+	    cmocka_unit_test(test_sizes),  cmocka_unit_test(test_durations),
+	    cmocka_unit_test(test_cpus),   cmocka_unit_test(test_names),
+	    cmocka_unit_test(test_format),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
