@@ -4,9 +4,9 @@
  *   slicectl checkpoint NAME --output DIR [--leave-running]
  *   slicectl restore NAME --input DIR
  *
- * DIR holds checkpoint.img (the process tree: docs/checkpoint.md; the slice
- * spec rides in it as the extra blob), upper/ (the overlay upper dir, the
- * slice's file system delta, copied while the tree is stopped) and
+ * DIR holds checkpoint.img - one stream (docs/checkpoint.md) with the
+ * process tree, the slice spec (extra blob) and the overlay upper dir (the
+ * slice's file system delta, read while the tree is stopped) - and
  * stats.json. The slice's PID 1 is not checkpointed: restore starts a fresh
  * one and has it create the workload with its old pid, running the restore
  * stub (slice_start_opts.workload_fn) inside the set-up slice.
@@ -42,17 +42,6 @@
 	"Restore a slice from a checkpoint under NAME (the same or another name); a\n"     \
 	"stopped slice of that name is replaced. Its processes carry on where they were.\n" \
 	"  -i, --input DIR      the checkpoint directory\n"
-
-struct fs_copy {
-	const char *src, *dst;
-	uint32_t from, to;
-};
-
-static int copy_upper(void *arg, struct vs_error *err)
-{
-	struct fs_copy *c = arg;
-	return ckpt_copy_tree(c->src, c->dst, c->from, c->to, err);
-}
 
 static void print_stats(struct ctl *ctl, const char *dir, const char *file,
 			const struct ckpt_stats *st)
@@ -101,7 +90,6 @@ int cmd_checkpoint(struct ctl *ctl, int argc, char **argv)
 	struct slice_state st;
 	if (slice_load(ctl->root, name, &spec, &st, &err) < 0)
 		return ctl_fail("checkpoint", name, &err);
-	uint32_t id_base = spec.id_base;
 	slice_spec_free(&spec);
 	if (st.status != SLICE_RUNNING || st.pid <= 0) {
 		vs_error_set(&err, EINVAL, "is not running (%s)", slice_status_name(st.status));
@@ -138,14 +126,10 @@ int cmd_checkpoint(struct ctl *ctl, int argc, char **argv)
 	if (cgroup_open(NULL, NULL, name, &cg, &err) == 0)
 		freezer = cgroup_path(cg, "freezer");
 	cleanup_free char *upper = vs_xasprintf("%s/upper", dir);
-	cleanup_free char *upper_out = vs_xasprintf("%s/upper", out);
-	struct vs_error e2;
-	vs_rm_rf(upper_out, &e2);
-	struct fs_copy fc = { upper, upper_out, id_base, id_base };
 	struct ckpt_dump_opts o = {
 		.root_pid = workload, .freezer_dir = freezer, .out_fd = fd,
 		.leave_running = leave, .name = name, .extra = spec_text, .extra_len = spec_len + 1,
-		.verbose = ctl->verbose > 0, .while_stopped = copy_upper, .while_stopped_arg = &fc,
+		.verbose = ctl->verbose > 0, .fs_root = upper,
 	};
 	struct ckpt_stats stats;
 	int r = ckpt_dump(&o, &stats, &err);
@@ -264,10 +248,7 @@ int cmd_restore(struct ctl *ctl, int argc, char **argv)
 	{
 		cleanup_free char *dir = slice_dir(ctl->root, name);
 		cleanup_free char *upper = vs_xasprintf("%s/upper", dir);
-		cleanup_free char *upper_in = vs_xasprintf("%s/upper", in);
-		struct stat sb;
-		if (stat(upper_in, &sb) == 0 &&
-		    ckpt_copy_tree(upper_in, upper, old_base, spec.id_base, &err) < 0)
+		if (ckpt_image_extract_fs(img, upper, old_base, spec.id_base, &err) < 0)
 			goto fail_created;
 	}
 	struct slice_start_opts so = {

@@ -59,6 +59,8 @@ struct ckpt_dump_opts {
 	const void *extra;	 /* opaque blob stored as-is (slice spec), may be NULL */
 	size_t extra_len;
 	bool verbose;		 /* progress on stderr */
+	const char *fs_root;	 /* directory stored in the stream as the file
+				  * system delta (the overlay upper dir), or NULL */
 	/* Called once the stream is written, while the tree is still stopped
 	 * (copy the file system delta here); a failure fails the dump. */
 	int (*while_stopped)(void *arg, struct vs_error *err);
@@ -104,6 +106,11 @@ int ckpt_find_child_nspid(pid_t parent_hpid, pid_t nspid, unsigned timeout_ms, p
  * Symlinks are never followed. */
 int ckpt_copy_tree(const char *src, const char *dst, uint32_t id_from, uint32_t id_to,
 		   struct vs_error *err);
+
+/* Recreate the file system delta of the stream below dst (created),
+ * owners shifted as in ckpt_copy_tree. Paths never leave dst. */
+int ckpt_image_extract_fs(const struct ckpt_image *img, const char *dst, uint32_t id_from,
+			  uint32_t id_to, struct vs_error *err);
 
 /* Write st as JSON to path (atomic). */
 int ckpt_stats_write_json(const char *path, const struct ckpt_stats *st, struct vs_error *err);

@@ -36,6 +36,8 @@ enum ck_sec {
 	CK_SEC_TIMER = 11,
 	CK_SEC_SECCOMP = 12,	/* + sock_filter insns */
 	CK_SEC_EXTRA = 13,	/* + opaque bytes */
+	CK_SEC_FSENTRY = 14,	/* file system delta: one inode + path/link/xattrs */
+	CK_SEC_FSDATA = 15,	/* + content bytes of the preceding regular FSENTRY */
 	CK_SEC_END = 0x7fff,
 };
 
@@ -209,6 +211,21 @@ struct ck_seccomp {
 	uint32_t nr_insns, pad;	/* nr_insns * 8 bytes follow */
 };
 
+/* One entry of the slice's overlay upper dir, parents before children.
+ * Tail: path (relative, no "..", NUL), symlink target (NUL), then xattrs
+ * as repeated { name NUL, u32 len, value }. */
+struct ck_fsentry {
+	uint32_t mode, uid, gid;	/* uid/gid: host ids, shifted on restore */
+	uint32_t path_len, link_len, xattr_len;	/* incl. NULs */
+	uint64_t rdev, size;
+	int64_t mtime_sec, mtime_nsec;
+};
+
+struct ck_fsdata {
+	uint64_t entry;		/* index of its FSENTRY */
+	uint64_t off;
+};
+
 struct ck_end {
 	uint32_t nr_sections;
 	uint32_t chain_crc;	/* crc32c over every section's crc, in order */
@@ -258,6 +275,19 @@ struct ckpt_image {
 	CK_VEC(struct ck_timer) timers;
 	CK_VEC(struct ck_seccomp_r) seccomps;
 	struct ck_blob extra;
+	struct ck_fsentry_r {
+		struct ck_fsentry h;
+		const char *path, *link;
+		const uint8_t *xattrs;
+	} *fs;
+	size_t fs_n, fs_cap;
+	struct ck_fsdata_r {
+		struct ck_fsdata h;
+		const uint8_t *data;
+		uint64_t len;
+	} *fsd;
+	size_t fsd_n, fsd_cap;
+	uint32_t fs_id_base;
 	uint32_t nr_sections;
 };
 
@@ -346,6 +376,9 @@ static inline bool ck_copy(char *dst, size_t size, const char *src)
 	dst[n] = 0;
 	return src[n] == 0;
 }
+
+/* Write the tree under root (an overlay upper dir) as FSENTRY/FSDATA. */
+int ck_fs_dump(struct ck_writer *w, const char *root, struct vs_error *err);
 
 /* small /proc helpers */
 int ck_read_small(const char *path, char *buf, size_t len);

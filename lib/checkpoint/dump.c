@@ -1254,6 +1254,8 @@ int ckpt_dump(const struct ckpt_dump_opts *o, struct ckpt_stats *st, struct vs_e
 	}
 	if (r >= 0)
 		r = ck_files_finish(&d.files, &d.w, err);
+	if (r >= 0 && o->fs_root)
+		r = ck_fs_dump(&d.w, o->fs_root, err);
 	if (r >= 0)
 		r = ck_writer_close(&d.w, err);
 	if (r >= 0 && o->while_stopped)

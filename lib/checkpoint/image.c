@@ -450,6 +450,57 @@ static int parse_section(struct ckpt_image *img, uint32_t type, const uint8_t *p
 		ck_vec_push(&img->seccomps, r);
 		return 0;
 	}
+	case CK_SEC_FSENTRY: {
+		struct ck_fsentry_r r;
+		TAKE(r.h, p, len, "fs entry");
+		uint64_t tail = (uint64_t)r.h.path_len + r.h.link_len + r.h.xattr_len;
+		if (len - sizeof(r.h) != tail || r.h.path_len < 2 || r.h.link_len < 1)
+			return vs_error_set(err, EBADMSG, "checkpoint: bad fs entry record");
+		r.path = (const char *)p + sizeof(r.h);
+		r.link = r.path + r.h.path_len;
+		r.xattrs = (const uint8_t *)r.link + r.h.link_len;
+		if (r.path[r.h.path_len - 1] || strlen(r.path) != r.h.path_len - 1 ||
+		    r.link[r.h.link_len - 1] || strlen(r.link) != r.h.link_len - 1)
+			return vs_error_set(err, EBADMSG, "checkpoint: fs entry: bad strings");
+		/* only overlay whiteouts as devices: a stream must not plant nodes */
+		if (S_ISBLK(r.h.mode) || (S_ISCHR(r.h.mode) && r.h.rdev != 0) ||
+		    (!S_ISREG(r.h.mode) && !S_ISDIR(r.h.mode) && !S_ISLNK(r.h.mode) &&
+		     !S_ISCHR(r.h.mode) && !S_ISFIFO(r.h.mode) && !S_ISSOCK(r.h.mode)))
+			return vs_error_set(err, EBADMSG, "checkpoint: fs entry: refused file type %#o",
+					    r.h.mode & S_IFMT);
+		/* relative, no "..", no empty components: extraction stays inside */
+		if (r.path[0] == '/' || strstr(r.path, "//"))
+			return vs_error_set(err, EBADMSG, "checkpoint: fs entry: bad path");
+		for (const char *c = r.path; *c;) {
+			size_t n = strcspn(c, "/");
+			if ((n == 2 && c[0] == '.' && c[1] == '.') || (n == 1 && c[0] == '.'))
+				return vs_error_set(err, EBADMSG, "checkpoint: fs entry: bad path");
+			c += n;
+			if (*c == '/')
+				c++;
+		}
+		if (img->fs_n == img->fs_cap) {
+			img->fs_cap = img->fs_cap ? img->fs_cap * 2 : 64;
+			img->fs = ck_xrealloc(img->fs, img->fs_cap * sizeof(*img->fs));
+		}
+		img->fs[img->fs_n++] = r;
+		return 0;
+	}
+	case CK_SEC_FSDATA: {
+		struct ck_fsdata_r r;
+		TAKE(r.h, p, len, "fs data");
+		r.data = p + sizeof(r.h);
+		r.len = len - sizeof(r.h);
+		if (!img->fs_n || r.h.entry != img->fs_n - 1 || !S_ISREG(img->fs[r.h.entry].h.mode) ||
+		    r.h.off > img->fs[r.h.entry].h.size || r.len > img->fs[r.h.entry].h.size - r.h.off)
+			return vs_error_set(err, EBADMSG, "checkpoint: bad fs data record");
+		if (img->fsd_n == img->fsd_cap) {
+			img->fsd_cap = img->fsd_cap ? img->fsd_cap * 2 : 64;
+			img->fsd = ck_xrealloc(img->fsd, img->fsd_cap * sizeof(*img->fsd));
+		}
+		img->fsd[img->fsd_n++] = r;
+		return 0;
+	}
 	case CK_SEC_EXTRA:
 		if (img->extra.p)
 			return vs_error_set(err, EBADMSG, "checkpoint: second extra section");
@@ -667,6 +718,8 @@ void ckpt_image_free(struct ckpt_image *img)
 	free(img->siginfos.v);
 	free(img->timers.v);
 	free(img->seccomps.v);
+	free(img->fs);
+	free(img->fsd);
 	if (img->owned) {
 		if (img->mapped)
 			munmap(img->owned, img->owned_len);
