@@ -6,6 +6,8 @@
  *   e13_abuse fd PROCS          PROCS processes open files until refused;
  *                               ENFILE (the host's file table) = escaped
  *   e13_abuse spin THREADS SECS busy threads for SECS seconds
+ *   e13_abuse pty HOLD_SECS     open /dev/ptmx until refused, report
+ *                               "PTYS n errno", hold them HOLD_SECS
  *   e13_abuse shm MB            fill /dev/shm with MB MiB (tmpfs is memory)
  *   e13_abuse disk MB           write MB MiB into the upper dir (/fill)
  */
@@ -157,6 +159,25 @@ static int fill(const char *path, long mb)
 	return 1;
 }
 
+static int do_pty(int hold)
+{
+	int n = 0, err = 0;
+	for (;;) {
+		int fd = open("/dev/ptmx", O_RDWR | O_NOCTTY | O_CLOEXEC);
+		if (fd < 0) {
+			err = errno;
+			break;
+		}
+		if (++n >= 100000)
+			break;
+	}
+	printf("PTYS %d %s\n", n, strerror(err));
+	fflush(stdout);
+	if (hold > 0)
+		sleep((unsigned)hold);
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
 	setvbuf(stdout, NULL, _IOLBF, 0);
@@ -168,6 +189,8 @@ int main(int argc, char **argv)
 		return do_fd(atoi(argv[2]));
 	if (argc > 3 && !strcmp(argv[1], "spin"))
 		return do_spin(atoi(argv[2]), atoi(argv[3]));
+	if (argc > 2 && !strcmp(argv[1], "pty"))
+		return do_pty(atoi(argv[2]));
 	if (argc > 2 && !strcmp(argv[1], "shm"))
 		return fill("/dev/shm/fill", atol(argv[2]));
 	if (argc > 2 && !strcmp(argv[1], "disk"))

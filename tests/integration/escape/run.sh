@@ -632,25 +632,43 @@ t13c() {
 }
 t escape-13c-fd-exhaustion-stays-inside-the-slice t13c
 
+cpu_idle_jiffies() { awk '/^cpu / { print $5 + $6 }' /proc/stat; }
+
 t13d() {
-	local ok=0 ca cb ua0 ub0 ua1 ub1 t0 t1
+	local ok=0 ca cb ua0 ub0 ua1 ub1 t0 t1 i0 i1
 	vs run -d --image escape --cpus 0.5 c13a -- /escape/e13_abuse spin 4 12 >/dev/null || return 1
 	vs run -d --image escape --cpus 0.5 c13b -- /escape/e13_abuse spin 1 12 >/dev/null || return 1
 	sleep 2
 	ca=$(cgroup_dir cpuacct c13a)
 	cb=$(cgroup_dir cpuacct c13b)
 	t0=$(date +%s%N)
+	i0=$(cpu_idle_jiffies)
 	ua0=$(cat "$ca/cpuacct.usage")
 	ub0=$(cat "$cb/cpuacct.usage")
 	sleep 5
 	t1=$(date +%s%N)
+	i1=$(cpu_idle_jiffies)
 	ua1=$(cat "$ca/cpuacct.usage")
 	ub1=$(cat "$cb/cpuacct.usage")
-	local sa sb
-	sa=$(python3 -c "print(round(($ua1 - $ua0) / ($t1 - $t0), 3))")
-	sb=$(python3 -c "print(round(($ub1 - $ub0) / ($t1 - $t0), 3))")
-	echo "    4-thread hog got $sa CPU, 1-thread neighbour got $sb CPU (each --cpus 0.5; want 0.4..0.6)"
-	python3 -c "import sys; sys.exit(not (0.4 <= $sa <= 0.6 and 0.4 <= $sb <= 0.6))" || ok=1
+	local verdict
+	verdict=$(python3 - "$ua0" "$ua1" "$ub0" "$ub1" "$t0" "$t1" "$i0" "$i1" "$(getconf CLK_TCK)" <<'PY'
+import sys
+ua0, ua1, ub0, ub1, t0, t1, i0, i1, hz = map(int, sys.argv[1:])
+wall = (t1 - t0) / 1e9
+sa, sb = (ua1 - ua0) / 1e9 / wall, (ub1 - ub0) / 1e9 / wall
+idle = (i1 - i0) / hz / wall
+print(f"4-thread hog got {sa:.3f} CPU, 1-thread neighbour {sb:.3f} (each --cpus 0.5; want 0.4..0.6); machine idle {idle:.2f} CPU")
+ok = sa <= 0.6 and sb <= 0.6 and 0.4 <= sa and 0.4 <= sb
+if not ok and sa <= 0.6 and sb <= 0.6 and idle < 0.2 and 0.8 <= sb / max(sa, 1e-9) <= 1.25:
+    # Saturated by work outside these slices: quota is a cap, not a
+    # reservation. The two still split what they got evenly.
+    print("machine saturated by other work: absolute shares not measurable; the caps held and the two slices got equal shares")
+    ok = True
+print("PASS" if ok else "FAIL")
+PY
+)
+	echo "$verdict" | grep -v '^PASS$\|^FAIL$' | sed 's/^/    /'
+	echo "$verdict" | grep -qx PASS || ok=1
 	vs destroy --force c13a >/dev/null 2>&1
 	vs destroy --force c13b >/dev/null 2>&1
 	return $ok
@@ -668,6 +686,27 @@ t13e() {
 	! grep -q '^FILLED' "$ESC_TMP/s13.out"
 }
 t escape-13e-dev-shm-fill-bounded-by-the-memory-limit t13e
+
+# (not in the issue's list) ptys are a machine-wide pool (kernel.pty.max,
+# minus kernel.pty.reserve kept for the host's own devpts): one slice must
+# not take them all from the next slice.
+t13g() {
+	local ok=0 n nb rc
+	vs run -d --image escape --memory 64M --pids 64 pa13 -- /escape/e13_abuse pty 15 >/dev/null || return 1
+	wait_log pa13 '^PTYS' 60 || ok=1
+	n=$(vs logs pa13 | awk '/^PTYS/ { print $2 }')
+	echo "    slice pa13 opened ${n:-?} ptys ($(vs logs pa13 | sed -n 's/^PTYS [0-9]* //p')); host pty/nr $(cat /proc/sys/kernel/pty/nr) of max $(cat /proc/sys/kernel/pty/max), reserve $(cat /proc/sys/kernel/pty/reserve)"
+	python3 -c 'import pty; pty.openpty()' || { echo "    the host cannot open a pty"; ok=1; }
+	timeout 60 "$SLICECTL" run --rm --image escape pb13 -- /escape/e13_abuse pty 0 \
+		>"$ESC_TMP/pb13.out" 2>&1 </dev/null
+	rc=$?
+	nb=$(awk '/^PTYS/ { print $2 }' "$ESC_TMP/pb13.out")
+	echo "    a second slice then opened ${nb:-?} ptys (exit $rc)"
+	[ "${nb:-0}" -ge 16 ] || { echo "    one slice exhausted the ptys of every other slice"; ok=1; }
+	vs destroy --force pa13 >/dev/null 2>&1
+	return $ok
+}
+t escape-13g-pty-exhaustion-by-one-slice-leaves-ptys-for-others t13g
 
 t13f() {
 	if "$SLICECTL" create --help 2>&1 | grep -q -- '--disk'; then
