@@ -1004,6 +1004,47 @@ t escape-14d-image-import-directory-abs-symlink-hardlink-and-bad-names t14d
 t16() { run_attack e16 -- e16_abi; }
 t escape-16-seccomp-not-bypassed-through-i386-int80-or-x32-abi t16
 
+# 17. (not in the issue's list) a slice that ignores SIGTERM and scatters
+# daemons (setsid, double fork, frozen) must not outlive stop / destroy.
+t17() {
+	local ok=0 c p n
+	vs run -d --image escape --pids 128 s17 -- sh -c 'trap "" TERM HUP INT
+		for i in 1 2 3 4 5 6 7 8 9 10; do (trap "" TERM HUP; setsid sh -c "trap \"\" TERM; sleep 1000" &) ; done
+		exec sleep 1000' >/dev/null || return 1
+	sleep 1
+	c=$(cgroup_dir pids s17)
+	n=$(wc -l <"$c/cgroup.procs")
+	timeout 60 "$SLICECTL" stop --timeout 2 s17 >/dev/null 2>&1 </dev/null
+	sleep 0.5
+	p=$(cat "$c/cgroup.procs" 2>/dev/null | wc -l)
+	echo "    $n processes before stop, $p after"
+	[ "$n" -ge 10 ] || { echo "    the daemons did not start"; ok=1; }
+	[ "$p" = 0 ] || { echo "    processes survived stop"; ok=1; }
+	# frozen, then destroyed
+	vs start s17 >/dev/null 2>&1
+	sleep 1
+	vs freeze s17 >/dev/null 2>&1
+	local base
+	base=$(json_get "$VSLICE_ROOT/slices/s17/spec.json" id_base)
+	timeout 60 "$SLICECTL" destroy --force s17 >/dev/null 2>&1 </dev/null || { echo "    destroy --force of a frozen slice failed"; ok=1; }
+	for c in cpu cpuacct memory pids freezer; do
+		[ -d "/sys/fs/cgroup/$c/$VSLICE_CGROUP_PARENT/s17" ] && { echo "    destroy left the $c cgroup"; ok=1; }
+	done
+	local i live=""
+	for ((i = 0; i < 25; i++)); do # zombies (reaped by the host's init) do not count
+		live=$(ps -o pid=,stat=,args= -u "$base" 2>/dev/null | awk '$2 !~ /^Z/')
+		[ -z "$live" ] && break
+		sleep 0.2
+	done
+	if [ -n "$base" ] && [ "$base" != 0 ] && [ -n "$live" ]; then
+		echo "    processes of the slice's uid $base still run: $(echo "$live" | head -3)"
+		ok=1
+	fi
+	[ -e "$VSLICE_ROOT/slices/s17" ] && { echo "    destroy left the state dir"; ok=1; }
+	return $ok
+}
+t escape-17-slice-ignoring-sigterm-with-daemons-does-not-outlive-stop-or-destroy t17
+
 # =============================================================================
 # Hostile state: tampered state.json / spec.json, foreign pids, traversal.
 mk_state_slice() {
