@@ -98,6 +98,33 @@ if [ -x "$S" ] && [ "${CKPT_NO_SLICES:-0}" != 1 ]; then
 		done
 	fi
 fi
+# Phase 3: the issue's acceptance - a busybox shell counter keeps counting
+# from where it was after checkpoint + restore (and after a second cycle
+# under another name).
+if [ -x "$S" ] && [ "${CKPT_NO_SLICES:-0}" != 1 ] && [ -n "${VSLICE_ROOT:-}" ]; then
+	ok=1; why=""; d=$work/acceptance; mkdir -p "$d"
+	"$S" run -d --image busybox acc -- sh -c 'i=0; while :; do i=$((i+1)); echo $i > /tmp/n; sleep 0.1; done' >"$d/log" 2>&1 || { ok=0; why="run"; }
+	sleep 1.5
+	[ $ok = 1 ] && { "$S" checkpoint acc --output "$d/ckpt" >>"$d/log" 2>&1 || { ok=0; why="checkpoint"; }; }
+	if [ $ok = 1 ]; then
+		at=$("$S" list 2>/dev/null | grep -c '^acc ' || true)
+		[ "$at" = 0 ] || { ok=0; why="slice still there after checkpoint"; }
+	fi
+	[ $ok = 1 ] && { "$S" restore acc --input "$d/ckpt" >>"$d/log" 2>&1 || { ok=0; why="restore"; }; }
+	if [ $ok = 1 ]; then
+		n1=$("$S" exec acc -- cat /tmp/n 2>>"$d/log"); sleep 1; n2=$("$S" exec acc -- cat /tmp/n 2>>"$d/log")
+		[ -n "$n1" ] && [ "$n1" -ge 10 ] && [ "${n2:-0}" -gt "$n1" ] || { ok=0; why="counter $n1 -> $n2 (expected >= 10 and growing)"; }
+		echo "acceptance counter: $n1 -> $n2" >>"$d/log"
+	fi
+	[ $ok = 1 ] && { "$S" checkpoint acc --output "$d/ckpt2" >>"$d/log" 2>&1 && "$S" restore acc2 --input "$d/ckpt2" >>"$d/log" 2>&1 || { ok=0; why="second cycle"; }; }
+	if [ $ok = 1 ]; then
+		n3=$("$S" exec acc2 -- cat /tmp/n 2>>"$d/log")
+		[ "${n3:-0}" -ge "$n2" ] || { ok=0; why="second cycle counter $n3 < $n2"; }
+	fi
+	"$S" destroy --force acc >/dev/null 2>&1; "$S" destroy --force acc2 >/dev/null 2>&1
+	if [ $ok = 1 ]; then pass=$((pass+1)); echo "PASS acceptance          (busybox counter: $n1 -> $n2 -> $n3)"
+	else fail=$((fail+1)); failed+=("acceptance"); echo "FAIL acceptance ($why)"; sed 's/^/    /' "$d/log" | tail -8; fi
+fi
 [ ${#failed[@]} -gt 0 ] && echo "failed: ${failed[*]}"
 echo "$pass passed, $fail failed"
 [ $fail -eq 0 ]
