@@ -239,8 +239,10 @@ static int setup_dev(const char *root, struct vs_error *err)
 	for (size_t i = 0; i < VS_ARRAY_SIZE(devs); i++)
 		if ((r = bind_dev(root, devs[i], err)) < 0)
 			return r;
+	/* max=: ptys come from one machine-wide pool (kernel.pty.max); without a
+	 * cap per instance one slice could take them all from the others. */
 	if ((r = mount_at(root, "dev/pts", "devpts", "devpts", MS_NOSUID | MS_NOEXEC,
-			  "newinstance,ptmxmode=0666,mode=0620,gid=5", err)) < 0)
+			  "newinstance,ptmxmode=0666,mode=0620,gid=5,max=256", err)) < 0)
 		return r;
 	if ((r = mount_at(root, "dev/shm", "shm", "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC,
 			  "mode=1777,size=65536k", err)) < 0)
