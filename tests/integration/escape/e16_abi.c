@@ -113,6 +113,37 @@ int main(void)
 	attempt("pivot_root(/tmp, /tmp)", I386, 217, s_tmp, s_tmp, 0, 0, 0);
 	attempt("open_by_handle_at(bad)", I386, 342, -1, 0, 0, 0, 0);
 
+	/* Socket families the policy denies (AF_ALG 38, AF_VSOCK 40: vsock
+	 * reaches the hypervisor's host side, around --net none). Only sockets
+	 * are created, nothing connects. Native first, then i386 socket(359),
+	 * then i386 socketcall(102), which passes the family through memory
+	 * where a seccomp filter cannot see it. */
+	static const struct {
+		const char *name;
+		int fam, type;
+	} fams[] = { { "AF_ALG", 38, 5 /* SOCK_SEQPACKET */ }, { "AF_VSOCK", 40, 1 /* SOCK_STREAM */ } };
+	uint32_t *sargs = (uint32_t *)(low + 256);
+	for (size_t i = 0; i < sizeof(fams) / sizeof(fams[0]); i++) {
+		char what[96];
+		int fd = (int)syscall(SYS_socket, fams[i].fam, fams[i].type, 0);
+		int e = errno;
+		if (fd >= 0) {
+			escaped("socket(%s): created (fd %d)", fams[i].name, fd);
+			close(fd);
+		} else if (e == EPERM || e == EACCES || e == ENOSYS)
+			blocked("socket(%s): %s", fams[i].name, strerror(e));
+		else
+			info("socket(%s): %s (the policy let it through; the kernel refused)",
+			     fams[i].name, strerror(e));
+		snprintf(what, sizeof(what), "socket(%s)", fams[i].name);
+		attempt(what, I386, 359, fams[i].fam, fams[i].type, 0, 0, 0);
+		sargs[0] = (uint32_t)fams[i].fam;
+		sargs[1] = (uint32_t)fams[i].type;
+		sargs[2] = 0;
+		snprintf(what, sizeof(what), "socketcall(SYS_SOCKET, %s)", fams[i].name);
+		attempt(what, I386, 102, 1 /* SYS_SOCKET */, (long)sargs, 0, 0, 0);
+	}
+
 	/* x32 numbers (x86_64 numbering with the x32 bit). */
 	attempt("unshare(CLONE_NEWUSER)", X32, 272, CLONE_NEWUSER, 0, 0, 0, 0);
 	attempt("setns(own user ns)", X32, 308, nsfd, 0, 0, 0, 0);
