@@ -112,6 +112,10 @@ $(BUILD)/tests/%: tests/%.c
 	@mkdir -p $(dir $@)
 	$(CC) -std=gnu11 -D_GNU_SOURCE -O1 -g -Wall -Wextra -Werror -Wno-unused-parameter -static -pthread -o $@ $<
 
+# The attack and checkpoint programs share a header in their directory.
+$(filter $(BUILD)/tests/integration/escape/%,$(HELPER_BINS)): $(wildcard tests/integration/escape/*.h)
+$(filter $(BUILD)/tests/checkpoint/%,$(HELPER_BINS)): $(wildcard tests/checkpoint/*.h)
+
 unit: $(UNIT_BINS)
 	@fail=0; for t in $(UNIT_BINS); do echo "== $$t"; $$t || fail=1; done; exit $$fail
 unit-asan: $(ASAN_UNIT_BINS)
