@@ -16,7 +16,7 @@ PKG_LIBS  = libseccomp libcap jansson libarchive nettle
 WARN     = -Wall -Wextra -Werror -Wshadow -Wno-unused-parameter -Wformat=2 -Wno-format-nonliteral
 CFLAGS_BASE = -std=gnu11 -D_GNU_SOURCE -Iinclude -I$(BUILD)/gen $(WARN) -g -fno-strict-aliasing
 CFLAGS  ?= -O2
-LDLIBS   = $(shell pkg-config --libs $(PKG_LIBS) 2>/dev/null || echo -lseccomp -lcap -ljansson -larchive -lnettle) -pthread
+LDLIBS   = $(shell pkg-config --libs $(PKG_LIBS) 2>/dev/null || echo -lseccomp -lcap -ljansson -larchive -lnettle) -pthread -ldl
 SAN      = -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
 
 LIB_SRCS   = $(sort $(wildcard lib/*/*.c))
@@ -97,8 +97,10 @@ $(ASAN_DIR)/libvslice.a: $(ASAN_LIB_OBJS)
 	@rm -f $@
 	ar rcs $@ $^
 
+# slicectl loads libarchive only for image import (lib/image/archive_dl.c).
+CTL_LDLIBS = $(filter-out -larchive,$(LDLIBS)) -ldl
 $(BUILD)/slicectl: $(CTL_OBJS) $(BUILD)/libvslice.a
-	$(CC) $(CFLAGS) -o $@ $(CTL_OBJS) $(BUILD)/libvslice.a $(LDLIBS)
+	$(CC) $(CFLAGS) -o $@ $(CTL_OBJS) $(BUILD)/libvslice.a $(CTL_LDLIBS)
 
 $(BUILD)/tests/%: tests/unit/%.c $(BUILD)/libvslice.a
 	@mkdir -p $(dir $@)

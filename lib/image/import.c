@@ -24,8 +24,6 @@
  * A directory import applies the same rules, so every image in the store has
  * the same invariant whatever it came from.
  */
-#include <archive.h>
-#include <archive_entry.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <jansson.h>
@@ -33,6 +31,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "archive_dl.h"
 #include "image_internal.h"
 #include "vslice/util.h"
 
@@ -910,6 +909,9 @@ int image_import_ex(const char *root, const char *name, const char *path, unsign
 	struct stat sb;
 	if (stat(path, &sb) < 0)
 		return vs_error_sys(err, errno, "image %s: import %s", name, path);
+	/* Directories may hold archives too (OCI layouts): load it either way. */
+	if ((r = archive_dl_load(err)) < 0)
+		return vs_error_wrap(err, "image %s: import %s", name, path);
 
 	cleanup_stage struct image_stage st;
 	r = image_stage_begin(&st, root, name, err);
