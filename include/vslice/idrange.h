@@ -9,7 +9,7 @@
  * claim dir is machine-wide ($VSLICE_IDRANGE_DIR, default
  * /var/lib/vslice/idranges) even when several VSLICE_ROOTs exist, so no two
  * slices on the machine ever share a range. A claim whose owner directory no
- * longer exists (a crashed test run) is reclaimed.
+ * longer exists (a crashed test run) is reclaimed once no slot is free.
  */
 #ifndef VSLICE_IDRANGE_H
 #define VSLICE_IDRANGE_H

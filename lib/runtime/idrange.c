@@ -3,9 +3,10 @@
  *
  * One file per claimed slot, created O_EXCL, under a flock of <dir>/.lock
  * (so reclaiming a stale slot cannot race a fresh claim of it).
- * Allocation scans the claim dir once into a bitmap, reclaims claims whose
- * owner dir is gone, then takes the lowest free slot, skipping any that
- * another process claimed meanwhile.
+ * Allocation lists the claim dir into a bitmap and takes the lowest free
+ * slot, skipping any that another process claimed meanwhile. Only when every
+ * slot is taken does it read the claims and reclaim those whose owner dir is
+ * gone: reading all of them on every create would make a create O(slices).
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -47,8 +48,9 @@ static int parse_slot(const char *s, uint32_t *slot)
 	return 0;
 }
 
-/* Mark claimed slots; unlink claims whose owner path no longer exists. */
-static int scan_claims(const char *dir, uint8_t *bitmap, struct vs_error *err)
+/* Mark claimed slots. With reclaim, also read each claim and unlink those
+ * whose owner path no longer exists. */
+static int scan_claims(const char *dir, uint8_t *bitmap, bool reclaim, struct vs_error *err)
 {
 	cleanup_closedir DIR *d = opendir(dir);
 	if (!d)
@@ -60,7 +62,7 @@ static int scan_claims(const char *dir, uint8_t *bitmap, struct vs_error *err)
 			continue;
 		cleanup_free char *owner = NULL;
 		struct vs_error ignore;
-		if (vs_read_file_at(dirfd(d), de->d_name, 4096, &owner, NULL, &ignore) == 0) {
+		if (reclaim && vs_read_file_at(dirfd(d), de->d_name, 4096, &owner, NULL, &ignore) == 0) {
 			owner[strcspn(owner, "\n")] = '\0';
 			struct stat st;
 			if (owner[0] == '/' && stat(owner, &st) < 0 && errno == ENOENT) {
@@ -85,8 +87,15 @@ int idrange_claim(const char *dir, const char *owner, bool durable, uint32_t *ba
 	if (lk < 0 || flock(lk, LOCK_EX) < 0)
 		return vs_error_sys(err, errno, "id ranges %s: lock", dir);
 	uint8_t bitmap[IDRANGE_SLOTS / 8] = {0};
-	if ((r = scan_claims(dir, bitmap, err)) < 0)
+	if ((r = scan_claims(dir, bitmap, false, err)) < 0)
 		return r;
+	if (idrange_lowest_free(bitmap, IDRANGE_SLOTS) < 0) {
+		/* All taken: only now pay for reading every claim to find those
+		 * whose owner is gone (O(claims) file reads per create otherwise). */
+		memset(bitmap, 0, sizeof(bitmap));
+		if ((r = scan_claims(dir, bitmap, true, err)) < 0)
+			return r;
+	}
 	/* Try free slots lowest first; a slot taken meanwhile is just skipped. */
 	long slot;
 	while ((slot = idrange_lowest_free(bitmap, IDRANGE_SLOTS)) >= 0) {

@@ -1,4 +1,5 @@
 /* Per-slice id ranges: never shared, reclaimed only when the owner is gone. */
+#include <errno.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -89,15 +90,32 @@ static void test_claims_distinct_and_released(void **state)
 static void test_stale_claim_reclaimed(void **state)
 {
 	struct vs_error err;
-	char *o = owner(10);
-	uint32_t b, b2;
-	assert_int_equal(idrange_claim(claims, o, true, &b, &err), 0);
-	rmdir(o); /* the owner vanished (a crashed test root) */
+	/* Every slot taken: slot 7 by a slice whose dir is gone (a crashed test
+	 * root), the others by live owners. */
+	char *live = owner(1);
+	assert_int_equal(vs_mkdir_p(claims, 0700, &err), 0);
+	for (uint32_t i = 0; i < IDRANGE_SLOTS; i++) {
+		char *p = vs_xasprintf("%s/%u", claims, i);
+		char *line = vs_xasprintf("%s\n", i == 7 ? "/nonexistent/vslice/slices/gone" : live);
+		FILE *f = fopen(p, "w");
+		assert_non_null(f);
+		fputs(line, f);
+		fclose(f);
+		free(p);
+		free(line);
+	}
 	char *o2 = owner(11);
-	assert_int_equal(idrange_claim(claims, o2, true, &b2, &err), 0);
-	assert_int_equal(b2, b);
-	free(o);
+	uint32_t b;
+	assert_int_equal(idrange_claim(claims, o2, true, &b, &err), 0);
+	assert_int_equal(b, IDRANGE_FIRST + 7 * IDRANGE_SIZE);
+	/* Now truly full: a clear error, nothing overwritten. */
+	char *o3 = owner(12);
+	assert_int_equal(idrange_claim(claims, o3, true, &b, &err), -ENOSPC);
+	assert_non_null(strstr(err.msg, "in use"));
+	assert_true(idrange_owned(claims, o2, IDRANGE_FIRST + 7 * IDRANGE_SIZE));
+	free(live);
 	free(o2);
+	free(o3);
 }
 
 static void test_concurrent_claims_never_collide(void **state)
