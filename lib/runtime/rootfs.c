@@ -208,13 +208,21 @@ static int mask_paths(const char *root, struct vs_error *err)
 		if (mount(devnull, p, NULL, MS_BIND, NULL) < 0)
 			return vs_error_sys(err, errno, "mask /%s", masked_files[i]);
 	}
+	/* One empty read-only tmpfs, bound over every masked directory: a new
+	 * superblock per directory costs a shrinker allocation each, and that
+	 * cost grows with the number of slices on the node. */
+	char first[PATH_MAX] = "";
 	for (size_t i = 0; i < VS_ARRAY_SIZE(masked_dirs); i++) {
 		at(p, sizeof(p), root, masked_dirs[i]);
 		if (lstat(p, &st) < 0 || !S_ISDIR(st.st_mode))
 			continue;
-		if (mount("tmpfs", p, "tmpfs", MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC,
-			  "size=0,mode=000") < 0)
+		int m = first[0] ? mount(first, p, NULL, MS_BIND, NULL)
+				 : mount("tmpfs", p, "tmpfs", MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC,
+					 "size=0,mode=000");
+		if (m < 0)
 			return vs_error_sys(err, errno, "mask /%s", masked_dirs[i]);
+		if (!first[0])
+			snprintf(first, sizeof(first), "%s", p);
 	}
 	for (size_t i = 0; i < VS_ARRAY_SIZE(readonly_paths); i++) {
 		at(p, sizeof(p), root, readonly_paths[i]);
