@@ -223,6 +223,11 @@ static int d_check_proc(struct dumper *d, struct d_proc *p, struct vs_error *err
 			return vs_error_set(err, EBUSY, "pid %d (tid %d): refused: task is ptraced by %d",
 					    p->vpid, p->thr[t].vtid, atoi(tp + 10));
 	}
+	/* PTRACE_SEIZE of a job-stopped task waits for it to re-trap, which a
+	 * frozen task never does: refuse (SIGCONT it first). */
+	if (status_field(p->hpid, "State", v, sizeof(v)) == 0 && v[0] == 'T')
+		return vs_error_set(err, ENOTSUP, "pid %d: refused: stopped by job control (SIGCONT it first)",
+				    p->vpid);
 	if (status_field(p->hpid, "Seccomp", v, sizeof(v)) == 0 && atoi(v) == 1)
 		return vs_error_set(err, ENOTSUP, "pid %d: refused: strict-mode seccomp", p->vpid);
 	char path[64];
