@@ -83,10 +83,10 @@ $(ASAN_DIR)/gen/%.o: $(BUILD)/gen/%.c
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS_BASE) -O1 $(SAN) -c $< -o $@
 
-$(OBJ_DIR)/%.o: %.c $(wildcard include/vslice/*.h)
+$(OBJ_DIR)/%.o: %.c $(wildcard include/vslice/*.h lib/*/*.h)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS_BASE) $(CFLAGS) -c $< -o $@
-$(ASAN_DIR)/%.o: %.c $(wildcard include/vslice/*.h)
+$(ASAN_DIR)/%.o: %.c $(wildcard include/vslice/*.h lib/*/*.h)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS_BASE) -O1 $(SAN) -c $< -o $@
 

@@ -26,8 +26,6 @@
 #include "vslice/ckpt.h"
 #include "vslice/slice.h"
 #include "vslice/util.h"
-/* spec_from_json is lib/node-internal; see the request in docs/checkpoint.md */
-#include "../../lib/node/node_internal.h"
 
 #define CKPT_HELP                                                                        \
 	"usage: slicectl checkpoint NAME --output DIR [--leave-running]\n"                 \
@@ -172,14 +170,6 @@ static int64_t now_ns(clockid_t c)
 	return ts.tv_sec * 1000000000ll + ts.tv_nsec;
 }
 
-/* The runtime writes "sec nsec" with C division, which the kernel rejects
- * for a negative nsec: round negative offsets up to whole seconds (clocks
- * then jump forward by < 1 s, never back). */
-static int64_t offset_round(int64_t off)
-{
-	return off < 0 ? off / 1000000000 * 1000000000 : off;
-}
-
 int cmd_restore(struct ctl *ctl, int argc, char **argv)
 {
 	static const struct option opts[] = {
@@ -222,7 +212,7 @@ int cmd_restore(struct ctl *ctl, int argc, char **argv)
 		return ctl_fail("restore", name, &err);
 	}
 	struct slice_spec spec = { 0 };
-	if (spec_from_json(etext, ckpt_image_name(img), &spec, &err) < 0) {
+	if (slice_spec_parse(etext, ckpt_image_name(img), &spec, &err) < 0) {
 		ckpt_image_free(img);
 		vs_error_wrap(&err, "slice spec in %s", img_path);
 		return ctl_fail("restore", name, &err);
@@ -255,14 +245,13 @@ int cmd_restore(struct ctl *ctl, int argc, char **argv)
 		.stdin_fd = -1, .stdout_fd = -1, .stderr_fd = -1,
 		.workload_fn = restore_stub_main, .workload_arg = img,
 		.workload_pid = ckpt_image_root_pid(img),
-		.monotonic_offset_ns = offset_round(ckpt_image_monotonic_ns(img) - now_ns(CLOCK_MONOTONIC)),
-		.boottime_offset_ns = offset_round(ckpt_image_boottime_ns(img) - now_ns(CLOCK_BOOTTIME)),
+		.monotonic_offset_ns = ckpt_image_monotonic_ns(img) - now_ns(CLOCK_MONOTONIC),
+		.boottime_offset_ns = ckpt_image_boottime_ns(img) - now_ns(CLOCK_BOOTTIME),
 	};
 	uint64_t t0 = vs_now_ns();
 	if (slice_start(ctl->root, name, &so, &err) < 0) {
-		/* TODO(runtime): the launcher cannot write timens_offsets yet (it is
-		 * non-dumpable when it writes them); restore without clock offsets
-		 * rather than not at all, and say so. */
+		/* A kernel without time namespaces (or one refusing the offsets):
+		 * restore without clock offsets rather than not at all, and say so. */
 		if (!strstr(err.msg, "timens_offsets"))
 			goto fail_created;
 		fprintf(stderr, "slicectl: restore %s: warning: %s; monotonic clocks will not "

@@ -134,6 +134,11 @@ bool slice_image_in_use(const char *root, const char *image);
 /* <root>/slices/<name> (caller frees). */
 char *slice_dir(const char *root, const char *name);
 
+/* Parse spec.json text (as written by slice_create) for the slice `name`;
+ * every field type- and range-checked. For checkpoint images. */
+int slice_spec_parse(const char *text, const char *name, struct slice_spec *spec,
+		     struct vs_error *err);
+
 /* Validate a spec as given by the user (name, image present, policy, net...). */
 int slice_spec_check(const char *root, const struct slice_spec *spec, struct vs_error *err);
 

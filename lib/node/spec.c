@@ -292,3 +292,9 @@ int state_from_json(const char *text, struct slice_state *st, struct vs_error *e
 		return vs_error_set(err, EINVAL, "%s: .pid: a running slice needs a pid > 1", f);
 	return 0;
 }
+
+int slice_spec_parse(const char *text, const char *name, struct slice_spec *spec,
+		     struct vs_error *err)
+{
+	return spec_from_json(text, name, spec, err);
+}

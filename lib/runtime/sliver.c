@@ -228,15 +228,35 @@ static int loopback_up(struct vs_error *err)
 	return 0;
 }
 
-static int set_time_offsets(int64_t mono, int64_t boot, struct vs_error *err)
+/* "sec nsec" with 0 <= nsec < 1e9, as the kernel wants it (also for < 0). */
+static void split_ns(int64_t ns, long long *sec, long long *nsec)
+{
+	*sec = ns / 1000000000;
+	*nsec = ns % 1000000000;
+	if (*nsec < 0) {
+		*nsec += 1000000000;
+		(*sec)--;
+	}
+}
+
+/*
+ * fd is /proc/self/timens_offsets opened while still host root (the slice's
+ * root cannot open a non-dumpable process's proc files); the write applies to
+ * the time namespace our children will get, so it comes after the unshare.
+ */
+static int set_time_offsets(int fd, int64_t mono, int64_t boot, struct vs_error *err)
 {
 	if (!mono && !boot)
 		return 0;
 	char buf[128];
-	snprintf(buf, sizeof(buf), "monotonic %lld %lld\nboottime %lld %lld\n",
-		 (long long)(mono / 1000000000), (long long)(mono % 1000000000),
-		 (long long)(boot / 1000000000), (long long)(boot % 1000000000));
-	return vs_write_str("/proc/self/timens_offsets", buf, err);
+	long long ms, mn, bs, bn;
+	split_ns(mono, &ms, &mn);
+	split_ns(boot, &bs, &bn);
+	int n = snprintf(buf, sizeof(buf), "monotonic %lld %lld\nboottime %lld %lld\n", ms, mn, bs,
+			 bn);
+	if (fd < 0 || write(fd, buf, (size_t)n) != n)
+		return vs_error_sys(err, fd < 0 ? EBADF : errno, "write /proc/self/timens_offsets");
+	return 0;
 }
 
 /* The launcher: returns only on failure (err set); on success it has forked
@@ -245,6 +265,12 @@ static int launcher_run(const struct sliver_config *c, int sfd, bool in_cgroup,
 			struct vs_error *err)
 {
 	int r;
+	cleanup_close int timens_fd = -1;
+	if (c->monotonic_offset_ns || c->boottime_offset_ns) {
+		timens_fd = open("/proc/self/timens_offsets", O_WRONLY | O_CLOEXEC);
+		if (timens_fd < 0)
+			return vs_error_sys(err, errno, "open /proc/self/timens_offsets");
+	}
 	prctl(PR_SET_DUMPABLE, 0);
 	if (c->detach)
 		setsid();
@@ -272,7 +298,7 @@ static int launcher_run(const struct sliver_config *c, int sfd, bool in_cgroup,
 		flags |= CLONE_NEWNET;
 	if (unshare(flags) < 0)
 		return vs_error_sys(err, errno, "unshare(namespaces)");
-	if ((r = set_time_offsets(c->monotonic_offset_ns, c->boottime_offset_ns, err)) < 0)
+	if ((r = set_time_offsets(timens_fd, c->monotonic_offset_ns, c->boottime_offset_ns, err)) < 0)
 		return vs_error_wrap(err, "time namespace offsets");
 	const char *hn = c->hostname && *c->hostname ? c->hostname : c->name;
 	if (sethostname(hn, strlen(hn)) < 0)
