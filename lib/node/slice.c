@@ -602,7 +602,8 @@ int slice_exec(const char *root, const char *name, const struct slice_exec_opts 
 	for (char **e = o->env; e && *e; e++)
 		m++;
 	cleanup_free char **env = vs_xcalloc(n + m + 1, sizeof(char *));
-	memcpy(env, spec.env, n * sizeof(char *));
+	if (n)
+		memcpy(env, spec.env, n * sizeof(char *));
 	if (m)
 		memcpy(env + n, o->env, m * sizeof(char *));
 	struct sliver_exec_config c = {
