@@ -9,16 +9,29 @@ out=build/fuzz
 mkdir -p "$out"
 make -s build/gen/policies.c build/gen/init_blob.S
 libs=$(pkg-config --libs libseccomp libcap jansson libarchive nettle)
-srcs=$(ls lib/*/*.c)
+cflags=(-std=gnu11 -D_GNU_SOURCE -Iinclude -Ibuild/gen -g -O1 -fno-sanitize-recover=undefined)
+# The library once, instrumented for the fuzzers; each target only links it.
+newest_hdr=$(ls -t include/vslice/*.h lib/*/*.h | head -1)
+objs=()
+mkdir -p "$out/obj"
+for src in lib/*/*.c build/gen/policies.c; do
+	o="$out/obj/$(echo "$src" | tr / _).o"
+	if [ ! -e "$o" ] || [ "$src" -nt "$o" ] || [ "$newest_hdr" -nt "$o" ]; then
+		clang "${cflags[@]}" -fsanitize=fuzzer-no-link,address,undefined -c "$src" -o "$o" &
+	fi
+	objs+=("$o")
+	# two compilers at a time on this 2-core machine
+	[ "$(jobs -rp | wc -l)" -lt 2 ] || wait -n
+done
+wait
 pass=0; fail=0
 for f in tests/fuzz/fuzz_*.c; do
 	[ -e "$f" ] || continue
 	n=$(basename "$f" .c)
 	bin="$out/$n"
-	if [ ! -x "$bin" ] || [ -n "$(find "$f" lib include -newer "$bin" -name '*.[ch]' | head -1)" ]; then
-		clang -std=gnu11 -D_GNU_SOURCE -Iinclude -Ibuild/gen -g -O1 \
-			-fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
-			-o "$bin" "$f" $srcs build/gen/policies.c build/gen/init_blob.S $libs
+	if [ ! -x "$bin" ] || [ -n "$(find "$f" "${objs[@]}" -newer "$bin" | head -1)" ]; then
+		clang "${cflags[@]}" -fsanitize=fuzzer,address,undefined -o "$bin" "$f" "${objs[@]}" \
+			build/gen/init_blob.S $libs
 	fi
 	corpus="$out/corpus-$n"; mkdir -p "$corpus"
 	seeds="tests/fuzz/seeds/${n#fuzz_}"
