@@ -95,7 +95,8 @@ static int lock_root(const char *root, struct vs_error *err)
 	return lock_path(p, err);
 }
 
-static int lock_slice(const char *root, const char *name, struct vs_error *err)
+/* A valid name whose state directory exists (not a symlink). */
+static int require_slice(const char *root, const char *name, struct vs_error *err)
 {
 	int r = vs_check_name("slice", name, err);
 	if (r < 0)
@@ -104,6 +105,14 @@ static int lock_slice(const char *root, const char *name, struct vs_error *err)
 	struct stat st;
 	if (lstat(d, &st) < 0 || !S_ISDIR(st.st_mode))
 		return vs_error_set(err, ENOENT, "no such slice (see: slicectl list)");
+	return 0;
+}
+
+static int lock_slice(const char *root, const char *name, struct vs_error *err)
+{
+	int r = require_slice(root, name, err);
+	if (r < 0)
+		return r;
 	cleanup_free char *p = slice_file(root, name, "lock");
 	return lock_path(p, err);
 }
@@ -203,13 +212,9 @@ static void refresh_state(const char *root, const char *name, struct cgroup *cg,
 int slice_load(const char *root, const char *name, struct slice_spec *spec, struct slice_state *st,
 	       struct vs_error *err)
 {
-	int r = vs_check_name("slice", name, err);
+	int r = require_slice(root, name, err);
 	if (r < 0)
 		return r;
-	cleanup_free char *d = slice_dir(root, name);
-	struct stat sb;
-	if (lstat(d, &sb) < 0 || !S_ISDIR(sb.st_mode))
-		return vs_error_set(err, ENOENT, "no such slice (see: slicectl list)");
 	struct slice_spec tmp;
 	if ((r = read_spec(root, name, spec ? spec : &tmp, err)) < 0)
 		return r;
@@ -812,13 +817,9 @@ bool slice_image_in_use(const char *root, const char *image)
 
 int slice_log_open(const char *root, const char *name, struct vs_error *err)
 {
-	int r = vs_check_name("slice", name, err);
+	int r = require_slice(root, name, err);
 	if (r < 0)
 		return r;
-	cleanup_free char *d = slice_dir(root, name);
-	struct stat sb;
-	if (lstat(d, &sb) < 0 || !S_ISDIR(sb.st_mode))
-		return vs_error_set(err, ENOENT, "no such slice (see: slicectl list)");
 	cleanup_free char *p = slice_file(root, name, "log");
 	int fd = open(p, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
 	if (fd < 0 && errno == ENOENT)
