@@ -27,18 +27,18 @@
 #include "vslice/slice.h"
 #include "vslice/util.h"
 
-#define CKPT_HELP                                                                        \
-	"usage: slicectl checkpoint NAME --output DIR [--leave-running]\n"                 \
-	"Checkpoint a running slice: its processes (memory, registers, files, signals,\n"  \
-	"timers...) and its file system delta go to DIR. Without --leave-running the\n"    \
-	"slice is gone afterwards; on any failure it runs on untouched.\n"                 \
-	"  -o, --output DIR     where to write the checkpoint (created)\n"                 \
+#define CKPT_HELP                                                                                  \
+	"usage: slicectl checkpoint NAME --output DIR [--leave-running]\n"                         \
+	"Checkpoint a running slice: its processes (memory, registers, files, signals,\n"          \
+	"timers...) and its file system delta go to DIR. Without --leave-running the\n"            \
+	"slice is gone afterwards; on any failure it runs on untouched.\n"                         \
+	"  -o, --output DIR     where to write the checkpoint (created)\n"                         \
 	"  -l, --leave-running  keep the slice running after the checkpoint\n"
 
-#define RESTORE_HELP                                                                     \
-	"usage: slicectl restore NAME --input DIR\n"                                       \
-	"Restore a slice from a checkpoint under NAME (the same or another name); a\n"     \
-	"stopped slice of that name is replaced. Its processes carry on where they were.\n" \
+#define RESTORE_HELP                                                                               \
+	"usage: slicectl restore NAME --input DIR\n"                                               \
+	"Restore a slice from a checkpoint under NAME (the same or another name); a\n"             \
+	"stopped slice of that name is replaced. Its processes carry on where they were.\n"        \
 	"  -i, --input DIR      the checkpoint directory\n"
 
 static void print_stats(struct ctl *ctl, const char *dir, const char *file,
@@ -58,11 +58,11 @@ static void print_stats(struct ctl *ctl, const char *dir, const char *file,
 int cmd_checkpoint(struct ctl *ctl, int argc, char **argv)
 {
 	static const struct option opts[] = {
-		{ "output", required_argument, NULL, 'o' },
-		{ "leave-running", no_argument, NULL, 'l' },
-		{ "verbose", no_argument, NULL, 'v' },
-		{ "help", no_argument, NULL, 'h' },
-		{ 0 },
+	    {"output", required_argument, NULL, 'o'},
+	    {"leave-running", no_argument, NULL, 'l'},
+	    {"verbose", no_argument, NULL, 'v'},
+	    {"help", no_argument, NULL, 'h'},
+	    {0},
 	};
 	if (ctl_want_help(argc, argv, CKPT_HELP))
 		return 0;
@@ -84,7 +84,7 @@ int cmd_checkpoint(struct ctl *ctl, int argc, char **argv)
 	const char *name = argv[optind];
 	struct vs_error err;
 	vs_error_clear(&err);
-	struct slice_spec spec = { 0 };
+	struct slice_spec spec = {0};
 	struct slice_state st;
 	if (slice_load(ctl->root, name, &spec, &st, &err) < 0)
 		return ctl_fail("checkpoint", name, &err);
@@ -125,9 +125,15 @@ int cmd_checkpoint(struct ctl *ctl, int argc, char **argv)
 		freezer = cgroup_path(cg, "freezer");
 	cleanup_free char *upper = vs_xasprintf("%s/upper", dir);
 	struct ckpt_dump_opts o = {
-		.root_pid = workload, .freezer_dir = freezer, .out_fd = fd,
-		.leave_running = leave, .name = name, .extra = spec_text, .extra_len = spec_len + 1,
-		.verbose = ctl->verbose > 0, .fs_root = upper,
+	    .root_pid = workload,
+	    .freezer_dir = freezer,
+	    .out_fd = fd,
+	    .leave_running = leave,
+	    .name = name,
+	    .extra = spec_text,
+	    .extra_len = spec_len + 1,
+	    .verbose = ctl->verbose > 0,
+	    .fs_root = upper,
 	};
 	struct ckpt_stats stats;
 	int r = ckpt_dump(&o, &stats, &err);
@@ -145,7 +151,7 @@ int cmd_checkpoint(struct ctl *ctl, int argc, char **argv)
 	if (!leave) {
 		/* the tree is dead; PID 1 follows: the slice is gone */
 		for (int i = 0; i < 200 && kill(st.pid, 0) == 0; i++) {
-			struct timespec ts = { 0, 10000000 };
+			struct timespec ts = {0, 10000000};
 			nanosleep(&ts, NULL);
 		}
 		if (slice_destroy(ctl->root, name, true, &err) < 0)
@@ -173,10 +179,10 @@ static int64_t now_ns(clockid_t c)
 int cmd_restore(struct ctl *ctl, int argc, char **argv)
 {
 	static const struct option opts[] = {
-		{ "input", required_argument, NULL, 'i' },
-		{ "verbose", no_argument, NULL, 'v' },
-		{ "help", no_argument, NULL, 'h' },
-		{ 0 },
+	    {"input", required_argument, NULL, 'i'},
+	    {"verbose", no_argument, NULL, 'v'},
+	    {"help", no_argument, NULL, 'h'},
+	    {0},
 	};
 	if (ctl_want_help(argc, argv, RESTORE_HELP))
 		return 0;
@@ -211,7 +217,7 @@ int cmd_restore(struct ctl *ctl, int argc, char **argv)
 		vs_error_set(&err, EINVAL, "%s: no slice spec in the checkpoint", img_path);
 		return ctl_fail("restore", name, &err);
 	}
-	struct slice_spec spec = { 0 };
+	struct slice_spec spec = {0};
 	if (slice_spec_parse(etext, ckpt_image_name(img), &spec, &err) < 0) {
 		ckpt_image_free(img);
 		vs_error_wrap(&err, "slice spec in %s", img_path);
@@ -227,7 +233,8 @@ int cmd_restore(struct ctl *ctl, int argc, char **argv)
 		if (cst.status == SLICE_RUNNING || cst.status == SLICE_FROZEN) {
 			slice_spec_free(&spec);
 			ckpt_image_free(img);
-			vs_error_set(&err, EBUSY, "is running; destroy it first or restore under another name");
+			vs_error_set(&err, EBUSY,
+				     "is running; destroy it first or restore under another name");
 			return ctl_fail("restore", name, &err);
 		}
 		if (slice_destroy(ctl->root, name, true, &err) < 0)
@@ -242,11 +249,14 @@ int cmd_restore(struct ctl *ctl, int argc, char **argv)
 			goto fail_created;
 	}
 	struct slice_start_opts so = {
-		.stdin_fd = -1, .stdout_fd = -1, .stderr_fd = -1,
-		.workload_fn = restore_stub_main, .workload_arg = img,
-		.workload_pid = ckpt_image_root_pid(img),
-		.monotonic_offset_ns = ckpt_image_monotonic_ns(img) - now_ns(CLOCK_MONOTONIC),
-		.boottime_offset_ns = ckpt_image_boottime_ns(img) - now_ns(CLOCK_BOOTTIME),
+	    .stdin_fd = -1,
+	    .stdout_fd = -1,
+	    .stderr_fd = -1,
+	    .workload_fn = restore_stub_main,
+	    .workload_arg = img,
+	    .workload_pid = ckpt_image_root_pid(img),
+	    .monotonic_offset_ns = ckpt_image_monotonic_ns(img) - now_ns(CLOCK_MONOTONIC),
+	    .boottime_offset_ns = ckpt_image_boottime_ns(img) - now_ns(CLOCK_BOOTTIME),
 	};
 	uint64_t t0 = vs_now_ns();
 	if (slice_start(ctl->root, name, &so, &err) < 0) {
@@ -254,8 +264,10 @@ int cmd_restore(struct ctl *ctl, int argc, char **argv)
 		 * restore without clock offsets rather than not at all, and say so. */
 		if (!strstr(err.msg, "timens_offsets"))
 			goto fail_created;
-		fprintf(stderr, "slicectl: restore %s: warning: %s; monotonic clocks will not "
-				"continue from the checkpoint\n", name, err.msg);
+		fprintf(stderr,
+			"slicectl: restore %s: warning: %s; monotonic clocks will not "
+			"continue from the checkpoint\n",
+			name, err.msg);
 		so.monotonic_offset_ns = so.boottime_offset_ns = 0;
 		vs_error_clear(&err);
 		if (slice_start(ctl->root, name, &so, &err) < 0)
@@ -267,7 +279,7 @@ int cmd_restore(struct ctl *ctl, int argc, char **argv)
 		goto fail_created;
 	slice_spec_free(&s2);
 	pid_t root_hpid;
-	struct ckpt_stats stats = { 0 };
+	struct ckpt_stats stats = {0};
 	if (ckpt_find_child_nspid(st.pid, ckpt_image_root_pid(img), 10000, &root_hpid, &err) < 0 ||
 	    ckpt_restore_finish(img, root_hpid, 30000, &stats, &err) < 0)
 		goto fail_created;
@@ -276,7 +288,7 @@ int cmd_restore(struct ctl *ctl, int argc, char **argv)
 	slice_spec_free(&spec);
 	ckpt_image_free(img);
 	return 0;
-fail_created: {
+fail_created : {
 	struct vs_error e2;
 	slice_destroy(ctl->root, name, true, &e2);
 }

@@ -36,14 +36,14 @@
 #include "vslice/error.h"
 
 struct ckpt_stats {
-	uint64_t check_ns;	/* refusal checks on the running tree */
-	uint64_t freeze_ns;	/* from freezing to every thread stopped */
-	uint64_t frozen_ns;	/* how long the tree was stopped (dump) */
-	uint64_t dump_ns;	/* total ckpt_dump() */
-	uint64_t memdump_ns;	/* reading + writing pages */
+	uint64_t check_ns;   /* refusal checks on the running tree */
+	uint64_t freeze_ns;  /* from freezing to every thread stopped */
+	uint64_t frozen_ns;  /* how long the tree was stopped (dump) */
+	uint64_t dump_ns;    /* total ckpt_dump() */
+	uint64_t memdump_ns; /* reading + writing pages */
 	uint64_t pages_scanned;
-	uint64_t pages_written;	/* dump: pages in the stream; restore: pages written back */
-	uint64_t bytes_written;	/* whole stream */
+	uint64_t pages_written; /* dump: pages in the stream; restore: pages written back */
+	uint64_t bytes_written; /* whole stream */
 	uint64_t restore_ns;	/* ckpt_restore_finish(): waiting for stubs to detach */
 	uint64_t forking_ns;	/* stub readiness wait inside restore_ns */
 	uint64_t injected_syscalls;
@@ -58,9 +58,9 @@ struct ckpt_dump_opts {
 	const char *name;	 /* recorded in the header (slice name), may be NULL */
 	const void *extra;	 /* opaque blob stored as-is (slice spec), may be NULL */
 	size_t extra_len;
-	bool verbose;		 /* progress on stderr */
-	const char *fs_root;	 /* directory stored in the stream as the file
-				  * system delta (the overlay upper dir), or NULL */
+	bool verbose;	     /* progress on stderr */
+	const char *fs_root; /* directory stored in the stream as the file
+			      * system delta (the overlay upper dir), or NULL */
 	/* Called once the stream is written, while the tree is still stopped
 	 * (copy the file system delta here); a failure fails the dump. */
 	int (*while_stopped)(void *arg, struct vs_error *err);

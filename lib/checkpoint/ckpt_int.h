@@ -19,25 +19,25 @@
 #include "vslice/ckpt.h"
 #include "vslice/error.h"
 
-#define CK_MAGIC "VSCKPT\r\n"
+#define CK_MAGIC   "VSCKPT\r\n"
 #define CK_VERSION 1
 
 enum ck_sec {
 	CK_SEC_HEADER = 1,
 	CK_SEC_PROC = 2,
-	CK_SEC_THREAD = 3,	/* + xstate bytes */
+	CK_SEC_THREAD = 3, /* + xstate bytes */
 	CK_SEC_VMA = 4,
-	CK_SEC_PAGES = 5,	/* + page bytes */
+	CK_SEC_PAGES = 5, /* + page bytes */
 	CK_SEC_FILE = 6,
 	CK_SEC_FD = 7,
-	CK_SEC_DATA = 8,	/* + bytes */
+	CK_SEC_DATA = 8, /* + bytes */
 	CK_SEC_EPOLL = 9,
 	CK_SEC_SIGINFO = 10,
 	CK_SEC_TIMER = 11,
-	CK_SEC_SECCOMP = 12,	/* + sock_filter insns */
-	CK_SEC_EXTRA = 13,	/* + opaque bytes */
-	CK_SEC_FSENTRY = 14,	/* file system delta: one inode + path/link/xattrs */
-	CK_SEC_FSDATA = 15,	/* + content bytes of the preceding regular FSENTRY */
+	CK_SEC_SECCOMP = 12, /* + sock_filter insns */
+	CK_SEC_EXTRA = 13,   /* + opaque bytes */
+	CK_SEC_FSENTRY = 14, /* file system delta: one inode + path/link/xattrs */
+	CK_SEC_FSDATA = 15,  /* + content bytes of the preceding regular FSENTRY */
 	CK_SEC_END = 0x7fff,
 };
 
@@ -59,8 +59,8 @@ struct ck_sigact {
 };
 
 struct ck_proc {
-	int32_t pid, ppid, pgid, sid;		/* innermost pid namespace */
-	int32_t state, exit_status;		/* exit_status: wait(2) status */
+	int32_t pid, ppid, pgid, sid; /* innermost pid namespace */
+	int32_t state, exit_status;   /* exit_status: wait(2) status */
 	int32_t nr_threads;
 	uint32_t umask;
 	uint32_t personality;
@@ -72,11 +72,11 @@ struct ck_proc {
 	uint64_t start_code, end_code, start_data, end_data, start_brk, brk, start_stack;
 	uint64_t arg_start, arg_end, env_start, env_end;
 	uint64_t auxv[80];
-	struct ck_sigact sigact[64];	/* index = signo - 1 */
+	struct ck_sigact sigact[64]; /* index = signo - 1 */
 	uint64_t rlim[16][2];
-	int64_t itimer[3][4];		/* interval sec,usec, value sec,usec */
+	int64_t itimer[3][4]; /* interval sec,usec, value sec,usec */
 	uint64_t cap_inh, cap_prm, cap_eff, cap_bnd, cap_amb;
-	uint32_t uid[4], gid[4];	/* real, effective, saved, fs */
+	uint32_t uid[4], gid[4]; /* real, effective, saved, fs */
 	uint32_t ngroups;
 	uint32_t groups[32];
 	char comm[16];
@@ -86,7 +86,7 @@ struct ck_proc {
 
 struct ck_thread {
 	int32_t pid, tid;
-	uint64_t regs[27];		/* struct user_regs_struct */
+	uint64_t regs[27]; /* struct user_regs_struct */
 	uint64_t sigmask;
 	uint64_t tid_address;
 	uint64_t robust_list, robust_len;
@@ -94,46 +94,46 @@ struct ck_thread {
 	uint32_t rseq_len, rseq_sig;
 	uint64_t ss_sp, ss_size;
 	int32_t ss_flags;
-	uint32_t xstate_len;		/* bytes following the record */
+	uint32_t xstate_len; /* bytes following the record */
 	char comm[16];
 };
 
 enum ck_vma_kind {
-	CK_VMA_ANON = 1,	/* private anonymous (incl. heap, stack) */
-	CK_VMA_FILE = 2,	/* private file mapping: COWed pages in the image */
-	CK_VMA_SHARED = 3,	/* shared anonymous / shared memfd: content in DATA(shm) */
+	CK_VMA_ANON = 1,   /* private anonymous (incl. heap, stack) */
+	CK_VMA_FILE = 2,   /* private file mapping: COWed pages in the image */
+	CK_VMA_SHARED = 3, /* shared anonymous / shared memfd: content in DATA(shm) */
 	CK_VMA_VVAR = 4,
 	CK_VMA_VCLOCK = 5,
 	CK_VMA_VDSO = 6,
-	CK_VMA_FILE_SHARED = 7,	/* MAP_SHARED of a regular file: mapped again */
+	CK_VMA_FILE_SHARED = 7, /* MAP_SHARED of a regular file: mapped again */
 };
 
 #define CK_VMA_F_GROWSDOWN 1u
-#define CK_VMA_F_HEAP 2u
-#define CK_VMA_F_STACK 4u
+#define CK_VMA_F_HEAP	   2u
+#define CK_VMA_F_STACK	   4u
 
 struct ck_vma {
 	int32_t pid;
 	uint32_t kind;
 	uint64_t start, end, pgoff;
 	uint32_t prot, flags;
-	uint64_t shm_id;		/* CK_VMA_SHARED: id of the DATA(shm) object */
+	uint64_t shm_id; /* CK_VMA_SHARED: id of the DATA(shm) object */
 	char path[CK_PATH];
 };
 
 struct ck_pages {
 	int32_t pid;
 	uint32_t pad;
-	uint64_t addr, len;		/* len bytes follow */
+	uint64_t addr, len; /* len bytes follow */
 };
 
 enum ck_file_kind {
-	CK_F_REG = 1,		/* regular file by path; ghost if DATA(ghost) present */
+	CK_F_REG = 1, /* regular file by path; ghost if DATA(ghost) present */
 	CK_F_DIR = 2,
-	CK_F_CHR = 3,		/* /dev/null, zero, full, random, urandom */
-	CK_F_PIPE = 4,		/* anonymous pipe end; DATA(pipe) = buffered bytes */
-	CK_F_FIFO = 5,		/* named pipe end */
-	CK_F_UNIX = 6,		/* unix socket */
+	CK_F_CHR = 3,  /* /dev/null, zero, full, random, urandom */
+	CK_F_PIPE = 4, /* anonymous pipe end; DATA(pipe) = buffered bytes */
+	CK_F_FIFO = 5, /* named pipe end */
+	CK_F_UNIX = 6, /* unix socket */
 	CK_F_EVENTFD = 7,
 	CK_F_EPOLL = 8,
 	CK_F_TIMERFD = 9,
@@ -142,26 +142,26 @@ enum ck_file_kind {
 
 struct ck_file {
 	uint32_t id, kind;
-	uint32_t flags;		/* open file status flags (O_ACCMODE, O_APPEND, O_NONBLOCK...) */
-	uint32_t mode;		/* st_mode */
+	uint32_t flags; /* open file status flags (O_ACCMODE, O_APPEND, O_NONBLOCK...) */
+	uint32_t mode;	/* st_mode */
 	uint64_t pos;
-	uint64_t ino;		/* pipe/socket inode: pairs ends */
-	uint64_t peer_ino;	/* unix: peer socket inode, 0 = none */
-	uint64_t size;		/* reg: st_size at dump */
+	uint64_t ino;	   /* pipe/socket inode: pairs ends */
+	uint64_t peer_ino; /* unix: peer socket inode, 0 = none */
+	uint64_t size;	   /* reg: st_size at dump */
 	uint64_t rdev;
-	uint32_t sk_type, sk_state;	/* unix: SOCK_*, TCP_* style state */
+	uint32_t sk_type, sk_state; /* unix: SOCK_*, TCP_* style state */
 	uint32_t sk_backlog, pipe_size;
-	uint32_t ghost;		/* 1: unlinked, content in DATA(ghost) */
+	uint32_t ghost; /* 1: unlinked, content in DATA(ghost) */
 	uint32_t sk_shutdown;
-	uint32_t external;	/* 1: outside the tree's mounts (e.g. the slice log):
-				 * restored from the restorer's own fd ext_fd */
+	uint32_t external; /* 1: outside the tree's mounts (e.g. the slice log):
+			    * restored from the restorer's own fd ext_fd */
 	int32_t ext_fd;
-	uint64_t u[4];		/* eventfd: count, semaphore; signalfd: mask;
-				 * timerfd: clockid, ticks, settime flags */
-	int64_t tv[4];		/* timerfd: it_value sec,nsec, it_interval sec,nsec */
-	int32_t owner_pid;	/* epoll: the process that re-adds the targets */
+	uint64_t u[4];	   /* eventfd: count, semaphore; signalfd: mask;
+			    * timerfd: clockid, ticks, settime flags */
+	int64_t tv[4];	   /* timerfd: it_value sec,nsec, it_interval sec,nsec */
+	int32_t owner_pid; /* epoll: the process that re-adds the targets */
 	uint32_t sk_name_len;
-	char sk_name[112];	/* unix: bound address (sun_path bytes, may start with NUL) */
+	char sk_name[112]; /* unix: bound address (sun_path bytes, may start with NUL) */
 	char path[CK_PATH];
 };
 
@@ -172,18 +172,18 @@ struct ck_fd {
 };
 
 enum ck_data_kind {
-	CK_D_GHOST = 1,		/* content of an unlinked regular file */
-	CK_D_PIPE = 2,		/* bytes buffered in a pipe / fifo */
-	CK_D_SKQUEUE = 3,	/* bytes queued to a unix stream socket (id = file) */
-	CK_D_SKDGRAM = 4,	/* one datagram queued to a unix dgram socket */
-	CK_D_SHM = 5,		/* shared anonymous memory object */
+	CK_D_GHOST = 1,	  /* content of an unlinked regular file */
+	CK_D_PIPE = 2,	  /* bytes buffered in a pipe / fifo */
+	CK_D_SKQUEUE = 3, /* bytes queued to a unix stream socket (id = file) */
+	CK_D_SKDGRAM = 4, /* one datagram queued to a unix dgram socket */
+	CK_D_SHM = 5,	  /* shared anonymous memory object */
 };
 
 struct ck_data {
 	uint32_t kind, pad;
-	uint64_t id;		/* file id / shm id */
+	uint64_t id; /* file id / shm id */
 	uint64_t off;
-	uint64_t len;		/* len bytes follow */
+	uint64_t len; /* len bytes follow */
 };
 
 struct ck_epoll {
@@ -208,28 +208,28 @@ struct ck_timer {
 struct ck_seccomp {
 	int32_t pid;
 	uint32_t index;		/* 0 = first installed */
-	uint32_t nr_insns, pad;	/* nr_insns * 8 bytes follow */
+	uint32_t nr_insns, pad; /* nr_insns * 8 bytes follow */
 };
 
 /* One entry of the slice's overlay upper dir, parents before children.
  * Tail: path (relative, no "..", NUL), symlink target (NUL), then xattrs
  * as repeated { name NUL, u32 len, value }. */
 struct ck_fsentry {
-	uint32_t mode, uid, gid;	/* uid/gid: host ids, shifted on restore */
-	uint32_t path_len, link_len, xattr_len;	/* incl. NULs */
+	uint32_t mode, uid, gid;		/* uid/gid: host ids, shifted on restore */
+	uint32_t path_len, link_len, xattr_len; /* incl. NULs */
 	uint64_t rdev, size;
 	int64_t mtime_sec, mtime_nsec;
 };
 
 struct ck_fsdata {
-	uint64_t entry;		/* index of its FSENTRY */
+	uint64_t entry; /* index of its FSENTRY */
 	uint64_t off;
 };
 
 struct ck_end {
 	uint32_t nr_sections;
-	uint32_t chain_crc;	/* crc32c over every section's crc, in order */
-	uint64_t total_len;	/* bytes before the END section */
+	uint32_t chain_crc; /* crc32c over every section's crc, in order */
+	uint64_t total_len; /* bytes before the END section */
 };
 
 /* --- image (parsed) -------------------------------------------------- */
@@ -256,10 +256,14 @@ struct ck_seccomp_r {
 	const uint8_t *insns;
 };
 
-#define CK_VEC(T) struct { T *v; size_t n, cap; }
+#define CK_VEC(T)                                                                                  \
+	struct {                                                                                   \
+		T *v;                                                                              \
+		size_t n, cap;                                                                     \
+	}
 
 struct ckpt_image {
-	void *owned;		/* buffer we allocated/mapped, or NULL */
+	void *owned; /* buffer we allocated/mapped, or NULL */
 	size_t owned_len;
 	bool mapped;
 	struct ck_header hdr;
@@ -279,25 +283,25 @@ struct ckpt_image {
 		struct ck_fsentry h;
 		const char *path, *link;
 		const uint8_t *xattrs;
-	} *fs;
+	} * fs;
 	size_t fs_n, fs_cap;
 	struct ck_fsdata_r {
 		struct ck_fsdata h;
 		const uint8_t *data;
 		uint64_t len;
-	} *fsd;
+	} * fsd;
 	size_t fsd_n, fsd_cap;
 	uint32_t fs_id_base;
 	uint32_t nr_sections;
 };
 
-#define ck_vec_push(vec, val)                                                         \
-	do {                                                                          \
-		if ((vec)->n == (vec)->cap) {                                         \
-			(vec)->cap = (vec)->cap ? (vec)->cap * 2 : 16;                \
-			(vec)->v = ck_xrealloc((vec)->v, (vec)->cap * sizeof(*(vec)->v)); \
-		}                                                                     \
-		(vec)->v[(vec)->n++] = (val);                                         \
+#define ck_vec_push(vec, val)                                                                      \
+	do {                                                                                       \
+		if ((vec)->n == (vec)->cap) {                                                      \
+			(vec)->cap = (vec)->cap ? (vec)->cap * 2 : 16;                             \
+			(vec)->v = ck_xrealloc((vec)->v, (vec)->cap * sizeof(*(vec)->v));          \
+		}                                                                                  \
+		(vec)->v[(vec)->n++] = (val);                                                      \
 	} while (0)
 
 void *ck_xrealloc(void *p, size_t n);
@@ -313,7 +317,7 @@ struct ck_writer {
 	uint64_t total;
 	uint32_t nr_sections;
 	uint32_t chain;
-	struct ck_async *async;	/* background writer for big payloads, or NULL */
+	struct ck_async *async; /* background writer for big payloads, or NULL */
 };
 
 uint32_t ck_crc32c(uint32_t crc, const void *p, size_t len);
@@ -335,13 +339,13 @@ const struct ck_proc *ck_image_proc(const struct ckpt_image *img, pid_t pid);
 /* --- ptrace / injection ------------------------------------------------ */
 
 struct ck_task {
-	pid_t hpid;		/* host tid */
+	pid_t hpid; /* host tid */
 	bool seized;
 };
 
 struct ck_inject {
-	pid_t tid;		/* host tid of the stopped thread that executes */
-	uint64_t gadget;	/* address of "syscall; int3" */
+	pid_t tid;	 /* host tid of the stopped thread that executes */
+	uint64_t gadget; /* address of "syscall; int3" */
 	uint64_t saved[27];
 	bool have_saved;
 	uint64_t *counter;
@@ -353,16 +357,40 @@ int ck_wait_stop(pid_t tid, struct vs_error *err);
 /* Returns the syscall's raw result (-4095..-1 = -errno), or CK_EINJECT
  * when the injection itself failed (err filled). */
 #define CK_EINJECT (-(1L << 40))
-long ck_syscall(struct ck_inject *in, long nr, uint64_t a1, uint64_t a2, uint64_t a3,
-		uint64_t a4, uint64_t a5, uint64_t a6, struct vs_error *err);
+long ck_syscall(struct ck_inject *in, long nr, uint64_t a1, uint64_t a2, uint64_t a3, uint64_t a4,
+		uint64_t a5, uint64_t a6, struct vs_error *err);
 int ck_getregs(pid_t tid, uint64_t regs[27], struct vs_error *err);
 int ck_setregs(pid_t tid, const uint64_t regs[27], struct vs_error *err);
 
 /* user_regs_struct indices */
 enum {
-	R_R15, R_R14, R_R13, R_R12, R_RBP, R_RBX, R_R11, R_R10, R_R9, R_R8, R_RAX, R_RCX,
-	R_RDX, R_RSI, R_RDI, R_ORIG_RAX, R_RIP, R_CS, R_EFLAGS, R_RSP, R_SS, R_FS_BASE,
-	R_GS_BASE, R_DS, R_ES, R_FS, R_GS,
+	R_R15,
+	R_R14,
+	R_R13,
+	R_R12,
+	R_RBP,
+	R_RBX,
+	R_R11,
+	R_R10,
+	R_R9,
+	R_R8,
+	R_RAX,
+	R_RCX,
+	R_RDX,
+	R_RSI,
+	R_RDI,
+	R_ORIG_RAX,
+	R_RIP,
+	R_CS,
+	R_EFLAGS,
+	R_RSP,
+	R_SS,
+	R_FS_BASE,
+	R_GS_BASE,
+	R_DS,
+	R_ES,
+	R_FS,
+	R_GS,
 };
 
 /* Bounded copy; false if src did not fit (dst is then truncated). */

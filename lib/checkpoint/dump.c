@@ -63,8 +63,8 @@ struct dumper {
 	struct ckpt_stats *st;
 	struct d_proc *procs;
 	size_t nprocs;
-	bool frozen;		/* freezer cgroup FROZEN by us */
-	bool tolerant;		/* tree still running: processes may vanish */
+	bool frozen;   /* freezer cgroup FROZEN by us */
+	bool tolerant; /* tree still running: processes may vanish */
 	struct ck_writer w;
 	struct ck_files files;
 };
@@ -156,7 +156,8 @@ static int d_enumerate(struct dumper *d, struct vs_error *err)
 				i--;
 				continue;
 			}
-			return vs_error_set(err, ESRCH, "process %d: vanished during checkpoint", p->hpid);
+			return vs_error_set(err, ESRCH, "process %d: vanished during checkpoint",
+					    p->hpid);
 		}
 		p->zombie = st[0] == 'Z' || st[0] == 'X';
 		for (size_t t = 0; t < nt; t++) {
@@ -165,7 +166,7 @@ static int d_enumerate(struct dumper *d, struct vs_error *err)
 				known |= p->thr[k].hpid == tids[t];
 			if (!known && !p->zombie) {
 				p->thr = ck_xrealloc(p->thr, (p->nthr + 1) * sizeof(*p->thr));
-				p->thr[p->nthr++] = (struct d_thread){ .hpid = tids[t] };
+				p->thr[p->nthr++] = (struct d_thread){.hpid = tids[t]};
 			}
 			char path[96], buf[4096];
 			snprintf(path, sizeof(path), "/proc/%d/task/%d/children", p->hpid, tids[t]);
@@ -175,9 +176,11 @@ static int d_enumerate(struct dumper *d, struct vs_error *err)
 				pid_t c = atoi(tok);
 				if (c <= 0 || d_has(d, c))
 					continue;
-				d->procs = ck_xrealloc(d->procs, (d->nprocs + 1) * sizeof(*d->procs));
+				d->procs =
+				    ck_xrealloc(d->procs, (d->nprocs + 1) * sizeof(*d->procs));
 				p = &d->procs[i];
-				d->procs[d->nprocs++] = (struct d_proc){ .hpid = c, .hppid = p->hpid };
+				d->procs[d->nprocs++] =
+				    (struct d_proc){.hpid = c, .hppid = p->hpid};
 			}
 		}
 		free(tids);
@@ -220,13 +223,15 @@ static int d_check_proc(struct dumper *d, struct d_proc *p, struct vs_error *err
 			continue;
 		char *tp = strstr(buf, "TracerPid:");
 		if (tp && atoi(tp + 10) != 0 && atoi(tp + 10) != getpid())
-			return vs_error_set(err, EBUSY, "pid %d (tid %d): refused: task is ptraced by %d",
+			return vs_error_set(err, EBUSY,
+					    "pid %d (tid %d): refused: task is ptraced by %d",
 					    p->vpid, p->thr[t].vtid, atoi(tp + 10));
 	}
 	/* PTRACE_SEIZE of a job-stopped task waits for it to re-trap, which a
 	 * frozen task never does: refuse (SIGCONT it first). */
 	if (status_field(p->hpid, "State", v, sizeof(v)) == 0 && v[0] == 'T')
-		return vs_error_set(err, ENOTSUP, "pid %d: refused: stopped by job control (SIGCONT it first)",
+		return vs_error_set(err, ENOTSUP,
+				    "pid %d: refused: stopped by job control (SIGCONT it first)",
 				    p->vpid);
 	if (status_field(p->hpid, "Seccomp", v, sizeof(v)) == 0 && atoi(v) == 1)
 		return vs_error_set(err, ENOTSUP, "pid %d: refused: strict-mode seccomp", p->vpid);
@@ -238,13 +243,14 @@ static int d_check_proc(struct dumper *d, struct d_proc *p, struct vs_error *err
 	char line[4096 + 128];
 	while (fgets(line, sizeof(line), f)) {
 		if (strstr(line, "/SYSV"))
-			return vs_error_set(err, ENOTSUP, "pid %d: refused: SysV shared memory attached",
-					    p->vpid);
+			return vs_error_set(
+			    err, ENOTSUP, "pid %d: refused: SysV shared memory attached", p->vpid);
 		if (strstr(line, "[uprobes]") || strstr(line, "anon_hugepage") ||
 		    strstr(line, "[io_uring]") || strstr(line, "/dev/hugepages") ||
 		    strstr(line, "[aio]") || strstr(line, "/aio ("))
-			return vs_error_set(err, ENOTSUP, "pid %d: refused: unsupported mapping: %s",
-					    p->vpid, strtok(line, "\n"));
+			return vs_error_set(err, ENOTSUP,
+					    "pid %d: refused: unsupported mapping: %s", p->vpid,
+					    strtok(line, "\n"));
 	}
 	return ck_files_check(p->hpid, p->vpid, err);
 }
@@ -254,11 +260,14 @@ static int d_check_proc(struct dumper *d, struct d_proc *p, struct vs_error *err
  * processes; neither can a thread group whose leader is gone. */
 static int d_check_sharing(struct dumper *d, struct vs_error *err)
 {
-	static const struct { int type; const char *what; } kinds[] = {
-		{ KCMP_VM, "its address space (vfork/CLONE_VM)" },
-		{ KCMP_FILES, "its fd table (CLONE_FILES)" },
-		{ KCMP_FS, "its cwd/umask (CLONE_FS)" },
-		{ KCMP_SIGHAND, "its signal handlers (CLONE_SIGHAND)" },
+	static const struct {
+		int type;
+		const char *what;
+	} kinds[] = {
+	    {KCMP_VM, "its address space (vfork/CLONE_VM)"},
+	    {KCMP_FILES, "its fd table (CLONE_FILES)"},
+	    {KCMP_FS, "its cwd/umask (CLONE_FS)"},
+	    {KCMP_SIGHAND, "its signal handlers (CLONE_SIGHAND)"},
 	};
 	for (size_t i = 0; i < d->nprocs; i++) {
 		struct d_proc *a = &d->procs[i];
@@ -268,7 +277,8 @@ static int d_check_sharing(struct dumper *d, struct vs_error *err)
 			if (list_tids(a->hpid, &tids, &nt) == 0 && nt > 1) {
 				free(tids);
 				return vs_error_set(err, ENOTSUP,
-						    "pid %d: refused: thread group leader exited, %zu threads live on",
+						    "pid %d: refused: thread group leader exited, "
+						    "%zu threads live on",
 						    a->vpid, nt - 1);
 			}
 			free(tids);
@@ -280,9 +290,10 @@ static int d_check_sharing(struct dumper *d, struct vs_error *err)
 				continue;
 			for (size_t k = 0; k < VS_ARRAY_SIZE(kinds); k++)
 				if (syscall(SYS_kcmp, a->hpid, b->hpid, kinds[k].type, 0, 0) == 0)
-					return vs_error_set(err, kinds[k].type == KCMP_VM ? EAGAIN : ENOTSUP,
-							    "pid %d: refused: shares %s with pid %d",
-							    b->vpid, kinds[k].what, a->vpid);
+					return vs_error_set(
+					    err, kinds[k].type == KCMP_VM ? EAGAIN : ENOTSUP,
+					    "pid %d: refused: shares %s with pid %d", b->vpid,
+					    kinds[k].what, a->vpid);
 		}
 	}
 	return 0;
@@ -303,7 +314,7 @@ static int freezer_set(const char *dir, const char *state, struct vs_error *err)
 			break;
 		if (strncmp(buf, state, strlen(state)) == 0)
 			return 0;
-		struct timespec ts = { 0, 200000 };
+		struct timespec ts = {0, 200000};
 		nanosleep(&ts, NULL);
 	}
 	return vs_error_set(err, ETIMEDOUT, "freezer %s: did not reach %s", dir, state);
@@ -383,7 +394,7 @@ static void d_release(struct dumper *d, bool kill_tree)
 							th->seized = false;
 							break;
 						}
-						struct timespec ts = { 0, 500000 };
+						struct timespec ts = {0, 500000};
 						nanosleep(&ts, NULL);
 					}
 				}
@@ -413,7 +424,7 @@ static int parse_stat(pid_t pid, struct ck_proc *pr, struct vs_error *err)
 		return vs_error_set(err, EINVAL, "pid %d: bad stat", pr->pid);
 	s += 2;
 	/* field 3 is s[0]; collect all fields */
-	uint64_t f[64] = { 0 };
+	uint64_t f[64] = {0};
 	int n = 3;
 	for (char *tok = strtok(s, " "); tok && n < 64; tok = strtok(NULL, " "))
 		f[n++] = strtoull(tok, NULL, 10);
@@ -494,8 +505,8 @@ static int find_exec_area(pid_t pid, uint64_t *addr)
 }
 
 struct d_inj {
-	pid_t pid;		/* host pid of the process */
-	uint64_t area;		/* where the gadget was poked */
+	pid_t pid;     /* host pid of the process */
+	uint64_t area; /* where the gadget was poked */
 	long saved_word;
 	bool poked;
 };
@@ -504,8 +515,8 @@ static int inj_begin(struct d_inj *ij, pid_t hpid, struct vs_error *err)
 {
 	ij->pid = hpid;
 	if (find_exec_area(hpid, &ij->area) < 0)
-		return vs_error_set(err, ENOEXEC, "process %d: no executable mapping to inject into",
-				    hpid);
+		return vs_error_set(err, ENOEXEC,
+				    "process %d: no executable mapping to inject into", hpid);
 	errno = 0;
 	ij->saved_word = ptrace(PTRACE_PEEKTEXT, hpid, ij->area, 0);
 	if (errno)
@@ -530,10 +541,10 @@ static void inj_end(struct d_inj *ij)
 
 /* Run one syscall in thread tid (of the process of ij); restores its regs
  * after. Returns the raw result or CK_EINJECT. */
-static long d_sys(struct dumper *d, struct d_inj *ij, pid_t tid, long nr, uint64_t a1,
-		  uint64_t a2, uint64_t a3, uint64_t a4, struct vs_error *err)
+static long d_sys(struct dumper *d, struct d_inj *ij, pid_t tid, long nr, uint64_t a1, uint64_t a2,
+		  uint64_t a3, uint64_t a4, struct vs_error *err)
 {
-	struct ck_inject in = { .tid = tid, .gadget = ij->area, .counter = NULL };
+	struct ck_inject in = {.tid = tid, .gadget = ij->area, .counter = NULL};
 	long r = ck_syscall(&in, nr, a1, a2, a3, a4, 0, 0, err);
 	if (in.have_saved && ck_setregs(tid, in.saved, err) < 0)
 		return CK_EINJECT;
@@ -542,20 +553,19 @@ static long d_sys(struct dumper *d, struct d_inj *ij, pid_t tid, long nr, uint64
 
 static int rd_remote(pid_t pid, uint64_t addr, void *buf, size_t len)
 {
-	struct iovec l = { buf, len }, rm = { (void *)addr, len };
+	struct iovec l = {buf, len}, rm = {(void *)addr, len};
 	ssize_t n = process_vm_readv(pid, &l, 1, &rm, 1, 0);
 	return n == (ssize_t)len ? 0 : -EFAULT;
 }
-
 
 struct k_sigaction {
 	uint64_t handler, flags, restorer, mask;
 };
 
-static int d_injected(struct dumper *d, struct d_proc *p, struct ck_proc *pr,
-		      struct ck_thread *thr, size_t nthr, struct vs_error *err)
+static int d_injected(struct dumper *d, struct d_proc *p, struct ck_proc *pr, struct ck_thread *thr,
+		      size_t nthr, struct vs_error *err)
 {
-	struct d_inj ij = { 0 };
+	struct d_inj ij = {0};
 	int r = inj_begin(&ij, p->hpid, err);
 	if (r < 0)
 		return r;
@@ -566,8 +576,9 @@ static int d_injected(struct dumper *d, struct d_proc *p, struct ck_proc *pr,
 		       MAP_PRIVATE | MAP_ANONYMOUS, err);
 	if (v == CK_EINJECT || (v < 0 && v > -4096)) {
 		inj_end(&ij);
-		return v == CK_EINJECT ? -err->code
-				       : vs_error_sys(err, (int)-v, "pid %d: mmap scratch page", pr->pid);
+		return v == CK_EINJECT
+			   ? -err->code
+			   : vs_error_sys(err, (int)-v, "pid %d: mmap scratch page", pr->pid);
 	}
 	uint64_t sc = (uint64_t)v;
 	for (int sig = 1; sig <= 64; sig++) {
@@ -582,10 +593,11 @@ static int d_injected(struct dumper *d, struct d_proc *p, struct ck_proc *pr,
 			continue;
 		struct k_sigaction ka;
 		rd_remote(p->hpid, sc, &ka, sizeof(ka));
-		pr->sigact[sig - 1] = (struct ck_sigact){ ka.handler, ka.flags, ka.restorer, ka.mask };
+		pr->sigact[sig - 1] =
+		    (struct ck_sigact){ka.handler, ka.flags, ka.restorer, ka.mask};
 	}
 	for (int which = 0; which < 3; which++) {
-		int64_t it[4] = { 0 };
+		int64_t it[4] = {0};
 		v = d_sys(d, &ij, main, SYS_getitimer, which, sc, 0, 0, err);
 		if (v == 0)
 			rd_remote(p->hpid, sc, it, sizeof(it));
@@ -631,14 +643,15 @@ static int d_injected(struct dumper *d, struct d_proc *p, struct ck_proc *pr,
 		snprintf(path, sizeof(path), "/proc/%d/timers", p->hpid);
 		cleanup_fclose FILE *f = fopen(path, "re");
 		char line[256];
-		struct ck_timer tm = { 0 };
+		struct ck_timer tm = {0};
 		bool have = false;
 		while (f) {
 			char *l = fgets(line, sizeof(line), f);
 			if (!l || strncmp(line, "ID:", 3) == 0) {
 				if (have) {
-					int64_t its[4] = { 0 };
-					v = d_sys(d, &ij, main, SYS_timer_gettime, tm.id, sc, 0, 0, err);
+					int64_t its[4] = {0};
+					v = d_sys(d, &ij, main, SYS_timer_gettime, tm.id, sc, 0, 0,
+						  err);
 					if (v == 0)
 						rd_remote(p->hpid, sc, its, sizeof(its));
 					tm.int_sec = its[0];
@@ -646,7 +659,8 @@ static int d_injected(struct dumper *d, struct d_proc *p, struct ck_proc *pr,
 					tm.val_sec = its[2];
 					tm.val_nsec = its[3];
 					tm.pid = pr->pid;
-					r = ck_write_section(&d->w, CK_SEC_TIMER, &tm, sizeof(tm), NULL, 0, err);
+					r = ck_write_section(&d->w, CK_SEC_TIMER, &tm, sizeof(tm),
+							     NULL, 0, err);
 					if (r < 0)
 						goto out;
 				}
@@ -681,14 +695,13 @@ static int d_injected(struct dumper *d, struct d_proc *p, struct ck_proc *pr,
 		}
 	}
 	r = 0;
-out:
-	{
-		struct vs_error e2;
-		long u = d_sys(d, &ij, main, SYS_munmap, sc, 4096, 0, 0, r < 0 ? &e2 : err);
-		if (r >= 0 && u != 0)
-			r = u == CK_EINJECT ? -err->code
-					    : vs_error_sys(err, (int)-u, "pid %d: munmap scratch", pr->pid);
-	}
+out : {
+	struct vs_error e2;
+	long u = d_sys(d, &ij, main, SYS_munmap, sc, 4096, 0, 0, r < 0 ? &e2 : err);
+	if (r >= 0 && u != 0)
+		r = u == CK_EINJECT ? -err->code
+				    : vs_error_sys(err, (int)-u, "pid %d: munmap scratch", pr->pid);
+}
 	inj_end(&ij);
 	return r;
 }
@@ -723,16 +736,18 @@ static int d_thread(struct dumper *d, struct d_proc *p, size_t t, struct ck_thre
 		return r;
 	fix_restart(th->regs);
 	static uint8_t xbuf[1 << 16];
-	struct iovec iov = { xbuf, sizeof(xbuf) };
+	struct iovec iov = {xbuf, sizeof(xbuf)};
 	if (ptrace(PTRACE_GETREGSET, tid, NT_X86_XSTATE, &iov) < 0)
-		return vs_error_sys(err, errno, "pid %d tid %d: GETREGSET xstate", p->vpid, th->tid);
+		return vs_error_sys(err, errno, "pid %d tid %d: GETREGSET xstate", p->vpid,
+				    th->tid);
 	th->xstate_len = (uint32_t)iov.iov_len;
 	*xs = vs_xmalloc(iov.iov_len);
 	memcpy(*xs, xbuf, iov.iov_len);
 	if (ptrace(PTRACE_GETSIGMASK, tid, sizeof(uint64_t), &th->sigmask) < 0)
 		return vs_error_sys(err, errno, "pid %d tid %d: GETSIGMASK", p->vpid, th->tid);
-	struct rseq_conf rc = { 0 };
-	if (ptrace(PTRACE_GET_RSEQ_CONFIGURATION, tid, sizeof(rc), &rc) > 0 && rc.rseq_abi_pointer) {
+	struct rseq_conf rc = {0};
+	if (ptrace(PTRACE_GET_RSEQ_CONFIGURATION, tid, sizeof(rc), &rc) > 0 &&
+	    rc.rseq_abi_pointer) {
 		th->rseq_addr = rc.rseq_abi_pointer;
 		th->rseq_len = rc.rseq_abi_size;
 		th->rseq_sig = rc.signature;
@@ -757,20 +772,21 @@ static int d_siginfo(struct dumper *d, struct d_proc *p, pid_t tid, pid_t vtid, 
 		     struct vs_error *err)
 {
 	for (uint64_t off = 0;; off++) {
-		struct ptrace_peeksiginfo_args a = { .off = off, .flags = shared ? PTRACE_PEEKSIGINFO_SHARED : 0,
-						     .nr = 1 };
+		struct ptrace_peeksiginfo_args a = {
+		    .off = off, .flags = shared ? PTRACE_PEEKSIGINFO_SHARED : 0, .nr = 1};
 		uint8_t info[128];
 		long n = ptrace(PTRACE_PEEKSIGINFO, tid, &a, info);
 		if (n < 0)
 			return vs_error_sys(err, errno, "pid %d: PEEKSIGINFO", p->vpid);
 		if (n == 0)
 			return 0;
-		struct ck_siginfo si = { .pid = p->vpid, .tid = vtid, .shared = shared };
+		struct ck_siginfo si = {.pid = p->vpid, .tid = vtid, .shared = shared};
 		memcpy(si.info, info, 128);
 		int sig;
 		memcpy(&sig, info, 4);
 		if (sig == SIGTRAP)
-			return vs_error_set(err, ENOTSUP, "pid %d: refused: SIGTRAP pending", p->vpid);
+			return vs_error_set(err, ENOTSUP, "pid %d: refused: SIGTRAP pending",
+					    p->vpid);
 		int r = ck_write_section(&d->w, CK_SEC_SIGINFO, &si, sizeof(si), NULL, 0, err);
 		if (r < 0)
 			return r;
@@ -796,8 +812,8 @@ static int d_seccomp(struct dumper *d, struct d_proc *p, struct ck_proc *pr, str
 			free(buf);
 			return vs_error_sys(err, errno, "pid %d: seccomp filter %ld", pr->pid, i);
 		}
-		struct ck_seccomp sr = { .pid = pr->pid, .index = (uint32_t)(count - 1 - i),
-					 .nr_insns = (uint32_t)n };
+		struct ck_seccomp sr = {
+		    .pid = pr->pid, .index = (uint32_t)(count - 1 - i), .nr_insns = (uint32_t)n};
 		int r = ck_write_section(&d->w, CK_SEC_SECCOMP, &sr, sizeof(sr), buf, n * 8, err);
 		free(buf);
 		if (r < 0)
@@ -810,16 +826,16 @@ static int d_seccomp(struct dumper *d, struct d_proc *p, struct ck_proc *pr, str
 /* --- memory ------------------------------------------------------------- */
 
 #define PM_PRESENT (1ull << 63)
-#define PM_SWAP (1ull << 62)
-#define PM_FILE (1ull << 61)
+#define PM_SWAP	   (1ull << 62)
+#define PM_FILE	   (1ull << 61)
 
 static int d_pages_run(struct dumper *d, int memfd, pid_t hpid, int32_t vpid, uint64_t addr,
 		       uint64_t len, bool readable, uint8_t *buf, struct vs_error *err)
 {
-	struct ck_pages pg = { .pid = vpid, .addr = addr, .len = len };
+	struct ck_pages pg = {.pid = vpid, .addr = addr, .len = len};
 	ssize_t n;
 	if (readable) {
-		struct iovec l = { buf, len }, rm = { (void *)addr, len };
+		struct iovec l = {buf, len}, rm = {(void *)addr, len};
 		n = process_vm_readv(hpid, &l, 1, &rm, 1, 0);
 	} else {
 		n = pread(memfd, buf, len, (off_t)addr);
@@ -864,7 +880,7 @@ static int d_memory_body(struct dumper *d, struct d_proc *p, struct ck_proc *pr,
 		name[strcspn(name, "\n")] = 0;
 		if (strcmp(name, "[vsyscall]") == 0)
 			continue;
-		struct ck_vma v = { .pid = pr->pid, .start = s, .end = e, .pgoff = off };
+		struct ck_vma v = {.pid = pr->pid, .start = s, .end = e, .pgoff = off};
 		v.prot = (perms[0] == 'r' ? PROT_READ : 0) | (perms[1] == 'w' ? PROT_WRITE : 0) |
 			 (perms[2] == 'x' ? PROT_EXEC : 0);
 		bool shared = perms[3] == 's';
@@ -882,35 +898,43 @@ static int d_memory_body(struct dumper *d, struct d_proc *p, struct ck_proc *pr,
 			struct stat stt;
 			bool deleted = strstr(name, " (deleted)") != NULL;
 			if (!name[0] || strncmp(name, "/dev/zero", 9) == 0 ||
-			    strncmp(name, "/memfd:", 7) == 0 || deleted || strncmp(name, "[anon_shmem", 11) == 0) {
+			    strncmp(name, "/memfd:", 7) == 0 || deleted ||
+			    strncmp(name, "[anon_shmem", 11) == 0) {
 				v.kind = CK_VMA_SHARED;
 				unsigned maj = 0, min = 0;
 				sscanf(dev, "%x:%x", &maj, &min);
 				v.shm_id = ((uint64_t)min << 48) ^ ino;
 				bool seen = false;
 				for (size_t i = 0; i < d->files.shm_n; i++)
-					if (d->files.shm[i].id == v.shm_id && d->files.shm[i].off == off &&
+					if (d->files.shm[i].id == v.shm_id &&
+					    d->files.shm[i].off == off &&
 					    d->files.shm[i].len >= e - s)
 						seen = true;
 				if (!seen) {
 					int rs = ck_writer_sync(&d->w, err);
 					if (rs < 0)
 						return rs;
-					/* Content once per object range (fault it in: it is shared). */
-					d->files.shm = ck_xrealloc(d->files.shm, (d->files.shm_n + 1) *
-										       sizeof(*d->files.shm));
-					d->files.shm[d->files.shm_n++] = (struct ck_shm){ v.shm_id, off, e - s };
+					/* Content once per object range (fault it in: it is
+					 * shared). */
+					d->files.shm =
+					    ck_xrealloc(d->files.shm, (d->files.shm_n + 1) *
+									  sizeof(*d->files.shm));
+					d->files.shm[d->files.shm_n++] =
+					    (struct ck_shm){v.shm_id, off, e - s};
 					for (uint64_t a = s; a < e; a += RUN_MAX) {
 						uint64_t l = e - a < RUN_MAX ? e - a : RUN_MAX;
 						ssize_t n = pread(memfd, buf, l, (off_t)a);
 						if (n != (ssize_t)l)
-							return vs_error_sys(err, n < 0 ? errno : EIO,
-									    "pid %d: read shared memory at %#lx",
-									    pr->pid, s);
-						struct ck_data dh = { .kind = CK_D_SHM, .id = v.shm_id,
-								      .off = off + (a - s), .len = l };
-						int r = ck_write_section(&d->w, CK_SEC_DATA, &dh, sizeof(dh),
-									 buf, l, err);
+							return vs_error_sys(
+							    err, n < 0 ? errno : EIO,
+							    "pid %d: read shared memory at %#lx",
+							    pr->pid, s);
+						struct ck_data dh = {.kind = CK_D_SHM,
+								     .id = v.shm_id,
+								     .off = off + (a - s),
+								     .len = l};
+						int r = ck_write_section(&d->w, CK_SEC_DATA, &dh,
+									 sizeof(dh), buf, l, err);
 						if (r < 0)
 							return r;
 					}
@@ -918,8 +942,9 @@ static int d_memory_body(struct dumper *d, struct d_proc *p, struct ck_proc *pr,
 			} else if (name[0] == '/' && stat(name, &stt) == 0) {
 				v.kind = CK_VMA_FILE_SHARED;
 			} else {
-				return vs_error_set(err, ENOTSUP, "pid %d: refused: shared mapping %s",
-						    pr->pid, name);
+				return vs_error_set(err, ENOTSUP,
+						    "pid %d: refused: shared mapping %s", pr->pid,
+						    name);
 			}
 			snprintf(v.path, sizeof(v.path), "%s", name);
 		} else if (name[0] == '/' && !strstr(name, " (deleted)")) {
@@ -938,7 +963,8 @@ static int d_memory_body(struct dumper *d, struct d_proc *p, struct ck_proc *pr,
 			if (strcmp(name, "[stack]") == 0)
 				v.flags |= CK_VMA_F_STACK | CK_VMA_F_GROWSDOWN;
 		} else {
-			return vs_error_set(err, ENOTSUP, "pid %d: refused: mapping %s", pr->pid, name);
+			return vs_error_set(err, ENOTSUP, "pid %d: refused: mapping %s", pr->pid,
+					    name);
 		}
 		int r = ck_write_section(&d->w, CK_SEC_VMA, &v, sizeof(v), NULL, 0, err);
 		if (r < 0)
@@ -973,10 +999,11 @@ static int d_memory_body(struct dumper *d, struct d_proc *p, struct ck_proc *pr,
 			size_t j = i + 1;
 			while (j < np && (j - i) * 4096 < RUN_MAX) {
 				uint64_t ej = pmv[j];
-				bool w2 = all_pages ? true
-					  : v.kind == CK_VMA_FILE
-						  ? (ej & PM_SWAP) || ((ej & PM_PRESENT) && !(ej & PM_FILE))
-						  : (ej & (PM_PRESENT | PM_SWAP)) != 0;
+				bool w2 =
+				    all_pages ? true
+				    : v.kind == CK_VMA_FILE
+					? (ej & PM_SWAP) || ((ej & PM_PRESENT) && !(ej & PM_FILE))
+					: (ej & (PM_PRESENT | PM_SWAP)) != 0;
 				if (!w2)
 					break;
 				j++;
@@ -1187,7 +1214,7 @@ int ckpt_dump(const struct ckpt_dump_opts *o, struct ckpt_stats *st, struct vs_e
 		st = &dummy;
 	memset(st, 0, sizeof(*st));
 	uint64_t t_start = vs_now_ns(), t_check = 0, t_frozen = 0;
-	struct dumper d = { .o = o, .st = st };
+	struct dumper d = {.o = o, .st = st};
 	int r;
 	/* A vfork child shares its parent's memory until it execs: that is a
 	 * passing state, so let the tree run a moment and try again (~0.5 s)
@@ -1202,7 +1229,7 @@ int ckpt_dump(const struct ckpt_dump_opts *o, struct ckpt_stats *st, struct vs_e
 		free(d.procs);
 		d.procs = NULL;
 		d.nprocs = 0;
-		struct timespec ts = { 0, 10000000 };
+		struct timespec ts = {0, 10000000};
 		nanosleep(&ts, NULL);
 	}
 	if (r == -EAGAIN) {
@@ -1214,7 +1241,8 @@ int ckpt_dump(const struct ckpt_dump_opts *o, struct ckpt_stats *st, struct vs_e
 	st->freeze_ns = t_frozen - t_check;
 	st->check_ns = t_check - t_start;
 
-	struct ck_header hdr = { .root_pid = (uint32_t)d.procs[0].vpid, .nr_procs = (uint32_t)d.nprocs };
+	struct ck_header hdr = {.root_pid = (uint32_t)d.procs[0].vpid,
+				.nr_procs = (uint32_t)d.nprocs};
 	snprintf(hdr.name, sizeof(hdr.name), "%s", o->name ? o->name : "");
 	struct utsname un;
 	if (uname(&un) == 0)

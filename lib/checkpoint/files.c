@@ -73,9 +73,12 @@ static int getfd(pid_t hpid, int fd)
 
 static bool dev_allowed(dev_t rdev, const char **name)
 {
-	static const struct { unsigned maj, min; const char *path; } ok[] = {
-		{ 1, 3, "/dev/null" }, { 1, 5, "/dev/zero" }, { 1, 7, "/dev/full" },
-		{ 1, 8, "/dev/random" }, { 1, 9, "/dev/urandom" }, { 5, 0, "/dev/tty" },
+	static const struct {
+		unsigned maj, min;
+		const char *path;
+	} ok[] = {
+	    {1, 3, "/dev/null"},   {1, 5, "/dev/zero"},	   {1, 7, "/dev/full"},
+	    {1, 8, "/dev/random"}, {1, 9, "/dev/urandom"}, {5, 0, "/dev/tty"},
 	};
 	for (size_t i = 0; i < VS_ARRAY_SIZE(ok); i++)
 		if (major(rdev) == ok[i].maj && minor(rdev) == ok[i].min) {
@@ -109,8 +112,9 @@ static int classify(pid_t hpid, pid_t vpid, int fd, const char *link, const stru
 					  : strstr(k, "bpf")	   ? "BPF objects"
 					  : strstr(k, "pidfd")	   ? "pidfds"
 								   : "this kernel object";
-			return vs_error_set(err, ENOTSUP, "pid %d fd %d: refused: %s (%s) not supported",
-					    vpid, fd, link, why);
+			return vs_error_set(err, ENOTSUP,
+					    "pid %d fd %d: refused: %s (%s) not supported", vpid,
+					    fd, link, why);
 		}
 		return 0;
 	}
@@ -138,7 +142,8 @@ static int classify(pid_t hpid, pid_t vpid, int fd, const char *link, const stru
 		if ((dom == AF_INET || dom == AF_INET6) && type == SOCK_STREAM)
 			return vs_error_set(err, ENOTSUP,
 					    "pid %d fd %d: refused: TCP sockets are not migrated "
-					    "(the slice's address does not move)", vpid, fd);
+					    "(the slice's address does not move)",
+					    vpid, fd);
 		return vs_error_set(err, ENOTSUP,
 				    "pid %d fd %d: refused: socket family %d type %d not supported",
 				    vpid, fd, dom, type);
@@ -213,7 +218,8 @@ static int ns_child(pid_t hpid, int (*fn)(int sock), int *fd_out, int *code)
 		int nfd = open(p, O_RDONLY | O_CLOEXEC);
 		snprintf(p, sizeof(p), "/proc/%d/ns/ipc", hpid);
 		int ifd = open(p, O_RDONLY | O_CLOEXEC);
-		if (nfd < 0 || ifd < 0 || setns(nfd, CLONE_NEWNET) < 0 || setns(ifd, CLONE_NEWIPC) < 0)
+		if (nfd < 0 || ifd < 0 || setns(nfd, CLONE_NEWNET) < 0 ||
+		    setns(ifd, CLONE_NEWIPC) < 0)
 			_exit(100);
 		_exit(fn(sv[1]));
 	}
@@ -221,9 +227,11 @@ static int ns_child(pid_t hpid, int (*fn)(int sock), int *fd_out, int *code)
 	if (fd_out) {
 		char cbuf[CMSG_SPACE(sizeof(int))];
 		char b;
-		struct iovec iov = { &b, 1 };
-		struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = cbuf,
-				     .msg_controllen = sizeof(cbuf) };
+		struct iovec iov = {&b, 1};
+		struct msghdr mh = {.msg_iov = &iov,
+				    .msg_iovlen = 1,
+				    .msg_control = cbuf,
+				    .msg_controllen = sizeof(cbuf)};
 		*fd_out = -1;
 		if (recvmsg(sv[0], &mh, MSG_CMSG_CLOEXEC) > 0) {
 			struct cmsghdr *cm = CMSG_FIRSTHDR(&mh);
@@ -269,9 +277,10 @@ int ck_files_check_ns(pid_t hpid, struct vs_error *err)
 	if (code == 100)
 		return vs_error_set(err, EPERM, "pid %d: cannot join its namespaces", hpid);
 	if (code)
-		return vs_error_set(err, ENOTSUP,
-				    "refused: SysV IPC objects exist in the tree's ipc namespace (%s%s%s)",
-				    code & 1 ? "shm " : "", code & 2 ? "msg " : "", code & 4 ? "sem" : "");
+		return vs_error_set(
+		    err, ENOTSUP,
+		    "refused: SysV IPC objects exist in the tree's ipc namespace (%s%s%s)",
+		    code & 1 ? "shm " : "", code & 2 ? "msg " : "", code & 4 ? "sem" : "");
 	return 0;
 }
 
@@ -282,9 +291,9 @@ static int diag_sock(int sock)
 		return 1;
 	char cbuf[CMSG_SPACE(sizeof(int))];
 	char b = 0;
-	struct iovec iov = { &b, 1 };
-	struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = cbuf,
-			     .msg_controllen = sizeof(cbuf) };
+	struct iovec iov = {&b, 1};
+	struct msghdr mh = {
+	    .msg_iov = &iov, .msg_iovlen = 1, .msg_control = cbuf, .msg_controllen = sizeof(cbuf)};
 	struct cmsghdr *cm = CMSG_FIRSTHDR(&mh);
 	cm->cmsg_level = SOL_SOCKET;
 	cm->cmsg_type = SCM_RIGHTS;
@@ -300,15 +309,18 @@ static int load_unix_diag(struct ck_files *f, pid_t hpid, struct vs_error *err)
 	int nl = -1, code;
 	int r = ns_child(hpid, diag_sock, &nl, &code);
 	if (r < 0 || nl < 0)
-		return vs_error_sys(err, r < 0 ? -r : EPERM, "pid %d: sock_diag socket in its netns", hpid);
+		return vs_error_sys(err, r < 0 ? -r : EPERM,
+				    "pid %d: sock_diag socket in its netns", hpid);
 	cleanup_close int fd = nl;
 	struct {
 		struct nlmsghdr nlh;
 		struct unix_diag_req req;
-	} q = { .nlh = { .nlmsg_len = sizeof(q), .nlmsg_type = SOCK_DIAG_BY_FAMILY,
-			 .nlmsg_flags = NLM_F_REQUEST | NLM_F_DUMP },
-		.req = { .sdiag_family = AF_UNIX, .udiag_states = 0xffffffff,
-			 .udiag_show = UDIAG_SHOW_NAME | UDIAG_SHOW_PEER | UDIAG_SHOW_RQLEN } };
+	} q = {.nlh = {.nlmsg_len = sizeof(q),
+		       .nlmsg_type = SOCK_DIAG_BY_FAMILY,
+		       .nlmsg_flags = NLM_F_REQUEST | NLM_F_DUMP},
+	       .req = {.sdiag_family = AF_UNIX,
+		       .udiag_states = 0xffffffff,
+		       .udiag_show = UDIAG_SHOW_NAME | UDIAG_SHOW_PEER | UDIAG_SHOW_RQLEN}};
 	if (send(fd, &q, sizeof(q), 0) < 0)
 		return vs_error_sys(err, errno, "sock_diag request");
 	static char buf[65536];
@@ -319,7 +331,8 @@ static int load_unix_diag(struct ck_files *f, pid_t hpid, struct vs_error *err)
 		if (n == 0)
 			break;
 		bool done = false;
-		for (struct nlmsghdr *h = (void *)buf; NLMSG_OK(h, (size_t)n); h = NLMSG_NEXT(h, n)) {
+		for (struct nlmsghdr *h = (void *)buf; NLMSG_OK(h, (size_t)n);
+		     h = NLMSG_NEXT(h, n)) {
 			if (h->nlmsg_type == NLMSG_DONE) {
 				done = true;
 				break;
@@ -327,13 +340,15 @@ static int load_unix_diag(struct ck_files *f, pid_t hpid, struct vs_error *err)
 			if (h->nlmsg_type == NLMSG_ERROR)
 				return vs_error_set(err, EIO, "sock_diag: error reply");
 			struct unix_diag_msg *m = NLMSG_DATA(h);
-			struct ck_ux u = { .ino = m->udiag_ino, .type = m->udiag_type,
-					   .state = m->udiag_state };
+			struct ck_ux u = {
+			    .ino = m->udiag_ino, .type = m->udiag_type, .state = m->udiag_state};
 			int alen = (int)(h->nlmsg_len - NLMSG_LENGTH(sizeof(*m)));
-			for (struct rtattr *a = (void *)(m + 1); RTA_OK(a, alen); a = RTA_NEXT(a, alen)) {
+			for (struct rtattr *a = (void *)(m + 1); RTA_OK(a, alen);
+			     a = RTA_NEXT(a, alen)) {
 				if (a->rta_type == UNIX_DIAG_NAME) {
 					size_t pl = RTA_PAYLOAD(a);
-					u.name_len = (uint32_t)(pl < sizeof(u.name) ? pl : sizeof(u.name));
+					u.name_len =
+					    (uint32_t)(pl < sizeof(u.name) ? pl : sizeof(u.name));
 					memcpy(u.name, RTA_DATA(a), u.name_len);
 				} else if (a->rta_type == UNIX_DIAG_PEER) {
 					uint32_t pi;
@@ -401,10 +416,10 @@ static const char *fdinfo_val(const char *buf, const char *key)
 	return NULL;
 }
 
-static int put_data(struct ck_writer *w, uint32_t kind, uint64_t id, uint64_t off,
-		    const void *p, size_t len, struct vs_error *err)
+static int put_data(struct ck_writer *w, uint32_t kind, uint64_t id, uint64_t off, const void *p,
+		    size_t len, struct vs_error *err)
 {
-	struct ck_data dh = { .kind = kind, .id = id, .off = off, .len = len };
+	struct ck_data dh = {.kind = kind, .id = id, .off = off, .len = len};
 	return ck_write_section(w, CK_SEC_DATA, &dh, sizeof(dh), p, len, err);
 }
 
@@ -512,17 +527,18 @@ static int dump_file(struct ck_files *f, struct ck_writer *w, pid_t hpid, pid_t 
 			/* Opened from outside (the runtime's log file): only as
 			 * stdio, which the restorer supplies again. */
 			if (fd > 2)
-				return vs_error_set(err, ENOTSUP,
-						    "pid %d fd %d: refused: %s is outside the tree's file system",
-						    vpid, fd, link);
+				return vs_error_set(
+				    err, ENOTSUP,
+				    "pid %d fd %d: refused: %s is outside the tree's file system",
+				    vpid, fd, link);
 			cf->external = 1;
 			cf->ext_fd = fd;
 			ck_copy(cf->path, sizeof(cf->path), link);
 			break;
 		}
 		if (!ck_copy(cf->path, sizeof(cf->path), link))
-			return vs_error_set(err, ENAMETOOLONG, "pid %d fd %d: refused: path too long",
-					    vpid, fd);
+			return vs_error_set(err, ENAMETOOLONG,
+					    "pid %d fd %d: refused: path too long", vpid, fd);
 		char *del = strstr(cf->path, " (deleted)");
 		if (kind == CK_F_REG && (st->st_nlink == 0 || del)) {
 			if (del)
@@ -532,13 +548,15 @@ static int dump_file(struct ck_files *f, struct ck_writer *w, pid_t hpid, pid_t 
 			snprintf(p, sizeof(p), "/proc/self/fd/%d", dup);
 			cleanup_close int rd = open(p, O_RDONLY | O_CLOEXEC);
 			if (rd < 0)
-				return vs_error_sys(err, errno, "pid %d fd %d: reopen unlinked file", vpid, fd);
+				return vs_error_sys(err, errno,
+						    "pid %d fd %d: reopen unlinked file", vpid, fd);
 			char *buf = vs_xmalloc(1 << 20);
 			for (off_t o = 0; o < st->st_size && r >= 0;) {
 				ssize_t n = pread(rd, buf, 1 << 20, o);
 				if (n <= 0)
 					break;
-				r = put_data(w, CK_D_GHOST, cf->id, (uint64_t)o, buf, (size_t)n, err);
+				r = put_data(w, CK_D_GHOST, cf->id, (uint64_t)o, buf, (size_t)n,
+					     err);
 				o += n;
 			}
 			free(buf);
@@ -579,8 +597,10 @@ static int dump_file(struct ck_files *f, struct ck_writer *w, pid_t hpid, pid_t 
 			return r;
 		struct ck_ux *u = find_ux(f, cf->ino);
 		if (!u)
-			return vs_error_set(err, ENOENT, "pid %d fd %d: unix socket %" PRIu64
-					    " not found by sock_diag", vpid, fd, cf->ino);
+			return vs_error_set(err, ENOENT,
+					    "pid %d fd %d: unix socket %" PRIu64
+					    " not found by sock_diag",
+					    vpid, fd, cf->ino);
 		cf->sk_type = u->type;
 		cf->sk_state = u->state;
 		cf->peer_ino = u->peer;
@@ -590,9 +610,11 @@ static int dump_file(struct ck_files *f, struct ck_writer *w, pid_t hpid, pid_t 
 		if (u->state == 10 /* TCP_LISTEN */) {
 			cf->sk_backlog = u->wqlen;
 			if (u->rqlen)
-				return vs_error_set(err, ENOTSUP,
-						    "pid %d fd %d: refused: listening unix socket with %u "
-						    "unaccepted connections", vpid, fd, u->rqlen);
+				return vs_error_set(
+				    err, ENOTSUP,
+				    "pid %d fd %d: refused: listening unix socket with %u "
+				    "unaccepted connections",
+				    vpid, fd, u->rqlen);
 		}
 		r = dump_sk_queue(w, dup, cf->id, cf->sk_type, err);
 		break;
@@ -621,7 +643,8 @@ static int dump_file(struct ck_files *f, struct ck_writer *w, pid_t hpid, pid_t 
 		break;
 	case CK_F_EPOLL: {
 		cf->owner_pid = vpid;
-		for (const char *l = info; l && *l; l = strchr(l, '\n') ? strchr(l, '\n') + 1 : NULL) {
+		for (const char *l = info; l && *l;
+		     l = strchr(l, '\n') ? strchr(l, '\n') + 1 : NULL) {
 			if (strncmp(l, "tfd:", 4) != 0)
 				continue;
 			int tfd;
@@ -629,7 +652,8 @@ static int dump_file(struct ck_files *f, struct ck_writer *w, pid_t hpid, pid_t 
 			unsigned long long data;
 			if (sscanf(l, "tfd: %d events: %x data: %llx", &tfd, &ev, &data) != 3)
 				continue;
-			struct ck_epoll e = { .file_id = cf->id, .tfd = tfd, .events = ev, .data = data };
+			struct ck_epoll e = {
+			    .file_id = cf->id, .tfd = tfd, .events = ev, .data = data};
 			r = ck_write_section(w, CK_SEC_EPOLL, &e, sizeof(e), NULL, 0, err);
 			if (r < 0)
 				return r;
@@ -682,9 +706,15 @@ int ck_files_dump(struct ck_files *f, struct ck_writer *w, pid_t hpid, pid_t vpi
 		if (!id) {
 			int dup = getfd(hpid, fd);
 			if (dup < 0)
-				return vs_error_sys(err, -dup, "pid %d fd %d: pidfd_getfd", vpid, fd);
-			struct ck_fobj o = { .id = f->next_id++, .kind = kind, .hpid = hpid, .fd = fd,
-					     .dup = dup, .dev = st.st_dev, .ino = st.st_ino };
+				return vs_error_sys(err, -dup, "pid %d fd %d: pidfd_getfd", vpid,
+						    fd);
+			struct ck_fobj o = {.id = f->next_id++,
+					    .kind = kind,
+					    .hpid = hpid,
+					    .fd = fd,
+					    .dup = dup,
+					    .dev = st.st_dev,
+					    .ino = st.st_ino};
 			f->obj = ck_xrealloc(f->obj, (f->n + 1) * sizeof(*f->obj));
 			f->obj[f->n++] = o;
 			struct ck_file *cf = vs_xcalloc(1, sizeof(*cf));
@@ -697,7 +727,7 @@ int ck_files_dump(struct ck_files *f, struct ck_writer *w, pid_t hpid, pid_t vpi
 				return vs_error_wrap(err, "pid %d fd %d", vpid, fd);
 			id = o.id;
 		}
-		struct ck_fd rec = { .pid = vpid, .fd = fd, .file_id = id, .cloexec = cloexec };
+		struct ck_fd rec = {.pid = vpid, .fd = fd, .file_id = id, .cloexec = cloexec};
 		r = ck_write_section(w, CK_SEC_FD, &rec, sizeof(rec), NULL, 0, err);
 		if (r < 0)
 			return r;
@@ -720,9 +750,10 @@ int ck_files_finish(struct ck_files *f, struct ck_writer *w, struct vs_error *er
 		for (size_t j = 0; j < f->n && !inside; j++)
 			inside = f->obj[j].kind == CK_F_UNIX && f->obj[j].ino == u->peer;
 		if (!inside && u->type != SOCK_DGRAM)
-			return vs_error_set(err, ENOTSUP,
-					    "pid %d fd %d: refused: unix socket connected outside the tree",
-					    f->obj[i].hpid, f->obj[i].fd);
+			return vs_error_set(
+			    err, ENOTSUP,
+			    "pid %d fd %d: refused: unix socket connected outside the tree",
+			    f->obj[i].hpid, f->obj[i].fd);
 	}
 	return 0;
 }
@@ -756,8 +787,8 @@ static int write_data(const struct ckpt_image *img, uint32_t kind, uint64_t id, 
 		else
 			n = write(fd, d->data, d->h.len);
 		if (n != (ssize_t)d->h.len)
-			return vs_error_sys(err, n < 0 ? errno : EIO, "restore data kind %u of %" PRIu64,
-					    kind, id);
+			return vs_error_sys(err, n < 0 ? errno : EIO,
+					    "restore data kind %u of %" PRIu64, kind, id);
 	}
 	return 0;
 }
@@ -804,8 +835,8 @@ int ck_pool_create(const struct ckpt_image *img, int base, struct ck_pool *pool,
 		if (f->external) {
 			fd = fcntl(f->ext_fd, F_DUPFD_CLOEXEC, 0);
 			if (fd < 0) {
-				r = vs_error_sys(err, errno, "file %s: stdio fd %d of the restorer", f->path,
-						 f->ext_fd);
+				r = vs_error_sys(err, errno, "file %s: stdio fd %d of the restorer",
+						 f->path, f->ext_fd);
 				break;
 			}
 			pool->fd[i] = to_pool(fd, base);
@@ -823,16 +854,19 @@ int ck_pool_create(const struct ckpt_image *img, int base, struct ck_pool *pool,
 					snprintf(dir, sizeof(dir), "/");
 				int t = open(dir, O_TMPFILE | O_RDWR | O_CLOEXEC, f->mode & 07777);
 				if (t < 0)
-					t = open("/tmp", O_TMPFILE | O_RDWR | O_CLOEXEC, f->mode & 07777);
+					t = open("/tmp", O_TMPFILE | O_RDWR | O_CLOEXEC,
+						 f->mode & 07777);
 				if (t < 0) {
-					r = vs_error_sys(err, errno, "unlinked file %s: O_TMPFILE", f->path);
+					r = vs_error_sys(err, errno, "unlinked file %s: O_TMPFILE",
+							 f->path);
 					break;
 				}
 				if ((r = write_data(img, CK_D_GHOST, f->id, t, true, err)) < 0 ||
 				    ftruncate(t, (off_t)f->size) < 0) {
 					close(t);
 					if (r >= 0)
-						r = vs_error_sys(err, errno, "unlinked file %s", f->path);
+						r = vs_error_sys(err, errno, "unlinked file %s",
+								 f->path);
 					break;
 				}
 				char p[64];
@@ -888,8 +922,8 @@ int ck_pool_create(const struct ckpt_image *img, int base, struct ck_pool *pool,
 			size_t j;
 			int keep = -1;
 			for (j = 0; j < i; j++)
-				if (img->files.v[j].kind == CK_F_FIFO && img->files.v[j].ino == f->ino &&
-				    side[j] >= 0)
+				if (img->files.v[j].kind == CK_F_FIFO &&
+				    img->files.v[j].ino == f->ino && side[j] >= 0)
 					keep = side[j];
 			if (keep < 0) {
 				keep = open(f->path, O_RDWR | O_NONBLOCK);
@@ -901,7 +935,8 @@ int ck_pool_create(const struct ckpt_image *img, int base, struct ck_pool *pool,
 				for (size_t k = 0; k < nf; k++) {
 					const struct ck_file *o = &img->files.v[k];
 					if (o->kind == CK_F_FIFO && o->ino == f->ino &&
-					    (r = write_data(img, CK_D_PIPE, o->id, keep, false, err)) < 0)
+					    (r = write_data(img, CK_D_PIPE, o->id, keep, false,
+							    err)) < 0)
 						break;
 				}
 				side[i] = keep;
@@ -913,7 +948,8 @@ int ck_pool_create(const struct ckpt_image *img, int base, struct ck_pool *pool,
 		}
 		case CK_F_UNIX: {
 			size_t j;
-			const struct ck_file *peer = f->peer_ino ? file_by_ino(img, CK_F_UNIX, f->peer_ino, &j) : NULL;
+			const struct ck_file *peer =
+			    f->peer_ino ? file_by_ino(img, CK_F_UNIX, f->peer_ino, &j) : NULL;
 			int type = (int)f->sk_type;
 			if (peer && peer->peer_ino == f->ino) {
 				int sv[2];
@@ -922,10 +958,12 @@ int ck_pool_create(const struct ckpt_image *img, int base, struct ck_pool *pool,
 					break;
 				}
 				/* queued to f = sent by its peer, and vice versa */
-				if ((r = write_data(img, type == SOCK_STREAM ? CK_D_SKQUEUE : CK_D_SKDGRAM,
-						    f->id, sv[1], false, err)) < 0 ||
-				    (r = write_data(img, type == SOCK_STREAM ? CK_D_SKQUEUE : CK_D_SKDGRAM,
-						    peer->id, sv[0], false, err)) < 0)
+				if ((r = write_data(
+					 img, type == SOCK_STREAM ? CK_D_SKQUEUE : CK_D_SKDGRAM,
+					 f->id, sv[1], false, err)) < 0 ||
+				    (r = write_data(
+					 img, type == SOCK_STREAM ? CK_D_SKQUEUE : CK_D_SKDGRAM,
+					 peer->id, sv[0], false, err)) < 0)
 					break;
 				fd = sv[0];
 				pool->fd[j] = to_pool(sv[1], base);
@@ -941,14 +979,18 @@ int ck_pool_create(const struct ckpt_image *img, int base, struct ck_pool *pool,
 				socklen_t sl;
 				if (unix_addr(f, &sa, &sl) == 0) {
 					struct stat st;
-					if (sa.sun_path[0] && lstat(sa.sun_path, &st) == 0 && S_ISSOCK(st.st_mode))
+					if (sa.sun_path[0] && lstat(sa.sun_path, &st) == 0 &&
+					    S_ISSOCK(st.st_mode))
 						unlink(sa.sun_path);
 					if (bind(fd, (struct sockaddr *)&sa, sl) < 0) {
-						r = vs_error_sys(err, errno, "unix socket: bind %s", sa.sun_path[0] ? sa.sun_path : "@abstract");
+						r = vs_error_sys(err, errno, "unix socket: bind %s",
+								 sa.sun_path[0] ? sa.sun_path
+										: "@abstract");
 						break;
 					}
 				}
-				if (f->sk_state == 10 && listen(fd, f->sk_backlog ? (int)f->sk_backlog : 128) < 0) {
+				if (f->sk_state == 10 &&
+				    listen(fd, f->sk_backlog ? (int)f->sk_backlog : 128) < 0) {
 					r = vs_error_sys(err, errno, "unix socket: listen");
 					break;
 				}
@@ -972,7 +1014,7 @@ int ck_pool_create(const struct ckpt_image *img, int base, struct ck_pool *pool,
 			fd = timerfd_create((int)f->u[0], 0);
 			if (fd < 0)
 				break;
-			struct itimerspec its = { { f->tv[2], f->tv[3] }, { f->tv[0], f->tv[1] } };
+			struct itimerspec its = {{f->tv[2], f->tv[3]}, {f->tv[0], f->tv[1]}};
 			if ((its.it_value.tv_sec || its.it_value.tv_nsec) &&
 			    timerfd_settime(fd, 0, &its, NULL) < 0) {
 				r = vs_error_sys(err, errno, "timerfd_settime");
@@ -1016,14 +1058,17 @@ int ck_pool_create(const struct ckpt_image *img, int base, struct ck_pool *pool,
 			continue;
 		struct sockaddr_un sa;
 		socklen_t sl;
-		if (unix_addr(peer, &sa, &sl) == 0 && connect(pool->fd[i], (struct sockaddr *)&sa, sl) < 0)
+		if (unix_addr(peer, &sa, &sl) == 0 &&
+		    connect(pool->fd[i], (struct sockaddr *)&sa, sl) < 0)
 			r = vs_error_sys(err, errno, "unix dgram socket: connect");
 	}
 	/* datagrams queued to bound, unpaired sockets: send them again by name */
 	for (size_t i = 0; i < nf && r >= 0; i++) {
 		const struct ck_file *f = &img->files.v[i];
-		const struct ck_file *peer = f->peer_ino ? file_by_ino(img, CK_F_UNIX, f->peer_ino, NULL) : NULL;
-		if (f->kind != CK_F_UNIX || f->sk_type == SOCK_STREAM || (peer && peer->peer_ino == f->ino))
+		const struct ck_file *peer =
+		    f->peer_ino ? file_by_ino(img, CK_F_UNIX, f->peer_ino, NULL) : NULL;
+		if (f->kind != CK_F_UNIX || f->sk_type == SOCK_STREAM ||
+		    (peer && peer->peer_ino == f->ino))
 			continue;
 		struct sockaddr_un sa;
 		socklen_t sl;
@@ -1115,10 +1160,10 @@ int ck_pool_install(const struct ckpt_image *img, const struct ck_pool *pool, pi
 				ef = &img->files.v[k];
 		if (epfd < 0 || !ef || ef->owner_pid != pid)
 			continue;
-		struct epoll_event ev = { .events = e->events, .data.u64 = e->data };
+		struct epoll_event ev = {.events = e->events, .data.u64 = e->data};
 		if (epoll_ctl(epfd, EPOLL_CTL_ADD, e->tfd, &ev) < 0)
-			return vs_error_sys(err, errno, "pid %d: epoll fd %d: add target fd %d", pid, epfd,
-					    e->tfd);
+			return vs_error_sys(err, errno, "pid %d: epoll fd %d: add target fd %d",
+					    pid, epfd, e->tfd);
 	}
 	return 0;
 }

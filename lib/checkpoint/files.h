@@ -15,8 +15,8 @@
 struct ck_fobj {
 	uint32_t id, kind;
 	pid_t hpid;
-	int fd;		/* number in hpid */
-	int dup;	/* our duplicate (pidfd_getfd) */
+	int fd;	 /* number in hpid */
+	int dup; /* our duplicate (pidfd_getfd) */
 	uint64_t dev, ino;
 };
 
@@ -41,7 +41,7 @@ struct ck_files {
 	struct ck_ux *ux;
 	size_t ux_n;
 	bool ux_loaded;
-	uint64_t *pipes;	/* pipe inodes whose data was dumped */
+	uint64_t *pipes; /* pipe inodes whose data was dumped */
 	size_t pipes_n;
 };
 
@@ -60,7 +60,7 @@ int ck_files_finish(struct ck_files *f, struct ck_writer *w, struct vs_error *er
  * record (img->files order) and then one memfd per shared-memory object
  * (shm_ids order), all >= base. */
 struct ck_pool {
-	int *fd;		/* [img->files.n] */
+	int *fd; /* [img->files.n] */
 	uint64_t *shm_id;
 	int *shm_fd;
 	size_t shm_n;

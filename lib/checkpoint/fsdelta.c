@@ -69,8 +69,10 @@ static int copy_dir(int sdir, int ddir, const char *rel, uint32_t from, uint32_t
 		if (S_ISDIR(st.st_mode)) {
 			if (mkdirat(ddir, n, st.st_mode & 07777) < 0 && errno != EEXIST)
 				return vs_error_sys(err, errno, "%s/%s: mkdir", rel, n);
-			cleanup_close int s2 = openat(sdir, n, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-			cleanup_close int d2 = openat(ddir, n, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+			cleanup_close int s2 =
+			    openat(sdir, n, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+			cleanup_close int d2 =
+			    openat(ddir, n, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
 			if (s2 < 0 || d2 < 0)
 				return vs_error_sys(err, errno, "%s/%s: open dir", rel, n);
 			char sub[4096];
@@ -81,14 +83,15 @@ static int copy_dir(int sdir, int ddir, const char *rel, uint32_t from, uint32_t
 				return r;
 			fchown(d2, u, g);
 			fchmod(d2, st.st_mode & 07777);
-			struct timespec ts[2] = { st.st_atim, st.st_mtim };
+			struct timespec ts[2] = {st.st_atim, st.st_mtim};
 			futimens(d2, ts);
 			continue;
 		}
 		if (S_ISREG(st.st_mode)) {
 			cleanup_close int s2 = openat(sdir, n, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
-			cleanup_close int d2 = openat(ddir, n, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC,
-						      st.st_mode & 07777);
+			cleanup_close int d2 =
+			    openat(ddir, n, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC,
+				   st.st_mode & 07777);
 			if (s2 < 0 || d2 < 0)
 				return vs_error_sys(err, errno, "%s/%s: open", rel, n);
 			char buf[65536];
@@ -102,7 +105,7 @@ static int copy_dir(int sdir, int ddir, const char *rel, uint32_t from, uint32_t
 				return r;
 			fchown(d2, u, g);
 			fchmod(d2, st.st_mode & 07777);
-			struct timespec ts[2] = { st.st_atim, st.st_mtim };
+			struct timespec ts[2] = {st.st_atim, st.st_mtim};
 			futimens(d2, ts);
 			continue;
 		}
@@ -121,7 +124,7 @@ static int copy_dir(int sdir, int ddir, const char *rel, uint32_t from, uint32_t
 				return vs_error_sys(err, errno, "%s/%s: mknod", rel, n);
 		}
 		fchownat(ddir, n, u, g, AT_SYMLINK_NOFOLLOW);
-		struct timespec ts[2] = { st.st_atim, st.st_mtim };
+		struct timespec ts[2] = {st.st_atim, st.st_mtim};
 		utimensat(ddir, n, ts, AT_SYMLINK_NOFOLLOW);
 	}
 	return 0;
@@ -200,11 +203,16 @@ static int put_entry(struct fs_walk *fw, int dirfd, const char *name, const char
 			return vs_error_sys(err, errno, "fs delta %s: open", rel);
 		xl = xattr_blob(fd, xattrs, sizeof(xattrs));
 	}
-	struct ck_fsentry e = { .mode = st->st_mode, .uid = st->st_uid, .gid = st->st_gid,
-				.path_len = (uint32_t)strlen(rel) + 1,
-				.link_len = (uint32_t)strlen(link) + 1, .xattr_len = (uint32_t)xl,
-				.rdev = st->st_rdev, .size = S_ISREG(st->st_mode) ? (uint64_t)st->st_size : 0,
-				.mtime_sec = st->st_mtim.tv_sec, .mtime_nsec = st->st_mtim.tv_nsec };
+	struct ck_fsentry e = {.mode = st->st_mode,
+			       .uid = st->st_uid,
+			       .gid = st->st_gid,
+			       .path_len = (uint32_t)strlen(rel) + 1,
+			       .link_len = (uint32_t)strlen(link) + 1,
+			       .xattr_len = (uint32_t)xl,
+			       .rdev = st->st_rdev,
+			       .size = S_ISREG(st->st_mode) ? (uint64_t)st->st_size : 0,
+			       .mtime_sec = st->st_mtim.tv_sec,
+			       .mtime_nsec = st->st_mtim.tv_nsec};
 	size_t tl = e.path_len + e.link_len + xl;
 	uint8_t *tail = vs_xmalloc(tl);
 	memcpy(tail, rel, e.path_len);
@@ -223,8 +231,9 @@ static int put_entry(struct fs_walk *fw, int dirfd, const char *name, const char
 			}
 			if (n == 0)
 				break; /* shrank meanwhile: the rest reads as holes */
-			struct ck_fsdata d = { .entry = idx, .off = off };
-			r = ck_write_section(fw->w, CK_SEC_FSDATA, &d, sizeof(d), fw->buf, (size_t)n, err);
+			struct ck_fsdata d = {.entry = idx, .off = off};
+			r = ck_write_section(fw->w, CK_SEC_FSDATA, &d, sizeof(d), fw->buf,
+					     (size_t)n, err);
 			if (r < 0)
 				break;
 			off += (uint64_t)n;
@@ -250,9 +259,10 @@ static int walk(struct fs_walk *fw, int dirfd, const char *rel, struct vs_error 
 		if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, ".."))
 			continue;
 		char sub[4096];
-		if ((size_t)snprintf(sub, sizeof(sub), "%s%s%s", rel, rel[0] ? "/" : "", de->d_name) >=
-		    sizeof(sub))
-			return vs_error_set(err, ENAMETOOLONG, "fs delta: path too long under %s", rel);
+		if ((size_t)snprintf(sub, sizeof(sub), "%s%s%s", rel, rel[0] ? "/" : "",
+				     de->d_name) >= sizeof(sub))
+			return vs_error_set(err, ENAMETOOLONG, "fs delta: path too long under %s",
+					    rel);
 		struct stat st;
 		if (fstatat(dirfd, de->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0)
 			return vs_error_sys(err, errno, "fs delta %s: stat", sub);
@@ -260,8 +270,8 @@ static int walk(struct fs_walk *fw, int dirfd, const char *rel, struct vs_error 
 		if (r < 0)
 			return r;
 		if (S_ISDIR(st.st_mode)) {
-			cleanup_close int c = openat(dirfd, de->d_name,
-						     O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+			cleanup_close int c = openat(
+			    dirfd, de->d_name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
 			if (c < 0)
 				return vs_error_sys(err, errno, "fs delta %s: open dir", sub);
 			if ((r = walk(fw, c, sub, err)) < 0)
@@ -276,7 +286,7 @@ int ck_fs_dump(struct ck_writer *w, const char *root, struct vs_error *err)
 	cleanup_close int fd = open(root, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	if (fd < 0)
 		return vs_error_sys(err, errno, "fs delta %s", root);
-	struct fs_walk fw = { .w = w, .buf = vs_xmalloc(1 << 20) };
+	struct fs_walk fw = {.w = w, .buf = vs_xmalloc(1 << 20)};
 	int r = walk(&fw, fd, "", err);
 	free(fw.buf);
 	return r;
@@ -328,11 +338,13 @@ int ckpt_image_extract_fs(const struct ckpt_image *img, const char *dst, uint32_
 			fd = openat(pd, base, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
 		} else if (S_ISREG(m)) {
 			unlinkat(pd, base, 0);
-			fd = openat(pd, base, O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+			fd = openat(pd, base, O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC,
+				    0600);
 			for (; fd >= 0 && di < img->fsd_n && img->fsd[di].h.entry == i; di++)
-				if (pwrite(fd, img->fsd[di].data, img->fsd[di].len, (off_t)img->fsd[di].h.off) !=
-				    (ssize_t)img->fsd[di].len)
-					return vs_error_sys(err, errno, "restore fs %s: write", e->path);
+				if (pwrite(fd, img->fsd[di].data, img->fsd[di].len,
+					   (off_t)img->fsd[di].h.off) != (ssize_t)img->fsd[di].len)
+					return vs_error_sys(err, errno, "restore fs %s: write",
+							    e->path);
 			if (fd >= 0 && ftruncate(fd, (off_t)e->h.size) < 0)
 				return vs_error_sys(err, errno, "restore fs %s: truncate", e->path);
 		} else if (S_ISLNK(m)) {
@@ -357,8 +369,8 @@ int ckpt_image_extract_fs(const struct ckpt_image *img, const char *dst, uint32_
 			g = id_to;
 			m &= ~(mode_t)(S_ISUID | S_ISGID);
 		}
-		struct timespec ts[2] = { { e->h.mtime_sec, e->h.mtime_nsec },
-					  { e->h.mtime_sec, e->h.mtime_nsec } };
+		struct timespec ts[2] = {{e->h.mtime_sec, e->h.mtime_nsec},
+					 {e->h.mtime_sec, e->h.mtime_nsec}};
 		if (fd >= 0) {
 			for (uint32_t o = 0; o + 5 < e->h.xattr_len;) {
 				const char *k = (const char *)e->xattrs + o;
@@ -369,10 +381,12 @@ int ckpt_image_extract_fs(const struct ckpt_image *img, const char *dst, uint32_
 				memcpy(&vl, e->xattrs + o + kl + 1, 4);
 				if (o + kl + 5 + (uint64_t)vl > e->h.xattr_len)
 					break;
-				if (fsetxattr(fd, k, e->xattrs + o + kl + 5, vl, 0) < 0 && errno != ENOTSUP) {
+				if (fsetxattr(fd, k, e->xattrs + o + kl + 5, vl, 0) < 0 &&
+				    errno != ENOTSUP) {
 					int e2 = errno;
 					close(fd);
-					return vs_error_sys(err, e2, "restore fs %s: xattr %s", e->path, k);
+					return vs_error_sys(err, e2, "restore fs %s: xattr %s",
+							    e->path, k);
 				}
 				o += (uint32_t)(kl + 5 + vl);
 			}

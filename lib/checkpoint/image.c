@@ -45,7 +45,7 @@ static void crc_init(void)
 }
 
 __attribute__((target("sse4.2"))) static uint32_t crc_hw_run(uint32_t c, const uint8_t *p,
-							      size_t len)
+							     size_t len)
 {
 	uint64_t c64 = c;
 	while (len && ((uintptr_t)p & 7)) {
@@ -93,8 +93,8 @@ struct ck_async {
 	const void *p;
 	size_t len;
 	bool busy, quit;
-	int error;		/* errno of a failed write */
-	uint32_t trailer;	/* CRC to append once the job is written */
+	int error;	  /* errno of a failed write */
+	uint32_t trailer; /* CRC to append once the job is written */
 	bool have_trailer;
 };
 
@@ -285,8 +285,8 @@ int ck_writer_close(struct ck_writer *w, struct vs_error *err)
 	int r = w_wait(w, err);
 	if (r < 0)
 		return r;
-	struct ck_end e = { .nr_sections = w->nr_sections, .chain_crc = w->chain,
-			    .total_len = w->total };
+	struct ck_end e = {
+	    .nr_sections = w->nr_sections, .chain_crc = w->chain, .total_len = w->total};
 	r = ck_write_section(w, CK_SEC_END, &e, sizeof(e), NULL, 0, err);
 	if (r < 0)
 		return r;
@@ -322,13 +322,13 @@ static bool has_nul(const char *s, size_t n)
 
 /* Copy a fixed record out of an unaligned payload; the payload must hold at
  * least the record. Returns the tail after it. */
-#define TAKE(rec, p, len, what)                                                           \
-	do {                                                                              \
-		if ((len) < sizeof(rec))                                                  \
-			return vs_error_set(err, EBADMSG,                                 \
-					    "checkpoint: %s record truncated (%zu < %zu bytes)", \
-					    what, (size_t)(len), sizeof(rec));            \
-		memcpy(&(rec), (p), sizeof(rec));                                         \
+#define TAKE(rec, p, len, what)                                                                    \
+	do {                                                                                       \
+		if ((len) < sizeof(rec))                                                           \
+			return vs_error_set(err, EBADMSG,                                          \
+					    "checkpoint: %s record truncated (%zu < %zu bytes)",   \
+					    what, (size_t)(len), sizeof(rec));                     \
+		memcpy(&(rec), (p), sizeof(rec));                                                  \
 	} while (0)
 
 static int parse_section(struct ckpt_image *img, uint32_t type, const uint8_t *p, uint64_t len,
@@ -355,7 +355,8 @@ static int parse_section(struct ckpt_image *img, uint32_t type, const uint8_t *p
 			return vs_error_set(err, EBADMSG, "checkpoint: bad process record");
 		for (size_t i = 0; i < img->procs.n; i++)
 			if (img->procs.v[i].pid == r.pid)
-				return vs_error_set(err, EBADMSG, "checkpoint: pid %d twice", r.pid);
+				return vs_error_set(err, EBADMSG, "checkpoint: pid %d twice",
+						    r.pid);
 		ck_vec_push(&img->procs, r);
 		return 0;
 	}
@@ -381,7 +382,8 @@ static int parse_section(struct ckpt_image *img, uint32_t type, const uint8_t *p
 	case CK_SEC_PAGES: {
 		struct ck_pages_r r;
 		TAKE(r.h, p, len, "pages");
-		if (len - sizeof(r.h) != r.h.len || (r.h.addr & 4095) || r.h.addr + r.h.len < r.h.addr)
+		if (len - sizeof(r.h) != r.h.len || (r.h.addr & 4095) ||
+		    r.h.addr + r.h.len < r.h.addr)
 			return vs_error_set(err, EBADMSG, "checkpoint: bad pages record");
 		r.data = p + sizeof(r.h);
 		ck_vec_push(&img->pages, r);
@@ -391,11 +393,13 @@ static int parse_section(struct ckpt_image *img, uint32_t type, const uint8_t *p
 		struct ck_file r;
 		TAKE(r, p, len, "file");
 		if (len != sizeof(r) || !has_nul(r.path, sizeof(r.path)) ||
-		    r.sk_name_len > sizeof(r.sk_name) || r.kind < CK_F_REG || r.kind > CK_F_SIGNALFD)
+		    r.sk_name_len > sizeof(r.sk_name) || r.kind < CK_F_REG ||
+		    r.kind > CK_F_SIGNALFD)
 			return vs_error_set(err, EBADMSG, "checkpoint: bad file record");
 		for (size_t i = 0; i < img->files.n; i++)
 			if (img->files.v[i].id == r.id)
-				return vs_error_set(err, EBADMSG, "checkpoint: file id %u twice", r.id);
+				return vs_error_set(err, EBADMSG, "checkpoint: file id %u twice",
+						    r.id);
 		ck_vec_push(&img->files, r);
 		return 0;
 	}
@@ -466,7 +470,8 @@ static int parse_section(struct ckpt_image *img, uint32_t type, const uint8_t *p
 		if (S_ISBLK(r.h.mode) || (S_ISCHR(r.h.mode) && r.h.rdev != 0) ||
 		    (!S_ISREG(r.h.mode) && !S_ISDIR(r.h.mode) && !S_ISLNK(r.h.mode) &&
 		     !S_ISCHR(r.h.mode) && !S_ISFIFO(r.h.mode) && !S_ISSOCK(r.h.mode)))
-			return vs_error_set(err, EBADMSG, "checkpoint: fs entry: refused file type %#o",
+			return vs_error_set(err, EBADMSG,
+					    "checkpoint: fs entry: refused file type %#o",
 					    r.h.mode & S_IFMT);
 		/* relative, no "..", no empty components: extraction stays inside */
 		if (r.path[0] == '/' || strstr(r.path, "//"))
@@ -491,8 +496,9 @@ static int parse_section(struct ckpt_image *img, uint32_t type, const uint8_t *p
 		TAKE(r.h, p, len, "fs data");
 		r.data = p + sizeof(r.h);
 		r.len = len - sizeof(r.h);
-		if (!img->fs_n || r.h.entry != img->fs_n - 1 || !S_ISREG(img->fs[r.h.entry].h.mode) ||
-		    r.h.off > img->fs[r.h.entry].h.size || r.len > img->fs[r.h.entry].h.size - r.h.off)
+		if (!img->fs_n || r.h.entry != img->fs_n - 1 ||
+		    !S_ISREG(img->fs[r.h.entry].h.mode) || r.h.off > img->fs[r.h.entry].h.size ||
+		    r.len > img->fs[r.h.entry].h.size - r.h.off)
 			return vs_error_set(err, EBADMSG, "checkpoint: bad fs data record");
 		if (img->fsd_n == img->fsd_cap) {
 			img->fsd_cap = img->fsd_cap ? img->fsd_cap * 2 : 64;
@@ -534,8 +540,9 @@ static int validate(struct ckpt_image *img, struct vs_error *err)
 			if (img->procs.v[j].pid == pr->ppid)
 				found = true;
 		if (!found)
-			return vs_error_set(err, EBADMSG, "checkpoint: pid %d: parent %d not before it",
-					    pr->pid, pr->ppid);
+			return vs_error_set(err, EBADMSG,
+					    "checkpoint: pid %d: parent %d not before it", pr->pid,
+					    pr->ppid);
 	}
 	for (size_t i = 0; i < img->threads.n; i++) {
 		const struct ck_proc *pr = ck_image_proc(img, img->threads.v[i].t.pid);
@@ -552,11 +559,13 @@ static int validate(struct ckpt_image *img, struct vs_error *err)
 		bool inside = false;
 		for (size_t j = 0; j < img->vmas.n && !inside; j++) {
 			const struct ck_vma *v = &img->vmas.v[j];
-			inside = v->pid == pg->pid && pg->addr >= v->start && pg->addr + pg->len <= v->end;
+			inside = v->pid == pg->pid && pg->addr >= v->start &&
+				 pg->addr + pg->len <= v->end;
 		}
 		if (!inside)
 			return vs_error_set(err, EBADMSG,
-					    "checkpoint: pages %#" PRIx64 "+%" PRIu64 " of pid %d outside its vmas",
+					    "checkpoint: pages %#" PRIx64 "+%" PRIu64
+					    " of pid %d outside its vmas",
 					    pg->addr, pg->len, pg->pid);
 	}
 	for (size_t i = 0; i < img->fds.n; i++) {
@@ -565,8 +574,9 @@ static int validate(struct ckpt_image *img, struct vs_error *err)
 		for (size_t j = 0; j < img->files.n && !ok; j++)
 			ok = img->files.v[j].id == f->file_id;
 		if (!ok || !ck_image_proc(img, f->pid))
-			return vs_error_set(err, EBADMSG, "checkpoint: fd %d of pid %d: bad reference",
-					    f->fd, f->pid);
+			return vs_error_set(err, EBADMSG,
+					    "checkpoint: fd %d of pid %d: bad reference", f->fd,
+					    f->pid);
 	}
 	return 0;
 }
@@ -576,16 +586,19 @@ int ckpt_image_parse(const void *buf, size_t len, struct ckpt_image **out, struc
 	const uint8_t *p = buf;
 	*out = NULL;
 	if (len < 16 || memcmp(p, CK_MAGIC, 8) != 0)
-		return vs_error_set(err, EBADMSG, "checkpoint: not a vslice checkpoint (bad magic)");
+		return vs_error_set(err, EBADMSG,
+				    "checkpoint: not a vslice checkpoint (bad magic)");
 	uint32_t version;
 	memcpy(&version, p + 8, 4);
 	if (version != CK_VERSION)
-		return vs_error_set(err, EPROTONOSUPPORT, "checkpoint: format version %u, expected %u",
-				    version, CK_VERSION);
+		return vs_error_set(err, EPROTONOSUPPORT,
+				    "checkpoint: format version %u, expected %u", version,
+				    CK_VERSION);
 	uint32_t flags;
 	memcpy(&flags, p + 12, 4);
 	if (flags != 0)
-		return vs_error_set(err, EPROTONOSUPPORT, "checkpoint: unknown stream flags %#x", flags);
+		return vs_error_set(err, EPROTONOSUPPORT, "checkpoint: unknown stream flags %#x",
+				    flags);
 	struct ckpt_image *img = vs_xcalloc(1, sizeof(*img));
 	size_t off = 16;
 	uint32_t chain = 0, nsec = 0;
@@ -593,7 +606,8 @@ int ckpt_image_parse(const void *buf, size_t len, struct ckpt_image **out, struc
 	int r = 0;
 	while (off < len && !saw_end) {
 		if (len - off < 20) {
-			r = vs_error_set(err, EBADMSG, "checkpoint: truncated section header at %zu", off);
+			r = vs_error_set(err, EBADMSG,
+					 "checkpoint: truncated section header at %zu", off);
 			goto fail;
 		}
 		uint32_t type;
@@ -602,15 +616,17 @@ int ckpt_image_parse(const void *buf, size_t len, struct ckpt_image **out, struc
 		memcpy(&slen, p + off + 8, 8);
 		if (slen > len - off - 20) {
 			r = vs_error_set(err, EBADMSG,
-					 "checkpoint: section %u at %zu: length %" PRIu64 " past the end",
+					 "checkpoint: section %u at %zu: length %" PRIu64
+					 " past the end",
 					 type, off, slen);
 			goto fail;
 		}
 		uint32_t want, crc = ck_crc32c(0, p + off, 16 + slen);
 		memcpy(&want, p + off + 16 + slen, 4);
 		if (crc != want) {
-			r = vs_error_set(err, EBADMSG, "checkpoint: section %u at %zu: checksum mismatch",
-					 type, off);
+			r = vs_error_set(err, EBADMSG,
+					 "checkpoint: section %u at %zu: checksum mismatch", type,
+					 off);
 			goto fail;
 		}
 		const uint8_t *payload = p + off + 16;
@@ -624,13 +640,15 @@ int ckpt_image_parse(const void *buf, size_t len, struct ckpt_image **out, struc
 			if (e.nr_sections != nsec || e.chain_crc != chain || e.total_len != off) {
 				r = vs_error_set(err, EBADMSG,
 						 "checkpoint: end record does not match the stream "
-						 "(%u sections, %u read)", e.nr_sections, nsec);
+						 "(%u sections, %u read)",
+						 e.nr_sections, nsec);
 				goto fail;
 			}
 			saw_end = true;
 		} else {
 			if (!saw_header && type != CK_SEC_HEADER) {
-				r = vs_error_set(err, EBADMSG, "checkpoint: first section is not the header");
+				r = vs_error_set(err, EBADMSG,
+						 "checkpoint: first section is not the header");
 				goto fail;
 			}
 			r = parse_section(img, type, payload, slen, &saw_header, err);
@@ -642,7 +660,8 @@ int ckpt_image_parse(const void *buf, size_t len, struct ckpt_image **out, struc
 		off += 20 + slen;
 	}
 	if (!saw_end) {
-		r = vs_error_set(err, EBADMSG, "checkpoint: stream ends without an end record (truncated)");
+		r = vs_error_set(err, EBADMSG,
+				 "checkpoint: stream ends without an end record (truncated)");
 		goto fail;
 	}
 	img->nr_sections = nsec;
@@ -737,10 +756,22 @@ const struct ck_proc *ck_image_proc(const struct ckpt_image *img, pid_t pid)
 	return NULL;
 }
 
-pid_t ckpt_image_root_pid(const struct ckpt_image *img) { return (pid_t)img->hdr.root_pid; }
-int64_t ckpt_image_monotonic_ns(const struct ckpt_image *img) { return img->hdr.mono_ns; }
-int64_t ckpt_image_boottime_ns(const struct ckpt_image *img) { return img->hdr.boot_ns; }
-const char *ckpt_image_name(const struct ckpt_image *img) { return img->hdr.name; }
+pid_t ckpt_image_root_pid(const struct ckpt_image *img)
+{
+	return (pid_t)img->hdr.root_pid;
+}
+int64_t ckpt_image_monotonic_ns(const struct ckpt_image *img)
+{
+	return img->hdr.mono_ns;
+}
+int64_t ckpt_image_boottime_ns(const struct ckpt_image *img)
+{
+	return img->hdr.boot_ns;
+}
+const char *ckpt_image_name(const struct ckpt_image *img)
+{
+	return img->hdr.name;
+}
 
 const void *ckpt_image_extra(const struct ckpt_image *img, size_t *len)
 {
@@ -755,19 +786,21 @@ void ckpt_stats_format(const struct ckpt_stats *s, char *buf, size_t len)
 {
 	if (!s->dump_ns && s->restore_ns) {
 		snprintf(buf, len,
-			 "restore %.2f ms (stubs ready after %.2f ms, %" PRIu64 " injected syscalls, %" PRIu64
-			 " pages written)",
-			 s->restore_ns / 1e6, s->forking_ns / 1e6, s->injected_syscalls, s->pages_written);
+			 "restore %.2f ms (stubs ready after %.2f ms, %" PRIu64
+			 " injected syscalls, %" PRIu64 " pages written)",
+			 s->restore_ns / 1e6, s->forking_ns / 1e6, s->injected_syscalls,
+			 s->pages_written);
 		return;
 	}
 	double mib = s->bytes_written / 1048576.0;
 	double secs = s->memdump_ns / 1e9;
 	snprintf(buf, len,
-		 "procs %u threads %u vmas %u fds %u | check %.2f ms freeze %.2f ms frozen %.2f ms dump %.2f ms "
+		 "procs %u threads %u vmas %u fds %u | check %.2f ms freeze %.2f ms frozen %.2f ms "
+		 "dump %.2f ms "
 		 "(memory %.2f ms, %.1f MiB/s) | pages scanned %" PRIu64 " written %" PRIu64
 		 " | %.2f MiB | restore %.2f ms (forking %.2f ms, %" PRIu64 " injected syscalls)",
-		 s->nr_procs, s->nr_threads, s->nr_vmas, s->nr_fds, s->check_ns / 1e6, s->freeze_ns / 1e6,
-		 s->frozen_ns / 1e6, s->dump_ns / 1e6, s->memdump_ns / 1e6,
+		 s->nr_procs, s->nr_threads, s->nr_vmas, s->nr_fds, s->check_ns / 1e6,
+		 s->freeze_ns / 1e6, s->frozen_ns / 1e6, s->dump_ns / 1e6, s->memdump_ns / 1e6,
 		 secs > 0 ? s->pages_written * 4096.0 / 1048576.0 / secs : 0.0, s->pages_scanned,
 		 s->pages_written, mib, s->restore_ns / 1e6, s->forking_ns / 1e6,
 		 s->injected_syscalls);
@@ -776,15 +809,17 @@ void ckpt_stats_format(const struct ckpt_stats *s, char *buf, size_t len)
 int ckpt_stats_write_json(const char *path, const struct ckpt_stats *s, struct vs_error *err)
 {
 	char buf[1024];
-	int n = snprintf(buf, sizeof(buf),
-			 "{\n  \"check_time_ns\": %" PRIu64 ",\n  \"freezing_time_ns\": %" PRIu64 ",\n  \"frozen_time_ns\": %" PRIu64
-			 ",\n  \"dump_time_ns\": %" PRIu64 ",\n  \"memdump_time_ns\": %" PRIu64
-			 ",\n  \"pages_scanned\": %" PRIu64 ",\n  \"pages_written\": %" PRIu64
-			 ",\n  \"bytes_written\": %" PRIu64 ",\n  \"restore_time_ns\": %" PRIu64
-			 ",\n  \"forking_time_ns\": %" PRIu64 ",\n  \"injected_syscalls\": %" PRIu64
-			 ",\n  \"processes\": %u,\n  \"threads\": %u,\n  \"vmas\": %u,\n  \"fds\": %u\n}\n",
-			 s->check_ns, s->freeze_ns, s->frozen_ns, s->dump_ns, s->memdump_ns, s->pages_scanned,
-			 s->pages_written, s->bytes_written, s->restore_ns, s->forking_ns,
-			 s->injected_syscalls, s->nr_procs, s->nr_threads, s->nr_vmas, s->nr_fds);
+	int n = snprintf(
+	    buf, sizeof(buf),
+	    "{\n  \"check_time_ns\": %" PRIu64 ",\n  \"freezing_time_ns\": %" PRIu64
+	    ",\n  \"frozen_time_ns\": %" PRIu64 ",\n  \"dump_time_ns\": %" PRIu64
+	    ",\n  \"memdump_time_ns\": %" PRIu64 ",\n  \"pages_scanned\": %" PRIu64
+	    ",\n  \"pages_written\": %" PRIu64 ",\n  \"bytes_written\": %" PRIu64
+	    ",\n  \"restore_time_ns\": %" PRIu64 ",\n  \"forking_time_ns\": %" PRIu64
+	    ",\n  \"injected_syscalls\": %" PRIu64
+	    ",\n  \"processes\": %u,\n  \"threads\": %u,\n  \"vmas\": %u,\n  \"fds\": %u\n}\n",
+	    s->check_ns, s->freeze_ns, s->frozen_ns, s->dump_ns, s->memdump_ns, s->pages_scanned,
+	    s->pages_written, s->bytes_written, s->restore_ns, s->forking_ns, s->injected_syscalls,
+	    s->nr_procs, s->nr_threads, s->nr_vmas, s->nr_fds);
 	return vs_write_file_atomic(path, buf, (size_t)n, 0644, err);
 }

@@ -70,7 +70,7 @@ int ck_wait_stop(pid_t tid, struct vs_error *err)
 
 int ck_getregs(pid_t tid, uint64_t regs[27], struct vs_error *err)
 {
-	struct iovec iov = { regs, 27 * 8 };
+	struct iovec iov = {regs, 27 * 8};
 	if (ptrace(PTRACE_GETREGSET, tid, NT_PRSTATUS, &iov) < 0)
 		return vs_error_sys(err, errno, "task %d: PTRACE_GETREGSET", tid);
 	return 0;
@@ -78,14 +78,14 @@ int ck_getregs(pid_t tid, uint64_t regs[27], struct vs_error *err)
 
 int ck_setregs(pid_t tid, const uint64_t regs[27], struct vs_error *err)
 {
-	struct iovec iov = { (void *)regs, 27 * 8 };
+	struct iovec iov = {(void *)regs, 27 * 8};
 	if (ptrace(PTRACE_SETREGSET, tid, NT_PRSTATUS, &iov) < 0)
 		return vs_error_sys(err, errno, "task %d: PTRACE_SETREGSET", tid);
 	return 0;
 }
 
-long ck_syscall(struct ck_inject *in, long nr, uint64_t a1, uint64_t a2, uint64_t a3,
-		uint64_t a4, uint64_t a5, uint64_t a6, struct vs_error *err)
+long ck_syscall(struct ck_inject *in, long nr, uint64_t a1, uint64_t a2, uint64_t a3, uint64_t a4,
+		uint64_t a5, uint64_t a6, struct vs_error *err)
 {
 	int r;
 	if (!in->have_saved) {
@@ -110,20 +110,27 @@ long ck_syscall(struct ck_inject *in, long nr, uint64_t a1, uint64_t a2, uint64_
 		(*in->counter)++;
 	int sig = 0;
 	for (;;) {
-		if (ptrace(PTRACE_CONT, in->tid, 0, sig) < 0)
-			{ vs_error_sys(err, errno, "task %d: inject syscall %ld: PTRACE_CONT",
-					    in->tid, nr); return CK_EINJECT; }
+		if (ptrace(PTRACE_CONT, in->tid, 0, sig) < 0) {
+			vs_error_sys(err, errno, "task %d: inject syscall %ld: PTRACE_CONT",
+				     in->tid, nr);
+			return CK_EINJECT;
+		}
 		int status;
 		pid_t w;
 		do
 			w = waitpid(in->tid, &status, __WALL);
 		while (w < 0 && errno == EINTR);
-		if (w < 0)
-			{ vs_error_sys(err, errno, "task %d: inject syscall %ld: waitpid", in->tid, nr); return CK_EINJECT; }
-		if (WIFEXITED(status) || WIFSIGNALED(status))
-			{ vs_error_set(err, ESRCH, "task %d: died in injected syscall %ld (%s %d)",
-					    in->tid, nr, WIFEXITED(status) ? "exit" : "signal",
-					    WIFEXITED(status) ? WEXITSTATUS(status) : WTERMSIG(status)); return CK_EINJECT; }
+		if (w < 0) {
+			vs_error_sys(err, errno, "task %d: inject syscall %ld: waitpid", in->tid,
+				     nr);
+			return CK_EINJECT;
+		}
+		if (WIFEXITED(status) || WIFSIGNALED(status)) {
+			vs_error_set(err, ESRCH, "task %d: died in injected syscall %ld (%s %d)",
+				     in->tid, nr, WIFEXITED(status) ? "exit" : "signal",
+				     WIFEXITED(status) ? WEXITSTATUS(status) : WTERMSIG(status));
+			return CK_EINJECT;
+		}
 		if (!WIFSTOPPED(status))
 			continue;
 		int s = WSTOPSIG(status);
@@ -136,9 +143,13 @@ long ck_syscall(struct ck_inject *in, long nr, uint64_t a1, uint64_t a2, uint64_
 		if (s == SIGSEGV || s == SIGBUS || s == SIGILL) {
 			uint64_t cur[27];
 			ck_getregs(in->tid, cur, NULL);
-			{ vs_error_set(err, EFAULT,
-					    "task %d: injected syscall %ld faulted (signal %d at rip %#lx)",
-					    in->tid, nr, s, (unsigned long)cur[R_RIP]); return CK_EINJECT; }
+			{
+				vs_error_set(
+				    err, EFAULT,
+				    "task %d: injected syscall %ld faulted (signal %d at rip %#lx)",
+				    in->tid, nr, s, (unsigned long)cur[R_RIP]);
+				return CK_EINJECT;
+			}
 		}
 		/* Some other signal: drop it (the task blocks everything meanwhile). */
 		sig = 0;

@@ -49,8 +49,8 @@
 #include "vslice/util.h"
 
 #ifndef PR_TIMER_CREATE_RESTORE_IDS
-#define PR_TIMER_CREATE_RESTORE_IDS 77
-#define PR_TIMER_CREATE_RESTORE_IDS_ON 1
+#define PR_TIMER_CREATE_RESTORE_IDS	77
+#define PR_TIMER_CREATE_RESTORE_IDS_ON	1
 #define PR_TIMER_CREATE_RESTORE_IDS_OFF 0
 #endif
 #ifndef PTRACE_GET_RSEQ_CONFIGURATION
@@ -60,9 +60,9 @@
 #define RSEQ_FLAG_UNREGISTER 1
 #endif
 
-#define READY_COMM "vs-ckpt-stub"
+#define READY_COMM   "vs-ckpt-stub"
 #define SCRATCH_SIZE (64u * 1024)
-#define TASK_TOP 0x7ffffffff000ull
+#define TASK_TOP     0x7ffffffff000ull
 
 /* The park loop. rip-2 at the PTRACE_INTERRUPT stop is the gadget
  * "syscall; int3" the host uses for its first injected syscalls. */
@@ -72,7 +72,7 @@ __asm__(".text\n"
 	".globl ck_park\n"
 	".type ck_park,@function\n"
 	"ck_park:\n"
-	"1:	mov $34, %eax\n"	/* pause */
+	"1:	mov $34, %eax\n" /* pause */
 	"	syscall\n"
 	"	int3\n"
 	"	jmp 1b\n"
@@ -80,10 +80,10 @@ __asm__(".text\n"
 	".globl ck_clone3_thread\n"
 	".type ck_clone3_thread,@function\n"
 	"ck_clone3_thread:\n"
-	"	mov $435, %eax\n"	/* clone3 */
+	"	mov $435, %eax\n" /* clone3 */
 	"	syscall\n"
 	"	test %rax, %rax\n"
-	"	jz ck_park\n"		/* the new thread parks on its tiny stack */
+	"	jz ck_park\n" /* the new thread parks on its tiny stack */
 	"	ret\n"
 	".size ck_clone3_thread, .-ck_clone3_thread\n");
 
@@ -94,7 +94,7 @@ __asm__(".text\n"
 struct stub_ctx {
 	const struct ckpt_image *img;
 	struct ck_pool pool;
-	int mapbase;		/* exe fd at mapbase, file vma k at mapbase + 1 + k */
+	int mapbase; /* exe fd at mapbase, file vma k at mapbase + 1 + k */
 };
 
 static int stub_map_fds(struct stub_ctx *c, const struct ck_proc *p, struct vs_error *err)
@@ -112,21 +112,24 @@ static int stub_map_fds(struct stub_ctx *c, const struct ck_proc *p, struct vs_e
 		const struct ck_vma *v = &img->vmas.v[i];
 		if (v->pid != p->pid)
 			continue;
-		if (v->kind != CK_VMA_FILE && v->kind != CK_VMA_FILE_SHARED && v->kind != CK_VMA_SHARED)
+		if (v->kind != CK_VMA_FILE && v->kind != CK_VMA_FILE_SHARED &&
+		    v->kind != CK_VMA_SHARED)
 			continue;
 		int target = c->mapbase + 1 + k++;
 		int fd = -1;
 		if (v->kind == CK_VMA_FILE)
 			fd = open(v->path, O_RDONLY | O_CLOEXEC);
 		else if (v->kind == CK_VMA_FILE_SHARED)
-			fd = open(v->path, ((v->prot & PROT_WRITE) ? O_RDWR : O_RDONLY) | O_CLOEXEC);
+			fd =
+			    open(v->path, ((v->prot & PROT_WRITE) ? O_RDWR : O_RDONLY) | O_CLOEXEC);
 		else if (v->kind == CK_VMA_SHARED) {
 			int m = ck_pool_shm_fd(&c->pool, v->shm_id);
 			fd = m >= 0 ? dup(m) : -1;
 		} else
 			continue;
 		if (fd < 0)
-			return vs_error_sys(err, errno, "pid %d: open mapped file %s", p->pid, v->path);
+			return vs_error_sys(err, errno, "pid %d: open mapped file %s", p->pid,
+					    v->path);
 		if (dup2(fd, target) < 0) {
 			close(fd);
 			return vs_error_sys(err, errno, "pid %d: dup2 mapped file", p->pid);
@@ -139,8 +142,8 @@ static int stub_map_fds(struct stub_ctx *c, const struct ck_proc *p, struct vs_e
 static pid_t clone3_pid(pid_t want, unsigned long flags)
 {
 	pid_t tid = want;
-	struct clone_args a = { .flags = flags, .exit_signal = SIGCHLD,
-				.set_tid = (uintptr_t)&tid, .set_tid_size = 1 };
+	struct clone_args a = {
+	    .flags = flags, .exit_signal = SIGCHLD, .set_tid = (uintptr_t)&tid, .set_tid_size = 1};
 	return (pid_t)syscall(SYS_clone3, &a, sizeof(a));
 }
 
@@ -148,7 +151,7 @@ static void stub_zombie(const struct ck_proc *p)
 {
 	int st = p->exit_status;
 	if (WIFSIGNALED(st)) {
-		struct rlimit rl = { 0, 0 };
+		struct rlimit rl = {0, 0};
 		setrlimit(RLIMIT_CORE, &rl);
 		signal(WTERMSIG(st), SIG_DFL);
 		sigset_t m;
@@ -176,7 +179,8 @@ static int stub_children(struct stub_ctx *c, const struct ck_proc *p, struct vs_
 			continue;
 		pid_t r = clone3_pid(ch->pid, 0);
 		if (r < 0)
-			return vs_error_sys(err, errno, "pid %d: clone3 child with pid %d", p->pid, ch->pid);
+			return vs_error_sys(err, errno, "pid %d: clone3 child with pid %d", p->pid,
+					    ch->pid);
 		if (r == 0) {
 			struct vs_error e2;
 			stub_proc(c, ch, &e2);
@@ -233,7 +237,7 @@ static int stub_proc(struct stub_ctx *c, const struct ck_proc *p, struct vs_erro
 		if (s == SIGKILL || s == SIGSTOP)
 			continue;
 		const struct ck_sigact *sa = &p->sigact[s - 1];
-		struct k_sigaction ka = { sa->handler, sa->flags, sa->restorer, sa->mask };
+		struct k_sigaction ka = {sa->handler, sa->flags, sa->restorer, sa->mask};
 		syscall(SYS_rt_sigaction, s, &ka, NULL, 8);
 	}
 	/* POSIX timers with their ids, disarmed; the host arms them last */
@@ -243,8 +247,10 @@ static int stub_proc(struct stub_ctx *c, const struct ck_proc *p, struct vs_erro
 		if (t->pid != p->pid)
 			continue;
 		if (!restore_ids) {
-			if (prctl(PR_TIMER_CREATE_RESTORE_IDS, PR_TIMER_CREATE_RESTORE_IDS_ON, 0, 0, 0) < 0)
-				return vs_error_sys(err, errno, "pid %d: PR_TIMER_CREATE_RESTORE_IDS", p->pid);
+			if (prctl(PR_TIMER_CREATE_RESTORE_IDS, PR_TIMER_CREATE_RESTORE_IDS_ON, 0, 0,
+				  0) < 0)
+				return vs_error_sys(err, errno,
+						    "pid %d: PR_TIMER_CREATE_RESTORE_IDS", p->pid);
 			restore_ids = true;
 		}
 		struct sigevent sev;
@@ -261,12 +267,13 @@ static int stub_proc(struct stub_ctx *c, const struct ck_proc *p, struct vs_erro
 			sev.sigev_notify = SIGEV_SIGNAL;
 		}
 		if (syscall(SYS_timer_create, t->clockid, &sev, &id) < 0)
-			return vs_error_sys(err, errno, "pid %d: timer_create(id %d)", p->pid, t->id);
+			return vs_error_sys(err, errno, "pid %d: timer_create(id %d)", p->pid,
+					    t->id);
 	}
 	if (restore_ids)
 		prctl(PR_TIMER_CREATE_RESTORE_IDS, PR_TIMER_CREATE_RESTORE_IDS_OFF, 0, 0, 0);
 	for (int i = 0; i < 16; i++) {
-		struct rlimit rl = { p->rlim[i][0], p->rlim[i][1] };
+		struct rlimit rl = {p->rlim[i][0], p->rlim[i][1]};
 		if (i == RLIMIT_NOFILE || (!rl.rlim_cur && !rl.rlim_max))
 			continue;
 		setrlimit(i, &rl);
@@ -278,17 +285,19 @@ static int stub_proc(struct stub_ctx *c, const struct ck_proc *p, struct vs_erro
 			continue;
 		static char stacks[64][256] __attribute__((aligned(16)));
 		pid_t tid = t->tid;
-		struct clone_args a = {
-			.flags = CLONE_VM | CLONE_FS | CLONE_FILES | CLONE_SIGHAND | CLONE_THREAD |
-				 CLONE_SYSVSEM,
-			.stack = (uintptr_t)stacks[i % 64], .stack_size = 256,
-			.set_tid = (uintptr_t)&tid, .set_tid_size = 1 };
+		struct clone_args a = {.flags = CLONE_VM | CLONE_FS | CLONE_FILES | CLONE_SIGHAND |
+						CLONE_THREAD | CLONE_SYSVSEM,
+				       .stack = (uintptr_t)stacks[i % 64],
+				       .stack_size = 256,
+				       .set_tid = (uintptr_t)&tid,
+				       .set_tid_size = 1};
 		long rr = ck_clone3_thread(&a, sizeof(a));
 		if (rr < 0)
-			return vs_error_sys(err, (int)-rr, "pid %d: clone3 thread %d", p->pid, t->tid);
+			return vs_error_sys(err, (int)-rr, "pid %d: clone3 thread %d", p->pid,
+					    t->tid);
 	}
 	{
-		struct rlimit rl = { p->rlim[RLIMIT_NOFILE][0], p->rlim[RLIMIT_NOFILE][1] };
+		struct rlimit rl = {p->rlim[RLIMIT_NOFILE][0], p->rlim[RLIMIT_NOFILE][1]};
 		if (rl.rlim_cur)
 			setrlimit(RLIMIT_NOFILE, &rl);
 	}
@@ -300,7 +309,8 @@ int ckpt_restore_stub(const struct ckpt_image *img, struct vs_error *err)
 {
 	const struct ck_proc *root = ck_image_proc(img, (pid_t)img->hdr.root_pid);
 	if (getpid() != root->pid)
-		return vs_error_set(err, EINVAL, "restore stub: running as pid %d, checkpoint root is %d",
+		return vs_error_set(err, EINVAL,
+				    "restore stub: running as pid %d, checkpoint root is %d",
 				    getpid(), root->pid);
 	int maxfd = 2;
 	for (size_t i = 0; i < img->fds.n; i++)
@@ -319,7 +329,7 @@ int ckpt_restore_stub(const struct ckpt_image *img, struct vs_error *err)
 			setrlimit(RLIMIT_NOFILE, &rl);
 		}
 	}
-	struct stub_ctx c = { .img = img };
+	struct stub_ctx c = {.img = img};
 	/* the pool may not overlap the map fds: keep them apart */
 	int r = ck_pool_create(img, base + 4096, &c.pool, err);
 	if (r < 0)
@@ -397,7 +407,7 @@ int ckpt_find_child_nspid(pid_t parent_hpid, pid_t nspid, unsigned timeout_ms, p
 			}
 		}
 		free(c);
-		struct timespec ts = { 0, 2000000 };
+		struct timespec ts = {0, 2000000};
 		nanosleep(&ts, NULL);
 	} while (vs_now_ns() < until);
 	return vs_error_set(err, ETIMEDOUT, "no child of %d with pid %d in its namespace",
@@ -443,13 +453,15 @@ static int r_collect(struct restorer *R, pid_t root_hpid, unsigned timeout_ms, s
 				else {
 					/* parent is earlier in the image */
 					for (size_t k = 0; k < i; k++)
-						if (R->procs[k].img->pid == p->img->ppid && R->procs[k].hpid) {
+						if (R->procs[k].img->pid == p->img->ppid &&
+						    R->procs[k].hpid) {
 							pid_t *c;
 							size_t n;
 							children_of(R->procs[k].hpid, &c, &n);
 							for (size_t j = 0; j < n; j++) {
 								pid_t ns;
-								if (ck_nspid(c[j], &ns) == 0 && ns == p->img->pid)
+								if (ck_nspid(c[j], &ns) == 0 &&
+								    ns == p->img->pid)
 									p->hpid = c[j];
 							}
 							free(c);
@@ -462,13 +474,15 @@ static int r_collect(struct restorer *R, pid_t root_hpid, unsigned timeout_ms, s
 			if (p->img->state == CK_ZOMBIE ? s == 'Z' : comm_is(p->hpid, READY_COMM))
 				ready++;
 			else if (s == 'Z' || s == '?')
-				return vs_error_set(err, ECHILD, "restore: stub for pid %d died", p->img->pid);
+				return vs_error_set(err, ECHILD, "restore: stub for pid %d died",
+						    p->img->pid);
 		}
 		if (ready == R->n)
 			return 0;
 		if (vs_now_ns() > until)
-			return vs_error_set(err, ETIMEDOUT, "restore: %zu of %zu processes ready", ready, R->n);
-		struct timespec ts = { 0, 1000000 };
+			return vs_error_set(err, ETIMEDOUT, "restore: %zu of %zu processes ready",
+					    ready, R->n);
+		struct timespec ts = {0, 1000000};
 		nanosleep(&ts, NULL);
 	}
 }
@@ -507,8 +521,8 @@ static int r_seize(struct restorer *R, struct r_proc *p, struct vs_error *err)
 	}
 	for (size_t j = 0; j < p->nthr; j++) {
 		if (!p->thr[j].hpid)
-			return vs_error_set(err, ESRCH, "restore pid %d: thread %d missing", p->img->pid,
-					    p->thr[j].img->t.tid);
+			return vs_error_set(err, ESRCH, "restore pid %d: thread %d missing",
+					    p->img->pid, p->thr[j].img->t.tid);
 		int r = ck_seize(p->thr[j].hpid, true, err);
 		if (r < 0)
 			return r;
@@ -524,27 +538,26 @@ static int r_seize(struct restorer *R, struct r_proc *p, struct vs_error *err)
 
 static int wr(pid_t pid, uint64_t addr, const void *buf, size_t len)
 {
-	struct iovec l = { (void *)buf, len }, rm = { (void *)addr, len };
+	struct iovec l = {(void *)buf, len}, rm = {(void *)addr, len};
 	return process_vm_writev(pid, &l, 1, &rm, 1, 0) == (ssize_t)len ? 0 : -EFAULT;
 }
 
-#define SYS(in, nr, a, b, c_, d_, e_, f_)                                              \
-	({                                                                             \
-		long _ret = ck_syscall((in), (nr), (uint64_t)(a), (uint64_t)(b),       \
-				       (uint64_t)(c_), (uint64_t)(d_), (uint64_t)(e_), \
-				       (uint64_t)(f_), err);                          \
-		_ret;                                                                  \
+#define SYS(in, nr, a, b, c_, d_, e_, f_)                                                          \
+	({                                                                                         \
+		long _ret = ck_syscall((in), (nr), (uint64_t)(a), (uint64_t)(b), (uint64_t)(c_),   \
+				       (uint64_t)(d_), (uint64_t)(e_), (uint64_t)(f_), err);       \
+		_ret;                                                                              \
 	})
 
 /* Check a syscall result; injection failures are already in err. */
-#define CHECK(expr, fmt, ...)                                                                  \
-	do {                                                                                   \
-		long _v = (expr);                                                              \
-		if (_v < 0 && _v >= -4095)                                                     \
-			return vs_error_sys(err, (int)-_v, "restore pid %d: " fmt, p->img->pid,   \
-					    ##__VA_ARGS__);                                    \
-		if (_v == CK_EINJECT)                                                          \
-			return -err->code;                                                     \
+#define CHECK(expr, fmt, ...)                                                                      \
+	do {                                                                                       \
+		long _v = (expr);                                                                  \
+		if (_v < 0 && _v >= -4095)                                                         \
+			return vs_error_sys(err, (int)-_v, "restore pid %d: " fmt, p->img->pid,    \
+					    ##__VA_ARGS__);                                        \
+		if (_v == CK_EINJECT)                                                              \
+			return -err->code;                                                         \
 	} while (0)
 
 static bool overlaps(uint64_t s, uint64_t e, uint64_t s2, uint64_t e2)
@@ -572,7 +585,8 @@ static int pick_scratch(struct restorer *R, struct r_proc *p, uint64_t *out, str
 		bool bad = false;
 		for (size_t i = 0; i < R->img->vmas.n && !bad; i++) {
 			const struct ck_vma *v = &R->img->vmas.v[i];
-			bad = v->pid == p->img->pid && overlaps(cand, ce, v->start, v->end + 0x100000);
+			bad = v->pid == p->img->pid &&
+			      overlaps(cand, ce, v->start, v->end + 0x100000);
 		}
 		for (size_t i = 0; i < nc && !bad; i++)
 			bad = overlaps(cand, ce, cur[i][0], cur[i][1]);
@@ -581,11 +595,13 @@ static int pick_scratch(struct restorer *R, struct r_proc *p, uint64_t *out, str
 			return 0;
 		}
 	}
-	return vs_error_set(err, ENOMEM, "restore pid %d: no hole for the scratch page", p->img->pid);
+	return vs_error_set(err, ENOMEM, "restore pid %d: no hole for the scratch page",
+			    p->img->pid);
 }
 
 /* Pages of one vma from the image, written with batched process_vm_writev. */
-static int r_fill(struct restorer *R, struct r_proc *p, const struct ck_vma *v, struct vs_error *err)
+static int r_fill(struct restorer *R, struct r_proc *p, const struct ck_vma *v,
+		  struct vs_error *err)
 {
 	struct iovec liov[64], riov[64];
 	int n = 0;
@@ -594,8 +610,8 @@ static int r_fill(struct restorer *R, struct r_proc *p, const struct ck_vma *v, 
 		bool take = pg && pg->h.pid == p->img->pid && pg->h.addr >= v->start &&
 			    pg->h.addr + pg->h.len <= v->end;
 		if (take) {
-			liov[n] = (struct iovec){ (void *)pg->data, pg->h.len };
-			riov[n] = (struct iovec){ (void *)pg->h.addr, pg->h.len };
+			liov[n] = (struct iovec){(void *)pg->data, pg->h.len};
+			riov[n] = (struct iovec){(void *)pg->h.addr, pg->h.len};
 			n++;
 		}
 		if (n && (n == 64 || !pg)) {
@@ -610,12 +626,14 @@ static int r_fill(struct restorer *R, struct r_proc *p, const struct ck_vma *v, 
 				snprintf(path, sizeof(path), "/proc/%d/mem", p->hpid);
 				cleanup_close int mfd = open(path, O_WRONLY | O_CLOEXEC);
 				for (int k = 0; k < n; k++)
-					if (mfd < 0 || pwrite(mfd, liov[k].iov_base, liov[k].iov_len,
-							      (off_t)(uintptr_t)riov[k].iov_base) !=
-							       (ssize_t)liov[k].iov_len)
-						return vs_error_sys(err, errno ? errno : EIO,
-								    "restore pid %d: write pages at %p",
-								    p->img->pid, riov[k].iov_base);
+					if (mfd < 0 ||
+					    pwrite(mfd, liov[k].iov_base, liov[k].iov_len,
+						   (off_t)(uintptr_t)riov[k].iov_base) !=
+						(ssize_t)liov[k].iov_len)
+						return vs_error_sys(
+						    err, errno ? errno : EIO,
+						    "restore pid %d: write pages at %p",
+						    p->img->pid, riov[k].iov_base);
 			}
 			R->st->pages_written += want / 4096;
 			n = 0;
@@ -624,12 +642,14 @@ static int r_fill(struct restorer *R, struct r_proc *p, const struct ck_vma *v, 
 	return 0;
 }
 
-static bool vma_has_pages(struct restorer *R, struct r_proc *p, const struct ck_vma *v, uint64_t *bytes)
+static bool vma_has_pages(struct restorer *R, struct r_proc *p, const struct ck_vma *v,
+			  uint64_t *bytes)
 {
 	*bytes = 0;
 	for (size_t i = 0; i < R->img->pages.n; i++) {
 		const struct ck_pages_r *pg = &R->img->pages.v[i];
-		if (pg->h.pid == p->img->pid && pg->h.addr >= v->start && pg->h.addr + pg->h.len <= v->end)
+		if (pg->h.pid == p->img->pid && pg->h.addr >= v->start &&
+		    pg->h.addr + pg->h.len <= v->end)
 			*bytes += pg->h.len;
 	}
 	return *bytes > 0;
@@ -638,7 +658,7 @@ static bool vma_has_pages(struct restorer *R, struct r_proc *p, const struct ck_
 /* vdso sizes of this kernel (from our own maps) must match the dumped ones */
 static int check_vdso(struct restorer *R, struct r_proc *p, struct vs_error *err)
 {
-	uint64_t mine[3] = { 0 }, theirs[3] = { 0 };
+	uint64_t mine[3] = {0}, theirs[3] = {0};
 	cleanup_fclose FILE *f = fopen("/proc/self/maps", "re");
 	char line[4096 + 128];
 	while (f && fgets(line, sizeof(line), f)) {
@@ -680,7 +700,8 @@ struct prctl_mm_map_k {
 	uint32_t exe_fd;
 };
 
-static int r_memory(struct restorer *R, struct r_proc *p, struct ck_inject *in, struct vs_error *err)
+static int r_memory(struct restorer *R, struct r_proc *p, struct ck_inject *in,
+		    struct vs_error *err)
 {
 	const struct ckpt_image *img = R->img;
 	const struct ck_proc *pi = p->img;
@@ -691,7 +712,7 @@ static int r_memory(struct restorer *R, struct r_proc *p, struct ck_inject *in, 
 	struct {
 		uint64_t ptr;
 		uint32_t size, sig, flags, pad;
-	} rc = { 0 };
+	} rc = {0};
 	if (ptrace(PTRACE_GET_RSEQ_CONFIGURATION, p->thr[0].hpid, sizeof(rc), &rc) > 0 && rc.ptr)
 		CHECK(SYS(in, SYS_rseq, rc.ptr, rc.size, RSEQ_FLAG_UNREGISTER, rc.sig, 0, 0),
 		      "unregister stub rseq");
@@ -702,7 +723,7 @@ static int r_memory(struct restorer *R, struct r_proc *p, struct ck_inject *in, 
 	long v = SYS(in, SYS_mmap, S, SCRATCH_SIZE, PROT_READ | PROT_WRITE | PROT_EXEC,
 		     MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE, -1, 0);
 	CHECK(v, "mmap scratch");
-	static const uint8_t gadget[4] = { 0x0f, 0x05, 0xcc, 0xcc };
+	static const uint8_t gadget[4] = {0x0f, 0x05, 0xcc, 0xcc};
 	if (wr(p->hpid, S, gadget, sizeof(gadget)) < 0)
 		return vs_error_sys(err, errno, "restore pid %d: write gadget", pi->pid);
 	in->gadget = S;
@@ -759,20 +780,30 @@ static int r_memory(struct restorer *R, struct r_proc *p, struct ck_inject *in, 
 			filekind ? vm->pgoff : 0);
 		CHECK(v, "mmap %#" PRIx64 "-%#" PRIx64 " %s", vm->start, vm->end, vm->path);
 		if ((uint64_t)v != vm->start)
-			return vs_error_set(err, EFAULT, "restore pid %d: mmap landed at %#lx", pi->pid, v);
+			return vs_error_set(err, EFAULT, "restore pid %d: mmap landed at %#lx",
+					    pi->pid, v);
 		if (has && (r = r_fill(R, p, vm, err)) < 0)
 			return r;
 		if (prot != (int)vm->prot)
-			CHECK(SYS(in, SYS_mprotect, vm->start, vm->end - vm->start, vm->prot, 0, 0, 0),
+			CHECK(SYS(in, SYS_mprotect, vm->start, vm->end - vm->start, vm->prot, 0, 0,
+				  0),
 			      "mprotect %#" PRIx64, vm->start);
 	}
 	/* 6. mm fields: heap, stack, args, env, auxv, exe */
-	struct prctl_mm_map_k mm = {
-		.start_code = pi->start_code, .end_code = pi->end_code, .start_data = pi->start_data,
-		.end_data = pi->end_data, .start_brk = pi->start_brk, .brk = pi->brk,
-		.start_stack = pi->start_stack, .arg_start = pi->arg_start, .arg_end = pi->arg_end,
-		.env_start = pi->env_start, .env_end = pi->env_end, .auxv = S + 2048,
-		.auxv_size = pi->auxv_len, .exe_fd = pi->exe[0] ? (uint32_t)mapbase : (uint32_t)-1 };
+	struct prctl_mm_map_k mm = {.start_code = pi->start_code,
+				    .end_code = pi->end_code,
+				    .start_data = pi->start_data,
+				    .end_data = pi->end_data,
+				    .start_brk = pi->start_brk,
+				    .brk = pi->brk,
+				    .start_stack = pi->start_stack,
+				    .arg_start = pi->arg_start,
+				    .arg_end = pi->arg_end,
+				    .env_start = pi->env_start,
+				    .env_end = pi->env_end,
+				    .auxv = S + 2048,
+				    .auxv_size = pi->auxv_len,
+				    .exe_fd = pi->exe[0] ? (uint32_t)mapbase : (uint32_t)-1};
 	if (wr(p->hpid, S + 1024, &mm, sizeof(mm)) < 0 ||
 	    wr(p->hpid, S + 2048, pi->auxv, pi->auxv_len ? pi->auxv_len : 8) < 0)
 		return vs_error_sys(err, errno, "restore pid %d: write mm map", pi->pid);
@@ -791,8 +822,8 @@ static int r_memory(struct restorer *R, struct r_proc *p, struct ck_inject *in, 
 static int r_thread_state(struct restorer *R, struct r_proc *p, struct r_thread *t,
 			  struct vs_error *err)
 {
-	struct ck_inject in = { .tid = t->hpid, .gadget = p->scratch,
-				.counter = &R->st->injected_syscalls };
+	struct ck_inject in = {
+	    .tid = t->hpid, .gadget = p->scratch, .counter = &R->st->injected_syscalls};
 	const struct ck_thread *ti = &t->img->t;
 	uint64_t S = p->scratch + 4096;
 	CHECK(SYS(&in, SYS_set_tid_address, ti->tid_address, 0, 0, 0, 0, 0), "set_tid_address");
@@ -802,8 +833,9 @@ static int r_thread_state(struct restorer *R, struct r_proc *p, struct r_thread 
 	if (ti->rseq_addr)
 		CHECK(SYS(&in, SYS_rseq, ti->rseq_addr, ti->rseq_len, 0, ti->rseq_sig, 0, 0),
 		      "rseq tid %d", ti->tid);
-	stack_t ss = { .ss_sp = (void *)(uintptr_t)ti->ss_sp, .ss_size = ti->ss_size,
-		       .ss_flags = ti->ss_flags & ~SS_ONSTACK };
+	stack_t ss = {.ss_sp = (void *)(uintptr_t)ti->ss_sp,
+		      .ss_size = ti->ss_size,
+		      .ss_flags = ti->ss_flags & ~SS_ONSTACK};
 	if (ti->ss_size && !(ti->ss_flags & SS_DISABLE)) {
 		wr(p->hpid, S, &ss, sizeof(ss));
 		CHECK(SYS(&in, SYS_sigaltstack, S, 0, 0, 0, 0, 0), "sigaltstack tid %d", ti->tid);
@@ -824,7 +856,8 @@ static int r_thread_state(struct restorer *R, struct r_proc *p, struct r_thread 
 			CHECK(SYS(&in, SYS_rt_sigqueueinfo, p->img->pid, sig, S + 1024, 0, 0, 0),
 			      "queue signal %d", sig);
 		else if (!si->shared && si->tid == ti->tid)
-			CHECK(SYS(&in, SYS_rt_tgsigqueueinfo, p->img->pid, ti->tid, sig, S + 1024, 0, 0),
+			CHECK(SYS(&in, SYS_rt_tgsigqueueinfo, p->img->pid, ti->tid, sig, S + 1024,
+				  0, 0),
 			      "queue signal %d to tid %d", sig, ti->tid);
 	}
 	return 0;
@@ -845,7 +878,7 @@ static int r_proc_final(struct restorer *R, struct r_proc *p, struct ck_inject *
 		const struct ck_timer *t = &R->img->timers.v[i];
 		if (t->pid != pi->pid || (!t->val_sec && !t->val_nsec))
 			continue;
-		int64_t its[4] = { t->int_sec, t->int_nsec, t->val_sec, t->val_nsec };
+		int64_t its[4] = {t->int_sec, t->int_nsec, t->val_sec, t->val_nsec};
 		wr(p->hpid, S, its, sizeof(its));
 		CHECK(SYS(in, SYS_timer_settime, t->id, 0, S, 0, 0, 0), "timer_settime %d", t->id);
 	}
@@ -876,9 +909,10 @@ static int r_proc_final(struct restorer *R, struct r_proc *p, struct ck_inject *
 				uint16_t len;
 				uint16_t pad[3];
 				uint64_t filter;
-			} prog = { (uint16_t)sc->h.nr_insns, { 0 }, S + 64 };
+			} prog = {(uint16_t)sc->h.nr_insns, {0}, S + 64};
 			if (64 + sc->h.nr_insns * 8ull > SCRATCH_SIZE - 8192)
-				return vs_error_set(err, E2BIG, "restore pid %d: seccomp filter too big", pi->pid);
+				return vs_error_set(
+				    err, E2BIG, "restore pid %d: seccomp filter too big", pi->pid);
 			wr(p->hpid, S, &prog, sizeof(prog));
 			wr(p->hpid, S + 64, sc->insns, sc->h.nr_insns * 8ull);
 			/* TSYNC keeps every thread on the same filter */
@@ -898,12 +932,13 @@ static int r_proc_final(struct restorer *R, struct r_proc *p, struct ck_inject *
 	}
 	for (int cap = 0; cap < 64; cap++)
 		if ((cur_bnd & ~pi->cap_bnd) & (1ull << cap))
-			CHECK(SYS(in, SYS_prctl, PR_CAPBSET_DROP, cap, 0, 0, 0, 0), "drop cap %d", cap);
-	struct __user_cap_header_struct hdr = { _LINUX_CAPABILITY_VERSION_3, 0 };
+			CHECK(SYS(in, SYS_prctl, PR_CAPBSET_DROP, cap, 0, 0, 0, 0), "drop cap %d",
+			      cap);
+	struct __user_cap_header_struct hdr = {_LINUX_CAPABILITY_VERSION_3, 0};
 	struct __user_cap_data_struct data[2] = {
-		{ (uint32_t)pi->cap_eff, (uint32_t)pi->cap_prm, (uint32_t)pi->cap_inh },
-		{ (uint32_t)(pi->cap_eff >> 32), (uint32_t)(pi->cap_prm >> 32),
-		  (uint32_t)(pi->cap_inh >> 32) },
+	    {(uint32_t)pi->cap_eff, (uint32_t)pi->cap_prm, (uint32_t)pi->cap_inh},
+	    {(uint32_t)(pi->cap_eff >> 32), (uint32_t)(pi->cap_prm >> 32),
+	     (uint32_t)(pi->cap_inh >> 32)},
 	};
 	wr(p->hpid, S, &hdr, sizeof(hdr));
 	wr(p->hpid, S + 64, data, sizeof(data));
@@ -935,18 +970,21 @@ static int r_drop_scratch(struct r_proc *p, struct vs_error *err)
 		return r;
 	for (int stop = 0; stop < 2; stop++) {
 		if (ptrace(PTRACE_SYSCALL, tid, 0, 0) < 0)
-			return vs_error_sys(err, errno, "restore pid %d: PTRACE_SYSCALL", p->img->pid);
+			return vs_error_sys(err, errno, "restore pid %d: PTRACE_SYSCALL",
+					    p->img->pid);
 		int status;
 		for (;;) {
 			if (waitpid(tid, &status, __WALL) < 0) {
 				if (errno == EINTR)
 					continue;
-				return vs_error_sys(err, errno, "restore pid %d: waitpid", p->img->pid);
+				return vs_error_sys(err, errno, "restore pid %d: waitpid",
+						    p->img->pid);
 			}
 			break;
 		}
 		if (!WIFSTOPPED(status) || WSTOPSIG(status) != (SIGTRAP | 0x80))
-			return vs_error_set(err, EIO, "restore pid %d: unexpected stop %#x unmapping scratch",
+			return vs_error_set(err, EIO,
+					    "restore pid %d: unexpected stop %#x unmapping scratch",
 					    p->img->pid, status);
 	}
 	ck_getregs(tid, regs, NULL);
@@ -967,9 +1005,10 @@ static int r_final_regs(struct r_proc *p, struct vs_error *err)
 		if (r < 0)
 			return r;
 		if (t->t.xstate_len) {
-			struct iovec iov = { (void *)t->xstate, t->t.xstate_len };
+			struct iovec iov = {(void *)t->xstate, t->t.xstate_len};
 			if (ptrace(PTRACE_SETREGSET, p->thr[j].hpid, NT_X86_XSTATE, &iov) < 0)
-				return vs_error_sys(err, errno, "restore tid %d: SETREGSET xstate", t->t.tid);
+				return vs_error_sys(err, errno, "restore tid %d: SETREGSET xstate",
+						    t->t.tid);
 		}
 		uint64_t mask = t->t.sigmask;
 		if (ptrace(PTRACE_SETSIGMASK, p->thr[j].hpid, sizeof(mask), &mask) < 0)
@@ -999,7 +1038,7 @@ int ckpt_restore_finish(const struct ckpt_image *img, pid_t root_hpid, unsigned 
 	if (!st)
 		st = &dummy;
 	uint64_t t0 = vs_now_ns();
-	struct restorer R = { .img = img, .st = st };
+	struct restorer R = {.img = img, .st = st};
 	int r = r_collect(&R, root_hpid, timeout_ms, err);
 	st->forking_ns = vs_now_ns() - t0;
 	for (size_t i = 0; r >= 0 && i < R.n; i++)
@@ -1029,21 +1068,25 @@ int ckpt_restore_finish(const struct ckpt_image *img, pid_t root_hpid, unsigned 
 		errno = 0;
 		long word = ptrace(PTRACE_PEEKTEXT, p->thr[0].hpid, regs[R_RIP] - 2, 0);
 		if (errno || (word & 0xffffff) != 0xcc050f) {
-			r = vs_error_set(err, EIO, "restore pid %d: stub not parked at its gadget (rip %#lx)",
+			r = vs_error_set(err, EIO,
+					 "restore pid %d: stub not parked at its gadget (rip %#lx)",
 					 p->img->pid, (long)regs[R_RIP]);
 			break;
 		}
-		struct ck_inject in = { .tid = p->thr[0].hpid, .gadget = regs[R_RIP] - 2,
-					.counter = &st->injected_syscalls };
+		struct ck_inject in = {.tid = p->thr[0].hpid,
+				       .gadget = regs[R_RIP] - 2,
+				       .counter = &st->injected_syscalls};
 		cpu_set_t their;
-		bool pin_them = pinned && sched_getaffinity(p->thr[0].hpid, sizeof(their), &their) == 0 &&
+		bool pin_them = pinned &&
+				sched_getaffinity(p->thr[0].hpid, sizeof(their), &their) == 0 &&
 				sched_setaffinity(p->thr[0].hpid, sizeof(one), &one) == 0;
 		r = r_memory(&R, p, &in, err);
 		for (size_t j = 0; r >= 0 && j < p->nthr; j++)
 			r = r_thread_state(&R, p, &p->thr[j], err);
 		if (r >= 0) {
-			struct ck_inject in2 = { .tid = p->thr[0].hpid, .gadget = p->scratch,
-						 .counter = &st->injected_syscalls };
+			struct ck_inject in2 = {.tid = p->thr[0].hpid,
+						.gadget = p->scratch,
+						.counter = &st->injected_syscalls};
 			r = r_proc_final(&R, p, &in2, err);
 		}
 		if (r >= 0)

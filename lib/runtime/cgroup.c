@@ -365,7 +365,8 @@ static int signal_batch(struct cgroup *cg, const pid_t *pids, size_t n, int sig,
 	struct pidvec now = {0};
 	r = collect_pids(cg, &now, err);
 	for (size_t i = 0; r == 0 && i < n; i++) {
-		if (fds[i] < 0 || !now.n || !bsearch(&pids[i], now.v, now.n, sizeof(pid_t), cmp_pid) ||
+		if (fds[i] < 0 || !now.n ||
+		    !bsearch(&pids[i], now.v, now.n, sizeof(pid_t), cmp_pid) ||
 		    pid_is_dead(pids[i]))
 			continue;
 		if (pidfd_send_signal(fds[i], sig, NULL, 0) < 0) {

@@ -62,7 +62,8 @@ static int scan_claims(const char *dir, uint8_t *bitmap, bool reclaim, struct vs
 			continue;
 		cleanup_free char *owner = NULL;
 		struct vs_error ignore;
-		if (reclaim && vs_read_file_at(dirfd(d), de->d_name, 4096, &owner, NULL, &ignore) == 0) {
+		if (reclaim &&
+		    vs_read_file_at(dirfd(d), de->d_name, 4096, &owner, NULL, &ignore) == 0) {
 			owner[strcspn(owner, "\n")] = '\0';
 			struct stat st;
 			if (owner[0] == '/' && stat(owner, &st) < 0 && errno == ENOENT) {

@@ -217,7 +217,8 @@ static int mask_paths(const char *root, struct vs_error *err)
 		if (lstat(p, &st) < 0 || !S_ISDIR(st.st_mode))
 			continue;
 		int m = first[0] ? mount(first, p, NULL, MS_BIND, NULL)
-				 : mount("tmpfs", p, "tmpfs", MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC,
+				 : mount("tmpfs", p, "tmpfs",
+					 MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC,
 					 "size=0,mode=000");
 		if (m < 0)
 			return vs_error_sys(err, errno, "mask /%s", masked_dirs[i]);

@@ -252,8 +252,8 @@ static int set_time_offsets(int fd, int64_t mono, int64_t boot, struct vs_error 
 	long long ms, mn, bs, bn;
 	split_ns(mono, &ms, &mn);
 	split_ns(boot, &bs, &bn);
-	int n = snprintf(buf, sizeof(buf), "monotonic %lld %lld\nboottime %lld %lld\n", ms, mn, bs,
-			 bn);
+	int n =
+	    snprintf(buf, sizeof(buf), "monotonic %lld %lld\nboottime %lld %lld\n", ms, mn, bs, bn);
 	if (fd < 0 || write(fd, buf, (size_t)n) != n)
 		return vs_error_sys(err, fd < 0 ? EBADF : errno, "write /proc/self/timens_offsets");
 	return 0;
@@ -298,7 +298,8 @@ static int launcher_run(const struct sliver_config *c, int sfd, bool in_cgroup,
 		flags |= CLONE_NEWNET;
 	if (unshare(flags) < 0)
 		return vs_error_sys(err, errno, "unshare(namespaces)");
-	if ((r = set_time_offsets(timens_fd, c->monotonic_offset_ns, c->boottime_offset_ns, err)) < 0)
+	if ((r = set_time_offsets(timens_fd, c->monotonic_offset_ns, c->boottime_offset_ns, err)) <
+	    0)
 		return vs_error_wrap(err, "time namespace offsets");
 	const char *hn = c->hostname && *c->hostname ? c->hostname : c->name;
 	if (sethostname(hn, strlen(hn)) < 0)

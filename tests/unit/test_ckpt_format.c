@@ -33,7 +33,7 @@ static uint8_t *build(size_t *len, bool bad_fd_ref, bool pages_outside)
 	struct vs_error err;
 	struct ck_writer w;
 	assert_int_equal(ck_writer_open(&w, fd, &err), 0);
-	struct ck_header h = { .root_pid = 2, .nr_procs = 1, .mono_ns = 123456789 };
+	struct ck_header h = {.root_pid = 2, .nr_procs = 1, .mono_ns = 123456789};
 	snprintf(h.name, sizeof(h.name), "c1");
 	assert_int_equal(ck_write_section(&w, CK_SEC_HEADER, &h, sizeof(h), NULL, 0, &err), 0);
 	const char spec[] = "{\"name\":\"c1\"}";
@@ -46,23 +46,25 @@ static uint8_t *build(size_t *len, bool bad_fd_ref, bool pages_outside)
 	snprintf(p->cwd, sizeof(p->cwd), "/tmp");
 	assert_int_equal(ck_write_section(&w, CK_SEC_PROC, p, sizeof(*p), NULL, 0, &err), 0);
 	free(p);
-	struct ck_thread t = { .pid = 2, .tid = 2, .xstate_len = 16 };
+	struct ck_thread t = {.pid = 2, .tid = 2, .xstate_len = 16};
 	t.regs[R_RIP] = 0x401000;
-	uint8_t xs[16] = { 1, 2, 3 };
-	assert_int_equal(ck_write_section(&w, CK_SEC_THREAD, &t, sizeof(t), xs, sizeof(xs), &err), 0);
-	struct ck_vma v = { .pid = 2, .kind = CK_VMA_ANON, .start = 0x10000, .end = 0x14000,
-			    .prot = 3 };
+	uint8_t xs[16] = {1, 2, 3};
+	assert_int_equal(ck_write_section(&w, CK_SEC_THREAD, &t, sizeof(t), xs, sizeof(xs), &err),
+			 0);
+	struct ck_vma v = {
+	    .pid = 2, .kind = CK_VMA_ANON, .start = 0x10000, .end = 0x14000, .prot = 3};
 	assert_int_equal(ck_write_section(&w, CK_SEC_VMA, &v, sizeof(v), NULL, 0, &err), 0);
-	struct ck_pages pg = { .pid = 2, .addr = pages_outside ? 0x20000 : 0x11000, .len = 4096 };
+	struct ck_pages pg = {.pid = 2, .addr = pages_outside ? 0x20000 : 0x11000, .len = 4096};
 	uint8_t page[4096];
 	memset(page, 0xab, sizeof(page));
-	assert_int_equal(ck_write_section(&w, CK_SEC_PAGES, &pg, sizeof(pg), page, sizeof(page), &err), 0);
-	struct ck_file f = { .id = 1, .kind = CK_F_REG, .pos = 7 };
+	assert_int_equal(
+	    ck_write_section(&w, CK_SEC_PAGES, &pg, sizeof(pg), page, sizeof(page), &err), 0);
+	struct ck_file f = {.id = 1, .kind = CK_F_REG, .pos = 7};
 	snprintf(f.path, sizeof(f.path), "/tmp/x");
 	assert_int_equal(ck_write_section(&w, CK_SEC_FILE, &f, sizeof(f), NULL, 0, &err), 0);
-	struct ck_fd fr = { .pid = 2, .fd = 3, .file_id = bad_fd_ref ? 9 : 1 };
+	struct ck_fd fr = {.pid = 2, .fd = 3, .file_id = bad_fd_ref ? 9 : 1};
 	assert_int_equal(ck_write_section(&w, CK_SEC_FD, &fr, sizeof(fr), NULL, 0, &err), 0);
-	struct ck_data d = { .kind = CK_D_PIPE, .id = 1, .len = 5 };
+	struct ck_data d = {.kind = CK_D_PIPE, .id = 1, .len = 5};
 	assert_int_equal(ck_write_section(&w, CK_SEC_DATA, &d, sizeof(d), "hello", 5, &err), 0);
 	assert_int_equal(ck_writer_close(&w, &err), 0);
 	ck_writer_free(&w);
@@ -251,7 +253,7 @@ static uint8_t *build_fs(size_t *len, const char *evil)
 	struct vs_error err;
 	struct ck_writer w;
 	assert_int_equal(ck_writer_open(&w, fd, &err), 0);
-	struct ck_header h = { .root_pid = 2, .nr_procs = 1 };
+	struct ck_header h = {.root_pid = 2, .nr_procs = 1};
 	assert_int_equal(ck_write_section(&w, CK_SEC_HEADER, &h, sizeof(h), NULL, 0, &err), 0);
 	struct ck_proc *p = calloc(1, sizeof(*p));
 	p->pid = 2;
@@ -262,24 +264,28 @@ static uint8_t *build_fs(size_t *len, const char *evil)
 		mode_t mode;
 		const char *data;
 	} ents[] = {
-		{ evil ? evil : "a", "", S_IFDIR | 0750, NULL },
-		{ "a/f", "", S_IFREG | 0640, "hello" },
-		{ "a/l", "f", S_IFLNK | 0777, NULL },
+	    {evil ? evil : "a", "", S_IFDIR | 0750, NULL},
+	    {"a/f", "", S_IFREG | 0640, "hello"},
+	    {"a/l", "f", S_IFLNK | 0777, NULL},
 	};
 	for (size_t i = 0; i < 3; i++) {
-		struct ck_fsentry e = { .mode = ents[i].mode, .uid = 100000 + 5, .gid = 100000 + 6,
-					.path_len = (uint32_t)strlen(ents[i].path) + 1,
-					.link_len = (uint32_t)strlen(ents[i].link) + 1,
-					.size = ents[i].data ? strlen(ents[i].data) : 0 };
+		struct ck_fsentry e = {.mode = ents[i].mode,
+				       .uid = 100000 + 5,
+				       .gid = 100000 + 6,
+				       .path_len = (uint32_t)strlen(ents[i].path) + 1,
+				       .link_len = (uint32_t)strlen(ents[i].link) + 1,
+				       .size = ents[i].data ? strlen(ents[i].data) : 0};
 		char tail[256];
 		memcpy(tail, ents[i].path, e.path_len);
 		memcpy(tail + e.path_len, ents[i].link, e.link_len);
 		assert_int_equal(ck_write_section(&w, CK_SEC_FSENTRY, &e, sizeof(e), tail,
-						  e.path_len + e.link_len, &err), 0);
+						  e.path_len + e.link_len, &err),
+				 0);
 		if (ents[i].data) {
-			struct ck_fsdata d = { .entry = i, .off = 0 };
-			assert_int_equal(ck_write_section(&w, CK_SEC_FSDATA, &d, sizeof(d), ents[i].data,
-							  e.size, &err), 0);
+			struct ck_fsdata d = {.entry = i, .off = 0};
+			assert_int_equal(ck_write_section(&w, CK_SEC_FSDATA, &d, sizeof(d),
+							  ents[i].data, e.size, &err),
+					 0);
 		}
 	}
 	assert_int_equal(ck_writer_close(&w, &err), 0);
@@ -323,7 +329,7 @@ static void test_fs_delta(void **state)
 	assert_int_equal(vs_rm_rf(dir, &err), 0);
 	ckpt_image_free(img);
 	free(buf);
-	const char *evil[] = { "../x", "/abs", "a/../../b", "a//b", "." };
+	const char *evil[] = {"../x", "/abs", "a/../../b", "a//b", "."};
 	for (size_t i = 0; i < VS_ARRAY_SIZE(evil); i++) {
 		buf = build_fs(&len, evil[i]);
 		if (ckpt_image_parse(buf, len, &img, &err) == 0)
@@ -338,7 +344,7 @@ static void test_stats_json(void **state)
 	int fd = mkstemp(path);
 	assert_true(fd >= 0);
 	close(fd);
-	struct ckpt_stats st = { .freeze_ns = 1, .pages_written = 42, .nr_procs = 3 };
+	struct ckpt_stats st = {.freeze_ns = 1, .pages_written = 42, .nr_procs = 3};
 	struct vs_error err;
 	assert_int_equal(ckpt_stats_write_json(path, &st, &err), 0);
 	char *text = NULL;
@@ -352,16 +358,16 @@ static void test_stats_json(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_crc32c_vector),
-		cmocka_unit_test(test_round_trip),
-		cmocka_unit_test(test_every_flipped_byte),
-		cmocka_unit_test(test_every_truncation),
-		cmocka_unit_test(test_dropped_and_repeated_section),
-		cmocka_unit_test(test_magic_and_version),
-		cmocka_unit_test(test_dangling_references),
-		cmocka_unit_test(test_read_from_pipe),
-		cmocka_unit_test(test_fs_delta),
-		cmocka_unit_test(test_stats_json),
+	    cmocka_unit_test(test_crc32c_vector),
+	    cmocka_unit_test(test_round_trip),
+	    cmocka_unit_test(test_every_flipped_byte),
+	    cmocka_unit_test(test_every_truncation),
+	    cmocka_unit_test(test_dropped_and_repeated_section),
+	    cmocka_unit_test(test_magic_and_version),
+	    cmocka_unit_test(test_dangling_references),
+	    cmocka_unit_test(test_read_from_pipe),
+	    cmocka_unit_test(test_fs_delta),
+	    cmocka_unit_test(test_stats_json),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -96,7 +96,8 @@ static void test_stale_claim_reclaimed(void **state)
 	assert_int_equal(vs_mkdir_p(claims, 0700, &err), 0);
 	for (uint32_t i = 0; i < IDRANGE_SLOTS; i++) {
 		char *p = vs_xasprintf("%s/%u", claims, i);
-		char *line = vs_xasprintf("%s\n", i == 7 ? "/nonexistent/vslice/slices/gone" : live);
+		char *line =
+		    vs_xasprintf("%s\n", i == 7 ? "/nonexistent/vslice/slices/gone" : live);
 		FILE *f = fopen(p, "w");
 		assert_non_null(f);
 		fputs(line, f);
