@@ -133,6 +133,7 @@ fuzz: all
 	@bash tests/fuzz/run.sh 300
 
 test: deps all
+	@$(MAKE) --no-print-directory format-check
 	@$(MAKE) --no-print-directory unit
 	@$(MAKE) --no-print-directory unit-asan
 	@$(MAKE) --no-print-directory integration
@@ -155,7 +156,7 @@ install: all
 format:
 	clang-format -i $(LIB_SRCS) $(CTL_SRCS) $(UNIT_SRCS) include/vslice/*.h
 format-check:
-	clang-format --dry-run --Werror $(LIB_SRCS) $(CTL_SRCS) $(UNIT_SRCS) include/vslice/*.h
+	@clang-format --dry-run --Werror $(LIB_SRCS) $(CTL_SRCS) $(UNIT_SRCS) include/vslice/*.h
 
 clean:
 	rm -rf $(BUILD)
