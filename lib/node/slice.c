@@ -142,26 +142,28 @@ static int save_state(const char *root, const char *name, const struct slice_sta
 	return write_json_file(root, name, "state.json", state_to_json(st), false, err);
 }
 
+/* A slice's JSON state file, at most 1 MiB (caller frees *text). */
+static int read_slice_file(const char *root, const char *name, const char *file, char **text,
+			   struct vs_error *err)
+{
+	cleanup_free char *p = slice_file(root, name, file);
+	return vs_read_file(p, 1 << 20, text, NULL, err);
+}
+
 static int read_spec(const char *root, const char *name, struct slice_spec *spec,
 		     struct vs_error *err)
 {
-	cleanup_free char *p = slice_file(root, name, "spec.json");
 	cleanup_free char *text = NULL;
-	int r = vs_read_file(p, 1 << 20, &text, NULL, err);
-	if (r < 0)
-		return r;
-	return spec_from_json(text, name, spec, err);
+	int r = read_slice_file(root, name, "spec.json", &text, err);
+	return r < 0 ? r : spec_from_json(text, name, spec, err);
 }
 
 static int read_state(const char *root, const char *name, struct slice_state *st,
 		      struct vs_error *err)
 {
-	cleanup_free char *p = slice_file(root, name, "state.json");
 	cleanup_free char *text = NULL;
-	int r = vs_read_file(p, 1 << 20, &text, NULL, err);
-	if (r < 0)
-		return r;
-	return state_from_json(text, st, err);
+	int r = read_slice_file(root, name, "state.json", &text, err);
+	return r < 0 ? r : state_from_json(text, st, err);
 }
 
 /* Is pid (with this start time) the PID 1 of this slice? */
