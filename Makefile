@@ -10,17 +10,20 @@ PREFIX   ?= /usr/local
 BUILD    ?= build
 DEPS_PKGS = build-essential pkg-config libseccomp-dev libcap-dev libjansson-dev libcmocka-dev \
             libarchive-dev nettle-dev busybox-static clang libclang-rt-14-dev iproute2 \
-            runc bubblewrap hyperfine util-linux procps clang-format python3
-PKG_LIBS  = libseccomp libcap jansson libarchive nettle
+            runc bubblewrap hyperfine util-linux procps clang-format python3 \
+            libmicrohttpd-dev libcurl4-openssl-dev libsqlite3-dev sqlite3
+PKG_LIBS  = libseccomp libcap jansson libarchive nettle libmicrohttpd libcurl sqlite3
 
 WARN     = -Wall -Wextra -Werror -Wshadow -Wno-unused-parameter -Wformat=2 -Wno-format-nonliteral
 CFLAGS_BASE = -std=gnu11 -D_GNU_SOURCE -Iinclude -I$(BUILD)/gen $(WARN) -g -fno-strict-aliasing
 CFLAGS  ?= -O2
-LDLIBS   = $(shell pkg-config --libs $(PKG_LIBS) 2>/dev/null || echo -lseccomp -lcap -ljansson -larchive -lnettle) -pthread -ldl
+LDLIBS   = $(shell pkg-config --libs $(PKG_LIBS) 2>/dev/null || echo -lseccomp -lcap -ljansson -larchive -lnettle -lmicrohttpd -lcurl -lsqlite3) -pthread -ldl
 SAN      = -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
 
 LIB_SRCS   = $(sort $(wildcard lib/*/*.c))
 CTL_SRCS   = $(sort $(wildcard cmd/slicectl/*.c))
+REG_SRCS   = $(sort $(wildcard cmd/registry/*.c))
+NM_SRCS    = $(sort $(wildcard cmd/nodemgr/*.c))
 UNIT_SRCS  = $(sort $(wildcard tests/unit/test_*.c))
 POLICIES   = $(sort $(wildcard policies/seccomp/*.json))
 GEN_SRCS   = $(BUILD)/gen/policies.c $(BUILD)/gen/init_blob.S
@@ -30,6 +33,8 @@ OBJ_DIR  = $(BUILD)/obj
 ASAN_DIR = $(BUILD)/asan
 LIB_OBJS = $(patsubst %.c,$(OBJ_DIR)/%.o,$(LIB_SRCS)) $(OBJ_DIR)/gen/policies.o $(OBJ_DIR)/gen/init_blob.o
 CTL_OBJS = $(patsubst %.c,$(OBJ_DIR)/%.o,$(CTL_SRCS))
+REG_OBJS = $(patsubst %.c,$(OBJ_DIR)/%.o,$(REG_SRCS))
+NM_OBJS  = $(patsubst %.c,$(OBJ_DIR)/%.o,$(NM_SRCS))
 ASAN_LIB_OBJS = $(patsubst %.c,$(ASAN_DIR)/%.o,$(LIB_SRCS)) $(ASAN_DIR)/gen/policies.o $(OBJ_DIR)/gen/init_blob.o
 UNIT_BINS = $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(UNIT_SRCS))
 ASAN_UNIT_BINS = $(patsubst tests/unit/%.c,$(ASAN_DIR)/tests/%,$(UNIT_SRCS))
@@ -37,7 +42,7 @@ HELPER_SRCS = $(sort $(wildcard tests/integration/helpers/*.c tests/integration/
 HELPER_BINS = $(patsubst tests/%.c,$(BUILD)/tests/%,$(HELPER_SRCS))
 
 .PHONY: all deps test unit unit-asan integration fuzz fuzz-short run bench install clean format format-check
-all: $(BUILD)/slicectl $(BUILD)/libvslice.a
+all: $(BUILD)/slicectl $(BUILD)/vslice-registry $(BUILD)/vslice-nodemgr $(BUILD)/libvslice.a
 
 deps:
 	@missing=""; for p in $(DEPS_PKGS); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
@@ -98,9 +103,13 @@ $(ASAN_DIR)/libvslice.a: $(ASAN_LIB_OBJS)
 	ar rcs $@ $^
 
 # slicectl loads libarchive only for image import (lib/image/archive_dl.c).
-CTL_LDLIBS = $(filter-out -larchive,$(LDLIBS)) -ldl
+CTL_LDLIBS = -Wl,--as-needed $(filter-out -larchive,$(LDLIBS)) -ldl
 $(BUILD)/slicectl: $(CTL_OBJS) $(BUILD)/libvslice.a
 	$(CC) $(CFLAGS) -o $@ $(CTL_OBJS) $(BUILD)/libvslice.a $(CTL_LDLIBS)
+$(BUILD)/vslice-registry: $(REG_OBJS) $(BUILD)/libvslice.a
+	$(CC) $(CFLAGS) -o $@ $(REG_OBJS) $(BUILD)/libvslice.a $(CTL_LDLIBS)
+$(BUILD)/vslice-nodemgr: $(NM_OBJS) $(BUILD)/libvslice.a
+	$(CC) $(CFLAGS) -o $@ $(NM_OBJS) $(BUILD)/libvslice.a $(LDLIBS)
 
 $(BUILD)/tests/%: tests/unit/%.c $(BUILD)/libvslice.a
 	@mkdir -p $(dir $@)
@@ -147,6 +156,8 @@ bench: deps all
 
 install: all
 	install -D -m 0755 $(BUILD)/slicectl $(DESTDIR)$(PREFIX)/bin/slicectl
+	install -D -m 0755 $(BUILD)/vslice-registry $(DESTDIR)$(PREFIX)/bin/vslice-registry
+	install -D -m 0755 $(BUILD)/vslice-nodemgr $(DESTDIR)$(PREFIX)/bin/vslice-nodemgr
 	install -D -m 0644 $(BUILD)/libvslice.a $(DESTDIR)$(PREFIX)/lib/libvslice.a
 	install -d $(DESTDIR)$(PREFIX)/include/vslice $(DESTDIR)$(PREFIX)/share/vslice/policies/seccomp
 	install -m 0644 include/vslice/*.h $(DESTDIR)$(PREFIX)/include/vslice/
@@ -154,9 +165,9 @@ install: all
 	install -D -m 0644 docs/slicectl.1 $(DESTDIR)$(PREFIX)/share/man/man1/slicectl.1
 
 format:
-	clang-format -i $(LIB_SRCS) $(CTL_SRCS) $(UNIT_SRCS) include/vslice/*.h
+	clang-format -i $(LIB_SRCS) $(CTL_SRCS) $(REG_SRCS) $(NM_SRCS) $(UNIT_SRCS) include/vslice/*.h
 format-check:
-	@clang-format --dry-run --Werror $(LIB_SRCS) $(CTL_SRCS) $(UNIT_SRCS) include/vslice/*.h
+	@clang-format --dry-run --Werror $(LIB_SRCS) $(CTL_SRCS) $(REG_SRCS) $(NM_SRCS) $(UNIT_SRCS) include/vslice/*.h
 
 clean:
 	rm -rf $(BUILD)

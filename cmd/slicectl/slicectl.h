@@ -10,6 +10,8 @@
 #include <stdbool.h>
 #include <stdio.h>
 
+#include <jansson.h>
+
 #include "vslice/error.h"
 
 #define EXIT_VSLICE 125
@@ -31,6 +33,12 @@ int ctl_usage(const char *verb, const char *fmt, ...) __attribute__((format(prin
 bool ctl_want_help(int argc, char **argv, const char *help);
 /* Index of the first "--" in argv, or argc. */
 int ctl_split(int argc, char **argv);
+
+struct manifest;
+/* Load and validate a manifest; on failure print every error ("FILE: .path:
+ * msg") and a count (or append them to json_errors) and return 125. */
+int ctl_load_manifest(struct ctl *ctl, const char *verb, const char *file, struct manifest **out,
+		      json_t *json_errors);
 
 typedef int (*ctl_verb_fn)(struct ctl *ctl, int argc, char **argv);
 

@@ -6,15 +6,11 @@
  *   status NAME             per sliver: node, state, exit code, start/end
  *   results NAME DIR [PATH...]  copy result paths to DIR/<node>/<path>, sha256
  *
- * In local mode there is one sliver, on node "local". A submitted slice
- * keeps what the experiment verbs need later in <slice dir>/experiment.json
- * (the manifest's path and result paths); destroy removes it with the rest.
- *
- * The host side touches the slice's file system only through its overlay
- * upper dir, and always relative to a directory fd: files are placed before
- * the slice first runs, component by component with O_NOFOLLOW and O_EXCL,
- * and results are read with openat2(RESOLVE_IN_ROOT) so a symlink the slice
- * planted resolves inside the upper dir, never on the host.
+ * In local mode there is one sliver, on node "local". The slice itself is
+ * made by lib/node/experiment.c (files placed, experiment.json recorded),
+ * which vslice-nodemgr uses for each sliver in cluster mode too; result
+ * files are walked by it as well (inside the slice's root, never the host).
+ * Cluster mode (a registry) is cluster.c.
  */
 #include <dirent.h>
 #include <errno.h>
@@ -34,6 +30,7 @@
 #include <unistd.h>
 
 #include "slicectl.h"
+#include "vslice/experiment.h"
 #include "vslice/image.h"
 #include "vslice/manifest.h"
 #include "vslice/seccomp_policy.h"
@@ -41,9 +38,7 @@
 #include "vslice/units.h"
 #include "vslice/util.h"
 
-#define LOCAL_NODE	  "local"
-#define EXPERIMENT_FILE	  "experiment.json"
-#define RESULTS_DEPTH_MAX 64
+#define LOCAL_NODE "local"
 
 static void json_decref_p(json_t **j)
 {
@@ -64,18 +59,6 @@ static void errors_freep(struct manifest_errors *e)
 }
 #define cleanup_errors __attribute__((cleanup(errors_freep)))
 
-static void spec_freep(struct slice_spec *s)
-{
-	slice_spec_free(s);
-}
-#define cleanup_slice_spec __attribute__((cleanup(spec_freep)))
-
-static long sys_openat2(int dirfd, const char *path, uint64_t flags, uint64_t resolve)
-{
-	struct open_how how = {.flags = flags, .resolve = resolve};
-	return syscall(SYS_openat2, dirfd, path, &how, sizeof(how));
-}
-
 /* ------------------------------------------------------------------ */
 /* validate                                                            */
 
@@ -84,8 +67,8 @@ static long sys_openat2(int dirfd, const char *path, uint64_t flags, uint64_t re
  * a count. Policy files are also compiled here, so validate catches a broken
  * policy before submit does.
  */
-static int load_manifest(struct ctl *ctl, const char *verb, const char *file, struct manifest **out,
-			 json_t *json_errors)
+int ctl_load_manifest(struct ctl *ctl, const char *verb, const char *file, struct manifest **out,
+		      json_t *json_errors)
 {
 	cleanup_errors struct manifest_errors errs = {0};
 	cleanup_manifest struct manifest *m = NULL;
@@ -146,7 +129,7 @@ int cmd_validate(struct ctl *ctl, int argc, char **argv)
 	for (int i = optind; i < argc; i++) {
 		struct manifest *m = NULL;
 		json_t *errs = ctl->json ? json_array() : NULL;
-		if (load_manifest(ctl, "validate", argv[i], &m, errs) != 0) {
+		if (ctl_load_manifest(ctl, "validate", argv[i], &m, errs) != 0) {
 			rc = EXIT_VSLICE;
 		} else if (!ctl->json && !ctl->quiet) {
 			printf("%s: ok (slice %s, %zu file%s, %zu result%s)\n", argv[i], m->name,
@@ -171,115 +154,6 @@ int cmd_validate(struct ctl *ctl, int argc, char **argv)
 
 /* ------------------------------------------------------------------ */
 /* submit: placing files                                               */
-
-/* Host id for an id inside the slice (the runtime maps 65536 ids from id_base). */
-static uint32_t map_id(uint32_t base, uint32_t id)
-{
-	return base + (id < 65536 ? id : 65534);
-}
-
-/*
- * Write one file into the upper dir. Parent directories that the image
- * has are created with the image's mode and (mapped) owner, so placing
- * /tmp/x does not turn the slice's /tmp into a 0755 directory; others are
- * 0755 owned by the slice's root. A path whose parent is not a directory
- * in the image (a symlink like /lib -> usr/lib) is refused: a directory in
- * the upper layer would hide it.
- */
-static int place_file(int upper_fd, int image_fd, const struct manifest_file *f, uint32_t id_base,
-		      const char *image, struct vs_error *err)
-{
-	cleanup_free char *copy = vs_xstrdup(f->path + 1);
-	cleanup_close int dfd = fcntl(upper_fd, F_DUPFD_CLOEXEC, 3);
-	cleanup_close int lfd = image_fd >= 0 ? fcntl(image_fd, F_DUPFD_CLOEXEC, 3) : -1;
-	if (dfd < 0)
-		return vs_error_sys(err, errno, "%s: dup", f->path);
-	char *save = NULL;
-	char *comp = strtok_r(copy, "/", &save);
-	for (char *next; comp && (next = strtok_r(NULL, "/", &save)); comp = next) {
-		struct stat ls;
-		bool in_image = lfd >= 0 && fstatat(lfd, comp, &ls, AT_SYMLINK_NOFOLLOW) == 0;
-		if (in_image && !S_ISDIR(ls.st_mode))
-			return vs_error_set(
-			    err, ENOTDIR, "%s: \"%s\" is not a directory in image %s%s", f->path,
-			    comp, image,
-			    S_ISLNK(ls.st_mode) ? " (a symlink; use the path it points to)" : "");
-		mode_t mode = in_image ? ls.st_mode & 0777 : 0755;
-		uint32_t uid = in_image ? map_id(id_base, ls.st_uid) : id_base;
-		uint32_t gid = in_image ? map_id(id_base, ls.st_gid) : id_base;
-		if (in_image && (ls.st_mode & S_ISVTX))
-			mode |= S_ISVTX;
-		bool made = mkdirat(dfd, comp, 0700) == 0;
-		if (!made && errno != EEXIST)
-			return vs_error_sys(err, errno, "%s: mkdir %s", f->path, comp);
-		int nfd = openat(dfd, comp, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-		if (nfd < 0)
-			return vs_error_sys(err, errno, "%s: open %s", f->path, comp);
-		close(dfd);
-		dfd = nfd;
-		if (made && (fchown(dfd, uid, gid) < 0 || fchmod(dfd, mode) < 0))
-			return vs_error_sys(err, errno, "%s: chown/chmod %s", f->path, comp);
-		int nl = in_image ? openat(lfd, comp, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
-				  : -1;
-		if (lfd >= 0)
-			close(lfd);
-		lfd = nl;
-	}
-	struct stat ls;
-	if (lfd >= 0 && fstatat(lfd, comp, &ls, AT_SYMLINK_NOFOLLOW) == 0 && S_ISDIR(ls.st_mode))
-		return vs_error_set(err, EISDIR, "%s: is a directory in image %s", f->path, image);
-	cleanup_close int fd =
-	    openat(dfd, comp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
-	if (fd < 0)
-		return vs_error_sys(err, errno, "%s: create", f->path);
-	int r = vs_write_all(fd, f->data, f->len);
-	if (r < 0)
-		return vs_error_sys(err, -r, "%s: write", f->path);
-	if (fchown(fd, id_base, id_base) < 0 || fchmod(fd, f->mode) < 0)
-		return vs_error_sys(err, errno, "%s: chown/chmod", f->path);
-	return 0;
-}
-
-static int place_files(const char *root, const struct manifest *m, const struct slice_spec *spec,
-		       struct vs_error *err)
-{
-	if (m->nfiles == 0)
-		return 0;
-	cleanup_free char *d = slice_dir(root, spec->name);
-	cleanup_free char *upper = vs_xasprintf("%s/upper", d);
-	cleanup_close int ufd = open(upper, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-	if (ufd < 0)
-		return vs_error_sys(err, errno, "%s", upper);
-	cleanup_free char *irootfs = NULL;
-	cleanup_close int ifd = -1;
-	if (image_rootfs(root, spec->image, &irootfs, err) == 0)
-		ifd = open(irootfs, O_PATH | O_DIRECTORY | O_CLOEXEC);
-	for (size_t i = 0; i < m->nfiles; i++) {
-		int r = place_file(ufd, ifd, &m->files[i], spec->id_base, spec->image, err);
-		if (r < 0)
-			return vs_error_wrap(err, "files[%zu]", i);
-	}
-	return 0;
-}
-
-/* What the other experiment verbs need later, next to the slice's state. */
-static int save_experiment(const char *root, const char *file, const struct manifest *m,
-			   struct vs_error *err)
-{
-	cleanup_json json_t *res = json_array();
-	for (size_t i = 0; i < m->nresults; i++)
-		json_array_append_new(res, json_string(m->results[i]));
-	cleanup_free char *abs = realpath(file, NULL);
-	cleanup_json json_t *j =
-	    json_pack("{s:i, s:s, s:O, s:[s], s:I}", "version", 1, "manifest", abs ? abs : file,
-		      "results", res, "nodes", LOCAL_NODE, "submitted", (json_int_t)time(NULL));
-	cleanup_free char *text = j ? json_dumps(j, JSON_INDENT(2)) : NULL;
-	if (!text)
-		return vs_error_set(err, ENOMEM, "%s: cannot encode", EXPERIMENT_FILE);
-	cleanup_free char *d = slice_dir(root, m->name);
-	cleanup_free char *p = vs_xasprintf("%s/%s", d, EXPERIMENT_FILE);
-	return vs_write_file_atomic(p, text, strlen(text), 0600, err);
-}
 
 /* Local mode runs one sliver on this node: nodes must say no more than that. */
 static int check_local_nodes(const struct manifest *m, struct vs_error *err)
@@ -442,7 +316,7 @@ int cmd_submit(struct ctl *ctl, int argc, char **argv)
 				 optind >= argc ? "missing manifest FILE" : "one FILE only");
 	const char *file = argv[optind];
 	cleanup_manifest struct manifest *m = NULL;
-	int r = load_manifest(ctl, "submit", file, &m, NULL);
+	int r = ctl_load_manifest(ctl, "submit", file, &m, NULL);
 	if (r)
 		return r;
 	struct vs_error err;
@@ -453,20 +327,12 @@ int cmd_submit(struct ctl *ctl, int argc, char **argv)
 		vs_error_wrap(&err, ".image");
 		return ctl_fail("submit", file, &err);
 	}
-	cleanup_slice_spec struct slice_spec spec = {0};
-	if (manifest_to_spec(m, &spec, &err) < 0)
-		return ctl_fail("submit", file, &err);
-	if (slice_create(ctl->root, &spec, &err) < 0)
+	cleanup_free char *abs = realpath(file, NULL);
+	if (experiment_create(ctl->root, m, abs ? abs : file, LOCAL_NODE, &err) < 0)
 		return ctl_fail("submit", m->name, &err);
 	/* From here on, a failure destroys the slice: nothing left behind. */
-	r = save_experiment(ctl->root, file, m, &err);
-	if (r == 0)
-		r = place_files(ctl->root, m, &spec, &err);
-	if (r == 0) {
-		struct slice_start_opts so = {.foreground = false};
-		r = slice_start(ctl->root, m->name, &so, &err);
-	}
-	if (r < 0) {
+	struct slice_start_opts so = {.foreground = false};
+	if (slice_start(ctl->root, m->name, &so, &err) < 0) {
 		ctl_fail("submit", m->name, &err);
 		struct vs_error e2;
 		if (slice_destroy(ctl->root, m->name, true, &e2) < 0)
@@ -478,7 +344,7 @@ int cmd_submit(struct ctl *ctl, int argc, char **argv)
 	if (!wait)
 		return 0;
 	if (!ctl->quiet)
-		printf("[%s] started (image %s, %zu file%s placed)\n", LOCAL_NODE, spec.image,
+		printf("[%s] started (image %s, %zu file%s placed)\n", LOCAL_NODE, m->image,
 		       m->nfiles, m->nfiles == 1 ? "" : "s");
 	return wait_sliver(ctl, m->name);
 }
@@ -542,67 +408,16 @@ int cmd_status(struct ctl *ctl, int argc, char **argv)
 
 struct copy_ctx {
 	const char *name;
-	const char *dir; /* DIR as given */
-	int node_fd;	 /* DIR/<node> */
-	FILE *sums;	 /* DIR/SHA256SUMS */
+	int node_fd; /* DIR/<node> */
+	FILE *sums;  /* DIR/SHA256SUMS */
 	size_t files, skipped, failed;
 };
 
-static void hex(const uint8_t *d, size_t n, char *out)
-{
-	for (size_t i = 0; i < n; i++)
-		sprintf(out + 2 * i, "%02x", d[i]);
-}
-
-/* Hash an open file from the start. */
-static int sha256_fd(int fd, char out[2 * SHA256_DIGEST_SIZE + 1])
-{
-	struct sha256_ctx h;
-	sha256_init(&h);
-	char buf[65536];
-	off_t off = 0;
-	for (;;) {
-		ssize_t n = pread(fd, buf, sizeof(buf), off);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0)
-			return -errno;
-		if (n == 0)
-			break;
-		sha256_update(&h, (size_t)n, (const uint8_t *)buf);
-		off += n;
-	}
-	uint8_t d[SHA256_DIGEST_SIZE];
-	sha256_digest(&h, sizeof(d), d);
-	hex(d, sizeof(d), out);
-	return 0;
-}
-
-/* Open (creating) the directory rel below dfd, one component at a time, no symlinks. */
-static int mkdirs_at(int dfd, const char *rel, struct vs_error *err)
-{
-	cleanup_free char *copy = vs_xstrdup(rel);
-	int cur = fcntl(dfd, F_DUPFD_CLOEXEC, 3);
-	char *save = NULL;
-	for (char *c = strtok_r(copy, "/", &save); c && cur >= 0; c = strtok_r(NULL, "/", &save)) {
-		if (mkdirat(cur, c, 0755) < 0 && errno != EEXIST) {
-			int e = errno;
-			close(cur);
-			return vs_error_sys(err, e, "mkdir %s", c);
-		}
-		int n = openat(cur, c, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-		int e = errno;
-		close(cur);
-		if (n < 0)
-			return vs_error_sys(err, e, "open %s", c);
-		cur = n;
-	}
-	return cur < 0 ? vs_error_sys(err, errno, "dup") : cur;
-}
-
 /* Copy one regular file (src open) to node_dir/rel; verify by re-reading. */
-static int copy_file(struct copy_ctx *cc, int src, const char *rel, struct vs_error *err)
+static int copy_file(void *arg, const char *rel, int src, const struct stat *st,
+		     struct vs_error *err)
 {
+	struct copy_ctx *cc = arg;
 	cleanup_free char *parent = vs_xstrdup(rel);
 	char *slash = strrchr(parent, '/');
 	const char *leaf = rel;
@@ -610,7 +425,7 @@ static int copy_file(struct copy_ctx *cc, int src, const char *rel, struct vs_er
 	if (slash) {
 		*slash = '\0';
 		leaf = slash + 1;
-		pfd = mkdirs_at(cc->node_fd, parent, err);
+		pfd = vs_mkdirs_at(cc->node_fd, parent, 0755, err);
 		if (pfd < 0)
 			return pfd;
 	} else {
@@ -618,11 +433,11 @@ static int copy_file(struct copy_ctx *cc, int src, const char *rel, struct vs_er
 	}
 	/* Replace an old copy, never write through a link. */
 	if (unlinkat(pfd, leaf, 0) < 0 && errno != ENOENT && errno != EISDIR)
-		return vs_error_sys(err, errno, "%s: remove old copy", rel);
+		return vs_error_sys(err, errno, "/%s: remove old copy", rel);
 	cleanup_close int dst =
 	    openat(pfd, leaf, O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0644);
 	if (dst < 0)
-		return vs_error_sys(err, errno, "%s: create", rel);
+		return vs_error_sys(err, errno, "/%s: create", rel);
 	struct sha256_ctx h;
 	sha256_init(&h);
 	char buf[65536];
@@ -631,25 +446,26 @@ static int copy_file(struct copy_ctx *cc, int src, const char *rel, struct vs_er
 		if (n < 0 && (errno == EINTR || errno == EAGAIN))
 			continue;
 		if (n < 0)
-			return vs_error_sys(err, errno, "%s: read", rel);
+			return vs_error_sys(err, errno, "/%s: read", rel);
 		if (n == 0)
 			break;
 		sha256_update(&h, (size_t)n, (const uint8_t *)buf);
 		int r = vs_write_all(dst, buf, (size_t)n);
 		if (r < 0)
-			return vs_error_sys(err, -r, "%s: write", rel);
+			return vs_error_sys(err, -r, "/%s: write", rel);
 	}
 	uint8_t d[SHA256_DIGEST_SIZE];
 	sha256_digest(&h, sizeof(d), d);
-	char want[2 * SHA256_DIGEST_SIZE + 1], got[2 * SHA256_DIGEST_SIZE + 1];
-	hex(d, sizeof(d), want);
+	char want[VS_SHA256_HEX], got[VS_SHA256_HEX];
+	for (size_t i = 0; i < sizeof(d); i++)
+		snprintf(want + 2 * i, 3, "%02x", d[i]);
 	if (fsync(dst) < 0)
-		return vs_error_sys(err, errno, "%s: fsync", rel);
-	int r = sha256_fd(dst, got);
+		return vs_error_sys(err, errno, "/%s: fsync", rel);
+	int r = vs_sha256_fd(dst, got);
 	if (r < 0)
-		return vs_error_sys(err, -r, "%s: re-read", rel);
+		return vs_error_sys(err, -r, "/%s: re-read", rel);
 	if (strcmp(want, got))
-		return vs_error_set(err, EIO, "%s: checksum mismatch after copy (%s != %s)", rel,
+		return vs_error_set(err, EIO, "/%s: checksum mismatch after copy (%s != %s)", rel,
 				    got, want);
 	printf("%s  %s/%s\n", want, LOCAL_NODE, rel);
 	if (cc->sums)
@@ -658,103 +474,26 @@ static int copy_file(struct copy_ctx *cc, int src, const char *rel, struct vs_er
 	return 0;
 }
 
-static void copy_tree(struct copy_ctx *cc, int fd, const char *rel, int depth);
-
-/* Copy what fd (opened O_PATH-free, O_NOFOLLOW) is: a file or a directory. */
-static void copy_entry(struct copy_ctx *cc, int fd, const char *rel, int depth)
+static int copy_dir(void *arg, const char *rel, struct vs_error *err)
 {
-	struct stat st;
-	struct vs_error err;
-	if (fstat(fd, &st) < 0) {
-		fprintf(stderr, "slicectl: results %s: /%s: %s\n", cc->name, rel, strerror(errno));
-		cc->failed++;
-	} else if (S_ISREG(st.st_mode)) {
-		if (copy_file(cc, fd, rel, &err) < 0) {
-			ctl_fail("results", cc->name, &err);
-			cc->failed++;
-		}
-	} else if (S_ISDIR(st.st_mode)) {
-		if (depth >= RESULTS_DEPTH_MAX) {
-			fprintf(stderr,
-				"slicectl: results %s: /%s: deeper than %d levels, skipped\n",
-				cc->name, rel, RESULTS_DEPTH_MAX);
-			cc->skipped++;
-			return;
-		}
-		int dfd = mkdirs_at(cc->node_fd, rel, &err);
-		if (dfd < 0) {
-			ctl_fail("results", cc->name, &err);
-			cc->failed++;
-			return;
-		}
-		close(dfd);
-		copy_tree(cc, fd, rel, depth + 1);
-	} else {
-		fprintf(stderr,
-			"slicectl: results %s: /%s: not a regular file or directory, skipped\n",
-			cc->name, rel);
-		cc->skipped++;
-	}
+	struct copy_ctx *cc = arg;
+	int fd = vs_mkdirs_at(cc->node_fd, rel, 0755, err);
+	if (fd < 0)
+		return fd;
+	close(fd);
+	return 0;
 }
 
-static void copy_tree(struct copy_ctx *cc, int fd, const char *rel, int depth)
+static void copy_problem(void *arg, const char *rel, const char *why, bool missing, bool failed)
 {
-	int dup_fd = openat(fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (dup_fd < 0) {
-		fprintf(stderr, "slicectl: results %s: /%s: %s\n", cc->name, rel, strerror(errno));
+	struct copy_ctx *cc = arg;
+	char shown[VS_ERROR_MAX];
+	fprintf(stderr, "slicectl: results %s: /%s: %s\n", cc->name,
+		vs_printable(rel, shown, sizeof(shown)), why);
+	if (missing || failed)
 		cc->failed++;
-		return;
-	}
-	cleanup_closedir DIR *d = fdopendir(dup_fd);
-	if (!d) {
-		close(dup_fd);
-		cc->failed++;
-		return;
-	}
-	struct dirent *de;
-	while ((de = readdir(d))) {
-		if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, ".."))
-			continue;
-		cleanup_free char *sub = vs_xasprintf("%s/%s", rel, de->d_name);
-		bool ctrl = false;
-		for (const char *ch = de->d_name; *ch && !ctrl; ch++)
-			ctrl = (unsigned char)*ch < 0x20 || *ch == 0x7f;
-		if (ctrl) {
-			fprintf(
-			    stderr,
-			    "slicectl: results %s: /%s: a name with control characters, skipped\n",
-			    cc->name, rel);
-			cc->skipped++;
-			continue;
-		}
-		struct stat st;
-		if (fstatat(dirfd(d), de->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0)
-			continue;
-		if (S_ISLNK(st.st_mode)) {
-			fprintf(stderr, "slicectl: results %s: /%s: a symlink, skipped\n", cc->name,
-				sub);
-			cc->skipped++;
-			continue;
-		}
-		if (!S_ISREG(st.st_mode) && !S_ISDIR(st.st_mode)) {
-			fprintf(
-			    stderr,
-			    "slicectl: results %s: /%s: not a regular file or directory, skipped\n",
-			    cc->name, sub);
-			cc->skipped++;
-			continue;
-		}
-		cleanup_close int cfd = openat(dirfd(d), de->d_name,
-					       O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC |
-						   (S_ISDIR(st.st_mode) ? O_DIRECTORY : 0));
-		if (cfd < 0) {
-			fprintf(stderr, "slicectl: results %s: /%s: %s\n", cc->name, sub,
-				strerror(errno));
-			cc->failed++;
-			continue;
-		}
-		copy_entry(cc, cfd, sub, depth);
-	}
+	else
+		cc->skipped++;
 }
 
 /* Result paths: the command line's, else those saved at submit. */
@@ -762,48 +501,29 @@ static int result_paths(struct ctl *ctl, const char *name, int argc, char **argv
 			char ***out, size_t *n, struct vs_error *err)
 {
 	*n = 0;
-	if (first < argc) {
-		*out = vs_xcalloc((size_t)(argc - first) + 1, sizeof(char *));
-		for (int i = first; i < argc; i++) {
-			const char *why = manifest_check_slice_path(argv[i]);
-			if (why)
-				return vs_error_set(err, EINVAL, "\"%s\" %s", argv[i], why);
-			(*out)[(*n)++] = vs_xstrdup(argv[i]);
-		}
-		return 0;
-	}
-	cleanup_free char *d = slice_dir(ctl->root, name);
-	cleanup_free char *p = vs_xasprintf("%s/%s", d, EXPERIMENT_FILE);
-	cleanup_free char *text = NULL;
-	int r = vs_read_file(p, 1 << 20, &text, NULL, err);
-	if (r == -ENOENT)
-		return vs_error_set(err, ENOENT,
-				    "not submitted from a manifest: name the paths (slicectl "
-				    "results %s DIR PATH...)",
-				    name);
-	if (r < 0)
+	if (first >= argc) {
+		int r = experiment_result_paths(ctl->root, name, out, n, err);
+		if (r == -ENOENT)
+			return vs_error_set(
+			    err, ENOENT,
+			    "not submitted from a manifest: name the paths (slicectl "
+			    "results %s DIR PATH...)",
+			    name);
 		return r;
-	json_error_t je;
-	cleanup_json json_t *j = json_loads(text, JSON_REJECT_DUPLICATES, &je);
-	json_t *res = j ? json_object_get(j, "results") : NULL;
-	if (!json_is_array(res))
-		return vs_error_set(err, EINVAL, "%s: no results array", p);
-	*out = vs_xcalloc(json_array_size(res) + 1, sizeof(char *));
-	for (size_t i = 0; i < json_array_size(res); i++) {
-		const char *s = json_string_value(json_array_get(res, i));
-		if (!s || manifest_check_slice_path(s))
-			return vs_error_set(err, EINVAL, "%s: .results[%zu]: not a slice path", p,
-					    i);
-		(*out)[(*n)++] = vs_xstrdup(s);
+	}
+	*out = vs_xcalloc((size_t)(argc - first) + 1, sizeof(char *));
+	for (int i = first; i < argc; i++) {
+		const char *why = manifest_check_slice_path(argv[i]);
+		if (why)
+			return vs_error_set(err, EINVAL, "\"%s\" %s", argv[i], why);
+		(*out)[(*n)++] = vs_xstrdup(argv[i]);
 	}
 	return 0;
 }
 
 static void strv_freep(char ***v)
 {
-	for (char **p = *v; p && *p; p++)
-		free(*p);
-	free(*v);
+	vs_strv_free(*v);
 }
 
 static const char results_help[] =
@@ -836,13 +556,6 @@ int cmd_results(struct ctl *ctl, int argc, char **argv)
 	size_t n;
 	if (result_paths(ctl, name, argc, argv, optind + 2, &paths, &n, &err) < 0)
 		return ctl_fail("results", name, &err);
-	cleanup_free char *d = slice_dir(ctl->root, name);
-	cleanup_free char *upper = vs_xasprintf("%s/upper", d);
-	cleanup_close int ufd = open(upper, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-	if (ufd < 0) {
-		vs_error_sys(&err, errno, "%s", upper);
-		return ctl_fail("results", name, &err);
-	}
 	if (vs_mkdir_p(dir, 0755, &err) < 0)
 		return ctl_fail("results", name, &err);
 	cleanup_close int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
@@ -850,8 +563,8 @@ int cmd_results(struct ctl *ctl, int argc, char **argv)
 		vs_error_sys(&err, errno, "%s", dir);
 		return ctl_fail("results", name, &err);
 	}
-	struct copy_ctx cc = {.name = name, .dir = dir};
-	cc.node_fd = mkdirs_at(dfd, LOCAL_NODE, &err);
+	struct copy_ctx cc = {.name = name};
+	cc.node_fd = vs_mkdirs_at(dfd, LOCAL_NODE, 0755, &err);
 	if (cc.node_fd < 0) {
 		vs_error_wrap(&err, "%s", dir);
 		return ctl_fail("results", name, &err);
@@ -859,24 +572,11 @@ int cmd_results(struct ctl *ctl, int argc, char **argv)
 	int sfd =
 	    openat(dfd, "SHA256SUMS", O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0644);
 	cc.sums = sfd >= 0 ? fdopen(sfd, "w") : NULL;
-	for (size_t i = 0; i < n; i++) {
-		const char *rel = paths[i] + 1;
-		long fd = sys_openat2(ufd, rel, O_RDONLY | O_NONBLOCK | O_CLOEXEC | O_NOCTTY,
-				      RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS | RESOLVE_NO_XDEV);
-		if (fd < 0) {
-			if (errno == ENOENT)
-				fprintf(stderr,
-					"slicectl: results %s: %s: not found (the run did not "
-					"write it)\n",
-					name, paths[i]);
-			else
-				fprintf(stderr, "slicectl: results %s: %s: %s\n", name, paths[i],
-					strerror(errno));
-			cc.failed++;
-			continue;
-		}
-		copy_entry(&cc, (int)fd, rel, 0);
-		close((int)fd);
+	struct experiment_walk w = {
+	    .file = copy_file, .dir = copy_dir, .problem = copy_problem, .arg = &cc};
+	if (experiment_walk_results(ctl->root, name, paths, n, &w, &err) < 0) {
+		ctl_fail("results", name, &err);
+		cc.failed++;
 	}
 	if (cc.sums)
 		fclose(cc.sums);

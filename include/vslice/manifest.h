@@ -19,6 +19,7 @@
 #ifndef VSLICE_MANIFEST_H
 #define VSLICE_MANIFEST_H
 
+#include <jansson.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -29,14 +30,15 @@
 #include "vslice/error.h"
 #include "vslice/slice.h"
 
-#define MANIFEST_API_VERSION	  "vslice/v1"
-#define MANIFEST_MAX_SIZE	  (4u << 20)   /* manifest text */
-#define MANIFEST_FILE_MAX	  (1u << 20)   /* one files[] entry */
-#define MANIFEST_FILES_TOTAL_MAX  (16u << 20)  /* all files[] together */
-#define MANIFEST_FILES_MAX	  1024	       /* files[] entries */
-#define MANIFEST_RESULTS_MAX	  256	       /* results[] entries */
-#define MANIFEST_ERRORS_MAX	  100	       /* errors kept; the rest are counted */
-#define MANIFEST_DEFAULT_LIFETIME (14 * 86400) /* when neither lifetime nor expires */
+#define MANIFEST_API_VERSION	   "vslice/v1"
+#define MANIFEST_MAX_SIZE	   (4u << 20)	/* manifest text */
+#define MANIFEST_RESOLVED_MAX_SIZE (24u << 20)	/* resolved form: files inline, base64 */
+#define MANIFEST_FILE_MAX	   (1u << 20)	/* one files[] entry */
+#define MANIFEST_FILES_TOTAL_MAX   (16u << 20)	/* all files[] together */
+#define MANIFEST_FILES_MAX	   1024		/* files[] entries */
+#define MANIFEST_RESULTS_MAX	   256		/* results[] entries */
+#define MANIFEST_ERRORS_MAX	   100		/* errors kept; the rest are counted */
+#define MANIFEST_DEFAULT_LIFETIME  (14 * 86400) /* when neither lifetime nor expires */
 
 struct manifest_error {
 	char *path;	  /* JSON path (".run.command[0]", "." for the whole document);
@@ -87,8 +89,9 @@ struct manifest {
 	uint64_t memory_bytes;	    /* 0 = no limit */
 	uint64_t pids_max;	    /* 0 = no limit */
 	char *policy;		    /* builtin name, or absolute path of a file; NULL = default */
-	enum slice_net net;	    /* default none */
-	char **env;		    /* NULL-terminated "K=V", document order; never NULL */
+	char *policy_json;  /* an inline policy ("policy": {...}), compact JSON; NULL if none */
+	enum slice_net net; /* default none */
+	char **env;	    /* NULL-terminated "K=V", document order; never NULL */
 	size_t nenv;
 
 	struct manifest_file *files;
@@ -104,12 +107,18 @@ struct manifest {
 
 	char **results; /* absolute paths inside the slice, NULL-terminated */
 	size_t nresults;
+
+	char *text; /* the JSON text as parsed */
+	size_t text_len;
 };
 
 /*
  * Parse and validate len bytes of JSON. base_dir is the directory the
- * manifest lives in (files[].source and a policy path are resolved below it;
- * NULL = the current directory). Returns 0 and *out, or a negative errno
+ * manifest lives in (files[].source and a policy path are resolved below it).
+ * base_dir NULL parses a resolved manifest (as the registry and node
+ * managers get it): nothing is read from disk, so files[].source and policy
+ * files are errors, and the text may be up to MANIFEST_RESOLVED_MAX_SIZE. Returns 0 and *out, or a
+ * negative errno
  * (-EINVAL for an invalid manifest) with every problem appended to errs
  * (errs must be zero-initialized or hold earlier errors).
  */
@@ -121,6 +130,14 @@ int manifest_parse(const char *json, size_t len, const char *base_dir, struct ma
 int manifest_load_file(const char *path, struct manifest **out, struct manifest_errors *errs);
 
 void manifest_free(struct manifest *m);
+
+/*
+ * The resolved form of m, for cluster mode (docs/cluster-api.md): m's JSON
+ * with every file inline ("content" base64, "encoding": "base64") and a
+ * policy file replaced by its JSON object. Parses with base_dir NULL. The
+ * caller owns the result (json_decref); NULL with err set on failure.
+ */
+json_t *manifest_resolve(const struct manifest *m, struct vs_error *err);
 void manifest_errors_free(struct manifest_errors *errs);
 
 /* Print each error on its own line: "<prefix>:<line>:<col>: <message>" for

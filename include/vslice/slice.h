@@ -31,6 +31,8 @@ struct slice_spec {
 	char image[SLICE_NAME_MAX];
 	char hostname[SLICE_NAME_MAX];
 	char *policy;		/* "default" | "strict" | "unconfined" | absolute path */
+	char *policy_text;	/* create only: an inline policy (JSON); slice_create keeps it
+				 * as <slice dir>/policy.json and points policy there */
 	char *workdir;		/* NULL = "/" */
 	uint64_t cpu_millis;	/* 0 = no quota */
 	uint64_t memory_bytes;	/* 0 = no limit */

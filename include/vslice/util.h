@@ -65,6 +65,7 @@ static inline void vs_closedirp(DIR **d)
 /* malloc/strdup/asprintf that abort on allocation failure (the one allowed abort). */
 void *vs_xmalloc(size_t n);
 void *vs_xcalloc(size_t n, size_t m);
+void *vs_xrealloc(void *p, size_t n);
 char *vs_xstrdup(const char *s);
 char *vs_xasprintf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
@@ -107,5 +108,18 @@ ssize_t vs_read_all(int fd, void *buf, size_t len);
 
 /* Monotonic clock in nanoseconds. */
 uint64_t vs_now_ns(void);
+
+/* Free a NULL-terminated string vector and its strings (NULL is fine). */
+void vs_strv_free(char **v);
+
+#define VS_SHA256_HEX 65 /* 64 hex digits + NUL */
+/* SHA-256 of fd's whole content (pread from offset 0), as lowercase hex. */
+int vs_sha256_fd(int fd, char out[VS_SHA256_HEX]);
+/* SHA-256 of a buffer, as lowercase hex. */
+void vs_sha256_buf(const void *buf, size_t len, char out[VS_SHA256_HEX]);
+
+/* Open directory rel below dfd, creating missing components (mode), one at
+ * a time, never following a symlink. Returns the new fd or -errno. */
+int vs_mkdirs_at(int dfd, const char *rel, mode_t mode, struct vs_error *err);
 
 #endif

@@ -9,6 +9,7 @@
 #include <fcntl.h>
 #include <libgen.h>
 #include <limits.h>
+#include <nettle/sha2.h>
 #include <stdarg.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -27,6 +28,14 @@ void *vs_xmalloc(size_t n)
 void *vs_xcalloc(size_t n, size_t m)
 {
 	void *p = calloc(n ? n : 1, m ? m : 1);
+	if (!p)
+		abort();
+	return p;
+}
+
+void *vs_xrealloc(void *p, size_t n)
+{
+	p = realloc(p, n ? n : 1);
 	if (!p)
 		abort();
 	return p;
@@ -249,4 +258,71 @@ uint64_t vs_now_ns(void)
 	struct timespec ts;
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+void vs_strv_free(char **v)
+{
+	for (char **p = v; p && *p; p++)
+		free(*p);
+	free(v);
+}
+
+static void sha256_hex(struct sha256_ctx *h, char out[VS_SHA256_HEX])
+{
+	uint8_t d[SHA256_DIGEST_SIZE];
+	sha256_digest(h, sizeof(d), d);
+	for (size_t i = 0; i < sizeof(d); i++)
+		snprintf(out + 2 * i, 3, "%02x", d[i]);
+}
+
+int vs_sha256_fd(int fd, char out[VS_SHA256_HEX])
+{
+	struct sha256_ctx h;
+	sha256_init(&h);
+	char buf[65536];
+	off_t off = 0;
+	for (;;) {
+		ssize_t n = pread(fd, buf, sizeof(buf), off);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			return -errno;
+		if (n == 0)
+			break;
+		sha256_update(&h, (size_t)n, (const uint8_t *)buf);
+		off += n;
+	}
+	sha256_hex(&h, out);
+	return 0;
+}
+
+void vs_sha256_buf(const void *buf, size_t len, char out[VS_SHA256_HEX])
+{
+	struct sha256_ctx h;
+	sha256_init(&h);
+	sha256_update(&h, len, buf);
+	sha256_hex(&h, out);
+}
+
+int vs_mkdirs_at(int dfd, const char *rel, mode_t mode, struct vs_error *err)
+{
+	cleanup_free char *copy = vs_xstrdup(rel);
+	int cur = fcntl(dfd, F_DUPFD_CLOEXEC, 3);
+	if (cur < 0)
+		return vs_error_sys(err, errno, "dup");
+	char *save = NULL;
+	for (char *c = strtok_r(copy, "/", &save); c; c = strtok_r(NULL, "/", &save)) {
+		if (mkdirat(cur, c, mode) < 0 && errno != EEXIST) {
+			int e = errno;
+			close(cur);
+			return vs_error_sys(err, e, "mkdir %s", c);
+		}
+		int n = openat(cur, c, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+		int e = errno;
+		close(cur);
+		if (n < 0)
+			return vs_error_sys(err, e, "open %s", c);
+		cur = n;
+	}
+	return cur;
 }

@@ -23,13 +23,16 @@
 #include <libgen.h>
 #include <limits.h>
 #include <linux/openat2.h>
+#include <nettle/base64.h>
 #include <stdarg.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <time.h>
 
+#include "vslice/caps.h"
 #include "vslice/manifest.h"
+#include "vslice/seccomp_policy.h"
 #include "vslice/units.h"
 #include "vslice/util.h"
 
@@ -308,6 +311,7 @@ struct ctx {
 	char *base_abs;
 	size_t files_total;
 	bool have_lifetime, have_expires, have_run;
+	bool resolved; /* no manifest directory (base_dir NULL): nothing read from disk */
 };
 
 static void fail(struct ctx *c, const char *path, const char *fmt, ...)
@@ -653,6 +657,12 @@ static int open_beneath(int dirfd, const char *rel)
 /* Open a file named relative to the manifest for path; NULL-safe error reports. */
 static int open_rel(struct ctx *c, const char *path, const char *rel, size_t len)
 {
+	if (c->resolved) {
+		fail(c, path,
+		     "not allowed in a submitted manifest (no manifest directory here; slicectl "
+		     "inlines such files)");
+		return -1;
+	}
 	if (!check_rel_path(c, path, rel, len))
 		return -1;
 	cleanup_free char *q = quote(rel, len);
@@ -707,7 +717,7 @@ enum {
 
 static const char *const node_keys[] = {"count", "labels", "names", NULL};
 static const char *const resource_keys[] = {"cpus", "memory", "pids", NULL};
-static const char *const file_keys[] = {"path", "content", "source", "mode", NULL};
+static const char *const file_keys[] = {"path", "content", "source", "mode", "encoding", NULL};
 static const char *const run_keys[] = {
     "command", "workdir", "timeout", "restart", "restart_limit", NULL,
 };
@@ -954,6 +964,7 @@ static void do_resources_key(struct ctx *c, const char *path, int key, json_t *v
 struct file_arg {
 	struct manifest_file *f;
 	bool has_path, has_content, has_source;
+	bool base64; /* "encoding": "base64" */
 	json_t *content, *source;
 };
 
@@ -1013,7 +1024,27 @@ static void do_file_key(struct ctx *c, const char *path, int key, json_t *v, voi
 		fa->f->mode = (mode_t)mode;
 		break;
 	}
+	case 4: { /* encoding */
+		static const char *const vals[] = {"text", "base64", NULL};
+		int i = want_enum(c, path, v, "an encoding", vals);
+		fa->base64 = i == 1;
+		break;
 	}
+	}
+}
+
+/* Decode base64 text into a NUL-terminated buffer; -1 if it is not base64. */
+static ssize_t decode_base64(const char *in, size_t len, unsigned char **out)
+{
+	struct base64_decode_ctx d;
+	base64_decode_init(&d);
+	cleanup_free unsigned char *buf = vs_xmalloc(BASE64_DECODE_LENGTH(len) + 1);
+	size_t n = BASE64_DECODE_LENGTH(len);
+	if (!base64_decode_update(&d, &n, buf, len, in) || !base64_decode_final(&d))
+		return -1;
+	buf[n] = '\0';
+	*out = steal_pointer(&buf);
+	return (ssize_t)n;
 }
 
 static void check_file_entry(struct ctx *c, const char *path, json_t *v, struct manifest_file *f)
@@ -1034,7 +1065,27 @@ static void check_file_entry(struct ctx *c, const char *path, json_t *v, struct 
 		     "needs \"content\" (inline text) or \"source\" (a file next to the manifest)");
 		return;
 	}
-	if (fa.content) {
+	if (fa.content && fa.base64) {
+		cleanup_free char *p = path_key(path, "content");
+		cleanup_free unsigned char *data = NULL;
+		ssize_t n = decode_base64(json_string_value(fa.content),
+					  json_string_length(fa.content), &data);
+		if (n < 0) {
+			fail(c, p, "not valid base64 (with \"encoding\": \"base64\")");
+			return;
+		}
+		if ((size_t)n > MANIFEST_FILE_MAX) {
+			fail(c, p, "too large (%zd bytes, at most 1 MiB)", n);
+			return;
+		}
+		if (c->files_total + (size_t)n > MANIFEST_FILES_TOTAL_MAX) {
+			fail(c, p, "files together exceed 16 MiB");
+			return;
+		}
+		c->files_total += (size_t)n;
+		f->data = steal_pointer(&data);
+		f->len = (size_t)n;
+	} else if (fa.content) {
 		cleanup_free char *p = path_key(path, "content");
 		size_t len = json_string_length(fa.content);
 		if (len > MANIFEST_FILE_MAX) {
@@ -1050,6 +1101,11 @@ static void check_file_entry(struct ctx *c, const char *path, json_t *v, struct 
 		memcpy(f->data, json_string_value(fa.content), len);
 		f->data[len] = '\0';
 		f->len = len;
+	}
+	if (fa.source && fa.base64) {
+		cleanup_free char *p = path_key(path, "encoding");
+		fail(c, p, "only with \"content\"");
+		return;
 	}
 	if (fa.source) {
 		cleanup_free char *p = path_key(path, "source");
@@ -1333,8 +1389,26 @@ static void check_policy(struct ctx *c, const char *path, json_t *v)
 {
 	static const char *const builtin[] = {"default", "strict", "unconfined", NULL};
 	struct manifest *m = c->m;
-	if (!want(c, path, v, T_STRING))
+	if (!want(c, path, v, T_STRING | T_OBJECT))
 		return;
+	if (json_is_object(v)) {
+		/* An inline seccomp profile: compiled here, so errors carry the path. */
+		cleanup_free char *text = json_dumps(v, JSON_COMPACT | JSON_SORT_KEYS);
+		struct seccomp_bpf bpf;
+		struct vs_error err;
+		if (!text) {
+			fail(c, path, "cannot encode the policy");
+			return;
+		}
+		if (seccomp_policy_compile(text, strlen(text), caps_default_mask(), &bpf, &err) <
+		    0) {
+			fail(c, path, "inline seccomp policy: %s", err.msg);
+			return;
+		}
+		seccomp_bpf_free(&bpf);
+		m->policy_json = steal_pointer(&text);
+		return;
+	}
 	const char *s = json_string_value(v);
 	size_t len = json_string_length(v);
 	for (int i = 0; builtin[i]; i++)
@@ -1510,6 +1584,8 @@ void manifest_free(struct manifest *m)
 		free(m->node_names[i]);
 	free(m->node_names);
 	free(m->policy);
+	free(m->policy_json);
+	free(m->text);
 	for (size_t i = 0; i < m->nenv; i++)
 		free(m->env[i]);
 	free(m->env);
@@ -1552,9 +1628,11 @@ int manifest_parse(const char *json, size_t len, const char *base_dir, struct ma
 		   struct manifest_errors *errs)
 {
 	*out = NULL;
-	if (len > MANIFEST_MAX_SIZE) {
+	size_t max = base_dir ? MANIFEST_MAX_SIZE : MANIFEST_RESOLVED_MAX_SIZE;
+	if (len > max) {
 		errs_push(errs, "", 0, 0,
-			  vs_xasprintf("manifest is too large (%zu bytes, at most 4 MiB)", len));
+			  vs_xasprintf("manifest is too large (%zu bytes, at most %zu MiB)", len,
+				       max >> 20));
 		return -EFBIG;
 	}
 	json_error_t jerr;
@@ -1577,7 +1655,8 @@ int manifest_parse(const char *json, size_t len, const char *base_dir, struct ma
 		return -EINVAL;
 	}
 	__attribute__((cleanup(manifest_freep))) struct manifest *m = vs_xcalloc(1, sizeof(*m));
-	struct ctx c = {.errs = errs, .m = m, .base_arg = base_dir, .base_fd = -1};
+	struct ctx c = {
+	    .errs = errs, .m = m, .base_arg = base_dir, .base_fd = -1, .resolved = !base_dir};
 	m->base_dir = absolute_dir(base_dir ? base_dir : ".");
 	snprintf(m->image, sizeof(m->image), "busybox");
 	m->net = SLICE_NET_NONE;
@@ -1609,8 +1688,58 @@ int manifest_parse(const char *json, size_t len, const char *base_dir, struct ma
 		close(c.base_fd);
 	if (c.nerrors)
 		return -EINVAL;
+	m->text = vs_xmalloc(len + 1);
+	memcpy(m->text, json, len);
+	m->text[len] = '\0';
+	m->text_len = len;
 	*out = steal_pointer(&m);
 	return 0;
+}
+
+static char *encode_base64(const unsigned char *data, size_t len)
+{
+	char *out = vs_xmalloc(BASE64_ENCODE_RAW_LENGTH(len) + 1);
+	base64_encode_raw(out, len, data);
+	out[BASE64_ENCODE_RAW_LENGTH(len)] = '\0';
+	return out;
+}
+
+json_t *manifest_resolve(const struct manifest *m, struct vs_error *err)
+{
+	json_error_t je;
+	json_t *root = json_loadb(m->text, m->text_len, JSON_REJECT_DUPLICATES, &je);
+	if (!json_is_object(root)) {
+		json_decref(root);
+		vs_error_set(err, EINVAL, "manifest text no longer parses");
+		return NULL;
+	}
+	if (m->nfiles) {
+		json_t *files = json_array();
+		for (size_t i = 0; i < m->nfiles; i++) {
+			const struct manifest_file *f = &m->files[i];
+			char mode[8];
+			snprintf(mode, sizeof(mode), "0%03o", (unsigned)f->mode);
+			json_array_append_new(files, json_pack("{s:s, s:s%, s:s, s:s}", "path",
+							       f->path, "content", "", (size_t)0,
+							       "encoding", "base64", "mode", mode));
+			char *b64 = encode_base64(f->data, f->len);
+			json_object_set_new(json_array_get(files, i), "content",
+					    json_stringn_nocheck(b64, strlen(b64)));
+			free(b64);
+		}
+		json_object_set_new(root, "files", files);
+	}
+	if (m->policy && m->policy[0] == '/') {
+		json_t *p = json_load_file(m->policy, JSON_REJECT_DUPLICATES, &je);
+		if (!json_is_object(p)) {
+			json_decref(p);
+			json_decref(root);
+			vs_error_set(err, EINVAL, ".policy: %s: %s", m->policy, je.text);
+			return NULL;
+		}
+		json_object_set_new(root, "policy", p);
+	}
+	return root;
 }
 
 int manifest_load_file(const char *path, struct manifest **out, struct manifest_errors *errs)

@@ -270,8 +270,12 @@ int slice_spec_check(const char *root, const struct slice_spec *spec, struct vs_
 	 * start that follows) a file read instead of a 10+ ms compile. */
 	cleanup_free char *cache = vs_xasprintf("%s/cache/seccomp", root);
 	struct seccomp_bpf bpf = {0};
-	r = seccomp_policy_load(spec->policy ? spec->policy : "default", cache, caps_default_mask(),
-				&bpf, err);
+	if (spec->policy_text)
+		r = seccomp_policy_compile(spec->policy_text, strlen(spec->policy_text),
+					   caps_default_mask(), &bpf, err);
+	else
+		r = seccomp_policy_load(spec->policy ? spec->policy : "default", cache,
+					caps_default_mask(), &bpf, err);
 	seccomp_bpf_free(&bpf);
 	if (r < 0)
 		return vs_error_wrap(err, "--policy");
@@ -346,6 +350,15 @@ static int create_in(const char *root, struct slice_spec *spec, const char *d, s
 	if (!spec->argv) {
 		spec->argv = vs_xcalloc(2, sizeof(char *));
 		spec->argv[0] = vs_xstrdup("/bin/sh");
+	}
+	if (spec->policy_text) {
+		/* The slice keeps its own copy of an inline policy. */
+		free(spec->policy);
+		spec->policy = slice_file(root, spec->name, "policy.json");
+		r = vs_write_file_replace(spec->policy, spec->policy_text,
+					  strlen(spec->policy_text), 0600, !spec->ephemeral, err);
+		if (r < 0)
+			return r;
 	}
 	if (!spec->policy)
 		spec->policy = vs_xstrdup("default");

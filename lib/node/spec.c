@@ -71,6 +71,7 @@ void slice_spec_free(struct slice_spec *spec)
 	if (!spec)
 		return;
 	free(spec->policy);
+	free(spec->policy_text);
 	free(spec->workdir);
 	for (char **e = spec->env; e && *e; e++)
 		free(*e);

@@ -361,6 +361,68 @@ static void test_files_paths_and_modes(void **state)
 
 /* A temp dir: manifest dir "d" with a file, a symlink inside, a symlink out,
  * a FIFO, a subdir, and a secret next to d. */
+/* The resolved form (cluster mode): files inline as base64, policy inline. */
+static void test_resolved_form(void **state)
+{
+	/* base64 content decodes to bytes, NULs included */
+	struct manifest *m = parse_ok(HEAD RUN ", \"files\": [{\"path\": \"/b\", \"content\": "
+					       "\"AGhpAA==\", \"encoding\": \"base64\"}]}");
+	assert_int_equal(m->files[0].len, 4);
+	assert_memory_equal(m->files[0].data, "\0hi\0", 4);
+	manifest_free(m);
+	expect_errors(HEAD RUN ", \"files\": [{\"path\": \"/b\", \"content\": \"@@@\", "
+			       "\"encoding\": \"base64\"}]}",
+		      ".files[0].content: not valid base64 (with \"encoding\": \"base64\")\n");
+	expect_errors(HEAD RUN ", \"files\": [{\"path\": \"/b\", \"content\": \"x\", "
+			       "\"encoding\": \"gzip\"}]}",
+		      ".files[0].encoding: \"gzip\" is not an encoding (use text or base64)\n");
+
+	/* an inline policy is compiled at parse time */
+	m = parse_ok(HEAD RUN ", \"policy\": {\"defaultAction\": \"SCMP_ACT_ALLOW\", "
+			      "\"syscalls\": [{\"names\": [\"ptrace\"], \"action\": "
+			      "\"SCMP_ACT_ERRNO\"}]}}");
+	assert_null(m->policy);
+	assert_non_null(m->policy_json);
+	assert_non_null(strstr(m->policy_json, "ptrace"));
+	manifest_free(m);
+
+	/* no manifest directory: nothing is read from disk */
+	struct manifest *r = (struct manifest *)0x1;
+	struct manifest_errors e = {0};
+	const char *src = HEAD RUN ", \"files\": [{\"path\": \"/x\", \"source\": \"run.sh\"}]}";
+	assert_int_equal(manifest_parse(src, strlen(src), NULL, &r, &e), -EINVAL);
+	assert_null(r);
+	assert_string_equal(e.v[0].path, ".files[0].source");
+	assert_non_null(strstr(e.v[0].message, "not allowed in a submitted manifest"));
+	manifest_errors_free(&e);
+
+	/* resolve: a manifest with source files round-trips to the same bytes */
+	struct manifest_errors e2 = {0};
+	m = NULL;
+	assert_int_equal(manifest_load_file("docs/examples/hello.json", &m, &e2), 0);
+	struct vs_error err;
+	json_t *j = manifest_resolve(m, &err);
+	assert_non_null(j);
+	char *text = json_dumps(j, JSON_COMPACT);
+	json_decref(j);
+	assert_null(strstr(text, "\"source\""));
+	r = NULL;
+	assert_int_equal(manifest_parse(text, strlen(text), NULL, &r, &e2), 0);
+	assert_int_equal(r->nfiles, m->nfiles);
+	for (size_t i = 0; i < m->nfiles; i++) {
+		assert_string_equal(r->files[i].path, m->files[i].path);
+		assert_int_equal(r->files[i].len, m->files[i].len);
+		assert_memory_equal(r->files[i].data, m->files[i].data, m->files[i].len);
+		assert_int_equal(r->files[i].mode, m->files[i].mode);
+	}
+	assert_string_equal(r->name, m->name);
+	assert_int_equal(r->nresults, m->nresults);
+	free(text);
+	manifest_free(r);
+	manifest_free(m);
+	manifest_errors_free(&e2);
+}
+
 static char tmpdir[64];
 static char mdir[96];
 
@@ -496,7 +558,7 @@ static void test_size_limits(void **state)
 
 	/* The manifest itself: at most 4 MiB. */
 	struct manifest_errors e = {0};
-	assert_int_equal(manifest_parse("{}", MANIFEST_MAX_SIZE + 1, NULL, &m, &e), -EFBIG);
+	assert_int_equal(manifest_parse("{}", MANIFEST_MAX_SIZE + 1, tmpdir, &m, &e), -EFBIG);
 	assert_null(m);
 	assert_int_equal(e.n, 1);
 	assert_string_equal(e.v[0].message, "manifest is too large (4194305 bytes, at most 4 MiB)");
@@ -671,6 +733,7 @@ int main(void)
 	    cmocka_unit_test(test_examples_validate),
 	    cmocka_unit_test(test_hello_example),
 	    cmocka_unit_test(test_fixtures),
+	    cmocka_unit_test(test_resolved_form),
 	    cmocka_unit_test(test_many_errors_at_once),
 	    cmocka_unit_test(test_syntax_error_line_column),
 	    cmocka_unit_test(test_unknown_keys_did_you_mean),

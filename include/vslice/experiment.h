@@ -1,0 +1,64 @@
+/*
+ * experiment.h - a manifest turned into a slice on this node, and its result
+ * files read back out. Shared by `slicectl submit` (local mode) and
+ * vslice-nodemgr (cluster mode: one sliver per assigned node).
+ *
+ * The host touches the slice's file system only through its overlay upper
+ * dir and always relative to a directory fd: files are placed before the
+ * slice first runs, component by component with O_NOFOLLOW and O_EXCL;
+ * results are opened with openat2(RESOLVE_IN_ROOT), so a symlink the slice
+ * planted resolves inside the upper dir, never on the host.
+ */
+#ifndef VSLICE_EXPERIMENT_H
+#define VSLICE_EXPERIMENT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <sys/stat.h>
+
+#include "vslice/error.h"
+#include "vslice/manifest.h"
+
+#define EXPERIMENT_FILE	  "experiment.json" /* in the slice dir */
+#define RESULTS_DEPTH_MAX 64
+
+/*
+ * Create the slice m describes (manifest_to_spec + slice_create; an inline
+ * policy is kept in the slice dir), record experiment.json (origin: the
+ * manifest's path, or "registry URL"; node: the sliver's node name) and
+ * place m's files. Does not start it. On failure nothing is left behind.
+ */
+int experiment_create(const char *root, const struct manifest *m, const char *origin,
+		      const char *node, struct vs_error *err);
+
+/* The origin and node recorded at create (caller frees; NULL if absent). */
+int experiment_origin(const char *root, const char *name, char **origin, char **node,
+		      struct vs_error *err);
+
+/* The result paths recorded at create: NULL-terminated, absolute slice
+ * paths; free with vs_strv_free(). -ENOENT when the slice was not created
+ * from a manifest. */
+int experiment_result_paths(const char *root, const char *name, char ***out, size_t *n,
+			    struct vs_error *err);
+
+/* What experiment_walk_results reports. rel is the path inside the slice
+ * without its leading '/'. */
+struct experiment_walk {
+	/* A regular file: fd is open read-only at offset 0 (closed after). */
+	int (*file)(void *arg, const char *rel, int fd, const struct stat *st,
+		    struct vs_error *err);
+	/* A directory, before its entries (NULL: not reported). */
+	int (*dir)(void *arg, const char *rel, struct vs_error *err);
+	/* Something not copied: missing (a result path the run did not write),
+	 * skipped (symlink inside a directory, device, too deep, control
+	 * characters in a name) or failed (an I/O error, or file/dir returned
+	 * an error: then why is that error's message). */
+	void (*problem)(void *arg, const char *rel, const char *why, bool missing, bool failed);
+	void *arg;
+};
+
+/* Walk the result paths (n of them) of slice name, in its upper dir. */
+int experiment_walk_results(const char *root, const char *name, char *const *paths, size_t n,
+			    const struct experiment_walk *w, struct vs_error *err);
+
+#endif

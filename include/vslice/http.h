@@ -1,0 +1,62 @@
+/*
+ * http.h - the HTTP client slicectl and vslice-nodemgr use to talk to the
+ * registry (docs/cluster-api.md). libcurl underneath, loaded on first use
+ * (dlopen), so local-mode slicectl never pays for mapping it and its
+ * dependencies.
+ *
+ * Every call returns 0 for a 2xx answer. Anything else is a negative errno
+ * with err filled with one line: the registry's own {"error": ...} text when
+ * it sent one, else the transport error ("registry http://h:7480: Could not
+ * connect to server"). The errno follows the status: 400 EINVAL, 401/403
+ * EACCES, 404 ENOENT, 409 EEXIST, 413 EFBIG, 422 EINVAL, 503 EAGAIN, other
+ * EIO; transport failures ECONNREFUSED / ETIMEDOUT / EIO.
+ * *status (when not NULL) holds the HTTP status, 0 when none came back.
+ */
+#ifndef VSLICE_HTTP_H
+#define VSLICE_HTTP_H
+
+#include <jansson.h>
+#include <stddef.h>
+
+#include "vslice/error.h"
+
+struct http_client {
+	char *base;	   /* "http://host:port", no trailing slash */
+	char *token;	   /* bearer token, NULL = none */
+	long timeout_secs; /* whole-request timeout for non-long-poll calls (default 30) */
+	void *curl;	   /* reused easy handle (keep-alive); one thread per client */
+};
+
+/* base_url must be http:// or https://; a trailing '/' is dropped. */
+int http_client_init(struct http_client *c, const char *base_url, const char *token,
+		     struct vs_error *err);
+void http_client_free(struct http_client *c);
+
+/*
+ * method path (path starts with '/', already escaped, may carry a query).
+ * body: JSON to send (NULL = none). wait_secs > 0: a long-poll, the timeout
+ * becomes wait_secs + 15. *resp (when resp != NULL): the parsed JSON answer,
+ * also for error statuses when the body was JSON (422's "errors"), NULL for
+ * an empty body. *index (when not NULL): the X-Vslice-Index header, or -1.
+ */
+int http_json(struct http_client *c, const char *method, const char *path, json_t *body,
+	      long wait_secs, long *status, json_t **resp, long long *index, struct vs_error *err);
+
+/* PUT the bytes of fd from its current offset to EOF (streamed), or len
+ * bytes of buf. headers: NULL-terminated "Name: value" strings, or NULL. */
+int http_put_fd(struct http_client *c, const char *path, int fd, const char *const *headers,
+		long *status, struct vs_error *err);
+int http_put_buf(struct http_client *c, const char *path, const void *buf, size_t len,
+		 const char *const *headers, long *status, struct vs_error *err);
+
+/* GET path, streaming the body into fd. If header is not NULL, the value of
+ * that response header (case-insensitive name, no colon) is copied into
+ * value (value[0] = 0 when absent). An error answer is not written to fd. */
+int http_get_fd(struct http_client *c, const char *path, int fd, const char *header, char *value,
+		size_t value_len, long *status, struct vs_error *err);
+
+/* Percent-encode s for one path segment or query value (caller frees).
+ * With keep_slash, '/' stays as is (a result path). */
+char *http_escape(const char *s, int keep_slash);
+
+#endif

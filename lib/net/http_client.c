@@ -1,0 +1,422 @@
+/*
+ * http_client.c - the registry client (include/vslice/http.h) on libcurl.
+ *
+ * libcurl is loaded with dlopen on first use: linked in, it and the eleven
+ * libraries it pulls (TLS, nghttp2, ldap, ssh, idn...) would be mapped and
+ * relocated on every slicectl run, local slice starts included, for a verb
+ * family most runs never use. Only the easy interface is used, through the
+ * function pointers below; one easy handle per client, reused so the
+ * connection stays alive between calls.
+ */
+#include <curl/curl.h>
+#include <dlfcn.h>
+#include <errno.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <unistd.h>
+
+#include "vslice/http.h"
+#include "vslice/util.h"
+
+#define ERROR_BODY_MAX (64u << 10) /* an error answer kept for its message */
+#define JSON_BODY_MAX  (64u << 20) /* a JSON answer */
+
+static struct {
+	CURLcode (*global_init)(long);
+	CURL *(*easy_init)(void);
+	CURLcode (*easy_setopt)(CURL *, CURLoption, ...);
+	CURLcode (*easy_perform)(CURL *);
+	CURLcode (*easy_getinfo)(CURL *, CURLINFO, ...);
+	void (*easy_reset)(CURL *);
+	void (*easy_cleanup)(CURL *);
+	const char *(*easy_strerror)(CURLcode);
+	struct curl_slist *(*slist_append)(struct curl_slist *, const char *);
+	void (*slist_free_all)(struct curl_slist *);
+	char *(*easy_escape)(CURL *, const char *, int);
+	void (*free)(void *);
+} cu;
+static char load_error[256];
+static pthread_once_t load_once = PTHREAD_ONCE_INIT;
+
+static void load(void)
+{
+	void *h = dlopen("libcurl.so.4", RTLD_NOW | RTLD_LOCAL);
+	if (!h) {
+		snprintf(load_error, sizeof(load_error), "cannot load libcurl (%s)", dlerror());
+		return;
+	}
+	struct {
+		const char *name;
+		void **slot;
+	} syms[] = {
+	    {"curl_global_init", (void **)&cu.global_init},
+	    {"curl_easy_init", (void **)&cu.easy_init},
+	    {"curl_easy_setopt", (void **)&cu.easy_setopt},
+	    {"curl_easy_perform", (void **)&cu.easy_perform},
+	    {"curl_easy_getinfo", (void **)&cu.easy_getinfo},
+	    {"curl_easy_reset", (void **)&cu.easy_reset},
+	    {"curl_easy_cleanup", (void **)&cu.easy_cleanup},
+	    {"curl_easy_strerror", (void **)&cu.easy_strerror},
+	    {"curl_slist_append", (void **)&cu.slist_append},
+	    {"curl_slist_free_all", (void **)&cu.slist_free_all},
+	    {"curl_easy_escape", (void **)&cu.easy_escape},
+	    {"curl_free", (void **)&cu.free},
+	};
+	for (size_t i = 0; i < VS_ARRAY_SIZE(syms); i++) {
+		*syms[i].slot = dlsym(h, syms[i].name);
+		if (!*syms[i].slot) {
+			snprintf(load_error, sizeof(load_error), "libcurl lacks %s", syms[i].name);
+			return;
+		}
+	}
+	if (cu.global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
+		snprintf(load_error, sizeof(load_error), "curl_global_init failed");
+		return;
+	}
+	load_error[0] = '\0';
+}
+
+static int ensure_loaded(struct vs_error *err)
+{
+	snprintf(load_error, sizeof(load_error), "libcurl not loaded");
+	pthread_once(&load_once, load);
+	if (load_error[0])
+		return vs_error_set(err, ENOSYS, "%s", load_error);
+	return 0;
+}
+
+int http_client_init(struct http_client *c, const char *base_url, const char *token,
+		     struct vs_error *err)
+{
+	memset(c, 0, sizeof(*c));
+	if (!base_url || (strncmp(base_url, "http://", 7) && strncmp(base_url, "https://", 8)))
+		return vs_error_set(err, EINVAL,
+				    "--registry: \"%s\" is not an http:// or https:// URL",
+				    base_url ? base_url : "");
+	size_t len = strlen(base_url);
+	while (len > 8 && base_url[len - 1] == '/')
+		len--;
+	for (size_t i = 0; i < len; i++)
+		if ((unsigned char)base_url[i] <= 0x20 || base_url[i] == 0x7f)
+			return vs_error_set(err, EINVAL,
+					    "--registry: the URL has spaces or control characters");
+	if (token && strpbrk(token, "\r\n"))
+		return vs_error_set(err, EINVAL, "--token: has a line break");
+	int r = ensure_loaded(err);
+	if (r < 0)
+		return r;
+	c->base = vs_xasprintf("%.*s", (int)len, base_url);
+	c->token = token && *token ? vs_xstrdup(token) : NULL;
+	c->timeout_secs = 30;
+	c->curl = cu.easy_init();
+	if (!c->curl) {
+		http_client_free(c);
+		return vs_error_set(err, ENOMEM, "curl_easy_init failed");
+	}
+	return 0;
+}
+
+void http_client_free(struct http_client *c)
+{
+	if (c->curl)
+		cu.easy_cleanup(c->curl);
+	free(c->base);
+	free(c->token);
+	memset(c, 0, sizeof(*c));
+}
+
+char *http_escape(const char *s, int keep_slash)
+{
+	size_t n = strlen(s);
+	char *out = vs_xmalloc(3 * n + 1), *o = out;
+	static const char hexd[] = "0123456789ABCDEF";
+	for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
+		bool plain = (*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') ||
+			     (*p >= '0' && *p <= '9') || *p == '-' || *p == '.' || *p == '_' ||
+			     *p == '~' || (keep_slash && *p == '/');
+		if (plain) {
+			*o++ = (char)*p;
+		} else {
+			*o++ = '%';
+			*o++ = hexd[*p >> 4];
+			*o++ = hexd[*p & 15];
+		}
+	}
+	*o = '\0';
+	return out;
+}
+
+/* One request's state, shared by the curl callbacks. */
+struct xfer {
+	/* response body */
+	int out_fd; /* >= 0: 2xx bodies stream here */
+	char *body; /* else (and for error bodies): kept in memory */
+	size_t len, cap, max;
+	bool too_big;
+	int write_errno;
+	long status; /* known once the first body byte arrives */
+	CURL *curl;
+	/* request body */
+	int in_fd;
+	const char *in_buf;
+	size_t in_len, in_off;
+	/* one response header to capture */
+	const char *want_header;
+	char *header_value;
+	size_t header_len;
+	long long index;
+};
+
+static size_t on_body(char *ptr, size_t size, size_t nmemb, void *arg)
+{
+	struct xfer *x = arg;
+	size_t n = size * nmemb;
+	if (!x->status)
+		cu.easy_getinfo(x->curl, CURLINFO_RESPONSE_CODE, &x->status);
+	if (x->out_fd >= 0 && x->status >= 200 && x->status < 300) {
+		int r = vs_write_all(x->out_fd, ptr, n);
+		if (r < 0) {
+			x->write_errno = -r;
+			return 0;
+		}
+		return n;
+	}
+	size_t max = x->out_fd >= 0 ? ERROR_BODY_MAX : x->max;
+	if (x->len + n > max) {
+		x->too_big = true;
+		return 0;
+	}
+	if (x->len + n + 1 > x->cap) {
+		x->cap = (x->len + n + 1) * 2;
+		x->body = vs_xrealloc(x->body, x->cap);
+	}
+	memcpy(x->body + x->len, ptr, n);
+	x->len += n;
+	x->body[x->len] = '\0';
+	return n;
+}
+
+static size_t on_header(char *buf, size_t size, size_t nitems, void *arg)
+{
+	struct xfer *x = arg;
+	size_t n = size * nitems;
+	const char *colon = memchr(buf, ':', n);
+	if (!colon)
+		return n;
+	size_t klen = (size_t)(colon - buf);
+	const char *v = colon + 1;
+	size_t vlen = n - klen - 1;
+	while (vlen && (*v == ' ' || *v == '\t'))
+		v++, vlen--;
+	while (vlen && (v[vlen - 1] == '\r' || v[vlen - 1] == '\n' || v[vlen - 1] == ' '))
+		vlen--;
+	if (klen == strlen("X-Vslice-Index") && !strncasecmp(buf, "X-Vslice-Index", klen)) {
+		char tmp[32];
+		snprintf(tmp, sizeof(tmp), "%.*s", (int)(vlen < 31 ? vlen : 31), v);
+		x->index = strtoll(tmp, NULL, 10);
+	}
+	if (x->want_header && klen == strlen(x->want_header) &&
+	    !strncasecmp(buf, x->want_header, klen) && x->header_value) {
+		size_t k = vlen < x->header_len - 1 ? vlen : x->header_len - 1;
+		memcpy(x->header_value, v, k);
+		x->header_value[k] = '\0';
+	}
+	return n;
+}
+
+static size_t on_read(char *ptr, size_t size, size_t nmemb, void *arg)
+{
+	struct xfer *x = arg;
+	size_t n = size * nmemb;
+	if (x->in_buf) {
+		size_t left = x->in_len - x->in_off;
+		if (n > left)
+			n = left;
+		memcpy(ptr, x->in_buf + x->in_off, n);
+		x->in_off += n;
+		return n;
+	}
+	for (;;) {
+		ssize_t r = read(x->in_fd, ptr, n);
+		if (r >= 0)
+			return (size_t)r;
+		if (errno != EINTR)
+			return CURL_READFUNC_ABORT;
+	}
+}
+
+static int status_errno(long status)
+{
+	switch (status) {
+	case 400:
+	case 422:
+		return EINVAL;
+	case 401:
+	case 403:
+		return EACCES;
+	case 404:
+		return ENOENT;
+	case 409:
+		return EEXIST;
+	case 413:
+		return EFBIG;
+	case 503:
+		return EAGAIN;
+	default:
+		return EIO;
+	}
+}
+
+/* Run the prepared request; turn transport errors and non-2xx answers into err. */
+static int perform(struct http_client *c, struct xfer *x, const char *method, const char *path,
+		   long timeout, struct curl_slist *hdrs, long *status, struct vs_error *err)
+{
+	CURL *h = c->curl;
+	x->curl = h;
+	x->index = -1;
+	cleanup_free char *url = vs_xasprintf("%s%s", c->base, path);
+	cleanup_free char *auth =
+	    c->token ? vs_xasprintf("Authorization: Bearer %s", c->token) : NULL;
+	if (auth)
+		hdrs = cu.slist_append(hdrs, auth);
+	hdrs = cu.slist_append(hdrs, "Expect:"); /* no 100-continue round trip */
+	cu.easy_reset(h);
+	cu.easy_setopt(h, CURLOPT_URL, url);
+	cu.easy_setopt(h, CURLOPT_CUSTOMREQUEST, method);
+	cu.easy_setopt(h, CURLOPT_HTTPHEADER, hdrs);
+	cu.easy_setopt(h, CURLOPT_WRITEFUNCTION, on_body);
+	cu.easy_setopt(h, CURLOPT_WRITEDATA, x);
+	cu.easy_setopt(h, CURLOPT_HEADERFUNCTION, on_header);
+	cu.easy_setopt(h, CURLOPT_HEADERDATA, x);
+	cu.easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
+	cu.easy_setopt(h, CURLOPT_TIMEOUT, timeout);
+	cu.easy_setopt(h, CURLOPT_CONNECTTIMEOUT, 10L);
+	if (timeout == 0) { /* a stream: no deadline, but not a stalled peer either */
+		cu.easy_setopt(h, CURLOPT_LOW_SPEED_LIMIT, 1L);
+		cu.easy_setopt(h, CURLOPT_LOW_SPEED_TIME, 60L);
+	}
+	cu.easy_setopt(h, CURLOPT_PROTOCOLS_STR, "http,https");
+	cu.easy_setopt(h, CURLOPT_USERAGENT, "vslice/0.2");
+	if (x->in_buf || x->in_fd >= 0) {
+		cu.easy_setopt(h, CURLOPT_UPLOAD, 1L);
+		cu.easy_setopt(h, CURLOPT_READFUNCTION, on_read);
+		cu.easy_setopt(h, CURLOPT_READDATA, x);
+		if (x->in_buf)
+			cu.easy_setopt(h, CURLOPT_INFILESIZE_LARGE, (curl_off_t)x->in_len);
+		/* UPLOAD means PUT; CUSTOMREQUEST above names the real method. */
+	}
+	CURLcode rc = cu.easy_perform(h);
+	long st = 0;
+	cu.easy_getinfo(h, CURLINFO_RESPONSE_CODE, &st);
+	cu.slist_free_all(hdrs);
+	if (status)
+		*status = st;
+	if (rc != CURLE_OK && !(st >= 400 && (x->too_big || rc == CURLE_WRITE_ERROR))) {
+		if (x->write_errno)
+			return vs_error_sys(err, x->write_errno, "%s %s: writing the answer",
+					    method, path);
+		if (x->too_big)
+			return vs_error_set(err, EFBIG, "%s %s: answer too large", method, path);
+		int e = rc == CURLE_COULDNT_CONNECT	 ? ECONNREFUSED
+			: rc == CURLE_OPERATION_TIMEDOUT ? ETIMEDOUT
+							 : EIO;
+		return vs_error_set(err, e, "registry %s: %s", c->base, cu.easy_strerror(rc));
+	}
+	if (st >= 200 && st < 300)
+		return 0;
+	/* The registry's own words, when it sent {"error": "..."}. */
+	const char *msg = NULL;
+	json_t *j = x->body ? json_loads(x->body, 0, NULL) : NULL;
+	if (j)
+		msg = json_string_value(json_object_get(j, "error"));
+	if (msg)
+		vs_error_set(err, status_errno(st), "%s", msg);
+	else
+		vs_error_set(err, status_errno(st), "registry %s: %s %s: HTTP %ld", c->base, method,
+			     path, st);
+	json_decref(j);
+	return -status_errno(st);
+}
+
+int http_json(struct http_client *c, const char *method, const char *path, json_t *body,
+	      long wait_secs, long *status, json_t **resp, long long *index, struct vs_error *err)
+{
+	if (resp)
+		*resp = NULL;
+	if (index)
+		*index = -1;
+	cleanup_free char *text = body ? json_dumps(body, JSON_COMPACT) : NULL;
+	if (body && !text)
+		return vs_error_set(err, ENOMEM, "%s %s: cannot encode the request", method, path);
+	struct xfer x = {.out_fd = -1, .in_fd = -1, .max = JSON_BODY_MAX};
+	struct curl_slist *hdrs = NULL;
+	if (text) {
+		x.in_buf = text;
+		x.in_len = strlen(text);
+		hdrs = cu.slist_append(hdrs, "Content-Type: application/json");
+	}
+	hdrs = cu.slist_append(hdrs, "Accept: application/json");
+	long timeout = wait_secs > 0 ? wait_secs + 15 : c->timeout_secs;
+	int r = perform(c, &x, method, path, timeout, hdrs, status, err);
+	if (index)
+		*index = x.index;
+	if (resp && x.body && x.len) {
+		json_error_t je;
+		*resp = json_loadb(x.body, x.len, 0, &je);
+		if (!*resp && r == 0)
+			r = vs_error_set(err, EPROTO,
+					 "%s %s: the registry's answer is not JSON: %s", method,
+					 path, je.text);
+	}
+	free(x.body);
+	return r;
+}
+
+int http_put_fd(struct http_client *c, const char *path, int fd, const char *const *headers,
+		long *status, struct vs_error *err)
+{
+	struct xfer x = {.out_fd = -1, .in_fd = fd, .max = ERROR_BODY_MAX};
+	struct curl_slist *hdrs = cu.slist_append(NULL, "Content-Type: application/octet-stream");
+	for (const char *const *h = headers; h && *h; h++)
+		hdrs = cu.slist_append(hdrs, *h);
+	/* Streamed: no size up front, so curl sends it chunked. */
+	hdrs = cu.slist_append(hdrs, "Transfer-Encoding: chunked");
+	int r = perform(c, &x, "PUT", path, 0, hdrs, status, err);
+	free(x.body);
+	return r;
+}
+
+int http_put_buf(struct http_client *c, const char *path, const void *buf, size_t len,
+		 const char *const *headers, long *status, struct vs_error *err)
+{
+	static const char empty[1];
+	struct xfer x = {.out_fd = -1,
+			 .in_fd = -1,
+			 .in_buf = len ? buf : empty,
+			 .in_len = len,
+			 .max = ERROR_BODY_MAX};
+	struct curl_slist *hdrs = cu.slist_append(NULL, "Content-Type: application/octet-stream");
+	for (const char *const *h = headers; h && *h; h++)
+		hdrs = cu.slist_append(hdrs, *h);
+	int r = perform(c, &x, "PUT", path, c->timeout_secs, hdrs, status, err);
+	free(x.body);
+	return r;
+}
+
+int http_get_fd(struct http_client *c, const char *path, int fd, const char *header, char *value,
+		size_t value_len, long *status, struct vs_error *err)
+{
+	if (value && value_len)
+		value[0] = '\0';
+	struct xfer x = {.out_fd = fd,
+			 .in_fd = -1,
+			 .want_header = header,
+			 .header_value = value,
+			 .header_len = value_len};
+	/* Large downloads: no whole-request timeout (perform gives up on a stalled peer). */
+	int r = perform(c, &x, "GET", path, 0, NULL, status, err);
+	free(x.body);
+	return r;
+}

@@ -1,0 +1,335 @@
+/*
+ * experiment.c - a manifest turned into a slice on this node (files placed
+ * in its upper dir before it first runs), and its result files walked back
+ * out. Used by `slicectl submit`/`results` in local mode and by
+ * vslice-nodemgr for each sliver assigned to its node.
+ */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <jansson.h>
+#include <linux/openat2.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "vslice/experiment.h"
+#include "vslice/image.h"
+#include "vslice/slice.h"
+#include "vslice/util.h"
+
+static void json_decref_p(json_t **j)
+{
+	if (*j)
+		json_decref(*j);
+}
+#define cleanup_json __attribute__((cleanup(json_decref_p)))
+
+/* Host id for an id inside the slice (the runtime maps 65536 ids from id_base). */
+static uint32_t map_id(uint32_t base, uint32_t id)
+{
+	return base + (id < 65536 ? id : 65534);
+}
+
+/*
+ * Write one file into the upper dir. Parent directories that the image
+ * has are created with the image's mode and (mapped) owner, so placing
+ * /tmp/x does not turn the slice's /tmp into a 0755 directory; others are
+ * 0755 owned by the slice's root. A path whose parent is not a directory
+ * in the image (a symlink like /lib -> usr/lib) is refused: a directory in
+ * the upper layer would hide it.
+ */
+static int place_file(int upper_fd, int image_fd, const struct manifest_file *f, uint32_t id_base,
+		      const char *image, struct vs_error *err)
+{
+	cleanup_free char *copy = vs_xstrdup(f->path + 1);
+	cleanup_close int dfd = fcntl(upper_fd, F_DUPFD_CLOEXEC, 3);
+	cleanup_close int lfd = image_fd >= 0 ? fcntl(image_fd, F_DUPFD_CLOEXEC, 3) : -1;
+	if (dfd < 0)
+		return vs_error_sys(err, errno, "%s: dup", f->path);
+	char *save = NULL;
+	char *comp = strtok_r(copy, "/", &save);
+	for (char *next; comp && (next = strtok_r(NULL, "/", &save)); comp = next) {
+		struct stat ls;
+		bool in_image = lfd >= 0 && fstatat(lfd, comp, &ls, AT_SYMLINK_NOFOLLOW) == 0;
+		if (in_image && !S_ISDIR(ls.st_mode))
+			return vs_error_set(
+			    err, ENOTDIR, "%s: \"%s\" is not a directory in image %s%s", f->path,
+			    comp, image,
+			    S_ISLNK(ls.st_mode) ? " (a symlink; use the path it points to)" : "");
+		mode_t mode = in_image ? ls.st_mode & 0777 : 0755;
+		uint32_t uid = in_image ? map_id(id_base, ls.st_uid) : id_base;
+		uint32_t gid = in_image ? map_id(id_base, ls.st_gid) : id_base;
+		if (in_image && (ls.st_mode & S_ISVTX))
+			mode |= S_ISVTX;
+		bool made = mkdirat(dfd, comp, 0700) == 0;
+		if (!made && errno != EEXIST)
+			return vs_error_sys(err, errno, "%s: mkdir %s", f->path, comp);
+		int nfd = openat(dfd, comp, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+		if (nfd < 0)
+			return vs_error_sys(err, errno, "%s: open %s", f->path, comp);
+		close(dfd);
+		dfd = nfd;
+		if (made && (fchown(dfd, uid, gid) < 0 || fchmod(dfd, mode) < 0))
+			return vs_error_sys(err, errno, "%s: chown/chmod %s", f->path, comp);
+		int nl = in_image ? openat(lfd, comp, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
+				  : -1;
+		if (lfd >= 0)
+			close(lfd);
+		lfd = nl;
+	}
+	struct stat ls;
+	if (lfd >= 0 && fstatat(lfd, comp, &ls, AT_SYMLINK_NOFOLLOW) == 0 && S_ISDIR(ls.st_mode))
+		return vs_error_set(err, EISDIR, "%s: is a directory in image %s", f->path, image);
+	cleanup_close int fd =
+	    openat(dfd, comp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+	if (fd < 0)
+		return vs_error_sys(err, errno, "%s: create", f->path);
+	int r = vs_write_all(fd, f->data, f->len);
+	if (r < 0)
+		return vs_error_sys(err, -r, "%s: write", f->path);
+	if (fchown(fd, id_base, id_base) < 0 || fchmod(fd, f->mode) < 0)
+		return vs_error_sys(err, errno, "%s: chown/chmod", f->path);
+	return 0;
+}
+
+static int place_files(const char *root, const struct manifest *m, const struct slice_spec *spec,
+		       struct vs_error *err)
+{
+	if (m->nfiles == 0)
+		return 0;
+	cleanup_free char *d = slice_dir(root, spec->name);
+	cleanup_free char *upper = vs_xasprintf("%s/upper", d);
+	cleanup_close int ufd = open(upper, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	if (ufd < 0)
+		return vs_error_sys(err, errno, "%s", upper);
+	cleanup_free char *irootfs = NULL;
+	cleanup_close int ifd = -1;
+	if (image_rootfs(root, spec->image, &irootfs, err) == 0)
+		ifd = open(irootfs, O_PATH | O_DIRECTORY | O_CLOEXEC);
+	for (size_t i = 0; i < m->nfiles; i++) {
+		int r = place_file(ufd, ifd, &m->files[i], spec->id_base, spec->image, err);
+		if (r < 0)
+			return vs_error_wrap(err, "files[%zu]", i);
+	}
+	return 0;
+}
+
+/* What the experiment verbs need later, next to the slice's state. */
+static int save_experiment(const char *root, const struct manifest *m, const char *origin,
+			   const char *node, struct vs_error *err)
+{
+	cleanup_json json_t *res = json_array();
+	for (size_t i = 0; i < m->nresults; i++)
+		json_array_append_new(res, json_string(m->results[i]));
+	cleanup_json json_t *j =
+	    json_pack("{s:i, s:s, s:O, s:[s], s:I}", "version", 1, "manifest", origin, "results",
+		      res, "nodes", node, "submitted", (json_int_t)time(NULL));
+	cleanup_free char *text = j ? json_dumps(j, JSON_INDENT(2)) : NULL;
+	if (!text)
+		return vs_error_set(err, ENOMEM, "%s: cannot encode", EXPERIMENT_FILE);
+	cleanup_free char *d = slice_dir(root, m->name);
+	cleanup_free char *p = vs_xasprintf("%s/%s", d, EXPERIMENT_FILE);
+	return vs_write_file_atomic(p, text, strlen(text), 0600, err);
+}
+
+int experiment_create(const char *root, const struct manifest *m, const char *origin,
+		      const char *node, struct vs_error *err)
+{
+	struct slice_spec spec = {0};
+	int r = manifest_to_spec(m, &spec, err);
+	if (r < 0)
+		return r;
+	if (m->policy_json)
+		spec.policy_text = vs_xstrdup(m->policy_json);
+	r = slice_create(root, &spec, err);
+	if (r == 0) {
+		/* From here on, a failure destroys the slice: nothing left behind. */
+		r = save_experiment(root, m, origin, node, err);
+		if (r == 0)
+			r = place_files(root, m, &spec, err);
+		if (r < 0) {
+			struct vs_error e2;
+			slice_destroy(root, m->name, true, &e2);
+		}
+	}
+	slice_spec_free(&spec);
+	return r;
+}
+
+static int load_experiment(const char *root, const char *name, json_t **out, struct vs_error *err)
+{
+	cleanup_free char *d = slice_dir(root, name);
+	cleanup_free char *p = vs_xasprintf("%s/%s", d, EXPERIMENT_FILE);
+	cleanup_free char *text = NULL;
+	int r = vs_read_file(p, 1 << 20, &text, NULL, err);
+	if (r == -ENOENT)
+		return vs_error_set(err, ENOENT, "not submitted from a manifest");
+	if (r < 0)
+		return r;
+	json_error_t je;
+	*out = json_loads(text, JSON_REJECT_DUPLICATES, &je);
+	if (!json_is_object(*out)) {
+		json_decref(*out);
+		*out = NULL;
+		return vs_error_set(err, EINVAL, "%s: %s", p, je.text);
+	}
+	return 0;
+}
+
+int experiment_result_paths(const char *root, const char *name, char ***out, size_t *n,
+			    struct vs_error *err)
+{
+	*out = NULL;
+	*n = 0;
+	cleanup_json json_t *j = NULL;
+	int r = load_experiment(root, name, &j, err);
+	if (r < 0)
+		return r;
+	json_t *res = json_object_get(j, "results");
+	if (!json_is_array(res))
+		return vs_error_set(err, EINVAL, "%s: no results array", EXPERIMENT_FILE);
+	char **v = vs_xcalloc(json_array_size(res) + 1, sizeof(char *));
+	for (size_t i = 0; i < json_array_size(res); i++) {
+		const char *s = json_string_value(json_array_get(res, i));
+		if (!s || manifest_check_slice_path(s)) {
+			vs_strv_free(v);
+			return vs_error_set(err, EINVAL, "%s: .results[%zu]: not a slice path",
+					    EXPERIMENT_FILE, i);
+		}
+		v[(*n)++] = vs_xstrdup(s);
+	}
+	*out = v;
+	return 0;
+}
+
+int experiment_origin(const char *root, const char *name, char **origin, char **node,
+		      struct vs_error *err)
+{
+	*origin = *node = NULL;
+	cleanup_json json_t *j = NULL;
+	int r = load_experiment(root, name, &j, err);
+	if (r < 0)
+		return r;
+	const char *o = json_string_value(json_object_get(j, "manifest"));
+	const char *nd = json_string_value(json_array_get(json_object_get(j, "nodes"), 0));
+	*origin = o ? vs_xstrdup(o) : NULL;
+	*node = nd ? vs_xstrdup(nd) : NULL;
+	return 0;
+}
+
+/* ------------------------------------------------------------------ */
+/* results                                                             */
+
+static void problem(const struct experiment_walk *w, const char *rel, const char *why, bool missing,
+		    bool failed)
+{
+	if (w->problem)
+		w->problem(w->arg, rel, why, missing, failed);
+}
+
+static void walk_tree(const struct experiment_walk *w, int fd, const char *rel, int depth);
+
+/* What fd (opened O_NOFOLLOW) is: a file or a directory. */
+static void walk_entry(const struct experiment_walk *w, int fd, const char *rel, int depth)
+{
+	struct stat st;
+	struct vs_error err;
+	if (fstat(fd, &st) < 0) {
+		problem(w, rel, strerror(errno), false, true);
+	} else if (S_ISREG(st.st_mode)) {
+		if (w->file(w->arg, rel, fd, &st, &err) < 0)
+			problem(w, rel, err.msg, false, true);
+	} else if (S_ISDIR(st.st_mode)) {
+		if (depth >= RESULTS_DEPTH_MAX) {
+			problem(w, rel, "too deep, skipped", false, false);
+			return;
+		}
+		if (w->dir && w->dir(w->arg, rel, &err) < 0) {
+			problem(w, rel, err.msg, false, true);
+			return;
+		}
+		walk_tree(w, fd, rel, depth + 1);
+	} else {
+		problem(w, rel, "not a regular file or directory, skipped", false, false);
+	}
+}
+
+static void walk_tree(const struct experiment_walk *w, int fd, const char *rel, int depth)
+{
+	int dup_fd = openat(fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (dup_fd < 0) {
+		problem(w, rel, strerror(errno), false, true);
+		return;
+	}
+	cleanup_closedir DIR *d = fdopendir(dup_fd);
+	if (!d) {
+		problem(w, rel, strerror(errno), false, true);
+		close(dup_fd);
+		return;
+	}
+	struct dirent *de;
+	while ((de = readdir(d))) {
+		if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, ".."))
+			continue;
+		bool ctrl = false;
+		for (const char *ch = de->d_name; *ch && !ctrl; ch++)
+			ctrl = (unsigned char)*ch < 0x20 || *ch == 0x7f;
+		if (ctrl) {
+			problem(w, rel, "a name with control characters inside, skipped", false,
+				false);
+			continue;
+		}
+		cleanup_free char *sub = vs_xasprintf("%s/%s", rel, de->d_name);
+		struct stat st;
+		if (fstatat(dirfd(d), de->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0)
+			continue;
+		if (S_ISLNK(st.st_mode)) {
+			problem(w, sub, "a symlink, skipped", false, false);
+			continue;
+		}
+		if (!S_ISREG(st.st_mode) && !S_ISDIR(st.st_mode)) {
+			problem(w, sub, "not a regular file or directory, skipped", false, false);
+			continue;
+		}
+		cleanup_close int cfd = openat(dirfd(d), de->d_name,
+					       O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC |
+						   (S_ISDIR(st.st_mode) ? O_DIRECTORY : 0));
+		if (cfd < 0) {
+			problem(w, sub, strerror(errno), false, true);
+			continue;
+		}
+		walk_entry(w, cfd, sub, depth);
+	}
+}
+
+int experiment_walk_results(const char *root, const char *name, char *const *paths, size_t n,
+			    const struct experiment_walk *w, struct vs_error *err)
+{
+	cleanup_free char *d = slice_dir(root, name);
+	cleanup_free char *upper = vs_xasprintf("%s/upper", d);
+	cleanup_close int ufd = open(upper, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	if (ufd < 0)
+		return vs_error_sys(err, errno, "%s", upper);
+	for (size_t i = 0; i < n; i++) {
+		const char *rel = paths[i] + 1;
+		struct open_how how = {
+		    .flags = O_RDONLY | O_NONBLOCK | O_CLOEXEC | O_NOCTTY,
+		    .resolve = RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS | RESOLVE_NO_XDEV,
+		};
+		long fd = syscall(SYS_openat2, ufd, rel, &how, sizeof(how));
+		if (fd < 0) {
+			if (errno == ENOENT)
+				problem(w, rel, "not found (the run did not write it)", true,
+					false);
+			else
+				problem(w, rel, strerror(errno), false, true);
+			continue;
+		}
+		walk_entry(w, (int)fd, rel, 0);
+		close((int)fd);
+	}
+	return 0;
+}
