@@ -166,14 +166,14 @@ static int check_local_nodes(const struct manifest *m, struct vs_error *err)
 		return 0;
 	if (m->node_count)
 		return vs_error_set(err, ENOTSUP,
-				    ".nodes: %u node%s%s need cluster mode (a registry), which is "
-				    "not available in this build; local mode runs one sliver here",
+				    ".nodes: %u node%s%s need cluster mode (--registry URL or "
+				    "VSLICE_REGISTRY); local mode runs one sliver here",
 				    m->node_count, m->node_count == 1 ? "" : "s",
 				    m->nlabels ? " with labels" : "");
 	return vs_error_set(
 	    err, ENOTSUP,
-	    ".nodes.names: named nodes need cluster mode (a registry), which is not "
-	    "available in this build; local mode takes only [\"local\"]");
+	    ".nodes.names: named nodes need cluster mode (--registry URL or VSLICE_REGISTRY); "
+	    "local mode takes only [\"local\"]");
 }
 
 /* ------------------------------------------------------------------ */

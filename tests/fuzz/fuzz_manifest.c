@@ -96,6 +96,24 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		for (size_t i = 0; i < m->nfiles; i++)
 			if (!m->files[i].path || !m->files[i].data || m->files[i].mode > 0777)
 				abort();
+		/* The resolved form (cluster mode) parses without a directory and
+		 * carries the very same files. */
+		json_t *j = manifest_resolve(m, &err);
+		char *text = j ? json_dumps(j, JSON_COMPACT) : NULL;
+		struct manifest *r2 = NULL;
+		struct manifest_errors e2 = {0};
+		if (!text || manifest_parse(text, strlen(text), NULL, &r2, &e2) != 0)
+			abort();
+		if (r2->nfiles != m->nfiles || strcmp(r2->name, m->name))
+			abort();
+		for (size_t i = 0; i < m->nfiles; i++)
+			if (r2->files[i].len != m->files[i].len ||
+			    memcmp(r2->files[i].data, m->files[i].data, m->files[i].len))
+				abort();
+		manifest_free(r2);
+		manifest_errors_free(&e2);
+		free(text);
+		json_decref(j);
 		manifest_free(m);
 	} else {
 		if (m || errs.n == 0)
@@ -103,5 +121,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		manifest_errors_print(&errs, devnull, "fuzz.json");
 	}
 	manifest_errors_free(&errs);
+	/* As the registry and node managers parse: no directory to read from. */
+	m = NULL;
+	struct manifest_errors e3 = {0};
+	r = manifest_parse((const char *)data, size, NULL, &m, &e3);
+	if ((r == 0) != (m != NULL) || (r != 0 && e3.n == 0))
+		abort();
+	manifest_free(m);
+	manifest_errors_free(&e3);
 	return 0;
 }

@@ -8,7 +8,7 @@ secs=${1:-10}
 out=build/fuzz
 mkdir -p "$out"
 make -s build/gen/policies.c build/gen/init_blob.S
-libs=$(pkg-config --libs libseccomp libcap jansson libarchive nettle)
+libs="$(pkg-config --libs libseccomp libcap jansson libarchive nettle libmicrohttpd sqlite3) -ldl -pthread"
 cflags=(-std=gnu11 -D_GNU_SOURCE -Iinclude -Ibuild/gen -g -O1 -fno-sanitize-recover=undefined)
 # The library once, instrumented for the fuzzers; each target only links it.
 newest_hdr=$(ls -t include/vslice/*.h lib/*/*.h | head -1)

@@ -10,7 +10,7 @@ fi
 total_pass=0
 total_fail=0
 failed=()
-for t in tests/integration/test_*.sh tests/integration/escape/run.sh tests/checkpoint/run.sh; do
+for t in tests/integration/test_*.sh tests/cluster/test_*.sh tests/integration/escape/run.sh tests/checkpoint/run.sh; do
 	[ -f "$t" ] || continue
 	echo "=== $t"
 	t0=$(date +%s)
