@@ -157,20 +157,30 @@ int cmd_show(struct ctl *ctl, int argc, char **argv)
 }
 
 static const char logs_help[] =
-    "usage: slicectl logs NAME [-f]\n\nOutput (stdout and stderr) of a detached slice.\n"
-    "  -f, --follow    keep printing until the slice stops\n";
+    "usage: slicectl logs NAME [-f] [--node NODE]\n\nOutput (stdout and stderr) of a detached "
+    "slice.\n"
+    "  -f, --follow    keep printing until the slice stops\n"
+    "  --node NODE     the sliver on NODE (local mode: only \"local\")\n";
 
 int cmd_logs(struct ctl *ctl, int argc, char **argv)
 {
 	if (ctl_want_help(argc, argv, logs_help))
 		return 0;
-	static const struct option o[] = {{"follow", no_argument, NULL, 'f'}, {0}};
+	static const struct option o[] = {
+	    {"follow", no_argument, NULL, 'f'}, {"node", required_argument, NULL, 'n'}, {0}};
 	bool follow = false;
 	int c;
-	while ((c = getopt_long(argc, argv, "f", o, NULL)) != -1) {
-		if (c != 'f')
+	while ((c = getopt_long(argc, argv, "fn:", o, NULL)) != -1) {
+		if (c == 'n' && strcmp(optarg, "local"))
+			return ctl_usage(
+			    "logs",
+			    "--node %s: local mode has one node, \"local\" (other nodes "
+			    "need --registry)",
+			    optarg);
+		else if (c == 'f')
+			follow = true;
+		else if (c != 'n')
 			return ctl_usage("logs", "unknown option");
-		follow = true;
 	}
 	if (optind + 1 != argc)
 		return ctl_usage("logs", optind >= argc ? "missing slice NAME" : "one NAME only");
