@@ -1,0 +1,166 @@
+/*
+ * vslice-registry - the cluster registry (docs/cluster-api.md).
+ *
+ *   vslice-registry init --db PATH
+ *   vslice-registry [--listen ADDR:PORT] --db PATH [--heartbeat 10s] [--lost-after 3]
+ *
+ * Serving runs in libvslice's registry threads; this thread only waits for
+ * SIGTERM/SIGINT (sigwait) and then stops the server cleanly.
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "vslice/registry.h"
+#include "vslice/units.h"
+#include "vslice/util.h"
+
+#define EXIT_VSLICE 125
+
+static const char usage[] =
+    "usage: vslice-registry init --db PATH\n"
+    "       vslice-registry [--listen ADDR:PORT] --db PATH [--heartbeat 10s] [--lost-after 3]\n"
+    "\n"
+    "  init             create the database and print the first admin token (last line)\n"
+    "  --db PATH        the SQLite database (blobs go to PATH.d/)\n"
+    "  --listen A:P     address to serve on (default " REGISTRY_DEFAULT_LISTEN "; port 0: any)\n"
+    "  --heartbeat D    seconds between node status reports (default 10s)\n"
+    "  --lost-after N   heartbeats missed before a node is unknown (default 3)\n"
+    "  --threads N      HTTP worker threads (default 4)\n";
+
+static int fail(const char *what, const struct vs_error *err)
+{
+	char m[VS_ERROR_MAX];
+	fprintf(stderr, "vslice-registry: %s%s%s\n", what ? what : "", what ? ": " : "",
+		vs_printable(err->msg, m, sizeof(m)));
+	return EXIT_VSLICE;
+}
+
+static int bad_usage(const char *fmt, const char *arg)
+{
+	char a[128];
+	fprintf(stderr, "vslice-registry: ");
+	fprintf(stderr, fmt, arg ? vs_printable(arg, a, sizeof(a)) : "");
+	fprintf(stderr, " (see: vslice-registry --help)\n");
+	return EXIT_VSLICE;
+}
+
+static int cmd_init(int argc, char **argv)
+{
+	static const struct option opts[] = {{"db", required_argument, NULL, 'd'},
+					     {"help", no_argument, NULL, 'h'},
+					     {NULL, 0, NULL, 0}};
+	const char *db = NULL;
+	int c;
+	optind = 1;
+	while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+		switch (c) {
+		case 'd':
+			db = optarg;
+			break;
+		case 'h':
+			fputs(usage, stdout);
+			return 0;
+		default:
+			return bad_usage("init: unknown option or missing value%s", "");
+		}
+	}
+	if (!db || optind != argc)
+		return bad_usage("init: expected --db PATH%s", "");
+	struct vs_error err;
+	cleanup_free char *token = NULL;
+	if (registry_init_db(db, &token, &err) < 0)
+		return fail("init", &err);
+	printf("vslice-registry: created %s (blobs in %s.d/)\n", db, db);
+	printf("admin token (shown once; keep it):\n%s\n", token);
+	return 0;
+}
+
+int main(int argc, char **argv)
+{
+	if (argc >= 2 && strcmp(argv[1], "init") == 0)
+		return cmd_init(argc - 1, argv + 1);
+
+	static const struct option opts[] = {{"db", required_argument, NULL, 'd'},
+					     {"listen", required_argument, NULL, 'l'},
+					     {"heartbeat", required_argument, NULL, 'b'},
+					     {"lost-after", required_argument, NULL, 'L'},
+					     {"threads", required_argument, NULL, 't'},
+					     {"help", no_argument, NULL, 'h'},
+					     {NULL, 0, NULL, 0}};
+	const char *db = NULL, *listen = REGISTRY_DEFAULT_LISTEN;
+	struct registry_opts ro = {0};
+	struct vs_error err;
+	uint64_t v;
+	char *end;
+	int c;
+	while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+		switch (c) {
+		case 'd':
+			db = optarg;
+			break;
+		case 'l':
+			listen = optarg;
+			break;
+		case 'b':
+			if (vs_parse_duration(optarg, &v, &err) < 0 || v == 0 || v > 3600)
+				return bad_usage("--heartbeat: \"%s\" is not a duration (1s to 1h)",
+						 optarg);
+			ro.heartbeat_secs = (unsigned)v;
+			break;
+		case 'L':
+		case 't':
+			errno = 0;
+			v = strtoull(optarg, &end, 10);
+			if (!*optarg || *end || errno || v == 0 || v > 1000)
+				return bad_usage(
+				    c == 'L' ? "--lost-after: \"%s\" is not a count (1 to 1000)"
+					     : "--threads: \"%s\" is not a count (1 to 1000)",
+				    optarg);
+			if (c == 'L')
+				ro.lost_after = (unsigned)v;
+			else
+				ro.threads = (unsigned)v;
+			break;
+		case 'h':
+			fputs(usage, stdout);
+			return 0;
+		default:
+			return bad_usage("unknown option or missing value%s", "");
+		}
+	}
+	if (optind != argc)
+		return bad_usage("unexpected argument \"%s\"", argv[optind]);
+	if (!db)
+		return bad_usage("--db PATH is required%s", "");
+
+	/* Block the signals before any thread starts, so only sigwait sees them. */
+	sigset_t set;
+	sigemptyset(&set);
+	sigaddset(&set, SIGTERM);
+	sigaddset(&set, SIGINT);
+	pthread_sigmask(SIG_BLOCK, &set, NULL);
+	signal(SIGPIPE, SIG_IGN);
+
+	struct registry *reg = NULL;
+	if (registry_open(db, &ro, &reg, &err) < 0)
+		return fail(NULL, &err);
+	if (registry_serve(reg, listen, &err) < 0) {
+		registry_close(reg);
+		return fail(NULL, &err);
+	}
+	cleanup_free char *shown = vs_xstrdup(listen);
+	char *colon = strrchr(shown, ':');
+	if (colon)
+		*colon = '\0';
+	fprintf(stderr, "vslice-registry: listening on %s:%u (db %s)\n", shown, registry_port(reg),
+		db);
+	int sig = 0;
+	sigwait(&set, &sig);
+	fprintf(stderr, "vslice-registry: %s, stopping\n", strsignal(sig));
+	registry_close(reg);
+	return 0;
+}

@@ -1,0 +1,1683 @@
+/*
+ * api.c - the registry's endpoints (docs/cluster-api.md), one function per
+ * request kind, each a short transaction under reg->lock.
+ *
+ * Handlers fill a struct reg_answer; server.c sends it (or, for a long-poll
+ * whose revision has not moved, suspends the connection and calls the
+ * handler again later). Errors are one line naming the object.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <stdarg.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "registry_int.h"
+#include "vslice/manifest.h"
+#include "vslice/units.h"
+#include "vslice/util.h"
+
+#define RESULT_FILE_MAX (1ull << 30)
+
+/* The request's path, split: seg[0..nseg) ("v1", "slices", NAME, ...); rest
+ * is everything after "results/" in a result file path. */
+struct route {
+	char *seg[8];
+	size_t nseg;
+	const char *rest;
+	char *buf;
+};
+
+static void route_split(const char *url, struct route *rt)
+{
+	memset(rt, 0, sizeof(*rt));
+	rt->buf = vs_xstrdup(url);
+	char *p = rt->buf;
+	while (*p == '/')
+		p++;
+	while (*p && rt->nseg < VS_ARRAY_SIZE(rt->seg)) {
+		rt->seg[rt->nseg++] = p;
+		char *slash = strchr(p, '/');
+		if (!slash)
+			break;
+		*slash = '\0';
+		p = slash + 1;
+		if (rt->nseg == 6 && strcmp(rt->seg[1], "slices") == 0 &&
+		    strcmp(rt->seg[5], "results") == 0) {
+			rt->rest = p;
+			break;
+		}
+	}
+}
+
+static bool seg_is(const struct route *rt, size_t i, const char *s)
+{
+	return i < rt->nseg && strcmp(rt->seg[i], s) == 0;
+}
+
+static void answer_json(struct reg_answer *a, unsigned status, json_t *j)
+{
+	a->status = status;
+	a->body = json_dumps(j, JSON_COMPACT);
+	if (!a->body)
+		abort();
+	a->len = strlen(a->body);
+	a->content_type = "application/json";
+	json_decref(j);
+}
+
+static void answer_empty(struct reg_answer *a, unsigned status)
+{
+	a->status = status;
+	a->body = NULL;
+	a->len = 0;
+}
+
+static void answer_header(struct reg_answer *a, const char *name, char *value)
+{
+	for (size_t i = 0; i < VS_ARRAY_SIZE(a->headers); i++) {
+		if (!a->headers[i][0]) {
+			a->headers[i][0] = vs_xstrdup(name);
+			a->headers[i][1] = value;
+			return;
+		}
+	}
+	free(value);
+}
+
+static void answer_index(struct reg_request *req, struct reg_answer *a)
+{
+	answer_header(a, "X-Vslice-Index", vs_xasprintf("%lld", req->reg->revision));
+}
+
+static void db_fail(struct reg_answer *a, struct vs_error *err)
+{
+	api_error(a, err->code == EBUSY ? 503 : 500, "%s", err->msg);
+}
+
+static const char *arg(struct reg_request *req, const char *key)
+{
+	return MHD_lookup_connection_value(req->con, MHD_GET_ARGUMENT_KIND, key);
+}
+
+static bool parse_ll(const char *s, long long *out)
+{
+	if (!s || !*s || *s == '-' || *s == '+')
+		return false;
+	char *end;
+	errno = 0;
+	long long v = strtoll(s, &end, 10);
+	if (*end || errno)
+		return false;
+	*out = v;
+	return true;
+}
+
+/* Parse the JSON body (must be an object); on failure a holds 400. */
+static json_t *body_object(struct reg_request *req, struct reg_answer *a, bool empty_ok)
+{
+	if (req->len == 0 && empty_ok)
+		return json_object();
+	json_error_t je;
+	json_t *j = json_loadb(req->body ? req->body : "", req->len, 0, &je);
+	if (!j) {
+		api_error(a, 400, "%s %s: request body: line %d column %d: %s", req->method,
+			  req->url, je.line, je.column, je.text);
+		return NULL;
+	}
+	if (!json_is_object(j)) {
+		json_decref(j);
+		api_error(a, 400, "%s %s: request body: expected a JSON object", req->method,
+			  req->url);
+		return NULL;
+	}
+	return j;
+}
+
+/* ?index=N&wait=D: makes the answer a long-poll. false: a holds 400. */
+static bool long_poll_args(struct reg_request *req, struct reg_answer *a)
+{
+	const char *idx = arg(req, "index"), *wait = arg(req, "wait");
+	long long index;
+	if (!idx)
+		return true;
+	if (!parse_ll(idx, &index)) {
+		api_error(a, 400, "%s %s: index: \"%s\" is not a revision", req->method, req->url,
+			  idx);
+		return false;
+	}
+	uint64_t secs = REG_WAIT_DEFAULT;
+	struct vs_error err;
+	if (wait && vs_parse_duration(wait, &secs, &err) < 0) {
+		api_error(a, 400, "%s %s: wait: %s", req->method, req->url, err.msg);
+		return false;
+	}
+	if (secs > REG_WAIT_MAX)
+		secs = REG_WAIT_MAX;
+	if (!req->suspended && req->wait_index < 0)
+		req->deadline = reg_now() + (long long)secs;
+	req->wait_index = index;
+	return true;
+}
+
+static bool need_role(struct reg_request *req, struct reg_answer *a, bool admin, bool user,
+		      bool node)
+{
+	bool ok = (admin && req->role == REGISTRY_ROLE_ADMIN) ||
+		  (user && req->role == REGISTRY_ROLE_USER) ||
+		  (node && req->role == REGISTRY_ROLE_NODE);
+	if (!ok)
+		api_error(a, 403, "%s %s: not allowed for a %s token", req->method, req->url,
+			  registry_role_name(req->role));
+	return ok;
+}
+
+/* A node token may only name the node it is bound to. */
+static bool node_self(struct reg_request *req, struct reg_answer *a, const char *node)
+{
+	if (req->role == REGISTRY_ROLE_ADMIN)
+		return true;
+	if (req->role == REGISTRY_ROLE_NODE && req->node && strcmp(req->node, node) == 0)
+		return true;
+	api_error(a, 403, "node %s: token is %s", node,
+		  req->role != REGISTRY_ROLE_NODE ? "not a node token"
+		  : req->node			  ? "bound to another node"
+						  : "not bound to a node yet (register first)");
+	return false;
+}
+
+static bool check_slice_name(struct reg_answer *a, const char *s)
+{
+	if (vs_name_valid(s))
+		return true;
+	char pb[80];
+	api_error(a, 400, "slice \"%s\": invalid name (expected [a-z][a-z0-9_-]{0,62})",
+		  vs_printable(s, pb, sizeof(pb)));
+	return false;
+}
+
+static bool check_node_name(struct reg_answer *a, const char *s)
+{
+	if (registry_node_name_valid(s))
+		return true;
+	char pb[80];
+	api_error(a, 400, "node \"%s\": invalid name (expected [A-Za-z0-9][A-Za-z0-9._-]{0,62})",
+		  vs_printable(s, pb, sizeof(pb)));
+	return false;
+}
+
+static const char *col_text(sqlite3_stmt *s, int i)
+{
+	const unsigned char *t = sqlite3_column_text(s, i);
+	return t ? (const char *)t : "";
+}
+
+static json_t *col_json(sqlite3_stmt *s, int i)
+{
+	json_t *j = json_loads(col_text(s, i), 0, NULL);
+	return j ? j : json_null();
+}
+
+/* ---- slices: reading ---- */
+
+static bool sliver_final(const char *state)
+{
+	return strcmp(state, "exited") == 0 || strcmp(state, "failed") == 0;
+}
+
+static json_t *slivers_json(struct registry *reg, const char *slice, long long now,
+			    const char **slice_state)
+{
+	json_t *arr = json_array();
+	struct vs_error err;
+	cleanup_stmt sqlite3_stmt *s = store_prep(
+	    reg,
+	    "SELECT node, state, exit_code, reason, started, finished, restarts, message,"
+	    " results, log_size FROM slivers WHERE slice = ? ORDER BY node",
+	    &err);
+	size_t n = 0, reported = 0, ended = 0, ok = 0;
+	if (s) {
+		sqlite3_bind_text(s, 1, slice, -1, SQLITE_TRANSIENT);
+		while (sqlite3_step(s) == SQLITE_ROW) {
+			const char *node = col_text(s, 0), *state = col_text(s, 1);
+			long long code = sqlite3_column_int64(s, 2);
+			n++;
+			if (strcmp(state, "pending") != 0)
+				reported++;
+			if (sliver_final(state)) {
+				ended++;
+				if (strcmp(state, "exited") == 0 && code == 0)
+					ok++;
+			} else if (!reg_node_ready(reg, node, now)) {
+				state = "lost";
+			}
+			json_array_append_new(
+			    arr, json_pack("{s:s, s:s, s:I, s:s, s:I, s:I, s:I, s:s, s:s, s:I}",
+					   "node", node, "state", state, "exit_code",
+					   (json_int_t)code, "reason", col_text(s, 3), "started",
+					   (json_int_t)sqlite3_column_int64(s, 4), "finished",
+					   (json_int_t)sqlite3_column_int64(s, 5), "restarts",
+					   (json_int_t)sqlite3_column_int64(s, 6), "message",
+					   col_text(s, 7), "results", col_text(s, 8), "log_size",
+					   (json_int_t)sqlite3_column_int64(s, 9)));
+		}
+	}
+	if (reported == 0)
+		*slice_state = "pending";
+	else if (ended < n)
+		*slice_state = "running";
+	else if (ok == n)
+		*slice_state = "succeeded";
+	else
+		*slice_state = "failed";
+	return arr;
+}
+
+/* The slice object, or NULL when there is no such slice. owner_out gets the
+ * owner (caller frees) when not NULL. Expects reg->lock. */
+static json_t *slice_json(struct registry *reg, const char *name, bool with_manifest,
+			  char **owner_out)
+{
+	struct vs_error err;
+	cleanup_stmt sqlite3_stmt *s = store_prep(
+	    reg, "SELECT owner, created, expires, manifest FROM slices WHERE name = ?", &err);
+	if (!s)
+		return NULL;
+	sqlite3_bind_text(s, 1, name, -1, SQLITE_TRANSIENT);
+	if (sqlite3_step(s) != SQLITE_ROW)
+		return NULL;
+	const char *state = "pending";
+	json_t *slivers = slivers_json(reg, name, reg_now(), &state);
+	json_t *j = json_pack("{s:s, s:s, s:I, s:I, s:s, s:I}", "name", name, "owner",
+			      col_text(s, 0), "created", (json_int_t)sqlite3_column_int64(s, 1),
+			      "expires", (json_int_t)sqlite3_column_int64(s, 2), "state", state,
+			      "revision", (json_int_t)reg->revision);
+	if (with_manifest)
+		json_object_set_new(j, "manifest", col_json(s, 3));
+	json_object_set_new(j, "slivers", slivers);
+	if (owner_out)
+		*owner_out = vs_xstrdup(col_text(s, 0));
+	return j;
+}
+
+/* May req see/touch slice? (admin: all; user: its own; node: slices with
+ * a sliver on its node). 404 / 403 in a otherwise. Expects reg->lock. */
+static bool slice_access(struct reg_request *req, struct reg_answer *a, const char *slice)
+{
+	struct vs_error err;
+	cleanup_stmt sqlite3_stmt *s =
+	    store_prep(req->reg,
+		       "SELECT owner, (SELECT COUNT(*) FROM slivers WHERE slice = ?1 AND node = ?2)"
+		       " FROM slices WHERE name = ?1",
+		       &err);
+	if (!s) {
+		db_fail(a, &err);
+		return false;
+	}
+	sqlite3_bind_text(s, 1, slice, -1, SQLITE_TRANSIENT);
+	sqlite3_bind_text(s, 2, req->node ? req->node : "", -1, SQLITE_TRANSIENT);
+	if (sqlite3_step(s) != SQLITE_ROW) {
+		api_error(a, 404, "slice %s: not found", slice);
+		return false;
+	}
+	bool ok = req->role == REGISTRY_ROLE_ADMIN ||
+		  (req->role == REGISTRY_ROLE_USER && req->user &&
+		   strcmp(col_text(s, 0), req->user) == 0) ||
+		  (req->role == REGISTRY_ROLE_NODE && sqlite3_column_int64(s, 1) > 0);
+	if (!ok)
+		api_error(a, 403, "slice %s: not yours", slice);
+	return ok;
+}
+
+/* Sliver (slice, node) exists and req may touch it; write: only its node
+ * (or admin) may change it. Expects reg->lock. */
+static bool sliver_access(struct reg_request *req, struct reg_answer *a, const char *slice,
+			  const char *node, bool write)
+{
+	if (write && !node_self(req, a, node))
+		return false;
+	if (req->role == REGISTRY_ROLE_NODE && (!req->node || strcmp(req->node, node) != 0)) {
+		api_error(a, 403, "sliver %s/%s: not on this token's node", slice, node);
+		return false;
+	}
+	if (!slice_access(req, a, slice))
+		return false;
+	struct vs_error err;
+	cleanup_stmt sqlite3_stmt *s =
+	    store_prep(req->reg, "SELECT 1 FROM slivers WHERE slice = ? AND node = ?", &err);
+	if (!s) {
+		db_fail(a, &err);
+		return false;
+	}
+	sqlite3_bind_text(s, 1, slice, -1, SQLITE_TRANSIENT);
+	sqlite3_bind_text(s, 2, node, -1, SQLITE_TRANSIENT);
+	if (sqlite3_step(s) != SQLITE_ROW) {
+		api_error(a, 404, "sliver %s/%s: slice %s has no sliver on node %s", slice, node,
+			  slice, node);
+		return false;
+	}
+	return true;
+}
+
+/* ---- admin ---- */
+
+static void h_tokens(struct reg_request *req, struct reg_answer *a)
+{
+	if (!need_role(req, a, true, false, false))
+		return;
+	cleanup_json json_t *b = body_object(req, a, false);
+	if (!b)
+		return;
+	const char *role = json_string_value(json_object_get(b, "role"));
+	enum registry_role r = !role			    ? REGISTRY_ROLE_NONE
+			       : strcmp(role, "node") == 0  ? REGISTRY_ROLE_NODE
+			       : strcmp(role, "admin") == 0 ? REGISTRY_ROLE_ADMIN
+							    : REGISTRY_ROLE_NONE;
+	if (r == REGISTRY_ROLE_NONE) {
+		api_error(a, 400,
+			  "token: .role must be \"node\" or \"admin\" (user tokens: POST "
+			  "/v1/users/NAME/tokens)");
+		return;
+	}
+	char t[REGISTRY_TOKEN_LEN + 1];
+	struct vs_error err;
+	if (registry_token_generate(r, t, &err) < 0 ||
+	    store_token_add(req->reg, t, r, NULL, &err) < 0)
+		return db_fail(a, &err);
+	answer_json(a, 201, json_pack("{s:s}", "token", t));
+}
+
+static bool user_exists(struct registry *reg, const char *name)
+{
+	struct vs_error err;
+	cleanup_stmt sqlite3_stmt *s = store_prep(reg, "SELECT 1 FROM users WHERE name = ?", &err);
+	if (!s)
+		return false;
+	sqlite3_bind_text(s, 1, name, -1, SQLITE_TRANSIENT);
+	return sqlite3_step(s) == SQLITE_ROW;
+}
+
+static void h_users(struct reg_request *req, struct reg_answer *a)
+{
+	if (!need_role(req, a, true, false, false))
+		return;
+	cleanup_json json_t *b = body_object(req, a, false);
+	if (!b)
+		return;
+	const char *name = json_string_value(json_object_get(b, "name"));
+	char pb[80];
+	if (!name || !vs_name_valid(name)) {
+		api_error(a, 400,
+			  "user \"%s\": .name: invalid name (expected [a-z][a-z0-9_-]{0,62})",
+			  name ? vs_printable(name, pb, sizeof(pb)) : "");
+		return;
+	}
+	if (strcmp(name, "admin") == 0 || user_exists(req->reg, name)) {
+		api_error(a, 409, "user %s: already exists%s", name,
+			  strcmp(name, "admin") == 0 ? " (reserved for admin tokens)" : "");
+		return;
+	}
+	struct vs_error err;
+	char t[REGISTRY_TOKEN_LEN + 1];
+	if (registry_token_generate(REGISTRY_ROLE_USER, t, &err) < 0 ||
+	    store_begin(req->reg, &err) < 0)
+		return db_fail(a, &err);
+	cleanup_stmt sqlite3_stmt *s =
+	    store_prep(req->reg, "INSERT INTO users(name, created) VALUES(?, ?)", &err);
+	if (!s || (sqlite3_bind_text(s, 1, name, -1, SQLITE_TRANSIENT),
+		   sqlite3_bind_int64(s, 2, reg_now()), sqlite3_step(s) != SQLITE_DONE)) {
+		if (s)
+			store_db_error(req->reg, "insert user", &err);
+		store_rollback(req->reg);
+		return db_fail(a, &err);
+	}
+	if (store_token_add(req->reg, t, REGISTRY_ROLE_USER, name, &err) < 0 ||
+	    store_commit(req->reg, false, &err) < 0) {
+		store_rollback(req->reg);
+		return db_fail(a, &err);
+	}
+	answer_json(a, 201, json_pack("{s:s, s:s}", "name", name, "token", t));
+}
+
+static void h_user_token(struct reg_request *req, struct reg_answer *a, const char *user)
+{
+	if (!need_role(req, a, true, false, false))
+		return;
+	if (!vs_name_valid(user)) {
+		api_error(a, 400, "user \"%s\": invalid name", user);
+		return;
+	}
+	if (!user_exists(req->reg, user)) {
+		api_error(a, 404, "user %s: not found", user);
+		return;
+	}
+	char t[REGISTRY_TOKEN_LEN + 1];
+	struct vs_error err;
+	if (registry_token_generate(REGISTRY_ROLE_USER, t, &err) < 0 ||
+	    store_token_add(req->reg, t, REGISTRY_ROLE_USER, user, &err) < 0)
+		return db_fail(a, &err);
+	answer_json(a, 201, json_pack("{s:s}", "token", t));
+}
+
+/* ---- nodes ---- */
+
+static const char *node_state(struct registry *reg, const char *name, bool drained, long long now)
+{
+	if (drained)
+		return "drained";
+	return reg_node_ready(reg, name, now) ? "ready" : "unknown";
+}
+
+#define NODE_COLS                                                                                  \
+	"SELECT n.name, n.cpus, n.memory, n.labels, n.images, n.version, n.drained,"               \
+	" n.registered, (SELECT COUNT(*) FROM slivers v WHERE v.node = n.name) FROM nodes n"
+
+static json_t *node_row_json(struct registry *reg, sqlite3_stmt *s, long long now)
+{
+	const char *name = col_text(s, 0);
+	return json_pack(
+	    "{s:s, s:s, s:f, s:I, s:o, s:o, s:s, s:b, s:I, s:I, s:I}", "name", name, "state",
+	    node_state(reg, name, sqlite3_column_int(s, 6), now), "cpus",
+	    sqlite3_column_double(s, 1), "memory", (json_int_t)sqlite3_column_int64(s, 2), "labels",
+	    col_json(s, 3), "images", col_json(s, 4), "version", col_text(s, 5), "drained",
+	    sqlite3_column_int(s, 6), "registered", (json_int_t)sqlite3_column_int64(s, 7),
+	    "slivers", (json_int_t)sqlite3_column_int64(s, 8), "last_seen",
+	    (json_int_t)reg_last_seen(reg, name));
+}
+
+static json_t *node_json(struct registry *reg, const char *name)
+{
+	struct vs_error err;
+	cleanup_stmt sqlite3_stmt *s = store_prep(reg, NODE_COLS " WHERE n.name = ?", &err);
+	if (!s)
+		return NULL;
+	sqlite3_bind_text(s, 1, name, -1, SQLITE_TRANSIENT);
+	if (sqlite3_step(s) != SQLITE_ROW)
+		return NULL;
+	return node_row_json(reg, s, reg_now());
+}
+
+static void h_nodes_list(struct reg_request *req, struct reg_answer *a)
+{
+	if (!need_role(req, a, true, true, false))
+		return;
+	struct vs_error err;
+	cleanup_stmt sqlite3_stmt *s = store_prep(req->reg, NODE_COLS " ORDER BY n.name", &err);
+	if (!s)
+		return db_fail(a, &err);
+	json_t *arr = json_array();
+	long long now = reg_now();
+	while (sqlite3_step(s) == SQLITE_ROW)
+		json_array_append_new(arr, node_row_json(req->reg, s, now));
+	answer_json(a, 200, json_pack("{s:o}", "nodes", arr));
+}
+
+static void h_node_drain(struct reg_request *req, struct reg_answer *a, const char *node,
+			 bool drain)
+{
+	if (!need_role(req, a, true, false, false))
+		return;
+	struct vs_error err;
+	if (store_begin(req->reg, &err) < 0)
+		return db_fail(a, &err);
+	cleanup_stmt sqlite3_stmt *s =
+	    store_prep(req->reg, "UPDATE nodes SET drained = ? WHERE name = ?", &err);
+	if (!s) {
+		store_rollback(req->reg);
+		return db_fail(a, &err);
+	}
+	sqlite3_bind_int(s, 1, drain);
+	sqlite3_bind_text(s, 2, node, -1, SQLITE_TRANSIENT);
+	if (sqlite3_step(s) != SQLITE_DONE) {
+		store_db_error(req->reg, "drain node", &err);
+		store_rollback(req->reg);
+		return db_fail(a, &err);
+	}
+	if (sqlite3_changes(req->reg->db) == 0) {
+		store_rollback(req->reg);
+		return api_error(a, 404, "node %s: not registered", node);
+	}
+	if (store_commit(req->reg, true, &err) < 0)
+		return db_fail(a, &err);
+	answer_json(a, 200, node_json(req->reg, node));
+}
+
+static bool strings_array(json_t *v)
+{
+	size_t i;
+	json_t *e;
+	if (!json_is_array(v))
+		return false;
+	json_array_foreach(v, i, e) if (!json_is_string(e)) return false;
+	return true;
+}
+
+static bool strings_object(json_t *v)
+{
+	const char *k;
+	json_t *e;
+	if (!json_is_object(v))
+		return false;
+	json_object_foreach(v, k, e) if (!json_is_string(e)) return false;
+	return true;
+}
+
+static void h_node_register(struct reg_request *req, struct reg_answer *a, const char *node)
+{
+	if (!need_role(req, a, true, false, true))
+		return;
+	if (req->role == REGISTRY_ROLE_NODE && req->node && strcmp(req->node, node) != 0)
+		return api_error(a, 403, "node %s: token is bound to node %s", node, req->node);
+	cleanup_json json_t *b = body_object(req, a, false);
+	if (!b)
+		return;
+	json_t *cpus = json_object_get(b, "cpus"), *mem = json_object_get(b, "memory");
+	json_t *labels = json_object_get(b, "labels"), *images = json_object_get(b, "images");
+	json_t *version = json_object_get(b, "version");
+	if (!json_is_number(cpus) || json_number_value(cpus) < 0)
+		return api_error(a, 400, "node %s: .cpus: expected a number >= 0", node);
+	if (!json_is_integer(mem) || json_integer_value(mem) < 0)
+		return api_error(a, 400, "node %s: .memory: expected bytes (an integer >= 0)",
+				 node);
+	if (labels && !strings_object(labels))
+		return api_error(a, 400, "node %s: .labels: expected an object of strings", node);
+	if (images && !strings_array(images))
+		return api_error(a, 400, "node %s: .images: expected an array of strings", node);
+	if (version && !json_is_string(version))
+		return api_error(a, 400, "node %s: .version: expected a string", node);
+	cleanup_free char *lj =
+	    labels ? json_dumps(labels, JSON_COMPACT | JSON_SORT_KEYS) : vs_xstrdup("{}");
+	cleanup_free char *ij = images ? json_dumps(images, JSON_COMPACT) : vs_xstrdup("[]");
+	struct vs_error err;
+	if (store_begin(req->reg, &err) < 0)
+		return db_fail(a, &err);
+	cleanup_stmt sqlite3_stmt *s = store_prep(
+	    req->reg,
+	    "INSERT INTO nodes(name, cpus, memory, labels, images, version, registered)"
+	    " VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7) ON CONFLICT(name) DO UPDATE SET cpus = ?2,"
+	    " memory = ?3, labels = ?4, images = ?5, version = ?6",
+	    &err);
+	if (!s) {
+		store_rollback(req->reg);
+		return db_fail(a, &err);
+	}
+	sqlite3_bind_text(s, 1, node, -1, SQLITE_TRANSIENT);
+	sqlite3_bind_double(s, 2, json_number_value(cpus));
+	sqlite3_bind_int64(s, 3, json_integer_value(mem));
+	sqlite3_bind_text(s, 4, lj, -1, SQLITE_TRANSIENT);
+	sqlite3_bind_text(s, 5, ij, -1, SQLITE_TRANSIENT);
+	sqlite3_bind_text(s, 6, version ? json_string_value(version) : "", -1, SQLITE_TRANSIENT);
+	sqlite3_bind_int64(s, 7, reg_now());
+	if (sqlite3_step(s) != SQLITE_DONE) {
+		store_db_error(req->reg, "register node", &err);
+		store_rollback(req->reg);
+		return db_fail(a, &err);
+	}
+	if (req->role == REGISTRY_ROLE_NODE && !req->node &&
+	    store_token_bind(req->reg, req->token, node, &err) < 0) {
+		store_rollback(req->reg);
+		return db_fail(a, &err);
+	}
+	if (store_commit(req->reg, true, &err) < 0)
+		return db_fail(a, &err);
+	reg_touch(req->reg, node, reg_now());
+	answer_json(
+	    a, 200,
+	    json_pack("{s:s, s:I}", "name", node, "heartbeat", (json_int_t)req->reg->heartbeat));
+}
+
+static bool node_registered(struct registry *reg, const char *node)
+{
+	struct vs_error err;
+	cleanup_stmt sqlite3_stmt *s = store_prep(reg, "SELECT 1 FROM nodes WHERE name = ?", &err);
+	if (!s)
+		return false;
+	sqlite3_bind_text(s, 1, node, -1, SQLITE_TRANSIENT);
+	return sqlite3_step(s) == SQLITE_ROW;
+}
+
+static void h_assignments(struct reg_request *req, struct reg_answer *a, const char *node)
+{
+	if (!node_self(req, a, node) || !long_poll_args(req, a))
+		return;
+	if (!node_registered(req->reg, node))
+		return api_error(a, 404, "node %s: not registered", node);
+	struct vs_error err;
+	cleanup_stmt sqlite3_stmt *s =
+	    store_prep(req->reg,
+		       "SELECT s.name, s.manifest, s.expires FROM slivers v JOIN slices s"
+		       " ON s.name = v.slice WHERE v.node = ? ORDER BY s.name",
+		       &err);
+	if (!s)
+		return db_fail(a, &err);
+	sqlite3_bind_text(s, 1, node, -1, SQLITE_TRANSIENT);
+	json_t *arr = json_array();
+	while (sqlite3_step(s) == SQLITE_ROW)
+		json_array_append_new(arr, json_pack("{s:s, s:o, s:I}", "slice", col_text(s, 0),
+						     "manifest", col_json(s, 1), "expires",
+						     (json_int_t)sqlite3_column_int64(s, 2)));
+	answer_index(req, a);
+	answer_json(
+	    a, 200,
+	    json_pack("{s:I, s:o}", "index", (json_int_t)req->reg->revision, "slivers", arr));
+}
+
+static const char *const sliver_states[] = {"creating", "running", "exited", "failed"};
+
+static int status_one(struct reg_request *req, struct reg_answer *a, const char *node, size_t i,
+		      json_t *st, bool *changed)
+{
+	const char *slice = json_string_value(json_object_get(st, "slice"));
+	const char *state = json_string_value(json_object_get(st, "state"));
+	if (!slice)
+		return api_error(a, 400, "node %s: .slivers[%zu].slice: expected a string", node,
+				 i),
+		       -1;
+	bool known = false;
+	for (size_t k = 0; state && k < VS_ARRAY_SIZE(sliver_states); k++)
+		known |= strcmp(state, sliver_states[k]) == 0;
+	if (!known)
+		return api_error(a, 400,
+				 "node %s: .slivers[%zu].state: expected creating, running, exited "
+				 "or failed",
+				 node, i),
+		       -1;
+	json_t *code = json_object_get(st, "exit_code");
+	const char *reason = json_string_value(json_object_get(st, "reason"));
+	const char *msg = json_string_value(json_object_get(st, "message"));
+	struct vs_error err;
+	/* Slivers the registry no longer wants (slice deleted) are ignored:
+	 * the node learns on its next poll. */
+	cleanup_stmt sqlite3_stmt *s = store_prep(
+	    req->reg,
+	    "UPDATE slivers SET state = ?3, exit_code = ?4, reason = ?5, started = ?6,"
+	    " finished = ?7, restarts = ?8, message = ?9 WHERE slice = ?1 AND node = ?2 AND"
+	    " (state, exit_code, reason, started, finished, restarts, message) IS NOT"
+	    " (?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+	    &err);
+	if (!s)
+		return db_fail(a, &err), -1;
+	sqlite3_bind_text(s, 1, slice, -1, SQLITE_TRANSIENT);
+	sqlite3_bind_text(s, 2, node, -1, SQLITE_TRANSIENT);
+	sqlite3_bind_text(s, 3, state, -1, SQLITE_TRANSIENT);
+	sqlite3_bind_int64(s, 4, json_is_integer(code) ? json_integer_value(code) : -1);
+	sqlite3_bind_text(s, 5, reason ? reason : "", -1, SQLITE_TRANSIENT);
+	sqlite3_bind_int64(s, 6, json_integer_value(json_object_get(st, "started")));
+	sqlite3_bind_int64(s, 7, json_integer_value(json_object_get(st, "finished")));
+	sqlite3_bind_int64(s, 8, json_integer_value(json_object_get(st, "restarts")));
+	sqlite3_bind_text(s, 9, msg ? msg : "", -1, SQLITE_TRANSIENT);
+	if (sqlite3_step(s) != SQLITE_DONE)
+		return store_db_error(req->reg, "sliver status", &err), db_fail(a, &err), -1;
+	if (sqlite3_changes(req->reg->db) > 0)
+		*changed = true;
+	return 0;
+}
+
+static void h_status(struct reg_request *req, struct reg_answer *a, const char *node)
+{
+	if (!node_self(req, a, node))
+		return;
+	cleanup_json json_t *b = body_object(req, a, false);
+	if (!b)
+		return;
+	if (!node_registered(req->reg, node))
+		return api_error(a, 404, "node %s: not registered", node);
+	json_t *slivers = json_object_get(b, "slivers");
+	if (slivers && !json_is_array(slivers))
+		return api_error(a, 400, "node %s: .slivers: expected an array", node);
+	struct vs_error err;
+	if (store_begin(req->reg, &err) < 0)
+		return db_fail(a, &err);
+	bool changed = false;
+	size_t i;
+	json_t *st;
+	json_array_foreach(slivers, i, st)
+	{
+		if (!json_is_object(st)) {
+			store_rollback(req->reg);
+			return api_error(a, 400, "node %s: .slivers[%zu]: expected an object", node,
+					 i);
+		}
+		if (status_one(req, a, node, i, st, &changed) < 0) {
+			store_rollback(req->reg);
+			return;
+		}
+	}
+	long long now = reg_now();
+	bool was_unknown = !reg_node_ready(req->reg, node, now);
+	reg_touch(req->reg, node, now);
+	for (size_t k = 0; k < req->reg->nseen; k++)
+		if (strcmp(req->reg->seen[k].name, node) == 0 && req->reg->seen[k].unknown) {
+			req->reg->seen[k].unknown = false;
+			was_unknown = true;
+		}
+	if (store_commit(req->reg, changed || was_unknown, &err) < 0)
+		return db_fail(a, &err);
+	answer_empty(a, 204);
+}
+
+/* ---- slices ---- */
+
+static void manifest_422(struct reg_answer *a, const struct manifest_errors *errs)
+{
+	json_t *list = json_array();
+	for (size_t i = 0; i < errs->n; i++) {
+		const struct manifest_error *e = &errs->v[i];
+		json_t *o = json_pack("{s:s, s:s}", "path", e->path ? e->path : "", "message",
+				      e->message ? e->message : "");
+		if (e->line > 0) {
+			json_object_set_new(o, "line", json_integer(e->line));
+			json_object_set_new(o, "column", json_integer(e->column));
+		}
+		json_array_append_new(list, o);
+	}
+	size_t total = errs->n + errs->dropped;
+	cleanup_free char *first = NULL;
+	if (errs->n == 0)
+		first = vs_xstrdup("manifest: invalid");
+	else if (errs->v[0].line > 0)
+		first = vs_xasprintf("manifest:%d:%d: %s", errs->v[0].line, errs->v[0].column,
+				     errs->v[0].message);
+	else
+		first = vs_xasprintf("%s: %s", errs->v[0].path, errs->v[0].message);
+	api_error(a, 422, "%s%s", first, total > 1 ? "" : "");
+	if (total > 1) {
+		cleanup_free char *more = vs_xasprintf("%s (and %zu more error%s)", first,
+						       total - 1, total == 2 ? "" : "s");
+		api_error(a, 422, "%s", more);
+	}
+	json_t *j = json_loads(a->body, 0, NULL);
+	free(a->body);
+	a->body = NULL;
+	json_object_set_new(j, "errors", list);
+	answer_json(a, 422, j);
+}
+
+/* Submitted manifests are self-contained: a files[].source would make the
+ * parser read from the registry's working directory. */
+static bool refuse_sources(struct reg_answer *a, json_t *doc)
+{
+	json_t *files = json_object_get(doc, "files");
+	size_t i;
+	json_t *f;
+	json_array_foreach(files, i, f)
+	{
+		if (json_is_object(f) && json_object_get(f, "source")) {
+			struct manifest_errors errs = {0};
+			struct manifest_error e = {
+			    .path = vs_xasprintf(".files[%zu].source", i),
+			    .message = vs_xstrdup("not allowed in a submitted manifest (slicectl "
+						  "inlines files)")};
+			errs.v = &e;
+			errs.n = 1;
+			manifest_422(a, &errs);
+			free(e.path);
+			free(e.message);
+			return false;
+		}
+	}
+	json_t *policy = json_object_get(doc, "policy");
+	if (json_is_string(policy) && strchr(json_string_value(policy), '/')) {
+		struct manifest_errors errs = {0};
+		struct manifest_error e = {
+		    .path = vs_xstrdup(".policy"),
+		    .message = vs_xstrdup("a policy file is not allowed in a submitted manifest "
+					  "(slicectl inlines it as an object)")};
+		errs.v = &e;
+		errs.n = 1;
+		manifest_422(a, &errs);
+		free(e.path);
+		free(e.message);
+		return false;
+	}
+	return true;
+}
+
+struct node_rec {
+	struct sched_node n;
+	char *name;
+	json_t *labels, *images;
+};
+
+static int load_nodes(struct registry *reg, struct node_rec **out, size_t *nout,
+		      struct vs_error *err)
+{
+	cleanup_stmt sqlite3_stmt *s = store_prep(
+	    reg,
+	    "SELECT n.name, n.cpus, n.memory, n.labels, n.images, n.drained,"
+	    " (SELECT COUNT(*) FROM slivers v WHERE v.node = n.name),"
+	    " (SELECT COALESCE(SUM(s.cpu_millis), 0) FROM slivers v JOIN slices s ON s.name ="
+	    " v.slice WHERE v.node = n.name),"
+	    " (SELECT COALESCE(SUM(s.memory), 0) FROM slivers v JOIN slices s ON s.name ="
+	    " v.slice WHERE v.node = n.name) FROM nodes n ORDER BY n.name",
+	    err);
+	if (!s)
+		return -err->code;
+	struct node_rec *v = NULL;
+	size_t n = 0;
+	long long now = reg_now();
+	while (sqlite3_step(s) == SQLITE_ROW) {
+		v = realloc(v, (n + 1) * sizeof(*v));
+		if (!v)
+			abort();
+		struct node_rec *r = &v[n++];
+		memset(r, 0, sizeof(*r));
+		r->name = vs_xstrdup(col_text(s, 0));
+		r->labels = col_json(s, 3);
+		r->images = col_json(s, 4);
+		r->n.name = r->name;
+		r->n.cpu_millis = (uint64_t)(sqlite3_column_double(s, 1) * 1000.0 + 0.5);
+		r->n.memory_bytes = (uint64_t)sqlite3_column_int64(s, 2);
+		r->n.drained = sqlite3_column_int(s, 5);
+		r->n.nslivers = (unsigned)sqlite3_column_int64(s, 6);
+		r->n.cpu_used = (uint64_t)sqlite3_column_int64(s, 7);
+		r->n.memory_used = (uint64_t)sqlite3_column_int64(s, 8);
+		r->n.state =
+		    reg_node_ready(reg, r->name, now) ? SCHED_NODE_READY : SCHED_NODE_UNKNOWN;
+		r->n.last_seen_ago = now - reg_last_seen(reg, r->name);
+	}
+	for (size_t i = 0; i < n; i++) {
+		v[i].n.labels = v[i].labels;
+		v[i].n.images = v[i].images;
+	}
+	*out = v;
+	*nout = n;
+	return 0;
+}
+
+static void free_nodes(struct node_rec *v, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		free(v[i].name);
+		json_decref(v[i].labels);
+		json_decref(v[i].images);
+	}
+	free(v);
+}
+
+static void manifest_freep(struct manifest **m)
+{
+	manifest_free(*m);
+}
+
+static int insert_slice(struct registry *reg, const struct manifest *m, const char *owner,
+			const char *text, long long created, long long expires,
+			const struct node_rec *nodes, const size_t *picked, size_t npicked,
+			struct vs_error *err)
+{
+	cleanup_stmt sqlite3_stmt *s = store_prep(
+	    reg,
+	    "INSERT INTO slices(name, owner, manifest, created, expires, cpu_millis, memory)"
+	    " VALUES(?, ?, ?, ?, ?, ?, ?)",
+	    err);
+	if (!s)
+		return -err->code;
+	sqlite3_bind_text(s, 1, m->name, -1, SQLITE_TRANSIENT);
+	sqlite3_bind_text(s, 2, owner, -1, SQLITE_TRANSIENT);
+	sqlite3_bind_text(s, 3, text, -1, SQLITE_TRANSIENT);
+	sqlite3_bind_int64(s, 4, created);
+	sqlite3_bind_int64(s, 5, expires);
+	sqlite3_bind_int64(s, 6, (sqlite3_int64)m->cpu_millis);
+	sqlite3_bind_int64(s, 7, (sqlite3_int64)m->memory_bytes);
+	if (sqlite3_step(s) != SQLITE_DONE)
+		return store_db_error(reg, "insert slice", err);
+	for (size_t i = 0; i < npicked; i++) {
+		cleanup_stmt sqlite3_stmt *v =
+		    store_prep(reg, "INSERT INTO slivers(slice, node) VALUES(?, ?)", err);
+		if (!v)
+			return -err->code;
+		sqlite3_bind_text(v, 1, m->name, -1, SQLITE_TRANSIENT);
+		sqlite3_bind_text(v, 2, nodes[picked[i]].name, -1, SQLITE_TRANSIENT);
+		if (sqlite3_step(v) != SQLITE_DONE)
+			return store_db_error(reg, "insert sliver", err);
+	}
+	return 0;
+}
+
+static bool slice_exists(struct registry *reg, const char *name)
+{
+	struct vs_error err;
+	cleanup_stmt sqlite3_stmt *s = store_prep(reg, "SELECT 1 FROM slices WHERE name = ?", &err);
+	if (!s)
+		return false;
+	sqlite3_bind_text(s, 1, name, -1, SQLITE_TRANSIENT);
+	return sqlite3_step(s) == SQLITE_ROW;
+}
+
+static void h_slice_create(struct reg_request *req, struct reg_answer *a)
+{
+	if (!need_role(req, a, true, true, false))
+		return;
+	const char *text = req->body ? req->body : "";
+	cleanup_json json_t *doc = json_loadb(text, req->len, 0, NULL);
+	if (doc && !refuse_sources(a, doc))
+		return;
+	struct manifest_errors errs = {0};
+	__attribute__((cleanup(manifest_freep))) struct manifest *m = NULL;
+	/* The body is parsed outside the lock: it may be large. */
+	pthread_mutex_unlock(&req->reg->lock);
+	int r = manifest_parse(text, req->len, NULL, &m, &errs);
+	pthread_mutex_lock(&req->reg->lock);
+	if (r < 0) {
+		manifest_422(a, &errs);
+		manifest_errors_free(&errs);
+		return;
+	}
+	manifest_errors_free(&errs);
+	const char *owner = req->role == REGISTRY_ROLE_USER ? req->user : "admin";
+	if (slice_exists(req->reg, m->name))
+		return api_error(a, 409, "slice %s: already exists", m->name);
+	long long now = reg_now();
+	long long expires = m->expires ? (long long)m->expires : now + (long long)m->lifetime_secs;
+	if (expires <= now)
+		return api_error(a, 422, ".expires: slice %s: already passed", m->name);
+	struct vs_error err;
+	if (store_begin(req->reg, &err) < 0)
+		return db_fail(a, &err);
+	struct node_rec *nodes = NULL;
+	size_t n = 0, npicked = 0;
+	cleanup_free size_t *picked = NULL;
+	r = load_nodes(req->reg, &nodes, &n, &err);
+	if (r >= 0) {
+		struct sched_node *sn = vs_xcalloc(n + 1, sizeof(*sn));
+		for (size_t i = 0; i < n; i++)
+			sn[i] = nodes[i].n;
+		r = sched_place(m, sn, n, &picked, &npicked, &err);
+		free(sn);
+		if (r == -EAGAIN) {
+			store_rollback(req->reg);
+			free_nodes(nodes, n);
+			return api_error(a, 503, "%s", err.msg);
+		}
+	}
+	if (r >= 0)
+		r = insert_slice(req->reg, m, owner, text, now, expires, nodes, picked, npicked,
+				 &err);
+	free_nodes(nodes, n);
+	if (r < 0) {
+		store_rollback(req->reg);
+		return db_fail(a, &err);
+	}
+	if (store_commit(req->reg, true, &err) < 0)
+		return db_fail(a, &err);
+	answer_json(a, 201, slice_json(req->reg, m->name, true, NULL));
+}
+
+static void h_slices_list(struct reg_request *req, struct reg_answer *a)
+{
+	if (!need_role(req, a, true, true, false) || !long_poll_args(req, a))
+		return;
+	struct vs_error err;
+	cleanup_stmt sqlite3_stmt *s =
+	    store_prep(req->reg,
+		       req->role == REGISTRY_ROLE_ADMIN
+			   ? "SELECT name FROM slices ORDER BY name"
+			   : "SELECT name FROM slices WHERE owner = ? ORDER BY name",
+		       &err);
+	if (!s)
+		return db_fail(a, &err);
+	if (req->role != REGISTRY_ROLE_ADMIN)
+		sqlite3_bind_text(s, 1, req->user ? req->user : "", -1, SQLITE_TRANSIENT);
+	json_t *arr = json_array();
+	while (sqlite3_step(s) == SQLITE_ROW) {
+		json_t *o = slice_json(req->reg, col_text(s, 0), false, NULL);
+		if (o)
+			json_array_append_new(arr, o);
+	}
+	answer_index(req, a);
+	answer_json(a, 200, json_pack("{s:o}", "slices", arr));
+}
+
+static void h_slice_get(struct reg_request *req, struct reg_answer *a, const char *slice)
+{
+	if (!slice_access(req, a, slice) || !long_poll_args(req, a))
+		return;
+	json_t *o = slice_json(req->reg, slice, true, NULL);
+	if (!o)
+		return api_error(a, 404, "slice %s: not found", slice);
+	answer_index(req, a);
+	answer_json(a, 200, o);
+}
+
+static void h_slice_delete(struct reg_request *req, struct reg_answer *a, const char *slice)
+{
+	if (req->role == REGISTRY_ROLE_NODE)
+		return api_error(a, 403, "slice %s: a node token cannot delete slices", slice);
+	if (!slice_access(req, a, slice))
+		return;
+	struct vs_error err;
+	if (store_begin(req->reg, &err) < 0)
+		return db_fail(a, &err);
+	if (store_slice_delete(req->reg, slice, &err) < 0) {
+		store_rollback(req->reg);
+		return err.code == ENOENT ? api_error(a, 404, "%s", err.msg) : db_fail(a, &err);
+	}
+	if (store_commit(req->reg, true, &err) < 0)
+		return db_fail(a, &err);
+	answer_empty(a, 204);
+}
+
+static void h_slice_renew(struct reg_request *req, struct reg_answer *a, const char *slice)
+{
+	if (req->role == REGISTRY_ROLE_NODE)
+		return api_error(a, 403, "slice %s: a node token cannot renew slices", slice);
+	if (!slice_access(req, a, slice))
+		return;
+	cleanup_json json_t *b = body_object(req, a, false);
+	if (!b)
+		return;
+	const char *lt = json_string_value(json_object_get(b, "lifetime"));
+	uint64_t secs;
+	struct vs_error err;
+	if (!lt)
+		return api_error(a, 400, "slice %s: .lifetime: expected a duration like \"14d\"",
+				 slice);
+	if (vs_parse_duration(lt, &secs, &err) < 0 || secs == 0 || secs > 10ull * 365 * 86400)
+		return api_error(a, 400,
+				 "slice %s: .lifetime: \"%s\" is not a duration like \"14d\"",
+				 slice, lt);
+	if (store_begin(req->reg, &err) < 0)
+		return db_fail(a, &err);
+	cleanup_stmt sqlite3_stmt *s =
+	    store_prep(req->reg, "UPDATE slices SET expires = ? WHERE name = ?", &err);
+	if (!s || (sqlite3_bind_int64(s, 1, reg_now() + (long long)secs),
+		   sqlite3_bind_text(s, 2, slice, -1, SQLITE_TRANSIENT),
+		   sqlite3_step(s) != SQLITE_DONE)) {
+		if (s)
+			store_db_error(req->reg, "renew slice", &err);
+		store_rollback(req->reg);
+		return db_fail(a, &err);
+	}
+	if (store_commit(req->reg, true, &err) < 0)
+		return db_fail(a, &err);
+	answer_json(a, 200, slice_json(req->reg, slice, true, NULL));
+}
+
+/* ---- logs and results ---- */
+
+static long long sliver_log_size(struct registry *reg, const char *slice, const char *node)
+{
+	struct vs_error err;
+	cleanup_stmt sqlite3_stmt *s =
+	    store_prep(reg, "SELECT log_size FROM slivers WHERE slice = ? AND node = ?", &err);
+	if (!s)
+		return -1;
+	sqlite3_bind_text(s, 1, slice, -1, SQLITE_TRANSIENT);
+	sqlite3_bind_text(s, 2, node, -1, SQLITE_TRANSIENT);
+	return sqlite3_step(s) == SQLITE_ROW ? sqlite3_column_int64(s, 0) : -1;
+}
+
+static void h_log_get(struct reg_request *req, struct reg_answer *a, const char *slice,
+		      const char *node)
+{
+	if (!sliver_access(req, a, slice, node, false))
+		return;
+	long long off = 0;
+	const char *o = arg(req, "offset");
+	if (o && !parse_ll(o, &off))
+		return api_error(a, 400, "log of sliver %s/%s: offset: \"%s\" is not a byte offset",
+				 slice, node, o);
+	long long size = sliver_log_size(req->reg, slice, node);
+	if (size < 0)
+		size = 0;
+	size_t want = off < size ? (size_t)(size - off) : 0;
+	char *buf = vs_xmalloc(want + 1);
+	size_t got = 0;
+	if (want > 0) {
+		cleanup_free char *p =
+		    vs_xasprintf("%s/logs/%s/%s.log", req->reg->blob_dir, slice, node);
+		cleanup_close int fd = open(p, O_RDONLY | O_CLOEXEC);
+		while (fd >= 0 && got < want) {
+			ssize_t r = pread(fd, buf + got, want - got, off + (off_t)got);
+			if (r <= 0)
+				break;
+			got += (size_t)r;
+		}
+	}
+	a->status = 200;
+	a->body = buf;
+	a->len = got;
+	a->content_type = "text/plain; charset=utf-8";
+	answer_header(a, "X-Vslice-Log-Size", vs_xasprintf("%lld", size));
+}
+
+static bool sha_hex_valid(const char *s)
+{
+	if (!s || strlen(s) != 64)
+		return false;
+	for (const char *p = s; *p; p++)
+		if (!((*p >= '0' && *p <= '9') || (*p >= 'a' && *p <= 'f')))
+			return false;
+	return true;
+}
+
+static void h_results_get(struct reg_request *req, struct reg_answer *a, const char *slice,
+			  const char *node)
+{
+	if (!sliver_access(req, a, slice, node, false))
+		return;
+	struct vs_error err;
+	cleanup_stmt sqlite3_stmt *v = store_prep(
+	    req->reg, "SELECT results, missing FROM slivers WHERE slice = ? AND node = ?", &err);
+	cleanup_stmt sqlite3_stmt *s =
+	    store_prep(req->reg,
+		       "SELECT path, size, sha256, mode FROM result_files WHERE slice = ? AND"
+		       " node = ? ORDER BY path",
+		       &err);
+	if (!v || !s)
+		return db_fail(a, &err);
+	sqlite3_bind_text(v, 1, slice, -1, SQLITE_TRANSIENT);
+	sqlite3_bind_text(v, 2, node, -1, SQLITE_TRANSIENT);
+	sqlite3_bind_text(s, 1, slice, -1, SQLITE_TRANSIENT);
+	sqlite3_bind_text(s, 2, node, -1, SQLITE_TRANSIENT);
+	if (sqlite3_step(v) != SQLITE_ROW)
+		return api_error(a, 404, "sliver %s/%s: not found", slice, node);
+	json_t *files = json_array();
+	while (sqlite3_step(s) == SQLITE_ROW)
+		json_array_append_new(files,
+				      json_pack("{s:s, s:I, s:s, s:I}", "path", col_text(s, 0),
+						"size", (json_int_t)sqlite3_column_int64(s, 1),
+						"sha256", col_text(s, 2), "mode",
+						(json_int_t)sqlite3_column_int64(s, 3)));
+	answer_json(a, 200,
+		    json_pack("{s:b, s:o, s:o}", "complete",
+			      strcmp(col_text(v, 0), "complete") == 0, "files", files, "missing",
+			      col_json(v, 1)));
+}
+
+static void h_result_get(struct reg_request *req, struct reg_answer *a, const char *slice,
+			 const char *node, const char *rest)
+{
+	if (!sliver_access(req, a, slice, node, false))
+		return;
+	cleanup_free char *path = vs_xasprintf("/%s", rest);
+	struct vs_error err;
+	cleanup_stmt sqlite3_stmt *s = store_prep(
+	    req->reg, "SELECT sha256 FROM result_files WHERE slice = ? AND node = ? AND path = ?",
+	    &err);
+	if (!s)
+		return db_fail(a, &err);
+	sqlite3_bind_text(s, 1, slice, -1, SQLITE_TRANSIENT);
+	sqlite3_bind_text(s, 2, node, -1, SQLITE_TRANSIENT);
+	sqlite3_bind_text(s, 3, path, -1, SQLITE_TRANSIENT);
+	if (sqlite3_step(s) != SQLITE_ROW)
+		return api_error(a, 404, "result %s of sliver %s/%s: not found", path, slice, node);
+	cleanup_free char *blob = vs_xasprintf("%s/blobs/%s", req->reg->blob_dir, col_text(s, 0));
+	int fd = open(blob, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return api_error(a, 500, "result %s of sliver %s/%s: blob %s: %s", path, slice,
+				 node, col_text(s, 0), strerror(errno));
+	a->status = 200;
+	a->fd = fd;
+	a->content_type = "application/octet-stream";
+	answer_header(a, "X-Vslice-Sha256", vs_xstrdup(col_text(s, 0)));
+}
+
+static void h_results_commit(struct reg_request *req, struct reg_answer *a, const char *slice,
+			     const char *node)
+{
+	if (!sliver_access(req, a, slice, node, true))
+		return;
+	cleanup_json json_t *b = body_object(req, a, true);
+	if (!b)
+		return;
+	json_t *missing = json_object_get(b, "missing");
+	if (missing && !strings_array(missing))
+		return api_error(a, 400,
+				 "results of sliver %s/%s: .missing: expected an array of "
+				 "paths",
+				 slice, node);
+	cleanup_free char *mj = missing ? json_dumps(missing, JSON_COMPACT) : vs_xstrdup("[]");
+	struct vs_error err;
+	if (store_begin(req->reg, &err) < 0)
+		return db_fail(a, &err);
+	cleanup_stmt sqlite3_stmt *s = store_prep(
+	    req->reg,
+	    "UPDATE slivers SET results = 'complete', missing = ? WHERE slice = ? AND node = ?",
+	    &err);
+	if (!s ||
+	    (sqlite3_bind_text(s, 1, mj, -1, SQLITE_TRANSIENT),
+	     sqlite3_bind_text(s, 2, slice, -1, SQLITE_TRANSIENT),
+	     sqlite3_bind_text(s, 3, node, -1, SQLITE_TRANSIENT), sqlite3_step(s) != SQLITE_DONE)) {
+		if (s)
+			store_db_error(req->reg, "commit results", &err);
+		store_rollback(req->reg);
+		return db_fail(a, &err);
+	}
+	if (store_commit(req->reg, true, &err) < 0)
+		return db_fail(a, &err);
+	answer_empty(a, 204);
+}
+
+/* ---- uploads (streamed; server.c feeds req->fd and req->sha) ---- */
+
+static bool parse_sliver_route(struct reg_request *req, struct reg_answer *a, struct route *rt)
+{
+	route_split(req->url, rt);
+	if (!check_slice_name(a, rt->seg[2]) || !check_node_name(a, rt->seg[4]))
+		return false;
+	req->slice = vs_xstrdup(rt->seg[2]);
+	req->unode = vs_xstrdup(rt->seg[4]);
+	return true;
+}
+
+static int open_tmp(struct reg_request *req, struct reg_answer *a)
+{
+	req->tmp_path = vs_xasprintf("%s/tmp/upload-XXXXXX", req->reg->blob_dir);
+	req->fd = mkostemp(req->tmp_path, O_CLOEXEC);
+	if (req->fd < 0) {
+		api_error(a, 500, "upload to %s: %s: %s", req->url, req->tmp_path, strerror(errno));
+		free(req->tmp_path);
+		req->tmp_path = NULL;
+		return -1;
+	}
+	sha256_init(&req->sha);
+	return 0;
+}
+
+int api_upload_begin(struct reg_request *req, struct reg_answer *a)
+{
+	struct route rt;
+	bool ok = parse_sliver_route(req, a, &rt);
+	cleanup_free char *buf = rt.buf;
+	if (!ok)
+		return -1;
+	pthread_mutex_lock(&req->reg->lock);
+	ok = sliver_access(req, a, req->slice, req->unode, true);
+	long long size = ok ? sliver_log_size(req->reg, req->slice, req->unode) : 0;
+	pthread_mutex_unlock(&req->reg->lock);
+	if (!ok)
+		return -1;
+	const char *clen =
+	    MHD_lookup_connection_value(req->con, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
+	long long cl = -1;
+	if (clen && !parse_ll(clen, &cl))
+		cl = -1;
+	if (!rt.rest) {
+		const char *o = arg(req, "offset");
+		if (!o || !parse_ll(o, &req->offset)) {
+			api_error(a, 400, "log of sliver %s/%s: offset: expected ?offset=BYTES",
+				  req->slice, req->unode);
+			return -1;
+		}
+		if (req->offset != size) {
+			api_error(a, 409,
+				  "log of sliver %s/%s: offset %lld, the log has %lld bytes",
+				  req->slice, req->unode, req->offset, size);
+			json_t *j = json_loads(a->body, 0, NULL);
+			json_object_set_new(j, "size", json_integer(size));
+			free(a->body);
+			a->body = NULL;
+			answer_json(a, 409, j);
+			return -1;
+		}
+		req->upload = REG_UPLOAD_LOG;
+		req->limit = REG_LOG_MAX - (unsigned long long)size;
+	} else {
+		cleanup_free char *path = vs_xasprintf("/%s", rt.rest);
+		const char *why = manifest_check_slice_path(path);
+		if (why) {
+			api_error(a, 400, "result %s of sliver %s/%s: %s", path, req->slice,
+				  req->unode, why);
+			return -1;
+		}
+		const char *sha =
+		    MHD_lookup_connection_value(req->con, MHD_HEADER_KIND, "X-Vslice-Sha256");
+		if (!sha_hex_valid(sha)) {
+			api_error(a, 400,
+				  "result %s of sliver %s/%s: header X-Vslice-Sha256: expected 64 "
+				  "lowercase hex digits",
+				  path, req->slice, req->unode);
+			return -1;
+		}
+		const char *mode =
+		    MHD_lookup_connection_value(req->con, MHD_HEADER_KIND, "X-Vslice-Mode");
+		unsigned long mv = 0644;
+		if (mode) {
+			char *end;
+			errno = 0;
+			mv = strtoul(mode, &end, 8);
+			if (!*mode || *end || errno || mv > 07777) {
+				api_error(a, 400,
+					  "result %s of sliver %s/%s: header X-Vslice-Mode: \"%s\" "
+					  "is not an octal mode",
+					  path, req->slice, req->unode, mode);
+				return -1;
+			}
+		}
+		req->upath = steal_pointer(&path);
+		req->want_sha = vs_xstrdup(sha);
+		req->mode = (unsigned)mv;
+		req->upload = REG_UPLOAD_RESULT;
+		req->limit = RESULT_FILE_MAX;
+	}
+	if (cl >= 0 && (unsigned long long)cl > req->limit) {
+		req->upload = REG_UPLOAD_NONE;
+		if (req->upath)
+			api_error(a, 413, "result %s of sliver %s/%s: larger than %llu bytes",
+				  req->upath, req->slice, req->unode, RESULT_FILE_MAX);
+		else
+			api_error(a, 413, "log of sliver %s/%s: would exceed %u bytes", req->slice,
+				  req->unode, REG_LOG_MAX);
+		return -1;
+	}
+	if (open_tmp(req, a) < 0) {
+		req->upload = REG_UPLOAD_NONE;
+		return -1;
+	}
+	return 0;
+}
+
+static int copy_range(int from, int to, off_t to_off, unsigned long long len)
+{
+	char buf[65536];
+	off_t in = 0;
+	while (len > 0) {
+		ssize_t r = pread(from, buf, len < sizeof(buf) ? len : sizeof(buf), in);
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r <= 0)
+			return r < 0 ? -errno : -EIO;
+		for (ssize_t done = 0; done < r;) {
+			ssize_t w = pwrite(to, buf + done, (size_t)(r - done), to_off);
+			if (w < 0 && errno == EINTR)
+				continue;
+			if (w < 0)
+				return -errno;
+			done += w;
+			to_off += w;
+		}
+		in += r;
+		len -= (unsigned long long)r;
+	}
+	return 0;
+}
+
+static void log_finish(struct reg_request *req, struct reg_answer *a)
+{
+	struct registry *reg = req->reg;
+	struct vs_error err;
+	cleanup_free char *dir = vs_xasprintf("%s/logs/%s", reg->blob_dir, req->slice);
+	cleanup_free char *path = vs_xasprintf("%s/%s.log", dir, req->unode);
+	pthread_mutex_lock(&reg->lock);
+	long long size = sliver_log_size(reg, req->slice, req->unode);
+	if (size < 0) {
+		pthread_mutex_unlock(&reg->lock);
+		return api_error(a, 404, "sliver %s/%s: gone (slice deleted)", req->slice,
+				 req->unode);
+	}
+	if (size != req->offset) {
+		pthread_mutex_unlock(&reg->lock);
+		api_error(a, 409, "log of sliver %s/%s: offset %lld, the log has %lld bytes",
+			  req->slice, req->unode, req->offset, size);
+		json_t *j = json_loads(a->body, 0, NULL);
+		json_object_set_new(j, "size", json_integer(size));
+		free(a->body);
+		a->body = NULL;
+		return answer_json(a, 409, j);
+	}
+	int r = vs_mkdir_p(dir, 0700, &err);
+	cleanup_close int fd = r < 0 ? -1 : open(path, O_WRONLY | O_CREAT | O_CLOEXEC, 0600);
+	if (fd < 0 || copy_range(req->fd, fd, (off_t)size, req->received) < 0 ||
+	    ftruncate(fd, (off_t)(size + (long long)req->received)) < 0) {
+		pthread_mutex_unlock(&reg->lock);
+		return api_error(a, 500, "log of sliver %s/%s: write %s: %s", req->slice,
+				 req->unode, path, strerror(errno));
+	}
+	cleanup_stmt sqlite3_stmt *s =
+	    store_prep(reg, "UPDATE slivers SET log_size = ? WHERE slice = ? AND node = ?", &err);
+	if (s) {
+		sqlite3_bind_int64(s, 1, size + (long long)req->received);
+		sqlite3_bind_text(s, 2, req->slice, -1, SQLITE_TRANSIENT);
+		sqlite3_bind_text(s, 3, req->unode, -1, SQLITE_TRANSIENT);
+	}
+	if (!s || sqlite3_step(s) != SQLITE_DONE) {
+		if (s)
+			store_db_error(reg, "log size", &err);
+		pthread_mutex_unlock(&reg->lock);
+		return db_fail(a, &err);
+	}
+	pthread_mutex_unlock(&reg->lock);
+	answer_empty(a, 204);
+}
+
+static void result_finish(struct reg_request *req, struct reg_answer *a)
+{
+	struct registry *reg = req->reg;
+	uint8_t digest[SHA256_DIGEST_SIZE];
+	char hex[65];
+	sha256_digest(&req->sha, sizeof(digest), digest);
+	for (size_t i = 0; i < sizeof(digest); i++)
+		snprintf(hex + 2 * i, 3, "%02x", digest[i]);
+	if (strcmp(hex, req->want_sha) != 0)
+		return api_error(a, 400,
+				 "result %s of sliver %s/%s: sha256 mismatch: received %s, header "
+				 "X-Vslice-Sha256 says %s",
+				 req->upath, req->slice, req->unode, hex, req->want_sha);
+	if (fsync(req->fd) < 0)
+		return api_error(a, 500, "result %s of sliver %s/%s: fsync: %s", req->upath,
+				 req->slice, req->unode, strerror(errno));
+	cleanup_free char *blob = vs_xasprintf("%s/blobs/%s", reg->blob_dir, hex);
+	struct vs_error err;
+	pthread_mutex_lock(&reg->lock);
+	if (rename(req->tmp_path, blob) < 0) {
+		pthread_mutex_unlock(&reg->lock);
+		return api_error(a, 500, "result %s of sliver %s/%s: store blob: %s", req->upath,
+				 req->slice, req->unode, strerror(errno));
+	}
+	free(req->tmp_path);
+	req->tmp_path = NULL;
+	char *old[1] = {NULL};
+	{
+		cleanup_stmt sqlite3_stmt *o = store_prep(
+		    reg,
+		    "SELECT sha256 FROM result_files WHERE slice = ? AND node = ? AND path = ?",
+		    &err);
+		if (o) {
+			sqlite3_bind_text(o, 1, req->slice, -1, SQLITE_TRANSIENT);
+			sqlite3_bind_text(o, 2, req->unode, -1, SQLITE_TRANSIENT);
+			sqlite3_bind_text(o, 3, req->upath, -1, SQLITE_TRANSIENT);
+			if (sqlite3_step(o) == SQLITE_ROW && strcmp(col_text(o, 0), hex) != 0)
+				old[0] = vs_xstrdup(col_text(o, 0));
+		}
+	}
+	cleanup_stmt sqlite3_stmt *s = store_prep(
+	    reg,
+	    "INSERT OR REPLACE INTO result_files(slice, node, path, size, sha256, mode)"
+	    " SELECT ?1, ?2, ?3, ?4, ?5, ?6 WHERE EXISTS (SELECT 1 FROM slivers WHERE slice = ?1"
+	    " AND node = ?2)",
+	    &err);
+	int ok = 0;
+	if (s) {
+		sqlite3_bind_text(s, 1, req->slice, -1, SQLITE_TRANSIENT);
+		sqlite3_bind_text(s, 2, req->unode, -1, SQLITE_TRANSIENT);
+		sqlite3_bind_text(s, 3, req->upath, -1, SQLITE_TRANSIENT);
+		sqlite3_bind_int64(s, 4, (sqlite3_int64)req->received);
+		sqlite3_bind_text(s, 5, hex, -1, SQLITE_TRANSIENT);
+		sqlite3_bind_int64(s, 6, req->mode);
+		ok = sqlite3_step(s) == SQLITE_DONE;
+		if (!ok)
+			store_db_error(reg, "insert result", &err);
+	}
+	if (old[0])
+		store_blobs_gc(reg, old, 1);
+	free(old[0]);
+	if (ok && sqlite3_changes(reg->db) == 0) {
+		char *gc[1] = {hex};
+		store_blobs_gc(reg, gc, 1);
+		pthread_mutex_unlock(&reg->lock);
+		return api_error(a, 404, "sliver %s/%s: gone (slice deleted)", req->slice,
+				 req->unode);
+	}
+	pthread_mutex_unlock(&reg->lock);
+	if (!ok)
+		return db_fail(a, &err);
+	answer_empty(a, 204);
+}
+
+void api_upload_finish(struct reg_request *req, struct reg_answer *a)
+{
+	if (req->received > req->limit) {
+		if (req->upload == REG_UPLOAD_LOG)
+			return api_error(a, 413, "log of sliver %s/%s: would exceed %u bytes",
+					 req->slice, req->unode, REG_LOG_MAX);
+		return api_error(a, 413, "result %s of sliver %s/%s: larger than %llu bytes",
+				 req->upath, req->slice, req->unode, RESULT_FILE_MAX);
+	}
+	if (req->too_big)
+		return api_error(a, 500, "upload to %s: write %s failed", req->url, req->tmp_path);
+	if (req->upload == REG_UPLOAD_LOG)
+		log_finish(req, a);
+	else
+		result_finish(req, a);
+}
+
+/* ---- other ---- */
+
+static void h_metrics(struct reg_request *req, struct reg_answer *a)
+{
+	if (!need_role(req, a, true, false, false))
+		return;
+	struct registry *reg = req->reg;
+	struct vs_error err;
+	long long now = reg_now();
+	size_t nstate[3] = {0};
+	{
+		cleanup_stmt sqlite3_stmt *s =
+		    store_prep(reg, "SELECT name, drained FROM nodes", &err);
+		while (s && sqlite3_step(s) == SQLITE_ROW) {
+			const char *st =
+			    node_state(reg, col_text(s, 0), sqlite3_column_int(s, 1), now);
+			nstate[st[0] == 'r' ? 0 : st[0] == 'u' ? 1 : 2]++;
+		}
+	}
+	long long slices = 0;
+	{
+		cleanup_stmt sqlite3_stmt *s = store_prep(reg, "SELECT COUNT(*) FROM slices", &err);
+		if (s && sqlite3_step(s) == SQLITE_ROW)
+			slices = sqlite3_column_int64(s, 0);
+	}
+	static const char *const states[] = {"pending", "creating", "running",
+					     "exited",	"failed",   "lost"};
+	size_t vstate[VS_ARRAY_SIZE(states)] = {0};
+	{
+		cleanup_stmt sqlite3_stmt *s =
+		    store_prep(reg, "SELECT node, state FROM slivers", &err);
+		while (s && sqlite3_step(s) == SQLITE_ROW) {
+			const char *st = col_text(s, 1);
+			if (!sliver_final(st) && !reg_node_ready(reg, col_text(s, 0), now))
+				st = "lost";
+			for (size_t i = 0; i < VS_ARRAY_SIZE(states); i++)
+				if (strcmp(st, states[i]) == 0)
+					vstate[i]++;
+		}
+	}
+	char *out = NULL;
+	size_t len = 0;
+	FILE *f = open_memstream(&out, &len);
+	if (!f)
+		abort();
+	fprintf(f, "# HELP vslice_nodes Registered nodes by state.\n# TYPE vslice_nodes gauge\n");
+	fprintf(f,
+		"vslice_nodes{state=\"ready\"} %zu\nvslice_nodes{state=\"unknown\"} %zu\n"
+		"vslice_nodes{state=\"drained\"} %zu\n",
+		nstate[0], nstate[1], nstate[2]);
+	fprintf(f, "# HELP vslice_slices Slices.\n# TYPE vslice_slices gauge\nvslice_slices %lld\n",
+		slices);
+	fprintf(f, "# HELP vslice_slivers Slivers by state.\n# TYPE vslice_slivers gauge\n");
+	for (size_t i = 0; i < VS_ARRAY_SIZE(states); i++)
+		fprintf(f, "vslice_slivers{state=\"%s\"} %zu\n", states[i], vstate[i]);
+	fprintf(f,
+		"# HELP vslice_revision The global revision.\n# TYPE vslice_revision "
+		"counter\nvslice_revision %lld\n",
+		reg->revision);
+	fprintf(f, "# HELP vslice_http_requests_total HTTP requests answered, by status "
+		   "class.\n# TYPE vslice_http_requests_total counter\n");
+	for (size_t i = 1; i < VS_ARRAY_SIZE(reg->requests); i++)
+		fprintf(f, "vslice_http_requests_total{code=\"%zuxx\"} %llu\n", i,
+			reg->requests[i]);
+	fclose(f);
+	a->status = 200;
+	a->body = out;
+	a->len = len;
+	a->content_type = "text/plain; version=0.0.4";
+}
+
+static void dispatch(struct reg_request *req, struct reg_answer *a, struct route *rt)
+{
+	const char *m = req->method;
+	bool get = strcmp(m, "GET") == 0, post = strcmp(m, "POST") == 0;
+	bool put = strcmp(m, "PUT") == 0, del = strcmp(m, "DELETE") == 0;
+	size_t n = rt->nseg;
+
+	if (n == 1 && seg_is(rt, 0, "metrics") && get)
+		return h_metrics(req, a);
+	if (!seg_is(rt, 0, "v1"))
+		return api_error(a, 404, "%s %s: no such endpoint", m, req->url);
+	if (n == 2 && seg_is(rt, 1, "health") && get)
+		return answer_json(
+		    a, 200,
+		    json_pack("{s:b, s:I}", "ok", 1, "revision", (json_int_t)req->reg->revision));
+	if (n == 2 && seg_is(rt, 1, "tokens") && post)
+		return h_tokens(req, a);
+	if (seg_is(rt, 1, "users")) {
+		if (n == 2 && post)
+			return h_users(req, a);
+		if (n == 4 && seg_is(rt, 3, "tokens") && post)
+			return h_user_token(req, a, rt->seg[2]);
+	}
+	if (seg_is(rt, 1, "nodes")) {
+		if (n == 2 && get)
+			return h_nodes_list(req, a);
+		if (n >= 3 && !check_node_name(a, rt->seg[2]))
+			return;
+		if (n == 3 && put)
+			return h_node_register(req, a, rt->seg[2]);
+		if (n == 4 && post && (seg_is(rt, 3, "drain") || seg_is(rt, 3, "undrain")))
+			return h_node_drain(req, a, rt->seg[2], seg_is(rt, 3, "drain"));
+		if (n == 4 && get && seg_is(rt, 3, "assignments"))
+			return h_assignments(req, a, rt->seg[2]);
+		if (n == 4 && post && seg_is(rt, 3, "status"))
+			return h_status(req, a, rt->seg[2]);
+	}
+	if (seg_is(rt, 1, "slices")) {
+		if (n == 2 && post)
+			return h_slice_create(req, a);
+		if (n == 2 && get)
+			return h_slices_list(req, a);
+		if (n >= 3 && !check_slice_name(a, rt->seg[2]))
+			return;
+		if (n == 3 && get)
+			return h_slice_get(req, a, rt->seg[2]);
+		if (n == 3 && del)
+			return h_slice_delete(req, a, rt->seg[2]);
+		if (n == 4 && post && seg_is(rt, 3, "renew"))
+			return h_slice_renew(req, a, rt->seg[2]);
+		if (n >= 5 && seg_is(rt, 3, "slivers")) {
+			if (!check_node_name(a, rt->seg[4]))
+				return;
+			if (n == 6 && get && seg_is(rt, 5, "log"))
+				return h_log_get(req, a, rt->seg[2], rt->seg[4]);
+			if (n == 6 && seg_is(rt, 5, "results") && !rt->rest && get)
+				return h_results_get(req, a, rt->seg[2], rt->seg[4]);
+			if (n == 6 && seg_is(rt, 5, "results") && !rt->rest && post)
+				return h_results_commit(req, a, rt->seg[2], rt->seg[4]);
+			if (n == 6 && rt->rest && *rt->rest && get)
+				return h_result_get(req, a, rt->seg[2], rt->seg[4], rt->rest);
+		}
+	}
+	(void)put;
+	api_error(a, 404, "%s %s: no such endpoint", m, req->url);
+}
+
+void api_dispatch(struct reg_request *req, struct reg_answer *a)
+{
+	struct route rt;
+	route_split(req->url, &rt);
+	pthread_mutex_lock(&req->reg->lock);
+	dispatch(req, a, &rt);
+	pthread_mutex_unlock(&req->reg->lock);
+	free(rt.buf);
+}

@@ -1,0 +1,160 @@
+/*
+ * registry_int.h - what the registry's files share: the registry object, the
+ * store (SQLite) helpers and the request handlers' entry points.
+ *
+ * Locking: one mutex (reg->lock) guards the SQLite connection, the revision,
+ * the in-memory last_seen table and the long-poll waiters. Handlers take it
+ * for the duration of one short transaction and never block while holding it.
+ */
+#ifndef VSLICE_REGISTRY_INT_H
+#define VSLICE_REGISTRY_INT_H
+
+#include <jansson.h>
+#include <microhttpd.h>
+#include <nettle/sha2.h>
+#include <pthread.h>
+#include <sqlite3.h>
+#include <stdbool.h>
+
+#include "vslice/registry.h"
+
+#define REG_BODY_MAX	 (32u << 20) /* JSON request bodies */
+#define REG_LOG_MAX	 (16u << 20) /* per sliver */
+#define REG_WAIT_MAX	 300
+#define REG_WAIT_DEFAULT 30
+
+struct node_seen {
+	char *name;
+	long long last_seen; /* unix seconds */
+	bool unknown;	     /* state the timer last saw, to bump the revision on change */
+};
+
+struct waiter {
+	struct MHD_Connection *con;
+	long long index;
+	long long deadline; /* unix seconds */
+	struct waiter *next;
+};
+
+struct registry {
+	char *db_path;
+	char *blob_dir; /* "<db>.d" */
+	sqlite3 *db;
+	pthread_mutex_t lock;
+	pthread_cond_t cond; /* wakes the timer thread on stop */
+	long long revision;
+	long long started;
+	unsigned heartbeat, lost_after, threads;
+
+	struct node_seen *seen;
+	size_t nseen, seen_cap;
+
+	struct waiter *waiters;
+	struct MHD_Daemon *daemon;
+	pthread_t timer;
+	bool timer_running, stopping;
+	unsigned port;
+
+	unsigned long long requests[6]; /* by status class 1xx..5xx, [0] other */
+};
+
+static inline void reg_stmt_finalize(sqlite3_stmt **s)
+{
+	if (*s)
+		sqlite3_finalize(*s);
+}
+static inline void reg_json_decref(json_t **j)
+{
+	if (*j)
+		json_decref(*j);
+}
+#define cleanup_stmt __attribute__((cleanup(reg_stmt_finalize)))
+#define cleanup_json __attribute__((cleanup(reg_json_decref)))
+
+long long reg_now(void);
+
+/* store.c: every call below expects reg->lock held. */
+int store_exec(struct registry *reg, const char *sql, struct vs_error *err);
+sqlite3_stmt *store_prep(struct registry *reg, const char *sql, struct vs_error *err);
+int store_db_error(struct registry *reg, const char *what, struct vs_error *err);
+int store_begin(struct registry *reg, struct vs_error *err);
+/* Commit; when bump, increase the revision first and wake long-polls. */
+int store_commit(struct registry *reg, bool bump, struct vs_error *err);
+void store_rollback(struct registry *reg);
+int store_token_add(struct registry *reg, const char *token, enum registry_role role,
+		    const char *user, struct vs_error *err);
+/* Look token up: 0 and role/user/node (strings caller frees, NULL if none),
+ * -ENOENT when unknown. */
+int store_token_lookup(struct registry *reg, const char *token, enum registry_role *role,
+		       char **user, char **node, struct vs_error *err);
+int store_token_bind(struct registry *reg, const char *token, const char *node,
+		     struct vs_error *err);
+/* Delete slice (rows, log directory, unreferenced blobs) inside the caller's
+ * transaction. -ENOENT if there is no such slice. */
+int store_slice_delete(struct registry *reg, const char *slice, struct vs_error *err);
+/* Remove blobs no result row refers to any more (after commit). */
+void store_blobs_gc(struct registry *reg, char **shas, size_t n);
+
+/* Nodes' liveness (in memory). */
+long long reg_last_seen(struct registry *reg, const char *node);
+void reg_touch(struct registry *reg, const char *node, long long now);
+bool reg_node_ready(struct registry *reg, const char *node, long long now);
+
+/* server.c */
+void reg_wake(struct registry *reg);
+void reg_count_status(struct registry *reg, unsigned status);
+
+/* api.c: one request, run with the whole body (JSON) or after an upload. */
+struct reg_request;
+struct reg_answer {
+	unsigned status;
+	char *body; /* owned */
+	size_t len;
+	const char *content_type;
+	int fd;		     /* >= 0: send this file instead of body (owned) */
+	char *headers[4][2]; /* owned name/value pairs */
+};
+
+enum reg_upload { REG_UPLOAD_NONE = 0, REG_UPLOAD_LOG, REG_UPLOAD_RESULT };
+
+/* One HTTP request, from its headers to the completion callback. */
+struct reg_request {
+	struct registry *reg;
+	struct MHD_Connection *con;
+	char *method, *url;
+	bool started;
+	unsigned long long ticket; /* for waiters */
+
+	enum registry_role role;
+	char *user, *node, *token; /* token's user / bound node */
+
+	/* JSON bodies */
+	char *body;
+	size_t len, cap;
+	bool too_big;
+
+	/* streamed uploads */
+	enum reg_upload upload;
+	int fd;
+	char *tmp_path;
+	struct sha256_ctx sha;
+	unsigned long long received, limit;
+	char *slice, *unode, *upath, *want_sha;
+	long long offset;
+	unsigned mode;
+
+	/* long-poll: set by the handler when the answer may wait */
+	long long wait_index; /* -1: no long-poll */
+	long long deadline;
+	bool suspended;
+};
+
+/* api.c */
+void api_dispatch(struct reg_request *req, struct reg_answer *a);
+/* 0: the upload is accepted (req->fd open); < 0: a holds the answer. */
+int api_upload_begin(struct reg_request *req, struct reg_answer *a);
+void api_upload_finish(struct reg_request *req, struct reg_answer *a);
+/* Fill a with {"error": msg}. */
+void api_error(struct reg_answer *a, unsigned status, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+#endif

@@ -1,0 +1,207 @@
+/*
+ * sched.c - where a submitted slice's slivers go.
+ *
+ * Explicit nodes.names: exactly those nodes, each registered, ready and not
+ * drained. nodes.count (+ labels): filter ready, undrained nodes whose labels
+ * match, that have the image (busybox every node can build) and the free cpu
+ * and memory the manifest asks for; score by spread (least requested
+ * fraction first, then fewer slivers, then name); take count. Neither: one
+ * sliver on the least loaded ready node.
+ *
+ * Pure: no database, no clock. When placement is impossible the message
+ * names the manifest field that made it so, with the count at the filter
+ * step where the candidates ran out.
+ */
+#include <errno.h>
+#include <string.h>
+
+#include "vslice/registry.h"
+#include "vslice/units.h"
+#include "vslice/util.h"
+
+static bool labels_match(const struct manifest *m, const json_t *labels)
+{
+	for (size_t i = 0; i < m->nlabels; i++) {
+		const json_t *v = labels ? json_object_get(labels, m->labels[i].key) : NULL;
+		if (!json_is_string(v) || strcmp(json_string_value(v), m->labels[i].value) != 0)
+			return false;
+	}
+	return true;
+}
+
+static bool has_image(const char *image, const json_t *images)
+{
+	if (strcmp(image, "busybox") == 0)
+		return true;
+	size_t i;
+	const json_t *v;
+	json_array_foreach(images, i, v)
+	{
+		if (json_is_string(v) && strcmp(json_string_value(v), image) == 0)
+			return true;
+	}
+	return false;
+}
+
+static double used_fraction(const struct sched_node *n)
+{
+	double c = n->cpu_millis ? (double)n->cpu_used / (double)n->cpu_millis : 0;
+	double mem = n->memory_bytes ? (double)n->memory_used / (double)n->memory_bytes : 0;
+	return (c + mem) / 2;
+}
+
+static const struct sched_node *score_nodes;
+
+static int cmp_spread(const void *a, const void *b)
+{
+	const struct sched_node *x = &score_nodes[*(const size_t *)a];
+	const struct sched_node *y = &score_nodes[*(const size_t *)b];
+	double fx = used_fraction(x), fy = used_fraction(y);
+	if (fx < fy - 1e-12)
+		return -1;
+	if (fx > fy + 1e-12)
+		return 1;
+	if (x->nslivers != y->nslivers)
+		return x->nslivers < y->nslivers ? -1 : 1;
+	return strcmp(x->name, y->name);
+}
+
+static void sort_spread(size_t *idx, size_t n, const struct sched_node *nodes)
+{
+	/* qsort has no context argument; sched_place runs under the registry
+	 * lock, and tests are single-threaded. */
+	static __thread const struct sched_node *saved;
+	saved = score_nodes;
+	score_nodes = nodes;
+	qsort(idx, n, sizeof(*idx), cmp_spread);
+	score_nodes = saved;
+}
+
+static const char *labels_text(const struct manifest *m, char *buf, size_t len)
+{
+	size_t off = 0;
+	buf[0] = '\0';
+	for (size_t i = 0; i < m->nlabels && off < len; i++) {
+		int w = snprintf(buf + off, len - off, "%s%s=%s", i ? "," : "", m->labels[i].key,
+				 m->labels[i].value);
+		if (w < 0)
+			break;
+		off += (size_t)w;
+	}
+	return buf;
+}
+
+static int place_names(const struct manifest *m, const struct sched_node *nodes, size_t n,
+		       size_t *picked, size_t *npicked, struct vs_error *err)
+{
+	char pb[128];
+	for (size_t i = 0; i < m->nnode_names; i++) {
+		const char *name = m->node_names[i];
+		size_t j;
+		for (j = 0; j < n; j++)
+			if (strcmp(nodes[j].name, name) == 0)
+				break;
+		vs_printable(name, pb, sizeof(pb));
+		if (j == n)
+			return vs_error_set(
+			    err, EAGAIN, ".nodes.names[%zu]: node \"%s\" is not registered", i, pb);
+		if (nodes[j].drained)
+			return vs_error_set(err, EAGAIN,
+					    ".nodes.names[%zu]: node \"%s\" is drained", i, pb);
+		if (nodes[j].state != SCHED_NODE_READY)
+			return vs_error_set(
+			    err, EAGAIN,
+			    ".nodes.names[%zu]: node \"%s\" is not ready (last seen %lld s ago)", i,
+			    pb, nodes[j].last_seen_ago);
+		bool dup = false;
+		for (size_t k = 0; k < *npicked; k++)
+			dup |= picked[k] == j;
+		if (!dup)
+			picked[(*npicked)++] = j;
+	}
+	return 0;
+}
+
+int sched_place(const struct manifest *m, const struct sched_node *nodes, size_t n,
+		size_t **picked_out, size_t *npicked, struct vs_error *err)
+{
+	cleanup_free size_t *picked = vs_xcalloc(n + 1, sizeof(size_t));
+	*npicked = 0;
+	*picked_out = NULL;
+	if (m->nnode_names > 0) {
+		int r = place_names(m, nodes, n, picked, npicked, err);
+		if (r < 0)
+			return r;
+		*picked_out = steal_pointer(&picked);
+		return 0;
+	}
+
+	size_t want = m->node_count > 0 ? m->node_count : 1;
+	size_t ready = 0, labelled = 0, imaged = 0, cpu_ok = 0, mem_ok = 0;
+	for (size_t i = 0; i < n; i++) {
+		const struct sched_node *nd = &nodes[i];
+		if (nd->drained || nd->state != SCHED_NODE_READY)
+			continue;
+		ready++;
+		if (!labels_match(m, nd->labels))
+			continue;
+		labelled++;
+		if (!has_image(m->image, nd->images))
+			continue;
+		imaged++;
+		if (m->cpu_millis && (nd->cpu_used > nd->cpu_millis ||
+				      nd->cpu_millis - nd->cpu_used < m->cpu_millis))
+			continue;
+		cpu_ok++;
+		if (m->memory_bytes && (nd->memory_used > nd->memory_bytes ||
+					nd->memory_bytes - nd->memory_used < m->memory_bytes))
+			continue;
+		mem_ok++;
+		picked[(*npicked)++] = i;
+	}
+	if (mem_ok < want) {
+		char lb[1024], sz[32];
+		const char *s = want == 1 ? "" : "s";
+		*npicked = 0;
+		if (labelled < want) {
+			if (m->nlabels)
+				return vs_error_set(
+				    err, EAGAIN,
+				    ".nodes.count: %zu sliver%s wanted, %zu ready node%s labels %s",
+				    want, s, labelled, labelled == 1 ? " matches" : "s match",
+				    labels_text(m, lb, sizeof(lb)));
+			return vs_error_set(err, EAGAIN,
+					    ".nodes.count: %zu sliver%s wanted, %zu ready node%s",
+					    want, s, ready, ready == 1 ? "" : "s");
+		}
+		if (imaged < want)
+			return vs_error_set(
+			    err, EAGAIN,
+			    ".image: %zu sliver%s wanted, %zu ready node%s image \"%s\"", want, s,
+			    imaged, imaged == 1 ? " has" : "s have", m->image);
+		if (cpu_ok == 0)
+			return vs_error_set(
+			    err, EAGAIN,
+			    ".resources.cpus: %zu sliver%s wanted, no node has %.3g cpus free",
+			    want, s, (double)m->cpu_millis / 1000.0);
+		if (cpu_ok < want)
+			return vs_error_set(
+			    err, EAGAIN,
+			    ".resources.cpus: %zu sliver%s wanted, %zu node%s %.3g cpus free", want,
+			    s, cpu_ok, cpu_ok == 1 ? " has" : "s have",
+			    (double)m->cpu_millis / 1000.0);
+		vs_format_size(m->memory_bytes, sz, sizeof(sz));
+		if (mem_ok == 0)
+			return vs_error_set(
+			    err, EAGAIN,
+			    ".resources.memory: %zu sliver%s wanted, no node has %s free", want, s,
+			    sz);
+		return vs_error_set(err, EAGAIN,
+				    ".resources.memory: %zu sliver%s wanted, %zu node%s %s free",
+				    want, s, mem_ok, mem_ok == 1 ? " has" : "s have", sz);
+	}
+	sort_spread(picked, *npicked, nodes);
+	*npicked = want;
+	*picked_out = steal_pointer(&picked);
+	return 0;
+}

@@ -1,0 +1,407 @@
+/*
+ * server.c - the registry's HTTP plumbing: libmicrohttpd in its own polling
+ * threads, authentication, request bodies, long-polls and the timer.
+ *
+ * No callback ever blocks. A long-poll that has to wait suspends its
+ * connection (MHD_suspend_connection) and sits in reg->waiters; a commit
+ * that bumps the revision, the timer (wait expired) or registry_stop()
+ * resumes it, and MHD calls the handler again, which then answers. JSON
+ * bodies are collected up to 32 MiB; log and result uploads go straight to
+ * a temp file in "<db>.d/tmp", hashed on the way (api.c).
+ */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <stdarg.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+
+#include "registry_int.h"
+#include "vslice/util.h"
+
+/* Resume every waiter whose index the revision passed, whose wait is over,
+ * or all when stopping. Expects reg->lock. */
+static void resume_waiters(struct registry *reg, long long now)
+{
+	struct waiter **pp = &reg->waiters;
+	while (*pp) {
+		struct waiter *w = *pp;
+		if (reg->stopping || reg->revision > w->index || now >= w->deadline) {
+			*pp = w->next;
+			MHD_resume_connection(w->con);
+			free(w);
+		} else {
+			pp = &w->next;
+		}
+	}
+}
+
+void reg_wake(struct registry *reg)
+{
+	resume_waiters(reg, reg_now());
+}
+
+void reg_count_status(struct registry *reg, unsigned status)
+{
+	unsigned cls = status / 100;
+	reg->requests[cls < VS_ARRAY_SIZE(reg->requests) ? cls : 0]++;
+}
+
+static void answer_free(struct reg_answer *a)
+{
+	free(a->body);
+	if (a->fd >= 0)
+		close(a->fd);
+	for (size_t i = 0; i < VS_ARRAY_SIZE(a->headers); i++) {
+		free(a->headers[i][0]);
+		free(a->headers[i][1]);
+	}
+	memset(a, 0, sizeof(*a));
+	a->fd = -1;
+}
+
+void api_error(struct reg_answer *a, unsigned status, const char *fmt, ...)
+{
+	char msg[VS_ERROR_MAX];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	for (char *p = msg; *p; p++)
+		if (*p == '\n' || *p == '\r')
+			*p = ' ';
+	json_t *j = json_pack("{s:s}", "error", msg);
+	free(a->body);
+	a->status = status;
+	a->body = json_dumps(j, JSON_COMPACT);
+	a->len = strlen(a->body);
+	a->content_type = "application/json";
+	json_decref(j);
+}
+
+static enum MHD_Result send_answer(struct reg_request *req, struct reg_answer *a)
+{
+	struct MHD_Response *resp;
+	if (a->fd >= 0) {
+		off_t size = lseek(a->fd, 0, SEEK_END);
+		resp = MHD_create_response_from_fd64(size < 0 ? 0 : (uint64_t)size, a->fd);
+		a->fd = -1; /* MHD closes it */
+	} else {
+		resp = MHD_create_response_from_buffer(a->len, a->body, MHD_RESPMEM_MUST_FREE);
+		a->body = NULL;
+	}
+	if (!resp) {
+		answer_free(a);
+		return MHD_NO;
+	}
+	if (a->content_type)
+		MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, a->content_type);
+	for (size_t i = 0; i < VS_ARRAY_SIZE(a->headers); i++)
+		if (a->headers[i][0])
+			MHD_add_response_header(resp, a->headers[i][0], a->headers[i][1]);
+	pthread_mutex_lock(&req->reg->lock);
+	reg_count_status(req->reg, a->status);
+	pthread_mutex_unlock(&req->reg->lock);
+	enum MHD_Result r = MHD_queue_response(req->con, a->status, resp);
+	MHD_destroy_response(resp);
+	answer_free(a);
+	return r;
+}
+
+static void authenticate(struct reg_request *req, struct reg_answer *a)
+{
+	const char *h =
+	    MHD_lookup_connection_value(req->con, MHD_HEADER_KIND, MHD_HTTP_HEADER_AUTHORIZATION);
+	if (!h || strncasecmp(h, "Bearer ", 7) != 0) {
+		api_error(a, 401, "%s %s: missing bearer token", req->method, req->url);
+		return;
+	}
+	const char *t = h + 7;
+	while (*t == ' ')
+		t++;
+	struct vs_error err;
+	pthread_mutex_lock(&req->reg->lock);
+	int r = store_token_lookup(req->reg, t, &req->role, &req->user, &req->node, &err);
+	pthread_mutex_unlock(&req->reg->lock);
+	if (r == -ENOENT)
+		api_error(a, 401, "%s %s: unknown token", req->method, req->url);
+	else if (r < 0)
+		api_error(a, 500, "%s", err.msg);
+	else
+		req->token = vs_xstrdup(t);
+}
+
+static bool is_upload(const char *method, const char *url)
+{
+	if (strcmp(method, "PUT") != 0 || strncmp(url, "/v1/slices/", 11) != 0)
+		return false;
+	const char *p = strstr(url + 11, "/slivers/");
+	if (!p)
+		return false;
+	p = strchr(p + 9, '/');
+	return p && (strcmp(p, "/log") == 0 || strncmp(p, "/results/", 9) == 0);
+}
+
+static enum MHD_Result on_request(void *cls, struct MHD_Connection *con, const char *url,
+				  const char *method, const char *version, const char *data,
+				  size_t *data_size, void **con_cls)
+{
+	struct registry *reg = cls;
+	struct reg_request *req = *con_cls;
+	struct reg_answer a = {.fd = -1};
+
+	if (!req) {
+		req = vs_xcalloc(1, sizeof(*req));
+		req->reg = reg;
+		req->con = con;
+		req->method = vs_xstrdup(method);
+		req->url = vs_xstrdup(url);
+		req->fd = -1;
+		req->wait_index = -1;
+		*con_cls = req;
+		if (strcmp(url, "/v1/health") != 0) {
+			authenticate(req, &a);
+			if (a.status)
+				return send_answer(req, &a);
+		}
+		if (is_upload(method, url) && api_upload_begin(req, &a) < 0)
+			return send_answer(req, &a);
+		return MHD_YES;
+	}
+
+	if (*data_size > 0) {
+		if (req->upload) {
+			size_t n = *data_size;
+			if (!req->too_big && req->received + n > req->limit)
+				req->too_big = true;
+			if (!req->too_big) {
+				sha256_update(&req->sha, n, (const uint8_t *)data);
+				if (vs_write_all(req->fd, data, n) < 0)
+					req->too_big =
+					    true; /* reported as a write error at the end */
+			}
+			req->received += n;
+		} else if (!req->too_big) {
+			if (req->len + *data_size > REG_BODY_MAX) {
+				req->too_big = true;
+			} else {
+				if (req->len + *data_size + 1 > req->cap) {
+					req->cap = (req->len + *data_size + 1) * 2;
+					if (req->cap > REG_BODY_MAX + 1)
+						req->cap = REG_BODY_MAX + 1;
+					req->body = realloc(req->body, req->cap);
+					if (!req->body)
+						abort();
+				}
+				memcpy(req->body + req->len, data, *data_size);
+				req->len += *data_size;
+				req->body[req->len] = '\0';
+			}
+		}
+		*data_size = 0;
+		return MHD_YES;
+	}
+
+	if (req->upload) {
+		api_upload_finish(req, &a);
+		return send_answer(req, &a);
+	}
+	if (req->too_big) {
+		api_error(&a, 413, "%s %s: request body larger than %u bytes", method, url,
+			  REG_BODY_MAX);
+		return send_answer(req, &a);
+	}
+	req->suspended = false;
+	api_dispatch(req, &a);
+	if (req->wait_index >= 0) {
+		pthread_mutex_lock(&reg->lock);
+		if (!reg->stopping && reg->revision <= req->wait_index &&
+		    reg_now() < req->deadline) {
+			struct waiter *w = vs_xcalloc(1, sizeof(*w));
+			w->con = con;
+			w->index = req->wait_index;
+			w->deadline = req->deadline;
+			w->next = reg->waiters;
+			reg->waiters = w;
+			req->suspended = true;
+			MHD_suspend_connection(con);
+			pthread_mutex_unlock(&reg->lock);
+			answer_free(&a);
+			return MHD_YES;
+		}
+		pthread_mutex_unlock(&reg->lock);
+	}
+	return send_answer(req, &a);
+}
+
+static void on_completed(void *cls, struct MHD_Connection *con, void **con_cls,
+			 enum MHD_RequestTerminationCode toe)
+{
+	struct registry *reg = cls;
+	struct reg_request *req = *con_cls;
+	if (!req)
+		return;
+	/* Only a connection MHD drops while suspended is still in the list. */
+	if (req->suspended) {
+		pthread_mutex_lock(&reg->lock);
+		for (struct waiter **pp = &reg->waiters; *pp; pp = &(*pp)->next) {
+			if ((*pp)->con == con) {
+				struct waiter *w = *pp;
+				*pp = w->next;
+				free(w);
+				break;
+			}
+		}
+		pthread_mutex_unlock(&reg->lock);
+	}
+	if (req->fd >= 0)
+		close(req->fd);
+	if (req->tmp_path)
+		unlink(req->tmp_path);
+	free(req->tmp_path);
+	free(req->method);
+	free(req->url);
+	free(req->user);
+	free(req->node);
+	free(req->token);
+	free(req->body);
+	free(req->slice);
+	free(req->unode);
+	free(req->upath);
+	free(req->want_sha);
+	free(req);
+	*con_cls = NULL;
+}
+
+static void node_states_tick(struct registry *reg, long long now)
+{
+	bool changed = false;
+	for (size_t i = 0; i < reg->nseen; i++) {
+		bool unknown = !reg_node_ready(reg, reg->seen[i].name, now);
+		if (unknown != reg->seen[i].unknown) {
+			reg->seen[i].unknown = unknown;
+			changed = true;
+		}
+	}
+	struct vs_error err;
+	if (changed && store_begin(reg, &err) >= 0)
+		store_commit(reg, true, &err);
+}
+
+static void *timer_main(void *arg)
+{
+	struct registry *reg = arg;
+	pthread_mutex_lock(&reg->lock);
+	while (!reg->stopping) {
+		struct timespec ts;
+		clock_gettime(CLOCK_REALTIME, &ts);
+		ts.tv_sec += 1;
+		pthread_cond_timedwait(&reg->cond, &reg->lock, &ts);
+		if (reg->stopping)
+			break;
+		long long now = reg_now();
+		resume_waiters(reg, now);
+		node_states_tick(reg, now);
+		pthread_mutex_unlock(&reg->lock);
+		struct vs_error err;
+		if (registry_expire(reg, now, &err) < 0)
+			fprintf(stderr, "vslice-registry: expiry: %s\n", err.msg);
+		pthread_mutex_lock(&reg->lock);
+	}
+	pthread_mutex_unlock(&reg->lock);
+	return NULL;
+}
+
+static int parse_listen(const char *listen, struct sockaddr_storage *ss, struct vs_error *err)
+{
+	cleanup_free char *host = vs_xstrdup(listen);
+	char *colon = strrchr(host, ':');
+	if (!colon)
+		return vs_error_set(err, EINVAL, "listen address %s: expected ADDR:PORT", listen);
+	*colon = '\0';
+	char *end;
+	errno = 0;
+	unsigned long port = strtoul(colon + 1, &end, 10);
+	if (!colon[1] || *end || errno || port > 65535)
+		return vs_error_set(err, EINVAL, "listen address %s: bad port", listen);
+	char *h = host;
+	size_t hl = strlen(h);
+	if (hl >= 2 && h[0] == '[' && h[hl - 1] == ']') {
+		h[hl - 1] = '\0';
+		h++;
+	}
+	memset(ss, 0, sizeof(*ss));
+	struct sockaddr_in *in4 = (struct sockaddr_in *)ss;
+	struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)ss;
+	if (*h == '\0' || strcmp(h, "*") == 0) {
+		in4->sin_family = AF_INET;
+		in4->sin_addr.s_addr = htonl(INADDR_ANY);
+		in4->sin_port = htons((uint16_t)port);
+	} else if (inet_pton(AF_INET, h, &in4->sin_addr) == 1) {
+		in4->sin_family = AF_INET;
+		in4->sin_port = htons((uint16_t)port);
+	} else if (inet_pton(AF_INET6, h, &in6->sin6_addr) == 1) {
+		in6->sin6_family = AF_INET6;
+		in6->sin6_port = htons((uint16_t)port);
+	} else {
+		return vs_error_set(err, EINVAL, "listen address %s: %s is not an IP address",
+				    listen, h);
+	}
+	return 0;
+}
+
+int registry_serve(struct registry *reg, const char *listen, struct vs_error *err)
+{
+	struct sockaddr_storage ss;
+	int r = parse_listen(listen ? listen : REGISTRY_DEFAULT_LISTEN, &ss, err);
+	if (r < 0)
+		return r;
+	unsigned flags = MHD_USE_AUTO_INTERNAL_THREAD | MHD_ALLOW_SUSPEND_RESUME;
+	if (ss.ss_family == AF_INET6)
+		flags |= MHD_USE_IPv6;
+	reg->stopping = false;
+	reg->daemon = MHD_start_daemon(flags, 0, NULL, NULL, on_request, reg, MHD_OPTION_SOCK_ADDR,
+				       (struct sockaddr *)&ss, MHD_OPTION_THREAD_POOL_SIZE,
+				       (unsigned)reg->threads, MHD_OPTION_NOTIFY_COMPLETED,
+				       on_completed, reg, MHD_OPTION_CONNECTION_TIMEOUT,
+				       (unsigned)(REG_WAIT_MAX + 60), MHD_OPTION_END);
+	if (!reg->daemon)
+		return vs_error_sys(err, errno ? errno : EADDRINUSE, "registry: listen on %s",
+				    listen ? listen : REGISTRY_DEFAULT_LISTEN);
+	const union MHD_DaemonInfo *info =
+	    MHD_get_daemon_info(reg->daemon, MHD_DAEMON_INFO_BIND_PORT);
+	reg->port = info ? info->port : 0;
+	if (pthread_create(&reg->timer, NULL, timer_main, reg) != 0) {
+		MHD_stop_daemon(reg->daemon);
+		reg->daemon = NULL;
+		return vs_error_set(err, EAGAIN, "registry: cannot start the timer thread");
+	}
+	reg->timer_running = true;
+	return 0;
+}
+
+unsigned registry_port(const struct registry *reg)
+{
+	return reg->port;
+}
+
+void registry_stop(struct registry *reg)
+{
+	pthread_mutex_lock(&reg->lock);
+	reg->stopping = true;
+	resume_waiters(reg, reg_now());
+	pthread_cond_broadcast(&reg->cond);
+	pthread_mutex_unlock(&reg->lock);
+	if (reg->timer_running) {
+		pthread_join(reg->timer, NULL);
+		reg->timer_running = false;
+	}
+	if (reg->daemon) {
+		/* Resumed connections finish their answer first; waiting polls got
+		 * resumed above and answer at once now that stopping is set. */
+		MHD_quiesce_daemon(reg->daemon);
+		MHD_stop_daemon(reg->daemon);
+		reg->daemon = NULL;
+	}
+}
