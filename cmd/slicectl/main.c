@@ -1,7 +1,9 @@
 /*
  * slicectl - the vslice command line. Global options, then a verb; each verb
  * lives in its own file. Local mode (no registry) acts on this machine
- * through libvslice directly; no daemon is involved.
+ * through libvslice directly; no daemon is involved. Cluster mode (--registry
+ * URL or $VSLICE_REGISTRY) sends the verbs that have a cluster form to the
+ * registry (cluster.c) and refuses the others.
  */
 #include <errno.h>
 #include <getopt.h>
@@ -121,14 +123,16 @@ static ctl_verb_fn verb_fn(size_t i)
 
 static void usage(FILE *f)
 {
-	fprintf(
-	    f, "usage: slicectl [--root DIR] [--registry URL] [--token T] [--json] [-q] [-v] VERB "
-	       "...\n\n"
-	       "Slices are named, isolated, resource-limited environments (PlanetLab's model).\n"
-	       "Without a registry, slicectl manages slices on this machine directly.\n\nverbs:\n");
+	fprintf(f,
+		"usage: slicectl [--root DIR] [--registry URL] [--token T] [--json] [-q] [-v] VERB "
+		"...\n\n"
+		"Slices are named, isolated, resource-limited environments (PlanetLab's model).\n"
+		"Without a registry, slicectl manages slices on this machine directly.\n\nlocal "
+		"verbs:\n");
 	for (size_t i = 0; i < sizeof(verbs) / sizeof(verbs[0]); i++)
 		if (verb_fn(i))
 			fprintf(f, "  %-11s %s\n", verbs[i].name, verbs[i].summary);
+	cluster_usage(f);
 	fprintf(
 	    f,
 	    "\nEvery verb takes --help. State: --root or $VSLICE_ROOT (default /var/lib/vslice).\n"
@@ -196,22 +200,31 @@ int main(int argc, char **argv)
 			ctl.root);
 		return EXIT_VSLICE;
 	}
-	if (ctl.registry && *ctl.registry) {
+	const char *verb = argv[optind];
+	/* Cluster mode: the verbs act through the registry (cluster.c). */
+	bool cluster = ctl.registry && *ctl.registry;
+	ctl_verb_fn fn = cluster ? cluster_verb(verb) : NULL;
+	for (size_t i = 0; !fn && i < sizeof(verbs) / sizeof(verbs[0]); i++) {
+		if (strcmp(verbs[i].name, verb) != 0 || !verb_fn(i))
+			continue;
+		if (cluster && strcmp(verb, "validate") != 0) {
+			fprintf(stderr,
+				"slicectl: %s: not available in cluster mode (use submit with a "
+				"manifest; or unset VSLICE_REGISTRY for local slices)\n",
+				verb);
+			return EXIT_VSLICE;
+		}
+		fn = verb_fn(i);
+	}
+	if (!fn && !cluster && cluster_only_verb(verb)) {
 		fprintf(stderr,
-			"slicectl: --registry %s: cluster mode is not available in this build "
-			"(unset VSLICE_REGISTRY to manage local slices)\n",
-			ctl.registry);
+			"slicectl: %s: needs a registry (--registry URL or VSLICE_REGISTRY)\n",
+			verb);
 		return EXIT_VSLICE;
 	}
-	const char *verb = argv[optind];
-	for (size_t i = 0; i < sizeof(verbs) / sizeof(verbs[0]); i++) {
-		if (strcmp(verbs[i].name, verb) != 0)
-			continue;
-		ctl_verb_fn fn = verb_fn(i);
-		if (!fn)
-			break;
-		if (!strcmp(verb, "run") || !strcmp(verb, "start") || !strcmp(verb, "exec") ||
-		    !strcmp(verb, "submit"))
+	if (fn) {
+		if (!cluster && (!strcmp(verb, "run") || !strcmp(verb, "start") ||
+				 !strcmp(verb, "exec") || !strcmp(verb, "submit")))
 			sliver_prewarm_attach();
 		/* Each verb parses its own options with argv[0] = the verb;
 		 * optind = 0 makes getopt start afresh. */

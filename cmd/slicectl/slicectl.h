@@ -42,6 +42,14 @@ int ctl_load_manifest(struct ctl *ctl, const char *verb, const char *file, struc
 
 typedef int (*ctl_verb_fn)(struct ctl *ctl, int argc, char **argv);
 
+/* Cluster mode (cluster.c): the verb acting through the registry, or NULL
+ * when it has no cluster form (validate is the same in both modes). */
+ctl_verb_fn cluster_verb(const char *verb);
+/* Verbs that exist only in cluster mode (nodes, node, token, user, renew). */
+bool cluster_only_verb(const char *verb);
+/* The cluster verbs, for slicectl --help. */
+void cluster_usage(FILE *f);
+
 int cmd_create(struct ctl *, int, char **);
 int cmd_start(struct ctl *, int, char **);
 int cmd_run(struct ctl *, int, char **);

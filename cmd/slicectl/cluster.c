@@ -1,0 +1,1432 @@
+/*
+ * cluster.c - slicectl in cluster mode (--registry URL or $VSLICE_REGISTRY).
+ * The verbs act through the registry's HTTP API (docs/cluster-api.md), not
+ * on this machine:
+ *
+ *   submit FILE [--wait]        validate here, send the resolved manifest
+ *   status | show | destroy NAME, list [-q], renew NAME --lifetime D
+ *   logs NAME [--node N] [-f]   each sliver's output, from the registry
+ *   results NAME DIR            each sliver's result files, verified
+ *   nodes, node drain|undrain NODE, token create, user create NAME
+ *
+ * Every request carries the token (--token / $VSLICE_TOKEN); an error answer
+ * is one line (the registry's own "error" text) printed through ctl_fail().
+ *
+ * The registry is not trusted with the local file system: `results` writes
+ * below DIR only under names checked here (node names against the node name
+ * pattern, paths with manifest_check_slice_path()), creates directories one
+ * component at a time without following symlinks (vs_mkdirs_at), creates
+ * files with O_EXCL | O_NOFOLLOW, and checks the sha256 of what it wrote
+ * against both the listing and the download's X-Vslice-Sha256 header.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <jansson.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "slicectl.h"
+#include "vslice/http.h"
+#include "vslice/manifest.h"
+#include "vslice/units.h"
+#include "vslice/util.h"
+
+#define WAIT_SECS	  30 /* long-poll while nothing runs */
+#define WAIT_RUNNING_SECS 2  /* while a sliver runs: logs do not have to bump the revision */
+#define TRANSPORT_RETRIES 10 /* consecutive failed polls before --wait / -f give up */
+#define LINE_MAX_BYTES	  65536
+#define NODE_NAME_MAX	  63
+
+static void json_decref_p(json_t **j)
+{
+	if (*j)
+		json_decref(*j);
+}
+#define cleanup_json __attribute__((cleanup(json_decref_p)))
+
+static void http_client_freep(struct http_client *c)
+{
+	if (c->base)
+		http_client_free(c);
+}
+#define cleanup_http __attribute__((cleanup(http_client_freep)))
+
+/* ------------------------------------------------------------------ */
+/* helpers                                                             */
+
+static const char *jstr(const json_t *o, const char *key)
+{
+	const char *s = json_string_value(json_object_get(o, key));
+	return s ? s : "";
+}
+
+static long long jint(const json_t *o, const char *key, long long def)
+{
+	json_t *v = json_object_get(o, key);
+	if (json_is_integer(v))
+		return json_integer_value(v);
+	if (json_is_real(v))
+		return (long long)json_real_value(v);
+	return def;
+}
+
+static const char *fmt_time(long long t, char *buf, size_t len)
+{
+	struct tm tm;
+	time_t tt = (time_t)t;
+	if (t <= 0 || !gmtime_r(&tt, &tm) || !strftime(buf, len, "%Y-%m-%dT%H:%M:%SZ", &tm))
+		snprintf(buf, len, "-");
+	return buf;
+}
+
+/* Node names as the registry defines them: [A-Za-z0-9][A-Za-z0-9._-]{0,62}. */
+static bool node_name_ok(const char *s)
+{
+	size_t n = strlen(s);
+	if (n == 0 || n > NODE_NAME_MAX)
+		return false;
+	for (size_t i = 0; i < n; i++) {
+		char c = s[i];
+		bool alnum =
+		    (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9');
+		if (!alnum && (i == 0 || (c != '.' && c != '_' && c != '-')))
+			return false;
+	}
+	return true;
+}
+
+static void print_json(const json_t *j)
+{
+	char *s = json_dumps(j, JSON_INDENT(2));
+	if (s)
+		printf("%s\n", s);
+	free(s);
+}
+
+/* A client for ctl's registry; on failure one line and 125. */
+static int cl_connect(struct ctl *ctl, const char *verb, struct http_client *c)
+{
+	struct vs_error err;
+	memset(c, 0, sizeof(*c));
+	if (!ctl->token || !*ctl->token) {
+		fprintf(stderr, "slicectl: %s: no token (--token T or VSLICE_TOKEN)\n", verb);
+		return EXIT_VSLICE;
+	}
+	if (http_client_init(c, ctl->registry, ctl->token, &err) < 0) {
+		memset(c, 0, sizeof(*c));
+		return ctl_fail(verb, NULL, &err);
+	}
+	return 0;
+}
+
+/* One request; on failure the registry's one line through ctl_fail(verb, obj). */
+static int cl_call(struct http_client *c, const char *verb, const char *obj, const char *method,
+		   const char *path, json_t *body, json_t **resp)
+{
+	struct vs_error err;
+	json_t *r = NULL;
+	if (http_json(c, method, path, body, 0, NULL, &r, NULL, &err) < 0) {
+		if (r)
+			json_decref(r);
+		return ctl_fail(verb, obj, &err);
+	}
+	if (resp)
+		*resp = r;
+	else if (r)
+		json_decref(r);
+	return 0;
+}
+
+static int check_slice_name(const char *verb, const char *name)
+{
+	struct vs_error err;
+	if (vs_check_name("slice", name, &err) < 0)
+		return ctl_usage(verb, "%s", err.msg);
+	return 0;
+}
+
+static int check_node_name(const char *verb, const char *name)
+{
+	if (!node_name_ok(name))
+		return ctl_usage(verb, "invalid node name \"%s\" ([A-Za-z0-9][A-Za-z0-9._-]{0,62})",
+				 name);
+	return 0;
+}
+
+/* GET /v1/slices/NAME; index >= 0 and wait > 0: a long-poll. */
+static int get_slice(struct http_client *c, const char *name, long long index, long wait,
+		     json_t **out, long long *new_index, long *status, struct vs_error *err)
+{
+	char path[160];
+	if (wait > 0)
+		snprintf(path, sizeof(path), "/v1/slices/%s?index=%lld&wait=%lds", name, index,
+			 wait);
+	else
+		snprintf(path, sizeof(path), "/v1/slices/%s", name);
+	*out = NULL;
+	json_t *r = NULL;
+	int rc = http_json(c, "GET", path, NULL, wait, status, &r, new_index, err);
+	if (rc < 0) {
+		if (r)
+			json_decref(r);
+		return rc;
+	}
+	if (!json_is_object(r)) {
+		if (r)
+			json_decref(r);
+		return vs_error_set(err, EPROTO, "registry: slice %s: not a JSON object", name);
+	}
+	*out = r;
+	return 0;
+}
+
+static bool sliver_ended(const json_t *s)
+{
+	const char *st = jstr(s, "state");
+	return !strcmp(st, "exited") || !strcmp(st, "failed");
+}
+
+static bool sliver_ok(const json_t *s)
+{
+	return !strcmp(jstr(s, "state"), "exited") && jint(s, "exit_code", -1) == 0;
+}
+
+/* Every sliver has ended (the slice's own state says so, or each sliver's). */
+static bool slice_ended(const json_t *slice)
+{
+	const char *st = jstr(slice, "state");
+	if (!strcmp(st, "succeeded") || !strcmp(st, "failed"))
+		return true;
+	json_t *sl = json_object_get(slice, "slivers");
+	if (!json_array_size(sl))
+		return false;
+	size_t i;
+	json_t *s;
+	json_array_foreach(sl, i, s)
+	{
+		if (!sliver_ended(s))
+			return false;
+	}
+	return true;
+}
+
+/* ------------------------------------------------------------------ */
+/* logs: fetching and printing                                         */
+
+/* What has been shown of one sliver: log offset, its last state, a partial line. */
+struct track {
+	char node[NODE_NAME_MAX + 1];
+	char state[16];
+	long long restarts;
+	long long offset;
+	char *partial;
+	size_t plen;
+	bool seen;
+};
+
+struct tracks {
+	struct track *v;
+	size_t n;
+};
+
+static struct track *track_get(struct tracks *t, const char *node)
+{
+	for (size_t i = 0; i < t->n; i++)
+		if (!strcmp(t->v[i].node, node))
+			return &t->v[i];
+	struct track *nv = realloc(t->v, (t->n + 1) * sizeof(*nv));
+	if (!nv)
+		abort();
+	t->v = nv;
+	struct track *k = &t->v[t->n++];
+	memset(k, 0, sizeof(*k));
+	snprintf(k->node, sizeof(k->node), "%s", node);
+	return k;
+}
+
+static void tracks_free(struct tracks *t)
+{
+	for (size_t i = 0; i < t->n; i++)
+		free(t->v[i].partial);
+	free(t->v);
+	t->v = NULL;
+	t->n = 0;
+}
+
+/*
+ * The log bytes of NODE from offset on, into *buf (malloc'd, NUL-terminated)
+ * and *len. A sliver without a log yet (404) is an empty log.
+ */
+static int fetch_log(struct http_client *c, const char *slice, const char *node, long long offset,
+		     char **buf, size_t *len, struct vs_error *err)
+{
+	*buf = NULL;
+	*len = 0;
+	cleanup_close int fd = memfd_create("slicectl-log", MFD_CLOEXEC);
+	if (fd < 0)
+		return vs_error_sys(err, errno, "memfd_create");
+	cleanup_free char *en = http_escape(node, 0);
+	char path[256];
+	snprintf(path, sizeof(path), "/v1/slices/%s/slivers/%s/log?offset=%lld", slice, en, offset);
+	char size[32];
+	long status = 0;
+	int r = http_get_fd(c, path, fd, "X-Vslice-Log-Size", size, sizeof(size), &status, err);
+	if (r < 0)
+		return status == 404 ? 0 : r;
+	off_t n = lseek(fd, 0, SEEK_END);
+	if (n < 0)
+		return vs_error_sys(err, errno, "log of %s: lseek", node);
+	char *b = vs_xmalloc((size_t)n + 1);
+	ssize_t got = n ? pread(fd, b, (size_t)n, 0) : 0;
+	if (got < 0) {
+		free(b);
+		return vs_error_sys(err, errno, "log of %s: read", node);
+	}
+	b[got] = '\0';
+	*buf = b;
+	*len = (size_t)got;
+	return 0;
+}
+
+/*
+ * Print data as lines "<prefix>line" (prefix NULL: the bytes as they are),
+ * keeping an unfinished last line in t until more comes or final.
+ */
+static void emit(struct track *t, const char *prefix, const char *data, size_t len, bool final)
+{
+	if (!prefix) {
+		fwrite(data, 1, len, stdout);
+		fflush(stdout);
+		return;
+	}
+	size_t start = 0;
+	for (size_t i = 0; i < len; i++) {
+		if (data[i] != '\n')
+			continue;
+		printf("%s%.*s%.*s\n", prefix, (int)t->plen, t->partial ? t->partial : "",
+		       (int)(i - start), data + start);
+		t->plen = 0;
+		start = i + 1;
+	}
+	if (start < len) {
+		size_t rest = len - start;
+		char *np = realloc(t->partial, t->plen + rest);
+		if (!np)
+			abort();
+		t->partial = np;
+		memcpy(t->partial + t->plen, data + start, rest);
+		t->plen += rest;
+	}
+	if (t->plen && (final || t->plen >= LINE_MAX_BYTES)) {
+		printf("%s%.*s\n", prefix, (int)t->plen, t->partial);
+		t->plen = 0;
+	}
+	fflush(stdout);
+}
+
+/* Fetch and print what is new in a sliver's log (as the slice object announces it). */
+static int pump_log(struct http_client *c, const char *slice, const json_t *sliver, struct track *t,
+		    const char *prefix, bool show, bool final, struct vs_error *err)
+{
+	long long size = jint(sliver, "log_size", -1);
+	if (size < 0 || size > t->offset) {
+		cleanup_free char *buf = NULL;
+		size_t len = 0;
+		int r = fetch_log(c, slice, t->node, t->offset, &buf, &len, err);
+		if (r < 0)
+			return r;
+		t->offset += (long long)len;
+		if (show)
+			emit(t, prefix, buf, len, false);
+	}
+	if (final && show && prefix && t->plen)
+		emit(t, prefix, "", 0, true);
+	return 0;
+}
+
+/* ------------------------------------------------------------------ */
+/* submit                                                              */
+
+static const char submit_help[] =
+    "usage: slicectl submit FILE [--wait]\n\n"
+    "Cluster mode: validate the experiment manifest here (docs/manifest.md), send\n"
+    "its resolved form (files and policy inline) to the registry, which places one\n"
+    "sliver per node; print the slice name.\n"
+    "A manifest the registry refuses: every error as FILE: .path: message.\n\n"
+    "  --wait, -w     follow the run: one line per sliver state change\n"
+    "                 (\"[node1] running\", \"[node1] exited 0 (exited)\",\n"
+    "                 \"[node2] failed: message\") and each sliver's output as\n"
+    "                 \"[node1] | line\"; when every sliver has ended, exit 0 if\n"
+    "                 all exited 0, else the single sliver's code or 1.\n"
+    "                 Ctrl-C stops following, not the slice (exit 130).\n";
+
+static char interrupt_msg[512];
+static size_t interrupt_len;
+
+static void on_interrupt(int sig)
+{
+	/* The long-poll may block for WAIT_SECS: leave from here, stdout was flushed. */
+	ssize_t w = write(2, interrupt_msg, interrupt_len);
+	(void)w;
+	_exit(130);
+}
+
+/* One line when a sliver's state (or restart count) changes. */
+static void report_state(struct track *t, const json_t *s, bool show)
+{
+	const char *st = jstr(s, "state");
+	long long restarts = jint(s, "restarts", 0);
+	if (t->seen && !strcmp(t->state, st) && t->restarts == restarts)
+		return;
+	bool restarted = t->seen && restarts > t->restarts;
+	t->seen = true;
+	snprintf(t->state, sizeof(t->state), "%s", st);
+	t->restarts = restarts;
+	if (!show && strcmp(st, "failed") && strcmp(st, "exited"))
+		return;
+	char msg[512];
+	if (!strcmp(st, "exited")) {
+		const char *reason = jstr(s, "reason");
+		printf("[%s] exited %lld (%s)\n", t->node, jint(s, "exit_code", -1),
+		       *reason ? reason : "exited");
+	} else if (!strcmp(st, "failed")) {
+		const char *m = jstr(s, "message");
+		printf("[%s] failed: %s\n", t->node,
+		       *m ? vs_printable(m, msg, sizeof(msg)) : "(no message)");
+	} else if (restarted) {
+		printf("[%s] %s (restart %lld)\n", t->node, vs_printable(st, msg, sizeof(msg)),
+		       restarts);
+	} else {
+		printf("[%s] %s\n", t->node, vs_printable(st, msg, sizeof(msg)));
+	}
+	fflush(stdout);
+}
+
+/* The end of --wait: a summary line and the exit code. */
+static int wait_summary(const char *name, const json_t *slice)
+{
+	json_t *sl = json_object_get(slice, "slivers");
+	size_t n = json_array_size(sl), bad = 0, i;
+	json_t *s;
+	char failed[1024] = "";
+	size_t fl = 0;
+	json_array_foreach(sl, i, s)
+	{
+		if (sliver_ok(s))
+			continue;
+		bad++;
+		if (fl < sizeof(failed))
+			fl += (size_t)snprintf(failed + fl, sizeof(failed) - fl, "%s%s",
+					       bad > 1 ? ", " : "", jstr(s, "node"));
+	}
+	if (!bad) {
+		printf("%s: %zu sliver%s ok (results: slicectl results %s DIR)\n", name, n,
+		       n == 1 ? "" : "s", name);
+		return 0;
+	}
+	printf("%s: %zu of %zu sliver%s failed: %s (output: slicectl logs %s)\n", name, bad, n,
+	       n == 1 ? "" : "s", failed, name);
+	if (n == 1) {
+		s = json_array_get(sl, 0);
+		long long code = jint(s, "exit_code", -1);
+		if (!strcmp(jstr(s, "state"), "exited") && code > 0 && code < 256)
+			return (int)code;
+	}
+	return 1;
+}
+
+static int wait_slice(struct ctl *ctl, struct http_client *c, const char *name)
+{
+	snprintf(interrupt_msg, sizeof(interrupt_msg),
+		 "\nslicectl: submit %s: stopped following; the slice goes on (check later: "
+		 "slicectl status %s, slicectl logs %s)\n",
+		 name, name, name);
+	interrupt_len = strlen(interrupt_msg);
+	struct sigaction sa = {.sa_handler = on_interrupt};
+	sigaction(SIGINT, &sa, NULL);
+	sigaction(SIGTERM, &sa, NULL);
+
+	bool show = !ctl->quiet;
+	struct tracks tr = {0};
+	long long index = 0;
+	long wait = 0;
+	int failures = 0, rc;
+	bool log_failed = false;
+	for (;;) {
+		struct vs_error err;
+		cleanup_json json_t *slice = NULL;
+		long long ni = -1;
+		long status = 0;
+		if (get_slice(c, name, index, wait, &slice, &ni, &status, &err) < 0) {
+			/* The registry restarting is not the end of the run. */
+			if (status == 0 && ++failures < TRANSPORT_RETRIES) {
+				sleep(1);
+				continue;
+			}
+			rc = ctl_fail("submit", name, &err);
+			break;
+		}
+		failures = 0;
+		if (ni >= 0)
+			index = ni;
+		else if (jint(slice, "revision", -1) >= 0)
+			index = jint(slice, "revision", 0);
+		bool ended = slice_ended(slice), running = false;
+		json_t *sl = json_object_get(slice, "slivers"), *s;
+		size_t i;
+		json_array_foreach(sl, i, s)
+		{
+			const char *node = jstr(s, "node");
+			if (!node_name_ok(node))
+				continue;
+			struct track *t = track_get(&tr, node);
+			char prefix[NODE_NAME_MAX + 8];
+			snprintf(prefix, sizeof(prefix), "[%s] | ", node);
+			/* Output first: it happened before the state it led to. */
+			if (pump_log(c, name, s, t, prefix, show, sliver_ended(s), &err) < 0 &&
+			    !log_failed) {
+				log_failed = true;
+				if (show)
+					ctl_fail("submit", name, &err);
+			}
+			report_state(t, s, show);
+			running = running || !strcmp(jstr(s, "state"), "running");
+		}
+		if (ended) {
+			rc = wait_summary(name, slice);
+			break;
+		}
+		wait = running ? WAIT_RUNNING_SECS : WAIT_SECS;
+	}
+	tracks_free(&tr);
+	signal(SIGINT, SIG_DFL);
+	signal(SIGTERM, SIG_DFL);
+	return rc;
+}
+
+/* The registry refused the manifest (422): every error, as validate prints them. */
+static int print_remote_errors(const char *file, const json_t *resp)
+{
+	json_t *errs = json_object_get(resp, "errors"), *e;
+	size_t n = json_array_size(errs), i;
+	if (!n)
+		return -1;
+	json_array_foreach(errs, i, e)
+	{
+		char p[256], m[VS_ERROR_MAX];
+		const char *path = jstr(e, "path");
+		vs_printable(jstr(e, "message"), m, sizeof(m));
+		if (*path)
+			fprintf(stderr, "%s: %s: %s\n", file, vs_printable(path, p, sizeof(p)), m);
+		else
+			fprintf(stderr, "%s: %s\n", file, m);
+	}
+	fprintf(stderr, "slicectl: submit %s: %zu error%s (the registry refused the manifest)\n",
+		file, n, n == 1 ? "" : "s");
+	return EXIT_VSLICE;
+}
+
+static void manifest_freep(struct manifest **m)
+{
+	manifest_free(*m);
+}
+
+static int cl_submit(struct ctl *ctl, int argc, char **argv)
+{
+	if (ctl_want_help(argc, argv, submit_help))
+		return 0;
+	static const struct option o[] = {{"wait", no_argument, NULL, 'w'}, {0}};
+	bool wait = false;
+	int c;
+	while ((c = getopt_long(argc, argv, "w", o, NULL)) != -1) {
+		if (c != 'w')
+			return ctl_usage("submit", "unknown option");
+		wait = true;
+	}
+	if (optind + 1 != argc)
+		return ctl_usage("submit",
+				 optind >= argc ? "missing manifest FILE" : "one FILE only");
+	const char *file = argv[optind];
+	__attribute__((cleanup(manifest_freep))) struct manifest *m = NULL;
+	int r = ctl_load_manifest(ctl, "submit", file, &m, NULL);
+	if (r)
+		return r;
+	struct vs_error err;
+	cleanup_json json_t *body = manifest_resolve(m, &err);
+	if (!body)
+		return ctl_fail("submit", file, &err);
+	cleanup_http struct http_client hc;
+	if ((r = cl_connect(ctl, "submit", &hc)))
+		return r;
+	cleanup_json json_t *resp = NULL;
+	long status = 0;
+	if (http_json(&hc, "POST", "/v1/slices", body, 0, &status, &resp, NULL, &err) < 0) {
+		if (status == 422 && (r = print_remote_errors(file, resp)) > 0)
+			return r;
+		return ctl_fail("submit", m->name, &err);
+	}
+	const char *name = jstr(resp, "name");
+	if (!*name)
+		name = m->name;
+	if (!vs_name_valid(name)) {
+		vs_error_set(&err, EPROTO, "registry answered with an invalid slice name");
+		return ctl_fail("submit", m->name, &err);
+	}
+	printf("%s\n", name);
+	fflush(stdout);
+	if (!wait)
+		return 0;
+	return wait_slice(ctl, &hc, name);
+}
+
+/* ------------------------------------------------------------------ */
+/* status                                                              */
+
+static const char status_help[] =
+    "usage: slicectl status NAME\n\n"
+    "Cluster mode: per sliver of the slice, from the registry:\n"
+    "  NODE STATE EXIT REASON RESTARTS STARTED FINISHED\n"
+    "STATE is pending, creating, running, exited, failed or lost; EXIT and REASON\n"
+    "(exited, signal, timeout, lifetime) once it exited; times are UTC, - when\n"
+    "not yet. Why a sliver failed is printed on stderr. --json for JSON.\n";
+
+static int cl_status(struct ctl *ctl, int argc, char **argv)
+{
+	if (ctl_want_help(argc, argv, status_help))
+		return 0;
+	if (argc != 2 || argv[1][0] == '-')
+		return ctl_usage("status", argc < 2   ? "missing slice NAME"
+					   : argc > 2 ? "one NAME only"
+						      : "unknown option");
+	const char *name = argv[1];
+	int r = check_slice_name("status", name);
+	if (r)
+		return r;
+	cleanup_http struct http_client hc;
+	if ((r = cl_connect(ctl, "status", &hc)))
+		return r;
+	cleanup_json json_t *slice = NULL;
+	struct vs_error err;
+	if (get_slice(&hc, name, -1, 0, &slice, NULL, NULL, &err) < 0)
+		return ctl_fail("status", name, &err);
+	json_t *sl = json_object_get(slice, "slivers"), *s;
+	size_t i;
+	if (ctl->json) {
+		cleanup_json json_t *arr = json_array();
+		json_array_foreach(sl, i, s)
+		{
+			char s1[32], s2[32];
+			bool exited = !strcmp(jstr(s, "state"), "exited");
+			long long st = jint(s, "started", 0), fin = jint(s, "finished", 0);
+			json_array_append_new(
+			    arr,
+			    json_pack(
+				"{s:s, s:s, s:o, s:s?, s:I, s:o, s:o, s:s, s:s, s:I}", "node",
+				jstr(s, "node"), "state", jstr(s, "state"), "exit_code",
+				exited ? json_integer(jint(s, "exit_code", -1)) : json_null(),
+				"exit_reason",
+				exited && *jstr(s, "reason") ? jstr(s, "reason") : NULL, "restarts",
+				(json_int_t)jint(s, "restarts", 0), "started",
+				st > 0 ? json_string(fmt_time(st, s1, sizeof(s1))) : json_null(),
+				"finished",
+				fin > 0 ? json_string(fmt_time(fin, s2, sizeof(s2))) : json_null(),
+				"message", jstr(s, "message"), "results", jstr(s, "results"),
+				"log_size", (json_int_t)jint(s, "log_size", 0)));
+		}
+		cleanup_json json_t *j = json_pack("{s:s, s:s, s:O}", "slice", name, "state",
+						   jstr(slice, "state"), "slivers", arr);
+		print_json(j);
+		return 0;
+	}
+	int w = 8;
+	json_array_foreach(sl, i, s)
+	{
+		int len = (int)strlen(jstr(s, "node"));
+		w = len > w && len <= NODE_NAME_MAX ? len : w;
+	}
+	printf("%-*s %-8s %-5s %-9s %-8s %-20s %s\n", w, "NODE", "STATE", "EXIT", "REASON",
+	       "RESTARTS", "STARTED", "FINISHED");
+	json_array_foreach(sl, i, s)
+	{
+		char exitc[24] = "-", s1[32], s2[32], node[80], state[32], reason[32];
+		bool exited = !strcmp(jstr(s, "state"), "exited");
+		if (exited)
+			snprintf(exitc, sizeof(exitc), "%lld", jint(s, "exit_code", -1));
+		const char *rs = exited ? jstr(s, "reason") : "";
+		printf("%-*s %-8s %-5s %-9s %-8lld %-20s %s\n", w,
+		       vs_printable(jstr(s, "node"), node, sizeof(node)),
+		       vs_printable(jstr(s, "state"), state, sizeof(state)), exitc,
+		       *rs ? vs_printable(rs, reason, sizeof(reason)) : "-", jint(s, "restarts", 0),
+		       fmt_time(jint(s, "started", 0), s1, sizeof(s1)),
+		       fmt_time(jint(s, "finished", 0), s2, sizeof(s2)));
+	}
+	fflush(stdout);
+	json_array_foreach(sl, i, s)
+	{
+		char node[80], m[VS_ERROR_MAX];
+		if (!strcmp(jstr(s, "state"), "failed"))
+			fprintf(stderr, "slicectl: status %s: [%s] failed: %s\n", name,
+				vs_printable(jstr(s, "node"), node, sizeof(node)),
+				*jstr(s, "message") ? vs_printable(jstr(s, "message"), m, sizeof(m))
+						    : "(no message)");
+	}
+	return 0;
+}
+
+/* ------------------------------------------------------------------ */
+/* logs                                                                */
+
+static const char logs_help[] =
+    "usage: slicectl logs NAME [--node NODE] [-f]\n\n"
+    "Cluster mode: the output (stdout and stderr) of each sliver, from the\n"
+    "registry. With several slivers and no --node, each line is prefixed with\n"
+    "\"[node] \".\n"
+    "  --node NODE     only the sliver on NODE (no prefix)\n"
+    "  -f, --follow    keep printing (every second) until every sliver has ended\n";
+
+static int cl_logs(struct ctl *ctl, int argc, char **argv)
+{
+	if (ctl_want_help(argc, argv, logs_help))
+		return 0;
+	static const struct option o[] = {
+	    {"follow", no_argument, NULL, 'f'}, {"node", required_argument, NULL, 'n'}, {0}};
+	bool follow = false;
+	const char *only = NULL;
+	int c;
+	while ((c = getopt_long(argc, argv, "fn:", o, NULL)) != -1) {
+		if (c == 'f')
+			follow = true;
+		else if (c == 'n')
+			only = optarg;
+		else
+			return ctl_usage("logs", "unknown option");
+	}
+	if (optind + 1 != argc)
+		return ctl_usage("logs", optind >= argc ? "missing slice NAME" : "one NAME only");
+	const char *name = argv[optind];
+	int r = check_slice_name("logs", name);
+	if (r || (only && (r = check_node_name("logs", only))))
+		return r;
+	cleanup_http struct http_client hc;
+	if ((r = cl_connect(ctl, "logs", &hc)))
+		return r;
+	struct tracks tr = {0};
+	int failures = 0;
+	bool first = true;
+	r = 0;
+	for (;;) {
+		struct vs_error err;
+		cleanup_json json_t *slice = NULL;
+		long status = 0;
+		if (get_slice(&hc, name, -1, 0, &slice, NULL, &status, &err) < 0) {
+			if (!first && follow && status == 0 && ++failures < TRANSPORT_RETRIES) {
+				sleep(1);
+				continue;
+			}
+			r = ctl_fail("logs", name, &err);
+			break;
+		}
+		failures = 0;
+		json_t *sl = json_object_get(slice, "slivers"), *s;
+		size_t i, shown = 0;
+		if (first && only) {
+			bool found = false;
+			json_array_foreach(sl, i, s)
+			{
+				found = found || !strcmp(jstr(s, "node"), only);
+			}
+			if (!found) {
+				vs_error_set(&err, ENOENT, "no sliver on node %s", only);
+				r = ctl_fail("logs", name, &err);
+				break;
+			}
+		}
+		bool many = !only && json_array_size(sl) > 1;
+		bool ended = !follow || slice_ended(slice);
+		json_array_foreach(sl, i, s)
+		{
+			const char *node = jstr(s, "node");
+			if (!node_name_ok(node) || (only && strcmp(node, only)))
+				continue;
+			struct track *t = track_get(&tr, node);
+			char prefix[NODE_NAME_MAX + 8];
+			snprintf(prefix, sizeof(prefix), "[%s] ", node);
+			shown++;
+			if (pump_log(&hc, name, s, t, many ? prefix : NULL, true, ended, &err) <
+			    0) {
+				ctl_fail("logs", name, &err);
+				r = EXIT_VSLICE;
+			}
+		}
+		first = false;
+		if (ended || r)
+			break;
+		sleep(1);
+	}
+	tracks_free(&tr);
+	return r;
+}
+
+/* ------------------------------------------------------------------ */
+/* results                                                             */
+
+static const char results_help[] =
+    "usage: slicectl results NAME DIR\n\n"
+    "Cluster mode: download each sliver's result files (the manifest's \"results\",\n"
+    "as the node uploaded them) from the registry into DIR/<node>/<path>.\n"
+    "Each file is verified against the sha256 of the registry's listing and of\n"
+    "the download; \"SHA256  node/path\" is printed and listed in DIR/SHA256SUMS\n"
+    "(check: cd DIR && sha256sum -c SHA256SUMS). Paths the run did not write, and\n"
+    "slivers whose results are not complete yet, are reported on stderr.\n"
+    "Exit 125 if a copy failed, a result path is missing (as in local mode) or no\n"
+    "sliver's results are complete; the files that could be copied are kept.\n";
+
+struct results_ctx {
+	struct http_client *c;
+	const char *name;
+	int dfd;
+	FILE *sums;
+	size_t files, failed, missing, incomplete, complete;
+};
+
+static bool sha_hex_ok(const char *s)
+{
+	if (strlen(s) != 64)
+		return false;
+	for (; *s; s++)
+		if (!((*s >= '0' && *s <= '9') || (*s >= 'a' && *s <= 'f')))
+			return false;
+	return true;
+}
+
+/* Download one listed file into node_fd/<path without '/'>; verify it. */
+static int fetch_result(struct results_ctx *rc, const char *node, int node_fd, const json_t *f,
+			struct vs_error *err)
+{
+	const char *path = jstr(f, "path"), *want = jstr(f, "sha256");
+	const char *why = *path ? manifest_check_slice_path(path) : "is empty";
+	char shown[256];
+	if (why)
+		return vs_error_set(err, EINVAL, "[%s] \"%s\": %s (refused)", node,
+				    vs_printable(path, shown, sizeof(shown)), why);
+	if (!sha_hex_ok(want))
+		return vs_error_set(err, EPROTO, "[%s] %s: the listing has no valid sha256", node,
+				    path);
+	const char *rel = path + 1;
+	cleanup_free char *parent = vs_xstrdup(rel);
+	char *slash = strrchr(parent, '/');
+	const char *leaf = rel;
+	cleanup_close int pfd = -1;
+	if (slash) {
+		*slash = '\0';
+		leaf = rel + (slash - parent) + 1;
+		pfd = vs_mkdirs_at(node_fd, parent, 0755, err);
+		if (pfd < 0)
+			return vs_error_wrap(err, "[%s] %s", node, path);
+	} else {
+		pfd = fcntl(node_fd, F_DUPFD_CLOEXEC, 3);
+		if (pfd < 0)
+			return vs_error_sys(err, errno, "dup");
+	}
+	/* Replace an old copy; never write through a link. */
+	if (unlinkat(pfd, leaf, 0) < 0 && errno != ENOENT)
+		return vs_error_sys(err, errno, "[%s] %s: remove old copy", node, path);
+	mode_t mode = (mode_t)(jint(f, "mode", 0644) & 0755) | 0600;
+	cleanup_close int fd =
+	    openat(pfd, leaf, O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, mode);
+	if (fd < 0)
+		return vs_error_sys(err, errno, "[%s] %s: create", node, path);
+	cleanup_free char *en = http_escape(node, 0);
+	cleanup_free char *ep = http_escape(rel, 1);
+	cleanup_free char *url =
+	    vs_xasprintf("/v1/slices/%s/slivers/%s/results/%s", rc->name, en, ep);
+	char hdr[128];
+	int r = http_get_fd(rc->c, url, fd, "X-Vslice-Sha256", hdr, sizeof(hdr), NULL, err);
+	char got[VS_SHA256_HEX];
+	if (r == 0 && (r = vs_sha256_fd(fd, got)) < 0)
+		vs_error_sys(err, -r, "[%s] %s: re-read", node, path);
+	else if (r == 0 && strcmp(got, want))
+		r = vs_error_set(err, EIO, "[%s] %s: sha256 %s, the listing says %s", node, path,
+				 got, want);
+	else if (r == 0 && *hdr && strcasecmp(hdr, got))
+		r = vs_error_set(err, EIO, "[%s] %s: sha256 %s, the download's header says %.64s",
+				 node, path, got, vs_printable(hdr, shown, sizeof(shown)));
+	else if (r == 0 && fsync(fd) < 0)
+		r = vs_error_sys(err, errno, "[%s] %s: fsync", node, path);
+	else if (r < 0)
+		vs_error_wrap(err, "[%s] %s", node, path);
+	if (r < 0) {
+		unlinkat(pfd, leaf, 0);
+		return r;
+	}
+	printf("%s  %s/%s\n", got, node, rel);
+	if (rc->sums)
+		fprintf(rc->sums, "%s  %s/%s\n", got, node, rel);
+	rc->files++;
+	return 0;
+}
+
+static void results_sliver(struct results_ctx *rc, const json_t *s)
+{
+	struct vs_error err;
+	const char *node = jstr(s, "node");
+	char shown[80];
+	if (!node_name_ok(node)) {
+		fprintf(stderr, "slicectl: results %s: \"%s\" is not a node name (refused)\n",
+			rc->name, vs_printable(node, shown, sizeof(shown)));
+		rc->failed++;
+		return;
+	}
+	cleanup_free char *en = http_escape(node, 0);
+	cleanup_free char *url = vs_xasprintf("/v1/slices/%s/slivers/%s/results", rc->name, en);
+	cleanup_json json_t *list = NULL;
+	if (http_json(rc->c, "GET", url, NULL, 0, NULL, &list, NULL, &err) < 0) {
+		ctl_fail("results", rc->name, &err);
+		rc->failed++;
+		return;
+	}
+	if (!json_is_true(json_object_get(list, "complete"))) {
+		fprintf(stderr,
+			"slicectl: results %s: [%s] results not complete yet (sliver %s; try "
+			"again later)\n",
+			rc->name, node, vs_printable(jstr(s, "state"), shown, sizeof(shown)));
+		rc->incomplete++;
+		return;
+	}
+	rc->complete++;
+	int node_fd = vs_mkdirs_at(rc->dfd, node, 0755, &err);
+	if (node_fd < 0) {
+		ctl_fail("results", rc->name, &err);
+		rc->failed++;
+		return;
+	}
+	json_t *files = json_object_get(list, "files"), *f;
+	size_t i;
+	json_array_foreach(files, i, f)
+	{
+		if (fetch_result(rc, node, node_fd, f, &err) < 0) {
+			ctl_fail("results", rc->name, &err);
+			rc->failed++;
+		}
+	}
+	json_array_foreach(json_object_get(list, "missing"), i, f)
+	{
+		char p[256];
+		fprintf(
+		    stderr, "slicectl: results %s: [%s] %s: missing (the run did not write it)\n",
+		    rc->name, node,
+		    vs_printable(json_string_value(f) ? json_string_value(f) : "?", p, sizeof(p)));
+		rc->missing++;
+	}
+	close(node_fd);
+}
+
+static int cl_results(struct ctl *ctl, int argc, char **argv)
+{
+	if (ctl_want_help(argc, argv, results_help))
+		return 0;
+	int c;
+	while ((c = getopt(argc, argv, "+")) != -1)
+		return ctl_usage("results", "unknown option");
+	if (argc - optind != 2)
+		return ctl_usage("results", argc - optind < 1 ? "missing slice NAME"
+					    : argc - optind < 2
+						? "missing DIR"
+						: "cluster mode takes NAME DIR only");
+	const char *name = argv[optind], *dir = argv[optind + 1];
+	int r = check_slice_name("results", name);
+	if (r)
+		return r;
+	cleanup_http struct http_client hc;
+	if ((r = cl_connect(ctl, "results", &hc)))
+		return r;
+	struct vs_error err;
+	cleanup_json json_t *slice = NULL;
+	if (get_slice(&hc, name, -1, 0, &slice, NULL, NULL, &err) < 0)
+		return ctl_fail("results", name, &err);
+	if (vs_mkdir_p(dir, 0755, &err) < 0)
+		return ctl_fail("results", name, &err);
+	cleanup_close int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (dfd < 0) {
+		vs_error_sys(&err, errno, "%s", dir);
+		return ctl_fail("results", name, &err);
+	}
+	struct results_ctx rc = {.c = &hc, .name = name, .dfd = dfd};
+	int sfd =
+	    openat(dfd, "SHA256SUMS", O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0644);
+	rc.sums = sfd >= 0 ? fdopen(sfd, "w") : NULL;
+	if (!rc.sums) {
+		vs_error_sys(&err, errno, "%s/SHA256SUMS", dir);
+		if (sfd >= 0)
+			close(sfd);
+		return ctl_fail("results", name, &err);
+	}
+	json_t *sl = json_object_get(slice, "slivers"), *s;
+	size_t i;
+	json_array_foreach(sl, i, s)
+	{
+		results_sliver(&rc, s);
+	}
+	fflush(stdout);
+	if (fclose(rc.sums) != 0) {
+		vs_error_sys(&err, errno, "%s/SHA256SUMS", dir);
+		ctl_fail("results", name, &err);
+		rc.failed++;
+	}
+	if (!rc.complete) {
+		fprintf(stderr, "slicectl: results %s: no sliver's results are complete yet%s\n",
+			name, json_array_size(sl) ? " (slicectl status NAME)" : " (no slivers)");
+		return EXIT_VSLICE;
+	}
+	if (!ctl->quiet) {
+		char extra[160] = "";
+		size_t el = 0;
+		if (rc.failed)
+			el += (size_t)snprintf(extra + el, sizeof(extra) - el, ", %zu failed",
+					       rc.failed);
+		if (rc.missing)
+			el += (size_t)snprintf(extra + el, sizeof(extra) - el, ", %zu missing",
+					       rc.missing);
+		if (rc.incomplete)
+			snprintf(extra + el, sizeof(extra) - el, ", %zu sliver%s not complete yet",
+				 rc.incomplete, rc.incomplete == 1 ? "" : "s");
+		fprintf(stderr,
+			"slicectl: results %s: %zu file%s from %zu sliver%s copied to %s%s\n", name,
+			rc.files, rc.files == 1 ? "" : "s", rc.complete,
+			rc.complete == 1 ? "" : "s", dir, extra);
+	}
+	return rc.failed || rc.missing ? EXIT_VSLICE : 0;
+}
+
+/* ------------------------------------------------------------------ */
+/* list, show, destroy, renew                                          */
+
+static const char list_help[] = "usage: slicectl list [-q]\n\n"
+				"Cluster mode: the slices the registry shows this token (a user's "
+				"own; admin: all):\n"
+				"  NAME STATE NODES OWNER EXPIRES\n"
+				"NODES is the slivers' nodes, comma-separated; EXPIRES is UTC.\n"
+				"  -q    names only\n";
+
+static int cl_list(struct ctl *ctl, int argc, char **argv)
+{
+	if (ctl_want_help(argc, argv, list_help))
+		return 0;
+	bool quiet = ctl->quiet;
+	int c;
+	while ((c = getopt(argc, argv, "q")) != -1) {
+		if (c != 'q')
+			return ctl_usage("list", "unknown option");
+		quiet = true;
+	}
+	if (optind < argc)
+		return ctl_usage("list", "unexpected \"%s\"", argv[optind]);
+	cleanup_http struct http_client hc;
+	int r = cl_connect(ctl, "list", &hc);
+	if (r)
+		return r;
+	cleanup_json json_t *resp = NULL;
+	if ((r = cl_call(&hc, "list", NULL, "GET", "/v1/slices", NULL, &resp)))
+		return r;
+	json_t *arr = json_object_get(resp, "slices"), *s;
+	size_t i;
+	if (ctl->json) {
+		cleanup_json json_t *empty = json_array();
+		print_json(arr ? arr : empty);
+		return 0;
+	}
+	if (!quiet)
+		printf("%-20s %-9s %-24s %-12s %s\n", "NAME", "STATE", "NODES", "OWNER", "EXPIRES");
+	json_array_foreach(arr, i, s)
+	{
+		char name[80], state[32], owner[80], exp[32];
+		vs_printable(jstr(s, "name"), name, sizeof(name));
+		if (quiet) {
+			printf("%s\n", name);
+			continue;
+		}
+		char nodes[512] = "";
+		size_t nl = 0, k;
+		json_t *sv;
+		json_array_foreach(json_object_get(s, "slivers"), k, sv)
+		{
+			if (nl < sizeof(nodes))
+				nl += (size_t)snprintf(nodes + nl, sizeof(nodes) - nl, "%s%s",
+						       k ? "," : "", jstr(sv, "node"));
+		}
+		char nshown[512];
+		printf("%-20s %-9s %-24s %-12s %s\n", name,
+		       vs_printable(jstr(s, "state"), state, sizeof(state)),
+		       nl ? vs_printable(nodes, nshown, sizeof(nshown)) : "-",
+		       *jstr(s, "owner") ? vs_printable(jstr(s, "owner"), owner, sizeof(owner))
+					 : "-",
+		       fmt_time(jint(s, "expires", 0), exp, sizeof(exp)));
+	}
+	return 0;
+}
+
+static const char show_help[] = "usage: slicectl show NAME\n\n"
+				"Cluster mode: the registry's slice object (manifest, owner, "
+				"expiry, slivers) as JSON.\n";
+
+static int cl_show(struct ctl *ctl, int argc, char **argv)
+{
+	if (ctl_want_help(argc, argv, show_help))
+		return 0;
+	if (argc != 2 || argv[1][0] == '-')
+		return ctl_usage("show", argc < 2   ? "missing slice NAME"
+					 : argc > 2 ? "one NAME only"
+						    : "unknown option");
+	int r = check_slice_name("show", argv[1]);
+	if (r)
+		return r;
+	cleanup_http struct http_client hc;
+	if ((r = cl_connect(ctl, "show", &hc)))
+		return r;
+	cleanup_json json_t *slice = NULL;
+	struct vs_error err;
+	if (get_slice(&hc, argv[1], -1, 0, &slice, NULL, NULL, &err) < 0)
+		return ctl_fail("show", argv[1], &err);
+	print_json(slice);
+	return 0;
+}
+
+static const char destroy_help[] =
+    "usage: slicectl destroy NAME...\n\n"
+    "Cluster mode: delete the slice from the registry; node managers destroy its\n"
+    "slivers on their next poll. --force is accepted and changes nothing.\n";
+
+static int cl_destroy(struct ctl *ctl, int argc, char **argv)
+{
+	if (ctl_want_help(argc, argv, destroy_help))
+		return 0;
+	static const struct option o[] = {{"force", no_argument, NULL, 'f'}, {0}};
+	int c;
+	while ((c = getopt_long(argc, argv, "f", o, NULL)) != -1)
+		if (c != 'f')
+			return ctl_usage("destroy", "unknown option");
+	if (optind >= argc)
+		return ctl_usage("destroy", "missing slice NAME");
+	for (int i = optind; i < argc; i++) {
+		int r = check_slice_name("destroy", argv[i]);
+		if (r)
+			return r;
+	}
+	cleanup_http struct http_client hc;
+	int rc = cl_connect(ctl, "destroy", &hc);
+	if (rc)
+		return rc;
+	for (int i = optind; i < argc; i++) {
+		cleanup_free char *path = vs_xasprintf("/v1/slices/%s", argv[i]);
+		if (cl_call(&hc, "destroy", argv[i], "DELETE", path, NULL, NULL))
+			rc = EXIT_VSLICE;
+	}
+	return rc;
+}
+
+static const char renew_help[] = "usage: slicectl renew NAME --lifetime D\n\n"
+				 "Cluster mode: the slice now expires D from now (e.g. 2h, 14d).\n"
+				 "Prints \"NAME: expires TIME\" (UTC); --json: the slice object.\n";
+
+static int cl_renew(struct ctl *ctl, int argc, char **argv)
+{
+	if (ctl_want_help(argc, argv, renew_help))
+		return 0;
+	static const struct option o[] = {{"lifetime", required_argument, NULL, 'l'}, {0}};
+	const char *lifetime = NULL;
+	struct vs_error err;
+	int c;
+	while ((c = getopt_long(argc, argv, "l:", o, NULL)) != -1) {
+		if (c != 'l')
+			return ctl_usage("renew", "unknown option");
+		uint64_t secs = 0;
+		if (vs_parse_duration(optarg, &secs, &err) < 0)
+			return ctl_usage("renew", "--lifetime: %s", err.msg);
+		if (secs == 0)
+			return ctl_usage("renew", "--lifetime: must be more than 0");
+		lifetime = optarg;
+	}
+	if (optind + 1 != argc)
+		return ctl_usage("renew", optind >= argc ? "missing slice NAME" : "one NAME only");
+	if (!lifetime)
+		return ctl_usage("renew", "missing --lifetime D (e.g. 14d)");
+	const char *name = argv[optind];
+	int r = check_slice_name("renew", name);
+	if (r)
+		return r;
+	cleanup_http struct http_client hc;
+	if ((r = cl_connect(ctl, "renew", &hc)))
+		return r;
+	cleanup_free char *path = vs_xasprintf("/v1/slices/%s/renew", name);
+	cleanup_json json_t *body = json_pack("{s:s}", "lifetime", lifetime);
+	cleanup_json json_t *resp = NULL;
+	if ((r = cl_call(&hc, "renew", name, "POST", path, body, &resp)))
+		return r;
+	char t[32];
+	if (ctl->json)
+		print_json(resp);
+	else if (!ctl->quiet)
+		printf("%s: expires %s\n", name, fmt_time(jint(resp, "expires", 0), t, sizeof(t)));
+	return 0;
+}
+
+/* ------------------------------------------------------------------ */
+/* nodes, node drain|undrain                                           */
+
+static const char nodes_help[] = "usage: slicectl nodes\n\n"
+				 "Cluster mode: the registered nodes:\n"
+				 "  NAME STATE CPUS MEMORY SLIVERS LAST-SEEN\n"
+				 "STATE is ready, unknown (not seen for 3 heartbeats) or drained; "
+				 "LAST-SEEN is UTC.\n"
+				 "--json for JSON, -q for names only.\n";
+
+static int cl_nodes(struct ctl *ctl, int argc, char **argv)
+{
+	if (ctl_want_help(argc, argv, nodes_help))
+		return 0;
+	bool quiet = ctl->quiet;
+	int c;
+	while ((c = getopt(argc, argv, "q")) != -1) {
+		if (c != 'q')
+			return ctl_usage("nodes", "unknown option");
+		quiet = true;
+	}
+	if (optind < argc)
+		return ctl_usage("nodes", "unexpected \"%s\"", argv[optind]);
+	cleanup_http struct http_client hc;
+	int r = cl_connect(ctl, "nodes", &hc);
+	if (r)
+		return r;
+	cleanup_json json_t *resp = NULL;
+	if ((r = cl_call(&hc, "nodes", NULL, "GET", "/v1/nodes", NULL, &resp)))
+		return r;
+	json_t *arr = json_object_get(resp, "nodes"), *n;
+	size_t i;
+	if (ctl->json) {
+		cleanup_json json_t *empty = json_array();
+		print_json(arr ? arr : empty);
+		return 0;
+	}
+	if (!quiet)
+		printf("%-20s %-8s %-5s %-8s %-7s %s\n", "NAME", "STATE", "CPUS", "MEMORY",
+		       "SLIVERS", "LAST-SEEN");
+	json_array_foreach(arr, i, n)
+	{
+		char name[80], state[32], cpus[32] = "-", mem[32] = "-", seen[32];
+		vs_printable(jstr(n, "name"), name, sizeof(name));
+		if (quiet) {
+			printf("%s\n", name);
+			continue;
+		}
+		json_t *cv = json_object_get(n, "cpus");
+		if (json_is_number(cv))
+			snprintf(cpus, sizeof(cpus), "%g", json_number_value(cv));
+		long long m = jint(n, "memory", 0);
+		if (m > 0)
+			vs_format_size((uint64_t)m, mem, sizeof(mem));
+		json_t *sv = json_object_get(n, "slivers");
+		long long slivers =
+		    json_is_array(sv) ? (long long)json_array_size(sv) : jint(n, "slivers", 0);
+		printf("%-20s %-8s %-5s %-8s %-7lld %s\n", name,
+		       vs_printable(jstr(n, "state"), state, sizeof(state)), cpus, mem, slivers,
+		       fmt_time(jint(n, "last_seen", 0), seen, sizeof(seen)));
+	}
+	return 0;
+}
+
+static const char node_help[] =
+    "usage: slicectl node drain NODE | undrain NODE\n\n"
+    "Cluster mode (admin): a drained node keeps its slivers but gets no new ones.\n"
+    "Prints \"NODE STATE\"; --json: the node object.\n";
+
+static int cl_node(struct ctl *ctl, int argc, char **argv)
+{
+	if (ctl_want_help(argc, argv, node_help))
+		return 0;
+	if (argc < 2)
+		return ctl_usage("node", "missing drain or undrain");
+	const char *op = argv[1];
+	if (strcmp(op, "drain") && strcmp(op, "undrain"))
+		return ctl_usage("node", "unknown subcommand \"%s\" (drain or undrain)", op);
+	if (argc != 3)
+		return ctl_usage("node", argc < 3 ? "%s: missing NODE" : "%s: one NODE only", op);
+	const char *node = argv[2];
+	int r = check_node_name("node", node);
+	if (r)
+		return r;
+	cleanup_http struct http_client hc;
+	if ((r = cl_connect(ctl, "node", &hc)))
+		return r;
+	cleanup_free char *path = vs_xasprintf("/v1/nodes/%s/%s", node, op);
+	cleanup_json json_t *resp = NULL;
+	char obj[96];
+	snprintf(obj, sizeof(obj), "%s %s", op, node);
+	if ((r = cl_call(&hc, "node", obj, "POST", path, NULL, &resp)))
+		return r;
+	char state[32];
+	if (ctl->json && resp)
+		print_json(resp);
+	else if (!ctl->quiet)
+		printf("%s %s\n", node,
+		       *jstr(resp, "state")
+			   ? vs_printable(jstr(resp, "state"), state, sizeof(state))
+			   : (!strcmp(op, "drain") ? "drained" : "undrained"));
+	return 0;
+}
+
+/* ------------------------------------------------------------------ */
+/* token create, user create                                           */
+
+static const char token_help[] =
+    "usage: slicectl token create --role node|admin\n"
+    "       slicectl token create --user NAME\n\n"
+    "Cluster mode (admin): a new token, printed alone on stdout (it is not shown\n"
+    "again; the registry keeps only its hash).\n"
+    "  --role node     an enrollment token for one node manager (vslice-nodemgr)\n"
+    "  --role admin    another admin token\n"
+    "  --user NAME     another token for an existing user\n";
+
+static int print_token(struct ctl *ctl, const char *verb, const json_t *resp)
+{
+	const char *tok = jstr(resp, "token");
+	if (!*tok) {
+		struct vs_error err;
+		vs_error_set(&err, EPROTO, "the registry's answer has no token");
+		return ctl_fail(verb, NULL, &err);
+	}
+	if (ctl->json)
+		print_json(resp);
+	else
+		printf("%s\n", tok);
+	return 0;
+}
+
+static int cl_token(struct ctl *ctl, int argc, char **argv)
+{
+	if (ctl_want_help(argc, argv, token_help))
+		return 0;
+	static const struct option o[] = {
+	    {"role", required_argument, NULL, 'r'}, {"user", required_argument, NULL, 'u'}, {0}};
+	const char *role = NULL, *user = NULL;
+	int c;
+	while ((c = getopt_long(argc, argv, "r:u:", o, NULL)) != -1) {
+		if (c == 'r')
+			role = optarg;
+		else if (c == 'u')
+			user = optarg;
+		else
+			return ctl_usage("token", "unknown option");
+	}
+	if (optind >= argc || strcmp(argv[optind], "create"))
+		return ctl_usage("token",
+				 optind >= argc ? "missing create" : "unknown subcommand \"%s\"",
+				 argv[optind]);
+	if (optind + 1 < argc)
+		return ctl_usage("token", "unexpected \"%s\"", argv[optind + 1]);
+	if (user && role && strcmp(role, "user"))
+		return ctl_usage("token", "--user makes a user token: no --role %s", role);
+	if (!user && !role)
+		return ctl_usage("token", "missing --role node|admin (or --user NAME)");
+	if (!user && strcmp(role, "node") && strcmp(role, "admin"))
+		return ctl_usage("token",
+				 "--role: \"%s\" is not node or admin (a user token: "
+				 "--user NAME)",
+				 role);
+	if (user && !vs_name_valid(user))
+		return ctl_usage("token", "--user: invalid user name \"%s\"", user);
+	cleanup_http struct http_client hc;
+	int r = cl_connect(ctl, "token", &hc);
+	if (r)
+		return r;
+	cleanup_json json_t *resp = NULL;
+	cleanup_json json_t *body = user ? json_object() : json_pack("{s:s}", "role", role);
+	cleanup_free char *path =
+	    user ? vs_xasprintf("/v1/users/%s/tokens", user) : vs_xstrdup("/v1/tokens");
+	if ((r = cl_call(&hc, "token", user, "POST", path, body, &resp)))
+		return r;
+	return print_token(ctl, "token", resp);
+}
+
+static const char user_help[] =
+    "usage: slicectl user create NAME\n\n"
+    "Cluster mode (admin): create a user (names like slices) and print their first\n"
+    "token alone on stdout. More tokens: slicectl token create --user NAME.\n";
+
+static int cl_user(struct ctl *ctl, int argc, char **argv)
+{
+	if (ctl_want_help(argc, argv, user_help))
+		return 0;
+	if (argc < 2 || strcmp(argv[1], "create"))
+		return ctl_usage("user", argc < 2 ? "missing create" : "unknown subcommand \"%s\"",
+				 argv[1]);
+	if (argc != 3 || argv[2][0] == '-')
+		return ctl_usage("user", argc < 3   ? "create: missing user NAME"
+					 : argc > 3 ? "create: one NAME only"
+						    : "unknown option");
+	const char *name = argv[2];
+	if (!vs_name_valid(name))
+		return ctl_usage("user", "invalid user name \"%s\" ([a-z][a-z0-9_-]{0,62})", name);
+	cleanup_http struct http_client hc;
+	int r = cl_connect(ctl, "user", &hc);
+	if (r)
+		return r;
+	cleanup_json json_t *body = json_pack("{s:s}", "name", name);
+	cleanup_json json_t *resp = NULL;
+	if ((r = cl_call(&hc, "user", name, "POST", "/v1/users", body, &resp)))
+		return r;
+	return print_token(ctl, "user", resp);
+}
+
+/* ------------------------------------------------------------------ */
+/* dispatch                                                            */
+
+static const struct {
+	const char *name;
+	ctl_verb_fn fn;
+	const char *summary;
+} cluster_verbs[] = {
+    {"submit", cl_submit, "send an experiment manifest to the registry"},
+    {"status", cl_status, "per-sliver state of a slice"},
+    {"logs", cl_logs, "each sliver's output"},
+    {"results", cl_results, "download each sliver's result files, verified"},
+    {"list", cl_list, "list slices"},
+    {"show", cl_show, "the registry's slice object (JSON)"},
+    {"destroy", cl_destroy, "delete a slice"},
+    {"renew", cl_renew, "extend a slice's lifetime"},
+    {"nodes", cl_nodes, "list nodes"},
+    {"node", cl_node, "drain or undrain a node (admin)"},
+    {"token", cl_token, "create a node, admin or user token (admin)"},
+    {"user", cl_user, "create a user and their first token (admin)"},
+};
+
+ctl_verb_fn cluster_verb(const char *verb)
+{
+	for (size_t i = 0; i < VS_ARRAY_SIZE(cluster_verbs); i++)
+		if (!strcmp(cluster_verbs[i].name, verb))
+			return cluster_verbs[i].fn;
+	return NULL;
+}
+
+bool cluster_only_verb(const char *verb)
+{
+	static const char *const only[] = {"renew", "nodes", "node", "token", "user"};
+	for (size_t i = 0; i < VS_ARRAY_SIZE(only); i++)
+		if (!strcmp(only[i], verb))
+			return true;
+	return false;
+}
+
+void cluster_usage(FILE *f)
+{
+	fprintf(f, "\ncluster mode (--registry URL or $VSLICE_REGISTRY; token: --token or "
+		   "$VSLICE_TOKEN):\n");
+	for (size_t i = 0; i < VS_ARRAY_SIZE(cluster_verbs); i++)
+		fprintf(f, "  %-11s %s\n", cluster_verbs[i].name, cluster_verbs[i].summary);
+	fprintf(f, "  %-11s %s\n", "validate", "check an experiment manifest (no registry needed)");
+}
