@@ -1,0 +1,218 @@
+/*
+ * vslice-nodemgr - the node manager: registers this node with a registry,
+ * runs the slivers assigned to it and reports their state, logs and results
+ * (docs/cluster-api.md; the work is in lib/node/nodemgr.c). Slivers never
+ * depend on this process: stopping it (SIGTERM, SIGINT) stops polling and
+ * reporting, and a restarted node manager adopts them again.
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "vslice/nodemgr.h"
+#include "vslice/slice.h"
+#include "vslice/units.h"
+#include "vslice/util.h"
+
+#define EXIT_USAGE 125
+#define EXIT_FAIL  1
+
+static const char help[] =
+    "usage: vslice-nodemgr --registry URL --name NODE --token TOKEN [options]\n\n"
+    "Register this node with a vslice registry and run the slivers it assigns here:\n"
+    "create and start each assigned sliver (detached), destroy the ones it made that are\n"
+    "no longer assigned, and report their state, logs and result files every heartbeat.\n"
+    "The last assignments are cached under ROOT/nodemgr, so slivers keep running while\n"
+    "the registry is away. SIGTERM/SIGINT stop the node manager, not the slivers.\n\n"
+    "  --registry URL     the registry, e.g. http://registry:7480\n"
+    "  --name NODE        this node's name ([A-Za-z0-9][A-Za-z0-9._-]{0,62})\n"
+    "  --token TOKEN      a node token (vsn_...); or the environment's VSLICE_TOKEN\n"
+    "  --root DIR         state root (default $VSLICE_ROOT or /var/lib/vslice)\n"
+    "  --label K=V        a node label the scheduler matches (repeatable)\n"
+    "  --heartbeat DUR    seconds between status reports (default: the registry's)\n"
+    "  --cpus N           cpus offered (default: this machine's)\n"
+    "  --memory SIZE      memory offered, e.g. 8G (default: this machine's)\n"
+    "  --listen ADDR      local status API (not implemented yet)\n"
+    "  -v, --verbose      log more (every poll, every decision)\n"
+    "  -h, --help         this text\n";
+
+static const char *node_name = "-";
+
+static int usage(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static int usage(const char *fmt, ...)
+{
+	char buf[512], shown[512];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(buf, sizeof(buf), fmt, ap);
+	va_end(ap);
+	fprintf(stderr, "vslice-nodemgr: %s (see: vslice-nodemgr --help)\n",
+		vs_printable(buf, shown, sizeof(shown)));
+	return EXIT_USAGE;
+}
+
+static void log_line(void *arg, enum nodemgr_log_level level, const char *line)
+{
+	fprintf(stderr, "vslice-nodemgr %s: %s\n", node_name, line);
+}
+
+static uint64_t machine_memory(void)
+{
+	FILE *f = fopen("/proc/meminfo", "re");
+	unsigned long long kb = 0;
+	char line[256];
+	while (f && fgets(line, sizeof(line), f))
+		if (sscanf(line, "MemTotal: %llu kB", &kb) == 1)
+			break;
+	if (f)
+		fclose(f);
+	return (uint64_t)kb * 1024;
+}
+
+static struct nodemgr *running;
+
+static void on_signal(int sig)
+{
+	if (running)
+		nodemgr_stop(running);
+}
+
+int main(int argc, char **argv)
+{
+	enum {
+		OPT_REGISTRY = 256,
+		OPT_NAME,
+		OPT_TOKEN,
+		OPT_ROOT,
+		OPT_LABEL,
+		OPT_HEARTBEAT,
+		OPT_CPUS,
+		OPT_MEMORY,
+		OPT_LISTEN
+	};
+	static const struct option longopts[] = {
+	    {"registry", required_argument, NULL, OPT_REGISTRY},
+	    {"name", required_argument, NULL, OPT_NAME},
+	    {"token", required_argument, NULL, OPT_TOKEN},
+	    {"root", required_argument, NULL, OPT_ROOT},
+	    {"label", required_argument, NULL, OPT_LABEL},
+	    {"heartbeat", required_argument, NULL, OPT_HEARTBEAT},
+	    {"cpus", required_argument, NULL, OPT_CPUS},
+	    {"memory", required_argument, NULL, OPT_MEMORY},
+	    {"listen", required_argument, NULL, OPT_LISTEN},
+	    {"verbose", no_argument, NULL, 'v'},
+	    {"help", no_argument, NULL, 'h'},
+	    {NULL, 0, NULL, 0},
+	};
+	struct nodemgr_opts o = {.log = log_line};
+	const char *listen = NULL;
+	char **labels = vs_xcalloc((size_t)argc + 1, sizeof(char *));
+	size_t nlabels = 0;
+	struct vs_error err;
+	uint64_t v;
+	int c;
+	opterr = 0;
+	while ((c = getopt_long(argc, argv, "+vh", longopts, NULL)) != -1) {
+		switch (c) {
+		case OPT_REGISTRY:
+			o.registry = optarg;
+			break;
+		case OPT_NAME:
+			o.name = optarg;
+			break;
+		case OPT_TOKEN:
+			o.token = optarg;
+			break;
+		case OPT_ROOT:
+			o.root = optarg;
+			break;
+		case OPT_LABEL: {
+			const char *eq = strchr(optarg, '=');
+			if (!eq || eq == optarg)
+				return usage("--label \"%s\": use KEY=VALUE", optarg);
+			labels[nlabels++] = optarg;
+			break;
+		}
+		case OPT_HEARTBEAT:
+			if (vs_parse_duration(optarg, &v, &err) < 0 || v == 0 || v > 3600)
+				return usage("--heartbeat \"%s\": use a duration from 1s to 1h",
+					     optarg);
+			o.heartbeat_secs = (unsigned)v;
+			break;
+		case OPT_CPUS:
+			if (vs_parse_cpus(optarg, &v, &err) < 0)
+				return usage("--cpus: %s", err.msg);
+			o.cpus = (double)v / 1000.0;
+			break;
+		case OPT_MEMORY:
+			if (vs_parse_size(optarg, &v, &err) < 0 || v == 0)
+				return usage("--memory \"%s\": use a size such as 8G", optarg);
+			o.memory = v;
+			break;
+		case OPT_LISTEN:
+			listen = optarg;
+			break;
+		case 'v':
+			o.verbose = true;
+			break;
+		case 'h':
+			fputs(help, stdout);
+			return 0;
+		default:
+			return usage("unknown option or missing value: \"%s\"",
+				     argv[optind - 1] ? argv[optind - 1] : "");
+		}
+	}
+	if (optind < argc)
+		return usage("unexpected argument \"%s\"", argv[optind]);
+	if (!o.token)
+		o.token = getenv("VSLICE_TOKEN");
+	if (!o.registry)
+		return usage("missing --registry URL");
+	if (strncmp(o.registry, "http://", 7) && strncmp(o.registry, "https://", 8))
+		return usage("--registry \"%s\": use an http:// or https:// URL", o.registry);
+	if (!o.name)
+		return usage("missing --name NODE");
+	if (!nodemgr_node_name_valid(o.name))
+		return usage("--name \"%s\": use [A-Za-z0-9][A-Za-z0-9._-]{0,62}", o.name);
+	if (!o.token || !o.token[0])
+		return usage("missing --token TOKEN (or VSLICE_TOKEN)");
+	if (listen)
+		return usage("--listen %s: the local status API is not implemented yet", listen);
+	if (!o.root)
+		o.root = slice_default_root();
+	if (!o.cpus) {
+		long n = sysconf(_SC_NPROCESSORS_ONLN);
+		o.cpus = n > 0 ? (double)n : 1.0;
+	}
+	if (!o.memory)
+		o.memory = machine_memory();
+	o.labels = labels;
+	node_name = o.name;
+
+	struct nodemgr *nm;
+	if (nodemgr_new(&o, &nm, &err) < 0) {
+		char m[VS_ERROR_MAX];
+		fprintf(stderr, "vslice-nodemgr: %s\n", vs_printable(err.msg, m, sizeof(m)));
+		free(labels);
+		return EXIT_FAIL;
+	}
+	running = nm;
+	struct sigaction sa = {.sa_handler = on_signal};
+	sigemptyset(&sa.sa_mask);
+	sigaction(SIGTERM, &sa, NULL);
+	sigaction(SIGINT, &sa, NULL);
+	int r = nodemgr_run(nm, &err);
+	if (r < 0) {
+		char m[VS_ERROR_MAX];
+		fprintf(stderr, "vslice-nodemgr: %s\n", vs_printable(err.msg, m, sizeof(m)));
+	}
+	nodemgr_free(nm);
+	free(labels);
+	return r < 0 ? EXIT_FAIL : 0;
+}

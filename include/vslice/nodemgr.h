@@ -1,0 +1,168 @@
+/*
+ * nodemgr.h - the node manager (vslice-nodemgr): the node side of the
+ * registry API (docs/cluster-api.md), PlanetLab NodeManager style.
+ *
+ * It registers the node, long-polls the node's assignments (the full desired
+ * set, level-triggered) in a thread of its own, and reconciles that set with
+ * the slices on this node: assigned and absent -> experiment_create +
+ * slice_start (detached); present, made by this node manager and no longer
+ * assigned -> slice_destroy. Every heartbeat it reports each sliver's state,
+ * uploads new log bytes and, once a sliver exited, its result files.
+ *
+ * State under <root>/nodemgr/: assignments.json (the last successful answer,
+ * so slivers keep running - and are never destroyed - while the registry is
+ * away) and slivers/NAME.json (one record per sliver this node manager made;
+ * slices without one, or whose experiment.json names another origin, are
+ * never touched). A restarted node manager re-adopts its slivers from these.
+ *
+ * The pure parts (assignment parsing, the reconcile decision, state mapping,
+ * records) are public so tests can reach them without a registry.
+ */
+#ifndef VSLICE_NODEMGR_H
+#define VSLICE_NODEMGR_H
+
+#include <jansson.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "vslice/error.h"
+#include "vslice/slice.h"
+#include "vslice/util.h"
+
+#define NODEMGR_VERSION	      "0.2.0"
+#define NODEMGR_POLL_WAIT     30	 /* seconds a long-poll may block */
+#define NODEMGR_BACKOFF_MAX   30	 /* seconds between attempts while unreachable */
+#define NODEMGR_LOG_CHUNK     (1u << 20) /* log bytes uploaded per sliver per heartbeat */
+#define NODEMGR_NODE_NAME_MAX 64
+
+/* ------------------------------------------------------------------ */
+/* pure parts                                                          */
+
+/* One entry of an assignments answer. */
+struct nodemgr_assignment {
+	char slice[SLICE_NAME_MAX];
+	json_t *manifest;	    /* owned reference; NULL if the entry had none */
+	long long expires;	    /* 0 if absent */
+	char sha256[VS_SHA256_HEX]; /* of the manifest (compact, sorted keys); "" if none */
+};
+
+/*
+ * Parse an assignments answer {"index": R, "slivers": [...]}. Fails (-EINVAL,
+ * err says why) unless it is an object with a "slivers" array: such an answer
+ * must not count as "nothing assigned". Entries without a valid slice name
+ * are skipped (they can name no slice here); later duplicates are dropped.
+ * *index gets "index" (-1 if absent). Free with nodemgr_assignments_free().
+ */
+int nodemgr_assignments_parse(json_t *answer, struct nodemgr_assignment **out, size_t *n,
+			      long long *index, struct vs_error *err);
+void nodemgr_assignments_free(struct nodemgr_assignment *a, size_t n);
+
+/* Node names: [A-Za-z0-9][A-Za-z0-9._-]{0,62}. */
+bool nodemgr_node_name_valid(const char *s);
+
+enum nodemgr_phase {
+	NODEMGR_CREATING, /* create begun (a crash here leaves a slice to redo) */
+	NODEMGR_CREATED,  /* created and started: a sliver of this node manager */
+	NODEMGR_FAILED,	  /* could not be created or started; not retried until the
+			   * assignment changes (manifest or expires) */
+};
+
+/* Bookkeeping of one sliver: <root>/nodemgr/slivers/NAME.json. */
+struct nodemgr_record {
+	char slice[SLICE_NAME_MAX];
+	enum nodemgr_phase phase;
+	char sha256[VS_SHA256_HEX]; /* manifest hash of the assignment it came from */
+	long long expires;	    /* the assignment's expires */
+	char *message;		    /* failed: why (one line); else NULL */
+	long long created;	    /* Unix seconds */
+	uint64_t log_offset;	    /* log bytes the registry has */
+	bool log_capped;	    /* the registry refused more (413) */
+	bool results_done;	    /* results uploaded and committed */
+};
+
+json_t *nodemgr_record_to_json(const struct nodemgr_record *r);
+/* Fill r from a record's JSON (every field type-checked); r->message is
+ * the caller's, to free with nodemgr_record_free(). */
+int nodemgr_record_from_json(json_t *j, struct nodemgr_record *r, struct vs_error *err);
+void nodemgr_record_free(struct nodemgr_record *r);
+
+/* Who a local slice of this name belongs to. */
+enum nodemgr_local {
+	NODEMGR_LOCAL_NONE,    /* no such slice here */
+	NODEMGR_LOCAL_OURS,    /* experiment.json: origin "registry ...", node = ours */
+	NODEMGR_LOCAL_FOREIGN, /* anything else: never touched */
+};
+
+enum nodemgr_action {
+	NODEMGR_NOTHING,  /* not assigned, not ours */
+	NODEMGR_KEEP,	  /* as it should be */
+	NODEMGR_CREATE,	  /* create and start */
+	NODEMGR_RECREATE, /* destroy ours, then create (half-made, or the assignment changed) */
+	NODEMGR_ADOPT,	  /* ours without a record: take it over as it is */
+	NODEMGR_CONFLICT, /* assigned, but a slice of that name is not ours: failed */
+	NODEMGR_VANISHED, /* ours, but its slice was removed behind our back: failed */
+	NODEMGR_DESTROY,  /* ours and no longer assigned */
+	NODEMGR_FORGET,	  /* no longer assigned, nothing here: drop the record */
+};
+
+/*
+ * The reconcile decision for one slice name. a: its assignment (NULL = not
+ * assigned; only ever from a successful answer or the cache), r: our record
+ * (NULL = none), local: what is on disk.
+ */
+enum nodemgr_action nodemgr_decide(const struct nodemgr_assignment *a,
+				   const struct nodemgr_record *r, enum nodemgr_local local);
+const char *nodemgr_action_name(enum nodemgr_action a);
+
+/*
+ * A sliver's status as the contract has it ({"slice", "state", "exit_code",
+ * "reason", "started", "finished", "restarts", "message"}). st NULL: from
+ * the record alone (creating, or failed with its message).
+ */
+json_t *nodemgr_sliver_status(const struct nodemgr_record *r, const struct slice_state *st);
+
+/* The registry's log size a 409 from a log upload names, from the error
+ * text (http_put_buf passes on only that): "... the log has N bytes", else
+ * the number after "size"; -1 if there is none. */
+long long nodemgr_conflict_size(const char *msg);
+
+/* ------------------------------------------------------------------ */
+/* the daemon                                                          */
+
+enum nodemgr_log_level { NODEMGR_LOG_INFO, NODEMGR_LOG_DEBUG };
+
+struct nodemgr_opts {
+	const char *registry;	 /* base URL, http:// or https:// */
+	const char *name;	 /* node name */
+	const char *token;	 /* vsn_... (or admin) */
+	const char *root;	 /* state root (slices, images, nodemgr/) */
+	char **labels;		 /* "K=V", NULL-terminated, may be NULL */
+	unsigned heartbeat_secs; /* 0: what the registry answers at register */
+	double cpus;		 /* capacity reported at register */
+	uint64_t memory;	 /* bytes */
+	bool verbose;		 /* also NODEMGR_LOG_DEBUG lines */
+	/* One event, one line without newline (caller adds its prefix). Called
+	 * from both of the node manager's threads. */
+	void (*log)(void *arg, enum nodemgr_log_level level, const char *line);
+	void *log_arg;
+};
+
+struct nodemgr;
+
+/* Copy o, make <root>/nodemgr/slivers, load records and the cached
+ * assignments. Nothing is started yet. */
+int nodemgr_new(const struct nodemgr_opts *o, struct nodemgr **out, struct vs_error *err);
+
+/* Run until nodemgr_stop(): poll thread + reconcile/heartbeat loop. Returns
+ * 0 after a stop, < 0 on a fatal error (registry trouble never is one). */
+int nodemgr_run(struct nodemgr *nm, struct vs_error *err);
+
+/* Ask nodemgr_run to return; async-signal-safe. Slivers keep running. */
+void nodemgr_stop(struct nodemgr *nm);
+
+/* Free nm. A poll thread still blocked in a request is left to end with
+ * the process (its state is not freed): call this only on the way out. */
+void nodemgr_free(struct nodemgr *nm);
+
+#endif

@@ -1,0 +1,1299 @@
+/*
+ * nodemgr.c - vslice-nodemgr: the node side of docs/cluster-api.md.
+ *
+ * Two threads, each with its own HTTP client:
+ *   poller: registers the node (retrying with backoff, 1 s doubling to 30 s,
+ *     while the registry is unreachable), then long-polls the node's
+ *     assignments; every successful answer is cached atomically at
+ *     <root>/nodemgr/assignments.json and handed to the main loop.
+ *   main: reconciles desired (assignments) with actual (slices under the
+ *     root) on every new answer and every heartbeat; each heartbeat it also
+ *     reports the slivers' states, uploads new log bytes and, for slivers
+ *     that exited, their result files.
+ *
+ * The desired set only ever comes from a successful answer or the cache: an
+ * unreachable registry never looks like "nothing assigned", so a partition
+ * destroys nothing. Slivers never depend on this process (they are detached
+ * slices); stopping it stops polling and reporting, nothing else.
+ *
+ * Ownership of slices: a record in <root>/nodemgr/slivers/NAME.json, written
+ * before the slice is created, plus the origin experiment_create recorded
+ * ("registry URL", node = ours). A slice without both is never touched.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "vslice/experiment.h"
+#include "vslice/http.h"
+#include "vslice/image.h"
+#include "vslice/manifest.h"
+#include "vslice/nodemgr.h"
+#include "vslice/slice.h"
+#include "vslice/units.h"
+#include "vslice/util.h"
+
+static void json_decref_p(json_t **j)
+{
+	if (*j)
+		json_decref(*j);
+}
+#define cleanup_json __attribute__((cleanup(json_decref_p)))
+
+/* ------------------------------------------------------------------ */
+/* pure parts                                                          */
+
+bool nodemgr_node_name_valid(const char *s)
+{
+	size_t n = s ? strlen(s) : 0;
+	if (n == 0 || n >= NODEMGR_NODE_NAME_MAX)
+		return false;
+	for (size_t i = 0; i < n; i++) {
+		char c = s[i];
+		bool alnum =
+		    (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9');
+		if (!alnum && (i == 0 || (c != '.' && c != '_' && c != '-')))
+			return false;
+	}
+	return true;
+}
+
+static void manifest_hash(json_t *manifest, char out[VS_SHA256_HEX])
+{
+	cleanup_free char *text = json_dumps(manifest, JSON_COMPACT | JSON_SORT_KEYS);
+	if (!text)
+		abort(); /* only allocation fails here */
+	vs_sha256_buf(text, strlen(text), out);
+}
+
+void nodemgr_assignments_free(struct nodemgr_assignment *a, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		if (a[i].manifest)
+			json_decref(a[i].manifest);
+	free(a);
+}
+
+int nodemgr_assignments_parse(json_t *answer, struct nodemgr_assignment **out, size_t *n,
+			      long long *index, struct vs_error *err)
+{
+	*out = NULL;
+	*n = 0;
+	if (index)
+		*index = -1;
+	if (!json_is_object(answer))
+		return vs_error_set(err, EINVAL, "assignments: not a JSON object");
+	json_t *slivers = json_object_get(answer, "slivers");
+	if (!json_is_array(slivers))
+		return vs_error_set(err, EINVAL, "assignments: .slivers: not an array");
+	json_t *ix = json_object_get(answer, "index");
+	if (index && json_is_integer(ix))
+		*index = json_integer_value(ix);
+	size_t cnt = json_array_size(slivers), k = 0;
+	struct nodemgr_assignment *v = vs_xcalloc(cnt ? cnt : 1, sizeof(*v));
+	for (size_t i = 0; i < cnt; i++) {
+		json_t *e = json_array_get(slivers, i);
+		const char *slice = json_string_value(json_object_get(e, "slice"));
+		if (!slice || !vs_name_valid(slice))
+			continue;
+		bool dup = false;
+		for (size_t j = 0; j < k && !dup; j++)
+			dup = !strcmp(v[j].slice, slice);
+		if (dup)
+			continue;
+		struct nodemgr_assignment *a = &v[k++];
+		snprintf(a->slice, sizeof(a->slice), "%s", slice);
+		json_t *m = json_object_get(e, "manifest");
+		if (json_is_object(m)) {
+			a->manifest = json_incref(m);
+			manifest_hash(m, a->sha256);
+		}
+		json_t *ex = json_object_get(e, "expires");
+		a->expires = json_is_integer(ex) ? json_integer_value(ex) : 0;
+	}
+	*out = v;
+	*n = k;
+	return 0;
+}
+
+static const char *phase_name(enum nodemgr_phase p)
+{
+	switch (p) {
+	case NODEMGR_CREATING:
+		return "creating";
+	case NODEMGR_CREATED:
+		return "created";
+	case NODEMGR_FAILED:
+		return "failed";
+	}
+	return "?";
+}
+
+json_t *nodemgr_record_to_json(const struct nodemgr_record *r)
+{
+	return json_pack("{s:i, s:s, s:s, s:s, s:I, s:s, s:I, s:I, s:b, s:b}", "version", 1,
+			 "slice", r->slice, "phase", phase_name(r->phase), "manifest_sha256",
+			 r->sha256, "expires", (json_int_t)r->expires, "message",
+			 r->message ? r->message : "", "created", (json_int_t)r->created,
+			 "log_offset", (json_int_t)r->log_offset, "log_capped", r->log_capped,
+			 "results_uploaded", r->results_done);
+}
+
+int nodemgr_record_from_json(json_t *j, struct nodemgr_record *r, struct vs_error *err)
+{
+	memset(r, 0, sizeof(*r));
+	const char *slice, *phase, *sha, *msg;
+	json_int_t expires, created, off;
+	int capped, done;
+	json_error_t je;
+	if (json_unpack_ex(j, &je, JSON_STRICT,
+			   "{s:i, s:s, s:s, s:s, s:I, s:s, s:I, s:I, s:b, s:b}", "version",
+			   &(int){0}, "slice", &slice, "phase", &phase, "manifest_sha256", &sha,
+			   "expires", &expires, "message", &msg, "created", &created, "log_offset",
+			   &off, "log_capped", &capped, "results_uploaded", &done) < 0)
+		return vs_error_set(err, EINVAL, "%s", je.text);
+	if (!vs_name_valid(slice))
+		return vs_error_set(err, EINVAL, ".slice: not a slice name");
+	if (strlen(sha) >= VS_SHA256_HEX || off < 0)
+		return vs_error_set(err, EINVAL, ".manifest_sha256/.log_offset: out of range");
+	if (!strcmp(phase, "creating"))
+		r->phase = NODEMGR_CREATING;
+	else if (!strcmp(phase, "created"))
+		r->phase = NODEMGR_CREATED;
+	else if (!strcmp(phase, "failed"))
+		r->phase = NODEMGR_FAILED;
+	else
+		return vs_error_set(err, EINVAL, ".phase: \"%s\" is not creating/created/failed",
+				    phase);
+	snprintf(r->slice, sizeof(r->slice), "%s", slice);
+	snprintf(r->sha256, sizeof(r->sha256), "%s", sha);
+	r->expires = expires;
+	r->message = msg[0] ? vs_xstrdup(msg) : NULL;
+	r->created = created;
+	r->log_offset = (uint64_t)off;
+	r->log_capped = capped;
+	r->results_done = done;
+	return 0;
+}
+
+void nodemgr_record_free(struct nodemgr_record *r)
+{
+	free(r->message);
+	r->message = NULL;
+}
+
+enum nodemgr_action nodemgr_decide(const struct nodemgr_assignment *a,
+				   const struct nodemgr_record *r, enum nodemgr_local local)
+{
+	if (!a) {
+		if (local == NODEMGR_LOCAL_OURS)
+			return NODEMGR_DESTROY;
+		return r ? NODEMGR_FORGET : NODEMGR_NOTHING;
+	}
+	if (r && r->phase == NODEMGR_FAILED) {
+		/* Retry only when the assignment changed (deleted and re-created,
+		 * or different): never in a loop. */
+		if (!strcmp(r->sha256, a->sha256) && r->expires == a->expires)
+			return NODEMGR_KEEP;
+		r = NULL;
+	}
+	if (!r) {
+		switch (local) {
+		case NODEMGR_LOCAL_NONE:
+			return NODEMGR_CREATE;
+		case NODEMGR_LOCAL_OURS:
+			/* Ours without a record (bookkeeping lost, or a failed one
+			 * whose assignment changed): made from this very manifest? */
+			return NODEMGR_ADOPT;
+		case NODEMGR_LOCAL_FOREIGN:
+			return NODEMGR_CONFLICT;
+		}
+	}
+	if (r->phase == NODEMGR_CREATING) {
+		if (local == NODEMGR_LOCAL_FOREIGN)
+			return NODEMGR_CONFLICT;
+		return local == NODEMGR_LOCAL_OURS ? NODEMGR_RECREATE : NODEMGR_CREATE;
+	}
+	/* created */
+	if (local != NODEMGR_LOCAL_OURS)
+		return NODEMGR_VANISHED;
+	return strcmp(r->sha256, a->sha256) ? NODEMGR_RECREATE : NODEMGR_KEEP;
+}
+
+const char *nodemgr_action_name(enum nodemgr_action a)
+{
+	static const char *const names[] = {
+	    [NODEMGR_NOTHING] = "nothing",   [NODEMGR_KEEP] = "keep",
+	    [NODEMGR_CREATE] = "create",     [NODEMGR_RECREATE] = "recreate",
+	    [NODEMGR_ADOPT] = "adopt",	     [NODEMGR_CONFLICT] = "conflict",
+	    [NODEMGR_VANISHED] = "vanished", [NODEMGR_DESTROY] = "destroy",
+	    [NODEMGR_FORGET] = "forget",
+	};
+	return (unsigned)a < VS_ARRAY_SIZE(names) ? names[a] : "?";
+}
+
+json_t *nodemgr_sliver_status(const struct nodemgr_record *r, const struct slice_state *st)
+{
+	const char *state = "creating", *reason = "", *message = "";
+	json_int_t code = -1, started = 0, finished = 0, restarts = 0;
+	if (r->phase == NODEMGR_FAILED) {
+		state = "failed";
+		message = r->message ? r->message : "could not be created";
+	} else if (st) {
+		started = st->started;
+		restarts = st->restarts;
+		switch (st->status) {
+		case SLICE_CREATED:
+			state = "creating";
+			break;
+		case SLICE_RUNNING:
+		case SLICE_FROZEN:
+			state = "running";
+			break;
+		case SLICE_EXITED:
+			state = "exited";
+			code = st->exit_code;
+			reason = st->exit_reason[0] ? st->exit_reason : "exited";
+			finished = st->finished;
+			break;
+		case SLICE_UNKNOWN:
+			state = "failed";
+			message = "the sliver's state on the node is unknown";
+			break;
+		}
+	}
+	return json_pack("{s:s, s:s, s:I, s:s, s:I, s:I, s:I, s:s}", "slice", r->slice, "state",
+			 state, "exit_code", code, "reason", reason, "started", started, "finished",
+			 finished, "restarts", restarts, "message", message);
+}
+
+/* The number right after the last occurrence of key (digits, after
+ * non-digits up to the first digit). */
+static long long number_after(const char *msg, const char *key, bool adjacent)
+{
+	const char *p = NULL;
+	for (const char *q = msg; (q = strstr(q, key)); q++)
+		p = q + strlen(key);
+	if (!p)
+		return -1;
+	while (!adjacent && *p && (*p < '0' || *p > '9'))
+		p++;
+	if (*p < '0' || *p > '9')
+		return -1;
+	char *end;
+	errno = 0;
+	long long v = strtoll(p, &end, 10);
+	return errno ? -1 : v;
+}
+
+long long nodemgr_conflict_size(const char *msg)
+{
+	/* vslice-registry: "log of sliver S/N: offset 0, the log has 120 bytes" */
+	long long v = number_after(msg, " has ", true);
+	return v >= 0 ? v : number_after(msg, "size", false);
+}
+
+/* ------------------------------------------------------------------ */
+/* the daemon                                                          */
+
+struct nodemgr {
+	struct nodemgr_opts o;
+	char *registry, *name, *token, *root; /* copies */
+	char **labels;
+	char *dir, *slivers_dir, *cache_path, *origin;
+	int wake_fd; /* eventfd: the poller and nodemgr_stop wake the main loop */
+
+	atomic_bool stop;
+	atomic_bool registered;
+	atomic_uint heartbeat; /* seconds */
+
+	pthread_t poller;
+	bool poller_started;
+	pthread_mutex_t mu;
+	json_t *answer;	  /* under mu: the newest successful answer not yet taken */
+	bool poller_done; /* under mu */
+
+	/* main thread only */
+	struct http_client hc;
+	bool hc_ready;
+	struct nodemgr_assignment *desired;
+	size_t ndesired;
+	bool have_desired;
+	struct nm_sliver *slivers;
+	size_t nslivers, cap;
+};
+
+/* A record plus what the main loop remembers to log changes once. */
+struct nm_sliver {
+	struct nodemgr_record r;
+	char last_state[16];
+	int last_code;
+	bool upload_warned;
+};
+
+static void nm_log(struct nodemgr *nm, enum nodemgr_log_level level, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static void nm_log(struct nodemgr *nm, enum nodemgr_log_level level, const char *fmt, ...)
+{
+	if (!nm->o.log || (level == NODEMGR_LOG_DEBUG && !nm->o.verbose))
+		return;
+	char buf[2048], shown[2048];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(buf, sizeof(buf), fmt, ap);
+	va_end(ap);
+	nm->o.log(nm->o.log_arg, level, vs_printable(buf, shown, sizeof(shown)));
+}
+
+static void wake(struct nodemgr *nm)
+{
+	uint64_t one = 1;
+	ssize_t r = write(nm->wake_fd, &one, sizeof(one));
+	(void)r;
+}
+
+void nodemgr_stop(struct nodemgr *nm)
+{
+	atomic_store(&nm->stop, true);
+	wake(nm);
+}
+
+/* Sleep secs, a slice at a time, so a stop is seen; false if stopped. */
+static bool nap(struct nodemgr *nm, unsigned secs)
+{
+	for (unsigned i = 0; i < secs * 5; i++) {
+		if (atomic_load(&nm->stop))
+			return false;
+		nanosleep(&(struct timespec){.tv_nsec = 200 * 1000 * 1000}, NULL);
+	}
+	return !atomic_load(&nm->stop);
+}
+
+/* --- records ------------------------------------------------------ */
+
+static struct nm_sliver *find_sliver(struct nodemgr *nm, const char *slice)
+{
+	for (size_t i = 0; i < nm->nslivers; i++)
+		if (!strcmp(nm->slivers[i].r.slice, slice))
+			return &nm->slivers[i];
+	return NULL;
+}
+
+static struct nm_sliver *add_sliver(struct nodemgr *nm, const char *slice)
+{
+	if (nm->nslivers == nm->cap) {
+		nm->cap = nm->cap ? 2 * nm->cap : 16;
+		struct nm_sliver *v = realloc(nm->slivers, nm->cap * sizeof(*v));
+		if (!v)
+			abort();
+		nm->slivers = v;
+	}
+	struct nm_sliver *s = &nm->slivers[nm->nslivers++];
+	memset(s, 0, sizeof(*s));
+	snprintf(s->r.slice, sizeof(s->r.slice), "%s", slice);
+	return s;
+}
+
+static void drop_sliver(struct nodemgr *nm, struct nm_sliver *s)
+{
+	nodemgr_record_free(&s->r);
+	size_t i = (size_t)(s - nm->slivers);
+	memmove(&nm->slivers[i], &nm->slivers[i + 1], (nm->nslivers - i - 1) * sizeof(*s));
+	nm->nslivers--;
+}
+
+static int save_record(struct nodemgr *nm, const struct nodemgr_record *r, struct vs_error *err)
+{
+	cleanup_json json_t *j = nodemgr_record_to_json(r);
+	cleanup_free char *text = j ? json_dumps(j, JSON_INDENT(2)) : NULL;
+	if (!text)
+		return vs_error_set(err, ENOMEM, "sliver %s: cannot encode its record", r->slice);
+	cleanup_free char *p = vs_xasprintf("%s/%s.json", nm->slivers_dir, r->slice);
+	return vs_write_file_atomic(p, text, strlen(text), 0600, err);
+}
+
+/* Save, logging a failure (the next change saves again). */
+static void save_or_warn(struct nodemgr *nm, const struct nodemgr_record *r)
+{
+	struct vs_error err;
+	if (save_record(nm, r, &err) < 0)
+		nm_log(nm, NODEMGR_LOG_INFO, "sliver %s: saving its record: %s", r->slice, err.msg);
+}
+
+static void remove_record(struct nodemgr *nm, const char *slice)
+{
+	cleanup_free char *p = vs_xasprintf("%s/%s.json", nm->slivers_dir, slice);
+	if (unlink(p) < 0 && errno != ENOENT)
+		nm_log(nm, NODEMGR_LOG_INFO, "sliver %s: removing %s: %s", slice, p,
+		       strerror(errno));
+}
+
+static int load_records(struct nodemgr *nm, struct vs_error *err)
+{
+	cleanup_closedir DIR *d = opendir(nm->slivers_dir);
+	if (!d)
+		return vs_error_sys(err, errno, "%s", nm->slivers_dir);
+	struct dirent *de;
+	while ((de = readdir(d))) {
+		size_t len = strlen(de->d_name);
+		if (len < 6 || strcmp(de->d_name + len - 5, ".json"))
+			continue;
+		cleanup_free char *p = vs_xasprintf("%s/%s", nm->slivers_dir, de->d_name);
+		cleanup_free char *text = NULL;
+		struct vs_error e;
+		json_error_t je;
+		if (vs_read_file(p, 1 << 20, &text, NULL, &e) < 0) {
+			nm_log(nm, NODEMGR_LOG_INFO, "ignoring record %s: %s", p, e.msg);
+			continue;
+		}
+		cleanup_json json_t *j = json_loads(text, JSON_REJECT_DUPLICATES, &je);
+		struct nodemgr_record r;
+		if (!j || nodemgr_record_from_json(j, &r, &e) < 0) {
+			nm_log(nm, NODEMGR_LOG_INFO, "ignoring record %s: %s", p,
+			       j ? e.msg : je.text);
+			continue;
+		}
+		if (strlen(r.slice) + 5 != len || strncmp(r.slice, de->d_name, len - 5) ||
+		    find_sliver(nm, r.slice)) {
+			nm_log(nm, NODEMGR_LOG_INFO, "ignoring record %s: names another slice", p);
+			nodemgr_record_free(&r);
+			continue;
+		}
+		struct nm_sliver *s = add_sliver(nm, r.slice);
+		s->r = r;
+	}
+	return 0;
+}
+
+/* --- assignments -------------------------------------------------- */
+
+/* Replace the desired set with answer's (parsed already by the caller). */
+static int take_answer(struct nodemgr *nm, json_t *answer, struct vs_error *err)
+{
+	struct nodemgr_assignment *a;
+	size_t n;
+	int r = nodemgr_assignments_parse(answer, &a, &n, NULL, err);
+	if (r < 0)
+		return r;
+	nodemgr_assignments_free(nm->desired, nm->ndesired);
+	nm->desired = a;
+	nm->ndesired = n;
+	nm->have_desired = true;
+	return 0;
+}
+
+static int load_cache(struct nodemgr *nm, struct vs_error *err)
+{
+	cleanup_free char *text = NULL;
+	int r = vs_read_file(nm->cache_path, 64u << 20, &text, NULL, err);
+	if (r == -ENOENT)
+		return 0;
+	if (r < 0)
+		return r;
+	json_error_t je;
+	cleanup_json json_t *j = json_loads(text, JSON_REJECT_DUPLICATES, &je);
+	if (!j)
+		return vs_error_set(err, EINVAL, "%s: %s", nm->cache_path, je.text);
+	if ((r = take_answer(nm, j, err)) < 0)
+		return vs_error_wrap(err, "%s", nm->cache_path);
+	nm_log(nm, NODEMGR_LOG_INFO, "loaded %zu cached assignment%s", nm->ndesired,
+	       nm->ndesired == 1 ? "" : "s");
+	return 0;
+}
+
+static struct nodemgr_assignment *find_assignment(struct nodemgr *nm, const char *slice)
+{
+	for (size_t i = 0; i < nm->ndesired; i++)
+		if (!strcmp(nm->desired[i].slice, slice))
+			return &nm->desired[i];
+	return NULL;
+}
+
+/* --- poller ------------------------------------------------------- */
+
+static int read_images(const char *root, json_t *out)
+{
+	struct image_info *v = NULL;
+	size_t n = 0;
+	struct vs_error err;
+	if (image_list(root, &v, &n, &err) < 0)
+		return -1;
+	for (size_t i = 0; i < n; i++)
+		json_array_append_new(out, json_string(v[i].name));
+	free(v);
+	return 0;
+}
+
+static int register_node(struct nodemgr *nm, struct http_client *c, struct vs_error *err)
+{
+	cleanup_json json_t *labels = json_object();
+	for (char **l = nm->labels; l && *l; l++) {
+		const char *eq = strchr(*l, '=');
+		cleanup_free char *k = strndup(*l, (size_t)(eq - *l));
+		json_object_set_new(labels, k, json_string(eq + 1));
+	}
+	cleanup_json json_t *images = json_array();
+	read_images(nm->root, images);
+	cleanup_json json_t *body = json_pack("{s:f, s:I, s:O, s:O, s:s}", "cpus", nm->o.cpus,
+					      "memory", (json_int_t)nm->o.memory, "labels", labels,
+					      "images", images, "version", NODEMGR_VERSION);
+	cleanup_free char *ename = http_escape(nm->name, 0);
+	cleanup_free char *path = vs_xasprintf("/v1/nodes/%s", ename);
+	cleanup_json json_t *resp = NULL;
+	long status;
+	int r = http_json(c, "PUT", path, body, 0, &status, &resp, NULL, err);
+	if (r < 0)
+		return r;
+	json_t *hb = json_object_get(resp, "heartbeat");
+	unsigned secs = nm->o.heartbeat_secs;
+	if (!secs)
+		secs = json_is_integer(hb) && json_integer_value(hb) > 0 &&
+			       json_integer_value(hb) <= 3600
+			   ? (unsigned)json_integer_value(hb)
+			   : 10;
+	atomic_store(&nm->heartbeat, secs);
+	atomic_store(&nm->registered, true);
+	nm_log(nm, NODEMGR_LOG_INFO, "registered with %s (heartbeat %u s)", nm->registry, secs);
+	return 0;
+}
+
+static void poller_fail(struct nodemgr *nm, const char *what, const struct vs_error *err,
+			unsigned *backoff)
+{
+	nm_log(nm, NODEMGR_LOG_INFO, "%s (%s), retrying in %u s", what, err->msg, *backoff);
+	nap(nm, *backoff);
+	*backoff = *backoff * 2 > NODEMGR_BACKOFF_MAX ? NODEMGR_BACKOFF_MAX : *backoff * 2;
+}
+
+/* An answer the main loop has to see: cache it, then hand it over. */
+static void publish(struct nodemgr *nm, json_t *answer)
+{
+	cleanup_free char *text = json_dumps(answer, JSON_COMPACT);
+	struct vs_error err;
+	if (!text || vs_write_file_atomic(nm->cache_path, text, strlen(text), 0600, &err) < 0)
+		nm_log(nm, NODEMGR_LOG_INFO, "caching assignments: %s",
+		       text ? err.msg : "cannot encode");
+	pthread_mutex_lock(&nm->mu);
+	if (nm->answer)
+		json_decref(nm->answer);
+	nm->answer = json_incref(answer);
+	pthread_mutex_unlock(&nm->mu);
+	wake(nm);
+}
+
+static void *poller_main(void *arg)
+{
+	struct nodemgr *nm = arg;
+	struct http_client c;
+	struct vs_error err;
+	if (http_client_init(&c, nm->registry, nm->token, &err) < 0) {
+		nm_log(nm, NODEMGR_LOG_INFO, "poller: %s", err.msg);
+		return NULL;
+	}
+	cleanup_free char *ename = http_escape(nm->name, 0);
+	unsigned backoff = 1;
+	long long index = 0;
+	while (!atomic_load(&nm->stop)) {
+		if (!atomic_load(&nm->registered)) {
+			if (register_node(nm, &c, &err) < 0) {
+				poller_fail(nm, "registry unreachable", &err, &backoff);
+				continue;
+			}
+			backoff = 1;
+			index = 0;
+			wake(nm);
+		}
+		cleanup_free char *path =
+		    vs_xasprintf("/v1/nodes/%s/assignments?index=%lld&wait=%ds", ename, index,
+				 NODEMGR_POLL_WAIT);
+		cleanup_json json_t *resp = NULL;
+		long status = 0;
+		long long hdr = -1;
+		uint64_t t0 = vs_now_ns();
+		int r =
+		    http_json(&c, "GET", path, NULL, NODEMGR_POLL_WAIT, &status, &resp, &hdr, &err);
+		if (atomic_load(&nm->stop))
+			break;
+		if (r < 0) {
+			if (status == 404 || status == 401 || status == 403)
+				atomic_store(&nm->registered, false); /* registry reset? */
+			poller_fail(nm,
+				    status ? "polling assignments failed" : "registry unreachable",
+				    &err, &backoff);
+			continue;
+		}
+		struct nodemgr_assignment *a;
+		size_t n;
+		long long bindex;
+		if (nodemgr_assignments_parse(resp, &a, &n, &bindex, &err) < 0) {
+			poller_fail(nm, "registry answer refused", &err, &backoff);
+			continue;
+		}
+		nodemgr_assignments_free(a, n);
+		backoff = 1;
+		long long next = hdr >= 0 ? hdr : bindex;
+		if (next < 0)
+			next = 0;
+		nm_log(nm, NODEMGR_LOG_DEBUG, "assignments: %zu sliver%s at index %lld", n,
+		       n == 1 ? "" : "s", next);
+		publish(nm, resp);
+		/* An answer that came back at once without progress: do not spin. */
+		if (next == index && vs_now_ns() - t0 < 1000000000ull)
+			nap(nm, 1);
+		index = next;
+	}
+	http_client_free(&c);
+	pthread_mutex_lock(&nm->mu);
+	nm->poller_done = true;
+	pthread_mutex_unlock(&nm->mu);
+	return NULL;
+}
+
+/* --- reconcile ---------------------------------------------------- */
+
+static enum nodemgr_local classify(struct nodemgr *nm, const char *slice)
+{
+	cleanup_free char *d = slice_dir(nm->root, slice);
+	struct stat st;
+	if (lstat(d, &st) < 0 && errno == ENOENT)
+		return NODEMGR_LOCAL_NONE;
+	cleanup_free char *origin = NULL, *node = NULL;
+	struct vs_error err;
+	if (experiment_origin(nm->root, slice, &origin, &node, &err) < 0)
+		return NODEMGR_LOCAL_FOREIGN;
+	if (origin && !strncmp(origin, "registry ", 9) && node && !strcmp(node, nm->name))
+		return NODEMGR_LOCAL_OURS;
+	return NODEMGR_LOCAL_FOREIGN;
+}
+
+static void manifest_freep(struct manifest **m)
+{
+	manifest_free(*m);
+}
+
+/* Parse the resolved manifest; every error in one line. */
+static int parse_manifest(json_t *j, const char *slice, struct manifest **out, struct vs_error *err)
+{
+	if (!j)
+		return vs_error_set(err, EINVAL, "the assignment has no manifest");
+	cleanup_free char *text = json_dumps(j, JSON_COMPACT);
+	if (!text)
+		return vs_error_set(err, ENOMEM, "manifest: cannot encode");
+	struct manifest_errors errs = {0};
+	int r = manifest_parse(text, strlen(text), NULL, out, &errs);
+	if (r < 0) {
+		size_t total = errs.n + errs.dropped;
+		if (errs.n)
+			vs_error_set(err, EINVAL, "manifest: %s%s%s%s", errs.v[0].path,
+				     errs.v[0].path[0] ? ": " : "", errs.v[0].message,
+				     total > 1 ? " (and more)" : "");
+		else
+			vs_error_set(err, -r, "manifest: invalid");
+		manifest_errors_free(&errs);
+		return -err->code;
+	}
+	manifest_errors_free(&errs);
+	if (strcmp((*out)->name, slice)) {
+		vs_error_set(err, EINVAL, "manifest: .slice: \"%s\" is not the assigned \"%s\"",
+			     (*out)->name, slice);
+		manifest_free(*out);
+		*out = NULL;
+		return -EINVAL;
+	}
+	return 0;
+}
+
+static int create_sliver(struct nodemgr *nm, const struct nodemgr_assignment *a,
+			 struct vs_error *err)
+{
+	__attribute__((cleanup(manifest_freep))) struct manifest *m = NULL;
+	int r = parse_manifest(a->manifest, a->slice, &m, err);
+	if (r < 0)
+		return r;
+	struct image_info info;
+	struct vs_error ierr;
+	if (image_get(nm->root, m->image, &info, &ierr) == -ENOENT &&
+	    !strcmp(m->image, "busybox")) {
+		nm_log(nm, NODEMGR_LOG_INFO, "building image busybox for sliver %s", a->slice);
+		r = image_build_busybox(nm->root, NULL, NULL, err);
+		if (r < 0 && r != -EEXIST)
+			return vs_error_wrap(err, "building image busybox");
+	}
+	if ((r = experiment_create(nm->root, m, nm->origin, nm->name, err)) < 0)
+		return r;
+	r = slice_start(nm->root, a->slice, &(struct slice_start_opts){.foreground = false}, err);
+	if (r < 0) {
+		struct vs_error derr;
+		if (slice_destroy(nm->root, a->slice, true, &derr) < 0)
+			nm_log(nm, NODEMGR_LOG_INFO,
+			       "sliver %s: cleaning up after a failed start: %s", a->slice,
+			       derr.msg);
+		return vs_error_wrap(err, "start");
+	}
+	return 0;
+}
+
+static void do_create(struct nodemgr *nm, const struct nodemgr_assignment *a, struct nm_sliver *s)
+{
+	if (!s)
+		s = add_sliver(nm, a->slice);
+	nodemgr_record_free(&s->r);
+	memset(&s->r, 0, sizeof(s->r));
+	snprintf(s->r.slice, sizeof(s->r.slice), "%s", a->slice);
+	snprintf(s->r.sha256, sizeof(s->r.sha256), "%s", a->sha256);
+	s->r.expires = a->expires;
+	s->r.phase = NODEMGR_CREATING;
+	s->r.created = time(NULL);
+	s->last_state[0] = 0;
+	struct vs_error err;
+	/* The record comes first: a crash mid-create leaves a slice we know. */
+	if (save_record(nm, &s->r, &err) < 0) {
+		nm_log(nm, NODEMGR_LOG_INFO, "sliver %s: %s (not created)", a->slice, err.msg);
+		drop_sliver(nm, s);
+		return;
+	}
+	if (create_sliver(nm, a, &err) < 0) {
+		char one[VS_ERROR_MAX];
+		s->r.phase = NODEMGR_FAILED;
+		s->r.message = vs_xstrdup(vs_printable(err.msg, one, sizeof(one)));
+		nm_log(nm, NODEMGR_LOG_INFO, "sliver %s failed: %s", a->slice, s->r.message);
+	} else {
+		s->r.phase = NODEMGR_CREATED;
+		nm_log(nm, NODEMGR_LOG_INFO, "created sliver %s", a->slice);
+	}
+	save_or_warn(nm, &s->r);
+}
+
+static int do_destroy(struct nodemgr *nm, const char *slice)
+{
+	struct vs_error err;
+	if (slice_destroy(nm->root, slice, true, &err) < 0) {
+		nm_log(nm, NODEMGR_LOG_INFO, "destroying sliver %s: %s (retrying later)", slice,
+		       err.msg);
+		return -1;
+	}
+	nm_log(nm, NODEMGR_LOG_INFO, "destroyed sliver %s", slice);
+	return 0;
+}
+
+static void mark_failed(struct nodemgr *nm, const struct nodemgr_assignment *a, struct nm_sliver *s,
+			const char *msg)
+{
+	if (!s)
+		s = add_sliver(nm, a->slice);
+	nodemgr_record_free(&s->r);
+	s->r.phase = NODEMGR_FAILED;
+	s->r.message = vs_xstrdup(msg);
+	snprintf(s->r.sha256, sizeof(s->r.sha256), "%s", a->sha256);
+	s->r.expires = a->expires;
+	nm_log(nm, NODEMGR_LOG_INFO, "sliver %s failed: %s", a->slice, msg);
+	save_or_warn(nm, &s->r);
+}
+
+static void reconcile_one(struct nodemgr *nm, const char *slice)
+{
+	struct nodemgr_assignment *a = find_assignment(nm, slice);
+	struct nm_sliver *s = find_sliver(nm, slice);
+	enum nodemgr_local local = classify(nm, slice);
+	enum nodemgr_action act = nodemgr_decide(a, s ? &s->r : NULL, local);
+	if (act != NODEMGR_KEEP && act != NODEMGR_NOTHING)
+		nm_log(nm, NODEMGR_LOG_DEBUG, "sliver %s: %s", slice, nodemgr_action_name(act));
+	switch (act) {
+	case NODEMGR_NOTHING:
+	case NODEMGR_KEEP:
+		return;
+	case NODEMGR_CREATE:
+		do_create(nm, a, s);
+		return;
+	case NODEMGR_RECREATE:
+		nm_log(nm, NODEMGR_LOG_INFO,
+		       "sliver %s: assignment changed or half made, re-creating", slice);
+		if (do_destroy(nm, slice) == 0)
+			do_create(nm, a, s);
+		return;
+	case NODEMGR_ADOPT: {
+		if (!s)
+			s = add_sliver(nm, slice);
+		nodemgr_record_free(&s->r);
+		memset(&s->r, 0, sizeof(s->r));
+		snprintf(s->r.slice, sizeof(s->r.slice), "%s", slice);
+		snprintf(s->r.sha256, sizeof(s->r.sha256), "%s", a->sha256);
+		s->r.expires = a->expires;
+		s->r.phase = NODEMGR_CREATED;
+		s->r.created = time(NULL);
+		nm_log(nm, NODEMGR_LOG_INFO, "adopted sliver %s", slice);
+		save_or_warn(nm, &s->r);
+		return;
+	}
+	case NODEMGR_CONFLICT: {
+		char msg[256];
+		snprintf(msg, sizeof(msg),
+			 "a slice named %s already exists on this node and was not made by "
+			 "vslice-nodemgr for this node; not touched",
+			 slice);
+		mark_failed(nm, a, s, msg);
+		return;
+	}
+	case NODEMGR_VANISHED:
+		mark_failed(nm, a, s,
+			    "the sliver's slice was removed from the node behind the "
+			    "node manager's back");
+		return;
+	case NODEMGR_DESTROY:
+		if (do_destroy(nm, slice) < 0)
+			return;
+		/* fall through */
+	case NODEMGR_FORGET:
+		remove_record(nm, slice);
+		if (s)
+			drop_sliver(nm, s);
+		return;
+	}
+}
+
+static void reconcile(struct nodemgr *nm)
+{
+	if (!nm->have_desired)
+		return; /* never destroy on a set we do not know */
+	/* Every name that may need work: assigned, recorded, or ours on disk. */
+	size_t cap = nm->ndesired + nm->nslivers + 1, n = 0;
+	char **names = vs_xcalloc(cap, sizeof(char *));
+	for (size_t i = 0; i < nm->ndesired; i++)
+		names[n++] = vs_xstrdup(nm->desired[i].slice);
+	for (size_t i = 0; i < nm->nslivers; i++)
+		if (!find_assignment(nm, nm->slivers[i].r.slice))
+			names[n++] = vs_xstrdup(nm->slivers[i].r.slice);
+	char **local = NULL;
+	size_t nlocal = 0;
+	struct vs_error err;
+	if (slice_list(nm->root, &local, &nlocal, &err) < 0)
+		nm_log(nm, NODEMGR_LOG_INFO, "listing slices: %s", err.msg);
+	for (size_t i = 0; i < nlocal; i++) {
+		bool known = false;
+		for (size_t j = 0; j < n && !known; j++)
+			known = !strcmp(names[j], local[i]);
+		if (!known && classify(nm, local[i]) == NODEMGR_LOCAL_OURS) {
+			if (n + 1 >= cap) {
+				cap *= 2;
+				char **v = realloc(names, cap * sizeof(char *));
+				if (!v)
+					abort();
+				names = v;
+			}
+			names[n++] = vs_xstrdup(local[i]);
+		}
+	}
+	vs_strv_free(local);
+	for (size_t i = 0; i < n && !atomic_load(&nm->stop); i++)
+		reconcile_one(nm, names[i]);
+	for (size_t i = 0; i < n; i++)
+		free(names[i]);
+	free(names);
+}
+
+/* --- heartbeat: status, logs, results ------------------------------ */
+
+static void note_state(struct nodemgr *nm, struct nm_sliver *s, json_t *status)
+{
+	const char *state = json_string_value(json_object_get(status, "state"));
+	int code = (int)json_integer_value(json_object_get(status, "exit_code"));
+	if (!state || (!strcmp(s->last_state, state) && s->last_code == code))
+		return;
+	if (!strcmp(state, "exited")) {
+		const char *reason = json_string_value(json_object_get(status, "reason"));
+		if (reason && strcmp(reason, "exited"))
+			nm_log(nm, NODEMGR_LOG_INFO, "sliver %s exited %d (%s)", s->r.slice, code,
+			       reason);
+		else
+			nm_log(nm, NODEMGR_LOG_INFO, "sliver %s exited %d", s->r.slice, code);
+	} else if (strcmp(state, "failed")) { /* failed was logged when it happened */
+		nm_log(nm, NODEMGR_LOG_INFO, "sliver %s %s", s->r.slice, state);
+	}
+	snprintf(s->last_state, sizeof(s->last_state), "%s", state);
+	s->last_code = code;
+}
+
+static void report_status(struct nodemgr *nm, bool exited[])
+{
+	cleanup_json json_t *list = json_array();
+	for (size_t i = 0; i < nm->nslivers; i++) {
+		struct nm_sliver *s = &nm->slivers[i];
+		struct slice_state st;
+		struct vs_error err;
+		json_t *j;
+		exited[i] = false;
+		if (s->r.phase == NODEMGR_CREATED &&
+		    slice_load(nm->root, s->r.slice, NULL, &st, &err) == 0) {
+			j = nodemgr_sliver_status(&s->r, &st);
+			exited[i] = st.status == SLICE_EXITED;
+		} else if (s->r.phase == NODEMGR_CREATED) {
+			struct nodemgr_record f = s->r;
+			f.phase = NODEMGR_FAILED;
+			f.message = err.msg;
+			j = nodemgr_sliver_status(&f, NULL);
+		} else {
+			j = nodemgr_sliver_status(&s->r, NULL);
+		}
+		note_state(nm, s, j);
+		json_array_append_new(list, j);
+	}
+	if (!atomic_load(&nm->registered))
+		return;
+	cleanup_json json_t *body = json_pack("{s:O}", "slivers", list);
+	cleanup_free char *ename = http_escape(nm->name, 0);
+	cleanup_free char *path = vs_xasprintf("/v1/nodes/%s/status", ename);
+	long status;
+	struct vs_error err;
+	if (http_json(&nm->hc, "POST", path, body, 0, &status, NULL, NULL, &err) < 0)
+		nm_log(nm, status ? NODEMGR_LOG_INFO : NODEMGR_LOG_DEBUG, "status report: %s",
+		       err.msg);
+}
+
+static char *sliver_path(struct nodemgr *nm, const char *slice, const char *rest)
+{
+	cleanup_free char *es = http_escape(slice, 0);
+	cleanup_free char *en = http_escape(nm->name, 0);
+	return vs_xasprintf("/v1/slices/%s/slivers/%s%s", es, en, rest);
+}
+
+/* Upload up to NODEMGR_LOG_CHUNK new log bytes. Returns 1 when the registry
+ * has the whole log (or will take no more), 0 when bytes are left, -1 on
+ * an error. */
+static int upload_log(struct nodemgr *nm, struct nm_sliver *s)
+{
+	if (s->r.log_capped)
+		return 1;
+	struct vs_error err;
+	cleanup_close int fd = slice_log_open(nm->root, s->r.slice, &err);
+	if (fd < 0) {
+		nm_log(nm, NODEMGR_LOG_DEBUG, "sliver %s: log: %s", s->r.slice, err.msg);
+		return -1;
+	}
+	struct stat st;
+	if (fstat(fd, &st) < 0)
+		return -1;
+	uint64_t size = (uint64_t)st.st_size;
+	if (s->r.log_offset > size) /* a log that shrank (cannot happen): start over */
+		s->r.log_offset = size;
+	size_t budget = NODEMGR_LOG_CHUNK;
+	cleanup_free char *buf = NULL;
+	for (int attempt = 0; attempt < 3 && budget > 0 && s->r.log_offset < size; attempt++) {
+		size_t want = size - s->r.log_offset < budget ? size - s->r.log_offset : budget;
+		if (!buf)
+			buf = vs_xmalloc(NODEMGR_LOG_CHUNK);
+		ssize_t got = pread(fd, buf, want, (off_t)s->r.log_offset);
+		if (got <= 0)
+			return -1;
+		cleanup_free char *path = NULL;
+		char rest[64];
+		snprintf(rest, sizeof(rest), "/log?offset=%llu",
+			 (unsigned long long)s->r.log_offset);
+		path = sliver_path(nm, s->r.slice, rest);
+		long status = 0;
+		int r = http_put_buf(&nm->hc, path, buf, (size_t)got, NULL, &status, &err);
+		if (r == 0) {
+			s->r.log_offset += (uint64_t)got;
+			budget -= (size_t)got;
+			continue;
+		}
+		if (status == 409) {
+			long long have = nodemgr_conflict_size(err.msg);
+			if (have < 0 || (uint64_t)have > size) {
+				nm_log(nm, NODEMGR_LOG_INFO, "sliver %s: log upload: %s",
+				       s->r.slice, err.msg);
+				return -1;
+			}
+			nm_log(nm, NODEMGR_LOG_DEBUG, "sliver %s: registry has %lld log bytes",
+			       s->r.slice, have);
+			s->r.log_offset = (uint64_t)have;
+			continue;
+		}
+		if (status == 413) {
+			nm_log(nm, NODEMGR_LOG_INFO,
+			       "sliver %s: the registry takes no more of its log (%s)", s->r.slice,
+			       err.msg);
+			s->r.log_capped = true;
+			save_or_warn(nm, &s->r);
+			return 1;
+		}
+		nm_log(nm, status ? NODEMGR_LOG_INFO : NODEMGR_LOG_DEBUG,
+		       "sliver %s: log upload: %s", s->r.slice, err.msg);
+		save_or_warn(nm, &s->r);
+		return -1;
+	}
+	save_or_warn(nm, &s->r);
+	return s->r.log_offset >= size ? 1 : 0;
+}
+
+struct results_ctx {
+	struct nodemgr *nm;
+	struct nm_sliver *s;
+	size_t files;
+	json_t *missing;
+	bool abort; /* the registry failed us: try the whole upload again later */
+};
+
+static int result_file(void *arg, const char *rel, int fd, const struct stat *st,
+		       struct vs_error *err)
+{
+	struct results_ctx *rc = arg;
+	if (rc->abort)
+		return 0;
+	char sha[VS_SHA256_HEX];
+	int r = vs_sha256_fd(fd, sha);
+	if (r < 0)
+		return vs_error_sys(err, -r, "read");
+	if (lseek(fd, 0, SEEK_SET) < 0)
+		return vs_error_sys(err, errno, "seek");
+	char h_sha[128], h_mode[64];
+	snprintf(h_sha, sizeof(h_sha), "X-Vslice-Sha256: %s", sha);
+	snprintf(h_mode, sizeof(h_mode), "X-Vslice-Mode: %04o", (unsigned)(st->st_mode & 07777));
+	const char *headers[] = {h_sha, h_mode, NULL};
+	cleanup_free char *erel = http_escape(rel, 1);
+	cleanup_free char *rest = vs_xasprintf("/results/%s", erel);
+	cleanup_free char *path = sliver_path(rc->nm, rc->s->r.slice, rest);
+	long status = 0;
+	r = http_put_fd(&rc->nm->hc, path, fd, headers, &status, err);
+	if (r == 0) {
+		rc->files++;
+		return 0;
+	}
+	/* Transport trouble, 5xx, or not (yet / any more) ours: retry later.
+	 * A refusal of this file (400 mismatch, 413) is final: it counts as
+	 * missing, so one bad file does not hold the others back forever. */
+	if (status == 0 || status >= 500 || status == 401 || status == 403 || status == 404)
+		rc->abort = true;
+	return r;
+}
+
+static void result_problem(void *arg, const char *rel, const char *why, bool missing, bool failed)
+{
+	struct results_ctx *rc = arg;
+	if (rc->abort)
+		return;
+	if (missing || failed) {
+		cleanup_free char *abs = vs_xasprintf("/%s", rel);
+		json_array_append_new(rc->missing, json_string(abs));
+	}
+	nm_log(rc->nm, missing ? NODEMGR_LOG_DEBUG : NODEMGR_LOG_INFO, "sliver %s: result /%s: %s",
+	       rc->s->r.slice, rel, why);
+}
+
+static void upload_results(struct nodemgr *nm, struct nm_sliver *s)
+{
+	struct vs_error err;
+	char **paths = NULL;
+	size_t n = 0;
+	int r = experiment_result_paths(nm->root, s->r.slice, &paths, &n, &err);
+	if (r < 0 && r != -ENOENT) {
+		nm_log(nm, NODEMGR_LOG_INFO, "sliver %s: results: %s", s->r.slice, err.msg);
+		return;
+	}
+	cleanup_json json_t *missing = json_array();
+	struct results_ctx rc = {.nm = nm, .s = s, .missing = missing};
+	struct experiment_walk w = {.file = result_file, .problem = result_problem, .arg = &rc};
+	r = n ? experiment_walk_results(nm->root, s->r.slice, paths, n, &w, &err) : 0;
+	vs_strv_free(paths);
+	if (r < 0) {
+		nm_log(nm, NODEMGR_LOG_INFO, "sliver %s: results: %s", s->r.slice, err.msg);
+		return;
+	}
+	if (rc.abort) {
+		if (!s->upload_warned)
+			nm_log(nm, NODEMGR_LOG_INFO,
+			       "sliver %s: results upload interrupted, retrying", s->r.slice);
+		s->upload_warned = true;
+		return;
+	}
+	cleanup_json json_t *body =
+	    json_pack("{s:I, s:O}", "files", (json_int_t)rc.files, "missing", missing);
+	cleanup_free char *path = sliver_path(nm, s->r.slice, "/results");
+	long status;
+	if (http_json(&nm->hc, "POST", path, body, 0, &status, NULL, NULL, &err) < 0) {
+		nm_log(nm, NODEMGR_LOG_INFO, "sliver %s: results commit: %s", s->r.slice, err.msg);
+		return;
+	}
+	s->r.results_done = true;
+	save_or_warn(nm, &s->r);
+	size_t nm_missing = json_array_size(missing);
+	nm_log(nm, NODEMGR_LOG_INFO, "uploaded results of sliver %s: %zu file%s, %zu missing",
+	       s->r.slice, rc.files, rc.files == 1 ? "" : "s", nm_missing);
+}
+
+static void heartbeat(struct nodemgr *nm)
+{
+	bool *exited = vs_xcalloc(nm->nslivers + 1, sizeof(bool));
+	report_status(nm, exited);
+	if (atomic_load(&nm->registered)) {
+		for (size_t i = 0; i < nm->nslivers && !atomic_load(&nm->stop); i++) {
+			struct nm_sliver *s = &nm->slivers[i];
+			if (s->r.phase != NODEMGR_CREATED)
+				continue;
+			int r = upload_log(nm, s);
+			/* The final log bytes go before the results commit. */
+			if (exited[i] && r == 1 && !s->r.results_done)
+				upload_results(nm, s);
+		}
+	}
+	free(exited);
+}
+
+/* --- main loop ---------------------------------------------------- */
+
+int nodemgr_new(const struct nodemgr_opts *o, struct nodemgr **out, struct vs_error *err)
+{
+	*out = NULL;
+	if (!nodemgr_node_name_valid(o->name))
+		return vs_error_set(err, EINVAL,
+				    "node name \"%s\": use [A-Za-z0-9][A-Za-z0-9._-]{0,62}",
+				    o->name ? o->name : "");
+	struct nodemgr *nm = vs_xcalloc(1, sizeof(*nm));
+	nm->o = *o;
+	nm->registry = vs_xstrdup(o->registry);
+	nm->name = vs_xstrdup(o->name);
+	nm->token = vs_xstrdup(o->token);
+	nm->root = vs_xstrdup(o->root);
+	size_t nl = 0;
+	while (o->labels && o->labels[nl])
+		nl++;
+	nm->labels = vs_xcalloc(nl + 1, sizeof(char *));
+	for (size_t i = 0; i < nl; i++)
+		nm->labels[i] = vs_xstrdup(o->labels[i]);
+	nm->dir = vs_xasprintf("%s/nodemgr", nm->root);
+	nm->slivers_dir = vs_xasprintf("%s/slivers", nm->dir);
+	nm->cache_path = vs_xasprintf("%s/assignments.json", nm->dir);
+	nm->origin = vs_xasprintf("registry %s", nm->registry);
+	nm->wake_fd = -1;
+	pthread_mutex_init(&nm->mu, NULL);
+	atomic_store(&nm->heartbeat, o->heartbeat_secs ? o->heartbeat_secs : 10);
+	int r = http_client_init(&nm->hc, nm->registry, nm->token, err);
+	nm->hc_ready = r == 0;
+	if (r == 0) {
+		nm->wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+		if (nm->wake_fd < 0)
+			r = vs_error_sys(err, errno, "eventfd");
+	}
+	if (r == 0)
+		r = vs_mkdir_p(nm->slivers_dir, 0700, err);
+	if (r == 0)
+		r = load_records(nm, err);
+	if (r < 0) {
+		nodemgr_free(nm);
+		return r;
+	}
+	struct vs_error cerr;
+	if (load_cache(nm, &cerr) < 0)
+		nm_log(nm, NODEMGR_LOG_INFO, "ignoring the assignments cache: %s", cerr.msg);
+	*out = nm;
+	return 0;
+}
+
+int nodemgr_run(struct nodemgr *nm, struct vs_error *err)
+{
+	nm_log(nm, NODEMGR_LOG_INFO, "starting (registry %s, root %s, %zu sliver record%s)",
+	       nm->registry, nm->root, nm->nslivers, nm->nslivers == 1 ? "" : "s");
+	/* Signals go to the main thread only (its poll() is what they wake). */
+	sigset_t block, old;
+	sigemptyset(&block);
+	sigaddset(&block, SIGINT);
+	sigaddset(&block, SIGTERM);
+	sigaddset(&block, SIGHUP);
+	pthread_sigmask(SIG_BLOCK, &block, &old);
+	int r = pthread_create(&nm->poller, NULL, poller_main, nm);
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	if (r != 0)
+		return vs_error_sys(err, r, "starting the poll thread");
+	nm->poller_started = true;
+
+	reconcile(nm);
+	uint64_t next_tick = vs_now_ns();
+	bool was_registered = false;
+	while (!atomic_load(&nm->stop)) {
+		uint64_t now = vs_now_ns();
+		bool registered = atomic_load(&nm->registered);
+		if (registered && !was_registered)
+			next_tick = now; /* report at once, not a heartbeat later */
+		was_registered = registered;
+		if (now >= next_tick) {
+			reconcile(nm);
+			heartbeat(nm);
+			now = vs_now_ns();
+			next_tick = now + (uint64_t)atomic_load(&nm->heartbeat) * 1000000000ull;
+		}
+		int timeout_ms = (int)((next_tick - now) / 1000000) + 1;
+		struct pollfd p = {.fd = nm->wake_fd, .events = POLLIN};
+		if (poll(&p, 1, timeout_ms) < 0 && errno != EINTR)
+			return vs_error_sys(err, errno, "poll");
+		uint64_t v;
+		while (read(nm->wake_fd, &v, sizeof(v)) > 0)
+			;
+		if (atomic_load(&nm->stop))
+			break;
+		pthread_mutex_lock(&nm->mu);
+		json_t *answer = nm->answer;
+		nm->answer = NULL;
+		pthread_mutex_unlock(&nm->mu);
+		if (answer) {
+			struct vs_error aerr;
+			if (take_answer(nm, answer, &aerr) < 0)
+				nm_log(nm, NODEMGR_LOG_INFO, "%s", aerr.msg);
+			json_decref(answer);
+			reconcile(nm);
+		}
+	}
+	nm_log(nm, NODEMGR_LOG_INFO, "stopping; %zu sliver%s keep running", nm->nslivers,
+	       nm->nslivers == 1 ? "" : "s");
+	return 0;
+}
+
+void nodemgr_free(struct nodemgr *nm)
+{
+	if (!nm)
+		return;
+	atomic_store(&nm->stop, true);
+	if (nm->poller_started) {
+		/* The poller may sit in a long-poll for up to a minute: give it a
+		 * moment, then leave it (and what it uses) to the process exit. */
+		struct timespec ts;
+		clock_gettime(CLOCK_REALTIME, &ts);
+		ts.tv_nsec += 300 * 1000 * 1000;
+		if (ts.tv_nsec >= 1000000000) {
+			ts.tv_sec++;
+			ts.tv_nsec -= 1000000000;
+		}
+		if (pthread_timedjoin_np(nm->poller, NULL, &ts) != 0)
+			return;
+	}
+	if (nm->hc_ready)
+		http_client_free(&nm->hc);
+	if (nm->wake_fd >= 0)
+		close(nm->wake_fd);
+	if (nm->answer)
+		json_decref(nm->answer);
+	nodemgr_assignments_free(nm->desired, nm->ndesired);
+	for (size_t i = 0; i < nm->nslivers; i++)
+		nodemgr_record_free(&nm->slivers[i].r);
+	free(nm->slivers);
+	vs_strv_free(nm->labels);
+	free(nm->registry);
+	free(nm->name);
+	free(nm->token);
+	free(nm->root);
+	free(nm->dir);
+	free(nm->slivers_dir);
+	free(nm->cache_path);
+	free(nm->origin);
+	pthread_mutex_destroy(&nm->mu);
+	free(nm);
+}

@@ -1,0 +1,219 @@
+/* The node manager's pure parts: assignments, decisions, records, states. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "vslice/nodemgr.h"
+
+static json_t *answer(const char *text)
+{
+	json_error_t je;
+	json_t *j = json_loads(text, 0, &je);
+	assert_non_null(j);
+	return j;
+}
+
+static void test_assignments(void **state)
+{
+	struct vs_error err;
+	struct nodemgr_assignment *a;
+	size_t n;
+	long long index;
+	json_t *j = answer("{\"index\": 7, \"slivers\": ["
+			   "{\"slice\": \"hello\", \"manifest\": {\"slice\": \"hello\", \"b\": 1},"
+			   " \"expires\": 100},"
+			   "{\"slice\": \"Bad Name\", \"manifest\": {}},"
+			   "{\"slice\": \"hello\", \"manifest\": {}},"
+			   "{\"slice\": \"nomani\"}]}");
+	assert_int_equal(nodemgr_assignments_parse(j, &a, &n, &index, &err), 0);
+	assert_int_equal(index, 7);
+	assert_int_equal(n, 2);
+	assert_string_equal(a[0].slice, "hello");
+	assert_int_equal(a[0].expires, 100);
+	assert_int_equal(strlen(a[0].sha256), 64);
+	assert_string_equal(a[1].slice, "nomani");
+	assert_null(a[1].manifest);
+	assert_string_equal(a[1].sha256, "");
+
+	/* The hash does not depend on key order. */
+	json_t *k = answer("{\"slivers\": [{\"slice\": \"hello\","
+			   " \"manifest\": {\"b\": 1, \"slice\": \"hello\"}}]}");
+	struct nodemgr_assignment *b;
+	size_t nb;
+	assert_int_equal(nodemgr_assignments_parse(k, &b, &nb, &index, &err), 0);
+	assert_int_equal(index, -1);
+	assert_string_equal(a[0].sha256, b[0].sha256);
+	nodemgr_assignments_free(b, nb);
+	json_decref(k);
+	nodemgr_assignments_free(a, n);
+	json_decref(j);
+
+	/* An answer that is not one must never read as "nothing assigned". */
+	const char *bad[] = {"[]", "{}", "{\"slivers\": {}}", "{\"error\": \"x\"}"};
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		j = answer(bad[i]);
+		assert_true(nodemgr_assignments_parse(j, &a, &n, NULL, &err) < 0);
+		assert_null(a);
+		json_decref(j);
+	}
+	assert_true(nodemgr_assignments_parse(NULL, &a, &n, NULL, &err) < 0);
+}
+
+static void test_decide(void **state)
+{
+	struct nodemgr_assignment a = {.slice = "hello", .sha256 = "aaa", .expires = 10};
+	struct nodemgr_record r = {.slice = "hello", .sha256 = "aaa", .expires = 10};
+
+	/* Assigned, nothing here. */
+	assert_int_equal(nodemgr_decide(&a, NULL, NODEMGR_LOCAL_NONE), NODEMGR_CREATE);
+	assert_int_equal(nodemgr_decide(&a, NULL, NODEMGR_LOCAL_FOREIGN), NODEMGR_CONFLICT);
+	assert_int_equal(nodemgr_decide(&a, NULL, NODEMGR_LOCAL_OURS), NODEMGR_ADOPT);
+
+	r.phase = NODEMGR_CREATED;
+	assert_int_equal(nodemgr_decide(&a, &r, NODEMGR_LOCAL_OURS), NODEMGR_KEEP);
+	assert_int_equal(nodemgr_decide(&a, &r, NODEMGR_LOCAL_NONE), NODEMGR_VANISHED);
+	assert_int_equal(nodemgr_decide(&a, &r, NODEMGR_LOCAL_FOREIGN), NODEMGR_VANISHED);
+	/* A renewal (expires only) keeps a running sliver. */
+	a.expires = 20;
+	assert_int_equal(nodemgr_decide(&a, &r, NODEMGR_LOCAL_OURS), NODEMGR_KEEP);
+	snprintf(a.sha256, sizeof(a.sha256), "bbb");
+	assert_int_equal(nodemgr_decide(&a, &r, NODEMGR_LOCAL_OURS), NODEMGR_RECREATE);
+	snprintf(a.sha256, sizeof(a.sha256), "aaa");
+	a.expires = 10;
+
+	/* A crash mid-create: redo it. */
+	r.phase = NODEMGR_CREATING;
+	assert_int_equal(nodemgr_decide(&a, &r, NODEMGR_LOCAL_OURS), NODEMGR_RECREATE);
+	assert_int_equal(nodemgr_decide(&a, &r, NODEMGR_LOCAL_NONE), NODEMGR_CREATE);
+	assert_int_equal(nodemgr_decide(&a, &r, NODEMGR_LOCAL_FOREIGN), NODEMGR_CONFLICT);
+
+	/* Failed: not retried until the assignment changes. */
+	r.phase = NODEMGR_FAILED;
+	assert_int_equal(nodemgr_decide(&a, &r, NODEMGR_LOCAL_NONE), NODEMGR_KEEP);
+	a.expires = 11;
+	assert_int_equal(nodemgr_decide(&a, &r, NODEMGR_LOCAL_NONE), NODEMGR_CREATE);
+	assert_int_equal(nodemgr_decide(&a, &r, NODEMGR_LOCAL_FOREIGN), NODEMGR_CONFLICT);
+
+	/* Not assigned: destroy only what is ours. */
+	assert_int_equal(nodemgr_decide(NULL, NULL, NODEMGR_LOCAL_NONE), NODEMGR_NOTHING);
+	assert_int_equal(nodemgr_decide(NULL, NULL, NODEMGR_LOCAL_FOREIGN), NODEMGR_NOTHING);
+	assert_int_equal(nodemgr_decide(NULL, NULL, NODEMGR_LOCAL_OURS), NODEMGR_DESTROY);
+	r.phase = NODEMGR_CREATED;
+	assert_int_equal(nodemgr_decide(NULL, &r, NODEMGR_LOCAL_OURS), NODEMGR_DESTROY);
+	assert_int_equal(nodemgr_decide(NULL, &r, NODEMGR_LOCAL_FOREIGN), NODEMGR_FORGET);
+	assert_int_equal(nodemgr_decide(NULL, &r, NODEMGR_LOCAL_NONE), NODEMGR_FORGET);
+	r.phase = NODEMGR_FAILED;
+	assert_int_equal(nodemgr_decide(NULL, &r, NODEMGR_LOCAL_NONE), NODEMGR_FORGET);
+	assert_string_equal(nodemgr_action_name(NODEMGR_DESTROY), "destroy");
+}
+
+static void test_record(void **state)
+{
+	struct nodemgr_record r = {.slice = "hello",
+				   .phase = NODEMGR_FAILED,
+				   .sha256 = "abc",
+				   .expires = 5,
+				   .message = "image x: no such image",
+				   .created = 3,
+				   .log_offset = 1234,
+				   .log_capped = true,
+				   .results_done = true};
+	json_t *j = nodemgr_record_to_json(&r);
+	assert_non_null(j);
+	struct nodemgr_record back;
+	struct vs_error err;
+	assert_int_equal(nodemgr_record_from_json(j, &back, &err), 0);
+	assert_string_equal(back.slice, "hello");
+	assert_int_equal(back.phase, NODEMGR_FAILED);
+	assert_string_equal(back.sha256, "abc");
+	assert_int_equal(back.expires, 5);
+	assert_string_equal(back.message, "image x: no such image");
+	assert_int_equal(back.log_offset, 1234);
+	assert_true(back.log_capped && back.results_done);
+	nodemgr_record_free(&back);
+	json_object_set_new(j, "phase", json_string("running"));
+	assert_true(nodemgr_record_from_json(j, &back, &err) < 0);
+	json_object_set_new(j, "phase", json_string("created"));
+	json_object_set_new(j, "extra", json_true());
+	assert_true(nodemgr_record_from_json(j, &back, &err) < 0);
+	json_decref(j);
+}
+
+static void test_status(void **state)
+{
+	struct nodemgr_record r = {.slice = "hello", .phase = NODEMGR_CREATED};
+	struct slice_state st = {.status = SLICE_RUNNING, .exit_code = -1, .started = 100};
+	json_t *j = nodemgr_sliver_status(&r, &st);
+	assert_string_equal(json_string_value(json_object_get(j, "state")), "running");
+	assert_int_equal(json_integer_value(json_object_get(j, "exit_code")), -1);
+	assert_int_equal(json_integer_value(json_object_get(j, "started")), 100);
+	json_decref(j);
+
+	st.status = SLICE_EXITED;
+	st.exit_code = 3;
+	st.finished = 200;
+	st.restarts = 2;
+	snprintf(st.exit_reason, sizeof(st.exit_reason), "timeout");
+	j = nodemgr_sliver_status(&r, &st);
+	assert_string_equal(json_string_value(json_object_get(j, "state")), "exited");
+	assert_int_equal(json_integer_value(json_object_get(j, "exit_code")), 3);
+	assert_string_equal(json_string_value(json_object_get(j, "reason")), "timeout");
+	assert_int_equal(json_integer_value(json_object_get(j, "finished")), 200);
+	assert_int_equal(json_integer_value(json_object_get(j, "restarts")), 2);
+	json_decref(j);
+
+	st.exit_reason[0] = 0;
+	j = nodemgr_sliver_status(&r, &st);
+	assert_string_equal(json_string_value(json_object_get(j, "reason")), "exited");
+	json_decref(j);
+
+	st.status = SLICE_FROZEN;
+	j = nodemgr_sliver_status(&r, &st);
+	assert_string_equal(json_string_value(json_object_get(j, "state")), "running");
+	json_decref(j);
+
+	r.phase = NODEMGR_CREATING;
+	j = nodemgr_sliver_status(&r, NULL);
+	assert_string_equal(json_string_value(json_object_get(j, "state")), "creating");
+	json_decref(j);
+
+	r.phase = NODEMGR_FAILED;
+	r.message = "no such image";
+	j = nodemgr_sliver_status(&r, &st);
+	assert_string_equal(json_string_value(json_object_get(j, "state")), "failed");
+	assert_string_equal(json_string_value(json_object_get(j, "message")), "no such image");
+	assert_int_equal(json_integer_value(json_object_get(j, "exit_code")), -1);
+	json_decref(j);
+}
+
+static void test_misc(void **state)
+{
+	assert_int_equal(
+	    nodemgr_conflict_size("log of sliver a/n1: offset 0, the log has 120 bytes"), 120);
+	assert_int_equal(nodemgr_conflict_size("offset 5 != size 77"), 77);
+	assert_int_equal(nodemgr_conflict_size("no number here"), -1);
+	assert_true(nodemgr_node_name_valid("node1"));
+	assert_true(nodemgr_node_name_valid("Node-1.eu_x"));
+	assert_false(nodemgr_node_name_valid(""));
+	assert_false(nodemgr_node_name_valid("-node"));
+	assert_false(nodemgr_node_name_valid("a/b"));
+	assert_false(nodemgr_node_name_valid("a b"));
+	char longname[80];
+	memset(longname, 'a', sizeof(longname) - 1);
+	longname[sizeof(longname) - 1] = 0;
+	assert_false(nodemgr_node_name_valid(longname));
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+	    cmocka_unit_test(test_assignments), cmocka_unit_test(test_decide),
+	    cmocka_unit_test(test_record),	cmocka_unit_test(test_status),
+	    cmocka_unit_test(test_misc),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
