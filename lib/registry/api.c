@@ -157,7 +157,7 @@ static bool long_poll_args(struct reg_request *req, struct reg_answer *a)
 	if (secs > REG_WAIT_MAX)
 		secs = REG_WAIT_MAX;
 	if (!req->suspended && req->wait_index < 0)
-		req->deadline = reg_now() + (long long)secs;
+		req->deadline = reg_now_ms() + (long long)secs * 1000;
 	req->wait_index = index;
 	return true;
 }

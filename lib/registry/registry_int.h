@@ -32,7 +32,7 @@ struct node_seen {
 struct waiter {
 	struct MHD_Connection *con;
 	long long index;
-	long long deadline; /* unix seconds */
+	long long deadline; /* reg_now_ms() */
 	struct waiter *next;
 };
 
@@ -53,6 +53,7 @@ struct registry {
 	struct MHD_Daemon *daemon;
 	pthread_t timer;
 	bool timer_running, stopping;
+	unsigned polls; /* long-polls suspended at least once, not yet completed */
 	unsigned port;
 
 	unsigned long long requests[6]; /* by status class 1xx..5xx, [0] other */
@@ -72,6 +73,8 @@ static inline void reg_json_decref(json_t **j)
 #define cleanup_json __attribute__((cleanup(reg_json_decref)))
 
 long long reg_now(void);
+/* Monotonic milliseconds, for long-poll deadlines. */
+long long reg_now_ms(void);
 
 /* store.c: every call below expects reg->lock held. */
 int store_exec(struct registry *reg, const char *sql, struct vs_error *err);
@@ -147,6 +150,7 @@ struct reg_request {
 	long long wait_index; /* -1: no long-poll */
 	long long deadline;
 	bool suspended;
+	bool polled; /* counted in reg->polls */
 };
 
 /* api.c */

@@ -20,8 +20,8 @@
 #include "registry_int.h"
 #include "vslice/util.h"
 
-/* Resume every waiter whose index the revision passed, whose wait is over,
- * or all when stopping. Expects reg->lock. */
+/* Resume every waiter whose index the revision passed, whose wait is over
+ * (now_ms: reg_now_ms()), or all when stopping. Expects reg->lock. */
 static void resume_waiters(struct registry *reg, long long now)
 {
 	struct waiter **pp = &reg->waiters;
@@ -39,7 +39,7 @@ static void resume_waiters(struct registry *reg, long long now)
 
 void reg_wake(struct registry *reg)
 {
-	resume_waiters(reg, reg_now());
+	resume_waiters(reg, reg_now_ms());
 }
 
 void reg_count_status(struct registry *reg, unsigned status)
@@ -217,7 +217,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *con, const c
 	if (req->wait_index >= 0) {
 		pthread_mutex_lock(&reg->lock);
 		if (!reg->stopping && reg->revision <= req->wait_index &&
-		    reg_now() < req->deadline) {
+		    reg_now_ms() < req->deadline) {
 			struct waiter *w = vs_xcalloc(1, sizeof(*w));
 			w->con = con;
 			w->index = req->wait_index;
@@ -225,6 +225,9 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *con, const c
 			w->next = reg->waiters;
 			reg->waiters = w;
 			req->suspended = true;
+			if (!req->polled)
+				reg->polls++;
+			req->polled = true;
 			MHD_suspend_connection(con);
 			pthread_mutex_unlock(&reg->lock);
 			answer_free(&a);
@@ -243,8 +246,9 @@ static void on_completed(void *cls, struct MHD_Connection *con, void **con_cls,
 	if (!req)
 		return;
 	/* Only a connection MHD drops while suspended is still in the list. */
-	if (req->suspended) {
+	if (req->polled) {
 		pthread_mutex_lock(&reg->lock);
+		reg->polls--;
 		for (struct waiter **pp = &reg->waiters; *pp; pp = &(*pp)->next) {
 			if ((*pp)->con == con) {
 				struct waiter *w = *pp;
@@ -292,16 +296,25 @@ static void node_states_tick(struct registry *reg, long long now)
 static void *timer_main(void *arg)
 {
 	struct registry *reg = arg;
+	unsigned tick = 0;
 	pthread_mutex_lock(&reg->lock);
 	while (!reg->stopping) {
+		/* Four ticks a second: long-poll deadlines are kept to 250 ms;
+		 * node states and expiry once a second. */
 		struct timespec ts;
 		clock_gettime(CLOCK_REALTIME, &ts);
-		ts.tv_sec += 1;
+		ts.tv_nsec += 250 * 1000 * 1000;
+		if (ts.tv_nsec >= 1000000000) {
+			ts.tv_sec++;
+			ts.tv_nsec -= 1000000000;
+		}
 		pthread_cond_timedwait(&reg->cond, &reg->lock, &ts);
 		if (reg->stopping)
 			break;
+		resume_waiters(reg, reg_now_ms());
+		if (++tick % 4)
+			continue;
 		long long now = reg_now();
-		resume_waiters(reg, now);
 		node_states_tick(reg, now);
 		pthread_mutex_unlock(&reg->lock);
 		struct vs_error err;
@@ -390,7 +403,7 @@ void registry_stop(struct registry *reg)
 {
 	pthread_mutex_lock(&reg->lock);
 	reg->stopping = true;
-	resume_waiters(reg, reg_now());
+	resume_waiters(reg, reg_now_ms());
 	pthread_cond_broadcast(&reg->cond);
 	pthread_mutex_unlock(&reg->lock);
 	if (reg->timer_running) {
@@ -398,9 +411,18 @@ void registry_stop(struct registry *reg)
 		reg->timer_running = false;
 	}
 	if (reg->daemon) {
-		/* Resumed connections finish their answer first; waiting polls got
-		 * resumed above and answer at once now that stopping is set. */
+		/* The polls resumed above answer at once now that stopping is set:
+		 * give them (at most 2 s) to go out before the daemon closes. */
 		MHD_quiesce_daemon(reg->daemon);
+		for (int i = 0; i < 200; i++) {
+			pthread_mutex_lock(&reg->lock);
+			unsigned left = reg->polls;
+			pthread_mutex_unlock(&reg->lock);
+			if (left == 0)
+				break;
+			struct timespec ts = {0, 10 * 1000 * 1000};
+			nanosleep(&ts, NULL);
+		}
 		MHD_stop_daemon(reg->daemon);
 		reg->daemon = NULL;
 	}

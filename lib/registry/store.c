@@ -54,6 +54,11 @@ long long reg_now(void)
 	return (long long)time(NULL);
 }
 
+long long reg_now_ms(void)
+{
+	return (long long)(vs_now_ns() / 1000000);
+}
+
 const char *registry_role_name(enum registry_role role)
 {
 	switch (role) {

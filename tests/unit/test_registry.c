@@ -1,0 +1,710 @@
+/*
+ * test_registry.c - the cluster registry (lib/registry): the scheduler's
+ * placements and the messages a user sees when placement fails, tokens,
+ * the database (init refuses an existing db, tokens round-trip, expiry),
+ * and the HTTP API end to end on 127.0.0.1 (port 0) with libcurl: users,
+ * node registration, a long-poll that returns when a slice is submitted,
+ * status, log append with the offset check, result upload with a sha256
+ * mismatch, 401/403, and a clean stop while a long-poll waits.
+ *
+ * No root needed; the database lives in a mkdtemp directory.
+ */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <cmocka.h>
+
+#include <curl/curl.h>
+#include <errno.h>
+#include <pthread.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+
+#include "vslice/manifest.h"
+#include "vslice/registry.h"
+#include "vslice/util.h"
+
+/* ---- scheduler ---- */
+
+static struct manifest *parse(const char *json)
+{
+	struct manifest *m = NULL;
+	struct manifest_errors e = {0};
+	int r = manifest_parse(json, strlen(json), NULL, &m, &e);
+	if (r < 0)
+		manifest_errors_print(&e, stderr, "test manifest");
+	manifest_errors_free(&e);
+	assert_int_equal(r, 0);
+	return m;
+}
+
+#define GiB (1ull << 30)
+
+struct fixture_nodes {
+	struct sched_node n[5];
+	json_t *eu, *us, *imgs;
+};
+
+static void nodes_init(struct fixture_nodes *f)
+{
+	f->eu = json_pack("{s:s}", "region", "eu");
+	f->us = json_pack("{s:s}", "region", "us");
+	f->imgs = json_pack("[s]", "debian");
+	const char *names[] = {"a", "b", "c", "d", "e"};
+	for (size_t i = 0; i < 5; i++) {
+		f->n[i] = (struct sched_node){
+		    .name = names[i],
+		    .cpu_millis = 4000,
+		    .memory_bytes = 8 * GiB,
+		    .labels = i < 3 ? f->eu : f->us,
+		    .images = i == 1 ? f->imgs : NULL,
+		};
+	}
+}
+
+static void nodes_free(struct fixture_nodes *f)
+{
+	json_decref(f->eu);
+	json_decref(f->us);
+	json_decref(f->imgs);
+}
+
+static void expect_fail(const char *json, struct fixture_nodes *f, const char *msg)
+{
+	struct manifest *m = parse(json);
+	size_t *picked = NULL, n = 0;
+	struct vs_error err = {0};
+	int r = sched_place(m, f->n, 5, &picked, &n, &err);
+	if (r != -EAGAIN || strcmp(err.msg, msg) != 0)
+		fail_msg("expected \"%s\", got %d \"%s\"", msg, r, err.msg);
+	assert_null(picked);
+	manifest_free(m);
+}
+
+static char *place(const char *json, struct fixture_nodes *f)
+{
+	struct manifest *m = parse(json);
+	size_t *picked = NULL, n = 0;
+	struct vs_error err = {0};
+	int r = sched_place(m, f->n, 5, &picked, &n, &err);
+	if (r < 0)
+		fail_msg("placement failed: %s", err.msg);
+	char buf[64] = "";
+	for (size_t i = 0; i < n; i++)
+		strcat(buf, f->n[picked[i]].name);
+	free(picked);
+	manifest_free(m);
+	return vs_xstrdup(buf);
+}
+
+#define M(nodes)                                                                                   \
+	"{\"apiVersion\":\"vslice/v1\",\"slice\":\"t\"," nodes "\"run\":{\"command\":\"true\"}}"
+
+static void test_sched_spread(void **state)
+{
+	struct fixture_nodes f;
+	nodes_init(&f);
+	/* Least requested fraction first, then fewer slivers, then name. */
+	f.n[0].memory_used = 4 * GiB;
+	f.n[2].nslivers = 1;
+	cleanup_free char *one = place(M(""), &f);
+	assert_string_equal(one, "b");
+	cleanup_free char *three = place(M("\"nodes\":{\"count\":3},"), &f);
+	assert_string_equal(three, "bde");
+	cleanup_free char *eu =
+	    place(M("\"nodes\":{\"count\":2,\"labels\":{\"region\":\"eu\"}},"), &f);
+	assert_string_equal(eu, "bc");
+	cleanup_free char *names = place(M("\"nodes\":{\"names\":[\"e\",\"a\"]},"), &f);
+	assert_string_equal(names, "ea");
+	/* Only b has the image. */
+	cleanup_free char *img = place(M("\"image\":\"debian\","), &f);
+	assert_string_equal(img, "b");
+	nodes_free(&f);
+}
+
+static void test_sched_resources(void **state)
+{
+	struct fixture_nodes f;
+	nodes_init(&f);
+	for (size_t i = 0; i < 5; i++)
+		f.n[i].memory_used = i == 3 ? 0 : 7 * GiB;
+	cleanup_free char *p = place(M("\"resources\":{\"memory\":\"2G\"},"), &f);
+	assert_string_equal(p, "d");
+	expect_fail(M("\"nodes\":{\"count\":2},\"resources\":{\"memory\":\"2G\"},"), &f,
+		    ".resources.memory: 2 slivers wanted, 1 node has 2G free");
+	expect_fail(M("\"resources\":{\"memory\":\"64G\"},"), &f,
+		    ".resources.memory: 1 sliver wanted, no node has 64G free");
+	f.n[3].cpu_used = 3500;
+	expect_fail(M("\"resources\":{\"cpus\":1,\"memory\":\"2G\"},"), &f,
+		    ".resources.memory: 1 sliver wanted, no node has 2G free");
+	expect_fail(M("\"resources\":{\"cpus\":8},"), &f,
+		    ".resources.cpus: 1 sliver wanted, no node has 8 cpus free");
+	nodes_free(&f);
+}
+
+static void test_sched_failures(void **state)
+{
+	struct fixture_nodes f;
+	nodes_init(&f);
+	f.n[0].drained = true;
+	f.n[2].state = SCHED_NODE_UNKNOWN;
+	f.n[2].last_seen_ago = 45;
+	expect_fail(M("\"nodes\":{\"count\":3,\"labels\":{\"region\":\"eu\"}},"), &f,
+		    ".nodes.count: 3 slivers wanted, 1 ready node matches labels region=eu");
+	expect_fail(M("\"nodes\":{\"count\":5},"), &f,
+		    ".nodes.count: 5 slivers wanted, 3 ready nodes");
+	expect_fail(M("\"nodes\":{\"names\":[\"b\",\"x\"]},"), &f,
+		    ".nodes.names[1]: node \"x\" is not registered");
+	expect_fail(M("\"nodes\":{\"names\":[\"a\"]},"), &f,
+		    ".nodes.names[0]: node \"a\" is drained");
+	expect_fail(M("\"nodes\":{\"names\":[\"b\",\"c\"]},"), &f,
+		    ".nodes.names[1]: node \"c\" is not ready (last seen 45 s ago)");
+	expect_fail(M("\"nodes\":{\"count\":2},\"image\":\"debian\","), &f,
+		    ".image: 2 slivers wanted, 1 ready node has image \"debian\"");
+	/* Drained and unknown nodes get nothing new. */
+	cleanup_free char *p = place(M("\"nodes\":{\"count\":3},"), &f);
+	assert_string_equal(p, "bde");
+	nodes_free(&f);
+}
+
+/* ---- tokens ---- */
+
+static void test_tokens(void **state)
+{
+	char t[REGISTRY_TOKEN_LEN + 1], u[REGISTRY_TOKEN_LEN + 1];
+	struct vs_error err;
+	assert_int_equal(registry_token_generate(REGISTRY_ROLE_NODE, t, &err), 0);
+	assert_int_equal(strlen(t), 68);
+	assert_memory_equal(t, "vsn_", 4);
+	assert_int_equal(registry_token_role(t), REGISTRY_ROLE_NODE);
+	assert_int_equal(registry_token_generate(REGISTRY_ROLE_USER, u, &err), 0);
+	assert_int_equal(registry_token_role(u), REGISTRY_ROLE_USER);
+	assert_string_not_equal(t + 4, u + 4);
+	assert_int_equal(registry_token_role("vsa_1234"), REGISTRY_ROLE_NONE);
+	t[10] = 'G';
+	assert_int_equal(registry_token_role(t), REGISTRY_ROLE_NONE);
+	char h1[65], h2[65];
+	registry_token_hash("vsa_x", h1);
+	registry_token_hash("vsa_x", h2);
+	assert_string_equal(h1, h2);
+	assert_int_equal(strlen(h1), 64);
+	assert_true(registry_node_name_valid("Node-1.example_x"));
+	assert_false(registry_node_name_valid("-node"));
+	assert_false(registry_node_name_valid("a/b"));
+	assert_false(registry_node_name_valid(""));
+}
+
+/* ---- database and HTTP ---- */
+
+struct env {
+	char dir[64];
+	char *db, *admin;
+	struct registry *reg;
+	char base[64];
+};
+
+static int env_setup(void **state)
+{
+	struct env *e = vs_xcalloc(1, sizeof(*e));
+	strcpy(e->dir, "/tmp/vs-registry-test-XXXXXX");
+	assert_non_null(mkdtemp(e->dir));
+	e->db = vs_xasprintf("%s/registry.db", e->dir);
+	struct vs_error err;
+	if (registry_init_db(e->db, &e->admin, &err) < 0)
+		fail_msg("%s", err.msg);
+	struct registry_opts o = {.heartbeat_secs = 1, .lost_after = 2};
+	if (registry_open(e->db, &o, &e->reg, &err) < 0)
+		fail_msg("%s", err.msg);
+	if (registry_serve(e->reg, "127.0.0.1:0", &err) < 0)
+		fail_msg("%s", err.msg);
+	snprintf(e->base, sizeof(e->base), "http://127.0.0.1:%u", registry_port(e->reg));
+	*state = e;
+	return 0;
+}
+
+static int env_teardown(void **state)
+{
+	struct env *e = *state;
+	registry_close(e->reg);
+	struct vs_error err;
+	vs_rm_rf(e->dir, &err);
+	free(e->db);
+	free(e->admin);
+	free(e);
+	return 0;
+}
+
+struct resp {
+	long status;
+	char *body;
+	size_t len;
+	char index[32];
+};
+
+static size_t on_body(char *p, size_t sz, size_t n, void *arg)
+{
+	struct resp *r = arg;
+	r->body = realloc(r->body, r->len + sz * n + 1);
+	memcpy(r->body + r->len, p, sz * n);
+	r->len += sz * n;
+	r->body[r->len] = '\0';
+	return sz * n;
+}
+
+static size_t on_header(char *p, size_t sz, size_t n, void *arg)
+{
+	struct resp *r = arg;
+	if (sz * n > 16 && strncasecmp(p, "X-Vslice-Index: ", 16) == 0)
+		snprintf(r->index, sizeof(r->index), "%.*s", (int)(sz * n - 18), p + 16);
+	return sz * n;
+}
+
+/* One request; body NULL = none. extra: a header line or NULL. *ccp: the
+ * transport result (threads cannot fail a cmocka test). */
+static struct resp req_do(const struct env *e, const char *method, const char *token,
+			  const char *path, const char *body, const char *extra, CURLcode *ccp)
+{
+	struct resp r = {0};
+	CURL *c = curl_easy_init();
+	cleanup_free char *url = vs_xasprintf("%s%s", e->base, path);
+	cleanup_free char *auth = token ? vs_xasprintf("Authorization: Bearer %s", token) : NULL;
+	struct curl_slist *h = NULL;
+	if (auth)
+		h = curl_slist_append(h, auth);
+	if (extra)
+		h = curl_slist_append(h, extra);
+	h = curl_slist_append(h, "Expect:");
+	curl_easy_setopt(c, CURLOPT_URL, url);
+	curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, method);
+	curl_easy_setopt(c, CURLOPT_HTTPHEADER, h);
+	curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_body);
+	curl_easy_setopt(c, CURLOPT_WRITEDATA, &r);
+	curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, on_header);
+	curl_easy_setopt(c, CURLOPT_HEADERDATA, &r);
+	curl_easy_setopt(c, CURLOPT_TIMEOUT, 60L);
+	if (body) {
+		curl_easy_setopt(c, CURLOPT_POSTFIELDS, body);
+		curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE, (long)strlen(body));
+	}
+	*ccp = curl_easy_perform(c);
+	curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &r.status);
+	curl_slist_free_all(h);
+	curl_easy_cleanup(c);
+	if (!r.body)
+		r.body = vs_xstrdup("");
+	return r;
+}
+
+static struct resp req(const struct env *e, const char *method, const char *token, const char *path,
+		       const char *body, const char *extra)
+{
+	CURLcode cc;
+	struct resp r = req_do(e, method, token, path, body, extra, &cc);
+	if (cc != CURLE_OK)
+		fail_msg("%s %s: %s", method, path, curl_easy_strerror(cc));
+	return r;
+}
+
+static char *json_field(const char *body, const char *key)
+{
+	json_t *j = json_loads(body, 0, NULL);
+	assert_non_null(j);
+	json_t *v = json_object_get(j, key);
+	char *s = json_is_string(v) ? vs_xstrdup(json_string_value(v))
+				    : vs_xasprintf("%lld", (long long)json_integer_value(v));
+	json_decref(j);
+	return s;
+}
+
+#define EXPECT(r, code)                                                                            \
+	do {                                                                                       \
+		if ((r).status != (code))                                                          \
+			fail_msg("line %d: status %ld, expected %d: %s", __LINE__, (r).status,     \
+				 (code), (r).body);                                                \
+	} while (0)
+
+static double now_s(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+struct poll_arg {
+	const struct env *e;
+	const char *token, *path;
+	struct resp r;
+	CURLcode cc;
+	double took;
+};
+
+static void *poll_thread(void *p)
+{
+	struct poll_arg *a = p;
+	double t0 = now_s();
+	a->r = req_do(a->e, "GET", a->token, a->path, NULL, NULL, &a->cc);
+	a->took = now_s() - t0;
+	return NULL;
+}
+
+static const char tiny[] = "{\"apiVersion\":\"vslice/v1\",\"slice\":\"t1\",\"nodes\":{\"count\":1},"
+			   "\"run\":{\"command\":[\"/bin/true\"]}}";
+
+static void test_db_init(void **state)
+{
+	struct env *e = *state;
+	char *tok = NULL;
+	struct vs_error err;
+	assert_int_equal(registry_init_db(e->db, &tok, &err), -EEXIST);
+	assert_null(tok);
+	assert_non_null(strstr(err.msg, "already exists"));
+	assert_int_equal(registry_token_role(e->admin), REGISTRY_ROLE_ADMIN);
+	struct stat st;
+	cleanup_free char *blobs = vs_xasprintf("%s.d", e->db);
+	assert_int_equal(stat(blobs, &st), 0);
+	/* A token made through the library works over HTTP with its role. */
+	cleanup_free char *node = NULL;
+	assert_int_equal(registry_token_create(e->reg, REGISTRY_ROLE_NODE, NULL, &node, &err), 0);
+	struct resp r = req(e, "GET", node, "/v1/nodes", NULL, NULL);
+	EXPECT(r, 403);
+	free(r.body);
+	r = req(e, "GET", e->admin, "/v1/nodes", NULL, NULL);
+	EXPECT(r, 200);
+	free(r.body);
+}
+
+static void test_api_flow(void **state)
+{
+	struct env *e = *state;
+	struct resp r;
+
+	r = req(e, "GET", NULL, "/v1/health", NULL, NULL);
+	EXPECT(r, 200);
+	free(r.body);
+	r = req(e, "GET", NULL, "/v1/slices", NULL, NULL);
+	EXPECT(r, 401);
+	free(r.body);
+	r = req(e, "GET", "vsa_00000000000000000000000000000000000000000000000000000000000000ff",
+		"/v1/slices", NULL, NULL);
+	EXPECT(r, 401);
+	free(r.body);
+
+	r = req(e, "POST", e->admin, "/v1/users", "{\"name\":\"alice\"}", NULL);
+	EXPECT(r, 201);
+	cleanup_free char *alice = json_field(r.body, "token");
+	free(r.body);
+	r = req(e, "POST", e->admin, "/v1/users", "{\"name\":\"alice\"}", NULL);
+	EXPECT(r, 409);
+	free(r.body);
+	r = req(e, "POST", e->admin, "/v1/users", "{\"name\":\"bob\"}", NULL);
+	EXPECT(r, 201);
+	cleanup_free char *bob = json_field(r.body, "token");
+	free(r.body);
+	r = req(e, "POST", alice, "/v1/users", "{\"name\":\"eve\"}", NULL);
+	EXPECT(r, 403);
+	free(r.body);
+	r = req(e, "POST", e->admin, "/v1/tokens", "{\"role\":\"node\"}", NULL);
+	EXPECT(r, 201);
+	cleanup_free char *node = json_field(r.body, "token");
+	free(r.body);
+
+	r = req(e, "PUT", node, "/v1/nodes/node1",
+		"{\"cpus\":2.0,\"memory\":25769803776,\"labels\":{\"region\":\"eu\"},"
+		"\"images\":[\"busybox\"],\"version\":\"0.2.0\"}",
+		NULL);
+	EXPECT(r, 200);
+	assert_non_null(strstr(r.body, "\"heartbeat\":1"));
+	free(r.body);
+	/* The token is bound to node1 now. */
+	r = req(e, "PUT", node, "/v1/nodes/node2", "{\"cpus\":1,\"memory\":1}", NULL);
+	EXPECT(r, 403);
+	free(r.body);
+	r = req(e, "GET", node, "/v1/nodes/node2/assignments", NULL, NULL);
+	EXPECT(r, 403);
+	free(r.body);
+	r = req(e, "PUT", node, "/v1/nodes/-bad", "{}", NULL);
+	EXPECT(r, 400);
+	free(r.body);
+
+	/* Long-poll: returns when the slice lands, not after the wait. */
+	r = req(e, "GET", node, "/v1/nodes/node1/assignments", NULL, NULL);
+	EXPECT(r, 200);
+	cleanup_free char *idx = json_field(r.body, "index");
+	assert_true(atoll(r.index) == atoll(idx));
+	free(r.body);
+	cleanup_free char *path =
+	    vs_xasprintf("/v1/nodes/node1/assignments?index=%s&wait=20s", idx);
+	struct poll_arg pa = {.e = e, .token = node, .path = path};
+	pthread_t th;
+	assert_int_equal(pthread_create(&th, NULL, poll_thread, &pa), 0);
+	struct timespec ts = {0, 300 * 1000 * 1000};
+	nanosleep(&ts, NULL);
+	long long rev0 = registry_revision(e->reg);
+	r = req(e, "POST", alice, "/v1/slices", tiny, NULL);
+	EXPECT(r, 201);
+	assert_non_null(strstr(r.body, "\"state\":\"pending\""));
+	assert_non_null(strstr(r.body, "\"owner\":\"alice\""));
+	free(r.body);
+	assert_int_equal(registry_revision(e->reg), rev0 + 1);
+	pthread_join(th, NULL);
+	assert_int_equal(pa.cc, CURLE_OK);
+	EXPECT(pa.r, 200);
+	assert_true(pa.took < 5);
+	assert_non_null(strstr(pa.r.body, "\"slice\":\"t1\""));
+	free(pa.r.body);
+
+	r = req(e, "POST", alice, "/v1/slices", tiny, NULL);
+	EXPECT(r, 409);
+	free(r.body);
+	r = req(e, "POST", node, "/v1/slices", tiny, NULL);
+	EXPECT(r, 403);
+	free(r.body);
+	r = req(e, "POST", alice, "/v1/slices",
+		"{\"apiVersion\":\"vslice/v1\",\"slice\":\"t2\",\"files\":[{\"path\":\"/x\","
+		"\"source\":\"x\"}],\"run\":{\"command\":\"true\"}}",
+		NULL);
+	EXPECT(r, 422);
+	assert_non_null(strstr(r.body, ".files[0].source: not allowed in a submitted manifest"));
+	free(r.body);
+	r = req(
+	    e, "POST", alice, "/v1/slices",
+	    "{\"apiVersion\":\"vslice/v1\",\"slice\":\"t2\",\"resources\":{\"memory\":\"lots\"},"
+	    "\"run\":{\"command\":\"true\"}}",
+	    NULL);
+	EXPECT(r, 422);
+	assert_non_null(strstr(r.body, "\"path\":\".resources.memory\""));
+	free(r.body);
+	r = req(e, "POST", alice, "/v1/slices",
+		"{\"apiVersion\":\"vslice/v1\",\"slice\":\"t2\",\"nodes\":{\"count\":2},"
+		"\"run\":{\"command\":\"true\"}}",
+		NULL);
+	EXPECT(r, 503);
+	assert_non_null(strstr(r.body, ".nodes.count: 2 slivers wanted, 1 ready node"));
+	free(r.body);
+
+	/* Users see their own slices only. */
+	r = req(e, "GET", bob, "/v1/slices/t1", NULL, NULL);
+	EXPECT(r, 403);
+	free(r.body);
+	r = req(e, "GET", bob, "/v1/slices", NULL, NULL);
+	EXPECT(r, 200);
+	assert_string_equal(r.body, "{\"slices\":[]}");
+	free(r.body);
+	r = req(e, "GET", e->admin, "/v1/slices", NULL, NULL);
+	EXPECT(r, 200);
+	assert_non_null(strstr(r.body, "\"name\":\"t1\""));
+	free(r.body);
+	r = req(e, "GET", alice, "/v1/slices/Bad!", NULL, NULL);
+	EXPECT(r, 400);
+	free(r.body);
+
+	/* Status: the sliver's state shows, the revision moves, the slice succeeds. */
+	rev0 = registry_revision(e->reg);
+	const char *st = "{\"slivers\":[{\"slice\":\"t1\",\"state\":\"exited\",\"exit_code\":0,"
+			 "\"reason\":\"exited\",\"started\":1795000001,\"finished\":1795000003,"
+			 "\"restarts\":0,\"message\":\"\"}]}";
+	r = req(e, "POST", node, "/v1/nodes/node1/status", st, NULL);
+	EXPECT(r, 204);
+	free(r.body);
+	assert_int_equal(registry_revision(e->reg), rev0 + 1);
+	r = req(e, "POST", node, "/v1/nodes/node1/status", st, NULL);
+	EXPECT(r, 204);
+	free(r.body);
+	assert_int_equal(registry_revision(e->reg), rev0 + 1); /* nothing changed */
+	r = req(e, "GET", alice, "/v1/slices/t1", NULL, NULL);
+	EXPECT(r, 200);
+	assert_non_null(strstr(r.body, "\"state\":\"succeeded\""));
+	assert_non_null(strstr(r.body, "\"exit_code\":0"));
+	free(r.body);
+
+	/* Log append: offsets must match the stored size. */
+	r = req(e, "PUT", node, "/v1/slices/t1/slivers/node1/log?offset=0", "hello\n", NULL);
+	EXPECT(r, 204);
+	free(r.body);
+	r = req(e, "PUT", node, "/v1/slices/t1/slivers/node1/log?offset=0", "again\n", NULL);
+	EXPECT(r, 409);
+	assert_non_null(strstr(r.body, "\"size\":6"));
+	free(r.body);
+	r = req(e, "PUT", node, "/v1/slices/t1/slivers/node1/log?offset=6", "world\n", NULL);
+	EXPECT(r, 204);
+	free(r.body);
+	r = req(e, "PUT", alice, "/v1/slices/t1/slivers/node1/log?offset=12", "x", NULL);
+	EXPECT(r, 403);
+	free(r.body);
+	r = req(e, "GET", alice, "/v1/slices/t1/slivers/node1/log?offset=3", NULL, NULL);
+	EXPECT(r, 200);
+	assert_string_equal(r.body, "lo\nworld\n");
+	free(r.body);
+
+	/* Results: hashed on the way in; a mismatch keeps nothing. */
+	char sha[65];
+	vs_sha256_buf("hello\n", 6, sha);
+	cleanup_free char *good = vs_xasprintf("X-Vslice-Sha256: %s", sha);
+	r = req(e, "PUT", node, "/v1/slices/t1/slivers/node1/results/results/hello.txt", "hello\n",
+		good);
+	EXPECT(r, 204);
+	free(r.body);
+	r = req(e, "PUT", node, "/v1/slices/t1/slivers/node1/results/results/bad.txt", "hellO\n",
+		good);
+	EXPECT(r, 400);
+	assert_non_null(strstr(r.body, "sha256 mismatch"));
+	free(r.body);
+	r = req(e, "POST", node, "/v1/slices/t1/slivers/node1/results",
+		"{\"files\":1,\"missing\":[\"/results/x\"]}", NULL);
+	EXPECT(r, 204);
+	free(r.body);
+	r = req(e, "GET", alice, "/v1/slices/t1/slivers/node1/results", NULL, NULL);
+	EXPECT(r, 200);
+	assert_non_null(strstr(r.body, "\"complete\":true"));
+	assert_non_null(strstr(r.body, "\"path\":\"/results/hello.txt\""));
+	assert_non_null(strstr(r.body, "\"mode\":420"));
+	assert_null(strstr(r.body, "bad.txt"));
+	assert_non_null(strstr(r.body, "\"missing\":[\"/results/x\"]"));
+	free(r.body);
+	r = req(e, "GET", alice, "/v1/slices/t1/slivers/node1/results/results/hello.txt", NULL,
+		NULL);
+	EXPECT(r, 200);
+	assert_string_equal(r.body, "hello\n");
+	free(r.body);
+	cleanup_free char *blob = vs_xasprintf("%s.d/blobs/%s", e->db, sha);
+	assert_int_equal(access(blob, F_OK), 0);
+
+	/* Drain, metrics, renew. */
+	r = req(e, "POST", e->admin, "/v1/nodes/node1/drain", NULL, NULL);
+	EXPECT(r, 200);
+	assert_non_null(strstr(r.body, "\"state\":\"drained\""));
+	free(r.body);
+	r = req(e, "GET", e->admin, "/metrics", NULL, NULL);
+	EXPECT(r, 200);
+	assert_non_null(strstr(r.body, "vslice_nodes{state=\"drained\"} 1"));
+	assert_non_null(strstr(r.body, "vslice_slices 1"));
+	assert_non_null(strstr(r.body, "vslice_slivers{state=\"exited\"} 1"));
+	assert_non_null(strstr(r.body, "vslice_http_requests_total"));
+	free(r.body);
+	r = req(e, "GET", alice, "/metrics", NULL, NULL);
+	EXPECT(r, 403);
+	free(r.body);
+	r = req(e, "POST", alice, "/v1/slices/t1/renew", "{\"lifetime\":\"1h\"}", NULL);
+	EXPECT(r, 200);
+	cleanup_free char *exp = json_field(r.body, "expires");
+	assert_true(llabs(atoll(exp) - (time(NULL) + 3600)) <= 2);
+	free(r.body);
+
+	/* Delete: gone at once, blobs too. */
+	r = req(e, "DELETE", bob, "/v1/slices/t1", NULL, NULL);
+	EXPECT(r, 403);
+	free(r.body);
+	r = req(e, "DELETE", alice, "/v1/slices/t1", NULL, NULL);
+	EXPECT(r, 204);
+	free(r.body);
+	r = req(e, "GET", alice, "/v1/slices/t1", NULL, NULL);
+	EXPECT(r, 404);
+	free(r.body);
+	assert_int_equal(access(blob, F_OK), -1);
+	r = req(e, "GET", node, "/v1/nodes/node1/assignments", NULL, NULL);
+	EXPECT(r, 200);
+	assert_non_null(strstr(r.body, "\"slivers\":[]"));
+	free(r.body);
+}
+
+static void test_expiry_and_lost(void **state)
+{
+	struct env *e = *state;
+	struct resp r;
+	cleanup_free char *node = NULL;
+	struct vs_error err;
+	assert_int_equal(registry_token_create(e->reg, REGISTRY_ROLE_NODE, NULL, &node, &err), 0);
+	r = req(e, "PUT", node, "/v1/nodes/n1", "{\"cpus\":1,\"memory\":1073741824}", NULL);
+	EXPECT(r, 200);
+	free(r.body);
+	r = req(e, "POST", e->admin, "/v1/slices",
+		"{\"apiVersion\":\"vslice/v1\",\"slice\":\"short\",\"lifetime\":\"1h\","
+		"\"run\":{\"command\":\"true\"}}",
+		NULL);
+	EXPECT(r, 201);
+	free(r.body);
+	long long rev0 = registry_revision(e->reg);
+	assert_int_equal(registry_expire(e->reg, time(NULL), &err), 0);
+	assert_int_equal(registry_revision(e->reg), rev0);
+	assert_int_equal(registry_expire(e->reg, time(NULL) + 3601, &err), 1);
+	assert_int_equal(registry_revision(e->reg), rev0 + 1);
+	r = req(e, "GET", e->admin, "/v1/slices/short", NULL, NULL);
+	EXPECT(r, 404);
+	free(r.body);
+
+	/* Heartbeat 1 s, lost after 2: a silent node turns unknown and its
+	 * unfinished slivers show as lost. */
+	r = req(e, "POST", e->admin, "/v1/slices",
+		"{\"apiVersion\":\"vslice/v1\",\"slice\":\"s2\",\"run\":{\"command\":\"true\"}}",
+		NULL);
+	EXPECT(r, 201);
+	free(r.body);
+	struct timespec ts = {3, 500 * 1000 * 1000};
+	nanosleep(&ts, NULL);
+	r = req(e, "GET", e->admin, "/v1/slices/s2", NULL, NULL);
+	EXPECT(r, 200);
+	assert_non_null(strstr(r.body, "\"state\":\"lost\""));
+	free(r.body);
+	r = req(e, "GET", e->admin, "/v1/nodes", NULL, NULL);
+	assert_non_null(strstr(r.body, "\"state\":\"unknown\""));
+	free(r.body);
+	r = req(e, "POST", e->admin, "/v1/slices",
+		"{\"apiVersion\":\"vslice/v1\",\"slice\":\"s3\",\"nodes\":{\"names\":[\"n1\"]},"
+		"\"run\":{\"command\":\"true\"}}",
+		NULL);
+	EXPECT(r, 503);
+	assert_non_null(strstr(r.body, "node \\\"n1\\\" is not ready (last seen"));
+	free(r.body);
+	r = req(e, "POST", node, "/v1/nodes/n1/status", "{\"slivers\":[]}", NULL);
+	EXPECT(r, 204);
+	free(r.body);
+	r = req(e, "GET", e->admin, "/v1/slices/s2", NULL, NULL);
+	assert_non_null(strstr(r.body, "\"state\":\"pending\""));
+	free(r.body);
+}
+
+static void test_stop_wakes_polls(void **state)
+{
+	struct env *e = *state;
+	cleanup_free char *path =
+	    vs_xasprintf("/v1/slices?index=%lld&wait=60s", registry_revision(e->reg) + 100);
+	struct poll_arg pa = {.e = e, .token = e->admin, .path = path};
+	pthread_t th;
+	assert_int_equal(pthread_create(&th, NULL, poll_thread, &pa), 0);
+	struct timespec ts = {0, 300 * 1000 * 1000};
+	nanosleep(&ts, NULL);
+	/* A short wait returns by itself. */
+	cleanup_free char *p2 =
+	    vs_xasprintf("/v1/slices?index=%lld&wait=1s", registry_revision(e->reg) + 100);
+	double t0 = now_s();
+	struct resp r = req(e, "GET", e->admin, p2, NULL, NULL);
+	EXPECT(r, 200);
+	assert_true(now_s() - t0 >= 0.9 && now_s() - t0 < 3.5);
+	free(r.body);
+	registry_stop(e->reg);
+	pthread_join(th, NULL);
+	/* Stopping answers the waiting poll (it does not just drop it). */
+	assert_int_equal(pa.cc, CURLE_OK);
+	EXPECT(pa.r, 200);
+	assert_true(pa.took < 10);
+	free(pa.r.body);
+}
+
+int main(void)
+{
+	curl_global_init(CURL_GLOBAL_DEFAULT);
+	const struct CMUnitTest tests[] = {
+	    cmocka_unit_test(test_sched_spread),
+	    cmocka_unit_test(test_sched_resources),
+	    cmocka_unit_test(test_sched_failures),
+	    cmocka_unit_test(test_tokens),
+	    cmocka_unit_test_setup_teardown(test_db_init, env_setup, env_teardown),
+	    cmocka_unit_test_setup_teardown(test_api_flow, env_setup, env_teardown),
+	    cmocka_unit_test_setup_teardown(test_expiry_and_lost, env_setup, env_teardown),
+	    cmocka_unit_test_setup_teardown(test_stop_wakes_polls, env_setup, env_teardown),
+	};
+	int r = cmocka_run_group_tests(tests, NULL, NULL);
+	curl_global_cleanup();
+	return r;
+}
