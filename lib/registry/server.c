@@ -226,7 +226,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *con, const c
 			reg->waiters = w;
 			req->suspended = true;
 			if (!req->polled)
-				reg->polls++;
+				__atomic_add_fetch(&reg->polls, 1, __ATOMIC_SEQ_CST);
 			req->polled = true;
 			MHD_suspend_connection(con);
 			pthread_mutex_unlock(&reg->lock);
@@ -245,10 +245,15 @@ static void on_completed(void *cls, struct MHD_Connection *con, void **con_cls,
 	struct reg_request *req = *con_cls;
 	if (!req)
 		return;
-	/* Only a connection MHD drops while suspended is still in the list. */
-	if (req->polled) {
+	/* Resumed polls left the waiters list when they were resumed; only a
+	 * connection MHD drops while still suspended (at shutdown, after
+	 * registry_stop emptied the list) could be there. Taking reg->lock
+	 * only then keeps this callback from ever waiting on a thread that
+	 * holds reg->lock while it calls MHD_resume_connection. */
+	if (req->polled)
+		__atomic_sub_fetch(&reg->polls, 1, __ATOMIC_SEQ_CST);
+	if (req->suspended) {
 		pthread_mutex_lock(&reg->lock);
-		reg->polls--;
 		for (struct waiter **pp = &reg->waiters; *pp; pp = &(*pp)->next) {
 			if ((*pp)->con == con) {
 				struct waiter *w = *pp;
@@ -415,10 +420,7 @@ void registry_stop(struct registry *reg)
 		 * give them (at most 2 s) to go out before the daemon closes. */
 		MHD_quiesce_daemon(reg->daemon);
 		for (int i = 0; i < 200; i++) {
-			pthread_mutex_lock(&reg->lock);
-			unsigned left = reg->polls;
-			pthread_mutex_unlock(&reg->lock);
-			if (left == 0)
+			if (__atomic_load_n(&reg->polls, __ATOMIC_SEQ_CST) == 0)
 				break;
 			struct timespec ts = {0, 10 * 1000 * 1000};
 			nanosleep(&ts, NULL);

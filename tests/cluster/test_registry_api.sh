@@ -1,0 +1,84 @@
+#!/usr/bin/env bash
+# vslice-registry alone, through curl on 127.0.0.1 (no root, no nodes):
+# init, the listening line, users and tokens, a long-poll answered by a
+# submit, size limits (413), a restart that keeps the state and the revision,
+# and SIGTERM that answers a waiting long-poll and exits 0.
+set -u
+REPO=$(cd "$(dirname "$0")/../.." && pwd)
+REG=$REPO/build/vslice-registry
+T=$(mktemp -d /tmp/vslice-regapi.XXXXXX)
+PID=
+fails=0
+cleanup() { [ -n "$PID" ] && kill "$PID" 2>/dev/null; wait 2>/dev/null; rm -rf "$T"; }
+trap cleanup EXIT
+ok() { echo "ok   $1"; }
+ko() { echo "FAIL $1"; fails=$((fails + 1)); }
+check() { local what=$1; shift; if "$@"; then ok "$what"; else ko "$what"; fi; }
+
+start() {
+	"$REG" --listen 127.0.0.1:0 --db "$T/r.db" --heartbeat 1s 2>"$T/err" &
+	PID=$!
+	for _ in $(seq 50); do grep -q "listening on" "$T/err" && break; sleep 0.1; done
+	PORT=$(sed -n 's/.*listening on 127.0.0.1:\([0-9]*\) .*/\1/p' "$T/err")
+	U=http://127.0.0.1:$PORT
+}
+# call METHOD TOKEN PATH [curl args...]: prints the body, then the status on its own line
+call() {
+	local m=$1 tok=$2 p=$3
+	shift 3
+	curl -s -X "$m" ${tok:+-H "Authorization: Bearer $tok"} -w '\n%{http_code}' "$@" "$U$p"
+}
+status() { call "$@" | tail -1; }
+field() { python3 -c 'import json,sys; print(json.load(sys.stdin)[sys.argv[1]])' "$1"; }
+
+check "--help" bash -c "'$REG' --help | grep -q 'vslice-registry init --db PATH'"
+ADMIN=$("$REG" init --db "$T/r.db" | tail -1)
+check "init prints the admin token last" bash -c "[[ '$ADMIN' =~ ^vsa_[0-9a-f]{64}$ ]]"
+"$REG" init --db "$T/r.db" >/dev/null 2>"$T/init2"
+check "init refuses an existing db (125)" test $? -eq 125
+check "init error is one line" test "$(wc -l <"$T/init2")" -eq 1
+
+start
+check "listening line names the port and db" grep -q "listening on 127.0.0.1:$PORT (db $T/r.db)" "$T/err"
+check "health without a token" test "$(status GET "" /v1/health)" = 200
+check "401 without a token" test "$(status GET "" /v1/slices)" = 401
+ALICE=$(call POST "$ADMIN" /v1/users -d '{"name":"alice"}' | head -1 | field token)
+NODE=$(call POST "$ADMIN" /v1/tokens -d '{"role":"node"}' | head -1 | field token)
+check "403 for a user on /v1/tokens" test "$(status POST "$ALICE" /v1/tokens -d '{"role":"node"}')" = 403
+check "node registers" test "$(status PUT "$NODE" /v1/nodes/n1 -d '{"cpus":1,"memory":1073741824}')" = 200
+
+IDX=$(call GET "$NODE" /v1/nodes/n1/assignments | head -1 | field index)
+call GET "$NODE" "/v1/nodes/n1/assignments?index=$IDX&wait=20s" >"$T/poll" &
+POLL=$!
+sleep 0.3
+check "submit" test "$(status POST "$ALICE" /v1/slices -d '{"apiVersion":"vslice/v1","slice":"t1","nodes":{"count":1},"run":{"command":["/bin/true"]}}')" = 201
+wait $POLL
+check "long-poll answered by the submit" grep -q '"slice":"t1"' "$T/poll"
+
+head -c $((33 << 20)) /dev/zero | tr '\0' ' ' >"$T/big"
+check "413 for a body over 32 MiB" test "$(status POST "$ALICE" /v1/slices -H 'Expect:' --data-binary @"$T/big")" = 413
+head -c $((17 << 20)) /dev/zero >"$T/biglog"
+check "413 for a log over 16 MiB" test "$(status PUT "$NODE" '/v1/slices/t1/slivers/n1/log?offset=0' -H 'Expect:' --data-binary @"$T/biglog")" = 413
+check "log append" test "$(status PUT "$NODE" '/v1/slices/t1/slivers/n1/log?offset=0' --data-binary 'hi')" = 204
+check "log offset mismatch 409 with size" bash -c "curl -s -X PUT -H 'Authorization: Bearer $NODE' --data-binary x '$U/v1/slices/t1/slivers/n1/log?offset=0' | grep -q '\"size\":2'"
+
+REV=$(call GET "" /v1/health | head -1 | field revision)
+kill -TERM $PID
+wait $PID
+check "SIGTERM exits 0" test $? -eq 0
+start
+check "restart keeps the revision" test "$(call GET "" /v1/health | head -1 | field revision)" = "$REV"
+check "restart keeps slices and logs" test "$(call GET "$ALICE" '/v1/slices/t1/slivers/n1/log' | head -1)" = hi
+
+call GET "$ALICE" "/v1/slices/t1?index=$((REV + 100))&wait=60s" >"$T/poll2" &
+POLL=$!
+sleep 0.5
+kill -TERM $PID
+wait $PID
+check "SIGTERM with a waiting long-poll exits 0" test $? -eq 0
+PID=
+wait $POLL
+check "the waiting long-poll got its answer" test "$(tail -1 "$T/poll2")" = 200
+
+echo "$fails failed"
+[ $fails -eq 0 ]
