@@ -782,12 +782,11 @@ static void manifest_422(struct reg_answer *a, const struct manifest_errors *err
 				     errs->v[0].message);
 	else
 		first = vs_xasprintf("%s: %s", errs->v[0].path, errs->v[0].message);
-	api_error(a, 422, "%s%s", first, total > 1 ? "" : "");
-	if (total > 1) {
-		cleanup_free char *more = vs_xasprintf("%s (and %zu more error%s)", first,
-						       total - 1, total == 2 ? "" : "s");
-		api_error(a, 422, "%s", more);
-	}
+	if (total > 1)
+		api_error(a, 422, "%s (and %zu more error%s)", first, total - 1,
+			  total == 2 ? "" : "s");
+	else
+		api_error(a, 422, "%s", first);
 	json_t *j = json_loads(a->body, 0, NULL);
 	free(a->body);
 	a->body = NULL;

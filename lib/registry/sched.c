@@ -171,8 +171,9 @@ int sched_place(const struct manifest *m, const struct sched_node *nodes, size_t
 				    want, s, labelled, labelled == 1 ? " matches" : "s match",
 				    labels_text(m, lb, sizeof(lb)));
 			return vs_error_set(err, EAGAIN,
-					    ".nodes.count: %zu sliver%s wanted, %zu ready node%s",
-					    want, s, ready, ready == 1 ? "" : "s");
+					    "%s: %zu sliver%s wanted, %zu ready node%s",
+					    m->node_count ? ".nodes.count" : ".nodes", want, s,
+					    ready, ready == 1 ? "" : "s");
 		}
 		if (imaged < want)
 			return vs_error_set(

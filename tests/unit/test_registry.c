@@ -165,6 +165,8 @@ static void test_sched_failures(void **state)
 	/* Drained and unknown nodes get nothing new. */
 	cleanup_free char *p = place(M("\"nodes\":{\"count\":3},"), &f);
 	assert_string_equal(p, "bde");
+	f.n[1].drained = f.n[3].drained = f.n[4].drained = true;
+	expect_fail(M(""), &f, ".nodes: 1 sliver wanted, 0 ready nodes");
 	nodes_free(&f);
 }
 
