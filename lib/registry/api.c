@@ -818,12 +818,17 @@ static bool refuse_sources(struct reg_answer *a, json_t *doc)
 		}
 	}
 	json_t *policy = json_object_get(doc, "policy");
-	if (json_is_string(policy) && strchr(json_string_value(policy), '/')) {
+	const char *ps = json_string_value(policy);
+	if (ps && strcmp(ps, "default") != 0 && strcmp(ps, "strict") != 0 &&
+	    strcmp(ps, "unconfined") != 0) {
+		char pb[128];
 		struct manifest_errors errs = {0};
 		struct manifest_error e = {
 		    .path = vs_xstrdup(".policy"),
-		    .message = vs_xstrdup("a policy file is not allowed in a submitted manifest "
-					  "(slicectl inlines it as an object)")};
+		    .message = vs_xasprintf("\"%s\" is not a built-in policy (default, strict, "
+					    "unconfined); a policy file is not allowed in a "
+					    "submitted manifest (slicectl inlines it as an object)",
+					    vs_printable(ps, pb, sizeof(pb)))};
 		errs.v = &e;
 		errs.n = 1;
 		manifest_422(a, &errs);

@@ -469,6 +469,13 @@ static void test_api_flow(void **state)
 	EXPECT(r, 422);
 	assert_non_null(strstr(r.body, ".files[0].source: not allowed in a submitted manifest"));
 	free(r.body);
+	r = req(e, "POST", alice, "/v1/slices",
+		"{\"apiVersion\":\"vslice/v1\",\"slice\":\"t2\",\"policy\":\"p.json\","
+		"\"run\":{\"command\":\"true\"}}",
+		NULL);
+	EXPECT(r, 422);
+	assert_non_null(strstr(r.body, "\"path\":\".policy\""));
+	free(r.body);
 	r = req(
 	    e, "POST", alice, "/v1/slices",
 	    "{\"apiVersion\":\"vslice/v1\",\"slice\":\"t2\",\"resources\":{\"memory\":\"lots\"},"
