@@ -9,10 +9,11 @@ REG=$REPO/build/vslice-registry
 T=$(mktemp -d /tmp/vslice-regapi.XXXXXX)
 PID=
 fails=0
+passes=0
 cleanup() { [ -n "$PID" ] && kill "$PID" 2>/dev/null; wait 2>/dev/null; rm -rf "$T"; }
 trap cleanup EXIT
-ok() { echo "ok   $1"; }
-ko() { echo "FAIL $1"; fails=$((fails + 1)); }
+ok() { echo "ok - $1"; passes=$((passes + 1)); }
+ko() { echo "not ok - $1"; fails=$((fails + 1)); }
 check() { local what=$1; shift; if "$@"; then ok "$what"; else ko "$what"; fi; }
 
 start() {
@@ -80,5 +81,5 @@ PID=
 wait $POLL
 check "the waiting long-poll got its answer" test "$(tail -1 "$T/poll2")" = 200
 
-echo "$fails failed"
+echo "$passes passed, $fails failed"
 [ $fails -eq 0 ]
