@@ -206,6 +206,8 @@ enum nodemgr_action nodemgr_decide(const struct nodemgr_assignment *a,
 		 * or different): never in a loop. */
 		if (!strcmp(r->sha256, a->sha256) && r->expires == a->expires)
 			return NODEMGR_KEEP;
+		if (local == NODEMGR_LOCAL_OURS)
+			return NODEMGR_RECREATE;
 		r = NULL;
 	}
 	if (!r) {
@@ -213,8 +215,7 @@ enum nodemgr_action nodemgr_decide(const struct nodemgr_assignment *a,
 		case NODEMGR_LOCAL_NONE:
 			return NODEMGR_CREATE;
 		case NODEMGR_LOCAL_OURS:
-			/* Ours without a record (bookkeeping lost, or a failed one
-			 * whose assignment changed): made from this very manifest? */
+			/* Ours without a record (bookkeeping lost): take it as it is. */
 			return NODEMGR_ADOPT;
 		case NODEMGR_LOCAL_FOREIGN:
 			return NODEMGR_CONFLICT;
@@ -535,7 +536,8 @@ static int read_images(const char *root, json_t *out)
 	return 0;
 }
 
-static int register_node(struct nodemgr *nm, struct http_client *c, struct vs_error *err)
+static int register_node(struct nodemgr *nm, struct http_client *c, long *status,
+			 struct vs_error *err)
 {
 	cleanup_json json_t *labels = json_object();
 	for (char **l = nm->labels; l && *l; l++) {
@@ -551,8 +553,7 @@ static int register_node(struct nodemgr *nm, struct http_client *c, struct vs_er
 	cleanup_free char *ename = http_escape(nm->name, 0);
 	cleanup_free char *path = vs_xasprintf("/v1/nodes/%s", ename);
 	cleanup_json json_t *resp = NULL;
-	long status;
-	int r = http_json(c, "PUT", path, body, 0, &status, &resp, NULL, err);
+	int r = http_json(c, "PUT", path, body, 0, status, &resp, NULL, err);
 	if (r < 0)
 		return r;
 	json_t *hb = json_object_get(resp, "heartbeat");
@@ -568,9 +569,11 @@ static int register_node(struct nodemgr *nm, struct http_client *c, struct vs_er
 	return 0;
 }
 
-static void poller_fail(struct nodemgr *nm, const char *what, const struct vs_error *err,
-			unsigned *backoff)
+static void poller_fail(struct nodemgr *nm, const char *what, long status,
+			const struct vs_error *err, unsigned *backoff)
 {
+	if (!status)
+		what = "registry unreachable";
 	nm_log(nm, NODEMGR_LOG_INFO, "%s (%s), retrying in %u s", what, err->msg, *backoff);
 	nap(nm, *backoff);
 	*backoff = *backoff * 2 > NODEMGR_BACKOFF_MAX ? NODEMGR_BACKOFF_MAX : *backoff * 2;
@@ -606,8 +609,9 @@ static void *poller_main(void *arg)
 	long long index = 0;
 	while (!atomic_load(&nm->stop)) {
 		if (!atomic_load(&nm->registered)) {
-			if (register_node(nm, &c, &err) < 0) {
-				poller_fail(nm, "registry unreachable", &err, &backoff);
+			long status = 0;
+			if (register_node(nm, &c, &status, &err) < 0) {
+				poller_fail(nm, "registering failed", status, &err, &backoff);
 				continue;
 			}
 			backoff = 1;
@@ -628,16 +632,14 @@ static void *poller_main(void *arg)
 		if (r < 0) {
 			if (status == 404 || status == 401 || status == 403)
 				atomic_store(&nm->registered, false); /* registry reset? */
-			poller_fail(nm,
-				    status ? "polling assignments failed" : "registry unreachable",
-				    &err, &backoff);
+			poller_fail(nm, "polling assignments failed", status, &err, &backoff);
 			continue;
 		}
 		struct nodemgr_assignment *a;
 		size_t n;
 		long long bindex;
 		if (nodemgr_assignments_parse(resp, &a, &n, &bindex, &err) < 0) {
-			poller_fail(nm, "registry answer refused", &err, &backoff);
+			poller_fail(nm, "assignments answer refused", 200, &err, &backoff);
 			continue;
 		}
 		nodemgr_assignments_free(a, n);
@@ -1252,8 +1254,8 @@ int nodemgr_run(struct nodemgr *nm, struct vs_error *err)
 			reconcile(nm);
 		}
 	}
-	nm_log(nm, NODEMGR_LOG_INFO, "stopping; %zu sliver%s keep running", nm->nslivers,
-	       nm->nslivers == 1 ? "" : "s");
+	nm_log(nm, NODEMGR_LOG_INFO, "stopping (its %zu sliver%s keep%s running)", nm->nslivers,
+	       nm->nslivers == 1 ? "" : "s", nm->nslivers == 1 ? "s" : "");
 	return 0;
 }
 

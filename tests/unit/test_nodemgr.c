@@ -97,6 +97,7 @@ static void test_decide(void **state)
 	a.expires = 11;
 	assert_int_equal(nodemgr_decide(&a, &r, NODEMGR_LOCAL_NONE), NODEMGR_CREATE);
 	assert_int_equal(nodemgr_decide(&a, &r, NODEMGR_LOCAL_FOREIGN), NODEMGR_CONFLICT);
+	assert_int_equal(nodemgr_decide(&a, &r, NODEMGR_LOCAL_OURS), NODEMGR_RECREATE);
 
 	/* Not assigned: destroy only what is ours. */
 	assert_int_equal(nodemgr_decide(NULL, NULL, NODEMGR_LOCAL_NONE), NODEMGR_NOTHING);
