@@ -76,7 +76,7 @@ static int parse_create(const char *verb, int argc, char **argv, bool allow_run,
 	int c;
 	struct vs_error err;
 	a->spec.env = vs_xcalloc((size_t)argc + 1, sizeof(char *));
-	while ((c = getopt_long(split, argv, allow_run ? "+d" : "+", create_opts, NULL)) != -1) {
+	while ((c = getopt_long(split, argv, allow_run ? "d" : "", create_opts, NULL)) != -1) {
 		switch (c) {
 		case 'i':
 			if (strlen(optarg) >= sizeof(a->spec.image) || !vs_name_valid(optarg))

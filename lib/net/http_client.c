@@ -37,7 +37,7 @@ static struct {
 	char *(*easy_escape)(CURL *, const char *, int);
 	void (*free)(void *);
 } cu;
-static char load_error[256];
+static char load_error[256] = "libcurl not loaded";
 static pthread_once_t load_once = PTHREAD_ONCE_INIT;
 
 static void load(void)
@@ -80,7 +80,6 @@ static void load(void)
 
 static int ensure_loaded(struct vs_error *err)
 {
-	snprintf(load_error, sizeof(load_error), "libcurl not loaded");
 	pthread_once(&load_once, load);
 	if (load_error[0])
 		return vs_error_set(err, ENOSYS, "%s", load_error);

@@ -379,11 +379,12 @@ int registry_serve(struct registry *reg, const char *listen, struct vs_error *er
 	if (ss.ss_family == AF_INET6)
 		flags |= MHD_USE_IPv6;
 	reg->stopping = false;
-	reg->daemon = MHD_start_daemon(flags, 0, NULL, NULL, on_request, reg, MHD_OPTION_SOCK_ADDR,
-				       (struct sockaddr *)&ss, MHD_OPTION_THREAD_POOL_SIZE,
-				       (unsigned)reg->threads, MHD_OPTION_NOTIFY_COMPLETED,
-				       on_completed, reg, MHD_OPTION_CONNECTION_TIMEOUT,
-				       (unsigned)(REG_WAIT_MAX + 60), MHD_OPTION_END);
+	reg->daemon = MHD_start_daemon(
+	    flags, 0, NULL, NULL, on_request, reg, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&ss,
+	    MHD_OPTION_THREAD_POOL_SIZE, (unsigned)reg->threads, MHD_OPTION_NOTIFY_COMPLETED,
+	    on_completed, reg, MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)(REG_WAIT_MAX + 60),
+	    /* a restart must not wait for old connections' TIME_WAIT */
+	    MHD_OPTION_LISTENING_ADDRESS_REUSE, (unsigned)1, MHD_OPTION_END);
 	if (!reg->daemon)
 		return vs_error_sys(err, errno ? errno : EADDRINUSE, "registry: listen on %s",
 				    listen ? listen : REGISTRY_DEFAULT_LISTEN);
