@@ -17,6 +17,7 @@ trap - EXIT
 
 VC_REPO=$VS_REPO
 VC_TMP=$(mktemp -d /tmp/vslice-cluster.XXXXXX)
+chmod 0755 "$VC_TMP" # slivers (their own ids) must reach their node roots
 VC_ID=$(($$ % 200 + 20))
 VC_NET=10.231.$VC_ID
 VC_PFX=vc$VC_ID

@@ -54,7 +54,7 @@ expect_eq "submit --wait on 2 nodes exits 0" 0 "$rc"
 check "submit prints the slice name first" test "$(echo "$out" | head -1)" = hello_eu
 check "progress names node1" has "$out" '^\[node1\]'
 check "progress names node2" has "$out" '^\[node2\]'
-check "the run's output is streamed" has "$out" '| hello from hello_eu'
+check "the run's output is streamed" has "$out" '| hello from hello-eu'
 check "submit: no node3 sliver" not has "$out" node3
 st=$(vsc status hello_eu)
 echo "$st"
@@ -69,7 +69,7 @@ check "results of node2 copied" test -f "$VC_TMP/out/node2/results/sub/x"
 expect_eq "each sliver ran in its node's network (node1)" "inet $VC_NET.11" "$(cat "$VC_TMP/out/node1/results/addr.txt" 2>/dev/null)"
 expect_eq "each sliver ran in its node's network (node2)" "inet $VC_NET.12" "$(cat "$VC_TMP/out/node2/results/addr.txt" 2>/dev/null)"
 check "SHA256SUMS verifies" sh -c "cd '$VC_TMP/out' && sha256sum --quiet -c SHA256SUMS"
-expect_eq "logs --node shows one sliver's output" "hello from hello_eu" "$(vsc logs hello_eu --node node2)"
+expect_eq "logs --node shows one sliver's output" "hello from hello-eu" "$(vsc logs hello_eu --node node2)"
 check "the sliver really exists on node1" node_has node1 hello_eu
 check "the sliver really exists on node2" node_has node2 hello_eu
 check "... and not on node3" not node_has node3 hello_eu
