@@ -37,7 +37,8 @@ static const char help[] =
     "  --heartbeat DUR    seconds between status reports (default: the registry's)\n"
     "  --cpus N           cpus offered (default: this machine's)\n"
     "  --memory SIZE      memory offered, e.g. 8G (default: this machine's)\n"
-    "  --listen ADDR      local status API (not implemented yet)\n"
+    "  --listen ADDR:PORT a read-only local status API (GET /v1/status, no token;\n"
+    "                     e.g. 127.0.0.1:7481)\n"
     "  -v, --verbose      log more (every poll, every decision)\n"
     "  -h, --help         this text\n";
 
@@ -182,8 +183,8 @@ int main(int argc, char **argv)
 		return usage("--name \"%s\": use [A-Za-z0-9][A-Za-z0-9._-]{0,62}", o.name);
 	if (!o.token || !o.token[0])
 		return usage("missing --token TOKEN (or VSLICE_TOKEN)");
-	if (listen)
-		return usage("--listen %s: the local status API is not implemented yet", listen);
+	if (listen && nodemgr_listen_check(listen, &err) < 0)
+		return usage("%s", err.msg);
 	if (!o.root)
 		o.root = slice_default_root();
 	if (!o.cpus) {
@@ -193,6 +194,7 @@ int main(int argc, char **argv)
 	if (!o.memory)
 		o.memory = machine_memory();
 	o.labels = labels;
+	o.listen = listen;
 	node_name = o.name;
 
 	struct nodemgr *nm;

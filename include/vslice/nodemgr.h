@@ -142,11 +142,19 @@ struct nodemgr_opts {
 	double cpus;		 /* capacity reported at register */
 	uint64_t memory;	 /* bytes */
 	bool verbose;		 /* also NODEMGR_LOG_DEBUG lines */
+	/* "ADDR:PORT" (port 0: any) for a read-only local status API,
+	 * GET /v1/status: the node, whether it is registered, and every
+	 * sliver's status as last reported. No token: bind it to loopback.
+	 * NULL = none. */
+	const char *listen;
 	/* One event, one line without newline (caller adds its prefix). Called
 	 * from both of the node manager's threads. */
 	void (*log)(void *arg, enum nodemgr_log_level level, const char *line);
 	void *log_arg;
 };
+
+/* Is listen a usable "ADDR:PORT" for opts.listen? */
+int nodemgr_listen_check(const char *listen, struct vs_error *err);
 
 struct nodemgr;
 

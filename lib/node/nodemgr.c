@@ -20,8 +20,11 @@
  * before the slice is created, plus the origin experiment_create recorded
  * ("registry URL", node = ours). A slice without both is never touched.
  */
+#include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <microhttpd.h>
+#include <netinet/in.h>
 #include <poll.h>
 #include <pthread.h>
 #include <signal.h>
@@ -310,7 +313,7 @@ long long nodemgr_conflict_size(const char *msg)
 
 struct nodemgr {
 	struct nodemgr_opts o;
-	char *registry, *name, *token, *root; /* copies */
+	char *registry, *name, *token, *root, *listen; /* copies */
 	char **labels;
 	char *dir, *slivers_dir, *cache_path, *origin;
 	int wake_fd; /* eventfd: the poller and nodemgr_stop wake the main loop */
@@ -322,8 +325,10 @@ struct nodemgr {
 	pthread_t poller;
 	bool poller_started;
 	pthread_mutex_t mu;
-	json_t *answer;	  /* under mu: the newest successful answer not yet taken */
-	bool poller_done; /* under mu */
+	json_t *answer;	   /* under mu: the newest successful answer not yet taken */
+	bool poller_done;  /* under mu */
+	char *status_text; /* under mu: what the local status API serves */
+	struct MHD_Daemon *status_api;
 
 	/* main thread only */
 	struct http_client hc;
@@ -926,6 +931,117 @@ static void note_state(struct nodemgr *nm, struct nm_sliver *s, json_t *status)
 	s->last_code = code;
 }
 
+/* --- local status API (--listen) ---------------------------------- */
+
+static void snapshot_status(struct nodemgr *nm, json_t *slivers)
+{
+	cleanup_json json_t *j =
+	    json_pack("{s:s, s:s, s:b, s:I, s:I, s:O}", "node", nm->name, "registry", nm->registry,
+		      "registered", (int)atomic_load(&nm->registered), "heartbeat",
+		      (json_int_t)atomic_load(&nm->heartbeat), "updated", (json_int_t)time(NULL),
+		      "slivers", slivers);
+	char *text = j ? json_dumps(j, JSON_INDENT(2)) : NULL;
+	if (!text)
+		return;
+	pthread_mutex_lock(&nm->mu);
+	free(nm->status_text);
+	nm->status_text = text;
+	pthread_mutex_unlock(&nm->mu);
+}
+
+static enum MHD_Result status_request(void *cls, struct MHD_Connection *con, const char *url,
+				      const char *method, const char *version,
+				      const char *upload_data, size_t *upload_data_size,
+				      void **con_cls)
+{
+	struct nodemgr *nm = cls;
+	unsigned code = MHD_HTTP_OK;
+	char *text = NULL;
+	if (strcmp(method, "GET") && strcmp(method, "HEAD")) {
+		code = MHD_HTTP_METHOD_NOT_ALLOWED;
+		text = vs_xstrdup("{\"error\": \"only GET /v1/status\"}\n");
+	} else if (strcmp(url, "/v1/status") && strcmp(url, "/")) {
+		code = MHD_HTTP_NOT_FOUND;
+		text = vs_xstrdup("{\"error\": \"only GET /v1/status\"}\n");
+	} else {
+		pthread_mutex_lock(&nm->mu);
+		text = vs_xasprintf("%s\n", nm->status_text ? nm->status_text : "{}");
+		pthread_mutex_unlock(&nm->mu);
+	}
+	struct MHD_Response *resp =
+	    MHD_create_response_from_buffer(strlen(text), text, MHD_RESPMEM_MUST_FREE);
+	if (!resp) {
+		free(text);
+		return MHD_NO;
+	}
+	MHD_add_response_header(resp, "Content-Type", "application/json");
+	enum MHD_Result r = MHD_queue_response(con, code, resp);
+	MHD_destroy_response(resp);
+	return r;
+}
+
+static int parse_listen(const char *listen, struct sockaddr_storage *ss, struct vs_error *err)
+{
+	cleanup_free char *host = vs_xstrdup(listen);
+	char *colon = strrchr(host, ':');
+	if (!colon)
+		return vs_error_set(err, EINVAL, "--listen %s: expected ADDR:PORT", listen);
+	*colon = '\0';
+	char *end;
+	errno = 0;
+	unsigned long port = strtoul(colon + 1, &end, 10);
+	if (!colon[1] || *end || errno || port > 65535)
+		return vs_error_set(err, EINVAL, "--listen %s: bad port", listen);
+	char *h = host;
+	size_t hl = strlen(h);
+	if (hl >= 2 && h[0] == '[' && h[hl - 1] == ']') {
+		h[hl - 1] = '\0';
+		h++;
+	}
+	memset(ss, 0, sizeof(*ss));
+	struct sockaddr_in *in4 = (struct sockaddr_in *)ss;
+	struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)ss;
+	if (inet_pton(AF_INET, h, &in4->sin_addr) == 1) {
+		in4->sin_family = AF_INET;
+		in4->sin_port = htons((uint16_t)port);
+	} else if (inet_pton(AF_INET6, h, &in6->sin6_addr) == 1) {
+		in6->sin6_family = AF_INET6;
+		in6->sin6_port = htons((uint16_t)port);
+	} else {
+		return vs_error_set(err, EINVAL, "--listen %s: \"%s\" is not an IP address", listen,
+				    h);
+	}
+	return 0;
+}
+
+int nodemgr_listen_check(const char *listen, struct vs_error *err)
+{
+	struct sockaddr_storage ss;
+	return parse_listen(listen, &ss, err);
+}
+
+static int start_status_api(struct nodemgr *nm, struct vs_error *err)
+{
+	struct sockaddr_storage ss;
+	int r = parse_listen(nm->o.listen, &ss, err);
+	if (r < 0)
+		return r;
+	unsigned flags = MHD_USE_AUTO_INTERNAL_THREAD;
+	if (ss.ss_family == AF_INET6)
+		flags |= MHD_USE_IPv6;
+	nm->status_api =
+	    MHD_start_daemon(flags, 0, NULL, NULL, status_request, nm, MHD_OPTION_SOCK_ADDR,
+			     (struct sockaddr *)&ss, MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)30,
+			     MHD_OPTION_LISTENING_ADDRESS_REUSE, (unsigned)1, MHD_OPTION_END);
+	if (!nm->status_api)
+		return vs_error_sys(err, errno ? errno : EADDRINUSE, "--listen %s", nm->o.listen);
+	const union MHD_DaemonInfo *info =
+	    MHD_get_daemon_info(nm->status_api, MHD_DAEMON_INFO_BIND_PORT);
+	nm_log(nm, NODEMGR_LOG_INFO, "status API on %s (port %u): GET /v1/status", nm->o.listen,
+	       info ? (unsigned)info->port : 0);
+	return 0;
+}
+
 static void report_status(struct nodemgr *nm, bool exited[])
 {
 	cleanup_json json_t *list = json_array();
@@ -950,6 +1066,8 @@ static void report_status(struct nodemgr *nm, bool exited[])
 		note_state(nm, s, j);
 		json_array_append_new(list, j);
 	}
+	if (nm->status_api)
+		snapshot_status(nm, list);
 	if (!atomic_load(&nm->registered))
 		return;
 	cleanup_json json_t *body = json_pack("{s:O}", "slivers", list);
@@ -1160,12 +1278,19 @@ int nodemgr_new(const struct nodemgr_opts *o, struct nodemgr **out, struct vs_er
 		return vs_error_set(err, EINVAL,
 				    "node name \"%s\": use [A-Za-z0-9][A-Za-z0-9._-]{0,62}",
 				    o->name ? o->name : "");
+	if (o->listen) {
+		int r = nodemgr_listen_check(o->listen, err);
+		if (r < 0)
+			return r;
+	}
 	struct nodemgr *nm = vs_xcalloc(1, sizeof(*nm));
 	nm->o = *o;
 	nm->registry = vs_xstrdup(o->registry);
 	nm->name = vs_xstrdup(o->name);
 	nm->token = vs_xstrdup(o->token);
 	nm->root = vs_xstrdup(o->root);
+	nm->listen = o->listen ? vs_xstrdup(o->listen) : NULL;
+	nm->o.listen = nm->listen;
 	size_t nl = 0;
 	while (o->labels && o->labels[nl])
 		nl++;
@@ -1212,7 +1337,12 @@ int nodemgr_run(struct nodemgr *nm, struct vs_error *err)
 	sigaddset(&block, SIGTERM);
 	sigaddset(&block, SIGHUP);
 	pthread_sigmask(SIG_BLOCK, &block, &old);
-	int r = pthread_create(&nm->poller, NULL, poller_main, nm);
+	int r = nm->o.listen ? start_status_api(nm, err) : 0;
+	if (r < 0) {
+		pthread_sigmask(SIG_SETMASK, &old, NULL);
+		return r;
+	}
+	r = pthread_create(&nm->poller, NULL, poller_main, nm);
 	pthread_sigmask(SIG_SETMASK, &old, NULL);
 	if (r != 0)
 		return vs_error_sys(err, r, "starting the poll thread");
@@ -1264,6 +1394,9 @@ void nodemgr_free(struct nodemgr *nm)
 	if (!nm)
 		return;
 	atomic_store(&nm->stop, true);
+	if (nm->status_api)
+		MHD_stop_daemon(nm->status_api);
+	nm->status_api = NULL;
 	if (nm->poller_started) {
 		/* The poller may sit in a long-poll for up to a minute: give it a
 		 * moment, then leave it (and what it uses) to the process exit. */
@@ -1292,10 +1425,12 @@ void nodemgr_free(struct nodemgr *nm)
 	free(nm->name);
 	free(nm->token);
 	free(nm->root);
+	free(nm->listen);
 	free(nm->dir);
 	free(nm->slivers_dir);
 	free(nm->cache_path);
 	free(nm->origin);
+	free(nm->status_text);
 	pthread_mutex_destroy(&nm->mu);
 	free(nm);
 }
