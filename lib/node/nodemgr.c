@@ -1042,9 +1042,10 @@ static int start_status_api(struct nodemgr *nm, struct vs_error *err)
 	return 0;
 }
 
-static void report_status(struct nodemgr *nm, bool exited[])
+/* Every sliver's status as of now (also for the local status API). */
+static json_t *collect_status(struct nodemgr *nm, bool exited[])
 {
-	cleanup_json json_t *list = json_array();
+	json_t *list = json_array();
 	for (size_t i = 0; i < nm->nslivers; i++) {
 		struct nm_sliver *s = &nm->slivers[i];
 		struct slice_state st;
@@ -1068,8 +1069,11 @@ static void report_status(struct nodemgr *nm, bool exited[])
 	}
 	if (nm->status_api)
 		snapshot_status(nm, list);
-	if (!atomic_load(&nm->registered))
-		return;
+	return list;
+}
+
+static void post_status(struct nodemgr *nm, json_t *list)
+{
 	cleanup_json json_t *body = json_pack("{s:O}", "slivers", list);
 	cleanup_free char *ename = http_escape(nm->name, 0);
 	cleanup_free char *path = vs_xasprintf("/v1/nodes/%s/status", ename);
@@ -1253,19 +1257,28 @@ static void upload_results(struct nodemgr *nm, struct nm_sliver *s)
 
 static void heartbeat(struct nodemgr *nm)
 {
+	/*
+	 * States first, then the logs, then the states are posted: a sliver
+	 * the registry sees as exited has its whole output there already (it
+	 * exited before its log was read), so `submit --wait` never misses the
+	 * tail of a run. The final log bytes also go before the results commit.
+	 */
 	bool *exited = vs_xcalloc(nm->nslivers + 1, sizeof(bool));
-	report_status(nm, exited);
+	int *logged = vs_xcalloc(nm->nslivers + 1, sizeof(int));
+	cleanup_json json_t *list = collect_status(nm, exited);
 	if (atomic_load(&nm->registered)) {
+		for (size_t i = 0; i < nm->nslivers && !atomic_load(&nm->stop); i++)
+			if (nm->slivers[i].r.phase == NODEMGR_CREATED)
+				logged[i] = upload_log(nm, &nm->slivers[i]);
+		post_status(nm, list);
 		for (size_t i = 0; i < nm->nslivers && !atomic_load(&nm->stop); i++) {
 			struct nm_sliver *s = &nm->slivers[i];
-			if (s->r.phase != NODEMGR_CREATED)
-				continue;
-			int r = upload_log(nm, s);
-			/* The final log bytes go before the results commit. */
-			if (exited[i] && r == 1 && !s->r.results_done)
+			if (s->r.phase == NODEMGR_CREATED && exited[i] && logged[i] == 1 &&
+			    !s->r.results_done)
 				upload_results(nm, s);
 		}
 	}
+	free(logged);
 	free(exited);
 }
 
