@@ -125,16 +125,27 @@ static int cl_connect(struct ctl *ctl, const char *verb, struct http_client *c)
 	return 0;
 }
 
-/* One request; on failure the registry's one line through ctl_fail(verb, obj). */
+/*
+ * An error answer names its object already ("slice x: not found"): print it
+ * after the verb alone. Without an answer (status 0: transport, local
+ * errors) obj gives the context.
+ */
+static int reg_fail(const char *verb, const char *obj, long status, const struct vs_error *err)
+{
+	return ctl_fail(verb, status > 0 ? NULL : obj, err);
+}
+
+/* One request; on failure the registry's one line through reg_fail(). */
 static int cl_call(struct http_client *c, const char *verb, const char *obj, const char *method,
 		   const char *path, json_t *body, json_t **resp)
 {
 	struct vs_error err;
 	json_t *r = NULL;
-	if (http_json(c, method, path, body, 0, NULL, &r, NULL, &err) < 0) {
+	long status = 0;
+	if (http_json(c, method, path, body, 0, &status, &r, NULL, &err) < 0) {
 		if (r)
 			json_decref(r);
-		return ctl_fail(verb, obj, &err);
+		return reg_fail(verb, obj, status, &err);
 	}
 	if (resp)
 		*resp = r;
@@ -469,7 +480,7 @@ static int wait_slice(struct ctl *ctl, struct http_client *c, const char *name)
 				sleep(1);
 				continue;
 			}
-			rc = ctl_fail("submit", name, &err);
+			rc = reg_fail("submit", name, status, &err);
 			break;
 		}
 		failures = 0;
@@ -569,7 +580,7 @@ static int cl_submit(struct ctl *ctl, int argc, char **argv)
 	if (http_json(&hc, "POST", "/v1/slices", body, 0, &status, &resp, NULL, &err) < 0) {
 		if (status == 422 && (r = print_remote_errors(file, resp)) > 0)
 			return r;
-		return ctl_fail("submit", m->name, &err);
+		return reg_fail("submit", m->name, status, &err);
 	}
 	const char *name = jstr(resp, "name");
 	if (!*name)
@@ -613,8 +624,9 @@ static int cl_status(struct ctl *ctl, int argc, char **argv)
 		return r;
 	cleanup_json json_t *slice = NULL;
 	struct vs_error err;
-	if (get_slice(&hc, name, -1, 0, &slice, NULL, NULL, &err) < 0)
-		return ctl_fail("status", name, &err);
+	long status = 0;
+	if (get_slice(&hc, name, -1, 0, &slice, NULL, &status, &err) < 0)
+		return reg_fail("status", name, status, &err);
 	json_t *sl = json_object_get(slice, "slivers"), *s;
 	size_t i;
 	if (ctl->json) {
@@ -729,7 +741,7 @@ static int cl_logs(struct ctl *ctl, int argc, char **argv)
 				sleep(1);
 				continue;
 			}
-			r = ctl_fail("logs", name, &err);
+			r = reg_fail("logs", name, status, &err);
 			break;
 		}
 		failures = 0;
@@ -886,8 +898,9 @@ static void results_sliver(struct results_ctx *rc, const json_t *s)
 	cleanup_free char *en = http_escape(node, 0);
 	cleanup_free char *url = vs_xasprintf("/v1/slices/%s/slivers/%s/results", rc->name, en);
 	cleanup_json json_t *list = NULL;
-	if (http_json(rc->c, "GET", url, NULL, 0, NULL, &list, NULL, &err) < 0) {
-		ctl_fail("results", rc->name, &err);
+	long status = 0;
+	if (http_json(rc->c, "GET", url, NULL, 0, &status, &list, NULL, &err) < 0) {
+		reg_fail("results", rc->name, status, &err);
 		rc->failed++;
 		return;
 	}
@@ -948,8 +961,9 @@ static int cl_results(struct ctl *ctl, int argc, char **argv)
 		return r;
 	struct vs_error err;
 	cleanup_json json_t *slice = NULL;
-	if (get_slice(&hc, name, -1, 0, &slice, NULL, NULL, &err) < 0)
-		return ctl_fail("results", name, &err);
+	long status = 0;
+	if (get_slice(&hc, name, -1, 0, &slice, NULL, &status, &err) < 0)
+		return reg_fail("results", name, status, &err);
 	if (vs_mkdir_p(dir, 0755, &err) < 0)
 		return ctl_fail("results", name, &err);
 	cleanup_close int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
@@ -1091,8 +1105,9 @@ static int cl_show(struct ctl *ctl, int argc, char **argv)
 		return r;
 	cleanup_json json_t *slice = NULL;
 	struct vs_error err;
-	if (get_slice(&hc, argv[1], -1, 0, &slice, NULL, NULL, &err) < 0)
-		return ctl_fail("show", argv[1], &err);
+	long status = 0;
+	if (get_slice(&hc, argv[1], -1, 0, &slice, NULL, &status, &err) < 0)
+		return reg_fail("show", argv[1], status, &err);
 	print_json(slice);
 	return 0;
 }
