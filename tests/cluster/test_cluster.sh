@@ -54,7 +54,8 @@ expect_eq "submit --wait on 2 nodes exits 0" 0 "$rc"
 check "submit prints the slice name first" test "$(echo "$out" | head -1)" = hello_eu
 check "progress names node1" has "$out" '^\[node1\]'
 check "progress names node2" has "$out" '^\[node2\]'
-check "the run's output is streamed" has "$out" '| hello from hello-eu'
+check "node1's output is streamed" has "$out" '^\[node1\] | hello from hello-eu'
+check "node2's output is streamed" has "$out" '^\[node2\] | hello from hello-eu'
 check "submit: no node3 sliver" not has "$out" node3
 st=$(vsc status hello_eu)
 echo "$st"
