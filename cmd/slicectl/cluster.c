@@ -802,6 +802,7 @@ static const char results_help[] =
 struct results_ctx {
 	struct http_client *c;
 	const char *name;
+	const char *dir;
 	int dfd;
 	FILE *sums;
 	size_t files, failed, missing, incomplete, complete;
@@ -840,7 +841,9 @@ static int fetch_result(struct results_ctx *rc, const char *node, int node_fd, c
 		leaf = rel + (slash - parent) + 1;
 		pfd = vs_mkdirs_at(node_fd, parent, 0755, err);
 		if (pfd < 0)
-			return vs_error_wrap(err, "[%s] %s", node, path);
+			return vs_error_wrap(
+			    err, "[%s] %s%s", node, path,
+			    err->code == ENOTDIR ? " (a symlink or file in the way)" : "");
 	} else {
 		pfd = fcntl(node_fd, F_DUPFD_CLOEXEC, 3);
 		if (pfd < 0)
@@ -915,6 +918,8 @@ static void results_sliver(struct results_ctx *rc, const json_t *s)
 	rc->complete++;
 	int node_fd = vs_mkdirs_at(rc->dfd, node, 0755, &err);
 	if (node_fd < 0) {
+		vs_error_wrap(&err, "[%s] %s/%s%s", node, rc->dir, node,
+			      err.code == ENOTDIR ? " (a symlink or file in the way)" : "");
 		ctl_fail("results", rc->name, &err);
 		rc->failed++;
 		return;
@@ -971,7 +976,7 @@ static int cl_results(struct ctl *ctl, int argc, char **argv)
 		vs_error_sys(&err, errno, "%s", dir);
 		return ctl_fail("results", name, &err);
 	}
-	struct results_ctx rc = {.c = &hc, .name = name, .dfd = dfd};
+	struct results_ctx rc = {.c = &hc, .name = name, .dir = dir, .dfd = dfd};
 	int sfd =
 	    openat(dfd, "SHA256SUMS", O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0644);
 	rc.sums = sfd >= 0 ? fdopen(sfd, "w") : NULL;
