@@ -62,7 +62,8 @@ vc_start_registry() {
 	if [ ! -f "$REG_DB" ]; then
 		ADMIN=$("$REGISTRY" init --db "$REG_DB" | tail -1)
 	fi
-	in_reg "$REGISTRY" --listen "$VC_NET.1:7480" --db "$REG_DB" "$@" \
+	# nsenter execs the registry: $! is the registry itself (not a subshell).
+	nsenter --net=/run/netns/$VC_NS_REG "$REGISTRY" --listen "$VC_NET.1:7480" --db "$REG_DB" "$@" \
 		>>"$VC_TMP/registry.log" 2>&1 &
 	VC_REG_PID=$!
 	VC_PIDS+=("$VC_REG_PID")
