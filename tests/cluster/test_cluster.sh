@@ -23,6 +23,7 @@ BOB=$(vsc user create bob)
 check "user tokens" test -n "$ALICE" -a -n "$BOB" -a "$ALICE" != "$BOB"
 
 vc_add_node node1 1 --label region=eu --heartbeat 1s
+NODE1_TOKEN=$NODE_TOKEN
 NODE_TOKEN=$(TOKEN=$ADMIN vsc token create --role node)
 vc_add_node node2 2 --label region=eu --heartbeat 1s
 NODE2_TOKEN=$NODE_TOKEN
@@ -139,6 +140,36 @@ vs_node node1 create mine --image busybox -- /bin/sleep 100 >/dev/null
 sleep 3
 check "a slice made by hand on a node is left alone" node_has node1 mine
 vs_node node1 destroy --force mine >/dev/null
+
+# --- a rogue node: what its token must not do --------------------------------
+cat >"$M/target.json" <<'EOF'
+{ "apiVersion": "vslice/v1", "slice": "target", "nodes": { "names": ["node1"] },
+  "run": { "command": ["/bin/sleep", "1000"] }, "results": ["/r"] }
+EOF
+vsc submit "$M/target.json" >/dev/null
+# as_node TOKEN METHOD PATH [curl args]: the HTTP status the registry answers
+as_node() {
+	local tok=$1 m=$2 p=$3
+	shift 3
+	in_reg curl -s -o /dev/null -w '%{http_code}' --path-as-is -X "$m" \
+		-H "Authorization: Bearer $tok" "$@" "$REGISTRY_URL$p"
+}
+SUM_X=$(printf x | sha256sum | cut -c1-64)
+SUM_Y=$(printf y | sha256sum | cut -c1-64)
+expect_eq "node3 cannot read node1's assignments" 403 "$(as_node "$NODE_TOKEN" GET /v1/nodes/node1/assignments)"
+expect_eq "node3 cannot re-register as node1" 403 "$(as_node "$NODE_TOKEN" PUT /v1/nodes/node1 --data '{"cpus":1,"memory":1}')"
+expect_eq "node3 cannot upload results for a sliver it does not run" 403 \
+	"$(as_node "$NODE_TOKEN" PUT /v1/slices/target/slivers/node3/results/r -H "X-Vslice-Sha256: $SUM_X" --data-binary x)"
+expect_eq "node3 cannot submit slices" 403 "$(as_node "$NODE_TOKEN" POST /v1/slices --data-binary @"$M/target.json")"
+code=$(as_node "$NODE1_TOKEN" PUT /v1/slices/target/slivers/node1/results/../../../etc/passwd -H "X-Vslice-Sha256: $SUM_X" --data-binary x)
+check "node1 cannot upload a result outside the slice with ../ (got $code)" test "$code" = 400 -o "$code" = 404
+code=$(as_node "$NODE1_TOKEN" PUT /v1/slices/target/slivers/node1/results/r/%2e%2e/%2e%2e/x -H "X-Vslice-Sha256: $SUM_X" --data-binary x)
+check "... nor with %2e%2e (got $code)" test "$code" = 400 -o "$code" = 404
+expect_eq "an upload whose sha256 does not match is refused" 400 \
+	"$(as_node "$NODE1_TOKEN" PUT /v1/slices/target/slivers/node1/results/r -H "X-Vslice-Sha256: $SUM_Y" --data-binary x)"
+as_node "$NODE_TOKEN" POST /v1/nodes/node3/status --data '{"slivers":[{"slice":"target","state":"exited","exit_code":0}]}' >/dev/null
+expect_eq "a status report for a slice not assigned to the node changes nothing" "" "$(vsc status target | awk '$1 == "node3"')"
+vsc destroy target
 
 # --- lifetime: the registry expires slices, the nodes remove them ------------
 cat >"$M/short.json" <<'EOF'
