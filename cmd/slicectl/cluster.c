@@ -1150,9 +1150,11 @@ static int cl_destroy(struct ctl *ctl, int argc, char **argv)
 	return rc;
 }
 
-static const char renew_help[] = "usage: slicectl renew NAME --lifetime D\n\n"
-				 "Cluster mode: the slice now expires D from now (e.g. 2h, 14d).\n"
-				 "Prints \"NAME: expires TIME\" (UTC); --json: the slice object.\n";
+static const char renew_help[] =
+    "usage: slicectl renew NAME --lifetime D\n\n"
+    "The slice now expires D from now (e.g. 2h, 14d): the registry's record\n"
+    "and, on every node, the running sliver's PID 1.\n"
+    "Prints \"NAME: expires TIME\" (UTC); --json: the slice object.\n";
 
 static int cl_renew(struct ctl *ctl, int argc, char **argv)
 {
@@ -1435,7 +1437,7 @@ ctl_verb_fn cluster_verb(const char *verb)
 
 bool cluster_only_verb(const char *verb)
 {
-	static const char *const only[] = {"renew", "nodes", "node", "token", "user"};
+	static const char *const only[] = {"nodes", "node", "token", "user"};
 	for (size_t i = 0; i < VS_ARRAY_SIZE(only); i++)
 		if (!strcmp(only[i], verb))
 			return true;

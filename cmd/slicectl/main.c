@@ -89,6 +89,7 @@ static const struct {
     {"freeze", cmd_freeze, "freeze every process of the slice"},
     {"thaw", cmd_thaw, "thaw a frozen slice"},
     {"destroy", cmd_destroy, "remove a slice: processes, cgroups, state"},
+    {"renew", cmd_renew, "move the end of a slice's lifetime"},
     {"list", cmd_list, "list slices"},
     {"show", cmd_show, "spec and status of a slice"},
     {"logs", cmd_logs, "output of a detached slice"},

@@ -58,6 +58,7 @@ int cmd_kill(struct ctl *, int, char **);
 int cmd_freeze(struct ctl *, int, char **);
 int cmd_thaw(struct ctl *, int, char **);
 int cmd_destroy(struct ctl *, int, char **);
+int cmd_renew(struct ctl *, int, char **);
 int cmd_list(struct ctl *, int, char **);
 int cmd_show(struct ctl *, int, char **);
 int cmd_logs(struct ctl *, int, char **);

@@ -7,8 +7,19 @@
 #ifndef VSLICE_REAPER_H
 #define VSLICE_REAPER_H
 
+#include <signal.h>
 #include <sys/types.h>
 #include <time.h>
+
+/*
+ * Renewal of a running slice's lifetime: the host writes "expires SECONDS\n"
+ * at REAPER_RENEW_OFFSET of the exit file (PID 1 holds an fd to it; nothing
+ * in the slice can reach the file) and sends PID 1 REAPER_SIG_RENEW, which
+ * PID 1 does not forward. Anyone in the slice may send that signal too: it
+ * only makes PID 1 read the file again.
+ */
+#define REAPER_RENEW_OFFSET 4096
+#define REAPER_SIG_RENEW    (SIGRTMIN + 4)
 
 struct reaper {
 	int exit_fd;	     /* exit record "code reason restarts finished\n" */

@@ -122,6 +122,9 @@ int slice_stop(const char *root, const char *name, unsigned timeout_secs, struct
 int slice_kill(const char *root, const char *name, int sig, struct vs_error *err);
 int slice_freeze(const char *root, const char *name, struct vs_error *err);
 int slice_thaw(const char *root, const char *name, struct vs_error *err);
+/* Move the end of the slice's lifetime to expires (in the future): kept in
+ * spec.json, and a running slice's PID 1 is told at once (reaper.h). */
+int slice_renew(const char *root, const char *name, time_t expires, struct vs_error *err);
 /* Remove everything (cgroups, state dir, id range). A running slice needs force. */
 int slice_destroy(const char *root, const char *name, bool force, struct vs_error *err);
 

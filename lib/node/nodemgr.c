@@ -818,7 +818,22 @@ static void reconcile_one(struct nodemgr *nm, const char *slice)
 		nm_log(nm, NODEMGR_LOG_DEBUG, "sliver %s: %s", slice, nodemgr_action_name(act));
 	switch (act) {
 	case NODEMGR_NOTHING:
+		return;
 	case NODEMGR_KEEP:
+		if (s && a && s->r.phase == NODEMGR_CREATED && a->expires > 0 &&
+		    s->r.expires != a->expires) {
+			/* Renewed at the registry: move the sliver's end too. */
+			struct vs_error err;
+			if (slice_renew(nm->root, slice, (time_t)a->expires, &err) < 0) {
+				nm_log(nm, NODEMGR_LOG_INFO, "sliver %s: renew: %s", slice,
+				       err.msg);
+				return;
+			}
+			s->r.expires = a->expires;
+			save_or_warn(nm, &s->r);
+			nm_log(nm, NODEMGR_LOG_INFO, "sliver %s: renewed until %lld", slice,
+			       (long long)a->expires);
+		}
 		return;
 	case NODEMGR_CREATE:
 		do_create(nm, a, s);

@@ -30,6 +30,7 @@
 #include "vslice/cgroup.h"
 #include "vslice/idrange.h"
 #include "vslice/image.h"
+#include "vslice/reaper.h"
 #include "vslice/seccomp_policy.h"
 #include "vslice/sliver.h"
 #include "vslice/units.h"
@@ -715,6 +716,45 @@ int slice_stop(const char *root, const char *name, unsigned timeout_secs, struct
 int slice_kill(const char *root, const char *name, int sig, struct vs_error *err)
 {
 	return signal_and_settle(root, name, sig, sig == SIGKILL ? 5000 : 0, false, err);
+}
+
+int slice_renew(const char *root, const char *name, time_t expires, struct vs_error *err)
+{
+	if (expires <= time(NULL))
+		return vs_error_set(err, EINVAL, "--lifetime: the new end is in the past");
+	cleanup_close int lk = lock_slice(root, name, err);
+	if (lk < 0)
+		return lk;
+	cleanup_spec struct slice_spec spec = {0};
+	struct slice_state st;
+	int r = slice_load(root, name, &spec, &st, err);
+	if (r < 0)
+		return r;
+	spec.expires = expires;
+	spec.lifetime_secs = (uint64_t)(expires - spec.created);
+	if ((r = write_json_file(root, name, "spec.json", spec_to_json(&spec), !spec.ephemeral,
+				 err)) < 0)
+		return r;
+	if (st.status != SLICE_RUNNING && st.status != SLICE_FROZEN)
+		return 0; /* the next start reads spec.json */
+	/* Tell the running PID 1 (reaper.h): the record, then the signal. */
+	cleanup_free char *p = slice_file(root, name, "exit");
+	cleanup_close int fd = open(p, O_WRONLY | O_CLOEXEC | O_NOFOLLOW);
+	if (fd < 0)
+		return vs_error_sys(err, errno, "%s", p);
+	char rec[48];
+	int n = snprintf(rec, sizeof(rec), "expires %lld\n", (long long)expires);
+	if (pwrite(fd, rec, (size_t)n, REAPER_RENEW_OFFSET) != n)
+		return vs_error_sys(err, errno, "%s: write the renewal", p);
+	cleanup_cgroup struct cgroup *cg = NULL;
+	if ((r = open_cgroup(name, &cg, err)) < 0)
+		return r;
+	cleanup_close int pfd = pidfd_open(st.pid, 0);
+	if (pfd < 0 || !pid_is_slice(cg, st.pid, st.pid_starttime))
+		return 0; /* ended meanwhile: nothing left to extend */
+	if (syscall(SYS_pidfd_send_signal, pfd, REAPER_SIG_RENEW, NULL, 0) < 0)
+		return vs_error_sys(err, errno, "signal pid 1");
+	return 0;
 }
 
 static int freeze_thaw(const char *root, const char *name, bool freeze, struct vs_error *err)

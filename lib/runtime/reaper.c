@@ -21,6 +21,21 @@ static void write_exit(int fd, int code, const char *reason, unsigned restarts)
 	/* The file was truncated when the slice started; one write, no fsync:
 	 * after a host crash the slice is gone anyway. */
 	(void)!pwrite(fd, buf, (size_t)n, 0);
+	(void)!ftruncate(fd, n); /* drop a renewal record: the file is the exit record now */
+}
+
+/* The host's renewal record, if any: a new end of the slice's lifetime. */
+static void read_renewal(struct reaper *r)
+{
+	char buf[48];
+	ssize_t n =
+	    r->exit_fd >= 0 ? pread(r->exit_fd, buf, sizeof(buf) - 1, REAPER_RENEW_OFFSET) : -1;
+	if (n <= 0)
+		return;
+	buf[n] = '\0';
+	long long e;
+	if (sscanf(buf, "expires %lld", &e) == 1 && e > 0)
+		r->expires = (time_t)e;
 }
 
 void reaper_run(struct reaper *r)
@@ -46,6 +61,11 @@ void reaper_run(struct reaper *r)
 		}
 		if (sig < 0)
 			continue;
+		if (sig == REAPER_SIG_RENEW) {
+			if (!reason)
+				read_renewal(r);
+			continue;
+		}
 		if (sig != SIGCHLD) {
 			if (r->workload > 0)
 				kill(r->workload, sig);

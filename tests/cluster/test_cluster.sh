@@ -171,6 +171,19 @@ as_node "$NODE_TOKEN" POST /v1/nodes/node3/status --data '{"slivers":[{"slice":"
 expect_eq "a status report for a slice not assigned to the node changes nothing" "" "$(vsc status target | awk '$1 == "node3"')"
 vsc destroy target
 
+# --- renew: the registry's record and the running sliver both move ----------
+cat >"$M/renewme.json" <<'EOF'
+{ "apiVersion": "vslice/v1", "slice": "renewme", "lifetime": "4s", "nodes": { "names": ["node3"] },
+  "run": { "command": ["/bin/sleep", "1000"] } }
+EOF
+vsc submit "$M/renewme.json" >/dev/null
+renew_running() { vsc status renewme | awk '$1 == "node3" && $2 == "running"' | grep -q .; }
+check "renewme runs on node3" wait_for 20 renew_running
+check "renew through the registry" has "$(vsc renew renewme --lifetime 1h)" "^renewme: expires"
+sleep 6
+check "the renewed sliver outlives its first lifetime" has "$(vs_node node3 show renewme)" running
+vsc destroy renewme
+
 # --- lifetime: the registry expires slices, the nodes remove them ------------
 cat >"$M/short.json" <<'EOF'
 { "apiVersion": "vslice/v1", "slice": "short", "lifetime": "3s", "nodes": { "names": ["node1"] },

@@ -106,4 +106,21 @@ check "every state.json is valid JSON" bash -c "for f in $VSLICE_ROOT/slices/c*/
 check "slices have distinct id ranges" test "$(cat $VSLICE_ROOT/slices/c*/spec.json | grep -c id_base)" = "$(cat $VSLICE_ROOT/slices/c*/spec.json | grep id_base | sort -u | wc -l)"
 vs destroy --force c1 c2 c3 c4 c5
 check "list is empty after destroy" test -z "$(vs list -q)"
+# --- lifetime: it ends the slice; renew moves the end, from the host only ---
+has_line() { echo "$1" | grep -q -- "$2"; }
+not_ok() { ! "$@" 2>/dev/null; }
+vs run -d --lifetime 3s lt1 -- /bin/sleep 100 >/dev/null
+vs run -d --lifetime 3s lt2 -- /bin/sleep 100 >/dev/null
+# a slice that signals its own PID 1 with the renewal signal, again and again
+vs run -d --lifetime 3s lt3 -- /bin/sh -c 'while :; do kill -38 1; sleep 0.05; done' >/dev/null
+out=$(vs renew lt1 --lifetime 1h)
+check "renew prints the new end" has_line "$out" "^lt1: expires 20"
+sleep 4.5
+expect_eq "a renewed slice outlives its first lifetime" running "$(vs list | awk '$1 == "lt1" {print $2}')"
+expect_eq "an unrenewed one ends at its lifetime" "exited 137 lifetime" "$(vs status lt2 2>/dev/null | awk '$1 == "local" {print $2, $3, $4}')"
+expect_eq "the renewal signal from inside the slice extends nothing" "exited 137 lifetime" "$(vs status lt3 2>/dev/null | awk '$1 == "local" {print $2, $3, $4}')"
+check "spec.json keeps the renewed end" grep -q '"expires"' "$VSLICE_ROOT/slices/lt1/spec.json"
+check "renew of a missing slice fails" not_ok vs renew nosuch --lifetime 1h
+check "renew with a bad duration fails" not_ok vs renew lt1 --lifetime soon
+vs destroy --force lt1 lt2 lt3 >/dev/null
 finish
