@@ -1250,8 +1250,10 @@ static int cl_nodes(struct ctl *ctl, int argc, char **argv)
 		if (json_is_number(cv))
 			snprintf(cpus, sizeof(cpus), "%g", json_number_value(cv));
 		long long m = jint(n, "memory", 0);
-		if (m > 0)
-			vs_format_size((uint64_t)m, mem, sizeof(mem));
+		if (m >= (1LL << 30))
+			snprintf(mem, sizeof(mem), "%.1fG", (double)m / (1 << 30));
+		else if (m > 0)
+			snprintf(mem, sizeof(mem), "%lldM", m >> 20);
 		json_t *sv = json_object_get(n, "slivers");
 		long long slivers =
 		    json_is_array(sv) ? (long long)json_array_size(sv) : jint(n, "slivers", 0);
