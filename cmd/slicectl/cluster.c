@@ -85,22 +85,6 @@ static const char *fmt_time(long long t, char *buf, size_t len)
 	return buf;
 }
 
-/* Node names as the registry defines them: [A-Za-z0-9][A-Za-z0-9._-]{0,62}. */
-static bool node_name_ok(const char *s)
-{
-	size_t n = strlen(s);
-	if (n == 0 || n > NODE_NAME_MAX)
-		return false;
-	for (size_t i = 0; i < n; i++) {
-		char c = s[i];
-		bool alnum =
-		    (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9');
-		if (!alnum && (i == 0 || (c != '.' && c != '_' && c != '-')))
-			return false;
-	}
-	return true;
-}
-
 static void print_json(const json_t *j)
 {
 	char *s = json_dumps(j, JSON_INDENT(2));
@@ -164,7 +148,7 @@ static int check_slice_name(const char *verb, const char *name)
 
 static int check_node_name(const char *verb, const char *name)
 {
-	if (!node_name_ok(name))
+	if (!vs_node_name_valid(name))
 		return ctl_usage(verb, "invalid node name \"%s\" ([A-Za-z0-9][A-Za-z0-9._-]{0,62})",
 				 name);
 	return 0;
@@ -494,7 +478,7 @@ static int wait_slice(struct ctl *ctl, struct http_client *c, const char *name)
 		json_array_foreach(sl, i, s)
 		{
 			const char *node = jstr(s, "node");
-			if (!node_name_ok(node))
+			if (!vs_node_name_valid(node))
 				continue;
 			struct track *t = track_get(&tr, node);
 			char prefix[NODE_NAME_MAX + 8];
@@ -764,7 +748,7 @@ static int cl_logs(struct ctl *ctl, int argc, char **argv)
 		json_array_foreach(sl, i, s)
 		{
 			const char *node = jstr(s, "node");
-			if (!node_name_ok(node) || (only && strcmp(node, only)))
+			if (!vs_node_name_valid(node) || (only && strcmp(node, only)))
 				continue;
 			struct track *t = track_get(&tr, node);
 			char prefix[NODE_NAME_MAX + 8];
@@ -892,7 +876,7 @@ static void results_sliver(struct results_ctx *rc, const json_t *s)
 	struct vs_error err;
 	const char *node = jstr(s, "node");
 	char shown[80];
-	if (!node_name_ok(node)) {
+	if (!vs_node_name_valid(node)) {
 		fprintf(stderr, "slicectl: results %s: \"%s\" is not a node name (refused)\n",
 			rc->name, vs_printable(node, shown, sizeof(shown)));
 		rc->failed++;
@@ -1026,6 +1010,40 @@ static int cl_results(struct ctl *ctl, int argc, char **argv)
 /* ------------------------------------------------------------------ */
 /* list, show, destroy, renew                                          */
 
+/*
+ * What the listing verbs (list, nodes) share: [-q], no arguments, GET path.
+ * With --json the array is printed here and *arr is NULL; else *arr is the
+ * answer's `key` array (owned by *resp). Returns 0 or an exit code.
+ */
+static int cl_get_list(struct ctl *ctl, int argc, char **argv, const char *verb, const char *path,
+		       const char *key, bool *quiet, json_t **resp, json_t **arr)
+{
+	*quiet = ctl->quiet;
+	*arr = NULL;
+	int c;
+	while ((c = getopt(argc, argv, "q")) != -1) {
+		if (c != 'q')
+			return ctl_usage(verb, "unknown option");
+		*quiet = true;
+	}
+	if (optind < argc)
+		return ctl_usage(verb, "unexpected \"%s\"", argv[optind]);
+	cleanup_http struct http_client hc;
+	int r = cl_connect(ctl, verb, &hc);
+	if (r)
+		return r;
+	if ((r = cl_call(&hc, verb, NULL, "GET", path, NULL, resp)))
+		return r;
+	json_t *a = json_object_get(*resp, key);
+	if (ctl->json) {
+		cleanup_json json_t *empty = json_array();
+		print_json(a ? a : empty);
+		return 0;
+	}
+	*arr = a; /* json_array_foreach over NULL does nothing */
+	return 0;
+}
+
 static const char list_help[] = "usage: slicectl list [-q]\n\n"
 				"Cluster mode: the slices the registry shows this token (a user's "
 				"own; admin: all):\n"
@@ -1037,29 +1055,13 @@ static int cl_list(struct ctl *ctl, int argc, char **argv)
 {
 	if (ctl_want_help(argc, argv, list_help))
 		return 0;
-	bool quiet = ctl->quiet;
-	int c;
-	while ((c = getopt(argc, argv, "q")) != -1) {
-		if (c != 'q')
-			return ctl_usage("list", "unknown option");
-		quiet = true;
-	}
-	if (optind < argc)
-		return ctl_usage("list", "unexpected \"%s\"", argv[optind]);
-	cleanup_http struct http_client hc;
-	int r = cl_connect(ctl, "list", &hc);
-	if (r)
-		return r;
+	bool quiet;
 	cleanup_json json_t *resp = NULL;
-	if ((r = cl_call(&hc, "list", NULL, "GET", "/v1/slices", NULL, &resp)))
+	json_t *arr, *s;
+	int r = cl_get_list(ctl, argc, argv, "list", "/v1/slices", "slices", &quiet, &resp, &arr);
+	if (r || ctl->json)
 		return r;
-	json_t *arr = json_object_get(resp, "slices"), *s;
 	size_t i;
-	if (ctl->json) {
-		cleanup_json json_t *empty = json_array();
-		print_json(arr ? arr : empty);
-		return 0;
-	}
 	if (!quiet)
 		printf("%-20s %-9s %-24s %-12s %s\n", "NAME", "STATE", "NODES", "OWNER", "EXPIRES");
 	json_array_foreach(arr, i, s)
@@ -1212,29 +1214,13 @@ static int cl_nodes(struct ctl *ctl, int argc, char **argv)
 {
 	if (ctl_want_help(argc, argv, nodes_help))
 		return 0;
-	bool quiet = ctl->quiet;
-	int c;
-	while ((c = getopt(argc, argv, "q")) != -1) {
-		if (c != 'q')
-			return ctl_usage("nodes", "unknown option");
-		quiet = true;
-	}
-	if (optind < argc)
-		return ctl_usage("nodes", "unexpected \"%s\"", argv[optind]);
-	cleanup_http struct http_client hc;
-	int r = cl_connect(ctl, "nodes", &hc);
-	if (r)
-		return r;
+	bool quiet;
 	cleanup_json json_t *resp = NULL;
-	if ((r = cl_call(&hc, "nodes", NULL, "GET", "/v1/nodes", NULL, &resp)))
+	json_t *arr, *n;
+	int r = cl_get_list(ctl, argc, argv, "nodes", "/v1/nodes", "nodes", &quiet, &resp, &arr);
+	if (r || ctl->json)
 		return r;
-	json_t *arr = json_object_get(resp, "nodes"), *n;
 	size_t i;
-	if (ctl->json) {
-		cleanup_json json_t *empty = json_array();
-		print_json(arr ? arr : empty);
-		return 0;
-	}
 	if (!quiet)
 		printf("%-20s %-8s %-5s %-8s %-7s %s\n", "NAME", "STATE", "CPUS", "MEMORY",
 		       "SLIVERS", "LAST-SEEN");

@@ -19,6 +19,8 @@ int vs_parse_duration(const char *s, uint64_t *out_secs, struct vs_error *err);
 int vs_parse_cpus(const char *s, uint64_t *out_millis, struct vs_error *err);
 /* Slice / image names: [a-z][a-z0-9_-]{0,62}. */
 bool vs_name_valid(const char *s);
+/* Node names: [A-Za-z0-9][A-Za-z0-9._-]{0,62} (host names fit). */
+bool vs_node_name_valid(const char *s);
 int vs_check_name(const char *what, const char *s, struct vs_error *err);
 
 /* Copy s into buf with control characters (newlines...) shown as '?', so

@@ -152,6 +152,21 @@ bool vs_name_valid(const char *s)
 	return true;
 }
 
+bool vs_node_name_valid(const char *s)
+{
+	size_t n = s ? strlen(s) : 0;
+	if (n == 0 || n > 63)
+		return false;
+	for (size_t i = 0; i < n; i++) {
+		char c = s[i];
+		bool alnum =
+		    (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9');
+		if (!alnum && (i == 0 || (c != '.' && c != '_' && c != '-')))
+			return false;
+	}
+	return true;
+}
+
 int vs_check_name(const char *what, const char *s, struct vs_error *err)
 {
 	if (vs_name_valid(s))

@@ -42,6 +42,7 @@
 #include "vslice/http.h"
 #include "vslice/image.h"
 #include "vslice/manifest.h"
+#include "vslice/netaddr.h"
 #include "vslice/nodemgr.h"
 #include "vslice/slice.h"
 #include "vslice/units.h"
@@ -59,17 +60,7 @@ static void json_decref_p(json_t **j)
 
 bool nodemgr_node_name_valid(const char *s)
 {
-	size_t n = s ? strlen(s) : 0;
-	if (n == 0 || n >= NODEMGR_NODE_NAME_MAX)
-		return false;
-	for (size_t i = 0; i < n; i++) {
-		char c = s[i];
-		bool alnum =
-		    (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9');
-		if (!alnum && (i == 0 || (c != '.' && c != '_' && c != '-')))
-			return false;
-	}
-	return true;
+	return vs_node_name_valid(s) && strlen(s) < NODEMGR_NODE_NAME_MAX;
 }
 
 static void manifest_hash(json_t *manifest, char out[VS_SHA256_HEX])
@@ -995,50 +986,16 @@ static enum MHD_Result status_request(void *cls, struct MHD_Connection *con, con
 	return r;
 }
 
-static int parse_listen(const char *listen, struct sockaddr_storage *ss, struct vs_error *err)
-{
-	cleanup_free char *host = vs_xstrdup(listen);
-	char *colon = strrchr(host, ':');
-	if (!colon)
-		return vs_error_set(err, EINVAL, "--listen %s: expected ADDR:PORT", listen);
-	*colon = '\0';
-	char *end;
-	errno = 0;
-	unsigned long port = strtoul(colon + 1, &end, 10);
-	if (!colon[1] || *end || errno || port > 65535)
-		return vs_error_set(err, EINVAL, "--listen %s: bad port", listen);
-	char *h = host;
-	size_t hl = strlen(h);
-	if (hl >= 2 && h[0] == '[' && h[hl - 1] == ']') {
-		h[hl - 1] = '\0';
-		h++;
-	}
-	memset(ss, 0, sizeof(*ss));
-	struct sockaddr_in *in4 = (struct sockaddr_in *)ss;
-	struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)ss;
-	if (inet_pton(AF_INET, h, &in4->sin_addr) == 1) {
-		in4->sin_family = AF_INET;
-		in4->sin_port = htons((uint16_t)port);
-	} else if (inet_pton(AF_INET6, h, &in6->sin6_addr) == 1) {
-		in6->sin6_family = AF_INET6;
-		in6->sin6_port = htons((uint16_t)port);
-	} else {
-		return vs_error_set(err, EINVAL, "--listen %s: \"%s\" is not an IP address", listen,
-				    h);
-	}
-	return 0;
-}
-
 int nodemgr_listen_check(const char *listen, struct vs_error *err)
 {
 	struct sockaddr_storage ss;
-	return parse_listen(listen, &ss, err);
+	return vs_parse_listen(listen, &ss, err);
 }
 
 static int start_status_api(struct nodemgr *nm, struct vs_error *err)
 {
 	struct sockaddr_storage ss;
-	int r = parse_listen(nm->o.listen, &ss, err);
+	int r = vs_parse_listen(nm->o.listen, &ss, err);
 	if (r < 0)
 		return r;
 	unsigned flags = MHD_USE_AUTO_INTERNAL_THREAD;

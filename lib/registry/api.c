@@ -389,14 +389,20 @@ static void h_tokens(struct reg_request *req, struct reg_answer *a)
 	answer_json(a, 201, json_pack("{s:s}", "token", t));
 }
 
-static bool user_exists(struct registry *reg, const char *name)
+/* Does the one-parameter query sql return a row for name? */
+static bool row_exists(struct registry *reg, const char *sql, const char *name)
 {
 	struct vs_error err;
-	cleanup_stmt sqlite3_stmt *s = store_prep(reg, "SELECT 1 FROM users WHERE name = ?", &err);
+	cleanup_stmt sqlite3_stmt *s = store_prep(reg, sql, &err);
 	if (!s)
 		return false;
 	sqlite3_bind_text(s, 1, name, -1, SQLITE_TRANSIENT);
 	return sqlite3_step(s) == SQLITE_ROW;
+}
+
+static bool user_exists(struct registry *reg, const char *name)
+{
+	return row_exists(reg, "SELECT 1 FROM users WHERE name = ?", name);
 }
 
 static void h_users(struct reg_request *req, struct reg_answer *a)
@@ -942,12 +948,7 @@ static int insert_slice(struct registry *reg, const struct manifest *m, const ch
 
 static bool slice_exists(struct registry *reg, const char *name)
 {
-	struct vs_error err;
-	cleanup_stmt sqlite3_stmt *s = store_prep(reg, "SELECT 1 FROM slices WHERE name = ?", &err);
-	if (!s)
-		return false;
-	sqlite3_bind_text(s, 1, name, -1, SQLITE_TRANSIENT);
-	return sqlite3_step(s) == SQLITE_ROW;
+	return row_exists(reg, "SELECT 1 FROM slices WHERE name = ?", name);
 }
 
 static void h_slice_create(struct reg_request *req, struct reg_answer *a)

@@ -130,17 +130,7 @@ void registry_token_hash(const char *token, char out[65])
 
 bool registry_node_name_valid(const char *s)
 {
-	size_t n = s ? strlen(s) : 0;
-	if (n == 0 || n > 63)
-		return false;
-	for (size_t i = 0; i < n; i++) {
-		char c = s[i];
-		bool alnum =
-		    (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9');
-		if (!alnum && (i == 0 || (c != '.' && c != '_' && c != '-')))
-			return false;
-	}
-	return true;
+	return vs_node_name_valid(s);
 }
 
 int store_db_error(struct registry *reg, const char *what, struct vs_error *err)
