@@ -109,7 +109,11 @@ int nodemgr_assignments_parse(json_t *answer, struct nodemgr_assignment **out, s
 		struct nodemgr_assignment *a = &v[k++];
 		snprintf(a->slice, sizeof(a->slice), "%s", slice);
 		json_t *m = json_object_get(e, "manifest");
-		if (json_is_object(m)) {
+		const char *sha = json_string_value(json_object_get(e, "manifest_sha256"));
+		if (sha && strlen(sha) == 64 && strspn(sha, "0123456789abcdef") == 64) {
+			/* The registry's digest; the manifest is fetched when needed. */
+			snprintf(a->sha256, sizeof(a->sha256), "%s", sha);
+		} else if (json_is_object(m)) {
 			a->manifest = json_incref(m);
 			manifest_hash(m, a->sha256);
 		}
@@ -712,11 +716,11 @@ static int parse_manifest(json_t *j, const char *slice, struct manifest **out, s
 	return 0;
 }
 
-static int create_sliver(struct nodemgr *nm, const struct nodemgr_assignment *a,
+static int create_sliver(struct nodemgr *nm, const struct nodemgr_assignment *a, json_t *mj,
 			 struct vs_error *err)
 {
 	__attribute__((cleanup(manifest_freep))) struct manifest *m = NULL;
-	int r = parse_manifest(a->manifest, a->slice, &m, err);
+	int r = parse_manifest(mj, a->slice, &m, err);
 	if (r < 0)
 		return r;
 	struct image_info info;
@@ -742,8 +746,38 @@ static int create_sliver(struct nodemgr *nm, const struct nodemgr_assignment *a,
 	return 0;
 }
 
+/* Assignments carry the manifest's digest only: the manifest itself (up to
+ * 24 MiB) is fetched from the slice object when a sliver is to be made. */
+static int fetch_manifest(struct nodemgr *nm, const char *slice, json_t **out, struct vs_error *err)
+{
+	cleanup_free char *ename = http_escape(slice, 0);
+	cleanup_free char *path = vs_xasprintf("/v1/slices/%s", ename);
+	long status;
+	int r = http_json(&nm->hc, "GET", path, NULL, 0, &status, out, NULL, err);
+	if (r == 0 && !json_is_object(json_object_get(*out, "manifest")))
+		r = vs_error_set(err, EPROTO, "the slice object has no manifest");
+	return r;
+}
+
 static void do_create(struct nodemgr *nm, const struct nodemgr_assignment *a, struct nm_sliver *s)
 {
+	cleanup_json json_t *fetched = NULL;
+	json_t *mj = a->manifest;
+	if (!mj) {
+		struct vs_error ferr;
+		if (fetch_manifest(nm, a->slice, &fetched, &ferr) < 0) {
+			/* Leave no record: the next reconcile creates it afresh. */
+			nm_log(nm, NODEMGR_LOG_INFO,
+			       "sliver %s: fetching its manifest: %s (retrying later)", a->slice,
+			       ferr.msg);
+			if (s) {
+				remove_record(nm, a->slice);
+				drop_sliver(nm, s);
+			}
+			return;
+		}
+		mj = json_object_get(fetched, "manifest");
+	}
 	if (!s)
 		s = add_sliver(nm, a->slice);
 	nodemgr_record_free(&s->r);
@@ -761,7 +795,7 @@ static void do_create(struct nodemgr *nm, const struct nodemgr_assignment *a, st
 		drop_sliver(nm, s);
 		return;
 	}
-	if (create_sliver(nm, a, &err) < 0) {
+	if (create_sliver(nm, a, mj, &err) < 0) {
 		char one[VS_ERROR_MAX];
 		s->r.phase = NODEMGR_FAILED;
 		s->r.message = vs_xstrdup(vs_printable(err.msg, one, sizeof(one)));

@@ -653,16 +653,18 @@ static void h_assignments(struct reg_request *req, struct reg_answer *a, const c
 	struct vs_error err;
 	cleanup_stmt sqlite3_stmt *s =
 	    store_prep(req->reg,
-		       "SELECT s.name, s.manifest, s.expires FROM slivers v JOIN slices s"
+		       "SELECT s.name, s.manifest_sha256, s.expires FROM slivers v JOIN slices s"
 		       " ON s.name = v.slice WHERE v.node = ? ORDER BY s.name",
 		       &err);
 	if (!s)
 		return db_fail(a, &err);
 	sqlite3_bind_text(s, 1, node, -1, SQLITE_TRANSIENT);
+	/* Small entries: manifests (up to 24 MiB each) are fetched one by one
+	 * with GET /v1/slices/NAME, only when a node has to create a sliver. */
 	json_t *arr = json_array();
 	while (sqlite3_step(s) == SQLITE_ROW)
-		json_array_append_new(arr, json_pack("{s:s, s:o, s:I}", "slice", col_text(s, 0),
-						     "manifest", col_json(s, 1), "expires",
+		json_array_append_new(arr, json_pack("{s:s, s:s, s:I}", "slice", col_text(s, 0),
+						     "manifest_sha256", col_text(s, 1), "expires",
 						     (json_int_t)sqlite3_column_int64(s, 2)));
 	answer_index(req, a);
 	answer_json(
@@ -919,11 +921,14 @@ static int insert_slice(struct registry *reg, const struct manifest *m, const ch
 {
 	cleanup_stmt sqlite3_stmt *s = store_prep(
 	    reg,
-	    "INSERT INTO slices(name, owner, manifest, created, expires, cpu_millis, memory)"
-	    " VALUES(?, ?, ?, ?, ?, ?, ?)",
+	    "INSERT INTO slices(name, owner, manifest, created, expires, cpu_millis, memory,"
+	    " manifest_sha256) VALUES(?, ?, ?, ?, ?, ?, ?, ?)",
 	    err);
 	if (!s)
 		return -err->code;
+	char sha[VS_SHA256_HEX];
+	vs_sha256_buf(text, strlen(text), sha);
+	sqlite3_bind_text(s, 8, sha, -1, SQLITE_TRANSIENT);
 	sqlite3_bind_text(s, 1, m->name, -1, SQLITE_TRANSIENT);
 	sqlite3_bind_text(s, 2, owner, -1, SQLITE_TRANSIENT);
 	sqlite3_bind_text(s, 3, text, -1, SQLITE_TRANSIENT);

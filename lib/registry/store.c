@@ -32,6 +32,7 @@ static const char schema[] =
     " images TEXT NOT NULL DEFAULT '[]', version TEXT NOT NULL DEFAULT '',"
     " drained INTEGER NOT NULL DEFAULT 0, registered INTEGER NOT NULL);"
     "CREATE TABLE slices(name TEXT PRIMARY KEY, owner TEXT NOT NULL, manifest TEXT NOT NULL,"
+    " manifest_sha256 TEXT NOT NULL DEFAULT '',"
     " created INTEGER NOT NULL, expires INTEGER NOT NULL, cpu_millis INTEGER NOT NULL,"
     " memory INTEGER NOT NULL);"
     "CREATE TABLE slivers(slice TEXT NOT NULL, node TEXT NOT NULL,"

@@ -171,6 +171,21 @@ as_node "$NODE_TOKEN" POST /v1/nodes/node3/status --data '{"slivers":[{"slice":"
 expect_eq "a status report for a slice not assigned to the node changes nothing" "" "$(vsc status target | awk '$1 == "node3"')"
 vsc destroy target
 
+# --- a binary file of 1 MiB (the most one file may be) travels as base64 -----
+head -c $((1 << 20)) /dev/urandom >"$M/blob.bin"
+BLOB_SUM=$(sha256sum "$M/blob.bin" | cut -c1-64)
+cat >"$M/blob.json" <<'EOF'
+{ "apiVersion": "vslice/v1", "slice": "blob", "nodes": { "names": ["node2"] },
+  "files": [ { "path": "/data/blob.bin", "source": "blob.bin" } ],
+  "run": { "command": "sha256sum /data/blob.bin | cut -c1-64 > /r.txt" }, "results": ["/r.txt"] }
+EOF
+vsc submit --wait "$M/blob.json" >/dev/null
+expect_eq "a 1 MiB binary file reaches the sliver" 0 "$?"
+rm -rf "$VC_TMP/blobout"
+vsc results blob "$VC_TMP/blobout" >/dev/null 2>&1
+expect_eq "... its sha256 inside the sliver is the one here" "$BLOB_SUM" "$(cat "$VC_TMP/blobout/node2/r.txt" 2>/dev/null)"
+vsc destroy blob
+
 # --- renew: the registry's record and the running sliver both move ----------
 cat >"$M/renewme.json" <<'EOF'
 { "apiVersion": "vslice/v1", "slice": "renewme", "lifetime": "4s", "nodes": { "names": ["node3"] },

@@ -39,6 +39,23 @@ static void test_assignments(void **state)
 	assert_null(a[1].manifest);
 	assert_string_equal(a[1].sha256, "");
 
+	/* The registry's digest, when given, is the sliver's identity and the
+	 * manifest is fetched later. */
+	json_t *d =
+	    answer("{\"index\": 8, \"slivers\": [{\"slice\": \"big\", \"manifest_sha256\": "
+		   "\"0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef\", "
+		   "\"expires\": 5}, {\"slice\": \"badsum\", \"manifest_sha256\": \"XYZ\"}]}");
+	struct nodemgr_assignment *da;
+	size_t dn;
+	assert_int_equal(nodemgr_assignments_parse(d, &da, &dn, &index, &err), 0);
+	assert_int_equal(dn, 2);
+	assert_null(da[0].manifest);
+	assert_string_equal(da[0].sha256,
+			    "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef");
+	assert_string_equal(da[1].sha256, "");
+	nodemgr_assignments_free(da, dn);
+	json_decref(d);
+
 	/* The hash does not depend on key order. */
 	json_t *k = answer("{\"slivers\": [{\"slice\": \"hello\","
 			   " \"manifest\": {\"b\": 1, \"slice\": \"hello\"}}]}");
