@@ -110,6 +110,14 @@ rc=$?
 expect_eq "a run that exits 3 makes submit --wait exit 3" 3 "$rc"
 st=$(vsc status fails | awk '$1 == "node3"')
 expect_eq "status: exited 3 on node3 after 1 restart" "exited 3 1" "$(echo "$st" | awk '{print $2, $3, $5}')"
+cat >"$M/slow.json" <<'EOF'
+{ "apiVersion": "vslice/v1", "slice": "slow", "nodes": { "names": ["node1"] },
+  "run": { "command": ["/bin/sleep", "100"], "timeout": "1s" } }
+EOF
+vsc submit --wait "$M/slow.json" >/dev/null 2>&1
+expect_eq "a run past its timeout: submit --wait exits 124" 124 "$?"
+expect_eq "status says timeout" "exited 124 timeout" "$(vsc status slow | awk '$1 == "node1" {print $2, $3, $4}')"
+vsc destroy slow
 
 # --- destroy removes the slivers from every node ----------------------------
 vsc destroy hello_eu
