@@ -32,6 +32,8 @@ static const char help[] =
     "  --registry URL     the registry, e.g. http://registry:7480\n"
     "  --name NODE        this node's name ([A-Za-z0-9][A-Za-z0-9._-]{0,62})\n"
     "  --token TOKEN      a node token (vsn_...); or the environment's VSLICE_TOKEN\n"
+    "  --ca FILE          the CA (PEM) an https:// registry's certificate must chain to\n"
+    "                     (default: $VSLICE_CA, else the system's CAs)\n"
     "  --root DIR         state root (default $VSLICE_ROOT or /var/lib/vslice)\n"
     "  --label K=V        a node label the scheduler matches (repeatable)\n"
     "  --heartbeat DUR    seconds between status reports (default: the registry's)\n"
@@ -94,7 +96,8 @@ int main(int argc, char **argv)
 		OPT_HEARTBEAT,
 		OPT_CPUS,
 		OPT_MEMORY,
-		OPT_LISTEN
+		OPT_LISTEN,
+		OPT_CA
 	};
 	static const struct option longopts[] = {
 	    {"registry", required_argument, NULL, OPT_REGISTRY},
@@ -106,6 +109,7 @@ int main(int argc, char **argv)
 	    {"cpus", required_argument, NULL, OPT_CPUS},
 	    {"memory", required_argument, NULL, OPT_MEMORY},
 	    {"listen", required_argument, NULL, OPT_LISTEN},
+	    {"ca", required_argument, NULL, OPT_CA},
 	    {"verbose", no_argument, NULL, 'v'},
 	    {"help", no_argument, NULL, 'h'},
 	    {NULL, 0, NULL, 0},
@@ -158,6 +162,9 @@ int main(int argc, char **argv)
 		case OPT_LISTEN:
 			listen = optarg;
 			break;
+		case OPT_CA:
+			o.ca_file = optarg;
+			break;
 		case 'v':
 			o.verbose = true;
 			break;
@@ -173,6 +180,8 @@ int main(int argc, char **argv)
 		return usage("unexpected argument \"%s\"", argv[optind]);
 	if (!o.token)
 		o.token = getenv("VSLICE_TOKEN");
+	if (!o.ca_file)
+		o.ca_file = getenv("VSLICE_CA");
 	if (!o.registry)
 		return usage("missing --registry URL");
 	if (strncmp(o.registry, "http://", 7) && strncmp(o.registry, "https://", 8))

@@ -102,7 +102,7 @@ static int cl_connect(struct ctl *ctl, const char *verb, struct http_client *c)
 		fprintf(stderr, "slicectl: %s: no token (--token T or VSLICE_TOKEN)\n", verb);
 		return EXIT_VSLICE;
 	}
-	if (http_client_init(c, ctl->registry, ctl->token, &err) < 0) {
+	if (http_client_init(c, ctl->registry, ctl->token, ctl->ca_file, &err) < 0) {
 		memset(c, 0, sizeof(*c));
 		return ctl_fail(verb, NULL, &err);
 	}
@@ -1435,7 +1435,8 @@ bool cluster_only_verb(const char *verb)
 void cluster_usage(FILE *f)
 {
 	fprintf(f, "\ncluster mode (--registry URL or $VSLICE_REGISTRY; token: --token or "
-		   "$VSLICE_TOKEN):\n");
+		   "$VSLICE_TOKEN;\nan https:// registry is verified against the system's CAs, "
+		   "or --ca FILE or $VSLICE_CA):\n");
 	for (size_t i = 0; i < VS_ARRAY_SIZE(cluster_verbs); i++)
 		fprintf(f, "  %-11s %s\n", cluster_verbs[i].name, cluster_verbs[i].summary);
 	fprintf(f, "  %-11s %s\n", "validate", "check an experiment manifest (no registry needed)");

@@ -124,12 +124,13 @@ static ctl_verb_fn verb_fn(size_t i)
 
 static void usage(FILE *f)
 {
-	fprintf(f,
-		"usage: slicectl [--root DIR] [--registry URL] [--token T] [--json] [-q] [-v] VERB "
-		"...\n\n"
-		"Slices are named, isolated, resource-limited environments (PlanetLab's model).\n"
-		"Without a registry, slicectl manages slices on this machine directly.\n\nlocal "
-		"verbs:\n");
+	fprintf(
+	    f,
+	    "usage: slicectl [--root DIR] [--registry URL] [--token T] [--ca FILE] [--json] [-q]\n"
+	    "                [-v] VERB ...\n\n"
+	    "Slices are named, isolated, resource-limited environments (PlanetLab's model).\n"
+	    "Without a registry, slicectl manages slices on this machine directly.\n\nlocal "
+	    "verbs:\n");
 	for (size_t i = 0; i < sizeof(verbs) / sizeof(verbs[0]); i++)
 		if (verb_fn(i))
 			fprintf(f, "  %-11s %s\n", verbs[i].name, verbs[i].summary);
@@ -147,11 +148,14 @@ int main(int argc, char **argv)
 	    .root = slice_default_root(),
 	    .registry = getenv("VSLICE_REGISTRY"),
 	    .token = getenv("VSLICE_TOKEN"),
+	    .ca_file = getenv("VSLICE_CA"),
 	};
 	static const struct option opts[] = {
 	    {"root", required_argument, NULL, 'r'},
 	    {"registry", required_argument, NULL, 'R'},
 	    {"token", required_argument, NULL, 'T'},
+	    /* an https:// registry's CA (else the system's) */
+	    {"ca", required_argument, NULL, 'C'},
 	    {"json", no_argument, NULL, 'j'},
 	    {"quiet", no_argument, NULL, 'q'},
 	    {"verbose", no_argument, NULL, 'v'},
@@ -171,6 +175,9 @@ int main(int argc, char **argv)
 			break;
 		case 'T':
 			ctl.token = optarg;
+			break;
+		case 'C':
+			ctl.ca_file = optarg;
 			break;
 		case 'j':
 			ctl.json = true;

@@ -20,6 +20,7 @@ struct ctl {
 	const char *root;     /* --root / VSLICE_ROOT / /var/lib/vslice */
 	const char *registry; /* --registry / VSLICE_REGISTRY (cluster mode) */
 	const char *token;
+	const char *ca_file; /* --ca / VSLICE_CA: the registry's CA (https://); NULL = system CAs */
 	bool json;
 	bool quiet;
 	int verbose;

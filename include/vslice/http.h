@@ -11,6 +11,12 @@
  * EACCES, 404 ENOENT, 409 EEXIST, 413 EFBIG, 422 EINVAL, 503 EAGAIN, other
  * EIO; transport failures ECONNREFUSED / ETIMEDOUT / EIO.
  * *status (when not NULL) holds the HTTP status, 0 when none came back.
+ *
+ * https:// is always verified, peer certificate and host name, against the
+ * system CAs or against ca_file alone when one is given; there is no way to
+ * turn that off. A certificate that does not verify is one line: "registry
+ * https://h:7480: the registry's certificate is not trusted (give its CA
+ * with --ca FILE or VSLICE_CA): <libcurl's reason>" (EACCES).
  */
 #ifndef VSLICE_HTTP_H
 #define VSLICE_HTTP_H
@@ -23,13 +29,16 @@
 struct http_client {
 	char *base;	   /* "http://host:port", no trailing slash */
 	char *token;	   /* bearer token, NULL = none */
+	char *ca_file;	   /* PEM CA bundle that https:// peers must chain to; NULL = system CAs */
 	long timeout_secs; /* whole-request timeout for non-long-poll calls (default 30) */
 	void *curl;	   /* reused easy handle (keep-alive); one thread per client */
 };
 
-/* base_url must be http:// or https://; a trailing '/' is dropped. */
+/* base_url must be http:// or https://; a trailing '/' is dropped.
+ * ca_file (NULL = the system's CAs): a PEM bundle, checked readable here
+ * (error names --ca); it replaces the system CAs for https:// URLs. */
 int http_client_init(struct http_client *c, const char *base_url, const char *token,
-		     struct vs_error *err);
+		     const char *ca_file, struct vs_error *err);
 void http_client_free(struct http_client *c);
 
 /*

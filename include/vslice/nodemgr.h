@@ -136,6 +136,7 @@ struct nodemgr_opts {
 	const char *registry;	 /* base URL, http:// or https:// */
 	const char *name;	 /* node name */
 	const char *token;	 /* vsn_... (or admin) */
+	const char *ca_file;	 /* PEM CA bundle for an https:// registry; NULL = system CAs */
 	const char *root;	 /* state root (slices, images, nodemgr/) */
 	char **labels;		 /* "K=V", NULL-terminated, may be NULL */
 	unsigned heartbeat_secs; /* 0: what the registry answers at register */

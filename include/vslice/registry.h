@@ -58,6 +58,13 @@ int registry_open(const char *db, const struct registry_opts *opts, struct regis
  * Returns once the socket listens; requests run in the registry's threads. */
 int registry_serve(struct registry *reg, const char *listen, struct vs_error *err);
 
+/* As registry_serve, over HTTPS: cert_pem is the PEM certificate (chain,
+ * leaf first) and key_pem its PEM private key, both NUL-terminated text the
+ * caller keeps until registry_close(). Both NULL: plain HTTP (registry_serve).
+ * A key that does not fit the certificate fails here (-EINVAL). */
+int registry_serve_tls(struct registry *reg, const char *listen, const char *cert_pem,
+		       const char *key_pem, struct vs_error *err);
+
 /* The port the registry listens on (after registry_serve). */
 unsigned registry_port(const struct registry *reg);
 

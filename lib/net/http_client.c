@@ -7,6 +7,13 @@
  * family most runs never use. Only the easy interface is used, through the
  * function pointers below; one easy handle per client, reused so the
  * connection stays alive between calls.
+ *
+ * TLS: every request sets CURLOPT_SSL_VERIFYPEER and VERIFYHOST on itself
+ * rather than trusting libcurl's defaults (a curlrc or a distribution patch
+ * cannot turn them off here), and there is deliberately no option to skip
+ * verification: a bearer token sent to an unverified peer is a token given
+ * away. With a CA file, CAINFO names it and CAPATH is cleared, so that file
+ * alone decides (Debian's libcurl also searches /etc/ssl/certs otherwise).
  */
 #include <curl/curl.h>
 #include <dlfcn.h>
@@ -36,6 +43,7 @@ static struct {
 	void (*slist_free_all)(struct curl_slist *);
 	char *(*easy_escape)(CURL *, const char *, int);
 	void (*free)(void *);
+	curl_version_info_data *(*version_info)(CURLversion);
 } cu;
 static char load_error[256] = "libcurl not loaded";
 static pthread_once_t load_once = PTHREAD_ONCE_INIT;
@@ -63,6 +71,7 @@ static void load(void)
 	    {"curl_slist_free_all", (void **)&cu.slist_free_all},
 	    {"curl_easy_escape", (void **)&cu.easy_escape},
 	    {"curl_free", (void **)&cu.free},
+	    {"curl_version_info", (void **)&cu.version_info},
 	};
 	for (size_t i = 0; i < VS_ARRAY_SIZE(syms); i++) {
 		*syms[i].slot = dlsym(h, syms[i].name);
@@ -87,7 +96,7 @@ static int ensure_loaded(struct vs_error *err)
 }
 
 int http_client_init(struct http_client *c, const char *base_url, const char *token,
-		     struct vs_error *err)
+		     const char *ca_file, struct vs_error *err)
 {
 	memset(c, 0, sizeof(*c));
 	if (!base_url || (strncmp(base_url, "http://", 7) && strncmp(base_url, "https://", 8)))
@@ -106,8 +115,30 @@ int http_client_init(struct http_client *c, const char *base_url, const char *to
 	int r = ensure_loaded(err);
 	if (r < 0)
 		return r;
+	if (!strncmp(base_url, "https://", 8)) {
+		const curl_version_info_data *vi = cu.version_info(CURLVERSION_NOW);
+		if (!vi || !(vi->features & CURL_VERSION_SSL))
+			return vs_error_set(err, ENOTSUP,
+					    "--registry: this libcurl was built without TLS; "
+					    "cannot speak https://");
+	}
+	if (ca_file) {
+		/* Read it once now, so a wrong path is one line naming --ca
+		 * rather than a TLS failure on the first request. */
+		cleanup_free char *pem = NULL;
+		if (!*ca_file)
+			return vs_error_set(err, EINVAL, "--ca: empty file name");
+		if (vs_read_file(ca_file, 64u << 20, &pem, NULL, err) < 0)
+			return vs_error_wrap(err, "--ca");
+		if (!strstr(pem, "-----BEGIN CERTIFICATE-----"))
+			return vs_error_set(err, EINVAL,
+					    "--ca: %s: no PEM certificate in it (\"-----BEGIN "
+					    "CERTIFICATE-----\")",
+					    ca_file);
+	}
 	c->base = vs_xasprintf("%.*s", (int)len, base_url);
 	c->token = token && *token ? vs_xstrdup(token) : NULL;
+	c->ca_file = ca_file ? vs_xstrdup(ca_file) : NULL;
 	c->timeout_secs = 30;
 	c->curl = cu.easy_init();
 	if (!c->curl) {
@@ -123,6 +154,7 @@ void http_client_free(struct http_client *c)
 		cu.easy_cleanup(c->curl);
 	free(c->base);
 	free(c->token);
+	free(c->ca_file);
 	memset(c, 0, sizeof(*c));
 }
 
@@ -268,6 +300,46 @@ static int status_errno(long status)
 	}
 }
 
+/* A request that got no HTTP answer: one line, with a hint where the cause
+ * is usually a wrong URL or a missing CA rather than the network. */
+static int transport_error(struct http_client *c, CURLcode rc, const char *why,
+			   struct vs_error *err)
+{
+	bool https = !strncmp(c->base, "https://", 8);
+	const char *reason = why && *why ? why : cu.easy_strerror(rc);
+	switch (rc) {
+	case CURLE_PEER_FAILED_VERIFICATION:
+		return vs_error_set(err, EACCES,
+				    "registry %s: the registry's certificate is not trusted (give "
+				    "its CA with --ca FILE or VSLICE_CA): %s",
+				    c->base, reason);
+	case CURLE_SSL_CACERT_BADFILE:
+		return vs_error_set(err, EINVAL, "registry %s: cannot use the CA file %s: %s",
+				    c->base, c->ca_file ? c->ca_file : "(system)", reason);
+	case CURLE_SSL_CONNECT_ERROR:
+		return vs_error_set(err, EPROTO,
+				    "registry %s: TLS handshake failed (is it a plain http:// "
+				    "registry?): %s",
+				    c->base, reason);
+	case CURLE_GOT_NOTHING:
+	case CURLE_SEND_ERROR:
+	case CURLE_RECV_ERROR:
+	case CURLE_WEIRD_SERVER_REPLY:
+		if (!https)
+			return vs_error_set(err, EPROTO,
+					    "registry %s: no HTTP answer (does it serve https://? "
+					    "then use an https:// URL): %s",
+					    c->base, reason);
+		break;
+	default:
+		break;
+	}
+	int e = rc == CURLE_COULDNT_CONNECT	 ? ECONNREFUSED
+		: rc == CURLE_OPERATION_TIMEDOUT ? ETIMEDOUT
+						 : EIO;
+	return vs_error_set(err, e, "registry %s: %s", c->base, cu.easy_strerror(rc));
+}
+
 /* Run the prepared request; turn transport errors and non-2xx answers into err. */
 static int perform(struct http_client *c, struct xfer *x, const char *method, const char *path,
 		   long timeout, struct curl_slist *hdrs, long *status, struct vs_error *err)
@@ -298,6 +370,22 @@ static int perform(struct http_client *c, struct xfer *x, const char *method, co
 	}
 	cu.easy_setopt(h, CURLOPT_PROTOCOLS_STR, "http,https");
 	cu.easy_setopt(h, CURLOPT_USERAGENT, "vslice/0.2");
+	cu.easy_setopt(h, CURLOPT_SSL_VERIFYPEER, 1L);
+	cu.easy_setopt(h, CURLOPT_SSL_VERIFYHOST, 2L);
+	if (c->ca_file) {
+		CURLcode ca = cu.easy_setopt(h, CURLOPT_CAINFO, c->ca_file);
+		if (ca == CURLE_OK)
+			ca = cu.easy_setopt(h, CURLOPT_CAPATH, (char *)NULL);
+		if (ca != CURLE_OK) {
+			cu.slist_free_all(hdrs);
+			return vs_error_set(err, ENOTSUP,
+					    "registry %s: this libcurl cannot take a CA file "
+					    "(--ca): %s",
+					    c->base, cu.easy_strerror(ca));
+		}
+	}
+	char why[CURL_ERROR_SIZE] = ""; /* libcurl's detailed reason, for TLS failures */
+	cu.easy_setopt(h, CURLOPT_ERRORBUFFER, why);
 	if (x->in_buf || x->in_fd >= 0) {
 		cu.easy_setopt(h, CURLOPT_UPLOAD, 1L);
 		cu.easy_setopt(h, CURLOPT_READFUNCTION, on_read);
@@ -309,6 +397,7 @@ static int perform(struct http_client *c, struct xfer *x, const char *method, co
 	CURLcode rc = cu.easy_perform(h);
 	long st = 0;
 	cu.easy_getinfo(h, CURLINFO_RESPONSE_CODE, &st);
+	cu.easy_setopt(h, CURLOPT_ERRORBUFFER, (char *)NULL); /* why[] ends here */
 	cu.slist_free_all(hdrs);
 	if (status)
 		*status = st;
@@ -318,10 +407,7 @@ static int perform(struct http_client *c, struct xfer *x, const char *method, co
 					    method, path);
 		if (x->too_big)
 			return vs_error_set(err, EFBIG, "%s %s: answer too large", method, path);
-		int e = rc == CURLE_COULDNT_CONNECT	 ? ECONNREFUSED
-			: rc == CURLE_OPERATION_TIMEDOUT ? ETIMEDOUT
-							 : EIO;
-		return vs_error_set(err, e, "registry %s: %s", c->base, cu.easy_strerror(rc));
+		return transport_error(c, rc, why, err);
 	}
 	if (st >= 200 && st < 300)
 		return 0;

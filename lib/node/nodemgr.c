@@ -308,7 +308,7 @@ long long nodemgr_conflict_size(const char *msg)
 
 struct nodemgr {
 	struct nodemgr_opts o;
-	char *registry, *name, *token, *root, *listen; /* copies */
+	char *registry, *name, *token, *root, *listen, *ca_file; /* copies */
 	char **labels;
 	char *dir, *slivers_dir, *cache_path, *origin;
 	int wake_fd; /* eventfd: the poller and nodemgr_stop wake the main loop */
@@ -600,7 +600,7 @@ static void *poller_main(void *arg)
 	struct nodemgr *nm = arg;
 	struct http_client c;
 	struct vs_error err;
-	if (http_client_init(&c, nm->registry, nm->token, &err) < 0) {
+	if (http_client_init(&c, nm->registry, nm->token, nm->ca_file, &err) < 0) {
 		nm_log(nm, NODEMGR_LOG_INFO, "poller: %s", err.msg);
 		return NULL;
 	}
@@ -1310,6 +1310,8 @@ int nodemgr_new(const struct nodemgr_opts *o, struct nodemgr **out, struct vs_er
 	nm->root = vs_xstrdup(o->root);
 	nm->listen = o->listen ? vs_xstrdup(o->listen) : NULL;
 	nm->o.listen = nm->listen;
+	nm->ca_file = o->ca_file ? vs_xstrdup(o->ca_file) : NULL;
+	nm->o.ca_file = nm->ca_file;
 	size_t nl = 0;
 	while (o->labels && o->labels[nl])
 		nl++;
@@ -1323,7 +1325,7 @@ int nodemgr_new(const struct nodemgr_opts *o, struct nodemgr **out, struct vs_er
 	nm->wake_fd = -1;
 	pthread_mutex_init(&nm->mu, NULL);
 	atomic_store(&nm->heartbeat, o->heartbeat_secs ? o->heartbeat_secs : 10);
-	int r = http_client_init(&nm->hc, nm->registry, nm->token, err);
+	int r = http_client_init(&nm->hc, nm->registry, nm->token, nm->ca_file, err);
 	nm->hc_ready = r == 0;
 	if (r == 0) {
 		nm->wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
@@ -1443,6 +1445,7 @@ void nodemgr_free(struct nodemgr *nm)
 	free(nm->registry);
 	free(nm->name);
 	free(nm->token);
+	free(nm->ca_file);
 	free(nm->root);
 	free(nm->listen);
 	free(nm->dir);

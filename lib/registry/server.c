@@ -8,6 +8,11 @@
  * resumes it, and MHD calls the handler again, which then answers. JSON
  * bodies are collected up to 32 MiB; log and result uploads go straight to
  * a temp file in "<db>.d/tmp", hashed on the way (api.c).
+ *
+ * TLS (registry_serve_tls) is libmicrohttpd's own, on GnuTLS: the PEM
+ * certificate and key are handed over in memory and loaded when the daemon
+ * starts, so a key that does not match its certificate fails the start, with
+ * GnuTLS's reason, rather than the first handshake.
  */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -332,25 +337,79 @@ static void *timer_main(void *arg)
 	return NULL;
 }
 
+/*
+ * libmicrohttpd's error lines go to the logging thread's own buffer: the
+ * starting thread reads why MHD_start_daemon failed ("GnuTLS failed to
+ * setup x509 certificate/key: The certificate and the given key do not
+ * match") from its copy; what the worker threads log later (a client's
+ * failed handshake) is dropped, as it was before there was a logger.
+ */
+static __thread char mhd_last_error[256]; /* the first line since it was cleared */
+
+static void on_mhd_log(void *cls, const char *fmt, va_list ap)
+{
+	if (mhd_last_error[0])
+		return; /* the first line is the cause, the next ones its effects */
+	vsnprintf(mhd_last_error, sizeof(mhd_last_error), fmt, ap);
+	size_t n = strlen(mhd_last_error);
+	while (n && (mhd_last_error[n - 1] == '\n' || mhd_last_error[n - 1] == '.'))
+		mhd_last_error[--n] = '\0';
+}
+
 int registry_serve(struct registry *reg, const char *listen, struct vs_error *err)
 {
+	return registry_serve_tls(reg, listen, NULL, NULL, err);
+}
+
+int registry_serve_tls(struct registry *reg, const char *listen, const char *cert_pem,
+		       const char *key_pem, struct vs_error *err)
+{
+	const char *shown = listen ? listen : REGISTRY_DEFAULT_LISTEN;
 	struct sockaddr_storage ss;
-	int r = vs_parse_listen(listen ? listen : REGISTRY_DEFAULT_LISTEN, &ss, err);
+	int r = vs_parse_listen(shown, &ss, err);
 	if (r < 0)
 		return r;
-	unsigned flags = MHD_USE_AUTO_INTERNAL_THREAD | MHD_ALLOW_SUSPEND_RESUME;
+	if (!cert_pem != !key_pem)
+		return vs_error_set(err, EINVAL,
+				    "registry: TLS needs both a certificate and a key");
+	unsigned flags =
+	    MHD_USE_AUTO_INTERNAL_THREAD | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG;
 	if (ss.ss_family == AF_INET6)
 		flags |= MHD_USE_IPv6;
+	if (cert_pem) {
+		if (MHD_is_feature_supported(MHD_FEATURE_TLS) != MHD_YES)
+			return vs_error_set(err, ENOTSUP,
+					    "registry: this libmicrohttpd was built without TLS");
+		flags |= MHD_USE_TLS;
+	}
+	/* TLS 1.2 and 1.3 only. Without TLS only the last item (the END)
+	 * is passed. */
+	struct MHD_OptionItem tls_opts[] = {
+	    {MHD_OPTION_HTTPS_MEM_CERT, 0, (void *)cert_pem},
+	    {MHD_OPTION_HTTPS_MEM_KEY, 0, (void *)key_pem},
+	    {MHD_OPTION_HTTPS_PRIORITIES, 0, (void *)"NORMAL:-VERS-ALL:+VERS-TLS1.3:+VERS-TLS1.2"},
+	    {MHD_OPTION_END, 0, NULL},
+	};
 	reg->stopping = false;
+	mhd_last_error[0] = '\0';
+	errno = 0;
+	/* The logger first: MHD complains (on stderr) about any other order. */
 	reg->daemon = MHD_start_daemon(
-	    flags, 0, NULL, NULL, on_request, reg, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&ss,
-	    MHD_OPTION_THREAD_POOL_SIZE, (unsigned)reg->threads, MHD_OPTION_NOTIFY_COMPLETED,
-	    on_completed, reg, MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)(REG_WAIT_MAX + 60),
+	    flags, 0, NULL, NULL, on_request, reg, MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, NULL,
+	    MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&ss, MHD_OPTION_THREAD_POOL_SIZE,
+	    (unsigned)reg->threads, MHD_OPTION_NOTIFY_COMPLETED, on_completed, reg,
+	    MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)(REG_WAIT_MAX + 60),
 	    /* a restart must not wait for old connections' TIME_WAIT */
-	    MHD_OPTION_LISTENING_ADDRESS_REUSE, (unsigned)1, MHD_OPTION_END);
+	    MHD_OPTION_LISTENING_ADDRESS_REUSE, (unsigned)1, MHD_OPTION_ARRAY,
+	    cert_pem ? tls_opts : tls_opts + 3, MHD_OPTION_END);
+	if (!reg->daemon && cert_pem && mhd_last_error[0] &&
+	    (strcasestr(mhd_last_error, "tls") || strcasestr(mhd_last_error, "cert") ||
+	     strcasestr(mhd_last_error, "key")))
+		return vs_error_set(err, EINVAL, "--tls-cert/--tls-key: cannot set up TLS: %s",
+				    mhd_last_error);
 	if (!reg->daemon)
 		return vs_error_sys(err, errno ? errno : EADDRINUSE, "registry: listen on %s",
-				    listen ? listen : REGISTRY_DEFAULT_LISTEN);
+				    shown);
 	const union MHD_DaemonInfo *info =
 	    MHD_get_daemon_info(reg->daemon, MHD_DAEMON_INFO_BIND_PORT);
 	reg->port = info ? info->port : 0;
