@@ -35,6 +35,7 @@
 #include <string.h>
 #include <sys/eventfd.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -333,6 +334,7 @@ struct nodemgr {
 	bool have_desired;
 	struct nm_sliver *slivers;
 	size_t nslivers, cap;
+	bool changed; /* a sliver was made, removed or failed: report at once */
 };
 
 /* A record plus what the main loop remembers to log changes once. */
@@ -341,6 +343,7 @@ struct nm_sliver {
 	char last_state[16];
 	int last_code;
 	bool upload_warned;
+	bool end_seen; /* its PID 1 was found gone since last_state changed */
 };
 
 static void nm_log(struct nodemgr *nm, enum nodemgr_log_level level, const char *fmt, ...)
@@ -795,6 +798,7 @@ static void do_create(struct nodemgr *nm, const struct nodemgr_assignment *a, st
 		drop_sliver(nm, s);
 		return;
 	}
+	nm->changed = true;
 	if (create_sliver(nm, a, mj, &err) < 0) {
 		char one[VS_ERROR_MAX];
 		s->r.phase = NODEMGR_FAILED;
@@ -816,6 +820,7 @@ static int do_destroy(struct nodemgr *nm, const char *slice)
 		return -1;
 	}
 	nm_log(nm, NODEMGR_LOG_INFO, "destroyed sliver %s", slice);
+	nm->changed = true;
 	return 0;
 }
 
@@ -831,6 +836,7 @@ static void mark_failed(struct nodemgr *nm, const struct nodemgr_assignment *a, 
 	s->r.expires = a->expires;
 	nm_log(nm, NODEMGR_LOG_INFO, "sliver %s failed: %s", a->slice, msg);
 	save_or_warn(nm, &s->r);
+	nm->changed = true;
 }
 
 static void reconcile_one(struct nodemgr *nm, const char *slice)
@@ -969,6 +975,7 @@ static void note_state(struct nodemgr *nm, struct nm_sliver *s, json_t *status)
 	}
 	snprintf(s->last_state, sizeof(s->last_state), "%s", state);
 	s->last_code = code;
+	s->end_seen = false;
 }
 
 /* --- local status API (--listen) ---------------------------------- */
@@ -1385,9 +1392,37 @@ int nodemgr_run(struct nodemgr *nm, struct vs_error *err)
 			next_tick = now + (uint64_t)atomic_load(&nm->heartbeat) * 1000000000ull;
 		}
 		int timeout_ms = (int)((next_tick - now) / 1000000) + 1;
-		struct pollfd p = {.fd = nm->wake_fd, .events = POLLIN};
-		if (poll(&p, 1, timeout_ms) < 0 && errno != EINTR)
-			return vs_error_sys(err, errno, "poll");
+		/* Besides the poll thread's wake-ups: the PID 1 of every running
+		 * sliver, so a run's end is reported at once, not a heartbeat later. */
+		size_t nfds = 1;
+		bool ended = false;
+		struct pollfd *p = vs_xcalloc(nm->nslivers + 1, sizeof(*p));
+		p[0] = (struct pollfd){.fd = nm->wake_fd, .events = POLLIN};
+		for (size_t i = 0; i < nm->nslivers; i++) {
+			if (nm->slivers[i].r.phase != NODEMGR_CREATED ||
+			    strcmp(nm->slivers[i].last_state, "running"))
+				continue;
+			pid_t pid = slice_pid1(nm->root, nm->slivers[i].r.slice);
+			int fd = pid > 0 ? (int)syscall(SYS_pidfd_open, pid, 0) : -1;
+			if (fd >= 0) {
+				p[nfds++] = (struct pollfd){.fd = fd, .events = POLLIN};
+			} else if (!nm->slivers[i].end_seen) {
+				/* Reported running, already gone: once, not in a loop. */
+				nm->slivers[i].end_seen = true;
+				ended = true;
+			}
+		}
+		int pr = poll(p, nfds, ended ? 0 : timeout_ms);
+		int perr = errno;
+		for (size_t i = 1; i < nfds; i++) {
+			ended |= pr > 0 && (p[i].revents & POLLIN);
+			close(p[i].fd);
+		}
+		free(p);
+		if (pr < 0 && perr != EINTR)
+			return vs_error_sys(err, perr, "poll");
+		if (ended)
+			next_tick = vs_now_ns(); /* a sliver's run ended: report now */
 		uint64_t v;
 		while (read(nm->wake_fd, &v, sizeof(v)) > 0)
 			;
@@ -1402,7 +1437,10 @@ int nodemgr_run(struct nodemgr *nm, struct vs_error *err)
 			if (take_answer(nm, answer, &aerr) < 0)
 				nm_log(nm, NODEMGR_LOG_INFO, "%s", aerr.msg);
 			json_decref(answer);
+			nm->changed = false;
 			reconcile(nm);
+			if (nm->changed) /* new, removed or failed slivers: report now */
+				next_tick = vs_now_ns();
 		}
 	}
 	nm_log(nm, NODEMGR_LOG_INFO, "stopping (its %zu sliver%s keep%s running)", nm->nslivers,
