@@ -13,6 +13,9 @@
 #   BENCH_DENSITY=1000   idle slices to start
 #   BENCH_DENSITY_MAX_SECS=480   stop starting slices after this long
 #   BENCH_SKIP_START=1 / BENCH_SKIP_DENSITY=1   skip a part
+#   BENCH_SKIP_REGISTRY=1   skip the registry benchmarks (tests/bench/registry.sh:
+#                           scheduler, HTTP API, long-poll fan-out; results under
+#                           "registry" in results.json and in registry.md)
 set -u
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 BENCH_DIR=$REPO/tests/bench
@@ -402,4 +405,11 @@ if [ "${BENCH_SKIP_START:-0}" != 1 ]; then
 	run_phases
 fi
 [ "${BENCH_SKIP_DENSITY:-0}" != 1 ] && run_density
+REGISTRY_RC=0
+if [ "${BENCH_SKIP_REGISTRY:-0}" != 1 ]; then
+	hdr "registry (tests/bench/registry.sh)"
+	BENCH_OUT=$OUT SLICECTL=$SLICECTL bash "$BENCH_DIR/registry.sh" || REGISTRY_RC=$?
+	[ "$REGISTRY_RC" = 0 ] || say "bench: the registry benchmarks failed (exit $REGISTRY_RC; see above)"
+fi
 hdr "done in $(fsub "$(now)" "$BENCH_T0")s; results in $RES"
+[ "$REGISTRY_RC" = 0 ] || exit 1
