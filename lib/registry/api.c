@@ -853,32 +853,39 @@ struct node_rec {
 	json_t *labels, *images;
 };
 
-static int load_nodes(struct registry *reg, struct node_rec **out, size_t *nout,
-		      struct vs_error *err)
+/*
+ * Every registered node with what its slivers already asked for, as the
+ * scheduler sees them. One pass over the slivers (an aggregate joined in),
+ * not three subqueries per node; labels and images are parsed only when
+ * the manifest needs them (a busybox slice without labels never does).
+ */
+static int load_nodes(struct registry *reg, const struct manifest *m, struct node_rec **out,
+		      size_t *nout, struct vs_error *err)
 {
 	cleanup_stmt sqlite3_stmt *s = store_prep(
 	    reg,
 	    "SELECT n.name, n.cpus, n.memory, n.labels, n.images, n.drained,"
-	    " (SELECT COUNT(*) FROM slivers v WHERE v.node = n.name),"
-	    " (SELECT COALESCE(SUM(s.cpu_millis), 0) FROM slivers v JOIN slices s ON s.name ="
-	    " v.slice WHERE v.node = n.name),"
-	    " (SELECT COALESCE(SUM(s.memory), 0) FROM slivers v JOIN slices s ON s.name ="
-	    " v.slice WHERE v.node = n.name) FROM nodes n ORDER BY n.name",
+	    " COALESCE(u.cnt, 0), COALESCE(u.cpu, 0), COALESCE(u.mem, 0) FROM nodes n"
+	    " LEFT JOIN (SELECT v.node AS node, COUNT(*) AS cnt, SUM(s.cpu_millis) AS cpu,"
+	    " SUM(s.memory) AS mem FROM slivers v JOIN slices s ON s.name = v.slice"
+	    " GROUP BY v.node) u ON u.node = n.name ORDER BY n.name",
 	    err);
 	if (!s)
 		return -err->code;
+	bool want_labels = m->nlabels > 0, want_images = strcmp(m->image, "busybox") != 0;
 	struct node_rec *v = NULL;
-	size_t n = 0;
+	size_t n = 0, cap = 0;
 	long long now = reg_now();
 	while (sqlite3_step(s) == SQLITE_ROW) {
-		v = realloc(v, (n + 1) * sizeof(*v));
-		if (!v)
-			abort();
+		if (n == cap) {
+			cap = cap ? 2 * cap : 64;
+			v = vs_xrealloc(v, cap * sizeof(*v));
+		}
 		struct node_rec *r = &v[n++];
 		memset(r, 0, sizeof(*r));
 		r->name = vs_xstrdup(col_text(s, 0));
-		r->labels = col_json(s, 3);
-		r->images = col_json(s, 4);
+		r->labels = want_labels ? col_json(s, 3) : NULL;
+		r->images = want_images ? col_json(s, 4) : NULL;
 		r->n.name = r->name;
 		r->n.cpu_millis = (uint64_t)(sqlite3_column_double(s, 1) * 1000.0 + 0.5);
 		r->n.memory_bytes = (uint64_t)sqlite3_column_int64(s, 2);
@@ -886,9 +893,9 @@ static int load_nodes(struct registry *reg, struct node_rec **out, size_t *nout,
 		r->n.nslivers = (unsigned)sqlite3_column_int64(s, 6);
 		r->n.cpu_used = (uint64_t)sqlite3_column_int64(s, 7);
 		r->n.memory_used = (uint64_t)sqlite3_column_int64(s, 8);
-		r->n.state =
-		    reg_node_ready(reg, r->name, now) ? SCHED_NODE_READY : SCHED_NODE_UNKNOWN;
-		r->n.last_seen_ago = now - reg_last_seen(reg, r->name);
+		long long seen = reg_last_seen(reg, r->name);
+		r->n.state = reg_seen_ready(reg, seen, now) ? SCHED_NODE_READY : SCHED_NODE_UNKNOWN;
+		r->n.last_seen_ago = now - seen;
 	}
 	for (size_t i = 0; i < n; i++) {
 		v[i].n.labels = v[i].labels;
@@ -989,7 +996,7 @@ static void h_slice_create(struct reg_request *req, struct reg_answer *a)
 	struct node_rec *nodes = NULL;
 	size_t n = 0, npicked = 0;
 	cleanup_free size_t *picked = NULL;
-	r = load_nodes(req->reg, &nodes, &n, &err);
+	r = load_nodes(req->reg, m, &nodes, &n, &err);
 	if (r >= 0) {
 		struct sched_node *sn = vs_xcalloc(n + 1, sizeof(*sn));
 		for (size_t i = 0; i < n; i++)

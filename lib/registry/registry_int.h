@@ -102,6 +102,8 @@ void store_blobs_gc(struct registry *reg, char **shas, size_t n);
 long long reg_last_seen(struct registry *reg, const char *node);
 void reg_touch(struct registry *reg, const char *node, long long now);
 bool reg_node_ready(struct registry *reg, const char *node, long long now);
+/* Is a node last seen then ready now (seen within lost_after heartbeats)? */
+bool reg_seen_ready(struct registry *reg, long long last_seen, long long now);
 
 /* server.c */
 void reg_wake(struct registry *reg);

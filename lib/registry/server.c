@@ -19,6 +19,7 @@
 #include <netinet/in.h>
 #include <stdarg.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <strings.h>
 #include <time.h>
 
@@ -293,7 +294,7 @@ static void node_states_tick(struct registry *reg, long long now)
 {
 	bool changed = false;
 	for (size_t i = 0; i < reg->nseen; i++) {
-		bool unknown = !reg_node_ready(reg, reg->seen[i].name, now);
+		bool unknown = !reg_seen_ready(reg, reg->seen[i].last_seen, now);
 		if (unknown != reg->seen[i].unknown) {
 			reg->seen[i].unknown = unknown;
 			changed = true;
@@ -390,6 +391,14 @@ int registry_serve_tls(struct registry *reg, const char *listen, const char *cer
 	    {MHD_OPTION_HTTPS_PRIORITIES, 0, (void *)"NORMAL:-VERS-ALL:+VERS-TLS1.3:+VERS-TLS1.2"},
 	    {MHD_OPTION_END, 0, NULL},
 	};
+	/* Every node manager parks a long-poll on a connection of its own: the
+	 * limit follows the fd limit (left at its default, libmicrohttpd stops
+	 * accepting at ~1020 and everything else waits behind the parked polls). */
+	struct rlimit nofile;
+	unsigned conn_limit = 1000;
+	if (getrlimit(RLIMIT_NOFILE, &nofile) == 0 && nofile.rlim_cur != RLIM_INFINITY &&
+	    nofile.rlim_cur > 128)
+		conn_limit = (unsigned)(nofile.rlim_cur - 64);
 	reg->stopping = false;
 	mhd_last_error[0] = '\0';
 	errno = 0;
@@ -399,6 +408,7 @@ int registry_serve_tls(struct registry *reg, const char *listen, const char *cer
 	    MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&ss, MHD_OPTION_THREAD_POOL_SIZE,
 	    (unsigned)reg->threads, MHD_OPTION_NOTIFY_COMPLETED, on_completed, reg,
 	    MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)(REG_WAIT_MAX + 60),
+	    MHD_OPTION_CONNECTION_LIMIT, conn_limit,
 	    /* a restart must not wait for old connections' TIME_WAIT */
 	    MHD_OPTION_LISTENING_ADDRESS_REUSE, (unsigned)1, MHD_OPTION_ARRAY,
 	    cert_pem ? tls_opts : tls_opts + 3, MHD_OPTION_END);
