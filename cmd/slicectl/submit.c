@@ -260,7 +260,12 @@ static int wait_sliver(struct ctl *ctl, const char *name)
 				name, name, name);
 			return 130;
 		}
-		poll(NULL, 0, 200);
+		/* Wake when PID 1 ends (its pidfd), or in 200 ms to show output. */
+		int pfd = st.pid > 0 ? (int)syscall(SYS_pidfd_open, st.pid, 0) : -1;
+		struct pollfd p = {.fd = pfd, .events = POLLIN};
+		poll(&p, pfd >= 0 ? 1 : 0, 200);
+		if (pfd >= 0)
+			close(pfd);
 	}
 	int code;
 	if (slice_wait(ctl->root, name, &code, &err) < 0) {
