@@ -41,7 +41,7 @@ ASAN_UNIT_BINS = $(patsubst tests/unit/%.c,$(ASAN_DIR)/tests/%,$(UNIT_SRCS))
 HELPER_SRCS = $(sort $(wildcard tests/integration/helpers/*.c tests/integration/escape/*.c tests/checkpoint/*.c))
 HELPER_BINS = $(patsubst tests/%.c,$(BUILD)/tests/%,$(HELPER_SRCS))
 
-.PHONY: all deps test unit unit-asan integration fuzz fuzz-short run bench install clean format format-check
+.PHONY: all deps test unit unit-asan integration cluster-asan fuzz fuzz-short run bench install clean format format-check
 all: $(BUILD)/slicectl $(BUILD)/vslice-registry $(BUILD)/vslice-nodemgr $(BUILD)/libvslice.a
 
 deps:
@@ -136,6 +136,16 @@ unit-asan: $(ASAN_UNIT_BINS)
 integration: all $(HELPER_BINS)
 	@bash tests/integration/run.sh
 
+# The daemons built with ASan+UBSan (leak checks at exit), through the cluster test.
+$(ASAN_DIR)/vslice-%: $(ASAN_DIR)/libvslice.a cmd/%/main.c
+	$(CC) $(CFLAGS_BASE) -O1 $(SAN) -o $@ $(patsubst $(ASAN_DIR)/vslice-%,cmd/%/main.c,$@) $(ASAN_DIR)/libvslice.a $(LDLIBS)
+cluster-asan: all $(ASAN_DIR)/vslice-registry $(ASAN_DIR)/vslice-nodemgr
+	@echo "== tests/cluster/test_cluster.sh with ASan+UBSan daemons"
+	@out=$$(mktemp); ASAN_OPTIONS=detect_leaks=1 VC_KEEP_LOGS=1 \
+		VSLICE_TEST_REGISTRY=$(ASAN_DIR)/vslice-registry VSLICE_TEST_NODEMGR=$(ASAN_DIR)/vslice-nodemgr \
+		bash tests/cluster/test_cluster.sh >$$out 2>&1; rc=$$?; grep -E "^not ok|passed, [0-9]+ failed" $$out; \
+	if grep -E "ERROR: (Address|Leak)Sanitizer|runtime error" $$out; then rc=1; fi; rm -f $$out; exit $$rc
+
 fuzz-short: all
 	@bash tests/fuzz/run.sh 10
 fuzz: all
@@ -146,6 +156,7 @@ test: deps all
 	@$(MAKE) --no-print-directory unit
 	@$(MAKE) --no-print-directory unit-asan
 	@$(MAKE) --no-print-directory integration
+	@$(MAKE) --no-print-directory cluster-asan
 	@$(MAKE) --no-print-directory fuzz-short
 
 run: deps all

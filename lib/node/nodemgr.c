@@ -344,7 +344,15 @@ struct nm_sliver {
 	int last_code;
 	bool upload_warned;
 	bool end_seen; /* its PID 1 was found gone since last_state changed */
+	int pidfd;     /* of its PID 1 while it runs, -1 otherwise (main loop polls it) */
 };
+
+static void close_pidfd(struct nm_sliver *s)
+{
+	if (s->pidfd >= 0)
+		close(s->pidfd);
+	s->pidfd = -1;
+}
 
 static void nm_log(struct nodemgr *nm, enum nodemgr_log_level level, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
@@ -405,12 +413,14 @@ static struct nm_sliver *add_sliver(struct nodemgr *nm, const char *slice)
 	}
 	struct nm_sliver *s = &nm->slivers[nm->nslivers++];
 	memset(s, 0, sizeof(*s));
+	s->pidfd = -1;
 	snprintf(s->r.slice, sizeof(s->r.slice), "%s", slice);
 	return s;
 }
 
 static void drop_sliver(struct nodemgr *nm, struct nm_sliver *s)
 {
+	close_pidfd(s);
 	nodemgr_record_free(&s->r);
 	size_t i = (size_t)(s - nm->slivers);
 	memmove(&nm->slivers[i], &nm->slivers[i + 1], (nm->nslivers - i - 1) * sizeof(*s));
@@ -976,6 +986,7 @@ static void note_state(struct nodemgr *nm, struct nm_sliver *s, json_t *status)
 	snprintf(s->last_state, sizeof(s->last_state), "%s", state);
 	s->last_code = code;
 	s->end_seen = false;
+	close_pidfd(s); /* a new state: watch afresh (a new PID 1 after a restart) */
 }
 
 /* --- local status API (--listen) ---------------------------------- */
@@ -1397,27 +1408,36 @@ int nodemgr_run(struct nodemgr *nm, struct vs_error *err)
 		size_t nfds = 1;
 		bool ended = false;
 		struct pollfd *p = vs_xcalloc(nm->nslivers + 1, sizeof(*p));
+		size_t *who = vs_xcalloc(nm->nslivers + 1, sizeof(*who));
 		p[0] = (struct pollfd){.fd = nm->wake_fd, .events = POLLIN};
 		for (size_t i = 0; i < nm->nslivers; i++) {
-			if (nm->slivers[i].r.phase != NODEMGR_CREATED ||
-			    strcmp(nm->slivers[i].last_state, "running"))
+			struct nm_sliver *sv = &nm->slivers[i];
+			if (sv->r.phase != NODEMGR_CREATED || strcmp(sv->last_state, "running") ||
+			    sv->end_seen)
 				continue;
-			pid_t pid = slice_pid1(nm->root, nm->slivers[i].r.slice);
-			int fd = pid > 0 ? (int)syscall(SYS_pidfd_open, pid, 0) : -1;
-			if (fd >= 0) {
-				p[nfds++] = (struct pollfd){.fd = fd, .events = POLLIN};
-			} else if (!nm->slivers[i].end_seen) {
-				/* Reported running, already gone: once, not in a loop. */
-				nm->slivers[i].end_seen = true;
-				ended = true;
+			if (sv->pidfd < 0) {
+				pid_t pid = slice_pid1(nm->root, sv->r.slice);
+				sv->pidfd = pid > 0 ? (int)syscall(SYS_pidfd_open, pid, 0) : -1;
 			}
+			if (sv->pidfd < 0) {
+				/* Reported running, already gone: once, not in a loop. */
+				sv->end_seen = true;
+				ended = true;
+				continue;
+			}
+			who[nfds] = i;
+			p[nfds++] = (struct pollfd){.fd = sv->pidfd, .events = POLLIN};
 		}
 		int pr = poll(p, nfds, ended ? 0 : timeout_ms);
 		int perr = errno;
-		for (size_t i = 1; i < nfds; i++) {
-			ended |= pr > 0 && (p[i].revents & POLLIN);
-			close(p[i].fd);
-		}
+		for (size_t k = 1; pr > 0 && k < nfds; k++)
+			if (p[k].revents & (POLLIN | POLLHUP | POLLERR)) {
+				struct nm_sliver *sv = &nm->slivers[who[k]];
+				close_pidfd(sv);
+				sv->end_seen = true;
+				ended = true;
+			}
+		free(who);
 		free(p);
 		if (pr < 0 && perr != EINTR)
 			return vs_error_sys(err, perr, "poll");
@@ -1476,8 +1496,10 @@ void nodemgr_free(struct nodemgr *nm)
 	if (nm->answer)
 		json_decref(nm->answer);
 	nodemgr_assignments_free(nm->desired, nm->ndesired);
-	for (size_t i = 0; i < nm->nslivers; i++)
+	for (size_t i = 0; i < nm->nslivers; i++) {
+		close_pidfd(&nm->slivers[i]);
 		nodemgr_record_free(&nm->slivers[i].r);
+	}
 	free(nm->slivers);
 	vs_strv_free(nm->labels);
 	free(nm->registry);

@@ -27,8 +27,8 @@ VC_NODES=()
 VC_PIDS=()
 REGISTRY_URL=http://$VC_NET.1:7480
 REG_DB=$VC_TMP/registry/registry.db
-REGISTRY=$VC_REPO/build/vslice-registry
-NODEMGR=$VC_REPO/build/vslice-nodemgr
+REGISTRY=${VSLICE_TEST_REGISTRY:-$VC_REPO/build/vslice-registry}
+NODEMGR=${VSLICE_TEST_NODEMGR:-$VC_REPO/build/vslice-nodemgr}
 
 vc_log() { echo "# $*"; }
 
