@@ -536,6 +536,7 @@ static void h_node_drain(struct reg_request *req, struct reg_answer *a, const ch
 	}
 	sqlite3_bind_int(s, 1, drain);
 	sqlite3_bind_text(s, 2, node, -1, SQLITE_TRANSIENT);
+	req->reg->node_cache_valid = false;
 	if (sqlite3_step(s) != SQLITE_DONE) {
 		store_db_error(req->reg, "drain node", &err);
 		store_rollback(req->reg);
@@ -616,6 +617,7 @@ static void h_node_register(struct reg_request *req, struct reg_answer *a, const
 	sqlite3_bind_text(s, 5, ij, -1, SQLITE_TRANSIENT);
 	sqlite3_bind_text(s, 6, version ? json_string_value(version) : "", -1, SQLITE_TRANSIENT);
 	sqlite3_bind_int64(s, 7, reg_now());
+	req->reg->node_cache_valid = false;
 	if (sqlite3_step(s) != SQLITE_DONE) {
 		store_db_error(req->reg, "register node", &err);
 		store_rollback(req->reg);
@@ -849,57 +851,122 @@ static bool refuse_sources(struct reg_answer *a, json_t *doc)
 
 struct node_rec {
 	struct sched_node n;
+	const char *name; /* borrowed from the node cache */
+};
+
+/* One row of the nodes table, as the scheduler needs it. */
+struct node_static {
 	char *name;
+	uint64_t cpu_millis, memory_bytes;
+	bool drained;
 	json_t *labels, *images;
 };
 
-/*
- * Every registered node with what its slivers already asked for, as the
- * scheduler sees them. One pass over the slivers (an aggregate joined in),
- * not three subqueries per node; labels and images are parsed only when
- * the manifest needs them (a busybox slice without labels never does).
- */
-static int load_nodes(struct registry *reg, const struct manifest *m, struct node_rec **out,
-		      size_t *nout, struct vs_error *err)
+void api_node_cache_free(struct registry *reg)
 {
+	for (size_t i = 0; i < reg->node_cache_n; i++) {
+		free(reg->node_cache[i].name);
+		json_decref(reg->node_cache[i].labels);
+		json_decref(reg->node_cache[i].images);
+	}
+	free(reg->node_cache);
+	reg->node_cache = NULL;
+	reg->node_cache_n = 0;
+	reg->node_cache_valid = false;
+}
+
+/* The nodes table changes only through registration and drain, which
+ * invalidate this copy; a submission then reads no node row from SQLite. */
+static int node_cache_load(struct registry *reg, struct vs_error *err)
+{
+	if (reg->node_cache_valid)
+		return 0;
+	api_node_cache_free(reg);
 	cleanup_stmt sqlite3_stmt *s = store_prep(
-	    reg,
-	    "SELECT n.name, n.cpus, n.memory, n.labels, n.images, n.drained,"
-	    " COALESCE(u.cnt, 0), COALESCE(u.cpu, 0), COALESCE(u.mem, 0) FROM nodes n"
-	    " LEFT JOIN (SELECT v.node AS node, COUNT(*) AS cnt, SUM(s.cpu_millis) AS cpu,"
-	    " SUM(s.memory) AS mem FROM slivers v JOIN slices s ON s.name = v.slice"
-	    " GROUP BY v.node) u ON u.node = n.name ORDER BY n.name",
+	    reg, "SELECT name, cpus, memory, labels, images, drained FROM nodes ORDER BY name",
 	    err);
 	if (!s)
 		return -err->code;
-	bool want_labels = m->nlabels > 0, want_images = strcmp(m->image, "busybox") != 0;
-	struct node_rec *v = NULL;
-	size_t n = 0, cap = 0;
-	long long now = reg_now();
+	size_t cap = 0;
 	while (sqlite3_step(s) == SQLITE_ROW) {
-		if (n == cap) {
+		if (reg->node_cache_n == cap) {
 			cap = cap ? 2 * cap : 64;
-			v = vs_xrealloc(v, cap * sizeof(*v));
+			reg->node_cache =
+			    vs_xrealloc(reg->node_cache, cap * sizeof(*reg->node_cache));
 		}
-		struct node_rec *r = &v[n++];
-		memset(r, 0, sizeof(*r));
-		r->name = vs_xstrdup(col_text(s, 0));
-		r->labels = want_labels ? col_json(s, 3) : NULL;
-		r->images = want_images ? col_json(s, 4) : NULL;
-		r->n.name = r->name;
-		r->n.cpu_millis = (uint64_t)(sqlite3_column_double(s, 1) * 1000.0 + 0.5);
-		r->n.memory_bytes = (uint64_t)sqlite3_column_int64(s, 2);
-		r->n.drained = sqlite3_column_int(s, 5);
-		r->n.nslivers = (unsigned)sqlite3_column_int64(s, 6);
-		r->n.cpu_used = (uint64_t)sqlite3_column_int64(s, 7);
-		r->n.memory_used = (uint64_t)sqlite3_column_int64(s, 8);
-		long long seen = reg_last_seen(reg, r->name);
-		r->n.state = reg_seen_ready(reg, seen, now) ? SCHED_NODE_READY : SCHED_NODE_UNKNOWN;
-		r->n.last_seen_ago = now - seen;
+		struct node_static *c = &reg->node_cache[reg->node_cache_n++];
+		c->name = vs_xstrdup(col_text(s, 0));
+		c->cpu_millis = (uint64_t)(sqlite3_column_double(s, 1) * 1000.0 + 0.5);
+		c->memory_bytes = (uint64_t)sqlite3_column_int64(s, 2);
+		c->labels = col_json(s, 3);
+		c->images = col_json(s, 4);
+		c->drained = sqlite3_column_int(s, 5);
 	}
+	reg->node_cache_valid = true;
+	return 0;
+}
+
+static int node_cache_find(const struct registry *reg, const char *name)
+{
+	size_t lo = 0, hi = reg->node_cache_n;
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+		int c = strcmp(reg->node_cache[mid].name, name);
+		if (c == 0)
+			return (int)mid;
+		if (c < 0)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return -1;
+}
+
+/*
+ * Every registered node with what its slivers already asked for, as the
+ * scheduler sees them: the cached nodes table, plus one aggregate pass over
+ * the slivers for their usage.
+ */
+static int load_nodes(struct registry *reg, struct node_rec **out, size_t *nout,
+		      struct vs_error *err)
+{
+	int r = node_cache_load(reg, err);
+	if (r < 0)
+		return r;
+	size_t n = reg->node_cache_n;
+	struct node_rec *v = vs_xcalloc(n + 1, sizeof(*v));
+	long long now = reg_now();
 	for (size_t i = 0; i < n; i++) {
-		v[i].n.labels = v[i].labels;
-		v[i].n.images = v[i].images;
+		const struct node_static *c = &reg->node_cache[i];
+		struct node_rec *nr = &v[i];
+		nr->name = c->name;
+		nr->n.name = c->name;
+		nr->n.cpu_millis = c->cpu_millis;
+		nr->n.memory_bytes = c->memory_bytes;
+		nr->n.drained = c->drained;
+		nr->n.labels = c->labels;
+		nr->n.images = c->images;
+		long long seen = reg_last_seen(reg, c->name);
+		nr->n.state =
+		    reg_seen_ready(reg, seen, now) ? SCHED_NODE_READY : SCHED_NODE_UNKNOWN;
+		nr->n.last_seen_ago = now - seen;
+	}
+	cleanup_stmt sqlite3_stmt *s =
+	    store_prep(reg,
+		       "SELECT v.node, COUNT(*), SUM(s.cpu_millis), SUM(s.memory) FROM slivers v"
+		       " JOIN slices s ON s.name = v.slice GROUP BY v.node",
+		       err);
+	if (!s) {
+		free(v);
+		return -err->code;
+	}
+	while (sqlite3_step(s) == SQLITE_ROW) {
+		int i = node_cache_find(reg, col_text(s, 0));
+		if (i < 0)
+			continue;
+		v[i].n.nslivers = (unsigned)sqlite3_column_int64(s, 1);
+		v[i].n.cpu_used = (uint64_t)sqlite3_column_int64(s, 2);
+		v[i].n.memory_used = (uint64_t)sqlite3_column_int64(s, 3);
 	}
 	*out = v;
 	*nout = n;
@@ -908,12 +975,8 @@ static int load_nodes(struct registry *reg, const struct manifest *m, struct nod
 
 static void free_nodes(struct node_rec *v, size_t n)
 {
-	for (size_t i = 0; i < n; i++) {
-		free(v[i].name);
-		json_decref(v[i].labels);
-		json_decref(v[i].images);
-	}
-	free(v);
+	(void)n;
+	free(v); /* names, labels and images belong to the node cache */
 }
 
 static void manifest_freep(struct manifest **m)
@@ -996,7 +1059,7 @@ static void h_slice_create(struct reg_request *req, struct reg_answer *a)
 	struct node_rec *nodes = NULL;
 	size_t n = 0, npicked = 0;
 	cleanup_free size_t *picked = NULL;
-	r = load_nodes(req->reg, m, &nodes, &n, &err);
+	r = load_nodes(req->reg, &nodes, &n, &err);
 	if (r >= 0) {
 		struct sched_node *sn = vs_xcalloc(n + 1, sizeof(*sn));
 		for (size_t i = 0; i < n; i++)

@@ -49,6 +49,12 @@ struct registry {
 	struct node_seen *seen;
 	size_t nseen, seen_cap;
 
+	/* api.c: the nodes table as the scheduler reads it (registration and
+	 * drain clear node_cache_valid) */
+	struct node_static *node_cache;
+	size_t node_cache_n;
+	bool node_cache_valid;
+
 	struct waiter *waiters;
 	struct MHD_Daemon *daemon;
 	pthread_t timer;
@@ -104,6 +110,8 @@ void reg_touch(struct registry *reg, const char *node, long long now);
 bool reg_node_ready(struct registry *reg, const char *node, long long now);
 /* Is a node last seen then ready now (seen within lost_after heartbeats)? */
 bool reg_seen_ready(struct registry *reg, long long last_seen, long long now);
+/* Free api.c's node cache (registry_close). */
+void api_node_cache_free(struct registry *reg);
 
 /* server.c */
 void reg_wake(struct registry *reg);

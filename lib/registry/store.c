@@ -372,6 +372,7 @@ void registry_close(struct registry *reg)
 		return;
 	registry_stop(reg);
 	reg_free_db(reg);
+	api_node_cache_free(reg);
 	for (size_t i = 0; i < reg->nseen; i++)
 		free(reg->seen[i].name);
 	free(reg->seen);
