@@ -483,14 +483,18 @@ static int wait_slice(struct ctl *ctl, struct http_client *c, const char *name)
 			struct track *t = track_get(&tr, node);
 			char prefix[NODE_NAME_MAX + 8];
 			snprintf(prefix, sizeof(prefix), "[%s] | ", node);
-			/* Output first: it happened before the state it led to. */
-			if (pump_log(c, name, s, t, prefix, show, sliver_ended(s), &err) < 0 &&
-			    !log_failed) {
+			/* A sliver that started: its state, then its output. One that
+			 * ended: the output first, it came before the end. */
+			bool end = sliver_ended(s);
+			if (!end)
+				report_state(t, s, show);
+			if (pump_log(c, name, s, t, prefix, show, end, &err) < 0 && !log_failed) {
 				log_failed = true;
 				if (show)
 					ctl_fail("submit", name, &err);
 			}
-			report_state(t, s, show);
+			if (end)
+				report_state(t, s, show);
 			running = running || !strcmp(jstr(s, "state"), "running");
 		}
 		if (ended) {
