@@ -860,6 +860,9 @@ struct node_static {
 	uint64_t cpu_millis, memory_bytes;
 	bool drained;
 	json_t *labels, *images;
+	/* what its slivers asked for (valid while reg->node_usage_valid) */
+	unsigned nslivers;
+	uint64_t cpu_used, memory_used;
 };
 
 void api_node_cache_free(struct registry *reg)
@@ -873,6 +876,7 @@ void api_node_cache_free(struct registry *reg)
 	reg->node_cache = NULL;
 	reg->node_cache_n = 0;
 	reg->node_cache_valid = false;
+	reg->node_usage_valid = false;
 }
 
 /* The nodes table changes only through registration and drain, which
@@ -951,22 +955,35 @@ static int load_nodes(struct registry *reg, struct node_rec **out, size_t *nout,
 		    reg_seen_ready(reg, seen, now) ? SCHED_NODE_READY : SCHED_NODE_UNKNOWN;
 		nr->n.last_seen_ago = now - seen;
 	}
-	cleanup_stmt sqlite3_stmt *s =
-	    store_prep(reg,
-		       "SELECT v.node, COUNT(*), SUM(s.cpu_millis), SUM(s.memory) FROM slivers v"
-		       " JOIN slices s ON s.name = v.slice GROUP BY v.node",
-		       err);
-	if (!s) {
-		free(v);
-		return -err->code;
+	if (!reg->node_usage_valid) {
+		/* One pass over every sliver; later inserts keep it up to date. */
+		cleanup_stmt sqlite3_stmt *s = store_prep(
+		    reg,
+		    "SELECT v.node, COUNT(*), SUM(s.cpu_millis), SUM(s.memory) FROM slivers v"
+		    " JOIN slices s ON s.name = v.slice GROUP BY v.node",
+		    err);
+		if (!s) {
+			free(v);
+			return -err->code;
+		}
+		for (size_t i = 0; i < n; i++) {
+			reg->node_cache[i].nslivers = 0;
+			reg->node_cache[i].cpu_used = reg->node_cache[i].memory_used = 0;
+		}
+		while (sqlite3_step(s) == SQLITE_ROW) {
+			int i = node_cache_find(reg, col_text(s, 0));
+			if (i < 0)
+				continue;
+			reg->node_cache[i].nslivers = (unsigned)sqlite3_column_int64(s, 1);
+			reg->node_cache[i].cpu_used = (uint64_t)sqlite3_column_int64(s, 2);
+			reg->node_cache[i].memory_used = (uint64_t)sqlite3_column_int64(s, 3);
+		}
+		reg->node_usage_valid = true;
 	}
-	while (sqlite3_step(s) == SQLITE_ROW) {
-		int i = node_cache_find(reg, col_text(s, 0));
-		if (i < 0)
-			continue;
-		v[i].n.nslivers = (unsigned)sqlite3_column_int64(s, 1);
-		v[i].n.cpu_used = (uint64_t)sqlite3_column_int64(s, 2);
-		v[i].n.memory_used = (uint64_t)sqlite3_column_int64(s, 3);
+	for (size_t i = 0; i < n; i++) {
+		v[i].n.nslivers = reg->node_cache[i].nslivers;
+		v[i].n.cpu_used = reg->node_cache[i].cpu_used;
+		v[i].n.memory_used = reg->node_cache[i].memory_used;
 	}
 	*out = v;
 	*nout = n;
@@ -1080,8 +1097,18 @@ static void h_slice_create(struct reg_request *req, struct reg_answer *a)
 		store_rollback(req->reg);
 		return db_fail(a, &err);
 	}
-	if (store_commit(req->reg, true, &err) < 0)
+	if (store_commit(req->reg, true, &err) < 0) {
+		req->reg->node_usage_valid = false;
 		return db_fail(a, &err);
+	}
+	/* The new slivers count on their nodes from now on (picked indexes the
+	 * node cache, unchanged since load_nodes: all of this holds reg->lock). */
+	for (size_t i = 0; req->reg->node_usage_valid && i < npicked; i++) {
+		struct node_static *c = &req->reg->node_cache[picked[i]];
+		c->nslivers++;
+		c->cpu_used += m->cpu_millis;
+		c->memory_used += m->memory_bytes;
+	}
 	answer_json(a, 201, slice_json(req->reg, m->name, true, NULL));
 }
 

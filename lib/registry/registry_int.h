@@ -54,6 +54,9 @@ struct registry {
 	struct node_static *node_cache;
 	size_t node_cache_n;
 	bool node_cache_valid;
+	bool node_usage_valid; /* the cache's per-node usage matches the slivers; a
+				* slice insert adds to it, any delete or rollback
+				* clears it (recomputed on the next submission) */
 
 	struct waiter *waiters;
 	struct MHD_Daemon *daemon;

@@ -448,6 +448,7 @@ static int slice_delete_rows(struct registry *reg, const char *slice, char ***sh
 
 int store_slice_delete(struct registry *reg, const char *slice, struct vs_error *err)
 {
+	reg->node_usage_valid = false; /* its slivers no longer count on their nodes */
 	char **shas = NULL;
 	size_t n = 0;
 	int r = slice_delete_rows(reg, slice, &shas, &n, err);

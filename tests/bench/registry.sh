@@ -254,7 +254,7 @@ heartbeats() { # N FILE
 }
 submissions() { # PREFIX N FILE
 	awk -v p="$1" -v n="$2" 'BEGIN { for (i = 0; i < n; i++)
-		printf "POST\t/v1/slices\t{\"apiVersion\": \"vslice/v1\", \"slice\": \"%s%06d\", \"nodes\": {\"count\": 1}, \"resources\": {\"cpus\": \"0.1\", \"memory\": \"16M\"}, \"run\": {\"command\": [\"/bin/true\"]}}\n", p, i }' >"$3"
+		printf "POST\t/v1/slices\t{\"apiVersion\": \"vslice/v1\", \"slice\": \"%s%06d\", \"nodes\": {\"count\": 1}, \"resources\": {\"cpus\": \"0.001\", \"memory\": \"4M\"}, \"run\": {\"command\": [\"/bin/true\"]}}\n", p, i }' >"$3"
 }
 have=0
 for stage in 100 1000 "$NODES"; do
@@ -284,7 +284,7 @@ echo
 hdr "2e. slicectl submit (process start + validation + one POST), $SUBMIT_CALLS calls one by one, $have nodes"
 mkdir -p "$T/m"
 for i in $(seq "$SUBMIT_CALLS"); do
-	printf '{"apiVersion": "vslice/v1", "slice": "cli%03d", "nodes": {"count": 1}, "resources": {"cpus": "0.1", "memory": "16M"}, "run": {"command": ["/bin/true"]}}\n' "$i" >"$T/m/cli$i.json"
+	printf '{"apiVersion": "vslice/v1", "slice": "cli%03d", "nodes": {"count": 1}, "resources": {"cpus": "0.001", "memory": "4M"}, "run": {"command": ["/bin/true"]}}\n' "$i" >"$T/m/cli$i.json"
 done
 : >"$T/submit-ms.txt"
 : >"$T/validate-ms.txt"

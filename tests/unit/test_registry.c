@@ -673,6 +673,51 @@ static void test_expiry_and_lost(void **state)
 	free(r.body);
 }
 
+/* The scheduler's view of what nodes have left follows inserts and deletes
+ * (the registry keeps it in memory between submissions). */
+static void test_usage_follows_slices(void **state)
+{
+	struct env *e = *state;
+	struct resp r;
+	cleanup_free char *node = NULL;
+	struct vs_error err;
+	assert_int_equal(registry_token_create(e->reg, REGISTRY_ROLE_NODE, NULL, &node, &err), 0);
+	r = req(e, "PUT", node, "/v1/nodes/n1", "{\"cpus\":1,\"memory\":1073741824}", NULL);
+	EXPECT(r, 200);
+	free(r.body);
+	r = req(e, "POST", node, "/v1/nodes/n1/status", "{\"slivers\":[]}", NULL);
+	EXPECT(r, 204);
+	free(r.body);
+	static const char *const one_cpu[] = {
+	    "{\"apiVersion\":\"vslice/v1\",\"slice\":\"u1\",\"resources\":{\"cpus\":1},"
+	    "\"run\":{\"command\":\"true\"}}",
+	    "{\"apiVersion\":\"vslice/v1\",\"slice\":\"u2\",\"resources\":{\"cpus\":1},"
+	    "\"run\":{\"command\":\"true\"}}",
+	};
+	r = req(e, "POST", e->admin, "/v1/slices", one_cpu[0], NULL);
+	EXPECT(r, 201);
+	free(r.body);
+	/* The node's one cpu is taken: the next one-cpu slice cannot go. */
+	r = req(e, "POST", e->admin, "/v1/slices", one_cpu[1], NULL);
+	EXPECT(r, 503);
+	assert_non_null(strstr(r.body, ".resources.cpus"));
+	free(r.body);
+	/* Deleting the first gives the cpu back. */
+	r = req(e, "DELETE", e->admin, "/v1/slices/u1", NULL, NULL);
+	EXPECT(r, 204);
+	free(r.body);
+	r = req(e, "POST", e->admin, "/v1/slices", one_cpu[1], NULL);
+	EXPECT(r, 201);
+	free(r.body);
+	/* And a re-registration with more cpus counts at once. */
+	r = req(e, "PUT", node, "/v1/nodes/n1", "{\"cpus\":2,\"memory\":1073741824}", NULL);
+	EXPECT(r, 200);
+	free(r.body);
+	r = req(e, "POST", e->admin, "/v1/slices", one_cpu[0], NULL);
+	EXPECT(r, 201);
+	free(r.body);
+}
+
 static void test_stop_wakes_polls(void **state)
 {
 	struct env *e = *state;
@@ -711,6 +756,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_db_init, env_setup, env_teardown),
 	    cmocka_unit_test_setup_teardown(test_api_flow, env_setup, env_teardown),
 	    cmocka_unit_test_setup_teardown(test_expiry_and_lost, env_setup, env_teardown),
+	    cmocka_unit_test_setup_teardown(test_usage_follows_slices, env_setup, env_teardown),
 	    cmocka_unit_test_setup_teardown(test_stop_wakes_polls, env_setup, env_teardown),
 	};
 	int r = cmocka_run_group_tests(tests, NULL, NULL);
