@@ -536,6 +536,9 @@ static void manifest_freep(struct manifest **m)
 	manifest_free(*m);
 }
 
+static int post_slice(struct ctl *ctl, const char *verb, const char *label, const char *slice,
+		      json_t *body, bool wait, bool rm);
+
 static int cl_submit(struct ctl *ctl, int argc, char **argv)
 {
 	if (ctl_want_help(argc, argv, submit_help))
@@ -560,28 +563,62 @@ static int cl_submit(struct ctl *ctl, int argc, char **argv)
 	cleanup_json json_t *body = manifest_resolve(m, &err);
 	if (!body)
 		return ctl_fail("submit", file, &err);
+	return post_slice(ctl, "submit", file, m->name, body, wait, false);
+}
+
+/* POST a resolved manifest, print the slice name, and with wait follow the
+ * slice to its end (and with rm delete it then). label names the manifest
+ * in the registry's error lines. Returns the exit code. */
+static int post_slice(struct ctl *ctl, const char *verb, const char *label, const char *slice,
+		      json_t *body, bool wait, bool rm)
+{
+	struct vs_error err;
 	cleanup_http struct http_client hc;
-	if ((r = cl_connect(ctl, "submit", &hc)))
+	int r = cl_connect(ctl, verb, &hc);
+	if (r)
 		return r;
 	cleanup_json json_t *resp = NULL;
 	long status = 0;
 	if (http_json(&hc, "POST", "/v1/slices", body, 0, &status, &resp, NULL, &err) < 0) {
-		if (status == 422 && (r = print_remote_errors(file, resp)) > 0)
+		if (status == 422 && (r = print_remote_errors(label, resp)) > 0)
 			return r;
-		return reg_fail("submit", m->name, status, &err);
+		return reg_fail(verb, slice, status, &err);
 	}
 	const char *name = jstr(resp, "name");
 	if (!*name)
-		name = m->name;
+		name = slice;
 	if (!vs_name_valid(name)) {
 		vs_error_set(&err, EPROTO, "registry answered with an invalid slice name");
-		return ctl_fail("submit", m->name, &err);
+		return ctl_fail(verb, slice, &err);
 	}
 	printf("%s\n", name);
 	fflush(stdout);
 	if (!wait)
 		return 0;
-	return wait_slice(ctl, &hc, name);
+	r = wait_slice(ctl, &hc, name);
+	if (rm) {
+		cleanup_free char *path = vs_xasprintf("/v1/slices/%s", name);
+		if (http_json(&hc, "DELETE", path, NULL, 0, &status, NULL, NULL, &err) < 0)
+			reg_fail(verb, name, status, &err);
+	}
+	return r;
+}
+
+int cluster_submit_resolved(struct ctl *ctl, const char *verb, const char *slice, json_t *manifest,
+			    bool wait, bool rm)
+{
+	/* Checked here first, with the same parser as the registry. */
+	cleanup_free char *text = json_dumps(manifest, JSON_COMPACT);
+	struct manifest_errors errs = {0};
+	struct manifest *m = NULL;
+	if (!text || manifest_parse(text, strlen(text), NULL, &m, &errs) < 0) {
+		manifest_errors_print(&errs, stderr, slice);
+		manifest_errors_free(&errs);
+		return EXIT_VSLICE;
+	}
+	manifest_free(m);
+	manifest_errors_free(&errs);
+	return post_slice(ctl, verb, slice, slice, manifest, wait, rm);
 }
 
 /* ------------------------------------------------------------------ */
@@ -1406,6 +1443,8 @@ static const struct {
 	const char *summary;
 } cluster_verbs[] = {
     {"submit", cl_submit, "send an experiment manifest to the registry"},
+    {"create", cmd_create, "a slice from options (like run -d): its slivers start at once"},
+    {"run", cmd_run, "a slice from options: follow its slivers, exit with their code"},
     {"status", cl_status, "per-sliver state of a slice"},
     {"logs", cl_logs, "each sliver's output"},
     {"results", cl_results, "download each sliver's result files, verified"},

@@ -27,7 +27,11 @@
 	"  --hostname H       hostname (default: the slice name)\n"                                \
 	"  --lifetime D       the slice ends after D, e.g. 2h or 14d\n"                            \
 	"  --timeout D        kill the command after D (exit code 124)\n"                          \
-	"  --restart N        restart the command up to N times when it fails\n"
+	"  --restart N        restart the command up to N times when it fails\n"                   \
+	"cluster mode (--registry): where the slivers go (default: one, on the least\n"            \
+	"loaded ready node); the slivers start at once, create included:\n"                        \
+	"  --nodes N          N slivers, on N different nodes\n"                                   \
+	"  --node NODE        a sliver on NODE (repeatable)\n"
 
 static const struct option create_opts[] = {
     {"image", required_argument, NULL, 'i'},
@@ -42,6 +46,8 @@ static const struct option create_opts[] = {
     {"lifetime", required_argument, NULL, 'l'},
     {"timeout", required_argument, NULL, 't'},
     {"restart", required_argument, NULL, 'R'},
+    {"nodes", required_argument, NULL, 'N'},
+    {"node", required_argument, NULL, 'o'},
     {"rm", no_argument, NULL, 'X'},
     {"detach", no_argument, NULL, 'd'},
     {"help", no_argument, NULL, 'h'},
@@ -52,7 +58,18 @@ struct create_args {
 	struct slice_spec spec;
 	bool rm, detach;
 	size_t nenv;
+	bool hostname_given;
+	unsigned nodes;	   /* --nodes N (cluster mode), 0 = not given */
+	char **node_names; /* --node NODE..., NULL-terminated, or NULL */
+	size_t nnode_names;
 };
+
+static void create_args_free(struct create_args *a)
+{
+	slice_spec_free(&a->spec);
+	vs_strv_free(a->node_names);
+	a->node_names = NULL;
+}
 
 static int parse_u64_opt(const char *verb, const char *opt, const char *v, uint64_t max,
 			 uint64_t *out)
@@ -134,7 +151,25 @@ static int parse_create(const char *verb, int argc, char **argv, bool allow_run,
 			free(a->spec.workdir);
 			a->spec.workdir = vs_xstrdup(optarg);
 			break;
+		case 'N': {
+			uint64_t n;
+			if (parse_u64_opt(verb, "--nodes", optarg, 10000, &n))
+				return EXIT_VSLICE;
+			if (!n)
+				return ctl_usage(verb, "--nodes: must be at least 1");
+			a->nodes = (unsigned)n;
+			break;
+		}
+		case 'o':
+			if (!vs_node_name_valid(optarg))
+				return ctl_usage(verb, "--node: \"%s\" is not a node name", optarg);
+			a->node_names =
+			    vs_xrealloc(a->node_names, (a->nnode_names + 2) * sizeof(char *));
+			a->node_names[a->nnode_names++] = vs_xstrdup(optarg);
+			a->node_names[a->nnode_names] = NULL;
+			break;
 		case 'H':
+			a->hostname_given = true;
 			if (strlen(optarg) >= sizeof(a->spec.hostname))
 				return ctl_usage(verb, "--hostname: longer than 63 characters");
 			snprintf(a->spec.hostname, sizeof(a->spec.hostname), "%s", optarg);
@@ -187,7 +222,107 @@ static int parse_create(const char *verb, int argc, char **argv, bool allow_run,
 	}
 	if (allow_run && !a->spec.argv)
 		return ctl_usage(verb, "missing command (slicectl %s NAME -- CMD ARG...)", verb);
+	if (a->nodes && a->node_names)
+		return ctl_usage(verb, "--nodes and --node cannot be combined");
 	return 0;
+}
+
+/* Local mode runs here: --nodes 1 and --node local are all it takes. */
+static int check_local_placement(const char *verb, const struct create_args *a)
+{
+	if (a->nodes > 1)
+		return ctl_usage(verb,
+				 "--nodes %u: needs cluster mode (--registry URL); local "
+				 "mode runs one sliver here",
+				 a->nodes);
+	for (size_t i = 0; i < a->nnode_names; i++)
+		if (strcmp(a->node_names[i], "local"))
+			return ctl_usage(verb, "--node %s: needs cluster mode (--registry URL)",
+					 a->node_names[i]);
+	return 0;
+}
+
+/*
+ * Cluster mode: the options become a manifest (docs/manifest.md) that is
+ * submitted like `slicectl submit` would. A policy file is inlined.
+ */
+static int cluster_create_run(struct ctl *ctl, const char *verb, struct create_args *a, bool wait)
+{
+	const struct slice_spec *sp = &a->spec;
+	if (a->hostname_given)
+		return ctl_usage(verb, "--hostname: not in cluster mode (a sliver's hostname is "
+				       "its slice's name)");
+	if (sp->restart_max && !sp->argv)
+		return ctl_usage(verb, "--restart: needs a command");
+	json_t *m = json_pack("{s:s, s:s, s:s}", "apiVersion", "vslice/v1", "slice", sp->name,
+			      "image", sp->image);
+	json_t *res = json_object();
+	char buf[64];
+	if (sp->cpu_millis) {
+		snprintf(buf, sizeof(buf), "%llu.%03llu", (unsigned long long)sp->cpu_millis / 1000,
+			 (unsigned long long)sp->cpu_millis % 1000);
+		json_object_set_new(res, "cpus", json_string(buf));
+	}
+	if (sp->memory_bytes)
+		json_object_set_new(res, "memory", json_integer((json_int_t)sp->memory_bytes));
+	if (sp->pids_max)
+		json_object_set_new(res, "pids", json_integer((json_int_t)sp->pids_max));
+	json_object_set_new(m, "resources", res);
+	struct vs_error err;
+	if (sp->policy && sp->policy[0] == '/') {
+		json_error_t je;
+		json_t *pol = json_load_file(sp->policy, JSON_REJECT_DUPLICATES, &je);
+		if (!json_is_object(pol)) {
+			json_decref(pol);
+			json_decref(m);
+			vs_error_set(&err, EINVAL, "--policy: %s: %s", sp->policy, je.text);
+			return ctl_fail(verb, sp->name, &err);
+		}
+		json_object_set_new(m, "policy", pol);
+	} else if (sp->policy) {
+		json_object_set_new(m, "policy", json_string(sp->policy));
+	}
+	static const char *const nets[] = {"none", "host", "bridge"};
+	json_object_set_new(m, "network", json_string(nets[sp->net]));
+	json_t *env = json_object();
+	for (char **e = sp->env; e && *e; e++) {
+		char *eq = strchr(*e, '=');
+		cleanup_free char *k = vs_xasprintf("%.*s", (int)(eq - *e), *e);
+		json_object_set_new(env, k, json_string(eq + 1));
+	}
+	json_object_set_new(m, "env", env);
+	json_t *run = json_object(), *cmd = json_array();
+	for (char **v = sp->argv; v && *v; v++)
+		json_array_append_new(cmd, json_string(*v));
+	if (!sp->argv)
+		json_array_append_new(cmd, json_string("/bin/sh"));
+	json_object_set_new(run, "command", cmd);
+	if (sp->workdir)
+		json_object_set_new(run, "workdir", json_string(sp->workdir));
+	if (sp->timeout_secs) {
+		snprintf(buf, sizeof(buf), "%llus", (unsigned long long)sp->timeout_secs);
+		json_object_set_new(run, "timeout", json_string(buf));
+	}
+	if (sp->restart_max) {
+		json_object_set_new(run, "restart", json_string("on-failure"));
+		json_object_set_new(run, "restart_limit", json_integer(sp->restart_max));
+	}
+	json_object_set_new(m, "run", run);
+	if (sp->lifetime_secs) {
+		snprintf(buf, sizeof(buf), "%llus", (unsigned long long)sp->lifetime_secs);
+		json_object_set_new(m, "lifetime", json_string(buf));
+	}
+	if (a->nodes)
+		json_object_set_new(m, "nodes", json_pack("{s:i}", "count", (int)a->nodes));
+	if (a->node_names) {
+		json_t *names = json_array();
+		for (size_t i = 0; i < a->nnode_names; i++)
+			json_array_append_new(names, json_string(a->node_names[i]));
+		json_object_set_new(m, "nodes", json_pack("{s:o}", "names", names));
+	}
+	int r = cluster_submit_resolved(ctl, verb, sp->name, m, wait, a->rm);
+	json_decref(m);
+	return r;
 }
 
 static const char create_help[] =
@@ -201,14 +336,16 @@ int cmd_create(struct ctl *ctl, int argc, char **argv)
 		return 0;
 	struct create_args a;
 	int r = parse_create("create", argc, argv, false, &a);
-	if (r == 0) {
+	if (r == 0 && ctl->registry && *ctl->registry) {
+		r = cluster_create_run(ctl, "create", &a, false);
+	} else if (r == 0 && (r = check_local_placement("create", &a)) == 0) {
 		struct vs_error err;
 		if (slice_create(ctl->root, &a.spec, &err) < 0)
 			r = ctl_fail("create", a.spec.name, &err);
 		else if (!ctl->quiet)
 			printf("%s\n", a.spec.name);
 	}
-	slice_spec_free(&a.spec);
+	create_args_free(&a);
 	return r;
 }
 
@@ -226,14 +363,18 @@ int cmd_run(struct ctl *ctl, int argc, char **argv)
 		return 0;
 	struct create_args a;
 	int r = parse_create("run", argc, argv, true, &a);
-	if (r) {
-		slice_spec_free(&a.spec);
+	if (r == 0 && a.rm && a.detach)
+		r = ctl_usage("run", "--rm and -d cannot be combined");
+	if (r == 0 && ctl->registry && *ctl->registry)
+		r = cluster_create_run(ctl, "run", &a, !a.detach);
+	else if (r == 0 && (r = check_local_placement("run", &a)) == 0)
+		r = -1; /* local: go on below */
+	if (r >= 0) {
+		create_args_free(&a);
 		return r;
 	}
-	if (a.rm && a.detach) {
-		slice_spec_free(&a.spec);
-		return ctl_usage("run", "--rm and -d cannot be combined");
-	}
+	vs_strv_free(a.node_names);
+	a.node_names = NULL;
 	struct vs_error err;
 	char name[SLICE_NAME_MAX];
 	snprintf(name, sizeof(name), "%s", a.spec.name);

@@ -48,6 +48,11 @@ typedef int (*ctl_verb_fn)(struct ctl *ctl, int argc, char **argv);
 ctl_verb_fn cluster_verb(const char *verb);
 /* Verbs that exist only in cluster mode (nodes, node, token, user, renew). */
 bool cluster_only_verb(const char *verb);
+/* Cluster mode: submit a manifest built here (create/run from options):
+ * validate it, POST it, print the slice name; with wait follow it to its
+ * end, with rm delete it then. Returns the exit code. */
+int cluster_submit_resolved(struct ctl *ctl, const char *verb, const char *slice, json_t *manifest,
+			    bool wait, bool rm);
 /* The cluster verbs, for slicectl --help. */
 void cluster_usage(FILE *f);
 

@@ -179,6 +179,20 @@ as_node "$NODE_TOKEN" POST /v1/nodes/node3/status --data '{"slivers":[{"slice":"
 expect_eq "a status report for a slice not assigned to the node changes nothing" "" "$(vsc status target | awk '$1 == "node3"')"
 vsc destroy target
 
+# --- create and run from options, like local mode -------------------------------
+out=$(vsc run --rm --node node1 --memory 32M r1 -- /bin/sh -c 'echo hi from r1; exit 7' 2>&1)
+expect_eq "run --rm through the registry exits with the command's code" 7 "$?"
+check "... and shows its output" has "$out" '^\[node1\] | hi from r1'
+check "... and --rm deletes the slice" not has "$(vsc list -q)" '^r1$'
+vsc create --nodes 2 --env X=1 c1 -- /bin/sleep 100 >/dev/null
+c1_running() { [ "$(vsc status c1 | awk '$2 == "running"' | wc -l)" -eq 2 ]; }
+check "create --nodes 2: two slivers run" wait_for 20 c1_running
+vsc destroy c1
+vsc run --hostname h r2 -- /bin/true >/dev/null 2>&1
+expect_eq "run --hostname in cluster mode: 125" 125 "$?"
+"$SLICECTL" --root "$VC_TMP/nowhere" run --nodes 2 r3 -- /bin/true >/dev/null 2>&1
+expect_eq "run --nodes 2 in local mode: 125" 125 "$?"
+
 # --- a binary file of 1 MiB (the most one file may be) travels as base64 -----
 head -c $((1 << 20)) /dev/urandom >"$M/blob.bin"
 BLOB_SUM=$(sha256sum "$M/blob.bin" | cut -c1-64)
