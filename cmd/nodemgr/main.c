@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "vslice/nodemgr.h"
@@ -62,7 +63,15 @@ static int usage(const char *fmt, ...)
 
 static void log_line(void *arg, enum nodemgr_log_level level, const char *line)
 {
-	fprintf(stderr, "vslice-nodemgr %s: %s\n", node_name, line);
+	/* UTC with milliseconds: the log is all an operator has to order events. */
+	struct timespec ts;
+	struct tm tm;
+	char when[32] = "";
+	clock_gettime(CLOCK_REALTIME, &ts);
+	if (gmtime_r(&ts.tv_sec, &tm))
+		strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%S", &tm);
+	fprintf(stderr, "%s.%03ldZ vslice-nodemgr %s: %s\n", when, ts.tv_nsec / 1000000, node_name,
+		line);
 }
 
 static uint64_t machine_memory(void)

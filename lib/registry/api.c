@@ -1785,6 +1785,7 @@ void api_dispatch(struct reg_request *req, struct reg_answer *a)
 	route_split(req->url, &rt);
 	pthread_mutex_lock(&req->reg->lock);
 	dispatch(req, a, &rt);
+	req->answered_rev = req->reg->revision;
 	pthread_mutex_unlock(&req->reg->lock);
 	free(rt.buf);
 }

@@ -160,7 +160,8 @@ struct reg_request {
 	unsigned mode;
 
 	/* long-poll: set by the handler when the answer may wait */
-	long long wait_index; /* -1: no long-poll */
+	long long wait_index;	/* -1: no long-poll */
+	long long answered_rev; /* the revision the last dispatch answered at */
 	long long deadline;
 	bool suspended;
 	bool polled; /* counted in reg->polls */

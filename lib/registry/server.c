@@ -219,9 +219,11 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *con, const c
 			  REG_BODY_MAX);
 		return send_answer(req, &a);
 	}
-	req->suspended = false;
-	api_dispatch(req, &a);
-	if (req->wait_index >= 0) {
+	for (;;) {
+		req->suspended = false;
+		api_dispatch(req, &a);
+		if (req->wait_index < 0)
+			break;
 		pthread_mutex_lock(&reg->lock);
 		if (!reg->stopping && reg->revision <= req->wait_index &&
 		    reg_now_ms() < req->deadline) {
@@ -240,7 +242,16 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *con, const c
 			answer_free(&a);
 			return MHD_YES;
 		}
+		/* A change landed between building the answer and this check: the
+		 * answer would show no progress (and the client would wait for
+		 * nothing), so build it again. */
+		bool stale = !reg->stopping && req->answered_rev <= req->wait_index &&
+			     reg->revision > req->wait_index;
 		pthread_mutex_unlock(&reg->lock);
+		if (!stale)
+			break;
+		answer_free(&a);
+		a = (struct reg_answer){.fd = -1};
 	}
 	return send_answer(req, &a);
 }
