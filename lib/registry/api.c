@@ -1784,6 +1784,11 @@ void api_dispatch(struct reg_request *req, struct reg_answer *a)
 	struct route rt;
 	route_split(req->url, &rt);
 	pthread_mutex_lock(&req->reg->lock);
+	/* Any request of a node's own token is a sign of life: a node manager
+	 * busy uploading a large result, whose status report is late, is not
+	 * lost while its poll thread still asks for its assignments. */
+	if (req->role == REGISTRY_ROLE_NODE && req->node)
+		reg_touch(req->reg, req->node, reg_now());
 	dispatch(req, a, &rt);
 	req->answered_rev = req->reg->revision;
 	pthread_mutex_unlock(&req->reg->lock);

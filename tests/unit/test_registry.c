@@ -671,6 +671,19 @@ static void test_expiry_and_lost(void **state)
 	r = req(e, "GET", e->admin, "/v1/slices/s2", NULL, NULL);
 	assert_non_null(strstr(r.body, "\"state\":\"pending\""));
 	free(r.body);
+
+	/* No status report for 3.5 s, but the node keeps polling its
+	 * assignments (as while it uploads a large result): still ready. */
+	for (int i = 0; i < 7; i++) {
+		struct timespec half = {0, 500 * 1000 * 1000};
+		nanosleep(&half, NULL);
+		r = req(e, "GET", node, "/v1/nodes/n1/assignments", NULL, NULL);
+		EXPECT(r, 200);
+		free(r.body);
+	}
+	r = req(e, "GET", e->admin, "/v1/nodes", NULL, NULL);
+	assert_non_null(strstr(r.body, "\"state\":\"ready\""));
+	free(r.body);
 }
 
 /* The scheduler's view of what nodes have left follows inserts and deletes
