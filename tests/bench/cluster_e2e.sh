@@ -34,20 +34,20 @@ for i in $(seq "$RUNS"); do
 	cluster+=("$(echo "$t1 - $t0" | bc)")
 	vsc destroy "e$i"
 done
-# Local mode, same manifest (nodes: count 1 is the local node), same machine.
-export VSLICE_ROOT=$VC_TMP/local VSLICE_CGROUP_PARENT=$VC_PFX-local
+# Local mode, same manifest (nodes: count 1 is the local node), same machine,
+# in a root and cgroup parent that vc_cleanup removes like a node's.
 VC_NODES+=(local)
 mkdir -p "$VC_TMP/local/root"
-export VSLICE_ROOT=$VC_TMP/local/root
-"$SLICECTL" image build busybox >/dev/null
+vs_local() { VSLICE_ROOT=$VC_TMP/local/root VSLICE_CGROUP_PARENT=$VC_PFX-local "$SLICECTL" "$@"; }
+vs_local image build busybox >/dev/null
 local_t=()
 for i in $(seq "$RUNS"); do
 	mk "l$i"
 	t0=$(date +%s.%N)
-	"$SLICECTL" submit --wait "$M" >/dev/null || { echo "local run $i failed"; exit 1; }
+	vs_local submit --wait "$M" >/dev/null || { echo "local run $i failed"; exit 1; }
 	t1=$(date +%s.%N)
 	local_t+=("$(echo "$t1 - $t0" | bc)")
-	"$SLICECTL" destroy --force "l$i" >/dev/null
+	vs_local destroy --force "l$i" >/dev/null
 done
 read -r cm cmin cmax <<<"$(stats "${cluster[@]}")"
 read -r lm lmin lmax <<<"$(stats "${local_t[@]}")"
