@@ -647,6 +647,19 @@ int slice_exec(const char *root, const char *name, const struct slice_exec_opts 
 	return r;
 }
 
+/* Signal the slice's PID 1 through a pidfd, once it is proven to be the
+ * recorded process in the slice's cgroup; -ESRCH when it is gone. */
+static int send_to_pid1(struct cgroup *cg, const struct slice_state *st, int sig,
+			struct vs_error *err)
+{
+	cleanup_close int pfd = pidfd_open(st->pid, 0);
+	if (pfd < 0 || !pid_is_slice(cg, st->pid, st->pid_starttime))
+		return vs_error_set(err, ESRCH, "pid 1 is gone");
+	if (syscall(SYS_pidfd_send_signal, pfd, sig, NULL, 0) < 0)
+		return vs_error_sys(err, errno, "signal pid 1");
+	return 0;
+}
+
 static int signal_pid1(const char *root, const char *name, int sig, struct slice_state *st,
 		       struct vs_error *err)
 {
@@ -656,12 +669,7 @@ static int signal_pid1(const char *root, const char *name, int sig, struct slice
 		return r;
 	if (st->status == SLICE_FROZEN && (r = cgroup_thaw(cg, err)) < 0)
 		return r;
-	cleanup_close int pfd = pidfd_open(st->pid, 0);
-	if (pfd < 0 || !pid_is_slice(cg, st->pid, st->pid_starttime))
-		return vs_error_set(err, ESRCH, "pid 1 is gone");
-	if (syscall(SYS_pidfd_send_signal, pfd, sig, NULL, 0) < 0)
-		return vs_error_sys(err, errno, "signal pid 1");
-	return 0;
+	return send_to_pid1(cg, st, sig, err);
 }
 
 static bool wait_gone(pid_t pid, uint64_t starttime, unsigned ms)
@@ -749,12 +757,8 @@ int slice_renew(const char *root, const char *name, time_t expires, struct vs_er
 	cleanup_cgroup struct cgroup *cg = NULL;
 	if ((r = open_cgroup(name, &cg, err)) < 0)
 		return r;
-	cleanup_close int pfd = pidfd_open(st.pid, 0);
-	if (pfd < 0 || !pid_is_slice(cg, st.pid, st.pid_starttime))
-		return 0; /* ended meanwhile: nothing left to extend */
-	if (syscall(SYS_pidfd_send_signal, pfd, REAPER_SIG_RENEW, NULL, 0) < 0)
-		return vs_error_sys(err, errno, "signal pid 1");
-	return 0;
+	r = send_to_pid1(cg, &st, REAPER_SIG_RENEW, err);
+	return r == -ESRCH ? 0 : r; /* ended meanwhile: nothing left to extend */
 }
 
 static int freeze_thaw(const char *root, const char *name, bool freeze, struct vs_error *err)
