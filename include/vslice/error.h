@@ -16,8 +16,24 @@
 
 #define VS_ERROR_MAX 1024
 
+/*
+ * What a caller may need to tell apart without reading the message. Set by
+ * the layer that knows (vs_error_kind()), kept by vs_error_wrap(), reset by
+ * vs_error_set()/vs_error_sys(). Never branch on msg text: add a kind here.
+ */
+enum vs_error_kind {
+	VS_EK_NONE = 0,
+	VS_EK_EXEC_NOT_FOUND, /* the workload's program does not exist (exit 127) */
+	VS_EK_EXEC_DENIED,    /* the workload's program cannot be executed (exit 126) */
+	VS_EK_TIMENS,	      /* the kernel refused time-namespace offsets */
+	VS_EK_REFUSED,	      /* a checkpoint refused up front: nothing was stopped */
+	VS_EK_BUSY,	      /* the object is held by another process (a lock, a port) */
+	VS_EK_LIMIT,	      /* a configured limit was reached */
+};
+
 struct vs_error {
 	int code; /* positive errno (or EINVAL for bad input) */
+	enum vs_error_kind kind;
 	char msg[VS_ERROR_MAX];
 };
 
@@ -31,6 +47,9 @@ int vs_error_sys(struct vs_error *err, int code, const char *fmt, ...)
 
 /* Prefix the message already in err with "context: ". Returns -err->code. */
 int vs_error_wrap(struct vs_error *err, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* Mark err as being of kind k; returns -err->code (so: return vs_error_kind(err, K);). */
+int vs_error_kind(struct vs_error *err, enum vs_error_kind k);
 
 /* Reset err to "no error". */
 void vs_error_clear(struct vs_error *err);

@@ -35,6 +35,7 @@ int vs_error_set(struct vs_error *err, int code, const char *fmt, ...)
 		vsnprintf(err->msg, sizeof(err->msg), fmt, ap);
 		va_end(ap);
 		err->code = code;
+		err->kind = VS_EK_NONE;
 	}
 	return -code;
 }
@@ -50,6 +51,7 @@ int vs_error_sys(struct vs_error *err, int code, const char *fmt, ...)
 		va_end(ap);
 		join(err->msg, buf, strerror(code));
 		err->code = code;
+		err->kind = VS_EK_NONE;
 	}
 	return -code;
 }
@@ -70,10 +72,20 @@ int vs_error_wrap(struct vs_error *err, const char *fmt, ...)
 	return -err->code;
 }
 
+int vs_error_kind(struct vs_error *err, enum vs_error_kind k)
+{
+	if (!err)
+		return -EINVAL;
+	err->kind = k;
+	err->code = code_or_einval(err->code);
+	return -err->code;
+}
+
 void vs_error_clear(struct vs_error *err)
 {
 	if (err) {
 		err->code = 0;
+		err->kind = VS_EK_NONE;
 		err->msg[0] = '\0';
 	}
 }
