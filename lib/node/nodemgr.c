@@ -1832,6 +1832,15 @@ void nodemgr_free(struct nodemgr *nm)
 	if (!nm)
 		return;
 	atomic_store(&nm->stop, true);
+	if (nm->cgroup_lock >= 0) {
+		/* The main loop is done: let go of the parent now, before waiting
+		 * for the poller (which may be left to the exit). Unlinked while
+		 * held, so a node manager waiting on this file retries (hold_lock),
+		 * and files under /run do not pile up, one per parent ever used. */
+		unlink(nm->cgroup_lock_path);
+		close(nm->cgroup_lock);
+		nm->cgroup_lock = -1;
+	}
 	if (nm->status_api)
 		MHD_stop_daemon(nm->status_api);
 	nm->status_api = NULL;
@@ -1854,12 +1863,6 @@ void nodemgr_free(struct nodemgr *nm)
 		close(nm->wake_fd);
 	if (nm->root_lock >= 0)
 		close(nm->root_lock);
-	if (nm->cgroup_lock >= 0) {
-		/* Unlinked while held, so a waiting node manager retries (hold_lock);
-		 * a file under /run per cgroup parent ever used would pile up. */
-		unlink(nm->cgroup_lock_path);
-		close(nm->cgroup_lock);
-	}
 	free(nm->cgroup_lock_path);
 	if (nm->answer)
 		json_decref(nm->answer);
