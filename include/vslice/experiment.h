@@ -48,7 +48,7 @@ struct experiment_create_opts {
 };
 
 /* experiment_create with o (may be NULL). */
-int experiment_create_opts(const char *root, const struct manifest *m, const char *origin,
+int experiment_create_with(const char *root, const struct manifest *m, const char *origin,
 			   const char *node, const struct experiment_create_opts *o,
 			   struct vs_error *err);
 

@@ -212,7 +212,9 @@ struct nodemgr;
 int nodemgr_new(const struct nodemgr_opts *o, struct nodemgr **out, struct vs_error *err);
 
 /* Run until nodemgr_stop(): poll thread + reconcile/heartbeat loop. Returns
- * 0 after a stop, < 0 on a fatal error (registry trouble never is one). */
+ * 0 after a stop, < 0 on a fatal error (registry trouble never is one). An
+ * opts.listen address another process listens on is one: -EADDRINUSE, kind
+ * VS_EK_BUSY (the socket is bound without SO_REUSEPORT). */
 int nodemgr_run(struct nodemgr *nm, struct vs_error *err);
 
 /* Ask nodemgr_run to return; async-signal-safe. Slivers keep running. */

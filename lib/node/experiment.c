@@ -141,7 +141,7 @@ static void step_done(const struct experiment_create_opts *o, enum experiment_st
 		o->step(o->arg, step);
 }
 
-int experiment_create_opts(const char *root, const struct manifest *m, const char *origin,
+int experiment_create_with(const char *root, const struct manifest *m, const char *origin,
 			   const char *node, const struct experiment_create_opts *o,
 			   struct vs_error *err)
 {
@@ -176,7 +176,7 @@ int experiment_create_opts(const char *root, const struct manifest *m, const cha
 int experiment_create(const char *root, const struct manifest *m, const char *origin,
 		      const char *node, struct vs_error *err)
 {
-	return experiment_create_opts(root, m, origin, node, NULL, err);
+	return experiment_create_with(root, m, origin, node, NULL, err);
 }
 
 static int load_experiment(const char *root, const char *name, json_t **out, struct vs_error *err)
