@@ -44,6 +44,13 @@ leftovers() {
 # Everything on node1, whatever the slice: slice dirs and claims.
 all_slices() { vs_node node1 list -q 2>/dev/null | wc -l; }
 all_claims() { ls "$VSLICE_IDRANGE_DIR" 2>/dev/null | grep -c '^[0-9]*$'; }
+# Slice cgroups under node1's parent (the pids hierarchy on v1, else v2).
+all_cgroups() {
+	local p=/sys/fs/cgroup/pids/$VC_PFX-node1
+	[ -d /sys/fs/cgroup/pids ] || p=/sys/fs/cgroup/$VC_PFX-node1
+	find "$p" -mindepth 1 -maxdepth 1 -type d 2>/dev/null | wc -l
+}
+all_records() { ls "$ROOT1/nodemgr/slivers" 2>/dev/null | wc -l; }
 reg_running() { vsc status "$1" 2>/dev/null | awk '$1 == "node1" && $2 == "running"' | grep -q .; }
 all_gone() { [ "$(leftovers "$1")" = "0 0 0 0 0" ]; }
 nm_pid() { eval "echo \$VC_NODE_PID_node1"; }
@@ -101,9 +108,11 @@ for n in 1 2 3 4 5 6; do
 		"1 1 1 1 1" "$(leftovers $s)"
 	expect_eq "create step $n: exactly one slice on the node" 1 "$(all_slices)"
 	expect_eq "create step $n: exactly one id-range claim on the node" 1 "$(all_claims)"
+	expect_eq "create step $n: exactly one slice cgroup on the node" 1 "$(all_cgroups)"
 	vsc destroy $s >/dev/null
 	check "create step $n: deleted at the registry, nothing is left" wait_for 60 all_gone $s
-	expect_eq "create step $n: no claim left at all" 0 "$(all_claims)"
+	expect_eq "create step $n: no claim, cgroup or record left at all" "0 0 0" \
+		"$(all_claims) $(all_cgroups) $(all_records)"
 	stop_node1
 done
 
@@ -120,7 +129,8 @@ for n in 1 2 3; do
 	vc_start_node node1 --heartbeat 1s
 	check "destroy step $n: after a restart nothing is left" wait_for 60 all_gone $s
 	expect_eq "destroy step $n: no slice on the node" 0 "$(all_slices)"
-	expect_eq "destroy step $n: no id-range claim left" 0 "$(all_claims)"
+	expect_eq "destroy step $n: no claim, cgroup or record left" "0 0 0" \
+		"$(all_claims) $(all_cgroups) $(all_records)"
 	stop_node1
 done
 
