@@ -140,7 +140,8 @@ int main(int argc, char **argv)
 	struct nodemgr_opts o = {.log = log_line, .default_pids = NODEMGR_DEFAULT_PIDS};
 	bool default_memory_set = false;
 	const char *listen = NULL;
-	char **labels = vs_xcalloc((size_t)argc + 1, sizeof(char *));
+	/* Freed on every return (usage errors and --help too: the ASan build checks leaks). */
+	cleanup_free char **labels = vs_xcalloc((size_t)argc + 1, sizeof(char *));
 	size_t nlabels = 0;
 	struct vs_error err;
 	uint64_t v;
@@ -259,7 +260,6 @@ int main(int argc, char **argv)
 	if (nodemgr_new(&o, &nm, &err) < 0) {
 		char m[VS_ERROR_MAX];
 		fprintf(stderr, "vslice-nodemgr: %s\n", vs_printable(err.msg, m, sizeof(m)));
-		free(labels);
 		return EXIT_FAIL;
 	}
 	running = nm;
@@ -273,6 +273,5 @@ int main(int argc, char **argv)
 		fprintf(stderr, "vslice-nodemgr: %s\n", vs_printable(err.msg, m, sizeof(m)));
 	}
 	nodemgr_free(nm);
-	free(labels);
 	return r < 0 ? EXIT_FAIL : 0;
 }
