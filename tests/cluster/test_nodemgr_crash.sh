@@ -109,6 +109,14 @@ for n in 1 2 3 4 5 6; do
 	expect_eq "create step $n: exactly one slice on the node" 1 "$(all_slices)"
 	expect_eq "create step $n: exactly one id-range claim on the node" 1 "$(all_claims)"
 	expect_eq "create step $n: exactly one slice cgroup on the node" 1 "$(all_cgroups)"
+	# How it rolled forward: a half-made slice is made again; a complete one
+	# (experiment.json written) is finished, its run not repeated.
+	case $n in
+	2 | 3) check "create step $n: the half-made slice was made again" \
+		grep -q "sliver $s: assignment changed or half made, re-creating" "$VC_TMP/node1.log" ;;
+	4 | 5) check "create step $n: the complete slice was finished, not made again" \
+		grep -q "created sliver $s (finished after a restart)" "$VC_TMP/node1.log" ;;
+	esac
 	vsc destroy $s >/dev/null
 	check "create step $n: deleted at the registry, nothing is left" wait_for 60 all_gone $s
 	expect_eq "create step $n: no claim, cgroup or record left at all" "0 0 0" \
