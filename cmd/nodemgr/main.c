@@ -41,10 +41,19 @@ static const char help[] =
     "  --heartbeat DUR    seconds between status reports (default: the registry's)\n"
     "  --cpus N           cpus offered (default: this machine's)\n"
     "  --memory SIZE      memory offered, e.g. 8G (default: this machine's)\n"
+    "  --default-memory SIZE  memory limit of a sliver whose manifest sets none\n"
+    "                     (default: 1G, or half of --memory if that is less; 0: none)\n"
+    "  --default-pids N   pids limit of a sliver whose manifest sets none\n"
+    "                     (default: 1024; 0: none)\n"
     "  --listen ADDR:PORT a read-only local status API (GET /v1/status, no token;\n"
     "                     e.g. 127.0.0.1:7481)\n"
     "  -v, --verbose      log more (every poll, every decision)\n"
-    "  -h, --help         this text\n";
+    "  -h, --help         this text\n\n"
+    "One node manager per root and per cgroup parent: a second one on the same\n"
+    "ROOT or $VSLICE_CGROUP_PARENT refuses to start (give each its own), and so does\n"
+    "one whose --listen port is in use.\n"
+    "Test hook: VSLICE_FAULT=nodemgr.create:N or nodemgr.destroy:N SIGKILLs the node\n"
+    "manager right after step N of a sliver's create or destroy (docs/cluster.md).\n";
 
 static const char *node_name = "-";
 
@@ -107,7 +116,9 @@ int main(int argc, char **argv)
 		OPT_CPUS,
 		OPT_MEMORY,
 		OPT_LISTEN,
-		OPT_CA
+		OPT_CA,
+		OPT_DEFAULT_MEMORY,
+		OPT_DEFAULT_PIDS
 	};
 	static const struct option longopts[] = {
 	    {"registry", required_argument, NULL, OPT_REGISTRY},
@@ -120,13 +131,17 @@ int main(int argc, char **argv)
 	    {"memory", required_argument, NULL, OPT_MEMORY},
 	    {"listen", required_argument, NULL, OPT_LISTEN},
 	    {"ca", required_argument, NULL, OPT_CA},
+	    {"default-memory", required_argument, NULL, OPT_DEFAULT_MEMORY},
+	    {"default-pids", required_argument, NULL, OPT_DEFAULT_PIDS},
 	    {"verbose", no_argument, NULL, 'v'},
 	    {"help", no_argument, NULL, 'h'},
 	    {NULL, 0, NULL, 0},
 	};
-	struct nodemgr_opts o = {.log = log_line};
+	struct nodemgr_opts o = {.log = log_line, .default_pids = NODEMGR_DEFAULT_PIDS};
+	bool default_memory_set = false;
 	const char *listen = NULL;
-	char **labels = vs_xcalloc((size_t)argc + 1, sizeof(char *));
+	/* Freed on every return (usage errors and --help too: the ASan build checks leaks). */
+	cleanup_free char **labels = vs_xcalloc((size_t)argc + 1, sizeof(char *));
 	size_t nlabels = 0;
 	struct vs_error err;
 	uint64_t v;
@@ -175,6 +190,26 @@ int main(int argc, char **argv)
 		case OPT_CA:
 			o.ca_file = optarg;
 			break;
+		case OPT_DEFAULT_MEMORY:
+			/* The manifest's own minimum: a smaller limit cannot run anything. */
+			if (vs_parse_size(optarg, &v, &err) < 0 || (v > 0 && v < (4u << 20)))
+				return usage("--default-memory \"%s\": use a size of at least 4M "
+					     "(e.g. 512M), or 0 for none",
+					     optarg);
+			o.default_memory = v;
+			default_memory_set = true;
+			break;
+		case OPT_DEFAULT_PIDS: {
+			char *end;
+			errno = 0;
+			unsigned long long n = strtoull(optarg, &end, 10);
+			if (errno || end == optarg || *end || optarg[0] == '-' || n > 4194304)
+				return usage("--default-pids \"%s\": use a number from 1 to "
+					     "4194304, or 0 for none",
+					     optarg);
+			o.default_pids = n;
+			break;
+		}
 		case 'v':
 			o.verbose = true;
 			break;
@@ -212,6 +247,11 @@ int main(int argc, char **argv)
 	}
 	if (!o.memory)
 		o.memory = machine_memory();
+	if (!default_memory_set) {
+		o.default_memory = NODEMGR_DEFAULT_MEMORY;
+		if (o.memory / 2 < o.default_memory && o.memory / 2 >= (4u << 20))
+			o.default_memory = o.memory / 2;
+	}
 	o.labels = labels;
 	o.listen = listen;
 	node_name = o.name;
@@ -220,7 +260,6 @@ int main(int argc, char **argv)
 	if (nodemgr_new(&o, &nm, &err) < 0) {
 		char m[VS_ERROR_MAX];
 		fprintf(stderr, "vslice-nodemgr: %s\n", vs_printable(err.msg, m, sizeof(m)));
-		free(labels);
 		return EXIT_FAIL;
 	}
 	running = nm;
@@ -234,6 +273,5 @@ int main(int argc, char **argv)
 		fprintf(stderr, "vslice-nodemgr: %s\n", vs_printable(err.msg, m, sizeof(m)));
 	}
 	nodemgr_free(nm);
-	free(labels);
 	return r < 0 ? EXIT_FAIL : 0;
 }

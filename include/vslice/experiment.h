@@ -24,12 +24,33 @@
 
 /*
  * Create the slice m describes (manifest_to_spec + slice_create; an inline
- * policy is kept in the slice dir), record experiment.json (origin: the
- * manifest's path, or "registry URL"; node: the sliver's node name) and
- * place m's files. Does not start it. On failure nothing is left behind.
+ * policy is kept in the slice dir), place m's files and record
+ * experiment.json (origin: the manifest's path, or "registry URL"; node: the
+ * sliver's node name) - last, so a slice with experiment.json is complete.
+ * Does not start it. On failure nothing is left behind (a crash of the
+ * caller can leave a slice without experiment.json: see nodemgr.h).
  */
 int experiment_create(const char *root, const struct manifest *m, const char *origin,
 		      const char *node, struct vs_error *err);
+
+/* The steps of experiment_create, in order. */
+enum experiment_step {
+	EXPERIMENT_SLICE_CREATED = 1, /* slice_create done: dir, id range, cgroup, spec */
+	EXPERIMENT_FILES_PLACED,      /* m's files are in the upper dir */
+	EXPERIMENT_RECORDED,	      /* experiment.json written: the create is complete */
+};
+
+struct experiment_create_opts {
+	/* Called after each step that succeeded (the node manager's crash
+	 * test hook); NULL: none. */
+	void (*step)(void *arg, enum experiment_step step);
+	void *arg;
+};
+
+/* experiment_create with o (may be NULL). */
+int experiment_create_with(const char *root, const struct manifest *m, const char *origin,
+			   const char *node, const struct experiment_create_opts *o,
+			   struct vs_error *err);
 
 /* The origin and node recorded at create (caller frees; NULL if absent). */
 int experiment_origin(const char *root, const char *name, char **origin, char **node,

@@ -11,9 +11,18 @@
  *
  * State under <root>/nodemgr/: assignments.json (the last successful answer,
  * so slivers keep running - and are never destroyed - while the registry is
- * away) and slivers/NAME.json (one record per sliver this node manager made;
+ * away), slivers/NAME.json (one record per sliver this node manager made;
  * slices without one, or whose experiment.json names another origin, are
- * never touched). A restarted node manager re-adopts its slivers from these.
+ * never touched) and lock (flock'ed for the daemon's life: one node manager
+ * per root). A restarted node manager re-adopts its slivers from these.
+ *
+ * Crash safety: a record states the intent (phase "creating" / "destroying")
+ * atomically before the slice is touched, and experiment_create writes
+ * experiment.json last, so a SIGKILL at any step leaves either a complete
+ * sliver or a half-made / half-removed slice that the record names; the next
+ * reconcile finishes the create (or redoes it) or the destroy
+ * (nodemgr_decide). VSLICE_FAULT=nodemgr.create:N / nodemgr.destroy:N is a
+ * test hook that SIGKILLs the process at step N (docs/cluster.md).
  *
  * The pure parts (assignment parsing, the reconcile decision, state mapping,
  * records) are public so tests can reach them without a registry.
@@ -27,6 +36,7 @@
 #include <stdint.h>
 
 #include "vslice/error.h"
+#include "vslice/manifest.h"
 #include "vslice/slice.h"
 #include "vslice/util.h"
 
@@ -35,6 +45,11 @@
 #define NODEMGR_BACKOFF_MAX   30	 /* seconds between attempts while unreachable */
 #define NODEMGR_LOG_CHUNK     (1u << 20) /* log bytes uploaded per sliver per heartbeat */
 #define NODEMGR_NODE_NAME_MAX 64
+
+/* Built-in per-sliver limits for manifests that set none (--default-memory,
+ * --default-pids): an experiment without limits must not take a node down. */
+#define NODEMGR_DEFAULT_MEMORY (1ull << 30) /* or half the node's memory, if less */
+#define NODEMGR_DEFAULT_PIDS   1024
 
 /* ------------------------------------------------------------------ */
 /* pure parts                                                          */
@@ -62,10 +77,11 @@ void nodemgr_assignments_free(struct nodemgr_assignment *a, size_t n);
 bool nodemgr_node_name_valid(const char *s);
 
 enum nodemgr_phase {
-	NODEMGR_CREATING, /* create begun (a crash here leaves a slice to redo) */
-	NODEMGR_CREATED,  /* created and started: a sliver of this node manager */
-	NODEMGR_FAILED,	  /* could not be created or started; not retried until the
-			   * assignment changes (manifest or expires) */
+	NODEMGR_CREATING,   /* create begun (a crash here leaves a slice to redo) */
+	NODEMGR_CREATED,    /* created and started: a sliver of this node manager */
+	NODEMGR_FAILED,	    /* could not be created or started; not retried until the
+			     * assignment changes (manifest or expires) */
+	NODEMGR_DESTROYING, /* destroy begun (a crash here leaves a slice to remove) */
 };
 
 /* Bookkeeping of one sliver: <root>/nodemgr/slivers/NAME.json. */
@@ -92,6 +108,10 @@ enum nodemgr_local {
 	NODEMGR_LOCAL_NONE,    /* no such slice here */
 	NODEMGR_LOCAL_OURS,    /* experiment.json: origin "registry ...", node = ours */
 	NODEMGR_LOCAL_FOREIGN, /* anything else: never touched */
+	/* A slice without experiment.json that our record's intent explains: one
+	 * we were creating (and it is not older than the intent) or destroying
+	 * when the node manager died. Only ever with such a record. */
+	NODEMGR_LOCAL_PARTIAL,
 };
 
 enum nodemgr_action {
@@ -99,6 +119,8 @@ enum nodemgr_action {
 	NODEMGR_KEEP,	  /* as it should be */
 	NODEMGR_CREATE,	  /* create and start */
 	NODEMGR_RECREATE, /* destroy ours, then create (half-made, or the assignment changed) */
+	NODEMGR_RESUME,	  /* ours and complete, its create interrupted: start it if it never
+			   * ran, then record it as created */
 	NODEMGR_ADOPT,	  /* ours without a record: take it over as it is */
 	NODEMGR_CONFLICT, /* assigned, but a slice of that name is not ours: failed */
 	NODEMGR_VANISHED, /* ours, but its slice was removed behind our back: failed */
@@ -109,7 +131,8 @@ enum nodemgr_action {
 /*
  * The reconcile decision for one slice name. a: its assignment (NULL = not
  * assigned; only ever from a successful answer or the cache), r: our record
- * (NULL = none), local: what is on disk.
+ * (NULL = none), local: what is on disk. Every crash point of a create or
+ * destroy (record phase creating/destroying) rolls forward from here.
  */
 enum nodemgr_action nodemgr_decide(const struct nodemgr_assignment *a,
 				   const struct nodemgr_record *r, enum nodemgr_local local);
@@ -127,6 +150,23 @@ json_t *nodemgr_sliver_status(const struct nodemgr_record *r, const struct slice
  * the number after "size"; -1 if there is none. */
 long long nodemgr_conflict_size(const char *msg);
 
+/*
+ * Give m the node's default limits where its manifest sets none (0: no
+ * default for that one). Returns a bit set of what was applied:
+ * NODEMGR_DEFAULTED_MEMORY, NODEMGR_DEFAULTED_PIDS.
+ */
+#define NODEMGR_DEFAULTED_MEMORY 1u
+#define NODEMGR_DEFAULTED_PIDS	 2u
+unsigned nodemgr_apply_defaults(struct manifest *m, uint64_t memory, uint64_t pids);
+
+/*
+ * The test hook VSLICE_FAULT: "nodemgr.create:N" or "nodemgr.destroy:N"
+ * (N >= 1) sets *op (a static string) and *step. A value naming another
+ * component (no "nodemgr." prefix) or unset/empty: *op = NULL, returns 0.
+ * A malformed nodemgr value: -EINVAL, err names it.
+ */
+int nodemgr_fault_parse(const char *value, const char **op, unsigned *step, struct vs_error *err);
+
 /* ------------------------------------------------------------------ */
 /* the daemon                                                          */
 
@@ -142,7 +182,11 @@ struct nodemgr_opts {
 	unsigned heartbeat_secs; /* 0: what the registry answers at register */
 	double cpus;		 /* capacity reported at register */
 	uint64_t memory;	 /* bytes */
-	bool verbose;		 /* also NODEMGR_LOG_DEBUG lines */
+	/* Limits for slivers whose manifest sets none (0: none); the caller
+	 * picks the built-in NODEMGR_DEFAULT_* unless told otherwise. */
+	uint64_t default_memory; /* bytes */
+	uint64_t default_pids;
+	bool verbose; /* also NODEMGR_LOG_DEBUG lines */
 	/* "ADDR:PORT" (port 0: any) for a read-only local status API,
 	 * GET /v1/status: the node, whether it is registered, and every
 	 * sliver's status as last reported. No token: bind it to loopback.
@@ -159,12 +203,18 @@ int nodemgr_listen_check(const char *listen, struct vs_error *err);
 
 struct nodemgr;
 
-/* Copy o, make <root>/nodemgr/slivers, load records and the cached
- * assignments. Nothing is started yet. */
+/* Copy o, make <root>/nodemgr/slivers, lock the root (<root>/nodemgr/lock)
+ * and the cgroup parent (a lock file under /run/vslice/nodemgr named after
+ * $VSLICE_CGROUP_ROOT + $VSLICE_CGROUP_PARENT), both for nm's life; load
+ * records and the cached assignments. Nothing is started yet. A root or a
+ * cgroup parent another live node manager holds: -EBUSY, kind VS_EK_BUSY,
+ * err names that node manager. */
 int nodemgr_new(const struct nodemgr_opts *o, struct nodemgr **out, struct vs_error *err);
 
 /* Run until nodemgr_stop(): poll thread + reconcile/heartbeat loop. Returns
- * 0 after a stop, < 0 on a fatal error (registry trouble never is one). */
+ * 0 after a stop, < 0 on a fatal error (registry trouble never is one). An
+ * opts.listen address another process listens on is one: -EADDRINUSE, kind
+ * VS_EK_BUSY (the socket is bound without SO_REUSEPORT). */
 int nodemgr_run(struct nodemgr *nm, struct vs_error *err);
 
 /* Ask nodemgr_run to return; async-signal-safe. Slivers keep running. */

@@ -135,8 +135,15 @@ static int save_experiment(const char *root, const struct manifest *m, const cha
 	return vs_write_file_atomic(p, text, strlen(text), 0600, err);
 }
 
-int experiment_create(const char *root, const struct manifest *m, const char *origin,
-		      const char *node, struct vs_error *err)
+static void step_done(const struct experiment_create_opts *o, enum experiment_step step)
+{
+	if (o && o->step)
+		o->step(o->arg, step);
+}
+
+int experiment_create_with(const char *root, const struct manifest *m, const char *origin,
+			   const char *node, const struct experiment_create_opts *o,
+			   struct vs_error *err)
 {
 	struct slice_spec spec = {0};
 	int r = manifest_to_spec(m, &spec, err);
@@ -146,17 +153,30 @@ int experiment_create(const char *root, const struct manifest *m, const char *or
 		spec.policy_text = vs_xstrdup(m->policy_json);
 	r = slice_create(root, &spec, err);
 	if (r == 0) {
-		/* From here on, a failure destroys the slice: nothing left behind. */
-		r = save_experiment(root, m, origin, node, err);
-		if (r == 0)
-			r = place_files(root, m, &spec, err);
+		/* From here on, a failure destroys the slice: nothing left behind.
+		 * experiment.json goes last: whoever finds it (a restarted node
+		 * manager) may take the slice as complete. */
+		step_done(o, EXPERIMENT_SLICE_CREATED);
+		r = place_files(root, m, &spec, err);
+		if (r == 0) {
+			step_done(o, EXPERIMENT_FILES_PLACED);
+			r = save_experiment(root, m, origin, node, err);
+		}
 		if (r < 0) {
 			struct vs_error e2;
 			slice_destroy(root, m->name, true, &e2);
+		} else {
+			step_done(o, EXPERIMENT_RECORDED);
 		}
 	}
 	slice_spec_free(&spec);
 	return r;
+}
+
+int experiment_create(const char *root, const struct manifest *m, const char *origin,
+		      const char *node, struct vs_error *err)
+{
+	return experiment_create_with(root, m, origin, node, NULL, err);
 }
 
 static int load_experiment(const char *root, const char *name, json_t **out, struct vs_error *err)

@@ -18,7 +18,21 @@
  *
  * Ownership of slices: a record in <root>/nodemgr/slivers/NAME.json, written
  * before the slice is created, plus the origin experiment_create recorded
- * ("registry URL", node = ours). A slice without both is never touched.
+ * ("registry URL", node = ours). A slice without both is never touched -
+ * except the one a record's intent ("creating", "destroying") explains: the
+ * half-made or half-removed slice a SIGKILL left (nodemgr_decide).
+ *
+ * Steps of a create, numbered as the test hook VSLICE_FAULT=nodemgr.create:N
+ * counts them (it SIGKILLs the process right after step N):
+ *   1 record "creating" saved    2 slice made (dir, id range, cgroup, spec)
+ *   3 files placed               4 experiment.json written (the slice is ours)
+ *   5 slice started              6 record "created" saved
+ * and of a destroy (nodemgr.destroy:N):
+ *   1 record "destroying" saved  2 slice removed   3 record removed
+ *
+ * One node manager per root and per cgroup parent: both are flock'ed for
+ * the daemon's life (nodemgr_new), so two nodes on one machine never share
+ * slices, records or a slice's cgroup.
  */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -34,6 +48,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
+#include <sys/file.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <time.h>
@@ -135,6 +151,8 @@ static const char *phase_name(enum nodemgr_phase p)
 		return "created";
 	case NODEMGR_FAILED:
 		return "failed";
+	case NODEMGR_DESTROYING:
+		return "destroying";
 	}
 	return "?";
 }
@@ -172,9 +190,11 @@ int nodemgr_record_from_json(json_t *j, struct nodemgr_record *r, struct vs_erro
 		r->phase = NODEMGR_CREATED;
 	else if (!strcmp(phase, "failed"))
 		r->phase = NODEMGR_FAILED;
+	else if (!strcmp(phase, "destroying"))
+		r->phase = NODEMGR_DESTROYING;
 	else
-		return vs_error_set(err, EINVAL, ".phase: \"%s\" is not creating/created/failed",
-				    phase);
+		return vs_error_set(
+		    err, EINVAL, ".phase: \"%s\" is not creating/created/failed/destroying", phase);
 	snprintf(r->slice, sizeof(r->slice), "%s", slice);
 	snprintf(r->sha256, sizeof(r->sha256), "%s", sha);
 	r->expires = expires;
@@ -195,9 +215,14 @@ void nodemgr_record_free(struct nodemgr_record *r)
 enum nodemgr_action nodemgr_decide(const struct nodemgr_assignment *a,
 				   const struct nodemgr_record *r, enum nodemgr_local local)
 {
+	/* PARTIAL comes only with an intent record (classify); without one it
+	 * would be a slice nobody explains, and those are never touched. */
+	bool intent = r && (r->phase == NODEMGR_CREATING || r->phase == NODEMGR_DESTROYING);
+	if (local == NODEMGR_LOCAL_PARTIAL && !intent)
+		local = NODEMGR_LOCAL_FOREIGN;
 	if (!a) {
-		if (local == NODEMGR_LOCAL_OURS)
-			return NODEMGR_DESTROY;
+		if (local == NODEMGR_LOCAL_OURS || local == NODEMGR_LOCAL_PARTIAL)
+			return NODEMGR_DESTROY; /* also rolls back a create, finishes a destroy */
 		return r ? NODEMGR_FORGET : NODEMGR_NOTHING;
 	}
 	if (r && r->phase == NODEMGR_FAILED) {
@@ -217,13 +242,34 @@ enum nodemgr_action nodemgr_decide(const struct nodemgr_assignment *a,
 			/* Ours without a record (bookkeeping lost): take it as it is. */
 			return NODEMGR_ADOPT;
 		case NODEMGR_LOCAL_FOREIGN:
+		case NODEMGR_LOCAL_PARTIAL:
 			return NODEMGR_CONFLICT;
 		}
 	}
-	if (r->phase == NODEMGR_CREATING) {
+	switch (r->phase) {
+	case NODEMGR_DESTROYING:
+		/* A destroy (or the first half of a re-create) was cut short:
+		 * finish it, then make the sliver the assignment asks for. */
 		if (local == NODEMGR_LOCAL_FOREIGN)
 			return NODEMGR_CONFLICT;
-		return local == NODEMGR_LOCAL_OURS ? NODEMGR_RECREATE : NODEMGR_CREATE;
+		return local == NODEMGR_LOCAL_NONE ? NODEMGR_CREATE : NODEMGR_RECREATE;
+	case NODEMGR_CREATING:
+		switch (local) {
+		case NODEMGR_LOCAL_NONE:
+			return NODEMGR_CREATE;
+		case NODEMGR_LOCAL_FOREIGN:
+			return NODEMGR_CONFLICT;
+		case NODEMGR_LOCAL_PARTIAL:
+			return NODEMGR_RECREATE; /* half made: remove it, make it again */
+		case NODEMGR_LOCAL_OURS:
+			/* Complete (experiment.json is written last): finish the
+			 * create rather than run the experiment twice. */
+			return strcmp(r->sha256, a->sha256) ? NODEMGR_RECREATE : NODEMGR_RESUME;
+		}
+		break;
+	case NODEMGR_CREATED:
+	case NODEMGR_FAILED:
+		break;
 	}
 	/* created */
 	if (local != NODEMGR_LOCAL_OURS)
@@ -238,7 +284,7 @@ const char *nodemgr_action_name(enum nodemgr_action a)
 	    [NODEMGR_CREATE] = "create",     [NODEMGR_RECREATE] = "recreate",
 	    [NODEMGR_ADOPT] = "adopt",	     [NODEMGR_CONFLICT] = "conflict",
 	    [NODEMGR_VANISHED] = "vanished", [NODEMGR_DESTROY] = "destroy",
-	    [NODEMGR_FORGET] = "forget",
+	    [NODEMGR_FORGET] = "forget",     [NODEMGR_RESUME] = "resume",
 	};
 	return (unsigned)a < VS_ARRAY_SIZE(names) ? names[a] : "?";
 }
@@ -278,6 +324,47 @@ json_t *nodemgr_sliver_status(const struct nodemgr_record *r, const struct slice
 			 finished, "restarts", restarts, "message", message);
 }
 
+unsigned nodemgr_apply_defaults(struct manifest *m, uint64_t memory, uint64_t pids)
+{
+	unsigned applied = 0;
+	if (!m->memory_bytes && memory) {
+		m->memory_bytes = memory;
+		applied |= NODEMGR_DEFAULTED_MEMORY;
+	}
+	if (!m->pids_max && pids) {
+		m->pids_max = pids;
+		applied |= NODEMGR_DEFAULTED_PIDS;
+	}
+	return applied;
+}
+
+int nodemgr_fault_parse(const char *value, const char **op, unsigned *step, struct vs_error *err)
+{
+	static const char *const ops[] = {"nodemgr.create", "nodemgr.destroy"};
+	*op = NULL;
+	*step = 0;
+	if (!value || strncmp(value, "nodemgr.", 8))
+		return 0; /* unset, or another component's hook */
+	const char *colon = strchr(value, ':');
+	for (size_t i = 0; colon && i < VS_ARRAY_SIZE(ops); i++) {
+		if (strlen(ops[i]) != (size_t)(colon - value) ||
+		    strncmp(value, ops[i], strlen(ops[i])))
+			continue;
+		char *end;
+		errno = 0;
+		unsigned long n = strtoul(colon + 1, &end, 10);
+		if (colon[1] < '0' || colon[1] > '9' || errno || *end || n == 0 || n > 100)
+			break;
+		*op = ops[i];
+		*step = (unsigned)n;
+		return 0;
+	}
+	return vs_error_set(err, EINVAL,
+			    "VSLICE_FAULT \"%s\": use nodemgr.create:N or nodemgr.destroy:N "
+			    "(N >= 1; a test hook)",
+			    value);
+}
+
 /* The number right after the last occurrence of key (digits, after
  * non-digits up to the first digit). */
 static long long number_after(const char *msg, const char *key, bool adjacent)
@@ -312,7 +399,11 @@ struct nodemgr {
 	char *registry, *name, *token, *root, *listen, *ca_file; /* copies */
 	char **labels;
 	char *dir, *slivers_dir, *cache_path, *origin;
-	int wake_fd; /* eventfd: the poller and nodemgr_stop wake the main loop */
+	int wake_fd;		    /* eventfd: the poller and nodemgr_stop wake the main loop */
+	int root_lock, cgroup_lock; /* flock'ed for nm's life; -1 when not held */
+	char *cgroup_lock_path;	    /* removed (still locked) on the way out */
+	const char *fault_op;	    /* VSLICE_FAULT (a test hook); NULL = none */
+	unsigned fault_step;
 
 	atomic_bool stop;
 	atomic_bool registered;
@@ -390,6 +481,109 @@ static bool nap(struct nodemgr *nm, unsigned secs)
 		nanosleep(&(struct timespec){.tv_nsec = 200 * 1000 * 1000}, NULL);
 	}
 	return !atomic_load(&nm->stop);
+}
+
+/* The test hook (VSLICE_FAULT): die at once, as a power cut or the OOM
+ * killer would, right after step `step` of op. */
+static void fault_point(struct nodemgr *nm, const char *op, unsigned step)
+{
+	if (!nm->fault_op || strcmp(nm->fault_op, op) || nm->fault_step != step)
+		return;
+	nm_log(nm, NODEMGR_LOG_INFO, "VSLICE_FAULT: SIGKILL after step %u of %s", step, op);
+	kill(getpid(), SIGKILL);
+}
+
+/* --- one node manager per root and per cgroup parent --------------- */
+
+/*
+ * flock path for nm's life and write who holds it into it; a lock another
+ * process holds: -EBUSY (kind busy), err says who ("what" names the object).
+ * The file may be unlinked by its holder on the way out (the cgroup lock
+ * is): a lock taken on a file no longer at path is let go and taken again.
+ */
+static int hold_lock(struct nodemgr *nm, const char *path, const char *what, int *out,
+		     struct vs_error *err)
+{
+	for (int attempt = 0; attempt < 10; attempt++) {
+		cleanup_close int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+		if (fd < 0)
+			return vs_error_sys(err, errno, "%s: lock %s", what, path);
+		if (flock(fd, LOCK_EX | LOCK_NB) < 0) {
+			if (errno != EWOULDBLOCK)
+				return vs_error_sys(err, errno, "%s: lock %s", what, path);
+			char who[256] = "", shown[256];
+			ssize_t n = pread(fd, who, sizeof(who) - 1, 0);
+			who[n > 0 ? n : 0] = '\0';
+			who[strcspn(who, "\n")] = '\0';
+			vs_error_set(err, EBUSY, "%s: another vslice-nodemgr holds it (%s)", what,
+				     who[0] ? vs_printable(who, shown, sizeof(shown)) : path);
+			return vs_error_kind(err, VS_EK_BUSY);
+		}
+		struct stat held, now;
+		if (fstat(fd, &held) < 0)
+			return vs_error_sys(err, errno, "%s: stat %s", what, path);
+		if (stat(path, &now) < 0 || now.st_ino != held.st_ino || now.st_dev != held.st_dev)
+			continue; /* unlinked by the holder we waited for: lock the new one */
+		cleanup_free char *me =
+		    vs_xasprintf("pid %ld, node %s, root %s\n", (long)getpid(), nm->name, nm->root);
+		if (ftruncate(fd, 0) < 0 || pwrite(fd, me, strlen(me), 0) < 0)
+			return vs_error_sys(err, errno, "%s: write %s", what, path);
+		*out = steal_fd(&fd);
+		return 0;
+	}
+	return vs_error_set(err, EAGAIN, "%s: lock %s: replaced again and again", what, path);
+}
+
+/*
+ * Two node managers with one cgroup parent would put their slivers of one
+ * slice into one cgroup (shared limits and freezer; the second fails). The
+ * parent is what cgroup_open will use ($VSLICE_CGROUP_ROOT and
+ * $VSLICE_CGROUP_PARENT, defaults /sys/fs/cgroup and vslice); the lock is a
+ * machine-wide file named after it, under NODEMGR_RUN_DIR (tmpfs: gone at
+ * boot, like the cgroups). A second node manager on one machine needs a
+ * VSLICE_CGROUP_PARENT of its own.
+ */
+#define NODEMGR_RUN_DIR "/run/vslice/nodemgr"
+static int lock_cgroup_parent(struct nodemgr *nm, struct vs_error *err)
+{
+	const char *croot = getenv("VSLICE_CGROUP_ROOT");
+	const char *parent = getenv("VSLICE_CGROUP_PARENT");
+	if (!croot || !*croot)
+		croot = "/sys/fs/cgroup";
+	if (!parent || !*parent)
+		parent = "vslice";
+	while (*parent == '/')
+		parent++;
+	size_t plen = strlen(parent), clen = strlen(croot);
+	while (plen > 0 && parent[plen - 1] == '/')
+		plen--;
+	while (clen > 1 && croot[clen - 1] == '/')
+		clen--;
+	cleanup_free char *key = vs_xasprintf("%.*s\n%.*s", (int)clen, croot, (int)plen, parent);
+	char sha[VS_SHA256_HEX];
+	vs_sha256_buf(key, strlen(key), sha);
+	int r = vs_mkdir_p(NODEMGR_RUN_DIR, 0700, err);
+	if (r < 0)
+		return r;
+	cleanup_free char *path = vs_xasprintf("%s/cgroup-%.16s.lock", NODEMGR_RUN_DIR, sha);
+	cleanup_free char *what =
+	    vs_xasprintf("cgroup parent %.*s/%.*s", (int)clen, croot, (int)plen, parent);
+	r = hold_lock(nm, path, what, &nm->cgroup_lock, err);
+	if (r == 0)
+		nm->cgroup_lock_path = steal_pointer(&path);
+	if (r == -EBUSY) {
+		size_t l = strlen(err->msg);
+		snprintf(err->msg + l, sizeof(err->msg) - l,
+			 "; give each node manager on a machine its own VSLICE_CGROUP_PARENT");
+	}
+	return r;
+}
+
+static int lock_root(struct nodemgr *nm, struct vs_error *err)
+{
+	cleanup_free char *path = vs_xasprintf("%s/lock", nm->dir);
+	cleanup_free char *what = vs_xasprintf("root %s", nm->root);
+	return hold_lock(nm, path, what, &nm->root_lock, err);
 }
 
 /* --- records ------------------------------------------------------ */
@@ -677,7 +871,28 @@ static void *poller_main(void *arg)
 
 /* --- reconcile ---------------------------------------------------- */
 
-static enum nodemgr_local classify(struct nodemgr *nm, const char *slice)
+/*
+ * A slice without experiment.json is the one our intent r explains when we
+ * were destroying it (experiment.json may go first), or creating it and it
+ * is not older than the intent (a slice someone made before is not ours).
+ */
+static bool partial_is_ours(struct nodemgr *nm, const char *slice, const struct nodemgr_record *r)
+{
+	if (!r || (r->phase != NODEMGR_CREATING && r->phase != NODEMGR_DESTROYING))
+		return false;
+	if (r->phase == NODEMGR_DESTROYING)
+		return true;
+	struct slice_spec spec;
+	struct vs_error err;
+	if (slice_load(nm->root, slice, &spec, NULL, &err) < 0)
+		return true; /* no spec.json yet: the half our create made */
+	bool ours = (long long)spec.created >= r->created;
+	slice_spec_free(&spec);
+	return ours;
+}
+
+static enum nodemgr_local classify(struct nodemgr *nm, const char *slice,
+				   const struct nodemgr_record *r)
 {
 	cleanup_free char *d = slice_dir(nm->root, slice);
 	struct stat st;
@@ -685,7 +900,10 @@ static enum nodemgr_local classify(struct nodemgr *nm, const char *slice)
 		return NODEMGR_LOCAL_NONE;
 	cleanup_free char *origin = NULL, *node = NULL;
 	struct vs_error err;
-	if (experiment_origin(nm->root, slice, &origin, &node, &err) < 0)
+	int rc = experiment_origin(nm->root, slice, &origin, &node, &err);
+	if (rc == -ENOENT && S_ISDIR(st.st_mode) && partial_is_ours(nm, slice, r))
+		return NODEMGR_LOCAL_PARTIAL;
+	if (rc < 0)
 		return NODEMGR_LOCAL_FOREIGN;
 	if (origin && !strncmp(origin, "registry ", 9) && node && !strcmp(node, nm->name))
 		return NODEMGR_LOCAL_OURS;
@@ -729,6 +947,30 @@ static int parse_manifest(json_t *j, const char *slice, struct manifest **out, s
 	return 0;
 }
 
+/* experiment_create's steps, as the create's steps 2 to 4 (see the top). */
+static void create_step(void *arg, enum experiment_step step)
+{
+	fault_point(arg, "nodemgr.create", 1 + (unsigned)step);
+}
+
+static void log_defaults(struct nodemgr *nm, const char *slice, unsigned applied,
+			 const struct manifest *m)
+{
+	char mem[32] = "", pids[48] = "";
+	if (applied & NODEMGR_DEFAULTED_MEMORY)
+		snprintf(mem, sizeof(mem), "memory %lluM",
+			 (unsigned long long)(m->memory_bytes >> 20));
+	if (applied & NODEMGR_DEFAULTED_PIDS)
+		snprintf(pids, sizeof(pids), "%spids %llu", mem[0] ? ", " : "",
+			 (unsigned long long)m->pids_max);
+	if (applied)
+		nm_log(nm, NODEMGR_LOG_INFO,
+		       "sliver %s: its manifest sets no %s%s%s: node default %s%s", slice,
+		       (applied & NODEMGR_DEFAULTED_MEMORY) ? "memory" : "",
+		       applied == (NODEMGR_DEFAULTED_MEMORY | NODEMGR_DEFAULTED_PIDS) ? "/" : "",
+		       (applied & NODEMGR_DEFAULTED_PIDS) ? "pids" : "", mem, pids);
+}
+
 static int create_sliver(struct nodemgr *nm, const struct nodemgr_assignment *a, json_t *mj,
 			 struct vs_error *err)
 {
@@ -736,6 +978,8 @@ static int create_sliver(struct nodemgr *nm, const struct nodemgr_assignment *a,
 	int r = parse_manifest(mj, a->slice, &m, err);
 	if (r < 0)
 		return r;
+	unsigned applied = nodemgr_apply_defaults(m, nm->o.default_memory, nm->o.default_pids);
+	log_defaults(nm, a->slice, applied, m);
 	struct image_info info;
 	struct vs_error ierr;
 	if (image_get(nm->root, m->image, &info, &ierr) == -ENOENT &&
@@ -745,7 +989,8 @@ static int create_sliver(struct nodemgr *nm, const struct nodemgr_assignment *a,
 		if (r < 0 && r != -EEXIST)
 			return vs_error_wrap(err, "building image busybox");
 	}
-	if ((r = experiment_create(nm->root, m, nm->origin, nm->name, err)) < 0)
+	struct experiment_create_opts eo = {.step = create_step, .arg = nm};
+	if ((r = experiment_create_with(nm->root, m, nm->origin, nm->name, &eo, err)) < 0)
 		return r;
 	r = slice_start(nm->root, a->slice, &(struct slice_start_opts){.foreground = false}, err);
 	if (r < 0) {
@@ -809,21 +1054,45 @@ static void do_create(struct nodemgr *nm, const struct nodemgr_assignment *a, st
 		return;
 	}
 	nm->changed = true;
+	fault_point(nm, "nodemgr.create", 1);
 	if (create_sliver(nm, a, mj, &err) < 0) {
 		char one[VS_ERROR_MAX];
 		s->r.phase = NODEMGR_FAILED;
 		s->r.message = vs_xstrdup(vs_printable(err.msg, one, sizeof(one)));
 		nm_log(nm, NODEMGR_LOG_INFO, "sliver %s failed: %s", a->slice, s->r.message);
 	} else {
+		fault_point(nm, "nodemgr.create", 5);
 		s->r.phase = NODEMGR_CREATED;
 		nm_log(nm, NODEMGR_LOG_INFO, "created sliver %s", a->slice);
 	}
 	save_or_warn(nm, &s->r);
+	fault_point(nm, "nodemgr.create", 6);
 }
 
-static int do_destroy(struct nodemgr *nm, const char *slice)
+/*
+ * Destroy slice, intent first: its record (made if it had none) says
+ * "destroying" before anything goes, so a crash half-way through leaves a
+ * slice the next reconcile still knows to remove. *sp: the sliver (may be
+ * NULL; set to the one made).
+ */
+static int do_destroy(struct nodemgr *nm, const char *slice, struct nm_sliver **sp)
 {
 	struct vs_error err;
+	struct nm_sliver *s = *sp;
+	if (!s) {
+		s = *sp = add_sliver(nm, slice);
+		s->r.created = time(NULL);
+	}
+	if (s->r.phase != NODEMGR_DESTROYING) {
+		close_pidfd(s);
+		s->r.phase = NODEMGR_DESTROYING;
+		if (save_record(nm, &s->r, &err) < 0) {
+			nm_log(nm, NODEMGR_LOG_INFO, "destroying sliver %s: %s (retrying later)",
+			       slice, err.msg);
+			return -1;
+		}
+	}
+	fault_point(nm, "nodemgr.destroy", 1);
 	if (slice_destroy(nm->root, slice, true, &err) < 0) {
 		nm_log(nm, NODEMGR_LOG_INFO, "destroying sliver %s: %s (retrying later)", slice,
 		       err.msg);
@@ -831,7 +1100,37 @@ static int do_destroy(struct nodemgr *nm, const char *slice)
 	}
 	nm_log(nm, NODEMGR_LOG_INFO, "destroyed sliver %s", slice);
 	nm->changed = true;
+	fault_point(nm, "nodemgr.destroy", 2);
 	return 0;
+}
+
+/*
+ * The create of s was cut short after experiment.json (step 4 or 5): the
+ * slice is complete. Start it if it never ran, then record it; a slice in
+ * any other shape is made again.
+ */
+static void do_resume(struct nodemgr *nm, const struct nodemgr_assignment *a, struct nm_sliver *s)
+{
+	struct slice_state st;
+	struct vs_error err;
+	int r = slice_load(nm->root, a->slice, NULL, &st, &err);
+	if (r == 0 && st.status == SLICE_CREATED)
+		r = slice_start(nm->root, a->slice, &(struct slice_start_opts){.foreground = false},
+				&err);
+	else if (r == 0 && st.status == SLICE_UNKNOWN)
+		r = vs_error_set(&err, EIO, "its state is unknown");
+	if (r < 0) {
+		nm_log(nm, NODEMGR_LOG_INFO, "sliver %s: finishing its create: %s; re-creating",
+		       a->slice, err.msg);
+		if (do_destroy(nm, a->slice, &s) == 0)
+			do_create(nm, a, s);
+		return;
+	}
+	s->r.phase = NODEMGR_CREATED;
+	s->last_state[0] = 0;
+	nm->changed = true;
+	nm_log(nm, NODEMGR_LOG_INFO, "created sliver %s (finished after a restart)", a->slice);
+	save_or_warn(nm, &s->r);
 }
 
 static void mark_failed(struct nodemgr *nm, const struct nodemgr_assignment *a, struct nm_sliver *s,
@@ -853,7 +1152,7 @@ static void reconcile_one(struct nodemgr *nm, const char *slice)
 {
 	struct nodemgr_assignment *a = find_assignment(nm, slice);
 	struct nm_sliver *s = find_sliver(nm, slice);
-	enum nodemgr_local local = classify(nm, slice);
+	enum nodemgr_local local = classify(nm, slice, s ? &s->r : NULL);
 	enum nodemgr_action act = nodemgr_decide(a, s ? &s->r : NULL, local);
 	if (act != NODEMGR_KEEP && act != NODEMGR_NOTHING)
 		nm_log(nm, NODEMGR_LOG_DEBUG, "sliver %s: %s", slice, nodemgr_action_name(act));
@@ -882,8 +1181,11 @@ static void reconcile_one(struct nodemgr *nm, const char *slice)
 	case NODEMGR_RECREATE:
 		nm_log(nm, NODEMGR_LOG_INFO,
 		       "sliver %s: assignment changed or half made, re-creating", slice);
-		if (do_destroy(nm, slice) == 0)
+		if (do_destroy(nm, slice, &s) == 0)
 			do_create(nm, a, s);
+		return;
+	case NODEMGR_RESUME:
+		do_resume(nm, a, s);
 		return;
 	case NODEMGR_ADOPT: {
 		if (!s)
@@ -914,9 +1216,12 @@ static void reconcile_one(struct nodemgr *nm, const char *slice)
 			    "node manager's back");
 		return;
 	case NODEMGR_DESTROY:
-		if (do_destroy(nm, slice) < 0)
+		if (do_destroy(nm, slice, &s) < 0)
 			return;
-		/* fall through */
+		remove_record(nm, slice);
+		drop_sliver(nm, s);
+		fault_point(nm, "nodemgr.destroy", 3);
+		return;
 	case NODEMGR_FORGET:
 		remove_record(nm, slice);
 		if (s)
@@ -946,7 +1251,7 @@ static void reconcile(struct nodemgr *nm)
 		bool known = false;
 		for (size_t j = 0; j < n && !known; j++)
 			known = !strcmp(names[j], local[i]);
-		if (!known && classify(nm, local[i]) == NODEMGR_LOCAL_OURS) {
+		if (!known && classify(nm, local[i], NULL) == NODEMGR_LOCAL_OURS) {
 			if (n + 1 >= cap) {
 				cap *= 2;
 				char **v = realloc(names, cap * sizeof(char *));
@@ -1044,21 +1349,51 @@ int nodemgr_listen_check(const char *listen, struct vs_error *err)
 	return vs_parse_listen(listen, &ss, err);
 }
 
+/*
+ * The listening socket is ours, not libmicrohttpd's: bound without
+ * SO_REUSEPORT (what MHD_OPTION_LISTENING_ADDRESS_REUSE sets), so a port
+ * another process listens on - a second node manager - is refused with the
+ * kernel's own reason instead of sharing its connections.
+ */
+static int status_listen(const struct sockaddr_storage *ss, const char *where, struct vs_error *err)
+{
+	socklen_t len =
+	    ss->ss_family == AF_INET6 ? sizeof(struct sockaddr_in6) : sizeof(struct sockaddr_in);
+	cleanup_close int fd = socket(ss->ss_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+	if (fd < 0)
+		return vs_error_sys(err, errno, "--listen %s: socket", where);
+	/* SO_REUSEADDR on Linux only lets a port in TIME_WAIT be bound again. */
+	int one = 1;
+	if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) < 0)
+		return vs_error_sys(err, errno, "--listen %s: SO_REUSEADDR", where);
+	if (bind(fd, (const struct sockaddr *)ss, len) < 0 || listen(fd, 64) < 0) {
+		int e = errno;
+		vs_error_sys(err, e, "--listen %s", where);
+		return e == EADDRINUSE ? vs_error_kind(err, VS_EK_BUSY) : -e;
+	}
+	return steal_fd(&fd);
+}
+
 static int start_status_api(struct nodemgr *nm, struct vs_error *err)
 {
 	struct sockaddr_storage ss;
 	int r = vs_parse_listen(nm->o.listen, &ss, err);
 	if (r < 0)
 		return r;
+	int fd = status_listen(&ss, nm->o.listen, err);
+	if (fd < 0)
+		return fd;
 	unsigned flags = MHD_USE_AUTO_INTERNAL_THREAD;
 	if (ss.ss_family == AF_INET6)
 		flags |= MHD_USE_IPv6;
-	nm->status_api =
-	    MHD_start_daemon(flags, 0, NULL, NULL, status_request, nm, MHD_OPTION_SOCK_ADDR,
-			     (struct sockaddr *)&ss, MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)30,
-			     MHD_OPTION_LISTENING_ADDRESS_REUSE, (unsigned)1, MHD_OPTION_END);
-	if (!nm->status_api)
-		return vs_error_sys(err, errno ? errno : EADDRINUSE, "--listen %s", nm->o.listen);
+	nm->status_api = MHD_start_daemon(
+	    flags, 0, NULL, NULL, status_request, nm, MHD_OPTION_LISTEN_SOCKET, (MHD_socket)fd,
+	    MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)30, MHD_OPTION_END);
+	if (!nm->status_api) {
+		int e = errno ? errno : EIO;
+		close(fd);
+		return vs_error_sys(err, e, "--listen %s: starting the status API", nm->o.listen);
+	}
 	const union MHD_DaemonInfo *info =
 	    MHD_get_daemon_info(nm->status_api, MHD_DAEMON_INFO_BIND_PORT);
 	nm_log(nm, NODEMGR_LOG_INFO, "status API on %s (port %u): GET /v1/status", nm->o.listen,
@@ -1076,6 +1411,8 @@ static json_t *collect_status(struct nodemgr *nm, bool exited[])
 		struct vs_error err;
 		json_t *j;
 		exited[i] = false;
+		if (s->r.phase == NODEMGR_DESTROYING)
+			continue; /* on its way out: no longer the registry's business */
 		if (s->r.phase == NODEMGR_CREATED &&
 		    slice_load(nm->root, s->r.slice, NULL, &st, &err) == 0) {
 			j = nodemgr_sliver_status(&s->r, &st);
@@ -1341,6 +1678,7 @@ int nodemgr_new(const struct nodemgr_opts *o, struct nodemgr **out, struct vs_er
 	nm->cache_path = vs_xasprintf("%s/assignments.json", nm->dir);
 	nm->origin = vs_xasprintf("registry %s", nm->registry);
 	nm->wake_fd = -1;
+	nm->root_lock = nm->cgroup_lock = -1;
 	pthread_mutex_init(&nm->mu, NULL);
 	atomic_store(&nm->heartbeat, o->heartbeat_secs ? o->heartbeat_secs : 10);
 	int r = http_client_init(&nm->hc, nm->registry, nm->token, nm->ca_file, err);
@@ -1351,7 +1689,16 @@ int nodemgr_new(const struct nodemgr_opts *o, struct nodemgr **out, struct vs_er
 			r = vs_error_sys(err, errno, "eventfd");
 	}
 	if (r == 0)
+		r = nodemgr_fault_parse(getenv("VSLICE_FAULT"), &nm->fault_op, &nm->fault_step,
+					err);
+	if (r == 0)
 		r = vs_mkdir_p(nm->slivers_dir, 0700, err);
+	/* Both locks before any record is read: what another node manager
+	 * writes is not ours to act on. */
+	if (r == 0)
+		r = lock_root(nm, err);
+	if (r == 0)
+		r = lock_cgroup_parent(nm, err);
 	if (r == 0)
 		r = load_records(nm, err);
 	if (r < 0) {
@@ -1369,6 +1716,18 @@ int nodemgr_run(struct nodemgr *nm, struct vs_error *err)
 {
 	nm_log(nm, NODEMGR_LOG_INFO, "starting (registry %s, root %s, %zu sliver record%s)",
 	       nm->registry, nm->root, nm->nslivers, nm->nslivers == 1 ? "" : "s");
+	char dmem[32] = "none", dpids[32] = "none";
+	if (nm->o.default_memory)
+		snprintf(dmem, sizeof(dmem), "%lluM",
+			 (unsigned long long)(nm->o.default_memory >> 20));
+	if (nm->o.default_pids)
+		snprintf(dpids, sizeof(dpids), "%llu", (unsigned long long)nm->o.default_pids);
+	nm_log(nm, NODEMGR_LOG_INFO,
+	       "default limits of a sliver whose manifest sets none: memory %s, pids %s", dmem,
+	       dpids);
+	if (nm->fault_op)
+		nm_log(nm, NODEMGR_LOG_INFO, "test hook armed: VSLICE_FAULT=%s:%u", nm->fault_op,
+		       nm->fault_step);
 	/* Signals go to the main thread only (its poll() is what they wake). */
 	sigset_t block, old;
 	sigemptyset(&block);
@@ -1473,6 +1832,15 @@ void nodemgr_free(struct nodemgr *nm)
 	if (!nm)
 		return;
 	atomic_store(&nm->stop, true);
+	if (nm->cgroup_lock >= 0) {
+		/* The main loop is done: let go of the parent now, before waiting
+		 * for the poller (which may be left to the exit). Unlinked while
+		 * held, so a node manager waiting on this file retries (hold_lock),
+		 * and files under /run do not pile up, one per parent ever used. */
+		unlink(nm->cgroup_lock_path);
+		close(nm->cgroup_lock);
+		nm->cgroup_lock = -1;
+	}
 	if (nm->status_api)
 		MHD_stop_daemon(nm->status_api);
 	nm->status_api = NULL;
@@ -1493,6 +1861,9 @@ void nodemgr_free(struct nodemgr *nm)
 		http_client_free(&nm->hc);
 	if (nm->wake_fd >= 0)
 		close(nm->wake_fd);
+	if (nm->root_lock >= 0)
+		close(nm->root_lock);
+	free(nm->cgroup_lock_path);
 	if (nm->answer)
 		json_decref(nm->answer);
 	nodemgr_assignments_free(nm->desired, nm->ndesired);

@@ -1,4 +1,5 @@
 /* The node manager's pure parts: assignments, decisions, records, states. */
+#include <errno.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -102,11 +103,37 @@ static void test_decide(void **state)
 	snprintf(a.sha256, sizeof(a.sha256), "aaa");
 	a.expires = 10;
 
-	/* A crash mid-create: redo it. */
+	/* A crash mid-create: finish a complete slice, redo a half-made one. */
 	r.phase = NODEMGR_CREATING;
+	assert_int_equal(nodemgr_decide(&a, &r, NODEMGR_LOCAL_OURS), NODEMGR_RESUME);
+	assert_int_equal(nodemgr_decide(&a, &r, NODEMGR_LOCAL_PARTIAL), NODEMGR_RECREATE);
+	assert_int_equal(nodemgr_decide(&a, &r, NODEMGR_LOCAL_NONE), NODEMGR_CREATE);
+	assert_int_equal(nodemgr_decide(&a, &r, NODEMGR_LOCAL_FOREIGN), NODEMGR_CONFLICT);
+	snprintf(a.sha256, sizeof(a.sha256), "bbb"); /* changed while we were down */
+	assert_int_equal(nodemgr_decide(&a, &r, NODEMGR_LOCAL_OURS), NODEMGR_RECREATE);
+	snprintf(a.sha256, sizeof(a.sha256), "aaa");
+	/* ... and the slice's assignment gone meanwhile: roll it back. */
+	assert_int_equal(nodemgr_decide(NULL, &r, NODEMGR_LOCAL_PARTIAL), NODEMGR_DESTROY);
+	assert_int_equal(nodemgr_decide(NULL, &r, NODEMGR_LOCAL_OURS), NODEMGR_DESTROY);
+	assert_int_equal(nodemgr_decide(NULL, &r, NODEMGR_LOCAL_NONE), NODEMGR_FORGET);
+
+	/* A crash mid-destroy: finish it (and make the sliver again if assigned). */
+	r.phase = NODEMGR_DESTROYING;
+	assert_int_equal(nodemgr_decide(NULL, &r, NODEMGR_LOCAL_PARTIAL), NODEMGR_DESTROY);
+	assert_int_equal(nodemgr_decide(NULL, &r, NODEMGR_LOCAL_OURS), NODEMGR_DESTROY);
+	assert_int_equal(nodemgr_decide(NULL, &r, NODEMGR_LOCAL_NONE), NODEMGR_FORGET);
+	assert_int_equal(nodemgr_decide(NULL, &r, NODEMGR_LOCAL_FOREIGN), NODEMGR_FORGET);
+	assert_int_equal(nodemgr_decide(&a, &r, NODEMGR_LOCAL_PARTIAL), NODEMGR_RECREATE);
 	assert_int_equal(nodemgr_decide(&a, &r, NODEMGR_LOCAL_OURS), NODEMGR_RECREATE);
 	assert_int_equal(nodemgr_decide(&a, &r, NODEMGR_LOCAL_NONE), NODEMGR_CREATE);
 	assert_int_equal(nodemgr_decide(&a, &r, NODEMGR_LOCAL_FOREIGN), NODEMGR_CONFLICT);
+
+	/* A slice without experiment.json is never ours without an intent. */
+	assert_int_equal(nodemgr_decide(&a, NULL, NODEMGR_LOCAL_PARTIAL), NODEMGR_CONFLICT);
+	assert_int_equal(nodemgr_decide(NULL, NULL, NODEMGR_LOCAL_PARTIAL), NODEMGR_NOTHING);
+	r.phase = NODEMGR_CREATED;
+	assert_int_equal(nodemgr_decide(&a, &r, NODEMGR_LOCAL_PARTIAL), NODEMGR_VANISHED);
+	assert_int_equal(nodemgr_decide(NULL, &r, NODEMGR_LOCAL_PARTIAL), NODEMGR_FORGET);
 
 	/* Failed: not retried until the assignment changes. */
 	r.phase = NODEMGR_FAILED;
@@ -152,6 +179,10 @@ static void test_record(void **state)
 	assert_string_equal(back.message, "image x: no such image");
 	assert_int_equal(back.log_offset, 1234);
 	assert_true(back.log_capped && back.results_done);
+	nodemgr_record_free(&back);
+	json_object_set_new(j, "phase", json_string("destroying"));
+	assert_int_equal(nodemgr_record_from_json(j, &back, &err), 0);
+	assert_int_equal(back.phase, NODEMGR_DESTROYING);
 	nodemgr_record_free(&back);
 	json_object_set_new(j, "phase", json_string("running"));
 	assert_true(nodemgr_record_from_json(j, &back, &err) < 0);
@@ -208,6 +239,56 @@ static void test_status(void **state)
 	json_decref(j);
 }
 
+static void test_defaults(void **state)
+{
+	struct manifest m = {0};
+	assert_int_equal(nodemgr_apply_defaults(&m, 64u << 20, 100),
+			 NODEMGR_DEFAULTED_MEMORY | NODEMGR_DEFAULTED_PIDS);
+	assert_int_equal(m.memory_bytes, 64u << 20);
+	assert_int_equal(m.pids_max, 100);
+	/* The manifest's own limits win, whatever the node's default. */
+	m.memory_bytes = 8u << 20;
+	m.pids_max = 0;
+	assert_int_equal(nodemgr_apply_defaults(&m, 1u << 30, 50), NODEMGR_DEFAULTED_PIDS);
+	assert_int_equal(m.memory_bytes, 8u << 20);
+	assert_int_equal(m.pids_max, 50);
+	m.pids_max = 7;
+	assert_int_equal(nodemgr_apply_defaults(&m, 1u << 30, 50), 0);
+	assert_int_equal(m.pids_max, 7);
+	/* 0: no default. */
+	struct manifest none = {0};
+	assert_int_equal(nodemgr_apply_defaults(&none, 0, 0), 0);
+	assert_int_equal(none.memory_bytes, 0);
+	assert_int_equal(none.pids_max, 0);
+}
+
+static void test_fault(void **state)
+{
+	const char *op;
+	unsigned step;
+	struct vs_error err;
+	assert_int_equal(nodemgr_fault_parse(NULL, &op, &step, &err), 0);
+	assert_null(op);
+	assert_int_equal(nodemgr_fault_parse("", &op, &step, &err), 0);
+	assert_null(op);
+	assert_int_equal(nodemgr_fault_parse("registry.commit:2", &op, &step, &err), 0);
+	assert_null(op);
+	assert_int_equal(nodemgr_fault_parse("nodemgr.create:2", &op, &step, &err), 0);
+	assert_string_equal(op, "nodemgr.create");
+	assert_int_equal(step, 2);
+	assert_int_equal(nodemgr_fault_parse("nodemgr.destroy:13", &op, &step, &err), 0);
+	assert_string_equal(op, "nodemgr.destroy");
+	assert_int_equal(step, 13);
+	const char *bad[] = {"nodemgr.create",	  "nodemgr.create:",   "nodemgr.create:0",
+			     "nodemgr.create:-1", "nodemgr.create:2x", "nodemgr.creat:2",
+			     "nodemgr.createx:2", "nodemgr.:1",	       "nodemgr.destroy: 1"};
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		assert_int_equal(nodemgr_fault_parse(bad[i], &op, &step, &err), -EINVAL);
+		assert_null(op);
+		assert_non_null(strstr(err.msg, "VSLICE_FAULT"));
+	}
+}
+
 static void test_misc(void **state)
 {
 	assert_int_equal(
@@ -231,7 +312,8 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_assignments), cmocka_unit_test(test_decide),
 	    cmocka_unit_test(test_record),	cmocka_unit_test(test_status),
-	    cmocka_unit_test(test_misc),
+	    cmocka_unit_test(test_misc),	cmocka_unit_test(test_defaults),
+	    cmocka_unit_test(test_fault),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

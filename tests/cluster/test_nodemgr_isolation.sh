@@ -1,0 +1,69 @@
+#!/usr/bin/env bash
+# Several node managers on one machine (issue 9, item 2), as root: a registry
+# and one node (tests/cluster/lib.sh), then a second node manager started
+# against what the first one holds. Each must refuse to start, at once, with
+# one line saying why:
+#   - the same root (ROOT/nodemgr/lock is held for the daemon's life);
+#   - the same cgroup parent, with a root of its own (the slivers of one
+#     slice on two nodes would share a cgroup);
+#   - the same --listen port (no SO_REUSEPORT: it would take half the
+#     connections of the first one's status API).
+# And two node managers with a root, a cgroup parent and a port each both run.
+. "$(dirname "$0")/lib.sh"
+
+vc_setup_net
+check "registry starts" vc_start_registry --heartbeat 1s
+TOKEN=$ADMIN
+NODE_TOKEN=$(vsc token create --role node)
+STATUS=$VC_NET.11:7481
+vc_add_node node1 1 --heartbeat 1s --listen "$STATUS"
+ready() { vsc nodes | awk '$1 == "node1" && $2 == "ready"' | grep -q .; }
+check "node1 is ready" wait_for 30 ready
+status_up() { nsenter --net=/run/netns/$VC_PFX-node1 curl -sf "http://$STATUS/v1/status" >/dev/null; }
+check "node1's status API answers" wait_for 30 status_up
+
+# second ROOT PARENT [options]: a second node manager in node1's network;
+# OUT gets its output, RC its exit status (124: still running after 10 s).
+second() {
+	local root=$1 parent=$2
+	shift 2
+	OUT=$(VSLICE_ROOT=$root VSLICE_CGROUP_PARENT=$parent timeout 10 \
+		nsenter --net=/run/netns/$VC_PFX-node1 "$NODEMGR" --registry "$REGISTRY_URL" \
+		--name node1b --token "$NODE_TOKEN" "$@" 2>&1)
+	RC=$?
+	echo "$OUT" | tail -1
+}
+has() { echo "$1" | grep -q -- "$2"; }
+
+# --- the same root -----------------------------------------------------------
+second "$VC_TMP/node1/root" "$VC_PFX-other"
+expect_eq "a second node manager on the same root refuses to start (exit 1)" 1 "$RC"
+check "... in one line" test "$(echo "$OUT" | wc -l)" = 1
+check "... naming the root and the holder" \
+	has "$OUT" "root $VC_TMP/node1/root: another vslice-nodemgr holds it (pid $(eval echo \$VC_NODE_PID_node1), node node1"
+check "... and leaving node1's records alone" test -d "$VC_TMP/node1/root/nodemgr/slivers"
+
+# --- the same cgroup parent ---------------------------------------------------
+mkdir -p "$VC_TMP/other"
+second "$VC_TMP/other/root" "$VC_PFX-node1"
+expect_eq "a second node manager on the same cgroup parent refuses to start (exit 1)" 1 "$RC"
+check "... in one line" test "$(echo "$OUT" | wc -l)" = 1
+check "... naming the cgroup parent" has "$OUT" "cgroup parent /sys/fs/cgroup/$VC_PFX-node1: another vslice-nodemgr holds it"
+check "... and what to do" has "$OUT" "its own VSLICE_CGROUP_PARENT"
+# The same parent spelled with slashes is the same parent.
+second "$VC_TMP/other/root" "/$VC_PFX-node1/"
+expect_eq "... also spelled /PARENT/" 1 "$RC"
+
+# --- the same --listen port ---------------------------------------------------
+second "$VC_TMP/other/root" "$VC_PFX-other" --listen "$STATUS"
+expect_eq "a second node manager on a busy --listen port refuses to start (exit 1)" 1 "$RC"
+check "... saying the address is in use" has "$(echo "$OUT" | tail -1)" "vslice-nodemgr: --listen $STATUS: Address already in use"
+check "node1's status API still answers" status_up
+
+# --- each with its own: both run -----------------------------------------------
+NODE_TOKEN=$(vsc token create --role node)
+second "$VC_TMP/other/root" "$VC_PFX-other" --listen "$VC_NET.11:7482" >/dev/null
+expect_eq "a node manager with a root, cgroup parent and port of its own runs (killed by timeout)" 124 "$RC"
+check "... and registered" has "$OUT" "registered with"
+rm -rf --one-file-system "$VC_TMP/other"
+finish
