@@ -18,7 +18,14 @@ trap - EXIT
 VC_REPO=$VS_REPO
 VC_TMP=$(mktemp -d /tmp/vslice-cluster.XXXXXX)
 chmod 0755 "$VC_TMP" # slivers (their own ids) must reach their node roots
+# The lan namespace is the claim on an id: `ip netns add` fails when another
+# run holds it, so two runs at once never share a network (a pid-derived id
+# alone collided).
 VC_ID=$(($$ % 200 + 20))
+for _ in $(seq 200); do
+	ip netns add "vc$VC_ID-lan" 2>/dev/null && break
+	VC_ID=$(((VC_ID - 20 + 1) % 200 + 20))
+done
 VC_NET=10.231.$VC_ID
 VC_PFX=vc$VC_ID
 VC_NS_LAN=$VC_PFX-lan
@@ -50,7 +57,7 @@ vc_add_host() {
 }
 
 vc_setup_net() {
-	ip netns add "$VC_NS_LAN"
+	[ -e "/run/netns/$VC_NS_LAN" ] || ip netns add "$VC_NS_LAN"
 	ip -n "$VC_NS_LAN" link add vsbr type bridge
 	ip -n "$VC_NS_LAN" link set vsbr up
 	vc_add_host "$VC_NS_REG" 1
