@@ -392,9 +392,9 @@ int cmd_run(struct ctl *ctl, int argc, char **argv)
 	int code = 0;
 	if (slice_start(ctl->root, name, &o, &err) < 0) {
 		code = EXIT_VSLICE;
-		if (err.code == ENOENT && strstr(err.msg, "exec \""))
+		if (err.kind == VS_EK_EXEC_NOT_FOUND)
 			code = 127;
-		else if (err.code == EACCES && strstr(err.msg, "exec \""))
+		else if (err.kind == VS_EK_EXEC_DENIED)
 			code = 126;
 		ctl_fail("run", name, &err);
 	} else if (!a.detach) {

@@ -88,8 +88,9 @@ int sliver_read_exit(int fd, int *code, char *reason, size_t reason_len, unsigne
 
 /*
  * The small static PID 1 (cmd/init), embedded in this library: make sure
- * <cache_dir>/vslice-init-<hash> exists (root-owned, 0555, written
- * atomically) and open it O_RDONLY|O_CLOEXEC. Returns the fd.
+ * <cache_dir>/init-<hash>/vslice-init exists (root-owned, 0555, written
+ * atomically; the file name is what PID 1's comm shows from its exec on)
+ * and open it O_RDONLY|O_CLOEXEC. Returns the fd.
  */
 int sliver_init_open(const char *cache_dir, struct vs_error *err);
 

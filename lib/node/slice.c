@@ -307,8 +307,12 @@ static int remove_slice(const char *root, const char *name, uint32_t id_base, st
 	cleanup_free char *d = slice_dir(root, name);
 	if ((r = vs_rm_rf(d, err)) < 0)
 		return vs_error_wrap(err, "remove %s", d);
+	/* Without spec.json (a damaged or half-made slice, destroy --force) the
+	 * base is unknown: find the claims by their owner, this directory. */
 	if (id_base)
 		idrange_release(idrange_default_dir(), d, id_base, err);
+	else if ((r = idrange_release_owner(idrange_default_dir(), d, err)) < 0)
+		return vs_error_wrap(err, "release id range");
 	return 0;
 }
 

@@ -129,7 +129,7 @@ void workload_exec(const struct workload_params *p)
 	const char *wd = p->workdir && *p->workdir ? p->workdir : "/";
 	if (chdir(wd) < 0) {
 		snprintf(msg, sizeof(msg), "workdir %s: %s", wd, strerror(errno));
-		sliver_send(p->status_fd, MSG_EXEC_FAILED, 126, msg);
+		sliver_send(p->status_fd, MSG_WORKDIR_FAILED, 126, msg);
 		_exit(126);
 	}
 	/* Only 0, 1, 2 survive execve (the status pipe closes on success). */

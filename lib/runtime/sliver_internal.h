@@ -5,7 +5,15 @@
 #include "vslice/sliver.h"
 
 /* Status messages from launcher / P1 / workload to the caller, on a pipe. */
-enum sliver_msg_kind { MSG_PID = 1, MSG_ERROR, MSG_EXEC_FAILED, MSG_COPY_FALLBACK };
+/* MSG_EXEC_FAILED: execve itself failed (code 127 not found, 126 denied);
+ * MSG_WORKDIR_FAILED: the workload could not enter its workdir (code 126). */
+enum sliver_msg_kind {
+	MSG_PID = 1,
+	MSG_ERROR,
+	MSG_EXEC_FAILED,
+	MSG_COPY_FALLBACK,
+	MSG_WORKDIR_FAILED,
+};
 struct sliver_msg {
 	int kind;
 	int code;
