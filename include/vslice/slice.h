@@ -37,6 +37,8 @@ struct slice_spec {
 	uint64_t cpu_millis;	/* 0 = no quota */
 	uint64_t memory_bytes;	/* 0 = no limit */
 	uint64_t pids_max;	/* 0 = no limit */
+	uint64_t disk_bytes;	/* 0 = no limit (upper on the host fs); else the size of
+				 * the slice's own ext4 image holding its upper layer */
 	uint64_t lifetime_secs; /* 0 = no expiry */
 	enum slice_net net;
 	char **env;	       /* NULL-terminated "K=V" */
@@ -165,6 +167,16 @@ struct slice_stats {
 /* Sample the slice for window_ms (every 10 ms) and fill st. */
 int slice_stats(const char *root, const char *name, unsigned window_ms, struct slice_stats *st,
 		struct vs_error *err);
+
+/*
+ * The host path of the slice's overlay upper layer (its file system delta),
+ * for a checkpoint to read or a restore to fill (caller frees *path). A
+ * slice with a disk limit keeps its upper layer inside its image, mounted
+ * only in the slice's own mount namespace: refused (ENOTSUP, kind
+ * VS_EK_REFUSED) with a message that says so, before anything is stopped.
+ */
+int slice_upper_dir(const char *root, const struct slice_spec *spec, char **path,
+		    struct vs_error *err);
 
 /* Open the slice's log (stdout/stderr of a detached workload) for reading. */
 int slice_log_open(const char *root, const char *name, struct vs_error *err);

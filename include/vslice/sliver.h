@@ -34,8 +34,11 @@ struct sliver_config {
 	const char *image_rootfs; /* shared read-only lower layer */
 	const char *lower_mnt;	  /* <slice>/lower: where the id-mapped image is attached */
 	const char *upper, *work; /* overlay upper/work (owned by id_base) */
-	const char *rootfs;	  /* <slice>/rootfs: overlay mount point */
-	const char *lower_copy;	  /* <slice>/lower-copy: chowned copy if idmap is refused */
+	const char *disk_image;	  /* NULL, or the slice's ext4 image: upper and work are in
+				   * it, mounted at disk_mnt (sliver_disk_create) */
+	const char *disk_mnt;
+	const char *rootfs;	/* <slice>/rootfs: overlay mount point */
+	const char *lower_copy; /* <slice>/lower-copy: chowned copy if idmap is refused */
 	uint32_t id_base, id_count;
 	struct cgroup *cg;
 	const struct seccomp_bpf *bpf;
@@ -93,6 +96,18 @@ int sliver_read_exit(int fd, int *code, char *reason, size_t reason_len, unsigne
  * and open it O_RDONLY|O_CLOEXEC. Returns the fd.
  */
 int sliver_init_open(const char *cache_dir, struct vs_error *err);
+
+/*
+ * A slice's disk limit (disk.c): a sparse ext4 image of `bytes` bytes made
+ * with mkfs.ext4 at path (created O_EXCL, 0600). durable: with a journal,
+ * fsync'd (not for run --rm slices). The launcher loop-mounts it in the
+ * slice's mount namespace only (sliver_config.disk_image).
+ */
+#define SLIVER_DISK_MIN (16ull << 20)
+#define SLIVER_DISK_MAX (16ull << 40)
+int sliver_disk_create(const char *path, uint64_t bytes, bool durable, struct vs_error *err);
+/* The number N of the /dev/loopN backed by the image at path, -1 if none. */
+int sliver_disk_loop(const char *path);
 
 /* v1: start the cgroup attach grace period early in a throw-away thread
  * (see sliver.c); call first thing in a verb that will start a slice or

@@ -291,6 +291,10 @@ int slice_spec_check(const char *root, const struct slice_spec *spec, struct vs_
 			return vs_error_set(err, EINVAL, "--env: \"%s\" is not K=V", *e);
 	if (spec->memory_bytes && spec->memory_bytes < (4u << 20))
 		return vs_error_set(err, EINVAL, "--memory: at least 4M");
+	if (spec->disk_bytes && spec->disk_bytes < SLIVER_DISK_MIN)
+		return vs_error_set(err, EINVAL, "--disk: at least 16M");
+	if (spec->disk_bytes > SLIVER_DISK_MAX)
+		return vs_error_set(err, EINVAL, "--disk: at most 16T");
 	return 0;
 }
 
@@ -322,16 +326,27 @@ static int create_in(const char *root, struct slice_spec *spec, const char *d, s
 	int r = idrange_claim(idrange_default_dir(), d, !spec->ephemeral, &spec->id_base, err);
 	if (r < 0)
 		return r;
+	/* With a disk limit, upper/ and work/ live in the slice's image (made
+	 * at its first start, disk.c); disk/ is where it is mounted. */
 	static const char *const dirs[] = {"upper", "work", "lower", "rootfs", "lower-copy"};
-	for (size_t i = 0; i < VS_ARRAY_SIZE(dirs); i++) {
-		cleanup_free char *p = slice_file(root, spec->name, dirs[i]);
+	static const char *const disk_dirs[] = {"disk", "lower", "rootfs", "lower-copy"};
+	const char *const *mk = spec->disk_bytes ? disk_dirs : dirs;
+	size_t nmk = spec->disk_bytes ? VS_ARRAY_SIZE(disk_dirs) : VS_ARRAY_SIZE(dirs);
+	for (size_t i = 0; i < nmk; i++) {
+		cleanup_free char *p = slice_file(root, spec->name, mk[i]);
 		if (mkdir(p, 0700) < 0)
 			return vs_error_sys(err, errno, "mkdir %s", p);
 	}
-	/* The slice's root owns the top of its upper layer. */
-	cleanup_free char *upper = slice_file(root, spec->name, "upper");
-	if (chown(upper, spec->id_base, spec->id_base) < 0 || chmod(upper, 0755) < 0)
-		return vs_error_sys(err, errno, "chown %s", upper);
+	if (spec->disk_bytes) {
+		cleanup_free char *img = slice_file(root, spec->name, "disk.img");
+		if ((r = sliver_disk_create(img, spec->disk_bytes, !spec->ephemeral, err)) < 0)
+			return vs_error_wrap(err, "--disk");
+	} else {
+		/* The slice's root owns the top of its upper layer. */
+		cleanup_free char *upper = slice_file(root, spec->name, "upper");
+		if (chown(upper, spec->id_base, spec->id_base) < 0 || chmod(upper, 0755) < 0)
+			return vs_error_sys(err, errno, "chown %s", upper);
+	}
 	cleanup_cgroup struct cgroup *cg = NULL;
 	if ((r = open_cgroup(spec->name, &cg, err)) < 0)
 		return r;
@@ -454,8 +469,11 @@ static int start_locked(const char *root, const char *name, const struct slice_s
 	cleanup_close int init_fd = sliver_init_open(cache, err);
 	if (init_fd < 0)
 		return init_fd;
-	cleanup_free char *upper = slice_file(root, name, "upper");
-	cleanup_free char *work = slice_file(root, name, "work");
+	bool disk = spec->disk_bytes > 0;
+	cleanup_free char *disk_img = disk ? slice_file(root, name, "disk.img") : NULL;
+	cleanup_free char *disk_mnt = disk ? slice_file(root, name, "disk") : NULL;
+	cleanup_free char *upper = slice_file(root, name, disk ? "disk/upper" : "upper");
+	cleanup_free char *work = slice_file(root, name, disk ? "disk/work" : "work");
 	cleanup_free char *lower = slice_file(root, name, "lower");
 	cleanup_free char *rootfs = slice_file(root, name, "rootfs");
 	cleanup_free char *lower_copy = slice_file(root, name, "lower-copy");
@@ -466,6 +484,8 @@ static int start_locked(const char *root, const char *name, const struct slice_s
 	    .lower_mnt = lower,
 	    .upper = upper,
 	    .work = work,
+	    .disk_image = disk_img,
+	    .disk_mnt = disk_mnt,
 	    .rootfs = rootfs,
 	    .lower_copy = lower_copy,
 	    .id_base = spec->id_base,
@@ -876,6 +896,19 @@ bool slice_image_in_use(const char *root, const char *image)
 	}
 	free(names);
 	return used;
+}
+
+int slice_upper_dir(const char *root, const struct slice_spec *spec, char **path,
+		    struct vs_error *err)
+{
+	if (spec->disk_bytes) {
+		vs_error_set(err, ENOTSUP,
+			     "has a disk limit (--disk): its files are in its own disk image, "
+			     "which checkpoint and restore cannot read or fill yet");
+		return vs_error_kind(err, VS_EK_REFUSED);
+	}
+	*path = slice_file(root, spec->name, "upper");
+	return 0;
 }
 
 int slice_log_open(const char *root, const char *name, struct vs_error *err)

@@ -3,6 +3,7 @@
  *
  * The security-relevant order lives here, in one place:
  *   launcher (host root): cgroup -> user ns + id map -> private mount ns ->
+ *   [--disk: loop-mounted image for upper/work (disk.c)] ->
  *   id-mapped image + overlay (rootfs.c) -> setns(userns) -> slice root ->
  *   unshare the rest -> time offsets -> hostname -> lo up -> fork P1.
  *   P1 (init.c): rootfs_enter -> reaper; workload: caps -> NNP -> seccomp -> exec.
@@ -293,6 +294,8 @@ static int launcher_run(const struct sliver_config *c, int sfd, bool in_cgroup,
 		return vs_error_sys(err, errno, "unshare(mount ns)");
 	if (mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0)
 		return vs_error_sys(err, errno, "make / private");
+	if (c->disk_image && (r = rootfs_mount_disk(c, err)) < 0)
+		return r;
 	bool idmapped = true;
 	if ((r = rootfs_mount_overlay(c, userns, &idmapped, err)) < 0)
 		return r;
