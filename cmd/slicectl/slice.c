@@ -22,6 +22,7 @@
 	"  --pids N           maximum number of processes and threads\n"                           \
 	"  --disk SIZE        disk limit for the slice's files, e.g. 1G (its own file system;\n"   \
 	"                     a write past it fails with ENOSPC; at least 16M)\n"                  \
+	"  --log-size SIZE    detached output kept on disk: the last SIZE (default 16M)\n"         \
 	"  --policy P         seccomp policy: default, strict, unconfined or FILE.json\n"          \
 	"  --net MODE         none (loopback only, default) or host\n"                             \
 	"  --env K=V          environment variable (repeatable)\n"                                 \
@@ -41,6 +42,7 @@ static const struct option create_opts[] = {
     {"memory", required_argument, NULL, 'm'},
     {"pids", required_argument, NULL, 'p'},
     {"disk", required_argument, NULL, 'D'},
+    {"log-size", required_argument, NULL, 'L'},
     {"policy", required_argument, NULL, 'P'},
     {"net", required_argument, NULL, 'n'},
     {"env", required_argument, NULL, 'e'},
@@ -118,6 +120,12 @@ static int parse_create(const char *verb, int argc, char **argv, bool allow_run,
 				return ctl_usage(verb, "--disk: %s", err.msg);
 			if (!a->spec.disk_bytes)
 				return ctl_usage(verb, "--disk: must be at least 16M");
+			break;
+		case 'L':
+			if (vs_parse_size(optarg, &a->spec.log_max_bytes, &err) < 0)
+				return ctl_usage(verb, "--log-size: %s", err.msg);
+			if (!a->spec.log_max_bytes)
+				return ctl_usage(verb, "--log-size: must be at least 64K");
 			break;
 		case 'p':
 			if (parse_u64_opt(verb, "--pids", optarg, 1u << 22, &a->spec.pids_max))

@@ -48,6 +48,11 @@ struct sliver_config {
 	char **env;	     /* NULL-terminated K=V added to the defaults */
 	const char *workdir; /* NULL = / */
 	int stdin_fd, stdout_fd, stderr_fd;
+	/* Detached: stdout/stderr are the write end of a pipe whose read end
+	 * is log_pipe; PID 1 copies it into log_fd (O_APPEND) keeping the
+	 * last log_max bytes on disk (reaper.h). log_pipe -1: no log. */
+	int log_pipe, log_fd;
+	uint64_t log_max;
 	bool detach; /* setsid the launcher: not tied to our terminal */
 	int exit_fd; /* P1 writes "code reason restarts finished\n" here */
 	int init_fd; /* vslice-init (sliver_init_open), -1: P1 stays a fork */
@@ -91,7 +96,7 @@ int sliver_read_exit(int fd, int *code, char *reason, size_t reason_len, unsigne
 
 /*
  * The small static PID 1 (cmd/init), embedded in this library: make sure
- * <cache_dir>/init-<hash>/vslice-init exists (root-owned, 0555, written
+ * <cache_dir>/init-<hash>/vslice-init exists (root-owned, 0111, written
  * atomically; the file name is what PID 1's comm shows from its exec on)
  * and open it O_RDONLY|O_CLOEXEC. Returns the fd.
  */

@@ -295,6 +295,9 @@ int slice_spec_check(const char *root, const struct slice_spec *spec, struct vs_
 		return vs_error_set(err, EINVAL, "--disk: at least 16M");
 	if (spec->disk_bytes > SLIVER_DISK_MAX)
 		return vs_error_set(err, EINVAL, "--disk: at most 16T");
+	if (spec->log_max_bytes &&
+	    (spec->log_max_bytes < REAPER_LOG_MIN || spec->log_max_bytes > REAPER_LOG_MAX))
+		return vs_error_set(err, EINVAL, "--log-size: 64K to 1T");
 	return 0;
 }
 
@@ -431,6 +434,31 @@ static int check_id_range(const char *root, const struct slice_spec *spec, struc
 	return 0;
 }
 
+/*
+ * The pipe between a detached workload and PID 1, made as a FIFO on the
+ * host (<slice>/logpipe, unlinked once both ends are open) rather than
+ * pipe2(): a checkpoint then sees the workload's stdout as a file from
+ * outside the slice's file system, like the log file it used to be, and
+ * has the restorer supply it again (lib/checkpoint/files.c) instead of
+ * restoring a pipe that nobody reads.
+ */
+static int open_log_pipe(const char *root, const char *name, int *rd, int *wr, struct vs_error *err)
+{
+	cleanup_free char *p = slice_file(root, name, "logpipe");
+	if (unlink(p) < 0 && errno != ENOENT)
+		return vs_error_sys(err, errno, "%s", p);
+	if (mkfifo(p, 0600) < 0)
+		return vs_error_sys(err, errno, "mkfifo %s", p);
+	/* The reader first (O_NONBLOCK: no writer yet), then the writer. */
+	*rd = open(p, O_RDONLY | O_NONBLOCK | O_CLOEXEC | O_NOFOLLOW);
+	*wr = *rd >= 0 ? open(p, O_WRONLY | O_CLOEXEC | O_NOFOLLOW) : -1;
+	int e = errno;
+	unlink(p);
+	if (*rd < 0 || *wr < 0)
+		return vs_error_sys(err, e, "open %s", p);
+	return 0;
+}
+
 /* Spawn with everything loaded; the caller holds the slice lock. */
 static int start_locked(const char *root, const char *name, const struct slice_spec *spec,
 			const struct slice_start_opts *o, const struct seccomp_bpf *bpf,
@@ -458,12 +486,18 @@ static int start_locked(const char *root, const char *name, const struct slice_s
 		return vs_error_sys(err, errno, "%s", exitp);
 	cleanup_close int log_fd = -1;
 	cleanup_close int null_fd = -1;
+	/* Detached: the workload writes into a pipe, PID 1 into the log. The
+	 * workload never holds the host file, so it cannot grow it past the
+	 * cap (reaper.h). */
+	cleanup_close int log_r = -1, log_w = -1;
 	bool fg = o && o->foreground;
 	if (!fg) {
 		log_fd = open(logp, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC | O_NOFOLLOW, 0600);
 		null_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
 		if (log_fd < 0 || null_fd < 0)
 			return vs_error_sys(err, errno, "%s", logp);
+		if ((r = open_log_pipe(root, name, &log_r, &log_w, err)) < 0)
+			return r;
 	}
 	cleanup_free char *cache = vs_xasprintf("%s/cache", root);
 	cleanup_close int init_fd = sliver_init_open(cache, err);
@@ -498,8 +532,11 @@ static int start_locked(const char *root, const char *name, const struct slice_s
 	    .env = spec->env,
 	    .workdir = spec->workdir,
 	    .stdin_fd = fg ? o->stdin_fd : null_fd,
-	    .stdout_fd = fg ? o->stdout_fd : log_fd,
-	    .stderr_fd = fg ? o->stderr_fd : log_fd,
+	    .stdout_fd = fg ? o->stdout_fd : log_w,
+	    .stderr_fd = fg ? o->stderr_fd : log_w,
+	    .log_pipe = log_r,
+	    .log_fd = log_fd,
+	    .log_max = spec->log_max_bytes ? spec->log_max_bytes : REAPER_LOG_DEFAULT,
 	    .detach = !fg,
 	    .exit_fd = exit_fd,
 	    .init_fd = init_fd,
@@ -922,5 +959,13 @@ int slice_log_open(const char *root, const char *name, struct vs_error *err)
 		fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
 	if (fd < 0)
 		return vs_error_sys(err, errno, "%s", p);
+	/* PID 1 keeps only the log's tail on disk, the rest is a hole
+	 * (reaper.h): start at the first line kept (ENXIO: none, stay at 0). */
+	off_t data = lseek(fd, 0, SEEK_DATA);
+	char buf[4096];
+	ssize_t n = data > 0 ? pread(fd, buf, sizeof(buf), data) : 0;
+	char *nl = n > 0 ? memchr(buf, '\n', (size_t)n) : NULL;
+	if (nl)
+		lseek(fd, data + (nl - buf) + 1, SEEK_SET);
 	return fd;
 }

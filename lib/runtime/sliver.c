@@ -350,9 +350,17 @@ int sliver_spawn(const struct sliver_config *c, struct sliver_result *res, struc
 	}
 	if (l == 0) {
 		close(sp[0]);
-		int keep[] = {
-		    sp[1], c->exit_fd, c->init_fd, c->stdin_fd, c->stdout_fd, c->stderr_fd,
-		    0,	   1,	       2};
+		int keep[] = {sp[1],
+			      c->exit_fd,
+			      c->init_fd,
+			      c->stdin_fd,
+			      c->stdout_fd,
+			      c->stderr_fd,
+			      c->log_pipe,
+			      c->log_fd,
+			      0,
+			      1,
+			      2};
 		close_fds_except(keep, VS_ARRAY_SIZE(keep));
 		struct vs_error e2;
 		vs_error_clear(&e2);
@@ -537,12 +545,16 @@ int sliver_init_open(const char *cache_dir, struct vs_error *err)
 	cleanup_free char *path = vs_xasprintf("%s/vslice-init", dir);
 	size_t len = (size_t)(vs_init_blob_end - vs_init_blob);
 	struct stat st;
+	/* Execute-only (0111): the slice's ids cannot read it, so the kernel
+	 * makes PID 1 non-dumpable from the exec on (would_dump), not only
+	 * once vslice-init's prctl runs; nothing in the slice can open PID 1's
+	 * fds (the exit record, the log) in between. */
 	if (stat(path, &st) < 0 || (size_t)st.st_size != len || st.st_uid != 0 ||
-	    (st.st_mode & 0022)) {
+	    (st.st_mode & 07777) != 0111) {
 		int r = vs_mkdir_p(dir, 0700, err);
 		if (r < 0)
 			return r;
-		if ((r = vs_write_file_atomic(path, vs_init_blob, len, 0555, err)) < 0)
+		if ((r = vs_write_file_atomic(path, vs_init_blob, len, 0111, err)) < 0)
 			return r;
 	}
 	int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);

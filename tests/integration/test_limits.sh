@@ -77,6 +77,8 @@ expect_eq "the slice whose name was reused is untouched" running "$(vs list | aw
 bad "exec into a missing slice" 'no such slice' exec nosuch -- true
 bad "stop a missing slice" 'no such slice' stop nosuch
 bad "unknown verb" 'unknown verb' frobnicate
+bad "bad --log-size" '--log-size' create --log-size 1K x1
+bad "bad --disk" '--disk' create --disk 1M x1
 
 # A create that crashed half way: destroy --force still cleans everything.
 mkdir -p "$VSLICE_ROOT/slices/half/upper" $cg/memory/$VSLICE_CGROUP_PARENT/half $cg/pids/$VSLICE_CGROUP_PARENT/half
@@ -105,5 +107,37 @@ check "... and the host process is still alive" kill -0 $sentinel
 vs destroy --force tam
 check "destroy --force still cleans up a slice with garbage state" test ! -e "$VSLICE_ROOT/slices/tam"
 kill $sentinel
+
+# The slice log: the workload writes into a pipe, PID 1 keeps only the log's
+# last --log-size bytes on disk (older ones become a hole), so a slice that
+# writes endlessly cannot fill the node's disk; offsets keep growing, so
+# readers that follow the log by offset go on working.
+logsize() { stat -c %s "$VSLICE_ROOT/slices/$1/log"; }
+logdisk() { du -k "$VSLICE_ROOT/slices/$1/log" | awk '{print $1}'; }
+export -f logsize logdisk
+wait_end() { for i in $(seq 300); do vs logs "$1" | tail -1 | grep -qx END && return 0; sleep 0.1; done; return 1; }
+vs run -d --log-size 1M lg1 -- sh -c 'yes 0123456789abcdefghijklmnopqrstuvwxyz | head -c 20000000; echo; echo END; sleep 600' >/dev/null
+check "--log-size 1M: the writer's last line reaches the log" wait_end lg1
+check "--log-size 1M: the log's offsets cover all 20 MB written ($(logsize lg1) bytes)" test "$(logsize lg1)" -ge 20000000
+check "--log-size 1M: at most ~1M of it on disk ($(logdisk lg1) KiB)" test "$(logdisk lg1)" -le 1300
+out=$(vs logs lg1 | wc -c)
+check "--log-size 1M: logs shows the last ~1M ($out bytes)" test "$out" -ge 900000 -a "$out" -le 1100000
+expect_eq "--log-size 1M: logs starts on a whole line" 0123456789abcdefghijklmnopqrstuvwxyz "$(vs logs lg1 | head -1)"
+vs destroy --force lg1
+vs run -d lp1 -- sh -c 'echo "out $(stat -L -c %F /proc/self/fd/1) err $(stat -L -c %F /proc/self/fd/2)"; sleep 600' >/dev/null
+check "the workload's stdout and stderr are a pipe, never the host file" bash -c "for i in \$(seq 50); do vs logs lp1 | grep -q '^out fifo err fifo' && exit 0; sleep 0.1; done; vs logs lp1; exit 1"
+vs destroy --force lp1
+
+# Default cap 16M: a slice writing 40 MB keeps at most ~16M on disk; logs -f
+# follows the writer across the trimming to its last line.
+vs run -d cap1 -- sh -c 'sleep 1; yes 0123456789abcdefghijklmnopqrstuvwxyz | head -c 40000000; echo; echo END; sleep 600' >/dev/null
+timeout 120 "$SLICECTL" logs -f cap1 >"$VSLICE_ROOT/cap1.follow" &
+follower=$!
+check "default cap: the writer's last line reaches the log" wait_end cap1
+check "default cap: at most ~16M on disk ($(logdisk cap1) KiB)" test "$(logdisk cap1)" -le $((17 * 1024 + 256))
+vs stop --timeout 1 cap1 >/dev/null
+wait $follower
+check "logs -f followed to the last line" bash -c "tail -1 '$VSLICE_ROOT/cap1.follow' | grep -qx END"
+vs destroy --force cap1
 vs destroy --force bystander
 finish
