@@ -24,6 +24,8 @@ expect_eq "PID 1 is vslice's reaper" vslice-init "$(vs run --rm a4 -- cat /proc/
 vs run -d a4b -- sleep 600 >/dev/null
 p1=$(vs show --json a4b | python3 -c 'import json,sys; print(json.load(sys.stdin)["pid"])')
 expect_eq "PID 1 runs a file named vslice-init" vslice-init "$(basename "$(readlink /proc/$p1/exe)")"
+# Execute-only: PID 1 is non-dumpable from its exec on (it holds the log).
+expect_eq "the cached vslice-init is execute-only" 111 "$(stat -c %a "$(readlink /proc/$p1/exe)")"
 vs destroy --force a4b
 expect_eq "only the slice's processes are visible" "1 2" "$(vs run --rm a5 -- sh -c 'ls /proc | grep -E "^[0-9]+$" | sort -n | head -2 | tr "\n" " " | sed "s/ $//"')"
 expect_eq "only loopback networking" lo "$(vs run --rm a6 -- ls /sys/class/net)"
