@@ -35,6 +35,9 @@ vs destroy --force c1
 # --timeout and --restart, enforced by the slice's PID 1.
 vs run --rm --timeout 1s t1 -- sleep 30
 expect_eq "--timeout kills the command: exit 124" 124 "$?"
+vs run -d --timeout 1s t2 -- sh -c 'while :; do echo busy; done' >/dev/null
+check "--timeout also ends a detached command that writes all the time" bash -c "for i in \$(seq 100); do vs status t2 2>/dev/null | grep -q 'exited *124 *timeout' && exit 0; sleep 0.1; done; vs status t2; exit 1"
+vs destroy --force t2
 vs run -d --restart 2 r1 -- sh -c 'echo run >> /root/runs; exit 3' >/dev/null
 sleep 1
 expect_eq "--restart 2: ran 3 times, then exited with its code" "3 3" "$(vs exec r1 -- true 2>/dev/null; vs show --json r1 | python3 -c 'import json,sys; d=json.load(sys.stdin); print(d["restarts"]+1, d["exit_code"])')"
