@@ -25,11 +25,16 @@ check "the host can still fork" /bin/true
 # --cpus: quota enforced (0.5 cpu for 2 s of spinning is ~1 s of cpu time).
 vs run -d --cpus 0.5 c1 -- sh -c 'while :; do :; done' >/dev/null
 expect_eq "--cpus 0.5 is a 50ms/100ms quota" "50000 100000" "$(cat $cg/cpu/$VSLICE_CGROUP_PARENT/c1/cpu.cfs_quota_us) $(cat $cg/cpu/$VSLICE_CGROUP_PARENT/c1/cpu.cfs_period_us)"
+t0=$(date +%s%N)
 u0=$(cat $cg/cpuacct/$VSLICE_CGROUP_PARENT/c1/cpuacct.usage)
 sleep 2
 u1=$(cat $cg/cpuacct/$VSLICE_CGROUP_PARENT/c1/cpuacct.usage)
+wall=$((($(date +%s%N) - t0) / 1000000))
 ms=$(((u1 - u0) / 1000000))
-check "--cpus 0.5: 2 s of spinning used about 1 s of cpu (${ms} ms)" test "$ms" -ge 800 -a "$ms" -le 1200
+# The quota is the upper bound (half the wall time, plus one period of
+# slack); on a loaded machine the spinner may get less than its quota, so the
+# lower bound only says it ran.
+check "--cpus 0.5: ${wall} ms of spinning used at most half of it in cpu (${ms} ms)" test "$ms" -ge 100 -a "$ms" -le $((wall / 2 + 100))
 vs destroy --force c1
 
 # --timeout and --restart, enforced by the slice's PID 1.
@@ -124,7 +129,8 @@ check "--log-size 1M: the writer's last line reaches the log" wait_end lg1
 check "--log-size 1M: the log's offsets cover all 20 MB written ($(logsize lg1) bytes)" test "$(logsize lg1)" -ge 20000000
 check "--log-size 1M: at most ~1M of it on disk ($(logdisk lg1) KiB)" test "$(logdisk lg1)" -le 1300
 out=$(vs logs lg1 | wc -c)
-check "--log-size 1M: logs shows the last ~1M ($out bytes)" test "$out" -ge 900000 -a "$out" -le 1100000
+# 1M, plus at most one trimming step (1/16) and a block, minus the first partial line.
+check "--log-size 1M: logs shows the last ~1M ($out bytes)" test "$out" -ge 1000000 -a "$out" -le $((1048576 + 65536 + 4096))
 expect_eq "--log-size 1M: logs starts on a whole line" 0123456789abcdefghijklmnopqrstuvwxyz "$(vs logs lg1 | head -1)"
 vs destroy --force lg1
 vs run -d lp1 -- sh -c 'echo "out $(stat -L -c %F /proc/self/fd/1) err $(stat -L -c %F /proc/self/fd/2)"; sleep 600' >/dev/null
