@@ -11,7 +11,7 @@ BUILD    ?= build
 DEPS_PKGS = build-essential pkg-config libseccomp-dev libcap-dev libjansson-dev libcmocka-dev \
             libarchive-dev nettle-dev busybox-static clang libclang-rt-14-dev iproute2 \
             runc bubblewrap hyperfine util-linux procps clang-format python3 \
-            libmicrohttpd-dev libcurl4-openssl-dev libsqlite3-dev sqlite3 curl
+            libmicrohttpd-dev libcurl4-openssl-dev libsqlite3-dev sqlite3 curl e2fsprogs
 PKG_LIBS  = libseccomp libcap jansson libarchive nettle libmicrohttpd libcurl sqlite3
 
 WARN     = -Wall -Wextra -Werror -Wshadow -Wno-unused-parameter -Wformat=2 -Wno-format-nonliteral

@@ -20,6 +20,9 @@
 	"  --cpus N           cpu quota, e.g. 0.5 or 2\n"                                          \
 	"  --memory SIZE      memory limit, e.g. 256M (an OOM kills inside the slice only)\n"      \
 	"  --pids N           maximum number of processes and threads\n"                           \
+	"  --disk SIZE        disk limit for the slice's files, e.g. 1G (its own file system;\n"   \
+	"                     a write past it fails with ENOSPC; at least 16M)\n"                  \
+	"  --log-size SIZE    detached output kept on disk: the last SIZE (default 16M)\n"         \
 	"  --policy P         seccomp policy: default, strict, unconfined or FILE.json\n"          \
 	"  --net MODE         none (loopback only, default) or host\n"                             \
 	"  --env K=V          environment variable (repeatable)\n"                                 \
@@ -38,6 +41,8 @@ static const struct option create_opts[] = {
     {"cpus", required_argument, NULL, 'c'},
     {"memory", required_argument, NULL, 'm'},
     {"pids", required_argument, NULL, 'p'},
+    {"disk", required_argument, NULL, 'D'},
+    {"log-size", required_argument, NULL, 'L'},
     {"policy", required_argument, NULL, 'P'},
     {"net", required_argument, NULL, 'n'},
     {"env", required_argument, NULL, 'e'},
@@ -109,6 +114,18 @@ static int parse_create(const char *verb, int argc, char **argv, bool allow_run,
 		case 'm':
 			if (vs_parse_size(optarg, &a->spec.memory_bytes, &err) < 0)
 				return ctl_usage(verb, "--memory: %s", err.msg);
+			break;
+		case 'D':
+			if (vs_parse_size(optarg, &a->spec.disk_bytes, &err) < 0)
+				return ctl_usage(verb, "--disk: %s", err.msg);
+			if (!a->spec.disk_bytes)
+				return ctl_usage(verb, "--disk: must be at least 16M");
+			break;
+		case 'L':
+			if (vs_parse_size(optarg, &a->spec.log_max_bytes, &err) < 0)
+				return ctl_usage(verb, "--log-size: %s", err.msg);
+			if (!a->spec.log_max_bytes)
+				return ctl_usage(verb, "--log-size: must be at least 64K");
 			break;
 		case 'p':
 			if (parse_u64_opt(verb, "--pids", optarg, 1u << 22, &a->spec.pids_max))
@@ -267,6 +284,8 @@ static int cluster_create_run(struct ctl *ctl, const char *verb, struct create_a
 		json_object_set_new(res, "memory", json_integer((json_int_t)sp->memory_bytes));
 	if (sp->pids_max)
 		json_object_set_new(res, "pids", json_integer((json_int_t)sp->pids_max));
+	if (sp->disk_bytes)
+		json_object_set_new(res, "disk", json_integer((json_int_t)sp->disk_bytes));
 	json_object_set_new(m, "resources", res);
 	struct vs_error err;
 	if (sp->policy && sp->policy[0] == '/') {
@@ -392,9 +411,9 @@ int cmd_run(struct ctl *ctl, int argc, char **argv)
 	int code = 0;
 	if (slice_start(ctl->root, name, &o, &err) < 0) {
 		code = EXIT_VSLICE;
-		if (err.code == ENOENT && strstr(err.msg, "exec \""))
+		if (err.kind == VS_EK_EXEC_NOT_FOUND)
 			code = 127;
-		else if (err.code == EACCES && strstr(err.msg, "exec \""))
+		else if (err.kind == VS_EK_EXEC_DENIED)
 			code = 126;
 		ctl_fail("run", name, &err);
 	} else if (!a.detach) {

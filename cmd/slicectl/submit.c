@@ -198,6 +198,14 @@ struct log_tail {
 static void log_pump(struct log_tail *t, bool final, bool show)
 {
 	for (;;) {
+		/* Lagged past the part of the log still kept (a hole, reaper.h):
+		 * jump to what is kept instead of printing zeroes. */
+		off_t at = t->fd >= 0 ? lseek(t->fd, 0, SEEK_CUR) : -1;
+		off_t data = at >= 0 ? lseek(t->fd, at, SEEK_DATA) : -1;
+		if (data > at && show)
+			printf("[%s] | ... (%lld bytes of output dropped: only the log's tail is "
+			       "kept)\n",
+			       LOCAL_NODE, (long long)(data - at));
 		ssize_t n = t->fd >= 0 ? read(t->fd, t->buf + t->len, sizeof(t->buf) - t->len) : 0;
 		if (n > 0)
 			t->len += (size_t)n;

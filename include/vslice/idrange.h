@@ -34,5 +34,9 @@ int idrange_claim(const char *dir, const char *owner, bool durable, uint32_t *ba
 bool idrange_owned(const char *dir, const char *owner, uint32_t base);
 /* Release the range starting at base if owner still holds it. Missing is fine. */
 int idrange_release(const char *dir, const char *owner, uint32_t base, struct vs_error *err);
+/* Release every range whose claim names owner, when its base is not known
+ * (the owner's record of it is lost: a slice without spec.json). Reads every
+ * claim: O(claims), for that rare path only. None is fine. */
+int idrange_release_owner(const char *dir, const char *owner, struct vs_error *err);
 
 #endif

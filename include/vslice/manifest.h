@@ -88,6 +88,7 @@ struct manifest {
 	uint64_t cpu_millis;	    /* 0 = no quota */
 	uint64_t memory_bytes;	    /* 0 = no limit */
 	uint64_t pids_max;	    /* 0 = no limit */
+	uint64_t disk_bytes;	    /* .resources.disk, 0 = no limit (slice_spec.disk_bytes) */
 	char *policy;		    /* builtin name, or absolute path of a file; NULL = default */
 	char *policy_json;  /* an inline policy ("policy": {...}), compact JSON; NULL if none */
 	enum slice_net net; /* default none */

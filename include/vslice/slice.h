@@ -37,6 +37,9 @@ struct slice_spec {
 	uint64_t cpu_millis;	/* 0 = no quota */
 	uint64_t memory_bytes;	/* 0 = no limit */
 	uint64_t pids_max;	/* 0 = no limit */
+	uint64_t disk_bytes;	/* 0 = no limit (upper on the host fs); else the size of
+				 * the slice's own ext4 image holding its upper layer */
+	uint64_t log_max_bytes; /* log bytes kept on disk; 0 = REAPER_LOG_DEFAULT (16M) */
 	uint64_t lifetime_secs; /* 0 = no expiry */
 	enum slice_net net;
 	char **env;	       /* NULL-terminated "K=V" */
@@ -166,7 +169,20 @@ struct slice_stats {
 int slice_stats(const char *root, const char *name, unsigned window_ms, struct slice_stats *st,
 		struct vs_error *err);
 
-/* Open the slice's log (stdout/stderr of a detached workload) for reading. */
+/*
+ * The host path of the slice's overlay upper layer (its file system delta),
+ * for a checkpoint to read or a restore to fill (caller frees *path). A
+ * slice with a disk limit keeps its upper layer inside its image, mounted
+ * only in the slice's own mount namespace: refused (ENOTSUP, kind
+ * VS_EK_REFUSED) with a message that says so, before anything is stopped.
+ */
+int slice_upper_dir(const char *root, const struct slice_spec *spec, char **path,
+		    struct vs_error *err);
+
+/* Open the slice's log (stdout/stderr of a detached workload) for reading,
+ * at the first byte still kept (older output is a hole: reaper.h). A reader
+ * that follows it and finds zeroes (SEEK_DATA past its offset) lagged more
+ * than the cap behind. */
 int slice_log_open(const char *root, const char *name, struct vs_error *err);
 /* Host pid of PID 1 if the slice runs (validated against its cgroup), else 0. */
 pid_t slice_pid1(const char *root, const char *name);

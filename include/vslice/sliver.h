@@ -34,8 +34,11 @@ struct sliver_config {
 	const char *image_rootfs; /* shared read-only lower layer */
 	const char *lower_mnt;	  /* <slice>/lower: where the id-mapped image is attached */
 	const char *upper, *work; /* overlay upper/work (owned by id_base) */
-	const char *rootfs;	  /* <slice>/rootfs: overlay mount point */
-	const char *lower_copy;	  /* <slice>/lower-copy: chowned copy if idmap is refused */
+	const char *disk_image;	  /* NULL, or the slice's ext4 image: upper and work are in
+				   * it, mounted at disk_mnt (sliver_disk_create) */
+	const char *disk_mnt;
+	const char *rootfs;	/* <slice>/rootfs: overlay mount point */
+	const char *lower_copy; /* <slice>/lower-copy: chowned copy if idmap is refused */
 	uint32_t id_base, id_count;
 	struct cgroup *cg;
 	const struct seccomp_bpf *bpf;
@@ -45,6 +48,11 @@ struct sliver_config {
 	char **env;	     /* NULL-terminated K=V added to the defaults */
 	const char *workdir; /* NULL = / */
 	int stdin_fd, stdout_fd, stderr_fd;
+	/* Detached: stdout/stderr are the write end of a pipe whose read end
+	 * is log_pipe; PID 1 copies it into log_fd (O_APPEND) keeping the
+	 * last log_max bytes on disk (reaper.h). log_pipe -1: no log. */
+	int log_pipe, log_fd;
+	uint64_t log_max;
 	bool detach; /* setsid the launcher: not tied to our terminal */
 	int exit_fd; /* P1 writes "code reason restarts finished\n" here */
 	int init_fd; /* vslice-init (sliver_init_open), -1: P1 stays a fork */
@@ -88,10 +96,23 @@ int sliver_read_exit(int fd, int *code, char *reason, size_t reason_len, unsigne
 
 /*
  * The small static PID 1 (cmd/init), embedded in this library: make sure
- * <cache_dir>/vslice-init-<hash> exists (root-owned, 0555, written
- * atomically) and open it O_RDONLY|O_CLOEXEC. Returns the fd.
+ * <cache_dir>/init-<hash>/vslice-init exists (root-owned, 0111, written
+ * atomically; the file name is what PID 1's comm shows from its exec on)
+ * and open it O_RDONLY|O_CLOEXEC. Returns the fd.
  */
 int sliver_init_open(const char *cache_dir, struct vs_error *err);
+
+/*
+ * A slice's disk limit (disk.c): a sparse ext4 image of `bytes` bytes made
+ * with mkfs.ext4 at path (created O_EXCL, 0600). durable: with a journal,
+ * fsync'd (not for run --rm slices). The launcher loop-mounts it in the
+ * slice's mount namespace only (sliver_config.disk_image).
+ */
+#define SLIVER_DISK_MIN (16ull << 20)
+#define SLIVER_DISK_MAX (16ull << 40)
+int sliver_disk_create(const char *path, uint64_t bytes, bool durable, struct vs_error *err);
+/* The number N of the /dev/loopN backed by the image at path, -1 if none. */
+int sliver_disk_loop(const char *path);
 
 /* v1: start the cgroup attach grace period early in a throw-away thread
  * (see sliver.c); call first thing in a verb that will start a slice or

@@ -33,6 +33,7 @@
 #include "vslice/caps.h"
 #include "vslice/manifest.h"
 #include "vslice/seccomp_policy.h"
+#include "vslice/sliver.h"
 #include "vslice/units.h"
 #include "vslice/util.h"
 
@@ -245,6 +246,7 @@ static const struct alias key_aliases[] = {
     {"cpus", "resources.cpus"},
     {"memory", "resources.memory"},
     {"pids", "resources.pids"},
+    {"disk", "resources.disk"},
     {"net", "network"},
     {"environment", "env"},
     {"ttl", "lifetime"},
@@ -716,7 +718,7 @@ enum {
 };
 
 static const char *const node_keys[] = {"count", "labels", "names", NULL};
-static const char *const resource_keys[] = {"cpus", "memory", "pids", NULL};
+static const char *const resource_keys[] = {"cpus", "memory", "pids", "disk", NULL};
 static const char *const file_keys[] = {"path", "content", "source", "mode", "encoding", NULL};
 static const char *const run_keys[] = {
     "command", "workdir", "timeout", "restart", "restart_limit", NULL,
@@ -883,6 +885,45 @@ static void do_nodes_key(struct ctx *c, const char *path, int key, json_t *v, vo
 	}
 }
 
+/* A size: "256M" (binary units) or bytes, min..max; *out set only when valid.
+ * max_text NULL: no upper bound but what a size can hold. */
+static void want_size(struct ctx *c, const char *path, json_t *v, uint64_t min,
+		      const char *min_text, uint64_t max, const char *max_text, const char *example,
+		      uint64_t *out)
+{
+	if (!want(c, path, v, T_STRING | T_INTEGER))
+		return;
+	uint64_t bytes;
+	struct vs_error e;
+	cleanup_free char *q = NULL;
+	if (json_is_integer(v)) {
+		q = vs_xasprintf("%lld", (long long)json_integer_value(v));
+		if (json_integer_value(v) < 0) {
+			fail(c, path, "%s is not a size (use e.g. %s)", q, example);
+			return;
+		}
+		bytes = (uint64_t)json_integer_value(v);
+	} else {
+		q = quote(json_string_value(v), json_string_length(v));
+		if (vs_parse_size(json_string_value(v), &bytes, &e) < 0) {
+			if (e.code == ERANGE)
+				fail(c, path, "%s is too large", q);
+			else
+				fail(c, path, "%s is not a size (use e.g. %s)", q, example);
+			return;
+		}
+	}
+	if (bytes < min) {
+		fail(c, path, "%s is too small (at least %s)", q, min_text);
+		return;
+	}
+	if (bytes > max) {
+		fail(c, path, "%s is too large (at most %s)", q, max_text);
+		return;
+	}
+	*out = bytes;
+}
+
 static void do_resources_key(struct ctx *c, const char *path, int key, json_t *v, void *arg)
 {
 	struct manifest *m = c->m;
@@ -922,41 +963,19 @@ static void do_resources_key(struct ctx *c, const char *path, int key, json_t *v
 		m->cpu_millis = millis;
 		break;
 	}
-	case 1: { /* memory: "256M" or bytes */
-		if (!want(c, path, v, T_STRING | T_INTEGER))
-			break;
-		uint64_t bytes;
-		cleanup_free char *q = NULL;
-		if (json_is_integer(v)) {
-			q = vs_xasprintf("%lld", (long long)json_integer_value(v));
-			if (json_integer_value(v) < 0) {
-				fail(c, path, "%s is not a size (use e.g. 256M)", q);
-				break;
-			}
-			bytes = (uint64_t)json_integer_value(v);
-		} else {
-			q = quote(json_string_value(v), json_string_length(v));
-			if (vs_parse_size(json_string_value(v), &bytes, &e) < 0) {
-				if (e.code == ERANGE)
-					fail(c, path, "%s is too large", q);
-				else
-					fail(c, path, "%s is not a size (use e.g. 256M)", q);
-				break;
-			}
-		}
-		if (bytes < MEMORY_MIN) {
-			fail(c, path, "%s is too small (at least 4M)", q);
-			break;
-		}
-		m->memory_bytes = bytes;
+	case 1: /* memory: "256M" or bytes */
+		want_size(c, path, v, MEMORY_MIN, "4M", UINT64_MAX, NULL, "256M", &m->memory_bytes);
 		break;
-	}
 	case 2: { /* pids */
 		json_int_t n;
 		if (want_int(c, path, v, 1, PIDS_MAX, &n))
 			m->pids_max = (uint64_t)n;
 		break;
 	}
+	case 3: /* disk: "1G" or bytes */
+		want_size(c, path, v, SLIVER_DISK_MIN, "16M", SLIVER_DISK_MAX, "16T", "1G",
+			  &m->disk_bytes);
+		break;
 	}
 }
 
@@ -1819,6 +1838,7 @@ int manifest_to_spec(const struct manifest *m, struct slice_spec *spec, struct v
 	spec->cpu_millis = m->cpu_millis;
 	spec->memory_bytes = m->memory_bytes;
 	spec->pids_max = m->pids_max;
+	spec->disk_bytes = m->disk_bytes;
 	spec->lifetime_secs = lifetime;
 	spec->net = m->net;
 	spec->env = strv_dup(m->env, m->nenv);

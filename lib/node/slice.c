@@ -291,6 +291,13 @@ int slice_spec_check(const char *root, const struct slice_spec *spec, struct vs_
 			return vs_error_set(err, EINVAL, "--env: \"%s\" is not K=V", *e);
 	if (spec->memory_bytes && spec->memory_bytes < (4u << 20))
 		return vs_error_set(err, EINVAL, "--memory: at least 4M");
+	if (spec->disk_bytes && spec->disk_bytes < SLIVER_DISK_MIN)
+		return vs_error_set(err, EINVAL, "--disk: at least 16M");
+	if (spec->disk_bytes > SLIVER_DISK_MAX)
+		return vs_error_set(err, EINVAL, "--disk: at most 16T");
+	if (spec->log_max_bytes &&
+	    (spec->log_max_bytes < REAPER_LOG_MIN || spec->log_max_bytes > REAPER_LOG_MAX))
+		return vs_error_set(err, EINVAL, "--log-size: 64K to 1T");
 	return 0;
 }
 
@@ -307,8 +314,12 @@ static int remove_slice(const char *root, const char *name, uint32_t id_base, st
 	cleanup_free char *d = slice_dir(root, name);
 	if ((r = vs_rm_rf(d, err)) < 0)
 		return vs_error_wrap(err, "remove %s", d);
+	/* Without spec.json (a damaged or half-made slice, destroy --force) the
+	 * base is unknown: find the claims by their owner, this directory. */
 	if (id_base)
 		idrange_release(idrange_default_dir(), d, id_base, err);
+	else if ((r = idrange_release_owner(idrange_default_dir(), d, err)) < 0)
+		return vs_error_wrap(err, "release id range");
 	return 0;
 }
 
@@ -318,16 +329,27 @@ static int create_in(const char *root, struct slice_spec *spec, const char *d, s
 	int r = idrange_claim(idrange_default_dir(), d, !spec->ephemeral, &spec->id_base, err);
 	if (r < 0)
 		return r;
+	/* With a disk limit, upper/ and work/ live in the slice's image (made
+	 * at its first start, disk.c); disk/ is where it is mounted. */
 	static const char *const dirs[] = {"upper", "work", "lower", "rootfs", "lower-copy"};
-	for (size_t i = 0; i < VS_ARRAY_SIZE(dirs); i++) {
-		cleanup_free char *p = slice_file(root, spec->name, dirs[i]);
+	static const char *const disk_dirs[] = {"disk", "lower", "rootfs", "lower-copy"};
+	const char *const *mk = spec->disk_bytes ? disk_dirs : dirs;
+	size_t nmk = spec->disk_bytes ? VS_ARRAY_SIZE(disk_dirs) : VS_ARRAY_SIZE(dirs);
+	for (size_t i = 0; i < nmk; i++) {
+		cleanup_free char *p = slice_file(root, spec->name, mk[i]);
 		if (mkdir(p, 0700) < 0)
 			return vs_error_sys(err, errno, "mkdir %s", p);
 	}
-	/* The slice's root owns the top of its upper layer. */
-	cleanup_free char *upper = slice_file(root, spec->name, "upper");
-	if (chown(upper, spec->id_base, spec->id_base) < 0 || chmod(upper, 0755) < 0)
-		return vs_error_sys(err, errno, "chown %s", upper);
+	if (spec->disk_bytes) {
+		cleanup_free char *img = slice_file(root, spec->name, "disk.img");
+		if ((r = sliver_disk_create(img, spec->disk_bytes, !spec->ephemeral, err)) < 0)
+			return vs_error_wrap(err, "--disk");
+	} else {
+		/* The slice's root owns the top of its upper layer. */
+		cleanup_free char *upper = slice_file(root, spec->name, "upper");
+		if (chown(upper, spec->id_base, spec->id_base) < 0 || chmod(upper, 0755) < 0)
+			return vs_error_sys(err, errno, "chown %s", upper);
+	}
 	cleanup_cgroup struct cgroup *cg = NULL;
 	if ((r = open_cgroup(spec->name, &cg, err)) < 0)
 		return r;
@@ -412,6 +434,31 @@ static int check_id_range(const char *root, const struct slice_spec *spec, struc
 	return 0;
 }
 
+/*
+ * The pipe between a detached workload and PID 1, made as a FIFO on the
+ * host (<slice>/logpipe, unlinked once both ends are open) rather than
+ * pipe2(): a checkpoint then sees the workload's stdout as a file from
+ * outside the slice's file system, like the log file it used to be, and
+ * has the restorer supply it again (lib/checkpoint/files.c) instead of
+ * restoring a pipe that nobody reads.
+ */
+static int open_log_pipe(const char *root, const char *name, int *rd, int *wr, struct vs_error *err)
+{
+	cleanup_free char *p = slice_file(root, name, "logpipe");
+	if (unlink(p) < 0 && errno != ENOENT)
+		return vs_error_sys(err, errno, "%s", p);
+	if (mkfifo(p, 0600) < 0)
+		return vs_error_sys(err, errno, "mkfifo %s", p);
+	/* The reader first (O_NONBLOCK: no writer yet), then the writer. */
+	*rd = open(p, O_RDONLY | O_NONBLOCK | O_CLOEXEC | O_NOFOLLOW);
+	*wr = *rd >= 0 ? open(p, O_WRONLY | O_CLOEXEC | O_NOFOLLOW) : -1;
+	int e = errno;
+	unlink(p);
+	if (*rd < 0 || *wr < 0)
+		return vs_error_sys(err, e, "open %s", p);
+	return 0;
+}
+
 /* Spawn with everything loaded; the caller holds the slice lock. */
 static int start_locked(const char *root, const char *name, const struct slice_spec *spec,
 			const struct slice_start_opts *o, const struct seccomp_bpf *bpf,
@@ -439,19 +486,28 @@ static int start_locked(const char *root, const char *name, const struct slice_s
 		return vs_error_sys(err, errno, "%s", exitp);
 	cleanup_close int log_fd = -1;
 	cleanup_close int null_fd = -1;
+	/* Detached: the workload writes into a pipe, PID 1 into the log. The
+	 * workload never holds the host file, so it cannot grow it past the
+	 * cap (reaper.h). */
+	cleanup_close int log_r = -1, log_w = -1;
 	bool fg = o && o->foreground;
 	if (!fg) {
 		log_fd = open(logp, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC | O_NOFOLLOW, 0600);
 		null_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
 		if (log_fd < 0 || null_fd < 0)
 			return vs_error_sys(err, errno, "%s", logp);
+		if ((r = open_log_pipe(root, name, &log_r, &log_w, err)) < 0)
+			return r;
 	}
 	cleanup_free char *cache = vs_xasprintf("%s/cache", root);
 	cleanup_close int init_fd = sliver_init_open(cache, err);
 	if (init_fd < 0)
 		return init_fd;
-	cleanup_free char *upper = slice_file(root, name, "upper");
-	cleanup_free char *work = slice_file(root, name, "work");
+	bool disk = spec->disk_bytes > 0;
+	cleanup_free char *disk_img = disk ? slice_file(root, name, "disk.img") : NULL;
+	cleanup_free char *disk_mnt = disk ? slice_file(root, name, "disk") : NULL;
+	cleanup_free char *upper = slice_file(root, name, disk ? "disk/upper" : "upper");
+	cleanup_free char *work = slice_file(root, name, disk ? "disk/work" : "work");
 	cleanup_free char *lower = slice_file(root, name, "lower");
 	cleanup_free char *rootfs = slice_file(root, name, "rootfs");
 	cleanup_free char *lower_copy = slice_file(root, name, "lower-copy");
@@ -462,6 +518,8 @@ static int start_locked(const char *root, const char *name, const struct slice_s
 	    .lower_mnt = lower,
 	    .upper = upper,
 	    .work = work,
+	    .disk_image = disk_img,
+	    .disk_mnt = disk_mnt,
 	    .rootfs = rootfs,
 	    .lower_copy = lower_copy,
 	    .id_base = spec->id_base,
@@ -474,8 +532,11 @@ static int start_locked(const char *root, const char *name, const struct slice_s
 	    .env = spec->env,
 	    .workdir = spec->workdir,
 	    .stdin_fd = fg ? o->stdin_fd : null_fd,
-	    .stdout_fd = fg ? o->stdout_fd : log_fd,
-	    .stderr_fd = fg ? o->stderr_fd : log_fd,
+	    .stdout_fd = fg ? o->stdout_fd : log_w,
+	    .stderr_fd = fg ? o->stderr_fd : log_w,
+	    .log_pipe = log_r,
+	    .log_fd = log_fd,
+	    .log_max = spec->log_max_bytes ? spec->log_max_bytes : REAPER_LOG_DEFAULT,
 	    .detach = !fg,
 	    .exit_fd = exit_fd,
 	    .init_fd = init_fd,
@@ -874,6 +935,19 @@ bool slice_image_in_use(const char *root, const char *image)
 	return used;
 }
 
+int slice_upper_dir(const char *root, const struct slice_spec *spec, char **path,
+		    struct vs_error *err)
+{
+	if (spec->disk_bytes) {
+		vs_error_set(err, ENOTSUP,
+			     "has a disk limit (--disk): its files are in its own disk image, "
+			     "which checkpoint and restore cannot read or fill yet");
+		return vs_error_kind(err, VS_EK_REFUSED);
+	}
+	*path = slice_file(root, spec->name, "upper");
+	return 0;
+}
+
 int slice_log_open(const char *root, const char *name, struct vs_error *err)
 {
 	int r = require_slice(root, name, err);
@@ -885,5 +959,13 @@ int slice_log_open(const char *root, const char *name, struct vs_error *err)
 		fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
 	if (fd < 0)
 		return vs_error_sys(err, errno, "%s", p);
+	/* PID 1 keeps only the log's tail on disk, the rest is a hole
+	 * (reaper.h): start at the first line kept (ENXIO: none, stay at 0). */
+	off_t data = lseek(fd, 0, SEEK_DATA);
+	char buf[4096];
+	ssize_t n = data > 0 ? pread(fd, buf, sizeof(buf), data) : 0;
+	char *nl = n > 0 ? memchr(buf, '\n', (size_t)n) : NULL;
+	if (nl)
+		lseek(fd, data + (nl - buf) + 1, SEEK_SET);
 	return fd;
 }

@@ -12,6 +12,8 @@
 
 #include "node_internal.h"
 #include "vslice/idrange.h"
+#include "vslice/reaper.h"
+#include "vslice/sliver.h"
 #include "vslice/units.h"
 #include "vslice/util.h"
 
@@ -105,6 +107,10 @@ char *spec_to_json(const struct slice_spec *s)
 	    (json_int_t)s->expires);
 	if (j && s->ephemeral)
 		json_object_set_new(j, "ephemeral", json_true());
+	if (j && s->disk_bytes)
+		json_object_set_new(j, "disk_bytes", json_integer((json_int_t)s->disk_bytes));
+	if (j && s->log_max_bytes)
+		json_object_set_new(j, "log_max_bytes", json_integer((json_int_t)s->log_max_bytes));
 	return j ? json_dumps(j, JSON_INDENT(2) | JSON_SORT_KEYS) : NULL;
 }
 
@@ -232,6 +238,21 @@ int spec_from_json(const char *text, const char *dirname, struct slice_spec *s,
 		goto fail;
 	}
 	s->ephemeral = eph && json_is_true(eph);
+	/* Optional (slices made before --disk have none): 0 or an image size. */
+	if (json_object_get(j, "disk_bytes") &&
+	    (r = get_u64(j, f, "disk_bytes", SLIVER_DISK_MAX, &s->disk_bytes, err)) < 0)
+		goto fail;
+	if (s->disk_bytes && s->disk_bytes < SLIVER_DISK_MIN) {
+		r = vs_error_set(err, EINVAL, "%s: .disk_bytes: less than the 16M minimum", f);
+		goto fail;
+	}
+	if (json_object_get(j, "log_max_bytes") &&
+	    (r = get_u64(j, f, "log_max_bytes", REAPER_LOG_MAX, &s->log_max_bytes, err)) < 0)
+		goto fail;
+	if (s->log_max_bytes && s->log_max_bytes < REAPER_LOG_MIN) {
+		r = vs_error_set(err, EINVAL, "%s: .log_max_bytes: less than the 64K minimum", f);
+		goto fail;
+	}
 	return 0;
 fail:
 	slice_spec_free(s);

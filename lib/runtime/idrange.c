@@ -152,3 +152,31 @@ bool idrange_owned(const char *dir, const char *owner, uint32_t base)
 	cur[strcspn(cur, "\n")] = '\0';
 	return strcmp(cur, owner) == 0;
 }
+
+int idrange_release_owner(const char *dir, const char *owner, struct vs_error *err)
+{
+	cleanup_free char *lockp = vs_xasprintf("%s/.lock", dir);
+	cleanup_close int lk = open(lockp, O_RDWR | O_CLOEXEC | O_NOFOLLOW);
+	if (lk < 0)
+		return errno == ENOENT ? 0 : vs_error_sys(err, errno, "id ranges %s: lock", dir);
+	if (flock(lk, LOCK_EX) < 0)
+		return vs_error_sys(err, errno, "id ranges %s: lock", dir);
+	cleanup_closedir DIR *d = opendir(dir);
+	if (!d)
+		return vs_error_sys(err, errno, "id ranges %s: open", dir);
+	struct dirent *de;
+	while ((de = readdir(d))) {
+		uint32_t slot;
+		cleanup_free char *cur = NULL;
+		struct vs_error ignore;
+		if (parse_slot(de->d_name, &slot) < 0 ||
+		    vs_read_file_at(dirfd(d), de->d_name, 4096, &cur, NULL, &ignore) < 0)
+			continue;
+		cur[strcspn(cur, "\n")] = '\0';
+		if (strcmp(cur, owner) == 0 && unlinkat(dirfd(d), de->d_name, 0) < 0 &&
+		    errno != ENOENT)
+			return vs_error_sys(err, errno, "id range claim %s/%s: unlink", dir,
+					    de->d_name);
+	}
+	return 0;
+}

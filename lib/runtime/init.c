@@ -129,7 +129,7 @@ void workload_exec(const struct workload_params *p)
 	const char *wd = p->workdir && *p->workdir ? p->workdir : "/";
 	if (chdir(wd) < 0) {
 		snprintf(msg, sizeof(msg), "workdir %s: %s", wd, strerror(errno));
-		sliver_send(p->status_fd, MSG_EXEC_FAILED, 126, msg);
+		sliver_send(p->status_fd, MSG_WORKDIR_FAILED, 126, msg);
 		_exit(126);
 	}
 	/* Only 0, 1, 2 survive execve (the status pipe closes on success). */
@@ -205,15 +205,19 @@ static pid_t restart_workload(void *arg)
  * address space). Returns only if the exec failed. */
 static void exec_small_init(const struct sliver_config *c, pid_t w)
 {
-	char fd[16], pid[16], dl[32], ex[32];
+	char fd[16], pid[16], dl[32], ex[32], lin[16], lfd[16], lmax[32];
 	snprintf(fd, sizeof(fd), "%d", c->exit_fd);
 	snprintf(pid, sizeof(pid), "%d", w);
 	snprintf(dl, sizeof(dl), "%lld",
 		 c->timeout_secs ? (long long)(time(NULL) + (time_t)c->timeout_secs) : 0LL);
 	snprintf(ex, sizeof(ex), "%lld", (long long)c->expires);
-	char *argv[] = {(char *)"vslice-init", fd, pid, dl, ex, NULL};
+	snprintf(lin, sizeof(lin), "%d", c->log_pipe);
+	snprintf(lfd, sizeof(lfd), "%d", c->log_pipe >= 0 ? c->log_fd : -1);
+	snprintf(lmax, sizeof(lmax), "%llu", (unsigned long long)c->log_max);
+	char *argv[] = {(char *)"vslice-init", fd, pid, dl, ex, lin, lfd, lmax, NULL};
 	char *envp[] = {NULL};
-	int keep[] = {c->exit_fd, c->init_fd};
+	/* Not the pipe's write end: the workload holds the only ones left. */
+	int keep[] = {c->exit_fd, c->init_fd, c->log_pipe, c->log_fd};
 	close_fds_except(keep, VS_ARRAY_SIZE(keep));
 	int devnull = open("/dev/null", O_RDWR);
 	for (int i = 0; i < 3 && devnull >= 0; i++)
@@ -221,10 +225,14 @@ static void exec_small_init(const struct sliver_config *c, pid_t w)
 			dup2(devnull, i);
 	if (devnull > 2)
 		close(devnull);
-	/* exit_fd must survive the exec; the init binary's fd need not. */
-	int fl = fcntl(c->exit_fd, F_GETFD);
-	if (fl >= 0)
-		fcntl(c->exit_fd, F_SETFD, fl & ~FD_CLOEXEC);
+	/* exit_fd and the log's fds must survive the exec; the init binary's
+	 * fd need not. */
+	int inherit[] = {c->exit_fd, c->log_pipe, c->log_fd};
+	for (size_t i = 0; i < VS_ARRAY_SIZE(inherit); i++) {
+		int fl = inherit[i] >= 0 ? fcntl(inherit[i], F_GETFD) : -1;
+		if (fl >= 0)
+			fcntl(inherit[i], F_SETFD, fl & ~FD_CLOEXEC);
+	}
 	execveat(c->init_fd, "", argv, envp, AT_EMPTY_PATH);
 }
 
@@ -248,6 +256,9 @@ void init_main(const struct sliver_config *c, int status_fd)
 	    .run_deadline = c->timeout_secs ? time(NULL) + (time_t)c->timeout_secs : 0,
 	    .expires = c->expires,
 	    .restart_max = c->restart_max,
+	    .log_in = c->log_pipe,
+	    .log_fd = c->log_fd,
+	    .log_max = c->log_max,
 	};
 	if (c->restart_max > 0 || c->workload_fn || c->init_fd < 0) {
 		/* We may have to fork the workload again: stay, with its stdio. */

@@ -3,6 +3,7 @@
  *
  * The security-relevant order lives here, in one place:
  *   launcher (host root): cgroup -> user ns + id map -> private mount ns ->
+ *   [--disk: loop-mounted image for upper/work (disk.c)] ->
  *   id-mapped image + overlay (rootfs.c) -> setns(userns) -> slice root ->
  *   unshare the rest -> time offsets -> hostname -> lo up -> fork P1.
  *   P1 (init.c): rootfs_enter -> reaper; workload: caps -> NNP -> seccomp -> exec.
@@ -107,6 +108,16 @@ int sliver_read_exit(int fd, int *code, char *reason, size_t reason_len, unsigne
 	*restarts = rst;
 	*finished = (time_t)fin;
 	return 0;
+}
+
+/* The workload's exec (or its workdir) failed: set err from the message,
+ * with the kind that tells callers 127 (not found) from 126 (denied). */
+static int exec_failure(struct vs_error *err, const struct sliver_msg *m)
+{
+	int r = vs_error_set(err, m->code == 127 ? ENOENT : EACCES, "%s", m->text);
+	if (m->kind != MSG_EXEC_FAILED)
+		return r;
+	return vs_error_kind(err, m->code == 127 ? VS_EK_EXEC_NOT_FOUND : VS_EK_EXEC_DENIED);
 }
 
 /*
@@ -283,6 +294,8 @@ static int launcher_run(const struct sliver_config *c, int sfd, bool in_cgroup,
 		return vs_error_sys(err, errno, "unshare(mount ns)");
 	if (mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0)
 		return vs_error_sys(err, errno, "make / private");
+	if (c->disk_image && (r = rootfs_mount_disk(c, err)) < 0)
+		return r;
 	bool idmapped = true;
 	if ((r = rootfs_mount_overlay(c, userns, &idmapped, err)) < 0)
 		return r;
@@ -337,9 +350,17 @@ int sliver_spawn(const struct sliver_config *c, struct sliver_result *res, struc
 	}
 	if (l == 0) {
 		close(sp[0]);
-		int keep[] = {
-		    sp[1], c->exit_fd, c->init_fd, c->stdin_fd, c->stdout_fd, c->stderr_fd,
-		    0,	   1,	       2};
+		int keep[] = {sp[1],
+			      c->exit_fd,
+			      c->init_fd,
+			      c->stdin_fd,
+			      c->stdout_fd,
+			      c->stderr_fd,
+			      c->log_pipe,
+			      c->log_fd,
+			      0,
+			      1,
+			      2};
 		close_fds_except(keep, VS_ARRAY_SIZE(keep));
 		struct vs_error e2;
 		vs_error_clear(&e2);
@@ -368,10 +389,10 @@ int sliver_spawn(const struct sliver_config *c, struct sliver_result *res, struc
 			res->idmapped = false;
 			break;
 		case MSG_EXEC_FAILED:
+		case MSG_WORKDIR_FAILED:
 			res->exec_code = m.code;
 			if (!failed)
-				r = vs_error_set(err, m.code == 127 ? ENOENT : EACCES, "%s",
-						 m.text);
+				r = exec_failure(err, &m);
 			failed = true;
 			break;
 		case MSG_ERROR:
@@ -496,8 +517,8 @@ int sliver_exec(const struct sliver_exec_config *c, int *code, struct vs_error *
 		if (m.kind == MSG_ERROR) {
 			r = vs_error_set(err, m.code, "%s", m.text);
 			failed = true;
-		} else if (m.kind == MSG_EXEC_FAILED) {
-			r = vs_error_set(err, m.code == 127 ? ENOENT : EACCES, "%s", m.text);
+		} else if (m.kind == MSG_EXEC_FAILED || m.kind == MSG_WORKDIR_FAILED) {
+			r = exec_failure(err, &m);
 			*code = m.code;
 			failed = true;
 		}
@@ -511,17 +532,29 @@ int sliver_exec(const struct sliver_exec_config *c, int *code, struct vs_error *
 /* build/gen/init_blob.S: the static vslice-init binary and its sha256. */
 extern const char vs_init_blob[], vs_init_blob_end[], vs_init_hash[];
 
+/*
+ * The file is named exactly "vslice-init", in a directory named by its hash:
+ * execveat(fd, "", AT_EMPTY_PATH) names the new program (/proc/PID/comm)
+ * after the file's dentry, so PID 1 is "vslice-init" from its first
+ * instruction on. A hash in the file name ("vslice-init-a5a...") showed
+ * through to a workload that looked before vslice-init's own PR_SET_NAME.
+ */
 int sliver_init_open(const char *cache_dir, struct vs_error *err)
 {
-	cleanup_free char *path = vs_xasprintf("%s/vslice-init-%.16s", cache_dir, vs_init_hash);
+	cleanup_free char *dir = vs_xasprintf("%s/init-%.16s", cache_dir, vs_init_hash);
+	cleanup_free char *path = vs_xasprintf("%s/vslice-init", dir);
 	size_t len = (size_t)(vs_init_blob_end - vs_init_blob);
 	struct stat st;
+	/* Execute-only (0111): the slice's ids cannot read it, so the kernel
+	 * makes PID 1 non-dumpable from the exec on (would_dump), not only
+	 * once vslice-init's prctl runs; nothing in the slice can open PID 1's
+	 * fds (the exit record, the log) in between. */
 	if (stat(path, &st) < 0 || (size_t)st.st_size != len || st.st_uid != 0 ||
-	    (st.st_mode & 0022)) {
-		int r = vs_mkdir_p(cache_dir, 0700, err);
+	    (st.st_mode & 07777) != 0111) {
+		int r = vs_mkdir_p(dir, 0700, err);
 		if (r < 0)
 			return r;
-		if ((r = vs_write_file_atomic(path, vs_init_blob, len, 0555, err)) < 0)
+		if ((r = vs_write_file_atomic(path, vs_init_blob, len, 0111, err)) < 0)
 			return r;
 	}
 	int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);

@@ -5,7 +5,15 @@
 #include "vslice/sliver.h"
 
 /* Status messages from launcher / P1 / workload to the caller, on a pipe. */
-enum sliver_msg_kind { MSG_PID = 1, MSG_ERROR, MSG_EXEC_FAILED, MSG_COPY_FALLBACK };
+/* MSG_EXEC_FAILED: execve itself failed (code 127 not found, 126 denied);
+ * MSG_WORKDIR_FAILED: the workload could not enter its workdir (code 126). */
+enum sliver_msg_kind {
+	MSG_PID = 1,
+	MSG_ERROR,
+	MSG_EXEC_FAILED,
+	MSG_COPY_FALLBACK,
+	MSG_WORKDIR_FAILED,
+};
 struct sliver_msg {
 	int kind;
 	int code;
@@ -17,6 +25,9 @@ void sliver_send(int fd, int kind, int code, const char *text);
  * overlay at c->rootfs. *idmapped false when the chowned copy was used. */
 int rootfs_mount_overlay(const struct sliver_config *c, int userns_fd, bool *idmapped,
 			 struct vs_error *err);
+/* disk.c: in the launcher, before rootfs_mount_overlay: attach c->disk_image
+ * to a loop device, mount it at c->disk_mnt, make c->upper and c->work. */
+int rootfs_mount_disk(const struct sliver_config *c, struct vs_error *err);
 /* rootfs.c: in P1 (slice root, own mount ns): proc, sys, dev, masks, pivot_root. */
 int rootfs_enter(const struct sliver_config *c, struct vs_error *err);
 

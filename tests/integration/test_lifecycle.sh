@@ -18,6 +18,15 @@ check "NoNewPrivs: 1" grep -q 'NoNewPrivs: 1' <<<"$status"
 check "CapEff is the default set (Docker's 14)" grep -q 'CapEff: 00000000a80425fb' <<<"$status"
 check "CapBnd is the default set" grep -q 'CapBnd: 00000000a80425fb' <<<"$status"
 expect_eq "PID 1 is vslice's reaper" vslice-init "$(vs run --rm a4 -- cat /proc/1/comm)"
+# The kernel names an execveat(fd) program after the file: PID 1 must be
+# exec'd from a file named vslice-init, so its comm is right from its first
+# instruction (a hash in the name showed to a workload that looked early).
+vs run -d a4b -- sleep 600 >/dev/null
+p1=$(vs show --json a4b | python3 -c 'import json,sys; print(json.load(sys.stdin)["pid"])')
+expect_eq "PID 1 runs a file named vslice-init" vslice-init "$(basename "$(readlink /proc/$p1/exe)")"
+# Execute-only: PID 1 is non-dumpable from its exec on (it holds the log).
+expect_eq "the cached vslice-init is execute-only" 111 "$(stat -c %a "$(readlink /proc/$p1/exe)")"
+vs destroy --force a4b
 expect_eq "only the slice's processes are visible" "1 2" "$(vs run --rm a5 -- sh -c 'ls /proc | grep -E "^[0-9]+$" | sort -n | head -2 | tr "\n" " " | sed "s/ $//"')"
 expect_eq "only loopback networking" lo "$(vs run --rm a6 -- ls /sys/class/net)"
 expect_eq "--env and --workdir" "v1 /tmp" "$(vs run --rm --env K1=v1 --workdir /tmp a7 -- sh -c 'echo $K1 $(pwd)')"
@@ -32,6 +41,10 @@ vs run --rm e3 -- /etc/passwd 2>/dev/null
 expect_eq "not executable is 126" 126 "$?"
 vs run --rm e4 -- sh -c 'kill -9 $$'
 expect_eq "killed by a signal is 128+n" 137 "$?"
+# The exit code comes from the error's kind, not its text: a missing workdir
+# whose name looks like an exec message is still vslice's failure (125).
+vs run --rm --workdir '/exec "x' e5 -- true 2>/dev/null
+expect_eq "a missing workdir is 125 whatever its name" 125 "$?"
 
 # Detached: the slice outlives this slicectl; a new one sees and controls it.
 expect_eq "run -d prints the name" d1 "$(vs run -d d1 -- sh -c 'echo started; sleep 600')"
@@ -78,6 +91,14 @@ export -f alive
 check "destroy: every process of the slice is gone ($pids)" bash -c "test -n '$pids' && for p in $pids; do ! alive \$p || exit 1; done"
 check "destroy: nothing mounted on the host for it" bash -c "! grep -q '$VSLICE_ROOT' /proc/self/mountinfo"
 check "destroy: id range released" bash -c "! grep -rqs '$VSLICE_ROOT/slices/d1\$' /var/lib/vslice/idranges"
+# A slice whose spec.json is gone (the record of its id range): destroy
+# --force still releases the range, found by its owner.
+vs create sp1 >/dev/null
+check "spec.json gone: the claim exists before" grep -rqs "$VSLICE_ROOT/slices/sp1\$" /var/lib/vslice/idranges
+rm -f "$VSLICE_ROOT/slices/sp1/spec.json"
+vs destroy --force sp1
+check "spec.json gone: destroy --force removes the state dir" test ! -e "$VSLICE_ROOT/slices/sp1"
+check "spec.json gone: destroy --force releases the id range" bash -c "! grep -rqs '$VSLICE_ROOT/slices/sp1\$' /var/lib/vslice/idranges"
 
 # Where id-mapped mounts are refused, a chowned copy of the image is used.
 VSLICE_IDMAP=off vs run -d cp1 -- sleep 600 >/dev/null

@@ -223,10 +223,10 @@ static void test_syntax_error_line_column(void **state)
 static void test_unknown_keys_did_you_mean(void **state)
 {
 	expect_errors(HEAD RUN
-		      ", \"resources\": {\"memroy\": \"1G\", \"cpu\": 1, \"disk\": \"1G\"}}",
+		      ", \"resources\": {\"memroy\": \"1G\", \"cpu\": 1, \"disc\": \"1G\"}}",
 		      ".resources.memroy: unknown key (did you mean \"memory\"?)\n"
 		      ".resources.cpu: unknown key (did you mean \"cpus\"?)\n"
-		      ".resources.disk: unknown key (expected one of: cpus, memory, pids)\n");
+		      ".resources.disc: unknown key (did you mean \"disk\"?)\n");
 	expect_errors(HEAD "\"run\": {\"command\": \"x\", \"cwd\": \"/\", \"retries\": 2}}",
 		      ".run.cwd: unknown key (did you mean \"workdir\"?)\n"
 		      ".run.retries: unknown key (did you mean \"restart_limit\"?)\n");
@@ -262,6 +262,17 @@ static void test_types_and_values(void **state)
 		      ".resources.memory: \"1K\" is too small (at least 4M)\n"
 		      ".resources.cpus: 5000 is too many cpus (at most 4096)\n"
 		      ".resources.pids: expected an integer, got 1.5\n");
+	/* .resources.disk: a size, 16M to 16T (its own ext4 image). */
+	expect_errors(HEAD RUN ", \"resources\": {\"disk\": \"lots\"}}",
+		      ".resources.disk: \"lots\" is not a size (use e.g. 1G)\n");
+	expect_errors(HEAD RUN ", \"resources\": {\"disk\": \"8M\"}}",
+		      ".resources.disk: \"8M\" is too small (at least 16M)\n");
+	expect_errors(HEAD RUN ", \"resources\": {\"disk\": \"17T\"}}",
+		      ".resources.disk: \"17T\" is too large (at most 16T)\n");
+	expect_errors(HEAD RUN ", \"resources\": {\"disk\": -1}}",
+		      ".resources.disk: -1 is not a size (use e.g. 1G)\n");
+	expect_errors(HEAD RUN ", \"resources\": {\"disk\": true}}",
+		      ".resources.disk: expected a string or an integer, got boolean\n");
 	expect_errors(
 	    HEAD RUN ", \"resources\": {\"memory\": \"99999999999T\", \"cpus\": 0.0005}}",
 	    ".resources.memory: \"99999999999T\" is too large\n"
@@ -656,6 +667,7 @@ static void test_to_spec(void **state)
 	assert_int_equal(spec.cpu_millis, 1500);
 	assert_int_equal(spec.memory_bytes, 256u << 20);
 	assert_int_equal(spec.pids_max, 100);
+	assert_int_equal(spec.disk_bytes, 1ull << 30);
 	assert_int_equal(spec.net, SLICE_NET_BRIDGE);
 	assert_string_equal(spec.env[0], "A=1");
 	assert_string_equal(spec.env[1], "_B=two words");
@@ -691,6 +703,7 @@ static void test_to_spec(void **state)
 	assert_null(spec.workdir);
 	assert_int_equal(spec.cpu_millis, 0);
 	assert_int_equal(spec.memory_bytes, 0);
+	assert_int_equal(spec.disk_bytes, 0);
 	assert_int_equal(spec.net, SLICE_NET_NONE);
 	assert_non_null(spec.env);
 	assert_null(spec.env[0]);

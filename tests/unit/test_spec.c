@@ -24,6 +24,7 @@ static void fill(struct slice_spec *s)
 	s->cpu_millis = 500;
 	s->memory_bytes = 256u << 20;
 	s->pids_max = 128;
+	s->disk_bytes = 1ull << 30;
 	s->lifetime_secs = 14 * 86400;
 	s->timeout_secs = 60;
 	s->restart_max = 3;
@@ -52,6 +53,7 @@ static void test_spec_round_trip(void **state)
 	assert_int_equal(b.cpu_millis, 500);
 	assert_int_equal(b.memory_bytes, 256u << 20);
 	assert_int_equal(b.pids_max, 128);
+	assert_int_equal(b.disk_bytes, 1ull << 30);
 	assert_int_equal(b.restart_max, 3);
 	assert_int_equal(b.id_base, a.id_base);
 	assert_string_equal(b.env[1], "B=two words");
@@ -99,6 +101,9 @@ static void test_spec_tampered(void **state)
 	    {"\"net\": \"none\"", "\"net\": \"everything\"", ".net"},
 	    {"\"argv\": [", "\"argv\": [1, ", ".argv[0]"},
 	    {"\"restart_max\": 3", "\"restart_max\": 1e9", ".restart_max"},
+	    {"\"disk_bytes\": 1073741824", "\"disk_bytes\": \"1G\"", ".disk_bytes"},
+	    {"\"disk_bytes\": 1073741824", "\"disk_bytes\": 4096", ".disk_bytes"},
+	    {"\"disk_bytes\": 1073741824", "\"disk_bytes\": 9223372036854775807", ".disk_bytes"},
 	};
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
 		assert_int_not_equal(load_tampered(cases[i].from, cases[i].to, &err), 0);
@@ -106,6 +111,8 @@ static void test_spec_tampered(void **state)
 			fail_msg("case %zu: \"%s\" does not name %s", i, err.msg, cases[i].field);
 	}
 	struct slice_spec b;
+	/* Made before --disk: no disk_bytes means no disk limit. */
+	assert_int_equal(load_tampered("\"disk_bytes\": 1073741824,", "", &err), 0);
 	assert_int_not_equal(spec_from_json("garbage", "web1", &b, &err), 0);
 	assert_int_not_equal(spec_from_json("[]", "web1", &b, &err), 0);
 	assert_int_not_equal(spec_from_json("{}", "web1", &b, &err), 0);
