@@ -126,6 +126,7 @@ int cmd_checkpoint(struct ctl *ctl, int argc, char **argv)
 	cleanup_free char *upper = vs_xasprintf("%s/upper", dir);
 	struct ckpt_dump_opts o = {
 	    .root_pid = workload,
+	    .init_pid = st.pid,
 	    .freezer_dir = freezer,
 	    .out_fd = fd,
 	    .leave_running = leave,
@@ -262,7 +263,7 @@ int cmd_restore(struct ctl *ctl, int argc, char **argv)
 	if (slice_start(ctl->root, name, &so, &err) < 0) {
 		/* A kernel without time namespaces (or one refusing the offsets):
 		 * restore without clock offsets rather than not at all, and say so. */
-		if (!strstr(err.msg, "timens_offsets"))
+		if (err.kind != VS_EK_TIMENS)
 			goto fail_created;
 		fprintf(stderr,
 			"slicectl: restore %s: warning: %s; monotonic clocks will not "
@@ -281,8 +282,13 @@ int cmd_restore(struct ctl *ctl, int argc, char **argv)
 	pid_t root_hpid;
 	struct ckpt_stats stats = {0};
 	if (ckpt_find_child_nspid(st.pid, ckpt_image_root_pid(img), 10000, &root_hpid, &err) < 0 ||
-	    ckpt_restore_finish(img, root_hpid, 30000, &stats, &err) < 0)
+	    ckpt_restore_finish(img, root_hpid, 30000, &stats, &err) < 0) {
+		/* the stubs' own error beats "no child with pid N" / "stub died" */
+		const char *why = ckpt_image_restore_error(img);
+		if (why)
+			vs_error_set(&err, ECHILD, "%s", why);
 		goto fail_created;
+	}
 	stats.restore_ns = vs_now_ns() - t0;
 	print_stats(ctl, in, "restore-stats.json", &stats);
 	slice_spec_free(&spec);

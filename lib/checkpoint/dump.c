@@ -132,14 +132,45 @@ static int list_tids(pid_t pid, pid_t **out, size_t *n)
 	return 0;
 }
 
-/* Breadth-first walk from the root; parents always precede children. */
+/* Add every child of the slice's PID 1 (init_pid) not known yet: the
+ * workload's siblings, i.e. processes reparented to PID 1 (double-forked
+ * daemons). Zombies there are about to be reaped by PID 1: left out. */
+static void d_add_init_children(struct dumper *d)
+{
+	pid_t *tids = NULL;
+	size_t nt = 0;
+	if (d->o->init_pid <= 0 || list_tids(d->o->init_pid, &tids, &nt) < 0)
+		return;
+	for (size_t t = 0; t < nt; t++) {
+		char path[96], buf[4096], st[64];
+		snprintf(path, sizeof(path), "/proc/%d/task/%d/children", d->o->init_pid, tids[t]);
+		if (ck_read_small(path, buf, sizeof(buf)) < 0)
+			continue;
+		for (char *tok = strtok(buf, " \n"); tok; tok = strtok(NULL, " \n")) {
+			pid_t c = atoi(tok);
+			if (c <= 0 || d_has(d, c))
+				continue;
+			if (status_field(c, "State", st, sizeof(st)) < 0 || st[0] == 'Z' ||
+			    st[0] == 'X')
+				continue;
+			d->procs = ck_xrealloc(d->procs, (d->nprocs + 1) * sizeof(*d->procs));
+			d->procs[d->nprocs++] = (struct d_proc){.hpid = c, .hppid = d->o->init_pid};
+		}
+	}
+	free(tids);
+}
+
+/* Breadth-first walk from the root (then the root's siblings under PID 1);
+ * parents always precede children. */
 static int d_enumerate(struct dumper *d, struct vs_error *err)
 {
 	if (!d->nprocs) {
 		d->procs = vs_xcalloc(1, sizeof(*d->procs));
 		d->procs[0].hpid = d->o->root_pid;
+		d->procs[0].hppid = d->o->init_pid;
 		d->nprocs = 1;
 	}
+	d_add_init_children(d);
 	for (size_t i = 0; i < d->nprocs; i++) {
 		struct d_proc *p = &d->procs[i];
 		char st[64];
@@ -160,6 +191,15 @@ static int d_enumerate(struct dumper *d, struct vs_error *err)
 					    p->hpid);
 		}
 		p->zombie = st[0] == 'Z' || st[0] == 'X';
+		if (p->zombie && i > 0 && d->o->init_pid > 0 && p->hppid == d->o->init_pid) {
+			/* PID 1 reaps it any moment: not part of the slice any more */
+			free(tids);
+			free(p->thr);
+			memmove(p, p + 1, (d->nprocs - i - 1) * sizeof(*p));
+			d->nprocs--;
+			i--;
+			continue;
+		}
 		for (size_t t = 0; t < nt; t++) {
 			bool known = false;
 			for (size_t k = 0; k < p->nthr; k++)
@@ -210,6 +250,97 @@ static int d_enumerate(struct dumper *d, struct vs_error *err)
 }
 
 /* --- refusal checks ---------------------------------------------------- */
+
+/* Innermost value of an NS* line of /proc/<pid>/status (NSsid, NSpgid). */
+static int32_t ns_field(pid_t hpid, const char *key)
+{
+	char v[128];
+	if (status_field(hpid, key, v, sizeof(v)) < 0)
+		return -1;
+	char *last = strrchr(v, '\t') ? strrchr(v, '\t') + 1 : v;
+	return atoi(last);
+}
+
+/* Every process of PID 1's pid namespace is part of the slice: one that is
+ * not below PID 1 (entered from outside, e.g. slicectl exec, or one of its
+ * descendants) has no parent we could restore. */
+static int d_check_ns_complete(struct dumper *d, struct vs_error *err)
+{
+	if (d->o->init_pid <= 0)
+		return 0;
+	char path[64], want[64], got[64];
+	snprintf(path, sizeof(path), "/proc/%d/ns/pid", d->o->init_pid);
+	ssize_t l = readlink(path, want, sizeof(want) - 1);
+	if (l < 0)
+		return vs_error_sys(err, errno, "PID 1 (%d): pid namespace", d->o->init_pid);
+	want[l] = 0;
+	cleanup_closedir DIR *dir = opendir("/proc");
+	if (!dir)
+		return vs_error_sys(err, errno, "/proc");
+	struct dirent *de;
+	while ((de = readdir(dir))) {
+		if (de->d_name[0] < '1' || de->d_name[0] > '9')
+			continue;
+		pid_t h = atoi(de->d_name);
+		if (h == d->o->init_pid || d_has(d, h))
+			continue;
+		snprintf(path, sizeof(path), "/proc/%d/ns/pid", h);
+		l = readlink(path, got, sizeof(got) - 1);
+		if (l < 0)
+			continue;
+		got[l] = 0;
+		char st[64];
+		if (strcmp(got, want) != 0 || status_field(h, "State", st, sizeof(st)) < 0 ||
+		    st[0] == 'Z' || st[0] == 'X')
+			continue;
+		pid_t ns = 0;
+		ck_nspid(h, &ns);
+		vs_error_set(err, ENOTSUP,
+			     "pid %d: refused: in the slice but not below its PID 1 (entered "
+			     "from outside, e.g. slicectl exec): it has no parent to restore",
+			     ns);
+		return vs_error_kind(err, VS_EK_REFUSED);
+	}
+	return 0;
+}
+
+/* Sessions and process groups must be rebuildable (pstree.c). */
+static int d_check_pstree(struct dumper *d, struct vs_error *err)
+{
+	struct ck_pnode *n = vs_xcalloc(d->nprocs ? d->nprocs : 1, sizeof(*n));
+	size_t nn = 0;
+	for (size_t i = 0; i < d->nprocs; i++) {
+		struct d_proc *p = &d->procs[i];
+		int32_t sid = ns_field(p->hpid, "NSsid"), pgid = ns_field(p->hpid, "NSpgid");
+		if (sid < 0 || pgid < 0)
+			continue; /* gone meanwhile */
+		struct d_proc *par = d_proc_by_hpid(d, p->hppid);
+		n[nn++] = (struct ck_pnode){.pid = p->vpid,
+					    .ppid = i == 0 || !par ? 0 : par->vpid,
+					    .sid = sid,
+					    .pgid = pgid,
+					    .zombie = p->zombie};
+	}
+	int32_t top_sid = 0, top_pgid = 0;
+	if (d->o->init_pid > 0) {
+		top_sid = ns_field(d->o->init_pid, "NSsid");
+		top_pgid = ns_field(d->o->init_pid, "NSpgid");
+	}
+	struct ck_pstep *plan = NULL;
+	size_t np = 0;
+	int r =
+	    nn ? ck_pstree_plan(n, nn, d->procs[0].vpid, top_sid, top_pgid, &plan, &np, err) : 0;
+	free(plan);
+	free(n);
+	if (r < 0) {
+		char msg[VS_ERROR_MAX];
+		snprintf(msg, sizeof(msg), "%s", err->msg);
+		vs_error_set(err, ENOTSUP, "refused: sessions/process groups cannot be rebuilt: %s",
+			     msg);
+		return vs_error_kind(err, VS_EK_REFUSED);
+	}
+	return 0;
+}
 
 static int d_check_proc(struct dumper *d, struct d_proc *p, struct vs_error *err)
 {
@@ -616,6 +747,8 @@ static int d_injected(struct dumper *d, struct d_proc *p, struct ck_proc *pr, st
 		pr->pdeathsig = sig;
 	}
 	pr->dumpable = (int32_t)d_sys(d, &ij, main, SYS_prctl, PR_GET_DUMPABLE, 0, 0, 0, err);
+	v = d_sys(d, &ij, main, SYS_prctl, PR_GET_SECUREBITS, 0, 0, 0, err);
+	pr->securebits = v >= 0 ? (uint32_t)v : 0;
 	v = d_sys(d, &ij, main, SYS_prctl, PR_GET_CHILD_SUBREAPER, sc, 0, 0, err);
 	if (v == 0) {
 		int32_t s;
@@ -1036,6 +1169,7 @@ static int d_proc(struct dumper *d, struct d_proc *p, struct ck_header *hdr, str
 	struct ck_proc *pr = vs_xcalloc(1, sizeof(*pr));
 	int r = 0;
 	pr->pid = p->vpid;
+	/* 0: a child of PID 1 (PID 1 is not in the image) */
 	pr->ppid = p->hpid == d->o->root_pid ? 0 : vpid_of(d, p->hppid);
 	char v[128];
 	if (status_field(p->hpid, "NSpgid", v, sizeof(v)) == 0) {
@@ -1166,6 +1300,10 @@ static int d_stop_tree(struct dumper *d, uint64_t *t_check, uint64_t *t_frozen,
 		r = ck_files_check_ns(d->procs[0].hpid, err);
 	if (r >= 0)
 		r = d_check_sharing(d, err);
+	if (r >= 0)
+		r = d_check_ns_complete(d, err);
+	if (r >= 0)
+		r = d_check_pstree(d, err);
 	if (r < 0)
 		return r;
 	*t_check = vs_now_ns();
@@ -1204,6 +1342,10 @@ static int d_stop_tree(struct dumper *d, uint64_t *t_check, uint64_t *t_frozen,
 	/* State may have changed between the check and the stop: check again. */
 	for (size_t i = 0; r >= 0 && i < d->nprocs; i++)
 		r = d_check_proc(d, &d->procs[i], err);
+	if (r >= 0)
+		r = d_check_ns_complete(d, err);
+	if (r >= 0)
+		r = d_check_pstree(d, err);
 	return r;
 }
 

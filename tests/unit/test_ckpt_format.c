@@ -40,7 +40,7 @@ static uint8_t *build(size_t *len, bool bad_fd_ref, bool pages_outside)
 	assert_int_equal(ck_write_section(&w, CK_SEC_EXTRA, spec, sizeof(spec), NULL, 0, &err), 0);
 	struct ck_proc *p = calloc(1, sizeof(*p));
 	p->pid = 2;
-	p->ppid = 1;
+	p->ppid = 0; /* a child of PID 1 */
 	p->nr_threads = 1;
 	p->umask = 022;
 	snprintf(p->cwd, sizeof(p->cwd), "/tmp");

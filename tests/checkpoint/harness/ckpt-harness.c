@@ -275,7 +275,7 @@ int main(int argc, char **argv)
 		int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
 		if (fd < 0)
 			die("create image");
-		struct ckpt_dump_opts o = { .root_pid = w, .freezer_dir = cg, .out_fd = fd,
+		struct ckpt_dump_opts o = { .root_pid = w, .init_pid = p1, .freezer_dir = cg, .out_fd = fd,
 					    .leave_running = leave, .name = "harness" };
 		int r = ckpt_dump(&o, &st, &err);
 		close(fd);
@@ -311,7 +311,8 @@ int main(int argc, char **argv)
 		struct ckpt_stats rst = { 0 };
 		if (ckpt_find_child_nspid(p1, ckpt_image_root_pid(img), 5000, &w, &err) < 0 ||
 		    ckpt_restore_finish(img, w, 10000, &rst, &err) < 0) {
-			printf("RESTORE FAILED: %s\n", err.msg);
+			const char *why = ckpt_image_restore_error(img);
+			printf("RESTORE FAILED: %s\n", why ? why : err.msg);
 			ckpt_image_free(img);
 			return 1;
 		}
