@@ -457,9 +457,11 @@ struct ck_pstep {
 
 /* Plan how to recreate sessions/groups of the table (root first among the
  * children of PID 1, which start in top_sid/top_pgid). *out: malloc'ed
- * steps. -ENOTSUP with the pid and reason when the tree cannot be rebuilt. */
+ * steps. -ENOTSUP ("pid N: reason", N in *bad_pid if not NULL) when the
+ * tree cannot be rebuilt. */
 int ck_pstree_plan(const struct ck_pnode *n, size_t nn, int32_t root, int32_t top_sid,
-		   int32_t top_pgid, struct ck_pstep **out, size_t *nout, struct vs_error *err);
+		   int32_t top_pgid, struct ck_pstep **out, size_t *nout, int32_t *bad_pid,
+		   struct vs_error *err);
 
 /* small /proc helpers */
 int ck_read_small(const char *path, char *buf, size_t len);

@@ -328,15 +328,17 @@ static int d_check_pstree(struct dumper *d, struct vs_error *err)
 	}
 	struct ck_pstep *plan = NULL;
 	size_t np = 0;
-	int r =
-	    nn ? ck_pstree_plan(n, nn, d->procs[0].vpid, top_sid, top_pgid, &plan, &np, err) : 0;
+	int32_t bad = 0;
+	int r = nn ? ck_pstree_plan(n, nn, d->procs[0].vpid, top_sid, top_pgid, &plan, &np, &bad,
+				    err)
+		   : 0;
 	free(plan);
 	free(n);
 	if (r < 0) {
 		char msg[VS_ERROR_MAX];
-		snprintf(msg, sizeof(msg), "%s", err->msg);
-		vs_error_set(err, ENOTSUP, "refused: sessions/process groups cannot be rebuilt: %s",
-			     msg);
+		const char *why = strchr(err->msg, ':') ? strchr(err->msg, ':') + 2 : err->msg;
+		snprintf(msg, sizeof(msg), "%s", why);
+		vs_error_set(err, ENOTSUP, "pid %d: refused: %s", bad, msg);
 		return vs_error_kind(err, VS_EK_REFUSED);
 	}
 	return 0;
@@ -1164,6 +1166,28 @@ static int d_memory(struct dumper *d, struct d_proc *p, struct ck_proc *pr, stru
 	return r < 0 ? r : r2;
 }
 
+static uint64_t limit_value(const char *s)
+{
+	return strncmp(s, "unlimited", 9) == 0 ? (uint64_t)RLIM_INFINITY : strtoull(s, NULL, 10);
+}
+
+static int d_proc_limits(pid_t hpid, struct ck_proc *pr, struct vs_error *err)
+{
+	char path[64], buf[4096];
+	snprintf(path, sizeof(path), "/proc/%d/limits", hpid);
+	if (ck_read_small(path, buf, sizeof(buf)) < 0)
+		return vs_error_sys(err, errno, "pid %d: read limits", pr->pid);
+	char *save = NULL, *l = strtok_r(buf, "\n", &save); /* header line */
+	for (int i = 0; i < 16 && (l = strtok_r(NULL, "\n", &save)); i++) {
+		/* "Max open files            123                  456                  files" */
+		if (strlen(l) < 47)
+			return vs_error_set(err, EINVAL, "pid %d: limits line '%s'", pr->pid, l);
+		pr->rlim[i][0] = limit_value(l + 26);
+		pr->rlim[i][1] = limit_value(l + 47);
+	}
+	return 0;
+}
+
 static int d_proc(struct dumper *d, struct d_proc *p, struct ck_header *hdr, struct vs_error *err)
 {
 	struct ck_proc *pr = vs_xcalloc(1, sizeof(*pr));
@@ -1219,13 +1243,21 @@ static int d_proc(struct dumper *d, struct d_proc *p, struct ck_header *hdr, str
 		for (uint32_t i = 0; i < pr->ngroups; i++)
 			pr->groups[i] = id_to_ns(p->hpid, "gid_map", pr->groups[i]);
 	}
+	/* prlimit() of another uid's process wants CAP_SYS_RESOURCE over it,
+	 * which a dumper in a container may lack: /proc/<pid>/limits has the
+	 * same numbers (one line per resource, in RLIMIT_* order). */
+	bool limits_ok = true;
 	for (int i = 0; i < 16; i++) {
 		struct rlimit rl;
-		if (prlimit(p->hpid, i, NULL, &rl) == 0) {
-			pr->rlim[i][0] = rl.rlim_cur;
-			pr->rlim[i][1] = rl.rlim_max;
+		if (prlimit(p->hpid, i, NULL, &rl) < 0) {
+			limits_ok = false;
+			break;
 		}
+		pr->rlim[i][0] = rl.rlim_cur;
+		pr->rlim[i][1] = rl.rlim_max;
 	}
+	if (!limits_ok && (r = d_proc_limits(p->hpid, pr, err)) < 0)
+		goto out;
 	snprintf(path, sizeof(path), "/proc/%d/auxv", p->hpid);
 	int n = ck_read_small(path, (char *)pr->auxv, sizeof(pr->auxv));
 	pr->auxv_len = n > 0 ? (uint32_t)n : 0;

@@ -50,6 +50,7 @@ struct planner {
 	struct ck_pstep *s;
 	size_t ns, scap;
 	char why[VS_ERROR_MAX]; /* the last reason a placement failed */
+	int32_t why_pid;	/* ... and the process it is about */
 };
 
 struct snap {
@@ -123,19 +124,20 @@ static bool pick_action(struct planner *P, int32_t pid, int32_t sid, int32_t pgi
 {
 	if (sid == pid) {
 		if (pgid != pid) {
+			P->why_pid = pid;
 			snprintf(P->why, sizeof(P->why),
-				 "pid %d: session leader outside its own process group %d", pid,
-				 pgid);
+				 "session leader outside its own process group %d", pgid);
 			return false;
 		}
 		*act = CK_PA_SETSID;
 		return true;
 	}
 	if (sid != in_sid) {
+		P->why_pid = pid;
 		snprintf(P->why, sizeof(P->why),
-			 "pid %d: session %d cannot be entered from where it is forked "
+			 "session %d cannot be entered from where it is forked "
 			 "(its leader is alive but not an ancestor)",
-			 pid, sid);
+			 sid);
 		return false;
 	}
 	if (pgid == in_pgid)
@@ -145,10 +147,11 @@ static bool pick_action(struct planner *P, int32_t pid, int32_t sid, int32_t pgi
 	else if (group_exists(P, pgid, sid))
 		*act = CK_PA_PGID_JOIN;
 	else {
+		P->why_pid = pid;
 		snprintf(P->why, sizeof(P->why),
-			 "pid %d: process group %d does not exist where it is forked "
+			 "process group %d does not exist where it is forked "
 			 "(its leader is alive but forked later or elsewhere)",
-			 pid, pgid);
+			 pgid);
 		return false;
 	}
 	return true;
@@ -209,6 +212,7 @@ static bool place_helper(struct planner *P, int32_t hpid, bool is_session, int32
 {
 	for (size_t i = 0; i < P->ns; i++)
 		if (P->s[i].pid == hpid) {
+			P->why_pid = P->s[i].pid;
 			snprintf(P->why, sizeof(P->why),
 				 "%s %d: its leader is gone and its members hang under "
 				 "different parents",
@@ -282,7 +286,8 @@ static bool place_children(struct planner *P, int32_t creator, int32_t parent, b
 }
 
 int ck_pstree_plan(const struct ck_pnode *n, size_t nn, int32_t root, int32_t top_sid,
-		   int32_t top_pgid, struct ck_pstep **out, size_t *nout, struct vs_error *err)
+		   int32_t top_pgid, struct ck_pstep **out, size_t *nout, int32_t *bad_pid,
+		   struct vs_error *err)
 {
 	*out = NULL;
 	*nout = 0;
@@ -295,13 +300,16 @@ int ck_pstree_plan(const struct ck_pnode *n, size_t nn, int32_t root, int32_t to
 	int r = 0;
 	for (size_t k = 0; ok && k < nn; k++)
 		if (!P.placed[k]) {
-			snprintf(P.why, sizeof(P.why), "pid %d: its parent %d is not in the tree",
-				 n[k].pid, n[k].ppid);
+			P.why_pid = n[k].pid;
+			snprintf(P.why, sizeof(P.why), "its parent %d is not in the tree",
+				 n[k].ppid);
 			ok = false;
 		}
 	if (!ok) {
-		r = vs_error_set(err, ENOTSUP, "%s",
+		r = vs_error_set(err, ENOTSUP, "pid %d: %s", P.why_pid,
 				 P.why[0] ? P.why : "process tree cannot be rebuilt");
+		if (bad_pid)
+			*bad_pid = P.why_pid;
 		free(P.s);
 	} else {
 		*out = P.s;

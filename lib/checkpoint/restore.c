@@ -416,7 +416,7 @@ int ckpt_restore_stub(const struct ckpt_image *img, struct vs_error *err)
 		    (struct ck_pnode){p->pid, p->ppid, p->sid, p->pgid, p->state == CK_ZOMBIE};
 	}
 	int r = ck_pstree_plan(nodes, img->procs.n, root->pid, getsid(0), getpgid(0), &c.plan,
-			       &c.nplan, err);
+			       &c.nplan, NULL, err);
 	free(nodes);
 	if (r < 0) {
 		vs_error_wrap(err, "restore sessions and process groups");
