@@ -293,6 +293,18 @@ static int d_check_ns_complete(struct dumper *d, struct vs_error *err)
 		if (strcmp(got, want) != 0 || status_field(h, "State", st, sizeof(st)) < 0 ||
 		    st[0] == 'Z' || st[0] == 'X')
 			continue;
+		/* forked by one of ours since we listed them: frozen and seen next time */
+		pid_t up = h;
+		bool ours = false;
+		for (int depth = 0; depth < 4096 && up > 0 && !ours; depth++) {
+			char ppid[32];
+			if (status_field(up, "PPid", ppid, sizeof(ppid)) < 0)
+				break;
+			up = atoi(ppid);
+			ours = up == d->o->init_pid || d_has(d, up);
+		}
+		if (ours)
+			continue;
 		pid_t ns = 0;
 		ck_nspid(h, &ns);
 		vs_error_set(err, ENOTSUP,
