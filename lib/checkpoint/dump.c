@@ -356,6 +356,43 @@ static int d_check_pstree(struct dumper *d, struct vs_error *err)
 	return 0;
 }
 
+/* cwd, root and exe must be there again on restore: a deleted working
+ * directory cannot be entered, a deleted executable cannot become
+ * /proc/self/exe, and a chroot is not restored. */
+static int d_check_paths(struct dumper *d, struct d_proc *p, struct vs_error *err)
+{
+	char path[64], link[CK_PATH];
+	static const struct {
+		const char *name, *what;
+	} links[] = {{"cwd", "working directory"}, {"exe", "executable"}};
+	for (size_t i = 0; i < VS_ARRAY_SIZE(links); i++) {
+		snprintf(path, sizeof(path), "/proc/%d/%s", p->hpid, links[i].name);
+		ssize_t l = readlink(path, link, sizeof(link) - 1);
+		if (l < 0)
+			continue; /* exiting; caught later */
+		link[l] = 0;
+		if (l > 10 && strcmp(link + l - 10, " (deleted)") == 0) {
+			link[l - 10] = 0;
+			vs_error_set(err, ENOTSUP, "pid %d: refused: its %s %s was deleted", p->vpid,
+				     links[i].what, link);
+			return vs_error_kind(err, VS_EK_REFUSED);
+		}
+	}
+	struct stat mine, top;
+	snprintf(path, sizeof(path), "/proc/%d/root", p->hpid);
+	char top_path[64];
+	snprintf(top_path, sizeof(top_path), "/proc/%d/root",
+		 d->o->init_pid > 0 ? d->o->init_pid : d->o->root_pid);
+	if (stat(path, &mine) == 0 && stat(top_path, &top) == 0 &&
+	    (mine.st_dev != top.st_dev || mine.st_ino != top.st_ino)) {
+		vs_error_set(err, ENOTSUP,
+			     "pid %d: refused: chroot()ed (its root directory is not restored)",
+			     p->vpid);
+		return vs_error_kind(err, VS_EK_REFUSED);
+	}
+	return 0;
+}
+
 static int d_check_proc(struct dumper *d, struct d_proc *p, struct vs_error *err)
 {
 	char v[64];
@@ -380,6 +417,9 @@ static int d_check_proc(struct dumper *d, struct d_proc *p, struct vs_error *err
 				    p->vpid);
 	if (status_field(p->hpid, "Seccomp", v, sizeof(v)) == 0 && atoi(v) == 1)
 		return vs_error_set(err, ENOTSUP, "pid %d: refused: strict-mode seccomp", p->vpid);
+	int r = d_check_paths(d, p, err);
+	if (r < 0)
+		return r;
 	char path[64];
 	snprintf(path, sizeof(path), "/proc/%d/maps", p->hpid);
 	cleanup_fclose FILE *f = fopen(path, "re");
@@ -996,9 +1036,56 @@ static int d_pages_run(struct dumper *d, int memfd, pid_t hpid, int32_t vpid, ui
 
 #define RUN_MAX (8u << 20)
 
+/* madvise() state of every vma, from the VmFlags lines of smaps. */
+struct madv {
+	uint64_t start;
+	uint32_t flags;
+};
+
+static int d_madvise_flags(pid_t hpid, struct madv **out, size_t *n)
+{
+	static const struct {
+		char code[3];
+		uint32_t flag;
+	} codes[] = {
+	    {"dc", CK_VMA_F_DONTFORK}, {"dd", CK_VMA_F_DONTDUMP},  {"wf", CK_VMA_F_WIPEONFRK},
+	    {"hg", CK_VMA_F_HUGEPAGE}, {"nh", CK_VMA_F_NOHUGE},	   {"mg", CK_VMA_F_MERGEABLE},
+	    {"sr", CK_VMA_F_SEQ},      {"rr", CK_VMA_F_RANDOM},
+	};
+	char path[64];
+	snprintf(path, sizeof(path), "/proc/%d/smaps", hpid);
+	cleanup_fclose FILE *f = fopen(path, "re");
+	*out = NULL;
+	*n = 0;
+	if (!f)
+		return -errno;
+	char line[4096 + 256];
+	uint64_t start = 0;
+	while (fgets(line, sizeof(line), f)) {
+		unsigned long s, e;
+		if (strncmp(line, "VmFlags:", 8) != 0) {
+			if (sscanf(line, "%lx-%lx ", &s, &e) == 2)
+				start = s;
+			continue;
+		}
+		uint32_t fl = 0;
+		for (char *tok = strtok(line + 8, " \n"); tok; tok = strtok(NULL, " \n"))
+			for (size_t i = 0; i < VS_ARRAY_SIZE(codes); i++)
+				if (strcmp(tok, codes[i].code) == 0)
+					fl |= codes[i].flag;
+		*out = ck_xrealloc(*out, (*n + 1) * sizeof(**out));
+		(*out)[(*n)++] = (struct madv){start, fl};
+	}
+	return 0;
+}
+
 static int d_memory_body(struct dumper *d, struct d_proc *p, struct ck_proc *pr,
 			 struct ck_header *hdr, uint8_t *bufs, struct vs_error *err)
 {
+	cleanup_free struct madv *madv = NULL;
+	size_t nmadv = 0;
+	if (d_madvise_flags(p->hpid, &madv, &nmadv) < 0)
+		return vs_error_sys(err, errno, "pid %d: read smaps", pr->pid);
 	char path[64];
 	snprintf(path, sizeof(path), "/proc/%d/maps", p->hpid);
 	cleanup_fclose FILE *f = fopen(path, "re");
@@ -1113,6 +1200,10 @@ static int d_memory_body(struct dumper *d, struct d_proc *p, struct ck_proc *pr,
 			return vs_error_set(err, ENOTSUP, "pid %d: refused: mapping %s", pr->pid,
 					    name);
 		}
+		if (v.kind != CK_VMA_VVAR && v.kind != CK_VMA_VCLOCK && v.kind != CK_VMA_VDSO)
+			for (size_t i = 0; i < nmadv; i++)
+				if (madv[i].start == s)
+					v.flags |= madv[i].flags;
 		int r = ck_write_section(&d->w, CK_SEC_VMA, &v, sizeof(v), NULL, 0, err);
 		if (r < 0)
 			return r;

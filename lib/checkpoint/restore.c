@@ -830,6 +830,33 @@ static int check_vdso(struct restorer *R, struct r_proc *p, struct vs_error *err
 	return 0;
 }
 
+/* The vma's madvise() state (smaps VmFlags at dump time). */
+static int r_madvise(struct restorer *R, struct r_proc *p, struct ck_inject *in,
+		     const struct ck_vma *vm, struct vs_error *err)
+{
+	static const struct {
+		uint32_t flag;
+		int advice;
+		const char *name;
+	} adv[] = {
+	    {CK_VMA_F_DONTFORK, MADV_DONTFORK, "MADV_DONTFORK"},
+	    {CK_VMA_F_DONTDUMP, MADV_DONTDUMP, "MADV_DONTDUMP"},
+	    {CK_VMA_F_WIPEONFRK, MADV_WIPEONFORK, "MADV_WIPEONFORK"},
+	    {CK_VMA_F_HUGEPAGE, MADV_HUGEPAGE, "MADV_HUGEPAGE"},
+	    {CK_VMA_F_NOHUGE, MADV_NOHUGEPAGE, "MADV_NOHUGEPAGE"},
+	    {CK_VMA_F_MERGEABLE, MADV_MERGEABLE, "MADV_MERGEABLE"},
+	    {CK_VMA_F_SEQ, MADV_SEQUENTIAL, "MADV_SEQUENTIAL"},
+	    {CK_VMA_F_RANDOM, MADV_RANDOM, "MADV_RANDOM"},
+	};
+	(void)R;
+	for (size_t i = 0; i < VS_ARRAY_SIZE(adv); i++)
+		if (vm->flags & adv[i].flag)
+			CHECK(SYS(in, SYS_madvise, vm->start, vm->end - vm->start, adv[i].advice, 0,
+				  0, 0),
+			      "%s %#" PRIx64 "-%#" PRIx64, adv[i].name, vm->start, vm->end);
+	return 0;
+}
+
 struct prctl_mm_map_k {
 	uint64_t start_code, end_code, start_data, end_data, start_brk, brk, start_stack;
 	uint64_t arg_start, arg_end, env_start, env_end;
@@ -926,6 +953,8 @@ static int r_memory(struct restorer *R, struct r_proc *p, struct ck_inject *in,
 			CHECK(SYS(in, SYS_mprotect, vm->start, vm->end - vm->start, vm->prot, 0, 0,
 				  0),
 			      "mprotect %#" PRIx64, vm->start);
+		if ((r = r_madvise(R, p, in, vm, err)) < 0)
+			return r;
 	}
 	/* 6. mm fields: heap, stack, args, env, auxv, exe */
 	struct prctl_mm_map_k mm = {.start_code = pi->start_code,
