@@ -31,7 +31,8 @@
 	"usage: slicectl checkpoint NAME --output DIR [--leave-running]\n"                         \
 	"Checkpoint a running slice: its processes (memory, registers, files, signals,\n"          \
 	"timers...) and its file system delta go to DIR. Without --leave-running the\n"            \
-	"slice is gone afterwards; on any failure it runs on untouched.\n"                         \
+	"slice is gone afterwards (only once the image is on disk and verified); on any\n"         \
+	"failure it runs on untouched.\n"                                                          \
 	"  -o, --output DIR     where to write the checkpoint (created)\n"                         \
 	"  -l, --leave-running  keep the slice running after the checkpoint\n"
 
@@ -53,6 +54,28 @@ static void print_stats(struct ctl *ctl, const char *dir, const char *file,
 		ckpt_stats_format(st, line, sizeof(line));
 		fprintf(stderr, "%s\n", line);
 	}
+}
+
+struct verify_arg {
+	int fd;
+	const char *path;
+};
+
+/* While the tree is still stopped: the image must be on disk (fsync) and
+ * read back whole (every CRC, every record) before the slice may die. */
+static int verify_image(void *arg, struct vs_error *err)
+{
+	const struct verify_arg *v = arg;
+	if (fsync(v->fd) < 0)
+		return vs_error_sys(err, errno, "%s: fsync", v->path);
+	cleanup_close int rfd = open(v->path, O_RDONLY | O_CLOEXEC);
+	if (rfd < 0)
+		return vs_error_sys(err, errno, "%s: read back", v->path);
+	struct ckpt_image *img = NULL;
+	if (ckpt_image_read_fd(rfd, &img, err) < 0)
+		return vs_error_wrap(err, "%s: verify", v->path);
+	ckpt_image_free(img);
+	return 0;
 }
 
 int cmd_checkpoint(struct ctl *ctl, int argc, char **argv)
@@ -135,17 +158,16 @@ int cmd_checkpoint(struct ctl *ctl, int argc, char **argv)
 	    .extra_len = spec_len + 1,
 	    .verbose = ctl->verbose > 0,
 	    .fs_root = upper,
+	    .while_stopped = verify_image,
 	};
+	struct verify_arg va = {fd, img_path};
+	o.while_stopped_arg = &va;
 	struct ckpt_stats stats;
 	int r = ckpt_dump(&o, &stats, &err);
 	if (cg)
 		cgroup_free(cg);
 	if (r < 0) {
 		unlink(img_path);
-		return ctl_fail("checkpoint", name, &err);
-	}
-	if (fsync(fd) < 0) {
-		vs_error_sys(&err, errno, "%s: fsync", img_path);
 		return ctl_fail("checkpoint", name, &err);
 	}
 	print_stats(ctl, out, "stats.json", &stats);

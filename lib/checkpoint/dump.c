@@ -341,9 +341,9 @@ static int d_check_pstree(struct dumper *d, struct vs_error *err)
 	struct ck_pstep *plan = NULL;
 	size_t np = 0;
 	int32_t bad = 0;
-	int r = nn ? ck_pstree_plan(n, nn, d->procs[0].vpid, top_sid, top_pgid, &plan, &np, &bad,
-				    err)
-		   : 0;
+	int r =
+	    nn ? ck_pstree_plan(n, nn, d->procs[0].vpid, top_sid, top_pgid, &plan, &np, &bad, err)
+	       : 0;
 	free(plan);
 	free(n);
 	if (r < 0) {
@@ -373,8 +373,8 @@ static int d_check_paths(struct dumper *d, struct d_proc *p, struct vs_error *er
 		link[l] = 0;
 		if (l > 10 && strcmp(link + l - 10, " (deleted)") == 0) {
 			link[l - 10] = 0;
-			vs_error_set(err, ENOTSUP, "pid %d: refused: its %s %s was deleted", p->vpid,
-				     links[i].what, link);
+			vs_error_set(err, ENOTSUP, "pid %d: refused: its %s %s was deleted",
+				     p->vpid, links[i].what, link);
 			return vs_error_kind(err, VS_EK_REFUSED);
 		}
 	}
@@ -1048,8 +1048,8 @@ static int d_madvise_flags(pid_t hpid, struct madv **out, size_t *n)
 		char code[3];
 		uint32_t flag;
 	} codes[] = {
-	    {"dc", CK_VMA_F_DONTFORK}, {"dd", CK_VMA_F_DONTDUMP},  {"wf", CK_VMA_F_WIPEONFRK},
-	    {"hg", CK_VMA_F_HUGEPAGE}, {"nh", CK_VMA_F_NOHUGE},	   {"mg", CK_VMA_F_MERGEABLE},
+	    {"dc", CK_VMA_F_DONTFORK}, {"dd", CK_VMA_F_DONTDUMP}, {"wf", CK_VMA_F_WIPEONFRK},
+	    {"hg", CK_VMA_F_HUGEPAGE}, {"nh", CK_VMA_F_NOHUGE},	  {"mg", CK_VMA_F_MERGEABLE},
 	    {"sr", CK_VMA_F_SEQ},      {"rr", CK_VMA_F_RANDOM},
 	};
 	char path[64];

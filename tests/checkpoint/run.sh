@@ -46,7 +46,8 @@ for t in "${tests[@]}"; do
 	[ -x "$bin" ] || continue
 	d=$work/$who-$t; mkdir -p "$d"
 	opts=()
-	[ -f tests/checkpoint/$t.opts ] && read -r -a opts < tests/checkpoint/$t.opts
+	# shell words (quotes allowed): harness options
+	[ -f tests/checkpoint/$t.opts ] && eval "opts=($(<tests/checkpoint/$t.opts))"
 	start=$(date +%s%N)
 	if timeout 60 "$H" "${opts[@]}" $d "${wrap[@]}" "$PWD/$bin" > "$d/harness.log" 2>&1; then
 		pass=$((pass+1))
@@ -83,7 +84,14 @@ if [ -x "$S" ] && [ "${CKPT_NO_SLICES:-0}" != 1 ]; then
 			d=$work/slice-$who-$t; mkdir -p "$d"
 			bin=$B/$t
 			[ -x "$bin" ] || continue
-			refuse=0; [ -f tests/checkpoint/$t.opts ] && grep -q -- -r tests/checkpoint/$t.opts && refuse=1
+			opts=(); refuse=0; only_harness=0
+			[ -f tests/checkpoint/$t.opts ] && eval "opts=($(<tests/checkpoint/$t.opts))"
+			for o in "${opts[@]}"; do
+				[ "$o" = -r ] && refuse=1
+				# -x/-f act between dump and restore: the harness only
+				{ [ "$o" = -x ] || [ "$o" = -f ]; } && only_harness=1
+			done
+			[ $only_harness = 1 ] && continue
 			ok=1; why=""
 			"$S" create --image busybox "$n" -- "${cmd[@]}" >"$d/log" 2>&1 || { ok=0; why="create"; }
 			if [ $ok = 1 ]; then
