@@ -26,7 +26,8 @@
  *    exits; its parent reaps it (PID 1 for helpers at the top), as CRIU does.
  * Children are placed greedily in image order: the first one whose whole
  * subtree can be built in the current state goes next. If none can, the
- * tree is refused with the pid and the reason.
+ * tree is refused with the pid and the reason. The search is bounded (a
+ * tree built to make it explode is refused, not searched).
  */
 #include <errno.h>
 #include <stdio.h>
@@ -49,6 +50,8 @@ struct planner {
 	size_t ne, ecap;
 	struct ck_pstep *s;
 	size_t ns, scap;
+	unsigned long budget;	/* placement attempts left: a hostile tree must
+				 * not make the host search for ever */
 	char why[VS_ERROR_MAX]; /* the last reason a placement failed */
 	int32_t why_pid;	/* ... and the process it is about */
 };
@@ -254,6 +257,13 @@ static bool place_children(struct planner *P, int32_t creator, int32_t parent, b
 			if (is_root && creator != P->root)
 				continue; /* only the root does its own step */
 			pending = true;
+			if (P->budget == 0) {
+				P->why_pid = nd->pid;
+				snprintf(P->why, sizeof(P->why),
+					 "sessions and process groups too tangled to plan");
+				return false;
+			}
+			P->budget--;
 			struct snap sn = snap_take(P);
 			bool *alive = vs_xmalloc(P->ne ? P->ne : 1);
 			for (size_t i = 0; i < P->ne; i++)
@@ -291,7 +301,8 @@ int ck_pstree_plan(const struct ck_pnode *n, size_t nn, int32_t root, int32_t to
 {
 	*out = NULL;
 	*nout = 0;
-	struct planner P = {.n = n, .nn = nn, .root = root};
+	/* each attempt costs O(nn): bound the whole search to ~5e7 steps */
+	struct planner P = {.n = n, .nn = nn, .root = root, .budget = 50000000ul / (nn + 16)};
 	if (!is_image_pid(&P, root))
 		return vs_error_set(err, EINVAL, "process tree: root pid %d missing", root);
 	P.placed = vs_xcalloc(nn ? nn : 1, 1);
