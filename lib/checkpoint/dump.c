@@ -1036,6 +1036,13 @@ static int d_pages_run(struct dumper *d, int memfd, pid_t hpid, int32_t vpid, ui
 
 #define RUN_MAX (8u << 20)
 
+static int map_file_stat(pid_t hpid, unsigned long s, unsigned long e, struct stat *st)
+{
+	char path[96];
+	snprintf(path, sizeof(path), "/proc/%d/map_files/%lx-%lx", hpid, s, e);
+	return stat(path, st) < 0 ? -errno : 0;
+}
+
 /* madvise() state of every vma, from the VmFlags lines of smaps. */
 struct madv {
 	uint64_t start;
@@ -1173,7 +1180,10 @@ static int d_memory_body(struct dumper *d, struct d_proc *p, struct ck_proc *pr,
 							return r;
 					}
 				}
-			} else if (name[0] == '/' && stat(name, &stt) == 0) {
+			} else if (name[0] == '/' && map_file_stat(p->hpid, s, e, &stt) == 0 &&
+				   S_ISREG(stt.st_mode)) {
+				/* the path is the task's (its mount namespace): the
+				 * mapped inode itself is in map_files */
 				v.kind = CK_VMA_FILE_SHARED;
 			} else {
 				return vs_error_set(err, ENOTSUP,

@@ -773,7 +773,8 @@ const struct ck_proc *ck_image_proc(const struct ckpt_image *img, pid_t pid)
 
 const char *ckpt_image_restore_error(const struct ckpt_image *img)
 {
-	if (!img->errbox || !__atomic_load_n(&img->errbox->claimed, __ATOMIC_ACQUIRE))
+	/* 1: a stub is still writing it; 2: complete */
+	if (!img->errbox || __atomic_load_n(&img->errbox->claimed, __ATOMIC_ACQUIRE) != 2)
 		return NULL;
 	return img->errbox->msg;
 }

@@ -20,10 +20,7 @@ int main(void)
 	CHECK(pipe(go) == 0, "pipe");
 	pid_t b = fork();
 	if (b == 0) { /* waits for a's group, joins it */
-		char c;
-		if (read(go[0], &c, 1) != 1)
-			_exit(9);
-		pid_t a = 0;
+		pid_t a = 0; /* one read of one write: atomic on a pipe */
 		if (read(go[0], &a, sizeof(a)) != sizeof(a) || setpgid(0, a) < 0)
 			_exit(8);
 		test_waitsig();
@@ -31,10 +28,7 @@ int main(void)
 	}
 	pid_t z = fork();
 	if (z == 0) { /* joins a's group, then exits: a zombie in a's group */
-		char c;
-		if (read(go[0], &c, 1) != 1)
-			_exit(9);
-		pid_t a = 0;
+		pid_t a = 0; /* one read of one write: atomic on a pipe */
 		if (read(go[0], &a, sizeof(a)) != sizeof(a) || setpgid(0, a) < 0)
 			_exit(8);
 		_exit(7);
@@ -46,11 +40,8 @@ int main(void)
 		_exit(getpgid(0) == getpid() ? 0 : 2);
 	}
 	setpgid(a, a);
-	for (int i = 0; i < 2; i++) {
-		char c = 'g';
-		CHECK(write(go[1], &c, 1) == 1 && write(go[1], &a, sizeof(a)) == sizeof(a), "go");
-		usleep(20000);
-	}
+	for (int i = 0; i < 2; i++)
+		CHECK(write(go[1], &a, sizeof(a)) == sizeof(a), "go");
 	wait_pgid(b, a);
 	siginfo_t si;
 	CHECK(waitid(P_PID, z, &si, WEXITED | WNOWAIT) == 0, "z exits");

@@ -137,6 +137,8 @@ fi
 # under another name).
 if [ -x "$S" ] && [ "${CKPT_NO_SLICES:-0}" != 1 ] && [ -n "${VSLICE_ROOT:-}" ]; then
 	ok=1; why=""; d=$work/acceptance; mkdir -p "$d"
+	# `echo $i > /tmp/n` truncates before it writes: a read in between is empty
+	readn() { local v=""; for _ in 1 2 3 4 5 6 7 8 9 10; do v=$("$S" exec "$1" -- cat /tmp/n 2>>"$d/log"); [ -n "$v" ] && break; sleep 0.05; done; echo "$v"; }
 	"$S" run -d --image busybox acc -- sh -c 'i=0; while :; do i=$((i+1)); echo $i > /tmp/n; sleep 0.1; done' >"$d/log" 2>&1 || { ok=0; why="run"; }
 	sleep 1.5
 	[ $ok = 1 ] && { "$S" checkpoint acc --output "$d/ckpt" >>"$d/log" 2>&1 || { ok=0; why="checkpoint"; }; }
@@ -146,13 +148,13 @@ if [ -x "$S" ] && [ "${CKPT_NO_SLICES:-0}" != 1 ] && [ -n "${VSLICE_ROOT:-}" ]; 
 	fi
 	[ $ok = 1 ] && { "$S" restore acc --input "$d/ckpt" >>"$d/log" 2>&1 || { ok=0; why="restore"; }; }
 	if [ $ok = 1 ]; then
-		n1=$("$S" exec acc -- cat /tmp/n 2>>"$d/log"); sleep 1; n2=$("$S" exec acc -- cat /tmp/n 2>>"$d/log")
+		n1=$(readn acc); sleep 1; n2=$(readn acc)
 		[ -n "$n1" ] && [ "$n1" -ge 10 ] && [ "${n2:-0}" -gt "$n1" ] || { ok=0; why="counter $n1 -> $n2 (expected >= 10 and growing)"; }
 		echo "acceptance counter: $n1 -> $n2" >>"$d/log"
 	fi
 	[ $ok = 1 ] && { "$S" checkpoint acc --output "$d/ckpt2" >>"$d/log" 2>&1 && "$S" restore acc2 --input "$d/ckpt2" >>"$d/log" 2>&1 || { ok=0; why="second cycle"; }; }
 	if [ $ok = 1 ]; then
-		n3=$("$S" exec acc2 -- cat /tmp/n 2>>"$d/log")
+		n3=$(readn acc2)
 		[ "${n3:-0}" -ge "$n2" ] || { ok=0; why="second cycle counter $n3 < $n2"; }
 	fi
 	"$S" destroy --force acc >/dev/null 2>&1; "$S" destroy --force acc2 >/dev/null 2>&1
