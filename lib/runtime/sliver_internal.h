@@ -5,7 +5,13 @@
 #include "vslice/sliver.h"
 
 /* Status messages from launcher / P1 / workload to the caller, on a pipe. */
-enum sliver_msg_kind { MSG_PID = 1, MSG_ERROR, MSG_EXEC_FAILED, MSG_COPY_FALLBACK };
+enum sliver_msg_kind {
+	MSG_PID = 1,
+	MSG_ERROR,
+	MSG_EXEC_FAILED,
+	MSG_COPY_FALLBACK,
+	MSG_ERROR_TIMENS, /* MSG_ERROR of kind VS_EK_TIMENS */
+};
 struct sliver_msg {
 	int kind;
 	int code;
