@@ -161,6 +161,25 @@ if [ -x "$S" ] && [ "${CKPT_NO_SLICES:-0}" != 1 ] && [ -n "${VSLICE_ROOT:-}" ]; 
 	if [ $ok = 1 ]; then pass=$((pass+1)); echo "PASS acceptance          (busybox counter: $n1 -> $n2 -> $n3)"
 	else fail=$((fail+1)); failed+=("acceptance"); echo "FAIL acceptance ($why)"; sed 's/^/    /' "$d/log" | tail -8; fi
 fi
+# Phase 4: every process of the slice's pid namespace is part of it. One
+# started with `slicectl exec` (its parent is outside) cannot be restored:
+# the checkpoint is refused, names it, and the slice runs on.
+if [ -x "$S" ] && [ "${CKPT_NO_SLICES:-0}" != 1 ] && [ -n "${VSLICE_ROOT:-}" ]; then
+	ok=1; why=""; d=$work/exec-refusal; mkdir -p "$d"
+	"$S" run -d --image busybox exr -- sleep 1000 >"$d/log" 2>&1 || { ok=0; why="run"; }
+	if [ $ok = 1 ]; then
+		"$S" exec exr -- sleep 60 >>"$d/log" 2>&1 &
+		ex=$!
+		for i in $(seq 50); do "$S" exec exr -- ps 2>/dev/null | grep -q 'sleep 60' && break; sleep 0.1; done
+		if "$S" checkpoint exr --output "$d/ckpt" >>"$d/log" 2>&1; then ok=0; why="checkpoint not refused"
+		elif ! grep -q "not below its PID 1" "$d/log"; then ok=0; why="refusal does not name the exec'd process"
+		elif ! "$S" list 2>/dev/null | grep -q '^exr .*running'; then ok=0; why="slice not running after the refusal"; fi
+		kill "$ex" 2>/dev/null; wait "$ex" 2>/dev/null
+	fi
+	"$S" destroy --force exr >/dev/null 2>&1
+	if [ $ok = 1 ]; then pass=$((pass+1)); echo "PASS exec-refusal        ($(grep -o 'pid [0-9]*: refused: in the slice but not below' "$d/log" | head -1))"
+	else fail=$((fail+1)); failed+=("exec-refusal"); echo "FAIL exec-refusal ($why)"; sed 's/^/    /' "$d/log" | tail -8; fi
+fi
 [ ${#failed[@]} -gt 0 ] && echo "failed: ${failed[*]}"
 echo "$pass passed, $fail failed"
 [ $fail -eq 0 ]
