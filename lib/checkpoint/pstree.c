@@ -59,11 +59,12 @@ struct planner {
 struct snap {
 	size_t ne, ns;
 	bool *placed;
+	int32_t root_sid, root_pgid; /* the root's own step changes its entity */
 };
 
 static struct snap snap_take(struct planner *P)
 {
-	struct snap s = {P->ne, P->ns, vs_xmalloc(P->nn ? P->nn : 1)};
+	struct snap s = {P->ne, P->ns, vs_xmalloc(P->nn ? P->nn : 1), P->e[0].sid, P->e[0].pgid};
 	memcpy(s.placed, P->placed, P->nn);
 	return s;
 }
@@ -75,6 +76,8 @@ static void snap_back(struct planner *P, struct snap *s, const bool *alive_befor
 	memcpy(P->placed, s->placed, P->nn);
 	for (size_t i = 0; i < P->ne; i++)
 		P->e[i].alive = alive_before[i];
+	P->e[0].sid = s->root_sid;
+	P->e[0].pgid = s->root_pgid;
 }
 
 static bool is_image_pid(struct planner *P, int32_t pid)

@@ -467,6 +467,13 @@ static void test_pstree_refusals(void **state)
 	const struct ck_pnode d[] = {{2, 0, 2, 2, false}, {3, 2, 3, 3, false}, {4, 2, 2, 3, false}};
 	assert_null(plan_of(d, 3, 0, &np, &rc, &bad));
 	assert_int_equal(bad, 4);
+	/* 3 (the root's child) joins the group of 5, a child of PID 1 in the
+	 * root's session: 5 can only be forked after the root's setsid, which
+	 * is followed by the root's own children. A failed try must not leave
+	 * the root's session behind for the next one: refused, not mis-planned. */
+	const struct ck_pnode e[] = {{2, 0, 2, 2, false}, {3, 2, 2, 5, false}, {5, 0, 2, 5, false}};
+	assert_null(plan_of(e, 3, 0, &np, &rc, &bad));
+	assert_int_equal(rc, -ENOTSUP);
 }
 
 static void test_pstree_bounded(void **state)
