@@ -52,6 +52,7 @@ struct planner {
 	size_t ns, scap;
 	unsigned long budget;	/* placement attempts left: a hostile tree must
 				 * not make the host search for ever */
+	unsigned depth;		/* recursion depth: bounded, for the same reason */
 	char why[VS_ERROR_MAX]; /* the last reason a placement failed */
 	int32_t why_pid;	/* ... and the process it is about */
 };
@@ -166,6 +167,24 @@ static bool pick_action(struct planner *P, int32_t pid, int32_t sid, int32_t pgi
 static bool place_children(struct planner *P, int32_t creator, int32_t parent, bool clone_parent,
 			   bool top, int32_t only_sid, int32_t only_pgid);
 
+#define CK_PSTREE_MAX_DEPTH 2048
+
+/* The children of pid, forked by itself. */
+static bool place_subtree(struct planner *P, int32_t pid)
+{
+	if (P->depth >= CK_PSTREE_MAX_DEPTH) {
+		P->why_pid = pid;
+		snprintf(P->why, sizeof(P->why), "process tree deeper than %d levels",
+			 CK_PSTREE_MAX_DEPTH);
+		P->budget = 0; /* no point in trying other orders */
+		return false;
+	}
+	P->depth++;
+	bool ok = place_children(P, pid, pid, false, false, 0, 0);
+	P->depth--;
+	return ok;
+}
+
 /* Create node k from creator (state of the creator's entity), then its subtree. */
 static bool place_direct(struct planner *P, size_t k, int32_t creator, int32_t parent,
 			 bool clone_parent)
@@ -186,7 +205,7 @@ static bool place_direct(struct planner *P, size_t k, int32_t creator, int32_t p
 	ent_add(P, nd->pid, nd->sid, nd->pgid);
 	if (nd->zombie)
 		return true;
-	return place_children(P, nd->pid, nd->pid, false, false, 0, 0);
+	return place_subtree(P, nd->pid);
 }
 
 /* The root's own setsid/setpgid, done by itself at this point of the top
@@ -207,7 +226,7 @@ static bool place_root(struct planner *P, size_t k)
 				      .node = (int32_t)k});
 	c->sid = nd->sid;
 	c->pgid = nd->pgid;
-	return place_children(P, nd->pid, nd->pid, false, false, 0, 0);
+	return place_subtree(P, nd->pid);
 }
 
 /* A placeholder for a gone leader of session sid (is_session) or group
