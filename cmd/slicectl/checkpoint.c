@@ -31,7 +31,8 @@
 	"usage: slicectl checkpoint NAME --output DIR [--leave-running]\n"                         \
 	"Checkpoint a running slice: its processes (memory, registers, files, signals,\n"          \
 	"timers...) and its file system delta go to DIR. Without --leave-running the\n"            \
-	"slice is gone afterwards; on any failure it runs on untouched.\n"                         \
+	"slice is gone afterwards (only once the image is on disk and verified); on any\n"         \
+	"failure it runs on untouched.\n"                                                          \
 	"  -o, --output DIR     where to write the checkpoint (created)\n"                         \
 	"  -l, --leave-running  keep the slice running after the checkpoint\n"
 
@@ -53,6 +54,28 @@ static void print_stats(struct ctl *ctl, const char *dir, const char *file,
 		ckpt_stats_format(st, line, sizeof(line));
 		fprintf(stderr, "%s\n", line);
 	}
+}
+
+struct verify_arg {
+	int fd;
+	const char *path;
+};
+
+/* While the tree is still stopped: the image must be on disk (fsync) and
+ * read back whole (every CRC, every record) before the slice may die. */
+static int verify_image(void *arg, struct vs_error *err)
+{
+	const struct verify_arg *v = arg;
+	if (fsync(v->fd) < 0)
+		return vs_error_sys(err, errno, "%s: fsync", v->path);
+	cleanup_close int rfd = open(v->path, O_RDONLY | O_CLOEXEC);
+	if (rfd < 0)
+		return vs_error_sys(err, errno, "%s: read back", v->path);
+	struct ckpt_image *img = NULL;
+	if (ckpt_image_read_fd(rfd, &img, err) < 0)
+		return vs_error_wrap(err, "%s: verify", v->path);
+	ckpt_image_free(img);
+	return 0;
 }
 
 int cmd_checkpoint(struct ctl *ctl, int argc, char **argv)
@@ -126,6 +149,7 @@ int cmd_checkpoint(struct ctl *ctl, int argc, char **argv)
 	cleanup_free char *upper = vs_xasprintf("%s/upper", dir);
 	struct ckpt_dump_opts o = {
 	    .root_pid = workload,
+	    .init_pid = st.pid,
 	    .freezer_dir = freezer,
 	    .out_fd = fd,
 	    .leave_running = leave,
@@ -134,17 +158,16 @@ int cmd_checkpoint(struct ctl *ctl, int argc, char **argv)
 	    .extra_len = spec_len + 1,
 	    .verbose = ctl->verbose > 0,
 	    .fs_root = upper,
+	    .while_stopped = verify_image,
 	};
+	struct verify_arg va = {fd, img_path};
+	o.while_stopped_arg = &va;
 	struct ckpt_stats stats;
 	int r = ckpt_dump(&o, &stats, &err);
 	if (cg)
 		cgroup_free(cg);
 	if (r < 0) {
 		unlink(img_path);
-		return ctl_fail("checkpoint", name, &err);
-	}
-	if (fsync(fd) < 0) {
-		vs_error_sys(&err, errno, "%s: fsync", img_path);
 		return ctl_fail("checkpoint", name, &err);
 	}
 	print_stats(ctl, out, "stats.json", &stats);
@@ -262,7 +285,7 @@ int cmd_restore(struct ctl *ctl, int argc, char **argv)
 	if (slice_start(ctl->root, name, &so, &err) < 0) {
 		/* A kernel without time namespaces (or one refusing the offsets):
 		 * restore without clock offsets rather than not at all, and say so. */
-		if (!strstr(err.msg, "timens_offsets"))
+		if (err.kind != VS_EK_TIMENS)
 			goto fail_created;
 		fprintf(stderr,
 			"slicectl: restore %s: warning: %s; monotonic clocks will not "
@@ -281,8 +304,13 @@ int cmd_restore(struct ctl *ctl, int argc, char **argv)
 	pid_t root_hpid;
 	struct ckpt_stats stats = {0};
 	if (ckpt_find_child_nspid(st.pid, ckpt_image_root_pid(img), 10000, &root_hpid, &err) < 0 ||
-	    ckpt_restore_finish(img, root_hpid, 30000, &stats, &err) < 0)
+	    ckpt_restore_finish(img, root_hpid, 30000, &stats, &err) < 0) {
+		/* the stubs' own error beats "no child with pid N" / "stub died" */
+		const char *why = ckpt_image_restore_error(img);
+		if (why)
+			vs_error_set(&err, ECHILD, "%s", why);
 		goto fail_created;
+	}
 	stats.restore_ns = vs_now_ns() - t0;
 	print_stats(ctl, in, "restore-stats.json", &stats);
 	slice_spec_free(&spec);

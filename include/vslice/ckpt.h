@@ -51,7 +51,11 @@ struct ckpt_stats {
 };
 
 struct ckpt_dump_opts {
-	pid_t root_pid;		 /* host pid of the tree root */
+	pid_t root_pid;		 /* host pid of the tree root (the workload) */
+	pid_t init_pid;		 /* host pid of the PID 1 it hangs under: every other
+				  * child of it (double-forked daemons) is dumped
+				  * too, and every process in its pid namespace
+				  * must be one of them; 0 = root's subtree only */
 	const char *freezer_dir; /* v1 freezer cgroup holding the tree, or NULL */
 	int out_fd;		 /* the stream is written here */
 	bool leave_running;	 /* detach + thaw after the dump instead of SIGKILL */
@@ -90,6 +94,11 @@ const void *ckpt_image_extra(const struct ckpt_image *img, size_t *len);
 /* Inside the target namespaces, as the root pid: see above. Returns only
  * on failure (err filled); the caller should then exit non-zero. */
 int ckpt_restore_stub(const struct ckpt_image *img, struct vs_error *err);
+
+/* The error of the first restore stub that failed (any process of the
+ * tree, written through a shared page), or NULL. Use it when the stub's
+ * death is all the host saw. */
+const char *ckpt_image_restore_error(const struct ckpt_image *img);
 
 /* Host side. root_hpid = host pid of the process running
  * ckpt_restore_stub(). timeout_ms bounds the wait for the stubs. */

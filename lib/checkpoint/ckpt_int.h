@@ -20,7 +20,7 @@
 #include "vslice/error.h"
 
 #define CK_MAGIC   "VSCKPT\r\n"
-#define CK_VERSION 1
+#define CK_VERSION 2 /* 2: ck_proc.securebits, VMA madvise flags, ppid 0 = top level */
 
 enum ck_sec {
 	CK_SEC_HEADER = 1,
@@ -59,7 +59,9 @@ struct ck_sigact {
 };
 
 struct ck_proc {
-	int32_t pid, ppid, pgid, sid; /* innermost pid namespace */
+	int32_t pid, ppid, pgid, sid; /* innermost pid namespace; ppid 0: a child of
+				       * the slice's PID 1 (the root and every
+				       * process reparented to PID 1) */
 	int32_t state, exit_status;   /* exit_status: wait(2) status */
 	int32_t nr_threads;
 	uint32_t umask;
@@ -79,6 +81,8 @@ struct ck_proc {
 	uint32_t uid[4], gid[4]; /* real, effective, saved, fs */
 	uint32_t ngroups;
 	uint32_t groups[32];
+	uint32_t securebits; /* PR_GET_SECUREBITS */
+	uint32_t pad_proc;
 	char comm[16];
 	char cwd[CK_PATH];
 	char exe[CK_PATH];
@@ -111,6 +115,16 @@ enum ck_vma_kind {
 #define CK_VMA_F_GROWSDOWN 1u
 #define CK_VMA_F_HEAP	   2u
 #define CK_VMA_F_STACK	   4u
+/* madvise state (smaps VmFlags), re-applied with madvise() on restore */
+#define CK_VMA_F_DONTFORK  0x10u  /* dc: MADV_DONTFORK */
+#define CK_VMA_F_DONTDUMP  0x20u  /* dd: MADV_DONTDUMP */
+#define CK_VMA_F_WIPEONFRK 0x40u  /* wf: MADV_WIPEONFORK */
+#define CK_VMA_F_HUGEPAGE  0x80u  /* hg: MADV_HUGEPAGE */
+#define CK_VMA_F_NOHUGE	   0x100u /* nh: MADV_NOHUGEPAGE */
+#define CK_VMA_F_MERGEABLE 0x200u /* mg: MADV_MERGEABLE */
+#define CK_VMA_F_SEQ	   0x400u /* sr: MADV_SEQUENTIAL */
+#define CK_VMA_F_RANDOM	   0x800u /* rr: MADV_RANDOM */
+#define CK_VMA_F_KNOWN	   0xff7u
 
 struct ck_vma {
 	int32_t pid;
@@ -293,6 +307,13 @@ struct ckpt_image {
 	size_t fsd_n, fsd_cap;
 	uint32_t fs_id_base;
 	uint32_t nr_sections;
+	/* MAP_SHARED page inherited by every restore stub (forked, never
+	 * exec'd): the first stub that fails leaves its error here, so the
+	 * host reports the cause rather than "stub died". */
+	struct ck_errbox {
+		int claimed;
+		char msg[VS_ERROR_MAX + 64];
+	} * errbox;
 };
 
 #define ck_vec_push(vec, val)                                                                      \
@@ -407,6 +428,40 @@ static inline bool ck_copy(char *dst, size_t size, const char *src)
 
 /* Write the tree under root (an overlay upper dir) as FSENTRY/FSDATA. */
 int ck_fs_dump(struct ck_writer *w, const char *root, struct vs_error *err);
+
+/* --- sessions and process groups (pstree.c) ------------------------------ */
+
+struct ck_pnode {
+	int32_t pid, ppid, sid, pgid; /* ppid 0: a child of PID 1 */
+	bool zombie;
+};
+
+enum ck_paction {
+	CK_PA_NONE = 0,	 /* keep what was inherited */
+	CK_PA_SETSID,	 /* setsid() */
+	CK_PA_PGID_SELF, /* setpgid(0, 0) */
+	CK_PA_PGID_JOIN, /* setpgid(0, pgid) */
+};
+
+/* One fork (or the root's own action when pid == creator), in order. */
+struct ck_pstep {
+	int32_t creator;   /* the process that forks it */
+	int32_t pid;	   /* set_tid */
+	int32_t parent;	   /* its parent afterwards (0: PID 1): who reaps a helper */
+	bool clone_parent; /* CLONE_PARENT: a sibling of its creator */
+	bool helper;	   /* placeholder for a gone leader: exits once its members exist */
+	int action;	   /* enum ck_paction, done by the new process first */
+	int32_t pgid;	   /* CK_PA_PGID_JOIN */
+	int32_t node;	   /* index into the table, -1 for helpers */
+};
+
+/* Plan how to recreate sessions/groups of the table (root first among the
+ * children of PID 1, which start in top_sid/top_pgid). *out: malloc'ed
+ * steps. -ENOTSUP ("pid N: reason", N in *bad_pid if not NULL) when the
+ * tree cannot be rebuilt. */
+int ck_pstree_plan(const struct ck_pnode *n, size_t nn, int32_t root, int32_t top_sid,
+		   int32_t top_pgid, struct ck_pstep **out, size_t *nout, int32_t *bad_pid,
+		   struct vs_error *err);
 
 /* small /proc helpers */
 int ck_read_small(const char *path, char *buf, size_t len);

@@ -132,14 +132,45 @@ static int list_tids(pid_t pid, pid_t **out, size_t *n)
 	return 0;
 }
 
-/* Breadth-first walk from the root; parents always precede children. */
+/* Add every child of the slice's PID 1 (init_pid) not known yet: the
+ * workload's siblings, i.e. processes reparented to PID 1 (double-forked
+ * daemons). Zombies there are about to be reaped by PID 1: left out. */
+static void d_add_init_children(struct dumper *d)
+{
+	pid_t *tids = NULL;
+	size_t nt = 0;
+	if (d->o->init_pid <= 0 || list_tids(d->o->init_pid, &tids, &nt) < 0)
+		return;
+	for (size_t t = 0; t < nt; t++) {
+		char path[96], buf[4096], st[64];
+		snprintf(path, sizeof(path), "/proc/%d/task/%d/children", d->o->init_pid, tids[t]);
+		if (ck_read_small(path, buf, sizeof(buf)) < 0)
+			continue;
+		for (char *tok = strtok(buf, " \n"); tok; tok = strtok(NULL, " \n")) {
+			pid_t c = atoi(tok);
+			if (c <= 0 || d_has(d, c))
+				continue;
+			if (status_field(c, "State", st, sizeof(st)) < 0 || st[0] == 'Z' ||
+			    st[0] == 'X')
+				continue;
+			d->procs = ck_xrealloc(d->procs, (d->nprocs + 1) * sizeof(*d->procs));
+			d->procs[d->nprocs++] = (struct d_proc){.hpid = c, .hppid = d->o->init_pid};
+		}
+	}
+	free(tids);
+}
+
+/* Breadth-first walk from the root (then the root's siblings under PID 1);
+ * parents always precede children. */
 static int d_enumerate(struct dumper *d, struct vs_error *err)
 {
 	if (!d->nprocs) {
 		d->procs = vs_xcalloc(1, sizeof(*d->procs));
 		d->procs[0].hpid = d->o->root_pid;
+		d->procs[0].hppid = d->o->init_pid;
 		d->nprocs = 1;
 	}
+	d_add_init_children(d);
 	for (size_t i = 0; i < d->nprocs; i++) {
 		struct d_proc *p = &d->procs[i];
 		char st[64];
@@ -160,6 +191,15 @@ static int d_enumerate(struct dumper *d, struct vs_error *err)
 					    p->hpid);
 		}
 		p->zombie = st[0] == 'Z' || st[0] == 'X';
+		if (p->zombie && i > 0 && d->o->init_pid > 0 && p->hppid == d->o->init_pid) {
+			/* PID 1 reaps it any moment: not part of the slice any more */
+			free(tids);
+			free(p->thr);
+			memmove(p, p + 1, (d->nprocs - i - 1) * sizeof(*p));
+			d->nprocs--;
+			i--;
+			continue;
+		}
 		for (size_t t = 0; t < nt; t++) {
 			bool known = false;
 			for (size_t k = 0; k < p->nthr; k++)
@@ -211,6 +251,148 @@ static int d_enumerate(struct dumper *d, struct vs_error *err)
 
 /* --- refusal checks ---------------------------------------------------- */
 
+/* Innermost value of an NS* line of /proc/<pid>/status (NSsid, NSpgid). */
+static int32_t ns_field(pid_t hpid, const char *key)
+{
+	char v[128];
+	if (status_field(hpid, key, v, sizeof(v)) < 0)
+		return -1;
+	char *last = strrchr(v, '\t') ? strrchr(v, '\t') + 1 : v;
+	return atoi(last);
+}
+
+/* Every process of PID 1's pid namespace is part of the slice: one that is
+ * not below PID 1 (entered from outside, e.g. slicectl exec, or one of its
+ * descendants) has no parent we could restore. */
+static int d_check_ns_complete(struct dumper *d, struct vs_error *err)
+{
+	if (d->o->init_pid <= 0)
+		return 0;
+	char path[64], want[64], got[64];
+	snprintf(path, sizeof(path), "/proc/%d/ns/pid", d->o->init_pid);
+	ssize_t l = readlink(path, want, sizeof(want) - 1);
+	if (l < 0)
+		return vs_error_sys(err, errno, "PID 1 (%d): pid namespace", d->o->init_pid);
+	want[l] = 0;
+	cleanup_closedir DIR *dir = opendir("/proc");
+	if (!dir)
+		return vs_error_sys(err, errno, "/proc");
+	struct dirent *de;
+	while ((de = readdir(dir))) {
+		if (de->d_name[0] < '1' || de->d_name[0] > '9')
+			continue;
+		pid_t h = atoi(de->d_name);
+		if (h == d->o->init_pid || d_has(d, h))
+			continue;
+		snprintf(path, sizeof(path), "/proc/%d/ns/pid", h);
+		l = readlink(path, got, sizeof(got) - 1);
+		if (l < 0)
+			continue;
+		got[l] = 0;
+		char st[64];
+		if (strcmp(got, want) != 0 || status_field(h, "State", st, sizeof(st)) < 0 ||
+		    st[0] == 'Z' || st[0] == 'X')
+			continue;
+		/* forked by one of ours since we listed them: frozen and seen next time */
+		pid_t up = h;
+		bool ours = false;
+		for (int depth = 0; depth < 4096 && up > 0 && !ours; depth++) {
+			char ppid[32];
+			if (status_field(up, "PPid", ppid, sizeof(ppid)) < 0)
+				break;
+			up = atoi(ppid);
+			ours = up == d->o->init_pid || d_has(d, up);
+		}
+		if (ours)
+			continue;
+		pid_t ns = 0;
+		ck_nspid(h, &ns);
+		vs_error_set(err, ENOTSUP,
+			     "pid %d: refused: in the slice but not below its PID 1 (entered "
+			     "from outside, e.g. slicectl exec): it has no parent to restore",
+			     ns);
+		return vs_error_kind(err, VS_EK_REFUSED);
+	}
+	return 0;
+}
+
+/* Sessions and process groups must be rebuildable (pstree.c). */
+static int d_check_pstree(struct dumper *d, struct vs_error *err)
+{
+	struct ck_pnode *n = vs_xcalloc(d->nprocs ? d->nprocs : 1, sizeof(*n));
+	size_t nn = 0;
+	for (size_t i = 0; i < d->nprocs; i++) {
+		struct d_proc *p = &d->procs[i];
+		int32_t sid = ns_field(p->hpid, "NSsid"), pgid = ns_field(p->hpid, "NSpgid");
+		if (sid < 0 || pgid < 0)
+			continue; /* gone meanwhile */
+		struct d_proc *par = d_proc_by_hpid(d, p->hppid);
+		n[nn++] = (struct ck_pnode){.pid = p->vpid,
+					    .ppid = i == 0 || !par ? 0 : par->vpid,
+					    .sid = sid,
+					    .pgid = pgid,
+					    .zombie = p->zombie};
+	}
+	int32_t top_sid = 0, top_pgid = 0;
+	if (d->o->init_pid > 0) {
+		top_sid = ns_field(d->o->init_pid, "NSsid");
+		top_pgid = ns_field(d->o->init_pid, "NSpgid");
+	}
+	struct ck_pstep *plan = NULL;
+	size_t np = 0;
+	int32_t bad = 0;
+	int r =
+	    nn ? ck_pstree_plan(n, nn, d->procs[0].vpid, top_sid, top_pgid, &plan, &np, &bad, err)
+	       : 0;
+	free(plan);
+	free(n);
+	if (r < 0) {
+		char msg[VS_ERROR_MAX];
+		const char *why = strchr(err->msg, ':') ? strchr(err->msg, ':') + 2 : err->msg;
+		snprintf(msg, sizeof(msg), "%s", why);
+		vs_error_set(err, ENOTSUP, "pid %d: refused: %s", bad, msg);
+		return vs_error_kind(err, VS_EK_REFUSED);
+	}
+	return 0;
+}
+
+/* cwd, root and exe must be there again on restore: a deleted working
+ * directory cannot be entered, a deleted executable cannot become
+ * /proc/self/exe, and a chroot is not restored. */
+static int d_check_paths(struct dumper *d, struct d_proc *p, struct vs_error *err)
+{
+	char path[64], link[CK_PATH];
+	static const struct {
+		const char *name, *what;
+	} links[] = {{"cwd", "working directory"}, {"exe", "executable"}};
+	for (size_t i = 0; i < VS_ARRAY_SIZE(links); i++) {
+		snprintf(path, sizeof(path), "/proc/%d/%s", p->hpid, links[i].name);
+		ssize_t l = readlink(path, link, sizeof(link) - 1);
+		if (l < 0)
+			continue; /* exiting; caught later */
+		link[l] = 0;
+		if (l > 10 && strcmp(link + l - 10, " (deleted)") == 0) {
+			link[l - 10] = 0;
+			vs_error_set(err, ENOTSUP, "pid %d: refused: its %s %s was deleted",
+				     p->vpid, links[i].what, link);
+			return vs_error_kind(err, VS_EK_REFUSED);
+		}
+	}
+	struct stat mine, top;
+	snprintf(path, sizeof(path), "/proc/%d/root", p->hpid);
+	char top_path[64];
+	snprintf(top_path, sizeof(top_path), "/proc/%d/root",
+		 d->o->init_pid > 0 ? d->o->init_pid : d->o->root_pid);
+	if (stat(path, &mine) == 0 && stat(top_path, &top) == 0 &&
+	    (mine.st_dev != top.st_dev || mine.st_ino != top.st_ino)) {
+		vs_error_set(err, ENOTSUP,
+			     "pid %d: refused: chroot()ed (its root directory is not restored)",
+			     p->vpid);
+		return vs_error_kind(err, VS_EK_REFUSED);
+	}
+	return 0;
+}
+
 static int d_check_proc(struct dumper *d, struct d_proc *p, struct vs_error *err)
 {
 	char v[64];
@@ -235,6 +417,9 @@ static int d_check_proc(struct dumper *d, struct d_proc *p, struct vs_error *err
 				    p->vpid);
 	if (status_field(p->hpid, "Seccomp", v, sizeof(v)) == 0 && atoi(v) == 1)
 		return vs_error_set(err, ENOTSUP, "pid %d: refused: strict-mode seccomp", p->vpid);
+	int r = d_check_paths(d, p, err);
+	if (r < 0)
+		return r;
 	char path[64];
 	snprintf(path, sizeof(path), "/proc/%d/maps", p->hpid);
 	cleanup_fclose FILE *f = fopen(path, "re");
@@ -616,6 +801,8 @@ static int d_injected(struct dumper *d, struct d_proc *p, struct ck_proc *pr, st
 		pr->pdeathsig = sig;
 	}
 	pr->dumpable = (int32_t)d_sys(d, &ij, main, SYS_prctl, PR_GET_DUMPABLE, 0, 0, 0, err);
+	v = d_sys(d, &ij, main, SYS_prctl, PR_GET_SECUREBITS, 0, 0, 0, err);
+	pr->securebits = v >= 0 ? (uint32_t)v : 0;
 	v = d_sys(d, &ij, main, SYS_prctl, PR_GET_CHILD_SUBREAPER, sc, 0, 0, err);
 	if (v == 0) {
 		int32_t s;
@@ -849,9 +1036,63 @@ static int d_pages_run(struct dumper *d, int memfd, pid_t hpid, int32_t vpid, ui
 
 #define RUN_MAX (8u << 20)
 
+static int map_file_stat(pid_t hpid, unsigned long s, unsigned long e, struct stat *st)
+{
+	char path[96];
+	snprintf(path, sizeof(path), "/proc/%d/map_files/%lx-%lx", hpid, s, e);
+	return stat(path, st) < 0 ? -errno : 0;
+}
+
+/* madvise() state of every vma, from the VmFlags lines of smaps. */
+struct madv {
+	uint64_t start;
+	uint32_t flags;
+};
+
+static int d_madvise_flags(pid_t hpid, struct madv **out, size_t *n)
+{
+	static const struct {
+		char code[3];
+		uint32_t flag;
+	} codes[] = {
+	    {"dc", CK_VMA_F_DONTFORK}, {"dd", CK_VMA_F_DONTDUMP}, {"wf", CK_VMA_F_WIPEONFRK},
+	    {"hg", CK_VMA_F_HUGEPAGE}, {"nh", CK_VMA_F_NOHUGE},	  {"mg", CK_VMA_F_MERGEABLE},
+	    {"sr", CK_VMA_F_SEQ},      {"rr", CK_VMA_F_RANDOM},
+	};
+	char path[64];
+	snprintf(path, sizeof(path), "/proc/%d/smaps", hpid);
+	cleanup_fclose FILE *f = fopen(path, "re");
+	*out = NULL;
+	*n = 0;
+	if (!f)
+		return -errno;
+	char line[4096 + 256];
+	uint64_t start = 0;
+	while (fgets(line, sizeof(line), f)) {
+		unsigned long s, e;
+		if (strncmp(line, "VmFlags:", 8) != 0) {
+			if (sscanf(line, "%lx-%lx ", &s, &e) == 2)
+				start = s;
+			continue;
+		}
+		uint32_t fl = 0;
+		for (char *tok = strtok(line + 8, " \n"); tok; tok = strtok(NULL, " \n"))
+			for (size_t i = 0; i < VS_ARRAY_SIZE(codes); i++)
+				if (strcmp(tok, codes[i].code) == 0)
+					fl |= codes[i].flag;
+		*out = ck_xrealloc(*out, (*n + 1) * sizeof(**out));
+		(*out)[(*n)++] = (struct madv){start, fl};
+	}
+	return 0;
+}
+
 static int d_memory_body(struct dumper *d, struct d_proc *p, struct ck_proc *pr,
 			 struct ck_header *hdr, uint8_t *bufs, struct vs_error *err)
 {
+	cleanup_free struct madv *madv = NULL;
+	size_t nmadv = 0;
+	if (d_madvise_flags(p->hpid, &madv, &nmadv) < 0)
+		return vs_error_sys(err, errno, "pid %d: read smaps", pr->pid);
 	char path[64];
 	snprintf(path, sizeof(path), "/proc/%d/maps", p->hpid);
 	cleanup_fclose FILE *f = fopen(path, "re");
@@ -939,7 +1180,10 @@ static int d_memory_body(struct dumper *d, struct d_proc *p, struct ck_proc *pr,
 							return r;
 					}
 				}
-			} else if (name[0] == '/' && stat(name, &stt) == 0) {
+			} else if (name[0] == '/' && map_file_stat(p->hpid, s, e, &stt) == 0 &&
+				   S_ISREG(stt.st_mode)) {
+				/* the path is the task's (its mount namespace): the
+				 * mapped inode itself is in map_files */
 				v.kind = CK_VMA_FILE_SHARED;
 			} else {
 				return vs_error_set(err, ENOTSUP,
@@ -966,6 +1210,10 @@ static int d_memory_body(struct dumper *d, struct d_proc *p, struct ck_proc *pr,
 			return vs_error_set(err, ENOTSUP, "pid %d: refused: mapping %s", pr->pid,
 					    name);
 		}
+		if (v.kind != CK_VMA_VVAR && v.kind != CK_VMA_VCLOCK && v.kind != CK_VMA_VDSO)
+			for (size_t i = 0; i < nmadv; i++)
+				if (madv[i].start == s)
+					v.flags |= madv[i].flags;
 		int r = ck_write_section(&d->w, CK_SEC_VMA, &v, sizeof(v), NULL, 0, err);
 		if (r < 0)
 			return r;
@@ -1031,11 +1279,34 @@ static int d_memory(struct dumper *d, struct d_proc *p, struct ck_proc *pr, stru
 	return r < 0 ? r : r2;
 }
 
+static uint64_t limit_value(const char *s)
+{
+	return strncmp(s, "unlimited", 9) == 0 ? (uint64_t)RLIM_INFINITY : strtoull(s, NULL, 10);
+}
+
+static int d_proc_limits(pid_t hpid, struct ck_proc *pr, struct vs_error *err)
+{
+	char path[64], buf[4096];
+	snprintf(path, sizeof(path), "/proc/%d/limits", hpid);
+	if (ck_read_small(path, buf, sizeof(buf)) < 0)
+		return vs_error_sys(err, errno, "pid %d: read limits", pr->pid);
+	char *save = NULL, *l = strtok_r(buf, "\n", &save); /* header line */
+	for (int i = 0; i < 16 && (l = strtok_r(NULL, "\n", &save)); i++) {
+		/* "Max open files            123                  456                  files" */
+		if (strlen(l) < 47)
+			return vs_error_set(err, EINVAL, "pid %d: limits line '%s'", pr->pid, l);
+		pr->rlim[i][0] = limit_value(l + 26);
+		pr->rlim[i][1] = limit_value(l + 47);
+	}
+	return 0;
+}
+
 static int d_proc(struct dumper *d, struct d_proc *p, struct ck_header *hdr, struct vs_error *err)
 {
 	struct ck_proc *pr = vs_xcalloc(1, sizeof(*pr));
 	int r = 0;
 	pr->pid = p->vpid;
+	/* 0: a child of PID 1 (PID 1 is not in the image) */
 	pr->ppid = p->hpid == d->o->root_pid ? 0 : vpid_of(d, p->hppid);
 	char v[128];
 	if (status_field(p->hpid, "NSpgid", v, sizeof(v)) == 0) {
@@ -1085,13 +1356,21 @@ static int d_proc(struct dumper *d, struct d_proc *p, struct ck_header *hdr, str
 		for (uint32_t i = 0; i < pr->ngroups; i++)
 			pr->groups[i] = id_to_ns(p->hpid, "gid_map", pr->groups[i]);
 	}
+	/* prlimit() of another uid's process wants CAP_SYS_RESOURCE over it,
+	 * which a dumper in a container may lack: /proc/<pid>/limits has the
+	 * same numbers (one line per resource, in RLIMIT_* order). */
+	bool limits_ok = true;
 	for (int i = 0; i < 16; i++) {
 		struct rlimit rl;
-		if (prlimit(p->hpid, i, NULL, &rl) == 0) {
-			pr->rlim[i][0] = rl.rlim_cur;
-			pr->rlim[i][1] = rl.rlim_max;
+		if (prlimit(p->hpid, i, NULL, &rl) < 0) {
+			limits_ok = false;
+			break;
 		}
+		pr->rlim[i][0] = rl.rlim_cur;
+		pr->rlim[i][1] = rl.rlim_max;
 	}
+	if (!limits_ok && (r = d_proc_limits(p->hpid, pr, err)) < 0)
+		goto out;
 	snprintf(path, sizeof(path), "/proc/%d/auxv", p->hpid);
 	int n = ck_read_small(path, (char *)pr->auxv, sizeof(pr->auxv));
 	pr->auxv_len = n > 0 ? (uint32_t)n : 0;
@@ -1166,6 +1445,10 @@ static int d_stop_tree(struct dumper *d, uint64_t *t_check, uint64_t *t_frozen,
 		r = ck_files_check_ns(d->procs[0].hpid, err);
 	if (r >= 0)
 		r = d_check_sharing(d, err);
+	if (r >= 0)
+		r = d_check_ns_complete(d, err);
+	if (r >= 0)
+		r = d_check_pstree(d, err);
 	if (r < 0)
 		return r;
 	*t_check = vs_now_ns();
@@ -1204,6 +1487,10 @@ static int d_stop_tree(struct dumper *d, uint64_t *t_check, uint64_t *t_frozen,
 	/* State may have changed between the check and the stop: check again. */
 	for (size_t i = 0; r >= 0 && i < d->nprocs; i++)
 		r = d_check_proc(d, &d->procs[i], err);
+	if (r >= 0)
+		r = d_check_ns_complete(d, err);
+	if (r >= 0)
+		r = d_check_pstree(d, err);
 	return r;
 }
 

@@ -350,8 +350,9 @@ static int parse_section(struct ckpt_image *img, uint32_t type, const uint8_t *p
 		TAKE(r, p, len, "process");
 		if (len != sizeof(r) || !has_nul(r.comm, sizeof(r.comm)) ||
 		    !has_nul(r.cwd, sizeof(r.cwd)) || !has_nul(r.exe, sizeof(r.exe)) ||
-		    r.pid <= 0 || r.auxv_len > sizeof(r.auxv) || r.ngroups > 32 ||
-		    r.nr_threads < 0 || r.nr_threads > 100000)
+		    r.pid <= 0 || r.ppid < 0 || r.auxv_len > sizeof(r.auxv) || r.ngroups > 32 ||
+		    r.nr_threads < 0 || r.nr_threads > 100000 ||
+		    (r.state != CK_ALIVE && r.state != CK_ZOMBIE))
 			return vs_error_set(err, EBADMSG, "checkpoint: bad process record");
 		for (size_t i = 0; i < img->procs.n; i++)
 			if (img->procs.v[i].pid == r.pid)
@@ -374,7 +375,8 @@ static int parse_section(struct ckpt_image *img, uint32_t type, const uint8_t *p
 		struct ck_vma r;
 		TAKE(r, p, len, "vma");
 		if (len != sizeof(r) || !has_nul(r.path, sizeof(r.path)) || r.end <= r.start ||
-		    (r.start | r.end) & 4095 || r.kind < CK_VMA_ANON || r.kind > CK_VMA_FILE_SHARED)
+		    (r.start | r.end) & 4095 || r.kind < CK_VMA_ANON ||
+		    r.kind > CK_VMA_FILE_SHARED || (r.flags & ~CK_VMA_F_KNOWN))
 			return vs_error_set(err, EBADMSG, "checkpoint: bad vma record");
 		ck_vec_push(&img->vmas, r);
 		return 0;
@@ -530,10 +532,18 @@ static int validate(struct ckpt_image *img, struct vs_error *err)
 	if (img->hdr.nr_procs != img->procs.n)
 		return vs_error_set(err, EBADMSG, "checkpoint: header says %u processes, found %zu",
 				    img->hdr.nr_procs, img->procs.n);
-	/* Parents come before children (the restore forks in stream order). */
+	/* The root comes first; parents come before children; ppid 0 = a
+	 * child of the slice's PID 1, which never keeps zombies. */
+	if (img->procs.v[0].pid != (pid_t)img->hdr.root_pid || img->procs.v[0].ppid != 0)
+		return vs_error_set(err, EBADMSG,
+				    "checkpoint: root pid %u is not the first process",
+				    img->hdr.root_pid);
 	for (size_t i = 0; i < img->procs.n; i++) {
 		const struct ck_proc *pr = &img->procs.v[i];
-		if (pr->pid == (pid_t)img->hdr.root_pid)
+		if (pr->ppid == 0 && pr->state != CK_ALIVE)
+			return vs_error_set(err, EBADMSG,
+					    "checkpoint: pid %d: a zombie child of PID 1", pr->pid);
+		if (pr->ppid == 0)
 			continue;
 		bool found = false;
 		for (size_t j = 0; j < i; j++)
@@ -668,6 +678,9 @@ int ckpt_image_parse(const void *buf, size_t len, struct ckpt_image **out, struc
 	r = validate(img, err);
 	if (r < 0)
 		goto fail;
+	void *box = mmap(NULL, sizeof(*img->errbox), PROT_READ | PROT_WRITE,
+			 MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+	img->errbox = box == MAP_FAILED ? NULL : box;
 	*out = img;
 	return 0;
 fail:
@@ -739,6 +752,8 @@ void ckpt_image_free(struct ckpt_image *img)
 	free(img->seccomps.v);
 	free(img->fs);
 	free(img->fsd);
+	if (img->errbox)
+		munmap(img->errbox, sizeof(*img->errbox));
 	if (img->owned) {
 		if (img->mapped)
 			munmap(img->owned, img->owned_len);
@@ -754,6 +769,14 @@ const struct ck_proc *ck_image_proc(const struct ckpt_image *img, pid_t pid)
 		if (img->procs.v[i].pid == pid)
 			return &img->procs.v[i];
 	return NULL;
+}
+
+const char *ckpt_image_restore_error(const struct ckpt_image *img)
+{
+	/* 1: a stub is still writing it; 2: complete */
+	if (!img->errbox || __atomic_load_n(&img->errbox->claimed, __ATOMIC_ACQUIRE) != 2)
+		return NULL;
+	return img->errbox->msg;
 }
 
 pid_t ckpt_image_root_pid(const struct ckpt_image *img)

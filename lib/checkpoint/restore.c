@@ -95,7 +95,22 @@ struct stub_ctx {
 	const struct ckpt_image *img;
 	struct ck_pool pool;
 	int mapbase; /* exe fd at mapbase, file vma k at mapbase + 1 + k */
+	struct ck_pstep *plan;
+	size_t nplan;
+	int sync_fd; /* closed once this process's subtree has its sessions/groups */
 };
+
+/* Leave the first failure where the host finds it (ckpt_image_restore_error). */
+static void stub_report(const struct stub_ctx *c, const struct vs_error *err)
+{
+	struct ck_errbox *box = c->img->errbox;
+	int zero = 0;
+	if (box && __atomic_compare_exchange_n(&box->claimed, &zero, 1, false, __ATOMIC_ACQ_REL,
+					       __ATOMIC_ACQUIRE)) {
+		snprintf(box->msg, sizeof(box->msg), "%s", err->msg);
+		__atomic_store_n(&box->claimed, 2, __ATOMIC_RELEASE);
+	}
+}
 
 static int stub_map_fds(struct stub_ctx *c, const struct ck_proc *p, struct vs_error *err)
 {
@@ -139,14 +154,6 @@ static int stub_map_fds(struct stub_ctx *c, const struct ck_proc *p, struct vs_e
 	return 0;
 }
 
-static pid_t clone3_pid(pid_t want, unsigned long flags)
-{
-	pid_t tid = want;
-	struct clone_args a = {
-	    .flags = flags, .exit_signal = SIGCHLD, .set_tid = (uintptr_t)&tid, .set_tid_size = 1};
-	return (pid_t)syscall(SYS_clone3, &a, sizeof(a));
-}
-
 static void stub_zombie(const struct ck_proc *p)
 {
 	int st = p->exit_status;
@@ -168,33 +175,86 @@ struct k_sigaction {
 	uint64_t handler, flags, restorer, mask;
 };
 
-static int stub_proc(struct stub_ctx *c, const struct ck_proc *p, struct vs_error *err);
-
-static int stub_children(struct stub_ctx *c, const struct ck_proc *p, struct vs_error *err)
+static int stub_action(const struct ck_pstep *st, struct vs_error *err)
 {
+	switch (st->action) {
+	case CK_PA_SETSID:
+		if (setsid() < 0)
+			return vs_error_sys(err, errno, "pid %d: setsid", st->pid);
+		break;
+	case CK_PA_PGID_SELF:
+		if (setpgid(0, 0) < 0)
+			return vs_error_sys(err, errno, "pid %d: setpgid(0, 0)", st->pid);
+		break;
+	case CK_PA_PGID_JOIN:
+		if (setpgid(0, st->pgid) < 0)
+			return vs_error_sys(err, errno, "pid %d: join process group %d", st->pid,
+					    st->pgid);
+		break;
+	}
+	return 0;
+}
+
+static void stub_child(struct stub_ctx *c, const struct ck_pstep *st) __attribute__((noreturn));
+
+/* Carry out the plan's steps whose creator is self, in order: fork each
+ * (CLONE_PARENT for siblings), wait until its subtree has its sessions and
+ * groups, reap the helpers that are our children; then wait until our
+ * zombie children have exited (before SIGCHLD gets blocked). */
+static int stub_steps(struct stub_ctx *c, int32_t self, struct vs_error *err)
+{
+	for (size_t i = 0; i < c->nplan; i++) {
+		const struct ck_pstep *st = &c->plan[i];
+		if (st->creator != self)
+			continue;
+		if (st->pid == self) { /* the root's own setsid/setpgid */
+			int r = stub_action(st, err);
+			if (r < 0)
+				return r;
+			continue;
+		}
+		int pp[2];
+		if (pipe2(pp, O_CLOEXEC) < 0)
+			return vs_error_sys(err, errno, "pid %d: pipe", self);
+		/* CLONE_PARENT inherits our exit signal and wants 0 here */
+		pid_t want = st->pid;
+		struct clone_args a = {.flags = st->clone_parent ? CLONE_PARENT : 0,
+				       .exit_signal = st->clone_parent ? 0 : SIGCHLD,
+				       .set_tid = (uintptr_t)&want,
+				       .set_tid_size = 1};
+		pid_t r = (pid_t)syscall(SYS_clone3, &a, sizeof(a));
+		if (r < 0) {
+			int e = errno;
+			close(pp[0]);
+			close(pp[1]);
+			return vs_error_sys(err, e, "pid %d: clone3 %s with pid %d", self,
+					    st->helper ? "session/group helper" : "child", st->pid);
+		}
+		if (r == 0) {
+			close(pp[0]);
+			if (c->sync_fd >= 0)
+				close(c->sync_fd);
+			c->sync_fd = pp[1];
+			stub_child(c, st);
+		}
+		close(pp[1]);
+		char b;
+		while (read(pp[0], &b, 1) < 0 && errno == EINTR)
+			;
+		close(pp[0]);
+		if (st->helper && st->parent == self) {
+			int status;
+			while (waitpid(st->pid, &status, 0) < 0 && errno == EINTR)
+				;
+			if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
+				return vs_error_set(err, ECHILD, "pid %d: helper %d failed", self,
+						    st->pid);
+		}
+	}
 	const struct ckpt_image *img = c->img;
 	for (size_t i = 0; i < img->procs.n; i++) {
 		const struct ck_proc *ch = &img->procs.v[i];
-		if (ch->ppid != p->pid || ch->pid == p->pid || ch->pid == (pid_t)img->hdr.root_pid)
-			continue;
-		pid_t r = clone3_pid(ch->pid, 0);
-		if (r < 0)
-			return vs_error_sys(err, errno, "pid %d: clone3 child with pid %d", p->pid,
-					    ch->pid);
-		if (r == 0) {
-			struct vs_error e2;
-			stub_proc(c, ch, &e2);
-			char buf[VS_ERROR_MAX + 64];
-			int n = snprintf(buf, sizeof(buf), "vslice restore: %s\n", e2.msg);
-			if (write(2, buf, (size_t)n) < 0) {
-			}
-			_exit(101);
-		}
-	}
-	/* zombies must be dead before we go on (and before SIGCHLD is blocked) */
-	for (size_t i = 0; i < img->procs.n; i++) {
-		const struct ck_proc *ch = &img->procs.v[i];
-		if (ch->ppid != p->pid || ch->state != CK_ZOMBIE)
+		if (ch->ppid != self || ch->state != CK_ZOMBIE)
 			continue;
 		siginfo_t si;
 		while (waitid(P_PID, ch->pid, &si, WEXITED | WNOWAIT) < 0 && errno == EINTR)
@@ -203,21 +263,40 @@ static int stub_children(struct stub_ctx *c, const struct ck_proc *p, struct vs_
 	return 0;
 }
 
+static int stub_proc(struct stub_ctx *c, const struct ck_proc *p, struct vs_error *err);
+
+static void stub_child(struct stub_ctx *c, const struct ck_pstep *st)
+{
+	struct vs_error e2;
+	vs_error_clear(&e2);
+	int r = stub_action(st, &e2);
+	if (r >= 0 && st->helper) {
+		r = stub_steps(c, st->pid, &e2);
+		if (r >= 0)
+			_exit(0);
+	}
+	if (r >= 0)
+		r = stub_proc(c, &c->img->procs.v[st->node], &e2);
+	stub_report(c, &e2);
+	char buf[VS_ERROR_MAX + 64];
+	int n = snprintf(buf, sizeof(buf), "vslice restore: %s\n", e2.msg);
+	if (write(2, buf, (size_t)n) < 0) {
+	}
+	_exit(101);
+}
+
 static int stub_proc(struct stub_ctx *c, const struct ck_proc *p, struct vs_error *err)
 {
 	const struct ckpt_image *img = c->img;
-	/* session and group first: children inherit them */
-	if (p->sid == p->pid && getsid(0) != p->pid && setsid() < 0)
-		return vs_error_sys(err, errno, "pid %d: setsid", p->pid);
-	if (p->pgid == p->pid && getpgid(0) != p->pid)
-		setpgid(0, 0);
-	else if (p->pgid != p->pid && getpgid(0) != p->pgid)
-		setpgid(0, p->pgid);
 	if (p->state == CK_ZOMBIE)
 		stub_zombie(p);
-	int r = stub_children(c, p, err);
+	int r = stub_steps(c, p->pid, err);
 	if (r < 0)
 		return r;
+	if (c->sync_fd >= 0) {
+		close(c->sync_fd);
+		c->sync_fd = -1;
+	}
 	r = ck_pool_install(img, &c->pool, p->pid, err);
 	if (r < 0)
 		return r;
@@ -329,14 +408,33 @@ int ckpt_restore_stub(const struct ckpt_image *img, struct vs_error *err)
 			setrlimit(RLIMIT_NOFILE, &rl);
 		}
 	}
-	struct stub_ctx c = {.img = img};
+	struct stub_ctx c = {.img = img, .sync_fd = -1};
+	struct ck_pnode *nodes = vs_xcalloc(img->procs.n, sizeof(*nodes));
+	for (size_t i = 0; i < img->procs.n; i++) {
+		const struct ck_proc *p = &img->procs.v[i];
+		nodes[i] =
+		    (struct ck_pnode){p->pid, p->ppid, p->sid, p->pgid, p->state == CK_ZOMBIE};
+	}
+	int r = ck_pstree_plan(nodes, img->procs.n, root->pid, getsid(0), getpgid(0), &c.plan,
+			       &c.nplan, NULL, err);
+	free(nodes);
+	if (r < 0) {
+		vs_error_wrap(err, "restore sessions and process groups");
+		stub_report(&c, err);
+		return r;
+	}
 	/* the pool may not overlap the map fds: keep them apart */
-	int r = ck_pool_create(img, base + 4096, &c.pool, err);
-	if (r < 0)
-		return vs_error_wrap(err, "restore files");
+	r = ck_pool_create(img, base + 4096, &c.pool, err);
+	if (r < 0) {
+		vs_error_wrap(err, "restore files");
+		stub_report(&c, err);
+		return r;
+	}
 	c.pool.base = base + 4096;
 	c.mapbase = base;
 	r = stub_proc(&c, root, err);
+	stub_report(&c, err);
+	free(c.plan);
 	return r;
 }
 
@@ -414,6 +512,35 @@ int ckpt_find_child_nspid(pid_t parent_hpid, pid_t nspid, unsigned timeout_ms, p
 			    parent_hpid, nspid);
 }
 
+static pid_t host_ppid(pid_t hpid)
+{
+	char path[64], buf[512];
+	snprintf(path, sizeof(path), "/proc/%d/stat", hpid);
+	if (ck_read_small(path, buf, sizeof(buf)) < 0)
+		return 0;
+	char *s = strrchr(buf, ')');
+	int ppid = 0;
+	if (!s || sscanf(s + 2, "%*c %d", &ppid) != 1)
+		return 0;
+	return ppid;
+}
+
+static pid_t child_by_nspid(pid_t parent_hpid, pid_t nspid)
+{
+	pid_t *c, found = 0;
+	size_t n;
+	if (parent_hpid <= 0)
+		return 0;
+	children_of(parent_hpid, &c, &n);
+	for (size_t j = 0; j < n; j++) {
+		pid_t ns;
+		if (ck_nspid(c[j], &ns) == 0 && ns == nspid)
+			found = c[j];
+	}
+	free(c);
+	return found;
+}
+
 static bool comm_is(pid_t hpid, const char *want)
 {
 	char path[64], buf[64];
@@ -450,7 +577,10 @@ static int r_collect(struct restorer *R, pid_t root_hpid, unsigned timeout_ms, s
 			if (!p->hpid) {
 				if (p->img->pid == (pid_t)img->hdr.root_pid)
 					p->hpid = root_hpid;
-				else {
+				else if (p->img->ppid == 0) {
+					/* a sibling of the root under PID 1 */
+					p->hpid = child_by_nspid(host_ppid(root_hpid), p->img->pid);
+				} else {
 					/* parent is earlier in the image */
 					for (size_t k = 0; k < i; k++)
 						if (R->procs[k].img->pid == p->img->ppid &&
@@ -473,15 +603,23 @@ static int r_collect(struct restorer *R, pid_t root_hpid, unsigned timeout_ms, s
 			char s = proc_state(p->hpid);
 			if (p->img->state == CK_ZOMBIE ? s == 'Z' : comm_is(p->hpid, READY_COMM))
 				ready++;
-			else if (s == 'Z' || s == '?')
+			else if (s == 'Z' || s == '?') {
+				const char *why = ckpt_image_restore_error(img);
+				if (why)
+					return vs_error_set(err, ECHILD, "%s", why);
 				return vs_error_set(err, ECHILD, "restore: stub for pid %d died",
 						    p->img->pid);
+			}
 		}
 		if (ready == R->n)
 			return 0;
-		if (vs_now_ns() > until)
+		if (vs_now_ns() > until) {
+			const char *why = ckpt_image_restore_error(img);
+			if (why)
+				return vs_error_set(err, ECHILD, "%s", why);
 			return vs_error_set(err, ETIMEDOUT, "restore: %zu of %zu processes ready",
 					    ready, R->n);
+		}
 		struct timespec ts = {0, 1000000};
 		nanosleep(&ts, NULL);
 	}
@@ -692,6 +830,33 @@ static int check_vdso(struct restorer *R, struct r_proc *p, struct vs_error *err
 	return 0;
 }
 
+/* The vma's madvise() state (smaps VmFlags at dump time). */
+static int r_madvise(struct restorer *R, struct r_proc *p, struct ck_inject *in,
+		     const struct ck_vma *vm, struct vs_error *err)
+{
+	static const struct {
+		uint32_t flag;
+		int advice;
+		const char *name;
+	} adv[] = {
+	    {CK_VMA_F_DONTFORK, MADV_DONTFORK, "MADV_DONTFORK"},
+	    {CK_VMA_F_DONTDUMP, MADV_DONTDUMP, "MADV_DONTDUMP"},
+	    {CK_VMA_F_WIPEONFRK, MADV_WIPEONFORK, "MADV_WIPEONFORK"},
+	    {CK_VMA_F_HUGEPAGE, MADV_HUGEPAGE, "MADV_HUGEPAGE"},
+	    {CK_VMA_F_NOHUGE, MADV_NOHUGEPAGE, "MADV_NOHUGEPAGE"},
+	    {CK_VMA_F_MERGEABLE, MADV_MERGEABLE, "MADV_MERGEABLE"},
+	    {CK_VMA_F_SEQ, MADV_SEQUENTIAL, "MADV_SEQUENTIAL"},
+	    {CK_VMA_F_RANDOM, MADV_RANDOM, "MADV_RANDOM"},
+	};
+	(void)R;
+	for (size_t i = 0; i < VS_ARRAY_SIZE(adv); i++)
+		if (vm->flags & adv[i].flag)
+			CHECK(SYS(in, SYS_madvise, vm->start, vm->end - vm->start, adv[i].advice, 0,
+				  0, 0),
+			      "%s %#" PRIx64 "-%#" PRIx64, adv[i].name, vm->start, vm->end);
+	return 0;
+}
+
 struct prctl_mm_map_k {
 	uint64_t start_code, end_code, start_data, end_data, start_brk, brk, start_stack;
 	uint64_t arg_start, arg_end, env_start, env_end;
@@ -788,6 +953,8 @@ static int r_memory(struct restorer *R, struct r_proc *p, struct ck_inject *in,
 			CHECK(SYS(in, SYS_mprotect, vm->start, vm->end - vm->start, vm->prot, 0, 0,
 				  0),
 			      "mprotect %#" PRIx64, vm->start);
+		if ((r = r_madvise(R, p, in, vm, err)) < 0)
+			return r;
 	}
 	/* 6. mm fields: heap, stack, args, env, auxv, exe */
 	struct prctl_mm_map_k mm = {.start_code = pi->start_code,
@@ -863,44 +1030,74 @@ static int r_thread_state(struct restorer *R, struct r_proc *p, struct r_thread 
 	return 0;
 }
 
-static int r_proc_final(struct restorer *R, struct r_proc *p, struct ck_inject *in,
-			struct vs_error *err)
+/* Credentials of one thread (creds are per thread), in the only order the
+ * kernel allows while we hold the stub's full capabilities:
+ *   keep-caps -> bounding set (needs CAP_SETPCAP) -> groups, gids, uids
+ *   (needs CAP_SETGID/SETUID; keep-caps keeps the permitted set) ->
+ *   every permitted cap effective again -> fsuid/fsgid -> [main thread:
+ *   no_new_privs, seccomp (needs CAP_SYS_ADMIN or NNP)] -> securebits
+ *   (needs CAP_SETPCAP) -> the dumped capabilities -> ambient set.
+ * The filters cannot block any of this: the tracee's seccomp is suspended
+ * while we trace it (PTRACE_O_SUSPEND_SECCOMP). */
+static int r_creds(struct restorer *R, struct r_proc *p, struct ck_inject *in, bool main,
+		   struct vs_error *err)
 {
 	const struct ck_proc *pi = p->img;
 	uint64_t S = p->scratch + 8192;
-	for (int w = 0; w < 3; w++) {
-		if (!pi->itimer[w][2] && !pi->itimer[w][3])
-			continue;
-		wr(p->hpid, S, pi->itimer[w], sizeof(pi->itimer[w]));
-		CHECK(SYS(in, SYS_setitimer, w, S, 0, 0, 0, 0), "setitimer %d", w);
+	CHECK(SYS(in, SYS_prctl, PR_SET_KEEPCAPS, 1, 0, 0, 0, 0), "keep caps");
+	uint64_t cur_bnd = ~0ull;
+	{
+		char path[96], buf[4096];
+		snprintf(path, sizeof(path), "/proc/%d/task/%d/status", p->hpid, in->tid);
+		char *l;
+		if (ck_read_small(path, buf, sizeof(buf)) > 0 && (l = strstr(buf, "CapBnd:")))
+			cur_bnd = strtoull(l + 7, NULL, 16);
 	}
-	for (size_t i = 0; i < R->img->timers.n; i++) {
-		const struct ck_timer *t = &R->img->timers.v[i];
-		if (t->pid != pi->pid || (!t->val_sec && !t->val_nsec))
-			continue;
-		int64_t its[4] = {t->int_sec, t->int_nsec, t->val_sec, t->val_nsec};
-		wr(p->hpid, S, its, sizeof(its));
-		CHECK(SYS(in, SYS_timer_settime, t->id, 0, S, 0, 0, 0), "timer_settime %d", t->id);
-	}
-	CHECK(SYS(in, SYS_prctl, PR_SET_PDEATHSIG, pi->pdeathsig, 0, 0, 0, 0), "pdeathsig");
-	if (pi->subreaper)
-		CHECK(SYS(in, SYS_prctl, PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0, 0), "subreaper");
-	/* creds: groups, gids, uids (keeping caps), then caps */
-	if (pi->ngroups) {
-		gid_t g[32];
-		for (uint32_t i = 0; i < pi->ngroups; i++)
-			g[i] = pi->groups[i];
+	for (int cap = 0; cap < 64; cap++)
+		if ((cur_bnd & ~pi->cap_bnd) & (1ull << cap)) {
+			long v = SYS(in, SYS_prctl, PR_CAPBSET_DROP, cap, 0, 0, 0, 0);
+			if (v == -EINVAL)
+				break; /* beyond this kernel's last cap */
+			CHECK(v, "drop cap %d from the bounding set", cap);
+		}
+	gid_t g[32];
+	for (uint32_t i = 0; i < pi->ngroups; i++)
+		g[i] = pi->groups[i];
+	if (pi->ngroups)
 		wr(p->hpid, S, g, pi->ngroups * sizeof(gid_t));
+	long v = SYS(in, SYS_setgroups, pi->ngroups, S, 0, 0, 0, 0);
+	if (v < 0 && v >= -4095) {
+		/* a user namespace that denies setgroups: fine if nothing changes */
+		gid_t have[32];
+		long n = SYS(in, SYS_getgroups, 32, S + 256, 0, 0, 0, 0);
+		if (n < 0 || (uint32_t)n != pi->ngroups ||
+		    (n && (process_vm_readv(p->hpid, &(struct iovec){have, (size_t)n * 4}, 1,
+					    &(struct iovec){(void *)(S + 256), (size_t)n * 4}, 1,
+					    0) != n * 4 ||
+			   memcmp(have, g, (size_t)n * 4) != 0)))
+			CHECK(v, "setgroups (%u groups)", pi->ngroups);
 	}
-	SYS(in, SYS_setgroups, pi->ngroups, S, 0, 0, 0, 0);
 	CHECK(SYS(in, SYS_setresgid, pi->gid[0], pi->gid[1], pi->gid[2], 0, 0, 0), "setresgid");
-	CHECK(SYS(in, SYS_prctl, PR_SET_KEEPCAPS, 1, 0, 0, 0, 0), "keepcaps");
 	CHECK(SYS(in, SYS_setresuid, pi->uid[0], pi->uid[1], pi->uid[2], 0, 0, 0), "setresuid");
-	CHECK(SYS(in, SYS_prctl, PR_SET_KEEPCAPS, 0, 0, 0, 0, 0), "keepcaps");
-	/* no_new_privs and seccomp while we still have CAP_SYS_ADMIN in the ns */
-	if (pi->no_new_privs)
+	struct __user_cap_header_struct hdr = {_LINUX_CAPABILITY_VERSION_3, 0};
+	wr(p->hpid, S, &hdr, sizeof(hdr));
+	struct __user_cap_data_struct all[2];
+	CHECK(SYS(in, SYS_capget, S, S + 64, 0, 0, 0, 0), "capget");
+	if (process_vm_readv(p->hpid, &(struct iovec){all, sizeof(all)}, 1,
+			     &(struct iovec){(void *)(S + 64), sizeof(all)}, 1, 0) != sizeof(all))
+		return vs_error_sys(err, errno, "restore pid %d: read caps", pi->pid);
+	all[0].effective = all[0].permitted;
+	all[1].effective = all[1].permitted;
+	wr(p->hpid, S, &hdr, sizeof(hdr));
+	wr(p->hpid, S + 64, all, sizeof(all));
+	CHECK(SYS(in, SYS_capset, S, S + 64, 0, 0, 0, 0), "raise effective caps");
+	if (pi->gid[3] != pi->gid[1])
+		SYS(in, SYS_setfsgid, pi->gid[3], 0, 0, 0, 0, 0);
+	if (pi->uid[3] != pi->uid[1])
+		SYS(in, SYS_setfsuid, pi->uid[3], 0, 0, 0, 0, 0);
+	if (main && pi->no_new_privs)
 		CHECK(SYS(in, SYS_prctl, PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0, 0), "no_new_privs");
-	for (uint32_t idx = 0; idx < pi->nr_seccomp; idx++) {
+	for (uint32_t idx = 0; main && idx < pi->nr_seccomp; idx++) {
 		for (size_t i = 0; i < R->img->seccomps.n; i++) {
 			const struct ck_seccomp_r *sc = &R->img->seccomps.v[i];
 			if (sc->h.pid != pi->pid || sc->h.index != idx)
@@ -921,20 +1118,8 @@ static int r_proc_final(struct restorer *R, struct r_proc *p, struct ck_inject *
 			      "seccomp filter %u", idx);
 		}
 	}
-	/* capabilities: bounding set, then the sets themselves, then ambient */
-	uint64_t cur_bnd = ~0ull;
-	{
-		char path[64], buf[4096];
-		snprintf(path, sizeof(path), "/proc/%d/status", p->hpid);
-		char *l;
-		if (ck_read_small(path, buf, sizeof(buf)) > 0 && (l = strstr(buf, "CapBnd:")))
-			cur_bnd = strtoull(l + 7, NULL, 16);
-	}
-	for (int cap = 0; cap < 64; cap++)
-		if ((cur_bnd & ~pi->cap_bnd) & (1ull << cap))
-			CHECK(SYS(in, SYS_prctl, PR_CAPBSET_DROP, cap, 0, 0, 0, 0), "drop cap %d",
-			      cap);
-	struct __user_cap_header_struct hdr = {_LINUX_CAPABILITY_VERSION_3, 0};
+	CHECK(SYS(in, SYS_prctl, PR_SET_SECUREBITS, pi->securebits, 0, 0, 0, 0), "securebits %#x",
+	      pi->securebits);
 	struct __user_cap_data_struct data[2] = {
 	    {(uint32_t)pi->cap_eff, (uint32_t)pi->cap_prm, (uint32_t)pi->cap_inh},
 	    {(uint32_t)(pi->cap_eff >> 32), (uint32_t)(pi->cap_prm >> 32),
@@ -945,7 +1130,44 @@ static int r_proc_final(struct restorer *R, struct r_proc *p, struct ck_inject *
 	CHECK(SYS(in, SYS_capset, S, S + 64, 0, 0, 0, 0), "capset");
 	for (int cap = 0; cap < 64; cap++)
 		if (pi->cap_amb & (1ull << cap))
-			SYS(in, SYS_prctl, PR_CAP_AMBIENT, PR_CAP_AMBIENT_RAISE, cap, 0, 0, 0);
+			CHECK(
+			    SYS(in, SYS_prctl, PR_CAP_AMBIENT, PR_CAP_AMBIENT_RAISE, cap, 0, 0, 0),
+			    "raise ambient cap %d", cap);
+	return 0;
+}
+
+static int r_proc_final(struct restorer *R, struct r_proc *p, struct ck_inject *in,
+			struct vs_error *err)
+{
+	const struct ck_proc *pi = p->img;
+	uint64_t S = p->scratch + 8192;
+	for (int w = 0; w < 3; w++) {
+		if (!pi->itimer[w][2] && !pi->itimer[w][3])
+			continue;
+		wr(p->hpid, S, pi->itimer[w], sizeof(pi->itimer[w]));
+		CHECK(SYS(in, SYS_setitimer, w, S, 0, 0, 0, 0), "setitimer %d", w);
+	}
+	for (size_t i = 0; i < R->img->timers.n; i++) {
+		const struct ck_timer *t = &R->img->timers.v[i];
+		if (t->pid != pi->pid || (!t->val_sec && !t->val_nsec))
+			continue;
+		int64_t its[4] = {t->int_sec, t->int_nsec, t->val_sec, t->val_nsec};
+		wr(p->hpid, S, its, sizeof(its));
+		CHECK(SYS(in, SYS_timer_settime, t->id, 0, S, 0, 0, 0), "timer_settime %d", t->id);
+	}
+	for (size_t j = p->nthr; j-- > 0;) {
+		/* the main thread last: its seccomp TSYNC meets the others' final creds */
+		struct ck_inject tin = {.tid = p->thr[j].hpid,
+					.gadget = p->scratch,
+					.counter = &R->st->injected_syscalls};
+		int r = r_creds(R, p, &tin, j == 0, err);
+		if (r < 0)
+			return r;
+	}
+	/* after the creds: changing uids clears pdeathsig and resets dumpable */
+	CHECK(SYS(in, SYS_prctl, PR_SET_PDEATHSIG, pi->pdeathsig, 0, 0, 0, 0), "pdeathsig");
+	if (pi->subreaper)
+		CHECK(SYS(in, SYS_prctl, PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0, 0), "subreaper");
 	/* always: the stub inherited the runtime's non-dumpable launcher state
 	 * (an exec would have reset it) */
 	if (pi->dumpable >= 0 && pi->dumpable <= 1)

@@ -265,8 +265,10 @@ static int set_time_offsets(int fd, int64_t mono, int64_t boot, struct vs_error 
 	split_ns(boot, &bs, &bn);
 	int n =
 	    snprintf(buf, sizeof(buf), "monotonic %lld %lld\nboottime %lld %lld\n", ms, mn, bs, bn);
-	if (fd < 0 || write(fd, buf, (size_t)n) != n)
-		return vs_error_sys(err, fd < 0 ? EBADF : errno, "write /proc/self/timens_offsets");
+	if (fd < 0 || write(fd, buf, (size_t)n) != n) {
+		vs_error_sys(err, fd < 0 ? EBADF : errno, "write /proc/self/timens_offsets");
+		return vs_error_kind(err, VS_EK_TIMENS);
+	}
 	return 0;
 }
 
@@ -279,8 +281,10 @@ static int launcher_run(const struct sliver_config *c, int sfd, bool in_cgroup,
 	cleanup_close int timens_fd = -1;
 	if (c->monotonic_offset_ns || c->boottime_offset_ns) {
 		timens_fd = open("/proc/self/timens_offsets", O_WRONLY | O_CLOEXEC);
-		if (timens_fd < 0)
-			return vs_error_sys(err, errno, "open /proc/self/timens_offsets");
+		if (timens_fd < 0) {
+			vs_error_sys(err, errno, "open /proc/self/timens_offsets");
+			return vs_error_kind(err, VS_EK_TIMENS);
+		}
 	}
 	prctl(PR_SET_DUMPABLE, 0);
 	if (c->detach)
@@ -365,7 +369,8 @@ int sliver_spawn(const struct sliver_config *c, struct sliver_result *res, struc
 		struct vs_error e2;
 		vs_error_clear(&e2);
 		if (launcher_run(c, sp[1], in_cgroup, &e2) < 0) {
-			sliver_send(sp[1], MSG_ERROR, e2.code, e2.msg);
+			sliver_send(sp[1], e2.kind == VS_EK_TIMENS ? MSG_ERROR_TIMENS : MSG_ERROR,
+				    e2.code, e2.msg);
 			_exit(125);
 		}
 		_exit(0);
@@ -396,8 +401,12 @@ int sliver_spawn(const struct sliver_config *c, struct sliver_result *res, struc
 			failed = true;
 			break;
 		case MSG_ERROR:
-			if (!failed)
+		case MSG_ERROR_TIMENS:
+			if (!failed) {
 				r = vs_error_set(err, m.code, "%s", m.text);
+				if (m.kind == MSG_ERROR_TIMENS)
+					vs_error_kind(err, VS_EK_TIMENS);
+			}
 			failed = true;
 			break;
 		}

@@ -13,6 +13,7 @@ enum sliver_msg_kind {
 	MSG_EXEC_FAILED,
 	MSG_COPY_FALLBACK,
 	MSG_WORKDIR_FAILED,
+	MSG_ERROR_TIMENS, /* MSG_ERROR of kind VS_EK_TIMENS */
 };
 struct sliver_msg {
 	int kind;

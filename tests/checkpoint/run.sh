@@ -1,6 +1,9 @@
 #!/usr/bin/env bash
 # Checkpoint tests: build the harness and every tests/checkpoint/*.c (static),
 # run each through dump -> kill -> restore -> SIGTERM -> PASS.
+# Every test runs in two passes: as root (of the harness / the slice) and as
+# an ordinary user (harness/asuser.c: uid/gid 1000, groups 1001 1002, no
+# capabilities, a smaller bounding set). CKPT_PASSES="root" or "user" runs one.
 # Usage: tests/checkpoint/run.sh [-k] [TEST...]   (-k: keep work dirs)
 set -u
 cd "$(dirname "$0")/../.."
@@ -14,6 +17,10 @@ H=$B/ckpt-harness
 srcs="tests/checkpoint/harness/ckpt-harness.c lib/checkpoint/*.c lib/core/*.c"
 if [ ! -x "$H" ] || [ -n "$(find tests/checkpoint/harness lib/checkpoint lib/core include -newer "$H" -name '*.[ch]' | head -1)" ]; then
 	gcc $CFLAGS ${CKPT_SAN:-} -o "$H" $srcs -lnettle || { echo "0 passed, 1 failed"; exit 1; }
+fi
+A=$B/asuser
+if [ ! -x "$A" ] || [ tests/checkpoint/harness/asuser.c -nt "$A" ]; then
+	gcc $CFLAGS -static -o "$A" tests/checkpoint/harness/asuser.c || { echo "0 passed, 1 failed"; exit 1; }
 fi
 tests=("$@")
 if [ ${#tests[@]} -eq 0 ]; then
@@ -29,17 +36,30 @@ for t in "${tests[@]}"; do
 	if [ ! -x "$bin" ] || [ "$src" -nt "$bin" ] || [ tests/checkpoint/zdtm.h -nt "$bin" ]; then
 		gcc -std=gnu11 -D_GNU_SOURCE -O1 -g -Wall -Wextra -Werror -Wno-unused-parameter -static -pthread -o "$bin" "$src" || { fail=$((fail+1)); failed+=("$t(build)"); continue; }
 	fi
-	d=$work/$t; mkdir -p "$d"
+done
+passes=${CKPT_PASSES:-root user}
+for who in $passes; do
+wrap=(); sfx=""
+[ "$who" = user ] && { wrap=("$PWD/$A"); sfx=" (as uid 1000)"; }
+for t in "${tests[@]}"; do
+	bin=$B/$t
+	[ -x "$bin" ] || continue
+	d=$work/$who-$t; mkdir -p "$d"
 	opts=()
-	[ -f tests/checkpoint/$t.opts ] && read -r -a opts < tests/checkpoint/$t.opts
+	# shell words (quotes allowed): harness options
+	[ -f tests/checkpoint/$t.opts ] && eval "opts=($(<tests/checkpoint/$t.opts))"
 	start=$(date +%s%N)
-	if timeout 60 "$H" "${opts[@]}" $d "$PWD/$bin" > "$d/harness.log" 2>&1; then
+	if timeout 60 "$H" "${opts[@]}" $d "${wrap[@]}" "$PWD/$bin" > "$d/harness.log" 2>&1; then
 		pass=$((pass+1))
-		printf "PASS %-20s %s\n" "$t" "$(grep '^cycle' "$d/harness.log" | tail -1 | sed 's/^cycle [0-9]*: //' | cut -c1-150)"
+		printf "PASS %-20s %s\n" "$t$sfx" "$(grep '^cycle' "$d/harness.log" | tail -1 | sed 's/^cycle [0-9]*: //' | cut -c1-150)"
+	elif [ "$who" = user ] && [ -f tests/checkpoint/$t.xfail-user ]; then
+		# a known bug outside the process level, named in the file
+		echo "XFAIL $t$sfx: $(head -1 tests/checkpoint/$t.xfail-user)"
 	else
-		fail=$((fail+1)); failed+=("$t")
-		echo "FAIL $t"; sed 's/^/    /' "$d/harness.log" | tail -20
+		fail=$((fail+1)); failed+=("$t$sfx")
+		echo "FAIL $t$sfx"; sed 's/^/    /' "$d/harness.log" | tail -20
 	fi
+done
 done
 
 # Phase 2: the same programs in real slices through slicectl
@@ -56,17 +76,28 @@ if [ -x "$S" ] && [ "${CKPT_NO_SLICES:-0}" != 1 ]; then
 	if ! "$S" image build busybox >/dev/null 2>&1; then
 		echo "FAIL slice-image (slicectl image build busybox)"; fail=$((fail+1))
 	else
+		for who in $passes; do
+		cmd=(/ckpt-test); sfx=""
+		[ "$who" = user ] && { cmd=(/ckpt-asuser /ckpt-test); sfx=", as uid 1000"; }
 		for t in "${tests[@]}"; do
 			n=ck-${t//_/-}
-			d=$work/slice-$t; mkdir -p "$d"
+			d=$work/slice-$who-$t; mkdir -p "$d"
 			bin=$B/$t
 			[ -x "$bin" ] || continue
-			refuse=0; [ -f tests/checkpoint/$t.opts ] && grep -q -- -r tests/checkpoint/$t.opts && refuse=1
+			opts=(); refuse=0; only_harness=0
+			[ -f tests/checkpoint/$t.opts ] && eval "opts=($(<tests/checkpoint/$t.opts))"
+			for o in "${opts[@]}"; do
+				[ "$o" = -r ] && refuse=1
+				# -x/-f act between dump and restore: the harness only
+				{ [ "$o" = -x ] || [ "$o" = -f ]; } && only_harness=1
+			done
+			[ $only_harness = 1 ] && continue
 			ok=1; why=""
-			"$S" create --image busybox "$n" -- /ckpt-test >"$d/log" 2>&1 || { ok=0; why="create"; }
+			"$S" create --image busybox "$n" -- "${cmd[@]}" >"$d/log" 2>&1 || { ok=0; why="create"; }
 			if [ $ok = 1 ]; then
 				up=$VSLICE_ROOT/slices/$n/upper
 				install -m 0755 "$bin" "$up/ckpt-test" && chown --reference="$up" "$up/ckpt-test"
+				install -m 0755 "$A" "$up/ckpt-asuser" && chown --reference="$up" "$up/ckpt-asuser"
 				"$S" start "$n" >>"$d/log" 2>&1 || { ok=0; why="start"; }
 			fi
 			if [ $ok = 1 ]; then
@@ -90,11 +121,14 @@ if [ -x "$S" ] && [ "${CKPT_NO_SLICES:-0}" != 1 ]; then
 			"$S" logs "$n" >>"$d/log" 2>&1
 			"$S" destroy --force "$n" >/dev/null 2>&1
 			if [ $ok = 1 ]; then
-				pass=$((pass+1)); printf "PASS %-20s (slice)\n" "$t"
+				pass=$((pass+1)); printf "PASS %-20s (slice%s)\n" "$t" "$sfx"
+			elif [ "$who" = user ] && [ -f tests/checkpoint/$t.xfail-user ]; then
+				echo "XFAIL $t (slice$sfx): $(head -1 tests/checkpoint/$t.xfail-user)"
 			else
-				fail=$((fail+1)); failed+=("slice:$t")
-				echo "FAIL $t (slice: $why)"; sed 's/^/    /' "$d/log" | tail -8
+				fail=$((fail+1)); failed+=("slice:$t$sfx")
+				echo "FAIL $t (slice$sfx: $why)"; sed 's/^/    /' "$d/log" | tail -8
 			fi
+		done
 		done
 	fi
 fi
@@ -103,6 +137,8 @@ fi
 # under another name).
 if [ -x "$S" ] && [ "${CKPT_NO_SLICES:-0}" != 1 ] && [ -n "${VSLICE_ROOT:-}" ]; then
 	ok=1; why=""; d=$work/acceptance; mkdir -p "$d"
+	# `echo $i > /tmp/n` truncates before it writes: a read in between is empty
+	readn() { local v=""; for _ in 1 2 3 4 5 6 7 8 9 10; do v=$("$S" exec "$1" -- cat /tmp/n 2>>"$d/log"); [ -n "$v" ] && break; sleep 0.05; done; echo "$v"; }
 	"$S" run -d --image busybox acc -- sh -c 'i=0; while :; do i=$((i+1)); echo $i > /tmp/n; sleep 0.1; done' >"$d/log" 2>&1 || { ok=0; why="run"; }
 	sleep 1.5
 	[ $ok = 1 ] && { "$S" checkpoint acc --output "$d/ckpt" >>"$d/log" 2>&1 || { ok=0; why="checkpoint"; }; }
@@ -112,18 +148,37 @@ if [ -x "$S" ] && [ "${CKPT_NO_SLICES:-0}" != 1 ] && [ -n "${VSLICE_ROOT:-}" ]; 
 	fi
 	[ $ok = 1 ] && { "$S" restore acc --input "$d/ckpt" >>"$d/log" 2>&1 || { ok=0; why="restore"; }; }
 	if [ $ok = 1 ]; then
-		n1=$("$S" exec acc -- cat /tmp/n 2>>"$d/log"); sleep 1; n2=$("$S" exec acc -- cat /tmp/n 2>>"$d/log")
+		n1=$(readn acc); sleep 1; n2=$(readn acc)
 		[ -n "$n1" ] && [ "$n1" -ge 10 ] && [ "${n2:-0}" -gt "$n1" ] || { ok=0; why="counter $n1 -> $n2 (expected >= 10 and growing)"; }
 		echo "acceptance counter: $n1 -> $n2" >>"$d/log"
 	fi
 	[ $ok = 1 ] && { "$S" checkpoint acc --output "$d/ckpt2" >>"$d/log" 2>&1 && "$S" restore acc2 --input "$d/ckpt2" >>"$d/log" 2>&1 || { ok=0; why="second cycle"; }; }
 	if [ $ok = 1 ]; then
-		n3=$("$S" exec acc2 -- cat /tmp/n 2>>"$d/log")
+		n3=$(readn acc2)
 		[ "${n3:-0}" -ge "$n2" ] || { ok=0; why="second cycle counter $n3 < $n2"; }
 	fi
 	"$S" destroy --force acc >/dev/null 2>&1; "$S" destroy --force acc2 >/dev/null 2>&1
 	if [ $ok = 1 ]; then pass=$((pass+1)); echo "PASS acceptance          (busybox counter: $n1 -> $n2 -> $n3)"
 	else fail=$((fail+1)); failed+=("acceptance"); echo "FAIL acceptance ($why)"; sed 's/^/    /' "$d/log" | tail -8; fi
+fi
+# Phase 4: every process of the slice's pid namespace is part of it. One
+# started with `slicectl exec` (its parent is outside) cannot be restored:
+# the checkpoint is refused, names it, and the slice runs on.
+if [ -x "$S" ] && [ "${CKPT_NO_SLICES:-0}" != 1 ] && [ -n "${VSLICE_ROOT:-}" ]; then
+	ok=1; why=""; d=$work/exec-refusal; mkdir -p "$d"
+	"$S" run -d --image busybox exr -- sleep 1000 >"$d/log" 2>&1 || { ok=0; why="run"; }
+	if [ $ok = 1 ]; then
+		"$S" exec exr -- sleep 60 >>"$d/log" 2>&1 &
+		ex=$!
+		for i in $(seq 50); do "$S" exec exr -- ps 2>/dev/null | grep -q 'sleep 60' && break; sleep 0.1; done
+		if "$S" checkpoint exr --output "$d/ckpt" >>"$d/log" 2>&1; then ok=0; why="checkpoint not refused"
+		elif ! grep -q "not below its PID 1" "$d/log"; then ok=0; why="refusal does not name the exec'd process"
+		elif ! "$S" list 2>/dev/null | grep -q '^exr .*running'; then ok=0; why="slice not running after the refusal"; fi
+		kill "$ex" 2>/dev/null; wait "$ex" 2>/dev/null
+	fi
+	"$S" destroy --force exr >/dev/null 2>&1
+	if [ $ok = 1 ]; then pass=$((pass+1)); echo "PASS exec-refusal        ($(grep -o 'pid [0-9]*: refused: in the slice but not below' "$d/log" | head -1))"
+	else fail=$((fail+1)); failed+=("exec-refusal"); echo "FAIL exec-refusal ($why)"; sed 's/^/    /' "$d/log" | tail -8; fi
 fi
 [ ${#failed[@]} -gt 0 ] && echo "failed: ${failed[*]}"
 echo "$pass passed, $fail failed"

@@ -7,6 +7,8 @@
  * framed (the rest is cut into sections "u16 type, u16 len, payload" that
  * are re-encoded with valid CRCs and a valid END record), so the fuzzer
  * reaches the record and cross-reference checks behind the checksums.
+ * A parsed image also goes through the session/process group planner
+ * (pstree.c), which the restore runs on the same records.
  * Seed: tests/fuzz/seeds/ckpt/ (a small valid stream written by
  * tests/unit/test_ckpt_format.c with CKPT_WRITE_SEED=...).
  */
@@ -26,6 +28,18 @@ static void parse(const uint8_t *data, size_t size)
 		(void)ckpt_image_root_pid(img);
 		size_t len;
 		(void)ckpt_image_extra(img, &len);
+		/* the restore plans sessions/groups from these records */
+		struct ck_pnode *n = calloc(img->procs.n, sizeof(*n));
+		for (size_t i = 0; i < img->procs.n; i++)
+			n[i] = (struct ck_pnode){img->procs.v[i].pid, img->procs.v[i].ppid,
+						 img->procs.v[i].sid, img->procs.v[i].pgid,
+						 img->procs.v[i].state == CK_ZOMBIE};
+		struct ck_pstep *plan = NULL;
+		size_t np = 0;
+		if (ck_pstree_plan(n, img->procs.n, ckpt_image_root_pid(img), 0, 0, &plan, &np,
+				   NULL, &err) == 0)
+			free(plan);
+		free(n);
 		ckpt_image_free(img);
 	}
 }
@@ -40,7 +54,7 @@ static void put(uint8_t **out, size_t *n, const void *p, size_t len)
 static void section(uint8_t **out, size_t *n, uint32_t type, const uint8_t *p, uint64_t len,
 		    uint32_t *nsec, uint32_t *chain)
 {
-	uint8_t h[16] = { 0 };
+	uint8_t h[16] = {0};
 	memcpy(h, &type, 4);
 	memcpy(h + 8, &len, 8);
 	uint32_t crc = ck_crc32c(ck_crc32c(0, h, 16), p, len);
@@ -74,7 +88,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		section(&out, &n, type % 16, data + off, len, &nsec, &chain);
 		off += len;
 	}
-	struct ck_end e = { .nr_sections = nsec, .chain_crc = chain, .total_len = n };
+	struct ck_end e = {.nr_sections = nsec, .chain_crc = chain, .total_len = n};
 	section(&out, &n, CK_SEC_END, (const uint8_t *)&e, sizeof(e), &nsec, &chain);
 	parse(out, n);
 	free(out);

@@ -40,7 +40,7 @@ static uint8_t *build(size_t *len, bool bad_fd_ref, bool pages_outside)
 	assert_int_equal(ck_write_section(&w, CK_SEC_EXTRA, spec, sizeof(spec), NULL, 0, &err), 0);
 	struct ck_proc *p = calloc(1, sizeof(*p));
 	p->pid = 2;
-	p->ppid = 1;
+	p->ppid = 0; /* a child of PID 1 */
 	p->nr_threads = 1;
 	p->umask = 022;
 	snprintf(p->cwd, sizeof(p->cwd), "/tmp");
@@ -199,9 +199,11 @@ static void test_magic_and_version(void **state)
 	assert_int_equal(ckpt_image_parse(buf, len, &img, &err), -EBADMSG);
 	assert_non_null(strstr(err.msg, "magic"));
 	buf[0] = 'V';
-	buf[8] = 2;
+	buf[8] = CK_VERSION + 1;
 	assert_int_equal(ckpt_image_parse(buf, len, &img, &err), -EPROTONOSUPPORT);
-	assert_non_null(strstr(err.msg, "version 2"));
+	assert_non_null(strstr(err.msg, "version 3"));
+	buf[8] = 1; /* version 1 records are shorter: refused, not misread */
+	assert_int_equal(ckpt_image_parse(buf, len, &img, &err), -EPROTONOSUPPORT);
 	free(buf);
 }
 
@@ -355,6 +357,152 @@ static void test_stats_json(void **state)
 	unlink(path);
 }
 
+/* --- sessions and process groups (pstree.c) --- */
+
+static struct ck_pstep *plan_of(const struct ck_pnode *n, size_t nn, int32_t top_sid, size_t *np,
+				int *rc, int32_t *bad)
+{
+	struct ck_pstep *plan = NULL;
+	struct vs_error err;
+	*rc = ck_pstree_plan(n, nn, n[0].pid, top_sid, top_sid, &plan, np, bad, &err);
+	return plan;
+}
+
+static const struct ck_pstep *step_for(const struct ck_pstep *s, size_t n, int32_t pid)
+{
+	for (size_t i = 0; i < n; i++)
+		if (s[i].pid == pid)
+			return &s[i];
+	return NULL;
+}
+
+static void test_pstree_simple(void **state)
+{
+	/* root 2 leads its session; 3 leads a group; 4 joins 3's group */
+	const struct ck_pnode n[] = {{2, 0, 2, 2, false}, {4, 2, 2, 3, false}, {3, 2, 2, 3, false}};
+	size_t np;
+	int rc;
+	int32_t bad = 0;
+	struct ck_pstep *s = plan_of(n, 3, 0, &np, &rc, &bad);
+	assert_int_equal(rc, 0);
+	assert_int_equal(np, 3);
+	assert_int_equal(s[0].pid, 2);
+	assert_int_equal(s[0].creator, 2);
+	assert_int_equal(s[0].action, CK_PA_SETSID);
+	/* 3 must exist before 4 joins its group, whatever the image order */
+	assert_int_equal(s[1].pid, 3);
+	assert_int_equal(s[1].action, CK_PA_PGID_SELF);
+	assert_int_equal(s[2].pid, 4);
+	assert_int_equal(s[2].action, CK_PA_PGID_JOIN);
+	assert_int_equal(s[2].pgid, 3);
+	assert_false(s[2].clone_parent);
+	free(s);
+}
+
+static void test_pstree_daemon(void **state)
+{
+	/* 7 double-forked: its session/group leader 6 is gone, parent is PID 1 */
+	const struct ck_pnode n[] = {{2, 0, 2, 2, false}, {7, 0, 6, 6, false}, {8, 7, 6, 6, false}};
+	size_t np;
+	int rc;
+	int32_t bad = 0;
+	struct ck_pstep *s = plan_of(n, 3, 0, &np, &rc, &bad);
+	assert_int_equal(rc, 0);
+	const struct ck_pstep *h = step_for(s, np, 6), *d = step_for(s, np, 7),
+			      *c = step_for(s, np, 8);
+	assert_non_null(h);
+	assert_true(h->helper);
+	assert_int_equal(h->action, CK_PA_SETSID);
+	assert_true(h->clone_parent);
+	assert_int_equal(h->parent, 0); /* PID 1 reaps it */
+	assert_int_equal(d->creator, 6);
+	assert_true(d->clone_parent);
+	assert_int_equal(d->action, CK_PA_NONE);
+	assert_int_equal(c->creator, 7);
+	assert_false(c->clone_parent);
+	assert_true(h < d && d < c);
+	free(s);
+}
+
+static void test_pstree_gone_group_leader(void **state)
+{
+	/* 5 is 2's child in group 4, whose leader exited: a helper under 2 */
+	const struct ck_pnode n[] = {{2, 0, 2, 2, false}, {5, 2, 2, 4, false}, {6, 2, 2, 4, true}};
+	size_t np;
+	int rc;
+	int32_t bad = 0;
+	struct ck_pstep *s = plan_of(n, 3, 0, &np, &rc, &bad);
+	assert_int_equal(rc, 0);
+	const struct ck_pstep *h = step_for(s, np, 4);
+	assert_non_null(h);
+	assert_true(h->helper);
+	assert_int_equal(h->creator, 2);
+	assert_int_equal(h->parent, 2); /* 2's stub reaps it */
+	assert_false(h->clone_parent);
+	assert_int_equal(step_for(s, np, 5)->creator, 4);
+	assert_true(step_for(s, np, 5)->clone_parent);
+	assert_int_equal(step_for(s, np, 6)->creator, 4); /* the zombie too */
+	free(s);
+}
+
+static void test_pstree_refusals(void **state)
+{
+	size_t np;
+	int rc;
+	int32_t bad = 0;
+	/* 5 is in session 3, whose leader is alive but not its ancestor */
+	const struct ck_pnode a[] = {{2, 0, 2, 2, false}, {3, 2, 3, 3, false}, {5, 0, 3, 3, false}};
+	assert_null(plan_of(a, 3, 0, &np, &rc, &bad));
+	assert_int_equal(rc, -ENOTSUP);
+	assert_int_equal(bad, 5);
+	/* a session leader outside its own group cannot exist */
+	const struct ck_pnode b[] = {{2, 0, 2, 3, false}};
+	assert_null(plan_of(b, 1, 0, &np, &rc, &bad));
+	assert_int_equal(rc, -ENOTSUP);
+	/* a parent that is not in the table */
+	const struct ck_pnode c[] = {{2, 0, 2, 2, false}, {9, 8, 2, 2, false}};
+	assert_null(plan_of(c, 2, 0, &np, &rc, &bad));
+	assert_int_equal(bad, 9);
+	/* a group whose leader is alive in another session */
+	const struct ck_pnode d[] = {{2, 0, 2, 2, false}, {3, 2, 3, 3, false}, {4, 2, 2, 3, false}};
+	assert_null(plan_of(d, 3, 0, &np, &rc, &bad));
+	assert_int_equal(bad, 4);
+	/* 3 (the root's child) joins the group of 5, a child of PID 1 in the
+	 * root's session: 5 can only be forked after the root's setsid, which
+	 * is followed by the root's own children. A failed try must not leave
+	 * the root's session behind for the next one: refused, not mis-planned. */
+	const struct ck_pnode e[] = {{2, 0, 2, 2, false}, {3, 2, 2, 5, false}, {5, 0, 2, 5, false}};
+	assert_null(plan_of(e, 3, 0, &np, &rc, &bad));
+	assert_int_equal(rc, -ENOTSUP);
+}
+
+static void test_pstree_bounded(void **state)
+{
+	/* a chain 2000 deep plans; 3000 deep is refused (the planner recurses:
+	 * a slice must not be able to overflow the host's stack); a tangled
+	 * wide tree ends, planned or refused */
+	enum { N = 3000 };
+	struct ck_pnode *n = calloc(N, sizeof(*n));
+	for (int i = 0; i < N; i++)
+		n[i] = (struct ck_pnode){2 + i, i ? 1 + i : 0, 2, 2, false};
+	size_t np;
+	int rc;
+	int32_t bad = 0;
+	struct ck_pstep *s = plan_of(n, 2000, 0, &np, &rc, &bad);
+	assert_int_equal(rc, 0);
+	assert_int_equal(np, 2000);
+	free(s);
+	assert_null(plan_of(n, N, 0, &np, &rc, &bad));
+	assert_int_equal(rc, -ENOTSUP);
+	for (int i = 0; i < N; i++)
+		n[i] = (struct ck_pnode){2 + i, i == 0 ? 0 : 2 + (i - 1) / 2, 2,
+					 i == 0 ? 2 : 2 + (i * 7919) % N, false};
+	s = plan_of(n, N, 0, &np, &rc, &bad);
+	assert_true(rc == 0 || rc == -ENOTSUP);
+	free(s);
+	free(n);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -368,6 +516,11 @@ int main(void)
 	    cmocka_unit_test(test_read_from_pipe),
 	    cmocka_unit_test(test_fs_delta),
 	    cmocka_unit_test(test_stats_json),
+	    cmocka_unit_test(test_pstree_simple),
+	    cmocka_unit_test(test_pstree_daemon),
+	    cmocka_unit_test(test_pstree_gone_group_leader),
+	    cmocka_unit_test(test_pstree_refusals),
+	    cmocka_unit_test(test_pstree_bounded),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -16,6 +16,9 @@
  *   -l  leave running: dump, then let the original run on and verify it
  *   -n  checkpoint/restore this many times in a row (default 1)
  *   -r  the dump must be refused; the original must run on and PASS
+ *   -x CMD  run CMD (sh -c) between the dump and the restore
+ *   -f WORD the restore must fail with a one-line error containing WORD
+ *           (the restorer's own reason, not "stub died")
  * Exit 0 on PASS. Stats of the last cycle in DIR/stats.json.
  */
 #include <errno.h>
@@ -223,9 +226,14 @@ static void on_signal(int s)
 int main(int argc, char **argv)
 {
 	bool leave = false, refuse = false;
+	const char *between = NULL, *must_fail = NULL;
 	int cycles = 1, opt;
-	while ((opt = getopt(argc, argv, "+lrn:")) != -1) {
-		if (opt == 'l')
+	while ((opt = getopt(argc, argv, "+lrn:x:f:")) != -1) {
+		if (opt == 'x')
+			between = optarg;
+		else if (opt == 'f')
+			must_fail = optarg;
+		else if (opt == 'l')
 			leave = true;
 		else if (opt == 'r')
 			refuse = leave = true;
@@ -275,7 +283,7 @@ int main(int argc, char **argv)
 		int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
 		if (fd < 0)
 			die("create image");
-		struct ckpt_dump_opts o = { .root_pid = w, .freezer_dir = cg, .out_fd = fd,
+		struct ckpt_dump_opts o = { .root_pid = w, .init_pid = p1, .freezer_dir = cg, .out_fd = fd,
 					    .leave_running = leave, .name = "harness" };
 		int r = ckpt_dump(&o, &st, &err);
 		close(fd);
@@ -294,6 +302,10 @@ int main(int argc, char **argv)
 		if (leave)
 			break;
 		waitpid(p1, NULL, 0);
+		if (between && system(between) != 0) {
+			printf("-x %s failed\n", between);
+			return 1;
+		}
 		fd = open(path, O_RDONLY | O_CLOEXEC);
 		struct ckpt_image *img;
 		if (ckpt_image_read_fd(fd, &img, &err) < 0) {
@@ -311,12 +323,23 @@ int main(int argc, char **argv)
 		struct ckpt_stats rst = { 0 };
 		if (ckpt_find_child_nspid(p1, ckpt_image_root_pid(img), 5000, &w, &err) < 0 ||
 		    ckpt_restore_finish(img, w, 10000, &rst, &err) < 0) {
-			printf("RESTORE FAILED: %s\n", err.msg);
+			const char *why = ckpt_image_restore_error(img);
+			printf("RESTORE FAILED: %s\n", why ? why : err.msg);
+			if (must_fail && strstr(why ? why : err.msg, must_fail)) {
+				printf("cycle 1: restore failed as expected: %s\n",
+				       why ? why : err.msg);
+				ckpt_image_free(img);
+				return 0;
+			}
 			ckpt_image_free(img);
 			return 1;
 		}
 		ckpt_image_free(img);
 		g_img = NULL;
+		if (must_fail) {
+			printf("RESTORE DID NOT FAIL\n");
+			return 1;
+		}
 		st.restore_ns = rst.restore_ns;
 		st.forking_ns = rst.forking_ns;
 		st.injected_syscalls = rst.injected_syscalls;
