@@ -189,8 +189,38 @@ struct ck_data {
 struct ck_epoll {
 	uint32_t file_id;
 	int32_t tfd;
-	uint32_t events, pad;
+	uint32_t events;
+	uint32_t target_id; /* fd-level: the target's file id, 0 = unknown */
 	uint64_t data;
+};
+
+/* --- fd-level additions (files.c), additive to version 1 ---------------
+ * Fields of struct ck_file that a kind did not use before now carry:
+ *   CK_F_REG ghost (unlinked): u[0] uid, u[1] gid (the slice's user ns),
+ *     u[2] st_dev at dump (ghosts with equal (u[2], ino) are one inode),
+ *     u[3] CK_FILE_F_* flags; tv[] atime sec,nsec, mtime sec,nsec.
+ *   CK_F_UNIX: u[0] CK_UX_F_* flags.
+ * struct ck_epoll: target_id = the target's file id (0: unknown, re-added by the
+ * owner through the fd number, as version 1 writers did).
+ * Records in a CK_SEC_LOCK section: one held lock each. */
+#define CK_FILE_F_OWNER	  1u /* ghost: u[0], u[1], tv[] are valid */
+#define CK_UX_F_NAME_GONE 1u /* bound path no longer names this socket */
+#define CK_SEC_LOCK	  32
+
+enum ck_lock_kind {
+	CK_LOCK_POSIX = 1, /* fcntl F_SETLK: owned by the process pid */
+	CK_LOCK_OFD = 2,   /* F_OFD_SETLK: owned by the open file */
+	CK_LOCK_FLOCK = 3, /* flock(2): owned by the open file */
+};
+
+struct ck_lock {
+	int32_t pid;	  /* POSIX: the owner; taken through its fd */
+	int32_t fd;	  /* POSIX: fd number in pid; else -1 */
+	uint32_t file_id; /* the open file it was taken through */
+	uint32_t kind;	  /* enum ck_lock_kind */
+	uint32_t type;	  /* F_RDLCK or F_WRLCK */
+	uint32_t pad;
+	int64_t start, len; /* len 0: to end of file */
 };
 
 struct ck_siginfo {
@@ -293,6 +323,7 @@ struct ckpt_image {
 	size_t fsd_n, fsd_cap;
 	uint32_t fs_id_base;
 	uint32_t nr_sections;
+	CK_VEC(struct ck_lock) locks; /* fd-level: CK_SEC_LOCK */
 };
 
 #define ck_vec_push(vec, val)                                                                      \

@@ -14,7 +14,7 @@
 
 struct ck_fobj {
 	uint32_t id, kind;
-	pid_t hpid;
+	pid_t hpid, vpid;
 	int fd;	 /* number in hpid */
 	int dup; /* our duplicate (pidfd_getfd) */
 	uint64_t dev, ino;
@@ -29,6 +29,19 @@ struct ck_ux {
 	uint32_t type, state, rqlen, wqlen, shutdown;
 	uint32_t name_len;
 	char name[108];
+	uint64_t vfs_ino; /* inode of the bound path's socket file, 0 = none */
+	uint32_t vfs_dev; /* its file system, kernel dev_t encoding */
+};
+
+/* An epoll target seen in fdinfo, resolved to a file id once every fd of
+ * the tree is known (ck_files_finish). */
+struct ck_eptarget {
+	struct ck_epoll rec;
+	int epdup;     /* our duplicate of the epoll file */
+	uint32_t toff; /* how many earlier targets of this epoll share tfd */
+	uint64_t ino;  /* the target's inode, from fdinfo */
+	pid_t vpid;    /* the epoll's owner, for messages */
+	int epfd;
 };
 
 struct ck_files {
@@ -43,6 +56,12 @@ struct ck_files {
 	bool ux_loaded;
 	uint64_t *pipes; /* pipe inodes whose data was dumped */
 	size_t pipes_n;
+	struct ck_lock *locks; /* written, for de-duplication */
+	size_t locks_n;
+	uint64_t (*ghosts)[2]; /* (dev, ino) of unlinked files whose content was dumped */
+	size_t ghosts_n;
+	struct ck_eptarget *ept;
+	size_t ept_n;
 };
 
 void ck_files_init(struct ck_files *f);
@@ -73,5 +92,8 @@ int ck_pool_create(const struct ckpt_image *img, int base, struct ck_pool *pool,
 int ck_pool_install(const struct ckpt_image *img, const struct ck_pool *pool, pid_t pid,
 		    struct vs_error *err);
 int ck_pool_shm_fd(const struct ck_pool *pool, uint64_t id);
+/* In the stub of process pid, after it closed the pool (closing any fd of a
+ * file drops the process's POSIX locks on it): take its POSIX locks again. */
+int ck_pool_locks(const struct ckpt_image *img, pid_t pid, struct vs_error *err);
 
 #endif

@@ -507,6 +507,16 @@ static int parse_section(struct ckpt_image *img, uint32_t type, const uint8_t *p
 		img->fsd[img->fsd_n++] = r;
 		return 0;
 	}
+	case CK_SEC_LOCK: { /* fd-level (files.c) */
+		struct ck_lock r;
+		TAKE(r, p, len, "lock");
+		if (len != sizeof(r) || r.kind < CK_LOCK_POSIX || r.kind > CK_LOCK_FLOCK ||
+		    (r.type != F_RDLCK && r.type != F_WRLCK) || r.start < 0 || r.len < 0 ||
+		    (r.kind == CK_LOCK_POSIX && (r.fd < 0 || r.fd > (1 << 20))))
+			return vs_error_set(err, EBADMSG, "checkpoint: bad lock record");
+		ck_vec_push(&img->locks, r);
+		return 0;
+	}
 	case CK_SEC_EXTRA:
 		if (img->extra.p)
 			return vs_error_set(err, EBADMSG, "checkpoint: second extra section");
@@ -567,6 +577,15 @@ static int validate(struct ckpt_image *img, struct vs_error *err)
 					    "checkpoint: pages %#" PRIx64 "+%" PRIu64
 					    " of pid %d outside its vmas",
 					    pg->addr, pg->len, pg->pid);
+	}
+	for (size_t i = 0; i < img->locks.n; i++) {
+		const struct ck_lock *l = &img->locks.v[i];
+		bool ok = false;
+		for (size_t j = 0; j < img->files.n && !ok; j++)
+			ok = img->files.v[j].id == l->file_id;
+		if (!ok || (l->kind == CK_LOCK_POSIX && !ck_image_proc(img, l->pid)))
+			return vs_error_set(
+			    err, EBADMSG, "checkpoint: lock on file %u: bad reference", l->file_id);
 	}
 	for (size_t i = 0; i < img->fds.n; i++) {
 		const struct ck_fd *f = &img->fds.v[i];
@@ -734,6 +753,7 @@ void ckpt_image_free(struct ckpt_image *img)
 	free(img->fds.v);
 	free(img->data.v);
 	free(img->epolls.v);
+	free(img->locks.v);
 	free(img->siginfos.v);
 	free(img->timers.v);
 	free(img->seccomps.v);

@@ -227,6 +227,10 @@ static int stub_proc(struct stub_ctx *c, const struct ck_proc *p, struct vs_erro
 	/* the pool is no longer needed in this process */
 	for (int fd = c->pool.base; fd < c->pool.base + 4096; fd++)
 		close(fd);
+	/* POSIX locks only now: closing a pool fd of a locked file drops them */
+	r = ck_pool_locks(img, p->pid, err);
+	if (r < 0)
+		return r;
 	if (p->cwd[0] && chdir(p->cwd) < 0)
 		return vs_error_sys(err, errno, "pid %d: chdir %s", p->pid, p->cwd);
 	umask(p->umask);
