@@ -172,35 +172,6 @@ static int classify(pid_t hpid, pid_t vpid, int fd, const char *link, const stru
 			    vpid, fd, link, major(st->st_rdev), minor(st->st_rdev));
 }
 
-int ck_files_check(pid_t hpid, pid_t vpid, struct vs_error *err)
-{
-	char path[64];
-	snprintf(path, sizeof(path), "/proc/%d/fd", hpid);
-	cleanup_closedir DIR *dir = opendir(path);
-	if (!dir)
-		return vs_error_sys(err, errno, "pid %d: list fds", vpid);
-	struct dirent *de;
-	while ((de = readdir(dir))) {
-		if (de->d_name[0] == '.')
-			continue;
-		int fd = atoi(de->d_name);
-		char p2[96], link[4096];
-		snprintf(p2, sizeof(p2), "/proc/%d/fd/%d", hpid, fd);
-		ssize_t l = readlink(p2, link, sizeof(link) - 1);
-		if (l < 0)
-			continue;
-		link[l] = 0;
-		struct stat st;
-		if (stat(p2, &st) < 0)
-			memset(&st, 0, sizeof(st));
-		uint32_t kind;
-		int r = classify(hpid, vpid, fd, link, &st, &kind, err);
-		if (r < 0)
-			return r;
-	}
-	return 0;
-}
-
 /* Run fn in a child that joined the tree's net and ipc namespaces; it can
  * hand back one fd (SCM_RIGHTS) and an exit code. */
 static int ns_child(pid_t hpid, int (*fn)(int sock), int *fd_out, int *code)
@@ -610,6 +581,8 @@ static int dump_locks(struct ck_files *f, struct ck_writer *w, pid_t hpid, pid_t
 		} else if (!new_file) {
 			continue;
 		}
+		if (!w)
+			continue; /* checking only */
 		bool seen = false;
 		for (size_t i = 0; i < f->locks_n && !seen; i++) {
 			const struct ck_lock *o = &f->locks[i];
@@ -944,6 +917,154 @@ int ck_files_dump(struct ck_files *f, struct ck_writer *w, pid_t hpid, pid_t vpi
 		f->nr_fds++;
 	}
 	return 0;
+}
+
+/* Does a process in hpid's pid namespace (not its PID 1: the slice's own
+ * reaper) have an fd for which match(pid, fd, arg) holds? */
+static bool tree_fd_any(pid_t hpid, bool (*match)(pid_t pid, int fd, void *arg), void *arg)
+{
+	char p[64];
+	struct stat me;
+	snprintf(p, sizeof(p), "/proc/%d/ns/pid", hpid);
+	if (stat(p, &me) < 0)
+		return false;
+	cleanup_closedir DIR *proc = opendir("/proc");
+	struct dirent *de;
+	while (proc && (de = readdir(proc))) {
+		pid_t pid = atoi(de->d_name), inner;
+		struct stat ns;
+		if (pid <= 0)
+			continue;
+		snprintf(p, sizeof(p), "/proc/%d/ns/pid", pid);
+		if (stat(p, &ns) < 0 || ns.st_ino != me.st_ino || ns.st_dev != me.st_dev ||
+		    (ck_nspid(pid, &inner) == 0 && inner == 1))
+			continue;
+		snprintf(p, sizeof(p), "/proc/%d/fd", pid);
+		cleanup_closedir DIR *fds = opendir(p);
+		struct dirent *fe;
+		while (fds && (fe = readdir(fds)))
+			if (fe->d_name[0] != '.' && match(pid, atoi(fe->d_name), arg))
+				return true;
+	}
+	return false;
+}
+
+struct ep_query {
+	pid_t hpid;
+	struct {
+		uint32_t efd, tfd, toff;
+	} slot;
+};
+
+static bool ep_match(pid_t pid, int fd, void *arg)
+{
+	struct ep_query *q = arg;
+	return syscall(SYS_kcmp, pid, q->hpid, KCMP_EPOLL_TFD, fd, &q->slot) == 0;
+}
+
+static bool sock_match(pid_t pid, int fd, void *arg)
+{
+	char p[64], link[64], want[64];
+	snprintf(p, sizeof(p), "/proc/%d/fd/%d", pid, fd);
+	ssize_t l = readlink(p, link, sizeof(link) - 1);
+	if (l < 0)
+		return false;
+	link[l] = 0;
+	snprintf(want, sizeof(want), "socket:[%" PRIu64 "]", *(uint64_t *)arg);
+	return strcmp(link, want) == 0;
+}
+
+/* What a unix socket is connected to must be restorable: a socket of the
+ * tree, and for a datagram socket one it can connect to again. */
+static int check_ux_peer(struct ck_files *f, pid_t hpid, pid_t vpid, int fd, const struct ck_ux *u,
+			 struct vs_error *err)
+{
+	if (!u->peer || u->peer == u->ino || u->state == 10 /* TCP_LISTEN */)
+		return 0;
+	uint64_t peer = u->peer;
+	if (!tree_fd_any(hpid, sock_match, &peer))
+		return vs_error_set(err, ENOTSUP,
+				    "pid %d fd %d: refused: unix socket connected outside the tree",
+				    vpid, fd);
+	struct ck_ux *p = find_ux(f, u->peer);
+	if (u->type == SOCK_DGRAM && p && p->peer != u->ino && p->name_len == 0)
+		return vs_error_set(
+		    err, ENOTSUP,
+		    "pid %d fd %d: refused: datagram socket connected to an unnamed "
+		    "socket that is connected elsewhere",
+		    vpid, fd);
+	return 0;
+}
+
+/* Every epoll target must be a file some process of the tree has open. */
+static int check_epoll(pid_t hpid, pid_t vpid, int fd, const char *info, struct vs_error *err)
+{
+	int prev[64], nprev = 0;
+	for (const char *l = info; l && *l; l = strchr(l, '\n') ? strchr(l, '\n') + 1 : NULL) {
+		int tfd;
+		if (strncmp(l, "tfd:", 4) != 0 || sscanf(l, "tfd: %d", &tfd) != 1)
+			continue;
+		struct ep_query q = {.hpid = hpid, .slot = {(uint32_t)fd, (uint32_t)tfd, 0}};
+		for (int i = 0; i < nprev; i++)
+			q.slot.toff += prev[i] == tfd;
+		if (nprev < (int)VS_ARRAY_SIZE(prev))
+			prev[nprev++] = tfd;
+		if (!tree_fd_any(hpid, ep_match, &q))
+			return vs_error_set(
+			    err, ENOTSUP,
+			    "pid %d fd %d: refused: epoll watches fd %d, whose file "
+			    "no process of the tree has open",
+			    vpid, fd, tfd);
+	}
+	return 0;
+}
+
+/* Refuse what cannot be restored exactly, on the running process: kinds,
+ * locks, unix socket names and peers, epoll targets. Runs again on the
+ * stopped tree; the dump itself re-checks what needs every fd. */
+int ck_files_check(pid_t hpid, pid_t vpid, struct vs_error *err)
+{
+	char path[64];
+	snprintf(path, sizeof(path), "/proc/%d/fd", hpid);
+	cleanup_closedir DIR *dir = opendir(path);
+	if (!dir)
+		return vs_error_sys(err, errno, "pid %d: list fds", vpid);
+	struct ck_files diag;
+	ck_files_init(&diag);
+	int r = 0;
+	struct dirent *de;
+	while (r >= 0 && (de = readdir(dir))) {
+		if (de->d_name[0] == '.')
+			continue;
+		int fd = atoi(de->d_name);
+		char p2[96], link[4096], info[16384];
+		snprintf(p2, sizeof(p2), "/proc/%d/fd/%d", hpid, fd);
+		ssize_t l = readlink(p2, link, sizeof(link) - 1);
+		if (l < 0)
+			continue;
+		link[l] = 0;
+		struct stat st;
+		if (stat(p2, &st) < 0)
+			memset(&st, 0, sizeof(st));
+		uint32_t kind;
+		r = classify(hpid, vpid, fd, link, &st, &kind, err);
+		if (r < 0 || read_fdinfo(hpid, fd, info, sizeof(info)) < 0)
+			continue; /* gone meanwhile: the stopped check sees it */
+		r = dump_locks(NULL, NULL, hpid, vpid, fd, 0, true, &st, info, err);
+		if (r >= 0 && kind == CK_F_EPOLL)
+			r = check_epoll(hpid, vpid, fd, info, err);
+		if (r >= 0 && kind == CK_F_UNIX) {
+			r = load_unix_diag(&diag, hpid, err);
+			struct ck_ux *u = r >= 0 ? find_ux(&diag, st.st_ino) : NULL;
+			struct ck_file cf = {0};
+			if (u && (r = check_ux_name(hpid, vpid, fd, u, &cf, err)) < 0)
+				vs_error_wrap(err, "pid %d fd %d", vpid, fd);
+			else if (u)
+				r = check_ux_peer(&diag, hpid, vpid, fd, u, err);
+		}
+	}
+	ck_files_free(&diag);
+	return r < 0 ? r : 0;
 }
 
 int ck_files_finish(struct ck_files *f, struct ck_writer *w, struct vs_error *err)

@@ -1,6 +1,7 @@
 /* f_locks: POSIX (fcntl), OFD and flock locks survive a checkpoint with
- * their owners: the POSIX lock stays the process's (another process sees
- * it with our pid), the OFD and flock locks stay their open file's. */
+ * their owners: a POSIX lock stays its process's (others see it with that
+ * pid; a child holds one of its own on a file it inherited), the OFD and
+ * flock locks stay their open file's. */
 #include <fcntl.h>
 #include <sys/file.h>
 #include <sys/wait.h>
@@ -42,6 +43,22 @@ int main(void)
 	CHECK(fcntl(b, F_OFD_SETLK, &ofd) == 0, "ofd lock");
 	CHECK(flock(c, LOCK_EX) == 0, "flock");
 	int c2 = dup(c); /* the flock belongs to the open file, shared by the dup */
+	char pd[] = "/tmp/ckpt-lk-child-XXXXXX";
+	int d = mk(pd);
+	int ready[2];
+	CHECK(pipe(ready) == 0, "pipe");
+	pid_t kid = fork();
+	if (kid == 0) {
+		struct flock k = { .l_type = F_WRLCK, .l_whence = SEEK_SET, .l_start = 0, .l_len = 4 };
+		if (fcntl(d, F_SETLK, &k) < 0)
+			_exit(1);
+		if (write(ready[1], "k", 1) != 1)
+			_exit(1);
+		for (;;)
+			pause();
+	}
+	char k;
+	CHECK(read(ready[0], &k, 1) == 1, "child lock");
 	test_daemon();
 	test_waitsig();
 	pid_t me = getpid();
@@ -82,6 +99,14 @@ int main(void)
 	}
 	int st;
 	CHECK(waitpid(ch, &st, 0) == ch && WIFEXITED(st) && WEXITSTATUS(st) == 0, "probe child");
+	/* the child's lock is the child's: we see it with its pid */
+	struct flock q = { .l_type = F_RDLCK, .l_whence = SEEK_SET, .l_start = 2, .l_len = 1 };
+	CHECK(fcntl(d, F_GETLK, &q) == 0 && q.l_type == F_WRLCK && q.l_pid == kid,
+	      "child's lock: type %d pid %d (want %d)", q.l_type, q.l_pid, kid);
+	kill(kid, SIGKILL);
+	waitpid(kid, &st, 0);
+	q.l_type = F_RDLCK;
+	CHECK(fcntl(d, F_GETLK, &q) == 0 && q.l_type == F_UNLCK, "child's lock outlived it");
 	/* ours: the OFD lock is still held through b (a conflicting OFD lock
 	 * from another open file fails), and unlocking the flock via the dup works */
 	int b2 = open(pb, O_RDWR);
@@ -93,5 +118,6 @@ int main(void)
 	unlink(pa);
 	unlink(pb);
 	unlink(pc);
+	unlink(pd);
 	pass();
 }
