@@ -7,8 +7,9 @@
  * framed (the rest is cut into sections "u16 type, u16 len, payload" that
  * are re-encoded with valid CRCs and a valid END record), so the fuzzer
  * reaches the record and cross-reference checks behind the checksums.
- * Seed: tests/fuzz/seeds/ckpt/ (a small valid stream written by
- * tests/unit/test_ckpt_format.c with CKPT_WRITE_SEED=...).
+ * Seed: tests/fuzz/seeds/ckpt/ (small valid streams written by
+ * tests/unit/test_ckpt_format.c with CKPT_WRITE_SEED=... and, for the
+ * fd-level records incl. a lock, CKPT_WRITE_SEED_FD=...).
  */
 #include <stddef.h>
 #include <stdint.h>
@@ -40,7 +41,7 @@ static void put(uint8_t **out, size_t *n, const void *p, size_t len)
 static void section(uint8_t **out, size_t *n, uint32_t type, const uint8_t *p, uint64_t len,
 		    uint32_t *nsec, uint32_t *chain)
 {
-	uint8_t h[16] = { 0 };
+	uint8_t h[16] = {0};
 	memcpy(h, &type, 4);
 	memcpy(h + 8, &len, 8);
 	uint32_t crc = ck_crc32c(ck_crc32c(0, h, 16), p, len);
@@ -71,10 +72,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		off += 4;
 		if (len > size - off)
 			len = (uint16_t)(size - off);
-		section(&out, &n, type % 16, data + off, len, &nsec, &chain);
+		/* 0..15 are the version 1 sections, 16 stands for CK_SEC_LOCK */
+		uint32_t t = type % 17u == 16 ? CK_SEC_LOCK : type % 17u;
+		section(&out, &n, t, data + off, len, &nsec, &chain);
 		off += len;
 	}
-	struct ck_end e = { .nr_sections = nsec, .chain_crc = chain, .total_len = n };
+	struct ck_end e = {.nr_sections = nsec, .chain_crc = chain, .total_len = n};
 	section(&out, &n, CK_SEC_END, (const uint8_t *)&e, sizeof(e), &nsec, &chain);
 	parse(out, n);
 	free(out);
