@@ -41,7 +41,7 @@ static void put(uint8_t **out, size_t *n, const void *p, size_t len)
 static void section(uint8_t **out, size_t *n, uint32_t type, const uint8_t *p, uint64_t len,
 		    uint32_t *nsec, uint32_t *chain)
 {
-	uint8_t h[16] = {0};
+	uint8_t h[16] = { 0 };
 	memcpy(h, &type, 4);
 	memcpy(h + 8, &len, 8);
 	uint32_t crc = ck_crc32c(ck_crc32c(0, h, 16), p, len);
@@ -77,7 +77,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		section(&out, &n, t, data + off, len, &nsec, &chain);
 		off += len;
 	}
-	struct ck_end e = {.nr_sections = nsec, .chain_crc = chain, .total_len = n};
+	struct ck_end e = { .nr_sections = nsec, .chain_crc = chain, .total_len = n };
 	section(&out, &n, CK_SEC_END, (const uint8_t *)&e, sizeof(e), &nsec, &chain);
 	parse(out, n);
 	free(out);
