@@ -138,6 +138,7 @@ enum ck_file_kind {
 	CK_F_EPOLL = 8,
 	CK_F_TIMERFD = 9,
 	CK_F_SIGNALFD = 10,
+	CK_F_INOTIFY = 11, /* fd-level addition: watches in CK_SEC_INOTIFY */
 };
 
 struct ck_file {
@@ -202,10 +203,12 @@ struct ck_epoll {
  *   CK_F_UNIX: u[0] CK_UX_F_* flags.
  * struct ck_epoll: target_id = the target's file id (0: unknown, re-added by the
  * owner through the fd number, as version 1 writers did).
- * Records in a CK_SEC_LOCK section: one held lock each. */
+ * Records in a CK_SEC_LOCK section: one held lock each; in a
+ * CK_SEC_INOTIFY section: one watch of an inotify file each. */
 #define CK_FILE_F_OWNER	  1u /* ghost: u[0], u[1], tv[] are valid */
 #define CK_UX_F_NAME_GONE 1u /* bound path no longer names this socket */
 #define CK_SEC_LOCK	  32
+#define CK_SEC_INOTIFY	  33
 
 enum ck_lock_kind {
 	CK_LOCK_POSIX = 1, /* fcntl F_SETLK: owned by the process pid */
@@ -221,6 +224,14 @@ struct ck_lock {
 	uint32_t type;	  /* F_RDLCK or F_WRLCK */
 	uint32_t pad;
 	int64_t start, len; /* len 0: to end of file */
+};
+
+struct ck_inotify {
+	uint32_t file_id; /* the CK_F_INOTIFY file */
+	int32_t wd;	  /* watch descriptor, recreated with this number */
+	uint32_t mask;	  /* as inotify_add_watch got it (incl. IN_ONESHOT...) */
+	uint32_t pad;
+	char path[CK_PATH]; /* the watched inode, in the slice's root */
 };
 
 struct ck_siginfo {
@@ -323,7 +334,8 @@ struct ckpt_image {
 	size_t fsd_n, fsd_cap;
 	uint32_t fs_id_base;
 	uint32_t nr_sections;
-	CK_VEC(struct ck_lock) locks; /* fd-level: CK_SEC_LOCK */
+	CK_VEC(struct ck_lock) locks;	   /* fd-level: CK_SEC_LOCK */
+	CK_VEC(struct ck_inotify) inotify; /* fd-level: CK_SEC_INOTIFY */
 };
 
 #define ck_vec_push(vec, val)                                                                      \

@@ -20,6 +20,7 @@
 #include <sys/epoll.h>
 #include <sys/file.h>
 #include <sys/eventfd.h>
+#include <sys/inotify.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/signalfd.h>
@@ -31,6 +32,7 @@
 #include <sys/un.h>
 #include <sys/wait.h>
 #include <linux/kcmp.h>
+#include <linux/openat2.h>
 #include <linux/netlink.h>
 #include <linux/rtnetlink.h>
 #include <linux/sock_diag.h>
@@ -107,6 +109,8 @@ static int classify(pid_t hpid, pid_t vpid, int fd, const char *link, const stru
 			*kind = CK_F_TIMERFD;
 		else if (strcmp(k, "[signalfd]") == 0)
 			*kind = CK_F_SIGNALFD;
+		else if (strcmp(k, "inotify") == 0)
+			*kind = CK_F_INOTIFY;
 		else {
 			const char *why = strstr(k, "inotify")	   ? "inotify"
 					  : strstr(k, "fanotify")  ? "fanotify"
@@ -122,9 +126,6 @@ static int classify(pid_t hpid, pid_t vpid, int fd, const char *link, const stru
 		}
 		return 0;
 	}
-	if (strcmp(link, "inotify") == 0 || strncmp(link, "anon_inode:inotify", 18) == 0)
-		return vs_error_set(err, ENOTSUP, "pid %d fd %d: refused: inotify not supported",
-				    vpid, fd);
 	if (strncmp(link, "pipe:", 5) == 0) {
 		*kind = CK_F_PIPE;
 		return 0;
@@ -633,6 +634,141 @@ static int check_ux_name(pid_t hpid, pid_t vpid, int fd, const struct ck_ux *u, 
 	return 0;
 }
 
+/* --- inotify ------------------------------------------------------------ */
+
+struct ck_watch {
+	int32_t wd;
+	uint32_t mask, sdev;
+	uint64_t ino;
+	char path[CK_PATH]; /* found under the process's root, or "" */
+};
+
+/* The watches of an inotify fd: "inotify wd:%x ino:%lx sdev:%x mask:%x ..." */
+static size_t parse_watches(const char *info, struct ck_watch **out)
+{
+	size_t n = 0;
+	*out = NULL;
+	for (const char *l = info; l && *l; l = strchr(l, '\n') ? strchr(l, '\n') + 1 : NULL) {
+		unsigned wd, sdev, mask;
+		unsigned long long ino;
+		if (sscanf(l, "inotify wd:%x ino:%llx sdev:%x mask:%x", &wd, &ino, &sdev, &mask) !=
+		    4)
+			continue;
+		*out = ck_xrealloc(*out, (n + 1) * sizeof(**out));
+		(*out)[n++] =
+		    (struct ck_watch){.wd = (int32_t)wd, .mask = mask, .sdev = sdev, .ino = ino};
+	}
+	return n;
+}
+
+/* Find a path for every watched inode by walking the process's root
+ * breadth first (watched files sit near the top: /etc, /run, /srv...), not
+ * into /proc, /sys, /dev, never through a symlink, at most CK_WALK_MAX
+ * entries. The kernel's file handles of overlayfs inodes cannot be opened
+ * again, so the path is what the restore re-adds the watch by. */
+#define CK_WALK_MAX 200000
+
+static bool watch_is(const struct ck_watch *w, const struct stat *st)
+{
+	return !w->path[0] && w->ino == st->st_ino && major(st->st_dev) == (w->sdev >> 20) &&
+	       minor(st->st_dev) == (w->sdev & 0xfffff);
+}
+
+static void find_watch_paths(pid_t hpid, struct ck_watch *w, size_t n)
+{
+	char root[64];
+	snprintf(root, sizeof(root), "/proc/%d/root", hpid);
+	cleanup_close int rfd = open(root, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	struct stat st;
+	if (rfd < 0 || fstat(rfd, &st) < 0)
+		return;
+	size_t left = n, seen = 0;
+	for (size_t i = 0; i < n; i++)
+		if (watch_is(&w[i], &st)) {
+			snprintf(w[i].path, sizeof(w[i].path), "/");
+			left--;
+		}
+	/* queue of directories (paths relative to the root, "" = root) */
+	char **q = vs_xmalloc(sizeof(*q));
+	size_t qh = 0, qn = 1, qcap = 1;
+	q[0] = vs_xstrdup("");
+	while (left && qh < qn && seen < CK_WALK_MAX) {
+		char *dir = q[qh++];
+		struct open_how how = {.flags = O_RDONLY | O_DIRECTORY | O_CLOEXEC,
+				       .resolve = RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS |
+						  RESOLVE_NO_MAGICLINKS};
+		int dfd = dir[0] ? (int)syscall(SYS_openat2, rfd, dir, &how, sizeof(how))
+				 : fcntl(rfd, F_DUPFD_CLOEXEC, 0);
+		cleanup_closedir DIR *d = dfd >= 0 ? fdopendir(dfd) : NULL;
+		if (!d && dfd >= 0)
+			close(dfd);
+		struct dirent *de;
+		while (d && left && seen < CK_WALK_MAX && (de = readdir(d))) {
+			const char *nm = de->d_name;
+			if (!strcmp(nm, ".") || !strcmp(nm, "..") ||
+			    (!dir[0] &&
+			     (!strcmp(nm, "proc") || !strcmp(nm, "sys") || !strcmp(nm, "dev"))))
+				continue;
+			seen++;
+			if (fstatat(dirfd(d), nm, &st, AT_SYMLINK_NOFOLLOW) < 0)
+				continue;
+			char path[CK_PATH - 1]; /* and a leading '/' */
+			if (snprintf(path, sizeof(path), "%s%s%s", dir, dir[0] ? "/" : "", nm) >=
+			    (int)sizeof(path))
+				continue;
+			for (size_t i = 0; i < n; i++)
+				if (watch_is(&w[i], &st)) {
+					snprintf(w[i].path, sizeof(w[i].path), "/%s", path);
+					left--;
+				}
+			if (S_ISDIR(st.st_mode)) {
+				if (qn == qcap) {
+					qcap *= 2;
+					q = ck_xrealloc(q, qcap * sizeof(*q));
+				}
+				q[qn++] = vs_xstrdup(path);
+			}
+		}
+	}
+	for (size_t i = 0; i < qn; i++)
+		free(q[i]);
+	free(q);
+}
+
+/* An inotify fd: no unread events (they cannot be read back without
+ * consuming them), every watched inode found by path. If w is set, one
+ * CK_SEC_INOTIFY record per watch. */
+static int dump_inotify(struct ck_writer *w, pid_t hpid, pid_t vpid, int fd, int dup, uint32_t id,
+			const char *info, struct vs_error *err)
+{
+	int pending = 0;
+	if (ioctl(dup, FIONREAD, &pending) < 0)
+		return vs_error_sys(err, errno, "inotify FIONREAD");
+	if (pending > 0)
+		return vs_error_set(err, ENOTSUP,
+				    "refused: inotify fd with %d bytes of unread events", pending);
+	struct ck_watch *ws;
+	size_t n = parse_watches(info, &ws);
+	find_watch_paths(hpid, ws, n);
+	int r = 0;
+	for (size_t i = 0; i < n && r >= 0; i++) {
+		if (!ws[i].path[0]) {
+			r = vs_error_set(err, ENOTSUP,
+					 "refused: inotify watch %d on inode %" PRIu64
+					 " that no path in the slice leads to",
+					 ws[i].wd, ws[i].ino);
+			break;
+		}
+		if (!w)
+			continue;
+		struct ck_inotify rec = {.file_id = id, .wd = ws[i].wd, .mask = ws[i].mask};
+		memcpy(rec.path, ws[i].path, sizeof(rec.path));
+		r = ck_write_section(w, CK_SEC_INOTIFY, &rec, sizeof(rec), NULL, 0, err);
+	}
+	free(ws);
+	return r;
+}
+
 /* An unlinked regular file: owner, mode, times; content once per inode. */
 static int dump_ghost(struct ck_files *f, struct ck_writer *w, pid_t hpid, pid_t vpid, int fd,
 		      int dup, const struct stat *st, struct ck_file *cf, struct vs_error *err)
@@ -837,6 +973,9 @@ static int dump_file(struct ck_files *f, struct ck_writer *w, pid_t hpid, pid_t 
 	case CK_F_EPOLL:
 		cf->owner_pid = vpid;
 		collect_epoll(f, vpid, fd, dup, cf->id, info);
+		break;
+	case CK_F_INOTIFY:
+		r = dump_inotify(w, hpid, vpid, fd, dup, cf->id, info, err);
 		break;
 	}
 	return r;
@@ -1053,6 +1192,17 @@ int ck_files_check(pid_t hpid, pid_t vpid, struct vs_error *err)
 		r = dump_locks(NULL, NULL, hpid, vpid, fd, 0, true, &st, info, err);
 		if (r >= 0 && kind == CK_F_EPOLL)
 			r = check_epoll(hpid, vpid, fd, info, err);
+		if (r >= 0 && kind == CK_F_INOTIFY) {
+			int dup = getfd(hpid, fd);
+			if (dup < 0) {
+				r = vs_error_sys(err, -dup, "pid %d fd %d: pidfd_getfd", vpid, fd);
+			} else {
+				r = dump_inotify(NULL, hpid, vpid, fd, dup, 0, info, err);
+				close(dup);
+				if (r < 0)
+					vs_error_wrap(err, "pid %d fd %d", vpid, fd);
+			}
+		}
 		if (r >= 0 && kind == CK_F_UNIX) {
 			r = load_unix_diag(&diag, hpid, err);
 			struct ck_ux *u = r >= 0 ? find_ux(&diag, st.st_ino) : NULL;
@@ -1345,6 +1495,46 @@ static int take_lock(int fd, const struct ck_lock *l, struct vs_error *err)
 	return 0;
 }
 
+/* Re-add the watches of inotify file f to fd with their old descriptors:
+ * the kernel hands out the next number after the last one, so numbers
+ * below a watch's own are used up by adding and removing it again. The
+ * IN_IGNORED events that leaves behind are read away. */
+static int inotify_rewatch(const struct ckpt_image *img, const struct ck_file *f, int fd,
+			   struct vs_error *err)
+{
+	int32_t done = 0;
+	for (;;) {
+		const struct ck_inotify *next = NULL;
+		for (size_t i = 0; i < img->inotify.n; i++) {
+			const struct ck_inotify *n = &img->inotify.v[i];
+			if (n->file_id == f->id && n->wd > done && (!next || n->wd < next->wd))
+				next = n;
+		}
+		if (!next)
+			break;
+		for (;;) {
+			int wd = inotify_add_watch(fd, next->path, next->mask);
+			if (wd < 0)
+				return vs_error_sys(err, errno, "inotify watch %d on %s", next->wd,
+						    next->path);
+			if (wd == next->wd)
+				break;
+			if (wd > next->wd || inotify_rm_watch(fd, wd) < 0)
+				return vs_error_set(err, EEXIST,
+						    "inotify watch %d on %s: got descriptor %d",
+						    next->wd, next->path, wd);
+		}
+		done = next->wd;
+	}
+	char buf[4096];
+	int fl = fcntl(fd, F_GETFL);
+	fcntl(fd, F_SETFL, fl | O_NONBLOCK);
+	while (read(fd, buf, sizeof(buf)) > 0)
+		;
+	fcntl(fd, F_SETFL, fl);
+	return 0;
+}
+
 int ck_pool_locks(const struct ckpt_image *img, pid_t pid, struct vs_error *err)
 {
 	for (size_t i = 0; i < img->locks.n; i++) {
@@ -1563,6 +1753,11 @@ int ck_pool_create(const struct ckpt_image *img, int base, struct ck_pool *pool,
 			}
 			break;
 		}
+		case CK_F_INOTIFY:
+			fd = inotify_init1(0);
+			if (fd >= 0 && (r = inotify_rewatch(img, f, fd, err)) < 0)
+				close(fd);
+			break;
 		case CK_F_SIGNALFD: {
 			sigset_t m;
 			sigemptyset(&m);

@@ -393,8 +393,7 @@ static int parse_section(struct ckpt_image *img, uint32_t type, const uint8_t *p
 		struct ck_file r;
 		TAKE(r, p, len, "file");
 		if (len != sizeof(r) || !has_nul(r.path, sizeof(r.path)) ||
-		    r.sk_name_len > sizeof(r.sk_name) || r.kind < CK_F_REG ||
-		    r.kind > CK_F_SIGNALFD)
+		    r.sk_name_len > sizeof(r.sk_name) || r.kind < CK_F_REG || r.kind > CK_F_INOTIFY)
 			return vs_error_set(err, EBADMSG, "checkpoint: bad file record");
 		for (size_t i = 0; i < img->files.n; i++)
 			if (img->files.v[i].id == r.id)
@@ -507,6 +506,15 @@ static int parse_section(struct ckpt_image *img, uint32_t type, const uint8_t *p
 		img->fsd[img->fsd_n++] = r;
 		return 0;
 	}
+	case CK_SEC_INOTIFY: { /* fd-level (files.c) */
+		struct ck_inotify r;
+		TAKE(r, p, len, "inotify");
+		if (len != sizeof(r) || r.wd <= 0 || !has_nul(r.path, sizeof(r.path)) ||
+		    r.path[0] != '/')
+			return vs_error_set(err, EBADMSG, "checkpoint: bad inotify record");
+		ck_vec_push(&img->inotify, r);
+		return 0;
+	}
 	case CK_SEC_LOCK: { /* fd-level (files.c) */
 		struct ck_lock r;
 		TAKE(r, p, len, "lock");
@@ -577,6 +585,17 @@ static int validate(struct ckpt_image *img, struct vs_error *err)
 					    "checkpoint: pages %#" PRIx64 "+%" PRIu64
 					    " of pid %d outside its vmas",
 					    pg->addr, pg->len, pg->pid);
+	}
+	for (size_t i = 0; i < img->inotify.n; i++) {
+		const struct ck_inotify *n = &img->inotify.v[i];
+		bool ok = false;
+		for (size_t j = 0; j < img->files.n && !ok; j++)
+			ok = img->files.v[j].id == n->file_id &&
+			     img->files.v[j].kind == CK_F_INOTIFY;
+		if (!ok)
+			return vs_error_set(
+			    err, EBADMSG, "checkpoint: inotify watch %d of file %u: bad reference",
+			    n->wd, n->file_id);
 	}
 	for (size_t i = 0; i < img->locks.n; i++) {
 		const struct ck_lock *l = &img->locks.v[i];
@@ -754,6 +773,7 @@ void ckpt_image_free(struct ckpt_image *img)
 	free(img->data.v);
 	free(img->epolls.v);
 	free(img->locks.v);
+	free(img->inotify.v);
 	free(img->siginfos.v);
 	free(img->timers.v);
 	free(img->seccomps.v);

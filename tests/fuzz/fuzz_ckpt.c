@@ -72,8 +72,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		off += 4;
 		if (len > size - off)
 			len = (uint16_t)(size - off);
-		/* 0..15 are the version 1 sections, 16 stands for CK_SEC_LOCK */
-		uint32_t t = type % 17u == 16 ? CK_SEC_LOCK : type % 17u;
+		/* 0..15 are the version 1 sections, 16 and 17 stand for
+		 * CK_SEC_LOCK and CK_SEC_INOTIFY */
+		uint32_t t = type % 18u;
+		t = t == 16 ? CK_SEC_LOCK : t == 17 ? CK_SEC_INOTIFY : t;
 		section(&out, &n, t, data + off, len, &nsec, &chain);
 		off += len;
 	}
