@@ -139,6 +139,7 @@ enum ck_file_kind {
 	CK_F_TIMERFD = 9,
 	CK_F_SIGNALFD = 10,
 	CK_F_INOTIFY = 11, /* fd-level addition: watches in CK_SEC_INOTIFY */
+	CK_F_INET = 12,	   /* fd-level addition: TCP/UDP socket, CK_SEC_INET */
 };
 
 struct ck_file {
@@ -204,11 +205,14 @@ struct ck_epoll {
  * struct ck_epoll: target_id = the target's file id (0: unknown, re-added by the
  * owner through the fd number, as version 1 writers did).
  * Records in a CK_SEC_LOCK section: one held lock each; in a
- * CK_SEC_INOTIFY section: one watch of an inotify file each. */
+ * CK_SEC_INOTIFY section: one watch of an inotify file each; in a
+ * CK_SEC_INET section: a TCP listener / bound socket or a UDP socket. */
 #define CK_FILE_F_OWNER	  1u /* ghost: u[0], u[1], tv[] are valid */
 #define CK_UX_F_NAME_GONE 1u /* bound path no longer names this socket */
 #define CK_SEC_LOCK	  32
 #define CK_SEC_INOTIFY	  33
+#define CK_SEC_INET	  34
+#define CK_INET_OPTS	  24
 
 enum ck_lock_kind {
 	CK_LOCK_POSIX = 1, /* fcntl F_SETLK: owned by the process pid */
@@ -232,6 +236,20 @@ struct ck_inotify {
 	uint32_t mask;	  /* as inotify_add_watch got it (incl. IN_ONESHOT...) */
 	uint32_t pad;
 	char path[CK_PATH]; /* the watched inode, in the slice's root */
+};
+
+struct ck_inet {
+	uint32_t file_id; /* the CK_F_INET file */
+	int32_t family, type, protocol;
+	uint32_t state;	  /* TCP_LISTEN or TCP_CLOSE (TCP); 7 for UDP */
+	uint32_t backlog; /* listeners */
+	uint32_t local_len, peer_len;
+	uint8_t local[28]; /* getsockname (sockaddr_in/in6); len 0: unbound */
+	uint8_t peer[28];  /* UDP getpeername; len 0: not connected */
+	uint32_t nopts, pad;
+	struct ck_sockopt {
+		int32_t level, name, value, pad;
+	} opt[CK_INET_OPTS]; /* int options that differ from a new socket's */
 };
 
 struct ck_siginfo {
@@ -336,6 +354,7 @@ struct ckpt_image {
 	uint32_t nr_sections;
 	CK_VEC(struct ck_lock) locks;	   /* fd-level: CK_SEC_LOCK */
 	CK_VEC(struct ck_inotify) inotify; /* fd-level: CK_SEC_INOTIFY */
+	CK_VEC(struct ck_inet) inets;	   /* fd-level: CK_SEC_INET */
 };
 
 #define ck_vec_push(vec, val)                                                                      \

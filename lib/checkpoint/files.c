@@ -17,6 +17,9 @@
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <linux/sockios.h>
 #include <sys/epoll.h>
 #include <sys/file.h>
 #include <sys/eventfd.h>
@@ -144,11 +147,10 @@ static int classify(pid_t hpid, pid_t vpid, int fd, const char *link, const stru
 			*kind = CK_F_UNIX;
 			return 0;
 		}
-		if ((dom == AF_INET || dom == AF_INET6) && type == SOCK_STREAM)
-			return vs_error_set(err, ENOTSUP,
-					    "pid %d fd %d: refused: TCP sockets are not migrated "
-					    "(the slice's address does not move)",
-					    vpid, fd);
+		if (dom == AF_INET || dom == AF_INET6) {
+			*kind = CK_F_INET; /* dump_inet says which ones */
+			return 0;
+		}
 		return vs_error_set(err, ENOTSUP,
 				    "pid %d fd %d: refused: socket family %d type %d not supported",
 				    vpid, fd, dom, type);
@@ -769,6 +771,129 @@ static int dump_inotify(struct ck_writer *w, pid_t hpid, pid_t vpid, int fd, int
 	return r;
 }
 
+/* --- TCP/UDP sockets ------------------------------------------------------ */
+
+/* Integer options of TCP/UDP sockets that are recorded; the restore sets
+ * those whose value differs from a new socket's. */
+static const struct {
+	int level, name;
+} inet_opts[] = {
+    {SOL_SOCKET, SO_REUSEADDR},
+    {SOL_SOCKET, SO_REUSEPORT},
+    {SOL_SOCKET, SO_KEEPALIVE},
+    {SOL_SOCKET, SO_BROADCAST},
+    {SOL_SOCKET, SO_RCVBUF},
+    {SOL_SOCKET, SO_SNDBUF},
+    {SOL_SOCKET, SO_RCVLOWAT},
+    {SOL_SOCKET, SO_PRIORITY},
+    {SOL_SOCKET, SO_OOBINLINE},
+    {SOL_SOCKET, SO_DONTROUTE},
+    {IPPROTO_IP, IP_TOS},
+    {IPPROTO_IP, IP_TTL},
+    {IPPROTO_IP, IP_FREEBIND},
+    {IPPROTO_IP, IP_PKTINFO},
+    {IPPROTO_IP, IP_RECVERR},
+    {IPPROTO_IPV6, IPV6_V6ONLY},
+    {IPPROTO_IPV6, IPV6_RECVPKTINFO},
+    {IPPROTO_TCP, TCP_NODELAY},
+    {IPPROTO_TCP, TCP_DEFER_ACCEPT},
+    {IPPROTO_TCP, TCP_KEEPIDLE},
+    {IPPROTO_TCP, TCP_KEEPINTVL},
+    {IPPROTO_TCP, TCP_KEEPCNT},
+    {IPPROTO_TCP, TCP_FASTOPEN},
+    {IPPROTO_TCP, TCP_USER_TIMEOUT},
+};
+_Static_assert(VS_ARRAY_SIZE(inet_opts) <= CK_INET_OPTS, "room for every option");
+
+static bool inet_opt_applies(int family, int protocol, int level)
+{
+	return level == SOL_SOCKET || (level == IPPROTO_IP && family == AF_INET) ||
+	       (level == IPPROTO_IPV6 && family == AF_INET6) ||
+	       (level == IPPROTO_TCP && protocol == IPPROTO_TCP);
+}
+
+/* A TCP listener, a bound or unbound TCP socket, or a UDP socket (bound,
+ * connected) of the tree's own network namespace; everything else is
+ * refused. If w is set, its CK_SEC_INET record is written. */
+static int dump_inet(struct ck_writer *w, pid_t hpid, int dup, uint32_t id, struct vs_error *err)
+{
+	struct ck_inet n = {.file_id = id};
+	socklen_t l = sizeof(int);
+	if (getsockopt(dup, SOL_SOCKET, SO_DOMAIN, &n.family, &l) < 0 ||
+	    getsockopt(dup, SOL_SOCKET, SO_TYPE, &n.type, &l) < 0 ||
+	    getsockopt(dup, SOL_SOCKET, SO_PROTOCOL, &n.protocol, &l) < 0)
+		return vs_error_sys(err, errno, "socket: getsockopt");
+	char p[64];
+	struct stat mine, its;
+	snprintf(p, sizeof(p), "/proc/%d/ns/net", hpid);
+	int ns = ioctl(dup, SIOCGSKNS);
+	bool same = ns >= 0 && fstat(ns, &its) == 0 && stat(p, &mine) == 0 &&
+		    its.st_ino == mine.st_ino && its.st_dev == mine.st_dev;
+	if (ns >= 0)
+		close(ns);
+	if (!same)
+		return vs_error_set(
+		    err, ENOTSUP,
+		    "refused: socket of another network namespace than the process's");
+	if (n.type == SOCK_STREAM && n.protocol == IPPROTO_TCP) {
+		struct tcp_info ti;
+		l = sizeof(ti);
+		memset(&ti, 0, sizeof(ti));
+		if (getsockopt(dup, IPPROTO_TCP, TCP_INFO, &ti, &l) < 0)
+			return vs_error_sys(err, errno, "TCP socket: TCP_INFO");
+		n.state = ti.tcpi_state;
+		if (ti.tcpi_state == TCP_LISTEN) {
+			if (ti.tcpi_unacked) /* listeners: the accept queue */
+				return vs_error_set(err, ENOTSUP,
+						    "refused: TCP listener with %u connections not "
+						    "accepted yet",
+						    ti.tcpi_unacked);
+			n.backlog = ti.tcpi_sacked; /* listeners: the backlog */
+		} else if (ti.tcpi_state != TCP_CLOSE) {
+			return vs_error_set(err, ENOTSUP,
+					    "refused: TCP connection (state %u) not migrated: only "
+					    "listening and bound TCP sockets are",
+					    ti.tcpi_state);
+		}
+	} else if (n.type == SOCK_DGRAM && n.protocol == IPPROTO_UDP) {
+		int q = 0;
+		if (ioctl(dup, FIONREAD, &q) < 0 || q > 0)
+			return vs_error_set(err, ENOTSUP,
+					    "refused: UDP socket with queued datagrams (their "
+					    "senders cannot be replayed)");
+		n.state = TCP_CLOSE;
+		struct sockaddr_storage ss;
+		socklen_t sl = sizeof(ss);
+		if (getpeername(dup, (struct sockaddr *)&ss, &sl) == 0 && sl <= sizeof(n.peer)) {
+			memcpy(n.peer, &ss, sl);
+			n.peer_len = sl;
+		}
+	} else {
+		return vs_error_set(err, ENOTSUP,
+				    "refused: socket family %d type %d protocol %d not supported",
+				    n.family, n.type, n.protocol);
+	}
+	struct sockaddr_storage ss;
+	socklen_t sl = sizeof(ss);
+	if (getsockname(dup, (struct sockaddr *)&ss, &sl) == 0 && sl <= sizeof(n.local)) {
+		in_port_t port = ss.ss_family == AF_INET ? ((struct sockaddr_in *)&ss)->sin_port
+							 : ((struct sockaddr_in6 *)&ss)->sin6_port;
+		if (port) {
+			memcpy(n.local, &ss, sl);
+			n.local_len = sl;
+		}
+	}
+	for (size_t i = 0; i < VS_ARRAY_SIZE(inet_opts); i++) {
+		int v = 0;
+		l = sizeof(v);
+		if (!inet_opt_applies(n.family, n.protocol, inet_opts[i].level) ||
+		    getsockopt(dup, inet_opts[i].level, inet_opts[i].name, &v, &l) < 0)
+			continue;
+		n.opt[n.nopts++] = (struct ck_sockopt){inet_opts[i].level, inet_opts[i].name, v, 0};
+	}
+	return w ? ck_write_section(w, CK_SEC_INET, &n, sizeof(n), NULL, 0, err) : 0;
+}
+
 /* An unlinked regular file: owner, mode, times; content once per inode. */
 static int dump_ghost(struct ck_files *f, struct ck_writer *w, pid_t hpid, pid_t vpid, int fd,
 		      int dup, const struct stat *st, struct ck_file *cf, struct vs_error *err)
@@ -976,6 +1101,9 @@ static int dump_file(struct ck_files *f, struct ck_writer *w, pid_t hpid, pid_t 
 		break;
 	case CK_F_INOTIFY:
 		r = dump_inotify(w, hpid, vpid, fd, dup, cf->id, info, err);
+		break;
+	case CK_F_INET:
+		r = dump_inet(w, hpid, dup, cf->id, err);
 		break;
 	}
 	return r;
@@ -1192,12 +1320,14 @@ int ck_files_check(pid_t hpid, pid_t vpid, struct vs_error *err)
 		r = dump_locks(NULL, NULL, hpid, vpid, fd, 0, true, &st, info, err);
 		if (r >= 0 && kind == CK_F_EPOLL)
 			r = check_epoll(hpid, vpid, fd, info, err);
-		if (r >= 0 && kind == CK_F_INOTIFY) {
+		if (r >= 0 && (kind == CK_F_INOTIFY || kind == CK_F_INET)) {
 			int dup = getfd(hpid, fd);
 			if (dup < 0) {
 				r = vs_error_sys(err, -dup, "pid %d fd %d: pidfd_getfd", vpid, fd);
 			} else {
-				r = dump_inotify(NULL, hpid, vpid, fd, dup, 0, info, err);
+				r = kind == CK_F_INET
+					? dump_inet(NULL, hpid, dup, 0, err)
+					: dump_inotify(NULL, hpid, vpid, fd, dup, 0, info, err);
 				close(dup);
 				if (r < 0)
 					vs_error_wrap(err, "pid %d fd %d", vpid, fd);
@@ -1535,6 +1665,57 @@ static int inotify_rewatch(const struct ckpt_image *img, const struct ck_file *f
 	return 0;
 }
 
+/* A TCP/UDP socket again: options that differ from a new socket's (before
+ * bind: IPV6_V6ONLY, SO_REUSEPORT), bind - through IP_FREEBIND when the
+ * address is not (yet) configured in the new namespace -, listen, connect. */
+static int inet_create(const struct ckpt_image *img, const struct ck_file *f, struct vs_error *err)
+{
+	const struct ck_inet *n = NULL;
+	for (size_t i = 0; i < img->inets.n && !n; i++)
+		if (img->inets.v[i].file_id == f->id)
+			n = &img->inets.v[i];
+	if (!n)
+		return vs_error_set(err, EINVAL, "socket file %u: no inet record", f->id);
+	int s = socket(n->family, n->type, n->protocol);
+	if (s < 0)
+		return vs_error_sys(err, errno, "socket(%d, %d, %d)", n->family, n->type,
+				    n->protocol);
+	int r = 0;
+	for (uint32_t i = 0; i < n->nopts && r >= 0; i++) {
+		const struct ck_sockopt *o = &n->opt[i];
+		int cur = 0, v = o->value;
+		socklen_t l = sizeof(cur);
+		if (getsockopt(s, o->level, o->name, &cur, &l) == 0 && cur == v)
+			continue;
+		if (o->level == SOL_SOCKET && (o->name == SO_RCVBUF || o->name == SO_SNDBUF))
+			v /= 2; /* the kernel doubles what it is given */
+		if (setsockopt(s, o->level, o->name, &v, sizeof(v)) < 0)
+			r = vs_error_sys(err, errno, "socket option %d/%d = %d", o->level, o->name,
+					 o->value);
+	}
+	if (r >= 0 && n->local_len &&
+	    bind(s, (const struct sockaddr *)n->local, n->local_len) < 0) {
+		int lvl = n->family == AF_INET ? IPPROTO_IP : IPPROTO_IPV6;
+		int name = n->family == AF_INET ? IP_FREEBIND : IPV6_FREEBIND, on = 1, was = 0;
+		socklen_t l = sizeof(was);
+		getsockopt(s, lvl, name, &was, &l);
+		if (errno != EADDRNOTAVAIL || setsockopt(s, lvl, name, &on, sizeof(on)) < 0 ||
+		    bind(s, (const struct sockaddr *)n->local, n->local_len) < 0 ||
+		    setsockopt(s, lvl, name, &was, sizeof(was)) < 0)
+			r = vs_error_sys(err, errno, "bind the socket of file %u", f->id);
+	}
+	if (r >= 0 && n->state == TCP_LISTEN && n->type == SOCK_STREAM &&
+	    listen(s, (int)n->backlog) < 0)
+		r = vs_error_sys(err, errno, "listen on the socket of file %u", f->id);
+	if (r >= 0 && n->peer_len && connect(s, (const struct sockaddr *)n->peer, n->peer_len) < 0)
+		r = vs_error_sys(err, errno, "connect the UDP socket of file %u", f->id);
+	if (r < 0) {
+		close(s);
+		return r;
+	}
+	return s;
+}
+
 int ck_pool_locks(const struct ckpt_image *img, pid_t pid, struct vs_error *err)
 {
 	for (size_t i = 0; i < img->locks.n; i++) {
@@ -1753,6 +1934,11 @@ int ck_pool_create(const struct ckpt_image *img, int base, struct ck_pool *pool,
 			}
 			break;
 		}
+		case CK_F_INET:
+			fd = inet_create(img, f, err);
+			if (fd < 0)
+				r = fd;
+			break;
 		case CK_F_INOTIFY:
 			fd = inotify_init1(0);
 			if (fd >= 0 && (r = inotify_rewatch(img, f, fd, err)) < 0)

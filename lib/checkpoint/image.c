@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 
 #include "ckpt_int.h"
@@ -393,7 +394,7 @@ static int parse_section(struct ckpt_image *img, uint32_t type, const uint8_t *p
 		struct ck_file r;
 		TAKE(r, p, len, "file");
 		if (len != sizeof(r) || !has_nul(r.path, sizeof(r.path)) ||
-		    r.sk_name_len > sizeof(r.sk_name) || r.kind < CK_F_REG || r.kind > CK_F_INOTIFY)
+		    r.sk_name_len > sizeof(r.sk_name) || r.kind < CK_F_REG || r.kind > CK_F_INET)
 			return vs_error_set(err, EBADMSG, "checkpoint: bad file record");
 		for (size_t i = 0; i < img->files.n; i++)
 			if (img->files.v[i].id == r.id)
@@ -515,6 +516,17 @@ static int parse_section(struct ckpt_image *img, uint32_t type, const uint8_t *p
 		ck_vec_push(&img->inotify, r);
 		return 0;
 	}
+	case CK_SEC_INET: { /* fd-level (files.c) */
+		struct ck_inet r;
+		TAKE(r, p, len, "inet");
+		if (len != sizeof(r) || (r.family != AF_INET && r.family != AF_INET6) ||
+		    (r.type != SOCK_STREAM && r.type != SOCK_DGRAM) ||
+		    r.local_len > sizeof(r.local) || r.peer_len > sizeof(r.peer) ||
+		    r.nopts > CK_INET_OPTS)
+			return vs_error_set(err, EBADMSG, "checkpoint: bad inet socket record");
+		ck_vec_push(&img->inets, r);
+		return 0;
+	}
 	case CK_SEC_LOCK: { /* fd-level (files.c) */
 		struct ck_lock r;
 		TAKE(r, p, len, "lock");
@@ -596,6 +608,18 @@ static int validate(struct ckpt_image *img, struct vs_error *err)
 			return vs_error_set(
 			    err, EBADMSG, "checkpoint: inotify watch %d of file %u: bad reference",
 			    n->wd, n->file_id);
+	}
+	for (size_t i = 0; i < img->inets.n; i++) {
+		const struct ck_inet *n = &img->inets.v[i];
+		bool ok = false;
+		for (size_t j = 0; j < img->files.n && !ok; j++)
+			ok = img->files.v[j].id == n->file_id && img->files.v[j].kind == CK_F_INET;
+		for (size_t j = 0; j < i && ok; j++)
+			ok = img->inets.v[j].file_id != n->file_id;
+		if (!ok)
+			return vs_error_set(err, EBADMSG,
+					    "checkpoint: inet socket of file %u: bad reference",
+					    n->file_id);
 	}
 	for (size_t i = 0; i < img->locks.n; i++) {
 		const struct ck_lock *l = &img->locks.v[i];
@@ -774,6 +798,7 @@ void ckpt_image_free(struct ckpt_image *img)
 	free(img->epolls.v);
 	free(img->locks.v);
 	free(img->inotify.v);
+	free(img->inets.v);
 	free(img->siginfos.v);
 	free(img->timers.v);
 	free(img->seccomps.v);
