@@ -174,11 +174,13 @@ struct ck_fd {
 };
 
 enum ck_data_kind {
-	CK_D_GHOST = 1,	  /* content of an unlinked regular file */
-	CK_D_PIPE = 2,	  /* bytes buffered in a pipe / fifo */
-	CK_D_SKQUEUE = 3, /* bytes queued to a unix stream socket (id = file) */
-	CK_D_SKDGRAM = 4, /* one datagram queued to a unix dgram socket */
-	CK_D_SHM = 5,	  /* shared anonymous memory object */
+	CK_D_GHOST = 1,	   /* content of an unlinked regular file */
+	CK_D_PIPE = 2,	   /* bytes buffered in a pipe / fifo */
+	CK_D_SKQUEUE = 3,  /* bytes queued to a unix stream socket (id = file) */
+	CK_D_SKDGRAM = 4,  /* one datagram queued to a unix dgram socket */
+	CK_D_SHM = 5,	   /* shared anonymous memory object */
+	CK_D_TCP_SEND = 6, /* fd-level: a TCP socket's send queue (sent + unsent) */
+	CK_D_TCP_RECV = 7, /* fd-level: a TCP socket's receive queue */
 };
 
 struct ck_data {
@@ -250,6 +252,14 @@ struct ck_inet {
 	struct ck_sockopt {
 		int32_t level, name, value, pad;
 	} opt[CK_INET_OPTS]; /* int options that differ from a new socket's */
+	/* established TCP inside the tree (TCP_REPAIR); queues in DATA */
+	uint32_t snd_seq, rcv_seq; /* TCP_QUEUE_SEQ: after the send / receive queue */
+	uint32_t outq_len, unsent_len, inq_len;
+	uint32_t mss, snd_wscale, rcv_wscale;
+	uint32_t tcpi_options; /* TCPI_OPT_TIMESTAMPS, _SACK, _WSCALE */
+	uint32_t timestamp;
+	uint32_t window[5]; /* struct tcp_repair_window */
+	uint32_t pad2;
 };
 
 struct ck_siginfo {

@@ -812,9 +812,136 @@ static bool inet_opt_applies(int family, int protocol, int level)
 	       (level == IPPROTO_TCP && protocol == IPPROTO_TCP);
 }
 
-/* A TCP listener, a bound or unbound TCP socket, or a UDP socket (bound,
- * connected) of the tree's own network namespace; everything else is
- * refused. If w is set, its CK_SEC_INET record is written. */
+/* Does a process in hpid's pid namespace (not its PID 1: the slice's own
+ * reaper) have an fd for which match(pid, fd, arg) holds? */
+static bool tree_fd_any(pid_t hpid, bool (*match)(pid_t pid, int fd, void *arg), void *arg)
+{
+	char p[64];
+	struct stat me;
+	snprintf(p, sizeof(p), "/proc/%d/ns/pid", hpid);
+	if (stat(p, &me) < 0)
+		return false;
+	cleanup_closedir DIR *proc = opendir("/proc");
+	struct dirent *de;
+	while (proc && (de = readdir(proc))) {
+		pid_t pid = atoi(de->d_name), inner;
+		struct stat ns;
+		if (pid <= 0)
+			continue;
+		snprintf(p, sizeof(p), "/proc/%d/ns/pid", pid);
+		if (stat(p, &ns) < 0 || ns.st_ino != me.st_ino || ns.st_dev != me.st_dev ||
+		    (ck_nspid(pid, &inner) == 0 && inner == 1))
+			continue;
+		snprintf(p, sizeof(p), "/proc/%d/fd", pid);
+		cleanup_closedir DIR *fds = opendir(p);
+		struct dirent *fe;
+		while (fds && (fe = readdir(fds)))
+			if (fe->d_name[0] != '.' && match(pid, atoi(fe->d_name), arg))
+				return true;
+	}
+	return false;
+}
+
+#ifndef TCP_REPAIR_OFF_NO_WP
+#define TCP_REPAIR_OFF_NO_WP -1
+#endif
+
+struct tcp_ends {
+	struct sockaddr_storage local, peer;
+	socklen_t llen, plen;
+};
+
+/* Is fd of pid the other end of connection q? */
+static bool tcp_peer_match(pid_t pid, int fd, void *arg)
+{
+	const struct tcp_ends *q = arg;
+	char p[64], link[64];
+	snprintf(p, sizeof(p), "/proc/%d/fd/%d", pid, fd);
+	ssize_t l = readlink(p, link, sizeof(link) - 1);
+	if (l < 7 || strncmp(link, "socket:", 7) != 0)
+		return false;
+	int d = getfd(pid, fd);
+	if (d < 0)
+		return false;
+	struct sockaddr_storage a, b;
+	socklen_t al = sizeof(a), bl = sizeof(b);
+	bool m = getsockname(d, (struct sockaddr *)&a, &al) == 0 &&
+		 getpeername(d, (struct sockaddr *)&b, &bl) == 0 && al == q->plen &&
+		 bl == q->llen && !memcmp(&a, &q->peer, al) && !memcmp(&b, &q->local, bl);
+	close(d);
+	return m;
+}
+
+static int tcp_queue(int dup, int queue, uint32_t *seq, struct vs_error *err)
+{
+	socklen_t l = sizeof(*seq);
+	if (setsockopt(dup, IPPROTO_TCP, TCP_REPAIR_QUEUE, &queue, sizeof(queue)) < 0 ||
+	    getsockopt(dup, IPPROTO_TCP, TCP_QUEUE_SEQ, seq, &l) < 0)
+		return vs_error_sys(err, errno, "TCP connection: queue %d sequence", queue);
+	return 0;
+}
+
+static int tcp_peek(struct ck_writer *w, int dup, int queue, uint32_t kind, uint32_t id,
+		    uint32_t len, struct vs_error *err)
+{
+	if (!len)
+		return 0;
+	if (setsockopt(dup, IPPROTO_TCP, TCP_REPAIR_QUEUE, &queue, sizeof(queue)) < 0)
+		return vs_error_sys(err, errno, "TCP connection: select queue %d", queue);
+	char *buf = vs_xmalloc(len);
+	ssize_t n = recv(dup, buf, len, MSG_PEEK | MSG_DONTWAIT);
+	int r = n == (ssize_t)len
+		    ? put_data(w, kind, id, 0, buf, len, err)
+		    : vs_error_sys(err, n < 0 ? errno : EIO,
+				   "TCP connection: read %u queued bytes of queue %d", len, queue);
+	free(buf);
+	return r;
+}
+
+/* An established connection between two sockets of the tree, read in
+ * repair mode (nothing is sent or consumed; the tree is frozen): sequence
+ * numbers, queues, negotiated options, window, timestamp. */
+static int dump_tcp_conn(struct ck_writer *w, int dup, struct ck_inet *n, const struct tcp_info *ti,
+			 struct vs_error *err)
+{
+	int on = 1, off = TCP_REPAIR_OFF_NO_WP, noq = TCP_NO_QUEUE;
+	if (setsockopt(dup, IPPROTO_TCP, TCP_REPAIR, &on, sizeof(on)) < 0)
+		return vs_error_sys(err, errno, "TCP connection: TCP_REPAIR");
+	int r = 0, outq = 0, unsent = 0, inq = 0;
+	socklen_t l = sizeof(int);
+	struct tcp_repair_window win;
+	socklen_t wl = sizeof(win);
+	if (ioctl(dup, SIOCOUTQ, &outq) < 0 || ioctl(dup, SIOCOUTQNSD, &unsent) < 0 ||
+	    ioctl(dup, SIOCINQ, &inq) < 0 ||
+	    getsockopt(dup, IPPROTO_TCP, TCP_MAXSEG, &n->mss, &l) < 0 ||
+	    getsockopt(dup, IPPROTO_TCP, TCP_TIMESTAMP, &n->timestamp, &l) < 0 ||
+	    getsockopt(dup, IPPROTO_TCP, TCP_REPAIR_WINDOW, &win, &wl) < 0)
+		r = vs_error_sys(err, errno, "TCP connection: read its state");
+	if (r >= 0) {
+		n->outq_len = (uint32_t)outq;
+		n->unsent_len = (uint32_t)unsent;
+		n->inq_len = (uint32_t)inq;
+		n->tcpi_options = ti->tcpi_options;
+		n->snd_wscale = ti->tcpi_snd_wscale;
+		n->rcv_wscale = ti->tcpi_rcv_wscale;
+		memcpy(n->window, &win, sizeof(n->window));
+		r = tcp_queue(dup, TCP_SEND_QUEUE, &n->snd_seq, err);
+	}
+	if (r >= 0)
+		r = tcp_queue(dup, TCP_RECV_QUEUE, &n->rcv_seq, err);
+	if (r >= 0 && w)
+		r = tcp_peek(w, dup, TCP_SEND_QUEUE, CK_D_TCP_SEND, n->file_id, n->outq_len, err);
+	if (r >= 0 && w)
+		r = tcp_peek(w, dup, TCP_RECV_QUEUE, CK_D_TCP_RECV, n->file_id, n->inq_len, err);
+	setsockopt(dup, IPPROTO_TCP, TCP_REPAIR_QUEUE, &noq, sizeof(noq));
+	setsockopt(dup, IPPROTO_TCP, TCP_REPAIR, &off, sizeof(off));
+	return r;
+}
+
+/* A TCP listener, a bound or unbound TCP socket, a TCP connection between
+ * two sockets of the tree, or a UDP socket (bound, connected) of the
+ * tree's own network namespace; everything else is refused. If w is set,
+ * its CK_SEC_INET record (and queues) are written. */
 static int dump_inet(struct ck_writer *w, pid_t hpid, int dup, uint32_t id, struct vs_error *err)
 {
 	struct ck_inet n = {.file_id = id};
@@ -849,10 +976,31 @@ static int dump_inet(struct ck_writer *w, pid_t hpid, int dup, uint32_t id, stru
 						    "accepted yet",
 						    ti.tcpi_unacked);
 			n.backlog = ti.tcpi_sacked; /* listeners: the backlog */
+		} else if (ti.tcpi_state == TCP_ESTABLISHED) {
+			struct tcp_ends q;
+			memset(&q, 0, sizeof(q));
+			q.llen = q.plen = sizeof(q.local);
+			if (getsockname(dup, (struct sockaddr *)&q.local, &q.llen) < 0 ||
+			    getpeername(dup, (struct sockaddr *)&q.peer, &q.plen) < 0)
+				return vs_error_sys(err, errno, "TCP connection: addresses");
+			if (!tree_fd_any(hpid, tcp_peer_match, &q))
+				return vs_error_set(
+				    err, ENOTSUP,
+				    "refused: TCP connection to a peer outside the "
+				    "tree (its address does not move with the slice)");
+			if (q.plen > sizeof(n.peer))
+				return vs_error_set(err, EINVAL, "TCP connection: peer address");
+			memcpy(n.peer, &q.peer, q.plen);
+			n.peer_len = q.plen;
+			if (w) {
+				int r = dump_tcp_conn(w, dup, &n, &ti, err);
+				if (r < 0)
+					return r;
+			}
 		} else if (ti.tcpi_state != TCP_CLOSE) {
 			return vs_error_set(err, ENOTSUP,
-					    "refused: TCP connection (state %u) not migrated: only "
-					    "listening and bound TCP sockets are",
+					    "refused: TCP connection in state %u (closing) not "
+					    "migrated",
 					    ti.tcpi_state);
 		}
 	} else if (n.type == SOCK_DGRAM && n.protocol == IPPROTO_UDP) {
@@ -1184,36 +1332,6 @@ int ck_files_dump(struct ck_files *f, struct ck_writer *w, pid_t hpid, pid_t vpi
 		f->nr_fds++;
 	}
 	return 0;
-}
-
-/* Does a process in hpid's pid namespace (not its PID 1: the slice's own
- * reaper) have an fd for which match(pid, fd, arg) holds? */
-static bool tree_fd_any(pid_t hpid, bool (*match)(pid_t pid, int fd, void *arg), void *arg)
-{
-	char p[64];
-	struct stat me;
-	snprintf(p, sizeof(p), "/proc/%d/ns/pid", hpid);
-	if (stat(p, &me) < 0)
-		return false;
-	cleanup_closedir DIR *proc = opendir("/proc");
-	struct dirent *de;
-	while (proc && (de = readdir(proc))) {
-		pid_t pid = atoi(de->d_name), inner;
-		struct stat ns;
-		if (pid <= 0)
-			continue;
-		snprintf(p, sizeof(p), "/proc/%d/ns/pid", pid);
-		if (stat(p, &ns) < 0 || ns.st_ino != me.st_ino || ns.st_dev != me.st_dev ||
-		    (ck_nspid(pid, &inner) == 0 && inner == 1))
-			continue;
-		snprintf(p, sizeof(p), "/proc/%d/fd", pid);
-		cleanup_closedir DIR *fds = opendir(p);
-		struct dirent *fe;
-		while (fds && (fe = readdir(fds)))
-			if (fe->d_name[0] != '.' && match(pid, atoi(fe->d_name), arg))
-				return true;
-	}
-	return false;
 }
 
 struct ep_query {
@@ -1665,6 +1783,129 @@ static int inotify_rewatch(const struct ckpt_image *img, const struct ck_file *f
 	return 0;
 }
 
+static int tcp_send_all(int s, const uint8_t *p, uint32_t len)
+{
+	while (len) {
+		ssize_t n = send(s, p, len, MSG_NOSIGNAL | MSG_DONTWAIT);
+		if (n <= 0)
+			return -1;
+		p += n;
+		len -= (uint32_t)n;
+	}
+	return 0;
+}
+
+static const uint8_t *tcp_data(const struct ckpt_image *img, uint32_t kind, uint32_t id,
+			       uint32_t len)
+{
+	for (size_t i = 0; i < img->data.n; i++) {
+		const struct ck_data_r *d = &img->data.v[i];
+		if (d->h.kind == kind && d->h.id == id && d->h.len == len && d->h.off == 0)
+			return d->data;
+	}
+	return NULL;
+}
+
+/* An established connection, rebuilt in repair mode on a socket s that has
+ * its options (libsoccr's order): queue sequence numbers, bind, connect
+ * (no SYN in repair mode), negotiated options, timestamp, the received
+ * bytes, window, the sent-but-unacknowledged bytes; then repair off and
+ * the never-sent bytes sent as usual. */
+static int tcp_conn_restore(const struct ckpt_image *img, const struct ck_inet *n, int s,
+			    struct vs_error *err)
+{
+	const uint8_t *sndq = tcp_data(img, CK_D_TCP_SEND, n->file_id, n->outq_len);
+	const uint8_t *rcvq = tcp_data(img, CK_D_TCP_RECV, n->file_id, n->inq_len);
+	if ((n->outq_len && !sndq) || (n->inq_len && !rcvq) || !n->local_len || !n->peer_len)
+		return vs_error_set(err, EINVAL,
+				    "TCP connection of file %u: queues or addresses "
+				    "missing",
+				    n->file_id);
+	int on = 1, q;
+	uint32_t seq;
+	struct tcp_repair_opt opts[4];
+	int nopt = 0;
+	opts[nopt++] = (struct tcp_repair_opt){TCPOPT_MAXSEG, n->mss};
+	if (n->tcpi_options & TCPI_OPT_WSCALE)
+		opts[nopt++] =
+		    (struct tcp_repair_opt){TCPOPT_WINDOW, n->snd_wscale | (n->rcv_wscale << 16)};
+	if (n->tcpi_options & TCPI_OPT_SACK)
+		opts[nopt++] = (struct tcp_repair_opt){TCPOPT_SACK_PERMITTED, 0};
+	if (n->tcpi_options & TCPI_OPT_TIMESTAMPS)
+		opts[nopt++] = (struct tcp_repair_opt){TCPOPT_TIMESTAMP, 0};
+	const char *step = "TCP_REPAIR";
+	if (setsockopt(s, IPPROTO_TCP, TCP_REPAIR, &on, sizeof(on)) < 0)
+		goto fail;
+	step = "receive queue sequence";
+	q = TCP_RECV_QUEUE;
+	seq = n->rcv_seq - n->inq_len;
+	if (setsockopt(s, IPPROTO_TCP, TCP_REPAIR_QUEUE, &q, sizeof(q)) < 0 ||
+	    setsockopt(s, IPPROTO_TCP, TCP_QUEUE_SEQ, &seq, sizeof(seq)) < 0)
+		goto fail;
+	step = "send queue sequence";
+	q = TCP_SEND_QUEUE;
+	seq = n->snd_seq - n->outq_len;
+	if (setsockopt(s, IPPROTO_TCP, TCP_REPAIR_QUEUE, &q, sizeof(q)) < 0 ||
+	    setsockopt(s, IPPROTO_TCP, TCP_QUEUE_SEQ, &seq, sizeof(seq)) < 0)
+		goto fail;
+	step = "bind";
+	if (bind(s, (const struct sockaddr *)n->local, n->local_len) < 0)
+		goto fail;
+	step = "connect";
+	if (connect(s, (const struct sockaddr *)n->peer, n->peer_len) < 0)
+		goto fail;
+	step = "options";
+	if (setsockopt(s, IPPROTO_TCP, TCP_REPAIR_OPTIONS, opts,
+		       (socklen_t)(nopt * sizeof(opts[0]))) < 0)
+		goto fail;
+	step = "timestamp";
+	if ((n->tcpi_options & TCPI_OPT_TIMESTAMPS) &&
+	    setsockopt(s, IPPROTO_TCP, TCP_TIMESTAMP, &n->timestamp, sizeof(n->timestamp)) < 0)
+		goto fail;
+	step = "receive queue";
+	q = TCP_RECV_QUEUE;
+	if (setsockopt(s, IPPROTO_TCP, TCP_REPAIR_QUEUE, &q, sizeof(q)) < 0 ||
+	    tcp_send_all(s, rcvq, n->inq_len) < 0)
+		goto fail;
+	/* after the receive queue: the window's rcv_wup may not lie beyond
+	 * rcv_nxt, which the queued bytes advance to where it was */
+	step = "window";
+	if (setsockopt(s, IPPROTO_TCP, TCP_REPAIR_WINDOW, n->window, sizeof(n->window)) < 0)
+		goto fail;
+	step = "send queue";
+	q = TCP_SEND_QUEUE;
+	if (setsockopt(s, IPPROTO_TCP, TCP_REPAIR_QUEUE, &q, sizeof(q)) < 0 ||
+	    tcp_send_all(s, sndq, n->outq_len - n->unsent_len) < 0)
+		goto fail;
+	return 0; /* repair off: tcp_conn_resume, once the other end exists too */
+fail:
+	return vs_error_sys(err, errno, "TCP connection of file %u: %s", n->file_id, step);
+}
+
+/* Every socket of the pool exists: connections leave repair mode (a
+ * window probe from one whose peer is not there yet would be answered
+ * with a reset) and send the bytes they had not sent. */
+static int tcp_conn_resume(const struct ckpt_image *img, const struct ck_pool *pool,
+			   struct vs_error *err)
+{
+	for (size_t i = 0; i < img->inets.n; i++) {
+		const struct ck_inet *n = &img->inets.v[i];
+		if (n->type != SOCK_STREAM || n->state != TCP_ESTABLISHED)
+			continue;
+		int s = pool_fd_of(img, pool, n->file_id), q = TCP_NO_QUEUE, off = 0;
+		const uint8_t *sndq = tcp_data(img, CK_D_TCP_SEND, n->file_id, n->outq_len);
+		if (s < 0 || setsockopt(s, IPPROTO_TCP, TCP_REPAIR_QUEUE, &q, sizeof(q)) < 0 ||
+		    setsockopt(s, IPPROTO_TCP, TCP_REPAIR, &off, sizeof(off)) < 0)
+			return vs_error_sys(err, errno, "TCP connection of file %u: repair off",
+					    n->file_id);
+		if (n->unsent_len &&
+		    tcp_send_all(s, sndq + (n->outq_len - n->unsent_len), n->unsent_len) < 0)
+			return vs_error_sys(err, errno, "TCP connection of file %u: send %u bytes",
+					    n->file_id, n->unsent_len);
+	}
+	return 0;
+}
+
 /* A TCP/UDP socket again: options that differ from a new socket's (before
  * bind: IPV6_V6ONLY, SO_REUSEPORT), bind - through IP_FREEBIND when the
  * address is not (yet) configured in the new namespace -, listen, connect. */
@@ -1692,6 +1933,14 @@ static int inet_create(const struct ckpt_image *img, const struct ck_file *f, st
 		if (setsockopt(s, o->level, o->name, &v, sizeof(v)) < 0)
 			r = vs_error_sys(err, errno, "socket option %d/%d = %d", o->level, o->name,
 					 o->value);
+	}
+	if (r >= 0 && n->type == SOCK_STREAM && n->state == TCP_ESTABLISHED) {
+		r = tcp_conn_restore(img, n, s, err);
+		if (r < 0) {
+			close(s);
+			return r;
+		}
+		return s;
 	}
 	if (r >= 0 && n->local_len &&
 	    bind(s, (const struct sockaddr *)n->local, n->local_len) < 0) {
@@ -2053,6 +2302,8 @@ int ck_pool_create(const struct ckpt_image *img, int base, struct ck_pool *pool,
 		else
 			r = epoll_add_as(ep, tg, e, base, err);
 	}
+	if (r >= 0)
+		r = tcp_conn_resume(img, pool, err);
 	/* OFD and flock locks belong to the open file: taken on the pool's */
 	for (size_t i = 0; i < img->locks.n && r >= 0; i++) {
 		const struct ck_lock *l = &img->locks.v[i];

@@ -414,7 +414,8 @@ static int parse_section(struct ckpt_image *img, uint32_t type, const uint8_t *p
 	case CK_SEC_DATA: {
 		struct ck_data_r r;
 		TAKE(r.h, p, len, "data");
-		if (len - sizeof(r.h) != r.h.len || r.h.kind < CK_D_GHOST || r.h.kind > CK_D_SHM)
+		if (len - sizeof(r.h) != r.h.len || r.h.kind < CK_D_GHOST ||
+		    r.h.kind > CK_D_TCP_RECV)
 			return vs_error_set(err, EBADMSG, "checkpoint: bad data record");
 		r.data = p + sizeof(r.h);
 		ck_vec_push(&img->data, r);
@@ -522,7 +523,7 @@ static int parse_section(struct ckpt_image *img, uint32_t type, const uint8_t *p
 		if (len != sizeof(r) || (r.family != AF_INET && r.family != AF_INET6) ||
 		    (r.type != SOCK_STREAM && r.type != SOCK_DGRAM) ||
 		    r.local_len > sizeof(r.local) || r.peer_len > sizeof(r.peer) ||
-		    r.nopts > CK_INET_OPTS)
+		    r.nopts > CK_INET_OPTS || r.unsent_len > r.outq_len)
 			return vs_error_set(err, EBADMSG, "checkpoint: bad inet socket record");
 		ck_vec_push(&img->inets, r);
 		return 0;

@@ -484,16 +484,19 @@ static void test_fd_state_records(void **state)
 		assert_non_null(strstr(err.msg, "inotify"));
 		free(buf);
 	}
-	/* bad sockets: family, type, address length, option count, file kind */
-	struct ck_inet bi[5];
-	for (size_t i = 0; i < 5; i++)
+	/* bad sockets: family, type, address length, option count, file kind,
+	 * more unsent bytes than queued */
+	struct ck_inet bi[6];
+	for (size_t i = 0; i < 6; i++)
 		bi[i] = (struct ck_inet){.file_id = 5, .family = 2, .type = 1};
 	bi[0].family = 1;
 	bi[1].type = 3;
 	bi[2].local_len = 29;
 	bi[3].nopts = CK_INET_OPTS + 1;
 	bi[4].file_id = 4;
-	for (size_t i = 0; i < 5; i++) {
+	bi[5].outq_len = 10;
+	bi[5].unsent_len = 11;
+	for (size_t i = 0; i < 6; i++) {
 		buf = build_fd_state(&len, &good, NULL, &bi[i]);
 		img = NULL;
 		if (ckpt_image_parse(buf, len, &img, &err) == 0)
