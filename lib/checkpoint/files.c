@@ -614,20 +614,35 @@ static int check_ux_name(pid_t hpid, pid_t vpid, int fd, const struct ck_ux *u, 
 	char name[sizeof(u->name) + 1];
 	memcpy(name, u->name, u->name_len);
 	name[u->name_len] = 0;
-	char p[sizeof(name) + 64];
-	snprintf(p, sizeof(p), "/proc/%d/root/%s", hpid, name);
+	char root[64];
+	snprintf(root, sizeof(root), "/proc/%d/root", hpid);
+	cleanup_close int rfd = open(root, O_PATH | O_DIRECTORY | O_CLOEXEC);
+	if (rfd < 0)
+		return vs_error_sys(err, errno, "open the process's root");
+	/* resolved as the slice sees it: ".." and symlinks stay inside */
+	struct open_how how = {.flags = O_PATH | O_NOFOLLOW | O_CLOEXEC,
+			       .resolve = RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS};
 	struct stat st;
-	if (lstat(p, &st) == 0 && S_ISSOCK(st.st_mode) && st.st_ino == u->vfs_ino &&
-	    major(st.st_dev) == (u->vfs_dev >> 20) && minor(st.st_dev) == (u->vfs_dev & 0xfffff))
+	int nfd = (int)syscall(SYS_openat2, rfd, name, &how, sizeof(how));
+	bool same = nfd >= 0 && fstat(nfd, &st) == 0 && S_ISSOCK(st.st_mode) &&
+		    st.st_ino == u->vfs_ino && major(st.st_dev) == (u->vfs_dev >> 20) &&
+		    minor(st.st_dev) == (u->vfs_dev & 0xfffff);
+	if (nfd >= 0)
+		close(nfd);
+	if (same)
 		return 0;
 	if (name[0] != '/')
 		return vs_error_set(err, ENOTSUP,
 				    "refused: unix socket bound to relative path %s "
 				    "that no longer names it",
 				    name);
-	char *sl = strrchr(p, '/');
-	*sl = 0;
-	if (stat(p, &st) < 0 || !S_ISDIR(st.st_mode))
+	*strrchr(name, '/') = 0;
+	how.flags = O_PATH | O_DIRECTORY | O_CLOEXEC;
+	int dfd = (int)syscall(SYS_openat2, rfd, name[0] ? name : "/", &how, sizeof(how));
+	if (dfd >= 0)
+		close(dfd);
+	memcpy(name, u->name, u->name_len);
+	if (dfd < 0)
 		return vs_error_set(err, ENOTSUP,
 				    "refused: unix socket bound to %s, whose directory "
 				    "no longer exists",
@@ -637,6 +652,10 @@ static int check_ux_name(pid_t hpid, pid_t vpid, int fd, const struct ck_ux *u, 
 }
 
 /* --- inotify ------------------------------------------------------------ */
+
+/* Watch descriptors are recreated by using up the numbers below them: one
+ * add + remove each, so very high ones are refused. */
+#define CK_INOTIFY_WD_MAX (1 << 20)
 
 struct ck_watch {
 	int32_t wd;
@@ -754,6 +773,13 @@ static int dump_inotify(struct ck_writer *w, pid_t hpid, pid_t vpid, int fd, int
 	find_watch_paths(hpid, ws, n);
 	int r = 0;
 	for (size_t i = 0; i < n && r >= 0; i++) {
+		if (ws[i].wd > CK_INOTIFY_WD_MAX) {
+			r = vs_error_set(
+			    err, ENOTSUP,
+			    "refused: inotify watch descriptor %d is too high to recreate",
+			    ws[i].wd);
+			break;
+		}
 		if (!ws[i].path[0]) {
 			r = vs_error_set(err, ENOTSUP,
 					 "refused: inotify watch %d on inode %" PRIu64
@@ -1767,6 +1793,10 @@ static int inotify_rewatch(const struct ckpt_image *img, const struct ck_file *f
 						    next->path);
 			if (wd == next->wd)
 				break;
+			if (next->wd - wd > CK_INOTIFY_WD_MAX)
+				return vs_error_set(err, E2BIG,
+						    "inotify watch %d on %s: too far from %d",
+						    next->wd, next->path, wd);
 			if (wd > next->wd || inotify_rm_watch(fd, wd) < 0)
 				return vs_error_set(err, EEXIST,
 						    "inotify watch %d on %s: got descriptor %d",
