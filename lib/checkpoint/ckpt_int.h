@@ -174,13 +174,16 @@ struct ck_fd {
 };
 
 enum ck_data_kind {
-	CK_D_GHOST = 1,	   /* content of an unlinked regular file */
-	CK_D_PIPE = 2,	   /* bytes buffered in a pipe / fifo */
-	CK_D_SKQUEUE = 3,  /* bytes queued to a unix stream socket (id = file) */
-	CK_D_SKDGRAM = 4,  /* one datagram queued to a unix dgram socket */
-	CK_D_SHM = 5,	   /* shared anonymous memory object */
-	CK_D_TCP_SEND = 6, /* fd-level: a TCP socket's send queue (sent + unsent) */
-	CK_D_TCP_RECV = 7, /* fd-level: a TCP socket's receive queue */
+	CK_D_GHOST = 1,	    /* content of an unlinked regular file */
+	CK_D_PIPE = 2,	    /* bytes buffered in a pipe / fifo */
+	CK_D_SKQUEUE = 3,   /* bytes queued to a unix stream socket (id = file) */
+	CK_D_SKDGRAM = 4,   /* one datagram queued to a unix dgram socket */
+	CK_D_SHM = 5,	    /* shared anonymous memory object */
+	CK_D_TCP_SEND = 6,  /* fd-level: a TCP socket's send queue (sent + unsent) */
+	CK_D_TCP_RECV = 7,  /* fd-level: a TCP socket's receive queue */
+	CK_D_SYSV_SHM = 8,  /* SysV shared memory content (id = ipc id) */
+	CK_D_SYSV_MSG = 9,  /* one SysV message: u64 mtype + text (id = ipc id, off = index) */
+	CK_D_SYSV_SEM = 10, /* SysV semaphore values, u16 each (id = ipc id) */
 };
 
 struct ck_data {
@@ -208,12 +211,15 @@ struct ck_epoll {
  * owner through the fd number, as version 1 writers did).
  * Records in a CK_SEC_LOCK section: one held lock each; in a
  * CK_SEC_INOTIFY section: one watch of an inotify file each; in a
- * CK_SEC_INET section: a TCP listener / bound socket or a UDP socket. */
+ * CK_SEC_INET section: a TCP socket (listener, bound, connection inside
+ * the tree) or a UDP socket; in a CK_SEC_SYSV section: one SysV IPC object
+ * of the tree's ipc namespace. */
 #define CK_FILE_F_OWNER	  1u /* ghost: u[0], u[1], tv[] are valid */
 #define CK_UX_F_NAME_GONE 1u /* bound path no longer names this socket */
 #define CK_SEC_LOCK	  32
 #define CK_SEC_INOTIFY	  33
 #define CK_SEC_INET	  34
+#define CK_SEC_SYSV	  35
 #define CK_INET_OPTS	  24
 
 enum ck_lock_kind {
@@ -260,6 +266,18 @@ struct ck_inet {
 	uint32_t timestamp;
 	uint32_t window[5]; /* struct tcp_repair_window */
 	uint32_t pad2;
+};
+
+enum ck_sysv_kind { CK_SYSV_SHM = 1, CK_SYSV_MSG = 2, CK_SYSV_SEM = 3 };
+
+struct ck_sysv {
+	uint32_t kind; /* enum ck_sysv_kind */
+	int32_t id;    /* recreated with this id (kernel.*_next_id) */
+	int32_t key;
+	uint32_t mode;	      /* permission bits */
+	uint32_t uid, gid;    /* owner, in the slice's user ns */
+	uint64_t size;	      /* shm: bytes; sem: semaphores; msg: max queue bytes */
+	uint32_t nitems, pad; /* msg: messages */
 };
 
 struct ck_siginfo {
@@ -365,6 +383,7 @@ struct ckpt_image {
 	CK_VEC(struct ck_lock) locks;	   /* fd-level: CK_SEC_LOCK */
 	CK_VEC(struct ck_inotify) inotify; /* fd-level: CK_SEC_INOTIFY */
 	CK_VEC(struct ck_inet) inets;	   /* fd-level: CK_SEC_INET */
+	CK_VEC(struct ck_sysv) sysv;	   /* fd-level: CK_SEC_SYSV */
 };
 
 #define ck_vec_push(vec, val)                                                                      \

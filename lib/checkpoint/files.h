@@ -62,6 +62,7 @@ struct ck_files {
 	size_t ghosts_n;
 	struct ck_eptarget *ept;
 	size_t ept_n;
+	pid_t ns_hpid; /* a process of the tree: its ipc namespace is dumped */
 };
 
 void ck_files_init(struct ck_files *f);
@@ -95,5 +96,9 @@ int ck_pool_shm_fd(const struct ck_pool *pool, uint64_t id);
 /* In the stub of process pid, after it closed the pool (closing any fd of a
  * file drops the process's POSIX locks on it): take its POSIX locks again. */
 int ck_pool_locks(const struct ckpt_image *img, pid_t pid, struct vs_error *err);
+/* Host side, once the stubs of the tree under root_hpid are there: what
+ * only the host can recreate in the tree's namespaces (SysV IPC objects:
+ * the slice's /proc/sys is read-only). */
+int ck_files_restore_host(const struct ckpt_image *img, pid_t root_hpid, struct vs_error *err);
 
 #endif

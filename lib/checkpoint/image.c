@@ -415,7 +415,7 @@ static int parse_section(struct ckpt_image *img, uint32_t type, const uint8_t *p
 		struct ck_data_r r;
 		TAKE(r.h, p, len, "data");
 		if (len - sizeof(r.h) != r.h.len || r.h.kind < CK_D_GHOST ||
-		    r.h.kind > CK_D_TCP_RECV)
+		    r.h.kind > CK_D_SYSV_SEM)
 			return vs_error_set(err, EBADMSG, "checkpoint: bad data record");
 		r.data = p + sizeof(r.h);
 		ck_vec_push(&img->data, r);
@@ -526,6 +526,19 @@ static int parse_section(struct ckpt_image *img, uint32_t type, const uint8_t *p
 		    r.nopts > CK_INET_OPTS || r.unsent_len > r.outq_len)
 			return vs_error_set(err, EBADMSG, "checkpoint: bad inet socket record");
 		ck_vec_push(&img->inets, r);
+		return 0;
+	}
+	case CK_SEC_SYSV: { /* fd-level (files.c) */
+		struct ck_sysv r;
+		TAKE(r, p, len, "sysv");
+		if (len != sizeof(r) || r.kind < CK_SYSV_SHM || r.kind > CK_SYSV_SEM || r.id < 0 ||
+		    (r.mode & ~0777u) || (r.kind == CK_SYSV_SEM && (r.size == 0 || r.size > 65536)))
+			return vs_error_set(err, EBADMSG, "checkpoint: bad SysV IPC record");
+		for (size_t i = 0; i < img->sysv.n; i++)
+			if (img->sysv.v[i].kind == r.kind && img->sysv.v[i].id == r.id)
+				return vs_error_set(err, EBADMSG,
+						    "checkpoint: SysV IPC id %d twice", r.id);
+		ck_vec_push(&img->sysv, r);
 		return 0;
 	}
 	case CK_SEC_LOCK: { /* fd-level (files.c) */
@@ -800,6 +813,7 @@ void ckpt_image_free(struct ckpt_image *img)
 	free(img->locks.v);
 	free(img->inotify.v);
 	free(img->inets.v);
+	free(img->sysv.v);
 	free(img->siginfos.v);
 	free(img->timers.v);
 	free(img->seccomps.v);

@@ -1045,6 +1045,8 @@ int ckpt_restore_finish(const struct ckpt_image *img, pid_t root_hpid, unsigned 
 	struct restorer R = {.img = img, .st = st};
 	int r = r_collect(&R, root_hpid, timeout_ms, err);
 	st->forking_ns = vs_now_ns() - t0;
+	if (r >= 0) /* SysV IPC objects of the tree's ipc namespace (files.c) */
+		r = ck_files_restore_host(img, root_hpid, err);
 	for (size_t i = 0; r >= 0 && i < R.n; i++)
 		if (R.procs[i].img->state == CK_ALIVE)
 			r = r_seize(&R, &R.procs[i], err);

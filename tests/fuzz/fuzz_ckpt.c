@@ -72,10 +72,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		off += 4;
 		if (len > size - off)
 			len = (uint16_t)(size - off);
-		/* 0..15 are the version 1 sections, 16..18 stand for
-		 * CK_SEC_LOCK, CK_SEC_INOTIFY and CK_SEC_INET */
-		uint32_t t = type % 19u;
-		t = t == 16 ? CK_SEC_LOCK : t == 17 ? CK_SEC_INOTIFY : t == 18 ? CK_SEC_INET : t;
+		/* 0..15 are the version 1 sections, 16..19 stand for
+		 * CK_SEC_LOCK, CK_SEC_INOTIFY, CK_SEC_INET and CK_SEC_SYSV */
+		static const uint32_t extra[] = { CK_SEC_LOCK, CK_SEC_INOTIFY, CK_SEC_INET, CK_SEC_SYSV };
+		uint32_t t = type % 20u;
+		t = t >= 16 ? extra[t - 16] : t;
 		section(&out, &n, t, data + off, len, &nsec, &chain);
 		off += len;
 	}
