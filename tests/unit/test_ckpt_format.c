@@ -402,6 +402,11 @@ static uint8_t *build_fd_state(size_t *len, const struct ck_lock *lk, const stru
 	if (!inet)
 		inet = &igood;
 	assert_int_equal(ck_write_section(&w, CK_SEC_INET, inet, sizeof(*inet), NULL, 0, &err), 0);
+	struct ck_sysv sv = {.kind = CK_SYSV_SEM, .id = 3, .key = 42, .mode = 0600, .size = 2};
+	assert_int_equal(ck_write_section(&w, CK_SEC_SYSV, &sv, sizeof(sv), NULL, 0, &err), 0);
+	struct ck_data sd = {.kind = CK_D_SYSV_SEM, .id = 3, .len = 4};
+	uint16_t vals[2] = {1, 5};
+	assert_int_equal(ck_write_section(&w, CK_SEC_DATA, &sd, sizeof(sd), vals, 4, &err), 0);
 	assert_int_equal(ck_writer_close(&w, &err), 0);
 	ck_writer_free(&w);
 	off_t size = lseek(fd, 0, SEEK_END);
@@ -446,6 +451,8 @@ static void test_fd_state_records(void **state)
 	assert_string_equal(img->inotify.v[0].path, "/etc");
 	assert_int_equal(img->inets.n, 1);
 	assert_int_equal(img->inets.v[0].backlog, 7);
+	assert_int_equal(img->sysv.n, 1);
+	assert_int_equal(img->sysv.v[0].key, 42);
 	ckpt_image_free(img);
 	free(buf);
 	/* bad locks: unknown kind, type, negative range, missing file or owner */
