@@ -8,6 +8,9 @@
  * socket peers come from NETLINK_SOCK_DIAG, queried from a socket created
  * inside the tree's network namespace. Buffered bytes are read without
  * consuming them: tee(2) for pipes, MSG_PEEK + SO_PEEK_OFF for sockets.
+ * Epoll targets are resolved to files with kcmp(KCMP_EPOLL_TFD); checks
+ * that need the whole tree look at every process of its pid namespace.
+ * Helpers by concern: locks.c, inotify.c, inet.c (TCP/UDP), sysvipc.c.
  */
 #include <dirent.h>
 #include <errno.h>
@@ -17,19 +20,11 @@
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
-#include <netinet/in.h>
-#include <netinet/tcp.h>
-#include <linux/sockios.h>
 #include <sys/epoll.h>
-#include <sys/file.h>
 #include <sys/eventfd.h>
 #include <sys/inotify.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
-#include <sys/ipc.h>
-#include <sys/msg.h>
-#include <sys/sem.h>
-#include <sys/shm.h>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -73,7 +68,7 @@ void ck_files_free(struct ck_files *f)
 	memset(f, 0, sizeof(*f));
 }
 
-static int getfd(pid_t hpid, int fd)
+int ck_getfd(pid_t hpid, int fd)
 {
 	int pfd = (int)syscall(SYS_pidfd_open, hpid, 0);
 	if (pfd < 0)
@@ -138,7 +133,7 @@ static int classify(pid_t hpid, pid_t vpid, int fd, const char *link, const stru
 		return 0;
 	}
 	if (strncmp(link, "socket:", 7) == 0) {
-		int d = getfd(hpid, fd);
+		int d = ck_getfd(hpid, fd);
 		if (d < 0)
 			return vs_error_sys(err, -d, "pid %d fd %d: pidfd_getfd", vpid, fd);
 		int dom = -1, type = -1;
@@ -181,7 +176,7 @@ static int classify(pid_t hpid, pid_t vpid, int fd, const char *link, const stru
 
 /* Run fn in a child that joined the tree's net and ipc namespaces; it can
  * hand back one fd (SCM_RIGHTS) and an exit code. */
-static int ns_child(pid_t hpid, int (*fn)(int sock), int *fd_out, int *code)
+int ck_ns_child(pid_t hpid, int (*fn)(int sock), int *fd_out, int *code)
 {
 	int sv[2];
 	if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) < 0)
@@ -245,10 +240,21 @@ static int sysvipc_probe(int sock)
 	return 0;
 }
 
+/* Exit code 1 if the reader's ipc namespace has SysV semaphore sets. */
+static int sem_probe(int sock)
+{
+	cleanup_fclose FILE *f = fopen("/proc/sysvipc/sem", "re");
+	char line[512];
+	int lines = 0;
+	while (f && fgets(line, sizeof(line), f))
+		lines++;
+	return lines > 1 ? 1 : 0;
+}
+
 int ck_files_check_ns(pid_t hpid, struct vs_error *err)
 {
 	int code;
-	int r = ns_child(hpid, sysvipc_probe, NULL, &code);
+	int r = ck_ns_child(hpid, sysvipc_probe, NULL, &code);
 	if (r < 0)
 		return vs_error_sys(err, -r, "pid %d: probe ipc namespace", hpid);
 	if (code == 100)
@@ -283,7 +289,7 @@ static int load_unix_diag(struct ck_files *f, pid_t hpid, struct vs_error *err)
 	if (f->ux_loaded)
 		return 0;
 	int nl = -1, code;
-	int r = ns_child(hpid, diag_sock, &nl, &code);
+	int r = ck_ns_child(hpid, diag_sock, &nl, &code);
 	if (r < 0 || nl < 0)
 		return vs_error_sys(err, r < 0 ? -r : EPERM,
 				    "pid %d: sock_diag socket in its netns", hpid);
@@ -399,8 +405,8 @@ static const char *fdinfo_val(const char *buf, const char *key)
 	return NULL;
 }
 
-static int put_data(struct ck_writer *w, uint32_t kind, uint64_t id, uint64_t off, const void *p,
-		    size_t len, struct vs_error *err)
+int ck_put_data(struct ck_writer *w, uint32_t kind, uint64_t id, uint64_t off, const void *p,
+		size_t len, struct vs_error *err)
 {
 	struct ck_data dh = {.kind = kind, .id = id, .off = off, .len = len};
 	return ck_write_section(w, CK_SEC_DATA, &dh, sizeof(dh), p, len, err);
@@ -439,8 +445,8 @@ static int dump_pipe_data(struct ck_writer *w, int dup, uint32_t id, uint32_t *s
 			if (got <= 0)
 				r = vs_error_set(err, EIO, "pipe: short read of teed data");
 			else
-				r = put_data(w, CK_D_PIPE, id, (uint64_t)off, buf, (size_t)got,
-					     err);
+				r = ck_put_data(w, CK_D_PIPE, id, (uint64_t)off, buf, (size_t)got,
+						err);
 			off += got;
 		}
 		free(buf);
@@ -468,7 +474,7 @@ static int dump_sk_queue(struct ck_writer *w, int dup, uint32_t id, uint32_t typ
 			ssize_t n = recv(dup, buf, 1 << 20, MSG_PEEK | MSG_DONTWAIT);
 			if (n <= 0)
 				break;
-			r = put_data(w, CK_D_SKQUEUE, id, pos, buf, (size_t)n, err);
+			r = ck_put_data(w, CK_D_SKQUEUE, id, pos, buf, (size_t)n, err);
 			if (r < 0)
 				break;
 			pos += n;
@@ -482,7 +488,7 @@ static int dump_sk_queue(struct ck_writer *w, int dup, uint32_t id, uint32_t typ
 				r = vs_error_set(err, EMSGSIZE, "unix socket: datagram too large");
 				break;
 			}
-			r = put_data(w, CK_D_SKDGRAM, id, (uint64_t)i, buf, (size_t)n, err);
+			r = ck_put_data(w, CK_D_SKDGRAM, id, (uint64_t)i, buf, (size_t)n, err);
 			if (r < 0)
 				break;
 		}
@@ -494,7 +500,7 @@ static int dump_sk_queue(struct ck_writer *w, int dup, uint32_t id, uint32_t typ
 }
 
 /* id (host view) as seen in pid's user namespace; false if unmapped. */
-static bool ns_id(pid_t hpid, const char *map, uint32_t id, uint64_t *out)
+bool ck_ns_id(pid_t hpid, const char *map, uint32_t id, uint64_t *out)
 {
 	char path[64], buf[4096];
 	snprintf(path, sizeof(path), "/proc/%d/%s", hpid, map);
@@ -510,95 +516,6 @@ static bool ns_id(pid_t hpid, const char *map, uint32_t id, uint64_t *out)
 		}
 	}
 	return false;
-}
-
-/* Does pid map the inode st (maps lines: "... dev inode path")? */
-static bool maps_inode(pid_t hpid, const struct stat *st)
-{
-	char p[64], line[4096];
-	snprintf(p, sizeof(p), "/proc/%d/maps", hpid);
-	cleanup_fclose FILE *f = fopen(p, "re");
-	while (f && fgets(line, sizeof(line), f)) {
-		unsigned maj, min;
-		unsigned long ino;
-		if (sscanf(line, "%*s %*s %*s %x:%x %lu", &maj, &min, &ino) == 3 && ino &&
-		    ino == st->st_ino && maj == major(st->st_dev) && min == minor(st->st_dev))
-			return true;
-	}
-	return false;
-}
-
-/* The locks held through this fd: the "lock:" lines of its fdinfo, e.g.
- * "lock:\t1: POSIX  ADVISORY  WRITE 20 fe:00:123 10 29". A POSIX lock
- * belongs to the process (it shows on the fds of the open file it was taken
- * through, in the owner only); OFD and flock locks belong to the open file
- * and show in every process that has it (new_file: first time we see it). */
-static int dump_locks(struct ck_files *f, struct ck_writer *w, pid_t hpid, pid_t vpid, int fd,
-		      uint32_t id, bool new_file, const struct stat *st, const char *info,
-		      struct vs_error *err)
-{
-	for (const char *l = info; l && *l; l = strchr(l, '\n') ? strchr(l, '\n') + 1 : NULL) {
-		if (strncmp(l, "lock:", 5) != 0)
-			continue;
-		char kind[16], mode[16], rw[16], end[32];
-		long long start;
-		int lpid;
-		if (sscanf(l + 5, " %*d: %15s %15s %15s %d %*s %lld %31s", kind, mode, rw, &lpid,
-			   &start, end) != 6)
-			return vs_error_set(err, EBADMSG, "pid %d fd %d: unreadable lock line",
-					    vpid, fd);
-		struct ck_lock lk = {.fd = -1, .file_id = id, .start = start};
-		if (strcmp(kind, "POSIX") == 0)
-			lk.kind = CK_LOCK_POSIX;
-		else if (strcmp(kind, "OFDLCK") == 0)
-			lk.kind = CK_LOCK_OFD;
-		else if (strcmp(kind, "FLOCK") == 0)
-			lk.kind = CK_LOCK_FLOCK;
-		else
-			return vs_error_set(err, ENOTSUP,
-					    "pid %d fd %d: refused: %s lock (lease or delegation) "
-					    "not supported",
-					    vpid, fd, kind);
-		if (strcmp(mode, "ADVISORY") != 0 ||
-		    (strcmp(rw, "READ") != 0 && strcmp(rw, "WRITE") != 0))
-			return vs_error_set(err, ENOTSUP,
-					    "pid %d fd %d: refused: %s %s %s lock not supported",
-					    vpid, fd, kind, mode, rw);
-		lk.type = strcmp(rw, "READ") == 0 ? F_RDLCK : F_WRLCK;
-		lk.len = strcmp(end, "EOF") == 0 ? 0 : atoll(end) - start + 1;
-		if (start < 0 || lk.len < 0)
-			return vs_error_set(err, EBADMSG, "pid %d fd %d: bad lock range", vpid, fd);
-		if (lk.kind == CK_LOCK_POSIX) {
-			/* The restore closes the fds it mapped files from, which
-			 * would drop a POSIX lock on a mapped file again. */
-			if (maps_inode(hpid, st))
-				return vs_error_set(
-				    err, ENOTSUP,
-				    "pid %d fd %d: refused: POSIX lock on a file the "
-				    "process also maps",
-				    vpid, fd);
-			lk.pid = vpid;
-			lk.fd = fd;
-		} else if (!new_file) {
-			continue;
-		}
-		if (!w)
-			continue; /* checking only */
-		bool seen = false;
-		for (size_t i = 0; i < f->locks_n && !seen; i++) {
-			const struct ck_lock *o = &f->locks[i];
-			seen = o->kind == lk.kind && o->file_id == lk.file_id && o->pid == lk.pid &&
-			       o->type == lk.type && o->start == lk.start && o->len == lk.len;
-		}
-		if (seen)
-			continue;
-		f->locks = ck_xrealloc(f->locks, (f->locks_n + 1) * sizeof(*f->locks));
-		f->locks[f->locks_n++] = lk;
-		int r = ck_write_section(w, CK_SEC_LOCK, &lk, sizeof(lk), NULL, 0, err);
-		if (r < 0)
-			return r;
-	}
-	return 0;
 }
 
 /* A unix socket bound to a path: does the path still name this socket?
@@ -649,788 +566,13 @@ static int check_ux_name(pid_t hpid, pid_t vpid, int fd, const struct ck_ux *u, 
 	return 0;
 }
 
-/* --- inotify ------------------------------------------------------------ */
-
-/* Watch descriptors are recreated by using up the numbers below them: one
- * add + remove each, so very high ones are refused. */
-#define CK_INOTIFY_WD_MAX (1 << 20)
-
-struct ck_watch {
-	int32_t wd;
-	uint32_t mask, sdev;
-	uint64_t ino;
-	char path[CK_PATH]; /* found under the process's root, or "" */
-};
-
-/* The watches of an inotify fd: "inotify wd:%x ino:%lx sdev:%x mask:%x ..." */
-static size_t parse_watches(const char *info, struct ck_watch **out)
-{
-	size_t n = 0;
-	*out = NULL;
-	for (const char *l = info; l && *l; l = strchr(l, '\n') ? strchr(l, '\n') + 1 : NULL) {
-		unsigned wd, sdev, mask;
-		unsigned long long ino;
-		if (sscanf(l, "inotify wd:%x ino:%llx sdev:%x mask:%x", &wd, &ino, &sdev, &mask) !=
-		    4)
-			continue;
-		*out = ck_xrealloc(*out, (n + 1) * sizeof(**out));
-		(*out)[n++] =
-		    (struct ck_watch){.wd = (int32_t)wd, .mask = mask, .sdev = sdev, .ino = ino};
-	}
-	return n;
-}
-
-/* Find a path for every watched inode by walking the process's root
- * breadth first (watched files sit near the top: /etc, /run, /srv...), not
- * into /proc, /sys, /dev, never through a symlink, at most CK_WALK_MAX
- * entries. The kernel's file handles of overlayfs inodes cannot be opened
- * again, so the path is what the restore re-adds the watch by. */
-#define CK_WALK_MAX 200000
-
-static bool watch_is(const struct ck_watch *w, const struct stat *st)
-{
-	return !w->path[0] && w->ino == st->st_ino && major(st->st_dev) == (w->sdev >> 20) &&
-	       minor(st->st_dev) == (w->sdev & 0xfffff);
-}
-
-static void find_watch_paths(pid_t hpid, struct ck_watch *w, size_t n)
-{
-	char root[64];
-	snprintf(root, sizeof(root), "/proc/%d/root", hpid);
-	cleanup_close int rfd = open(root, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	struct stat st;
-	if (rfd < 0 || fstat(rfd, &st) < 0)
-		return;
-	size_t left = n, seen = 0;
-	for (size_t i = 0; i < n; i++)
-		if (watch_is(&w[i], &st)) {
-			snprintf(w[i].path, sizeof(w[i].path), "/");
-			left--;
-		}
-	/* queue of directories (paths relative to the root, "" = root) */
-	char **q = vs_xmalloc(sizeof(*q));
-	size_t qh = 0, qn = 1, qcap = 1;
-	q[0] = vs_xstrdup("");
-	while (left && qh < qn && seen < CK_WALK_MAX) {
-		char *dir = q[qh++];
-		struct open_how how = {.flags = O_RDONLY | O_DIRECTORY | O_CLOEXEC,
-				       .resolve = RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS |
-						  RESOLVE_NO_MAGICLINKS};
-		int dfd = dir[0] ? (int)syscall(SYS_openat2, rfd, dir, &how, sizeof(how))
-				 : fcntl(rfd, F_DUPFD_CLOEXEC, 0);
-		cleanup_closedir DIR *d = dfd >= 0 ? fdopendir(dfd) : NULL;
-		if (!d && dfd >= 0)
-			close(dfd);
-		struct dirent *de;
-		while (d && left && seen < CK_WALK_MAX && (de = readdir(d))) {
-			const char *nm = de->d_name;
-			if (!strcmp(nm, ".") || !strcmp(nm, "..") ||
-			    (!dir[0] &&
-			     (!strcmp(nm, "proc") || !strcmp(nm, "sys") || !strcmp(nm, "dev"))))
-				continue;
-			seen++;
-			if (fstatat(dirfd(d), nm, &st, AT_SYMLINK_NOFOLLOW) < 0)
-				continue;
-			char path[CK_PATH - 1]; /* and a leading '/' */
-			if (snprintf(path, sizeof(path), "%s%s%s", dir, dir[0] ? "/" : "", nm) >=
-			    (int)sizeof(path))
-				continue;
-			for (size_t i = 0; i < n; i++)
-				if (watch_is(&w[i], &st)) {
-					snprintf(w[i].path, sizeof(w[i].path), "/%s", path);
-					left--;
-				}
-			if (S_ISDIR(st.st_mode)) {
-				if (qn == qcap) {
-					qcap *= 2;
-					q = ck_xrealloc(q, qcap * sizeof(*q));
-				}
-				q[qn++] = vs_xstrdup(path);
-			}
-		}
-	}
-	for (size_t i = 0; i < qn; i++)
-		free(q[i]);
-	free(q);
-}
-
-/* An inotify fd: no unread events (they cannot be read back without
- * consuming them), every watched inode found by path. If w is set, one
- * CK_SEC_INOTIFY record per watch. */
-static int dump_inotify(struct ck_writer *w, pid_t hpid, pid_t vpid, int fd, int dup, uint32_t id,
-			const char *info, struct vs_error *err)
-{
-	int pending = 0;
-	if (ioctl(dup, FIONREAD, &pending) < 0)
-		return vs_error_sys(err, errno, "inotify FIONREAD");
-	if (pending > 0)
-		return vs_error_set(err, ENOTSUP,
-				    "refused: inotify fd with %d bytes of unread events", pending);
-	struct ck_watch *ws;
-	size_t n = parse_watches(info, &ws);
-	find_watch_paths(hpid, ws, n);
-	int r = 0;
-	for (size_t i = 0; i < n && r >= 0; i++) {
-		if (ws[i].wd > CK_INOTIFY_WD_MAX) {
-			r = vs_error_set(
-			    err, ENOTSUP,
-			    "refused: inotify watch descriptor %d is too high to recreate",
-			    ws[i].wd);
-			break;
-		}
-		if (!ws[i].path[0]) {
-			r = vs_error_set(err, ENOTSUP,
-					 "refused: inotify watch %d on inode %" PRIu64
-					 " that no path in the slice leads to",
-					 ws[i].wd, ws[i].ino);
-			break;
-		}
-		if (!w)
-			continue;
-		struct ck_inotify rec = {.file_id = id, .wd = ws[i].wd, .mask = ws[i].mask};
-		memcpy(rec.path, ws[i].path, sizeof(rec.path));
-		r = ck_write_section(w, CK_SEC_INOTIFY, &rec, sizeof(rec), NULL, 0, err);
-	}
-	free(ws);
-	return r;
-}
-
-/* --- TCP/UDP sockets ------------------------------------------------------ */
-
-/* Integer options of TCP/UDP sockets that are recorded; the restore sets
- * those whose value differs from a new socket's. */
-static const struct {
-	int level, name;
-} inet_opts[] = {
-    {SOL_SOCKET, SO_REUSEADDR},
-    {SOL_SOCKET, SO_REUSEPORT},
-    {SOL_SOCKET, SO_KEEPALIVE},
-    {SOL_SOCKET, SO_BROADCAST},
-    {SOL_SOCKET, SO_RCVBUF},
-    {SOL_SOCKET, SO_SNDBUF},
-    {SOL_SOCKET, SO_RCVLOWAT},
-    {SOL_SOCKET, SO_PRIORITY},
-    {SOL_SOCKET, SO_OOBINLINE},
-    {SOL_SOCKET, SO_DONTROUTE},
-    {IPPROTO_IP, IP_TOS},
-    {IPPROTO_IP, IP_TTL},
-    {IPPROTO_IP, IP_FREEBIND},
-    {IPPROTO_IP, IP_PKTINFO},
-    {IPPROTO_IP, IP_RECVERR},
-    {IPPROTO_IPV6, IPV6_V6ONLY},
-    {IPPROTO_IPV6, IPV6_RECVPKTINFO},
-    {IPPROTO_TCP, TCP_NODELAY},
-    {IPPROTO_TCP, TCP_DEFER_ACCEPT},
-    {IPPROTO_TCP, TCP_KEEPIDLE},
-    {IPPROTO_TCP, TCP_KEEPINTVL},
-    {IPPROTO_TCP, TCP_KEEPCNT},
-    {IPPROTO_TCP, TCP_FASTOPEN},
-    {IPPROTO_TCP, TCP_USER_TIMEOUT},
-};
-_Static_assert(VS_ARRAY_SIZE(inet_opts) <= CK_INET_OPTS, "room for every option");
-
-static bool inet_opt_applies(int family, int protocol, int level)
-{
-	return level == SOL_SOCKET || (level == IPPROTO_IP && family == AF_INET) ||
-	       (level == IPPROTO_IPV6 && family == AF_INET6) ||
-	       (level == IPPROTO_TCP && protocol == IPPROTO_TCP);
-}
-
-/* Does a process in hpid's pid namespace (not its PID 1: the slice's own
- * reaper) have an fd for which match(pid, fd, arg) holds? */
-static bool tree_fd_any(pid_t hpid, bool (*match)(pid_t pid, int fd, void *arg), void *arg)
-{
-	char p[64];
-	struct stat me;
-	snprintf(p, sizeof(p), "/proc/%d/ns/pid", hpid);
-	if (stat(p, &me) < 0)
-		return false;
-	cleanup_closedir DIR *proc = opendir("/proc");
-	struct dirent *de;
-	while (proc && (de = readdir(proc))) {
-		pid_t pid = atoi(de->d_name), inner;
-		struct stat ns;
-		if (pid <= 0)
-			continue;
-		snprintf(p, sizeof(p), "/proc/%d/ns/pid", pid);
-		if (stat(p, &ns) < 0 || ns.st_ino != me.st_ino || ns.st_dev != me.st_dev ||
-		    (ck_nspid(pid, &inner) == 0 && inner == 1))
-			continue;
-		snprintf(p, sizeof(p), "/proc/%d/fd", pid);
-		cleanup_closedir DIR *fds = opendir(p);
-		struct dirent *fe;
-		while (fds && (fe = readdir(fds)))
-			if (fe->d_name[0] != '.' && match(pid, atoi(fe->d_name), arg))
-				return true;
-	}
-	return false;
-}
-
-#ifndef TCP_REPAIR_OFF_NO_WP
-#define TCP_REPAIR_OFF_NO_WP -1
-#endif
-
-struct tcp_ends {
-	struct sockaddr_storage local, peer;
-	socklen_t llen, plen;
-};
-
-/* Is fd of pid the other end of connection q? */
-static bool tcp_peer_match(pid_t pid, int fd, void *arg)
-{
-	const struct tcp_ends *q = arg;
-	char p[64], link[64];
-	snprintf(p, sizeof(p), "/proc/%d/fd/%d", pid, fd);
-	ssize_t l = readlink(p, link, sizeof(link) - 1);
-	if (l < 7 || strncmp(link, "socket:", 7) != 0)
-		return false;
-	int d = getfd(pid, fd);
-	if (d < 0)
-		return false;
-	struct sockaddr_storage a, b;
-	socklen_t al = sizeof(a), bl = sizeof(b);
-	bool m = getsockname(d, (struct sockaddr *)&a, &al) == 0 &&
-		 getpeername(d, (struct sockaddr *)&b, &bl) == 0 && al == q->plen &&
-		 bl == q->llen && !memcmp(&a, &q->peer, al) && !memcmp(&b, &q->local, bl);
-	close(d);
-	return m;
-}
-
-static int tcp_queue(int dup, int queue, uint32_t *seq, struct vs_error *err)
-{
-	socklen_t l = sizeof(*seq);
-	if (setsockopt(dup, IPPROTO_TCP, TCP_REPAIR_QUEUE, &queue, sizeof(queue)) < 0 ||
-	    getsockopt(dup, IPPROTO_TCP, TCP_QUEUE_SEQ, seq, &l) < 0)
-		return vs_error_sys(err, errno, "TCP connection: queue %d sequence", queue);
-	return 0;
-}
-
-static int tcp_peek(struct ck_writer *w, int dup, int queue, uint32_t kind, uint32_t id,
-		    uint32_t len, struct vs_error *err)
-{
-	if (!len)
-		return 0;
-	if (setsockopt(dup, IPPROTO_TCP, TCP_REPAIR_QUEUE, &queue, sizeof(queue)) < 0)
-		return vs_error_sys(err, errno, "TCP connection: select queue %d", queue);
-	char *buf = vs_xmalloc(len);
-	ssize_t n = recv(dup, buf, len, MSG_PEEK | MSG_DONTWAIT);
-	int r = n == (ssize_t)len
-		    ? put_data(w, kind, id, 0, buf, len, err)
-		    : vs_error_sys(err, n < 0 ? errno : EIO,
-				   "TCP connection: read %u queued bytes of queue %d", len, queue);
-	free(buf);
-	return r;
-}
-
-/* An established connection between two sockets of the tree, read in
- * repair mode (nothing is sent or consumed; the tree is frozen): sequence
- * numbers, queues, negotiated options, window, timestamp. */
-static int dump_tcp_conn(struct ck_writer *w, int dup, struct ck_inet *n, const struct tcp_info *ti,
-			 struct vs_error *err)
-{
-	int on = 1, off = TCP_REPAIR_OFF_NO_WP, noq = TCP_NO_QUEUE;
-	if (setsockopt(dup, IPPROTO_TCP, TCP_REPAIR, &on, sizeof(on)) < 0)
-		return vs_error_sys(err, errno, "TCP connection: TCP_REPAIR");
-	int r = 0, outq = 0, unsent = 0, inq = 0;
-	socklen_t l = sizeof(int);
-	struct tcp_repair_window win;
-	socklen_t wl = sizeof(win);
-	if (ioctl(dup, SIOCOUTQ, &outq) < 0 || ioctl(dup, SIOCOUTQNSD, &unsent) < 0 ||
-	    ioctl(dup, SIOCINQ, &inq) < 0 ||
-	    getsockopt(dup, IPPROTO_TCP, TCP_MAXSEG, &n->mss, &l) < 0 ||
-	    getsockopt(dup, IPPROTO_TCP, TCP_TIMESTAMP, &n->timestamp, &l) < 0 ||
-	    getsockopt(dup, IPPROTO_TCP, TCP_REPAIR_WINDOW, &win, &wl) < 0)
-		r = vs_error_sys(err, errno, "TCP connection: read its state");
-	if (r >= 0) {
-		n->outq_len = (uint32_t)outq;
-		n->unsent_len = (uint32_t)unsent;
-		n->inq_len = (uint32_t)inq;
-		n->tcpi_options = ti->tcpi_options;
-		n->snd_wscale = ti->tcpi_snd_wscale;
-		n->rcv_wscale = ti->tcpi_rcv_wscale;
-		memcpy(n->window, &win, sizeof(n->window));
-		r = tcp_queue(dup, TCP_SEND_QUEUE, &n->snd_seq, err);
-	}
-	if (r >= 0)
-		r = tcp_queue(dup, TCP_RECV_QUEUE, &n->rcv_seq, err);
-	if (r >= 0 && w)
-		r = tcp_peek(w, dup, TCP_SEND_QUEUE, CK_D_TCP_SEND, n->file_id, n->outq_len, err);
-	if (r >= 0 && w)
-		r = tcp_peek(w, dup, TCP_RECV_QUEUE, CK_D_TCP_RECV, n->file_id, n->inq_len, err);
-	setsockopt(dup, IPPROTO_TCP, TCP_REPAIR_QUEUE, &noq, sizeof(noq));
-	setsockopt(dup, IPPROTO_TCP, TCP_REPAIR, &off, sizeof(off));
-	return r;
-}
-
-/* A TCP listener, a bound or unbound TCP socket, a TCP connection between
- * two sockets of the tree, or a UDP socket (bound, connected) of the
- * tree's own network namespace; everything else is refused. If w is set,
- * its CK_SEC_INET record (and queues) are written. */
-static int dump_inet(struct ck_writer *w, pid_t hpid, int dup, uint32_t id, struct vs_error *err)
-{
-	struct ck_inet n = {.file_id = id};
-	socklen_t l = sizeof(int);
-	if (getsockopt(dup, SOL_SOCKET, SO_DOMAIN, &n.family, &l) < 0 ||
-	    getsockopt(dup, SOL_SOCKET, SO_TYPE, &n.type, &l) < 0 ||
-	    getsockopt(dup, SOL_SOCKET, SO_PROTOCOL, &n.protocol, &l) < 0)
-		return vs_error_sys(err, errno, "socket: getsockopt");
-	char p[64];
-	struct stat mine, its;
-	snprintf(p, sizeof(p), "/proc/%d/ns/net", hpid);
-	int ns = ioctl(dup, SIOCGSKNS);
-	bool same = ns >= 0 && fstat(ns, &its) == 0 && stat(p, &mine) == 0 &&
-		    its.st_ino == mine.st_ino && its.st_dev == mine.st_dev;
-	if (ns >= 0)
-		close(ns);
-	if (!same)
-		return vs_error_set(
-		    err, ENOTSUP,
-		    "refused: socket of another network namespace than the process's");
-	if (n.type == SOCK_STREAM && n.protocol == IPPROTO_TCP) {
-		struct tcp_info ti;
-		l = sizeof(ti);
-		memset(&ti, 0, sizeof(ti));
-		if (getsockopt(dup, IPPROTO_TCP, TCP_INFO, &ti, &l) < 0)
-			return vs_error_sys(err, errno, "TCP socket: TCP_INFO");
-		n.state = ti.tcpi_state;
-		if (ti.tcpi_state == TCP_LISTEN) {
-			if (ti.tcpi_unacked) /* listeners: the accept queue */
-				return vs_error_set(err, ENOTSUP,
-						    "refused: TCP listener with %u connections not "
-						    "accepted yet",
-						    ti.tcpi_unacked);
-			n.backlog = ti.tcpi_sacked; /* listeners: the backlog */
-		} else if (ti.tcpi_state == TCP_ESTABLISHED) {
-			struct tcp_ends q;
-			memset(&q, 0, sizeof(q));
-			q.llen = q.plen = sizeof(q.local);
-			if (getsockname(dup, (struct sockaddr *)&q.local, &q.llen) < 0 ||
-			    getpeername(dup, (struct sockaddr *)&q.peer, &q.plen) < 0)
-				return vs_error_sys(err, errno, "TCP connection: addresses");
-			if (!tree_fd_any(hpid, tcp_peer_match, &q))
-				return vs_error_set(
-				    err, ENOTSUP,
-				    "refused: TCP connection to a peer outside the "
-				    "tree (its address does not move with the slice)");
-			if (q.plen > sizeof(n.peer))
-				return vs_error_set(err, EINVAL, "TCP connection: peer address");
-			memcpy(n.peer, &q.peer, q.plen);
-			n.peer_len = q.plen;
-			if (w) {
-				int r = dump_tcp_conn(w, dup, &n, &ti, err);
-				if (r < 0)
-					return r;
-			}
-		} else if (ti.tcpi_state != TCP_CLOSE) {
-			return vs_error_set(err, ENOTSUP,
-					    "refused: TCP connection in state %u (closing) not "
-					    "migrated",
-					    ti.tcpi_state);
-		}
-	} else if (n.type == SOCK_DGRAM && n.protocol == IPPROTO_UDP) {
-		int q = 0;
-		if (ioctl(dup, FIONREAD, &q) < 0 || q > 0)
-			return vs_error_set(err, ENOTSUP,
-					    "refused: UDP socket with queued datagrams (their "
-					    "senders cannot be replayed)");
-		n.state = TCP_CLOSE;
-		struct sockaddr_storage ss;
-		socklen_t sl = sizeof(ss);
-		if (getpeername(dup, (struct sockaddr *)&ss, &sl) == 0 && sl <= sizeof(n.peer)) {
-			memcpy(n.peer, &ss, sl);
-			n.peer_len = sl;
-		}
-	} else {
-		return vs_error_set(err, ENOTSUP,
-				    "refused: socket family %d type %d protocol %d not supported",
-				    n.family, n.type, n.protocol);
-	}
-	struct sockaddr_storage ss;
-	socklen_t sl = sizeof(ss);
-	if (getsockname(dup, (struct sockaddr *)&ss, &sl) == 0 && sl <= sizeof(n.local)) {
-		in_port_t port = ss.ss_family == AF_INET ? ((struct sockaddr_in *)&ss)->sin_port
-							 : ((struct sockaddr_in6 *)&ss)->sin6_port;
-		if (port) {
-			memcpy(n.local, &ss, sl);
-			n.local_len = sl;
-		}
-	}
-	for (size_t i = 0; i < VS_ARRAY_SIZE(inet_opts); i++) {
-		int v = 0;
-		l = sizeof(v);
-		if (!inet_opt_applies(n.family, n.protocol, inet_opts[i].level) ||
-		    getsockopt(dup, inet_opts[i].level, inet_opts[i].name, &v, &l) < 0)
-			continue;
-		n.opt[n.nopts++] = (struct ck_sockopt){inet_opts[i].level, inet_opts[i].name, v, 0};
-	}
-	return w ? ck_write_section(w, CK_SEC_INET, &n, sizeof(n), NULL, 0, err) : 0;
-}
-
-/* --- SysV IPC objects of the tree's ipc namespace ----------------------- */
-
-/* ids listed in /proc/sysvipc/<what> (second column), as the reader's ipc
- * namespace has them */
-static size_t sysv_ids(const char *what, int **ids)
-{
-	char p[64], line[512];
-	snprintf(p, sizeof(p), "/proc/sysvipc/%s", what);
-	cleanup_fclose FILE *f = fopen(p, "re");
-	size_t n = 0;
-	*ids = NULL;
-	if (f && !fgets(line, sizeof(line), f)) /* header */
-		return 0;
-	while (f && fgets(line, sizeof(line), f)) {
-		int key, id;
-		if (sscanf(line, "%d %d", &key, &id) != 2)
-			continue;
-		*ids = ck_xrealloc(*ids, (n + 1) * sizeof(**ids));
-		(*ids)[n++] = id;
-	}
-	return n;
-}
-
-static bool put_rec(int out, uint32_t tag, const void *rec, size_t rlen, const void *data,
-		    size_t dlen)
-{
-	return write(out, &tag, 4) == 4 && write(out, rec, rlen) == (ssize_t)rlen &&
-	       (!dlen || write(out, data, dlen) == (ssize_t)dlen);
-}
-
-/* In a child inside the tree's ipc namespace: every object as tag 1 +
- * struct ck_sysv (host uid/gid) and its contents as tag 2 + struct ck_data
- * + bytes, into a memfd handed back over sock. Exit 0, or 2 + which failed. */
-static int sysv_collect(int sock)
-{
-	int out = memfd_create("vslice-sysv", MFD_CLOEXEC);
-	if (out < 0)
-		return 2;
-	int *ids, ok = 1;
-	size_t n = sysv_ids("shm", &ids);
-	for (size_t i = 0; i < n && ok; i++) {
-		struct shmid_ds ds;
-		if (shmctl(ids[i], IPC_STAT, &ds) < 0)
-			return 3;
-		if (ds.shm_nattch > 0)
-			return 4; /* refused by the check before; attached meanwhile */
-		struct ck_sysv r = {.kind = CK_SYSV_SHM,
-				    .id = ids[i],
-				    .key = ds.shm_perm.__key,
-				    .mode = ds.shm_perm.mode & 0777,
-				    .uid = ds.shm_perm.uid,
-				    .gid = ds.shm_perm.gid,
-				    .size = ds.shm_segsz};
-		void *m = shmat(ids[i], NULL, SHM_RDONLY);
-		if (m == (void *)-1)
-			return 5;
-		struct ck_data d = {.kind = CK_D_SYSV_SHM, .id = (uint64_t)ids[i], .len = r.size};
-		ok = put_rec(out, 1, &r, sizeof(r), NULL, 0) &&
-		     put_rec(out, 2, &d, sizeof(d), m, r.size);
-		shmdt(m);
-	}
-	free(ids);
-	long msgmax = 8192;
-	char mm[32];
-	if (ck_read_small("/proc/sys/kernel/msgmax", mm, sizeof(mm)) > 0)
-		msgmax = atol(mm);
-	char *buf = vs_xmalloc(sizeof(long) + (size_t)msgmax);
-	n = sysv_ids("msg", &ids);
-	for (size_t i = 0; i < n && ok; i++) {
-		struct msqid_ds ds;
-		if (msgctl(ids[i], IPC_STAT, &ds) < 0)
-			return 6;
-		struct ck_sysv r = {.kind = CK_SYSV_MSG,
-				    .id = ids[i],
-				    .key = ds.msg_perm.__key,
-				    .mode = ds.msg_perm.mode & 0777,
-				    .uid = ds.msg_perm.uid,
-				    .gid = ds.msg_perm.gid,
-				    .size = ds.msg_qbytes,
-				    .nitems = (uint32_t)ds.msg_qnum};
-		ok = put_rec(out, 1, &r, sizeof(r), NULL, 0);
-		for (uint32_t k = 0; k < r.nitems && ok; k++) {
-			/* MSG_COPY: the k-th message, left in the queue */
-			ssize_t got = msgrcv(ids[i], buf, (size_t)msgmax, k, IPC_NOWAIT | MSG_COPY);
-			if (got < 0)
-				return 7;
-			long mt;
-			memcpy(&mt, buf, sizeof(mt));
-			uint64_t mtype = (uint64_t)mt;
-			struct ck_data d = {.kind = CK_D_SYSV_MSG,
-					    .id = (uint64_t)ids[i],
-					    .off = k,
-					    .len = 8 + (uint64_t)got};
-			ok = put_rec(out, 2, &d, sizeof(d), &mtype, 8) &&
-			     write(out, buf + sizeof(long), (size_t)got) == got;
-		}
-	}
-	free(buf);
-	free(ids);
-	n = sysv_ids("sem", &ids);
-	for (size_t i = 0; i < n && ok; i++) {
-		struct semid_ds ds;
-		union {
-			struct semid_ds *buf;
-			unsigned short *array;
-		} arg = {.buf = &ds};
-		if (semctl(ids[i], 0, IPC_STAT, arg) < 0)
-			return 8;
-		struct ck_sysv r = {.kind = CK_SYSV_SEM,
-				    .id = ids[i],
-				    .key = ds.sem_perm.__key,
-				    .mode = ds.sem_perm.mode & 0777,
-				    .uid = ds.sem_perm.uid,
-				    .gid = ds.sem_perm.gid,
-				    .size = ds.sem_nsems};
-		unsigned short *vals = vs_xcalloc(r.size, sizeof(*vals));
-		arg.array = vals;
-		if (semctl(ids[i], 0, GETALL, arg) < 0)
-			return 9;
-		struct ck_data d = {
-		    .kind = CK_D_SYSV_SEM, .id = (uint64_t)ids[i], .len = r.size * sizeof(*vals)};
-		ok = put_rec(out, 1, &r, sizeof(r), NULL, 0) &&
-		     put_rec(out, 2, &d, sizeof(d), vals, d.len);
-		free(vals);
-	}
-	free(ids);
-	if (!ok)
-		return 10;
-	char cbuf[CMSG_SPACE(sizeof(int))];
-	char b = 0;
-	struct iovec iov = {&b, 1};
-	struct msghdr mh = {
-	    .msg_iov = &iov, .msg_iovlen = 1, .msg_control = cbuf, .msg_controllen = sizeof(cbuf)};
-	struct cmsghdr *cm = CMSG_FIRSTHDR(&mh);
-	cm->cmsg_level = SOL_SOCKET;
-	cm->cmsg_type = SCM_RIGHTS;
-	cm->cmsg_len = CMSG_LEN(sizeof(int));
-	memcpy(CMSG_DATA(cm), &out, sizeof(int));
-	return sendmsg(sock, &mh, 0) == 1 ? 0 : 11;
-}
-
-/* The tree's SysV objects into the stream: records (owners mapped into
- * the slice's user ns) and their contents. */
-static int dump_sysv(pid_t hpid, struct ck_writer *w, struct vs_error *err)
-{
-	int mfd = -1, code;
-	int r = ns_child(hpid, sysv_collect, &mfd, &code);
-	if (r < 0 || code)
-		return vs_error_set(
-		    err, r < 0 ? -r : EIO,
-		    "SysV IPC objects of the tree: collecting them failed (step %d)", code);
-	cleanup_close int fd = mfd;
-	off_t size = lseek(fd, 0, SEEK_END);
-	if (fd < 0 || size < 0)
-		return vs_error_set(err, EIO, "SysV IPC objects of the tree: no result");
-	uint8_t *p = size ? mmap(NULL, (size_t)size, PROT_READ, MAP_PRIVATE, fd, 0) : NULL;
-	if (size && p == MAP_FAILED)
-		return vs_error_sys(err, errno, "SysV IPC objects: map the result");
-	for (off_t o = 0; o + 4 <= size && r >= 0;) {
-		uint32_t tag;
-		memcpy(&tag, p + o, 4);
-		o += 4;
-		if (tag == 1 && o + (off_t)sizeof(struct ck_sysv) <= size) {
-			struct ck_sysv s;
-			memcpy(&s, p + o, sizeof(s));
-			o += (off_t)sizeof(s);
-			uint64_t u, g;
-			if (!ns_id(hpid, "uid_map", s.uid, &u) ||
-			    !ns_id(hpid, "gid_map", s.gid, &g)) {
-				r = vs_error_set(
-				    err, ENOTSUP,
-				    "refused: SysV IPC object %d owned by %u:%u, which the "
-				    "slice does not map",
-				    s.id, s.uid, s.gid);
-				break;
-			}
-			s.uid = (uint32_t)u;
-			s.gid = (uint32_t)g;
-			r = ck_write_section(w, CK_SEC_SYSV, &s, sizeof(s), NULL, 0, err);
-		} else if (tag == 2 && o + (off_t)sizeof(struct ck_data) <= size) {
-			struct ck_data d;
-			memcpy(&d, p + o, sizeof(d));
-			o += (off_t)sizeof(d);
-			if ((uint64_t)(size - o) < d.len) {
-				r = vs_error_set(err, EIO, "SysV IPC objects: short result");
-				break;
-			}
-			r = ck_write_section(w, CK_SEC_DATA, &d, sizeof(d), p + o, d.len, err);
-			o += (off_t)d.len;
-		} else {
-			r = vs_error_set(err, EIO, "SysV IPC objects: bad result");
-		}
-	}
-	if (p)
-		munmap(p, (size_t)size);
-	return r;
-}
-
-/* Recreate the SysV objects in the caller's ipc namespace with their ids,
- * owners, modes and contents. Creation and change times and creator/last
- * pids are the restore's. */
-static int sysv_restore(const struct ckpt_image *img, struct vs_error *err)
-{
-	for (size_t i = 0; i < img->sysv.n; i++) {
-		const struct ck_sysv *s = &img->sysv.v[i];
-		static const char *const next[] = {"", "shm_next_id", "msg_next_id", "sem_next_id"};
-		char p[64], v[16];
-		snprintf(p, sizeof(p), "/proc/sys/kernel/%s", next[s->kind]);
-		int n = snprintf(v, sizeof(v), "%d", s->id);
-		int fd = open(p, O_WRONLY | O_CLOEXEC);
-		if (fd < 0 || write(fd, v, (size_t)n) != n) {
-			int e = errno;
-			if (fd >= 0)
-				close(fd);
-			return vs_error_sys(err, e, "SysV IPC object %d: %s", s->id, p);
-		}
-		close(fd);
-		int id = -1, flags = IPC_CREAT | IPC_EXCL | (int)s->mode;
-		const struct ck_data_r *d = NULL;
-		for (size_t k = 0; k < img->data.n && !d && s->kind != CK_SYSV_MSG; k++)
-			if (img->data.v[k].h.kind ==
-				(s->kind == CK_SYSV_SHM ? CK_D_SYSV_SHM : CK_D_SYSV_SEM) &&
-			    img->data.v[k].h.id == (uint64_t)s->id)
-				d = &img->data.v[k];
-		if (s->kind == CK_SYSV_SHM) {
-			id = shmget(s->key, s->size, flags);
-			struct shmid_ds ds;
-			void *m = id == s->id ? shmat(id, NULL, 0) : (void *)-1;
-			if (m == (void *)-1 || (d && (d->h.len > s->size || d->h.off)))
-				return vs_error_sys(err, errno, "SysV shared memory %d", s->id);
-			if (d)
-				memcpy(m, d->data, d->h.len);
-			shmdt(m);
-			if (shmctl(id, IPC_STAT, &ds) == 0) {
-				ds.shm_perm.uid = s->uid;
-				ds.shm_perm.gid = s->gid;
-				ds.shm_perm.mode = s->mode;
-				if (shmctl(id, IPC_SET, &ds) < 0)
-					id = -1;
-			}
-		} else if (s->kind == CK_SYSV_MSG) {
-			id = msgget(s->key, flags);
-			struct msqid_ds ds;
-			for (uint32_t k = 0; k < s->nitems && id == s->id; k++) {
-				const struct ck_data_r *m = NULL;
-				for (size_t j = 0; j < img->data.n && !m; j++)
-					if (img->data.v[j].h.kind == CK_D_SYSV_MSG &&
-					    img->data.v[j].h.id == (uint64_t)s->id &&
-					    img->data.v[j].h.off == k && img->data.v[j].h.len >= 8)
-						m = &img->data.v[j];
-				if (!m)
-					return vs_error_set(
-					    err, EINVAL,
-					    "SysV message queue %d: message %u missing", s->id, k);
-				char *buf = vs_xmalloc(sizeof(long) + m->h.len);
-				long mt = (long)*(const uint64_t *)(const void *)m->data;
-				memcpy(buf, &mt, sizeof(mt));
-				memcpy(buf + sizeof(long), m->data + 8, m->h.len - 8);
-				int rc = msgsnd(id, buf, m->h.len - 8, IPC_NOWAIT);
-				free(buf);
-				if (rc < 0)
-					return vs_error_sys(err, errno,
-							    "SysV message queue %d: message %u",
-							    s->id, k);
-			}
-			if (id == s->id && msgctl(id, IPC_STAT, &ds) == 0) {
-				ds.msg_perm.uid = s->uid;
-				ds.msg_perm.gid = s->gid;
-				ds.msg_perm.mode = s->mode;
-				ds.msg_qbytes = s->size;
-				if (msgctl(id, IPC_SET, &ds) < 0)
-					id = -1;
-			}
-		} else {
-			id = semget(s->key, (int)s->size, flags);
-			struct semid_ds ds;
-			union {
-				struct semid_ds *buf;
-				unsigned short *array;
-			} arg = {.buf = &ds};
-			if (id == s->id && d && d->h.len == s->size * sizeof(unsigned short)) {
-				unsigned short *vals = vs_xmalloc(d->h.len);
-				memcpy(vals, d->data, d->h.len);
-				arg.array = vals;
-				int rc = semctl(id, 0, SETALL, arg);
-				free(vals);
-				if (rc < 0)
-					return vs_error_sys(err, errno,
-							    "SysV semaphores %d: values", s->id);
-			}
-			arg.buf = &ds;
-			if (id == s->id && semctl(id, 0, IPC_STAT, arg) == 0) {
-				ds.sem_perm.uid = s->uid;
-				ds.sem_perm.gid = s->gid;
-				ds.sem_perm.mode = s->mode;
-				if (semctl(id, 0, IPC_SET, arg) < 0)
-					id = -1;
-			}
-		}
-		if (id != s->id)
-			return vs_error_sys(err, id < 0 ? errno : EEXIST,
-					    "SysV IPC object %d: created as %d", s->id, id);
-	}
-	return 0;
-}
-
-/* Host side of the restore: the slice's /proc/sys is read-only, so the
- * *_next_id knobs are written by a child of ours that joined the restored
- * tree's user and ipc namespaces (ids then are the slice's). */
-int ck_files_restore_host(const struct ckpt_image *img, pid_t root_hpid, struct vs_error *err)
-{
-	if (!img->sysv.n)
-		return 0;
-	int pp[2];
-	if (pipe2(pp, O_CLOEXEC) < 0)
-		return vs_error_sys(err, errno, "pipe");
-	pid_t c = fork();
-	if (c < 0) {
-		int e = errno;
-		close(pp[0]);
-		close(pp[1]);
-		return vs_error_sys(err, e, "fork");
-	}
-	if (c == 0) {
-		struct vs_error e2;
-		char p[64];
-		struct stat mine, its;
-		snprintf(p, sizeof(p), "/proc/%d/ns/user", root_hpid);
-		int ufd = open(p, O_RDONLY | O_CLOEXEC);
-		snprintf(p, sizeof(p), "/proc/%d/ns/ipc", root_hpid);
-		int ifd = open(p, O_RDONLY | O_CLOEXEC);
-		bool same_user = ufd >= 0 && fstat(ufd, &its) == 0 &&
-				 stat("/proc/self/ns/user", &mine) == 0 &&
-				 its.st_ino == mine.st_ino;
-		int r = 0;
-		if (ufd < 0 || ifd < 0 || (!same_user && setns(ufd, CLONE_NEWUSER) < 0) ||
-		    setns(ifd, CLONE_NEWIPC) < 0)
-			r = vs_error_sys(&e2, errno, "join the ipc namespace of pid %d", root_hpid);
-		else
-			r = sysv_restore(img, &e2);
-		if (r < 0 && write(pp[1], e2.msg, strlen(e2.msg)) < 0)
-			_exit(2);
-		_exit(r < 0 ? 1 : 0);
-	}
-	close(pp[1]);
-	char msg[VS_ERROR_MAX];
-	ssize_t n = vs_read_all(pp[0], msg, sizeof(msg) - 1);
-	close(pp[0]);
-	int status;
-	while (waitpid(c, &status, 0) < 0 && errno == EINTR)
-		;
-	if (WIFEXITED(status) && WEXITSTATUS(status) == 0)
-		return 0;
-	msg[n > 0 ? n : 0] = 0;
-	return vs_error_set(err, EIO, "restore SysV IPC objects: %s",
-			    msg[0] ? msg : "the helper died");
-}
-
 /* An unlinked regular file: owner, mode, times; content once per inode. */
 static int dump_ghost(struct ck_files *f, struct ck_writer *w, pid_t hpid, pid_t vpid, int fd,
 		      int dup, const struct stat *st, struct ck_file *cf, struct vs_error *err)
 {
 	cf->ghost = 1;
-	if (!ns_id(hpid, "uid_map", st->st_uid, &cf->u[0]) ||
-	    !ns_id(hpid, "gid_map", st->st_gid, &cf->u[1]))
+	if (!ck_ns_id(hpid, "uid_map", st->st_uid, &cf->u[0]) ||
+	    !ck_ns_id(hpid, "gid_map", st->st_gid, &cf->u[1]))
 		return vs_error_set(err, ENOTSUP,
 				    "refused: unlinked file owned by %u:%u, which "
 				    "the slice does not map",
@@ -1460,7 +602,7 @@ static int dump_ghost(struct ck_files *f, struct ck_writer *w, pid_t hpid, pid_t
 		ssize_t n = pread(rd, buf, 1 << 20, o);
 		if (n <= 0)
 			break;
-		r = put_data(w, CK_D_GHOST, cf->id, (uint64_t)o, buf, (size_t)n, err);
+		r = ck_put_data(w, CK_D_GHOST, cf->id, (uint64_t)o, buf, (size_t)n, err);
 		o += n;
 	}
 	free(buf);
@@ -1630,10 +772,10 @@ static int dump_file(struct ck_files *f, struct ck_writer *w, pid_t hpid, pid_t 
 		collect_epoll(f, vpid, fd, dup, cf->id, info);
 		break;
 	case CK_F_INOTIFY:
-		r = dump_inotify(w, hpid, vpid, fd, dup, cf->id, info, err);
+		r = ck_inotify_dump(w, hpid, vpid, fd, dup, cf->id, info, err);
 		break;
 	case CK_F_INET:
-		r = dump_inet(w, hpid, dup, cf->id, err);
+		r = ck_inet_dump(w, hpid, dup, cf->id, err);
 		break;
 	}
 	return r;
@@ -1682,7 +824,7 @@ int ck_files_dump(struct ck_files *f, struct ck_writer *w, pid_t hpid, pid_t vpi
 		}
 		bool new_file = !id;
 		if (!id) {
-			int dup = getfd(hpid, fd);
+			int dup = ck_getfd(hpid, fd);
 			if (dup < 0)
 				return vs_error_sys(err, -dup, "pid %d fd %d: pidfd_getfd", vpid,
 						    fd);
@@ -1706,7 +848,7 @@ int ck_files_dump(struct ck_files *f, struct ck_writer *w, pid_t hpid, pid_t vpi
 				return vs_error_wrap(err, "pid %d fd %d", vpid, fd);
 			id = o.id;
 		}
-		r = dump_locks(f, w, hpid, vpid, fd, id, new_file, &st, info, err);
+		r = ck_locks_dump(f, w, hpid, vpid, fd, id, new_file, &st, info, err);
 		if (r < 0)
 			return r;
 		struct ck_fd rec = {.pid = vpid, .fd = fd, .file_id = id, .cloexec = cloexec};
@@ -1716,6 +858,36 @@ int ck_files_dump(struct ck_files *f, struct ck_writer *w, pid_t hpid, pid_t vpi
 		f->nr_fds++;
 	}
 	return 0;
+}
+
+/* Does a process in hpid's pid namespace (not its PID 1: the slice's own
+ * reaper) have an fd for which match(pid, fd, arg) holds? */
+bool ck_tree_fd_any(pid_t hpid, bool (*match)(pid_t pid, int fd, void *arg), void *arg)
+{
+	char p[64];
+	struct stat me;
+	snprintf(p, sizeof(p), "/proc/%d/ns/pid", hpid);
+	if (stat(p, &me) < 0)
+		return false;
+	cleanup_closedir DIR *proc = opendir("/proc");
+	struct dirent *de;
+	while (proc && (de = readdir(proc))) {
+		pid_t pid = atoi(de->d_name), inner;
+		struct stat ns;
+		if (pid <= 0)
+			continue;
+		snprintf(p, sizeof(p), "/proc/%d/ns/pid", pid);
+		if (stat(p, &ns) < 0 || ns.st_ino != me.st_ino || ns.st_dev != me.st_dev ||
+		    (ck_nspid(pid, &inner) == 0 && inner == 1))
+			continue;
+		snprintf(p, sizeof(p), "/proc/%d/fd", pid);
+		cleanup_closedir DIR *fds = opendir(p);
+		struct dirent *fe;
+		while (fds && (fe = readdir(fds)))
+			if (fe->d_name[0] != '.' && match(pid, atoi(fe->d_name), arg))
+				return true;
+	}
+	return false;
 }
 
 struct ep_query {
@@ -1751,7 +923,7 @@ static int check_ux_peer(struct ck_files *f, pid_t hpid, pid_t vpid, int fd, con
 	if (!u->peer || u->peer == u->ino || u->state == 10 /* TCP_LISTEN */)
 		return 0;
 	uint64_t peer = u->peer;
-	if (!tree_fd_any(hpid, sock_match, &peer))
+	if (!ck_tree_fd_any(hpid, sock_match, &peer))
 		return vs_error_set(err, ENOTSUP,
 				    "pid %d fd %d: refused: unix socket connected outside the tree",
 				    vpid, fd);
@@ -1778,7 +950,7 @@ static int check_epoll(pid_t hpid, pid_t vpid, int fd, const char *info, struct 
 			q.slot.toff += prev[i] == tfd;
 		if (nprev < (int)VS_ARRAY_SIZE(prev))
 			prev[nprev++] = tfd;
-		if (!tree_fd_any(hpid, ep_match, &q))
+		if (!ck_tree_fd_any(hpid, ep_match, &q))
 			return vs_error_set(
 			    err, ENOTSUP,
 			    "pid %d fd %d: refused: epoll watches fd %d, whose file "
@@ -1799,11 +971,19 @@ int ck_files_check(pid_t hpid, pid_t vpid, struct vs_error *err)
 	if (!dir)
 		return vs_error_sys(err, errno, "pid %d: list fds", vpid);
 	/* SEM_UNDO adjustments live in the task's undo list, which cannot be
-	 * read: refuse a task that has one (kcmp: ours is empty) */
-	if (syscall(SYS_kcmp, getpid(), hpid, KCMP_SYSVSEM, 0, 0) != 0)
+	 * read. A task has a list once it used SEM_UNDO - or made a thread
+	 * (CLONE_SYSVSEM shares one) -, and entries only while semaphore
+	 * sets exist: refuse a task with a list if there are sets. */
+	long undo = syscall(SYS_kcmp, getpid(), hpid, KCMP_SYSVSEM, 0, 0);
+	if (undo < 0)
+		return vs_error_sys(err, errno, "pid %d: kcmp(KCMP_SYSVSEM)", vpid);
+	int sets = 0;
+	if (undo != 0 && ck_ns_child(hpid, sem_probe, NULL, &sets) < 0)
+		return vs_error_set(err, EIO, "pid %d: probe its ipc namespace", vpid);
+	if (undo != 0 && sets == 1)
 		return vs_error_set(err, ENOTSUP,
-				    "pid %d: refused: it has SysV semaphore undo state (SEM_UNDO), "
-				    "which cannot be read",
+				    "pid %d: refused: it may hold SysV semaphore undo state "
+				    "(SEM_UNDO), which cannot be read",
 				    vpid);
 	struct ck_files diag;
 	ck_files_init(&diag);
@@ -1826,17 +1006,17 @@ int ck_files_check(pid_t hpid, pid_t vpid, struct vs_error *err)
 		r = classify(hpid, vpid, fd, link, &st, &kind, err);
 		if (r < 0 || read_fdinfo(hpid, fd, info, sizeof(info)) < 0)
 			continue; /* gone meanwhile: the stopped check sees it */
-		r = dump_locks(NULL, NULL, hpid, vpid, fd, 0, true, &st, info, err);
+		r = ck_locks_dump(NULL, NULL, hpid, vpid, fd, 0, true, &st, info, err);
 		if (r >= 0 && kind == CK_F_EPOLL)
 			r = check_epoll(hpid, vpid, fd, info, err);
 		if (r >= 0 && (kind == CK_F_INOTIFY || kind == CK_F_INET)) {
-			int dup = getfd(hpid, fd);
+			int dup = ck_getfd(hpid, fd);
 			if (dup < 0) {
 				r = vs_error_sys(err, -dup, "pid %d fd %d: pidfd_getfd", vpid, fd);
 			} else {
 				r = kind == CK_F_INET
-					? dump_inet(NULL, hpid, dup, 0, err)
-					: dump_inotify(NULL, hpid, vpid, fd, dup, 0, info, err);
+					? ck_inet_dump(NULL, hpid, dup, 0, err)
+					: ck_inotify_dump(NULL, hpid, vpid, fd, dup, 0, info, err);
 				close(dup);
 				if (r < 0)
 					vs_error_wrap(err, "pid %d fd %d", vpid, fd);
@@ -1889,7 +1069,7 @@ int ck_files_finish(struct ck_files *f, struct ck_writer *w, struct vs_error *er
 	if (f->ns_hpid) {
 		int r = ck_writer_sync(w, err); /* no writer thread while we fork */
 		if (r >= 0)
-			r = dump_sysv(f->ns_hpid, w, err);
+			r = ck_sysv_dump(f->ns_hpid, w, err);
 		if (r < 0)
 			return r;
 	}
@@ -1977,7 +1157,7 @@ static int unix_addr(const struct ck_file *f, struct sockaddr_un *sa, socklen_t 
 /* File status flags F_SETFL can set (the rest come from open/pipe2). */
 #define CK_SETFL (O_APPEND | O_NONBLOCK | O_ASYNC | O_DIRECT | O_NOATIME)
 
-static int pool_fd_of(const struct ckpt_image *img, const struct ck_pool *pool, uint32_t id)
+int ck_pool_fd_of(const struct ckpt_image *img, const struct ck_pool *pool, uint32_t id)
 {
 	for (size_t i = 0; i < img->files.n; i++)
 		if (img->files.v[i].id == id)
@@ -2118,267 +1298,6 @@ static int epoll_add_as(int ep, int target, const struct ck_epoll *e, int base,
 		close(e->tfd);
 	}
 	return r;
-}
-
-static int take_lock(int fd, const struct ck_lock *l, struct vs_error *err)
-{
-	int rc;
-	if (l->kind == CK_LOCK_FLOCK) {
-		rc = flock(fd, (l->type == F_RDLCK ? LOCK_SH : LOCK_EX) | LOCK_NB);
-	} else {
-		struct flock fl = {.l_type = (short)l->type,
-				   .l_whence = SEEK_SET,
-				   .l_start = l->start,
-				   .l_len = l->len};
-		rc = fcntl(fd, l->kind == CK_LOCK_OFD ? F_OFD_SETLK : F_SETLK, &fl);
-	}
-	if (rc < 0)
-		return vs_error_sys(err, errno, "%s %s lock on file %u at %" PRId64 "+%" PRId64,
-				    l->kind == CK_LOCK_FLOCK ? "flock"
-				    : l->kind == CK_LOCK_OFD ? "OFD"
-							     : "POSIX",
-				    l->type == F_RDLCK ? "read" : "write", l->file_id, l->start,
-				    l->len);
-	return 0;
-}
-
-/* Re-add the watches of inotify file f to fd with their old descriptors:
- * the kernel hands out the next number after the last one, so numbers
- * below a watch's own are used up by adding and removing it again. The
- * IN_IGNORED events that leaves behind are read away. */
-static int inotify_rewatch(const struct ckpt_image *img, const struct ck_file *f, int fd,
-			   struct vs_error *err)
-{
-	int32_t done = 0;
-	for (;;) {
-		const struct ck_inotify *next = NULL;
-		for (size_t i = 0; i < img->inotify.n; i++) {
-			const struct ck_inotify *n = &img->inotify.v[i];
-			if (n->file_id == f->id && n->wd > done && (!next || n->wd < next->wd))
-				next = n;
-		}
-		if (!next)
-			break;
-		for (;;) {
-			int wd = inotify_add_watch(fd, next->path, next->mask);
-			if (wd < 0)
-				return vs_error_sys(err, errno, "inotify watch %d on %s", next->wd,
-						    next->path);
-			if (wd == next->wd)
-				break;
-			if (next->wd - wd > CK_INOTIFY_WD_MAX)
-				return vs_error_set(err, E2BIG,
-						    "inotify watch %d on %s: too far from %d",
-						    next->wd, next->path, wd);
-			if (wd > next->wd || inotify_rm_watch(fd, wd) < 0)
-				return vs_error_set(err, EEXIST,
-						    "inotify watch %d on %s: got descriptor %d",
-						    next->wd, next->path, wd);
-		}
-		done = next->wd;
-	}
-	char buf[4096];
-	int fl = fcntl(fd, F_GETFL);
-	fcntl(fd, F_SETFL, fl | O_NONBLOCK);
-	while (read(fd, buf, sizeof(buf)) > 0)
-		;
-	fcntl(fd, F_SETFL, fl);
-	return 0;
-}
-
-static int tcp_send_all(int s, const uint8_t *p, uint32_t len)
-{
-	while (len) {
-		ssize_t n = send(s, p, len, MSG_NOSIGNAL | MSG_DONTWAIT);
-		if (n <= 0)
-			return -1;
-		p += n;
-		len -= (uint32_t)n;
-	}
-	return 0;
-}
-
-static const uint8_t *tcp_data(const struct ckpt_image *img, uint32_t kind, uint32_t id,
-			       uint32_t len)
-{
-	for (size_t i = 0; i < img->data.n; i++) {
-		const struct ck_data_r *d = &img->data.v[i];
-		if (d->h.kind == kind && d->h.id == id && d->h.len == len && d->h.off == 0)
-			return d->data;
-	}
-	return NULL;
-}
-
-/* An established connection, rebuilt in repair mode on a socket s that has
- * its options (libsoccr's order): queue sequence numbers, bind, connect
- * (no SYN in repair mode), negotiated options, timestamp, the received
- * bytes, window, the sent-but-unacknowledged bytes; then repair off and
- * the never-sent bytes sent as usual. */
-static int tcp_conn_restore(const struct ckpt_image *img, const struct ck_inet *n, int s,
-			    struct vs_error *err)
-{
-	const uint8_t *sndq = tcp_data(img, CK_D_TCP_SEND, n->file_id, n->outq_len);
-	const uint8_t *rcvq = tcp_data(img, CK_D_TCP_RECV, n->file_id, n->inq_len);
-	if ((n->outq_len && !sndq) || (n->inq_len && !rcvq) || !n->local_len || !n->peer_len)
-		return vs_error_set(err, EINVAL,
-				    "TCP connection of file %u: queues or addresses "
-				    "missing",
-				    n->file_id);
-	int on = 1, q;
-	uint32_t seq;
-	struct tcp_repair_opt opts[4];
-	int nopt = 0;
-	opts[nopt++] = (struct tcp_repair_opt){TCPOPT_MAXSEG, n->mss};
-	if (n->tcpi_options & TCPI_OPT_WSCALE)
-		opts[nopt++] =
-		    (struct tcp_repair_opt){TCPOPT_WINDOW, n->snd_wscale | (n->rcv_wscale << 16)};
-	if (n->tcpi_options & TCPI_OPT_SACK)
-		opts[nopt++] = (struct tcp_repair_opt){TCPOPT_SACK_PERMITTED, 0};
-	if (n->tcpi_options & TCPI_OPT_TIMESTAMPS)
-		opts[nopt++] = (struct tcp_repair_opt){TCPOPT_TIMESTAMP, 0};
-	const char *step = "TCP_REPAIR";
-	if (setsockopt(s, IPPROTO_TCP, TCP_REPAIR, &on, sizeof(on)) < 0)
-		goto fail;
-	step = "receive queue sequence";
-	q = TCP_RECV_QUEUE;
-	seq = n->rcv_seq - n->inq_len;
-	if (setsockopt(s, IPPROTO_TCP, TCP_REPAIR_QUEUE, &q, sizeof(q)) < 0 ||
-	    setsockopt(s, IPPROTO_TCP, TCP_QUEUE_SEQ, &seq, sizeof(seq)) < 0)
-		goto fail;
-	step = "send queue sequence";
-	q = TCP_SEND_QUEUE;
-	seq = n->snd_seq - n->outq_len;
-	if (setsockopt(s, IPPROTO_TCP, TCP_REPAIR_QUEUE, &q, sizeof(q)) < 0 ||
-	    setsockopt(s, IPPROTO_TCP, TCP_QUEUE_SEQ, &seq, sizeof(seq)) < 0)
-		goto fail;
-	step = "bind";
-	if (bind(s, (const struct sockaddr *)n->local, n->local_len) < 0)
-		goto fail;
-	step = "connect";
-	if (connect(s, (const struct sockaddr *)n->peer, n->peer_len) < 0)
-		goto fail;
-	step = "options";
-	if (setsockopt(s, IPPROTO_TCP, TCP_REPAIR_OPTIONS, opts,
-		       (socklen_t)(nopt * sizeof(opts[0]))) < 0)
-		goto fail;
-	step = "timestamp";
-	if ((n->tcpi_options & TCPI_OPT_TIMESTAMPS) &&
-	    setsockopt(s, IPPROTO_TCP, TCP_TIMESTAMP, &n->timestamp, sizeof(n->timestamp)) < 0)
-		goto fail;
-	step = "receive queue";
-	q = TCP_RECV_QUEUE;
-	if (setsockopt(s, IPPROTO_TCP, TCP_REPAIR_QUEUE, &q, sizeof(q)) < 0 ||
-	    tcp_send_all(s, rcvq, n->inq_len) < 0)
-		goto fail;
-	/* after the receive queue: the window's rcv_wup may not lie beyond
-	 * rcv_nxt, which the queued bytes advance to where it was */
-	step = "window";
-	if (setsockopt(s, IPPROTO_TCP, TCP_REPAIR_WINDOW, n->window, sizeof(n->window)) < 0)
-		goto fail;
-	step = "send queue";
-	q = TCP_SEND_QUEUE;
-	if (setsockopt(s, IPPROTO_TCP, TCP_REPAIR_QUEUE, &q, sizeof(q)) < 0 ||
-	    tcp_send_all(s, sndq, n->outq_len - n->unsent_len) < 0)
-		goto fail;
-	return 0; /* repair off: tcp_conn_resume, once the other end exists too */
-fail:
-	return vs_error_sys(err, errno, "TCP connection of file %u: %s", n->file_id, step);
-}
-
-/* Every socket of the pool exists: connections leave repair mode (a
- * window probe from one whose peer is not there yet would be answered
- * with a reset) and send the bytes they had not sent. */
-static int tcp_conn_resume(const struct ckpt_image *img, const struct ck_pool *pool,
-			   struct vs_error *err)
-{
-	for (size_t i = 0; i < img->inets.n; i++) {
-		const struct ck_inet *n = &img->inets.v[i];
-		if (n->type != SOCK_STREAM || n->state != TCP_ESTABLISHED)
-			continue;
-		int s = pool_fd_of(img, pool, n->file_id), q = TCP_NO_QUEUE, off = 0;
-		const uint8_t *sndq = tcp_data(img, CK_D_TCP_SEND, n->file_id, n->outq_len);
-		if (s < 0 || setsockopt(s, IPPROTO_TCP, TCP_REPAIR_QUEUE, &q, sizeof(q)) < 0 ||
-		    setsockopt(s, IPPROTO_TCP, TCP_REPAIR, &off, sizeof(off)) < 0)
-			return vs_error_sys(err, errno, "TCP connection of file %u: repair off",
-					    n->file_id);
-		if (n->unsent_len &&
-		    tcp_send_all(s, sndq + (n->outq_len - n->unsent_len), n->unsent_len) < 0)
-			return vs_error_sys(err, errno, "TCP connection of file %u: send %u bytes",
-					    n->file_id, n->unsent_len);
-	}
-	return 0;
-}
-
-/* A TCP/UDP socket again: options that differ from a new socket's (before
- * bind: IPV6_V6ONLY, SO_REUSEPORT), bind - through IP_FREEBIND when the
- * address is not (yet) configured in the new namespace -, listen, connect. */
-static int inet_create(const struct ckpt_image *img, const struct ck_file *f, struct vs_error *err)
-{
-	const struct ck_inet *n = NULL;
-	for (size_t i = 0; i < img->inets.n && !n; i++)
-		if (img->inets.v[i].file_id == f->id)
-			n = &img->inets.v[i];
-	if (!n)
-		return vs_error_set(err, EINVAL, "socket file %u: no inet record", f->id);
-	int s = socket(n->family, n->type, n->protocol);
-	if (s < 0)
-		return vs_error_sys(err, errno, "socket(%d, %d, %d)", n->family, n->type,
-				    n->protocol);
-	int r = 0;
-	for (uint32_t i = 0; i < n->nopts && r >= 0; i++) {
-		const struct ck_sockopt *o = &n->opt[i];
-		int cur = 0, v = o->value;
-		socklen_t l = sizeof(cur);
-		if (getsockopt(s, o->level, o->name, &cur, &l) == 0 && cur == v)
-			continue;
-		if (o->level == SOL_SOCKET && (o->name == SO_RCVBUF || o->name == SO_SNDBUF))
-			v /= 2; /* the kernel doubles what it is given */
-		if (setsockopt(s, o->level, o->name, &v, sizeof(v)) < 0)
-			r = vs_error_sys(err, errno, "socket option %d/%d = %d", o->level, o->name,
-					 o->value);
-	}
-	if (r >= 0 && n->type == SOCK_STREAM && n->state == TCP_ESTABLISHED) {
-		r = tcp_conn_restore(img, n, s, err);
-		if (r < 0) {
-			close(s);
-			return r;
-		}
-		return s;
-	}
-	if (r >= 0 && n->local_len &&
-	    bind(s, (const struct sockaddr *)n->local, n->local_len) < 0) {
-		int lvl = n->family == AF_INET ? IPPROTO_IP : IPPROTO_IPV6;
-		int name = n->family == AF_INET ? IP_FREEBIND : IPV6_FREEBIND, on = 1, was = 0;
-		socklen_t l = sizeof(was);
-		getsockopt(s, lvl, name, &was, &l);
-		if (errno != EADDRNOTAVAIL || setsockopt(s, lvl, name, &on, sizeof(on)) < 0 ||
-		    bind(s, (const struct sockaddr *)n->local, n->local_len) < 0 ||
-		    setsockopt(s, lvl, name, &was, sizeof(was)) < 0)
-			r = vs_error_sys(err, errno, "bind the socket of file %u", f->id);
-	}
-	if (r >= 0 && n->state == TCP_LISTEN && n->type == SOCK_STREAM &&
-	    listen(s, (int)n->backlog) < 0)
-		r = vs_error_sys(err, errno, "listen on the socket of file %u", f->id);
-	if (r >= 0 && n->peer_len && connect(s, (const struct sockaddr *)n->peer, n->peer_len) < 0)
-		r = vs_error_sys(err, errno, "connect the UDP socket of file %u", f->id);
-	if (r < 0) {
-		close(s);
-		return r;
-	}
-	return s;
-}
-
-int ck_pool_locks(const struct ckpt_image *img, pid_t pid, struct vs_error *err)
-{
-	for (size_t i = 0; i < img->locks.n; i++) {
-		const struct ck_lock *l = &img->locks.v[i];
-		if (l->kind != CK_LOCK_POSIX || l->pid != pid)
-			continue;
-		int r = take_lock(l->fd, l, err);
-		if (r < 0)
-			return vs_error_wrap(err, "pid %d fd %d", pid, l->fd);
-	}
-	return 0;
 }
 
 int ck_pool_create(const struct ckpt_image *img, int base, struct ck_pool *pool,
@@ -2587,13 +1506,13 @@ int ck_pool_create(const struct ckpt_image *img, int base, struct ck_pool *pool,
 			break;
 		}
 		case CK_F_INET:
-			fd = inet_create(img, f, err);
+			fd = ck_inet_create(img, f, err);
 			if (fd < 0)
 				r = fd;
 			break;
 		case CK_F_INOTIFY:
 			fd = inotify_init1(0);
-			if (fd >= 0 && (r = inotify_rewatch(img, f, fd, err)) < 0)
+			if (fd >= 0 && (r = ck_inotify_rewatch(img, f, fd, err)) < 0)
 				close(fd);
 			break;
 		case CK_F_SIGNALFD: {
@@ -2697,8 +1616,8 @@ int ck_pool_create(const struct ckpt_image *img, int base, struct ck_pool *pool,
 		const struct ck_epoll *e = &img->epolls.v[i];
 		if (!e->target_id)
 			continue;
-		int ep = pool_fd_of(img, pool, e->file_id),
-		    tg = pool_fd_of(img, pool, e->target_id);
+		int ep = ck_pool_fd_of(img, pool, e->file_id),
+		    tg = ck_pool_fd_of(img, pool, e->target_id);
 		if (ep < 0 || tg < 0 || e->tfd >= base)
 			r = vs_error_set(err, EINVAL, "epoll file %u: target file %u as fd %d",
 					 e->file_id, e->target_id, e->tfd);
@@ -2706,12 +1625,12 @@ int ck_pool_create(const struct ckpt_image *img, int base, struct ck_pool *pool,
 			r = epoll_add_as(ep, tg, e, base, err);
 	}
 	if (r >= 0)
-		r = tcp_conn_resume(img, pool, err);
+		r = ck_inet_resume(img, pool, err);
 	/* OFD and flock locks belong to the open file: taken on the pool's */
 	for (size_t i = 0; i < img->locks.n && r >= 0; i++) {
 		const struct ck_lock *l = &img->locks.v[i];
 		if (l->kind != CK_LOCK_POSIX)
-			r = take_lock(pool_fd_of(img, pool, l->file_id), l, err);
+			r = ck_lock_take(ck_pool_fd_of(img, pool, l->file_id), l, err);
 	}
 	/* fifo keep-alive fds stay until every stub installed its fds: they
 	 * sit in the pool range and are closed with it. */
