@@ -152,6 +152,8 @@ enum ck_file_kind {
 	CK_F_EPOLL = 8,
 	CK_F_TIMERFD = 9,
 	CK_F_SIGNALFD = 10,
+	CK_F_INOTIFY = 11, /* fd-level addition: watches in CK_SEC_INOTIFY */
+	CK_F_INET = 12,	   /* fd-level addition: TCP/UDP socket, CK_SEC_INET */
 };
 
 struct ck_file {
@@ -186,11 +188,16 @@ struct ck_fd {
 };
 
 enum ck_data_kind {
-	CK_D_GHOST = 1,	  /* content of an unlinked regular file */
-	CK_D_PIPE = 2,	  /* bytes buffered in a pipe / fifo */
-	CK_D_SKQUEUE = 3, /* bytes queued to a unix stream socket (id = file) */
-	CK_D_SKDGRAM = 4, /* one datagram queued to a unix dgram socket */
-	CK_D_SHM = 5,	  /* shared anonymous memory object */
+	CK_D_GHOST = 1,	    /* content of an unlinked regular file */
+	CK_D_PIPE = 2,	    /* bytes buffered in a pipe / fifo */
+	CK_D_SKQUEUE = 3,   /* bytes queued to a unix stream socket (id = file) */
+	CK_D_SKDGRAM = 4,   /* one datagram queued to a unix dgram socket */
+	CK_D_SHM = 5,	    /* shared anonymous memory object */
+	CK_D_TCP_SEND = 6,  /* fd-level: a TCP socket's send queue (sent + unsent) */
+	CK_D_TCP_RECV = 7,  /* fd-level: a TCP socket's receive queue */
+	CK_D_SYSV_SHM = 8,  /* SysV shared memory content (id = ipc id) */
+	CK_D_SYSV_MSG = 9,  /* one SysV message: u64 mtype + text (id = ipc id, off = index) */
+	CK_D_SYSV_SEM = 10, /* SysV semaphore values, u16 each (id = ipc id) */
 };
 
 struct ck_data {
@@ -203,8 +210,88 @@ struct ck_data {
 struct ck_epoll {
 	uint32_t file_id;
 	int32_t tfd;
-	uint32_t events, pad;
+	uint32_t events;
+	uint32_t target_id; /* fd-level: the target's file id, 0 = unknown */
 	uint64_t data;
+};
+
+/* --- fd-level additions (files.c), additive to version 1 ---------------
+ * Fields of struct ck_file that a kind did not use before now carry:
+ *   CK_F_REG ghost (unlinked): u[0] uid, u[1] gid (the slice's user ns),
+ *     u[2] st_dev at dump (ghosts with equal (u[2], ino) are one inode),
+ *     u[3] CK_FILE_F_* flags; tv[] atime sec,nsec, mtime sec,nsec.
+ *   CK_F_UNIX: u[0] CK_UX_F_* flags.
+ * struct ck_epoll: target_id = the target's file id (0: unknown, re-added by the
+ * owner through the fd number, as version 1 writers did).
+ * Records in a CK_SEC_LOCK section: one held lock each; in a
+ * CK_SEC_INOTIFY section: one watch of an inotify file each; in a
+ * CK_SEC_INET section: a TCP socket (listener, bound, connection inside
+ * the tree) or a UDP socket; in a CK_SEC_SYSV section: one SysV IPC object
+ * of the tree's ipc namespace. */
+#define CK_FILE_F_OWNER	  1u /* ghost: u[0], u[1], tv[] are valid */
+#define CK_UX_F_NAME_GONE 1u /* bound path no longer names this socket */
+#define CK_SEC_LOCK	  32
+#define CK_SEC_INOTIFY	  33
+#define CK_SEC_INET	  34
+#define CK_SEC_SYSV	  35
+#define CK_INET_OPTS	  24
+
+enum ck_lock_kind {
+	CK_LOCK_POSIX = 1, /* fcntl F_SETLK: owned by the process pid */
+	CK_LOCK_OFD = 2,   /* F_OFD_SETLK: owned by the open file */
+	CK_LOCK_FLOCK = 3, /* flock(2): owned by the open file */
+};
+
+struct ck_lock {
+	int32_t pid;	  /* POSIX: the owner; taken through its fd */
+	int32_t fd;	  /* POSIX: fd number in pid; else -1 */
+	uint32_t file_id; /* the open file it was taken through */
+	uint32_t kind;	  /* enum ck_lock_kind */
+	uint32_t type;	  /* F_RDLCK or F_WRLCK */
+	uint32_t pad;
+	int64_t start, len; /* len 0: to end of file */
+};
+
+struct ck_inotify {
+	uint32_t file_id; /* the CK_F_INOTIFY file */
+	int32_t wd;	  /* watch descriptor, recreated with this number */
+	uint32_t mask;	  /* as inotify_add_watch got it (incl. IN_ONESHOT...) */
+	uint32_t pad;
+	char path[CK_PATH]; /* the watched inode, in the slice's root */
+};
+
+struct ck_inet {
+	uint32_t file_id; /* the CK_F_INET file */
+	int32_t family, type, protocol;
+	uint32_t state;	  /* TCP_LISTEN or TCP_CLOSE (TCP); 7 for UDP */
+	uint32_t backlog; /* listeners */
+	uint32_t local_len, peer_len;
+	uint8_t local[28]; /* getsockname (sockaddr_in/in6); len 0: unbound */
+	uint8_t peer[28];  /* UDP getpeername; len 0: not connected */
+	uint32_t nopts, pad;
+	struct ck_sockopt {
+		int32_t level, name, value, pad;
+	} opt[CK_INET_OPTS]; /* int options that differ from a new socket's */
+	/* established TCP inside the tree (TCP_REPAIR); queues in DATA */
+	uint32_t snd_seq, rcv_seq; /* TCP_QUEUE_SEQ: after the send / receive queue */
+	uint32_t outq_len, unsent_len, inq_len;
+	uint32_t mss, snd_wscale, rcv_wscale;
+	uint32_t tcpi_options; /* TCPI_OPT_TIMESTAMPS, _SACK, _WSCALE */
+	uint32_t timestamp;
+	uint32_t window[5]; /* struct tcp_repair_window */
+	uint32_t pad2;
+};
+
+enum ck_sysv_kind { CK_SYSV_SHM = 1, CK_SYSV_MSG = 2, CK_SYSV_SEM = 3 };
+
+struct ck_sysv {
+	uint32_t kind; /* enum ck_sysv_kind */
+	int32_t id;    /* recreated with this id (kernel.*_next_id) */
+	int32_t key;
+	uint32_t mode;	      /* permission bits */
+	uint32_t uid, gid;    /* owner, in the slice's user ns */
+	uint64_t size;	      /* shm: bytes; sem: semaphores; msg: max queue bytes */
+	uint32_t nitems, pad; /* msg: messages */
 };
 
 struct ck_siginfo {
@@ -314,6 +401,10 @@ struct ckpt_image {
 		int claimed;
 		char msg[VS_ERROR_MAX + 64];
 	} * errbox;
+	CK_VEC(struct ck_lock) locks;	   /* fd-level: CK_SEC_LOCK */
+	CK_VEC(struct ck_inotify) inotify; /* fd-level: CK_SEC_INOTIFY */
+	CK_VEC(struct ck_inet) inets;	   /* fd-level: CK_SEC_INET */
+	CK_VEC(struct ck_sysv) sysv;	   /* fd-level: CK_SEC_SYSV */
 };
 
 #define ck_vec_push(vec, val)                                                                      \

@@ -8,6 +8,9 @@
  * socket peers come from NETLINK_SOCK_DIAG, queried from a socket created
  * inside the tree's network namespace. Buffered bytes are read without
  * consuming them: tee(2) for pipes, MSG_PEEK + SO_PEEK_OFF for sockets.
+ * Epoll targets are resolved to files with kcmp(KCMP_EPOLL_TFD); checks
+ * that need the whole tree look at every process of its pid namespace.
+ * Helpers by concern: locks.c, inotify.c, inet.c (TCP/UDP), sysvipc.c.
  */
 #include <dirent.h>
 #include <errno.h>
@@ -19,6 +22,7 @@
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
+#include <sys/inotify.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/signalfd.h>
@@ -30,6 +34,7 @@
 #include <sys/un.h>
 #include <sys/wait.h>
 #include <linux/kcmp.h>
+#include <linux/openat2.h>
 #include <linux/netlink.h>
 #include <linux/rtnetlink.h>
 #include <linux/sock_diag.h>
@@ -57,10 +62,13 @@ void ck_files_free(struct ck_files *f)
 	free(f->shm);
 	free(f->ux);
 	free(f->pipes);
+	free(f->locks);
+	free(f->ghosts);
+	free(f->ept); /* epdup is an obj's dup, closed above */
 	memset(f, 0, sizeof(*f));
 }
 
-static int getfd(pid_t hpid, int fd)
+int ck_getfd(pid_t hpid, int fd)
 {
 	int pfd = (int)syscall(SYS_pidfd_open, hpid, 0);
 	if (pfd < 0)
@@ -103,6 +111,8 @@ static int classify(pid_t hpid, pid_t vpid, int fd, const char *link, const stru
 			*kind = CK_F_TIMERFD;
 		else if (strcmp(k, "[signalfd]") == 0)
 			*kind = CK_F_SIGNALFD;
+		else if (strcmp(k, "inotify") == 0)
+			*kind = CK_F_INOTIFY;
 		else {
 			const char *why = strstr(k, "inotify")	   ? "inotify"
 					  : strstr(k, "fanotify")  ? "fanotify"
@@ -118,15 +128,12 @@ static int classify(pid_t hpid, pid_t vpid, int fd, const char *link, const stru
 		}
 		return 0;
 	}
-	if (strcmp(link, "inotify") == 0 || strncmp(link, "anon_inode:inotify", 18) == 0)
-		return vs_error_set(err, ENOTSUP, "pid %d fd %d: refused: inotify not supported",
-				    vpid, fd);
 	if (strncmp(link, "pipe:", 5) == 0) {
 		*kind = CK_F_PIPE;
 		return 0;
 	}
 	if (strncmp(link, "socket:", 7) == 0) {
-		int d = getfd(hpid, fd);
+		int d = ck_getfd(hpid, fd);
 		if (d < 0)
 			return vs_error_sys(err, -d, "pid %d fd %d: pidfd_getfd", vpid, fd);
 		int dom = -1, type = -1;
@@ -139,11 +146,10 @@ static int classify(pid_t hpid, pid_t vpid, int fd, const char *link, const stru
 			*kind = CK_F_UNIX;
 			return 0;
 		}
-		if ((dom == AF_INET || dom == AF_INET6) && type == SOCK_STREAM)
-			return vs_error_set(err, ENOTSUP,
-					    "pid %d fd %d: refused: TCP sockets are not migrated "
-					    "(the slice's address does not move)",
-					    vpid, fd);
+		if (dom == AF_INET || dom == AF_INET6) {
+			*kind = CK_F_INET; /* dump_inet says which ones */
+			return 0;
+		}
 		return vs_error_set(err, ENOTSUP,
 				    "pid %d fd %d: refused: socket family %d type %d not supported",
 				    vpid, fd, dom, type);
@@ -168,38 +174,9 @@ static int classify(pid_t hpid, pid_t vpid, int fd, const char *link, const stru
 			    vpid, fd, link, major(st->st_rdev), minor(st->st_rdev));
 }
 
-int ck_files_check(pid_t hpid, pid_t vpid, struct vs_error *err)
-{
-	char path[64];
-	snprintf(path, sizeof(path), "/proc/%d/fd", hpid);
-	cleanup_closedir DIR *dir = opendir(path);
-	if (!dir)
-		return vs_error_sys(err, errno, "pid %d: list fds", vpid);
-	struct dirent *de;
-	while ((de = readdir(dir))) {
-		if (de->d_name[0] == '.')
-			continue;
-		int fd = atoi(de->d_name);
-		char p2[96], link[4096];
-		snprintf(p2, sizeof(p2), "/proc/%d/fd/%d", hpid, fd);
-		ssize_t l = readlink(p2, link, sizeof(link) - 1);
-		if (l < 0)
-			continue;
-		link[l] = 0;
-		struct stat st;
-		if (stat(p2, &st) < 0)
-			memset(&st, 0, sizeof(st));
-		uint32_t kind;
-		int r = classify(hpid, vpid, fd, link, &st, &kind, err);
-		if (r < 0)
-			return r;
-	}
-	return 0;
-}
-
 /* Run fn in a child that joined the tree's net and ipc namespaces; it can
  * hand back one fd (SCM_RIGHTS) and an exit code. */
-static int ns_child(pid_t hpid, int (*fn)(int sock), int *fd_out, int *code)
+int ck_ns_child(pid_t hpid, int (*fn)(int sock), int *fd_out, int *code)
 {
 	int sv[2];
 	if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) < 0)
@@ -247,40 +224,45 @@ static int ns_child(pid_t hpid, int (*fn)(int sock), int *fd_out, int *code)
 	return 0;
 }
 
-static int count_lines(const char *path)
-{
-	char buf[8192];
-	int n = ck_read_small(path, buf, sizeof(buf));
-	if (n < 0)
-		return 0;
-	int lines = 0;
-	for (int i = 0; i < n; i++)
-		lines += buf[i] == '\n';
-	return lines;
-}
-
+/* Exit code: 1 if a SysV shared memory segment of the reader's ipc
+ * namespace is attached (nattch, the 7th column of /proc/sysvipc/shm). */
 static int sysvipc_probe(int sock)
 {
-	/* /proc/sysvipc shows the reader's ipc namespace. */
-	int shm = count_lines("/proc/sysvipc/shm") - 1;
-	int msg = count_lines("/proc/sysvipc/msg") - 1;
-	int sem = count_lines("/proc/sysvipc/sem") - 1;
-	return (shm > 0 ? 1 : 0) | (msg > 0 ? 2 : 0) | (sem > 0 ? 4 : 0);
+	cleanup_fclose FILE *f = fopen("/proc/sysvipc/shm", "re");
+	char line[512];
+	if (f && !fgets(line, sizeof(line), f))
+		return 0;
+	while (f && fgets(line, sizeof(line), f)) {
+		unsigned long nattch = 0;
+		if (sscanf(line, "%*d %*d %*o %*u %*d %*d %lu", &nattch) == 1 && nattch)
+			return 1;
+	}
+	return 0;
+}
+
+/* Exit code 1 if the reader's ipc namespace has SysV semaphore sets. */
+static int sem_probe(int sock)
+{
+	cleanup_fclose FILE *f = fopen("/proc/sysvipc/sem", "re");
+	char line[512];
+	int lines = 0;
+	while (f && fgets(line, sizeof(line), f))
+		lines++;
+	return lines > 1 ? 1 : 0;
 }
 
 int ck_files_check_ns(pid_t hpid, struct vs_error *err)
 {
 	int code;
-	int r = ns_child(hpid, sysvipc_probe, NULL, &code);
+	int r = ck_ns_child(hpid, sysvipc_probe, NULL, &code);
 	if (r < 0)
 		return vs_error_sys(err, -r, "pid %d: probe ipc namespace", hpid);
 	if (code == 100)
 		return vs_error_set(err, EPERM, "pid %d: cannot join its namespaces", hpid);
 	if (code)
-		return vs_error_set(
-		    err, ENOTSUP,
-		    "refused: SysV IPC objects exist in the tree's ipc namespace (%s%s%s)",
-		    code & 1 ? "shm " : "", code & 2 ? "msg " : "", code & 4 ? "sem" : "");
+		return vs_error_set(err, ENOTSUP,
+				    "refused: SysV shared memory of the tree's ipc namespace is "
+				    "attached (mappings of it are not restored)");
 	return 0;
 }
 
@@ -307,7 +289,7 @@ static int load_unix_diag(struct ck_files *f, pid_t hpid, struct vs_error *err)
 	if (f->ux_loaded)
 		return 0;
 	int nl = -1, code;
-	int r = ns_child(hpid, diag_sock, &nl, &code);
+	int r = ck_ns_child(hpid, diag_sock, &nl, &code);
 	if (r < 0 || nl < 0)
 		return vs_error_sys(err, r < 0 ? -r : EPERM,
 				    "pid %d: sock_diag socket in its netns", hpid);
@@ -320,7 +302,8 @@ static int load_unix_diag(struct ck_files *f, pid_t hpid, struct vs_error *err)
 		       .nlmsg_flags = NLM_F_REQUEST | NLM_F_DUMP},
 	       .req = {.sdiag_family = AF_UNIX,
 		       .udiag_states = 0xffffffff,
-		       .udiag_show = UDIAG_SHOW_NAME | UDIAG_SHOW_PEER | UDIAG_SHOW_RQLEN}};
+		       .udiag_show =
+			   UDIAG_SHOW_NAME | UDIAG_SHOW_PEER | UDIAG_SHOW_RQLEN | UDIAG_SHOW_VFS}};
 	if (send(fd, &q, sizeof(q), 0) < 0)
 		return vs_error_sys(err, errno, "sock_diag request");
 	static char buf[65536];
@@ -359,6 +342,12 @@ static int load_unix_diag(struct ck_files *f, pid_t hpid, struct vs_error *err)
 					memcpy(&rq, RTA_DATA(a), sizeof(rq));
 					u.rqlen = rq.udiag_rqueue;
 					u.wqlen = rq.udiag_wqueue;
+				} else if (a->rta_type == UNIX_DIAG_VFS &&
+					   RTA_PAYLOAD(a) >= sizeof(struct unix_diag_vfs)) {
+					struct unix_diag_vfs vfs;
+					memcpy(&vfs, RTA_DATA(a), sizeof(vfs));
+					u.vfs_ino = vfs.udiag_vfs_ino;
+					u.vfs_dev = vfs.udiag_vfs_dev;
 				} else if (a->rta_type == UNIX_DIAG_SHUTDOWN) {
 					u.shutdown = *(uint8_t *)RTA_DATA(a);
 				}
@@ -416,8 +405,8 @@ static const char *fdinfo_val(const char *buf, const char *key)
 	return NULL;
 }
 
-static int put_data(struct ck_writer *w, uint32_t kind, uint64_t id, uint64_t off, const void *p,
-		    size_t len, struct vs_error *err)
+int ck_put_data(struct ck_writer *w, uint32_t kind, uint64_t id, uint64_t off, const void *p,
+		size_t len, struct vs_error *err)
 {
 	struct ck_data dh = {.kind = kind, .id = id, .off = off, .len = len};
 	return ck_write_section(w, CK_SEC_DATA, &dh, sizeof(dh), p, len, err);
@@ -448,12 +437,18 @@ static int dump_pipe_data(struct ck_writer *w, int dup, uint32_t id, uint32_t *s
 	if (n < 0) {
 		r = vs_error_sys(err, errno, "pipe: tee");
 	} else {
+		/* One record per read: a read stops at the end of a packet
+		 * (O_DIRECT pipes), so packet boundaries survive. */
 		char *buf = vs_xmalloc((size_t)n + 1);
-		ssize_t got = vs_read_all(tp[0], buf, (size_t)n);
-		if (got != n)
-			r = vs_error_set(err, EIO, "pipe: short read of teed data");
-		else
-			r = put_data(w, CK_D_PIPE, id, 0, buf, (size_t)n, err);
+		for (ssize_t off = 0; off < n && r >= 0;) {
+			ssize_t got = read(tp[0], buf, (size_t)(n - off));
+			if (got <= 0)
+				r = vs_error_set(err, EIO, "pipe: short read of teed data");
+			else
+				r = ck_put_data(w, CK_D_PIPE, id, (uint64_t)off, buf, (size_t)got,
+						err);
+			off += got;
+		}
 		free(buf);
 	}
 	close(tp[0]);
@@ -479,7 +474,7 @@ static int dump_sk_queue(struct ck_writer *w, int dup, uint32_t id, uint32_t typ
 			ssize_t n = recv(dup, buf, 1 << 20, MSG_PEEK | MSG_DONTWAIT);
 			if (n <= 0)
 				break;
-			r = put_data(w, CK_D_SKQUEUE, id, pos, buf, (size_t)n, err);
+			r = ck_put_data(w, CK_D_SKQUEUE, id, pos, buf, (size_t)n, err);
 			if (r < 0)
 				break;
 			pos += n;
@@ -493,7 +488,7 @@ static int dump_sk_queue(struct ck_writer *w, int dup, uint32_t id, uint32_t typ
 				r = vs_error_set(err, EMSGSIZE, "unix socket: datagram too large");
 				break;
 			}
-			r = put_data(w, CK_D_SKDGRAM, id, (uint64_t)i, buf, (size_t)n, err);
+			r = ck_put_data(w, CK_D_SKDGRAM, id, (uint64_t)i, buf, (size_t)n, err);
 			if (r < 0)
 				break;
 		}
@@ -502,6 +497,144 @@ static int dump_sk_queue(struct ck_writer *w, int dup, uint32_t id, uint32_t typ
 	off = -1;
 	setsockopt(dup, SOL_SOCKET, SO_PEEK_OFF, &off, sizeof(off));
 	return r;
+}
+
+/* id (host view) as seen in pid's user namespace; false if unmapped. */
+bool ck_ns_id(pid_t hpid, const char *map, uint32_t id, uint64_t *out)
+{
+	char path[64], buf[4096];
+	snprintf(path, sizeof(path), "/proc/%d/%s", hpid, map);
+	if (ck_read_small(path, buf, sizeof(buf)) < 0)
+		return false;
+	for (char *save = NULL, *l = strtok_r(buf, "\n", &save); l;
+	     l = strtok_r(NULL, "\n", &save)) {
+		unsigned long inside, outside, count;
+		if (sscanf(l, "%lu %lu %lu", &inside, &outside, &count) == 3 && id >= outside &&
+		    id - outside < count) {
+			*out = id - outside + inside;
+			return true;
+		}
+	}
+	return false;
+}
+
+/* A unix socket bound to a path: does the path still name this socket?
+ * If not, the restore binds and unlinks it again - possible only if its
+ * directory still exists. Paths are resolved in the process's root. */
+static int check_ux_name(pid_t hpid, pid_t vpid, int fd, const struct ck_ux *u, struct ck_file *cf,
+			 struct vs_error *err)
+{
+	if (u->name_len == 0 || u->name[0] == 0)
+		return 0; /* unbound or abstract */
+	char name[sizeof(u->name) + 1];
+	memcpy(name, u->name, u->name_len);
+	name[u->name_len] = 0;
+	char root[64];
+	snprintf(root, sizeof(root), "/proc/%d/root", hpid);
+	cleanup_close int rfd = open(root, O_PATH | O_DIRECTORY | O_CLOEXEC);
+	if (rfd < 0)
+		return vs_error_sys(err, errno, "open the process's root");
+	/* resolved as the slice sees it: ".." and symlinks stay inside */
+	struct open_how how = {.flags = O_PATH | O_NOFOLLOW | O_CLOEXEC,
+			       .resolve = RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS};
+	struct stat st;
+	int nfd = (int)syscall(SYS_openat2, rfd, name, &how, sizeof(how));
+	bool same = nfd >= 0 && fstat(nfd, &st) == 0 && S_ISSOCK(st.st_mode) &&
+		    st.st_ino == u->vfs_ino && major(st.st_dev) == (u->vfs_dev >> 20) &&
+		    minor(st.st_dev) == (u->vfs_dev & 0xfffff);
+	if (nfd >= 0)
+		close(nfd);
+	if (same)
+		return 0;
+	if (name[0] != '/')
+		return vs_error_set(err, ENOTSUP,
+				    "refused: unix socket bound to relative path %s "
+				    "that no longer names it",
+				    name);
+	*strrchr(name, '/') = 0;
+	how.flags = O_PATH | O_DIRECTORY | O_CLOEXEC;
+	int dfd = (int)syscall(SYS_openat2, rfd, name[0] ? name : "/", &how, sizeof(how));
+	if (dfd >= 0)
+		close(dfd);
+	memcpy(name, u->name, u->name_len);
+	if (dfd < 0)
+		return vs_error_set(err, ENOTSUP,
+				    "refused: unix socket bound to %s, whose directory "
+				    "no longer exists",
+				    name);
+	cf->u[0] |= CK_UX_F_NAME_GONE;
+	return 0;
+}
+
+/* An unlinked regular file: owner, mode, times; content once per inode. */
+static int dump_ghost(struct ck_files *f, struct ck_writer *w, pid_t hpid, pid_t vpid, int fd,
+		      int dup, const struct stat *st, struct ck_file *cf, struct vs_error *err)
+{
+	cf->ghost = 1;
+	if (!ck_ns_id(hpid, "uid_map", st->st_uid, &cf->u[0]) ||
+	    !ck_ns_id(hpid, "gid_map", st->st_gid, &cf->u[1]))
+		return vs_error_set(err, ENOTSUP,
+				    "refused: unlinked file owned by %u:%u, which "
+				    "the slice does not map",
+				    st->st_uid, st->st_gid);
+	cf->u[2] = st->st_dev;
+	cf->u[3] = CK_FILE_F_OWNER;
+	cf->tv[0] = st->st_atim.tv_sec;
+	cf->tv[1] = st->st_atim.tv_nsec;
+	cf->tv[2] = st->st_mtim.tv_sec;
+	cf->tv[3] = st->st_mtim.tv_nsec;
+	for (size_t i = 0; i < f->ghosts_n; i++)
+		if (f->ghosts[i][0] == st->st_dev && f->ghosts[i][1] == st->st_ino)
+			return 0; /* another open of an inode we have: shared on restore */
+	f->ghosts = ck_xrealloc(f->ghosts, (f->ghosts_n + 1) * sizeof(*f->ghosts));
+	f->ghosts[f->ghosts_n][0] = st->st_dev;
+	f->ghosts[f->ghosts_n++][1] = st->st_ino;
+	char p[64];
+	snprintf(p, sizeof(p), "/proc/self/fd/%d", dup);
+	cleanup_close int rd = open(p, O_RDONLY | O_CLOEXEC | O_NOATIME);
+	if (rd < 0)
+		rd = open(p, O_RDONLY | O_CLOEXEC);
+	if (rd < 0)
+		return vs_error_sys(err, errno, "reopen unlinked file");
+	char *buf = vs_xmalloc(1 << 20);
+	int r = 0;
+	for (off_t o = 0; o < st->st_size && r >= 0;) {
+		ssize_t n = pread(rd, buf, 1 << 20, o);
+		if (n <= 0)
+			break;
+		r = ck_put_data(w, CK_D_GHOST, cf->id, (uint64_t)o, buf, (size_t)n, err);
+		o += n;
+	}
+	free(buf);
+	return r;
+}
+
+/* Epoll targets: kept until every fd of the tree is known, then each is
+ * resolved to the open file it watches (ck_files_finish). */
+static void collect_epoll(struct ck_files *f, pid_t vpid, int fd, int dup, uint32_t id,
+			  const char *info)
+{
+	size_t first = f->ept_n;
+	for (const char *l = info; l && *l; l = strchr(l, '\n') ? strchr(l, '\n') + 1 : NULL) {
+		if (strncmp(l, "tfd:", 4) != 0)
+			continue;
+		int tfd;
+		unsigned ev;
+		unsigned long long data, pos, ino;
+		if (sscanf(l, "tfd: %d events: %x data: %llx pos:%llu ino:%llx", &tfd, &ev, &data,
+			   &pos, &ino) != 5)
+			continue;
+		struct ck_eptarget t = {
+		    .rec = {.file_id = id, .tfd = tfd, .events = ev, .data = data},
+		    .epdup = dup,
+		    .ino = ino,
+		    .vpid = vpid,
+		    .epfd = fd};
+		for (size_t i = first; i < f->ept_n; i++)
+			t.toff += f->ept[i].rec.tfd == tfd;
+		f->ept = ck_xrealloc(f->ept, (f->ept_n + 1) * sizeof(*f->ept));
+		f->ept[f->ept_n++] = t;
+	}
 }
 
 static int dump_file(struct ck_files *f, struct ck_writer *w, pid_t hpid, pid_t vpid, int fd,
@@ -527,39 +660,21 @@ static int dump_file(struct ck_files *f, struct ck_writer *w, pid_t hpid, pid_t 
 			/* Opened from outside (the runtime's log file): only as
 			 * stdio, which the restorer supplies again. */
 			if (fd > 2)
-				return vs_error_set(
-				    err, ENOTSUP,
-				    "pid %d fd %d: refused: %s is outside the tree's file system",
-				    vpid, fd, link);
+				return vs_error_set(err, ENOTSUP,
+						    "refused: %s is outside the tree's file system",
+						    link);
 			cf->external = 1;
 			cf->ext_fd = fd;
 			ck_copy(cf->path, sizeof(cf->path), link);
 			break;
 		}
 		if (!ck_copy(cf->path, sizeof(cf->path), link))
-			return vs_error_set(err, ENAMETOOLONG,
-					    "pid %d fd %d: refused: path too long", vpid, fd);
+			return vs_error_set(err, ENAMETOOLONG, "refused: path too long");
 		char *del = strstr(cf->path, " (deleted)");
 		if (kind == CK_F_REG && (st->st_nlink == 0 || del)) {
 			if (del)
 				*del = 0;
-			cf->ghost = 1;
-			char p[64];
-			snprintf(p, sizeof(p), "/proc/self/fd/%d", dup);
-			cleanup_close int rd = open(p, O_RDONLY | O_CLOEXEC);
-			if (rd < 0)
-				return vs_error_sys(err, errno,
-						    "pid %d fd %d: reopen unlinked file", vpid, fd);
-			char *buf = vs_xmalloc(1 << 20);
-			for (off_t o = 0; o < st->st_size && r >= 0;) {
-				ssize_t n = pread(rd, buf, 1 << 20, o);
-				if (n <= 0)
-					break;
-				r = put_data(w, CK_D_GHOST, cf->id, (uint64_t)o, buf, (size_t)n,
-					     err);
-				o += n;
-			}
-			free(buf);
+			r = dump_ghost(f, w, hpid, vpid, fd, dup, st, cf, err);
 		} else if (kind == CK_F_FIFO) {
 			bool seen = false;
 			for (size_t i = 0; i < f->pipes_n; i++)
@@ -597,24 +712,24 @@ static int dump_file(struct ck_files *f, struct ck_writer *w, pid_t hpid, pid_t 
 			return r;
 		struct ck_ux *u = find_ux(f, cf->ino);
 		if (!u)
-			return vs_error_set(err, ENOENT,
-					    "pid %d fd %d: unix socket %" PRIu64
-					    " not found by sock_diag",
-					    vpid, fd, cf->ino);
+			return vs_error_set(
+			    err, ENOENT, "unix socket %" PRIu64 " not found by sock_diag", cf->ino);
 		cf->sk_type = u->type;
 		cf->sk_state = u->state;
 		cf->peer_ino = u->peer;
 		cf->sk_shutdown = u->shutdown;
 		cf->sk_name_len = u->name_len;
 		memcpy(cf->sk_name, u->name, u->name_len);
+		r = check_ux_name(hpid, vpid, fd, u, cf, err);
+		if (r < 0)
+			return r;
 		if (u->state == 10 /* TCP_LISTEN */) {
 			cf->sk_backlog = u->wqlen;
 			if (u->rqlen)
-				return vs_error_set(
-				    err, ENOTSUP,
-				    "pid %d fd %d: refused: listening unix socket with %u "
-				    "unaccepted connections",
-				    vpid, fd, u->rqlen);
+				return vs_error_set(err, ENOTSUP,
+						    "refused: listening unix socket with %u "
+						    "unaccepted connections",
+						    u->rqlen);
 		}
 		r = dump_sk_queue(w, dup, cf->id, cf->sk_type, err);
 		break;
@@ -629,7 +744,17 @@ static int dump_file(struct ck_files *f, struct ck_writer *w, pid_t hpid, pid_t 
 		if ((v = fdinfo_val(info, "sigmask:")))
 			cf->u[0] = strtoull(v, NULL, 16);
 		break;
-	case CK_F_TIMERFD:
+	case CK_F_TIMERFD: {
+		/* An expired repeating timer nobody read reports it_value 0
+		 * and the expiry time is lost to fdinfo. timerfd_gettime does
+		 * what the next read would: counts the missed periods into
+		 * ticks and re-arms for the next period - invisible to the
+		 * process, and fdinfo then shows the exact next expiry. */
+		struct itimerspec cur;
+		char tinfo[1024];
+		if (timerfd_gettime(dup, &cur) == 0 &&
+		    read_fdinfo(hpid, fd, tinfo, sizeof(tinfo)) >= 0)
+			info = tinfo;
 		if ((v = fdinfo_val(info, "clockid:")))
 			cf->u[0] = strtoull(v, NULL, 10);
 		if ((v = fdinfo_val(info, "ticks:")))
@@ -641,25 +766,17 @@ static int dump_file(struct ck_files *f, struct ck_writer *w, pid_t hpid, pid_t 
 		if ((v = fdinfo_val(info, "it_interval:")))
 			sscanf(v, " (%" SCNd64 ", %" SCNd64 ")", &cf->tv[2], &cf->tv[3]);
 		break;
-	case CK_F_EPOLL: {
-		cf->owner_pid = vpid;
-		for (const char *l = info; l && *l;
-		     l = strchr(l, '\n') ? strchr(l, '\n') + 1 : NULL) {
-			if (strncmp(l, "tfd:", 4) != 0)
-				continue;
-			int tfd;
-			unsigned ev;
-			unsigned long long data;
-			if (sscanf(l, "tfd: %d events: %x data: %llx", &tfd, &ev, &data) != 3)
-				continue;
-			struct ck_epoll e = {
-			    .file_id = cf->id, .tfd = tfd, .events = ev, .data = data};
-			r = ck_write_section(w, CK_SEC_EPOLL, &e, sizeof(e), NULL, 0, err);
-			if (r < 0)
-				return r;
-		}
-		break;
 	}
+	case CK_F_EPOLL:
+		cf->owner_pid = vpid;
+		collect_epoll(f, vpid, fd, dup, cf->id, info);
+		break;
+	case CK_F_INOTIFY:
+		r = ck_inotify_dump(w, hpid, vpid, fd, dup, cf->id, info, err);
+		break;
+	case CK_F_INET:
+		r = ck_inet_dump(w, hpid, dup, cf->id, err);
+		break;
 	}
 	return r;
 }
@@ -667,6 +784,8 @@ static int dump_file(struct ck_files *f, struct ck_writer *w, pid_t hpid, pid_t 
 int ck_files_dump(struct ck_files *f, struct ck_writer *w, pid_t hpid, pid_t vpid,
 		  struct vs_error *err)
 {
+	if (!f->ns_hpid)
+		f->ns_hpid = hpid;
 	char path[64];
 	snprintf(path, sizeof(path), "/proc/%d/fd", hpid);
 	cleanup_closedir DIR *dir = opendir(path);
@@ -703,14 +822,16 @@ int ck_files_dump(struct ck_files *f, struct ck_writer *w, pid_t hpid, pid_t vpi
 			if (syscall(SYS_kcmp, o->hpid, hpid, KCMP_FILE, o->fd, fd) == 0)
 				id = o->id;
 		}
+		bool new_file = !id;
 		if (!id) {
-			int dup = getfd(hpid, fd);
+			int dup = ck_getfd(hpid, fd);
 			if (dup < 0)
 				return vs_error_sys(err, -dup, "pid %d fd %d: pidfd_getfd", vpid,
 						    fd);
 			struct ck_fobj o = {.id = f->next_id++,
 					    .kind = kind,
 					    .hpid = hpid,
+					    .vpid = vpid,
 					    .fd = fd,
 					    .dup = dup,
 					    .dev = st.st_dev,
@@ -727,6 +848,9 @@ int ck_files_dump(struct ck_files *f, struct ck_writer *w, pid_t hpid, pid_t vpi
 				return vs_error_wrap(err, "pid %d fd %d", vpid, fd);
 			id = o.id;
 		}
+		r = ck_locks_dump(f, w, hpid, vpid, fd, id, new_file, &st, info, err);
+		if (r < 0)
+			return r;
 		struct ck_fd rec = {.pid = vpid, .fd = fd, .file_id = id, .cloexec = cloexec};
 		r = ck_write_section(w, CK_SEC_FD, &rec, sizeof(rec), NULL, 0, err);
 		if (r < 0)
@@ -734,6 +858,182 @@ int ck_files_dump(struct ck_files *f, struct ck_writer *w, pid_t hpid, pid_t vpi
 		f->nr_fds++;
 	}
 	return 0;
+}
+
+/* Does a process in hpid's pid namespace (not its PID 1: the slice's own
+ * reaper) have an fd for which match(pid, fd, arg) holds? */
+bool ck_tree_fd_any(pid_t hpid, bool (*match)(pid_t pid, int fd, void *arg), void *arg)
+{
+	char p[64];
+	struct stat me;
+	snprintf(p, sizeof(p), "/proc/%d/ns/pid", hpid);
+	if (stat(p, &me) < 0)
+		return false;
+	cleanup_closedir DIR *proc = opendir("/proc");
+	struct dirent *de;
+	while (proc && (de = readdir(proc))) {
+		pid_t pid = atoi(de->d_name), inner;
+		struct stat ns;
+		if (pid <= 0)
+			continue;
+		snprintf(p, sizeof(p), "/proc/%d/ns/pid", pid);
+		if (stat(p, &ns) < 0 || ns.st_ino != me.st_ino || ns.st_dev != me.st_dev ||
+		    (ck_nspid(pid, &inner) == 0 && inner == 1))
+			continue;
+		snprintf(p, sizeof(p), "/proc/%d/fd", pid);
+		cleanup_closedir DIR *fds = opendir(p);
+		struct dirent *fe;
+		while (fds && (fe = readdir(fds)))
+			if (fe->d_name[0] != '.' && match(pid, atoi(fe->d_name), arg))
+				return true;
+	}
+	return false;
+}
+
+struct ep_query {
+	pid_t hpid;
+	struct {
+		uint32_t efd, tfd, toff;
+	} slot;
+};
+
+static bool ep_match(pid_t pid, int fd, void *arg)
+{
+	struct ep_query *q = arg;
+	return syscall(SYS_kcmp, pid, q->hpid, KCMP_EPOLL_TFD, fd, &q->slot) == 0;
+}
+
+static bool sock_match(pid_t pid, int fd, void *arg)
+{
+	char p[64], link[64], want[64];
+	snprintf(p, sizeof(p), "/proc/%d/fd/%d", pid, fd);
+	ssize_t l = readlink(p, link, sizeof(link) - 1);
+	if (l < 0)
+		return false;
+	link[l] = 0;
+	snprintf(want, sizeof(want), "socket:[%" PRIu64 "]", *(uint64_t *)arg);
+	return strcmp(link, want) == 0;
+}
+
+/* What a unix socket is connected to must be restorable: a socket of the
+ * tree, and for a datagram socket one it can connect to again. */
+static int check_ux_peer(struct ck_files *f, pid_t hpid, pid_t vpid, int fd, const struct ck_ux *u,
+			 struct vs_error *err)
+{
+	if (!u->peer || u->peer == u->ino || u->state == 10 /* TCP_LISTEN */)
+		return 0;
+	uint64_t peer = u->peer;
+	if (!ck_tree_fd_any(hpid, sock_match, &peer))
+		return vs_error_set(err, ENOTSUP,
+				    "pid %d fd %d: refused: unix socket connected outside the tree",
+				    vpid, fd);
+	struct ck_ux *p = find_ux(f, u->peer);
+	if (u->type == SOCK_DGRAM && p && p->peer != u->ino && p->name_len == 0)
+		return vs_error_set(
+		    err, ENOTSUP,
+		    "pid %d fd %d: refused: datagram socket connected to an unnamed "
+		    "socket that is connected elsewhere",
+		    vpid, fd);
+	return 0;
+}
+
+/* Every epoll target must be a file some process of the tree has open. */
+static int check_epoll(pid_t hpid, pid_t vpid, int fd, const char *info, struct vs_error *err)
+{
+	int prev[64], nprev = 0;
+	for (const char *l = info; l && *l; l = strchr(l, '\n') ? strchr(l, '\n') + 1 : NULL) {
+		int tfd;
+		if (strncmp(l, "tfd:", 4) != 0 || sscanf(l, "tfd: %d", &tfd) != 1)
+			continue;
+		struct ep_query q = {.hpid = hpid, .slot = {(uint32_t)fd, (uint32_t)tfd, 0}};
+		for (int i = 0; i < nprev; i++)
+			q.slot.toff += prev[i] == tfd;
+		if (nprev < (int)VS_ARRAY_SIZE(prev))
+			prev[nprev++] = tfd;
+		if (!ck_tree_fd_any(hpid, ep_match, &q))
+			return vs_error_set(
+			    err, ENOTSUP,
+			    "pid %d fd %d: refused: epoll watches fd %d, whose file "
+			    "no process of the tree has open",
+			    vpid, fd, tfd);
+	}
+	return 0;
+}
+
+/* Refuse what cannot be restored exactly, on the running process: kinds,
+ * locks, unix socket names and peers, epoll targets. Runs again on the
+ * stopped tree; the dump itself re-checks what needs every fd. */
+int ck_files_check(pid_t hpid, pid_t vpid, struct vs_error *err)
+{
+	char path[64];
+	snprintf(path, sizeof(path), "/proc/%d/fd", hpid);
+	cleanup_closedir DIR *dir = opendir(path);
+	if (!dir)
+		return vs_error_sys(err, errno, "pid %d: list fds", vpid);
+	/* SEM_UNDO adjustments live in the task's undo list, which cannot be
+	 * read. A task has a list once it used SEM_UNDO - or made a thread
+	 * (CLONE_SYSVSEM shares one) -, and entries only while semaphore
+	 * sets exist: refuse a task with a list if there are sets. */
+	long undo = syscall(SYS_kcmp, getpid(), hpid, KCMP_SYSVSEM, 0, 0);
+	if (undo < 0)
+		return vs_error_sys(err, errno, "pid %d: kcmp(KCMP_SYSVSEM)", vpid);
+	int sets = 0;
+	if (undo != 0 && ck_ns_child(hpid, sem_probe, NULL, &sets) < 0)
+		return vs_error_set(err, EIO, "pid %d: probe its ipc namespace", vpid);
+	if (undo != 0 && sets == 1)
+		return vs_error_set(err, ENOTSUP,
+				    "pid %d: refused: it may hold SysV semaphore undo state "
+				    "(SEM_UNDO), which cannot be read",
+				    vpid);
+	struct ck_files diag;
+	ck_files_init(&diag);
+	int r = 0;
+	struct dirent *de;
+	while (r >= 0 && (de = readdir(dir))) {
+		if (de->d_name[0] == '.')
+			continue;
+		int fd = atoi(de->d_name);
+		char p2[96], link[4096], info[16384];
+		snprintf(p2, sizeof(p2), "/proc/%d/fd/%d", hpid, fd);
+		ssize_t l = readlink(p2, link, sizeof(link) - 1);
+		if (l < 0)
+			continue;
+		link[l] = 0;
+		struct stat st;
+		if (stat(p2, &st) < 0)
+			memset(&st, 0, sizeof(st));
+		uint32_t kind;
+		r = classify(hpid, vpid, fd, link, &st, &kind, err);
+		if (r < 0 || read_fdinfo(hpid, fd, info, sizeof(info)) < 0)
+			continue; /* gone meanwhile: the stopped check sees it */
+		r = ck_locks_dump(NULL, NULL, hpid, vpid, fd, 0, true, &st, info, err);
+		if (r >= 0 && kind == CK_F_EPOLL)
+			r = check_epoll(hpid, vpid, fd, info, err);
+		if (r >= 0 && (kind == CK_F_INOTIFY || kind == CK_F_INET)) {
+			int dup = ck_getfd(hpid, fd);
+			if (dup < 0) {
+				r = vs_error_sys(err, -dup, "pid %d fd %d: pidfd_getfd", vpid, fd);
+			} else {
+				r = kind == CK_F_INET
+					? ck_inet_dump(NULL, hpid, dup, 0, err)
+					: ck_inotify_dump(NULL, hpid, vpid, fd, dup, 0, info, err);
+				close(dup);
+				if (r < 0)
+					vs_error_wrap(err, "pid %d fd %d", vpid, fd);
+			}
+		}
+		if (r >= 0 && kind == CK_F_UNIX) {
+			r = load_unix_diag(&diag, hpid, err);
+			struct ck_ux *u = r >= 0 ? find_ux(&diag, st.st_ino) : NULL;
+			struct ck_file cf = {0};
+			if (u && (r = check_ux_name(hpid, vpid, fd, u, &cf, err)) < 0)
+				vs_error_wrap(err, "pid %d fd %d", vpid, fd);
+			else if (u)
+				r = check_ux_peer(&diag, hpid, vpid, fd, u, err);
+		}
+	}
+	ck_files_free(&diag);
+	return r < 0 ? r : 0;
 }
 
 int ck_files_finish(struct ck_files *f, struct ck_writer *w, struct vs_error *err)
@@ -749,11 +1049,52 @@ int ck_files_finish(struct ck_files *f, struct ck_writer *w, struct vs_error *er
 		bool inside = false;
 		for (size_t j = 0; j < f->n && !inside; j++)
 			inside = f->obj[j].kind == CK_F_UNIX && f->obj[j].ino == u->peer;
-		if (!inside && u->type != SOCK_DGRAM)
+		if (!inside)
 			return vs_error_set(
 			    err, ENOTSUP,
 			    "pid %d fd %d: refused: unix socket connected outside the tree",
-			    f->obj[i].hpid, f->obj[i].fd);
+			    f->obj[i].vpid, f->obj[i].fd);
+		/* A datagram socket connected to an unnamed one that is not
+		 * connected back cannot be connected again (self: bound name). */
+		struct ck_ux *p = find_ux(f, u->peer);
+		if (u->type == SOCK_DGRAM && u->peer != u->ino && p && p->peer != u->ino &&
+		    (p->name_len == 0))
+			return vs_error_set(
+			    err, ENOTSUP,
+			    "pid %d fd %d: refused: datagram socket connected to an "
+			    "unnamed socket that is connected elsewhere",
+			    f->obj[i].vpid, f->obj[i].fd);
+	}
+	/* the tree's SysV IPC objects (the namespace is the slice's) */
+	if (f->ns_hpid) {
+		int r = ck_writer_sync(w, err); /* no writer thread while we fork */
+		if (r >= 0)
+			r = ck_sysv_dump(f->ns_hpid, w, err);
+		if (r < 0)
+			return r;
+	}
+	/* Epoll targets: which open file each one watches. The fd number it
+	 * was added under may be closed or reused since; KCMP_EPOLL_TFD
+	 * compares a target (epoll, fd number, nth of that number) with a file. */
+	for (size_t i = 0; i < f->ept_n; i++) {
+		struct ck_eptarget *t = &f->ept[i];
+		struct {
+			uint32_t efd, tfd, toff;
+		} slot = {(uint32_t)t->epdup, (uint32_t)t->rec.tfd, t->toff};
+		for (size_t j = 0; j < f->n && !t->rec.target_id; j++)
+			if (f->obj[j].ino == t->ino &&
+			    syscall(SYS_kcmp, getpid(), getpid(), KCMP_EPOLL_TFD, f->obj[j].dup,
+				    &slot) == 0)
+				t->rec.target_id = f->obj[j].id;
+		if (!t->rec.target_id)
+			return vs_error_set(
+			    err, ENOTSUP,
+			    "pid %d fd %d: refused: epoll watches fd %d, whose file no "
+			    "process of the tree has open",
+			    t->vpid, t->epfd, t->rec.tfd);
+		int r = ck_write_section(w, CK_SEC_EPOLL, &t->rec, sizeof(t->rec), NULL, 0, err);
+		if (r < 0)
+			return r;
 	}
 	return 0;
 }
@@ -813,6 +1154,152 @@ static int unix_addr(const struct ck_file *f, struct sockaddr_un *sa, socklen_t 
 	return 0;
 }
 
+/* File status flags F_SETFL can set (the rest come from open/pipe2). */
+#define CK_SETFL (O_APPEND | O_NONBLOCK | O_ASYNC | O_DIRECT | O_NOATIME)
+
+int ck_pool_fd_of(const struct ckpt_image *img, const struct ck_pool *pool, uint32_t id)
+{
+	for (size_t i = 0; i < img->files.n; i++)
+		if (img->files.v[i].id == id)
+			return pool->fd[i];
+	return -1;
+}
+
+/* The inode of an unlinked file: the one an earlier record of the same
+ * (dev, ino) created, or a new O_TMPFILE with the content, owner, mode and
+ * times. Returns an fd the caller re-opens with the record's flags. */
+static int ghost_inode(const struct ckpt_image *img, const struct ck_pool *pool, size_t i,
+		       struct vs_error *err)
+{
+	const struct ck_file *f = &img->files.v[i];
+	bool owner = f->u[3] & CK_FILE_F_OWNER;
+	for (size_t k = 0; k < i && owner; k++) {
+		const struct ck_file *o = &img->files.v[k];
+		if (o->kind == CK_F_REG && o->ghost && (o->u[3] & CK_FILE_F_OWNER) &&
+		    o->u[2] == f->u[2] && o->ino == f->ino && pool->fd[k] >= 0)
+			return fcntl(pool->fd[k], F_DUPFD_CLOEXEC, 0);
+	}
+	char dir[CK_PATH];
+	snprintf(dir, sizeof(dir), "%s", f->path);
+	char *sl = strrchr(dir, '/');
+	if (sl && sl != dir)
+		*sl = 0;
+	else
+		snprintf(dir, sizeof(dir), "/");
+	int t = open(dir, O_TMPFILE | O_RDWR | O_CLOEXEC, f->mode & 07777);
+	if (t < 0)
+		t = open("/tmp", O_TMPFILE | O_RDWR | O_CLOEXEC, f->mode & 07777);
+	if (t < 0)
+		return vs_error_sys(err, errno, "unlinked file %s: O_TMPFILE", f->path);
+	int r = write_data(img, CK_D_GHOST, f->id, t, true, err);
+	if (r >= 0 && ftruncate(t, (off_t)f->size) < 0)
+		r = vs_error_sys(err, errno, "unlinked file %s: size", f->path);
+	if (r >= 0 && owner) {
+		struct timespec ts[2] = {{f->tv[0], f->tv[1]}, {f->tv[2], f->tv[3]}};
+		/* chown first: it clears set-id bits that chmod then sets */
+		if (fchown(t, (uid_t)f->u[0], (gid_t)f->u[1]) < 0 ||
+		    fchmod(t, f->mode & 07777) < 0 || futimens(t, ts) < 0)
+			r = vs_error_sys(err, errno,
+					 "unlinked file %s: owner %u:%u, mode %o, times", f->path,
+					 (unsigned)f->u[0], (unsigned)f->u[1], f->mode & 07777);
+	}
+	if (r < 0) {
+		close(t);
+		return r;
+	}
+	return t;
+}
+
+/* Bind a unix socket to its name. A name that no longer named the socket
+ * at dump is unlinked again, and a file that took it since is kept. */
+static int ux_bind(const struct ck_file *f, int fd, const struct sockaddr_un *sa, socklen_t sl,
+		   struct vs_error *err)
+{
+	const char *path = sa->sun_path;
+	bool gone = f->u[0] & CK_UX_F_NAME_GONE;
+	char aside[sizeof(sa->sun_path) + 32] = "";
+	struct stat st;
+	if (path[0] && gone && lstat(path, &st) == 0) {
+		snprintf(aside, sizeof(aside), "%s.vs-ckpt-%d", path, (int)getpid());
+		if (rename(path, aside) < 0)
+			return vs_error_sys(err, errno,
+					    "unix socket %s: move the file now there aside", path);
+	} else if (path[0] && !gone && lstat(path, &st) == 0 && S_ISSOCK(st.st_mode)) {
+		unlink(path); /* the dumped socket file, restored with the fs delta */
+	}
+	if (bind(fd, (const struct sockaddr *)sa, sl) < 0)
+		return vs_error_sys(err, errno, "unix socket: bind %s",
+				    path[0] ? path : "@abstract");
+	return 0; /* a gone name is unlinked by ux_unbind_gone, after the requeue */
+}
+
+static int ux_unbind_gone(const struct ck_file *f, struct vs_error *err)
+{
+	struct sockaddr_un sa;
+	socklen_t sl;
+	if (f->kind != CK_F_UNIX || !(f->u[0] & CK_UX_F_NAME_GONE) || unix_addr(f, &sa, &sl) < 0 ||
+	    !sa.sun_path[0])
+		return 0;
+	char aside[sizeof(sa.sun_path) + 32];
+	snprintf(aside, sizeof(aside), "%s.vs-ckpt-%d", sa.sun_path, (int)getpid());
+	struct stat st;
+	if (unlink(sa.sun_path) < 0)
+		return vs_error_sys(err, errno, "unix socket %s: unlink the name again",
+				    sa.sun_path);
+	if (lstat(aside, &st) == 0 && rename(aside, sa.sun_path) < 0)
+		return vs_error_sys(err, errno, "unix socket %s: put the file back", sa.sun_path);
+	return 0;
+}
+
+/* Datagrams queued to socket id: sent again from s (to sa when given). */
+static bool has_data(const struct ckpt_image *img, uint32_t kind, uint64_t id)
+{
+	for (size_t i = 0; i < img->data.n; i++)
+		if (img->data.v[i].h.kind == kind && img->data.v[i].h.id == id)
+			return true;
+	return false;
+}
+
+static int send_dgrams(const struct ckpt_image *img, uint64_t id, int s,
+		       const struct sockaddr_un *sa, socklen_t sl, struct vs_error *err)
+{
+	for (size_t i = 0; i < img->data.n; i++) {
+		const struct ck_data_r *d = &img->data.v[i];
+		if (d->h.kind != CK_D_SKDGRAM || d->h.id != id)
+			continue;
+		ssize_t n = sendto(s, d->data, d->h.len, MSG_NOSIGNAL | MSG_DONTWAIT,
+				   (const struct sockaddr *)sa, sa ? sl : 0);
+		if (n != (ssize_t)d->h.len)
+			return vs_error_sys(err, n < 0 ? errno : EIO,
+					    "unix socket %" PRIu64 ": requeue a datagram", id);
+	}
+	return 0;
+}
+
+/* Register target (a pool fd) in epoll ep under the fd number it was added
+ * with: the kernel keys a registration by (file, fd number), and that
+ * number may be closed or hold another file by now. Whatever the stub has
+ * at that number is moved away meanwhile. */
+static int epoll_add_as(int ep, int target, const struct ck_epoll *e, int base,
+			struct vs_error *err)
+{
+	int saved = -1, saved_fl = fcntl(e->tfd, F_GETFD);
+	if (saved_fl >= 0 && (saved = fcntl(e->tfd, F_DUPFD_CLOEXEC, base)) < 0)
+		return vs_error_sys(err, errno, "epoll: free fd %d", e->tfd);
+	int r = 0;
+	struct epoll_event ev = {.events = e->events, .data.u64 = e->data};
+	if (dup2(target, e->tfd) < 0 || epoll_ctl(ep, EPOLL_CTL_ADD, e->tfd, &ev) < 0)
+		r = vs_error_sys(err, errno, "epoll file %u: add file %u as fd %d", e->file_id,
+				 e->target_id, e->tfd);
+	if (saved >= 0) {
+		dup3(saved, e->tfd, (saved_fl & FD_CLOEXEC) ? O_CLOEXEC : 0);
+		close(saved);
+	} else {
+		close(e->tfd);
+	}
+	return r;
+}
+
 int ck_pool_create(const struct ckpt_image *img, int base, struct ck_pool *pool,
 		   struct vs_error *err)
 {
@@ -845,28 +1332,9 @@ int ck_pool_create(const struct ckpt_image *img, int base, struct ck_pool *pool,
 		switch (f->kind) {
 		case CK_F_REG:
 			if (f->ghost) {
-				char dir[CK_PATH];
-				snprintf(dir, sizeof(dir), "%s", f->path);
-				char *sl = strrchr(dir, '/');
-				if (sl && sl != dir)
-					*sl = 0;
-				else
-					snprintf(dir, sizeof(dir), "/");
-				int t = open(dir, O_TMPFILE | O_RDWR | O_CLOEXEC, f->mode & 07777);
-				if (t < 0)
-					t = open("/tmp", O_TMPFILE | O_RDWR | O_CLOEXEC,
-						 f->mode & 07777);
+				int t = ghost_inode(img, pool, i, err);
 				if (t < 0) {
-					r = vs_error_sys(err, errno, "unlinked file %s: O_TMPFILE",
-							 f->path);
-					break;
-				}
-				if ((r = write_data(img, CK_D_GHOST, f->id, t, true, err)) < 0 ||
-				    ftruncate(t, (off_t)f->size) < 0) {
-					close(t);
-					if (r >= 0)
-						r = vs_error_sys(err, errno, "unlinked file %s",
-								 f->path);
+					r = t;
 					break;
 				}
 				char p[64];
@@ -888,7 +1356,6 @@ int ck_pool_create(const struct ckpt_image *img, int base, struct ck_pool *pool,
 			fd = open(f->path, fl);
 			break;
 		case CK_F_PIPE: {
-			size_t j;
 			int p[2];
 			if (pipe2(p, 0) < 0) {
 				r = vs_error_sys(err, errno, "pipe");
@@ -896,6 +1363,13 @@ int ck_pool_create(const struct ckpt_image *img, int base, struct ck_pool *pool,
 			}
 			if (f->pipe_size)
 				fcntl(p[1], F_SETPIPE_SZ, (int)f->pipe_size);
+			/* a packet-mode writer: each data record was one packet */
+			for (size_t k = 0; k < nf; k++) {
+				const struct ck_file *o = &img->files.v[k];
+				if (o->kind == CK_F_PIPE && o->ino == f->ino &&
+				    (o->flags & O_ACCMODE) != O_RDONLY && (o->flags & O_DIRECT))
+					fcntl(p[1], F_SETFL, O_DIRECT);
+			}
 			/* the data record belongs to whichever end was dumped first */
 			for (size_t k = 0; k < nf; k++) {
 				const struct ck_file *o = &img->files.v[k];
@@ -903,19 +1377,32 @@ int ck_pool_create(const struct ckpt_image *img, int base, struct ck_pool *pool,
 				    (r = write_data(img, CK_D_PIPE, o->id, p[1], false, err)) < 0)
 					break;
 			}
-			/* other file records of the same pipe (the other end, or a reopen) */
-			for (j = i + 1; j < nf; j++) {
+			/* Every open file of this pipe, each with its own flags:
+			 * the ends pipe2 made, and re-opens (/proc/PID/fd/N, which
+			 * adds O_LARGEFILE) as new open files of the same pipe. */
+			bool used[2] = {false, false};
+			for (size_t j = i; j < nf && r >= 0; j++) {
 				const struct ck_file *o = &img->files.v[j];
 				if (o->kind != CK_F_PIPE || o->ino != f->ino)
 					continue;
-				int want = (o->flags & O_ACCMODE) == O_RDONLY ? p[0] : p[1];
-				pool->fd[j] = to_pool(dup(want), base);
-				if (o->flags & O_NONBLOCK)
-					fcntl(pool->fd[j], F_SETFL, O_NONBLOCK);
+				int end = (o->flags & O_ACCMODE) == O_RDONLY ? 0 : 1, nfd;
+				if (!used[end] && !(o->flags & O_LARGEFILE)) {
+					nfd = dup(p[end]);
+					used[end] = true;
+				} else {
+					char path[64];
+					snprintf(path, sizeof(path), "/proc/self/fd/%d", p[end]);
+					nfd = open(path, (end ? O_WRONLY : O_RDONLY) | O_NONBLOCK);
+				}
+				if (nfd < 0 || fcntl(nfd, F_SETFL, o->flags & CK_SETFL) < 0)
+					r = vs_error_sys(err, errno, "pipe %" PRIu64 ": file %u",
+							 f->ino, o->id);
+				else if ((pool->fd[j] = to_pool(nfd, base)) < 0)
+					r = vs_error_sys(err, errno, "file %u: move above fd %d",
+							 o->id, base);
 			}
-			fd = acc == O_RDONLY ? p[0] : p[1];
-			side[i] = acc == O_RDONLY ? p[1] : p[0];
-			side[i] = to_pool(side[i], base);
+			close(p[0]);
+			close(p[1]);
 			break;
 		}
 		case CK_F_FIFO: {
@@ -951,7 +1438,7 @@ int ck_pool_create(const struct ckpt_image *img, int base, struct ck_pool *pool,
 			const struct ck_file *peer =
 			    f->peer_ino ? file_by_ino(img, CK_F_UNIX, f->peer_ino, &j) : NULL;
 			int type = (int)f->sk_type;
-			if (peer && peer->peer_ino == f->ino) {
+			if (peer && peer != f && peer->peer_ino == f->ino) {
 				int sv[2];
 				if (socketpair(AF_UNIX, type, 0, sv) < 0) {
 					r = vs_error_sys(err, errno, "socketpair");
@@ -967,8 +1454,7 @@ int ck_pool_create(const struct ckpt_image *img, int base, struct ck_pool *pool,
 					break;
 				fd = sv[0];
 				pool->fd[j] = to_pool(sv[1], base);
-				if (peer->flags & O_NONBLOCK)
-					fcntl(pool->fd[j], F_SETFL, O_NONBLOCK);
+				fcntl(pool->fd[j], F_SETFL, peer->flags & CK_SETFL);
 			} else {
 				fd = socket(AF_UNIX, type, 0);
 				if (fd < 0) {
@@ -977,25 +1463,13 @@ int ck_pool_create(const struct ckpt_image *img, int base, struct ck_pool *pool,
 				}
 				struct sockaddr_un sa;
 				socklen_t sl;
-				if (unix_addr(f, &sa, &sl) == 0) {
-					struct stat st;
-					if (sa.sun_path[0] && lstat(sa.sun_path, &st) == 0 &&
-					    S_ISSOCK(st.st_mode))
-						unlink(sa.sun_path);
-					if (bind(fd, (struct sockaddr *)&sa, sl) < 0) {
-						r = vs_error_sys(err, errno, "unix socket: bind %s",
-								 sa.sun_path[0] ? sa.sun_path
-										: "@abstract");
-						break;
-					}
-				}
+				if (unix_addr(f, &sa, &sl) == 0 &&
+				    (r = ux_bind(f, fd, &sa, sl, err)) < 0)
+					break;
 				if (f->sk_state == 10 &&
 				    listen(fd, f->sk_backlog ? (int)f->sk_backlog : 128) < 0) {
 					r = vs_error_sys(err, errno, "unix socket: listen");
 					break;
-				}
-				if (peer && type == SOCK_DGRAM) {
-					/* connected dgram to a bound peer: connected below */
 				}
 			}
 			if (f->sk_shutdown & 1)
@@ -1015,15 +1489,32 @@ int ck_pool_create(const struct ckpt_image *img, int base, struct ck_pool *pool,
 			if (fd < 0)
 				break;
 			struct itimerspec its = {{f->tv[2], f->tv[3]}, {f->tv[0], f->tv[1]}};
+			/* an older writer recorded an expired repeating timer as
+			 * remaining 0: it is due again one interval on */
+			if (!its.it_value.tv_sec && !its.it_value.tv_nsec)
+				its.it_value = its.it_interval;
 			if ((its.it_value.tv_sec || its.it_value.tv_nsec) &&
 			    timerfd_settime(fd, 0, &its, NULL) < 0) {
 				r = vs_error_sys(err, errno, "timerfd_settime");
 				break;
 			}
-			if (f->u[1])
-				ioctl(fd, TFD_IOC_SET_TICKS, &f->u[1]);
+			if (f->u[1] && ioctl(fd, TFD_IOC_SET_TICKS, &f->u[1]) < 0) {
+				r = vs_error_sys(err, errno, "timerfd: set %" PRIu64 " ticks",
+						 f->u[1]);
+				break;
+			}
 			break;
 		}
+		case CK_F_INET:
+			fd = ck_inet_create(img, f, err);
+			if (fd < 0)
+				r = fd;
+			break;
+		case CK_F_INOTIFY:
+			fd = inotify_init1(0);
+			if (fd >= 0 && (r = ck_inotify_rewatch(img, f, fd, err)) < 0)
+				close(fd);
+			break;
 		case CK_F_SIGNALFD: {
 			sigset_t m;
 			sigemptyset(&m);
@@ -1036,13 +1527,15 @@ int ck_pool_create(const struct ckpt_image *img, int base, struct ck_pool *pool,
 		}
 		if (r < 0)
 			break;
+		if (f->kind == CK_F_PIPE)
+			continue; /* every record of the pipe is in place */
 		if (fd < 0) {
 			r = vs_error_sys(err, errno, "restore file %u (%s)", f->id,
 					 f->path[0] ? f->path : "anonymous");
 			break;
 		}
 		if (f->kind != CK_F_REG && f->kind != CK_F_DIR && f->kind != CK_F_FIFO)
-			fcntl(fd, F_SETFL, fl & (O_NONBLOCK | O_APPEND | O_ASYNC));
+			fcntl(fd, F_SETFL, fl & CK_SETFL);
 		pool->fd[i] = to_pool(fd, base);
 		if (pool->fd[i] < 0)
 			r = vs_error_sys(err, errno, "file %u: move above fd %d", f->id, base);
@@ -1054,31 +1547,38 @@ int ck_pool_create(const struct ckpt_image *img, int base, struct ck_pool *pool,
 		if (f->kind != CK_F_UNIX || !f->peer_ino || f->sk_type == SOCK_STREAM)
 			continue;
 		const struct ck_file *peer = file_by_ino(img, CK_F_UNIX, f->peer_ino, &j);
-		if (!peer || peer->peer_ino == f->ino)
-			continue;
+		if (!peer || (peer != f && peer->peer_ino == f->ino))
+			continue; /* none, or a pair; self-connected ones connect to themselves */
 		struct sockaddr_un sa;
 		socklen_t sl;
 		if (unix_addr(peer, &sa, &sl) == 0 &&
 		    connect(pool->fd[i], (struct sockaddr *)&sa, sl) < 0)
 			r = vs_error_sys(err, errno, "unix dgram socket: connect");
 	}
-	/* datagrams queued to bound, unpaired sockets: send them again by name */
+	/* datagrams queued to bound, unpaired sockets: send them again by
+	 * name - from the socket it is connected to, if any (a connected
+	 * socket takes datagrams from its peer only), else from a new one */
 	for (size_t i = 0; i < nf && r >= 0; i++) {
 		const struct ck_file *f = &img->files.v[i];
+		size_t j = 0;
 		const struct ck_file *peer =
-		    f->peer_ino ? file_by_ino(img, CK_F_UNIX, f->peer_ino, NULL) : NULL;
+		    f->peer_ino ? file_by_ino(img, CK_F_UNIX, f->peer_ino, &j) : NULL;
 		if (f->kind != CK_F_UNIX || f->sk_type == SOCK_STREAM ||
-		    (peer && peer->peer_ino == f->ino))
+		    (peer && peer != f && peer->peer_ino == f->ino))
 			continue;
 		struct sockaddr_un sa;
 		socklen_t sl;
-		if (unix_addr(f, &sa, &sl) < 0)
+		if (unix_addr(f, &sa, &sl) < 0 || !has_data(img, CK_D_SKDGRAM, f->id))
 			continue;
+		if (peer) {
+			r = send_dgrams(img, f->id, pool->fd[j], &sa, sl, err);
+			continue;
+		}
 		int s = socket(AF_UNIX, (int)f->sk_type, 0);
 		if (s < 0 || connect(s, (struct sockaddr *)&sa, sl) < 0)
 			r = vs_error_sys(err, errno, "requeue datagrams");
 		else
-			r = write_data(img, CK_D_SKDGRAM, f->id, s, false, err);
+			r = send_dgrams(img, f->id, s, NULL, 0, err);
 		if (s >= 0)
 			close(s);
 	}
@@ -1109,9 +1609,29 @@ int ck_pool_create(const struct ckpt_image *img, int base, struct ck_pool *pool,
 		pool->shm_id[pool->shm_n] = d->h.id;
 		pool->shm_fd[pool->shm_n++] = to_pool(m, base);
 	}
-	for (size_t i = 0; i < nf; i++)
-		if (side[i] >= 0 && img->files.v[i].kind == CK_F_PIPE)
-			close(side[i]);
+	for (size_t i = 0; i < nf && r >= 0; i++)
+		r = ux_unbind_gone(&img->files.v[i], err);
+	/* epoll targets, by the file they watch (writers that recorded it) */
+	for (size_t i = 0; i < img->epolls.n && r >= 0; i++) {
+		const struct ck_epoll *e = &img->epolls.v[i];
+		if (!e->target_id)
+			continue;
+		int ep = ck_pool_fd_of(img, pool, e->file_id),
+		    tg = ck_pool_fd_of(img, pool, e->target_id);
+		if (ep < 0 || tg < 0 || e->tfd >= base)
+			r = vs_error_set(err, EINVAL, "epoll file %u: target file %u as fd %d",
+					 e->file_id, e->target_id, e->tfd);
+		else
+			r = epoll_add_as(ep, tg, e, base, err);
+	}
+	if (r >= 0)
+		r = ck_inet_resume(img, pool, err);
+	/* OFD and flock locks belong to the open file: taken on the pool's */
+	for (size_t i = 0; i < img->locks.n && r >= 0; i++) {
+		const struct ck_lock *l = &img->locks.v[i];
+		if (l->kind != CK_LOCK_POSIX)
+			r = ck_lock_take(ck_pool_fd_of(img, pool, l->file_id), l, err);
+	}
 	/* fifo keep-alive fds stay until every stub installed its fds: they
 	 * sit in the pool range and are closed with it. */
 	free(side);
@@ -1158,8 +1678,8 @@ int ck_pool_install(const struct ckpt_image *img, const struct ck_pool *pool, pi
 		for (size_t k = 0; k < img->files.n; k++)
 			if (img->files.v[k].id == e->file_id)
 				ef = &img->files.v[k];
-		if (epfd < 0 || !ef || ef->owner_pid != pid)
-			continue;
+		if (epfd < 0 || !ef || ef->owner_pid != pid || e->target_id)
+			continue; /* targets with a file id are added by ck_pool_create */
 		struct epoll_event ev = {.events = e->events, .data.u64 = e->data};
 		if (epoll_ctl(epfd, EPOLL_CTL_ADD, e->tfd, &ev) < 0)
 			return vs_error_sys(err, errno, "pid %d: epoll fd %d: add target fd %d",

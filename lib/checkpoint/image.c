@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 
 #include "ckpt_int.h"
@@ -395,8 +396,7 @@ static int parse_section(struct ckpt_image *img, uint32_t type, const uint8_t *p
 		struct ck_file r;
 		TAKE(r, p, len, "file");
 		if (len != sizeof(r) || !has_nul(r.path, sizeof(r.path)) ||
-		    r.sk_name_len > sizeof(r.sk_name) || r.kind < CK_F_REG ||
-		    r.kind > CK_F_SIGNALFD)
+		    r.sk_name_len > sizeof(r.sk_name) || r.kind < CK_F_REG || r.kind > CK_F_INET)
 			return vs_error_set(err, EBADMSG, "checkpoint: bad file record");
 		for (size_t i = 0; i < img->files.n; i++)
 			if (img->files.v[i].id == r.id)
@@ -416,7 +416,8 @@ static int parse_section(struct ckpt_image *img, uint32_t type, const uint8_t *p
 	case CK_SEC_DATA: {
 		struct ck_data_r r;
 		TAKE(r.h, p, len, "data");
-		if (len - sizeof(r.h) != r.h.len || r.h.kind < CK_D_GHOST || r.h.kind > CK_D_SHM)
+		if (len - sizeof(r.h) != r.h.len || r.h.kind < CK_D_GHOST ||
+		    r.h.kind > CK_D_SYSV_SEM)
 			return vs_error_set(err, EBADMSG, "checkpoint: bad data record");
 		r.data = p + sizeof(r.h);
 		ck_vec_push(&img->data, r);
@@ -509,6 +510,49 @@ static int parse_section(struct ckpt_image *img, uint32_t type, const uint8_t *p
 		img->fsd[img->fsd_n++] = r;
 		return 0;
 	}
+	case CK_SEC_INOTIFY: { /* fd-level (files.c) */
+		struct ck_inotify r;
+		TAKE(r, p, len, "inotify");
+		if (len != sizeof(r) || r.wd <= 0 || !has_nul(r.path, sizeof(r.path)) ||
+		    r.path[0] != '/')
+			return vs_error_set(err, EBADMSG, "checkpoint: bad inotify record");
+		ck_vec_push(&img->inotify, r);
+		return 0;
+	}
+	case CK_SEC_INET: { /* fd-level (files.c) */
+		struct ck_inet r;
+		TAKE(r, p, len, "inet");
+		if (len != sizeof(r) || (r.family != AF_INET && r.family != AF_INET6) ||
+		    (r.type != SOCK_STREAM && r.type != SOCK_DGRAM) ||
+		    r.local_len > sizeof(r.local) || r.peer_len > sizeof(r.peer) ||
+		    r.nopts > CK_INET_OPTS || r.unsent_len > r.outq_len)
+			return vs_error_set(err, EBADMSG, "checkpoint: bad inet socket record");
+		ck_vec_push(&img->inets, r);
+		return 0;
+	}
+	case CK_SEC_SYSV: { /* fd-level (files.c) */
+		struct ck_sysv r;
+		TAKE(r, p, len, "sysv");
+		if (len != sizeof(r) || r.kind < CK_SYSV_SHM || r.kind > CK_SYSV_SEM || r.id < 0 ||
+		    (r.mode & ~0777u) || (r.kind == CK_SYSV_SEM && (r.size == 0 || r.size > 65536)))
+			return vs_error_set(err, EBADMSG, "checkpoint: bad SysV IPC record");
+		for (size_t i = 0; i < img->sysv.n; i++)
+			if (img->sysv.v[i].kind == r.kind && img->sysv.v[i].id == r.id)
+				return vs_error_set(err, EBADMSG,
+						    "checkpoint: SysV IPC id %d twice", r.id);
+		ck_vec_push(&img->sysv, r);
+		return 0;
+	}
+	case CK_SEC_LOCK: { /* fd-level (files.c) */
+		struct ck_lock r;
+		TAKE(r, p, len, "lock");
+		if (len != sizeof(r) || r.kind < CK_LOCK_POSIX || r.kind > CK_LOCK_FLOCK ||
+		    (r.type != F_RDLCK && r.type != F_WRLCK) || r.start < 0 || r.len < 0 ||
+		    (r.kind == CK_LOCK_POSIX && (r.fd < 0 || r.fd > (1 << 20))))
+			return vs_error_set(err, EBADMSG, "checkpoint: bad lock record");
+		ck_vec_push(&img->locks, r);
+		return 0;
+	}
 	case CK_SEC_EXTRA:
 		if (img->extra.p)
 			return vs_error_set(err, EBADMSG, "checkpoint: second extra section");
@@ -577,6 +621,38 @@ static int validate(struct ckpt_image *img, struct vs_error *err)
 					    "checkpoint: pages %#" PRIx64 "+%" PRIu64
 					    " of pid %d outside its vmas",
 					    pg->addr, pg->len, pg->pid);
+	}
+	for (size_t i = 0; i < img->inotify.n; i++) {
+		const struct ck_inotify *n = &img->inotify.v[i];
+		bool ok = false;
+		for (size_t j = 0; j < img->files.n && !ok; j++)
+			ok = img->files.v[j].id == n->file_id &&
+			     img->files.v[j].kind == CK_F_INOTIFY;
+		if (!ok)
+			return vs_error_set(
+			    err, EBADMSG, "checkpoint: inotify watch %d of file %u: bad reference",
+			    n->wd, n->file_id);
+	}
+	for (size_t i = 0; i < img->inets.n; i++) {
+		const struct ck_inet *n = &img->inets.v[i];
+		bool ok = false;
+		for (size_t j = 0; j < img->files.n && !ok; j++)
+			ok = img->files.v[j].id == n->file_id && img->files.v[j].kind == CK_F_INET;
+		for (size_t j = 0; j < i && ok; j++)
+			ok = img->inets.v[j].file_id != n->file_id;
+		if (!ok)
+			return vs_error_set(err, EBADMSG,
+					    "checkpoint: inet socket of file %u: bad reference",
+					    n->file_id);
+	}
+	for (size_t i = 0; i < img->locks.n; i++) {
+		const struct ck_lock *l = &img->locks.v[i];
+		bool ok = false;
+		for (size_t j = 0; j < img->files.n && !ok; j++)
+			ok = img->files.v[j].id == l->file_id;
+		if (!ok || (l->kind == CK_LOCK_POSIX && !ck_image_proc(img, l->pid)))
+			return vs_error_set(
+			    err, EBADMSG, "checkpoint: lock on file %u: bad reference", l->file_id);
 	}
 	for (size_t i = 0; i < img->fds.n; i++) {
 		const struct ck_fd *f = &img->fds.v[i];
@@ -747,6 +823,10 @@ void ckpt_image_free(struct ckpt_image *img)
 	free(img->fds.v);
 	free(img->data.v);
 	free(img->epolls.v);
+	free(img->locks.v);
+	free(img->inotify.v);
+	free(img->inets.v);
+	free(img->sysv.v);
 	free(img->siginfos.v);
 	free(img->timers.v);
 	free(img->seccomps.v);

@@ -306,6 +306,10 @@ static int stub_proc(struct stub_ctx *c, const struct ck_proc *p, struct vs_erro
 	/* the pool is no longer needed in this process */
 	for (int fd = c->pool.base; fd < c->pool.base + 4096; fd++)
 		close(fd);
+	/* POSIX locks only now: closing a pool fd of a locked file drops them */
+	r = ck_pool_locks(img, p->pid, err);
+	if (r < 0)
+		return r;
 	if (p->cwd[0] && chdir(p->cwd) < 0)
 		return vs_error_sys(err, errno, "pid %d: chdir %s", p->pid, p->cwd);
 	umask(p->umask);
@@ -1263,6 +1267,8 @@ int ckpt_restore_finish(const struct ckpt_image *img, pid_t root_hpid, unsigned 
 	struct restorer R = {.img = img, .st = st};
 	int r = r_collect(&R, root_hpid, timeout_ms, err);
 	st->forking_ns = vs_now_ns() - t0;
+	if (r >= 0) /* SysV IPC objects of the tree's ipc namespace (files.c) */
+		r = ck_files_restore_host(img, root_hpid, err);
 	for (size_t i = 0; r >= 0 && i < R.n; i++)
 		if (R.procs[i].img->state == CK_ALIVE)
 			r = r_seize(&R, &R.procs[i], err);

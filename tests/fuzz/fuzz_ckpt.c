@@ -9,8 +9,9 @@
  * reaches the record and cross-reference checks behind the checksums.
  * A parsed image also goes through the session/process group planner
  * (pstree.c), which the restore runs on the same records.
- * Seed: tests/fuzz/seeds/ckpt/ (a small valid stream written by
- * tests/unit/test_ckpt_format.c with CKPT_WRITE_SEED=...).
+ * Seed: tests/fuzz/seeds/ckpt/ (small valid streams written by
+ * tests/unit/test_ckpt_format.c with CKPT_WRITE_SEED=... and, for the
+ * fd-level records incl. a lock, CKPT_WRITE_SEED_FD=...).
  */
 #include <stddef.h>
 #include <stdint.h>
@@ -85,7 +86,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		off += 4;
 		if (len > size - off)
 			len = (uint16_t)(size - off);
-		section(&out, &n, type % 16, data + off, len, &nsec, &chain);
+		/* 0..15 are the version 1 sections, 16..19 stand for
+		 * CK_SEC_LOCK, CK_SEC_INOTIFY, CK_SEC_INET and CK_SEC_SYSV */
+		static const uint32_t extra[] = { CK_SEC_LOCK, CK_SEC_INOTIFY, CK_SEC_INET, CK_SEC_SYSV };
+		uint32_t t = type % 20u;
+		t = t >= 16 ? extra[t - 16] : t;
+		section(&out, &n, t, data + off, len, &nsec, &chain);
 		off += len;
 	}
 	struct ck_end e = {.nr_sections = nsec, .chain_crc = chain, .total_len = n};

@@ -7,6 +7,7 @@
  * CKPT_WRITE_SEED=path writes the small valid stream used as a fuzz seed.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -340,6 +341,180 @@ static void test_fs_delta(void **state)
 	}
 }
 
+/* fd-level records (files.c): a stream with an unlinked file, a unix socket
+ * whose name is gone, an epoll target by file id, an inotify watch, a TCP
+ * listener and one lock; ino/inet replace the good records when given. */
+static uint8_t *build_fd_state(size_t *len, const struct ck_lock *lk, const struct ck_inotify *ino,
+			       const struct ck_inet *inet)
+{
+	int fd = memfd_create("ckpt-test", 0);
+	assert_true(fd >= 0);
+	struct vs_error err;
+	struct ck_writer w;
+	assert_int_equal(ck_writer_open(&w, fd, &err), 0);
+	struct ck_header h = {.root_pid = 2, .nr_procs = 1};
+	assert_int_equal(ck_write_section(&w, CK_SEC_HEADER, &h, sizeof(h), NULL, 0, &err), 0);
+	struct ck_proc *p = calloc(1, sizeof(*p));
+	p->pid = 2;
+	p->ppid = 0; /* a child of PID 1 */
+	p->nr_threads = 1;
+	assert_int_equal(ck_write_section(&w, CK_SEC_PROC, p, sizeof(*p), NULL, 0, &err), 0);
+	free(p);
+	struct ck_thread t = {.pid = 2, .tid = 2};
+	assert_int_equal(ck_write_section(&w, CK_SEC_THREAD, &t, sizeof(t), NULL, 0, &err), 0);
+	struct ck_file f = {.id = 1,
+			    .kind = CK_F_REG,
+			    .ghost = 1,
+			    .mode = 0100640,
+			    .u = {1234, 2345, 0x803, CK_FILE_F_OWNER},
+			    .tv = {1000000000, 500, 1100000000, 250000}};
+	snprintf(f.path, sizeof(f.path), "/tmp/x");
+	assert_int_equal(ck_write_section(&w, CK_SEC_FILE, &f, sizeof(f), NULL, 0, &err), 0);
+	struct ck_file u = {.id = 2, .kind = CK_F_UNIX, .sk_type = 2, .u = {CK_UX_F_NAME_GONE}};
+	u.sk_name_len = (uint32_t)snprintf(u.sk_name, sizeof(u.sk_name), "/tmp/s") + 1;
+	assert_int_equal(ck_write_section(&w, CK_SEC_FILE, &u, sizeof(u), NULL, 0, &err), 0);
+	struct ck_file e = {.id = 3, .kind = CK_F_EPOLL, .owner_pid = 2};
+	assert_int_equal(ck_write_section(&w, CK_SEC_FILE, &e, sizeof(e), NULL, 0, &err), 0);
+	struct ck_file in = {.id = 4, .kind = CK_F_INOTIFY};
+	assert_int_equal(ck_write_section(&w, CK_SEC_FILE, &in, sizeof(in), NULL, 0, &err), 0);
+	struct ck_file tcp = {.id = 5, .kind = CK_F_INET};
+	assert_int_equal(ck_write_section(&w, CK_SEC_FILE, &tcp, sizeof(tcp), NULL, 0, &err), 0);
+	for (uint32_t id = 1; id <= 5; id++) {
+		struct ck_fd fr = {.pid = 2, .fd = (int32_t)(2 + id), .file_id = id};
+		assert_int_equal(ck_write_section(&w, CK_SEC_FD, &fr, sizeof(fr), NULL, 0, &err),
+				 0);
+	}
+	struct ck_epoll ep = {.file_id = 3, .tfd = 9, .events = 1, .target_id = 2, .data = 7};
+	assert_int_equal(ck_write_section(&w, CK_SEC_EPOLL, &ep, sizeof(ep), NULL, 0, &err), 0);
+	assert_int_equal(ck_write_section(&w, CK_SEC_LOCK, lk, sizeof(*lk), NULL, 0, &err), 0);
+	struct ck_inotify wgood = {.file_id = 4, .wd = 3, .mask = 0x100};
+	snprintf(wgood.path, sizeof(wgood.path), "/etc");
+	if (!ino)
+		ino = &wgood;
+	assert_int_equal(ck_write_section(&w, CK_SEC_INOTIFY, ino, sizeof(*ino), NULL, 0, &err), 0);
+	struct ck_inet igood = {.file_id = 5,
+				.family = 2 /* AF_INET */,
+				.type = 1 /* SOCK_STREAM */,
+				.protocol = 6,
+				.state = 10,
+				.backlog = 7,
+				.local_len = 16,
+				.nopts = 1,
+				.opt = {{1, 2, 1, 0}}};
+	if (!inet)
+		inet = &igood;
+	assert_int_equal(ck_write_section(&w, CK_SEC_INET, inet, sizeof(*inet), NULL, 0, &err), 0);
+	struct ck_sysv sv = {.kind = CK_SYSV_SEM, .id = 3, .key = 42, .mode = 0600, .size = 2};
+	assert_int_equal(ck_write_section(&w, CK_SEC_SYSV, &sv, sizeof(sv), NULL, 0, &err), 0);
+	struct ck_data sd = {.kind = CK_D_SYSV_SEM, .id = 3, .len = 4};
+	uint16_t vals[2] = {1, 5};
+	assert_int_equal(ck_write_section(&w, CK_SEC_DATA, &sd, sizeof(sd), vals, 4, &err), 0);
+	assert_int_equal(ck_writer_close(&w, &err), 0);
+	ck_writer_free(&w);
+	off_t size = lseek(fd, 0, SEEK_END);
+	uint8_t *buf = malloc((size_t)size);
+	assert_int_equal(pread(fd, buf, (size_t)size, 0), size);
+	close(fd);
+	*len = (size_t)size;
+	return buf;
+}
+
+static void test_fd_state_records(void **state)
+{
+	struct ck_lock good = {.pid = 2,
+			       .fd = 3,
+			       .file_id = 1,
+			       .kind = CK_LOCK_POSIX,
+			       .type = F_WRLCK,
+			       .start = 10,
+			       .len = 20};
+	size_t len;
+	uint8_t *buf = build_fd_state(&len, &good, NULL, NULL);
+	const char *seed = getenv("CKPT_WRITE_SEED_FD");
+	if (seed) {
+		FILE *f = fopen(seed, "wb");
+		if (f) {
+			fwrite(buf, 1, len, f);
+			fclose(f);
+		}
+	}
+	struct ckpt_image *img = NULL;
+	struct vs_error err;
+	if (ckpt_image_parse(buf, len, &img, &err) < 0)
+		fail_msg("parse: %s", err.msg);
+	assert_int_equal(img->locks.n, 1);
+	assert_int_equal(img->locks.v[0].start, 10);
+	assert_int_equal(img->locks.v[0].len, 20);
+	assert_int_equal(img->epolls.v[0].target_id, 2);
+	assert_int_equal(img->files.v[0].u[0], 1234);
+	assert_int_equal(img->files.v[0].tv[3], 250000);
+	assert_int_equal(img->files.v[1].u[0], CK_UX_F_NAME_GONE);
+	assert_int_equal(img->inotify.n, 1);
+	assert_string_equal(img->inotify.v[0].path, "/etc");
+	assert_int_equal(img->inets.n, 1);
+	assert_int_equal(img->inets.v[0].backlog, 7);
+	assert_int_equal(img->sysv.n, 1);
+	assert_int_equal(img->sysv.v[0].key, 42);
+	ckpt_image_free(img);
+	free(buf);
+	/* bad locks: unknown kind, type, negative range, missing file or owner */
+	struct ck_lock bad[] = {
+	    {.pid = 2, .fd = 3, .file_id = 1, .kind = 9, .type = F_WRLCK},
+	    {.pid = 2, .fd = 3, .file_id = 1, .kind = CK_LOCK_OFD, .type = F_UNLCK},
+	    {.pid = 2, .fd = 3, .file_id = 1, .kind = CK_LOCK_FLOCK, .type = F_RDLCK, .start = -1},
+	    {.pid = 2, .fd = 3, .file_id = 1, .kind = CK_LOCK_OFD, .type = F_RDLCK, .len = -5},
+	    {.pid = 2, .fd = 3, .file_id = 8, .kind = CK_LOCK_OFD, .type = F_RDLCK},
+	    {.pid = 7, .fd = 3, .file_id = 1, .kind = CK_LOCK_POSIX, .type = F_RDLCK},
+	    {.pid = 2, .fd = -1, .file_id = 1, .kind = CK_LOCK_POSIX, .type = F_RDLCK},
+	};
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		buf = build_fd_state(&len, &bad[i], NULL, NULL);
+		img = NULL;
+		if (ckpt_image_parse(buf, len, &img, &err) == 0)
+			fail_msg("bad lock record %zu accepted", i);
+		assert_non_null(strstr(err.msg, "lock"));
+		free(buf);
+	}
+	/* bad watches: wd 0, relative path, no NUL, a file that is no inotify */
+	struct ck_inotify bw[4] = {{.file_id = 4, .wd = 0},
+				   {.file_id = 4, .wd = 1},
+				   {.file_id = 4, .wd = 1},
+				   {.file_id = 5, .wd = 1}};
+	snprintf(bw[0].path, sizeof(bw[0].path), "/etc");
+	snprintf(bw[1].path, sizeof(bw[1].path), "etc");
+	memset(bw[2].path, 'a', sizeof(bw[2].path));
+	bw[2].path[0] = '/';
+	snprintf(bw[3].path, sizeof(bw[3].path), "/etc");
+	for (size_t i = 0; i < 4; i++) {
+		buf = build_fd_state(&len, &good, &bw[i], NULL);
+		img = NULL;
+		if (ckpt_image_parse(buf, len, &img, &err) == 0)
+			fail_msg("bad inotify record %zu accepted", i);
+		assert_non_null(strstr(err.msg, "inotify"));
+		free(buf);
+	}
+	/* bad sockets: family, type, address length, option count, file kind,
+	 * more unsent bytes than queued */
+	struct ck_inet bi[6];
+	for (size_t i = 0; i < 6; i++)
+		bi[i] = (struct ck_inet){.file_id = 5, .family = 2, .type = 1};
+	bi[0].family = 1;
+	bi[1].type = 3;
+	bi[2].local_len = 29;
+	bi[3].nopts = CK_INET_OPTS + 1;
+	bi[4].file_id = 4;
+	bi[5].outq_len = 10;
+	bi[5].unsent_len = 11;
+	for (size_t i = 0; i < 6; i++) {
+		buf = build_fd_state(&len, &good, NULL, &bi[i]);
+		img = NULL;
+		if (ckpt_image_parse(buf, len, &img, &err) == 0)
+			fail_msg("bad inet record %zu accepted", i);
+		assert_non_null(strstr(err.msg, "inet"));
+		free(buf);
+	}
+}
+
 static void test_stats_json(void **state)
 {
 	char path[] = "/tmp/ckpt-stats-XXXXXX";
@@ -521,6 +696,7 @@ int main(void)
 	    cmocka_unit_test(test_pstree_gone_group_leader),
 	    cmocka_unit_test(test_pstree_refusals),
 	    cmocka_unit_test(test_pstree_bounded),
+	    cmocka_unit_test(test_fd_state_records),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -28,14 +28,17 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 #include <linux/sched.h>
+#include <net/if.h>
 
 #include "vslice/ckpt.h"
 #include "vslice/util.h"
@@ -99,6 +102,21 @@ static int stub_main(void)
 	return 101;
 }
 
+/* Bring up lo in the new network namespace, as the slice runtime does. */
+static void lo_up(void)
+{
+	int s = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+	struct ifreq ifr;
+	memset(&ifr, 0, sizeof(ifr));
+	snprintf(ifr.ifr_name, sizeof(ifr.ifr_name), "lo");
+	if (s < 0 || ioctl(s, SIOCGIFFLAGS, &ifr) < 0)
+		die("lo flags");
+	ifr.ifr_flags |= IFF_UP | IFF_RUNNING;
+	if (ioctl(s, SIOCSIFFLAGS, &ifr) < 0)
+		die("lo up");
+	close(s);
+}
+
 /* Fork (in new pid+time ns) a PID 1 which forks pid 2 = prog or the stub.
  * Returns PID 1's host pid. */
 static pid_t spawn(char **argv, int64_t mono_off, int64_t boot_off, bool restore)
@@ -113,6 +131,7 @@ static pid_t spawn(char **argv, int64_t mono_off, int64_t boot_off, bool restore
 		join_cgroup();
 		if (unshare(CLONE_NEWPID | CLONE_NEWTIME | CLONE_NEWIPC | CLONE_NEWNET) < 0)
 			die("unshare pid+time");
+		lo_up(); /* as a slice's runtime does (lib/runtime/sliver.c) */
 		if (mono_off || boot_off) {
 			char buf[128];
 			/* nsec must be in [0, 1e9): floor the seconds */
