@@ -175,6 +175,23 @@ static int destroy_slice(struct nodemgr *nm, const char *slice, struct nm_sliver
 	return 0;
 }
 
+/* A fresh record of assignment a in phase p, made now, for s (made if
+ * NULL); not saved yet. */
+static struct nm_sliver *new_record(struct nodemgr *nm, struct nm_sliver *s,
+				    const struct nodemgr_assignment *a, enum nodemgr_phase p)
+{
+	if (!s)
+		s = nm_sliver_add(nm, a->slice);
+	nodemgr_record_free(&s->r);
+	memset(&s->r, 0, sizeof(s->r));
+	snprintf(s->r.slice, sizeof(s->r.slice), "%s", a->slice);
+	snprintf(s->r.sha256, sizeof(s->r.sha256), "%s", a->sha256);
+	s->r.expires = a->expires;
+	s->r.phase = p;
+	s->r.created = time(NULL);
+	return s;
+}
+
 /* --- one function per action ------------------------------------- */
 
 void nm_create(struct nodemgr *nm, const struct nodemgr_assignment *a, struct nm_sliver *s)
@@ -196,15 +213,7 @@ void nm_create(struct nodemgr *nm, const struct nodemgr_assignment *a, struct nm
 		}
 		mj = json_object_get(fetched, "manifest");
 	}
-	if (!s)
-		s = nm_sliver_add(nm, a->slice);
-	nodemgr_record_free(&s->r);
-	memset(&s->r, 0, sizeof(s->r));
-	snprintf(s->r.slice, sizeof(s->r.slice), "%s", a->slice);
-	snprintf(s->r.sha256, sizeof(s->r.sha256), "%s", a->sha256);
-	s->r.expires = a->expires;
-	s->r.phase = NODEMGR_CREATING;
-	s->r.created = time(NULL);
+	s = new_record(nm, s, a, NODEMGR_CREATING);
 	s->last_state[0] = 0;
 	struct vs_error err;
 	/* The record comes first: a crash mid-create leaves a slice we know. */
@@ -269,15 +278,7 @@ void nm_resume(struct nodemgr *nm, const struct nodemgr_assignment *a, struct nm
 /* Ours on disk without a record (bookkeeping lost): take it as it is. */
 void nm_adopt(struct nodemgr *nm, const struct nodemgr_assignment *a, struct nm_sliver *s)
 {
-	if (!s)
-		s = nm_sliver_add(nm, a->slice);
-	nodemgr_record_free(&s->r);
-	memset(&s->r, 0, sizeof(s->r));
-	snprintf(s->r.slice, sizeof(s->r.slice), "%s", a->slice);
-	snprintf(s->r.sha256, sizeof(s->r.sha256), "%s", a->sha256);
-	s->r.expires = a->expires;
-	s->r.phase = NODEMGR_CREATED;
-	s->r.created = time(NULL);
+	s = new_record(nm, s, a, NODEMGR_CREATED);
 	nm_log(nm, NODEMGR_LOG_INFO, "adopted sliver %s", a->slice);
 	nm_record_save_or_warn(nm, &s->r);
 }
