@@ -46,7 +46,8 @@
  *      nodemgr_action_name(). Both switches have no default: the build
  *      (-Wswitch -Werror) fails until they name every action.
  * An action of several steps writes its intent to the record first (a new
- * enum nodemgr_phase, decided on in step 2) so a crash rolls forward.
+ * enum nodemgr_phase, named in nodemgr_records.c, decided on in step 2) so
+ * a crash rolls forward.
  */
 #ifndef VSLICE_NODEMGR_INT_H
 #define VSLICE_NODEMGR_INT_H
