@@ -1,7 +1,7 @@
 /*
  * vslice-nodemgr - the node manager: registers this node with a registry,
  * runs the slivers assigned to it and reports their state, logs and results
- * (docs/cluster-api.md; the work is in lib/node/nodemgr.c). Slivers never
+ * (docs/cluster-api.md; the work is in lib/node/nodemgr*.c). Slivers never
  * depend on this process: stopping it (SIGTERM, SIGINT) stops polling and
  * reporting, and a restarted node manager adopts them again.
  */

@@ -114,9 +114,13 @@ enum nodemgr_local {
 	NODEMGR_LOCAL_PARTIAL,
 };
 
+/* What the reconcile does with one slice name. To add one, see the top of
+ * lib/node/nodemgr_int.h (an enum value, a nodemgr_decide case, a case in
+ * the action switch). */
 enum nodemgr_action {
 	NODEMGR_NOTHING,  /* not assigned, not ours */
 	NODEMGR_KEEP,	  /* as it should be */
+	NODEMGR_RENEW,	  /* as it should be, but renewed: move the slice's expiry */
 	NODEMGR_CREATE,	  /* create and start */
 	NODEMGR_RECREATE, /* destroy ours, then create (half-made, or the assignment changed) */
 	NODEMGR_RESUME,	  /* ours and complete, its create interrupted: start it if it never

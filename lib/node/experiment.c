@@ -17,15 +17,9 @@
 
 #include "vslice/experiment.h"
 #include "vslice/image.h"
+#include "vslice/json.h"
 #include "vslice/slice.h"
 #include "vslice/util.h"
-
-static void json_decref_p(json_t **j)
-{
-	if (*j)
-		json_decref(*j);
-}
-#define cleanup_json __attribute__((cleanup(json_decref_p)))
 
 /* Host id for an id inside the slice (the runtime maps 65536 ids from id_base). */
 static uint32_t map_id(uint32_t base, uint32_t id)

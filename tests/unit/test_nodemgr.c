@@ -95,9 +95,13 @@ static void test_decide(void **state)
 	assert_int_equal(nodemgr_decide(&a, &r, NODEMGR_LOCAL_OURS), NODEMGR_KEEP);
 	assert_int_equal(nodemgr_decide(&a, &r, NODEMGR_LOCAL_NONE), NODEMGR_VANISHED);
 	assert_int_equal(nodemgr_decide(&a, &r, NODEMGR_LOCAL_FOREIGN), NODEMGR_VANISHED);
-	/* A renewal (expires only) keeps a running sliver. */
+	/* A renewal (expires only) keeps a running sliver and moves its end;
+	 * an assignment without expires moves nothing. */
 	a.expires = 20;
+	assert_int_equal(nodemgr_decide(&a, &r, NODEMGR_LOCAL_OURS), NODEMGR_RENEW);
+	a.expires = 0;
 	assert_int_equal(nodemgr_decide(&a, &r, NODEMGR_LOCAL_OURS), NODEMGR_KEEP);
+	a.expires = 20;
 	snprintf(a.sha256, sizeof(a.sha256), "bbb");
 	assert_int_equal(nodemgr_decide(&a, &r, NODEMGR_LOCAL_OURS), NODEMGR_RECREATE);
 	snprintf(a.sha256, sizeof(a.sha256), "aaa");
@@ -154,6 +158,7 @@ static void test_decide(void **state)
 	r.phase = NODEMGR_FAILED;
 	assert_int_equal(nodemgr_decide(NULL, &r, NODEMGR_LOCAL_NONE), NODEMGR_FORGET);
 	assert_string_equal(nodemgr_action_name(NODEMGR_DESTROY), "destroy");
+	assert_string_equal(nodemgr_action_name(NODEMGR_RENEW), "renew");
 }
 
 static void test_record(void **state)

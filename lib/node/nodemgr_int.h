@@ -1,0 +1,195 @@
+/*
+ * nodemgr_int.h - what the files of the node manager (vslice-nodemgr) share:
+ * the daemon's state and the calls they make into each other. Not an
+ * interface: include/vslice/nodemgr.h is the module's contract.
+ *
+ * One concern per file:
+ *   nodemgr.c            the daemon's life: nodemgr_new (locks, records,
+ *                        cache), nodemgr_run (the main loop: wake-ups, the
+ *                        slivers' PID 1s, heartbeat ticks), stop, free; the
+ *                        log, the VSLICE_FAULT hook, the root/cgroup locks
+ *   nodemgr_poll.c       the poll thread: register, long-poll the node's
+ *                        assignments, cache each answer on disk, hand it to
+ *                        the main loop; parsing an answer; the desired set
+ *   nodemgr_records.c    sliver records (<root>/nodemgr/slivers/NAME.json,
+ *                        the intent phases) and the main loop's sliver list
+ *   nodemgr_reconcile.c  desired against actual: what is on disk, the pure
+ *                        nodemgr_decide(), and the one switch that acts on it
+ *   nodemgr_actions.c    what that switch calls: create, destroy, resume,
+ *                        adopt, renew, fail, forget (intent record first)
+ *   nodemgr_upload.c     the main loop's exchanges with the registry: the
+ *                        heartbeat (status, new log bytes, results) and the
+ *                        manifest fetch a create needs
+ *   nodemgr_status.c     each sliver's state as reported, and the read-only
+ *                        --listen status API (libmicrohttpd)
+ * Requests to the registry are made in nodemgr_poll.c (the poll thread's own
+ * client) and nodemgr_upload.c (nm->hc, the main thread's) and nowhere else.
+ *
+ * Threads and what they may touch (struct nodemgr below):
+ *   main thread (nodemgr_run): everything marked "main thread only"; records
+ *     and slices are only ever changed here, so no lock guards them.
+ *   poll thread (nm_poller_main): its own HTTP client; hands answers over in
+ *     nm->answer under nm->mu, then nm_wake().
+ *   status API thread (libmicrohttpd's): reads nm->status_text under nm->mu.
+ *   any thread, signal handlers: the atomics (stop, registered, heartbeat)
+ *     and nm_wake().
+ *
+ * Adding a reconcile action (e.g. NODEMGR_MIGRATE_OUT / NODEMGR_MIGRATE_IN):
+ *   1. a value in enum nodemgr_action (include/vslice/nodemgr.h), with a
+ *      comment saying when it applies;
+ *   2. the case of nodemgr_decide() (nodemgr_reconcile.c) that returns it,
+ *      from its inputs alone - an input it lacks (say, the node a sliver is to
+ *      move to) becomes a field of struct nodemgr_assignment or of the record,
+ *      never a lookup inside the decision;
+ *   3. its case in reconcile_one()'s switch (nodemgr_reconcile.c), one call
+ *      to a function in nodemgr_actions.c, and its name in
+ *      nodemgr_action_name(). Both switches have no default: the build
+ *      (-Wswitch -Werror) fails until they name every action.
+ * An action of several steps writes its intent to the record first (a new
+ * enum nodemgr_phase, named in nodemgr_records.c, decided on in step 2) so
+ * a crash rolls forward.
+ */
+#ifndef VSLICE_NODEMGR_INT_H
+#define VSLICE_NODEMGR_INT_H
+
+#include <jansson.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "vslice/error.h"
+#include "vslice/http.h"
+#include "vslice/json.h"
+#include "vslice/nodemgr.h"
+
+struct MHD_Daemon;
+
+struct nodemgr {
+	struct nodemgr_opts o;
+	char *registry, *name, *token, *root, *listen, *ca_file; /* copies */
+	char **labels;
+	char *dir, *slivers_dir, *cache_path, *origin;
+	int wake_fd;		    /* eventfd: the poller and nodemgr_stop wake the main loop */
+	int root_lock, cgroup_lock; /* flock'ed for nm's life; -1 when not held */
+	char *cgroup_lock_path;	    /* removed (still locked) on the way out */
+	const char *fault_op;	    /* VSLICE_FAULT (a test hook); NULL = none */
+	unsigned fault_step;
+
+	atomic_bool stop;
+	atomic_bool registered;
+	atomic_uint heartbeat; /* seconds */
+
+	pthread_t poller;
+	bool poller_started;
+	pthread_mutex_t mu;
+	json_t *answer;	   /* under mu: the newest successful answer not yet taken */
+	bool poller_done;  /* under mu */
+	char *status_text; /* under mu: what the local status API serves */
+	struct MHD_Daemon *status_api;
+
+	/* main thread only */
+	struct http_client hc;
+	bool hc_ready;
+	struct nodemgr_assignment *desired;
+	size_t ndesired;
+	bool have_desired;
+	struct nm_sliver *slivers;
+	size_t nslivers, cap;
+	bool changed; /* a sliver was made, removed or failed: report at once */
+};
+
+/* A record plus what the main loop remembers to log changes once. */
+struct nm_sliver {
+	struct nodemgr_record r;
+	char last_state[16];
+	int last_code;
+	bool upload_warned;
+	bool end_seen; /* its PID 1 was found gone since last_state changed */
+	int pidfd;     /* of its PID 1 while it runs, -1 otherwise (main loop polls it) */
+};
+
+/* --- nodemgr.c ---------------------------------------------------- */
+
+/* One event to opts.log (a line; made printable). Any thread. */
+void nm_log(struct nodemgr *nm, enum nodemgr_log_level level, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+/* Wake the main loop. Any thread, async-signal-safe. */
+void nm_wake(struct nodemgr *nm);
+/* Sleep secs, a slice at a time, so a stop is seen; false if stopped. */
+bool nm_nap(struct nodemgr *nm, unsigned secs);
+/* The test hook (VSLICE_FAULT): SIGKILL ourselves right after step `step`
+ * of op ("nodemgr.create", "nodemgr.destroy") when it is the one armed. */
+void nm_fault_point(struct nodemgr *nm, const char *op, unsigned step);
+
+/* --- nodemgr_poll.c ----------------------------------------------- */
+
+void *nm_poller_main(void *nm);
+/* Replace the desired set with a successful answer's. Main thread. */
+int nm_take_answer(struct nodemgr *nm, json_t *answer, struct vs_error *err);
+/* The cached answer (<root>/nodemgr/assignments.json), if any, as the
+ * desired set. */
+int nm_cache_load(struct nodemgr *nm, struct vs_error *err);
+struct nodemgr_assignment *nm_assignment_find(struct nodemgr *nm, const char *slice);
+
+/* --- nodemgr_records.c -------------------------------------------- */
+
+struct nm_sliver *nm_sliver_find(struct nodemgr *nm, const char *slice);
+/* A new sliver with an empty record naming slice; pointers into
+ * nm->slivers are good until the next add or drop. */
+struct nm_sliver *nm_sliver_add(struct nodemgr *nm, const char *slice);
+/* Forget s (memory only: see nm_record_remove). */
+void nm_sliver_drop(struct nodemgr *nm, struct nm_sliver *s);
+void nm_close_pidfd(struct nm_sliver *s);
+/* Write r atomically to <root>/nodemgr/slivers/NAME.json. */
+int nm_record_save(struct nodemgr *nm, const struct nodemgr_record *r, struct vs_error *err);
+/* As nm_record_save, logging a failure (the next change saves again). */
+void nm_record_save_or_warn(struct nodemgr *nm, const struct nodemgr_record *r);
+void nm_record_remove(struct nodemgr *nm, const char *slice);
+/* Every valid record into nm->slivers (bad ones are logged and skipped). */
+int nm_records_load(struct nodemgr *nm, struct vs_error *err);
+
+/* --- nodemgr_reconcile.c ------------------------------------------ */
+
+/* Bring every slice name that may need work to what the desired set asks
+ * (nothing without a desired set: an unknown set destroys nothing). */
+void nm_reconcile(struct nodemgr *nm);
+
+/* --- nodemgr_actions.c: one per reconcile action ------------------- *
+ * a: the slice's assignment, s: its sliver (NULL = none; may be made or
+ * dropped). Failures are logged and recorded, never returned: the next
+ * reconcile decides again. */
+
+void nm_create(struct nodemgr *nm, const struct nodemgr_assignment *a, struct nm_sliver *s);
+void nm_recreate(struct nodemgr *nm, const struct nodemgr_assignment *a, struct nm_sliver *s);
+void nm_resume(struct nodemgr *nm, const struct nodemgr_assignment *a, struct nm_sliver *s);
+void nm_adopt(struct nodemgr *nm, const struct nodemgr_assignment *a, struct nm_sliver *s);
+void nm_renew(struct nodemgr *nm, const struct nodemgr_assignment *a, struct nm_sliver *s);
+/* Record the assignment as failed, why in one line (printf-like, at most
+ * 255 bytes); nothing on disk but the record is touched. */
+void nm_fail(struct nodemgr *nm, const struct nodemgr_assignment *a, struct nm_sliver *s,
+	     const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+/* Remove slice (intent first), then its record. */
+void nm_destroy(struct nodemgr *nm, const char *slice, struct nm_sliver *s);
+/* Drop the record of a slice that is gone. */
+void nm_forget(struct nodemgr *nm, const char *slice, struct nm_sliver *s);
+
+/* --- nodemgr_upload.c --------------------------------------------- */
+
+/* States, new log bytes, the status report, then results of exited
+ * slivers (only while registered). */
+void nm_heartbeat(struct nodemgr *nm);
+/* GET the slice object for its manifest (*out: the whole object). */
+int nm_fetch_manifest(struct nodemgr *nm, const char *slice, json_t **out, struct vs_error *err);
+
+/* --- nodemgr_status.c --------------------------------------------- */
+
+/* Every sliver's status now (a new array; exited[i]: slivers[i] has
+ * exited), logging changes; also what the status API serves next. */
+json_t *nm_collect_status(struct nodemgr *nm, bool exited[]);
+/* Listen on opts.listen and serve GET /v1/status from a thread of its own. */
+int nm_status_api_start(struct nodemgr *nm, struct vs_error *err);
+void nm_status_api_stop(struct nodemgr *nm);
+
+#endif

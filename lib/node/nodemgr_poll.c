@@ -1,0 +1,279 @@
+/*
+ * nodemgr_poll.c - the node manager's poll thread and its desired set.
+ *
+ * The thread has an HTTP client of its own (the main loop's may be busy
+ * uploading for a while). It registers the node - PUT /v1/nodes/NAME with
+ * its capacity, labels and images - retrying with backoff (1 s doubling to
+ * NODEMGR_BACKOFF_MAX) while the registry is unreachable or refuses, then
+ * long-polls GET /v1/nodes/NAME/assignments?index=I&wait=30s. An answer is
+ * the full desired set (level-triggered: a lost answer costs nothing but
+ * time). Each successful answer is checked, cached atomically in
+ * <root>/nodemgr/assignments.json and handed to the main loop (nm->answer
+ * under nm->mu, then a wake-up); the main loop makes it the desired set
+ * (nm_take_answer). A 401/403/404 answer means the registry forgot us (a
+ * reset): register again.
+ *
+ * An answer that does not parse never replaces the set: "unreachable" or
+ * "garbled" must not look like "nothing assigned", which would destroy
+ * every sliver. At start the cache stands in until the registry answers.
+ */
+#include <errno.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "nodemgr_int.h"
+#include "vslice/image.h"
+#include "vslice/units.h"
+#include "vslice/util.h"
+
+/* --- an answer ----------------------------------------------------- */
+
+static void manifest_hash(json_t *manifest, char out[VS_SHA256_HEX])
+{
+	cleanup_free char *text = json_dumps(manifest, JSON_COMPACT | JSON_SORT_KEYS);
+	if (!text)
+		abort(); /* only allocation fails here */
+	vs_sha256_buf(text, strlen(text), out);
+}
+
+void nodemgr_assignments_free(struct nodemgr_assignment *a, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		if (a[i].manifest)
+			json_decref(a[i].manifest);
+	free(a);
+}
+
+int nodemgr_assignments_parse(json_t *answer, struct nodemgr_assignment **out, size_t *n,
+			      long long *index, struct vs_error *err)
+{
+	*out = NULL;
+	*n = 0;
+	if (index)
+		*index = -1;
+	if (!json_is_object(answer))
+		return vs_error_set(err, EINVAL, "assignments: not a JSON object");
+	json_t *slivers = json_object_get(answer, "slivers");
+	if (!json_is_array(slivers))
+		return vs_error_set(err, EINVAL, "assignments: .slivers: not an array");
+	json_t *ix = json_object_get(answer, "index");
+	if (index && json_is_integer(ix))
+		*index = json_integer_value(ix);
+	size_t cnt = json_array_size(slivers), k = 0;
+	struct nodemgr_assignment *v = vs_xcalloc(cnt ? cnt : 1, sizeof(*v));
+	for (size_t i = 0; i < cnt; i++) {
+		json_t *e = json_array_get(slivers, i);
+		const char *slice = json_string_value(json_object_get(e, "slice"));
+		if (!slice || !vs_name_valid(slice))
+			continue;
+		bool dup = false;
+		for (size_t j = 0; j < k && !dup; j++)
+			dup = !strcmp(v[j].slice, slice);
+		if (dup)
+			continue;
+		struct nodemgr_assignment *a = &v[k++];
+		snprintf(a->slice, sizeof(a->slice), "%s", slice);
+		json_t *m = json_object_get(e, "manifest");
+		const char *sha = json_string_value(json_object_get(e, "manifest_sha256"));
+		if (sha && strlen(sha) == 64 && strspn(sha, "0123456789abcdef") == 64) {
+			/* The registry's digest; the manifest is fetched when needed. */
+			snprintf(a->sha256, sizeof(a->sha256), "%s", sha);
+		} else if (json_is_object(m)) {
+			a->manifest = json_incref(m);
+			manifest_hash(m, a->sha256);
+		}
+		json_t *ex = json_object_get(e, "expires");
+		a->expires = json_is_integer(ex) ? json_integer_value(ex) : 0;
+	}
+	*out = v;
+	*n = k;
+	return 0;
+}
+
+/* --- assignments -------------------------------------------------- */
+
+/* Replace the desired set with answer's (parsed already by the caller). */
+int nm_take_answer(struct nodemgr *nm, json_t *answer, struct vs_error *err)
+{
+	struct nodemgr_assignment *a;
+	size_t n;
+	int r = nodemgr_assignments_parse(answer, &a, &n, NULL, err);
+	if (r < 0)
+		return r;
+	nodemgr_assignments_free(nm->desired, nm->ndesired);
+	nm->desired = a;
+	nm->ndesired = n;
+	nm->have_desired = true;
+	return 0;
+}
+
+int nm_cache_load(struct nodemgr *nm, struct vs_error *err)
+{
+	cleanup_free char *text = NULL;
+	int r = vs_read_file(nm->cache_path, 64u << 20, &text, NULL, err);
+	if (r == -ENOENT)
+		return 0;
+	if (r < 0)
+		return r;
+	json_error_t je;
+	cleanup_json json_t *j = json_loads(text, JSON_REJECT_DUPLICATES, &je);
+	if (!j)
+		return vs_error_set(err, EINVAL, "%s: %s", nm->cache_path, je.text);
+	if ((r = nm_take_answer(nm, j, err)) < 0)
+		return vs_error_wrap(err, "%s", nm->cache_path);
+	nm_log(nm, NODEMGR_LOG_INFO, "loaded %zu cached assignment%s", nm->ndesired,
+	       nm->ndesired == 1 ? "" : "s");
+	return 0;
+}
+
+struct nodemgr_assignment *nm_assignment_find(struct nodemgr *nm, const char *slice)
+{
+	for (size_t i = 0; i < nm->ndesired; i++)
+		if (!strcmp(nm->desired[i].slice, slice))
+			return &nm->desired[i];
+	return NULL;
+}
+
+/* --- poller ------------------------------------------------------- */
+
+static int read_images(const char *root, json_t *out)
+{
+	struct image_info *v = NULL;
+	size_t n = 0;
+	struct vs_error err;
+	if (image_list(root, &v, &n, &err) < 0)
+		return -1;
+	for (size_t i = 0; i < n; i++)
+		json_array_append_new(out, json_string(v[i].name));
+	free(v);
+	return 0;
+}
+
+static int register_node(struct nodemgr *nm, struct http_client *c, long *status,
+			 struct vs_error *err)
+{
+	cleanup_json json_t *labels = json_object();
+	for (char **l = nm->labels; l && *l; l++) {
+		const char *eq = strchr(*l, '=');
+		cleanup_free char *k = strndup(*l, (size_t)(eq - *l));
+		json_object_set_new(labels, k, json_string(eq + 1));
+	}
+	cleanup_json json_t *images = json_array();
+	read_images(nm->root, images);
+	cleanup_json json_t *body = json_pack("{s:f, s:I, s:O, s:O, s:s}", "cpus", nm->o.cpus,
+					      "memory", (json_int_t)nm->o.memory, "labels", labels,
+					      "images", images, "version", NODEMGR_VERSION);
+	cleanup_free char *ename = http_escape(nm->name, 0);
+	cleanup_free char *path = vs_xasprintf("/v1/nodes/%s", ename);
+	cleanup_json json_t *resp = NULL;
+	int r = http_json(c, "PUT", path, body, 0, status, &resp, NULL, err);
+	if (r < 0)
+		return r;
+	json_t *hb = json_object_get(resp, "heartbeat");
+	unsigned secs = nm->o.heartbeat_secs;
+	if (!secs)
+		secs = json_is_integer(hb) && json_integer_value(hb) > 0 &&
+			       json_integer_value(hb) <= 3600
+			   ? (unsigned)json_integer_value(hb)
+			   : 10;
+	atomic_store(&nm->heartbeat, secs);
+	atomic_store(&nm->registered, true);
+	nm_log(nm, NODEMGR_LOG_INFO, "registered with %s (heartbeat %u s)", nm->registry, secs);
+	return 0;
+}
+
+static void poller_fail(struct nodemgr *nm, const char *what, long status,
+			const struct vs_error *err, unsigned *backoff)
+{
+	if (!status)
+		what = "registry unreachable";
+	nm_log(nm, NODEMGR_LOG_INFO, "%s (%s), retrying in %u s", what, err->msg, *backoff);
+	nm_nap(nm, *backoff);
+	*backoff = *backoff * 2 > NODEMGR_BACKOFF_MAX ? NODEMGR_BACKOFF_MAX : *backoff * 2;
+}
+
+/* An answer the main loop has to see: cache it, then hand it over. */
+static void publish(struct nodemgr *nm, json_t *answer)
+{
+	cleanup_free char *text = json_dumps(answer, JSON_COMPACT);
+	struct vs_error err;
+	if (!text || vs_write_file_atomic(nm->cache_path, text, strlen(text), 0600, &err) < 0)
+		nm_log(nm, NODEMGR_LOG_INFO, "caching assignments: %s",
+		       text ? err.msg : "cannot encode");
+	pthread_mutex_lock(&nm->mu);
+	if (nm->answer)
+		json_decref(nm->answer);
+	nm->answer = json_incref(answer);
+	pthread_mutex_unlock(&nm->mu);
+	nm_wake(nm);
+}
+
+void *nm_poller_main(void *arg)
+{
+	struct nodemgr *nm = arg;
+	struct http_client c;
+	struct vs_error err;
+	if (http_client_init(&c, nm->registry, nm->token, nm->ca_file, &err) < 0) {
+		nm_log(nm, NODEMGR_LOG_INFO, "poller: %s", err.msg);
+		return NULL;
+	}
+	cleanup_free char *ename = http_escape(nm->name, 0);
+	unsigned backoff = 1;
+	long long index = 0;
+	while (!atomic_load(&nm->stop)) {
+		if (!atomic_load(&nm->registered)) {
+			long status = 0;
+			if (register_node(nm, &c, &status, &err) < 0) {
+				poller_fail(nm, "registering failed", status, &err, &backoff);
+				continue;
+			}
+			backoff = 1;
+			index = 0;
+			nm_wake(nm);
+		}
+		cleanup_free char *path =
+		    vs_xasprintf("/v1/nodes/%s/assignments?index=%lld&wait=%ds", ename, index,
+				 NODEMGR_POLL_WAIT);
+		cleanup_json json_t *resp = NULL;
+		long status = 0;
+		long long hdr = -1;
+		uint64_t t0 = vs_now_ns();
+		int r =
+		    http_json(&c, "GET", path, NULL, NODEMGR_POLL_WAIT, &status, &resp, &hdr, &err);
+		if (atomic_load(&nm->stop))
+			break;
+		if (r < 0) {
+			if (status == 404 || status == 401 || status == 403)
+				atomic_store(&nm->registered, false); /* registry reset? */
+			poller_fail(nm, "polling assignments failed", status, &err, &backoff);
+			continue;
+		}
+		struct nodemgr_assignment *a;
+		size_t n;
+		long long bindex;
+		if (nodemgr_assignments_parse(resp, &a, &n, &bindex, &err) < 0) {
+			poller_fail(nm, "assignments answer refused", 200, &err, &backoff);
+			continue;
+		}
+		nodemgr_assignments_free(a, n);
+		backoff = 1;
+		long long next = hdr >= 0 ? hdr : bindex;
+		if (next < 0)
+			next = 0;
+		nm_log(nm, NODEMGR_LOG_DEBUG, "assignments: %zu sliver%s at index %lld", n,
+		       n == 1 ? "" : "s", next);
+		publish(nm, resp);
+		/* An answer that came back at once without progress: do not spin. */
+		if (next == index && vs_now_ns() - t0 < 1000000000ull)
+			nm_nap(nm, 1);
+		index = next;
+	}
+	http_client_free(&c);
+	pthread_mutex_lock(&nm->mu);
+	nm->poller_done = true;
+	pthread_mutex_unlock(&nm->mu);
+	return NULL;
+}
