@@ -118,8 +118,11 @@ int httpd_start(const struct httpd_config *cfg, struct httpd **out, struct vs_er
 /* The bound port (useful with port 0). */
 unsigned httpd_port(const struct httpd *h);
 void *httpd_cls(const struct httpd *h);
-/* The connection limit in force (cfg's or the one derived). */
+/* The connection limit in force (cfg's or the one derived), and the one
+ * derived from RLIMIT_NOFILE (for a caller that sizes its own admission
+ * before starting). */
 unsigned httpd_conn_limit(const struct httpd *h);
+unsigned httpd_conn_limit_default(void);
 
 /* Stop accepting new connections; those open go on. */
 void httpd_quiesce(struct httpd *h);

@@ -507,7 +507,7 @@ static int listen_socket(const struct httpd *h, const struct sockaddr_storage *s
 
 /* Each connection may hold one more fd (an upload's temp file, a file
  * answer): half of what the fd limit leaves after 64 for the rest. */
-static unsigned default_conn_limit(void)
+unsigned httpd_conn_limit_default(void)
 {
 	struct rlimit nofile;
 	if (getrlimit(RLIMIT_NOFILE, &nofile) < 0 || nofile.rlim_cur == RLIM_INFINITY ||
@@ -564,7 +564,7 @@ int httpd_start(const struct httpd_config *cfg, struct httpd **out, struct vs_er
 	h->cfg.cert_pem = h->cfg.key_pem = NULL; /* the daemon has them loaded */
 	h->listen_fd = -1;
 	pthread_mutex_init(&h->lock, NULL);
-	h->conn_limit = cfg->conn_limit ? cfg->conn_limit : default_conn_limit();
+	h->conn_limit = cfg->conn_limit ? cfg->conn_limit : httpd_conn_limit_default();
 
 	/* The optional items come first so that a prefix can be cut off. */
 	struct MHD_OptionItem opts[8];
