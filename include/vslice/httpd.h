@@ -151,7 +151,8 @@ void httpd_suspend(struct httpd_request *req);
  * ops->handle for a suspended request again. A no-op if not suspended. */
 void httpd_resume(struct httpd_request *req);
 
-/* Answers. json: encoded compactly plus '\n' (a borrowed reference).
+/* Answers. json: encoded compactly plus '\n' (a borrowed reference; NULL,
+ * as from a failed json_pack, becomes a 500).
  * error: {"error": "<message>"} with line breaks turned into spaces. */
 void httpd_answer_json(struct httpd_answer *a, unsigned status, const json_t *json);
 void httpd_answer_error(struct httpd_answer *a, unsigned status, const char *fmt, ...)

@@ -99,9 +99,12 @@ static void answer_text(struct httpd_answer *a, unsigned status, char *text,
 
 void httpd_answer_json(struct httpd_answer *a, unsigned status, const json_t *json)
 {
-	char *text = json_dumps(json, JSON_COMPACT);
-	if (!text)
-		abort(); /* jansson fails only on allocation */
+	char *text = json ? json_dumps(json, JSON_COMPACT) : NULL;
+	if (!text) { /* a NULL from a failed json_pack: say so, do not crash */
+		answer_text(a, 500, vs_xstrdup("{\"error\":\"the answer could not be encoded\"}\n"),
+			    "application/json");
+		return;
+	}
 	answer_text(a, status, vs_xasprintf("%s\n", text), "application/json");
 	free(text);
 }
@@ -212,7 +215,9 @@ const struct sockaddr *httpd_client_addr(const struct httpd_request *r)
 
 void httpd_stream_body(struct httpd_request *r)
 {
-	req_of(r)->streamed = true;
+	/* Without a data hook the body is collected (and capped) as usual. */
+	if (r->srv->cfg.ops->data)
+		req_of(r)->streamed = true;
 }
 
 void httpd_set_timeout(struct httpd_request *r, unsigned secs)

@@ -87,6 +87,8 @@ static void on_handle(struct httpd_request *req, struct httpd_answer *a)
 		httpd_answer_json(a, 200, j);
 		httpd_answer_header(a, "X-Vslice-Index", "42");
 		json_decref(j);
+	} else if (!strcmp(req->url, "/null")) {
+		httpd_answer_json(a, 200, NULL); /* what a failed json_pack hands over */
 	} else if (!strcmp(req->url, "/upload")) {
 		struct upload *u = req->data;
 		char sha[VS_SHA256_HEX];
@@ -224,6 +226,10 @@ static void test_json_routing_and_raw_target(void **state)
 			 -ENOENT);
 	assert_int_equal(status, 404);
 	assert_string_equal(err.msg, "GET /nope: no such endpoint");
+	/* A JSON answer that could not be built: a 500 that says so. */
+	assert_int_equal(http_json(&c, "GET", "/null", NULL, 0, &status, NULL, NULL, &err), -EIO);
+	assert_int_equal(status, 500);
+	assert_string_equal(err.msg, "the answer could not be encoded");
 	/* Answered from begin, before the body. */
 	assert_int_equal(http_json(&c, "GET", "/early", NULL, 0, &status, NULL, NULL, &err),
 			 -EACCES);
