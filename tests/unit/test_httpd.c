@@ -121,6 +121,21 @@ static void on_handle(struct httpd_request *req, struct httpd_answer *a)
 	}
 }
 
+static unsigned answered[6]; /* under mu: answers by status class */
+
+/* Every answer passes here: counted, and /secret's replaced (as the
+ * registry replaces an answer a token cannot afford). */
+static void on_answer(struct httpd_request *req, struct httpd_answer *a)
+{
+	if (!strcmp(req->url, "/secret")) {
+		httpd_answer_clear(a);
+		httpd_answer_error(a, 429, "%s: over budget", req->url);
+	}
+	pthread_mutex_lock(&mu);
+	answered[a->status / 100 < 6 ? a->status / 100 : 0]++;
+	pthread_mutex_unlock(&mu);
+}
+
 static void on_done(struct httpd_request *req, bool completed)
 {
 	struct upload *u = req->data;
@@ -161,6 +176,7 @@ static const struct httpd_ops ops = {
     .data = on_data,
     .body_grow = on_grow,
     .handle = on_handle,
+    .answer = on_answer,
     .done = on_done,
     .accept = on_accept,
     .conn_open = on_conn_open,
@@ -226,6 +242,18 @@ static void test_json_routing_and_raw_target(void **state)
 			 -ENOENT);
 	assert_int_equal(status, 404);
 	assert_string_equal(err.msg, "GET /nope: no such endpoint");
+	/* The answer hook sees (and may replace) every answer. */
+	pthread_mutex_lock(&mu);
+	unsigned ok_before = answered[2], refused_before = answered[4];
+	pthread_mutex_unlock(&mu);
+	assert_int_equal(http_json(&c, "GET", "/secret", NULL, 0, &status, NULL, NULL, &err), -EIO);
+	assert_int_equal(status, 429);
+	assert_string_equal(err.msg, "/secret: over budget");
+	pthread_mutex_lock(&mu);
+	unsigned ok_after = answered[2], refused_after = answered[4];
+	pthread_mutex_unlock(&mu);
+	assert_int_equal(ok_after, ok_before);
+	assert_int_equal(refused_after, refused_before + 1);
 	/* A JSON answer that could not be built: a 500 that says so. */
 	assert_int_equal(http_json(&c, "GET", "/null", NULL, 0, &status, NULL, NULL, &err), -EIO);
 	assert_int_equal(status, 500);
@@ -325,6 +353,29 @@ static void test_streamed_upload_intact(void **state)
 	assert_int_equal(json_integer_value(json_object_get(resp, "bytes")), (json_int_t)n);
 	assert_string_equal(json_string_value(json_object_get(resp, "sha256")), want);
 	json_decref(resp);
+	http_client_free(&c);
+	httpd_stop(h);
+}
+
+static void test_ipv6(void **state)
+{
+	int probe = socket(AF_INET6, SOCK_STREAM, 0);
+	struct sockaddr_in6 sin6 = {.sin6_family = AF_INET6, .sin6_addr = IN6ADDR_LOOPBACK_INIT};
+	bool have_v6 = probe >= 0 && bind(probe, (struct sockaddr *)&sin6, sizeof(sin6)) == 0;
+	if (probe >= 0)
+		close(probe);
+	if (!have_v6) {
+		print_message("test_ipv6: SKIPPED: no ::1 on this machine\n");
+		skip();
+	}
+	struct httpd *h = start("[::1]:0", 0);
+	char base[64];
+	snprintf(base, sizeof(base), "http://[::1]:%u", httpd_port(h));
+	struct http_client c;
+	struct vs_error err;
+	assert_int_equal(http_client_init(&c, base, NULL, NULL, &err), 0);
+	long status;
+	assert_int_equal(http_json(&c, "GET", "/echo", NULL, 0, &status, NULL, NULL, &err), 0);
 	http_client_free(&c);
 	httpd_stop(h);
 }
@@ -628,6 +679,7 @@ int main(void)
 	    cmocka_unit_test(test_streamed_upload_and_fd_answer),
 	    cmocka_unit_test(test_streamed_upload_intact),
 	    cmocka_unit_test(test_busy_port_and_bad_listen),
+	    cmocka_unit_test(test_ipv6),
 	    cmocka_unit_test(test_accept_hook_and_connections),
 	    cmocka_unit_test(test_per_address_cap),
 	    cmocka_unit_test(test_cut_off_requests),
