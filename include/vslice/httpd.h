@@ -82,7 +82,7 @@ struct httpd_ops {
 	/* The whole request is in: answer it, or httpd_suspend(req) and
 	 * return (a is dropped); after httpd_resume it runs again. While
 	 * httpd_stopping() it must answer: a request it leaves without an
-	 * answer then gets 503. */
+	 * answer then gets 503 (500 when not stopping: a handler's bug). */
 	void (*handle)(struct httpd_request *req, struct httpd_answer *a);
 	/* Every answer passes here just before it is queued (count it, charge
 	 * it, replace it). May be NULL. */

@@ -408,8 +408,10 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *con, const c
 		httpd_answer_clear(&a);
 		return MHD_YES;
 	}
-	if (!a.status)
+	if (!a.status && httpd_stopping(h))
 		httpd_answer_error(&a, 503, "%s %s: the %s is stopping", method, url, h->name);
+	else if (!a.status)
+		httpd_answer_error(&a, 500, "%s %s: the %s gave no answer", method, url, h->name);
 	return send_answer(q, &a);
 }
 
