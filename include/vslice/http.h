@@ -57,6 +57,11 @@ int http_put_fd(struct http_client *c, const char *path, int fd, const char *con
 		long *status, struct vs_error *err);
 int http_put_buf(struct http_client *c, const char *path, const void *buf, size_t len,
 		 const char *const *headers, long *status, struct vs_error *err);
+/* As http_put_buf; *resp (when resp != NULL): the answer's JSON body, also
+ * for an error status (a 409's {"error", "size"}), NULL when none or not JSON. */
+int http_put_buf_resp(struct http_client *c, const char *path, const void *buf, size_t len,
+		      const char *const *headers, long *status, json_t **resp,
+		      struct vs_error *err);
 
 /* GET path, streaming the body into fd. If header is not NULL, the value of
  * that response header (case-insensitive name, no colon) is copied into

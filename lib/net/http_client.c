@@ -476,6 +476,14 @@ int http_put_fd(struct http_client *c, const char *path, int fd, const char *con
 int http_put_buf(struct http_client *c, const char *path, const void *buf, size_t len,
 		 const char *const *headers, long *status, struct vs_error *err)
 {
+	return http_put_buf_resp(c, path, buf, len, headers, status, NULL, err);
+}
+
+int http_put_buf_resp(struct http_client *c, const char *path, const void *buf, size_t len,
+		      const char *const *headers, long *status, json_t **resp, struct vs_error *err)
+{
+	if (resp)
+		*resp = NULL;
 	static const char empty[1];
 	struct xfer x = {.out_fd = -1,
 			 .in_fd = -1,
@@ -486,6 +494,8 @@ int http_put_buf(struct http_client *c, const char *path, const void *buf, size_
 	for (const char *const *h = headers; h && *h; h++)
 		hdrs = cu.slist_append(hdrs, *h);
 	int r = perform(c, &x, "PUT", path, c->timeout_secs, hdrs, status, err);
+	if (resp && x.body && x.len)
+		*resp = json_loadb(x.body, x.len, 0, NULL); /* an answer that is not JSON: NULL */
 	free(x.body);
 	return r;
 }
