@@ -93,14 +93,21 @@ int store_begin(struct registry *reg, struct vs_error *err);
 /* Commit; when bump, increase the revision first and wake long-polls. */
 int store_commit(struct registry *reg, bool bump, struct vs_error *err);
 void store_rollback(struct registry *reg);
+/* Store token's hash; user: a user token's user; node: bind a node token to
+ * that node name at once (NULL: bound when it first registers). */
 int store_token_add(struct registry *reg, const char *token, enum registry_role role,
-		    const char *user, struct vs_error *err);
+		    const char *user, const char *node, struct vs_error *err);
 /* Look token up: 0 and role/user/node (strings caller frees, NULL if none),
  * -ENOENT when unknown. */
 int store_token_lookup(struct registry *reg, const char *token, enum registry_role *role,
 		       char **user, char **node, struct vs_error *err);
 int store_token_bind(struct registry *reg, const char *token, const char *node,
 		     struct vs_error *err);
+/* Is the node name held (bound) by a token? 1 yes, 0 no, < 0 error. A held
+ * name stays with its token: only store_node_release frees it. */
+int store_node_held(struct registry *reg, const char *node, struct vs_error *err);
+/* Revoke (delete) every token bound to node; returns how many. */
+int store_node_release(struct registry *reg, const char *node, struct vs_error *err);
 /* Delete slice (rows, log directory, unreferenced blobs) inside the caller's
  * transaction. -ENOENT if there is no such slice. */
 int store_slice_delete(struct registry *reg, const char *slice, struct vs_error *err);
