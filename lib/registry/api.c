@@ -1296,23 +1296,24 @@ static void h_log_get(struct reg_request *req, struct reg_answer *a, const char 
 	long long size = sliver_log_size(req->reg, slice, node);
 	if (size < 0)
 		size = 0;
-	size_t want = off < size ? (size_t)(size - off) : 0;
-	char *buf = vs_xmalloc(want + 1);
-	size_t got = 0;
+	/* Sent from the file (up to the size recorded now: a later append is
+	 * the next read's), never copied into memory: a log is up to 16 MiB
+	 * and a reader may be slow. */
+	uint64_t want = off < size ? (uint64_t)(size - off) : 0;
+	int fd = -1;
 	if (want > 0) {
 		cleanup_free char *p =
 		    vs_xasprintf("%s/logs/%s/%s.log", req->reg->blob_dir, slice, node);
-		cleanup_close int fd = open(p, O_RDONLY | O_CLOEXEC);
-		while (fd >= 0 && got < want) {
-			ssize_t r = pread(fd, buf + got, want - got, off + (off_t)got);
-			if (r <= 0)
-				break;
-			got += (size_t)r;
-		}
+		fd = open(p, O_RDONLY | O_CLOEXEC);
+		if (fd < 0)
+			return api_error(a, 500, "log of sliver %s/%s: open %s: %s", slice, node, p,
+					 strerror(errno));
 	}
 	a->status = 200;
-	a->body = buf;
-	a->len = got;
+	a->fd = fd;
+	a->fd_offset = off;
+	a->fd_len = want;
+	a->fd_len_set = true;
 	a->content_type = "text/plain; charset=utf-8";
 	answer_header(a, "X-Vslice-Log-Size", vs_xasprintf("%lld", size));
 }

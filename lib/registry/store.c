@@ -349,6 +349,11 @@ int registry_open(const char *db, const struct registry_opts *opts, struct regis
 	reg->lost_after = opts && opts->lost_after ? opts->lost_after : REGISTRY_DEFAULT_LOST;
 	reg->threads = opts && opts->threads ? opts->threads : 4;
 	reg->started = reg_now();
+	reg->listen_fd = -1;
+	lim_init(&reg->lim, !opts || !opts->per_address_limit ? REG_ADDR_DEFAULT
+			    : opts->per_address_limit == REGISTRY_NO_ADDRESS_LIMIT
+				? 0
+				: opts->per_address_limit);
 	int r = db_open(reg, db, SQLITE_OPEN_READWRITE, err);
 	for (const char *sub = "tmp\0logs\0blobs\0"; r >= 0 && *sub; sub += strlen(sub) + 1) {
 		cleanup_free char *d = vs_xasprintf("%s/%s", reg->blob_dir, sub);
@@ -401,6 +406,7 @@ void registry_close(struct registry *reg)
 	for (size_t i = 0; i < reg->nseen; i++)
 		free(reg->seen[i].name);
 	free(reg->seen);
+	lim_free(&reg->lim);
 	pthread_mutex_destroy(&reg->lock);
 	pthread_cond_destroy(&reg->cond);
 	free(reg);
