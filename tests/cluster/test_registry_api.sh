@@ -44,6 +44,14 @@ check "init error is one line" test "$(wc -l <"$T/init2")" -eq 1
 
 start
 check "listening line names the port and db" grep -q "listening on 127.0.0.1:$PORT (db $T/r.db)" "$T/err"
+"$REG" --listen 127.0.0.1:$PORT --db "$T/r.db" 2>"$T/busy" &
+BUSY=$!
+for _ in $(seq 50); do kill -0 $BUSY 2>/dev/null || break; sleep 0.1; done
+if kill -0 $BUSY 2>/dev/null; then kill $BUSY; fi
+wait $BUSY
+check "a second registry on a busy port exits 125" test $? -eq 125
+check "... with one line saying the address is in use" bash -c "test \$(wc -l <'$T/busy') -eq 1 && grep -q '127.0.0.1:$PORT: address already in use' '$T/busy'"
+check "... and the first still answers" test "$(status GET "" /v1/health)" = 200
 check "health without a token" test "$(status GET "" /v1/health)" = 200
 check "401 without a token" test "$(status GET "" /v1/slices)" = 401
 ALICE=$(call POST "$ADMIN" /v1/users -d '{"name":"alice"}' | head -1 | field token)
@@ -58,6 +66,28 @@ sleep 0.3
 check "submit" test "$(status POST "$ALICE" /v1/slices -d '{"apiVersion":"vslice/v1","slice":"t1","nodes":{"count":1},"run":{"command":["/bin/true"]}}')" = 201
 wait $POLL
 check "long-poll answered by the submit" grep -q '"slice":"t1"' "$T/poll"
+
+# --- aborted uploads (issue 9, item 4): 3 rounds of 6 clients killed mid-way
+head -c $((50 << 20)) /dev/urandom >"$T/big.bin"
+SHA=$(sha256sum "$T/big.bin" | cut -c1-64)
+stuck=0
+gone() { [ -z "$(ls -A "$T/r.db.d/tmp")" ] && [ "$(ss -Htn state close-wait "sport = :$PORT" | wc -l)" = 0 ]; }
+for round in 1 2 3; do
+	pids=()
+	for i in 1 2 3 4 5 6; do
+		curl -s -o /dev/null -X PUT -H "Authorization: Bearer $NODE" -H "X-Vslice-Sha256: $SHA" \
+			--data-binary @"$T/big.bin" "$U/v1/slices/t1/slivers/n1/results/big$i.bin" &
+		pids+=($!)
+	done
+	sleep 1
+	kill -KILL "${pids[@]}" 2>/dev/null
+	wait "${pids[@]}" 2>/dev/null
+	for _ in $(seq 50); do gone && break; sleep 0.1; done
+	gone || stuck=$((stuck + 1))
+	echo "# round $round: temp files $(ls "$T/r.db.d/tmp" | wc -l), CLOSE-WAIT $(ss -Htn state close-wait "sport = :$PORT" | wc -l)"
+done
+check "uploads killed mid-way free their temp file and connection within 5 s (3 rounds of 6)" test $stuck -eq 0
+rm -f "$T/big.bin"
 
 # --- node names: no hijack (issue 9, item 1) ---------------------------------
 SLICECTL=$REPO/build/slicectl
