@@ -30,7 +30,7 @@
 #include "registry_int.h"
 #include "vslice/util.h"
 
-#define ADDR_BUCKETS 1024
+#define ADDR_BUCKETS REG_ADDR_BUCKETS
 #define TRUSTED_MAX  16384 /* trusted addresses remembered (then no more are added) */
 
 struct lim_addr {

@@ -30,6 +30,7 @@
 #define REG_ADDR_DEFAULT   64
 #define REG_TOKEN_MEM	   (96u << 20)
 #define REG_TOTAL_MEM	   (384u << 20)
+#define REG_ADDR_BUCKETS   1024
 
 struct lim_addr;
 struct lim_token;
@@ -38,7 +39,7 @@ struct reg_limits {
 	unsigned conn_cap, headroom, per_addr; /* per_addr 0: no per-address cap */
 	unsigned conns, ntrusted;
 	unsigned long long refused;
-	struct lim_addr *addrs[1024];
+	struct lim_addr *addrs[REG_ADDR_BUCKETS];
 	struct lim_token *tokens;
 	size_t mem, mem_peak, token_cap, total_cap;
 };
