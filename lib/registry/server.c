@@ -2,10 +2,12 @@
  * server.c - the registry's HTTP plumbing: libmicrohttpd in its own polling
  * threads, authentication, request bodies, long-polls and the timer.
  *
- * libmicrohttpd runs in poll() mode (level-triggered), not epoll: with its
- * epoll loop (0.9.75) a client that died mid-upload, its FIN already read,
- * was sometimes never looked at again, and the connection sat in CLOSE-WAIT
- * with its temp file for the whole connection timeout.
+ * libmicrohttpd runs in poll() mode (level-triggered), not epoll: its epoll
+ * loop (0.9.75) takes a read shorter than its buffer for "socket drained"
+ * and waits for the next edge; when a client dies mid-upload, the last data
+ * and the FIN arrive together, the read returns the data, no edge follows,
+ * and the connection sat in CLOSE-WAIT with its temp file for the whole
+ * connection timeout (test_registry_api: 3-8 of 18 killed uploads).
  *
  * The listening socket is ours (SO_REUSEADDR for TIME_WAIT, never
  * SO_REUSEPORT): a second registry on a port in use fails to start instead
