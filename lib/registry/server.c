@@ -209,6 +209,10 @@ static int charge_body(struct reg_request *req, struct reg_answer *a)
 	unsigned long long n = strtoull(clen, &end, 10);
 	if (errno || *end || *clen == '-')
 		return 0; /* libmicrohttpd refuses it */
+	if (!req->token && n > 0) {
+		api_error(a, 413, "%s %s: takes no request body", req->method, req->url);
+		return -1;
+	}
 	if (n > REG_BODY_MAX) {
 		api_error(a, 413, "%s %s: request body larger than %u bytes", req->method, req->url,
 			  REG_BODY_MAX);
