@@ -612,8 +612,8 @@ int registry_serve_tls(struct registry *reg, const char *listen, const char *cer
 	    on_connection, reg, MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)REG_HEADER_TIMEOUT,
 	    MHD_OPTION_CONNECTION_LIMIT, conn_limit, MHD_OPTION_ARRAY,
 	    cert_pem ? tls_opts : tls_opts + 3, MHD_OPTION_END);
-	if (!reg->daemon)
-		close(lfd);
+	/* From here the listening socket is libmicrohttpd's: a failed start
+	 * closes it, registry_stop() gets it back from MHD_quiesce_daemon. */
 	if (!reg->daemon && cert_pem && mhd_last_error[0] &&
 	    (strcasestr(mhd_last_error, "tls") || strcasestr(mhd_last_error, "cert") ||
 	     strcasestr(mhd_last_error, "key")))
