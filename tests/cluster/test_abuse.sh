@@ -2,6 +2,8 @@
 # The registry under abuse (issue 9), as root, with real daemons in network
 # namespaces (tests/cluster/lib.sh); every step bounded in time. The
 # registry runs under `ulimit -n 1024` (a common service default):
+#   - node names: a node manager with a fresh token cannot take a held name;
+#     after `slicectl node reset` it enrolls;
 #   - dead nodes: a SIGKILLed node manager is `unknown` within the bound of
 #     docs/cluster.md (lost-after x heartbeat + 2 s), even with a fresh
 #     long-poll parked at the registry when it died;
@@ -24,6 +26,8 @@ in_ns() {
 	shift
 	nsenter --net=/run/netns/$ns "$@"
 }
+# The two extra hosts are not nodes: remove them with the rest.
+trap 'ip netns del "$HOARD" 2>/dev/null; ip netns del "$CLIENT" 2>/dev/null; vc_cleanup' EXIT
 rss_mb() { awk '/^VmRSS:/ {print int($2 / 1024)}' /proc/$VC_REG_PID/status; }
 json_field() { python3 -c 'import json,sys; print(json.load(sys.stdin)[sys.argv[1]])' "$1"; }
 # api METHOD TOKEN PATH [curl args]: the HTTP status, from the registry's namespace
@@ -84,6 +88,16 @@ vsc node drain fake1 >/dev/null
 vsc node undrain fake1 >/dev/null
 sleep 2
 expect_eq "... and stays unknown when its dead long-poll is answered" unknown "$(node_state node1)"
+
+# --- 1. a reinstalled node (new token): refused its old name until reset --
+NODE_TOKEN=$(vsc token create --role node)
+vc_start_node node1 --heartbeat ${HB}s
+refused() { grep -q "held by another node token" "$VC_TMP/node1.log"; }
+check "a node manager with a fresh token cannot take node1 (409, logged)" wait_for 20 refused
+expect_eq "... node1 stays unknown" unknown "$(node_state node1)"
+check "slicectl node reset node1" eval 'vsc node reset node1 | grep -qx "node1 reset (1 token revoked)"'
+check "... then the new node manager enrolls as node1 (its retry, within 35 s)" wait_for 35 eval '[ "$(node_state node1)" = ready ]'
+vc_stop_node node1
 
 
 # (4. aborted uploads: tests/cluster/test_registry_api.sh, on loopback.)
