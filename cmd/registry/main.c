@@ -28,6 +28,7 @@ static const char usage[] =
     "usage: vslice-registry init --db PATH\n"
     "       vslice-registry [--listen ADDR:PORT] --db PATH [--tls-cert FILE --tls-key FILE]\n"
     "                       [--heartbeat 10s] [--lost-after 3] [--threads N]\n"
+    "                       [--per-address-limit N]\n"
     "\n"
     "  init             create the database and print the first admin token (last line)\n"
     "  --db PATH        the SQLite database (blobs go to PATH.d/)\n"
@@ -37,7 +38,10 @@ static const char usage[] =
     "                   tokens travel in clear text: keep such a registry on loopback)\n"
     "  --heartbeat D    seconds between node status reports (default 10s)\n"
     "  --lost-after N   heartbeats missed before a node is unknown (default 3)\n"
-    "  --threads N      HTTP worker threads (default 4)\n";
+    "  --threads N      HTTP worker threads (default 4)\n"
+    "  --per-address-limit N\n"
+    "                   connections one client address (IPv6: its /64) may hold until\n"
+    "                   it has shown a node or admin token (default 64; 0: no limit)\n";
 
 static int fail(const char *what, const struct vs_error *err)
 {
@@ -142,6 +146,7 @@ int main(int argc, char **argv)
 					     {"heartbeat", required_argument, NULL, 'b'},
 					     {"lost-after", required_argument, NULL, 'L'},
 					     {"threads", required_argument, NULL, 't'},
+					     {"per-address-limit", required_argument, NULL, 'P'},
 					     {"tls-cert", required_argument, NULL, 'c'},
 					     {"tls-key", required_argument, NULL, 'k'},
 					     {"help", no_argument, NULL, 'h'},
@@ -186,6 +191,15 @@ int main(int argc, char **argv)
 				ro.lost_after = (unsigned)v;
 			else
 				ro.threads = (unsigned)v;
+			break;
+		case 'P':
+			errno = 0;
+			v = strtoull(optarg, &end, 10);
+			if (!*optarg || *end || errno || v > 1000000)
+				return bad_usage("--per-address-limit: \"%s\" is not a count (0 to "
+						 "1000000; 0: no limit)",
+						 optarg);
+			ro.per_address_limit = v ? (unsigned)v : REGISTRY_NO_ADDRESS_LIMIT;
 			break;
 		case 'h':
 			fputs(usage, stdout);

@@ -7,7 +7,7 @@
  *   status | show | destroy NAME, list [-q], renew NAME --lifetime D
  *   logs NAME [--node N] [-f]   each sliver's output, from the registry
  *   results NAME DIR            each sliver's result files, verified
- *   nodes, node drain|undrain NODE, token create, user create NAME
+ *   nodes, node drain|undrain|reset NODE, token create, user create NAME
  *
  * Every request carries the token (--token / $VSLICE_TOKEN); an error answer
  * is one line (the registry's own "error" text) printed through ctl_fail().
@@ -1292,19 +1292,23 @@ static int cl_nodes(struct ctl *ctl, int argc, char **argv)
 }
 
 static const char node_help[] =
-    "usage: slicectl node drain NODE | undrain NODE\n\n"
+    "usage: slicectl node drain NODE | undrain NODE | reset NODE\n\n"
     "Cluster mode (admin): a drained node keeps its slivers but gets no new ones.\n"
-    "Prints \"NODE STATE\"; --json: the node object.\n";
+    "Prints \"NODE STATE\"; --json: the node object.\n"
+    "reset revokes the token that holds the node's name, so that a new node token\n"
+    "can enroll under it (a reinstalled machine); the node keeps its slivers.\n"
+    "Prints \"NODE reset (N tokens revoked)\". A name held by a token is never\n"
+    "taken over otherwise.\n";
 
 static int cl_node(struct ctl *ctl, int argc, char **argv)
 {
 	if (ctl_want_help(argc, argv, node_help))
 		return 0;
 	if (argc < 2)
-		return ctl_usage("node", "missing drain or undrain");
+		return ctl_usage("node", "missing drain, undrain or reset");
 	const char *op = argv[1];
-	if (strcmp(op, "drain") && strcmp(op, "undrain"))
-		return ctl_usage("node", "unknown subcommand \"%s\" (drain or undrain)", op);
+	if (strcmp(op, "drain") && strcmp(op, "undrain") && strcmp(op, "reset"))
+		return ctl_usage("node", "unknown subcommand \"%s\" (drain, undrain or reset)", op);
 	if (argc != 3)
 		return ctl_usage("node", argc < 3 ? "%s: missing NODE" : "%s: one NODE only", op);
 	const char *node = argv[2];
@@ -1323,6 +1327,9 @@ static int cl_node(struct ctl *ctl, int argc, char **argv)
 	char state[32];
 	if (ctl->json && resp)
 		print_json(resp);
+	else if (!ctl->quiet && !strcmp(op, "reset"))
+		printf("%s reset (%lld token%s revoked)\n", node, jint(resp, "revoked", 0),
+		       jint(resp, "revoked", 0) == 1 ? "" : "s");
 	else if (!ctl->quiet)
 		printf("%s %s\n", node,
 		       *jstr(resp, "state")
@@ -1336,10 +1343,14 @@ static int cl_node(struct ctl *ctl, int argc, char **argv)
 
 static const char token_help[] =
     "usage: slicectl token create --role node|admin\n"
+    "       slicectl token create --role node --node NAME\n"
     "       slicectl token create --user NAME\n\n"
     "Cluster mode (admin): a new token, printed alone on stdout (it is not shown\n"
     "again; the registry keeps only its hash).\n"
-    "  --role node     an enrollment token for one node manager (vslice-nodemgr)\n"
+    "  --role node     an enrollment token for one node manager (vslice-nodemgr):\n"
+    "                  it takes the first free node name it registers, and keeps it\n"
+    "  --node NAME     ... made for node NAME only (refused while another token\n"
+    "                  holds NAME: slicectl node reset NAME first)\n"
     "  --role admin    another admin token\n"
     "  --user NAME     another token for an existing user\n";
 
@@ -1362,15 +1373,19 @@ static int cl_token(struct ctl *ctl, int argc, char **argv)
 {
 	if (ctl_want_help(argc, argv, token_help))
 		return 0;
-	static const struct option o[] = {
-	    {"role", required_argument, NULL, 'r'}, {"user", required_argument, NULL, 'u'}, {0}};
-	const char *role = NULL, *user = NULL;
+	static const struct option o[] = {{"role", required_argument, NULL, 'r'},
+					  {"user", required_argument, NULL, 'u'},
+					  {"node", required_argument, NULL, 'n'},
+					  {0}};
+	const char *role = NULL, *user = NULL, *node = NULL;
 	int c;
 	while ((c = getopt_long(argc, argv, "r:u:", o, NULL)) != -1) {
 		if (c == 'r')
 			role = optarg;
 		else if (c == 'u')
 			user = optarg;
+		else if (c == 'n')
+			node = optarg;
 		else
 			return ctl_usage("token", "unknown option");
 	}
@@ -1391,15 +1406,21 @@ static int cl_token(struct ctl *ctl, int argc, char **argv)
 				 role);
 	if (user && !vs_name_valid(user))
 		return ctl_usage("token", "--user: invalid user name \"%s\"", user);
-	cleanup_http struct http_client hc;
-	int r = cl_connect(ctl, "token", &hc);
+	if (node && (user || strcmp(role, "node")))
+		return ctl_usage("token", "--node: only with --role node");
+	int r = node ? check_node_name("token", node) : 0;
 	if (r)
+		return r;
+	cleanup_http struct http_client hc;
+	if ((r = cl_connect(ctl, "token", &hc)))
 		return r;
 	cleanup_json json_t *resp = NULL;
 	cleanup_json json_t *body = user ? json_object() : json_pack("{s:s}", "role", role);
+	if (node)
+		json_object_set_new(body, "node", json_string(node));
 	cleanup_free char *path =
 	    user ? vs_xasprintf("/v1/users/%s/tokens", user) : vs_xstrdup("/v1/tokens");
-	if ((r = cl_call(&hc, "token", user, "POST", path, body, &resp)))
+	if ((r = cl_call(&hc, "token", user ? user : node, "POST", path, body, &resp)))
 		return r;
 	return print_token(ctl, "token", resp);
 }
@@ -1453,7 +1474,7 @@ static const struct {
     {"destroy", cl_destroy, "delete a slice"},
     {"renew", cl_renew, "extend a slice's lifetime"},
     {"nodes", cl_nodes, "list nodes"},
-    {"node", cl_node, "drain or undrain a node (admin)"},
+    {"node", cl_node, "drain, undrain or reset a node (admin)"},
     {"token", cl_token, "create a node, admin or user token (admin)"},
     {"user", cl_user, "create a user and their first token (admin)"},
 };

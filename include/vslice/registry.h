@@ -39,7 +39,11 @@ struct registry_opts {
 	unsigned heartbeat_secs; /* status interval nodes are told (0 = default 10) */
 	unsigned lost_after;	 /* heartbeats missed before a node is unknown (0 = 3) */
 	unsigned threads;	 /* HTTP worker threads (0 = 4) */
+	/* connections one client address (IPv6: /64) may hold unless it has
+	 * shown a node or admin token (0 = 64; REGISTRY_NO_ADDRESS_LIMIT: none) */
+	unsigned per_address_limit;
 };
+#define REGISTRY_NO_ADDRESS_LIMIT 0xffffffffu
 
 struct registry;
 
@@ -55,7 +59,8 @@ int registry_open(const char *db, const struct registry_opts *opts, struct regis
 		  struct vs_error *err);
 
 /* Start serving on "ADDR:PORT" (port 0: any free port, see registry_port()).
- * Returns once the socket listens; requests run in the registry's threads. */
+ * Returns once the socket listens; requests run in the registry's threads.
+ * A port another socket listens on is refused (-EADDRINUSE, VS_EK_BUSY). */
 int registry_serve(struct registry *reg, const char *listen, struct vs_error *err);
 
 /* As registry_serve, over HTTPS: cert_pem is the PEM certificate (chain,

@@ -227,19 +227,23 @@ static bool sliver_final(const char *state)
 	return strcmp(state, "exited") == 0 || strcmp(state, "failed") == 0;
 }
 
-static json_t *slivers_json(struct registry *reg, const char *slice, long long now,
-			    const char **slice_state)
+/* only_node: that node's sliver alone (what a node token may see). */
+static json_t *slivers_json(struct registry *reg, const char *slice, const char *only_node,
+			    long long now, const char **slice_state)
 {
 	json_t *arr = json_array();
 	struct vs_error err;
 	cleanup_stmt sqlite3_stmt *s = store_prep(
 	    reg,
 	    "SELECT node, state, exit_code, reason, started, finished, restarts, message,"
-	    " results, log_size FROM slivers WHERE slice = ? ORDER BY node",
+	    " results, log_size FROM slivers WHERE slice = ?1 AND (?2 IS NULL OR node = ?2)"
+	    " ORDER BY node",
 	    &err);
 	size_t n = 0, reported = 0, ended = 0, ok = 0;
 	if (s) {
 		sqlite3_bind_text(s, 1, slice, -1, SQLITE_TRANSIENT);
+		if (only_node)
+			sqlite3_bind_text(s, 2, only_node, -1, SQLITE_TRANSIENT);
 		while (sqlite3_step(s) == SQLITE_ROW) {
 			const char *node = col_text(s, 0), *state = col_text(s, 1);
 			long long code = sqlite3_column_int64(s, 2);
@@ -276,9 +280,10 @@ static json_t *slivers_json(struct registry *reg, const char *slice, long long n
 }
 
 /* The slice object, or NULL when there is no such slice. owner_out gets the
- * owner (caller frees) when not NULL. Expects reg->lock. */
+ * owner (caller frees) when not NULL; only_node: show that node's sliver
+ * only (a node token's view). Expects reg->lock. */
 static json_t *slice_json(struct registry *reg, const char *name, bool with_manifest,
-			  char **owner_out)
+			  const char *only_node, char **owner_out)
 {
 	struct vs_error err;
 	cleanup_stmt sqlite3_stmt *s = store_prep(
@@ -289,7 +294,7 @@ static json_t *slice_json(struct registry *reg, const char *name, bool with_mani
 	if (sqlite3_step(s) != SQLITE_ROW)
 		return NULL;
 	const char *state = "pending";
-	json_t *slivers = slivers_json(reg, name, reg_now(), &state);
+	json_t *slivers = slivers_json(reg, name, only_node, reg_now(), &state);
 	json_t *j = json_pack("{s:s, s:s, s:I, s:I, s:s, s:I}", "name", name, "owner",
 			      col_text(s, 0), "created", (json_int_t)sqlite3_column_int64(s, 1),
 			      "expires", (json_int_t)sqlite3_column_int64(s, 2), "state", state,
@@ -381,12 +386,32 @@ static void h_tokens(struct reg_request *req, struct reg_answer *a)
 			  "/v1/users/NAME/tokens)");
 		return;
 	}
-	char t[REGISTRY_TOKEN_LEN + 1];
+	/* .node: a node token made for that name (re-enrolling a node after
+	 * POST /v1/nodes/NAME/reset, or naming it in advance). */
+	json_t *nv = json_object_get(b, "node");
+	const char *node = json_string_value(nv);
+	if (nv && r != REGISTRY_ROLE_NODE)
+		return api_error(a, 400, "token: .node: only for a node token (.role \"node\")");
+	if (nv && !node)
+		return api_error(a, 400, "token: .node: expected a node name");
+	if (node && !check_node_name(a, node))
+		return;
 	struct vs_error err;
-	if (registry_token_generate(r, t, &err) < 0 ||
-	    store_token_add(req->reg, t, r, NULL, &err) < 0)
+	int held = node ? store_node_held(req->reg, node, &err) : 0;
+	if (held < 0)
 		return db_fail(a, &err);
-	answer_json(a, 201, json_pack("{s:s}", "token", t));
+	if (held)
+		return api_error(a, 409,
+				 "node %s: the name is held by another node token (free it "
+				 "first: POST /v1/nodes/%s/reset)",
+				 node, node);
+	char t[REGISTRY_TOKEN_LEN + 1];
+	if (registry_token_generate(r, t, &err) < 0 ||
+	    store_token_add(req->reg, t, r, NULL, node, &err) < 0)
+		return db_fail(a, &err);
+	answer_json(a, 201,
+		    node ? json_pack("{s:s, s:s}", "token", t, "node", node)
+			 : json_pack("{s:s}", "token", t));
 }
 
 /* Does the one-parameter query sql return a row for name? */
@@ -439,7 +464,7 @@ static void h_users(struct reg_request *req, struct reg_answer *a)
 		store_rollback(req->reg);
 		return db_fail(a, &err);
 	}
-	if (store_token_add(req->reg, t, REGISTRY_ROLE_USER, name, &err) < 0 ||
+	if (store_token_add(req->reg, t, REGISTRY_ROLE_USER, name, NULL, &err) < 0 ||
 	    store_commit(req->reg, false, &err) < 0) {
 		store_rollback(req->reg);
 		return db_fail(a, &err);
@@ -462,7 +487,7 @@ static void h_user_token(struct reg_request *req, struct reg_answer *a, const ch
 	char t[REGISTRY_TOKEN_LEN + 1];
 	struct vs_error err;
 	if (registry_token_generate(REGISTRY_ROLE_USER, t, &err) < 0 ||
-	    store_token_add(req->reg, t, REGISTRY_ROLE_USER, user, &err) < 0)
+	    store_token_add(req->reg, t, REGISTRY_ROLE_USER, user, NULL, &err) < 0)
 		return db_fail(a, &err);
 	answer_json(a, 201, json_pack("{s:s}", "token", t));
 }
@@ -598,6 +623,19 @@ static void h_node_register(struct reg_request *req, struct reg_answer *a, const
 	    labels ? json_dumps(labels, JSON_COMPACT | JSON_SORT_KEYS) : vs_xstrdup("{}");
 	cleanup_free char *ij = images ? json_dumps(images, JSON_COMPACT) : vs_xstrdup("[]");
 	struct vs_error err;
+	/* A name held by a token stays with it: a fresh node token cannot take
+	 * over a registered node (its slivers' manifests, states, results).
+	 * Re-enrolling is an admin's act: POST /v1/nodes/NAME/reset. */
+	if (req->role == REGISTRY_ROLE_NODE && !req->node) {
+		int held = store_node_held(req->reg, node, &err);
+		if (held < 0)
+			return db_fail(a, &err);
+		if (held)
+			return api_error(a, 409,
+					 "node %s: the name is held by another node token (an "
+					 "admin frees it: slicectl node reset %s)",
+					 node, node);
+	}
 	if (store_begin(req->reg, &err) < 0)
 		return db_fail(a, &err);
 	cleanup_stmt sqlite3_stmt *s = store_prep(
@@ -634,6 +672,32 @@ static void h_node_register(struct reg_request *req, struct reg_answer *a, const
 	answer_json(
 	    a, 200,
 	    json_pack("{s:s, s:I}", "name", node, "heartbeat", (json_int_t)req->reg->heartbeat));
+}
+
+static bool node_registered(struct registry *reg, const char *node);
+
+/* Admin: revoke the tokens holding node, so that the next node token (or one
+ * made with .node) can enroll under that name. The node's row and slivers
+ * stay: a reinstalled machine picks them up. */
+static void h_node_reset(struct reg_request *req, struct reg_answer *a, const char *node)
+{
+	if (!need_role(req, a, true, false, false))
+		return;
+	struct vs_error err;
+	if (store_begin(req->reg, &err) < 0)
+		return db_fail(a, &err);
+	int n = store_node_release(req->reg, node, &err);
+	if (n < 0) {
+		store_rollback(req->reg);
+		return db_fail(a, &err);
+	}
+	if (n == 0 && !node_registered(req->reg, node)) {
+		store_rollback(req->reg);
+		return api_error(a, 404, "node %s: not registered and no token holds it", node);
+	}
+	if (store_commit(req->reg, false, &err) < 0)
+		return db_fail(a, &err);
+	answer_json(a, 200, json_pack("{s:s, s:i}", "name", node, "revoked", n));
 }
 
 static bool node_registered(struct registry *reg, const char *node)
@@ -1109,7 +1173,7 @@ static void h_slice_create(struct reg_request *req, struct reg_answer *a)
 		c->cpu_used += m->cpu_millis;
 		c->memory_used += m->memory_bytes;
 	}
-	answer_json(a, 201, slice_json(req->reg, m->name, true, NULL));
+	answer_json(a, 201, slice_json(req->reg, m->name, true, NULL, NULL));
 }
 
 static void h_slices_list(struct reg_request *req, struct reg_answer *a)
@@ -1129,7 +1193,7 @@ static void h_slices_list(struct reg_request *req, struct reg_answer *a)
 		sqlite3_bind_text(s, 1, req->user ? req->user : "", -1, SQLITE_TRANSIENT);
 	json_t *arr = json_array();
 	while (sqlite3_step(s) == SQLITE_ROW) {
-		json_t *o = slice_json(req->reg, col_text(s, 0), false, NULL);
+		json_t *o = slice_json(req->reg, col_text(s, 0), false, NULL, NULL);
 		if (o)
 			json_array_append_new(arr, o);
 	}
@@ -1141,7 +1205,10 @@ static void h_slice_get(struct reg_request *req, struct reg_answer *a, const cha
 {
 	if (!slice_access(req, a, slice) || !long_poll_args(req, a))
 		return;
-	json_t *o = slice_json(req->reg, slice, true, NULL);
+	/* A node token sees the manifest of a slice it hosts (slice_access
+	 * checked that) and its own sliver, never the other nodes'. */
+	json_t *o = slice_json(req->reg, slice, true,
+			       req->role == REGISTRY_ROLE_NODE ? req->node : NULL, NULL);
 	if (!o)
 		return api_error(a, 404, "slice %s: not found", slice);
 	answer_index(req, a);
@@ -1199,7 +1266,7 @@ static void h_slice_renew(struct reg_request *req, struct reg_answer *a, const c
 	}
 	if (store_commit(req->reg, true, &err) < 0)
 		return db_fail(a, &err);
-	answer_json(a, 200, slice_json(req->reg, slice, true, NULL));
+	answer_json(a, 200, slice_json(req->reg, slice, true, NULL, NULL));
 }
 
 /* ---- logs and results ---- */
@@ -1229,23 +1296,24 @@ static void h_log_get(struct reg_request *req, struct reg_answer *a, const char 
 	long long size = sliver_log_size(req->reg, slice, node);
 	if (size < 0)
 		size = 0;
-	size_t want = off < size ? (size_t)(size - off) : 0;
-	char *buf = vs_xmalloc(want + 1);
-	size_t got = 0;
+	/* Sent from the file (up to the size recorded now: a later append is
+	 * the next read's), never copied into memory: a log is up to 16 MiB
+	 * and a reader may be slow. */
+	uint64_t want = off < size ? (uint64_t)(size - off) : 0;
+	int fd = -1;
 	if (want > 0) {
 		cleanup_free char *p =
 		    vs_xasprintf("%s/logs/%s/%s.log", req->reg->blob_dir, slice, node);
-		cleanup_close int fd = open(p, O_RDONLY | O_CLOEXEC);
-		while (fd >= 0 && got < want) {
-			ssize_t r = pread(fd, buf + got, want - got, off + (off_t)got);
-			if (r <= 0)
-				break;
-			got += (size_t)r;
-		}
+		fd = open(p, O_RDONLY | O_CLOEXEC);
+		if (fd < 0)
+			return api_error(a, 500, "log of sliver %s/%s: open %s: %s", slice, node, p,
+					 strerror(errno));
 	}
 	a->status = 200;
-	a->body = buf;
-	a->len = got;
+	a->fd = fd;
+	a->fd_offset = off;
+	a->fd_len = want;
+	a->fd_len_set = true;
 	a->content_type = "text/plain; charset=utf-8";
 	answer_header(a, "X-Vslice-Log-Size", vs_xasprintf("%lld", size));
 }
@@ -1394,6 +1462,8 @@ int api_upload_begin(struct reg_request *req, struct reg_answer *a)
 	pthread_mutex_lock(&req->reg->lock);
 	ok = sliver_access(req, a, req->slice, req->unode, true);
 	long long size = ok ? sliver_log_size(req->reg, req->slice, req->unode) : 0;
+	if (ok && req->role == REGISTRY_ROLE_NODE)
+		reg_touch(req->reg, req->node, reg_now()); /* an upload arriving: life */
 	pthread_mutex_unlock(&req->reg->lock);
 	if (!ok)
 		return -1;
@@ -1742,6 +1812,8 @@ static void dispatch(struct reg_request *req, struct reg_answer *a, struct route
 			return;
 		if (n == 3 && put)
 			return h_node_register(req, a, rt->seg[2]);
+		if (n == 4 && post && seg_is(rt, 3, "reset"))
+			return h_node_reset(req, a, rt->seg[2]);
 		if (n == 4 && post && (seg_is(rt, 3, "drain") || seg_is(rt, 3, "undrain")))
 			return h_node_drain(req, a, rt->seg[2], seg_is(rt, 3, "drain"));
 		if (n == 4 && get && seg_is(rt, 3, "assignments"))
@@ -1784,10 +1856,12 @@ void api_dispatch(struct reg_request *req, struct reg_answer *a)
 	struct route rt;
 	route_split(req->url, &rt);
 	pthread_mutex_lock(&req->reg->lock);
-	/* Any request of a node's own token is a sign of life: a node manager
-	 * busy uploading a large result, whose status report is late, is not
-	 * lost while its poll thread still asks for its assignments. */
-	if (req->role == REGISTRY_ROLE_NODE && req->node)
+	/* A request of a node's own token arriving is a sign of life (a node
+	 * manager busy uploading a large result, whose status report is late,
+	 * is not lost while its poll thread still asks for its assignments).
+	 * A parked long-poll answered later is not: its deadline passing says
+	 * nothing about the node, which may have died since it asked. */
+	if (req->role == REGISTRY_ROLE_NODE && req->node && !req->polled)
 		reg_touch(req->reg, req->node, reg_now());
 	dispatch(req, a, &rt);
 	req->answered_rev = req->reg->revision;

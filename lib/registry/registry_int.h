@@ -11,6 +11,7 @@
 
 #include <jansson.h>
 #include <microhttpd.h>
+#include <sys/socket.h>
 #include <nettle/sha2.h>
 #include <pthread.h>
 #include <sqlite3.h>
@@ -22,6 +23,43 @@
 #define REG_LOG_MAX	 (16u << 20) /* per sliver */
 #define REG_WAIT_MAX	 300
 #define REG_WAIT_DEFAULT 30
+/* limits.c: a connection silent this long before its request's headers are
+ * in is closed; memory a token / the registry may hold in request bodies and
+ * answers built in memory. */
+#define REG_HEADER_TIMEOUT 10
+#define REG_ADDR_DEFAULT   64
+#define REG_TOKEN_MEM	   (96u << 20)
+#define REG_TOTAL_MEM	   (384u << 20)
+#define REG_ADDR_BUCKETS   1024
+
+struct lim_addr;
+struct lim_token;
+struct reg_limits {
+	pthread_mutex_t lock;
+	unsigned conn_cap, headroom, per_addr; /* per_addr 0: no per-address cap */
+	unsigned conns, ntrusted;
+	unsigned long long refused;
+	struct lim_addr *addrs[REG_ADDR_BUCKETS];
+	struct lim_token *tokens;
+	size_t mem, mem_peak, token_cap, total_cap;
+};
+
+void lim_init(struct reg_limits *l, unsigned per_addr);
+void lim_set_conn_cap(struct reg_limits *l, unsigned conn_cap);
+void lim_free(struct reg_limits *l);
+/* May a connection from sa be accepted now? */
+bool lim_accept(struct reg_limits *l, const struct sockaddr *sa);
+/* Count a connection from sa open; returns its address entry (for
+ * lim_conn_close and lim_trust; NULL for an unknown family). */
+void *lim_conn_open(struct reg_limits *l, const struct sockaddr *sa);
+void lim_conn_close(struct reg_limits *l, void *entry);
+/* The address of entry presented a node or admin token: trusted from now. */
+void lim_trust(struct reg_limits *l, void *entry);
+/* Charge n bytes held in memory to token (NULL: anonymous). 0: charged;
+ * -1: the token would exceed its share; -2: the registry its total. force:
+ * always charged. */
+int lim_mem_charge(struct reg_limits *l, const char *token, size_t n, bool force);
+void lim_mem_release(struct reg_limits *l, const char *token, size_t n);
 
 struct node_seen {
 	char *name;
@@ -66,6 +104,8 @@ struct registry {
 	unsigned port;
 
 	unsigned long long requests[6]; /* by status class 1xx..5xx, [0] other */
+	struct reg_limits lim;
+	int listen_fd;
 };
 
 static inline void reg_stmt_finalize(sqlite3_stmt **s)
@@ -93,14 +133,21 @@ int store_begin(struct registry *reg, struct vs_error *err);
 /* Commit; when bump, increase the revision first and wake long-polls. */
 int store_commit(struct registry *reg, bool bump, struct vs_error *err);
 void store_rollback(struct registry *reg);
+/* Store token's hash; user: a user token's user; node: bind a node token to
+ * that node name at once (NULL: bound when it first registers). */
 int store_token_add(struct registry *reg, const char *token, enum registry_role role,
-		    const char *user, struct vs_error *err);
+		    const char *user, const char *node, struct vs_error *err);
 /* Look token up: 0 and role/user/node (strings caller frees, NULL if none),
  * -ENOENT when unknown. */
 int store_token_lookup(struct registry *reg, const char *token, enum registry_role *role,
 		       char **user, char **node, struct vs_error *err);
 int store_token_bind(struct registry *reg, const char *token, const char *node,
 		     struct vs_error *err);
+/* Is the node name held (bound) by a token? 1 yes, 0 no, < 0 error. A held
+ * name stays with its token: only store_node_release frees it. */
+int store_node_held(struct registry *reg, const char *node, struct vs_error *err);
+/* Revoke (delete) every token bound to node; returns how many. */
+int store_node_release(struct registry *reg, const char *node, struct vs_error *err);
 /* Delete slice (rows, log directory, unreferenced blobs) inside the caller's
  * transaction. -ENOENT if there is no such slice. */
 int store_slice_delete(struct registry *reg, const char *slice, struct vs_error *err);
@@ -128,6 +175,9 @@ struct reg_answer {
 	size_t len;
 	const char *content_type;
 	int fd;		     /* >= 0: send this file instead of body (owned) */
+	long long fd_offset; /* ... from this offset */
+	uint64_t fd_len;     /* ... this many bytes (when fd_len_set; else to its end) */
+	bool fd_len_set;
 	char *headers[4][2]; /* owned name/value pairs */
 };
 
@@ -148,6 +198,8 @@ struct reg_request {
 	char *body;
 	size_t len, cap;
 	bool too_big;
+	int over_budget; /* lim_mem_charge's refusal (-1, -2) or 0 */
+	size_t charged;	 /* bytes charged to token (limits.c) */
 
 	/* streamed uploads */
 	enum reg_upload upload;

@@ -2,6 +2,18 @@
  * server.c - the registry's HTTP plumbing: libmicrohttpd in its own polling
  * threads, authentication, request bodies, long-polls and the timer.
  *
+ * libmicrohttpd runs in poll() mode (level-triggered), not epoll: its epoll
+ * loop (0.9.75) takes a read shorter than its buffer for "socket drained"
+ * and waits for the next edge; when a client dies mid-upload, the last data
+ * and the FIN arrive together, the read returns the data, no edge follows,
+ * and the connection sat in CLOSE-WAIT with its temp file for the whole
+ * connection timeout (test_registry_api: 3-8 of 18 killed uploads).
+ *
+ * The listening socket is ours (SO_REUSEADDR for TIME_WAIT, never
+ * SO_REUSEPORT): a second registry on a port in use fails to start instead
+ * of sharing the port. Admission (connections per address, memory per
+ * token) is limits.c's.
+ *
  * No callback ever blocks. A long-poll that has to wait suspends its
  * connection (MHD_suspend_connection) and sits in reg->waiters; a commit
  * that bumps the revision, the timer (wait expired) or registry_stop()
@@ -16,6 +28,7 @@
  */
 #include <arpa/inet.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <netinet/in.h>
 #include <stdarg.h>
 #include <string.h>
@@ -87,12 +100,48 @@ void api_error(struct reg_answer *a, unsigned status, const char *fmt, ...)
 	json_decref(j);
 }
 
+/* Charge an answer held in memory to the request's token. Answers to reads
+ * that do not fit are replaced by 429/503 (the client may retry); answers
+ * to requests that changed state are always sent. */
+static void charge_answer(struct reg_request *req, struct reg_answer *a)
+{
+	if (a->fd >= 0 || a->len == 0)
+		return;
+	bool read_only = strcmp(req->method, "GET") == 0;
+	int r = lim_mem_charge(&req->reg->lim, req->token, a->len, !read_only);
+	if (r == 0) {
+		req->charged += a->len;
+		return;
+	}
+	for (size_t i = 0; i < VS_ARRAY_SIZE(a->headers); i++) {
+		free(a->headers[i][0]);
+		free(a->headers[i][1]);
+		a->headers[i][0] = a->headers[i][1] = NULL;
+	}
+	size_t len = a->len;
+	if (r == -1)
+		api_error(a, 429,
+			  "%s %s: answer of %zu bytes: this token already holds %u MiB of "
+			  "requests and answers in the registry's memory; retry later",
+			  req->method, req->url, len, REG_TOKEN_MEM >> 20);
+	else
+		api_error(a, 503,
+			  "%s %s: answer of %zu bytes: the registry holds %u MiB of requests "
+			  "and answers in memory; retry later",
+			  req->method, req->url, len, REG_TOTAL_MEM >> 20);
+}
+
 static enum MHD_Result send_answer(struct reg_request *req, struct reg_answer *a)
 {
 	struct MHD_Response *resp;
+	charge_answer(req, a);
 	if (a->fd >= 0) {
-		off_t size = lseek(a->fd, 0, SEEK_END);
-		resp = MHD_create_response_from_fd64(size < 0 ? 0 : (uint64_t)size, a->fd);
+		uint64_t size = a->fd_len;
+		if (!a->fd_len_set) {
+			off_t end = lseek(a->fd, 0, SEEK_END);
+			size = end < 0 ? 0 : (uint64_t)end;
+		}
+		resp = MHD_create_response_from_fd_at_offset64(size, a->fd, (uint64_t)a->fd_offset);
 		a->fd = -1; /* MHD closes it */
 	} else {
 		resp = MHD_create_response_from_buffer(a->len, a->body, MHD_RESPMEM_MUST_FREE);
@@ -139,6 +188,54 @@ static void authenticate(struct reg_request *req, struct reg_answer *a)
 		req->token = vs_xstrdup(t);
 }
 
+/* The connection's address entry (limits.c), set when it opened. */
+static void *conn_addr(struct MHD_Connection *con)
+{
+	const union MHD_ConnectionInfo *ci =
+	    MHD_get_connection_info(con, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+	return ci ? ci->socket_context : NULL;
+}
+
+/* A JSON body of Content-Length bytes is charged before it is read: past the
+ * token's or the registry's share it is refused at once. */
+static int charge_body(struct reg_request *req, struct reg_answer *a)
+{
+	const char *clen =
+	    MHD_lookup_connection_value(req->con, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
+	if (!clen)
+		return 0; /* chunked: charged as it arrives */
+	char *end;
+	errno = 0;
+	unsigned long long n = strtoull(clen, &end, 10);
+	if (errno || *end || *clen == '-')
+		return 0; /* libmicrohttpd refuses it */
+	if (!req->token && n > 0) {
+		api_error(a, 413, "%s %s: takes no request body", req->method, req->url);
+		return -1;
+	}
+	if (n > REG_BODY_MAX) {
+		api_error(a, 413, "%s %s: request body larger than %u bytes", req->method, req->url,
+			  REG_BODY_MAX);
+		return -1;
+	}
+	int r = lim_mem_charge(&req->reg->lim, req->token, (size_t)n, false);
+	if (r == 0) {
+		req->charged = (size_t)n;
+		return 0;
+	}
+	if (r == -1)
+		api_error(a, 429,
+			  "%s %s: request body of %llu bytes: this token already holds %u MiB of "
+			  "requests and answers in the registry's memory; retry later",
+			  req->method, req->url, n, REG_TOKEN_MEM >> 20);
+	else
+		api_error(a, 503,
+			  "%s %s: request body of %llu bytes: the registry holds %u MiB of "
+			  "requests and answers in memory; retry later",
+			  req->method, req->url, n, REG_TOTAL_MEM >> 20);
+	return -1;
+}
+
 static bool is_upload(const char *method, const char *url)
 {
 	if (strcmp(method, "PUT") != 0 || strncmp(url, "/v1/slices/", 11) != 0)
@@ -171,9 +268,20 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *con, const c
 			authenticate(req, &a);
 			if (a.status)
 				return send_answer(req, &a);
+			/* Headers in and a known token: long-polls and slow uploads
+			 * may stay; node managers' and admins' addresses get the
+			 * connections kept for them. */
+			MHD_set_connection_option(con, MHD_CONNECTION_OPTION_TIMEOUT,
+						  (unsigned)(REG_WAIT_MAX + 60));
+			if (req->role == REGISTRY_ROLE_NODE || req->role == REGISTRY_ROLE_ADMIN)
+				lim_trust(&reg->lim, conn_addr(con));
 		}
-		if (is_upload(method, url) && api_upload_begin(req, &a) < 0)
+		if (is_upload(method, url)) {
+			if (api_upload_begin(req, &a) < 0)
+				return send_answer(req, &a);
+		} else if (charge_body(req, &a) < 0) {
 			return send_answer(req, &a);
+		}
 		return MHD_YES;
 	}
 
@@ -189,9 +297,21 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *con, const c
 					    true; /* reported as a write error at the end */
 			}
 			req->received += n;
-		} else if (!req->too_big) {
-			if (req->len + *data_size > REG_BODY_MAX) {
+		} else if (!req->too_big && !req->over_budget) {
+			size_t want = req->len + *data_size + 1;
+			if (!req->token) {
+				req->too_big = true; /* /v1/health takes no body */
+			} else if (req->len + *data_size > REG_BODY_MAX) {
 				req->too_big = true;
+			} else if (want > req->charged &&
+				   (req->over_budget = lim_mem_charge(
+					&reg->lim, req->token, want - req->charged, false)) == 0) {
+				req->charged = want;
+			}
+			if (req->too_big || req->over_budget) {
+				free(req->body);
+				req->body = NULL;
+				req->len = req->cap = 0;
 			} else {
 				if (req->len + *data_size + 1 > req->cap) {
 					req->cap = (req->len + *data_size + 1) * 2;
@@ -215,8 +335,20 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *con, const c
 		return send_answer(req, &a);
 	}
 	if (req->too_big) {
-		api_error(&a, 413, "%s %s: request body larger than %u bytes", method, url,
-			  REG_BODY_MAX);
+		if (!req->token)
+			api_error(&a, 413, "%s %s: takes no request body", method, url);
+		else
+			api_error(&a, 413, "%s %s: request body larger than %u bytes", method, url,
+				  REG_BODY_MAX);
+		return send_answer(req, &a);
+	}
+	if (req->over_budget) {
+		api_error(&a, req->over_budget == -1 ? 429 : 503,
+			  "%s %s: request body: %s holds %u MiB of requests and answers in "
+			  "memory; retry later",
+			  method, url,
+			  req->over_budget == -1 ? "this token already" : "the registry",
+			  (req->over_budget == -1 ? REG_TOKEN_MEM : REG_TOTAL_MEM) >> 20);
 		return send_answer(req, &a);
 	}
 	for (;;) {
@@ -282,6 +414,7 @@ static void on_completed(void *cls, struct MHD_Connection *con, void **con_cls,
 		}
 		pthread_mutex_unlock(&reg->lock);
 	}
+	lim_mem_release(&reg->lim, req->token, req->charged);
 	if (req->fd >= 0)
 		close(req->fd);
 	if (req->tmp_path)
@@ -299,6 +432,53 @@ static void on_completed(void *cls, struct MHD_Connection *con, void **con_cls,
 	free(req->want_sha);
 	free(req);
 	*con_cls = NULL;
+}
+
+static enum MHD_Result on_accept(void *cls, const struct sockaddr *addr, socklen_t len)
+{
+	struct registry *reg = cls;
+	return lim_accept(&reg->lim, addr) ? MHD_YES : MHD_NO;
+}
+
+static void on_connection(void *cls, struct MHD_Connection *con, void **socket_context,
+			  enum MHD_ConnectionNotificationCode code)
+{
+	struct registry *reg = cls;
+	if (code == MHD_CONNECTION_NOTIFY_STARTED) {
+		const union MHD_ConnectionInfo *ci =
+		    MHD_get_connection_info(con, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+		*socket_context = lim_conn_open(&reg->lim, ci ? ci->client_addr : NULL);
+	} else if (code == MHD_CONNECTION_NOTIFY_CLOSED) {
+		lim_conn_close(&reg->lim, *socket_context);
+		*socket_context = NULL;
+	}
+}
+
+/* Our own listening socket: SO_REUSEADDR lets a restart bind while old
+ * connections sit in TIME_WAIT; without SO_REUSEPORT a port another socket
+ * listens on is refused (EADDRINUSE) rather than shared. */
+static int listen_socket(const struct sockaddr_storage *ss, const char *shown, struct vs_error *err)
+{
+	int fd = socket(ss->ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return vs_error_sys(err, errno, "registry: listen on %s: socket", shown);
+	int one = 1;
+	socklen_t len =
+	    ss->ss_family == AF_INET6 ? sizeof(struct sockaddr_in6) : sizeof(struct sockaddr_in);
+	if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) < 0 ||
+	    bind(fd, (const struct sockaddr *)ss, len) < 0 || listen(fd, SOMAXCONN) < 0) {
+		int e = errno;
+		close(fd);
+		if (e == EADDRINUSE) {
+			vs_error_set(err, e,
+				     "registry: listen on %s: address already in use (another "
+				     "registry or program listens there)",
+				     shown);
+			return vs_error_kind(err, VS_EK_BUSY);
+		}
+		return vs_error_sys(err, e, "registry: listen on %s", shown);
+	}
+	return fd;
 }
 
 static void node_states_tick(struct registry *reg, long long now)
@@ -385,7 +565,7 @@ int registry_serve_tls(struct registry *reg, const char *listen, const char *cer
 		return vs_error_set(err, EINVAL,
 				    "registry: TLS needs both a certificate and a key");
 	unsigned flags =
-	    MHD_USE_AUTO_INTERNAL_THREAD | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG;
+	    MHD_USE_POLL_INTERNAL_THREAD | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG;
 	if (ss.ss_family == AF_INET6)
 		flags |= MHD_USE_IPv6;
 	if (cert_pem) {
@@ -403,26 +583,37 @@ int registry_serve_tls(struct registry *reg, const char *listen, const char *cer
 	    {MHD_OPTION_END, 0, NULL},
 	};
 	/* Every node manager parks a long-poll on a connection of its own: the
-	 * limit follows the fd limit (left at its default, libmicrohttpd stops
-	 * accepting at ~1020 and everything else waits behind the parked polls). */
+	 * limit follows the fd limit, half of what is left after 64 for the
+	 * database and the like, as each connection may hold one more fd (an
+	 * upload's temp file, a file answer). limits.c keeps an eighth of it
+	 * for node managers and admins. */
 	struct rlimit nofile;
 	unsigned conn_limit = 1000;
 	if (getrlimit(RLIMIT_NOFILE, &nofile) == 0 && nofile.rlim_cur != RLIM_INFINITY &&
 	    nofile.rlim_cur > 128)
-		conn_limit = (unsigned)(nofile.rlim_cur - 64);
+		conn_limit =
+		    (unsigned)((nofile.rlim_cur - 64) / 2 > 1000000 ? 1000000
+								    : (nofile.rlim_cur - 64) / 2);
+	lim_set_conn_cap(&reg->lim, conn_limit);
+	int lfd = listen_socket(&ss, shown, err);
+	if (lfd < 0)
+		return lfd;
 	reg->stopping = false;
 	mhd_last_error[0] = '\0';
 	errno = 0;
-	/* The logger first: MHD complains (on stderr) about any other order. */
+	/* The logger first: MHD complains (on stderr) about any other order.
+	 * The connection timeout is for connections that have not sent a
+	 * request yet (or whose token was refused); on_request raises it for
+	 * authenticated ones. */
 	reg->daemon = MHD_start_daemon(
-	    flags, 0, NULL, NULL, on_request, reg, MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, NULL,
-	    MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&ss, MHD_OPTION_THREAD_POOL_SIZE,
-	    (unsigned)reg->threads, MHD_OPTION_NOTIFY_COMPLETED, on_completed, reg,
-	    MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)(REG_WAIT_MAX + 60),
-	    MHD_OPTION_CONNECTION_LIMIT, conn_limit,
-	    /* a restart must not wait for old connections' TIME_WAIT */
-	    MHD_OPTION_LISTENING_ADDRESS_REUSE, (unsigned)1, MHD_OPTION_ARRAY,
+	    flags, 0, on_accept, reg, on_request, reg, MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, NULL,
+	    MHD_OPTION_LISTEN_SOCKET, lfd, MHD_OPTION_THREAD_POOL_SIZE, (unsigned)reg->threads,
+	    MHD_OPTION_NOTIFY_COMPLETED, on_completed, reg, MHD_OPTION_NOTIFY_CONNECTION,
+	    on_connection, reg, MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)REG_HEADER_TIMEOUT,
+	    MHD_OPTION_CONNECTION_LIMIT, conn_limit, MHD_OPTION_ARRAY,
 	    cert_pem ? tls_opts : tls_opts + 3, MHD_OPTION_END);
+	/* From here the listening socket is libmicrohttpd's: a failed start
+	 * closes it, registry_stop() gets it back from MHD_quiesce_daemon. */
 	if (!reg->daemon && cert_pem && mhd_last_error[0] &&
 	    (strcasestr(mhd_last_error, "tls") || strcasestr(mhd_last_error, "cert") ||
 	     strcasestr(mhd_last_error, "key")))
@@ -431,9 +622,14 @@ int registry_serve_tls(struct registry *reg, const char *listen, const char *cer
 	if (!reg->daemon)
 		return vs_error_sys(err, errno ? errno : EADDRINUSE, "registry: listen on %s",
 				    shown);
-	const union MHD_DaemonInfo *info =
-	    MHD_get_daemon_info(reg->daemon, MHD_DAEMON_INFO_BIND_PORT);
-	reg->port = info ? info->port : 0;
+	reg->listen_fd = lfd;
+	struct sockaddr_storage bound;
+	socklen_t blen = sizeof(bound);
+	reg->port = 0;
+	if (getsockname(lfd, (struct sockaddr *)&bound, &blen) == 0)
+		reg->port =
+		    ntohs(bound.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&bound)->sin6_port
+						      : ((struct sockaddr_in *)&bound)->sin_port);
 	if (pthread_create(&reg->timer, NULL, timer_main, reg) != 0) {
 		MHD_stop_daemon(reg->daemon);
 		reg->daemon = NULL;
@@ -462,7 +658,11 @@ void registry_stop(struct registry *reg)
 	if (reg->daemon) {
 		/* The polls resumed above answer at once now that stopping is set:
 		 * give them (at most 2 s) to go out before the daemon closes. */
-		MHD_quiesce_daemon(reg->daemon);
+		/* Quiescing hands the listening socket back to us: close it. */
+		MHD_socket q = MHD_quiesce_daemon(reg->daemon);
+		if (q != MHD_INVALID_SOCKET)
+			close(q);
+		reg->listen_fd = -1;
 		for (int i = 0; i < 200; i++) {
 			if (__atomic_load_n(&reg->polls, __ATOMIC_SEQ_CST) == 0)
 				break;

@@ -213,20 +213,21 @@ static void reg_free_db(struct registry *reg)
 }
 
 int store_token_add(struct registry *reg, const char *token, enum registry_role role,
-		    const char *user, struct vs_error *err)
+		    const char *user, const char *node, struct vs_error *err)
 {
 	char hash[65];
 	registry_token_hash(token, hash);
 	cleanup_stmt sqlite3_stmt *s = store_prep(
-	    reg, "INSERT INTO tokens(hash, role, user, node, created) VALUES(?, ?, ?, NULL, ?)",
-	    err);
+	    reg, "INSERT INTO tokens(hash, role, user, node, created) VALUES(?, ?, ?, ?, ?)", err);
 	if (!s)
 		return -err->code;
 	sqlite3_bind_text(s, 1, hash, -1, SQLITE_TRANSIENT);
 	sqlite3_bind_text(s, 2, registry_role_name(role), -1, SQLITE_STATIC);
 	if (user)
 		sqlite3_bind_text(s, 3, user, -1, SQLITE_TRANSIENT);
-	sqlite3_bind_int64(s, 4, reg_now());
+	if (node)
+		sqlite3_bind_text(s, 4, node, -1, SQLITE_TRANSIENT);
+	sqlite3_bind_int64(s, 5, reg_now());
 	if (sqlite3_step(s) != SQLITE_DONE)
 		return store_db_error(reg, "insert token", err);
 	return 0;
@@ -281,6 +282,30 @@ int store_token_bind(struct registry *reg, const char *token, const char *node,
 	return 0;
 }
 
+int store_node_held(struct registry *reg, const char *node, struct vs_error *err)
+{
+	cleanup_stmt sqlite3_stmt *s =
+	    store_prep(reg, "SELECT 1 FROM tokens WHERE node = ? LIMIT 1", err);
+	if (!s)
+		return -err->code;
+	sqlite3_bind_text(s, 1, node, -1, SQLITE_TRANSIENT);
+	int rc = sqlite3_step(s);
+	if (rc != SQLITE_ROW && rc != SQLITE_DONE)
+		return store_db_error(reg, "node holder", err);
+	return rc == SQLITE_ROW;
+}
+
+int store_node_release(struct registry *reg, const char *node, struct vs_error *err)
+{
+	cleanup_stmt sqlite3_stmt *s = store_prep(reg, "DELETE FROM tokens WHERE node = ?", err);
+	if (!s)
+		return -err->code;
+	sqlite3_bind_text(s, 1, node, -1, SQLITE_TRANSIENT);
+	if (sqlite3_step(s) != SQLITE_DONE)
+		return store_db_error(reg, "release node", err);
+	return sqlite3_changes(reg->db);
+}
+
 int registry_init_db(const char *db, char **admin_token, struct vs_error *err)
 {
 	struct stat st;
@@ -299,7 +324,7 @@ int registry_init_db(const char *db, char **admin_token, struct vs_error *err)
 	if (r >= 0)
 		r = registry_token_generate(REGISTRY_ROLE_ADMIN, token, err);
 	if (r >= 0)
-		r = store_token_add(&reg, token, REGISTRY_ROLE_ADMIN, NULL, err);
+		r = store_token_add(&reg, token, REGISTRY_ROLE_ADMIN, NULL, NULL, err);
 	if (r >= 0)
 		r = store_exec(&reg, "COMMIT", err);
 	reg_free_db(&reg);
@@ -324,6 +349,11 @@ int registry_open(const char *db, const struct registry_opts *opts, struct regis
 	reg->lost_after = opts && opts->lost_after ? opts->lost_after : REGISTRY_DEFAULT_LOST;
 	reg->threads = opts && opts->threads ? opts->threads : 4;
 	reg->started = reg_now();
+	reg->listen_fd = -1;
+	lim_init(&reg->lim, !opts || !opts->per_address_limit ? REG_ADDR_DEFAULT
+			    : opts->per_address_limit == REGISTRY_NO_ADDRESS_LIMIT
+				? 0
+				: opts->per_address_limit);
 	int r = db_open(reg, db, SQLITE_OPEN_READWRITE, err);
 	for (const char *sub = "tmp\0logs\0blobs\0"; r >= 0 && *sub; sub += strlen(sub) + 1) {
 		cleanup_free char *d = vs_xasprintf("%s/%s", reg->blob_dir, sub);
@@ -376,6 +406,7 @@ void registry_close(struct registry *reg)
 	for (size_t i = 0; i < reg->nseen; i++)
 		free(reg->seen[i].name);
 	free(reg->seen);
+	lim_free(&reg->lim);
 	pthread_mutex_destroy(&reg->lock);
 	pthread_cond_destroy(&reg->cond);
 	free(reg);
@@ -398,7 +429,7 @@ int registry_token_create(struct registry *reg, enum registry_role role, const c
 	if (r < 0)
 		return r;
 	pthread_mutex_lock(&reg->lock);
-	r = store_token_add(reg, t, role, user, err);
+	r = store_token_add(reg, t, role, user, NULL, err);
 	pthread_mutex_unlock(&reg->lock);
 	if (r < 0)
 		return r;

@@ -14,6 +14,7 @@
 #include <setjmp.h>
 #include <cmocka.h>
 
+#include <arpa/inet.h>
 #include <curl/curl.h>
 #include <errno.h>
 #include <pthread.h>
@@ -24,6 +25,8 @@
 #include "vslice/manifest.h"
 #include "vslice/registry.h"
 #include "vslice/util.h"
+
+#include "../../lib/registry/registry_int.h" /* limits.c's accounting */
 
 /* ---- scheduler ---- */
 
@@ -758,6 +761,91 @@ static void test_stop_wakes_polls(void **state)
 	free(pa.r.body);
 }
 
+static struct sockaddr_storage addr4(const char *a)
+{
+	struct sockaddr_storage ss = {0};
+	struct sockaddr_in *in = (struct sockaddr_in *)&ss;
+	in->sin_family = AF_INET;
+	assert_int_equal(inet_pton(AF_INET, a, &in->sin_addr), 1);
+	return ss;
+}
+
+static struct sockaddr_storage addr6(const char *a)
+{
+	struct sockaddr_storage ss = {0};
+	struct sockaddr_in6 *in = (struct sockaddr_in6 *)&ss;
+	in->sin6_family = AF_INET6;
+	assert_int_equal(inet_pton(AF_INET6, a, &in->sin6_addr), 1);
+	return ss;
+}
+#define SA(ss) ((const struct sockaddr *)&(ss))
+
+/* Admission (issue 9, item 5): per-address cap, /64 grouping, headroom for
+ * trusted addresses, the total cap; memory shares per token and in all. */
+static void test_limits(void **state)
+{
+	struct reg_limits l = {0};
+	lim_init(&l, 2);
+	lim_set_conn_cap(&l, 16); /* headroom 8 */
+	struct sockaddr_storage a = addr4("10.0.0.1"), b = addr4("10.0.0.2");
+	void *ea[3], *others[16];
+	assert_true(lim_accept(&l, SA(a)));
+	ea[0] = lim_conn_open(&l, SA(a));
+	ea[1] = lim_conn_open(&l, SA(a));
+	assert_false(lim_accept(&l, SA(a))); /* 2 per address */
+	assert_true(lim_accept(&l, SA(b)));
+	lim_trust(&l, ea[0]);
+	assert_true(lim_accept(&l, SA(a))); /* a node or admin showed up there */
+	ea[2] = lim_conn_open(&l, SA(a));
+	/* Same /64: one address for the cap. */
+	struct sockaddr_storage v1 = addr6("2001:db8:1:2::1"), v2 = addr6("2001:db8:1:2::ffff");
+	struct sockaddr_storage v3 = addr6("2001:db8:1:3::1");
+	void *ev[2] = {lim_conn_open(&l, SA(v1)), lim_conn_open(&l, SA(v2))};
+	assert_false(lim_accept(&l, SA(v1)));
+	assert_true(lim_accept(&l, SA(v3)));
+	/* 5 open: fill the untrusted share (16 - 8) with other addresses. */
+	char ip[32];
+	for (int i = 0; i < 3; i++) {
+		snprintf(ip, sizeof(ip), "10.1.0.%d", i + 1);
+		struct sockaddr_storage o = addr4(ip);
+		others[i] = lim_conn_open(&l, SA(o));
+	}
+	struct sockaddr_storage fresh = addr4("10.9.9.9");
+	assert_false(lim_accept(&l, SA(fresh))); /* 8 open: the rest is headroom */
+	assert_true(lim_accept(&l, SA(a)));	 /* ... for the trusted */
+	for (int i = 3; i < 11; i++) {
+		snprintf(ip, sizeof(ip), "10.1.0.%d", i + 1);
+		struct sockaddr_storage o = addr4(ip);
+		others[i] = lim_conn_open(&l, SA(o));
+	}
+	assert_false(lim_accept(&l, SA(a))); /* 16: the total cap */
+	for (int i = 0; i < 11; i++)
+		lim_conn_close(&l, others[i]);
+	lim_conn_close(&l, ev[0]);
+	lim_conn_close(&l, ev[1]);
+	for (int i = 0; i < 3; i++)
+		lim_conn_close(&l, ea[i]);
+	assert_int_equal(l.conns, 0);
+	assert_true(lim_accept(&l, SA(fresh)));
+
+	/* Memory: a token's share, the total, forced charges, release. */
+	assert_int_equal(lim_mem_charge(&l, "t1", REG_TOKEN_MEM - 10, false), 0);
+	assert_int_equal(lim_mem_charge(&l, "t1", 11, false), -1);
+	assert_int_equal(lim_mem_charge(&l, "t2", 11, false), 0);
+	assert_int_equal(lim_mem_charge(&l, "t1", 11, true), 0); /* an answer to a change */
+	lim_mem_release(&l, "t1", REG_TOKEN_MEM + 1);
+	assert_int_equal(lim_mem_charge(&l, "t1", REG_TOKEN_MEM, false), 0);
+	lim_mem_release(&l, "t1", REG_TOKEN_MEM);
+	lim_mem_release(&l, "t2", 11);
+	assert_int_equal(l.mem, 0);
+	l.total_cap = 100;
+	assert_int_equal(lim_mem_charge(&l, "t3", 60, false), 0);
+	assert_int_equal(lim_mem_charge(&l, "t4", 60, false), -2);
+	lim_mem_release(&l, "t3", 60);
+	assert_null(l.tokens);
+	lim_free(&l);
+}
+
 int main(void)
 {
 	curl_global_init(CURL_GLOBAL_DEFAULT);
@@ -766,6 +854,7 @@ int main(void)
 	    cmocka_unit_test(test_sched_resources),
 	    cmocka_unit_test(test_sched_failures),
 	    cmocka_unit_test(test_tokens),
+	    cmocka_unit_test(test_limits),
 	    cmocka_unit_test_setup_teardown(test_db_init, env_setup, env_teardown),
 	    cmocka_unit_test_setup_teardown(test_api_flow, env_setup, env_teardown),
 	    cmocka_unit_test_setup_teardown(test_expiry_and_lost, env_setup, env_teardown),
