@@ -10,7 +10,8 @@
 #
 # The commands write to fixed paths (/tmp/out): they run in a private mount
 # namespace whose /tmp is a fresh directory, so the host's /tmp is untouched
-# (the test's VSLICE_ROOT therefore lives in /var/tmp).
+# (the test's VSLICE_ROOT therefore lives in /var/tmp; each command enters
+# the repository before /tmp is covered, so a checkout under /tmp works).
 VSLICE_TEST_ROOT=$(mktemp -d /var/tmp/vslice-qs-root.XXXXXX)
 export VSLICE_TEST_ROOT
 . "$(dirname "$0")/lib.sh"
@@ -50,7 +51,7 @@ run_lines() { # text with one command per line
 		[[ $line == *"#"* ]] && comment=$(sed 's/^[^#]*#[[:space:]]*//; s/[[:space:]]*$//' <<<"$line")
 		cmd=$(sed 's/[[:space:]]*$//' <<<"$cmd")
 		out=$(unshare -m --propagation private bash -c \
-			'mount --bind "$QS" /tmp && cd "$1" && eval "$2"' \
+			'cd "$1" && mount --bind "$QS" /tmp && eval "$2"' \
 			_ "$VS_REPO" "$cmd" 2>&1)
 		rc=$?
 		check "quick start: $cmd (exit $rc)" test "$rc" = 0 || echo "$out" | sed 's/^/    /' | tail -5
