@@ -111,6 +111,11 @@ uint64_t vs_now_ns(void);
 
 /* Free a NULL-terminated string vector and its strings (NULL is fine). */
 void vs_strv_free(char **v);
+static inline void vs_strv_freep(char ***v)
+{
+	vs_strv_free(*v);
+}
+#define cleanup_strv __attribute__((cleanup(vs_strv_freep)))
 
 #define VS_SHA256_HEX 65 /* 64 hex digits + NUL */
 /* SHA-256 of fd's whole content (pread from offset 0), as lowercase hex. */
