@@ -333,15 +333,9 @@ static void walk_entry(const struct experiment_walk *w, int fd, const char *rel,
 
 static void walk_tree(const struct experiment_walk *w, int fd, const char *rel, int depth)
 {
-	int dup_fd = openat(fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (dup_fd < 0) {
-		problem(w, rel, strerror(errno), false, true);
-		return;
-	}
-	cleanup_closedir DIR *d = fdopendir(dup_fd);
+	cleanup_closedir DIR *d = vs_opendirat(fd, ".", 0);
 	if (!d) {
 		problem(w, rel, strerror(errno), false, true);
-		close(dup_fd);
 		return;
 	}
 	struct dirent *de;
