@@ -32,6 +32,7 @@
 #include "slicectl.h"
 #include "vslice/experiment.h"
 #include "vslice/image.h"
+#include "vslice/json.h"
 #include "vslice/manifest.h"
 #include "vslice/seccomp_policy.h"
 #include "vslice/slice.h"
@@ -39,25 +40,6 @@
 #include "vslice/util.h"
 
 #define LOCAL_NODE "local"
-
-static void json_decref_p(json_t **j)
-{
-	if (*j)
-		json_decref(*j);
-}
-#define cleanup_json __attribute__((cleanup(json_decref_p)))
-
-static void manifest_freep(struct manifest **m)
-{
-	manifest_free(*m);
-}
-#define cleanup_manifest __attribute__((cleanup(manifest_freep)))
-
-static void errors_freep(struct manifest_errors *e)
-{
-	manifest_errors_free(e);
-}
-#define cleanup_errors __attribute__((cleanup(errors_freep)))
 
 /* ------------------------------------------------------------------ */
 /* validate                                                            */
@@ -70,7 +52,7 @@ static void errors_freep(struct manifest_errors *e)
 int ctl_load_manifest(struct ctl *ctl, const char *verb, const char *file, struct manifest **out,
 		      json_t *json_errors)
 {
-	cleanup_errors struct manifest_errors errs = {0};
+	cleanup_manifest_errors struct manifest_errors errs = {0};
 	cleanup_manifest struct manifest *m = NULL;
 	int r = manifest_load_file(file, &m, &errs);
 	if (r == 0 && m->policy && m->policy[0] == '/') {
@@ -534,11 +516,6 @@ static int result_paths(struct ctl *ctl, const char *name, int argc, char **argv
 	return 0;
 }
 
-static void strv_freep(char ***v)
-{
-	vs_strv_free(*v);
-}
-
 static const char results_help[] =
     "usage: slicectl results NAME DIR [PATH...]\n\n"
     "Copy an experiment's result paths (the manifest's \"results\", or the PATHs\n"
@@ -565,7 +542,7 @@ int cmd_results(struct ctl *ctl, int argc, char **argv)
 	if (slice_load(ctl->root, name, &spec, NULL, &err) < 0)
 		return ctl_fail("results", name, &err);
 	slice_spec_free(&spec);
-	__attribute__((cleanup(strv_freep))) char **paths = NULL;
+	cleanup_strv char **paths = NULL;
 	size_t n;
 	if (result_paths(ctl, name, argc, argv, optind + 2, &paths, &n, &err) < 0)
 		return ctl_fail("results", name, &err);

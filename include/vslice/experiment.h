@@ -22,8 +22,20 @@
 #define EXPERIMENT_FILE	  "experiment.json" /* in the slice dir */
 #define RESULTS_DEPTH_MAX 64
 
+struct slice_spec; /* slice.h */
+
 /*
- * Create the slice m describes (manifest_to_spec + slice_create; an inline
+ * Fill spec (zeroed first) from m: name, image, hostname (= slice name with
+ * '_' as '-'), policy (and an inline policy's JSON as policy_text), workdir,
+ * limits, lifetime (from expires: seconds left), net, env, argv, timeout,
+ * restart_max. The one manifest -> spec conversion. The caller frees spec
+ * with slice_spec_free(). Fails (spec left zeroed) when expires has passed
+ * since parsing. Files, results and nodes stay in m.
+ */
+int experiment_spec(const struct manifest *m, struct slice_spec *spec, struct vs_error *err);
+
+/*
+ * Create the slice m describes (experiment_spec + slice_create; an inline
  * policy is kept in the slice dir), place m's files and record
  * experiment.json (origin: the manifest's path, or "registry URL"; node: the
  * sliver's node name) - last, so a slice with experiment.json is complete.

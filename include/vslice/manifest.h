@@ -15,6 +15,10 @@
  * Ownership: on success *out is a manifest the caller frees with
  * manifest_free(); on failure *out is NULL and nothing is left allocated
  * except the error list, which the caller frees with manifest_errors_free().
+ *
+ * This module knows the manifest format only, not slices: the one conversion
+ * to a slice spec is experiment_spec() in lib/node (experiment.h), the side
+ * that knows both.
  */
 #ifndef VSLICE_MANIFEST_H
 #define VSLICE_MANIFEST_H
@@ -28,9 +32,9 @@
 #include <time.h>
 
 #include "vslice/error.h"
-#include "vslice/slice.h"
 
 #define MANIFEST_API_VERSION	   "vslice/v1"
+#define MANIFEST_NAME_MAX	   64 /* .slice and .image, NUL included (= SLICE_NAME_MAX) */
 #define MANIFEST_MAX_SIZE	   (4u << 20)	/* manifest text */
 #define MANIFEST_RESOLVED_MAX_SIZE (24u << 20)	/* resolved form: files inline, base64 */
 #define MANIFEST_FILE_MAX	   (1u << 20)	/* one files[] entry */
@@ -70,9 +74,9 @@ struct manifest_label {
  * it out; strings the manifest did not give are NULL where noted.
  */
 struct manifest {
-	char name[SLICE_NAME_MAX]; /* .slice */
-	char *description;	   /* NULL if absent */
-	char *base_dir;		   /* absolute directory of the manifest */
+	char name[MANIFEST_NAME_MAX]; /* .slice */
+	char *description;	      /* NULL if absent */
+	char *base_dir;		      /* absolute directory of the manifest */
 
 	uint64_t lifetime_secs; /* .lifetime, or MANIFEST_DEFAULT_LIFETIME; 0 if expires */
 	time_t expires;		/* .expires (UTC), 0 if not given */
@@ -84,15 +88,15 @@ struct manifest {
 	char **node_names; /* .nodes.names, NULL-terminated, or NULL */
 	size_t nnode_names;
 
-	char image[SLICE_NAME_MAX]; /* default "busybox" */
-	uint64_t cpu_millis;	    /* 0 = no quota */
-	uint64_t memory_bytes;	    /* 0 = no limit */
-	uint64_t pids_max;	    /* 0 = no limit */
-	uint64_t disk_bytes;	    /* .resources.disk, 0 = no limit (slice_spec.disk_bytes) */
-	char *policy;		    /* builtin name, or absolute path of a file; NULL = default */
-	char *policy_json;  /* an inline policy ("policy": {...}), compact JSON; NULL if none */
-	enum slice_net net; /* default none */
-	char **env;	    /* NULL-terminated "K=V", document order; never NULL */
+	char image[MANIFEST_NAME_MAX]; /* default "busybox" */
+	uint64_t cpu_millis;	       /* 0 = no quota */
+	uint64_t memory_bytes;	       /* 0 = no limit */
+	uint64_t pids_max;	       /* 0 = no limit */
+	uint64_t disk_bytes;	       /* .resources.disk, 0 = no limit (slice_spec.disk_bytes) */
+	char *policy;	   /* builtin name, or absolute path of a file; NULL = default */
+	char *policy_json; /* an inline policy ("policy": {...}), compact JSON; NULL if none */
+	char network[8];   /* "none" (default), "bridge" or "host" */
+	char **env;	   /* NULL-terminated "K=V", document order; never NULL */
 	size_t nenv;
 
 	struct manifest_file *files;
@@ -130,7 +134,14 @@ int manifest_parse(const char *json, size_t len, const char *base_dir, struct ma
  * directory as base_dir. I/O errors land in errs with an empty path. */
 int manifest_load_file(const char *path, struct manifest **out, struct manifest_errors *errs);
 
+/* Free m and everything it holds (NULL is fine). */
 void manifest_free(struct manifest *m);
+static inline void vs_manifest_freep(struct manifest **m)
+{
+	manifest_free(*m);
+}
+/* cleanup_manifest struct manifest *m = NULL;  freed at scope end. */
+#define cleanup_manifest __attribute__((cleanup(vs_manifest_freep)))
 
 /*
  * The resolved form of m, for cluster mode (docs/cluster-api.md): m's JSON
@@ -139,21 +150,20 @@ void manifest_free(struct manifest *m);
  * caller owns the result (json_decref); NULL with err set on failure.
  */
 json_t *manifest_resolve(const struct manifest *m, struct vs_error *err);
+
+/* Free the error list's entries and zero it (NULL is fine). */
 void manifest_errors_free(struct manifest_errors *errs);
+static inline void vs_manifest_errors_freep(struct manifest_errors *errs)
+{
+	manifest_errors_free(errs);
+}
+/* cleanup_manifest_errors struct manifest_errors errs = {0};  freed at scope end. */
+#define cleanup_manifest_errors __attribute__((cleanup(vs_manifest_errors_freep)))
 
 /* Print each error on its own line: "<prefix>:<line>:<col>: <message>" for
  * syntax errors, "<prefix>: <path>: <message>" otherwise, and a count of
  * dropped errors. prefix may be NULL. */
 void manifest_errors_print(const struct manifest_errors *errs, FILE *f, const char *prefix);
-
-/*
- * Fill spec (zeroed first) from m: name, image, hostname (= slice name),
- * policy, workdir, limits, lifetime (from expires: seconds left, rounded up),
- * net, env, argv, timeout, restart_max. Strings in spec are the caller's, to
- * free with slice_spec_free(). Fails (spec left zeroed) when expires has
- * passed since parsing. Files, results and nodes stay in m.
- */
-int manifest_to_spec(const struct manifest *m, struct slice_spec *spec, struct vs_error *err);
 
 /* Check a path given inside the slice (absolute, normalized, not "/"...).
  * Returns NULL if fine, else a static description of the problem. */

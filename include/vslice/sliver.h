@@ -28,6 +28,19 @@
 #include "vslice/error.h"
 #include "vslice/seccomp_policy.h"
 
+/* The workload process: what it runs, its stdio and what it may do. The
+ * same for a new slice (sliver_spawn) and a process exec'd into a running
+ * one (sliver_exec). */
+struct sliver_workload {
+	char **argv;	     /* NULL-terminated */
+	char **env;	     /* NULL-terminated K=V added to the defaults */
+	const char *workdir; /* NULL = / */
+	int stdin_fd, stdout_fd, stderr_fd;
+	uint64_t caps;
+	const struct seccomp_bpf *bpf;
+	bool tty; /* stdio is a pty slave: make it the controlling tty */
+};
+
 struct sliver_config {
 	const char *name; /* for messages */
 	const char *hostname;
@@ -41,13 +54,8 @@ struct sliver_config {
 	const char *lower_copy; /* <slice>/lower-copy: chowned copy if idmap is refused */
 	uint32_t id_base, id_count;
 	struct cgroup *cg;
-	const struct seccomp_bpf *bpf;
-	uint64_t caps;
 	bool host_net;
-	char **argv;	     /* NULL-terminated */
-	char **env;	     /* NULL-terminated K=V added to the defaults */
-	const char *workdir; /* NULL = / */
-	int stdin_fd, stdout_fd, stderr_fd;
+	struct sliver_workload workload; /* tty unused: P1 gives no terminal */
 	/* Detached: stdout/stderr are the write end of a pipe whose read end
 	 * is log_pipe; PID 1 copies it into log_fd (O_APPEND) keeping the
 	 * last log_max bytes on disk (reaper.h). log_pipe -1: no log. */
@@ -79,13 +87,8 @@ struct sliver_exec_config {
 	const char *name;
 	pid_t pid1;
 	struct cgroup *cg;
-	const struct seccomp_bpf *bpf;
-	uint64_t caps;
 	bool host_net;
-	char **argv, **env;
-	const char *workdir;
-	int stdin_fd, stdout_fd, stderr_fd;
-	bool tty; /* stdio is a pty slave: make it the controlling tty */
+	struct sliver_workload workload;
 };
 /* Run argv inside the running sliver; *status = wait status of the process. */
 int sliver_exec(const struct sliver_exec_config *c, int *code, struct vs_error *err);

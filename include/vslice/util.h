@@ -92,6 +92,12 @@ int vs_read_file(const char *path, size_t max, char **out, size_t *len_out, stru
 int vs_read_file_at(int dirfd, const char *name, size_t max, char **out, size_t *len_out,
 		    struct vs_error *err);
 
+/* A directory stream over name below dfd (name "." for dfd itself: the
+ * stream has an fd of its own, dfd's offset is not moved), opened with
+ * O_RDONLY | O_DIRECTORY | O_CLOEXEC | flags (e.g. O_NOFOLLOW). NULL with
+ * errno set on failure; nothing left open. */
+DIR *vs_opendirat(int dfd, const char *name, int flags);
+
 /* mkdir -p with mode for the created components. Existing dirs are fine. */
 int vs_mkdir_p(const char *path, mode_t mode, struct vs_error *err);
 
@@ -111,6 +117,11 @@ uint64_t vs_now_ns(void);
 
 /* Free a NULL-terminated string vector and its strings (NULL is fine). */
 void vs_strv_free(char **v);
+static inline void vs_strv_freep(char ***v)
+{
+	vs_strv_free(*v);
+}
+#define cleanup_strv __attribute__((cleanup(vs_strv_freep)))
 
 #define VS_SHA256_HEX 65 /* 64 hex digits + NUL */
 /* SHA-256 of fd's whole content (pread from offset 0), as lowercase hex. */

@@ -224,14 +224,9 @@ static int rm_rf_at(int parent, const char *name, dev_t dev, struct vs_error *er
 	}
 	if (st.st_dev != dev)
 		return vs_error_set(err, EBUSY, "%s: is a mount point, not removing", name);
-	int fd = openat(parent, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-	if (fd < 0)
+	cleanup_closedir DIR *d = vs_opendirat(parent, name, O_NOFOLLOW);
+	if (!d)
 		return vs_error_sys(err, errno, "%s: open", name);
-	cleanup_closedir DIR *d = fdopendir(fd);
-	if (!d) {
-		close(fd);
-		return vs_error_sys(err, errno, "%s: opendir", name);
-	}
 	struct dirent *de;
 	while ((de = readdir(d))) {
 		if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, ".."))
@@ -302,6 +297,20 @@ void vs_sha256_buf(const void *buf, size_t len, char out[VS_SHA256_HEX])
 	sha256_init(&h);
 	sha256_update(&h, len, buf);
 	sha256_hex(&h, out);
+}
+
+DIR *vs_opendirat(int dfd, const char *name, int flags)
+{
+	int fd = openat(dfd, name, O_RDONLY | O_DIRECTORY | O_CLOEXEC | flags);
+	if (fd < 0)
+		return NULL;
+	DIR *d = fdopendir(fd);
+	if (!d) {
+		int saved = errno;
+		close(fd);
+		errno = saved;
+	}
+	return d;
 }
 
 int vs_mkdirs_at(int dfd, const char *rel, mode_t mode, struct vs_error *err)

@@ -175,14 +175,9 @@ static int tree_size_at(int dfd, struct inode_set *seen, uint64_t *sum, int dept
 {
 	if (depth > IMAGE_MAX_DEPTH + 1)
 		return vs_error_set(err, ELOOP, "directory tree deeper than %d", IMAGE_MAX_DEPTH);
-	int fd = openat(dfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (fd < 0)
+	cleanup_closedir DIR *d = vs_opendirat(dfd, ".", 0);
+	if (!d)
 		return vs_error_sys(err, errno, "open");
-	cleanup_closedir DIR *d = fdopendir(fd);
-	if (!d) {
-		close(fd);
-		return vs_error_sys(err, errno, "opendir");
-	}
 	struct dirent *de;
 	while ((de = readdir(d))) {
 		if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, ".."))

@@ -458,14 +458,9 @@ static int apply_whiteout(struct import_ctx *c, const char *rel, struct vs_error
 		return dfd == -ENOENT || dfd == -ENOTDIR ? 0 : dfd;
 	if (!opaque)
 		return rm_rf_at(dfd, victim, err);
-	int fd = openat(dfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (fd < 0)
+	cleanup_closedir DIR *d = vs_opendirat(dfd, ".", 0);
+	if (!d)
 		return vs_error_sys(err, errno, "open");
-	cleanup_closedir DIR *d = fdopendir(fd);
-	if (!d) {
-		close(fd);
-		return vs_error_sys(err, errno, "opendir");
-	}
 	struct dirent *de;
 	while ((de = readdir(d))) {
 		if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, ".."))
@@ -805,14 +800,9 @@ static int copy_tree(struct import_ctx *c, int sfd, int dfd, const char *prefix,
 	if (depth > MAX_DIR_DEPTH)
 		return vs_error_set(err, ELOOP, "%s: deeper than %d directories", prefix,
 				    MAX_DIR_DEPTH);
-	int fd = openat(sfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (fd < 0)
+	cleanup_closedir DIR *d = vs_opendirat(sfd, ".", 0);
+	if (!d)
 		return vs_error_sys(err, errno, "%s: open", *prefix ? prefix : ".");
-	cleanup_closedir DIR *d = fdopendir(fd);
-	if (!d) {
-		close(fd);
-		return vs_error_sys(err, errno, "%s: opendir", *prefix ? prefix : ".");
-	}
 	struct dirent *de;
 	while ((errno = 0, de = readdir(d))) {
 		const char *n = de->d_name;

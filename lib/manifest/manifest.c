@@ -31,6 +31,7 @@
 #include <time.h>
 
 #include "vslice/caps.h"
+#include "vslice/json.h"
 #include "vslice/manifest.h"
 #include "vslice/seccomp_policy.h"
 #include "vslice/sliver.h"
@@ -49,13 +50,6 @@
 #define MEMORY_MIN	  (4u << 20) /* slice_spec_check refuses less */
 #define SLICE_PATH_MAX	  4095
 #define EXPIRES_AHEAD_MAX ((uint64_t)INT32_MAX * 16) /* as far as a duration may reach */
-
-static void json_decref_p(json_t **j)
-{
-	if (*j)
-		json_decref(*j);
-}
-#define cleanup_json __attribute__((cleanup(json_decref_p)))
 
 /* ------------------------------------------------------------------ */
 /* Error list                                                          */
@@ -1565,11 +1559,9 @@ static void do_top_key(struct ctx *c, const char *path, int key, json_t *v, void
 		break;
 	case K_NETWORK: {
 		static const char *const vals[] = {"none", "bridge", "host", NULL};
-		static const enum slice_net nets[] = {SLICE_NET_NONE, SLICE_NET_BRIDGE,
-						      SLICE_NET_HOST};
 		int i = want_enum(c, path, v, "a network mode", vals);
 		if (i >= 0)
-			m->net = nets[i];
+			snprintf(m->network, sizeof(m->network), "%s", vals[i]);
 		break;
 	}
 	case K_ENV:
@@ -1624,11 +1616,6 @@ void manifest_free(struct manifest *m)
 	free(m);
 }
 
-static void manifest_freep(struct manifest **m)
-{
-	manifest_free(*m);
-}
-
 /* Absolute form of dir (not resolving symlinks: what the user named). */
 static char *absolute_dir(const char *dir)
 {
@@ -1673,12 +1660,12 @@ int manifest_parse(const char *json, size_t len, const char *base_dir, struct ma
 			  vs_xasprintf("invalid JSON: %s", text));
 		return -EINVAL;
 	}
-	__attribute__((cleanup(manifest_freep))) struct manifest *m = vs_xcalloc(1, sizeof(*m));
+	cleanup_manifest struct manifest *m = vs_xcalloc(1, sizeof(*m));
 	struct ctx c = {
 	    .errs = errs, .m = m, .base_arg = base_dir, .base_fd = -1, .resolved = !base_dir};
 	m->base_dir = absolute_dir(base_dir ? base_dir : ".");
 	snprintf(m->image, sizeof(m->image), "busybox");
-	m->net = SLICE_NET_NONE;
+	snprintf(m->network, sizeof(m->network), "none");
 	m->env = vs_xcalloc(1, sizeof(char *));
 
 	if (want(&c, "", root, T_OBJECT)) {
@@ -1797,53 +1784,4 @@ int manifest_load_file(const char *path, struct manifest **out, struct manifest_
 	text[n] = '\0';
 	cleanup_free char *copy = vs_xstrdup(path);
 	return manifest_parse(text, (size_t)n, dirname(copy), out, errs);
-}
-
-/* ------------------------------------------------------------------ */
-/* To a slice spec                                                     */
-
-static char **strv_dup(char *const *v, size_t n)
-{
-	char **out = vs_xcalloc(n + 1, sizeof(char *));
-	for (size_t i = 0; i < n; i++)
-		out[i] = vs_xstrdup(v[i]);
-	return out;
-}
-
-int manifest_to_spec(const struct manifest *m, struct slice_spec *spec, struct vs_error *err)
-{
-	memset(spec, 0, sizeof(*spec));
-	uint64_t lifetime = m->lifetime_secs;
-	if (m->expires) {
-		time_t now = time(NULL);
-		if (m->expires <= now) {
-			char buf[64];
-			struct tm tm;
-			strftime(buf, sizeof(buf), "%Y-%m-%dT%H:%M:%SZ",
-				 gmtime_r(&m->expires, &tm));
-			return vs_error_set(err, EINVAL, "slice %s: .expires: %s has passed",
-					    m->name, buf);
-		}
-		lifetime = (uint64_t)(m->expires - now);
-	}
-	snprintf(spec->name, sizeof(spec->name), "%s", m->name);
-	snprintf(spec->image, sizeof(spec->image), "%s", m->image);
-	/* Hostnames take no '_' (site_exp1 -> site-exp1). */
-	snprintf(spec->hostname, sizeof(spec->hostname), "%s", m->name);
-	for (char *h = spec->hostname; *h; h++)
-		if (*h == '_')
-			*h = '-';
-	spec->policy = vs_xstrdup(m->policy ? m->policy : "default");
-	spec->workdir = m->workdir ? vs_xstrdup(m->workdir) : NULL;
-	spec->cpu_millis = m->cpu_millis;
-	spec->memory_bytes = m->memory_bytes;
-	spec->pids_max = m->pids_max;
-	spec->disk_bytes = m->disk_bytes;
-	spec->lifetime_secs = lifetime;
-	spec->net = m->net;
-	spec->env = strv_dup(m->env, m->nenv);
-	spec->argv = strv_dup(m->argv, m->argc);
-	spec->timeout_secs = m->timeout_secs;
-	spec->restart_max = m->restart_on_failure ? m->restart_limit : 0;
-	return 0;
 }

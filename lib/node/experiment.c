@@ -3,6 +3,9 @@
  * in its upper dir before it first runs), and its result files walked back
  * out. Used by `slicectl submit`/`results` in local mode and by
  * vslice-nodemgr for each sliver assigned to its node.
+ *
+ * experiment_spec() is the one place a manifest becomes a slice spec: the
+ * manifest module (lib/manifest) knows the format only, lib/node knows both.
  */
 #include <dirent.h>
 #include <errno.h>
@@ -15,11 +18,70 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "node_internal.h"
 #include "vslice/experiment.h"
 #include "vslice/image.h"
 #include "vslice/json.h"
 #include "vslice/slice.h"
 #include "vslice/util.h"
+
+/* ------------------------------------------------------------------ */
+/* manifest -> slice spec                                              */
+
+_Static_assert(MANIFEST_NAME_MAX <= SLICE_NAME_MAX, "a manifest name fits a slice spec");
+
+static char **strv_dup(char *const *v, size_t n)
+{
+	char **out = vs_xcalloc(n + 1, sizeof(char *));
+	for (size_t i = 0; i < n; i++)
+		out[i] = vs_xstrdup(v[i]);
+	return out;
+}
+
+int experiment_spec(const struct manifest *m, struct slice_spec *spec, struct vs_error *err)
+{
+	memset(spec, 0, sizeof(*spec));
+	uint64_t lifetime = m->lifetime_secs;
+	if (m->expires) {
+		time_t now = time(NULL);
+		if (m->expires <= now) {
+			char buf[64];
+			struct tm tm;
+			strftime(buf, sizeof(buf), "%Y-%m-%dT%H:%M:%SZ",
+				 gmtime_r(&m->expires, &tm));
+			return vs_error_set(err, EINVAL, "slice %s: .expires: %s has passed",
+					    m->name, buf);
+		}
+		lifetime = (uint64_t)(m->expires - now);
+	}
+	enum slice_net net;
+	if (slice_net_parse(m->network, &net) < 0)
+		return vs_error_set(err, EINVAL, "slice %s: .network: unknown mode", m->name);
+	snprintf(spec->name, sizeof(spec->name), "%s", m->name);
+	snprintf(spec->image, sizeof(spec->image), "%s", m->image);
+	/* Hostnames take no '_' (site_exp1 -> site-exp1). */
+	snprintf(spec->hostname, sizeof(spec->hostname), "%s", m->name);
+	for (char *h = spec->hostname; *h; h++)
+		if (*h == '_')
+			*h = '-';
+	spec->policy = vs_xstrdup(m->policy ? m->policy : "default");
+	spec->policy_text = m->policy_json ? vs_xstrdup(m->policy_json) : NULL;
+	spec->workdir = m->workdir ? vs_xstrdup(m->workdir) : NULL;
+	spec->cpu_millis = m->cpu_millis;
+	spec->memory_bytes = m->memory_bytes;
+	spec->pids_max = m->pids_max;
+	spec->disk_bytes = m->disk_bytes;
+	spec->lifetime_secs = lifetime;
+	spec->net = net;
+	spec->env = strv_dup(m->env, m->nenv);
+	spec->argv = strv_dup(m->argv, m->argc);
+	spec->timeout_secs = m->timeout_secs;
+	spec->restart_max = m->restart_on_failure ? m->restart_limit : 0;
+	return 0;
+}
+
+/* ------------------------------------------------------------------ */
+/* create                                                              */
 
 /* Host id for an id inside the slice (the runtime maps 65536 ids from id_base). */
 static uint32_t map_id(uint32_t base, uint32_t id)
@@ -140,11 +202,9 @@ int experiment_create_with(const char *root, const struct manifest *m, const cha
 			   struct vs_error *err)
 {
 	struct slice_spec spec = {0};
-	int r = manifest_to_spec(m, &spec, err);
+	int r = experiment_spec(m, &spec, err);
 	if (r < 0)
 		return r;
-	if (m->policy_json)
-		spec.policy_text = vs_xstrdup(m->policy_json);
 	r = slice_create(root, &spec, err);
 	if (r == 0) {
 		/* From here on, a failure destroys the slice: nothing left behind.
@@ -273,15 +333,9 @@ static void walk_entry(const struct experiment_walk *w, int fd, const char *rel,
 
 static void walk_tree(const struct experiment_walk *w, int fd, const char *rel, int depth)
 {
-	int dup_fd = openat(fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (dup_fd < 0) {
-		problem(w, rel, strerror(errno), false, true);
-		return;
-	}
-	cleanup_closedir DIR *d = fdopendir(dup_fd);
+	cleanup_closedir DIR *d = vs_opendirat(fd, ".", 0);
 	if (!d) {
 		problem(w, rel, strerror(errno), false, true);
-		close(dup_fd);
 		return;
 	}
 	struct dirent *de;

@@ -12,17 +12,11 @@
 
 #include "node_internal.h"
 #include "vslice/idrange.h"
+#include "vslice/json.h"
 #include "vslice/reaper.h"
 #include "vslice/sliver.h"
 #include "vslice/units.h"
 #include "vslice/util.h"
-
-static void json_decref_p(json_t **j)
-{
-	if (*j)
-		json_decref(*j);
-}
-#define cleanup_json __attribute__((cleanup(json_decref_p)))
 
 const char *slice_status_name(enum slice_status s)
 {

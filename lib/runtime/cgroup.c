@@ -25,6 +25,7 @@
 #include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <inttypes.h>
 #include <limits.h>
 #include <linux/magic.h>
 #include <signal.h>
@@ -96,6 +97,14 @@ int cg_write(const struct cgroup *cg, const char *dir, const char *label, const 
 		return vs_error_sys(err, w < 0 ? errno : EIO, "cgroup %s: write %s \"%s\"", label,
 				    file, val);
 	return 0;
+}
+
+int cg_write_u64(const struct cgroup *cg, const struct cg_hier *h, const char *file, uint64_t v,
+		 struct vs_error *err)
+{
+	char buf[24];
+	snprintf(buf, sizeof(buf), "%" PRIu64, v);
+	return cg_write(cg, h->path, h->label, file, buf, err);
 }
 
 int cg_write_if_exists(const struct cgroup *cg, const char *dir, const char *label,
@@ -740,6 +749,18 @@ void cg_cpu_quota(uint64_t millis, uint64_t *quota_us, uint64_t *period_us)
 	*quota_us = millis * (*period_us / 1000);
 }
 
+unsigned cg_limits_ctrls(const struct cgroup_limits *lim)
+{
+	unsigned need = 0;
+	if (lim->cpu_millis || lim->cpu_weight)
+		need |= CG_CPU;
+	if (lim->memory_bytes)
+		need |= CG_MEMORY;
+	if (lim->pids_max)
+		need |= CG_PIDS;
+	return need;
+}
+
 static int check_limits(struct cgroup *cg, const struct cgroup_limits *lim, struct vs_error *err)
 {
 	if (lim->cpu_weight > 10000)
@@ -748,13 +769,7 @@ static int check_limits(struct cgroup *cg, const struct cgroup_limits *lim, stru
 	if (lim->cpu_millis > UINT64_MAX / 1000)
 		return vs_error_set(err, EINVAL, "cgroup %s: cpu %llu millicpus out of range",
 				    cg->label, (unsigned long long)lim->cpu_millis);
-	unsigned need = 0;
-	if (lim->cpu_millis || lim->cpu_weight)
-		need |= CG_CPU;
-	if (lim->memory_bytes)
-		need |= CG_MEMORY;
-	if (lim->pids_max)
-		need |= CG_PIDS;
+	unsigned need = cg_limits_ctrls(lim);
 	for (unsigned i = 0; i < CG_NCTRL; i++)
 		if ((need & (1u << i)) && !(cg->ctrls & (1u << i)))
 			return vs_error_set(

@@ -86,6 +86,9 @@ struct cg_hier *cg_hier_for(struct cgroup *cg, unsigned c);
  * 1 ms minimum. */
 void cg_cpu_quota(uint64_t millis, uint64_t *quota_us, uint64_t *period_us);
 
+/* The controllers (CG_* bits) that the limits set in lim need. */
+unsigned cg_limits_ctrls(const struct cgroup_limits *lim);
+
 /* "<dir>/<file>"; caller frees. */
 char *cg_join(const char *dir, const char *file);
 
@@ -95,6 +98,9 @@ char *cg_join(const char *dir, const char *file);
  */
 int cg_write(const struct cgroup *cg, const char *dir, const char *label, const char *file,
 	     const char *val, struct vs_error *err);
+/* cg_write of a decimal v to hierarchy h's slice directory. */
+int cg_write_u64(const struct cgroup *cg, const struct cg_hier *h, const char *file, uint64_t v,
+		 struct vs_error *err);
 /* As cg_write, only if the file exists (on a fake tree too); 0 if it does not. */
 int cg_write_if_exists(const struct cgroup *cg, const char *dir, const char *label,
 		       const char *file, const char *val, struct vs_error *err);

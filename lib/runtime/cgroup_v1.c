@@ -24,7 +24,6 @@
  */
 #include <errno.h>
 #include <fcntl.h>
-#include <inttypes.h>
 #include <linux/magic.h>
 #include <signal.h>
 #include <stdio.h>
@@ -126,26 +125,18 @@ static int v1_init(struct cgroup *cg, struct vs_error *err)
 	return 0;
 }
 
-static int write_u64(struct cgroup *cg, struct cg_hier *h, const char *file, uint64_t v,
-		     struct vs_error *err)
-{
-	char buf[24];
-	snprintf(buf, sizeof(buf), "%" PRIu64, v);
-	return cg_write(cg, h->path, h->label, file, buf, err);
-}
-
 static int write_limits(struct cgroup *cg, const struct cgroup_limits *lim, struct vs_error *err)
 {
 	struct cg_hier *h;
 	int r;
 	if ((h = cg_hier_for(cg, CG_MEMORY))) {
 		if (lim->memory_bytes) {
-			if ((r = write_u64(cg, h, "memory.limit_in_bytes", lim->memory_bytes,
-					   err)) < 0)
+			if ((r = cg_write_u64(cg, h, "memory.limit_in_bytes", lim->memory_bytes,
+					      err)) < 0)
 				return r;
 			if (cg_file_exists(h->path, "memory.memsw.limit_in_bytes") &&
-			    (r = write_u64(cg, h, "memory.memsw.limit_in_bytes", lim->memory_bytes,
-					   err)) < 0)
+			    (r = cg_write_u64(cg, h, "memory.memsw.limit_in_bytes",
+					      lim->memory_bytes, err)) < 0)
 				return r;
 		}
 		cleanup_free char *oom = NULL;
@@ -157,22 +148,22 @@ static int write_limits(struct cgroup *cg, const struct cgroup_limits *lim, stru
 		vs_error_clear(err);
 	}
 	if ((h = cg_hier_for(cg, CG_PIDS)) && lim->pids_max &&
-	    (r = write_u64(cg, h, "pids.max", lim->pids_max, err)) < 0)
+	    (r = cg_write_u64(cg, h, "pids.max", lim->pids_max, err)) < 0)
 		return r;
 	if ((h = cg_hier_for(cg, CG_CPU))) {
 		if (lim->cpu_millis) {
 			uint64_t quota, period;
 			cg_cpu_quota(lim->cpu_millis, &quota, &period);
 			/* Period first: the quota is checked against it. */
-			if ((r = write_u64(cg, h, "cpu.cfs_period_us", period, err)) < 0 ||
-			    (r = write_u64(cg, h, "cpu.cfs_quota_us", quota, err)) < 0)
+			if ((r = cg_write_u64(cg, h, "cpu.cfs_period_us", period, err)) < 0 ||
+			    (r = cg_write_u64(cg, h, "cpu.cfs_quota_us", quota, err)) < 0)
 				return r;
 		}
 		if (lim->cpu_weight) {
 			uint64_t shares = lim->cpu_weight * 1024 / 100;
 			if (shares < 2)
 				shares = 2;
-			if ((r = write_u64(cg, h, "cpu.shares", shares, err)) < 0)
+			if ((r = cg_write_u64(cg, h, "cpu.shares", shares, err)) < 0)
 				return r;
 		}
 	}

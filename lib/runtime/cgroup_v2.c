@@ -121,14 +121,6 @@ static int enable_controllers(struct cgroup *cg, const char *dir, const char *la
 	return 0;
 }
 
-static int write_u64(struct cgroup *cg, struct cg_hier *h, const char *file, uint64_t v,
-		     struct vs_error *err)
-{
-	char buf[24];
-	snprintf(buf, sizeof(buf), "%" PRIu64, v);
-	return cg_write(cg, h->path, h->label, file, buf, err);
-}
-
 static int write_limits(struct cgroup *cg, struct cg_hier *h, const struct cgroup_limits *lim,
 			struct vs_error *err)
 {
@@ -141,10 +133,10 @@ static int write_limits(struct cgroup *cg, struct cg_hier *h, const struct cgrou
 		if ((r = cg_write(cg, h->path, h->label, "cpu.max", buf, err)) < 0)
 			return r;
 	}
-	if (lim->cpu_weight && (r = write_u64(cg, h, "cpu.weight", lim->cpu_weight, err)) < 0)
+	if (lim->cpu_weight && (r = cg_write_u64(cg, h, "cpu.weight", lim->cpu_weight, err)) < 0)
 		return r;
 	if (lim->memory_bytes) {
-		if ((r = write_u64(cg, h, "memory.max", lim->memory_bytes, err)) < 0)
+		if ((r = cg_write_u64(cg, h, "memory.max", lim->memory_bytes, err)) < 0)
 			return r;
 		if ((r = cg_write_if_exists(cg, h->path, h->label, "memory.swap.max", "0", err)) <
 		    0)
@@ -153,7 +145,7 @@ static int write_limits(struct cgroup *cg, struct cg_hier *h, const struct cgrou
 	if ((h->ctrls & CG_MEMORY) &&
 	    (r = cg_write_if_exists(cg, h->path, h->label, "memory.oom.group", "0", err)) < 0)
 		return r;
-	if (lim->pids_max && (r = write_u64(cg, h, "pids.max", lim->pids_max, err)) < 0)
+	if (lim->pids_max && (r = cg_write_u64(cg, h, "pids.max", lim->pids_max, err)) < 0)
 		return r;
 	return 0;
 }
@@ -162,13 +154,7 @@ static int v2_create(struct cgroup *cg, const struct cgroup_limits *lim, struct 
 {
 	struct cg_hier *h = &cg->hier[0];
 	unsigned wanted = h->ctrls & (CG_CPU | CG_MEMORY | CG_PIDS);
-	unsigned required = 0;
-	if (lim->cpu_millis || lim->cpu_weight)
-		required |= CG_CPU;
-	if (lim->memory_bytes)
-		required |= CG_MEMORY;
-	if (lim->pids_max)
-		required |= CG_PIDS;
+	unsigned required = cg_limits_ctrls(lim);
 
 	int r = enable_controllers(cg, cg->root, cg->root, &wanted, required, err);
 	if (r < 0)

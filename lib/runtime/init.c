@@ -100,7 +100,7 @@ static int exec_search(char **argv, char **env)
 	return best;
 }
 
-void workload_exec(const struct workload_params *p)
+void workload_exec(const struct sliver_workload *p, int status_fd)
 {
 	char msg[VS_ERROR_MAX];
 	struct vs_error err;
@@ -114,7 +114,7 @@ void workload_exec(const struct workload_params *p)
 	setsid();
 	if (p->tty && ioctl(p->stdin_fd, TIOCSCTTY, 0) < 0) {
 		snprintf(msg, sizeof(msg), "controlling tty: %s", strerror(errno));
-		sliver_send(p->status_fd, MSG_ERROR, errno, msg);
+		sliver_send(status_fd, MSG_ERROR, errno, msg);
 		_exit(125);
 	}
 	int fds[3] = {p->stdin_fd, p->stdout_fd, p->stderr_fd};
@@ -129,29 +129,29 @@ void workload_exec(const struct workload_params *p)
 	const char *wd = p->workdir && *p->workdir ? p->workdir : "/";
 	if (chdir(wd) < 0) {
 		snprintf(msg, sizeof(msg), "workdir %s: %s", wd, strerror(errno));
-		sliver_send(p->status_fd, MSG_WORKDIR_FAILED, 126, msg);
+		sliver_send(status_fd, MSG_WORKDIR_FAILED, 126, msg);
 		_exit(126);
 	}
 	/* Only 0, 1, 2 survive execve (the status pipe closes on success). */
 	close_range(3, ~0U, CLOSE_RANGE_CLOEXEC);
 	if (caps_apply(p->caps, &err) < 0) {
-		sliver_send(p->status_fd, MSG_ERROR, err.code, err.msg);
+		sliver_send(status_fd, MSG_ERROR, err.code, err.msg);
 		_exit(125);
 	}
 	if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0) {
-		sliver_send(p->status_fd, MSG_ERROR, errno, "no_new_privs");
+		sliver_send(status_fd, MSG_ERROR, errno, "no_new_privs");
 		_exit(125);
 	}
 	int r = seccomp_bpf_install(p->bpf);
 	if (r < 0) {
 		snprintf(msg, sizeof(msg), "seccomp: %s", strerror(-r));
-		sliver_send(p->status_fd, MSG_ERROR, -r, msg);
+		sliver_send(status_fd, MSG_ERROR, -r, msg);
 		_exit(125);
 	}
 	int e = exec_search(p->argv, env);
 	int code = (e == ENOENT || e == ENOTDIR) ? 127 : 126;
 	snprintf(msg, sizeof(msg), "exec \"%s\": %s", p->argv[0], strerror(e));
-	sliver_send(p->status_fd, MSG_EXEC_FAILED, code, msg);
+	sliver_send(status_fd, MSG_EXEC_FAILED, code, msg);
 	_exit(code);
 }
 
@@ -172,7 +172,7 @@ static pid_t fork_workload(const struct sliver_config *c, int status_fd)
 	if (w != 0)
 		return w;
 	if (c->workload_fn) {
-		int fds[3] = {c->stdin_fd, c->stdout_fd, c->stderr_fd};
+		int fds[3] = {c->workload.stdin_fd, c->workload.stdout_fd, c->workload.stderr_fd};
 		for (int i = 0; i < 3; i++)
 			if (fds[i] >= 0 && fds[i] != i)
 				dup2(fds[i], i);
@@ -181,18 +181,7 @@ static pid_t fork_workload(const struct sliver_config *c, int status_fd)
 		sigprocmask(SIG_UNBLOCK, &all, NULL);
 		_exit(c->workload_fn(c->workload_arg));
 	}
-	struct workload_params p = {
-	    .argv = c->argv,
-	    .env = c->env,
-	    .workdir = c->workdir,
-	    .stdin_fd = c->stdin_fd,
-	    .stdout_fd = c->stdout_fd,
-	    .stderr_fd = c->stderr_fd,
-	    .caps = c->caps,
-	    .bpf = c->bpf,
-	    .status_fd = status_fd,
-	};
-	workload_exec(&p);
+	workload_exec(&c->workload, status_fd);
 }
 
 /* Restart callback for the in-process reaper. */
@@ -267,7 +256,8 @@ void init_main(const struct sliver_config *c, int status_fd)
 		int devnull = open("/dev/null", O_RDWR | O_CLOEXEC);
 		if (devnull >= 0) {
 			for (int i = 0; i < 3; i++)
-				if (i != c->stdin_fd && i != c->stdout_fd && i != c->stderr_fd)
+				if (i != c->workload.stdin_fd && i != c->workload.stdout_fd &&
+				    i != c->workload.stderr_fd)
 					dup2(devnull, i);
 			close(devnull);
 		}

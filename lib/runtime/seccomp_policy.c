@@ -49,6 +49,7 @@
 #include <unistd.h>
 
 #include "vslice/caps.h"
+#include "vslice/json.h"
 #include "vslice/seccomp_policy.h"
 #include "vslice/util.h"
 
@@ -70,7 +71,6 @@ static inline void seccomp_releasep(scmp_filter_ctx *c)
 	if (*c)
 		seccomp_release(*c);
 }
-#define cleanup_json	__attribute__((cleanup(json_decrefp)))
 #define cleanup_seccomp __attribute__((cleanup(seccomp_releasep)))
 
 const char *seccomp_policy_builtin(const char *name)

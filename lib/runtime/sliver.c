@@ -357,9 +357,9 @@ int sliver_spawn(const struct sliver_config *c, struct sliver_result *res, struc
 		int keep[] = {sp[1],
 			      c->exit_fd,
 			      c->init_fd,
-			      c->stdin_fd,
-			      c->stdout_fd,
-			      c->stderr_fd,
+			      c->workload.stdin_fd,
+			      c->workload.stdout_fd,
+			      c->workload.stderr_fd,
 			      c->log_pipe,
 			      c->log_fd,
 			      0,
@@ -460,19 +460,7 @@ static int exec_helper(const struct sliver_exec_config *c, int sfd, bool in_cgro
 	if (x < 0)
 		return vs_error_sys(err, errno, "fork");
 	if (x == 0) {
-		struct workload_params p = {
-		    .argv = c->argv,
-		    .env = c->env,
-		    .workdir = c->workdir,
-		    .stdin_fd = c->stdin_fd,
-		    .stdout_fd = c->stdout_fd,
-		    .stderr_fd = c->stderr_fd,
-		    .caps = c->caps,
-		    .bpf = c->bpf,
-		    .tty = c->tty,
-		    .status_fd = sfd,
-		};
-		workload_exec(&p);
+		workload_exec(&c->workload, sfd);
 	}
 	exec_child = x;
 	close(sfd);
@@ -498,7 +486,9 @@ int sliver_exec(const struct sliver_exec_config *c, int *code, struct vs_error *
 	}
 	if (e == 0) {
 		close(sp[0]);
-		int keep[] = {sp[1], c->stdin_fd, c->stdout_fd, c->stderr_fd, 0, 1, 2};
+		int keep[] = {
+		    sp[1], c->workload.stdin_fd, c->workload.stdout_fd, c->workload.stderr_fd, 0, 1,
+		    2};
 		close_fds_except(keep, VS_ARRAY_SIZE(keep));
 		struct vs_error e2;
 		vs_error_clear(&e2);

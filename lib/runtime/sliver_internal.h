@@ -35,17 +35,9 @@ int rootfs_enter(const struct sliver_config *c, struct vs_error *err);
 /* init.c: P1's life after rootfs_enter; never returns. */
 __attribute__((noreturn)) void init_main(const struct sliver_config *c, int status_fd);
 
-struct workload_params {
-	char **argv, **env;
-	const char *workdir;
-	int stdin_fd, stdout_fd, stderr_fd;
-	uint64_t caps;
-	const struct seccomp_bpf *bpf;
-	bool tty;
-	int status_fd; /* -1: none */
-};
-/* init.c: the workload side: stdio, session, caps, NNP, seccomp, execve. Never returns. */
-__attribute__((noreturn)) void workload_exec(const struct workload_params *p);
+/* init.c: the workload side: stdio, session, caps, NNP, seccomp, execve;
+ * failures are reported on status_fd (-1: none). Never returns. */
+__attribute__((noreturn)) void workload_exec(const struct sliver_workload *p, int status_fd);
 
 /* Close every fd except those listed (and -1 entries are ignored). */
 void close_fds_except(const int *keep, size_t n);

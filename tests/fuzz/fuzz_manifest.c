@@ -18,7 +18,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "vslice/experiment.h"
 #include "vslice/manifest.h"
+#include "vslice/slice.h"
 
 static char base[64];
 static FILE *devnull;
@@ -81,17 +83,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			abort();
 		struct slice_spec spec;
 		struct vs_error err;
-		if (manifest_to_spec(m, &spec, &err) == 0) {
+		if (experiment_spec(m, &spec, &err) == 0) {
 			if (!spec.argv || !spec.argv[0] || !spec.env || !spec.policy)
 				abort();
-			free(spec.policy);
-			free(spec.workdir);
-			for (char **e = spec.env; *e; e++)
-				free(*e);
-			free(spec.env);
-			for (char **a = spec.argv; *a; a++)
-				free(*a);
-			free(spec.argv);
+			slice_spec_free(&spec);
 		}
 		for (size_t i = 0; i < m->nfiles; i++)
 			if (!m->files[i].path || !m->files[i].data || m->files[i].mode > 0777)

@@ -3,7 +3,8 @@
  * docs/examples validate, every error class names its JSON path with the
  * exact message a user sees, all errors come at once, files next to the
  * manifest cannot be used to read outside its directory, size limits hold,
- * and manifest_to_spec fills the slice spec.
+ * and experiment_spec (lib/node, the one manifest -> spec conversion) fills
+ * the slice spec.
  *
  * Runs from the repository root (fixtures: tests/unit/data/manifests/).
  */
@@ -20,23 +21,15 @@
 #include <time.h>
 
 #include "vslice/manifest.h"
+/* The manifest module knows the format, not slices (experiment.h converts). */
+#ifdef VSLICE_SLICE_H
+#error "vslice/manifest.h must not pull in vslice/slice.h"
+#endif
+#include "vslice/experiment.h"
+#include "vslice/slice.h"
 #include "vslice/util.h"
 
 #define FIXTURES "tests/unit/data/manifests"
-
-/* slice_spec_free lives in lib/node; free what manifest_to_spec fills. */
-static void spec_release(struct slice_spec *s)
-{
-	free(s->policy);
-	free(s->workdir);
-	for (char **e = s->env; e && *e; e++)
-		free(*e);
-	free(s->env);
-	for (char **a = s->argv; a && *a; a++)
-		free(*a);
-	free(s->argv);
-	memset(s, 0, sizeof(*s));
-}
 
 /* The errors as the user sees them (manifest_errors_print without prefix). */
 static char *render(const struct manifest_errors *e)
@@ -114,8 +107,8 @@ static void test_examples_validate(void **state)
 		assert_non_null(m->argv);
 		struct slice_spec spec;
 		struct vs_error err;
-		assert_int_equal(manifest_to_spec(m, &spec, &err), 0);
-		spec_release(&spec);
+		assert_int_equal(experiment_spec(m, &spec, &err), 0);
+		slice_spec_free(&spec);
 		manifest_free(m);
 		manifest_errors_free(&e);
 	}
@@ -395,6 +388,13 @@ static void test_resolved_form(void **state)
 	assert_null(m->policy);
 	assert_non_null(m->policy_json);
 	assert_non_null(strstr(m->policy_json, "ptrace"));
+	/* ... and handed to the slice by the one conversion */
+	struct slice_spec spec;
+	struct vs_error serr;
+	assert_int_equal(experiment_spec(m, &spec, &serr), 0);
+	assert_string_equal(spec.policy, "default");
+	assert_string_equal(spec.policy_text, m->policy_json);
+	slice_spec_free(&spec);
 	manifest_free(m);
 
 	/* no manifest directory: nothing is read from disk */
@@ -638,13 +638,13 @@ static void test_lifetime_and_expires(void **state)
 	assert_int_equal(m->lifetime_secs, 0);
 	struct slice_spec spec;
 	struct vs_error err;
-	assert_int_equal(manifest_to_spec(m, &spec, &err), 0);
+	assert_int_equal(experiment_spec(m, &spec, &err), 0);
 	uint64_t left = (uint64_t)(4083991200 - time(NULL));
 	assert_true(spec.lifetime_secs >= left - 5 && spec.lifetime_secs <= left);
-	spec_release(&spec);
+	slice_spec_free(&spec);
 	/* Expired between parse and conversion. */
 	m->expires = time(NULL) - 1;
-	assert_int_equal(manifest_to_spec(m, &spec, &err), -EINVAL);
+	assert_int_equal(experiment_spec(m, &spec, &err), -EINVAL);
 	assert_non_null(strstr(err.msg, "has passed"));
 	assert_null(spec.argv);
 	manifest_free(m);
@@ -657,7 +657,7 @@ static void test_to_spec(void **state)
 	assert_int_equal(manifest_load_file(FIXTURES "/good/full.json", &m, &e), 0);
 	struct slice_spec spec;
 	struct vs_error err;
-	assert_int_equal(manifest_to_spec(m, &spec, &err), 0);
+	assert_int_equal(experiment_spec(m, &spec, &err), 0);
 	assert_string_equal(spec.name, "site_full");
 	assert_string_equal(spec.hostname, "site-full");
 	assert_string_equal(spec.image, "busybox");
@@ -668,6 +668,7 @@ static void test_to_spec(void **state)
 	assert_int_equal(spec.memory_bytes, 256u << 20);
 	assert_int_equal(spec.pids_max, 100);
 	assert_int_equal(spec.disk_bytes, 1ull << 30);
+	assert_string_equal(m->network, "bridge");
 	assert_int_equal(spec.net, SLICE_NET_BRIDGE);
 	assert_string_equal(spec.env[0], "A=1");
 	assert_string_equal(spec.env[1], "_B=two words");
@@ -679,7 +680,7 @@ static void test_to_spec(void **state)
 	assert_int_equal(spec.timeout_secs, 90);
 	assert_int_equal(spec.restart_max, 5);
 	assert_true(spec.lifetime_secs > 0);
-	spec_release(&spec);
+	slice_spec_free(&spec);
 
 	/* The manifest keeps nodes, files and results. */
 	assert_true(m->nodes_given);
@@ -696,7 +697,7 @@ static void test_to_spec(void **state)
 	/* Defaults; a string command runs under /bin/sh -c. */
 	m = parse_ok(HEAD
 		     "\"run\": {\"command\": \"echo $HOME > /x\", \"restart\": \"on-failure\"}}");
-	assert_int_equal(manifest_to_spec(m, &spec, &err), 0);
+	assert_int_equal(experiment_spec(m, &spec, &err), 0);
 	assert_string_equal(spec.image, "busybox");
 	assert_string_equal(spec.hostname, "t");
 	assert_string_equal(spec.policy, "default");
@@ -704,6 +705,7 @@ static void test_to_spec(void **state)
 	assert_int_equal(spec.cpu_millis, 0);
 	assert_int_equal(spec.memory_bytes, 0);
 	assert_int_equal(spec.disk_bytes, 0);
+	assert_string_equal(m->network, "none");
 	assert_int_equal(spec.net, SLICE_NET_NONE);
 	assert_non_null(spec.env);
 	assert_null(spec.env[0]);
@@ -714,15 +716,15 @@ static void test_to_spec(void **state)
 	assert_int_equal(spec.restart_max, 3);
 	assert_int_equal(spec.lifetime_secs, MANIFEST_DEFAULT_LIFETIME);
 	assert_false(m->nodes_given);
-	spec_release(&spec);
+	slice_spec_free(&spec);
 	manifest_free(m);
 
 	m = parse_ok(HEAD "\"run\": {\"command\": [\"/bin/true\"], \"restart\": \"never\"}}");
-	assert_int_equal(manifest_to_spec(m, &spec, &err), 0);
+	assert_int_equal(experiment_spec(m, &spec, &err), 0);
 	assert_int_equal(spec.restart_max, 0);
 	assert_string_equal(spec.argv[0], "/bin/true");
 	assert_null(spec.argv[1]);
-	spec_release(&spec);
+	slice_spec_free(&spec);
 	manifest_free(m);
 }
 
