@@ -32,7 +32,7 @@ int main(void)
 {
 	test_init();
 	struct sockaddr_un p = { .sun_family = AF_UNIX }, a = { .sun_family = AF_UNIX };
-	snprintf(p.sun_path, sizeof(p.sun_path), "/tmp/ckpt-dgself-%d", getpid());
+	test_tmp_name(p.sun_path, sizeof(p.sun_path), "ckpt-dgself");
 	unlink(p.sun_path);
 	socklen_t pl = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + strlen(p.sun_path) + 1);
 	int n = snprintf(a.sun_path + 1, sizeof(a.sun_path) - 1, "ckpt-dgself-%d", getpid());

@@ -9,8 +9,8 @@ int main(void)
 {
 	test_init();
 	struct sockaddr_un d = { .sun_family = AF_UNIX }, l = { .sun_family = AF_UNIX };
-	snprintf(d.sun_path, sizeof(d.sun_path), "/tmp/ckpt-ugone-d-%d", getpid());
-	snprintf(l.sun_path, sizeof(l.sun_path), "/tmp/ckpt-ugone-l-%d", getpid());
+	test_tmp_name(d.sun_path, sizeof(d.sun_path), "ckpt-ugone-d");
+	test_tmp_name(l.sun_path, sizeof(l.sun_path), "ckpt-ugone-l");
 	unlink(d.sun_path);
 	unlink(l.sun_path);
 	int sd = socket(AF_UNIX, SOCK_DGRAM, 0), sl = socket(AF_UNIX, SOCK_STREAM, 0);

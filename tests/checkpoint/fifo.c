@@ -7,7 +7,7 @@ int main(void)
 {
 	test_init();
 	char path[64];
-	snprintf(path, sizeof(path), "/tmp/ckpt-fifo-%d", getpid());
+	test_tmp_name(path, sizeof(path), "ckpt-fifo");
 	unlink(path);
 	CHECK(mkfifo(path, 0600) == 0, "mkfifo");
 	int r = open(path, O_RDONLY | O_NONBLOCK);

@@ -10,7 +10,7 @@ int main(void)
 {
 	test_init();
 	char path[64];
-	snprintf(path, sizeof(path), "/tmp/ckpt-shared-file-%d", getpid());
+	test_tmp_name(path, sizeof(path), "ckpt-shared-file");
 	int fd = open(path, O_RDWR | O_CREAT | O_TRUNC, 0644);
 	CHECK(fd >= 0 && ftruncate(fd, 8192) == 0, "create %s", path);
 	char *m = mmap(NULL, 8192, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);

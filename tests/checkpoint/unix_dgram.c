@@ -11,7 +11,7 @@ int main(void)
 	CHECK(socketpair(AF_UNIX, SOCK_DGRAM, 0, s) == 0, "socketpair");
 	CHECK(send(s[0], "one", 3, 0) == 3 && send(s[0], "two22", 5, 0) == 5, "send");
 	struct sockaddr_un sa = { .sun_family = AF_UNIX };
-	snprintf(sa.sun_path, sizeof(sa.sun_path), "/tmp/ckpt-dgram-%d", getpid());
+	test_tmp_name(sa.sun_path, sizeof(sa.sun_path), "ckpt-dgram");
 	unlink(sa.sun_path);
 	int srv = socket(AF_UNIX, SOCK_DGRAM, 0), cli = socket(AF_UNIX, SOCK_DGRAM, 0);
 	CHECK(bind(srv, (void *)&sa, sizeof(sa)) == 0, "bind");

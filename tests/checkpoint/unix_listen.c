@@ -8,7 +8,7 @@ int main(void)
 {
 	test_init();
 	struct sockaddr_un sa = { .sun_family = AF_UNIX };
-	snprintf(sa.sun_path, sizeof(sa.sun_path), "/tmp/ckpt-listen-%d", getpid());
+	test_tmp_name(sa.sun_path, sizeof(sa.sun_path), "ckpt-listen");
 	unlink(sa.sun_path);
 	int l = socket(AF_UNIX, SOCK_STREAM, 0);
 	CHECK(bind(l, (void *)&sa, sizeof(sa)) == 0 && listen(l, 8) == 0, "listen");

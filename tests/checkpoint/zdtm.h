@@ -70,6 +70,18 @@ __attribute__((format(printf, 1, 2))) static inline void fail(const char *fmt, .
 	exit(1);
 }
 
+/* A /tmp name of this run alone: the standalone harness runs tests in a
+ * PID namespace (getpid() is 2 in every run) on the host's /tmp, where a
+ * fixed name left by the root pass (sticky /tmp) or by a run beside it would
+ * make the next bind/mkfifo fail. Computed once, before the checkpoint. */
+static inline void test_tmp_name(char *buf, size_t len, const char *stem)
+{
+	struct timespec t;
+	clock_gettime(CLOCK_REALTIME, &t);
+	snprintf(buf, len, "/tmp/%s-%d-%lx%lx", stem, getpid(), (unsigned long)t.tv_nsec,
+		 (unsigned long)getppid());
+}
+
 #define CHECK(cond, ...)                  \
 	do {                              \
 		if (!(cond))              \
