@@ -57,7 +57,8 @@ expect_eq "... also spelled /PARENT/" 1 "$RC"
 # --- the same --listen port ---------------------------------------------------
 second "$VC_TMP/other/root" "$VC_PFX-other" --listen "$STATUS"
 expect_eq "a second node manager on a busy --listen port refuses to start (exit 1)" 1 "$RC"
-check "... saying the address is in use" has "$(echo "$OUT" | tail -1)" "vslice-nodemgr: --listen $STATUS: Address already in use"
+check "... in one line" test "$(echo "$OUT" | wc -l)" = 1
+check "... saying the address is in use" has "$OUT" "vslice-nodemgr: status API: --listen $STATUS: address already in use"
 check "node1's status API still answers" status_up
 
 # --- each with its own: both run -----------------------------------------------
