@@ -26,7 +26,7 @@ expect_eq "--default-pids -1: usage error (exit 125)" 125 "$?"
 for bad in 1M 17T lots; do
 	out=$("$NODEMGR" --registry http://127.0.0.1:1 --name x --token x --default-disk $bad 2>&1)
 	expect_eq "--default-disk $bad: usage error (exit 125)" 125 "$?"
-	check "... one line naming the flag" test "$(echo "$out" | wc -l)" = 1 -a -n "$(echo "$out" | grep -- --default-disk)"
+	check "... one line naming the flag and the value" test "$(echo "$out" | wc -l)" = 1 -a -n "$(echo "$out" | grep -F -- "--default-disk \"$bad\"")"
 done
 help=$("$NODEMGR" --help)
 check "--help shows --default-memory" has "$help" "--default-memory SIZE"
