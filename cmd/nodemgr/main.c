@@ -17,6 +17,7 @@
 
 #include "vslice/nodemgr.h"
 #include "vslice/slice.h"
+#include "vslice/sliver.h"
 #include "vslice/units.h"
 #include "vslice/util.h"
 
@@ -45,6 +46,8 @@ static const char help[] =
     "                     (default: 1G, or half of --memory if that is less; 0: none)\n"
     "  --default-pids N   pids limit of a sliver whose manifest sets none\n"
     "                     (default: 1024; 0: none)\n"
+    "  --default-disk SIZE  disk limit of a sliver whose manifest sets none: its files\n"
+    "                     in an ext4 image of SIZE, 16M to 16T (default: 0, none)\n"
     "  --listen ADDR:PORT a read-only local status API (GET /v1/status, no token;\n"
     "                     e.g. 127.0.0.1:7481)\n"
     "  -v, --verbose      log more (every poll, every decision)\n"
@@ -118,7 +121,8 @@ int main(int argc, char **argv)
 		OPT_LISTEN,
 		OPT_CA,
 		OPT_DEFAULT_MEMORY,
-		OPT_DEFAULT_PIDS
+		OPT_DEFAULT_PIDS,
+		OPT_DEFAULT_DISK
 	};
 	static const struct option longopts[] = {
 	    {"registry", required_argument, NULL, OPT_REGISTRY},
@@ -133,11 +137,14 @@ int main(int argc, char **argv)
 	    {"ca", required_argument, NULL, OPT_CA},
 	    {"default-memory", required_argument, NULL, OPT_DEFAULT_MEMORY},
 	    {"default-pids", required_argument, NULL, OPT_DEFAULT_PIDS},
+	    {"default-disk", required_argument, NULL, OPT_DEFAULT_DISK},
 	    {"verbose", no_argument, NULL, 'v'},
 	    {"help", no_argument, NULL, 'h'},
 	    {NULL, 0, NULL, 0},
 	};
-	struct nodemgr_opts o = {.log = log_line, .default_pids = NODEMGR_DEFAULT_PIDS};
+	struct nodemgr_opts o = {.log = log_line,
+				 .default_pids = NODEMGR_DEFAULT_PIDS,
+				 .default_disk = NODEMGR_DEFAULT_DISK};
 	bool default_memory_set = false;
 	const char *listen = NULL;
 	/* Freed on every return (usage errors and --help too: the ASan build checks leaks). */
@@ -210,6 +217,15 @@ int main(int argc, char **argv)
 			o.default_pids = n;
 			break;
 		}
+		case OPT_DEFAULT_DISK:
+			/* What resources.disk takes (the image's own bounds). */
+			if (vs_parse_size(optarg, &v, &err) < 0 ||
+			    (v > 0 && (v < SLIVER_DISK_MIN || v > SLIVER_DISK_MAX)))
+				return usage("--default-disk \"%s\": use a size from 16M to 16T "
+					     "(e.g. 10G), or 0 for none",
+					     optarg);
+			o.default_disk = v;
+			break;
 		case 'v':
 			o.verbose = true;
 			break;

@@ -50,6 +50,10 @@
  * --default-pids): an experiment without limits must not take a node down. */
 #define NODEMGR_DEFAULT_MEMORY (1ull << 30) /* or half the node's memory, if less */
 #define NODEMGR_DEFAULT_PIDS   1024
+/* No disk limit unless the operator asks (--default-disk): a limit is an
+ * ext4 image, loop device and mount per sliver, and such a sliver cannot
+ * be checkpointed yet (docs/cluster.md, "Node manager: default limits"). */
+#define NODEMGR_DEFAULT_DISK 0
 
 /* ------------------------------------------------------------------ */
 /* pure parts                                                          */
@@ -149,19 +153,16 @@ const char *nodemgr_action_name(enum nodemgr_action a);
  */
 json_t *nodemgr_sliver_status(const struct nodemgr_record *r, const struct slice_state *st);
 
-/* The registry's log size a 409 from a log upload names, from the error
- * text (http_put_buf passes on only that): "... the log has N bytes", else
- * the number after "size"; -1 if there is none. */
-long long nodemgr_conflict_size(const char *msg);
-
 /*
  * Give m the node's default limits where its manifest sets none (0: no
- * default for that one). Returns a bit set of what was applied:
- * NODEMGR_DEFAULTED_MEMORY, NODEMGR_DEFAULTED_PIDS.
+ * default for that one; disk in bytes, as m->disk_bytes: the caller keeps
+ * it in SLIVER_DISK_MIN..SLIVER_DISK_MAX). Returns a bit set of what was
+ * applied: NODEMGR_DEFAULTED_MEMORY, _PIDS, _DISK.
  */
 #define NODEMGR_DEFAULTED_MEMORY 1u
 #define NODEMGR_DEFAULTED_PIDS	 2u
-unsigned nodemgr_apply_defaults(struct manifest *m, uint64_t memory, uint64_t pids);
+#define NODEMGR_DEFAULTED_DISK	 4u
+unsigned nodemgr_apply_defaults(struct manifest *m, uint64_t memory, uint64_t pids, uint64_t disk);
 
 /*
  * The test hook VSLICE_FAULT: "nodemgr.create:N" or "nodemgr.destroy:N"
@@ -190,7 +191,9 @@ struct nodemgr_opts {
 	 * picks the built-in NODEMGR_DEFAULT_* unless told otherwise. */
 	uint64_t default_memory; /* bytes */
 	uint64_t default_pids;
-	bool verbose; /* also NODEMGR_LOG_DEBUG lines */
+	uint64_t default_disk; /* bytes: an ext4 image per sliver (off by default,
+				* NODEMGR_DEFAULT_DISK; docs/cluster.md) */
+	bool verbose;	       /* also NODEMGR_LOG_DEBUG lines */
 	/* "ADDR:PORT" (port 0: any) for a read-only local status API,
 	 * GET /v1/status: the node, whether it is registered, and every
 	 * sliver's status as last reported. No token: bind it to loopback.

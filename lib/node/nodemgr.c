@@ -352,15 +352,18 @@ int nodemgr_run(struct nodemgr *nm, struct vs_error *err)
 {
 	nm_log(nm, NODEMGR_LOG_INFO, "starting (registry %s, root %s, %zu sliver record%s)",
 	       nm->registry, nm->root, nm->nslivers, nm->nslivers == 1 ? "" : "s");
-	char dmem[32] = "none", dpids[32] = "none";
+	char dmem[32] = "none", dpids[32] = "none", ddisk[32] = "none";
 	if (nm->o.default_memory)
 		snprintf(dmem, sizeof(dmem), "%lluM",
 			 (unsigned long long)(nm->o.default_memory >> 20));
 	if (nm->o.default_pids)
 		snprintf(dpids, sizeof(dpids), "%llu", (unsigned long long)nm->o.default_pids);
+	if (nm->o.default_disk)
+		snprintf(ddisk, sizeof(ddisk), "%lluM",
+			 (unsigned long long)(nm->o.default_disk >> 20));
 	nm_log(nm, NODEMGR_LOG_INFO,
-	       "default limits of a sliver whose manifest sets none: memory %s, pids %s", dmem,
-	       dpids);
+	       "default limits of a sliver whose manifest sets none: memory %s, pids %s, disk %s",
+	       dmem, dpids, ddisk);
 	if (nm->fault_op)
 		nm_log(nm, NODEMGR_LOG_INFO, "test hook armed: VSLICE_FAULT=%s:%u", nm->fault_op,
 		       nm->fault_step);

@@ -32,7 +32,7 @@
 
 /* --- making and removing a slice ---------------------------------- */
 
-unsigned nodemgr_apply_defaults(struct manifest *m, uint64_t memory, uint64_t pids)
+unsigned nodemgr_apply_defaults(struct manifest *m, uint64_t memory, uint64_t pids, uint64_t disk)
 {
 	unsigned applied = 0;
 	if (!m->memory_bytes && memory) {
@@ -42,6 +42,10 @@ unsigned nodemgr_apply_defaults(struct manifest *m, uint64_t memory, uint64_t pi
 	if (!m->pids_max && pids) {
 		m->pids_max = pids;
 		applied |= NODEMGR_DEFAULTED_PIDS;
+	}
+	if (!m->disk_bytes && disk) {
+		m->disk_bytes = disk;
+		applied |= NODEMGR_DEFAULTED_DISK;
 	}
 	return applied;
 }
@@ -92,19 +96,31 @@ static void create_step(void *arg, enum experiment_step step)
 static void log_defaults(struct nodemgr *nm, const char *slice, unsigned applied,
 			 const struct manifest *m)
 {
-	char mem[32] = "", pids[48] = "";
-	if (applied & NODEMGR_DEFAULTED_MEMORY)
-		snprintf(mem, sizeof(mem), "memory %lluM",
-			 (unsigned long long)(m->memory_bytes >> 20));
-	if (applied & NODEMGR_DEFAULTED_PIDS)
-		snprintf(pids, sizeof(pids), "%spids %llu", mem[0] ? ", " : "",
-			 (unsigned long long)m->pids_max);
-	if (applied)
-		nm_log(nm, NODEMGR_LOG_INFO,
-		       "sliver %s: its manifest sets no %s%s%s: node default %s%s", slice,
-		       (applied & NODEMGR_DEFAULTED_MEMORY) ? "memory" : "",
-		       applied == (NODEMGR_DEFAULTED_MEMORY | NODEMGR_DEFAULTED_PIDS) ? "/" : "",
-		       (applied & NODEMGR_DEFAULTED_PIDS) ? "pids" : "", mem, pids);
+	if (!applied)
+		return;
+	/* "sliver S: its manifest sets no memory/pids: node default memory 1024M, pids 1024" */
+	char what[32] = "", values[128] = "";
+	size_t nw = 0, nv = 0;
+	const char *sep = "";
+	if (applied & NODEMGR_DEFAULTED_MEMORY) {
+		nw += (size_t)snprintf(what + nw, sizeof(what) - nw, "%smemory", sep);
+		nv += (size_t)snprintf(values + nv, sizeof(values) - nv, "memory %lluM",
+				       (unsigned long long)(m->memory_bytes >> 20));
+		sep = "/";
+	}
+	if (applied & NODEMGR_DEFAULTED_PIDS) {
+		nw += (size_t)snprintf(what + nw, sizeof(what) - nw, "%spids", sep);
+		nv += (size_t)snprintf(values + nv, sizeof(values) - nv, "%spids %llu",
+				       *sep ? ", " : "", (unsigned long long)m->pids_max);
+		sep = "/";
+	}
+	if (applied & NODEMGR_DEFAULTED_DISK) {
+		nw += (size_t)snprintf(what + nw, sizeof(what) - nw, "%sdisk", sep);
+		nv += (size_t)snprintf(values + nv, sizeof(values) - nv, "%sdisk %lluM",
+				       *sep ? ", " : "", (unsigned long long)(m->disk_bytes >> 20));
+	}
+	nm_log(nm, NODEMGR_LOG_INFO, "sliver %s: its manifest sets no %s: node default %s", slice,
+	       what, values);
 }
 
 static int create_sliver(struct nodemgr *nm, const struct nodemgr_assignment *a, json_t *mj,
@@ -114,7 +130,8 @@ static int create_sliver(struct nodemgr *nm, const struct nodemgr_assignment *a,
 	int r = parse_manifest(mj, a->slice, &m, err);
 	if (r < 0)
 		return r;
-	unsigned applied = nodemgr_apply_defaults(m, nm->o.default_memory, nm->o.default_pids);
+	unsigned applied =
+	    nodemgr_apply_defaults(m, nm->o.default_memory, nm->o.default_pids, nm->o.default_disk);
 	log_defaults(nm, a->slice, applied, m);
 	struct image_info info;
 	struct vs_error ierr;

@@ -21,16 +21,17 @@
  *                        heartbeat (status, new log bytes, results) and the
  *                        manifest fetch a create needs
  *   nodemgr_status.c     each sliver's state as reported, and the read-only
- *                        --listen status API (libmicrohttpd)
+ *                        --listen status API (an httpd.h server)
  * Requests to the registry are made in nodemgr_poll.c (the poll thread's own
- * client) and nodemgr_upload.c (nm->hc, the main thread's) and nowhere else.
+ * client) and nodemgr_upload.c (nm->hc, the main thread's) and nowhere else,
+ * each through regclient.h: no file here spells a registry path.
  *
  * Threads and what they may touch (struct nodemgr below):
  *   main thread (nodemgr_run): everything marked "main thread only"; records
  *     and slices are only ever changed here, so no lock guards them.
  *   poll thread (nm_poller_main): its own HTTP client; hands answers over in
  *     nm->answer under nm->mu, then nm_wake().
- *   status API thread (libmicrohttpd's): reads nm->status_text under nm->mu.
+ *   status API thread (httpd.h's): reads nm->status_text under nm->mu.
  *   any thread, signal handlers: the atomics (stop, registered, heartbeat)
  *     and nm_wake().
  *
@@ -64,7 +65,7 @@
 #include "vslice/json.h"
 #include "vslice/nodemgr.h"
 
-struct MHD_Daemon;
+struct httpd;
 
 struct nodemgr {
 	struct nodemgr_opts o;
@@ -87,7 +88,7 @@ struct nodemgr {
 	json_t *answer;	   /* under mu: the newest successful answer not yet taken */
 	bool poller_done;  /* under mu */
 	char *status_text; /* under mu: what the local status API serves */
-	struct MHD_Daemon *status_api;
+	struct httpd *status_api;
 
 	/* main thread only */
 	struct http_client hc;

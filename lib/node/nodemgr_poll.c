@@ -2,10 +2,10 @@
  * nodemgr_poll.c - the node manager's poll thread and its desired set.
  *
  * The thread has an HTTP client of its own (the main loop's may be busy
- * uploading for a while). It registers the node - PUT /v1/nodes/NAME with
- * its capacity, labels and images - retrying with backoff (1 s doubling to
+ * uploading for a while). It registers the node (regclient_node_register:
+ * its capacity, labels and images), retrying with backoff (1 s doubling to
  * NODEMGR_BACKOFF_MAX) while the registry is unreachable or refuses, then
- * long-polls GET /v1/nodes/NAME/assignments?index=I&wait=30s. An answer is
+ * long-polls the node's assignments (regclient_assignments, 30 s). An answer is
  * the full desired set (level-triggered: a lost answer costs nothing but
  * time). Each successful answer is checked, cached atomically in
  * <root>/nodemgr/assignments.json and handed to the main loop (nm->answer
@@ -26,6 +26,7 @@
 
 #include "nodemgr_int.h"
 #include "vslice/image.h"
+#include "vslice/regclient.h"
 #include "vslice/units.h"
 #include "vslice/util.h"
 
@@ -166,19 +167,11 @@ static int register_node(struct nodemgr *nm, struct http_client *c, long *status
 	cleanup_json json_t *body = json_pack("{s:f, s:I, s:O, s:O, s:s}", "cpus", nm->o.cpus,
 					      "memory", (json_int_t)nm->o.memory, "labels", labels,
 					      "images", images, "version", NODEMGR_VERSION);
-	cleanup_free char *ename = http_escape(nm->name, 0);
-	cleanup_free char *path = vs_xasprintf("/v1/nodes/%s", ename);
-	cleanup_json json_t *resp = NULL;
-	int r = http_json(c, "PUT", path, body, 0, status, &resp, NULL, err);
+	unsigned asked = 0;
+	int r = regclient_node_register(c, nm->name, body, &asked, status, err);
 	if (r < 0)
 		return r;
-	json_t *hb = json_object_get(resp, "heartbeat");
-	unsigned secs = nm->o.heartbeat_secs;
-	if (!secs)
-		secs = json_is_integer(hb) && json_integer_value(hb) > 0 &&
-			       json_integer_value(hb) <= 3600
-			   ? (unsigned)json_integer_value(hb)
-			   : 10;
+	unsigned secs = nm->o.heartbeat_secs ? nm->o.heartbeat_secs : asked ? asked : 10;
 	atomic_store(&nm->heartbeat, secs);
 	atomic_store(&nm->registered, true);
 	nm_log(nm, NODEMGR_LOG_INFO, "registered with %s (heartbeat %u s)", nm->registry, secs);
@@ -220,7 +213,6 @@ void *nm_poller_main(void *arg)
 		nm_log(nm, NODEMGR_LOG_INFO, "poller: %s", err.msg);
 		return NULL;
 	}
-	cleanup_free char *ename = http_escape(nm->name, 0);
 	unsigned backoff = 1;
 	long long index = 0;
 	while (!atomic_load(&nm->stop)) {
@@ -234,17 +226,18 @@ void *nm_poller_main(void *arg)
 			index = 0;
 			nm_wake(nm);
 		}
-		cleanup_free char *path =
-		    vs_xasprintf("/v1/nodes/%s/assignments?index=%lld&wait=%ds", ename, index,
-				 NODEMGR_POLL_WAIT);
 		cleanup_json json_t *resp = NULL;
 		long status = 0;
-		long long hdr = -1;
+		long long next = -1;
 		uint64_t t0 = vs_now_ns();
-		int r =
-		    http_json(&c, "GET", path, NULL, NODEMGR_POLL_WAIT, &status, &resp, &hdr, &err);
+		int r = regclient_assignments(&c, nm->name, index, NODEMGR_POLL_WAIT, &resp, &next,
+					      &status, &err);
 		if (atomic_load(&nm->stop))
 			break;
+		if (r < 0 && status == 200) {
+			poller_fail(nm, "assignments answer refused", status, &err, &backoff);
+			continue;
+		}
 		if (r < 0) {
 			if (status == 404 || status == 401 || status == 403)
 				atomic_store(&nm->registered, false); /* registry reset? */
@@ -253,14 +246,12 @@ void *nm_poller_main(void *arg)
 		}
 		struct nodemgr_assignment *a;
 		size_t n;
-		long long bindex;
-		if (nodemgr_assignments_parse(resp, &a, &n, &bindex, &err) < 0) {
+		if (nodemgr_assignments_parse(resp, &a, &n, NULL, &err) < 0) {
 			poller_fail(nm, "assignments answer refused", 200, &err, &backoff);
 			continue;
 		}
 		nodemgr_assignments_free(a, n);
 		backoff = 1;
-		long long next = hdr >= 0 ? hdr : bindex;
 		if (next < 0)
 			next = 0;
 		nm_log(nm, NODEMGR_LOG_DEBUG, "assignments: %zu sliver%s at index %lld", n,

@@ -5,14 +5,12 @@
  * node, whether it is registered and every sliver's status as last
  * collected. It holds no token and changes nothing; bind it to loopback.
  *
- * The API runs in libmicrohttpd's own thread and only ever reads
- * nm->status_text (under nm->mu), a snapshot the main loop replaces each
- * time it collects the states. Its socket is ours, bound without
- * SO_REUSEPORT, so a port someone else listens on is refused.
+ * The API is an httpd.h server (libmicrohttpd) with one thread of its own
+ * that only ever reads nm->status_text (under nm->mu), a snapshot the main
+ * loop replaces each time it collects the states. httpd.h binds its socket
+ * without SO_REUSEPORT, so a port someone else listens on is refused.
  */
 #include <errno.h>
-#include <microhttpd.h>
-#include <netinet/in.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -20,12 +18,19 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <time.h>
-#include <unistd.h>
 
 #include "nodemgr_int.h"
+#include "vslice/httpd.h"
 #include "vslice/netaddr.h"
 #include "vslice/slice.h"
 #include "vslice/util.h"
+
+/* The status API's one route: the node manager's own, not a registry path
+ * (those are regclient.h's). Idle connections are closed after
+ * STATUS_TIMEOUT seconds; at most STATUS_CONN_MAX are open at once. */
+#define STATUS_PATH	"/v1/status"
+#define STATUS_TIMEOUT	10
+#define STATUS_CONN_MAX 64
 
 /* --- a sliver's state --------------------------------------------- */
 
@@ -82,36 +87,28 @@ static void snapshot_status(struct nodemgr *nm, json_t *slivers)
 	pthread_mutex_unlock(&nm->mu);
 }
 
-static enum MHD_Result status_request(void *cls, struct MHD_Connection *con, const char *url,
-				      const char *method, const char *version,
-				      const char *upload_data, size_t *upload_data_size,
-				      void **con_cls)
+/* GET (or HEAD) /v1/status, or /: the last snapshot. Nothing else. */
+static void status_handle(struct httpd_request *req, struct httpd_answer *a)
 {
-	struct nodemgr *nm = cls;
-	unsigned code = MHD_HTTP_OK;
-	char *text = NULL;
-	if (strcmp(method, "GET") && strcmp(method, "HEAD")) {
-		code = MHD_HTTP_METHOD_NOT_ALLOWED;
-		text = vs_xstrdup("{\"error\": \"only GET /v1/status\"}\n");
-	} else if (strcmp(url, "/v1/status") && strcmp(url, "/")) {
-		code = MHD_HTTP_NOT_FOUND;
-		text = vs_xstrdup("{\"error\": \"only GET /v1/status\"}\n");
-	} else {
-		pthread_mutex_lock(&nm->mu);
-		text = vs_xasprintf("%s\n", nm->status_text ? nm->status_text : "{}");
-		pthread_mutex_unlock(&nm->mu);
+	struct nodemgr *nm = httpd_cls(req->srv);
+	if (strcmp(req->method, "GET") && strcmp(req->method, "HEAD")) {
+		httpd_answer_error(a, 405, "only GET " STATUS_PATH);
+		return;
 	}
-	struct MHD_Response *resp =
-	    MHD_create_response_from_buffer(strlen(text), text, MHD_RESPMEM_MUST_FREE);
-	if (!resp) {
-		free(text);
-		return MHD_NO;
+	if (strcmp(req->url, STATUS_PATH) && strcmp(req->url, "/")) {
+		httpd_answer_error(a, 404, "only GET " STATUS_PATH);
+		return;
 	}
-	MHD_add_response_header(resp, "Content-Type", "application/json");
-	enum MHD_Result r = MHD_queue_response(con, code, resp);
-	MHD_destroy_response(resp);
-	return r;
+	pthread_mutex_lock(&nm->mu);
+	char *text = vs_xasprintf("%s\n", nm->status_text ? nm->status_text : "{}");
+	pthread_mutex_unlock(&nm->mu);
+	a->status = 200;
+	a->body = text;
+	a->len = strlen(text);
+	a->content_type = "application/json";
 }
+
+static const struct httpd_ops status_ops = {.handle = status_handle};
 
 int nodemgr_listen_check(const char *listen, struct vs_error *err)
 {
@@ -120,61 +117,36 @@ int nodemgr_listen_check(const char *listen, struct vs_error *err)
 }
 
 /*
- * The listening socket is ours, not libmicrohttpd's: bound without
- * SO_REUSEPORT (what MHD_OPTION_LISTENING_ADDRESS_REUSE sets), so a port
- * another process listens on - a second node manager - is refused with the
- * kernel's own reason instead of sharing its connections.
+ * httpd.h serves it: a socket of its own without SO_REUSEPORT, so a port
+ * another process listens on - a second node manager - is refused
+ * (EADDRINUSE, kind VS_EK_BUSY) instead of sharing its connections. One
+ * thread; no request body (413); idle connections closed after 10 s; at
+ * most 64 connections, so a local client that opens many holds at most
+ * that many of the node manager's fds.
  */
-static int status_listen(const struct sockaddr_storage *ss, const char *where, struct vs_error *err)
-{
-	socklen_t len =
-	    ss->ss_family == AF_INET6 ? sizeof(struct sockaddr_in6) : sizeof(struct sockaddr_in);
-	cleanup_close int fd = socket(ss->ss_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
-	if (fd < 0)
-		return vs_error_sys(err, errno, "--listen %s: socket", where);
-	/* SO_REUSEADDR on Linux only lets a port in TIME_WAIT be bound again. */
-	int one = 1;
-	if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) < 0)
-		return vs_error_sys(err, errno, "--listen %s: SO_REUSEADDR", where);
-	if (bind(fd, (const struct sockaddr *)ss, len) < 0 || listen(fd, 64) < 0) {
-		int e = errno;
-		vs_error_sys(err, e, "--listen %s", where);
-		return e == EADDRINUSE ? vs_error_kind(err, VS_EK_BUSY) : -e;
-	}
-	return steal_fd(&fd);
-}
-
 int nm_status_api_start(struct nodemgr *nm, struct vs_error *err)
 {
-	struct sockaddr_storage ss;
-	int r = vs_parse_listen(nm->o.listen, &ss, err);
+	struct httpd_config cfg = {
+	    .name = "status API",
+	    .listen = nm->o.listen,
+	    .threads = 1,
+	    .conn_limit = STATUS_CONN_MAX,
+	    .timeout_secs = STATUS_TIMEOUT,
+	    .body_max = 0,
+	    .ops = &status_ops,
+	    .cls = nm,
+	};
+	int r = httpd_start(&cfg, &nm->status_api, err);
 	if (r < 0)
 		return r;
-	int fd = status_listen(&ss, nm->o.listen, err);
-	if (fd < 0)
-		return fd;
-	unsigned flags = MHD_USE_AUTO_INTERNAL_THREAD;
-	if (ss.ss_family == AF_INET6)
-		flags |= MHD_USE_IPv6;
-	nm->status_api = MHD_start_daemon(
-	    flags, 0, NULL, NULL, status_request, nm, MHD_OPTION_LISTEN_SOCKET, (MHD_socket)fd,
-	    MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)30, MHD_OPTION_END);
-	if (!nm->status_api) {
-		int e = errno ? errno : EIO;
-		close(fd);
-		return vs_error_sys(err, e, "--listen %s: starting the status API", nm->o.listen);
-	}
-	const union MHD_DaemonInfo *info =
-	    MHD_get_daemon_info(nm->status_api, MHD_DAEMON_INFO_BIND_PORT);
-	nm_log(nm, NODEMGR_LOG_INFO, "status API on %s (port %u): GET /v1/status", nm->o.listen,
-	       info ? (unsigned)info->port : 0);
+	nm_log(nm, NODEMGR_LOG_INFO, "status API on %s (port %u): GET " STATUS_PATH, nm->o.listen,
+	       httpd_port(nm->status_api));
 	return 0;
 }
 
 void nm_status_api_stop(struct nodemgr *nm)
 {
-	if (nm->status_api)
-		MHD_stop_daemon(nm->status_api);
+	httpd_stop(nm->status_api);
 	nm->status_api = NULL;
 }
 

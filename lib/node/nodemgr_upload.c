@@ -1,15 +1,17 @@
 /*
  * nodemgr_upload.c - what the main loop sends to the registry, on its own
- * HTTP client (nm->hc), each heartbeat and when a sliver's run ends:
+ * HTTP client (nm->hc), each heartbeat and when a sliver's run ends, every
+ * request through regclient.h (which alone spells the registry's paths):
  *   1. every sliver's state (nodemgr_status.c), read first;
- *   2. new log bytes, up to NODEMGR_LOG_CHUNK per sliver per heartbeat:
- *      PUT .../slivers/NODE/log?offset=N, resumed from the record's offset
- *      (a 409 names the registry's size, 413 means it takes no more);
- *   3. POST /v1/nodes/NODE/status - after the logs, so a sliver the registry
- *      sees as exited has its whole output there;
- *   4. for an exited sliver whose log is all sent: each result file, PUT
- *      .../results/PATH (streamed, with its sha256 and mode), then POST
- *      .../results to commit, once (the record remembers).
+ *   2. new log bytes, up to NODEMGR_LOG_CHUNK per sliver per heartbeat
+ *      (regclient_log_upload at the record's offset; a 409 gives the size
+ *      the registry holds, from its answer's "size", 413 means it takes no
+ *      more);
+ *   3. the status report (regclient_node_status) - after the logs, so a
+ *      sliver the registry sees as exited has its whole output there;
+ *   4. for an exited sliver whose log is all sent: each result file
+ *      (regclient_result_upload: streamed, with its sha256 and mode), then
+ *      the commit (regclient_results_commit), once (the record remembers).
  * Also the manifest fetch a create needs (assignments carry only its
  * digest). Registry trouble is logged and retried next heartbeat; it never
  * changes a sliver.
@@ -24,36 +26,9 @@
 
 #include "nodemgr_int.h"
 #include "vslice/experiment.h"
+#include "vslice/regclient.h"
 #include "vslice/slice.h"
 #include "vslice/util.h"
-
-/* --- what a 409 says ---------------------------------------------- */
-
-/* The number right after the last occurrence of key (digits, after
- * non-digits up to the first digit). */
-static long long number_after(const char *msg, const char *key, bool adjacent)
-{
-	const char *p = NULL;
-	for (const char *q = msg; (q = strstr(q, key)); q++)
-		p = q + strlen(key);
-	if (!p)
-		return -1;
-	while (!adjacent && *p && (*p < '0' || *p > '9'))
-		p++;
-	if (*p < '0' || *p > '9')
-		return -1;
-	char *end;
-	errno = 0;
-	long long v = strtoll(p, &end, 10);
-	return errno ? -1 : v;
-}
-
-long long nodemgr_conflict_size(const char *msg)
-{
-	/* vslice-registry: "log of sliver S/N: offset 0, the log has 120 bytes" */
-	long long v = number_after(msg, " has ", true);
-	return v >= 0 ? v : number_after(msg, "size", false);
-}
 
 /* --- requests ----------------------------------------------------- */
 
@@ -61,10 +36,7 @@ long long nodemgr_conflict_size(const char *msg)
  * 24 MiB) is fetched from the slice object when a sliver is to be made. */
 int nm_fetch_manifest(struct nodemgr *nm, const char *slice, json_t **out, struct vs_error *err)
 {
-	cleanup_free char *ename = http_escape(slice, 0);
-	cleanup_free char *path = vs_xasprintf("/v1/slices/%s", ename);
-	long status;
-	int r = http_json(&nm->hc, "GET", path, NULL, 0, &status, out, NULL, err);
+	int r = regclient_slice_get(&nm->hc, slice, -1, 0, out, NULL, NULL, err);
 	if (r == 0 && !json_is_object(json_object_get(*out, "manifest")))
 		r = vs_error_set(err, EPROTO, "the slice object has no manifest");
 	return r;
@@ -72,21 +44,11 @@ int nm_fetch_manifest(struct nodemgr *nm, const char *slice, json_t **out, struc
 
 static void post_status(struct nodemgr *nm, json_t *list)
 {
-	cleanup_json json_t *body = json_pack("{s:O}", "slivers", list);
-	cleanup_free char *ename = http_escape(nm->name, 0);
-	cleanup_free char *path = vs_xasprintf("/v1/nodes/%s/status", ename);
-	long status;
+	long status = 0;
 	struct vs_error err;
-	if (http_json(&nm->hc, "POST", path, body, 0, &status, NULL, NULL, &err) < 0)
+	if (regclient_node_status(&nm->hc, nm->name, list, &status, &err) < 0)
 		nm_log(nm, status ? NODEMGR_LOG_INFO : NODEMGR_LOG_DEBUG, "status report: %s",
 		       err.msg);
-}
-
-static char *sliver_path(struct nodemgr *nm, const char *slice, const char *rest)
-{
-	cleanup_free char *es = http_escape(slice, 0);
-	cleanup_free char *en = http_escape(nm->name, 0);
-	return vs_xasprintf("/v1/slices/%s/slivers/%s%s", es, en, rest);
 }
 
 /* Upload up to NODEMGR_LOG_CHUNK new log bytes. Returns 1 when the registry
@@ -117,20 +79,16 @@ static int upload_log(struct nodemgr *nm, struct nm_sliver *s)
 		ssize_t got = pread(fd, buf, want, (off_t)s->r.log_offset);
 		if (got <= 0)
 			return -1;
-		cleanup_free char *path = NULL;
-		char rest[64];
-		snprintf(rest, sizeof(rest), "/log?offset=%llu",
-			 (unsigned long long)s->r.log_offset);
-		path = sliver_path(nm, s->r.slice, rest);
 		long status = 0;
-		int r = http_put_buf(&nm->hc, path, buf, (size_t)got, NULL, &status, &err);
+		long long have = -1;
+		int r = regclient_log_upload(&nm->hc, s->r.slice, nm->name, s->r.log_offset, buf,
+					     (size_t)got, &have, &status, &err);
 		if (r == 0) {
 			s->r.log_offset += (uint64_t)got;
 			budget -= (size_t)got;
 			continue;
 		}
 		if (status == 409) {
-			long long have = nodemgr_conflict_size(err.msg);
 			if (have < 0 || (uint64_t)have > size) {
 				nm_log(nm, NODEMGR_LOG_INFO, "sliver %s: log upload: %s",
 				       s->r.slice, err.msg);
@@ -178,15 +136,9 @@ static int result_file(void *arg, const char *rel, int fd, const struct stat *st
 		return vs_error_sys(err, -r, "read");
 	if (lseek(fd, 0, SEEK_SET) < 0)
 		return vs_error_sys(err, errno, "seek");
-	char h_sha[128], h_mode[64];
-	snprintf(h_sha, sizeof(h_sha), "X-Vslice-Sha256: %s", sha);
-	snprintf(h_mode, sizeof(h_mode), "X-Vslice-Mode: %04o", (unsigned)(st->st_mode & 07777));
-	const char *headers[] = {h_sha, h_mode, NULL};
-	cleanup_free char *erel = http_escape(rel, 1);
-	cleanup_free char *rest = vs_xasprintf("/results/%s", erel);
-	cleanup_free char *path = sliver_path(rc->nm, rc->s->r.slice, rest);
 	long status = 0;
-	r = http_put_fd(&rc->nm->hc, path, fd, headers, &status, err);
+	r = regclient_result_upload(&rc->nm->hc, rc->s->r.slice, rc->nm->name, rel, fd, sha,
+				    (unsigned)st->st_mode, &status, err);
 	if (r == 0) {
 		rc->files++;
 		return 0;
@@ -238,11 +190,9 @@ static void upload_results(struct nodemgr *nm, struct nm_sliver *s)
 		s->upload_warned = true;
 		return;
 	}
-	cleanup_json json_t *body =
-	    json_pack("{s:I, s:O}", "files", (json_int_t)rc.files, "missing", missing);
-	cleanup_free char *path = sliver_path(nm, s->r.slice, "/results");
 	long status;
-	if (http_json(&nm->hc, "POST", path, body, 0, &status, NULL, NULL, &err) < 0) {
+	if (regclient_results_commit(&nm->hc, s->r.slice, nm->name, rc.files, missing, &status,
+				     &err) < 0) {
 		nm_log(nm, NODEMGR_LOG_INFO, "sliver %s: results commit: %s", s->r.slice, err.msg);
 		return;
 	}

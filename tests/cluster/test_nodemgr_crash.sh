@@ -142,6 +142,35 @@ for n in 1 2 3; do
 	stop_node1
 done
 
+# --- a record that lost its log offset -----------------------------------------
+# A kill between a log upload and the record's save leaves an offset behind
+# the registry's. The next upload is refused (409) with the size the
+# registry holds (its answer's "size", regclient_log_upload): the node
+# manager resumes from there, and the registry's log has each line once.
+cat >"$M/lg.json" <<EOF
+{ "apiVersion": "vslice/v1", "slice": "lg", "nodes": { "names": ["node1"] },
+  "run": { "command": ["/bin/sh", "-c", "echo first-line; exec sleep 1000"] } }
+EOF
+offset() {
+	python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["log_offset"])' \
+		"$ROOT1/nodemgr/slivers/lg.json" 2>/dev/null
+}
+uploaded() { [ "$(offset)" = 11 ]; }
+vc_start_node node1 --heartbeat 1s -v
+vsc submit "$M/lg.json" >/dev/null
+check "log offset: the sliver's line reaches the registry" wait_for 60 uploaded
+stop_node1
+python3 -c 'import json,sys; p=sys.argv[1]; r=json.load(open(p)); r["log_offset"]=0; json.dump(r, open(p, "w"))' \
+	"$ROOT1/nodemgr/slivers/lg.json"
+expect_eq "log offset: the record now says 0" 0 "$(offset)"
+vc_start_node node1 --heartbeat 1s -v
+check "log offset: after a restart the record is back at the registry's 11 bytes" wait_for 60 uploaded
+check "... learnt from the 409" grep -q "sliver lg: registry has 11 log bytes" "$VC_TMP/node1.log"
+expect_eq "... and the registry has the line once" "first-line" "$(vsc logs lg --node node1)"
+vsc destroy lg >/dev/null
+check "log offset: deleted, nothing is left" wait_for 60 all_gone lg
+stop_node1
+
 # --- the hook itself ---------------------------------------------------------
 out=$(VSLICE_ROOT=$VC_TMP/hookroot VSLICE_CGROUP_PARENT=$VC_PFX-hook VSLICE_FAULT=nodemgr.create:x \
 	"$NODEMGR" --registry "$REGISTRY_URL" --name hook --token x 2>&1)

@@ -57,8 +57,15 @@ expect_eq "... also spelled /PARENT/" 1 "$RC"
 # --- the same --listen port ---------------------------------------------------
 second "$VC_TMP/other/root" "$VC_PFX-other" --listen "$STATUS"
 expect_eq "a second node manager on a busy --listen port refuses to start (exit 1)" 1 "$RC"
-check "... saying the address is in use" has "$(echo "$OUT" | tail -1)" "vslice-nodemgr: --listen $STATUS: Address already in use"
+check "... saying the address is in use" has "$(echo "$OUT" | tail -1)" "vslice-nodemgr: status API: --listen $STATUS: address already in use"
 check "node1's status API still answers" status_up
+# What the status API answers besides GET /v1/status (httpd.h: no bodies).
+code() { nsenter --net=/run/netns/$VC_PFX-node1 curl -s -o /dev/null -w '%{http_code}' "$@"; }
+expect_eq "status API: another path is 404" 404 "$(code "http://$STATUS/v1/nodes")"
+expect_eq "status API: POST is 405" 405 "$(code -X POST "http://$STATUS/v1/status")"
+expect_eq "status API: a request body is refused (413)" 413 \
+	"$(code -X GET -H 'Content-Type: text/plain' --data-binary x "http://$STATUS/v1/status")"
+check "status API: GET / answers the status" bash -c "nsenter --net=/run/netns/$VC_PFX-node1 curl -sf 'http://$STATUS/' | grep -q '\"node\": \"node1\"'"
 
 # --- each with its own: both run -----------------------------------------------
 NODE_TOKEN=$(vsc token create --role node)

@@ -247,24 +247,34 @@ static void test_status(void **state)
 static void test_defaults(void **state)
 {
 	struct manifest m = {0};
-	assert_int_equal(nodemgr_apply_defaults(&m, 64u << 20, 100),
+	assert_int_equal(nodemgr_apply_defaults(&m, 64u << 20, 100, 0),
 			 NODEMGR_DEFAULTED_MEMORY | NODEMGR_DEFAULTED_PIDS);
+	assert_int_equal(m.disk_bytes, 0);
 	assert_int_equal(m.memory_bytes, 64u << 20);
 	assert_int_equal(m.pids_max, 100);
 	/* The manifest's own limits win, whatever the node's default. */
 	m.memory_bytes = 8u << 20;
 	m.pids_max = 0;
-	assert_int_equal(nodemgr_apply_defaults(&m, 1u << 30, 50), NODEMGR_DEFAULTED_PIDS);
+	assert_int_equal(nodemgr_apply_defaults(&m, 1u << 30, 50, 0), NODEMGR_DEFAULTED_PIDS);
 	assert_int_equal(m.memory_bytes, 8u << 20);
 	assert_int_equal(m.pids_max, 50);
 	m.pids_max = 7;
-	assert_int_equal(nodemgr_apply_defaults(&m, 1u << 30, 50), 0);
+	assert_int_equal(nodemgr_apply_defaults(&m, 1u << 30, 50, 0), 0);
 	assert_int_equal(m.pids_max, 7);
 	/* 0: no default. */
 	struct manifest none = {0};
-	assert_int_equal(nodemgr_apply_defaults(&none, 0, 0), 0);
+	assert_int_equal(nodemgr_apply_defaults(&none, 0, 0, 0), 0);
 	assert_int_equal(none.memory_bytes, 0);
 	assert_int_equal(none.pids_max, 0);
+	assert_int_equal(none.disk_bytes, 0);
+	/* The disk default, on its own: a manifest's resources.disk wins. */
+	struct manifest d = {.memory_bytes = 8u << 20, .pids_max = 7};
+	assert_int_equal(nodemgr_apply_defaults(&d, 1u << 30, 50, 10ull << 30),
+			 NODEMGR_DEFAULTED_DISK);
+	assert_int_equal(d.disk_bytes, 10ull << 30);
+	d.disk_bytes = 64u << 20;
+	assert_int_equal(nodemgr_apply_defaults(&d, 1u << 30, 50, 10ull << 30), 0);
+	assert_int_equal(d.disk_bytes, 64u << 20);
 }
 
 static void test_fault(void **state)
@@ -296,10 +306,6 @@ static void test_fault(void **state)
 
 static void test_misc(void **state)
 {
-	assert_int_equal(
-	    nodemgr_conflict_size("log of sliver a/n1: offset 0, the log has 120 bytes"), 120);
-	assert_int_equal(nodemgr_conflict_size("offset 5 != size 77"), 77);
-	assert_int_equal(nodemgr_conflict_size("no number here"), -1);
 	assert_true(nodemgr_node_name_valid("node1"));
 	assert_true(nodemgr_node_name_valid("Node-1.eu_x"));
 	assert_false(nodemgr_node_name_valid(""));
