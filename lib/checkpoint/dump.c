@@ -544,6 +544,77 @@ static int d_seize_all(struct dumper *d, struct vs_error *err)
 			    d->o->root_pid);
 }
 
+/*
+ * A thread stopped inside the vDSO may hold clock values read before the
+ * stop in its registers (a base from the host's vvar, or the old time
+ * namespace's offset) and combine them with the restored namespace's offset
+ * when it resumes: CLOCK_MONOTONIC then goes backwards by the time between
+ * dump and restore (seen: 2 s, 1 run in 8 of a clock_gettime loop). Such a
+ * thread is single-stepped until it has left the vDSO (a clock read is ~100
+ * instructions; bounded). A signal arriving meanwhile would put a handler
+ * frame over the vDSO one: EAGAIN, and ckpt_dump stops the tree again.
+ */
+static int d_leave_vdso(pid_t tgid, pid_t tid, pid_t vpid, uint64_t lo, uint64_t hi,
+			struct vs_error *err)
+{
+	for (int step = 0; step < 100000; step++) {
+		uint64_t regs[27];
+		if (ck_getregs(tid, regs, err) < 0)
+			return vs_error_wrap(err, "checkpoint pid %d", vpid);
+		if (regs[16] < lo || regs[16] >= hi) /* rip */
+			return 0;
+		if (ptrace(PTRACE_SINGLESTEP, tid, 0, 0) < 0)
+			return vs_error_sys(err, errno, "pid %d thread %d: PTRACE_SINGLESTEP", vpid,
+					    tid);
+		int st;
+		if (waitpid(tid, &st, __WALL) != tid || !WIFSTOPPED(st))
+			return vs_error_set(err, ESRCH,
+					    "pid %d thread %d died while stepped out of "
+					    "the vDSO",
+					    vpid, tid);
+		if (WSTOPSIG(st) != SIGTRAP) {
+			/* Queue the signal again (with its siginfo where the kernel
+			 * lets us), so it is delivered once the tree runs. */
+			siginfo_t si;
+			if (ptrace(PTRACE_GETSIGINFO, tid, 0, &si) < 0 ||
+			    syscall(SYS_rt_tgsigqueueinfo, tgid, tid, WSTOPSIG(st), &si) < 0)
+				syscall(SYS_tgkill, tgid, tid, WSTOPSIG(st));
+			return vs_error_set(err, EAGAIN,
+					    "pid %d thread %d got a signal inside the "
+					    "vDSO",
+					    vpid, tid);
+		}
+	}
+	return vs_error_set(err, EAGAIN, "pid %d thread %d does not leave the vDSO", vpid, tid);
+}
+
+static int d_check_vdso(struct dumper *d, struct vs_error *err)
+{
+	for (size_t i = 0; i < d->nprocs; i++) {
+		struct d_proc *p = &d->procs[i];
+		if (p->zombie || !p->nthr)
+			continue;
+		char path[64];
+		snprintf(path, sizeof(path), "/proc/%d/maps", p->hpid);
+		cleanup_fclose FILE *f = fopen(path, "re");
+		if (!f)
+			continue; /* gone: the re-check after the stop names it */
+		unsigned long long lo = 0, hi = 0;
+		char line[512];
+		while (fgets(line, sizeof(line), f))
+			if (strstr(line, "[vdso]") && sscanf(line, "%llx-%llx", &lo, &hi) == 2)
+				break;
+		if (hi <= lo)
+			continue;
+		for (size_t t = 0; t < p->nthr; t++) {
+			int r = d_leave_vdso(p->hpid, p->thr[t].hpid, p->vpid, lo, hi, err);
+			if (r < 0)
+				return r;
+		}
+	}
+	return 0;
+}
+
 static int d_wait_all(struct dumper *d, struct vs_error *err)
 {
 	for (size_t i = 0; i < d->nprocs; i++)
@@ -1481,6 +1552,8 @@ static int d_stop_tree(struct dumper *d, uint64_t *t_check, uint64_t *t_frozen,
 	}
 	if (r >= 0)
 		r = d_wait_all(d, err);
+	if (r >= 0)
+		r = d_check_vdso(d, err);
 	if (r < 0)
 		return r;
 	*t_frozen = vs_now_ns();
@@ -1503,9 +1576,9 @@ int ckpt_dump(const struct ckpt_dump_opts *o, struct ckpt_stats *st, struct vs_e
 	uint64_t t_start = vs_now_ns(), t_check = 0, t_frozen = 0;
 	struct dumper d = {.o = o, .st = st};
 	int r;
-	/* A vfork child shares its parent's memory until it execs: that is a
-	 * passing state, so let the tree run a moment and try again (~0.5 s)
-	 * before refusing. */
+	/* A vfork child shares its parent's memory until it execs, a thread
+	 * may be inside the vDSO: passing states, so let the tree run a moment
+	 * and try again (~0.5 s) before refusing. */
 	for (int attempt = 0;; attempt++) {
 		r = d_stop_tree(&d, &t_check, &t_frozen, err);
 		if (r != -EAGAIN || attempt >= 50)
