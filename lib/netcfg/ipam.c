@@ -327,9 +327,9 @@ int ipam_check_clash(struct nl_sock *sk, uint32_t net, unsigned prefix, const ch
 		if (overlaps(ntohl(ip), p, net, prefix)) {
 			nl_addr2str(local, what, sizeof(what));
 			return vs_error_set(err, EEXIST,
-					    "bridge subnet %s/%u overlaps the node's address %s/%u "
+					    "bridge subnet %s/%u overlaps the node's address %s "
 					    "(set VSLICE_BRIDGE_SUBNET)",
-					    sub, prefix, what, p);
+					    sub, prefix, what);
 		}
 	}
 	for (struct nl_object *o = nl_cache_get_first(routes); o; o = nl_cache_get_next(o)) {
