@@ -19,6 +19,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <netlink/route/link.h>
 
@@ -166,6 +167,23 @@ const char *netcfg_format_rate(uint64_t bps, char *buf, size_t len)
 	else
 		snprintf(buf, len, "%" PRIu64 "bit", bps);
 	return buf;
+}
+
+/* detach, cleanup and stats have nothing to do on a node without leases
+ * (every slice destroy asks): no lock file made, no netlink socket opened.
+ * With leases, the file's bridge and subnet are the ones used, whatever the
+ * environment says now. */
+static bool no_leases(const char *root, struct netcfg_node *node)
+{
+	struct vs_error ignore;
+	cleanup_free char *path = vs_xasprintf("%s/net/leases.json", root);
+	if (access(path, F_OK) != 0)
+		return true;
+	if (netcfg_node_config(node, &ignore) < 0) {
+		snprintf(node->bridge, sizeof(node->bridge), NETCFG_DEFAULT_BRIDGE);
+		snprintf(node->subnet, sizeof(node->subnet), NETCFG_DEFAULT_SUBNET);
+	}
+	return false;
 }
 
 /* The node-wide objects, once the last lease is gone. */
@@ -320,9 +338,9 @@ static int release_locked(const char *root, struct ipam_state *st, struct nl_soc
 int netcfg_detach(const char *root, const char *name, struct vs_error *err)
 {
 	struct netcfg_node node;
-	int r = netcfg_node_config(&node, err);
-	if (r < 0)
-		return r;
+	int r;
+	if (no_leases(root, &node))
+		return 0;
 	cleanup_close int lock = ipam_lock(root, err);
 	if (lock < 0)
 		return vs_error_wrap(err, "slice %s: network", name);
@@ -345,9 +363,9 @@ int netcfg_cleanup_stale(const char *root, bool (*is_alive)(const char *name, vo
 			 struct vs_error *err)
 {
 	struct netcfg_node node;
-	int r = netcfg_node_config(&node, err);
-	if (r < 0)
-		return r;
+	int r;
+	if (no_leases(root, &node))
+		return 0;
 	cleanup_close int lock = ipam_lock(root, err);
 	if (lock < 0)
 		return vs_error_wrap(err, "network cleanup");
@@ -385,13 +403,13 @@ int netcfg_cleanup_stale(const char *root, bool (*is_alive)(const char *name, vo
 int netcfg_stats(const char *root, const char *name, struct netcfg_stats *out, struct vs_error *err)
 {
 	struct netcfg_node node;
-	int r = netcfg_node_config(&node, err);
-	if (r < 0)
-		return r;
+	int r;
 	memset(out, 0, sizeof(*out));
+	if (no_leases(root, &node))
+		return vs_error_set(err, ENOENT, "slice %s: no bridge lease", name);
 	cleanup_close int lock = ipam_lock(root, err);
 	if (lock < 0)
-		return r;
+		return lock;
 	struct ipam_state st;
 	cleanup_nlsock struct nl_sock *sk = NULL;
 	if ((r = ipam_load(root, &node, &st, err)) < 0 || (r = nl_open(&sk, err)) < 0)
