@@ -34,9 +34,10 @@ static int tbf_add(struct nl_sock *sk, const char *dev, uint64_t bps, struct vs_
 	int idx = link_index(sk, dev);
 	if (!idx)
 		return vs_error_set(err, ENODEV, "%s: no such device", dev);
-	/* Bytes/s; bucket 10 ms of traffic (at least a few full frames), queue
-	 * 100 ms: enough for a TCP flow to keep the link busy at the cap. */
-	uint64_t rate = bps / 8, bucket = rate / 100, limit = rate / 10;
+	/* Bytes/s; bucket 20 ms of traffic (at least a few full frames), queue
+	 * 200 ms: enough for one TCP flow to keep the link busy at the cap (a
+	 * shorter queue loses packets, and a flow's average, under load). */
+	uint64_t rate = bps / 8, bucket = rate / 50, limit = rate / 5;
 	if (bucket < 3200)
 		bucket = 3200;
 	if (limit < 2 * bucket)
