@@ -5,13 +5,15 @@
  * network namespace as eth0), the slice-side address, link state and default
  * route, and the slice's /etc/resolv.conf and /etc/hosts.
  *
- * Work inside a slice's namespace uses a netlink socket opened there: the
- * calling thread enters the namespace, opens the socket and comes back, so
- * a multi-threaded caller (the node manager) is never left elsewhere.
+ * Work inside a slice's namespace uses a netlink socket opened there by a
+ * short-lived thread that enters the namespace and ends: a socket stays in
+ * the namespace it was made in, and no thread of the caller (the node
+ * manager is multi-threaded) ever runs in the slice's namespace.
  */
 #include <arpa/inet.h>
 #include <fcntl.h>
 #include <linux/openat2.h>
+#include <pthread.h>
 #include <sched.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -73,19 +75,37 @@ int nl_open(struct nl_sock **out, struct vs_error *err)
 	return 0;
 }
 
-int nl_open_in(int netns_fd, struct nl_sock **out, struct vs_error *err)
+struct open_in {
+	int netns_fd;
+	struct nl_sock *sk;
+	struct vs_error err;
+	int r;
+};
+
+static void *open_in_thread(void *arg)
 {
-	cleanup_close int self = open("/proc/thread-self/ns/net", O_RDONLY | O_CLOEXEC);
-	if (self < 0)
-		return vs_error_sys(err, errno, "open /proc/thread-self/ns/net");
-	if (setns(netns_fd, CLONE_NEWNET) < 0)
-		return vs_error_sys(err, errno, "enter the slice's network namespace");
-	int r = nl_open(out, err);
-	if (setns(self, CLONE_NEWNET) < 0) {
-		/* Cannot happen with the fd we hold; never go on in the wrong ns. */
-		abort();
+	struct open_in *a = arg;
+	if (setns(a->netns_fd, CLONE_NEWNET) < 0)
+		a->r = vs_error_sys(&a->err, errno, "enter the slice's network namespace");
+	else
+		a->r = nl_open(&a->sk, &a->err);
+	return NULL; /* the thread, and its network namespace, end here */
+}
+
+int nl_open_in(int netns_fd, struct nl_sock **sk, struct vs_error *err)
+{
+	struct open_in a = {.netns_fd = netns_fd};
+	pthread_t th;
+	int e = pthread_create(&th, NULL, open_in_thread, &a);
+	if (e)
+		return vs_error_sys(err, e, "thread for the slice's network namespace");
+	pthread_join(th, NULL);
+	if (a.r < 0) {
+		*err = a.err;
+		return a.r;
 	}
-	return r;
+	*sk = a.sk;
+	return 0;
 }
 
 int link_index(struct nl_sock *sk, const char *name)
