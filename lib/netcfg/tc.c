@@ -29,6 +29,9 @@
 #include "netcfg_int.h"
 #include "vslice/util.h"
 
+/* ffff:0, the ingress qdisc (TC_HANDLE(0xffff, 0) shifts an int into its sign bit). */
+#define INGRESS_HANDLE 0xffff0000U
+
 static int tbf_add(struct nl_sock *sk, const char *dev, uint64_t bps, struct vs_error *err)
 {
 	int idx = link_index(sk, dev);
@@ -67,7 +70,7 @@ static int redirect_ingress(struct nl_sock *sk, const char *from, const char *to
 	struct rtnl_qdisc *q = rtnl_qdisc_alloc();
 	rtnl_tc_set_ifindex(TC_CAST(q), idx);
 	rtnl_tc_set_parent(TC_CAST(q), TC_H_INGRESS);
-	rtnl_tc_set_handle(TC_CAST(q), TC_HANDLE(0xffff, 0));
+	rtnl_tc_set_handle(TC_CAST(q), INGRESS_HANDLE);
 	int r = rtnl_tc_set_kind(TC_CAST(q), "ingress");
 	if (r >= 0)
 		r = rtnl_qdisc_add(sk, q, NLM_F_CREATE | NLM_F_EXCL);
@@ -80,7 +83,7 @@ static int redirect_ingress(struct nl_sock *sk, const char *from, const char *to
 	if (!cls || !act)
 		return vs_error_set(err, ENOMEM, "filter");
 	rtnl_tc_set_ifindex(TC_CAST(cls), idx);
-	rtnl_tc_set_parent(TC_CAST(cls), TC_HANDLE(0xffff, 0));
+	rtnl_tc_set_parent(TC_CAST(cls), INGRESS_HANDLE);
 	rtnl_cls_set_prio(cls, 1);
 	rtnl_cls_set_protocol(cls, ETH_P_ALL);
 	/* u32 matching every packet: cls_matchall is not in every kernel. */
