@@ -28,6 +28,7 @@
 #include <time.h>
 
 #include "vslice/error.h"
+#include "vslice/netcfg.h"
 #include "vslice/slice.h"
 
 #define MANIFEST_API_VERSION	   "vslice/v1"
@@ -105,6 +106,9 @@ struct manifest {
 	uint64_t timeout_secs; /* 0 = none */
 	bool restart_on_failure;
 	unsigned restart_limit; /* restarts allowed, 0 unless on-failure (default 3) */
+
+	/* .network object (bridge): publish, rate; no-egress from the mode */
+	struct netcfg_slice netopts;
 
 	char **results; /* absolute paths inside the slice, NULL-terminated */
 	size_t nresults;

@@ -32,6 +32,7 @@
 
 #include "vslice/caps.h"
 #include "vslice/manifest.h"
+#include "vslice/netcfg.h"
 #include "vslice/seccomp_policy.h"
 #include "vslice/sliver.h"
 #include "vslice/units.h"
@@ -1464,6 +1465,72 @@ static void check_policy(struct ctx *c, const char *path, json_t *v)
 	}
 }
 
+/* .network: "none" | "bridge" | "bridge,no-egress" | "host", or for bridge
+ * the object {"mode": ..., "publish": ["8080:80", "5353:53/udp"], "rate":
+ * "10mbit"} (mode defaults to "bridge" there). */
+static const char *const network_keys[] = {"mode", "publish", "rate", NULL};
+
+static void set_network_mode(struct ctx *c, const char *path, json_t *v)
+{
+	static const char *const vals[] = {"none", "bridge", "bridge,no-egress", "host", NULL};
+	static const enum slice_net nets[] = {SLICE_NET_NONE, SLICE_NET_BRIDGE, SLICE_NET_BRIDGE,
+					      SLICE_NET_HOST};
+	int i = want_enum(c, path, v, "a network mode", vals);
+	if (i >= 0) {
+		c->m->net = nets[i];
+		c->m->netopts.no_egress = i == 2;
+	}
+}
+
+static void do_network_key(struct ctx *c, const char *path, int key, json_t *v, void *arg)
+{
+	struct netcfg_slice *n = &c->m->netopts;
+	struct vs_error e;
+	size_t i;
+	json_t *p;
+	switch (key) {
+	case 0:
+		set_network_mode(c, path, v);
+		break;
+	case 1:
+		if (!want(c, path, v, T_ARRAY))
+			break;
+		if (json_array_size(v) > NETCFG_PUBLISH_MAX) {
+			fail(c, path, "at most %d published ports", NETCFG_PUBLISH_MAX);
+			break;
+		}
+		json_array_foreach(v, i, p)
+		{
+			cleanup_free char *ep = path_index(path, i);
+			if (!want(c, ep, p, T_STRING))
+				continue;
+			if (netcfg_parse_publish(json_string_value(p), &n->publish[n->n_publish],
+						 &e) < 0)
+				fail(c, ep, "%s", e.msg);
+			else
+				n->n_publish++;
+		}
+		break;
+	case 2:
+		if (want(c, path, v, T_STRING) &&
+		    netcfg_parse_rate(json_string_value(v), &n->rate_bps, &e) < 0)
+			fail(c, path, "%s", e.msg);
+		break;
+	}
+}
+
+static void check_network(struct ctx *c, const char *path, json_t *v)
+{
+	if (!json_is_object(v)) {
+		set_network_mode(c, path, v);
+		return;
+	}
+	c->m->net = SLICE_NET_BRIDGE;
+	walk_object(c, path, v, network_keys, do_network_key, NULL);
+	if (c->m->net != SLICE_NET_BRIDGE && (c->m->netopts.n_publish || c->m->netopts.rate_bps))
+		fail(c, path, "publish and rate need \"mode\": \"bridge\"");
+}
+
 static void do_top_key(struct ctx *c, const char *path, int key, json_t *v, void *arg)
 {
 	struct manifest *m = c->m;
@@ -1563,15 +1630,9 @@ static void do_top_key(struct ctx *c, const char *path, int key, json_t *v, void
 	case K_POLICY:
 		check_policy(c, path, v);
 		break;
-	case K_NETWORK: {
-		static const char *const vals[] = {"none", "bridge", "host", NULL};
-		static const enum slice_net nets[] = {SLICE_NET_NONE, SLICE_NET_BRIDGE,
-						      SLICE_NET_HOST};
-		int i = want_enum(c, path, v, "a network mode", vals);
-		if (i >= 0)
-			m->net = nets[i];
+	case K_NETWORK:
+		check_network(c, path, v);
 		break;
-	}
 	case K_ENV:
 		check_env(c, path, v);
 		break;
@@ -1841,6 +1902,7 @@ int manifest_to_spec(const struct manifest *m, struct slice_spec *spec, struct v
 	spec->disk_bytes = m->disk_bytes;
 	spec->lifetime_secs = lifetime;
 	spec->net = m->net;
+	spec->netopts = m->netopts;
 	spec->env = strv_dup(m->env, m->nenv);
 	spec->argv = strv_dup(m->argv, m->argc);
 	spec->timeout_secs = m->timeout_secs;
