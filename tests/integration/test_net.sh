@@ -76,6 +76,8 @@ B=$(ip_of b)
 C=$(ip_of c)
 check "each slice has its own address in 10.213.0.0/24 ($A $B $C)" \
 	test -n "$A" -a -n "$B" -a -n "$C" -a "$A" != "$B" -a "$B" != "$C" -a "${A%.*}" = 10.213.0
+# (old code: no addresses; later checks fail instead of tripping set -u)
+A=${A:-none} B=${B:-none} C=${C:-none}
 expect_eq "default route via the bridge" "default via 10.213.0.1 dev eth0" \
 	"$(vsn exec a -- ip route | grep '^default' | sed 's/ proto.*//; s/ *$//')"
 check "loopback is up in the slice" quiet vsn exec a -- ping -c1 -W2 127.0.0.1
