@@ -26,6 +26,21 @@ node() { nsenter --net=/run/netns/$NODE "$@"; }
 outside() { nsenter --net=/run/netns/$OUT "$@"; }
 vsn() { node "$SLICECTL" "$@"; }
 quiet() { "$@" >/dev/null 2>&1; }
+# wait_listen PORT tcp|udp CMD...: until something listens on PORT where CMD
+# runs (a slice: vsn exec NAME --; the node; outside), at most ~10 s. A
+# loaded machine may take a while to start a listener: no fixed sleeps.
+wait_listen() {
+	local port=$1 proto=$2 i
+	shift 2
+	local flags=-ltn
+	[ "$proto" = udp ] && flags=-lun
+	for i in $(seq 100); do
+		"$@" sh -c "netstat $flags 2>/dev/null || ss $flags" 2>/dev/null | grep -q ":$port " && return 0
+		sleep 0.1
+	done
+	echo "# nothing listens on $port/$proto after 10 s"
+	return 1
+}
 
 host_links_before=$(ip -br link | awk '{print $1}' | sort | tr '\n' ' ')
 host_vslice_tables_before=$(nft list tables 2>/dev/null | grep -c ' vslice$')
@@ -88,9 +103,8 @@ check "/etc/resolv.conf lists the node's reachable name servers" \
 
 # Two slices talk over the bridge.
 check "slice a pings slice b" quiet vsn exec a -- ping -c2 -W2 "$B"
-vsn exec -d b -- sh -c 'echo hello-from-b | nc -l -p 7000' >/dev/null 2>&1 ||
-	(vsn exec b -- sh -c 'echo hello-from-b | nc -l -p 7000' >/dev/null 2>&1 &)
-sleep 0.5
+(vsn exec b -- sh -c 'echo hello-from-b | nc -l -p 7000' >/dev/null 2>&1 &)
+wait_listen 7000 tcp vsn exec b --
 expect_eq "slice a reads slice b's TCP service" hello-from-b \
 	"$(vsn exec a -- sh -c "nc -w 3 $B 7000 </dev/null")"
 
@@ -98,7 +112,7 @@ expect_eq "slice a reads slice b's TCP service" hello-from-b \
 # node itself; the slice's port itself is not reachable from outside.
 serve() { # slice port text: a one-shot TCP server in the slice, left running
 	(vsn exec "$1" -- sh -c "echo $3 | nc -l -p $2" >/dev/null 2>&1 &)
-	sleep 0.5
+	wait_listen "$2" tcp vsn exec "$1" --
 }
 serve a 80 published-a
 expect_eq "published 8080 answers on the node's address from outside" published-a \
@@ -117,12 +131,12 @@ vsn exec b -- sh -c 'pkill nc; true' >/dev/null 2>&1
 
 # Egress: b reaches the outside (masqueraded as the node), c does not.
 (outside sh -c 'echo outside-says-hi | busybox nc -l -p 7100' >/tmp/vsnet-$$.peer 2>&1 &)
-sleep 0.5
+wait_listen 7100 tcp outside
 expect_eq "a slice reaches the outside through NAT" outside-says-hi \
 	"$(vsn exec b -- sh -c "nc -w 3 $U.2 7100 </dev/null")"
 outside pkill -f 'nc -l -p 7100' 2>/dev/null
 (outside sh -c 'echo outside-says-hi | busybox nc -l -p 7101' >/dev/null 2>&1 &)
-sleep 0.5
+wait_listen 7101 tcp outside
 check "a no-egress slice does not reach the outside" \
 	test -z "$(vsn exec c -- sh -c "nc -w 2 $U.2 7101 </dev/null" 2>/dev/null)"
 outside pkill -f 'nc -l -p 7101' 2>/dev/null
@@ -130,7 +144,7 @@ check "a no-egress slice still talks to its bridge peers" quiet vsn exec c -- pi
 
 # The node's own services are out of reach (only published ports are in).
 (node sh -c 'echo node-service | busybox nc -l -p 7200' >/dev/null 2>&1 &)
-sleep 0.5
+wait_listen 7200 tcp node
 check "a slice cannot reach a service on the node's uplink address" \
 	test -z "$(vsn exec b -- sh -c "nc -w 2 $U.1 7200 </dev/null" 2>/dev/null)"
 check "nor on the bridge's address" \
@@ -168,8 +182,8 @@ except socket.timeout:
     pass
 print(" ".join(sorted(got)))' "$@"
 }
-udp_recv 7300 3 >/tmp/vsnet-udp-$$ &
-sleep 0.5
+udp_recv 7300 5 >/tmp/vsnet-udp-$$ &
+wait_listen 7300 udp outside
 vsn exec b -- netspoof udp "$A" $U.2 7300 spoofed
 vsn exec b -- netspoof udp "$B" $U.2 7300 genuine
 wait $!
@@ -196,7 +210,7 @@ net_sample() { # slice counter
 rate_kbit() { # from to to_ip counter-on-a
 	local s1 s2
 	(vsn exec "$2" -- sh -c 'sleep 30 | nc -l -p 5003 > /dev/null' >/dev/null 2>&1 &)
-	sleep 0.5
+	wait_listen 5003 tcp vsn exec "$2" --
 	(vsn exec "$1" -- sh -c "timeout 12 sh -c 'cat /dev/zero | nc $3 5003'" >/dev/null 2>&1 &)
 	sleep 1.5
 	s1=$(net_sample a "$4")
@@ -217,7 +231,7 @@ done
 uncapped_kbit() { # b -> c, on c's veth
 	local s1 s2
 	(vsn exec c -- sh -c 'sleep 30 | nc -l -p 5004 > /dev/null' >/dev/null 2>&1 &)
-	sleep 0.5
+	wait_listen 5004 tcp vsn exec c --
 	(vsn exec b -- sh -c "timeout 5 sh -c 'cat /dev/zero | nc $C 5004'" >/dev/null 2>&1 &)
 	sleep 1
 	s1=$(net_sample c rx_bytes)
