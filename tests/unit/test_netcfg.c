@@ -12,6 +12,7 @@
 #include <cmocka.h>
 
 #include "../../lib/netcfg/netcfg_int.h"
+#include "vslice/manifest.h"
 #include "vslice/util.h"
 
 static void test_mode(void **state)
@@ -164,12 +165,54 @@ static void test_leases(void **state)
 	assert_int_equal(vs_rm_rf(root, &err), 0);
 }
 
+/* The manifest's .network object reaches the slice spec; errors name the field. */
+static void test_manifest_network(void **state)
+{
+	const char *ok =
+	    "{\"apiVersion\": \"vslice/v1\", \"slice\": \"n1\", \"network\": "
+	    "{\"mode\": \"bridge,no-egress\", \"publish\": [\"8080:80\", "
+	    "\"5353:53/udp\"], \"rate\": \"10mbit\"}, \"run\": {\"command\": \"true\"}}";
+	struct manifest *m = NULL;
+	struct manifest_errors e = {0};
+	struct vs_error err;
+	assert_int_equal(manifest_parse(ok, strlen(ok), NULL, &m, &e), 0);
+	struct slice_spec spec;
+	assert_int_equal(manifest_to_spec(m, &spec, &err), 0);
+	assert_int_equal(spec.net, SLICE_NET_BRIDGE);
+	assert_true(spec.netopts.no_egress);
+	assert_int_equal(spec.netopts.rate_bps, 10000000);
+	assert_int_equal(spec.netopts.n_publish, 2);
+	assert_true(spec.netopts.publish[1].udp && spec.netopts.publish[1].host_port == 5353);
+	slice_spec_free(&spec);
+	manifest_free(m);
+	manifest_errors_free(&e);
+
+	const char *bad =
+	    "{\"apiVersion\": \"vslice/v1\", \"slice\": \"n1\", \"network\": "
+	    "{\"mode\": \"host\", \"publish\": [\"80\", \"8080:80\"], \"rate\": \"fast\"}, "
+	    "\"run\": {\"command\": \"true\"}}";
+	m = NULL;
+	memset(&e, 0, sizeof(e));
+	assert_int_equal(manifest_parse(bad, strlen(bad), NULL, &m, &e), -EINVAL);
+	assert_null(m);
+	char *text = NULL;
+	size_t len = 0;
+	FILE *f = open_memstream(&text, &len);
+	manifest_errors_print(&e, f, NULL);
+	fclose(f);
+	assert_non_null(strstr(text, ".network.publish[0]: publish \"80\""));
+	assert_non_null(strstr(text, ".network.rate: rate \"fast\""));
+	assert_non_null(strstr(text, "publish and rate need \"mode\": \"bridge\""));
+	free(text);
+	manifest_errors_free(&e);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_mode),   cmocka_unit_test(test_publish),
 	    cmocka_unit_test(test_rate),   cmocka_unit_test(test_node_config),
-	    cmocka_unit_test(test_leases),
+	    cmocka_unit_test(test_leases), cmocka_unit_test(test_manifest_network),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
