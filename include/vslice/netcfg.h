@@ -87,7 +87,7 @@ int netcfg_attach(const char *root, const char *name, const struct netcfg_slice 
 int netcfg_detach(const char *root, const char *name, struct vs_error *err);
 
 /* Detach every lease for which is_alive(name, arg) is false (the slice is
- * gone), and remove vslice veth/ifb devices no lease names. */
+ * gone), and remove ports of the node's bridge no lease names. */
 int netcfg_cleanup_stale(const char *root, bool (*is_alive)(const char *name, void *arg), void *arg,
 			 struct vs_error *err);
 

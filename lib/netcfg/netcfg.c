@@ -385,14 +385,20 @@ int netcfg_cleanup_stale(const char *root, bool (*is_alive)(const char *name, vo
 	__attribute__((cleanup(nl_cachep))) struct nl_cache *links = NULL;
 	if (r >= 0 && (r = rtnl_link_alloc_cache(sk, AF_UNSPEC, &links)) < 0)
 		r = nl_fail(err, r, "list links");
-	for (struct nl_object *o = links ? nl_cache_get_first(links) : NULL; o && r >= 0;
+	/* Only ports of our own bridge: another vslice root on this network
+	 * namespace has its own bridge, and its devices are not ours to judge.
+	 * (Every path that removes a lease removes its ifb first, so no ifb is
+	 * left without a lease.) */
+	int br = link_index(sk, st.bridge);
+	for (struct nl_object *o = links ? nl_cache_get_first(links) : NULL; o && r >= 0 && br;
 	     o = nl_cache_get_next(o)) {
-		const char *n = rtnl_link_get_name((struct rtnl_link *)o);
-		if (!n || (strncmp(n, NETCFG_VETH_PREFIX, 3) && strncmp(n, NETCFG_IFB_PREFIX, 3)))
+		struct rtnl_link *l = (struct rtnl_link *)o;
+		const char *n = rtnl_link_get_name(l);
+		if (!n || strncmp(n, NETCFG_VETH_PREFIX, 3) || rtnl_link_get_master(l) != br)
 			continue;
 		bool known = false;
 		for (size_t i = 0; i < st.n && !known; i++)
-			known = !strcmp(st.leases[i].veth, n) || !strcmp(st.leases[i].ifb, n);
+			known = !strcmp(st.leases[i].veth, n);
 		if (!known)
 			r = link_remove(sk, n, err);
 	}
