@@ -44,9 +44,13 @@ static json_t *slice_json(const struct slice_spec *s, const struct slice_state *
 	    s->hostname, "policy", s->policy, "cpus", s->cpu_millis / 1000.0, "memory_bytes",
 	    (json_int_t)s->memory_bytes, "pids_max", (json_int_t)s->pids_max, "lifetime_secs",
 	    (json_int_t)s->lifetime_secs, "argv", strv_json(s->argv), "env", strv_json(s->env),
-	    "net", s->net == SLICE_NET_HOST ? "host" : "none", "timeout_secs",
-	    (json_int_t)s->timeout_secs, "created", (json_int_t)s->created, "expires",
-	    (json_int_t)s->expires, "restart_max", (int)s->restart_max, "id_base",
+	    "net",
+	    s->net == SLICE_NET_HOST	 ? "host"
+	    : s->net != SLICE_NET_BRIDGE ? "none"
+	    : s->netopts.no_egress	 ? "bridge,no-egress"
+					 : "bridge",
+	    "timeout_secs", (json_int_t)s->timeout_secs, "created", (json_int_t)s->created,
+	    "expires", (json_int_t)s->expires, "restart_max", (int)s->restart_max, "id_base",
 	    (json_int_t)s->id_base, "started", (json_int_t)st->started, "pid", (int)st->pid,
 	    "exit_reason", st->exit_reason, "exit_code", st->exit_code, "finished",
 	    (json_int_t)st->finished, "restarts", (json_int_t)st->restarts, "idmapped",
