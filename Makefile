@@ -11,13 +11,16 @@ BUILD    ?= build
 DEPS_PKGS = build-essential pkg-config libseccomp-dev libcap-dev libjansson-dev libcmocka-dev \
             libarchive-dev nettle-dev busybox-static clang libclang-rt-14-dev iproute2 \
             runc bubblewrap hyperfine util-linux procps clang-format python3 \
-            libmicrohttpd-dev libcurl4-openssl-dev libsqlite3-dev sqlite3 curl e2fsprogs
-PKG_LIBS  = libseccomp libcap jansson libarchive nettle libmicrohttpd libcurl sqlite3
+            libmicrohttpd-dev libcurl4-openssl-dev libsqlite3-dev sqlite3 curl e2fsprogs \
+            libnl-3-dev libnl-route-3-dev libnftables-dev nftables
+PKG_LIBS  = libseccomp libcap jansson libarchive nettle libmicrohttpd libcurl sqlite3 \
+            libnl-3.0 libnl-route-3.0 libnftables
 
 WARN     = -Wall -Wextra -Werror -Wshadow -Wno-unused-parameter -Wformat=2 -Wno-format-nonliteral
-CFLAGS_BASE = -std=gnu11 -D_GNU_SOURCE -Iinclude -I$(BUILD)/gen $(WARN) -g -fno-strict-aliasing
+CFLAGS_BASE = -std=gnu11 -D_GNU_SOURCE -Iinclude -I$(BUILD)/gen $(WARN) -g -fno-strict-aliasing \
+              $(shell pkg-config --cflags-only-I libnl-3.0 2>/dev/null || echo -I/usr/include/libnl3)
 CFLAGS  ?= -O2
-LDLIBS   = $(shell pkg-config --libs $(PKG_LIBS) 2>/dev/null || echo -lseccomp -lcap -ljansson -larchive -lnettle -lmicrohttpd -lcurl -lsqlite3) -pthread -ldl
+LDLIBS   = $(shell pkg-config --libs $(PKG_LIBS) 2>/dev/null || echo -lseccomp -lcap -ljansson -larchive -lnettle -lmicrohttpd -lcurl -lsqlite3 -lnl-route-3 -lnl-3 -lnftables) -pthread -ldl
 SAN      = -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
 
 LIB_SRCS   = $(sort $(wildcard lib/*/*.c))

@@ -14,6 +14,7 @@
 
 #include "slicectl.h"
 #include "vslice/slice.h"
+#include "vslice/netcfg.h"
 #include "vslice/units.h"
 #include "vslice/util.h"
 
@@ -43,9 +44,13 @@ static json_t *slice_json(const struct slice_spec *s, const struct slice_state *
 	    s->hostname, "policy", s->policy, "cpus", s->cpu_millis / 1000.0, "memory_bytes",
 	    (json_int_t)s->memory_bytes, "pids_max", (json_int_t)s->pids_max, "lifetime_secs",
 	    (json_int_t)s->lifetime_secs, "argv", strv_json(s->argv), "env", strv_json(s->env),
-	    "net", s->net == SLICE_NET_HOST ? "host" : "none", "timeout_secs",
-	    (json_int_t)s->timeout_secs, "created", (json_int_t)s->created, "expires",
-	    (json_int_t)s->expires, "restart_max", (int)s->restart_max, "id_base",
+	    "net",
+	    s->net == SLICE_NET_HOST	 ? "host"
+	    : s->net != SLICE_NET_BRIDGE ? "none"
+	    : s->netopts.no_egress	 ? "bridge,no-egress"
+					 : "bridge",
+	    "timeout_secs", (json_int_t)s->timeout_secs, "created", (json_int_t)s->created,
+	    "expires", (json_int_t)s->expires, "restart_max", (int)s->restart_max, "id_base",
 	    (json_int_t)s->id_base, "started", (json_int_t)st->started, "pid", (int)st->pid,
 	    "exit_reason", st->exit_reason, "exit_code", st->exit_code, "finished",
 	    (json_int_t)st->finished, "restarts", (json_int_t)st->restarts, "idmapped",
@@ -233,19 +238,42 @@ int cmd_stats(struct ctl *ctl, int argc, char **argv)
 	struct vs_error err;
 	if (slice_stats(ctl->root, name, window, &st, &err) < 0)
 		return ctl_fail("stats", name, &err);
+	/* --net bridge: the host end of the slice's veth counts its traffic. */
+	struct netcfg_stats ns;
+	bool net = netcfg_stats(ctl->root, name, &ns, &err) == 0;
+	char rate[32] = "none";
+	if (net && ns.rate_bps)
+		netcfg_format_rate(ns.rate_bps, rate, sizeof(rate));
 	if (ctl->json) {
 		json_t *hist = json_array();
 		for (unsigned i = 0; i <= st.max_running && i < VS_ARRAY_SIZE(st.c); i++)
 			json_array_append_new(hist, json_real(st.c[i]));
-		print_json(json_pack("{s:s, s:I, s:f, s:I, s:I, s:I, s:I, s:I, s:b, s:f, s:o, s:i}",
-				     "name", name, "cpu_usage_ns", (json_int_t)st.cpu_usage_ns,
-				     "cpu_percent", st.cpu_percent, "memory_bytes",
-				     (json_int_t)st.memory_current, "memory_max",
-				     (json_int_t)st.memory_max, "pids", (json_int_t)st.pids_current,
-				     "pids_max", (json_int_t)st.pids_max, "oom_kills",
-				     (json_int_t)st.oom_kills, "frozen", st.frozen, "tlp", st.tlp,
-				     "running_fraction", hist, "samples", (int)st.samples));
+		json_t *j = json_pack(
+		    "{s:s, s:I, s:f, s:I, s:I, s:I, s:I, s:I, s:b, s:f, s:o, s:i}", "name", name,
+		    "cpu_usage_ns", (json_int_t)st.cpu_usage_ns, "cpu_percent", st.cpu_percent,
+		    "memory_bytes", (json_int_t)st.memory_current, "memory_max",
+		    (json_int_t)st.memory_max, "pids", (json_int_t)st.pids_current, "pids_max",
+		    (json_int_t)st.pids_max, "oom_kills", (json_int_t)st.oom_kills, "frozen",
+		    st.frozen, "tlp", st.tlp, "running_fraction", hist, "samples", (int)st.samples);
+		if (j && net)
+			json_object_set_new(j, "net",
+					    json_pack("{s:s, s:b, s:I, s:I, s:I, s:I, s:I}", "ip",
+						      ns.ip, "attached", ns.attached, "rx_bytes",
+						      (json_int_t)ns.rx_bytes, "rx_packets",
+						      (json_int_t)ns.rx_packets, "tx_bytes",
+						      (json_int_t)ns.tx_bytes, "tx_packets",
+						      (json_int_t)ns.tx_packets, "rate_bps",
+						      (json_int_t)ns.rate_bps));
+		print_json(j);
 		return 0;
+	}
+	if (net) {
+		printf("net      %s, cap %s%s\n", ns.ip, rate,
+		       ns.attached ? "" : " (not attached)");
+		printf("net in   %llu bytes, %llu packets\n", (unsigned long long)ns.rx_bytes,
+		       (unsigned long long)ns.rx_packets);
+		printf("net out  %llu bytes, %llu packets\n", (unsigned long long)ns.tx_bytes,
+		       (unsigned long long)ns.tx_packets);
 	}
 	char mem[32], mmax[32] = "max";
 	vs_format_size(st.memory_current, mem, sizeof(mem));

@@ -24,7 +24,10 @@
 	"                     a write past it fails with ENOSPC; at least 16M)\n"                  \
 	"  --log-size SIZE    detached output kept on disk: the last SIZE (default 16M)\n"         \
 	"  --policy P         seccomp policy: default, strict, unconfined or FILE.json\n"          \
-	"  --net MODE         none (loopback only, default) or host\n"                             \
+	"  --net MODE         none (loopback only, default), host, bridge (own address\n"          \
+	"                     behind the node's bridge, NAT out) or bridge,no-egress\n"            \
+	"  --publish H:S[/udp] node port H answers for slice port S (bridge; repeatable)\n"        \
+	"  --net-rate RATE    cap in each direction, e.g. 10mbit (bridge)\n"                       \
 	"  --env K=V          environment variable (repeatable)\n"                                 \
 	"  --workdir DIR      working directory inside the slice (default /)\n"                    \
 	"  --hostname H       hostname (default: the slice name)\n"                                \
@@ -45,6 +48,8 @@ static const struct option create_opts[] = {
     {"log-size", required_argument, NULL, 'L'},
     {"policy", required_argument, NULL, 'P'},
     {"net", required_argument, NULL, 'n'},
+    {"publish", required_argument, NULL, 'B'},
+    {"net-rate", required_argument, NULL, 'T'},
     {"env", required_argument, NULL, 'e'},
     {"workdir", required_argument, NULL, 'w'},
     {"hostname", required_argument, NULL, 'H'},
@@ -145,16 +150,29 @@ static int parse_create(const char *verb, int argc, char **argv, bool allow_run,
 				a->spec.policy = vs_xstrdup(optarg);
 			}
 			break;
-		case 'n':
-			if (!strcmp(optarg, "none"))
-				a->spec.net = SLICE_NET_NONE;
-			else if (!strcmp(optarg, "host"))
-				a->spec.net = SLICE_NET_HOST;
-			else if (!strcmp(optarg, "bridge"))
-				a->spec.net = SLICE_NET_BRIDGE;
-			else
-				return ctl_usage(verb, "--net: \"%s\" is not none, host or bridge",
-						 optarg);
+		case 'n': {
+			bool bridge, no_egress;
+			if (netcfg_parse_mode(optarg, &bridge, &no_egress, &err) < 0)
+				return ctl_usage(verb, "--net: %s", err.msg);
+			a->spec.net = bridge			? SLICE_NET_BRIDGE
+				      : !strcmp(optarg, "host") ? SLICE_NET_HOST
+								: SLICE_NET_NONE;
+			a->spec.netopts.no_egress = no_egress;
+			break;
+		}
+		case 'B':
+			if (a->spec.netopts.n_publish >= NETCFG_PUBLISH_MAX)
+				return ctl_usage(verb, "--publish: at most %d ports",
+						 NETCFG_PUBLISH_MAX);
+			if (netcfg_parse_publish(
+				optarg, &a->spec.netopts.publish[a->spec.netopts.n_publish], &err) <
+			    0)
+				return ctl_usage(verb, "--%s", err.msg);
+			a->spec.netopts.n_publish++;
+			break;
+		case 'T':
+			if (netcfg_parse_rate(optarg, &a->spec.netopts.rate_bps, &err) < 0)
+				return ctl_usage(verb, "--net-%s", err.msg);
 			break;
 		case 'e':
 			if (!strchr(optarg, '=') || optarg[0] == '=')
@@ -302,7 +320,25 @@ static int cluster_create_run(struct ctl *ctl, const char *verb, struct create_a
 		json_object_set_new(m, "policy", json_string(sp->policy));
 	}
 	static const char *const nets[] = {"none", "host", "bridge"};
-	json_object_set_new(m, "network", json_string(nets[sp->net]));
+	const struct netcfg_slice *no = &sp->netopts;
+	const char *mode =
+	    sp->net == SLICE_NET_BRIDGE && no->no_egress ? "bridge,no-egress" : nets[sp->net];
+	if (sp->net == SLICE_NET_BRIDGE && (no->n_publish || no->rate_bps)) {
+		json_t *net = json_pack("{s:s, s:[]}", "mode", mode, "publish");
+		for (size_t i = 0; i < no->n_publish; i++)
+			json_array_append_new(json_object_get(net, "publish"),
+					      json_sprintf("%u:%u/%s", no->publish[i].host_port,
+							   no->publish[i].slice_port,
+							   no->publish[i].udp ? "udp" : "tcp"));
+		char rate[32];
+		if (no->rate_bps)
+			json_object_set_new(
+			    net, "rate",
+			    json_string(netcfg_format_rate(no->rate_bps, rate, sizeof(rate))));
+		json_object_set_new(m, "network", net);
+	} else {
+		json_object_set_new(m, "network", json_string(mode));
+	}
 	json_t *env = json_object();
 	for (char **e = sp->env; e && *e; e++) {
 		char *eq = strchr(*e, '=');

@@ -32,6 +32,7 @@
 #include <time.h>
 
 #include "vslice/error.h"
+#include "vslice/netcfg.h"
 
 #define MANIFEST_API_VERSION	   "vslice/v1"
 #define MANIFEST_NAME_MAX	   64 /* .slice and .image, NUL included (= SLICE_NAME_MAX) */
@@ -109,6 +110,9 @@ struct manifest {
 	uint64_t timeout_secs; /* 0 = none */
 	bool restart_on_failure;
 	unsigned restart_limit; /* restarts allowed, 0 unless on-failure (default 3) */
+
+	/* .network object (bridge): publish, rate; no-egress from the mode */
+	struct netcfg_slice netopts;
 
 	char **results; /* absolute paths inside the slice, NULL-terminated */
 	size_t nresults;

@@ -21,6 +21,7 @@
 #include <time.h>
 
 #include "vslice/error.h"
+#include "vslice/netcfg.h"
 
 #define SLICE_NAME_MAX 64
 
@@ -48,6 +49,8 @@ struct slice_spec {
 	unsigned restart_max;  /* restart on failure (exit != 0) up to this many times */
 	bool ephemeral;	       /* run --rm: destroyed when it ends, so no fsyncs and a
 				* volatile overlay (no sync of the upper layer at exit) */
+	/* --net bridge only: no-egress, --publish, --net-rate */
+	struct netcfg_slice netopts;
 	/* Filled by slice_create: */
 	uint32_t id_base; /* host uid/gid of the slice's root; range of 65536 */
 	time_t created;

@@ -73,6 +73,11 @@ struct sliver_config {
 	void *workload_arg;
 	pid_t workload_pid;
 	int64_t monotonic_offset_ns, boottime_offset_ns;
+	/* Network set-up from the host (--net bridge): called in the caller's
+	 * process once the launcher (pid `launcher`) has made the slice's
+	 * network namespace and before PID 1 exists; < 0 fails the start. */
+	int (*net_setup)(void *arg, pid_t launcher, struct vs_error *err);
+	void *net_arg;
 };
 
 struct sliver_result {

@@ -73,6 +73,7 @@ int experiment_spec(const struct manifest *m, struct slice_spec *spec, struct vs
 	spec->disk_bytes = m->disk_bytes;
 	spec->lifetime_secs = lifetime;
 	spec->net = net;
+	spec->netopts = m->netopts;
 	spec->env = strv_dup(m->env, m->nenv);
 	spec->argv = strv_dup(m->argv, m->argc);
 	spec->timeout_secs = m->timeout_secs;

@@ -280,10 +280,10 @@ int slice_spec_check(const char *root, const struct slice_spec *spec, struct vs_
 	seccomp_bpf_free(&bpf);
 	if (r < 0)
 		return vs_error_wrap(err, "--policy");
-	if (spec->net == SLICE_NET_BRIDGE)
-		return vs_error_set(
-		    err, ENOTSUP,
-		    "--net: bridge networking is not available yet (use none or host)");
+	if (spec->net != SLICE_NET_BRIDGE &&
+	    (spec->netopts.n_publish || spec->netopts.rate_bps || spec->netopts.no_egress))
+		return vs_error_set(err, EINVAL,
+				    "--publish, --net-rate and no-egress need --net bridge");
 	if (spec->workdir && spec->workdir[0] != '/')
 		return vs_error_set(err, EINVAL, "--workdir: must be an absolute path");
 	for (char **e = spec->env; e && *e; e++)
@@ -311,6 +311,9 @@ static int remove_slice(const char *root, const char *name, uint32_t id_base, st
 		r = cgroup_destroy(cg, err);
 	if (r < 0)
 		return vs_error_wrap(err, "remove cgroup");
+	/* After the processes: a lease is dropped with everything it made. */
+	if ((r = netcfg_detach(root, name, err)) < 0)
+		return r;
 	cleanup_free char *d = slice_dir(root, name);
 	if ((r = vs_rm_rf(d, err)) < 0)
 		return vs_error_wrap(err, "remove %s", d);
@@ -460,6 +463,41 @@ static int open_log_pipe(const char *root, const char *name, int *rd, int *wr, s
 }
 
 /* Spawn with everything loaded; the caller holds the slice lock. */
+
+/* --net bridge: the launcher's new network namespace gets its veth, address,
+ * routes, caps and rules from here (host root), before PID 1 exists. */
+struct slice_net_ctx {
+	const char *root;
+	const struct slice_spec *spec;
+	const char *rootfs;
+};
+
+static bool slice_exists(const char *name, void *root)
+{
+	cleanup_free char *d = slice_dir(root, name);
+	struct stat st;
+	return stat(d, &st) == 0;
+}
+
+static int slice_net_setup(void *arg, pid_t launcher, struct vs_error *err)
+{
+	const struct slice_net_ctx *n = arg;
+	char path[PATH_MAX];
+	snprintf(path, sizeof(path), "/proc/%d/ns/net", launcher);
+	cleanup_close int netns = open(path, O_RDONLY | O_CLOEXEC);
+	if (netns < 0)
+		return vs_error_sys(err, errno, "%s", path);
+	/* The slice's root as its launcher sees it (its mount namespace). */
+	snprintf(path, sizeof(path), "/proc/%d/root%s", launcher, n->rootfs);
+	cleanup_close int rootfs = open(path, O_PATH | O_DIRECTORY | O_CLOEXEC);
+	if (rootfs < 0)
+		return vs_error_sys(err, errno, "%s", path);
+	struct netcfg_slice want = n->spec->netopts;
+	want.hostname = *n->spec->hostname ? n->spec->hostname : n->spec->name;
+	return netcfg_attach(n->root, n->spec->name, &want, netns, rootfs, n->spec->id_base, NULL,
+			     err);
+}
+
 static int start_locked(const char *root, const char *name, const struct slice_spec *spec,
 			const struct slice_start_opts *o, const struct seccomp_bpf *bpf,
 			uint64_t caps, struct vs_error *err)
@@ -554,6 +592,13 @@ static int start_locked(const char *root, const char *name, const struct slice_s
 		c.workload_pid = o->workload_pid;
 		c.monotonic_offset_ns = o->monotonic_offset_ns;
 		c.boottime_offset_ns = o->boottime_offset_ns;
+	}
+	struct slice_net_ctx net = {.root = root, .spec = spec, .rootfs = rootfs};
+	if (spec->net == SLICE_NET_BRIDGE) {
+		if ((r = netcfg_cleanup_stale(root, slice_exists, (void *)root, err)) < 0)
+			return r;
+		c.net_setup = slice_net_setup;
+		c.net_arg = &net;
 	}
 	struct sliver_result res;
 	r = sliver_spawn(&c, &res, err);

@@ -86,6 +86,41 @@ static json_t *strv_to_json(char **v)
 	return a;
 }
 
+/* "network": {"egress": bool, "rate_bps": N, "publish": ["8080:80/tcp"...]} */
+static json_t *netopts_to_json(const struct netcfg_slice *n)
+{
+	json_t *pub = json_array();
+	for (size_t i = 0; i < n->n_publish; i++)
+		json_array_append_new(pub, json_sprintf("%u:%u/%s", n->publish[i].host_port,
+							n->publish[i].slice_port,
+							n->publish[i].udp ? "udp" : "tcp"));
+	return json_pack("{s:b, s:I, s:o}", "egress", !n->no_egress, "rate_bps",
+			 (json_int_t)n->rate_bps, "publish", pub);
+}
+
+static int netopts_from_json(json_t *o, const char *f, struct netcfg_slice *n, struct vs_error *err)
+{
+	json_t *eg = json_object_get(o, "egress"), *rate = json_object_get(o, "rate_bps");
+	json_t *pub = json_object_get(o, "publish"), *v;
+	size_t i;
+	if (!json_is_object(o) || !json_is_boolean(eg) || !json_is_integer(rate) ||
+	    json_integer_value(rate) < 0 || !json_is_array(pub) ||
+	    json_array_size(pub) > NETCFG_PUBLISH_MAX)
+		return vs_error_set(err, EINVAL,
+				    "%s: .network: expected {egress, rate_bps, publish}", f);
+	n->no_egress = !json_is_true(eg);
+	n->rate_bps = (uint64_t)json_integer_value(rate);
+	json_array_foreach(pub, i, v)
+	{
+		if (!json_is_string(v) ||
+		    netcfg_parse_publish(json_string_value(v), &n->publish[i], err) < 0)
+			return vs_error_set(err, EINVAL, "%s: .network.publish[%zu]: bad port", f,
+					    i);
+	}
+	n->n_publish = json_array_size(pub);
+	return 0;
+}
+
 char *spec_to_json(const struct slice_spec *s)
 {
 	cleanup_json json_t *j = json_pack(
@@ -101,6 +136,8 @@ char *spec_to_json(const struct slice_spec *s)
 	    (json_int_t)s->expires);
 	if (j && s->ephemeral)
 		json_object_set_new(j, "ephemeral", json_true());
+	if (j && s->net == SLICE_NET_BRIDGE)
+		json_object_set_new(j, "network", netopts_to_json(&s->netopts));
 	if (j && s->disk_bytes)
 		json_object_set_new(j, "disk_bytes", json_integer((json_int_t)s->disk_bytes));
 	if (j && s->log_max_bytes)
@@ -219,6 +256,9 @@ int spec_from_json(const char *text, const char *dirname, struct slice_spec *s,
 		r = vs_error_set(err, EINVAL, "%s: .net: expected none, host or bridge", f);
 		goto fail;
 	}
+	json_t *netopts = json_object_get(j, "network");
+	if (netopts && (r = netopts_from_json(netopts, f, &s->netopts, err)) < 0)
+		goto fail;
 	if ((r = get_strv(j, f, "env", &s->env, err)) < 0 ||
 	    (r = get_strv(j, f, "argv", &s->argv, err)) < 0)
 		goto fail;

@@ -5,7 +5,9 @@
  *   launcher (host root): cgroup -> user ns + id map -> private mount ns ->
  *   [--disk: loop-mounted image for upper/work (disk.c)] ->
  *   id-mapped image + overlay (rootfs.c) -> setns(userns) -> slice root ->
- *   unshare the rest -> time offsets -> hostname -> lo up -> fork P1.
+ *   unshare the rest -> time offsets -> hostname -> lo up -> [--net bridge:
+ *   the caller configures the new netns from the host, the launcher waits] ->
+ *   fork P1.
  *   P1 (init.c): rootfs_enter -> reaper; workload: caps -> NNP -> seccomp -> exec.
  * The launcher and P1 are non-dumpable: nothing in the slice can ptrace them
  * or open their /proc files while they still hold host resources.
@@ -274,7 +276,7 @@ static int set_time_offsets(int fd, int64_t mono, int64_t boot, struct vs_error 
 
 /* The launcher: returns only on failure (err set); on success it has forked
  * P1 and reported its pid. */
-static int launcher_run(const struct sliver_config *c, int sfd, bool in_cgroup,
+static int launcher_run(const struct sliver_config *c, int sfd, int net_ack, bool in_cgroup,
 			struct vs_error *err)
 {
 	int r;
@@ -323,6 +325,15 @@ static int launcher_run(const struct sliver_config *c, int sfd, bool in_cgroup,
 		return vs_error_sys(err, errno, "sethostname \"%s\"", hn);
 	if (!c->host_net && (r = loopback_up(err)) < 0)
 		return r;
+	if (net_ack >= 0) {
+		/* Barrier: the caller sets up the network of this namespace before
+		 * anything of the slice runs; its error is the one reported. */
+		char ok = 0;
+		sliver_send(sfd, MSG_NET_READY, 0, NULL);
+		if (vs_read_all(net_ack, &ok, 1) != 1 || ok != '1')
+			return vs_error_set(err, ECANCELED, "network set-up failed");
+		close(net_ack);
+	}
 	pid_t p1 = fork();
 	if (p1 < 0)
 		return vs_error_sys(err, errno, "fork pid 1");
@@ -344,12 +355,23 @@ int sliver_spawn(const struct sliver_config *c, struct sliver_result *res, struc
 	int sp[2];
 	if (pipe2(sp, O_CLOEXEC) < 0)
 		return vs_error_sys(err, errno, "pipe");
+	int ack[2] = {-1, -1};
+	if (c->net_setup && pipe2(ack, O_CLOEXEC) < 0) {
+		int e = errno;
+		close(sp[0]);
+		close(sp[1]);
+		return vs_error_sys(err, e, "pipe");
+	}
 	bool in_cgroup;
 	pid_t l = fork_into_cgroup(c->cg, &in_cgroup);
 	if (l < 0) {
 		int e = errno;
 		close(sp[0]);
 		close(sp[1]);
+		if (ack[0] >= 0) {
+			close(ack[0]);
+			close(ack[1]);
+		}
 		return vs_error_sys(err, e, "fork");
 	}
 	if (l == 0) {
@@ -362,13 +384,14 @@ int sliver_spawn(const struct sliver_config *c, struct sliver_result *res, struc
 			      c->workload.stderr_fd,
 			      c->log_pipe,
 			      c->log_fd,
+			      ack[0],
 			      0,
 			      1,
 			      2};
 		close_fds_except(keep, VS_ARRAY_SIZE(keep));
 		struct vs_error e2;
 		vs_error_clear(&e2);
-		if (launcher_run(c, sp[1], in_cgroup, &e2) < 0) {
+		if (launcher_run(c, sp[1], ack[0], in_cgroup, &e2) < 0) {
 			sliver_send(sp[1], e2.kind == VS_EK_TIMENS ? MSG_ERROR_TIMENS : MSG_ERROR,
 				    e2.code, e2.msg);
 			_exit(125);
@@ -376,6 +399,8 @@ int sliver_spawn(const struct sliver_config *c, struct sliver_result *res, struc
 		_exit(0);
 	}
 	close(sp[1]);
+	if (ack[0] >= 0)
+		close(ack[0]);
 	memset(res, 0, sizeof(*res));
 	res->idmapped = true;
 	int r = 0;
@@ -393,6 +418,21 @@ int sliver_spawn(const struct sliver_config *c, struct sliver_result *res, struc
 		case MSG_COPY_FALLBACK:
 			res->idmapped = false;
 			break;
+		case MSG_NET_READY: {
+			char ok = '0';
+			if (!failed && c->net_setup) {
+				if ((r = c->net_setup(c->net_arg, l, err)) < 0)
+					failed = true;
+				else
+					ok = '1';
+			}
+			if (ack[1] >= 0) {
+				(void)vs_write_all(ack[1], &ok, 1);
+				close(ack[1]);
+				ack[1] = -1;
+			}
+			break;
+		}
 		case MSG_EXEC_FAILED:
 		case MSG_WORKDIR_FAILED:
 			res->exec_code = m.code;
@@ -412,6 +452,8 @@ int sliver_spawn(const struct sliver_config *c, struct sliver_result *res, struc
 		}
 	}
 	close(sp[0]);
+	if (ack[1] >= 0)
+		close(ack[1]);
 	int st;
 	while (waitpid(l, &st, 0) < 0 && errno == EINTR)
 		;

@@ -14,6 +14,7 @@ enum sliver_msg_kind {
 	MSG_COPY_FALLBACK,
 	MSG_WORKDIR_FAILED,
 	MSG_ERROR_TIMENS, /* MSG_ERROR of kind VS_EK_TIMENS */
+	MSG_NET_READY,	  /* launcher: the slice's netns exists, waiting for net_setup */
 };
 struct sliver_msg {
 	int kind;

@@ -1,0 +1,350 @@
+/*
+ * link.c - the devices of bridged slice networking, through libnl-route:
+ * the node's bridge (with the gateway address), each slice's veth pair (host
+ * end a bridge port, the other end created straight inside the slice's
+ * network namespace as eth0), the slice-side address, link state and default
+ * route, and the slice's /etc/resolv.conf and /etc/hosts.
+ *
+ * Work inside a slice's namespace uses a netlink socket opened there by a
+ * short-lived thread that enters the namespace and ends: a socket stays in
+ * the namespace it was made in, and no thread of the caller (the node
+ * manager is multi-threaded) ever runs in the slice's namespace.
+ */
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <linux/openat2.h>
+#include <pthread.h>
+#include <sched.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+
+#include <netlink/route/addr.h>
+#include <netlink/route/link.h>
+#include <netlink/route/link/bridge.h>
+#include <netlink/route/link/veth.h>
+#include <netlink/route/route.h>
+
+#include "netcfg_int.h"
+#include "vslice/util.h"
+
+static int nl_to_errno(int nlerr)
+{
+	switch (-nlerr < 0 ? nlerr : -nlerr) {
+	case NLE_EXIST:
+		return EEXIST;
+	case NLE_OBJ_NOTFOUND:
+	case NLE_NODEV:
+		return ENODEV;
+	case NLE_PERM:
+		return EPERM;
+	case NLE_NOMEM:
+		return ENOMEM;
+	case NLE_BUSY:
+		return EBUSY;
+	case NLE_INVAL:
+		return EINVAL;
+	default:
+		return EIO;
+	}
+}
+
+int nl_fail(struct vs_error *err, int nlerr, const char *fmt, ...)
+{
+	char what[512];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(what, sizeof(what), fmt, ap);
+	va_end(ap);
+	return vs_error_set(err, nl_to_errno(nlerr), "%s: %s", what, nl_geterror(nlerr));
+}
+
+int nl_open(struct nl_sock **out, struct vs_error *err)
+{
+	struct nl_sock *sk = nl_socket_alloc();
+	if (!sk)
+		return vs_error_set(err, ENOMEM, "netlink socket");
+	int r = nl_connect(sk, NETLINK_ROUTE);
+	if (r < 0) {
+		nl_socket_free(sk);
+		return nl_fail(err, r, "netlink connect");
+	}
+	*out = sk;
+	return 0;
+}
+
+struct open_in {
+	int netns_fd;
+	struct nl_sock *sk;
+	struct vs_error err;
+	int r;
+};
+
+static void *open_in_thread(void *arg)
+{
+	struct open_in *a = arg;
+	if (setns(a->netns_fd, CLONE_NEWNET) < 0)
+		a->r = vs_error_sys(&a->err, errno, "enter the slice's network namespace");
+	else
+		a->r = nl_open(&a->sk, &a->err);
+	return NULL; /* the thread, and its network namespace, end here */
+}
+
+int nl_open_in(int netns_fd, struct nl_sock **sk, struct vs_error *err)
+{
+	struct open_in a = {.netns_fd = netns_fd};
+	pthread_t th;
+	int e = pthread_create(&th, NULL, open_in_thread, &a);
+	if (e)
+		return vs_error_sys(err, e, "thread for the slice's network namespace");
+	pthread_join(th, NULL);
+	if (a.r < 0) {
+		*err = a.err;
+		return a.r;
+	}
+	*sk = a.sk;
+	return 0;
+}
+
+int link_index(struct nl_sock *sk, const char *name)
+{
+	struct rtnl_link *l = NULL;
+	if (rtnl_link_get_kernel(sk, 0, name, &l) < 0)
+		return 0;
+	int i = rtnl_link_get_ifindex(l);
+	rtnl_link_put(l);
+	return i;
+}
+
+int link_remove(struct nl_sock *sk, const char *name, struct vs_error *err)
+{
+	struct rtnl_link *l = rtnl_link_alloc();
+	rtnl_link_set_name(l, name);
+	int r = rtnl_link_delete(sk, l);
+	rtnl_link_put(l);
+	if (r < 0 && r != -NLE_NODEV && r != -NLE_OBJ_NOTFOUND)
+		return nl_fail(err, r, "delete link %s", name);
+	return 0;
+}
+
+int link_up(struct nl_sock *sk, const char *name, int master, struct vs_error *err)
+{
+	struct rtnl_link *l = NULL, *chg = rtnl_link_alloc();
+	int r = rtnl_link_get_kernel(sk, 0, name, &l);
+	if (r >= 0) {
+		rtnl_link_set_flags(chg, IFF_UP);
+		if (master)
+			rtnl_link_set_master(chg, master);
+		r = rtnl_link_change(sk, l, chg, 0);
+	}
+	rtnl_link_put(chg);
+	if (l)
+		rtnl_link_put(l);
+	return r < 0 ? nl_fail(err, r, "link %s up", name) : 0;
+}
+
+static int addr_add(struct nl_sock *sk, int ifindex, uint32_t ip, unsigned prefix,
+		    struct vs_error *err)
+{
+	uint32_t be = htonl(ip);
+	struct nl_addr *local = nl_addr_build(AF_INET, &be, 4);
+	struct rtnl_addr *a = rtnl_addr_alloc();
+	if (!local || !a)
+		return vs_error_set(err, ENOMEM, "address");
+	nl_addr_set_prefixlen(local, (int)prefix);
+	rtnl_addr_set_ifindex(a, ifindex);
+	rtnl_addr_set_local(a, local);
+	int r = rtnl_addr_add(sk, a, 0);
+	rtnl_addr_put(a);
+	nl_addr_put(local);
+	if (r < 0 && r != -NLE_EXIST) {
+		char s[16];
+		ipam_fmt(ip, s);
+		return nl_fail(err, r, "add address %s/%u", s, prefix);
+	}
+	return 0;
+}
+
+int bridge_ensure(struct nl_sock *sk, const struct ipam_state *st, struct vs_error *err)
+{
+	int r, idx = link_index(sk, st->bridge);
+	if (!idx) {
+		struct rtnl_link *br = rtnl_link_bridge_alloc();
+		rtnl_link_set_name(br, st->bridge);
+		r = rtnl_link_add(sk, br, NLM_F_CREATE | NLM_F_EXCL);
+		rtnl_link_put(br);
+		if (r < 0)
+			return nl_fail(err, r, "create bridge %s", st->bridge);
+		idx = link_index(sk, st->bridge);
+	}
+	if ((r = addr_add(sk, idx, ipam_gateway(st), st->prefix, err)) < 0 ||
+	    (r = link_up(sk, st->bridge, 0, err)) < 0)
+		return vs_error_wrap(err, "bridge %s", st->bridge);
+	return 0;
+}
+
+/* Locally administered, and from the address: a restarted slice keeps it. */
+void lease_mac(uint32_t ip, uint8_t mac[6])
+{
+	mac[0] = 0x02;
+	mac[1] = 0x76; /* 'v' */
+	mac[2] = (uint8_t)(ip >> 24);
+	mac[3] = (uint8_t)(ip >> 16);
+	mac[4] = (uint8_t)(ip >> 8);
+	mac[5] = (uint8_t)ip;
+}
+
+int veth_create(struct nl_sock *sk, const struct ipam_state *st, const struct ipam_lease *l,
+		int netns_fd, struct vs_error *err)
+{
+	int br = link_index(sk, st->bridge);
+	if (!br)
+		return vs_error_set(err, ENODEV, "bridge %s: gone", st->bridge);
+	uint8_t mac[6];
+	lease_mac(l->ip, mac);
+	struct nl_addr *lladdr = nl_addr_build(AF_LLC, mac, sizeof(mac));
+	struct rtnl_link *veth = rtnl_link_veth_alloc();
+	if (!veth || !lladdr)
+		return vs_error_set(err, ENOMEM, "veth");
+	struct rtnl_link *peer = rtnl_link_veth_get_peer(veth);
+	rtnl_link_set_name(veth, l->veth);
+	rtnl_link_set_name(peer, "eth0");
+	rtnl_link_set_addr(peer, lladdr);
+	rtnl_link_set_ns_fd(peer, netns_fd);
+	int r = rtnl_link_add(sk, veth, NLM_F_CREATE | NLM_F_EXCL);
+	rtnl_link_put(peer);
+	rtnl_link_veth_release(veth);
+	nl_addr_put(lladdr);
+	if (r < 0)
+		return nl_fail(err, r, "create veth %s", l->veth);
+	if ((r = link_up(sk, l->veth, br, err)) < 0)
+		return r;
+	return 0;
+}
+
+int slice_side_config(int netns_fd, const struct ipam_state *st, const struct ipam_lease *l,
+		      struct vs_error *err)
+{
+	cleanup_nlsock struct nl_sock *sk = NULL;
+	int r = nl_open_in(netns_fd, &sk, err);
+	if (r < 0)
+		return r;
+	int idx = link_index(sk, "eth0");
+	if (!idx)
+		return vs_error_set(err, ENODEV, "eth0: not in the slice's namespace");
+	if ((r = addr_add(sk, idx, l->ip, st->prefix, err)) < 0 ||
+	    (r = link_up(sk, "eth0", 0, err)) < 0 || (r = link_up(sk, "lo", 0, err)) < 0)
+		return r;
+	uint32_t gw = htonl(ipam_gateway(st)), any = 0;
+	struct nl_addr *dst = nl_addr_build(AF_INET, &any, 4);
+	struct nl_addr *via = nl_addr_build(AF_INET, &gw, 4);
+	struct rtnl_route *rt = rtnl_route_alloc();
+	struct rtnl_nexthop *nh = rtnl_route_nh_alloc();
+	if (!dst || !via || !rt || !nh)
+		return vs_error_set(err, ENOMEM, "route");
+	nl_addr_set_prefixlen(dst, 0);
+	rtnl_route_set_family(rt, AF_INET);
+	rtnl_route_set_table(rt, RT_TABLE_MAIN);
+	rtnl_route_set_protocol(rt, RTPROT_STATIC);
+	rtnl_route_set_scope(rt, RT_SCOPE_UNIVERSE);
+	rtnl_route_set_dst(rt, dst);
+	rtnl_route_nh_set_ifindex(nh, idx);
+	rtnl_route_nh_set_gateway(nh, via);
+	rtnl_route_add_nexthop(rt, nh); /* rt owns nh now */
+	r = rtnl_route_add(sk, rt, NLM_F_CREATE | NLM_F_EXCL);
+	rtnl_route_put(rt);
+	nl_addr_put(dst);
+	nl_addr_put(via);
+	if (r < 0 && r != -NLE_EXIST)
+		return nl_fail(err, r, "slice default route");
+	return 0;
+}
+
+/* The node's name servers a slice can reach: loopback ones (a local stub
+ * resolver) are not reachable from the slice and are left out. */
+static char *resolv_conf_text(void)
+{
+	cleanup_fclose FILE *f = fopen("/etc/resolv.conf", "re");
+	char *text = NULL, line[512];
+	size_t len = 0;
+	FILE *out = open_memstream(&text, &len);
+	if (!out)
+		abort();
+	fputs("# written by vslice (--net bridge) from the node's resolv.conf\n", out);
+	while (f && fgets(line, sizeof(line), f)) {
+		char ns[64];
+		struct in_addr in;
+		if (sscanf(line, "nameserver %63s", ns) == 1) {
+			if (inet_pton(AF_INET, ns, &in) == 1 && (ntohl(in.s_addr) >> 24) != 127)
+				fprintf(out, "nameserver %s\n", ns);
+		} else if (!strncmp(line, "search ", 7) || !strncmp(line, "options ", 8)) {
+			fputs(line, out);
+		}
+	}
+	fclose(out);
+	return text;
+}
+
+/*
+ * Write name into the slice's etc/ as a new file renamed over the old one:
+ * etc/ is resolved beneath the slice's root (RESOLVE_IN_ROOT: its symlinks
+ * cannot lead to the host's files), and the rename replaces a symlink the
+ * image may have put at name instead of writing through it.
+ */
+static int etc_write(int etcfd, const char *name, const char *text, uid_t owner,
+		     struct vs_error *err)
+{
+	char tmp[64];
+	snprintf(tmp, sizeof(tmp), ".%s.vslice-tmp", name);
+	unlinkat(etcfd, tmp, 0);
+	cleanup_close int fd =
+	    openat(etcfd, tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0644);
+	if (fd < 0)
+		return vs_error_sys(err, errno, "slice /etc/%s", name);
+	if (vs_write_all(fd, text, strlen(text)) < 0 || fchown(fd, owner, owner) < 0 ||
+	    renameat(etcfd, tmp, etcfd, name) < 0) {
+		int e = errno;
+		unlinkat(etcfd, tmp, 0);
+		return vs_error_sys(err, e, "slice /etc/%s", name);
+	}
+	return 0;
+}
+
+int etc_files_write(int rootfs_fd, uid_t owner, const char *hostname, const char *ip,
+		    struct vs_error *err)
+{
+	struct open_how how = {
+	    .flags = O_PATH | O_DIRECTORY | O_CLOEXEC,
+	    .resolve = RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS | RESOLVE_NO_XDEV,
+	};
+	cleanup_close int etc = (int)syscall(SYS_openat2, rootfs_fd, "etc", &how, sizeof(how));
+	if (etc < 0)
+		return vs_error_sys(err, errno, "slice /etc");
+	cleanup_free char *resolv = resolv_conf_text();
+	cleanup_free char *hosts =
+	    vs_xasprintf("# written by vslice (--net bridge)\n127.0.0.1\tlocalhost\n"
+			 "::1\tlocalhost ip6-localhost ip6-loopback\n%s\t%s\n",
+			 ip, hostname);
+	int r;
+	if ((r = etc_write(etc, "resolv.conf", resolv, owner, err)) < 0 ||
+	    (r = etc_write(etc, "hosts", hosts, owner, err)) < 0)
+		return r;
+	return 0;
+}
+
+int sysctl_forward(int value, int *old, struct vs_error *err)
+{
+	const char *path = "/proc/sys/net/ipv4/ip_forward";
+	char buf[8] = "";
+	cleanup_close int fd = open(path, O_RDWR | O_CLOEXEC);
+	if (fd < 0 || pread(fd, buf, sizeof(buf) - 1, 0) < 0)
+		return vs_error_sys(err, errno, "%s", path);
+	if (old)
+		*old = atoi(buf);
+	char v = value ? '1' : '0';
+	if (pwrite(fd, &v, 1, 0) != 1)
+		return vs_error_sys(err, errno, "write %s", path);
+	return 0;
+}

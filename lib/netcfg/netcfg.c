@@ -1,0 +1,442 @@
+/*
+ * netcfg.c - bridged slice networking put together: the order of attach and
+ * detach, the node-wide objects' life (made with the first lease, removed
+ * with the last), stale cleanup, counters, and the parsers the CLI and the
+ * manifest share. See include/vslice/netcfg.h for the contract and the
+ * other files of lib/netcfg for each mechanism.
+ *
+ * attach, under the node's lease lock:
+ *   [first lease: subnet clash check] -> lease (saved before any device, so a
+ *   crash half way leaves something stale cleanup finds) -> ip_forward if the
+ *   slice needs it -> bridge -> veth (peer born in the slice's namespace) ->
+ *   slice side (address, up, default route) -> tc caps -> nft tables ->
+ *   /etc/resolv.conf + /etc/hosts.
+ * detach/cleanup: devices -> lease -> [last lease: bridge, tables,
+ *   ip_forward back to what it was] -> lease file.
+ */
+#include <ctype.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <netlink/route/link.h>
+
+#include "netcfg_int.h"
+#include "vslice/units.h"
+#include "vslice/util.h"
+
+int netcfg_node_config(struct netcfg_node *node, struct vs_error *err)
+{
+	const char *br = getenv("VSLICE_BRIDGE");
+	const char *sub = getenv("VSLICE_BRIDGE_SUBNET");
+	if (!br || !*br)
+		br = NETCFG_DEFAULT_BRIDGE;
+	if (!sub || !*sub)
+		sub = NETCFG_DEFAULT_SUBNET;
+	size_t n = strlen(br);
+	bool ok = n > 0 && n < IFNAMSIZ;
+	for (size_t i = 0; ok && i < n; i++)
+		ok = isalnum((unsigned char)br[i]) || br[i] == '-' || br[i] == '_';
+	if (!ok || !strncmp(br, NETCFG_VETH_PREFIX, 3) || !strncmp(br, NETCFG_IFB_PREFIX, 3))
+		return vs_error_set(err, EINVAL,
+				    "VSLICE_BRIDGE \"%.32s\": expected 1-15 of [A-Za-z0-9_-], "
+				    "not starting with vsh/vsi",
+				    br);
+	uint32_t net;
+	unsigned prefix;
+	if (strlen(sub) >= NETCFG_SUBNET_MAX || ipam_parse_subnet(sub, &net, &prefix, err) < 0)
+		return vs_error_set(err, EINVAL,
+				    "VSLICE_BRIDGE_SUBNET \"%.40s\": expected an IPv4 A.B.C.D/N "
+				    "with N from 16 to 29",
+				    sub);
+	snprintf(node->bridge, sizeof(node->bridge), "%s", br);
+	snprintf(node->subnet, sizeof(node->subnet), "%s", sub);
+	return 0;
+}
+
+int netcfg_parse_mode(const char *s, bool *is_bridge, bool *no_egress, struct vs_error *err)
+{
+	*is_bridge = *no_egress = false;
+	if (!strcmp(s, "none") || !strcmp(s, "host"))
+		return 0;
+	if (!strcmp(s, "bridge") || !strcmp(s, "bridge,egress")) {
+		*is_bridge = true;
+		return 0;
+	}
+	if (!strcmp(s, "bridge,no-egress")) {
+		*is_bridge = *no_egress = true;
+		return 0;
+	}
+	char p[64];
+	return vs_error_set(err, EINVAL,
+			    "network \"%s\": expected none, host, bridge or bridge,no-egress",
+			    vs_printable(s, p, sizeof(p)));
+}
+
+static int parse_port(const char *s, const char *end, uint16_t *out)
+{
+	unsigned long v = 0;
+	if (s == end || end - s > 5)
+		return -1;
+	for (const char *c = s; c < end; c++) {
+		if (!isdigit((unsigned char)*c))
+			return -1;
+		v = v * 10 + (unsigned long)(*c - '0');
+	}
+	if (v < 1 || v > 65535)
+		return -1;
+	*out = (uint16_t)v;
+	return 0;
+}
+
+int netcfg_parse_publish(const char *s, struct netcfg_publish *p, struct vs_error *err)
+{
+	const char *colon = strchr(s, ':');
+	const char *slash = strchr(s, '/');
+	const char *end = slash ? slash : s + strlen(s);
+	memset(p, 0, sizeof(*p));
+	if (slash && strcmp(slash, "/tcp") && strcmp(slash, "/udp"))
+		goto bad;
+	if (!colon || colon > end || parse_port(s, colon, &p->host_port) < 0 ||
+	    parse_port(colon + 1, end, &p->slice_port) < 0)
+		goto bad;
+	p->udp = slash && !strcmp(slash, "/udp");
+	return 0;
+bad:;
+	char q[64];
+	return vs_error_set(err, EINVAL,
+			    "publish \"%s\": expected HOSTPORT:SLICEPORT[/tcp|/udp], ports 1-65535",
+			    vs_printable(s, q, sizeof(q)));
+}
+
+static const struct {
+	const char *suffix;
+	uint64_t mult; /* bit/s per unit */
+} rate_units[] = {
+    {"gbit", 1000000000ULL},
+    {"mbit", 1000000ULL},
+    {"kbit", 1000ULL},
+    {"bit", 1},
+    {"gbps", 8000000000ULL},
+    {"mbps", 8000000ULL},
+    {"kbps", 8000ULL},
+    {"bps", 8},
+    {"", 1},
+};
+
+/* TBF takes bytes/s as a 32-bit int; below 8 kbit/s a frame takes seconds. */
+#define RATE_MIN 8000ULL
+#define RATE_MAX 16000000000ULL
+
+int netcfg_parse_rate(const char *s, uint64_t *bps, struct vs_error *err)
+{
+	char *end;
+	char q[64];
+	errno = 0;
+	unsigned long long v = isdigit((unsigned char)*s) ? strtoull(s, &end, 10) : 0;
+	if (!isdigit((unsigned char)*s) || errno)
+		goto bad;
+	for (size_t i = 0; i < VS_ARRAY_SIZE(rate_units); i++) {
+		if (strcasecmp(end, rate_units[i].suffix))
+			continue;
+		if (v > RATE_MAX / rate_units[i].mult || v * rate_units[i].mult < RATE_MIN ||
+		    v * rate_units[i].mult > RATE_MAX)
+			return vs_error_set(err, ERANGE,
+					    "rate \"%s\": must be from 8kbit to 16gbit",
+					    vs_printable(s, q, sizeof(q)));
+		*bps = v * rate_units[i].mult;
+		return 0;
+	}
+bad:
+	return vs_error_set(err, EINVAL,
+			    "rate \"%s\": expected a number with kbit, mbit, gbit (bits) or "
+			    "kbps, mbps, gbps (bytes) per second",
+			    vs_printable(s, q, sizeof(q)));
+}
+
+const char *netcfg_format_rate(uint64_t bps, char *buf, size_t len)
+{
+	if (bps && bps % 1000000000ULL == 0)
+		snprintf(buf, len, "%" PRIu64 "gbit", (uint64_t)(bps / 1000000000ULL));
+	else if (bps && bps % 1000000ULL == 0)
+		snprintf(buf, len, "%" PRIu64 "mbit", (uint64_t)(bps / 1000000ULL));
+	else if (bps && bps % 1000ULL == 0)
+		snprintf(buf, len, "%" PRIu64 "kbit", (uint64_t)(bps / 1000ULL));
+	else
+		snprintf(buf, len, "%" PRIu64 "bit", bps);
+	return buf;
+}
+
+/* detach, cleanup and stats have nothing to do on a node without leases
+ * (every slice destroy asks): no lock file made, no netlink socket opened.
+ * With leases, the file's bridge and subnet are the ones used, whatever the
+ * environment says now. */
+static bool no_leases(const char *root, struct netcfg_node *node)
+{
+	struct vs_error ignore;
+	cleanup_free char *path = vs_xasprintf("%s/net/leases.json", root);
+	if (access(path, F_OK) != 0)
+		return true;
+	if (netcfg_node_config(node, &ignore) < 0) {
+		snprintf(node->bridge, sizeof(node->bridge), NETCFG_DEFAULT_BRIDGE);
+		snprintf(node->subnet, sizeof(node->subnet), NETCFG_DEFAULT_SUBNET);
+	}
+	return false;
+}
+
+/* The node-wide objects, once the last lease is gone. */
+static int node_teardown(struct nl_sock *sk, struct ipam_state *st, struct vs_error *err)
+{
+	int r;
+	if ((r = link_remove(sk, st->bridge, err)) < 0 || (r = nft_sync(st, err)) < 0)
+		return r;
+	if (st->forward_was == 0 && (r = sysctl_forward(0, NULL, err)) < 0)
+		return r;
+	st->forward_was = -1;
+	return 0;
+}
+
+static int devices_remove(struct nl_sock *sk, const struct ipam_lease *l, struct vs_error *err)
+{
+	int r;
+	if ((r = link_remove(sk, l->veth, err)) < 0 || (r = link_remove(sk, l->ifb, err)) < 0)
+		return vs_error_wrap(err, "slice %s", l->name);
+	return 0;
+}
+
+static int publish_conflict(const struct ipam_state *st, const char *name,
+			    const struct netcfg_slice *s, struct vs_error *err)
+{
+	for (size_t k = 0; k < s->n_publish; k++) {
+		const struct netcfg_publish *p = &s->publish[k];
+		for (size_t k2 = 0; k2 < k; k2++)
+			if (s->publish[k2].host_port == p->host_port &&
+			    s->publish[k2].udp == p->udp)
+				return vs_error_set(err, EINVAL, "publish: port %u/%s given twice",
+						    p->host_port, p->udp ? "udp" : "tcp");
+		for (size_t i = 0; i < st->n; i++) {
+			const struct ipam_lease *o = &st->leases[i];
+			if (!strcmp(o->name, name))
+				continue;
+			for (size_t j = 0; j < o->want.n_publish; j++)
+				if (o->want.publish[j].host_port == p->host_port &&
+				    o->want.publish[j].udp == p->udp) {
+					vs_error_set(err, EADDRINUSE,
+						     "publish: port %u/%s is published by slice %s",
+						     p->host_port, p->udp ? "udp" : "tcp", o->name);
+					return vs_error_kind(err, VS_EK_BUSY);
+				}
+		}
+	}
+	return 0;
+}
+
+static int attach_locked(const char *root, const char *name, const struct netcfg_slice *s,
+			 int netns_fd, int rootfs_fd, uid_t owner, struct ipam_state *st,
+			 struct nl_sock *sk, struct netcfg_lease *out, struct vs_error *err)
+{
+	int r;
+	bool fresh = st->n == 0;
+	if (fresh) {
+		if (link_index(sk, st->bridge))
+			return vs_error_set(err, EEXIST,
+					    "bridge %s exists but no vslice lease names it: not "
+					    "ours (set VSLICE_BRIDGE)",
+					    st->bridge);
+		if ((r = ipam_check_clash(sk, st->net, st->prefix, st->bridge, err)) < 0)
+			return r;
+	}
+	if ((r = publish_conflict(st, name, s, err)) < 0)
+		return r;
+	struct ipam_lease *l = ipam_find(st, name);
+	bool had = l != NULL;
+	if (!l && (r = ipam_alloc(st, name, &l, err)) < 0)
+		return r;
+	l->want = *s;
+	l->want.hostname = NULL;
+	if ((!s->no_egress || s->n_publish) && st->forward_was < 0) {
+		int old;
+		if ((r = sysctl_forward(1, &old, err)) < 0)
+			goto fail;
+		st->forward_was = old ? -1 : 0;
+	}
+	if ((r = ipam_save(root, st, err)) < 0)
+		goto fail;
+	char ip[16];
+	ipam_fmt(l->ip, ip);
+	if ((r = bridge_ensure(sk, st, err)) < 0 || (r = devices_remove(sk, l, err)) < 0 ||
+	    (r = veth_create(sk, st, l, netns_fd, err)) < 0 ||
+	    (r = slice_side_config(netns_fd, st, l, err)) < 0 || (r = tc_cap(sk, l, err)) < 0 ||
+	    (r = nft_sync(st, err)) < 0)
+		goto fail;
+	if (rootfs_fd >= 0 &&
+	    (r = etc_files_write(rootfs_fd, owner, s->hostname ? s->hostname : name, ip, err)) < 0)
+		goto fail;
+	if (out) {
+		memset(out, 0, sizeof(*out));
+		snprintf(out->ip, sizeof(out->ip), "%s", ip);
+		ipam_fmt(ipam_gateway(st), out->gateway);
+		out->prefix = st->prefix;
+		snprintf(out->host_veth, sizeof(out->host_veth), "%s", l->veth);
+	}
+	return 0;
+fail:;
+	/* Undo what this call made; a lease held before stays (the slice keeps
+	 * its address), with the node's tables as they were. */
+	struct vs_error e2;
+	devices_remove(sk, l, &e2);
+	if (!had)
+		ipam_release(st, name);
+	if (st->n == 0)
+		node_teardown(sk, st, &e2);
+	else
+		nft_sync(st, &e2);
+	ipam_save(root, st, &e2);
+	return r;
+}
+
+int netcfg_attach(const char *root, const char *name, const struct netcfg_slice *s, int netns_fd,
+		  int rootfs_fd, uid_t owner, struct netcfg_lease *lease, struct vs_error *err)
+{
+	struct netcfg_node node;
+	int r = netcfg_node_config(&node, err);
+	if (r < 0)
+		return r;
+	cleanup_close int lock = ipam_lock(root, err);
+	if (lock < 0)
+		return vs_error_wrap(err, "slice %s: network", name);
+	struct ipam_state st;
+	cleanup_nlsock struct nl_sock *sk = NULL;
+	if ((r = ipam_load(root, &node, &st, err)) < 0 || (r = nl_open(&sk, err)) < 0)
+		return vs_error_wrap(err, "slice %s: network", name);
+	r = attach_locked(root, name, s, netns_fd, rootfs_fd, owner, &st, sk, lease, err);
+	ipam_state_free(&st);
+	return r < 0 ? vs_error_wrap(err, "slice %s: network", name) : 0;
+}
+
+static int release_locked(const char *root, struct ipam_state *st, struct nl_sock *sk,
+			  const char *name, struct vs_error *err)
+{
+	struct ipam_lease *l = ipam_find(st, name);
+	int r;
+	if (!l)
+		return 0;
+	if ((r = devices_remove(sk, l, err)) < 0)
+		return r;
+	ipam_release(st, name);
+	if (st->n == 0)
+		r = node_teardown(sk, st, err);
+	else
+		r = nft_sync(st, err);
+	if (r < 0)
+		return r;
+	return ipam_save(root, st, err);
+}
+
+int netcfg_detach(const char *root, const char *name, struct vs_error *err)
+{
+	struct netcfg_node node;
+	int r;
+	if (no_leases(root, &node))
+		return 0;
+	cleanup_close int lock = ipam_lock(root, err);
+	if (lock < 0)
+		return vs_error_wrap(err, "slice %s: network", name);
+	struct ipam_state st;
+	cleanup_nlsock struct nl_sock *sk = NULL;
+	if ((r = ipam_load(root, &node, &st, err)) < 0 || (r = nl_open(&sk, err)) < 0)
+		return vs_error_wrap(err, "slice %s: network", name);
+	r = release_locked(root, &st, sk, name, err);
+	ipam_state_free(&st);
+	return r < 0 ? vs_error_wrap(err, "slice %s: network", name) : 0;
+}
+
+static void nl_cachep(struct nl_cache **c)
+{
+	if (*c)
+		nl_cache_free(*c);
+}
+
+int netcfg_cleanup_stale(const char *root, bool (*is_alive)(const char *name, void *arg), void *arg,
+			 struct vs_error *err)
+{
+	struct netcfg_node node;
+	int r;
+	if (no_leases(root, &node))
+		return 0;
+	cleanup_close int lock = ipam_lock(root, err);
+	if (lock < 0)
+		return vs_error_wrap(err, "network cleanup");
+	struct ipam_state st;
+	cleanup_nlsock struct nl_sock *sk = NULL;
+	if ((r = ipam_load(root, &node, &st, err)) < 0 || (r = nl_open(&sk, err)) < 0)
+		return vs_error_wrap(err, "network cleanup");
+	for (size_t i = 0; i < st.n && r >= 0;) {
+		if (is_alive(st.leases[i].name, arg)) {
+			i++;
+			continue;
+		}
+		char name[SLICE_NAME_MAX];
+		snprintf(name, sizeof(name), "%s", st.leases[i].name);
+		r = release_locked(root, &st, sk, name, err);
+	}
+	__attribute__((cleanup(nl_cachep))) struct nl_cache *links = NULL;
+	if (r >= 0 && (r = rtnl_link_alloc_cache(sk, AF_UNSPEC, &links)) < 0)
+		r = nl_fail(err, r, "list links");
+	/* Only ports of our own bridge: another vslice root on this network
+	 * namespace has its own bridge, and its devices are not ours to judge.
+	 * (Every path that removes a lease removes its ifb first, so no ifb is
+	 * left without a lease.) */
+	int br = link_index(sk, st.bridge);
+	for (struct nl_object *o = links ? nl_cache_get_first(links) : NULL; o && r >= 0 && br;
+	     o = nl_cache_get_next(o)) {
+		struct rtnl_link *l = (struct rtnl_link *)o;
+		const char *n = rtnl_link_get_name(l);
+		if (!n || strncmp(n, NETCFG_VETH_PREFIX, 3) || rtnl_link_get_master(l) != br)
+			continue;
+		bool known = false;
+		for (size_t i = 0; i < st.n && !known; i++)
+			known = !strcmp(st.leases[i].veth, n);
+		if (!known)
+			r = link_remove(sk, n, err);
+	}
+	ipam_state_free(&st);
+	return r < 0 ? vs_error_wrap(err, "network cleanup") : 0;
+}
+
+int netcfg_stats(const char *root, const char *name, struct netcfg_stats *out, struct vs_error *err)
+{
+	struct netcfg_node node;
+	int r;
+	memset(out, 0, sizeof(*out));
+	if (no_leases(root, &node))
+		return vs_error_set(err, ENOENT, "slice %s: no bridge lease", name);
+	cleanup_close int lock = ipam_lock(root, err);
+	if (lock < 0)
+		return lock;
+	struct ipam_state st;
+	cleanup_nlsock struct nl_sock *sk = NULL;
+	if ((r = ipam_load(root, &node, &st, err)) < 0 || (r = nl_open(&sk, err)) < 0)
+		return r;
+	struct ipam_lease *l = ipam_find(&st, name);
+	if (!l) {
+		ipam_state_free(&st);
+		return vs_error_set(err, ENOENT, "slice %s: no bridge lease", name);
+	}
+	ipam_fmt(l->ip, out->ip);
+	out->rate_bps = l->want.rate_bps;
+	struct rtnl_link *link = NULL;
+	if (rtnl_link_get_kernel(sk, 0, l->veth, &link) >= 0) {
+		/* The host end receives what the slice sends, and vice versa. */
+		out->attached = true;
+		out->tx_bytes = rtnl_link_get_stat(link, RTNL_LINK_RX_BYTES);
+		out->tx_packets = rtnl_link_get_stat(link, RTNL_LINK_RX_PACKETS);
+		out->rx_bytes = rtnl_link_get_stat(link, RTNL_LINK_TX_BYTES);
+		out->rx_packets = rtnl_link_get_stat(link, RTNL_LINK_TX_PACKETS);
+		rtnl_link_put(link);
+	}
+	ipam_state_free(&st);
+	return 0;
+}
