@@ -1,6 +1,8 @@
 /*
  * api.c - the registry's endpoints (docs/cluster-api.md), one function per
- * request kind, each a short transaction under reg->lock.
+ * request kind, each a short transaction under reg->lock: it routes,
+ * checks the caller's role and the request's JSON, calls the store (store.h,
+ * where every SQL statement lives) and answers in JSON.
  *
  * Handlers fill a struct reg_answer; server.c sends it (or, for a long-poll
  * whose revision has not moved, suspends the connection and calls the
@@ -208,15 +210,10 @@ static bool check_node_name(struct reg_answer *a, const char *s)
 	return false;
 }
 
-static const char *col_text(sqlite3_stmt *s, int i)
+/* Stored JSON text as a value (null if it does not parse). */
+static json_t *text_json(const char *text)
 {
-	const unsigned char *t = sqlite3_column_text(s, i);
-	return t ? (const char *)t : "";
-}
-
-static json_t *col_json(sqlite3_stmt *s, int i)
-{
-	json_t *j = json_loads(col_text(s, i), 0, NULL);
+	json_t *j = json_loads(text ? text : "", 0, NULL);
 	return j ? j : json_null();
 }
 
@@ -233,41 +230,31 @@ static json_t *slivers_json(struct registry *reg, const char *slice, const char 
 {
 	json_t *arr = json_array();
 	struct vs_error err;
-	cleanup_stmt sqlite3_stmt *s = store_prep(
-	    reg,
-	    "SELECT node, state, exit_code, reason, started, finished, restarts, message,"
-	    " results, log_size FROM slivers WHERE slice = ?1 AND (?2 IS NULL OR node = ?2)"
-	    " ORDER BY node",
-	    &err);
+	struct store_sliver *v = NULL;
 	size_t n = 0, reported = 0, ended = 0, ok = 0;
-	if (s) {
-		sqlite3_bind_text(s, 1, slice, -1, SQLITE_TRANSIENT);
-		if (only_node)
-			sqlite3_bind_text(s, 2, only_node, -1, SQLITE_TRANSIENT);
-		while (sqlite3_step(s) == SQLITE_ROW) {
-			const char *node = col_text(s, 0), *state = col_text(s, 1);
-			long long code = sqlite3_column_int64(s, 2);
-			n++;
-			if (strcmp(state, "pending") != 0)
-				reported++;
-			if (sliver_final(state)) {
-				ended++;
-				if (strcmp(state, "exited") == 0 && code == 0)
-					ok++;
-			} else if (!reg_node_ready(reg, node, now)) {
-				state = "lost";
-			}
-			json_array_append_new(
-			    arr, json_pack("{s:s, s:s, s:I, s:s, s:I, s:I, s:I, s:s, s:s, s:I}",
-					   "node", node, "state", state, "exit_code",
-					   (json_int_t)code, "reason", col_text(s, 3), "started",
-					   (json_int_t)sqlite3_column_int64(s, 4), "finished",
-					   (json_int_t)sqlite3_column_int64(s, 5), "restarts",
-					   (json_int_t)sqlite3_column_int64(s, 6), "message",
-					   col_text(s, 7), "results", col_text(s, 8), "log_size",
-					   (json_int_t)sqlite3_column_int64(s, 9)));
+	if (store_slivers_of(reg, slice, only_node, &v, &n, &err) < 0)
+		n = 0;
+	for (size_t i = 0; i < n; i++) {
+		const struct store_sliver *sv = &v[i];
+		const char *state = sv->state;
+		if (strcmp(state, "pending") != 0)
+			reported++;
+		if (sliver_final(state)) {
+			ended++;
+			if (strcmp(state, "exited") == 0 && sv->exit_code == 0)
+				ok++;
+		} else if (!reg_node_ready(reg, sv->node, now)) {
+			state = "lost";
 		}
+		json_array_append_new(
+		    arr, json_pack("{s:s, s:s, s:I, s:s, s:I, s:I, s:I, s:s, s:s, s:I}", "node",
+				   sv->node, "state", state, "exit_code", (json_int_t)sv->exit_code,
+				   "reason", sv->reason, "started", (json_int_t)sv->started,
+				   "finished", (json_int_t)sv->finished, "restarts",
+				   (json_int_t)sv->restarts, "message", sv->message, "results",
+				   sv->results, "log_size", (json_int_t)sv->log_size));
 	}
+	store_slivers_free(v, n);
 	if (reported == 0)
 		*slice_state = "pending";
 	else if (ended < n)
@@ -279,31 +266,24 @@ static json_t *slivers_json(struct registry *reg, const char *slice, const char 
 	return arr;
 }
 
-/* The slice object, or NULL when there is no such slice. owner_out gets the
- * owner (caller frees) when not NULL; only_node: show that node's sliver
- * only (a node token's view). Expects reg->lock. */
+/* The slice object, or NULL when there is no such slice. only_node: show
+ * that node's sliver only (a node token's view). Expects reg->lock. */
 static json_t *slice_json(struct registry *reg, const char *name, bool with_manifest,
-			  const char *only_node, char **owner_out)
+			  const char *only_node)
 {
 	struct vs_error err;
-	cleanup_stmt sqlite3_stmt *s = store_prep(
-	    reg, "SELECT owner, created, expires, manifest FROM slices WHERE name = ?", &err);
-	if (!s)
-		return NULL;
-	sqlite3_bind_text(s, 1, name, -1, SQLITE_TRANSIENT);
-	if (sqlite3_step(s) != SQLITE_ROW)
+	struct store_slice sl;
+	if (store_slice_get(reg, name, with_manifest, &sl, &err) < 0)
 		return NULL;
 	const char *state = "pending";
 	json_t *slivers = slivers_json(reg, name, only_node, reg_now(), &state);
-	json_t *j = json_pack("{s:s, s:s, s:I, s:I, s:s, s:I}", "name", name, "owner",
-			      col_text(s, 0), "created", (json_int_t)sqlite3_column_int64(s, 1),
-			      "expires", (json_int_t)sqlite3_column_int64(s, 2), "state", state,
-			      "revision", (json_int_t)reg->revision);
+	json_t *j = json_pack("{s:s, s:s, s:I, s:I, s:s, s:I}", "name", name, "owner", sl.owner,
+			      "created", (json_int_t)sl.created, "expires", (json_int_t)sl.expires,
+			      "state", state, "revision", (json_int_t)reg->revision);
 	if (with_manifest)
-		json_object_set_new(j, "manifest", col_json(s, 3));
+		json_object_set_new(j, "manifest", text_json(sl.manifest));
 	json_object_set_new(j, "slivers", slivers);
-	if (owner_out)
-		*owner_out = vs_xstrdup(col_text(s, 0));
+	store_slice_clear(&sl);
 	return j;
 }
 
@@ -312,25 +292,20 @@ static json_t *slice_json(struct registry *reg, const char *name, bool with_mani
 static bool slice_access(struct reg_request *req, struct reg_answer *a, const char *slice)
 {
 	struct vs_error err;
-	cleanup_stmt sqlite3_stmt *s =
-	    store_prep(req->reg,
-		       "SELECT owner, (SELECT COUNT(*) FROM slivers WHERE slice = ?1 AND node = ?2)"
-		       " FROM slices WHERE name = ?1",
-		       &err);
-	if (!s) {
-		db_fail(a, &err);
-		return false;
-	}
-	sqlite3_bind_text(s, 1, slice, -1, SQLITE_TRANSIENT);
-	sqlite3_bind_text(s, 2, req->node ? req->node : "", -1, SQLITE_TRANSIENT);
-	if (sqlite3_step(s) != SQLITE_ROW) {
+	cleanup_free char *owner = NULL;
+	bool on_node;
+	int r = store_slice_owner(req->reg, slice, req->node, &owner, &on_node, &err);
+	if (r == -ENOENT) {
 		api_error(a, 404, "slice %s: not found", slice);
 		return false;
 	}
+	if (r < 0) {
+		db_fail(a, &err);
+		return false;
+	}
 	bool ok = req->role == REGISTRY_ROLE_ADMIN ||
-		  (req->role == REGISTRY_ROLE_USER && req->user &&
-		   strcmp(col_text(s, 0), req->user) == 0) ||
-		  (req->role == REGISTRY_ROLE_NODE && sqlite3_column_int64(s, 1) > 0);
+		  (req->role == REGISTRY_ROLE_USER && req->user && strcmp(owner, req->user) == 0) ||
+		  (req->role == REGISTRY_ROLE_NODE && on_node);
 	if (!ok)
 		api_error(a, 403, "slice %s: not yours", slice);
 	return ok;
@@ -350,15 +325,12 @@ static bool sliver_access(struct reg_request *req, struct reg_answer *a, const c
 	if (!slice_access(req, a, slice))
 		return false;
 	struct vs_error err;
-	cleanup_stmt sqlite3_stmt *s =
-	    store_prep(req->reg, "SELECT 1 FROM slivers WHERE slice = ? AND node = ?", &err);
-	if (!s) {
+	int r = store_sliver_exists(req->reg, slice, node, &err);
+	if (r < 0) {
 		db_fail(a, &err);
 		return false;
 	}
-	sqlite3_bind_text(s, 1, slice, -1, SQLITE_TRANSIENT);
-	sqlite3_bind_text(s, 2, node, -1, SQLITE_TRANSIENT);
-	if (sqlite3_step(s) != SQLITE_ROW) {
+	if (r == 0) {
 		api_error(a, 404, "sliver %s/%s: slice %s has no sliver on node %s", slice, node,
 			  slice, node);
 		return false;
@@ -414,22 +386,6 @@ static void h_tokens(struct reg_request *req, struct reg_answer *a)
 			 : json_pack("{s:s}", "token", t));
 }
 
-/* Does the one-parameter query sql return a row for name? */
-static bool row_exists(struct registry *reg, const char *sql, const char *name)
-{
-	struct vs_error err;
-	cleanup_stmt sqlite3_stmt *s = store_prep(reg, sql, &err);
-	if (!s)
-		return false;
-	sqlite3_bind_text(s, 1, name, -1, SQLITE_TRANSIENT);
-	return sqlite3_step(s) == SQLITE_ROW;
-}
-
-static bool user_exists(struct registry *reg, const char *name)
-{
-	return row_exists(reg, "SELECT 1 FROM users WHERE name = ?", name);
-}
-
 static void h_users(struct reg_request *req, struct reg_answer *a)
 {
 	if (!need_role(req, a, true, false, false))
@@ -445,26 +401,21 @@ static void h_users(struct reg_request *req, struct reg_answer *a)
 			  name ? vs_printable(name, pb, sizeof(pb)) : "");
 		return;
 	}
-	if (strcmp(name, "admin") == 0 || user_exists(req->reg, name)) {
+	struct vs_error err;
+	int exists = strcmp(name, "admin") == 0 ? 1 : store_user_exists(req->reg, name, &err);
+	if (exists < 0)
+		return db_fail(a, &err);
+	if (exists) {
 		api_error(a, 409, "user %s: already exists%s", name,
 			  strcmp(name, "admin") == 0 ? " (reserved for admin tokens)" : "");
 		return;
 	}
-	struct vs_error err;
 	char t[REGISTRY_TOKEN_LEN + 1];
 	if (registry_token_generate(REGISTRY_ROLE_USER, t, &err) < 0 ||
 	    store_begin(req->reg, &err) < 0)
 		return db_fail(a, &err);
-	cleanup_stmt sqlite3_stmt *s =
-	    store_prep(req->reg, "INSERT INTO users(name, created) VALUES(?, ?)", &err);
-	if (!s || (sqlite3_bind_text(s, 1, name, -1, SQLITE_TRANSIENT),
-		   sqlite3_bind_int64(s, 2, reg_now()), sqlite3_step(s) != SQLITE_DONE)) {
-		if (s)
-			store_db_error(req->reg, "insert user", &err);
-		store_rollback(req->reg);
-		return db_fail(a, &err);
-	}
-	if (store_token_add(req->reg, t, REGISTRY_ROLE_USER, name, NULL, &err) < 0 ||
+	if (store_user_add(req->reg, name, &err) < 0 ||
+	    store_token_add(req->reg, t, REGISTRY_ROLE_USER, name, NULL, &err) < 0 ||
 	    store_commit(req->reg, false, &err) < 0) {
 		store_rollback(req->reg);
 		return db_fail(a, &err);
@@ -480,12 +431,15 @@ static void h_user_token(struct reg_request *req, struct reg_answer *a, const ch
 		api_error(a, 400, "user \"%s\": invalid name", user);
 		return;
 	}
-	if (!user_exists(req->reg, user)) {
+	struct vs_error err;
+	int exists = store_user_exists(req->reg, user, &err);
+	if (exists < 0)
+		return db_fail(a, &err);
+	if (!exists) {
 		api_error(a, 404, "user %s: not found", user);
 		return;
 	}
 	char t[REGISTRY_TOKEN_LEN + 1];
-	struct vs_error err;
 	if (registry_token_generate(REGISTRY_ROLE_USER, t, &err) < 0 ||
 	    store_token_add(req->reg, t, REGISTRY_ROLE_USER, user, NULL, &err) < 0)
 		return db_fail(a, &err);
@@ -501,33 +455,25 @@ static const char *node_state(struct registry *reg, const char *name, bool drain
 	return reg_node_ready(reg, name, now) ? "ready" : "unknown";
 }
 
-#define NODE_COLS                                                                                  \
-	"SELECT n.name, n.cpus, n.memory, n.labels, n.images, n.version, n.drained,"               \
-	" n.registered, (SELECT COUNT(*) FROM slivers v WHERE v.node = n.name) FROM nodes n"
-
-static json_t *node_row_json(struct registry *reg, sqlite3_stmt *s, long long now)
+static json_t *node_row_json(struct registry *reg, const struct store_node *n, long long now)
 {
-	const char *name = col_text(s, 0);
-	return json_pack(
-	    "{s:s, s:s, s:f, s:I, s:o, s:o, s:s, s:b, s:I, s:I, s:I}", "name", name, "state",
-	    node_state(reg, name, sqlite3_column_int(s, 6), now), "cpus",
-	    sqlite3_column_double(s, 1), "memory", (json_int_t)sqlite3_column_int64(s, 2), "labels",
-	    col_json(s, 3), "images", col_json(s, 4), "version", col_text(s, 5), "drained",
-	    sqlite3_column_int(s, 6), "registered", (json_int_t)sqlite3_column_int64(s, 7),
-	    "slivers", (json_int_t)sqlite3_column_int64(s, 8), "last_seen",
-	    (json_int_t)reg_last_seen(reg, name));
+	return json_pack("{s:s, s:s, s:f, s:I, s:o, s:o, s:s, s:b, s:I, s:I, s:I}", "name", n->name,
+			 "state", node_state(reg, n->name, n->drained, now), "cpus", n->cpus,
+			 "memory", (json_int_t)n->memory, "labels", text_json(n->labels), "images",
+			 text_json(n->images), "version", n->version, "drained", n->drained,
+			 "registered", (json_int_t)n->registered, "slivers", (json_int_t)n->slivers,
+			 "last_seen", (json_int_t)reg_last_seen(reg, n->name));
 }
 
 static json_t *node_json(struct registry *reg, const char *name)
 {
 	struct vs_error err;
-	cleanup_stmt sqlite3_stmt *s = store_prep(reg, NODE_COLS " WHERE n.name = ?", &err);
-	if (!s)
+	struct store_node n;
+	if (store_node_get(reg, name, &n, &err) < 0)
 		return NULL;
-	sqlite3_bind_text(s, 1, name, -1, SQLITE_TRANSIENT);
-	if (sqlite3_step(s) != SQLITE_ROW)
-		return NULL;
-	return node_row_json(reg, s, reg_now());
+	json_t *j = node_row_json(reg, &n, reg_now());
+	store_node_clear(&n);
+	return j;
 }
 
 static void h_nodes_list(struct reg_request *req, struct reg_answer *a)
@@ -535,13 +481,15 @@ static void h_nodes_list(struct reg_request *req, struct reg_answer *a)
 	if (!need_role(req, a, true, true, false))
 		return;
 	struct vs_error err;
-	cleanup_stmt sqlite3_stmt *s = store_prep(req->reg, NODE_COLS " ORDER BY n.name", &err);
-	if (!s)
+	struct store_node *v;
+	size_t n;
+	if (store_nodes_list(req->reg, &v, &n, &err) < 0)
 		return db_fail(a, &err);
 	json_t *arr = json_array();
 	long long now = reg_now();
-	while (sqlite3_step(s) == SQLITE_ROW)
-		json_array_append_new(arr, node_row_json(req->reg, s, now));
+	for (size_t i = 0; i < n; i++)
+		json_array_append_new(arr, node_row_json(req->reg, &v[i], now));
+	store_nodes_free(v, n);
 	answer_json(a, 200, json_pack("{s:o}", "nodes", arr));
 }
 
@@ -553,23 +501,11 @@ static void h_node_drain(struct reg_request *req, struct reg_answer *a, const ch
 	struct vs_error err;
 	if (store_begin(req->reg, &err) < 0)
 		return db_fail(a, &err);
-	cleanup_stmt sqlite3_stmt *s =
-	    store_prep(req->reg, "UPDATE nodes SET drained = ? WHERE name = ?", &err);
-	if (!s) {
+	int r = store_node_set_drained(req->reg, node, drain, &err);
+	if (r < 0) {
 		store_rollback(req->reg);
-		return db_fail(a, &err);
-	}
-	sqlite3_bind_int(s, 1, drain);
-	sqlite3_bind_text(s, 2, node, -1, SQLITE_TRANSIENT);
-	req->reg->node_cache_valid = false;
-	if (sqlite3_step(s) != SQLITE_DONE) {
-		store_db_error(req->reg, "drain node", &err);
-		store_rollback(req->reg);
-		return db_fail(a, &err);
-	}
-	if (sqlite3_changes(req->reg->db) == 0) {
-		store_rollback(req->reg);
-		return api_error(a, 404, "node %s: not registered", node);
+		return r == -ENOENT ? api_error(a, 404, "node %s: not registered", node)
+				    : db_fail(a, &err);
 	}
 	if (store_commit(req->reg, true, &err) < 0)
 		return db_fail(a, &err);
@@ -638,26 +574,15 @@ static void h_node_register(struct reg_request *req, struct reg_answer *a, const
 	}
 	if (store_begin(req->reg, &err) < 0)
 		return db_fail(a, &err);
-	cleanup_stmt sqlite3_stmt *s = store_prep(
-	    req->reg,
-	    "INSERT INTO nodes(name, cpus, memory, labels, images, version, registered)"
-	    " VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7) ON CONFLICT(name) DO UPDATE SET cpus = ?2,"
-	    " memory = ?3, labels = ?4, images = ?5, version = ?6",
-	    &err);
-	if (!s) {
-		store_rollback(req->reg);
-		return db_fail(a, &err);
-	}
-	sqlite3_bind_text(s, 1, node, -1, SQLITE_TRANSIENT);
-	sqlite3_bind_double(s, 2, json_number_value(cpus));
-	sqlite3_bind_int64(s, 3, json_integer_value(mem));
-	sqlite3_bind_text(s, 4, lj, -1, SQLITE_TRANSIENT);
-	sqlite3_bind_text(s, 5, ij, -1, SQLITE_TRANSIENT);
-	sqlite3_bind_text(s, 6, version ? json_string_value(version) : "", -1, SQLITE_TRANSIENT);
-	sqlite3_bind_int64(s, 7, reg_now());
-	req->reg->node_cache_valid = false;
-	if (sqlite3_step(s) != SQLITE_DONE) {
-		store_db_error(req->reg, "register node", &err);
+	struct store_node row = {
+	    .name = (char *)node,
+	    .cpus = json_number_value(cpus),
+	    .memory = json_integer_value(mem),
+	    .labels = lj,
+	    .images = ij,
+	    .version = (char *)(version ? json_string_value(version) : ""),
+	};
+	if (store_node_put(req->reg, &row, reg_now(), &err) < 0) {
 		store_rollback(req->reg);
 		return db_fail(a, &err);
 	}
@@ -674,7 +599,18 @@ static void h_node_register(struct reg_request *req, struct reg_answer *a, const
 	    json_pack("{s:s, s:I}", "name", node, "heartbeat", (json_int_t)req->reg->heartbeat));
 }
 
-static bool node_registered(struct registry *reg, const char *node);
+/* 1: registered; 0: not (a holds 404 when what is set); < 0: a holds 500. */
+static int node_registered(struct reg_request *req, struct reg_answer *a, const char *node,
+			   const char *what)
+{
+	struct vs_error err;
+	int r = store_node_exists(req->reg, node, &err);
+	if (r < 0)
+		db_fail(a, &err);
+	else if (r == 0 && what)
+		api_error(a, 404, "node %s: %s", node, what);
+	return r;
+}
 
 /* Admin: revoke the tokens holding node, so that the next node token (or one
  * made with .node) can enroll under that name. The node's row and slivers
@@ -691,47 +627,32 @@ static void h_node_reset(struct reg_request *req, struct reg_answer *a, const ch
 		store_rollback(req->reg);
 		return db_fail(a, &err);
 	}
-	if (n == 0 && !node_registered(req->reg, node)) {
-		store_rollback(req->reg);
-		return api_error(a, 404, "node %s: not registered and no token holds it", node);
-	}
+	if (n == 0 && node_registered(req, a, node, "not registered and no token holds it") <= 0)
+		return store_rollback(req->reg);
 	if (store_commit(req->reg, false, &err) < 0)
 		return db_fail(a, &err);
 	answer_json(a, 200, json_pack("{s:s, s:i}", "name", node, "revoked", n));
-}
-
-static bool node_registered(struct registry *reg, const char *node)
-{
-	struct vs_error err;
-	cleanup_stmt sqlite3_stmt *s = store_prep(reg, "SELECT 1 FROM nodes WHERE name = ?", &err);
-	if (!s)
-		return false;
-	sqlite3_bind_text(s, 1, node, -1, SQLITE_TRANSIENT);
-	return sqlite3_step(s) == SQLITE_ROW;
 }
 
 static void h_assignments(struct reg_request *req, struct reg_answer *a, const char *node)
 {
 	if (!node_self(req, a, node) || !long_poll_args(req, a))
 		return;
-	if (!node_registered(req->reg, node))
-		return api_error(a, 404, "node %s: not registered", node);
+	if (node_registered(req, a, node, "not registered") <= 0)
+		return;
 	struct vs_error err;
-	cleanup_stmt sqlite3_stmt *s =
-	    store_prep(req->reg,
-		       "SELECT s.name, s.manifest_sha256, s.expires FROM slivers v JOIN slices s"
-		       " ON s.name = v.slice WHERE v.node = ? ORDER BY s.name",
-		       &err);
-	if (!s)
+	struct store_assignment *v;
+	size_t n;
+	if (store_assignments(req->reg, node, &v, &n, &err) < 0)
 		return db_fail(a, &err);
-	sqlite3_bind_text(s, 1, node, -1, SQLITE_TRANSIENT);
 	/* Small entries: manifests (up to 24 MiB each) are fetched one by one
 	 * with GET /v1/slices/NAME, only when a node has to create a sliver. */
 	json_t *arr = json_array();
-	while (sqlite3_step(s) == SQLITE_ROW)
-		json_array_append_new(arr, json_pack("{s:s, s:s, s:I}", "slice", col_text(s, 0),
-						     "manifest_sha256", col_text(s, 1), "expires",
-						     (json_int_t)sqlite3_column_int64(s, 2)));
+	for (size_t i = 0; i < n; i++)
+		json_array_append_new(arr, json_pack("{s:s, s:s, s:I}", "slice", v[i].slice,
+						     "manifest_sha256", v[i].manifest_sha256,
+						     "expires", (json_int_t)v[i].expires));
+	store_assignments_free(v, n);
 	answer_index(req, a);
 	answer_json(
 	    a, 200,
@@ -764,27 +685,21 @@ static int status_one(struct reg_request *req, struct reg_answer *a, const char 
 	struct vs_error err;
 	/* Slivers the registry no longer wants (slice deleted) are ignored:
 	 * the node learns on its next poll. */
-	cleanup_stmt sqlite3_stmt *s = store_prep(
-	    req->reg,
-	    "UPDATE slivers SET state = ?3, exit_code = ?4, reason = ?5, started = ?6,"
-	    " finished = ?7, restarts = ?8, message = ?9 WHERE slice = ?1 AND node = ?2 AND"
-	    " (state, exit_code, reason, started, finished, restarts, message) IS NOT"
-	    " (?3, ?4, ?5, ?6, ?7, ?8, ?9)",
-	    &err);
-	if (!s)
+	const struct store_sliver report = {
+	    .slice = (char *)slice,
+	    .node = (char *)node,
+	    .state = (char *)state,
+	    .exit_code = json_is_integer(code) ? json_integer_value(code) : -1,
+	    .reason = (char *)(reason ? reason : ""),
+	    .started = json_integer_value(json_object_get(st, "started")),
+	    .finished = json_integer_value(json_object_get(st, "finished")),
+	    .restarts = json_integer_value(json_object_get(st, "restarts")),
+	    .message = (char *)(msg ? msg : ""),
+	};
+	int r = store_sliver_report(req->reg, &report, &err);
+	if (r < 0)
 		return db_fail(a, &err), -1;
-	sqlite3_bind_text(s, 1, slice, -1, SQLITE_TRANSIENT);
-	sqlite3_bind_text(s, 2, node, -1, SQLITE_TRANSIENT);
-	sqlite3_bind_text(s, 3, state, -1, SQLITE_TRANSIENT);
-	sqlite3_bind_int64(s, 4, json_is_integer(code) ? json_integer_value(code) : -1);
-	sqlite3_bind_text(s, 5, reason ? reason : "", -1, SQLITE_TRANSIENT);
-	sqlite3_bind_int64(s, 6, json_integer_value(json_object_get(st, "started")));
-	sqlite3_bind_int64(s, 7, json_integer_value(json_object_get(st, "finished")));
-	sqlite3_bind_int64(s, 8, json_integer_value(json_object_get(st, "restarts")));
-	sqlite3_bind_text(s, 9, msg ? msg : "", -1, SQLITE_TRANSIENT);
-	if (sqlite3_step(s) != SQLITE_DONE)
-		return store_db_error(req->reg, "sliver status", &err), db_fail(a, &err), -1;
-	if (sqlite3_changes(req->reg->db) > 0)
+	if (r > 0)
 		*changed = true;
 	return 0;
 }
@@ -796,8 +711,8 @@ static void h_status(struct reg_request *req, struct reg_answer *a, const char *
 	cleanup_json json_t *b = body_object(req, a, false);
 	if (!b)
 		return;
-	if (!node_registered(req->reg, node))
-		return api_error(a, 404, "node %s: not registered", node);
+	if (node_registered(req, a, node, "not registered") <= 0)
+		return;
 	json_t *slivers = json_object_get(b, "slivers");
 	if (slivers && !json_is_array(slivers))
 		return api_error(a, 400, "node %s: .slivers: expected an array", node);
@@ -913,198 +828,46 @@ static bool refuse_sources(struct reg_answer *a, json_t *doc)
 	return true;
 }
 
-struct node_rec {
-	struct sched_node n;
-	const char *name; /* borrowed from the node cache */
-};
-
-/* One row of the nodes table, as the scheduler needs it. */
-struct node_static {
-	char *name;
-	uint64_t cpu_millis, memory_bytes;
-	bool drained;
-	json_t *labels, *images;
-	/* what its slivers asked for (valid while reg->node_usage_valid) */
-	unsigned nslivers;
-	uint64_t cpu_used, memory_used;
-};
-
-void api_node_cache_free(struct registry *reg)
-{
-	for (size_t i = 0; i < reg->node_cache_n; i++) {
-		free(reg->node_cache[i].name);
-		json_decref(reg->node_cache[i].labels);
-		json_decref(reg->node_cache[i].images);
-	}
-	free(reg->node_cache);
-	reg->node_cache = NULL;
-	reg->node_cache_n = 0;
-	reg->node_cache_valid = false;
-	reg->node_usage_valid = false;
-}
-
-/* The nodes table changes only through registration and drain, which
- * invalidate this copy; a submission then reads no node row from SQLite. */
-static int node_cache_load(struct registry *reg, struct vs_error *err)
-{
-	if (reg->node_cache_valid)
-		return 0;
-	api_node_cache_free(reg);
-	cleanup_stmt sqlite3_stmt *s = store_prep(
-	    reg, "SELECT name, cpus, memory, labels, images, drained FROM nodes ORDER BY name",
-	    err);
-	if (!s)
-		return -err->code;
-	size_t cap = 0;
-	while (sqlite3_step(s) == SQLITE_ROW) {
-		if (reg->node_cache_n == cap) {
-			cap = cap ? 2 * cap : 64;
-			reg->node_cache =
-			    vs_xrealloc(reg->node_cache, cap * sizeof(*reg->node_cache));
-		}
-		struct node_static *c = &reg->node_cache[reg->node_cache_n++];
-		c->name = vs_xstrdup(col_text(s, 0));
-		c->cpu_millis = (uint64_t)(sqlite3_column_double(s, 1) * 1000.0 + 0.5);
-		c->memory_bytes = (uint64_t)sqlite3_column_int64(s, 2);
-		c->labels = col_json(s, 3);
-		c->images = col_json(s, 4);
-		c->drained = sqlite3_column_int(s, 5);
-	}
-	reg->node_cache_valid = true;
-	return 0;
-}
-
-static int node_cache_find(const struct registry *reg, const char *name)
-{
-	size_t lo = 0, hi = reg->node_cache_n;
-	while (lo < hi) {
-		size_t mid = lo + (hi - lo) / 2;
-		int c = strcmp(reg->node_cache[mid].name, name);
-		if (c == 0)
-			return (int)mid;
-		if (c < 0)
-			lo = mid + 1;
-		else
-			hi = mid;
-	}
-	return -1;
-}
-
 /*
  * Every registered node with what its slivers already asked for, as the
- * scheduler sees them: the cached nodes table, plus one aggregate pass over
- * the slivers for their usage.
+ * scheduler sees them: the store's node cache, with each node's liveness.
+ * Names, labels and images are borrowed from the cache (caller frees the
+ * array only).
  */
-static int load_nodes(struct registry *reg, struct node_rec **out, size_t *nout,
-		      struct vs_error *err)
+static int sched_nodes(struct registry *reg, struct sched_node **out, size_t *nout,
+		       struct vs_error *err)
 {
-	int r = node_cache_load(reg, err);
+	const struct store_cached_node *c;
+	size_t n;
+	int r = store_node_cache_get(reg, &c, &n, err);
 	if (r < 0)
 		return r;
-	size_t n = reg->node_cache_n;
-	struct node_rec *v = vs_xcalloc(n + 1, sizeof(*v));
+	struct sched_node *v = vs_xcalloc(n + 1, sizeof(*v));
 	long long now = reg_now();
 	for (size_t i = 0; i < n; i++) {
-		const struct node_static *c = &reg->node_cache[i];
-		struct node_rec *nr = &v[i];
-		nr->name = c->name;
-		nr->n.name = c->name;
-		nr->n.cpu_millis = c->cpu_millis;
-		nr->n.memory_bytes = c->memory_bytes;
-		nr->n.drained = c->drained;
-		nr->n.labels = c->labels;
-		nr->n.images = c->images;
-		long long seen = reg_last_seen(reg, c->name);
-		nr->n.state =
-		    reg_seen_ready(reg, seen, now) ? SCHED_NODE_READY : SCHED_NODE_UNKNOWN;
-		nr->n.last_seen_ago = now - seen;
-	}
-	if (!reg->node_usage_valid) {
-		/* One pass over every sliver; later inserts keep it up to date. */
-		cleanup_stmt sqlite3_stmt *s = store_prep(
-		    reg,
-		    "SELECT v.node, COUNT(*), SUM(s.cpu_millis), SUM(s.memory) FROM slivers v"
-		    " JOIN slices s ON s.name = v.slice GROUP BY v.node",
-		    err);
-		if (!s) {
-			free(v);
-			return -err->code;
-		}
-		for (size_t i = 0; i < n; i++) {
-			reg->node_cache[i].nslivers = 0;
-			reg->node_cache[i].cpu_used = reg->node_cache[i].memory_used = 0;
-		}
-		while (sqlite3_step(s) == SQLITE_ROW) {
-			int i = node_cache_find(reg, col_text(s, 0));
-			if (i < 0)
-				continue;
-			reg->node_cache[i].nslivers = (unsigned)sqlite3_column_int64(s, 1);
-			reg->node_cache[i].cpu_used = (uint64_t)sqlite3_column_int64(s, 2);
-			reg->node_cache[i].memory_used = (uint64_t)sqlite3_column_int64(s, 3);
-		}
-		reg->node_usage_valid = true;
-	}
-	for (size_t i = 0; i < n; i++) {
-		v[i].n.nslivers = reg->node_cache[i].nslivers;
-		v[i].n.cpu_used = reg->node_cache[i].cpu_used;
-		v[i].n.memory_used = reg->node_cache[i].memory_used;
+		long long seen = reg_last_seen(reg, c[i].name);
+		v[i] = (struct sched_node){
+		    .name = c[i].name,
+		    .state = reg_seen_ready(reg, seen, now) ? SCHED_NODE_READY : SCHED_NODE_UNKNOWN,
+		    .drained = c[i].drained,
+		    .last_seen_ago = now - seen,
+		    .cpu_millis = c[i].cpu_millis,
+		    .memory_bytes = c[i].memory_bytes,
+		    .labels = c[i].labels,
+		    .images = c[i].images,
+		    .nslivers = c[i].nslivers,
+		    .cpu_used = c[i].cpu_used,
+		    .memory_used = c[i].memory_used,
+		};
 	}
 	*out = v;
 	*nout = n;
 	return 0;
 }
 
-static void free_nodes(struct node_rec *v, size_t n)
-{
-	(void)n;
-	free(v); /* names, labels and images belong to the node cache */
-}
-
 static void manifest_freep(struct manifest **m)
 {
 	manifest_free(*m);
-}
-
-static int insert_slice(struct registry *reg, const struct manifest *m, const char *owner,
-			const char *text, long long created, long long expires,
-			const struct node_rec *nodes, const size_t *picked, size_t npicked,
-			struct vs_error *err)
-{
-	cleanup_stmt sqlite3_stmt *s = store_prep(
-	    reg,
-	    "INSERT INTO slices(name, owner, manifest, created, expires, cpu_millis, memory,"
-	    " manifest_sha256) VALUES(?, ?, ?, ?, ?, ?, ?, ?)",
-	    err);
-	if (!s)
-		return -err->code;
-	char sha[VS_SHA256_HEX];
-	vs_sha256_buf(text, strlen(text), sha);
-	sqlite3_bind_text(s, 8, sha, -1, SQLITE_TRANSIENT);
-	sqlite3_bind_text(s, 1, m->name, -1, SQLITE_TRANSIENT);
-	sqlite3_bind_text(s, 2, owner, -1, SQLITE_TRANSIENT);
-	sqlite3_bind_text(s, 3, text, -1, SQLITE_TRANSIENT);
-	sqlite3_bind_int64(s, 4, created);
-	sqlite3_bind_int64(s, 5, expires);
-	sqlite3_bind_int64(s, 6, (sqlite3_int64)m->cpu_millis);
-	sqlite3_bind_int64(s, 7, (sqlite3_int64)m->memory_bytes);
-	if (sqlite3_step(s) != SQLITE_DONE)
-		return store_db_error(reg, "insert slice", err);
-	for (size_t i = 0; i < npicked; i++) {
-		cleanup_stmt sqlite3_stmt *v =
-		    store_prep(reg, "INSERT INTO slivers(slice, node) VALUES(?, ?)", err);
-		if (!v)
-			return -err->code;
-		sqlite3_bind_text(v, 1, m->name, -1, SQLITE_TRANSIENT);
-		sqlite3_bind_text(v, 2, nodes[picked[i]].name, -1, SQLITE_TRANSIENT);
-		if (sqlite3_step(v) != SQLITE_DONE)
-			return store_db_error(reg, "insert sliver", err);
-	}
-	return 0;
-}
-
-static bool slice_exists(struct registry *reg, const char *name)
-{
-	return row_exists(reg, "SELECT 1 FROM slices WHERE name = ?", name);
 }
 
 static void h_slice_create(struct reg_request *req, struct reg_answer *a)
@@ -1128,52 +891,56 @@ static void h_slice_create(struct reg_request *req, struct reg_answer *a)
 	}
 	manifest_errors_free(&errs);
 	const char *owner = req->role == REGISTRY_ROLE_USER ? req->user : "admin";
-	if (slice_exists(req->reg, m->name))
+	struct vs_error err;
+	int exists = store_slice_exists(req->reg, m->name, &err);
+	if (exists < 0)
+		return db_fail(a, &err);
+	if (exists)
 		return api_error(a, 409, "slice %s: already exists", m->name);
 	long long now = reg_now();
 	long long expires = m->expires ? (long long)m->expires : now + (long long)m->lifetime_secs;
 	if (expires <= now)
 		return api_error(a, 422, ".expires: slice %s: already passed", m->name);
-	struct vs_error err;
 	if (store_begin(req->reg, &err) < 0)
 		return db_fail(a, &err);
-	struct node_rec *nodes = NULL;
+	struct sched_node *nodes = NULL;
 	size_t n = 0, npicked = 0;
 	cleanup_free size_t *picked = NULL;
-	r = load_nodes(req->reg, &nodes, &n, &err);
+	r = sched_nodes(req->reg, &nodes, &n, &err);
 	if (r >= 0) {
-		struct sched_node *sn = vs_xcalloc(n + 1, sizeof(*sn));
-		for (size_t i = 0; i < n; i++)
-			sn[i] = nodes[i].n;
-		r = sched_place(m, sn, n, &picked, &npicked, &err);
-		free(sn);
+		r = sched_place(m, nodes, n, &picked, &npicked, &err);
 		if (r == -EAGAIN) {
 			store_rollback(req->reg);
-			free_nodes(nodes, n);
+			free(nodes);
 			return api_error(a, 503, "%s", err.msg);
 		}
 	}
-	if (r >= 0)
-		r = insert_slice(req->reg, m, owner, text, now, expires, nodes, picked, npicked,
-				 &err);
-	free_nodes(nodes, n);
+	if (r >= 0) {
+		cleanup_free const char **names = vs_xcalloc(npicked + 1, sizeof(*names));
+		for (size_t i = 0; i < npicked; i++)
+			names[i] = nodes[picked[i]].name;
+		const struct store_slice row = {
+		    .name = m->name,
+		    .owner = (char *)owner,
+		    .manifest = (char *)text,
+		    .created = now,
+		    .expires = expires,
+		    .cpu_millis = m->cpu_millis,
+		    .memory = m->memory_bytes,
+		};
+		r = store_slice_insert(req->reg, &row, names, npicked, &err);
+	}
+	free(nodes);
 	if (r < 0) {
 		store_rollback(req->reg);
 		return db_fail(a, &err);
 	}
-	if (store_commit(req->reg, true, &err) < 0) {
-		req->reg->node_usage_valid = false;
+	if (store_commit(req->reg, true, &err) < 0)
 		return db_fail(a, &err);
-	}
 	/* The new slivers count on their nodes from now on (picked indexes the
-	 * node cache, unchanged since load_nodes: all of this holds reg->lock). */
-	for (size_t i = 0; req->reg->node_usage_valid && i < npicked; i++) {
-		struct node_static *c = &req->reg->node_cache[picked[i]];
-		c->nslivers++;
-		c->cpu_used += m->cpu_millis;
-		c->memory_used += m->memory_bytes;
-	}
-	answer_json(a, 201, slice_json(req->reg, m->name, true, NULL, NULL));
+	 * node cache, unchanged since sched_nodes: all of this holds reg->lock). */
+	store_node_cache_add_usage(req->reg, picked, npicked, m->cpu_millis, m->memory_bytes);
+	answer_json(a, 201, slice_json(req->reg, m->name, true, NULL));
 }
 
 static void h_slices_list(struct reg_request *req, struct reg_answer *a)
@@ -1181,22 +948,21 @@ static void h_slices_list(struct reg_request *req, struct reg_answer *a)
 	if (!need_role(req, a, true, true, false) || !long_poll_args(req, a))
 		return;
 	struct vs_error err;
-	cleanup_stmt sqlite3_stmt *s =
-	    store_prep(req->reg,
-		       req->role == REGISTRY_ROLE_ADMIN
-			   ? "SELECT name FROM slices ORDER BY name"
-			   : "SELECT name FROM slices WHERE owner = ? ORDER BY name",
-		       &err);
-	if (!s)
+	char **names;
+	size_t n;
+	if (store_slice_names(req->reg,
+			      req->role == REGISTRY_ROLE_ADMIN ? NULL
+			      : req->user		       ? req->user
+							       : "",
+			      &names, &n, &err) < 0)
 		return db_fail(a, &err);
-	if (req->role != REGISTRY_ROLE_ADMIN)
-		sqlite3_bind_text(s, 1, req->user ? req->user : "", -1, SQLITE_TRANSIENT);
 	json_t *arr = json_array();
-	while (sqlite3_step(s) == SQLITE_ROW) {
-		json_t *o = slice_json(req->reg, col_text(s, 0), false, NULL, NULL);
+	for (size_t i = 0; i < n; i++) {
+		json_t *o = slice_json(req->reg, names[i], false, NULL);
 		if (o)
 			json_array_append_new(arr, o);
 	}
+	store_names_free(names, n);
 	answer_index(req, a);
 	answer_json(a, 200, json_pack("{s:o}", "slices", arr));
 }
@@ -1207,8 +973,8 @@ static void h_slice_get(struct reg_request *req, struct reg_answer *a, const cha
 		return;
 	/* A node token sees the manifest of a slice it hosts (slice_access
 	 * checked that) and its own sliver, never the other nodes'. */
-	json_t *o = slice_json(req->reg, slice, true,
-			       req->role == REGISTRY_ROLE_NODE ? req->node : NULL, NULL);
+	json_t *o =
+	    slice_json(req->reg, slice, true, req->role == REGISTRY_ROLE_NODE ? req->node : NULL);
 	if (!o)
 		return api_error(a, 404, "slice %s: not found", slice);
 	answer_index(req, a);
@@ -1254,34 +1020,16 @@ static void h_slice_renew(struct reg_request *req, struct reg_answer *a, const c
 				 slice, lt);
 	if (store_begin(req->reg, &err) < 0)
 		return db_fail(a, &err);
-	cleanup_stmt sqlite3_stmt *s =
-	    store_prep(req->reg, "UPDATE slices SET expires = ? WHERE name = ?", &err);
-	if (!s || (sqlite3_bind_int64(s, 1, reg_now() + (long long)secs),
-		   sqlite3_bind_text(s, 2, slice, -1, SQLITE_TRANSIENT),
-		   sqlite3_step(s) != SQLITE_DONE)) {
-		if (s)
-			store_db_error(req->reg, "renew slice", &err);
+	if (store_slice_renew(req->reg, slice, reg_now() + (long long)secs, &err) < 0) {
 		store_rollback(req->reg);
 		return db_fail(a, &err);
 	}
 	if (store_commit(req->reg, true, &err) < 0)
 		return db_fail(a, &err);
-	answer_json(a, 200, slice_json(req->reg, slice, true, NULL, NULL));
+	answer_json(a, 200, slice_json(req->reg, slice, true, NULL));
 }
 
 /* ---- logs and results ---- */
-
-static long long sliver_log_size(struct registry *reg, const char *slice, const char *node)
-{
-	struct vs_error err;
-	cleanup_stmt sqlite3_stmt *s =
-	    store_prep(reg, "SELECT log_size FROM slivers WHERE slice = ? AND node = ?", &err);
-	if (!s)
-		return -1;
-	sqlite3_bind_text(s, 1, slice, -1, SQLITE_TRANSIENT);
-	sqlite3_bind_text(s, 2, node, -1, SQLITE_TRANSIENT);
-	return sqlite3_step(s) == SQLITE_ROW ? sqlite3_column_int64(s, 0) : -1;
-}
 
 static void h_log_get(struct reg_request *req, struct reg_answer *a, const char *slice,
 		      const char *node)
@@ -1293,7 +1041,7 @@ static void h_log_get(struct reg_request *req, struct reg_answer *a, const char 
 	if (o && !parse_ll(o, &off))
 		return api_error(a, 400, "log of sliver %s/%s: offset: \"%s\" is not a byte offset",
 				 slice, node, o);
-	long long size = sliver_log_size(req->reg, slice, node);
+	long long size = store_sliver_log_size(req->reg, slice, node);
 	if (size < 0)
 		size = 0;
 	/* Sent from the file (up to the size recorded now: a later append is
@@ -1303,7 +1051,7 @@ static void h_log_get(struct reg_request *req, struct reg_answer *a, const char 
 	int fd = -1;
 	if (want > 0) {
 		cleanup_free char *p =
-		    vs_xasprintf("%s/logs/%s/%s.log", req->reg->blob_dir, slice, node);
+		    vs_xasprintf("%s/logs/%s/%s.log", req->reg->store.blob_dir, slice, node);
 		fd = open(p, O_RDONLY | O_CLOEXEC);
 		if (fd < 0)
 			return api_error(a, 500, "log of sliver %s/%s: open %s: %s", slice, node, p,
@@ -1334,32 +1082,29 @@ static void h_results_get(struct reg_request *req, struct reg_answer *a, const c
 	if (!sliver_access(req, a, slice, node, false))
 		return;
 	struct vs_error err;
-	cleanup_stmt sqlite3_stmt *v = store_prep(
-	    req->reg, "SELECT results, missing FROM slivers WHERE slice = ? AND node = ?", &err);
-	cleanup_stmt sqlite3_stmt *s =
-	    store_prep(req->reg,
-		       "SELECT path, size, sha256, mode FROM result_files WHERE slice = ? AND"
-		       " node = ? ORDER BY path",
-		       &err);
-	if (!v || !s)
-		return db_fail(a, &err);
-	sqlite3_bind_text(v, 1, slice, -1, SQLITE_TRANSIENT);
-	sqlite3_bind_text(v, 2, node, -1, SQLITE_TRANSIENT);
-	sqlite3_bind_text(s, 1, slice, -1, SQLITE_TRANSIENT);
-	sqlite3_bind_text(s, 2, node, -1, SQLITE_TRANSIENT);
-	if (sqlite3_step(v) != SQLITE_ROW)
+	struct store_sliver v;
+	int r = store_sliver_get(req->reg, slice, node, &v, &err);
+	if (r == -ENOENT)
 		return api_error(a, 404, "sliver %s/%s: not found", slice, node);
-	json_t *files = json_array();
-	while (sqlite3_step(s) == SQLITE_ROW)
-		json_array_append_new(files,
-				      json_pack("{s:s, s:I, s:s, s:I}", "path", col_text(s, 0),
-						"size", (json_int_t)sqlite3_column_int64(s, 1),
-						"sha256", col_text(s, 2), "mode",
-						(json_int_t)sqlite3_column_int64(s, 3)));
+	if (r < 0)
+		return db_fail(a, &err);
+	struct store_result *files;
+	size_t n;
+	if (store_results_of(req->reg, slice, node, &files, &n, &err) < 0) {
+		store_sliver_clear(&v);
+		return db_fail(a, &err);
+	}
+	json_t *arr = json_array();
+	for (size_t i = 0; i < n; i++)
+		json_array_append_new(arr, json_pack("{s:s, s:I, s:s, s:I}", "path", files[i].path,
+						     "size", (json_int_t)files[i].size, "sha256",
+						     files[i].sha256, "mode",
+						     (json_int_t)files[i].mode));
+	store_results_free(files, n);
 	answer_json(a, 200,
-		    json_pack("{s:b, s:o, s:o}", "complete",
-			      strcmp(col_text(v, 0), "complete") == 0, "files", files, "missing",
-			      col_json(v, 1)));
+		    json_pack("{s:b, s:o, s:o}", "complete", strcmp(v.results, "complete") == 0,
+			      "files", arr, "missing", text_json(v.missing)));
+	store_sliver_clear(&v);
 }
 
 static void h_result_get(struct reg_request *req, struct reg_answer *a, const char *slice,
@@ -1369,25 +1114,21 @@ static void h_result_get(struct reg_request *req, struct reg_answer *a, const ch
 		return;
 	cleanup_free char *path = vs_xasprintf("/%s", rest);
 	struct vs_error err;
-	cleanup_stmt sqlite3_stmt *s = store_prep(
-	    req->reg, "SELECT sha256 FROM result_files WHERE slice = ? AND node = ? AND path = ?",
-	    &err);
-	if (!s)
-		return db_fail(a, &err);
-	sqlite3_bind_text(s, 1, slice, -1, SQLITE_TRANSIENT);
-	sqlite3_bind_text(s, 2, node, -1, SQLITE_TRANSIENT);
-	sqlite3_bind_text(s, 3, path, -1, SQLITE_TRANSIENT);
-	if (sqlite3_step(s) != SQLITE_ROW)
+	char sha[65];
+	int r = store_result_sha(req->reg, slice, node, path, sha, &err);
+	if (r == -ENOENT)
 		return api_error(a, 404, "result %s of sliver %s/%s: not found", path, slice, node);
-	cleanup_free char *blob = vs_xasprintf("%s/blobs/%s", req->reg->blob_dir, col_text(s, 0));
+	if (r < 0)
+		return db_fail(a, &err);
+	cleanup_free char *blob = vs_xasprintf("%s/blobs/%s", req->reg->store.blob_dir, sha);
 	int fd = open(blob, O_RDONLY | O_CLOEXEC);
 	if (fd < 0)
 		return api_error(a, 500, "result %s of sliver %s/%s: blob %s: %s", path, slice,
-				 node, col_text(s, 0), strerror(errno));
+				 node, sha, strerror(errno));
 	a->status = 200;
 	a->fd = fd;
 	a->content_type = "application/octet-stream";
-	answer_header(a, "X-Vslice-Sha256", vs_xstrdup(col_text(s, 0)));
+	answer_header(a, "X-Vslice-Sha256", vs_xstrdup(sha));
 }
 
 static void h_results_commit(struct reg_request *req, struct reg_answer *a, const char *slice,
@@ -1408,16 +1149,7 @@ static void h_results_commit(struct reg_request *req, struct reg_answer *a, cons
 	struct vs_error err;
 	if (store_begin(req->reg, &err) < 0)
 		return db_fail(a, &err);
-	cleanup_stmt sqlite3_stmt *s = store_prep(
-	    req->reg,
-	    "UPDATE slivers SET results = 'complete', missing = ? WHERE slice = ? AND node = ?",
-	    &err);
-	if (!s ||
-	    (sqlite3_bind_text(s, 1, mj, -1, SQLITE_TRANSIENT),
-	     sqlite3_bind_text(s, 2, slice, -1, SQLITE_TRANSIENT),
-	     sqlite3_bind_text(s, 3, node, -1, SQLITE_TRANSIENT), sqlite3_step(s) != SQLITE_DONE)) {
-		if (s)
-			store_db_error(req->reg, "commit results", &err);
+	if (store_sliver_results_done(req->reg, slice, node, mj, &err) < 0) {
 		store_rollback(req->reg);
 		return db_fail(a, &err);
 	}
@@ -1440,7 +1172,7 @@ static bool parse_sliver_route(struct reg_request *req, struct reg_answer *a, st
 
 static int open_tmp(struct reg_request *req, struct reg_answer *a)
 {
-	req->tmp_path = vs_xasprintf("%s/tmp/upload-XXXXXX", req->reg->blob_dir);
+	req->tmp_path = vs_xasprintf("%s/tmp/upload-XXXXXX", req->reg->store.blob_dir);
 	req->fd = mkostemp(req->tmp_path, O_CLOEXEC);
 	if (req->fd < 0) {
 		api_error(a, 500, "upload to %s: %s: %s", req->url, req->tmp_path, strerror(errno));
@@ -1461,7 +1193,7 @@ int api_upload_begin(struct reg_request *req, struct reg_answer *a)
 		return -1;
 	pthread_mutex_lock(&req->reg->lock);
 	ok = sliver_access(req, a, req->slice, req->unode, true);
-	long long size = ok ? sliver_log_size(req->reg, req->slice, req->unode) : 0;
+	long long size = ok ? store_sliver_log_size(req->reg, req->slice, req->unode) : 0;
 	if (ok && req->role == REGISTRY_ROLE_NODE)
 		reg_touch(req->reg, req->node, reg_now()); /* an upload arriving: life */
 	pthread_mutex_unlock(&req->reg->lock);
@@ -1576,10 +1308,10 @@ static void log_finish(struct reg_request *req, struct reg_answer *a)
 {
 	struct registry *reg = req->reg;
 	struct vs_error err;
-	cleanup_free char *dir = vs_xasprintf("%s/logs/%s", reg->blob_dir, req->slice);
+	cleanup_free char *dir = vs_xasprintf("%s/logs/%s", reg->store.blob_dir, req->slice);
 	cleanup_free char *path = vs_xasprintf("%s/%s.log", dir, req->unode);
 	pthread_mutex_lock(&reg->lock);
-	long long size = sliver_log_size(reg, req->slice, req->unode);
+	long long size = store_sliver_log_size(reg, req->slice, req->unode);
 	if (size < 0) {
 		pthread_mutex_unlock(&reg->lock);
 		return api_error(a, 404, "sliver %s/%s: gone (slice deleted)", req->slice,
@@ -1603,16 +1335,8 @@ static void log_finish(struct reg_request *req, struct reg_answer *a)
 		return api_error(a, 500, "log of sliver %s/%s: write %s: %s", req->slice,
 				 req->unode, path, strerror(errno));
 	}
-	cleanup_stmt sqlite3_stmt *s =
-	    store_prep(reg, "UPDATE slivers SET log_size = ? WHERE slice = ? AND node = ?", &err);
-	if (s) {
-		sqlite3_bind_int64(s, 1, size + (long long)req->received);
-		sqlite3_bind_text(s, 2, req->slice, -1, SQLITE_TRANSIENT);
-		sqlite3_bind_text(s, 3, req->unode, -1, SQLITE_TRANSIENT);
-	}
-	if (!s || sqlite3_step(s) != SQLITE_DONE) {
-		if (s)
-			store_db_error(reg, "log size", &err);
+	if (store_sliver_set_log_size(reg, req->slice, req->unode, size + (long long)req->received,
+				      &err) < 0) {
 		pthread_mutex_unlock(&reg->lock);
 		return db_fail(a, &err);
 	}
@@ -1636,7 +1360,7 @@ static void result_finish(struct reg_request *req, struct reg_answer *a)
 	if (fsync(req->fd) < 0)
 		return api_error(a, 500, "result %s of sliver %s/%s: fsync: %s", req->upath,
 				 req->slice, req->unode, strerror(errno));
-	cleanup_free char *blob = vs_xasprintf("%s/blobs/%s", reg->blob_dir, hex);
+	cleanup_free char *blob = vs_xasprintf("%s/blobs/%s", reg->store.blob_dir, hex);
 	struct vs_error err;
 	pthread_mutex_lock(&reg->lock);
 	if (rename(req->tmp_path, blob) < 0) {
@@ -1646,50 +1370,14 @@ static void result_finish(struct reg_request *req, struct reg_answer *a)
 	}
 	free(req->tmp_path);
 	req->tmp_path = NULL;
-	char *old[1] = {NULL};
-	{
-		cleanup_stmt sqlite3_stmt *o = store_prep(
-		    reg,
-		    "SELECT sha256 FROM result_files WHERE slice = ? AND node = ? AND path = ?",
-		    &err);
-		if (o) {
-			sqlite3_bind_text(o, 1, req->slice, -1, SQLITE_TRANSIENT);
-			sqlite3_bind_text(o, 2, req->unode, -1, SQLITE_TRANSIENT);
-			sqlite3_bind_text(o, 3, req->upath, -1, SQLITE_TRANSIENT);
-			if (sqlite3_step(o) == SQLITE_ROW && strcmp(col_text(o, 0), hex) != 0)
-				old[0] = vs_xstrdup(col_text(o, 0));
-		}
-	}
-	cleanup_stmt sqlite3_stmt *s = store_prep(
-	    reg,
-	    "INSERT OR REPLACE INTO result_files(slice, node, path, size, sha256, mode)"
-	    " SELECT ?1, ?2, ?3, ?4, ?5, ?6 WHERE EXISTS (SELECT 1 FROM slivers WHERE slice = ?1"
-	    " AND node = ?2)",
-	    &err);
-	int ok = 0;
-	if (s) {
-		sqlite3_bind_text(s, 1, req->slice, -1, SQLITE_TRANSIENT);
-		sqlite3_bind_text(s, 2, req->unode, -1, SQLITE_TRANSIENT);
-		sqlite3_bind_text(s, 3, req->upath, -1, SQLITE_TRANSIENT);
-		sqlite3_bind_int64(s, 4, (sqlite3_int64)req->received);
-		sqlite3_bind_text(s, 5, hex, -1, SQLITE_TRANSIENT);
-		sqlite3_bind_int64(s, 6, req->mode);
-		ok = sqlite3_step(s) == SQLITE_DONE;
-		if (!ok)
-			store_db_error(reg, "insert result", &err);
-	}
-	if (old[0])
-		store_blobs_gc(reg, old, 1);
-	free(old[0]);
-	if (ok && sqlite3_changes(reg->db) == 0) {
-		char *gc[1] = {hex};
-		store_blobs_gc(reg, gc, 1);
-		pthread_mutex_unlock(&reg->lock);
-		return api_error(a, 404, "sliver %s/%s: gone (slice deleted)", req->slice,
-				 req->unode);
-	}
+	struct store_result row = {
+	    .path = req->upath, .size = (long long)req->received, .mode = req->mode};
+	memcpy(row.sha256, hex, sizeof(hex));
+	int r = store_result_put(reg, req->slice, req->unode, &row, &err);
 	pthread_mutex_unlock(&reg->lock);
-	if (!ok)
+	if (r == -ENOENT)
+		return api_error(a, 404, "%s", err.msg);
+	if (r < 0)
 		return db_fail(a, &err);
 	answer_empty(a, 204);
 }
@@ -1721,35 +1409,32 @@ static void h_metrics(struct reg_request *req, struct reg_answer *a)
 	struct vs_error err;
 	long long now = reg_now();
 	size_t nstate[3] = {0};
-	{
-		cleanup_stmt sqlite3_stmt *s =
-		    store_prep(reg, "SELECT name, drained FROM nodes", &err);
-		while (s && sqlite3_step(s) == SQLITE_ROW) {
-			const char *st =
-			    node_state(reg, col_text(s, 0), sqlite3_column_int(s, 1), now);
+	struct store_node *nodes;
+	size_t n;
+	if (store_nodes_list(reg, &nodes, &n, &err) >= 0) {
+		for (size_t i = 0; i < n; i++) {
+			const char *st = node_state(reg, nodes[i].name, nodes[i].drained, now);
 			nstate[st[0] == 'r' ? 0 : st[0] == 'u' ? 1 : 2]++;
 		}
+		store_nodes_free(nodes, n);
 	}
-	long long slices = 0;
-	{
-		cleanup_stmt sqlite3_stmt *s = store_prep(reg, "SELECT COUNT(*) FROM slices", &err);
-		if (s && sqlite3_step(s) == SQLITE_ROW)
-			slices = sqlite3_column_int64(s, 0);
-	}
+	long long slices = store_slice_count(reg, &err);
+	if (slices < 0)
+		slices = 0;
 	static const char *const states[] = {"pending", "creating", "running",
 					     "exited",	"failed",   "lost"};
 	size_t vstate[VS_ARRAY_SIZE(states)] = {0};
-	{
-		cleanup_stmt sqlite3_stmt *s =
-		    store_prep(reg, "SELECT node, state FROM slivers", &err);
-		while (s && sqlite3_step(s) == SQLITE_ROW) {
-			const char *st = col_text(s, 1);
-			if (!sliver_final(st) && !reg_node_ready(reg, col_text(s, 0), now))
+	struct store_sliver *slivers;
+	if (store_sliver_states(reg, &slivers, &n, &err) >= 0) {
+		for (size_t k = 0; k < n; k++) {
+			const char *st = slivers[k].state;
+			if (!sliver_final(st) && !reg_node_ready(reg, slivers[k].node, now))
 				st = "lost";
 			for (size_t i = 0; i < VS_ARRAY_SIZE(states); i++)
 				if (strcmp(st, states[i]) == 0)
 					vstate[i]++;
 		}
+		store_slivers_free(slivers, n);
 	}
 	char *out = NULL;
 	size_t len = 0;

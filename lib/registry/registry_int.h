@@ -1,6 +1,6 @@
 /*
  * registry_int.h - what the registry's files share: the registry object, the
- * store (SQLite) helpers and the request handlers' entry points.
+ * store (store.h: all SQL) and the request handlers' entry points.
  *
  * Locking: one mutex (reg->lock) guards the SQLite connection, the revision,
  * the in-memory last_seen table and the long-poll waiters. Handlers take it
@@ -14,9 +14,9 @@
 #include <sys/socket.h>
 #include <nettle/sha2.h>
 #include <pthread.h>
-#include <sqlite3.h>
 #include <stdbool.h>
 
+#include "store.h"
 #include "vslice/registry.h"
 
 #define REG_BODY_MAX	 (32u << 20) /* JSON request bodies */
@@ -75,9 +75,7 @@ struct waiter {
 };
 
 struct registry {
-	char *db_path;
-	char *blob_dir; /* "<db>.d" */
-	sqlite3 *db;
+	struct store store; /* store*.c */
 	pthread_mutex_t lock;
 	pthread_cond_t cond; /* wakes the timer thread on stop */
 	long long revision;
@@ -86,15 +84,6 @@ struct registry {
 
 	struct node_seen *seen;
 	size_t nseen, seen_cap;
-
-	/* api.c: the nodes table as the scheduler reads it (registration and
-	 * drain clear node_cache_valid) */
-	struct node_static *node_cache;
-	size_t node_cache_n;
-	bool node_cache_valid;
-	bool node_usage_valid; /* the cache's per-node usage matches the slivers; a
-				* slice insert adds to it, any delete or rollback
-				* clears it (recomputed on the next submission) */
 
 	struct waiter *waiters;
 	struct MHD_Daemon *daemon;
@@ -108,60 +97,24 @@ struct registry {
 	int listen_fd;
 };
 
-static inline void reg_stmt_finalize(sqlite3_stmt **s)
-{
-	if (*s)
-		sqlite3_finalize(*s);
-}
 static inline void reg_json_decref(json_t **j)
 {
 	if (*j)
 		json_decref(*j);
 }
-#define cleanup_stmt __attribute__((cleanup(reg_stmt_finalize)))
 #define cleanup_json __attribute__((cleanup(reg_json_decref)))
 
 long long reg_now(void);
 /* Monotonic milliseconds, for long-poll deadlines. */
 long long reg_now_ms(void);
 
-/* store.c: every call below expects reg->lock held. */
-int store_exec(struct registry *reg, const char *sql, struct vs_error *err);
-sqlite3_stmt *store_prep(struct registry *reg, const char *sql, struct vs_error *err);
-int store_db_error(struct registry *reg, const char *what, struct vs_error *err);
-int store_begin(struct registry *reg, struct vs_error *err);
-/* Commit; when bump, increase the revision first and wake long-polls. */
-int store_commit(struct registry *reg, bool bump, struct vs_error *err);
-void store_rollback(struct registry *reg);
-/* Store token's hash; user: a user token's user; node: bind a node token to
- * that node name at once (NULL: bound when it first registers). */
-int store_token_add(struct registry *reg, const char *token, enum registry_role role,
-		    const char *user, const char *node, struct vs_error *err);
-/* Look token up: 0 and role/user/node (strings caller frees, NULL if none),
- * -ENOENT when unknown. */
-int store_token_lookup(struct registry *reg, const char *token, enum registry_role *role,
-		       char **user, char **node, struct vs_error *err);
-int store_token_bind(struct registry *reg, const char *token, const char *node,
-		     struct vs_error *err);
-/* Is the node name held (bound) by a token? 1 yes, 0 no, < 0 error. A held
- * name stays with its token: only store_node_release frees it. */
-int store_node_held(struct registry *reg, const char *node, struct vs_error *err);
-/* Revoke (delete) every token bound to node; returns how many. */
-int store_node_release(struct registry *reg, const char *node, struct vs_error *err);
-/* Delete slice (rows, log directory, unreferenced blobs) inside the caller's
- * transaction. -ENOENT if there is no such slice. */
-int store_slice_delete(struct registry *reg, const char *slice, struct vs_error *err);
-/* Remove blobs no result row refers to any more (after commit). */
-void store_blobs_gc(struct registry *reg, char **shas, size_t n);
-
-/* Nodes' liveness (in memory). */
+/* registry.c: nodes' liveness (in memory). The store's calls are in
+ * store.h; every one expects reg->lock held. */
 long long reg_last_seen(struct registry *reg, const char *node);
 void reg_touch(struct registry *reg, const char *node, long long now);
 bool reg_node_ready(struct registry *reg, const char *node, long long now);
 /* Is a node last seen then ready now (seen within lost_after heartbeats)? */
 bool reg_seen_ready(struct registry *reg, long long last_seen, long long now);
-/* Free api.c's node cache (registry_close). */
-void api_node_cache_free(struct registry *reg);
 
 /* server.c */
 void reg_wake(struct registry *reg);

@@ -26,7 +26,9 @@
 #include "vslice/registry.h"
 #include "vslice/util.h"
 
-#include "../../lib/registry/registry_int.h" /* limits.c's accounting */
+#include <sqlite3.h>
+
+#include "../../lib/registry/registry_int.h" /* limits.c's accounting, the store */
 
 /* ---- scheduler ---- */
 
@@ -846,6 +848,221 @@ static void test_limits(void **state)
 	lim_free(&l);
 }
 
+/* ---- the store layer (lib/registry/store*.c) ---- */
+
+struct hook_seen {
+	unsigned calls;
+	long long revision;
+};
+
+static void count_commit(void *ctx, long long revision)
+{
+	struct hook_seen *h = ctx;
+	h->calls++;
+	h->revision = revision;
+}
+
+/* A commit that bumps the revision is reported through the hook registered
+ * with the store (not by calling the HTTP server); one that does not bump
+ * it, or a rollback, is not. */
+static void test_store_commit_hook(void **state)
+{
+	struct env *e = *state;
+	struct registry *reg = e->reg;
+	struct hook_seen h = {0};
+	struct vs_error err;
+	pthread_mutex_lock(&reg->lock);
+	store_set_commit_hook(reg, count_commit, &h);
+	long long rev = reg->revision;
+	assert_int_equal(store_begin(reg, &err), 0);
+	assert_int_equal(store_user_add(reg, "alice", &err), 0);
+	assert_int_equal(store_commit(reg, true, &err), 0);
+	assert_int_equal(h.calls, 1);
+	assert_int_equal(h.revision, rev + 1);
+	assert_int_equal(reg->revision, rev + 1);
+	assert_int_equal(store_begin(reg, &err), 0);
+	assert_int_equal(store_user_add(reg, "bob", &err), 0);
+	assert_int_equal(store_commit(reg, false, &err), 0);
+	assert_int_equal(h.calls, 1);
+	assert_int_equal(store_begin(reg, &err), 0);
+	assert_int_equal(store_user_add(reg, "carol", &err), 0);
+	store_rollback(reg);
+	assert_int_equal(h.calls, 1);
+	assert_int_equal(store_user_exists(reg, "bob", &err), 1);
+	assert_int_equal(store_user_exists(reg, "carol", &err), 0);
+	pthread_mutex_unlock(&reg->lock);
+	assert_int_equal(registry_revision(reg), rev + 1);
+}
+
+/* The typed row functions: what goes in comes out; missing rows are
+ * -ENOENT; a report repeating a sliver's state changes nothing. */
+static void test_store_rows(void **state)
+{
+	struct env *e = *state;
+	struct registry *reg = e->reg;
+	struct vs_error err;
+	pthread_mutex_lock(&reg->lock);
+	struct store_node in = {.name = "n1",
+				.cpus = 2.5,
+				.memory = 1 << 30,
+				.labels = "{\"zone\":\"a\"}",
+				.images = "[\"busybox\"]",
+				.version = "v1"};
+	assert_int_equal(store_begin(reg, &err), 0);
+	assert_int_equal(store_node_put(reg, &in, 1234, &err), 0);
+	in.name = "n2";
+	assert_int_equal(store_node_put(reg, &in, 1235, &err), 0);
+	assert_int_equal(store_commit(reg, true, &err), 0);
+	struct store_node n;
+	assert_int_equal(store_node_get(reg, "n1", &n, &err), 0);
+	assert_string_equal(n.name, "n1");
+	assert_true(n.cpus == 2.5);
+	assert_int_equal(n.memory, 1 << 30);
+	assert_string_equal(n.labels, "{\"zone\":\"a\"}");
+	assert_string_equal(n.version, "v1");
+	assert_int_equal(n.registered, 1234);
+	assert_false(n.drained);
+	store_node_clear(&n);
+	assert_int_equal(store_node_get(reg, "nope", &n, &err), -ENOENT);
+	assert_int_equal(store_node_set_drained(reg, "nope", true, &err), -ENOENT);
+	assert_int_equal(store_node_exists(reg, "n2", &err), 1);
+
+	const struct store_cached_node *c;
+	size_t nc;
+	assert_int_equal(store_node_cache_get(reg, &c, &nc, &err), 0);
+	assert_int_equal(nc, 2);
+	assert_string_equal(c[0].name, "n1");
+	assert_int_equal(c[0].cpu_millis, 2500);
+	assert_int_equal(c[0].nslivers, 0);
+
+	const char *on[] = {"n1", "n2"};
+	struct store_slice sl = {.name = "s1",
+				 .owner = "alice",
+				 .manifest = "{\"slice\":\"s1\"}",
+				 .created = 10,
+				 .expires = 20,
+				 .cpu_millis = 500,
+				 .memory = 1 << 20};
+	assert_int_equal(store_begin(reg, &err), 0);
+	assert_int_equal(store_slice_insert(reg, &sl, on, 2, &err), 0);
+	assert_int_equal(store_commit(reg, true, &err), 0);
+	size_t idx[] = {0, 1};
+	store_node_cache_add_usage(reg, idx, 2, 500, 1 << 20);
+	assert_int_equal(store_node_cache_get(reg, &c, &nc, &err), 0);
+	assert_int_equal(c[1].nslivers, 1);
+	assert_int_equal(c[1].cpu_used, 500);
+
+	struct store_slice got;
+	assert_int_equal(store_slice_get(reg, "s1", true, &got, &err), 0);
+	assert_string_equal(got.owner, "alice");
+	assert_string_equal(got.manifest, "{\"slice\":\"s1\"}");
+	assert_int_equal(strlen(got.manifest_sha256), 64);
+	assert_int_equal(got.expires, 20);
+	store_slice_clear(&got);
+	cleanup_free char *owner = NULL;
+	bool on_node;
+	assert_int_equal(store_slice_owner(reg, "s1", "n2", &owner, &on_node, &err), 0);
+	assert_string_equal(owner, "alice");
+	assert_true(on_node);
+
+	struct store_sliver rep = {.slice = "s1",
+				   .node = "n2",
+				   .state = "running",
+				   .exit_code = -1,
+				   .reason = "",
+				   .started = 11,
+				   .message = ""};
+	assert_int_equal(store_begin(reg, &err), 0);
+	assert_int_equal(store_sliver_report(reg, &rep, &err), 1);
+	assert_int_equal(store_sliver_report(reg, &rep, &err), 0);
+	assert_int_equal(store_commit(reg, true, &err), 0);
+	struct store_sliver *v;
+	size_t nv;
+	assert_int_equal(store_slivers_of(reg, "s1", NULL, &v, &nv, &err), 0);
+	assert_int_equal(nv, 2);
+	assert_string_equal(v[0].state, "pending");
+	assert_string_equal(v[1].state, "running");
+	assert_int_equal(v[1].started, 11);
+	store_slivers_free(v, nv);
+
+	struct store_result r = {.path = "/out/a", .size = 3, .mode = 0644};
+	memset(r.sha256, 'a', 64);
+	assert_int_equal(store_result_put(reg, "s1", "n9", &r, &err), -ENOENT);
+	assert_int_equal(store_result_put(reg, "s1", "n1", &r, &err), 0);
+	char sha[65];
+	assert_int_equal(store_result_sha(reg, "s1", "n1", "/out/a", sha, &err), 0);
+	assert_string_equal(sha, r.sha256);
+
+	assert_int_equal(store_begin(reg, &err), 0);
+	assert_int_equal(store_slice_delete(reg, "s1", &err), 0);
+	assert_int_equal(store_commit(reg, true, &err), 0);
+	assert_int_equal(store_slice_get(reg, "s1", false, &got, &err), -ENOENT);
+	assert_int_equal(store_result_sha(reg, "s1", "n1", "/out/a", sha, &err), -ENOENT);
+	assert_int_equal(store_node_cache_get(reg, &c, &nc, &err), 0);
+	assert_int_equal(c[1].nslivers, 0); /* recomputed after the delete */
+	assert_int_equal(store_begin(reg, &err), 0);
+	assert_int_equal(store_slice_delete(reg, "s1", &err), -ENOENT);
+	store_rollback(reg);
+	pthread_mutex_unlock(&reg->lock);
+}
+
+static void set_user_version(const char *db, int v)
+{
+	sqlite3 *h = NULL;
+	assert_int_equal(sqlite3_open(db, &h), SQLITE_OK);
+	cleanup_free char *sql = vs_xasprintf("PRAGMA user_version = %d", v);
+	assert_int_equal(sqlite3_exec(h, sql, NULL, NULL, NULL), SQLITE_OK);
+	sqlite3_close(h);
+}
+
+/* The schema is a list of steps tracked by PRAGMA user_version: a new
+ * database is at the newest, a newer one (from a later registry) and one
+ * that is no registry database are refused with a message naming it. */
+static void test_store_schema_version(void **state)
+{
+	(void)state;
+	char dir[] = "/tmp/vs-registry-schema-XXXXXX";
+	assert_non_null(mkdtemp(dir));
+	cleanup_free char *db = vs_xasprintf("%s/r.db", dir);
+	cleanup_free char *admin = NULL;
+	struct vs_error err;
+	assert_int_equal(registry_init_db(db, &admin, &err), 0);
+	sqlite3 *h = NULL;
+	assert_int_equal(sqlite3_open(db, &h), SQLITE_OK);
+	sqlite3_stmt *s = NULL;
+	assert_int_equal(sqlite3_prepare_v2(h,
+					    "SELECT (SELECT value FROM meta WHERE key = "
+					    "'schema_version'), (SELECT user_version FROM "
+					    "pragma_user_version)",
+					    -1, &s, NULL),
+			 SQLITE_OK);
+	assert_int_equal(sqlite3_step(s), SQLITE_ROW);
+	assert_int_equal(sqlite3_column_int(s, 0), REGISTRY_SCHEMA_VERSION);
+	assert_int_equal(sqlite3_column_int(s, 1), REGISTRY_SCHEMA_VERSION);
+	sqlite3_finalize(s);
+	sqlite3_close(h);
+
+	struct registry *reg = NULL;
+	assert_int_equal(registry_open(db, NULL, &reg, &err), 0);
+	registry_close(reg);
+
+	set_user_version(db, REGISTRY_SCHEMA_VERSION + 1);
+	reg = NULL;
+	assert_int_equal(registry_open(db, NULL, &reg, &err), -EINVAL);
+	assert_null(reg);
+	assert_non_null(strstr(err.msg, "newer than this registry's"));
+	assert_non_null(strstr(err.msg, db));
+
+	set_user_version(db, 0);
+	assert_int_equal(registry_open(db, NULL, &reg, &err), -EINVAL);
+	assert_non_null(strstr(err.msg, "not a registry database"));
+
+	set_user_version(db, REGISTRY_SCHEMA_VERSION);
+	assert_int_equal(registry_open(db, NULL, &reg, &err), 0);
+	registry_close(reg);
+	vs_rm_rf(dir, &err);
+}
+
 int main(void)
 {
 	curl_global_init(CURL_GLOBAL_DEFAULT);
@@ -860,6 +1077,9 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_expiry_and_lost, env_setup, env_teardown),
 	    cmocka_unit_test_setup_teardown(test_usage_follows_slices, env_setup, env_teardown),
 	    cmocka_unit_test_setup_teardown(test_stop_wakes_polls, env_setup, env_teardown),
+	    cmocka_unit_test_setup_teardown(test_store_commit_hook, env_setup, env_teardown),
+	    cmocka_unit_test_setup_teardown(test_store_rows, env_setup, env_teardown),
+	    cmocka_unit_test(test_store_schema_version),
 	};
 	int r = cmocka_run_group_tests(tests, NULL, NULL);
 	curl_global_cleanup();

@@ -1,0 +1,258 @@
+/*
+ * store.h - the registry's store layer: every SQL statement of the registry
+ * sits behind the typed store_* functions declared here (lib/registry/store*.c,
+ * one file per table group). Callers above (api.c, registry.c, server.c) see
+ * plain C rows and struct vs_error, never a sqlite3 handle or statement.
+ *
+ *   store.c          open, schema and its ordered migrations, transactions,
+ *                    the commit hook
+ *   store_users.c    users and tokens (stored by SHA-256)
+ *   store_nodes.c    nodes, and the node cache the scheduler reads
+ *   store_slices.c   slices (insert, renew, delete with their slivers/results)
+ *   store_slivers.c  slivers: states, logs' sizes, results' completion,
+ *                    a node's assignments
+ *   store_results.c  result files and their content-addressed blobs
+ *
+ * Every call expects reg->lock held. Transactions are explicit: store_begin,
+ * then the changes, then store_commit (or store_rollback). A commit that
+ * bumps the revision reports the new revision through the commit hook
+ * (store_set_commit_hook); the store never calls the HTTP server itself.
+ *
+ * Errors: < 0 with err set (EBUSY when SQLite was busy, EIO otherwise;
+ * ENOENT for a missing row where a function says so). Rows returned to the
+ * caller are the caller's: free them with the matching *_free function.
+ */
+#ifndef VSLICE_REGISTRY_STORE_H
+#define VSLICE_REGISTRY_STORE_H
+
+#include <jansson.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "vslice/error.h"
+#include "vslice/registry.h"
+
+struct registry;
+struct sqlite3;
+
+/* Called after a commit that increased the revision (reg->revision holds the
+ * new value). Runs under reg->lock. */
+typedef void (*store_commit_fn)(void *ctx, long long revision);
+
+/* One row of the nodes table as the scheduler needs it (the node cache). */
+struct store_cached_node {
+	char *name;
+	uint64_t cpu_millis, memory_bytes;
+	bool drained;
+	json_t *labels, *images;
+	/* what its slivers asked for */
+	unsigned nslivers;
+	uint64_t cpu_used, memory_used;
+};
+
+/* The store's part of struct registry. */
+struct store {
+	struct sqlite3 *db;
+	char *path;
+	char *blob_dir; /* "<db>.d": logs/, blobs/, tmp/ */
+	store_commit_fn on_commit;
+	void *on_commit_ctx;
+
+	/* store_nodes.c: the nodes table as the scheduler reads it
+	 * (registration and drain clear cache_valid) */
+	struct store_cached_node *cache;
+	size_t cache_n;
+	bool cache_valid;
+	bool usage_valid; /* the cache's per-node usage matches the slivers; a
+			   * slice insert adds to it (store_node_cache_add_usage),
+			   * a delete or rollback clears it */
+};
+
+/* ---- store.c ---- */
+
+/* Create the database at path (which must not exist) at the newest schema
+ * and store the admin token. Removes the file again on failure. */
+int store_create(const char *path, const char *admin_token, struct vs_error *err);
+/* Open an existing database and bring its schema up to date (migrations);
+ * reg->revision is read from it. */
+int store_open(struct registry *reg, const char *path, struct vs_error *err);
+void store_close(struct registry *reg);
+void store_set_commit_hook(struct registry *reg, store_commit_fn fn, void *ctx);
+int store_begin(struct registry *reg, struct vs_error *err);
+/* Commit; when bump, increase the revision in the same transaction and,
+ * once committed, call the commit hook. On failure the transaction is
+ * rolled back (and the node cache's usage recomputed on its next use). */
+int store_commit(struct registry *reg, bool bump, struct vs_error *err);
+void store_rollback(struct registry *reg);
+
+/* ---- store_users.c ---- */
+
+/* 1 if user exists, 0 if not, < 0 on error. */
+int store_user_exists(struct registry *reg, const char *name, struct vs_error *err);
+int store_user_add(struct registry *reg, const char *name, struct vs_error *err);
+/* Store token's hash; user: a user token's user; node: bind a node token to
+ * that node name at once (NULL: bound when it first registers). */
+int store_token_add(struct registry *reg, const char *token, enum registry_role role,
+		    const char *user, const char *node, struct vs_error *err);
+/* Look token up: 0 and role/user/node (strings caller frees, NULL if none),
+ * -ENOENT when unknown. */
+int store_token_lookup(struct registry *reg, const char *token, enum registry_role *role,
+		       char **user, char **node, struct vs_error *err);
+int store_token_bind(struct registry *reg, const char *token, const char *node,
+		     struct vs_error *err);
+/* Is the node name held (bound) by a token? 1 yes, 0 no, < 0 error. A held
+ * name stays with its token: only store_node_release frees it. */
+int store_node_held(struct registry *reg, const char *node, struct vs_error *err);
+/* Revoke (delete) every token bound to node; returns how many. */
+int store_node_release(struct registry *reg, const char *node, struct vs_error *err);
+
+/* ---- store_nodes.c ---- */
+
+struct store_node {
+	char *name;
+	double cpus;
+	long long memory;
+	char *labels, *images; /* JSON text: an object / an array of strings */
+	char *version;
+	bool drained;
+	long long registered;
+	long long slivers; /* how many slivers it hosts */
+};
+void store_node_clear(struct store_node *n);
+void store_nodes_free(struct store_node *v, size_t n);
+
+/* 1 if node is registered, 0 if not, < 0 on error. */
+int store_node_exists(struct registry *reg, const char *name, struct vs_error *err);
+/* -ENOENT when not registered. */
+int store_node_get(struct registry *reg, const char *name, struct store_node *out,
+		   struct vs_error *err);
+/* Every node, by name. */
+int store_nodes_list(struct registry *reg, struct store_node **out, size_t *n,
+		     struct vs_error *err);
+/* Insert or update the node's capacity, labels, images and version (name,
+ * cpus, memory, labels, images, version of in; registered: when new). */
+int store_node_put(struct registry *reg, const struct store_node *in, long long registered,
+		   struct vs_error *err);
+/* -ENOENT when not registered. */
+int store_node_set_drained(struct registry *reg, const char *name, bool drained,
+			   struct vs_error *err);
+/* The node cache with every node's usage, sorted by name; borrowed until the
+ * next store call that changes nodes or slivers. */
+int store_node_cache_get(struct registry *reg, const struct store_cached_node **v, size_t *n,
+			 struct vs_error *err);
+/* A slice with cpu_millis/memory per sliver got slivers on the cached nodes
+ * idx[0..n) (indexes into store_node_cache_get's array) and was committed. */
+void store_node_cache_add_usage(struct registry *reg, const size_t *idx, size_t n,
+				uint64_t cpu_millis, uint64_t memory);
+void store_node_cache_free(struct registry *reg);
+
+/* ---- store_slices.c ---- */
+
+struct store_slice {
+	char *name, *owner;
+	char *manifest; /* JSON text; NULL unless asked for */
+	char manifest_sha256[65];
+	long long created, expires;
+	uint64_t cpu_millis, memory; /* per sliver */
+};
+void store_slice_clear(struct store_slice *s);
+
+/* -ENOENT when there is no such slice. with_manifest: fill s->manifest. */
+int store_slice_get(struct registry *reg, const char *name, bool with_manifest,
+		    struct store_slice *out, struct vs_error *err);
+int store_slice_exists(struct registry *reg, const char *name, struct vs_error *err);
+/* The owner of slice (caller frees) and whether node (may be NULL) hosts
+ * one of its slivers; -ENOENT when there is no such slice. */
+int store_slice_owner(struct registry *reg, const char *slice, const char *node, char **owner,
+		      bool *on_node, struct vs_error *err);
+/* Names of the slices owner owns (NULL: all), sorted. */
+int store_slice_names(struct registry *reg, const char *owner, char ***names, size_t *n,
+		      struct vs_error *err);
+/* Names of the slices whose expires <= now. */
+int store_slice_expired(struct registry *reg, long long now, char ***names, size_t *n,
+			struct vs_error *err);
+void store_names_free(char **names, size_t n);
+long long store_slice_count(struct registry *reg, struct vs_error *err);
+/* Insert slice s (manifest_sha256 computed here) with a pending sliver on
+ * each of nodes[0..nnodes). */
+int store_slice_insert(struct registry *reg, const struct store_slice *s, const char *const *nodes,
+		       size_t nnodes, struct vs_error *err);
+int store_slice_renew(struct registry *reg, const char *name, long long expires,
+		      struct vs_error *err);
+/* Delete slice (rows, log directory, unreferenced blobs) inside the caller's
+ * transaction. -ENOENT if there is no such slice. */
+int store_slice_delete(struct registry *reg, const char *slice, struct vs_error *err);
+
+/* ---- store_slivers.c ---- */
+
+struct store_sliver {
+	char *slice, *node, *state;
+	long long exit_code;
+	char *reason;
+	long long started, finished, restarts;
+	char *message;
+	char *results; /* "pending" or "complete" */
+	char *missing; /* JSON text: an array of paths */
+	long long log_size;
+};
+void store_sliver_clear(struct store_sliver *v);
+void store_slivers_free(struct store_sliver *v, size_t n);
+
+/* The slivers of slice (only_node: that node's alone), by node. */
+int store_slivers_of(struct registry *reg, const char *slice, const char *only_node,
+		     struct store_sliver **out, size_t *n, struct vs_error *err);
+/* Every sliver's node and state (the other fields are empty). */
+int store_sliver_states(struct registry *reg, struct store_sliver **out, size_t *n,
+			struct vs_error *err);
+/* -ENOENT when slice has no sliver on node. */
+int store_sliver_get(struct registry *reg, const char *slice, const char *node,
+		     struct store_sliver *out, struct vs_error *err);
+int store_sliver_exists(struct registry *reg, const char *slice, const char *node,
+			struct vs_error *err);
+/* A node's report on one sliver (slice, node, state, exit_code, reason,
+ * started, finished, restarts, message of st). 1: the row changed; 0: it
+ * had those values already, or the sliver is gone. */
+int store_sliver_report(struct registry *reg, const struct store_sliver *st, struct vs_error *err);
+/* The sliver's log size, or -1 when there is no such sliver. */
+long long store_sliver_log_size(struct registry *reg, const char *slice, const char *node);
+int store_sliver_set_log_size(struct registry *reg, const char *slice, const char *node,
+			      long long size, struct vs_error *err);
+/* Mark the sliver's results complete; missing_json: the paths not found. */
+int store_sliver_results_done(struct registry *reg, const char *slice, const char *node,
+			      const char *missing_json, struct vs_error *err);
+
+struct store_assignment {
+	char *slice;
+	char manifest_sha256[65];
+	long long expires;
+};
+void store_assignments_free(struct store_assignment *v, size_t n);
+/* The slices with a sliver on node, by name. */
+int store_assignments(struct registry *reg, const char *node, struct store_assignment **out,
+		      size_t *n, struct vs_error *err);
+
+/* ---- store_results.c ---- */
+
+struct store_result {
+	char *path;
+	long long size;
+	char sha256[65];
+	unsigned mode;
+};
+void store_results_free(struct store_result *v, size_t n);
+
+/* The sliver's result files, by path. */
+int store_results_of(struct registry *reg, const char *slice, const char *node,
+		     struct store_result **out, size_t *n, struct vs_error *err);
+/* The blob of one result file: its sha256; -ENOENT when there is none. */
+int store_result_sha(struct registry *reg, const char *slice, const char *node, const char *path,
+		     char sha[65], struct vs_error *err);
+/* Record a result file whose content is already blobs/<r->sha256>; the blob
+ * it replaces is removed when no row refers to it any more. -ENOENT when the
+ * sliver is gone (the new blob is removed too, unless referenced). */
+int store_result_put(struct registry *reg, const char *slice, const char *node,
+		     const struct store_result *r, struct vs_error *err);
+/* Remove blobs no result row refers to any more. */
+void store_blobs_gc(struct registry *reg, char **shas, size_t n);
+#endif

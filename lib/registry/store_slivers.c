@@ -1,0 +1,248 @@
+/*
+ * store_slivers.c - the slivers table: one row per (slice, node) the
+ * scheduler placed, with what the node last reported (state, exit code,
+ * reason, times, restarts, message), how many bytes of its log the registry
+ * holds, and whether its results are complete. A node's assignments are
+ * the slices it has a sliver of.
+ */
+#include <errno.h>
+#include <string.h>
+
+#include "store_int.h"
+#include "vslice/util.h"
+
+static void sliver_clear(struct store_sliver *v)
+{
+	free(v->slice);
+	free(v->node);
+	free(v->state);
+	free(v->reason);
+	free(v->message);
+	free(v->results);
+	free(v->missing);
+}
+
+void store_slivers_free(struct store_sliver *v, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		sliver_clear(&v[i]);
+	free(v);
+}
+
+#define SLIVER_COLS                                                                                \
+	"SELECT slice, node, state, exit_code, reason, started, finished, restarts, message,"      \
+	" results, missing, log_size FROM slivers"
+
+static void sliver_row(sqlite3_stmt *s, struct store_sliver *v)
+{
+	v->slice = store_col_dup(s, 0);
+	v->node = store_col_dup(s, 1);
+	v->state = store_col_dup(s, 2);
+	v->exit_code = sqlite3_column_int64(s, 3);
+	v->reason = store_col_dup(s, 4);
+	v->started = sqlite3_column_int64(s, 5);
+	v->finished = sqlite3_column_int64(s, 6);
+	v->restarts = sqlite3_column_int64(s, 7);
+	v->message = store_col_dup(s, 8);
+	v->results = store_col_dup(s, 9);
+	v->missing = store_col_dup(s, 10);
+	v->log_size = sqlite3_column_int64(s, 11);
+}
+
+int store_slivers_of(struct registry *reg, const char *slice, const char *only_node,
+		     struct store_sliver **out, size_t *n, struct vs_error *err)
+{
+	*out = NULL;
+	*n = 0;
+	cleanup_stmt sqlite3_stmt *s = store_prep(
+	    reg, SLIVER_COLS " WHERE slice = ?1 AND (?2 IS NULL OR node = ?2) ORDER BY node", err);
+	if (!s)
+		return -err->code;
+	sqlite3_bind_text(s, 1, slice, -1, SQLITE_TRANSIENT);
+	if (only_node)
+		sqlite3_bind_text(s, 2, only_node, -1, SQLITE_TRANSIENT);
+	size_t cap = 0;
+	int rc;
+	while ((rc = sqlite3_step(s)) == SQLITE_ROW)
+		sliver_row(s, store_push((void **)out, &cap, n, sizeof(**out)));
+	if (rc != SQLITE_DONE) {
+		store_slivers_free(*out, *n);
+		*out = NULL;
+		*n = 0;
+		return store_db_error(reg, "list slivers", err);
+	}
+	return 0;
+}
+
+int store_sliver_states(struct registry *reg, struct store_sliver **out, size_t *n,
+			struct vs_error *err)
+{
+	*out = NULL;
+	*n = 0;
+	cleanup_stmt sqlite3_stmt *s = store_prep(reg, "SELECT node, state FROM slivers", err);
+	if (!s)
+		return -err->code;
+	size_t cap = 0;
+	int rc;
+	while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+		struct store_sliver *v = store_push((void **)out, &cap, n, sizeof(**out));
+		v->node = store_col_dup(s, 0);
+		v->state = store_col_dup(s, 1);
+	}
+	if (rc != SQLITE_DONE) {
+		store_slivers_free(*out, *n);
+		*out = NULL;
+		*n = 0;
+		return store_db_error(reg, "list sliver states", err);
+	}
+	return 0;
+}
+
+int store_sliver_get(struct registry *reg, const char *slice, const char *node,
+		     struct store_sliver *out, struct vs_error *err)
+{
+	memset(out, 0, sizeof(*out));
+	cleanup_stmt sqlite3_stmt *s =
+	    store_prep(reg, SLIVER_COLS " WHERE slice = ? AND node = ?", err);
+	if (!s)
+		return -err->code;
+	sqlite3_bind_text(s, 1, slice, -1, SQLITE_TRANSIENT);
+	sqlite3_bind_text(s, 2, node, -1, SQLITE_TRANSIENT);
+	int rc = sqlite3_step(s);
+	if (rc == SQLITE_DONE)
+		return vs_error_set(err, ENOENT, "sliver %s/%s: not found", slice, node);
+	if (rc != SQLITE_ROW)
+		return store_db_error(reg, "read sliver", err);
+	sliver_row(s, out);
+	return 0;
+}
+
+void store_sliver_clear(struct store_sliver *v)
+{
+	sliver_clear(v);
+	memset(v, 0, sizeof(*v));
+}
+
+int store_sliver_exists(struct registry *reg, const char *slice, const char *node,
+			struct vs_error *err)
+{
+	cleanup_stmt sqlite3_stmt *s =
+	    store_prep(reg, "SELECT 1 FROM slivers WHERE slice = ? AND node = ?", err);
+	if (!s)
+		return -err->code;
+	sqlite3_bind_text(s, 1, slice, -1, SQLITE_TRANSIENT);
+	sqlite3_bind_text(s, 2, node, -1, SQLITE_TRANSIENT);
+	int rc = sqlite3_step(s);
+	if (rc != SQLITE_ROW && rc != SQLITE_DONE)
+		return store_db_error(reg, "lookup sliver", err);
+	return rc == SQLITE_ROW;
+}
+
+int store_sliver_report(struct registry *reg, const struct store_sliver *st, struct vs_error *err)
+{
+	/* Slivers the registry no longer wants (slice deleted) match no row:
+	 * the node learns on its next poll. */
+	cleanup_stmt sqlite3_stmt *s = store_prep(
+	    reg,
+	    "UPDATE slivers SET state = ?3, exit_code = ?4, reason = ?5, started = ?6,"
+	    " finished = ?7, restarts = ?8, message = ?9 WHERE slice = ?1 AND node = ?2 AND"
+	    " (state, exit_code, reason, started, finished, restarts, message) IS NOT"
+	    " (?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+	    err);
+	if (!s)
+		return -err->code;
+	sqlite3_bind_text(s, 1, st->slice, -1, SQLITE_TRANSIENT);
+	sqlite3_bind_text(s, 2, st->node, -1, SQLITE_TRANSIENT);
+	sqlite3_bind_text(s, 3, st->state, -1, SQLITE_TRANSIENT);
+	sqlite3_bind_int64(s, 4, st->exit_code);
+	sqlite3_bind_text(s, 5, st->reason ? st->reason : "", -1, SQLITE_TRANSIENT);
+	sqlite3_bind_int64(s, 6, st->started);
+	sqlite3_bind_int64(s, 7, st->finished);
+	sqlite3_bind_int64(s, 8, st->restarts);
+	sqlite3_bind_text(s, 9, st->message ? st->message : "", -1, SQLITE_TRANSIENT);
+	if (sqlite3_step(s) != SQLITE_DONE)
+		return store_db_error(reg, "sliver status", err);
+	return sqlite3_changes(reg->store.db) > 0;
+}
+
+long long store_sliver_log_size(struct registry *reg, const char *slice, const char *node)
+{
+	struct vs_error err;
+	cleanup_stmt sqlite3_stmt *s =
+	    store_prep(reg, "SELECT log_size FROM slivers WHERE slice = ? AND node = ?", &err);
+	if (!s)
+		return -1;
+	sqlite3_bind_text(s, 1, slice, -1, SQLITE_TRANSIENT);
+	sqlite3_bind_text(s, 2, node, -1, SQLITE_TRANSIENT);
+	return sqlite3_step(s) == SQLITE_ROW ? sqlite3_column_int64(s, 0) : -1;
+}
+
+int store_sliver_set_log_size(struct registry *reg, const char *slice, const char *node,
+			      long long size, struct vs_error *err)
+{
+	cleanup_stmt sqlite3_stmt *s =
+	    store_prep(reg, "UPDATE slivers SET log_size = ? WHERE slice = ? AND node = ?", err);
+	if (!s)
+		return -err->code;
+	sqlite3_bind_int64(s, 1, size);
+	sqlite3_bind_text(s, 2, slice, -1, SQLITE_TRANSIENT);
+	sqlite3_bind_text(s, 3, node, -1, SQLITE_TRANSIENT);
+	if (sqlite3_step(s) != SQLITE_DONE)
+		return store_db_error(reg, "log size", err);
+	return 0;
+}
+
+int store_sliver_results_done(struct registry *reg, const char *slice, const char *node,
+			      const char *missing_json, struct vs_error *err)
+{
+	cleanup_stmt sqlite3_stmt *s = store_prep(
+	    reg,
+	    "UPDATE slivers SET results = 'complete', missing = ? WHERE slice = ? AND node = ?",
+	    err);
+	if (!s)
+		return -err->code;
+	sqlite3_bind_text(s, 1, missing_json, -1, SQLITE_TRANSIENT);
+	sqlite3_bind_text(s, 2, slice, -1, SQLITE_TRANSIENT);
+	sqlite3_bind_text(s, 3, node, -1, SQLITE_TRANSIENT);
+	if (sqlite3_step(s) != SQLITE_DONE)
+		return store_db_error(reg, "commit results", err);
+	return 0;
+}
+
+void store_assignments_free(struct store_assignment *v, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		free(v[i].slice);
+	free(v);
+}
+
+int store_assignments(struct registry *reg, const char *node, struct store_assignment **out,
+		      size_t *n, struct vs_error *err)
+{
+	*out = NULL;
+	*n = 0;
+	cleanup_stmt sqlite3_stmt *s =
+	    store_prep(reg,
+		       "SELECT s.name, s.manifest_sha256, s.expires FROM slivers v JOIN slices s"
+		       " ON s.name = v.slice WHERE v.node = ? ORDER BY s.name",
+		       err);
+	if (!s)
+		return -err->code;
+	sqlite3_bind_text(s, 1, node, -1, SQLITE_TRANSIENT);
+	size_t cap = 0;
+	int rc;
+	while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+		struct store_assignment *a = store_push((void **)out, &cap, n, sizeof(**out));
+		a->slice = store_col_dup(s, 0);
+		snprintf(a->manifest_sha256, sizeof(a->manifest_sha256), "%s",
+			 store_col_text(s, 1));
+		a->expires = sqlite3_column_int64(s, 2);
+	}
+	if (rc != SQLITE_DONE) {
+		store_assignments_free(*out, *n);
+		*out = NULL;
+		*n = 0;
+		return store_db_error(reg, "assignments", err);
+	}
+	return 0;
+}
