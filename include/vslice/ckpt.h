@@ -110,6 +110,10 @@ int ckpt_restore_finish(const struct ckpt_image *img, pid_t root_hpid, unsigned 
 int ckpt_find_child_nspid(pid_t parent_hpid, pid_t nspid, unsigned timeout_ms, pid_t *out,
 			  struct vs_error *err);
 
+/* Host pid of the first child of parent_hpid (a slice's workload under its
+ * PID 1); ESRCH if it has none. */
+int ckpt_first_child(pid_t parent_hpid, pid_t *out, struct vs_error *err);
+
 /* Copy a directory tree (an overlay upper dir) from src into dst (created),
  * mapping owners in [id_from, id_from+65536) to the same offset from id_to.
  * Symlinks are never followed. */

@@ -516,6 +516,19 @@ int ckpt_find_child_nspid(pid_t parent_hpid, pid_t nspid, unsigned timeout_ms, p
 			    parent_hpid, nspid);
 }
 
+int ckpt_first_child(pid_t parent_hpid, pid_t *out, struct vs_error *err)
+{
+	pid_t *c;
+	size_t n;
+	if (children_of(parent_hpid, &c, &n) < 0)
+		return vs_error_sys(err, errno, "pid %d: list children", parent_hpid);
+	*out = n ? c[0] : 0;
+	free(c);
+	if (!*out)
+		return vs_error_set(err, ESRCH, "pid %d has no child", parent_hpid);
+	return 0;
+}
+
 static pid_t host_ppid(pid_t hpid)
 {
 	char path[64], buf[512];

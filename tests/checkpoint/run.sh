@@ -180,6 +180,44 @@ if [ -x "$S" ] && [ "${CKPT_NO_SLICES:-0}" != 1 ] && [ -n "${VSLICE_ROOT:-}" ]; 
 	if [ $ok = 1 ]; then pass=$((pass+1)); echo "PASS exec-refusal        ($(grep -o 'pid [0-9]*: refused: in the slice but not below' "$d/log" | head -1))"
 	else fail=$((fail+1)); failed+=("exec-refusal"); echo "FAIL exec-refusal ($why)"; sed 's/^/    /' "$d/log" | tail -8; fi
 fi
+# Phase 5: "-" is the stream on stdout/stdin. A slice moves through a pipe
+# (checkpoint c1 --output - | restore c2 --input -) and keeps counting; a
+# reader that dies mid-stream fails the checkpoint and the slice runs on; a
+# truncated stream on stdin restores nothing and leaves no slice behind.
+if [ -x "$S" ] && [ "${CKPT_NO_SLICES:-0}" != 1 ] && [ -n "${VSLICE_ROOT:-}" ]; then
+	ok=1; why=""; d=$work/pipe; mkdir -p "$d"
+	readn() { local v=""; for _ in 1 2 3 4 5 6 7 8 9 10; do v=$("$S" exec "$1" -- cat /tmp/n 2>>"$d/log"); [ -n "$v" ] && break; sleep 0.05; done; echo "$v"; }
+	"$S" run -d --image busybox pp1 -- sh -c 'i=0; while :; do i=$((i+1)); echo $i > /tmp/n; sleep 0.1; done' >"$d/log" 2>&1 || { ok=0; why="run"; }
+	sleep 1.5
+	if [ $ok = 1 ]; then
+		"$S" checkpoint pp1 --output - 2>>"$d/log" | "$S" restore pp2 --input - >>"$d/log" 2>&1
+		rcs=("${PIPESTATUS[@]}")
+		[ "${rcs[0]}" = 0 ] && [ "${rcs[1]}" = 0 ] || { ok=0; why="pipe: checkpoint rc ${rcs[0]}, restore rc ${rcs[1]}"; }
+	fi
+	if [ $ok = 1 ]; then
+		"$S" list 2>/dev/null | grep -q '^pp1 ' && { ok=0; why="pp1 still there after checkpoint --output -"; }
+		n1=$(readn pp2); sleep 1; n2=$(readn pp2)
+		[ -n "$n1" ] && [ "$n1" -ge 10 ] && [ "${n2:-0}" -gt "$n1" ] || { ok=0; why="pp2 counter $n1 -> $n2 (expected >= 10 and growing)"; }
+	fi
+	if [ $ok = 1 ]; then
+		# the reader reads 1000 bytes and goes: EPIPE, the slice runs on
+		"$S" checkpoint pp2 --output - 2>>"$d/log" | head -c 1000 >/dev/null
+		rc=${PIPESTATUS[0]}
+		if [ "$rc" = 0 ]; then ok=0; why="checkpoint into a dead reader succeeded"
+		elif ! grep -q "Broken pipe" "$d/log"; then ok=0; why="dead reader: no EPIPE in the message"
+		elif ! "$S" list 2>/dev/null | grep -q '^pp2 .*running'; then ok=0; why="pp2 not running after a failed checkpoint"; fi
+	fi
+	if [ $ok = 1 ]; then
+		"$S" checkpoint pp2 --leave-running --output "$d/full" >>"$d/log" 2>&1 || { ok=0; why="checkpoint to a file"; }
+		sz=$(stat -c %s "$d/full/checkpoint.img" 2>/dev/null || echo 0)
+		if [ $ok = 1 ] && head -c $((sz / 2)) "$d/full/checkpoint.img" | "$S" restore pp3 --input - >>"$d/log" 2>&1; then
+			ok=0; why="a truncated stream restored"
+		elif [ $ok = 1 ] && "$S" list 2>/dev/null | grep -q '^pp3 '; then ok=0; why="a failed restore left pp3 behind"; fi
+	fi
+	for n in pp1 pp2 pp3; do "$S" destroy --force $n >/dev/null 2>&1; done
+	if [ $ok = 1 ]; then pass=$((pass+1)); echo "PASS pipe                (counter through a pipe: $n1 -> $n2; dead reader and truncated stream refused)"
+	else fail=$((fail+1)); failed+=("pipe"); echo "FAIL pipe ($why)"; sed 's/^/    /' "$d/log" | tail -8; fi
+fi
 [ ${#failed[@]} -gt 0 ] && echo "failed: ${failed[*]}"
 echo "$pass passed, $fail failed"
 [ $fail -eq 0 ]
