@@ -264,7 +264,7 @@ if [ -x "$S" ] && [ "${CKPT_NO_SLICES:-0}" != 1 ] && [ -n "${VSLICE_ROOT:-}" ]; 
 	fi
 	"$S" logs big2 >>"$d/log" 2>&1
 	for n in big1 big2; do "$S" destroy --force $n >/dev/null 2>&1; done
-	if [ $ok = 1 ]; then pass=$((pass+1)); echo "PASS bigpipe             (256 MiB slice through a pipe: restoring slicectl peak RSS $((rss / 1024)) MiB < 64 MiB)"
+	if [ $ok = 1 ]; then pass=$((pass+1)); echo "PASS bigpipe             (256 MiB slice through a pipe: restoring slicectl peak RSS $((rss / 1024)) MiB < 64 MiB; $(grep -o '^restore [0-9.]* ms' "$d/log" | tail -1))"
 	else fail=$((fail+1)); failed+=("bigpipe"); echo "FAIL bigpipe ($why)"; sed 's/^/    /' "$d/log" | tail -8; fi
 fi
 [ ${#failed[@]} -gt 0 ] && echo "failed: ${failed[*]}"
