@@ -30,7 +30,8 @@ struct slice_checkpoint_opts {
 
 /*
  * Write the running slice `name` to out_fd. Without leave_running the slice
- * is destroyed, but only once the stream is complete: for a regular file,
+ * is destroyed, but only once the stream is complete: for a regular file
+ * (which must be empty: refused otherwise),
  * fsync'ed and read back whole (every CRC, the END record); for a pipe or a
  * socket, every byte up to the END record handed to the kernel. A reader
  * that dies before that fails the checkpoint (EPIPE; SIGPIPE is held off

@@ -109,9 +109,10 @@ int slice_checkpoint(const char *root, const char *name, int out_fd,
 	if (fstat(out_fd, &ost) < 0)
 		return vs_error_sys(err, errno, "checkpoint output");
 	bool is_file = S_ISREG(ost.st_mode);
-	if (is_file && lseek(out_fd, 0, SEEK_CUR) != 0)
-		return refused(err, EINVAL,
-			       "checkpoint output: a regular file must be written from offset 0");
+	/* it is read back from its start: it must hold this stream only (an
+	 * O_APPEND fd reports offset 0 whatever its size) */
+	if (is_file && (ost.st_size != 0 || lseek(out_fd, 0, SEEK_CUR) != 0))
+		return refused(err, EINVAL, "checkpoint output: a regular file must be empty");
 	/* Held before the dump: PID 1 cannot be recycled under us. */
 	cleanup_close int pidfd = (int)syscall(SYS_pidfd_open, state.pid, 0);
 	if (pidfd < 0)

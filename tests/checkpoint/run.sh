@@ -221,6 +221,14 @@ if [ -x "$S" ] && [ "${CKPT_NO_SLICES:-0}" != 1 ] && [ -n "${VSLICE_ROOT:-}" ]; 
 		elif ! "$S" list 2>/dev/null | grep -q '^pp2 .*running'; then ok=0; why="pp2 not running after a failed checkpoint"; fi
 	fi
 	if [ $ok = 1 ]; then
+		# stdout appending to a file that holds something: the read-back
+		# would check the old bytes, so it is refused up front
+		echo old >"$d/nonempty"
+		if "$S" checkpoint pp2 --output - >>"$d/nonempty" 2>>"$d/log"; then ok=0; why="checkpoint appended to a non-empty file"
+		elif ! grep -q "must be empty" "$d/log"; then ok=0; why="append: no refusal naming the file"
+		elif ! "$S" list 2>/dev/null | grep -q '^pp2 .*running'; then ok=0; why="pp2 not running after a refused checkpoint"; fi
+	fi
+	if [ $ok = 1 ]; then
 		"$S" checkpoint pp2 --leave-running --output "$d/full" >>"$d/log" 2>&1 || { ok=0; why="checkpoint to a file"; }
 		sz=$(stat -c %s "$d/full/checkpoint.img" 2>/dev/null || echo 0)
 		if [ $ok = 1 ] && head -c $((sz / 2)) "$d/full/checkpoint.img" | "$S" restore pp3 --input - >>"$d/log" 2>&1; then
@@ -237,7 +245,7 @@ if [ -x "$S" ] && [ "${CKPT_NO_SLICES:-0}" != 1 ] && [ -n "${VSLICE_ROOT:-}" ]; 
 		elif "$S" list 2>/dev/null | grep -q '^pp4 '; then ok=0; why="a failed restore left pp4 behind"; fi
 	fi
 	for n in pp1 pp2 pp3 pp4; do "$S" destroy --force $n >/dev/null 2>&1; done
-	if [ $ok = 1 ]; then pass=$((pass+1)); echo "PASS pipe                (counter through a pipe: $n0 -> $n1 -> $n2; dead reader, truncated and corrupted streams refused)"
+	if [ $ok = 1 ]; then pass=$((pass+1)); echo "PASS pipe                (counter through a pipe: $n0 -> $n1 -> $n2; dead reader, append, truncated and corrupted streams refused)"
 	else fail=$((fail+1)); failed+=("pipe"); echo "FAIL pipe ($why)"; sed 's/^/    /' "$d/log" | tail -8; fi
 fi
 # Phase 6: a streaming restore holds the records, not the pages: a slice
