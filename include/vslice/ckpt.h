@@ -79,8 +79,17 @@ struct ckpt_image;
 /* Parse and verify a stream held in memory; the image copies what it needs
  * except page/data payloads, which point into buf (buf must outlive it). */
 int ckpt_image_parse(const void *buf, size_t len, struct ckpt_image **out, struct vs_error *err);
-/* Read a whole stream from fd (file: mmap, pipe: read) and parse it. */
+/* Start reading a stream from fd (a file, a pipe, a socket) as it arrives:
+ * every section up to the first page round is read, checked (CRC) and
+ * parsed; the page rounds and the END record stay in fd, and
+ * ckpt_restore_finish() applies them run by run, verifying the END last
+ * (until then the restore is not trusted: it fails and kills the tree if
+ * verification fails). fd must stay open until then. Memory held: the
+ * records, not the pages. */
 int ckpt_image_read_fd(int fd, struct ckpt_image **out, struct vs_error *err);
+/* Read a whole stream from fd and verify it (every CRC, every record, the
+ * END record), holding at most one piece of a page run. */
+int ckpt_image_verify_fd(int fd, struct vs_error *err);
 void ckpt_image_free(struct ckpt_image *img);
 
 pid_t ckpt_image_root_pid(const struct ckpt_image *img);
@@ -102,13 +111,17 @@ const char *ckpt_image_restore_error(const struct ckpt_image *img);
 
 /* Host side. root_hpid = host pid of the process running
  * ckpt_restore_stub(). timeout_ms bounds the wait for the stubs. */
-int ckpt_restore_finish(const struct ckpt_image *img, pid_t root_hpid, unsigned timeout_ms,
+int ckpt_restore_finish(struct ckpt_image *img, pid_t root_hpid, unsigned timeout_ms,
 			struct ckpt_stats *st, struct vs_error *err);
 
 /* Host pid of the child of parent_hpid whose innermost pid is nspid,
  * waiting up to timeout_ms for it to appear. */
 int ckpt_find_child_nspid(pid_t parent_hpid, pid_t nspid, unsigned timeout_ms, pid_t *out,
 			  struct vs_error *err);
+
+/* Host pid of the first child of parent_hpid (a slice's workload under its
+ * PID 1); ESRCH if it has none. */
+int ckpt_first_child(pid_t parent_hpid, pid_t *out, struct vs_error *err);
 
 /* Copy a directory tree (an overlay upper dir) from src into dst (created),
  * mapping owners in [id_from, id_from+65536) to the same offset from id_to.

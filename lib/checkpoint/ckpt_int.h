@@ -19,8 +19,11 @@
 #include "vslice/ckpt.h"
 #include "vslice/error.h"
 
-#define CK_MAGIC   "VSCKPT\r\n"
-#define CK_VERSION 2 /* 2: ck_proc.securebits, VMA madvise flags, ppid 0 = top level */
+#define CK_MAGIC "VSCKPT\r\n"
+/* 2: ck_proc.securebits, VMA madvise flags, ppid 0 = top level.
+ * 3: pages only in page rounds (CK_SEC_ROUND + CK_SEC_PAGES) after every
+ *    other section, so a restore can apply them as they arrive. */
+#define CK_VERSION 3
 
 enum ck_sec {
 	CK_SEC_HEADER = 1,
@@ -38,6 +41,9 @@ enum ck_sec {
 	CK_SEC_EXTRA = 13,   /* + opaque bytes */
 	CK_SEC_FSENTRY = 14, /* file system delta: one inode + path/link/xattrs */
 	CK_SEC_FSDATA = 15,  /* + content bytes of the preceding regular FSENTRY */
+	CK_SEC_ROUND = 16,   /* starts a page round: the PAGES sections up to the
+			      * next ROUND or END; every other section is before
+			      * the first ROUND (version 3) */
 	CK_SEC_END = 0x7fff,
 };
 
@@ -133,6 +139,11 @@ struct ck_vma {
 	uint32_t prot, flags;
 	uint64_t shm_id; /* CK_VMA_SHARED: id of the DATA(shm) object */
 	char path[CK_PATH];
+};
+
+struct ck_round {
+	uint32_t round; /* strictly increasing; a later round's pages override */
+	uint32_t pad;
 };
 
 struct ck_pages {
@@ -363,10 +374,29 @@ struct ck_seccomp_r {
 		size_t n, cap;                                                                     \
 	}
 
+/* Where the sections come from: a buffer (ckpt_image_parse: everything is
+ * parsed at once, page runs point into it) or an fd read as it arrives
+ * (ckpt_image_read_fd: sections up to the first page round; the page
+ * rounds and the END record are consumed by the restore, memory.c). */
+struct ck_reader {
+	int fd;		    /* -1: buffer */
+	const uint8_t *buf; /* buffer mode */
+	size_t buf_len;
+	uint64_t off;	/* bytes consumed */
+	uint32_t chain; /* crc32c over every finished section's crc */
+	uint32_t nsec;	/* sections finished */
+	uint32_t crc;	/* running crc of the section being read */
+	uint32_t type;	/* section being read (have_head) */
+	uint64_t left;	/* its payload bytes not read yet */
+	bool have_head; /* a section head was read, its trailer not yet */
+	bool in_rounds; /* the first ROUND was seen */
+	bool done;	/* END read and verified */
+	int64_t round;	/* current round, -1 before the first */
+};
+
 struct ckpt_image {
-	void *owned; /* buffer we allocated/mapped, or NULL */
-	size_t owned_len;
-	bool mapped;
+	CK_VEC(void *) chunks; /* payloads read from an fd (ours to free) */
+	struct ck_reader rd;
 	struct ck_header hdr;
 	CK_VEC(struct ck_proc) procs;
 	CK_VEC(struct ck_thread_r) threads;
@@ -447,6 +477,61 @@ int ck_writer_close(struct ck_writer *w, struct vs_error *err);
 void ck_writer_free(struct ck_writer *w);
 
 const struct ck_proc *ck_image_proc(const struct ckpt_image *img, pid_t pid);
+
+/* --- streamed page rounds (image.c) ---------------------------------------
+ * After ckpt_image_read_fd the reader stands before the first page round.
+ * ck_stream_next_pages reads the next PAGES record (through ROUND markers,
+ * checked in order) and checks it against the vmas: 1 = *pg filled, its
+ * pg->len payload bytes to be read with ck_stream_payload (all of them) and
+ * the section closed with ck_stream_section_end (its CRC); 0 = the END
+ * record was read and matches everything before it. Until 0 nothing read
+ * is verified: the caller must be able to throw it away. */
+int ck_stream_next_pages(struct ckpt_image *img, struct ck_pages *pg, uint32_t *round,
+			 struct vs_error *err);
+int ck_stream_payload(struct ckpt_image *img, void *buf, size_t n, struct vs_error *err);
+int ck_stream_section_end(struct ckpt_image *img, struct vs_error *err);
+/* Does a page run lie in a vma of its process that takes pages? */
+bool ck_pages_inside(const struct ckpt_image *img, const struct ck_pages *pg);
+
+/* --- memory (memory.c) ----------------------------------------------------
+ * Dump: the vma pass records every range whose pages may go in the stream
+ * (ck_memset_add); a page round then writes the pages a predicate picks,
+ * as CK_SEC_ROUND + CK_SEC_PAGES runs. A single dump is one round of the
+ * present pages; a pre-copy writes round 0 of everything present while the
+ * tree runs and later rounds of what was written since (the tracking that
+ * feeds such a predicate is not here). Restore: rounds are applied in
+ * order into the stopped, re-mapped processes, later rounds overriding. */
+struct ck_memrange {
+	pid_t hpid;
+	int32_t vpid;
+	uint64_t start, end;
+	uint32_t kind;	/* CK_VMA_ANON or CK_VMA_FILE */
+	bool all_pages; /* a private mapping of a deleted file: every page */
+	bool readable;	/* process_vm_readv works; else /proc/pid/mem */
+};
+
+struct ck_memset {
+	CK_VEC(struct ck_memrange) r;
+};
+
+/* Which pages of a range go into a round. pm = the page's /proc/pid/pagemap
+ * entry. */
+typedef bool (*ck_page_pred)(void *arg, const struct ck_memrange *r, uint64_t addr, uint64_t pm);
+/* Present or swapped pages the process owns (for a private file mapping:
+ * only its copied-on-write ones). */
+bool ck_pred_present(void *arg, const struct ck_memrange *r, uint64_t addr, uint64_t pm);
+
+void ck_memset_add(struct ck_memset *ms, const struct ck_memrange *r);
+void ck_memset_free(struct ck_memset *ms);
+int ck_mem_write_round(struct ck_writer *w, const struct ck_memset *ms, uint32_t round,
+		       ck_page_pred pred, void *arg, struct ckpt_stats *st, struct vs_error *err);
+
+/* Host pid of the process with image pid vpid, 0 if none (restore.c). */
+typedef pid_t (*ck_hpid_of)(void *arg, int32_t vpid);
+/* Apply every page round of img (the parsed vector, or the rest of the
+ * stream up to its verified END) into the processes hpid_of names. */
+int ck_mem_restore(struct ckpt_image *img, ck_hpid_of hpid_of, void *arg, struct ckpt_stats *st,
+		   struct vs_error *err);
 
 /* --- ptrace / injection ------------------------------------------------ */
 

@@ -67,6 +67,7 @@ struct dumper {
 	bool tolerant; /* tree still running: processes may vanish */
 	struct ck_writer w;
 	struct ck_files files;
+	struct ck_memset mem; /* ranges whose pages go in the page round */
 };
 
 static bool d_has(struct dumper *d, pid_t hpid)
@@ -1083,28 +1084,6 @@ static int d_seccomp(struct dumper *d, struct d_proc *p, struct ck_proc *pr, str
 
 /* --- memory ------------------------------------------------------------- */
 
-#define PM_PRESENT (1ull << 63)
-#define PM_SWAP	   (1ull << 62)
-#define PM_FILE	   (1ull << 61)
-
-static int d_pages_run(struct dumper *d, int memfd, pid_t hpid, int32_t vpid, uint64_t addr,
-		       uint64_t len, bool readable, uint8_t *buf, struct vs_error *err)
-{
-	struct ck_pages pg = {.pid = vpid, .addr = addr, .len = len};
-	ssize_t n;
-	if (readable) {
-		struct iovec l = {buf, len}, rm = {(void *)addr, len};
-		n = process_vm_readv(hpid, &l, 1, &rm, 1, 0);
-	} else {
-		n = pread(memfd, buf, len, (off_t)addr);
-	}
-	if (n != (ssize_t)len)
-		return vs_error_sys(err, n < 0 ? errno : EIO,
-				    "pid %d: read memory %#" PRIx64 "+%" PRIu64, vpid, addr, len);
-	d->st->pages_written += len / 4096;
-	return ck_write_section_async(&d->w, CK_SEC_PAGES, &pg, sizeof(pg), buf, len, err);
-}
-
 #define RUN_MAX (8u << 20)
 
 static int map_file_stat(pid_t hpid, unsigned long s, unsigned long e, struct stat *st)
@@ -1169,17 +1148,11 @@ static int d_memory_body(struct dumper *d, struct d_proc *p, struct ck_proc *pr,
 	cleanup_fclose FILE *f = fopen(path, "re");
 	if (!f)
 		return vs_error_sys(err, errno, "pid %d: open maps", pr->pid);
-	snprintf(path, sizeof(path), "/proc/%d/pagemap", p->hpid);
-	cleanup_close int pm = open(path, O_RDONLY | O_CLOEXEC);
 	snprintf(path, sizeof(path), "/proc/%d/mem", p->hpid);
 	cleanup_close int memfd = open(path, O_RDONLY | O_CLOEXEC);
-	if (pm < 0 || memfd < 0)
-		return vs_error_sys(err, errno, "pid %d: open pagemap/mem", pr->pid);
-	/* two buffers: one being written in the background, one being read */
-	int cur = 0;
+	if (memfd < 0)
+		return vs_error_sys(err, errno, "pid %d: open mem", pr->pid);
 	uint8_t *buf = bufs;
-	cleanup_free uint64_t *pmv = NULL;
-	size_t pmcap = 0;
 	char line[4096 + 256];
 	while (fgets(line, sizeof(line), f)) {
 		unsigned long s, e, off, ino;
@@ -1291,49 +1264,15 @@ static int d_memory_body(struct dumper *d, struct d_proc *p, struct ck_proc *pr,
 		d->st->nr_vmas++;
 		if (!dump_pages)
 			continue;
-		size_t np = (e - s) / 4096;
-		d->st->pages_scanned += np;
-		if (np > pmcap) {
-			pmcap = np;
-			free(pmv);
-			pmv = vs_xmalloc(pmcap * 8);
-		}
-		if (pread(pm, pmv, np * 8, (off_t)(s / 4096 * 8)) != (ssize_t)(np * 8))
-			return vs_error_sys(err, errno, "pid %d: read pagemap", pr->pid);
-		bool readable = v.prot & PROT_READ;
-		size_t i = 0;
-		while (i < np) {
-			bool want;
-			uint64_t e0 = pmv[i];
-			if (all_pages)
-				want = true;
-			else if (v.kind == CK_VMA_FILE)
-				want = (e0 & PM_SWAP) || ((e0 & PM_PRESENT) && !(e0 & PM_FILE));
-			else
-				want = e0 & (PM_PRESENT | PM_SWAP);
-			if (!want) {
-				i++;
-				continue;
-			}
-			size_t j = i + 1;
-			while (j < np && (j - i) * 4096 < RUN_MAX) {
-				uint64_t ej = pmv[j];
-				bool w2 =
-				    all_pages ? true
-				    : v.kind == CK_VMA_FILE
-					? (ej & PM_SWAP) || ((ej & PM_PRESENT) && !(ej & PM_FILE))
-					: (ej & (PM_PRESENT | PM_SWAP)) != 0;
-				if (!w2)
-					break;
-				j++;
-			}
-			r = d_pages_run(d, memfd, p->hpid, pr->pid, s + i * 4096, (j - i) * 4096,
-					readable, bufs + (size_t)cur * RUN_MAX, err);
-			cur ^= 1;
-			if (r < 0)
-				return r;
-			i = j;
-		}
+		/* its pages go in the page round, once every record is written */
+		struct ck_memrange mr = {.hpid = p->hpid,
+					 .vpid = pr->pid,
+					 .start = s,
+					 .end = e,
+					 .kind = v.kind,
+					 .all_pages = all_pages,
+					 .readable = (v.prot & PROT_READ) != 0};
+		ck_memset_add(&d->mem, &mr);
 	}
 	return 0;
 }
@@ -1341,13 +1280,10 @@ static int d_memory_body(struct dumper *d, struct d_proc *p, struct ck_proc *pr,
 static int d_memory(struct dumper *d, struct d_proc *p, struct ck_proc *pr, struct ck_header *hdr,
 		    struct vs_error *err)
 {
-	uint8_t *bufs = vs_xmalloc(2 * (size_t)RUN_MAX);
+	uint8_t *bufs = vs_xmalloc(RUN_MAX);
 	int r = d_memory_body(d, p, pr, hdr, bufs, err);
-	/* the last page run may still be in flight from bufs */
-	struct vs_error e2;
-	int r2 = ck_writer_sync(&d->w, r < 0 ? &e2 : err);
 	free(bufs);
-	return r < 0 ? r : r2;
+	return r;
 }
 
 static uint64_t limit_value(const char *s)
@@ -1484,9 +1420,7 @@ static int d_proc(struct dumper *d, struct d_proc *p, struct ck_header *hdr, str
 	free(thr);
 	if (r < 0)
 		goto out;
-	uint64_t t0 = vs_now_ns();
 	r = d_memory(d, p, pr, hdr, err);
-	d->st->memdump_ns += vs_now_ns() - t0;
 	if (r < 0)
 		goto out;
 	r = ck_files_dump(&d->files, &d->w, p->hpid, pr->pid, err);
@@ -1649,6 +1583,9 @@ int ckpt_dump(const struct ckpt_dump_opts *o, struct ckpt_stats *st, struct vs_e
 		r = ck_files_finish(&d.files, &d.w, err);
 	if (r >= 0 && o->fs_root)
 		r = ck_fs_dump(&d.w, o->fs_root, err);
+	/* version 3: the pages last, so a restore applies them as they come */
+	if (r >= 0)
+		r = ck_mem_write_round(&d.w, &d.mem, 0, ck_pred_present, NULL, st, err);
 	if (r >= 0)
 		r = ck_writer_close(&d.w, err);
 	if (r >= 0 && o->while_stopped)
@@ -1656,6 +1593,7 @@ int ckpt_dump(const struct ckpt_dump_opts *o, struct ckpt_stats *st, struct vs_e
 	st->bytes_written = d.w.total;
 	ck_writer_free(&d.w);
 	ck_files_free(&d.files);
+	ck_memset_free(&d.mem);
 	if (r < 0)
 		goto fail;
 	st->nr_procs = (unsigned)d.nprocs;

@@ -565,6 +565,17 @@ static int parse_section(struct ckpt_image *img, uint32_t type, const uint8_t *p
 	}
 }
 
+bool ck_pages_inside(const struct ckpt_image *img, const struct ck_pages *pg)
+{
+	for (size_t j = 0; j < img->vmas.n; j++) {
+		const struct ck_vma *v = &img->vmas.v[j];
+		if (v->pid == pg->pid && (v->kind == CK_VMA_ANON || v->kind == CK_VMA_FILE) &&
+		    pg->addr >= v->start && pg->addr + pg->len <= v->end)
+			return true;
+	}
+	return false;
+}
+
 /* Cross-record checks: every reference points at something that exists. */
 static int validate(struct ckpt_image *img, struct vs_error *err)
 {
@@ -610,13 +621,7 @@ static int validate(struct ckpt_image *img, struct vs_error *err)
 					    img->vmas.v[i].pid);
 	for (size_t i = 0; i < img->pages.n; i++) {
 		const struct ck_pages *pg = &img->pages.v[i].h;
-		bool inside = false;
-		for (size_t j = 0; j < img->vmas.n && !inside; j++) {
-			const struct ck_vma *v = &img->vmas.v[j];
-			inside = v->pid == pg->pid && pg->addr >= v->start &&
-				 pg->addr + pg->len <= v->end;
-		}
-		if (!inside)
+		if (!ck_pages_inside(img, pg))
 			return vs_error_set(err, EBADMSG,
 					    "checkpoint: pages %#" PRIx64 "+%" PRIu64
 					    " of pid %d outside its vmas",
@@ -667,148 +672,377 @@ static int validate(struct ckpt_image *img, struct vs_error *err)
 	return 0;
 }
 
-int ckpt_image_parse(const void *buf, size_t len, struct ckpt_image **out, struct vs_error *err)
+/* --- reading sections: a buffer or an fd ---------------------------------- */
+
+/* A metadata section read from an fd is held whole: bound it (page runs
+ * are not held, they stream). */
+#define CK_META_MAX (64ull << 20)
+
+/* n bytes of the stream; in buffer mode *ptr points into it, from an fd
+ * into dst (n bytes). Truncation is EBADMSG. */
+static int rd_read(struct ck_reader *r, void *dst, const uint8_t **ptr, size_t n,
+		   struct vs_error *err)
 {
-	const uint8_t *p = buf;
-	*out = NULL;
-	if (len < 16 || memcmp(p, CK_MAGIC, 8) != 0)
+	if (r->fd < 0) {
+		if (n > r->buf_len - r->off)
+			return vs_error_set(err, EBADMSG,
+					    "checkpoint: stream ends at %zu inside a section "
+					    "(truncated)",
+					    r->buf_len);
+		if (ptr)
+			*ptr = r->buf + r->off;
+		if (dst)
+			memcpy(dst, r->buf + r->off, n);
+		r->off += n;
+		return 0;
+	}
+	size_t got = 0;
+	while (got < n) {
+		ssize_t k = read(r->fd, (uint8_t *)dst + got, n - got);
+		if (k < 0 && errno == EINTR)
+			continue;
+		if (k < 0)
+			return vs_error_sys(err, errno, "checkpoint: read stream");
+		if (k == 0)
+			return vs_error_set(err, EBADMSG,
+					    "checkpoint: stream ends at %" PRIu64
+					    " inside a section (truncated)",
+					    r->off + got);
+		got += (size_t)k;
+	}
+	if (ptr)
+		*ptr = dst;
+	r->off += n;
+	return 0;
+}
+
+static int rd_stream_head(struct ck_reader *r, struct vs_error *err)
+{
+	uint8_t h[16];
+	if (r->fd < 0 && r->buf_len < 16)
 		return vs_error_set(err, EBADMSG,
 				    "checkpoint: not a vslice checkpoint (bad magic)");
-	uint32_t version;
-	memcpy(&version, p + 8, 4);
+	int rr = rd_read(r, h, NULL, 16, err);
+	if (rr < 0)
+		return rr;
+	if (memcmp(h, CK_MAGIC, 8) != 0)
+		return vs_error_set(err, EBADMSG,
+				    "checkpoint: not a vslice checkpoint (bad magic)");
+	uint32_t version, flags;
+	memcpy(&version, h + 8, 4);
+	memcpy(&flags, h + 12, 4);
 	if (version != CK_VERSION)
 		return vs_error_set(err, EPROTONOSUPPORT,
 				    "checkpoint: format version %u, expected %u", version,
 				    CK_VERSION);
-	uint32_t flags;
-	memcpy(&flags, p + 12, 4);
 	if (flags != 0)
 		return vs_error_set(err, EPROTONOSUPPORT, "checkpoint: unknown stream flags %#x",
 				    flags);
+	r->round = -1;
+	return 0;
+}
+
+/* The next section's head (type, length); its payload is still unread. */
+static int rd_head(struct ck_reader *r, struct vs_error *err)
+{
+	uint64_t at = r->off;
+	if (r->fd < 0 && at == r->buf_len)
+		return vs_error_set(err, EBADMSG,
+				    "checkpoint: stream ends without an end record (truncated)");
+	if (r->fd < 0 && r->buf_len - at < 20)
+		return vs_error_set(err, EBADMSG,
+				    "checkpoint: truncated section header at %" PRIu64, at);
+	uint8_t h[16];
+	int rr = rd_read(r, h, NULL, 16, err);
+	if (rr < 0)
+		return rr;
+	memcpy(&r->type, h, 4);
+	memcpy(&r->left, h + 8, 8);
+	if (r->fd < 0 && r->left > r->buf_len - r->off - 4)
+		return vs_error_set(err, EBADMSG,
+				    "checkpoint: section %u at %" PRIu64 ": length %" PRIu64
+				    " past the end",
+				    r->type, at, r->left);
+	r->crc = ck_crc32c(0, h, 16);
+	r->have_head = true;
+	return 0;
+}
+
+/* n payload bytes of the current section (CRC'ed as they pass). */
+static int rd_payload(struct ck_reader *r, void *dst, const uint8_t **ptr, size_t n,
+		      struct vs_error *err)
+{
+	if (n > r->left)
+		return vs_error_set(err, EBADMSG, "checkpoint: section %u: record past its end",
+				    r->type);
+	const uint8_t *p = NULL;
+	int rr = rd_read(r, dst, &p, n, err);
+	if (rr < 0)
+		return rr;
+	r->crc = ck_crc32c(r->crc, p, n);
+	r->left -= n;
+	if (ptr)
+		*ptr = p;
+	return 0;
+}
+
+/* The section's CRC trailer: the section counts only once it matches. */
+static int rd_trailer(struct ck_reader *r, struct vs_error *err)
+{
+	uint32_t want;
+	int rr = rd_read(r, &want, NULL, 4, err);
+	if (rr < 0)
+		return rr;
+	if (want != r->crc)
+		return vs_error_set(
+		    err, EBADMSG, "checkpoint: section %u ending at %" PRIu64 ": checksum mismatch",
+		    r->type, r->off);
+	r->nsec++;
+	r->chain = ck_crc32c(r->chain, &r->crc, 4);
+	r->have_head = false;
+	return 0;
+}
+
+/* The END record (head read): it must count and chain every section. */
+static int rd_end(struct ck_reader *r, struct vs_error *err)
+{
+	uint64_t at = r->off - 16;
+	uint32_t nsec = r->nsec, chain = r->chain;
+	struct ck_end e;
+	if (r->left != sizeof(e))
+		return vs_error_set(err, EBADMSG, "checkpoint: bad end record");
+	int rr = rd_payload(r, &e, NULL, sizeof(e), err);
+	if (rr < 0 || (rr = rd_trailer(r, err)) < 0)
+		return rr;
+	if (e.nr_sections != nsec || e.chain_crc != chain || e.total_len != at)
+		return vs_error_set(err, EBADMSG,
+				    "checkpoint: end record does not match the stream "
+				    "(%u sections, %u read)",
+				    e.nr_sections, nsec);
+	r->done = true;
+	return 0;
+}
+
+/* A ROUND marker (head read): rounds come in increasing order. */
+static int rd_round(struct ck_reader *r, struct vs_error *err)
+{
+	struct ck_round rec;
+	if (r->left != sizeof(rec))
+		return vs_error_set(err, EBADMSG, "checkpoint: bad page round record");
+	int rr = rd_payload(r, &rec, NULL, sizeof(rec), err);
+	if (rr < 0 || (rr = rd_trailer(r, err)) < 0)
+		return rr;
+	if ((int64_t)rec.round <= r->round)
+		return vs_error_set(err, EBADMSG, "checkpoint: page round %u after round %" PRId64,
+				    rec.round, r->round);
+	r->round = rec.round;
+	r->in_rounds = true;
+	return 0;
+}
+
+/* A PAGES record (head read, payload not): checked, payload left unread. */
+static int rd_pages_head(struct ckpt_image *img, struct ck_pages *pg, struct vs_error *err)
+{
+	struct ck_reader *r = &img->rd;
+	if (!r->in_rounds)
+		return vs_error_set(err, EBADMSG, "checkpoint: pages outside a page round");
+	if (r->left < sizeof(*pg))
+		return vs_error_set(err, EBADMSG, "checkpoint: pages record truncated");
+	int rr = rd_payload(r, pg, NULL, sizeof(*pg), err);
+	if (rr < 0)
+		return rr;
+	if (r->left != pg->len || (pg->addr & 4095) || pg->addr + pg->len < pg->addr)
+		return vs_error_set(err, EBADMSG, "checkpoint: bad pages record");
+	if (!ck_pages_inside(img, pg))
+		return vs_error_set(err, EBADMSG,
+				    "checkpoint: pages %#" PRIx64 "+%" PRIu64
+				    " of pid %d outside its vmas",
+				    pg->addr, pg->len, pg->pid);
+	return 0;
+}
+
+/* Sections up to the first page round (fd) or the END (buffer). */
+static int rd_sections(struct ckpt_image *img, struct vs_error *err)
+{
+	struct ck_reader *r = &img->rd;
+	bool saw_header = false;
+	for (;;) {
+		int rr = rd_head(r, err);
+		if (rr < 0)
+			return rr;
+		uint64_t at = r->off - 16;
+		if (r->type == CK_SEC_END || r->type == CK_SEC_ROUND) {
+			if (!saw_header)
+				return vs_error_set(err, EBADMSG,
+						    "checkpoint: first section is not the header");
+			if (r->fd >= 0)
+				return 0; /* the restore reads on (memory.c) */
+			rr = r->type == CK_SEC_END ? rd_end(r, err) : rd_round(r, err);
+			if (rr < 0)
+				return rr;
+			if (r->done)
+				return 0;
+			continue;
+		}
+		if (!saw_header && r->type != CK_SEC_HEADER)
+			return vs_error_set(err, EBADMSG,
+					    "checkpoint: first section is not the header");
+		if (r->type == CK_SEC_PAGES) {
+			if (r->fd >= 0)
+				return vs_error_set(err, EBADMSG,
+						    "checkpoint: pages outside a page round");
+			struct ck_pages_r pg;
+			if ((rr = rd_pages_head(img, &pg.h, err)) < 0)
+				return rr;
+			if ((rr = rd_payload(r, NULL, &pg.data, pg.h.len, err)) < 0 ||
+			    (rr = rd_trailer(r, err)) < 0)
+				return rr;
+			ck_vec_push(&img->pages, pg);
+			continue;
+		}
+		if (r->in_rounds)
+			return vs_error_set(err, EBADMSG,
+					    "checkpoint: section %u at %" PRIu64
+					    " after the page rounds",
+					    r->type, at);
+		uint64_t len = r->left;
+		void *chunk = NULL;
+		if (r->fd >= 0) {
+			if (len > CK_META_MAX)
+				return vs_error_set(err, EBADMSG,
+						    "checkpoint: section %u at %" PRIu64
+						    ": length %" PRIu64 " too big",
+						    r->type, at, len);
+			chunk = vs_xmalloc(len ? len : 1);
+			ck_vec_push(&img->chunks, chunk);
+		}
+		const uint8_t *payload;
+		if ((rr = rd_payload(r, chunk, &payload, len, err)) < 0 ||
+		    (rr = rd_trailer(r, err)) < 0)
+			return rr;
+		if ((rr = parse_section(img, r->type, payload, len, &saw_header, err)) < 0)
+			return rr;
+	}
+}
+
+static struct ckpt_image *image_new(int fd, const void *buf, size_t len)
+{
 	struct ckpt_image *img = vs_xcalloc(1, sizeof(*img));
-	size_t off = 16;
-	uint32_t chain = 0, nsec = 0;
-	bool saw_header = false, saw_end = false;
-	int r = 0;
-	while (off < len && !saw_end) {
-		if (len - off < 20) {
-			r = vs_error_set(err, EBADMSG,
-					 "checkpoint: truncated section header at %zu", off);
-			goto fail;
-		}
-		uint32_t type;
-		uint64_t slen;
-		memcpy(&type, p + off, 4);
-		memcpy(&slen, p + off + 8, 8);
-		if (slen > len - off - 20) {
-			r = vs_error_set(err, EBADMSG,
-					 "checkpoint: section %u at %zu: length %" PRIu64
-					 " past the end",
-					 type, off, slen);
-			goto fail;
-		}
-		uint32_t want, crc = ck_crc32c(0, p + off, 16 + slen);
-		memcpy(&want, p + off + 16 + slen, 4);
-		if (crc != want) {
-			r = vs_error_set(err, EBADMSG,
-					 "checkpoint: section %u at %zu: checksum mismatch", type,
-					 off);
-			goto fail;
-		}
-		const uint8_t *payload = p + off + 16;
-		if (type == CK_SEC_END) {
-			struct ck_end e;
-			if (slen != sizeof(e)) {
-				r = vs_error_set(err, EBADMSG, "checkpoint: bad end record");
-				goto fail;
-			}
-			memcpy(&e, payload, sizeof(e));
-			if (e.nr_sections != nsec || e.chain_crc != chain || e.total_len != off) {
-				r = vs_error_set(err, EBADMSG,
-						 "checkpoint: end record does not match the stream "
-						 "(%u sections, %u read)",
-						 e.nr_sections, nsec);
-				goto fail;
-			}
-			saw_end = true;
-		} else {
-			if (!saw_header && type != CK_SEC_HEADER) {
-				r = vs_error_set(err, EBADMSG,
-						 "checkpoint: first section is not the header");
-				goto fail;
-			}
-			r = parse_section(img, type, payload, slen, &saw_header, err);
-			if (r < 0)
-				goto fail;
-		}
-		nsec++;
-		chain = ck_crc32c(chain, &crc, 4);
-		off += 20 + slen;
-	}
-	if (!saw_end) {
-		r = vs_error_set(err, EBADMSG,
-				 "checkpoint: stream ends without an end record (truncated)");
-		goto fail;
-	}
-	img->nr_sections = nsec;
-	r = validate(img, err);
-	if (r < 0)
-		goto fail;
+	img->rd.fd = fd;
+	img->rd.buf = buf;
+	img->rd.buf_len = len;
 	void *box = mmap(NULL, sizeof(*img->errbox), PROT_READ | PROT_WRITE,
 			 MAP_SHARED | MAP_ANONYMOUS, -1, 0);
 	img->errbox = box == MAP_FAILED ? NULL : box;
+	return img;
+}
+
+int ckpt_image_parse(const void *buf, size_t len, struct ckpt_image **out, struct vs_error *err)
+{
+	*out = NULL;
+	struct ckpt_image *img = image_new(-1, buf, len);
+	int r = rd_stream_head(&img->rd, err);
+	if (r >= 0)
+		r = rd_sections(img, err);
+	if (r >= 0)
+		r = validate(img, err);
+	if (r < 0) {
+		ckpt_image_free(img);
+		return r;
+	}
+	img->nr_sections = img->rd.nsec;
 	*out = img;
 	return 0;
-fail:
-	ckpt_image_free(img);
-	return r;
 }
 
 int ckpt_image_read_fd(int fd, struct ckpt_image **out, struct vs_error *err)
 {
-	struct stat st;
-	void *buf = NULL;
-	size_t len = 0;
-	bool mapped = false;
-	if (fstat(fd, &st) < 0)
-		return vs_error_sys(err, errno, "checkpoint: fstat");
-	if (S_ISREG(st.st_mode) && st.st_size > 0) {
-		len = st.st_size;
-		buf = mmap(NULL, len, PROT_READ, MAP_PRIVATE | MAP_POPULATE, fd, 0);
-		if (buf == MAP_FAILED)
-			return vs_error_sys(err, errno, "checkpoint: mmap image");
-		mapped = true;
-	} else {
-		size_t cap = 1 << 20;
-		buf = vs_xmalloc(cap);
-		for (;;) {
-			if (len == cap)
-				buf = ck_xrealloc(buf, cap *= 2);
-			ssize_t n = read(fd, (char *)buf + len, cap - len);
-			if (n < 0 && errno == EINTR)
-				continue;
-			if (n < 0) {
-				int e = errno;
-				free(buf);
-				return vs_error_sys(err, e, "checkpoint: read stream");
-			}
-			if (n == 0)
-				break;
-			len += n;
-		}
-	}
-	int r = ckpt_image_parse(buf, len, out, err);
+	*out = NULL;
+	struct ckpt_image *img = image_new(fd, NULL, 0);
+	int r = rd_stream_head(&img->rd, err);
+	if (r >= 0)
+		r = rd_sections(img, err);
+	if (r >= 0)
+		r = validate(img, err);
 	if (r < 0) {
-		if (mapped)
-			munmap(buf, len);
-		else
-			free(buf);
+		ckpt_image_free(img);
 		return r;
 	}
-	(*out)->owned = buf;
-	(*out)->owned_len = len;
-	(*out)->mapped = mapped;
+	*out = img;
 	return 0;
+}
+
+int ck_stream_next_pages(struct ckpt_image *img, struct ck_pages *pg, uint32_t *round,
+			 struct vs_error *err)
+{
+	struct ck_reader *r = &img->rd;
+	for (;;) {
+		if (r->done)
+			return 0;
+		int rr = r->have_head ? 0 : rd_head(r, err);
+		if (rr < 0)
+			return rr;
+		if (r->type == CK_SEC_END) {
+			if ((rr = rd_end(r, err)) < 0)
+				return rr;
+			img->nr_sections = r->nsec;
+			return 0;
+		}
+		if (r->type == CK_SEC_ROUND) {
+			if ((rr = rd_round(r, err)) < 0)
+				return rr;
+			continue;
+		}
+		if (r->type != CK_SEC_PAGES)
+			return vs_error_set(
+			    err, EBADMSG, "checkpoint: section %u inside the page rounds", r->type);
+		if ((rr = rd_pages_head(img, pg, err)) < 0)
+			return rr;
+		*round = (uint32_t)r->round;
+		return 1;
+	}
+}
+
+int ck_stream_payload(struct ckpt_image *img, void *buf, size_t n, struct vs_error *err)
+{
+	return rd_payload(&img->rd, buf, NULL, n, err);
+}
+
+int ck_stream_section_end(struct ckpt_image *img, struct vs_error *err)
+{
+	if (img->rd.left)
+		return vs_error_set(err, EBADMSG, "checkpoint: section %u: payload left unread",
+				    img->rd.type);
+	return rd_trailer(&img->rd, err);
+}
+
+int ckpt_image_verify_fd(int fd, struct vs_error *err)
+{
+	struct ckpt_image *img = NULL;
+	int r = ckpt_image_read_fd(fd, &img, err);
+	if (r < 0)
+		return r;
+	uint8_t *piece = vs_xmalloc(1u << 20);
+	for (;;) {
+		struct ck_pages pg;
+		uint32_t round;
+		r = ck_stream_next_pages(img, &pg, &round, err);
+		if (r <= 0)
+			break;
+		for (uint64_t done = 0; r >= 0 && done < pg.len;) {
+			size_t n =
+			    pg.len - done < (1u << 20) ? (size_t)(pg.len - done) : (1u << 20);
+			r = ck_stream_payload(img, piece, n, err);
+			done += n;
+		}
+		if (r >= 0)
+			r = ck_stream_section_end(img, err);
+		if (r < 0)
+			break;
+	}
+	free(piece);
+	ckpt_image_free(img);
+	return r;
 }
 
 void ckpt_image_free(struct ckpt_image *img)
@@ -834,12 +1068,9 @@ void ckpt_image_free(struct ckpt_image *img)
 	free(img->fsd);
 	if (img->errbox)
 		munmap(img->errbox, sizeof(*img->errbox));
-	if (img->owned) {
-		if (img->mapped)
-			munmap(img->owned, img->owned_len);
-		else
-			free(img->owned);
-	}
+	for (size_t i = 0; i < img->chunks.n; i++)
+		free(img->chunks.v[i]);
+	free(img->chunks.v);
 	free(img);
 }
 

@@ -458,6 +458,9 @@ struct r_proc {
 	struct r_thread *thr;
 	size_t nthr;
 	uint64_t scratch;
+	int mapbase;	    /* the stub's map fds: mapbase (exe), mapbase+1.. (vmas) */
+	bool pinned;	    /* main thread pinned to our CPU meanwhile */
+	cpu_set_t affinity; /* its own mask, back before detach */
 };
 
 struct restorer {
@@ -514,6 +517,19 @@ int ckpt_find_child_nspid(pid_t parent_hpid, pid_t nspid, unsigned timeout_ms, p
 	} while (vs_now_ns() < until);
 	return vs_error_set(err, ETIMEDOUT, "no child of %d with pid %d in its namespace",
 			    parent_hpid, nspid);
+}
+
+int ckpt_first_child(pid_t parent_hpid, pid_t *out, struct vs_error *err)
+{
+	pid_t *c;
+	size_t n;
+	if (children_of(parent_hpid, &c, &n) < 0)
+		return vs_error_sys(err, errno, "pid %d: list children", parent_hpid);
+	*out = n ? c[0] : 0;
+	free(c);
+	if (!*out)
+		return vs_error_set(err, ESRCH, "pid %d has no child", parent_hpid);
+	return 0;
 }
 
 static pid_t host_ppid(pid_t hpid)
@@ -741,62 +757,6 @@ static int pick_scratch(struct restorer *R, struct r_proc *p, uint64_t *out, str
 			    p->img->pid);
 }
 
-/* Pages of one vma from the image, written with batched process_vm_writev. */
-static int r_fill(struct restorer *R, struct r_proc *p, const struct ck_vma *v,
-		  struct vs_error *err)
-{
-	struct iovec liov[64], riov[64];
-	int n = 0;
-	for (size_t i = 0; i <= R->img->pages.n; i++) {
-		const struct ck_pages_r *pg = i < R->img->pages.n ? &R->img->pages.v[i] : NULL;
-		bool take = pg && pg->h.pid == p->img->pid && pg->h.addr >= v->start &&
-			    pg->h.addr + pg->h.len <= v->end;
-		if (take) {
-			liov[n] = (struct iovec){(void *)pg->data, pg->h.len};
-			riov[n] = (struct iovec){(void *)pg->h.addr, pg->h.len};
-			n++;
-		}
-		if (n && (n == 64 || !pg)) {
-			size_t want = 0;
-			for (int k = 0; k < n; k++)
-				want += liov[k].iov_len;
-			/* process_vm_writev may stop short at 1 GiB-ish; loop via offsets */
-			ssize_t w = process_vm_writev(p->hpid, liov, n, riov, n, 0);
-			if (w != (ssize_t)want) {
-				/* fall back to one by one through /proc/pid/mem */
-				char path[64];
-				snprintf(path, sizeof(path), "/proc/%d/mem", p->hpid);
-				cleanup_close int mfd = open(path, O_WRONLY | O_CLOEXEC);
-				for (int k = 0; k < n; k++)
-					if (mfd < 0 ||
-					    pwrite(mfd, liov[k].iov_base, liov[k].iov_len,
-						   (off_t)(uintptr_t)riov[k].iov_base) !=
-						(ssize_t)liov[k].iov_len)
-						return vs_error_sys(
-						    err, errno ? errno : EIO,
-						    "restore pid %d: write pages at %p",
-						    p->img->pid, riov[k].iov_base);
-			}
-			R->st->pages_written += want / 4096;
-			n = 0;
-		}
-	}
-	return 0;
-}
-
-static bool vma_has_pages(struct restorer *R, struct r_proc *p, const struct ck_vma *v,
-			  uint64_t *bytes)
-{
-	*bytes = 0;
-	for (size_t i = 0; i < R->img->pages.n; i++) {
-		const struct ck_pages_r *pg = &R->img->pages.v[i];
-		if (pg->h.pid == p->img->pid && pg->h.addr >= v->start &&
-		    pg->h.addr + pg->h.len <= v->end)
-			*bytes += pg->h.len;
-	}
-	return *bytes > 0;
-}
-
 /* vdso sizes of this kernel (from our own maps) must match the dumped ones */
 static int check_vdso(struct restorer *R, struct r_proc *p, struct vs_error *err)
 {
@@ -869,8 +829,11 @@ struct prctl_mm_map_k {
 	uint32_t exe_fd;
 };
 
-static int r_memory(struct restorer *R, struct r_proc *p, struct ck_inject *in,
-		    struct vs_error *err)
+/* Replace the stub's address space with the dumped layout, pages still
+ * empty: every vma that takes pages is mapped writable until the page
+ * rounds are in (r_memory_finish). */
+static int r_memory_layout(struct restorer *R, struct r_proc *p, struct ck_inject *in,
+			   struct vs_error *err)
 {
 	const struct ckpt_image *img = R->img;
 	const struct ck_proc *pi = p->img;
@@ -908,16 +871,14 @@ static int r_memory(struct restorer *R, struct r_proc *p, struct ck_inject *in,
 			CHECK(SYS(in, SYS_arch_prctl, ARCH_MAP_VDSO_64, vm->start, 0, 0, 0, 0),
 			      "ARCH_MAP_VDSO_64 at %#" PRIx64, vm->start);
 	}
-	/* 5. every vma: map writable, fill, then the real protection */
+	/* 5. every vma; the stub put its map fds right below the pool */
 	int k = 0;
-	int mapbase = -1;
-	/* the stub put its map fds right below the pool: find mapbase = base */
 	{
 		int maxfd = 2;
 		for (size_t i = 0; i < img->fds.n; i++)
 			if (img->fds.v[i].fd > maxfd)
 				maxfd = img->fds.v[i].fd;
-		mapbase = ((maxfd + 64) / 64) * 64 + 64;
+		p->mapbase = ((maxfd + 64) / 64) * 64 + 64;
 	}
 	for (size_t i = 0; i < img->vmas.n; i++) {
 		const struct ck_vma *vm = &img->vmas.v[i];
@@ -925,14 +886,14 @@ static int r_memory(struct restorer *R, struct r_proc *p, struct ck_inject *in,
 			continue;
 		bool filekind = vm->kind == CK_VMA_FILE || vm->kind == CK_VMA_FILE_SHARED ||
 				vm->kind == CK_VMA_SHARED;
-		int fd = filekind ? mapbase + 1 + k : -1;
+		int fd = filekind ? p->mapbase + 1 + k : -1;
 		if (filekind)
 			k++;
 		if (vm->kind == CK_VMA_VVAR || vm->kind == CK_VMA_VCLOCK || vm->kind == CK_VMA_VDSO)
 			continue;
-		uint64_t bytes;
-		bool has = vma_has_pages(R, p, vm, &bytes);
-		int prot = vm->prot | (has ? PROT_READ | PROT_WRITE : 0);
+		/* private mappings take pages (ck_pages_inside): writable for now */
+		bool takes = vm->kind == CK_VMA_ANON || vm->kind == CK_VMA_FILE;
+		int prot = vm->prot | (takes ? PROT_READ | PROT_WRITE : 0);
 		int flags = MAP_FIXED;
 		if (vm->kind == CK_VMA_ANON)
 			flags |= MAP_PRIVATE | MAP_ANONYMOUS;
@@ -942,24 +903,39 @@ static int r_memory(struct restorer *R, struct r_proc *p, struct ck_inject *in,
 			flags |= MAP_SHARED;
 		if (vm->flags & CK_VMA_F_GROWSDOWN)
 			flags |= MAP_GROWSDOWN;
-		/* prefault when most of it gets written (writev into holes is slow) */
-		if (has && bytes * 2 >= vm->end - vm->start)
-			flags |= MAP_POPULATE;
 		v = SYS(in, SYS_mmap, vm->start, vm->end - vm->start, prot, flags, fd,
 			filekind ? vm->pgoff : 0);
 		CHECK(v, "mmap %#" PRIx64 "-%#" PRIx64 " %s", vm->start, vm->end, vm->path);
 		if ((uint64_t)v != vm->start)
 			return vs_error_set(err, EFAULT, "restore pid %d: mmap landed at %#lx",
 					    pi->pid, v);
-		if (has && (r = r_fill(R, p, vm, err)) < 0)
-			return r;
-		if (prot != (int)vm->prot)
+	}
+	return 0;
+}
+
+/* The page rounds are in: real protections, madvise state, mm fields. */
+static int r_memory_finish(struct restorer *R, struct r_proc *p, struct ck_inject *in,
+			   struct vs_error *err)
+{
+	const struct ckpt_image *img = R->img;
+	const struct ck_proc *pi = p->img;
+	uint64_t S = p->scratch;
+	int r;
+	long v;
+	for (size_t i = 0; i < img->vmas.n; i++) {
+		const struct ck_vma *vm = &img->vmas.v[i];
+		if (vm->pid != pi->pid || vm->kind == CK_VMA_VVAR || vm->kind == CK_VMA_VCLOCK ||
+		    vm->kind == CK_VMA_VDSO)
+			continue;
+		bool takes = vm->kind == CK_VMA_ANON || vm->kind == CK_VMA_FILE;
+		if (takes && (vm->prot & (PROT_READ | PROT_WRITE)) != (PROT_READ | PROT_WRITE))
 			CHECK(SYS(in, SYS_mprotect, vm->start, vm->end - vm->start, vm->prot, 0, 0,
 				  0),
 			      "mprotect %#" PRIx64, vm->start);
 		if ((r = r_madvise(R, p, in, vm, err)) < 0)
 			return r;
 	}
+	int mapbase = p->mapbase;
 	/* 6. mm fields: heap, stack, args, env, auxv, exe */
 	struct prctl_mm_map_k mm = {.start_code = pi->start_code,
 				    .end_code = pi->end_code,
@@ -1257,7 +1233,16 @@ static void r_release(struct restorer *R, bool kill_all)
 	}
 }
 
-int ckpt_restore_finish(const struct ckpt_image *img, pid_t root_hpid, unsigned timeout_ms,
+static pid_t r_hpid_of(void *arg, int32_t vpid)
+{
+	const struct restorer *R = arg;
+	for (size_t i = 0; i < R->n; i++)
+		if (R->procs[i].img->pid == vpid && R->procs[i].img->state == CK_ALIVE)
+			return R->procs[i].hpid;
+	return 0;
+}
+
+int ckpt_restore_finish(struct ckpt_image *img, pid_t root_hpid, unsigned timeout_ms,
 			struct ckpt_stats *st, struct vs_error *err)
 {
 	struct ckpt_stats dummy;
@@ -1284,6 +1269,7 @@ int ckpt_restore_finish(const struct ckpt_image *img, pid_t root_hpid, unsigned 
 		CPU_SET(cpu, &one);
 		pinned = sched_setaffinity(0, sizeof(one), &one) == 0;
 	}
+	/* 1. every process gets its dumped layout, pages still empty */
 	for (size_t i = 0; r >= 0 && i < R.n; i++) {
 		struct r_proc *p = &R.procs[i];
 		if (p->img->state != CK_ALIVE)
@@ -1304,25 +1290,37 @@ int ckpt_restore_finish(const struct ckpt_image *img, pid_t root_hpid, unsigned 
 		struct ck_inject in = {.tid = p->thr[0].hpid,
 				       .gadget = regs[R_RIP] - 2,
 				       .counter = &st->injected_syscalls};
-		cpu_set_t their;
-		bool pin_them = pinned &&
-				sched_getaffinity(p->thr[0].hpid, sizeof(their), &their) == 0 &&
-				sched_setaffinity(p->thr[0].hpid, sizeof(one), &one) == 0;
-		r = r_memory(&R, p, &in, err);
+		p->pinned =
+		    pinned &&
+		    sched_getaffinity(p->thr[0].hpid, sizeof(p->affinity), &p->affinity) == 0 &&
+		    sched_setaffinity(p->thr[0].hpid, sizeof(one), &one) == 0;
+		r = r_memory_layout(&R, p, &in, err);
+		if (r < 0)
+			vs_error_wrap(err, "restore");
+	}
+	/* 2. the page rounds, as they arrive; the stream's END is verified
+	 * here, before any process may run */
+	if (r >= 0 && (r = ck_mem_restore(img, r_hpid_of, &R, st, err)) < 0)
+		vs_error_wrap(err, "restore memory");
+	/* 3. the rest of every process */
+	for (size_t i = 0; r >= 0 && i < R.n; i++) {
+		struct r_proc *p = &R.procs[i];
+		if (p->img->state != CK_ALIVE)
+			continue;
+		struct ck_inject in = {
+		    .tid = p->thr[0].hpid, .gadget = p->scratch, .counter = &st->injected_syscalls};
+		r = r_memory_finish(&R, p, &in, err);
 		for (size_t j = 0; r >= 0 && j < p->nthr; j++)
 			r = r_thread_state(&R, p, &p->thr[j], err);
-		if (r >= 0) {
-			struct ck_inject in2 = {.tid = p->thr[0].hpid,
-						.gadget = p->scratch,
-						.counter = &st->injected_syscalls};
-			r = r_proc_final(&R, p, &in2, err);
-		}
+		if (r >= 0)
+			r = r_proc_final(&R, p, &in, err);
 		if (r >= 0)
 			r = r_drop_scratch(p, err);
 		if (r >= 0)
 			r = r_final_regs(p, err);
-		if (pin_them)
-			sched_setaffinity(p->thr[0].hpid, sizeof(their), &their);
+		if (p->pinned)
+			sched_setaffinity(p->thr[0].hpid, sizeof(p->affinity), &p->affinity);
+		p->pinned = false;
 		if (r < 0)
 			vs_error_wrap(err, "restore");
 	}

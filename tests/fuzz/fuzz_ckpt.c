@@ -8,7 +8,9 @@
  * are re-encoded with valid CRCs and a valid END record), so the fuzzer
  * reaches the record and cross-reference checks behind the checksums.
  * A parsed image also goes through the session/process group planner
- * (pstree.c), which the restore runs on the same records.
+ * (pstree.c), which the restore runs on the same records. The same bytes
+ * are then read as a stream from an fd (ckpt_image_read_fd + the page
+ * rounds run by run, as a streaming restore consumes them).
  * Seed: tests/fuzz/seeds/ckpt/ (small valid streams written by
  * tests/unit/test_ckpt_format.c with CKPT_WRITE_SEED=... and, for the
  * fd-level records incl. a lock, CKPT_WRITE_SEED_FD=...).
@@ -17,6 +19,8 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
 
 #include "../../lib/checkpoint/ckpt_int.h"
 #include "vslice/ckpt.h"
@@ -45,6 +49,39 @@ static void parse(const uint8_t *data, size_t size)
 	}
 }
 
+/* As a streaming restore reads it: records from the fd, then every page
+ * run in pieces up to the verified END record. */
+static void stream(const uint8_t *data, size_t size)
+{
+	int fd = memfd_create("fuzz-ckpt", MFD_CLOEXEC);
+	if (fd < 0)
+		return;
+	if (write(fd, data, size) != (ssize_t)size || lseek(fd, 0, SEEK_SET) != 0) {
+		close(fd);
+		return;
+	}
+	struct ckpt_image *img = NULL;
+	struct vs_error err;
+	if (ckpt_image_read_fd(fd, &img, &err) == 0) {
+		uint8_t piece[4096];
+		for (;;) {
+			struct ck_pages pg;
+			uint32_t round;
+			if (ck_stream_next_pages(img, &pg, &round, &err) <= 0)
+				break;
+			int r = 0;
+			for (uint64_t done = 0; r == 0 && done < pg.len; done += sizeof(piece)) {
+				size_t k = pg.len - done < sizeof(piece) ? pg.len - done : sizeof(piece);
+				r = ck_stream_payload(img, piece, k, &err);
+			}
+			if (r < 0 || ck_stream_section_end(img, &err) < 0)
+				break;
+		}
+		ckpt_image_free(img);
+	}
+	close(fd);
+}
+
 static void put(uint8_t **out, size_t *n, const void *p, size_t len)
 {
 	*out = realloc(*out, *n + len);
@@ -70,6 +107,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	if (size == 0 || !(data[0] & 1)) {
 		parse(data, size);
+		stream(data, size);
 		return 0;
 	}
 	uint8_t *out = NULL;
@@ -86,17 +124,18 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		off += 4;
 		if (len > size - off)
 			len = (uint16_t)(size - off);
-		/* 0..15 are the version 1 sections, 16..19 stand for
-		 * CK_SEC_LOCK, CK_SEC_INOTIFY, CK_SEC_INET and CK_SEC_SYSV */
+		/* 0..16 are the sections up to CK_SEC_ROUND (version 3), 17..20
+		 * stand for CK_SEC_LOCK, CK_SEC_INOTIFY, CK_SEC_INET and CK_SEC_SYSV */
 		static const uint32_t extra[] = { CK_SEC_LOCK, CK_SEC_INOTIFY, CK_SEC_INET, CK_SEC_SYSV };
-		uint32_t t = type % 20u;
-		t = t >= 16 ? extra[t - 16] : t;
+		uint32_t t = type % 21u;
+		t = t >= 17 ? extra[t - 17] : t;
 		section(&out, &n, t, data + off, len, &nsec, &chain);
 		off += len;
 	}
 	struct ck_end e = {.nr_sections = nsec, .chain_crc = chain, .total_len = n};
 	section(&out, &n, CK_SEC_END, (const uint8_t *)&e, sizeof(e), &nsec, &chain);
 	parse(out, n);
+	stream(out, n);
 	free(out);
 	return 0;
 }

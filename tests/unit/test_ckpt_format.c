@@ -55,11 +55,6 @@ static uint8_t *build(size_t *len, bool bad_fd_ref, bool pages_outside)
 	struct ck_vma v = {
 	    .pid = 2, .kind = CK_VMA_ANON, .start = 0x10000, .end = 0x14000, .prot = 3};
 	assert_int_equal(ck_write_section(&w, CK_SEC_VMA, &v, sizeof(v), NULL, 0, &err), 0);
-	struct ck_pages pg = {.pid = 2, .addr = pages_outside ? 0x20000 : 0x11000, .len = 4096};
-	uint8_t page[4096];
-	memset(page, 0xab, sizeof(page));
-	assert_int_equal(
-	    ck_write_section(&w, CK_SEC_PAGES, &pg, sizeof(pg), page, sizeof(page), &err), 0);
 	struct ck_file f = {.id = 1, .kind = CK_F_REG, .pos = 7};
 	snprintf(f.path, sizeof(f.path), "/tmp/x");
 	assert_int_equal(ck_write_section(&w, CK_SEC_FILE, &f, sizeof(f), NULL, 0, &err), 0);
@@ -67,6 +62,14 @@ static uint8_t *build(size_t *len, bool bad_fd_ref, bool pages_outside)
 	assert_int_equal(ck_write_section(&w, CK_SEC_FD, &fr, sizeof(fr), NULL, 0, &err), 0);
 	struct ck_data d = {.kind = CK_D_PIPE, .id = 1, .len = 5};
 	assert_int_equal(ck_write_section(&w, CK_SEC_DATA, &d, sizeof(d), "hello", 5, &err), 0);
+	/* version 3: the pages come last, in a page round */
+	struct ck_round rd = {.round = 0};
+	assert_int_equal(ck_write_section(&w, CK_SEC_ROUND, &rd, sizeof(rd), NULL, 0, &err), 0);
+	struct ck_pages pg = {.pid = 2, .addr = pages_outside ? 0x20000 : 0x11000, .len = 4096};
+	uint8_t page[4096];
+	memset(page, 0xab, sizeof(page));
+	assert_int_equal(
+	    ck_write_section(&w, CK_SEC_PAGES, &pg, sizeof(pg), page, sizeof(page), &err), 0);
 	assert_int_equal(ck_writer_close(&w, &err), 0);
 	ck_writer_free(&w);
 	off_t size = lseek(fd, 0, SEEK_END);
@@ -119,7 +122,7 @@ static void test_round_trip(void **state)
 	assert_int_equal(img->files.v[0].pos, 7);
 	assert_int_equal(img->fds.v[0].fd, 3);
 	assert_memory_equal(img->data.v[0].data, "hello", 5);
-	assert_int_equal(img->nr_sections, 10);
+	assert_int_equal(img->nr_sections, 11);
 	ckpt_image_free(img);
 	free(buf);
 }
@@ -173,8 +176,8 @@ static void test_dropped_and_repeated_section(void **state)
 	uint8_t *buf = build(&len, false, false);
 	struct vs_error err;
 	struct ckpt_image *img = NULL;
-	/* drop section 7 (FD): every CRC is still right, END must object */
-	size_t a = section_at(buf, len, 7), b = section_at(buf, len, 8);
+	/* drop section 6 (FD): every CRC is still right, END must object */
+	size_t a = section_at(buf, len, 6), b = section_at(buf, len, 7);
 	uint8_t *cut = malloc(len);
 	memcpy(cut, buf, a);
 	memcpy(cut + a, buf + b, len - b);
@@ -202,7 +205,7 @@ static void test_magic_and_version(void **state)
 	buf[0] = 'V';
 	buf[8] = CK_VERSION + 1;
 	assert_int_equal(ckpt_image_parse(buf, len, &img, &err), -EPROTONOSUPPORT);
-	assert_non_null(strstr(err.msg, "version 3"));
+	assert_non_null(strstr(err.msg, "version 4"));
 	buf[8] = 1; /* version 1 records are shorter: refused, not misread */
 	assert_int_equal(ckpt_image_parse(buf, len, &img, &err), -EPROTONOSUPPORT);
 	free(buf);
@@ -246,6 +249,168 @@ static void test_read_from_pipe(void **state)
 	close(p[0]);
 	waitpid(c, NULL, 0);
 	free(buf);
+}
+
+/* Feed buf through a pipe from a child; returns the read end. */
+static int pipe_from(const uint8_t *buf, size_t len, pid_t *child)
+{
+	int p[2];
+	assert_int_equal(pipe(p), 0);
+	*child = fork();
+	if (*child == 0) {
+		close(p[0]);
+		_exit(vs_write_all(p[1], buf, len) < 0);
+	}
+	close(p[1]);
+	return p[0];
+}
+
+/* Consume the page rounds of a streamed image; 0 at a verified END. */
+static int drain_pages(struct ckpt_image *img, uint8_t *last_byte, struct vs_error *err)
+{
+	for (;;) {
+		struct ck_pages pg;
+		uint32_t round;
+		int r = ck_stream_next_pages(img, &pg, &round, err);
+		if (r <= 0)
+			return r;
+		uint8_t page[4096];
+		for (uint64_t done = 0; done < pg.len; done += sizeof(page))
+			if ((r = ck_stream_payload(img, page, sizeof(page), err)) < 0)
+				return r;
+		if ((r = ck_stream_section_end(img, err)) < 0)
+			return r;
+		*last_byte = page[4095];
+	}
+}
+
+/* Version 3 read from a pipe: the records first, then the page round run
+ * by run, then the END record; nothing of the pages is held by the image. */
+static void test_stream_page_rounds(void **state)
+{
+	size_t len;
+	uint8_t *buf = build(&len, false, false);
+	pid_t c;
+	int fd = pipe_from(buf, len, &c);
+	struct ckpt_image *img = NULL;
+	struct vs_error err;
+	if (ckpt_image_read_fd(fd, &img, &err) < 0)
+		fail_msg("read from pipe: %s", err.msg);
+	assert_int_equal(img->pages.n, 0);
+	assert_int_equal(img->fds.n, 1);
+	uint8_t last = 0;
+	if (drain_pages(img, &last, &err) < 0)
+		fail_msg("page rounds: %s", err.msg);
+	assert_int_equal(last, 0xab);
+	assert_int_equal(img->nr_sections, 11);
+	ckpt_image_free(img);
+	close(fd);
+	waitpid(c, NULL, 0);
+	free(buf);
+}
+
+/* A flipped byte inside a streamed page run, or a stream cut inside the
+ * rounds: the records before still read, the pages do not verify. */
+static void test_stream_bad_pages(void **state)
+{
+	size_t len;
+	uint8_t *buf = build(&len, false, false);
+	struct vs_error err;
+	size_t pages_at = section_at(buf, len, 9);
+	for (int cut = 0; cut < 2; cut++) {
+		if (!cut)
+			buf[pages_at + 20 + sizeof(struct ck_pages) + 100] ^= 1;
+		pid_t c;
+		int fd = pipe_from(buf, cut ? len - 30 : len, &c);
+		struct ckpt_image *img = NULL;
+		if (ckpt_image_read_fd(fd, &img, &err) < 0)
+			fail_msg("records: %s", err.msg);
+		uint8_t last = 0;
+		assert_true(drain_pages(img, &last, &err) < 0);
+		assert_non_null(strstr(err.msg, cut ? "truncated" : "checksum mismatch"));
+		ckpt_image_free(img);
+		close(fd);
+		waitpid(c, NULL, 0);
+		if (!cut)
+			buf[pages_at + 20 + sizeof(struct ck_pages) + 100] ^= 1;
+	}
+	/* ckpt_image_verify_fd says the same of the whole stream */
+	pid_t c;
+	int fd = pipe_from(buf, len, &c);
+	assert_int_equal(ckpt_image_verify_fd(fd, &err), 0);
+	close(fd);
+	waitpid(c, NULL, 0);
+	buf[len - 40] ^= 1;
+	fd = pipe_from(buf, len, &c);
+	assert_true(ckpt_image_verify_fd(fd, &err) < 0);
+	close(fd);
+	waitpid(c, NULL, 0);
+	free(buf);
+}
+
+/* Round order: pages outside a round, a record after the rounds, a round
+ * that does not increase are refused (a restore applies pages as they come:
+ * every record must be there before). */
+static void test_round_order(void **state)
+{
+	for (int kase = 0; kase < 4; kase++) {
+		int fd = memfd_create("ckpt-round", 0);
+		struct vs_error err;
+		struct ck_writer w;
+		assert_int_equal(ck_writer_open(&w, fd, &err), 0);
+		struct ck_header h = {.root_pid = 2, .nr_procs = 1};
+		assert_int_equal(ck_write_section(&w, CK_SEC_HEADER, &h, sizeof(h), NULL, 0, &err),
+				 0);
+		struct ck_proc *p = calloc(1, sizeof(*p));
+		p->pid = 2;
+		p->nr_threads = 1;
+		assert_int_equal(ck_write_section(&w, CK_SEC_PROC, p, sizeof(*p), NULL, 0, &err),
+				 0);
+		free(p);
+		struct ck_vma v = {
+		    .pid = 2, .kind = CK_VMA_ANON, .start = 0x10000, .end = 0x14000, .prot = 3};
+		assert_int_equal(ck_write_section(&w, CK_SEC_VMA, &v, sizeof(v), NULL, 0, &err), 0);
+		struct ck_round r0 = {.round = 1}, r1 = {.round = kase == 2 ? 1 : 2};
+		struct ck_pages pg = {.pid = 2, .addr = 0x11000, .len = 4096};
+		uint8_t page[4096] = {0};
+		if (kase != 1)
+			assert_int_equal(
+			    ck_write_section(&w, CK_SEC_ROUND, &r0, sizeof(r0), NULL, 0, &err), 0);
+		assert_int_equal(
+		    ck_write_section(&w, CK_SEC_PAGES, &pg, sizeof(pg), page, sizeof(page), &err),
+		    0);
+		assert_int_equal(ck_write_section(&w, CK_SEC_ROUND, &r1, sizeof(r1), NULL, 0, &err),
+				 0);
+		page[0] = 7; /* round 2 overrides */
+		assert_int_equal(
+		    ck_write_section(&w, CK_SEC_PAGES, &pg, sizeof(pg), page, sizeof(page), &err),
+		    0);
+		if (kase == 3)
+			assert_int_equal(
+			    ck_write_section(&w, CK_SEC_VMA, &v, sizeof(v), NULL, 0, &err), 0);
+		assert_int_equal(ck_writer_close(&w, &err), 0);
+		ck_writer_free(&w);
+		size_t len = (size_t)lseek(fd, 0, SEEK_END);
+		uint8_t *buf = malloc(len);
+		assert_int_equal(pread(fd, buf, len, 0), (ssize_t)len);
+		close(fd);
+		struct ckpt_image *img = NULL;
+		int r = ckpt_image_parse(buf, len, &img, &err);
+		if (kase == 0) {
+			if (r < 0)
+				fail_msg("two rounds: %s", err.msg);
+			assert_int_equal(img->pages.n, 2);
+			assert_int_equal(img->pages.v[1].data[0], 7);
+			ckpt_image_free(img);
+		} else {
+			assert_true(r < 0);
+			const char *want[] = {"", "outside a page round", "after round",
+					      "after the page rounds"};
+			if (!strstr(err.msg, want[kase]))
+				fail_msg("case %d: %s", kase, err.msg);
+		}
+		free(buf);
+	}
 }
 
 /* fs delta: a stream with a directory, a file and a symlink extracts to
@@ -687,6 +852,9 @@ int main(void)
 	    cmocka_unit_test(test_every_truncation),
 	    cmocka_unit_test(test_dropped_and_repeated_section),
 	    cmocka_unit_test(test_magic_and_version),
+	    cmocka_unit_test(test_stream_page_rounds),
+	    cmocka_unit_test(test_stream_bad_pages),
+	    cmocka_unit_test(test_round_order),
 	    cmocka_unit_test(test_dangling_references),
 	    cmocka_unit_test(test_read_from_pipe),
 	    cmocka_unit_test(test_fs_delta),

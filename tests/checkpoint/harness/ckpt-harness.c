@@ -331,7 +331,7 @@ int main(int argc, char **argv)
 			printf("IMAGE FAILED: %s\n", err.msg);
 			return 1;
 		}
-		close(fd);
+		/* fd stays open: the restore reads the page rounds from it */
 		g_img = img;
 		struct timespec now;
 		clock_gettime(CLOCK_MONOTONIC, &now);
@@ -354,6 +354,7 @@ int main(int argc, char **argv)
 			return 1;
 		}
 		ckpt_image_free(img);
+		close(fd);
 		g_img = NULL;
 		if (must_fail) {
 			printf("RESTORE DID NOT FAIL\n");
