@@ -132,6 +132,19 @@ int ck_inotify_dump(struct ck_writer *w, pid_t hpid, pid_t vpid, int fd, int dup
 int ck_inotify_rewatch(const struct ckpt_image *img, const struct ck_file *f, int fd,
 		       struct vs_error *err);
 
+/* memfd.c: is this fd a memfd (by its /proc link and stat)? Its object
+ * id, shared with dump.c's id of a shared mapping of it. Refuse or (w
+ * set) dump one (dup = ours): name, owner, seals in cf; content once. */
+bool ck_memfd_is(const char *link, const struct stat *st);
+uint64_t ck_memfd_id(const struct stat *st);
+int ck_memfd_dump(struct ck_files *f, struct ck_writer *w, pid_t hpid, int dup, const char *link,
+		  const struct stat *st, struct ck_file *cf, struct vs_error *err);
+/* Restore: one memfd per shared memory object (DATA(shm) or CK_F_MEMFD),
+ * into pool->shm_*; then a CK_F_MEMFD record's own open file on it. */
+int ck_memfd_pool(const struct ckpt_image *img, struct ck_pool *pool, struct vs_error *err);
+int ck_memfd_open(const struct ck_pool *pool, const struct ck_file *f, int flags,
+		  struct vs_error *err);
+
 /* inet.c: refuse or (w set) dump a TCP/UDP socket; recreate one (returns
  * the fd); leave repair mode once every socket of the pool exists. */
 int ck_inet_dump(struct ck_writer *w, pid_t hpid, int dup, uint32_t id, struct vs_error *err);
