@@ -110,6 +110,7 @@ enum ck_vma_kind {
 	CK_VMA_VCLOCK = 5,
 	CK_VMA_VDSO = 6,
 	CK_VMA_FILE_SHARED = 7, /* MAP_SHARED of a regular file: mapped again */
+	CK_VMA_SYSV = 8,	/* addition: a SysV shm attach, shm_id = the segment's id */
 };
 
 #define CK_VMA_F_GROWSDOWN 1u

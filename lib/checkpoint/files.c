@@ -25,6 +25,7 @@
 #include <sys/inotify.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
+#include <sys/shm.h>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -64,6 +65,7 @@ void ck_files_free(struct ck_files *f)
 	free(f->pipes);
 	free(f->locks);
 	free(f->ghosts);
+	free(f->sysv_maps);
 	free(f->ept); /* epdup is an obj's dup, closed above */
 	memset(f, 0, sizeof(*f));
 }
@@ -229,7 +231,8 @@ int ck_ns_child(pid_t hpid, int (*fn)(int sock), int *fd_out, int *code)
 }
 
 /* Exit code: 1 if a SysV shared memory segment of the reader's ipc
- * namespace is attached (nattch, the 7th column of /proc/sysvipc/shm). */
+ * namespace was removed (IPC_RMID: SHM_DEST in perms, the 3rd column of
+ * /proc/sysvipc/shm) but is still attached. */
 static int sysvipc_probe(int sock)
 {
 	cleanup_fclose FILE *f = fopen("/proc/sysvipc/shm", "re");
@@ -237,8 +240,8 @@ static int sysvipc_probe(int sock)
 	if (f && !fgets(line, sizeof(line), f))
 		return 0;
 	while (f && fgets(line, sizeof(line), f)) {
-		unsigned long nattch = 0;
-		if (sscanf(line, "%*d %*d %*o %*u %*d %*d %lu", &nattch) == 1 && nattch)
+		unsigned perms = 0;
+		if (sscanf(line, "%*d %*d %o", &perms) == 1 && (perms & SHM_DEST))
 			return 1;
 	}
 	return 0;
@@ -265,8 +268,8 @@ int ck_files_check_ns(pid_t hpid, struct vs_error *err)
 		return vs_error_set(err, EPERM, "pid %d: cannot join its namespaces", hpid);
 	if (code)
 		return vs_error_set(err, ENOTSUP,
-				    "refused: SysV shared memory of the tree's ipc namespace is "
-				    "attached (mappings of it are not restored)");
+				    "refused: a SysV shared memory segment of the tree's ipc "
+				    "namespace was removed (IPC_RMID) but is still attached");
 	return 0;
 }
 
@@ -1082,7 +1085,7 @@ int ck_files_finish(struct ck_files *f, struct ck_writer *w, struct vs_error *er
 	if (f->ns_hpid) {
 		int r = ck_writer_sync(w, err); /* no writer thread while we fork */
 		if (r >= 0)
-			r = ck_sysv_dump(f->ns_hpid, w, err);
+			r = ck_sysv_dump(f, f->ns_hpid, w, err);
 		if (r < 0)
 			return r;
 	}

@@ -65,6 +65,11 @@ struct ck_files {
 	struct ck_eptarget *ept;
 	size_t ept_n;
 	pid_t ns_hpid; /* a process of the tree: its ipc namespace is dumped */
+	struct ck_sysv_map {
+		int32_t pid, id;
+		uint64_t len, pgoff;
+	} * sysv_maps; /* SysV attaches seen in maps, checked against the segments */
+	size_t sysv_maps_n;
 };
 
 void ck_files_init(struct ck_files *f);
@@ -152,6 +157,11 @@ int ck_inet_create(const struct ckpt_image *img, const struct ck_file *f, struct
 int ck_inet_resume(const struct ckpt_image *img, const struct ck_pool *pool, struct vs_error *err);
 
 /* sysvipc.c: the SysV objects of hpid's ipc namespace into the stream. */
-int ck_sysv_dump(pid_t hpid, struct ck_writer *w, struct vs_error *err);
+int ck_sysv_dump(const struct ck_files *f, pid_t hpid, struct ck_writer *w, struct vs_error *err);
+/* dump.c's hook for a mapping named "/SYSV...": v becomes a CK_VMA_SYSV of
+ * segment ino (its id); ck_sysv_dump refuses it unless it is a whole attach. */
+void ck_sysv_map(struct ck_files *f, struct ck_vma *v, uint64_t ino);
+/* restore.c's hook: shmat() flags that give v's protection. */
+long ck_sysv_shmat_flags(const struct ck_vma *v);
 
 #endif

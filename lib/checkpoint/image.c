@@ -376,8 +376,8 @@ static int parse_section(struct ckpt_image *img, uint32_t type, const uint8_t *p
 		struct ck_vma r;
 		TAKE(r, p, len, "vma");
 		if (len != sizeof(r) || !has_nul(r.path, sizeof(r.path)) || r.end <= r.start ||
-		    (r.start | r.end) & 4095 || r.kind < CK_VMA_ANON ||
-		    r.kind > CK_VMA_FILE_SHARED || (r.flags & ~CK_VMA_F_KNOWN))
+		    (r.start | r.end) & 4095 || r.kind < CK_VMA_ANON || r.kind > CK_VMA_SYSV ||
+		    (r.flags & ~CK_VMA_F_KNOWN))
 			return vs_error_set(err, EBADMSG, "checkpoint: bad vma record");
 		ck_vec_push(&img->vmas, r);
 		return 0;
