@@ -109,17 +109,28 @@ int ck_memfd_dump(struct ck_files *f, struct ck_writer *w, pid_t hpid, int dup, 
 	cleanup_close int rd = open(p, O_RDONLY | O_CLOEXEC);
 	if (rd < 0)
 		return vs_error_sys(err, errno, "memfd %s: reopen to read", link);
+	/* data only: a sparse memfd (ftruncate'd large) stays small in the image */
 	cleanup_free char *buf = vs_xmalloc(1 << 20);
 	for (off_t o = 0; o < st->st_size;) {
-		ssize_t n = pread(rd, buf, 1 << 20, o);
-		if (n < 0)
-			return vs_error_sys(err, errno, "memfd %s: read", link);
-		if (n == 0)
-			break; /* shrunk meanwhile: the tree is stopped, so not by it */
-		int r = ck_put_data(w, CK_D_SHM, cf->u[3], (uint64_t)o, buf, (size_t)n, err);
-		if (r < 0)
-			return r;
-		o += n;
+		off_t data = lseek(rd, o, SEEK_DATA);
+		if (data < 0 && errno == ENXIO)
+			break; /* only a hole from here on */
+		off_t hole = data < 0 ? -1 : lseek(rd, data, SEEK_HOLE);
+		if (data < 0 || hole < 0)
+			return vs_error_sys(err, errno, "memfd %s: SEEK_DATA/SEEK_HOLE", link);
+		for (o = data; o < hole && o < st->st_size;) {
+			size_t want = hole - o < (1 << 20) ? (size_t)(hole - o) : (1 << 20);
+			ssize_t n = pread(rd, buf, want, o);
+			if (n < 0)
+				return vs_error_sys(err, errno, "memfd %s: read", link);
+			if (n == 0)
+				return 0; /* shrunk meanwhile: the tree is stopped, so not by it */
+			int r =
+			    ck_put_data(w, CK_D_SHM, cf->u[3], (uint64_t)o, buf, (size_t)n, err);
+			if (r < 0)
+				return r;
+			o += n;
+		}
 	}
 	return 0;
 }

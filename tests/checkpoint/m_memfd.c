@@ -28,6 +28,9 @@ int main(void)
 	/* an empty memfd without fd-level data, sealed against sealing */
 	int e = memfd_create("empty", 0);
 	CHECK(e >= 0, "memfd_create empty");
+	/* a sparse one: 1 GiB with one byte of data in the middle */
+	int sp = memfd_create("sparse", 0);
+	CHECK(sp >= 0 && ftruncate(sp, 1 << 30) == 0 && pwrite(sp, "x", 1, 512 << 20) == 1, "sparse");
 	test_daemon();
 	test_waitsig();
 	struct stat sa, sb, sc;
@@ -47,6 +50,12 @@ int main(void)
 	CHECK(fcntl(e, F_GET_SEALS) == F_SEAL_SEAL, "empty memfd: seals %#x", fcntl(e, F_GET_SEALS));
 	struct stat se;
 	CHECK(fstat(e, &se) == 0 && se.st_size == 0, "empty memfd: size");
+	struct stat ss;
+	char x = 0, z = 1;
+	CHECK(fstat(sp, &ss) == 0 && ss.st_size == 1 << 30, "sparse memfd: size");
+	CHECK(pread(sp, &x, 1, 512 << 20) == 1 && x == 'x' && pread(sp, &z, 1, 4096) == 1 && z == 0,
+	      "sparse memfd: content");
+	CHECK(ss.st_blocks < 1024, "sparse memfd: %ld blocks allocated", (long)ss.st_blocks);
 	char buf[16] = "";
 	CHECK(read(b, buf, 5) == 5 && !memcmp(buf, "memfd", 5), "second open's offset/content");
 	CHECK(pread(a, buf, 4, 8188) == 4 && !memcmp(buf, "tail", 4), "content at the end");
