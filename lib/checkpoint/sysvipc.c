@@ -322,7 +322,9 @@ static int sysv_restore(const struct ckpt_image *img, struct vs_error *err)
 					    err, EINVAL,
 					    "SysV message queue %d: message %u missing", s->id, k);
 				char *buf = vs_xmalloc(sizeof(long) + m->h.len);
-				long mt = (long)*(const uint64_t *)(const void *)m->data;
+				uint64_t mtype; /* data in the stream is not 8-byte aligned */
+				memcpy(&mtype, m->data, sizeof(mtype));
+				long mt = (long)mtype;
 				memcpy(buf, &mt, sizeof(mt));
 				memcpy(buf + sizeof(long), m->data + 8, m->h.len - 8);
 				int rc = msgsnd(id, buf, m->h.len - 8, IPC_NOWAIT);
