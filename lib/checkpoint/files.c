@@ -644,14 +644,22 @@ static void collect_epoll(struct ck_files *f, pid_t vpid, int fd, int dup, uint3
 	}
 }
 
+/* A memfd lives on the kernel's internal shm mount; a deleted file of the
+ * tree that was named "/memfd:..." is on one of the tree's mounts. */
+static uint32_t memfd_or_file(pid_t hpid, uint32_t kind, const char *info)
+{
+	const char *v;
+	if (kind == CK_F_MEMFD && (v = fdinfo_val(info, "mnt_id:")) && mnt_visible(hpid, atoi(v)))
+		return CK_F_REG;
+	return kind;
+}
+
 static int dump_file(struct ck_files *f, struct ck_writer *w, pid_t hpid, pid_t vpid, int fd,
 		     int dup, uint32_t kind, const char *link, const struct stat *st,
 		     const char *info, struct ck_file *cf, struct vs_error *err)
 {
 	const char *v;
-	/* a file of the tree that was named "/memfd:..." is an unlinked file */
-	if (kind == CK_F_MEMFD && (v = fdinfo_val(info, "mnt_id:")) && mnt_visible(hpid, atoi(v)))
-		kind = CK_F_REG;
+	kind = memfd_or_file(hpid, kind, info);
 	cf->kind = kind;
 	cf->mode = st->st_mode;
 	cf->ino = st->st_ino;
@@ -1014,12 +1022,12 @@ int ck_files_check(pid_t hpid, pid_t vpid, struct vs_error *err)
 		link[l] = 0;
 		struct stat st;
 		if (stat(p2, &st) < 0)
-			continue; /* gone meanwhile (its process exited): the stopped check sees it
-				   */
+			continue; /* gone meanwhile: the stopped check sees it */
 		uint32_t kind;
 		r = classify(hpid, vpid, fd, link, &st, &kind, err);
 		if (r < 0 || read_fdinfo(hpid, fd, info, sizeof(info)) < 0)
 			continue; /* gone meanwhile: the stopped check sees it */
+		kind = memfd_or_file(hpid, kind, info);
 		r = ck_locks_dump(NULL, NULL, hpid, vpid, fd, 0, true, &st, info, err);
 		if (r >= 0 && kind == CK_F_EPOLL)
 			r = check_epoll(hpid, vpid, fd, info, err);
