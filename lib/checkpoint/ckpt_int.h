@@ -116,6 +116,7 @@ enum ck_vma_kind {
 	CK_VMA_VCLOCK = 5,
 	CK_VMA_VDSO = 6,
 	CK_VMA_FILE_SHARED = 7, /* MAP_SHARED of a regular file: mapped again */
+	CK_VMA_SYSV = 8,	/* addition: a SysV shm attach, shm_id = the segment's id */
 };
 
 #define CK_VMA_F_GROWSDOWN 1u
@@ -165,6 +166,7 @@ enum ck_file_kind {
 	CK_F_SIGNALFD = 10,
 	CK_F_INOTIFY = 11, /* fd-level addition: watches in CK_SEC_INOTIFY */
 	CK_F_INET = 12,	   /* fd-level addition: TCP/UDP socket, CK_SEC_INET */
+	CK_F_MEMFD = 13,   /* addition: memfd_create; content in DATA(shm) u[3] */
 };
 
 struct ck_file {
@@ -232,6 +234,9 @@ struct ck_epoll {
  *     u[2] st_dev at dump (ghosts with equal (u[2], ino) are one inode),
  *     u[3] CK_FILE_F_* flags; tv[] atime sec,nsec, mtime sec,nsec.
  *   CK_F_UNIX: u[0] CK_UX_F_* flags.
+ *   CK_F_MEMFD: path = the memfd's name, u[0] uid, u[1] gid, u[2] seals
+ *     (F_GET_SEALS), u[3] id of its DATA(shm) object (= ck_vma.shm_id of
+ *     a shared mapping of it).
  * struct ck_epoll: target_id = the target's file id (0: unknown, re-added by the
  * owner through the fd number, as version 1 writers did).
  * Records in a CK_SEC_LOCK section: one held lock each; in a

@@ -428,9 +428,6 @@ static int d_check_proc(struct dumper *d, struct d_proc *p, struct vs_error *err
 		return vs_error_sys(err, errno, "pid %d: open maps", p->vpid);
 	char line[4096 + 128];
 	while (fgets(line, sizeof(line), f)) {
-		if (strstr(line, "/SYSV"))
-			return vs_error_set(
-			    err, ENOTSUP, "pid %d: refused: SysV shared memory attached", p->vpid);
 		if (strstr(line, "[uprobes]") || strstr(line, "anon_hugepage") ||
 		    strstr(line, "[io_uring]") || strstr(line, "/dev/hugepages") ||
 		    strstr(line, "[aio]") || strstr(line, "/aio ("))
@@ -1179,6 +1176,10 @@ static int d_memory_body(struct dumper *d, struct d_proc *p, struct ck_proc *pr,
 		} else if (strcmp(name, "[vdso]") == 0) {
 			v.kind = CK_VMA_VDSO;
 			hdr->vdso_size = e - s;
+		} else if (shared && strncmp(name, "/SYSV", 5) == 0) {
+			/* SysV attach: the segment is dumped by sysvipc.c */
+			ck_sysv_map(&d->files, &v, ino);
+			snprintf(v.path, sizeof(v.path), "%s", name);
 		} else if (shared) {
 			struct stat stt;
 			bool deleted = strstr(name, " (deleted)") != NULL;

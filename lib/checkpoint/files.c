@@ -25,6 +25,7 @@
 #include <sys/inotify.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
+#include <sys/shm.h>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -64,6 +65,7 @@ void ck_files_free(struct ck_files *f)
 	free(f->pipes);
 	free(f->locks);
 	free(f->ghosts);
+	free(f->sysv_maps);
 	free(f->ept); /* epdup is an obj's dup, closed above */
 	memset(f, 0, sizeof(*f));
 }
@@ -154,6 +156,10 @@ static int classify(pid_t hpid, pid_t vpid, int fd, const char *link, const stru
 				    "pid %d fd %d: refused: socket family %d type %d not supported",
 				    vpid, fd, dom, type);
 	}
+	if (ck_memfd_is(link, st)) {
+		*kind = CK_F_MEMFD; /* dump_file tells a deleted "/memfd:x" file apart */
+		return 0;
+	}
 	if (S_ISREG(st->st_mode)) {
 		*kind = CK_F_REG;
 		return 0;
@@ -225,7 +231,8 @@ int ck_ns_child(pid_t hpid, int (*fn)(int sock), int *fd_out, int *code)
 }
 
 /* Exit code: 1 if a SysV shared memory segment of the reader's ipc
- * namespace is attached (nattch, the 7th column of /proc/sysvipc/shm). */
+ * namespace was removed (IPC_RMID: SHM_DEST in perms, the 3rd column of
+ * /proc/sysvipc/shm) but is still attached. */
 static int sysvipc_probe(int sock)
 {
 	cleanup_fclose FILE *f = fopen("/proc/sysvipc/shm", "re");
@@ -233,8 +240,8 @@ static int sysvipc_probe(int sock)
 	if (f && !fgets(line, sizeof(line), f))
 		return 0;
 	while (f && fgets(line, sizeof(line), f)) {
-		unsigned long nattch = 0;
-		if (sscanf(line, "%*d %*d %*o %*u %*d %*d %lu", &nattch) == 1 && nattch)
+		unsigned perms = 0;
+		if (sscanf(line, "%*d %*d %o", &perms) == 1 && (perms & SHM_DEST))
 			return 1;
 	}
 	return 0;
@@ -261,8 +268,8 @@ int ck_files_check_ns(pid_t hpid, struct vs_error *err)
 		return vs_error_set(err, EPERM, "pid %d: cannot join its namespaces", hpid);
 	if (code)
 		return vs_error_set(err, ENOTSUP,
-				    "refused: SysV shared memory of the tree's ipc namespace is "
-				    "attached (mappings of it are not restored)");
+				    "refused: a SysV shared memory segment of the tree's ipc "
+				    "namespace was removed (IPC_RMID) but is still attached");
 	return 0;
 }
 
@@ -637,16 +644,27 @@ static void collect_epoll(struct ck_files *f, pid_t vpid, int fd, int dup, uint3
 	}
 }
 
+/* A memfd lives on the kernel's internal shm mount; a deleted file of the
+ * tree that was named "/memfd:..." is on one of the tree's mounts. */
+static uint32_t memfd_or_file(pid_t hpid, uint32_t kind, const char *info)
+{
+	const char *v;
+	if (kind == CK_F_MEMFD && (v = fdinfo_val(info, "mnt_id:")) && mnt_visible(hpid, atoi(v)))
+		return CK_F_REG;
+	return kind;
+}
+
 static int dump_file(struct ck_files *f, struct ck_writer *w, pid_t hpid, pid_t vpid, int fd,
 		     int dup, uint32_t kind, const char *link, const struct stat *st,
 		     const char *info, struct ck_file *cf, struct vs_error *err)
 {
+	const char *v;
+	kind = memfd_or_file(hpid, kind, info);
 	cf->kind = kind;
 	cf->mode = st->st_mode;
 	cf->ino = st->st_ino;
 	cf->rdev = st->st_rdev;
 	cf->size = st->st_size;
-	const char *v;
 	if ((v = fdinfo_val(info, "pos:")))
 		cf->pos = strtoull(v, NULL, 10);
 	if ((v = fdinfo_val(info, "flags:")))
@@ -687,6 +705,9 @@ static int dump_file(struct ck_files *f, struct ck_writer *w, pid_t hpid, pid_t 
 		}
 		break;
 	}
+	case CK_F_MEMFD:
+		r = ck_memfd_dump(f, w, hpid, dup, link, st, cf, err);
+		break;
 	case CK_F_CHR: {
 		const char *name = NULL;
 		dev_allowed(st->st_rdev, &name);
@@ -1001,21 +1022,24 @@ int ck_files_check(pid_t hpid, pid_t vpid, struct vs_error *err)
 		link[l] = 0;
 		struct stat st;
 		if (stat(p2, &st) < 0)
-			memset(&st, 0, sizeof(st));
+			continue; /* gone meanwhile: the stopped check sees it */
 		uint32_t kind;
 		r = classify(hpid, vpid, fd, link, &st, &kind, err);
 		if (r < 0 || read_fdinfo(hpid, fd, info, sizeof(info)) < 0)
 			continue; /* gone meanwhile: the stopped check sees it */
+		kind = memfd_or_file(hpid, kind, info);
 		r = ck_locks_dump(NULL, NULL, hpid, vpid, fd, 0, true, &st, info, err);
 		if (r >= 0 && kind == CK_F_EPOLL)
 			r = check_epoll(hpid, vpid, fd, info, err);
-		if (r >= 0 && (kind == CK_F_INOTIFY || kind == CK_F_INET)) {
+		if (r >= 0 && (kind == CK_F_INOTIFY || kind == CK_F_INET || kind == CK_F_MEMFD)) {
 			int dup = ck_getfd(hpid, fd);
 			if (dup < 0) {
 				r = vs_error_sys(err, -dup, "pid %d fd %d: pidfd_getfd", vpid, fd);
 			} else {
-				r = kind == CK_F_INET
-					? ck_inet_dump(NULL, hpid, dup, 0, err)
+				struct ck_file cf = {0};
+				r = kind == CK_F_INET ? ck_inet_dump(NULL, hpid, dup, 0, err)
+				    : kind == CK_F_MEMFD
+					? ck_memfd_dump(NULL, NULL, hpid, dup, link, &st, &cf, err)
 					: ck_inotify_dump(NULL, hpid, vpid, fd, dup, 0, info, err);
 				close(dup);
 				if (r < 0)
@@ -1069,7 +1093,7 @@ int ck_files_finish(struct ck_files *f, struct ck_writer *w, struct vs_error *er
 	if (f->ns_hpid) {
 		int r = ck_writer_sync(w, err); /* no writer thread while we fork */
 		if (r >= 0)
-			r = ck_sysv_dump(f->ns_hpid, w, err);
+			r = ck_sysv_dump(f, f->ns_hpid, w, err);
 		if (r < 0)
 			return r;
 	}
@@ -1312,7 +1336,8 @@ int ck_pool_create(const struct ckpt_image *img, int base, struct ck_pool *pool,
 	int *side = vs_xmalloc((nf + 1) * sizeof(int));
 	for (size_t i = 0; i < nf; i++)
 		side[i] = -1;
-	int r = 0;
+	/* shared memory objects first: memfd records open them */
+	int r = ck_memfd_pool(img, pool, err);
 	for (size_t i = 0; i < nf && r >= 0; i++) {
 		const struct ck_file *f = &img->files.v[i];
 		if (pool->fd[i] >= 0)
@@ -1346,6 +1371,11 @@ int ck_pool_create(const struct ckpt_image *img, int base, struct ck_pool *pool,
 			}
 			if (fd >= 0)
 				lseek(fd, (off_t)f->pos, SEEK_SET);
+			break;
+		case CK_F_MEMFD:
+			fd = ck_memfd_open(pool, f, fl, err);
+			if (fd < 0)
+				r = fd;
 			break;
 		case CK_F_DIR:
 			fd = open(f->path, O_RDONLY | O_DIRECTORY);
@@ -1581,33 +1611,6 @@ int ck_pool_create(const struct ckpt_image *img, int base, struct ck_pool *pool,
 			r = send_dgrams(img, f->id, s, NULL, 0, err);
 		if (s >= 0)
 			close(s);
-	}
-	/* shared memory objects */
-	for (size_t i = 0; i < img->data.n && r >= 0; i++) {
-		const struct ck_data_r *d = &img->data.v[i];
-		if (d->h.kind != CK_D_SHM || ck_pool_shm_fd(pool, d->h.id) >= 0)
-			continue;
-		int m = memfd_create("vslice-shm", 0);
-		if (m < 0) {
-			r = vs_error_sys(err, errno, "memfd_create");
-			break;
-		}
-		uint64_t size = 0;
-		for (size_t k = 0; k < img->data.n; k++)
-			if (img->data.v[k].h.kind == CK_D_SHM && img->data.v[k].h.id == d->h.id &&
-			    img->data.v[k].h.off + img->data.v[k].h.len > size)
-				size = img->data.v[k].h.off + img->data.v[k].h.len;
-		if (ftruncate(m, (off_t)size) < 0 ||
-		    (r = write_data(img, CK_D_SHM, d->h.id, m, true, err)) < 0) {
-			if (r >= 0)
-				r = vs_error_sys(err, errno, "shared memory: ftruncate");
-			close(m);
-			break;
-		}
-		pool->shm_id = ck_xrealloc(pool->shm_id, (pool->shm_n + 1) * 8);
-		pool->shm_fd = ck_xrealloc(pool->shm_fd, (pool->shm_n + 1) * sizeof(int));
-		pool->shm_id[pool->shm_n] = d->h.id;
-		pool->shm_fd[pool->shm_n++] = to_pool(m, base);
 	}
 	for (size_t i = 0; i < nf && r >= 0; i++)
 		r = ux_unbind_gone(&img->files.v[i], err);

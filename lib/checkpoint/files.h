@@ -65,6 +65,11 @@ struct ck_files {
 	struct ck_eptarget *ept;
 	size_t ept_n;
 	pid_t ns_hpid; /* a process of the tree: its ipc namespace is dumped */
+	struct ck_sysv_map {
+		int32_t pid, id;
+		uint64_t len, pgoff;
+	} * sysv_maps; /* SysV attaches seen in maps, checked against the segments */
+	size_t sysv_maps_n;
 };
 
 void ck_files_init(struct ck_files *f);
@@ -132,6 +137,19 @@ int ck_inotify_dump(struct ck_writer *w, pid_t hpid, pid_t vpid, int fd, int dup
 int ck_inotify_rewatch(const struct ckpt_image *img, const struct ck_file *f, int fd,
 		       struct vs_error *err);
 
+/* memfd.c: is this fd a memfd (by its /proc link and stat)? Its object
+ * id, shared with dump.c's id of a shared mapping of it. Refuse or (w
+ * set) dump one (dup = ours): name, owner, seals in cf; content once. */
+bool ck_memfd_is(const char *link, const struct stat *st);
+uint64_t ck_memfd_id(const struct stat *st);
+int ck_memfd_dump(struct ck_files *f, struct ck_writer *w, pid_t hpid, int dup, const char *link,
+		  const struct stat *st, struct ck_file *cf, struct vs_error *err);
+/* Restore: one memfd per shared memory object (DATA(shm) or CK_F_MEMFD),
+ * into pool->shm_*; then a CK_F_MEMFD record's own open file on it. */
+int ck_memfd_pool(const struct ckpt_image *img, struct ck_pool *pool, struct vs_error *err);
+int ck_memfd_open(const struct ck_pool *pool, const struct ck_file *f, int flags,
+		  struct vs_error *err);
+
 /* inet.c: refuse or (w set) dump a TCP/UDP socket; recreate one (returns
  * the fd); leave repair mode once every socket of the pool exists. */
 int ck_inet_dump(struct ck_writer *w, pid_t hpid, int dup, uint32_t id, struct vs_error *err);
@@ -139,6 +157,11 @@ int ck_inet_create(const struct ckpt_image *img, const struct ck_file *f, struct
 int ck_inet_resume(const struct ckpt_image *img, const struct ck_pool *pool, struct vs_error *err);
 
 /* sysvipc.c: the SysV objects of hpid's ipc namespace into the stream. */
-int ck_sysv_dump(pid_t hpid, struct ck_writer *w, struct vs_error *err);
+int ck_sysv_dump(const struct ck_files *f, pid_t hpid, struct ck_writer *w, struct vs_error *err);
+/* dump.c's hook for a mapping named "/SYSV...": v becomes a CK_VMA_SYSV of
+ * segment ino (its id); ck_sysv_dump refuses it unless it is a whole attach. */
+void ck_sysv_map(struct ck_files *f, struct ck_vma *v, uint64_t ino);
+/* restore.c's hook: shmat() flags that give v's protection. */
+long ck_sysv_shmat_flags(const struct ck_vma *v);
 
 #endif

@@ -376,8 +376,8 @@ static int parse_section(struct ckpt_image *img, uint32_t type, const uint8_t *p
 		struct ck_vma r;
 		TAKE(r, p, len, "vma");
 		if (len != sizeof(r) || !has_nul(r.path, sizeof(r.path)) || r.end <= r.start ||
-		    (r.start | r.end) & 4095 || r.kind < CK_VMA_ANON ||
-		    r.kind > CK_VMA_FILE_SHARED || (r.flags & ~CK_VMA_F_KNOWN))
+		    (r.start | r.end) & 4095 || r.kind < CK_VMA_ANON || r.kind > CK_VMA_SYSV ||
+		    (r.flags & ~CK_VMA_F_KNOWN))
 			return vs_error_set(err, EBADMSG, "checkpoint: bad vma record");
 		ck_vec_push(&img->vmas, r);
 		return 0;
@@ -396,7 +396,8 @@ static int parse_section(struct ckpt_image *img, uint32_t type, const uint8_t *p
 		struct ck_file r;
 		TAKE(r, p, len, "file");
 		if (len != sizeof(r) || !has_nul(r.path, sizeof(r.path)) ||
-		    r.sk_name_len > sizeof(r.sk_name) || r.kind < CK_F_REG || r.kind > CK_F_INET)
+		    r.sk_name_len > sizeof(r.sk_name) || r.kind < CK_F_REG || r.kind > CK_F_MEMFD ||
+		    (r.kind == CK_F_MEMFD && (r.u[2] & ~0x3full)))
 			return vs_error_set(err, EBADMSG, "checkpoint: bad file record");
 		for (size_t i = 0; i < img->files.n; i++)
 			if (img->files.v[i].id == r.id)

@@ -903,8 +903,12 @@ static int r_memory_layout(struct restorer *R, struct r_proc *p, struct ck_injec
 			flags |= MAP_SHARED;
 		if (vm->flags & CK_VMA_F_GROWSDOWN)
 			flags |= MAP_GROWSDOWN;
-		v = SYS(in, SYS_mmap, vm->start, vm->end - vm->start, prot, flags, fd,
-			filekind ? vm->pgoff : 0);
+		if (vm->kind == CK_VMA_SYSV) /* the segment exists by now (sysvipc.c) */
+			v = SYS(in, SYS_shmat, (long)vm->shm_id, vm->start, ck_sysv_shmat_flags(vm),
+				0, 0, 0);
+		else
+			v = SYS(in, SYS_mmap, vm->start, vm->end - vm->start, prot, flags, fd,
+				filekind ? vm->pgoff : 0);
 		CHECK(v, "mmap %#" PRIx64 "-%#" PRIx64 " %s", vm->start, vm->end, vm->path);
 		if ((uint64_t)v != vm->start)
 			return vs_error_set(err, EFAULT, "restore pid %d: mmap landed at %#lx",

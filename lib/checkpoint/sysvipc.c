@@ -1,10 +1,16 @@
 /*
  * sysvipc.c - the SysV IPC objects of the tree's ipc namespace in a
- * checkpoint: shared memory segments that no process has attached, message
- * queues (read with MSG_COPY, left in place) and semaphore sets. Collected
- * by a child that joined the namespace; recreated with their ids
- * (kernel.*_next_id) by a child of the host restorer that joined the
- * restored tree's user and ipc namespaces.
+ * checkpoint: shared memory segments, message queues (read with MSG_COPY,
+ * left in place) and semaphore sets. Collected by a child that joined the
+ * namespace; recreated with their ids (kernel.*_next_id) by a child of the
+ * host restorer that joined the restored tree's user and ipc namespaces,
+ * before any process of the tree is restored.
+ * Attaches: a "/SYSV<key>" mapping is a CK_VMA_SYSV record (dump.c asks
+ * ck_sysv_map); the restore attaches the segment again with an injected
+ * shmat(id, start, flags) where the mapping was (restore.c), so the
+ * kernel counts it (shm_nattch) and shmdt() knows it. Only whole attaches
+ * (offset 0, the segment's size): a partly unmapped or mprotect()ed attach
+ * is refused, as is a segment removed (IPC_RMID) while still attached.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -72,8 +78,8 @@ static int sysv_collect(int sock)
 		struct shmid_ds ds;
 		if (shmctl(ids[i], IPC_STAT, &ds) < 0)
 			return 3;
-		if (ds.shm_nattch > 0)
-			return 4; /* refused by the check before; attached meanwhile */
+		if (ds.shm_perm.mode & SHM_DEST)
+			return 4; /* refused by the check before; removed meanwhile */
 		struct ck_sysv r = {.kind = CK_SYSV_SHM,
 				    .id = ids[i],
 				    .key = ds.shm_perm.__key,
@@ -171,7 +177,38 @@ static int sysv_collect(int sock)
 
 /* The tree's SysV objects into the stream: records (owners mapped into
  * the slice's user ns) and their contents. */
-int ck_sysv_dump(pid_t hpid, struct ck_writer *w, struct vs_error *err)
+void ck_sysv_map(struct ck_files *f, struct ck_vma *v, uint64_t ino)
+{
+	v->kind = CK_VMA_SYSV;
+	v->shm_id = ino; /* ipc/shm.c: the segment file's inode number is its id */
+	f->sysv_maps = ck_xrealloc(f->sysv_maps, (f->sysv_maps_n + 1) * sizeof(*f->sysv_maps));
+	f->sysv_maps[f->sysv_maps_n++] = (struct ck_sysv_map){
+	    .pid = v->pid, .id = (int32_t)ino, .len = v->end - v->start, .pgoff = v->pgoff};
+}
+
+long ck_sysv_shmat_flags(const struct ck_vma *v)
+{
+	return ((v->prot & PROT_WRITE) ? 0 : SHM_RDONLY) | ((v->prot & PROT_EXEC) ? SHM_EXEC : 0);
+}
+
+/* Each attach seen in maps must be a whole one of a segment we dump. */
+static int check_attach(const struct ck_files *f, const struct ck_sysv *s, struct vs_error *err)
+{
+	uint64_t pg = (uint64_t)sysconf(_SC_PAGESIZE);
+	for (size_t i = 0; i < f->sysv_maps_n; i++) {
+		const struct ck_sysv_map *m = &f->sysv_maps[i];
+		if (m->id != s->id)
+			continue;
+		if (m->pgoff != 0 || m->len != (s->size + pg - 1) / pg * pg)
+			return vs_error_set(err, ENOTSUP,
+					    "pid %d: refused: SysV shared memory segment %d is "
+					    "attached in part (munmap or mprotect of part of it)",
+					    m->pid, m->id);
+	}
+	return 0;
+}
+
+int ck_sysv_dump(const struct ck_files *f, pid_t hpid, struct ck_writer *w, struct vs_error *err)
 {
 	int mfd = -1, code;
 	int r = ck_ns_child(hpid, sysv_collect, &mfd, &code);
@@ -206,6 +243,8 @@ int ck_sysv_dump(pid_t hpid, struct ck_writer *w, struct vs_error *err)
 			}
 			s.uid = (uint32_t)u;
 			s.gid = (uint32_t)g;
+			if (s.kind == CK_SYSV_SHM && (r = check_attach(f, &s, err)) < 0)
+				break;
 			r = ck_write_section(w, CK_SEC_SYSV, &s, sizeof(s), NULL, 0, err);
 		} else if (tag == 2 && o + (off_t)sizeof(struct ck_data) <= size) {
 			struct ck_data d;
@@ -283,7 +322,9 @@ static int sysv_restore(const struct ckpt_image *img, struct vs_error *err)
 					    err, EINVAL,
 					    "SysV message queue %d: message %u missing", s->id, k);
 				char *buf = vs_xmalloc(sizeof(long) + m->h.len);
-				long mt = (long)*(const uint64_t *)(const void *)m->data;
+				uint64_t mtype; /* data in the stream is not 8-byte aligned */
+				memcpy(&mtype, m->data, sizeof(mtype));
+				long mt = (long)mtype;
 				memcpy(buf, &mt, sizeof(mt));
 				memcpy(buf + sizeof(long), m->data + 8, m->h.len - 8);
 				int rc = msgsnd(id, buf, m->h.len - 8, IPC_NOWAIT);

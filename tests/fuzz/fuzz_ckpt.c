@@ -13,7 +13,7 @@
  * rounds run by run, as a streaming restore consumes them).
  * Seed: tests/fuzz/seeds/ckpt/ (small valid streams written by
  * tests/unit/test_ckpt_format.c with CKPT_WRITE_SEED=... and, for the
- * fd-level records incl. a lock, CKPT_WRITE_SEED_FD=...).
+ * fd-level records incl. a lock and a memfd, CKPT_WRITE_SEED_FD=...).
  */
 #include <stddef.h>
 #include <stdint.h>

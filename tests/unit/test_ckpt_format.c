@@ -506,9 +506,13 @@ static void test_fs_delta(void **state)
 	}
 }
 
+/* seals of the memfd record build_fd_state writes (F_SEAL_SEAL | F_SEAL_SHRINK) */
+static uint64_t memfd_seals = 3;
+
 /* fd-level records (files.c): a stream with an unlinked file, a unix socket
  * whose name is gone, an epoll target by file id, an inotify watch, a TCP
- * listener and one lock; ino/inet replace the good records when given. */
+ * listener, a memfd with its content and one lock; ino/inet replace the
+ * good records when given. */
 static uint8_t *build_fd_state(size_t *len, const struct ck_lock *lk, const struct ck_inotify *ino,
 			       const struct ck_inet *inet)
 {
@@ -544,7 +548,17 @@ static uint8_t *build_fd_state(size_t *len, const struct ck_lock *lk, const stru
 	assert_int_equal(ck_write_section(&w, CK_SEC_FILE, &in, sizeof(in), NULL, 0, &err), 0);
 	struct ck_file tcp = {.id = 5, .kind = CK_F_INET};
 	assert_int_equal(ck_write_section(&w, CK_SEC_FILE, &tcp, sizeof(tcp), NULL, 0, &err), 0);
-	for (uint32_t id = 1; id <= 5; id++) {
+	/* a memfd: name, size, owner, seals, its shared memory object's id */
+	struct ck_file mfd = {.id = 6,
+			      .kind = CK_F_MEMFD,
+			      .mode = 0100640,
+			      .size = 5,
+			      .u = {1234, 2345, memfd_seals, 0x1000000000042ull}};
+	snprintf(mfd.path, sizeof(mfd.path), "a memfd");
+	assert_int_equal(ck_write_section(&w, CK_SEC_FILE, &mfd, sizeof(mfd), NULL, 0, &err), 0);
+	struct ck_data md = {.kind = CK_D_SHM, .id = mfd.u[3], .len = 5};
+	assert_int_equal(ck_write_section(&w, CK_SEC_DATA, &md, sizeof(md), "hello", 5, &err), 0);
+	for (uint32_t id = 1; id <= 6; id++) {
 		struct ck_fd fr = {.pid = 2, .fd = (int32_t)(2 + id), .file_id = id};
 		assert_int_equal(ck_write_section(&w, CK_SEC_FD, &fr, sizeof(fr), NULL, 0, &err),
 				 0);
@@ -620,7 +634,19 @@ static void test_fd_state_records(void **state)
 	assert_int_equal(img->inets.v[0].backlog, 7);
 	assert_int_equal(img->sysv.n, 1);
 	assert_int_equal(img->sysv.v[0].key, 42);
+	assert_int_equal(img->files.v[5].kind, CK_F_MEMFD);
+	assert_string_equal(img->files.v[5].path, "a memfd");
+	assert_int_equal(img->files.v[5].u[2], 3);
 	ckpt_image_free(img);
+	free(buf);
+	/* a memfd with seals this format does not know */
+	memfd_seals = 0x40;
+	buf = build_fd_state(&len, &good, NULL, NULL);
+	memfd_seals = 3;
+	img = NULL;
+	if (ckpt_image_parse(buf, len, &img, &err) == 0)
+		fail_msg("memfd record with unknown seals accepted");
+	assert_non_null(strstr(err.msg, "file"));
 	free(buf);
 	/* bad locks: unknown kind, type, negative range, missing file or owner */
 	struct ck_lock bad[] = {
