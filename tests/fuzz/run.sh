@@ -8,8 +8,8 @@ secs=${1:-10}
 out=build/fuzz
 mkdir -p "$out"
 make -s build/gen/policies.c build/gen/init_blob.S
-libs="$(pkg-config --libs libseccomp libcap jansson libarchive nettle libmicrohttpd sqlite3) -ldl -pthread"
-cflags=(-std=gnu11 -D_GNU_SOURCE -Iinclude -Ibuild/gen -g -O1 -fno-sanitize-recover=undefined)
+libs="$(pkg-config --libs libseccomp libcap jansson libarchive nettle libmicrohttpd sqlite3 libnl-3.0 libnl-route-3.0 libnftables) -ldl -pthread"
+cflags=(-std=gnu11 -D_GNU_SOURCE -Iinclude -Ibuild/gen $(pkg-config --cflags-only-I libnl-3.0) -g -O1 -fno-sanitize-recover=undefined)
 # The library once, instrumented for the fuzzers; each target only links it.
 newest_hdr=$(ls -t include/vslice/*.h lib/*/*.h | head -1)
 objs=()
