@@ -233,7 +233,8 @@ struct ck_epoll {
  *   CK_F_REG ghost (unlinked): u[0] uid, u[1] gid (the slice's user ns),
  *     u[2] st_dev at dump (ghosts with equal (u[2], ino) are one inode),
  *     u[3] CK_FILE_F_* flags; tv[] atime sec,nsec, mtime sec,nsec.
- *   CK_F_UNIX: u[0] CK_UX_F_* flags.
+ *   CK_F_UNIX: u[0] CK_UX_F_* flags; with CK_UX_F_OWNER, u[1] uid, u[2] gid
+ *     (the slice's user ns), u[3] mode of the bound socket file.
  *   CK_F_MEMFD: path = the memfd's name, u[0] uid, u[1] gid, u[2] seals
  *     (F_GET_SEALS), u[3] id of its DATA(shm) object (= ck_vma.shm_id of
  *     a shared mapping of it).
@@ -246,6 +247,7 @@ struct ck_epoll {
  * of the tree's ipc namespace. */
 #define CK_FILE_F_OWNER	  1u /* ghost: u[0], u[1], tv[] are valid */
 #define CK_UX_F_NAME_GONE 1u /* bound path no longer names this socket */
+#define CK_UX_F_OWNER	  2u /* u[1..3]: owner and mode of the socket file */
 #define CK_SEC_LOCK	  32
 #define CK_SEC_INOTIFY	  33
 #define CK_SEC_INET	  34

@@ -551,8 +551,20 @@ static int check_ux_name(pid_t hpid, pid_t vpid, int fd, const struct ck_ux *u, 
 		    minor(st.st_dev) == (u->vfs_dev & 0xfffff);
 	if (nfd >= 0)
 		close(nfd);
-	if (same)
+	if (same) {
+		/* The restore binds it anew (as the slice's root): keep the
+		 * file's owner and mode, or a non-root server's clients get
+		 * EACCES on a root-owned socket. */
+		uint64_t uid, gid;
+		if (ck_ns_id(hpid, "uid_map", st.st_uid, &uid) &&
+		    ck_ns_id(hpid, "gid_map", st.st_gid, &gid)) {
+			cf->u[0] |= CK_UX_F_OWNER;
+			cf->u[1] = uid;
+			cf->u[2] = gid;
+			cf->u[3] = st.st_mode & 07777;
+		}
 		return 0;
+	}
 	if (name[0] != '/')
 		return vs_error_set(err, ENOTSUP,
 				    "refused: unix socket bound to relative path %s "
@@ -1254,6 +1266,10 @@ static int ux_bind(const struct ck_file *f, int fd, const struct sockaddr_un *sa
 	if (bind(fd, (const struct sockaddr *)sa, sl) < 0)
 		return vs_error_sys(err, errno, "unix socket: bind %s",
 				    path[0] ? path : "@abstract");
+	if (path[0] && (f->u[0] & CK_UX_F_OWNER) &&
+	    (fchownat(AT_FDCWD, path, (uid_t)f->u[1], (gid_t)f->u[2], AT_SYMLINK_NOFOLLOW) < 0 ||
+	     fchmodat(AT_FDCWD, path, (mode_t)(f->u[3] & 07777), 0) < 0))
+		return vs_error_sys(err, errno, "unix socket %s: restore owner and mode", path);
 	return 0; /* a gone name is unlinked by ux_unbind_gone, after the requeue */
 }
 
