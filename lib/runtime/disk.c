@@ -350,6 +350,15 @@ static int with_upper(const char *image, const char *name, uint32_t id_base, boo
 			     dev);
 		return vs_error_kind(err, VS_EK_BUSY);
 	}
+	/* Never a second loop device on an attached image, even if the one it
+	 * is on could not be opened or proven (then sysfs still names it). */
+	int n = loop < 0 ? sliver_disk_loop(image) : -1;
+	if (n >= 0) {
+		vs_error_set(err, EBUSY,
+			     "disk image %s: attached to /dev/loop%d, which cannot be used", image,
+			     n);
+		return vs_error_kind(err, VS_EK_BUSY);
+	}
 	if (loop < 0) {
 		loop = loop_attach(img, name, dev, sizeof(dev), err);
 		if (loop < 0)
