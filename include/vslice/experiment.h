@@ -7,7 +7,9 @@
  * dir and always relative to a directory fd: files are placed before the
  * slice first runs, component by component with O_NOFOLLOW and O_EXCL;
  * results are opened with openat2(RESOLVE_IN_ROOT), so a symlink the slice
- * planted resolves inside the upper dir, never on the host.
+ * planted resolves inside the upper dir, never on the host. A slice with a
+ * disk limit has its upper dir inside its image: the same walk runs there,
+ * with the image mounted for the while (slice_with_upper, slice.h).
  */
 #ifndef VSLICE_EXPERIMENT_H
 #define VSLICE_EXPERIMENT_H
@@ -90,7 +92,8 @@ struct experiment_walk {
 	void *arg;
 };
 
-/* Walk the result paths (n of them) of slice name, in its upper dir. */
+/* Walk the result paths (n of them) of slice name, in its upper dir
+ * (read-only; the callbacks run in the caller's process). */
 int experiment_walk_results(const char *root, const char *name, char *const *paths, size_t n,
 			    const struct experiment_walk *w, struct vs_error *err);
 

@@ -182,6 +182,21 @@ int slice_stats(const char *root, const char *name, unsigned window_ms, struct s
 int slice_upper_dir(const char *root, const struct slice_spec *spec, char **path,
 		    struct vs_error *err);
 
+/*
+ * Call fn with an fd on the slice's overlay upper dir (O_PATH directory,
+ * valid during the call; fn closes what it opens from it) whatever the
+ * slice's storage, and return what fn returns. Plain slice: <slice>/upper
+ * on the host. Disk limit: the upper dir inside the slice's image, mounted
+ * for the call only (in no mount namespace, never on the host) under the
+ * slice's lock, and no loop device or mount left after, also when fn
+ * fails (sliver_disk_with_upper). write false: read-only; a running slice
+ * with a disk limit can be read, not written (EBUSY, kind VS_EK_BUSY).
+ * Files created from upper_fd keep the owner the caller gives them.
+ */
+typedef int (*slice_upper_fn)(void *arg, int upper_fd, struct vs_error *err);
+int slice_with_upper(const char *root, const struct slice_spec *spec, bool write, slice_upper_fn fn,
+		     void *arg, struct vs_error *err);
+
 /* Open the slice's log (stdout/stderr of a detached workload) for reading,
  * at the first byte still kept (older output is a hole: reaper.h). A reader
  * that follows it and finds zeroes (SEEK_DATA past its offset) lagged more

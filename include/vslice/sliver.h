@@ -122,6 +122,23 @@ int sliver_disk_create(const char *path, uint64_t bytes, bool durable, struct vs
 /* The number N of the /dev/loopN backed by the image at path, -1 if none. */
 int sliver_disk_loop(const char *path);
 
+/*
+ * Give fn the top of the slice's overlay upper layer inside its image
+ * (upper_fd: O_PATH directory, valid during the call only; fn closes every
+ * fd it opens) and return what fn returns. The image is mounted (nodev,
+ * nosuid, noexec) only for the call, as a detached mount in no mount
+ * namespace; write false: read-only. If the image is attached (the slice
+ * runs), a read goes through that loop device and the slice's own file
+ * system, a write is refused (EBUSY, kind VS_EK_BUSY). Otherwise the image
+ * is attached for the call, upper/ made for a slice that never ran (owned
+ * by id_base), and no loop device or mount is left when this returns,
+ * whatever fn did. Host root only; the caller holds the slice's lock (no
+ * start, no second access meanwhile).
+ */
+typedef int (*sliver_upper_fn)(void *arg, int upper_fd, struct vs_error *err);
+int sliver_disk_with_upper(const char *image, const char *name, uint32_t id_base, bool write,
+			   sliver_upper_fn fn, void *arg, struct vs_error *err);
+
 /* v1: start the cgroup attach grace period early in a throw-away thread
  * (see sliver.c); call first thing in a verb that will start a slice or
  * exec into one. No-op on v2. Best effort, never fails. */

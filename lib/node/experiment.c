@@ -6,6 +6,10 @@
  *
  * experiment_spec() is the one place a manifest becomes a slice spec: the
  * manifest module (lib/manifest) knows the format only, lib/node knows both.
+ *
+ * Files and results go through slice_with_upper() (slice.h): the same code
+ * for every slice, rooted in the upper dir on the host, or in the one inside
+ * the image of a slice with a disk limit (mounted for the call only).
  */
 #include <dirent.h>
 #include <errno.h>
@@ -152,26 +156,37 @@ static int place_file(int upper_fd, int image_fd, const struct manifest_file *f,
 	return 0;
 }
 
+struct place_ctx {
+	const struct manifest *m;
+	const struct slice_spec *spec;
+	int image_fd; /* the image's rootfs (O_PATH), -1 if unknown */
+};
+
+/* slice_upper_fn: every file of the manifest, from the upper dir. */
+static int place_in(void *arg, int upper_fd, struct vs_error *err)
+{
+	const struct place_ctx *pc = arg;
+	for (size_t i = 0; i < pc->m->nfiles; i++) {
+		int r = place_file(upper_fd, pc->image_fd, &pc->m->files[i], pc->spec->id_base,
+				   pc->spec->image, err);
+		if (r < 0)
+			return vs_error_wrap(err, "files[%zu]", i);
+	}
+	return 0;
+}
+
 static int place_files(const char *root, const struct manifest *m, const struct slice_spec *spec,
 		       struct vs_error *err)
 {
 	if (m->nfiles == 0)
 		return 0;
-	cleanup_free char *d = slice_dir(root, spec->name);
-	cleanup_free char *upper = vs_xasprintf("%s/upper", d);
-	cleanup_close int ufd = open(upper, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-	if (ufd < 0)
-		return vs_error_sys(err, errno, "%s", upper);
 	cleanup_free char *irootfs = NULL;
 	cleanup_close int ifd = -1;
 	if (image_rootfs(root, spec->image, &irootfs, err) == 0)
 		ifd = open(irootfs, O_PATH | O_DIRECTORY | O_CLOEXEC);
-	for (size_t i = 0; i < m->nfiles; i++) {
-		int r = place_file(ufd, ifd, &m->files[i], spec->id_base, spec->image, err);
-		if (r < 0)
-			return vs_error_wrap(err, "files[%zu]", i);
-	}
-	return 0;
+	struct place_ctx pc = {.m = m, .spec = spec, .image_fd = ifd};
+	/* A slice with a disk limit: its upper dir is in its image. */
+	return slice_with_upper(root, spec, true, place_in, &pc, err);
 }
 
 /* What the experiment verbs need later, next to the slice's state. */
@@ -374,15 +389,20 @@ static void walk_tree(const struct experiment_walk *w, int fd, const char *rel, 
 	}
 }
 
-int experiment_walk_results(const char *root, const char *name, char *const *paths, size_t n,
-			    const struct experiment_walk *w, struct vs_error *err)
+struct walk_ctx {
+	char *const *paths;
+	size_t n;
+	const struct experiment_walk *w;
+};
+
+/* slice_upper_fn: each result path, resolved inside the upper dir. */
+static int walk_in(void *arg, int ufd, struct vs_error *err)
 {
-	cleanup_free char *d = slice_dir(root, name);
-	cleanup_free char *upper = vs_xasprintf("%s/upper", d);
-	cleanup_close int ufd = open(upper, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-	if (ufd < 0)
-		return vs_error_sys(err, errno, "%s", upper);
-	for (size_t i = 0; i < n; i++) {
+	(void)err;
+	const struct walk_ctx *wc = arg;
+	const struct experiment_walk *w = wc->w;
+	char *const *paths = wc->paths;
+	for (size_t i = 0; i < wc->n; i++) {
 		const char *rel = paths[i] + 1;
 		struct open_how how = {
 		    .flags = O_RDONLY | O_NONBLOCK | O_CLOEXEC | O_NOCTTY,
@@ -401,4 +421,18 @@ int experiment_walk_results(const char *root, const char *name, char *const *pat
 		close((int)fd);
 	}
 	return 0;
+}
+
+int experiment_walk_results(const char *root, const char *name, char *const *paths, size_t n,
+			    const struct experiment_walk *w, struct vs_error *err)
+{
+	struct slice_spec spec;
+	int r = slice_load(root, name, &spec, NULL, err);
+	if (r < 0)
+		return r;
+	struct walk_ctx wc = {.paths = paths, .n = n, .w = w};
+	/* A slice with a disk limit: read-only, from its image. */
+	r = slice_with_upper(root, &spec, false, walk_in, &wc, err);
+	slice_spec_free(&spec);
+	return r;
 }

@@ -999,6 +999,31 @@ int slice_upper_dir(const char *root, const struct slice_spec *spec, char **path
 	return 0;
 }
 
+int slice_with_upper(const char *root, const struct slice_spec *spec, bool write, slice_upper_fn fn,
+		     void *arg, struct vs_error *err)
+{
+	if (!spec->disk_bytes) {
+		cleanup_free char *upper = slice_file(root, spec->name, "upper");
+		cleanup_close int fd = open(upper, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+		if (fd < 0)
+			return vs_error_sys(err, errno, "%s", upper);
+		return fn(arg, fd, err);
+	}
+	/* The lock keeps a start (which attaches the image) and a second
+	 * access (which would attach it through another loop device) out
+	 * until the image is detached again. */
+	cleanup_close int lk = lock_slice(root, spec->name, err);
+	if (lk < 0)
+		return lk;
+	/* The top of a new upper layer is chowned to id_base. */
+	int r = check_id_range(root, spec, err);
+	if (r < 0)
+		return r;
+	cleanup_free char *img = slice_file(root, spec->name, "disk.img");
+	/* Its own errors name the image; fn's are fn's. */
+	return sliver_disk_with_upper(img, spec->name, spec->id_base, write, fn, arg, err);
+}
+
 int slice_log_open(const char *root, const char *name, struct vs_error *err)
 {
 	int r = require_slice(root, name, err);

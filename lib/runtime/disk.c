@@ -30,6 +30,18 @@
  * before the old mount is torn down, so the launcher waits until no loop
  * device is backed by the image before it attaches it (the slice's lock
  * keeps two starts of one slice apart).
+ *
+ * The host reaches a slice's files (a manifest's files placed at create,
+ * results read after a run) through sliver_disk_with_upper(), under the
+ * slice's lock too: the image is mounted with the new mount API (fsopen,
+ * fsmount) as a detached mount, attached to no mount namespace at all, so
+ * nothing ever shows on the host, nothing needs a child process, and the
+ * mount is gone when its last fd is closed; the loop device (autoclear)
+ * goes with it, and the function waits for that before it returns, on
+ * failure too. While the slice runs, its image is already attached: a read
+ * then goes through that same loop device, and the kernel hands back the
+ * slice's own super block (one file system per image, never two); a write
+ * is refused.
  */
 #include <dirent.h>
 #include <errno.h>
@@ -218,6 +230,25 @@ static int loop_attach(int img_fd, const char *name, char *dev, size_t dev_len,
 	return vs_error_set(err, EBUSY, "no loop device could be attached (all busy)");
 }
 
+/*
+ * upper/ and work/ at the top of the image's file system (dfd; where names
+ * it in errors), made at the first mount: the slice's root owns the top of
+ * its upper layer, 0755 whatever the umask (the slice's "/").
+ */
+static int make_upper_work(int dfd, const char *where, uint32_t id_base, struct vs_error *err)
+{
+	if (mkdirat(dfd, "upper", 0700) == 0) {
+		if (fchownat(dfd, "upper", id_base, id_base, AT_SYMLINK_NOFOLLOW) < 0 ||
+		    fchmodat(dfd, "upper", 0755, 0) < 0)
+			return vs_error_sys(err, errno, "chown %s/upper", where);
+	} else if (errno != EEXIST) {
+		return vs_error_sys(err, errno, "mkdir %s/upper", where);
+	}
+	if (mkdirat(dfd, "work", 0700) < 0 && errno != EEXIST)
+		return vs_error_sys(err, errno, "mkdir %s/work", where);
+	return 0;
+}
+
 int rootfs_mount_disk(const struct sliver_config *c, struct vs_error *err)
 {
 	int r = wait_detached(c->disk_image, err);
@@ -235,14 +266,136 @@ int rootfs_mount_disk(const struct sliver_config *c, struct vs_error *err)
 	if (mount(dev, c->disk_mnt, "ext4", MS_NODEV | MS_NOSUID, "discard") < 0)
 		return vs_error_sys(err, errno, "mount %s (%s) at %s", c->disk_image, dev,
 				    c->disk_mnt);
-	/* First start: the slice's root owns the top of its upper layer. */
-	if (mkdir(c->upper, 0755) == 0) {
-		if (chown(c->upper, c->id_base, c->id_base) < 0)
-			return vs_error_sys(err, errno, "chown %s", c->upper);
-	} else if (errno != EEXIST) {
-		return vs_error_sys(err, errno, "mkdir %s", c->upper);
+	/* c->upper and c->work are <disk_mnt>/upper and /work (slice.c). */
+	cleanup_close int top = open(c->disk_mnt, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	if (top < 0)
+		return vs_error_sys(err, errno, "%s", c->disk_mnt);
+	return make_upper_work(top, c->disk_mnt, c->id_base, err);
+}
+
+/* ------------------------------------------------------------------ */
+/* the host's access to a slice's files                                */
+
+/*
+ * The loop device the image (img_st: its fstat) is attached to, opened, or
+ * -1 if none. Opened, the device cannot be cleared under us (autoclear
+ * waits for its last opener), and LOOP_GET_STATUS64 then proves that it is
+ * still backed by this very file, not by one attached to it since sysfs
+ * was read.
+ */
+static int open_attached_loop(const char *path, const struct stat *img_st, char *dev,
+			      size_t dev_len)
+{
+	int n = sliver_disk_loop(path);
+	if (n < 0)
+		return -1;
+	snprintf(dev, dev_len, "/dev/loop%d", n);
+	int fd = open(dev, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return -1;
+	struct loop_info64 li;
+	if (ioctl(fd, LOOP_GET_STATUS64, &li) < 0 || li.lo_device != (uint64_t)img_st->st_dev ||
+	    li.lo_inode != (uint64_t)img_st->st_ino) {
+		close(fd);
+		return -1;
 	}
-	if (mkdir(c->work, 0700) < 0 && errno != EEXIST)
-		return vs_error_sys(err, errno, "mkdir %s", c->work);
-	return 0;
+	return fd;
+}
+
+/* Mount the ext4 on dev as a detached mount (nodev, nosuid, noexec);
+ * returns its fd. A dev that already carries a mounted ext4 gives back that
+ * super block (it must be read-write, as the slice's is). */
+static int mount_detached(const char *dev, const char *image, struct vs_error *err)
+{
+	cleanup_close int fs = fsopen("ext4", FSOPEN_CLOEXEC);
+	if (fs < 0)
+		return vs_error_sys(err, errno, "disk image %s: fsopen ext4", image);
+	if (fsconfig(fs, FSCONFIG_SET_STRING, "source", dev, 0) < 0 ||
+	    fsconfig(fs, FSCONFIG_SET_FLAG, "discard", NULL, 0) < 0 ||
+	    fsconfig(fs, FSCONFIG_CMD_CREATE, NULL, NULL, 0) < 0) {
+		int e = errno;
+		/* The file system's own words, if it left any ("e ext4: ..."). */
+		char msg[256];
+		ssize_t n = read(fs, msg, sizeof(msg) - 1);
+		msg[n > 2 ? n : 0] = '\0';
+		msg[strcspn(msg, "\n")] = '\0';
+		return vs_error_sys(err, e, "disk image %s: mount %s%s%s", image, dev,
+				    msg[0] ? ": " : "", msg[0] ? msg + 2 : "");
+	}
+	int m =
+	    fsmount(fs, FSMOUNT_CLOEXEC, MOUNT_ATTR_NODEV | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NOEXEC);
+	if (m < 0)
+		return vs_error_sys(err, errno, "disk image %s: fsmount %s", image, dev);
+	return m;
+}
+
+/* sliver_disk_with_upper's work; every fd it opens is closed when it
+ * returns. *attached: it attached a loop device (to wait for after). */
+static int with_upper(const char *image, const char *name, uint32_t id_base, bool write,
+		      sliver_upper_fn fn, void *arg, bool *attached, struct vs_error *err)
+{
+	/* A write waits for the end of a run that is still being torn down,
+	 * as a start does; after that the slice's lock keeps it detached. */
+	int r = write ? wait_detached(image, err) : 0;
+	if (r < 0)
+		return r;
+	cleanup_close int img = open(image, O_RDWR | O_NOFOLLOW | O_CLOEXEC);
+	struct stat st;
+	if (img < 0 || fstat(img, &st) < 0)
+		return vs_error_sys(err, errno, "disk image %s", image);
+	char dev[32];
+	cleanup_close int loop = open_attached_loop(image, &st, dev, sizeof(dev));
+	if (loop >= 0 && write) {
+		vs_error_set(err, EBUSY, "disk image %s: in use by the running slice (%s)", image,
+			     dev);
+		return vs_error_kind(err, VS_EK_BUSY);
+	}
+	/* Never a second loop device on an attached image, even if the one it
+	 * is on could not be opened or proven (then sysfs still names it). */
+	int n = loop < 0 ? sliver_disk_loop(image) : -1;
+	if (n >= 0) {
+		vs_error_set(err, EBUSY,
+			     "disk image %s: attached to /dev/loop%d, which cannot be used", image,
+			     n);
+		return vs_error_kind(err, VS_EK_BUSY);
+	}
+	if (loop < 0) {
+		loop = loop_attach(img, name, dev, sizeof(dev), err);
+		if (loop < 0)
+			return vs_error_wrap(err, "disk image %s", image);
+		*attached = true;
+	}
+	cleanup_close int mnt = mount_detached(dev, image, err);
+	if (mnt < 0)
+		return mnt;
+	/* A slice that never ran has no upper/ yet (its running self has). */
+	if (*attached && (r = make_upper_work(mnt, image, id_base, err)) < 0)
+		return r;
+	/* Read-only for this mount only: the super block stays read-write,
+	 * as the running slice's is (the kernel refuses to mix the two). */
+	struct mount_attr ro = {.attr_set = MOUNT_ATTR_RDONLY};
+	if (!write && mount_setattr(mnt, "", AT_EMPTY_PATH, &ro, sizeof(ro)) < 0)
+		return vs_error_sys(err, errno, "disk image %s: read-only mount", image);
+	cleanup_close int upper =
+	    openat(mnt, "upper", O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	if (upper < 0)
+		return vs_error_sys(err, errno, "disk image %s: upper", image);
+	return fn(arg, upper, err);
+}
+
+int sliver_disk_with_upper(const char *image, const char *name, uint32_t id_base, bool write,
+			   sliver_upper_fn fn, void *arg, struct vs_error *err)
+{
+	bool attached = false;
+	int r = with_upper(image, name, id_base, write, fn, arg, &attached, err);
+	/* The mount went with its last fd, then the loop device with ours
+	 * (autoclear): make sure, so that a start right after finds it free
+	 * and no caller ever leaves one behind. Only fn can hold the mount
+	 * on, with an fd it did not close. */
+	struct vs_error e2;
+	if (attached && wait_detached(image, &e2) < 0 && r == 0) {
+		*err = e2;
+		r = -e2.code;
+	}
+	return r;
 }

@@ -75,6 +75,82 @@ EOF
 expect_eq "manifest resources.disk is enforced" "No space left" "$(vs submit --wait "$VSLICE_ROOT/mf/d.json" 2>/dev/null | grep -o 'No space left' | head -1)"
 vs destroy --force k5 >/dev/null 2>&1
 
+# A manifest's files go into the image and its results come out of it, by
+# the same code as for a plain slice (openat/O_NOFOLLOW from the upper dir),
+# with the image mounted only for the while (a detached mount, in no mount
+# namespace). leftovers: loop devices and mounts of anything under our root
+# (sysfs and losetup name the backing file even once it is deleted).
+leftovers() {
+	{
+		grep -s "$VSLICE_ROOT/" /sys/block/loop*/loop/backing_file
+		losetup -a 2>/dev/null | grep -F "$VSLICE_ROOT/"
+		grep -F "$VSLICE_ROOT" /proc/self/mountinfo
+	} | wc -l
+}
+export -f leftovers
+cat >"$VSLICE_ROOT/mf/f.json" <<'EOF'
+{"apiVersion": "vslice/v1", "slice": "k6", "resources": {"disk": "16M"},
+ "files": [{"path": "/opt/exp/in.txt", "content": "payload-6\n", "mode": "0640"},
+           {"path": "/tmp/t.txt", "content": "t\n"}],
+ "run": {"command": "stat -c 'in %u:%g %a' /opt/exp/in.txt; stat -c 'opt %u:%g %a' /opt/exp; stat -c 'tmp %a' /tmp; mkdir -p /results/d/e && cat /opt/exp/in.txt > /results/out.txt && seq 1 5000 > /results/d/e/n.txt"},
+ "results": ["/results/out.txt", "/results/d", "/results/none"]}
+EOF
+out=$(vs submit --wait "$VSLICE_ROOT/mf/f.json" 2>&1)
+expect_eq "manifest files + resources.disk: submit --wait succeeds" 0 "$?"
+echo "$out" | sed 's/^/    /'
+check "files: the file is in the slice, owned by its root, with its mode" grep -q '| in 0:0 640$' <<<"$out"
+check "files: a parent dir made for it is the slice root's, 0755" grep -q '| opt 0:0 755$' <<<"$out"
+check "files: a parent dir the image has keeps its mode (/tmp 1777)" grep -q '| tmp 1777$' <<<"$out"
+check "files: nothing of the slice on the host (no upper dir)" test ! -e "$VSLICE_ROOT/slices/k6/upper"
+vs results k6 "$VSLICE_ROOT/r6" >/dev/null 2>"$VSLICE_ROOT/r6.err"
+expect_eq "results of a --disk slice: exit 125 (only /results/none is missing)" 125 "$?"
+check "results: the missing path is named" grep -q '/results/none: not found' "$VSLICE_ROOT/r6.err"
+expect_eq "results: the file comes back" payload-6 "$(cat "$VSLICE_ROOT/r6/local/results/out.txt" 2>/dev/null)"
+expect_eq "results: a directory comes back recursively" "$(seq 1 5000 | sha256sum)" "$(sha256sum <"$VSLICE_ROOT/r6/local/results/d/e/n.txt" 2>/dev/null)"
+check "results: checksums verify (2 files)" bash -c "cd '$VSLICE_ROOT/r6' && test \$(wc -l <SHA256SUMS) = 2 && sha256sum -c --quiet SHA256SUMS"
+expect_eq "files/results: no loop device or mount left" 0 "$(leftovers)"
+vs start k6 >/dev/null
+check "start after results: the slice runs again, same files" bash -c "for i in \$(seq 100); do vs logs k6 2>/dev/null | grep -c '^in 0:0 640' | grep -qx 2 && exit 0; sleep 0.1; done; exit 1"
+vs destroy --force k6 >/dev/null
+
+# A hostile slice: symlinks in its results must not be followed out of it.
+cat >"$VSLICE_ROOT/mf/h.json" <<'EOF'
+{"apiVersion": "vslice/v1", "slice": "k7", "resources": {"disk": "16M"},
+ "run": {"command": "mkdir -p /results/d && ln -s /etc/shadow /results/abs && ln -s ../../../../../../../../etc/shadow /results/rel && ln -s /etc/shadow /results/d/in && echo fine > /results/d/ok"},
+ "results": ["/results/abs", "/results/rel", "/results/d"]}
+EOF
+vs submit --wait "$VSLICE_ROOT/mf/h.json" >/dev/null 2>&1
+vs results k7 "$VSLICE_ROOT/r7" >/dev/null 2>"$VSLICE_ROOT/r7.err"
+check "hostile results in a --disk slice: no host file copied" bash -c "! grep -rqs 'root:' '$VSLICE_ROOT/r7'"
+check "... the symlink inside a directory is skipped, named" grep -q '/results/d/in: a symlink, skipped' "$VSLICE_ROOT/r7.err"
+expect_eq "... the slice's own file still comes back" fine "$(cat "$VSLICE_ROOT/r7/local/results/d/ok" 2>/dev/null)"
+expect_eq "... no loop device or mount left" 0 "$(leftovers)"
+vs destroy --force k7 >/dev/null
+
+# Results of a running --disk slice: read through the loop device it already
+# has (one file system per image, never a second loop device on it).
+vs run -d --disk 16M k8 -- sh -c 'mkdir /results; echo live > /results/x; sleep 600' >/dev/null
+check "a running --disk slice wrote its result" bash -c "for i in \$(seq 100); do vs exec k8 -- cat /results/x 2>/dev/null | grep -q live && exit 0; sleep 0.1; done; exit 1"
+vs results k8 "$VSLICE_ROOT/r8" /results/x >/dev/null 2>&1
+expect_eq "results of a running --disk slice" live "$(cat "$VSLICE_ROOT/r8/local/results/x" 2>/dev/null)"
+expect_eq "... still one loop device on its image" 1 "$(loops_of "$VSLICE_ROOT/slices/k8/disk.img")"
+expect_eq "... and the slice still runs and writes" "running again" "$(vs list | awk '$1=="k8"{print $2}') $(vs exec k8 -- sh -c 'echo again > /results/y; cat /results/y')"
+vs destroy --force k8 >/dev/null
+check "... destroy: no loop device or mount left" bash -c "for i in \$(seq 100); do [ \$(leftovers) = 0 ] && exit 0; sleep 0.1; done; exit 1"
+
+# A file that cannot be placed: create fails naming it (the image was
+# mounted then), and leaves nothing.
+cat >"$VSLICE_ROOT/mf/bad.json" <<'EOF'
+{"apiVersion": "vslice/v1", "slice": "k9", "resources": {"disk": "16M"},
+ "files": [{"path": "/opt/a", "content": "a"}, {"path": "/etc", "content": "x"}],
+ "run": {"command": "true"}}
+EOF
+err=$(vs submit "$VSLICE_ROOT/mf/bad.json" 2>&1 >/dev/null)
+expect_eq "a file that cannot be placed in a --disk slice: submit fails" 125 "$?"
+check "... naming it ($err)" grep -q 'files\[1\]: /etc: is a directory in image busybox' <<<"$err"
+check "... no slice left" test ! -e "$VSLICE_ROOT/slices/k9"
+expect_eq "... no loop device or mount left" 0 "$(leftovers)"
+
 # Bad sizes: one line naming the field, nothing made.
 for bad in 1M lots 0 -5 17T; do
 	err=$(vs create --disk "$bad" kx 2>&1 >/dev/null)
