@@ -5,7 +5,8 @@
 # and SIGTERM that answers a waiting long-poll and exits 0. Node names: a
 # name held by a token stays with it (no hijack by a fresh node token), an
 # admin frees it (node reset), and a node token sees only its own sliver.
-# A second registry on a busy port is refused.
+# A second registry on a busy port is refused. Every cluster verb's --help
+# works without a registry.
 set -u
 REPO=$(cd "$(dirname "$0")/../.." && pwd)
 REG=$REPO/build/vslice-registry
@@ -147,6 +148,17 @@ check "SIGTERM with a waiting long-poll exits 0" test $? -eq 0
 PID=
 wait $POLL
 check "the waiting long-poll got its answer" test "$(tail -1 "$T/poll2")" = 200
+
+# Every cluster verb (as slicectl --help lists them), and the sub-verbs,
+# print their usage with no registry and no token: --help needs neither.
+CTL=$REPO/build/slicectl
+VERBS=$("$CTL" --help | sed -n '/^cluster mode/,$p' | awk '/^  [a-z]/ {print $1}')
+check "slicectl --help lists the cluster verbs" test "$(echo $VERBS | wc -w)" -ge 14
+for v in $VERBS "node drain" "node undrain" "node reset" "token create" "user create"; do
+	# shellcheck disable=SC2086 # the sub-verbs split on purpose
+	env -u VSLICE_REGISTRY -u VSLICE_TOKEN "$CTL" $v --help >"$T/help" 2>"$T/helperr"
+	check "slicectl $v --help without a registry" bash -c "test $? -eq 0 && grep -q '^usage: slicectl' '$T/help' && ! test -s '$T/helperr'"
+done
 
 echo "$passes passed, $fails failed"
 [ $fails -eq 0 ]
