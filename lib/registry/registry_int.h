@@ -10,13 +10,13 @@
 #define VSLICE_REGISTRY_INT_H
 
 #include <jansson.h>
-#include <microhttpd.h>
 #include <sys/socket.h>
 #include <nettle/sha2.h>
 #include <pthread.h>
 #include <sqlite3.h>
 #include <stdbool.h>
 
+#include "vslice/httpd.h"
 #include "vslice/registry.h"
 
 #define REG_BODY_MAX	 (32u << 20) /* JSON request bodies */
@@ -24,8 +24,8 @@
 #define REG_WAIT_MAX	 300
 #define REG_WAIT_DEFAULT 30
 /* limits.c: a connection silent this long before its request's headers are
- * in is closed; memory a token / the registry may hold in request bodies and
- * answers built in memory. */
+ * in is closed (server.c raises it once a known token came); memory a token /
+ * the registry may hold in request bodies and answers built in memory. */
 #define REG_HEADER_TIMEOUT 10
 #define REG_ADDR_DEFAULT   64
 #define REG_TOKEN_MEM	   (96u << 20)
@@ -67,8 +67,9 @@ struct node_seen {
 	bool unknown;	     /* state the timer last saw, to bump the revision on change */
 };
 
+struct reg_request;
 struct waiter {
-	struct MHD_Connection *con;
+	struct reg_request *req; /* parked (httpd_suspend) */
 	long long index;
 	long long deadline; /* reg_now_ms() */
 	struct waiter *next;
@@ -97,15 +98,13 @@ struct registry {
 				* clears it (recomputed on the next submission) */
 
 	struct waiter *waiters;
-	struct MHD_Daemon *daemon;
+	struct httpd *http; /* lib/net's server (server.c) */
 	pthread_t timer;
 	bool timer_running, stopping;
-	unsigned polls; /* long-polls suspended at least once, not yet completed */
-	unsigned port;
 
 	unsigned long long requests[6]; /* by status class 1xx..5xx, [0] other */
 	struct reg_limits lim;
-	int listen_fd;
+	int listen_fd; /* unused since httpd.c owns the socket (store.c still sets it) */
 };
 
 static inline void reg_stmt_finalize(sqlite3_stmt **s)
@@ -166,6 +165,10 @@ void api_node_cache_free(struct registry *reg);
 /* server.c */
 void reg_wake(struct registry *reg);
 void reg_count_status(struct registry *reg, unsigned status);
+/* The request's query argument / header (case-insensitive name); NULL when
+ * absent. Valid while the request lives. */
+const char *reg_query(struct reg_request *req, const char *key);
+const char *reg_header(struct reg_request *req, const char *name);
 
 /* api.c: one request, run with the whole body (JSON) or after an upload. */
 struct reg_request;
@@ -183,23 +186,20 @@ struct reg_answer {
 
 enum reg_upload { REG_UPLOAD_NONE = 0, REG_UPLOAD_LOG, REG_UPLOAD_RESULT };
 
-/* One HTTP request, from its headers to the completion callback. */
+/* One HTTP request, from its headers (server.c's on_begin) to on_done. */
 struct reg_request {
 	struct registry *reg;
-	struct MHD_Connection *con;
+	struct httpd_request *http;
 	char *method, *url;
-	bool started;
-	unsigned long long ticket; /* for waiters */
 
 	enum registry_role role;
 	char *user, *node, *token; /* token's user / bound node */
 
-	/* JSON bodies */
-	char *body;
-	size_t len, cap;
-	bool too_big;
-	int over_budget; /* lim_mem_charge's refusal (-1, -2) or 0 */
-	size_t charged;	 /* bytes charged to token (limits.c) */
+	/* JSON bodies: httpd's (collected up to REG_BODY_MAX), for api.c */
+	const char *body;
+	size_t len;
+	bool too_big;	/* an upload's write failed */
+	size_t charged; /* bytes charged to token (limits.c) */
 
 	/* streamed uploads */
 	enum reg_upload upload;
@@ -216,7 +216,8 @@ struct reg_request {
 	long long answered_rev; /* the revision the last dispatch answered at */
 	long long deadline;
 	bool suspended;
-	bool polled; /* counted in reg->polls */
+	bool polled;		/* parked at least once */
+	struct waiter *waiting; /* while parked: its entry in reg->waiters */
 };
 
 /* api.c */
