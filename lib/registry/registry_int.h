@@ -31,6 +31,12 @@
 #define REG_TOKEN_MEM	   (96u << 20)
 #define REG_TOTAL_MEM	   (384u << 20)
 #define REG_ADDR_BUCKETS   1024
+/* Long-polls a commit resumes whose answers are being built at once; the
+ * rest wait their turn (httpd.h, resume_batch), so answers go out while
+ * later ones are built. */
+#ifndef REG_RESUME_BATCH
+#define REG_RESUME_BATCH 16
+#endif
 
 struct lim_addr;
 struct lim_token;

@@ -507,6 +507,7 @@ int registry_serve_tls(struct registry *reg, const char *listen, const char *cer
 	    .conn_limit = conn_limit,
 	    .timeout_secs = REG_HEADER_TIMEOUT,
 	    .body_max = REG_BODY_MAX,
+	    .resume_batch = REG_RESUME_BATCH,
 	    .ops = &registry_ops,
 	    .cls = reg,
 	};
