@@ -521,7 +521,7 @@ static void on_completed(void *cls, struct MHD_Connection *con, void **con_cls,
 		unlist(h, q);
 		pthread_mutex_unlock(&h->lock);
 	}
-	if (h->cfg.resume_batch)
+	if (h->cfg.resume_batch && q->polled) /* only a parked one holds a place */
 		resume_done(h, q, true);
 	if (h->cfg.ops->done && q->started) /* not for a request refused before its headers */
 		h->cfg.ops->done(&q->pub, toe == MHD_REQUEST_TERMINATED_COMPLETED_OK);
