@@ -1,7 +1,7 @@
 /*
  * cluster.c - slicectl in cluster mode (--registry URL or $VSLICE_REGISTRY).
  * The verbs act through the registry's HTTP API (docs/cluster-api.md), not
- * on this machine:
+ * on this machine, every request through lib/net's client (regclient.h):
  *
  *   submit FILE [--wait]        validate here, send the resolved manifest
  *   status | show | destroy NAME, list [-q], renew NAME --lifetime D
@@ -33,6 +33,7 @@
 
 #include "slicectl.h"
 #include "vslice/http.h"
+#include "vslice/regclient.h"
 #include "vslice/manifest.h"
 #include "vslice/units.h"
 #include "vslice/util.h"
@@ -119,23 +120,12 @@ static int reg_fail(const char *verb, const char *obj, long status, const struct
 	return ctl_fail(verb, status > 0 ? NULL : obj, err);
 }
 
-/* One request; on failure the registry's one line through reg_fail(). */
-static int cl_call(struct http_client *c, const char *verb, const char *obj, const char *method,
-		   const char *path, json_t *body, json_t **resp)
+/* A regclient call's result r: 0, or the registry's one line through
+ * reg_fail() and the exit code. */
+static int reg_done(int r, const char *verb, const char *obj, long status,
+		    const struct vs_error *err)
 {
-	struct vs_error err;
-	json_t *r = NULL;
-	long status = 0;
-	if (http_json(c, method, path, body, 0, &status, &r, NULL, &err) < 0) {
-		if (r)
-			json_decref(r);
-		return reg_fail(verb, obj, status, &err);
-	}
-	if (resp)
-		*resp = r;
-	else if (r)
-		json_decref(r);
-	return 0;
+	return r < 0 ? reg_fail(verb, obj, status, err) : 0;
 }
 
 static int check_slice_name(const char *verb, const char *name)
@@ -154,24 +144,16 @@ static int check_node_name(const char *verb, const char *name)
 	return 0;
 }
 
-/* GET /v1/slices/NAME; index >= 0 and wait > 0: a long-poll. */
+/* The slice object; index >= 0 and wait > 0: a long-poll. */
 static int get_slice(struct http_client *c, const char *name, long long index, long wait,
 		     json_t **out, long long *new_index, long *status, struct vs_error *err)
 {
-	char path[160];
-	if (wait > 0)
-		snprintf(path, sizeof(path), "/v1/slices/%s?index=%lld&wait=%lds", name, index,
-			 wait);
-	else
-		snprintf(path, sizeof(path), "/v1/slices/%s", name);
 	*out = NULL;
 	json_t *r = NULL;
-	int rc = http_json(c, "GET", path, NULL, wait, status, &r, new_index, err);
-	if (rc < 0) {
-		if (r)
-			json_decref(r);
+	int rc =
+	    regclient_slice_get(c, name, wait > 0 ? index : -1, wait, &r, new_index, status, err);
+	if (rc < 0)
 		return rc;
-	}
 	if (!json_is_object(r)) {
 		if (r)
 			json_decref(r);
@@ -266,12 +248,8 @@ static int fetch_log(struct http_client *c, const char *slice, const char *node,
 	cleanup_close int fd = memfd_create("slicectl-log", MFD_CLOEXEC);
 	if (fd < 0)
 		return vs_error_sys(err, errno, "memfd_create");
-	cleanup_free char *en = http_escape(node, 0);
-	char path[256];
-	snprintf(path, sizeof(path), "/v1/slices/%s/slivers/%s/log?offset=%lld", slice, en, offset);
-	char size[32];
 	long status = 0;
-	int r = http_get_fd(c, path, fd, "X-Vslice-Log-Size", size, sizeof(size), &status, err);
+	int r = regclient_log_get(c, slice, node, offset, fd, NULL, &status, err);
 	if (r < 0)
 		return status == 404 ? 0 : r;
 	off_t n = lseek(fd, 0, SEEK_END);
@@ -579,7 +557,7 @@ static int post_slice(struct ctl *ctl, const char *verb, const char *label, cons
 		return r;
 	cleanup_json json_t *resp = NULL;
 	long status = 0;
-	if (http_json(&hc, "POST", "/v1/slices", body, 0, &status, &resp, NULL, &err) < 0) {
+	if (regclient_slice_create(&hc, body, &resp, &status, &err) < 0) {
 		if (status == 422 && (r = print_remote_errors(label, resp)) > 0)
 			return r;
 		return reg_fail(verb, slice, status, &err);
@@ -597,8 +575,7 @@ static int post_slice(struct ctl *ctl, const char *verb, const char *label, cons
 		return 0;
 	r = wait_slice(ctl, &hc, name);
 	if (rm) {
-		cleanup_free char *path = vs_xasprintf("/v1/slices/%s", name);
-		if (http_json(&hc, "DELETE", path, NULL, 0, &status, NULL, NULL, &err) < 0)
+		if (regclient_slice_delete(&hc, name, &status, &err) < 0)
 			reg_fail(verb, name, status, &err);
 	}
 	return r;
@@ -882,12 +859,8 @@ static int fetch_result(struct results_ctx *rc, const char *node, int node_fd, c
 	    openat(pfd, leaf, O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, mode);
 	if (fd < 0)
 		return vs_error_sys(err, errno, "[%s] %s: create", node, path);
-	cleanup_free char *en = http_escape(node, 0);
-	cleanup_free char *ep = http_escape(rel, 1);
-	cleanup_free char *url =
-	    vs_xasprintf("/v1/slices/%s/slivers/%s/results/%s", rc->name, en, ep);
-	char hdr[128];
-	int r = http_get_fd(rc->c, url, fd, "X-Vslice-Sha256", hdr, sizeof(hdr), NULL, err);
+	char hdr[VS_SHA256_HEX];
+	int r = regclient_result_get(rc->c, rc->name, node, rel, fd, hdr, NULL, err);
 	char got[VS_SHA256_HEX];
 	if (r == 0 && (r = vs_sha256_fd(fd, got)) < 0)
 		vs_error_sys(err, -r, "[%s] %s: re-read", node, path);
@@ -923,11 +896,9 @@ static void results_sliver(struct results_ctx *rc, const json_t *s)
 		rc->failed++;
 		return;
 	}
-	cleanup_free char *en = http_escape(node, 0);
-	cleanup_free char *url = vs_xasprintf("/v1/slices/%s/slivers/%s/results", rc->name, en);
 	cleanup_json json_t *list = NULL;
 	long status = 0;
-	if (http_json(rc->c, "GET", url, NULL, 0, &status, &list, NULL, &err) < 0) {
+	if (regclient_results_list(rc->c, rc->name, node, &list, &status, &err) < 0) {
 		reg_fail("results", rc->name, status, &err);
 		rc->failed++;
 		return;
@@ -1052,11 +1023,14 @@ static int cl_results(struct ctl *ctl, int argc, char **argv)
 /* list, show, destroy, renew                                          */
 
 /*
- * What the listing verbs (list, nodes) share: [-q], no arguments, GET path.
+ * What the listing verbs (list, nodes) share: [-q], no arguments, one call.
  * With --json the array is printed here and *arr is NULL; else *arr is the
  * answer's `key` array (owned by *resp). Returns 0 or an exit code.
  */
-static int cl_get_list(struct ctl *ctl, int argc, char **argv, const char *verb, const char *path,
+typedef int (*list_call_fn)(struct http_client *c, json_t **resp, long *status,
+			    struct vs_error *err);
+
+static int cl_get_list(struct ctl *ctl, int argc, char **argv, const char *verb, list_call_fn call,
 		       const char *key, bool *quiet, json_t **resp, json_t **arr)
 {
 	*quiet = ctl->quiet;
@@ -1073,7 +1047,9 @@ static int cl_get_list(struct ctl *ctl, int argc, char **argv, const char *verb,
 	int r = cl_connect(ctl, verb, &hc);
 	if (r)
 		return r;
-	if ((r = cl_call(&hc, verb, NULL, "GET", path, NULL, resp)))
+	struct vs_error err;
+	long status = 0;
+	if ((r = reg_done(call(&hc, resp, &status, &err), verb, NULL, status, &err)))
 		return r;
 	json_t *a = json_object_get(*resp, key);
 	if (ctl->json) {
@@ -1099,7 +1075,8 @@ static int cl_list(struct ctl *ctl, int argc, char **argv)
 	bool quiet;
 	cleanup_json json_t *resp = NULL;
 	json_t *arr, *s;
-	int r = cl_get_list(ctl, argc, argv, "list", "/v1/slices", "slices", &quiet, &resp, &arr);
+	int r = cl_get_list(ctl, argc, argv, "list", regclient_slice_list, "slices", &quiet, &resp,
+			    &arr);
 	if (r || ctl->json)
 		return r;
 	size_t i;
@@ -1186,8 +1163,10 @@ static int cl_destroy(struct ctl *ctl, int argc, char **argv)
 	if (rc)
 		return rc;
 	for (int i = optind; i < argc; i++) {
-		cleanup_free char *path = vs_xasprintf("/v1/slices/%s", argv[i]);
-		if (cl_call(&hc, "destroy", argv[i], "DELETE", path, NULL, NULL))
+		struct vs_error err;
+		long status = 0;
+		if (reg_done(regclient_slice_delete(&hc, argv[i], &status, &err), "destroy",
+			     argv[i], status, &err))
 			rc = EXIT_VSLICE;
 	}
 	return rc;
@@ -1228,10 +1207,10 @@ static int cl_renew(struct ctl *ctl, int argc, char **argv)
 	cleanup_http struct http_client hc;
 	if ((r = cl_connect(ctl, "renew", &hc)))
 		return r;
-	cleanup_free char *path = vs_xasprintf("/v1/slices/%s/renew", name);
-	cleanup_json json_t *body = json_pack("{s:s}", "lifetime", lifetime);
 	cleanup_json json_t *resp = NULL;
-	if ((r = cl_call(&hc, "renew", name, "POST", path, body, &resp)))
+	long status = 0;
+	if ((r = reg_done(regclient_slice_renew(&hc, name, lifetime, &resp, &status, &err), "renew",
+			  name, status, &err)))
 		return r;
 	char t[32];
 	if (ctl->json)
@@ -1258,7 +1237,8 @@ static int cl_nodes(struct ctl *ctl, int argc, char **argv)
 	bool quiet;
 	cleanup_json json_t *resp = NULL;
 	json_t *arr, *n;
-	int r = cl_get_list(ctl, argc, argv, "nodes", "/v1/nodes", "nodes", &quiet, &resp, &arr);
+	int r = cl_get_list(ctl, argc, argv, "nodes", regclient_nodes_list, "nodes", &quiet, &resp,
+			    &arr);
 	if (r || ctl->json)
 		return r;
 	size_t i;
@@ -1318,11 +1298,15 @@ static int cl_node(struct ctl *ctl, int argc, char **argv)
 	cleanup_http struct http_client hc;
 	if ((r = cl_connect(ctl, "node", &hc)))
 		return r;
-	cleanup_free char *path = vs_xasprintf("/v1/nodes/%s/%s", node, op);
 	cleanup_json json_t *resp = NULL;
 	char obj[96];
 	snprintf(obj, sizeof(obj), "%s %s", op, node);
-	if ((r = cl_call(&hc, "node", obj, "POST", path, NULL, &resp)))
+	struct vs_error err;
+	long status = 0;
+	int cr = !strcmp(op, "reset")
+		     ? regclient_node_reset(&hc, node, &resp, &status, &err)
+		     : regclient_node_drain(&hc, node, !strcmp(op, "drain"), &resp, &status, &err);
+	if ((r = reg_done(cr, "node", obj, status, &err)))
 		return r;
 	char state[32];
 	if (ctl->json && resp)
@@ -1415,12 +1399,12 @@ static int cl_token(struct ctl *ctl, int argc, char **argv)
 	if ((r = cl_connect(ctl, "token", &hc)))
 		return r;
 	cleanup_json json_t *resp = NULL;
-	cleanup_json json_t *body = user ? json_object() : json_pack("{s:s}", "role", role);
-	if (node)
-		json_object_set_new(body, "node", json_string(node));
-	cleanup_free char *path =
-	    user ? vs_xasprintf("/v1/users/%s/tokens", user) : vs_xstrdup("/v1/tokens");
-	if ((r = cl_call(&hc, "token", user ? user : node, "POST", path, body, &resp)))
+	struct vs_error err;
+	long status = 0;
+	/* --user makes a user token: the role ("user", if given) is implied. */
+	if ((r = reg_done(
+		 regclient_token_create(&hc, user, user ? NULL : role, node, &resp, &status, &err),
+		 "token", user ? user : node, status, &err)))
 		return r;
 	return print_token(ctl, "token", resp);
 }
@@ -1448,9 +1432,11 @@ static int cl_user(struct ctl *ctl, int argc, char **argv)
 	int r = cl_connect(ctl, "user", &hc);
 	if (r)
 		return r;
-	cleanup_json json_t *body = json_pack("{s:s}", "name", name);
 	cleanup_json json_t *resp = NULL;
-	if ((r = cl_call(&hc, "user", name, "POST", "/v1/users", body, &resp)))
+	struct vs_error err;
+	long status = 0;
+	if ((r = reg_done(regclient_user_create(&hc, name, &resp, &status, &err), "user", name,
+			  status, &err)))
 		return r;
 	return print_token(ctl, "user", resp);
 }
@@ -1461,22 +1447,23 @@ static int cl_user(struct ctl *ctl, int argc, char **argv)
 static const struct {
 	const char *name;
 	ctl_verb_fn fn;
+	const char *help; /* NULL: the verb's own (create, run: slice.c's) */
 	const char *summary;
 } cluster_verbs[] = {
-    {"submit", cl_submit, "send an experiment manifest to the registry"},
-    {"create", cmd_create, "a slice from options (like run -d): its slivers start at once"},
-    {"run", cmd_run, "a slice from options: follow its slivers, exit with their code"},
-    {"status", cl_status, "per-sliver state of a slice"},
-    {"logs", cl_logs, "each sliver's output"},
-    {"results", cl_results, "download each sliver's result files, verified"},
-    {"list", cl_list, "list slices"},
-    {"show", cl_show, "the registry's slice object (JSON)"},
-    {"destroy", cl_destroy, "delete a slice"},
-    {"renew", cl_renew, "extend a slice's lifetime"},
-    {"nodes", cl_nodes, "list nodes"},
-    {"node", cl_node, "drain, undrain or reset a node (admin)"},
-    {"token", cl_token, "create a node, admin or user token (admin)"},
-    {"user", cl_user, "create a user and their first token (admin)"},
+    {"submit", cl_submit, submit_help, "send an experiment manifest to the registry"},
+    {"create", cmd_create, NULL, "a slice from options (like run -d): its slivers start at once"},
+    {"run", cmd_run, NULL, "a slice from options: follow its slivers, exit with their code"},
+    {"status", cl_status, status_help, "per-sliver state of a slice"},
+    {"logs", cl_logs, logs_help, "each sliver's output"},
+    {"results", cl_results, results_help, "download each sliver's result files, verified"},
+    {"list", cl_list, list_help, "list slices"},
+    {"show", cl_show, show_help, "the registry's slice object (JSON)"},
+    {"destroy", cl_destroy, destroy_help, "delete a slice"},
+    {"renew", cl_renew, renew_help, "extend a slice's lifetime"},
+    {"nodes", cl_nodes, nodes_help, "list nodes"},
+    {"node", cl_node, node_help, "drain, undrain or reset a node (admin)"},
+    {"token", cl_token, token_help, "create a node, admin or user token (admin)"},
+    {"user", cl_user, user_help, "create a user and their first token (admin)"},
 };
 
 ctl_verb_fn cluster_verb(const char *verb)
@@ -1493,6 +1480,14 @@ bool cluster_only_verb(const char *verb)
 	for (size_t i = 0; i < VS_ARRAY_SIZE(only); i++)
 		if (!strcmp(only[i], verb))
 			return true;
+	return false;
+}
+
+bool cluster_verb_help(const char *verb, int argc, char **argv)
+{
+	for (size_t i = 0; i < VS_ARRAY_SIZE(cluster_verbs); i++)
+		if (!strcmp(cluster_verbs[i].name, verb) && cluster_verbs[i].help)
+			return ctl_want_help(argc, argv, cluster_verbs[i].help);
 	return false;
 }
 

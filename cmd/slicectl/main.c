@@ -225,6 +225,9 @@ int main(int argc, char **argv)
 		fn = verb_fn(i);
 	}
 	if (!fn && !cluster && cluster_only_verb(verb)) {
+		/* --help needs no registry. */
+		if (cluster_verb_help(verb, argc - optind, argv + optind))
+			return 0;
 		fprintf(stderr,
 			"slicectl: %s: needs a registry (--registry URL or VSLICE_REGISTRY)\n",
 			verb);

@@ -48,6 +48,9 @@ typedef int (*ctl_verb_fn)(struct ctl *ctl, int argc, char **argv);
 ctl_verb_fn cluster_verb(const char *verb);
 /* Verbs that exist only in cluster mode (nodes, node, token, user, renew). */
 bool cluster_only_verb(const char *verb);
+/* argv (argv[0] the verb) asks for the cluster verb's --help: printed on
+ * stdout, true. Needs no registry: main() asks before "needs a registry". */
+bool cluster_verb_help(const char *verb, int argc, char **argv);
 /* Cluster mode: submit a manifest built here (create/run from options):
  * validate it, POST it, print the slice name; with wait follow it to its
  * end, with rm delete it then. Returns the exit code. */

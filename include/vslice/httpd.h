@@ -106,6 +106,13 @@ struct httpd_config {
 	unsigned per_addr_limit;	/* 0: no cap per client address */
 	unsigned timeout_secs;		/* idle connection timeout; 0: 30 */
 	size_t body_max;		/* collected bodies; 0: no body taken (413) */
+	/* Resumed requests whose handler has not run yet, at most (0: no
+	 * cap). A commit that resumes a thousand long-polls at once would
+	 * have every handler run before the first answer is written (poll()
+	 * mode writes in the next round): with a cap, the rest wait in order
+	 * and are resumed as the first ones are handled, so answers go out
+	 * while later ones are still being built. */
+	unsigned resume_batch;
 	const struct httpd_ops *ops;
 	void *cls; /* httpd_cls() */
 };
@@ -148,7 +155,9 @@ void httpd_set_timeout(struct httpd_request *req, unsigned secs);
 /* From ops->handle: park the request; no answer goes out until resumed. */
 void httpd_suspend(struct httpd_request *req);
 /* Any thread, while the request lives (ops->done has not run): run
- * ops->handle for a suspended request again. A no-op if not suspended. */
+ * ops->handle for a suspended request again (with cfg.resume_batch, once
+ * fewer than that many resumed requests wait for their handler; in the
+ * order resumed). A no-op if not suspended. */
 void httpd_resume(struct httpd_request *req);
 
 /* Answers. json: encoded compactly plus '\n' (a borrowed reference; NULL,

@@ -25,6 +25,15 @@
  * resume every one of them (libmicrohttpd panics when stopped with a
  * connection still suspended) and a resume from another thread never
  * races a second resume of the same connection.
+ *
+ * With cfg.resume_batch, httpd_resume hands at most that many requests to
+ * libmicrohttpd at a time (h->resuming counts those whose handler has not
+ * run yet); the others wait in h->resume_queue, first in first out, and
+ * each handler that runs lets the next one go. In poll() mode an answer
+ * queued by a handler is written in the next round of the loop, so without
+ * the cap a commit that resumes every long-poll builds all their answers
+ * before writing the first (the fan-out benchmark's middle answer came as
+ * late as the last).
  */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -51,8 +60,11 @@ struct req {
 	bool streamed, data_refused, too_big, suspended, polled, handled;
 	bool parked;  /* httpd_suspend ran during this handle call */
 	bool started; /* the access handler saw the headers */
+	bool queued;  /* in h->resume_queue (under h->lock) */
+	bool resumed; /* handed to MHD, counted in h->resuming (under h->lock) */
 	char *raw_url;
 	struct req *next_suspended;
+	struct req *next_queued;
 };
 
 struct httpd {
@@ -62,9 +74,11 @@ struct httpd {
 	int listen_fd;
 	unsigned port, conn_limit;
 	pthread_mutex_t lock;
-	struct req *suspended; /* under lock */
-	bool stopping;	       /* under lock */
-	unsigned polls;	       /* requests ever suspended and not done (atomic) */
+	struct req *suspended;			/* under lock */
+	struct req *resume_queue, *resume_tail; /* under lock: resumes held back */
+	unsigned resuming;			/* under lock: resumed, handler not run */
+	bool stopping;				/* under lock */
+	unsigned polls;				/* requests ever suspended and not done (atomic) */
 };
 
 static struct req *req_of(struct httpd_request *r)
@@ -256,6 +270,72 @@ static void unlist(struct httpd *h, struct req *q)
 	q->suspended = false;
 }
 
+/* Hand q back to MHD. Expects h->lock. */
+static void resume_now(struct httpd *h, struct req *q)
+{
+	if (h->cfg.resume_batch) {
+		q->resumed = true;
+		h->resuming++;
+	}
+	MHD_resume_connection(q->con);
+}
+
+/* Resume held-back requests while fewer than resume_batch wait for their
+ * handler (all of them when stopping). Expects h->lock. */
+static void resume_queued(struct httpd *h)
+{
+	while (h->resume_queue && (h->stopping || h->resuming < h->cfg.resume_batch)) {
+		struct req *q = h->resume_queue;
+		h->resume_queue = q->next_queued;
+		if (!h->resume_queue)
+			h->resume_tail = NULL;
+		q->next_queued = NULL;
+		q->queued = false;
+		resume_now(h, q);
+	}
+}
+
+/* Is q's handler about to run for a resume that holds one of the
+ * resume_batch places? Then the place is q's until resume_done. */
+static bool resume_taken(struct httpd *h, struct req *q)
+{
+	if (!h->cfg.resume_batch)
+		return false;
+	pthread_mutex_lock(&h->lock);
+	bool taken = q->resumed;
+	q->resumed = false;
+	pthread_mutex_unlock(&h->lock);
+	return taken;
+}
+
+/* A resumed request's handler ran (its place is free), or, closing, its
+ * connection is gone (with any place or queue entry it held): one more may
+ * go. */
+static void resume_done(struct httpd *h, struct req *q, bool closing)
+{
+	pthread_mutex_lock(&h->lock);
+	if (!closing) {
+		h->resuming--;
+	} else if (q->resumed) { /* resumed, closed before its handler ran */
+		q->resumed = false;
+		h->resuming--;
+	}
+	if (closing && q->queued) { /* dropped while held back: only at shutdown */
+		for (struct req **pp = &h->resume_queue; *pp; pp = &(*pp)->next_queued) {
+			if (*pp == q) {
+				*pp = q->next_queued;
+				break;
+			}
+		}
+		h->resume_tail = NULL;
+		for (struct req *t = h->resume_queue; t; t = t->next_queued)
+			h->resume_tail = t;
+		q->queued = false;
+	}
+	resume_queued(h);
+	pthread_mutex_unlock(&h->lock);
+}
+
 void httpd_resume(struct httpd_request *r)
 {
 	struct req *q = req_of(r);
@@ -263,7 +343,17 @@ void httpd_resume(struct httpd_request *r)
 	pthread_mutex_lock(&h->lock);
 	if (q->suspended) {
 		unlist(h, q);
-		MHD_resume_connection(q->con);
+		if (!h->cfg.resume_batch || h->stopping ||
+		    (h->resuming < h->cfg.resume_batch && !h->resume_queue)) {
+			resume_now(h, q);
+		} else {
+			q->queued = true;
+			if (h->resume_tail)
+				h->resume_tail->next_queued = q;
+			else
+				h->resume_queue = q;
+			h->resume_tail = q;
+		}
 	}
 	pthread_mutex_unlock(&h->lock);
 }
@@ -403,7 +493,10 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *con, const c
 	/* Whether it parked is read from q->parked, set by this thread: by now
 	 * another thread may have resumed it already (MHD then calls again). */
 	q->parked = false;
+	bool taken = resume_taken(h, q);
 	ops->handle(&q->pub, &a);
+	if (taken)
+		resume_done(h, q, false);
 	if (q->parked) {
 		httpd_answer_clear(&a);
 		return MHD_YES;
@@ -428,6 +521,8 @@ static void on_completed(void *cls, struct MHD_Connection *con, void **con_cls,
 		unlist(h, q);
 		pthread_mutex_unlock(&h->lock);
 	}
+	if (h->cfg.resume_batch && q->polled) /* only a parked one holds a place */
+		resume_done(h, q, true);
 	if (h->cfg.ops->done && q->started) /* not for a request refused before its headers */
 		h->cfg.ops->done(&q->pub, toe == MHD_REQUEST_TERMINATED_COMPLETED_OK);
 	if (q->polled)
@@ -670,6 +765,7 @@ void httpd_stop(struct httpd *h)
 		unlist(h, q);
 		MHD_resume_connection(q->con);
 	}
+	resume_queued(h); /* every held-back one too */
 	pthread_mutex_unlock(&h->lock);
 	/* The resumed requests answer at once now: give those answers (at
 	 * most 2 s) to go out before the connections are closed. */

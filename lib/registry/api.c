@@ -101,7 +101,7 @@ static void db_fail(struct reg_answer *a, struct vs_error *err)
 
 static const char *arg(struct reg_request *req, const char *key)
 {
-	return MHD_lookup_connection_value(req->con, MHD_GET_ARGUMENT_KIND, key);
+	return reg_query(req, key);
 }
 
 static bool parse_ll(const char *s, long long *out)
@@ -1199,8 +1199,7 @@ int api_upload_begin(struct reg_request *req, struct reg_answer *a)
 	pthread_mutex_unlock(&req->reg->lock);
 	if (!ok)
 		return -1;
-	const char *clen =
-	    MHD_lookup_connection_value(req->con, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
+	const char *clen = reg_header(req, "Content-Length");
 	long long cl = -1;
 	if (clen && !parse_ll(clen, &cl))
 		cl = -1;
@@ -1232,8 +1231,7 @@ int api_upload_begin(struct reg_request *req, struct reg_answer *a)
 				  req->unode, why);
 			return -1;
 		}
-		const char *sha =
-		    MHD_lookup_connection_value(req->con, MHD_HEADER_KIND, "X-Vslice-Sha256");
+		const char *sha = reg_header(req, "X-Vslice-Sha256");
 		if (!sha_hex_valid(sha)) {
 			api_error(a, 400,
 				  "result %s of sliver %s/%s: header X-Vslice-Sha256: expected 64 "
@@ -1241,8 +1239,7 @@ int api_upload_begin(struct reg_request *req, struct reg_answer *a)
 				  path, req->slice, req->unode);
 			return -1;
 		}
-		const char *mode =
-		    MHD_lookup_connection_value(req->con, MHD_HEADER_KIND, "X-Vslice-Mode");
+		const char *mode = reg_header(req, "X-Vslice-Mode");
 		unsigned long mv = 0644;
 		if (mode) {
 			char *end;

@@ -122,7 +122,6 @@ int registry_open(const char *db, const struct registry_opts *opts, struct regis
 	reg->lost_after = opts && opts->lost_after ? opts->lost_after : REGISTRY_DEFAULT_LOST;
 	reg->threads = opts && opts->threads ? opts->threads : 4;
 	reg->started = reg_now();
-	reg->listen_fd = -1;
 	lim_init(&reg->lim, !opts || !opts->per_address_limit ? REG_ADDR_DEFAULT
 			    : opts->per_address_limit == REGISTRY_NO_ADDRESS_LIMIT
 				? 0

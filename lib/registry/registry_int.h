@@ -10,13 +10,13 @@
 #define VSLICE_REGISTRY_INT_H
 
 #include <jansson.h>
-#include <microhttpd.h>
 #include <sys/socket.h>
 #include <nettle/sha2.h>
 #include <pthread.h>
 #include <stdbool.h>
 
 #include "store.h"
+#include "vslice/httpd.h"
 #include "vslice/registry.h"
 
 #define REG_BODY_MAX	 (32u << 20) /* JSON request bodies */
@@ -24,13 +24,19 @@
 #define REG_WAIT_MAX	 300
 #define REG_WAIT_DEFAULT 30
 /* limits.c: a connection silent this long before its request's headers are
- * in is closed; memory a token / the registry may hold in request bodies and
- * answers built in memory. */
+ * in is closed (server.c raises it once a known token came); memory a token /
+ * the registry may hold in request bodies and answers built in memory. */
 #define REG_HEADER_TIMEOUT 10
 #define REG_ADDR_DEFAULT   64
 #define REG_TOKEN_MEM	   (96u << 20)
 #define REG_TOTAL_MEM	   (384u << 20)
 #define REG_ADDR_BUCKETS   1024
+/* Long-polls a commit resumes whose answers are being built at once; the
+ * rest wait their turn (httpd.h, resume_batch), so answers go out while
+ * later ones are built. */
+#ifndef REG_RESUME_BATCH
+#define REG_RESUME_BATCH 16
+#endif
 
 struct lim_addr;
 struct lim_token;
@@ -67,8 +73,9 @@ struct node_seen {
 	bool unknown;	     /* state the timer last saw, to bump the revision on change */
 };
 
+struct reg_request;
 struct waiter {
-	struct MHD_Connection *con;
+	struct reg_request *req; /* parked (httpd_suspend) */
 	long long index;
 	long long deadline; /* reg_now_ms() */
 	struct waiter *next;
@@ -86,15 +93,12 @@ struct registry {
 	size_t nseen, seen_cap;
 
 	struct waiter *waiters;
-	struct MHD_Daemon *daemon;
+	struct httpd *http; /* lib/net's server (server.c) */
 	pthread_t timer;
 	bool timer_running, stopping;
-	unsigned polls; /* long-polls suspended at least once, not yet completed */
-	unsigned port;
 
 	unsigned long long requests[6]; /* by status class 1xx..5xx, [0] other */
 	struct reg_limits lim;
-	int listen_fd;
 };
 
 static inline void reg_json_decref(json_t **j)
@@ -119,6 +123,10 @@ bool reg_seen_ready(struct registry *reg, long long last_seen, long long now);
 /* server.c */
 void reg_wake(struct registry *reg);
 void reg_count_status(struct registry *reg, unsigned status);
+/* The request's query argument / header (case-insensitive name); NULL when
+ * absent. Valid while the request lives. */
+const char *reg_query(struct reg_request *req, const char *key);
+const char *reg_header(struct reg_request *req, const char *name);
 
 /* api.c: one request, run with the whole body (JSON) or after an upload. */
 struct reg_request;
@@ -136,23 +144,20 @@ struct reg_answer {
 
 enum reg_upload { REG_UPLOAD_NONE = 0, REG_UPLOAD_LOG, REG_UPLOAD_RESULT };
 
-/* One HTTP request, from its headers to the completion callback. */
+/* One HTTP request, from its headers (server.c's on_begin) to on_done. */
 struct reg_request {
 	struct registry *reg;
-	struct MHD_Connection *con;
+	struct httpd_request *http;
 	char *method, *url;
-	bool started;
-	unsigned long long ticket; /* for waiters */
 
 	enum registry_role role;
 	char *user, *node, *token; /* token's user / bound node */
 
-	/* JSON bodies */
-	char *body;
-	size_t len, cap;
-	bool too_big;
-	int over_budget; /* lim_mem_charge's refusal (-1, -2) or 0 */
-	size_t charged;	 /* bytes charged to token (limits.c) */
+	/* JSON bodies: httpd's (collected up to REG_BODY_MAX), for api.c */
+	const char *body;
+	size_t len;
+	bool too_big;	/* an upload's write failed */
+	size_t charged; /* bytes charged to token (limits.c) */
 
 	/* streamed uploads */
 	enum reg_upload upload;
@@ -169,7 +174,8 @@ struct reg_request {
 	long long answered_rev; /* the revision the last dispatch answered at */
 	long long deadline;
 	bool suspended;
-	bool polled; /* counted in reg->polls */
+	bool polled;		/* parked at least once */
+	struct waiter *waiting; /* while parked: its entry in reg->waiters */
 };
 
 /* api.c */

@@ -6,8 +6,9 @@
  * (declared and chunked), a body_grow refusal, a streamed upload, an
  * answer from an fd, a busy port refused, a bad --listen, the accept /
  * connection hooks, the cap per address, a long-poll suspended and resumed
- * from another thread, a stop while a request is suspended, and TLS with a
- * certificate made by openssl here (skipped, saying so, without openssl).
+ * from another thread, resumes held back in order (resume_batch), a stop
+ * while a request is suspended, and TLS with a certificate made by openssl
+ * here (skipped, saying so, without openssl).
  *
  * Nothing is timed: every wait is on a condition the server signals.
  */
@@ -77,6 +78,35 @@ static int on_grow(struct httpd_request *req, size_t total, struct httpd_answer 
 	return 0;
 }
 
+/* /many?i=K (K < MANY): parked until resumed, then answers; the order in
+ * which resumed handlers ran is kept. */
+#define MANY 6
+static struct httpd_request *many_parked[MANY]; /* under mu */
+static bool many_seen[MANY];			/* under mu */
+static unsigned many_nparked, many_order[MANY], many_nrun;
+
+static void many_handle(struct httpd_request *req, struct httpd_answer *a)
+{
+	const char *i = httpd_query(req, "i");
+	unsigned k = i ? (unsigned)atoi(i) : MANY;
+	if (k >= MANY) {
+		httpd_answer_error(a, 400, "i");
+		return;
+	}
+	pthread_mutex_lock(&mu);
+	if (!many_seen[k]) {
+		many_seen[k] = true;
+		many_parked[k] = req;
+		many_nparked++;
+		httpd_suspend(req);
+		pthread_cond_broadcast(&cond);
+	} else {
+		many_order[many_nrun++] = k;
+		httpd_answer_error(a, 200, "resumed %u", k);
+	}
+	pthread_mutex_unlock(&mu);
+}
+
 static void on_handle(struct httpd_request *req, struct httpd_answer *a)
 {
 	if (!strcmp(req->url, "/echo") || !strcmp(req->url, "/budget")) {
@@ -102,6 +132,8 @@ static void on_handle(struct httpd_request *req, struct httpd_answer *a)
 		assert_int_equal(vs_write_all(fd, "0123456789abcdef", 16), 0);
 		httpd_answer_fd(a, 200, fd, 4, 0, false, "text/plain");
 		httpd_answer_header(a, "X-Vslice-Log-Size", "16");
+	} else if (!strcmp(req->url, "/many")) {
+		many_handle(req, a);
 	} else if (!strcmp(req->url, "/wait")) {
 		pthread_mutex_lock(&mu);
 		if (httpd_stopping(req->srv)) {
@@ -571,6 +603,66 @@ static void test_suspend_resume(void **state)
 	httpd_stop(h);
 }
 
+struct many_arg {
+	struct httpd *h;
+	unsigned k;
+	long status;
+};
+
+static void *many_poller(void *arg)
+{
+	struct many_arg *p = arg;
+	struct http_client c;
+	client(&c, p->h, "http", NULL);
+	struct vs_error err = {0};
+	char path[32];
+	snprintf(path, sizeof(path), "/many?i=%u", p->k);
+	http_json(&c, "GET", path, NULL, 30, &p->status, NULL, NULL, &err);
+	http_client_free(&c);
+	return NULL;
+}
+
+/* resume_batch 1: one resumed request at a time waits for its handler; the
+ * rest are resumed, in the order httpd_resume was called, as each runs.
+ * None is lost. */
+static void test_resume_batch(void **state)
+{
+	struct httpd_config cfg = {.name = "test server",
+				   .listen = "127.0.0.1:0",
+				   .threads = 2,
+				   .resume_batch = 1,
+				   .ops = &ops,
+				   .cls = &marker};
+	struct httpd *h;
+	struct vs_error err;
+	if (httpd_start(&cfg, &h, &err) < 0)
+		fail_msg("httpd_start: %s", err.msg);
+	struct many_arg args[MANY];
+	pthread_t t[MANY];
+	for (unsigned k = 0; k < MANY; k++) {
+		args[k] = (struct many_arg){.h = h, .k = k};
+		assert_int_equal(pthread_create(&t[k], NULL, many_poller, &args[k]), 0);
+	}
+	pthread_mutex_lock(&mu);
+	while (many_nparked < MANY)
+		pthread_cond_wait(&cond, &mu);
+	struct httpd_request *q[MANY];
+	memcpy(q, many_parked, sizeof(q));
+	pthread_mutex_unlock(&mu);
+	for (unsigned k = MANY; k-- > 0;) /* last parked, first resumed */
+		httpd_resume(q[k]);
+	for (unsigned k = 0; k < MANY; k++) {
+		pthread_join(t[k], NULL);
+		assert_int_equal(args[k].status, 200);
+	}
+	pthread_mutex_lock(&mu);
+	assert_int_equal(many_nrun, MANY);
+	for (unsigned k = 0; k < MANY; k++)
+		assert_int_equal(many_order[k], MANY - 1 - k);
+	pthread_mutex_unlock(&mu);
+	httpd_stop(h);
+}
+
 static void test_stop_while_suspended(void **state)
 {
 	struct httpd *h = start("127.0.0.1:0", 0);
@@ -685,6 +777,7 @@ int main(void)
 	    cmocka_unit_test(test_cut_off_requests),
 	    cmocka_unit_test(test_suspend_resume),
 	    cmocka_unit_test(test_stop_while_suspended),
+	    cmocka_unit_test(test_resume_batch),
 	    cmocka_unit_test(test_tls),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
