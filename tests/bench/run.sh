@@ -199,6 +199,8 @@ run_start_latency() {
 	try unshare "unshare -Upfnimu --mount-proc -r /bin/true"
 	# references: vslice without seccomp, the uniqid wrapper alone, a plain exec
 	try vslice-unconfined "$SLICECTL run --rm --image busybox --policy unconfined b -- /bin/true"
+	# what a kernel-enforced disk limit adds: an ext4 image made, loop-attached and mounted
+	try vslice-disk "$SLICECTL run --rm --image busybox --disk 64M b -- /bin/true"
 	try uniqid-wrapper "$OUT/bin/uniqid /bin/true bench-@ID@"
 	try true "/bin/true"
 
