@@ -399,6 +399,7 @@ static int d_check_proc(struct dumper *d, struct d_proc *p, struct vs_error *err
 	char v[64];
 	if (p->zombie)
 		return 0;
+	char creds0[1024] = "";
 	for (size_t t = 0; t < p->nthr; t++) {
 		char path[64], buf[8192];
 		snprintf(path, sizeof(path), "/proc/%d/task/%d/status", p->hpid, p->thr[t].hpid);
@@ -409,6 +410,31 @@ static int d_check_proc(struct dumper *d, struct d_proc *p, struct vs_error *err
 			return vs_error_set(err, EBUSY,
 					    "pid %d (tid %d): refused: task is ptraced by %d",
 					    p->vpid, p->thr[t].vtid, atoi(tp + 10));
+		/* Credentials are dumped per process: a thread that changed its
+		 * own with a raw syscall (glibc's setuid() changes every thread)
+		 * would come back with its process's. */
+		char creds[1024];
+		size_t n = 0;
+		static const char *const keys[] = {
+		    "\nUid:",	 "\nGid:",    "\nGroups:", "\nCapInh:",
+		    "\nCapPrm:", "\nCapEff:", "\nCapBnd:", "\nCapAmb:"};
+		for (size_t k = 0; k < VS_ARRAY_SIZE(keys); k++) {
+			const char *l = strstr(buf, keys[k]);
+			size_t len = l ? strcspn(l + 1, "\n") + 1 : 0;
+			if (l && n + len < sizeof(creds)) {
+				memcpy(creds + n, l, len);
+				n += len;
+			}
+		}
+		creds[n] = 0;
+		if (t == 0)
+			memcpy(creds0, creds, n + 1);
+		else if (strcmp(creds, creds0) != 0)
+			return vs_error_set(
+			    err, ENOTSUP,
+			    "pid %d (tid %d): refused: the thread's credentials differ "
+			    "from its process's (changed by a raw syscall)",
+			    p->vpid, p->thr[t].vtid);
 	}
 	/* PTRACE_SEIZE of a job-stopped task waits for it to re-trap, which a
 	 * frozen task never does: refuse (SIGCONT it first). */
