@@ -28,6 +28,7 @@
 #define VSLICE_HTTPD_H
 
 #include <jansson.h>
+#include <stdarg.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -166,6 +167,9 @@ void httpd_resume(struct httpd_request *req);
 void httpd_answer_json(struct httpd_answer *a, unsigned status, const json_t *json);
 void httpd_answer_error(struct httpd_answer *a, unsigned status, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
+/* The {"error": ...} object httpd_answer_error sends (new reference), for
+ * servers that build their own answers. */
+json_t *httpd_error_vjson(const char *fmt, va_list ap) __attribute__((format(printf, 1, 0)));
 void httpd_answer_fd(struct httpd_answer *a, unsigned status, int fd, uint64_t offset, uint64_t len,
 		     bool len_set, const char *content_type);
 /* Add a header (copied); false when all HTTPD_HEADERS_MAX are taken. */

@@ -273,11 +273,8 @@ int ck_files_check_ns(pid_t hpid, struct vs_error *err)
 	return 0;
 }
 
-static int diag_sock(int sock)
+int ck_send_fd(int sock, int fd)
 {
-	int fd = socket(AF_NETLINK, SOCK_DGRAM | SOCK_CLOEXEC, NETLINK_SOCK_DIAG);
-	if (fd < 0)
-		return 1;
 	char cbuf[CMSG_SPACE(sizeof(int))];
 	char b = 0;
 	struct iovec iov = {&b, 1};
@@ -288,7 +285,15 @@ static int diag_sock(int sock)
 	cm->cmsg_type = SCM_RIGHTS;
 	cm->cmsg_len = CMSG_LEN(sizeof(int));
 	memcpy(CMSG_DATA(cm), &fd, sizeof(int));
-	return sendmsg(sock, &mh, 0) == 1 ? 0 : 1;
+	return sendmsg(sock, &mh, 0) == 1 ? 0 : -1;
+}
+
+static int diag_sock(int sock)
+{
+	int fd = socket(AF_NETLINK, SOCK_DGRAM | SOCK_CLOEXEC, NETLINK_SOCK_DIAG);
+	if (fd < 0)
+		return 1;
+	return ck_send_fd(sock, fd) == 0 ? 0 : 1;
 }
 
 static int load_unix_diag(struct ck_files *f, pid_t hpid, struct vs_error *err)

@@ -116,6 +116,8 @@ int ck_getfd(pid_t hpid, int fd);
 /* Run fn(sock) in a child that joined hpid's net and ipc namespaces; it can
  * hand back one fd over sock (SCM_RIGHTS). *code = its exit code. */
 int ck_ns_child(pid_t hpid, int (*fn)(int sock), int *fd_out, int *code);
+/* Send fd over the unix socket sock (SCM_RIGHTS, one byte): 0 or -1. */
+int ck_send_fd(int sock, int fd);
 int ck_put_data(struct ck_writer *w, uint32_t kind, uint64_t id, uint64_t off, const void *p,
 		size_t len, struct vs_error *err);
 /* Host id as seen in hpid's user namespace (map: "uid_map"/"gid_map"). */

@@ -162,17 +162,7 @@ static int sysv_collect(int sock)
 	free(ids);
 	if (!ok)
 		return 10;
-	char cbuf[CMSG_SPACE(sizeof(int))];
-	char b = 0;
-	struct iovec iov = {&b, 1};
-	struct msghdr mh = {
-	    .msg_iov = &iov, .msg_iovlen = 1, .msg_control = cbuf, .msg_controllen = sizeof(cbuf)};
-	struct cmsghdr *cm = CMSG_FIRSTHDR(&mh);
-	cm->cmsg_level = SOL_SOCKET;
-	cm->cmsg_type = SCM_RIGHTS;
-	cm->cmsg_len = CMSG_LEN(sizeof(int));
-	memcpy(CMSG_DATA(cm), &out, sizeof(int));
-	return sendmsg(sock, &mh, 0) == 1 ? 0 : 11;
+	return ck_send_fd(sock, out) == 0 ? 0 : 11;
 }
 
 /* The tree's SysV objects into the stream: records (owners mapped into

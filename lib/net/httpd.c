@@ -123,19 +123,25 @@ void httpd_answer_json(struct httpd_answer *a, unsigned status, const json_t *js
 	free(text);
 }
 
-void httpd_answer_error(struct httpd_answer *a, unsigned status, const char *fmt, ...)
+json_t *httpd_error_vjson(const char *fmt, va_list ap)
 {
 	char msg[VS_ERROR_MAX];
-	va_list ap;
-	va_start(ap, fmt);
 	vsnprintf(msg, sizeof(msg), fmt, ap);
-	va_end(ap);
 	for (char *p = msg; *p; p++)
 		if (*p == '\n' || *p == '\r')
 			*p = ' ';
 	json_t *j = json_pack("{s:s}", "error", msg);
 	if (!j) /* not UTF-8: say so rather than send nothing */
 		j = json_pack("{s:s}", "error", "(an error message that is not UTF-8)");
+	return j;
+}
+
+void httpd_answer_error(struct httpd_answer *a, unsigned status, const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	json_t *j = httpd_error_vjson(fmt, ap);
+	va_end(ap);
 	httpd_answer_json(a, status, j);
 	json_decref(j);
 }

@@ -104,17 +104,10 @@ static void answer_free(struct reg_answer *a)
 
 void api_error(struct reg_answer *a, unsigned status, const char *fmt, ...)
 {
-	char msg[VS_ERROR_MAX];
 	va_list ap;
 	va_start(ap, fmt);
-	vsnprintf(msg, sizeof(msg), fmt, ap);
+	json_t *j = httpd_error_vjson(fmt, ap);
 	va_end(ap);
-	for (char *p = msg; *p; p++)
-		if (*p == '\n' || *p == '\r')
-			*p = ' ';
-	json_t *j = json_pack("{s:s}", "error", msg);
-	if (!j) /* not UTF-8: say so rather than send nothing */
-		j = json_pack("{s:s}", "error", "(an error message that is not UTF-8)");
 	free(a->body);
 	a->status = status;
 	a->body = json_dumps(j, JSON_COMPACT);
