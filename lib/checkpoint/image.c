@@ -938,19 +938,26 @@ static struct ckpt_image *image_new(int fd, const void *buf, size_t len)
 	return img;
 }
 
-int ckpt_image_parse(const void *buf, size_t len, struct ckpt_image **out, struct vs_error *err)
+/* Header, records and their cross-checks of a new image; frees it on failure. */
+static int image_read_records(struct ckpt_image *img, struct vs_error *err)
 {
-	*out = NULL;
-	struct ckpt_image *img = image_new(-1, buf, len);
 	int r = rd_stream_head(&img->rd, err);
 	if (r >= 0)
 		r = rd_sections(img, err);
 	if (r >= 0)
 		r = validate(img, err);
-	if (r < 0) {
+	if (r < 0)
 		ckpt_image_free(img);
+	return r;
+}
+
+int ckpt_image_parse(const void *buf, size_t len, struct ckpt_image **out, struct vs_error *err)
+{
+	*out = NULL;
+	struct ckpt_image *img = image_new(-1, buf, len);
+	int r = image_read_records(img, err);
+	if (r < 0)
 		return r;
-	}
 	img->nr_sections = img->rd.nsec;
 	*out = img;
 	return 0;
@@ -960,15 +967,9 @@ int ckpt_image_read_fd(int fd, struct ckpt_image **out, struct vs_error *err)
 {
 	*out = NULL;
 	struct ckpt_image *img = image_new(fd, NULL, 0);
-	int r = rd_stream_head(&img->rd, err);
-	if (r >= 0)
-		r = rd_sections(img, err);
-	if (r >= 0)
-		r = validate(img, err);
-	if (r < 0) {
-		ckpt_image_free(img);
+	int r = image_read_records(img, err);
+	if (r < 0)
 		return r;
-	}
 	*out = img;
 	return 0;
 }
