@@ -233,6 +233,23 @@ static int publish_conflict(const struct ipam_state *st, const char *name,
 	return 0;
 }
 
+/* The node's lease file locked and loaded, and a netlink socket: what every
+ * change works under. On failure nothing is left open or loaded (the lock
+ * and socket go with the caller's cleanup attributes). */
+static int state_open(const char *root, const struct netcfg_node *node, int *lock,
+		      struct ipam_state *st, struct nl_sock **sk, struct vs_error *err)
+{
+	*lock = ipam_lock(root, err);
+	if (*lock < 0)
+		return *lock;
+	int r = ipam_load(root, node, st, err);
+	if (r < 0)
+		return r;
+	if ((r = nl_open(sk, err)) < 0)
+		ipam_state_free(st);
+	return r;
+}
+
 static int attach_locked(const char *root, const char *name, const struct netcfg_slice *s,
 			 int netns_fd, int rootfs_fd, uid_t owner, struct ipam_state *st,
 			 struct nl_sock *sk, struct netcfg_lease *out, struct vs_error *err)
@@ -304,12 +321,10 @@ int netcfg_attach(const char *root, const char *name, const struct netcfg_slice 
 	int r = netcfg_node_config(&node, err);
 	if (r < 0)
 		return r;
-	cleanup_close int lock = ipam_lock(root, err);
-	if (lock < 0)
-		return vs_error_wrap(err, "slice %s: network", name);
+	cleanup_close int lock = -1;
 	struct ipam_state st;
 	cleanup_nlsock struct nl_sock *sk = NULL;
-	if ((r = ipam_load(root, &node, &st, err)) < 0 || (r = nl_open(&sk, err)) < 0)
+	if ((r = state_open(root, &node, &lock, &st, &sk, err)) < 0)
 		return vs_error_wrap(err, "slice %s: network", name);
 	r = attach_locked(root, name, s, netns_fd, rootfs_fd, owner, &st, sk, lease, err);
 	ipam_state_free(&st);
@@ -341,12 +356,10 @@ int netcfg_detach(const char *root, const char *name, struct vs_error *err)
 	int r;
 	if (no_leases(root, &node))
 		return 0;
-	cleanup_close int lock = ipam_lock(root, err);
-	if (lock < 0)
-		return vs_error_wrap(err, "slice %s: network", name);
+	cleanup_close int lock = -1;
 	struct ipam_state st;
 	cleanup_nlsock struct nl_sock *sk = NULL;
-	if ((r = ipam_load(root, &node, &st, err)) < 0 || (r = nl_open(&sk, err)) < 0)
+	if ((r = state_open(root, &node, &lock, &st, &sk, err)) < 0)
 		return vs_error_wrap(err, "slice %s: network", name);
 	r = release_locked(root, &st, sk, name, err);
 	ipam_state_free(&st);
@@ -366,12 +379,10 @@ int netcfg_cleanup_stale(const char *root, bool (*is_alive)(const char *name, vo
 	int r;
 	if (no_leases(root, &node))
 		return 0;
-	cleanup_close int lock = ipam_lock(root, err);
-	if (lock < 0)
-		return vs_error_wrap(err, "network cleanup");
+	cleanup_close int lock = -1;
 	struct ipam_state st;
 	cleanup_nlsock struct nl_sock *sk = NULL;
-	if ((r = ipam_load(root, &node, &st, err)) < 0 || (r = nl_open(&sk, err)) < 0)
+	if ((r = state_open(root, &node, &lock, &st, &sk, err)) < 0)
 		return vs_error_wrap(err, "network cleanup");
 	for (size_t i = 0; i < st.n && r >= 0;) {
 		if (is_alive(st.leases[i].name, arg)) {
@@ -413,12 +424,10 @@ int netcfg_stats(const char *root, const char *name, struct netcfg_stats *out, s
 	memset(out, 0, sizeof(*out));
 	if (no_leases(root, &node))
 		return vs_error_set(err, ENOENT, "slice %s: no bridge lease", name);
-	cleanup_close int lock = ipam_lock(root, err);
-	if (lock < 0)
-		return lock;
+	cleanup_close int lock = -1;
 	struct ipam_state st;
 	cleanup_nlsock struct nl_sock *sk = NULL;
-	if ((r = ipam_load(root, &node, &st, err)) < 0 || (r = nl_open(&sk, err)) < 0)
+	if ((r = state_open(root, &node, &lock, &st, &sk, err)) < 0)
 		return r;
 	struct ipam_lease *l = ipam_find(&st, name);
 	if (!l) {
