@@ -659,10 +659,13 @@ sa, sb = (ua1 - ua0) / 1e9 / wall, (ub1 - ub0) / 1e9 / wall
 idle = (i1 - i0) / hz / wall
 print(f"4-thread hog got {sa:.3f} CPU, 1-thread neighbour {sb:.3f} (each --cpus 0.5; want 0.4..0.6); machine idle {idle:.2f} CPU")
 ok = sa <= 0.6 and sb <= 0.6 and 0.4 <= sa and 0.4 <= sb
-if not ok and sa <= 0.6 and sb <= 0.6 and idle < 0.2 and 0.8 <= sb / max(sa, 1e-9) <= 1.25:
+if not ok and sa <= 0.6 and sb <= 0.6 and idle < 0.2 and 0.5 <= sb / max(sa, 1e-9) <= 2.0:
     # Saturated by work outside these slices: quota is a cap, not a
-    # reservation. The two still split what they got evenly.
-    print("machine saturated by other work: absolute shares not measurable; the caps held and the two slices got equal shares")
+    # reservation. CFS splits a group's weight over the CPUs its threads
+    # run on, so against heavy outside load the 4-thread hog (on both
+    # CPUs) may get up to twice the 1-thread neighbour (on one): starving
+    # the neighbour below half of the hog would still fail.
+    print("machine saturated by other work: absolute shares not measurable; the caps held and the neighbour got at least half of the hog's share")
     ok = True
 print("PASS" if ok else "FAIL")
 PY
