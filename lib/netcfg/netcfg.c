@@ -8,10 +8,11 @@
  * attach, under the node's lease lock:
  *   [first lease: subnet clash check] -> lease (saved before any device, so a
  *   crash half way leaves something stale cleanup finds) -> ip_forward if the
- *   slice needs it -> bridge -> veth (peer born in the slice's namespace) ->
- *   slice side (address, up, default route) -> tc caps -> [overlay: vxlan
- *   port, forwarding and neighbour entries] -> nft tables -> /etc/resolv.conf +
- *   /etc/hosts -> [overlay: gratuitous ARP from the slice].
+ *   slice needs it -> bridge -> veth (peer born in the slice's namespace,
+ *   down) -> tc caps -> [overlay: vxlan port, forwarding and neighbour
+ *   entries] -> nft tables -> slice side (address, up, default route) ->
+ *   /etc/resolv.conf + /etc/hosts -> [overlay: gratuitous ARP from the
+ *   slice, once its bridge port forwards].
  * detach/cleanup: devices -> lease -> [last lease: vxlan, bridge, tables,
  *   ip_forward back to what it was; else overlay entries, tables] -> lease file.
  */
@@ -350,15 +351,17 @@ static int attach_locked(const char *root, const char *name, const struct netcfg
 		goto fail;
 	char ip[16];
 	ipam_fmt(l->ip, ip);
+	/* The filters before the slice's side comes up: its first frame already
+	 * meets them. */
 	if ((r = bridge_ensure(sk, st, err)) < 0 || (r = devices_remove(sk, l, err)) < 0 ||
-	    (r = veth_create(sk, st, l, netns_fd, err)) < 0 ||
-	    (r = slice_side_config(netns_fd, st, l, err)) < 0 || (r = tc_cap(sk, l, err)) < 0 ||
-	    (st->vni && (r = overlay_sync(sk, st, err)) < 0) || (r = nft_sync(st, err)) < 0)
+	    (r = veth_create(sk, st, l, netns_fd, err)) < 0 || (r = tc_cap(sk, l, err)) < 0 ||
+	    (st->vni && (r = overlay_sync(sk, st, err)) < 0) || (r = nft_sync(st, err)) < 0 ||
+	    (r = slice_side_config(netns_fd, st, l, err)) < 0)
 		goto fail;
 	if (rootfs_fd >= 0 &&
 	    (r = etc_files_write(rootfs_fd, owner, s->hostname ? s->hostname : name, ip, err)) < 0)
 		goto fail;
-	if (st->vni && (r = overlay_garp(netns_fd, l, err)) < 0)
+	if (st->vni && (r = overlay_garp(sk, netns_fd, l, err)) < 0)
 		goto fail;
 	if (out) {
 		memset(out, 0, sizeof(*out));

@@ -2,7 +2,7 @@
  * netcfg_int.h - the parts of lib/netcfg shared between its files:
  * ipam.c (lease file, subnet arithmetic, clash check), link.c (bridge, veth,
  * the slice's side, /etc files), nft.c (the node's vslice tables), tc.c
- * (rate caps), overlay.c (VXLAN between nodes, peers, gratuitous ARP).
+ * (rate caps), overlay.c (VXLAN between nodes, peers).
  * netcfg.c puts them together in the order attach needs.
  */
 #ifndef VSLICE_NETCFG_INT_H
@@ -132,9 +132,10 @@ int overlay_remove(struct nl_sock *sk, const struct ipam_state *st, struct vs_er
 bool overlay_peer_active(const struct ipam_state *st, const struct ipam_peer *p);
 /* Load <root>/net/peers.json into st (none: no peers). */
 int overlay_peers_load(const char *root, struct ipam_state *st, struct vs_error *err);
-/* Two gratuitous ARPs (request, reply) from the slice's eth0: the node's
- * bridge learns its port and the caches on the segment its MAC. */
-int overlay_garp(int netns_fd, const struct ipam_lease *l, struct vs_error *err);
+/* Two gratuitous ARPs (request, reply) from the slice's eth0, once the
+ * host end's bridge port forwards: the node's bridge learns its port. */
+int overlay_garp(struct nl_sock *sk, int netns_fd, const struct ipam_lease *l,
+		 struct vs_error *err);
 
 /* tc.c: cap both directions of lease l's veth at l->want.rate_bps. */
 int tc_cap(struct nl_sock *sk, const struct ipam_lease *l, struct vs_error *err);

@@ -19,7 +19,7 @@
  * (link.c lease_mac), so a slice that moves keeps both: the other nodes
  * only repoint one forwarding entry (the caller gives the new node), and
  * the caches in the peers' slices stay right. The moved slice announces
- * itself with gratuitous ARPs on its new node (its bridge learns the port
+ * itself on its new node with gratuitous ARPs (its bridge learns the port
  * at once).
  *
  * The peer list is the whole truth: stored in <root>/net/peers.json (under
@@ -539,6 +539,9 @@ int netcfg_overlay_get_peers(const char *root, struct netcfg_peer **out, size_t 
 
 /* ---- gratuitous ARP ---- */
 
+/* IF_OPER_UP of linux/if.h, which cannot be included beside net/if.h. */
+#define OPER_UP 6
+
 struct garp {
 	uint32_t ip;
 	uint8_t mac[6];
@@ -583,8 +586,22 @@ static int garp_here(void *arg, struct vs_error *err)
 	return 0;
 }
 
-int overlay_garp(int netns_fd, const struct ipam_lease *l, struct vs_error *err)
+int overlay_garp(struct nl_sock *sk, int netns_fd, const struct ipam_lease *l, struct vs_error *err)
 {
+	/* The host end's carrier (on since the slice's end came up) reaches the
+	 * bridge port through linkwatch, a moment later: until then the port is
+	 * disabled and would drop the announcement. Its operstate turns up in
+	 * the same step. */
+	for (int i = 0; i < 500; i++) {
+		struct rtnl_link *v = NULL;
+		bool up = rtnl_link_get_kernel(sk, 0, l->veth, &v) >= 0 &&
+			  rtnl_link_get_operstate(v) == OPER_UP;
+		if (v)
+			rtnl_link_put(v);
+		if (up)
+			break;
+		usleep(1000);
+	}
 	struct garp g = {.ip = l->ip};
 	lease_mac(l->ip, g.mac);
 	int r = netns_call(netns_fd, garp_here, &g, err);

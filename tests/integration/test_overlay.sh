@@ -230,7 +230,7 @@ print(" ".join(sorted(got)))' "$3" "$4" "$5.ready" >"$5" &
 	for _ in $(seq 100); do [ -e "$5.ready" ] && return 0; sleep 0.1; done
 }
 vsh a exec a1 -- sh -c 'cat > /bin/netspoof && chmod 755 /bin/netspoof' <"$SPOOF"
-udp_listen b b1 7300 6 "$T/udp1"
+udp_listen b b1 7300 10 "$T/udp1"
 vsh a exec a1 -- netspoof udp $C1 $B1 7300 spoofed-c1
 vsh a exec a1 -- netspoof udp $A1 $B1 7300 genuine
 wait
@@ -259,7 +259,7 @@ for _ in range(3):
     s.sendto(pkt, (dst, 4789))
 EOF
 mac_a1=02:76:0a:d5:00:0b mac_b1=02:76:0a:d5:00:0c mac_c1=02:76:0a:d5:00:0d
-udp_listen b b1 7301 6 "$T/udp2"
+udp_listen b b1 7301 10 "$T/udp2"
 on r python3 "$T/vxsend.py" $VNI $U.12 $mac_a1 $A1 $mac_b1 $B1 7301 from-stranger
 on a python3 "$T/vxsend.py" $VNI $U.12 $mac_c1 $C1 $mac_b1 $B1 7301 node-a-as-c1
 on a python3 "$T/vxsend.py" $VNI $U.12 $mac_a1 $A1 $mac_b1 $B1 7301 node-a-as-a1
