@@ -179,7 +179,7 @@ on a ip neigh add 10.213.0.99 lladdr 02:76:0a:d5:00:63 dev $BR nud permanent
 vsh a run -d --net bridge,ip=10.213.0.21 a2 -- sleep 100000 >/dev/null
 WHERE[a2]=a ADDR[a2]=10.213.0.21
 check "a start removes forwarding and neighbour entries no peer names" \
-	test -z "$(on a bridge fdb show dev $VX | grep 02:76:0a:d5:00:63)" \
+	test -n "$(on a ip -br link show $VX 2>/dev/null)" -a -z "$(on a bridge fdb show dev $VX | grep 02:76:0a:d5:00:63)" \
 	-a -z "$(on a ip neigh show 10.213.0.99 dev $BR)"
 peers_all
 
@@ -190,7 +190,7 @@ vsh a destroy --force m >/dev/null
 WHERE[m]=b
 vsh b run -d --net bridge,ip=$M m -- sleep 100000 >/dev/null
 expect_eq "the moved slice has the same address" "$M/16" "$(ip_of b m)"
-expect_eq "and the same MAC" "$mac_m" "$(vsh b exec m -- cat /sys/class/net/eth0/address)"
+check "and the same MAC ($mac_m)" test -n "$mac_m" -a "$mac_m" = "$(vsh b exec m -- cat /sys/class/net/eth0/address)"
 check "its gratuitous ARP taught host b's bridge its new port" \
 	test -n "$(on b bridge fdb show br $BR | grep "^$mac_m dev vsh")"
 # Host c still points m's MAC at host a: nothing gets there.
@@ -206,7 +206,7 @@ check "host c's fdb sends m's MAC to host b" \
 	test -n "$(on c bridge fdb show dev $VX | grep "^$mac_m dst $U.12 self")"
 expect_eq "c1's ARP entry for m was never re-learnt (same MAC)" "$mac_m" \
 	"$(vsh c exec c1 -- ip neigh show $M | awk '{print $5}')"
-check "(it was known before the move: $arp_c1_before)" test "$arp_c1_before" = "$mac_m"
+check "(it was known before the move: $arp_c1_before)" test -n "$mac_m" -a "$arp_c1_before" = "$mac_m"
 check "a1 (host a, where m was) reaches m on host b" quiet vsh a exec a1 -- ping -c1 -W3 $M
 
 # Isolation across the overlay.
