@@ -25,7 +25,7 @@
  *     sender); anything but IPv4 and ARP is dropped. No slice can claim
  *     another's address or poison the others' (or the node's) ARP caches.
  * With the overlay (overlay.c) also:
- *   inet input: VXLAN (UDP 4789) only from a peer's node carrying a frame
+ *   inet input: VXLAN (UDP 4789, our VNI) only from a peer's node carrying a frame
  *     from that peer's MAC (@overlay_src: node address . inner Ethernet
  *     source): a stranger on the underlay sends nothing in, and a node
  *     speaks only for the slices the peer list puts on it.
@@ -214,10 +214,13 @@ int nft_sync(const struct ipam_state *st, struct vs_error *err)
 			"\t\tiifname \"%s\" drop\n",
 			net, st->prefix, net, st->prefix, br, net, st->prefix, br, br, br, br, br,
 			br, br, br, br);
+		/* Only our VNI (bits 32-55 of the VXLAN header): another VXLAN
+		 * user of port 4789 on this node is not ours to judge. */
 		if (st->vni)
 			fprintf(out,
-				"\t\tudp dport %u ip saddr . @th,176,48 != @overlay_src drop\n",
-				NETCFG_VXLAN_PORT);
+				"\t\tudp dport %u @th,96,24 %u ip saddr . @th,176,48 != "
+				"@overlay_src drop\n",
+				NETCFG_VXLAN_PORT, st->vni);
 		fputs("\t}\n}\n", out);
 		fputs("table bridge vslice {\n", out);
 		elements(out, "set macs { type ifname . ether_addr;", st, el_mac, NULL);

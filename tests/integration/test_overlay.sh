@@ -208,6 +208,9 @@ expect_eq "c1's ARP entry for m was never re-learnt (same MAC)" "$mac_m" \
 	"$(vsh c exec c1 -- ip neigh show $M | awk '{print $5}')"
 check "(it was known before the move: $arp_c1_before)" test -n "$mac_m" -a "$arp_c1_before" = "$mac_m"
 check "a1 (host a, where m was) reaches m on host b" quiet vsh a exec a1 -- ping -c1 -W3 $M
+vsh b stop m >/dev/null && vsh b start m >/dev/null
+check "after stop and start on host b, m keeps its address and c1 reaches it" \
+	test "$(ip_of b m)" = "$M/16" -a -n "$(vsh c exec c1 -- ping -c1 -W3 $M 2>/dev/null | grep '1 packets received')"
 
 # Isolation across the overlay.
 udp_listen() { # HOST SLICE PORT SECS OUTFILE: "source:text" of each datagram, in the slice's netns
@@ -266,8 +269,9 @@ on a python3 "$T/vxsend.py" $VNI $U.12 $mac_a1 $A1 $mac_b1 $B1 7301 node-a-as-a1
 wait
 expect_eq "forged VXLAN: a stranger on the underlay and a node speaking for another node's slice are dropped (the genuine one arrives)" \
 	"$A1:node-a-as-a1" "$(cat "$T/udp2")"
-check "nft on host b: VXLAN only from a peer's node with that peer's MAC" \
-	test -n "$(on b nft list set inet vslice overlay_src | grep -o "$U.13 . 0x2760ad5000d")"
+check "nft on host b: VXLAN of this VNI only from a peer's node with that peer's MAC" \
+	test -n "$(on b nft list set inet vslice overlay_src | grep -o "$U.13 . 0x2760ad5000d")" \
+	-a -n "$(on b nft list chain inet vslice input | grep -o "@th,96,24 $(printf 0x%x $VNI) ip saddr")"
 
 # Peer lists are checked as a whole before anything changes.
 out=$(on a "$PEERS" set $B1@$U.12 10.99.0.1@$U.12 2>&1)
@@ -281,6 +285,16 @@ check "and the old list stays" test -n "$(on a "$PEERS" show | grep "^$C1@$U.13$
 for h in a b c; do
 	for s in $(vsh $h list -q); do vsh $h destroy --force "$s" >/dev/null; done
 	on $h "$PEERS" set
+	if [ $h = c ]; then
+		# A VXLAN device of ours left without a lease (a crash between the
+		# two): the next first slice replaces it, and it goes with that slice.
+		on c ip link add $VX type vxlan id $VNI local $U.13 dstport 4789
+		check "a leftover $VX does not stop the first slice, which makes its own" \
+			quiet vsh c run -d --net bridge,ip=$C1 c9 -- sleep 100000
+		check "(the new one does not learn: it is vslice's)" \
+			test -n "$(on c ip -d link show $VX | grep -o nolearning)"
+		vsh c destroy --force c9 >/dev/null
+	fi
 	expect_eq "after destroy, host $h: links, routes, fdb, neighbours, nft ruleset as before" \
 		"${BEFORE[$h]}" "$(snapshot $h)"
 	check "host $h: no lease or peer file left" \
