@@ -12,7 +12,7 @@ DEPS_PKGS = build-essential pkg-config libseccomp-dev libcap-dev libjansson-dev 
             libarchive-dev nettle-dev busybox-static clang libclang-rt-14-dev iproute2 \
             runc bubblewrap hyperfine util-linux procps clang-format python3 \
             libmicrohttpd-dev libcurl4-openssl-dev libsqlite3-dev sqlite3 curl e2fsprogs \
-            libnl-3-dev libnl-route-3-dev libnftables-dev nftables
+            libnl-3-dev libnl-route-3-dev libnftables-dev nftables iperf3
 PKG_LIBS  = libseccomp libcap jansson libarchive nettle libmicrohttpd libcurl sqlite3 \
             libnl-3.0 libnl-route-3.0 libnftables
 
@@ -43,6 +43,9 @@ UNIT_BINS = $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(UNIT_SRCS))
 ASAN_UNIT_BINS = $(patsubst tests/unit/%.c,$(ASAN_DIR)/tests/%,$(UNIT_SRCS))
 HELPER_SRCS = $(sort $(wildcard tests/integration/helpers/*.c tests/integration/escape/*.c tests/checkpoint/*.c))
 HELPER_BINS = $(patsubst tests/%.c,$(BUILD)/tests/%,$(HELPER_SRCS))
+# Test tools that drive the library directly (not in a slice): linked with it.
+TOOL_SRCS = $(sort $(wildcard tests/integration/tools/*.c))
+TOOL_BINS = $(patsubst tests/%.c,$(BUILD)/tests/%,$(TOOL_SRCS))
 
 .PHONY: all deps test unit unit-asan integration cluster-asan fuzz fuzz-short run bench install clean format format-check
 all: $(BUILD)/slicectl $(BUILD)/vslice-registry $(BUILD)/vslice-nodemgr $(BUILD)/libvslice.a
@@ -121,6 +124,10 @@ $(ASAN_DIR)/tests/%: tests/unit/%.c $(ASAN_DIR)/libvslice.a
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS_BASE) -O1 $(SAN) -o $@ $< $(ASAN_DIR)/libvslice.a $(LDLIBS) -lcmocka
 
+$(BUILD)/tests/integration/tools/%: tests/integration/tools/%.c $(BUILD)/libvslice.a
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_BASE) $(CFLAGS) -o $@ $< $(BUILD)/libvslice.a $(LDLIBS)
+
 # Programs that run inside slices (escape attempts, checkpoint workloads): static.
 $(BUILD)/tests/%: tests/%.c
 	@mkdir -p $(dir $@)
@@ -136,7 +143,7 @@ unit-asan: $(ASAN_UNIT_BINS)
 	@fail=0; for t in $(ASAN_UNIT_BINS); do echo "== $$t (asan+ubsan)"; \
 		ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 $$t || fail=1; done; exit $$fail
 
-integration: all $(HELPER_BINS)
+integration: all $(HELPER_BINS) $(TOOL_BINS)
 	@bash tests/integration/run.sh
 
 # The daemons built with ASan+UBSan (leak checks at exit), through the cluster test.

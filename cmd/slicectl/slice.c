@@ -151,13 +151,12 @@ static int parse_create(const char *verb, int argc, char **argv, bool allow_run,
 			}
 			break;
 		case 'n': {
-			bool bridge, no_egress;
-			if (netcfg_parse_mode(optarg, &bridge, &no_egress, &err) < 0)
+			bool bridge;
+			if (netcfg_parse_mode(optarg, &bridge, &a->spec.netopts, &err) < 0)
 				return ctl_usage(verb, "--net: %s", err.msg);
 			a->spec.net = bridge			? SLICE_NET_BRIDGE
 				      : !strcmp(optarg, "host") ? SLICE_NET_HOST
 								: SLICE_NET_NONE;
-			a->spec.netopts.no_egress = no_egress;
 			break;
 		}
 		case 'B':
@@ -321,6 +320,8 @@ static int cluster_create_run(struct ctl *ctl, const char *verb, struct create_a
 	}
 	static const char *const nets[] = {"none", "host", "bridge"};
 	const struct netcfg_slice *no = &sp->netopts;
+	if (no->ip[0])
+		return ctl_usage(verb, "--net: ip=: in cluster mode the registry gives addresses");
 	const char *mode =
 	    sp->net == SLICE_NET_BRIDGE && no->no_egress ? "bridge,no-egress" : nets[sp->net];
 	if (sp->net == SLICE_NET_BRIDGE && (no->n_publish || no->rate_bps)) {

@@ -12,8 +12,20 @@
  *
  * Configuration (read by netcfg_node_config): VSLICE_BRIDGE (default
  * "vslice0") and VSLICE_BRIDGE_SUBNET (default 10.213.0.0/24, an IPv4 /16
- * to /29). A subnet that overlaps any address or route of the node is
- * refused.
+ * to /29; 10.213.0.0/16 with the overlay). A subnet that overlaps any
+ * address or route of the node is refused.
+ *
+ * Across nodes (overlay.c): VSLICE_OVERLAY_VNI (1..16777215, the cluster's
+ * VXLAN network id) and VSLICE_OVERLAY_LOCAL (this node's underlay IPv4
+ * address, the VXLAN tunnels' source) turn it on. The bridge subnet is then
+ * one L2 segment across every node of the cluster (same subnet, same gateway
+ * address and MAC on every node: an anycast gateway); a VXLAN device
+ * (UDP 4789, no learning, no flooding) is a port of the bridge, and the
+ * caller's peer list (netcfg_overlay_set_peers: which remote slice address
+ * lives on which node) becomes forwarding and neighbour entries. Addresses
+ * are then cluster-wide and come from the caller (netcfg_slice.ip); a
+ * slice's MAC is a function of its address (02:76:a.b.c.d), so a slice
+ * that moves keeps both.
  */
 #ifndef VSLICE_NETCFG_H
 #define VSLICE_NETCFG_H
@@ -29,6 +41,8 @@
 #define NETCFG_DEFAULT_BRIDGE "vslice0"
 #define NETCFG_DEFAULT_SUBNET "10.213.0.0/24"
 #define NETCFG_SUBNET_MAX     32
+#define NETCFG_OVERLAY_SUBNET "10.213.0.0/16"
+#define NETCFG_VXLAN_PORT     4789
 
 struct netcfg_publish {
 	uint16_t host_port;
@@ -39,8 +53,10 @@ struct netcfg_publish {
 /* What one slice asks for (from its spec). */
 struct netcfg_slice {
 	const char *hostname; /* for the slice's /etc/hosts */
-	bool no_egress;	      /* no NAT to the outside: bridge peers and published ports only */
-	uint64_t rate_bps;    /* bits/s in each direction, 0 = no cap */
+	char
+	    ip[16]; /* a fixed address ("" = the node's next free one); required with the overlay */
+	bool no_egress;	   /* no NAT to the outside: bridge peers and published ports only */
+	uint64_t rate_bps; /* bits/s in each direction, 0 = no cap */
 	struct netcfg_publish publish[NETCFG_PUBLISH_MAX];
 	size_t n_publish;
 };
@@ -50,12 +66,17 @@ struct netcfg_slice {
 struct netcfg_node {
 	char bridge[IFNAMSIZ];
 	char subnet[NETCFG_SUBNET_MAX];
+	uint32_t vni;	   /* VSLICE_OVERLAY_VNI; 0: no overlay */
+	char underlay[16]; /* VSLICE_OVERLAY_LOCAL */
 };
 int netcfg_node_config(struct netcfg_node *node, struct vs_error *err);
 
-/* "bridge" or "bridge,no-egress" (CLI --net / manifest network); other modes
- * are not ours: returns 0 and *is_bridge = false for "none"/"host". */
-int netcfg_parse_mode(const char *s, bool *is_bridge, bool *no_egress, struct vs_error *err);
+/* "bridge", "bridge,no-egress", each optionally followed by ",ip=A.B.C.D"
+ * (CLI --net; the manifest has no ip=); other modes are not ours: returns 0
+ * and *is_bridge = false for "none"/"host". Sets opts->no_egress and
+ * opts->ip (the address is checked against the subnet at attach). */
+int netcfg_parse_mode(const char *s, bool *is_bridge, struct netcfg_slice *opts,
+		      struct vs_error *err);
 /* "8080:80", "5353:53/udp", "8080:80/tcp"; ports 1..65535. */
 int netcfg_parse_publish(const char *s, struct netcfg_publish *p, struct vs_error *err);
 /* "10mbit", "500kbit", "1gbit", "2mbps" (bytes/s), "100000" (bit/s); > 0. */
@@ -78,6 +99,9 @@ struct netcfg_lease {
  * (resolved inside that root, never through its symlinks; owned by owner). Takes or reuses the
  * slice's lease, makes the bridge/tables when first, replaces a veth left from an earlier run. On
  * failure everything this call made is removed again (a lease that existed before is kept).
+ * s->ip set: that address (in the subnet, not the gateway, not another slice's: EADDRINUSE,
+ * kind VS_EK_BUSY). With the overlay s->ip is required, the veth's MTU leaves room for the
+ * VXLAN header, and a gratuitous ARP is sent from the slice once it is up (its new port).
  */
 int netcfg_attach(const char *root, const char *name, const struct netcfg_slice *s, int netns_fd,
 		  int rootfs_fd, uid_t owner, struct netcfg_lease *lease, struct vs_error *err);
@@ -90,6 +114,32 @@ int netcfg_detach(const char *root, const char *name, struct vs_error *err);
  * gone), and remove ports of the node's bridge no lease names. */
 int netcfg_cleanup_stale(const char *root, bool (*is_alive)(const char *name, void *arg), void *arg,
 			 struct vs_error *err);
+
+/*
+ * The overlay's peers: slices that run on other nodes. ip is the remote
+ * slice's address (its MAC follows from it), node the underlay address of
+ * the node that runs it. The list is the whole truth (what the registry
+ * knows of every other node's slivers): netcfg_overlay_set_peers replaces
+ * it in <root>/net/peers.json (removed when n == 0) and, while this node
+ * has bridged slices, makes the kernel say exactly that: the VXLAN
+ * device's forwarding entries (MAC -> node), the bridge's static entries
+ * (MAC -> the VXLAN port) and neighbour entries (address -> MAC, answered
+ * by the bridge for the local slices' ARP requests), and the nft sets that
+ * say which nodes may send VXLAN and which MAC/address pairs may come out
+ * of it. A peer with the address of a local slice is ignored (the local
+ * lease wins: a slice that just moved here). A moved slice is repointed by
+ * giving its new node. Without the overlay configured: EINVAL.
+ * Errors name the entry ("peer 3: ...") and leave file and kernel as they were.
+ */
+struct netcfg_peer {
+	char ip[16];
+	char node[16];
+};
+int netcfg_overlay_set_peers(const char *root, const struct netcfg_peer *peers, size_t n,
+			     struct vs_error *err);
+/* The stored list (caller frees *peers); none: *n = 0. */
+int netcfg_overlay_get_peers(const char *root, struct netcfg_peer **peers, size_t *n,
+			     struct vs_error *err);
 
 struct netcfg_stats {
 	bool attached; /* the veth exists (the slice runs) */

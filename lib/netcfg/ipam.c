@@ -10,6 +10,9 @@
  * nodemgr) that took them; a slice keeps its address across stop/start and
  * loses it on destroy. The first address of the subnet is the bridge's
  * (the slices' gateway); network and broadcast addresses are never leased.
+ * With the overlay the file also records its VNI, underlay address and MTU
+ * (they, like the bridge and subnet, may only change once no lease is left),
+ * and addresses are given by the caller (cluster-wide), not picked here.
  */
 #include <arpa/inet.h>
 #include <fcntl.h>
@@ -24,6 +27,7 @@
 #include <netlink/route/route.h>
 
 #include "netcfg_int.h"
+#include "vslice/units.h"
 #include "vslice/util.h"
 
 static void ipam_json_put(json_t **j)
@@ -101,6 +105,34 @@ void ipam_state_free(struct ipam_state *st)
 	free(st->leases);
 	st->leases = NULL;
 	st->n = 0;
+	free(st->peers);
+	st->peers = NULL;
+	st->n_peers = 0;
+}
+
+bool ipam_in_subnet(const struct ipam_state *st, uint32_t ip)
+{
+	return (ip & mask_of(st->prefix)) == st->net;
+}
+
+int ipam_slice_addr(const struct ipam_state *st, const char *s, const char *what, uint32_t *ip,
+		    struct vs_error *err)
+{
+	struct in_addr in;
+	char net[16], p[32];
+	ipam_fmt(st->net, net);
+	if (inet_pton(AF_INET, s, &in) != 1)
+		return vs_error_set(err, EINVAL, "%s \"%s\": not an IPv4 address", what,
+				    vs_printable(s, p, sizeof(p)));
+	uint32_t a = ntohl(in.s_addr);
+	if (!ipam_in_subnet(st, a) || a <= ipam_gateway(st) ||
+	    a >= (st->net | ~mask_of(st->prefix)))
+		return vs_error_set(err, EINVAL,
+				    "%s %s: not a slice address of the bridge subnet %s/%u (its "
+				    "network, gateway and broadcast addresses are not)",
+				    what, s, net, st->prefix);
+	*ip = a;
+	return 0;
 }
 
 struct ipam_lease *ipam_find(struct ipam_state *st, const char *name)
@@ -164,6 +196,11 @@ int ipam_load(const char *root, const struct netcfg_node *node, struct ipam_stat
 	memset(st, 0, sizeof(*st));
 	st->forward_was = -1;
 	snprintf(st->bridge, sizeof(st->bridge), "%s", node->bridge);
+	st->vni = node->vni;
+	struct in_addr ul = {0};
+	if (node->vni && inet_pton(AF_INET, node->underlay, &ul) != 1)
+		return vs_error_set(err, EINVAL, "VSLICE_OVERLAY_LOCAL: not an IPv4 address");
+	st->underlay = ntohl(ul.s_addr);
 	int r = ipam_parse_subnet(node->subnet, &st->net, &st->prefix, err);
 	if (r < 0)
 		return vs_error_wrap(err, "VSLICE_BRIDGE_SUBNET");
@@ -191,6 +228,20 @@ int ipam_load(const char *root, const struct netcfg_node *node, struct ipam_stat
 		return vs_error_set(err, EINVAL, "%s: bad bridge or subnet", path);
 	snprintf(st->bridge, sizeof(st->bridge), "%s", bridge);
 	st->forward_was = (int)json_integer_value(fw);
+	json_t *ov = json_object_get(j, "overlay");
+	st->vni = 0;
+	if (ov) {
+		json_t *vni = json_object_get(ov, "vni"), *mtu = json_object_get(ov, "mtu");
+		const char *u = json_string_value(json_object_get(ov, "underlay"));
+		if (!json_is_integer(vni) || json_integer_value(vni) < 1 ||
+		    json_integer_value(vni) > 0xffffff || !json_is_integer(mtu) ||
+		    json_integer_value(mtu) < 576 || json_integer_value(mtu) > 65535 || !u ||
+		    inet_pton(AF_INET, u, &ul) != 1)
+			return vs_error_set(err, EINVAL, "%s: bad overlay", path);
+		st->vni = (uint32_t)json_integer_value(vni);
+		st->mtu = (unsigned)json_integer_value(mtu);
+		st->underlay = ntohl(ul.s_addr);
+	}
 	st->leases = vs_xcalloc(json_object_size(leases) + 1, sizeof(*st->leases));
 	const char *name;
 	json_t *o;
@@ -219,6 +270,12 @@ int ipam_save(const char *root, const struct ipam_state *st, struct vs_error *er
 	cleanup_json json_t *j = json_pack("{s:s, s:s, s:i, s:{}}", "bridge", st->bridge, "subnet",
 					   subnet, "forward_was", st->forward_was, "leases");
 	json_t *leases = json_object_get(j, "leases");
+	if (st->vni) {
+		ipam_fmt(st->underlay, ip);
+		json_object_set_new(j, "overlay",
+				    json_pack("{s:I, s:s, s:i}", "vni", (json_int_t)st->vni,
+					      "underlay", ip, "mtu", (int)st->mtu));
+	}
 	for (size_t i = 0; i < st->n; i++) {
 		const struct ipam_lease *l = &st->leases[i];
 		json_t *pub = json_array();
@@ -249,7 +306,28 @@ static uint32_t name_hash(const char *s)
 	return h;
 }
 
-int ipam_alloc(struct ipam_state *st, const char *name, struct ipam_lease **out,
+static bool ip_used(const struct ipam_state *st, uint32_t ip)
+{
+	for (size_t i = 0; i < st->n; i++)
+		if (st->leases[i].ip == ip)
+			return true;
+	return false;
+}
+
+int ipam_check_free(const struct ipam_state *st, uint32_t ip, struct vs_error *err)
+{
+	for (size_t i = 0; i < st->n; i++)
+		if (st->leases[i].ip == ip) {
+			char a[16];
+			ipam_fmt(ip, a);
+			vs_error_set(err, EADDRINUSE, "address %s: held by slice %s", a,
+				     st->leases[i].name);
+			return vs_error_kind(err, VS_EK_BUSY);
+		}
+	return 0;
+}
+
+int ipam_alloc(struct ipam_state *st, const char *name, uint32_t want, struct ipam_lease **out,
 	       struct vs_error *err)
 {
 	uint32_t h = name_hash(name);
@@ -261,11 +339,11 @@ int ipam_alloc(struct ipam_state *st, const char *name, struct ipam_lease **out,
 					    "slice %s: device name %s already held by slice %s",
 					    name, veth, st->leases[i].name);
 	uint32_t last = st->net | ~mask_of(st->prefix); /* broadcast */
-	for (uint32_t ip = ipam_gateway(st) + 1; ip < last; ip++) {
-		bool used = false;
-		for (size_t i = 0; i < st->n && !used; i++)
-			used = st->leases[i].ip == ip;
-		if (used)
+	int r;
+	if (want && (r = ipam_check_free(st, want, err)) < 0)
+		return r;
+	for (uint32_t ip = want ? want : ipam_gateway(st) + 1; ip < last; ip++) {
+		if (ip_used(st, ip))
 			continue;
 		st->leases = vs_xrealloc(st->leases, (st->n + 1) * sizeof(*st->leases));
 		struct ipam_lease *l = &st->leases[st->n++];

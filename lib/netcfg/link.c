@@ -75,37 +75,47 @@ int nl_open(struct nl_sock **out, struct vs_error *err)
 	return 0;
 }
 
-struct open_in {
+struct netns_job {
 	int netns_fd;
-	struct nl_sock *sk;
+	int (*fn)(void *arg, struct vs_error *err);
+	void *arg;
 	struct vs_error err;
 	int r;
 };
 
-static void *open_in_thread(void *arg)
+static void *netns_thread(void *arg)
 {
-	struct open_in *a = arg;
-	if (setns(a->netns_fd, CLONE_NEWNET) < 0)
-		a->r = vs_error_sys(&a->err, errno, "enter the slice's network namespace");
+	struct netns_job *j = arg;
+	if (setns(j->netns_fd, CLONE_NEWNET) < 0)
+		j->r = vs_error_sys(&j->err, errno, "enter the slice's network namespace");
 	else
-		a->r = nl_open(&a->sk, &a->err);
+		j->r = j->fn(j->arg, &j->err);
 	return NULL; /* the thread, and its network namespace, end here */
+}
+
+int netns_call(int netns_fd, int (*fn)(void *arg, struct vs_error *err), void *arg,
+	       struct vs_error *err)
+{
+	struct netns_job j = {.netns_fd = netns_fd, .fn = fn, .arg = arg};
+	pthread_t th;
+	int e = pthread_create(&th, NULL, netns_thread, &j);
+	if (e)
+		return vs_error_sys(err, e, "thread for the slice's network namespace");
+	pthread_join(th, NULL);
+	if (j.r < 0)
+		*err = j.err;
+	return j.r;
+}
+
+static int open_here(void *arg, struct vs_error *err)
+{
+	return nl_open(arg, err);
 }
 
 int nl_open_in(int netns_fd, struct nl_sock **sk, struct vs_error *err)
 {
-	struct open_in a = {.netns_fd = netns_fd};
-	pthread_t th;
-	int e = pthread_create(&th, NULL, open_in_thread, &a);
-	if (e)
-		return vs_error_sys(err, e, "thread for the slice's network namespace");
-	pthread_join(th, NULL);
-	if (a.r < 0) {
-		*err = a.err;
-		return a.r;
-	}
-	*sk = a.sk;
-	return 0;
+	/* A socket stays in the namespace it was made in. */
+	return netns_call(netns_fd, open_here, sk, err);
 }
 
 int link_index(struct nl_sock *sk, const char *name)
@@ -173,8 +183,18 @@ int bridge_ensure(struct nl_sock *sk, const struct ipam_state *st, struct vs_err
 	if (!idx) {
 		struct rtnl_link *br = rtnl_link_bridge_alloc();
 		rtnl_link_set_name(br, st->bridge);
+		/* With the overlay every node's bridge is the same gateway (address
+		 * and MAC): a slice that moves finds it where it was. */
+		uint8_t mac[6];
+		lease_mac(ipam_gateway(st), mac);
+		struct nl_addr *lladdr = nl_addr_build(AF_LLC, mac, sizeof(mac));
+		if (!br || !lladdr)
+			return vs_error_set(err, ENOMEM, "bridge");
+		if (st->vni)
+			rtnl_link_set_addr(br, lladdr);
 		r = rtnl_link_add(sk, br, NLM_F_CREATE | NLM_F_EXCL);
 		rtnl_link_put(br);
+		nl_addr_put(lladdr);
 		if (r < 0)
 			return nl_fail(err, r, "create bridge %s", st->bridge);
 		idx = link_index(sk, st->bridge);
@@ -213,6 +233,11 @@ int veth_create(struct nl_sock *sk, const struct ipam_state *st, const struct ip
 	rtnl_link_set_name(peer, "eth0");
 	rtnl_link_set_addr(peer, lladdr);
 	rtnl_link_set_ns_fd(peer, netns_fd);
+	if (st->vni) {
+		/* Room for the VXLAN header: the bridge cannot fragment. */
+		rtnl_link_set_mtu(veth, st->mtu);
+		rtnl_link_set_mtu(peer, st->mtu);
+	}
 	int r = rtnl_link_add(sk, veth, NLM_F_CREATE | NLM_F_EXCL);
 	rtnl_link_put(peer);
 	rtnl_link_veth_release(veth);

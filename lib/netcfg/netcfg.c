@@ -8,12 +8,15 @@
  * attach, under the node's lease lock:
  *   [first lease: subnet clash check] -> lease (saved before any device, so a
  *   crash half way leaves something stale cleanup finds) -> ip_forward if the
- *   slice needs it -> bridge -> veth (peer born in the slice's namespace) ->
- *   slice side (address, up, default route) -> tc caps -> nft tables ->
- *   /etc/resolv.conf + /etc/hosts.
- * detach/cleanup: devices -> lease -> [last lease: bridge, tables,
- *   ip_forward back to what it was] -> lease file.
+ *   slice needs it -> bridge -> veth (peer born in the slice's namespace,
+ *   down) -> tc caps -> [overlay: vxlan port, forwarding and neighbour
+ *   entries] -> nft tables -> slice side (address, up, default route) ->
+ *   /etc/resolv.conf + /etc/hosts -> [overlay: gratuitous ARP from the
+ *   slice, once its bridge port forwards].
+ * detach/cleanup: devices -> lease -> [last lease: vxlan, bridge, tables,
+ *   ip_forward back to what it was; else overlay entries, tables] -> lease file.
  */
+#include <arpa/inet.h>
 #include <ctype.h>
 #include <inttypes.h>
 #include <stdio.h>
@@ -27,14 +30,47 @@
 #include "vslice/units.h"
 #include "vslice/util.h"
 
+static int overlay_config(struct netcfg_node *node, struct vs_error *err)
+{
+	const char *vni = getenv("VSLICE_OVERLAY_VNI");
+	const char *local = getenv("VSLICE_OVERLAY_LOCAL");
+	char p[32];
+	node->vni = 0;
+	node->underlay[0] = '\0';
+	if ((!vni || !*vni) && (!local || !*local))
+		return 0;
+	if (!vni || !*vni || !local || !*local)
+		return vs_error_set(
+		    err, EINVAL,
+		    "VSLICE_OVERLAY_VNI and VSLICE_OVERLAY_LOCAL: set both or neither");
+	char *end;
+	errno = 0;
+	unsigned long v = strtoul(vni, &end, 10);
+	if (!isdigit((unsigned char)*vni) || *end || errno || v < 1 || v > 0xffffff)
+		return vs_error_set(
+		    err, EINVAL, "VSLICE_OVERLAY_VNI \"%s\": expected a number from 1 to 16777215",
+		    vs_printable(vni, p, sizeof(p)));
+	struct in_addr in;
+	if (strlen(local) >= sizeof(node->underlay) || inet_pton(AF_INET, local, &in) != 1)
+		return vs_error_set(
+		    err, EINVAL, "VSLICE_OVERLAY_LOCAL \"%s\": expected this node's IPv4 address",
+		    vs_printable(local, p, sizeof(p)));
+	node->vni = (uint32_t)v;
+	snprintf(node->underlay, sizeof(node->underlay), "%s", local);
+	return 0;
+}
+
 int netcfg_node_config(struct netcfg_node *node, struct vs_error *err)
 {
 	const char *br = getenv("VSLICE_BRIDGE");
 	const char *sub = getenv("VSLICE_BRIDGE_SUBNET");
+	int r = overlay_config(node, err);
+	if (r < 0)
+		return r;
 	if (!br || !*br)
 		br = NETCFG_DEFAULT_BRIDGE;
 	if (!sub || !*sub)
-		sub = NETCFG_DEFAULT_SUBNET;
+		sub = node->vni ? NETCFG_OVERLAY_SUBNET : NETCFG_DEFAULT_SUBNET;
 	size_t n = strlen(br);
 	bool ok = n > 0 && n < IFNAMSIZ;
 	for (size_t i = 0; ok && i < n; i++)
@@ -56,23 +92,39 @@ int netcfg_node_config(struct netcfg_node *node, struct vs_error *err)
 	return 0;
 }
 
-int netcfg_parse_mode(const char *s, bool *is_bridge, bool *no_egress, struct vs_error *err)
+int netcfg_parse_mode(const char *s, bool *is_bridge, struct netcfg_slice *opts,
+		      struct vs_error *err)
 {
-	*is_bridge = *no_egress = false;
+	char p[64];
+	*is_bridge = false;
+	opts->no_egress = false;
+	opts->ip[0] = '\0';
 	if (!strcmp(s, "none") || !strcmp(s, "host"))
 		return 0;
-	if (!strcmp(s, "bridge") || !strcmp(s, "bridge,egress")) {
+	/* bridge[,egress|,no-egress][,ip=A.B.C.D] */
+	const char *ip = strstr(s, ",ip=");
+	size_t mode_len = ip ? (size_t)(ip - s) : strlen(s);
+	if (ip) {
+		struct in_addr in;
+		ip += 4;
+		if (strlen(ip) >= sizeof(opts->ip) || inet_pton(AF_INET, ip, &in) != 1)
+			return vs_error_set(err, EINVAL, "network \"%s\": ip=: not an IPv4 address",
+					    vs_printable(s, p, sizeof(p)));
+	}
+	if (!strncmp(s, "bridge", mode_len) && mode_len == 6)
 		*is_bridge = true;
-		return 0;
-	}
-	if (!strcmp(s, "bridge,no-egress")) {
-		*is_bridge = *no_egress = true;
-		return 0;
-	}
-	char p[64];
-	return vs_error_set(err, EINVAL,
-			    "network \"%s\": expected none, host, bridge or bridge,no-egress",
-			    vs_printable(s, p, sizeof(p)));
+	else if (mode_len == 13 && !strncmp(s, "bridge,egress", mode_len))
+		*is_bridge = true;
+	else if (mode_len == 16 && !strncmp(s, "bridge,no-egress", mode_len))
+		*is_bridge = opts->no_egress = true;
+	else
+		return vs_error_set(err, EINVAL,
+				    "network \"%s\": expected none, host, or bridge[,no-egress]"
+				    "[,ip=A.B.C.D]",
+				    vs_printable(s, p, sizeof(p)));
+	if (ip)
+		snprintf(opts->ip, sizeof(opts->ip), "%s", ip);
+	return 0;
 }
 
 static int parse_port(const char *s, const char *end, uint16_t *out)
@@ -190,7 +242,8 @@ static bool no_leases(const char *root, struct netcfg_node *node)
 static int node_teardown(struct nl_sock *sk, struct ipam_state *st, struct vs_error *err)
 {
 	int r;
-	if ((r = link_remove(sk, st->bridge, err)) < 0 || (r = nft_sync(st, err)) < 0)
+	if ((r = overlay_remove(sk, st, err)) < 0 || (r = link_remove(sk, st->bridge, err)) < 0 ||
+	    (r = nft_sync(st, err)) < 0)
 		return r;
 	if (st->forward_was == 0 && (r = sysctl_forward(0, NULL, err)) < 0)
 		return r;
@@ -245,7 +298,7 @@ static int state_open(const char *root, const struct netcfg_node *node, int *loc
 	int r = ipam_load(root, node, st, err);
 	if (r < 0)
 		return r;
-	if ((r = nl_open(sk, err)) < 0)
+	if ((r = overlay_peers_load(root, st, err)) < 0 || (r = nl_open(sk, err)) < 0)
 		ipam_state_free(st);
 	return r;
 }
@@ -262,14 +315,29 @@ static int attach_locked(const char *root, const char *name, const struct netcfg
 					    "bridge %s exists but no vslice lease names it: not "
 					    "ours (set VSLICE_BRIDGE)",
 					    st->bridge);
-		if ((r = ipam_check_clash(sk, st->net, st->prefix, st->bridge, err)) < 0)
+		if ((r = ipam_check_clash(sk, st->net, st->prefix, st->bridge, err)) < 0 ||
+		    (r = overlay_check(sk, st, err)) < 0)
 			return r;
 	}
 	if ((r = publish_conflict(st, name, s, err)) < 0)
 		return r;
+	uint32_t want = 0;
+	if (s->ip[0] && (r = ipam_slice_addr(st, s->ip, "ip=", &want, err)) < 0)
+		return r;
+	if (st->vni && !want)
+		return vs_error_set(
+		    err, EINVAL,
+		    "the overlay (VSLICE_OVERLAY_VNI) needs a cluster-wide address: "
+		    "--net bridge,ip=A.B.C.D");
 	struct ipam_lease *l = ipam_find(st, name);
 	bool had = l != NULL;
-	if (!l && (r = ipam_alloc(st, name, &l, err)) < 0)
+	if (l && want && l->ip != want) {
+		/* The slice was given another address: take it if it is free. */
+		if ((r = ipam_check_free(st, want, err)) < 0)
+			return r;
+		l->ip = want;
+	}
+	if (!l && (r = ipam_alloc(st, name, want, &l, err)) < 0)
 		return r;
 	l->want = *s;
 	l->want.hostname = NULL;
@@ -283,13 +351,17 @@ static int attach_locked(const char *root, const char *name, const struct netcfg
 		goto fail;
 	char ip[16];
 	ipam_fmt(l->ip, ip);
+	/* The filters before the slice's side comes up: its first frame already
+	 * meets them. */
 	if ((r = bridge_ensure(sk, st, err)) < 0 || (r = devices_remove(sk, l, err)) < 0 ||
-	    (r = veth_create(sk, st, l, netns_fd, err)) < 0 ||
-	    (r = slice_side_config(netns_fd, st, l, err)) < 0 || (r = tc_cap(sk, l, err)) < 0 ||
-	    (r = nft_sync(st, err)) < 0)
+	    (r = veth_create(sk, st, l, netns_fd, err)) < 0 || (r = tc_cap(sk, l, err)) < 0 ||
+	    (st->vni && (r = overlay_sync(sk, st, err)) < 0) || (r = nft_sync(st, err)) < 0 ||
+	    (r = slice_side_config(netns_fd, st, l, err)) < 0)
 		goto fail;
 	if (rootfs_fd >= 0 &&
 	    (r = etc_files_write(rootfs_fd, owner, s->hostname ? s->hostname : name, ip, err)) < 0)
+		goto fail;
+	if (st->vni && (r = overlay_garp(sk, netns_fd, l, err)) < 0)
 		goto fail;
 	if (out) {
 		memset(out, 0, sizeof(*out));
@@ -306,10 +378,13 @@ fail:;
 	devices_remove(sk, l, &e2);
 	if (!had)
 		ipam_release(st, name);
-	if (st->n == 0)
+	if (st->n == 0) {
 		node_teardown(sk, st, &e2);
-	else
+	} else {
+		if (st->vni)
+			overlay_sync(sk, st, &e2);
 		nft_sync(st, &e2);
+	}
 	ipam_save(root, st, &e2);
 	return r;
 }
@@ -343,7 +418,7 @@ static int release_locked(const char *root, struct ipam_state *st, struct nl_soc
 	ipam_release(st, name);
 	if (st->n == 0)
 		r = node_teardown(sk, st, err);
-	else
+	else if (!st->vni || (r = overlay_sync(sk, st, err)) >= 0)
 		r = nft_sync(st, err);
 	if (r < 0)
 		return r;

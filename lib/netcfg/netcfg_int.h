@@ -2,7 +2,8 @@
  * netcfg_int.h - the parts of lib/netcfg shared between its files:
  * ipam.c (lease file, subnet arithmetic, clash check), link.c (bridge, veth,
  * the slice's side, /etc files), nft.c (the node's vslice tables), tc.c
- * (rate caps). netcfg.c puts them together in the order attach needs.
+ * (rate caps), overlay.c (VXLAN between nodes, peers).
+ * netcfg.c puts them together in the order attach needs.
  */
 #ifndef VSLICE_NETCFG_INT_H
 #define VSLICE_NETCFG_INT_H
@@ -18,12 +19,21 @@
  * hash; cleanup removes devices with these prefixes that no lease names. */
 #define NETCFG_VETH_PREFIX "vsh"
 #define NETCFG_IFB_PREFIX  "vsi"
+/* The overlay's VXLAN device: "vsx" + the VNI in decimal. */
+#define NETCFG_VXLAN_PREFIX "vsx"
+/* Outer IPv4 (20) + UDP (8) + VXLAN (8) + inner Ethernet (14). */
+#define NETCFG_VXLAN_OVERHEAD 50
 
 struct ipam_lease {
 	char name[SLICE_NAME_MAX];
 	uint32_t ip; /* host byte order */
 	char veth[IFNAMSIZ], ifb[IFNAMSIZ];
 	struct netcfg_slice want; /* hostname not kept */
+};
+
+/* A remote slice (overlay.c): its address and its node's underlay address. */
+struct ipam_peer {
+	uint32_t ip, node; /* host byte order */
 };
 
 struct ipam_state {
@@ -33,6 +43,14 @@ struct ipam_state {
 	int forward_was; /* ip_forward before we set it to 1; -1: we did not */
 	struct ipam_lease *leases;
 	size_t n;
+	/* The overlay (vni 0: none). Like bridge and subnet, the lease file's
+	 * values win over the environment while leases exist. */
+	uint32_t vni;
+	uint32_t underlay; /* host byte order */
+	unsigned mtu;	   /* of the vxlan device and the slices' veths */
+	/* <root>/net/peers.json, loaded with the leases (overlay.c). */
+	struct ipam_peer *peers;
+	size_t n_peers;
 };
 
 /* ipam.c */
@@ -48,9 +66,18 @@ int ipam_load(const char *root, const struct netcfg_node *node, struct ipam_stat
 int ipam_save(const char *root, const struct ipam_state *st, struct vs_error *err);
 void ipam_state_free(struct ipam_state *st);
 struct ipam_lease *ipam_find(struct ipam_state *st, const char *name);
-/* New lease for name: lowest free address after the gateway. */
-int ipam_alloc(struct ipam_state *st, const char *name, struct ipam_lease **out,
+/* New lease for name: address want (host order; EADDRINUSE + VS_EK_BUSY when
+ * another slice holds it), or with want == 0 the lowest free address after
+ * the gateway. */
+int ipam_alloc(struct ipam_state *st, const char *name, uint32_t want, struct ipam_lease **out,
 	       struct vs_error *err);
+/* "A.B.C.D" as a slice address of st's subnet (not network, gateway or
+ * broadcast); what names the field in the error. */
+int ipam_slice_addr(const struct ipam_state *st, const char *s, const char *what, uint32_t *ip,
+		    struct vs_error *err);
+bool ipam_in_subnet(const struct ipam_state *st, uint32_t ip);
+/* EADDRINUSE (kind VS_EK_BUSY) naming the holder when a lease holds ip. */
+int ipam_check_free(const struct ipam_state *st, uint32_t ip, struct vs_error *err);
 void ipam_release(struct ipam_state *st, const char *name);
 /* Refuse (EEXIST) a subnet overlapping any IPv4 address or route of the
  * node, other than those on our own bridge. */
@@ -76,6 +103,10 @@ int bridge_ensure(struct nl_sock *sk, const struct ipam_state *st, struct vs_err
 void lease_mac(uint32_t ip, uint8_t mac[6]);
 int veth_create(struct nl_sock *sk, const struct ipam_state *st, const struct ipam_lease *l,
 		int netns_fd, struct vs_error *err);
+/* Run fn(arg, err) on a short-lived thread inside the network namespace
+ * netns_fd (no thread of the caller ever stays there). */
+int netns_call(int netns_fd, int (*fn)(void *arg, struct vs_error *err), void *arg,
+	       struct vs_error *err);
 int slice_side_config(int netns_fd, const struct ipam_state *st, const struct ipam_lease *l,
 		      struct vs_error *err);
 int etc_files_write(int rootfs_fd, uid_t owner, const char *hostname, const char *ip,
@@ -85,6 +116,26 @@ int sysctl_forward(int value, int *old, struct vs_error *err);
 /* nft.c: make the node's tables say exactly what st says (none when it
  * holds no lease), in one transaction. */
 int nft_sync(const struct ipam_state *st, struct vs_error *err);
+
+/* overlay.c */
+/* The vxlan device's name for st ("" when st has no overlay). */
+void overlay_devname(const struct ipam_state *st, char name[IFNAMSIZ]);
+/* First lease with the overlay: the underlay address must be the node's;
+ * sets st->mtu from its link. */
+int overlay_check(struct nl_sock *sk, struct ipam_state *st, struct vs_error *err);
+/* The vxlan device as a port of the bridge (made if missing), and its
+ * forwarding and neighbour entries made to equal st's active peers. */
+int overlay_sync(struct nl_sock *sk, const struct ipam_state *st, struct vs_error *err);
+/* Remove the vxlan device (its entries go with it). */
+int overlay_remove(struct nl_sock *sk, const struct ipam_state *st, struct vs_error *err);
+/* A peer the kernel should know: not a local lease, not this node. */
+bool overlay_peer_active(const struct ipam_state *st, const struct ipam_peer *p);
+/* Load <root>/net/peers.json into st (none: no peers). */
+int overlay_peers_load(const char *root, struct ipam_state *st, struct vs_error *err);
+/* Two gratuitous ARPs (request, reply) from the slice's eth0, once the
+ * host end's bridge port forwards: the node's bridge learns its port. */
+int overlay_garp(struct nl_sock *sk, int netns_fd, const struct ipam_lease *l,
+		 struct vs_error *err);
 
 /* tc.c: cap both directions of lease l's veth at l->want.rate_bps. */
 int tc_cap(struct nl_sock *sk, const struct ipam_lease *l, struct vs_error *err);

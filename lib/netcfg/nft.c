@@ -24,6 +24,14 @@
  *     Ethernet source, and as ARP sender) and IPv4 address (IP source, ARP
  *     sender); anything but IPv4 and ARP is dropped. No slice can claim
  *     another's address or poison the others' (or the node's) ARP caches.
+ * With the overlay (overlay.c) also:
+ *   inet input: VXLAN (UDP 4789, our VNI) only from a peer's node carrying a frame
+ *     from that peer's MAC (@overlay_src: node address . inner Ethernet
+ *     source): a stranger on the underlay sends nothing in, and a node
+ *     speaks only for the slices the peer list puts on it.
+ *   bridge prerouting: out of the VXLAN port only frames whose Ethernet
+ *     source, and IPv4/ARP sender, is a peer's MAC and address (@remote):
+ *     a node cannot speak for the other nodes' slices, nor for ours.
  */
 #include <nftables/libnftables.h>
 #include <stdio.h>
@@ -116,6 +124,48 @@ static void el_port(FILE *out, const struct ipam_lease *l, bool *first, const vo
 		m[4], m[5], ip);
 }
 
+/* "NODE . 0xMAC": which node may send frames from which remote slice. */
+static void el_src(FILE *out, const struct ipam_state *st, bool *first, bool unused)
+{
+	for (size_t i = 0; i < st->n_peers; i++) {
+		char node[16];
+		uint8_t m[6];
+		if (!overlay_peer_active(st, &st->peers[i]))
+			continue;
+		ipam_fmt(st->peers[i].node, node);
+		lease_mac(st->peers[i].ip, m);
+		sep(out, first);
+		fprintf(out, "%s . 0x%02x%02x%02x%02x%02x%02x", node, m[0], m[1], m[2], m[3], m[4],
+			m[5]);
+	}
+}
+
+static void el_remote(FILE *out, const struct ipam_state *st, bool *first, bool with_ip)
+{
+	for (size_t i = 0; i < st->n_peers; i++) {
+		char ip[16];
+		uint8_t m[6];
+		if (!overlay_peer_active(st, &st->peers[i]))
+			continue;
+		ipam_fmt(st->peers[i].ip, ip);
+		lease_mac(st->peers[i].ip, m);
+		sep(out, first);
+		fprintf(out, "%02x:%02x:%02x:%02x:%02x:%02x", m[0], m[1], m[2], m[3], m[4], m[5]);
+		if (with_ip)
+			fprintf(out, " . %s", ip);
+	}
+}
+
+/* A set of the peers, closed like elements() does. */
+static void peer_set(FILE *out, const char *decl, const struct ipam_state *st,
+		     void (*one)(FILE *, const struct ipam_state *, bool *, bool), bool arg)
+{
+	bool first = true;
+	fprintf(out, "\t%s", decl);
+	one(out, st, &first, arg);
+	fputs(first ? "\t}\n" : " }\n\t}\n", out);
+}
+
 int nft_sync(const struct ipam_state *st, struct vs_error *err)
 {
 	char *cmd = NULL;
@@ -137,6 +187,11 @@ int nft_sync(const struct ipam_state *st, struct vs_error *err)
 			 el_publish, &tcp);
 		elements(out, "map pub_udp { type inet_service : ipv4_addr . inet_service;", st,
 			 el_publish, &udp);
+		if (st->vni)
+			/* the inner Ethernet source: UDP (8) + VXLAN (8) + destination (6) bytes in
+			 */
+			peer_set(out, "set overlay_src { typeof ip saddr . @th,176,48;", st, el_src,
+				 false);
 		fprintf(out,
 			"\tchain prerouting { type nat hook prerouting priority dstnat;\n"
 			"\t\tfib daddr type local dnat ip to tcp dport map @pub_tcp\n"
@@ -156,15 +211,40 @@ int nft_sync(const struct ipam_state *st, struct vs_error *err)
 			"\t\toifname \"%s\" iifname != \"%s\" drop\n\t}\n"
 			"\tchain input { type filter hook input priority filter;\n"
 			"\t\tiifname \"%s\" ct state established,related accept\n"
-			"\t\tiifname \"%s\" drop\n\t}\n}\n",
+			"\t\tiifname \"%s\" drop\n",
 			net, st->prefix, net, st->prefix, br, net, st->prefix, br, br, br, br, br,
 			br, br, br, br);
+		/* Only our VNI (bits 32-55 of the VXLAN header): another VXLAN
+		 * user of port 4789 on this node is not ours to judge. */
+		if (st->vni)
+			fprintf(out,
+				"\t\tudp dport %u @th,96,24 %u ip saddr . @th,176,48 != "
+				"@overlay_src drop\n",
+				NETCFG_VXLAN_PORT, st->vni);
+		fputs("\t}\n}\n", out);
 		fputs("table bridge vslice {\n", out);
 		elements(out, "set macs { type ifname . ether_addr;", st, el_mac, NULL);
 		elements(out, "set ports { type ifname . ether_addr . ipv4_addr;", st, el_port,
 			 NULL);
+		char vx[IFNAMSIZ];
+		overlay_devname(st, vx);
+		if (st->vni) {
+			peer_set(out, "set remote_macs { type ether_addr;", st, el_remote, false);
+			peer_set(out, "set remote { type ether_addr . ipv4_addr;", st, el_remote,
+				 true);
+		}
+		fputs("\tchain prerouting { type filter hook prerouting priority filter;\n", out);
+		if (st->vni)
+			fprintf(
+			    out,
+			    "\t\tiifname \"%s\" ether saddr != @remote_macs drop\n"
+			    "\t\tiifname \"%s\" ether type ip ether saddr . ip saddr != @remote "
+			    "drop\n"
+			    "\t\tiifname \"%s\" ether type arp arp saddr ether . arp saddr ip != "
+			    "@remote drop\n"
+			    "\t\tiifname \"%s\" ether type != { ip, arp } drop\n",
+			    vx, vx, vx, vx);
 		fputs(
-		    "\tchain prerouting { type filter hook prerouting priority filter;\n"
 		    "\t\tiifname \"" NETCFG_VETH_PREFIX "*\" iifname . ether saddr != @macs drop\n"
 		    "\t\tiifname \"" NETCFG_VETH_PREFIX "*\" ether type ip iifname . ether saddr . "
 		    "ip saddr != @ports drop\n"

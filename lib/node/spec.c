@@ -6,6 +6,7 @@
  * every field is type-checked and range-checked on load, and a file that
  * fails is refused with the field named, never half-used.
  */
+#include <arpa/inet.h>
 #include <errno.h>
 #include <jansson.h>
 #include <string.h>
@@ -94,8 +95,11 @@ static json_t *netopts_to_json(const struct netcfg_slice *n)
 		json_array_append_new(pub, json_sprintf("%u:%u/%s", n->publish[i].host_port,
 							n->publish[i].slice_port,
 							n->publish[i].udp ? "udp" : "tcp"));
-	return json_pack("{s:b, s:I, s:o}", "egress", !n->no_egress, "rate_bps",
-			 (json_int_t)n->rate_bps, "publish", pub);
+	json_t *j = json_pack("{s:b, s:I, s:o}", "egress", !n->no_egress, "rate_bps",
+			      (json_int_t)n->rate_bps, "publish", pub);
+	if (j && n->ip[0])
+		json_object_set_new(j, "ip", json_string(n->ip));
+	return j;
 }
 
 static int netopts_from_json(json_t *o, const char *f, struct netcfg_slice *n, struct vs_error *err)
@@ -110,6 +114,14 @@ static int netopts_from_json(json_t *o, const char *f, struct netcfg_slice *n, s
 				    "%s: .network: expected {egress, rate_bps, publish}", f);
 	n->no_egress = !json_is_true(eg);
 	n->rate_bps = (uint64_t)json_integer_value(rate);
+	/* "ip": a fixed address (--net bridge,ip=), optional */
+	json_t *ip = json_object_get(o, "ip");
+	struct in_addr in;
+	if (ip && (!json_is_string(ip) || strlen(json_string_value(ip)) >= sizeof(n->ip) ||
+		   inet_pton(AF_INET, json_string_value(ip), &in) != 1))
+		return vs_error_set(err, EINVAL, "%s: .network.ip: expected an IPv4 address", f);
+	if (ip)
+		snprintf(n->ip, sizeof(n->ip), "%s", json_string_value(ip));
 	json_array_foreach(pub, i, v)
 	{
 		if (!json_is_string(v) ||

@@ -14,6 +14,9 @@
 #   BENCH_DENSITY_MAX_SECS=480   stop starting slices after this long
 #   BENCH_SKIP_START=1 / BENCH_SKIP_DENSITY=1   skip a part
 #   BENCH_SKIP_E2E=1        skip the cluster end-to-end latency (tests/bench/cluster_e2e.sh)
+#   BENCH_SKIP_NET=1        skip the networking benchmarks (tests/bench/net.sh: veth,
+#                           bridge and overlay throughput/RTT, set-up cost; "net" in
+#                           results.json and net.md)
 #   BENCH_SKIP_REGISTRY=1   skip the registry benchmarks (tests/bench/registry.sh:
 #                           scheduler, HTTP API, long-poll fan-out; results under
 #                           "registry" in results.json and in registry.md)
@@ -413,6 +416,10 @@ if [ "${BENCH_SKIP_REGISTRY:-0}" != 1 ]; then
 	hdr "registry (tests/bench/registry.sh)"
 	BENCH_OUT=$OUT SLICECTL=$SLICECTL bash "$BENCH_DIR/registry.sh" || REGISTRY_RC=$?
 	[ "$REGISTRY_RC" = 0 ] || say "bench: the registry benchmarks failed (exit $REGISTRY_RC; see above)"
+fi
+if [ "${BENCH_SKIP_NET:-0}" != 1 ]; then
+	hdr "networking (tests/bench/net.sh)"
+	BENCH_OUT=$OUT SLICECTL=$SLICECTL bash "$BENCH_DIR/net.sh" || REGISTRY_RC=1
 fi
 if [ "${BENCH_SKIP_E2E:-0}" != 1 ]; then
 	hdr "cluster end to end (tests/bench/cluster_e2e.sh)"

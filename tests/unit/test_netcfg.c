@@ -19,16 +19,31 @@
 static void test_mode(void **state)
 {
 	struct vs_error err;
-	bool br, noeg;
-	assert_int_equal(netcfg_parse_mode("bridge", &br, &noeg, &err), 0);
-	assert_true(br && !noeg);
-	assert_int_equal(netcfg_parse_mode("bridge,no-egress", &br, &noeg, &err), 0);
-	assert_true(br && noeg);
-	assert_int_equal(netcfg_parse_mode("none", &br, &noeg, &err), 0);
+	bool br;
+	struct netcfg_slice o;
+	assert_int_equal(netcfg_parse_mode("bridge", &br, &o, &err), 0);
+	assert_true(br && !o.no_egress && !o.ip[0]);
+	assert_int_equal(netcfg_parse_mode("bridge,no-egress", &br, &o, &err), 0);
+	assert_true(br && o.no_egress);
+	assert_int_equal(netcfg_parse_mode("none", &br, &o, &err), 0);
 	assert_false(br);
-	assert_true(netcfg_parse_mode("brige", &br, &noeg, &err) < 0);
+	assert_true(netcfg_parse_mode("brige", &br, &o, &err) < 0);
 	assert_non_null(strstr(err.msg, "\"brige\""));
-	assert_true(netcfg_parse_mode("bridge,no-egres", &br, &noeg, &err) < 0);
+	assert_true(netcfg_parse_mode("bridge,no-egres", &br, &o, &err) < 0);
+	/* ip=: a fixed address (the overlay's cluster-wide one) */
+	assert_int_equal(netcfg_parse_mode("bridge,ip=10.213.0.7", &br, &o, &err), 0);
+	assert_true(br && !o.no_egress);
+	assert_string_equal(o.ip, "10.213.0.7");
+	assert_int_equal(netcfg_parse_mode("bridge,no-egress,ip=10.213.1.2", &br, &o, &err), 0);
+	assert_true(br && o.no_egress);
+	assert_string_equal(o.ip, "10.213.1.2");
+	const char *bad[] = {"bridge,ip=",	   "bridge,ip=10.213.0",  "bridge,ip=10.213.0.256",
+			     "bridge,ip=fd00::1",  "bridgeX,ip=10.0.0.2", "host,ip=10.0.0.2",
+			     "bridge,ip=1.2.3.4 ", "ip=10.0.0.2"};
+	for (size_t i = 0; i < VS_ARRAY_SIZE(bad); i++) {
+		assert_true(netcfg_parse_mode(bad[i], &br, &o, &err) < 0);
+		assert_non_null(strstr(err.msg, "network \""));
+	}
 }
 
 static void test_publish(void **state)
@@ -96,6 +111,30 @@ static void test_node_config(void **state)
 		assert_non_null(strstr(err.msg, "VSLICE_BRIDGE"));
 	}
 	unsetenv("VSLICE_BRIDGE");
+
+	/* The overlay: both variables or neither; its default subnet is a /16. */
+	setenv("VSLICE_OVERLAY_VNI", "42", 1);
+	setenv("VSLICE_OVERLAY_LOCAL", "10.216.1.11", 1);
+	assert_int_equal(netcfg_node_config(&n, &err), 0);
+	assert_int_equal(n.vni, 42);
+	assert_string_equal(n.underlay, "10.216.1.11");
+	assert_string_equal(n.subnet, NETCFG_OVERLAY_SUBNET);
+	const char *bad_vnis[] = {"0", "16777216", "-1", "4x", "", " 4"};
+	for (size_t i = 0; i < VS_ARRAY_SIZE(bad_vnis); i++) {
+		setenv("VSLICE_OVERLAY_VNI", bad_vnis[i], 1);
+		assert_true(netcfg_node_config(&n, &err) < 0);
+		assert_non_null(strstr(err.msg, "VSLICE_OVERLAY_"));
+	}
+	setenv("VSLICE_OVERLAY_VNI", "42", 1);
+	setenv("VSLICE_OVERLAY_LOCAL", "node-a", 1);
+	assert_true(netcfg_node_config(&n, &err) < 0);
+	assert_non_null(strstr(err.msg, "VSLICE_OVERLAY_LOCAL \"node-a\""));
+	unsetenv("VSLICE_OVERLAY_LOCAL");
+	assert_true(netcfg_node_config(&n, &err) < 0);
+	assert_non_null(strstr(err.msg, "set both or neither"));
+	unsetenv("VSLICE_OVERLAY_VNI");
+	assert_int_equal(netcfg_node_config(&n, &err), 0);
+	assert_int_equal(n.vni, 0);
 }
 
 /* Leases: lowest free address after the gateway, kept across a save/load,
@@ -116,13 +155,13 @@ static void test_leases(void **state)
 	char ip[16];
 	const char *names[] = {"s1", "s2", "s3", "s4", "s5"};
 	for (size_t i = 0; i < 5; i++) {
-		assert_int_equal(ipam_alloc(&st, names[i], &l, &err), 0);
+		assert_int_equal(ipam_alloc(&st, names[i], 0, &l, &err), 0);
 		ipam_fmt(l->ip, ip);
 		char want[16];
 		snprintf(want, sizeof(want), "10.9.8.%zu", i + 2);
 		assert_string_equal(ip, want);
 	}
-	assert_true(ipam_alloc(&st, "s6", &l, &err) < 0); /* .7 is broadcast */
+	assert_true(ipam_alloc(&st, "s6", 0, &l, &err) < 0); /* .7 is broadcast */
 	assert_int_equal(err.kind, VS_EK_LIMIT);
 	l = ipam_find(&st, "s2");
 	l->want.rate_bps = 10000000;
@@ -143,9 +182,20 @@ static void test_leases(void **state)
 	assert_string_equal(ip, "10.9.8.3");
 	assert_true(l->want.no_egress && l->want.rate_bps == 10000000 && l->want.n_publish == 1 &&
 		    l->want.publish[0].host_port == 8080);
-	assert_int_equal(ipam_alloc(&st, "s6", &l, &err), 0);
+	assert_int_equal(ipam_alloc(&st, "s6", 0, &l, &err), 0);
 	ipam_fmt(l->ip, ip);
 	assert_string_equal(ip, "10.9.8.2"); /* s1's, freed */
+	/* A fixed address: checked against the subnet and the other leases. */
+	uint32_t a;
+	assert_true(ipam_slice_addr(&st, "10.9.8.1", "ip=", &a, &err) < 0); /* gateway */
+	assert_true(ipam_slice_addr(&st, "10.9.8.7", "ip=", &a, &err) < 0); /* broadcast */
+	assert_true(ipam_slice_addr(&st, "10.9.9.2", "ip=", &a, &err) < 0);
+	assert_non_null(strstr(err.msg, "ip= 10.9.9.2: not a slice address"));
+	assert_int_equal(ipam_slice_addr(&st, "10.9.8.3", "ip=", &a, &err), 0);
+	assert_true(ipam_alloc(&st, "s7", a, &l, &err) < 0); /* s2's */
+	assert_int_equal(err.kind, VS_EK_BUSY);
+	assert_non_null(strstr(err.msg, "held by slice s2"));
+	assert_null(ipam_find(&st, "s7"));
 	for (size_t i = 0; i < 5; i++)
 		ipam_release(&st, i ? names[i] : "s6");
 	assert_int_equal(st.n, 0);
