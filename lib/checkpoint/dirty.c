@@ -134,7 +134,9 @@ struct pc_proc {
 	int uffd;	 /* ours, -1 before arming */
 	bool seen;	 /* in this round's enumeration */
 	bool shares_mm;	 /* with another tracked process: skipped */
-	bool broken;	 /* a read failed while it lived: re-arm all next round */
+	/* pages whose written state a scan took but whose read then failed (a
+	 * vma shrank or moved meanwhile): counted as written next time */
+	CK_VEC(struct span) pending;
 	unsigned armed;	 /* vmas armed or scanned in the last round */
 	int32_t pm_fd;	 /* /proc/PID/pagemap for PAGEMAP_SCAN */
 };
@@ -250,6 +252,26 @@ static void proc_disarm(struct pc_proc *p)
 	if (p->pm_fd >= 0)
 		close(p->pm_fd);
 	p->uffd = p->pm_fd = -1;
+}
+
+static void proc_free(struct pc_proc *p)
+{
+	proc_disarm(p);
+	free(p->pending.v);
+	free(p);
+}
+
+/* Pages of p in [s, e) left pending: into bits, and forgotten. */
+static void take_pending(struct pc_proc *p, uint64_t s, uint64_t e, uint8_t *bits)
+{
+	for (size_t i = 0; bits && i < p->pending.n; i++) {
+		uint64_t a = p->pending.v[i].s > s ? p->pending.v[i].s : s;
+		uint64_t b = p->pending.v[i].e < e ? p->pending.v[i].e : e;
+		for (; a < b; a += PG) {
+			uint64_t k = (a - s) / PG;
+			bits[k / 8] |= (uint8_t)(1u << (k % 8));
+		}
+	}
 }
 
 static void plan_reset(struct ckpt_precopy *pc)
@@ -607,7 +629,8 @@ static uint8_t *scan_vma(struct ckpt_precopy *pc, struct pc_proc *p, uint64_t s,
 	size_t nbits = (e - s) / PG;
 	uint8_t *bits = vs_xcalloc(1, nbits / 8 + 1);
 	uint64_t count = 0;
-	if (scan_range(p, s, e, bits, &count) < 0) {
+	int r = scan_range(p, s, e, bits, &count);
+	if (r < 0) {
 		free(bits);
 		return NULL;
 	}
@@ -664,6 +687,7 @@ static int plan_proc(struct ckpt_precopy *pc, struct pc_proc *p, struct vs_error
 		uint8_t *bits = NULL;
 		if (vv.v[i].uffd_wp) {
 			bits = scan_vma(pc, p, mr.start, mr.end);
+			take_pending(p, mr.start, mr.end, bits);
 			p->armed++;
 		} else if (arm_range(p, mr.start, mr.end) == 0) {
 			p->armed++;
@@ -671,6 +695,7 @@ static int plan_proc(struct ckpt_precopy *pc, struct pc_proc *p, struct vs_error
 		/* else not armable: sent whole every round and once frozen */
 		plan_add(pc, &mr, bits);
 	}
+	p->pending.n = 0;
 	free(vv.v);
 	return 0;
 }
@@ -719,10 +744,6 @@ static int refresh_procs(struct ckpt_precopy *pc, struct vs_error *err)
 			pc->procs[pc->nprocs++] = p;
 		}
 		p->seen = true;
-		if (p->broken) {
-			proc_disarm(p);
-			p->broken = false;
-		}
 	}
 	free(pids.v);
 	/* drop the gone ones */
@@ -731,8 +752,7 @@ static int refresh_procs(struct ckpt_precopy *pc, struct vs_error *err)
 		if (pc->procs[i]->seen) {
 			pc->procs[n++] = pc->procs[i];
 		} else {
-			proc_disarm(pc->procs[i]);
-			free(pc->procs[i]);
+			proc_free(pc->procs[i]);
 		}
 	}
 	pc->nprocs = n;
@@ -754,6 +774,24 @@ static int refresh_procs(struct ckpt_precopy *pc, struct vs_error *err)
 
 /* --- writing a running round ------------------------------------------------ */
 
+/*
+ * Write-protecting a range leaves a uffd-wp pte marker in every page not
+ * populated yet (seen on 6.18 even without UFFD_FEATURE_WP_UNPOPULATED).
+ * pagemap shows a marker as a swap entry (PM_SWAP) of type SWP_PTE_MARKER
+ * - the last of the 5-bit swap types - with PM_UFFD_WP: it is no page,
+ * and must not be sent as one (it would read as zeros, and make an
+ * untouched 8 MiB thread stack 8 MiB of stream and of restored memory).
+ */
+#define PM_PRESENT_BIT (1ull << 63)
+#define PM_SWAP_BIT    (1ull << 62)
+#define PM_UFFD_WP_BIT (1ull << 57)
+static bool is_marker(uint64_t pm)
+{
+	return (pm & (PM_PRESENT_BIT | PM_SWAP_BIT | PM_UFFD_WP_BIT)) ==
+		   (PM_SWAP_BIT | PM_UFFD_WP_BIT) &&
+	       (pm & 0x1f) == 0x1f;
+}
+
 static bool bit(const uint8_t *bits, uint64_t k)
 {
 	return !bits || ((bits[k / 8] >> (k % 8)) & 1);
@@ -769,7 +807,7 @@ static bool bit(const uint8_t *bits, uint64_t k)
 static bool pick(struct ckpt_precopy *pc, const struct ck_memrange *r, const uint8_t *bits,
 		 uint64_t addr, uint64_t pm, const struct pc_sent *sent)
 {
-	bool present = ck_pred_present(NULL, r, addr, pm);
+	bool present = ck_pred_present(NULL, r, addr, pm) && !is_marker(pm);
 	if (bit(bits, (addr - r->start) / PG))
 		return present || sent_has(sent, addr);
 	if (present)
@@ -793,8 +831,9 @@ static int read_pages(const struct ck_memrange *r, int memfd, uint64_t addr, uin
 }
 
 /* The pages of one planned range. A process that exited, or a vma that
- * went away meanwhile, is skipped (the frozen round decides about them);
- * its process is re-armed whole next round. */
+ * went away or shrank meanwhile, is skipped: what is left of the range
+ * counts as written next round (pending), the frozen round decides the
+ * rest. */
 static int write_range(struct ckpt_precopy *pc, size_t ri, uint8_t *bufs, int *cur,
 		       uint64_t **pmv, size_t *pmcap, uint64_t *pages, struct vs_error *err)
 {
@@ -806,9 +845,11 @@ static int write_range(struct ckpt_precopy *pc, size_t ri, uint8_t *bufs, int *c
 	cleanup_close int pm = open(path, O_RDONLY | O_CLOEXEC);
 	snprintf(path, sizeof(path), "/proc/%d/mem", r->hpid);
 	cleanup_close int memfd = open(path, O_RDONLY | O_CLOEXEC);
-	if (pm < 0 || memfd < 0 || !p) {
-		if (p)
-			p->broken = true;
+	struct span rest = {r->start, r->end};
+	if (!p)
+		return 0;
+	if (pm < 0 || memfd < 0) {
+		ck_vec_push(&p->pending, rest);
 		return 0;
 	}
 	size_t np = (r->end - r->start) / PG;
@@ -819,7 +860,7 @@ static int write_range(struct ckpt_precopy *pc, size_t ri, uint8_t *bufs, int *c
 	}
 	uint64_t *v = *pmv;
 	if (pread(pm, v, np * 8, (off_t)(r->start / PG * 8)) != (ssize_t)(np * 8)) {
-		p->broken = true;
+		ck_vec_push(&p->pending, rest);
 		return 0;
 	}
 	struct pc_sent *sent = sent_of(pc, r->vpid);
@@ -832,13 +873,16 @@ static int write_range(struct ckpt_precopy *pc, size_t ri, uint8_t *bufs, int *c
 		while (j < np && (j - i) * PG < RUN && pick(pc, r, bits, r->start + j * PG, v[j], sent))
 			j++;
 		uint64_t addr = r->start + i * PG, len = (j - i) * PG;
+		/* the other buffer may still be in flight: this one is free
+		 * (it is switched only once it was handed to the writer) */
 		uint8_t *buf = bufs + (size_t)*cur * RUN;
-		*cur ^= 1;
 		int rr = read_pages(r, memfd, addr, len, buf);
 		if (rr < 0) {
-			p->broken = true;
+			rest.s = addr;
+			ck_vec_push(&p->pending, rest);
 			return 0;
 		}
+		*cur ^= 1;
 		struct ck_pages pg = {.pid = r->vpid, .addr = addr, .len = len};
 		rr = ck_write_section_async(&pc->w, CK_SEC_PAGES, &pg, sizeof(pg), buf, len, err);
 		if (rr < 0)
@@ -918,7 +962,7 @@ int ck_precopy_final_round(struct ckpt_precopy *pc, struct ck_writer *w, const s
 		const struct ck_memrange *r = &ms->r.v[i];
 		struct pc_proc *p = proc_find(pc, r->hpid);
 		uint8_t *bits = NULL;
-		if (p && p->uffd >= 0 && !p->shares_mm && !p->broken &&
+		if (p && p->uffd >= 0 && !p->shares_mm &&
 		    start_time_of(p->hpid) == p->start_time) {
 			if (cur_pid != r->hpid) {
 				vv.n = 0;
@@ -926,8 +970,10 @@ int ck_precopy_final_round(struct ckpt_precopy *pc, struct ck_writer *w, const s
 				cur_pid = r->hpid;
 			}
 			for (size_t k = 0; k < vv.n; k++)
-				if (vv.v[k].s == r->start && vv.v[k].e == r->end && vv.v[k].uffd_wp)
+				if (vv.v[k].s == r->start && vv.v[k].e == r->end && vv.v[k].uffd_wp) {
 					bits = scan_vma(pc, p, r->start, r->end);
+					take_pending(p, r->start, r->end, bits);
+				}
 		}
 		ck_vec_push(&pc->bits, bits);
 	}
@@ -994,10 +1040,8 @@ void ckpt_precopy_free(struct ckpt_precopy *pc)
 {
 	if (!pc)
 		return;
-	for (size_t i = 0; i < pc->nprocs; i++) {
-		proc_disarm(pc->procs[i]);
-		free(pc->procs[i]);
-	}
+	for (size_t i = 0; i < pc->nprocs; i++)
+		proc_free(pc->procs[i]);
 	free(pc->procs);
 	for (size_t i = 0; i < pc->nsent; i++)
 		free(pc->sent[i].v.v);
