@@ -37,10 +37,10 @@
 	"on any failure it runs on untouched.\n"                                                   \
 	"  -o, --output DIR|-   where to write the checkpoint (DIR is created)\n"                  \
 	"  -l, --leave-running  keep the slice running after the checkpoint\n"                     \
-	"  -p, --precopy        copy memory in rounds while the slice runs (write tracking\n"     \
-	"                       with userfaultfd + PAGEMAP_SCAN), then freeze for the rest\n"    \
+	"  -p, --precopy        copy memory in rounds while the slice runs (write tracking\n"      \
+	"                       with userfaultfd + PAGEMAP_SCAN), then freeze for the rest\n"      \
 	"      --rounds N       at most N rounds before the freeze (default 8)\n"                  \
-	"      --min-pages N    freeze once a round has fewer pages (default 64)\n"               \
+	"      --min-pages N    freeze once a round has fewer pages (default 64)\n"                \
 	"      --max-bytes SIZE freeze once the rounds wrote SIZE (default: 2x the first)\n"
 
 #define RESTORE_HELP                                                                               \
@@ -54,7 +54,8 @@ static void print_round(void *arg, unsigned round, const struct ckpt_round_stats
 {
 	(void)arg;
 	fprintf(stderr,
-		"pre-copy round %u: %" PRIu64 " pages, %.2f MiB in %.1f ms, dirty rate %.2f MiB/s\n",
+		"pre-copy round %u: %" PRIu64
+		" pages, %.2f MiB in %.1f ms, dirty rate %.2f MiB/s\n",
 		round, rs->pages, rs->bytes / 1048576.0, rs->ns / 1e6, rs->dirty_bps / 1048576.0);
 }
 
@@ -75,8 +76,9 @@ static void print_stats(struct ctl *ctl, const char *dir, const char *file,
 			fprintf(stderr,
 				"pre-copy: %u rounds in %.1f ms; frozen round %u: %" PRIu64
 				" pages; frozen %.2f ms; stream %.2f MiB\n",
-				st->nr_rounds, st->precopy_ns / 1e6, st->nr_rounds, st->pages_written,
-				st->frozen_ns / 1e6, st->bytes_written / 1048576.0);
+				st->nr_rounds, st->precopy_ns / 1e6, st->nr_rounds,
+				st->pages_written, st->frozen_ns / 1e6,
+				st->bytes_written / 1048576.0);
 	}
 }
 
@@ -122,7 +124,8 @@ int cmd_checkpoint(struct ctl *ctl, int argc, char **argv)
 				o.min_pages = v;
 		} else if (c == 'B') {
 			if (vs_parse_size(optarg, &o.max_bytes, &err) < 0 || !o.max_bytes)
-				return ctl_usage("checkpoint", "--max-bytes: need a size (e.g. 512M)");
+				return ctl_usage("checkpoint",
+						 "--max-bytes: need a size (e.g. 512M)");
 		} else if (c == 'v')
 			ctl->verbose++;
 		else

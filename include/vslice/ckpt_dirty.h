@@ -39,8 +39,7 @@ int ckpt_precopy_start(pid_t init_hpid, int out_fd, bool verbose, struct ckpt_pr
  * syscall, taken with pidfd_getfd), read and reset the written pages of
  * the armed ones, and write the pages as one page round. *rs filled.
  */
-int ckpt_precopy_round(struct ckpt_precopy *pc, struct ckpt_round_stats *rs,
-		       struct vs_error *err);
+int ckpt_precopy_round(struct ckpt_precopy *pc, struct ckpt_round_stats *rs, struct vs_error *err);
 
 /* Rounds written so far. */
 unsigned ckpt_precopy_rounds(const struct ckpt_precopy *pc);

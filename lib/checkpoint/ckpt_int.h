@@ -448,6 +448,7 @@ struct ckpt_image {
 	CK_VEC(struct ck_inet) inets;	   /* fd-level: CK_SEC_INET */
 	CK_VEC(struct ck_sysv) sysv;	   /* fd-level: CK_SEC_SYSV */
 	struct ck_spool *spool;		   /* pre-copy rounds (spool.c), or NULL */
+	bool spool_discard;		   /* verify only: pre-copy pages checked, not kept */
 };
 
 #define ck_vec_push(vec, val)                                                                      \

@@ -131,14 +131,14 @@ struct pc_proc {
 	pid_t hpid;
 	int32_t vpid;
 	uint64_t start_time;
-	int uffd;	 /* ours, -1 before arming */
-	bool seen;	 /* in this round's enumeration */
-	bool shares_mm;	 /* with another tracked process: skipped */
+	int uffd;	/* ours, -1 before arming */
+	bool seen;	/* in this round's enumeration */
+	bool shares_mm; /* with another tracked process: skipped */
 	/* pages whose written state a scan took but whose read then failed (a
 	 * vma shrank or moved meanwhile): counted as written next time */
 	CK_VEC(struct span) pending;
-	unsigned armed;	 /* vmas armed or scanned in the last round */
-	int32_t pm_fd;	 /* /proc/PID/pagemap for PAGEMAP_SCAN */
+	unsigned armed; /* vmas armed or scanned in the last round */
+	int32_t pm_fd;	/* /proc/PID/pagemap for PAGEMAP_SCAN */
 };
 
 struct ckpt_precopy {
@@ -329,10 +329,11 @@ static int check_untracked(pid_t hpid, int32_t vpid, struct vs_error *err)
 			target[n] = 0;
 			if (strcmp(target, "anon_inode:[userfaultfd]") == 0) {
 				closedir(d);
-				vs_error_set(err, ENOTSUP,
-					     "pid %d: refused: uses userfaultfd itself (fd %s); "
-					     "pre-copy cannot track it (checkpoint without --precopy)",
-					     vpid, de->d_name);
+				vs_error_set(
+				    err, ENOTSUP,
+				    "pid %d: refused: uses userfaultfd itself (fd %s); "
+				    "pre-copy cannot track it (checkpoint without --precopy)",
+				    vpid, de->d_name);
 				return vs_error_kind(err, VS_EK_REFUSED);
 			}
 		}
@@ -384,8 +385,8 @@ static int find_syscall_insn(pid_t hpid, uint64_t *out)
 
 /* One syscall by the stopped thread tid: registers from saved, rip at the
  * gadget, one single-step. Returns the raw result or CK_EINJECT. */
-static long step_syscall(pid_t tid, const uint64_t saved[27], uint64_t gadget, long nr,
-			 uint64_t a1, uint64_t a2, struct vs_error *err)
+static long step_syscall(pid_t tid, const uint64_t saved[27], uint64_t gadget, long nr, uint64_t a1,
+			 uint64_t a2, struct vs_error *err)
 {
 	uint64_t regs[27];
 	memcpy(regs, saved, sizeof(regs));
@@ -676,7 +677,9 @@ static int plan_proc(struct ckpt_precopy *pc, struct pc_proc *p, struct vs_error
 		proc_disarm(p);
 		if ((r = make_uffd(p, err)) < 0) {
 			free(vv.v);
-			return kill(p->hpid, 0) < 0 ? 0 : vs_error_wrap(err, "pre-copy: arm pid %d", p->vpid);
+			return kill(p->hpid, 0) < 0
+				   ? 0
+				   : vs_error_wrap(err, "pre-copy: arm pid %d", p->vpid);
 		}
 	}
 	p->armed = 0;
@@ -834,8 +837,8 @@ static int read_pages(const struct ck_memrange *r, int memfd, uint64_t addr, uin
  * went away or shrank meanwhile, is skipped: what is left of the range
  * counts as written next round (pending), the frozen round decides the
  * rest. */
-static int write_range(struct ckpt_precopy *pc, size_t ri, uint8_t *bufs, int *cur,
-		       uint64_t **pmv, size_t *pmcap, uint64_t *pages, struct vs_error *err)
+static int write_range(struct ckpt_precopy *pc, size_t ri, uint8_t *bufs, int *cur, uint64_t **pmv,
+		       size_t *pmcap, uint64_t *pages, struct vs_error *err)
 {
 	const struct ck_memrange *r = &pc->ms.r.v[ri];
 	const uint8_t *bits = pc->bits.v[ri];
@@ -870,7 +873,8 @@ static int write_range(struct ckpt_precopy *pc, size_t ri, uint8_t *bufs, int *c
 			continue;
 		}
 		size_t j = i + 1;
-		while (j < np && (j - i) * PG < RUN && pick(pc, r, bits, r->start + j * PG, v[j], sent))
+		while (j < np && (j - i) * PG < RUN &&
+		       pick(pc, r, bits, r->start + j * PG, v[j], sent))
 			j++;
 		uint64_t addr = r->start + i * PG, len = (j - i) * PG;
 		/* the other buffer may still be in flight: this one is free
@@ -898,7 +902,8 @@ int ckpt_precopy_round(struct ckpt_precopy *pc, struct ckpt_round_stats *rs, str
 {
 	memset(rs, 0, sizeof(*rs));
 	if (pc->rounds >= CKPT_MAX_ROUNDS - 1)
-		return vs_error_set(err, E2BIG, "pre-copy: more than %d rounds", CKPT_MAX_ROUNDS - 1);
+		return vs_error_set(err, E2BIG, "pre-copy: more than %d rounds",
+				    CKPT_MAX_ROUNDS - 1);
 	uint64_t t0 = vs_now_ns(), bytes0 = pc->w.total;
 	plan_reset(pc);
 	pc->final = false;
@@ -962,15 +967,15 @@ int ck_precopy_final_round(struct ckpt_precopy *pc, struct ck_writer *w, const s
 		const struct ck_memrange *r = &ms->r.v[i];
 		struct pc_proc *p = proc_find(pc, r->hpid);
 		uint8_t *bits = NULL;
-		if (p && p->uffd >= 0 && !p->shares_mm &&
-		    start_time_of(p->hpid) == p->start_time) {
+		if (p && p->uffd >= 0 && !p->shares_mm && start_time_of(p->hpid) == p->start_time) {
 			if (cur_pid != r->hpid) {
 				vv.n = 0;
 				read_smaps(r->hpid, &vv);
 				cur_pid = r->hpid;
 			}
 			for (size_t k = 0; k < vv.n; k++)
-				if (vv.v[k].s == r->start && vv.v[k].e == r->end && vv.v[k].uffd_wp) {
+				if (vv.v[k].s == r->start && vv.v[k].e == r->end &&
+				    vv.v[k].uffd_wp) {
 					bits = scan_vma(pc, p, r->start, r->end);
 					take_pending(p, r->start, r->end, bits);
 				}
@@ -1067,10 +1072,11 @@ char *ckpt_stats_json_rounds(const struct ckpt_stats *st, const char *json, size
 		cut--;
 	size_t cap = cut + 256 + (size_t)st->nr_rounds * 160;
 	char *out = vs_xmalloc(cap);
-	size_t n = (size_t)snprintf(out, cap,
-				    "%.*s,\n  \"precopy_rounds\": %u,\n  \"precopy_time_ns\": %" PRIu64
-				    ",\n  \"rounds\": [",
-				    (int)cut, json, st->nr_rounds, st->precopy_ns);
+	size_t n =
+	    (size_t)snprintf(out, cap,
+			     "%.*s,\n  \"precopy_rounds\": %u,\n  \"precopy_time_ns\": %" PRIu64
+			     ",\n  \"rounds\": [",
+			     (int)cut, json, st->nr_rounds, st->precopy_ns);
 	for (unsigned i = 0; i < st->nr_rounds && n < cap; i++) {
 		const struct ckpt_round_stats *rs = &st->rounds[i];
 		n += (size_t)snprintf(out + n, cap - n,

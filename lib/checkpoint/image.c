@@ -981,14 +981,15 @@ static int rd_pre_rounds(struct ckpt_image *img, struct vs_error *err)
 		if (r->type == CK_SEC_ROUND) {
 			struct ck_round rec;
 			if (r->left != sizeof(rec))
-				return vs_error_set(err, EBADMSG, "checkpoint: bad page round record");
+				return vs_error_set(err, EBADMSG,
+						    "checkpoint: bad page round record");
 			if ((rr = rd_payload(r, &rec, NULL, sizeof(rec), err)) < 0 ||
 			    (rr = rd_trailer(r, err)) < 0)
 				return rr;
 			if ((int64_t)rec.round <= r->round)
-				return vs_error_set(err, EBADMSG,
-						    "checkpoint: page round %u after round %" PRId64,
-						    rec.round, r->round);
+				return vs_error_set(
+				    err, EBADMSG, "checkpoint: page round %u after round %" PRId64,
+				    rec.round, r->round);
 			r->round = rec.round;
 			continue;
 		}
@@ -999,12 +1000,13 @@ static int rd_pre_rounds(struct ckpt_image *img, struct vs_error *err)
 			return vs_error_set(err, EBADMSG, "checkpoint: pages outside a page round");
 		if (r->left < sizeof(pg) || (rr = rd_payload(r, &pg, NULL, sizeof(pg), err)) < 0)
 			return r->left < sizeof(pg)
-				   ? vs_error_set(err, EBADMSG, "checkpoint: pages record truncated")
+				   ? vs_error_set(err, EBADMSG,
+						  "checkpoint: pages record truncated")
 				   : rr;
 		if (r->left != pg.len || (pg.addr & 4095) || (pg.len & 4095) ||
 		    pg.addr + pg.len < pg.addr || pg.addr + pg.len > CK_SPOOL_ADDR_MAX)
 			return vs_error_set(err, EBADMSG, "checkpoint: bad pre-copy pages record");
-		if (!img->spool && (rr = ck_spool_new(&img->spool, err)) < 0)
+		if (!img->spool && !img->spool_discard && (rr = ck_spool_new(&img->spool, err)) < 0)
 			return rr;
 		if (!piece)
 			piece = vs_xmalloc(CK_SPOOL_PIECE);
@@ -1012,7 +1014,8 @@ static int rd_pre_rounds(struct ckpt_image *img, struct vs_error *err)
 			size_t n = pg.len - done < CK_SPOOL_PIECE ? (size_t)(pg.len - done)
 								  : CK_SPOOL_PIECE;
 			if ((rr = rd_payload(r, piece, NULL, n, err)) < 0 ||
-			    (rr = ck_spool_put(img->spool, pg.pid, pg.addr + done, piece, n, err)) < 0)
+			    (img->spool && (rr = ck_spool_put(img->spool, pg.pid, pg.addr + done,
+							      piece, n, err)) < 0))
 				return rr;
 			done += n;
 		}
@@ -1105,8 +1108,9 @@ int ck_stream_section_end(struct ckpt_image *img, struct vs_error *err)
 
 int ckpt_image_verify_fd(int fd, struct vs_error *err)
 {
-	struct ckpt_image *img = NULL;
-	int r = ckpt_image_read_fd(fd, &img, err);
+	struct ckpt_image *img = image_new(fd, NULL, 0);
+	img->spool_discard = true; /* checked, not kept */
+	int r = image_read_records(img, err);
 	if (r < 0)
 		return r;
 	uint8_t *piece = vs_xmalloc(1u << 20);

@@ -64,9 +64,9 @@ int ck_spool_put(struct ck_spool *sp, int32_t pid, uint64_t addr, const void *bu
 	int64_t slot = slot_of(sp, pid);
 	if (slot < 0) {
 		if (sp->pids.n >= SLOT_MAX)
-			return vs_error_set(err, EBADMSG,
-					    "checkpoint: pre-copy rounds name more than %d processes",
-					    SLOT_MAX);
+			return vs_error_set(
+			    err, EBADMSG, "checkpoint: pre-copy rounds name more than %d processes",
+			    SLOT_MAX);
 		slot = (int64_t)sp->pids.n;
 		ck_vec_push(&sp->pids, pid);
 	}
@@ -85,9 +85,8 @@ int ck_spool_put(struct ck_spool *sp, int32_t pid, uint64_t addr, const void *bu
 }
 
 /* The spooled pages of [base+start, base+end) into hpid. */
-static int apply_range(struct ck_spool *sp, pid_t hpid, int32_t vpid, uint64_t base,
-		       uint64_t start, uint64_t end, uint8_t *piece, struct ckpt_stats *st,
-		       struct vs_error *err)
+static int apply_range(struct ck_spool *sp, pid_t hpid, int32_t vpid, uint64_t base, uint64_t start,
+		       uint64_t end, uint8_t *piece, struct ckpt_stats *st, struct vs_error *err)
 {
 	off_t pos = (off_t)(base | start), lim = (off_t)(base | end);
 	while (pos < lim) {
@@ -104,7 +103,8 @@ static int apply_range(struct ck_spool *sp, pid_t hpid, int32_t vpid, uint64_t b
 		if (h > lim)
 			h = lim;
 		for (off_t a = d; a < h;) {
-			size_t n = (size_t)(h - a) < CK_SPOOL_PIECE ? (size_t)(h - a) : CK_SPOOL_PIECE;
+			size_t n =
+			    (size_t)(h - a) < CK_SPOOL_PIECE ? (size_t)(h - a) : CK_SPOOL_PIECE;
 			ssize_t k = pread(sp->fd, piece, n, a);
 			if (k != (ssize_t)n)
 				return vs_error_sys(err, k < 0 ? errno : EIO,
@@ -134,8 +134,8 @@ int ck_spool_apply(struct ckpt_image *img, ck_hpid_of hpid_of, void *arg, struct
 		pid_t hpid = slot < 0 ? 0 : hpid_of(arg, v->pid);
 		if (!hpid || v->end > CK_SPOOL_ADDR_MAX)
 			continue;
-		int r = apply_range(sp, hpid, v->pid, (uint64_t)slot << 47, v->start, v->end,
-				    piece, st, err);
+		int r = apply_range(sp, hpid, v->pid, (uint64_t)slot << 47, v->start, v->end, piece,
+				    st, err);
 		if (r < 0)
 			return r;
 	}

@@ -21,9 +21,9 @@
 #define NCHURN	 6
 
 static uint8_t *heap;
-static uint32_t *gen;  /* per page; 0 = zeros */
+static uint32_t *gen; /* per page; 0 = zeros */
 static size_t npages;
-static long rate;      /* pages per second, all threads */
+static long rate; /* pages per second, all threads */
 static bool plain;
 static atomic_int stop;
 static volatile int inflight[NTHREADS]; /* page being changed, -1 none */
@@ -138,7 +138,8 @@ static void churn_step(unsigned k)
 		return;
 	} else {
 		/* elsewhere */
-		uint8_t *a = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+		uint8_t *a =
+		    mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 		CHECK(a != MAP_FAILED, "mmap");
 		munmap(c->addr, c->len);
 		c->addr = a;
@@ -193,14 +194,15 @@ static void verify(void)
 		const uint64_t *w = (const uint64_t *)(heap + p * PG);
 		for (size_t i = 0; i < PG / 8; i++) {
 			uint64_t want = gen[p] ? word(p, gen[p], i) : 0;
-			CHECK(w[i] == want, "page %zu (generation %u) word %zu: %#llx, want %#llx", p,
-			      gen[p], i, (unsigned long long)w[i], (unsigned long long)want);
+			CHECK(w[i] == want, "page %zu (generation %u) word %zu: %#llx, want %#llx",
+			      p, gen[p], i, (unsigned long long)w[i], (unsigned long long)want);
 		}
 	}
 	for (int k = 0; k < NCHURN; k++)
 		for (size_t i = 0; k != churn_busy && i < ch[k].len; i++)
 			CHECK(ch[k].addr[i] == (i < ch[k].filled ? pat(ch[k].seed, i) : 0),
-			      "region %d byte %zu of %zu (filled %zu)", k, i, ch[k].len, ch[k].filled);
+			      "region %d byte %zu of %zu (filled %zu)", k, i, ch[k].len,
+			      ch[k].filled);
 	for (size_t i = 0; i < brk_len; i++)
 		CHECK(brk0[i] == (uint8_t)(i / PG % 251 + 1), "brk byte %zu", i);
 }

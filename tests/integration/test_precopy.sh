@@ -58,6 +58,10 @@ no_uffd_left() { # NAME: no process of it has uffd-registered memory
 	done
 	return 0
 }
+diag() { # the checkpoint's messages and the restore's last lines
+	sed 's/^/    ckpt: /' "$log.ck" | tail -4
+	sed 's/^/    log: /' "$log" | tail -4
+}
 heap_slice() { # NAME MiB PAGES/S
 	vs create --image busybox "$1" -- /pc-heap "$2" "$3" >>"$log" 2>&1 || return 1
 	local up=$VSLICE_ROOT/slices/$1/upper
@@ -80,7 +84,7 @@ for rep in $(seq "$REPEAT"); do
 	n0=$(wait_count pc1 5)
 	vs -v checkpoint pc1 --precopy --output - 2>"$log.ck" | vs -v restore pc2 --input - >>"$log" 2>&1
 	rcs=("${PIPESTATUS[@]}")
-	check "counter: checkpoint --precopy | restore both succeed$sfx" test "${rcs[0]}${rcs[1]}" = 00
+	check "counter: checkpoint --precopy | restore both succeed$sfx" test "${rcs[0]}${rcs[1]}" = 00 || diag
 	check "counter: -v prints the pre-copy rounds$sfx" grep -q '^pre-copy round 0: ' "$log.ck"
 	check "counter: -v prints the frozen round$sfx" grep -q 'frozen round [0-9]*: [0-9]* pages' "$log.ck"
 	n1=$(readn pc2)
@@ -93,9 +97,9 @@ for rep in $(seq "$REPEAT"); do
 	if heap_slice ph1 64 2000; then
 		vs -v checkpoint ph1 --precopy --output - 2>"$log.ck" | vs -v restore ph2 --input - >>"$log" 2>&1
 		rcs=("${PIPESTATUS[@]}")
-		check "heap: checkpoint --precopy | restore both succeed$sfx" test "${rcs[0]}${rcs[1]}" = 00
+		check "heap: checkpoint --precopy | restore both succeed$sfx" test "${rcs[0]}${rcs[1]}" = 00 || diag
 		check "heap: at least one round after the first$sfx" grep -q '^pre-copy round 1: ' "$log.ck"
-		check "heap: every page right after the restore$sfx" heap_pass ph2
+		check "heap: every page right after the restore$sfx" heap_pass ph2 || vs logs ph2 2>&1 | tail -3
 	else
 		check "heap: slice ph1 said READY$sfx" false
 	fi
@@ -108,7 +112,7 @@ for rep in $(seq "$REPEAT"); do
 		vs checkpoint pa1 --precopy --output - 2>"$log.ck" | head -c 1000000 >/dev/null
 		rc=${PIPESTATUS[0]}
 		check "abort: the checkpoint fails$sfx" test "$rc" != 0
-		check "abort: with EPIPE in the message$sfx" grep -q "Broken pipe" "$log.ck"
+		check "abort: with EPIPE in the message$sfx" grep -q "Broken pipe" "$log.ck" || diag
 		check "abort: the slice still runs$sfx" bash -c "vs list 2>/dev/null | grep -q '^pa1 .*running'"
 		check "abort: no memory left registered (no uw in smaps)$sfx" no_uffd_left pa1
 		check "abort: its memory is intact (its own check: PASS)$sfx" heap_pass pa1
