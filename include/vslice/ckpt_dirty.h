@@ -24,14 +24,26 @@
 #include "vslice/ckpt.h"
 #include "vslice/error.h"
 
+struct ckpt_precopy_opts {
+	bool verbose;
+	/* Stop (frozen = true) or restart the whole tree, e.g. its freezer
+	 * cgroup; called around registering new memory in a round, so that no
+	 * vma changes while it is registered (a registration over part of a
+	 * vma splits it, and the process's own mremap of it would then fail).
+	 * NULL: registered while the tree runs (that race stays open). */
+	int (*freeze)(void *arg, bool frozen, struct vs_error *err);
+	void *freeze_arg;
+};
+
 /*
  * Start a pre-copy of every process under init_hpid (a slice's PID 1,
  * which is not tracked itself) into out_fd. Refused (VS_EK_REFUSED) when
  * the kernel lacks userfaultfd WP_ASYNC or PAGEMAP_SCAN, or a process
- * uses userfaultfd itself (its fd is named). Nothing is armed yet.
+ * uses userfaultfd itself (its fd is named). Nothing is armed yet. o may
+ * be NULL.
  */
-int ckpt_precopy_start(pid_t init_hpid, int out_fd, bool verbose, struct ckpt_precopy **out,
-		       struct vs_error *err);
+int ckpt_precopy_start(pid_t init_hpid, int out_fd, const struct ckpt_precopy_opts *o,
+		       struct ckpt_precopy **out, struct vs_error *err);
 
 /*
  * One round while the tree runs: re-read every process's vmas, arm the

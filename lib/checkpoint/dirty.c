@@ -113,6 +113,7 @@ struct vma_info {
 	char perms[8];
 	char name[512];
 	bool uffd_wp, uffd_any;
+	bool armed_now; /* registered in this round */
 };
 
 struct vmavec {
@@ -137,14 +138,19 @@ struct pc_proc {
 	/* pages whose written state a scan took but whose read then failed (a
 	 * vma shrank or moved meanwhile): counted as written next time */
 	CK_VEC(struct span) pending;
-	unsigned armed; /* vmas armed or scanned in the last round */
-	int32_t pm_fd;	/* /proc/PID/pagemap for PAGEMAP_SCAN */
+	unsigned armed;	  /* vmas armed or scanned in the last round */
+	struct vmavec vv; /* its vmas in this round */
+	int32_t pm_fd;	  /* /proc/PID/pagemap for PAGEMAP_SCAN */
 };
 
 struct ckpt_precopy {
 	pid_t init_hpid;
 	int fd;
 	bool verbose;
+	/* stops / restarts the whole tree while vmas are registered (a vma
+	 * that changes under UFFDIO_REGISTER would be split), or NULL */
+	int (*freeze)(void *arg, bool frozen, struct vs_error *err);
+	void *freeze_arg;
 	struct ck_writer w;
 	bool w_open;
 	struct pc_proc **procs;
@@ -258,6 +264,7 @@ static void proc_free(struct pc_proc *p)
 {
 	proc_disarm(p);
 	free(p->pending.v);
+	free(p->vv.v);
 	free(p);
 }
 
@@ -639,68 +646,89 @@ static uint8_t *scan_vma(struct ckpt_precopy *pc, struct pc_proc *p, uint64_t s,
 	return bits;
 }
 
-/* Plan one process for a running round: scan the armed vmas, arm the rest. */
-static int plan_proc(struct ckpt_precopy *pc, struct pc_proc *p, struct vs_error *err)
+/* Phase A of a round, the process running: a userfaultfd for a process
+ * that has none (new, or after exec); refused if it has one of its own. */
+static int ensure_uffd(struct pc_proc *p, struct vs_error *err)
 {
+	if (p->uffd >= 0)
+		return 0;
 	struct vmavec vv = {0};
 	if (read_smaps(p->hpid, &vv) < 0) {
 		free(vv.v);
 		return 0; /* gone: the next enumeration drops it */
 	}
-	int r = 0;
-	if (p->uffd < 0) {
-		for (size_t i = 0; i < vv.n; i++)
-			if (vv.v[i].uffd_any) {
-				free(vv.v);
-				vs_error_set(err, ENOTSUP,
-					     "pid %d: refused: memory at %#" PRIx64
-					     " is registered with a userfaultfd of its own",
-					     p->vpid, vv.v[i].s);
-				return vs_error_kind(err, VS_EK_REFUSED);
-			}
-		r = make_uffd(p, err);
-		if (r < 0) {
-			free(vv.v);
-			if (err->kind == VS_EK_REFUSED)
-				return r;
-			/* it exited meanwhile: not an error */
-			if (kill(p->hpid, 0) < 0 || start_time_of(p->hpid) != p->start_time)
-				return 0;
-			return vs_error_wrap(err, "pre-copy: arm pid %d", p->vpid);
-		}
-	}
-	/* none of the vmas we armed is registered any more: a new mm (exec) */
-	bool any_wp = false;
 	for (size_t i = 0; i < vv.n; i++)
-		any_wp |= vv.v[i].uffd_wp;
-	if (p->uffd >= 0 && p->armed && !any_wp) {
-		proc_disarm(p);
-		if ((r = make_uffd(p, err)) < 0) {
+		if (vv.v[i].uffd_any) {
+			vs_error_set(err, ENOTSUP,
+				     "pid %d: refused: memory at %#" PRIx64
+				     " is registered with a userfaultfd of its own",
+				     p->vpid, vv.v[i].s);
 			free(vv.v);
-			return kill(p->hpid, 0) < 0
-				   ? 0
-				   : vs_error_wrap(err, "pre-copy: arm pid %d", p->vpid);
+			return vs_error_kind(err, VS_EK_REFUSED);
 		}
+	free(vv.v);
+	int r = make_uffd(p, err);
+	if (r < 0 && err->kind != VS_EK_REFUSED &&
+	    (kill(p->hpid, 0) < 0 || start_time_of(p->hpid) != p->start_time))
+		return 0; /* it exited meanwhile: not an error */
+	if (r < 0 && err->kind != VS_EK_REFUSED)
+		vs_error_wrap(err, "pre-copy: arm pid %d", p->vpid);
+	return r;
+}
+
+/* Phase B: p's vmas (p->vv); does one of them need registering? A process
+ * none of whose armed vmas is registered any more has a new mm (exec): it
+ * is disarmed, sent whole this round and gets a new userfaultfd next. */
+static bool read_layout(struct pc_proc *p)
+{
+	p->vv.n = 0;
+	if (read_smaps(p->hpid, &p->vv) < 0) {
+		p->vv.n = 0;
+		return false;
 	}
+	bool any_wp = false, need = false;
+	for (size_t i = 0; i < p->vv.n; i++) {
+		struct ck_memrange mr;
+		any_wp |= p->vv.v[i].uffd_wp;
+		need |= !p->vv.v[i].uffd_wp && takes_pages(&p->vv.v[i], &mr);
+	}
+	if (p->uffd >= 0 && p->armed && !any_wp)
+		proc_disarm(p);
+	return need && p->uffd >= 0;
+}
+
+/* Register and protect every vma of p's layout that is not yet. A vma
+ * the kernel refuses (EINVAL: VM_PFNMAP...) is sent whole every round. */
+static void arm_layout(struct pc_proc *p)
+{
+	for (size_t i = 0; i < p->vv.n; i++) {
+		struct vma_info *v = &p->vv.v[i];
+		struct ck_memrange mr;
+		if (!v->uffd_wp && takes_pages(v, &mr) && arm_range(p, v->s, v->e) == 0)
+			v->armed_now = true;
+	}
+}
+
+/* Phase C, the process running again: scan what was armed before this
+ * round; plan every range. */
+static void plan_proc(struct ckpt_precopy *pc, struct pc_proc *p)
+{
 	p->armed = 0;
-	for (size_t i = 0; i < vv.n; i++) {
+	for (size_t i = 0; i < p->vv.n; i++) {
 		struct ck_memrange mr = {.hpid = p->hpid, .vpid = p->vpid};
-		if (!takes_pages(&vv.v[i], &mr))
+		if (!takes_pages(&p->vv.v[i], &mr))
 			continue;
 		uint8_t *bits = NULL;
-		if (vv.v[i].uffd_wp) {
+		if (p->vv.v[i].uffd_wp && p->uffd >= 0) {
 			bits = scan_vma(pc, p, mr.start, mr.end);
 			take_pending(p, mr.start, mr.end, bits);
 			p->armed++;
-		} else if (arm_range(p, mr.start, mr.end) == 0) {
+		} else if (p->vv.v[i].armed_now) {
 			p->armed++;
 		}
-		/* else not armable: sent whole every round and once frozen */
 		plan_add(pc, &mr, bits);
 	}
 	p->pending.n = 0;
-	free(vv.v);
-	return 0;
 }
 
 static struct pc_proc *proc_find(struct ckpt_precopy *pc, pid_t hpid)
@@ -910,10 +938,35 @@ int ckpt_precopy_round(struct ckpt_precopy *pc, struct ckpt_round_stats *rs, str
 	int r = refresh_procs(pc, err);
 	for (size_t i = 0; r >= 0 && i < pc->nprocs; i++)
 		if (!pc->procs[i]->shares_mm)
-			r = plan_proc(pc, pc->procs[i], err);
-	uint64_t t_scan = vs_now_ns();
+			r = ensure_uffd(pc->procs[i], err);
 	if (r < 0)
 		return r;
+	/* Registration splits a vma it covers only in part: if the process
+	 * grew or moved one between our reading its layout and the
+	 * registration, its own mremap of it would then fail (EFAULT). So the
+	 * tree is stopped (freezer) while the layout is read again and the
+	 * new vmas registered; rounds with nothing new do not stop it. */
+	bool need = false;
+	for (size_t i = 0; i < pc->nprocs; i++)
+		if (!pc->procs[i]->shares_mm)
+			need |= read_layout(pc->procs[i]);
+	if (need && pc->freeze) {
+		if ((r = pc->freeze(pc->freeze_arg, true, err)) < 0)
+			return vs_error_wrap(err, "pre-copy: freeze to register memory");
+		for (size_t i = 0; i < pc->nprocs; i++)
+			if (!pc->procs[i]->shares_mm && read_layout(pc->procs[i]))
+				arm_layout(pc->procs[i]);
+		if ((r = pc->freeze(pc->freeze_arg, false, err)) < 0)
+			return vs_error_wrap(err, "pre-copy: thaw after registering memory");
+	} else if (need) {
+		for (size_t i = 0; i < pc->nprocs; i++)
+			if (!pc->procs[i]->shares_mm)
+				arm_layout(pc->procs[i]);
+	}
+	for (size_t i = 0; i < pc->nprocs; i++)
+		if (!pc->procs[i]->shares_mm)
+			plan_proc(pc, pc->procs[i]);
+	uint64_t t_scan = vs_now_ns();
 	struct ck_round rec = {.round = pc->rounds};
 	r = ck_write_section(&pc->w, CK_SEC_ROUND, &rec, sizeof(rec), NULL, 0, err);
 	uint8_t *bufs = vs_xmalloc(2 * (size_t)RUN);
@@ -991,8 +1044,8 @@ int ck_precopy_final_round(struct ckpt_precopy *pc, struct ck_writer *w, const s
 
 /* --- lifecycle --------------------------------------------------------------- */
 
-int ckpt_precopy_start(pid_t init_hpid, int out_fd, bool verbose, struct ckpt_precopy **out,
-		       struct vs_error *err)
+int ckpt_precopy_start(pid_t init_hpid, int out_fd, const struct ckpt_precopy_opts *o,
+		       struct ckpt_precopy **out, struct vs_error *err)
 {
 	*out = NULL;
 	/* PAGEMAP_SCAN (6.7): an empty range on our own pagemap answers 0 */
@@ -1008,7 +1061,9 @@ int ckpt_precopy_start(pid_t init_hpid, int out_fd, bool verbose, struct ckpt_pr
 	struct ckpt_precopy *pc = vs_xcalloc(1, sizeof(*pc));
 	pc->init_hpid = init_hpid;
 	pc->fd = out_fd;
-	pc->verbose = verbose;
+	pc->verbose = o && o->verbose;
+	pc->freeze = o ? o->freeze : NULL;
+	pc->freeze_arg = o ? o->freeze_arg : NULL;
 	int r = refresh_procs(pc, err);
 	if (r >= 0)
 		r = ck_writer_open_flags(&pc->w, out_fd, CK_FLAG_PRECOPY, err);

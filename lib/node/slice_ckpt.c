@@ -78,6 +78,13 @@ static int refused(struct vs_error *err, int code, const char *what)
 	return vs_error_kind(err, VS_EK_REFUSED);
 }
 
+/* ckpt_precopy_opts.freeze: the slice's freezer cgroup */
+static int freeze_slice(void *arg, bool frozen, struct vs_error *err)
+{
+	struct cgroup *cg = arg;
+	return frozen ? cgroup_freeze(cg, err) : cgroup_thaw(cg, err);
+}
+
 /*
  * The pre-copy rounds, while the slice runs; stops by the rule in
  * slice_checkpoint_opts. st->rounds filled.
@@ -197,7 +204,9 @@ int slice_checkpoint(const char *root, const char *name, int out_fd,
 	struct ckpt_stats pst = {0};
 	r = 0;
 	if (o->precopy) {
-		r = ckpt_precopy_start(state.pid, out_fd, o->verbose, &pc, err);
+		struct ckpt_precopy_opts po = {
+		    .verbose = o->verbose, .freeze = cg ? freeze_slice : NULL, .freeze_arg = cg};
+		r = ckpt_precopy_start(state.pid, out_fd, &po, &pc, err);
 		if (r >= 0)
 			r = precopy_rounds(pc, o, &pst, err);
 		d.precopy = pc;

@@ -246,6 +246,28 @@ static void on_signal(int s)
 	_exit(3);
 }
 
+/* -P: the tree stops while new memory is registered (ckpt_dirty.h) */
+static int freeze_cg(void *arg, bool frozen, struct vs_error *err)
+{
+	(void)arg;
+	char path[300];
+	snprintf(path, sizeof(path), "%s/freezer.state", cg);
+	const char *want = frozen ? "FROZEN" : "THAWED";
+	if (vs_write_str(path, want, err) < 0)
+		return -1;
+	for (int i = 0; i < 5000; i++) {
+		char buf[32] = "";
+		int fd = open(path, O_RDONLY | O_CLOEXEC);
+		ssize_t n = fd < 0 ? -1 : read(fd, buf, sizeof(buf) - 1);
+		if (fd >= 0)
+			close(fd);
+		if (n > 0 && strncmp(buf, want, strlen(want)) == 0)
+			return 0;
+		msleep(0);
+	}
+	return vs_error_set(err, ETIMEDOUT, "freezer: %s not reached", want);
+}
+
 int main(int argc, char **argv)
 {
 	bool leave = false, refuse = false;
@@ -314,7 +336,8 @@ int main(int argc, char **argv)
 		int r = 0;
 		char rounds[512] = "";
 		if (precopy > 0)
-			r = ckpt_precopy_start(p1, fd, false, &pc, &err);
+			r = ckpt_precopy_start(p1, fd, &(struct ckpt_precopy_opts){.freeze = freeze_cg},
+					       &pc, &err);
 		for (int k = 0; r >= 0 && k < precopy; k++) {
 			struct ckpt_round_stats rs;
 			r = ckpt_precopy_round(pc, &rs, &err);
