@@ -88,6 +88,9 @@ struct ckpt_dump_opts {
 	/* A pre-copy that began the stream on out_fd (ckpt_dirty.h): the dump
 	 * continues it and its page round is the pre-copy's frozen round. */
 	struct ckpt_precopy *precopy;
+	/* Only the refusal checks on the running tree (nothing is stopped or
+	 * written): 0 if a dump would not refuse it up front. */
+	bool check_only;
 };
 
 int ckpt_dump(const struct ckpt_dump_opts *o, struct ckpt_stats *st, struct vs_error *err);

@@ -669,8 +669,8 @@ static int ensure_uffd(struct pc_proc *p, struct vs_error *err)
 	free(vv.v);
 	int r = make_uffd(p, err);
 	if (r < 0 && err->kind != VS_EK_REFUSED &&
-	    (kill(p->hpid, 0) < 0 || start_time_of(p->hpid) != p->start_time))
-		return 0; /* it exited meanwhile: not an error */
+	    (kill(p->hpid, 0) < 0 || is_zombie(p->hpid) || start_time_of(p->hpid) != p->start_time))
+		return 0; /* it exited meanwhile (a zombie now, or gone): not an error */
 	if (r < 0 && err->kind != VS_EK_REFUSED)
 		vs_error_wrap(err, "pre-copy: arm pid %d", p->vpid);
 	return r;

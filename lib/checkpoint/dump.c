@@ -1481,7 +1481,7 @@ static int d_stop_tree(struct dumper *d, uint64_t *t_check, uint64_t *t_frozen,
 		r = d_check_ns_complete(d, err);
 	if (r >= 0)
 		r = d_check_pstree(d, err);
-	if (r < 0)
+	if (r < 0 || o->check_only)
 		return r;
 	*t_check = vs_now_ns();
 	if (o->freezer_dir) {
@@ -1557,8 +1557,8 @@ int ckpt_dump(const struct ckpt_dump_opts *o, struct ckpt_stats *st, struct vs_e
 		err->code = ENOTSUP;
 		r = -ENOTSUP;
 	}
-	if (r < 0)
-		goto fail;
+	if (r < 0 || o->check_only)
+		goto fail; /* check_only: nothing was stopped; r = 0 */
 	st->freeze_ns = t_frozen - t_check;
 	st->check_ns = t_check - t_start;
 

@@ -204,6 +204,12 @@ int slice_checkpoint(const char *root, const char *name, int out_fd,
 	struct ckpt_stats pst = {0};
 	r = 0;
 	if (o->precopy) {
+		/* what the dump would refuse, before any round is spent */
+		struct ckpt_dump_opts chk = d;
+		chk.check_only = true;
+		r = ckpt_dump(&chk, NULL, err);
+	}
+	if (r >= 0 && o->precopy) {
 		struct ckpt_precopy_opts po = {
 		    .verbose = o->verbose, .freeze = cg ? freeze_slice : NULL, .freeze_arg = cg};
 		r = ckpt_precopy_start(state.pid, out_fd, &po, &pc, err);
