@@ -1011,31 +1011,22 @@ int ck_precopy_final_round(struct ckpt_precopy *pc, struct ck_writer *w, const s
 {
 	plan_reset(pc);
 	pc->final = true;
-	/* The dump's own vma list, of the stopped tree; a range counts as
-	 * tracked only if its vma is still registered ("uw") in a process we
-	 * armed (same start time) and its scan works. */
-	pid_t cur_pid = 0;
-	struct vmavec vv = {0};
+	/* The dump's own vma list, of the stopped tree. A range counts as
+	 * tracked if its process is one we armed (same start time) and its
+	 * scan works: PM_SCAN_CHECK_WPASYNC fails (EPERM) on a vma that is not
+	 * registered - mapped since the last round -, which is then sent
+	 * whole. (No smaps here: it would walk every page table again while
+	 * the tree is stopped.) */
 	for (size_t i = 0; i < ms->r.n; i++) {
 		const struct ck_memrange *r = &ms->r.v[i];
 		struct pc_proc *p = proc_find(pc, r->hpid);
 		uint8_t *bits = NULL;
 		if (p && p->uffd >= 0 && !p->shares_mm && start_time_of(p->hpid) == p->start_time) {
-			if (cur_pid != r->hpid) {
-				vv.n = 0;
-				read_smaps(r->hpid, &vv);
-				cur_pid = r->hpid;
-			}
-			for (size_t k = 0; k < vv.n; k++)
-				if (vv.v[k].s == r->start && vv.v[k].e == r->end &&
-				    vv.v[k].uffd_wp) {
-					bits = scan_vma(pc, p, r->start, r->end);
-					take_pending(p, r->start, r->end, bits);
-				}
+			bits = scan_vma(pc, p, r->start, r->end);
+			take_pending(p, r->start, r->end, bits);
 		}
 		ck_vec_push(&pc->bits, bits);
 	}
-	free(vv.v);
 	struct final_ctx c = {pc, ms};
 	int r = ck_mem_write_round(w, ms, pc->rounds, final_pred, &c, st, err);
 	plan_reset(pc);
