@@ -5,7 +5,8 @@
  * the frozen round (after the records) overrides both, and what lies
  * outside the final vmas or belongs to a pid that is gone is dropped; bad
  * early pages and unknown stream flags are refused; the stats JSON with
- * rounds is valid JSON.
+ * rounds is valid JSON. CKPT_WRITE_SEED_PRECOPY=path writes the stream as
+ * a fuzz seed (tests/fuzz/seeds/ckpt/precopy.bin).
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -116,6 +117,17 @@ static void test_spool_round_trip(void **state)
 	/* the whole stream verifies, the early rounds checked, not kept */
 	fd = build(CK_FLAG_PRECOPY, 0);
 	assert_int_equal(ckpt_image_verify_fd(fd, &err), 0);
+	/* CKPT_WRITE_SEED_PRECOPY=path: this stream as a fuzz seed */
+	const char *seed = getenv("CKPT_WRITE_SEED_PRECOPY");
+	if (seed) {
+		char *buf = NULL;
+		size_t len = 0;
+		char path[64];
+		snprintf(path, sizeof(path), "/proc/self/fd/%d", fd);
+		assert_int_equal(vs_read_file(path, 0, &buf, &len, &err), 0);
+		assert_int_equal(vs_write_file_atomic(seed, buf, len, 0644, &err), 0);
+		free(buf);
+	}
 	close(fd);
 	munmap(m, 9 * PG);
 }
