@@ -477,6 +477,7 @@ static int make_uffd(struct pc_proc *p, struct vs_error *err)
 	}
 	uint64_t saved[27], mask = 0, all = ~0ull;
 	int ours = -1;
+	long tfd_taken = -1;
 	r = ck_getregs(tid, saved, err);
 	if (r >= 0 && (ptrace(PTRACE_GETSIGMASK, tid, sizeof(mask), &mask) < 0 ||
 		       ptrace(PTRACE_SETSIGMASK, tid, sizeof(all), &all) < 0))
@@ -489,6 +490,7 @@ static int make_uffd(struct pc_proc *p, struct vs_error *err)
 		} else if (tfd < 0) {
 			r = vs_error_sys(err, (int)-tfd, "pid %d: userfaultfd", p->vpid);
 		} else {
+			tfd_taken = tfd;
 			ours = (int)syscall(SYS_pidfd_getfd, pidfd, (int)tfd, 0);
 			if (ours < 0)
 				r = vs_error_sys(err, errno, "pid %d: pidfd_getfd", p->vpid);
@@ -506,6 +508,18 @@ static int make_uffd(struct pc_proc *p, struct vs_error *err)
 		if (ours >= 0)
 			close(ours);
 		return r;
+	}
+	/* The number came back in a register of a process we do not trust
+	 * (another of its threads may have rewritten the instruction we
+	 * stepped over): before any ioctl - which runs as host root - make
+	 * sure the fd we took is a userfaultfd, not one of its devices. */
+	char lp[64], target[64];
+	snprintf(lp, sizeof(lp), "/proc/self/fd/%d", ours);
+	ssize_t tl = readlink(lp, target, sizeof(target) - 1);
+	if (tl <= 0 || (target[tl] = 0, strcmp(target, "anon_inode:[userfaultfd]") != 0)) {
+		close(ours);
+		return vs_error_set(err, EPERM, "pid %d: fd %ld it returned is not a userfaultfd",
+				    p->vpid, tfd_taken);
 	}
 	struct uffdio_api api = {.api = UFFD_API, .features = UFFD_FEATURE_WP_ASYNC};
 	if (ioctl(ours, UFFDIO_API, &api) < 0 || !(api.features & UFFD_FEATURE_WP_ASYNC)) {
