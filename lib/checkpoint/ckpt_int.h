@@ -676,6 +676,21 @@ int ck_precopy_writer(struct ckpt_precopy *pc, struct ck_writer *w, struct vs_er
 int ck_precopy_final_round(struct ckpt_precopy *pc, struct ck_writer *w, const struct ck_memset *ms,
 			   struct ckpt_stats *st, struct vs_error *err);
 
+/* uffd.c: the kernel half of the tracking. ck_uffd_make: a userfaultfd
+ * (WP_ASYNC set up) in hpid's mm, made by a step of one of its threads and
+ * taken into *out. ck_uffd_arm: register [s, e) in write-protect mode and
+ * protect it (-errno). ck_uffd_scan: PAGEMAP_SCAN of [s, e) on
+ * pagemap_fd - the pages written since, into bits (one per page from s),
+ * protected again; -EPERM if part of it is not registered. */
+int ck_uffd_probe(struct vs_error *err);
+int ck_uffd_make(pid_t hpid, int32_t vpid, int *out, struct vs_error *err);
+int ck_uffd_arm(int uffd, uint64_t s, uint64_t e);
+int ck_uffd_scan(int pagemap_fd, uint64_t s, uint64_t e, uint8_t *bits, uint64_t *count);
+/* A pagemap entry that is a uffd-wp pte marker, not a page. */
+bool ck_pm_uffd_marker(uint64_t pm);
+/* A zombie (or gone) task. */
+bool ck_task_zombie(pid_t hpid);
+
 #define CK_SPOOL_ADDR_MAX (1ull << 47)
 #define CK_SPOOL_PIECE	  (4u << 20)
 struct ck_spool;
