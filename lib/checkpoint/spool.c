@@ -11,8 +11,9 @@
  * (about the slice's memory), not every round's. Once the processes are
  * re-mapped, ck_spool_apply copies what lies inside each process's final
  * private vmas (SEEK_DATA / SEEK_HOLE walk the written parts) and drops
- * the rest: pages of processes that exited, of vmas unmapped since. The
- * dump's frozen round then overrides whatever changed after it was sent.
+ * the rest: pages of processes that exited, of vmas unmapped since. From
+ * a stream, the frozen round after the records is read into the spool
+ * as well, up to the verified END, before anything is applied.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -121,11 +122,43 @@ static int apply_range(struct ck_spool *sp, pid_t hpid, int32_t vpid, uint64_t b
 	return 0;
 }
 
+/* The rest of a streamed image - the frozen round - into the spool too,
+ * up to its verified END: the source, blocked on the pipe until it is
+ * drained, is not kept frozen while the spool is written out, and nothing
+ * is written into a process before END matched. Later rounds overwrite
+ * earlier ones in place, as on the way in. */
+static int drain(struct ckpt_image *img, uint8_t *piece, struct vs_error *err)
+{
+	for (;;) {
+		struct ck_pages pg;
+		uint32_t round;
+		int r = ck_stream_next_pages(img, &pg, &round, err);
+		if (r <= 0)
+			return r;
+		for (uint64_t done = 0; done < pg.len;) {
+			size_t n = pg.len - done < CK_SPOOL_PIECE ? (size_t)(pg.len - done)
+								  : CK_SPOOL_PIECE;
+			if ((r = ck_stream_payload(img, piece, n, err)) < 0 ||
+			    (r = ck_spool_put(img->spool, pg.pid, pg.addr + done, piece, n, err)) <
+				0)
+				return r;
+			done += n;
+		}
+		if ((r = ck_stream_section_end(img, err)) < 0)
+			return r;
+	}
+}
+
 int ck_spool_apply(struct ckpt_image *img, ck_hpid_of hpid_of, void *arg, struct ckpt_stats *st,
 		   struct vs_error *err)
 {
 	struct ck_spool *sp = img->spool;
 	cleanup_free uint8_t *piece = vs_xmalloc(CK_SPOOL_PIECE);
+	if (img->rd.fd >= 0) {
+		int r = drain(img, piece, err);
+		if (r < 0)
+			return r;
+	}
 	for (size_t i = 0; i < img->vmas.n; i++) {
 		const struct ck_vma *v = &img->vmas.v[i];
 		if (v->kind != CK_VMA_ANON && v->kind != CK_VMA_FILE)
