@@ -35,6 +35,15 @@
 
 #include "vslice/error.h"
 
+/* One pre-copy round written while the tree ran (dirty.c). */
+#define CKPT_MAX_ROUNDS 32
+struct ckpt_round_stats {
+	uint64_t pages;	    /* pages written in the round */
+	uint64_t bytes;	    /* stream bytes of the round */
+	uint64_t ns;	    /* scan + arm + read + write */
+	uint64_t dirty_bps; /* bytes/s the tree wrote since the previous scan (0 in round 0) */
+};
+
 struct ckpt_stats {
 	uint64_t check_ns;   /* refusal checks on the running tree */
 	uint64_t freeze_ns;  /* from freezing to every thread stopped */
@@ -48,7 +57,14 @@ struct ckpt_stats {
 	uint64_t forking_ns;	/* stub readiness wait inside restore_ns */
 	uint64_t injected_syscalls;
 	unsigned nr_procs, nr_threads, nr_vmas, nr_fds;
+	/* pre-copy (0 rounds: none); the frozen round is pages_written and
+	 * frozen_ns, its downtime on one node */
+	unsigned nr_rounds;
+	uint64_t precopy_ns; /* the running rounds, start to the freeze */
+	struct ckpt_round_stats rounds[CKPT_MAX_ROUNDS];
 };
+
+struct ckpt_precopy; /* include/vslice/ckpt_dirty.h */
 
 struct ckpt_dump_opts {
 	pid_t root_pid;		 /* host pid of the tree root (the workload) */
@@ -69,6 +85,12 @@ struct ckpt_dump_opts {
 	 * (copy the file system delta here); a failure fails the dump. */
 	int (*while_stopped)(void *arg, struct vs_error *err);
 	void *while_stopped_arg;
+	/* A pre-copy that began the stream on out_fd (ckpt_dirty.h): the dump
+	 * continues it and its page round is the pre-copy's frozen round. */
+	struct ckpt_precopy *precopy;
+	/* Only the refusal checks on the running tree (nothing is stopped or
+	 * written): 0 if a dump would not refuse it up front. */
+	bool check_only;
 };
 
 int ckpt_dump(const struct ckpt_dump_opts *o, struct ckpt_stats *st, struct vs_error *err);
@@ -136,6 +158,9 @@ int ckpt_image_extract_fs(const struct ckpt_image *img, const char *dst, uint32_
 
 /* Write st as JSON to path (atomic). */
 int ckpt_stats_write_json(const char *path, const struct ckpt_stats *st, struct vs_error *err);
+/* json (len bytes, a whole object) with the pre-copy fields added before
+ * its closing brace; malloc'ed (dirty.c). */
+char *ckpt_stats_json_rounds(const struct ckpt_stats *st, const char *json, size_t len);
 /* One-line human summary into buf. */
 void ckpt_stats_format(const struct ckpt_stats *st, char *buf, size_t len);
 

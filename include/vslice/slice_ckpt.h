@@ -19,6 +19,7 @@
 #define VSLICE_SLICE_CKPT_H
 
 #include <stdbool.h>
+#include <stdint.h>
 
 #include "vslice/ckpt.h"
 #include "vslice/error.h"
@@ -26,6 +27,18 @@
 struct slice_checkpoint_opts {
 	bool leave_running; /* the slice runs on after the checkpoint */
 	bool verbose;	    /* checkpointer progress on stderr */
+	/* Pre-copy (ckpt_dirty.h): page rounds while the slice runs, then the
+	 * frozen round. The rounds stop at max_rounds (0: 8), when a round
+	 * (after the first) has fewer than min_pages pages (0: 64), when a
+	 * round is no smaller than the one before, or when the rounds wrote
+	 * max_bytes (0: twice the first round). */
+	bool precopy;
+	unsigned max_rounds;
+	uint64_t min_pages;
+	uint64_t max_bytes;
+	/* Called after each running round (may be NULL). */
+	void (*on_round)(void *arg, unsigned round, const struct ckpt_round_stats *rs);
+	void *on_round_arg;
 };
 
 /*

@@ -24,6 +24,10 @@
  * 3: pages only in page rounds (CK_SEC_ROUND + CK_SEC_PAGES) after every
  *    other section, so a restore can apply them as they arrive. */
 #define CK_VERSION 3
+/* Stream flag: the stream opens with page rounds written while the tree
+ * ran (a pre-copy, dirty.c), before the HEADER; their pages are applied
+ * first, clipped to the final vmas (docs/checkpoint.md, "Pre-copy"). */
+#define CK_FLAG_PRECOPY 1u
 
 enum ck_sec {
 	CK_SEC_HEADER = 1,
@@ -399,6 +403,7 @@ struct ck_reader {
 	bool in_rounds; /* the first ROUND was seen */
 	bool done;	/* END read and verified */
 	int64_t round;	/* current round, -1 before the first */
+	uint32_t flags; /* stream flags (CK_FLAG_*) */
 };
 
 struct ckpt_image {
@@ -442,6 +447,8 @@ struct ckpt_image {
 	CK_VEC(struct ck_inotify) inotify; /* fd-level: CK_SEC_INOTIFY */
 	CK_VEC(struct ck_inet) inets;	   /* fd-level: CK_SEC_INET */
 	CK_VEC(struct ck_sysv) sysv;	   /* fd-level: CK_SEC_SYSV */
+	struct ck_spool *spool;		   /* pre-copy rounds (spool.c), or NULL */
+	bool spool_discard;		   /* verify only: pre-copy pages checked, not kept */
 };
 
 #define ck_vec_push(vec, val)                                                                      \
@@ -481,6 +488,15 @@ int ck_write_section_async(struct ck_writer *w, uint32_t type, const void *rec, 
 /* Wait until no background write is in flight. */
 int ck_writer_sync(struct ck_writer *w, struct vs_error *err);
 int ck_writer_close(struct ck_writer *w, struct vs_error *err);
+/* ck_writer_open with stream flags (CK_FLAG_*) in the stream head. */
+int ck_writer_open_flags(struct ck_writer *w, int fd, uint32_t flags, struct vs_error *err);
+/* Everything buffered handed to the fd (no END record). */
+int ck_writer_flush(struct ck_writer *w, struct vs_error *err);
+/* A writer that continues a stream another writer began and flushed
+ * (the pre-copy's rounds): no stream head; counters carried on so the
+ * END record covers the whole stream. */
+int ck_writer_continue(struct ck_writer *w, int fd, uint64_t total, uint32_t nr_sections,
+		       uint32_t chain, struct vs_error *err);
 void ck_writer_free(struct ck_writer *w);
 
 const struct ck_proc *ck_image_proc(const struct ckpt_image *img, pid_t pid);
@@ -645,6 +661,48 @@ struct ck_pstep {
 int ck_pstree_plan(const struct ck_pnode *n, size_t nn, int32_t root, int32_t top_sid,
 		   int32_t top_pgid, struct ck_pstep **out, size_t *nout, int32_t *bad_pid,
 		   struct vs_error *err);
+
+/* --- pre-copy (dirty.c, spool.c) -------------------------------------------
+ * Dump side: ckpt_dump with o->precopy continues the stream the pre-copy
+ * began (ck_precopy_writer) and ends with its frozen round, which writes
+ * what changed since the last running round, what was never sent, and
+ * what was sent but is gone now (ck_precopy_final_round).
+ * Restore side: the pre-copy rounds of a stream are held in a spool (one
+ * sparse memfd, offset = slot << 47 | address) until the records are
+ * known; ck_spool_apply writes what lies inside each process's final
+ * private vmas, before the rounds that follow the records. */
+struct ckpt_precopy;
+int ck_precopy_writer(struct ckpt_precopy *pc, struct ck_writer *w, struct vs_error *err);
+int ck_precopy_final_round(struct ckpt_precopy *pc, struct ck_writer *w, const struct ck_memset *ms,
+			   struct ckpt_stats *st, struct vs_error *err);
+
+/* uffd.c: the kernel half of the tracking. ck_uffd_make: a userfaultfd
+ * (WP_ASYNC set up) in hpid's mm, made by a step of one of its threads and
+ * taken into *out. ck_uffd_arm: register [s, e) in write-protect mode and
+ * protect it (-errno). ck_uffd_scan: PAGEMAP_SCAN of [s, e) on
+ * pagemap_fd - the pages written since, into bits (one per page from s),
+ * protected again; -EPERM if part of it is not registered. */
+int ck_uffd_probe(struct vs_error *err);
+int ck_uffd_make(pid_t hpid, int32_t vpid, int *out, struct vs_error *err);
+int ck_uffd_arm(int uffd, uint64_t s, uint64_t e);
+int ck_uffd_scan(int pagemap_fd, uint64_t s, uint64_t e, uint8_t *bits, uint64_t *count);
+/* A pagemap entry that is a uffd-wp pte marker, not a page. */
+bool ck_pm_uffd_marker(uint64_t pm);
+/* A zombie (or gone) task. */
+bool ck_task_zombie(pid_t hpid);
+
+#define CK_SPOOL_ADDR_MAX (1ull << 47)
+#define CK_SPOOL_PIECE	  (4u << 20)
+struct ck_spool;
+int ck_spool_new(struct ck_spool **out, struct vs_error *err);
+int ck_spool_put(struct ck_spool *sp, int32_t pid, uint64_t addr, const void *buf, size_t len,
+		 struct vs_error *err);
+void ck_spool_free(struct ck_spool *sp);
+int ck_spool_apply(struct ckpt_image *img, ck_hpid_of hpid_of, void *arg, struct ckpt_stats *st,
+		   struct vs_error *err);
+/* memory.c: write len bytes at addr of a stopped restored process. */
+int ck_mem_poke(pid_t hpid, int32_t vpid, uint64_t addr, const void *buf, size_t len,
+		struct vs_error *err);
 
 /* small /proc helpers */
 int ck_read_small(const char *path, char *buf, size_t len);

@@ -1481,7 +1481,7 @@ static int d_stop_tree(struct dumper *d, uint64_t *t_check, uint64_t *t_frozen,
 		r = d_check_ns_complete(d, err);
 	if (r >= 0)
 		r = d_check_pstree(d, err);
-	if (r < 0)
+	if (r < 0 || o->check_only)
 		return r;
 	*t_check = vs_now_ns();
 	if (o->freezer_dir) {
@@ -1557,8 +1557,8 @@ int ckpt_dump(const struct ckpt_dump_opts *o, struct ckpt_stats *st, struct vs_e
 		err->code = ENOTSUP;
 		r = -ENOTSUP;
 	}
-	if (r < 0)
-		goto fail;
+	if (r < 0 || o->check_only)
+		goto fail; /* check_only: nothing was stopped; r = 0 */
 	st->freeze_ns = t_frozen - t_check;
 	st->check_ns = t_check - t_start;
 
@@ -1595,7 +1595,8 @@ int ckpt_dump(const struct ckpt_dump_opts *o, struct ckpt_stats *st, struct vs_e
 	}
 	/* Header sizes of vdso are filled while dumping memory; the header is
 	 * written first, so the restore re-checks the vdso from the vma records. */
-	r = ck_writer_open(&d.w, o->out_fd, err);
+	r = o->precopy ? ck_precopy_writer(o->precopy, &d.w, err)
+		       : ck_writer_open(&d.w, o->out_fd, err);
 	if (r >= 0)
 		r = ck_write_section(&d.w, CK_SEC_HEADER, &hdr, sizeof(hdr), NULL, 0, err);
 	if (r >= 0 && o->extra && o->extra_len)
@@ -1611,7 +1612,9 @@ int ckpt_dump(const struct ckpt_dump_opts *o, struct ckpt_stats *st, struct vs_e
 	if (r >= 0 && o->fs_root)
 		r = ck_fs_dump(&d.w, o->fs_root, err);
 	/* version 3: the pages last, so a restore applies them as they come */
-	if (r >= 0)
+	if (r >= 0 && o->precopy)
+		r = ck_precopy_final_round(o->precopy, &d.w, &d.mem, st, err);
+	else if (r >= 0)
 		r = ck_mem_write_round(&d.w, &d.mem, 0, ck_pred_present, NULL, st, err);
 	if (r >= 0)
 		r = ck_writer_close(&d.w, err);

@@ -197,6 +197,11 @@ static int w_put(struct ck_writer *w, const void *p, size_t len, struct vs_error
 
 int ck_writer_open(struct ck_writer *w, int fd, struct vs_error *err)
 {
+	return ck_writer_open_flags(w, fd, 0, err);
+}
+
+int ck_writer_open_flags(struct ck_writer *w, int fd, uint32_t flags, struct vs_error *err)
+{
 	memset(w, 0, sizeof(*w));
 	w->fd = fd;
 	w->cap = WBUF;
@@ -213,7 +218,7 @@ int ck_writer_open(struct ck_writer *w, int fd, struct vs_error *err)
 	}
 	uint8_t head[16];
 	memcpy(head, CK_MAGIC, 8);
-	uint32_t v = CK_VERSION, fl = 0;
+	uint32_t v = CK_VERSION, fl = flags;
 	memcpy(head + 8, &v, 4);
 	memcpy(head + 12, &fl, 4);
 	return w_put(w, head, sizeof(head), err);
@@ -279,6 +284,25 @@ int ck_write_section_async(struct ck_writer *w, uint32_t type, const void *rec, 
 int ck_writer_sync(struct ck_writer *w, struct vs_error *err)
 {
 	return w_wait(w, err);
+}
+
+int ck_writer_flush(struct ck_writer *w, struct vs_error *err)
+{
+	return w_flush(w, err);
+}
+
+int ck_writer_continue(struct ck_writer *w, int fd, uint64_t total, uint32_t nr_sections,
+		       uint32_t chain, struct vs_error *err)
+{
+	int r = ck_writer_open(w, fd, err);
+	if (r < 0)
+		return r;
+	/* the stream head is still in the buffer (16 bytes): drop it */
+	w->used = 0;
+	w->total = total;
+	w->nr_sections = nr_sections;
+	w->chain = chain;
+	return 0;
 }
 
 int ck_writer_close(struct ck_writer *w, struct vs_error *err)
@@ -736,9 +760,10 @@ static int rd_stream_head(struct ck_reader *r, struct vs_error *err)
 		return vs_error_set(err, EPROTONOSUPPORT,
 				    "checkpoint: format version %u, expected %u", version,
 				    CK_VERSION);
-	if (flags != 0)
+	if (flags & ~CK_FLAG_PRECOPY)
 		return vs_error_set(err, EPROTONOSUPPORT, "checkpoint: unknown stream flags %#x",
 				    flags);
+	r->flags = flags;
 	r->round = -1;
 	return 0;
 }
@@ -868,7 +893,7 @@ static int rd_sections(struct ckpt_image *img, struct vs_error *err)
 	struct ck_reader *r = &img->rd;
 	bool saw_header = false;
 	for (;;) {
-		int rr = rd_head(r, err);
+		int rr = r->have_head ? 0 : rd_head(r, err);
 		if (rr < 0)
 			return rr;
 		uint64_t at = r->off - 16;
@@ -938,10 +963,73 @@ static struct ckpt_image *image_new(int fd, const void *buf, size_t len)
 	return img;
 }
 
+/*
+ * A pre-copy stream (CK_FLAG_PRECOPY) opens with the page rounds written
+ * while the tree ran, before any record: there are no vmas yet to check
+ * them against, so their pages go to the spool (spool.c), which the
+ * restore applies - clipped to the final vmas - before the rounds that
+ * follow the records. Stops with the first other section's head read.
+ */
+static int rd_pre_rounds(struct ckpt_image *img, struct vs_error *err)
+{
+	struct ck_reader *r = &img->rd;
+	cleanup_free uint8_t *piece = NULL;
+	for (;;) {
+		int rr = rd_head(r, err);
+		if (rr < 0)
+			return rr;
+		if (r->type == CK_SEC_ROUND) {
+			struct ck_round rec;
+			if (r->left != sizeof(rec))
+				return vs_error_set(err, EBADMSG,
+						    "checkpoint: bad page round record");
+			if ((rr = rd_payload(r, &rec, NULL, sizeof(rec), err)) < 0 ||
+			    (rr = rd_trailer(r, err)) < 0)
+				return rr;
+			if ((int64_t)rec.round <= r->round)
+				return vs_error_set(
+				    err, EBADMSG, "checkpoint: page round %u after round %" PRId64,
+				    rec.round, r->round);
+			r->round = rec.round;
+			continue;
+		}
+		if (r->type != CK_SEC_PAGES)
+			return 0;
+		struct ck_pages pg;
+		if (r->round < 0)
+			return vs_error_set(err, EBADMSG, "checkpoint: pages outside a page round");
+		if (r->left < sizeof(pg) || (rr = rd_payload(r, &pg, NULL, sizeof(pg), err)) < 0)
+			return r->left < sizeof(pg)
+				   ? vs_error_set(err, EBADMSG,
+						  "checkpoint: pages record truncated")
+				   : rr;
+		if (r->left != pg.len || (pg.addr & 4095) || (pg.len & 4095) ||
+		    pg.addr + pg.len < pg.addr || pg.addr + pg.len > CK_SPOOL_ADDR_MAX)
+			return vs_error_set(err, EBADMSG, "checkpoint: bad pre-copy pages record");
+		if (!img->spool && !img->spool_discard && (rr = ck_spool_new(&img->spool, err)) < 0)
+			return rr;
+		if (!piece)
+			piece = vs_xmalloc(CK_SPOOL_PIECE);
+		for (uint64_t done = 0; done < pg.len;) {
+			size_t n = pg.len - done < CK_SPOOL_PIECE ? (size_t)(pg.len - done)
+								  : CK_SPOOL_PIECE;
+			if ((rr = rd_payload(r, piece, NULL, n, err)) < 0 ||
+			    (img->spool && (rr = ck_spool_put(img->spool, pg.pid, pg.addr + done,
+							      piece, n, err)) < 0))
+				return rr;
+			done += n;
+		}
+		if ((rr = rd_trailer(r, err)) < 0)
+			return rr;
+	}
+}
+
 /* Header, records and their cross-checks of a new image; frees it on failure. */
 static int image_read_records(struct ckpt_image *img, struct vs_error *err)
 {
 	int r = rd_stream_head(&img->rd, err);
+	if (r >= 0 && (img->rd.flags & CK_FLAG_PRECOPY))
+		r = rd_pre_rounds(img, err);
 	if (r >= 0)
 		r = rd_sections(img, err);
 	if (r >= 0)
@@ -1020,8 +1108,9 @@ int ck_stream_section_end(struct ckpt_image *img, struct vs_error *err)
 
 int ckpt_image_verify_fd(int fd, struct vs_error *err)
 {
-	struct ckpt_image *img = NULL;
-	int r = ckpt_image_read_fd(fd, &img, err);
+	struct ckpt_image *img = image_new(fd, NULL, 0);
+	img->spool_discard = true; /* checked, not kept */
+	int r = image_read_records(img, err);
 	if (r < 0)
 		return r;
 	uint8_t *piece = vs_xmalloc(1u << 20);
@@ -1068,6 +1157,7 @@ void ckpt_image_free(struct ckpt_image *img)
 	free(img->seccomps.v);
 	free(img->fs);
 	free(img->fsd);
+	ck_spool_free(img->spool);
 	if (img->errbox)
 		munmap(img->errbox, sizeof(*img->errbox));
 	for (size_t i = 0; i < img->chunks.n; i++)
@@ -1157,5 +1247,10 @@ int ckpt_stats_write_json(const char *path, const struct ckpt_stats *s, struct v
 	    s->check_ns, s->freeze_ns, s->frozen_ns, s->dump_ns, s->memdump_ns, s->pages_scanned,
 	    s->pages_written, s->bytes_written, s->restore_ns, s->forking_ns, s->injected_syscalls,
 	    s->nr_procs, s->nr_threads, s->nr_vmas, s->nr_fds);
+	if (s->nr_rounds) {
+		/* pre-copy (dirty.c): the rounds go in before the closing brace */
+		cleanup_free char *big = ckpt_stats_json_rounds(s, buf, (size_t)n);
+		return vs_write_file_atomic(path, big, strlen(big), 0644, err);
+	}
 	return vs_write_file_atomic(path, buf, (size_t)n, 0644, err);
 }

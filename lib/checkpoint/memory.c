@@ -216,7 +216,19 @@ static int restore_streamed(struct ckpt_image *img, ck_hpid_of hpid_of, void *ar
 int ck_mem_restore(struct ckpt_image *img, ck_hpid_of hpid_of, void *arg, struct ckpt_stats *st,
 		   struct vs_error *err)
 {
+	/* a pre-copy's running rounds first: the later rounds override them */
+	if (img->spool) {
+		int r = ck_spool_apply(img, hpid_of, arg, st, err);
+		if (r < 0)
+			return r;
+	}
 	if (img->rd.fd < 0)
 		return restore_parsed(img, hpid_of, arg, st, err);
 	return restore_streamed(img, hpid_of, arg, st, err);
+}
+
+int ck_mem_poke(pid_t hpid, int32_t vpid, uint64_t addr, const void *buf, size_t len,
+		struct vs_error *err)
+{
+	return write_target(hpid, vpid, addr, buf, len, err);
 }

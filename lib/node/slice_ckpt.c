@@ -30,6 +30,7 @@
 
 #include "vslice/cgroup.h"
 #include "vslice/ckpt.h"
+#include "vslice/ckpt_dirty.h"
 #include "vslice/slice.h"
 #include "vslice/slice_ckpt.h"
 #include "vslice/util.h"
@@ -75,6 +76,47 @@ static int refused(struct vs_error *err, int code, const char *what)
 {
 	vs_error_set(err, code, "%s", what);
 	return vs_error_kind(err, VS_EK_REFUSED);
+}
+
+/* ckpt_precopy_opts.freeze: the slice's freezer cgroup */
+static int freeze_slice(void *arg, bool frozen, struct vs_error *err)
+{
+	struct cgroup *cg = arg;
+	return frozen ? cgroup_freeze(cg, err) : cgroup_thaw(cg, err);
+}
+
+/*
+ * The pre-copy rounds, while the slice runs; stops by the rule in
+ * slice_checkpoint_opts. st->rounds filled.
+ */
+static int precopy_rounds(struct ckpt_precopy *pc, const struct slice_checkpoint_opts *o,
+			  struct ckpt_stats *st, struct vs_error *err)
+{
+	unsigned max_rounds = o->max_rounds ? o->max_rounds : 8;
+	uint64_t min_pages = o->min_pages ? o->min_pages : 64;
+	if (max_rounds > CKPT_MAX_ROUNDS - 1)
+		max_rounds = CKPT_MAX_ROUNDS - 1;
+	uint64_t total = 0, t0 = vs_now_ns();
+	st->nr_rounds = 0;
+	for (unsigned k = 0; k < max_rounds; k++) {
+		struct ckpt_round_stats *rs = &st->rounds[k];
+		int r = ckpt_precopy_round(pc, rs, err);
+		if (r < 0)
+			return r;
+		st->nr_rounds = k + 1;
+		total += rs->bytes;
+		if (o->on_round)
+			o->on_round(o->on_round_arg, k, rs);
+		uint64_t bound = o->max_bytes ? o->max_bytes : 2 * st->rounds[0].bytes;
+		if (k >= 1 && rs->pages < min_pages)
+			break; /* small enough: the frozen round will be short */
+		if (k >= 2 && rs->pages >= st->rounds[k - 1].pages)
+			break; /* not converging: the slice writes as fast as we copy */
+		if (total >= bound)
+			break;
+	}
+	st->precopy_ns = vs_now_ns() - t0;
+	return 0;
 }
 
 /* Wait until the process behind pidfd is gone (it has no reason to linger:
@@ -156,7 +198,33 @@ int slice_checkpoint(const char *root, const char *name, int out_fd,
 	pthread_sigmask(SIG_BLOCK, &pipe_set, &old_mask);
 	sigpending(&pending);
 	bool was_pending = sigismember(&pending, SIGPIPE);
-	r = ckpt_dump(&d, st, err);
+	/* Pre-copy: the rounds go first into the same stream; any failure
+	 * disarms every process (ckpt_precopy_free) and the slice runs on. */
+	struct ckpt_precopy *pc = NULL;
+	struct ckpt_stats pst = {0};
+	r = 0;
+	if (o->precopy) {
+		/* what the dump would refuse, before any round is spent */
+		struct ckpt_dump_opts chk = d;
+		chk.check_only = true;
+		r = ckpt_dump(&chk, NULL, err);
+	}
+	if (r >= 0 && o->precopy) {
+		struct ckpt_precopy_opts po = {
+		    .verbose = o->verbose, .freeze = cg ? freeze_slice : NULL, .freeze_arg = cg};
+		r = ckpt_precopy_start(state.pid, out_fd, &po, &pc, err);
+		if (r >= 0)
+			r = precopy_rounds(pc, o, &pst, err);
+		d.precopy = pc;
+	}
+	if (r >= 0)
+		r = ckpt_dump(&d, st, err);
+	ckpt_precopy_free(pc);
+	if (o->precopy && st) {
+		st->nr_rounds = pst.nr_rounds;
+		st->precopy_ns = pst.precopy_ns;
+		memcpy(st->rounds, pst.rounds, sizeof(st->rounds));
+	}
 	sigpending(&pending);
 	if (!was_pending && sigismember(&pending, SIGPIPE)) {
 		struct timespec zero = {0, 0};

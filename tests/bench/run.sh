@@ -17,6 +17,8 @@
 #   BENCH_SKIP_NET=1        skip the networking benchmarks (tests/bench/net.sh: veth,
 #                           bridge and overlay throughput/RTT, set-up cost; "net" in
 #                           results.json and net.md)
+#   BENCH_SKIP_PRECOPY=1    skip pre-copy on one node (tests/bench/precopy.sh:
+#                           rounds, bytes, freeze time; precopy.md / precopy.json)
 #   BENCH_SKIP_REGISTRY=1   skip the registry benchmarks (tests/bench/registry.sh:
 #                           scheduler, HTTP API, long-poll fan-out; results under
 #                           "registry" in results.json and in registry.md)
@@ -424,6 +426,10 @@ fi
 if [ "${BENCH_SKIP_E2E:-0}" != 1 ]; then
 	hdr "cluster end to end (tests/bench/cluster_e2e.sh)"
 	bash "$BENCH_DIR/cluster_e2e.sh" | tee "$OUT/cluster_e2e.md" || REGISTRY_RC=1
+fi
+if [ "${BENCH_SKIP_PRECOPY:-0}" != 1 ]; then
+	hdr "pre-copy on one node (tests/bench/precopy.sh)"
+	BENCH_OUT=$OUT bash "$BENCH_DIR/precopy.sh" || REGISTRY_RC=1
 fi
 hdr "done in $(fsub "$(now)" "$BENCH_T0")s; results in $RES"
 [ "$REGISTRY_RC" = 0 ] || exit 1

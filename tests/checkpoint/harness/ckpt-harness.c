@@ -19,6 +19,9 @@
  *   -x CMD  run CMD (sh -c) between the dump and the restore
  *   -f WORD the restore must fail with a one-line error containing WORD
  *           (the restorer's own reason, not "stub died")
+ *   -P N    pre-copy: N page rounds while the program runs, then the
+ *           frozen dump; after each running round but the last, SIGUSR2
+ *           to the program and wait for "STEP k" in its output
  * Exit 0 on PASS. Stats of the last cycle in DIR/stats.json.
  */
 #include <errno.h>
@@ -41,6 +44,7 @@
 #include <net/if.h>
 
 #include "vslice/ckpt.h"
+#include "vslice/ckpt_dirty.h"
 #include "vslice/util.h"
 
 static char cg[256];
@@ -242,13 +246,37 @@ static void on_signal(int s)
 	_exit(3);
 }
 
+/* -P: the tree stops while new memory is registered (ckpt_dirty.h) */
+static int freeze_cg(void *arg, bool frozen, struct vs_error *err)
+{
+	(void)arg;
+	char path[300];
+	snprintf(path, sizeof(path), "%s/freezer.state", cg);
+	const char *want = frozen ? "FROZEN" : "THAWED";
+	if (vs_write_str(path, want, err) < 0)
+		return -1;
+	for (int i = 0; i < 5000; i++) {
+		char buf[32] = "";
+		int fd = open(path, O_RDONLY | O_CLOEXEC);
+		ssize_t n = fd < 0 ? -1 : read(fd, buf, sizeof(buf) - 1);
+		if (fd >= 0)
+			close(fd);
+		if (n > 0 && strncmp(buf, want, strlen(want)) == 0)
+			return 0;
+		msleep(0);
+	}
+	return vs_error_set(err, ETIMEDOUT, "freezer: %s not reached", want);
+}
+
 int main(int argc, char **argv)
 {
 	bool leave = false, refuse = false;
 	const char *between = NULL, *must_fail = NULL;
-	int cycles = 1, opt;
-	while ((opt = getopt(argc, argv, "+lrn:x:f:")) != -1) {
-		if (opt == 'x')
+	int cycles = 1, opt, precopy = 0;
+	while ((opt = getopt(argc, argv, "+lrn:x:f:P:")) != -1) {
+		if (opt == 'P')
+			precopy = atoi(optarg);
+		else if (opt == 'x')
 			between = optarg;
 		else if (opt == 'f')
 			must_fail = optarg;
@@ -304,7 +332,39 @@ int main(int argc, char **argv)
 			die("create image");
 		struct ckpt_dump_opts o = { .root_pid = w, .init_pid = p1, .freezer_dir = cg, .out_fd = fd,
 					    .leave_running = leave, .name = "harness" };
-		int r = ckpt_dump(&o, &st, &err);
+		struct ckpt_precopy *pc = NULL;
+		int r = 0;
+		char rounds[512] = "";
+		if (precopy > 0)
+			r = ckpt_precopy_start(p1, fd, &(struct ckpt_precopy_opts){.freeze = freeze_cg},
+					       &pc, &err);
+		for (int k = 0; r >= 0 && k < precopy; k++) {
+			struct ckpt_round_stats rs;
+			r = ckpt_precopy_round(pc, &rs, &err);
+			if (r < 0)
+				break;
+			size_t n = strlen(rounds);
+			snprintf(rounds + n, sizeof(rounds) - n, "%sround %d %llu pages", k ? ", " : "",
+				 k, (unsigned long long)rs.pages);
+			if (k + 1 == precopy)
+				break;
+			char want[32];
+			snprintf(want, sizeof(want), "STEP %d", k + 1);
+			kill(w, SIGUSR2);
+			for (int i = 0; i < 500 && !out_has(want); i++)
+				msleep(10);
+			if (!out_has(want)) {
+				printf("PRECOPY: no \"%s\" from the program\n", want);
+				return 1;
+			}
+		}
+		o.precopy = pc;
+		if (r >= 0)
+			r = ckpt_dump(&o, &st, &err);
+		ckpt_precopy_free(pc);
+		if (precopy > 0 && r >= 0)
+			printf("precopy: %s; frozen round %llu pages\n", rounds,
+			       (unsigned long long)st.pages_written);
 		close(fd);
 		if (r < 0 && refuse) {
 			printf("cycle 1: refused as expected: %s\n", err.msg);

@@ -1,0 +1,199 @@
+/*
+ * test_ckpt_precopy.c - the pre-copy stream (CK_FLAG_PRECOPY: page rounds
+ * before the records) and its restore-side spool (lib/checkpoint/spool.c,
+ * image.c): early rounds are kept, a later round overrides an earlier one,
+ * the frozen round (after the records) overrides both, and what lies
+ * outside the final vmas or belongs to a pid that is gone is dropped; bad
+ * early pages and unknown stream flags are refused; the stats JSON with
+ * rounds is valid JSON. CKPT_WRITE_SEED_PRECOPY=path writes the stream as
+ * a fuzz seed (tests/fuzz/seeds/ckpt/precopy.bin).
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+#include <jansson.h>
+
+#include "../../lib/checkpoint/ckpt_int.h"
+#include "vslice/ckpt.h"
+#include "vslice/util.h"
+
+#define PG   4096
+#define BASE 0x3f0000000000ull /* our own memory, where the "restore" writes */
+
+static void pages(struct ck_writer *w, int32_t pid, uint64_t addr, size_t n, uint8_t byte)
+{
+	struct vs_error err;
+	uint8_t *buf = malloc(n * PG);
+	memset(buf, byte, n * PG);
+	struct ck_pages pg = {.pid = pid, .addr = addr, .len = n * PG};
+	assert_int_equal(ck_write_section(w, CK_SEC_PAGES, &pg, sizeof(pg), buf, n * PG, &err), 0);
+	free(buf);
+}
+
+static void round_mark(struct ck_writer *w, uint32_t n)
+{
+	struct vs_error err;
+	struct ck_round r = {.round = n};
+	assert_int_equal(ck_write_section(w, CK_SEC_ROUND, &r, sizeof(r), NULL, 0, &err), 0);
+}
+
+/* A pre-copy stream in a memfd (offset 0): two early rounds, the records
+ * (one process, pid 2, one vma [BASE, BASE + 4 pages)), the frozen round. */
+static int build(uint32_t flags, uint64_t bad_addr)
+{
+	int fd = memfd_create("precopy-test", 0);
+	assert_true(fd >= 0);
+	struct vs_error err;
+	struct ck_writer w;
+	assert_int_equal(ck_writer_open_flags(&w, fd, flags, &err), 0);
+	round_mark(&w, 0);
+	pages(&w, 2, BASE, 4, 0xaa);
+	pages(&w, 9, BASE, 1, 0x99);	      /* a pid that is gone by the freeze */
+	pages(&w, 2, BASE + 8 * PG, 1, 0x77); /* a vma unmapped since */
+	if (bad_addr)
+		pages(&w, 2, bad_addr, 1, 0x11);
+	round_mark(&w, 1);
+	pages(&w, 2, BASE + PG, 1, 0xbb);
+	struct ck_header h = {.root_pid = 2, .nr_procs = 1};
+	assert_int_equal(ck_write_section(&w, CK_SEC_HEADER, &h, sizeof(h), NULL, 0, &err), 0);
+	struct ck_proc *p = calloc(1, sizeof(*p));
+	p->pid = 2;
+	p->nr_threads = 1;
+	assert_int_equal(ck_write_section(&w, CK_SEC_PROC, p, sizeof(*p), NULL, 0, &err), 0);
+	free(p);
+	struct ck_thread t = {.pid = 2, .tid = 2};
+	assert_int_equal(ck_write_section(&w, CK_SEC_THREAD, &t, sizeof(t), NULL, 0, &err), 0);
+	struct ck_vma v = {
+	    .pid = 2, .kind = CK_VMA_ANON, .start = BASE, .end = BASE + 4 * PG, .prot = 3};
+	assert_int_equal(ck_write_section(&w, CK_SEC_VMA, &v, sizeof(v), NULL, 0, &err), 0);
+	round_mark(&w, 2);
+	pages(&w, 2, BASE + 2 * PG, 1, 0xcc);
+	assert_int_equal(ck_writer_close(&w, &err), 0);
+	ck_writer_free(&w);
+	lseek(fd, 0, SEEK_SET);
+	return fd;
+}
+
+static pid_t self_of(void *arg, int32_t vpid)
+{
+	(void)arg;
+	return vpid == 2 ? getpid() : 0;
+}
+
+static void test_spool_round_trip(void **state)
+{
+	(void)state;
+	/* "restored" memory: the vma, and the page after the unmapped one */
+	uint8_t *m = mmap((void *)BASE, 9 * PG, PROT_READ | PROT_WRITE,
+			  MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE, -1, 0);
+	assert_true(m == (void *)BASE);
+	int fd = build(CK_FLAG_PRECOPY, 0);
+	struct vs_error err;
+	struct ckpt_image *img = NULL;
+	assert_int_equal(ckpt_image_read_fd(fd, &img, &err), 0);
+	assert_non_null(img->spool);
+	struct ckpt_stats st = {0};
+	int r = ck_mem_restore(img, self_of, NULL, &st, &err);
+	if (r < 0)
+		fail_msg("%s", err.msg);
+	assert_int_equal(m[0], 0xaa);	   /* round 0 */
+	assert_int_equal(m[PG], 0xbb);	   /* round 1 over round 0 */
+	assert_int_equal(m[2 * PG], 0xcc); /* the frozen round over both */
+	assert_int_equal(m[4 * PG - 1], 0xaa);
+	assert_int_equal(m[8 * PG], 0);	       /* outside every final vma: dropped */
+	assert_int_equal(st.pages_written, 4); /* each page once: the frozen round is spooled too */
+	ckpt_image_free(img);
+	close(fd);
+	/* the whole stream verifies, the early rounds checked, not kept */
+	fd = build(CK_FLAG_PRECOPY, 0);
+	assert_int_equal(ckpt_image_verify_fd(fd, &err), 0);
+	/* CKPT_WRITE_SEED_PRECOPY=path: this stream as a fuzz seed */
+	const char *seed = getenv("CKPT_WRITE_SEED_PRECOPY");
+	if (seed) {
+		char *buf = NULL;
+		size_t len = 0;
+		char path[64];
+		snprintf(path, sizeof(path), "/proc/self/fd/%d", fd);
+		assert_int_equal(vs_read_file(path, 0, &buf, &len, &err), 0);
+		assert_int_equal(vs_write_file_atomic(seed, buf, len, 0644, &err), 0);
+		free(buf);
+	}
+	close(fd);
+	munmap(m, 9 * PG);
+}
+
+static void test_refused(void **state)
+{
+	(void)state;
+	struct vs_error err;
+	struct ckpt_image *img = NULL;
+	/* a flag this reader does not know */
+	int fd = build(CK_FLAG_PRECOPY | 2, 0);
+	assert_true(ckpt_image_read_fd(fd, &img, &err) < 0);
+	assert_non_null(strstr(err.msg, "unknown stream flags"));
+	close(fd);
+	/* early pages must be page-aligned and below 2^47 */
+	fd = build(CK_FLAG_PRECOPY, BASE + 12);
+	assert_true(ckpt_image_read_fd(fd, &img, &err) < 0);
+	assert_non_null(strstr(err.msg, "bad pre-copy pages record"));
+	close(fd);
+	fd = build(CK_FLAG_PRECOPY, 1ull << 47);
+	assert_true(ckpt_image_read_fd(fd, &img, &err) < 0);
+	close(fd);
+	/* rounds before the records without the flag: not a version-3 stream */
+	fd = build(0, 0);
+	assert_true(ckpt_image_read_fd(fd, &img, &err) < 0);
+	assert_non_null(strstr(err.msg, "first section is not the header"));
+	close(fd);
+}
+
+static void test_stats_json_rounds(void **state)
+{
+	(void)state;
+	struct ckpt_stats st = {.frozen_ns = 5000000, .pages_written = 12, .nr_rounds = 2};
+	st.rounds[0] = (struct ckpt_round_stats){.pages = 100, .bytes = 409600, .ns = 1000};
+	st.rounds[1] = (struct ckpt_round_stats){.pages = 7, .bytes = 28672, .dirty_bps = 99};
+	char path[] = "/tmp/vslice-unit-precopy-XXXXXX";
+	int fd = mkstemp(path);
+	assert_true(fd >= 0);
+	close(fd);
+	struct vs_error err;
+	assert_int_equal(ckpt_stats_write_json(path, &st, &err), 0);
+	json_error_t je;
+	json_t *j = json_load_file(path, 0, &je);
+	unlink(path);
+	if (!j)
+		fail_msg("not JSON: %s", je.text);
+	assert_int_equal(json_integer_value(json_object_get(j, "precopy_rounds")), 2);
+	json_t *rounds = json_object_get(j, "rounds");
+	assert_int_equal(json_array_size(rounds), 2);
+	assert_int_equal(json_integer_value(json_object_get(json_array_get(rounds, 1), "pages")),
+			 7);
+	assert_int_equal(
+	    json_integer_value(json_object_get(json_array_get(rounds, 1), "dirty_bytes_per_s")),
+	    99);
+	json_t *fin = json_object_get(j, "final_round");
+	assert_int_equal(json_integer_value(json_object_get(fin, "pages")), 12);
+	assert_int_equal(json_integer_value(json_object_get(j, "pages_written")), 12);
+	json_decref(j);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+	    cmocka_unit_test(test_spool_round_trip),
+	    cmocka_unit_test(test_refused),
+	    cmocka_unit_test(test_stats_json_rounds),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
