@@ -20,6 +20,7 @@
 #include "vslice/sliver.h"
 #include "vslice/units.h"
 #include "vslice/util.h"
+#include "vslice_version.h"
 
 #define EXIT_USAGE 125
 #define EXIT_FAIL  1
@@ -140,6 +141,7 @@ int main(int argc, char **argv)
 	    {"default-disk", required_argument, NULL, OPT_DEFAULT_DISK},
 	    {"verbose", no_argument, NULL, 'v'},
 	    {"help", no_argument, NULL, 'h'},
+	    {"version", no_argument, NULL, 'V'},
 	    {NULL, 0, NULL, 0},
 	};
 	struct nodemgr_opts o = {.log = log_line,
@@ -231,6 +233,9 @@ int main(int argc, char **argv)
 			break;
 		case 'h':
 			fputs(help, stdout);
+			return 0;
+		case 'V':
+			printf("vslice-nodemgr %s\n", VSLICE_VERSION);
 			return 0;
 		default:
 			return usage("unknown option or missing value: \"%s\"",

@@ -14,11 +14,10 @@
 #include <unistd.h>
 
 #include "slicectl.h"
+#include "vslice_version.h"
 #include "vslice/slice.h"
 #include "vslice/sliver.h"
 #include "vslice/units.h"
-
-#define VSLICE_VERSION "0.1.0"
 
 int ctl_fail(const char *verb, const char *obj, const struct vs_error *err)
 {

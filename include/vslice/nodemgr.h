@@ -40,7 +40,6 @@
 #include "vslice/slice.h"
 #include "vslice/util.h"
 
-#define NODEMGR_VERSION	      "0.2.0"
 #define NODEMGR_POLL_WAIT     30	 /* seconds a long-poll may block */
 #define NODEMGR_BACKOFF_MAX   30	 /* seconds between attempts while unreachable */
 #define NODEMGR_LOG_CHUNK     (1u << 20) /* log bytes uploaded per sliver per heartbeat */

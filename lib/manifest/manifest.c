@@ -1721,9 +1721,18 @@ int manifest_parse(const char *json, size_t len, const char *base_dir, struct ma
 				text[o++] = (char)ch;
 		}
 		text[o] = '\0';
+		/* jansson stops on the comment's first byte; people write
+		 * manifests by hand and expect // and # to work. */
+		size_t at = jerr.position > 0 ? (size_t)jerr.position - 1 : 0;
+		bool comment =
+		    at < len && (json[at] == '#' || (json[at] == '/' && at + 1 < len &&
+						     (json[at + 1] == '/' || json[at + 1] == '*')));
 		errs_push(errs, "", jerr.line > 0 ? jerr.line : 1,
 			  jerr.column > 0 ? jerr.column : 1,
-			  vs_xasprintf("invalid JSON: %s", text));
+			  vs_xasprintf("invalid JSON: %s%s", text,
+				       comment ? " (comments are not JSON: remove them, or "
+						 "say it in \"description\")"
+					       : ""));
 		return -EINVAL;
 	}
 	cleanup_manifest struct manifest *m = vs_xcalloc(1, sizeof(*m));

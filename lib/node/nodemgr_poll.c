@@ -29,6 +29,7 @@
 #include "vslice/regclient.h"
 #include "vslice/units.h"
 #include "vslice/util.h"
+#include "vslice_version.h"
 
 /* --- an answer ----------------------------------------------------- */
 
@@ -166,7 +167,7 @@ static int register_node(struct nodemgr *nm, struct http_client *c, long *status
 	read_images(nm->root, images);
 	cleanup_json json_t *body = json_pack("{s:f, s:I, s:O, s:O, s:s}", "cpus", nm->o.cpus,
 					      "memory", (json_int_t)nm->o.memory, "labels", labels,
-					      "images", images, "version", NODEMGR_VERSION);
+					      "images", images, "version", VSLICE_VERSION);
 	unsigned asked = 0;
 	int r = regclient_node_register(c, nm->name, body, &asked, status, err);
 	if (r < 0)
