@@ -72,6 +72,16 @@ bool ctl_want_help(int argc, char **argv, const char *help)
 	return false;
 }
 
+/* -h or --help among the verb's own options (before "--"). */
+static bool asks_help(int argc, char **argv)
+{
+	int end = ctl_split(argc, argv);
+	for (int i = 1; i < end; i++)
+		if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help"))
+			return true;
+	return false;
+}
+
 static const struct {
 	const char *name;
 	ctl_verb_fn fn; /* NULL: a weak verb, looked up in verb_fn() */
@@ -230,6 +240,16 @@ int main(int argc, char **argv)
 		fprintf(stderr,
 			"slicectl: %s: needs a registry (--registry URL or VSLICE_REGISTRY)\n",
 			verb);
+		return EXIT_VSLICE;
+	}
+	if (fn && !cluster && geteuid() != 0 && strcmp(verb, "validate") != 0 &&
+	    !asks_help(argc - optind, argv + optind)) {
+		/* Said first, before some file or cgroup refuses us with a
+		 * message that blames itself (a cache dir, a state file). */
+		fprintf(stderr,
+			"slicectl: %s: needs root (local slices are made with namespaces, cgroups "
+			"and mounts; run it as root, e.g. sudo slicectl %s ...)\n",
+			verb, verb);
 		return EXIT_VSLICE;
 	}
 	if (fn) {
