@@ -35,6 +35,7 @@
 #include "vslice/http.h"
 #include "vslice/regclient.h"
 #include "vslice/manifest.h"
+#include "vslice/slice.h"
 #include "vslice/units.h"
 #include "vslice/util.h"
 
@@ -366,8 +367,9 @@ static void report_state(struct track *t, const json_t *s, bool show)
 	char msg[512];
 	if (!strcmp(st, "exited")) {
 		const char *reason = jstr(s, "reason");
-		printf("[%s] exited %lld (%s)\n", t->node, jint(s, "exit_code", -1),
-		       *reason ? reason : "exited");
+		const char *why = slice_exit_reason_text(reason);
+		printf("[%s] exited %lld (%s)%s%s\n", t->node, jint(s, "exit_code", -1),
+		       *reason ? reason : "exited", why ? ": " : "", why ? why : "");
 	} else if (!strcmp(st, "failed")) {
 		const char *m = jstr(s, "message");
 		printf("[%s] failed: %s\n", t->node,

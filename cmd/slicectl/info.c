@@ -179,6 +179,12 @@ int cmd_show(struct ctl *ctl, int argc, char **argv)
 				    fmt_when((long long)json_integer_value(v), when, sizeof(when)));
 				continue;
 			}
+			if (!strcmp(key, "exit_reason") &&
+			    slice_exit_reason_text(json_string_value(v))) {
+				printf("%-14s %s: %s\n", key, json_string_value(v),
+				       slice_exit_reason_text(json_string_value(v)));
+				continue;
+			}
 			char *t = json_is_string(v) ? NULL
 						    : json_dumps(v, JSON_ENCODE_ANY | JSON_COMPACT);
 			printf("%-14s %s\n", key, t ? t : json_string_value(v));
