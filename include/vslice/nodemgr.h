@@ -218,7 +218,11 @@ struct nodemgr;
 int nodemgr_new(const struct nodemgr_opts *o, struct nodemgr **out, struct vs_error *err);
 
 /* Run until nodemgr_stop(): poll thread + reconcile/heartbeat loop. Returns
- * 0 after a stop, < 0 on a fatal error (registry trouble never is one). An
+ * 0 after a stop, < 0 on a fatal error. Registry trouble is none (retried
+ * with backoff), except a registry that refuses the token at registration
+ * (401: revoked or unknown; 403: bound to another node, not a node token):
+ * -EACCES, kind VS_EK_REFUSED, err saying why and what to do. A 409 (the
+ * name held by another token) is retried: an admin's reset ends it. An
  * opts.listen address another process listens on is one: -EADDRINUSE, kind
  * VS_EK_BUSY (the socket is bound without SO_REUSEPORT). */
 int nodemgr_run(struct nodemgr *nm, struct vs_error *err);

@@ -426,6 +426,13 @@ int nodemgr_run(struct nodemgr *nm, struct vs_error *err)
 				next_tick = vs_now_ns();
 		}
 	}
+	pthread_mutex_lock(&nm->mu);
+	bool refused = nm->refused;
+	if (refused)
+		*err = nm->refused_err;
+	pthread_mutex_unlock(&nm->mu);
+	if (refused)
+		return -err->code;
 	nm_log(nm, NODEMGR_LOG_INFO, "stopping (its %zu sliver%s keep%s running)", nm->nslivers,
 	       nm->nslivers == 1 ? "" : "s", nm->nslivers == 1 ? "s" : "");
 	return 0;
