@@ -1185,6 +1185,13 @@ static void check_files(struct ctx *c, const char *path, json_t *v)
 		check_file_entry(c, ep, e, f);
 		if (!f->path)
 			continue;
+		if (!strcmp(f->path, MANIFEST_PEERS_FILE) ||
+		    path_below(MANIFEST_PEERS_FILE, f->path) ||
+		    path_below(f->path, MANIFEST_PEERS_FILE)) {
+			cleanup_free char *pp = path_key(ep, "path");
+			fail(c, pp, "\"%s\" is written by vslice (the slice's peers)", f->path);
+			continue;
+		}
 		/* Two entries for one path, or a file where another needs a directory. */
 		for (size_t k = 0; k + 1 < m->nfiles; k++) {
 			const char *o = m->files[k].path;
@@ -1386,6 +1393,15 @@ static void check_env(struct ctx *c, const char *path, json_t *v)
 			ok = isalnum((unsigned char)k[i]) || k[i] == '_';
 		if (!ok) {
 			fail(c, kp, "not a valid variable name (use [A-Za-z_][A-Za-z0-9_]*)");
+			continue;
+		}
+		static const char *const reserved[] = MANIFEST_ENV_RESERVED;
+		bool taken = false;
+		for (size_t i = 0; reserved[i]; i++)
+			taken |= !strcmp(k, reserved[i]);
+		if (taken) {
+			fail(c, kp,
+			     "set by vslice in every slice (where it runs); choose another name");
 			continue;
 		}
 		if (!want(c, kp, ev, T_STRING))

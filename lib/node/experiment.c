@@ -27,6 +27,7 @@
 #include "vslice/image.h"
 #include "vslice/json.h"
 #include "vslice/slice.h"
+#include "vslice/units.h"
 #include "vslice/util.h"
 
 /* ------------------------------------------------------------------ */
@@ -159,16 +160,22 @@ static int place_file(int upper_fd, int image_fd, const struct manifest_file *f,
 struct place_ctx {
 	const struct manifest *m;
 	const struct slice_spec *spec;
-	int image_fd; /* the image's rootfs (O_PATH), -1 if unknown */
+	int image_fd;		    /* the image's rootfs (O_PATH), -1 if unknown */
+	struct manifest_file peers; /* EXPERIMENT_PEERS_FILE */
 };
 
-/* slice_upper_fn: every file of the manifest, from the upper dir. */
+/* slice_upper_fn: the peers file, then every file of the manifest, from
+ * the upper dir. */
 static int place_in(void *arg, int upper_fd, struct vs_error *err)
 {
 	const struct place_ctx *pc = arg;
+	int r =
+	    place_file(upper_fd, pc->image_fd, &pc->peers, pc->spec->id_base, pc->spec->image, err);
+	if (r < 0)
+		return r;
 	for (size_t i = 0; i < pc->m->nfiles; i++) {
-		int r = place_file(upper_fd, pc->image_fd, &pc->m->files[i], pc->spec->id_base,
-				   pc->spec->image, err);
+		r = place_file(upper_fd, pc->image_fd, &pc->m->files[i], pc->spec->id_base,
+			       pc->spec->image, err);
 		if (r < 0)
 			return vs_error_wrap(err, "files[%zu]", i);
 	}
@@ -176,15 +183,19 @@ static int place_in(void *arg, int upper_fd, struct vs_error *err)
 }
 
 static int place_files(const char *root, const struct manifest *m, const struct slice_spec *spec,
-		       struct vs_error *err)
+		       const char *peers, struct vs_error *err)
 {
-	if (m->nfiles == 0)
-		return 0;
 	cleanup_free char *irootfs = NULL;
 	cleanup_close int ifd = -1;
 	if (image_rootfs(root, spec->image, &irootfs, err) == 0)
 		ifd = open(irootfs, O_PATH | O_DIRECTORY | O_CLOEXEC);
-	struct place_ctx pc = {.m = m, .spec = spec, .image_fd = ifd};
+	struct place_ctx pc = {.m = m,
+			       .spec = spec,
+			       .image_fd = ifd,
+			       .peers = {.path = (char *)EXPERIMENT_PEERS_FILE,
+					 .data = (unsigned char *)peers,
+					 .len = strlen(peers),
+					 .mode = 0644}};
 	/* A slice with a disk limit: its upper dir is in its image. */
 	return slice_with_upper(root, spec, true, place_in, &pc, err);
 }
@@ -213,6 +224,56 @@ static void step_done(const struct experiment_create_opts *o, enum experiment_st
 		o->step(o->arg, step);
 }
 
+/*
+ * Where am I (experiment.h): VSLICE_SLICE, VSLICE_NODE and VSLICE_PEERS
+ * appended to spec->env, and the text of EXPERIMENT_PEERS_FILE in *peers.
+ * nodes: the slice's nodes (NULL: node alone); node is listed once, first
+ * in nothing but its own line's place (sorted as given).
+ */
+static void where_am_i(struct slice_spec *spec, const char *node, char *const *nodes, char **peers)
+{
+	char *const alone[] = {(char *)node, NULL};
+	if (!nodes)
+		nodes = alone;
+	size_t n = 0, len = 0;
+	while (spec->env && spec->env[n])
+		n++;
+	bool self_listed = false;
+	for (char *const *p = nodes; *p; p++) {
+		len += strlen(*p) + 1;
+		self_listed |= !strcmp(*p, node);
+	}
+	cleanup_free char *others = vs_xcalloc(len + 1, 1);
+	cleanup_free char *lines =
+	    vs_xasprintf("# The slivers of slice %s: NODE ADDRESS, one a line "
+			 "(\"-\": no address known).\n# This one is on %s "
+			 "($VSLICE_NODE).\n",
+			 spec->name, node);
+	if (!self_listed) {
+		char *t = vs_xasprintf("%s%s -\n", lines, node);
+		free(lines);
+		lines = t;
+	}
+	for (char *const *p = nodes; *p; p++) {
+		if (!vs_node_name_valid(*p))
+			continue;
+		char *t = vs_xasprintf("%s%s -\n", lines, *p);
+		free(lines);
+		lines = t;
+		if (strcmp(*p, node)) {
+			if (*others)
+				strcat(others, " ");
+			strcat(others, *p);
+		}
+	}
+	spec->env = vs_xrealloc(spec->env, (n + 4) * sizeof(char *));
+	spec->env[n++] = vs_xasprintf("VSLICE_SLICE=%s", spec->name);
+	spec->env[n++] = vs_xasprintf("VSLICE_NODE=%s", node);
+	spec->env[n++] = vs_xasprintf("VSLICE_PEERS=%s", others);
+	spec->env[n] = NULL;
+	*peers = steal_pointer(&lines);
+}
+
 int experiment_create_with(const char *root, const struct manifest *m, const char *origin,
 			   const char *node, const struct experiment_create_opts *o,
 			   struct vs_error *err)
@@ -221,13 +282,15 @@ int experiment_create_with(const char *root, const struct manifest *m, const cha
 	int r = experiment_spec(m, &spec, err);
 	if (r < 0)
 		return r;
+	cleanup_free char *peers = NULL;
+	where_am_i(&spec, node, o ? o->nodes : NULL, &peers);
 	r = slice_create(root, &spec, err);
 	if (r == 0) {
 		/* From here on, a failure destroys the slice: nothing left behind.
 		 * experiment.json goes last: whoever finds it (a restarted node
 		 * manager) may take the slice as complete. */
 		step_done(o, EXPERIMENT_SLICE_CREATED);
-		r = place_files(root, m, &spec, err);
+		r = place_files(root, m, &spec, peers, err);
 		if (r == 0) {
 			step_done(o, EXPERIMENT_FILES_PLACED);
 			r = save_experiment(root, m, origin, node, err);

@@ -213,6 +213,23 @@ static void test_syntax_error_line_column(void **state)
 	expect_errors("{\"a\": \x1b[31m}", "1:7: invalid JSON: invalid token near '\\x1b'\n");
 }
 
+/* What vslice writes into every slice (where am I) a manifest may not set. */
+static void test_where_am_i_reserved(void **state)
+{
+	expect_errors(
+	    HEAD RUN ", \"env\": {\"VSLICE_SLICE\": \"a\", \"VSLICE_PEERS\": \"b\", "
+		     "\"VSLICE_X\": \"ok\"}}",
+	    ".env.VSLICE_SLICE: set by vslice in every slice (where it runs); choose another "
+	    "name\n"
+	    ".env.VSLICE_PEERS: set by vslice in every slice (where it runs); choose another "
+	    "name\n");
+	expect_errors(
+	    HEAD RUN ", \"files\": [{\"path\": \"/etc/vslice/peers\", \"content\": "
+		     "\"x\"}, {\"path\": \"/etc/vslice\", \"content\": \"x\"}]}",
+	    ".files[0].path: \"/etc/vslice/peers\" is written by vslice (the slice's peers)\n"
+	    ".files[1].path: \"/etc/vslice\" is written by vslice (the slice's peers)\n");
+}
+
 /* A comment is the commonest hand-written JSON mistake: say so. */
 static void test_syntax_error_comment(void **state)
 {
@@ -767,6 +784,7 @@ int main(void)
 	    cmocka_unit_test(test_many_errors_at_once),
 	    cmocka_unit_test(test_syntax_error_line_column),
 	    cmocka_unit_test(test_syntax_error_comment),
+	    cmocka_unit_test(test_where_am_i_reserved),
 	    cmocka_unit_test(test_unknown_keys_did_you_mean),
 	    cmocka_unit_test(test_types_and_values),
 	    cmocka_unit_test(test_nodes),
