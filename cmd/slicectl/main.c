@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "slicectl.h"
+#include "vslice/nodemgr.h"
 #include "vslice_version.h"
 #include "vslice/slice.h"
 #include "vslice/sliver.h"
@@ -220,6 +221,14 @@ int main(int argc, char **argv)
 	const char *verb = argv[optind];
 	/* Cluster mode: the verbs act through the registry (cluster.c). */
 	bool cluster = ctl.registry && *ctl.registry;
+	/* A node manager's root: its slivers live under the cgroup parent it
+	 * recorded (derived from its node name unless given). */
+	const char *cgp = getenv("VSLICE_CGROUP_PARENT");
+	if (!cluster && (!cgp || !*cgp)) {
+		cleanup_free char *recorded = nodemgr_root_cgroup_parent(ctl.root);
+		if (recorded)
+			setenv("VSLICE_CGROUP_PARENT", recorded, 1);
+	}
 	ctl_verb_fn fn = cluster ? cluster_verb(verb) : NULL;
 	for (size_t i = 0; !fn && i < sizeof(verbs) / sizeof(verbs[0]); i++) {
 		if (strcmp(verbs[i].name, verb) != 0 || !verb_fn(i))
