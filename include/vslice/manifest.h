@@ -46,7 +46,7 @@
 #define MANIFEST_PEERS_FILE "/etc/vslice/peers"
 #define MANIFEST_ENV_RESERVED                                                                      \
 	{                                                                                          \
-		"VSLICE_SLICE", "VSLICE_NODE", "VSLICE_PEERS", NULL                                \
+		"VSLICE_SLICE", "VSLICE_NODE", "VSLICE_PEERS", "VSLICE_REGISTRY", NULL             \
 	}
 #define MANIFEST_RESULTS_MAX	  256	       /* results[] entries */
 #define MANIFEST_ERRORS_MAX	  100	       /* errors kept; the rest are counted */

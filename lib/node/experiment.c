@@ -230,7 +230,8 @@ static void step_done(const struct experiment_create_opts *o, enum experiment_st
  * nodes: the slice's nodes (NULL: node alone); node is listed once, first
  * in nothing but its own line's place (sorted as given).
  */
-static void where_am_i(struct slice_spec *spec, const char *node, char *const *nodes, char **peers)
+static void where_am_i(struct slice_spec *spec, const char *node, char *const *nodes,
+		       const char *registry, char **peers)
 {
 	char *const alone[] = {(char *)node, NULL};
 	if (!nodes)
@@ -266,10 +267,12 @@ static void where_am_i(struct slice_spec *spec, const char *node, char *const *n
 			strcat(others, *p);
 		}
 	}
-	spec->env = vs_xrealloc(spec->env, (n + 4) * sizeof(char *));
+	spec->env = vs_xrealloc(spec->env, (n + 5) * sizeof(char *));
 	spec->env[n++] = vs_xasprintf("VSLICE_SLICE=%s", spec->name);
 	spec->env[n++] = vs_xasprintf("VSLICE_NODE=%s", node);
 	spec->env[n++] = vs_xasprintf("VSLICE_PEERS=%s", others);
+	if (registry)
+		spec->env[n++] = vs_xasprintf("VSLICE_REGISTRY=%s", registry);
 	spec->env[n] = NULL;
 	*peers = steal_pointer(&lines);
 }
@@ -283,7 +286,7 @@ int experiment_create_with(const char *root, const struct manifest *m, const cha
 	if (r < 0)
 		return r;
 	cleanup_free char *peers = NULL;
-	where_am_i(&spec, node, o ? o->nodes : NULL, &peers);
+	where_am_i(&spec, node, o ? o->nodes : NULL, o ? o->registry : NULL, &peers);
 	r = slice_create(root, &spec, err);
 	if (r == 0) {
 		/* From here on, a failure destroys the slice: nothing left behind.

@@ -158,7 +158,8 @@ static int create_sliver(struct nodemgr *nm, const struct nodemgr_assignment *a,
 		if (r < 0 && r != -EEXIST)
 			return vs_error_wrap(err, "building image busybox");
 	}
-	struct experiment_create_opts eo = {.step = create_step, .arg = nm, .nodes = nodes};
+	struct experiment_create_opts eo = {
+	    .step = create_step, .arg = nm, .nodes = nodes, .registry = nm->registry};
 	if ((r = experiment_create_with(nm->root, m, nm->origin, nm->name, &eo, err)) < 0)
 		return r;
 	r = slice_start(nm->root, a->slice, &(struct slice_start_opts){.foreground = false}, err);
