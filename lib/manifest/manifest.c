@@ -1185,9 +1185,10 @@ static void check_files(struct ctx *c, const char *path, json_t *v)
 		check_file_entry(c, ep, e, f);
 		if (!f->path)
 			continue;
+		/* The file, below it, or its directory (a file at /etc is
+		 * refused where it is placed: a directory in the image). */
 		if (!strcmp(f->path, MANIFEST_PEERS_FILE) ||
-		    path_below(MANIFEST_PEERS_FILE, f->path) ||
-		    path_below(f->path, MANIFEST_PEERS_FILE)) {
+		    path_below(f->path, MANIFEST_PEERS_FILE) || !strcmp(f->path, "/etc/vslice")) {
 			cleanup_free char *pp = path_key(ep, "path");
 			fail(c, pp, "\"%s\" is written by vslice (the slice's peers)", f->path);
 			continue;

@@ -84,7 +84,7 @@ RC=$?
 expect_eq "exec -t without a terminal runs (exit 0)" 0 "$RC"
 expect_eq "... and prints" hi "$out"
 if command -v script >/dev/null; then
-	out=$(timeout 30 script -qec "$SLICECTL exec -t tt -- sh -c 'test -t 0 && echo tty'" /dev/null </dev/null | tr -d '\r')
+	out=$(timeout 30 script -qec "$SLICECTL exec -t tt -- sh -c 'test -t 0 && echo tty'" /dev/null </dev/null | tr -d '\r' | grep -o 'tty$' | head -1)
 	check "exec -t on a terminal still gets a pty" test "$out" = tty
 fi
 vs destroy --force tt >/dev/null

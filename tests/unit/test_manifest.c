@@ -228,6 +228,10 @@ static void test_where_am_i_reserved(void **state)
 		     "\"x\"}, {\"path\": \"/etc/vslice\", \"content\": \"x\"}]}",
 	    ".files[0].path: \"/etc/vslice/peers\" is written by vslice (the slice's peers)\n"
 	    ".files[1].path: \"/etc/vslice\" is written by vslice (the slice's peers)\n");
+	/* Beside it, and /etc itself (placing fails there), are not refused here. */
+	manifest_free(parse_ok_in(FIXTURES "/good",
+				  HEAD RUN ", \"files\": [{\"path\": "
+					   "\"/etc/vslice/other\", \"content\": \"x\"}]}"));
 }
 
 /* A comment is the commonest hand-written JSON mistake: say so. */
