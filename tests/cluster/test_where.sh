@@ -43,6 +43,18 @@ out=$(vsc submit "$VC_TMP/bad.json" 2>&1)
 check "a manifest setting VSLICE_NODE is refused, naming the field" \
 	grep -q '\.env\.VSLICE_NODE: set by vslice' <<<"$out" || echo "    got: $out"
 
+# "network": "bridge" validates, and a node manager makes it: the sliver
+# gets the node's bridge address (lib/netcfg), like a local slice.
+cat >"$VC_TMP/bridge.json" <<'EOF'
+{"apiVersion": "vslice/v1", "slice": "bridged", "nodes": {"names": ["node2"]}, "network": "bridge",
+ "run": {"command": ["/bin/sh", "-c", "ip -4 addr show eth0 | grep -o 'inet [0-9.]*'"]}}
+EOF
+check "a manifest with \"network\": \"bridge\" validates" "$SLICECTL" validate "$VC_TMP/bridge.json"
+out=$(vsc submit --wait "$VC_TMP/bridge.json" 2>&1)
+check "... and runs bridged on node2 (eth0 has a bridge address)" \
+	grep -Eq '^\[node2\] \| inet 10\.213\.0\.[0-9]+$' <<<"$out" || echo "$out" | tail -5
+vsc destroy bridged >/dev/null
+
 # A local slice on a node: its name and node "local".
 out=$(vs_node node1 run --rm here -- sh -c 'echo $VSLICE_SLICE $VSLICE_NODE' 2>&1)
 expect_eq "a local slice: VSLICE_SLICE and VSLICE_NODE=local" "here local" "$out"
