@@ -55,6 +55,20 @@ check "... and runs bridged on node2 (eth0 has a bridge address)" \
 	grep -Eq '^\[node2\] \| inet 10\.213\.0\.[0-9]+$' <<<"$out" || echo "$out" | tail -5
 vsc destroy bridged >/dev/null
 
+# Why a sliver ended reaches the registry: an OOM kill says so in
+# submit --wait and in status (the reason column).
+cat >"$VC_TMP/oom.json" <<'EOF'
+{"apiVersion": "vslice/v1", "slice": "hog", "nodes": {"names": ["node3"]},
+ "resources": {"memory": "8M"},
+ "run": {"command": ["/bin/sh", "-c", "x=$(head -c 50000000 /dev/zero | tr '\\0' a); echo survived"]}}
+EOF
+out=$(vsc submit --wait "$VC_TMP/oom.json" 2>&1)
+check "an OOM-killed sliver: submit --wait says the OOM killer killed it" \
+	grep -q '^\[node3\] exited 137 (oom): killed by the OOM killer' <<<"$out" || echo "$out" | tail -4
+out=$(vsc status hog)
+check "... and status shows reason oom" grep -Eq '^node3 +exited +137 +oom ' <<<"$out" || echo "$out"
+vsc destroy hog >/dev/null
+
 # A local slice on a node: its name and node "local".
 out=$(vs_node node1 run --rm here -- sh -c 'echo $VSLICE_SLICE $VSLICE_NODE' 2>&1)
 expect_eq "a local slice: VSLICE_SLICE and VSLICE_NODE=local" "here local" "$out"
