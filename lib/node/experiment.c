@@ -16,6 +16,8 @@
 #include <fcntl.h>
 #include <jansson.h>
 #include <linux/openat2.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
@@ -224,11 +226,31 @@ static void step_done(const struct experiment_create_opts *o, enum experiment_st
 		o->step(o->arg, step);
 }
 
+/* VSLICE_PEERS longer than this is left unset: one environment string
+ * must stay below the kernel's 128 KiB (MAX_ARG_STRLEN), and the file has
+ * every peer anyway. */
+#define PEERS_ENV_MAX (64u << 10)
+
+/* A registry URL without its user info ("https://u:p@host" -> "https://host"):
+ * the sliver's environment is the experiment's, not the operator's. */
+static char *url_without_userinfo(const char *url)
+{
+	const char *auth = strstr(url, "://");
+	auth = auth ? auth + 3 : url;
+	size_t alen = strcspn(auth, "/?#");
+	const char *at = memrchr(auth, '@', alen);
+	if (!at)
+		return vs_xstrdup(url);
+	return vs_xasprintf("%.*s%s", (int)(auth - url), url, at + 1);
+}
+
 /*
- * Where am I (experiment.h): VSLICE_SLICE, VSLICE_NODE and VSLICE_PEERS
- * appended to spec->env, and the text of EXPERIMENT_PEERS_FILE in *peers.
- * nodes: the slice's nodes (NULL: node alone); node is listed once, first
- * in nothing but its own line's place (sorted as given).
+ * Where am I (experiment.h): VSLICE_SLICE, VSLICE_NODE, VSLICE_PEERS and
+ * VSLICE_REGISTRY appended to spec->env, and the text of
+ * EXPERIMENT_PEERS_FILE in *peers. nodes: the slice's nodes (NULL: node
+ * alone), in the registry's order; node is listed first if missing there.
+ * Names that are not node names (a registry is not trusted with the
+ * sliver's files) are skipped. Linear in the number of nodes.
  */
 static void where_am_i(struct slice_spec *spec, const char *node, char *const *nodes,
 		       const char *registry, char **peers)
@@ -236,45 +258,48 @@ static void where_am_i(struct slice_spec *spec, const char *node, char *const *n
 	char *const alone[] = {(char *)node, NULL};
 	if (!nodes)
 		nodes = alone;
-	size_t n = 0, len = 0;
+	size_t n = 0;
 	while (spec->env && spec->env[n])
 		n++;
 	bool self_listed = false;
-	for (char *const *p = nodes; *p; p++) {
-		len += strlen(*p) + 1;
+	for (char *const *p = nodes; *p; p++)
 		self_listed |= !strcmp(*p, node);
-	}
-	cleanup_free char *others = vs_xcalloc(len + 1, 1);
-	cleanup_free char *lines =
-	    vs_xasprintf("# The slivers of slice %s: NODE ADDRESS, one a line "
-			 "(\"-\": no address known).\n# This one is on %s "
-			 "($VSLICE_NODE).\n",
-			 spec->name, node);
-	if (!self_listed) {
-		char *t = vs_xasprintf("%s%s -\n", lines, node);
-		free(lines);
-		lines = t;
-	}
+	char *lines = NULL, *others = NULL;
+	size_t lines_len = 0, others_len = 0;
+	FILE *lf = open_memstream(&lines, &lines_len);
+	FILE *of = open_memstream(&others, &others_len);
+	if (!lf || !of)
+		abort(); /* allocation failure */
+	fprintf(lf,
+		"# The slivers of slice %s: NODE ADDRESS, one a line (\"-\": no address "
+		"known).\n# This one is on %s ($VSLICE_NODE).\n",
+		spec->name, node);
+	if (!self_listed)
+		fprintf(lf, "%s -\n", node);
+	bool first = true;
 	for (char *const *p = nodes; *p; p++) {
 		if (!vs_node_name_valid(*p))
 			continue;
-		char *t = vs_xasprintf("%s%s -\n", lines, *p);
-		free(lines);
-		lines = t;
+		fprintf(lf, "%s -\n", *p);
 		if (strcmp(*p, node)) {
-			if (*others)
-				strcat(others, " ");
-			strcat(others, *p);
+			fprintf(of, "%s%s", first ? "" : " ", *p);
+			first = false;
 		}
 	}
+	if (fclose(lf) != 0 || fclose(of) != 0)
+		abort();
 	spec->env = vs_xrealloc(spec->env, (n + 5) * sizeof(char *));
 	spec->env[n++] = vs_xasprintf("VSLICE_SLICE=%s", spec->name);
 	spec->env[n++] = vs_xasprintf("VSLICE_NODE=%s", node);
-	spec->env[n++] = vs_xasprintf("VSLICE_PEERS=%s", others);
-	if (registry)
-		spec->env[n++] = vs_xasprintf("VSLICE_REGISTRY=%s", registry);
+	if (others_len <= PEERS_ENV_MAX)
+		spec->env[n++] = vs_xasprintf("VSLICE_PEERS=%s", others);
+	if (registry) {
+		cleanup_free char *shown = url_without_userinfo(registry);
+		spec->env[n++] = vs_xasprintf("VSLICE_REGISTRY=%s", shown);
+	}
 	spec->env[n] = NULL;
-	*peers = steal_pointer(&lines);
+	free(others);
+	*peers = lines;
 }
 
 int experiment_create_with(const char *root, const struct manifest *m, const char *origin,
