@@ -37,6 +37,15 @@ for k in 1 2 3; do
 		grep -qF "[node$k] | node1 - node2 - node3 - " <<<"$out"
 done
 
+# show: times a person reads (UTC, relative), --json keeps epoch seconds.
+out=$(vsc show where)
+check "show: created in ISO 8601 UTC and relative" grep -Eq '^created +20[0-9]{2}-[0-9]{2}-[0-9]{2}T[0-9:]{8}Z \(.* ago\)$' <<<"$out" ||
+	echo "$out" | head -8
+check "show: the slice's nodes" grep -q '^nodes  *node1 node2 node3$' <<<"$out"
+expect_eq "show: one line per sliver" 3 "$(grep -c '^sliver node[123] *exited 0 (exited), started 20' <<<"$out")"
+out=$(vsc --json show where)
+check "show --json: epoch seconds" grep -Eq '"created": [0-9]{10}' <<<"$out"
+
 # The manifest may not set what vslice sets.
 sed 's/"nodes": { "count": 3 },/"env": { "VSLICE_NODE": "x" },/' "$VC_TMP/where.json" >"$VC_TMP/bad.json"
 out=$(vsc submit "$VC_TMP/bad.json" 2>&1)
