@@ -218,7 +218,8 @@ static int lock_cgroup_parent(struct nodemgr *nm, struct vs_error *err)
 	if (r == -EBUSY) {
 		size_t l = strlen(err->msg);
 		snprintf(err->msg + l, sizeof(err->msg) - l,
-			 "; give each node manager on a machine its own VSLICE_CGROUP_PARENT");
+			 "; give each node manager on a machine its own VSLICE_CGROUP_PARENT "
+			 "(or none: each then gets vslice-NODE)");
 	}
 	return r;
 }
