@@ -16,7 +16,7 @@ DEPS_PKGS = build-essential pkg-config libseccomp-dev libcap-dev libjansson-dev 
             libarchive-dev nettle-dev busybox-static clang libclang-rt-14-dev iproute2 \
             runc bubblewrap hyperfine util-linux procps clang-format python3 \
             libmicrohttpd-dev libcurl4-openssl-dev libsqlite3-dev sqlite3 curl e2fsprogs \
-            libnl-3-dev libnl-route-3-dev libnftables-dev nftables
+            libnl-3-dev libnl-route-3-dev libnftables-dev nftables openssl
 PKG_LIBS  = libseccomp libcap jansson libarchive nettle libmicrohttpd libcurl sqlite3 \
             libnl-3.0 libnl-route-3.0 libnftables
 
