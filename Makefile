@@ -6,13 +6,17 @@
 #   make bench   start latency and density benchmarks (tests/bench), results in docs/benchmarks.md
 
 CC       ?= gcc
+# The one place the version is set: slicectl --version, vslice-registry and
+# vslice-nodemgr --version and what a node reports to the registry all read
+# it from $(BUILD)/gen/vslice_version.h, rewritten only when it changes.
+VERSION   = 0.2.0
 PREFIX   ?= /usr/local
 BUILD    ?= build
 DEPS_PKGS = build-essential pkg-config libseccomp-dev libcap-dev libjansson-dev libcmocka-dev \
             libarchive-dev nettle-dev busybox-static clang libclang-rt-14-dev iproute2 \
             runc bubblewrap hyperfine util-linux procps clang-format python3 \
             libmicrohttpd-dev libcurl4-openssl-dev libsqlite3-dev sqlite3 curl e2fsprogs \
-            libnl-3-dev libnl-route-3-dev libnftables-dev nftables iperf3
+            libnl-3-dev libnl-route-3-dev libnftables-dev nftables iperf3 openssl
 PKG_LIBS  = libseccomp libcap jansson libarchive nettle libmicrohttpd libcurl sqlite3 \
             libnl-3.0 libnl-route-3.0 libnftables
 
@@ -47,7 +51,7 @@ HELPER_BINS = $(patsubst tests/%.c,$(BUILD)/tests/%,$(HELPER_SRCS))
 TOOL_SRCS = $(sort $(wildcard tests/integration/tools/*.c))
 TOOL_BINS = $(patsubst tests/%.c,$(BUILD)/tests/%,$(TOOL_SRCS))
 
-.PHONY: all deps test unit unit-asan integration cluster-asan fuzz fuzz-short run bench install clean format format-check
+.PHONY: FORCE all deps test unit unit-asan integration cluster-asan fuzz fuzz-short run bench install clean format format-check
 all: $(BUILD)/slicectl $(BUILD)/vslice-registry $(BUILD)/vslice-nodemgr $(BUILD)/libvslice.a
 
 deps:
@@ -56,6 +60,12 @@ deps:
 		echo "make deps: installing$$missing"; \
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
 	else echo "make deps: all packages present"; fi
+
+$(BUILD)/gen/vslice_version.h: FORCE
+	@mkdir -p $(dir $@)
+	@v='#define VSLICE_VERSION "$(VERSION)"'; \
+	if [ "$$(cat $@ 2>/dev/null)" != "$$v" ]; then echo "$$v" > $@; fi
+FORCE:
 
 $(BUILD)/gen/policies.c: $(POLICIES) Makefile
 	@mkdir -p $(dir $@)
@@ -94,10 +104,10 @@ $(ASAN_DIR)/gen/%.o: $(BUILD)/gen/%.c
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS_BASE) -O1 $(SAN) -c $< -o $@
 
-$(OBJ_DIR)/%.o: %.c $(wildcard include/vslice/*.h lib/*/*.h)
+$(OBJ_DIR)/%.o: %.c $(wildcard include/vslice/*.h lib/*/*.h) $(BUILD)/gen/vslice_version.h
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS_BASE) $(CFLAGS) -c $< -o $@
-$(ASAN_DIR)/%.o: %.c $(wildcard include/vslice/*.h lib/*/*.h)
+$(ASAN_DIR)/%.o: %.c $(wildcard include/vslice/*.h lib/*/*.h) $(BUILD)/gen/vslice_version.h
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS_BASE) -O1 $(SAN) -c $< -o $@
 

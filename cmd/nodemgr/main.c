@@ -20,6 +20,7 @@
 #include "vslice/sliver.h"
 #include "vslice/units.h"
 #include "vslice/util.h"
+#include "vslice_version.h"
 
 #define EXIT_USAGE 125
 #define EXIT_FAIL  1
@@ -38,6 +39,8 @@ static const char help[] =
     "  --ca FILE          the CA (PEM) an https:// registry's certificate must chain to\n"
     "                     (default: $VSLICE_CA, else the system's CAs)\n"
     "  --root DIR         state root (default $VSLICE_ROOT or /var/lib/vslice)\n"
+    "  --cgroup-parent P  cgroup parent of the slivers (default $VSLICE_CGROUP_PARENT,\n"
+    "                     else the one recorded in ROOT, else vslice-NODE)\n"
     "  --label K=V        a node label the scheduler matches (repeatable)\n"
     "  --heartbeat DUR    seconds between status reports (default: the registry's)\n"
     "  --cpus N           cpus offered (default: this machine's)\n"
@@ -53,8 +56,8 @@ static const char help[] =
     "  -v, --verbose      log more (every poll, every decision)\n"
     "  -h, --help         this text\n\n"
     "One node manager per root and per cgroup parent: a second one on the same\n"
-    "ROOT or $VSLICE_CGROUP_PARENT refuses to start (give each its own), and so does\n"
-    "one whose --listen port is in use.\n"
+    "ROOT or cgroup parent refuses to start (give each its own ROOT; the parent is\n"
+    "derived from --name), and so does one whose --listen port is in use.\n"
     "Test hook: VSLICE_FAULT=nodemgr.create:N or nodemgr.destroy:N SIGKILLs the node\n"
     "manager right after step N of a sliver's create or destroy (docs/cluster.md).\n";
 
@@ -120,6 +123,7 @@ int main(int argc, char **argv)
 		OPT_MEMORY,
 		OPT_LISTEN,
 		OPT_CA,
+		OPT_CGROUP_PARENT,
 		OPT_DEFAULT_MEMORY,
 		OPT_DEFAULT_PIDS,
 		OPT_DEFAULT_DISK
@@ -135,18 +139,20 @@ int main(int argc, char **argv)
 	    {"memory", required_argument, NULL, OPT_MEMORY},
 	    {"listen", required_argument, NULL, OPT_LISTEN},
 	    {"ca", required_argument, NULL, OPT_CA},
+	    {"cgroup-parent", required_argument, NULL, OPT_CGROUP_PARENT},
 	    {"default-memory", required_argument, NULL, OPT_DEFAULT_MEMORY},
 	    {"default-pids", required_argument, NULL, OPT_DEFAULT_PIDS},
 	    {"default-disk", required_argument, NULL, OPT_DEFAULT_DISK},
 	    {"verbose", no_argument, NULL, 'v'},
 	    {"help", no_argument, NULL, 'h'},
+	    {"version", no_argument, NULL, 'V'},
 	    {NULL, 0, NULL, 0},
 	};
 	struct nodemgr_opts o = {.log = log_line,
 				 .default_pids = NODEMGR_DEFAULT_PIDS,
 				 .default_disk = NODEMGR_DEFAULT_DISK};
 	bool default_memory_set = false;
-	const char *listen = NULL;
+	const char *listen = NULL, *cgroup_parent = NULL;
 	/* Freed on every return (usage errors and --help too: the ASan build checks leaks). */
 	cleanup_free char **labels = vs_xcalloc((size_t)argc + 1, sizeof(char *));
 	size_t nlabels = 0;
@@ -197,6 +203,9 @@ int main(int argc, char **argv)
 		case OPT_CA:
 			o.ca_file = optarg;
 			break;
+		case OPT_CGROUP_PARENT:
+			cgroup_parent = optarg;
+			break;
 		case OPT_DEFAULT_MEMORY:
 			/* The manifest's own minimum: a smaller limit cannot run anything. */
 			if (vs_parse_size(optarg, &v, &err) < 0 || (v > 0 && v < (4u << 20)))
@@ -231,6 +240,9 @@ int main(int argc, char **argv)
 			break;
 		case 'h':
 			fputs(help, stdout);
+			return 0;
+		case 'V':
+			printf("vslice-nodemgr %s\n", VSLICE_VERSION);
 			return 0;
 		default:
 			return usage("unknown option or missing value: \"%s\"",
@@ -271,6 +283,17 @@ int main(int argc, char **argv)
 	o.labels = labels;
 	o.listen = listen;
 	node_name = o.name;
+
+	/* One cgroup parent per node manager on a machine: derived from the
+	 * node unless given. Everything below (slivers, the lock) reads it
+	 * from the environment, as slicectl does. */
+	cleanup_free char *parent = NULL;
+	if (nodemgr_cgroup_parent(o.root, o.name,
+				  cgroup_parent ? cgroup_parent : getenv("VSLICE_CGROUP_PARENT"),
+				  &parent, &err) < 0)
+		return usage("%s%s", cgroup_parent ? "--cgroup-parent: " : "VSLICE_CGROUP_PARENT: ",
+			     err.msg);
+	setenv("VSLICE_CGROUP_PARENT", parent, 1);
 
 	struct nodemgr *nm;
 	if (nodemgr_new(&o, &nm, &err) < 0) {

@@ -21,6 +21,7 @@
 #include "vslice/registry.h"
 #include "vslice/units.h"
 #include "vslice/util.h"
+#include "vslice_version.h"
 
 #define EXIT_VSLICE 125
 
@@ -138,6 +139,10 @@ static bool is_loopback(const char *listen)
 
 int main(int argc, char **argv)
 {
+	if (argc == 2 && strcmp(argv[1], "--version") == 0) {
+		printf("vslice-registry %s\n", VSLICE_VERSION);
+		return 0;
+	}
 	if (argc >= 2 && strcmp(argv[1], "init") == 0)
 		return cmd_init(argc - 1, argv + 1);
 

@@ -35,6 +35,7 @@
 #include "vslice/http.h"
 #include "vslice/regclient.h"
 #include "vslice/manifest.h"
+#include "vslice/slice.h"
 #include "vslice/units.h"
 #include "vslice/util.h"
 
@@ -366,8 +367,9 @@ static void report_state(struct track *t, const json_t *s, bool show)
 	char msg[512];
 	if (!strcmp(st, "exited")) {
 		const char *reason = jstr(s, "reason");
-		printf("[%s] exited %lld (%s)\n", t->node, jint(s, "exit_code", -1),
-		       *reason ? reason : "exited");
+		const char *why = slice_exit_reason_text(reason);
+		printf("[%s] exited %lld (%s)%s%s\n", t->node, jint(s, "exit_code", -1),
+		       *reason ? reason : "exited", why ? ": " : "", why ? why : "");
 	} else if (!strcmp(st, "failed")) {
 		const char *m = jstr(s, "message");
 		printf("[%s] failed: %s\n", t->node,
@@ -1110,9 +1112,62 @@ static int cl_list(struct ctl *ctl, int argc, char **argv)
 	return 0;
 }
 
-static const char show_help[] = "usage: slicectl show NAME\n\n"
-				"Cluster mode: the registry's slice object (manifest, owner, "
-				"expiry, slivers) as JSON.\n";
+static const char show_help[] =
+    "usage: slicectl show NAME\n\n"
+    "Cluster mode: the registry's slice object: owner, state, times (UTC, ISO 8601,\n"
+    "and relative to now), nodes, one line per sliver, the manifest. --json: the\n"
+    "object as the registry sends it (times in epoch seconds).\n";
+
+/* "2026-12-04T23:40:00Z (5m ago)" / "(in 2h)"; "-" for none. */
+static const char *fmt_when(long long t, char *buf, size_t len)
+{
+	char iso[32], d[32];
+	if (t <= 0) {
+		snprintf(buf, len, "-");
+		return buf;
+	}
+	long long now = (long long)time(NULL);
+	vs_format_duration((uint64_t)(t > now ? t - now : now - t), d, sizeof(d));
+	snprintf(buf, len, "%s (%s%s%s)", fmt_time(t, iso, sizeof(iso)), t > now ? "in " : "", d,
+		 t > now ? "" : " ago");
+	return buf;
+}
+
+/* show without --json: the object for a person. */
+static void print_slice(json_t *slice)
+{
+	char w[96], v[256];
+	printf("%-14s %s\n", "name", vs_printable(jstr(slice, "name"), v, sizeof(v)));
+	printf("%-14s %s\n", "owner", vs_printable(jstr(slice, "owner"), v, sizeof(v)));
+	printf("%-14s %s\n", "state", vs_printable(jstr(slice, "state"), v, sizeof(v)));
+	printf("%-14s %s\n", "created", fmt_when(jint(slice, "created", 0), w, sizeof(w)));
+	printf("%-14s %s\n", "expires", fmt_when(jint(slice, "expires", 0), w, sizeof(w)));
+	printf("%-14s", "nodes");
+	size_t i;
+	json_t *e;
+	json_array_foreach(json_object_get(slice, "nodes"), i, e) printf(
+	    " %s", vs_printable(json_string_value(e) ? json_string_value(e) : "?", v, sizeof(v)));
+	printf("\n");
+	json_array_foreach(json_object_get(slice, "slivers"), i, e)
+	{
+		char node[80], st[32], rs[32], w2[96];
+		bool exited = !strcmp(jstr(e, "state"), "exited");
+		printf("sliver %-7s %s", vs_printable(jstr(e, "node"), node, sizeof(node)),
+		       vs_printable(jstr(e, "state"), st, sizeof(st)));
+		if (exited)
+			printf(" %lld (%s)", jint(e, "exit_code", -1),
+			       vs_printable(jstr(e, "reason"), rs, sizeof(rs)));
+		printf(", started %s, finished %s\n", fmt_when(jint(e, "started", 0), w, sizeof(w)),
+		       fmt_when(jint(e, "finished", 0), w2, sizeof(w2)));
+	}
+	cleanup_free char *m =
+	    json_dumps(json_object_get(slice, "manifest"), JSON_COMPACT | JSON_ENCODE_ANY);
+	char shown[VS_ERROR_MAX];
+	if (m && strlen(m) >= sizeof(shown) / 4) /* escaped, it might not fit */
+		printf("%-14s %zu bytes (slicectl --json show NAME)\n", "manifest", strlen(m));
+	else
+		printf("%-14s %s\n", "manifest", m ? vs_printable(m, shown, sizeof(shown)) : "-");
+}
 
 static int cl_show(struct ctl *ctl, int argc, char **argv)
 {
@@ -1133,7 +1188,10 @@ static int cl_show(struct ctl *ctl, int argc, char **argv)
 	long status = 0;
 	if (get_slice(&hc, argv[1], -1, 0, &slice, NULL, &status, &err) < 0)
 		return reg_fail("show", argv[1], status, &err);
-	print_json(slice);
+	if (ctl->json)
+		print_json(slice);
+	else
+		print_slice(slice);
 	return 0;
 }
 

@@ -18,6 +18,7 @@
 
 #include "slicectl.h"
 #include "vslice/slice.h"
+#include "vslice/units.h"
 #include "vslice/util.h"
 
 struct relay {
@@ -129,6 +130,15 @@ static int do_exec(struct ctl *ctl, const char *verb, const char *name, struct s
 {
 	struct vs_error err;
 	int code = 0, r;
+	if (o->tty && !isatty(0)) {
+		/* A pty fed from a file or pipe never sees its end (EOF is a
+		 * keystroke on a terminal): the command would wait for ever.
+		 * Like ssh -t, run it on our plain stdio instead. */
+		char shown[128];
+		fprintf(stderr, "slicectl: %s %s: stdin is not a terminal: running without a pty\n",
+			verb, vs_printable(name, shown, sizeof(shown)));
+		o->tty = false;
+	}
 	if (o->tty)
 		r = exec_tty(ctl, name, o, &code, &err);
 	else
@@ -144,7 +154,8 @@ static const char exec_help[] =
     "usage: slicectl exec [-t] [--env K=V]... [--workdir DIR] NAME -- CMD ARG...\n\n"
     "Run CMD inside the running slice NAME with the slice's isolation and\n"
     "policy; exits with CMD's exit code.\n"
-    "  -t, --tty          give CMD a terminal (a fresh pty relayed to ours)\n"
+    "  -t, --tty          give CMD a terminal (a fresh pty relayed to ours; without\n"
+    "                     a terminal on stdin, CMD runs on plain stdio, as without -t)\n"
     "  --env K=V          extra environment (repeatable)\n"
     "  --workdir DIR      working directory (default: the slice's)\n";
 
@@ -195,8 +206,10 @@ int cmd_exec(struct ctl *ctl, int argc, char **argv)
 	return do_exec(ctl, "exec", argv[optind], &o);
 }
 
-static const char shell_help[] = "usage: slicectl shell NAME\n\nAn interactive /bin/sh inside the "
-				 "running slice, on a fresh pty.\n";
+static const char shell_help[] =
+    "usage: slicectl shell NAME\n\nAn interactive /bin/sh inside the running slice, on a fresh\n"
+    "pty. When stdin is not a terminal, /bin/sh reads it without a pty (echo ls | slicectl\n"
+    "shell NAME).\n";
 
 int cmd_shell(struct ctl *ctl, int argc, char **argv)
 {

@@ -124,8 +124,34 @@ int cmd_list(struct ctl *ctl, int argc, char **argv)
 	return 0;
 }
 
+/* show's times: epoch seconds in --json, readable here. */
+static bool is_time_key(const char *key)
+{
+	return !strcmp(key, "created") || !strcmp(key, "expires") || !strcmp(key, "started") ||
+	       !strcmp(key, "finished");
+}
+
+/* "2026-12-04T23:40:00Z (5m ago)", "... (in 2h)", or "-" for never. */
+static const char *fmt_when(long long t, char *buf, size_t len)
+{
+	struct tm tm;
+	time_t tt = (time_t)t, now = time(NULL);
+	char iso[32], d[32];
+	if (t <= 0 || !gmtime_r(&tt, &tm) ||
+	    !strftime(iso, sizeof(iso), "%Y-%m-%dT%H:%M:%SZ", &tm)) {
+		snprintf(buf, len, "-");
+		return buf;
+	}
+	vs_format_duration((uint64_t)(tt > now ? tt - now : now - tt), d, sizeof(d));
+	int n = snprintf(buf, len, "%s (%s", iso, tt > now ? "in " : "");
+	if (n > 0 && (size_t)n < len)
+		snprintf(buf + n, len - (size_t)n, "%s%s)", d, tt > now ? "" : " ago");
+	return buf;
+}
+
 static const char show_help[] =
-    "usage: slicectl show NAME\n\nSpec and status of a slice (--json for JSON).\n";
+    "usage: slicectl show NAME\n\nSpec and status of a slice (--json for JSON). Times in UTC\n"
+    "(ISO 8601) and relative to now; --json gives them as epoch seconds.\n";
 
 int cmd_show(struct ctl *ctl, int argc, char **argv)
 {
@@ -146,6 +172,19 @@ int cmd_show(struct ctl *ctl, int argc, char **argv)
 		json_t *v;
 		json_object_foreach(j, key, v)
 		{
+			char when[96];
+			if (is_time_key(key)) {
+				printf(
+				    "%-14s %s\n", key,
+				    fmt_when((long long)json_integer_value(v), when, sizeof(when)));
+				continue;
+			}
+			if (!strcmp(key, "exit_reason") &&
+			    slice_exit_reason_text(json_string_value(v))) {
+				printf("%-14s %s: %s\n", key, json_string_value(v),
+				       slice_exit_reason_text(json_string_value(v)));
+				continue;
+			}
 			char *t = json_is_string(v) ? NULL
 						    : json_dumps(v, JSON_ENCODE_ANY | JSON_COMPACT);
 			printf("%-14s %s\n", key, t ? t : json_string_value(v));

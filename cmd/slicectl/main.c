@@ -14,11 +14,11 @@
 #include <unistd.h>
 
 #include "slicectl.h"
+#include "vslice/nodemgr.h"
+#include "vslice_version.h"
 #include "vslice/slice.h"
 #include "vslice/sliver.h"
 #include "vslice/units.h"
-
-#define VSLICE_VERSION "0.1.0"
 
 int ctl_fail(const char *verb, const char *obj, const struct vs_error *err)
 {
@@ -70,6 +70,16 @@ bool ctl_want_help(int argc, char **argv, const char *help)
 			fputs(help, stdout);
 			return true;
 		}
+	return false;
+}
+
+/* -h or --help among the verb's own options (before "--"). */
+static bool asks_help(int argc, char **argv)
+{
+	int end = ctl_split(argc, argv);
+	for (int i = 1; i < end; i++)
+		if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help"))
+			return true;
 	return false;
 }
 
@@ -211,6 +221,14 @@ int main(int argc, char **argv)
 	const char *verb = argv[optind];
 	/* Cluster mode: the verbs act through the registry (cluster.c). */
 	bool cluster = ctl.registry && *ctl.registry;
+	/* A node manager's root: its slivers live under the cgroup parent it
+	 * recorded (derived from its node name unless given). */
+	const char *cgp = getenv("VSLICE_CGROUP_PARENT");
+	if (!cluster && (!cgp || !*cgp)) {
+		cleanup_free char *recorded = nodemgr_root_cgroup_parent(ctl.root);
+		if (recorded)
+			setenv("VSLICE_CGROUP_PARENT", recorded, 1);
+	}
 	ctl_verb_fn fn = cluster ? cluster_verb(verb) : NULL;
 	for (size_t i = 0; !fn && i < sizeof(verbs) / sizeof(verbs[0]); i++) {
 		if (strcmp(verbs[i].name, verb) != 0 || !verb_fn(i))
@@ -231,6 +249,16 @@ int main(int argc, char **argv)
 		fprintf(stderr,
 			"slicectl: %s: needs a registry (--registry URL or VSLICE_REGISTRY)\n",
 			verb);
+		return EXIT_VSLICE;
+	}
+	if (fn && !cluster && geteuid() != 0 && strcmp(verb, "validate") != 0 &&
+	    !asks_help(argc - optind, argv + optind)) {
+		/* Said first, before some file or cgroup refuses us with a
+		 * message that blames itself (a cache dir, a state file). */
+		fprintf(stderr,
+			"slicectl: %s: needs root (local slices are made with namespaces, cgroups "
+			"and mounts; run it as root, e.g. sudo slicectl %s ...)\n",
+			verb, verb);
 		return EXIT_VSLICE;
 	}
 	if (fn) {

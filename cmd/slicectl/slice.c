@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "slicectl.h"
+#include "vslice/manifest.h"
 #include "vslice/slice.h"
 #include "vslice/units.h"
 #include "vslice/util.h"
@@ -95,6 +96,17 @@ static int parse_u64_opt(const char *verb, const char *opt, const char *v, uint6
 }
 
 /* Parse create/run options and NAME [-- CMD...]; run-only flags when allow_run. */
+/* K=V whose K vslice sets itself (manifest.h). */
+static bool env_reserved(const char *kv)
+{
+	static const char *const reserved[] = MANIFEST_ENV_RESERVED;
+	size_t kl = strcspn(kv, "=");
+	for (size_t i = 0; reserved[i]; i++)
+		if (strlen(reserved[i]) == kl && !strncmp(kv, reserved[i], kl))
+			return true;
+	return false;
+}
+
 static int parse_create(const char *verb, int argc, char **argv, bool allow_run,
 			struct create_args *a)
 {
@@ -176,6 +188,12 @@ static int parse_create(const char *verb, int argc, char **argv, bool allow_run,
 		case 'e':
 			if (!strchr(optarg, '=') || optarg[0] == '=')
 				return ctl_usage(verb, "--env: \"%s\" is not K=V", optarg);
+			if (env_reserved(optarg))
+				return ctl_usage(
+				    verb,
+				    "--env %.*s: set by vslice in every slice (where it "
+				    "runs); choose another name",
+				    (int)(strchr(optarg, '=') - optarg), optarg);
 			a->spec.env[a->nenv++] = vs_xstrdup(optarg);
 			break;
 		case 'w':
@@ -261,9 +279,15 @@ static int parse_create(const char *verb, int argc, char **argv, bool allow_run,
 	return 0;
 }
 
-/* Local mode runs here: --nodes 1 and --node local are all it takes. */
-static int check_local_placement(const char *verb, const struct create_args *a)
+/* Local mode runs here: --nodes 1 and --node local are all it takes. Where
+ * am I: the slice's environment gets VSLICE_SLICE and VSLICE_NODE=local
+ * (a sliver made from a manifest gets its peers too: experiment.h). */
+static int check_local_placement(const char *verb, struct create_args *a)
 {
+	a->spec.env = vs_xrealloc(a->spec.env, (a->nenv + 3) * sizeof(char *));
+	a->spec.env[a->nenv++] = vs_xasprintf("VSLICE_SLICE=%s", a->spec.name);
+	a->spec.env[a->nenv++] = vs_xstrdup("VSLICE_NODE=local");
+	a->spec.env[a->nenv] = NULL;
 	if (a->nodes > 1)
 		return ctl_usage(verb,
 				 "--nodes %u: needs cluster mode (--registry URL); local "
@@ -454,8 +478,14 @@ int cmd_run(struct ctl *ctl, int argc, char **argv)
 			code = 126;
 		ctl_fail("run", name, &err);
 	} else if (!a.detach) {
+		struct slice_state st;
 		if (slice_wait(ctl->root, name, &code, &err) < 0)
 			code = ctl_fail("run", name, &err);
+		else if (slice_load(ctl->root, name, NULL, &st, &err) == 0 &&
+			 slice_exit_reason_text(st.exit_reason))
+			/* The workload's own exit says nothing of a kill from outside. */
+			fprintf(stderr, "slicectl: run %s: %s (exit %d)\n", name,
+				slice_exit_reason_text(st.exit_reason), code);
 	} else if (!ctl->quiet) {
 		printf("%s\n", name);
 	}

@@ -278,8 +278,10 @@ static int wait_sliver(struct ctl *ctl, const char *name)
 		printf("%s: 1 sliver ok (results: slicectl results %s DIR)\n", name, name);
 		return 0;
 	}
-	printf("[%s] failed: exit %d (%s) after %lds%s\n", LOCAL_NODE, code,
-	       st.exit_reason[0] ? st.exit_reason : "exited", secs, restarts);
+	const char *why = slice_exit_reason_text(st.exit_reason);
+	printf("[%s] failed: exit %d (%s) after %lds%s%s%s\n", LOCAL_NODE, code,
+	       st.exit_reason[0] ? st.exit_reason : "exited", secs, restarts, why ? ": " : "",
+	       why ? why : "");
 	printf("%s: 1 of 1 sliver failed (output: slicectl logs %s)\n", name, name);
 	return code > 0 && code < 256 ? code : 1;
 }

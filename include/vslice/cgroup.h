@@ -60,8 +60,9 @@ struct cgroup_stats {
 	uint64_t memory_current;
 	uint64_t memory_max; /* 0 = unlimited */
 	uint64_t pids_current;
-	uint64_t pids_max; /* 0 = unlimited */
-	uint64_t oom_kills;
+	uint64_t pids_max;     /* 0 = unlimited */
+	uint64_t oom_kills;    /* memory.events / memory.oom_control oom_kill (cumulative) */
+	uint64_t pids_refused; /* pids.events "max": forks refused at pids.max (cumulative) */
 	bool frozen;
 };
 

@@ -54,10 +54,29 @@ enum experiment_step {
 	EXPERIMENT_RECORDED,	      /* experiment.json written: the create is complete */
 };
 
+/*
+ * Where am I: every slice made from a manifest gets, in its environment,
+ * VSLICE_SLICE (the slice), VSLICE_NODE (this node: its name in cluster
+ * mode, "local" in local mode), VSLICE_PEERS (the other nodes of the
+ * slice, space-separated, "" when none), in cluster mode VSLICE_REGISTRY
+ * (the registry's URL, as the node manager reaches it), and the file
+ * EXPERIMENT_PEERS_FILE
+ * in its upper layer: one line "NODE ADDRESS" per sliver of the slice, this
+ * one included, "-" where no address is known (docs/manifest.md). A
+ * manifest may not set these (manifest.c refuses them).
+ */
+#define EXPERIMENT_PEERS_FILE MANIFEST_PEERS_FILE
+
 struct experiment_create_opts {
 	/* Called after each step that succeeded (the node manager's crash
 	 * test hook); NULL: none. */
 	void (*step)(void *arg, enum experiment_step step);
+	/* The nodes holding a sliver of this slice, this one included,
+	 * NULL-terminated (the registry's slice object, "nodes"); NULL: this
+	 * node alone. Names that are not node names are skipped. */
+	char *const *nodes;
+	/* The registry's URL, for VSLICE_REGISTRY; NULL: not set (local). */
+	const char *registry;
 	void *arg;
 };
 

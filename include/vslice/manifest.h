@@ -36,14 +36,21 @@
 
 #define MANIFEST_API_VERSION	   "vslice/v1"
 #define MANIFEST_NAME_MAX	   64 /* .slice and .image, NUL included (= SLICE_NAME_MAX) */
-#define MANIFEST_MAX_SIZE	   (4u << 20)	/* manifest text */
-#define MANIFEST_RESOLVED_MAX_SIZE (24u << 20)	/* resolved form: files inline, base64 */
-#define MANIFEST_FILE_MAX	   (1u << 20)	/* one files[] entry */
-#define MANIFEST_FILES_TOTAL_MAX   (16u << 20)	/* all files[] together */
-#define MANIFEST_FILES_MAX	   1024		/* files[] entries */
-#define MANIFEST_RESULTS_MAX	   256		/* results[] entries */
-#define MANIFEST_ERRORS_MAX	   100		/* errors kept; the rest are counted */
-#define MANIFEST_DEFAULT_LIFETIME  (14 * 86400) /* when neither lifetime nor expires */
+#define MANIFEST_MAX_SIZE	   (4u << 20)  /* manifest text */
+#define MANIFEST_RESOLVED_MAX_SIZE (24u << 20) /* resolved form: files inline, base64 */
+#define MANIFEST_FILE_MAX	   (1u << 20)  /* one files[] entry */
+#define MANIFEST_FILES_TOTAL_MAX   (16u << 20) /* all files[] together */
+#define MANIFEST_FILES_MAX	   1024	       /* files[] entries */
+/* Written by vslice into every slice made from a manifest (experiment.h:
+ * where am I): a manifest may not set them. */
+#define MANIFEST_PEERS_FILE "/etc/vslice/peers"
+#define MANIFEST_ENV_RESERVED                                                                      \
+	{                                                                                          \
+		"VSLICE_SLICE", "VSLICE_NODE", "VSLICE_PEERS", "VSLICE_REGISTRY", NULL             \
+	}
+#define MANIFEST_RESULTS_MAX	  256	       /* results[] entries */
+#define MANIFEST_ERRORS_MAX	  100	       /* errors kept; the rest are counted */
+#define MANIFEST_DEFAULT_LIFETIME (14 * 86400) /* when neither lifetime nor expires */
 
 struct manifest_error {
 	char *path;	  /* JSON path (".run.command[0]", "." for the whole document);

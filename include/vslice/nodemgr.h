@@ -40,7 +40,6 @@
 #include "vslice/slice.h"
 #include "vslice/util.h"
 
-#define NODEMGR_VERSION	      "0.2.0"
 #define NODEMGR_POLL_WAIT     30	 /* seconds a long-poll may block */
 #define NODEMGR_BACKOFF_MAX   30	 /* seconds between attempts while unreachable */
 #define NODEMGR_LOG_CHUNK     (1u << 20) /* log bytes uploaded per sliver per heartbeat */
@@ -205,6 +204,27 @@ struct nodemgr_opts {
 	void *log_arg;
 };
 
+/*
+ * The cgroup parent of a node manager's slivers. Several node managers on
+ * one machine must not share one (their slivers of one slice would share a
+ * cgroup), so unless one is given (--cgroup-parent or $VSLICE_CGROUP_PARENT:
+ * `given`, may be NULL or "") it is derived from the node: "vslice-NAME".
+ * nodemgr_new records the parent in use ($VSLICE_CGROUP_PARENT) in
+ * <root>/nodemgr/cgroup-parent once it holds the root and the parent, so
+ * that slicectl on that root finds the slivers (nodemgr_root_cgroup_parent)
+ * and a restart keeps it (read here when none is given); a root that holds
+ * slices but no record was run with the old default, "vslice", and keeps
+ * it. *out: the parent, no outer slashes (caller frees); -EINVAL for a
+ * given one cgroup_open would refuse. The caller makes it the process's
+ * $VSLICE_CGROUP_PARENT before nodemgr_new (which locks it).
+ */
+int nodemgr_cgroup_parent(const char *root, const char *name, const char *given, char **out,
+			  struct vs_error *err);
+/* The parent recorded for root by a node manager; NULL when none (or the
+ * record does not hold a valid parent). For slicectl, when no
+ * $VSLICE_CGROUP_PARENT is set. Caller frees. */
+char *nodemgr_root_cgroup_parent(const char *root);
+
 /* Is listen a usable "ADDR:PORT" for opts.listen? */
 int nodemgr_listen_check(const char *listen, struct vs_error *err);
 
@@ -213,13 +233,18 @@ struct nodemgr;
 /* Copy o, make <root>/nodemgr/slivers, lock the root (<root>/nodemgr/lock)
  * and the cgroup parent (a lock file under /run/vslice/nodemgr named after
  * $VSLICE_CGROUP_ROOT + $VSLICE_CGROUP_PARENT), both for nm's life; load
- * records and the cached assignments. Nothing is started yet. A root or a
+ * records and the cached assignments; record the parent for the root
+ * (nodemgr_cgroup_parent). Nothing is started yet. A root or a
  * cgroup parent another live node manager holds: -EBUSY, kind VS_EK_BUSY,
  * err names that node manager. */
 int nodemgr_new(const struct nodemgr_opts *o, struct nodemgr **out, struct vs_error *err);
 
 /* Run until nodemgr_stop(): poll thread + reconcile/heartbeat loop. Returns
- * 0 after a stop, < 0 on a fatal error (registry trouble never is one). An
+ * 0 after a stop, < 0 on a fatal error. Registry trouble is none (retried
+ * with backoff), except a registry that refuses the token at registration
+ * (401: revoked or unknown; 403: bound to another node, not a node token):
+ * -EACCES, kind VS_EK_REFUSED, err saying why and what to do. A 409 (the
+ * name held by another token) is retried: an admin's reset ends it. An
  * opts.listen address another process listens on is one: -EADDRINUSE, kind
  * VS_EK_BUSY (the socket is bound without SO_REUSEPORT). */
 int nodemgr_run(struct nodemgr *nm, struct vs_error *err);

@@ -70,12 +70,31 @@ struct slice_state {
 	pid_t pid;		/* host pid of the slice's PID 1, 0 if none */
 	uint64_t pid_starttime; /* /proc/<pid>/stat field 22, guards against reuse */
 	int exit_code;		/* -1 unknown */
-	char exit_reason[32];	/* "exited", "signal", "timeout", "lifetime", "" */
+	char exit_reason[32];	/* "exited", "signal", "timeout", "lifetime", "oom", "pids",
+				 * "killed", "" (slice_exit_cause) */
 	unsigned restarts;
 	time_t started;
 	time_t finished;
 	bool idmapped; /* image id-mapped (true) or chowned copy (false) */
+	/* The cgroup's cumulative counters when this run started, so an
+	 * exit is blamed on what happened in this run only. */
+	uint64_t oom_kills_base;
+	uint64_t pids_refused_base;
 };
+
+/*
+ * Why a run ended, from PID 1's exit record (reason, code) and how many OOM
+ * kills and refused forks (pids.max) the slice's cgroup counted during the
+ * run. A timeout or the lifetime are the cause of their own kill; else an OOM
+ * kill in the run makes a failed exit "oom", a refused fork "pids". Returns a
+ * static string ("exited", "signal", "timeout", "lifetime", "oom", "pids",
+ * "killed").
+ */
+const char *slice_exit_cause(const char *reason, int code, uint64_t oom_kills,
+			     uint64_t pids_refused);
+/* One line for a person: "killed by the OOM killer at its memory limit",
+ * ...; NULL for an ordinary exit ("exited", "signal", ""). */
+const char *slice_exit_reason_text(const char *reason);
 
 const char *slice_status_name(enum slice_status s);
 void slice_spec_free(struct slice_spec *spec);

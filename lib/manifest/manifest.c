@@ -1185,6 +1185,14 @@ static void check_files(struct ctx *c, const char *path, json_t *v)
 		check_file_entry(c, ep, e, f);
 		if (!f->path)
 			continue;
+		/* The file, below it, or its directory (a file at /etc is
+		 * refused where it is placed: a directory in the image). */
+		if (!strcmp(f->path, MANIFEST_PEERS_FILE) ||
+		    path_below(f->path, MANIFEST_PEERS_FILE) || !strcmp(f->path, "/etc/vslice")) {
+			cleanup_free char *pp = path_key(ep, "path");
+			fail(c, pp, "\"%s\" is written by vslice (the slice's peers)", f->path);
+			continue;
+		}
 		/* Two entries for one path, or a file where another needs a directory. */
 		for (size_t k = 0; k + 1 < m->nfiles; k++) {
 			const char *o = m->files[k].path;
@@ -1386,6 +1394,15 @@ static void check_env(struct ctx *c, const char *path, json_t *v)
 			ok = isalnum((unsigned char)k[i]) || k[i] == '_';
 		if (!ok) {
 			fail(c, kp, "not a valid variable name (use [A-Za-z_][A-Za-z0-9_]*)");
+			continue;
+		}
+		static const char *const reserved[] = MANIFEST_ENV_RESERVED;
+		bool taken = false;
+		for (size_t i = 0; reserved[i]; i++)
+			taken |= !strcmp(k, reserved[i]);
+		if (taken) {
+			fail(c, kp,
+			     "set by vslice in every slice (where it runs); choose another name");
 			continue;
 		}
 		if (!want(c, kp, ev, T_STRING))
@@ -1721,9 +1738,18 @@ int manifest_parse(const char *json, size_t len, const char *base_dir, struct ma
 				text[o++] = (char)ch;
 		}
 		text[o] = '\0';
+		/* jansson stops on the comment's first byte; people write
+		 * manifests by hand and expect // and # to work. */
+		size_t at = jerr.position > 0 ? (size_t)jerr.position - 1 : 0;
+		bool comment =
+		    at < len && (json[at] == '#' || (json[at] == '/' && at + 1 < len &&
+						     (json[at + 1] == '/' || json[at + 1] == '*')));
 		errs_push(errs, "", jerr.line > 0 ? jerr.line : 1,
 			  jerr.column > 0 ? jerr.column : 1,
-			  vs_xasprintf("invalid JSON: %s", text));
+			  vs_xasprintf("invalid JSON: %s%s", text,
+				       comment ? " (comments are not JSON: remove them, or "
+						 "say it in \"description\")"
+					       : ""));
 		return -EINVAL;
 	}
 	cleanup_manifest struct manifest *m = vs_xcalloc(1, sizeof(*m));

@@ -26,6 +26,7 @@
 
 #include "vslice/http.h"
 #include "vslice/util.h"
+#include "vslice_version.h"
 
 #define ERROR_BODY_MAX (64u << 10) /* an error answer kept for its message */
 #define JSON_BODY_MAX  (64u << 20) /* a JSON answer */
@@ -300,6 +301,45 @@ static int status_errno(long status)
 	}
 }
 
+/* The host of "scheme://host[:port][/...]" ("[v6]" kept whole). */
+static const char *url_host(const char *url, char *buf, size_t len)
+{
+	const char *h = strstr(url, "://");
+	h = h ? h + 3 : url;
+	size_t n = h[0] == '[' ? strcspn(h, "]") + (h[strcspn(h, "]")] == ']') : strcspn(h, ":/");
+	snprintf(buf, len, "%.*s", (int)n, h);
+	return buf;
+}
+
+/*
+ * After CURLE_PEER_FAILED_VERIFICATION: does the chain verify when the host
+ * name is not checked? Then the name is what failed. libcurl reports both
+ * with one code (and, with OpenSSL, checks the name before it stores the
+ * chain's verify result), so ask with a second handshake (connect only, no
+ * request, no token) on this error path.
+ */
+static bool chain_trusted(struct http_client *c)
+{
+	CURL *h = cu.easy_init();
+	if (!h)
+		return false;
+	cu.easy_setopt(h, CURLOPT_URL, c->base);
+	cu.easy_setopt(h, CURLOPT_CONNECT_ONLY, 1L);
+	cu.easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
+	cu.easy_setopt(h, CURLOPT_CONNECTTIMEOUT, 10L);
+	cu.easy_setopt(h, CURLOPT_TIMEOUT, 10L);
+	cu.easy_setopt(h, CURLOPT_PROTOCOLS_STR, "https");
+	cu.easy_setopt(h, CURLOPT_SSL_VERIFYPEER, 1L);
+	cu.easy_setopt(h, CURLOPT_SSL_VERIFYHOST, 0L);
+	if (c->ca_file) {
+		cu.easy_setopt(h, CURLOPT_CAINFO, c->ca_file);
+		cu.easy_setopt(h, CURLOPT_CAPATH, (char *)NULL);
+	}
+	bool ok = cu.easy_perform(h) == CURLE_OK;
+	cu.easy_cleanup(h);
+	return ok;
+}
+
 /* A request that got no HTTP answer: one line, with a hint where the cause
  * is usually a wrong URL or a missing CA rather than the network. */
 static int transport_error(struct http_client *c, CURLcode rc, const char *why,
@@ -309,6 +349,16 @@ static int transport_error(struct http_client *c, CURLcode rc, const char *why,
 	const char *reason = why && *why ? why : cu.easy_strerror(rc);
 	switch (rc) {
 	case CURLE_PEER_FAILED_VERIFICATION:
+		/* A CA will not fix a certificate for another name. */
+		if (chain_trusted(c)) {
+			char host[256];
+			return vs_error_set(
+			    err, EACCES,
+			    "registry %s: the registry's certificate does not match "
+			    "the name %s (its subjectAltName must hold the URL's host "
+			    "name or address): %s",
+			    c->base, url_host(c->base, host, sizeof(host)), reason);
+		}
 		return vs_error_set(err, EACCES,
 				    "registry %s: the registry's certificate is not trusted (give "
 				    "its CA with --ca FILE or VSLICE_CA): %s",
@@ -369,7 +419,7 @@ static int perform(struct http_client *c, struct xfer *x, const char *method, co
 		cu.easy_setopt(h, CURLOPT_LOW_SPEED_TIME, 60L);
 	}
 	cu.easy_setopt(h, CURLOPT_PROTOCOLS_STR, "http,https");
-	cu.easy_setopt(h, CURLOPT_USERAGENT, "vslice/0.2");
+	cu.easy_setopt(h, CURLOPT_USERAGENT, "vslice/" VSLICE_VERSION);
 	cu.easy_setopt(h, CURLOPT_SSL_VERIFYPEER, 1L);
 	cu.easy_setopt(h, CURLOPT_SSL_VERIFYHOST, 2L);
 	if (c->ca_file) {

@@ -16,6 +16,8 @@
 #include <fcntl.h>
 #include <jansson.h>
 #include <linux/openat2.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
@@ -27,6 +29,7 @@
 #include "vslice/image.h"
 #include "vslice/json.h"
 #include "vslice/slice.h"
+#include "vslice/units.h"
 #include "vslice/util.h"
 
 /* ------------------------------------------------------------------ */
@@ -159,16 +162,22 @@ static int place_file(int upper_fd, int image_fd, const struct manifest_file *f,
 struct place_ctx {
 	const struct manifest *m;
 	const struct slice_spec *spec;
-	int image_fd; /* the image's rootfs (O_PATH), -1 if unknown */
+	int image_fd;		    /* the image's rootfs (O_PATH), -1 if unknown */
+	struct manifest_file peers; /* EXPERIMENT_PEERS_FILE */
 };
 
-/* slice_upper_fn: every file of the manifest, from the upper dir. */
+/* slice_upper_fn: the peers file, then every file of the manifest, from
+ * the upper dir. */
 static int place_in(void *arg, int upper_fd, struct vs_error *err)
 {
 	const struct place_ctx *pc = arg;
+	int r =
+	    place_file(upper_fd, pc->image_fd, &pc->peers, pc->spec->id_base, pc->spec->image, err);
+	if (r < 0)
+		return r;
 	for (size_t i = 0; i < pc->m->nfiles; i++) {
-		int r = place_file(upper_fd, pc->image_fd, &pc->m->files[i], pc->spec->id_base,
-				   pc->spec->image, err);
+		r = place_file(upper_fd, pc->image_fd, &pc->m->files[i], pc->spec->id_base,
+			       pc->spec->image, err);
 		if (r < 0)
 			return vs_error_wrap(err, "files[%zu]", i);
 	}
@@ -176,15 +185,19 @@ static int place_in(void *arg, int upper_fd, struct vs_error *err)
 }
 
 static int place_files(const char *root, const struct manifest *m, const struct slice_spec *spec,
-		       struct vs_error *err)
+		       const char *peers, struct vs_error *err)
 {
-	if (m->nfiles == 0)
-		return 0;
 	cleanup_free char *irootfs = NULL;
 	cleanup_close int ifd = -1;
 	if (image_rootfs(root, spec->image, &irootfs, err) == 0)
 		ifd = open(irootfs, O_PATH | O_DIRECTORY | O_CLOEXEC);
-	struct place_ctx pc = {.m = m, .spec = spec, .image_fd = ifd};
+	struct place_ctx pc = {.m = m,
+			       .spec = spec,
+			       .image_fd = ifd,
+			       .peers = {.path = (char *)EXPERIMENT_PEERS_FILE,
+					 .data = (unsigned char *)peers,
+					 .len = strlen(peers),
+					 .mode = 0644}};
 	/* A slice with a disk limit: its upper dir is in its image. */
 	return slice_with_upper(root, spec, true, place_in, &pc, err);
 }
@@ -213,6 +226,82 @@ static void step_done(const struct experiment_create_opts *o, enum experiment_st
 		o->step(o->arg, step);
 }
 
+/* VSLICE_PEERS longer than this is left unset: one environment string
+ * must stay below the kernel's 128 KiB (MAX_ARG_STRLEN), and the file has
+ * every peer anyway. */
+#define PEERS_ENV_MAX (64u << 10)
+
+/* A registry URL without its user info ("https://u:p@host" -> "https://host"):
+ * the sliver's environment is the experiment's, not the operator's. */
+static char *url_without_userinfo(const char *url)
+{
+	const char *auth = strstr(url, "://");
+	auth = auth ? auth + 3 : url;
+	size_t alen = strcspn(auth, "/?#");
+	const char *at = memrchr(auth, '@', alen);
+	if (!at)
+		return vs_xstrdup(url);
+	return vs_xasprintf("%.*s%s", (int)(auth - url), url, at + 1);
+}
+
+/*
+ * Where am I (experiment.h): VSLICE_SLICE, VSLICE_NODE, VSLICE_PEERS and
+ * VSLICE_REGISTRY appended to spec->env, and the text of
+ * EXPERIMENT_PEERS_FILE in *peers. nodes: the slice's nodes (NULL: node
+ * alone), in the registry's order; node is listed first if missing there.
+ * Names that are not node names (a registry is not trusted with the
+ * sliver's files) are skipped. Linear in the number of nodes.
+ */
+static void where_am_i(struct slice_spec *spec, const char *node, char *const *nodes,
+		       const char *registry, char **peers)
+{
+	char *const alone[] = {(char *)node, NULL};
+	if (!nodes)
+		nodes = alone;
+	size_t n = 0;
+	while (spec->env && spec->env[n])
+		n++;
+	bool self_listed = false;
+	for (char *const *p = nodes; *p; p++)
+		self_listed |= !strcmp(*p, node);
+	char *lines = NULL, *others = NULL;
+	size_t lines_len = 0, others_len = 0;
+	FILE *lf = open_memstream(&lines, &lines_len);
+	FILE *of = open_memstream(&others, &others_len);
+	if (!lf || !of)
+		abort(); /* allocation failure */
+	fprintf(lf,
+		"# The slivers of slice %s: NODE ADDRESS, one a line (\"-\": no address "
+		"known).\n# This one is on %s ($VSLICE_NODE).\n",
+		spec->name, node);
+	if (!self_listed)
+		fprintf(lf, "%s -\n", node);
+	bool first = true;
+	for (char *const *p = nodes; *p; p++) {
+		if (!vs_node_name_valid(*p))
+			continue;
+		fprintf(lf, "%s -\n", *p);
+		if (strcmp(*p, node)) {
+			fprintf(of, "%s%s", first ? "" : " ", *p);
+			first = false;
+		}
+	}
+	if (fclose(lf) != 0 || fclose(of) != 0)
+		abort();
+	spec->env = vs_xrealloc(spec->env, (n + 5) * sizeof(char *));
+	spec->env[n++] = vs_xasprintf("VSLICE_SLICE=%s", spec->name);
+	spec->env[n++] = vs_xasprintf("VSLICE_NODE=%s", node);
+	if (others_len <= PEERS_ENV_MAX)
+		spec->env[n++] = vs_xasprintf("VSLICE_PEERS=%s", others);
+	if (registry) {
+		cleanup_free char *shown = url_without_userinfo(registry);
+		spec->env[n++] = vs_xasprintf("VSLICE_REGISTRY=%s", shown);
+	}
+	spec->env[n] = NULL;
+	free(others);
+	*peers = lines;
+}
+
 int experiment_create_with(const char *root, const struct manifest *m, const char *origin,
 			   const char *node, const struct experiment_create_opts *o,
 			   struct vs_error *err)
@@ -221,13 +310,15 @@ int experiment_create_with(const char *root, const struct manifest *m, const cha
 	int r = experiment_spec(m, &spec, err);
 	if (r < 0)
 		return r;
+	cleanup_free char *peers = NULL;
+	where_am_i(&spec, node, o ? o->nodes : NULL, o ? o->registry : NULL, &peers);
 	r = slice_create(root, &spec, err);
 	if (r == 0) {
 		/* From here on, a failure destroys the slice: nothing left behind.
 		 * experiment.json goes last: whoever finds it (a restarted node
 		 * manager) may take the slice as complete. */
 		step_done(o, EXPERIMENT_SLICE_CREATED);
-		r = place_files(root, m, &spec, err);
+		r = place_files(root, m, &spec, peers, err);
 		if (r == 0) {
 			step_done(o, EXPERIMENT_FILES_PLACED);
 			r = save_experiment(root, m, origin, node, err);

@@ -39,6 +39,8 @@
  * the daemon's life (nodemgr_new), so two nodes on one machine never share
  * slices, records or a slice's cgroup.
  */
+#include <ctype.h>
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
@@ -216,9 +218,102 @@ static int lock_cgroup_parent(struct nodemgr *nm, struct vs_error *err)
 	if (r == -EBUSY) {
 		size_t l = strlen(err->msg);
 		snprintf(err->msg + l, sizeof(err->msg) - l,
-			 "; give each node manager on a machine its own VSLICE_CGROUP_PARENT");
+			 "; give each node manager on a machine its own VSLICE_CGROUP_PARENT "
+			 "(or none: each then gets vslice-NODE)");
 	}
 	return r;
+}
+
+/* A cgroup parent as cgroup_open takes it: '/'-separated components of
+ * [A-Za-z0-9_.@-], none starting with '.', no empty one. */
+static bool cgroup_parent_valid(const char *p)
+{
+	size_t n = strlen(p);
+	if (n == 0 || n > 255 || p[0] == '/' || p[n - 1] == '/')
+		return false;
+	for (const char *c = p; *c; c++) {
+		if ((c == p || c[-1] == '/') && (*c == '.' || *c == '/'))
+			return false;
+		if (!isalnum((unsigned char)*c) && !strchr("_.@-/", *c))
+			return false;
+	}
+	return true;
+}
+
+#define CGROUP_PARENT_FILE "nodemgr/cgroup-parent"
+
+char *nodemgr_root_cgroup_parent(const char *root)
+{
+	cleanup_free char *path = vs_xasprintf("%s/" CGROUP_PARENT_FILE, root);
+	cleanup_free char *text = NULL;
+	struct vs_error ignore;
+	if (vs_read_file(path, 4096, &text, NULL, &ignore) < 0)
+		return NULL;
+	text[strcspn(text, "\n")] = '\0';
+	return cgroup_parent_valid(text) ? steal_pointer(&text) : NULL;
+}
+
+/* Does root hold a slice (an entry in slices/ other than . and ..)? */
+static bool root_has_slices(const char *root)
+{
+	cleanup_free char *d = vs_xasprintf("%s/slices", root);
+	DIR *dir = opendir(d);
+	if (!dir)
+		return false;
+	bool any = false;
+	for (struct dirent *e; !any && (e = readdir(dir));)
+		any = strcmp(e->d_name, ".") && strcmp(e->d_name, "..");
+	closedir(dir);
+	return any;
+}
+
+int nodemgr_cgroup_parent(const char *root, const char *name, const char *given, char **out,
+			  struct vs_error *err)
+{
+	*out = NULL;
+	if (given && *given) {
+		/* Spelled as the lock and cgroup_open take it: no outer slashes. */
+		const char *g = given;
+		while (*g == '/')
+			g++;
+		cleanup_free char *parent = vs_xstrdup(g);
+		for (size_t n = strlen(parent); n > 0 && parent[n - 1] == '/'; n--)
+			parent[n - 1] = '\0';
+		if (!cgroup_parent_valid(parent))
+			return vs_error_set(
+			    err, EINVAL,
+			    "cgroup parent \"%s\": use components of letters, digits, "
+			    "'-', '_', '.', '@' joined by '/' (not starting with '.')",
+			    given);
+		*out = steal_pointer(&parent);
+		return 0;
+	}
+	if ((*out = nodemgr_root_cgroup_parent(root)))
+		return 0;
+	*out = root_has_slices(root) ? vs_xstrdup("vslice") : vs_xasprintf("vslice-%s", name);
+	return 0;
+}
+
+/* Record the parent this node manager's slivers use (its locked one), for
+ * slicectl on this root and the next start (nodemgr_cgroup_parent). Only
+ * once both locks are held: a node manager refused at start must not
+ * change what the running one recorded. */
+static int record_cgroup_parent(struct nodemgr *nm, struct vs_error *err)
+{
+	const char *parent = getenv("VSLICE_CGROUP_PARENT");
+	if (!parent || !*parent)
+		parent = "vslice"; /* cgroup_open's default */
+	while (*parent == '/')
+		parent++;
+	cleanup_free char *want = vs_xasprintf("%s", parent);
+	for (size_t n = strlen(want); n > 0 && want[n - 1] == '/'; n--)
+		want[n - 1] = '\0';
+	cleanup_free char *had = nodemgr_root_cgroup_parent(nm->root);
+	if (had && !strcmp(had, want))
+		return 0;
+	cleanup_free char *path = vs_xasprintf("%s/" CGROUP_PARENT_FILE, nm->root);
+	cleanup_free char *text = vs_xasprintf("%s\n", want);
+	return vs_write_file_atomic(path, text, strlen(text), 0644, err);
 }
 
 static int lock_root(struct nodemgr *nm, struct vs_error *err)
@@ -289,6 +384,8 @@ int nodemgr_new(const struct nodemgr_opts *o, struct nodemgr **out, struct vs_er
 		r = lock_root(nm, err);
 	if (r == 0)
 		r = lock_cgroup_parent(nm, err);
+	if (r == 0)
+		r = record_cgroup_parent(nm, err);
 	if (r == 0)
 		r = nm_records_load(nm, err);
 	if (r < 0) {
@@ -426,6 +523,13 @@ int nodemgr_run(struct nodemgr *nm, struct vs_error *err)
 				next_tick = vs_now_ns();
 		}
 	}
+	pthread_mutex_lock(&nm->mu);
+	bool refused = nm->refused;
+	if (refused)
+		*err = nm->refused_err;
+	pthread_mutex_unlock(&nm->mu);
+	if (refused)
+		return -err->code;
 	nm_log(nm, NODEMGR_LOG_INFO, "stopping (its %zu sliver%s keep%s running)", nm->nslivers,
 	       nm->nslivers == 1 ? "" : "s", nm->nslivers == 1 ? "s" : "");
 	return 0;

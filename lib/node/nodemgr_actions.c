@@ -123,8 +123,24 @@ static void log_defaults(struct nodemgr *nm, const char *slice, unsigned applied
 	       what, values);
 }
 
+/* The registry's "nodes" of a slice object (names of the nodes holding its
+ * slivers) as a NULL-terminated list; NULL when absent (an assignment that
+ * carried its manifest: the sliver then knows only itself). */
+static char **slice_nodes(json_t *slice)
+{
+	json_t *arr = json_object_get(slice, "nodes");
+	if (!json_is_array(arr))
+		return NULL;
+	char **v = vs_xcalloc(json_array_size(arr) + 1, sizeof(char *));
+	size_t n = 0, i;
+	json_t *e;
+	json_array_foreach(arr, i, e) if (json_is_string(e)) v[n++] =
+	    vs_xstrdup(json_string_value(e));
+	return v;
+}
+
 static int create_sliver(struct nodemgr *nm, const struct nodemgr_assignment *a, json_t *mj,
-			 struct vs_error *err)
+			 char *const *nodes, struct vs_error *err)
 {
 	__attribute__((cleanup(manifest_freep))) struct manifest *m = NULL;
 	int r = parse_manifest(mj, a->slice, &m, err);
@@ -142,7 +158,8 @@ static int create_sliver(struct nodemgr *nm, const struct nodemgr_assignment *a,
 		if (r < 0 && r != -EEXIST)
 			return vs_error_wrap(err, "building image busybox");
 	}
-	struct experiment_create_opts eo = {.step = create_step, .arg = nm};
+	struct experiment_create_opts eo = {
+	    .step = create_step, .arg = nm, .nodes = nodes, .registry = nm->registry};
 	if ((r = experiment_create_with(nm->root, m, nm->origin, nm->name, &eo, err)) < 0)
 		return r;
 	r = slice_start(nm->root, a->slice, &(struct slice_start_opts){.foreground = false}, err);
@@ -241,7 +258,8 @@ void nm_create(struct nodemgr *nm, const struct nodemgr_assignment *a, struct nm
 	}
 	nm->changed = true;
 	nm_fault_point(nm, "nodemgr.create", 1);
-	if (create_sliver(nm, a, mj, &err) < 0) {
+	cleanup_strv char **nodes = fetched ? slice_nodes(fetched) : NULL;
+	if (create_sliver(nm, a, mj, nodes, &err) < 0) {
 		char one[VS_ERROR_MAX];
 		s->r.phase = NODEMGR_FAILED;
 		s->r.message = vs_xstrdup(vs_printable(err.msg, one, sizeof(one)));

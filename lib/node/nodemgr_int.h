@@ -85,9 +85,11 @@ struct nodemgr {
 	pthread_t poller;
 	bool poller_started;
 	pthread_mutex_t mu;
-	json_t *answer;	   /* under mu: the newest successful answer not yet taken */
-	bool poller_done;  /* under mu */
-	char *status_text; /* under mu: what the local status API serves */
+	json_t *answer;	  /* under mu: the newest successful answer not yet taken */
+	bool poller_done; /* under mu */
+	bool refused;	  /* under mu: the registry refuses our token for good (401/403) */
+	struct vs_error refused_err; /* under mu: why, for nodemgr_run to return */
+	char *status_text;	     /* under mu: what the local status API serves */
 	struct httpd *status_api;
 
 	/* main thread only */

@@ -29,6 +29,7 @@
 #include "vslice/regclient.h"
 #include "vslice/units.h"
 #include "vslice/util.h"
+#include "vslice_version.h"
 
 /* --- an answer ----------------------------------------------------- */
 
@@ -166,7 +167,7 @@ static int register_node(struct nodemgr *nm, struct http_client *c, long *status
 	read_images(nm->root, images);
 	cleanup_json json_t *body = json_pack("{s:f, s:I, s:O, s:O, s:s}", "cpus", nm->o.cpus,
 					      "memory", (json_int_t)nm->o.memory, "labels", labels,
-					      "images", images, "version", NODEMGR_VERSION);
+					      "images", images, "version", VSLICE_VERSION);
 	unsigned asked = 0;
 	int r = regclient_node_register(c, nm->name, body, &asked, status, err);
 	if (r < 0)
@@ -186,6 +187,30 @@ static void poller_fail(struct nodemgr *nm, const char *what, long status,
 	nm_log(nm, NODEMGR_LOG_INFO, "%s (%s), retrying in %u s", what, err->msg, *backoff);
 	nm_nap(nm, *backoff);
 	*backoff = *backoff * 2 > NODEMGR_BACKOFF_MAX ? NODEMGR_BACKOFF_MAX : *backoff * 2;
+}
+
+/*
+ * The registry refused to register us with this token: unknown or revoked
+ * (401), bound to another node or not a node token (403). No retry changes
+ * that, only another token does: stop the node manager (its slivers run on)
+ * with one line saying so, instead of retrying for ever.
+ */
+static void refuse(struct nodemgr *nm, long status, const struct vs_error *why)
+{
+	pthread_mutex_lock(&nm->mu);
+	nm->refused = true;
+	vs_error_set(&nm->refused_err, EACCES,
+		     "registry %s refuses this node's token (%ld: %s): %s; stopping (slivers keep "
+		     "running): start it with a valid node token (slicectl token create --role "
+		     "node --node %s)",
+		     nm->registry, status, why->msg,
+		     status == 401 ? "the token is revoked or unknown to this registry"
+				   : "the token is not a node token, or bound to another node",
+		     nm->name);
+	vs_error_kind(&nm->refused_err, VS_EK_REFUSED);
+	pthread_mutex_unlock(&nm->mu);
+	atomic_store(&nm->stop, true);
+	nm_wake(nm);
 }
 
 /* An answer the main loop has to see: cache it, then hand it over. */
@@ -219,6 +244,10 @@ void *nm_poller_main(void *arg)
 		if (!atomic_load(&nm->registered)) {
 			long status = 0;
 			if (register_node(nm, &c, &status, &err) < 0) {
+				if (status == 401 || status == 403) {
+					refuse(nm, status, &err);
+					break;
+				}
 				poller_fail(nm, "registering failed", status, &err, &backoff);
 				continue;
 			}

@@ -208,10 +208,12 @@ static void upload_results(struct nodemgr *nm, struct nm_sliver *s)
 void nm_heartbeat(struct nodemgr *nm)
 {
 	/*
-	 * States first, then the logs, then the states are posted: a sliver
-	 * the registry sees as exited has its whole output there already (it
-	 * exited before its log was read), so `submit --wait` never misses the
-	 * tail of a run. The final log bytes also go before the results commit.
+	 * States first, then the logs and the results of the runs that ended,
+	 * then the states are posted: a sliver the registry sees as exited has
+	 * its whole output and its result files there already (it exited before
+	 * its log was read), so `submit --wait` never misses the tail of a run
+	 * and `results` right after it finds them complete. The final log bytes
+	 * also go before the results commit.
 	 */
 	bool *exited = vs_xcalloc(nm->nslivers + 1, sizeof(bool));
 	int *logged = vs_xcalloc(nm->nslivers + 1, sizeof(int));
@@ -220,13 +222,13 @@ void nm_heartbeat(struct nodemgr *nm)
 		for (size_t i = 0; i < nm->nslivers && !atomic_load(&nm->stop); i++)
 			if (nm->slivers[i].r.phase == NODEMGR_CREATED)
 				logged[i] = upload_log(nm, &nm->slivers[i]);
-		post_status(nm, list);
 		for (size_t i = 0; i < nm->nslivers && !atomic_load(&nm->stop); i++) {
 			struct nm_sliver *s = &nm->slivers[i];
 			if (s->r.phase == NODEMGR_CREATED && exited[i] && logged[i] == 1 &&
 			    !s->r.results_done)
 				upload_results(nm, s);
 		}
+		post_status(nm, list);
 	}
 	free(logged);
 	free(exited);

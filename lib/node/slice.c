@@ -183,6 +183,21 @@ static bool pid_is_slice(struct cgroup *cg, pid_t pid, uint64_t starttime)
 	return false;
 }
 
+/* The cgroup outlives the run: what it counted during the run says why the
+ * run ended (an OOM kill shows as SIGKILL in the exit record). */
+static void set_exit_cause(struct cgroup *cg, struct slice_state *st)
+{
+	struct cgroup_stats cs = {0};
+	struct vs_error ignore;
+	if (cgroup_stats(cg, &cs, &ignore) < 0)
+		return;
+	uint64_t oom = cs.oom_kills > st->oom_kills_base ? cs.oom_kills - st->oom_kills_base : 0;
+	uint64_t pids =
+	    cs.pids_refused > st->pids_refused_base ? cs.pids_refused - st->pids_refused_base : 0;
+	snprintf(st->exit_reason, sizeof(st->exit_reason), "%s",
+		 slice_exit_cause(st->exit_reason, st->exit_code, oom, pids));
+}
+
 /* Bring state up to date with the kernel: a dead PID 1 means exited. */
 static void refresh_state(const char *root, const char *name, struct cgroup *cg,
 			  struct slice_state *st)
@@ -210,6 +225,40 @@ static void refresh_state(const char *root, const char *name, struct cgroup *cg,
 		snprintf(st->exit_reason, sizeof(st->exit_reason), "killed");
 		st->finished = time(NULL);
 	}
+	set_exit_cause(cg, st);
+}
+
+const char *slice_exit_cause(const char *reason, int code, uint64_t oom_kills,
+			     uint64_t pids_refused)
+{
+	if (!strcmp(reason, "timeout") || !strcmp(reason, "lifetime"))
+		return !strcmp(reason, "timeout") ? "timeout" : "lifetime";
+	bool failed = code != 0 || !strcmp(reason, "killed");
+	if (failed && oom_kills > 0)
+		return "oom";
+	if (failed && pids_refused > 0)
+		return "pids";
+	if (!strcmp(reason, "killed"))
+		return "killed";
+	return !strcmp(reason, "signal") ? "signal" : "exited";
+}
+
+const char *slice_exit_reason_text(const char *reason)
+{
+	static const struct {
+		const char *reason, *text;
+	} texts[] = {
+	    {"oom", "killed by the OOM killer: the slice reached its memory limit (--memory)"},
+	    {"pids", "failed after the process limit (--pids) refused a fork"},
+	    {"timeout", "killed: the run took longer than its --timeout"},
+	    {"lifetime",
+	     "killed: the slice's lifetime ended (--lifetime; slicectl renew moves it)"},
+	    {"killed", "its PID 1 was killed from outside (SIGKILL)"},
+	};
+	for (size_t i = 0; reason && i < VS_ARRAY_SIZE(texts); i++)
+		if (!strcmp(reason, texts[i].reason))
+			return texts[i].text;
+	return NULL;
 }
 
 int slice_load(const char *root, const char *name, struct slice_spec *spec, struct slice_state *st,
@@ -600,12 +649,18 @@ static int start_locked(const char *root, const char *name, const struct slice_s
 		c.net_setup = slice_net_setup;
 		c.net_arg = &net;
 	}
+	/* The counters the run starts from (the cgroup lives across runs). */
+	struct cgroup_stats base = {0};
+	struct vs_error ignore;
+	(void)cgroup_stats(cg, &base, &ignore);
 	struct sliver_result res;
 	r = sliver_spawn(&c, &res, err);
 	struct slice_state ns = {.status = SLICE_CREATED,
 				 .exit_code = -1,
 				 .idmapped = res.idmapped,
-				 .started = time(NULL)};
+				 .started = time(NULL),
+				 .oom_kills_base = base.oom_kills,
+				 .pids_refused_base = base.pids_refused};
 	if (res.pid1 > 0) {
 		ns.status = SLICE_RUNNING;
 		ns.pid = res.pid1;
@@ -618,6 +673,7 @@ static int start_locked(const char *root, const char *name, const struct slice_s
 			if (sliver_read_exit(exit_fd, &ns.exit_code, ns.exit_reason,
 					     sizeof(ns.exit_reason), &ns.restarts, &fin) == 0)
 				ns.finished = fin;
+			set_exit_cause(cg, &ns);
 		}
 	}
 	struct vs_error e2;

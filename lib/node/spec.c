@@ -308,11 +308,12 @@ fail:
 char *state_to_json(const struct slice_state *st)
 {
 	cleanup_json json_t *j = json_pack(
-	    "{s:i, s:s, s:i, s:I, s:i, s:s, s:i, s:I, s:I, s:b}", "version", 1, "status",
+	    "{s:i, s:s, s:i, s:I, s:i, s:s, s:i, s:I, s:I, s:b, s:I, s:I}", "version", 1, "status",
 	    slice_status_name(st->status), "pid", (int)st->pid, "pid_starttime",
 	    (json_int_t)st->pid_starttime, "exit_code", st->exit_code, "exit_reason",
 	    st->exit_reason, "restarts", (int)st->restarts, "started", (json_int_t)st->started,
-	    "finished", (json_int_t)st->finished, "idmapped", st->idmapped);
+	    "finished", (json_int_t)st->finished, "idmapped", st->idmapped, "oom_kills_base",
+	    (json_int_t)st->oom_kills_base, "pids_refused_base", (json_int_t)st->pids_refused_base);
 	return j ? json_dumps(j, JSON_INDENT(2) | JSON_SORT_KEYS) : NULL;
 }
 
@@ -355,6 +356,13 @@ int state_from_json(const char *text, struct slice_state *st, struct vs_error *e
 	if (!json_is_boolean(im))
 		return vs_error_set(err, EINVAL, "%s: .idmapped: expected true or false", f);
 	st->idmapped = json_is_true(im);
+	/* Absent in state files written before they existed: 0. */
+	if (json_object_get(j, "oom_kills_base") &&
+	    (r = get_u64(j, f, "oom_kills_base", INT64_MAX, &st->oom_kills_base, err)) < 0)
+		return r;
+	if (json_object_get(j, "pids_refused_base") &&
+	    (r = get_u64(j, f, "pids_refused_base", INT64_MAX, &st->pids_refused_base, err)) < 0)
+		return r;
 	if ((st->status == SLICE_RUNNING || st->status == SLICE_FROZEN) &&
 	    (st->pid <= 1 || !st->pid_starttime))
 		return vs_error_set(err, EINVAL, "%s: .pid: a running slice needs a pid > 1", f);

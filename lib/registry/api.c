@@ -266,6 +266,23 @@ static json_t *slivers_json(struct registry *reg, const char *slice, const char 
 	return arr;
 }
 
+/* The names of the nodes that hold a sliver of slice, sorted: every view
+ * of the slice has them (a node tells its sliver who its peers are; their
+ * states stay hidden from it). */
+static json_t *slice_nodes_json(struct registry *reg, const char *slice)
+{
+	json_t *arr = json_array();
+	struct vs_error err;
+	struct store_sliver *v = NULL;
+	size_t n = 0;
+	if (store_slivers_of(reg, slice, NULL, &v, &n, &err) < 0)
+		return arr;
+	for (size_t i = 0; i < n; i++)
+		json_array_append_new(arr, json_string(v[i].node));
+	store_slivers_free(v, n);
+	return arr;
+}
+
 /* The slice object, or NULL when there is no such slice. only_node: show
  * that node's sliver only (a node token's view). Expects reg->lock. */
 static json_t *slice_json(struct registry *reg, const char *name, bool with_manifest,
@@ -283,6 +300,7 @@ static json_t *slice_json(struct registry *reg, const char *name, bool with_mani
 	if (with_manifest)
 		json_object_set_new(j, "manifest", text_json(sl.manifest));
 	json_object_set_new(j, "slivers", slivers);
+	json_object_set_new(j, "nodes", slice_nodes_json(reg, name));
 	store_slice_clear(&sl);
 	return j;
 }

@@ -286,6 +286,12 @@ static int v2_stats(struct cgroup *cg, struct cgroup_stats *st, struct vs_error 
 		return r;
 	if ((r = cg_read_u64_opt(h->path, h->label, "pids.max", &st->pids_max, &is_max, err)) < 0)
 		return r;
+	cleanup_free char *pev = NULL;
+	r = cg_read(h->path, h->label, "pids.events", &pev, err);
+	if (r == 0)
+		(void)cg_keyed_u64(pev, "max", &st->pids_refused);
+	else if (r != -ENOENT)
+		return r;
 	r = read_frozen(cg, h, err);
 	if (r == -ENOENT) {
 		r = 0;

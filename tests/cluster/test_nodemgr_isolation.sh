@@ -73,4 +73,54 @@ second "$VC_TMP/other/root" "$VC_PFX-other" --listen "$VC_NET.11:7482" >/dev/nul
 expect_eq "a node manager with a root, cgroup parent and port of its own runs (killed by timeout)" 124 "$RC"
 check "... and registered" has "$OUT" "registered with"
 rm -rf --one-file-system "$VC_TMP/other"
+
+# --- no parent given: each derives its own from --name --------------------------
+# Two node managers on one machine with nothing but a root each (names
+# unique to this run: the derived parent, vslice-NAME, is machine-wide).
+TOKEN=$ADMIN
+pids=()
+for x in a b; do
+	n=${VC_PFX}$x
+	mkdir -p "$VC_TMP/$x"
+	tok=$(vsc token create --role node)
+	env -u VSLICE_CGROUP_PARENT VSLICE_ROOT="$VC_TMP/$x/root" nsenter --net="/run/netns/$VC_PFX-node1" \
+		"$NODEMGR" --registry "$REGISTRY_URL" --name "$n" --token "$tok" --heartbeat 1s \
+		>"$VC_TMP/$x.log" 2>&1 &
+	pids+=($!)
+	VC_PIDS+=($!)
+done
+both_ready() { [ "$(vsc nodes | awk -v a="${VC_PFX}a" -v b="${VC_PFX}b" '($1 == a || $1 == b) && $2 == "ready"' | wc -l)" = 2 ]; }
+check "two node managers with no cgroup parent given both run" wait_for 30 both_ready ||
+	tail -3 "$VC_TMP/a.log" "$VC_TMP/b.log"
+for x in a b; do
+	expect_eq "node ${VC_PFX}$x recorded its derived parent vslice-${VC_PFX}$x" "vslice-${VC_PFX}$x" \
+		"$(cat "$VC_TMP/$x/root/nodemgr/cgroup-parent" 2>/dev/null)"
+done
+cat >"$VC_TMP/two.json" <<EOF
+{"apiVersion": "vslice/v1", "slice": "twin", "nodes": {"names": ["${VC_PFX}a", "${VC_PFX}b"]},
+ "run": {"command": ["sleep", "300"]}}
+EOF
+out=$(vsc submit "$VC_TMP/two.json" 2>&1)
+check "a slice on both is submitted" test $? = 0 || echo "    got: $out"
+both_running() { [ "$(vsc status twin | grep -c ' running')" = 2 ]; }
+check "a slice on both runs" wait_for 60 both_running || vsc status twin
+for x in a b; do
+	cg=/sys/fs/cgroup/memory/vslice-${VC_PFX}$x/twin
+	[ -d /sys/fs/cgroup/memory ] || cg=/sys/fs/cgroup/vslice-${VC_PFX}$x/twin
+	check "${VC_PFX}$x's sliver has a cgroup of its own ($cg)" test -n "$(cat "$cg/cgroup.procs" 2>/dev/null)"
+	out=$(env -u VSLICE_CGROUP_PARENT VSLICE_ROOT="$VC_TMP/$x/root" "$SLICECTL" list)
+	check "slicectl on ${VC_PFX}$x's root (no VSLICE_CGROUP_PARENT) sees its sliver running" \
+		grep -Eq '^twin +running' <<<"$out" || echo "    got: $out"
+done
+vsc destroy twin >/dev/null
+gone() { [ ! -d "$VC_TMP/a/root/slices/twin" ] && [ ! -d "$VC_TMP/b/root/slices/twin" ]; }
+check "... and both slivers go with the slice" wait_for 60 gone
+for p in "${pids[@]}"; do
+	kill -TERM "$p" 2>/dev/null
+	wait "$p" 2>/dev/null
+done
+for x in a b; do
+	rmdir /sys/fs/cgroup/*/"vslice-${VC_PFX}$x" /sys/fs/cgroup/"vslice-${VC_PFX}$x" 2>/dev/null
+	case "$VC_TMP" in /tmp/vslice-cluster.*) rm -rf --one-file-system "$VC_TMP/$x" ;; esac
+done
 finish

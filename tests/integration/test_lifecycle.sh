@@ -54,7 +54,8 @@ vs exec d1 -- sh -c 'exit 3'
 expect_eq "exec exits with the command's code" 3 "$?"
 expect_eq "exec sees the slice's hostname" d1 "$(vs exec d1 -- hostname)"
 expect_eq "exec has the same policy" "Seccomp: 2" "$(vs exec d1 -- grep Seccomp: /proc/self/status | tr -s '\t' ' ')"
-expect_eq "exec -t gets a terminal" yes "$(echo 'test -t 0 && echo yes; exit' | vs exec -t d1 -- sh 2>/dev/null | tr -d '\r' | grep -x yes)"
+# (on a terminal: without one, exec -t runs on plain stdio; test_failures_speak.sh)
+expect_eq "exec -t gets a terminal" yes "$(script -qec "$SLICECTL exec -t d1 -- sh -c 'test -t 0 && echo yes'" /dev/null </dev/null | tr -d '\r' | grep -o 'yes$' | head -1)"
 check "logs show the workload's output" bash -c "for i in \$(seq 30); do vs logs d1 | grep -qx started && exit 0; sleep 0.1; done; exit 1"
 fz=/sys/fs/cgroup/freezer/$VSLICE_CGROUP_PARENT/d1/freezer.state
 vs freeze d1

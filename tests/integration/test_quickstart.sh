@@ -62,6 +62,29 @@ run_lines() { # text with one command per line
 export QS=$qs_root
 run_lines "$use_block"
 run_lines "$exp_cmds"
+# README's cluster block is a part of docs/cluster.md's quick start, which
+# tests/cluster/test_quickstart.sh runs as written: each of its commands
+# (continuations joined) must be one of the doc's, word for word.
+joined() { awk '{ if (sub(/\\$/, "")) { buf = buf $0; next } print buf $0; buf = "" }'; }
+readme_cluster=$(awk '/^### Cluster mode/{s=1} s&&/^```/{n++; if(n==2) exit; next} s&&n==1' "$readme" | joined)
+doc_block=$(awk '/^## Quick start \(one machine, or three\)/{s=1} s&&/^```/{n++; if(n==2) exit; next} s&&n==1' docs/cluster.md | joined)
+check "README has a cluster block" test -n "$readme_cluster"
+while IFS= read -r line; do
+	[ -z "${line// /}" ] && continue
+	check "README cluster line is in docs/cluster.md's quick start: ${line:0:80}" \
+		grep -qxF -- "$line" <<<"$doc_block"
+done <<<"$readme_cluster"
+
+# The man page's local examples (its EXAMPLES up to the cluster part, which
+# tests/cluster/test_quickstart.sh runs), slicectl from build/.
+man_local=$(awk '/^\.SH EXAMPLES/{s=1; next} s&&/^\.fi/{exit} s&&!/^\.nf/' docs/slicectl.1 |
+	sed '/^export VSLICE_REGISTRY/,$d' | sed 's/\\-/-/g')
+check "the man page has local examples" test -n "$man_local"
+# On a root of its own: the man page starts with `image build busybox`.
+man_root=$(mktemp -d /var/tmp/vslice-qs-man.XXXXXX)
+VSLICE_ROOT=$man_root PATH=$VS_REPO/build:$PATH run_lines "$man_local"
+for s in $(VSLICE_ROOT=$man_root vs list -q 2>/dev/null); do VSLICE_ROOT=$man_root vs destroy --force "$s" >/dev/null; done
+rm -rf --one-file-system "$man_root"
 # `sudo make run` is deps + build + this script: the main job, on this root.
 out=$(bash tests/run-example.sh 2>&1)
 check "make run's main job (tests/run-example.sh) succeeds" test "$?" = 0 || echo "$out" | tail -5

@@ -22,6 +22,7 @@
 
 #include "../../lib/runtime/cgroup_internal.h"
 #include "vslice/cgroup.h"
+#include "vslice/slice.h"
 #include "vslice/util.h"
 
 /* ---- fake tree helpers -------------------------------------------------- */
@@ -408,7 +409,9 @@ static void test_v1_freeze_thaw_stats(void **state)
 	    "oom_kill_disable 0\nunder_oom 0\noom_kill 3\n");
 	put("pids/vslice/web1/pids.current", "7\n");
 	put("pids/vslice/web1/pids.max", "max\n");
+	put("pids/vslice/web1/pids.events", "max 5\n");
 	assert_int_equal(cgroup_stats(cg, &st, &err), 0);
+	assert_int_equal(st.pids_refused, 5);
 	assert_int_equal(st.cpu_usage_ns, 123456789);
 	assert_int_equal(st.memory_current, 1048576);
 	assert_int_equal(st.memory_max, 0);
@@ -582,6 +585,47 @@ static void test_v2_failure_cleanup_and_nested_parent(void **state)
 	cgroup_free(cg);
 }
 
+/*
+ * Why a run ended, on a v2 tree (this machine's real cgroups are v1:
+ * tests/integration/test_exit_reasons.sh covers those): the counters a
+ * run's cgroup reports during the run make a SIGKILL "oom" and a failed
+ * exit "pids"; a timeout or the lifetime stay what they are; counters from
+ * before the run (the base) blame nothing.
+ */
+static void test_v2_exit_cause(void **state)
+{
+	struct vs_error err;
+	fake_v2("cpu memory pids\n");
+	struct cgroup *cg = open_cg("web1");
+	assert_int_equal(cgroup_create(cg, NULL, &err), 0);
+	put("vslice/web1/memory.events", "low 0\nhigh 0\nmax 9\noom 1\noom_kill 1\n");
+	put("vslice/web1/pids.events", "max 0\n");
+	struct cgroup_stats base = {0}, st = {0};
+	assert_int_equal(cgroup_stats(cg, &base, &err), 0);
+	assert_int_equal(base.oom_kills, 1);
+	/* During the run: one more OOM kill, three refused forks. */
+	put("vslice/web1/memory.events", "low 0\nhigh 0\nmax 12\noom 2\noom_kill 2\n");
+	put("vslice/web1/pids.events", "max 3\n");
+	assert_int_equal(cgroup_stats(cg, &st, &err), 0);
+	assert_int_equal(st.oom_kills, 2);
+	assert_int_equal(st.pids_refused, 3);
+	uint64_t oom = st.oom_kills - base.oom_kills, pids = st.pids_refused - base.pids_refused;
+	assert_string_equal(slice_exit_cause("signal", 137, oom, pids), "oom");
+	assert_string_equal(slice_exit_cause("killed", 137, oom, 0), "oom");
+	assert_string_equal(slice_exit_cause("exited", 1, 0, pids), "pids");
+	assert_string_equal(slice_exit_cause("timeout", 124, oom, pids), "timeout");
+	assert_string_equal(slice_exit_cause("lifetime", 137, oom, pids), "lifetime");
+	/* A run that succeeded despite a killed child is no failure. */
+	assert_string_equal(slice_exit_cause("exited", 0, oom, pids), "exited");
+	/* Nothing counted in this run: the earlier OOM is not this one's. */
+	assert_string_equal(slice_exit_cause("signal", 137, 0, 0), "signal");
+	assert_string_equal(slice_exit_cause("killed", 137, 0, 0), "killed");
+	assert_non_null(strstr(slice_exit_reason_text("oom"), "OOM killer"));
+	assert_non_null(strstr(slice_exit_reason_text("pids"), "--pids"));
+	assert_null(slice_exit_reason_text("exited"));
+	cgroup_free(cg);
+}
+
 static void test_v2_freeze_thaw_kill_stats(void **state)
 {
 	struct vs_error err;
@@ -616,7 +660,9 @@ static void test_v2_freeze_thaw_kill_stats(void **state)
 	put("vslice/web1/memory.events", "low 0\nhigh 0\nmax 4\noom 2\noom_kill 2\n");
 	put("vslice/web1/pids.current", "3\n");
 	put("vslice/web1/pids.max", "50\n");
+	put("vslice/web1/pids.events", "max 7\n");
 	assert_int_equal(cgroup_stats(cg, &st, &err), 0);
+	assert_int_equal(st.pids_refused, 7);
 	assert_int_equal(st.cpu_usage_ns, 1500000);
 	assert_int_equal(st.memory_current, 4096);
 	assert_int_equal(st.memory_max, 0);
@@ -1090,6 +1136,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_v2_failure_cleanup_and_nested_parent, setup,
 					    teardown),
 	    cmocka_unit_test_setup_teardown(test_v2_freeze_thaw_kill_stats, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_v2_exit_cause, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_v2_sub_cgroups, setup, teardown),
 	};
 	const struct CMUnitTest real[] = {

@@ -213,6 +213,42 @@ static void test_syntax_error_line_column(void **state)
 	expect_errors("{\"a\": \x1b[31m}", "1:7: invalid JSON: invalid token near '\\x1b'\n");
 }
 
+/* What vslice writes into every slice (where am I) a manifest may not set. */
+static void test_where_am_i_reserved(void **state)
+{
+	expect_errors(
+	    HEAD RUN ", \"env\": {\"VSLICE_SLICE\": \"a\", \"VSLICE_PEERS\": \"b\", "
+		     "\"VSLICE_X\": \"ok\"}}",
+	    ".env.VSLICE_SLICE: set by vslice in every slice (where it runs); choose another "
+	    "name\n"
+	    ".env.VSLICE_PEERS: set by vslice in every slice (where it runs); choose another "
+	    "name\n");
+	expect_errors(
+	    HEAD RUN ", \"files\": [{\"path\": \"/etc/vslice/peers\", \"content\": "
+		     "\"x\"}, {\"path\": \"/etc/vslice\", \"content\": \"x\"}]}",
+	    ".files[0].path: \"/etc/vslice/peers\" is written by vslice (the slice's peers)\n"
+	    ".files[1].path: \"/etc/vslice\" is written by vslice (the slice's peers)\n");
+	/* Beside it, and /etc itself (placing fails there), are not refused here. */
+	manifest_free(parse_ok_in(FIXTURES "/good",
+				  HEAD RUN ", \"files\": [{\"path\": "
+					   "\"/etc/vslice/other\", \"content\": \"x\"}]}"));
+}
+
+/* A comment is the commonest hand-written JSON mistake: say so. */
+static void test_syntax_error_comment(void **state)
+{
+	expect_errors("{ // the slice\n \"slice\": \"x\"}",
+		      "1:3: invalid JSON: string or '}' expected near '/' (comments are not JSON: "
+		      "remove them, or say it in \"description\")\n");
+	expect_errors("{\"a\": 1, /* x */ \"b\": 2}",
+		      "1:10: invalid JSON: string or '}' expected near '/' (comments are not JSON: "
+		      "remove them, or say it in \"description\")\n");
+	expect_errors("# hello\n{}", "1:1: invalid JSON: '[' or '{' expected near '#' (comments "
+				     "are not JSON: remove them, or say it in \"description\")\n");
+	/* A lone slash is no comment. */
+	expect_errors("{\"a\": 1 / 2}", "1:9: invalid JSON: '}' expected near '/'\n");
+}
+
 static void test_unknown_keys_did_you_mean(void **state)
 {
 	expect_errors(HEAD RUN
@@ -751,6 +787,8 @@ int main(void)
 	    cmocka_unit_test(test_resolved_form),
 	    cmocka_unit_test(test_many_errors_at_once),
 	    cmocka_unit_test(test_syntax_error_line_column),
+	    cmocka_unit_test(test_syntax_error_comment),
+	    cmocka_unit_test(test_where_am_i_reserved),
 	    cmocka_unit_test(test_unknown_keys_did_you_mean),
 	    cmocka_unit_test(test_types_and_values),
 	    cmocka_unit_test(test_nodes),

@@ -4,6 +4,7 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include <cmocka.h>
@@ -304,6 +305,53 @@ static void test_fault(void **state)
 	}
 }
 
+/* The cgroup parent: given (trimmed, checked), else recorded, else the old
+ * default for a root with slices, else vslice-NODE. */
+static void test_cgroup_parent(void **state)
+{
+	char root[] = "/tmp/vslice-unit-cgp.XXXXXX";
+	assert_non_null(mkdtemp(root));
+	struct vs_error err;
+	char *p = NULL;
+	assert_int_equal(nodemgr_cgroup_parent(root, "node7", NULL, &p, &err), 0);
+	assert_string_equal(p, "vslice-node7");
+	free(p);
+	assert_int_equal(nodemgr_cgroup_parent(root, "node7", "", &p, &err), 0);
+	assert_string_equal(p, "vslice-node7");
+	free(p);
+	assert_int_equal(nodemgr_cgroup_parent(root, "node7", "/a/b/", &p, &err), 0);
+	assert_string_equal(p, "a/b");
+	free(p);
+	assert_int_equal(nodemgr_cgroup_parent(root, "node7", "a/../b", &p, &err), -EINVAL);
+	assert_null(p);
+	assert_non_null(strstr(err.msg, "cgroup parent \"a/../b\""));
+	assert_int_equal(nodemgr_cgroup_parent(root, "node7", "a b", &p, &err), -EINVAL);
+
+	/* A root with slices and no record: an older node manager's, "vslice". */
+	char d[256];
+	snprintf(d, sizeof(d), "%s/slices/s1", root);
+	assert_int_equal(vs_mkdir_p(d, 0700, &err), 0);
+	assert_int_equal(nodemgr_cgroup_parent(root, "node7", NULL, &p, &err), 0);
+	assert_string_equal(p, "vslice");
+	free(p);
+	assert_null(nodemgr_root_cgroup_parent(root));
+
+	/* A record wins over both; one that is no valid parent is ignored. */
+	snprintf(d, sizeof(d), "%s/nodemgr", root);
+	assert_int_equal(vs_mkdir_p(d, 0700, &err), 0);
+	snprintf(d, sizeof(d), "%s/nodemgr/cgroup-parent", root);
+	assert_int_equal(vs_write_file_atomic(d, "vslice-old\n", 11, 0644, &err), 0);
+	p = nodemgr_root_cgroup_parent(root);
+	assert_string_equal(p, "vslice-old");
+	free(p);
+	assert_int_equal(nodemgr_cgroup_parent(root, "node7", NULL, &p, &err), 0);
+	assert_string_equal(p, "vslice-old");
+	free(p);
+	assert_int_equal(vs_write_file_atomic(d, "../../etc\n", 10, 0644, &err), 0);
+	assert_null(nodemgr_root_cgroup_parent(root));
+	assert_int_equal(vs_rm_rf(root, &err), 0);
+}
+
 static void test_misc(void **state)
 {
 	assert_true(nodemgr_node_name_valid("node1"));
@@ -324,7 +372,7 @@ int main(void)
 	    cmocka_unit_test(test_assignments), cmocka_unit_test(test_decide),
 	    cmocka_unit_test(test_record),	cmocka_unit_test(test_status),
 	    cmocka_unit_test(test_misc),	cmocka_unit_test(test_defaults),
-	    cmocka_unit_test(test_fault),
+	    cmocka_unit_test(test_fault),	cmocka_unit_test(test_cgroup_parent),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
