@@ -139,9 +139,8 @@ typedef int (*sliver_upper_fn)(void *arg, int upper_fd, struct vs_error *err);
 int sliver_disk_with_upper(const char *image, const char *name, uint32_t id_base, bool write,
 			   sliver_upper_fn fn, void *arg, struct vs_error *err);
 
-/* v1: start the cgroup attach grace period early in a throw-away thread
- * (see sliver.c); call first thing in a verb that will start a slice or
- * exec into one. No-op on v2. Best effort, never fails. */
+/* Does nothing now (the launcher's cgroup move takes no grace period; see
+ * sliver.c); kept so callers need not change. */
 void sliver_prewarm_attach(void);
 
 /* /proc/<pid>/stat start time (clock ticks since boot), 0 if gone. */

@@ -33,6 +33,7 @@
 #include "vslice/reaper.h"
 #include "vslice/seccomp_policy.h"
 #include "vslice/sliver.h"
+#include "vslice/trace.h"
 #include "vslice/units.h"
 #include "vslice/util.h"
 
@@ -311,12 +312,15 @@ static int remove_slice(const char *root, const char *name, uint32_t id_base, st
 		r = cgroup_destroy(cg, err);
 	if (r < 0)
 		return vs_error_wrap(err, "remove cgroup");
+	vs_trace("destroy.cgroup");
 	/* After the processes: a lease is dropped with everything it made. */
 	if ((r = netcfg_detach(root, name, err)) < 0)
 		return r;
+	vs_trace("destroy.net");
 	cleanup_free char *d = slice_dir(root, name);
 	if ((r = vs_rm_rf(d, err)) < 0)
 		return vs_error_wrap(err, "remove %s", d);
+	vs_trace("destroy.files");
 	/* Without spec.json (a damaged or half-made slice, destroy --force) the
 	 * base is unknown: find the claims by their owner, this directory. */
 	if (id_base)
@@ -361,6 +365,7 @@ static int create_in(const char *root, struct slice_spec *spec, const char *d, s
 	    .memory_bytes = spec->memory_bytes,
 	    .pids_max = spec->pids_max,
 	};
+	vs_trace("create.dirs");
 	if ((r = cgroup_create(cg, &lim, err)) == -EEXIST) {
 		/* Left by a crashed run of a slice with this name: ours to reuse. */
 		struct vs_error e2;
@@ -369,6 +374,7 @@ static int create_in(const char *root, struct slice_spec *spec, const char *d, s
 	}
 	if (r < 0)
 		return r;
+	vs_trace("create.cgroup");
 	spec->created = time(NULL);
 	spec->expires = spec->lifetime_secs ? spec->created + (time_t)spec->lifetime_secs : 0;
 	if (!spec->hostname[0])
@@ -398,9 +404,11 @@ static int create_in(const char *root, struct slice_spec *spec, const char *d, s
 
 int slice_create(const char *root, struct slice_spec *spec, struct vs_error *err)
 {
+	vs_trace("create");
 	int r = slice_spec_check(root, spec, err);
 	if (r < 0)
 		return r;
+	vs_trace("create.checked");
 	cleanup_close int rl = lock_root(root, err);
 	if (rl < 0)
 		return rl;
@@ -420,6 +428,7 @@ int slice_create(const char *root, struct slice_spec *spec, struct vs_error *err
 		struct vs_error e2;
 		remove_slice(root, spec->name, spec->id_base, &e2);
 	}
+	vs_trace("create.done");
 	return r;
 }
 
@@ -601,6 +610,7 @@ static int start_locked(const char *root, const char *name, const struct slice_s
 		c.net_arg = &net;
 	}
 	struct sliver_result res;
+	vs_trace("start.spawn");
 	r = sliver_spawn(&c, &res, err);
 	struct slice_state ns = {.status = SLICE_CREATED,
 				 .exit_code = -1,
@@ -626,12 +636,14 @@ static int start_locked(const char *root, const char *name, const struct slice_s
 		*err = e2;
 		r = r2;
 	}
+	vs_trace("start.done");
 	return r;
 }
 
 int slice_start(const char *root, const char *name, const struct slice_start_opts *o,
 		struct vs_error *err)
 {
+	vs_trace("start");
 	cleanup_close int lk = lock_slice(root, name, err);
 	if (lk < 0)
 		return lk;
@@ -669,6 +681,7 @@ int slice_wait(const char *root, const char *name, int *code, struct vs_error *e
 			while (poll(&p, 1, -1) < 0 && errno == EINTR)
 				;
 		}
+		vs_trace("wait.pid1_exited");
 		cleanup_close int lk = lock_slice(root, name, err);
 		if (lk < 0)
 			return lk;
@@ -902,6 +915,7 @@ int slice_thaw(const char *root, const char *name, struct vs_error *err)
 
 int slice_destroy(const char *root, const char *name, bool force, struct vs_error *err)
 {
+	vs_trace("destroy");
 	int r = vs_check_name("slice", name, err);
 	if (r < 0)
 		return r;
@@ -928,7 +942,9 @@ int slice_destroy(const char *root, const char *name, bool force, struct vs_erro
 				    "%s (remove what is left with: slicectl destroy --force %s)",
 				    lerr.msg, name);
 	}
-	return remove_slice(root, name, id_base, err);
+	r = remove_slice(root, name, id_base, err);
+	vs_trace("destroy.done");
+	return r;
 }
 
 static int cmp_str(const void *a, const void *b)

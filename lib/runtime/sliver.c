@@ -17,7 +17,6 @@
 #include <grp.h>
 #include <limits.h>
 #include <net/if.h>
-#include <pthread.h>
 #include <sched.h>
 #include <signal.h>
 #include <stdio.h>
@@ -35,6 +34,7 @@
 #include <linux/sched.h>
 
 #include "sliver_internal.h"
+#include "vslice/trace.h"
 #include "vslice/util.h"
 
 void sliver_send(int fd, int kind, int code, const char *text)
@@ -126,7 +126,7 @@ static int exec_failure(struct vs_error *err, const struct sliver_msg *m)
  * fork(), but on cgroup v2 straight into the slice's cgroup with
  * clone3(CLONE_INTO_CGROUP): no later write to cgroup.procs, which costs an
  * RCU grace period (the cgroup_threadgroup_rwsem write lock). *entered says
- * whether the child is already in place; otherwise it calls cgroup_enter.
+ * whether the child is already in place; otherwise it calls cgroup_enter_self.
  */
 static pid_t fork_into_cgroup(struct cgroup *cg, bool *entered)
 {
@@ -291,20 +291,25 @@ static int launcher_run(const struct sliver_config *c, int sfd, int net_ack, boo
 	prctl(PR_SET_DUMPABLE, 0);
 	if (c->detach)
 		setsid();
-	if (!in_cgroup && (r = cgroup_enter(c->cg, getpid(), err)) < 0)
+	vs_trace("L.begin");
+	if (!in_cgroup && (r = cgroup_enter_self(c->cg, err)) < 0)
 		return r;
+	vs_trace("L.cgroup");
 	cleanup_close int userns = make_userns(c->id_base, c->id_count, err);
 	if (userns < 0)
 		return userns;
+	vs_trace("L.userns");
 	if (unshare(CLONE_NEWNS) < 0)
 		return vs_error_sys(err, errno, "unshare(mount ns)");
 	if (mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0)
 		return vs_error_sys(err, errno, "make / private");
+	vs_trace("L.mntns");
 	if (c->disk_image && (r = rootfs_mount_disk(c, err)) < 0)
 		return r;
 	bool idmapped = true;
 	if ((r = rootfs_mount_overlay(c, userns, &idmapped, err)) < 0)
 		return r;
+	vs_trace("L.overlay");
 	if (!idmapped)
 		sliver_send(sfd, MSG_COPY_FALLBACK, 0, NULL);
 	if (setns(userns, CLONE_NEWUSER) < 0)
@@ -317,6 +322,7 @@ static int launcher_run(const struct sliver_config *c, int sfd, int net_ack, boo
 		flags |= CLONE_NEWNET;
 	if (unshare(flags) < 0)
 		return vs_error_sys(err, errno, "unshare(namespaces)");
+	vs_trace("L.unshare");
 	if ((r = set_time_offsets(timens_fd, c->monotonic_offset_ns, c->boottime_offset_ns, err)) <
 	    0)
 		return vs_error_wrap(err, "time namespace offsets");
@@ -334,12 +340,14 @@ static int launcher_run(const struct sliver_config *c, int sfd, int net_ack, boo
 			return vs_error_set(err, ECANCELED, "network set-up failed");
 		close(net_ack);
 	}
+	vs_trace("L.netlo");
 	pid_t p1 = fork();
 	if (p1 < 0)
 		return vs_error_sys(err, errno, "fork pid 1");
 	if (p1 == 0) {
 		struct vs_error e2;
 		vs_error_clear(&e2);
+		vs_trace("P1.begin");
 		if (rootfs_enter(c, &e2) < 0) {
 			sliver_send(sfd, MSG_ERROR, e2.code, e2.msg);
 			_exit(125);
@@ -414,6 +422,7 @@ int sliver_spawn(const struct sliver_config *c, struct sliver_result *res, struc
 		switch (m.kind) {
 		case MSG_PID:
 			res->pid1 = m.code;
+			vs_trace("spawn.pid1");
 			break;
 		case MSG_COPY_FALLBACK:
 			res->idmapped = false;
@@ -480,7 +489,7 @@ static int exec_helper(const struct sliver_exec_config *c, int sfd, bool in_cgro
 {
 	int r;
 	prctl(PR_SET_DUMPABLE, 0);
-	if (!in_cgroup && (r = cgroup_enter(c->cg, getpid(), err)) < 0)
+	if (!in_cgroup && (r = cgroup_enter_self(c->cg, err)) < 0)
 		return r;
 	cleanup_close int pidfd = pidfd_open(c->pid1, 0);
 	if (pidfd < 0)
@@ -605,47 +614,12 @@ int sliver_init_open(const char *cache_dir, struct vs_error *err)
 }
 
 /*
- * On cgroup v1 the first write to a cgroup.procs after an idle period waits
- * for an RCU grace period (cgroup_threadgroup_rwsem); writes while one is in
- * flight or just passed are cheap. A thread that moves itself into the
- * slices' parent cgroup as slicectl starts (while it still parses, writes
- * state and loads the policy) starts that grace period sooner, so the
- * launcher's own attach finds it (nearly) over. The thread then exits.
+ * Once a thread that moved itself into the slices' parent cgroup as
+ * slicectl started, to get the v1 attach's RCU grace period going early.
+ * The launcher now moves itself with cgroup_enter_self(), which takes no
+ * grace period at all, and that thread's own move (a tid, so the global
+ * cgroup_threadgroup_rwsem) held cgroup_mutex through a grace period while
+ * create's mkdirs waited on it: 7-17 ms of the start. Kept as a no-op for
+ * its callers.
  */
-static void *prewarm_main(void *arg)
-{
-	char *path = arg, tid[16];
-	snprintf(tid, sizeof(tid), "%d", gettid());
-	struct vs_error ignore;
-	vs_write_str(path, tid, &ignore);
-	free(path);
-	return NULL;
-}
-
-void sliver_prewarm_attach(void)
-{
-	struct vs_error ignore;
-	struct cgroup *cg = NULL;
-	if (cgroup_open(NULL, NULL, "prewarm", &cg, &ignore) < 0)
-		return;
-	/* v2 uses CLONE_INTO_CGROUP: no attach to warm up. */
-	const char *dir = cgroup_get_mode(cg) == CGROUP_UNIFIED ? NULL : cgroup_path(cg, "pids");
-	const char *slash = dir ? strrchr(dir, '/') : NULL;
-	/* Into the slices' parent (ours, limit-free), never a slice's own
-	 * cgroup, where destroy would kill it; it exists once any slice was made. */
-	char *path = slash ? vs_xasprintf("%.*s/tasks", (int)(slash - dir), dir) : NULL;
-	cgroup_free(cg);
-	struct stat st;
-	if (!path || stat(path, &st) < 0) {
-		free(path);
-		return;
-	}
-	pthread_t th;
-	pthread_attr_t a;
-	pthread_attr_init(&a);
-	pthread_attr_setdetachstate(&a, PTHREAD_CREATE_DETACHED);
-	pthread_attr_setstacksize(&a, 64 * 1024);
-	if (pthread_create(&th, &a, prewarm_main, path) != 0)
-		free(path);
-	pthread_attr_destroy(&a);
-}
+void sliver_prewarm_attach(void) {}
