@@ -26,6 +26,7 @@
 
 #include "vslice/cgroup.h"
 #include "vslice/error.h"
+#include "vslice/pool.h"
 #include "vslice/seccomp_policy.h"
 
 /* The workload process: what it runs, its stdio and what it may do. The
@@ -41,8 +42,15 @@ struct sliver_workload {
 	bool tty; /* stdio is a pty slave: make it the controlling tty */
 };
 
+/* The namespaces of a sandbox taken from the pool (pool_open_ns), indexed
+ * by enum pool_ns; the launcher joins them instead of making new ones. */
+struct sliver_pooled {
+	int fds[POOL_NS_COUNT];
+};
+
 struct sliver_config {
-	const char *name; /* for messages */
+	const char *name;		    /* for messages */
+	const struct sliver_pooled *pooled; /* NULL: a cold start */
 	const char *hostname;
 	const char *image_rootfs; /* shared read-only lower layer */
 	const char *lower_mnt;	  /* <slice>/lower: where the id-mapped image is attached */

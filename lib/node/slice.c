@@ -30,6 +30,7 @@
 #include "vslice/cgroup.h"
 #include "vslice/idrange.h"
 #include "vslice/image.h"
+#include "vslice/pool.h"
 #include "vslice/reaper.h"
 #include "vslice/seccomp_policy.h"
 #include "vslice/sliver.h"
@@ -318,6 +319,8 @@ static int remove_slice(const char *root, const char *name, uint32_t id_base, st
 		return r;
 	vs_trace("destroy.net");
 	cleanup_free char *d = slice_dir(root, name);
+	/* Made from the pool and never started: its kept namespaces. */
+	pool_release_ns(d);
 	if ((r = vs_rm_rf(d, err)) < 0)
 		return vs_error_wrap(err, "remove %s", d);
 	vs_trace("destroy.files");
@@ -330,8 +333,16 @@ static int remove_slice(const char *root, const char *name, uint32_t id_base, st
 	return 0;
 }
 
-/* The part of create that can fail after the name is reserved. */
-static int create_in(const char *root, struct slice_spec *spec, const char *d, struct vs_error *err)
+/* What the pool can make ahead of time (pool.h): the default network (a
+ * namespace with lo), no disk image (made per slice at create). */
+static bool pool_fits(const struct slice_spec *spec)
+{
+	return spec->net == SLICE_NET_NONE && !spec->disk_bytes;
+}
+
+/* Cold create: id range, directories, cgroups. */
+static int create_fresh(const char *root, struct slice_spec *spec, const char *d,
+			const struct cgroup_limits *lim, struct vs_error *err)
 {
 	int r = idrange_claim(idrange_default_dir(), d, !spec->ephemeral, &spec->id_base, err);
 	if (r < 0)
@@ -360,21 +371,39 @@ static int create_in(const char *root, struct slice_spec *spec, const char *d, s
 	cleanup_cgroup struct cgroup *cg = NULL;
 	if ((r = open_cgroup(spec->name, &cg, err)) < 0)
 		return r;
+	vs_trace("create.dirs");
+	if ((r = cgroup_create(cg, lim, err)) == -EEXIST) {
+		/* Left by a crashed run of a slice with this name: ours to reuse. */
+		struct vs_error e2;
+		if (cgroup_destroy(cg, &e2) == 0)
+			r = cgroup_create(cg, lim, err);
+	}
+	if (r < 0)
+		return r;
+	vs_trace("create.cgroup");
+	return 0;
+}
+
+/* The part of create that can fail after the name is reserved. */
+static int create_in(const char *root, struct slice_spec *spec, const char *d, unsigned pool_size,
+		     struct vs_error *err)
+{
 	struct cgroup_limits lim = {
 	    .cpu_millis = spec->cpu_millis,
 	    .memory_bytes = spec->memory_bytes,
 	    .pids_max = spec->pids_max,
 	};
-	vs_trace("create.dirs");
-	if ((r = cgroup_create(cg, &lim, err)) == -EEXIST) {
-		/* Left by a crashed run of a slice with this name: ours to reuse. */
-		struct vs_error e2;
-		if (cgroup_destroy(cg, &e2) == 0)
-			r = cgroup_create(cg, &lim, err);
+	int r = 0;
+	if (pool_size && pool_fits(spec)) {
+		r = pool_claim(root, spec->image, d, spec->name, &lim, !spec->ephemeral,
+			       &spec->id_base, err);
+		if (r < 0)
+			return vs_error_wrap(err, "warm pool");
+		if (r == 1)
+			vs_trace("create.claimed");
 	}
-	if (r < 0)
+	if (r == 0 && (r = create_fresh(root, spec, d, &lim, err)) < 0)
 		return r;
-	vs_trace("create.cgroup");
 	spec->created = time(NULL);
 	spec->expires = spec->lifetime_secs ? spec->created + (time_t)spec->lifetime_secs : 0;
 	if (!spec->hostname[0])
@@ -402,13 +431,10 @@ static int create_in(const char *root, struct slice_spec *spec, const char *d, s
 			       err);
 }
 
-int slice_create(const char *root, struct slice_spec *spec, struct vs_error *err)
+static int create_locked(const char *root, struct slice_spec *spec, unsigned pool_size,
+			 struct vs_error *err)
 {
-	vs_trace("create");
-	int r = slice_spec_check(root, spec, err);
-	if (r < 0)
-		return r;
-	vs_trace("create.checked");
+	int r;
 	cleanup_close int rl = lock_root(root, err);
 	if (rl < 0)
 		return rl;
@@ -424,11 +450,53 @@ int slice_create(const char *root, struct slice_spec *spec, struct vs_error *err
 		return vs_error_sys(err, errno, "mkdir %s", d);
 	}
 	spec->id_base = 0;
-	if ((r = create_in(root, spec, d, err)) < 0) {
+	if ((r = create_in(root, spec, d, pool_size, err)) < 0) {
 		struct vs_error e2;
 		remove_slice(root, spec->name, spec->id_base, &e2);
 	}
+	return r;
+}
+
+/* After a create: a detached process makes the pool whole again (or, at
+ * size 0, removes what an earlier setting left in it). */
+static void pool_refill(const char *root, const struct slice_spec *spec, unsigned pool_size)
+{
+	cleanup_free char *pd = vs_xasprintf("%s/pool", root);
+	struct stat st;
+	if (!pool_size && stat(pd, &st) < 0)
+		return;
+	if (pool_size && !pool_fits(spec))
+		return;
+	cleanup_free char *image_root = NULL;
+	struct vs_error ignore;
+	if (image_rootfs(root, spec->image, &image_root, &ignore) < 0)
+		return;
+	if (!pool_size) {
+		/* Only when something is left: not a fork per create. */
+		cleanup_closedir DIR *d = opendir(pd);
+		struct dirent *de;
+		bool any = false;
+		while (d && !any && (de = readdir(d)))
+			any = de->d_name[0] == 'e' || !strncmp(de->d_name, ".x-", 3);
+		if (!any)
+			return;
+	}
+	pool_refill_async(root, spec->image, image_root, pool_size);
+}
+
+int slice_create(const char *root, struct slice_spec *spec, struct vs_error *err)
+{
+	vs_trace("create");
+	int r = slice_spec_check(root, spec, err);
+	if (r < 0)
+		return r;
+	unsigned pool_size;
+	if ((r = pool_size_setting(&pool_size, err)) < 0)
+		return r;
+	vs_trace("create.checked");
+	r = create_locked(root, spec, pool_size, err);
 	vs_trace("create.done");
+	pool_refill(root, spec, pool_size);
 	return r;
 }
 
@@ -602,6 +670,13 @@ static int start_locked(const char *root, const char *name, const struct slice_s
 		c.monotonic_offset_ns = o->monotonic_offset_ns;
 		c.boottime_offset_ns = o->boottime_offset_ns;
 	}
+	/* Made from the pool: join its namespaces (pool.h). */
+	cleanup_free char *sdir = slice_dir(root, name);
+	struct sliver_pooled pooled;
+	if ((r = pool_open_ns(sdir, pooled.fds, err)) < 0)
+		return vs_error_wrap(err, "kept namespaces");
+	if (r == 1)
+		c.pooled = &pooled;
 	struct slice_net_ctx net = {.root = root, .spec = spec, .rootfs = rootfs};
 	if (spec->net == SLICE_NET_BRIDGE) {
 		if ((r = netcfg_cleanup_stale(root, slice_exists, (void *)root, err)) < 0)
@@ -612,6 +687,9 @@ static int start_locked(const char *root, const char *name, const struct slice_s
 	struct sliver_result res;
 	vs_trace("start.spawn");
 	r = sliver_spawn(&c, &res, err);
+	if (c.pooled)
+		for (int i = 0; i < POOL_NS_COUNT; i++)
+			close(pooled.fds[i]);
 	struct slice_state ns = {.status = SLICE_CREATED,
 				 .exit_code = -1,
 				 .idmapped = res.idmapped,

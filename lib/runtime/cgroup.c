@@ -791,6 +791,34 @@ int cgroup_create(struct cgroup *cg, const struct cgroup_limits *lim, struct vs_
 	return cg->ops->create(cg, lim, err);
 }
 
+int cgroup_rename(struct cgroup *from, struct cgroup *to, const struct cgroup_limits *lim,
+		  struct vs_error *err)
+{
+	static const struct cgroup_limits none;
+	if (!lim)
+		lim = &none;
+	int r = check_limits(to, lim, err);
+	if (r < 0)
+		return r;
+	if (from->nhier != to->nhier || strcmp(from->parent, to->parent) != 0)
+		return vs_error_set(err, EINVAL, "cgroup %s: rename to %s: not siblings",
+				    from->label, to->label);
+	/* cgroupfs renames a directory within its parent (kernfs_rename): the
+	 * memcg and every other css stay as they are. */
+	for (size_t i = 0; i < from->nhier; i++) {
+		if (rename(from->hier[i].path, to->hier[i].path) < 0) {
+			int e = errno;
+			struct vs_error ignore;
+			for (size_t j = i; j-- > 0;)
+				if (rename(to->hier[j].path, from->hier[j].path) < 0)
+					vs_error_clear(&ignore);
+			return vs_error_sys(err, e, "cgroup %s: rename to %s", from->hier[i].label,
+					    to->name);
+		}
+	}
+	return to->ops->limits(to, lim, err);
+}
+
 int cgroup_enter(struct cgroup *cg, pid_t pid, struct vs_error *err)
 {
 	if (pid <= 0)

@@ -54,7 +54,7 @@ static int cmp_int(const void *a, const void *b)
 
 void close_fds_except(const int *keep, size_t n)
 {
-	int sorted[16];
+	int sorted[32];
 	size_t m = 0;
 	for (size_t i = 0; i < n && m < VS_ARRAY_SIZE(sorted); i++)
 		if (keep[i] >= 0)
@@ -154,7 +154,7 @@ static pid_t fork_into_cgroup(struct cgroup *cg, bool *entered)
 
 /* A user namespace mapping 0..count-1 to base..: made by a short-lived child
  * that unshares it; we keep a handle to the namespace, not the child. */
-static int make_userns(uint32_t base, uint32_t count, struct vs_error *err)
+int sliver_make_userns(uint32_t base, uint32_t count, struct vs_error *err)
 {
 	int go[2], ready[2];
 	if (pipe2(go, O_CLOEXEC) < 0)
@@ -215,7 +215,7 @@ out:
 	return nsfd;
 }
 
-static int become_slice_root(struct vs_error *err)
+int sliver_become_root(struct vs_error *err)
 {
 	if (setgroups(0, NULL) < 0)
 		return vs_error_sys(err, errno, "setgroups");
@@ -226,7 +226,7 @@ static int become_slice_root(struct vs_error *err)
 	return 0;
 }
 
-static int loopback_up(struct vs_error *err)
+int sliver_loopback_up(struct vs_error *err)
 {
 	cleanup_close int s = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
 	if (s < 0)
@@ -295,31 +295,58 @@ static int launcher_run(const struct sliver_config *c, int sfd, int net_ack, boo
 	if (!in_cgroup && (r = cgroup_enter_self(c->cg, err)) < 0)
 		return r;
 	vs_trace("L.cgroup");
-	cleanup_close int userns = make_userns(c->id_base, c->id_count, err);
-	if (userns < 0)
-		return userns;
-	vs_trace("L.userns");
-	if (unshare(CLONE_NEWNS) < 0)
-		return vs_error_sys(err, errno, "unshare(mount ns)");
-	if (mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0)
-		return vs_error_sys(err, errno, "make / private");
-	vs_trace("L.mntns");
-	if (c->disk_image && (r = rootfs_mount_disk(c, err)) < 0)
-		return r;
-	bool idmapped = true;
-	if ((r = rootfs_mount_overlay(c, userns, &idmapped, err)) < 0)
-		return r;
-	vs_trace("L.overlay");
-	if (!idmapped)
-		sliver_send(sfd, MSG_COPY_FALLBACK, 0, NULL);
-	if (setns(userns, CLONE_NEWUSER) < 0)
-		return vs_error_sys(err, errno, "setns(user ns)");
-	if ((r = become_slice_root(err)) < 0)
-		return r;
+	const struct sliver_pooled *pl = c->pooled;
+	bool pooled = pl && pl->fds[POOL_NS_USER] >= 0;
 	int flags = CLONE_NEWNS | CLONE_NEWUTS | CLONE_NEWIPC | CLONE_NEWCGROUP | CLONE_NEWPID |
 		    CLONE_NEWTIME;
 	if (!c->host_net)
 		flags |= CLONE_NEWNET;
+	if (pooled) {
+		/* A sandbox from the pool (pool.c): its private mount ns already
+		 * holds the id-mapped image and the overlay, its user ns the id
+		 * map, its net/ipc/uts namespaces belong to that user ns. The
+		 * mount ns first, while still host root (it is owned by ours). */
+		if (setns(pl->fds[POOL_NS_MNT], CLONE_NEWNS) < 0)
+			return vs_error_sys(err, errno, "setns(pooled mount ns)");
+		if (setns(pl->fds[POOL_NS_USER], CLONE_NEWUSER) < 0)
+			return vs_error_sys(err, errno, "setns(pooled user ns)");
+		if ((r = sliver_become_root(err)) < 0)
+			return r;
+		static const int kinds[][2] = {{POOL_NS_NET, CLONE_NEWNET},
+					       {POOL_NS_IPC, CLONE_NEWIPC},
+					       {POOL_NS_UTS, CLONE_NEWUTS}};
+		for (size_t i = 0; i < VS_ARRAY_SIZE(kinds); i++)
+			if (setns(pl->fds[kinds[i][0]], kinds[i][1]) < 0)
+				return vs_error_sys(err, errno, "setns(pooled %s ns)",
+						    pool_ns_names[kinds[i][0]]);
+		flags &= ~(CLONE_NEWNET | CLONE_NEWIPC | CLONE_NEWUTS);
+		/* Joined: P1 and the workload need not hold them. */
+		for (int i = 0; i < POOL_NS_COUNT; i++)
+			close(pl->fds[i]);
+		vs_trace("L.pooled");
+	} else {
+		cleanup_close int userns = sliver_make_userns(c->id_base, c->id_count, err);
+		if (userns < 0)
+			return userns;
+		vs_trace("L.userns");
+		if (unshare(CLONE_NEWNS) < 0)
+			return vs_error_sys(err, errno, "unshare(mount ns)");
+		if (mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0)
+			return vs_error_sys(err, errno, "make / private");
+		vs_trace("L.mntns");
+		if (c->disk_image && (r = rootfs_mount_disk(c, err)) < 0)
+			return r;
+		bool idmapped = true;
+		if ((r = rootfs_mount_overlay(c, userns, &idmapped, err)) < 0)
+			return r;
+		vs_trace("L.overlay");
+		if (!idmapped)
+			sliver_send(sfd, MSG_COPY_FALLBACK, 0, NULL);
+		if (setns(userns, CLONE_NEWUSER) < 0)
+			return vs_error_sys(err, errno, "setns(user ns)");
+		if ((r = sliver_become_root(err)) < 0)
+			return r;
+	}
 	if (unshare(flags) < 0)
 		return vs_error_sys(err, errno, "unshare(namespaces)");
 	vs_trace("L.unshare");
@@ -329,7 +356,7 @@ static int launcher_run(const struct sliver_config *c, int sfd, int net_ack, boo
 	const char *hn = c->hostname && *c->hostname ? c->hostname : c->name;
 	if (sethostname(hn, strlen(hn)) < 0)
 		return vs_error_sys(err, errno, "sethostname \"%s\"", hn);
-	if (!c->host_net && (r = loopback_up(err)) < 0)
+	if (!c->host_net && !pooled && (r = sliver_loopback_up(err)) < 0)
 		return r;
 	if (net_ack >= 0) {
 		/* Barrier: the caller sets up the network of this namespace before
@@ -384,7 +411,13 @@ int sliver_spawn(const struct sliver_config *c, struct sliver_result *res, struc
 	}
 	if (l == 0) {
 		close(sp[0]);
+		const int *pf = c->pooled ? c->pooled->fds : NULL;
 		int keep[] = {sp[1],
+			      pf ? pf[0] : -1,
+			      pf ? pf[1] : -1,
+			      pf ? pf[2] : -1,
+			      pf ? pf[3] : -1,
+			      pf ? pf[4] : -1,
 			      c->exit_fd,
 			      c->init_fd,
 			      c->workload.stdin_fd,
@@ -500,7 +533,7 @@ static int exec_helper(const struct sliver_exec_config *c, int sfd, bool in_cgro
 		flags |= CLONE_NEWNET;
 	if (setns(pidfd, flags) < 0)
 		return vs_error_sys(err, errno, "setns into slice");
-	if ((r = become_slice_root(err)) < 0)
+	if ((r = sliver_become_root(err)) < 0)
 		return r;
 	struct sigaction sa = {.sa_handler = forward_signal};
 	sigemptyset(&sa.sa_mask);

@@ -10,7 +10,11 @@ and "exit" (slicectl reaped), sorts each run's points by time and prints, per
 interval between consecutive points, the median, mean and p90 in ms, and the
 total. An interval is named after the point that ends it ("L.userns": from
 the previous point to the user namespace being made).
+
+PHASES_WAIT_LOCK=FILE: before each run, wait until FILE can be flock'ed
+(the pool's fill.lock: the warm pool is full again), outside the timing.
 """
+import fcntl
 import os
 import subprocess
 import sys
@@ -27,7 +31,18 @@ def pct(v, p):
     return v[f] + (v[c] - v[f]) * (k - f)
 
 
+def wait_lock(path):
+    if not path:
+        return
+    try:
+        with open(path, "a") as f:
+            fcntl.flock(f, fcntl.LOCK_EX)
+    except OSError:
+        pass
+
+
 def one_run(argv, env):
+    wait_lock(os.environ.get("PHASES_WAIT_LOCK"))
     t0 = time.monotonic() * 1000.0
     p = subprocess.run(argv, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                        stderr=subprocess.PIPE, text=True)
