@@ -67,7 +67,8 @@ void pool_release_ns(const char *slice_dir);
 
 /*
  * Make sandboxes of `image` (rootfs at image_rootfs) until `size` are ready,
- * one filler at a time (another running: return 0 at once). First it removes
+ * one filler at a time (another running: return 0 at once; with size 0, wait
+ * for it). First it removes
  * what a killed filler left half made and the entries of other images; with
  * size 0 it removes every entry. Used by the detached refill and the tests.
  */

@@ -363,10 +363,11 @@ static bool entry_ready(int dfd, const char *entry)
 
 /*
  * Under pool/lock: rename every entry that must go (not ready: a dead
- * filler's; of another image; all of them with keep_none) to .x-NAME, and
- * count the ready ones that stay. Then, outside the lock, remove every .x-.
+ * filler's; of another image; ready ones beyond `keep`: the size was
+ * lowered) to .x-NAME, and count the ready ones that stay. Then, outside the
+ * lock, remove every .x-.
  */
-static int sweep(const char *root, const char *image, bool keep_none, unsigned *ready,
+static int sweep(const char *root, const char *image, unsigned keep, unsigned *ready,
 		 struct vs_error *err)
 {
 	cleanup_free char *pd = pool_path(root, NULL);
@@ -386,10 +387,8 @@ static int sweep(const char *root, const char *image, bool keep_none, unsigned *
 			char img[128] = "";
 			uint32_t base;
 			cleanup_free char *ep = pool_path(root, de->d_name);
-			bool keep = !keep_none && entry_ready(dirfd(d), de->d_name) &&
-				    read_sandbox(ep, img, sizeof(img), &base) == 0 &&
-				    !strcmp(img, image);
-			if (keep) {
+			if (*ready < keep && entry_ready(dirfd(d), de->d_name) &&
+			    read_sandbox(ep, img, sizeof(img), &base) == 0 && !strcmp(img, image)) {
 				(*ready)++;
 				continue;
 			}
@@ -416,15 +415,34 @@ static int sweep(const char *root, const char *image, bool keep_none, unsigned *
 	return r;
 }
 
+static unsigned count_ready(const char *root, const char *image)
+{
+	cleanup_free char *pd = pool_path(root, NULL);
+	cleanup_closedir DIR *d = opendir(pd);
+	unsigned n = 0;
+	struct dirent *de;
+	while (d && (de = readdir(d))) {
+		char img[128];
+		uint32_t base;
+		cleanup_free char *ep = pool_path(root, de->d_name);
+		if (de->d_name[0] == 'e' && entry_ready(dirfd(d), de->d_name) &&
+		    read_sandbox(ep, img, sizeof(img), &base) == 0 && !strcmp(img, image))
+			n++;
+	}
+	return n;
+}
+
 static int fill_locked(const char *root, const char *image, const char *image_rootfs, unsigned size,
 		       struct vs_error *err)
 {
 	unsigned have;
-	int r = sweep(root, image, size == 0, &have, err);
+	int r = sweep(root, image, size, &have, err);
 	if (r < 0)
 		return r;
 	static unsigned seq;
-	for (; have < size; have++) {
+	/* Count again after each one: creates claim entries meanwhile, and
+	 * their refill requests find us busy. */
+	for (; have < size; have = count_ready(root, image)) {
 		char entry[64];
 		snprintf(entry, sizeof(entry), "e%u-%d", seq++, getpid());
 		if ((r = make_entry(root, image, image_rootfs, entry, err)) < 0)
@@ -442,9 +460,11 @@ int pool_fill(const char *root, const char *image, const char *image_rootfs, uns
 	if (r < 0)
 		return r;
 	cleanup_free char *fl = pool_path(root, "fill.lock");
-	cleanup_close int lk = lock_file(fl, LOCK_EX | LOCK_NB, err);
+	/* Another filler at it: it fills, we are not needed; but emptying
+	 * (size 0) waits for it, or what it makes would stay. */
+	cleanup_close int lk = lock_file(fl, size ? LOCK_EX | LOCK_NB : LOCK_EX, err);
 	if (lk == -EWOULDBLOCK)
-		return 0; /* another filler is at it */
+		return 0;
 	if (lk < 0)
 		return lk;
 	return fill_locked(root, image, image_rootfs, size, err);
@@ -461,11 +481,24 @@ int pool_drain(const char *root, struct vs_error *err)
 	if (lk < 0)
 		return lk;
 	unsigned have;
-	return sweep(root, "", true, &have, err);
+	return sweep(root, "", 0, &have, err);
 }
 
 void pool_refill_async(const char *root, const char *image, const char *image_rootfs, unsigned size)
 {
+	struct vs_error err;
+	vs_error_clear(&err);
+	cleanup_free char *pd = pool_path(root, NULL);
+	if (vs_mkdir_p(pd, 0711, &err) < 0)
+		return;
+	/* The lock is taken here, before we return, and handed to the filler
+	 * (a flock belongs to the open file, which it inherits): once our
+	 * caller is done, fill.lock tells whether the pool is still being
+	 * filled. A filler already at it: nothing to do, not even a fork. */
+	cleanup_free char *fl = pool_path(root, "fill.lock");
+	cleanup_close int lk = lock_file(fl, LOCK_EX | LOCK_NB, &err);
+	if (lk < 0)
+		return;
 	pid_t p = fork();
 	if (p != 0) {
 		if (p > 0)
@@ -474,21 +507,22 @@ void pool_refill_async(const char *root, const char *image, const char *image_ro
 		return;
 	}
 	/* Not our caller's child (it would have to reap us), not in its
-	 * session, and holding none of its fds: a flock or the write end of
-	 * a pipe someone waits on must not live on in here. */
+	 * session, and holding none of its fds but the lock: a flock or the
+	 * write end of a pipe someone waits on must not live on in here. */
 	setsid();
 	if (fork() != 0)
 		_exit(0);
-	close_range(0, ~0U, 0);
+	if (dup2(lk, 3) < 0)
+		_exit(1);
+	close_range(4, ~0U, 0);
 	int fd = open("/dev/null", O_RDWR);
-	if (fd == 0) {
-		dup2(0, 1);
-		dup2(0, 2);
-	}
+	for (int i = 0; i < 3 && fd >= 0; i++)
+		if (i != fd)
+			dup2(fd, i);
+	if (fd > 2)
+		close(fd);
 	prctl(PR_SET_NAME, "vslice-pool");
-	struct vs_error err;
-	vs_error_clear(&err);
-	_exit(pool_fill(root, image, image_rootfs, size, &err) < 0 ? 1 : 0);
+	_exit(fill_locked(root, image, image_rootfs, size, &err) < 0 ? 1 : 0);
 }
 
 int pool_claim(const char *root, const char *image, const char *slice_dir, const char *name,
