@@ -17,7 +17,9 @@
  * (pool_refill_async) makes new ones until the pool has its size again.
  * An entry is claimed once: nothing of it ever goes back to the pool.
  * The size is VSLICE_POOL (0, the default: off). The pool holds sandboxes
- * of one image: the one the last create asked for.
+ * of one kind, the last create's: its image, and whether the overlay is
+ * "volatile" (run --rm) or not; a create of another kind starts cold and
+ * the refill replaces the pool's sandboxes with ones of its kind.
  */
 #ifndef VSLICE_POOL_H
 #define VSLICE_POOL_H
@@ -39,7 +41,7 @@ extern const char *const pool_ns_names[POOL_NS_COUNT];
 int pool_size_setting(unsigned *size, struct vs_error *err);
 
 /*
- * Take a ready sandbox of `image` for the slice `name`: its directory
+ * Take a ready sandbox of `image` (overlay volatile or not) for the slice `name`: its directory
  * replaces slice_dir (an empty directory the caller made and holds by the
  * root lock), its cgroups become the slice's (cgroup name `name`, limits
  * lim), its id range is handed to slice_dir (fsync'd when durable).
@@ -47,8 +49,8 @@ int pool_size_setting(unsigned *size, struct vs_error *err);
  * untouched), < 0 on failure (what was taken is given up: the caller
  * removes slice_dir as for any failed create).
  */
-int pool_claim(const char *root, const char *image, const char *slice_dir, const char *name,
-	       const struct cgroup_limits *lim, bool durable, uint32_t *id_base,
+int pool_claim(const char *root, const char *image, bool volatile_upper, const char *slice_dir,
+	       const char *name, const struct cgroup_limits *lim, bool durable, uint32_t *id_base,
 	       struct vs_error *err);
 
 /*
@@ -66,19 +68,20 @@ int pool_open_ns(const char *slice_dir, int fds[POOL_NS_COUNT], struct vs_error 
 void pool_release_ns(const char *slice_dir);
 
 /*
- * Make sandboxes of `image` (rootfs at image_rootfs) until `size` are ready,
+ * Make sandboxes of `image` (rootfs at image_rootfs; overlay volatile or
+ * not) until `size` are ready,
  * one filler at a time (another running: return 0 at once; with size 0, wait
  * for it). First it removes
  * what a killed filler left half made and the entries of other images; with
  * size 0 it removes every entry. Used by the detached refill and the tests.
  */
-int pool_fill(const char *root, const char *image, const char *image_rootfs, unsigned size,
-	      struct vs_error *err);
+int pool_fill(const char *root, const char *image, bool volatile_upper, const char *image_rootfs,
+	      unsigned size, struct vs_error *err);
 
 /* pool_fill in a detached process (double fork, no fds but /dev/null on
  * 0-2, its own session); returns at once. Best effort. */
-void pool_refill_async(const char *root, const char *image, const char *image_rootfs,
-		       unsigned size);
+void pool_refill_async(const char *root, const char *image, bool volatile_upper,
+		       const char *image_rootfs, unsigned size);
 
 /* Remove every entry, ready or not (waits for a running filler). */
 int pool_drain(const char *root, struct vs_error *err);

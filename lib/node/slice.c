@@ -395,8 +395,8 @@ static int create_in(const char *root, struct slice_spec *spec, const char *d, u
 	};
 	int r = 0;
 	if (pool_size && pool_fits(spec)) {
-		r = pool_claim(root, spec->image, d, spec->name, &lim, !spec->ephemeral,
-			       &spec->id_base, err);
+		r = pool_claim(root, spec->image, spec->ephemeral, d, spec->name, &lim,
+			       !spec->ephemeral, &spec->id_base, err);
 		if (r < 0)
 			return vs_error_wrap(err, "warm pool");
 		if (r == 1)
@@ -481,7 +481,7 @@ static void pool_refill(const char *root, const struct slice_spec *spec, unsigne
 		if (!any)
 			return;
 	}
-	pool_refill_async(root, spec->image, image_root, pool_size);
+	pool_refill_async(root, spec->image, spec->ephemeral, image_root, pool_size);
 }
 
 int slice_create(const char *root, struct slice_spec *spec, struct vs_error *err)

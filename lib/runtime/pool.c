@@ -154,6 +154,14 @@ static void drop_copied_ns_mounts(const char *root)
 	}
 }
 
+/* What a claim must match: the image, and whether the overlay is mounted
+ * "volatile" (run --rm: no sync of the upper file system when it ends;
+ * a slice that lives on must not get one). '+' is not in image names. */
+static char *pool_key(const char *image, bool volatile_upper)
+{
+	return vs_xasprintf("%s%s", image, volatile_upper ? "+volatile" : "");
+}
+
 /* The pool's name for an entry's cgroups. */
 static char *entry_cgroup(const char *entry)
 {
@@ -192,7 +200,8 @@ static int remove_entry(const char *root, const char *dir, const char *entry, st
 
 /* In M: everything of the sandbox that lives in namespaces. */
 static int build_namespaces(const char *root, const char *dir, const char *image_rootfs,
-			    uint32_t base, struct cgroup *cg, struct vs_error *err)
+			    bool volatile_upper, uint32_t base, struct cgroup *cg,
+			    struct vs_error *err)
 {
 	prctl(PR_SET_DUMPABLE, 0);
 	int r = cgroup_enter_self(cg, err);
@@ -222,6 +231,7 @@ static int build_namespaces(const char *root, const char *dir, const char *image
 	    .id_base = base,
 	    .id_count = IDRANGE_SIZE,
 	    .cg = cg,
+	    .volatile_upper = volatile_upper,
 	};
 	bool idmapped = true;
 	if ((r = rootfs_mount_overlay(&c, userns, &idmapped, err)) < 0)
@@ -240,7 +250,8 @@ static int build_namespaces(const char *root, const char *dir, const char *image
 
 /* Fork M, bind its namespaces onto dir/ns, let it go. */
 static int keep_namespaces(const char *root, const char *dir, const char *image_rootfs,
-			   uint32_t base, struct cgroup *cg, struct vs_error *err)
+			   bool volatile_upper, uint32_t base, struct cgroup *cg,
+			   struct vs_error *err)
 {
 	int go[2], rep[2];
 	if (pipe2(go, O_CLOEXEC) < 0)
@@ -265,7 +276,7 @@ static int keep_namespaces(const char *root, const char *dir, const char *image_
 		close(rep[0]);
 		struct vs_error e2;
 		vs_error_clear(&e2);
-		if (build_namespaces(root, dir, image_rootfs, base, cg, &e2) < 0) {
+		if (build_namespaces(root, dir, image_rootfs, volatile_upper, base, cg, &e2) < 0) {
 			sliver_send(rep[1], MSG_ERROR, e2.code, e2.msg);
 			_exit(1);
 		}
@@ -305,7 +316,7 @@ static int keep_namespaces(const char *root, const char *dir, const char *image_
 	return r;
 }
 
-static int make_entry(const char *root, const char *image, const char *image_rootfs,
+static int make_entry(const char *root, const char *key, const char *image_rootfs,
 		      const char *entry, struct vs_error *err)
 {
 	cleanup_free char *dir = pool_path(root, entry);
@@ -323,7 +334,7 @@ static int make_entry(const char *root, const char *image, const char *image_roo
 		r = idrange_claim(idrange_default_dir(), dir, false, &base, err);
 	if (r == 0) {
 		cleanup_free char *sb = vs_xasprintf("%s/sandbox", dir);
-		cleanup_free char *line = vs_xasprintf("%s %u\n", image, base);
+		cleanup_free char *line = vs_xasprintf("%s %u\n", key, base);
 		r = vs_write_file_replace(sb, line, strlen(line), 0600, false, err);
 	}
 	if (r == 0) {
@@ -337,7 +348,8 @@ static int make_entry(const char *root, const char *image, const char *image_roo
 	if (r == 0 && (r = cgroup_open(NULL, NULL, cgname, &cg, err)) == 0)
 		r = cgroup_create(cg, NULL, err);
 	if (r == 0)
-		r = keep_namespaces(root, dir, image_rootfs, base, cg, err);
+		r = keep_namespaces(root, dir, image_rootfs, strstr(key, "+volatile") != NULL, base,
+				    cg, err);
 	if (cg)
 		cgroup_free(cg);
 	if (r == 0) {
@@ -452,9 +464,10 @@ static int fill_locked(const char *root, const char *image, const char *image_ro
 	return 0;
 }
 
-int pool_fill(const char *root, const char *image, const char *image_rootfs, unsigned size,
-	      struct vs_error *err)
+int pool_fill(const char *root, const char *image, bool volatile_upper, const char *image_rootfs,
+	      unsigned size, struct vs_error *err)
 {
+	cleanup_free char *key = pool_key(image, volatile_upper);
 	cleanup_free char *pd = pool_path(root, NULL);
 	int r = vs_mkdir_p(pd, 0711, err);
 	if (r < 0)
@@ -467,7 +480,7 @@ int pool_fill(const char *root, const char *image, const char *image_rootfs, uns
 		return 0;
 	if (lk < 0)
 		return lk;
-	return fill_locked(root, image, image_rootfs, size, err);
+	return fill_locked(root, key, image_rootfs, size, err);
 }
 
 int pool_drain(const char *root, struct vs_error *err)
@@ -484,8 +497,10 @@ int pool_drain(const char *root, struct vs_error *err)
 	return sweep(root, "", 0, &have, err);
 }
 
-void pool_refill_async(const char *root, const char *image, const char *image_rootfs, unsigned size)
+void pool_refill_async(const char *root, const char *image, bool volatile_upper,
+		       const char *image_rootfs, unsigned size)
 {
+	cleanup_free char *key = pool_key(image, volatile_upper);
 	struct vs_error err;
 	vs_error_clear(&err);
 	cleanup_free char *pd = pool_path(root, NULL);
@@ -522,13 +537,14 @@ void pool_refill_async(const char *root, const char *image, const char *image_ro
 	if (fd > 2)
 		close(fd);
 	prctl(PR_SET_NAME, "vslice-pool");
-	_exit(fill_locked(root, image, image_rootfs, size, &err) < 0 ? 1 : 0);
+	_exit(fill_locked(root, key, image_rootfs, size, &err) < 0 ? 1 : 0);
 }
 
-int pool_claim(const char *root, const char *image, const char *slice_dir, const char *name,
-	       const struct cgroup_limits *lim, bool durable, uint32_t *id_base,
+int pool_claim(const char *root, const char *image, bool volatile_upper, const char *slice_dir,
+	       const char *name, const struct cgroup_limits *lim, bool durable, uint32_t *id_base,
 	       struct vs_error *err)
 {
+	cleanup_free char *key = pool_key(image, volatile_upper);
 	cleanup_free char *pd = pool_path(root, NULL);
 	cleanup_free char *lockp = pool_path(root, "lock");
 	char entry[256] = "";
@@ -549,7 +565,7 @@ int pool_claim(const char *root, const char *image, const char *slice_dir, const
 				continue;
 			char img[128];
 			cleanup_free char *ep = pool_path(root, de->d_name);
-			if (read_sandbox(ep, img, sizeof(img), &base) < 0 || strcmp(img, image))
+			if (read_sandbox(ep, img, sizeof(img), &base) < 0 || strcmp(img, key))
 				continue;
 			/* Onto the caller's empty directory: the entry is the
 			 * slice from here on, and nobody else can take it. */

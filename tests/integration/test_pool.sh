@@ -60,9 +60,10 @@ out=$(VSLICE_POOL=x vs run --rm --image busybox p1 -- true 2>&1)
 check "VSLICE_POOL=x is refused, naming the variable" grep -q "VSLICE_POOL" <<<"$out"
 check "  ... and nothing was made" test ! -e "$VSLICE_ROOT/slices/p1"
 
-# ---- a pool of 3
+# ---- a pool of 3 (of the kind a create asks for: busybox, overlay not volatile)
 export VSLICE_POOL=3
-vs run --rm --image busybox p2 -- true
+vs create --image busybox p2 -- true >/dev/null
+vs destroy p2
 settle
 expect_eq "filled to 3 ready sandboxes" 3 "$(ready_entries | wc -l)"
 expect_eq "3 x 5 nsfs bind mounts" 15 "$(nsfs_count)"
@@ -126,6 +127,16 @@ check "created from the pool: kept namespaces wait under the slice" test -e "$VS
 vs destroy n1
 settle
 expect_eq "destroy of a never-started pooled slice: pool's bind mounts only" $((3 * 5)) "$(nsfs_count)"
+
+# ---- run --rm wants a volatile overlay: not one of these; the pool follows
+claimed=$(VSLICE_TRACE=1 vs run --rm --image busybox v1 -- true 2>&1 | grep -c " create.claimed$")
+expect_eq "run --rm took none of the non-volatile sandboxes (cold start)" 0 "$claimed"
+settle
+check "the refill replaced them with volatile ones" bash -c 'for e in "$0"/e*; do grep -q "^busybox+volatile " "$e/sandbox" || exit 1; done' "$POOL"
+expect_eq "... 3 of them" 3 "$(ready_entries | wc -l)"
+claimed=$(VSLICE_TRACE=1 vs run --rm --image busybox v2 -- true 2>&1 | grep -c " create.claimed$")
+expect_eq "the next run --rm is a warm one" 1 "$claimed"
+settle
 
 # ---- a filler killed half way, then the pool switched off: nothing left
 VSLICE_POOL=40 vs run --rm --image busybox f1 -- true
