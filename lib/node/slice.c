@@ -675,8 +675,10 @@ static int start_locked(const char *root, const char *name, const struct slice_s
 	struct sliver_pooled pooled;
 	if ((r = pool_open_ns(sdir, pooled.fds, err)) < 0)
 		return vs_error_wrap(err, "kept namespaces");
-	if (r == 1)
+	if (r == 1) {
 		c.pooled = &pooled;
+		vs_trace("start.kept_ns");
+	}
 	struct slice_net_ctx net = {.root = root, .spec = spec, .rootfs = rootfs};
 	if (spec->net == SLICE_NET_BRIDGE) {
 		if ((r = netcfg_cleanup_stale(root, slice_exists, (void *)root, err)) < 0)

@@ -114,24 +114,27 @@ static int read_sandbox(const char *dir, char *image, size_t len, uint32_t *base
 	return 0;
 }
 
-void pool_release_ns(const char *slice_dir)
+/*
+ * <dir>/ns is a bind mount of itself with the five nsfs bind mounts on
+ * its files, so one lazy unmount takes them all (one mount-namespace
+ * unlock and its RCU wait instead of five). The files stay: plain empty
+ * files are "nothing kept" to pool_open_ns, and go with the directory.
+ */
+static void unmount_ns(const char *dir)
 {
-	for (int i = 0; i < POOL_NS_COUNT; i++) {
-		cleanup_free char *p = vs_xasprintf("%s/ns/%s", slice_dir, pool_ns_names[i]);
-		if (umount2(p, MNT_DETACH | UMOUNT_NOFOLLOW) < 0 && errno == ENOENT)
-			continue;
-		unlink(p);
-	}
-	cleanup_free char *d = vs_xasprintf("%s/ns", slice_dir);
-	rmdir(d);
-}
-
-static void unmount_ns_only(const char *dir)
-{
+	cleanup_free char *d = vs_xasprintf("%s/ns", dir);
+	if (umount2(d, MNT_DETACH | UMOUNT_NOFOLLOW) == 0 || errno == ENOENT)
+		return;
+	/* Not a mount: a half-made entry may hold file mounts only. */
 	for (int i = 0; i < POOL_NS_COUNT; i++) {
 		cleanup_free char *p = vs_xasprintf("%s/ns/%s", dir, pool_ns_names[i]);
 		(void)umount2(p, MNT_DETACH | UMOUNT_NOFOLLOW);
 	}
+}
+
+void pool_release_ns(const char *slice_dir)
+{
+	unmount_ns(slice_dir);
 }
 
 /* In M's own mount namespace: drop the copies of every entry's and slice's
@@ -149,7 +152,7 @@ static void drop_copied_ns_mounts(const char *root)
 			if (de->d_name[0] == '.' && (!de->d_name[1] || de->d_name[1] == '.'))
 				continue;
 			cleanup_free char *e = vs_xasprintf("%s/%s", pd, de->d_name);
-			unmount_ns_only(e);
+			unmount_ns(e);
 		}
 	}
 }
@@ -296,6 +299,9 @@ static int keep_namespaces(const char *root, const char *dir, const char *image_
 		msg.text[sizeof(msg.text) - 1] = '\0';
 		r = vs_error_set(err, msg.code ? msg.code : EIO, "%s", msg.text);
 	}
+	cleanup_free char *nsdir = vs_xasprintf("%s/ns", dir);
+	if (r == 0 && mount(nsdir, nsdir, NULL, MS_BIND, NULL) < 0)
+		r = vs_error_sys(err, errno, "bind %s on itself", nsdir);
 	for (int i = 0; r == 0 && i < POOL_NS_COUNT; i++) {
 		char src[64];
 		snprintf(src, sizeof(src), "/proc/%d/ns/%s", m, pool_ns_names[i]);
