@@ -348,9 +348,12 @@ static int create_fresh(const char *root, struct slice_spec *spec, const char *d
 	if (r < 0)
 		return r;
 	/* With a disk limit, upper/ and work/ live in the slice's image (made
-	 * at its first start, disk.c); disk/ is where it is mounted. */
-	static const char *const dirs[] = {"upper", "work", "lower", "rootfs", "lower-copy"};
-	static const char *const disk_dirs[] = {"disk", "lower", "rootfs", "lower-copy"};
+	 * at its first start, disk.c); disk/ is where it is mounted.
+	 * lower-copy/ is made by the id-mapping fallback when it is needed
+	 * (rootfs.c): every inode made costs on the start path (the
+	 * allocator of a journal-less ext4 checks recently deleted inodes). */
+	static const char *const dirs[] = {"upper", "work", "lower", "rootfs"};
+	static const char *const disk_dirs[] = {"disk", "lower", "rootfs"};
 	const char *const *mk = spec->disk_bytes ? disk_dirs : dirs;
 	size_t nmk = spec->disk_bytes ? VS_ARRAY_SIZE(disk_dirs) : VS_ARRAY_SIZE(dirs);
 	for (size_t i = 0; i < nmk; i++) {
@@ -765,9 +768,13 @@ int slice_wait(const char *root, const char *name, int *code, struct vs_error *e
 		cleanup_close int lk = lock_slice(root, name, err);
 		if (lk < 0)
 			return lk;
-		if ((r = slice_load(root, name, NULL, &st, err)) < 0)
+		cleanup_spec struct slice_spec spec = {0};
+		if ((r = slice_load(root, name, &spec, &st, err)) < 0)
 			return r;
-		if ((r = save_state(root, name, &st, err)) < 0)
+		/* state.json caches what slice_load finds out anyway (PID 1
+		 * gone, the exit record); a run --rm slice is destroyed next,
+		 * so it is not written again (a new file per write). */
+		if (!spec.ephemeral && (r = save_state(root, name, &st, err)) < 0)
 			return r;
 	}
 	if (st.status == SLICE_CREATED)

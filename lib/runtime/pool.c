@@ -4,7 +4,7 @@
  * Layout, under <root>/pool/ (0711, host root):
  *   lock          flock: a claim and the filler's sweep never touch one entry at once
  *   fill.lock     flock: one filler at a time; held while entries are made or removed
- *   eN-PID/       an entry: upper/ work/ lower/ rootfs/ lower-copy/ (as a slice's),
+ *   eN-PID/       an entry: upper/ work/ lower/ rootfs/ (as a slice's),
  *                 sandbox ("IMAGE ID_BASE", written right after the id range is
  *                 claimed), ns/{user,mnt,net,ipc,uts} (nsfs bind mounts), and
  *                 ready (written last: only then may it be claimed)
@@ -328,7 +328,7 @@ static int make_entry(const char *root, const char *key, const char *image_rootf
 	cleanup_free char *dir = pool_path(root, entry);
 	if (mkdir(dir, 0711) < 0)
 		return vs_error_sys(err, errno, "mkdir %s", dir);
-	static const char *const dirs[] = {"upper", "work", "lower", "rootfs", "lower-copy", "ns"};
+	static const char *const dirs[] = {"upper", "work", "lower", "rootfs", "ns"};
 	int r = 0;
 	for (size_t i = 0; i < VS_ARRAY_SIZE(dirs) && r == 0; i++) {
 		cleanup_free char *p = vs_xasprintf("%s/%s", dir, dirs[i]);
