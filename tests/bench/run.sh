@@ -16,6 +16,8 @@
 #   BENCH_POOL=8         warm pool size for the warm-start row and the warm phase table
 #   BENCH_PAR=4          starts (and destroys) at once in the overlapped density run
 #   BENCH_PHASE_RUNS=40  runs per phase table (VSLICE_TRACE=1, tests/bench/phases.py)
+#   BENCH_BEFORE=path    another slicectl (an older build with the same trace points)
+#                        measured beside: a "vslice-before" row and phase table
 #   BENCH_SKIP_E2E=1        skip the cluster end-to-end latency (tests/bench/cluster_e2e.sh)
 #   BENCH_SKIP_REGISTRY=1   skip the registry benchmarks (tests/bench/registry.sh:
 #                           scheduler, HTTP API, long-poll fan-out; results under
@@ -171,6 +173,8 @@ run_start_latency() {
 	}
 
 	try vslice "env VSLICE_POOL=0 $SLICECTL run --rm --image busybox b -- /bin/true"
+	[ -n "${BENCH_BEFORE:-}" ] &&
+		try vslice-before "env VSLICE_POOL=0 $BENCH_BEFORE run --rm --image busybox b -- /bin/true"
 	# issue 15: a start from a filled warm pool (the prepare waits until the
 	# background refill of the previous run is done: fill.lock)
 	mkdir -p "$VSLICE_ROOT/pool"
@@ -323,6 +327,11 @@ memavail() { awk '/MemAvailable/ {print $2}' /proc/meminfo; }
 # and a start from a filled warm pool, run --rm of /bin/true.
 run_trace_phases() {
 	hdr "phases of 'slicectl run --rm ... /bin/true', cold and warm (VSLICE_TRACE=1, $PHASE_RUNS runs each)"
+	if [ -n "${BENCH_BEFORE:-}" ]; then
+		say "before ($BENCH_BEFORE):"
+		"$PY" "$BENCH_DIR/phases.py" "$PHASE_RUNS" "$BENCH_BEFORE" run --rm --image busybox b -- /bin/true |
+			tee "$OUT/phases-before.md"
+	fi
 	say "cold (VSLICE_POOL=0):"
 	VSLICE_POOL=0 "$PY" "$BENCH_DIR/phases.py" "$PHASE_RUNS" "$SLICECTL" run --rm --image busybox b -- /bin/true |
 		tee "$OUT/phases-cold.md"
