@@ -41,13 +41,14 @@ extern const char *const pool_ns_names[POOL_NS_COUNT];
 int pool_size_setting(unsigned *size, struct vs_error *err);
 
 /*
- * Take a ready sandbox of `image` (overlay volatile or not) for the slice `name`: its directory
- * replaces slice_dir (an empty directory the caller made and holds by the
- * root lock), its cgroups become the slice's (cgroup name `name`, limits
- * lim), its id range is handed to slice_dir (fsync'd when durable).
- * 1 and *id_base when one was taken, 0 when none is ready (slice_dir
- * untouched), < 0 on failure (what was taken is given up: the caller
- * removes slice_dir as for any failed create).
+ * Take a ready sandbox of `image` (overlay volatile or not) for the slice
+ * `name`: its directory is renamed to slice_dir, which must not exist (the
+ * caller holds the root lock: this is the name's reservation), its cgroups
+ * become the slice's (cgroup name `name`, limits lim), its id range is
+ * handed to slice_dir (fsync'd when durable).
+ * 1 and *id_base when one was taken, 0 when none is ready, -EEXIST (err
+ * not set) when slice_dir exists, < 0 on other failures (what was taken is
+ * given up: the caller removes slice_dir as for any failed create).
  */
 int pool_claim(const char *root, const char *image, bool volatile_upper, const char *slice_dir,
 	       const char *name, const struct cgroup_limits *lim, bool durable, uint32_t *id_base,

@@ -387,25 +387,13 @@ static int create_fresh(const char *root, struct slice_spec *spec, const char *d
 	return 0;
 }
 
-/* The part of create that can fail after the name is reserved. */
-static int create_in(const char *root, struct slice_spec *spec, const char *d, unsigned pool_size,
-		     struct vs_error *err)
+/* The part of create that can fail after the name is reserved (pooled:
+ * the directory, id range and cgroups came from the pool). */
+static int create_in(const char *root, struct slice_spec *spec, const char *d, bool pooled,
+		     const struct cgroup_limits *lim, struct vs_error *err)
 {
-	struct cgroup_limits lim = {
-	    .cpu_millis = spec->cpu_millis,
-	    .memory_bytes = spec->memory_bytes,
-	    .pids_max = spec->pids_max,
-	};
-	int r = 0;
-	if (pool_size && pool_fits(spec)) {
-		r = pool_claim(root, spec->image, spec->ephemeral, d, spec->name, &lim,
-			       !spec->ephemeral, &spec->id_base, err);
-		if (r < 0)
-			return vs_error_wrap(err, "warm pool");
-		if (r == 1)
-			vs_trace("create.claimed");
-	}
-	if (r == 0 && (r = create_fresh(root, spec, d, &lim, err)) < 0)
+	int r;
+	if (!pooled && (r = create_fresh(root, spec, d, lim, err)) < 0)
 		return r;
 	spec->created = time(NULL);
 	spec->expires = spec->lifetime_secs ? spec->created + (time_t)spec->lifetime_secs : 0;
@@ -445,15 +433,40 @@ static int create_locked(const char *root, struct slice_spec *spec, unsigned poo
 	if ((r = vs_mkdir_p(slices, 0711, err)) < 0)
 		return r;
 	cleanup_free char *d = slice_dir(root, spec->name);
-	if (mkdir(d, 0711) < 0) {
+	spec->id_base = 0;
+	struct cgroup_limits lim = {
+	    .cpu_millis = spec->cpu_millis,
+	    .memory_bytes = spec->memory_bytes,
+	    .pids_max = spec->pids_max,
+	};
+	r = 0;
+	struct stat st;
+	if (pool_size && pool_fits(spec) && lstat(d, &st) < 0 && errno == ENOENT) {
+		/* The claim's rename (no replace) reserves the name itself; the
+		 * name is free (we hold the root lock), so what a failed claim
+		 * leaves under it is ours to remove. */
+		r = pool_claim(root, spec->image, spec->ephemeral, d, spec->name, &lim,
+			       !spec->ephemeral, &spec->id_base, err);
+		if (r == -EEXIST)
+			return vs_error_set(err, EEXIST,
+					    "name in use (choose another, or: slicectl destroy %s)",
+					    spec->name);
+		if (r < 0) {
+			struct vs_error e2;
+			remove_slice(root, spec->name, spec->id_base, &e2);
+			return vs_error_wrap(err, "warm pool");
+		}
+		if (r == 1)
+			vs_trace("create.claimed");
+	}
+	if (r == 0 && mkdir(d, 0711) < 0) {
 		if (errno == EEXIST)
 			return vs_error_set(err, EEXIST,
 					    "name in use (choose another, or: slicectl destroy %s)",
 					    spec->name);
 		return vs_error_sys(err, errno, "mkdir %s", d);
 	}
-	spec->id_base = 0;
-	if ((r = create_in(root, spec, d, pool_size, err)) < 0) {
+	if ((r = create_in(root, spec, d, r == 1, &lim, err)) < 0) {
 		struct vs_error e2;
 		remove_slice(root, spec->name, spec->id_base, &e2);
 	}

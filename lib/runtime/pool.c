@@ -343,6 +343,16 @@ static int make_entry(const char *root, const char *key, const char *image_rootf
 		cleanup_free char *line = vs_xasprintf("%s %u\n", key, base);
 		r = vs_write_file_replace(sb, line, strlen(line), 0600, false, err);
 	}
+	/* Files every slice gets at its first lock and start: made here, they
+	 * are not new inodes on the start path. */
+	static const char *const files[] = {"lock", "exit"};
+	for (size_t i = 0; i < VS_ARRAY_SIZE(files) && r == 0; i++) {
+		cleanup_free char *p = vs_xasprintf("%s/%s", dir, files[i]);
+		cleanup_close int fd =
+		    open(p, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
+		if (fd < 0)
+			r = vs_error_sys(err, errno, "create %s", p);
+	}
 	if (r == 0) {
 		/* The slice's root owns the top of its upper layer. */
 		cleanup_free char *upper = vs_xasprintf("%s/upper", dir);
@@ -543,6 +553,10 @@ void pool_refill_async(const char *root, const char *image, bool volatile_upper,
 	if (fd > 2)
 		close(fd);
 	prctl(PR_SET_NAME, "vslice-pool");
+	/* Behind the starts it is there to speed up: on a busy node a refill
+	 * competing with the next start for the CPUs would cost that start
+	 * what the pool saves it. */
+	(void)!nice(10);
 	_exit(fill_locked(root, key, image_rootfs, size, &err) < 0 ? 1 : 0);
 }
 
@@ -573,10 +587,15 @@ int pool_claim(const char *root, const char *image, bool volatile_upper, const c
 			cleanup_free char *ep = pool_path(root, de->d_name);
 			if (read_sandbox(ep, img, sizeof(img), &base) < 0 || strcmp(img, key))
 				continue;
-			/* Onto the caller's empty directory: the entry is the
-			 * slice from here on, and nobody else can take it. */
-			if (renameat(dirfd(d), de->d_name, AT_FDCWD, slice_dir) < 0)
+			/* To the slice's name, which must be free (this is
+			 * create's reservation of it): the entry is the slice
+			 * from here on, and nobody else can take it. */
+			if (renameat2(dirfd(d), de->d_name, AT_FDCWD, slice_dir, RENAME_NOREPLACE) <
+			    0) {
+				if (errno == EEXIST)
+					return -EEXIST;
 				return vs_error_sys(err, errno, "pool: take %s", de->d_name);
+			}
 			snprintf(entry, sizeof(entry), "%s", de->d_name);
 			break;
 		}
