@@ -174,5 +174,8 @@ VSLICE_POOL=0 vs run --rm --image busybox f3 -- true
 settle
 expect_eq "VSLICE_POOL=0 drains the pool" "" "$(ls "$POOL" | grep -v lock)"
 expect_eq "nothing left: cgroups, mounts, nsfs bind mounts, id ranges as before" "$BASE" "$(snapshot)"
+# destroy removes a slice's files in the background (slices/.rm-*)
+for _ in $(seq 300); do ls -d "$VSLICE_ROOT"/slices/.rm-* >/dev/null 2>&1 || break; sleep 0.1; done
+expect_eq "destroyed slices' files are gone (background removal, 30 s margin)" "" "$(ls -d "$VSLICE_ROOT"/slices/.rm-* 2>/dev/null)"
 
 finish
