@@ -407,7 +407,9 @@ BENCH_T0=$(now)
 if [ "${BENCH_SKIP_START:-0}" != 1 ]; then
 	run_start_latency
 	run_micro
-	run_phases
+	# run_phases (perf tracepoints) read the launcher's cgroup.procs write
+	# and the grace-period thread, both gone; VSLICE_TRACE replaces it.
+	[ "${BENCH_PERF_PHASES:-0}" = 1 ] && run_phases
 	run_trace_phases
 fi
 [ "${BENCH_SKIP_DENSITY:-0}" != 1 ] && run_density
