@@ -539,6 +539,30 @@ static int create_locked(const char *root, struct slice_spec *spec, unsigned poo
 	return r;
 }
 
+/*
+ * The refill a create asks for is done by the start that follows, after
+ * its spawn (the fork then overlaps the slice's own start instead of
+ * delaying it), or when the process exits (a create with no start).
+ */
+static struct {
+	bool pending, registered, volatile_upper;
+	char *root, *image, *image_root;
+	unsigned size;
+} refill;
+
+static void refill_now(void)
+{
+	if (!refill.pending)
+		return;
+	refill.pending = false;
+	pool_refill_async(refill.root, refill.image, refill.volatile_upper, refill.image_root,
+			  refill.size);
+	free(refill.root);
+	free(refill.image);
+	free(refill.image_root);
+	refill.root = refill.image = refill.image_root = NULL;
+}
+
 /* After a create: a detached process makes the pool whole again (or, at
  * size 0, removes what an earlier setting left in it). */
 static void pool_refill(const char *root, const struct slice_spec *spec, unsigned pool_size)
@@ -563,7 +587,15 @@ static void pool_refill(const char *root, const struct slice_spec *spec, unsigne
 		if (!any)
 			return;
 	}
-	pool_refill_async(root, spec->image, spec->ephemeral, image_root, pool_size);
+	refill_now(); /* an earlier create's, not yet done */
+	refill.root = vs_xstrdup(root);
+	refill.image = vs_xstrdup(spec->image);
+	refill.image_root = steal_pointer(&image_root);
+	refill.volatile_upper = spec->ephemeral;
+	refill.size = pool_size;
+	refill.pending = true;
+	if (!refill.registered)
+		refill.registered = atexit(refill_now) == 0;
 }
 
 int slice_create(const char *root, struct slice_spec *spec, struct vs_error *err)
@@ -771,6 +803,7 @@ static int start_locked(const char *root, const char *name, const struct slice_s
 	struct sliver_result res;
 	vs_trace("start.spawn");
 	r = sliver_spawn(&c, &res, err);
+	refill_now();
 	if (c.pooled)
 		for (int i = 0; i < POOL_NS_COUNT; i++)
 			close(pooled.fds[i]);
