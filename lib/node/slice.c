@@ -540,9 +540,11 @@ static int create_locked(const char *root, struct slice_spec *spec, unsigned poo
 }
 
 /*
- * The refill a create asks for is done by the start that follows, after
- * its spawn (the fork then overlaps the slice's own start instead of
- * delaying it), or when the process exits (a create with no start).
+ * The refill a create asks for is not done on the way to the slice's
+ * workload: a detached start does it after its spawn, a destroy (run --rm)
+ * at its end, and anything else when the process exits. On two busy CPUs
+ * the filler running beside a start took back most of what the pool saved
+ * it.
  */
 static struct {
 	bool pending, registered, volatile_upper;
@@ -803,7 +805,8 @@ static int start_locked(const char *root, const char *name, const struct slice_s
 	struct sliver_result res;
 	vs_trace("start.spawn");
 	r = sliver_spawn(&c, &res, err);
-	refill_now();
+	if (!fg)
+		refill_now();
 	if (c.pooled)
 		for (int i = 0; i < POOL_NS_COUNT; i++)
 			close(pooled.fds[i]);
@@ -1143,6 +1146,7 @@ int slice_destroy(const char *root, const char *name, bool force, struct vs_erro
 	}
 	r = remove_slice(root, name, id_base, err);
 	vs_trace("destroy.done");
+	refill_now();
 	return r;
 }
 
