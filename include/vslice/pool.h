@@ -55,12 +55,13 @@ int pool_claim(const char *root, const char *image, bool volatile_upper, const c
 	       struct vs_error *err);
 
 /*
- * At start: open the namespaces kept for a slice made from the pool, check
- * that each is the kind it claims and that net/ipc/uts belong to the user
- * namespace, and drop the bind mounts (the fds hold them now).
- * 1 with fds[] open, 0 for a slice without kept namespaces (never pooled, or
- * started before), < 0 on failure (the bind mounts are dropped too: the next
- * start is a cold one).
+ * At start: open the namespaces kept for a slice made from the pool and
+ * check that each is the kind it claims and that net/ipc/uts belong to the
+ * user namespace. 1 with fds[] open: the caller drops the bind mounts with
+ * pool_release_ns() once the slice runs (the unmount waits for an RCU grace
+ * period: not on the way to the workload); 0 for a slice without kept
+ * namespaces (never pooled, or started before), < 0 on failure (the bind
+ * mounts are dropped: the next start is a cold one).
  */
 int pool_open_ns(const char *slice_dir, int fds[POOL_NS_COUNT], struct vs_error *err);
 
@@ -80,9 +81,13 @@ int pool_fill(const char *root, const char *image, bool volatile_upper, const ch
 	      unsigned size, struct vs_error *err);
 
 /* pool_fill in a detached process (double fork, no fds but /dev/null on
- * 0-2, its own session); returns at once. Best effort. */
-void pool_refill_async(const char *root, const char *image, bool volatile_upper,
-		       const char *image_rootfs, unsigned size);
+ * 0-2 and fill.lock, taken before this returns; its own session, nice 10),
+ * which first calls before(arg) if given (the caller's own background work:
+ * one process instead of two). True when that process was started; false
+ * when nothing was forked (a filler already runs, or an error) and before
+ * was not called. Best effort. */
+bool pool_refill_async(const char *root, const char *image, bool volatile_upper,
+		       const char *image_rootfs, unsigned size, void (*before)(void *), void *arg);
 
 /* Remove every entry, ready or not (waits for a running filler). */
 int pool_drain(const char *root, struct vs_error *err);

@@ -305,6 +305,33 @@ int slice_spec_check(const char *root, const struct slice_spec *spec, struct vs_
 }
 
 /*
+ * The refill a create asks for is not done on the way to the slice's
+ * workload: a detached start does it after its spawn, a destroy (run --rm)
+ * in the process that removes the slice's files, anything else when the
+ * process exits. On two busy CPUs
+ * the filler running beside a start took back most of what the pool saved
+ * it.
+ */
+static struct {
+	bool pending, registered, volatile_upper;
+	char *root, *image, *image_root;
+	unsigned size;
+} refill;
+
+static void refill_now(void)
+{
+	if (!refill.pending)
+		return;
+	refill.pending = false;
+	pool_refill_async(refill.root, refill.image, refill.volatile_upper, refill.image_root,
+			  refill.size, NULL, NULL);
+	free(refill.root);
+	free(refill.image);
+	free(refill.image_root);
+	refill.root = refill.image = refill.image_root = NULL;
+}
+
+/*
  * A slice's files go in the background: the directory is renamed out of
  * the way (slices/.rm-NAME-PID-NS: not a slice name, so no verb sees it,
  * and the name is free at once) and a detached process at nice 10 removes
@@ -331,6 +358,19 @@ static void remove_stale_trash(const char *root)
 	}
 }
 
+struct trash_job {
+	const char *root, *trash;
+};
+
+/* In the detached process: this slice's files, then any left over. */
+static void remove_trash(void *arg)
+{
+	const struct trash_job *j = arg;
+	struct vs_error ignore;
+	vs_rm_rf(j->trash, &ignore);
+	remove_stale_trash(j->root);
+}
+
 static int remove_files(const char *root, const char *name, const char *d, struct vs_error *err)
 {
 	static unsigned seq;
@@ -344,6 +384,19 @@ static int remove_files(const char *root, const char *name, const char *d, struc
 	}
 	/* mtime: the sweep's clock (rename does not touch it). */
 	utimensat(AT_FDCWD, trash, NULL, AT_SYMLINK_NOFOLLOW);
+	/* A refill is due (run --rm): its process removes the files first. */
+	struct trash_job job = {.root = root, .trash = trash};
+	if (refill.pending && !strcmp(refill.root, root)) {
+		bool forked = pool_refill_async(refill.root, refill.image, refill.volatile_upper,
+						refill.image_root, refill.size, remove_trash, &job);
+		refill.pending = false;
+		free(refill.root);
+		free(refill.image);
+		free(refill.image_root);
+		refill.root = refill.image = refill.image_root = NULL;
+		if (forked)
+			return 0;
+	}
 	pid_t p = fork();
 	if (p < 0)
 		return vs_rm_rf(trash, err);
@@ -363,9 +416,7 @@ static int remove_files(const char *root, const char *name, const char *d, struc
 	if (fd > 2)
 		close(fd);
 	(void)!nice(10);
-	struct vs_error ignore;
-	vs_rm_rf(trash, &ignore);
-	remove_stale_trash(root);
+	remove_trash(&job);
 	_exit(0);
 }
 
@@ -537,32 +588,6 @@ static int create_locked(const char *root, struct slice_spec *spec, unsigned poo
 		remove_slice(root, spec->name, spec->id_base, &e2);
 	}
 	return r;
-}
-
-/*
- * The refill a create asks for is not done on the way to the slice's
- * workload: a detached start does it after its spawn, a destroy (run --rm)
- * at its end, and anything else when the process exits. On two busy CPUs
- * the filler running beside a start took back most of what the pool saved
- * it.
- */
-static struct {
-	bool pending, registered, volatile_upper;
-	char *root, *image, *image_root;
-	unsigned size;
-} refill;
-
-static void refill_now(void)
-{
-	if (!refill.pending)
-		return;
-	refill.pending = false;
-	pool_refill_async(refill.root, refill.image, refill.volatile_upper, refill.image_root,
-			  refill.size);
-	free(refill.root);
-	free(refill.image);
-	free(refill.image_root);
-	refill.root = refill.image = refill.image_root = NULL;
 }
 
 /* After a create: a detached process makes the pool whole again (or, at
@@ -805,11 +830,14 @@ static int start_locked(const char *root, const char *name, const struct slice_s
 	struct sliver_result res;
 	vs_trace("start.spawn");
 	r = sliver_spawn(&c, &res, err);
-	if (!fg)
-		refill_now();
-	if (c.pooled)
+	if (c.pooled) {
+		/* Joined (or failed: the next start is cold either way). */
+		pool_release_ns(sdir);
 		for (int i = 0; i < POOL_NS_COUNT; i++)
 			close(pooled.fds[i]);
+	}
+	if (!fg)
+		refill_now();
 	struct slice_state ns = {.status = SLICE_CREATED,
 				 .exit_code = -1,
 				 .idmapped = res.idmapped,

@@ -513,15 +513,15 @@ int pool_drain(const char *root, struct vs_error *err)
 	return sweep(root, "", 0, &have, err);
 }
 
-void pool_refill_async(const char *root, const char *image, bool volatile_upper,
-		       const char *image_rootfs, unsigned size)
+bool pool_refill_async(const char *root, const char *image, bool volatile_upper,
+		       const char *image_rootfs, unsigned size, void (*before)(void *), void *arg)
 {
 	cleanup_free char *key = pool_key(image, volatile_upper);
 	struct vs_error err;
 	vs_error_clear(&err);
 	cleanup_free char *pd = pool_path(root, NULL);
 	if (vs_mkdir_p(pd, 0711, &err) < 0)
-		return;
+		return false;
 	/* The lock is taken here, before we return, and handed to the filler
 	 * (a flock belongs to the open file, which it inherits): once our
 	 * caller is done, fill.lock tells whether the pool is still being
@@ -529,13 +529,14 @@ void pool_refill_async(const char *root, const char *image, bool volatile_upper,
 	cleanup_free char *fl = pool_path(root, "fill.lock");
 	cleanup_close int lk = lock_file(fl, LOCK_EX | LOCK_NB, &err);
 	if (lk < 0)
-		return;
+		return false;
 	pid_t p = fork();
 	if (p != 0) {
-		if (p > 0)
-			while (waitpid(p, NULL, 0) < 0 && errno == EINTR)
-				;
-		return;
+		if (p < 0)
+			return false;
+		while (waitpid(p, NULL, 0) < 0 && errno == EINTR)
+			;
+		return true;
 	}
 	/* Not our caller's child (it would have to reap us), not in its
 	 * session, and holding none of its fds but the lock: a flock or the
@@ -557,6 +558,8 @@ void pool_refill_async(const char *root, const char *image, bool volatile_upper,
 	 * competing with the next start for the CPUs would cost that start
 	 * what the pool saves it. */
 	(void)!nice(10);
+	if (before)
+		before(arg);
 	_exit(fill_locked(root, key, image_rootfs, size, &err) < 0 ? 1 : 0);
 }
 
@@ -668,12 +671,13 @@ int pool_open_ns(const char *slice_dir, int fds[POOL_NS_COUNT], struct vs_error 
 						 "%s: not owned by the slice's user namespace", p);
 		}
 	}
+	if (r == 1)
+		return 1;
 	pool_release_ns(slice_dir);
-	if (r != 1)
-		for (int i = 0; i < POOL_NS_COUNT; i++)
-			if (fds[i] >= 0) {
-				close(fds[i]);
-				fds[i] = -1;
-			}
+	for (int i = 0; i < POOL_NS_COUNT; i++)
+		if (fds[i] >= 0) {
+			close(fds[i]);
+			fds[i] = -1;
+		}
 	return r;
 }
