@@ -94,6 +94,16 @@ int cgroup_create(struct cgroup *cg, const struct cgroup_limits *lim, struct vs_
  * freezer in that order). A failure part way leaves pid in the controllers
  * already written; the caller should kill it or destroy the cgroup. */
 int cgroup_enter(struct cgroup *cg, pid_t pid, struct vs_error *err);
+/* Rename the existing cgroup `from` to `to` (same parent: a pooled cgroup
+ * becomes a slice's) and write lim (NULL = none) into it. On a rename
+ * failure the directories already renamed go back; a limit failure leaves
+ * `to` in place for the caller to destroy. */
+int cgroup_rename(struct cgroup *from, struct cgroup *to, const struct cgroup_limits *lim,
+		  struct vs_error *err);
+/* Move the calling thread into the slice's cgroup(s): for a single-threaded
+ * caller, the whole process. On v1 this avoids the RCU grace period of a
+ * process move (cgroup.c); call it only with one thread. */
+int cgroup_enter_self(struct cgroup *cg, struct vs_error *err);
 /* v2: an O_PATH|O_DIRECTORY|O_CLOEXEC fd for clone3(CLONE_INTO_CGROUP);
  * caller closes. v1: -ENOTSUP with err set (use cgroup_enter instead). */
 int cgroup_dirfd(struct cgroup *cg, struct vs_error *err);

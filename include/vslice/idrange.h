@@ -30,6 +30,11 @@ long idrange_lowest_free(const uint8_t *bitmap, uint32_t nslots);
  * fsync the claim (skipped for ephemeral slices, which die with the host). */
 int idrange_claim(const char *dir, const char *owner, bool durable, uint32_t *base,
 		  struct vs_error *err);
+/* Hand the claim for base from old_owner to new_owner (a pooled sandbox
+ * becoming a slice): the claim file is replaced atomically under the lock.
+ * EPERM if base is not old_owner's. */
+int idrange_transfer(const char *dir, const char *old_owner, const char *new_owner, uint32_t base,
+		     bool durable, struct vs_error *err);
 /* True when the claim for base exists and names owner (nothing else may use it). */
 bool idrange_owned(const char *dir, const char *owner, uint32_t base);
 /* Release the range starting at base if owner still holds it. Missing is fine. */

@@ -26,6 +26,7 @@
 
 #include "vslice/cgroup.h"
 #include "vslice/error.h"
+#include "vslice/pool.h"
 #include "vslice/seccomp_policy.h"
 
 /* The workload process: what it runs, its stdio and what it may do. The
@@ -41,8 +42,15 @@ struct sliver_workload {
 	bool tty; /* stdio is a pty slave: make it the controlling tty */
 };
 
+/* The namespaces of a sandbox taken from the pool (pool_open_ns), indexed
+ * by enum pool_ns; the launcher joins them instead of making new ones. */
+struct sliver_pooled {
+	int fds[POOL_NS_COUNT];
+};
+
 struct sliver_config {
-	const char *name; /* for messages */
+	const char *name;		    /* for messages */
+	const struct sliver_pooled *pooled; /* NULL: a cold start */
 	const char *hostname;
 	const char *image_rootfs; /* shared read-only lower layer */
 	const char *lower_mnt;	  /* <slice>/lower: where the id-mapped image is attached */
@@ -139,9 +147,8 @@ typedef int (*sliver_upper_fn)(void *arg, int upper_fd, struct vs_error *err);
 int sliver_disk_with_upper(const char *image, const char *name, uint32_t id_base, bool write,
 			   sliver_upper_fn fn, void *arg, struct vs_error *err);
 
-/* v1: start the cgroup attach grace period early in a throw-away thread
- * (see sliver.c); call first thing in a verb that will start a slice or
- * exec into one. No-op on v2. Best effort, never fails. */
+/* Does nothing now (the launcher's cgroup move takes no grace period; see
+ * sliver.c); kept so callers need not change. */
 void sliver_prewarm_attach(void);
 
 /* /proc/<pid>/stat start time (clock ticks since boot), 0 if gone. */

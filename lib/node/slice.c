@@ -22,6 +22,7 @@
 #include <sys/pidfd.h>
 #include <sys/syscall.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -30,9 +31,11 @@
 #include "vslice/cgroup.h"
 #include "vslice/idrange.h"
 #include "vslice/image.h"
+#include "vslice/pool.h"
 #include "vslice/reaper.h"
 #include "vslice/seccomp_policy.h"
 #include "vslice/sliver.h"
+#include "vslice/trace.h"
 #include "vslice/units.h"
 #include "vslice/util.h"
 
@@ -350,6 +353,122 @@ int slice_spec_check(const char *root, const struct slice_spec *spec, struct vs_
 	return 0;
 }
 
+/*
+ * The refill a create asks for is not done on the way to the slice's
+ * workload: a detached start does it after its spawn, a destroy (run --rm)
+ * in the process that removes the slice's files, anything else when the
+ * process exits. On two busy CPUs
+ * the filler running beside a start took back most of what the pool saved
+ * it.
+ */
+static struct {
+	bool pending, registered, volatile_upper;
+	char *root, *image, *image_root;
+	unsigned size;
+} refill;
+
+static void refill_now(void)
+{
+	if (!refill.pending)
+		return;
+	refill.pending = false;
+	pool_refill_async(refill.root, refill.image, refill.volatile_upper, refill.image_root,
+			  refill.size, NULL, NULL);
+	free(refill.root);
+	free(refill.image);
+	free(refill.image_root);
+	refill.root = refill.image = refill.image_root = NULL;
+}
+
+/*
+ * A slice's files go in the background: the directory is renamed out of
+ * the way (slices/.rm-NAME-PID-NS: not a slice name, so no verb sees it,
+ * and the name is free at once) and a detached process at nice 10 removes
+ * it. On this VM an rm -rf of even an empty slice took 1-36 ms (every
+ * unlink waits for the inode table block when the host writes back), the
+ * largest phase of a run --rm. That process also removes .rm- directories
+ * older than a minute: what a remover killed half way left.
+ */
+static void remove_stale_trash(const char *root)
+{
+	cleanup_free char *sd = vs_xasprintf("%s/slices", root);
+	cleanup_closedir DIR *dir = opendir(sd);
+	struct dirent *de;
+	time_t now = time(NULL);
+	while (dir && (de = readdir(dir))) {
+		struct stat st;
+		if (strncmp(de->d_name, ".rm-", 4) != 0 ||
+		    fstatat(dirfd(dir), de->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0 ||
+		    !S_ISDIR(st.st_mode) || now - st.st_mtime < 60)
+			continue;
+		cleanup_free char *p = vs_xasprintf("%s/%s", sd, de->d_name);
+		struct vs_error ignore;
+		vs_rm_rf(p, &ignore);
+	}
+}
+
+struct trash_job {
+	const char *root, *trash;
+};
+
+/* In the detached process: this slice's files, then any left over. */
+static void remove_trash(void *arg)
+{
+	const struct trash_job *j = arg;
+	struct vs_error ignore;
+	vs_rm_rf(j->trash, &ignore);
+	remove_stale_trash(j->root);
+}
+
+static int remove_files(const char *root, const char *name, const char *d, struct vs_error *err)
+{
+	static unsigned seq;
+	cleanup_free char *trash = vs_xasprintf("%s/slices/.rm-%s-%d-%u-%llu", root, name, getpid(),
+						seq++, (unsigned long long)vs_now_ns());
+	if (rename(d, trash) < 0) {
+		if (errno == ENOENT)
+			return 0;
+		/* Cannot move it (EXDEV, a mount point): remove it here. */
+		return vs_rm_rf(d, err);
+	}
+	/* mtime: the sweep's clock (rename does not touch it). */
+	utimensat(AT_FDCWD, trash, NULL, AT_SYMLINK_NOFOLLOW);
+	/* A refill is due (run --rm): its process removes the files first. */
+	struct trash_job job = {.root = root, .trash = trash};
+	if (refill.pending && !strcmp(refill.root, root)) {
+		bool forked = pool_refill_async(refill.root, refill.image, refill.volatile_upper,
+						refill.image_root, refill.size, remove_trash, &job);
+		refill.pending = false;
+		free(refill.root);
+		free(refill.image);
+		free(refill.image_root);
+		refill.root = refill.image = refill.image_root = NULL;
+		if (forked)
+			return 0;
+	}
+	pid_t p = fork();
+	if (p < 0)
+		return vs_rm_rf(trash, err);
+	if (p > 0) {
+		while (waitpid(p, NULL, 0) < 0 && errno == EINTR)
+			;
+		return 0;
+	}
+	setsid();
+	if (fork() != 0)
+		_exit(0);
+	close_range(3, ~0U, 0);
+	int fd = open("/dev/null", O_RDWR);
+	for (int i = 0; i < 3 && fd >= 0; i++)
+		if (i != fd)
+			dup2(fd, i);
+	if (fd > 2)
+		close(fd);
+	(void)!nice(10);
+	remove_trash(&job);
+	_exit(0);
+}
+
 /* Remove whatever a slice has on this node. Used by destroy and to undo a
  * failed create; every step tolerates "already gone". */
 static int remove_slice(const char *root, const char *name, uint32_t id_base, struct vs_error *err)
@@ -360,12 +479,17 @@ static int remove_slice(const char *root, const char *name, uint32_t id_base, st
 		r = cgroup_destroy(cg, err);
 	if (r < 0)
 		return vs_error_wrap(err, "remove cgroup");
+	vs_trace("destroy.cgroup");
 	/* After the processes: a lease is dropped with everything it made. */
 	if ((r = netcfg_detach(root, name, err)) < 0)
 		return r;
+	vs_trace("destroy.net");
 	cleanup_free char *d = slice_dir(root, name);
-	if ((r = vs_rm_rf(d, err)) < 0)
+	/* Made from the pool and never started: its kept namespaces. */
+	pool_release_ns(d);
+	if ((r = remove_files(root, name, d, err)) < 0)
 		return vs_error_wrap(err, "remove %s", d);
+	vs_trace("destroy.files");
 	/* Without spec.json (a damaged or half-made slice, destroy --force) the
 	 * base is unknown: find the claims by their owner, this directory. */
 	if (id_base)
@@ -375,16 +499,27 @@ static int remove_slice(const char *root, const char *name, uint32_t id_base, st
 	return 0;
 }
 
-/* The part of create that can fail after the name is reserved. */
-static int create_in(const char *root, struct slice_spec *spec, const char *d, struct vs_error *err)
+/* What the pool can make ahead of time (pool.h): the default network (a
+ * namespace with lo), no disk image (made per slice at create). */
+static bool pool_fits(const struct slice_spec *spec)
+{
+	return spec->net == SLICE_NET_NONE && !spec->disk_bytes;
+}
+
+/* Cold create: id range, directories, cgroups. */
+static int create_fresh(const char *root, struct slice_spec *spec, const char *d,
+			const struct cgroup_limits *lim, struct vs_error *err)
 {
 	int r = idrange_claim(idrange_default_dir(), d, !spec->ephemeral, &spec->id_base, err);
 	if (r < 0)
 		return r;
 	/* With a disk limit, upper/ and work/ live in the slice's image (made
-	 * at its first start, disk.c); disk/ is where it is mounted. */
-	static const char *const dirs[] = {"upper", "work", "lower", "rootfs", "lower-copy"};
-	static const char *const disk_dirs[] = {"disk", "lower", "rootfs", "lower-copy"};
+	 * at its first start, disk.c); disk/ is where it is mounted.
+	 * lower-copy/ is made by the id-mapping fallback when it is needed
+	 * (rootfs.c): every inode made costs on the start path (the
+	 * allocator of a journal-less ext4 checks recently deleted inodes). */
+	static const char *const dirs[] = {"upper", "work", "lower", "rootfs"};
+	static const char *const disk_dirs[] = {"disk", "lower", "rootfs"};
 	const char *const *mk = spec->disk_bytes ? disk_dirs : dirs;
 	size_t nmk = spec->disk_bytes ? VS_ARRAY_SIZE(disk_dirs) : VS_ARRAY_SIZE(dirs);
 	for (size_t i = 0; i < nmk; i++) {
@@ -405,18 +540,26 @@ static int create_in(const char *root, struct slice_spec *spec, const char *d, s
 	cleanup_cgroup struct cgroup *cg = NULL;
 	if ((r = open_cgroup(spec->name, &cg, err)) < 0)
 		return r;
-	struct cgroup_limits lim = {
-	    .cpu_millis = spec->cpu_millis,
-	    .memory_bytes = spec->memory_bytes,
-	    .pids_max = spec->pids_max,
-	};
-	if ((r = cgroup_create(cg, &lim, err)) == -EEXIST) {
+	vs_trace("create.dirs");
+	if ((r = cgroup_create(cg, lim, err)) == -EEXIST) {
 		/* Left by a crashed run of a slice with this name: ours to reuse. */
 		struct vs_error e2;
 		if (cgroup_destroy(cg, &e2) == 0)
-			r = cgroup_create(cg, &lim, err);
+			r = cgroup_create(cg, lim, err);
 	}
 	if (r < 0)
+		return r;
+	vs_trace("create.cgroup");
+	return 0;
+}
+
+/* The part of create that can fail after the name is reserved (pooled:
+ * the directory, id range and cgroups came from the pool). */
+static int create_in(const char *root, struct slice_spec *spec, const char *d, bool pooled,
+		     const struct cgroup_limits *lim, struct vs_error *err)
+{
+	int r;
+	if (!pooled && (r = create_fresh(root, spec, d, lim, err)) < 0)
 		return r;
 	spec->created = time(NULL);
 	spec->expires = spec->lifetime_secs ? spec->created + (time_t)spec->lifetime_secs : 0;
@@ -445,11 +588,10 @@ static int create_in(const char *root, struct slice_spec *spec, const char *d, s
 			       err);
 }
 
-int slice_create(const char *root, struct slice_spec *spec, struct vs_error *err)
+static int create_locked(const char *root, struct slice_spec *spec, unsigned pool_size,
+			 struct vs_error *err)
 {
-	int r = slice_spec_check(root, spec, err);
-	if (r < 0)
-		return r;
+	int r;
 	cleanup_close int rl = lock_root(root, err);
 	if (rl < 0)
 		return rl;
@@ -457,18 +599,94 @@ int slice_create(const char *root, struct slice_spec *spec, struct vs_error *err
 	if ((r = vs_mkdir_p(slices, 0711, err)) < 0)
 		return r;
 	cleanup_free char *d = slice_dir(root, spec->name);
-	if (mkdir(d, 0711) < 0) {
+	spec->id_base = 0;
+	struct cgroup_limits lim = {
+	    .cpu_millis = spec->cpu_millis,
+	    .memory_bytes = spec->memory_bytes,
+	    .pids_max = spec->pids_max,
+	};
+	r = 0;
+	struct stat st;
+	if (pool_size && pool_fits(spec) && lstat(d, &st) < 0 && errno == ENOENT) {
+		/* The claim's rename (no replace) reserves the name itself; the
+		 * name is free (we hold the root lock), so what a failed claim
+		 * leaves under it is ours to remove. */
+		r = pool_claim(root, spec->image, spec->ephemeral, d, spec->name, &lim,
+			       !spec->ephemeral, &spec->id_base, err);
+		if (r == -EEXIST)
+			return vs_error_set(err, EEXIST,
+					    "name in use (choose another, or: slicectl destroy %s)",
+					    spec->name);
+		if (r < 0) {
+			struct vs_error e2;
+			remove_slice(root, spec->name, spec->id_base, &e2);
+			return vs_error_wrap(err, "warm pool");
+		}
+		if (r == 1)
+			vs_trace("create.claimed");
+	}
+	if (r == 0 && mkdir(d, 0711) < 0) {
 		if (errno == EEXIST)
 			return vs_error_set(err, EEXIST,
 					    "name in use (choose another, or: slicectl destroy %s)",
 					    spec->name);
 		return vs_error_sys(err, errno, "mkdir %s", d);
 	}
-	spec->id_base = 0;
-	if ((r = create_in(root, spec, d, err)) < 0) {
+	if ((r = create_in(root, spec, d, r == 1, &lim, err)) < 0) {
 		struct vs_error e2;
 		remove_slice(root, spec->name, spec->id_base, &e2);
 	}
+	return r;
+}
+
+/* After a create: a detached process makes the pool whole again (or, at
+ * size 0, removes what an earlier setting left in it). */
+static void pool_refill(const char *root, const struct slice_spec *spec, unsigned pool_size)
+{
+	cleanup_free char *pd = vs_xasprintf("%s/pool", root);
+	struct stat st;
+	if (!pool_size && stat(pd, &st) < 0)
+		return;
+	if (pool_size && !pool_fits(spec))
+		return;
+	cleanup_free char *image_root = NULL;
+	struct vs_error ignore;
+	if (image_rootfs(root, spec->image, &image_root, &ignore) < 0)
+		return;
+	if (!pool_size) {
+		/* Only when something is left: not a fork per create. */
+		cleanup_closedir DIR *d = opendir(pd);
+		struct dirent *de;
+		bool any = false;
+		while (d && !any && (de = readdir(d)))
+			any = de->d_name[0] == 'e' || !strncmp(de->d_name, ".x-", 3);
+		if (!any)
+			return;
+	}
+	refill_now(); /* an earlier create's, not yet done */
+	refill.root = vs_xstrdup(root);
+	refill.image = vs_xstrdup(spec->image);
+	refill.image_root = steal_pointer(&image_root);
+	refill.volatile_upper = spec->ephemeral;
+	refill.size = pool_size;
+	refill.pending = true;
+	if (!refill.registered)
+		refill.registered = atexit(refill_now) == 0;
+}
+
+int slice_create(const char *root, struct slice_spec *spec, struct vs_error *err)
+{
+	vs_trace("create");
+	int r = slice_spec_check(root, spec, err);
+	if (r < 0)
+		return r;
+	unsigned pool_size;
+	if ((r = pool_size_setting(&pool_size, err)) < 0)
+		return r;
+	vs_trace("create.checked");
+	r = create_locked(root, spec, pool_size, err);
+	vs_trace("create.done");
+	pool_refill(root, spec, pool_size);
 	return r;
 }
 
@@ -642,6 +860,15 @@ static int start_locked(const char *root, const char *name, const struct slice_s
 		c.monotonic_offset_ns = o->monotonic_offset_ns;
 		c.boottime_offset_ns = o->boottime_offset_ns;
 	}
+	/* Made from the pool: join its namespaces (pool.h). */
+	cleanup_free char *sdir = slice_dir(root, name);
+	struct sliver_pooled pooled;
+	if ((r = pool_open_ns(sdir, pooled.fds, err)) < 0)
+		return vs_error_wrap(err, "kept namespaces");
+	if (r == 1) {
+		c.pooled = &pooled;
+		vs_trace("start.kept_ns");
+	}
 	struct slice_net_ctx net = {.root = root, .spec = spec, .rootfs = rootfs};
 	if (spec->net == SLICE_NET_BRIDGE) {
 		if ((r = netcfg_cleanup_stale(root, slice_exists, (void *)root, err)) < 0)
@@ -654,7 +881,16 @@ static int start_locked(const char *root, const char *name, const struct slice_s
 	struct vs_error ignore;
 	(void)cgroup_stats(cg, &base, &ignore);
 	struct sliver_result res;
+	vs_trace("start.spawn");
 	r = sliver_spawn(&c, &res, err);
+	if (c.pooled) {
+		/* Joined (or failed: the next start is cold either way). */
+		pool_release_ns(sdir);
+		for (int i = 0; i < POOL_NS_COUNT; i++)
+			close(pooled.fds[i]);
+	}
+	if (!fg)
+		refill_now();
 	struct slice_state ns = {.status = SLICE_CREATED,
 				 .exit_code = -1,
 				 .idmapped = res.idmapped,
@@ -682,12 +918,14 @@ static int start_locked(const char *root, const char *name, const struct slice_s
 		*err = e2;
 		r = r2;
 	}
+	vs_trace("start.done");
 	return r;
 }
 
 int slice_start(const char *root, const char *name, const struct slice_start_opts *o,
 		struct vs_error *err)
 {
+	vs_trace("start");
 	cleanup_close int lk = lock_slice(root, name, err);
 	if (lk < 0)
 		return lk;
@@ -725,12 +963,17 @@ int slice_wait(const char *root, const char *name, int *code, struct vs_error *e
 			while (poll(&p, 1, -1) < 0 && errno == EINTR)
 				;
 		}
+		vs_trace("wait.pid1_exited");
 		cleanup_close int lk = lock_slice(root, name, err);
 		if (lk < 0)
 			return lk;
-		if ((r = slice_load(root, name, NULL, &st, err)) < 0)
+		cleanup_spec struct slice_spec spec = {0};
+		if ((r = slice_load(root, name, &spec, &st, err)) < 0)
 			return r;
-		if ((r = save_state(root, name, &st, err)) < 0)
+		/* state.json caches what slice_load finds out anyway (PID 1
+		 * gone, the exit record); a run --rm slice is destroyed next,
+		 * so it is not written again (a new file per write). */
+		if (!spec.ephemeral && (r = save_state(root, name, &st, err)) < 0)
 			return r;
 	}
 	if (st.status == SLICE_CREATED)
@@ -958,6 +1201,7 @@ int slice_thaw(const char *root, const char *name, struct vs_error *err)
 
 int slice_destroy(const char *root, const char *name, bool force, struct vs_error *err)
 {
+	vs_trace("destroy");
 	int r = vs_check_name("slice", name, err);
 	if (r < 0)
 		return r;
@@ -984,7 +1228,10 @@ int slice_destroy(const char *root, const char *name, bool force, struct vs_erro
 				    "%s (remove what is left with: slicectl destroy --force %s)",
 				    lerr.msg, name);
 	}
-	return remove_slice(root, name, id_base, err);
+	r = remove_slice(root, name, id_base, err);
+	vs_trace("destroy.done");
+	refill_now();
+	return r;
 }
 
 static int cmp_str(const void *a, const void *b)

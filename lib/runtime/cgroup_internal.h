@@ -57,6 +57,8 @@ struct cgroup_ops {
 	/* Fill st (zeroed by the caller); the cgroup is known to exist. */
 	int (*stats)(struct cgroup *cg, struct cgroup_stats *st, struct vs_error *err);
 	int (*dirfd)(struct cgroup *cg, struct vs_error *err);
+	/* Write the limits of an existing cgroup (one taken from the pool). */
+	int (*limits)(struct cgroup *cg, const struct cgroup_limits *lim, struct vs_error *err);
 };
 
 extern const struct cgroup_ops cgroup_v1_ops;

@@ -349,4 +349,5 @@ const struct cgroup_ops cgroup_v1_ops = {
     .kill = v1_kill,
     .stats = v1_stats,
     .dirfd = v1_dirfd,
+    .limits = write_limits,
 };

@@ -312,7 +312,13 @@ static int v2_dirfd(struct cgroup *cg, struct vs_error *err)
 	return fd;
 }
 
+static int v2_limits(struct cgroup *cg, const struct cgroup_limits *lim, struct vs_error *err)
+{
+	return write_limits(cg, &cg->hier[0], lim, err);
+}
+
 const struct cgroup_ops cgroup_v2_ops = {
+    .limits = v2_limits,
     .name = "v2",
     .init = v2_init,
     .create = v2_create,

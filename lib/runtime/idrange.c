@@ -139,6 +139,30 @@ int idrange_release(const char *dir, const char *owner, uint32_t base, struct vs
 	return 0;
 }
 
+int idrange_transfer(const char *dir, const char *old_owner, const char *new_owner, uint32_t base,
+		     bool durable, struct vs_error *err)
+{
+	if (base < IDRANGE_FIRST || (base - IDRANGE_FIRST) % IDRANGE_SIZE ||
+	    (base - IDRANGE_FIRST) / IDRANGE_SIZE >= IDRANGE_SLOTS)
+		return vs_error_set(err, EINVAL, "id range %u: not a slice range", base);
+	cleanup_free char *lockp = vs_xasprintf("%s/.lock", dir);
+	cleanup_close int lk = open(lockp, O_RDWR | O_CLOEXEC | O_NOFOLLOW);
+	if (lk < 0 || flock(lk, LOCK_EX) < 0)
+		return vs_error_sys(err, errno, "id ranges %s: lock", dir);
+	if (!idrange_owned(dir, old_owner, base))
+		return vs_error_set(err, EPERM, "id range %u: not claimed by %s", base, old_owner);
+	cleanup_free char *path = vs_xasprintf("%s/%u", dir, (base - IDRANGE_FIRST) / IDRANGE_SIZE);
+	/* In place, under the lock: a replacement would be a new inode, which
+	 * costs on a journal-less ext4. Only this slot's owner reads it. */
+	cleanup_free char *line = vs_xasprintf("%s\n", new_owner);
+	cleanup_close int fd = open(path, O_WRONLY | O_CLOEXEC | O_NOFOLLOW);
+	size_t len = strlen(line);
+	if (fd < 0 || pwrite(fd, line, len, 0) != (ssize_t)len || ftruncate(fd, (off_t)len) < 0 ||
+	    (durable && fsync(fd) < 0))
+		return vs_error_sys(err, errno, "id range claim %s: write", path);
+	return 0;
+}
+
 bool idrange_owned(const char *dir, const char *owner, uint32_t base)
 {
 	if (base < IDRANGE_FIRST || (base - IDRANGE_FIRST) % IDRANGE_SIZE ||

@@ -33,6 +33,7 @@
 #include "sliver_internal.h"
 #include "vslice/caps.h"
 #include "vslice/reaper.h"
+#include "vslice/trace.h"
 #include "vslice/util.h"
 
 static const char default_path[] =
@@ -105,6 +106,7 @@ void workload_exec(const struct sliver_workload *p, int status_fd)
 	char msg[VS_ERROR_MAX];
 	struct vs_error err;
 	vs_error_clear(&err);
+	vs_trace("W.begin");
 	sigset_t all;
 	sigfillset(&all);
 	sigprocmask(SIG_UNBLOCK, &all, NULL);
@@ -228,6 +230,7 @@ static void exec_small_init(const struct sliver_config *c, pid_t w)
 void init_main(const struct sliver_config *c, int status_fd)
 {
 	prctl(PR_SET_NAME, "vslice-init");
+	vs_trace("P1.rootfs");
 	sigset_t all;
 	sigfillset(&all);
 	sigprocmask(SIG_BLOCK, &all, NULL);

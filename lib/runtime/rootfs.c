@@ -30,6 +30,7 @@
 #include <unistd.h>
 
 #include "sliver_internal.h"
+#include "vslice/trace.h"
 #include "vslice/util.h"
 
 static int idmap_image(const struct sliver_config *c, int userns, struct vs_error *err)
@@ -292,6 +293,7 @@ int rootfs_enter(const struct sliver_config *c, struct vs_error *err)
 	if ((r = mount_at(root, "proc", "proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL,
 			  err)) < 0)
 		return r;
+	vs_trace("P1.proc");
 	if (c->host_net) {
 		char p[PATH_MAX];
 		at(p, sizeof(p), root, "sys");
@@ -306,10 +308,13 @@ int rootfs_enter(const struct sliver_config *c, struct vs_error *err)
 				 MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL, err)) < 0) {
 		return r;
 	}
+	vs_trace("P1.sys");
 	if ((r = setup_dev(root, err)) < 0)
 		return r;
+	vs_trace("P1.dev");
 	if ((r = mask_paths(root, err)) < 0)
 		return r;
+	vs_trace("P1.masks");
 	char tmp[PATH_MAX];
 	at(tmp, sizeof(tmp), root, "tmp");
 	if (mkdir(tmp, 01777) == 0)
@@ -318,6 +323,7 @@ int rootfs_enter(const struct sliver_config *c, struct vs_error *err)
 		return vs_error_sys(err, errno, "chdir %s", root);
 	if (syscall(SYS_pivot_root, ".", ".") < 0)
 		return vs_error_sys(err, errno, "pivot_root %s", root);
+	vs_trace("P1.pivot");
 	if (umount2(".", MNT_DETACH) < 0)
 		return vs_error_sys(err, errno, "detach old root");
 	if (chdir("/") < 0)

@@ -17,7 +17,6 @@
 #include <grp.h>
 #include <limits.h>
 #include <net/if.h>
-#include <pthread.h>
 #include <sched.h>
 #include <signal.h>
 #include <stdio.h>
@@ -35,6 +34,7 @@
 #include <linux/sched.h>
 
 #include "sliver_internal.h"
+#include "vslice/trace.h"
 #include "vslice/util.h"
 
 void sliver_send(int fd, int kind, int code, const char *text)
@@ -54,7 +54,7 @@ static int cmp_int(const void *a, const void *b)
 
 void close_fds_except(const int *keep, size_t n)
 {
-	int sorted[16];
+	int sorted[32];
 	size_t m = 0;
 	for (size_t i = 0; i < n && m < VS_ARRAY_SIZE(sorted); i++)
 		if (keep[i] >= 0)
@@ -126,7 +126,7 @@ static int exec_failure(struct vs_error *err, const struct sliver_msg *m)
  * fork(), but on cgroup v2 straight into the slice's cgroup with
  * clone3(CLONE_INTO_CGROUP): no later write to cgroup.procs, which costs an
  * RCU grace period (the cgroup_threadgroup_rwsem write lock). *entered says
- * whether the child is already in place; otherwise it calls cgroup_enter.
+ * whether the child is already in place; otherwise it calls cgroup_enter_self.
  */
 static pid_t fork_into_cgroup(struct cgroup *cg, bool *entered)
 {
@@ -154,7 +154,7 @@ static pid_t fork_into_cgroup(struct cgroup *cg, bool *entered)
 
 /* A user namespace mapping 0..count-1 to base..: made by a short-lived child
  * that unshares it; we keep a handle to the namespace, not the child. */
-static int make_userns(uint32_t base, uint32_t count, struct vs_error *err)
+int sliver_make_userns(uint32_t base, uint32_t count, struct vs_error *err)
 {
 	int go[2], ready[2];
 	if (pipe2(go, O_CLOEXEC) < 0)
@@ -215,7 +215,7 @@ out:
 	return nsfd;
 }
 
-static int become_slice_root(struct vs_error *err)
+int sliver_become_root(struct vs_error *err)
 {
 	if (setgroups(0, NULL) < 0)
 		return vs_error_sys(err, errno, "setgroups");
@@ -226,7 +226,7 @@ static int become_slice_root(struct vs_error *err)
 	return 0;
 }
 
-static int loopback_up(struct vs_error *err)
+int sliver_loopback_up(struct vs_error *err)
 {
 	cleanup_close int s = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
 	if (s < 0)
@@ -291,39 +291,72 @@ static int launcher_run(const struct sliver_config *c, int sfd, int net_ack, boo
 	prctl(PR_SET_DUMPABLE, 0);
 	if (c->detach)
 		setsid();
-	if (!in_cgroup && (r = cgroup_enter(c->cg, getpid(), err)) < 0)
+	vs_trace("L.begin");
+	if (!in_cgroup && (r = cgroup_enter_self(c->cg, err)) < 0)
 		return r;
-	cleanup_close int userns = make_userns(c->id_base, c->id_count, err);
-	if (userns < 0)
-		return userns;
-	if (unshare(CLONE_NEWNS) < 0)
-		return vs_error_sys(err, errno, "unshare(mount ns)");
-	if (mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0)
-		return vs_error_sys(err, errno, "make / private");
-	if (c->disk_image && (r = rootfs_mount_disk(c, err)) < 0)
-		return r;
-	bool idmapped = true;
-	if ((r = rootfs_mount_overlay(c, userns, &idmapped, err)) < 0)
-		return r;
-	if (!idmapped)
-		sliver_send(sfd, MSG_COPY_FALLBACK, 0, NULL);
-	if (setns(userns, CLONE_NEWUSER) < 0)
-		return vs_error_sys(err, errno, "setns(user ns)");
-	if ((r = become_slice_root(err)) < 0)
-		return r;
+	vs_trace("L.cgroup");
+	const struct sliver_pooled *pl = c->pooled;
+	bool pooled = pl && pl->fds[POOL_NS_USER] >= 0;
 	int flags = CLONE_NEWNS | CLONE_NEWUTS | CLONE_NEWIPC | CLONE_NEWCGROUP | CLONE_NEWPID |
 		    CLONE_NEWTIME;
 	if (!c->host_net)
 		flags |= CLONE_NEWNET;
+	if (pooled) {
+		/* A sandbox from the pool (pool.c): its private mount ns already
+		 * holds the id-mapped image and the overlay, its user ns the id
+		 * map, its net/ipc/uts namespaces belong to that user ns. The
+		 * mount ns first, while still host root (it is owned by ours). */
+		if (setns(pl->fds[POOL_NS_MNT], CLONE_NEWNS) < 0)
+			return vs_error_sys(err, errno, "setns(pooled mount ns)");
+		if (setns(pl->fds[POOL_NS_USER], CLONE_NEWUSER) < 0)
+			return vs_error_sys(err, errno, "setns(pooled user ns)");
+		if ((r = sliver_become_root(err)) < 0)
+			return r;
+		static const int kinds[][2] = {{POOL_NS_NET, CLONE_NEWNET},
+					       {POOL_NS_IPC, CLONE_NEWIPC},
+					       {POOL_NS_UTS, CLONE_NEWUTS}};
+		for (size_t i = 0; i < VS_ARRAY_SIZE(kinds); i++)
+			if (setns(pl->fds[kinds[i][0]], kinds[i][1]) < 0)
+				return vs_error_sys(err, errno, "setns(pooled %s ns)",
+						    pool_ns_names[kinds[i][0]]);
+		flags &= ~(CLONE_NEWNET | CLONE_NEWIPC | CLONE_NEWUTS);
+		/* Joined: P1 and the workload need not hold them. */
+		for (int i = 0; i < POOL_NS_COUNT; i++)
+			close(pl->fds[i]);
+		vs_trace("L.pooled");
+	} else {
+		cleanup_close int userns = sliver_make_userns(c->id_base, c->id_count, err);
+		if (userns < 0)
+			return userns;
+		vs_trace("L.userns");
+		if (unshare(CLONE_NEWNS) < 0)
+			return vs_error_sys(err, errno, "unshare(mount ns)");
+		if (mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0)
+			return vs_error_sys(err, errno, "make / private");
+		vs_trace("L.mntns");
+		if (c->disk_image && (r = rootfs_mount_disk(c, err)) < 0)
+			return r;
+		bool idmapped = true;
+		if ((r = rootfs_mount_overlay(c, userns, &idmapped, err)) < 0)
+			return r;
+		vs_trace("L.overlay");
+		if (!idmapped)
+			sliver_send(sfd, MSG_COPY_FALLBACK, 0, NULL);
+		if (setns(userns, CLONE_NEWUSER) < 0)
+			return vs_error_sys(err, errno, "setns(user ns)");
+		if ((r = sliver_become_root(err)) < 0)
+			return r;
+	}
 	if (unshare(flags) < 0)
 		return vs_error_sys(err, errno, "unshare(namespaces)");
+	vs_trace("L.unshare");
 	if ((r = set_time_offsets(timens_fd, c->monotonic_offset_ns, c->boottime_offset_ns, err)) <
 	    0)
 		return vs_error_wrap(err, "time namespace offsets");
 	const char *hn = c->hostname && *c->hostname ? c->hostname : c->name;
 	if (sethostname(hn, strlen(hn)) < 0)
 		return vs_error_sys(err, errno, "sethostname \"%s\"", hn);
-	if (!c->host_net && (r = loopback_up(err)) < 0)
+	if (!c->host_net && !pooled && (r = sliver_loopback_up(err)) < 0)
 		return r;
 	if (net_ack >= 0) {
 		/* Barrier: the caller sets up the network of this namespace before
@@ -334,12 +367,14 @@ static int launcher_run(const struct sliver_config *c, int sfd, int net_ack, boo
 			return vs_error_set(err, ECANCELED, "network set-up failed");
 		close(net_ack);
 	}
+	vs_trace("L.netlo");
 	pid_t p1 = fork();
 	if (p1 < 0)
 		return vs_error_sys(err, errno, "fork pid 1");
 	if (p1 == 0) {
 		struct vs_error e2;
 		vs_error_clear(&e2);
+		vs_trace("P1.begin");
 		if (rootfs_enter(c, &e2) < 0) {
 			sliver_send(sfd, MSG_ERROR, e2.code, e2.msg);
 			_exit(125);
@@ -376,7 +411,13 @@ int sliver_spawn(const struct sliver_config *c, struct sliver_result *res, struc
 	}
 	if (l == 0) {
 		close(sp[0]);
+		const int *pf = c->pooled ? c->pooled->fds : NULL;
 		int keep[] = {sp[1],
+			      pf ? pf[0] : -1,
+			      pf ? pf[1] : -1,
+			      pf ? pf[2] : -1,
+			      pf ? pf[3] : -1,
+			      pf ? pf[4] : -1,
 			      c->exit_fd,
 			      c->init_fd,
 			      c->workload.stdin_fd,
@@ -414,6 +455,7 @@ int sliver_spawn(const struct sliver_config *c, struct sliver_result *res, struc
 		switch (m.kind) {
 		case MSG_PID:
 			res->pid1 = m.code;
+			vs_trace("spawn.pid1");
 			break;
 		case MSG_COPY_FALLBACK:
 			res->idmapped = false;
@@ -480,7 +522,7 @@ static int exec_helper(const struct sliver_exec_config *c, int sfd, bool in_cgro
 {
 	int r;
 	prctl(PR_SET_DUMPABLE, 0);
-	if (!in_cgroup && (r = cgroup_enter(c->cg, getpid(), err)) < 0)
+	if (!in_cgroup && (r = cgroup_enter_self(c->cg, err)) < 0)
 		return r;
 	cleanup_close int pidfd = pidfd_open(c->pid1, 0);
 	if (pidfd < 0)
@@ -491,7 +533,7 @@ static int exec_helper(const struct sliver_exec_config *c, int sfd, bool in_cgro
 		flags |= CLONE_NEWNET;
 	if (setns(pidfd, flags) < 0)
 		return vs_error_sys(err, errno, "setns into slice");
-	if ((r = become_slice_root(err)) < 0)
+	if ((r = sliver_become_root(err)) < 0)
 		return r;
 	struct sigaction sa = {.sa_handler = forward_signal};
 	sigemptyset(&sa.sa_mask);
@@ -605,47 +647,12 @@ int sliver_init_open(const char *cache_dir, struct vs_error *err)
 }
 
 /*
- * On cgroup v1 the first write to a cgroup.procs after an idle period waits
- * for an RCU grace period (cgroup_threadgroup_rwsem); writes while one is in
- * flight or just passed are cheap. A thread that moves itself into the
- * slices' parent cgroup as slicectl starts (while it still parses, writes
- * state and loads the policy) starts that grace period sooner, so the
- * launcher's own attach finds it (nearly) over. The thread then exits.
+ * Once a thread that moved itself into the slices' parent cgroup as
+ * slicectl started, to get the v1 attach's RCU grace period going early.
+ * The launcher now moves itself with cgroup_enter_self(), which takes no
+ * grace period at all, and that thread's own move (a tid, so the global
+ * cgroup_threadgroup_rwsem) held cgroup_mutex through a grace period while
+ * create's mkdirs waited on it: 7-17 ms of the start. Kept as a no-op for
+ * its callers.
  */
-static void *prewarm_main(void *arg)
-{
-	char *path = arg, tid[16];
-	snprintf(tid, sizeof(tid), "%d", gettid());
-	struct vs_error ignore;
-	vs_write_str(path, tid, &ignore);
-	free(path);
-	return NULL;
-}
-
-void sliver_prewarm_attach(void)
-{
-	struct vs_error ignore;
-	struct cgroup *cg = NULL;
-	if (cgroup_open(NULL, NULL, "prewarm", &cg, &ignore) < 0)
-		return;
-	/* v2 uses CLONE_INTO_CGROUP: no attach to warm up. */
-	const char *dir = cgroup_get_mode(cg) == CGROUP_UNIFIED ? NULL : cgroup_path(cg, "pids");
-	const char *slash = dir ? strrchr(dir, '/') : NULL;
-	/* Into the slices' parent (ours, limit-free), never a slice's own
-	 * cgroup, where destroy would kill it; it exists once any slice was made. */
-	char *path = slash ? vs_xasprintf("%.*s/tasks", (int)(slash - dir), dir) : NULL;
-	cgroup_free(cg);
-	struct stat st;
-	if (!path || stat(path, &st) < 0) {
-		free(path);
-		return;
-	}
-	pthread_t th;
-	pthread_attr_t a;
-	pthread_attr_init(&a);
-	pthread_attr_setdetachstate(&a, PTHREAD_CREATE_DETACHED);
-	pthread_attr_setstacksize(&a, 64 * 1024);
-	if (pthread_create(&th, &a, prewarm_main, path) != 0)
-		free(path);
-	pthread_attr_destroy(&a);
-}
+void sliver_prewarm_attach(void) {}

@@ -40,6 +40,13 @@ __attribute__((noreturn)) void init_main(const struct sliver_config *c, int stat
  * failures are reported on status_fd (-1: none). Never returns. */
 __attribute__((noreturn)) void workload_exec(const struct sliver_workload *p, int status_fd);
 
+/* sliver.c, shared with pool.c: a user namespace mapping 0..count-1 to
+ * base.. (returns an fd to it); setgroups/setresgid/setresuid(0) inside it;
+ * lo up in the current network namespace. */
+int sliver_make_userns(uint32_t base, uint32_t count, struct vs_error *err);
+int sliver_become_root(struct vs_error *err);
+int sliver_loopback_up(struct vs_error *err);
+
 /* Close every fd except those listed (and -1 entries are ignored). */
 void close_fds_except(const int *keep, size_t n);
 

@@ -192,6 +192,16 @@ def start_report(argv):
         b = rows.get("bwrap")
         if b:
             ratios["vslice/bwrap"] = {"ratio": v["median"] / b["median"]}
+    w, b = rows.get("vslice-warm"), rows.get("bwrap")
+    if w and b:
+        # issue 15: a start from a filled warm pool at most bwrap --unshare-all's
+        q = w["median"] / b["median"]
+        ratios["vslice-warm/bwrap"] = {"ratio": q, "target": 1.0, "met": q <= 1.0}
+    if w:
+        for other, target in (("runc", 0.25), ("unshare", 2.5)):
+            o = rows.get(other)
+            if o:
+                ratios["vslice-warm/" + other] = {"ratio": w["median"] / o["median"]}
     res["start_ratios"] = ratios
     print()
     for k, r in ratios.items():

@@ -13,6 +13,11 @@
 #   BENCH_DENSITY=1000   idle slices to start
 #   BENCH_DENSITY_MAX_SECS=480   stop starting slices after this long
 #   BENCH_SKIP_START=1 / BENCH_SKIP_DENSITY=1   skip a part
+#   BENCH_POOL=8         warm pool size for the warm-start row and the warm phase table
+#   BENCH_PAR=4          starts (and destroys) at once in the overlapped density run
+#   BENCH_PHASE_RUNS=40  runs per phase table (VSLICE_TRACE=1, tests/bench/phases.py)
+#   BENCH_BEFORE=path    another slicectl (an older build with the same trace points)
+#                        measured beside: a "vslice-before" row and phase table
 #   BENCH_SKIP_E2E=1        skip the cluster end-to-end latency (tests/bench/cluster_e2e.sh)
 #   BENCH_SKIP_NET=1        skip the networking benchmarks (tests/bench/net.sh: veth,
 #                           bridge and overlay throughput/RTT, set-up cost; "net" in
@@ -31,6 +36,9 @@ RUNS=${BENCH_RUNS:-100}
 WARMUP=${BENCH_WARMUP:-5}
 DENSITY_N=${BENCH_DENSITY:-1000}
 DENSITY_MAX_SECS=${BENCH_DENSITY_MAX_SECS:-480}
+POOL_N=${BENCH_POOL:-8}
+PAR=${BENCH_PAR:-4}
+PHASE_RUNS=${BENCH_PHASE_RUNS:-40}
 PY=$(command -v python3 || true)
 
 say() { printf '%s\n' "$*"; }
@@ -71,10 +79,23 @@ destroy_all_slices() {
 	printf '%s\n' $names | xargs -r -n 50 "$SLICECTL" destroy --force >/dev/null 2>&1
 }
 
+# The warm pool off and emptied (lib/runtime/pool.c): a run with
+# VSLICE_POOL=0 starts a drain, fill.lock is held until it is done.
+drain_pool() {
+	[ -d "$VSLICE_ROOT/pool" ] || return 0
+	VSLICE_POOL=0 "$SLICECTL" run --rm --image busybox drain -- true >/dev/null 2>&1
+	flock "$VSLICE_ROOT/pool/fill.lock" true
+}
+
 cleanup() {
 	local rc=$? d c p m
 	set +e
 	trap - EXIT INT TERM
+	drain_pool
+	# a pool left by a crash: its nsfs bind mounts
+	for m in "$VSLICE_ROOT"/pool/*/ns "$VSLICE_ROOT"/pool/*/ns/* "$VSLICE_ROOT"/slices/*/ns; do
+		mountpoint -q "$m" 2>/dev/null && umount -l "$m"
+	done
 	if command -v runc >/dev/null && [ -d "$RUNC_ROOT" ]; then
 		for c in $(runc --root "$RUNC_ROOT" list -q 2>/dev/null); do
 			runc --root "$RUNC_ROOT" delete --force "$c" >/dev/null 2>&1
@@ -142,20 +163,28 @@ say "busybox image at $ROOTFS"
 # ------------------------------------------------------------ start latency --
 run_start_latency() {
 	hdr "start latency: vslice vs runc vs bwrap vs unshare (hyperfine, $RUNS runs, $WARMUP warm-ups)"
-	local names=() cmds=() notes=()
-	add() { names+=("$1"); cmds+=("$2"); }
-	try() { # NAME CMD: keep the command only if one run succeeds
+	local names=() cmds=() preps=() notes=()
+	# every command gets a prepare (hyperfine takes one per command or one for all)
+	add() { names+=("$1"); cmds+=("$2"); preps+=("${3:-true}"); }
+	try() { # NAME CMD [PREPARE]: keep the command only if one run succeeds
 		local out
 		# shellcheck disable=SC2086
 		if out=$($2 2>&1 </dev/null); then
-			add "$1" "$2"
+			add "$1" "$2" "${3:-}"
 		else
 			say "NOTE: $1 left out: \`$2\` failed: $(printf '%s' "$out" | tail -3)"
 			notes+=("$1 left out: $(printf '%s' "$out" | tail -1)")
 		fi
 	}
 
-	try vslice "$SLICECTL run --rm --image busybox b -- /bin/true"
+	try vslice "env VSLICE_POOL=0 $SLICECTL run --rm --image busybox b -- /bin/true"
+	[ -n "${BENCH_BEFORE:-}" ] &&
+		try vslice-before "env VSLICE_POOL=0 $BENCH_BEFORE run --rm --image busybox b -- /bin/true"
+	# issue 15: a start from a filled warm pool (the prepare waits until the
+	# background refill of the previous run is done: fill.lock)
+	mkdir -p "$VSLICE_ROOT/pool"
+	try vslice-warm "env VSLICE_POOL=$POOL_N $SLICECTL run --rm --image busybox b -- /bin/true" \
+		"flock $VSLICE_ROOT/pool/fill.lock true"
 
 	# runc: bundle with a copy of the same rootfs, `runc spec` + Docker's profile.
 	if command -v runc >/dev/null; then
@@ -201,18 +230,20 @@ run_start_latency() {
 		say "NOTE: bwrap is not installed (make deps installs bubblewrap): no bwrap numbers"
 		notes+=("bwrap not installed")
 	fi
-	try unshare "unshare -Upfnimu --mount-proc -r /bin/true"
+	try unshare "unshare -Urmpfiun --mount-proc /bin/true"
 	# references: vslice without seccomp, the uniqid wrapper alone, a plain exec
-	try vslice-unconfined "$SLICECTL run --rm --image busybox --policy unconfined b -- /bin/true"
+	try vslice-unconfined "env VSLICE_POOL=0 $SLICECTL run --rm --image busybox --policy unconfined b -- /bin/true"
 	# what a kernel-enforced disk limit adds: an ext4 image made, loop-attached and mounted
-	try vslice-disk "$SLICECTL run --rm --image busybox --disk 64M b -- /bin/true"
+	try vslice-disk "env VSLICE_POOL=0 $SLICECTL run --rm --image busybox --disk 64M b -- /bin/true"
 	try uniqid-wrapper "$OUT/bin/uniqid /bin/true bench-@ID@"
+	# what `env VAR=...` adds to the vslice rows
+	try env-wrapper "env VSLICE_POOL=0 /bin/true"
 	try true "/bin/true"
 
 	local args=() i
 	: >"$OUT/commands.tsv"
 	for i in "${!names[@]}"; do
-		args+=(-n "${names[$i]}" "${cmds[$i]}")
+		args+=(-n "${names[$i]}" "${cmds[$i]}" --prepare "${preps[$i]}")
 		printf '%s\t%s\n' "${names[$i]}" "${cmds[$i]}" >>"$OUT/commands.tsv"
 	done
 	# -i: a failing run must not abort the whole comparison; failures are
@@ -220,6 +251,7 @@ run_start_latency() {
 	hyperfine -N -i --warmup "$WARMUP" --runs "$RUNS" --export-json "$OUT/start.json" \
 		--export-markdown "$OUT/start-hyperfine.md" "${args[@]}" | tee "$OUT/start-hyperfine.log"
 	"$PY" "$BENCH_DIR/benchlib.py" start-report "$OUT/start.json" "$RES" "$OUT/commands.tsv" | tee "$OUT/start.md"
+	drain_pool
 	printf '%s\n' "${notes[@]}" | "$PY" -c 'import json,sys; json.dump([l.strip() for l in sys.stdin if l.strip()], open(sys.argv[1], "w"))' "$OUT/notes.json"
 	"$PY" "$BENCH_DIR/benchlib.py" merge "$RES" start_notes "$OUT/notes.json"
 }
@@ -296,113 +328,83 @@ limits_json() {
 
 memavail() { awk '/MemAvailable/ {print $2}' /proc/meminfo; }
 
+# Phase tables from VSLICE_TRACE=1 (include/vslice/trace.h): a cold start
+# and a start from a filled warm pool, run --rm of /bin/true.
+run_trace_phases() {
+	hdr "phases of 'slicectl run --rm ... /bin/true', cold and warm (VSLICE_TRACE=1, $PHASE_RUNS runs each)"
+	if [ -n "${BENCH_BEFORE:-}" ]; then
+		say "before ($BENCH_BEFORE):"
+		"$PY" "$BENCH_DIR/phases.py" "$PHASE_RUNS" "$BENCH_BEFORE" run --rm --image busybox b -- /bin/true |
+			tee "$OUT/phases-before.md"
+	fi
+	say "cold (VSLICE_POOL=0):"
+	VSLICE_POOL=0 "$PY" "$BENCH_DIR/phases.py" "$PHASE_RUNS" "$SLICECTL" run --rm --image busybox b -- /bin/true |
+		tee "$OUT/phases-cold.md"
+	say "warm (VSLICE_POOL=$POOL_N, the pool refilled before each run):"
+	mkdir -p "$VSLICE_ROOT/pool"
+	VSLICE_POOL=$POOL_N PHASES_WAIT_LOCK=$VSLICE_ROOT/pool/fill.lock \
+		"$PY" "$BENCH_DIR/phases.py" "$PHASE_RUNS" "$SLICECTL" run --rm --image busybox b -- /bin/true |
+		tee "$OUT/phases-warm.md"
+	drain_pool
+}
+
+# Left in our cgroup parent and state dir (after a destroy: nothing).
+leftovers() {
+	printf '%s cgroup dirs, %s state dirs' \
+		"$(find /sys/fs/cgroup/*/"$CGP" -mindepth 1 -type d 2>/dev/null | wc -l)" \
+		"$(ls "$VSLICE_ROOT/slices" 2>/dev/null | wc -l)"
+}
+
 run_density() {
-	hdr "density: $DENSITY_N idle slices (run -d ... sleep 100000), sequential"
+	hdr "density: $DENSITY_N idle slices (run -d ... sleep 100000), one after another"
 	limits_json >"$OUT/limits-before.json"
 	"$PY" "$BENCH_DIR/benchlib.py" merge "$RES" density.limits_before "$OUT/limits-before.json"
 	sync
 	sleep 2
-	local mem0 t0 tb i name err started=0 fail="" batch=100 tnow
-	local -a batch_rates=()
+	local mem0 mem1 mem2 mem3
 	mem0=$(memavail)
 	cp /proc/meminfo "$OUT/meminfo-before.txt"
-	t0=$(now)
-	tb=$t0
-	: >"$OUT/density-start.log"
-	local ta tz us
-	: >"$OUT/density-start-ms.txt"
-	for ((i = 1; i <= DENSITY_N; i++)); do
-		name=$(printf 'd%04d' "$i")
-		ta=$EPOCHREALTIME
-		if ! err=$("$SLICECTL" run -d --image busybox "$name" -- sleep 100000 2>&1 >/dev/null); then
-			fail="$name: $err"
-			say "start of $name failed: $err"
-			break
-		fi
-		tz=$EPOCHREALTIME
-		us=$((${tz/./} - ${ta/./}))
-		echo "$((us / 1000)).$(((us % 1000) / 100))" >>"$OUT/density-start-ms.txt"
-		started=$i
-		if ((i % batch == 0)); then
-			tnow=$(now)
-			batch_rates+=("$(awk -v n=$batch -v d="$(fsub "$tnow" "$tb")" 'BEGIN { printf "%.1f", n / d }')")
-			printf 'slices %4d..%4d: %6s slices/s (median start %s ms)\n' $((i - batch + 1)) "$i" "${batch_rates[-1]}" \
-				"$(tail -n $batch "$OUT/density-start-ms.txt" | sort -n | sed -n "$((batch / 2))p")" | tee -a "$OUT/density-start.log"
-			tb=$tnow
-			if awk -v a="$(fsub "$tnow" "$t0")" -v m="$DENSITY_MAX_SECS" 'BEGIN { exit !(a > m) }'; then
-				fail="stopped after ${DENSITY_MAX_SECS}s (BENCH_DENSITY_MAX_SECS) with $i slices"
-				say "$fail"
-				break
-			fi
-		fi
-	done
-	local t1 total
-	t1=$(now)
-	total=$(fsub "$t1" "$t0")
-	local rate
-	rate=$(awk -v n="$started" -v d="$total" 'BEGIN { printf "%.1f", (d > 0 ? n / d : 0) }')
-	say "started $started slices in ${total}s: $rate slices/s overall (target >= 100)"
-	if [ -n "$fail" ]; then
-		limits_json >"$OUT/limits-at-failure.json"
-		"$PY" "$BENCH_DIR/benchlib.py" merge "$RES" density.limits_at_failure "$OUT/limits-at-failure.json"
-		say "limits at the failure: $(cat "$OUT/limits-at-failure.json")"
-	fi
+	# cold starts (a pool refill would only compete with the next start for the CPUs)
+	VSLICE_POOL=0 "$PY" "$BENCH_DIR/starts.py" 1 "$DENSITY_N" d "$OUT/density-seq.json" -- \
+		"$SLICECTL" run -d --image busybox {} -- sleep 100000 | tee "$OUT/density-seq.md"
+	"$PY" "$BENCH_DIR/benchlib.py" merge "$RES" density.sequential "$OUT/density-seq.json"
+	local started states
+	started=$(ls "$VSLICE_ROOT/slices" | wc -l)
 	sleep 3 # let the last workloads settle (exec of sleep, page cache)
-	"$PY" "$BENCH_DIR/benchlib.py" samples density_run_d_ms "$OUT/density-start-ms.txt" "$RES" >/dev/null
-	local running states
-	running=$("$SLICECTL" list 2>/dev/null | awk '$2 == "running"' | wc -l)
 	states=$("$SLICECTL" list 2>/dev/null | awk 'NR > 1 {n[$2]++} END {for (s in n) printf "%s=%d ", s, n[s]}')
 	say "slicectl list says: $states"
-	local mem1
 	mem1=$(memavail)
 	cp /proc/meminfo "$OUT/meminfo-with-slices.txt"
 	"$PY" "$BENCH_DIR/benchlib.py" meminfo-delta "$OUT/meminfo-before.txt" "$OUT/meminfo-with-slices.txt" "$started" "$RES"
 	"$PY" "$BENCH_DIR/benchlib.py" uss "$VSLICE_ROOT" "$RES"
-	say "host MemAvailable: before $((mem0 / 1024)) MiB, with $started slices $((mem1 / 1024)) MiB: delta $(((mem0 - mem1) / 1024)) MiB, $(((mem0 - mem1) / (started > 0 ? started : 1))) KiB per slice"
-	local lt0 lt1
-	lt0=$(now)
-	"$SLICECTL" list >/dev/null 2>&1
-	lt1=$(now)
-	say "slicectl list with $started slices: $(fsub "$lt1" "$lt0")s"
+	say "host MemAvailable: before $((mem0 / 1024)) MiB, with $started slices $((mem1 / 1024)) MiB: $(((mem0 - mem1) / (started > 0 ? started : 1))) KiB per slice"
 
-	hdr "destroy $started slices, one 'slicectl destroy --force' each"
-	local d0 db dnow dfail=0
-	local -a drates=()
-	d0=$(now)
-	db=$d0
-	for ((i = 1; i <= started; i++)); do
-		name=$(printf 'd%04d' "$i")
-		"$SLICECTL" destroy --force "$name" >/dev/null 2>>"$OUT/density-destroy.log" || dfail=$((dfail + 1))
-		if ((i % batch == 0)); then
-			dnow=$(now)
-			drates+=("$(awk -v n=$batch -v d="$(fsub "$dnow" "$db")" 'BEGIN { printf "%.1f", n / d }')")
-			printf 'destroyed %4d..%4d: %6s slices/s\n' $((i - batch + 1)) "$i" "${drates[-1]}"
-			db=$dnow
-		fi
-	done
-	local d1 dtotal drate
-	d1=$(now)
-	dtotal=$(fsub "$d1" "$d0")
-	drate=$(awk -v n="$started" -v d="$dtotal" 'BEGIN { printf "%.1f", (d > 0 ? n / d : 0) }')
-	say "destroyed $started slices in ${dtotal}s: $drate slices/s ($dfail failures)"
+	hdr "what grows: phases of a cold run --rm with $started slices running ($PHASE_RUNS runs)"
+	VSLICE_POOL=0 "$PY" "$BENCH_DIR/phases.py" "$PHASE_RUNS" "$SLICECTL" run --rm --image busybox b -- /bin/true |
+		tee "$OUT/phases-cold-at-$started.md"
+
+	hdr "destroy $started slices, one 'slicectl destroy --force' each, one after another"
+	"$PY" "$BENCH_DIR/starts.py" 1 "$started" d "$OUT/destroy-seq.json" -- \
+		"$SLICECTL" destroy --force {} | tee "$OUT/destroy-seq.md"
+	"$PY" "$BENCH_DIR/benchlib.py" merge "$RES" density.destroy_sequential "$OUT/destroy-seq.json"
+	say "after destroy: $(leftovers) left"
 	sleep 2
-	local mem2 mem3 left_cg left_st
 	mem2=$(memavail)
+
+	hdr "density, overlapped: $DENSITY_N idle slices, $PAR starts at once"
+	VSLICE_POOL=0 "$PY" "$BENCH_DIR/starts.py" "$PAR" "$DENSITY_N" o "$OUT/density-par.json" -- \
+		"$SLICECTL" run -d --image busybox {} -- sleep 100000 | tee "$OUT/density-par.md"
+	"$PY" "$BENCH_DIR/benchlib.py" merge "$RES" density.overlapped "$OUT/density-par.json"
+	say "running after the overlapped starts: $("$SLICECTL" list 2>/dev/null | awk '$2 == "running"' | wc -l)"
+	hdr "destroy them, $PAR at once"
+	"$PY" "$BENCH_DIR/starts.py" "$PAR" "$DENSITY_N" o "$OUT/destroy-par.json" -- \
+		"$SLICECTL" destroy --force {} | tee "$OUT/destroy-par.md"
+	"$PY" "$BENCH_DIR/benchlib.py" merge "$RES" density.destroy_overlapped "$OUT/destroy-par.json"
 	sleep 10
 	mem3=$(memavail)
-	left_cg=$(find /sys/fs/cgroup/*/"$CGP" -mindepth 1 -type d 2>/dev/null | wc -l)
-	left_st=$(ls "$VSLICE_ROOT/slices" 2>/dev/null | wc -l)
-	say "after destroy: MemAvailable $((mem2 / 1024)) MiB ($(((mem0 - mem2) / 1024)) MiB below the start), 10 s later $(((mem0 - mem3) / 1024)) MiB below; $left_cg cgroup dirs and $left_st state dirs left"
-	{
-		printf '{"requested": %s, "started": %s, "failure": %s, "start_secs": %s, "start_rate": %s,\n' \
-			"$DENSITY_N" "$started" "$("$PY" -c 'import json,sys; print(json.dumps(sys.argv[1] or None))' "$fail")" "$total" "$rate"
-		printf ' "start_batch_rates": [%s], "list_running_after_start": %s, "list_states": "%s",\n' "$(IFS=,; echo "${batch_rates[*]}")" "$running" "$states"
-		printf ' "mem_available_before_kib": %s, "mem_available_with_slices_kib": %s, "mem_available_after_destroy_kib": %s, "mem_available_10s_later_kib": %s,\n' "$mem0" "$mem1" "$mem2" "$mem3"
-		printf ' "host_mem_delta_kib": %s, "host_mem_per_slice_kib": %s,\n' $((mem0 - mem1)) $(((mem0 - mem1) / (started > 0 ? started : 1)))
-		printf ' "list_secs": %s, "destroy_secs": %s, "destroy_rate": %s, "destroy_batch_rates": [%s], "destroy_failures": %s,\n' \
-			"$(fsub "$lt1" "$lt0")" "$dtotal" "$drate" "$(IFS=,; echo "${drates[*]}")" "$dfail"
-		printf ' "left_cgroup_dirs": %s, "left_state_dirs": %s}\n' "$left_cg" "$left_st"
-	} >"$OUT/density.json"
+	say "after destroy: $(leftovers) left; MemAvailable $(((mem0 - mem2) / 1024)) MiB below the start after the first destroy, $(((mem0 - mem3) / 1024)) MiB after the second (+10 s)"
+	printf '{"started_sequential": %s, "list_states": "%s", "mem_available_before_kib": %s, "mem_available_with_slices_kib": %s, "host_mem_per_slice_kib": %s, "mem_available_after_destroy_kib": %s, "mem_available_end_kib": %s, "left": "%s"}\n' \
+		"$started" "$states" "$mem0" "$mem1" $(((mem0 - mem1) / (started > 0 ? started : 1))) "$mem2" "$mem3" "$(leftovers)" >"$OUT/density.json"
 	"$PY" "$BENCH_DIR/benchlib.py" merge "$RES" density.run "$OUT/density.json"
 }
 
@@ -410,7 +412,10 @@ BENCH_T0=$(now)
 if [ "${BENCH_SKIP_START:-0}" != 1 ]; then
 	run_start_latency
 	run_micro
-	run_phases
+	# run_phases (perf tracepoints) read the launcher's cgroup.procs write
+	# and the grace-period thread, both gone; VSLICE_TRACE replaces it.
+	[ "${BENCH_PERF_PHASES:-0}" = 1 ] && run_phases
+	run_trace_phases
 fi
 [ "${BENCH_SKIP_DENSITY:-0}" != 1 ] && run_density
 REGISTRY_RC=0

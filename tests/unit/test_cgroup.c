@@ -902,6 +902,68 @@ static void test_real_v1_lifecycle(void **state)
 	cgroup_free(cg);
 }
 
+/*
+ * cgroup_enter_self (the launcher's move: "0" to each hierarchy's tasks,
+ * no grace period) puts the calling process in every hierarchy, and
+ * cgroup_rename (a pooled sandbox's cgroups becoming a slice's) moves the
+ * directories with the process in them and writes the new limits.
+ */
+static void test_real_v1_enter_self_and_rename(void **state)
+{
+	if (!real_ok)
+		skip();
+	struct vs_error err;
+	struct cgroup *from = NULL, *to = NULL;
+	assert_int_equal(cgroup_open("/sys/fs/cgroup", real_parent, "real3", &from, &err), 0);
+	assert_int_equal(cgroup_open("/sys/fs/cgroup", real_parent, "real4", &to, &err), 0);
+	if (cgroup_create(from, NULL, &err) < 0)
+		fail_msg("create: %s", err.msg);
+	int sync[2];
+	assert_int_equal(pipe(sync), 0);
+	real_child = fork();
+	assert_true(real_child >= 0);
+	if (real_child == 0) {
+		struct vs_error e2;
+		char ok = cgroup_enter_self(from, &e2) == 0 ? '1' : '0';
+		(void)!write(sync[1], &ok, 1);
+		for (;;)
+			pause();
+	}
+	close(sync[1]);
+	char ok = 0;
+	assert_int_equal(read(sync[0], &ok, 1), 1);
+	close(sync[0]);
+	assert_int_equal(ok, '1');
+	char key[160];
+	for (size_t i = 0; i < VS_ARRAY_SIZE(v1_ctrls); i++) {
+		snprintf(key, sizeof(key), ":%s:/%s/real3\n", v1_ctrls[i], real_parent);
+		if (!proc_field(real_child, "cgroup", key))
+			fail_msg("child not in %s", key);
+	}
+	struct cgroup_limits lim = {.pids_max = 16, .memory_bytes = 32 << 20};
+	if (cgroup_rename(from, to, &lim, &err) < 0)
+		fail_msg("rename: %s", err.msg);
+	assert_false(cgroup_exists(from));
+	for (size_t i = 0; i < VS_ARRAY_SIZE(v1_ctrls); i++) {
+		snprintf(key, sizeof(key), ":%s:/%s/real4\n", v1_ctrls[i], real_parent);
+		if (!proc_field(real_child, "cgroup", key))
+			fail_msg("child not in %s after the rename", key);
+	}
+	assert_string_equal(real_get(to, "pids", "pids.max"), "16");
+	assert_string_equal(real_get(to, "memory", "memory.limit_in_bytes"), "33554432");
+	/* Renaming onto an existing cgroup is refused, nothing moved. */
+	assert_int_equal(cgroup_create(from, NULL, &err), 0);
+	assert_true(cgroup_rename(to, from, NULL, &err) < 0);
+	assert_true(cgroup_exists(to));
+	if (cgroup_destroy(to, &err) < 0)
+		fail_msg("destroy: %s", err.msg);
+	waitpid(real_child, NULL, 0);
+	real_child = -1;
+	assert_int_equal(cgroup_destroy(from, &err), 0);
+	cgroup_free(from);
+	cgroup_free(to);
+}
+
 static void test_real_v1_write_failure_rolls_back(void **state)
 {
 	if (!real_ok)
@@ -1142,6 +1204,7 @@ int main(void)
 	const struct CMUnitTest real[] = {
 	    cmocka_unit_test_teardown(test_real_v1_lifecycle, real_child_reap),
 	    cmocka_unit_test_teardown(test_real_v1_write_failure_rolls_back, real_child_reap),
+	    cmocka_unit_test_teardown(test_real_v1_enter_self_and_rename, real_child_reap),
 	    cmocka_unit_test_teardown(test_real_v1_pids_limit_and_kill_all, real_child_reap),
 	    cmocka_unit_test_teardown(test_real_v1_oom_stays_inside, real_child_reap),
 	    cmocka_unit_test_teardown(test_real_v2_without_controllers, real_child_reap),

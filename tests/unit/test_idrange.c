@@ -87,6 +87,28 @@ static void test_claims_distinct_and_released(void **state)
 	free(o4);
 }
 
+/* A pooled sandbox's range becomes the slice's (idrange_transfer): only
+ * from its owner, and afterwards only the new owner holds it. */
+static void test_transfer(void **state)
+{
+	struct vs_error err;
+	uint32_t b;
+	char *pool = owner(0), *slice = owner(1), *other = owner(2);
+	assert_int_equal(idrange_claim(claims, pool, false, &b, &err), 0);
+	assert_int_equal(idrange_transfer(claims, other, slice, b, false, &err), -EPERM);
+	assert_true(idrange_owned(claims, pool, b));
+	assert_int_equal(idrange_transfer(claims, pool, slice, b, true, &err), 0);
+	assert_true(idrange_owned(claims, slice, b));
+	assert_false(idrange_owned(claims, pool, b));
+	/* a shorter owner than before: nothing of the old one is left */
+	assert_int_equal(idrange_transfer(claims, slice, "/s", b, false, &err), 0);
+	assert_true(idrange_owned(claims, "/s", b));
+	assert_int_equal(idrange_transfer(claims, "/s", slice, 12345, false, &err), -EINVAL);
+	free(pool);
+	free(slice);
+	free(other);
+}
+
 static void test_stale_claim_reclaimed(void **state)
 {
 	struct vs_error err;
@@ -159,6 +181,7 @@ int main(void)
 	    cmocka_unit_test(test_lowest_free),
 	    cmocka_unit_test_setup_teardown(test_claims_distinct_and_released, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_stale_claim_reclaimed, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_transfer, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_concurrent_claims_never_collide, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
