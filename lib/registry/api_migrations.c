@@ -474,8 +474,10 @@ static bool is_target(const struct reg_request *req, const struct store_migratio
 	return req->role == REGISTRY_ROLE_NODE && req->node && strcmp(req->node, m->to) == 0;
 }
 
-/* The migration id names, if req may see it; false: a holds 400/404. */
-static bool mig_load(struct reg_request *req, struct reg_answer *a, const char *id,
+/* The migration id names, if req may see it; false: a holds 400/404 (403
+ * for a node token that is neither its source nor its target, when
+ * party_403: a report). */
+static bool mig_load(struct reg_request *req, struct reg_answer *a, const char *id, bool party_403,
 		     struct store_migration *m)
 {
 	char pb[80];
@@ -486,6 +488,12 @@ static bool mig_load(struct reg_request *req, struct reg_answer *a, const char *
 	}
 	struct vs_error err;
 	int r = store_migration_get(req->reg, id, m, &err);
+	if (r >= 0 && party_403 && !mig_visible(req, m)) {
+		store_migration_clear(m);
+		api_error(a, 403, "migration %s: node %s is neither its source nor its target", id,
+			  req->node ? req->node : "?");
+		return false;
+	}
 	if (r == -ENOENT || (r >= 0 && !mig_visible(req, m))) {
 		if (r >= 0)
 			store_migration_clear(m);
@@ -502,7 +510,7 @@ static bool mig_load(struct reg_request *req, struct reg_answer *a, const char *
 void api_migration_get(struct reg_request *req, struct reg_answer *a, const char *id)
 {
 	struct store_migration m;
-	if (!api_long_poll_args(req, a) || !mig_load(req, a, id, &m))
+	if (!api_long_poll_args(req, a) || !mig_load(req, a, id, false, &m))
 		return;
 	api_answer_index(req, a);
 	api_answer_json(a, 200, mig_json(&m, is_target(req, &m)));
@@ -625,7 +633,7 @@ void api_migration_report(struct reg_request *req, struct reg_answer *a, const c
 		return api_error(a, 403, "migration %s: .node %s: the token is bound to node %s",
 				 id, rp.node, req->node);
 	struct store_migration m;
-	if (!mig_load(req, a, id, &m))
+	if (!mig_load(req, a, id, true, &m))
 		return;
 	enum migration_party who =
 	    strcmp(req->node, m.from) == 0 ? MIGRATION_SOURCE : MIGRATION_TARGET;
