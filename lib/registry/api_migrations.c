@@ -307,7 +307,15 @@ static bool pick_target(struct reg_request *req, struct reg_answer *a, const cha
 	for (size_t i = 0; i < n; i++)
 		for (size_t k = 0; k < nv; k++)
 			hosts[i] |= strcmp(nodes[i].name, v[k].node) == 0;
-	cleanup_free char *image = manifest_image(sl->manifest);
+	/* The image is in the manifest (up to 24 MiB): read only now, when every
+	 * cheaper refusal (a running migration, the source) has passed. */
+	struct store_slice full;
+	if (store_slice_get(req->reg, slice, true, &full, &err) < 0) {
+		api_db_fail(a, &err);
+		return false;
+	}
+	cleanup_free char *image = manifest_image(full.manifest);
+	store_slice_clear(&full);
 	if (!want) {
 		size_t best;
 		if (sched_pick_target(nodes, n, hosts, slice, image, sl->cpu_millis, sl->memory,
@@ -347,7 +355,7 @@ void api_migration_create(struct reg_request *req, struct reg_answer *a, const c
 		return;
 	struct vs_error err;
 	struct store_slice sl;
-	int r = store_slice_get(reg, slice, true, &sl, &err);
+	int r = store_slice_get(reg, slice, false, &sl, &err);
 	if (r == -ENOENT || (r >= 0 && req->role == REGISTRY_ROLE_USER &&
 			     (!req->user || strcmp(sl.owner, req->user) != 0))) {
 		if (r >= 0)
@@ -509,9 +517,14 @@ static bool mig_load(struct reg_request *req, struct reg_answer *a, const char *
 
 void api_migration_get(struct reg_request *req, struct reg_answer *a, const char *id)
 {
+	/* Access first: a refusal is answered at once, never parked. */
 	struct store_migration m;
-	if (!api_long_poll_args(req, a) || !mig_load(req, a, id, false, &m))
+	if (!mig_load(req, a, id, false, &m))
 		return;
+	if (!api_long_poll_args(req, a)) {
+		store_migration_clear(&m);
+		return;
+	}
 	api_answer_index(req, a);
 	api_answer_json(a, 200, mig_json(&m, is_target(req, &m)));
 	store_migration_clear(&m);

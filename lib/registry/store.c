@@ -86,8 +86,9 @@ static const struct schema_step migrations[] = {
      " downtime_ms INTEGER NOT NULL DEFAULT -1, stats TEXT NOT NULL DEFAULT '{}');"
      "CREATE UNIQUE INDEX migrations_running ON migrations(slice)"
      " WHERE phase IN ('prepared', 'transferring');"
-     "CREATE INDEX migrations_slice ON migrations(slice, created);"
-     "CREATE INDEX migrations_owner ON migrations(owner, created);"},
+     "CREATE INDEX migrations_slice ON migrations(slice, created, id);"
+     "CREATE INDEX migrations_owner ON migrations(owner, created, id);"
+     "CREATE INDEX migrations_created ON migrations(created, id);"},
 };
 
 _Static_assert(VS_ARRAY_SIZE(migrations) == REGISTRY_SCHEMA_VERSION,

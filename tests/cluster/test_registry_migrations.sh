@@ -32,16 +32,26 @@ trap cleanup EXIT
 ok() { echo "ok - $1"; passes=$((passes + 1)); }
 ko() { echo "not ok - $1"; fails=$((fails + 1)); }
 check() { local what=$1; shift; if "$@"; then ok "$what"; else ko "$what"; fi; }
+# is ACTUAL EXPECTED: equal, else say what came
+is() { [ "$1" = "$2" ] || { echo "# got \"$1\", want \"$2\""; return 1; }; }
 
 start() {
 	: >"$T/err"
-	"$REG" --listen 127.0.0.1:0 --db "$T/r.db" --heartbeat 2s --lost-after 3 "$@" 2>"$T/err" &
+	"$REG" --listen 127.0.0.1:0 --db "$T/r.db" --heartbeat 3s --lost-after 3 "$@" 2>"$T/err" &
 	PID=$!
 	for _ in $(seq 100); do grep -q "listening on" "$T/err" && break; sleep 0.1; done
 	PORT=$(sed -n 's/.*listening on 127.0.0.1:\([0-9]*\) .*/\1/p' "$T/err")
 	U=http://127.0.0.1:$PORT
 }
-stop() { kill -TERM "$PID"; wait "$PID"; PID=; }
+# SIGTERM; with VSLICE_TEST_REGISTRY=build/asan/vslice-registry this also
+# checks that no sanitizer spoke (leaks make the exit code non-zero)
+stop() {
+	kill -TERM "$PID"
+	wait "$PID"
+	local rc=$?
+	PID=
+	check "the registry stops cleanly (exit 0, no sanitizer report)" bash -c "test $rc -eq 0 && ! grep -q 'Sanitizer\|runtime error' '$T/err'"
+}
 # call METHOD TOKEN PATH [curl args...]: the body, then the status on its own line
 call() {
 	local m=$1 tok=$2 p=$3
@@ -77,12 +87,16 @@ check "n6 registers with a url" test "$(reg n6 $((4 * GiB)) http://10.9.0.6:7481
 check "a url with userinfo is refused (400, names .url)" bash -c "curl -s -X PUT -H 'Authorization: Bearer ${TOK[n6]}' -d '{\"cpus\":1,\"memory\":1,\"url\":\"http://a@b:1\"}' '$U/v1/nodes/n6' | grep -q '.url'"
 check "... and ftp:// too" test "$(status PUT "${TOK[n6]}" /v1/nodes/n6 -d '{"cpus":1,"memory":1,"url":"ftp://x:1"}')" = 400
 check "GET /v1/nodes shows the url" bash -c "curl -s -H 'Authorization: Bearer $ADMIN' '$U/v1/nodes' | python3 -c 'import json,sys; d={n[\"name\"]: n for n in json.load(sys.stdin)[\"nodes\"]}; assert d[\"n2\"][\"url\"] == \"http://10.9.0.2:7481\" and \"url\" not in d[\"n4\"]'"
-# The played nodes stay alive (the registry's lost window is 6 s here).
+# The played nodes stay alive (the registry's lost window is 9 s here): one
+# curl a second for all of them, light on a loaded machine.
 alive() {
+	local n args=()
+	for n in "$@"; do
+		[ ${#args[@]} -gt 0 ] && args+=(--next)
+		args+=(-s -o /dev/null -X POST -H "Authorization: Bearer ${TOK[$n]}" -d '{"slivers":[]}' "$U/v1/nodes/$n/status")
+	done
 	while :; do
-		for n in "$@"; do
-			curl -s -o /dev/null -X POST -H "Authorization: Bearer ${TOK[$n]}" -d '{"slivers":[]}' "$U/v1/nodes/$n/status"
-		done
+		curl "${args[@]}"
 		sleep 1
 	done
 }
@@ -150,6 +164,7 @@ check "the target's view of the migration has token_sha256, no token" test "$(bo
 check "the source's view has neither" test "$(body GET "${TOK[n1]}" "/v1/migrations/$ID" | py '"token_sha256" in d or "token" in d')" = False
 check "the owner's and the admin's view have neither" test "$(body GET "$ALICE" "/v1/migrations/$ID" | py '"token_sha256" in d')$(body GET "$ADMIN" "/v1/migrations/$ID" | py '"token_sha256" in d')" = FalseFalse
 check "another user cannot see it (404)" test "$(status GET "$BOB" "/v1/migrations/$ID")" = 404
+check "... at once, also asked as a 20 s long-poll (a refusal is never parked)" bash -c "s=\$(date +%s); c=\$(curl -s -o /dev/null -w '%{http_code}' -H 'Authorization: Bearer $BOB' '$U/v1/migrations/$ID?index=999999&wait=20s'); test \$c = 404 && test \$((\$(date +%s) - s)) -lt 10"
 check "another node cannot see it (404)" test "$(status GET "${TOK[n6]}" "/v1/migrations/$ID")" = 404
 check "a malformed id: 400" test "$(status GET "$ALICE" /v1/migrations/mg_zz)" = 400
 check "no other node's assignments mention it" bash -c "! curl -s -H 'Authorization: Bearer ${TOK[n6]}' '$U/v1/nodes/n6/assignments' | grep -q '$ID'"
@@ -228,6 +243,29 @@ check "20 concurrent creates: exactly one 201, 19 409" test "$(cat "$T"/c.* | so
 check "... one running migration of c1 recorded" test "$(body GET "$ALICE" "/v1/migrations?slice=c1" | py 'len(d["migrations"])')" = 1
 C1=$(body GET "$ALICE" "/v1/migrations?slice=c1" | py 'd["migrations"][0]["id"]')
 rep n1 "$C1" '{"node":"n1","phase":"aborted","reason":"test"}' >/dev/null
+check "c2 on n1" test "$(slice "$ALICE" c2 '["n1"]')" = 201
+# 300 more, 100 connections at a time
+python3 - "$U" "$ALICE" >"$T/burst" <<'PY'
+import sys, urllib.request, urllib.error
+from concurrent.futures import ThreadPoolExecutor
+u, tok = sys.argv[1], sys.argv[2]
+def one(_):
+    r = urllib.request.Request(u + "/v1/slices/c2/migrations", data=b'{"to":"n6"}',
+                               headers={"Authorization": "Bearer " + tok})
+    try:
+        return urllib.request.urlopen(r, timeout=120).status
+    except urllib.error.HTTPError as e:
+        return e.code
+    except Exception as e:
+        return type(e).__name__
+with ThreadPoolExecutor(100) as ex:
+    for st in ex.map(one, range(300)):
+        print(st)
+PY
+check "300 creates, 100 at a time: one 201, the rest 409" test "$(sort "$T/burst" | uniq -c | tr -s ' ' | tr '\n' ,)" = " 1 201, 299 409,"
+check "... and the registry still answers at once" test "$(status GET "" /v1/health)" = 200
+C2=$(body GET "$ALICE" "/v1/migrations?slice=c2" | py 'd["migrations"][0]["id"]')
+rep n1 "$C2" '{"node":"n1","phase":"aborted","reason":"test"}' >/dev/null
 
 # --- slicectl migrate, a background "node" playing both ends -----------------
 # play SLICE [abort REASON]: wait for the migrate_out of SLICE at n1, then act
@@ -273,6 +311,17 @@ wait $P
 check "slicectl migrate m8 aborted: exit 1" test $rc -eq 1
 check "... 'slicectl: migrate m8: aborted: REASON'" grep -qx 'slicectl: migrate m8: aborted: source n1: disk full on the way' "$T/e"
 check "... --json printed the final object" test "$(py 'd["phase"]' <"$T/out")" = aborted
+check "m9 on n1" test "$(slice "$ALICE" m9 '["n1"]')" = 201
+play m9 &
+P=$!
+script -qec "'$SLICECTL' --registry '$U' --token '$ALICE' migrate m9 --to n6" /dev/null >"$T/tty" </dev/null
+wait $P
+check "on a terminal: one progress line rewritten with \\r (phase, bytes, rate), no plain lines" python3 -c "
+import re, sys
+t = open(sys.argv[1], encoding='utf-8', errors='replace', newline='').read()
+assert re.search(r'\rm9 n1 -> n6: transferring, 1\.0 MiB, [0-9.]+ [KMG]?i?B/s', t), repr(t)
+assert not re.search(r'^m9: ', t, re.M), repr(t)" "$T/tty"
+check "... then the summary line" grep -q '^migrated m9 n1 -> n6 (cold): 3.0 MiB in' "$T/tty"
 
 # --- node drain --migrate -------------------------------------------------------
 check "d1 on n5" test "$(slice "$ALICE" d1 '["n5"]')" = 201
@@ -314,20 +363,25 @@ status POST "$ADMIN" /v1/nodes/n6/undrain >/dev/null
 status POST "$ADMIN" /v1/nodes/n2/undrain >/dev/null
 status POST "$ADMIN" /v1/nodes/n1/undrain >/dev/null
 
-# --- restart with --migration-timeout 3 -----------------------------------------
+# --- restarts: the record and the token stay; the timer -------------------------
 check "r1 on n1" test "$(slice "$ALICE" r1 '["n1"]')" = 201
 IDR=$(body POST "$ALICE" /v1/slices/r1/migrations -d '{"to":"n6"}' | py 'd["id"]')
 TOKR=$(body GET "${TOK[n1]}" /v1/nodes/n1/assignments | py '[s["migrate_out"]["token"] for s in d["slivers"] if s["slice"] == "r1"][0]')
-stop
-start --migration-timeout 3
-kill "${BG[0]}"
-wait "${BG[0]}" 2>/dev/null
-alive n1 n2 n3 n4 n5 n6 &
-BG=($!)
+restart() { # [registry options]: the same database, the played nodes follow
+	stop
+	start "$@"
+	kill "${BG[0]}"
+	wait "${BG[0]}" 2>/dev/null
+	alive ${ALIVE:-n1 n2 n3 n4 n5 n6} &
+	BG=($!)
+}
+restart
 check "after a restart the record is there, still prepared" test "$(body GET "$ALICE" "/v1/migrations/$IDR" | py 'd["phase"]')" = prepared
 check "... the source gets the same token again" test "$(body GET "${TOK[n1]}" /v1/nodes/n1/assignments | py '[s["migrate_out"]["token"] for s in d["slivers"] if s["slice"] == "r1"][0]')" = "$TOKR"
 check "... the finished ones too" test "$(body GET "$ALICE" "/v1/migrations/$ID" | py 'd["phase"] + str(d["downtime_ms"])')" = committed2100
 rep n1 "$IDR" '{"node":"n1","phase":"transferring"}' >/dev/null
+# again with a 3 s timeout: counted from the registry's start, then it fires
+restart --migration-timeout 3
 waitphase() { # ID PHASE SECS
 	local i
 	for i in $(seq $(($3 * 10))); do
@@ -336,24 +390,21 @@ waitphase() { # ID PHASE SECS
 	done
 	return 1
 }
-check "a migration with no report for 3 s is aborted by the timer" waitphase "$IDR" aborted 20
-check "... reason 'no report for 3 s in phase transferring'" test "$(body GET "$ADMIN" "/v1/migrations/$IDR" | py 'd["reason"]')" = "no report for 3 s in phase transferring"
+check "a migration with no report for 3 s is aborted by the timer" waitphase "$IDR" aborted 30
+check "... reason 'no report for 3 s in phase transferring'" is "$(body GET "$ADMIN" "/v1/migrations/$IDR" | py 'd["reason"]')" "no report for 3 s in phase transferring"
 check "... the target's restored after it: 409 aborted" test "$(body POST "${TOK[n6]}" "/v1/migrations/$IDR/report" -d '{"node":"n6","phase":"restored"}' | py 'd["phase"]')" = aborted
 check "... the sliver stays on n1" test "$(body GET "$ALICE" /v1/slices/r1 | py '[v["node"] for v in d["slivers"]]')" = "['n1']"
-# the target goes silent while the source keeps reporting: "node n2 lost"
-kill "${BG[0]}"
-wait "${BG[0]}" 2>/dev/null
-BG=()
-alive n1 n3 n4 n5 n6 &
-BG+=($!)
+# the target goes silent (the default timeout again, so only the loss can
+# end it): "node n2 lost"
+ALIVE="n1 n3 n4 n5 n6" restart
 check "r2 on n1" test "$(slice "$ALICE" r2 '["n1"]')" = 201
 IDL=$(body POST "$ALICE" /v1/slices/r2/migrations -d '{"to":"n2"}' | py 'd["id"]')
 check "r2 -> n2 while n2 is still ready: 201" test -n "$IDL"
-( while :; do rep n1 "$IDL" '{"node":"n1","phase":"transferring"}' >/dev/null; sleep 0.5; done ) &
-BG+=($!)
-check "the target lost: aborted by the timer" waitphase "$IDL" aborted 30
-check "... reason 'node n2 lost'" test "$(body GET "$ADMIN" "/v1/migrations/$IDL" | py 'd["reason"]')" = "node n2 lost"
+rep n1 "$IDL" '{"node":"n1","phase":"transferring"}' >/dev/null
+check "the target lost: aborted by the timer" waitphase "$IDL" aborted 60
+check "... reason 'node n2 lost'" is "$(body GET "$ADMIN" "/v1/migrations/$IDL" | py 'd["reason"]')" "node n2 lost"
 check "a lost node is refused as a target (409 not ready)" bash -c "curl -s -H 'Authorization: Bearer $ALICE' -d '{\"to\":\"n2\"}' '$U/v1/slices/r2/migrations' | grep -q 'node n2 is not ready'"
 
+stop
 echo "$passes passed, $fails failed"
 [ $fails -eq 0 ]
