@@ -1063,6 +1063,218 @@ static void test_store_schema_version(void **state)
 	vs_rm_rf(dir, &err);
 }
 
+/* ---- migrations (issue 11) ---- */
+
+struct step_case {
+	enum migration_phase phase;
+	enum migration_party who;
+	enum migration_report rep;
+	enum migration_verdict want;
+	enum migration_phase after;
+};
+
+/* Every (phase, party, report): the verdict and the phase after. The rules
+ * that keep one copy running: restored only after the source stopped,
+ * nothing after an abort but the same abort, no abort after a commit. */
+static void test_migration_step(void **state)
+{
+	(void)state;
+#define P  MIGRATION_PREPARED
+#define T  MIGRATION_TRANSFERRING
+#define C  MIGRATION_COMMITTED
+#define A  MIGRATION_ABORTED
+#define S  MIGRATION_SOURCE
+#define G  MIGRATION_TARGET
+#define RT MIGRATION_REPORT_TRANSFERRING
+#define RR MIGRATION_REPORT_RESTORED
+#define RA MIGRATION_REPORT_ABORTED
+#define RS MIGRATION_REPORT_STARTED
+	static const struct step_case cases[] = {
+	    {P, S, RT, MIGRATION_MOVED, T},	{T, S, RT, MIGRATION_PROGRESS, T},
+	    {C, S, RT, MIGRATION_CONFLICT, C},	{A, S, RT, MIGRATION_CONFLICT, A},
+	    {P, S, RR, MIGRATION_FORBIDDEN, P}, {T, S, RS, MIGRATION_FORBIDDEN, T},
+	    {P, S, RA, MIGRATION_MOVED, A},	{T, S, RA, MIGRATION_MOVED, A},
+	    {A, S, RA, MIGRATION_SAME, A},	{C, S, RA, MIGRATION_CONFLICT, C},
+	    {P, G, RR, MIGRATION_CONFLICT, P},	{T, G, RR, MIGRATION_COMMIT, C},
+	    {C, G, RR, MIGRATION_SAME, C},	{A, G, RR, MIGRATION_CONFLICT, A},
+	    {P, G, RT, MIGRATION_PROGRESS, P},	{T, G, RT, MIGRATION_PROGRESS, T},
+	    {C, G, RT, MIGRATION_CONFLICT, C},	{T, G, RS, MIGRATION_CONFLICT, T},
+	    {C, G, RS, MIGRATION_MOVED, C},	{T, G, RA, MIGRATION_MOVED, A},
+	    {C, G, RA, MIGRATION_CONFLICT, C},	{A, G, RA, MIGRATION_SAME, A},
+	};
+	for (size_t i = 0; i < VS_ARRAY_SIZE(cases); i++) {
+		const struct step_case *c = &cases[i];
+		struct migration_state m = {.phase = c->phase,
+					    .created = 1000,
+					    .stopped_ms = 0,
+					    .bytes = -1,
+					    .total_ms = -1,
+					    .downtime_ms = -1};
+		struct migration_state before = m;
+		enum migration_verdict v = migration_step(&m, c->who, c->rep, 7, 5000, 9000);
+		if (v != c->want || m.phase != c->after)
+			fail_msg("case %zu (%s, %s, report %d): verdict %d phase %s, want %d %s", i,
+				 migration_phase_name(c->phase), c->who == S ? "source" : "target",
+				 c->rep, v, migration_phase_name(m.phase), c->want,
+				 migration_phase_name(c->after));
+		/* refusals and repeats change nothing */
+		if (v == MIGRATION_SAME || v == MIGRATION_CONFLICT || v == MIGRATION_FORBIDDEN)
+			assert_memory_equal(&m, &before, sizeof(m));
+	}
+	/* the numbers: stop at the source's at_ms, start at the target's,
+	 * downtime between them, total from creation; a repeat keeps them */
+	struct migration_state m = {.phase = MIGRATION_PREPARED,
+				    .created = 1000,
+				    .bytes = -1,
+				    .total_ms = -1,
+				    .downtime_ms = -1};
+	assert_int_equal(migration_step(&m, S, RT, -1, 2000, 2100), MIGRATION_MOVED);
+	assert_int_equal(m.stopped_ms, 2000);
+	assert_int_equal(migration_step(&m, S, RT, 4096, 2500, 2600), MIGRATION_PROGRESS);
+	assert_int_equal(m.stopped_ms, 2000);
+	assert_int_equal(m.bytes, 4096);
+	assert_int_equal(m.updated, 2600);
+	assert_int_equal(migration_step(&m, G, RR, 8192, 3000, 3100), MIGRATION_COMMIT);
+	assert_int_equal(m.restored_ms, 3000);
+	assert_int_equal(m.committed_ms, 3100);
+	assert_int_equal(m.bytes, 8192);
+	assert_int_equal(migration_step(&m, G, RS, -1, 3500, 3600), MIGRATION_MOVED);
+	assert_int_equal(m.started_ms, 3500);
+	assert_int_equal(m.downtime_ms, 1500);
+	assert_int_equal(m.total_ms, 2500);
+	assert_int_equal(migration_step(&m, G, RS, -1, 9999, 9999), MIGRATION_SAME);
+	assert_int_equal(m.downtime_ms, 1500);
+	/* clocks that disagree never make a negative downtime */
+	m = (struct migration_state){.phase = MIGRATION_COMMITTED,
+				     .created = 5000,
+				     .stopped_ms = 4000,
+				     .bytes = -1,
+				     .total_ms = -1,
+				     .downtime_ms = -1};
+	assert_int_equal(migration_step(&m, G, RS, -1, 3000, 6000), MIGRATION_MOVED);
+	assert_int_equal(m.downtime_ms, 0);
+	assert_int_equal(m.total_ms, 0);
+	assert_int_equal(migration_phase_parse("committed"), MIGRATION_COMMITTED);
+	assert_int_equal(migration_phase_parse("done"), -1);
+	assert_int_equal(migration_report_parse("started"), MIGRATION_REPORT_STARTED);
+	assert_int_equal(migration_report_parse(NULL), -1);
+}
+#undef P
+#undef T
+#undef C
+#undef A
+#undef S
+#undef G
+#undef RT
+#undef RR
+#undef RA
+#undef RS
+
+static void target_refused(const struct sched_node *nd, bool hosts, const char *image, uint64_t cpu,
+			   uint64_t mem, const char *want)
+{
+	char buf[256];
+	const char *why = sched_target_refusal(nd, hosts, "m1", image, cpu, mem, buf, sizeof(buf));
+	if (!why || strcmp(why, want) != 0)
+		fail_msg("expected \"%s\", got \"%s\"", want, why ? why : "(taken)");
+}
+
+/* A migration's target: each reason to refuse a node, in order, and the
+ * pick when none is named (spread, never a node that hosts the slice). */
+static void test_sched_pick_target(void **state)
+{
+	(void)state;
+	struct fixture_nodes f;
+	nodes_init(&f);
+	for (size_t i = 0; i < 5; i++)
+		f.n[i].has_url = true;
+	struct sched_node nd = f.n[0];
+	nd.drained = true;
+	target_refused(&nd, false, "busybox", 0, 0, "node a is drained");
+	nd = f.n[0];
+	nd.state = SCHED_NODE_UNKNOWN;
+	nd.last_seen_ago = 42;
+	target_refused(&nd, false, "busybox", 0, 0, "node a is not ready (last seen 42 s ago)");
+	target_refused(&f.n[0], true, "busybox", 0, 0, "node a already hosts a sliver of m1");
+	nd = f.n[0];
+	nd.has_url = false;
+	target_refused(&nd, false, "busybox", 0, 0,
+		       "node a has no transfer url (its node manager runs without "
+		       "--listen/--advertise)");
+	target_refused(&f.n[0], false, "debian", 0, 0, "node a lacks image debian");
+	nd = f.n[0];
+	nd.cpu_used = 3500;
+	target_refused(&nd, false, "busybox", 1000, 0,
+		       "node a lacks capacity: 0.5 cpus free, 1 asked");
+	nd = f.n[0];
+	nd.memory_used = 8 * GiB - 512 * (1 << 20);
+	target_refused(&nd, false, "busybox", 0, GiB,
+		       "node a lacks capacity: 512 MiB memory free, 1 GiB asked");
+	char buf[256];
+	assert_null(
+	    sched_target_refusal(&f.n[1], false, "m1", "debian", 1000, GiB, buf, sizeof(buf)));
+
+	/* the pick: a hosts the slice, b is the only one with the image */
+	bool hosts[5] = {true, false, false, false, false};
+	size_t picked = 99;
+	struct vs_error err;
+	assert_int_equal(sched_pick_target(f.n, 5, hosts, "m1", "debian", 0, 0, &picked, &err), 0);
+	assert_int_equal(picked, 1);
+	/* busybox: the least used of b..e (c and e loaded) */
+	f.n[1].memory_used = 4 * GiB;
+	f.n[2].memory_used = 2 * GiB;
+	f.n[4].cpu_used = 1000;
+	assert_int_equal(sched_pick_target(f.n, 5, hosts, "m1", "busybox", 0, 0, &picked, &err), 0);
+	assert_string_equal(f.n[picked].name, "d");
+	/* none: the first reasons, the source not among them */
+	for (size_t i = 1; i < 5; i++)
+		f.n[i].drained = true;
+	assert_int_equal(sched_pick_target(f.n, 5, hosts, "m1", "busybox", 0, 0, &picked, &err),
+			 -EAGAIN);
+	assert_string_equal(err.msg, "no node can take slice m1: node b is drained; node c is "
+				     "drained; node d is drained (and 1 more)");
+	assert_int_equal(sched_pick_target(f.n, 1, hosts, "m1", "busybox", 0, 0, &picked, &err),
+			 -EAGAIN);
+	assert_string_equal(err.msg, "no node can take slice m1: no other node is registered");
+	nodes_free(&f);
+}
+
+/* A database of schema 1 (before migrations) is brought to 2 on open: its
+ * nodes keep their rows, gain url NULL, and the migrations table exists. */
+static void test_store_upgrade_to_migrations(void **state)
+{
+	(void)state;
+	char dir[] = "/tmp/vs-registry-upgrade-XXXXXX";
+	assert_non_null(mkdtemp(dir));
+	cleanup_free char *db = vs_xasprintf("%s/r.db", dir);
+	cleanup_free char *admin = NULL;
+	struct vs_error err;
+	assert_int_equal(registry_init_db(db, &admin, &err), 0);
+	sqlite3 *h = NULL;
+	assert_int_equal(sqlite3_open(db, &h), SQLITE_OK);
+	assert_int_equal(sqlite3_exec(h,
+				      "DROP TABLE migrations; ALTER TABLE nodes DROP COLUMN url;"
+				      "INSERT INTO nodes(name, registered) VALUES('old1', 1);"
+				      "UPDATE meta SET value = 1 WHERE key = 'schema_version';"
+				      "PRAGMA user_version = 1;",
+				      NULL, NULL, NULL),
+			 SQLITE_OK);
+	sqlite3_close(h);
+	struct registry *reg = NULL;
+	assert_int_equal(registry_open(db, NULL, &reg, &err), 0);
+	struct store_node n;
+	assert_int_equal(store_node_get(reg, "old1", &n, &err), 0);
+	assert_null(n.url);
+	store_node_clear(&n);
+	struct store_migration *v = NULL;
+	size_t nv = 9;
+	assert_int_equal(store_migrations_list(reg, NULL, NULL, 10, &v, &nv, &err), 0);
+	assert_int_equal(nv, 0);
+	store_migrations_free(v, nv);
+	registry_close(reg);
+	vs_rm_rf(dir, &err);
+}
+
 int main(void)
 {
 	curl_global_init(CURL_GLOBAL_DEFAULT);
@@ -1080,6 +1292,9 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_store_commit_hook, env_setup, env_teardown),
 	    cmocka_unit_test_setup_teardown(test_store_rows, env_setup, env_teardown),
 	    cmocka_unit_test(test_store_schema_version),
+	    cmocka_unit_test(test_migration_step),
+	    cmocka_unit_test(test_sched_pick_target),
+	    cmocka_unit_test(test_store_upgrade_to_migrations),
 	};
 	int r = cmocka_run_group_tests(tests, NULL, NULL);
 	curl_global_cleanup();
