@@ -123,8 +123,8 @@ static void log_defaults(struct nodemgr *nm, const char *slice, unsigned applied
 	       what, values);
 }
 
-static int create_sliver(struct nodemgr *nm, const struct nodemgr_assignment *a, json_t *mj,
-			 struct vs_error *err)
+int nm_make_slice(struct nodemgr *nm, const struct nodemgr_assignment *a, json_t *mj, bool start,
+		  struct vs_error *err)
 {
 	__attribute__((cleanup(manifest_freep))) struct manifest *m = NULL;
 	int r = parse_manifest(mj, a->slice, &m, err);
@@ -142,9 +142,13 @@ static int create_sliver(struct nodemgr *nm, const struct nodemgr_assignment *a,
 		if (r < 0 && r != -EEXIST)
 			return vs_error_wrap(err, "building image busybox");
 	}
-	struct experiment_create_opts eo = {.step = create_step, .arg = nm};
+	/* The create's crash steps (nodemgr.create:N) are a plain create's;
+	 * a migration's copy has its own (migrate.in:N). */
+	struct experiment_create_opts eo = {.step = start ? create_step : NULL, .arg = nm};
 	if ((r = experiment_create_with(nm->root, m, nm->origin, nm->name, &eo, err)) < 0)
 		return r;
+	if (!start)
+		return 0;
 	r = slice_start(nm->root, a->slice, &(struct slice_start_opts){.foreground = false}, err);
 	if (r < 0) {
 		struct vs_error derr;
@@ -163,7 +167,7 @@ static int create_sliver(struct nodemgr *nm, const struct nodemgr_assignment *a,
  * slice the next reconcile still knows to remove. *sp: the sliver (may be
  * NULL; set to the one made).
  */
-static int destroy_slice(struct nodemgr *nm, const char *slice, struct nm_sliver **sp)
+int nm_destroy_slice(struct nodemgr *nm, const char *slice, struct nm_sliver **sp)
 {
 	struct vs_error err;
 	struct nm_sliver *s = *sp;
@@ -241,7 +245,7 @@ void nm_create(struct nodemgr *nm, const struct nodemgr_assignment *a, struct nm
 	}
 	nm->changed = true;
 	nm_fault_point(nm, "nodemgr.create", 1);
-	if (create_sliver(nm, a, mj, &err) < 0) {
+	if (nm_make_slice(nm, a, mj, true, &err) < 0) {
 		char one[VS_ERROR_MAX];
 		s->r.phase = NODEMGR_FAILED;
 		s->r.message = vs_xstrdup(vs_printable(err.msg, one, sizeof(one)));
@@ -259,7 +263,7 @@ void nm_recreate(struct nodemgr *nm, const struct nodemgr_assignment *a, struct 
 {
 	nm_log(nm, NODEMGR_LOG_INFO, "sliver %s: assignment changed or half made, re-creating",
 	       a->slice);
-	if (destroy_slice(nm, a->slice, &s) == 0)
+	if (nm_destroy_slice(nm, a->slice, &s) == 0)
 		nm_create(nm, a, s);
 }
 
@@ -281,7 +285,7 @@ void nm_resume(struct nodemgr *nm, const struct nodemgr_assignment *a, struct nm
 	if (r < 0) {
 		nm_log(nm, NODEMGR_LOG_INFO, "sliver %s: finishing its create: %s; re-creating",
 		       a->slice, err.msg);
-		if (destroy_slice(nm, a->slice, &s) == 0)
+		if (nm_destroy_slice(nm, a->slice, &s) == 0)
 			nm_create(nm, a, s);
 		return;
 	}
@@ -336,7 +340,7 @@ void nm_fail(struct nodemgr *nm, const struct nodemgr_assignment *a, struct nm_s
 
 void nm_destroy(struct nodemgr *nm, const char *slice, struct nm_sliver *s)
 {
-	if (destroy_slice(nm, slice, &s) < 0)
+	if (nm_destroy_slice(nm, slice, &s) < 0)
 		return;
 	nm_record_remove(nm, slice);
 	nm_sliver_drop(nm, s);
