@@ -3,7 +3,7 @@
  *
  *   vslice-registry init --db PATH
  *   vslice-registry [--listen ADDR:PORT] --db PATH [--tls-cert FILE --tls-key FILE]
- *                   [--heartbeat 10s] [--lost-after 3]
+ *                   [--heartbeat 10s] [--lost-after 3] [--migration-timeout 60]
  *
  * Serving runs in libvslice's registry threads; this thread only waits for
  * SIGTERM/SIGINT (sigwait) and then stops the server cleanly.
@@ -28,7 +28,7 @@ static const char usage[] =
     "usage: vslice-registry init --db PATH\n"
     "       vslice-registry [--listen ADDR:PORT] --db PATH [--tls-cert FILE --tls-key FILE]\n"
     "                       [--heartbeat 10s] [--lost-after 3] [--threads N]\n"
-    "                       [--per-address-limit N]\n"
+    "                       [--per-address-limit N] [--migration-timeout SECS]\n"
     "\n"
     "  init             create the database and print the first admin token (last line)\n"
     "  --db PATH        the SQLite database (blobs go to PATH.d/)\n"
@@ -41,7 +41,10 @@ static const char usage[] =
     "  --threads N      HTTP worker threads (default 4)\n"
     "  --per-address-limit N\n"
     "                   connections one client address (IPv6: its /64) may hold until\n"
-    "                   it has shown a node or admin token (default 64; 0: no limit)\n";
+    "                   it has shown a node or admin token (default 64; 0: no limit)\n"
+    "  --migration-timeout SECS\n"
+    "                   abort a running migration none of whose nodes reported for\n"
+    "                   this long (default 60)\n";
 
 static int fail(const char *what, const struct vs_error *err)
 {
@@ -147,6 +150,7 @@ int main(int argc, char **argv)
 					     {"lost-after", required_argument, NULL, 'L'},
 					     {"threads", required_argument, NULL, 't'},
 					     {"per-address-limit", required_argument, NULL, 'P'},
+					     {"migration-timeout", required_argument, NULL, 'M'},
 					     {"tls-cert", required_argument, NULL, 'c'},
 					     {"tls-key", required_argument, NULL, 'k'},
 					     {"help", no_argument, NULL, 'h'},
@@ -200,6 +204,14 @@ int main(int argc, char **argv)
 						 "1000000; 0: no limit)",
 						 optarg);
 			ro.per_address_limit = v ? (unsigned)v : REGISTRY_NO_ADDRESS_LIMIT;
+			break;
+		case 'M':
+			if (vs_parse_duration(optarg, &v, &err) < 0 || v == 0 || v > 86400)
+				return bad_usage(
+				    "--migration-timeout: \"%s\" is not a duration (1s "
+				    "to 1d)",
+				    optarg);
+			ro.migration_timeout_secs = (unsigned)v;
 			break;
 		case 'h':
 			fputs(usage, stdout);

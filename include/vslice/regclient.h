@@ -40,8 +40,9 @@ int regclient_health(struct http_client *c, long long *revision, long *status,
 /* ---- the node manager ------------------------------------------- */
 
 /* PUT /v1/nodes/NODE with info ({"cpus", "memory", "labels", "images",
- * "version"}). *heartbeat: the seconds between status reports the registry
- * asks for, 0 when it named none in 1..3600. */
+ * "version", "url"}; "url": the node manager's transfer API base, e.g.
+ * "http://10.0.0.2:7481", absent when it has none). *heartbeat: the seconds between status reports
+ * the registry asks for, 0 when it named none in 1..3600. */
 int regclient_node_register(struct http_client *c, const char *node, json_t *info,
 			    unsigned *heartbeat, long *status, struct vs_error *err);
 
@@ -74,6 +75,26 @@ int regclient_result_upload(struct http_client *c, const char *slice, const char
  * "missing": missing} (an array of absolute paths). */
 int regclient_results_commit(struct http_client *c, const char *slice, const char *node,
 			     size_t files, json_t *missing, long *status, struct vs_error *err);
+
+/* A node's report on a migration it is the source or target of
+ * (docs/cluster-api.md, "Migrations"). node and phase are required. */
+struct regclient_migration_report {
+	const char *node;
+	const char *phase;  /* "transferring", "restored", "aborted", "started" */
+	long long bytes;    /* < 0: not sent */
+	long long at_ms;    /* unix ms of the event; < 0: not sent (registry's clock) */
+	const char *reason; /* NULL: not sent (an abort's reason) */
+	json_t *stats;	    /* an object kept as given; NULL: not sent (borrowed) */
+};
+
+/* POST /v1/migrations/ID/report. 0: acknowledged, *resp the migration as
+ * this node sees it. A refused transition is a 409 (-EEXIST) whose *resp
+ * is still set ({"error", "phase"}: the phase the migration is in, e.g.
+ * "committed" or "aborted"), so the caller rolls forward or back. *phase
+ * (when not NULL, 16 bytes) is that phase from either answer, "" if none. */
+int regclient_migration_report(struct http_client *c, const char *id,
+			       const struct regclient_migration_report *rep, json_t **resp,
+			       char phase[16], long *status, struct vs_error *err);
 
 /* ---- slices ----------------------------------------------------- */
 
@@ -116,6 +137,28 @@ int regclient_results_list(struct http_client *c, const char *slice, const char 
 int regclient_result_get(struct http_client *c, const char *slice, const char *node,
 			 const char *rel, int fd, char sha256[VS_SHA256_HEX], long *status,
 			 struct vs_error *err);
+
+/* ---- migrations (users and admins; node tokens may get theirs) --- */
+
+/* POST /v1/slices/SLICE/migrations with {"to", "from", "mode"}; to and
+ * from NULL: the registry picks the target / the slice's only sliver;
+ * mode NULL: "cold". *resp (when not NULL): the migration object, also the
+ * {"error"} answer of a refusal. */
+int regclient_migration_create(struct http_client *c, const char *slice, const char *to,
+			       const char *from, const char *mode, json_t **resp, long *status,
+			       struct vs_error *err);
+
+/* GET /v1/migrations/ID; with index >= 0 and wait_secs > 0 a long-poll
+ * that answers once the registry's revision passed index (or the wait is
+ * over). *new_index (when not NULL): the X-Vslice-Index header, or -1. */
+int regclient_migration_get(struct http_client *c, const char *id, long long index, long wait_secs,
+			    json_t **resp, long long *new_index, long *status,
+			    struct vs_error *err);
+
+/* GET /v1/migrations (slice NULL) or /v1/migrations?slice=SLICE:
+ * {"migrations": [...]}, newest first. */
+int regclient_migration_list(struct http_client *c, const char *slice, json_t **resp, long *status,
+			     struct vs_error *err);
 
 /* ---- nodes, tokens, users (users and admins) -------------------- */
 

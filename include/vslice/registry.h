@@ -26,7 +26,7 @@
 #define REGISTRY_DEFAULT_HEARTBEAT 10
 #define REGISTRY_DEFAULT_LOST	   3
 #define REGISTRY_TOKEN_LEN	   68 /* "vsa_" + 64 hex */
-#define REGISTRY_SCHEMA_VERSION	   1
+#define REGISTRY_SCHEMA_VERSION	   2
 
 enum registry_role {
 	REGISTRY_ROLE_NONE = 0,
@@ -42,8 +42,12 @@ struct registry_opts {
 	/* connections one client address (IPv6: /64) may hold unless it has
 	 * shown a node or admin token (0 = 64; REGISTRY_NO_ADDRESS_LIMIT: none) */
 	unsigned per_address_limit;
+	/* a running migration with no report from its nodes for this long is
+	 * aborted (0 = REGISTRY_DEFAULT_MIGRATION_TIMEOUT) */
+	unsigned migration_timeout_secs;
 };
-#define REGISTRY_NO_ADDRESS_LIMIT 0xffffffffu
+#define REGISTRY_DEFAULT_MIGRATION_TIMEOUT 60
+#define REGISTRY_NO_ADDRESS_LIMIT	   0xffffffffu
 
 struct registry;
 
@@ -123,6 +127,7 @@ struct sched_node {
 	unsigned nslivers;
 	const json_t *labels; /* object string -> string, or NULL */
 	const json_t *images; /* array of strings, or NULL */
+	bool has_url;	      /* registered a transfer url (may be a migration target) */
 };
 
 /*
@@ -133,5 +138,75 @@ struct sched_node {
  */
 int sched_place(const struct manifest *m, const struct sched_node *nodes, size_t n, size_t **picked,
 		size_t *npicked, struct vs_error *err);
+
+/*
+ * Migration targets. A node takes a migrated sliver of slice when it is
+ * ready, not drained, has a transfer url, holds no sliver of the slice
+ * (hosts), has the image and the cpu and memory the slice asks for free.
+ * sched_target_refusal: why nd cannot, as one line in buf ("node n2 lacks
+ * capacity: 512 MiB memory free, 1 GiB asked"), NULL when it can.
+ * sched_pick_target: the best of nodes[0..n) by the same spread score as
+ * sched_place (hosts[i]: nodes[i] holds a sliver of the slice); -EAGAIN with
+ * err naming why the first few nodes cannot when none can.
+ */
+const char *sched_target_refusal(const struct sched_node *nd, bool hosts, const char *slice,
+				 const char *image, uint64_t cpu_millis, uint64_t memory_bytes,
+				 char *buf, size_t len);
+int sched_pick_target(const struct sched_node *nodes, size_t n, const bool *hosts,
+		      const char *slice, const char *image, uint64_t cpu_millis,
+		      uint64_t memory_bytes, size_t *picked, struct vs_error *err);
+
+/*
+ * A migration's state machine (docs/migration.md), pure: the registry's
+ * api_migrations.c runs it on each node report. Phases:
+ *
+ *   prepared --source "transferring"--> transferring --target "restored"-->
+ *   committed (restored and committed in one step: the sliver row moves)
+ *   prepared | transferring --either "aborted", the timer--> aborted
+ *
+ * A "started" report of the target on a committed migration records the
+ * times (downtime, total); "restored" is never a standing phase.
+ */
+enum migration_phase {
+	MIGRATION_PREPARED = 0,
+	MIGRATION_TRANSFERRING,
+	MIGRATION_RESTORED,
+	MIGRATION_COMMITTED,
+	MIGRATION_ABORTED,
+};
+enum migration_party { MIGRATION_SOURCE = 0, MIGRATION_TARGET };
+enum migration_report {
+	MIGRATION_REPORT_TRANSFERRING = 0,
+	MIGRATION_REPORT_RESTORED,
+	MIGRATION_REPORT_ABORTED,
+	MIGRATION_REPORT_STARTED,
+};
+enum migration_verdict {
+	MIGRATION_SAME = 0,  /* allowed, nothing changes (a repeat): answer 200 */
+	MIGRATION_PROGRESS,  /* bytes/updated change, the phase does not */
+	MIGRATION_MOVED,     /* the phase changed (or the start was recorded) */
+	MIGRATION_COMMIT,    /* transferring -> committed: move the sliver row too */
+	MIGRATION_FORBIDDEN, /* this party never sends this report: 403 */
+	MIGRATION_CONFLICT,  /* not in this phase: 409 with the phase */
+};
+
+/* Times are unix ms, 0 until the event happened; numbers -1 until known. */
+struct migration_state {
+	enum migration_phase phase;
+	long long created, updated;
+	long long stopped_ms, restored_ms, committed_ms, started_ms;
+	long long bytes, total_ms, downtime_ms;
+};
+
+/* "prepared" ... -> the phase, -1 when s names none. */
+int migration_phase_parse(const char *s);
+const char *migration_phase_name(enum migration_phase p);
+/* "transferring", "restored", "aborted", "started" -> the report, else -1. */
+int migration_report_parse(const char *s);
+/* Apply who's report (bytes, at_ms: -1 when not given; now_ms: the
+ * registry's clock) to m; m changes only for PROGRESS, MOVED and COMMIT. */
+enum migration_verdict migration_step(struct migration_state *m, enum migration_party who,
+				      enum migration_report rep, long long bytes, long long at_ms,
+				      long long now_ms);
 
 #endif

@@ -394,3 +394,98 @@ int regclient_user_create(struct http_client *c, const char *name, json_t **resp
 		return vs_error_set(err, EINVAL, "user %s: the name is not UTF-8", name);
 	return call(c, "POST", "/v1/users", body, resp, status, err);
 }
+
+int regclient_migration_create(struct http_client *c, const char *slice, const char *to,
+			       const char *from, const char *mode, json_t **resp, long *status,
+			       struct vs_error *err)
+{
+	if (resp)
+		*resp = NULL;
+	NEED("slice", slice);
+	cleanup_free char *path = path_of(3, RAW("/slices"), SEG(slice), RAW("/migrations"));
+	json_auto_t *body = json_pack("{s:s}", "mode", mode ? mode : "cold");
+	if (body && to)
+		json_object_set_new(body, "to", json_string(to));
+	if (body && from)
+		json_object_set_new(body, "from", json_string(from));
+	if (!body || (to && !json_object_get(body, "to")) ||
+	    (from && !json_object_get(body, "from")))
+		return vs_error_set(err, EINVAL, "migrate %s: a node name or the mode is not UTF-8",
+				    slice);
+	return call_keep(c, "POST", path, body, resp, true, status, err);
+}
+
+int regclient_migration_get(struct http_client *c, const char *id, long long index, long wait_secs,
+			    json_t **resp, long long *new_index, long *status, struct vs_error *err)
+{
+	*resp = NULL;
+	if (new_index)
+		*new_index = -1;
+	NEED("migration", id);
+	bool poll = index >= 0 && wait_secs > 0;
+	char q[96] = "";
+	if (poll)
+		snprintf(q, sizeof(q), "?index=%lld&wait=%lds", index, wait_secs);
+	cleanup_free char *path = path_of(3, RAW("/migrations"), SEG(id), RAW(q));
+	long st = 0;
+	json_t *j = NULL;
+	int r = http_json(c, "GET", path, NULL, poll ? wait_secs : 0, &st, &j, new_index, err);
+	if (status)
+		*status = st;
+	if (r < 0) {
+		json_decref(j);
+		return r;
+	}
+	*resp = j;
+	return 0;
+}
+
+int regclient_migration_list(struct http_client *c, const char *slice, json_t **resp, long *status,
+			     struct vs_error *err)
+{
+	*resp = NULL;
+	cleanup_free char *q = NULL;
+	if (slice) {
+		NEED("slice", slice);
+		cleanup_free char *e = http_escape(slice, 0);
+		q = vs_xasprintf("?slice=%s", e);
+	}
+	cleanup_free char *path = path_of(2, RAW("/migrations"), RAW(q ? q : ""));
+	return call(c, "GET", path, NULL, resp, status, err);
+}
+
+int regclient_migration_report(struct http_client *c, const char *id,
+			       const struct regclient_migration_report *rep, json_t **resp,
+			       char phase[16], long *status, struct vs_error *err)
+{
+	if (resp)
+		*resp = NULL;
+	if (phase)
+		phase[0] = '\0';
+	NEED("migration", id);
+	NEED("node", rep->node);
+	if (!rep->phase || !*rep->phase)
+		return vs_error_set(err, EINVAL, "migration %s: report without a phase", id);
+	cleanup_free char *path = path_of(3, RAW("/migrations"), SEG(id), RAW("/report"));
+	json_auto_t *body = json_pack("{s:s, s:s}", "node", rep->node, "phase", rep->phase);
+	if (body && rep->bytes >= 0)
+		json_object_set_new(body, "bytes", json_integer(rep->bytes));
+	if (body && rep->at_ms >= 0)
+		json_object_set_new(body, "at_ms", json_integer(rep->at_ms));
+	if (body && rep->reason)
+		json_object_set_new(body, "reason", json_string(rep->reason));
+	if (body && rep->stats)
+		json_object_set(body, "stats", rep->stats);
+	if (!body || (rep->reason && !json_object_get(body, "reason")))
+		return vs_error_set(err, EINVAL, "migration %s: report: a field is not UTF-8", id);
+	json_t *r = NULL;
+	int rc = call_keep(c, "POST", path, body, &r, true, status, err);
+	const char *ph = json_string_value(json_object_get(r, "phase"));
+	if (phase && ph)
+		snprintf(phase, 16, "%s", ph);
+	if (resp)
+		*resp = r;
+	else
+		json_decref(r);
+	return rc;
+}

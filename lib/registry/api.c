@@ -59,7 +59,7 @@ static bool seg_is(const struct route *rt, size_t i, const char *s)
 	return i < rt->nseg && strcmp(rt->seg[i], s) == 0;
 }
 
-static void answer_json(struct reg_answer *a, unsigned status, json_t *j)
+void api_answer_json(struct reg_answer *a, unsigned status, json_t *j)
 {
 	a->status = status;
 	a->body = json_dumps(j, JSON_COMPACT);
@@ -89,12 +89,12 @@ static void answer_header(struct reg_answer *a, const char *name, char *value)
 	free(value);
 }
 
-static void answer_index(struct reg_request *req, struct reg_answer *a)
+void api_answer_index(struct reg_request *req, struct reg_answer *a)
 {
 	answer_header(a, "X-Vslice-Index", vs_xasprintf("%lld", req->reg->revision));
 }
 
-static void db_fail(struct reg_answer *a, struct vs_error *err)
+void api_db_fail(struct reg_answer *a, struct vs_error *err)
 {
 	api_error(a, err->code == EBUSY ? 503 : 500, "%s", err->msg);
 }
@@ -118,7 +118,7 @@ static bool parse_ll(const char *s, long long *out)
 }
 
 /* Parse the JSON body (must be an object); on failure a holds 400. */
-static json_t *body_object(struct reg_request *req, struct reg_answer *a, bool empty_ok)
+json_t *api_body_object(struct reg_request *req, struct reg_answer *a, bool empty_ok)
 {
 	if (req->len == 0 && empty_ok)
 		return json_object();
@@ -139,7 +139,7 @@ static json_t *body_object(struct reg_request *req, struct reg_answer *a, bool e
 }
 
 /* ?index=N&wait=D: makes the answer a long-poll. false: a holds 400. */
-static bool long_poll_args(struct reg_request *req, struct reg_answer *a)
+bool api_long_poll_args(struct reg_request *req, struct reg_answer *a)
 {
 	const char *idx = arg(req, "index"), *wait = arg(req, "wait");
 	long long index;
@@ -164,8 +164,7 @@ static bool long_poll_args(struct reg_request *req, struct reg_answer *a)
 	return true;
 }
 
-static bool need_role(struct reg_request *req, struct reg_answer *a, bool admin, bool user,
-		      bool node)
+bool api_need_role(struct reg_request *req, struct reg_answer *a, bool admin, bool user, bool node)
 {
 	bool ok = (admin && req->role == REGISTRY_ROLE_ADMIN) ||
 		  (user && req->role == REGISTRY_ROLE_USER) ||
@@ -190,7 +189,7 @@ static bool node_self(struct reg_request *req, struct reg_answer *a, const char 
 	return false;
 }
 
-static bool check_slice_name(struct reg_answer *a, const char *s)
+bool api_check_slice_name(struct reg_answer *a, const char *s)
 {
 	if (vs_name_valid(s))
 		return true;
@@ -200,7 +199,7 @@ static bool check_slice_name(struct reg_answer *a, const char *s)
 	return false;
 }
 
-static bool check_node_name(struct reg_answer *a, const char *s)
+bool api_check_node_name(struct reg_answer *a, const char *s)
 {
 	if (registry_node_name_valid(s))
 		return true;
@@ -211,7 +210,7 @@ static bool check_node_name(struct reg_answer *a, const char *s)
 }
 
 /* Stored JSON text as a value (null if it does not parse). */
-static json_t *text_json(const char *text)
+json_t *api_text_json(const char *text)
 {
 	json_t *j = json_loads(text ? text : "", 0, NULL);
 	return j ? j : json_null();
@@ -281,7 +280,7 @@ static json_t *slice_json(struct registry *reg, const char *name, bool with_mani
 			      "created", (json_int_t)sl.created, "expires", (json_int_t)sl.expires,
 			      "state", state, "revision", (json_int_t)reg->revision);
 	if (with_manifest)
-		json_object_set_new(j, "manifest", text_json(sl.manifest));
+		json_object_set_new(j, "manifest", api_text_json(sl.manifest));
 	json_object_set_new(j, "slivers", slivers);
 	store_slice_clear(&sl);
 	return j;
@@ -300,12 +299,15 @@ static bool slice_access(struct reg_request *req, struct reg_answer *a, const ch
 		return false;
 	}
 	if (r < 0) {
-		db_fail(a, &err);
+		api_db_fail(a, &err);
 		return false;
 	}
+	/* A migration's target reads the slice (its manifest) before its
+	 * sliver row moves there (api_migrations.c). */
 	bool ok = req->role == REGISTRY_ROLE_ADMIN ||
 		  (req->role == REGISTRY_ROLE_USER && req->user && strcmp(owner, req->user) == 0) ||
-		  (req->role == REGISTRY_ROLE_NODE && on_node);
+		  (req->role == REGISTRY_ROLE_NODE &&
+		   (on_node || api_migration_target_of(req->reg, slice, req->node)));
 	if (!ok)
 		api_error(a, 403, "slice %s: not yours", slice);
 	return ok;
@@ -327,7 +329,7 @@ static bool sliver_access(struct reg_request *req, struct reg_answer *a, const c
 	struct vs_error err;
 	int r = store_sliver_exists(req->reg, slice, node, &err);
 	if (r < 0) {
-		db_fail(a, &err);
+		api_db_fail(a, &err);
 		return false;
 	}
 	if (r == 0) {
@@ -342,9 +344,9 @@ static bool sliver_access(struct reg_request *req, struct reg_answer *a, const c
 
 static void h_tokens(struct reg_request *req, struct reg_answer *a)
 {
-	if (!need_role(req, a, true, false, false))
+	if (!api_need_role(req, a, true, false, false))
 		return;
-	cleanup_json json_t *b = body_object(req, a, false);
+	cleanup_json json_t *b = api_body_object(req, a, false);
 	if (!b)
 		return;
 	const char *role = json_string_value(json_object_get(b, "role"));
@@ -366,12 +368,12 @@ static void h_tokens(struct reg_request *req, struct reg_answer *a)
 		return api_error(a, 400, "token: .node: only for a node token (.role \"node\")");
 	if (nv && !node)
 		return api_error(a, 400, "token: .node: expected a node name");
-	if (node && !check_node_name(a, node))
+	if (node && !api_check_node_name(a, node))
 		return;
 	struct vs_error err;
 	int held = node ? store_node_held(req->reg, node, &err) : 0;
 	if (held < 0)
-		return db_fail(a, &err);
+		return api_db_fail(a, &err);
 	if (held)
 		return api_error(a, 409,
 				 "node %s: the name is held by another node token (free it "
@@ -380,17 +382,17 @@ static void h_tokens(struct reg_request *req, struct reg_answer *a)
 	char t[REGISTRY_TOKEN_LEN + 1];
 	if (registry_token_generate(r, t, &err) < 0 ||
 	    store_token_add(req->reg, t, r, NULL, node, &err) < 0)
-		return db_fail(a, &err);
-	answer_json(a, 201,
-		    node ? json_pack("{s:s, s:s}", "token", t, "node", node)
-			 : json_pack("{s:s}", "token", t));
+		return api_db_fail(a, &err);
+	api_answer_json(a, 201,
+			node ? json_pack("{s:s, s:s}", "token", t, "node", node)
+			     : json_pack("{s:s}", "token", t));
 }
 
 static void h_users(struct reg_request *req, struct reg_answer *a)
 {
-	if (!need_role(req, a, true, false, false))
+	if (!api_need_role(req, a, true, false, false))
 		return;
-	cleanup_json json_t *b = body_object(req, a, false);
+	cleanup_json json_t *b = api_body_object(req, a, false);
 	if (!b)
 		return;
 	const char *name = json_string_value(json_object_get(b, "name"));
@@ -404,7 +406,7 @@ static void h_users(struct reg_request *req, struct reg_answer *a)
 	struct vs_error err;
 	int exists = strcmp(name, "admin") == 0 ? 1 : store_user_exists(req->reg, name, &err);
 	if (exists < 0)
-		return db_fail(a, &err);
+		return api_db_fail(a, &err);
 	if (exists) {
 		api_error(a, 409, "user %s: already exists%s", name,
 			  strcmp(name, "admin") == 0 ? " (reserved for admin tokens)" : "");
@@ -413,19 +415,19 @@ static void h_users(struct reg_request *req, struct reg_answer *a)
 	char t[REGISTRY_TOKEN_LEN + 1];
 	if (registry_token_generate(REGISTRY_ROLE_USER, t, &err) < 0 ||
 	    store_begin(req->reg, &err) < 0)
-		return db_fail(a, &err);
+		return api_db_fail(a, &err);
 	if (store_user_add(req->reg, name, &err) < 0 ||
 	    store_token_add(req->reg, t, REGISTRY_ROLE_USER, name, NULL, &err) < 0 ||
 	    store_commit(req->reg, false, &err) < 0) {
 		store_rollback(req->reg);
-		return db_fail(a, &err);
+		return api_db_fail(a, &err);
 	}
-	answer_json(a, 201, json_pack("{s:s, s:s}", "name", name, "token", t));
+	api_answer_json(a, 201, json_pack("{s:s, s:s}", "name", name, "token", t));
 }
 
 static void h_user_token(struct reg_request *req, struct reg_answer *a, const char *user)
 {
-	if (!need_role(req, a, true, false, false))
+	if (!api_need_role(req, a, true, false, false))
 		return;
 	if (!vs_name_valid(user)) {
 		api_error(a, 400, "user \"%s\": invalid name", user);
@@ -434,7 +436,7 @@ static void h_user_token(struct reg_request *req, struct reg_answer *a, const ch
 	struct vs_error err;
 	int exists = store_user_exists(req->reg, user, &err);
 	if (exists < 0)
-		return db_fail(a, &err);
+		return api_db_fail(a, &err);
 	if (!exists) {
 		api_error(a, 404, "user %s: not found", user);
 		return;
@@ -442,8 +444,8 @@ static void h_user_token(struct reg_request *req, struct reg_answer *a, const ch
 	char t[REGISTRY_TOKEN_LEN + 1];
 	if (registry_token_generate(REGISTRY_ROLE_USER, t, &err) < 0 ||
 	    store_token_add(req->reg, t, REGISTRY_ROLE_USER, user, NULL, &err) < 0)
-		return db_fail(a, &err);
-	answer_json(a, 201, json_pack("{s:s}", "token", t));
+		return api_db_fail(a, &err);
+	api_answer_json(a, 201, json_pack("{s:s}", "token", t));
 }
 
 /* ---- nodes ---- */
@@ -457,12 +459,13 @@ static const char *node_state(struct registry *reg, const char *name, bool drain
 
 static json_t *node_row_json(struct registry *reg, const struct store_node *n, long long now)
 {
-	return json_pack("{s:s, s:s, s:f, s:I, s:o, s:o, s:s, s:b, s:I, s:I, s:I}", "name", n->name,
-			 "state", node_state(reg, n->name, n->drained, now), "cpus", n->cpus,
-			 "memory", (json_int_t)n->memory, "labels", text_json(n->labels), "images",
-			 text_json(n->images), "version", n->version, "drained", n->drained,
-			 "registered", (json_int_t)n->registered, "slivers", (json_int_t)n->slivers,
-			 "last_seen", (json_int_t)reg_last_seen(reg, n->name));
+	return json_pack("{s:s, s:s, s:f, s:I, s:o, s:o, s:s, s:b, s:I, s:I, s:I, s:s?}", "name",
+			 n->name, "state", node_state(reg, n->name, n->drained, now), "cpus",
+			 n->cpus, "memory", (json_int_t)n->memory, "labels",
+			 api_text_json(n->labels), "images", api_text_json(n->images), "version",
+			 n->version, "drained", n->drained, "registered", (json_int_t)n->registered,
+			 "slivers", (json_int_t)n->slivers, "last_seen",
+			 (json_int_t)reg_last_seen(reg, n->name), "url", n->url);
 }
 
 static json_t *node_json(struct registry *reg, const char *name)
@@ -478,38 +481,38 @@ static json_t *node_json(struct registry *reg, const char *name)
 
 static void h_nodes_list(struct reg_request *req, struct reg_answer *a)
 {
-	if (!need_role(req, a, true, true, false))
+	if (!api_need_role(req, a, true, true, false))
 		return;
 	struct vs_error err;
 	struct store_node *v;
 	size_t n;
 	if (store_nodes_list(req->reg, &v, &n, &err) < 0)
-		return db_fail(a, &err);
+		return api_db_fail(a, &err);
 	json_t *arr = json_array();
 	long long now = reg_now();
 	for (size_t i = 0; i < n; i++)
 		json_array_append_new(arr, node_row_json(req->reg, &v[i], now));
 	store_nodes_free(v, n);
-	answer_json(a, 200, json_pack("{s:o}", "nodes", arr));
+	api_answer_json(a, 200, json_pack("{s:o}", "nodes", arr));
 }
 
 static void h_node_drain(struct reg_request *req, struct reg_answer *a, const char *node,
 			 bool drain)
 {
-	if (!need_role(req, a, true, false, false))
+	if (!api_need_role(req, a, true, false, false))
 		return;
 	struct vs_error err;
 	if (store_begin(req->reg, &err) < 0)
-		return db_fail(a, &err);
+		return api_db_fail(a, &err);
 	int r = store_node_set_drained(req->reg, node, drain, &err);
 	if (r < 0) {
 		store_rollback(req->reg);
 		return r == -ENOENT ? api_error(a, 404, "node %s: not registered", node)
-				    : db_fail(a, &err);
+				    : api_db_fail(a, &err);
 	}
 	if (store_commit(req->reg, true, &err) < 0)
-		return db_fail(a, &err);
-	answer_json(a, 200, node_json(req->reg, node));
+		return api_db_fail(a, &err);
+	api_answer_json(a, 200, node_json(req->reg, node));
 }
 
 static bool strings_array(json_t *v)
@@ -532,18 +535,38 @@ static bool strings_object(json_t *v)
 	return true;
 }
 
+/* A node's transfer url: what a source connects to and sends a migration's
+ * token to. http(s)://, printable ASCII without spaces, quotes or
+ * backslashes, no userinfo, query or fragment; the node manager's own
+ * --advertise check is the same. */
+static bool transfer_url_valid(const char *u)
+{
+	if (!u)
+		return false;
+	size_t len = strlen(u);
+	const char *rest = strncmp(u, "http://", 7) == 0    ? u + 7
+			   : strncmp(u, "https://", 8) == 0 ? u + 8
+							    : NULL;
+	if (!rest || !*rest || len > 255)
+		return false;
+	for (const char *p = rest; *p; p++)
+		if (*p <= ' ' || *p >= 0x7f || strchr("\"'\\@?#<>`{}|^", *p))
+			return false;
+	return true;
+}
+
 static void h_node_register(struct reg_request *req, struct reg_answer *a, const char *node)
 {
-	if (!need_role(req, a, true, false, true))
+	if (!api_need_role(req, a, true, false, true))
 		return;
 	if (req->role == REGISTRY_ROLE_NODE && req->node && strcmp(req->node, node) != 0)
 		return api_error(a, 403, "node %s: token is bound to node %s", node, req->node);
-	cleanup_json json_t *b = body_object(req, a, false);
+	cleanup_json json_t *b = api_body_object(req, a, false);
 	if (!b)
 		return;
 	json_t *cpus = json_object_get(b, "cpus"), *mem = json_object_get(b, "memory");
 	json_t *labels = json_object_get(b, "labels"), *images = json_object_get(b, "images");
-	json_t *version = json_object_get(b, "version");
+	json_t *version = json_object_get(b, "version"), *url = json_object_get(b, "url");
 	if (!json_is_number(cpus) || json_number_value(cpus) < 0)
 		return api_error(a, 400, "node %s: .cpus: expected a number >= 0", node);
 	if (!json_is_integer(mem) || json_integer_value(mem) < 0)
@@ -555,6 +578,11 @@ static void h_node_register(struct reg_request *req, struct reg_answer *a, const
 		return api_error(a, 400, "node %s: .images: expected an array of strings", node);
 	if (version && !json_is_string(version))
 		return api_error(a, 400, "node %s: .version: expected a string", node);
+	if (url && !json_is_null(url) && !transfer_url_valid(json_string_value(url)))
+		return api_error(a, 400,
+				 "node %s: .url: expected http://HOST:PORT or https://HOST:PORT "
+				 "(the node manager's transfer API, up to 255 bytes)",
+				 node);
 	cleanup_free char *lj =
 	    labels ? json_dumps(labels, JSON_COMPACT | JSON_SORT_KEYS) : vs_xstrdup("{}");
 	cleanup_free char *ij = images ? json_dumps(images, JSON_COMPACT) : vs_xstrdup("[]");
@@ -565,7 +593,7 @@ static void h_node_register(struct reg_request *req, struct reg_answer *a, const
 	if (req->role == REGISTRY_ROLE_NODE && !req->node) {
 		int held = store_node_held(req->reg, node, &err);
 		if (held < 0)
-			return db_fail(a, &err);
+			return api_db_fail(a, &err);
 		if (held)
 			return api_error(a, 409,
 					 "node %s: the name is held by another node token (an "
@@ -573,7 +601,7 @@ static void h_node_register(struct reg_request *req, struct reg_answer *a, const
 					 node, node);
 	}
 	if (store_begin(req->reg, &err) < 0)
-		return db_fail(a, &err);
+		return api_db_fail(a, &err);
 	struct store_node row = {
 	    .name = (char *)node,
 	    .cpus = json_number_value(cpus),
@@ -581,20 +609,21 @@ static void h_node_register(struct reg_request *req, struct reg_answer *a, const
 	    .labels = lj,
 	    .images = ij,
 	    .version = (char *)(version ? json_string_value(version) : ""),
+	    .url = (char *)json_string_value(url),
 	};
 	if (store_node_put(req->reg, &row, reg_now(), &err) < 0) {
 		store_rollback(req->reg);
-		return db_fail(a, &err);
+		return api_db_fail(a, &err);
 	}
 	if (req->role == REGISTRY_ROLE_NODE && !req->node &&
 	    store_token_bind(req->reg, req->token, node, &err) < 0) {
 		store_rollback(req->reg);
-		return db_fail(a, &err);
+		return api_db_fail(a, &err);
 	}
 	if (store_commit(req->reg, true, &err) < 0)
-		return db_fail(a, &err);
+		return api_db_fail(a, &err);
 	reg_touch(req->reg, node, reg_now());
-	answer_json(
+	api_answer_json(
 	    a, 200,
 	    json_pack("{s:s, s:I}", "name", node, "heartbeat", (json_int_t)req->reg->heartbeat));
 }
@@ -606,7 +635,7 @@ static int node_registered(struct reg_request *req, struct reg_answer *a, const 
 	struct vs_error err;
 	int r = store_node_exists(req->reg, node, &err);
 	if (r < 0)
-		db_fail(a, &err);
+		api_db_fail(a, &err);
 	else if (r == 0 && what)
 		api_error(a, 404, "node %s: %s", node, what);
 	return r;
@@ -617,26 +646,26 @@ static int node_registered(struct reg_request *req, struct reg_answer *a, const 
  * stay: a reinstalled machine picks them up. */
 static void h_node_reset(struct reg_request *req, struct reg_answer *a, const char *node)
 {
-	if (!need_role(req, a, true, false, false))
+	if (!api_need_role(req, a, true, false, false))
 		return;
 	struct vs_error err;
 	if (store_begin(req->reg, &err) < 0)
-		return db_fail(a, &err);
+		return api_db_fail(a, &err);
 	int n = store_node_release(req->reg, node, &err);
 	if (n < 0) {
 		store_rollback(req->reg);
-		return db_fail(a, &err);
+		return api_db_fail(a, &err);
 	}
 	if (n == 0 && node_registered(req, a, node, "not registered and no token holds it") <= 0)
 		return store_rollback(req->reg);
 	if (store_commit(req->reg, false, &err) < 0)
-		return db_fail(a, &err);
-	answer_json(a, 200, json_pack("{s:s, s:i}", "name", node, "revoked", n));
+		return api_db_fail(a, &err);
+	api_answer_json(a, 200, json_pack("{s:s, s:i}", "name", node, "revoked", n));
 }
 
 static void h_assignments(struct reg_request *req, struct reg_answer *a, const char *node)
 {
-	if (!node_self(req, a, node) || !long_poll_args(req, a))
+	if (!node_self(req, a, node) || !api_long_poll_args(req, a))
 		return;
 	if (node_registered(req, a, node, "not registered") <= 0)
 		return;
@@ -644,7 +673,7 @@ static void h_assignments(struct reg_request *req, struct reg_answer *a, const c
 	struct store_assignment *v;
 	size_t n;
 	if (store_assignments(req->reg, node, &v, &n, &err) < 0)
-		return db_fail(a, &err);
+		return api_db_fail(a, &err);
 	/* Small entries: manifests (up to 24 MiB each) are fetched one by one
 	 * with GET /v1/slices/NAME, only when a node has to create a sliver. */
 	json_t *arr = json_array();
@@ -653,8 +682,12 @@ static void h_assignments(struct reg_request *req, struct reg_answer *a, const c
 						     "manifest_sha256", v[i].manifest_sha256,
 						     "expires", (json_int_t)v[i].expires));
 	store_assignments_free(v, n);
-	answer_index(req, a);
-	answer_json(
+	if (api_migration_assignments(req->reg, node, arr, &err) < 0) {
+		json_decref(arr);
+		return api_db_fail(a, &err);
+	}
+	api_answer_index(req, a);
+	api_answer_json(
 	    a, 200,
 	    json_pack("{s:I, s:o}", "index", (json_int_t)req->reg->revision, "slivers", arr));
 }
@@ -698,7 +731,7 @@ static int status_one(struct reg_request *req, struct reg_answer *a, const char 
 	};
 	int r = store_sliver_report(req->reg, &report, &err);
 	if (r < 0)
-		return db_fail(a, &err), -1;
+		return api_db_fail(a, &err), -1;
 	if (r > 0)
 		*changed = true;
 	return 0;
@@ -708,7 +741,7 @@ static void h_status(struct reg_request *req, struct reg_answer *a, const char *
 {
 	if (!node_self(req, a, node))
 		return;
-	cleanup_json json_t *b = body_object(req, a, false);
+	cleanup_json json_t *b = api_body_object(req, a, false);
 	if (!b)
 		return;
 	if (node_registered(req, a, node, "not registered") <= 0)
@@ -718,7 +751,7 @@ static void h_status(struct reg_request *req, struct reg_answer *a, const char *
 		return api_error(a, 400, "node %s: .slivers: expected an array", node);
 	struct vs_error err;
 	if (store_begin(req->reg, &err) < 0)
-		return db_fail(a, &err);
+		return api_db_fail(a, &err);
 	bool changed = false;
 	size_t i;
 	json_t *st;
@@ -743,7 +776,7 @@ static void h_status(struct reg_request *req, struct reg_answer *a, const char *
 			was_unknown = true;
 		}
 	if (store_commit(req->reg, changed || was_unknown, &err) < 0)
-		return db_fail(a, &err);
+		return api_db_fail(a, &err);
 	answer_empty(a, 204);
 }
 
@@ -780,7 +813,7 @@ static void manifest_422(struct reg_answer *a, const struct manifest_errors *err
 	free(a->body);
 	a->body = NULL;
 	json_object_set_new(j, "errors", list);
-	answer_json(a, 422, j);
+	api_answer_json(a, 422, j);
 }
 
 /* Submitted manifests are self-contained: a files[].source would make the
@@ -834,8 +867,8 @@ static bool refuse_sources(struct reg_answer *a, json_t *doc)
  * Names, labels and images are borrowed from the cache (caller frees the
  * array only).
  */
-static int sched_nodes(struct registry *reg, struct sched_node **out, size_t *nout,
-		       struct vs_error *err)
+int api_sched_nodes(struct registry *reg, struct sched_node **out, size_t *nout,
+		    struct vs_error *err)
 {
 	const struct store_cached_node *c;
 	size_t n;
@@ -855,6 +888,7 @@ static int sched_nodes(struct registry *reg, struct sched_node **out, size_t *no
 		    .memory_bytes = c[i].memory_bytes,
 		    .labels = c[i].labels,
 		    .images = c[i].images,
+		    .has_url = c[i].has_url,
 		    .nslivers = c[i].nslivers,
 		    .cpu_used = c[i].cpu_used,
 		    .memory_used = c[i].memory_used,
@@ -872,7 +906,7 @@ static void manifest_freep(struct manifest **m)
 
 static void h_slice_create(struct reg_request *req, struct reg_answer *a)
 {
-	if (!need_role(req, a, true, true, false))
+	if (!api_need_role(req, a, true, true, false))
 		return;
 	const char *text = req->body ? req->body : "";
 	cleanup_json json_t *doc = json_loadb(text, req->len, 0, NULL);
@@ -894,7 +928,7 @@ static void h_slice_create(struct reg_request *req, struct reg_answer *a)
 	struct vs_error err;
 	int exists = store_slice_exists(req->reg, m->name, &err);
 	if (exists < 0)
-		return db_fail(a, &err);
+		return api_db_fail(a, &err);
 	if (exists)
 		return api_error(a, 409, "slice %s: already exists", m->name);
 	long long now = reg_now();
@@ -902,11 +936,11 @@ static void h_slice_create(struct reg_request *req, struct reg_answer *a)
 	if (expires <= now)
 		return api_error(a, 422, ".expires: slice %s: already passed", m->name);
 	if (store_begin(req->reg, &err) < 0)
-		return db_fail(a, &err);
+		return api_db_fail(a, &err);
 	struct sched_node *nodes = NULL;
 	size_t n = 0, npicked = 0;
 	cleanup_free size_t *picked = NULL;
-	r = sched_nodes(req->reg, &nodes, &n, &err);
+	r = api_sched_nodes(req->reg, &nodes, &n, &err);
 	if (r >= 0) {
 		r = sched_place(m, nodes, n, &picked, &npicked, &err);
 		if (r == -EAGAIN) {
@@ -933,19 +967,19 @@ static void h_slice_create(struct reg_request *req, struct reg_answer *a)
 	free(nodes);
 	if (r < 0) {
 		store_rollback(req->reg);
-		return db_fail(a, &err);
+		return api_db_fail(a, &err);
 	}
 	if (store_commit(req->reg, true, &err) < 0)
-		return db_fail(a, &err);
+		return api_db_fail(a, &err);
 	/* The new slivers count on their nodes from now on (picked indexes the
-	 * node cache, unchanged since sched_nodes: all of this holds reg->lock). */
+	 * node cache, unchanged since api_sched_nodes: all of this holds reg->lock). */
 	store_node_cache_add_usage(req->reg, picked, npicked, m->cpu_millis, m->memory_bytes);
-	answer_json(a, 201, slice_json(req->reg, m->name, true, NULL));
+	api_answer_json(a, 201, slice_json(req->reg, m->name, true, NULL));
 }
 
 static void h_slices_list(struct reg_request *req, struct reg_answer *a)
 {
-	if (!need_role(req, a, true, true, false) || !long_poll_args(req, a))
+	if (!api_need_role(req, a, true, true, false) || !api_long_poll_args(req, a))
 		return;
 	struct vs_error err;
 	char **names;
@@ -955,7 +989,7 @@ static void h_slices_list(struct reg_request *req, struct reg_answer *a)
 			      : req->user		       ? req->user
 							       : "",
 			      &names, &n, &err) < 0)
-		return db_fail(a, &err);
+		return api_db_fail(a, &err);
 	json_t *arr = json_array();
 	for (size_t i = 0; i < n; i++) {
 		json_t *o = slice_json(req->reg, names[i], false, NULL);
@@ -963,13 +997,13 @@ static void h_slices_list(struct reg_request *req, struct reg_answer *a)
 			json_array_append_new(arr, o);
 	}
 	store_names_free(names, n);
-	answer_index(req, a);
-	answer_json(a, 200, json_pack("{s:o}", "slices", arr));
+	api_answer_index(req, a);
+	api_answer_json(a, 200, json_pack("{s:o}", "slices", arr));
 }
 
 static void h_slice_get(struct reg_request *req, struct reg_answer *a, const char *slice)
 {
-	if (!slice_access(req, a, slice) || !long_poll_args(req, a))
+	if (!slice_access(req, a, slice) || !api_long_poll_args(req, a))
 		return;
 	/* A node token sees the manifest of a slice it hosts (slice_access
 	 * checked that) and its own sliver, never the other nodes'. */
@@ -977,8 +1011,8 @@ static void h_slice_get(struct reg_request *req, struct reg_answer *a, const cha
 	    slice_json(req->reg, slice, true, req->role == REGISTRY_ROLE_NODE ? req->node : NULL);
 	if (!o)
 		return api_error(a, 404, "slice %s: not found", slice);
-	answer_index(req, a);
-	answer_json(a, 200, o);
+	api_answer_index(req, a);
+	api_answer_json(a, 200, o);
 }
 
 static void h_slice_delete(struct reg_request *req, struct reg_answer *a, const char *slice)
@@ -989,13 +1023,13 @@ static void h_slice_delete(struct reg_request *req, struct reg_answer *a, const 
 		return;
 	struct vs_error err;
 	if (store_begin(req->reg, &err) < 0)
-		return db_fail(a, &err);
+		return api_db_fail(a, &err);
 	if (store_slice_delete(req->reg, slice, &err) < 0) {
 		store_rollback(req->reg);
-		return err.code == ENOENT ? api_error(a, 404, "%s", err.msg) : db_fail(a, &err);
+		return err.code == ENOENT ? api_error(a, 404, "%s", err.msg) : api_db_fail(a, &err);
 	}
 	if (store_commit(req->reg, true, &err) < 0)
-		return db_fail(a, &err);
+		return api_db_fail(a, &err);
 	answer_empty(a, 204);
 }
 
@@ -1005,7 +1039,7 @@ static void h_slice_renew(struct reg_request *req, struct reg_answer *a, const c
 		return api_error(a, 403, "slice %s: a node token cannot renew slices", slice);
 	if (!slice_access(req, a, slice))
 		return;
-	cleanup_json json_t *b = body_object(req, a, false);
+	cleanup_json json_t *b = api_body_object(req, a, false);
 	if (!b)
 		return;
 	const char *lt = json_string_value(json_object_get(b, "lifetime"));
@@ -1019,14 +1053,14 @@ static void h_slice_renew(struct reg_request *req, struct reg_answer *a, const c
 				 "slice %s: .lifetime: \"%s\" is not a duration like \"14d\"",
 				 slice, lt);
 	if (store_begin(req->reg, &err) < 0)
-		return db_fail(a, &err);
+		return api_db_fail(a, &err);
 	if (store_slice_renew(req->reg, slice, reg_now() + (long long)secs, &err) < 0) {
 		store_rollback(req->reg);
-		return db_fail(a, &err);
+		return api_db_fail(a, &err);
 	}
 	if (store_commit(req->reg, true, &err) < 0)
-		return db_fail(a, &err);
-	answer_json(a, 200, slice_json(req->reg, slice, true, NULL));
+		return api_db_fail(a, &err);
+	api_answer_json(a, 200, slice_json(req->reg, slice, true, NULL));
 }
 
 /* ---- logs and results ---- */
@@ -1087,12 +1121,12 @@ static void h_results_get(struct reg_request *req, struct reg_answer *a, const c
 	if (r == -ENOENT)
 		return api_error(a, 404, "sliver %s/%s: not found", slice, node);
 	if (r < 0)
-		return db_fail(a, &err);
+		return api_db_fail(a, &err);
 	struct store_result *files;
 	size_t n;
 	if (store_results_of(req->reg, slice, node, &files, &n, &err) < 0) {
 		store_sliver_clear(&v);
-		return db_fail(a, &err);
+		return api_db_fail(a, &err);
 	}
 	json_t *arr = json_array();
 	for (size_t i = 0; i < n; i++)
@@ -1101,9 +1135,9 @@ static void h_results_get(struct reg_request *req, struct reg_answer *a, const c
 						     files[i].sha256, "mode",
 						     (json_int_t)files[i].mode));
 	store_results_free(files, n);
-	answer_json(a, 200,
-		    json_pack("{s:b, s:o, s:o}", "complete", strcmp(v.results, "complete") == 0,
-			      "files", arr, "missing", text_json(v.missing)));
+	api_answer_json(a, 200,
+			json_pack("{s:b, s:o, s:o}", "complete", strcmp(v.results, "complete") == 0,
+				  "files", arr, "missing", api_text_json(v.missing)));
 	store_sliver_clear(&v);
 }
 
@@ -1119,7 +1153,7 @@ static void h_result_get(struct reg_request *req, struct reg_answer *a, const ch
 	if (r == -ENOENT)
 		return api_error(a, 404, "result %s of sliver %s/%s: not found", path, slice, node);
 	if (r < 0)
-		return db_fail(a, &err);
+		return api_db_fail(a, &err);
 	cleanup_free char *blob = vs_xasprintf("%s/blobs/%s", req->reg->store.blob_dir, sha);
 	int fd = open(blob, O_RDONLY | O_CLOEXEC);
 	if (fd < 0)
@@ -1136,7 +1170,7 @@ static void h_results_commit(struct reg_request *req, struct reg_answer *a, cons
 {
 	if (!sliver_access(req, a, slice, node, true))
 		return;
-	cleanup_json json_t *b = body_object(req, a, true);
+	cleanup_json json_t *b = api_body_object(req, a, true);
 	if (!b)
 		return;
 	json_t *missing = json_object_get(b, "missing");
@@ -1148,13 +1182,13 @@ static void h_results_commit(struct reg_request *req, struct reg_answer *a, cons
 	cleanup_free char *mj = missing ? json_dumps(missing, JSON_COMPACT) : vs_xstrdup("[]");
 	struct vs_error err;
 	if (store_begin(req->reg, &err) < 0)
-		return db_fail(a, &err);
+		return api_db_fail(a, &err);
 	if (store_sliver_results_done(req->reg, slice, node, mj, &err) < 0) {
 		store_rollback(req->reg);
-		return db_fail(a, &err);
+		return api_db_fail(a, &err);
 	}
 	if (store_commit(req->reg, true, &err) < 0)
-		return db_fail(a, &err);
+		return api_db_fail(a, &err);
 	answer_empty(a, 204);
 }
 
@@ -1163,7 +1197,7 @@ static void h_results_commit(struct reg_request *req, struct reg_answer *a, cons
 static bool parse_sliver_route(struct reg_request *req, struct reg_answer *a, struct route *rt)
 {
 	route_split(req->url, rt);
-	if (!check_slice_name(a, rt->seg[2]) || !check_node_name(a, rt->seg[4]))
+	if (!api_check_slice_name(a, rt->seg[2]) || !api_check_node_name(a, rt->seg[4]))
 		return false;
 	req->slice = vs_xstrdup(rt->seg[2]);
 	req->unode = vs_xstrdup(rt->seg[4]);
@@ -1218,7 +1252,7 @@ int api_upload_begin(struct reg_request *req, struct reg_answer *a)
 			json_object_set_new(j, "size", json_integer(size));
 			free(a->body);
 			a->body = NULL;
-			answer_json(a, 409, j);
+			api_answer_json(a, 409, j);
 			return -1;
 		}
 		req->upload = REG_UPLOAD_LOG;
@@ -1322,7 +1356,7 @@ static void log_finish(struct reg_request *req, struct reg_answer *a)
 		json_object_set_new(j, "size", json_integer(size));
 		free(a->body);
 		a->body = NULL;
-		return answer_json(a, 409, j);
+		return api_answer_json(a, 409, j);
 	}
 	int r = vs_mkdir_p(dir, 0700, &err);
 	cleanup_close int fd = r < 0 ? -1 : open(path, O_WRONLY | O_CREAT | O_CLOEXEC, 0600);
@@ -1335,7 +1369,7 @@ static void log_finish(struct reg_request *req, struct reg_answer *a)
 	if (store_sliver_set_log_size(reg, req->slice, req->unode, size + (long long)req->received,
 				      &err) < 0) {
 		pthread_mutex_unlock(&reg->lock);
-		return db_fail(a, &err);
+		return api_db_fail(a, &err);
 	}
 	pthread_mutex_unlock(&reg->lock);
 	answer_empty(a, 204);
@@ -1375,7 +1409,7 @@ static void result_finish(struct reg_request *req, struct reg_answer *a)
 	if (r == -ENOENT)
 		return api_error(a, 404, "%s", err.msg);
 	if (r < 0)
-		return db_fail(a, &err);
+		return api_db_fail(a, &err);
 	answer_empty(a, 204);
 }
 
@@ -1400,7 +1434,7 @@ void api_upload_finish(struct reg_request *req, struct reg_answer *a)
 
 static void h_metrics(struct reg_request *req, struct reg_answer *a)
 {
-	if (!need_role(req, a, true, false, false))
+	if (!api_need_role(req, a, true, false, false))
 		return;
 	struct registry *reg = req->reg;
 	struct vs_error err;
@@ -1476,7 +1510,7 @@ static void dispatch(struct reg_request *req, struct reg_answer *a, struct route
 	if (!seg_is(rt, 0, "v1"))
 		return api_error(a, 404, "%s %s: no such endpoint", m, req->url);
 	if (n == 2 && seg_is(rt, 1, "health") && get)
-		return answer_json(
+		return api_answer_json(
 		    a, 200,
 		    json_pack("{s:b, s:I}", "ok", 1, "revision", (json_int_t)req->reg->revision));
 	if (n == 2 && seg_is(rt, 1, "tokens") && post)
@@ -1490,7 +1524,7 @@ static void dispatch(struct reg_request *req, struct reg_answer *a, struct route
 	if (seg_is(rt, 1, "nodes")) {
 		if (n == 2 && get)
 			return h_nodes_list(req, a);
-		if (n >= 3 && !check_node_name(a, rt->seg[2]))
+		if (n >= 3 && !api_check_node_name(a, rt->seg[2]))
 			return;
 		if (n == 3 && put)
 			return h_node_register(req, a, rt->seg[2]);
@@ -1508,7 +1542,7 @@ static void dispatch(struct reg_request *req, struct reg_answer *a, struct route
 			return h_slice_create(req, a);
 		if (n == 2 && get)
 			return h_slices_list(req, a);
-		if (n >= 3 && !check_slice_name(a, rt->seg[2]))
+		if (n >= 3 && !api_check_slice_name(a, rt->seg[2]))
 			return;
 		if (n == 3 && get)
 			return h_slice_get(req, a, rt->seg[2]);
@@ -1516,8 +1550,10 @@ static void dispatch(struct reg_request *req, struct reg_answer *a, struct route
 			return h_slice_delete(req, a, rt->seg[2]);
 		if (n == 4 && post && seg_is(rt, 3, "renew"))
 			return h_slice_renew(req, a, rt->seg[2]);
+		if (n == 4 && post && seg_is(rt, 3, "migrations"))
+			return api_migration_create(req, a, rt->seg[2]);
 		if (n >= 5 && seg_is(rt, 3, "slivers")) {
-			if (!check_node_name(a, rt->seg[4]))
+			if (!api_check_node_name(a, rt->seg[4]))
 				return;
 			if (n == 6 && get && seg_is(rt, 5, "log"))
 				return h_log_get(req, a, rt->seg[2], rt->seg[4]);
@@ -1528,6 +1564,14 @@ static void dispatch(struct reg_request *req, struct reg_answer *a, struct route
 			if (n == 6 && rt->rest && *rt->rest && get)
 				return h_result_get(req, a, rt->seg[2], rt->seg[4], rt->rest);
 		}
+	}
+	if (seg_is(rt, 1, "migrations")) {
+		if (n == 2 && get)
+			return api_migrations_list(req, a);
+		if (n == 3 && get)
+			return api_migration_get(req, a, rt->seg[2]);
+		if (n == 4 && post && seg_is(rt, 3, "report"))
+			return api_migration_report(req, a, rt->seg[2]);
 	}
 	(void)put;
 	api_error(a, 404, "%s %s: no such endpoint", m, req->url);

@@ -27,6 +27,13 @@ long long reg_now_ms(void)
 	return (long long)(vs_now_ns() / 1000000);
 }
 
+long long reg_wall_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
 const char *registry_role_name(enum registry_role role)
 {
 	switch (role) {
@@ -121,12 +128,17 @@ int registry_open(const char *db, const struct registry_opts *opts, struct regis
 	    opts && opts->heartbeat_secs ? opts->heartbeat_secs : REGISTRY_DEFAULT_HEARTBEAT;
 	reg->lost_after = opts && opts->lost_after ? opts->lost_after : REGISTRY_DEFAULT_LOST;
 	reg->threads = opts && opts->threads ? opts->threads : 4;
+	reg->migration_timeout = opts && opts->migration_timeout_secs
+				     ? opts->migration_timeout_secs
+				     : REGISTRY_DEFAULT_MIGRATION_TIMEOUT;
 	reg->started = reg_now();
 	lim_init(&reg->lim, !opts || !opts->per_address_limit ? REG_ADDR_DEFAULT
 			    : opts->per_address_limit == REGISTRY_NO_ADDRESS_LIMIT
 				? 0
 				: opts->per_address_limit);
 	int r = store_open(reg, db, err);
+	if (r >= 0)
+		r = mig_key_load(reg, err);
 	if (r >= 0) {
 		/* Known nodes count as seen at start: they get one lost window. */
 		struct store_node *nodes;

@@ -88,6 +88,8 @@ struct registry {
 	long long revision;
 	long long started;
 	unsigned heartbeat, lost_after, threads;
+	unsigned migration_timeout;	/* seconds without a report before an abort */
+	unsigned char transfer_key[32]; /* api_migrations.c: tokens are HMACs of ids */
 
 	struct node_seen *seen;
 	size_t nseen, seen_cap;
@@ -111,6 +113,8 @@ static inline void reg_json_decref(json_t **j)
 long long reg_now(void);
 /* Monotonic milliseconds, for long-poll deadlines. */
 long long reg_now_ms(void);
+/* Unix milliseconds (the migrations' times). */
+long long reg_wall_ms(void);
 
 /* registry.c: nodes' liveness (in memory). The store's calls are in
  * store.h; every one expects reg->lock held. */
@@ -186,4 +190,49 @@ void api_upload_finish(struct reg_request *req, struct reg_answer *a);
 /* Fill a with {"error": msg}. */
 void api_error(struct reg_answer *a, unsigned status, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
+
+/* api.c: what the handlers' files (api.c, api_migrations.c) share. Each
+ * expects reg->lock held. */
+/* Answer j (consumed) as JSON with status. */
+void api_answer_json(struct reg_answer *a, unsigned status, json_t *j);
+/* The X-Vslice-Index header: the revision this answer was built at. */
+void api_answer_index(struct reg_request *req, struct reg_answer *a);
+/* A store error: 503 when SQLite was busy, 500 otherwise. */
+void api_db_fail(struct reg_answer *a, struct vs_error *err);
+/* The JSON body, which must be an object (empty_ok: none is {}); NULL with
+ * a holding 400 otherwise. */
+json_t *api_body_object(struct reg_request *req, struct reg_answer *a, bool empty_ok);
+/* ?index=N&wait=D: makes the answer a long-poll. false: a holds 400. */
+bool api_long_poll_args(struct reg_request *req, struct reg_answer *a);
+/* Is req's role one of those allowed? false: a holds 403. */
+bool api_need_role(struct reg_request *req, struct reg_answer *a, bool admin, bool user, bool node);
+/* false: a holds 400 naming the bad name. */
+bool api_check_slice_name(struct reg_answer *a, const char *s);
+bool api_check_node_name(struct reg_answer *a, const char *s);
+/* Stored JSON text as a value (null if it does not parse). */
+json_t *api_text_json(const char *text);
+/* Every node as the scheduler sees it (the store's node cache with each
+ * node's liveness); names, labels and images borrowed from the cache,
+ * caller frees the array only. */
+struct sched_node;
+int api_sched_nodes(struct registry *reg, struct sched_node **out, size_t *nout,
+		    struct vs_error *err);
+
+/* api_migrations.c (docs/cluster-api.md, "Migrations") */
+void api_migration_create(struct reg_request *req, struct reg_answer *a, const char *slice);
+void api_migrations_list(struct reg_request *req, struct reg_answer *a);
+void api_migration_get(struct reg_request *req, struct reg_answer *a, const char *id);
+void api_migration_report(struct reg_request *req, struct reg_answer *a, const char *id);
+/* Add to a node's assignments (the array of {"slice", ...} entries): the
+ * source's entry gains "migrate_out", the target gets an entry with
+ * "migrate_in", for each running migration node takes part in. */
+int api_migration_assignments(struct registry *reg, const char *node, json_t *slivers,
+			      struct vs_error *err);
+/* Is node the target of slice's running migration? (May it read the slice.) */
+bool api_migration_target_of(struct registry *reg, const char *slice, const char *node);
+/* Load (or create) the key transfer tokens are derived from: <db>.d/transfer.key. */
+int mig_key_load(struct registry *reg, struct vs_error *err);
+/* The timer, once a second: abort running migrations whose nodes went
+ * silent (no report for reg->migration_timeout s) or lost. */
+void mig_tick(struct registry *reg);
 #endif

@@ -234,3 +234,82 @@ int sched_place(const struct manifest *m, const struct sched_node *nodes, size_t
 	*picked_out = steal_pointer(&picked);
 	return 0;
 }
+
+/* ---- migration targets ---- */
+
+const char *sched_target_refusal(const struct sched_node *nd, bool hosts, const char *slice,
+				 const char *image, uint64_t cpu_millis, uint64_t memory_bytes,
+				 char *buf, size_t len)
+{
+	char free_s[32], ask_s[32];
+	if (nd->drained)
+		snprintf(buf, len, "node %s is drained", nd->name);
+	else if (nd->state != SCHED_NODE_READY)
+		snprintf(buf, len, "node %s is not ready (last seen %lld s ago)", nd->name,
+			 nd->last_seen_ago);
+	else if (hosts)
+		snprintf(buf, len, "node %s already hosts a sliver of %s", nd->name, slice);
+	else if (!nd->has_url)
+		snprintf(buf, len,
+			 "node %s has no transfer url (its node manager runs without "
+			 "--listen/--advertise)",
+			 nd->name);
+	else if (!has_image(image, nd->images))
+		snprintf(buf, len, "node %s lacks image %s", nd->name, image);
+	else if (cpu_millis &&
+		 (nd->cpu_used > nd->cpu_millis || nd->cpu_millis - nd->cpu_used < cpu_millis))
+		snprintf(buf, len, "node %s lacks capacity: %.3g cpus free, %.3g asked", nd->name,
+			 nd->cpu_used > nd->cpu_millis
+			     ? 0.0
+			     : (double)(nd->cpu_millis - nd->cpu_used) / 1000.0,
+			 (double)cpu_millis / 1000.0);
+	else if (memory_bytes && (nd->memory_used > nd->memory_bytes ||
+				  nd->memory_bytes - nd->memory_used < memory_bytes))
+		snprintf(buf, len, "node %s lacks capacity: %s memory free, %s asked", nd->name,
+			 vs_format_size(nd->memory_used > nd->memory_bytes
+					    ? 0
+					    : nd->memory_bytes - nd->memory_used,
+					free_s, sizeof(free_s)),
+			 vs_format_size(memory_bytes, ask_s, sizeof(ask_s)));
+	else
+		return NULL;
+	return buf;
+}
+
+int sched_pick_target(const struct sched_node *nodes, size_t n, const bool *hosts,
+		      const char *slice, const char *image, uint64_t cpu_millis,
+		      uint64_t memory_bytes, size_t *picked, struct vs_error *err)
+{
+	char why[512] = "", one[256];
+	size_t off = 0, refused = 0, best = n;
+	const struct sched_node *saved = score_nodes;
+	score_nodes = nodes;
+	for (size_t i = 0; i < n; i++) {
+		if (!sched_target_refusal(&nodes[i], hosts[i], slice, image, cpu_millis,
+					  memory_bytes, one, sizeof(one))) {
+			if (best == n || cmp_spread(&i, &best) < 0)
+				best = i;
+			continue;
+		}
+		/* The source is no candidate: not worth a reason. */
+		if (hosts[i])
+			continue;
+		if (refused++ < 3 && off < sizeof(why)) {
+			int w =
+			    snprintf(why + off, sizeof(why) - off, "%s%s", off ? "; " : "", one);
+			off += w > 0 ? (size_t)w : 0;
+		}
+	}
+	score_nodes = saved;
+	if (best < n) {
+		*picked = best;
+		return 0;
+	}
+	if (refused == 0)
+		return vs_error_set(
+		    err, EAGAIN, "no node can take slice %s: no other node is registered", slice);
+	if (refused > 3)
+		return vs_error_set(err, EAGAIN, "no node can take slice %s: %s (and %zu more)",
+				    slice, why, refused - 3);
+	return vs_error_set(err, EAGAIN, "no node can take slice %s: %s", slice, why);
+}

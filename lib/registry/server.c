@@ -463,6 +463,7 @@ static void *timer_main(void *arg)
 			continue;
 		long long now = reg_now();
 		node_states_tick(reg, now);
+		mig_tick(reg);
 		pthread_mutex_unlock(&reg->lock);
 		struct vs_error err;
 		if (registry_expire(reg, now, &err) < 0)

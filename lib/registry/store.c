@@ -3,7 +3,7 @@
  * ordered migrations that build and upgrade it, transactions, and the hook
  * through which a commit is announced. The tables' own statements live in
  * store_users.c, store_nodes.c, store_slices.c, store_slivers.c and
- * store_results.c (see store.h).
+ * store_results.c and store_migrations.c (see store.h).
  *
  * One connection, WAL, synchronous=FULL: desired state (users, tokens,
  * nodes, slices, slivers, result files) survives a host crash once a request
@@ -30,20 +30,19 @@
  * all; an older one, opened by a newer registry, runs those it lacks, in
  * one transaction; a newer one is refused.
  *
- * To add a table (the migrations table of issue 11 will be the next one):
- * append a step {"what it adds", "CREATE TABLE ...;"} below (never edit a
+ * To add a table: append a step {"what it adds", "CREATE TABLE ...;"} below (never edit a
  * step that has shipped), raise REGISTRY_SCHEMA_VERSION in
  * include/vslice/registry.h to the new length, and give the table its own
  * store_<table>.c with typed functions declared in store.h. The steps'
  * user_version and meta.schema_version are set by store_migrate, not by
  * the SQL.
  */
-struct store_migration {
+struct schema_step {
 	const char *what;
 	const char *sql;
 };
 
-static const struct store_migration migrations[] = {
+static const struct schema_step migrations[] = {
     {"users, tokens, nodes, slices, slivers, result_files, meta",
      "CREATE TABLE meta(key TEXT PRIMARY KEY, value INTEGER NOT NULL);"
      "CREATE TABLE users(name TEXT PRIMARY KEY, created INTEGER NOT NULL);"
@@ -70,6 +69,25 @@ static const struct store_migration migrations[] = {
      " PRIMARY KEY(slice, node, path));"
      "CREATE INDEX result_files_sha ON result_files(sha256);"
      "INSERT INTO meta VALUES('schema_version', 0), ('revision', 1);"},
+    /* Issue 11: cold migration. At most one running (prepared or
+     * transferring) migration per slice is the partial unique index; the
+     * finished ones stay (slicectl migrations). Times are unix ms, 0 when
+     * the event has not happened; bytes/total_ms/downtime_ms -1 when not
+     * known. */
+    {"nodes.url, migrations",
+     "ALTER TABLE nodes ADD COLUMN url TEXT;"
+     "CREATE TABLE migrations(id TEXT PRIMARY KEY, slice TEXT NOT NULL, owner TEXT NOT NULL,"
+     " from_node TEXT NOT NULL, to_node TEXT NOT NULL, mode TEXT NOT NULL,"
+     " phase TEXT NOT NULL, reason TEXT NOT NULL DEFAULT '', token_sha256 TEXT NOT NULL,"
+     " created INTEGER NOT NULL, updated INTEGER NOT NULL,"
+     " stopped_ms INTEGER NOT NULL DEFAULT 0, restored_ms INTEGER NOT NULL DEFAULT 0,"
+     " committed_ms INTEGER NOT NULL DEFAULT 0, started_ms INTEGER NOT NULL DEFAULT 0,"
+     " bytes INTEGER NOT NULL DEFAULT -1, total_ms INTEGER NOT NULL DEFAULT -1,"
+     " downtime_ms INTEGER NOT NULL DEFAULT -1, stats TEXT NOT NULL DEFAULT '{}');"
+     "CREATE UNIQUE INDEX migrations_running ON migrations(slice)"
+     " WHERE phase IN ('prepared', 'transferring');"
+     "CREATE INDEX migrations_slice ON migrations(slice, created);"
+     "CREATE INDEX migrations_owner ON migrations(owner, created);"},
 };
 
 _Static_assert(VS_ARRAY_SIZE(migrations) == REGISTRY_SCHEMA_VERSION,

@@ -12,6 +12,9 @@
  *   store_slivers.c  slivers: states, logs' sizes, results' completion,
  *                    a node's assignments
  *   store_results.c  result files and their content-addressed blobs
+ *   store_migrations.c  migrations (issue 11): one row per attempt, its
+ *                    phase and numbers; the sliver row moves in
+ *                    store_sliver_move (store_slivers.c)
  *
  * Every call expects reg->lock held. Transactions are explicit: store_begin,
  * then the changes, then store_commit (or store_rollback). A commit that
@@ -45,6 +48,7 @@ struct store_cached_node {
 	char *name;
 	uint64_t cpu_millis, memory_bytes;
 	bool drained;
+	bool has_url; /* it registered a transfer url (a migration target) */
 	json_t *labels, *images;
 	/* what its slivers asked for */
 	unsigned nslivers;
@@ -115,6 +119,7 @@ struct store_node {
 	long long memory;
 	char *labels, *images; /* JSON text: an object / an array of strings */
 	char *version;
+	char *url; /* transfer API base, NULL when it registered none */
 	bool drained;
 	long long registered;
 	long long slivers; /* how many slivers it hosts */
@@ -130,14 +135,16 @@ int store_node_get(struct registry *reg, const char *name, struct store_node *ou
 /* Every node, by name. */
 int store_nodes_list(struct registry *reg, struct store_node **out, size_t *n,
 		     struct vs_error *err);
-/* Insert or update the node's capacity, labels, images and version (name,
- * cpus, memory, labels, images, version of in; registered: when new). */
+/* Insert or update the node's capacity, labels, images, version and url
+ * (name, cpus, memory, labels, images, version, url of in; registered: when
+ * new). */
 int store_node_put(struct registry *reg, const struct store_node *in, long long registered,
 		   struct vs_error *err);
 /* -ENOENT when not registered. */
 int store_node_set_drained(struct registry *reg, const char *name, bool drained,
 			   struct vs_error *err);
-/* The node cache with every node's usage, sorted by name; borrowed until the
+/* The node cache with every node's usage (its slivers', and the slices a
+ * running migration moves to it), sorted by name; borrowed until the
  * next store call that changes nodes or slivers. */
 int store_node_cache_get(struct registry *reg, const struct store_cached_node **v, size_t *n,
 			 struct vs_error *err);
@@ -232,6 +239,16 @@ void store_assignments_free(struct store_assignment *v, size_t n);
 int store_assignments(struct registry *reg, const char *node, struct store_assignment **out,
 		      size_t *n, struct vs_error *err);
 
+/* Move slice's sliver row from node from to node to, as new (pending, no
+ * log, no results): a migration's commit, inside the caller's transaction.
+ * The result rows of (slice, from) are deleted; their blobs' sha256s are
+ * added to *shas (store_blobs_gc them after the commit). -ENOENT when
+ * slice has no sliver on from. */
+int store_sliver_move(struct registry *reg, const char *slice, const char *from, const char *to,
+		      char ***shas, size_t *nshas, struct vs_error *err);
+/* Remove the log file of (slice, node) (after a commit that dropped it). */
+void store_sliver_log_remove(struct registry *reg, const char *slice, const char *node);
+
 /* ---- store_results.c ---- */
 
 struct store_result {
@@ -255,4 +272,55 @@ int store_result_put(struct registry *reg, const char *slice, const char *node,
 		     const struct store_result *r, struct vs_error *err);
 /* Remove blobs no result row refers to any more. */
 void store_blobs_gc(struct registry *reg, char **shas, size_t n);
+
+/* ---- store_migrations.c ---- */
+
+#define STORE_MIGRATION_ID_LEN 19 /* "mg_" + 16 hex digits */
+
+struct store_migration {
+	char id[STORE_MIGRATION_ID_LEN + 1];
+	char *slice, *owner, *from, *to;
+	char *mode;   /* "cold", "live", "precopy" */
+	char *phase;  /* "prepared", "transferring", "restored", "committed", "aborted" */
+	char *reason; /* why it was aborted; "" */
+	char token_sha256[65];
+	long long created, updated; /* unix ms */
+	/* unix ms of each event, 0 until it happened */
+	long long stopped_ms, restored_ms, committed_ms, started_ms;
+	long long bytes, total_ms, downtime_ms; /* -1: not known yet */
+	char *stats;				/* JSON text: an object */
+};
+void store_migration_clear(struct store_migration *m);
+void store_migrations_free(struct store_migration *v, size_t n);
+/* Is phase one of a running migration (prepared, transferring)? */
+bool store_migration_running_phase(const char *phase);
+
+/* Insert m (every field; stats NULL: "{}"). -EEXIST (VS_EK_BUSY) when the
+ * slice has a running migration already (the partial unique index). Keeps
+ * the newest STORE_MIGRATIONS_KEPT finished ones of the slice. */
+#define STORE_MIGRATIONS_KEPT 100
+int store_migration_insert(struct registry *reg, const struct store_migration *m,
+			   struct vs_error *err);
+/* -ENOENT when there is no such migration. */
+int store_migration_get(struct registry *reg, const char *id, struct store_migration *out,
+			struct vs_error *err);
+/* The running migration of slice: 1 and *out filled, 0 when none. */
+int store_migration_running(struct registry *reg, const char *slice, struct store_migration *out,
+			    struct vs_error *err);
+/* Newest first, at most limit: owner NULL = anyone's, slice NULL = any. */
+int store_migrations_list(struct registry *reg, const char *owner, const char *slice,
+			  unsigned limit, struct store_migration **out, size_t *n,
+			  struct vs_error *err);
+/* The running migrations (node NULL: all; else those node is the source
+ * or the target of), by id. */
+int store_migrations_running_list(struct registry *reg, const char *node,
+				  struct store_migration **out, size_t *n, struct vs_error *err);
+/* Write m's phase, reason, updated, event times, numbers and stats, if its
+ * row is still in phase expect: 1 written, 0 not (it moved on). */
+int store_migration_save(struct registry *reg, const struct store_migration *m, const char *expect,
+			 struct vs_error *err);
+/* Abort slice's running migration (if any) with reason, inside the
+ * caller's transaction: 1 one was aborted, 0 none ran. */
+int store_migration_abort_slice(struct registry *reg, const char *slice, const char *reason,
+				long long now_ms, struct vs_error *err);
 #endif

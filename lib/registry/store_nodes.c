@@ -18,7 +18,8 @@
 
 #define NODE_COLS                                                                                  \
 	"SELECT n.name, n.cpus, n.memory, n.labels, n.images, n.version, n.drained,"               \
-	" n.registered, (SELECT COUNT(*) FROM slivers v WHERE v.node = n.name) FROM nodes n"
+	" n.registered, (SELECT COUNT(*) FROM slivers v WHERE v.node = n.name), n.url"             \
+	" FROM nodes n"
 
 void store_node_clear(struct store_node *n)
 {
@@ -26,6 +27,7 @@ void store_node_clear(struct store_node *n)
 	free(n->labels);
 	free(n->images);
 	free(n->version);
+	free(n->url);
 	memset(n, 0, sizeof(*n));
 }
 
@@ -47,6 +49,7 @@ static void node_row(sqlite3_stmt *s, struct store_node *n)
 	n->drained = sqlite3_column_int(s, 6);
 	n->registered = sqlite3_column_int64(s, 7);
 	n->slivers = sqlite3_column_int64(s, 8);
+	n->url = sqlite3_column_type(s, 9) == SQLITE_NULL ? NULL : store_col_dup(s, 9);
 }
 
 int store_node_exists(struct registry *reg, const char *name, struct vs_error *err)
@@ -97,9 +100,9 @@ int store_node_put(struct registry *reg, const struct store_node *in, long long 
 {
 	cleanup_stmt sqlite3_stmt *s = store_prep(
 	    reg,
-	    "INSERT INTO nodes(name, cpus, memory, labels, images, version, registered)"
-	    " VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7) ON CONFLICT(name) DO UPDATE SET cpus = ?2,"
-	    " memory = ?3, labels = ?4, images = ?5, version = ?6",
+	    "INSERT INTO nodes(name, cpus, memory, labels, images, version, registered, url)"
+	    " VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8) ON CONFLICT(name) DO UPDATE SET cpus = ?2,"
+	    " memory = ?3, labels = ?4, images = ?5, version = ?6, url = ?8",
 	    err);
 	if (!s)
 		return -err->code;
@@ -110,6 +113,8 @@ int store_node_put(struct registry *reg, const struct store_node *in, long long 
 	sqlite3_bind_text(s, 5, in->images ? in->images : "[]", -1, SQLITE_TRANSIENT);
 	sqlite3_bind_text(s, 6, in->version ? in->version : "", -1, SQLITE_TRANSIENT);
 	sqlite3_bind_int64(s, 7, registered);
+	if (in->url)
+		sqlite3_bind_text(s, 8, in->url, -1, SQLITE_TRANSIENT);
 	reg->store.cache_valid = false;
 	if (sqlite3_step(s) != SQLITE_DONE)
 		return store_db_error(reg, "register node", err);
@@ -163,7 +168,9 @@ static int cache_load(struct registry *reg, struct vs_error *err)
 		return 0;
 	store_node_cache_free(reg);
 	cleanup_stmt sqlite3_stmt *s = store_prep(
-	    reg, "SELECT name, cpus, memory, labels, images, drained FROM nodes ORDER BY name",
+	    reg,
+	    "SELECT name, cpus, memory, labels, images, drained, url IS NOT NULL FROM nodes"
+	    " ORDER BY name",
 	    err);
 	if (!s)
 		return -err->code;
@@ -177,6 +184,7 @@ static int cache_load(struct registry *reg, struct vs_error *err)
 		c->labels = col_json(s, 3);
 		c->images = col_json(s, 4);
 		c->drained = sqlite3_column_int(s, 5);
+		c->has_url = sqlite3_column_int(s, 6);
 	}
 	st->cache_valid = true;
 	return 0;
@@ -198,14 +206,20 @@ static int cache_find(const struct store *st, const char *name)
 	return -1;
 }
 
-/* One pass over every sliver; later inserts keep it up to date. */
+/* One pass over every sliver and running migration (its slice counts on
+ * the target from the start: the target must hold it when it lands); later
+ * inserts keep it up to date. */
 static int usage_load(struct registry *reg, struct vs_error *err)
 {
 	struct store *st = &reg->store;
 	cleanup_stmt sqlite3_stmt *s =
 	    store_prep(reg,
-		       "SELECT v.node, COUNT(*), SUM(s.cpu_millis), SUM(s.memory) FROM slivers v"
-		       " JOIN slices s ON s.name = v.slice GROUP BY v.node",
+		       "SELECT node, COUNT(*), SUM(cpu), SUM(mem) FROM ("
+		       "SELECT v.node AS node, s.cpu_millis AS cpu, s.memory AS mem FROM slivers v"
+		       " JOIN slices s ON s.name = v.slice UNION ALL"
+		       " SELECT m.to_node, s.cpu_millis, s.memory FROM migrations m"
+		       " JOIN slices s ON s.name = m.slice"
+		       " WHERE m.phase IN ('prepared', 'transferring')) GROUP BY node",
 		       err);
 	if (!s)
 		return -err->code;

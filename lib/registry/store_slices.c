@@ -220,7 +220,11 @@ int store_slice_delete(struct registry *reg, const char *slice, struct vs_error 
 	reg->store.usage_valid = false; /* its slivers no longer count on their nodes */
 	char **shas = NULL;
 	size_t n = 0;
-	int r = slice_delete_rows(reg, slice, &shas, &n, err);
+	/* Its running migration ends here (its record stays): the source's
+	 * report of it is refused (409 aborted), the target drops its copy. */
+	int r = store_migration_abort_slice(reg, slice, "slice deleted", reg_wall_ms(), err);
+	if (r >= 0)
+		r = slice_delete_rows(reg, slice, &shas, &n, err);
 	if (r >= 0) {
 		cleanup_free char *logs = vs_xasprintf("%s/logs/%s", reg->store.blob_dir, slice);
 		struct vs_error ignored;

@@ -7,6 +7,7 @@
  */
 #include <errno.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "store_int.h"
 #include "vslice/util.h"
@@ -245,4 +246,51 @@ int store_assignments(struct registry *reg, const char *node, struct store_assig
 		return store_db_error(reg, "assignments", err);
 	}
 	return 0;
+}
+
+int store_sliver_move(struct registry *reg, const char *slice, const char *from, const char *to,
+		      char ***shas, size_t *nshas, struct vs_error *err)
+{
+	{
+		cleanup_stmt sqlite3_stmt *s = store_prep(
+		    reg, "SELECT DISTINCT sha256 FROM result_files WHERE slice = ? AND node = ?",
+		    err);
+		if (!s)
+			return -err->code;
+		sqlite3_bind_text(s, 1, slice, -1, SQLITE_TRANSIENT);
+		sqlite3_bind_text(s, 2, from, -1, SQLITE_TRANSIENT);
+		while (sqlite3_step(s) == SQLITE_ROW)
+			store_names_add(shas, nshas, store_col_text(s, 0));
+	}
+	cleanup_stmt sqlite3_stmt *d =
+	    store_prep(reg, "DELETE FROM result_files WHERE slice = ? AND node = ?", err);
+	if (!d)
+		return -err->code;
+	sqlite3_bind_text(d, 1, slice, -1, SQLITE_TRANSIENT);
+	sqlite3_bind_text(d, 2, from, -1, SQLITE_TRANSIENT);
+	if (sqlite3_step(d) != SQLITE_DONE)
+		return store_db_error(reg, "drop results", err);
+	cleanup_stmt sqlite3_stmt *s = store_prep(
+	    reg,
+	    "UPDATE slivers SET node = ?3, state = 'pending', exit_code = -1, reason = '',"
+	    " started = 0, finished = 0, restarts = 0, message = '', log_size = 0,"
+	    " results = 'pending', missing = '[]' WHERE slice = ?1 AND node = ?2",
+	    err);
+	if (!s)
+		return -err->code;
+	sqlite3_bind_text(s, 1, slice, -1, SQLITE_TRANSIENT);
+	sqlite3_bind_text(s, 2, from, -1, SQLITE_TRANSIENT);
+	sqlite3_bind_text(s, 3, to, -1, SQLITE_TRANSIENT);
+	if (sqlite3_step(s) != SQLITE_DONE)
+		return store_db_error(reg, "move sliver", err);
+	if (sqlite3_changes(reg->store.db) == 0)
+		return vs_error_set(err, ENOENT, "sliver %s/%s: not found", slice, from);
+	reg->store.usage_valid = false;
+	return 0;
+}
+
+void store_sliver_log_remove(struct registry *reg, const char *slice, const char *node)
+{
+	cleanup_free char *p = vs_xasprintf("%s/logs/%s/%s.log", reg->store.blob_dir, slice, node);
+	unlink(p);
 }
