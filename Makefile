@@ -43,6 +43,12 @@ UNIT_BINS = $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(UNIT_SRCS))
 ASAN_UNIT_BINS = $(patsubst tests/unit/%.c,$(ASAN_DIR)/tests/%,$(UNIT_SRCS))
 HELPER_SRCS = $(sort $(wildcard tests/integration/helpers/*.c tests/integration/escape/*.c tests/checkpoint/*.c))
 HELPER_BINS = $(patsubst tests/%.c,$(BUILD)/tests/%,$(HELPER_SRCS))
+# The migration stream (lib/node/slice_xfer.c) from a shell: test_xfer.sh, bench/migrate.sh.
+XFER_TOOL = $(BUILD)/tests/xfer/xfer
+HELPER_BINS += $(XFER_TOOL)
+$(XFER_TOOL): tests/xfer/xfer.c $(BUILD)/libvslice.a
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_BASE) $(CFLAGS) -o $@ $< $(BUILD)/libvslice.a $(LDLIBS)
 
 .PHONY: all deps test unit unit-asan integration cluster-asan fuzz fuzz-short run bench install clean format format-check
 all: $(BUILD)/slicectl $(BUILD)/vslice-registry $(BUILD)/vslice-nodemgr $(BUILD)/libvslice.a
