@@ -301,7 +301,8 @@ int main(int argc, char **argv)
 		return usage("%s", tls_cert ? "--tls-cert needs --tls-key FILE (its private key)"
 					    : "--tls-key needs --tls-cert FILE (its certificate)");
 	if ((tls_cert || o.advertise) && !listen)
-		return usage("%s needs --listen ADDR:PORT", tls_cert ? "--tls-cert" : "--advertise");
+		return usage("%s needs --listen ADDR:PORT",
+			     tls_cert ? "--tls-cert" : "--advertise");
 	int rp;
 	if (tls_cert && ((rp = read_pem("--tls-cert", tls_cert, false, &cert_pem)) ||
 			 (rp = read_pem("--tls-key", tls_key, true, &key_pem))))

@@ -71,17 +71,17 @@ struct nodemgr_migration {
 	char id[NODEMGR_MIG_ID_MAX];
 	char peer[NODEMGR_NODE_NAME_MAX]; /* out: the target ("to"); in: the source ("from") */
 	char mode[16];
-	char url[NODEMGR_MIG_URL_MAX];		/* out: http(s)://HOST:PORT of the target */
-	char token[NODEMGR_MIG_TOKEN_MAX];	/* out: the one-time transfer token (a secret) */
-	char token_sha256[VS_SHA256_HEX];	/* in: its sha256, what a PUT is checked against */
+	char url[NODEMGR_MIG_URL_MAX];	   /* out: http(s)://HOST:PORT of the target */
+	char token[NODEMGR_MIG_TOKEN_MAX]; /* out: the one-time transfer token (a secret) */
+	char token_sha256[VS_SHA256_HEX];  /* in: its sha256, what a PUT is checked against */
 };
 
 /* One entry of an assignments answer. */
 struct nodemgr_assignment {
 	char slice[SLICE_NAME_MAX];
-	json_t *manifest;	    /* owned reference; NULL if the entry had none */
-	long long expires;	    /* 0 if absent */
-	char sha256[VS_SHA256_HEX]; /* of the manifest (compact, sorted keys); "" if none */
+	json_t *manifest;	      /* owned reference; NULL if the entry had none */
+	long long expires;	      /* 0 if absent */
+	char sha256[VS_SHA256_HEX];   /* of the manifest (compact, sorted keys); "" if none */
 	struct nodemgr_migration mig; /* role NONE: no migration (or a malformed one) */
 };
 
@@ -120,13 +120,13 @@ enum nodemgr_phase {
 struct nodemgr_record {
 	char slice[SLICE_NAME_MAX];
 	enum nodemgr_phase phase;
-	char sha256[VS_SHA256_HEX]; /* manifest hash of the assignment it came from */
-	long long expires;	    /* the assignment's expires */
-	char *message;		    /* failed: why (one line); else NULL */
-	long long created;	    /* Unix seconds */
-	uint64_t log_offset;	    /* log bytes the registry has */
-	bool log_capped;	    /* the registry refused more (413) */
-	bool results_done;	    /* results uploaded and committed */
+	char sha256[VS_SHA256_HEX];	    /* manifest hash of the assignment it came from */
+	long long expires;		    /* the assignment's expires */
+	char *message;			    /* failed: why (one line); else NULL */
+	long long created;		    /* Unix seconds */
+	uint64_t log_offset;		    /* log bytes the registry has */
+	bool log_capped;		    /* the registry refused more (413) */
+	bool results_done;		    /* results uploaded and committed */
 	char migration[NODEMGR_MIG_ID_MAX]; /* the migration of a migrating phase, kept
 					     * after it ("" none) */
 };
@@ -154,22 +154,22 @@ enum nodemgr_local {
  * lib/node/nodemgr_int.h (an enum value, a nodemgr_decide case, a case in
  * the action switch). */
 enum nodemgr_action {
-	NODEMGR_NOTHING,  /* not assigned, not ours */
-	NODEMGR_KEEP,	  /* as it should be */
-	NODEMGR_RENEW,	  /* as it should be, but renewed: move the slice's expiry */
-	NODEMGR_CREATE,	  /* create and start */
-	NODEMGR_RECREATE, /* destroy ours, then create (half-made, or the assignment changed) */
-	NODEMGR_RESUME,	  /* ours and complete, its create interrupted: start it if it never
-			   * ran, then record it as created */
-	NODEMGR_ADOPT,	  /* ours without a record: take it over as it is */
-	NODEMGR_CONFLICT, /* assigned, but a slice of that name is not ours: failed */
-	NODEMGR_VANISHED, /* ours, but its slice was removed behind our back: failed */
-	NODEMGR_DESTROY,  /* ours and no longer assigned */
-	NODEMGR_FORGET,	  /* no longer assigned, nothing here: drop the record */
-	NODEMGR_MIGRATE_OUT,	 /* source: report, stop, stream to the target, then destroy
-				  * (committed) or restart (aborted); a thread of its own */
-	NODEMGR_MIGRATE_IN,	 /* target: make the copy, not started, and open the transfer
-				  * (PUT /v1/transfers/ID) for it */
+	NODEMGR_NOTHING,     /* not assigned, not ours */
+	NODEMGR_KEEP,	     /* as it should be */
+	NODEMGR_RENEW,	     /* as it should be, but renewed: move the slice's expiry */
+	NODEMGR_CREATE,	     /* create and start */
+	NODEMGR_RECREATE,    /* destroy ours, then create (half-made, or the assignment changed) */
+	NODEMGR_RESUME,	     /* ours and complete, its create interrupted: start it if it never
+			      * ran, then record it as created */
+	NODEMGR_ADOPT,	     /* ours without a record: take it over as it is */
+	NODEMGR_CONFLICT,    /* assigned, but a slice of that name is not ours: failed */
+	NODEMGR_VANISHED,    /* ours, but its slice was removed behind our back: failed */
+	NODEMGR_DESTROY,     /* ours and no longer assigned */
+	NODEMGR_FORGET,	     /* no longer assigned, nothing here: drop the record */
+	NODEMGR_MIGRATE_OUT, /* source: report, stop, stream to the target, then destroy
+			      * (committed) or restart (aborted); a thread of its own */
+	NODEMGR_MIGRATE_IN,  /* target: make the copy, not started, and open the transfer
+			      * (PUT /v1/transfers/ID) for it */
 	NODEMGR_MIGRATE_RESOLVE, /* a migration step cut short (a restart): ask the registry,
 				  * roll forward (start / destroy) or back (restart / destroy) */
 };

@@ -342,12 +342,12 @@ static int transport_error(struct http_client *c, CURLcode rc, const char *why,
 				    "--ca FILE%s): %s",
 				    w, c->base, w, reg ? " or VSLICE_CA" : "", reason);
 	case CURLE_SSL_CACERT_BADFILE:
-		return vs_error_set(err, EINVAL, "%s %s: cannot use the CA file %s: %s", w,
-				    c->base, c->ca_file ? c->ca_file : "(system)", reason);
+		return vs_error_set(err, EINVAL, "%s %s: cannot use the CA file %s: %s", w, c->base,
+				    c->ca_file ? c->ca_file : "(system)", reason);
 	case CURLE_SSL_CONNECT_ERROR:
 		return vs_error_set(err, EPROTO,
-				    "%s %s: TLS handshake failed (is it a plain http:// %s?): %s", w,
-				    c->base, w, reason);
+				    "%s %s: TLS handshake failed (is it a plain http:// %s?): %s",
+				    w, c->base, w, reason);
 	case CURLE_GOT_NOTHING:
 	case CURLE_SEND_ERROR:
 	case CURLE_RECV_ERROR:

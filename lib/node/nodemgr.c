@@ -267,8 +267,8 @@ int nodemgr_new(const struct nodemgr_opts *o, struct nodemgr **out, struct vs_er
 		if (!o->listen)
 			return vs_error_set(err, EINVAL, "%s: needs --listen ADDR:PORT",
 					    o->advertise ? "--advertise" : "--tls-cert");
-		int r = nodemgr_advertise_url(o->listen, 1, o->advertise, o->tls_cert_pem, &url,
-					      err);
+		int r =
+		    nodemgr_advertise_url(o->listen, 1, o->advertise, o->tls_cert_pem, &url, err);
 		if (r < 0)
 			return r;
 	}
@@ -349,8 +349,8 @@ static int wait_for_work(struct nodemgr *nm, int timeout_ms, bool *ended, struct
 	p[0] = (struct pollfd){.fd = nm->wake_fd, .events = POLLIN};
 	for (size_t i = 0; i < nm->nslivers; i++) {
 		struct nm_sliver *sv = &nm->slivers[i];
-		if (sv->r.phase != NODEMGR_CREATED || sv->busy || strcmp(sv->last_state, "running") ||
-		    sv->end_seen)
+		if (sv->r.phase != NODEMGR_CREATED || sv->busy ||
+		    strcmp(sv->last_state, "running") || sv->end_seen)
 			continue;
 		if (sv->pidfd < 0) {
 			pid_t pid = slice_pid1(nm->root, sv->r.slice);

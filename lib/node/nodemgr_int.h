@@ -102,10 +102,17 @@ struct nodemgr {
 	bool poller_done;  /* under mu */
 	char *status_text; /* under mu: what the local status API serves */
 	struct httpd *status_api;
-	char *url;	       /* what the node registers as its "url" (NULL: none); set before
-				* the poll thread starts */
+	char *url; /* what the node registers as its "url" (NULL: none); set before
+		    * the poll thread starts */
 	char *tls_cert_pem, *tls_key_pem;
-	struct nm_job *jobs;   /* under mu: migrations in progress (nodemgr_migrate.c) */
+	struct nm_job *jobs; /* under mu: migrations in progress (nodemgr_migrate.c) */
+	/* under mu: transfers used and over (id, token digest), the newest
+	 * 16, so a replay gets 409 rather than "not open (yet)" */
+	struct {
+		char id[NODEMGR_MIG_ID_MAX];
+		char sha[VS_SHA256_HEX];
+	} used[16];
+	unsigned used_next;
 	pthread_cond_t job_cv; /* under mu: a job changed state */
 
 	/* main thread only */
@@ -125,9 +132,9 @@ struct nm_sliver {
 	char last_state[16];
 	int last_code;
 	bool upload_warned;
-	bool end_seen; /* its PID 1 was found gone since last_state changed */
-	int pidfd;     /* of its PID 1 while it runs, -1 otherwise (main loop polls it) */
-	bool busy;     /* a migration job holds it: not reported, not watched */
+	bool end_seen;	       /* its PID 1 was found gone since last_state changed */
+	int pidfd;	       /* of its PID 1 while it runs, -1 otherwise (main loop polls it) */
+	bool busy;	       /* a migration job holds it: not reported, not watched */
 	uint64_t mig_retry_ns; /* a migration step failed for now: not again before */
 };
 
@@ -153,10 +160,10 @@ struct nm_job {
 	int in_fd; /* in: the pipe's read end slice_fs_receive reads (the job's) */
 	_Atomic uint64_t bytes;
 	/* The outcome (set before state DONE): */
-	bool gone;		  /* the slice is removed: drop the sliver */
-	unsigned answer_status;	  /* in: the PUT's answer */
-	char answer_msg[512];	  /* in: its {"error"} (status >= 300) or phase */
-	uint64_t retry_ns;	  /* out: failed for now, try again after (vs_now_ns) */
+	bool gone;		/* the slice is removed: drop the sliver */
+	unsigned answer_status; /* in: the PUT's answer */
+	char answer_msg[512];	/* in: its {"error"} (status >= 300) or phase */
+	uint64_t retry_ns;	/* out: failed for now, try again after (vs_now_ns) */
 };
 
 /* --- nodemgr.c ---------------------------------------------------- */

@@ -51,12 +51,12 @@
 #include "vslice/slice_xfer.h"
 #include "vslice/util.h"
 
-#define MIG_STOP_GRACE	   10	      /* s from SIGTERM to SIGKILL when stopping the source */
-#define MIG_PUT_RETRY	   30	      /* s a source retries a target that answers 503 */
-#define MIG_LOW_SPEED	   1024	      /* bytes/s below which ... */
-#define MIG_LOW_SPEED_SECS 15	      /* ... for this long the source gives up the PUT */
+#define MIG_STOP_GRACE	   10		 /* s from SIGTERM to SIGKILL when stopping the source */
+#define MIG_PUT_RETRY	   30		 /* s a source retries a target that answers 503 */
+#define MIG_LOW_SPEED	   1024		 /* bytes/s below which ... */
+#define MIG_LOW_SPEED_SECS 15		 /* ... for this long the source gives up the PUT */
 #define MIG_RETRY_NS	   2000000000ull /* a step the registry did not answer: again after */
-#define MIG_PATIENCE	   30	      /* s a job retries a report before leaving it to RESOLVE */
+#define MIG_PATIENCE	   30		 /* s a job retries a report before leaving it to RESOLVE */
 #define MIG_PIPE_SIZE	   (1 << 20)
 
 static uint64_t now_ms(void)
@@ -203,6 +203,12 @@ void nm_jobs_reap(struct nodemgr *nm)
 		}
 		nm->changed = true;
 		pthread_mutex_lock(&nm->mu);
+		if (j->kind == NM_JOB_IN) { /* its token was used: a replay is a 409 */
+			unsigned k = nm->used_next++ % VS_ARRAY_SIZE(nm->used);
+			snprintf(nm->used[k].id, sizeof(nm->used[k].id), "%s", j->mig.id);
+			snprintf(nm->used[k].sha, sizeof(nm->used[k].sha), "%s",
+				 j->mig.token_sha256);
+		}
 		nm_job_put_locked(j);
 		pthread_mutex_unlock(&nm->mu);
 	}
@@ -392,8 +398,8 @@ static int send_stream(struct nm_job *j, struct reporter *rp, struct vs_error *e
 {
 	struct nodemgr *nm = j->nm;
 	struct http_client tc;
-	int r = http_client_init_peer(&tc, j->mig.url, j->mig.token, nm->ca_file,
-				      "transfer target", err);
+	int r = http_client_init_peer(&tc, j->mig.url, j->mig.token, nm->ca_file, "transfer target",
+				      err);
 	if (r < 0)
 		return r;
 	cleanup_free char *path = vs_xasprintf("/v1/transfers/%s", j->mig.id);
@@ -431,10 +437,10 @@ static int send_stream(struct nm_job *j, struct reporter *rp, struct vs_error *e
 			continue;
 		}
 		if (sd.rc < 0 && sd.err.code != EPIPE && status != 503) {
-			*err = sd.err; /* this side broke off: the target's answer follows from it */
+			*err =
+			    sd.err; /* this side broke off: the target's answer follows from it */
 			vs_error_wrap(err, "reading the sliver's files");
-		}
-		else if (atomic_load(&rp->cancel))
+		} else if (atomic_load(&rp->cancel))
 			vs_error_set(err, ECANCELED, "the registry says the migration is %s",
 				     rp->phase);
 		else
@@ -456,8 +462,9 @@ static void out_roll_back(struct nm_job *j, const char *why)
 		r = slice_start(nm->root, j->r.slice,
 				&(struct slice_start_opts){.foreground = false}, &err);
 	if (r < 0)
-		nm_log(nm, NODEMGR_LOG_INFO, "sliver %s: restarting after the aborted migration: %s",
-		       j->r.slice, err.msg);
+		nm_log(nm, NODEMGR_LOG_INFO,
+		       "sliver %s: restarting after the aborted migration: %s", j->r.slice,
+		       err.msg);
 	j->r.phase = NODEMGR_CREATED;
 	nm_record_save_or_warn(nm, &j->r);
 	nm_log(nm, NODEMGR_LOG_INFO, "sliver %s: migration %s aborted (%s); restarted here",
@@ -552,12 +559,11 @@ static void *out_main(void *arg)
 		vs_error_set(&err, EPROTO, "the target answered, the registry says %s",
 			     phase && *phase ? phase : "nothing");
 	}
-	char reason[VS_ERROR_MAX + 64];
+	char reason[VS_ERROR_MAX + 160];
 	snprintf(reason, sizeof(reason), "source %s: sending to %s: %s", nm->name, j->mig.peer,
 		 err.msg);
 	nm_log(nm, NODEMGR_LOG_INFO, "sliver %s: migration %s: %s", j->r.slice, j->mig.id, reason);
-	rr = report(&c, j, "aborted", (long long)atomic_load(&j->bytes), reason, MIG_PATIENCE,
-		    got);
+	rr = report(&c, j, "aborted", (long long)atomic_load(&j->bytes), reason, MIG_PATIENCE, got);
 	if (rr == 1 && !strcmp(got, "committed")) {
 		/* The target has it and the registry moved it: roll forward. */
 		nm_log(nm, NODEMGR_LOG_INFO,
@@ -624,22 +630,14 @@ static void in_answer(struct nm_job *j, unsigned status, const char *fmt, ...)
 	va_end(ap);
 }
 
+/* The PUT's answer for a failed receive (slice_xfer.h's kinds). */
 static unsigned receive_status(const struct vs_error *err)
 {
-	switch (err->code) {
-	case ENOSPC:
-	case EDQUOT:
-		return 507;
-	case EBADMSG:
-	case EINVAL:
-	case EPROTO:
-	case EILSEQ:
-	case EPERM:
-	case EFBIG:
-		return 422;
-	default:
-		return 500;
-	}
+	if (err->kind == VS_EK_LIMIT || err->code == ENOSPC || err->code == EDQUOT)
+		return 507; /* no space left here */
+	if (err->kind == VS_EK_REFUSED)
+		return 422; /* the stream did not verify */
+	return 500;
 }
 
 static void *in_main(void *arg)
@@ -662,7 +660,7 @@ static void *in_main(void *arg)
 	bool have = job_client(j, &c) == 0;
 	char got[16] = "";
 	if (rc < 0) {
-		char reason[VS_ERROR_MAX + 64];
+		char reason[VS_ERROR_MAX + 160];
 		snprintf(reason, sizeof(reason), "target %s: receiving the stream: %s", nm->name,
 			 err.msg);
 		nm_log(nm, NODEMGR_LOG_INFO, "sliver %s: migration %s: %s", j->r.slice, j->mig.id,
@@ -679,12 +677,12 @@ static void *in_main(void *arg)
 	nm_log(nm, NODEMGR_LOG_INFO, "sliver %s: received from %s (%s): %llu bytes in %.2f s",
 	       j->r.slice, j->mig.peer, j->mig.id, (unsigned long long)st.bytes,
 	       (double)(vs_now_ns() - t0) / 1e9);
-	int rr = have ? report(&c, j, "restored", (long long)st.bytes, NULL, MIG_PATIENCE, got)
-		      : -1;
+	int rr =
+	    have ? report(&c, j, "restored", (long long)st.bytes, NULL, MIG_PATIENCE, got) : -1;
 	if (rr == 0 && !strcmp(got, "committed")) {
 		nm_fault_point(nm, "migrate.in", 6);
-		if (slice_start(nm->root, j->r.slice, &(struct slice_start_opts){.foreground = false},
-				&err) < 0) {
+		if (slice_start(nm->root, j->r.slice,
+				&(struct slice_start_opts){.foreground = false}, &err) < 0) {
 			nm_log(nm, NODEMGR_LOG_INFO, "sliver %s: start after the migration: %s",
 			       j->r.slice, err.msg);
 			j->r.phase = NODEMGR_FAILED;
@@ -785,7 +783,7 @@ void nm_migrate_in(struct nodemgr *nm, const struct nodemgr_assignment *a, struc
 	}
 	nm_fault_point(nm, "migrate.in", 1);
 	if (nm_make_slice(nm, a, json_object_get(fetched, "manifest"), false, &err) < 0) {
-		char reason[VS_ERROR_MAX + 64];
+		char reason[VS_ERROR_MAX + 160];
 		snprintf(reason, sizeof(reason), "target %s: making the copy: %s", nm->name,
 			 err.msg);
 		nm_log(nm, NODEMGR_LOG_INFO, "sliver %s: migration %s: %s", a->slice, a->mig.id,
@@ -816,8 +814,7 @@ void nm_migrate_in(struct nodemgr *nm, const struct nodemgr_assignment *a, struc
 
 /* --- resolving a step a restart cut short (main thread) --------------- */
 
-void nm_migrate_resolve(struct nodemgr *nm, const struct nodemgr_assignment *a,
-			struct nm_sliver *s)
+void nm_migrate_resolve(struct nodemgr *nm, const struct nodemgr_assignment *a, struct nm_sliver *s)
 {
 	(void)a;
 	if (vs_now_ns() < s->mig_retry_ns)
@@ -840,8 +837,11 @@ void nm_migrate_resolve(struct nodemgr *nm, const struct nodemgr_assignment *a,
 	char got[16] = "";
 	long status = 0;
 	struct vs_error err;
-	struct regclient_migration_report rep = {
-	    .node = nm->name, .phase = phase, .bytes = -1, .at_ms = (long long)now_ms(), .reason = reason};
+	struct regclient_migration_report rep = {.node = nm->name,
+						 .phase = phase,
+						 .bytes = -1,
+						 .at_ms = (long long)now_ms(),
+						 .reason = reason};
 	int r = id[0] ? regclient_migration_report(&nm->hc, id, &rep, NULL, got, &status, &err)
 		      : vs_error_set(&err, EINVAL, "the record names no migration");
 	if (r < 0 && !(status == 409 && got[0])) {
@@ -859,8 +859,10 @@ void nm_migrate_resolve(struct nodemgr *nm, const struct nodemgr_assignment *a,
 		}
 	}
 	bool committed = !strcmp(got, "committed");
-	nm_log(nm, NODEMGR_LOG_INFO, "sliver %s: migration %s was cut short (%s); the registry "
-	       "says %s", s->r.slice, id, nodemgr_phase_name(s->r.phase), got);
+	nm_log(nm, NODEMGR_LOG_INFO,
+	       "sliver %s: migration %s was cut short (%s); the registry "
+	       "says %s",
+	       s->r.slice, id, nodemgr_phase_name(s->r.phase), got);
 	nm->changed = true;
 	if (s->r.phase == NODEMGR_MIGRATING_OUT && !committed) {
 		struct slice_state st;
@@ -877,8 +879,8 @@ void nm_migrate_resolve(struct nodemgr *nm, const struct nodemgr_assignment *a,
 		return;
 	}
 	if (s->r.phase == NODEMGR_RESTORED && committed) {
-		if (slice_start(nm->root, s->r.slice, &(struct slice_start_opts){.foreground = false},
-				&err) < 0) {
+		if (slice_start(nm->root, s->r.slice,
+				&(struct slice_start_opts){.foreground = false}, &err) < 0) {
 			s->r.phase = NODEMGR_FAILED;
 			s->r.message = vs_xasprintf("start after the migration: %s", err.msg);
 		} else {

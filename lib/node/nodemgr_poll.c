@@ -82,8 +82,8 @@ static void parse_migration(json_t *e, struct nodemgr_migration *m)
 	const char *peer = json_string_value(json_object_get(j, out ? "to" : "from"));
 	if (!mig_id_valid(id) || !peer || !nodemgr_node_name_valid(peer))
 		return;
-	if (mode && (strlen(mode) >= sizeof(m->mode) || strspn(mode, "abcdefghijklmnopqrstuvwxyz") !=
-							      strlen(mode)))
+	if (mode && (strlen(mode) >= sizeof(m->mode) ||
+		     strspn(mode, "abcdefghijklmnopqrstuvwxyz") != strlen(mode)))
 		return;
 	if (j == out) {
 		const char *url = json_string_value(json_object_get(j, "url"));

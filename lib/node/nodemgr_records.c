@@ -59,8 +59,8 @@ static const enum nodemgr_phase all_phases[] = {
 json_t *nodemgr_record_to_json(const struct nodemgr_record *r)
 {
 	return json_pack("{s:i, s:s, s:s, s:s, s:I, s:s, s:I, s:I, s:b, s:b, s:s}", "version", 1,
-			 "slice", r->slice, "phase", nodemgr_phase_name(r->phase), "manifest_sha256",
-			 r->sha256, "expires", (json_int_t)r->expires, "message",
+			 "slice", r->slice, "phase", nodemgr_phase_name(r->phase),
+			 "manifest_sha256", r->sha256, "expires", (json_int_t)r->expires, "message",
 			 r->message ? r->message : "", "created", (json_int_t)r->created,
 			 "log_offset", (json_int_t)r->log_offset, "log_capped", r->log_capped,
 			 "results_uploaded", r->results_done, "migration", r->migration);
@@ -74,12 +74,11 @@ int nodemgr_record_from_json(json_t *j, struct nodemgr_record *r, struct vs_erro
 	int capped, done;
 	json_error_t je;
 	/* "migration" is optional: records written before migration lack it. */
-	if (json_unpack_ex(j, &je, JSON_STRICT,
-			   "{s:i, s:s, s:s, s:s, s:I, s:s, s:I, s:I, s:b, s:b, s?s}", "version",
-			   &(int){0}, "slice", &slice, "phase", &phase, "manifest_sha256", &sha,
-			   "expires", &expires, "message", &msg, "created", &created, "log_offset",
-			   &off, "log_capped", &capped, "results_uploaded", &done, "migration",
-			   &mig) < 0)
+	if (json_unpack_ex(
+		j, &je, JSON_STRICT, "{s:i, s:s, s:s, s:s, s:I, s:s, s:I, s:I, s:b, s:b, s?s}",
+		"version", &(int){0}, "slice", &slice, "phase", &phase, "manifest_sha256", &sha,
+		"expires", &expires, "message", &msg, "created", &created, "log_offset", &off,
+		"log_capped", &capped, "results_uploaded", &done, "migration", &mig) < 0)
 		return vs_error_set(err, EINVAL, "%s", je.text);
 	if (strlen(mig) >= sizeof(r->migration) || strpbrk(mig, "/\n"))
 		return vs_error_set(err, EINVAL, ".migration: not a migration id");

@@ -173,7 +173,8 @@ int nodemgr_advertise_url(const char *listen, unsigned port, const char *adverti
 		for (const char *p = advertise; *p; p++)
 			if ((unsigned char)*p <= 0x20 || *p == 0x7f)
 				return vs_error_set(
-				    err, EINVAL, "--advertise: the URL has spaces or control characters");
+				    err, EINVAL,
+				    "--advertise: the URL has spaces or control characters");
 		if (https != tls)
 			return vs_error_set(err, EINVAL,
 					    "--advertise \"%s\": the API serves %s (%s)", advertise,
@@ -246,8 +247,9 @@ int nm_status_api_start(struct nodemgr *nm, struct vs_error *err)
 	nm_log(nm, NODEMGR_LOG_INFO,
 	       "API on %s (port %u, %s): GET " STATUS_PATH ", PUT /v1/transfers/ID; %s%s",
 	       nm->o.listen, httpd_port(nm->status_api), nm->tls_cert_pem ? "https" : "http",
-	       nm->url ? "migration target at " : "no migration target (a wildcard --listen "
-						  "needs --advertise URL)",
+	       nm->url ? "migration target at "
+		       : "no migration target (a wildcard --listen "
+			 "needs --advertise URL)",
 	       nm->url ? nm->url : "");
 	return 0;
 }

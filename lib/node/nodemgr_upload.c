@@ -223,8 +223,8 @@ void nm_heartbeat(struct nodemgr *nm)
 		post_status(nm, list);
 		for (size_t i = 0; i < nm->nslivers && !atomic_load(&nm->stop); i++) {
 			struct nm_sliver *s = &nm->slivers[i];
-			if (s->r.phase == NODEMGR_CREATED && !s->busy && exited[i] && logged[i] == 1 &&
-			    !s->r.results_done)
+			if (s->r.phase == NODEMGR_CREATED && !s->busy && exited[i] &&
+			    logged[i] == 1 && !s->r.results_done)
 				upload_results(nm, s);
 		}
 	}

@@ -118,6 +118,18 @@ void nm_xfer_begin(struct httpd_request *req, struct httpd_answer *a)
 	struct nm_job *j = nm->jobs;
 	while (j && !(j->kind == NM_JOB_IN && !strcmp(j->mig.id, id)))
 		j = j->next;
+	bool used = false;
+	for (size_t k = 0; !j && k < VS_ARRAY_SIZE(nm->used); k++)
+		used = used || (!strcmp(nm->used[k].id, id) && digest_equal(sha, nm->used[k].sha));
+	if (!j && used) {
+		pthread_mutex_unlock(&nm->mu);
+		httpd_answer_error(
+		    a, 409,
+		    "transfer %s: already received (a transfer token is good for one "
+		    "transfer)",
+		    id);
+		return;
+	}
 	if (!j) {
 		pthread_mutex_unlock(&nm->mu);
 		httpd_answer_error(a, 503, "transfer %s: not open on this node (yet)", id);
@@ -218,7 +230,8 @@ void nm_xfer_handle(struct httpd_request *req, struct httpd_answer *a)
 	snprintf(msg, sizeof(msg), "%s", x->job->answer_msg);
 	pthread_mutex_unlock(&nm->mu);
 	if (status == 200) {
-		cleanup_json json_t *j = json_pack("{s:s, s:s}", "phase", msg, "id", x->job->mig.id);
+		cleanup_json json_t *j =
+		    json_pack("{s:s, s:s}", "phase", msg, "id", x->job->mig.id);
 		httpd_answer_json(a, 200, j);
 	} else if (status == 504) {
 		httpd_answer_error(a, 504, "transfer %s: no outcome after %d s", x->job->mig.id,
