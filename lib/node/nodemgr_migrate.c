@@ -560,8 +560,8 @@ static void *out_main(void *arg)
 			     phase && *phase ? phase : "nothing");
 	}
 	char reason[VS_ERROR_MAX + 160];
-	snprintf(reason, sizeof(reason), "source %s: sending to %s: %s", nm->name, j->mig.peer,
-		 err.msg);
+	/* The registry names the reporter ("source n1: ..."). */
+	snprintf(reason, sizeof(reason), "sending to %s: %s", j->mig.peer, err.msg);
 	nm_log(nm, NODEMGR_LOG_INFO, "sliver %s: migration %s: %s", j->r.slice, j->mig.id, reason);
 	rr = report(&c, j, "aborted", (long long)atomic_load(&j->bytes), reason, MIG_PATIENCE, got);
 	if (rr == 1 && !strcmp(got, "committed")) {
@@ -661,8 +661,7 @@ static void *in_main(void *arg)
 	char got[16] = "";
 	if (rc < 0) {
 		char reason[VS_ERROR_MAX + 160];
-		snprintf(reason, sizeof(reason), "target %s: receiving the stream: %s", nm->name,
-			 err.msg);
+		snprintf(reason, sizeof(reason), "receiving the stream: %s", err.msg);
 		nm_log(nm, NODEMGR_LOG_INFO, "sliver %s: migration %s: %s", j->r.slice, j->mig.id,
 		       reason);
 		if (have)
@@ -784,8 +783,7 @@ void nm_migrate_in(struct nodemgr *nm, const struct nodemgr_assignment *a, struc
 	nm_fault_point(nm, "migrate.in", 1);
 	if (nm_make_slice(nm, a, json_object_get(fetched, "manifest"), false, &err) < 0) {
 		char reason[VS_ERROR_MAX + 160];
-		snprintf(reason, sizeof(reason), "target %s: making the copy: %s", nm->name,
-			 err.msg);
+		snprintf(reason, sizeof(reason), "making the copy: %s", err.msg);
 		nm_log(nm, NODEMGR_LOG_INFO, "sliver %s: migration %s: %s", a->slice, a->mig.id,
 		       reason);
 		/* Tell the registry now, so the source does not wait it out. */
