@@ -100,6 +100,28 @@ vc_start_node node2 --heartbeat 1s --listen "$VC_NET.12:7481"
 check "node2 comes back; m1 still runs there, with its data" wait_for 30 on2
 expect_eq "... the same /keep" "$KEEP" "$(vs_node node2 exec m1 -- cat /keep 2>/dev/null)"
 
+# --- 300 connections at once from one host -----------------------------------
+# They stay open, silent: node1's API takes 16 from one address (a thread
+# each) and closes the rest; another host is still answered.
+in_reg python3 -c '
+import socket, sys, time
+held = []
+for i in range(300):
+    try:
+        held.append(socket.create_connection((sys.argv[1], 7481), timeout=2))
+    except OSError:
+        pass
+time.sleep(8)
+' "$VC_NET.11" &
+FLOOD=$!
+sleep 4
+pid1=$(eval "echo \$VC_NODE_PID_node1")
+threads=$(ls "/proc/$pid1/task" | wc -l)
+check "300 silent sockets from one host: node1 runs $threads threads (< 40)" test "$threads" -lt 40
+check "... and still answers another host" \
+	nsenter --net="/run/netns/$VC_PFX-node2" curl -sf -m 5 "http://$VC_NET.11:7481/v1/status" -o /dev/null
+wait "$FLOOD"
+
 # --- the same over HTTPS ----------------------------------------------------
 # A cluster CA, a certificate per node for its address; node1 back on HTTPS.
 P=$VC_TMP/pki
@@ -143,4 +165,21 @@ check "... because the target's certificate is not trusted" \
 	has "$(vc_migration_field "$id4" reason)" "not trusted"
 check "... and m1 runs on node1 again" wait_for 30 back1
 expect_eq "... with the same /keep" "$KEEP" "$(vs_node node1 exec m1 -- cat /keep 2>/dev/null)"
+
+# --- bad options: one line naming the option, exit 125 ------------------------
+bad() { # DESCRIPTION NEEDLE OPTIONS...
+	local what=$1 needle=$2 out rc
+	shift 2
+	out=$(VSLICE_ROOT=$VC_TMP/nowhere "$NODEMGR" --registry "$REGISTRY_URL" --name x --token t \
+		"$@" 2>&1)
+	rc=$?
+	expect_eq "$what: exit 125" 125 "$rc"
+	check "... one line naming $needle" test "$(echo "$out" | wc -l)" = 1 -a -n "$(echo "$out" | grep -F -- "$needle")"
+}
+bad "--advertise ftp://" --advertise --listen 127.0.0.1:0 --advertise ftp://x
+bad "--advertise https:// without TLS" --advertise --listen 127.0.0.1:0 --advertise https://x:1
+bad "--advertise without --listen" --advertise --advertise http://x:1
+bad "--tls-cert without --tls-key" --tls-cert --listen 127.0.0.1:0 --tls-cert "$P/n1.pem"
+bad "--tls-cert that is not PEM" --tls-cert --listen 127.0.0.1:0 --tls-cert /etc/hostname \
+	--tls-key "$P/n1.key"
 finish
