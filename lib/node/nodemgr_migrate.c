@@ -28,7 +28,8 @@
  *   3 a PUT with the token taken: record "receiving" (one use)
  *   4 the first MiB received          5 stream verified: record "restored"
  *   6 "restored" acknowledged: "committed" (409 "aborted": copy destroyed)
- *   7 started, record "created"       8 "started" reported
+ *   7 started                         8 "started" reported; then the record
+ *                                       says "created"
  * A failed receive reports "aborted" itself and destroys the copy; the
  * source's PUT then fails and its own "aborted" report is answered 200
  * (the same phase again), so it restarts.
@@ -692,10 +693,13 @@ static void *in_main(void *arg)
 		j->r.log_offset = 0; /* the log came along; the registry has none of it */
 		j->r.log_capped = false;
 		j->r.results_done = false;
-		nm_record_save_or_warn(nm, &j->r);
 		nm_fault_point(nm, "migrate.in", 7);
+		/* "started" before the record says created: a restart in between
+		 * finds "restored" and reports it, and "started", again
+		 * (MIGRATE_RESOLVE). */
 		report(&c, j, "started", -1, NULL, 5, got);
 		nm_fault_point(nm, "migrate.in", 8);
+		nm_record_save_or_warn(nm, &j->r);
 		nm_log(nm, NODEMGR_LOG_INFO, "sliver %s: migrated here from %s (%s) and started",
 		       j->r.slice, j->mig.peer, j->mig.id);
 		in_answer(j, 200, "committed");
@@ -877,8 +881,13 @@ void nm_migrate_resolve(struct nodemgr *nm, const struct nodemgr_assignment *a, 
 		return;
 	}
 	if (s->r.phase == NODEMGR_RESTORED && committed) {
-		if (slice_start(nm->root, s->r.slice,
-				&(struct slice_start_opts){.foreground = false}, &err) < 0) {
+		/* Started already when a restart cut the step short after it. */
+		struct slice_state st;
+		int sr = slice_load(nm->root, s->r.slice, NULL, &st, &err);
+		if (sr == 0 && st.status != SLICE_RUNNING && st.status != SLICE_FROZEN)
+			sr = slice_start(nm->root, s->r.slice,
+					 &(struct slice_start_opts){.foreground = false}, &err);
+		if (sr < 0) {
 			s->r.phase = NODEMGR_FAILED;
 			s->r.message = vs_xasprintf("start after the migration: %s", err.msg);
 		} else {
