@@ -8,6 +8,7 @@
  *   logs NAME [--node N] [-f]   each sliver's output, from the registry
  *   results NAME DIR            each sliver's result files, verified
  *   nodes, node drain|undrain|reset NODE, token create, user create NAME
+ *   migrate, migrations, node drain NODE --migrate: migrate.c
  *
  * Every request carries the token (--token / $VSLICE_TOKEN); an error answer
  * is one line (the registry's own "error" text) printed through ctl_fail().
@@ -95,7 +96,7 @@ static void print_json(const json_t *j)
 }
 
 /* A client for ctl's registry; on failure one line and 125. */
-static int cl_connect(struct ctl *ctl, const char *verb, struct http_client *c)
+int cluster_connect(struct ctl *ctl, const char *verb, struct http_client *c)
 {
 	struct vs_error err;
 	memset(c, 0, sizeof(*c));
@@ -552,7 +553,7 @@ static int post_slice(struct ctl *ctl, const char *verb, const char *label, cons
 {
 	struct vs_error err;
 	cleanup_http struct http_client hc;
-	int r = cl_connect(ctl, verb, &hc);
+	int r = cluster_connect(ctl, verb, &hc);
 	if (r)
 		return r;
 	cleanup_json json_t *resp = NULL;
@@ -622,7 +623,7 @@ static int cl_status(struct ctl *ctl, int argc, char **argv)
 	if (r)
 		return r;
 	cleanup_http struct http_client hc;
-	if ((r = cl_connect(ctl, "status", &hc)))
+	if ((r = cluster_connect(ctl, "status", &hc)))
 		return r;
 	cleanup_json json_t *slice = NULL;
 	struct vs_error err;
@@ -728,7 +729,7 @@ static int cl_logs(struct ctl *ctl, int argc, char **argv)
 	if (r || (only && (r = check_node_name("logs", only))))
 		return r;
 	cleanup_http struct http_client hc;
-	if ((r = cl_connect(ctl, "logs", &hc)))
+	if ((r = cluster_connect(ctl, "logs", &hc)))
 		return r;
 	struct tracks tr = {0};
 	int failures = 0;
@@ -958,7 +959,7 @@ static int cl_results(struct ctl *ctl, int argc, char **argv)
 	if (r)
 		return r;
 	cleanup_http struct http_client hc;
-	if ((r = cl_connect(ctl, "results", &hc)))
+	if ((r = cluster_connect(ctl, "results", &hc)))
 		return r;
 	struct vs_error err;
 	cleanup_json json_t *slice = NULL;
@@ -1044,7 +1045,7 @@ static int cl_get_list(struct ctl *ctl, int argc, char **argv, const char *verb,
 	if (optind < argc)
 		return ctl_usage(verb, "unexpected \"%s\"", argv[optind]);
 	cleanup_http struct http_client hc;
-	int r = cl_connect(ctl, verb, &hc);
+	int r = cluster_connect(ctl, verb, &hc);
 	if (r)
 		return r;
 	struct vs_error err;
@@ -1126,7 +1127,7 @@ static int cl_show(struct ctl *ctl, int argc, char **argv)
 	if (r)
 		return r;
 	cleanup_http struct http_client hc;
-	if ((r = cl_connect(ctl, "show", &hc)))
+	if ((r = cluster_connect(ctl, "show", &hc)))
 		return r;
 	cleanup_json json_t *slice = NULL;
 	struct vs_error err;
@@ -1159,7 +1160,7 @@ static int cl_destroy(struct ctl *ctl, int argc, char **argv)
 			return r;
 	}
 	cleanup_http struct http_client hc;
-	int rc = cl_connect(ctl, "destroy", &hc);
+	int rc = cluster_connect(ctl, "destroy", &hc);
 	if (rc)
 		return rc;
 	for (int i = optind; i < argc; i++) {
@@ -1205,7 +1206,7 @@ static int cl_renew(struct ctl *ctl, int argc, char **argv)
 	if (r)
 		return r;
 	cleanup_http struct http_client hc;
-	if ((r = cl_connect(ctl, "renew", &hc)))
+	if ((r = cluster_connect(ctl, "renew", &hc)))
 		return r;
 	cleanup_json json_t *resp = NULL;
 	long status = 0;
@@ -1272,9 +1273,13 @@ static int cl_nodes(struct ctl *ctl, int argc, char **argv)
 }
 
 static const char node_help[] =
-    "usage: slicectl node drain NODE | undrain NODE | reset NODE\n\n"
+    "usage: slicectl node drain NODE [--migrate [--parallel N]] | undrain NODE | reset NODE\n\n"
     "Cluster mode (admin): a drained node keeps its slivers but gets no new ones.\n"
     "Prints \"NODE STATE\"; --json: the node object.\n"
+    "drain --migrate then moves every slice with a sliver there to other nodes\n"
+    "(cold; the registry picks each target by capacity), N at a time (default 3),\n"
+    "a line per slice, then the slices that could not move with the reason.\n"
+    "Exit 0 only if every one moved (finished slivers stay: nothing to move).\n"
     "reset revokes the token that holds the node's name, so that a new node token\n"
     "can enroll under it (a reinstalled machine); the node keeps its slivers.\n"
     "Prints \"NODE reset (N tokens revoked)\". A name held by a token is never\n"
@@ -1289,14 +1294,32 @@ static int cl_node(struct ctl *ctl, int argc, char **argv)
 	const char *op = argv[1];
 	if (strcmp(op, "drain") && strcmp(op, "undrain") && strcmp(op, "reset"))
 		return ctl_usage("node", "unknown subcommand \"%s\" (drain, undrain or reset)", op);
-	if (argc != 3)
+	bool migrate = false;
+	unsigned parallel = 3;
+	for (int i = 3; i < argc && !strcmp(op, "drain"); i++) {
+		char *end;
+		if (!strcmp(argv[i], "--migrate")) {
+			migrate = true;
+		} else if (!strcmp(argv[i], "--parallel") && i + 1 < argc) {
+			errno = 0;
+			unsigned long v = strtoul(argv[++i], &end, 10);
+			if (!*argv[i] || *end || errno || v == 0 || v > 64)
+				return ctl_usage(
+				    "node", "--parallel: \"%s\" is not a count (1 to 64)", argv[i]);
+			parallel = (unsigned)v;
+		} else {
+			return ctl_usage(
+			    "node", "drain: unexpected \"%s\" (--migrate, --parallel N)", argv[i]);
+		}
+	}
+	if (argc < 3 || (argc > 3 && strcmp(op, "drain")))
 		return ctl_usage("node", argc < 3 ? "%s: missing NODE" : "%s: one NODE only", op);
 	const char *node = argv[2];
 	int r = check_node_name("node", node);
 	if (r)
 		return r;
 	cleanup_http struct http_client hc;
-	if ((r = cl_connect(ctl, "node", &hc)))
+	if ((r = cluster_connect(ctl, "node", &hc)))
 		return r;
 	cleanup_json json_t *resp = NULL;
 	char obj[96];
@@ -1319,7 +1342,8 @@ static int cl_node(struct ctl *ctl, int argc, char **argv)
 		       *jstr(resp, "state")
 			   ? vs_printable(jstr(resp, "state"), state, sizeof(state))
 			   : (!strcmp(op, "drain") ? "drained" : "undrained"));
-	return 0;
+	fflush(stdout);
+	return migrate ? cluster_drain_migrate(ctl, &hc, node, parallel) : 0;
 }
 
 /* ------------------------------------------------------------------ */
@@ -1396,7 +1420,7 @@ static int cl_token(struct ctl *ctl, int argc, char **argv)
 	if (r)
 		return r;
 	cleanup_http struct http_client hc;
-	if ((r = cl_connect(ctl, "token", &hc)))
+	if ((r = cluster_connect(ctl, "token", &hc)))
 		return r;
 	cleanup_json json_t *resp = NULL;
 	struct vs_error err;
@@ -1429,7 +1453,7 @@ static int cl_user(struct ctl *ctl, int argc, char **argv)
 	if (!vs_name_valid(name))
 		return ctl_usage("user", "invalid user name \"%s\" ([a-z][a-z0-9_-]{0,62})", name);
 	cleanup_http struct http_client hc;
-	int r = cl_connect(ctl, "user", &hc);
+	int r = cluster_connect(ctl, "user", &hc);
 	if (r)
 		return r;
 	cleanup_json json_t *resp = NULL;
@@ -1461,7 +1485,9 @@ static const struct {
     {"destroy", cl_destroy, destroy_help, "delete a slice"},
     {"renew", cl_renew, renew_help, "extend a slice's lifetime"},
     {"nodes", cl_nodes, nodes_help, "list nodes"},
-    {"node", cl_node, node_help, "drain, undrain or reset a node (admin)"},
+    {"migrate", cmd_migrate_cluster, cluster_migrate_help, "move a slice's sliver to another node"},
+    {"migrations", cmd_migrations_cluster, cluster_migrations_help, "past and running migrations"},
+    {"node", cl_node, node_help, "drain (and empty), undrain or reset a node (admin)"},
     {"token", cl_token, token_help, "create a node, admin or user token (admin)"},
     {"user", cl_user, user_help, "create a user and their first token (admin)"},
 };
@@ -1476,7 +1502,8 @@ ctl_verb_fn cluster_verb(const char *verb)
 
 bool cluster_only_verb(const char *verb)
 {
-	static const char *const only[] = {"nodes", "node", "token", "user"};
+	static const char *const only[] = {"nodes", "node",    "token",
+					   "user",  "migrate", "migrations"};
 	for (size_t i = 0; i < VS_ARRAY_SIZE(only); i++)
 		if (!strcmp(only[i], verb))
 			return true;

@@ -58,6 +58,17 @@ int cluster_submit_resolved(struct ctl *ctl, const char *verb, const char *slice
 			    bool wait, bool rm);
 /* The cluster verbs, for slicectl --help. */
 void cluster_usage(FILE *f);
+/* cluster.c's client for the registry, for the other cluster verb files
+ * (on failure one line, 125). */
+struct http_client;
+int cluster_connect(struct ctl *ctl, const char *verb, struct http_client *c);
+/* Migrations (migrate.c): the verbs, and what node drain --migrate does
+ * after the drain (returns the exit code). */
+extern const char cluster_migrate_help[], cluster_migrations_help[];
+int cmd_migrate_cluster(struct ctl *, int, char **);
+int cmd_migrations_cluster(struct ctl *, int, char **);
+int cluster_drain_migrate(struct ctl *ctl, struct http_client *c, const char *node,
+			  unsigned parallel);
 
 int cmd_create(struct ctl *, int, char **);
 int cmd_start(struct ctl *, int, char **);

@@ -459,7 +459,7 @@ static const char *node_state(struct registry *reg, const char *name, bool drain
 
 static json_t *node_row_json(struct registry *reg, const struct store_node *n, long long now)
 {
-	return json_pack("{s:s, s:s, s:f, s:I, s:o, s:o, s:s, s:b, s:I, s:I, s:I, s:s?}", "name",
+	return json_pack("{s:s, s:s, s:f, s:I, s:o, s:o, s:s, s:b, s:I, s:I, s:I, s:s*}", "name",
 			 n->name, "state", node_state(reg, n->name, n->drained, now), "cpus",
 			 n->cpus, "memory", (json_int_t)n->memory, "labels",
 			 api_text_json(n->labels), "images", api_text_json(n->images), "version",

@@ -237,6 +237,22 @@ int sched_place(const struct manifest *m, const struct sched_node *nodes, size_t
 
 /* ---- migration targets ---- */
 
+/* "512 MiB", "1.5 GiB": a size for a refusal message. */
+static const char *human_size(uint64_t b, char *buf, size_t len)
+{
+	static const char *const units[] = {"KiB", "MiB", "GiB", "TiB"};
+	if (b < 1024) {
+		snprintf(buf, len, "%llu bytes", (unsigned long long)b);
+		return buf;
+	}
+	double v = (double)b / 1024;
+	size_t u = 0;
+	for (; v >= 1024 && u + 1 < VS_ARRAY_SIZE(units); u++)
+		v /= 1024;
+	snprintf(buf, len, "%.3g %s", v, units[u]);
+	return buf;
+}
+
 const char *sched_target_refusal(const struct sched_node *nd, bool hosts, const char *slice,
 				 const char *image, uint64_t cpu_millis, uint64_t memory_bytes,
 				 char *buf, size_t len)
@@ -266,11 +282,11 @@ const char *sched_target_refusal(const struct sched_node *nd, bool hosts, const 
 	else if (memory_bytes && (nd->memory_used > nd->memory_bytes ||
 				  nd->memory_bytes - nd->memory_used < memory_bytes))
 		snprintf(buf, len, "node %s lacks capacity: %s memory free, %s asked", nd->name,
-			 vs_format_size(nd->memory_used > nd->memory_bytes
-					    ? 0
-					    : nd->memory_bytes - nd->memory_used,
-					free_s, sizeof(free_s)),
-			 vs_format_size(memory_bytes, ask_s, sizeof(ask_s)));
+			 human_size(nd->memory_used > nd->memory_bytes
+					? 0
+					: nd->memory_bytes - nd->memory_used,
+				    free_s, sizeof(free_s)),
+			 human_size(memory_bytes, ask_s, sizeof(ask_s)));
 	else
 		return NULL;
 	return buf;
