@@ -805,30 +805,32 @@ static int rx_archive_err(struct xfer_rx *x, const char *what)
 	return refuse(x->err, "%s: %s", what, s ? s : "not a valid archive");
 }
 
-/* A relative path of plain components; dirs may end in one '/'. */
-static int rx_check_path(struct xfer_rx *x, const char *raw, char out[PATH_MAX], bool dir)
+/* A relative path of plain components; dirs may end in one '/'. what
+ * names it in a refusal ("entry", or the link whose target it is). */
+static int rx_check_path(struct xfer_rx *x, const char *raw, char out[PATH_MAX], bool dir,
+			 const char *what)
 {
 	size_t n = strnlen(raw, PATH_MAX);
 	if (n == 0 || n >= PATH_MAX)
-		return refuse(x->err, "an entry with an empty or too long path");
+		return refuse(x->err, "%s: an empty or too long path", what);
 	memcpy(out, raw, n + 1);
 	if (dir && n > 1 && out[n - 1] == '/')
 		out[--n] = '\0';
 	if (out[0] == '/')
-		return refuse(x->err, "entry \"%s\": absolute path", out);
+		return refuse(x->err, "%s \"%s\": absolute path", what, out);
 	for (const char *c = out; *c;) {
 		size_t k = strcspn(c, "/");
 		if (k == 0)
-			return refuse(x->err, "entry \"%s\": empty path component", out);
+			return refuse(x->err, "%s \"%s\": empty path component", what, out);
 		if ((k == 1 && c[0] == '.') || (k == 2 && c[0] == '.' && c[1] == '.'))
-			return refuse(x->err, "entry \"%s\": \"%.*s\" path component", out, (int)k,
-				      c);
+			return refuse(x->err, "%s \"%s\": \"%.*s\" path component", what, out,
+				      (int)k, c);
 		if (k > NAME_MAX)
-			return refuse(x->err, "entry \"%s\": a component longer than %d bytes", out,
-				      NAME_MAX);
+			return refuse(x->err, "%s \"%s\": a component longer than %d bytes", what,
+				      out, NAME_MAX);
 		c += k;
 		if (*c == '/' && !*++c)
-			return refuse(x->err, "entry \"%s\": empty path component", out);
+			return refuse(x->err, "%s \"%s\": empty path component", what, out);
 	}
 	return 0;
 }
@@ -848,8 +850,12 @@ static int rx_pop(struct xfer_rx *x)
 	struct timespec ts[2] = {x->mtimes[x->depth], x->mtimes[x->depth]};
 	if (futimens(x->cur_fd, ts) < 0)
 		return vs_error_sys(x->err, errno, "%s: set mtime", x->dir);
-	int up = openat(x->cur_fd, "..", O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-	if (up < 0)
+	/* Out of "upper": the walk is over (and no fd may hold a --disk
+	 * slice's detached mount past the call). */
+	int up = x->depth == 1
+		     ? -1
+		     : openat(x->cur_fd, "..", O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	if (up < 0 && x->depth > 1)
 		return vs_error_sys(x->err, errno, "%s: open ..", x->dir);
 	close(x->cur_fd);
 	x->cur_fd = up;
@@ -1060,7 +1066,9 @@ static int rx_upper_entry(struct xfer_rx *x, struct archive_entry *e, const char
 	if (hl) {
 		/* A second name of a file sent before, below upper/. */
 		char target[PATH_MAX];
-		if ((r = rx_check_path(x, hl, target, false)) < 0)
+		char what[PATH_MAX + 32];
+		snprintf(what, sizeof(what), "entry \"%s\": hard link target", path);
+		if ((r = rx_check_path(x, hl, target, false, what)) < 0)
 			return r;
 		if (strncmp(target, "upper/", 6) != 0)
 			return refuse(err, "entry \"%s\": hard link to \"%s\", outside upper/",
@@ -1152,7 +1160,7 @@ static int rx_entry(struct xfer_rx *x, struct archive_entry *e)
 	const char *raw = archive_entry_pathname(e);
 	if (!raw)
 		return refuse(x->err, "an entry without a path");
-	int r = rx_check_path(x, raw, path, archive_entry_filetype(e) == AE_IFDIR);
+	int r = rx_check_path(x, raw, path, archive_entry_filetype(e) == AE_IFDIR, "entry");
 	if (r < 0)
 		return r;
 	if (!strcmp(path, "log"))

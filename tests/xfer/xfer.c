@@ -146,7 +146,8 @@ static void list_entry(struct lister *l, int dfd, const char *name, const char *
 	}
 	if (S_ISCHR(st.st_mode) || S_ISBLK(st.st_mode))
 		printf(" rdev=%u:%u", major(st.st_rdev), minor(st.st_rdev));
-	if (!S_ISDIR(st.st_mode) && st.st_nlink > 1) {
+	/* (libarchive never links devices: whiteouts arrive as inodes of their own) */
+	if (!S_ISDIR(st.st_mode) && !whiteout && st.st_nlink > 1) {
 		const char *first = NULL;
 		for (size_t i = 0; i < l->n && !first; i++)
 			if (l->seen[i].dev == st.st_dev && l->seen[i].ino == st.st_ino)
