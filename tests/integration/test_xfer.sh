@@ -141,9 +141,11 @@ expect_eq "file capabilities: v3 with the target's root; a v2 one becomes v3 for
 expect_eq "user xattrs (binary values) kept" "b'a\\x00binary\\xffvalue'" "$(python3 -c 'import os, sys; print(os.getxattr(sys.argv[1], "user.note"))' "$D/file")"
 expect_eq "the log came along" "first line of output|last line of output" "$(vs logs dst | paste -sd'|')"
 check "nothing staged is left" test ! -e "$R/slices/dst/upper.xfer" -a ! -e "$R/slices/dst/log.xfer"
-read -r sbytes sfiles _ <"$T/send.stats"
-read -r rbytes rfiles _ <"$T/recv.stats"
+read -r sbytes sfiles _ scalls slast <"$T/send.stats"
+read -r rbytes rfiles _ rcalls rlast <"$T/recv.stats"
 expect_eq "stats: both sides count the same bytes and entries" "$sbytes $sfiles" "$rbytes $rfiles"
+expect_eq "progress: the last call has the total, on both sides" "$sbytes $sbytes" "$slast $rlast"
+check "progress: called about once a MiB ($scalls and $rcalls calls for $sbytes bytes)" test "$scalls" -ge $((sbytes >> 20)) -a "$rcalls" -ge $((sbytes >> 20)) -a "$scalls" -le $((sbytes / 1000000 + 2))
 # The received upper dir is the slice's: the overlay takes it (whiteouts hide, the opaque dir hides the image's).
 vs start dst >/dev/null
 check "the received slice starts and sees its files" bash -c "for i in \$(seq 100); do vs logs dst | grep -q '^new$' && exit 0; sleep 0.1; done; exit 1"
