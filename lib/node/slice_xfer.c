@@ -428,14 +428,15 @@ static int tx_feed(struct xfer_tx *t, const void *p, size_t n)
  * buffer (the pax writer skips them without reading: they cost nothing). */
 static int tx_data(struct xfer_tx *t, int fd, const struct stat *st)
 {
+	bool holes = (uint64_t)st->st_blocks * 512 < (uint64_t)st->st_size;
 	off_t off = 0;
 	while (off < st->st_size) {
-		off_t d = lseek(fd, off, SEEK_DATA);
+		off_t d = holes ? lseek(fd, off, SEEK_DATA) : off;
 		if (d < 0 && errno != ENXIO)
 			return vs_error_sys(t->err, errno, "%s: seek data", t->path);
 		if (d < 0 || d > st->st_size)
 			d = st->st_size;
-		off_t h = d < st->st_size ? lseek(fd, d, SEEK_HOLE) : st->st_size;
+		off_t h = holes && d < st->st_size ? lseek(fd, d, SEEK_HOLE) : st->st_size;
 		if (h < 0)
 			return vs_error_sys(t->err, errno, "%s: seek hole", t->path);
 		if (h > st->st_size)
@@ -711,40 +712,57 @@ int slice_fs_send(const char *root, const char *name, int out_fd, const struct s
 
 struct xfer_in {
 	int fd;
-	uint8_t *buf; /* FRAME_MAX */
+	uint8_t *buf; /* FRAME_MAX + 4: a payload and the next frame's header */
 	struct sha256_ctx hash;
 	uint64_t bytes, next_progress;
 	const struct slice_xfer_opts *o;
+	uint8_t next[4];	/* the next frame's header, read with the last payload */
+	bool have_next, cut;	/* ... or the stream ended inside it */
 	bool ended;		/* the end frame was read */
 	bool in_header;		/* libarchive is reading a header */
 	uint64_t header_bytes;	/* stream bytes handed to it for this header */
 	struct vs_error failed; /* why a read failed (code 0: none) */
 };
 
+static int in_truncated(struct xfer_in *s, const char *what)
+{
+	vs_error_set(&s->failed, EPIPE, "the stream ends in the middle of %s (truncated)", what);
+	return vs_error_kind(&s->failed, VS_EK_REFUSED);
+}
+
+static void in_account(struct xfer_in *s, const void *p, size_t n)
+{
+	sha256_update(&s->hash, n, p);
+	s->bytes += n;
+	progress(s->o, s->bytes, &s->next_progress, false);
+}
+
 static int in_read(struct xfer_in *s, void *p, size_t n, const char *what)
 {
 	ssize_t k = vs_read_all(s->fd, p, n);
 	if (k < 0)
 		return vs_error_sys(&s->failed, (int)-k, "read the stream");
-	if ((size_t)k < n) {
-		vs_error_set(&s->failed, EPIPE, "the stream ends in the middle of %s (truncated)",
-			     what);
-		return vs_error_kind(&s->failed, VS_EK_REFUSED);
-	}
-	sha256_update(&s->hash, n, p);
-	s->bytes += n;
-	progress(s->o, s->bytes, &s->next_progress, false);
+	if ((size_t)k < n)
+		return in_truncated(s, what);
+	in_account(s, p, n);
 	return 0;
 }
 
-/* The next frame's payload: its length, 0 at the end frame, < 0 on error. */
+/* The next frame's payload (in s->buf): its length, 0 at the end frame,
+ * < 0 on error. One read takes the payload and the header after it (the
+ * end frame's header comes before the trailer: never a byte past it). */
 static ssize_t in_frame(struct xfer_in *s)
 {
 	if (s->ended)
 		return 0;
+	if (s->cut)
+		return in_truncated(s, "a frame header");
 	uint32_t be;
-	if (in_read(s, &be, 4, "a frame header") < 0)
+	if (s->have_next)
+		memcpy(&be, s->next, 4);
+	else if (in_read(s, &be, 4, "a frame header") < 0)
 		return -1;
+	s->have_next = false;
 	uint32_t len = be32toh(be);
 	if (len == 0) {
 		s->ended = true;
@@ -756,8 +774,18 @@ static ssize_t in_frame(struct xfer_in *s)
 		vs_error_kind(&s->failed, VS_EK_REFUSED);
 		return -1;
 	}
-	if (in_read(s, s->buf, len, "a frame") < 0)
-		return -1;
+	ssize_t k = vs_read_all(s->fd, s->buf, (size_t)len + 4);
+	if (k < 0)
+		return vs_error_sys(&s->failed, (int)-k, "read the stream");
+	if ((size_t)k < len)
+		return in_truncated(s, "a frame");
+	in_account(s, s->buf, (size_t)k);
+	if ((size_t)k == (size_t)len + 4) {
+		memcpy(s->next, s->buf + len, 4);
+		s->have_next = true;
+	} else {
+		s->cut = (size_t)k > len; /* else: the next in_read finds the end */
+	}
 	return len;
 }
 
@@ -805,30 +833,32 @@ static int rx_archive_err(struct xfer_rx *x, const char *what)
 	return refuse(x->err, "%s: %s", what, s ? s : "not a valid archive");
 }
 
-/* A relative path of plain components; dirs may end in one '/'. */
-static int rx_check_path(struct xfer_rx *x, const char *raw, char out[PATH_MAX], bool dir)
+/* A relative path of plain components; dirs may end in one '/'. what
+ * names it in a refusal ("entry", or the link whose target it is). */
+static int rx_check_path(struct xfer_rx *x, const char *raw, char out[PATH_MAX], bool dir,
+			 const char *what)
 {
 	size_t n = strnlen(raw, PATH_MAX);
 	if (n == 0 || n >= PATH_MAX)
-		return refuse(x->err, "an entry with an empty or too long path");
+		return refuse(x->err, "%s: an empty or too long path", what);
 	memcpy(out, raw, n + 1);
 	if (dir && n > 1 && out[n - 1] == '/')
 		out[--n] = '\0';
 	if (out[0] == '/')
-		return refuse(x->err, "entry \"%s\": absolute path", out);
+		return refuse(x->err, "%s \"%s\": absolute path", what, out);
 	for (const char *c = out; *c;) {
 		size_t k = strcspn(c, "/");
 		if (k == 0)
-			return refuse(x->err, "entry \"%s\": empty path component", out);
+			return refuse(x->err, "%s \"%s\": empty path component", what, out);
 		if ((k == 1 && c[0] == '.') || (k == 2 && c[0] == '.' && c[1] == '.'))
-			return refuse(x->err, "entry \"%s\": \"%.*s\" path component", out, (int)k,
-				      c);
+			return refuse(x->err, "%s \"%s\": \"%.*s\" path component", what, out,
+				      (int)k, c);
 		if (k > NAME_MAX)
-			return refuse(x->err, "entry \"%s\": a component longer than %d bytes", out,
-				      NAME_MAX);
+			return refuse(x->err, "%s \"%s\": a component longer than %d bytes", what,
+				      out, NAME_MAX);
 		c += k;
 		if (*c == '/' && !*++c)
-			return refuse(x->err, "entry \"%s\": empty path component", out);
+			return refuse(x->err, "%s \"%s\": empty path component", what, out);
 	}
 	return 0;
 }
@@ -848,8 +878,12 @@ static int rx_pop(struct xfer_rx *x)
 	struct timespec ts[2] = {x->mtimes[x->depth], x->mtimes[x->depth]};
 	if (futimens(x->cur_fd, ts) < 0)
 		return vs_error_sys(x->err, errno, "%s: set mtime", x->dir);
-	int up = openat(x->cur_fd, "..", O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-	if (up < 0)
+	/* Out of "upper": the walk is over (and no fd may hold a --disk
+	 * slice's detached mount past the call). */
+	int up = x->depth == 1
+		     ? -1
+		     : openat(x->cur_fd, "..", O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	if (up < 0 && x->depth > 1)
 		return vs_error_sys(x->err, errno, "%s: open ..", x->dir);
 	close(x->cur_fd);
 	x->cur_fd = up;
@@ -991,7 +1025,7 @@ static int rx_file_data(struct xfer_rx *x, struct archive_entry *e, int fd, cons
 	if (r < 0)
 		return r;
 	/* Holes at the end, and the sender's size is the size. */
-	if (ftruncate(fd, size) < 0)
+	if (end != size && ftruncate(fd, size) < 0)
 		return vs_error_sys(x->err, errno, "%s: truncate", path);
 	return 0;
 }
@@ -1060,7 +1094,9 @@ static int rx_upper_entry(struct xfer_rx *x, struct archive_entry *e, const char
 	if (hl) {
 		/* A second name of a file sent before, below upper/. */
 		char target[PATH_MAX];
-		if ((r = rx_check_path(x, hl, target, false)) < 0)
+		char what[PATH_MAX + 32];
+		snprintf(what, sizeof(what), "entry \"%s\": hard link target", path);
+		if ((r = rx_check_path(x, hl, target, false, what)) < 0)
 			return r;
 		if (strncmp(target, "upper/", 6) != 0)
 			return refuse(err, "entry \"%s\": hard link to \"%s\", outside upper/",
@@ -1152,7 +1188,7 @@ static int rx_entry(struct xfer_rx *x, struct archive_entry *e)
 	const char *raw = archive_entry_pathname(e);
 	if (!raw)
 		return refuse(x->err, "an entry without a path");
-	int r = rx_check_path(x, raw, path, archive_entry_filetype(e) == AE_IFDIR);
+	int r = rx_check_path(x, raw, path, archive_entry_filetype(e) == AE_IFDIR, "entry");
 	if (r < 0)
 		return r;
 	if (!strcmp(path, "log"))
@@ -1261,7 +1297,7 @@ static int recv_upper(void *arg, int upper_fd, struct vs_error *err)
 		remove_at(parent, STAGING);
 		return r;
 	}
-	cleanup_free uint8_t *fbuf = vs_xmalloc(FRAME_MAX);
+	cleanup_free uint8_t *fbuf = vs_xmalloc(FRAME_MAX + 4);
 	cleanup_free struct timespec *mtimes =
 	    vs_xcalloc(PATH_MAX / 2 + 2, sizeof(struct timespec));
 	cleanup_archive_read struct archive *a = archive_read_new();

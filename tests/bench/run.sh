@@ -14,6 +14,7 @@
 #   BENCH_DENSITY_MAX_SECS=480   stop starting slices after this long
 #   BENCH_SKIP_START=1 / BENCH_SKIP_DENSITY=1   skip a part
 #   BENCH_SKIP_E2E=1        skip the cluster end-to-end latency (tests/bench/cluster_e2e.sh)
+#   BENCH_SKIP_MIGRATE=1    skip the cold-migration stream vs tar (tests/bench/migrate.sh)
 #   BENCH_SKIP_REGISTRY=1   skip the registry benchmarks (tests/bench/registry.sh:
 #                           scheduler, HTTP API, long-poll fan-out; results under
 #                           "registry" in results.json and in registry.md)
@@ -417,6 +418,10 @@ fi
 if [ "${BENCH_SKIP_E2E:-0}" != 1 ]; then
 	hdr "cluster end to end (tests/bench/cluster_e2e.sh)"
 	bash "$BENCH_DIR/cluster_e2e.sh" | tee "$OUT/cluster_e2e.md" || REGISTRY_RC=1
+fi
+if [ "${BENCH_SKIP_MIGRATE:-0}" != 1 ]; then
+	hdr "cold migration: the file system stream vs tar over a veth (tests/bench/migrate.sh)"
+	BENCH_OUT=$OUT SLICECTL=$SLICECTL bash "$BENCH_DIR/migrate.sh" || REGISTRY_RC=1
 fi
 hdr "done in $(fsub "$(now)" "$BENCH_T0")s; results in $RES"
 [ "$REGISTRY_RC" = 0 ] || exit 1

@@ -7,8 +7,8 @@
  *   xfer list ROOT NAME      the slice's log and upper dir as canonical text
  *                            (owners relative to its id range), to compare two
  *
- * send/recv print "bytes files usecs" on stderr when they succeed, else
- * "xfer: MESSAGE (kind K, errno E)" and exit 1.
+ * send/recv print "bytes files usecs progress-calls last-progress" on stderr
+ * when they succeed, else "xfer: MESSAGE (kind K, errno E)" and exit 1.
  */
 #include <dirent.h>
 #include <errno.h>
@@ -146,7 +146,8 @@ static void list_entry(struct lister *l, int dfd, const char *name, const char *
 	}
 	if (S_ISCHR(st.st_mode) || S_ISBLK(st.st_mode))
 		printf(" rdev=%u:%u", major(st.st_rdev), minor(st.st_rdev));
-	if (!S_ISDIR(st.st_mode) && st.st_nlink > 1) {
+	/* (libarchive never links devices: whiteouts arrive as inodes of their own) */
+	if (!S_ISDIR(st.st_mode) && !whiteout && st.st_nlink > 1) {
 		const char *first = NULL;
 		for (size_t i = 0; i < l->n && !first; i++)
 			if (l->seen[i].dev == st.st_dev && l->seen[i].ino == st.st_ino)
@@ -230,6 +231,17 @@ static int list(const char *root, const char *name, struct vs_error *err)
 
 /* ---- main ---------------------------------------------------------------- */
 
+struct seen_progress {
+	uint64_t calls, last;
+};
+
+static void on_progress(void *arg, uint64_t bytes)
+{
+	struct seen_progress *p = arg;
+	p->calls++;
+	p->last = bytes;
+}
+
 int main(int argc, char **argv)
 {
 	if (argc != 4) {
@@ -239,11 +251,13 @@ int main(int argc, char **argv)
 	signal(SIGPIPE, SIG_IGN);
 	struct vs_error err = {0};
 	struct slice_xfer_stats st = {0};
+	struct seen_progress seen = {0};
+	struct slice_xfer_opts o = {.progress = on_progress, .arg = &seen};
 	int r;
 	if (!strcmp(argv[1], "send"))
-		r = slice_fs_send(argv[2], argv[3], 1, NULL, &st, &err);
+		r = slice_fs_send(argv[2], argv[3], 1, &o, &st, &err);
 	else if (!strcmp(argv[1], "recv"))
-		r = slice_fs_receive(argv[2], argv[3], 0, NULL, &st, &err);
+		r = slice_fs_receive(argv[2], argv[3], 0, &o, &st, &err);
 	else if (!strcmp(argv[1], "list"))
 		r = list(argv[2], argv[3], &err);
 	else
@@ -254,7 +268,7 @@ int main(int argc, char **argv)
 		return 1;
 	}
 	if (strcmp(argv[1], "list") != 0)
-		fprintf(stderr, "%" PRIu64 " %" PRIu64 " %" PRIu64 "\n", st.bytes, st.files,
-			st.usecs);
+		fprintf(stderr, "%" PRIu64 " %" PRIu64 " %" PRIu64 " %" PRIu64 " %" PRIu64 "\n",
+			st.bytes, st.files, st.usecs, seen.calls, seen.last);
 	return 0;
 }
