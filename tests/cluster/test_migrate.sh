@@ -47,9 +47,14 @@ KEEP=$(first_log m1 node1)
 check "... a value" test -n "$KEEP"
 
 # --- the migration --------------------------------------------------------
-id=$(vc_api POST /v1/slices/m1/migrations -d '{"to": "node2", "mode": "cold"}' | jq -r .id)
-check "migrate m1 --to node2: a migration" has "$id" '^mg_'
-check "... finishes" vc_wait_finished "$id" 60
+out=$(vsc migrate m1 --to node2 --mode cold 2>&1)
+expect_eq "slicectl migrate m1 --to node2 --mode cold: exit 0" 0 "$?"
+echo "$out" | tail -1
+check "... ends with one summary line" has "$(echo "$out" | tail -1)" \
+	'^migrated m1 node1 -> node2 (cold): .* in .* s, downtime .* s$'
+id=$(vc_api GET "/v1/migrations?slice=m1" | jq -r '.migrations[0].id')
+check "... a migration record" has "$id" '^mg_'
+check "... finished" vc_wait_finished "$id" 60
 expect_eq "... committed" committed "$(vc_migration_field "$id" phase)"
 check "... bytes moved are counted" test "$(vc_migration_field "$id" bytes)" -gt 0
 check "... with a downtime" test "$(vc_migration_field "$id" downtime_ms)" -gt 0
