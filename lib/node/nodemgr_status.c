@@ -222,7 +222,7 @@ int nodemgr_advertise_url(const char *listen, unsigned port, const char *adverti
 int nm_status_api_start(struct nodemgr *nm, struct vs_error *err)
 {
 	struct httpd_config cfg = {
-	    .name = "node manager API",
+	    .name = "status API", /* as before: the name operators and tests know */
 	    .listen = nm->o.listen,
 	    .cert_pem = nm->tls_cert_pem,
 	    .key_pem = nm->tls_key_pem,
