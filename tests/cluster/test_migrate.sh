@@ -127,6 +127,28 @@ check "... and still answers another host" \
 	nsenter --net="/run/netns/$VC_PFX-node2" curl -sf -m 5 "http://$VC_NET.11:7481/v1/status" -o /dev/null
 wait "$FLOOD"
 
+# --- three at once: node drain --migrate --parallel 3 --------------------------
+# Three slices leave node1 together: three PUTs at once to node2's API.
+for d in d1 d2 d3; do
+	vsc create --node node1 --image busybox "$d" -- sh -c \
+		"[ -f /keep ] || echo $d-\$(date +%s%N) >/keep; while :; do cat /keep; sleep 1; done" >/dev/null
+done
+d_on1() { [ "$(vc_running_on d1) $(vc_running_on d2) $(vc_running_on d3)" = "node1 node1 node1" ]; }
+check "d1..d3 run on node1" wait_for 30 d_on1
+for d in d1 d2 d3; do eval "K_$d=\$(vs_node node1 exec $d -- cat /keep 2>/dev/null)"; done
+out=$(TOKEN=$ADMIN vsc node drain node1 --migrate --parallel 3 2>&1)
+expect_eq "node drain node1 --migrate --parallel 3: exit 0" 0 "$?"
+echo "$out" | sed 's/^/# /'
+d_on2() { [ "$(vc_running_on d1) $(vc_running_on d2) $(vc_running_on d3)" = "node2 node2 node2" ]; }
+check "... d1..d3 run on node2" wait_for 30 d_on2
+for d in d1 d2 d3; do
+	eval "k=\$K_$d"
+	expect_eq "... $d has its /keep ($k)" "$k" "$(vs_node node2 exec $d -- cat /keep 2>/dev/null)"
+	vsc destroy "$d" >/dev/null
+done
+check "... node1 holds none of them" test -z "$(vs_node node1 list -q 2>/dev/null)"
+TOKEN=$ADMIN vsc node undrain node1 >/dev/null
+
 # --- the same over HTTPS ----------------------------------------------------
 # A cluster CA, a certificate per node for its address; node1 back on HTTPS.
 P=$VC_TMP/pki
