@@ -22,9 +22,10 @@
  *                        manifest fetch a create needs
  *   nodemgr_status.c     each sliver's state as reported, and the --listen
  *                        API (an httpd.h server): GET /v1/status, routing
- *   nodemgr_migrate.c    cold migration: the actions MIGRATE_OUT / _IN /
- *                        _RESOLVE, the threads (jobs) that run a migration's
- *                        long steps, and handing their outcome back
+ *   nodemgr_migrate.c    cold migration: the jobs (threads that run a
+ *                        migration's long steps) and their outcome, the
+ *                        source's side (MIGRATE_OUT), MIGRATE_RESOLVE
+ *   nodemgr_migrate_in.c the target's side (MIGRATE_IN, the receiving job)
  *   nodemgr_xfer.c       the --listen API's PUT /v1/transfers/ID: the
  *                        transfer token check, one use, the body into a pipe
  * Requests to the registry are made in nodemgr_poll.c (the poll thread's own
@@ -255,6 +256,26 @@ bool nm_job_holds(struct nodemgr *nm, const char *slice, const struct nodemgr_as
 void nm_jobs_reap(struct nodemgr *nm);
 /* Jobs still running (any thread): nodemgr_free must then leave nm. */
 bool nm_jobs_running(struct nodemgr *nm);
+/* Shared by the two sides' jobs (nodemgr_migrate.c, nodemgr_migrate_in.c). */
+#define NM_MIG_RETRY_NS 2000000000ull /* a step the registry did not answer: again after */
+#define NM_MIG_PATIENCE 30	      /* s a job retries a report before leaving it to RESOLVE */
+uint64_t nm_now_ms(void);	      /* unix ms */
+void nm_block_sigpipe(void);
+/* A job for r's sliver (copied) and migration mig, one reference (nm->jobs'). */
+struct nm_job *nm_job_new(struct nodemgr *nm, enum nm_job_kind kind,
+			  const struct nodemgr_migration *mig, const struct nodemgr_record *r);
+void nm_job_push(struct nodemgr *nm, struct nm_job *j);
+/* The job's thread is over: state DONE, the main loop woken. */
+void nm_job_finish(struct nm_job *j);
+/* Its own registry client (logged when it cannot be made). */
+int nm_job_client(struct nm_job *j, struct http_client *c);
+/* Report phase of j's migration until the registry answers: 0 taken (*got:
+ * the phase it is in now), 1 refused (409; *got: its phase), -1 no answer
+ * within patience s (or stopping). */
+int nm_job_report(struct http_client *c, struct nm_job *j, const char *phase, long long bytes,
+		  const char *reason, unsigned patience, char got[16]);
+/* Remove j's slice, intent first, then its record (j->gone). */
+void nm_job_destroy_slice(struct nm_job *j);
 /* Drop a reference to j (freed with the last). Expects nm->mu. */
 void nm_job_put_locked(struct nm_job *j);
 /* Free every job (none running: nodemgr_free). */

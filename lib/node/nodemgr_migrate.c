@@ -22,7 +22,8 @@
  *     as the body of PUT <url>/v1/transfers/ID; a progress report a second)
  *   5 the PUT answered               6 rolled forward (its copy destroyed:
  *     the registry says committed) or back (restarted: aborted)
- * Target (main thread up to 2, then the PUT's job; migrate.in:N):
+ * Target (nodemgr_migrate_in.c: main thread up to 2, then the PUT's job;
+ * migrate.in:N):
  *   1 record "migrating-in" saved     2 the copy made, not started; the
  *                                       transfer open (nodemgr_xfer.c)
  *   3 a PUT with the token taken: record "receiving" (one use)
@@ -52,22 +53,20 @@
 #include "vslice/slice_xfer.h"
 #include "vslice/util.h"
 
-#define MIG_STOP_GRACE	   10		 /* s from SIGTERM to SIGKILL when stopping the source */
-#define MIG_PUT_RETRY	   30		 /* s a source retries a target that answers 503 */
-#define MIG_LOW_SPEED	   1024		 /* bytes/s below which ... */
-#define MIG_LOW_SPEED_SECS 15		 /* ... for this long the source gives up the PUT */
-#define MIG_RETRY_NS	   2000000000ull /* a step the registry did not answer: again after */
-#define MIG_PATIENCE	   30		 /* s a job retries a report before leaving it to RESOLVE */
+#define MIG_STOP_GRACE	   10	/* s from SIGTERM to SIGKILL when stopping the source */
+#define MIG_PUT_RETRY	   30	/* s a source retries a target that answers 503 */
+#define MIG_LOW_SPEED	   1024 /* bytes/s below which ... */
+#define MIG_LOW_SPEED_SECS 15	/* ... for this long the source gives up the PUT */
 #define MIG_PIPE_SIZE	   (1 << 20)
 
-static uint64_t now_ms(void)
+uint64_t nm_now_ms(void)
 {
 	struct timespec ts;
 	clock_gettime(CLOCK_REALTIME, &ts);
 	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
 }
 
-static void block_sigpipe(void)
+void nm_block_sigpipe(void)
 {
 	sigset_t set;
 	sigemptyset(&set);
@@ -77,8 +76,8 @@ static void block_sigpipe(void)
 
 /* --- jobs ----------------------------------------------------------- */
 
-static struct nm_job *job_new(struct nodemgr *nm, enum nm_job_kind kind,
-			      const struct nodemgr_migration *mig, const struct nodemgr_record *r)
+struct nm_job *nm_job_new(struct nodemgr *nm, enum nm_job_kind kind,
+			  const struct nodemgr_migration *mig, const struct nodemgr_record *r)
 {
 	struct nm_job *j = vs_xcalloc(1, sizeof(*j));
 	j->nm = nm;
@@ -116,7 +115,7 @@ static void job_unlink_locked(struct nodemgr *nm, struct nm_job *j)
 	j->next = NULL;
 }
 
-static void job_push(struct nodemgr *nm, struct nm_job *j)
+void nm_job_push(struct nodemgr *nm, struct nm_job *j)
 {
 	pthread_mutex_lock(&nm->mu);
 	j->next = nm->jobs;
@@ -125,7 +124,7 @@ static void job_push(struct nodemgr *nm, struct nm_job *j)
 }
 
 /* The job's thread is over: hand the outcome to the main loop. */
-static void job_finish(struct nm_job *j)
+void nm_job_finish(struct nm_job *j)
 {
 	struct nodemgr *nm = j->nm;
 	pthread_mutex_lock(&nm->mu);
@@ -235,7 +234,7 @@ void nm_jobs_free(struct nodemgr *nm)
  * 1 it refused (409: *got is the phase it is in: "committed", "aborted"),
  * -1 no answer within patience seconds (or the node manager stops).
  */
-static int report(struct http_client *c, struct nm_job *j, const char *phase, long long bytes,
+int nm_job_report(struct http_client *c, struct nm_job *j, const char *phase, long long bytes,
 		  const char *reason, unsigned patience, char got[16])
 {
 	struct nodemgr *nm = j->nm;
@@ -243,7 +242,7 @@ static int report(struct http_client *c, struct nm_job *j, const char *phase, lo
 	    .node = nm->name,
 	    .phase = phase,
 	    .bytes = bytes,
-	    .at_ms = (long long)now_ms(),
+	    .at_ms = (long long)nm_now_ms(),
 	    .reason = reason,
 	};
 	uint64_t until = vs_now_ns() + (uint64_t)patience * 1000000000ull;
@@ -269,7 +268,7 @@ static int report(struct http_client *c, struct nm_job *j, const char *phase, lo
 	}
 }
 
-static int job_client(struct nm_job *j, struct http_client *c)
+int nm_job_client(struct nm_job *j, struct http_client *c)
 {
 	struct vs_error err;
 	if (http_client_init(c, j->nm->registry, j->nm->token, j->nm->ca_file, &err) < 0) {
@@ -280,7 +279,7 @@ static int job_client(struct nm_job *j, struct http_client *c)
 }
 
 /* Remove the job's slice, intent first, then its record. */
-static void job_destroy_slice(struct nm_job *j)
+void nm_job_destroy_slice(struct nm_job *j)
 {
 	struct nodemgr *nm = j->nm;
 	struct vs_error err;
@@ -319,7 +318,7 @@ static void out_progress(void *arg, uint64_t bytes)
 static void *sender_main(void *arg)
 {
 	struct sender *sd = arg;
-	block_sigpipe();
+	nm_block_sigpipe();
 	struct slice_xfer_opts o = {.progress = out_progress, .arg = sd};
 	struct slice_xfer_stats st = {0};
 	sd->rc = slice_fs_send(sd->job->nm->root, sd->job->r.slice, sd->fd, &o, &st, &sd->err);
@@ -345,9 +344,9 @@ static void *reporter_main(void *arg)
 {
 	struct reporter *rp = arg;
 	struct nm_job *j = rp->job;
-	block_sigpipe();
+	nm_block_sigpipe();
 	struct http_client c;
-	bool have = job_client(j, &c) == 0;
+	bool have = nm_job_client(j, &c) == 0;
 	pthread_mutex_lock(&rp->mu);
 	while (!rp->over) {
 		struct timespec ts;
@@ -476,22 +475,22 @@ static void *out_main(void *arg)
 {
 	struct nm_job *j = arg;
 	struct nodemgr *nm = j->nm;
-	block_sigpipe();
+	nm_block_sigpipe();
 	struct http_client c;
-	if (job_client(j, &c) < 0) {
-		j->retry_ns = vs_now_ns() + MIG_RETRY_NS;
-		job_finish(j);
+	if (nm_job_client(j, &c) < 0) {
+		j->retry_ns = vs_now_ns() + NM_MIG_RETRY_NS;
+		nm_job_finish(j);
 		return NULL;
 	}
 	char got[16] = "";
 	/* 1: the registry must know before anything stops. */
-	int rr = report(&c, j, "transferring", -1, NULL, 5, got);
+	int rr = nm_job_report(&c, j, "transferring", -1, NULL, 5, got);
 	if (rr != 0) {
 		if (rr > 0)
 			nm_log(nm, NODEMGR_LOG_INFO,
 			       "sliver %s: migration %s is %s at the registry: not moving",
 			       j->r.slice, j->mig.id, got);
-		j->retry_ns = vs_now_ns() + MIG_RETRY_NS;
+		j->retry_ns = vs_now_ns() + NM_MIG_RETRY_NS;
 		goto out;
 	}
 	nm_fault_point(nm, "migrate.out", 1);
@@ -502,8 +501,8 @@ static void *out_main(void *arg)
 	if (nm_record_save(nm, &j->r, &err) < 0) {
 		nm_log(nm, NODEMGR_LOG_INFO, "sliver %s: migration %s: %s", j->r.slice, j->mig.id,
 		       err.msg);
-		report(&c, j, "aborted", -1, "the source cannot save its record", MIG_PATIENCE,
-		       got);
+		nm_job_report(&c, j, "aborted", -1, "the source cannot save its record",
+			      NM_MIG_PATIENCE, got);
 		j->r.phase = NODEMGR_CREATED;
 		goto out;
 	}
@@ -550,7 +549,7 @@ static void *out_main(void *arg)
 			       "here",
 			       j->r.slice, j->mig.peer, j->mig.id,
 			       (unsigned long long)atomic_load(&j->bytes), secs);
-			job_destroy_slice(j);
+			nm_job_destroy_slice(j);
 			nm_fault_point(nm, "migrate.out", 6);
 			goto out;
 		}
@@ -564,24 +563,25 @@ static void *out_main(void *arg)
 	/* The registry names the reporter ("source n1: ..."). */
 	snprintf(reason, sizeof(reason), "sending to %s: %s", j->mig.peer, err.msg);
 	nm_log(nm, NODEMGR_LOG_INFO, "sliver %s: migration %s: %s", j->r.slice, j->mig.id, reason);
-	rr = report(&c, j, "aborted", (long long)atomic_load(&j->bytes), reason, MIG_PATIENCE, got);
+	rr = nm_job_report(&c, j, "aborted", (long long)atomic_load(&j->bytes), reason,
+			   NM_MIG_PATIENCE, got);
 	if (rr == 1 && !strcmp(got, "committed")) {
 		/* The target has it and the registry moved it: roll forward. */
 		nm_log(nm, NODEMGR_LOG_INFO,
 		       "sliver %s: migration %s was committed after all; removing it here",
 		       j->r.slice, j->mig.id);
-		job_destroy_slice(j);
+		nm_job_destroy_slice(j);
 	} else if (rr >= 0) {
 		out_roll_back(j, reason);
 	} else {
 		/* No word from the registry: stay stopped; the record
 		 * (migrating-out) has MIGRATE_RESOLVE ask again. */
-		j->retry_ns = vs_now_ns() + MIG_RETRY_NS;
+		j->retry_ns = vs_now_ns() + NM_MIG_RETRY_NS;
 	}
 	nm_fault_point(nm, "migrate.out", 6);
 out:
 	http_client_free(&c);
-	job_finish(j);
+	nm_job_finish(j);
 	return NULL;
 }
 
@@ -589,9 +589,9 @@ void nm_migrate_out(struct nodemgr *nm, const struct nodemgr_assignment *a, stru
 {
 	if (vs_now_ns() < s->mig_retry_ns)
 		return;
-	struct nm_job *j = job_new(nm, NM_JOB_OUT, &a->mig, &s->r);
+	struct nm_job *j = nm_job_new(nm, NM_JOB_OUT, &a->mig, &s->r);
 	j->state = NM_JOB_RUNNING;
-	job_push(nm, j);
+	nm_job_push(nm, j);
 	int r = pthread_create(&j->thread, NULL, out_main, j);
 	if (r != 0) {
 		nm_log(nm, NODEMGR_LOG_INFO, "sliver %s: migration %s: starting its thread: %s",
@@ -600,218 +600,12 @@ void nm_migrate_out(struct nodemgr *nm, const struct nodemgr_assignment *a, stru
 		job_unlink_locked(nm, j);
 		nm_job_put_locked(j);
 		pthread_mutex_unlock(&nm->mu);
-		s->mig_retry_ns = vs_now_ns() + MIG_RETRY_NS;
+		s->mig_retry_ns = vs_now_ns() + NM_MIG_RETRY_NS;
 		return;
 	}
 	j->thread_started = true;
 	s->busy = true;
 	nm_close_pidfd(s);
-}
-
-/* --- target ----------------------------------------------------------- */
-
-static void in_progress(void *arg, uint64_t bytes)
-{
-	struct nm_job *j = arg;
-	uint64_t before = atomic_exchange(&j->bytes, bytes);
-	if (before < (1u << 20) && bytes >= (1u << 20))
-		nm_fault_point(j->nm, "migrate.in", 4);
-}
-
-static void in_answer(struct nm_job *j, unsigned status, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-static void in_answer(struct nm_job *j, unsigned status, const char *fmt, ...)
-{
-	va_list ap;
-	va_start(ap, fmt);
-	pthread_mutex_lock(&j->nm->mu);
-	j->answer_status = status;
-	vsnprintf(j->answer_msg, sizeof(j->answer_msg), fmt, ap);
-	pthread_mutex_unlock(&j->nm->mu);
-	va_end(ap);
-}
-
-/* The PUT's answer for a failed receive (slice_xfer.h's kinds). */
-static unsigned receive_status(const struct vs_error *err)
-{
-	if (err->kind == VS_EK_LIMIT || err->code == ENOSPC || err->code == EDQUOT)
-		return 507; /* no space left here */
-	if (err->kind == VS_EK_REFUSED)
-		return 422; /* the stream did not verify */
-	return 500;
-}
-
-static void *in_main(void *arg)
-{
-	struct nm_job *j = arg;
-	struct nodemgr *nm = j->nm;
-	block_sigpipe();
-	struct vs_error err;
-	struct slice_xfer_stats st = {0};
-	struct slice_xfer_opts o = {.progress = in_progress, .arg = j};
-	uint64_t t0 = vs_now_ns();
-	int rc = slice_fs_receive(nm->root, j->r.slice, j->in_fd, &o, &st, &err);
-	close(j->in_fd);
-	j->in_fd = -1;
-	if (rc == 0) {
-		j->r.phase = NODEMGR_RESTORED;
-		rc = nm_record_save(nm, &j->r, &err);
-	}
-	struct http_client c;
-	bool have = job_client(j, &c) == 0;
-	char got[16] = "";
-	if (rc < 0) {
-		char reason[VS_ERROR_MAX + 160];
-		snprintf(reason, sizeof(reason), "receiving the stream: %s", err.msg);
-		nm_log(nm, NODEMGR_LOG_INFO, "sliver %s: migration %s: %s", j->r.slice, j->mig.id,
-		       reason);
-		if (have)
-			report(&c, j, "aborted", (long long)atomic_load(&j->bytes), reason,
-			       MIG_PATIENCE, got);
-		/* Never "restored": the registry cannot commit; the copy goes. */
-		job_destroy_slice(j);
-		in_answer(j, receive_status(&err), "%s", reason);
-		goto out;
-	}
-	nm_fault_point(nm, "migrate.in", 5);
-	nm_log(nm, NODEMGR_LOG_INFO, "sliver %s: received from %s (%s): %llu bytes in %.2f s",
-	       j->r.slice, j->mig.peer, j->mig.id, (unsigned long long)st.bytes,
-	       (double)(vs_now_ns() - t0) / 1e9);
-	int rr =
-	    have ? report(&c, j, "restored", (long long)st.bytes, NULL, MIG_PATIENCE, got) : -1;
-	if (rr == 0 && !strcmp(got, "committed")) {
-		nm_fault_point(nm, "migrate.in", 6);
-		if (slice_start(nm->root, j->r.slice,
-				&(struct slice_start_opts){.foreground = false}, &err) < 0) {
-			nm_log(nm, NODEMGR_LOG_INFO, "sliver %s: start after the migration: %s",
-			       j->r.slice, err.msg);
-			j->r.phase = NODEMGR_FAILED;
-			j->r.message = vs_xasprintf("start after the migration: %s", err.msg);
-		} else {
-			j->r.phase = NODEMGR_CREATED;
-		}
-		j->r.log_offset = 0; /* the log came along; the registry has none of it */
-		j->r.log_capped = false;
-		j->r.results_done = false;
-		nm_fault_point(nm, "migrate.in", 7);
-		/* "started" before the record says created: a restart in between
-		 * finds "restored" and reports it, and "started", again
-		 * (MIGRATE_RESOLVE). */
-		report(&c, j, "started", -1, NULL, 5, got);
-		nm_fault_point(nm, "migrate.in", 8);
-		nm_record_save_or_warn(nm, &j->r);
-		nm_log(nm, NODEMGR_LOG_INFO, "sliver %s: migrated here from %s (%s) and started",
-		       j->r.slice, j->mig.peer, j->mig.id);
-		in_answer(j, 200, "committed");
-	} else if (rr >= 0) {
-		nm_log(nm, NODEMGR_LOG_INFO,
-		       "sliver %s: migration %s is %s at the registry; removing the copy",
-		       j->r.slice, j->mig.id, got);
-		job_destroy_slice(j);
-		in_answer(j, 409, "migration %s is %s at the registry", j->mig.id, got);
-	} else {
-		/* Restored, no word from the registry: the record has
-		 * MIGRATE_RESOLVE ask again. */
-		in_answer(j, 503,
-			  "target %s: the stream is in, the registry did not answer \"restored\"; "
-			  "it will be settled when it does",
-			  nm->name);
-	}
-out:
-	if (have)
-		http_client_free(&c);
-	job_finish(j);
-	return NULL;
-}
-
-int nm_job_start_receive(struct nm_job *j, struct vs_error *err)
-{
-	struct nodemgr *nm = j->nm;
-	/* One use, also across a restart: "receiving" is never made "open"
-	 * again (nodemgr_decide resolves it with the registry). */
-	j->r.phase = NODEMGR_RECEIVING;
-	int r = nm_record_save(nm, &j->r, err);
-	if (r == 0) {
-		nm_fault_point(nm, "migrate.in", 3);
-		r = pthread_create(&j->thread, NULL, in_main, j);
-		if (r == 0) {
-			j->thread_started = true;
-			return 0;
-		}
-		r = vs_error_sys(err, r, "starting the receiver thread");
-	}
-	/* The record says receiving (or could not be saved): resolved later. */
-	close(j->in_fd);
-	j->in_fd = -1;
-	in_answer(j, 500, "target %s: %s", nm->name, err->msg);
-	job_finish(j);
-	return r;
-}
-
-void nm_migrate_in(struct nodemgr *nm, const struct nodemgr_assignment *a, struct nm_sliver *s)
-{
-	if (s && vs_now_ns() < s->mig_retry_ns)
-		return;
-	cleanup_json json_t *fetched = NULL;
-	struct vs_error err;
-	if (nm_fetch_manifest(nm, a->slice, &fetched, &err) < 0) {
-		nm_log(nm, NODEMGR_LOG_INFO,
-		       "sliver %s: migration %s: fetching its manifest: %s (retrying later)",
-		       a->slice, a->mig.id, err.msg);
-		if (s)
-			s->mig_retry_ns = vs_now_ns() + MIG_RETRY_NS;
-		return;
-	}
-	/* Whatever is here of ours (a copy a restart cut off, a half-made
-	 * one) goes first: the stream goes into a fresh copy. */
-	cleanup_free char *d = slice_dir(nm->root, a->slice);
-	if (access(d, F_OK) == 0 && nm_destroy_slice(nm, a->slice, &s) < 0)
-		return;
-	if (!s)
-		s = nm_sliver_add(nm, a->slice);
-	nodemgr_record_free(&s->r);
-	memset(&s->r, 0, sizeof(s->r));
-	snprintf(s->r.slice, sizeof(s->r.slice), "%s", a->slice);
-	snprintf(s->r.sha256, sizeof(s->r.sha256), "%s", a->sha256);
-	snprintf(s->r.migration, sizeof(s->r.migration), "%s", a->mig.id);
-	s->r.expires = a->expires;
-	s->r.created = time(NULL);
-	s->r.phase = NODEMGR_MIGRATING_IN;
-	s->last_state[0] = '\0';
-	if (nm_record_save(nm, &s->r, &err) < 0) {
-		nm_log(nm, NODEMGR_LOG_INFO, "sliver %s: migration %s: %s", a->slice, a->mig.id,
-		       err.msg);
-		s->mig_retry_ns = vs_now_ns() + MIG_RETRY_NS;
-		return;
-	}
-	nm_fault_point(nm, "migrate.in", 1);
-	if (nm_make_slice(nm, a, json_object_get(fetched, "manifest"), false, &err) < 0) {
-		char reason[VS_ERROR_MAX + 160];
-		snprintf(reason, sizeof(reason), "making the copy: %s", err.msg);
-		nm_log(nm, NODEMGR_LOG_INFO, "sliver %s: migration %s: %s", a->slice, a->mig.id,
-		       reason);
-		/* Tell the registry now, so the source does not wait it out. */
-		struct regclient_migration_report rep = {.node = nm->name,
-							 .phase = "aborted",
-							 .bytes = -1,
-							 .at_ms = (long long)now_ms(),
-							 .reason = reason};
-		long status;
-		struct vs_error rerr;
-		regclient_migration_report(&nm->hc, a->mig.id, &rep, NULL, NULL, &status, &rerr);
-		if (nm_destroy_slice(nm, a->slice, &s) == 0) {
-			nm_record_remove(nm, a->slice);
-			nm_sliver_drop(nm, s);
-		}
-		return;
-	}
-	nm_fault_point(nm, "migrate.in", 2);
-	struct nm_job *j = job_new(nm, NM_JOB_IN, &a->mig, &s->r);
-	j->state = NM_JOB_OPEN;
-	job_push(nm, j);
-	nm->changed = true;
-	nm_log(nm, NODEMGR_LOG_INFO, "sliver %s: migration %s from %s: copy made, transfer open",
-	       a->slice, a->mig.id, a->mig.peer);
 }
 
 /* --- resolving a step a restart cut short (main thread) --------------- */
@@ -842,7 +636,7 @@ void nm_migrate_resolve(struct nodemgr *nm, const struct nodemgr_assignment *a, 
 	struct regclient_migration_report rep = {.node = nm->name,
 						 .phase = phase,
 						 .bytes = -1,
-						 .at_ms = (long long)now_ms(),
+						 .at_ms = (long long)nm_now_ms(),
 						 .reason = reason};
 	int r = id[0] ? regclient_migration_report(&nm->hc, id, &rep, NULL, got, &status, &err)
 		      : vs_error_set(&err, EINVAL, "the record names no migration");
@@ -856,7 +650,7 @@ void nm_migrate_resolve(struct nodemgr *nm, const struct nodemgr_assignment *a, 
 			nm_log(nm, NODEMGR_LOG_INFO,
 			       "sliver %s: migration %s: report %s: %s (retrying later)",
 			       s->r.slice, id, phase, err.msg);
-			s->mig_retry_ns = vs_now_ns() + MIG_RETRY_NS;
+			s->mig_retry_ns = vs_now_ns() + NM_MIG_RETRY_NS;
 			return;
 		}
 	}
@@ -900,7 +694,7 @@ void nm_migrate_resolve(struct nodemgr *nm, const struct nodemgr_assignment *a, 
 		nm_record_save_or_warn(nm, &s->r);
 		rep.phase = "started";
 		rep.reason = NULL;
-		rep.at_ms = (long long)now_ms();
+		rep.at_ms = (long long)nm_now_ms();
 		regclient_migration_report(&nm->hc, id, &rep, NULL, got, &status, &err);
 		return;
 	}
