@@ -24,6 +24,15 @@
  * (nodemgr_decide). VSLICE_FAULT=nodemgr.create:N / nodemgr.destroy:N is a
  * test hook that SIGKILLs the process at step N (docs/cluster.md).
  *
+ * Cold migration (docs/migration.md): an assignment with "migrate_out" has
+ * the sliver stopped and streamed to the target's --listen API (PUT
+ * /v1/transfers/ID with the migration's one-time token), one with
+ * "migrate_in" makes a copy, not started, that the stream fills; the
+ * registry's answers to the nodes' reports decide which copy runs. Each
+ * step is an intent phase in the record first (migrating-out,
+ * migrating-in, receiving, restored), so a restart asks the registry and
+ * rolls forward or back (NODEMGR_MIGRATE_RESOLVE).
+ *
  * The pure parts (assignment parsing, the reconcile decision, state mapping,
  * records) are public so tests can reach them without a registry.
  */
