@@ -146,11 +146,14 @@ int nm_job_start_receive(struct nm_job *j, struct vs_error *err)
 	int r = nm_record_save(nm, &j->r, err);
 	if (r == 0) {
 		nm_fault_point(nm, "migrate.in", 3);
+		/* Under nm->mu: the thread cannot finish (nm_job_finish takes
+		 * it) before thread_started says the main loop must join it. */
+		pthread_mutex_lock(&nm->mu);
 		r = pthread_create(&j->thread, NULL, in_main, j);
-		if (r == 0) {
-			j->thread_started = true;
+		j->thread_started = r == 0;
+		pthread_mutex_unlock(&nm->mu);
+		if (r == 0)
 			return 0;
-		}
 		r = vs_error_sys(err, r, "starting the receiver thread");
 	}
 	/* The record says receiving (or could not be saved): resolved later. */
