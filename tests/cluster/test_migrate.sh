@@ -22,7 +22,9 @@ first_log() { vsc logs "$1" --node "$2" 2>/dev/null | head -1; }
 log_has() { vsc logs "$1" --node "$2" 2>/dev/null | grep -c -- "$3"; }
 
 vc_setup_net
-check "registry starts" vc_start_registry --heartbeat 1s --migration-timeout 30
+# A stopped node manager is not "lost" for 20 s: the transfer tests below
+# hold a migration open while its source is down.
+check "registry starts" vc_start_registry --heartbeat 1s --lost-after 20 --migration-timeout 60
 TOKEN=$ADMIN
 ALICE=$(vsc user create alice)
 for k in 1 2; do
