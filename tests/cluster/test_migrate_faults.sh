@@ -71,14 +71,18 @@ died() {
 	wait "$pid" 2>/dev/null
 	return 0
 }
-registered() { tail -n 3 "$VC_TMP/$1.log" | grep -q "registered with"; }
+# registered NAME N: the node manager's log has more than N registrations
+# (a restarted one has registered again: it listens).
+reg_count() { grep -c "registered with" "$VC_TMP/$1.log"; }
+registered() { [ "$(reg_count "$1")" -gt "$2" ]; }
 restart_node() { # NAME [VAR=VALUE...]: stop, start, wait until registered
-	local name=$1
+	local name=$1 before
 	shift
 	vc_stop_node "$name"
+	before=$(reg_count "$name")
 	eval "NODE_TOKEN=\$NODE${name#node}_TOKEN"
 	vc_start_node_env "$name" "$@"
-	wait_for 30 registered "$name"
+	wait_for 30 registered "$name" "$before"
 }
 
 # A fresh slice on node1 with its data: sets KEEP and BIG (sha256 of /big).
@@ -170,15 +174,17 @@ vc_stop_node node2
 TMPFS=$N2
 mount -t tmpfs -o size=40m vslice-test "$N2"
 vs_node node2 image build busybox >/dev/null 2>&1
+before=$(reg_count node2)
 NODE_TOKEN=$NODE2_TOKEN vc_start_node_env node2
-check "df: node2 back on a 40 MiB root" wait_for 30 registered node2
+check "df: node2 back on a 40 MiB root" wait_for 30 registered node2 "$before"
 id=$(migrate df node2)
 ends "target disk full" df node1 "$id" aborted
 check "df: ... the reason says so" has "$(vc_migration_field "$id" reason)" "space"
 vc_stop_node node2
 umount "$N2" && TMPFS=""
+before=$(reg_count node2)
 NODE_TOKEN=$NODE2_TOKEN vc_start_node_env node2
-wait_for 30 registered node2
+wait_for 30 registered node2 "$before"
 vsc destroy df >/dev/null
 
 # --- the registry restarted during the migration -------------------------------
