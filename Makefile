@@ -50,6 +50,12 @@ HELPER_BINS = $(patsubst tests/%.c,$(BUILD)/tests/%,$(HELPER_SRCS))
 # Test tools that drive the library directly (not in a slice): linked with it.
 TOOL_SRCS = $(sort $(wildcard tests/integration/tools/*.c))
 TOOL_BINS = $(patsubst tests/%.c,$(BUILD)/tests/%,$(TOOL_SRCS))
+# The migration stream (lib/node/slice_xfer.c) from a shell: test_xfer.sh, bench/migrate.sh.
+XFER_TOOL = $(BUILD)/tests/xfer/xfer
+HELPER_BINS += $(XFER_TOOL)
+$(XFER_TOOL): tests/xfer/xfer.c $(BUILD)/libvslice.a
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_BASE) $(CFLAGS) -o $@ $< $(BUILD)/libvslice.a $(LDLIBS)
 
 .PHONY: FORCE all deps test unit unit-asan integration cluster-asan fuzz fuzz-short run bench install clean format format-check
 all: $(BUILD)/slicectl $(BUILD)/vslice-registry $(BUILD)/vslice-nodemgr $(BUILD)/libvslice.a

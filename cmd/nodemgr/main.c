@@ -51,15 +51,24 @@ static const char help[] =
     "                     (default: 1024; 0: none)\n"
     "  --default-disk SIZE  disk limit of a sliver whose manifest sets none: its files\n"
     "                     in an ext4 image of SIZE, 16M to 16T (default: 0, none)\n"
-    "  --listen ADDR:PORT a read-only local status API (GET /v1/status, no token;\n"
-    "                     e.g. 127.0.0.1:7481)\n"
+    "  --listen ADDR:PORT the node manager's API: GET /v1/status (no token) and\n"
+    "                     PUT /v1/transfers/ID (a migration's stream to this node,\n"
+    "                     with its one-time transfer token), e.g. 10.0.0.2:7481\n"
+    "  --advertise URL    the URL other nodes reach --listen at, sent to the registry\n"
+    "                     (default: http(s)://ADDR:PORT of --listen; needed when ADDR\n"
+    "                     is 0.0.0.0 or ::, else this node is no migration target)\n"
+    "  --tls-cert FILE    serve --listen over HTTPS with this PEM certificate (chain,\n"
+    "                     leaf first; sources verify it against their --ca)\n"
+    "  --tls-key FILE     ... and this PEM private key (both or neither)\n"
     "  -v, --verbose      log more (every poll, every decision)\n"
     "  -h, --help         this text\n\n"
     "One node manager per root and per cgroup parent: a second one on the same\n"
     "ROOT or cgroup parent refuses to start (give each its own ROOT; the parent is\n"
     "derived from --name), and so does one whose --listen port is in use.\n"
     "Test hook: VSLICE_FAULT=nodemgr.create:N or nodemgr.destroy:N SIGKILLs the node\n"
-    "manager right after step N of a sliver's create or destroy (docs/cluster.md).\n";
+    "manager right after step N of a sliver's create or destroy (docs/cluster.md);\n"
+    "migrate.out:N / migrate.in:N after step N of a migration, migrate.flip:N flips\n"
+    "byte N of a stream received (docs/migration.md).\n";
 
 static const char *node_name = "-";
 
@@ -102,6 +111,23 @@ static uint64_t machine_memory(void)
 	return (uint64_t)kb * 1024;
 }
 
+/* Read a PEM file given with option (--tls-cert, --tls-key) into *pem;
+ * on failure one line naming the option (exit code returned). key: want a
+ * private key. */
+static int read_pem(const char *option, const char *path, bool key, char **pem)
+{
+	struct vs_error err;
+	char p[256];
+	if (vs_read_file(path, 1u << 20, pem, NULL, &err) < 0)
+		return usage("%s: %s", option, err.msg);
+	bool ok = key ? strstr(*pem, "-----BEGIN ") && strstr(*pem, "PRIVATE KEY-----")
+		      : strstr(*pem, "-----BEGIN CERTIFICATE-----") != NULL;
+	if (!ok)
+		return usage("%s: %s is not a PEM %s", option, vs_printable(path, p, sizeof(p)),
+			     key ? "private key" : "certificate");
+	return 0;
+}
+
 static struct nodemgr *running;
 
 static void on_signal(int sig)
@@ -126,7 +152,10 @@ int main(int argc, char **argv)
 		OPT_CGROUP_PARENT,
 		OPT_DEFAULT_MEMORY,
 		OPT_DEFAULT_PIDS,
-		OPT_DEFAULT_DISK
+		OPT_DEFAULT_DISK,
+		OPT_ADVERTISE,
+		OPT_TLS_CERT,
+		OPT_TLS_KEY
 	};
 	static const struct option longopts[] = {
 	    {"registry", required_argument, NULL, OPT_REGISTRY},
@@ -143,6 +172,9 @@ int main(int argc, char **argv)
 	    {"default-memory", required_argument, NULL, OPT_DEFAULT_MEMORY},
 	    {"default-pids", required_argument, NULL, OPT_DEFAULT_PIDS},
 	    {"default-disk", required_argument, NULL, OPT_DEFAULT_DISK},
+	    {"advertise", required_argument, NULL, OPT_ADVERTISE},
+	    {"tls-cert", required_argument, NULL, OPT_TLS_CERT},
+	    {"tls-key", required_argument, NULL, OPT_TLS_KEY},
 	    {"verbose", no_argument, NULL, 'v'},
 	    {"help", no_argument, NULL, 'h'},
 	    {"version", no_argument, NULL, 'V'},
@@ -152,7 +184,8 @@ int main(int argc, char **argv)
 				 .default_pids = NODEMGR_DEFAULT_PIDS,
 				 .default_disk = NODEMGR_DEFAULT_DISK};
 	bool default_memory_set = false;
-	const char *listen = NULL, *cgroup_parent = NULL;
+	const char *listen = NULL, *cgroup_parent = NULL, *tls_cert = NULL, *tls_key = NULL;
+	cleanup_free char *cert_pem = NULL, *key_pem = NULL;
 	/* Freed on every return (usage errors and --help too: the ASan build checks leaks). */
 	cleanup_free char **labels = vs_xcalloc((size_t)argc + 1, sizeof(char *));
 	size_t nlabels = 0;
@@ -205,6 +238,15 @@ int main(int argc, char **argv)
 			break;
 		case OPT_CGROUP_PARENT:
 			cgroup_parent = optarg;
+			break;
+		case OPT_ADVERTISE:
+			o.advertise = optarg;
+			break;
+		case OPT_TLS_CERT:
+			tls_cert = optarg;
+			break;
+		case OPT_TLS_KEY:
+			tls_key = optarg;
 			break;
 		case OPT_DEFAULT_MEMORY:
 			/* The manifest's own minimum: a smaller limit cannot run anything. */
@@ -267,6 +309,23 @@ int main(int argc, char **argv)
 		return usage("missing --token TOKEN (or VSLICE_TOKEN)");
 	if (listen && nodemgr_listen_check(listen, &err) < 0)
 		return usage("%s", err.msg);
+	if (!tls_cert != !tls_key)
+		return usage("%s", tls_cert ? "--tls-cert needs --tls-key FILE (its private key)"
+					    : "--tls-key needs --tls-cert FILE (its certificate)");
+	if ((tls_cert || o.advertise) && !listen)
+		return usage("%s needs --listen ADDR:PORT",
+			     tls_cert ? "--tls-cert" : "--advertise");
+	int rp;
+	if (tls_cert && ((rp = read_pem("--tls-cert", tls_cert, false, &cert_pem)) ||
+			 (rp = read_pem("--tls-key", tls_key, true, &key_pem))))
+		return rp;
+	o.tls_cert_pem = cert_pem;
+	o.tls_key_pem = key_pem;
+	if (listen) {
+		cleanup_free char *url = NULL;
+		if (nodemgr_advertise_url(listen, 1, o.advertise, cert_pem != NULL, &url, &err) < 0)
+			return usage("%s", err.msg);
+	}
 	if (!o.root)
 		o.root = slice_default_root();
 	if (!o.cpus) {

@@ -22,11 +22,13 @@
 #define VSLICE_HTTP_H
 
 #include <jansson.h>
+#include <stdbool.h>
 #include <stddef.h>
 
 #include "vslice/error.h"
 
 struct http_client {
+	const char *what;  /* who base is, in messages: "registry" (default), "transfer target" */
 	char *base;	   /* "http://host:port", no trailing slash */
 	char *token;	   /* bearer token, NULL = none */
 	char *ca_file;	   /* PEM CA bundle that https:// peers must chain to; NULL = system CAs */
@@ -40,6 +42,11 @@ struct http_client {
 int http_client_init(struct http_client *c, const char *base_url, const char *token,
 		     const char *ca_file, struct vs_error *err);
 void http_client_free(struct http_client *c);
+/* As http_client_init, for a peer that is not the registry: what (a static
+ * string, e.g. "transfer target") names it in every message, and the URL
+ * errors name it instead of --registry. */
+int http_client_init_peer(struct http_client *c, const char *base_url, const char *token,
+			  const char *ca_file, const char *what, struct vs_error *err);
 
 /*
  * method path (path starts with '/', already escaped, may carry a query).
@@ -62,6 +69,25 @@ int http_put_buf(struct http_client *c, const char *path, const void *buf, size_
 int http_put_buf_resp(struct http_client *c, const char *path, const void *buf, size_t len,
 		      const char *const *headers, long *status, json_t **resp,
 		      struct vs_error *err);
+
+/* A streamed upload's limits (http_put_stream). */
+struct http_stream_opts {
+	/* Give up when fewer than low_speed_bytes a second moved, either way,
+	 * for low_speed_secs (0: 1 byte for 60 s). It counts the wait for the
+	 * answer after the body too. */
+	long low_speed_bytes, low_speed_secs;
+	/* Polled while the request runs (about once a second, and as bytes
+	 * move): true gives up at once (ECANCELED). NULL: never. */
+	bool (*cancel)(void *arg);
+	void *arg;
+};
+
+/* PUT the bytes read from fd (a pipe: until EOF, sent chunked) with o's
+ * limits; *resp (when not NULL): the answer's JSON body, also for an error
+ * status, NULL when none or not JSON. */
+int http_put_stream(struct http_client *c, const char *path, int fd, const char *const *headers,
+		    const struct http_stream_opts *o, long *status, json_t **resp,
+		    struct vs_error *err);
 
 /* GET path, streaming the body into fd. If header is not NULL, the value of
  * that response header (case-insensitive name, no colon) is copied into

@@ -21,8 +21,10 @@
  *  - long-polls: a handler may suspend its request (httpd_suspend) and
  *    resume it from any thread (httpd_resume); the handler then runs again.
  *
- * Threads: every hook runs on one of the server's threads; none may block.
- * httpd_resume may be called from any thread.
+ * Threads: every hook runs on one of the server's threads; none may block,
+ * except with cfg.thread_per_conn, where each connection has a thread of
+ * its own (and nothing can be suspended). httpd_resume may be called from
+ * any thread.
  */
 #ifndef VSLICE_HTTPD_H
 #define VSLICE_HTTPD_H
@@ -114,6 +116,10 @@ struct httpd_config {
 	 * and are resumed as the first ones are handled, so answers go out
 	 * while later ones are still being built. */
 	unsigned resume_batch;
+	/* A thread per connection (at most conn_limit of them) instead of a
+	 * pool: hooks may then block, say writing a streamed body into a pipe,
+	 * without holding up other connections; httpd_suspend is a no-op. */
+	bool thread_per_conn;
 	const struct httpd_ops *ops;
 	void *cls; /* httpd_cls() */
 };
@@ -153,7 +159,8 @@ const char *httpd_raw_url(const struct httpd_request *req);
 void httpd_stream_body(struct httpd_request *req);
 /* This request's idle timeout from now on (a long-poll, a slow upload). */
 void httpd_set_timeout(struct httpd_request *req, unsigned secs);
-/* From ops->handle: park the request; no answer goes out until resumed. */
+/* From ops->handle: park the request; no answer goes out until resumed
+ * (not with cfg.thread_per_conn). */
 void httpd_suspend(struct httpd_request *req);
 /* Any thread, while the request lives (ops->done has not run): run
  * ops->handle for a suspended request again (with cfg.resume_batch, once

@@ -24,6 +24,15 @@
  * (nodemgr_decide). VSLICE_FAULT=nodemgr.create:N / nodemgr.destroy:N is a
  * test hook that SIGKILLs the process at step N (docs/cluster.md).
  *
+ * Cold migration (docs/migration.md): an assignment with "migrate_out" has
+ * the sliver stopped and streamed to the target's --listen API (PUT
+ * /v1/transfers/ID with the migration's one-time token), one with
+ * "migrate_in" makes a copy, not started, that the stream fills; the
+ * registry's answers to the nodes' reports decide which copy runs. Each
+ * step is an intent phase in the record first (migrating-out,
+ * migrating-in, receiving, restored), so a restart asks the registry and
+ * rolls forward or back (NODEMGR_MIGRATE_RESOLVE).
+ *
  * The pure parts (assignment parsing, the reconcile decision, state mapping,
  * records) are public so tests can reach them without a registry.
  */
@@ -57,12 +66,31 @@
 /* ------------------------------------------------------------------ */
 /* pure parts                                                          */
 
+/* A migration an assignment asks of this node (docs/migration.md): the
+ * source's entry carries "migrate_out" {"id", "to", "url", "token",
+ * "mode"}, the target's "migrate_in" {"id", "from", "token_sha256", "mode"},
+ * while the registry's migration is prepared or transferring. */
+enum nodemgr_mig_role { NODEMGR_MIG_NONE, NODEMGR_MIG_OUT, NODEMGR_MIG_IN };
+#define NODEMGR_MIG_ID_MAX    40  /* "mg_" + 16 hex, with room */
+#define NODEMGR_MIG_TOKEN_MAX 80  /* "vst_" + 64 hex */
+#define NODEMGR_MIG_URL_MAX   512 /* the target's transfer API base */
+struct nodemgr_migration {
+	enum nodemgr_mig_role role;
+	char id[NODEMGR_MIG_ID_MAX];
+	char peer[NODEMGR_NODE_NAME_MAX]; /* out: the target ("to"); in: the source ("from") */
+	char mode[16];
+	char url[NODEMGR_MIG_URL_MAX];	   /* out: http(s)://HOST:PORT of the target */
+	char token[NODEMGR_MIG_TOKEN_MAX]; /* out: the one-time transfer token (a secret) */
+	char token_sha256[VS_SHA256_HEX];  /* in: its sha256, what a PUT is checked against */
+};
+
 /* One entry of an assignments answer. */
 struct nodemgr_assignment {
 	char slice[SLICE_NAME_MAX];
-	json_t *manifest;	    /* owned reference; NULL if the entry had none */
-	long long expires;	    /* 0 if absent */
-	char sha256[VS_SHA256_HEX]; /* of the manifest (compact, sorted keys); "" if none */
+	json_t *manifest;	      /* owned reference; NULL if the entry had none */
+	long long expires;	      /* 0 if absent */
+	char sha256[VS_SHA256_HEX];   /* of the manifest (compact, sorted keys); "" if none */
+	struct nodemgr_migration mig; /* role NONE: no migration (or a malformed one) */
 };
 
 /*
@@ -70,6 +98,8 @@ struct nodemgr_assignment {
  * err says why) unless it is an object with a "slivers" array: such an answer
  * must not count as "nothing assigned". Entries without a valid slice name
  * are skipped (they can name no slice here); later duplicates are dropped.
+ * A "migrate_out"/"migrate_in" whose fields do not check out (id, token and
+ * digest shapes, an http(s):// url) leaves the entry without a migration.
  * *index gets "index" (-1 if absent). Free with nodemgr_assignments_free().
  */
 int nodemgr_assignments_parse(json_t *answer, struct nodemgr_assignment **out, size_t *n,
@@ -85,21 +115,32 @@ enum nodemgr_phase {
 	NODEMGR_FAILED,	    /* could not be created or started; not retried until the
 			     * assignment changes (manifest or expires) */
 	NODEMGR_DESTROYING, /* destroy begun (a crash here leaves a slice to remove) */
+	/* Cold migration (docs/migration.md), each saved before its step: */
+	NODEMGR_MIGRATING_OUT, /* source: the registry took "transferring"; the sliver is
+				* being stopped and sent (a crash here: ask the registry) */
+	NODEMGR_MIGRATING_IN,  /* target: a copy (not started) is being made for the stream */
+	NODEMGR_RECEIVING,     /* target: a PUT was taken (one use: never a second one) */
+	NODEMGR_RESTORED,      /* target: the stream is in and verified; waiting for the
+				* registry's commit, then start */
 };
 
 /* Bookkeeping of one sliver: <root>/nodemgr/slivers/NAME.json. */
 struct nodemgr_record {
 	char slice[SLICE_NAME_MAX];
 	enum nodemgr_phase phase;
-	char sha256[VS_SHA256_HEX]; /* manifest hash of the assignment it came from */
-	long long expires;	    /* the assignment's expires */
-	char *message;		    /* failed: why (one line); else NULL */
-	long long created;	    /* Unix seconds */
-	uint64_t log_offset;	    /* log bytes the registry has */
-	bool log_capped;	    /* the registry refused more (413) */
-	bool results_done;	    /* results uploaded and committed */
+	char sha256[VS_SHA256_HEX];	    /* manifest hash of the assignment it came from */
+	long long expires;		    /* the assignment's expires */
+	char *message;			    /* failed: why (one line); else NULL */
+	long long created;		    /* Unix seconds */
+	uint64_t log_offset;		    /* log bytes the registry has */
+	bool log_capped;		    /* the registry refused more (413) */
+	bool results_done;		    /* results uploaded and committed */
+	char migration[NODEMGR_MIG_ID_MAX]; /* the migration of a migrating phase, kept
+					     * after it ("" none) */
 };
 
+/* "creating", "created", ..., "migrating-out", "restored": as records hold them. */
+const char *nodemgr_phase_name(enum nodemgr_phase p);
 json_t *nodemgr_record_to_json(const struct nodemgr_record *r);
 /* Fill r from a record's JSON (every field type-checked); r->message is
  * the caller's, to free with nodemgr_record_free(). */
@@ -121,18 +162,24 @@ enum nodemgr_local {
  * lib/node/nodemgr_int.h (an enum value, a nodemgr_decide case, a case in
  * the action switch). */
 enum nodemgr_action {
-	NODEMGR_NOTHING,  /* not assigned, not ours */
-	NODEMGR_KEEP,	  /* as it should be */
-	NODEMGR_RENEW,	  /* as it should be, but renewed: move the slice's expiry */
-	NODEMGR_CREATE,	  /* create and start */
-	NODEMGR_RECREATE, /* destroy ours, then create (half-made, or the assignment changed) */
-	NODEMGR_RESUME,	  /* ours and complete, its create interrupted: start it if it never
-			   * ran, then record it as created */
-	NODEMGR_ADOPT,	  /* ours without a record: take it over as it is */
-	NODEMGR_CONFLICT, /* assigned, but a slice of that name is not ours: failed */
-	NODEMGR_VANISHED, /* ours, but its slice was removed behind our back: failed */
-	NODEMGR_DESTROY,  /* ours and no longer assigned */
-	NODEMGR_FORGET,	  /* no longer assigned, nothing here: drop the record */
+	NODEMGR_NOTHING,     /* not assigned, not ours */
+	NODEMGR_KEEP,	     /* as it should be */
+	NODEMGR_RENEW,	     /* as it should be, but renewed: move the slice's expiry */
+	NODEMGR_CREATE,	     /* create and start */
+	NODEMGR_RECREATE,    /* destroy ours, then create (half-made, or the assignment changed) */
+	NODEMGR_RESUME,	     /* ours and complete, its create interrupted: start it if it never
+			      * ran, then record it as created */
+	NODEMGR_ADOPT,	     /* ours without a record: take it over as it is */
+	NODEMGR_CONFLICT,    /* assigned, but a slice of that name is not ours: failed */
+	NODEMGR_VANISHED,    /* ours, but its slice was removed behind our back: failed */
+	NODEMGR_DESTROY,     /* ours and no longer assigned */
+	NODEMGR_FORGET,	     /* no longer assigned, nothing here: drop the record */
+	NODEMGR_MIGRATE_OUT, /* source: report, stop, stream to the target, then destroy
+			      * (committed) or restart (aborted); a thread of its own */
+	NODEMGR_MIGRATE_IN,  /* target: make the copy, not started, and open the transfer
+			      * (PUT /v1/transfers/ID) for it */
+	NODEMGR_MIGRATE_RESOLVE, /* a migration step cut short (a restart): ask the registry,
+				  * roll forward (start / destroy) or back (restart / destroy) */
 };
 
 /*
@@ -164,10 +211,12 @@ json_t *nodemgr_sliver_status(const struct nodemgr_record *r, const struct slice
 unsigned nodemgr_apply_defaults(struct manifest *m, uint64_t memory, uint64_t pids, uint64_t disk);
 
 /*
- * The test hook VSLICE_FAULT: "nodemgr.create:N" or "nodemgr.destroy:N"
- * (N >= 1) sets *op (a static string) and *step. A value naming another
- * component (no "nodemgr." prefix) or unset/empty: *op = NULL, returns 0.
- * A malformed nodemgr value: -EINVAL, err names it.
+ * The test hook VSLICE_FAULT: "nodemgr.create:N", "nodemgr.destroy:N",
+ * "migrate.out:N", "migrate.in:N" (N >= 1: SIGKILL after step N) or
+ * "migrate.flip:N" (the target flips byte N, from 0, of a stream it
+ * receives) sets *op (a static string) and *step. A value naming another
+ * component (neither "nodemgr." nor "migrate." prefix) or unset/empty:
+ * *op = NULL, returns 0. A malformed value of ours: -EINVAL, err names it.
  */
 int nodemgr_fault_parse(const char *value, const char **op, unsigned *step, struct vs_error *err);
 
@@ -193,11 +242,19 @@ struct nodemgr_opts {
 	uint64_t default_disk; /* bytes: an ext4 image per sliver (off by default,
 				* NODEMGR_DEFAULT_DISK; docs/cluster.md) */
 	bool verbose;	       /* also NODEMGR_LOG_DEBUG lines */
-	/* "ADDR:PORT" (port 0: any) for a read-only local status API,
-	 * GET /v1/status: the node, whether it is registered, and every
-	 * sliver's status as last reported. No token: bind it to loopback.
-	 * NULL = none. */
+	/* "ADDR:PORT" (port 0: any) for the node manager's API: GET /v1/status
+	 * (the node, whether it is registered, every sliver's status as last
+	 * reported; no token) and PUT /v1/transfers/ID (a migration's stream,
+	 * with its one-time transfer token). NULL = none (then this node
+	 * cannot be a migration's target). */
 	const char *listen;
+	/* The URL other nodes reach opts.listen at (sent to the registry as the
+	 * node's "url": a migration's target); NULL: http(s)://ADDR:PORT of
+	 * listen unless ADDR is a wildcard (then none: not a migration target). */
+	const char *advertise;
+	/* PEM text (not file names): serve opts.listen over HTTPS. Both or
+	 * neither. */
+	const char *tls_cert_pem, *tls_key_pem;
 	/* One event, one line without newline (caller adds its prefix). Called
 	 * from both of the node manager's threads. */
 	void (*log)(void *arg, enum nodemgr_log_level level, const char *line);
@@ -227,6 +284,15 @@ char *nodemgr_root_cgroup_parent(const char *root);
 
 /* Is listen a usable "ADDR:PORT" for opts.listen? */
 int nodemgr_listen_check(const char *listen, struct vs_error *err);
+
+/* The URL to register as the node's "url": advertise when given (checked:
+ * http:// or https://, no spaces or control characters, shorter than
+ * NODEMGR_MIG_URL_MAX; err names --advertise), else "http(s)://ADDR:PORT"
+ * of listen (https when tls; port: the bound one when listen asked for 0),
+ * else *out = NULL: no listen, or a wildcard ADDR (0.0.0.0, ::) that other
+ * nodes cannot dial. *out: the caller frees. */
+int nodemgr_advertise_url(const char *listen, unsigned port, const char *advertise, bool tls,
+			  char **out, struct vs_error *err);
 
 struct nodemgr;
 

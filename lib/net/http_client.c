@@ -1,5 +1,7 @@
 /*
- * http_client.c - the registry client (include/vslice/http.h) on libcurl.
+ * http_client.c - the HTTP client (include/vslice/http.h) on libcurl: the
+ * registry's, and a node manager's for a migration's stream to another node
+ * (http_put_stream: from a pipe, with a low-speed limit and a cancel hook).
  *
  * libcurl is loaded with dlopen on first use: linked in, it and the eleven
  * libraries it pulls (TLS, nghttp2, ldap, ssh, idn...) would be mapped and
@@ -99,18 +101,25 @@ static int ensure_loaded(struct vs_error *err)
 int http_client_init(struct http_client *c, const char *base_url, const char *token,
 		     const char *ca_file, struct vs_error *err)
 {
+	return http_client_init_peer(c, base_url, token, ca_file, "registry", err);
+}
+
+int http_client_init_peer(struct http_client *c, const char *base_url, const char *token,
+			  const char *ca_file, const char *what, struct vs_error *err)
+{
 	memset(c, 0, sizeof(*c));
+	bool reg = !strcmp(what, "registry");
+	const char *opt = reg ? "--registry" : what;
 	if (!base_url || (strncmp(base_url, "http://", 7) && strncmp(base_url, "https://", 8)))
-		return vs_error_set(err, EINVAL,
-				    "--registry: \"%s\" is not an http:// or https:// URL",
-				    base_url ? base_url : "");
+		return vs_error_set(err, EINVAL, "%s: \"%s\" is not an http:// or https:// URL",
+				    opt, base_url ? base_url : "");
 	size_t len = strlen(base_url);
 	while (len > 8 && base_url[len - 1] == '/')
 		len--;
 	for (size_t i = 0; i < len; i++)
 		if ((unsigned char)base_url[i] <= 0x20 || base_url[i] == 0x7f)
 			return vs_error_set(err, EINVAL,
-					    "--registry: the URL has spaces or control characters");
+					    "%s: the URL has spaces or control characters", opt);
 	if (token && strpbrk(token, "\r\n"))
 		return vs_error_set(err, EINVAL, "--token: has a line break");
 	int r = ensure_loaded(err);
@@ -120,8 +129,9 @@ int http_client_init(struct http_client *c, const char *base_url, const char *to
 		const curl_version_info_data *vi = cu.version_info(CURLVERSION_NOW);
 		if (!vi || !(vi->features & CURL_VERSION_SSL))
 			return vs_error_set(err, ENOTSUP,
-					    "--registry: this libcurl was built without TLS; "
-					    "cannot speak https://");
+					    "%s: this libcurl was built without TLS; "
+					    "cannot speak https://",
+					    opt);
 	}
 	if (ca_file) {
 		/* Read it once now, so a wrong path is one line naming --ca
@@ -137,6 +147,7 @@ int http_client_init(struct http_client *c, const char *base_url, const char *to
 					    "CERTIFICATE-----\")",
 					    ca_file);
 	}
+	c->what = what;
 	c->base = vs_xasprintf("%.*s", (int)len, base_url);
 	c->token = token && *token ? vs_xstrdup(token) : NULL;
 	c->ca_file = ca_file ? vs_xstrdup(ca_file) : NULL;
@@ -199,7 +210,22 @@ struct xfer {
 	char *header_value;
 	size_t header_len;
 	long long index;
+	/* a stream's limits (http_put_stream); NULL: perform's defaults */
+	const struct http_stream_opts *stream;
+	bool cancelled;
 };
+
+static int on_progress(void *arg, curl_off_t dltotal, curl_off_t dlnow, curl_off_t ultotal,
+		       curl_off_t ulnow)
+{
+	(void)dltotal, (void)dlnow, (void)ultotal, (void)ulnow;
+	struct xfer *x = arg;
+	if (x->stream->cancel && x->stream->cancel(x->stream->arg)) {
+		x->cancelled = true;
+		return 1; /* CURLE_ABORTED_BY_CALLBACK */
+	}
+	return 0;
+}
 
 static size_t on_body(char *ptr, size_t size, size_t nmemb, void *arg)
 {
@@ -346,6 +372,8 @@ static int transport_error(struct http_client *c, CURLcode rc, const char *why,
 			   struct vs_error *err)
 {
 	bool https = !strncmp(c->base, "https://", 8);
+	bool reg = !strcmp(c->what, "registry");
+	const char *w = c->what;
 	const char *reason = why && *why ? why : cu.easy_strerror(rc);
 	switch (rc) {
 	case CURLE_PEER_FAILED_VERIFICATION:
@@ -360,26 +388,27 @@ static int transport_error(struct http_client *c, CURLcode rc, const char *why,
 			    c->base, url_host(c->base, host, sizeof(host)), reason);
 		}
 		return vs_error_set(err, EACCES,
-				    "registry %s: the registry's certificate is not trusted (give "
-				    "its CA with --ca FILE or VSLICE_CA): %s",
-				    c->base, reason);
+				    "%s %s: the %s's certificate is not trusted (give its CA with "
+				    "--ca FILE%s): %s",
+				    w, c->base, w, reg ? " or VSLICE_CA" : "", reason);
 	case CURLE_SSL_CACERT_BADFILE:
-		return vs_error_set(err, EINVAL, "registry %s: cannot use the CA file %s: %s",
-				    c->base, c->ca_file ? c->ca_file : "(system)", reason);
+		return vs_error_set(err, EINVAL, "%s %s: cannot use the CA file %s: %s", w, c->base,
+				    c->ca_file ? c->ca_file : "(system)", reason);
 	case CURLE_SSL_CONNECT_ERROR:
 		return vs_error_set(err, EPROTO,
-				    "registry %s: TLS handshake failed (is it a plain http:// "
-				    "registry?): %s",
-				    c->base, reason);
+				    "%s %s: TLS handshake failed (is it a plain http:// %s?): %s",
+				    w, c->base, w, reason);
 	case CURLE_GOT_NOTHING:
 	case CURLE_SEND_ERROR:
 	case CURLE_RECV_ERROR:
 	case CURLE_WEIRD_SERVER_REPLY:
-		if (!https)
+		if (!https && reg)
 			return vs_error_set(err, EPROTO,
 					    "registry %s: no HTTP answer (does it serve https://? "
 					    "then use an https:// URL): %s",
 					    c->base, reason);
+		if (!reg)
+			return vs_error_set(err, EPROTO, "%s %s: %s", w, c->base, reason);
 		break;
 	default:
 		break;
@@ -387,7 +416,9 @@ static int transport_error(struct http_client *c, CURLcode rc, const char *why,
 	int e = rc == CURLE_COULDNT_CONNECT	 ? ECONNREFUSED
 		: rc == CURLE_OPERATION_TIMEDOUT ? ETIMEDOUT
 						 : EIO;
-	return vs_error_set(err, e, "registry %s: %s", c->base, cu.easy_strerror(rc));
+	/* A peer's stream: libcurl's own words say more ("Operation too slow.
+	 * Less than 1024 bytes/sec transferred the last 15 seconds"). */
+	return vs_error_set(err, e, "%s %s: %s", w, c->base, reg ? cu.easy_strerror(rc) : reason);
 }
 
 /* Run the prepared request; turn transport errors and non-2xx answers into err. */
@@ -415,8 +446,15 @@ static int perform(struct http_client *c, struct xfer *x, const char *method, co
 	cu.easy_setopt(h, CURLOPT_TIMEOUT, timeout);
 	cu.easy_setopt(h, CURLOPT_CONNECTTIMEOUT, 10L);
 	if (timeout == 0) { /* a stream: no deadline, but not a stalled peer either */
-		cu.easy_setopt(h, CURLOPT_LOW_SPEED_LIMIT, 1L);
-		cu.easy_setopt(h, CURLOPT_LOW_SPEED_TIME, 60L);
+		const struct http_stream_opts *so = x->stream;
+		bool own = so && so->low_speed_secs > 0;
+		cu.easy_setopt(h, CURLOPT_LOW_SPEED_LIMIT, own ? so->low_speed_bytes : 1L);
+		cu.easy_setopt(h, CURLOPT_LOW_SPEED_TIME, own ? so->low_speed_secs : 60L);
+		if (so && so->cancel) {
+			cu.easy_setopt(h, CURLOPT_NOPROGRESS, 0L);
+			cu.easy_setopt(h, CURLOPT_XFERINFOFUNCTION, on_progress);
+			cu.easy_setopt(h, CURLOPT_XFERINFODATA, x);
+		}
 	}
 	cu.easy_setopt(h, CURLOPT_PROTOCOLS_STR, "http,https");
 	cu.easy_setopt(h, CURLOPT_USERAGENT, "vslice/" VSLICE_VERSION);
@@ -452,6 +490,9 @@ static int perform(struct http_client *c, struct xfer *x, const char *method, co
 	if (status)
 		*status = st;
 	if (rc != CURLE_OK && !(st >= 400 && (x->too_big || rc == CURLE_WRITE_ERROR))) {
+		if (x->cancelled)
+			return vs_error_set(err, ECANCELED, "%s %s: %s %s: given up", c->what,
+					    c->base, method, path);
 		if (x->write_errno)
 			return vs_error_sys(err, x->write_errno, "%s %s: writing the answer",
 					    method, path);
@@ -469,8 +510,8 @@ static int perform(struct http_client *c, struct xfer *x, const char *method, co
 	if (msg)
 		vs_error_set(err, status_errno(st), "%s", msg);
 	else
-		vs_error_set(err, status_errno(st), "registry %s: %s %s: HTTP %ld", c->base, method,
-			     path, st);
+		vs_error_set(err, status_errno(st), "%s %s: %s %s: HTTP %ld", c->what, c->base,
+			     method, path, st);
 	json_decref(j);
 	return -status_errno(st);
 }
@@ -519,6 +560,24 @@ int http_put_fd(struct http_client *c, const char *path, int fd, const char *con
 	/* Streamed: no size up front, so curl sends it chunked. */
 	hdrs = cu.slist_append(hdrs, "Transfer-Encoding: chunked");
 	int r = perform(c, &x, "PUT", path, 0, hdrs, status, err);
+	free(x.body);
+	return r;
+}
+
+int http_put_stream(struct http_client *c, const char *path, int fd, const char *const *headers,
+		    const struct http_stream_opts *o, long *status, json_t **resp,
+		    struct vs_error *err)
+{
+	if (resp)
+		*resp = NULL;
+	struct xfer x = {.out_fd = -1, .in_fd = fd, .max = ERROR_BODY_MAX, .stream = o};
+	struct curl_slist *hdrs = cu.slist_append(NULL, "Content-Type: application/octet-stream");
+	for (const char *const *h = headers; h && *h; h++)
+		hdrs = cu.slist_append(hdrs, *h);
+	hdrs = cu.slist_append(hdrs, "Transfer-Encoding: chunked");
+	int r = perform(c, &x, "PUT", path, 0, hdrs, status, err);
+	if (resp && x.body && x.len)
+		*resp = json_loadb(x.body, x.len, 0, NULL);
 	free(x.body);
 	return r;
 }

@@ -10,7 +10,9 @@
  * plumbing in one place, and leaves what a request means to the caller.
  *
  * Choices that are the daemons' requirements, not libmicrohttpd's defaults:
- *  - poll() mode, level-triggered: libmicrohttpd 0.9.75's epoll loop takes a
+ *  - poll() mode, level-triggered (in a thread pool, or with a thread per
+ *    connection for a server whose hooks block: cfg.thread_per_conn):
+ *    libmicrohttpd 0.9.75's epoll loop takes a
  *    short read for "drained" and can miss the FIN that came with a dying
  *    client's last bytes, leaving the connection (and an upload's temp
  *    file) open for the whole timeout;
@@ -250,7 +252,7 @@ void httpd_suspend(struct httpd_request *r)
 	struct req *q = req_of(r);
 	struct httpd *h = r->srv;
 	pthread_mutex_lock(&h->lock);
-	if (!h->stopping && !q->suspended) {
+	if (!h->stopping && !q->suspended && !h->cfg.thread_per_conn) {
 		q->suspended = true;
 		q->next_suspended = h->suspended;
 		h->suspended = q;
@@ -652,8 +654,13 @@ int httpd_start(const struct httpd_config *cfg, struct httpd **out, struct vs_er
 	int r = vs_parse_listen(cfg->listen, &ss, err);
 	if (r < 0)
 		return vs_error_wrap(err, "%s", name);
-	unsigned flags = MHD_USE_POLL_INTERNAL_THREAD | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ITC |
-			 MHD_USE_ERROR_LOG;
+	/* A thread per connection cannot be combined with suspend/resume in
+	 * libmicrohttpd; such a server has no long-polls (httpd.h). */
+	unsigned flags = MHD_USE_POLL_INTERNAL_THREAD | MHD_USE_ITC | MHD_USE_ERROR_LOG;
+	if (cfg->thread_per_conn)
+		flags |= MHD_USE_THREAD_PER_CONNECTION;
+	else
+		flags |= MHD_ALLOW_SUSPEND_RESUME;
 	if (ss.ss_family == AF_INET6)
 		flags |= MHD_USE_IPv6;
 	if (cfg->cert_pem) {
@@ -675,8 +682,11 @@ int httpd_start(const struct httpd_config *cfg, struct httpd **out, struct vs_er
 	h->conn_limit = cfg->conn_limit ? cfg->conn_limit : httpd_conn_limit_default();
 
 	/* The optional items come first so that a prefix can be cut off. */
-	struct MHD_OptionItem opts[8];
+	struct MHD_OptionItem opts[9];
 	size_t n = 0;
+	if (!cfg->thread_per_conn)
+		opts[n++] = (struct MHD_OptionItem){MHD_OPTION_THREAD_POOL_SIZE,
+						    cfg->threads > 1 ? cfg->threads : 1, NULL};
 	if (cfg->cert_pem) {
 		opts[n++] =
 		    (struct MHD_OptionItem){MHD_OPTION_HTTPS_MEM_CERT, 0, (void *)cfg->cert_pem};
@@ -702,7 +712,6 @@ int httpd_start(const struct httpd_config *cfg, struct httpd **out, struct vs_er
 	h->daemon = MHD_start_daemon(
 	    flags, 0, cfg->ops->accept ? on_accept : NULL, h, on_request, h,
 	    MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, NULL, MHD_OPTION_LISTEN_SOCKET, lfd,
-	    MHD_OPTION_THREAD_POOL_SIZE, cfg->threads > 1 ? cfg->threads : 1u,
 	    MHD_OPTION_NOTIFY_COMPLETED, on_completed, h, MHD_OPTION_NOTIFY_CONNECTION,
 	    on_connection, h, MHD_OPTION_URI_LOG_CALLBACK, on_uri, h, MHD_OPTION_CONNECTION_TIMEOUT,
 	    cfg->timeout_secs ? cfg->timeout_secs : 30u, MHD_OPTION_CONNECTION_LIMIT, h->conn_limit,

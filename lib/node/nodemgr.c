@@ -43,6 +43,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <poll.h>
 #include <pthread.h>
 #include <signal.h>
@@ -102,10 +103,11 @@ bool nm_nap(struct nodemgr *nm, unsigned secs)
 
 int nodemgr_fault_parse(const char *value, const char **op, unsigned *step, struct vs_error *err)
 {
-	static const char *const ops[] = {"nodemgr.create", "nodemgr.destroy"};
+	static const char *const ops[] = {"nodemgr.create", "nodemgr.destroy", "migrate.out",
+					  "migrate.in", "migrate.flip"};
 	*op = NULL;
 	*step = 0;
-	if (!value || strncmp(value, "nodemgr.", 8))
+	if (!value || (strncmp(value, "nodemgr.", 8) && strncmp(value, "migrate.", 8)))
 		return 0; /* unset, or another component's hook */
 	const char *colon = strchr(value, ':');
 	for (size_t i = 0; colon && i < VS_ARRAY_SIZE(ops); i++) {
@@ -115,16 +117,27 @@ int nodemgr_fault_parse(const char *value, const char **op, unsigned *step, stru
 		char *end;
 		errno = 0;
 		unsigned long n = strtoul(colon + 1, &end, 10);
-		if (colon[1] < '0' || colon[1] > '9' || errno || *end || n == 0 || n > 100)
+		/* flip: a byte offset from 0; the others: a step from 1 */
+		bool flip = !strcmp(ops[i], "migrate.flip");
+		if (colon[1] < '0' || colon[1] > '9' || errno || *end || (!flip && n == 0) ||
+		    n > (flip ? UINT_MAX : 100))
 			break;
 		*op = ops[i];
 		*step = (unsigned)n;
 		return 0;
 	}
 	return vs_error_set(err, EINVAL,
-			    "VSLICE_FAULT \"%s\": use nodemgr.create:N or nodemgr.destroy:N "
-			    "(N >= 1; a test hook)",
+			    "VSLICE_FAULT \"%s\": use nodemgr.create:N, nodemgr.destroy:N, "
+			    "migrate.out:N, migrate.in:N (N >= 1) or migrate.flip:OFFSET (a test "
+			    "hook)",
 			    value);
+}
+
+long long nm_fault_flip_offset(struct nodemgr *nm)
+{
+	if (!nm->fault_op || strcmp(nm->fault_op, "migrate.flip"))
+		return -1;
+	return nm->fault_step;
 }
 
 /* The test hook (VSLICE_FAULT): die at once, as a power cut or the OOM
@@ -342,6 +355,18 @@ int nodemgr_new(const struct nodemgr_opts *o, struct nodemgr **out, struct vs_er
 		if (r < 0)
 			return r;
 	}
+	if (!o->tls_cert_pem != !o->tls_key_pem)
+		return vs_error_set(err, EINVAL, "--tls-cert and --tls-key: give both or neither");
+	if (o->advertise || o->tls_cert_pem) {
+		cleanup_free char *url = NULL;
+		if (!o->listen)
+			return vs_error_set(err, EINVAL, "%s: needs --listen ADDR:PORT",
+					    o->advertise ? "--advertise" : "--tls-cert");
+		int r =
+		    nodemgr_advertise_url(o->listen, 1, o->advertise, o->tls_cert_pem, &url, err);
+		if (r < 0)
+			return r;
+	}
 	struct nodemgr *nm = vs_xcalloc(1, sizeof(*nm));
 	nm->o = *o;
 	nm->registry = vs_xstrdup(o->registry);
@@ -352,6 +377,11 @@ int nodemgr_new(const struct nodemgr_opts *o, struct nodemgr **out, struct vs_er
 	nm->o.listen = nm->listen;
 	nm->ca_file = o->ca_file ? vs_xstrdup(o->ca_file) : NULL;
 	nm->o.ca_file = nm->ca_file;
+	nm->tls_cert_pem = o->tls_cert_pem ? vs_xstrdup(o->tls_cert_pem) : NULL;
+	nm->tls_key_pem = o->tls_key_pem ? vs_xstrdup(o->tls_key_pem) : NULL;
+	nm->o.tls_cert_pem = nm->tls_cert_pem;
+	nm->o.tls_key_pem = nm->tls_key_pem;
+	nm->o.advertise = NULL; /* nm->url, once the API listens */
 	size_t nl = 0;
 	while (o->labels && o->labels[nl])
 		nl++;
@@ -365,6 +395,9 @@ int nodemgr_new(const struct nodemgr_opts *o, struct nodemgr **out, struct vs_er
 	nm->wake_fd = -1;
 	nm->root_lock = nm->cgroup_lock = -1;
 	pthread_mutex_init(&nm->mu, NULL);
+	pthread_cond_init(&nm->job_cv, NULL);
+	if (o->advertise)
+		nm->url = vs_xstrdup(o->advertise);
 	atomic_store(&nm->heartbeat, o->heartbeat_secs ? o->heartbeat_secs : 10);
 	int r = http_client_init(&nm->hc, nm->registry, nm->token, nm->ca_file, err);
 	nm->hc_ready = r == 0;
@@ -413,8 +446,8 @@ static int wait_for_work(struct nodemgr *nm, int timeout_ms, bool *ended, struct
 	p[0] = (struct pollfd){.fd = nm->wake_fd, .events = POLLIN};
 	for (size_t i = 0; i < nm->nslivers; i++) {
 		struct nm_sliver *sv = &nm->slivers[i];
-		if (sv->r.phase != NODEMGR_CREATED || strcmp(sv->last_state, "running") ||
-		    sv->end_seen)
+		if (sv->r.phase != NODEMGR_CREATED || sv->busy ||
+		    strcmp(sv->last_state, "running") || sv->end_seen)
 			continue;
 		if (sv->pidfd < 0) {
 			pid_t pid = slice_pid1(nm->root, sv->r.slice);
@@ -470,6 +503,10 @@ int nodemgr_run(struct nodemgr *nm, struct vs_error *err)
 	sigaddset(&block, SIGINT);
 	sigaddset(&block, SIGTERM);
 	sigaddset(&block, SIGHUP);
+	/* And SIGPIPE in the threads: a stream's pipe whose other end gave up
+	 * is an EPIPE to handle, not a reason to die (the API's connection
+	 * threads inherit this mask; the jobs block it themselves). */
+	sigaddset(&block, SIGPIPE);
 	pthread_sigmask(SIG_BLOCK, &block, &old);
 	int r = nm->o.listen ? nm_status_api_start(nm, err) : 0;
 	if (r < 0) {
@@ -508,6 +545,10 @@ int nodemgr_run(struct nodemgr *nm, struct vs_error *err)
 			;
 		if (atomic_load(&nm->stop))
 			break;
+		nm->changed = false;
+		nm_jobs_reap(nm); /* migrations that ended: their slivers are the loop's again */
+		if (nm->changed)
+			next_tick = vs_now_ns();
 		pthread_mutex_lock(&nm->mu);
 		json_t *answer = nm->answer;
 		nm->answer = NULL;
@@ -550,6 +591,9 @@ void nodemgr_free(struct nodemgr *nm)
 		nm->cgroup_lock = -1;
 	}
 	nm_status_api_stop(nm);
+	if (nm_jobs_running(nm))
+		return; /* a migration thread still uses nm: left to the exit (its record
+			 * says where it stood) */
 	if (nm->poller_started) {
 		/* The poller may sit in a long-poll for up to a minute: give it a
 		 * moment, then leave it (and what it uses) to the process exit. */
@@ -590,6 +634,11 @@ void nodemgr_free(struct nodemgr *nm)
 	free(nm->cache_path);
 	free(nm->origin);
 	free(nm->status_text);
+	free(nm->url);
+	free(nm->tls_cert_pem);
+	free(nm->tls_key_pem);
+	nm_jobs_free(nm);
+	pthread_cond_destroy(&nm->job_cv);
 	pthread_mutex_destroy(&nm->mu);
 	free(nm);
 }

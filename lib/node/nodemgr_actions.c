@@ -126,7 +126,7 @@ static void log_defaults(struct nodemgr *nm, const char *slice, unsigned applied
 /* The registry's "nodes" of a slice object (names of the nodes holding its
  * slivers) as a NULL-terminated list; NULL when absent (an assignment that
  * carried its manifest: the sliver then knows only itself). */
-static char **slice_nodes(json_t *slice)
+char **nm_slice_nodes(json_t *slice)
 {
 	json_t *arr = json_object_get(slice, "nodes");
 	if (!json_is_array(arr))
@@ -139,8 +139,8 @@ static char **slice_nodes(json_t *slice)
 	return v;
 }
 
-static int create_sliver(struct nodemgr *nm, const struct nodemgr_assignment *a, json_t *mj,
-			 char *const *nodes, struct vs_error *err)
+int nm_make_slice(struct nodemgr *nm, const struct nodemgr_assignment *a, json_t *mj, bool start,
+		  char *const *nodes, struct vs_error *err)
 {
 	__attribute__((cleanup(manifest_freep))) struct manifest *m = NULL;
 	int r = parse_manifest(mj, a->slice, &m, err);
@@ -158,10 +158,16 @@ static int create_sliver(struct nodemgr *nm, const struct nodemgr_assignment *a,
 		if (r < 0 && r != -EEXIST)
 			return vs_error_wrap(err, "building image busybox");
 	}
-	struct experiment_create_opts eo = {
-	    .step = create_step, .arg = nm, .nodes = nodes, .registry = nm->registry};
+	/* The create's crash steps (nodemgr.create:N) are a plain create's;
+	 * a migration's copy has its own (migrate.in:N). */
+	struct experiment_create_opts eo = {.step = start ? create_step : NULL,
+					    .arg = nm,
+					    .nodes = nodes,
+					    .registry = nm->registry};
 	if ((r = experiment_create_with(nm->root, m, nm->origin, nm->name, &eo, err)) < 0)
 		return r;
+	if (!start)
+		return 0;
 	r = slice_start(nm->root, a->slice, &(struct slice_start_opts){.foreground = false}, err);
 	if (r < 0) {
 		struct vs_error derr;
@@ -180,7 +186,7 @@ static int create_sliver(struct nodemgr *nm, const struct nodemgr_assignment *a,
  * slice the next reconcile still knows to remove. *sp: the sliver (may be
  * NULL; set to the one made).
  */
-static int destroy_slice(struct nodemgr *nm, const char *slice, struct nm_sliver **sp)
+int nm_destroy_slice(struct nodemgr *nm, const char *slice, struct nm_sliver **sp)
 {
 	struct vs_error err;
 	struct nm_sliver *s = *sp;
@@ -258,8 +264,8 @@ void nm_create(struct nodemgr *nm, const struct nodemgr_assignment *a, struct nm
 	}
 	nm->changed = true;
 	nm_fault_point(nm, "nodemgr.create", 1);
-	cleanup_strv char **nodes = fetched ? slice_nodes(fetched) : NULL;
-	if (create_sliver(nm, a, mj, nodes, &err) < 0) {
+	cleanup_strv char **nodes = fetched ? nm_slice_nodes(fetched) : NULL;
+	if (nm_make_slice(nm, a, mj, true, nodes, &err) < 0) {
 		char one[VS_ERROR_MAX];
 		s->r.phase = NODEMGR_FAILED;
 		s->r.message = vs_xstrdup(vs_printable(err.msg, one, sizeof(one)));
@@ -277,7 +283,7 @@ void nm_recreate(struct nodemgr *nm, const struct nodemgr_assignment *a, struct 
 {
 	nm_log(nm, NODEMGR_LOG_INFO, "sliver %s: assignment changed or half made, re-creating",
 	       a->slice);
-	if (destroy_slice(nm, a->slice, &s) == 0)
+	if (nm_destroy_slice(nm, a->slice, &s) == 0)
 		nm_create(nm, a, s);
 }
 
@@ -299,7 +305,7 @@ void nm_resume(struct nodemgr *nm, const struct nodemgr_assignment *a, struct nm
 	if (r < 0) {
 		nm_log(nm, NODEMGR_LOG_INFO, "sliver %s: finishing its create: %s; re-creating",
 		       a->slice, err.msg);
-		if (destroy_slice(nm, a->slice, &s) == 0)
+		if (nm_destroy_slice(nm, a->slice, &s) == 0)
 			nm_create(nm, a, s);
 		return;
 	}
@@ -354,7 +360,7 @@ void nm_fail(struct nodemgr *nm, const struct nodemgr_assignment *a, struct nm_s
 
 void nm_destroy(struct nodemgr *nm, const char *slice, struct nm_sliver *s)
 {
-	if (destroy_slice(nm, slice, &s) < 0)
+	if (nm_destroy_slice(nm, slice, &s) < 0)
 		return;
 	nm_record_remove(nm, slice);
 	nm_sliver_drop(nm, s);

@@ -20,8 +20,14 @@
  *   nodemgr_upload.c     the main loop's exchanges with the registry: the
  *                        heartbeat (status, new log bytes, results) and the
  *                        manifest fetch a create needs
- *   nodemgr_status.c     each sliver's state as reported, and the read-only
- *                        --listen status API (an httpd.h server)
+ *   nodemgr_status.c     each sliver's state as reported, and the --listen
+ *                        API (an httpd.h server): GET /v1/status, routing
+ *   nodemgr_migrate.c    cold migration: the jobs (threads that run a
+ *                        migration's long steps) and their outcome, the
+ *                        source's side (MIGRATE_OUT), MIGRATE_RESOLVE
+ *   nodemgr_migrate_in.c the target's side (MIGRATE_IN, the receiving job)
+ *   nodemgr_xfer.c       the --listen API's PUT /v1/transfers/ID: the
+ *                        transfer token check, one use, the body into a pipe
  * Requests to the registry are made in nodemgr_poll.c (the poll thread's own
  * client) and nodemgr_upload.c (nm->hc, the main thread's) and nowhere else,
  * each through regclient.h: no file here spells a registry path.
@@ -31,7 +37,14 @@
  *     and slices are only ever changed here, so no lock guards them.
  *   poll thread (nm_poller_main): its own HTTP client; hands answers over in
  *     nm->answer under nm->mu, then nm_wake().
- *   status API thread (httpd.h's): reads nm->status_text under nm->mu.
+ *   --listen API threads (httpd.h's, one per connection): read
+ *     nm->status_text, find and take an open transfer (nm->jobs) under
+ *     nm->mu; a PUT that took one runs its receiving side (nodemgr_xfer.c).
+ *   migration jobs (nodemgr_migrate.c): one thread per running migration,
+ *     with its own HTTP client; while a job holds a sliver (nm_job_holds)
+ *     the main loop neither reconciles nor reports it, and the job alone
+ *     writes its record and touches its slice. Its outcome goes back under
+ *     nm->mu (state DONE) and the main loop takes it (nm_jobs_reap).
  *   any thread, signal handlers: the atomics (stop, registered, heartbeat)
  *     and nm_wake().
  *
@@ -66,6 +79,7 @@
 #include "vslice/nodemgr.h"
 
 struct httpd;
+struct nm_job;
 
 struct nodemgr {
 	struct nodemgr_opts o;
@@ -91,6 +105,18 @@ struct nodemgr {
 	struct vs_error refused_err; /* under mu: why, for nodemgr_run to return */
 	char *status_text;	     /* under mu: what the local status API serves */
 	struct httpd *status_api;
+	char *url; /* what the node registers as its "url" (NULL: none); set before
+		    * the poll thread starts */
+	char *tls_cert_pem, *tls_key_pem;
+	struct nm_job *jobs; /* under mu: migrations in progress (nodemgr_migrate.c) */
+	/* under mu: transfers used and over (id, token digest), the newest
+	 * 16, so a replay gets 409 rather than "not open (yet)" */
+	struct {
+		char id[NODEMGR_MIG_ID_MAX];
+		char sha[VS_SHA256_HEX];
+	} used[16];
+	unsigned used_next;
+	pthread_cond_t job_cv; /* under mu: a job changed state */
 
 	/* main thread only */
 	struct http_client hc;
@@ -109,8 +135,38 @@ struct nm_sliver {
 	char last_state[16];
 	int last_code;
 	bool upload_warned;
-	bool end_seen; /* its PID 1 was found gone since last_state changed */
-	int pidfd;     /* of its PID 1 while it runs, -1 otherwise (main loop polls it) */
+	bool end_seen;	       /* its PID 1 was found gone since last_state changed */
+	int pidfd;	       /* of its PID 1 while it runs, -1 otherwise (main loop polls it) */
+	bool busy;	       /* a migration job holds it: not reported, not watched */
+	uint64_t mig_retry_ns; /* a migration step failed for now: not again before */
+};
+
+/* --- a migration in progress (nodemgr_migrate.c, nodemgr_xfer.c) --- */
+
+enum nm_job_kind { NM_JOB_OUT, NM_JOB_IN };
+enum nm_job_state {
+	NM_JOB_OPEN,	/* in: the copy is made, the transfer waits for its PUT */
+	NM_JOB_RUNNING, /* a thread works on it (out: from the start; in: from the PUT) */
+	NM_JOB_DONE,	/* the thread is over; the main loop takes the outcome */
+};
+
+struct nm_job {
+	struct nm_job *next; /* nm->jobs, under nm->mu */
+	int refs;	     /* under nm->mu: nm->jobs' and a PUT's (nodemgr_xfer.c) */
+	struct nodemgr *nm;
+	enum nm_job_kind kind;
+	enum nm_job_state state; /* under nm->mu */
+	struct nodemgr_migration mig;
+	struct nodemgr_record r; /* the sliver's record: the job's while it runs */
+	pthread_t thread;
+	bool thread_started;
+	int in_fd; /* in: the pipe's read end slice_fs_receive reads (the job's) */
+	_Atomic uint64_t bytes;
+	/* The outcome (set before state DONE): */
+	bool gone;		/* the slice is removed: drop the sliver */
+	unsigned answer_status; /* in: the PUT's answer */
+	char answer_msg[512];	/* in: its {"error"} (status >= 300) or phase */
+	uint64_t retry_ns;	/* out: failed for now, try again after (vs_now_ns) */
 };
 
 /* --- nodemgr.c ---------------------------------------------------- */
@@ -125,6 +181,8 @@ bool nm_nap(struct nodemgr *nm, unsigned secs);
 /* The test hook (VSLICE_FAULT): SIGKILL ourselves right after step `step`
  * of op ("nodemgr.create", "nodemgr.destroy") when it is the one armed. */
 void nm_fault_point(struct nodemgr *nm, const char *op, unsigned step);
+/* migrate.flip:N armed: the offset of the byte to flip, else -1. */
+long long nm_fault_flip_offset(struct nodemgr *nm);
 
 /* --- nodemgr_poll.c ----------------------------------------------- */
 
@@ -164,6 +222,18 @@ void nm_reconcile(struct nodemgr *nm);
  * dropped). Failures are logged and recorded, never returned: the next
  * reconcile decides again. */
 
+/* Make the slice of assignment a from its resolved manifest mj (node
+ * defaults applied, busybox built if it is the image missing), started or
+ * not (a migration's copy). A failed start removes the slice again. */
+int nm_make_slice(struct nodemgr *nm, const struct nodemgr_assignment *a, json_t *mj, bool start,
+		  char *const *nodes, struct vs_error *err);
+/* The registry's "nodes" of a slice object (the nodes holding its slivers,
+ * the sliver's peers) as a NULL-terminated list; NULL when absent. */
+char **nm_slice_nodes(json_t *slice);
+/* Remove slice, intent first (record "destroying"; *sp made if NULL);
+ * the record stays: the caller removes it. < 0: logged, try again later. */
+int nm_destroy_slice(struct nodemgr *nm, const char *slice, struct nm_sliver **sp);
+
 void nm_create(struct nodemgr *nm, const struct nodemgr_assignment *a, struct nm_sliver *s);
 void nm_recreate(struct nodemgr *nm, const struct nodemgr_assignment *a, struct nm_sliver *s);
 void nm_resume(struct nodemgr *nm, const struct nodemgr_assignment *a, struct nm_sliver *s);
@@ -177,6 +247,58 @@ void nm_fail(struct nodemgr *nm, const struct nodemgr_assignment *a, struct nm_s
 void nm_destroy(struct nodemgr *nm, const char *slice, struct nm_sliver *s);
 /* Drop the record of a slice that is gone. */
 void nm_forget(struct nodemgr *nm, const char *slice, struct nm_sliver *s);
+
+/* --- nodemgr_migrate.c: the migration actions and jobs -------------- */
+
+void nm_migrate_out(struct nodemgr *nm, const struct nodemgr_assignment *a, struct nm_sliver *s);
+void nm_migrate_in(struct nodemgr *nm, const struct nodemgr_assignment *a, struct nm_sliver *s);
+void nm_migrate_resolve(struct nodemgr *nm, const struct nodemgr_assignment *a,
+			struct nm_sliver *s);
+/* Does a job hold slice (main thread)? An open transfer whose migration a
+ * no longer asks for (aborted, or another id) is dropped first. */
+bool nm_job_holds(struct nodemgr *nm, const char *slice, const struct nodemgr_assignment *a);
+/* Take the outcome of every job that is over (main thread). */
+void nm_jobs_reap(struct nodemgr *nm);
+/* Jobs still running (any thread): nodemgr_free must then leave nm. */
+bool nm_jobs_running(struct nodemgr *nm);
+/* Shared by the two sides' jobs (nodemgr_migrate.c, nodemgr_migrate_in.c). */
+#define NM_MIG_RETRY_NS 2000000000ull /* a step the registry did not answer: again after */
+#define NM_MIG_PATIENCE 30	      /* s a job retries a report before leaving it to RESOLVE */
+uint64_t nm_now_ms(void);	      /* unix ms */
+void nm_block_sigpipe(void);
+/* A job for r's sliver (copied) and migration mig, one reference (nm->jobs'). */
+struct nm_job *nm_job_new(struct nodemgr *nm, enum nm_job_kind kind,
+			  const struct nodemgr_migration *mig, const struct nodemgr_record *r);
+void nm_job_push(struct nodemgr *nm, struct nm_job *j);
+/* The job's thread is over: state DONE, the main loop woken. */
+void nm_job_finish(struct nm_job *j);
+/* Its own registry client (logged when it cannot be made). */
+int nm_job_client(struct nm_job *j, struct http_client *c);
+/* Report phase of j's migration until the registry answers: 0 taken (*got:
+ * the phase it is in now), 1 refused (409; *got: its phase), -1 no answer
+ * within patience s (or stopping). */
+int nm_job_report(struct http_client *c, struct nm_job *j, const char *phase, long long bytes,
+		  const char *reason, unsigned patience, char got[16]);
+/* Remove j's slice, intent first, then its record (j->gone). */
+void nm_job_destroy_slice(struct nm_job *j);
+/* Drop a reference to j (freed with the last). Expects nm->mu. */
+void nm_job_put_locked(struct nm_job *j);
+/* Free every job (none running: nodemgr_free). */
+void nm_jobs_free(struct nodemgr *nm);
+/* The receiving side of a PUT that took job (nodemgr_xfer.c, on the
+ * connection's thread): start the job's thread, reading job->in_fd. */
+int nm_job_start_receive(struct nm_job *job, struct vs_error *err);
+
+/* --- nodemgr_xfer.c: PUT /v1/transfers/ID --------------------------- */
+
+struct httpd_request;
+struct httpd_answer;
+/* Is this request the transfer endpoint's (method aside)? */
+bool nm_xfer_route(const char *url);
+void nm_xfer_begin(struct httpd_request *req, struct httpd_answer *a);
+int nm_xfer_data(struct httpd_request *req, const char *buf, size_t len);
+void nm_xfer_handle(struct httpd_request *req, struct httpd_answer *a);
+void nm_xfer_done(struct httpd_request *req, bool completed);
 
 /* --- nodemgr_upload.c --------------------------------------------- */
 

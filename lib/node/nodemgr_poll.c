@@ -41,6 +41,72 @@ static void manifest_hash(json_t *manifest, char out[VS_SHA256_HEX])
 	vs_sha256_buf(text, strlen(text), out);
 }
 
+static bool hex_string(const char *s, size_t n)
+{
+	return s && strlen(s) == n && strspn(s, "0123456789abcdef") == n;
+}
+
+/* A migration id: "mg_" + hex, as the registry makes them; nothing that
+ * could step out of a URL path or a file name. */
+static bool mig_id_valid(const char *s)
+{
+	size_t n = s ? strlen(s) : 0;
+	return n > 3 && n < NODEMGR_MIG_ID_MAX && !strncmp(s, "mg_", 3) &&
+	       strspn(s + 3, "0123456789abcdef") == n - 3;
+}
+
+static bool url_valid(const char *s)
+{
+	if (!s || strlen(s) >= NODEMGR_MIG_URL_MAX ||
+	    (strncmp(s, "http://", 7) && strncmp(s, "https://", 8)))
+		return false;
+	for (const char *p = s; *p; p++)
+		if ((unsigned char)*p <= 0x20 || *p == 0x7f)
+			return false;
+	return true;
+}
+
+/*
+ * An entry's "migrate_out" / "migrate_in" into m (role NONE when absent or
+ * when a field does not check out: such a migration is not acted on, and
+ * the registry aborts it when no report comes).
+ */
+static void parse_migration(json_t *e, struct nodemgr_migration *m)
+{
+	memset(m, 0, sizeof(*m));
+	json_t *out = json_object_get(e, "migrate_out"), *in = json_object_get(e, "migrate_in");
+	json_t *j = json_is_object(out) ? out : json_is_object(in) ? in : NULL;
+	if (!j)
+		return;
+	const char *id = json_string_value(json_object_get(j, "id"));
+	const char *mode = json_string_value(json_object_get(j, "mode"));
+	const char *peer = json_string_value(json_object_get(j, out ? "to" : "from"));
+	if (!mig_id_valid(id) || !peer || !nodemgr_node_name_valid(peer))
+		return;
+	if (mode && (strlen(mode) >= sizeof(m->mode) ||
+		     strspn(mode, "abcdefghijklmnopqrstuvwxyz") != strlen(mode)))
+		return;
+	if (j == out) {
+		const char *url = json_string_value(json_object_get(j, "url"));
+		const char *token = json_string_value(json_object_get(j, "token"));
+		if (!url_valid(url) || !token || strncmp(token, "vst_", 4) ||
+		    !hex_string(token + 4, 64))
+			return;
+		snprintf(m->url, sizeof(m->url), "%s", url);
+		snprintf(m->token, sizeof(m->token), "%s", token);
+		m->role = NODEMGR_MIG_OUT;
+	} else {
+		const char *sha = json_string_value(json_object_get(j, "token_sha256"));
+		if (!hex_string(sha, 64))
+			return;
+		snprintf(m->token_sha256, sizeof(m->token_sha256), "%s", sha);
+		m->role = NODEMGR_MIG_IN;
+	}
+	snprintf(m->id, sizeof(m->id), "%s", id);
+	snprintf(m->peer, sizeof(m->peer), "%s", peer);
+	snprintf(m->mode, sizeof(m->mode), "%s", mode ? mode : "cold");
+}
+
 void nodemgr_assignments_free(struct nodemgr_assignment *a, size_t n)
 {
 	for (size_t i = 0; i < n; i++)
@@ -89,6 +155,7 @@ int nodemgr_assignments_parse(json_t *answer, struct nodemgr_assignment **out, s
 		}
 		json_t *ex = json_object_get(e, "expires");
 		a->expires = json_is_integer(ex) ? json_integer_value(ex) : 0;
+		parse_migration(e, &a->mig);
 	}
 	*out = v;
 	*n = k;
@@ -168,6 +235,10 @@ static int register_node(struct nodemgr *nm, struct http_client *c, long *status
 	cleanup_json json_t *body = json_pack("{s:f, s:I, s:O, s:O, s:s}", "cpus", nm->o.cpus,
 					      "memory", (json_int_t)nm->o.memory, "labels", labels,
 					      "images", images, "version", VSLICE_VERSION);
+	/* Where other nodes send a migration's stream (absent: this node is
+	 * no migration target). */
+	if (body && nm->url)
+		json_object_set_new(body, "url", json_string(nm->url));
 	unsigned asked = 0;
 	int r = regclient_node_register(c, nm->name, body, &asked, status, err);
 	if (r < 0)

@@ -28,14 +28,69 @@
 
 /* --- the decision: pure ------------------------------------------- */
 
+/*
+ * The migration cases (docs/migration.md), before the others. The
+ * assignment says where the registry stands: while a migration runs the
+ * source's entry has migrate_out and the target's migrate_in; once it is
+ * committed the source has no entry and the target a plain one; once it is
+ * aborted the source has a plain one and the target none. A record in a
+ * migrating phase without a thread working on it (the reconcile skips the
+ * ones that have one) means a node manager restart cut that step short.
+ * Returns NODEMGR_NOTHING when the case is not a migration one.
+ */
+static enum nodemgr_action decide_migration(const struct nodemgr_assignment *a,
+					    const struct nodemgr_record *r,
+					    enum nodemgr_local local)
+{
+	enum nodemgr_mig_role role = a ? a->mig.role : NODEMGR_MIG_NONE;
+	enum nodemgr_phase p = r ? r->phase : NODEMGR_CREATED;
+	bool migrating = r && (p == NODEMGR_MIGRATING_OUT || p == NODEMGR_MIGRATING_IN ||
+			       p == NODEMGR_RECEIVING || p == NODEMGR_RESTORED);
+	if (role == NODEMGR_MIG_OUT) {
+		if (r && p == NODEMGR_MIGRATING_OUT)
+			return NODEMGR_MIGRATE_RESOLVE; /* stopped, maybe half sent */
+		if (r && p == NODEMGR_CREATED && local == NODEMGR_LOCAL_OURS &&
+		    !strcmp(r->sha256, a->sha256))
+			return NODEMGR_MIGRATE_OUT;
+		return NODEMGR_NOTHING; /* not a sliver we run: the usual rules */
+	}
+	if (role == NODEMGR_MIG_IN) {
+		if (local == NODEMGR_LOCAL_FOREIGN)
+			return NODEMGR_CONFLICT;
+		if (r && (p == NODEMGR_RECEIVING || p == NODEMGR_RESTORED))
+			return NODEMGR_MIGRATE_RESOLVE;
+		/* Done (the answer saying so is on its way), or a sliver of this
+		 * slice that runs here already: never replaced by a copy. */
+		if (r && p == NODEMGR_CREATED)
+			return NODEMGR_KEEP;
+		/* Nothing here, our own half-made copy, or one a restart left
+		 * without its transfer: make it (again). */
+		return NODEMGR_MIGRATE_IN;
+	}
+	if (!migrating)
+		return NODEMGR_NOTHING;
+	if (!a) /* committed (source) or aborted (target), or the slice deleted */
+		return local == NODEMGR_LOCAL_NONE ? NODEMGR_FORGET : NODEMGR_DESTROY;
+	/* A plain entry: aborted (source), committed (target): ask the registry
+	 * which, and roll forward or back. A copy that never got its stream
+	 * is made afresh as a plain sliver. */
+	if (p == NODEMGR_MIGRATING_IN)
+		return local == NODEMGR_LOCAL_NONE ? NODEMGR_CREATE : NODEMGR_RECREATE;
+	return NODEMGR_MIGRATE_RESOLVE;
+}
+
 enum nodemgr_action nodemgr_decide(const struct nodemgr_assignment *a,
 				   const struct nodemgr_record *r, enum nodemgr_local local)
 {
 	/* PARTIAL comes only with an intent record (classify); without one it
 	 * would be a slice nobody explains, and those are never touched. */
-	bool intent = r && (r->phase == NODEMGR_CREATING || r->phase == NODEMGR_DESTROYING);
+	bool intent = r && (r->phase == NODEMGR_CREATING || r->phase == NODEMGR_DESTROYING ||
+			    r->phase == NODEMGR_MIGRATING_IN);
 	if (local == NODEMGR_LOCAL_PARTIAL && !intent)
 		local = NODEMGR_LOCAL_FOREIGN;
+	enum nodemgr_action m = decide_migration(a, r, local);
+	if (m != NODEMGR_NOTHING)
+		return m;
 	if (!a) {
 		if (local == NODEMGR_LOCAL_OURS || local == NODEMGR_LOCAL_PARTIAL)
 			return NODEMGR_DESTROY; /* also rolls back a create, finishes a destroy */
@@ -85,6 +140,10 @@ enum nodemgr_action nodemgr_decide(const struct nodemgr_assignment *a,
 		break;
 	case NODEMGR_CREATED:
 	case NODEMGR_FAILED:
+	case NODEMGR_MIGRATING_OUT: /* decide_migration has these */
+	case NODEMGR_MIGRATING_IN:
+	case NODEMGR_RECEIVING:
+	case NODEMGR_RESTORED:
 		break;
 	}
 	/* created */
@@ -124,6 +183,12 @@ const char *nodemgr_action_name(enum nodemgr_action a)
 		return "destroy";
 	case NODEMGR_FORGET:
 		return "forget";
+	case NODEMGR_MIGRATE_OUT:
+		return "migrate-out";
+	case NODEMGR_MIGRATE_IN:
+		return "migrate-in";
+	case NODEMGR_MIGRATE_RESOLVE:
+		return "migrate-resolve";
 	}
 	return "?";
 }
@@ -137,7 +202,8 @@ const char *nodemgr_action_name(enum nodemgr_action a)
  */
 static bool partial_is_ours(struct nodemgr *nm, const char *slice, const struct nodemgr_record *r)
 {
-	if (!r || (r->phase != NODEMGR_CREATING && r->phase != NODEMGR_DESTROYING))
+	if (!r || (r->phase != NODEMGR_CREATING && r->phase != NODEMGR_DESTROYING &&
+		   r->phase != NODEMGR_MIGRATING_IN))
 		return false;
 	if (r->phase == NODEMGR_DESTROYING)
 		return true;
@@ -173,6 +239,10 @@ static enum nodemgr_local classify(struct nodemgr *nm, const char *slice,
 static void reconcile_one(struct nodemgr *nm, const char *slice)
 {
 	struct nodemgr_assignment *a = nm_assignment_find(nm, slice);
+	/* A migration thread owns this sliver for now (nodemgr_migrate.c); an
+	 * open transfer no PUT came for yet is dropped when its migration is. */
+	if (nm_job_holds(nm, slice, a))
+		return;
 	struct nm_sliver *s = nm_sliver_find(nm, slice);
 	enum nodemgr_local local = classify(nm, slice, s ? &s->r : NULL);
 	enum nodemgr_action act = nodemgr_decide(a, s ? &s->r : NULL, local);
@@ -214,6 +284,15 @@ static void reconcile_one(struct nodemgr *nm, const char *slice)
 		return;
 	case NODEMGR_FORGET:
 		nm_forget(nm, slice, s);
+		return;
+	case NODEMGR_MIGRATE_OUT:
+		nm_migrate_out(nm, a, s);
+		return;
+	case NODEMGR_MIGRATE_IN:
+		nm_migrate_in(nm, a, s);
+		return;
+	case NODEMGR_MIGRATE_RESOLVE:
+		nm_migrate_resolve(nm, a, s);
 		return;
 	}
 }

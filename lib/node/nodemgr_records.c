@@ -28,7 +28,7 @@
 
 /* --- a record as JSON --------------------------------------------- */
 
-static const char *phase_name(enum nodemgr_phase p)
+const char *nodemgr_phase_name(enum nodemgr_phase p)
 {
 	switch (p) {
 	case NODEMGR_CREATING:
@@ -39,48 +39,63 @@ static const char *phase_name(enum nodemgr_phase p)
 		return "failed";
 	case NODEMGR_DESTROYING:
 		return "destroying";
+	case NODEMGR_MIGRATING_OUT:
+		return "migrating-out";
+	case NODEMGR_MIGRATING_IN:
+		return "migrating-in";
+	case NODEMGR_RECEIVING:
+		return "receiving";
+	case NODEMGR_RESTORED:
+		return "restored";
 	}
 	return "?";
 }
 
+static const enum nodemgr_phase all_phases[] = {
+    NODEMGR_CREATING,	   NODEMGR_CREATED,	 NODEMGR_FAILED,    NODEMGR_DESTROYING,
+    NODEMGR_MIGRATING_OUT, NODEMGR_MIGRATING_IN, NODEMGR_RECEIVING, NODEMGR_RESTORED,
+};
+
 json_t *nodemgr_record_to_json(const struct nodemgr_record *r)
 {
-	return json_pack("{s:i, s:s, s:s, s:s, s:I, s:s, s:I, s:I, s:b, s:b}", "version", 1,
-			 "slice", r->slice, "phase", phase_name(r->phase), "manifest_sha256",
-			 r->sha256, "expires", (json_int_t)r->expires, "message",
+	return json_pack("{s:i, s:s, s:s, s:s, s:I, s:s, s:I, s:I, s:b, s:b, s:s}", "version", 1,
+			 "slice", r->slice, "phase", nodemgr_phase_name(r->phase),
+			 "manifest_sha256", r->sha256, "expires", (json_int_t)r->expires, "message",
 			 r->message ? r->message : "", "created", (json_int_t)r->created,
 			 "log_offset", (json_int_t)r->log_offset, "log_capped", r->log_capped,
-			 "results_uploaded", r->results_done);
+			 "results_uploaded", r->results_done, "migration", r->migration);
 }
 
 int nodemgr_record_from_json(json_t *j, struct nodemgr_record *r, struct vs_error *err)
 {
 	memset(r, 0, sizeof(*r));
-	const char *slice, *phase, *sha, *msg;
+	const char *slice, *phase, *sha, *msg, *mig = "";
 	json_int_t expires, created, off;
 	int capped, done;
 	json_error_t je;
-	if (json_unpack_ex(j, &je, JSON_STRICT,
-			   "{s:i, s:s, s:s, s:s, s:I, s:s, s:I, s:I, s:b, s:b}", "version",
-			   &(int){0}, "slice", &slice, "phase", &phase, "manifest_sha256", &sha,
-			   "expires", &expires, "message", &msg, "created", &created, "log_offset",
-			   &off, "log_capped", &capped, "results_uploaded", &done) < 0)
+	/* "migration" is optional: records written before migration lack it. */
+	if (json_unpack_ex(
+		j, &je, JSON_STRICT, "{s:i, s:s, s:s, s:s, s:I, s:s, s:I, s:I, s:b, s:b, s?s}",
+		"version", &(int){0}, "slice", &slice, "phase", &phase, "manifest_sha256", &sha,
+		"expires", &expires, "message", &msg, "created", &created, "log_offset", &off,
+		"log_capped", &capped, "results_uploaded", &done, "migration", &mig) < 0)
 		return vs_error_set(err, EINVAL, "%s", je.text);
+	if (strlen(mig) >= sizeof(r->migration) || strpbrk(mig, "/\n"))
+		return vs_error_set(err, EINVAL, ".migration: not a migration id");
 	if (!vs_name_valid(slice))
 		return vs_error_set(err, EINVAL, ".slice: not a slice name");
 	if (strlen(sha) >= VS_SHA256_HEX || off < 0)
 		return vs_error_set(err, EINVAL, ".manifest_sha256/.log_offset: out of range");
-	if (!strcmp(phase, "creating"))
-		r->phase = NODEMGR_CREATING;
-	else if (!strcmp(phase, "created"))
-		r->phase = NODEMGR_CREATED;
-	else if (!strcmp(phase, "failed"))
-		r->phase = NODEMGR_FAILED;
-	else if (!strcmp(phase, "destroying"))
-		r->phase = NODEMGR_DESTROYING;
-	else
-		return vs_error_set(
-		    err, EINVAL, ".phase: \"%s\" is not creating/created/failed/destroying", phase);
+	size_t k = 0;
+	while (k < VS_ARRAY_SIZE(all_phases) && strcmp(phase, nodemgr_phase_name(all_phases[k])))
+		k++;
+	if (k == VS_ARRAY_SIZE(all_phases))
+		return vs_error_set(err, EINVAL,
+				    ".phase: \"%s\" is not creating/created/failed/destroying/"
+				    "migrating-out/migrating-in/receiving/restored",
+				    phase);
+	r->phase = all_phases[k];
+	snprintf(r->migration, sizeof(r->migration), "%s", mig);
 	snprintf(r->slice, sizeof(r->slice), "%s", slice);
 	snprintf(r->sha256, sizeof(r->sha256), "%s", sha);
 	r->expires = expires;

@@ -1,16 +1,27 @@
 /*
  * nodemgr_status.c - each sliver's state as the registry contract has it
- * (nodemgr_sliver_status), the log lines when one changes, and the local
- * read-only status API (--listen ADDR:PORT): GET /v1/status answers the
- * node, whether it is registered and every sliver's status as last
- * collected. It holds no token and changes nothing; bind it to loopback.
+ * (nodemgr_sliver_status), the log lines when one changes, and the node
+ * manager's API on --listen ADDR:PORT:
+ *   GET /v1/status        the node, whether it is registered and every
+ *                         sliver's status as last collected (no token,
+ *                         changes nothing);
+ *   PUT /v1/transfers/ID  a migration's stream, with its one-time transfer
+ *                         token (nodemgr_xfer.c).
+ * Over HTTPS with --tls-cert/--tls-key. Any host that reaches the address
+ * may call it: the status is what `slicectl status` shows the slices'
+ * owners, and a transfer needs a token only the registry hands out.
  *
- * The API is an httpd.h server (libmicrohttpd) with one thread of its own
- * that only ever reads nm->status_text (under nm->mu), a snapshot the main
+ * The API is an httpd.h server (libmicrohttpd) with a thread per
+ * connection (a transfer's thread blocks on its pipe and waits for the
+ * registry's commit; a status request must not wait behind it), at most
+ * API_CONN_MAX connections, API_CONN_PER_ADDR from one address. The status
+ * side only ever reads nm->status_text (under nm->mu), a snapshot the main
  * loop replaces each time it collects the states. httpd.h binds its socket
  * without SO_REUSEPORT, so a port someone else listens on is refused.
  */
+#include <arpa/inet.h>
 #include <errno.h>
+#include <netinet/in.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -25,12 +36,14 @@
 #include "vslice/slice.h"
 #include "vslice/util.h"
 
-/* The status API's one route: the node manager's own, not a registry path
- * (those are regclient.h's). Idle connections are closed after
- * STATUS_TIMEOUT seconds; at most STATUS_CONN_MAX are open at once. */
-#define STATUS_PATH	"/v1/status"
-#define STATUS_TIMEOUT	10
-#define STATUS_CONN_MAX 64
+/* The API's routes are the node manager's own, not registry paths (those
+ * are regclient.h's). Idle connections are closed after API_TIMEOUT
+ * seconds (a transfer sets its own); at most API_CONN_MAX are open at once
+ * (a thread each), API_CONN_PER_ADDR from one address. */
+#define STATUS_PATH	  "/v1/status"
+#define API_TIMEOUT	  10
+#define API_CONN_MAX	  64
+#define API_CONN_PER_ADDR 16
 
 /* --- a sliver's state --------------------------------------------- */
 
@@ -87,16 +100,38 @@ static void snapshot_status(struct nodemgr *nm, json_t *slivers)
 	pthread_mutex_unlock(&nm->mu);
 }
 
-/* GET (or HEAD) /v1/status, or /: the last snapshot. Nothing else. */
+/* GET (or HEAD) /v1/status, or /: the last snapshot; transfers to
+ * nodemgr_xfer.c. Nothing else. */
+static void api_begin(struct httpd_request *req, struct httpd_answer *a)
+{
+	if (nm_xfer_route(req->url))
+		nm_xfer_begin(req, a);
+}
+
+static int api_data(struct httpd_request *req, const char *buf, size_t len)
+{
+	return nm_xfer_data(req, buf, len); /* only a transfer streams its body */
+}
+
+static void api_done(struct httpd_request *req, bool completed)
+{
+	if (req->data)
+		nm_xfer_done(req, completed);
+}
+
 static void status_handle(struct httpd_request *req, struct httpd_answer *a)
 {
 	struct nodemgr *nm = httpd_cls(req->srv);
+	if (nm_xfer_route(req->url)) {
+		nm_xfer_handle(req, a);
+		return;
+	}
 	if (strcmp(req->method, "GET") && strcmp(req->method, "HEAD")) {
-		httpd_answer_error(a, 405, "only GET " STATUS_PATH);
+		httpd_answer_error(a, 405, "only GET " STATUS_PATH " and PUT /v1/transfers/ID");
 		return;
 	}
 	if (strcmp(req->url, STATUS_PATH) && strcmp(req->url, "/")) {
-		httpd_answer_error(a, 404, "only GET " STATUS_PATH);
+		httpd_answer_error(a, 404, "only GET " STATUS_PATH " and PUT /v1/transfers/ID");
 		return;
 	}
 	pthread_mutex_lock(&nm->mu);
@@ -108,7 +143,12 @@ static void status_handle(struct httpd_request *req, struct httpd_answer *a)
 	a->content_type = "application/json";
 }
 
-static const struct httpd_ops status_ops = {.handle = status_handle};
+static const struct httpd_ops api_ops = {
+    .begin = api_begin,
+    .data = api_data,
+    .handle = status_handle,
+    .done = api_done,
+};
 
 int nodemgr_listen_check(const char *listen, struct vs_error *err)
 {
@@ -116,31 +156,101 @@ int nodemgr_listen_check(const char *listen, struct vs_error *err)
 	return vs_parse_listen(listen, &ss, err);
 }
 
+int nodemgr_advertise_url(const char *listen, unsigned port, const char *advertise, bool tls,
+			  char **out, struct vs_error *err)
+{
+	*out = NULL;
+	if (advertise) {
+		bool https = !strncmp(advertise, "https://", 8);
+		if (!https && strncmp(advertise, "http://", 7))
+			return vs_error_set(err, EINVAL,
+					    "--advertise \"%s\": use an http:// or https:// URL",
+					    advertise);
+		if (strlen(advertise) >= NODEMGR_MIG_URL_MAX ||
+		    strlen(advertise) <= (size_t)(https ? 8 : 7))
+			return vs_error_set(err, EINVAL, "--advertise: the URL is %s",
+					    strlen(advertise) > 8 ? "too long" : "empty");
+		for (const char *p = advertise; *p; p++)
+			if ((unsigned char)*p <= 0x20 || *p == 0x7f)
+				return vs_error_set(
+				    err, EINVAL,
+				    "--advertise: the URL has spaces or control characters");
+		if (https != tls)
+			return vs_error_set(err, EINVAL,
+					    "--advertise \"%s\": the API serves %s (%s)", advertise,
+					    tls ? "https://" : "http://",
+					    tls ? "--tls-cert is given" : "no --tls-cert");
+		*out = vs_xstrdup(advertise);
+		return 0;
+	}
+	if (!listen)
+		return 0;
+	struct sockaddr_storage ss;
+	int r = vs_parse_listen(listen, &ss, err);
+	if (r < 0)
+		return r;
+	char host[INET6_ADDRSTRLEN] = "";
+	if (ss.ss_family == AF_INET) {
+		const struct sockaddr_in *in = (const struct sockaddr_in *)&ss;
+		if (in->sin_addr.s_addr == htonl(INADDR_ANY))
+			return 0;
+		inet_ntop(AF_INET, &in->sin_addr, host, sizeof(host));
+		if (!port)
+			port = ntohs(in->sin_port);
+	} else {
+		const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)&ss;
+		if (IN6_IS_ADDR_UNSPECIFIED(&in6->sin6_addr))
+			return 0;
+		inet_ntop(AF_INET6, &in6->sin6_addr, host, sizeof(host));
+		if (!port)
+			port = ntohs(in6->sin6_port);
+	}
+	*out = vs_xasprintf(ss.ss_family == AF_INET6 ? "%s://[%s]:%u" : "%s://%s:%u",
+			    tls ? "https" : "http", host, port);
+	return 0;
+}
+
 /*
  * httpd.h serves it: a socket of its own without SO_REUSEPORT, so a port
  * another process listens on - a second node manager - is refused
- * (EADDRINUSE, kind VS_EK_BUSY) instead of sharing its connections. One
- * thread; no request body (413); idle connections closed after 10 s; at
- * most 64 connections, so a local client that opens many holds at most
- * that many of the node manager's fds.
+ * (EADDRINUSE, kind VS_EK_BUSY) instead of sharing its connections. A
+ * thread per connection, at most API_CONN_MAX (API_CONN_PER_ADDR from one
+ * address), so a client that opens many holds at most that many threads
+ * and fds; idle connections closed after API_TIMEOUT s; bodies only for a
+ * transfer, streamed (nodemgr_xfer.c), any other body: 413.
  */
 int nm_status_api_start(struct nodemgr *nm, struct vs_error *err)
 {
 	struct httpd_config cfg = {
-	    .name = "status API",
+	    .name = "status API", /* as before: the name operators and tests know */
 	    .listen = nm->o.listen,
-	    .threads = 1,
-	    .conn_limit = STATUS_CONN_MAX,
-	    .timeout_secs = STATUS_TIMEOUT,
+	    .cert_pem = nm->tls_cert_pem,
+	    .key_pem = nm->tls_key_pem,
+	    .thread_per_conn = true,
+	    .conn_limit = API_CONN_MAX,
+	    .per_addr_limit = API_CONN_PER_ADDR,
+	    .timeout_secs = API_TIMEOUT,
 	    .body_max = 0,
-	    .ops = &status_ops,
+	    .ops = &api_ops,
 	    .cls = nm,
 	};
 	int r = httpd_start(&cfg, &nm->status_api, err);
 	if (r < 0)
 		return r;
-	nm_log(nm, NODEMGR_LOG_INFO, "status API on %s (port %u): GET " STATUS_PATH, nm->o.listen,
-	       httpd_port(nm->status_api));
+	if (!nm->url) {
+		char *url = NULL;
+		struct vs_error uerr;
+		if (nodemgr_advertise_url(nm->o.listen, httpd_port(nm->status_api), NULL,
+					  nm->tls_cert_pem != NULL, &url, &uerr) == 0)
+			nm->url = url;
+	}
+	nm_log(nm, NODEMGR_LOG_INFO,
+	       "API on %s (port %u, %s): GET " STATUS_PATH ", PUT /v1/transfers/ID; %s%s",
+	       nm->o.listen, httpd_port(nm->status_api), nm->tls_cert_pem ? "https" : "http",
+	       nm->url ? "migration target at "
+		       : "no migration target (a wildcard --listen "
+			 "needs --advertise URL)",
+	       nm->url ? nm->url : "");
 	return 0;
 }
 
@@ -184,8 +294,10 @@ json_t *nm_collect_status(struct nodemgr *nm, bool exited[])
 		struct vs_error err;
 		json_t *j;
 		exited[i] = false;
-		if (s->r.phase == NODEMGR_DESTROYING)
-			continue; /* on its way out: no longer the registry's business */
+		if (s->busy || (s->r.phase != NODEMGR_CREATING && s->r.phase != NODEMGR_CREATED &&
+				s->r.phase != NODEMGR_FAILED))
+			continue; /* on its way out or migrating: not the registry's business now
+				   * (the migration's own reports say where it stands) */
 		if (s->r.phase == NODEMGR_CREATED &&
 		    slice_load(nm->root, s->r.slice, NULL, &st, &err) == 0) {
 			j = nodemgr_sliver_status(&s->r, &st);

@@ -220,12 +220,12 @@ void nm_heartbeat(struct nodemgr *nm)
 	cleanup_json json_t *list = nm_collect_status(nm, exited);
 	if (atomic_load(&nm->registered)) {
 		for (size_t i = 0; i < nm->nslivers && !atomic_load(&nm->stop); i++)
-			if (nm->slivers[i].r.phase == NODEMGR_CREATED)
+			if (nm->slivers[i].r.phase == NODEMGR_CREATED && !nm->slivers[i].busy)
 				logged[i] = upload_log(nm, &nm->slivers[i]);
 		for (size_t i = 0; i < nm->nslivers && !atomic_load(&nm->stop); i++) {
 			struct nm_sliver *s = &nm->slivers[i];
-			if (s->r.phase == NODEMGR_CREATED && exited[i] && logged[i] == 1 &&
-			    !s->r.results_done)
+			if (s->r.phase == NODEMGR_CREATED && !s->busy && exited[i] &&
+			    logged[i] == 1 && !s->r.results_done)
 				upload_results(nm, s);
 		}
 		post_status(nm, list);

@@ -24,6 +24,7 @@
 #                           results.json and net.md)
 #   BENCH_SKIP_PRECOPY=1    skip pre-copy on one node (tests/bench/precopy.sh:
 #                           rounds, bytes, freeze time; precopy.md / precopy.json)
+#   BENCH_SKIP_MIGRATE=1    skip the cold-migration stream vs tar (tests/bench/migrate.sh)
 #   BENCH_SKIP_REGISTRY=1   skip the registry benchmarks (tests/bench/registry.sh:
 #                           scheduler, HTTP API, long-poll fan-out; results under
 #                           "registry" in results.json and in registry.md)
@@ -435,6 +436,10 @@ fi
 if [ "${BENCH_SKIP_PRECOPY:-0}" != 1 ]; then
 	hdr "pre-copy on one node (tests/bench/precopy.sh)"
 	BENCH_OUT=$OUT bash "$BENCH_DIR/precopy.sh" || REGISTRY_RC=1
+fi
+if [ "${BENCH_SKIP_MIGRATE:-0}" != 1 ]; then
+	hdr "cold migration: the file system stream vs tar over a veth (tests/bench/migrate.sh)"
+	BENCH_OUT=$OUT SLICECTL=$SLICECTL bash "$BENCH_DIR/migrate.sh" || REGISTRY_RC=1
 fi
 hdr "done in $(fsub "$(now)" "$BENCH_T0")s; results in $RES"
 [ "$REGISTRY_RC" = 0 ] || exit 1

@@ -162,3 +162,29 @@ vc_cleanup() {
 }
 trap vc_cleanup EXIT
 trap 'exit 130' INT TERM
+
+# --- migrations (test_migrate*.sh) ---------------------------------------
+# The registry's API through curl, as the user whose token is in $TOKEN.
+vc_api() {
+	local method=$1 path=$2
+	shift 2
+	in_reg curl -s -X "$method" -H "Authorization: Bearer ${TOKEN:-}" "$@" "$REGISTRY_URL$path"
+}
+# vc_migration ID: the migration object (JSON).
+vc_migration() { vc_api GET "/v1/migrations/$1"; }
+vc_migration_field() { vc_migration "$1" | jq -r ".$2"; }
+# vc_wait_finished ID SECS: until the migration is committed or aborted.
+vc_wait_finished() {
+	local id=$1 t=$2 i
+	for i in $(seq $((t * 5))); do
+		[ "$(vc_migration_field "$id" finished)" = true ] && return 0
+		sleep 0.2
+	done
+	return 1
+}
+# vc_running_on SLICE: the nodes where slicectl status shows it running.
+vc_running_on() { vsc status "$1" 2>/dev/null | awk '$2 == "running" {print $1}' | sort | tr '\n' ' ' | sed 's/ $//'; }
+# vc_local_running NODE SLICE: 1 when the node's own state has it running.
+vc_local_running() {
+	vs_node "$1" list 2>/dev/null | awk -v n="$2" '$1 == n && $2 == "running"' | grep -q . && echo 1 || echo 0
+}

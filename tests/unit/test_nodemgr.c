@@ -162,6 +162,130 @@ static void test_decide(void **state)
 	assert_string_equal(nodemgr_action_name(NODEMGR_RENEW), "renew");
 }
 
+/* Cold migration: what the assignment says the registry is at, against
+ * the record's phase (a restart mid-step) and what is on disk. */
+static void test_decide_migration(void **state)
+{
+	struct nodemgr_assignment a = {.slice = "m1", .sha256 = "aaa", .expires = 10};
+	struct nodemgr_record r = {.slice = "m1", .sha256 = "aaa", .expires = 10};
+	snprintf(a.mig.id, sizeof(a.mig.id), "mg_0011223344556677");
+
+	/* Source: a running sliver of ours is asked to move. */
+	a.mig.role = NODEMGR_MIG_OUT;
+	r.phase = NODEMGR_CREATED;
+	assert_int_equal(nodemgr_decide(&a, &r, NODEMGR_LOCAL_OURS), NODEMGR_MIGRATE_OUT);
+	/* ... not one that is not ours or not the one assigned */
+	assert_int_equal(nodemgr_decide(&a, &r, NODEMGR_LOCAL_NONE), NODEMGR_VANISHED);
+	snprintf(a.sha256, sizeof(a.sha256), "bbb");
+	assert_int_equal(nodemgr_decide(&a, &r, NODEMGR_LOCAL_OURS), NODEMGR_RECREATE);
+	snprintf(a.sha256, sizeof(a.sha256), "aaa");
+	/* A restart while migrating out: ask the registry (still running,
+	 * aborted: a plain entry), or it is committed (no entry): destroy. */
+	r.phase = NODEMGR_MIGRATING_OUT;
+	assert_int_equal(nodemgr_decide(&a, &r, NODEMGR_LOCAL_OURS), NODEMGR_MIGRATE_RESOLVE);
+	a.mig.role = NODEMGR_MIG_NONE;
+	assert_int_equal(nodemgr_decide(&a, &r, NODEMGR_LOCAL_OURS), NODEMGR_MIGRATE_RESOLVE);
+	assert_int_equal(nodemgr_decide(NULL, &r, NODEMGR_LOCAL_OURS), NODEMGR_DESTROY);
+	assert_int_equal(nodemgr_decide(NULL, &r, NODEMGR_LOCAL_NONE), NODEMGR_FORGET);
+
+	/* Target: nothing here, or our half-made copy: make it (again). */
+	a.mig.role = NODEMGR_MIG_IN;
+	assert_int_equal(nodemgr_decide(&a, NULL, NODEMGR_LOCAL_NONE), NODEMGR_MIGRATE_IN);
+	assert_int_equal(nodemgr_decide(&a, NULL, NODEMGR_LOCAL_FOREIGN), NODEMGR_CONFLICT);
+	r.phase = NODEMGR_MIGRATING_IN;
+	assert_int_equal(nodemgr_decide(&a, &r, NODEMGR_LOCAL_PARTIAL), NODEMGR_MIGRATE_IN);
+	assert_int_equal(nodemgr_decide(&a, &r, NODEMGR_LOCAL_OURS), NODEMGR_MIGRATE_IN);
+	/* ... a sliver of the slice that runs here is never replaced */
+	r.phase = NODEMGR_CREATED;
+	assert_int_equal(nodemgr_decide(&a, &r, NODEMGR_LOCAL_OURS), NODEMGR_KEEP);
+	/* A restart while receiving or restored: ask the registry. */
+	r.phase = NODEMGR_RECEIVING;
+	assert_int_equal(nodemgr_decide(&a, &r, NODEMGR_LOCAL_OURS), NODEMGR_MIGRATE_RESOLVE);
+	r.phase = NODEMGR_RESTORED;
+	assert_int_equal(nodemgr_decide(&a, &r, NODEMGR_LOCAL_OURS), NODEMGR_MIGRATE_RESOLVE);
+	/* Committed (a plain entry): restored rolls forward through the
+	 * registry; aborted (no entry): the copy goes. */
+	a.mig.role = NODEMGR_MIG_NONE;
+	assert_int_equal(nodemgr_decide(&a, &r, NODEMGR_LOCAL_OURS), NODEMGR_MIGRATE_RESOLVE);
+	assert_int_equal(nodemgr_decide(NULL, &r, NODEMGR_LOCAL_OURS), NODEMGR_DESTROY);
+	r.phase = NODEMGR_RECEIVING;
+	assert_int_equal(nodemgr_decide(NULL, &r, NODEMGR_LOCAL_OURS), NODEMGR_DESTROY);
+	r.phase = NODEMGR_MIGRATING_IN;
+	assert_int_equal(nodemgr_decide(NULL, &r, NODEMGR_LOCAL_PARTIAL), NODEMGR_DESTROY);
+	assert_int_equal(nodemgr_decide(NULL, &r, NODEMGR_LOCAL_NONE), NODEMGR_FORGET);
+	assert_int_equal(nodemgr_decide(&a, &r, NODEMGR_LOCAL_OURS), NODEMGR_RECREATE);
+	assert_string_equal(nodemgr_action_name(NODEMGR_MIGRATE_RESOLVE), "migrate-resolve");
+}
+
+static void test_assignments_migration(void **state)
+{
+	const char *tok = "vst_0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
+	const char *sha = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
+	char text[2048];
+	snprintf(text, sizeof(text),
+		 "{\"slivers\": ["
+		 "{\"slice\": \"out\", \"migrate_out\": {\"id\": \"mg_00aa\", \"to\": \"n2\","
+		 " \"url\": \"http://10.0.0.2:7481\", \"token\": \"%s\", \"mode\": \"cold\"}},"
+		 "{\"slice\": \"in\", \"migrate_in\": {\"id\": \"mg_00bb\", \"from\": \"n1\","
+		 " \"token_sha256\": \"%s\", \"mode\": \"cold\"}},"
+		 "{\"slice\": \"badurl\", \"migrate_out\": {\"id\": \"mg_00cc\", \"to\": \"n2\","
+		 " \"url\": \"file:///etc\", \"token\": \"%s\", \"mode\": \"cold\"}},"
+		 "{\"slice\": \"badid\", \"migrate_out\": {\"id\": \"../x\", \"to\": \"n2\","
+		 " \"url\": \"http://h:1\", \"token\": \"%s\", \"mode\": \"cold\"}}]}",
+		 tok, sha, tok, tok);
+	json_t *ans = json_loads(text, 0, NULL);
+	assert_non_null(ans);
+	struct nodemgr_assignment *v;
+	size_t n;
+	struct vs_error err;
+	assert_int_equal(nodemgr_assignments_parse(ans, &v, &n, NULL, &err), 0);
+	assert_int_equal(n, 4);
+	assert_int_equal(v[0].mig.role, NODEMGR_MIG_OUT);
+	assert_string_equal(v[0].mig.id, "mg_00aa");
+	assert_string_equal(v[0].mig.peer, "n2");
+	assert_string_equal(v[0].mig.url, "http://10.0.0.2:7481");
+	assert_string_equal(v[0].mig.token, tok);
+	assert_int_equal(v[1].mig.role, NODEMGR_MIG_IN);
+	assert_string_equal(v[1].mig.token_sha256, sha);
+	assert_string_equal(v[1].mig.peer, "n1");
+	/* A url that is not http(s), an id that could leave a path: ignored. */
+	assert_int_equal(v[2].mig.role, NODEMGR_MIG_NONE);
+	assert_int_equal(v[3].mig.role, NODEMGR_MIG_NONE);
+	nodemgr_assignments_free(v, n);
+	json_decref(ans);
+}
+
+static void test_advertise(void **state)
+{
+	char *url;
+	struct vs_error err;
+	assert_int_equal(nodemgr_advertise_url("10.0.0.2:7481", 0, NULL, false, &url, &err), 0);
+	assert_string_equal(url, "http://10.0.0.2:7481");
+	free(url);
+	assert_int_equal(nodemgr_advertise_url("10.0.0.2:0", 4321, NULL, true, &url, &err), 0);
+	assert_string_equal(url, "https://10.0.0.2:4321");
+	free(url);
+	assert_int_equal(nodemgr_advertise_url("[::1]:7481", 0, NULL, false, &url, &err), 0);
+	assert_string_equal(url, "http://[::1]:7481");
+	free(url);
+	/* A wildcard cannot be dialled: no url unless --advertise names one. */
+	assert_int_equal(nodemgr_advertise_url("0.0.0.0:7481", 0, NULL, false, &url, &err), 0);
+	assert_null(url);
+	assert_int_equal(
+	    nodemgr_advertise_url("0.0.0.0:7481", 0, "http://n2.example:7481", false, &url, &err),
+	    0);
+	assert_string_equal(url, "http://n2.example:7481");
+	free(url);
+	assert_int_equal(nodemgr_advertise_url(NULL, 0, NULL, false, &url, &err), 0);
+	assert_null(url);
+	const char *bad[] = {"ftp://x", "http://", "http://a b", "https://x:1"};
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		assert_int_equal(nodemgr_advertise_url("0.0.0.0:1", 0, bad[i], false, &url, &err),
+				 -EINVAL);
+		assert_non_null(strstr(err.msg, "--advertise"));
+	}
+}
+
 static void test_record(void **state)
 {
 	struct nodemgr_record r = {.slice = "hello",
@@ -190,6 +314,23 @@ static void test_record(void **state)
 	assert_int_equal(nodemgr_record_from_json(j, &back, &err), 0);
 	assert_int_equal(back.phase, NODEMGR_DESTROYING);
 	nodemgr_record_free(&back);
+	/* Migration phases and the migration's id; a record written before
+	 * migration (no "migration") still loads. */
+	json_object_set_new(j, "phase", json_string("migrating-out"));
+	json_object_set_new(j, "migration", json_string("mg_00aa"));
+	assert_int_equal(nodemgr_record_from_json(j, &back, &err), 0);
+	assert_int_equal(back.phase, NODEMGR_MIGRATING_OUT);
+	assert_string_equal(back.migration, "mg_00aa");
+	nodemgr_record_free(&back);
+	json_object_set_new(j, "phase", json_string("restored"));
+	json_object_del(j, "migration");
+	assert_int_equal(nodemgr_record_from_json(j, &back, &err), 0);
+	assert_int_equal(back.phase, NODEMGR_RESTORED);
+	assert_string_equal(back.migration, "");
+	nodemgr_record_free(&back);
+	json_object_set_new(j, "migration", json_string("../../x"));
+	assert_true(nodemgr_record_from_json(j, &back, &err) < 0);
+	json_object_del(j, "migration");
 	json_object_set_new(j, "phase", json_string("running"));
 	assert_true(nodemgr_record_from_json(j, &back, &err) < 0);
 	json_object_set_new(j, "phase", json_string("created"));
@@ -295,6 +436,16 @@ static void test_fault(void **state)
 	assert_int_equal(nodemgr_fault_parse("nodemgr.destroy:13", &op, &step, &err), 0);
 	assert_string_equal(op, "nodemgr.destroy");
 	assert_int_equal(step, 13);
+	assert_int_equal(nodemgr_fault_parse("migrate.out:4", &op, &step, &err), 0);
+	assert_string_equal(op, "migrate.out");
+	assert_int_equal(step, 4);
+	assert_int_equal(nodemgr_fault_parse("migrate.flip:0", &op, &step, &err), 0);
+	assert_string_equal(op, "migrate.flip");
+	assert_int_equal(step, 0);
+	assert_int_equal(nodemgr_fault_parse("migrate.flip:5000000", &op, &step, &err), 0);
+	assert_int_equal(step, 5000000);
+	assert_int_equal(nodemgr_fault_parse("migrate.in:0", &op, &step, &err), -EINVAL);
+	assert_int_equal(nodemgr_fault_parse("migrate.sideways:1", &op, &step, &err), -EINVAL);
 	const char *bad[] = {"nodemgr.create",	  "nodemgr.create:",   "nodemgr.create:0",
 			     "nodemgr.create:-1", "nodemgr.create:2x", "nodemgr.creat:2",
 			     "nodemgr.createx:2", "nodemgr.:1",	       "nodemgr.destroy: 1"};
@@ -369,10 +520,17 @@ static void test_misc(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-	    cmocka_unit_test(test_assignments), cmocka_unit_test(test_decide),
-	    cmocka_unit_test(test_record),	cmocka_unit_test(test_status),
-	    cmocka_unit_test(test_misc),	cmocka_unit_test(test_defaults),
-	    cmocka_unit_test(test_fault),	cmocka_unit_test(test_cgroup_parent),
+	    cmocka_unit_test(test_assignments),
+	    cmocka_unit_test(test_decide),
+	    cmocka_unit_test(test_record),
+	    cmocka_unit_test(test_status),
+	    cmocka_unit_test(test_misc),
+	    cmocka_unit_test(test_defaults),
+	    cmocka_unit_test(test_fault),
+	    cmocka_unit_test(test_cgroup_parent),
+	    cmocka_unit_test(test_decide_migration),
+	    cmocka_unit_test(test_assignments_migration),
+	    cmocka_unit_test(test_advertise),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,0 +1,707 @@
+/*
+ * nodemgr_migrate.c - cold migration on the node (docs/migration.md, "The
+ * transfer channel: node to node"): the reconcile actions MIGRATE_OUT,
+ * MIGRATE_IN and MIGRATE_RESOLVE, and the threads (jobs) that carry a
+ * migration's long steps so the main loop keeps its heartbeat meanwhile.
+ *
+ * The registry decides; the nodes report and follow. Exactly one copy runs:
+ * the source stops its sliver only after the registry took "transferring",
+ * the target starts its copy only after the registry answered "restored"
+ * with "committed", and the source restarts only after the registry took
+ * (or already had) "aborted". Every step is saved in the sliver's record
+ * before it is taken, so a node manager killed anywhere comes back to a
+ * record that says where it stood; nodemgr_decide() then picks
+ * MIGRATE_RESOLVE and the registry's answer to one more report says which
+ * way to roll.
+ *
+ * Source (a job thread from the start; VSLICE_FAULT=migrate.out:N kills
+ * right after step N):
+ *   1 "transferring" acknowledged (409: the migration is gone: nothing done)
+ *   2 record "migrating-out" saved    3 sliver stopped (SIGTERM, then SIGKILL)
+ *   4 the first MiB of the stream sent (slice_fs_send into a pipe, the pipe
+ *     as the body of PUT <url>/v1/transfers/ID; a progress report a second)
+ *   5 the PUT answered               6 rolled forward (its copy destroyed:
+ *     the registry says committed) or back (restarted: aborted)
+ * Target (nodemgr_migrate_in.c: main thread up to 2, then the PUT's job;
+ * migrate.in:N):
+ *   1 record "migrating-in" saved     2 the copy made, not started; the
+ *                                       transfer open (nodemgr_xfer.c)
+ *   3 a PUT with the token taken: record "receiving" (one use)
+ *   4 the first MiB received          5 stream verified: record "restored"
+ *   6 "restored" acknowledged: "committed" (409 "aborted": copy destroyed)
+ *   7 started                         8 "started" reported; then the record
+ *                                       says "created"
+ * A failed receive reports "aborted" itself and destroys the copy; the
+ * source's PUT then fails and its own "aborted" report is answered 200
+ * (the same phase again), so it restarts.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "nodemgr_int.h"
+#include "vslice/regclient.h"
+#include "vslice/slice.h"
+#include "vslice/slice_xfer.h"
+#include "vslice/util.h"
+
+#define MIG_STOP_GRACE	   10	/* s from SIGTERM to SIGKILL when stopping the source */
+#define MIG_PUT_RETRY	   30	/* s a source retries a target that answers 503 */
+#define MIG_LOW_SPEED	   1024 /* bytes/s below which ... */
+#define MIG_LOW_SPEED_SECS 15	/* ... for this long the source gives up the PUT */
+#define MIG_PIPE_SIZE	   (1 << 20)
+
+uint64_t nm_now_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+void nm_block_sigpipe(void)
+{
+	sigset_t set;
+	sigemptyset(&set);
+	sigaddset(&set, SIGPIPE);
+	pthread_sigmask(SIG_BLOCK, &set, NULL);
+}
+
+/* --- jobs ----------------------------------------------------------- */
+
+struct nm_job *nm_job_new(struct nodemgr *nm, enum nm_job_kind kind,
+			  const struct nodemgr_migration *mig, const struct nodemgr_record *r)
+{
+	struct nm_job *j = vs_xcalloc(1, sizeof(*j));
+	j->nm = nm;
+	j->kind = kind;
+	j->mig = *mig;
+	j->r = *r;
+	j->r.message = r->message ? vs_xstrdup(r->message) : NULL;
+	j->in_fd = -1;
+	j->refs = 1; /* nm->jobs' */
+	return j;
+}
+
+static void job_free(struct nm_job *j)
+{
+	if (j->in_fd >= 0)
+		close(j->in_fd);
+	nodemgr_record_free(&j->r);
+	explicit_bzero(j->mig.token, sizeof(j->mig.token));
+	free(j);
+}
+
+void nm_job_put_locked(struct nm_job *j)
+{
+	if (--j->refs == 0)
+		job_free(j);
+}
+
+static void job_unlink_locked(struct nodemgr *nm, struct nm_job *j)
+{
+	for (struct nm_job **pp = &nm->jobs; *pp; pp = &(*pp)->next)
+		if (*pp == j) {
+			*pp = j->next;
+			break;
+		}
+	j->next = NULL;
+}
+
+void nm_job_push(struct nodemgr *nm, struct nm_job *j)
+{
+	pthread_mutex_lock(&nm->mu);
+	j->next = nm->jobs;
+	nm->jobs = j;
+	pthread_mutex_unlock(&nm->mu);
+}
+
+/* The job's thread is over: hand the outcome to the main loop. */
+void nm_job_finish(struct nm_job *j)
+{
+	struct nodemgr *nm = j->nm;
+	pthread_mutex_lock(&nm->mu);
+	j->state = NM_JOB_DONE;
+	pthread_cond_broadcast(&nm->job_cv);
+	pthread_mutex_unlock(&nm->mu);
+	nm_wake(nm);
+}
+
+bool nm_job_holds(struct nodemgr *nm, const char *slice, const struct nodemgr_assignment *a)
+{
+	pthread_mutex_lock(&nm->mu);
+	struct nm_job *j = nm->jobs;
+	while (j && strcmp(j->r.slice, slice))
+		j = j->next;
+	bool close_it = j && j->state == NM_JOB_OPEN &&
+			!(a && a->mig.role == NODEMGR_MIG_IN && !strcmp(a->mig.id, j->mig.id));
+	if (close_it) {
+		job_unlink_locked(nm, j);
+		nm_log(nm, NODEMGR_LOG_INFO,
+		       "sliver %s: migration %s: no longer asked for; its transfer is closed",
+		       slice, j->mig.id);
+		nm_job_put_locked(j);
+		j = NULL;
+	}
+	pthread_mutex_unlock(&nm->mu);
+	return j != NULL;
+}
+
+bool nm_jobs_running(struct nodemgr *nm)
+{
+	pthread_mutex_lock(&nm->mu);
+	bool running = false;
+	for (struct nm_job *j = nm->jobs; j && !running; j = j->next)
+		running = j->state == NM_JOB_RUNNING;
+	pthread_mutex_unlock(&nm->mu);
+	return running;
+}
+
+void nm_jobs_reap(struct nodemgr *nm)
+{
+	struct nm_job *done = NULL;
+	pthread_mutex_lock(&nm->mu);
+	for (struct nm_job **pp = &nm->jobs; *pp;) {
+		struct nm_job *j = *pp;
+		if (j->state != NM_JOB_DONE) {
+			pp = &j->next;
+			continue;
+		}
+		*pp = j->next;
+		j->next = done;
+		done = j;
+	}
+	pthread_mutex_unlock(&nm->mu);
+	while (done) {
+		struct nm_job *j = done;
+		done = j->next;
+		if (j->thread_started)
+			pthread_join(j->thread, NULL);
+		struct nm_sliver *s = nm_sliver_find(nm, j->r.slice);
+		if (j->gone) {
+			if (s)
+				nm_sliver_drop(nm, s);
+		} else {
+			if (!s)
+				s = nm_sliver_add(nm, j->r.slice);
+			nodemgr_record_free(&s->r);
+			s->r = j->r;
+			j->r.message = NULL; /* s->r's now */
+			s->busy = false;
+			s->last_state[0] = '\0';
+			s->end_seen = false;
+			nm_close_pidfd(s);
+			if (j->retry_ns)
+				s->mig_retry_ns = j->retry_ns;
+		}
+		nm->changed = true;
+		pthread_mutex_lock(&nm->mu);
+		if (j->kind == NM_JOB_IN) { /* its token was used: a replay is a 409 */
+			unsigned k = nm->used_next++ % VS_ARRAY_SIZE(nm->used);
+			snprintf(nm->used[k].id, sizeof(nm->used[k].id), "%s", j->mig.id);
+			snprintf(nm->used[k].sha, sizeof(nm->used[k].sha), "%s",
+				 j->mig.token_sha256);
+		}
+		nm_job_put_locked(j);
+		pthread_mutex_unlock(&nm->mu);
+	}
+}
+
+void nm_jobs_free(struct nodemgr *nm)
+{
+	nm_jobs_reap(nm);
+	pthread_mutex_lock(&nm->mu);
+	while (nm->jobs) { /* open transfers: no thread */
+		struct nm_job *j = nm->jobs;
+		nm->jobs = j->next;
+		nm_job_put_locked(j);
+	}
+	pthread_mutex_unlock(&nm->mu);
+}
+
+/* --- talking to the registry from a job ----------------------------- */
+
+/*
+ * Report phase of the job's migration until the registry answers: 0 it took
+ * it (*got: the phase it is in now, e.g. "committed" after "restored"),
+ * 1 it refused (409: *got is the phase it is in: "committed", "aborted"),
+ * -1 no answer within patience seconds (or the node manager stops).
+ */
+int nm_job_report(struct http_client *c, struct nm_job *j, const char *phase, long long bytes,
+		  const char *reason, unsigned patience, char got[16])
+{
+	struct nodemgr *nm = j->nm;
+	struct regclient_migration_report rep = {
+	    .node = nm->name,
+	    .phase = phase,
+	    .bytes = bytes,
+	    .at_ms = (long long)nm_now_ms(),
+	    .reason = reason,
+	};
+	uint64_t until = vs_now_ns() + (uint64_t)patience * 1000000000ull;
+	for (unsigned attempt = 0;; attempt++) {
+		long status = 0;
+		struct vs_error err;
+		int r = regclient_migration_report(c, j->mig.id, &rep, NULL, got, &status, &err);
+		if (r == 0)
+			return 0;
+		if (status == 409 && got[0])
+			return 1;
+		if (status >= 400 && status < 500 && status != 409) {
+			/* 403/404: not ours to report (any more); nothing to retry */
+			nm_log(nm, NODEMGR_LOG_INFO, "migration %s: report %s: %s", j->mig.id,
+			       phase, err.msg);
+			return -1;
+		}
+		if (attempt == 0 || attempt % 10 == 0)
+			nm_log(nm, NODEMGR_LOG_INFO, "migration %s: report %s: %s (retrying)",
+			       j->mig.id, phase, err.msg);
+		if (atomic_load(&nm->stop) || vs_now_ns() >= until || !nm_nap(nm, 1))
+			return -1;
+	}
+}
+
+int nm_job_client(struct nm_job *j, struct http_client *c)
+{
+	struct vs_error err;
+	if (http_client_init(c, j->nm->registry, j->nm->token, j->nm->ca_file, &err) < 0) {
+		nm_log(j->nm, NODEMGR_LOG_INFO, "migration %s: %s", j->mig.id, err.msg);
+		return -1;
+	}
+	return 0;
+}
+
+/* Remove the job's slice, intent first, then its record. */
+void nm_job_destroy_slice(struct nm_job *j)
+{
+	struct nodemgr *nm = j->nm;
+	struct vs_error err;
+	j->r.phase = NODEMGR_DESTROYING;
+	nm_record_save_or_warn(nm, &j->r);
+	if (slice_destroy(nm->root, j->r.slice, true, &err) < 0) {
+		/* The record says destroying: the main loop finishes it. */
+		nm_log(nm, NODEMGR_LOG_INFO, "sliver %s: destroying: %s (retrying later)",
+		       j->r.slice, err.msg);
+		return;
+	}
+	nm_record_remove(nm, j->r.slice);
+	j->gone = true;
+}
+
+/* --- source ----------------------------------------------------------- */
+
+struct sender {
+	struct nm_job *job;
+	int fd;
+	int rc;
+	struct vs_error err;
+	bool fault_armed;
+};
+
+static void out_progress(void *arg, uint64_t bytes)
+{
+	struct sender *sd = arg;
+	atomic_store(&sd->job->bytes, bytes);
+	if (bytes >= (1u << 20) && sd->fault_armed) {
+		sd->fault_armed = false;
+		nm_fault_point(sd->job->nm, "migrate.out", 4);
+	}
+}
+
+static void *sender_main(void *arg)
+{
+	struct sender *sd = arg;
+	nm_block_sigpipe();
+	struct slice_xfer_opts o = {.progress = out_progress, .arg = sd};
+	struct slice_xfer_stats st = {0};
+	sd->rc = slice_fs_send(sd->job->nm->root, sd->job->r.slice, sd->fd, &o, &st, &sd->err);
+	if (sd->rc == 0)
+		atomic_store(&sd->job->bytes, st.bytes);
+	close(sd->fd);
+	sd->fd = -1;
+	return NULL;
+}
+
+/* The progress reporter: "transferring" with the bytes sent, every second
+ * while the PUT runs; a 409 (aborted at the registry) gives the PUT up. */
+struct reporter {
+	struct nm_job *job;
+	pthread_mutex_t mu;
+	pthread_cond_t cv;
+	bool over;
+	atomic_bool cancel;
+	char phase[16];
+};
+
+static void *reporter_main(void *arg)
+{
+	struct reporter *rp = arg;
+	struct nm_job *j = rp->job;
+	nm_block_sigpipe();
+	struct http_client c;
+	bool have = nm_job_client(j, &c) == 0;
+	pthread_mutex_lock(&rp->mu);
+	while (!rp->over) {
+		struct timespec ts;
+		clock_gettime(CLOCK_REALTIME, &ts);
+		ts.tv_sec += 1;
+		pthread_cond_timedwait(&rp->cv, &rp->mu, &ts);
+		if (rp->over || !have)
+			continue;
+		pthread_mutex_unlock(&rp->mu);
+		struct regclient_migration_report rep = {
+		    .node = j->nm->name,
+		    .phase = "transferring",
+		    .bytes = (long long)atomic_load(&j->bytes),
+		    .at_ms = -1,
+		};
+		char got[16] = "";
+		long status = 0;
+		struct vs_error err;
+		/* One try a second, short: a slow registry must not slow the stream. */
+		c.timeout_secs = 5;
+		if (regclient_migration_report(&c, j->mig.id, &rep, NULL, got, &status, &err) < 0 &&
+		    status == 409) {
+			snprintf(rp->phase, sizeof(rp->phase), "%s", got);
+			atomic_store(&rp->cancel, true);
+		}
+		pthread_mutex_lock(&rp->mu);
+	}
+	pthread_mutex_unlock(&rp->mu);
+	if (have)
+		http_client_free(&c);
+	return NULL;
+}
+
+static bool put_cancelled(void *arg)
+{
+	struct reporter *rp = arg;
+	return atomic_load(&rp->cancel) || atomic_load(&rp->job->nm->stop);
+}
+
+/*
+ * Stream the stopped sliver to the target: slice_fs_send into a pipe (its
+ * own thread), the pipe as the PUT's body. A 503 (the target has not heard
+ * of the migration yet) is tried again, a second apart, for MIG_PUT_RETRY
+ * s, each try with a fresh stream. 0: the target answered 2xx (it says
+ * committed); else err says why (the sender's error first: a stream that
+ * broke off on this side makes the target's answer a consequence).
+ */
+static int send_stream(struct nm_job *j, struct reporter *rp, struct vs_error *err)
+{
+	struct nodemgr *nm = j->nm;
+	struct http_client tc;
+	int r = http_client_init_peer(&tc, j->mig.url, j->mig.token, nm->ca_file, "transfer target",
+				      err);
+	if (r < 0)
+		return r;
+	cleanup_free char *path = vs_xasprintf("/v1/transfers/%s", j->mig.id);
+	struct http_stream_opts so = {.low_speed_bytes = MIG_LOW_SPEED,
+				      .low_speed_secs = MIG_LOW_SPEED_SECS,
+				      .cancel = put_cancelled,
+				      .arg = rp};
+	uint64_t until = vs_now_ns() + MIG_PUT_RETRY * 1000000000ull;
+	bool fault_armed = true;
+	for (;;) {
+		int p[2];
+		if (pipe2(p, O_CLOEXEC) < 0) {
+			r = vs_error_sys(err, errno, "pipe");
+			break;
+		}
+		fcntl(p[1], F_SETPIPE_SZ, MIG_PIPE_SIZE); /* fewer wake-ups; not needed */
+		struct sender sd = {.job = j, .fd = p[1], .fault_armed = fault_armed};
+		pthread_t t;
+		if ((r = pthread_create(&t, NULL, sender_main, &sd)) != 0) {
+			close(p[0]);
+			close(p[1]);
+			r = vs_error_sys(err, r, "starting the sender thread");
+			break;
+		}
+		long status = 0;
+		struct vs_error perr;
+		r = http_put_stream(&tc, path, p[0], NULL, &so, &status, NULL, &perr);
+		close(p[0]); /* a sender still writing gets EPIPE */
+		pthread_join(t, NULL);
+		fault_armed = sd.fault_armed;
+		if (r == 0)
+			break;
+		if (status == 503 && !put_cancelled(rp) && vs_now_ns() < until && nm_nap(nm, 1)) {
+			atomic_store(&j->bytes, 0);
+			continue;
+		}
+		if (sd.rc < 0 && sd.err.code != EPIPE && status != 503) {
+			*err =
+			    sd.err; /* this side broke off: the target's answer follows from it */
+			vs_error_wrap(err, "reading the sliver's files");
+		} else if (atomic_load(&rp->cancel))
+			vs_error_set(err, ECANCELED, "the registry says the migration is %s",
+				     rp->phase);
+		else
+			*err = perr;
+		break;
+	}
+	http_client_free(&tc);
+	return r;
+}
+
+/* Restart the source's sliver (rolled back) and make it ours again. */
+static void out_roll_back(struct nm_job *j, const char *why)
+{
+	struct nodemgr *nm = j->nm;
+	struct vs_error err;
+	struct slice_state st;
+	int r = slice_load(nm->root, j->r.slice, NULL, &st, &err);
+	if (r == 0 && st.status != SLICE_RUNNING && st.status != SLICE_FROZEN)
+		r = slice_start(nm->root, j->r.slice,
+				&(struct slice_start_opts){.foreground = false}, &err);
+	if (r < 0)
+		nm_log(nm, NODEMGR_LOG_INFO,
+		       "sliver %s: restarting after the aborted migration: %s", j->r.slice,
+		       err.msg);
+	j->r.phase = NODEMGR_CREATED;
+	nm_record_save_or_warn(nm, &j->r);
+	nm_log(nm, NODEMGR_LOG_INFO, "sliver %s: migration %s aborted (%s); restarted here",
+	       j->r.slice, j->mig.id, why);
+}
+
+static void *out_main(void *arg)
+{
+	struct nm_job *j = arg;
+	struct nodemgr *nm = j->nm;
+	nm_block_sigpipe();
+	struct http_client c;
+	if (nm_job_client(j, &c) < 0) {
+		j->retry_ns = vs_now_ns() + NM_MIG_RETRY_NS;
+		nm_job_finish(j);
+		return NULL;
+	}
+	char got[16] = "";
+	/* 1: the registry must know before anything stops. */
+	int rr = nm_job_report(&c, j, "transferring", -1, NULL, 5, got);
+	if (rr != 0) {
+		if (rr > 0)
+			nm_log(nm, NODEMGR_LOG_INFO,
+			       "sliver %s: migration %s is %s at the registry: not moving",
+			       j->r.slice, j->mig.id, got);
+		j->retry_ns = vs_now_ns() + NM_MIG_RETRY_NS;
+		goto out;
+	}
+	nm_fault_point(nm, "migrate.out", 1);
+	/* 2: the intent, before the sliver stops. */
+	j->r.phase = NODEMGR_MIGRATING_OUT;
+	snprintf(j->r.migration, sizeof(j->r.migration), "%s", j->mig.id);
+	struct vs_error err;
+	if (nm_record_save(nm, &j->r, &err) < 0) {
+		nm_log(nm, NODEMGR_LOG_INFO, "sliver %s: migration %s: %s", j->r.slice, j->mig.id,
+		       err.msg);
+		nm_job_report(&c, j, "aborted", -1, "the source cannot save its record",
+			      NM_MIG_PATIENCE, got);
+		j->r.phase = NODEMGR_CREATED;
+		goto out;
+	}
+	nm_fault_point(nm, "migrate.out", 2);
+	nm_log(nm, NODEMGR_LOG_INFO, "sliver %s: migrating to %s (%s): stopping it", j->r.slice,
+	       j->mig.peer, j->mig.id);
+	/* 3: cold: execution restarts on the target. */
+	if (slice_stop(nm->root, j->r.slice, MIG_STOP_GRACE, &err) < 0)
+		nm_log(nm, NODEMGR_LOG_DEBUG, "sliver %s: stop: %s", j->r.slice, err.msg);
+	nm_fault_point(nm, "migrate.out", 3);
+
+	/* 4, 5: the stream, with a progress report a second beside it. */
+	struct reporter rp = {.job = j};
+	pthread_mutex_init(&rp.mu, NULL);
+	pthread_cond_init(&rp.cv, NULL);
+	pthread_t rt;
+	bool reporting = pthread_create(&rt, NULL, reporter_main, &rp) == 0;
+	uint64_t t0 = vs_now_ns();
+	int sr = send_stream(j, &rp, &err);
+	pthread_mutex_lock(&rp.mu);
+	rp.over = true;
+	pthread_cond_signal(&rp.cv);
+	pthread_mutex_unlock(&rp.mu);
+	if (reporting)
+		pthread_join(rt, NULL);
+	pthread_cond_destroy(&rp.cv);
+	pthread_mutex_destroy(&rp.mu);
+	nm_fault_point(nm, "migrate.out", 5);
+
+	/* 6: the registry says which way. The target answers 2xx only after
+	 * the commit; check it anyway: a copy is destroyed on the registry's
+	 * word alone. */
+	if (sr == 0) {
+		cleanup_json json_t *m = NULL;
+		long status = 0;
+		struct vs_error gerr;
+		const char *phase = "";
+		if (regclient_migration_get(&c, j->mig.id, -1, 0, &m, NULL, &status, &gerr) == 0)
+			phase = json_string_value(json_object_get(m, "phase"));
+		if (phase && !strcmp(phase, "committed")) {
+			double secs = (double)(vs_now_ns() - t0) / 1e9;
+			nm_log(nm, NODEMGR_LOG_INFO,
+			       "sliver %s: migrated to %s (%s): %llu bytes in %.2f s; removing it "
+			       "here",
+			       j->r.slice, j->mig.peer, j->mig.id,
+			       (unsigned long long)atomic_load(&j->bytes), secs);
+			nm_job_destroy_slice(j);
+			nm_fault_point(nm, "migrate.out", 6);
+			goto out;
+		}
+		/* Not committed by the registry's word (or no word): what the
+		 * record says is settled by the registry below or, if it does not
+		 * answer, by MIGRATE_RESOLVE later. */
+		vs_error_set(&err, EPROTO, "the target answered, the registry says %s",
+			     phase && *phase ? phase : "nothing");
+	}
+	char reason[VS_ERROR_MAX + 160];
+	/* The registry names the reporter ("source n1: ..."). */
+	snprintf(reason, sizeof(reason), "sending to %s: %s", j->mig.peer, err.msg);
+	nm_log(nm, NODEMGR_LOG_INFO, "sliver %s: migration %s: %s", j->r.slice, j->mig.id, reason);
+	rr = nm_job_report(&c, j, "aborted", (long long)atomic_load(&j->bytes), reason,
+			   NM_MIG_PATIENCE, got);
+	if (rr == 1 && !strcmp(got, "committed")) {
+		/* The target has it and the registry moved it: roll forward. */
+		nm_log(nm, NODEMGR_LOG_INFO,
+		       "sliver %s: migration %s was committed after all; removing it here",
+		       j->r.slice, j->mig.id);
+		nm_job_destroy_slice(j);
+	} else if (rr >= 0) {
+		out_roll_back(j, reason);
+	} else {
+		/* No word from the registry: stay stopped; the record
+		 * (migrating-out) has MIGRATE_RESOLVE ask again. */
+		j->retry_ns = vs_now_ns() + NM_MIG_RETRY_NS;
+	}
+	nm_fault_point(nm, "migrate.out", 6);
+out:
+	http_client_free(&c);
+	nm_job_finish(j);
+	return NULL;
+}
+
+void nm_migrate_out(struct nodemgr *nm, const struct nodemgr_assignment *a, struct nm_sliver *s)
+{
+	if (vs_now_ns() < s->mig_retry_ns)
+		return;
+	struct nm_job *j = nm_job_new(nm, NM_JOB_OUT, &a->mig, &s->r);
+	j->state = NM_JOB_RUNNING;
+	nm_job_push(nm, j);
+	int r = pthread_create(&j->thread, NULL, out_main, j);
+	if (r != 0) {
+		nm_log(nm, NODEMGR_LOG_INFO, "sliver %s: migration %s: starting its thread: %s",
+		       s->r.slice, a->mig.id, strerror(r));
+		pthread_mutex_lock(&nm->mu);
+		job_unlink_locked(nm, j);
+		nm_job_put_locked(j);
+		pthread_mutex_unlock(&nm->mu);
+		s->mig_retry_ns = vs_now_ns() + NM_MIG_RETRY_NS;
+		return;
+	}
+	j->thread_started = true;
+	s->busy = true;
+	nm_close_pidfd(s);
+}
+
+/* --- resolving a step a restart cut short (main thread) --------------- */
+
+void nm_migrate_resolve(struct nodemgr *nm, const struct nodemgr_assignment *a, struct nm_sliver *s)
+{
+	(void)a;
+	if (vs_now_ns() < s->mig_retry_ns)
+		return;
+	const char *id = s->r.migration;
+	const char *phase = "aborted", *reason = NULL;
+	switch (s->r.phase) {
+	case NODEMGR_MIGRATING_OUT:
+		reason = "the source's node manager restarted during the migration";
+		break;
+	case NODEMGR_RECEIVING:
+		reason = "the target's node manager restarted while receiving";
+		break;
+	case NODEMGR_RESTORED:
+		phase = "restored"; /* again: the registry's answer says which way */
+		break;
+	default:
+		return;
+	}
+	char got[16] = "";
+	long status = 0;
+	struct vs_error err;
+	struct regclient_migration_report rep = {.node = nm->name,
+						 .phase = phase,
+						 .bytes = -1,
+						 .at_ms = (long long)nm_now_ms(),
+						 .reason = reason};
+	int r = id[0] ? regclient_migration_report(&nm->hc, id, &rep, NULL, got, &status, &err)
+		      : vs_error_set(&err, EINVAL, "the record names no migration");
+	if (r < 0 && !(status == 409 && got[0])) {
+		if (status == 404 || status == 403 || !id[0]) {
+			/* The registry knows no such migration of ours: follow the
+			 * assignment alone, as for a plain entry. */
+			snprintf(got, sizeof(got), "%s",
+				 s->r.phase == NODEMGR_MIGRATING_OUT ? "aborted" : "unknown");
+		} else {
+			nm_log(nm, NODEMGR_LOG_INFO,
+			       "sliver %s: migration %s: report %s: %s (retrying later)",
+			       s->r.slice, id, phase, err.msg);
+			s->mig_retry_ns = vs_now_ns() + NM_MIG_RETRY_NS;
+			return;
+		}
+	}
+	bool committed = !strcmp(got, "committed");
+	nm_log(nm, NODEMGR_LOG_INFO,
+	       "sliver %s: migration %s was cut short (%s); the registry "
+	       "says %s",
+	       s->r.slice, id, nodemgr_phase_name(s->r.phase), got);
+	nm->changed = true;
+	if (s->r.phase == NODEMGR_MIGRATING_OUT && !committed) {
+		struct slice_state st;
+		int sr = slice_load(nm->root, s->r.slice, NULL, &st, &err);
+		if (sr == 0 && st.status != SLICE_RUNNING && st.status != SLICE_FROZEN)
+			sr = slice_start(nm->root, s->r.slice,
+					 &(struct slice_start_opts){.foreground = false}, &err);
+		if (sr < 0)
+			nm_log(nm, NODEMGR_LOG_INFO, "sliver %s: restarting: %s", s->r.slice,
+			       err.msg);
+		s->r.phase = NODEMGR_CREATED;
+		s->last_state[0] = '\0';
+		nm_record_save_or_warn(nm, &s->r);
+		return;
+	}
+	if (s->r.phase == NODEMGR_RESTORED && committed) {
+		/* Started already when a restart cut the step short after it. */
+		struct slice_state st;
+		int sr = slice_load(nm->root, s->r.slice, NULL, &st, &err);
+		if (sr == 0 && st.status != SLICE_RUNNING && st.status != SLICE_FROZEN)
+			sr = slice_start(nm->root, s->r.slice,
+					 &(struct slice_start_opts){.foreground = false}, &err);
+		if (sr < 0) {
+			s->r.phase = NODEMGR_FAILED;
+			s->r.message = vs_xasprintf("start after the migration: %s", err.msg);
+		} else {
+			s->r.phase = NODEMGR_CREATED;
+		}
+		s->r.log_offset = 0;
+		s->r.log_capped = false;
+		s->r.results_done = false;
+		s->last_state[0] = '\0';
+		nm_record_save_or_warn(nm, &s->r);
+		rep.phase = "started";
+		rep.reason = NULL;
+		rep.at_ms = (long long)nm_now_ms();
+		regclient_migration_report(&nm->hc, id, &rep, NULL, got, &status, &err);
+		return;
+	}
+	/* The source's sliver went to the target (committed), or the target's
+	 * copy is not wanted (aborted, or never complete): it goes. */
+	if (nm_destroy_slice(nm, s->r.slice, &s) == 0) {
+		nm_record_remove(nm, s->r.slice);
+		nm_sliver_drop(nm, s);
+	}
+}

@@ -1,0 +1,1374 @@
+/*
+ * slice_xfer.c - a stopped slice's log and overlay upper dir as one
+ * verified stream, for cold migration (slice_xfer.h, docs/migration.md).
+ *
+ * Wire format:
+ *
+ *     "VSXFER\0\1"                      magic + version (8 bytes)
+ *     { u32 len (big endian, 1..FRAME_MAX); len bytes }...   a pax archive
+ *     u32 0                             end of the archive
+ *     32 bytes                          sha256 of every byte before them
+ *
+ * The archive (libarchive, pax, unblocked) holds "log" (the slice's log, a
+ * regular file: sparse, as PID 1 punches out old output), then "upper"
+ * and everything below it in a pre-order walk: a directory comes before
+ * what it holds and everything in it before its next sibling. Owners are
+ * relative to the slice's id range; hard links are written once (the
+ * first name with the data, the others as links to it); sparse files as
+ * GNU sparse 1.0 (data regions only); xattrs as pax records.
+ *
+ * Receiving trusts nothing. Every entry must sit in the directory the
+ * walk is in, or in one of its parents: the receiver keeps only the fd of
+ * the directory it made last and creates each name in it with *at()
+ * calls that never follow a symlink, so an entry cannot reach through a
+ * symlink or outside the staging dir, and memory does not grow with the
+ * tree (a directory's mtime is set when the walk leaves it). A hard
+ * link's target is opened with openat2(RESOLVE_BENEATH |
+ * RESOLVE_NO_SYMLINKS). libarchive itself keeps one pax header (at most
+ * 1 MiB) and one sparse map; the frames it may read for one header are
+ * capped (HEADER_INPUT_MAX), which bounds the map. Everything lands in a
+ * staging dir beside the upper dir (upper.xfer/upper, on the same file
+ * system: in a --disk slice's image) and a staging log beside the log;
+ * after the trailer matched and one syncfs(), renameat2(RENAME_EXCHANGE)
+ * swaps the upper dirs and rename() the logs, and the old upper goes with
+ * the staging dir. Any failure before that removes the staging dir and
+ * file: the slice is as it was.
+ */
+#include <dirent.h>
+#include <endian.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <linux/capability.h>
+#include <linux/openat2.h>
+#include <nettle/sha2.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/sysmacros.h>
+#include <sys/uio.h>
+#include <sys/xattr.h>
+#include <unistd.h>
+
+#include "../image/archive_dl.h"
+#include "vslice/idrange.h"
+#include "vslice/slice.h"
+#include "vslice/slice_xfer.h"
+#include "vslice/util.h"
+
+#define XFER_MAGIC	 "VSXFER\0\1"
+#define XFER_MAGIC_LEN	 8
+#define FRAME_MAX	 (256u << 10) /* payload bytes per frame */
+#define FRAME_DIRECT	 (64u << 10)  /* writes this big skip the frame buffer */
+#define HEADER_INPUT_MAX (2u << 20)   /* stream bytes libarchive may read for one header */
+#define AFTER_END_MAX	 (64u << 10)  /* bytes allowed after the archive's end marker */
+#define IO_BUF		 (1u << 20)   /* file data read per call */
+#define ZERO_BUF	 (16u << 20)  /* holes are fed to libarchive from this (never touched) */
+#define SPARSE_MAX	 1024	      /* data regions sent per file; the rest is sent as data */
+#define XLIST_MAX	 (64u << 10)
+#define XATTR_VAL_MAX	 (64u << 10)
+#define PROGRESS_STEP	 (1u << 20)
+#define REL_NOBODY	 65534u /* what an id outside the range looks like inside the slice */
+#define STAGING		 "upper.xfer"
+#define LOG_STAGING	 "log.xfer"
+
+static void archive_read_freep(struct archive **a)
+{
+	if (*a)
+		archive_read_free(*a);
+}
+static void archive_write_freep(struct archive **a)
+{
+	if (*a)
+		archive_write_free(*a);
+}
+static void archive_entry_freep(struct archive_entry **e)
+{
+	if (*e)
+		archive_entry_free(*e);
+}
+static void linkresolver_freep(struct archive_entry_linkresolver **r)
+{
+	if (*r)
+		archive_entry_linkresolver_free(*r);
+}
+#define cleanup_archive_read  __attribute__((cleanup(archive_read_freep)))
+#define cleanup_archive_write __attribute__((cleanup(archive_write_freep)))
+#define cleanup_archive_entry __attribute__((cleanup(archive_entry_freep)))
+#define cleanup_linkresolver  __attribute__((cleanup(linkresolver_freep)))
+
+/* A refusal of the stream's content: EINVAL, kind VS_EK_REFUSED. */
+__attribute__((format(printf, 2, 3))) static int refuse(struct vs_error *err, const char *fmt, ...)
+{
+	char msg[VS_ERROR_MAX];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	vs_error_set(err, EINVAL, "%s", msg);
+	return vs_error_kind(err, VS_EK_REFUSED);
+}
+
+static uint64_t now_us(void)
+{
+	return vs_now_ns() / 1000;
+}
+
+static void progress(const struct slice_xfer_opts *o, uint64_t bytes, uint64_t *next, bool last)
+{
+	if (!o || !o->progress)
+		return;
+	if (last || bytes >= *next) {
+		o->progress(o->arg, bytes);
+		*next = bytes + PROGRESS_STEP;
+	}
+}
+
+/* ---- the slice: its lock, its state, its upper dir --------------------- */
+
+/* The slice's flock, as every slicectl verb takes it (slice.c). A --disk
+ * slice's is taken by slice_with_upper() instead: a second flock on the
+ * same file from this process would wait for ourselves. */
+static int lock_slice_file(const char *root, const char *name, struct vs_error *err)
+{
+	cleanup_free char *p = vs_xasprintf("%s/slices/%s/lock", root, name);
+	int fd = open(p, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+	if (fd < 0)
+		return vs_error_sys(err, errno, "lock %s", p);
+	while (flock(fd, LOCK_EX) < 0) {
+		if (errno != EINTR) {
+			int e = errno;
+			close(fd);
+			return vs_error_sys(err, e, "lock %s", p);
+		}
+	}
+	return fd;
+}
+
+static int require_stopped(const char *root, const char *name, struct vs_error *err)
+{
+	struct slice_state st;
+	int r = slice_load(root, name, NULL, &st, err);
+	if (r < 0)
+		return r;
+	if (st.status == SLICE_RUNNING || st.status == SLICE_FROZEN) {
+		vs_error_set(err, EBUSY, "is %s (stop it first)", slice_status_name(st.status));
+		return vs_error_kind(err, VS_EK_BUSY);
+	}
+	return 0;
+}
+
+/* ---- sending: frames ---------------------------------------------------- */
+
+struct xfer_out {
+	int fd;
+	uint8_t *buf; /* 4 header bytes + FRAME_MAX */
+	size_t used;  /* payload bytes in buf */
+	struct sha256_ctx hash;
+	uint64_t bytes, next_progress;
+	const struct slice_xfer_opts *o;
+	int error; /* errno of the first failed write */
+};
+
+static int out_raw(struct xfer_out *w, const struct iovec *iov, int n)
+{
+	for (int i = 0; i < n; i++)
+		sha256_update(&w->hash, iov[i].iov_len, iov[i].iov_base);
+	struct iovec v[2];
+	memcpy(v, iov, (size_t)n * sizeof(*iov));
+	struct iovec *p = v;
+	size_t total = 0;
+	for (int i = 0; i < n; i++)
+		total += v[i].iov_len;
+	while (total > 0) {
+		ssize_t k = writev(w->fd, p, n);
+		if (k < 0 && errno == EINTR)
+			continue;
+		if (k < 0)
+			return -(w->error = errno);
+		total -= (size_t)k;
+		while (n > 0 && (size_t)k >= p->iov_len) {
+			k -= (ssize_t)p->iov_len;
+			p++;
+			n--;
+		}
+		if (n > 0) {
+			p->iov_base = (uint8_t *)p->iov_base + k;
+			p->iov_len -= (size_t)k;
+		}
+	}
+	return 0;
+}
+
+/* One frame: header + payload, in one writev. */
+static int out_frame(struct xfer_out *w, const void *data, size_t len)
+{
+	uint8_t hdr[4];
+	uint32_t be = htobe32((uint32_t)len);
+	memcpy(hdr, &be, 4);
+	struct iovec iov[2] = {{hdr, 4}, {(void *)data, len}};
+	int r = out_raw(w, iov, len ? 2 : 1);
+	if (r < 0)
+		return r;
+	w->bytes += 4 + len;
+	progress(w->o, w->bytes, &w->next_progress, false);
+	return 0;
+}
+
+static int out_flush(struct xfer_out *w)
+{
+	if (!w->used)
+		return 0;
+	int r = out_frame(w, w->buf, w->used);
+	w->used = 0;
+	return r;
+}
+
+/* libarchive's write callback: small writes (headers) gather in the frame
+ * buffer, big ones (file data) go out as frames of their own. */
+static la_ssize_t out_archive_cb(struct archive *a, void *arg, const void *data, size_t len)
+{
+	struct xfer_out *w = arg;
+	const uint8_t *p = data;
+	size_t left = len;
+	if (len >= FRAME_DIRECT) {
+		if (out_flush(w) < 0)
+			return -1;
+		while (left) {
+			size_t n = left < FRAME_MAX ? left : FRAME_MAX;
+			if (out_frame(w, p, n) < 0)
+				return -1;
+			p += n;
+			left -= n;
+		}
+		return (la_ssize_t)len;
+	}
+	while (left) {
+		size_t n = FRAME_MAX - w->used;
+		if (n > left)
+			n = left;
+		memcpy(w->buf + w->used, p, n);
+		w->used += n;
+		p += n;
+		left -= n;
+		if (w->used == FRAME_MAX && out_flush(w) < 0)
+			return -1;
+	}
+	return (la_ssize_t)len;
+}
+
+/* The end frame and the trailer. */
+static int out_finish(struct xfer_out *w)
+{
+	if (out_flush(w) < 0 || out_frame(w, NULL, 0) < 0)
+		return -w->error;
+	uint8_t digest[SHA256_DIGEST_SIZE];
+	struct sha256_ctx copy = w->hash;
+	sha256_digest(&copy, sizeof(digest), digest);
+	int r = vs_write_all(w->fd, digest, sizeof(digest));
+	if (r < 0)
+		return -(w->error = -r);
+	w->bytes += sizeof(digest);
+	progress(w->o, w->bytes, &w->next_progress, true);
+	return 0;
+}
+
+/* ---- sending: entries ----------------------------------------------------- */
+
+struct xfer_tx {
+	struct xfer_out out;
+	struct archive *a;
+	struct archive_entry *e;
+	struct archive_entry_linkresolver *links;
+	uint32_t id_base;
+	uint8_t *buf;	/* IO_BUF */
+	uint8_t *zeros; /* ZERO_BUF of untouched zero pages */
+	char *xlist;	/* XLIST_MAX */
+	uint8_t *xval;	/* XATTR_VAL_MAX */
+	char path[PATH_MAX];
+	uint64_t files;
+	struct vs_error *err;
+};
+
+static int tx_archive_err(struct xfer_tx *t, const char *what)
+{
+	if (t->out.error)
+		return vs_error_sys(t->err, t->out.error, "write the stream");
+	const char *s = archive_error_string(t->a);
+	int e = archive_errno(t->a);
+	return vs_error_set(t->err, e > 0 ? e : EIO, "%s %s: %s", what, t->path,
+			    s ? s : "archive error");
+}
+
+/* An id as the slice sees it: relative to its range; ids outside it are
+ * the overflow id there, "nobody". */
+static uint32_t rel_id(uint32_t id, uint32_t base, bool *foreign)
+{
+	if (id >= base && id - base < IDRANGE_SIZE)
+		return id - base;
+	*foreign = true;
+	return REL_NOBODY;
+}
+
+/*
+ * A file capability as the slice sees it: v3 with a root id relative to
+ * the range. v1/v2 (host-root caps, copied up from the image) become v3
+ * for the slice's root: they then apply in the slice, never on a host.
+ * One whose root is outside the range applies nowhere the slice can
+ * reach: dropped (returns 0).
+ */
+static size_t cap_to_rel(const uint8_t *v, size_t n, uint32_t base, uint8_t out[XATTR_CAPS_SZ_3])
+{
+	if (n < 4)
+		return 0;
+	uint32_t magic;
+	memcpy(&magic, v, 4);
+	magic = le32toh(magic);
+	uint32_t rev = magic & VFS_CAP_REVISION_MASK;
+	struct vfs_ns_cap_data c = {0};
+	if (rev == VFS_CAP_REVISION_1 && n == XATTR_CAPS_SZ_1) {
+		memcpy(&c.data[0], v + 4, 8);
+	} else if (rev == VFS_CAP_REVISION_2 && n == XATTR_CAPS_SZ_2) {
+		memcpy(&c.data, v + 4, 16);
+	} else if (rev == VFS_CAP_REVISION_3 && n == XATTR_CAPS_SZ_3) {
+		uint32_t root;
+		memcpy(&c.data, v + 4, 16);
+		memcpy(&root, v + 20, 4);
+		root = le32toh(root);
+		if (root < base || root - base >= IDRANGE_SIZE)
+			return 0;
+		c.rootid = htole32(root - base);
+	} else {
+		return 0;
+	}
+	c.magic_etc = htole32(VFS_CAP_REVISION_3 | (magic & VFS_CAP_FLAGS_EFFECTIVE));
+	memcpy(out, &c, XATTR_CAPS_SZ_3);
+	return XATTR_CAPS_SZ_3;
+}
+
+static bool xattr_sent(const char *k)
+{
+	if (!strncmp(k, "user.", 5) || !strcmp(k, "security.capability"))
+		return true;
+	/* origin/upper are file handles of this node's layers: meaningless on
+	 * another node, and a stale one can make the overlay fail a lookup. */
+	return !strncmp(k, "trusted.overlay.", 16) && strcmp(k, "trusted.overlay.origin") != 0 &&
+	       strcmp(k, "trusted.overlay.upper") != 0;
+}
+
+static int tx_xattrs(struct xfer_tx *t, int fd)
+{
+	ssize_t n = flistxattr(fd, t->xlist, XLIST_MAX);
+	if (n < 0) {
+		if (errno == ENOTSUP)
+			return 0;
+		return vs_error_sys(t->err, errno, "%s: list xattrs", t->path);
+	}
+	for (ssize_t off = 0; off < n; off += (ssize_t)strlen(t->xlist + off) + 1) {
+		const char *k = t->xlist + off;
+		if (!xattr_sent(k))
+			continue;
+		ssize_t vl = fgetxattr(fd, k, t->xval, XATTR_VAL_MAX);
+		if (vl < 0 && errno == ENODATA)
+			continue;
+		if (vl < 0)
+			return vs_error_sys(t->err, errno, "%s: xattr %s", t->path, k);
+		if (!strcmp(k, "security.capability")) {
+			uint8_t cap[XATTR_CAPS_SZ_3];
+			size_t cl = cap_to_rel(t->xval, (size_t)vl, t->id_base, cap);
+			if (cl)
+				archive_entry_xattr_add_entry(t->e, k, cap, cl);
+			continue;
+		}
+		archive_entry_xattr_add_entry(t->e, k, t->xval, (size_t)vl);
+	}
+	return 0;
+}
+
+/* Data regions of a sparse file (SEEK_DATA/SEEK_HOLE) into the entry; a
+ * file with more than SPARSE_MAX regions sends the rest as data. */
+static int tx_sparse_map(struct xfer_tx *t, int fd, const struct stat *st)
+{
+	if ((uint64_t)st->st_blocks * 512 >= (uint64_t)st->st_size)
+		return 0; /* no holes to speak of */
+	off_t off = 0;
+	unsigned n = 0;
+	while (off < st->st_size) {
+		off_t d = lseek(fd, off, SEEK_DATA);
+		if (d < 0 && errno == ENXIO)
+			break;
+		if (d < 0)
+			return vs_error_sys(t->err, errno, "%s: seek data", t->path);
+		off_t h = ++n == SPARSE_MAX ? st->st_size : lseek(fd, d, SEEK_HOLE);
+		if (h < 0)
+			return vs_error_sys(t->err, errno, "%s: seek hole", t->path);
+		if (h > st->st_size)
+			h = st->st_size;
+		archive_entry_sparse_add_entry(t->e, d, h - d);
+		off = h;
+	}
+	/* No data at all: one empty region marks it sparse. */
+	if (n == 0)
+		archive_entry_sparse_add_entry(t->e, st->st_size, 0);
+	return 0;
+}
+
+static int tx_feed(struct xfer_tx *t, const void *p, size_t n)
+{
+	if (archive_write_data(t->a, p, n) != (la_ssize_t)n)
+		return tx_archive_err(t, "write data of");
+	return 0;
+}
+
+/* The file's bytes in order: data regions read, holes fed from the zero
+ * buffer (the pax writer skips them without reading: they cost nothing). */
+static int tx_data(struct xfer_tx *t, int fd, const struct stat *st)
+{
+	bool holes = (uint64_t)st->st_blocks * 512 < (uint64_t)st->st_size;
+	off_t off = 0;
+	while (off < st->st_size) {
+		off_t d = holes ? lseek(fd, off, SEEK_DATA) : off;
+		if (d < 0 && errno != ENXIO)
+			return vs_error_sys(t->err, errno, "%s: seek data", t->path);
+		if (d < 0 || d > st->st_size)
+			d = st->st_size;
+		off_t h = holes && d < st->st_size ? lseek(fd, d, SEEK_HOLE) : st->st_size;
+		if (h < 0)
+			return vs_error_sys(t->err, errno, "%s: seek hole", t->path);
+		if (h > st->st_size)
+			h = st->st_size;
+		for (; off < d;) {
+			size_t n = (uint64_t)(d - off) < ZERO_BUF ? (size_t)(d - off) : ZERO_BUF;
+			int r = tx_feed(t, t->zeros, n);
+			if (r < 0)
+				return r;
+			off += (off_t)n;
+		}
+		while (off < h) {
+			size_t want = (uint64_t)(h - off) < IO_BUF ? (size_t)(h - off) : IO_BUF;
+			ssize_t n = pread(fd, t->buf, want, off);
+			if (n < 0 && errno == EINTR)
+				continue;
+			if (n < 0)
+				return vs_error_sys(t->err, errno, "%s: read", t->path);
+			if (n == 0)
+				return vs_error_set(t->err, EIO, "%s: shrank while being sent",
+						    t->path);
+			int r = tx_feed(t, t->buf, (size_t)n);
+			if (r < 0)
+				return r;
+			off += n;
+		}
+	}
+	return 0;
+}
+
+/* One entry: t->path is its name in the archive, dfd/name where it is. */
+static int tx_entry(struct xfer_tx *t, int dfd, const char *name, const struct stat *st, bool log)
+{
+	struct vs_error *err = t->err;
+	struct archive_entry *e = t->e;
+	archive_entry_clear(e);
+	archive_entry_set_pathname(e, t->path);
+	mode_t type = st->st_mode & S_IFMT;
+	mode_t perm = st->st_mode & 07777;
+	bool foreign = false;
+	uint32_t uid = rel_id(st->st_uid, t->id_base, &foreign);
+	uint32_t gid = rel_id(st->st_gid, t->id_base, &foreign);
+	bool whiteout = type == S_IFCHR && st->st_rdev == makedev(0, 0);
+	if (whiteout) {
+		/* Made by the overlay with its mounter's (host root's) ids: owner
+		 * and mode mean nothing to it. */
+		uid = gid = 0;
+		foreign = false;
+	}
+	if (foreign || log)
+		perm &= ~(mode_t)(S_ISUID | S_ISGID);
+	if (log)
+		uid = gid = 0;
+	archive_entry_set_filetype(e, type);
+	archive_entry_set_perm(e, perm);
+	archive_entry_set_uid(e, uid);
+	archive_entry_set_gid(e, gid);
+	archive_entry_set_mtime(e, st->st_mtim.tv_sec, st->st_mtim.tv_nsec);
+	cleanup_close int fd = -1;
+	int r;
+	switch (type) {
+	case S_IFREG:
+		fd = openat(dfd, name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+		if (fd < 0)
+			return vs_error_sys(err, errno, "%s: open", t->path);
+		archive_entry_set_size(e, st->st_size);
+		if ((r = tx_sparse_map(t, fd, st)) < 0)
+			return r;
+		break;
+	case S_IFDIR:
+		fd = openat(dfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+		if (fd < 0)
+			return vs_error_sys(err, errno, "%s: open", t->path);
+		break;
+	case S_IFLNK: {
+		char target[PATH_MAX];
+		ssize_t n = readlinkat(dfd, name, target, sizeof(target) - 1);
+		if (n < 0)
+			return vs_error_sys(err, errno, "%s: readlink", t->path);
+		target[n] = '\0';
+		archive_entry_set_symlink(e, target);
+		break;
+	}
+	case S_IFIFO:
+		break;
+	case S_IFSOCK:
+		return 0; /* a socket's name is nothing without its listener (tar skips them too) */
+	default:
+		if (whiteout)
+			break;
+		vs_error_set(err, EINVAL,
+			     "%s: a device node (%u:%u) other than an overlay whiteout: not sent",
+			     t->path, major(st->st_rdev), minor(st->st_rdev));
+		return vs_error_kind(err, VS_EK_REFUSED);
+	}
+	if (fd >= 0 && !log && (r = tx_xattrs(t, fd)) < 0)
+		return r;
+	struct archive_entry *out = e;
+	if (type != S_IFDIR && st->st_nlink > 1 && !log) {
+		archive_entry_set_dev(e, st->st_dev);
+		archive_entry_set_ino64(e, st->st_ino);
+		archive_entry_set_nlink(e, st->st_nlink);
+		struct archive_entry *spare = NULL;
+		archive_entry_linkify(t->links, &out, &spare);
+	}
+	int ar = archive_write_header(t->a, out);
+	if (ar != ARCHIVE_OK && ar != ARCHIVE_WARN)
+		return tx_archive_err(t, "write header of");
+	t->files++;
+	if (type == S_IFREG && !archive_entry_hardlink(out) && (r = tx_data(t, fd, st)) < 0)
+		return r;
+	return 0;
+}
+
+/* Pre-order: each directory's entry, then what it holds. */
+static int tx_walk(struct xfer_tx *t, int dfd)
+{
+	size_t plen = strlen(t->path);
+	cleanup_closedir DIR *d = vs_opendirat(dfd, ".", 0);
+	if (!d)
+		return vs_error_sys(t->err, errno, "%s: open", t->path);
+	struct dirent *de;
+	while ((errno = 0, de = readdir(d))) {
+		const char *n = de->d_name;
+		if (!strcmp(n, ".") || !strcmp(n, ".."))
+			continue;
+		if (plen + 1 + strlen(n) >= sizeof(t->path))
+			return vs_error_set(t->err, ENAMETOOLONG, "%s/%s: path too long", t->path,
+					    n);
+		t->path[plen] = '/';
+		strcpy(t->path + plen + 1, n);
+		struct stat st;
+		if (fstatat(dfd, n, &st, AT_SYMLINK_NOFOLLOW) < 0)
+			return vs_error_sys(t->err, errno, "%s: stat", t->path);
+		int r = tx_entry(t, dfd, n, &st, false);
+		if (r == 0 && S_ISDIR(st.st_mode)) {
+			cleanup_close int c =
+			    openat(dfd, n, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+			r = c < 0 ? vs_error_sys(t->err, errno, "%s: open", t->path)
+				  : tx_walk(t, c);
+		}
+		t->path[plen] = '\0';
+		if (r < 0)
+			return r;
+	}
+	if (errno)
+		return vs_error_sys(t->err, errno, "%s: read dir", t->path);
+	return 0;
+}
+
+struct send_ctx {
+	const char *root, *name;
+	int out_fd;
+	const struct slice_xfer_opts *o;
+	uint32_t id_base;
+	uint64_t bytes, files;
+	bool disk;
+};
+
+static int send_upper(void *arg, int upper_fd, struct vs_error *err)
+{
+	struct send_ctx *c = arg;
+	int r;
+	/* A --disk slice's lock is ours only now (slice_with_upper). */
+	if (c->disk && (r = require_stopped(c->root, c->name, err)) < 0)
+		return r;
+	cleanup_free uint8_t *fbuf = vs_xmalloc(4 + FRAME_MAX);
+	cleanup_free uint8_t *buf = vs_xmalloc(IO_BUF);
+	cleanup_free uint8_t *zeros = vs_xcalloc(1, ZERO_BUF);
+	cleanup_free char *xlist = vs_xmalloc(XLIST_MAX);
+	cleanup_free uint8_t *xval = vs_xmalloc(XATTR_VAL_MAX);
+	cleanup_archive_write struct archive *a = archive_write_new();
+	cleanup_archive_entry struct archive_entry *e = archive_entry_new();
+	cleanup_linkresolver struct archive_entry_linkresolver *links =
+	    archive_entry_linkresolver_new();
+	if (!a || !e || !links)
+		abort();
+	struct xfer_tx t = {
+	    .out = {.fd = c->out_fd, .buf = fbuf, .o = c->o, .next_progress = PROGRESS_STEP},
+	    .a = a,
+	    .e = e,
+	    .links = links,
+	    .id_base = c->id_base,
+	    .buf = buf,
+	    .zeros = zeros,
+	    .xlist = xlist,
+	    .xval = xval,
+	    .err = err,
+	};
+	sha256_init(&t.out.hash);
+	archive_entry_linkresolver_set_strategy(links, ARCHIVE_FORMAT_TAR_PAX_INTERCHANGE);
+	/* Names are bytes (no charset conversion), no blocking: every byte
+	 * libarchive writes reaches the callback at once, unpadded. */
+	if (archive_write_set_format_pax(a) != ARCHIVE_OK ||
+	    archive_write_set_format_option(a, "pax", "hdrcharset", "BINARY") != ARCHIVE_OK ||
+	    archive_write_set_bytes_per_block(a, 0) != ARCHIVE_OK)
+		return tx_archive_err(&t, "set up the archive for");
+	struct iovec magic = {(void *)XFER_MAGIC, XFER_MAGIC_LEN};
+	if (out_raw(&t.out, &magic, 1) < 0)
+		return vs_error_sys(err, t.out.error, "write the stream");
+	t.out.bytes = XFER_MAGIC_LEN;
+	if (archive_write_open(a, &t.out, NULL, out_archive_cb, NULL) != ARCHIVE_OK)
+		return tx_archive_err(&t, "open the archive for");
+
+	/* The log: always an entry (empty if the slice has none). */
+	cleanup_free char *sdir = slice_dir(c->root, c->name);
+	cleanup_close int sfd = open(sdir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	if (sfd < 0)
+		return vs_error_sys(err, errno, "%s", sdir);
+	struct stat st;
+	snprintf(t.path, sizeof(t.path), "log");
+	if (fstatat(sfd, "log", &st, AT_SYMLINK_NOFOLLOW) < 0) {
+		if (errno != ENOENT)
+			return vs_error_sys(err, errno, "%s/log", sdir);
+		memset(&st, 0, sizeof(st));
+		st.st_mode = S_IFREG | 0600;
+		st.st_nlink = 1;
+		r = tx_entry(&t, sfd, "/dev/null", &st, true); /* size 0: opens, reads nothing */
+	} else if (!S_ISREG(st.st_mode)) {
+		return vs_error_set(err, EINVAL, "%s/log: not a regular file", sdir);
+	} else {
+		r = tx_entry(&t, sfd, "log", &st, true);
+	}
+	if (r < 0)
+		return r;
+
+	snprintf(t.path, sizeof(t.path), "upper");
+	cleanup_close int ufd = openat(upper_fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (ufd < 0 || fstat(ufd, &st) < 0)
+		return vs_error_sys(err, errno, "upper dir");
+	if ((r = tx_entry(&t, ufd, ".", &st, false)) < 0 || (r = tx_walk(&t, ufd)) < 0)
+		return r;
+	if (archive_write_close(a) != ARCHIVE_OK)
+		return tx_archive_err(&t, "close the archive after");
+	if (out_finish(&t.out) < 0)
+		return vs_error_sys(err, t.out.error, "write the stream");
+	c->bytes = t.out.bytes;
+	c->files = t.files;
+	return 0;
+}
+
+int slice_fs_send(const char *root, const char *name, int out_fd, const struct slice_xfer_opts *o,
+		  struct slice_xfer_stats *st, struct vs_error *err)
+{
+	uint64_t t0 = now_us();
+	struct slice_spec spec;
+	int r = slice_load(root, name, &spec, NULL, err);
+	if (r < 0)
+		return vs_error_wrap(err, "send slice %s", name);
+	struct send_ctx c = {.root = root,
+			     .name = name,
+			     .out_fd = out_fd,
+			     .o = o,
+			     .id_base = spec.id_base,
+			     .disk = spec.disk_bytes > 0};
+	cleanup_close int lk = -1;
+	if (!c.disk && ((lk = lock_slice_file(root, name, err)) < 0 ||
+			(r = require_stopped(root, name, err)) < 0)) {
+		slice_spec_free(&spec);
+		return vs_error_wrap(err, "send slice %s", name);
+	}
+	if ((r = archive_dl_load(err)) == 0)
+		r = slice_with_upper(root, &spec, false, send_upper, &c, err);
+	slice_spec_free(&spec);
+	if (r < 0)
+		return vs_error_wrap(err, "send slice %s", name);
+	if (st)
+		*st = (struct slice_xfer_stats){c.bytes, c.files, now_us() - t0};
+	return 0;
+}
+
+/* ---- receiving: frames -------------------------------------------------- */
+
+struct xfer_in {
+	int fd;
+	uint8_t *buf; /* FRAME_MAX + 4: a payload and the next frame's header */
+	struct sha256_ctx hash;
+	uint64_t bytes, next_progress;
+	const struct slice_xfer_opts *o;
+	uint8_t next[4];	/* the next frame's header, read with the last payload */
+	bool have_next, cut;	/* ... or the stream ended inside it */
+	bool ended;		/* the end frame was read */
+	bool in_header;		/* libarchive is reading a header */
+	uint64_t header_bytes;	/* stream bytes handed to it for this header */
+	struct vs_error failed; /* why a read failed (code 0: none) */
+};
+
+static int in_truncated(struct xfer_in *s, const char *what)
+{
+	vs_error_set(&s->failed, EPIPE, "the stream ends in the middle of %s (truncated)", what);
+	return vs_error_kind(&s->failed, VS_EK_REFUSED);
+}
+
+static void in_account(struct xfer_in *s, const void *p, size_t n)
+{
+	sha256_update(&s->hash, n, p);
+	s->bytes += n;
+	progress(s->o, s->bytes, &s->next_progress, false);
+}
+
+static int in_read(struct xfer_in *s, void *p, size_t n, const char *what)
+{
+	ssize_t k = vs_read_all(s->fd, p, n);
+	if (k < 0)
+		return vs_error_sys(&s->failed, (int)-k, "read the stream");
+	if ((size_t)k < n)
+		return in_truncated(s, what);
+	in_account(s, p, n);
+	return 0;
+}
+
+/* The next frame's payload (in s->buf): its length, 0 at the end frame,
+ * < 0 on error. One read takes the payload and the header after it (the
+ * end frame's header comes before the trailer: never a byte past it). */
+static ssize_t in_frame(struct xfer_in *s)
+{
+	if (s->ended)
+		return 0;
+	if (s->cut)
+		return in_truncated(s, "a frame header");
+	uint32_t be;
+	if (s->have_next)
+		memcpy(&be, s->next, 4);
+	else if (in_read(s, &be, 4, "a frame header") < 0)
+		return -1;
+	s->have_next = false;
+	uint32_t len = be32toh(be);
+	if (len == 0) {
+		s->ended = true;
+		return 0;
+	}
+	if (len > FRAME_MAX) {
+		vs_error_set(&s->failed, EINVAL, "a frame of %u bytes (at most %u)", len,
+			     FRAME_MAX);
+		vs_error_kind(&s->failed, VS_EK_REFUSED);
+		return -1;
+	}
+	ssize_t k = vs_read_all(s->fd, s->buf, (size_t)len + 4);
+	if (k < 0)
+		return vs_error_sys(&s->failed, (int)-k, "read the stream");
+	if ((size_t)k < len)
+		return in_truncated(s, "a frame");
+	in_account(s, s->buf, (size_t)k);
+	if ((size_t)k == (size_t)len + 4) {
+		memcpy(s->next, s->buf + len, 4);
+		s->have_next = true;
+	} else {
+		s->cut = (size_t)k > len; /* else: the next in_read finds the end */
+	}
+	return len;
+}
+
+static la_ssize_t in_archive_cb(struct archive *a, void *arg, const void **buf)
+{
+	struct xfer_in *s = arg;
+	ssize_t n = in_frame(s);
+	*buf = s->buf;
+	if (n > 0 && s->in_header && (s->header_bytes += (uint64_t)n) > HEADER_INPUT_MAX) {
+		vs_error_set(&s->failed, EINVAL, "an entry header longer than %u bytes",
+			     HEADER_INPUT_MAX);
+		vs_error_kind(&s->failed, VS_EK_REFUSED);
+		return -1;
+	}
+	return n;
+}
+
+/* ---- receiving: entries ------------------------------------------------- */
+
+struct xfer_rx {
+	struct xfer_in in;
+	struct archive *a;
+	uint32_t id_base;
+	int stage_fd; /* <upper's parent>/upper.xfer */
+	int slice_fd; /* <root>/slices/<name> (the log's directory) */
+	int log_fd;   /* <slice>/log.xfer while being written */
+	bool have_log, have_upper;
+	/* The walk: cur_fd is the directory `dir` (below stage_fd), depth
+	 * levels down from "upper" (1); mtimes of the levels, set on leaving. */
+	int cur_fd;
+	char dir[PATH_MAX];
+	size_t depth;
+	struct timespec *mtimes; /* PATH_MAX / 2 + 2 levels */
+	uint64_t files;
+	struct vs_error *err;
+};
+
+static int rx_archive_err(struct xfer_rx *x, const char *what)
+{
+	if (x->in.failed.code) {
+		*x->err = x->in.failed;
+		return -x->err->code;
+	}
+	const char *s = archive_error_string(x->a);
+	return refuse(x->err, "%s: %s", what, s ? s : "not a valid archive");
+}
+
+/* A relative path of plain components; dirs may end in one '/'. what
+ * names it in a refusal ("entry", or the link whose target it is). */
+static int rx_check_path(struct xfer_rx *x, const char *raw, char out[PATH_MAX], bool dir,
+			 const char *what)
+{
+	size_t n = strnlen(raw, PATH_MAX);
+	if (n == 0 || n >= PATH_MAX)
+		return refuse(x->err, "%s: an empty or too long path", what);
+	memcpy(out, raw, n + 1);
+	if (dir && n > 1 && out[n - 1] == '/')
+		out[--n] = '\0';
+	if (out[0] == '/')
+		return refuse(x->err, "%s \"%s\": absolute path", what, out);
+	for (const char *c = out; *c;) {
+		size_t k = strcspn(c, "/");
+		if (k == 0)
+			return refuse(x->err, "%s \"%s\": empty path component", what, out);
+		if ((k == 1 && c[0] == '.') || (k == 2 && c[0] == '.' && c[1] == '.'))
+			return refuse(x->err, "%s \"%s\": \"%.*s\" path component", what, out,
+				      (int)k, c);
+		if (k > NAME_MAX)
+			return refuse(x->err, "%s \"%s\": a component longer than %d bytes", what,
+				      out, NAME_MAX);
+		c += k;
+		if (*c == '/' && !*++c)
+			return refuse(x->err, "%s \"%s\": empty path component", what, out);
+	}
+	return 0;
+}
+
+static int rx_id(struct xfer_rx *x, const char *path, const char *what, int64_t rel, uint32_t *id)
+{
+	if (rel < 0 || rel >= (int64_t)IDRANGE_SIZE)
+		return refuse(x->err, "entry \"%s\": %s %lld outside the slice's range 0..%u", path,
+			      what, (long long)rel, IDRANGE_SIZE - 1);
+	*id = x->id_base + (uint32_t)rel;
+	return 0;
+}
+
+/* Leave the current directory: its mtime, then its parent. */
+static int rx_pop(struct xfer_rx *x)
+{
+	struct timespec ts[2] = {x->mtimes[x->depth], x->mtimes[x->depth]};
+	if (futimens(x->cur_fd, ts) < 0)
+		return vs_error_sys(x->err, errno, "%s: set mtime", x->dir);
+	/* Out of "upper": the walk is over (and no fd may hold a --disk
+	 * slice's detached mount past the call). */
+	int up = x->depth == 1
+		     ? -1
+		     : openat(x->cur_fd, "..", O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	if (up < 0 && x->depth > 1)
+		return vs_error_sys(x->err, errno, "%s: open ..", x->dir);
+	close(x->cur_fd);
+	x->cur_fd = up;
+	x->depth--;
+	char *slash = strrchr(x->dir, '/');
+	if (slash)
+		*slash = '\0';
+	else
+		x->dir[0] = '\0';
+	return 0;
+}
+
+/* Go up the walk to the directory parent (an entry's dirname). */
+static int rx_enter(struct xfer_rx *x, const char *path, const char *parent)
+{
+	while (x->depth > 0 && strcmp(x->dir, parent) != 0) {
+		int r = rx_pop(x);
+		if (r < 0)
+			return r;
+	}
+	if (x->depth == 0)
+		return refuse(x->err,
+			      "entry \"%s\": its directory is not one the stream made before it "
+			      "(not in walk order, or through a non-directory)",
+			      path);
+	return 0;
+}
+
+static int rx_push(struct xfer_rx *x, int fd, const char *path, const struct timespec *mt)
+{
+	if (x->depth + 1 >= PATH_MAX / 2 + 2) {
+		close(fd);
+		return refuse(x->err, "entry \"%s\": too deep", path);
+	}
+	if (x->depth > 0)
+		close(x->cur_fd);
+	x->cur_fd = fd;
+	x->depth++;
+	x->mtimes[x->depth] = *mt;
+	snprintf(x->dir, sizeof(x->dir), "%s", path);
+	return 0;
+}
+
+static bool xattr_allowed(const char *k, mode_t type)
+{
+	if (type != AE_IFREG && type != AE_IFDIR)
+		return false;
+	if (!strncmp(k, "user.", 5))
+		return true;
+	if (!strcmp(k, "security.capability"))
+		return type == AE_IFREG;
+	return !strncmp(k, "trusted.overlay.", 16) && strcmp(k, "trusted.overlay.origin") != 0 &&
+	       strcmp(k, "trusted.overlay.upper") != 0 &&
+	       strcmp(k, "trusted.overlay.metacopy") != 0;
+}
+
+static int rx_xattrs(struct xfer_rx *x, struct archive_entry *e, int fd, const char *path,
+		     mode_t type)
+{
+	const char *k;
+	const void *v;
+	size_t n;
+	archive_entry_xattr_reset(e);
+	while (archive_entry_xattr_next(e, &k, &v, &n) == ARCHIVE_OK) {
+		if (!k || !xattr_allowed(k, type))
+			return refuse(x->err, "entry \"%s\": xattr \"%s\" is not accepted", path,
+				      k ? k : "");
+		if (n > XATTR_VAL_MAX)
+			return refuse(x->err, "entry \"%s\": xattr %s of %zu bytes", path, k, n);
+		struct vfs_ns_cap_data cap;
+		if (!strcmp(k, "security.capability")) {
+			/* Only v3 with a root relative to the range: the host must
+			 * never get a capability that applies outside the slice. */
+			uint32_t magic, rel;
+			if (n != XATTR_CAPS_SZ_3)
+				return refuse(x->err,
+					      "entry \"%s\": a file capability that is "
+					      "not v3 (%zu bytes)",
+					      path, n);
+			memcpy(&cap, v, n);
+			magic = le32toh(cap.magic_etc);
+			rel = le32toh(cap.rootid);
+			if ((magic & VFS_CAP_REVISION_MASK) != VFS_CAP_REVISION_3 ||
+			    (magic & ~(VFS_CAP_REVISION_MASK | VFS_CAP_FLAGS_EFFECTIVE)))
+				return refuse(x->err, "entry \"%s\": a bad file capability header",
+					      path);
+			uint32_t root = 0;
+			int r = rx_id(x, path, "capability root", rel, &root);
+			if (r < 0)
+				return r;
+			cap.rootid = htole32(root);
+			v = &cap;
+		}
+		if (fsetxattr(fd, k, v, n, 0) < 0)
+			return vs_error_sys(x->err, errno, "%s: set xattr %s", path, k);
+	}
+	return 0;
+}
+
+/* Data of the current entry into fd (NULL fd: there must be none). */
+static int rx_data(struct xfer_rx *x, int fd, const char *path, int64_t *end)
+{
+	*end = 0;
+	for (;;) {
+		const void *b;
+		size_t n;
+		la_int64_t off;
+		int ar = archive_read_data_block(x->a, &b, &n, &off);
+		if (ar == ARCHIVE_EOF)
+			return 0;
+		if (ar != ARCHIVE_OK)
+			return rx_archive_err(x, path);
+		if (!n)
+			continue;
+		if (fd < 0)
+			return refuse(x->err, "entry \"%s\": carries data", path);
+		if (off < 0 || (uint64_t)off + n > (uint64_t)INT64_MAX)
+			return refuse(x->err, "entry \"%s\": data at a bad offset", path);
+		for (size_t done = 0; done < n;) {
+			ssize_t k = pwrite(fd, (const uint8_t *)b + done, n - done,
+					   (off_t)(off + (la_int64_t)done));
+			if (k < 0 && errno == EINTR)
+				continue;
+			if (k < 0)
+				return vs_error_sys(x->err, errno, "%s: write", path);
+			done += (size_t)k;
+		}
+		if (off + (int64_t)n > *end)
+			*end = off + (int64_t)n;
+	}
+}
+
+static int rx_file_data(struct xfer_rx *x, struct archive_entry *e, int fd, const char *path)
+{
+	int64_t end, size = archive_entry_size(e);
+	if (size < 0)
+		return refuse(x->err, "entry \"%s\": bad size", path);
+	int r = rx_data(x, fd, path, &end);
+	if (r < 0)
+		return r;
+	/* Holes at the end, and the sender's size is the size. */
+	if (end != size && ftruncate(fd, size) < 0)
+		return vs_error_sys(x->err, errno, "%s: truncate", path);
+	return 0;
+}
+
+static int rx_log(struct xfer_rx *x, struct archive_entry *e)
+{
+	if (x->have_log || x->have_upper || archive_entry_filetype(e) != AE_IFREG ||
+	    archive_entry_hardlink(e))
+		return refuse(x->err, "entry \"log\": not the first entry, or not a file");
+	x->have_log = true;
+	if (unlinkat(x->slice_fd, LOG_STAGING, 0) < 0 && errno != ENOENT)
+		return vs_error_sys(x->err, errno, "%s", LOG_STAGING);
+	x->log_fd = openat(x->slice_fd, LOG_STAGING,
+			   O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+	if (x->log_fd < 0)
+		return vs_error_sys(x->err, errno, "%s", LOG_STAGING);
+	return rx_file_data(x, e, x->log_fd, "log");
+}
+
+static int rx_meta(struct xfer_rx *x, struct archive_entry *e, int fd, const char *path,
+		   mode_t type, uint32_t uid, uint32_t gid)
+{
+	if (fchown(fd, uid, gid) < 0)
+		return vs_error_sys(x->err, errno, "%s: chown", path);
+	if (fchmod(fd, archive_entry_perm(e) & 07777) < 0)
+		return vs_error_sys(x->err, errno, "%s: chmod", path);
+	/* After chown and chmod: a chown drops a file capability. */
+	return rx_xattrs(x, e, fd, path, type);
+}
+
+/* One entry below "upper" (or "upper" itself: path == "upper"). */
+static int rx_upper_entry(struct xfer_rx *x, struct archive_entry *e, const char *path)
+{
+	struct vs_error *err = x->err;
+	mode_t type = archive_entry_filetype(e);
+	const char *hl = archive_entry_hardlink(e);
+	bool top = !strcmp(path, "upper");
+	if (top && (x->have_upper || type != AE_IFDIR || hl))
+		return refuse(err, "entry \"upper\": twice, or not a directory");
+	if (!top && !x->have_upper)
+		return refuse(err, "entry \"%s\": before \"upper\"", path);
+	const char *base = path;
+	int dfd = x->stage_fd;
+	char parent[PATH_MAX];
+	if (!top) {
+		const char *slash = strrchr(path, '/');
+		memcpy(parent, path, (size_t)(slash - path));
+		parent[slash - path] = '\0';
+		base = slash + 1;
+		int r = rx_enter(x, path, parent);
+		if (r < 0)
+			return r;
+		dfd = x->cur_fd;
+	}
+	uint32_t uid = 0, gid = 0;
+	int r;
+	if ((r = rx_id(x, path, "uid", archive_entry_uid(e), &uid)) < 0 ||
+	    (r = rx_id(x, path, "gid", archive_entry_gid(e), &gid)) < 0)
+		return r;
+	struct timespec mt = {archive_entry_mtime(e), archive_entry_mtime_nsec(e)};
+	if (mt.tv_nsec < 0 || mt.tv_nsec >= 1000000000)
+		mt.tv_nsec = 0;
+	struct timespec ts[2] = {mt, mt};
+	x->files++;
+
+	if (hl) {
+		/* A second name of a file sent before, below upper/. */
+		char target[PATH_MAX];
+		char what[PATH_MAX + 32];
+		snprintf(what, sizeof(what), "entry \"%s\": hard link target", path);
+		if ((r = rx_check_path(x, hl, target, false, what)) < 0)
+			return r;
+		if (strncmp(target, "upper/", 6) != 0)
+			return refuse(err, "entry \"%s\": hard link to \"%s\", outside upper/",
+				      path, target);
+		char *slash = strrchr(target, '/');
+		*slash = '\0';
+		struct open_how how = {.flags = O_PATH | O_DIRECTORY | O_CLOEXEC,
+				       .resolve = RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS |
+						  RESOLVE_NO_MAGICLINKS | RESOLVE_NO_XDEV};
+		cleanup_close int tdir =
+		    (int)syscall(SYS_openat2, x->stage_fd, target, &how, sizeof(how));
+		if (tdir < 0)
+			return refuse(err, "entry \"%s\": hard link target directory \"%s\": %s",
+				      path, target, strerror(errno));
+		if (linkat(tdir, slash + 1, dfd, base, 0) < 0)
+			return refuse(err, "entry \"%s\": hard link to \"%s/%s\": %s", path, target,
+				      slash + 1, strerror(errno));
+		int64_t end;
+		return rx_data(x, -1, path, &end);
+	}
+
+	cleanup_close int fd = -1;
+	switch (type) {
+	case AE_IFDIR:
+		if (mkdirat(dfd, base, 0700) < 0)
+			return errno == EEXIST ? refuse(err, "entry \"%s\": twice", path)
+					       : vs_error_sys(err, errno, "%s: mkdir", path);
+		fd = openat(dfd, base, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+		if (fd < 0)
+			return vs_error_sys(err, errno, "%s: open", path);
+		if ((r = rx_meta(x, e, fd, path, type, uid, gid)) < 0)
+			return r;
+		if (top)
+			x->have_upper = true;
+		return rx_push(x, steal_fd(&fd), path, &mt);
+	case AE_IFREG:
+		fd = openat(dfd, base, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+		if (fd < 0)
+			return errno == EEXIST ? refuse(err, "entry \"%s\": twice", path)
+					       : vs_error_sys(err, errno, "%s: create", path);
+		if ((r = rx_file_data(x, e, fd, path)) < 0 ||
+		    (r = rx_meta(x, e, fd, path, type, uid, gid)) < 0)
+			return r;
+		if (futimens(fd, ts) < 0)
+			return vs_error_sys(err, errno, "%s: set mtime", path);
+		return 0;
+	case AE_IFLNK: {
+		const char *target = archive_entry_symlink(e);
+		if (!target || !*target || strlen(target) >= PATH_MAX)
+			return refuse(err, "entry \"%s\": a symlink without a target", path);
+		if (symlinkat(target, dfd, base) < 0)
+			return errno == EEXIST ? refuse(err, "entry \"%s\": twice", path)
+					       : vs_error_sys(err, errno, "%s: symlink", path);
+		break;
+	}
+	case AE_IFIFO:
+	case AE_IFCHR:
+		if (type == AE_IFCHR &&
+		    (archive_entry_rdevmajor(e) != 0 || archive_entry_rdevminor(e) != 0))
+			return refuse(err, "entry \"%s\": device %u:%u (only 0:0 whiteouts)", path,
+				      (unsigned)archive_entry_rdevmajor(e),
+				      (unsigned)archive_entry_rdevminor(e));
+		if (mknodat(dfd, base, type == AE_IFIFO ? S_IFIFO | 0600 : S_IFCHR, makedev(0, 0)) <
+		    0)
+			return errno == EEXIST ? refuse(err, "entry \"%s\": twice", path)
+					       : vs_error_sys(err, errno, "%s: mknod", path);
+		if (fchmodat(dfd, base, archive_entry_perm(e) & 07777, 0) < 0)
+			return vs_error_sys(err, errno, "%s: chmod", path);
+		break;
+	default:
+		return refuse(err, "entry \"%s\": file type 0%o is not accepted", path,
+			      (unsigned)type);
+	}
+	/* Symlinks, fifos, whiteouts: no xattrs, no data. */
+	archive_entry_xattr_reset(e);
+	if (archive_entry_xattr_count(e) > 0)
+		return refuse(err, "entry \"%s\": xattrs on a file of this type", path);
+	if (fchownat(dfd, base, uid, gid, AT_SYMLINK_NOFOLLOW) < 0)
+		return vs_error_sys(err, errno, "%s: chown", path);
+	if (utimensat(dfd, base, ts, AT_SYMLINK_NOFOLLOW) < 0)
+		return vs_error_sys(err, errno, "%s: set mtime", path);
+	int64_t end;
+	return rx_data(x, -1, path, &end);
+}
+
+static int rx_entry(struct xfer_rx *x, struct archive_entry *e)
+{
+	char path[PATH_MAX];
+	const char *raw = archive_entry_pathname(e);
+	if (!raw)
+		return refuse(x->err, "an entry without a path");
+	int r = rx_check_path(x, raw, path, archive_entry_filetype(e) == AE_IFDIR, "entry");
+	if (r < 0)
+		return r;
+	if (!strcmp(path, "log"))
+		return rx_log(x, e);
+	if (!strcmp(path, "upper") || !strncmp(path, "upper/", 6))
+		return rx_upper_entry(x, e, path);
+	return refuse(x->err, "entry \"%s\": neither the log nor below upper/", path);
+}
+
+/* The archive to its end, then the trailer. */
+static int rx_stream(struct xfer_rx *x)
+{
+	struct vs_error *err = x->err;
+	uint8_t magic[XFER_MAGIC_LEN];
+	if (in_read(&x->in, magic, sizeof(magic), "the stream header") < 0) {
+		*err = x->in.failed;
+		return -err->code;
+	}
+	if (memcmp(magic, XFER_MAGIC, XFER_MAGIC_LEN) != 0)
+		return refuse(err, "not a vslice file system stream (bad magic or version)");
+	if (archive_read_support_format_tar(x->a) != ARCHIVE_OK ||
+	    archive_read_open(x->a, &x->in, NULL, in_archive_cb, NULL) != ARCHIVE_OK)
+		return rx_archive_err(x, "open the archive");
+	for (;;) {
+		struct archive_entry *e;
+		x->in.in_header = true;
+		x->in.header_bytes = 0;
+		int ar = archive_read_next_header(x->a, &e);
+		x->in.in_header = false;
+		if (ar == ARCHIVE_EOF)
+			break;
+		if (ar != ARCHIVE_OK)
+			return rx_archive_err(x, "read an entry header");
+		int r = rx_entry(x, e);
+		if (r < 0)
+			return r;
+	}
+	if (!x->have_log || !x->have_upper)
+		return refuse(err, "the stream has no %s", x->have_log ? "upper dir" : "log");
+	while (x->depth > 0) {
+		int r = rx_pop(x);
+		if (r < 0)
+			return r;
+	}
+	/* Whatever follows the archive's end marker up to the end frame. */
+	uint64_t extra = 0;
+	ssize_t n;
+	while ((n = in_frame(&x->in)) > 0)
+		if ((extra += (uint64_t)n) > AFTER_END_MAX)
+			return refuse(err, "more than %u bytes after the end of the archive",
+				      AFTER_END_MAX);
+	if (n < 0) {
+		*err = x->in.failed;
+		return -err->code;
+	}
+	uint8_t want[SHA256_DIGEST_SIZE], got[SHA256_DIGEST_SIZE];
+	sha256_digest(&x->in.hash, sizeof(want), want);
+	ssize_t k = vs_read_all(x->in.fd, got, sizeof(got));
+	if (k < 0)
+		return vs_error_sys(err, (int)-k, "read the stream");
+	if (k != (ssize_t)sizeof(got))
+		return refuse(err, "the stream ends before its checksum (truncated)");
+	x->in.bytes += sizeof(got);
+	if (memcmp(want, got, sizeof(want)) != 0)
+		return refuse(err, "sha256 mismatch: the stream was corrupted");
+	return 0;
+}
+
+struct recv_ctx {
+	const char *root, *name;
+	int in_fd;
+	const struct slice_xfer_opts *o;
+	uint32_t id_base;
+	bool disk;
+	uint64_t bytes, files;
+};
+
+/* rm -rf of name in the directory dfd (which may be on a detached mount). */
+static void remove_at(int dfd, const char *name)
+{
+	char p[64];
+	snprintf(p, sizeof(p), "/proc/self/fd/%d/%s", dfd, name);
+	struct vs_error ignore;
+	vs_rm_rf(p, &ignore);
+}
+
+static int recv_upper(void *arg, int upper_fd, struct vs_error *err)
+{
+	struct recv_ctx *c = arg;
+	int r;
+	if (c->disk && (r = require_stopped(c->root, c->name, err)) < 0)
+		return r;
+	/* The upper dir's parent: the slice dir, or the root of its image. */
+	cleanup_close int parent = openat(upper_fd, "..", O_PATH | O_DIRECTORY | O_CLOEXEC);
+	cleanup_free char *sdir = slice_dir(c->root, c->name);
+	cleanup_close int sfd = open(sdir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	if (parent < 0 || sfd < 0)
+		return vs_error_sys(err, errno, "%s: open", sdir);
+	/* Left by a receive that crashed: ours. */
+	remove_at(parent, STAGING);
+	if (mkdirat(parent, STAGING, 0700) < 0)
+		return vs_error_sys(err, errno, "staging dir %s", STAGING);
+	cleanup_close int stage = openat(parent, STAGING, O_RDONLY | O_DIRECTORY | O_NOFOLLOW);
+	if (stage < 0) {
+		r = vs_error_sys(err, errno, "staging dir %s", STAGING);
+		remove_at(parent, STAGING);
+		return r;
+	}
+	cleanup_free uint8_t *fbuf = vs_xmalloc(FRAME_MAX + 4);
+	cleanup_free struct timespec *mtimes =
+	    vs_xcalloc(PATH_MAX / 2 + 2, sizeof(struct timespec));
+	cleanup_archive_read struct archive *a = archive_read_new();
+	if (!a)
+		abort();
+	struct xfer_rx x = {
+	    .in = {.fd = c->in_fd, .buf = fbuf, .o = c->o, .next_progress = PROGRESS_STEP},
+	    .a = a,
+	    .id_base = c->id_base,
+	    .stage_fd = stage,
+	    .slice_fd = sfd,
+	    .log_fd = -1,
+	    .cur_fd = -1,
+	    .mtimes = mtimes,
+	    .err = err,
+	};
+	sha256_init(&x.in.hash);
+	r = rx_stream(&x);
+	if (x.depth > 0)
+		close(x.cur_fd);
+	if (x.log_fd >= 0)
+		close(x.log_fd);
+	/* One sync of the file system(s), not one per file: the data is on
+	 * disk before the rename makes it the slice's. */
+	if (r == 0 && (syncfs(stage) < 0 || (c->disk && syncfs(sfd) < 0)))
+		r = vs_error_sys(err, errno, "sync the received files");
+	if (r == 0 && renameat2(stage, "upper", parent, "upper", RENAME_EXCHANGE) < 0)
+		r = vs_error_sys(err, errno, "swap in the received upper dir");
+	if (r == 0 && renameat(sfd, LOG_STAGING, sfd, "log") < 0) {
+		r = vs_error_sys(err, errno, "swap in the received log");
+		renameat2(stage, "upper", parent, "upper", RENAME_EXCHANGE);
+	}
+	/* Failure: what was staged. Success: the old upper dir. */
+	unlinkat(sfd, LOG_STAGING, 0);
+	remove_at(parent, STAGING);
+	c->bytes = x.in.bytes;
+	c->files = x.files + x.have_log;
+	if (r == 0)
+		progress(c->o, c->bytes, &x.in.next_progress, true);
+	return r;
+}
+
+int slice_fs_receive(const char *root, const char *name, int in_fd, const struct slice_xfer_opts *o,
+		     struct slice_xfer_stats *st, struct vs_error *err)
+{
+	uint64_t t0 = now_us();
+	struct slice_spec spec;
+	int r = slice_load(root, name, &spec, NULL, err);
+	if (r < 0)
+		return vs_error_wrap(err, "receive slice %s", name);
+	struct recv_ctx c = {.root = root,
+			     .name = name,
+			     .in_fd = in_fd,
+			     .o = o,
+			     .id_base = spec.id_base,
+			     .disk = spec.disk_bytes > 0};
+	cleanup_close int lk = -1;
+	if (!c.disk && ((lk = lock_slice_file(root, name, err)) < 0 ||
+			(r = require_stopped(root, name, err)) < 0)) {
+		slice_spec_free(&spec);
+		return vs_error_wrap(err, "receive slice %s", name);
+	}
+	if ((r = archive_dl_load(err)) == 0)
+		r = slice_with_upper(root, &spec, true, recv_upper, &c, err);
+	slice_spec_free(&spec);
+	if (r < 0) {
+		if (err->code == ENOSPC || err->code == EDQUOT)
+			vs_error_kind(err, VS_EK_LIMIT);
+		return vs_error_wrap(err, "receive slice %s", name);
+	}
+	if (st)
+		*st = (struct slice_xfer_stats){c.bytes, c.files, now_us() - t0};
+	return 0;
+}
