@@ -30,8 +30,8 @@
  * staging dir beside the upper dir (upper.xfer/upper, on the same file
  * system: in a --disk slice's image) and a staging log beside the log;
  * after the trailer matched and one syncfs(), renameat2(RENAME_EXCHANGE)
- * swaps the upper dirs and rename() the logs, and the old upper goes with
- * the staging dir. Any failure before that removes the staging dir and
+ * swaps the upper dirs and the logs, and the old ones go with the staging
+ * dir and file. Any failure before that removes the staging dir and
  * file: the slice is as it was.
  */
 #include <dirent.h>
@@ -1275,6 +1275,33 @@ static void remove_at(int dfd, const char *name)
 	vs_rm_rf(p, &ignore);
 }
 
+/*
+ * The staged upper dir and log become the slice's: both exchanged (the old
+ * ones end up in the staging places, removed after), then the directories
+ * synced. A failure at any step puts back what was already swapped.
+ */
+static int swap_in(int parent, int stage, int sfd, bool disk, struct vs_error *err)
+{
+	struct stat st;
+	bool had_log = fstatat(sfd, "log", &st, AT_SYMLINK_NOFOLLOW) == 0;
+	if (renameat2(stage, "upper", parent, "upper", RENAME_EXCHANGE) < 0)
+		return vs_error_sys(err, errno, "swap in the received upper dir");
+	int r = 0;
+	if (renameat2(sfd, LOG_STAGING, sfd, "log", had_log ? RENAME_EXCHANGE : RENAME_NOREPLACE) <
+	    0) {
+		r = vs_error_sys(err, errno, "swap in the received log");
+	} else if (fsync(parent) < 0 || (disk && fsync(sfd) < 0)) {
+		r = vs_error_sys(err, errno, "sync the swap");
+		if (had_log)
+			renameat2(sfd, LOG_STAGING, sfd, "log", RENAME_EXCHANGE);
+		else
+			renameat2(sfd, "log", sfd, LOG_STAGING, RENAME_NOREPLACE);
+	}
+	if (r < 0)
+		renameat2(stage, "upper", parent, "upper", RENAME_EXCHANGE);
+	return r;
+}
+
 static int recv_upper(void *arg, int upper_fd, struct vs_error *err)
 {
 	struct recv_ctx *c = arg;
@@ -1282,7 +1309,7 @@ static int recv_upper(void *arg, int upper_fd, struct vs_error *err)
 	if (c->disk && (r = require_stopped(c->root, c->name, err)) < 0)
 		return r;
 	/* The upper dir's parent: the slice dir, or the root of its image. */
-	cleanup_close int parent = openat(upper_fd, "..", O_PATH | O_DIRECTORY | O_CLOEXEC);
+	cleanup_close int parent = openat(upper_fd, "..", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	cleanup_free char *sdir = slice_dir(c->root, c->name);
 	cleanup_close int sfd = open(sdir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
 	if (parent < 0 || sfd < 0)
@@ -1318,19 +1345,17 @@ static int recv_upper(void *arg, int upper_fd, struct vs_error *err)
 	r = rx_stream(&x);
 	if (x.depth > 0)
 		close(x.cur_fd);
+	/* On disk before the renames make it the slice's: the log (on the
+	 * host when the upper dir is in a --disk image) by itself, the upper
+	 * dir's file system in one syncfs() rather than a fsync per file;
+	 * then the renames themselves. */
+	if (r == 0 && ((c->disk && fdatasync(x.log_fd) < 0) || syncfs(stage) < 0))
+		r = vs_error_sys(err, errno, "sync the received files");
 	if (x.log_fd >= 0)
 		close(x.log_fd);
-	/* One sync of the file system(s), not one per file: the data is on
-	 * disk before the rename makes it the slice's. */
-	if (r == 0 && (syncfs(stage) < 0 || (c->disk && syncfs(sfd) < 0)))
-		r = vs_error_sys(err, errno, "sync the received files");
-	if (r == 0 && renameat2(stage, "upper", parent, "upper", RENAME_EXCHANGE) < 0)
-		r = vs_error_sys(err, errno, "swap in the received upper dir");
-	if (r == 0 && renameat(sfd, LOG_STAGING, sfd, "log") < 0) {
-		r = vs_error_sys(err, errno, "swap in the received log");
-		renameat2(stage, "upper", parent, "upper", RENAME_EXCHANGE);
-	}
-	/* Failure: what was staged. Success: the old upper dir. */
+	if (r == 0)
+		r = swap_in(parent, stage, sfd, c->disk, err);
+	/* Failure: what was staged. Success: the old upper dir and log. */
 	unlinkat(sfd, LOG_STAGING, 0);
 	remove_at(parent, STAGING);
 	c->bytes = x.in.bytes;
