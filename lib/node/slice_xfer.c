@@ -76,31 +76,6 @@
 #define STAGING		 "upper.xfer"
 #define LOG_STAGING	 "log.xfer"
 
-static void archive_read_freep(struct archive **a)
-{
-	if (*a)
-		archive_read_free(*a);
-}
-static void archive_write_freep(struct archive **a)
-{
-	if (*a)
-		archive_write_free(*a);
-}
-static void archive_entry_freep(struct archive_entry **e)
-{
-	if (*e)
-		archive_entry_free(*e);
-}
-static void linkresolver_freep(struct archive_entry_linkresolver **r)
-{
-	if (*r)
-		archive_entry_linkresolver_free(*r);
-}
-#define cleanup_archive_read  __attribute__((cleanup(archive_read_freep)))
-#define cleanup_archive_write __attribute__((cleanup(archive_write_freep)))
-#define cleanup_archive_entry __attribute__((cleanup(archive_entry_freep)))
-#define cleanup_linkresolver  __attribute__((cleanup(linkresolver_freep)))
-
 /* A refusal of the stream's content: EINVAL, kind VS_EK_REFUSED. */
 __attribute__((format(printf, 2, 3))) static int refuse(struct vs_error *err, const char *fmt, ...)
 {
@@ -235,6 +210,8 @@ static la_ssize_t out_archive_cb(struct archive *a, void *arg, const void *data,
 	struct xfer_out *w = arg;
 	const uint8_t *p = data;
 	size_t left = len;
+	if (w->fd < 0)
+		return -1;
 	if (len >= FRAME_DIRECT) {
 		if (out_flush(w) < 0)
 			return -1;
@@ -551,6 +528,21 @@ static int tx_entry(struct xfer_tx *t, int dfd, const char *name, const struct s
 	return 0;
 }
 
+/* A slice that never ran detached has no log: an empty one. */
+static int tx_empty_log(struct xfer_tx *t)
+{
+	archive_entry_clear(t->e);
+	archive_entry_set_pathname(t->e, t->path);
+	archive_entry_set_filetype(t->e, AE_IFREG);
+	archive_entry_set_perm(t->e, 0600);
+	archive_entry_set_size(t->e, 0);
+	int ar = archive_write_header(t->a, t->e);
+	if (ar != ARCHIVE_OK && ar != ARCHIVE_WARN)
+		return tx_archive_err(t, "write header of");
+	t->files++;
+	return 0;
+}
+
 /* Pre-order: each directory's entry, then what it holds. */
 static int tx_walk(struct xfer_tx *t, int dfd)
 {
@@ -596,6 +588,50 @@ struct send_ctx {
 	bool disk;
 };
 
+/* The stream itself: magic, the archive (log, upper dir), end frame, trailer. */
+static int tx_stream(struct xfer_tx *t, const struct send_ctx *c, int upper_fd)
+{
+	struct vs_error *err = t->err;
+	int r;
+	struct iovec magic = {(void *)XFER_MAGIC, XFER_MAGIC_LEN};
+	if (out_raw(&t->out, &magic, 1) < 0)
+		return vs_error_sys(err, t->out.error, "write the stream");
+	t->out.bytes = XFER_MAGIC_LEN;
+	if (archive_write_open(t->a, &t->out, NULL, out_archive_cb, NULL) != ARCHIVE_OK)
+		return tx_archive_err(t, "open the archive for");
+
+	/* The log: always an entry (empty if the slice has none). */
+	cleanup_free char *sdir = slice_dir(c->root, c->name);
+	cleanup_close int sfd = open(sdir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	if (sfd < 0)
+		return vs_error_sys(err, errno, "%s", sdir);
+	struct stat st;
+	snprintf(t->path, sizeof(t->path), "log");
+	if (fstatat(sfd, "log", &st, AT_SYMLINK_NOFOLLOW) < 0) {
+		if (errno != ENOENT)
+			return vs_error_sys(err, errno, "%s/log", sdir);
+		r = tx_empty_log(t);
+	} else if (!S_ISREG(st.st_mode)) {
+		return vs_error_set(err, EINVAL, "%s/log: not a regular file", sdir);
+	} else {
+		r = tx_entry(t, sfd, "log", &st, true);
+	}
+	if (r < 0)
+		return r;
+
+	snprintf(t->path, sizeof(t->path), "upper");
+	cleanup_close int ufd = openat(upper_fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (ufd < 0 || fstat(ufd, &st) < 0)
+		return vs_error_sys(err, errno, "upper dir");
+	if ((r = tx_entry(t, ufd, ".", &st, false)) < 0 || (r = tx_walk(t, ufd)) < 0)
+		return r;
+	if (archive_write_close(t->a) != ARCHIVE_OK)
+		return tx_archive_err(t, "close the archive after");
+	if (out_finish(&t->out) < 0)
+		return vs_error_sys(err, t->out.error, "write the stream");
+	return 0;
+}
+
 static int send_upper(void *arg, int upper_fd, struct vs_error *err)
 {
 	struct send_ctx *c = arg;
@@ -634,48 +670,13 @@ static int send_upper(void *arg, int upper_fd, struct vs_error *err)
 	    archive_write_set_format_option(a, "pax", "hdrcharset", "BINARY") != ARCHIVE_OK ||
 	    archive_write_set_bytes_per_block(a, 0) != ARCHIVE_OK)
 		return tx_archive_err(&t, "set up the archive for");
-	struct iovec magic = {(void *)XFER_MAGIC, XFER_MAGIC_LEN};
-	if (out_raw(&t.out, &magic, 1) < 0)
-		return vs_error_sys(err, t.out.error, "write the stream");
-	t.out.bytes = XFER_MAGIC_LEN;
-	if (archive_write_open(a, &t.out, NULL, out_archive_cb, NULL) != ARCHIVE_OK)
-		return tx_archive_err(&t, "open the archive for");
-
-	/* The log: always an entry (empty if the slice has none). */
-	cleanup_free char *sdir = slice_dir(c->root, c->name);
-	cleanup_close int sfd = open(sdir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-	if (sfd < 0)
-		return vs_error_sys(err, errno, "%s", sdir);
-	struct stat st;
-	snprintf(t.path, sizeof(t.path), "log");
-	if (fstatat(sfd, "log", &st, AT_SYMLINK_NOFOLLOW) < 0) {
-		if (errno != ENOENT)
-			return vs_error_sys(err, errno, "%s/log", sdir);
-		memset(&st, 0, sizeof(st));
-		st.st_mode = S_IFREG | 0600;
-		st.st_nlink = 1;
-		r = tx_entry(&t, sfd, "/dev/null", &st, true); /* size 0: opens, reads nothing */
-	} else if (!S_ISREG(st.st_mode)) {
-		return vs_error_set(err, EINVAL, "%s/log: not a regular file", sdir);
-	} else {
-		r = tx_entry(&t, sfd, "log", &st, true);
-	}
+	r = tx_stream(&t, c, upper_fd);
+	/* libarchive's close on free writes the end marker: not after a failure. */
 	if (r < 0)
-		return r;
-
-	snprintf(t.path, sizeof(t.path), "upper");
-	cleanup_close int ufd = openat(upper_fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (ufd < 0 || fstat(ufd, &st) < 0)
-		return vs_error_sys(err, errno, "upper dir");
-	if ((r = tx_entry(&t, ufd, ".", &st, false)) < 0 || (r = tx_walk(&t, ufd)) < 0)
-		return r;
-	if (archive_write_close(a) != ARCHIVE_OK)
-		return tx_archive_err(&t, "close the archive after");
-	if (out_finish(&t.out) < 0)
-		return vs_error_sys(err, t.out.error, "write the stream");
+		t.out.fd = -1;
 	c->bytes = t.out.bytes;
 	c->files = t.files;
-	return 0;
+	return r;
 }
 
 int slice_fs_send(const char *root, const char *name, int out_fd, const struct slice_xfer_opts *o,
