@@ -152,6 +152,32 @@ int archive_dl_load(struct vs_error *err);
 #define archive_write_set_bytes_per_block (*archive_dl_archive_write_set_bytes_per_block)
 #define archive_write_set_format_option	  (*archive_dl_archive_write_set_format_option)
 #define archive_write_set_format_pax	  (*archive_dl_archive_write_set_format_pax)
+
+/* Cleanup attributes for libarchive's objects (NULL is fine). */
+static inline void archive_dl_read_freep(struct archive **a)
+{
+	if (*a)
+		archive_read_free(*a);
+}
+static inline void archive_dl_write_freep(struct archive **a)
+{
+	if (*a)
+		archive_write_free(*a);
+}
+static inline void archive_dl_entry_freep(struct archive_entry **e)
+{
+	if (*e)
+		archive_entry_free(*e);
+}
+static inline void archive_dl_linkresolver_freep(struct archive_entry_linkresolver **r)
+{
+	if (*r)
+		archive_entry_linkresolver_free(*r);
+}
+#define cleanup_archive_read  __attribute__((cleanup(archive_dl_read_freep)))
+#define cleanup_archive_write __attribute__((cleanup(archive_dl_write_freep)))
+#define cleanup_archive_entry __attribute__((cleanup(archive_dl_entry_freep)))
+#define cleanup_linkresolver  __attribute__((cleanup(archive_dl_linkresolver_freep)))
 #endif
 
 #endif

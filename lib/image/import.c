@@ -253,13 +253,6 @@ static int refuse_type(mode_t type, struct vs_error *err)
 
 /* ---- archives ----------------------------------------------------------- */
 
-static void archive_freep(struct archive **a)
-{
-	if (*a)
-		archive_read_free(*a);
-}
-#define cleanup_archive __attribute__((cleanup(archive_freep)))
-
 static int archive_err(struct archive *a, int code, const char *what, struct vs_error *err)
 {
 	const char *s = archive_error_string(a);
@@ -536,7 +529,7 @@ static int apply_layer(struct import_ctx *c, int fd, struct vs_error *err)
 	c->layered = true;
 	int r = 0;
 	for (int pass = PASS_WHITEOUTS; pass <= PASS_SKIP_WHITEOUTS && r == 0; pass++) {
-		cleanup_archive struct archive *a = archive_open_tar();
+		cleanup_archive_read struct archive *a = archive_open_tar();
 		if (lseek(fd, 0, SEEK_SET) < 0)
 			r = vs_error_sys(err, errno, "seek");
 		else if (archive_read_open_fd(a, fd, 65536) != ARCHIVE_OK)
@@ -723,7 +716,7 @@ static int import_archive(struct import_ctx *c, const char *path, const char **k
 			  struct vs_error *err)
 {
 	{
-		cleanup_archive struct archive *a = archive_open_tar();
+		cleanup_archive_read struct archive *a = archive_open_tar();
 		if (archive_read_open_filename(a, path, 65536) != ARCHIVE_OK)
 			return archive_err(a, EINVAL, OPEN_FAILED, err);
 		int r = extract_stream(c, a, PASS_ALL, err);

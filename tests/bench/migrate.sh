@@ -14,7 +14,8 @@
 #              one syncfs, swapped in; DST a fresh slice from the same image)
 # Both cross the link through tests/bench/tcprelay (the command's stdout or
 # stdin is the TCP socket: no relay process copies bytes). Wall time from the
-# listener's start to the receiver's exit; `sync` between runs. Prints a
+# listener's start to the receiver's exit; `sync` between runs, no deletion
+# until a size is done (see below). Prints a
 # markdown table of medians (and writes it to $BENCH_OUT/migrate.md).
 #   MIGRATE_SIZES="10 100 1024"  MIGRATE_REPS=3  bash tests/bench/migrate.sh
 set -u
@@ -124,20 +125,22 @@ EOF
 	tar -C "$upper" -cf - . >/dev/null
 	t_tar=() t_sync=() t_xfer=()
 	stream_bytes=0
+	# Every run writes into a fresh place and nothing is deleted until the
+	# size is done: on an ext4 without a journal (this VM's root) a new
+	# inode skips those freed in the last ~30 s, one by one, so a run right
+	# after a big rm -rf pays for it (up to 2x here), whichever kind it is.
 	for rep in $(seq "$REPS"); do
-		d=$VSLICE_ROOT/tarcopy
-		rm -rf "$d"; mkdir "$d"; sync
+		d=$VSLICE_ROOT/tarcopy-$mib-$rep
+		mkdir "$d" "$d.s"; sync
 		t_tar+=("$(pair "tar -C '$upper' -cf - ." "tar -C '$d' -xf -")") || die "tar run failed"
-		rm -rf "$d"; mkdir "$d"; sync
-		t_sync+=("$(pair "tar -C '$upper' -cf - ." "tar -C '$d' -xf - && sync -f '$d'")") || die "tar+sync run failed"
-		rm -rf "$d"
+		sync
+		t_sync+=("$(pair "tar -C '$upper' -cf - ." "tar -C '$d.s' -xf - && sync -f '$d.s'")") || die "tar+sync run failed"
 		dst=dst$mib-$rep
 		"$SLICECTL" create --image busybox "$dst" >/dev/null || die "create $dst"
 		sync
 		t_xfer+=("$(pair "'$XFER' send '$VSLICE_ROOT' '$src' 2>/dev/null" "'$XFER' recv '$VSLICE_ROOT' '$dst' 2>'$OUT/migrate-recv.stats'")") ||
 			die "stream run failed: $(cat "$OUT/migrate-recv.stats")"
 		read -r stream_bytes _ <"$OUT/migrate-recv.stats"
-		"$SLICECTL" destroy --force "$dst" >/dev/null
 		echo "  $mib MiB run $rep: tar ${t_tar[-1]} s, tar+sync ${t_sync[-1]} s, stream ${t_xfer[-1]} s" >&2
 	done
 	mt=$(printf '%s\n' "${t_tar[@]}" | median)
@@ -145,7 +148,10 @@ EOF
 	mx=$(printf '%s\n' "${t_xfer[@]}" | median)
 	rows+=("$(awk -v m="$mib" -v f="$files" -v t="$mt" -v s="$ms" -v x="$mx" -v b="$stream_bytes" 'BEGIN {
 		printf "| %d MiB | %d | %.2f | %.2f | %.2f | %.0f | %.2f | %.2f |", m, f, t, s, x, b / 1048576 * 1 / x, x / t, x / s }')")
+	for rep in $(seq "$REPS"); do "$SLICECTL" destroy --force "dst$mib-$rep" >/dev/null; done
 	"$SLICECTL" destroy --force "$src" >/dev/null
+	rm -rf "$VSLICE_ROOT"/tarcopy-*
+	[ "$mib" = "${SIZES##* }" ] || sleep 35 # (see above)
 done
 {
 	echo "Cold migration file system stream vs tar over a veth ($(date -u '+%F %H:%M UTC'), load $(cut -d' ' -f1-3 /proc/loadavg), medians of $REPS)"

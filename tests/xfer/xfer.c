@@ -181,7 +181,8 @@ static void list_entry(struct lister *l, int dfd, const char *name, const char *
 		names = realloc(names, (n + 1) * sizeof(char *));
 		names[n++] = strdup(de->d_name);
 	}
-	qsort(names, n, sizeof(char *), cmp_names);
+	if (n)
+		qsort(names, n, sizeof(char *), cmp_names);
 	for (size_t i = 0; i < n; i++) {
 		char sub[PATH_MAX];
 		snprintf(sub, sizeof(sub), "%s/%s", path, names[i]);
@@ -226,6 +227,9 @@ static int list(const char *root, const char *name, struct vs_error *err)
 		close(dfd);
 	r = slice_with_upper(root, &spec, false, list_upper, &l, err);
 	slice_spec_free(&spec);
+	for (size_t i = 0; i < l.n; i++)
+		free(l.seen[i].path);
+	free(l.seen);
 	return r;
 }
 
