@@ -336,7 +336,8 @@ int store_sliver_alloc_address(struct registry *reg, const char *slice, const ch
 		free(used);
 		return store_db_error(reg, "read addresses", err);
 	}
-	qsort(used, n, sizeof(*used), cmp_u32);
+	if (n)
+		qsort(used, n, sizeof(*used), cmp_u32);
 	uint32_t pick = first;
 	for (size_t i = 0; i < n && used[i] <= pick; i++)
 		if (used[i] == pick)
