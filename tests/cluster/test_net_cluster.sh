@@ -55,6 +55,10 @@ wait_ping() {
 }
 
 VNI=$((6000 + VC_ID))
+out=$("$NODEMGR" --registry http://127.0.0.1:1 --name x --token t --overlay-local 10.0.0.1 2>&1)
+check "--overlay-local without --overlay-vni is refused ($out)" has "$out" 'overlay-local needs --overlay-vni N'
+out=$("$NODEMGR" --registry http://127.0.0.1:1 --name x --token t --overlay-local 10.0.0.1 --overlay-vni 0 2>&1)
+check "--overlay-vni 0 is refused ($out)" has "$out" 'overlay-vni "0": use a number from 1 to 16777215'
 vc_setup_net
 check "registry starts" vc_start_registry --heartbeat 1s --lost-after 20 --migration-timeout 60
 TOKEN=$ADMIN
