@@ -660,8 +660,13 @@ static void h_node_register(struct reg_request *req, struct reg_answer *a, const
 	}
 	if (ov_local) {
 		long long other;
-		if (store_overlay_vni_other(req->reg, node, &other, &err) < 0)
+		cleanup_free char *holder = NULL;
+		if (store_overlay_vni_other(req->reg, node, ov_local, &other, &holder, &err) < 0)
 			return api_db_fail(a, &err);
+		if (holder)
+			return api_error(
+			    a, 409, "node %s: .overlay.local: %s is node %s's underlay address",
+			    node, ov_local, holder);
 		if (other && other != ov_vni)
 			return api_error(
 			    a, 409,

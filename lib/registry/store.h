@@ -263,9 +263,11 @@ struct store_overlay_peer {
 int store_overlay_peers(struct registry *reg, const char *node, struct store_overlay_peer **out,
 			size_t *n, struct vs_error *err);
 /* The overlay id of a node other than node that has one (0: none): the
- * cluster's VNI, which every node must share. */
-int store_overlay_vni_other(struct registry *reg, const char *node, long long *vni,
-			    struct vs_error *err);
+ * cluster's VNI, which every node must share; *holder: the name of another
+ * node that registered the underlay address local (caller frees; NULL:
+ * none). */
+int store_overlay_vni_other(struct registry *reg, const char *node, const char *local,
+			    long long *vni, char **holder, struct vs_error *err);
 
 /* Move slice's sliver row from node from to node to, as new (pending, no
  * log, no results): a migration's commit, inside the caller's transaction.

@@ -393,10 +393,25 @@ int store_overlay_peers(struct registry *reg, const char *node, struct store_ove
 	return 0;
 }
 
-int store_overlay_vni_other(struct registry *reg, const char *node, long long *vni,
-			    struct vs_error *err)
+int store_overlay_vni_other(struct registry *reg, const char *node, const char *local,
+			    long long *vni, char **holder, struct vs_error *err)
 {
 	*vni = 0;
+	*holder = NULL;
+	{
+		cleanup_stmt sqlite3_stmt *h = store_prep(
+		    reg, "SELECT name FROM nodes WHERE overlay_local = ? AND name != ? LIMIT 1",
+		    err);
+		if (!h)
+			return -err->code;
+		sqlite3_bind_text(h, 1, local, -1, SQLITE_TRANSIENT);
+		sqlite3_bind_text(h, 2, node, -1, SQLITE_TRANSIENT);
+		int rh = sqlite3_step(h);
+		if (rh == SQLITE_ROW)
+			*holder = store_col_dup(h, 0);
+		else if (rh != SQLITE_DONE)
+			return store_db_error(reg, "overlay address", err);
+	}
 	cleanup_stmt sqlite3_stmt *s = store_prep(
 	    reg, "SELECT overlay_vni FROM nodes WHERE overlay_vni > 0 AND name != ? LIMIT 1", err);
 	if (!s)

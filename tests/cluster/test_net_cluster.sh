@@ -80,6 +80,9 @@ expect_eq "node2 registered its overlay (underlay address, VXLAN id)" "$VC_NET.1
 out=$(vc_api PUT /v1/nodes/odd -d "{\"cpus\": 1, \"memory\": 1000000, \"overlay\": {\"local\": \"$VC_NET.99\", \"vni\": $((VNI + 1))}}")
 check "a node with another VXLAN id is refused, naming it ($out)" \
 	has "$out" "\.overlay\.vni: $((VNI + 1)) is not the cluster's VXLAN id $VNI"
+out=$(vc_api PUT /v1/nodes/odd -d "{\"cpus\": 1, \"memory\": 1000000, \"overlay\": {\"local\": \"$VC_NET.11\", \"vni\": $VNI}}")
+check "a node claiming another node's underlay address is refused ($out)" \
+	has "$out" "\.overlay\.local: $VC_NET.11 is node node1's underlay address"
 out=$(vc_api PUT /v1/nodes/odd -d '{"cpus": 1, "memory": 1000000, "overlay": {"local": "224.0.0.1", "vni": 1}}')
 check "a multicast underlay address is refused ($out)" has "$out" '\.overlay\.local: expected'
 check "... and neither registered the node" \

@@ -1318,8 +1318,13 @@ static void test_store_cluster_leases(void **state)
 	assert_int_equal(store_sliver_alloc_address(reg, "nope", "n1", net, 16, a, &err), -ENOENT);
 	assert_int_equal(store_commit(reg, true, &err), 0);
 	long long vni;
-	assert_int_equal(store_overlay_vni_other(reg, "n1", &vni, &err), 0);
+	char *holder;
+	assert_int_equal(store_overlay_vni_other(reg, "n1", "10.9.0.1", &vni, &holder, &err), 0);
 	assert_int_equal(vni, 42);
+	assert_null(holder);
+	assert_int_equal(store_overlay_vni_other(reg, "n3", "10.9.0.2", &vni, &holder, &err), 0);
+	assert_string_equal(holder, "n2");
+	free(holder);
 
 	/* n1's peers: the slivers on n2 (n3 has no overlay). */
 	struct store_overlay_peer *p;
