@@ -5,6 +5,7 @@
  * depend on this process: stopping it (SIGTERM, SIGINT) stops polling and
  * reporting, and a restarted node manager adopts them again.
  */
+#include <arpa/inet.h>
 #include <errno.h>
 #include <getopt.h>
 #include <signal.h>
@@ -60,6 +61,12 @@ static const char help[] =
     "  --tls-cert FILE    serve --listen over HTTPS with this PEM certificate (chain,\n"
     "                     leaf first; sources verify it against their --ca)\n"
     "  --tls-key FILE     ... and this PEM private key (both or neither)\n"
+    "  --overlay-local ADDR  this node's IPv4 address between the nodes: bridged\n"
+    "                     slivers of every node share one L2 segment over VXLAN\n"
+    "                     from here (default: $VSLICE_OVERLAY_LOCAL; none: this\n"
+    "                     node gets no bridged slivers in a cluster with an overlay)\n"
+    "  --overlay-vni N    the cluster's VXLAN id, the same on every node (default:\n"
+    "                     $VSLICE_OVERLAY_VNI; both or neither)\n"
     "  -v, --verbose      log more (every poll, every decision)\n"
     "  -h, --help         this text\n\n"
     "One node manager per root and per cgroup parent: a second one on the same\n"
@@ -155,7 +162,9 @@ int main(int argc, char **argv)
 		OPT_DEFAULT_DISK,
 		OPT_ADVERTISE,
 		OPT_TLS_CERT,
-		OPT_TLS_KEY
+		OPT_TLS_KEY,
+		OPT_OVERLAY_LOCAL,
+		OPT_OVERLAY_VNI
 	};
 	static const struct option longopts[] = {
 	    {"registry", required_argument, NULL, OPT_REGISTRY},
@@ -175,6 +184,8 @@ int main(int argc, char **argv)
 	    {"advertise", required_argument, NULL, OPT_ADVERTISE},
 	    {"tls-cert", required_argument, NULL, OPT_TLS_CERT},
 	    {"tls-key", required_argument, NULL, OPT_TLS_KEY},
+	    {"overlay-local", required_argument, NULL, OPT_OVERLAY_LOCAL},
+	    {"overlay-vni", required_argument, NULL, OPT_OVERLAY_VNI},
 	    {"verbose", no_argument, NULL, 'v'},
 	    {"help", no_argument, NULL, 'h'},
 	    {"version", no_argument, NULL, 'V'},
@@ -185,6 +196,7 @@ int main(int argc, char **argv)
 				 .default_disk = NODEMGR_DEFAULT_DISK};
 	bool default_memory_set = false;
 	const char *listen = NULL, *cgroup_parent = NULL, *tls_cert = NULL, *tls_key = NULL;
+	const char *overlay_local = NULL, *overlay_vni = NULL;
 	cleanup_free char *cert_pem = NULL, *key_pem = NULL;
 	/* Freed on every return (usage errors and --help too: the ASan build checks leaks). */
 	cleanup_free char **labels = vs_xcalloc((size_t)argc + 1, sizeof(char *));
@@ -248,6 +260,27 @@ int main(int argc, char **argv)
 		case OPT_TLS_KEY:
 			tls_key = optarg;
 			break;
+		case OPT_OVERLAY_LOCAL: {
+			struct in_addr ia;
+			if (inet_pton(AF_INET, optarg, &ia) != 1 || ia.s_addr == 0)
+				return usage("--overlay-local \"%s\": use this node's IPv4 "
+					     "address on the network between the nodes",
+					     optarg);
+			overlay_local = optarg;
+			break;
+		}
+		case OPT_OVERLAY_VNI: {
+			char *end;
+			errno = 0;
+			unsigned long long n = strtoull(optarg, &end, 10);
+			if (errno || end == optarg || *end || optarg[0] == '-' || n < 1 ||
+			    n > 16777215)
+				return usage("--overlay-vni \"%s\": use a number from 1 to "
+					     "16777215 (the cluster's VXLAN id)",
+					     optarg);
+			overlay_vni = optarg;
+			break;
+		}
 		case OPT_DEFAULT_MEMORY:
 			/* The manifest's own minimum: a smaller limit cannot run anything. */
 			if (vs_parse_size(optarg, &v, &err) < 0 || (v > 0 && v < (4u << 20)))
@@ -312,6 +345,14 @@ int main(int argc, char **argv)
 	if (!tls_cert != !tls_key)
 		return usage("%s", tls_cert ? "--tls-cert needs --tls-key FILE (its private key)"
 					    : "--tls-key needs --tls-cert FILE (its certificate)");
+	if (!overlay_local != !overlay_vni)
+		return usage("%s", overlay_local ? "--overlay-local needs --overlay-vni N"
+						 : "--overlay-vni needs --overlay-local ADDR");
+	/* The overlay's settings are netcfg's (VSLICE_OVERLAY_*): the slivers'
+	 * network set-up below reads them from the environment. */
+	if (overlay_local && (setenv("VSLICE_OVERLAY_LOCAL", overlay_local, 1) < 0 ||
+			      setenv("VSLICE_OVERLAY_VNI", overlay_vni, 1) < 0))
+		return usage("--overlay-local: %s", strerror(errno));
 	if ((tls_cert || o.advertise) && !listen)
 		return usage("%s needs --listen ADDR:PORT",
 			     tls_cert ? "--tls-cert" : "--advertise");

@@ -75,6 +75,11 @@ struct experiment_create_opts {
 	 * NULL-terminated (the registry's slice object, "nodes"); NULL: this
 	 * node alone. Names that are not node names are skipped. */
 	char *const *nodes;
+	/* The overlay's addresses: addresses[i] is nodes[i]'s sliver's ("":
+	 * unknown), NULL: none known; address: this sliver's (NULL or "":
+	 * none). EXPERIMENT_PEERS_FILE shows them ("-" where none). */
+	char *const *addresses;
+	const char *address;
 	/* The registry's URL, for VSLICE_REGISTRY; NULL: not set (local). */
 	const char *registry;
 	void *arg;

@@ -91,6 +91,11 @@ struct nodemgr_assignment {
 	long long expires;	      /* 0 if absent */
 	char sha256[VS_SHA256_HEX];   /* of the manifest (compact, sorted keys); "" if none */
 	struct nodemgr_migration mig; /* role NONE: no migration (or a malformed one) */
+	/* The overlay (issue 13): the sliver's cluster-wide address ("" when
+	 * none, or not an IPv4 address) and its slice's {"NODE": "ADDRESS"}
+	 * (owned; NULL when absent), for /etc/vslice/peers. */
+	char address[16];
+	json_t *addresses;
 };
 
 /*

@@ -26,7 +26,7 @@
 #define REGISTRY_DEFAULT_HEARTBEAT 10
 #define REGISTRY_DEFAULT_LOST	   3
 #define REGISTRY_TOKEN_LEN	   68 /* "vsa_" + 64 hex */
-#define REGISTRY_SCHEMA_VERSION	   2
+#define REGISTRY_SCHEMA_VERSION	   3
 
 enum registry_role {
 	REGISTRY_ROLE_NONE = 0,

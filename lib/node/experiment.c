@@ -253,8 +253,11 @@ static char *url_without_userinfo(const char *url)
  * sliver's files) are skipped. Linear in the number of nodes.
  */
 static void where_am_i(struct slice_spec *spec, const char *node, char *const *nodes,
-		       const char *registry, char **peers)
+		       char *const *addrs, const char *self_addr, const char *registry,
+		       char **peers)
 {
+	if (!self_addr || !*self_addr)
+		self_addr = "-";
 	char *const alone[] = {(char *)node, NULL};
 	if (!nodes)
 		nodes = alone;
@@ -275,12 +278,15 @@ static void where_am_i(struct slice_spec *spec, const char *node, char *const *n
 		"known).\n# This one is on %s ($VSLICE_NODE).\n",
 		spec->name, node);
 	if (!self_listed)
-		fprintf(lf, "%s -\n", node);
+		fprintf(lf, "%s %s\n", node, self_addr);
 	bool first = true;
 	for (char *const *p = nodes; *p; p++) {
 		if (!vs_node_name_valid(*p))
 			continue;
-		fprintf(lf, "%s -\n", *p);
+		const char *ad = addrs && addrs[p - nodes] && addrs[p - nodes][0] ? addrs[p - nodes]
+				 : !strcmp(*p, node)				  ? self_addr
+										  : "-";
+		fprintf(lf, "%s %s\n", *p, ad);
 		if (strcmp(*p, node)) {
 			fprintf(of, "%s%s", first ? "" : " ", *p);
 			first = false;
@@ -311,7 +317,8 @@ int experiment_create_with(const char *root, const struct manifest *m, const cha
 	if (r < 0)
 		return r;
 	cleanup_free char *peers = NULL;
-	where_am_i(&spec, node, o ? o->nodes : NULL, o ? o->registry : NULL, &peers);
+	where_am_i(&spec, node, o ? o->nodes : NULL, o && o->nodes ? o->addresses : NULL,
+		   o ? o->address : NULL, o ? o->registry : NULL, &peers);
 	r = slice_create(root, &spec, err);
 	if (r == 0) {
 		/* From here on, a failure destroys the slice: nothing left behind.

@@ -409,6 +409,9 @@ int nodemgr_new(const struct nodemgr_opts *o, struct nodemgr **out, struct vs_er
 	if (r == 0)
 		r = nodemgr_fault_parse(getenv("VSLICE_FAULT"), &nm->fault_op, &nm->fault_step,
 					err);
+	/* The overlay (VSLICE_OVERLAY_*, from --overlay-local/--overlay-vni). */
+	if (r == 0 && (r = netcfg_node_config(&nm->net, err)) == 0)
+		nm->overlay = nm->net.vni != 0;
 	if (r == 0)
 		r = vs_mkdir_p(nm->slivers_dir, 0700, err);
 	/* Both locks before any record is read: what another node manager
@@ -617,6 +620,7 @@ void nodemgr_free(struct nodemgr *nm)
 	if (nm->answer)
 		json_decref(nm->answer);
 	nodemgr_assignments_free(nm->desired, nm->ndesired);
+	free(nm->peers);
 	for (size_t i = 0; i < nm->nslivers; i++) {
 		nm_close_pidfd(&nm->slivers[i]);
 		nodemgr_record_free(&nm->slivers[i].r);

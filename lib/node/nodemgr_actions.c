@@ -15,6 +15,7 @@
  * line message the registry is told; a failed sliver is not retried until
  * its assignment changes (nodemgr_decide). Main thread only.
  */
+#include <arpa/inet.h>
 #include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -139,12 +140,58 @@ char **nm_slice_nodes(json_t *slice)
 	return v;
 }
 
+/*
+ * A bridged sliver with the overlay takes the cluster-wide address the
+ * registry gave it (the --net bridge,ip= form): the same on whichever node
+ * it runs, so peers keep reaching it after a migration. Without an overlay
+ * here a bridged sliver gets a per-node address, and an address from the
+ * registry is refused (it could reach no other node).
+ */
+static int overlay_address(struct nodemgr *nm, const struct nodemgr_assignment *a,
+			   struct manifest *m, struct vs_error *err)
+{
+	if (strcmp(m->network, "bridge"))
+		return 0;
+	if (nm->overlay && !a->address[0])
+		return vs_error_set(err, EINVAL,
+				    "network bridge: the registry gave this sliver no cluster "
+				    "address (its overlay is off, or the registry is older)");
+	if (!nm->overlay && a->address[0])
+		return vs_error_set(err, EINVAL,
+				    "network bridge: address %s is a cluster address, and this "
+				    "node has no overlay (vslice-nodemgr --overlay-local, "
+				    "--overlay-vni)",
+				    a->address);
+	snprintf(m->netopts.ip, sizeof(m->netopts.ip), "%s", a->address);
+	return 0;
+}
+
+/* The address of each of nodes (the slice's, from the assignment's
+ * "addresses"; "" when unknown), NULL-terminated; NULL when it has none. */
+static char **node_addresses(const struct nodemgr_assignment *a, char *const *nodes)
+{
+	if (!nodes || !a->addresses)
+		return NULL;
+	size_t n = 0;
+	while (nodes[n])
+		n++;
+	char **v = vs_xcalloc(n + 1, sizeof(char *));
+	for (size_t i = 0; i < n; i++) {
+		const char *s = json_string_value(json_object_get(a->addresses, nodes[i]));
+		struct in_addr ia;
+		v[i] = vs_xstrdup(s && strlen(s) < 16 && inet_pton(AF_INET, s, &ia) == 1 ? s : "");
+	}
+	return v;
+}
+
 int nm_make_slice(struct nodemgr *nm, const struct nodemgr_assignment *a, json_t *mj, bool start,
 		  char *const *nodes, struct vs_error *err)
 {
 	__attribute__((cleanup(manifest_freep))) struct manifest *m = NULL;
 	int r = parse_manifest(mj, a->slice, &m, err);
 	if (r < 0)
+		return r;
+	if ((r = overlay_address(nm, a, m, err)) < 0)
 		return r;
 	unsigned applied =
 	    nodemgr_apply_defaults(m, nm->o.default_memory, nm->o.default_pids, nm->o.default_disk);
@@ -160,9 +207,12 @@ int nm_make_slice(struct nodemgr *nm, const struct nodemgr_assignment *a, json_t
 	}
 	/* The create's crash steps (nodemgr.create:N) are a plain create's;
 	 * a migration's copy has its own (migrate.in:N). */
+	cleanup_strv char **addrs = node_addresses(a, nodes);
 	struct experiment_create_opts eo = {.step = start ? create_step : NULL,
 					    .arg = nm,
 					    .nodes = nodes,
+					    .addresses = addrs,
+					    .address = a->address,
 					    .registry = nm->registry};
 	if ((r = experiment_create_with(nm->root, m, nm->origin, nm->name, &eo, err)) < 0)
 		return r;

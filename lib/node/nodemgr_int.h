@@ -76,6 +76,7 @@
 #include "vslice/error.h"
 #include "vslice/http.h"
 #include "vslice/json.h"
+#include "vslice/netcfg.h"
 #include "vslice/nodemgr.h"
 
 struct httpd;
@@ -127,6 +128,14 @@ struct nodemgr {
 	struct nm_sliver *slivers;
 	size_t nslivers, cap;
 	bool changed; /* a sliver was made, removed or failed: report at once */
+	/* The overlay (issue 13): on when netcfg's node settings have one
+	 * (--overlay-local/--overlay-vni); the newest answer's "peers" and
+	 * whether netcfg has them yet (nodemgr_reconcile.c applies them). */
+	struct netcfg_node net;
+	bool overlay;
+	struct netcfg_peer *peers;
+	size_t npeers;
+	bool peers_known, peers_applied;
 };
 
 /* A record plus what the main loop remembers to log changes once. */

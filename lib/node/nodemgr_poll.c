@@ -17,6 +17,7 @@
  * "garbled" must not look like "nothing assigned", which would destroy
  * every sliver. At start the cache stands in until the registry answers.
  */
+#include <arpa/inet.h>
 #include <errno.h>
 #include <pthread.h>
 #include <stdatomic.h>
@@ -44,6 +45,12 @@ static void manifest_hash(json_t *manifest, char out[VS_SHA256_HEX])
 static bool hex_string(const char *s, size_t n)
 {
 	return s && strlen(s) == n && strspn(s, "0123456789abcdef") == n;
+}
+
+static bool ipv4_valid(const char *s)
+{
+	struct in_addr ia;
+	return s && strlen(s) < 16 && inet_pton(AF_INET, s, &ia) == 1;
 }
 
 /* A migration id: "mg_" + hex, as the registry makes them; nothing that
@@ -109,9 +116,12 @@ static void parse_migration(json_t *e, struct nodemgr_migration *m)
 
 void nodemgr_assignments_free(struct nodemgr_assignment *a, size_t n)
 {
-	for (size_t i = 0; i < n; i++)
+	for (size_t i = 0; i < n; i++) {
 		if (a[i].manifest)
 			json_decref(a[i].manifest);
+		if (a[i].addresses)
+			json_decref(a[i].addresses);
+	}
 	free(a);
 }
 
@@ -156,6 +166,12 @@ int nodemgr_assignments_parse(json_t *answer, struct nodemgr_assignment **out, s
 		json_t *ex = json_object_get(e, "expires");
 		a->expires = json_is_integer(ex) ? json_integer_value(ex) : 0;
 		parse_migration(e, &a->mig);
+		const char *addr = json_string_value(json_object_get(e, "address"));
+		if (ipv4_valid(addr))
+			snprintf(a->address, sizeof(a->address), "%s", addr);
+		json_t *addrs = json_object_get(e, "addresses");
+		if (json_is_object(addrs))
+			a->addresses = json_incref(addrs);
 	}
 	*out = v;
 	*n = k;
@@ -163,6 +179,41 @@ int nodemgr_assignments_parse(json_t *answer, struct nodemgr_assignment **out, s
 }
 
 /* --- assignments -------------------------------------------------- */
+
+/*
+ * The overlay's peers of an answer ([{"address", "node"}], both IPv4
+ * addresses; others are skipped) as the peer list to apply; a list equal
+ * to the one applied already is not applied again. No overlay here: none.
+ */
+static void take_peers(struct nodemgr *nm, json_t *arr)
+{
+	if (!nm->overlay)
+		return;
+	size_t cnt = json_array_size(arr), k = 0, i;
+	struct netcfg_peer *v = vs_xcalloc(cnt ? cnt : 1, sizeof(*v));
+	json_t *e;
+	json_array_foreach(arr, i, e)
+	{
+		const char *ip = json_string_value(json_object_get(e, "address"));
+		const char *node = json_string_value(json_object_get(e, "node"));
+		if (!ipv4_valid(ip) || !ipv4_valid(node))
+			continue;
+		snprintf(v[k].ip, sizeof(v[k].ip), "%s", ip);
+		snprintf(v[k].node, sizeof(v[k].node), "%s", node);
+		k++;
+	}
+	bool same =
+	    nm->peers_known && k == nm->npeers && (k == 0 || !memcmp(v, nm->peers, k * sizeof(*v)));
+	if (same) {
+		free(v);
+		return;
+	}
+	free(nm->peers);
+	nm->peers = v;
+	nm->npeers = k;
+	nm->peers_known = true;
+	nm->peers_applied = false;
+}
 
 /* Replace the desired set with answer's (parsed already by the caller). */
 int nm_take_answer(struct nodemgr *nm, json_t *answer, struct vs_error *err)
@@ -176,6 +227,7 @@ int nm_take_answer(struct nodemgr *nm, json_t *answer, struct vs_error *err)
 	nm->desired = a;
 	nm->ndesired = n;
 	nm->have_desired = true;
+	take_peers(nm, json_object_get(answer, "peers"));
 	return 0;
 }
 
@@ -239,6 +291,12 @@ static int register_node(struct nodemgr *nm, struct http_client *c, long *status
 	 * no migration target). */
 	if (body && nm->url)
 		json_object_set_new(body, "url", json_string(nm->url));
+	/* Where the overlay's VXLAN reaches this node (absent: no bridged
+	 * slivers here in a cluster with an overlay). */
+	if (body && nm->overlay)
+		json_object_set_new(body, "overlay",
+				    json_pack("{s:s, s:I}", "local", nm->net.underlay, "vni",
+					      (json_int_t)nm->net.vni));
 	unsigned asked = 0;
 	int r = regclient_node_register(c, nm->name, body, &asked, status, err);
 	if (r < 0)

@@ -297,10 +297,30 @@ static void reconcile_one(struct nodemgr *nm, const char *slice)
 	}
 }
 
+/*
+ * The overlay's peer list (the registry's "peers": every other node's
+ * bridged slivers) into netcfg, when it changed: level-triggered, so a
+ * slice that moved is repointed on every node by the next answer after
+ * the migration's commit. A failure is logged and tried again next time.
+ */
+static void apply_peers(struct nodemgr *nm)
+{
+	if (!nm->overlay || !nm->peers_known || nm->peers_applied)
+		return;
+	struct vs_error err;
+	if (netcfg_overlay_set_peers(nm->root, nm->peers, nm->npeers, &err) < 0) {
+		nm_log(nm, NODEMGR_LOG_INFO, "overlay peers: %s", err.msg);
+		return;
+	}
+	nm->peers_applied = true;
+	nm_log(nm, NODEMGR_LOG_INFO, "overlay: %zu peer%s", nm->npeers, nm->npeers == 1 ? "" : "s");
+}
+
 void nm_reconcile(struct nodemgr *nm)
 {
 	if (!nm->have_desired)
 		return; /* never destroy on a set we do not know */
+	apply_peers(nm);
 	/* Every name that may need work: assigned, recorded, or ours on disk. */
 	size_t cap = nm->ndesired + nm->nslivers + 1, n = 0;
 	char **names = vs_xcalloc(cap, sizeof(char *));

@@ -8,6 +8,7 @@
  * whose revision has not moved, suspends the connection and calls the
  * handler again later). Errors are one line naming the object.
  */
+#include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
@@ -18,6 +19,7 @@
 
 #include "registry_int.h"
 #include "vslice/manifest.h"
+#include "vslice/netcfg.h"
 #include "vslice/units.h"
 #include "vslice/util.h"
 
@@ -252,6 +254,9 @@ static json_t *slivers_json(struct registry *reg, const char *slice, const char 
 				   "finished", (json_int_t)sv->finished, "restarts",
 				   (json_int_t)sv->restarts, "message", sv->message, "results",
 				   sv->results, "log_size", (json_int_t)sv->log_size));
+		if (sv->address[0])
+			json_object_set_new(json_array_get(arr, json_array_size(arr) - 1),
+					    "address", json_string(sv->address));
 	}
 	store_slivers_free(v, n);
 	if (reported == 0)
@@ -477,13 +482,18 @@ static const char *node_state(struct registry *reg, const char *name, bool drain
 
 static json_t *node_row_json(struct registry *reg, const struct store_node *n, long long now)
 {
-	return json_pack("{s:s, s:s, s:f, s:I, s:o, s:o, s:s, s:b, s:I, s:I, s:I, s:s*}", "name",
-			 n->name, "state", node_state(reg, n->name, n->drained, now), "cpus",
-			 n->cpus, "memory", (json_int_t)n->memory, "labels",
-			 api_text_json(n->labels), "images", api_text_json(n->images), "version",
-			 n->version, "drained", n->drained, "registered", (json_int_t)n->registered,
-			 "slivers", (json_int_t)n->slivers, "last_seen",
-			 (json_int_t)reg_last_seen(reg, n->name), "url", n->url);
+	json_t *j =
+	    json_pack("{s:s, s:s, s:f, s:I, s:o, s:o, s:s, s:b, s:I, s:I, s:I, s:s*}", "name",
+		      n->name, "state", node_state(reg, n->name, n->drained, now), "cpus", n->cpus,
+		      "memory", (json_int_t)n->memory, "labels", api_text_json(n->labels), "images",
+		      api_text_json(n->images), "version", n->version, "drained", n->drained,
+		      "registered", (json_int_t)n->registered, "slivers", (json_int_t)n->slivers,
+		      "last_seen", (json_int_t)reg_last_seen(reg, n->name), "url", n->url);
+	if (j && n->overlay_local)
+		json_object_set_new(j, "overlay",
+				    json_pack("{s:s, s:I}", "local", n->overlay_local, "vni",
+					      (json_int_t)n->overlay_vni));
+	return j;
 }
 
 static json_t *node_json(struct registry *reg, const char *name)
@@ -573,6 +583,30 @@ static bool transfer_url_valid(const char *u)
 	return true;
 }
 
+/* A node's "overlay": {"local": its underlay IPv4 address, "vni": the
+ * cluster's VXLAN id}. < 0: a holds the 400. */
+static int overlay_valid(struct reg_answer *a, const char *node, json_t *o, const char **local,
+			 long long *vni)
+{
+	json_t *l = json_object_get(o, "local"), *v = json_object_get(o, "vni");
+	struct in_addr ia;
+	if (!json_is_object(o))
+		return api_error(a, 400, "node %s: .overlay: expected an object", node), -1;
+	if (!json_is_string(l) || json_string_length(l) > 15 ||
+	    inet_pton(AF_INET, json_string_value(l), &ia) != 1 || ia.s_addr == 0 ||
+	    IN_MULTICAST(ntohl(ia.s_addr)) || ia.s_addr == INADDR_BROADCAST)
+		return api_error(
+			   a, 400,
+			   "node %s: .overlay.local: expected the node's unicast IPv4 address",
+			   node),
+		       -1;
+	if (!json_is_integer(v) || json_integer_value(v) < 1 || json_integer_value(v) > 16777215)
+		return api_error(a, 400, "node %s: .overlay.vni: expected 1 to 16777215", node), -1;
+	*local = json_string_value(l);
+	*vni = json_integer_value(v);
+	return 0;
+}
+
 static void h_node_register(struct reg_request *req, struct reg_answer *a, const char *node)
 {
 	if (!api_need_role(req, a, true, false, true))
@@ -585,6 +619,7 @@ static void h_node_register(struct reg_request *req, struct reg_answer *a, const
 	json_t *cpus = json_object_get(b, "cpus"), *mem = json_object_get(b, "memory");
 	json_t *labels = json_object_get(b, "labels"), *images = json_object_get(b, "images");
 	json_t *version = json_object_get(b, "version"), *url = json_object_get(b, "url");
+	json_t *overlay = json_object_get(b, "overlay");
 	if (!json_is_number(cpus) || json_number_value(cpus) < 0)
 		return api_error(a, 400, "node %s: .cpus: expected a number >= 0", node);
 	if (!json_is_integer(mem) || json_integer_value(mem) < 0)
@@ -601,6 +636,11 @@ static void h_node_register(struct reg_request *req, struct reg_answer *a, const
 				 "node %s: .url: expected http://HOST:PORT or https://HOST:PORT "
 				 "(the node manager's transfer API, up to 255 bytes)",
 				 node);
+	const char *ov_local = NULL;
+	long long ov_vni = 0;
+	if (overlay && !json_is_null(overlay) &&
+	    overlay_valid(a, node, overlay, &ov_local, &ov_vni) < 0)
+		return;
 	cleanup_free char *lj =
 	    labels ? json_dumps(labels, JSON_COMPACT | JSON_SORT_KEYS) : vs_xstrdup("{}");
 	cleanup_free char *ij = images ? json_dumps(images, JSON_COMPACT) : vs_xstrdup("[]");
@@ -618,6 +658,22 @@ static void h_node_register(struct reg_request *req, struct reg_answer *a, const
 					 "admin frees it: slicectl node reset %s)",
 					 node, node);
 	}
+	if (ov_local) {
+		long long other;
+		cleanup_free char *holder = NULL;
+		if (store_overlay_vni_other(req->reg, node, ov_local, &other, &holder, &err) < 0)
+			return api_db_fail(a, &err);
+		if (holder)
+			return api_error(
+			    a, 409, "node %s: .overlay.local: %s is node %s's underlay address",
+			    node, ov_local, holder);
+		if (other && other != ov_vni)
+			return api_error(
+			    a, 409,
+			    "node %s: .overlay.vni: %lld is not the cluster's VXLAN id "
+			    "%lld (every node's --overlay-vni must be the same)",
+			    node, ov_vni, other);
+	}
 	if (store_begin(req->reg, &err) < 0)
 		return api_db_fail(a, &err);
 	struct store_node row = {
@@ -628,6 +684,8 @@ static void h_node_register(struct reg_request *req, struct reg_answer *a, const
 	    .images = ij,
 	    .version = (char *)(version ? json_string_value(version) : ""),
 	    .url = (char *)json_string_value(url),
+	    .overlay_local = (char *)ov_local,
+	    .overlay_vni = ov_vni,
 	};
 	if (store_node_put(req->reg, &row, reg_now(), &err) < 0) {
 		store_rollback(req->reg);
@@ -681,6 +739,78 @@ static void h_node_reset(struct reg_request *req, struct reg_answer *a, const ch
 	api_answer_json(a, 200, json_pack("{s:s, s:i}", "name", node, "revoked", n));
 }
 
+/* The addresses of slice's slivers as {"NODE": "ADDRESS"} into *out (NULL
+ * if none). */
+static int slice_addresses(struct registry *reg, const char *slice, json_t **out,
+			   struct vs_error *err)
+{
+	*out = NULL;
+	struct store_sliver *v;
+	size_t n;
+	if (store_slivers_of(reg, slice, NULL, &v, &n, err) < 0)
+		return -err->code;
+	for (size_t i = 0; i < n; i++) {
+		if (!v[i].address[0])
+			continue;
+		if (!*out)
+			*out = json_object();
+		json_object_set_new(*out, v[i].node, json_string(v[i].address));
+	}
+	store_slivers_free(v, n);
+	return 0;
+}
+
+/*
+ * The overlay's part of a node's assignments (issue 13): each entry of a
+ * bridged slice gets its sliver's "address" (a migration's target: the
+ * address of the sliver it takes over, on the source) and the slice's
+ * "addresses" (node -> address, for /etc/vslice/peers); a node with an
+ * overlay gets *peers, every other node's bridged slivers as
+ * [{"address", "node": its underlay address}] (netcfg_overlay_set_peers).
+ */
+static int overlay_assignments(struct registry *reg, const char *node, json_t *arr, json_t **peers,
+			       struct vs_error *err)
+{
+	*peers = NULL;
+	size_t i;
+	json_t *e;
+	json_array_foreach(arr, i, e)
+	{
+		const char *slice = json_string_value(json_object_get(e, "slice"));
+		json_t *in = json_object_get(e, "migrate_in");
+		const char *from =
+		    json_is_object(in) ? json_string_value(json_object_get(in, "from")) : node;
+		if (!slice || !from)
+			continue;
+		json_t *addrs;
+		if (slice_addresses(reg, slice, &addrs, err) < 0)
+			return -err->code;
+		if (!addrs)
+			continue;
+		json_t *own = json_object_get(addrs, from);
+		if (own)
+			json_object_set(e, "address", own);
+		json_object_set_new(e, "addresses", addrs);
+	}
+	struct store_node me;
+	if (store_node_get(reg, node, &me, err) < 0)
+		return -err->code;
+	bool has = me.overlay_local != NULL;
+	store_node_clear(&me);
+	if (!has)
+		return 0;
+	struct store_overlay_peer *v;
+	size_t n;
+	if (store_overlay_peers(reg, node, &v, &n, err) < 0)
+		return -err->code;
+	*peers = json_array();
+	for (size_t k = 0; k < n; k++)
+		json_array_append_new(*peers, json_pack("{s:s, s:s}", "address", v[k].address,
+							"node", v[k].underlay));
+	free(v);
+	return 0;
+}
+
 static void h_assignments(struct reg_request *req, struct reg_answer *a, const char *node)
 {
 	if (!node_self(req, a, node) || !api_long_poll_args(req, a))
@@ -704,10 +834,17 @@ static void h_assignments(struct reg_request *req, struct reg_answer *a, const c
 		json_decref(arr);
 		return api_db_fail(a, &err);
 	}
+	json_t *peers = NULL;
+	if (overlay_assignments(req->reg, node, arr, &peers, &err) < 0) {
+		json_decref(arr);
+		return api_db_fail(a, &err);
+	}
 	api_answer_index(req, a);
-	api_answer_json(
-	    a, 200,
-	    json_pack("{s:I, s:o}", "index", (json_int_t)req->reg->revision, "slivers", arr));
+	json_t *j =
+	    json_pack("{s:I, s:o}", "index", (json_int_t)req->reg->revision, "slivers", arr);
+	if (j && peers)
+		json_object_set_new(j, "peers", peers);
+	api_answer_json(a, 200, j);
 }
 
 static const char *const sliver_states[] = {"creating", "running", "exited", "failed"};
@@ -922,6 +1059,56 @@ static void manifest_freep(struct manifest **m)
 	manifest_free(*m);
 }
 
+/* The cluster's overlay subnet: netcfg's default (NETCFG_OVERLAY_SUBNET,
+ * 10.213.0.0/16), which every overlay node's bridge uses. */
+static const uint32_t overlay_net = 0x0ad50000u;
+static const unsigned overlay_prefix = 16;
+
+/*
+ * A slice with network "bridge" in a cluster with an overlay (a node
+ * registered one): only nodes with an overlay may hold its slivers (the
+ * others are hidden from the scheduler, as drained), each sliver gets a
+ * cluster address (*bridged). -EAGAIN with err saying why when too few such
+ * nodes are there. No node with an overlay: bridged slivers stay per-node.
+ */
+static int overlay_placement(struct registry *reg, const struct manifest *m,
+			     struct sched_node *nodes, size_t n, bool *bridged,
+			     struct vs_error *err)
+{
+	const struct store_cached_node *c;
+	size_t nc;
+	int r = store_node_cache_get(reg, &c, &nc, err);
+	if (r < 0)
+		return r;
+	size_t with = 0;
+	for (size_t i = 0; i < nc; i++)
+		with += c[i].has_overlay;
+	*bridged = with > 0;
+	if (!with)
+		return 0;
+	for (size_t i = 0; i < n && i < nc; i++) {
+		if (c[i].has_overlay)
+			continue;
+		for (char **p = m->node_names; p && *p; p++)
+			if (!strcmp(*p, c[i].name))
+				return vs_error_set(
+				    err, EAGAIN,
+				    "slice %s: network \"bridge\": node %s has no overlay "
+				    "(vslice-nodemgr --overlay-local, --overlay-vni), so a "
+				    "bridged sliver there could not reach the others",
+				    m->name, c[i].name);
+		nodes[i].drained = true;
+	}
+	size_t want = m->node_names ? 0 : m->node_count ? m->node_count : 1;
+	if (want > with)
+		return vs_error_set(
+		    err, EAGAIN,
+		    "slice %s: network \"bridge\" needs %zu nodes with an overlay "
+		    "(vslice-nodemgr --overlay-local, --overlay-vni); %zu registered",
+		    m->name, want, with);
+	return 0;
+}
+
 static void h_slice_create(struct reg_request *req, struct reg_answer *a)
 {
 	if (!api_need_role(req, a, true, true, false))
@@ -959,6 +1146,13 @@ static void h_slice_create(struct reg_request *req, struct reg_answer *a)
 	size_t n = 0, npicked = 0;
 	cleanup_free size_t *picked = NULL;
 	r = api_sched_nodes(req->reg, &nodes, &n, &err);
+	bool bridged = false;
+	if (r >= 0 && !strcmp(m->network, "bridge") &&
+	    (r = overlay_placement(req->reg, m, nodes, n, &bridged, &err)) == -EAGAIN) {
+		store_rollback(req->reg);
+		free(nodes);
+		return api_error(a, 503, "%s", err.msg);
+	}
 	if (r >= 0) {
 		r = sched_place(m, nodes, n, &picked, &npicked, &err);
 		if (r == -EAGAIN) {
@@ -981,6 +1175,11 @@ static void h_slice_create(struct reg_request *req, struct reg_answer *a)
 		    .memory = m->memory_bytes,
 		};
 		r = store_slice_insert(req->reg, &row, names, npicked, &err);
+		for (size_t i = 0; r >= 0 && bridged && i < npicked; i++) {
+			char addr[16];
+			r = store_sliver_alloc_address(req->reg, m->name, names[i], overlay_net,
+						       overlay_prefix, addr, &err);
+		}
 	}
 	free(nodes);
 	if (r < 0) {

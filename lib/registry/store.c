@@ -89,6 +89,15 @@ static const struct schema_step migrations[] = {
      "CREATE INDEX migrations_slice ON migrations(slice, created, id);"
      "CREATE INDEX migrations_owner ON migrations(owner, created, id);"
      "CREATE INDEX migrations_created ON migrations(created, id);"},
+    /* Issue 13: the overlay. A node's underlay address and VXLAN id (NULL
+     * / 0: no overlay); a bridged sliver's cluster-wide address ('' when
+     * none), unique among the slivers: the lease is the row, so it moves
+     * with a migration's commit and goes with the slice's delete. */
+    {"nodes.overlay_local, nodes.overlay_vni, slivers.address",
+     "ALTER TABLE nodes ADD COLUMN overlay_local TEXT;"
+     "ALTER TABLE nodes ADD COLUMN overlay_vni INTEGER NOT NULL DEFAULT 0;"
+     "ALTER TABLE slivers ADD COLUMN address TEXT NOT NULL DEFAULT '';"
+     "CREATE UNIQUE INDEX slivers_address ON slivers(address) WHERE address != '';"},
 };
 
 _Static_assert(VS_ARRAY_SIZE(migrations) == REGISTRY_SCHEMA_VERSION,

@@ -48,7 +48,8 @@ struct store_cached_node {
 	char *name;
 	uint64_t cpu_millis, memory_bytes;
 	bool drained;
-	bool has_url; /* it registered a transfer url (a migration target) */
+	bool has_url;	  /* it registered a transfer url (a migration target) */
+	bool has_overlay; /* it registered an overlay (may hold bridged slivers) */
 	json_t *labels, *images;
 	/* what its slivers asked for */
 	unsigned nslivers;
@@ -120,6 +121,9 @@ struct store_node {
 	char *labels, *images; /* JSON text: an object / an array of strings */
 	char *version;
 	char *url; /* transfer API base, NULL when it registered none */
+	/* the overlay's underlay IPv4 address and VXLAN id; NULL / 0: none */
+	char *overlay_local;
+	long long overlay_vni;
 	bool drained;
 	long long registered;
 	long long slivers; /* how many slivers it hosts */
@@ -135,9 +139,9 @@ int store_node_get(struct registry *reg, const char *name, struct store_node *ou
 /* Every node, by name. */
 int store_nodes_list(struct registry *reg, struct store_node **out, size_t *n,
 		     struct vs_error *err);
-/* Insert or update the node's capacity, labels, images, version and url
- * (name, cpus, memory, labels, images, version, url of in; registered: when
- * new). */
+/* Insert or update the node's capacity, labels, images, version, url and
+ * overlay (name, cpus, memory, labels, images, version, url, overlay_local,
+ * overlay_vni of in; registered: when new). */
 int store_node_put(struct registry *reg, const struct store_node *in, long long registered,
 		   struct vs_error *err);
 /* -ENOENT when not registered. */
@@ -202,6 +206,7 @@ struct store_sliver {
 	char *results; /* "pending" or "complete" */
 	char *missing; /* JSON text: an array of paths */
 	long long log_size;
+	char *address; /* its cluster-wide address (overlay), "" when none */
 };
 void store_sliver_clear(struct store_sliver *v);
 void store_slivers_free(struct store_sliver *v, size_t n);
@@ -233,11 +238,36 @@ struct store_assignment {
 	char *slice;
 	char manifest_sha256[65];
 	long long expires;
+	char address[16]; /* the sliver's cluster-wide address, "" when none */
 };
 void store_assignments_free(struct store_assignment *v, size_t n);
 /* The slices with a sliver on node, by name. */
 int store_assignments(struct registry *reg, const char *node, struct store_assignment **out,
 		      size_t *n, struct vs_error *err);
+
+/*
+ * The overlay's cluster leases (issue 13): give the sliver (slice, node) the
+ * lowest free address of the IPv4 subnet net/prefix (host order), the
+ * network address, the gateway (net + 1) and broadcast never; inside the
+ * caller's transaction. -ENOSPC when every one is taken.
+ */
+int store_sliver_alloc_address(struct registry *reg, const char *slice, const char *node,
+			       uint32_t net, unsigned prefix, char out[16], struct vs_error *err);
+/* One bridged sliver on a node with an overlay, as another node sees it. */
+struct store_overlay_peer {
+	char address[16];  /* the sliver's */
+	char underlay[16]; /* its node's overlay_local */
+};
+/* Every sliver with an address whose node is not node and has an overlay,
+ * by address. */
+int store_overlay_peers(struct registry *reg, const char *node, struct store_overlay_peer **out,
+			size_t *n, struct vs_error *err);
+/* The overlay id of a node other than node that has one (0: none): the
+ * cluster's VNI, which every node must share; *holder: the name of another
+ * node that registered the underlay address local (caller frees; NULL:
+ * none). */
+int store_overlay_vni_other(struct registry *reg, const char *node, const char *local,
+			    long long *vni, char **holder, struct vs_error *err);
 
 /* Move slice's sliver row from node from to node to, as new (pending, no
  * log, no results): a migration's commit, inside the caller's transaction.

@@ -18,8 +18,8 @@
 
 #define NODE_COLS                                                                                  \
 	"SELECT n.name, n.cpus, n.memory, n.labels, n.images, n.version, n.drained,"               \
-	" n.registered, (SELECT COUNT(*) FROM slivers v WHERE v.node = n.name), n.url"             \
-	" FROM nodes n"
+	" n.registered, (SELECT COUNT(*) FROM slivers v WHERE v.node = n.name), n.url,"            \
+	" n.overlay_local, n.overlay_vni FROM nodes n"
 
 void store_node_clear(struct store_node *n)
 {
@@ -28,6 +28,7 @@ void store_node_clear(struct store_node *n)
 	free(n->images);
 	free(n->version);
 	free(n->url);
+	free(n->overlay_local);
 	memset(n, 0, sizeof(*n));
 }
 
@@ -50,6 +51,8 @@ static void node_row(sqlite3_stmt *s, struct store_node *n)
 	n->registered = sqlite3_column_int64(s, 7);
 	n->slivers = sqlite3_column_int64(s, 8);
 	n->url = sqlite3_column_type(s, 9) == SQLITE_NULL ? NULL : store_col_dup(s, 9);
+	n->overlay_local = sqlite3_column_type(s, 10) == SQLITE_NULL ? NULL : store_col_dup(s, 10);
+	n->overlay_vni = sqlite3_column_int64(s, 11);
 }
 
 int store_node_exists(struct registry *reg, const char *name, struct vs_error *err)
@@ -100,9 +103,10 @@ int store_node_put(struct registry *reg, const struct store_node *in, long long 
 {
 	cleanup_stmt sqlite3_stmt *s = store_prep(
 	    reg,
-	    "INSERT INTO nodes(name, cpus, memory, labels, images, version, registered, url)"
-	    " VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8) ON CONFLICT(name) DO UPDATE SET cpus = ?2,"
-	    " memory = ?3, labels = ?4, images = ?5, version = ?6, url = ?8",
+	    "INSERT INTO nodes(name, cpus, memory, labels, images, version, registered, url,"
+	    " overlay_local, overlay_vni) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)"
+	    " ON CONFLICT(name) DO UPDATE SET cpus = ?2, memory = ?3, labels = ?4, images = ?5,"
+	    " version = ?6, url = ?8, overlay_local = ?9, overlay_vni = ?10",
 	    err);
 	if (!s)
 		return -err->code;
@@ -115,6 +119,9 @@ int store_node_put(struct registry *reg, const struct store_node *in, long long 
 	sqlite3_bind_int64(s, 7, registered);
 	if (in->url)
 		sqlite3_bind_text(s, 8, in->url, -1, SQLITE_TRANSIENT);
+	if (in->overlay_local)
+		sqlite3_bind_text(s, 9, in->overlay_local, -1, SQLITE_TRANSIENT);
+	sqlite3_bind_int64(s, 10, in->overlay_local ? in->overlay_vni : 0);
 	reg->store.cache_valid = false;
 	if (sqlite3_step(s) != SQLITE_DONE)
 		return store_db_error(reg, "register node", err);
@@ -167,11 +174,11 @@ static int cache_load(struct registry *reg, struct vs_error *err)
 	if (st->cache_valid)
 		return 0;
 	store_node_cache_free(reg);
-	cleanup_stmt sqlite3_stmt *s = store_prep(
-	    reg,
-	    "SELECT name, cpus, memory, labels, images, drained, url IS NOT NULL FROM nodes"
-	    " ORDER BY name",
-	    err);
+	cleanup_stmt sqlite3_stmt *s =
+	    store_prep(reg,
+		       "SELECT name, cpus, memory, labels, images, drained, url IS NOT NULL,"
+		       " overlay_local IS NOT NULL FROM nodes ORDER BY name",
+		       err);
 	if (!s)
 		return -err->code;
 	size_t cap = 0;
@@ -185,6 +192,7 @@ static int cache_load(struct registry *reg, struct vs_error *err)
 		c->images = col_json(s, 4);
 		c->drained = sqlite3_column_int(s, 5);
 		c->has_url = sqlite3_column_int(s, 6);
+		c->has_overlay = sqlite3_column_int(s, 7);
 	}
 	st->cache_valid = true;
 	return 0;

@@ -5,7 +5,9 @@
  * holds, and whether its results are complete. A node's assignments are
  * the slices it has a sliver of.
  */
+#include <arpa/inet.h>
 #include <errno.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -21,6 +23,7 @@ static void sliver_clear(struct store_sliver *v)
 	free(v->message);
 	free(v->results);
 	free(v->missing);
+	free(v->address);
 }
 
 void store_slivers_free(struct store_sliver *v, size_t n)
@@ -32,7 +35,7 @@ void store_slivers_free(struct store_sliver *v, size_t n)
 
 #define SLIVER_COLS                                                                                \
 	"SELECT slice, node, state, exit_code, reason, started, finished, restarts, message,"      \
-	" results, missing, log_size FROM slivers"
+	" results, missing, log_size, address FROM slivers"
 
 static void sliver_row(sqlite3_stmt *s, struct store_sliver *v)
 {
@@ -48,6 +51,7 @@ static void sliver_row(sqlite3_stmt *s, struct store_sliver *v)
 	v->results = store_col_dup(s, 9);
 	v->missing = store_col_dup(s, 10);
 	v->log_size = sqlite3_column_int64(s, 11);
+	v->address = store_col_dup(s, 12);
 }
 
 int store_slivers_of(struct registry *reg, const char *slice, const char *only_node,
@@ -224,7 +228,8 @@ int store_assignments(struct registry *reg, const char *node, struct store_assig
 	*n = 0;
 	cleanup_stmt sqlite3_stmt *s =
 	    store_prep(reg,
-		       "SELECT s.name, s.manifest_sha256, s.expires FROM slivers v JOIN slices s"
+		       "SELECT s.name, s.manifest_sha256, s.expires, v.address FROM slivers v"
+		       " JOIN slices s"
 		       " ON s.name = v.slice WHERE v.node = ? ORDER BY s.name",
 		       err);
 	if (!s)
@@ -238,6 +243,7 @@ int store_assignments(struct registry *reg, const char *node, struct store_assig
 		snprintf(a->manifest_sha256, sizeof(a->manifest_sha256), "%s",
 			 store_col_text(s, 1));
 		a->expires = sqlite3_column_int64(s, 2);
+		snprintf(a->address, sizeof(a->address), "%s", store_col_text(s, 3));
 	}
 	if (rc != SQLITE_DONE) {
 		store_assignments_free(*out, *n);
@@ -293,4 +299,128 @@ void store_sliver_log_remove(struct registry *reg, const char *slice, const char
 {
 	cleanup_free char *p = vs_xasprintf("%s/logs/%s/%s.log", reg->store.blob_dir, slice, node);
 	unlink(p);
+}
+
+/* ---- the overlay's cluster leases ---- */
+
+static uint32_t addr_of(const char *s)
+{
+	struct in_addr a;
+	return inet_pton(AF_INET, s, &a) == 1 ? ntohl(a.s_addr) : 0;
+}
+
+static int cmp_u32(const void *a, const void *b)
+{
+	uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
+	return x < y ? -1 : x > y;
+}
+
+int store_sliver_alloc_address(struct registry *reg, const char *slice, const char *node,
+			       uint32_t net, unsigned prefix, char out[16], struct vs_error *err)
+{
+	uint32_t size = prefix ? 1u << (32 - prefix) : 0, first = net + 2, last = net + size - 2;
+	/* The taken ones, ascending: the first gap is the lowest free one. */
+	cleanup_stmt sqlite3_stmt *q =
+	    store_prep(reg, "SELECT address FROM slivers WHERE address != ''", err);
+	if (!q)
+		return -err->code;
+	uint32_t *used = NULL;
+	size_t cap = 0, n = 0;
+	int rc;
+	while ((rc = sqlite3_step(q)) == SQLITE_ROW) {
+		uint32_t a = addr_of(store_col_text(q, 0));
+		if (a >= first && a <= last)
+			*(uint32_t *)store_push((void **)&used, &cap, &n, sizeof(*used)) = a;
+	}
+	if (rc != SQLITE_DONE) {
+		free(used);
+		return store_db_error(reg, "read addresses", err);
+	}
+	if (n)
+		qsort(used, n, sizeof(*used), cmp_u32);
+	uint32_t pick = first;
+	for (size_t i = 0; i < n && used[i] <= pick; i++)
+		if (used[i] == pick)
+			pick++;
+	free(used);
+	if (size < 4 || pick > last)
+		return vs_error_set(err, ENOSPC,
+				    "sliver %s/%s: no free address in the overlay subnet", slice,
+				    node);
+	struct in_addr ia = {.s_addr = htonl(pick)};
+	inet_ntop(AF_INET, &ia, out, 16);
+	cleanup_stmt sqlite3_stmt *s =
+	    store_prep(reg, "UPDATE slivers SET address = ? WHERE slice = ? AND node = ?", err);
+	if (!s)
+		return -err->code;
+	sqlite3_bind_text(s, 1, out, -1, SQLITE_TRANSIENT);
+	sqlite3_bind_text(s, 2, slice, -1, SQLITE_TRANSIENT);
+	sqlite3_bind_text(s, 3, node, -1, SQLITE_TRANSIENT);
+	if (sqlite3_step(s) != SQLITE_DONE)
+		return store_db_error(reg, "store address", err);
+	if (sqlite3_changes(reg->store.db) == 0)
+		return vs_error_set(err, ENOENT, "sliver %s/%s: not found", slice, node);
+	return 0;
+}
+
+int store_overlay_peers(struct registry *reg, const char *node, struct store_overlay_peer **out,
+			size_t *n, struct vs_error *err)
+{
+	*out = NULL;
+	*n = 0;
+	cleanup_stmt sqlite3_stmt *s =
+	    store_prep(reg,
+		       "SELECT v.address, n.overlay_local FROM slivers v JOIN nodes n"
+		       " ON n.name = v.node WHERE v.address != '' AND v.node != ?"
+		       " AND n.overlay_local IS NOT NULL ORDER BY v.address",
+		       err);
+	if (!s)
+		return -err->code;
+	sqlite3_bind_text(s, 1, node, -1, SQLITE_TRANSIENT);
+	size_t cap = 0;
+	int rc;
+	while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+		struct store_overlay_peer *p = store_push((void **)out, &cap, n, sizeof(**out));
+		snprintf(p->address, sizeof(p->address), "%s", store_col_text(s, 0));
+		snprintf(p->underlay, sizeof(p->underlay), "%s", store_col_text(s, 1));
+	}
+	if (rc != SQLITE_DONE) {
+		free(*out);
+		*out = NULL;
+		*n = 0;
+		return store_db_error(reg, "overlay peers", err);
+	}
+	return 0;
+}
+
+int store_overlay_vni_other(struct registry *reg, const char *node, const char *local,
+			    long long *vni, char **holder, struct vs_error *err)
+{
+	*vni = 0;
+	*holder = NULL;
+	{
+		cleanup_stmt sqlite3_stmt *h = store_prep(
+		    reg, "SELECT name FROM nodes WHERE overlay_local = ? AND name != ? LIMIT 1",
+		    err);
+		if (!h)
+			return -err->code;
+		sqlite3_bind_text(h, 1, local, -1, SQLITE_TRANSIENT);
+		sqlite3_bind_text(h, 2, node, -1, SQLITE_TRANSIENT);
+		int rh = sqlite3_step(h);
+		if (rh == SQLITE_ROW)
+			*holder = store_col_dup(h, 0);
+		else if (rh != SQLITE_DONE)
+			return store_db_error(reg, "overlay address", err);
+	}
+	cleanup_stmt sqlite3_stmt *s = store_prep(
+	    reg, "SELECT overlay_vni FROM nodes WHERE overlay_vni > 0 AND name != ? LIMIT 1", err);
+	if (!s)
+		return -err->code;
+	sqlite3_bind_text(s, 1, node, -1, SQLITE_TRANSIENT);
+	int rc = sqlite3_step(s);
+	if (rc == SQLITE_ROW)
+		*vni = sqlite3_column_int64(s, 0);
+	else if (rc != SQLITE_DONE)
+		return store_db_error(reg, "overlay id", err);
+	return 0;
 }

@@ -58,6 +58,23 @@ static void test_assignments(void **state)
 	nodemgr_assignments_free(da, dn);
 	json_decref(d);
 
+	/* The overlay (issue 13): an entry's cluster address when it is an
+	 * IPv4 address (else none), and its slice's addresses. */
+	json_t *o = answer("{\"slivers\": [{\"slice\": \"net\", \"address\": \"10.213.0.2\","
+			   " \"addresses\": {\"n1\": \"10.213.0.2\"}},"
+			   " {\"slice\": \"bad\", \"address\": \"10.213.0.2; rm -rf /\"}]}");
+	struct nodemgr_assignment *oa;
+	size_t on;
+	assert_int_equal(nodemgr_assignments_parse(o, &oa, &on, NULL, &err), 0);
+	assert_int_equal(on, 2);
+	assert_string_equal(oa[0].address, "10.213.0.2");
+	assert_string_equal(json_string_value(json_object_get(oa[0].addresses, "n1")),
+			    "10.213.0.2");
+	assert_string_equal(oa[1].address, "");
+	assert_null(oa[1].addresses);
+	nodemgr_assignments_free(oa, on);
+	json_decref(o);
+
 	/* The hash does not depend on key order. */
 	json_t *k = answer("{\"slivers\": [{\"slice\": \"hello\","
 			   " \"manifest\": {\"b\": 1, \"slice\": \"hello\"}}]}");

@@ -1253,6 +1253,9 @@ static void test_store_upgrade_to_migrations(void **state)
 	sqlite3 *h = NULL;
 	assert_int_equal(sqlite3_open(db, &h), SQLITE_OK);
 	assert_int_equal(sqlite3_exec(h,
+				      "DROP INDEX slivers_address; ALTER TABLE slivers DROP COLUMN"
+				      " address; ALTER TABLE nodes DROP COLUMN overlay_local;"
+				      "ALTER TABLE nodes DROP COLUMN overlay_vni;"
 				      "DROP TABLE migrations; ALTER TABLE nodes DROP COLUMN url;"
 				      "INSERT INTO nodes(name, registered) VALUES('old1', 1);"
 				      "UPDATE meta SET value = 1 WHERE key = 'schema_version';"
@@ -1265,6 +1268,8 @@ static void test_store_upgrade_to_migrations(void **state)
 	struct store_node n;
 	assert_int_equal(store_node_get(reg, "old1", &n, &err), 0);
 	assert_null(n.url);
+	assert_null(n.overlay_local); /* schema 3: no overlay */
+	assert_int_equal(n.overlay_vni, 0);
 	store_node_clear(&n);
 	struct store_migration *v = NULL;
 	size_t nv = 9;
@@ -1273,6 +1278,101 @@ static void test_store_upgrade_to_migrations(void **state)
 	store_migrations_free(v, nv);
 	registry_close(reg);
 	vs_rm_rf(dir, &err);
+}
+
+/*
+ * The overlay's cluster leases (issue 13): the lowest free address of the
+ * subnet, never the network or gateway address, unique across slices; the
+ * address stays with the sliver row when it moves (a migration's commit)
+ * and is free again when its slice is deleted. Peers: every other node's
+ * bridged slivers, only on nodes with an overlay.
+ */
+static void test_store_cluster_leases(void **state)
+{
+	struct env *e = *state;
+	struct registry *reg = e->reg;
+	struct vs_error err;
+	pthread_mutex_lock(&reg->lock);
+	struct store_node in = {.name = "n1", .overlay_local = "10.9.0.1", .overlay_vni = 42};
+	assert_int_equal(store_begin(reg, &err), 0);
+	assert_int_equal(store_node_put(reg, &in, 1, &err), 0);
+	in.name = "n2";
+	in.overlay_local = "10.9.0.2";
+	assert_int_equal(store_node_put(reg, &in, 1, &err), 0);
+	in.name = "n3";
+	in.overlay_local = NULL;
+	assert_int_equal(store_node_put(reg, &in, 1, &err), 0);
+	const char *on[] = {"n1", "n2"};
+	struct store_slice sl = {.name = "s1", .owner = "a", .manifest = "{}", .expires = 1};
+	assert_int_equal(store_slice_insert(reg, &sl, on, 2, &err), 0);
+	sl.name = "s2";
+	assert_int_equal(store_slice_insert(reg, &sl, on, 1, &err), 0);
+	char a[16];
+	const uint32_t net = 0x0ad50000u; /* 10.213.0.0/16 */
+	assert_int_equal(store_sliver_alloc_address(reg, "s1", "n1", net, 16, a, &err), 0);
+	assert_string_equal(a, "10.213.0.2"); /* .0 the network, .1 the gateway */
+	assert_int_equal(store_sliver_alloc_address(reg, "s1", "n2", net, 16, a, &err), 0);
+	assert_string_equal(a, "10.213.0.3");
+	assert_int_equal(store_sliver_alloc_address(reg, "s2", "n1", net, 16, a, &err), 0);
+	assert_string_equal(a, "10.213.0.4");
+	assert_int_equal(store_sliver_alloc_address(reg, "nope", "n1", net, 16, a, &err), -ENOENT);
+	assert_int_equal(store_commit(reg, true, &err), 0);
+	long long vni;
+	char *holder;
+	assert_int_equal(store_overlay_vni_other(reg, "n1", "10.9.0.1", &vni, &holder, &err), 0);
+	assert_int_equal(vni, 42);
+	assert_null(holder);
+	assert_int_equal(store_overlay_vni_other(reg, "n3", "10.9.0.2", &vni, &holder, &err), 0);
+	assert_string_equal(holder, "n2");
+	free(holder);
+
+	/* n1's peers: the slivers on n2 (n3 has no overlay). */
+	struct store_overlay_peer *p;
+	size_t np;
+	assert_int_equal(store_overlay_peers(reg, "n1", &p, &np, &err), 0);
+	assert_int_equal(np, 1);
+	assert_string_equal(p[0].address, "10.213.0.3");
+	assert_string_equal(p[0].underlay, "10.9.0.2");
+	free(p);
+
+	/* A migration's commit moves the row: the address goes with it. */
+	char **shas = NULL;
+	size_t nshas = 0;
+	assert_int_equal(store_begin(reg, &err), 0);
+	assert_int_equal(store_sliver_move(reg, "s1", "n2", "n3", &shas, &nshas, &err), 0);
+	assert_int_equal(store_commit(reg, true, &err), 0);
+	store_names_free(shas, nshas);
+	struct store_sliver v;
+	assert_int_equal(store_sliver_get(reg, "s1", "n3", &v, &err), 0);
+	assert_string_equal(v.address, "10.213.0.3");
+	store_sliver_clear(&v);
+	struct store_assignment *as;
+	size_t nas;
+	assert_int_equal(store_assignments(reg, "n3", &as, &nas, &err), 0);
+	assert_int_equal(nas, 1);
+	assert_string_equal(as[0].address, "10.213.0.3");
+	store_assignments_free(as, nas);
+	/* ... and n3 has no overlay: n1 sees no peer there. */
+	assert_int_equal(store_overlay_peers(reg, "n1", &p, &np, &err), 0);
+	assert_int_equal(np, 0);
+	free(p);
+
+	/* A delete frees its addresses: the lowest free one is taken again. */
+	assert_int_equal(store_begin(reg, &err), 0);
+	assert_int_equal(store_slice_delete(reg, "s1", &err), 0);
+	sl.name = "s3";
+	assert_int_equal(store_slice_insert(reg, &sl, on, 1, &err), 0);
+	assert_int_equal(store_sliver_alloc_address(reg, "s3", "n1", net, 16, a, &err), 0);
+	assert_string_equal(a, "10.213.0.2");
+	/* A /30 has two host addresses: the gateway and one slice. */
+	sl.name = "s4";
+	assert_int_equal(store_slice_insert(reg, &sl, on, 2, &err), 0);
+	assert_int_equal(store_sliver_alloc_address(reg, "s4", "n1", 0x0a630000u, 30, a, &err), 0);
+	assert_string_equal(a, "10.99.0.2");
+	assert_int_equal(store_sliver_alloc_address(reg, "s4", "n2", 0x0a630000u, 30, a, &err),
+			 -ENOSPC);
+	store_rollback(reg);
+	pthread_mutex_unlock(&reg->lock);
 }
 
 int main(void)
@@ -1295,6 +1395,7 @@ int main(void)
 	    cmocka_unit_test(test_migration_step),
 	    cmocka_unit_test(test_sched_pick_target),
 	    cmocka_unit_test(test_store_upgrade_to_migrations),
+	    cmocka_unit_test_setup_teardown(test_store_cluster_leases, env_setup, env_teardown),
 	};
 	int r = cmocka_run_group_tests(tests, NULL, NULL);
 	curl_global_cleanup();
