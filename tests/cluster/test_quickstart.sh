@@ -111,7 +111,12 @@ QS_T=$T timeout 900 unshare -m -n --propagation private bash -c '
 	mount --bind /var/lib/vslice/idranges "$QS_T/varlib/idranges"
 	mount --rbind "$QS_T/varlib" /var/lib/vslice
 	mount -t overlay overlay -o "lowerdir=/etc,upperdir=$QS_T/etc-up,workdir=$QS_T/etc-work" /etc
-	mount --bind "$QS_T/tmp" /tmp
+	# A checkout under /tmp (CI clones there) stays visible in the fresh /tmp.
+	case "$1" in /tmp/?*)
+		mkdir -p "$QS_T/tmp${1#/tmp}"
+		mount --bind "$1" "$QS_T/tmp${1#/tmp}" ;;
+	esac
+	mount --rbind "$QS_T/tmp" /tmp
 	cd "$1"
 	set +e
 	timeout 700 env -u VSLICE_ROOT -u VSLICE_CGROUP_PARENT -u VSLICE_REGISTRY -u VSLICE_TOKEN \

@@ -50,8 +50,11 @@ run_lines() { # text with one command per line
 		comment=""
 		[[ $line == *"#"* ]] && comment=$(sed 's/^[^#]*#[[:space:]]*//; s/[[:space:]]*$//' <<<"$line")
 		cmd=$(sed 's/[[:space:]]*$//' <<<"$cmd")
+		# A checkout under /tmp (CI clones there) stays visible (PATH).
 		out=$(unshare -m --propagation private bash -c \
-			'cd "$1" && mount --bind "$QS" /tmp && eval "$2"' \
+			'cd "$1" && case "$1" in /tmp/?*) mkdir -p "$QS${1#/tmp}" &&
+				mount --bind "$1" "$QS${1#/tmp}" ;; esac &&
+			mount --rbind "$QS" /tmp && eval "$2"' \
 			_ "$VS_REPO" "$cmd" 2>&1)
 		rc=$?
 		check "quick start: $cmd (exit $rc)" test "$rc" = 0 || echo "$out" | sed 's/^/    /' | tail -5
