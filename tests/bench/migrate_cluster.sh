@@ -114,7 +114,7 @@ for mib in $SIZES; do
 	base=$(jq -r .id_base "$sd/spec.json") || die "no id_base for $s"
 	files=$(python3 "$HERE/fill_upper.py" "$sd/upper/data" "$mib" "$base") || die "fill $s"
 	sync
-	tt=() ts=() tm=() tot=() dt=()
+	tt=() ts=() tm=() tot=() dt=() rr=()
 	for rep in $(seq "$REPS"); do
 		to=$(other "$where")
 		upper=$VC_TMP/$where/root/slices/$s/upper
@@ -133,6 +133,7 @@ for mib in $SIZES; do
 		t1=$(now)
 		wall=$(awk -v a="$t1" -v b="$t0" 'BEGIN { printf "%.3f", a - b }')
 		tm+=("$wall")
+		rr+=("$(awk -v w="$wall" -v t="${tt[-1]}" 'BEGIN { printf "%.3f", w / t }')")
 		line=$(jq -r '[.total_ms, .downtime_ms, .bytes,
 			(.stopped_ms - (.started_ms - .total_ms)), (.restored_ms - .stopped_ms),
 			(.committed_ms - .restored_ms), (.started_ms - .committed_ms)] | @tsv' \
@@ -152,8 +153,9 @@ for mib in $SIZES; do
 	mm=$(printf '%s\n' "${tm[@]}" | median)
 	mtot=$(printf '%s\n' "${tot[@]}" | median)
 	mdt=$(printf '%s\n' "${dt[@]}" | median)
-	rows+=("$(awk -v m="$mib" -v f="$files" -v t="$mt" -v s="$ms" -v w="$mm" -v tot="$mtot" -v d="$mdt" -v b="$bytes" 'BEGIN {
-		printf "| %d MiB | %d | %.2f | %.2f | %.2f | %.2f | %.2f | %.1f | %.2f | %.2f |", m, f, t, s, w, tot / 1000, d / 1000, b / 1048576, w / t, w / s }')")
+	mrr=$(printf '%s\n' "${rr[@]}" | median)
+	rows+=("$(awk -v m="$mib" -v f="$files" -v t="$mt" -v s="$ms" -v w="$mm" -v tot="$mtot" -v d="$mdt" -v b="$bytes" -v r="$mrr" 'BEGIN {
+		printf "| %d MiB | %d | %.2f | %.2f | %.2f | %.2f | %.2f | %.1f | %.2f | %.2f | %.2f |", m, f, t, s, w, tot / 1000, d / 1000, b / 1048576, w / t, w / s, r }')")
 	TOKEN=$ALICE vsc destroy "$s" >/dev/null || die "destroy $s"
 	rm -rf "$VC_TMP"/tarcopy-*
 	# ext4 without a journal: new inodes skip those freed in the last ~30 s
@@ -220,8 +222,8 @@ fi
 {
 	echo "Cold migration end to end: slicectl migrate vs tar over the same link ($(date -u '+%F %H:%M UTC'), load $(cut -d' ' -f1-3 /proc/loadavg), medians of $REPS, heartbeat $HB)"
 	echo
-	echo "| upper dir | files | tar c \\| tar x (s) | + sync -f (s) | slicectl migrate (s) | record total (s) | downtime (s) | MiB moved | migrate / tar | migrate / tar+sync |"
-	echo "|---|---|---|---|---|---|---|---|---|---|"
+	echo "| upper dir | files | tar c \\| tar x (s) | + sync -f (s) | slicectl migrate (s) | record total (s) | downtime (s) | MiB moved | migrate / tar | migrate / tar+sync | per run migrate / tar, median |"
+	echo "|---|---|---|---|---|---|---|---|---|---|---|"
 	printf '%s\n' "${rows[@]}"
 	if [ "${#drows[@]}" -gt 0 ]; then
 		echo
@@ -229,5 +231,9 @@ fi
 		echo "|---|---|---|---|---|---|---|---|"
 		printf '%s\n' "${drows[@]}"
 	fi
+	echo
+	echo "Where each migration's downtime went (the node managers' logs, tests/bench/migrate_logs.py):"
+	echo
+	python3 "$HERE/migrate_logs.py" "$VC_TMP"
 } | tee "$OUT/migrate_cluster.md"
 [ "$FAILED" = 0 ] || exit 1
