@@ -26,7 +26,7 @@
 # Writes $BENCH_OUT/migrate_cluster.md (the tables) and .tsv (every run).
 # Everything (daemons, slices, namespaces, files) is removed on exit, also on
 # failure (tests/cluster/lib.sh's trap, plus our relay).
-#   MIGCL_SIZES="10 100 1024" MIGCL_REPS=1 MIGCL_DRAIN=50 bash tests/bench/migrate_cluster.sh
+#   MIGCL_SIZES="10 100 1024" MIGCL_REPS=3 MIGCL_DRAIN=50 bash tests/bench/migrate_cluster.sh
 set -u
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 . "$HERE/../cluster/lib.sh"
@@ -36,7 +36,7 @@ REGISTRY_URL=http://$VC_NET.1:7480
 
 OUT=${BENCH_OUT:-$VC_REPO/build/bench}
 SIZES=${MIGCL_SIZES:-10 100 1024}
-REPS=${MIGCL_REPS:-1}
+REPS=${MIGCL_REPS:-3}
 NDRAIN=${MIGCL_DRAIN:-50}
 PARS=${MIGCL_PARALLEL:-3 8}
 HB=${MIGCL_HEARTBEAT:-1s}
@@ -70,6 +70,9 @@ now() { printf '%s' "$EPOCHREALTIME"; }
 median() { sort -n | awk '{ v[NR] = $1 } END { if (!NR) print "-"; else if (NR % 2) print v[(NR + 1) / 2]; else printf "%.3f\n", (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
 in_node() { local n=$1; shift; nsenter --net="/run/netns/$VC_PFX-$n" "$@"; }
 addr() { echo "$VC_NET.1${1#node}"; }
+# cpu PID: its CPU seconds so far (user + system, its threads and waited-for children)
+cpu() { awk -v hz="$(getconf CLK_TCK)" '{ sub(/^.*\) /, ""); printf "%.2f", ($12 + $13 + $14 + $15) / hz }' "/proc/$1/stat"; }
+nm_cpu() { local a b; eval "a=\$VC_NODE_PID_node1 b=\$VC_NODE_PID_node2"; awk -v x="$(cpu "$a")" -v y="$(cpu "$b")" 'BEGIN { printf "%.2f %.2f", x, y }'; }
 other() { [ "$1" = node1 ] && echo node2 || echo node1; }
 
 # pair FROM TO SENDCMD RECVCMD: seconds from the listener's start to the receiver's exit.
@@ -127,10 +130,13 @@ for mib in $SIZES; do
 		ts+=("$(pair "$where" "$to" "tar -C '$upper' -cf - ." "tar -C '$d.s' -xf - && sync -f '$d.s'")") ||
 			die "tar+sync run failed"
 		sync
+		read -r c1a c2a <<<"$(nm_cpu)"
 		t0=$(now)
 		TOKEN=$ALICE vsc migrate "$s" --to "$to" --mode cold --json >"$OUT/migrate_cluster-$mib-$rep.json" ||
 			die "slicectl migrate $s --to $to failed: $(cat "$OUT/migrate_cluster-$mib-$rep.json")"
 		t1=$(now)
+		read -r c1b c2b <<<"$(nm_cpu)"
+		nmcpu=$(awk -v a="$c1a" -v b="$c1b" -v c="$c2a" -v d="$c2b" 'BEGIN { printf "node1 %.2f s, node2 %.2f s", b - a, d - c }')
 		wall=$(awk -v a="$t1" -v b="$t0" 'BEGIN { printf "%.3f", a - b }')
 		tm+=("$wall")
 		rr+=("$(awk -v w="$wall" -v t="${tt[-1]}" 'BEGIN { printf "%.3f", w / t }')")
@@ -144,7 +150,7 @@ for mib in $SIZES; do
 			"${tt[-1]}" "${ts[-1]}" "$wall" "$line" >>"$TSV"
 		echo "  $mib MiB run $rep ($where -> $to): tar ${tt[-1]} s, tar+sync ${ts[-1]} s, migrate $wall s" \
 			"(record: total $total ms, downtime $down ms, $bytes B; create->stop $c2s, stop->restored $s2r," \
-			"restored->committed $r2c, committed->started $c2st ms)" >&2
+			"restored->committed $r2c, committed->started $c2st ms; node managers' CPU: $nmcpu)" >&2
 		where=$to
 		wait_for 60 on "$s" "$where" || die "$s does not run on $where after the migration"
 	done
