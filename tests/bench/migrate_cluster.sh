@@ -35,7 +35,7 @@ VC_NET=10.217.$VC_ID
 REGISTRY_URL=http://$VC_NET.1:7480
 
 OUT=${BENCH_OUT:-$VC_REPO/build/bench}
-SIZES=${MIGCL_SIZES:-10 100 1024}
+SIZES=${MIGCL_SIZES-10 100 1024} # "": no single migrations
 REPS=${MIGCL_REPS:-3}
 NDRAIN=${MIGCL_DRAIN:-50}
 PARS=${MIGCL_PARALLEL:-3 8}
@@ -90,6 +90,7 @@ pair() {
 }
 
 # --- the cluster ------------------------------------------------------------
+echo "migrate_cluster.sh: hosts $VC_PFX-{reg,node1,node2} on $VC_NET.0/24, files in $VC_TMP" >&2
 vc_setup_net
 vc_start_registry --heartbeat "$HB" --migration-timeout 300 >/dev/null || die "registry did not start"
 TOKEN=$ADMIN
@@ -230,7 +231,7 @@ fi
 	echo
 	echo "| upper dir | files | tar c \\| tar x (s) | + sync -f (s) | slicectl migrate (s) | record total (s) | downtime (s) | MiB moved | migrate / tar | migrate / tar+sync | per run migrate / tar, median |"
 	echo "|---|---|---|---|---|---|---|---|---|---|---|"
-	printf '%s\n' "${rows[@]}"
+	[ "${#rows[@]}" -gt 0 ] && printf '%s\n' "${rows[@]}"
 	if [ "${#drows[@]}" -gt 0 ]; then
 		echo
 		echo "| drain | from -> to | --parallel | total (s) | moved | per slice total, median (s) | downtime, median (s) | created -> stopped, median (s) |"
