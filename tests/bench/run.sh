@@ -25,6 +25,8 @@
 #   BENCH_SKIP_PRECOPY=1    skip pre-copy on one node (tests/bench/precopy.sh:
 #                           rounds, bytes, freeze time; precopy.md / precopy.json)
 #   BENCH_SKIP_MIGRATE=1    skip the cold-migration stream vs tar (tests/bench/migrate.sh)
+#   BENCH_SKIP_MIGRATE_CLUSTER=1  skip slicectl migrate / node drain --migrate end to end
+#                           (tests/bench/migrate_cluster.sh; migrate_cluster.md)
 #   BENCH_SKIP_REGISTRY=1   skip the registry benchmarks (tests/bench/registry.sh:
 #                           scheduler, HTTP API, long-poll fan-out; results under
 #                           "registry" in results.json and in registry.md)
@@ -440,6 +442,10 @@ fi
 if [ "${BENCH_SKIP_MIGRATE:-0}" != 1 ]; then
 	hdr "cold migration: the file system stream vs tar over a veth (tests/bench/migrate.sh)"
 	BENCH_OUT=$OUT SLICECTL=$SLICECTL bash "$BENCH_DIR/migrate.sh" || REGISTRY_RC=1
+fi
+if [ "${BENCH_SKIP_MIGRATE_CLUSTER:-0}" != 1 ]; then
+	hdr "cold migration end to end: slicectl migrate and node drain vs tar (tests/bench/migrate_cluster.sh)"
+	BENCH_OUT=$OUT SLICECTL=$SLICECTL bash "$BENCH_DIR/migrate_cluster.sh" || REGISTRY_RC=1
 fi
 hdr "done in $(fsub "$(now)" "$BENCH_T0")s; results in $RES"
 [ "$REGISTRY_RC" = 0 ] || exit 1
