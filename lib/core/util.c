@@ -104,7 +104,9 @@ int vs_write_file_atomic(const char *path, const void *data, size_t len, mode_t 
 int vs_write_file_replace(const char *path, const void *data, size_t len, mode_t mode, bool durable,
 			  struct vs_error *err)
 {
-	cleanup_free char *tmp = vs_xasprintf("%s.tmp.%d", path, getpid());
+	/* One temporary per thread: the node manager's threads may replace the
+	 * same file at once (two first starts writing the cached init). */
+	cleanup_free char *tmp = vs_xasprintf("%s.tmp.%d", path, (int)gettid());
 	cleanup_free char *dircopy = vs_xstrdup(path);
 	int r;
 	{

@@ -14,6 +14,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -102,11 +103,48 @@ static void test_cleanup_strv(void **state)
 	assert_null(none);
 }
 
+/* Threads of one process (the node manager's migration jobs) replacing the
+ * same file at once: each write must succeed and leave a whole file. The
+ * temporary name was PATH.tmp.PID, shared by the threads: one's rename
+ * found the file gone ("rename: No such file or directory"). */
+#define REPLACERS 4
+#define REPLACES  200
+static void *replacer(void *arg)
+{
+	char *path = arg;
+	static const char data[4096] = {[0] = 'v', [4095] = 's'};
+	for (int i = 0; i < REPLACES; i++) {
+		struct vs_error err;
+		if (vs_write_file_replace(path, data, sizeof(data), 0600, false, &err) < 0)
+			return (void *)1;
+	}
+	return NULL;
+}
+
+static void test_write_replace_threads(void **state)
+{
+	cleanup_free char *path = vs_xasprintf("%s/replaced", base);
+	pthread_t t[REPLACERS];
+	for (int i = 0; i < REPLACERS; i++)
+		assert_int_equal(pthread_create(&t[i], NULL, replacer, path), 0);
+	int failed = 0;
+	for (int i = 0; i < REPLACERS; i++) {
+		void *rv;
+		pthread_join(t[i], &rv);
+		failed += rv != NULL;
+	}
+	assert_int_equal(failed, 0);
+	struct stat st;
+	assert_int_equal(stat(path, &st), 0);
+	assert_int_equal(st.st_size, 4096);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_opendirat),
 	    cmocka_unit_test(test_cleanup_strv),
+	    cmocka_unit_test(test_write_replace_threads),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
 }
