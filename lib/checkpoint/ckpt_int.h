@@ -470,6 +470,8 @@ struct ck_writer {
 };
 
 uint32_t ck_crc32c(uint32_t crc, const void *p, size_t len);
+/* The same CRC by the byte table, never the instruction (tests). */
+uint32_t ck_crc32c_sw(uint32_t crc, const void *p, size_t len);
 int ck_writer_open(struct ck_writer *w, int fd, struct vs_error *err);
 /* One section = rec (fixed part) + data (tail). */
 int ck_write_section(struct ck_writer *w, uint32_t type, const void *rec, size_t rlen,

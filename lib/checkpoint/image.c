@@ -28,36 +28,95 @@ void *ck_xrealloc(void *p, size_t n)
 	return q;
 }
 
-/* --- CRC32C (Castagnoli): SSE4.2 instruction when present, table otherwise */
+/* --- CRC32C (Castagnoli): SSE4.2 instruction when present, table otherwise.
+ *
+ * The instruction has a latency of 3 cycles and a throughput of 1, so one
+ * dependent chain runs at a third of what the unit can do (~7 GiB/s here).
+ * Big buffers are cut into blocks of three lanes of CRC_LANE bytes each,
+ * computed as three independent chains in one loop and joined by the CRC's
+ * linearity: crc(A || B) = crc(A) * x^(8|B|) mod P  ^  crc_0(B), where crc_0
+ * starts from 0 (zlib's crc32_combine, on the raw register here). Same
+ * result as the plain loop, ~3x the speed on page runs. */
+
+#define CRC_POLY 0x82F63B78u
+#define CRC_LANE 4096u
 
 static uint32_t crc_table[256];
-static int crc_hw = -1;
+static uint32_t crc_lane_shift; /* x^(8 * CRC_LANE) mod P */
+static int crc_hw;
+static pthread_once_t crc_once = PTHREAD_ONCE_INIT;
+
+/* a * b modulo P, bit-reflected (zlib's multmodp) */
+static uint32_t crc_mulmod(uint32_t a, uint32_t b)
+{
+	uint32_t m = 1u << 31, p = 0;
+	for (;;) {
+		if (a & m) {
+			p ^= b;
+			if ((a & (m - 1)) == 0)
+				break;
+		}
+		m >>= 1;
+		b = b & 1 ? (b >> 1) ^ CRC_POLY : b >> 1;
+	}
+	return p;
+}
+
+/* x^(8 * n) modulo P */
+static uint32_t crc_x8n(uint64_t n)
+{
+	uint32_t sq = 1u << 30; /* x^1, squared on: x^2, x^4, ... */
+	uint32_t p = 1u << 31;	/* x^0 */
+	for (n *= 8; n; n >>= 1) {
+		if (n & 1)
+			p = crc_mulmod(sq, p);
+		sq = crc_mulmod(sq, sq);
+	}
+	return p;
+}
 
 static void crc_init(void)
 {
 	for (uint32_t i = 0; i < 256; i++) {
 		uint32_t c = i;
 		for (int k = 0; k < 8; k++)
-			c = c & 1 ? (c >> 1) ^ 0x82F63B78u : c >> 1;
+			c = c & 1 ? (c >> 1) ^ CRC_POLY : c >> 1;
 		crc_table[i] = c;
 	}
+	crc_lane_shift = crc_x8n(CRC_LANE);
 	__builtin_cpu_init();
 	crc_hw = __builtin_cpu_supports("sse4.2") ? 1 : 0;
+}
+
+static inline uint64_t load64(const uint8_t *p)
+{
+	uint64_t v;
+	memcpy(&v, p, 8);
+	return v;
 }
 
 __attribute__((target("sse4.2"))) static uint32_t crc_hw_run(uint32_t c, const uint8_t *p,
 							     size_t len)
 {
-	uint64_t c64 = c;
 	while (len && ((uintptr_t)p & 7)) {
 		c = __builtin_ia32_crc32qi(c, *p++);
 		len--;
 	}
-	c64 = c;
+	uint64_t c64 = c;
+	while (len >= 3 * CRC_LANE) {
+		uint64_t c1 = 0, c2 = 0;
+		for (size_t i = 0; i < CRC_LANE; i += 8) {
+			c64 = __builtin_ia32_crc32di(c64, load64(p + i));
+			c1 = __builtin_ia32_crc32di(c1, load64(p + CRC_LANE + i));
+			c2 = __builtin_ia32_crc32di(c2, load64(p + 2 * CRC_LANE + i));
+		}
+		c64 = crc_mulmod(crc_lane_shift, (uint32_t)c64) ^ (uint32_t)c1;
+		c64 = crc_mulmod(crc_lane_shift, (uint32_t)c64) ^ (uint32_t)c2;
+		p += 3 * CRC_LANE;
+		len -= 3 * CRC_LANE;
+	}
 	while (len >= 8) {
-		uint64_t v;
-		memcpy(&v, p, 8);
-		c64 = __builtin_ia32_crc32di(c64, v);
+		c64 = __builtin_ia32_crc32di(c64, load64(p));
 		p += 8;
 		len -= 8;
 	}
@@ -67,18 +126,23 @@ __attribute__((target("sse4.2"))) static uint32_t crc_hw_run(uint32_t c, const u
 	return c;
 }
 
-uint32_t ck_crc32c(uint32_t crc, const void *buf, size_t len)
+uint32_t ck_crc32c_sw(uint32_t crc, const void *buf, size_t len)
 {
 	const uint8_t *p = buf;
 	uint32_t c = ~crc;
-	if (crc_hw < 0)
-		crc_init();
-	if (crc_hw)
-		c = crc_hw_run(c, p, len);
-	else
-		while (len--)
-			c = crc_table[(c ^ *p++) & 0xff] ^ (c >> 8);
+	pthread_once(&crc_once, crc_init);
+	while (len--)
+		c = crc_table[(c ^ *p++) & 0xff] ^ (c >> 8);
 	return ~c;
+}
+
+uint32_t ck_crc32c(uint32_t crc, const void *buf, size_t len)
+{
+	const uint8_t *p = buf;
+	pthread_once(&crc_once, crc_init);
+	if (!crc_hw)
+		return ck_crc32c_sw(crc, buf, len);
+	return ~crc_hw_run(~crc, p, len);
 }
 
 /* --- writer ------------------------------------------------------------ */
