@@ -48,6 +48,15 @@ struct ckpt_stats {
 	uint64_t forking_ns;	/* stub readiness wait inside restore_ns */
 	uint64_t injected_syscalls;
 	unsigned nr_procs, nr_threads, nr_vmas, nr_fds;
+	/* The page rounds, by phase. Dump: mem_read_ns = process_vm_readv
+	 * (or /proc/PID/mem), mem_crc_ns = checksums, mem_write_ns = writes
+	 * to the stream. Restore: memrestore_ns = the whole page-round phase
+	 * (stream to END), mem_read_ns = reading the stream, mem_crc_ns =
+	 * checking it, mem_write_ns = writing into the processes. Reading and
+	 * writing run in two threads, so the parts add up to more than the
+	 * whole when they overlap. */
+	uint64_t memrestore_ns;
+	uint64_t mem_read_ns, mem_crc_ns, mem_write_ns;
 };
 
 struct ckpt_dump_opts {

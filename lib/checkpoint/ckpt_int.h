@@ -389,16 +389,17 @@ struct ck_reader {
 	int fd;		    /* -1: buffer */
 	const uint8_t *buf; /* buffer mode */
 	size_t buf_len;
-	uint64_t off;	/* bytes consumed */
-	uint32_t chain; /* crc32c over every finished section's crc */
-	uint32_t nsec;	/* sections finished */
-	uint32_t crc;	/* running crc of the section being read */
-	uint32_t type;	/* section being read (have_head) */
-	uint64_t left;	/* its payload bytes not read yet */
-	bool have_head; /* a section head was read, its trailer not yet */
-	bool in_rounds; /* the first ROUND was seen */
-	bool done;	/* END read and verified */
-	int64_t round;	/* current round, -1 before the first */
+	uint64_t off;		  /* bytes consumed */
+	uint32_t chain;		  /* crc32c over every finished section's crc */
+	uint32_t nsec;		  /* sections finished */
+	uint32_t crc;		  /* running crc of the section being read */
+	uint32_t type;		  /* section being read (have_head) */
+	uint64_t left;		  /* its payload bytes not read yet */
+	bool have_head;		  /* a section head was read, its trailer not yet */
+	bool in_rounds;		  /* the first ROUND was seen */
+	bool done;		  /* END read and verified */
+	int64_t round;		  /* current round, -1 before the first */
+	uint64_t read_ns, crc_ns; /* time in read(2) and in checksums (fd mode) */
 };
 
 struct ckpt_image {
@@ -457,8 +458,6 @@ void *ck_xrealloc(void *p, size_t n);
 
 /* --- writer ------------------------------------------------------------ */
 
-struct ck_async;
-
 struct ck_writer {
 	int fd;
 	uint8_t *buf;
@@ -466,7 +465,6 @@ struct ck_writer {
 	uint64_t total;
 	uint32_t nr_sections;
 	uint32_t chain;
-	struct ck_async *async; /* background writer for big payloads, or NULL */
 };
 
 uint32_t ck_crc32c(uint32_t crc, const void *p, size_t len);
@@ -476,12 +474,18 @@ int ck_writer_open(struct ck_writer *w, int fd, struct vs_error *err);
 /* One section = rec (fixed part) + data (tail). */
 int ck_write_section(struct ck_writer *w, uint32_t type, const void *rec, size_t rlen,
 		     const void *data, size_t dlen, struct vs_error *err);
-/* As ck_write_section, but data is written by a background thread: the
- * caller must not touch data until the next call on w (double-buffer). */
-int ck_write_section_async(struct ck_writer *w, uint32_t type, const void *rec, size_t rlen,
-			   const void *data, size_t dlen, struct vs_error *err);
-/* Wait until no background write is in flight. */
+/* A section's CRC (over its head, rec and data). */
+uint32_t ck_section_crc(uint32_t type, const void *rec, size_t rlen, const void *data, size_t dlen);
+/* As ck_write_section with the CRC computed already (ck_section_crc),
+ * written with one writev straight from data (no copy into the buffer)
+ * when nothing is buffered. The page rounds' writer thread uses it: it
+ * must be the only user of w meanwhile. */
+int ck_write_section_direct(struct ck_writer *w, uint32_t type, const void *rec, size_t rlen,
+			    const void *data, size_t dlen, uint32_t crc, struct vs_error *err);
+/* Write out what is buffered. */
 int ck_writer_sync(struct ck_writer *w, struct vs_error *err);
+/* If fd is a pipe, make its buffer big (best effort): see image.c. */
+void ck_pipe_grow(int fd);
 int ck_writer_close(struct ck_writer *w, struct vs_error *err);
 void ck_writer_free(struct ck_writer *w);
 
@@ -535,8 +539,10 @@ void ck_memset_free(struct ck_memset *ms);
 int ck_mem_write_round(struct ck_writer *w, const struct ck_memset *ms, uint32_t round,
 		       ck_page_pred pred, void *arg, struct ckpt_stats *st, struct vs_error *err);
 
-/* Host pid of the process with image pid vpid, 0 if none (restore.c). */
-typedef pid_t (*ck_hpid_of)(void *arg, int32_t vpid);
+/* Host pid of the process with image pid vpid, 0 if none (restore.c);
+ * *uffd = a userfaultfd registered over its anonymous vmas (missing
+ * pages: filled with UFFDIO_COPY), or -1. */
+typedef pid_t (*ck_hpid_of)(void *arg, int32_t vpid, int *uffd);
 /* Apply every page round of img (the parsed vector, or the rest of the
  * stream up to its verified END) into the processes hpid_of names. */
 int ck_mem_restore(struct ckpt_image *img, ck_hpid_of hpid_of, void *arg, struct ckpt_stats *st,

@@ -113,6 +113,50 @@ static void test_crc32c_lanes(void **state)
 	free(buf);
 }
 
+/* A payload too big for the writer's buffer goes out directly: after
+ * the small sections still buffered, never before them. */
+static void test_big_section_order(void **state)
+{
+	int fd = memfd_create("ckpt-big", 0);
+	assert_true(fd >= 0);
+	struct vs_error err;
+	struct ck_writer w;
+	assert_int_equal(ck_writer_open(&w, fd, &err), 0);
+	struct ck_header h = {.root_pid = 2, .nr_procs = 1};
+	assert_int_equal(ck_write_section(&w, CK_SEC_HEADER, &h, sizeof(h), NULL, 0, &err), 0);
+	struct ck_proc *p = calloc(1, sizeof(*p));
+	p->pid = 2;
+	p->nr_threads = 1;
+	assert_int_equal(ck_write_section(&w, CK_SEC_PROC, p, sizeof(*p), NULL, 0, &err), 0);
+	free(p);
+	struct ck_file f = {.id = 1, .kind = CK_F_PIPE};
+	assert_int_equal(ck_write_section(&w, CK_SEC_FILE, &f, sizeof(f), NULL, 0, &err), 0);
+	size_t big = 3u << 20;
+	uint8_t *data = malloc(big);
+	for (size_t i = 0; i < big; i++)
+		data[i] = (uint8_t)(i * 31 + 7);
+	struct ck_data d = {.kind = CK_D_PIPE, .id = 1, .len = big};
+	assert_int_equal(ck_write_section(&w, CK_SEC_DATA, &d, sizeof(d), data, big, &err), 0);
+	assert_int_equal(ck_writer_close(&w, &err), 0);
+	ck_writer_free(&w);
+	size_t len;
+	off_t size = lseek(fd, 0, SEEK_END);
+	uint8_t *buf = malloc((size_t)size);
+	assert_int_equal(pread(fd, buf, (size_t)size, 0), size);
+	close(fd);
+	len = (size_t)size;
+	struct ckpt_image *img = NULL;
+	int r = ckpt_image_parse(buf, len, &img, &err);
+	if (r < 0)
+		fail_msg("parse: %s", err.msg);
+	assert_int_equal(img->data.n, 1);
+	assert_int_equal(img->data.v[0].h.len, big);
+	assert_memory_equal(img->data.v[0].data, data, big);
+	ckpt_image_free(img);
+	free(buf);
+	free(data);
+}
+
 static void test_round_trip(void **state)
 {
 	size_t len;
@@ -899,6 +943,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_crc32c_vector),
 	    cmocka_unit_test(test_crc32c_lanes),
+	    cmocka_unit_test(test_big_section_order),
 	    cmocka_unit_test(test_round_trip),
 	    cmocka_unit_test(test_every_flipped_byte),
 	    cmocka_unit_test(test_every_truncation),
