@@ -463,36 +463,40 @@ static int write_target(pid_t hpid, int32_t vpid, uint64_t addr, const void *buf
 }
 
 /* The same through the process's userfaultfd (uffd >= 0): a missing page
- * is allocated with its bytes (no zeroing, no fault). A page already there
- * (an earlier round's) is EEXIST: that one goes by process_vm_writev. A
- * range the uffd does not cover (a private file mapping) goes by
- * process_vm_writev whole. */
+ * is allocated with its bytes (no zeroing, no fault). Pages already there
+ * (an earlier round's: EEXIST) go by process_vm_writev, which stops at the
+ * next missing one (it cannot fault a page in where the uffd is
+ * registered); the uffd takes over from there. Without a uffd, or where it
+ * does not apply (a private file mapping), process_vm_writev for all. */
 static int fill_target(int uffd, pid_t hpid, int32_t vpid, uint64_t addr, const uint8_t *buf,
 		       size_t len, struct vs_error *err)
 {
-	while (uffd >= 0 && len) {
-		struct uffdio_copy c = {.dst = addr,
-					.src = (uint64_t)(uintptr_t)buf,
-					.len = len,
-					.mode = UFFDIO_COPY_MODE_DONTWAKE};
-		if (ioctl(uffd, UFFDIO_COPY, &c) == 0)
-			return 0;
-		size_t step;
-		if (c.copy > 0) { /* partial: go on from there */
-			step = (size_t)c.copy;
-		} else if (c.copy == -EEXIST) {
-			step = 4096;
-			int r = write_target(hpid, vpid, addr, buf, step, err);
-			if (r < 0)
-				return r;
-		} else {
-			break;
+	while (len) {
+		size_t step = 0;
+		if (uffd >= 0) {
+			struct uffdio_copy c = {.dst = addr,
+						.src = (uint64_t)(uintptr_t)buf,
+						.len = len,
+						.mode = UFFDIO_COPY_MODE_DONTWAKE};
+			if (ioctl(uffd, UFFDIO_COPY, &c) == 0)
+				return 0;
+			if (c.copy > 0)
+				step = (size_t)c.copy; /* partial: on from there */
+			else if (c.copy != -EEXIST)
+				uffd = -1; /* not covered: the rest without */
+		}
+		if (!step) {
+			struct iovec l = {(void *)buf, len}, rm = {(void *)(uintptr_t)addr, len};
+			ssize_t n = process_vm_writev(hpid, &l, 1, &rm, 1, 0);
+			if (n <= 0) /* /proc/PID/mem, or the error */
+				return write_target(hpid, vpid, addr, buf, len, err);
+			step = (size_t)n;
 		}
 		addr += step;
 		buf += step;
 		len -= step;
 	}
-	return len ? write_target(hpid, vpid, addr, buf, len, err) : 0;
+	return 0;
 }
 
 static int restore_parsed(struct ckpt_image *img, ck_hpid_of hpid_of, void *arg,

@@ -86,6 +86,7 @@ for mib in "${sizes[@]}"; do
 			echo "harness $mib MiB run $i failed:"; cat "$d/h.log"; exit 1
 		fi
 		row harness "$mib" cycle "$d/stats.json"
+		[ -f "$d/restore-stats.json" ] && row harness "$mib" restore "$d/restore-stats.json"
 		rm -f "$d/img"
 	done
 done
@@ -134,7 +135,8 @@ def med(rs, k):
     v = [r[k] for r in rs if k in r]
     return st.median(v) if v else float("nan")
 def gib(rs, k):
-    return med(rs, "pages_written") * 4096 / 2**30 / (med(rs, k) / 1e9)
+    t = med(rs, k)
+    return med(rs, "pages_written") * 4096 / 2**30 / (t / 1e9) if t > 0 else float("nan")
 def parts(rs):
     return "read %6.1f  crc %5.1f  write %6.1f ms" % (med(rs, "mem_read_time_ns") / 1e6,
         med(rs, "mem_crc_time_ns") / 1e6, med(rs, "mem_write_time_ns") / 1e6)
@@ -144,9 +146,9 @@ for how in ("harness", "slicectl"):
     for mib in sorted({r["mib"] for r in rows if r["how"] == how}):
         g = lambda w: [r for r in rows if r["how"] == how and r["mib"] == mib and r["what"] == w]
         if how == "harness":
-            c = g("cycle")
-            print(f"{how:9} {mib:5} {'dump (to file)':22} {med(c,'memdump_time_ns')/1e6:8.1f} {gib(c,'memdump_time_ns'):6.2f}   {parts(c)} (dump side)")
-            print(f"{'':9} {'':5} {'restore (from file)':22} {med(c,'memrestore_time_ns')/1e6:8.1f} {gib(c,'memrestore_time_ns'):6.2f}")
+            c, r = g("cycle"), g("restore") or g("cycle")
+            print(f"{how:9} {mib:5} {'dump (to file)':22} {med(c,'memdump_time_ns')/1e6:8.1f} {gib(c,'memdump_time_ns'):6.2f}   {parts(c)}")
+            print(f"{'':9} {'':5} {'restore (from file)':22} {med(r,'memrestore_time_ns')/1e6:8.1f} {gib(r,'memrestore_time_ns'):6.2f}   {parts(r)}")
             print(f"{'':9} {'':5} {'freeze / frozen':22} {med(c,'freezing_time_ns')/1e6:8.2f} / {med(c,'frozen_time_ns')/1e6:.1f} ms")
             continue
         d, r, pd, pr = g("dump"), g("restore"), g("pipe-dump"), g("pipe-restore")

@@ -1,7 +1,8 @@
 /*
  * test_ckpt_memory.c - the page rounds of lib/checkpoint/memory.c against
  * a real child process: how runs are batched and split into sections,
- * and what a run that is not there any more does to the dump.
+ * what a run that is not there any more does to the dump, and page rounds
+ * restored through the process's userfaultfd.
  */
 #include <errno.h>
 #include <setjmp.h>
@@ -12,8 +13,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
+#include <sys/ioctl.h>
 #include <sys/mman.h>
+#include <sys/syscall.h>
+#include <sys/uio.h>
 #include <sys/wait.h>
+#include <linux/userfaultfd.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -205,11 +211,141 @@ static void test_range_gone_names_address(void **state)
 	munmap(m, 3 * PG);
 }
 
+/* --- restore: rounds through a userfaultfd ------------------------------ */
+
+struct uffd_child {
+	uint8_t *mem; /* NPG pages, never touched by the child */
+	int fd;	      /* its userfaultfd */
+};
+#define NPG 8
+
+static void make_uffd(void *arg)
+{
+	struct uffd_child *c = arg;
+	c->fd = (int)syscall(SYS_userfaultfd, O_CLOEXEC | UFFD_USER_MODE_ONLY);
+	if (c->fd < 0)
+		_exit(3);
+}
+
+struct target {
+	pid_t hpid;
+	int uffd;
+};
+
+static pid_t hpid_of_target(void *arg, int32_t vpid, int *uffd)
+{
+	struct target *t = arg;
+	*uffd = t->uffd;
+	return vpid == 2 ? t->hpid : 0;
+}
+
+/* A stream: records of one process with one anonymous vma (NPG pages at
+ * addr), round 0 = pages 0..5 'A', round 1 = pages 2..7 'B'. */
+static int rounds_stream(uint64_t addr)
+{
+	int fd = memfd_create("ckpt-rounds", 0);
+	struct vs_error err;
+	struct ck_writer w;
+	assert_int_equal(ck_writer_open(&w, fd, &err), 0);
+	struct ck_header h = {.root_pid = 2, .nr_procs = 1};
+	assert_int_equal(ck_write_section(&w, CK_SEC_HEADER, &h, sizeof(h), NULL, 0, &err), 0);
+	struct ck_proc *p = calloc(1, sizeof(*p));
+	p->pid = 2;
+	p->nr_threads = 1;
+	assert_int_equal(ck_write_section(&w, CK_SEC_PROC, p, sizeof(*p), NULL, 0, &err), 0);
+	free(p);
+	struct ck_vma v = {
+	    .pid = 2, .kind = CK_VMA_ANON, .start = addr, .end = addr + NPG * PG, .prot = 3};
+	assert_int_equal(ck_write_section(&w, CK_SEC_VMA, &v, sizeof(v), NULL, 0, &err), 0);
+	uint8_t *data = malloc(6 * PG);
+	for (uint32_t round = 0; round < 2; round++) {
+		struct ck_round rd = {.round = round};
+		assert_int_equal(ck_write_section(&w, CK_SEC_ROUND, &rd, sizeof(rd), NULL, 0, &err),
+				 0);
+		memset(data, round ? 'B' : 'A', 6 * PG);
+		struct ck_pages pg = {.pid = 2, .addr = addr + (round ? 2 : 0) * PG, .len = 6 * PG};
+		assert_int_equal(
+		    ck_write_section(&w, CK_SEC_PAGES, &pg, sizeof(pg), data, 6 * PG, &err), 0);
+	}
+	free(data);
+	assert_int_equal(ck_writer_close(&w, &err), 0);
+	ck_writer_free(&w);
+	lseek(fd, 0, SEEK_SET);
+	return fd;
+}
+
+/* Page rounds restored into a process whose memory is registered with its
+ * userfaultfd (as restore.c arms it): round 0 fills missing pages with
+ * UFFDIO_COPY, round 1 overrides pages round 0 filled (EEXIST: written
+ * with process_vm_writev) and fills the rest; both the parsed and the
+ * streamed (two-thread) restore. */
+static void test_rounds_through_uffd(void **state)
+{
+	for (int streamed = 0; streamed < 2; streamed++) {
+		struct uffd_child c = {0};
+		c.mem = mmap(NULL, NPG * PG, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS,
+			     -1, 0);
+		assert_true(c.mem != MAP_FAILED);
+		int fdp[2];
+		assert_int_equal(pipe(fdp), 0);
+		pid_t k = fork();
+		if (k == 0) {
+			make_uffd(&c);
+			if (write(fdp[1], &c.fd, sizeof(c.fd)) != sizeof(c.fd))
+				_exit(1);
+			for (;;)
+				pause();
+		}
+		assert_int_equal(read(fdp[0], &c.fd, sizeof(c.fd)), sizeof(c.fd));
+		close(fdp[0]);
+		close(fdp[1]);
+		int pidfd = (int)syscall(SYS_pidfd_open, k, 0);
+		int u = (int)syscall(SYS_pidfd_getfd, pidfd, c.fd, 0);
+		close(pidfd);
+		assert_true(u >= 0);
+		struct uffdio_api api = {.api = UFFD_API};
+		assert_int_equal(ioctl(u, UFFDIO_API, &api), 0);
+		struct uffdio_register reg = {.range = {(uintptr_t)c.mem, NPG * PG},
+					      .mode = UFFDIO_REGISTER_MODE_MISSING};
+		assert_int_equal(ioctl(u, UFFDIO_REGISTER, &reg), 0);
+		int sfd = rounds_stream((uintptr_t)c.mem);
+		struct vs_error err;
+		struct ckpt_image *img = NULL;
+		uint8_t *buf = NULL;
+		if (streamed) {
+			assert_int_equal(ckpt_image_read_fd(sfd, &img, &err), 0);
+		} else {
+			size_t len;
+			buf = stream_of(sfd, &len);
+			assert_int_equal(ckpt_image_parse(buf, len, &img, &err), 0);
+		}
+		struct target t = {.hpid = k, .uffd = u};
+		struct ckpt_stats st = {0};
+		int r = ck_mem_restore(img, hpid_of_target, &t, &st, &err);
+		if (r < 0)
+			fail_msg("restore (%s): %s", streamed ? "streamed" : "parsed", err.msg);
+		ckpt_image_free(img);
+		free(buf);
+		close(sfd);
+		uint8_t got[NPG * PG];
+		struct iovec l = {got, sizeof(got)}, rm = {c.mem, sizeof(got)};
+		assert_int_equal(process_vm_readv(k, &l, 1, &rm, 1, 0), (ssize_t)sizeof(got));
+		for (size_t i = 0; i < NPG * PG; i++)
+			if (got[i] != (i < 2 * PG ? 'A' : 'B'))
+				fail_msg("%s: byte %zu = %c", streamed ? "streamed" : "parsed", i,
+					 got[i]);
+		close(u);
+		reap(k);
+		munmap(c.mem, NPG * PG);
+	}
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_batches_and_pieces),
 	    cmocka_unit_test(test_range_gone_names_address),
+	    cmocka_unit_test(test_rounds_through_uffd),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -19,7 +19,8 @@
  *   -x CMD  run CMD (sh -c) between the dump and the restore
  *   -f WORD the restore must fail with a one-line error containing WORD
  *           (the restorer's own reason, not "stub died")
- * Exit 0 on PASS. Stats of the last cycle in DIR/stats.json.
+ * Exit 0 on PASS. Stats of the last cycle in DIR/stats.json (the restore's
+ * own in DIR/restore-stats.json).
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -363,6 +364,9 @@ int main(int argc, char **argv)
 		st.restore_ns = rst.restore_ns;
 		st.forking_ns = rst.forking_ns;
 		st.injected_syscalls = rst.injected_syscalls;
+		st.memrestore_ns = rst.memrestore_ns;
+		snprintf(path, sizeof(path), "%s/restore-stats.json", dir);
+		ckpt_stats_write_json(path, &rst, NULL);
 		char line[1024];
 		ckpt_stats_format(&st, line, sizeof(line));
 		printf("cycle %d: %s\n", c + 1, line);
