@@ -81,7 +81,8 @@ void ck_memset_free(struct ck_memset *ms)
 
 struct piece {
 	uint8_t *buf;
-	size_t len; /* bytes filled */
+	const uint8_t *data; /* restore: the bytes (buf, or in a mapped stream) */
+	size_t len;	     /* bytes filled */
 	/* the PAGES sections in buf, in order (restore: exactly one) */
 	size_t nsec;
 	struct ck_pages sec[BATCH_IOV];
@@ -468,9 +469,10 @@ static int write_target(pid_t hpid, int32_t vpid, uint64_t addr, const void *buf
  * next missing one (it cannot fault a page in where the uffd is
  * registered); the uffd takes over from there. Without a uffd, or where it
  * does not apply (a private file mapping), process_vm_writev for all. */
-static int fill_target(int uffd, pid_t hpid, int32_t vpid, uint64_t addr, const uint8_t *buf,
-		       size_t len, struct vs_error *err)
+int ck_mem_fill(int uffd, pid_t hpid, int32_t vpid, uint64_t addr, const void *data, size_t len,
+		struct vs_error *err)
 {
+	const uint8_t *buf = data;
 	while (len) {
 		size_t step = 0;
 		if (uffd >= 0) {
@@ -509,7 +511,7 @@ static int restore_parsed(struct ckpt_image *img, ck_hpid_of hpid_of, void *arg,
 		if (!hpid)
 			return vs_error_set(err, EBADMSG,
 					    "restore: pages of pid %d: no such process", pg->h.pid);
-		int r = fill_target(uffd, hpid, pg->h.pid, pg->h.addr, pg->data, pg->h.len, err);
+		int r = ck_mem_fill(uffd, hpid, pg->h.pid, pg->h.addr, pg->data, pg->h.len, err);
 		if (r < 0)
 			return r;
 		st->pages_written += pg->h.len / 4096;
@@ -527,14 +529,15 @@ static int consume_restore(struct pipeline *q, struct piece *p, struct vs_error 
 	if (!hpid)
 		return vs_error_set(err, EBADMSG, "restore: pages of pid %d: no such process",
 				    pg->pid);
-	int r = fill_target(uffd, hpid, pg->pid, pg->addr, p->buf, pg->len, err);
+	int r = ck_mem_fill(uffd, hpid, pg->pid, pg->addr, p->data, pg->len, err);
 	q->io_ns += vs_now_ns() - t0;
 	q->pages += pg->len / 4096;
 	return r;
 }
 
 /* The caller's thread: the stream, piece by piece, up to a verified END. */
-static int read_rounds(struct pipeline *q, struct ckpt_image *img, struct vs_error *err)
+static int read_rounds(struct pipeline *q, struct ckpt_image *img, bool mapped,
+		       struct vs_error *err)
 {
 	for (;;) {
 		struct ck_pages pg;
@@ -547,7 +550,12 @@ static int read_rounds(struct pipeline *q, struct ckpt_image *img, struct vs_err
 			struct piece *p = pq_next(q, err);
 			if (!p)
 				return -err->code;
-			if ((r = ck_stream_payload(img, p->buf, n, err)) < 0)
+			p->data = p->buf;
+			if (mapped)
+				r = ck_stream_payload_ref(img, &p->data, n, err);
+			else
+				r = ck_stream_payload(img, p->buf, n, err);
+			if (r < 0)
 				return r; /* p is dropped: pq_finish frees every buffer */
 			p->len = n;
 			p->nsec = 1;
@@ -568,8 +576,16 @@ static int restore_streamed(struct ckpt_image *img, ck_hpid_of hpid_of, void *ar
 	struct pipeline q = {.consume = consume_restore, .hpid_of = hpid_of, .hpid_arg = arg};
 	pq_init(&q);
 	uint64_t rd0 = img->rd.read_ns, crc0 = img->rd.crc_ns;
-	int r = read_rounds(&q, img, err);
+	/* a regular file is mapped: the pages go from the page cache into
+	 * the process, not through a buffer of ours first */
+	uint64_t t0 = vs_now_ns();
+	void *map = NULL;
+	size_t map_len = 0;
+	int mapped = ck_stream_map(img, &map, &map_len, err);
+	img->rd.read_ns += vs_now_ns() - t0;
+	int r = read_rounds(&q, img, mapped > 0, err);
 	r = pq_finish(&q, r, err);
+	ck_stream_unmap(img, map, map_len);
 	st->pages_written += q.pages;
 	st->mem_read_ns += img->rd.read_ns - rd0;
 	st->mem_crc_ns += img->rd.crc_ns - crc0;

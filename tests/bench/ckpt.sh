@@ -29,10 +29,14 @@ gcc -std=gnu11 -D_GNU_SOURCE -O1 -static -o $B/dirtymem tests/checkpoint/harness
 work=$(mktemp -d "${BENCH_DIR:-/dev/shm}/vslice-ckpt-bench-XXXXXX")
 chmod 755 "$work"
 rows=$work/rows.jsonl
+own_root=""
 cleanup() {
-	if [ -n "${VSLICE_ROOT:-}" ]; then
-		for n in $("$S" list -q 2>/dev/null); do "$S" destroy --force "$n" >/dev/null 2>&1; done
-		rm -rf "$VSLICE_ROOT"
+	if [ -n "$own_root" ]; then # only the slices of our own root
+		for n in $(VSLICE_ROOT=$own_root "$S" list -q 2>/dev/null); do
+			VSLICE_ROOT=$own_root "$S" destroy --force "$n" >/dev/null 2>&1
+		done
+		rm -rf "$own_root"
+		for c in /sys/fs/cgroup/*/"$VSLICE_CGROUP_PARENT"; do [ -d "$c" ] && rmdir "$c" 2>/dev/null; done
 	fi
 	rm -rf "$work"
 }
@@ -77,6 +81,12 @@ print(json.dumps(out))
 PY
 }
 
+# CPU seconds (user + sys) a command used: less at the mercy of other load
+# on the machine than the wall clock. cpu FILE CMD...
+cpu() { python3 -c 'import resource,subprocess,sys; r=subprocess.run(sys.argv[2:]); u=resource.getrusage(resource.RUSAGE_CHILDREN); open(sys.argv[1],"w").write("%.4f" % (u.ru_utime + u.ru_stime)); sys.exit(r.returncode)' "$@"; }
+# add {"cpu_s": ...} to the last row
+addcpu() { python3 -c 'import json,sys; L=open(sys.argv[1]).read().splitlines(); d=json.loads(L[-1]); d["cpu_s"]=float(open(sys.argv[2]).read()); L[-1]=json.dumps(d); open(sys.argv[1],"w").write("\n".join(L)+"\n")' "$rows" "$1"; }
+
 echo "load before: $(cut -d' ' -f1-3 /proc/loadavg)"
 # --- harness ---------------------------------------------------------------
 for mib in "${sizes[@]}"; do
@@ -95,6 +105,7 @@ done
 if [ -x "$S" ] && [ "${CKPT_BENCH_SLICES:-1}" != 0 ]; then
 	export VSLICE_ROOT VSLICE_CGROUP_PARENT=vslice-ckpt-bench-$$
 	VSLICE_ROOT=$(mktemp -d /tmp/vslice-ckpt-bench-root-XXXXXX)
+	own_root=$VSLICE_ROOT
 	chmod 755 "$VSLICE_ROOT"
 	"$S" image build busybox >/dev/null 2>&1 || { echo "slicectl image build busybox failed"; exit 1; }
 	for mib in "${sizes[@]}"; do
@@ -107,18 +118,18 @@ if [ -x "$S" ] && [ "${CKPT_BENCH_SLICES:-1}" != 0 ]; then
 		"$S" logs "$n" 2>/dev/null | grep -q READY || { echo "slice $n never READY"; exit 1; }
 		for i in $(seq "$reps"); do
 			d=$work/s$mib-$i
-			"$S" checkpoint "$n" --leave-running --output "$d" >/dev/null || { echo "checkpoint $n failed"; exit 1; }
-			row slicectl "$mib" dump "$d/stats.json"
-			"$S" restore "$n-r" --input "$d" >/dev/null || { echo "restore $n-r failed"; exit 1; }
-			row slicectl "$mib" restore "$d/restore-stats.json"
+			cpu "$work/c1" "$S" checkpoint "$n" --leave-running --output "$d" >/dev/null || { echo "checkpoint $n failed"; exit 1; }
+			row slicectl "$mib" dump "$d/stats.json"; addcpu "$work/c1"
+			cpu "$work/c2" "$S" restore "$n-r" --input "$d" >/dev/null || { echo "restore $n-r failed"; exit 1; }
+			row slicectl "$mib" restore "$d/restore-stats.json"; addcpu "$work/c2"
 			"$S" destroy --force "$n-r" >/dev/null
 			rm -rf "$d"
-			"$S" -v checkpoint "$n" --leave-running --output - 2>"$work/pd.log" |
-				"$S" -v restore "$n-p" --input - >"$work/pr.log" 2>&1 || { echo "pipe $n failed"; cat "$work/pd.log" "$work/pr.log"; exit 1; }
+			cpu "$work/c3" "$S" -v checkpoint "$n" --leave-running --output - 2>"$work/pd.log" |
+				cpu "$work/c4" "$S" -v restore "$n-p" --input - >"$work/pr.log" 2>&1 || { echo "pipe $n failed"; cat "$work/pd.log" "$work/pr.log"; exit 1; }
 			vline "$work/pd.log" dump >"$work/pd.json"
 			vline "$work/pr.log" restore >"$work/pr.json"
-			row slicectl "$mib" pipe-dump "$work/pd.json"
-			row slicectl "$mib" pipe-restore "$work/pr.json"
+			row slicectl "$mib" pipe-dump "$work/pd.json"; addcpu "$work/c3"
+			row slicectl "$mib" pipe-restore "$work/pr.json"; addcpu "$work/c4"
 			"$S" destroy --force "$n-p" >/dev/null
 		done
 		"$S" destroy --force "$n" >/dev/null
@@ -142,6 +153,9 @@ def parts(rs):
         med(rs, "mem_crc_time_ns") / 1e6, med(rs, "mem_write_time_ns") / 1e6)
 print(f"checkpoint speed of the frozen path, medians of {reps} runs (files in {where}):")
 print(f"{'path':9} {'MiB':>5} {'phase':22} {'ms':>8} {'GiB/s':>6}   where the time went (threads overlap)")
+def cpus(rs):
+    c = med(rs, "cpu_s")
+    return "" if c != c else "   [whole command: %.0f ms CPU]" % (c * 1e3)
 for how in ("harness", "slicectl"):
     for mib in sorted({r["mib"] for r in rows if r["how"] == how}):
         g = lambda w: [r for r in rows if r["how"] == how and r["mib"] == mib and r["what"] == w]
@@ -152,9 +166,9 @@ for how in ("harness", "slicectl"):
             print(f"{'':9} {'':5} {'freeze / frozen':22} {med(c,'freezing_time_ns')/1e6:8.2f} / {med(c,'frozen_time_ns')/1e6:.1f} ms")
             continue
         d, r, pd, pr = g("dump"), g("restore"), g("pipe-dump"), g("pipe-restore")
-        print(f"{how:9} {mib:5} {'dump (to file)':22} {med(d,'memdump_time_ns')/1e6:8.1f} {gib(d,'memdump_time_ns'):6.2f}   {parts(d)}")
-        print(f"{'':9} {'':5} {'restore (from file)':22} {med(r,'memrestore_time_ns')/1e6:8.1f} {gib(r,'memrestore_time_ns'):6.2f}   {parts(r)}")
-        print(f"{'':9} {'':5} {'pipe: dump side':22} {med(pd,'memdump_time_ns')/1e6:8.1f} {gib(pd,'memdump_time_ns'):6.2f}   {parts(pd)}")
-        print(f"{'':9} {'':5} {'pipe: transfer+restore':22} {med(pr,'memrestore_time_ns')/1e6:8.1f} {gib(pr,'memrestore_time_ns'):6.2f}   {parts(pr)}")
+        print(f"{how:9} {mib:5} {'dump (to file)':22} {med(d,'memdump_time_ns')/1e6:8.1f} {gib(d,'memdump_time_ns'):6.2f}   {parts(d)}{cpus(d)}")
+        print(f"{'':9} {'':5} {'restore (from file)':22} {med(r,'memrestore_time_ns')/1e6:8.1f} {gib(r,'memrestore_time_ns'):6.2f}   {parts(r)}{cpus(r)}")
+        print(f"{'':9} {'':5} {'pipe: dump side':22} {med(pd,'memdump_time_ns')/1e6:8.1f} {gib(pd,'memdump_time_ns'):6.2f}   {parts(pd)}{cpus(pd)}")
+        print(f"{'':9} {'':5} {'pipe: transfer+restore':22} {med(pr,'memrestore_time_ns')/1e6:8.1f} {gib(pr,'memrestore_time_ns'):6.2f}   {parts(pr)}{cpus(pr)}")
         print(f"{'':9} {'':5} {'freeze / frozen (file)':22} {med(d,'freezing_time_ns')/1e6:8.2f} / {med(d,'frozen_time_ns')/1e6:.1f} ms (frozen includes the fsync + read-back check)")
 PY

@@ -14,6 +14,9 @@
 #   BENCH_DENSITY_MAX_SECS=480   stop starting slices after this long
 #   BENCH_SKIP_START=1 / BENCH_SKIP_DENSITY=1   skip a part
 #   BENCH_SKIP_E2E=1        skip the cluster end-to-end latency (tests/bench/cluster_e2e.sh)
+#   BENCH_SKIP_CKPT=1       skip the checkpoint speed of the frozen path
+#                           (tests/bench/ckpt.sh 256 1024: dump, pipe transfer,
+#                           restore; table in ckpt.txt, rows in ckpt.jsonl)
 #   BENCH_SKIP_REGISTRY=1   skip the registry benchmarks (tests/bench/registry.sh:
 #                           scheduler, HTTP API, long-poll fan-out; results under
 #                           "registry" in results.json and in registry.md)
@@ -417,6 +420,10 @@ fi
 if [ "${BENCH_SKIP_E2E:-0}" != 1 ]; then
 	hdr "cluster end to end (tests/bench/cluster_e2e.sh)"
 	bash "$BENCH_DIR/cluster_e2e.sh" | tee "$OUT/cluster_e2e.md" || REGISTRY_RC=1
+fi
+if [ "${BENCH_SKIP_CKPT:-0}" != 1 ]; then
+	hdr "checkpoint speed of the frozen path (tests/bench/ckpt.sh)"
+	SLICECTL=$SLICECTL CKPT_BENCH_JSON=$OUT/ckpt.jsonl bash "$BENCH_DIR/ckpt.sh" 256 1024 | tee "$OUT/ckpt.txt" || REGISTRY_RC=1
 fi
 hdr "done in $(fsub "$(now)" "$BENCH_T0")s; results in $RES"
 [ "$REGISTRY_RC" = 0 ] || exit 1

@@ -414,6 +414,27 @@ static void test_stream_bad_pages(void **state)
 	assert_true(ckpt_image_verify_fd(fd, &err) < 0);
 	close(fd);
 	waitpid(c, NULL, 0);
+	buf[len - 40] ^= 1;
+	/* a regular file is verified mapped: the same answers (a flipped
+	 * page byte, a cut) */
+	for (int kase = 0; kase < 3; kase++) {
+		fd = memfd_create("ckpt-verify", 0);
+		if (kase == 1)
+			buf[pages_at + 20 + sizeof(struct ck_pages) + 100] ^= 1;
+		size_t n = kase == 2 ? len - 30 : len;
+		assert_int_equal(write(fd, buf, n), (ssize_t)n);
+		lseek(fd, 0, SEEK_SET);
+		int r = ckpt_image_verify_fd(fd, &err);
+		if (kase == 0)
+			assert_int_equal(r, 0);
+		else
+			assert_non_null(
+			    strstr(err.msg, kase == 1 ? "checksum mismatch" : "truncated"));
+		assert_true(kase == 0 || r < 0);
+		if (kase == 1)
+			buf[pages_at + 20 + sizeof(struct ck_pages) + 100] ^= 1;
+		close(fd);
+	}
 	free(buf);
 }
 

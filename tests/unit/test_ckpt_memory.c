@@ -277,11 +277,12 @@ static int rounds_stream(uint64_t addr)
 /* Page rounds restored into a process whose memory is registered with its
  * userfaultfd (as restore.c arms it): round 0 fills missing pages with
  * UFFDIO_COPY, round 1 overrides pages round 0 filled (EEXIST: written
- * with process_vm_writev) and fills the rest; both the parsed and the
- * streamed (two-thread) restore. */
+ * with process_vm_writev) and fills the rest; the parsed restore and the
+ * streamed one (two threads) from a mapped file and from a pipe. */
 static void test_rounds_through_uffd(void **state)
 {
-	for (int streamed = 0; streamed < 2; streamed++) {
+	static const char *how[] = {"parsed", "mapped file", "pipe"};
+	for (int streamed = 0; streamed < 3; streamed++) {
 		struct uffd_child c = {0};
 		c.mem = mmap(NULL, NPG * PG, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS,
 			     -1, 0);
@@ -312,6 +313,21 @@ static void test_rounds_through_uffd(void **state)
 		struct vs_error err;
 		struct ckpt_image *img = NULL;
 		uint8_t *buf = NULL;
+		pid_t feeder = -1;
+		if (streamed == 2) { /* the same bytes through a pipe */
+			size_t len;
+			buf = stream_of(sfd, &len);
+			close(sfd);
+			int pp[2];
+			assert_int_equal(pipe(pp), 0);
+			feeder = fork();
+			if (feeder == 0) {
+				close(pp[0]);
+				_exit(vs_write_all(pp[1], buf, len) < 0);
+			}
+			close(pp[1]);
+			sfd = pp[0];
+		}
 		if (streamed) {
 			assert_int_equal(ckpt_image_read_fd(sfd, &img, &err), 0);
 		} else {
@@ -323,7 +339,7 @@ static void test_rounds_through_uffd(void **state)
 		struct ckpt_stats st = {0};
 		int r = ck_mem_restore(img, hpid_of_target, &t, &st, &err);
 		if (r < 0)
-			fail_msg("restore (%s): %s", streamed ? "streamed" : "parsed", err.msg);
+			fail_msg("restore (%s): %s", how[streamed], err.msg);
 		ckpt_image_free(img);
 		free(buf);
 		close(sfd);
@@ -332,10 +348,11 @@ static void test_rounds_through_uffd(void **state)
 		assert_int_equal(process_vm_readv(k, &l, 1, &rm, 1, 0), (ssize_t)sizeof(got));
 		for (size_t i = 0; i < NPG * PG; i++)
 			if (got[i] != (i < 2 * PG ? 'A' : 'B'))
-				fail_msg("%s: byte %zu = %c", streamed ? "streamed" : "parsed", i,
-					 got[i]);
+				fail_msg("%s: byte %zu = %c", how[streamed], i, got[i]);
 		close(u);
 		reap(k);
+		if (feeder > 0)
+			waitpid(feeder, NULL, 0);
 		munmap(c.mem, NPG * PG);
 	}
 }
