@@ -26,6 +26,7 @@ mkdir -p "$B"
 CFLAGS="-std=gnu11 -D_GNU_SOURCE -Iinclude -O2 -g -Wall -Wextra -Werror -Wshadow -Wno-unused-parameter"
 gcc $CFLAGS -o $B/ckpt-harness-O2 tests/checkpoint/harness/ckpt-harness.c lib/checkpoint/*.c lib/core/*.c -lnettle -pthread || exit 1
 gcc -std=gnu11 -D_GNU_SOURCE -O1 -static -o $B/dirtymem tests/checkpoint/harness/dirtymem.c || exit 1
+gcc -O2 -Wall -Wextra -Werror -o $B/memspeed tests/bench/memspeed.c || exit 1
 work=$(mktemp -d "${BENCH_DIR:-/dev/shm}/vslice-ckpt-bench-XXXXXX")
 chmod 755 "$work"
 rows=$work/rows.jsonl
@@ -87,7 +88,10 @@ cpu() { python3 -c 'import resource,subprocess,sys; r=subprocess.run(sys.argv[2:
 # add {"cpu_s": ...} to the last row
 addcpu() { python3 -c 'import json,sys; L=open(sys.argv[1]).read().splitlines(); d=json.loads(L[-1]); d["cpu_s"]=float(open(sys.argv[2]).read()); L[-1]=json.dumps(d); open(sys.argv[1],"w").write("\n".join(L)+"\n")' "$rows" "$1"; }
 
-echo "load before: $(cut -d' ' -f1-3 /proc/loadavg)"
+# what the machine copies right now (a shared VM slows down several times
+# when its host is busy): printed with the results
+probe() { echo "{\"how\": \"machine\", \"mib\": 0, \"what\": \"$1\", \"load\": \"$(cut -d' ' -f1-3 /proc/loadavg)\", $($B/memspeed | sed 's/^{//')" >>"$rows"; }
+probe before
 # --- harness ---------------------------------------------------------------
 for mib in "${sizes[@]}"; do
 	for i in $(seq "$reps"); do
@@ -135,7 +139,7 @@ if [ -x "$S" ] && [ "${CKPT_BENCH_SLICES:-1}" != 0 ]; then
 		"$S" destroy --force "$n" >/dev/null
 	done
 fi
-echo "load after: $(cut -d' ' -f1-3 /proc/loadavg)"
+probe after
 [ -n "${CKPT_BENCH_JSON:-}" ] && cp "$rows" "$CKPT_BENCH_JSON"
 
 python3 - "$rows" "$reps" "${BENCH_DIR:-/dev/shm}" <<'PY'
@@ -152,12 +156,16 @@ def parts(rs):
     return "read %6.1f  crc %5.1f  write %6.1f ms" % (med(rs, "mem_read_time_ns") / 1e6,
         med(rs, "mem_crc_time_ns") / 1e6, med(rs, "mem_write_time_ns") / 1e6)
 print(f"checkpoint speed of the frozen path, medians of {reps} runs (files in {where}):")
+for r in rows:
+    if r["how"] == "machine":
+        print(f"  machine {r['what']:6}: load {r['load']}, memcpy {r['memcpy_gib_s']} GiB/s, "
+              f"process_vm_readv {r['process_vm_readv_gib_s']} GiB/s (4 MiB pieces, best of 3)")
 print(f"{'path':9} {'MiB':>5} {'phase':22} {'ms':>8} {'GiB/s':>6}   where the time went (threads overlap)")
 def cpus(rs):
     c = med(rs, "cpu_s")
     return "" if c != c else "   [whole command: %.0f ms CPU]" % (c * 1e3)
 for how in ("harness", "slicectl"):
-    for mib in sorted({r["mib"] for r in rows if r["how"] == how}):
+    for mib in sorted({r["mib"] for r in rows if r["how"] == how and r["mib"]}):
         g = lambda w: [r for r in rows if r["how"] == how and r["mib"] == mib and r["what"] == w]
         if how == "harness":
             c, r = g("cycle"), g("restore") or g("cycle")
