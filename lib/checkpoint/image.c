@@ -1018,9 +1018,12 @@ int ck_stream_map(struct ckpt_image *img, void **map, size_t *map_len, struct vs
 	if (r->fd < 0 || r->start < 0 || fstat(r->fd, &st) < 0 || !S_ISREG(st.st_mode) ||
 	    (uint64_t)st.st_size < (uint64_t)r->start + r->off)
 		return 0;
-	void *m = mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_PRIVATE | MAP_POPULATE, r->fd, 0);
+	/* not MAP_POPULATE: a file not in the page cache yet is read as the
+	 * restore goes (readahead), not all before it starts */
+	void *m = mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_PRIVATE, r->fd, 0);
 	if (m == MAP_FAILED)
 		return 0; /* read it then */
+	madvise(m, (size_t)st.st_size, MADV_SEQUENTIAL);
 	*map = m;
 	*map_len = (size_t)st.st_size;
 	r->buf = (const uint8_t *)m + r->start;
