@@ -400,8 +400,6 @@ struct ck_reader {
 	bool done;		  /* END read and verified */
 	int64_t round;		  /* current round, -1 before the first */
 	uint64_t read_ns, crc_ns; /* time in read(2) and in checksums */
-	int64_t start;		  /* fd's offset where the stream began, -1: a pipe */
-	int mapped_fd;		  /* ck_stream_map: the fd read as a buffer meanwhile */
 };
 
 struct ckpt_image {
@@ -505,15 +503,6 @@ int ck_stream_next_pages(struct ckpt_image *img, struct ck_pages *pg, uint32_t *
 			 struct vs_error *err);
 int ck_stream_payload(struct ckpt_image *img, void *buf, size_t n, struct vs_error *err);
 int ck_stream_section_end(struct ckpt_image *img, struct vs_error *err);
-/* A stream in a regular file: map it and read on from the mapping (1;
- * the mapping goes back with ck_stream_unmap), so page payloads can be
- * used in place: ck_stream_payload_ref points *p at the next n bytes
- * (CRC'ed as ck_stream_payload does). 0: not a regular file or no
- * mapping; read it as before. */
-int ck_stream_map(struct ckpt_image *img, void **map, size_t *map_len, struct vs_error *err);
-int ck_stream_payload_ref(struct ckpt_image *img, const uint8_t **p, size_t n,
-			  struct vs_error *err);
-void ck_stream_unmap(struct ckpt_image *img, void *map, size_t map_len);
 /* Does a page run lie in a vma of its process that takes pages? */
 bool ck_pages_inside(const struct ckpt_image *img, const struct ck_pages *pg);
 

@@ -921,7 +921,6 @@ static struct ckpt_image *image_new(int fd, const void *buf, size_t len)
 {
 	struct ckpt_image *img = vs_xcalloc(1, sizeof(*img));
 	img->rd.fd = fd;
-	img->rd.start = fd >= 0 ? lseek(fd, 0, SEEK_CUR) : -1; /* -1: not seekable */
 	img->rd.buf = buf;
 	img->rd.buf_len = len;
 	void *box = mmap(NULL, sizeof(*img->errbox), PROT_READ | PROT_WRITE,
@@ -1003,48 +1002,6 @@ int ck_stream_payload(struct ckpt_image *img, void *buf, size_t n, struct vs_err
 	return rd_payload(&img->rd, buf, NULL, n, err);
 }
 
-int ck_stream_payload_ref(struct ckpt_image *img, const uint8_t **p, size_t n, struct vs_error *err)
-{
-	if (img->rd.fd >= 0)
-		return vs_error_set(err, EINVAL, "checkpoint: stream is not mapped");
-	return rd_payload(&img->rd, NULL, p, n, err);
-}
-
-int ck_stream_map(struct ckpt_image *img, void **map, size_t *map_len, struct vs_error *err)
-{
-	struct ck_reader *r = &img->rd;
-	struct stat st;
-	*map = NULL;
-	if (r->fd < 0 || r->start < 0 || fstat(r->fd, &st) < 0 || !S_ISREG(st.st_mode) ||
-	    (uint64_t)st.st_size < (uint64_t)r->start + r->off)
-		return 0;
-	/* not MAP_POPULATE: a file not in the page cache yet is read as the
-	 * restore goes (readahead), not all before it starts */
-	void *m = mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_PRIVATE, r->fd, 0);
-	if (m == MAP_FAILED)
-		return 0; /* read it then */
-	madvise(m, (size_t)st.st_size, MADV_SEQUENTIAL);
-	*map = m;
-	*map_len = (size_t)st.st_size;
-	r->buf = (const uint8_t *)m + r->start;
-	r->buf_len = (size_t)st.st_size - (size_t)r->start;
-	r->mapped_fd = r->fd;
-	r->fd = -1;
-	(void)err;
-	return 1;
-}
-
-void ck_stream_unmap(struct ckpt_image *img, void *map, size_t map_len)
-{
-	struct ck_reader *r = &img->rd;
-	if (!map)
-		return;
-	munmap(map, map_len);
-	r->buf = NULL;
-	r->buf_len = 0;
-	r->fd = r->mapped_fd;
-}
-
 int ck_stream_section_end(struct ckpt_image *img, struct vs_error *err)
 {
 	if (img->rd.left)
@@ -1053,28 +1010,8 @@ int ck_stream_section_end(struct ckpt_image *img, struct vs_error *err)
 	return rd_trailer(&img->rd, err);
 }
 
-/* A regular file read from its start is mapped and parsed in place: every
- * CRC and record checked as ckpt_image_parse does, without copying the
- * pages out of the page cache first (the read-back of a dump runs while
- * the tree is frozen). */
-static int verify_mapped(int fd, off_t size, struct vs_error *err)
-{
-	void *map = mmap(NULL, (size_t)size, PROT_READ, MAP_PRIVATE | MAP_POPULATE, fd, 0);
-	if (map == MAP_FAILED)
-		return vs_error_sys(err, errno, "checkpoint: map the stream");
-	struct ckpt_image *img = NULL;
-	int r = ckpt_image_parse(map, (size_t)size, &img, err);
-	ckpt_image_free(img);
-	munmap(map, (size_t)size);
-	return r;
-}
-
 int ckpt_image_verify_fd(int fd, struct vs_error *err)
 {
-	struct stat st;
-	if (fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && st.st_size > 0 &&
-	    lseek(fd, 0, SEEK_CUR) == 0)
-		return verify_mapped(fd, st.st_size, err);
 	struct ckpt_image *img = NULL;
 	int r = ckpt_image_read_fd(fd, &img, err);
 	if (r < 0)

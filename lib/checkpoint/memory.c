@@ -81,8 +81,7 @@ void ck_memset_free(struct ck_memset *ms)
 
 struct piece {
 	uint8_t *buf;
-	const uint8_t *data; /* restore: the bytes (buf, or in a mapped stream) */
-	size_t len;	     /* bytes filled */
+	size_t len; /* bytes filled */
 	/* the PAGES sections in buf, in order (restore: exactly one) */
 	size_t nsec;
 	struct ck_pages sec[BATCH_IOV];
@@ -529,15 +528,14 @@ static int consume_restore(struct pipeline *q, struct piece *p, struct vs_error 
 	if (!hpid)
 		return vs_error_set(err, EBADMSG, "restore: pages of pid %d: no such process",
 				    pg->pid);
-	int r = ck_mem_fill(uffd, hpid, pg->pid, pg->addr, p->data, pg->len, err);
+	int r = ck_mem_fill(uffd, hpid, pg->pid, pg->addr, p->buf, pg->len, err);
 	q->io_ns += vs_now_ns() - t0;
 	q->pages += pg->len / 4096;
 	return r;
 }
 
 /* The caller's thread: the stream, piece by piece, up to a verified END. */
-static int read_rounds(struct pipeline *q, struct ckpt_image *img, bool mapped,
-		       struct vs_error *err)
+static int read_rounds(struct pipeline *q, struct ckpt_image *img, struct vs_error *err)
 {
 	for (;;) {
 		struct ck_pages pg;
@@ -550,12 +548,7 @@ static int read_rounds(struct pipeline *q, struct ckpt_image *img, bool mapped,
 			struct piece *p = pq_next(q, err);
 			if (!p)
 				return -err->code;
-			p->data = p->buf;
-			if (mapped)
-				r = ck_stream_payload_ref(img, &p->data, n, err);
-			else
-				r = ck_stream_payload(img, p->buf, n, err);
-			if (r < 0)
+			if ((r = ck_stream_payload(img, p->buf, n, err)) < 0)
 				return r; /* p is dropped: pq_finish frees every buffer */
 			p->len = n;
 			p->nsec = 1;
@@ -576,16 +569,8 @@ static int restore_streamed(struct ckpt_image *img, ck_hpid_of hpid_of, void *ar
 	struct pipeline q = {.consume = consume_restore, .hpid_of = hpid_of, .hpid_arg = arg};
 	pq_init(&q);
 	uint64_t rd0 = img->rd.read_ns, crc0 = img->rd.crc_ns;
-	/* a regular file is mapped: the pages go from the page cache into
-	 * the process, not through a buffer of ours first */
-	uint64_t t0 = vs_now_ns();
-	void *map = NULL;
-	size_t map_len = 0;
-	int mapped = ck_stream_map(img, &map, &map_len, err);
-	img->rd.read_ns += vs_now_ns() - t0;
-	int r = read_rounds(&q, img, mapped > 0, err);
+	int r = read_rounds(&q, img, err);
 	r = pq_finish(&q, r, err);
-	ck_stream_unmap(img, map, map_len);
 	st->pages_written += q.pages;
 	st->mem_read_ns += img->rd.read_ns - rd0;
 	st->mem_crc_ns += img->rd.crc_ns - crc0;

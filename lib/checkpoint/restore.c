@@ -840,8 +840,8 @@ struct prctl_mm_map_k {
  * rounds are in (r_memory_finish). */
 /* The page rounds fill fresh anonymous memory. process_vm_writev faults
  * each page in - the kernel zeroes it - and then copies over it;
- * UFFDIO_COPY allocates the page with the bytes in it (no zeroing): ~40%
- * less work per page. So: a userfaultfd made by the process itself
+ * UFFDIO_COPY allocates the page with the bytes in it (no zeroing): 3.5
+ * GiB/s against 2.3-2.6 here. So: a userfaultfd made by the process itself
  * (injected; UFFD_USER_MODE_ONLY needs no privilege, and the stub runs
  * without the slice's seccomp filter), taken over with pidfd_getfd and
  * closed in the process, its anonymous vmas registered for missing pages.

@@ -415,7 +415,7 @@ static void test_stream_bad_pages(void **state)
 	close(fd);
 	waitpid(c, NULL, 0);
 	buf[len - 40] ^= 1;
-	/* a regular file is verified mapped: the same answers (a flipped
+	/* a regular file gives the same answers (a flipped
 	 * page byte, a cut) */
 	for (int kase = 0; kase < 3; kase++) {
 		fd = memfd_create("ckpt-verify", 0);

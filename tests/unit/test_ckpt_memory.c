@@ -278,10 +278,10 @@ static int rounds_stream(uint64_t addr)
  * userfaultfd (as restore.c arms it): round 0 fills missing pages with
  * UFFDIO_COPY, round 1 overrides pages round 0 filled (EEXIST: written
  * with process_vm_writev) and fills the rest; the parsed restore and the
- * streamed one (two threads) from a mapped file and from a pipe. */
+ * streamed one (two threads) from a file and from a pipe. */
 static void test_rounds_through_uffd(void **state)
 {
-	static const char *how[] = {"parsed", "mapped file", "pipe"};
+	static const char *how[] = {"parsed", "file", "pipe"};
 	for (int streamed = 0; streamed < 3; streamed++) {
 		struct uffd_child c = {0};
 		c.mem = mmap(NULL, NPG * PG, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS,
