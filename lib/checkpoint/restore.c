@@ -835,9 +835,6 @@ struct prctl_mm_map_k {
 	uint32_t exe_fd;
 };
 
-/* Replace the stub's address space with the dumped layout, pages still
- * empty: every vma that takes pages is mapped writable until the page
- * rounds are in (r_memory_finish). */
 /* The page rounds fill fresh anonymous memory. process_vm_writev faults
  * each page in - the kernel zeroes it - and then copies over it;
  * UFFDIO_COPY allocates the page with the bytes in it (no zeroing): 3.5
@@ -845,7 +842,7 @@ struct prctl_mm_map_k {
  * (injected; UFFD_USER_MODE_ONLY needs no privilege, and the stub runs
  * without the slice's seccomp filter), taken over with pidfd_getfd and
  * closed in the process, its anonymous vmas registered for missing pages.
- * Nothing runs in the process until ck_uffd_release() dropped our fd, the
+ * Nothing runs in the process until r_uffd_release() dropped our fd, the
  * last one, which unregisters everything. Any refusal on the way just
  * leaves p->uffd = -1: the pages go by process_vm_writev. */
 static int r_uffd_arm(struct restorer *R, struct r_proc *p, struct ck_inject *in,
@@ -863,7 +860,10 @@ static int r_uffd_arm(struct restorer *R, struct r_proc *p, struct ck_inject *in
 		u = (int)syscall(SYS_pidfd_getfd, pidfd, (int)fd, 0);
 		close(pidfd);
 	}
-	CHECK(SYS(in, SYS_close, fd, 0, 0, 0, 0, 0), "close its userfaultfd");
+	long c = SYS(in, SYS_close, fd, 0, 0, 0, 0, 0);
+	if (c < 0 && u >= 0)
+		close(u);
+	CHECK(c, "close its userfaultfd");
 	struct uffdio_api api = {.api = UFFD_API};
 	if (u < 0 || ioctl(u, UFFDIO_API, &api) < 0) {
 		if (u >= 0)
@@ -895,6 +895,9 @@ static void r_uffd_release(struct restorer *R)
 		}
 }
 
+/* Replace the stub's address space with the dumped layout, pages still
+ * empty: every vma that takes pages is mapped writable until the page
+ * rounds are in (r_memory_finish). */
 static int r_memory_layout(struct restorer *R, struct r_proc *p, struct ck_inject *in,
 			   struct vs_error *err)
 {
