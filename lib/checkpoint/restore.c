@@ -575,6 +575,18 @@ static bool comm_is(pid_t hpid, const char *want)
 	return strcmp(buf, want) == 0;
 }
 
+/* Parked: blocked in ck_park's pause(). The comm is set just before the
+ * park, so a stub seen by its comm alone can still be on its way there
+ * (then its rip is not at the gadget: "stub not parked"). */
+static bool in_pause(pid_t hpid)
+{
+	char path[64], buf[128];
+	snprintf(path, sizeof(path), "/proc/%d/syscall", hpid);
+	if (ck_read_small(path, buf, sizeof(buf)) < 0)
+		return false;
+	return strtol(buf, NULL, 10) == SYS_pause;
+}
+
 static char proc_state(pid_t hpid)
 {
 	char path[64], buf[512];
@@ -627,7 +639,9 @@ static int r_collect(struct restorer *R, pid_t root_hpid, unsigned timeout_ms, s
 			if (!p->hpid)
 				continue;
 			char s = proc_state(p->hpid);
-			if (p->img->state == CK_ZOMBIE ? s == 'Z' : comm_is(p->hpid, READY_COMM))
+			if (p->img->state == CK_ZOMBIE
+				? s == 'Z'
+				: comm_is(p->hpid, READY_COMM) && in_pause(p->hpid))
 				ready++;
 			else if (s == 'Z' || s == '?') {
 				const char *why = ckpt_image_restore_error(img);
