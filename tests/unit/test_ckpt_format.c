@@ -802,13 +802,25 @@ static void test_stats_json(void **state)
 	int fd = mkstemp(path);
 	assert_true(fd >= 0);
 	close(fd);
-	struct ckpt_stats st = {.freeze_ns = 1, .pages_written = 42, .nr_procs = 3};
+	struct ckpt_stats st = {.freeze_ns = 1,
+				.pages_written = 42,
+				.nr_procs = 3,
+				.memrestore_ns = 5,
+				.mem_read_ns = 6,
+				.mem_crc_ns = 7,
+				.mem_write_ns = 8};
 	struct vs_error err;
 	assert_int_equal(ckpt_stats_write_json(path, &st, &err), 0);
 	char *text = NULL;
 	assert_int_equal(vs_read_file(path, 0, &text, NULL, &err), 0);
 	assert_non_null(strstr(text, "\"pages_written\": 42"));
 	assert_non_null(strstr(text, "\"processes\": 3"));
+	/* the page rounds by phase */
+	assert_non_null(strstr(text, "\"memrestore_time_ns\": 5"));
+	assert_non_null(strstr(text, "\"mem_read_time_ns\": 6"));
+	assert_non_null(strstr(text, "\"mem_crc_time_ns\": 7"));
+	assert_non_null(strstr(text, "\"mem_write_time_ns\": 8"));
+	assert_non_null(strstr(text, "\"fds\": 0\n}"));
 	free(text);
 	unlink(path);
 }
