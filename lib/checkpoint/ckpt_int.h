@@ -474,8 +474,6 @@ int ck_writer_open(struct ck_writer *w, int fd, struct vs_error *err);
 /* One section = rec (fixed part) + data (tail). */
 int ck_write_section(struct ck_writer *w, uint32_t type, const void *rec, size_t rlen,
 		     const void *data, size_t dlen, struct vs_error *err);
-/* A section's 16-byte head: type, 0, payload length. */
-void ck_section_head(uint8_t h[16], uint32_t type, uint64_t len);
 /* A section's CRC (over its head, rec and data). */
 uint32_t ck_section_crc(uint32_t type, const void *rec, size_t rlen, const void *data, size_t dlen);
 /* As ck_write_section with the CRC computed already (ck_section_crc),

@@ -210,7 +210,7 @@ int ck_writer_open(struct ck_writer *w, int fd, struct vs_error *err)
 	return w_put(w, head, sizeof(head), err);
 }
 
-void ck_section_head(uint8_t h[16], uint32_t type, uint64_t len)
+static void section_head(uint8_t h[16], uint32_t type, uint64_t len)
 {
 	uint32_t zero = 0;
 	memcpy(h, &type, 4);
@@ -222,7 +222,7 @@ int ck_write_section(struct ck_writer *w, uint32_t type, const void *rec, size_t
 		     const void *data, size_t dlen, struct vs_error *err)
 {
 	uint8_t h[16];
-	ck_section_head(h, type, rlen + dlen);
+	section_head(h, type, rlen + dlen);
 	uint32_t crc = ck_crc32c(0, h, sizeof(h));
 	crc = ck_crc32c(crc, rec, rlen);
 	if (dlen)
@@ -239,7 +239,7 @@ int ck_write_section(struct ck_writer *w, uint32_t type, const void *rec, size_t
 uint32_t ck_section_crc(uint32_t type, const void *rec, size_t rlen, const void *data, size_t dlen)
 {
 	uint8_t h[16];
-	ck_section_head(h, type, rlen + dlen);
+	section_head(h, type, rlen + dlen);
 	uint32_t crc = ck_crc32c(0, h, sizeof(h));
 	crc = ck_crc32c(crc, rec, rlen);
 	return ck_crc32c(crc, data, dlen);
@@ -251,7 +251,7 @@ int ck_write_section_direct(struct ck_writer *w, uint32_t type, const void *rec,
 	if (w->used)
 		return ck_write_section(w, type, rec, rlen, data, dlen, err);
 	uint8_t h[16];
-	ck_section_head(h, type, rlen + dlen);
+	section_head(h, type, rlen + dlen);
 	struct iovec iov[4] = {
 	    {h, sizeof(h)}, {(void *)rec, rlen}, {(void *)data, dlen}, {&crc, 4}};
 	size_t total = sizeof(h) + rlen + dlen + 4;

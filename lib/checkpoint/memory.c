@@ -39,7 +39,6 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/ioctl.h>
-#include <sys/stat.h>
 #include <sys/uio.h>
 #include <linux/userfaultfd.h>
 #include <unistd.h>
@@ -86,9 +85,7 @@ struct piece {
 	/* the PAGES sections in buf, in order (restore: exactly one) */
 	size_t nsec;
 	struct ck_pages sec[BATCH_IOV];
-	uint32_t crc[BATCH_IOV];     /* dump: each section's CRC */
-	uint8_t head[BATCH_IOV][16]; /* dump at offsets: each section's head */
-	uint64_t off;		     /* dump at offsets: file offset of sec[0] */
+	uint32_t crc[BATCH_IOV]; /* dump: each section's CRC */
 };
 
 struct pipeline {
@@ -107,10 +104,9 @@ struct pipeline {
 	struct ck_writer *w; /* dump */
 	ck_hpid_of hpid_of;  /* restore */
 	void *hpid_arg;
-	int out_fd;	       /* dump at offsets: the regular file written with pwritev */
-	uint64_t io_ns, pages; /* added to atomically (two consumers) */
-	pthread_t thr[2];
-	int nthr, started; /* consumers wanted, running */
+	uint64_t io_ns, pages;
+	pthread_t thr;
+	bool started;
 };
 
 static struct piece *pq_get_free(struct pipeline *q)
@@ -146,15 +142,11 @@ static void *pq_consumer(void *arg)
 		q->head = (q->head + 1) % NPIECE;
 		q->nfull--;
 		pthread_mutex_unlock(&q->mu);
-		struct vs_error e;
-		vs_error_clear(&e);
-		int r = q->consume(q, p, &e);
+		int r = q->consume(q, p, &q->cerr);
 		pthread_mutex_lock(&q->mu);
 		q->free[q->nfree++] = p;
-		if (r < 0 && !q->failed) { /* the first error is the one */
-			q->cerr = e;
+		if (r < 0)
 			q->failed = true;
-		}
 		pthread_cond_broadcast(&q->cv);
 		pthread_mutex_unlock(&q->mu);
 		if (r < 0)
@@ -162,9 +154,7 @@ static void *pq_consumer(void *arg)
 	}
 }
 
-/* nthr consumers: 1 keeps the pieces in order (a stream, page rounds),
- * 2 only where the order does not matter (pwritev at fixed offsets). */
-static void pq_init(struct pipeline *q, int nthr)
+static void pq_init(struct pipeline *q)
 {
 	pthread_mutex_init(&q->mu, NULL);
 	pthread_cond_init(&q->cv, NULL);
@@ -174,9 +164,7 @@ static void pq_init(struct pipeline *q, int nthr)
 	}
 	vs_error_clear(&q->cerr);
 	/* without a thread the producer runs each piece itself (pq_push) */
-	q->nthr = nthr;
-	while (q->started < nthr && pthread_create(&q->thr[q->started], NULL, pq_consumer, q) == 0)
-		q->started++;
+	q->started = pthread_create(&q->thr, NULL, pq_consumer, q) == 0;
 }
 
 /* Hand a filled piece on (or, without a thread, consume it here). */
@@ -203,8 +191,7 @@ static int pq_finish(struct pipeline *q, int r, struct vs_error *err)
 		q->done = true;
 		pthread_cond_broadcast(&q->cv);
 		pthread_mutex_unlock(&q->mu);
-		for (int i = 0; i < q->started; i++)
-			pthread_join(q->thr[i], NULL);
+		pthread_join(q->thr, NULL);
 	}
 	if (r >= 0 && q->failed) {
 		*err = q->cerr;
@@ -245,45 +232,7 @@ static int consume_dump(struct pipeline *q, struct piece *p, struct vs_error *er
 			return r;
 		off += p->sec[i].len;
 	}
-	__atomic_fetch_add(&q->io_ns, vs_now_ns() - t0, __ATOMIC_RELAXED);
-	return 0;
-}
-
-/* A writer thread of a regular file: the piece's sections at the offset
- * the reader gave them (it did the stream's bookkeeping in order). */
-static int consume_dump_at(struct pipeline *q, struct piece *p, struct vs_error *err)
-{
-	uint64_t t0 = vs_now_ns();
-	struct iovec iov[4 * BATCH_IOV];
-	size_t n = 0, off = 0, total = 0;
-	for (size_t i = 0; i < p->nsec; i++) {
-		iov[n++] = (struct iovec){p->head[i], 16};
-		iov[n++] = (struct iovec){&p->sec[i], sizeof(p->sec[i])};
-		iov[n++] = (struct iovec){p->buf + off, p->sec[i].len};
-		iov[n++] = (struct iovec){&p->crc[i], 4};
-		off += p->sec[i].len;
-		total += 16 + sizeof(p->sec[i]) + p->sec[i].len + 4;
-	}
-	struct iovec *v = iov;
-	for (uint64_t at = p->off, left = total; left;) {
-		ssize_t k = pwritev(q->out_fd, v, (int)n, (off_t)at);
-		if (k < 0 && errno == EINTR)
-			continue;
-		if (k <= 0)
-			return vs_error_sys(err, k < 0 ? errno : EIO, "checkpoint stream: write");
-		at += (uint64_t)k;
-		left -= (uint64_t)k;
-		while (n && (size_t)k >= v->iov_len) {
-			k -= (ssize_t)v->iov_len;
-			v++;
-			n--;
-		}
-		if (n) {
-			v->iov_base = (uint8_t *)v->iov_base + k;
-			v->iov_len -= (size_t)k;
-		}
-	}
-	__atomic_fetch_add(&q->io_ns, vs_now_ns() - t0, __ATOMIC_RELAXED);
+	q->io_ns += vs_now_ns() - t0;
 	return 0;
 }
 
@@ -355,9 +304,6 @@ struct dump_round {
 	struct batch b;
 	uint64_t read_ns, crc_ns;
 	struct ckpt_stats *st;
-	struct ck_writer *w;
-	bool at_offsets;       /* a regular file: pwritev by two writers */
-	uint64_t pos0, total0; /* its offset and w->total when the round began */
 };
 
 /* Read the batch, checksum its sections (here, while the pages are still
@@ -377,17 +323,6 @@ static int batch_flush(struct dump_round *d, struct vs_error *err)
 		b->p->crc[i] = ck_section_crc(CK_SEC_PAGES, &b->p->sec[i], sizeof(b->p->sec[i]),
 					      b->p->buf + off, b->p->sec[i].len);
 		off += b->p->sec[i].len;
-	}
-	if (d->at_offsets) { /* the stream's bookkeeping, in order, here */
-		struct ck_writer *w = d->w;
-		b->p->off = d->pos0 + (w->total - d->total0);
-		for (size_t i = 0; i < b->p->nsec; i++) {
-			uint64_t len = sizeof(b->p->sec[i]) + b->p->sec[i].len;
-			ck_section_head(b->p->head[i], CK_SEC_PAGES, len);
-			w->total += 16 + len + 4;
-			w->nr_sections++;
-			w->chain = ck_crc32c(w->chain, &b->p->crc[i], 4);
-		}
 	}
 	d->crc_ns += vs_now_ns() - t0;
 	r = pq_push(&d->q, b->p, err);
@@ -490,22 +425,10 @@ int ck_mem_write_round(struct ck_writer *w, const struct ck_memset *ms, uint32_t
 	if (r < 0)
 		return r;
 	uint64_t t0 = vs_now_ns();
-	struct dump_round d = {.st = st, .w = w};
-	/* A regular file (not O_APPEND: pwrite would append) takes two
-	 * writers at known offsets: writing into the page cache is the
-	 * slowest stage, and one thread of it cannot keep up with the
-	 * reader. A pipe or a socket keeps one writer, in order. */
-	struct stat sb;
-	int fl = fcntl(w->fd, F_GETFL);
-	off_t pos = lseek(w->fd, 0, SEEK_CUR);
-	d.at_offsets = fstat(w->fd, &sb) == 0 && S_ISREG(sb.st_mode) && fl >= 0 &&
-		       !(fl & O_APPEND) && pos >= 0;
-	d.pos0 = (uint64_t)pos;
-	d.total0 = w->total;
-	d.q.consume = d.at_offsets ? consume_dump_at : consume_dump;
+	struct dump_round d = {.st = st};
+	d.q.consume = consume_dump;
 	d.q.w = w;
-	d.q.out_fd = w->fd;
-	pq_init(&d.q, d.at_offsets ? 2 : 1);
+	pq_init(&d.q);
 	cleanup_free uint64_t *pmv = NULL;
 	size_t pmcap = 0;
 	for (size_t i = 0; r >= 0 && i < ms->r.n; i++)
@@ -513,10 +436,6 @@ int ck_mem_write_round(struct ck_writer *w, const struct ck_memset *ms, uint32_t
 	if (r >= 0)
 		r = batch_flush(&d, err);
 	r = pq_finish(&d.q, r, err);
-	/* pwritev left the fd's offset where the round began */
-	if (r >= 0 && d.at_offsets &&
-	    lseek(w->fd, (off_t)(d.pos0 + (w->total - d.total0)), SEEK_SET) < 0)
-		r = vs_error_sys(err, errno, "checkpoint stream: seek");
 	st->mem_read_ns += d.read_ns;
 	st->mem_crc_ns += d.crc_ns;
 	st->mem_write_ns += d.q.io_ns;
@@ -610,8 +529,8 @@ static int consume_restore(struct pipeline *q, struct piece *p, struct vs_error 
 		return vs_error_set(err, EBADMSG, "restore: pages of pid %d: no such process",
 				    pg->pid);
 	int r = ck_mem_fill(uffd, hpid, pg->pid, pg->addr, p->buf, pg->len, err);
-	__atomic_fetch_add(&q->io_ns, vs_now_ns() - t0, __ATOMIC_RELAXED);
-	__atomic_fetch_add(&q->pages, pg->len / 4096, __ATOMIC_RELAXED);
+	q->io_ns += vs_now_ns() - t0;
+	q->pages += pg->len / 4096;
 	return r;
 }
 
@@ -648,7 +567,7 @@ static int restore_streamed(struct ckpt_image *img, ck_hpid_of hpid_of, void *ar
 			    struct ckpt_stats *st, struct vs_error *err)
 {
 	struct pipeline q = {.consume = consume_restore, .hpid_of = hpid_of, .hpid_arg = arg};
-	pq_init(&q, 1); /* in order: a later round overrides an earlier one */
+	pq_init(&q);
 	uint64_t rd0 = img->rd.read_ns, crc0 = img->rd.crc_ns;
 	int r = read_rounds(&q, img, err);
 	r = pq_finish(&q, r, err);
