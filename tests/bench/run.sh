@@ -25,6 +25,9 @@
 #   BENCH_SKIP_PRECOPY=1    skip pre-copy on one node (tests/bench/precopy.sh:
 #                           rounds, bytes, freeze time; precopy.md / precopy.json)
 #   BENCH_SKIP_MIGRATE=1    skip the cold-migration stream vs tar (tests/bench/migrate.sh)
+#   BENCH_SKIP_CKPT=1       skip the checkpoint speed of the frozen path
+#                           (tests/bench/ckpt.sh 256 1024: dump, pipe transfer,
+#                           restore; table in ckpt.txt, rows in ckpt.jsonl)
 #   BENCH_SKIP_REGISTRY=1   skip the registry benchmarks (tests/bench/registry.sh:
 #                           scheduler, HTTP API, long-poll fan-out; results under
 #                           "registry" in results.json and in registry.md)
@@ -440,6 +443,10 @@ fi
 if [ "${BENCH_SKIP_MIGRATE:-0}" != 1 ]; then
 	hdr "cold migration: the file system stream vs tar over a veth (tests/bench/migrate.sh)"
 	BENCH_OUT=$OUT SLICECTL=$SLICECTL bash "$BENCH_DIR/migrate.sh" || REGISTRY_RC=1
+fi
+if [ "${BENCH_SKIP_CKPT:-0}" != 1 ]; then
+	hdr "checkpoint speed of the frozen path (tests/bench/ckpt.sh)"
+	SLICECTL=$SLICECTL CKPT_BENCH_JSON=$OUT/ckpt.jsonl bash "$BENCH_DIR/ckpt.sh" 256 1024 | tee "$OUT/ckpt.txt" || REGISTRY_RC=1
 fi
 hdr "done in $(fsub "$(now)" "$BENCH_T0")s; results in $RES"
 [ "$REGISTRY_RC" = 0 ] || exit 1
