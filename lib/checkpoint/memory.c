@@ -584,8 +584,12 @@ int ck_mem_restore(struct ckpt_image *img, ck_hpid_of hpid_of, void *arg, struct
 	uint64_t t0 = vs_now_ns();
 	int r = 0;
 	/* a pre-copy's running rounds first: the later rounds override them */
-	if (img->spool)
+	if (img->spool) {
+		uint64_t rd0 = img->rd.read_ns, crc0 = img->rd.crc_ns;
 		r = ck_spool_apply(img, hpid_of, arg, st, err);
+		st->mem_read_ns += img->rd.read_ns - rd0;
+		st->mem_crc_ns += img->rd.crc_ns - crc0;
+	}
 	if (r >= 0)
 		r = img->rd.fd < 0 ? restore_parsed(img, hpid_of, arg, st, err)
 				   : restore_streamed(img, hpid_of, arg, st, err);

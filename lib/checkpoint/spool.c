@@ -114,8 +114,10 @@ static int apply_range(struct ck_spool *sp, int uffd, pid_t hpid, int32_t vpid, 
 			if (k != (ssize_t)n)
 				return vs_error_sys(err, k < 0 ? errno : EIO,
 						    "restore: pre-copy spool: read");
+			uint64_t t0 = vs_now_ns();
 			int r = ck_mem_fill(uffd, hpid, vpid, (uint64_t)a & (CK_SPOOL_ADDR_MAX - 1),
 					    piece, n, err);
+			st->mem_write_ns += vs_now_ns() - t0;
 			if (r < 0)
 				return r;
 			st->pages_written += n / 4096;
