@@ -62,6 +62,15 @@ struct ckpt_stats {
 	unsigned nr_rounds;
 	uint64_t precopy_ns; /* the running rounds, start to the freeze */
 	struct ckpt_round_stats rounds[CKPT_MAX_ROUNDS];
+	/* The page rounds, by phase. Dump: mem_read_ns = process_vm_readv
+	 * (or /proc/PID/mem), mem_crc_ns = checksums, mem_write_ns = writes
+	 * to the stream. Restore: memrestore_ns = the whole page-round phase
+	 * (stream to END), mem_read_ns = reading the stream, mem_crc_ns =
+	 * checking it, mem_write_ns = writing into the processes. Reading and
+	 * writing run in two threads, so the parts add up to more than the
+	 * whole when they overlap. */
+	uint64_t memrestore_ns;
+	uint64_t mem_read_ns, mem_crc_ns, mem_write_ns;
 };
 
 struct ckpt_precopy; /* include/vslice/ckpt_dirty.h */

@@ -393,17 +393,18 @@ struct ck_reader {
 	int fd;		    /* -1: buffer */
 	const uint8_t *buf; /* buffer mode */
 	size_t buf_len;
-	uint64_t off;	/* bytes consumed */
-	uint32_t chain; /* crc32c over every finished section's crc */
-	uint32_t nsec;	/* sections finished */
-	uint32_t crc;	/* running crc of the section being read */
-	uint32_t type;	/* section being read (have_head) */
-	uint64_t left;	/* its payload bytes not read yet */
-	bool have_head; /* a section head was read, its trailer not yet */
-	bool in_rounds; /* the first ROUND was seen */
-	bool done;	/* END read and verified */
-	int64_t round;	/* current round, -1 before the first */
-	uint32_t flags; /* stream flags (CK_FLAG_*) */
+	uint64_t off;		  /* bytes consumed */
+	uint32_t chain;		  /* crc32c over every finished section's crc */
+	uint32_t nsec;		  /* sections finished */
+	uint32_t crc;		  /* running crc of the section being read */
+	uint32_t type;		  /* section being read (have_head) */
+	uint64_t left;		  /* its payload bytes not read yet */
+	bool have_head;		  /* a section head was read, its trailer not yet */
+	bool in_rounds;		  /* the first ROUND was seen */
+	bool done;		  /* END read and verified */
+	int64_t round;		  /* current round, -1 before the first */
+	uint32_t flags;		  /* stream flags (CK_FLAG_*) */
+	uint64_t read_ns, crc_ns; /* time in read(2) and in checksums */
 };
 
 struct ckpt_image {
@@ -464,8 +465,6 @@ void *ck_xrealloc(void *p, size_t n);
 
 /* --- writer ------------------------------------------------------------ */
 
-struct ck_async;
-
 struct ck_writer {
 	int fd;
 	uint8_t *buf;
@@ -473,26 +472,32 @@ struct ck_writer {
 	uint64_t total;
 	uint32_t nr_sections;
 	uint32_t chain;
-	struct ck_async *async; /* background writer for big payloads, or NULL */
 };
 
 uint32_t ck_crc32c(uint32_t crc, const void *p, size_t len);
+/* The same CRC by the byte table, never the instruction (tests). */
+uint32_t ck_crc32c_sw(uint32_t crc, const void *p, size_t len);
 int ck_writer_open(struct ck_writer *w, int fd, struct vs_error *err);
 /* One section = rec (fixed part) + data (tail). */
 int ck_write_section(struct ck_writer *w, uint32_t type, const void *rec, size_t rlen,
 		     const void *data, size_t dlen, struct vs_error *err);
-/* As ck_write_section, but data is written by a background thread: the
- * caller must not touch data until the next call on w (double-buffer). */
-int ck_write_section_async(struct ck_writer *w, uint32_t type, const void *rec, size_t rlen,
-			   const void *data, size_t dlen, struct vs_error *err);
-/* Wait until no background write is in flight. */
+/* A section's CRC (over its head, rec and data). */
+uint32_t ck_section_crc(uint32_t type, const void *rec, size_t rlen, const void *data, size_t dlen);
+/* As ck_write_section with the CRC computed already (ck_section_crc),
+ * written with one writev straight from data (no copy into the buffer)
+ * when nothing is buffered. The page rounds' writer thread uses it: it
+ * must be the only user of w meanwhile. */
+int ck_write_section_direct(struct ck_writer *w, uint32_t type, const void *rec, size_t rlen,
+			    const void *data, size_t dlen, uint32_t crc, struct vs_error *err);
+/* Write out what is buffered: the fd has every byte written so far (no
+ * END record). */
 int ck_writer_sync(struct ck_writer *w, struct vs_error *err);
+/* If fd is a pipe, make its buffer big (best effort): see image.c. */
+void ck_pipe_grow(int fd);
 int ck_writer_close(struct ck_writer *w, struct vs_error *err);
 /* ck_writer_open with stream flags (CK_FLAG_*) in the stream head. */
 int ck_writer_open_flags(struct ck_writer *w, int fd, uint32_t flags, struct vs_error *err);
-/* Everything buffered handed to the fd (no END record). */
-int ck_writer_flush(struct ck_writer *w, struct vs_error *err);
-/* A writer that continues a stream another writer began and flushed
+/* A writer that continues a stream another writer began and synced
  * (the pre-copy's rounds): no stream head; counters carried on so the
  * END record covers the whole stream. */
 int ck_writer_continue(struct ck_writer *w, int fd, uint64_t total, uint32_t nr_sections,
@@ -549,12 +554,21 @@ void ck_memset_free(struct ck_memset *ms);
 int ck_mem_write_round(struct ck_writer *w, const struct ck_memset *ms, uint32_t round,
 		       ck_page_pred pred, void *arg, struct ckpt_stats *st, struct vs_error *err);
 
-/* Host pid of the process with image pid vpid, 0 if none (restore.c). */
-typedef pid_t (*ck_hpid_of)(void *arg, int32_t vpid);
+/* Host pid of the process with image pid vpid, 0 if none (restore.c);
+ * *uffd = a userfaultfd registered over its anonymous vmas (missing
+ * pages: filled with UFFDIO_COPY), or -1. */
+typedef pid_t (*ck_hpid_of)(void *arg, int32_t vpid, int *uffd);
 /* Apply every page round of img (the parsed vector, or the rest of the
  * stream up to its verified END) into the processes hpid_of names. */
 int ck_mem_restore(struct ckpt_image *img, ck_hpid_of hpid_of, void *arg, struct ckpt_stats *st,
 		   struct vs_error *err);
+/* Write len bytes at addr of a stopped restored process (hpid, image pid
+ * vpid): UFFDIO_COPY through uffd (from hpid_of) where pages are missing,
+ * process_vm_writev where they are there or uffd < 0. Any writer into a
+ * restored process must come through here while its uffd is registered:
+ * process_vm_writev cannot fault a page in under it. */
+int ck_mem_fill(int uffd, pid_t hpid, int32_t vpid, uint64_t addr, const void *data, size_t len,
+		struct vs_error *err);
 
 /* --- ptrace / injection ------------------------------------------------ */
 
@@ -700,9 +714,6 @@ int ck_spool_put(struct ck_spool *sp, int32_t pid, uint64_t addr, const void *bu
 void ck_spool_free(struct ck_spool *sp);
 int ck_spool_apply(struct ckpt_image *img, ck_hpid_of hpid_of, void *arg, struct ckpt_stats *st,
 		   struct vs_error *err);
-/* memory.c: write len bytes at addr of a stopped restored process. */
-int ck_mem_poke(pid_t hpid, int32_t vpid, uint64_t addr, const void *buf, size_t len,
-		struct vs_error *err);
 
 /* small /proc helpers */
 int ck_read_small(const char *path, char *buf, size_t len);

@@ -610,7 +610,7 @@ static int read_pages(const struct ck_memrange *r, int memfd, uint64_t addr, uin
  * went away or shrank meanwhile, is skipped: what is left of the range
  * counts as written next round (pending), the frozen round decides the
  * rest. */
-static int write_range(struct ckpt_precopy *pc, size_t ri, uint8_t *bufs, int *cur, uint64_t **pmv,
+static int write_range(struct ckpt_precopy *pc, size_t ri, uint8_t *buf, uint64_t **pmv,
 		       size_t *pmcap, uint64_t *pages, struct vs_error *err)
 {
 	const struct ck_memrange *r = &pc->ms.r.v[ri];
@@ -650,18 +650,18 @@ static int write_range(struct ckpt_precopy *pc, size_t ri, uint8_t *bufs, int *c
 		       pick(pc, r, bits, r->start + j * PG, v[j], sent))
 			j++;
 		uint64_t addr = r->start + i * PG, len = (j - i) * PG;
-		/* the other buffer may still be in flight: this one is free
-		 * (it is switched only once it was handed to the writer) */
-		uint8_t *buf = bufs + (size_t)*cur * RUN;
 		int rr = read_pages(r, memfd, addr, len, buf);
 		if (rr < 0) {
 			rest.s = addr;
 			ck_vec_push(&p->pending, rest);
 			return 0;
 		}
-		*cur ^= 1;
+		/* one writev from buf, no copy into the writer's buffer
+		 * (ck_write_section_direct) */
 		struct ck_pages pg = {.pid = r->vpid, .addr = addr, .len = len};
-		rr = ck_write_section_async(&pc->w, CK_SEC_PAGES, &pg, sizeof(pg), buf, len, err);
+		uint32_t crc = ck_section_crc(CK_SEC_PAGES, &pg, sizeof(pg), buf, len);
+		rr = ck_write_section_direct(&pc->w, CK_SEC_PAGES, &pg, sizeof(pg), buf, len, crc,
+					     err);
 		if (rr < 0)
 			return rr;
 		sent_add(sent, addr, addr + len);
@@ -714,18 +714,16 @@ int ckpt_precopy_round(struct ckpt_precopy *pc, struct ckpt_round_stats *rs, str
 	uint64_t t_scan = vs_now_ns();
 	struct ck_round rec = {.round = pc->rounds};
 	r = ck_write_section(&pc->w, CK_SEC_ROUND, &rec, sizeof(rec), NULL, 0, err);
-	uint8_t *bufs = vs_xmalloc(2 * (size_t)RUN);
+	uint8_t *buf = vs_xmalloc(RUN);
 	cleanup_free uint64_t *pmv = NULL;
 	size_t pmcap = 0;
-	int cur = 0;
 	for (size_t i = 0; r >= 0 && i < pc->ms.r.n; i++)
-		r = write_range(pc, i, bufs, &cur, &pmv, &pmcap, &rs->pages, err);
-	struct vs_error e2;
-	int r2 = ck_writer_sync(&pc->w, r < 0 ? &e2 : err);
-	free(bufs);
-	if (r >= 0 && r2 >= 0)
-		r2 = ck_writer_flush(&pc->w, err);
-	if (r < 0 || r2 < 0)
+		r = write_range(pc, i, buf, &pmv, &pmcap, &rs->pages, err);
+	free(buf);
+	/* the round is on the fd before it counts as done */
+	if (r >= 0)
+		r = ck_writer_sync(&pc->w, err);
+	if (r < 0)
 		return vs_error_wrap(err, "pre-copy round %u", pc->rounds);
 	if (pc->rounds > 0 && t_scan > pc->last_scan_ns)
 		rs->dirty_bps = pc->reported * PG * 1000000000ull / (t_scan - pc->last_scan_ns);
@@ -814,7 +812,7 @@ int ck_precopy_writer(struct ckpt_precopy *pc, struct ck_writer *w, struct vs_er
 {
 	if (!pc->w_open)
 		return vs_error_set(err, EINVAL, "pre-copy: stream already handed on");
-	int r = ck_writer_flush(&pc->w, err);
+	int r = ck_writer_sync(&pc->w, err);
 	uint64_t total = pc->w.total;
 	uint32_t nsec = pc->w.nr_sections, chain = pc->w.chain;
 	ck_writer_free(&pc->w);

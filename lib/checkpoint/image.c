@@ -16,6 +16,7 @@
 #include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/uio.h>
 
 #include "ckpt_int.h"
 #include "vslice/util.h"
@@ -28,36 +29,95 @@ void *ck_xrealloc(void *p, size_t n)
 	return q;
 }
 
-/* --- CRC32C (Castagnoli): SSE4.2 instruction when present, table otherwise */
+/* --- CRC32C (Castagnoli): SSE4.2 instruction when present, table otherwise.
+ *
+ * The instruction has a latency of 3 cycles and a throughput of 1, so one
+ * dependent chain runs at a third of what the unit can do (~7 GiB/s here).
+ * Big buffers are cut into blocks of three lanes of CRC_LANE bytes each,
+ * computed as three independent chains in one loop and joined by the CRC's
+ * linearity: crc(A || B) = crc(A) * x^(8|B|) mod P  ^  crc_0(B), where crc_0
+ * starts from 0 (zlib's crc32_combine, on the raw register here). Same
+ * result as the plain loop, ~3x the speed on page runs. */
+
+#define CRC_POLY 0x82F63B78u
+#define CRC_LANE 4096u
 
 static uint32_t crc_table[256];
-static int crc_hw = -1;
+static uint32_t crc_lane_shift; /* x^(8 * CRC_LANE) mod P */
+static int crc_hw;
+static pthread_once_t crc_once = PTHREAD_ONCE_INIT;
+
+/* a * b modulo P, bit-reflected (zlib's multmodp) */
+static uint32_t crc_mulmod(uint32_t a, uint32_t b)
+{
+	uint32_t m = 1u << 31, p = 0;
+	for (;;) {
+		if (a & m) {
+			p ^= b;
+			if ((a & (m - 1)) == 0)
+				break;
+		}
+		m >>= 1;
+		b = b & 1 ? (b >> 1) ^ CRC_POLY : b >> 1;
+	}
+	return p;
+}
+
+/* x^(8 * n) modulo P */
+static uint32_t crc_x8n(uint64_t n)
+{
+	uint32_t sq = 1u << 30; /* x^1, squared on: x^2, x^4, ... */
+	uint32_t p = 1u << 31;	/* x^0 */
+	for (n *= 8; n; n >>= 1) {
+		if (n & 1)
+			p = crc_mulmod(sq, p);
+		sq = crc_mulmod(sq, sq);
+	}
+	return p;
+}
 
 static void crc_init(void)
 {
 	for (uint32_t i = 0; i < 256; i++) {
 		uint32_t c = i;
 		for (int k = 0; k < 8; k++)
-			c = c & 1 ? (c >> 1) ^ 0x82F63B78u : c >> 1;
+			c = c & 1 ? (c >> 1) ^ CRC_POLY : c >> 1;
 		crc_table[i] = c;
 	}
+	crc_lane_shift = crc_x8n(CRC_LANE);
 	__builtin_cpu_init();
 	crc_hw = __builtin_cpu_supports("sse4.2") ? 1 : 0;
+}
+
+static inline uint64_t load64(const uint8_t *p)
+{
+	uint64_t v;
+	memcpy(&v, p, 8);
+	return v;
 }
 
 __attribute__((target("sse4.2"))) static uint32_t crc_hw_run(uint32_t c, const uint8_t *p,
 							     size_t len)
 {
-	uint64_t c64 = c;
 	while (len && ((uintptr_t)p & 7)) {
 		c = __builtin_ia32_crc32qi(c, *p++);
 		len--;
 	}
-	c64 = c;
+	uint64_t c64 = c;
+	while (len >= 3 * CRC_LANE) {
+		uint64_t c1 = 0, c2 = 0;
+		for (size_t i = 0; i < CRC_LANE; i += 8) {
+			c64 = __builtin_ia32_crc32di(c64, load64(p + i));
+			c1 = __builtin_ia32_crc32di(c1, load64(p + CRC_LANE + i));
+			c2 = __builtin_ia32_crc32di(c2, load64(p + 2 * CRC_LANE + i));
+		}
+		c64 = crc_mulmod(crc_lane_shift, (uint32_t)c64) ^ (uint32_t)c1;
+		c64 = crc_mulmod(crc_lane_shift, (uint32_t)c64) ^ (uint32_t)c2;
+		p += 3 * CRC_LANE;
+		len -= 3 * CRC_LANE;
+	}
 	while (len >= 8) {
-		uint64_t v;
-		memcpy(&v, p, 8);
-		c64 = __builtin_ia32_crc32di(c64, v);
+		c64 = __builtin_ia32_crc32di(c64, load64(p));
 		p += 8;
 		len -= 8;
 	}
@@ -67,107 +127,64 @@ __attribute__((target("sse4.2"))) static uint32_t crc_hw_run(uint32_t c, const u
 	return c;
 }
 
-uint32_t ck_crc32c(uint32_t crc, const void *buf, size_t len)
+uint32_t ck_crc32c_sw(uint32_t crc, const void *buf, size_t len)
 {
 	const uint8_t *p = buf;
 	uint32_t c = ~crc;
-	if (crc_hw < 0)
-		crc_init();
-	if (crc_hw)
-		c = crc_hw_run(c, p, len);
-	else
-		while (len--)
-			c = crc_table[(c ^ *p++) & 0xff] ^ (c >> 8);
+	pthread_once(&crc_once, crc_init);
+	while (len--)
+		c = crc_table[(c ^ *p++) & 0xff] ^ (c >> 8);
 	return ~c;
+}
+
+uint32_t ck_crc32c(uint32_t crc, const void *buf, size_t len)
+{
+	const uint8_t *p = buf;
+	pthread_once(&crc_once, crc_init);
+	if (!crc_hw)
+		return ck_crc32c_sw(crc, buf, len);
+	return ~crc_hw_run(~crc, p, len);
 }
 
 /* --- writer ------------------------------------------------------------ */
 
 #define WBUF (4u << 20)
 
-/* One background write at a time: the dump reads the next run of pages
- * (process_vm_readv + CRC) while this thread writes the previous one. */
-struct ck_async {
-	pthread_t thr;
-	pthread_mutex_t mu;
-	pthread_cond_t cv;
-	const void *p;
-	size_t len;
-	bool busy, quit;
-	int error;	  /* errno of a failed write */
-	uint32_t trailer; /* CRC to append once the job is written */
-	bool have_trailer;
-};
+/* A pipe between dump and restore carries the page rounds: the default
+ * 64 KiB makes the two sides take turns every 16 pages. Ask for PIPE_BIG
+ * (beyond fs.pipe-max-size only with CAP_SYS_RESOURCE), settle for 1 MiB;
+ * a refusal only costs speed. */
+#define PIPE_BIG (16u << 20)
 
-static void *async_main(void *arg)
+void ck_pipe_grow(int fd)
 {
-	struct ck_writer *w = arg;
-	struct ck_async *a = w->async;
-	pthread_mutex_lock(&a->mu);
-	for (;;) {
-		while (!a->busy && !a->quit)
-			pthread_cond_wait(&a->cv, &a->mu);
-		if (a->quit && !a->busy)
-			break;
-		const void *p = a->p;
-		size_t len = a->len;
-		pthread_mutex_unlock(&a->mu);
-		int r = vs_write_all(w->fd, p, len);
-		pthread_mutex_lock(&a->mu);
-		if (r < 0 && !a->error)
-			a->error = -r;
-		a->busy = false;
-		pthread_cond_broadcast(&a->cv);
-	}
-	pthread_mutex_unlock(&a->mu);
-	return NULL;
-}
-
-static int w_put_raw(struct ck_writer *w, const void *p, size_t len, struct vs_error *err);
-
-/* Wait for the background job; then its trailer CRC goes into the buffer. */
-static int w_wait(struct ck_writer *w, struct vs_error *err)
-{
-	struct ck_async *a = w->async;
-	if (!a)
-		return 0;
-	pthread_mutex_lock(&a->mu);
-	while (a->busy)
-		pthread_cond_wait(&a->cv, &a->mu);
-	int e = a->error;
-	bool tr = a->have_trailer;
-	a->have_trailer = false;
-	pthread_mutex_unlock(&a->mu);
-	if (e)
-		return vs_error_sys(err, e, "checkpoint stream: write");
-	if (tr)
-		return w_put_raw(w, &a->trailer, 4, err);
-	return 0;
+	struct stat st;
+	if (fstat(fd, &st) < 0 || !S_ISFIFO(st.st_mode))
+		return;
+	if (fcntl(fd, F_SETPIPE_SZ, PIPE_BIG) < 0)
+		(void)fcntl(fd, F_SETPIPE_SZ, 1u << 20);
 }
 
 static int w_flush(struct ck_writer *w, struct vs_error *err)
 {
-	int r = w_wait(w, err);
-	if (r < 0 || !w->used)
-		return r;
-	r = vs_write_all(w->fd, w->buf, w->used);
+	if (!w->used)
+		return 0;
+	int r = vs_write_all(w->fd, w->buf, w->used);
 	if (r < 0)
 		return vs_error_sys(err, -r, "checkpoint stream: write");
 	w->used = 0;
 	return 0;
 }
 
-/* Append to the buffer (the background job, if any, is already done). */
-static int w_put_raw(struct ck_writer *w, const void *p, size_t len, struct vs_error *err)
+static int w_put(struct ck_writer *w, const void *p, size_t len, struct vs_error *err)
 {
-	if (w->used + len > w->cap) {
-		int r = vs_write_all(w->fd, w->buf, w->used);
-		if (r < 0)
-			return vs_error_sys(err, -r, "checkpoint stream: write");
-		w->used = 0;
-	}
-	if (len >= w->cap) {
-		int r = vs_write_all(w->fd, p, len);
+	int r;
+	/* a big payload goes out directly, after what is buffered */
+	bool direct = len >= w->cap / 2;
+	if ((direct || w->used + len > w->cap) && (r = w_flush(w, err)) < 0)
+		return r;
+	if (direct) {
+		r = vs_write_all(w->fd, p, len);
 		if (r < 0)
 			return vs_error_sys(err, -r, "checkpoint stream: write");
 	} else {
@@ -178,44 +195,23 @@ static int w_put_raw(struct ck_writer *w, const void *p, size_t len, struct vs_e
 	return 0;
 }
 
-static int w_put(struct ck_writer *w, const void *p, size_t len, struct vs_error *err)
-{
-	int r = w_wait(w, err);
-	if (r < 0)
-		return r;
-	if (len >= WBUF / 2) {
-		if ((r = w_flush(w, err)) < 0)
-			return r;
-		r = vs_write_all(w->fd, p, len);
-		if (r < 0)
-			return vs_error_sys(err, -r, "checkpoint stream: write");
-		w->total += len;
-		return 0;
-	}
-	return w_put_raw(w, p, len, err);
-}
-
 int ck_writer_open(struct ck_writer *w, int fd, struct vs_error *err)
 {
 	return ck_writer_open_flags(w, fd, 0, err);
 }
 
-int ck_writer_open_flags(struct ck_writer *w, int fd, uint32_t flags, struct vs_error *err)
+static void w_init(struct ck_writer *w, int fd)
 {
 	memset(w, 0, sizeof(*w));
 	w->fd = fd;
 	w->cap = WBUF;
 	w->buf = vs_xmalloc(WBUF);
-	struct ck_async *a = vs_xcalloc(1, sizeof(*a));
-	pthread_mutex_init(&a->mu, NULL);
-	pthread_cond_init(&a->cv, NULL);
-	w->async = a;
-	if (pthread_create(&a->thr, NULL, async_main, w) != 0) {
-		pthread_mutex_destroy(&a->mu);
-		pthread_cond_destroy(&a->cv);
-		free(a);
-		w->async = NULL; /* synchronous writes only */
-	}
+	ck_pipe_grow(fd);
+}
+
+int ck_writer_open_flags(struct ck_writer *w, int fd, uint32_t flags, struct vs_error *err)
+{
+	w_init(w, fd);
 	uint8_t head[16];
 	memcpy(head, CK_MAGIC, 8);
 	uint32_t v = CK_VERSION, fl = flags;
@@ -250,32 +246,45 @@ int ck_write_section(struct ck_writer *w, uint32_t type, const void *rec, size_t
 	return 0;
 }
 
-int ck_write_section_async(struct ck_writer *w, uint32_t type, const void *rec, size_t rlen,
-			   const void *data, size_t dlen, struct vs_error *err)
+uint32_t ck_section_crc(uint32_t type, const void *rec, size_t rlen, const void *data, size_t dlen)
 {
-	if (!w->async || dlen < WBUF / 2)
-		return ck_write_section(w, type, rec, rlen, data, dlen, err);
 	uint8_t h[16];
 	section_head(h, type, rlen + dlen);
 	uint32_t crc = ck_crc32c(0, h, sizeof(h));
 	crc = ck_crc32c(crc, rec, rlen);
-	crc = ck_crc32c(crc, data, dlen);
-	int r;
-	if ((r = w_put(w, h, sizeof(h), err)) < 0 || (r = w_put(w, rec, rlen, err)) < 0 ||
-	    (r = w_flush(w, err)) < 0)
-		return r;
-	struct ck_async *a = w->async;
-	pthread_mutex_lock(&a->mu);
-	a->p = data;
-	a->len = dlen;
-	a->busy = true;
-	a->trailer = crc;
-	a->have_trailer = true;
-	pthread_cond_broadcast(&a->cv);
-	pthread_mutex_unlock(&a->mu);
-	w->total += dlen + 4;
-	/* w_wait adds the 4 trailer bytes to total again: compensate */
-	w->total -= 4;
+	return ck_crc32c(crc, data, dlen);
+}
+
+int ck_write_section_direct(struct ck_writer *w, uint32_t type, const void *rec, size_t rlen,
+			    const void *data, size_t dlen, uint32_t crc, struct vs_error *err)
+{
+	if (w->used)
+		return ck_write_section(w, type, rec, rlen, data, dlen, err);
+	uint8_t h[16];
+	section_head(h, type, rlen + dlen);
+	struct iovec iov[4] = {
+	    {h, sizeof(h)}, {(void *)rec, rlen}, {(void *)data, dlen}, {&crc, 4}};
+	size_t total = sizeof(h) + rlen + dlen + 4;
+	struct iovec *v = iov;
+	int nv = 4;
+	for (size_t done = 0; done < total;) {
+		ssize_t n = writev(w->fd, v, nv);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			return vs_error_sys(err, errno, "checkpoint stream: write");
+		done += (size_t)n;
+		while (nv && (size_t)n >= v->iov_len) {
+			n -= (ssize_t)v->iov_len;
+			v++;
+			nv--;
+		}
+		if (nv) {
+			v->iov_base = (uint8_t *)v->iov_base + n;
+			v->iov_len -= (size_t)n;
+		}
+	}
+	w->total += total;
 	w->nr_sections++;
 	w->chain = ck_crc32c(w->chain, &crc, 4);
 	return 0;
@@ -283,22 +292,14 @@ int ck_write_section_async(struct ck_writer *w, uint32_t type, const void *rec, 
 
 int ck_writer_sync(struct ck_writer *w, struct vs_error *err)
 {
-	return w_wait(w, err);
-}
-
-int ck_writer_flush(struct ck_writer *w, struct vs_error *err)
-{
 	return w_flush(w, err);
 }
 
 int ck_writer_continue(struct ck_writer *w, int fd, uint64_t total, uint32_t nr_sections,
 		       uint32_t chain, struct vs_error *err)
 {
-	int r = ck_writer_open(w, fd, err);
-	if (r < 0)
-		return r;
-	/* the stream head is still in the buffer (16 bytes): drop it */
-	w->used = 0;
+	(void)err;
+	w_init(w, fd);
 	w->total = total;
 	w->nr_sections = nr_sections;
 	w->chain = chain;
@@ -307,12 +308,9 @@ int ck_writer_continue(struct ck_writer *w, int fd, uint64_t total, uint32_t nr_
 
 int ck_writer_close(struct ck_writer *w, struct vs_error *err)
 {
-	int r = w_wait(w, err);
-	if (r < 0)
-		return r;
 	struct ck_end e = {
 	    .nr_sections = w->nr_sections, .chain_crc = w->chain, .total_len = w->total};
-	r = ck_write_section(w, CK_SEC_END, &e, sizeof(e), NULL, 0, err);
+	int r = ck_write_section(w, CK_SEC_END, &e, sizeof(e), NULL, 0, err);
 	if (r < 0)
 		return r;
 	return w_flush(w, err);
@@ -320,20 +318,6 @@ int ck_writer_close(struct ck_writer *w, struct vs_error *err)
 
 void ck_writer_free(struct ck_writer *w)
 {
-	if (w->async) {
-		struct ck_async *a = w->async;
-		pthread_mutex_lock(&a->mu);
-		while (a->busy)
-			pthread_cond_wait(&a->cv, &a->mu);
-		a->quit = true;
-		pthread_cond_broadcast(&a->cv);
-		pthread_mutex_unlock(&a->mu);
-		pthread_join(a->thr, NULL);
-		pthread_mutex_destroy(&a->mu);
-		pthread_cond_destroy(&a->cv);
-		free(a);
-		w->async = NULL;
-	}
 	free(w->buf);
 	w->buf = NULL;
 }
@@ -722,6 +706,7 @@ static int rd_read(struct ck_reader *r, void *dst, const uint8_t **ptr, size_t n
 		return 0;
 	}
 	size_t got = 0;
+	uint64_t t0 = vs_now_ns();
 	while (got < n) {
 		ssize_t k = read(r->fd, (uint8_t *)dst + got, n - got);
 		if (k < 0 && errno == EINTR)
@@ -735,6 +720,7 @@ static int rd_read(struct ck_reader *r, void *dst, const uint8_t **ptr, size_t n
 					    r->off + got);
 		got += (size_t)k;
 	}
+	r->read_ns += vs_now_ns() - t0;
 	if (ptr)
 		*ptr = dst;
 	r->off += n;
@@ -805,7 +791,9 @@ static int rd_payload(struct ck_reader *r, void *dst, const uint8_t **ptr, size_
 	int rr = rd_read(r, dst, &p, n, err);
 	if (rr < 0)
 		return rr;
+	uint64_t t0 = vs_now_ns();
 	r->crc = ck_crc32c(r->crc, p, n);
+	r->crc_ns += vs_now_ns() - t0;
 	r->left -= n;
 	if (ptr)
 		*ptr = p;
@@ -1054,6 +1042,7 @@ int ckpt_image_parse(const void *buf, size_t len, struct ckpt_image **out, struc
 int ckpt_image_read_fd(int fd, struct ckpt_image **out, struct vs_error *err)
 {
 	*out = NULL;
+	ck_pipe_grow(fd);
 	struct ckpt_image *img = image_new(fd, NULL, 0);
 	int r = image_read_records(img, err);
 	if (r < 0)
@@ -1210,12 +1199,17 @@ const void *ckpt_image_extra(const struct ckpt_image *img, size_t *len)
 
 void ckpt_stats_format(const struct ckpt_stats *s, char *buf, size_t len)
 {
+	double gib = s->pages_written * 4096.0 / (1u << 30);
 	if (!s->dump_ns && s->restore_ns) {
+		double secs = s->memrestore_ns / 1e9;
 		snprintf(buf, len,
 			 "restore %.2f ms (stubs ready after %.2f ms, %" PRIu64
-			 " injected syscalls, %" PRIu64 " pages written)",
+			 " injected syscalls, %" PRIu64
+			 " pages written; memory %.2f ms, %.2f GiB/s: "
+			 "read %.2f ms, crc %.2f ms, write %.2f ms)",
 			 s->restore_ns / 1e6, s->forking_ns / 1e6, s->injected_syscalls,
-			 s->pages_written);
+			 s->pages_written, s->memrestore_ns / 1e6, secs > 0 ? gib / secs : 0.0,
+			 s->mem_read_ns / 1e6, s->mem_crc_ns / 1e6, s->mem_write_ns / 1e6);
 		return;
 	}
 	double mib = s->bytes_written / 1048576.0;
@@ -1223,18 +1217,25 @@ void ckpt_stats_format(const struct ckpt_stats *s, char *buf, size_t len)
 	snprintf(buf, len,
 		 "procs %u threads %u vmas %u fds %u | check %.2f ms freeze %.2f ms frozen %.2f ms "
 		 "dump %.2f ms "
-		 "(memory %.2f ms, %.1f MiB/s) | pages scanned %" PRIu64 " written %" PRIu64
-		 " | %.2f MiB | restore %.2f ms (forking %.2f ms, %" PRIu64 " injected syscalls)",
+		 "(memory %.2f ms, %.2f GiB/s: read %.2f ms, crc %.2f ms, write %.2f ms) | pages "
+		 "scanned %" PRIu64 " written %" PRIu64 " | %.2f MiB",
 		 s->nr_procs, s->nr_threads, s->nr_vmas, s->nr_fds, s->check_ns / 1e6,
 		 s->freeze_ns / 1e6, s->frozen_ns / 1e6, s->dump_ns / 1e6, s->memdump_ns / 1e6,
-		 secs > 0 ? s->pages_written * 4096.0 / 1048576.0 / secs : 0.0, s->pages_scanned,
-		 s->pages_written, mib, s->restore_ns / 1e6, s->forking_ns / 1e6,
-		 s->injected_syscalls);
+		 secs > 0 ? gib / secs : 0.0, s->mem_read_ns / 1e6, s->mem_crc_ns / 1e6,
+		 s->mem_write_ns / 1e6, s->pages_scanned, s->pages_written, mib);
+	if (s->restore_ns) {
+		size_t n = strlen(buf);
+		snprintf(buf + n, len - n,
+			 " | restore %.2f ms (forking %.2f ms, %" PRIu64
+			 " injected syscalls, memory %.2f ms)",
+			 s->restore_ns / 1e6, s->forking_ns / 1e6, s->injected_syscalls,
+			 s->memrestore_ns / 1e6);
+	}
 }
 
 int ckpt_stats_write_json(const char *path, const struct ckpt_stats *s, struct vs_error *err)
 {
-	char buf[1024];
+	char buf[1536];
 	int n = snprintf(
 	    buf, sizeof(buf),
 	    "{\n  \"check_time_ns\": %" PRIu64 ",\n  \"freezing_time_ns\": %" PRIu64
@@ -1242,11 +1243,14 @@ int ckpt_stats_write_json(const char *path, const struct ckpt_stats *s, struct v
 	    ",\n  \"memdump_time_ns\": %" PRIu64 ",\n  \"pages_scanned\": %" PRIu64
 	    ",\n  \"pages_written\": %" PRIu64 ",\n  \"bytes_written\": %" PRIu64
 	    ",\n  \"restore_time_ns\": %" PRIu64 ",\n  \"forking_time_ns\": %" PRIu64
-	    ",\n  \"injected_syscalls\": %" PRIu64
+	    ",\n  \"injected_syscalls\": %" PRIu64 ",\n  \"memrestore_time_ns\": %" PRIu64
+	    ",\n  \"mem_read_time_ns\": %" PRIu64 ",\n  \"mem_crc_time_ns\": %" PRIu64
+	    ",\n  \"mem_write_time_ns\": %" PRIu64
 	    ",\n  \"processes\": %u,\n  \"threads\": %u,\n  \"vmas\": %u,\n  \"fds\": %u\n}\n",
 	    s->check_ns, s->freeze_ns, s->frozen_ns, s->dump_ns, s->memdump_ns, s->pages_scanned,
 	    s->pages_written, s->bytes_written, s->restore_ns, s->forking_ns, s->injected_syscalls,
-	    s->nr_procs, s->nr_threads, s->nr_vmas, s->nr_fds);
+	    s->memrestore_ns, s->mem_read_ns, s->mem_crc_ns, s->mem_write_ns, s->nr_procs,
+	    s->nr_threads, s->nr_vmas, s->nr_fds);
 	if (s->nr_rounds) {
 		/* pre-copy (dirty.c): the rounds go in before the closing brace */
 		cleanup_free char *big = ckpt_stats_json_rounds(s, buf, (size_t)n);

@@ -10,7 +10,10 @@
  * one in place, so the spool holds at most one copy of each page sent
  * (about the slice's memory), not every round's. Once the processes are
  * re-mapped, ck_spool_apply copies what lies inside each process's final
- * private vmas (SEEK_DATA / SEEK_HOLE walk the written parts) and drops
+ * private vmas (SEEK_DATA / SEEK_HOLE walk the written parts; ck_mem_fill:
+ * UFFDIO_COPY into the process's userfaultfd, which restore.c registered
+ * over its private memory - process_vm_writev cannot fault a missing
+ * page in there, EFAULT) and drops
  * the rest: pages of processes that exited, of vmas unmapped since. From
  * a stream, the frozen round after the records is read into the spool
  * as well, up to the verified END, before anything is applied.
@@ -86,8 +89,9 @@ int ck_spool_put(struct ck_spool *sp, int32_t pid, uint64_t addr, const void *bu
 }
 
 /* The spooled pages of [base+start, base+end) into hpid. */
-static int apply_range(struct ck_spool *sp, pid_t hpid, int32_t vpid, uint64_t base, uint64_t start,
-		       uint64_t end, uint8_t *piece, struct ckpt_stats *st, struct vs_error *err)
+static int apply_range(struct ck_spool *sp, int uffd, pid_t hpid, int32_t vpid, uint64_t base,
+		       uint64_t start, uint64_t end, uint8_t *piece, struct ckpt_stats *st,
+		       struct vs_error *err)
 {
 	off_t pos = (off_t)(base | start), lim = (off_t)(base | end);
 	while (pos < lim) {
@@ -110,8 +114,10 @@ static int apply_range(struct ck_spool *sp, pid_t hpid, int32_t vpid, uint64_t b
 			if (k != (ssize_t)n)
 				return vs_error_sys(err, k < 0 ? errno : EIO,
 						    "restore: pre-copy spool: read");
-			int r = ck_mem_poke(hpid, vpid, (uint64_t)a & (CK_SPOOL_ADDR_MAX - 1),
+			uint64_t t0 = vs_now_ns();
+			int r = ck_mem_fill(uffd, hpid, vpid, (uint64_t)a & (CK_SPOOL_ADDR_MAX - 1),
 					    piece, n, err);
+			st->mem_write_ns += vs_now_ns() - t0;
 			if (r < 0)
 				return r;
 			st->pages_written += n / 4096;
@@ -164,11 +170,12 @@ int ck_spool_apply(struct ckpt_image *img, ck_hpid_of hpid_of, void *arg, struct
 		if (v->kind != CK_VMA_ANON && v->kind != CK_VMA_FILE)
 			continue;
 		int64_t slot = slot_of(sp, v->pid);
-		pid_t hpid = slot < 0 ? 0 : hpid_of(arg, v->pid);
+		int uffd = -1;
+		pid_t hpid = slot < 0 ? 0 : hpid_of(arg, v->pid, &uffd);
 		if (!hpid || v->end > CK_SPOOL_ADDR_MAX)
 			continue;
-		int r = apply_range(sp, hpid, v->pid, (uint64_t)slot << 47, v->start, v->end, piece,
-				    st, err);
+		int r = apply_range(sp, uffd, hpid, v->pid, (uint64_t)slot << 47, v->start, v->end,
+				    piece, st, err);
 		if (r < 0)
 			return r;
 	}

@@ -52,7 +52,7 @@ t = open(sys.argv[1]).read()
 rounds = [dict(pages=int(m[0]), mib=float(m[1]), ms=float(m[2]), dirty=float(m[3]))
           for m in re.findall(r"pre-copy round \d+: (\d+) pages, ([\d.]+) MiB in ([\d.]+) ms, dirty rate ([\d.]+) MiB/s", t)]
 frozen = float(re.search(r"frozen ([\d.]+) ms", t).group(1))
-total = float(re.search(r"\| ([\d.]+) MiB \|", t).group(1))
+total = float(re.search(r"\| ([\d.]+) MiB( \||$)", t, re.M).group(1))  # last on the line since the phase timers
 final = int(re.search(r"pages scanned \d+ written (\d+)", t).group(1))
 print(json.dumps(dict(mib=int(sys.argv[2]), rate=int(sys.argv[3]), mode=sys.argv[4], rounds=rounds,
                       final_pages=final, frozen_ms=frozen, stream_mib=total)))

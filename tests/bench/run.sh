@@ -27,6 +27,9 @@
 #   BENCH_SKIP_MIGRATE=1    skip the cold-migration stream vs tar (tests/bench/migrate.sh)
 #   BENCH_SKIP_MIGRATE_CLUSTER=1  skip slicectl migrate / node drain --migrate end to end
 #                           (tests/bench/migrate_cluster.sh; migrate_cluster.md)
+#   BENCH_SKIP_CKPT=1       skip the checkpoint speed of the frozen path
+#                           (tests/bench/ckpt.sh 256 1024: dump, pipe transfer,
+#                           restore; table in ckpt.txt, rows in ckpt.jsonl)
 #   BENCH_SKIP_REGISTRY=1   skip the registry benchmarks (tests/bench/registry.sh:
 #                           scheduler, HTTP API, long-poll fan-out; results under
 #                           "registry" in results.json and in registry.md)
@@ -446,6 +449,10 @@ fi
 if [ "${BENCH_SKIP_MIGRATE_CLUSTER:-0}" != 1 ]; then
 	hdr "cold migration end to end: slicectl migrate and node drain vs tar (tests/bench/migrate_cluster.sh)"
 	BENCH_OUT=$OUT SLICECTL=$SLICECTL bash "$BENCH_DIR/migrate_cluster.sh" || REGISTRY_RC=1
+fi
+if [ "${BENCH_SKIP_CKPT:-0}" != 1 ]; then
+	hdr "checkpoint speed of the frozen path (tests/bench/ckpt.sh)"
+	SLICECTL=$SLICECTL CKPT_BENCH_JSON=$OUT/ckpt.jsonl bash "$BENCH_DIR/ckpt.sh" 256 1024 | tee "$OUT/ckpt.txt" || REGISTRY_RC=1
 fi
 hdr "done in $(fsub "$(now)" "$BENCH_T0")s; results in $RES"
 [ "$REGISTRY_RC" = 0 ] || exit 1

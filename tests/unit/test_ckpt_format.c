@@ -88,6 +88,75 @@ static void test_crc32c_vector(void **state)
 	assert_int_equal(ck_crc32c(c, "56789", 5), 0xE3069283u);
 }
 
+/* The interleaved (three-lane) CRC of big buffers equals the byte-table
+ * CRC for every length and alignment around its block size, and chains. */
+static void test_crc32c_lanes(void **state)
+{
+	size_t n = 5 * 12288 + 64;
+	uint8_t *buf = malloc(n + 8);
+	uint64_t x = 0x243f6a8885a308d3ull;
+	for (size_t i = 0; i < n + 8; i++) {
+		x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+		buf[i] = (uint8_t)x;
+	}
+	static const size_t lens[] = {0,     1,	    7,	   8,	  4095,	 4096,	12287,
+				      12288, 12289, 24576, 36871, 49152, 61440, 61503};
+	for (size_t a = 0; a < 8; a++)
+		for (size_t i = 0; i < sizeof(lens) / sizeof(lens[0]); i++) {
+			uint32_t want = ck_crc32c_sw(0x1234u, buf + a, lens[i]);
+			assert_int_equal(ck_crc32c(0x1234u, buf + a, lens[i]), want);
+			size_t h = lens[i] / 3;
+			uint32_t c = ck_crc32c(0x1234u, buf + a, h);
+			assert_int_equal(ck_crc32c(c, buf + a + h, lens[i] - h), want);
+		}
+	assert_int_equal(ck_crc32c_sw(0, "123456789", 9), 0xE3069283u);
+	free(buf);
+}
+
+/* A payload too big for the writer's buffer goes out directly: after
+ * the small sections still buffered, never before them. */
+static void test_big_section_order(void **state)
+{
+	int fd = memfd_create("ckpt-big", 0);
+	assert_true(fd >= 0);
+	struct vs_error err;
+	struct ck_writer w;
+	assert_int_equal(ck_writer_open(&w, fd, &err), 0);
+	struct ck_header h = {.root_pid = 2, .nr_procs = 1};
+	assert_int_equal(ck_write_section(&w, CK_SEC_HEADER, &h, sizeof(h), NULL, 0, &err), 0);
+	struct ck_proc *p = calloc(1, sizeof(*p));
+	p->pid = 2;
+	p->nr_threads = 1;
+	assert_int_equal(ck_write_section(&w, CK_SEC_PROC, p, sizeof(*p), NULL, 0, &err), 0);
+	free(p);
+	struct ck_file f = {.id = 1, .kind = CK_F_PIPE};
+	assert_int_equal(ck_write_section(&w, CK_SEC_FILE, &f, sizeof(f), NULL, 0, &err), 0);
+	size_t big = 3u << 20;
+	uint8_t *data = malloc(big);
+	for (size_t i = 0; i < big; i++)
+		data[i] = (uint8_t)(i * 31 + 7);
+	struct ck_data d = {.kind = CK_D_PIPE, .id = 1, .len = big};
+	assert_int_equal(ck_write_section(&w, CK_SEC_DATA, &d, sizeof(d), data, big, &err), 0);
+	assert_int_equal(ck_writer_close(&w, &err), 0);
+	ck_writer_free(&w);
+	size_t len;
+	off_t size = lseek(fd, 0, SEEK_END);
+	uint8_t *buf = malloc((size_t)size);
+	assert_int_equal(pread(fd, buf, (size_t)size, 0), size);
+	close(fd);
+	len = (size_t)size;
+	struct ckpt_image *img = NULL;
+	int r = ckpt_image_parse(buf, len, &img, &err);
+	if (r < 0)
+		fail_msg("parse: %s", err.msg);
+	assert_int_equal(img->data.n, 1);
+	assert_int_equal(img->data.v[0].h.len, big);
+	assert_memory_equal(img->data.v[0].data, data, big);
+	ckpt_image_free(img);
+	free(buf);
+	free(data);
+}
+
 static void test_round_trip(void **state)
 {
 	size_t len;
@@ -345,6 +414,27 @@ static void test_stream_bad_pages(void **state)
 	assert_true(ckpt_image_verify_fd(fd, &err) < 0);
 	close(fd);
 	waitpid(c, NULL, 0);
+	buf[len - 40] ^= 1;
+	/* a regular file gives the same answers (a flipped
+	 * page byte, a cut) */
+	for (int kase = 0; kase < 3; kase++) {
+		fd = memfd_create("ckpt-verify", 0);
+		if (kase == 1)
+			buf[pages_at + 20 + sizeof(struct ck_pages) + 100] ^= 1;
+		size_t n = kase == 2 ? len - 30 : len;
+		assert_int_equal(write(fd, buf, n), (ssize_t)n);
+		lseek(fd, 0, SEEK_SET);
+		int r = ckpt_image_verify_fd(fd, &err);
+		if (kase == 0)
+			assert_int_equal(r, 0);
+		else
+			assert_non_null(
+			    strstr(err.msg, kase == 1 ? "checksum mismatch" : "truncated"));
+		assert_true(kase == 0 || r < 0);
+		if (kase == 1)
+			buf[pages_at + 20 + sizeof(struct ck_pages) + 100] ^= 1;
+		close(fd);
+	}
 	free(buf);
 }
 
@@ -712,13 +802,25 @@ static void test_stats_json(void **state)
 	int fd = mkstemp(path);
 	assert_true(fd >= 0);
 	close(fd);
-	struct ckpt_stats st = {.freeze_ns = 1, .pages_written = 42, .nr_procs = 3};
+	struct ckpt_stats st = {.freeze_ns = 1,
+				.pages_written = 42,
+				.nr_procs = 3,
+				.memrestore_ns = 5,
+				.mem_read_ns = 6,
+				.mem_crc_ns = 7,
+				.mem_write_ns = 8};
 	struct vs_error err;
 	assert_int_equal(ckpt_stats_write_json(path, &st, &err), 0);
 	char *text = NULL;
 	assert_int_equal(vs_read_file(path, 0, &text, NULL, &err), 0);
 	assert_non_null(strstr(text, "\"pages_written\": 42"));
 	assert_non_null(strstr(text, "\"processes\": 3"));
+	/* the page rounds by phase */
+	assert_non_null(strstr(text, "\"memrestore_time_ns\": 5"));
+	assert_non_null(strstr(text, "\"mem_read_time_ns\": 6"));
+	assert_non_null(strstr(text, "\"mem_crc_time_ns\": 7"));
+	assert_non_null(strstr(text, "\"mem_write_time_ns\": 8"));
+	assert_non_null(strstr(text, "\"fds\": 0\n}"));
 	free(text);
 	unlink(path);
 }
@@ -873,6 +975,8 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_crc32c_vector),
+	    cmocka_unit_test(test_crc32c_lanes),
+	    cmocka_unit_test(test_big_section_order),
 	    cmocka_unit_test(test_round_trip),
 	    cmocka_unit_test(test_every_flipped_byte),
 	    cmocka_unit_test(test_every_truncation),

@@ -5,19 +5,26 @@
  * the frozen round (after the records) overrides both, and what lies
  * outside the final vmas or belongs to a pid that is gone is dropped; bad
  * early pages and unknown stream flags are refused; the stats JSON with
- * rounds is valid JSON. CKPT_WRITE_SEED_PRECOPY=path writes the stream as
- * a fuzz seed (tests/fuzz/seeds/ckpt/precopy.bin).
+ * rounds is valid JSON; the spool is applied into a process whose memory
+ * is registered with its userfaultfd, as restore.c arms it. CKPT_WRITE_SEED_PRECOPY=path writes the
+ * stream as a fuzz seed (tests/fuzz/seeds/ckpt/precopy.bin).
  */
 #include <errno.h>
 #include <fcntl.h>
 #include <setjmp.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <linux/userfaultfd.h>
+#include <sys/ioctl.h>
 #include <sys/mman.h>
+#include <sys/syscall.h>
+#include <sys/uio.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -84,9 +91,10 @@ static int build(uint32_t flags, uint64_t bad_addr)
 	return fd;
 }
 
-static pid_t self_of(void *arg, int32_t vpid)
+static pid_t self_of(void *arg, int32_t vpid, int *uffd)
 {
 	(void)arg;
+	*uffd = -1;
 	return vpid == 2 ? getpid() : 0;
 }
 
@@ -130,6 +138,80 @@ static void test_spool_round_trip(void **state)
 	}
 	close(fd);
 	munmap(m, 9 * PG);
+}
+
+struct target {
+	pid_t hpid;
+	int uffd;
+};
+
+static pid_t target_of(void *arg, int32_t vpid, int *uffd)
+{
+	struct target *t = arg;
+	*uffd = t->uffd;
+	return vpid == 2 ? t->hpid : 0;
+}
+
+/* The spool applied into another process whose vma is registered (MISSING)
+ * with its userfaultfd, as restore.c arms every restored process: there
+ * process_vm_writev (and /proc/PID/mem) cannot fault a missing page in
+ * (EFAULT), the spool must fill it through the uffd (ck_mem_fill). */
+static void test_spool_through_uffd(void **state)
+{
+	(void)state;
+	uint8_t *m = mmap((void *)BASE, 9 * PG, PROT_READ | PROT_WRITE,
+			  MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE, -1, 0);
+	assert_true(m == (void *)BASE);
+	int fdp[2];
+	assert_int_equal(pipe(fdp), 0);
+	pid_t k = fork();
+	if (k == 0) { /* its own copy of m, never touched: every page missing */
+		int u = (int)syscall(SYS_userfaultfd, O_CLOEXEC | UFFD_USER_MODE_ONLY);
+		if (u < 0 || write(fdp[1], &u, sizeof(u)) != sizeof(u))
+			_exit(3);
+		for (;;)
+			pause();
+	}
+	int cu = -1;
+	assert_int_equal(read(fdp[0], &cu, sizeof(cu)), sizeof(cu));
+	close(fdp[0]);
+	close(fdp[1]);
+	int pidfd = (int)syscall(SYS_pidfd_open, k, 0);
+	int u = (int)syscall(SYS_pidfd_getfd, pidfd, cu, 0);
+	close(pidfd);
+	assert_true(u >= 0);
+	struct uffdio_api api = {.api = UFFD_API};
+	assert_int_equal(ioctl(u, UFFDIO_API, &api), 0);
+	struct uffdio_register reg = {.range = {BASE, 9 * PG},
+				      .mode = UFFDIO_REGISTER_MODE_MISSING};
+	assert_int_equal(ioctl(u, UFFDIO_REGISTER, &reg), 0);
+	int fd = build(CK_FLAG_PRECOPY, 0);
+	struct vs_error err;
+	struct ckpt_image *img = NULL;
+	assert_int_equal(ckpt_image_read_fd(fd, &img, &err), 0);
+	struct target t = {.hpid = k, .uffd = u};
+	struct ckpt_stats st = {0};
+	int r = ck_mem_restore(img, target_of, &t, &st, &err);
+	ckpt_image_free(img);
+	close(fd);
+	uint8_t got[4 * PG];
+	struct iovec l = {got, sizeof(got)}, rm = {m, sizeof(got)};
+	ssize_t n = r < 0 ? -1 : process_vm_readv(k, &l, 1, &rm, 1, 0);
+	close(u);
+	kill(k, SIGKILL);
+	waitpid(k, NULL, 0);
+	munmap(m, 9 * PG);
+	if (r < 0)
+		fail_msg("restore through a userfaultfd: %s", err.msg);
+	assert_int_equal(n, (ssize_t)sizeof(got));
+	assert_int_equal(got[0], 0xaa);
+	assert_int_equal(got[PG], 0xbb);
+	assert_int_equal(got[2 * PG], 0xcc);
+	assert_int_equal(got[4 * PG - 1], 0xaa);
+	assert_int_equal(st.pages_written, 4);
+	/* the spool's writes count in the restore's phase timers */
+	assert_true(st.mem_write_ns > 0);
+	assert_true(st.mem_read_ns > 0);
 }
 
 static void test_refused(void **state)
@@ -192,6 +274,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_spool_round_trip),
+	    cmocka_unit_test(test_spool_through_uffd),
 	    cmocka_unit_test(test_refused),
 	    cmocka_unit_test(test_stats_json_rounds),
 	};

@@ -22,7 +22,8 @@
  *   -P N    pre-copy: N page rounds while the program runs, then the
  *           frozen dump; after each running round but the last, SIGUSR2
  *           to the program and wait for "STEP k" in its output
- * Exit 0 on PASS. Stats of the last cycle in DIR/stats.json.
+ * Exit 0 on PASS. Stats of the last cycle in DIR/stats.json (the restore's
+ * own in DIR/restore-stats.json).
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -58,7 +59,7 @@ static void die(const char *what)
 
 static void msleep(int ms)
 {
-	struct timespec ts = { ms / 1000, (ms % 1000) * 1000000L };
+	struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
 	nanosleep(&ts, NULL);
 }
 
@@ -145,8 +146,9 @@ static pid_t spawn(char **argv, int64_t mono_off, int64_t boot_off, bool restore
 				mn += 1000000000, ms--;
 			if (bn < 0)
 				bn += 1000000000, bs--;
-			int n = snprintf(buf, sizeof(buf), "monotonic %lld %lld\nboottime %lld %lld\n",
-					 ms, mn, bs, bn);
+			int n =
+			    snprintf(buf, sizeof(buf), "monotonic %lld %lld\nboottime %lld %lld\n",
+				     ms, mn, bs, bn);
 			int fd = open("/proc/self/timens_offsets", O_WRONLY);
 			if (fd < 0 || write(fd, buf, (size_t)n) != n)
 				die("timens_offsets");
@@ -160,8 +162,9 @@ static pid_t spawn(char **argv, int64_t mono_off, int64_t boot_off, bool restore
 			pid_t w;
 			if (restore) {
 				pid_t want = ckpt_image_root_pid(g_img);
-				struct clone_args a = { .exit_signal = SIGCHLD, .set_tid = (uintptr_t)&want,
-							.set_tid_size = 1 };
+				struct clone_args a = {.exit_signal = SIGCHLD,
+						       .set_tid = (uintptr_t)&want,
+						       .set_tid_size = 1};
 				w = (pid_t)syscall(SYS_clone3, &a, sizeof(a));
 				if (w == 0)
 					_exit(stub_main());
@@ -330,22 +333,26 @@ int main(int argc, char **argv)
 		int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
 		if (fd < 0)
 			die("create image");
-		struct ckpt_dump_opts o = { .root_pid = w, .init_pid = p1, .freezer_dir = cg, .out_fd = fd,
-					    .leave_running = leave, .name = "harness" };
+		struct ckpt_dump_opts o = {.root_pid = w,
+					   .init_pid = p1,
+					   .freezer_dir = cg,
+					   .out_fd = fd,
+					   .leave_running = leave,
+					   .name = "harness"};
 		struct ckpt_precopy *pc = NULL;
 		int r = 0;
 		char rounds[512] = "";
 		if (precopy > 0)
-			r = ckpt_precopy_start(p1, fd, &(struct ckpt_precopy_opts){.freeze = freeze_cg},
-					       &pc, &err);
+			r = ckpt_precopy_start(
+			    p1, fd, &(struct ckpt_precopy_opts){.freeze = freeze_cg}, &pc, &err);
 		for (int k = 0; r >= 0 && k < precopy; k++) {
 			struct ckpt_round_stats rs;
 			r = ckpt_precopy_round(pc, &rs, &err);
 			if (r < 0)
 				break;
 			size_t n = strlen(rounds);
-			snprintf(rounds + n, sizeof(rounds) - n, "%sround %d %llu pages", k ? ", " : "",
-				 k, (unsigned long long)rs.pages);
+			snprintf(rounds + n, sizeof(rounds) - n, "%sround %d %llu pages",
+				 k ? ", " : "", k, (unsigned long long)rs.pages);
 			if (k + 1 == precopy)
 				break;
 			char want[32];
@@ -395,11 +402,13 @@ int main(int argc, char **argv)
 		g_img = img;
 		struct timespec now;
 		clock_gettime(CLOCK_MONOTONIC, &now);
-		int64_t mono = ckpt_image_monotonic_ns(img) - (now.tv_sec * 1000000000ll + now.tv_nsec);
+		int64_t mono =
+		    ckpt_image_monotonic_ns(img) - (now.tv_sec * 1000000000ll + now.tv_nsec);
 		clock_gettime(CLOCK_BOOTTIME, &now);
-		int64_t boot = ckpt_image_boottime_ns(img) - (now.tv_sec * 1000000000ll + now.tv_nsec);
+		int64_t boot =
+		    ckpt_image_boottime_ns(img) - (now.tv_sec * 1000000000ll + now.tv_nsec);
 		p1 = spawn(prog, mono, boot, true);
-		struct ckpt_stats rst = { 0 };
+		struct ckpt_stats rst = {0};
 		if (ckpt_find_child_nspid(p1, ckpt_image_root_pid(img), 5000, &w, &err) < 0 ||
 		    ckpt_restore_finish(img, w, 10000, &rst, &err) < 0) {
 			const char *why = ckpt_image_restore_error(img);
@@ -423,6 +432,9 @@ int main(int argc, char **argv)
 		st.restore_ns = rst.restore_ns;
 		st.forking_ns = rst.forking_ns;
 		st.injected_syscalls = rst.injected_syscalls;
+		st.memrestore_ns = rst.memrestore_ns;
+		snprintf(path, sizeof(path), "%s/restore-stats.json", dir);
+		ckpt_stats_write_json(path, &rst, NULL);
 		char line[1024];
 		ckpt_stats_format(&st, line, sizeof(line));
 		printf("cycle %d: %s\n", c + 1, line);
