@@ -63,6 +63,10 @@ struct slice_restore_opts {
 	void (*warn)(void *arg, const struct vs_error *why);
 	void *warn_arg;
 	unsigned timeout_ms; /* wait for the restore stubs; 0 = 30 s */
+	/* Leave the restored slice frozen (its freezer cgroup; slice_thaw()
+	 * runs it): a migration's target holds it until the commit. The tree
+	 * runs for the moment between the restore's detach and the freeze. */
+	bool frozen;
 };
 
 /*

@@ -19,6 +19,7 @@
 #include "nodemgr_int.h"
 #include "vslice/regclient.h"
 #include "vslice/slice.h"
+#include "vslice/slice_ckpt.h"
 #include "vslice/slice_xfer.h"
 #include "vslice/util.h"
 
@@ -53,6 +54,36 @@ static unsigned receive_status(const struct vs_error *err)
 	return 500;
 }
 
+/*
+ * Live / pre-copy: the checkpoint, restored as it arrives and held frozen
+ * until the commit. slice_restore replaces the copy made from the manifest
+ * (a slice made from the stream's own spec); the copy's experiment.json
+ * (origin: this registry, this node) goes back into it, so it stays this
+ * node manager's sliver.
+ */
+static int live_receive(struct nm_job *j, struct vs_error *err)
+{
+	struct nodemgr *nm = j->nm;
+	cleanup_free char *d = slice_dir(nm->root, j->r.slice);
+	cleanup_free char *ep = vs_xasprintf("%s/experiment.json", d);
+	cleanup_free char *exp = NULL;
+	size_t elen = 0;
+	int r = vs_read_file(ep, 1 << 20, &exp, &elen, err);
+	if (r < 0)
+		return vs_error_wrap(err, "the copy made from the manifest");
+	struct slice_restore_opts ro = {.frozen = true};
+	struct ckpt_stats cst;
+	r = slice_restore(nm->root, j->r.slice, j->in_fd, &ro, &cst, err);
+	if (r < 0)
+		return r;
+	if ((r = vs_write_file_atomic(ep, exp, elen, 0644, err)) < 0) {
+		struct vs_error e2;
+		slice_destroy(nm->root, j->r.slice, true, &e2);
+		return vs_error_wrap(err, "restored");
+	}
+	return 0;
+}
+
 static void *in_main(void *arg)
 {
 	struct nm_job *j = arg;
@@ -62,7 +93,16 @@ static void *in_main(void *arg)
 	struct slice_xfer_stats st = {0};
 	struct slice_xfer_opts o = {.progress = in_progress, .arg = j};
 	uint64_t t0 = vs_now_ns();
-	int rc = slice_fs_receive(nm->root, j->r.slice, j->in_fd, &o, &st, &err);
+	bool live = strcmp(j->mig.mode, "live") == 0 || strcmp(j->mig.mode, "precopy") == 0;
+	int rc;
+	if (live) {
+		/* The checkpoint, restored as it arrives (it replaces the copy
+		 * made from the manifest) and held frozen until the commit. */
+		rc = live_receive(j, &err);
+		st.bytes = atomic_load(&j->bytes);
+	} else {
+		rc = slice_fs_receive(nm->root, j->r.slice, j->in_fd, &o, &st, &err);
+	}
 	close(j->in_fd);
 	j->in_fd = -1;
 	if (rc == 0) {
@@ -94,8 +134,10 @@ static void *in_main(void *arg)
 		 : -1;
 	if (rr == 0 && !strcmp(got, "committed")) {
 		nm_fault_point(nm, "migrate.in", 6);
-		if (slice_start(nm->root, j->r.slice,
-				&(struct slice_start_opts){.foreground = false}, &err) < 0) {
+		int sr = live ? slice_thaw(nm->root, j->r.slice, &err)
+			      : slice_start(nm->root, j->r.slice,
+					    &(struct slice_start_opts){.foreground = false}, &err);
+		if (sr < 0) {
 			nm_log(nm, NODEMGR_LOG_INFO, "sliver %s: start after the migration: %s",
 			       j->r.slice, err.msg);
 			j->r.phase = NODEMGR_FAILED;

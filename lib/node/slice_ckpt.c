@@ -360,6 +360,8 @@ int slice_restore(const char *root, const char *name, int in_fd, const struct sl
 	if ((r = slice_create(root, &spec, err)) < 0)
 		return r;
 	r = restore_into(root, name, img, &spec, old_base, o, st, err);
+	if (r >= 0 && o->frozen && (r = slice_freeze(root, name, err)) < 0)
+		vs_error_wrap(err, "restored; freezing it");
 	if (r < 0) {
 		struct vs_error e2;
 		slice_destroy(root, name, true, &e2);

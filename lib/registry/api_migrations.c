@@ -241,19 +241,17 @@ static bool create_args(struct reg_answer *a, json_t *b, const char *slice, stru
 	    (c->from && !api_check_node_name(a, c->from)))
 		return false;
 	if (mode && !json_is_string(mode)) {
-		api_error(a, 400, "migrate %s: .mode: expected \"cold\"", slice);
+		api_error(a, 400, "migrate %s: .mode: expected \"cold\", \"live\" or \"precopy\"",
+			  slice);
 		return false;
 	}
 	c->mode = mode ? json_string_value(mode) : "cold";
-	if (strcmp(c->mode, "live") == 0 || strcmp(c->mode, "precopy") == 0) {
-		api_error(a, 400, "mode: %s is not supported yet; use --mode cold", c->mode);
-		return false;
-	}
-	if (strcmp(c->mode, "cold") != 0) {
+	if (strcmp(c->mode, "cold") != 0 && strcmp(c->mode, "live") != 0 &&
+	    strcmp(c->mode, "precopy") != 0) {
 		char pb[80];
 		api_error(a, 400,
-			  "mode: \"%s\" is not a migration mode (cold; live and precopy later)",
-			  vs_printable(c->mode, pb, sizeof(pb)));
+			  "migrate %s: .mode: \"%s\" is not a migration mode (cold, live, precopy)",
+			  slice, vs_printable(c->mode, pb, sizeof(pb)));
 		return false;
 	}
 	return true;

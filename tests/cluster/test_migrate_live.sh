@@ -1,0 +1,126 @@
+#!/usr/bin/env bash
+# Live and pre-copy migration between two nodes (issue 12), as root: a
+# registry and two node managers on network-namespace hosts
+# (tests/cluster/lib.sh). The workload is a busybox counter whose count
+# lives only in the shell's memory (i=$((i+1))): after a migration the log
+# on the target must count on from where the source was, not from 1.
+#   - precopy node1 -> node2, then live node2 -> node1: committed, one
+#     sliver running, the count continues, the summary shows the rounds and
+#     the downtime, the record has the stats;
+#   - faults, in both modes (the slice must end running on exactly one node
+#     with its count intact, i.e. continuing on the surviving node):
+#     the target killed mid-stream (VSLICE_FAULT=migrate.in:4), the stream
+#     corrupted (migrate.flip:N), the link cut while the source is frozen
+#     (the target's veth down with the stream's tail held back).
+. "$(dirname "$0")/lib.sh"
+
+has() { echo "$1" | grep -q -- "$2"; }
+
+vc_setup_net
+check "registry starts" vc_start_registry --heartbeat 1s --lost-after 20 --migration-timeout 30
+TOKEN=$ADMIN
+ALICE=$(vsc user create alice)
+for k in 1 2; do
+	mkdir -p "$VC_TMP/node$k"
+	vs_node node$k image build busybox >/dev/null 2>&1
+	NODE_TOKEN=$(TOKEN=$ADMIN vsc token create --role node)
+	eval "NODE${k}_TOKEN=$NODE_TOKEN"
+	vc_add_node node$k $k --heartbeat 1s --listen "$VC_NET.1$k:7481"
+done
+nodes_ready() { [ "$(vsc nodes | awk '$2 == "ready"' | wc -l)" -eq 2 ]; }
+check "two nodes enroll and are ready" wait_for 30 nodes_ready
+TOKEN=$ALICE
+
+vc_start_node_env() { # NAME VAR=VALUE...
+	local name=$1 k=${1#node}
+	shift
+	VSLICE_ROOT=$VC_TMP/$name/root VSLICE_CGROUP_PARENT=$VC_PFX-$name \
+		env "$@" nsenter --net=/run/netns/$VC_PFX-$name "$NODEMGR" --registry "$REGISTRY_URL" \
+		--name "$name" --token "$NODE_TOKEN" --heartbeat 1s --listen "$VC_NET.1$k:7481" \
+		>>"$VC_TMP/$name.log" 2>&1 &
+	eval "VC_NODE_PID_$name=$!"
+	VC_PIDS+=("$!")
+}
+node_pid() { eval "echo \$VC_NODE_PID_$1"; }
+died() {
+	local pid i
+	pid=$(node_pid "$1")
+	for i in $(seq 600); do
+		kill -0 "$pid" 2>/dev/null || break
+		sleep 0.1
+	done
+	kill -0 "$pid" 2>/dev/null && return 1
+	wait "$pid" 2>/dev/null
+	return 0
+}
+reg_count() { grep -c "registered with" "$VC_TMP/$1.log"; }
+registered() { [ "$(reg_count "$1")" -gt "$2" ]; }
+restart_node() { # NAME [VAR=VALUE...]
+	local name=$1 before
+	shift
+	vc_stop_node "$name"
+	before=$(reg_count "$name")
+	eval "NODE_TOKEN=\$NODE${name#node}_TOKEN"
+	vc_start_node_env "$name" "$@"
+	wait_for 30 registered "$name" "$before"
+}
+
+COUNTER='i=0; while :; do i=$((i+1)); echo $i > /tmp/n; echo $i; sleep 0.1; done'
+# The last count in the slice's log on NODE (through the registry).
+last_count() { vsc logs "$1" --node "$2" 2>/dev/null | grep -E '^[0-9]+$' | tail -1; }
+first_count() { vsc logs "$1" --node "$2" 2>/dev/null | grep -E '^[0-9]+$' | head -1; }
+# The count right now, from the slice's own /tmp/n on NODE.
+count_now() { vs_node "$2" exec "$1" -- cat /tmp/n 2>/dev/null; }
+counting() { [ "${2:-0}" -gt 0 ] 2>/dev/null && [ "$(last_count "$1" "$3")" -gt "$2" ] 2>/dev/null; }
+new_slice() { # NAME: a counter on node1, counted past 20
+	vsc create --node node1 --image busybox "$1" -- sh -c "$COUNTER" >/dev/null
+	past() { [ "$(last_count "$1" node1)" -ge 20 ] 2>/dev/null; }
+	wait_for 60 past "$1"
+}
+settled() { # SLICE NODE: running on NODE alone (registry and nodes agree)
+	local s=$1 on=$2 off
+	[ "$on" = node1 ] && off=node2 || off=node1
+	[ "$(vc_running_on "$s")" = "$on" ] &&
+		[ "$(vc_local_running "$on" "$s")" = 1 ] &&
+		[ ! -e "$VC_TMP/$off/root/slices/$s" ] &&
+		[ ! -e "$VC_TMP/$off/root/nodemgr/slivers/$s.json" ]
+}
+
+# --- precopy node1 -> node2 ----------------------------------------------------
+check "l1: a counter runs on node1" new_slice l1
+out=$(vsc migrate l1 --to node2 --mode precopy 2>&1)
+expect_eq "migrate l1 --to node2 --mode precopy: exit 0" 0 "$?"
+echo "$out" | sed 's/^/# /'
+check "... a line per round" has "$out" '^  round 1: [0-9]* pages'
+check "... the frozen round" has "$out" '^  frozen: [0-9]* pages'
+check "... the summary with the downtime" has "$(echo "$out" | tail -1)" \
+	'^migrated l1 node1 -> node2 (precopy): .* in .* s, downtime .* s$'
+id=$(vc_api GET "/v1/migrations?slice=l1" | jq -r '.migrations[0].id')
+expect_eq "... committed" committed "$(vc_migration_field "$id" phase)"
+check "... the record has the rounds" test "$(vc_migration "$id" | jq '.stats.rounds | length')" -ge 1
+check "... and a downtime" test "$(vc_migration_field "$id" downtime_ms)" -ge 0
+check "one sliver, running on node2" wait_for 30 settled l1 node2
+has_first() { [ -n "$(first_count "$1" "$2")" ]; }
+wait_for 30 has_first l1 node2
+first=$(first_count l1 node2)
+echo "# node2's log starts at $first"
+check "the log on node2 counts on from where node1 was (not from 1)" test "${first:-0}" -gt 20
+n=$(count_now l1 node2)
+check "... and goes on counting" wait_for 30 counting l1 "$n" node2
+
+# --- live node2 -> node1 -------------------------------------------------------
+before=$(last_count l1 node2)
+out=$(vsc migrate l1 --to node1 --mode live 2>&1)
+expect_eq "migrate l1 --to node1 --mode live: exit 0" 0 "$?"
+echo "$out" | sed 's/^/# /'
+check "... the summary with the downtime" has "$(echo "$out" | tail -1)" \
+	'^migrated l1 node2 -> node1 (live): .* in .* s, downtime .* s$'
+check "one sliver, running on node1" wait_for 30 settled l1 node1
+wait_for 30 has_first l1 node1
+first=$(first_count l1 node1)
+echo "# node1's log starts at $first (node2 had reached $before)"
+check "the log on node1 counts on (past what node2 had logged)" test "${first:-0}" -gt "${before:-0}"
+vsc migrations l1 --json >/dev/null
+expect_eq "slicectl migrations --json: both with stats" 2 \
+	"$(vsc migrations l1 --json | jq '[.migrations[] | select(.stats.freeze_ms != null)] | length')"
+vsc destroy l1 >/dev/null
