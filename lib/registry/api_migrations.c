@@ -628,6 +628,32 @@ static int commit_move(struct registry *reg, const struct store_migration *m, st
 	return r;
 }
 
+/*
+ * Live and pre-copy: the source said "transferring" before its memory
+ * rounds; it freezes later, at the end of its dump, and says so with a
+ * second "transferring" carrying the freeze's at_ms and its stats. That
+ * report may arrive after the commit (the target restores while the stream
+ * arrives): it moves stopped_ms, the downtime's start, in either phase (and
+ * the downtime, if the target has started). true: st holds the new state.
+ */
+static bool freeze_report(const struct store_migration *m, struct migration_state *st,
+			  enum migration_party who, const struct report *rp)
+{
+	if (who != MIGRATION_SOURCE || strcmp(m->mode, "cold") == 0 ||
+	    strcmp(rp->phase, "transferring") != 0 || rp->at_ms < 0 || !rp->stats ||
+	    !st->stopped_ms ||
+	    (st->phase != MIGRATION_TRANSFERRING && st->phase != MIGRATION_COMMITTED))
+		return false;
+	st->stopped_ms = rp->at_ms;
+	st->updated = reg_wall_ms();
+	if (rp->bytes >= 0 && st->phase == MIGRATION_TRANSFERRING)
+		st->bytes = rp->bytes;
+	if (st->started_ms)
+		st->downtime_ms =
+		    st->started_ms > st->stopped_ms ? st->started_ms - st->stopped_ms : 0;
+	return true;
+}
+
 void api_migration_report(struct reg_request *req, struct reg_answer *a, const char *id)
 {
 	struct registry *reg = req->reg;
@@ -651,9 +677,13 @@ void api_migration_report(struct reg_request *req, struct reg_answer *a, const c
 	struct migration_state st;
 	mig_to_state(&m, &st);
 	cleanup_free char *before = vs_xstrdup(m.phase);
-	enum migration_verdict v =
-	    migration_step(&st, who, (enum migration_report)migration_report_parse(rp.phase),
-			   rp.bytes, rp.at_ms, reg_wall_ms());
+	enum migration_verdict v;
+	if (freeze_report(&m, &st, who, &rp))
+		v = MIGRATION_PROGRESS;
+	else
+		v = migration_step(&st, who,
+				   (enum migration_report)migration_report_parse(rp.phase),
+				   rp.bytes, rp.at_ms, reg_wall_ms());
 	struct vs_error err;
 	int r = 0;
 	switch (v) {

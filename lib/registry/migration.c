@@ -77,25 +77,13 @@ static enum migration_verdict source_step(struct migration_state *m, enum migrat
 {
 	switch (rep) {
 	case MIGRATION_REPORT_TRANSFERRING:
-		if (m->phase == MIGRATION_COMMITTED && at_ms >= 0 && m->stopped_ms) {
-			/* live / pre-copy: the source froze after it said
-			 * "transferring"; its stop time may arrive after the commit */
-			m->stopped_ms = at_ms;
-			if (m->started_ms)
-				m->downtime_ms = nonneg(m->started_ms - m->stopped_ms);
-			m->updated = now_ms;
-			return MIGRATION_PROGRESS;
-		}
 		if (!running(m))
 			return MIGRATION_CONFLICT;
 		m->updated = now_ms;
 		if (bytes >= 0)
 			m->bytes = bytes;
-		if (m->phase == MIGRATION_TRANSFERRING) {
-			if (at_ms >= 0 && m->stopped_ms)
-				m->stopped_ms = at_ms; /* live / pre-copy: the freeze */
+		if (m->phase == MIGRATION_TRANSFERRING)
 			return MIGRATION_PROGRESS;
-		}
 		m->phase = MIGRATION_TRANSFERRING;
 		m->stopped_ms = at_or_now(at_ms, now_ms);
 		return MIGRATION_MOVED;

@@ -124,3 +124,66 @@ vsc migrations l1 --json >/dev/null
 expect_eq "slicectl migrations --json: both with stats" 2 \
 	"$(vsc migrations l1 --json | jq '[.migrations[] | select(.stats.freeze_ms != null)] | length')"
 vsc destroy l1 >/dev/null
+
+# --- faults, in both modes ---------------------------------------------------
+# A counter holding 6 MB in the shell's memory, so the stream takes a while.
+BIGCOUNTER='x=$(head -c 6000000 /dev/zero | tr "\0" a); i=0; while :; do i=$((i+1)); echo $i > /tmp/n; echo $i; sleep 0.1; done'
+big_slice() {
+	vsc create --node node1 --image busybox "$1" -- sh -c "$BIGCOUNTER" >/dev/null
+	past() { [ "$(last_count "$1" node1)" -ge 20 ] 2>/dev/null; }
+	wait_for 60 past "$1"
+}
+migrate() { vc_api POST "/v1/slices/$1/migrations" -d "{\"to\": \"$2\", \"mode\": \"$3\"}" | jq -r .id; }
+# Ends on node1 alone, its memory intact: the count went on (it never
+# started again from 1: one "1" in its log) past where it was.
+intact() { # CASE SLICE ID COUNT_BEFORE
+	local what=$1 s=$2 id=$3 before=$4 n
+	check "$what: the migration finishes" vc_wait_finished "$id" 120
+	expect_eq "$what: ... aborted" aborted "$(vc_migration_field "$id" phase)"
+	check "$what: running on node1 alone, nothing left on node2" wait_for 90 settled "$s" node1
+	n=$(count_now "$s" node1)
+	check "$what: the count went on from where it was ($before -> ${n:-none})" \
+		test "${n:-0}" -gt "$before"
+	expect_eq "$what: ... never restarted (one \"1\" in its log)" 1 \
+		"$(vsc logs "$s" --node node1 2>/dev/null | grep -cx 1)"
+	check "$what: ... and goes on counting" wait_for 30 counting "$s" "$n" node1
+	echo "# $what: $(vc_migration "$id" | jq -c '{phase, reason}')"
+}
+LANDEV=$VC_PFX-h12 # node2's veth, on the lan side
+frozen_on1() { vs_node node1 list 2>/dev/null | awk -v n="$1" '$1 == n && $2 == "frozen"' | grep -q .; }
+k=0
+for mode in precopy live; do
+	k=$((k + 1))
+	s=tk$k
+	check "tk $mode: slice ready" big_slice $s
+	restart_node node2 VSLICE_FAULT=migrate.in:4
+	before=$(count_now $s node1)
+	id=$(migrate $s node2 $mode)
+	check "tk $mode: the target's node manager dies mid-stream" died node2
+	restart_node node2
+	intact "target killed ($mode)" $s "$id" "$before"
+	vsc destroy $s >/dev/null
+
+	s=sc$k
+	check "sc $mode: slice ready" big_slice $s
+	restart_node node2 VSLICE_FAULT=migrate.flip:3000000
+	before=$(count_now $s node1)
+	id=$(migrate $s node2 $mode)
+	intact "stream corrupted ($mode)" $s "$id" "$before"
+	check "sc $mode: ... the reason is the target's" has "$(vc_migration_field "$id" reason)" "target node2"
+	restart_node node2
+	vsc destroy $s >/dev/null
+
+	s=lc$k
+	check "lc $mode: slice ready" big_slice $s
+	ip netns exec "$VC_NS_LAN" tc qdisc add dev "$LANDEV" root tbf rate 8mbit burst 64kb latency 1s
+	before=$(count_now $s node1)
+	id=$(migrate $s node2 $mode)
+	check "lc $mode: the source freezes (the stream's tail still to go)" wait_for 60 frozen_on1 $s
+	ip -n "$VC_NS_LAN" link set "$LANDEV" down
+	check "lc $mode: given up while the link is down" vc_wait_finished "$id" 90
+	ip -n "$VC_NS_LAN" link set "$LANDEV" up
+	ip netns exec "$VC_NS_LAN" tc qdisc del dev "$LANDEV" root
+	intact "link cut while frozen ($mode)" $s "$id" "$before"
+	vsc destroy $s >/dev/null
+done
