@@ -246,12 +246,16 @@ const char cluster_migrate_help[] =
     "  --from NODE   which sliver, when the slice has several\n"
     "  --mode MODE   cold (stop, send the files, start afresh), live (freeze, send the\n"
     "                checkpoint, resume on the target) or precopy (memory rounds while\n"
-    "                it runs, then a short frozen round)\n"
+    "                it runs, then a short frozen round). Default: precopy, and cold\n"
+    "                (saying why) when the source cannot checkpoint the slice\n"
     "  --json        print the final migration object\n"
     "Shows the phase, bytes and rate while it runs (one line on a terminal), then\n"
     "  migrated m1 n1 -> n2 (cold): 12.3 MiB in 2.41 s, downtime 2.10 s\n"
     "Exit 0 moved; 1 aborted (the slice runs where it ran; the reason is printed);\n"
     "125 refused before anything stopped.\n";
+
+static int migrate_once(struct ctl *ctl, struct http_client *hc, const char *slice, const char *to,
+			const char *from, const char *mode, json_t **last);
 
 int cmd_migrate_cluster(struct ctl *ctl, int argc, char **argv)
 {
@@ -262,7 +266,7 @@ int cmd_migrate_cluster(struct ctl *ctl, int argc, char **argv)
 					  {"mode", required_argument, NULL, 'm'},
 					  {"json", no_argument, NULL, 'j'},
 					  {0}};
-	const char *to = NULL, *from = NULL, *mode = "cold";
+	const char *to = NULL, *from = NULL, *mode = NULL;
 	int c;
 	while ((c = getopt_long(argc, argv, "", o, NULL)) != -1) {
 		switch (c) {
@@ -298,11 +302,44 @@ int cmd_migrate_cluster(struct ctl *ctl, int argc, char **argv)
 	if (r)
 		return r;
 	long long t0 = mono_ms();
+	/* Without --mode: pre-copy, and cold where the source's checkpointer
+	 * refuses the slice (it says so before anything stops). */
+	bool picked = !mode;
+	json_t *last = NULL;
+	if ((r = migrate_once(ctl, &hc, slice, to, from, mode ? mode : "precopy", &last))) {
+		json_decref(last);
+		return r;
+	}
+	const json_t *stats = json_object_get(last, "stats");
+	if (picked && !strcmp(jstr(last, "phase"), "aborted") &&
+	    json_is_true(json_object_get(stats, "refused"))) {
+		char reason[512];
+		fprintf(stderr, "slicectl: migrate %s: %s; migrating it cold instead\n", slice,
+			vs_printable(jstr(last, "reason"), reason, sizeof(reason)));
+		json_decref(last);
+		last = NULL;
+		if ((r = migrate_once(ctl, &hc, slice, to, from, "cold", &last))) {
+			json_decref(last);
+			return r;
+		}
+	}
+	r = summary(ctl, last, t0);
+	json_decref(last);
+	return r;
+}
+
+/* POST the migration and follow it to its end: *last the final object.
+ * 0, or the exit code of a refusal / transport failure. */
+static int migrate_once(struct ctl *ctl, struct http_client *hc, const char *slice, const char *to,
+			const char *from, const char *mode, json_t **last)
+{
+	struct vs_error err;
 	cleanup_json json_t *m = NULL;
 	long status = 0;
+	int r;
 	/* A refusal is one line naming the slice: "slicectl: migrate m1: node
 	 * n3 is drained". */
-	if (regclient_migration_create(&hc, slice, to, from, mode, &m, &status, &err) < 0)
+	if (regclient_migration_create(hc, slice, to, from, mode, &m, &status, &err) < 0)
 		return ctl_fail("migrate", slice, &err);
 	const char *id = jstr(m, "id");
 	if (!*id) {
@@ -313,24 +350,24 @@ int cmd_migrate_cluster(struct ctl *ctl, int argc, char **argv)
 	struct follow f = {.slice = slice, .quiet = ctl->json || ctl->quiet};
 	f.tty = !f.quiet && isatty(2);
 	if (!f.tty && !f.quiet)
-		printf("%s: migration %s: %s -> %s\n", slice, idc, jstr(m, "from"), jstr(m, "to"));
-	cleanup_json json_t *last = NULL;
-	if ((r = follow(&hc, idc, &f, &last)))
+		printf("%s: migration %s (%s): %s -> %s\n", slice, idc, mode, jstr(m, "from"),
+		       jstr(m, "to"));
+	if ((r = follow(hc, idc, &f, last)))
 		return r;
 	/* live / pre-copy: the source's stats (its freeze) may come just
 	 * after the target's "started" */
-	for (int k = 0; k < 25 && strcmp(jstr(last, "mode"), "cold") &&
-			strcmp(jstr(last, "phase"), "aborted") &&
-			!json_object_get(json_object_get(last, "stats"), "freeze_ms");
+	for (int k = 0; k < 25 && strcmp(jstr(*last, "mode"), "cold") &&
+			strcmp(jstr(*last, "phase"), "aborted") &&
+			!json_object_get(json_object_get(*last, "stats"), "freeze_ms");
 	     k++) {
 		usleep(200000);
 		json_t *m2 = NULL;
-		if (regclient_migration_get(&hc, idc, -1, 0, &m2, NULL, &status, &err) == 0) {
-			json_decref(last);
-			last = m2;
+		if (regclient_migration_get(hc, idc, -1, 0, &m2, NULL, &status, &err) == 0) {
+			json_decref(*last);
+			*last = m2;
 		}
 	}
-	return summary(ctl, last, t0);
+	return 0;
 }
 
 /* ------------------------------------------------------------------ */

@@ -31,6 +31,12 @@
  *   6 "restored" acknowledged: "committed" (409 "aborted": copy destroyed)
  *   7 started                         8 "started" reported; then the record
  *                                       says "created"
+ * Live and pre-copy (mode "live", "precopy"): the checkpointer's refusal
+ * checks run before step 1; step 3 does not stop the sliver: the stream is
+ * its checkpoint (live_send), the source frozen before the stream's tail
+ * goes, thawed if the migration aborts; the target restores it as it
+ * arrives and keeps it frozen until "committed" (docs/migration.md, "Live
+ * and pre-copy migration").
  * A failed receive reports "aborted" itself and destroys the copy; the
  * source's PUT then fails and its own "aborted" report is answered 200
  * (the same phase again), so it restarts.
@@ -538,6 +544,16 @@ static void live_send(struct sender *sd)
 	sd->rc = 0;
 }
 
+/* The checkpointer's refusals, on the running sliver (nothing stops). */
+static int live_check(struct nm_job *j, struct vs_error *err)
+{
+	cleanup_close int fd = open("/dev/null", O_WRONLY | O_CLOEXEC);
+	if (fd < 0)
+		return vs_error_sys(err, errno, "/dev/null");
+	struct slice_checkpoint_opts o = {.leave_running = true, .check_only = true};
+	return slice_checkpoint(j->nm->root, j->r.slice, fd, &o, NULL, err);
+}
+
 static void *sender_main(void *arg)
 {
 	struct sender *sd = arg;
@@ -728,6 +744,29 @@ static void *out_main(void *arg)
 		return NULL;
 	}
 	char got[16] = "";
+	/* Live and pre-copy: what the checkpointer would refuse, before
+	 * anything stops; the abort's stats say so ("refused"), so slicectl
+	 * can fall back to cold. */
+	if (mig_live(j)) {
+		struct vs_error cerr;
+		if (live_check(j, &cerr) < 0) {
+			char reason[VS_ERROR_MAX + 64];
+			snprintf(reason, sizeof(reason), "cannot be checkpointed: %s", cerr.msg);
+			nm_log(nm, NODEMGR_LOG_INFO, "sliver %s: migration %s: %s", j->r.slice,
+			       j->mig.id, reason);
+			cleanup_json json_t *st = json_pack("{s:b}", "refused", 1);
+			struct regclient_migration_report rep = {.node = nm->name,
+								 .phase = "aborted",
+								 .bytes = -1,
+								 .at_ms = (long long)nm_now_ms(),
+								 .reason = reason,
+								 .stats = st};
+			long status = 0;
+			regclient_migration_report(&c, j->mig.id, &rep, NULL, got, &status, &cerr);
+			j->retry_ns = vs_now_ns() + NM_MIG_RETRY_NS;
+			goto out;
+		}
+	}
 	/* 1: the registry must know before anything stops. */
 	int rr = nm_job_report(&c, j, "transferring", -1, NULL, 5, got);
 	if (rr != 0) {

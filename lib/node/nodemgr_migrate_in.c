@@ -5,6 +5,8 @@
  * (nodemgr_xfer.c) starts the job here that reads the stream into the
  * copy (slice_fs_receive), reports "restored" and, once the registry
  * answers "committed", starts the copy and reports "started".
+ * Live and pre-copy: the stream is a checkpoint; slice_restore replaces the
+ * copy with the restored slice, held frozen until "committed" (then thawed).
  */
 #include <errno.h>
 #include <pthread.h>
@@ -61,6 +63,18 @@ static unsigned receive_status(const struct vs_error *err)
  * (origin: this registry, this node) goes back into it, so it stays this
  * node manager's sliver.
  */
+struct kept_file {
+	const char *path;
+	const char *data;
+	size_t len;
+};
+
+static int put_back(void *arg, struct vs_error *err)
+{
+	const struct kept_file *k = arg;
+	return vs_write_file_atomic(k->path, k->data, k->len, 0644, err);
+}
+
 static int live_receive(struct nm_job *j, struct vs_error *err)
 {
 	struct nodemgr *nm = j->nm;
@@ -71,17 +85,12 @@ static int live_receive(struct nm_job *j, struct vs_error *err)
 	int r = vs_read_file(ep, 1 << 20, &exp, &elen, err);
 	if (r < 0)
 		return vs_error_wrap(err, "the copy made from the manifest");
-	struct slice_restore_opts ro = {.frozen = true};
+	/* experiment.json goes in as soon as the slice exists: a node manager
+	 * killed mid-restore finds its own (receiving) copy, not a stranger */
+	struct kept_file k = {.path = ep, .data = exp, .len = elen};
+	struct slice_restore_opts ro = {.frozen = true, .created = put_back, .created_arg = &k};
 	struct ckpt_stats cst;
-	r = slice_restore(nm->root, j->r.slice, j->in_fd, &ro, &cst, err);
-	if (r < 0)
-		return r;
-	if ((r = vs_write_file_atomic(ep, exp, elen, 0644, err)) < 0) {
-		struct vs_error e2;
-		slice_destroy(nm->root, j->r.slice, true, &e2);
-		return vs_error_wrap(err, "restored");
-	}
-	return 0;
+	return slice_restore(nm->root, j->r.slice, j->in_fd, &ro, &cst, err);
 }
 
 static void *in_main(void *arg)
