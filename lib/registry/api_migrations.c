@@ -340,6 +340,41 @@ static bool pick_target(struct reg_request *req, struct reg_answer *a, const cha
 	return false;
 }
 
+/* A node's kernel release as it registered it (label vslice.kernel); NULL
+ * if it did not (an older node manager). */
+static char *node_kernel(struct registry *reg, const char *node)
+{
+	struct store_node n;
+	struct vs_error err;
+	if (store_node_get(reg, node, &n, &err) < 0)
+		return NULL;
+	json_auto_t *l = json_loads(n.labels ? n.labels : "", 0, NULL);
+	const char *k = json_string_value(json_object_get(l, "vslice.kernel"));
+	char *out = k ? vs_xstrdup(k) : NULL;
+	store_node_clear(&n);
+	return out;
+}
+
+/* Live and pre-copy restore the processes as they were: the target must run
+ * the kernel release the source runs (the vDSO, syscalls the tree is in).
+ * false: a holds the 409. */
+static bool same_kernel(struct registry *reg, struct reg_answer *a, const char *mode,
+			const char *from, const char *to)
+{
+	if (strcmp(mode, "cold") == 0)
+		return true;
+	cleanup_free char *kf = node_kernel(reg, from), *kt = node_kernel(reg, to);
+	if (!kf || !kt || strcmp(kf, kt) == 0)
+		return true;
+	char pf[80], pt[80];
+	api_error(a, 409,
+		  "node %s runs kernel %s, node %s %s: a %s migration needs the same kernel "
+		  "release; use --mode cold",
+		  to, vs_printable(kt, pt, sizeof(pt)), from, vs_printable(kf, pf, sizeof(pf)),
+		  mode);
+	return false;
+}
+
 void api_migration_create(struct reg_request *req, struct reg_answer *a, const char *slice)
 {
 	struct registry *reg = req->reg;
@@ -389,6 +424,7 @@ void api_migration_create(struct reg_request *req, struct reg_answer *a, const c
 		ok = false;
 	}
 	ok = ok && pick_target(req, a, slice, &sl, v, nv, c.to, &to);
+	ok = ok && same_kernel(reg, a, c.mode, from->node, to);
 	struct store_migration m = {0};
 	if (ok) {
 		unsigned char rnd[8];

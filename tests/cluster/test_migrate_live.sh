@@ -70,7 +70,18 @@ COUNTER='i=0; while :; do i=$((i+1)); echo $i > /tmp/n; echo $i; sleep 0.1; done
 last_count() { vsc logs "$1" --node "$2" 2>/dev/null | grep -E '^[0-9]+$' | tail -1; }
 first_count() { vsc logs "$1" --node "$2" 2>/dev/null | grep -E '^[0-9]+$' | head -1; }
 # The count right now, from the slice's own /tmp/n on NODE.
-count_now() { vs_node "$2" exec "$1" -- cat /tmp/n 2>/dev/null; }
+count_now() { vs_node "$2" exec "$1" -- cat /tmp/n 2>>"$VC_TMP/exec.log"; }
+has_count() { [ -n "$(count_now "$1" "$2")" ]; }
+# The count, read again until the exec answers (at most 10 s).
+count_wait() {
+	local i v
+	for i in $(seq 50); do
+		v=$(count_now "$1" "$2")
+		[ -n "$v" ] && { echo "$v"; return 0; }
+		sleep 0.2
+	done
+	return 1
+}
 counting() { [ "${2:-0}" -gt 0 ] 2>/dev/null && [ "$(last_count "$1" "$3")" -gt "$2" ] 2>/dev/null; }
 new_slice() { # NAME: a counter on node1, counted past 20
 	vsc create --node node1 --image busybox "$1" -- sh -c "$COUNTER" >/dev/null
@@ -105,7 +116,8 @@ wait_for 30 has_first l1 node2
 first=$(first_count l1 node2)
 echo "# node2's log starts at $first"
 check "the log on node2 counts on from where node1 was (not from 1)" test "${first:-0}" -gt 20
-n=$(count_now l1 node2)
+check "its count can be read on node2" wait_for 30 has_count l1 node2
+n=$(count_wait l1 node2)
 check "... and goes on counting" wait_for 30 counting l1 "$n" node2
 
 # --- live node2 -> node1 -------------------------------------------------------
@@ -144,7 +156,7 @@ intact() { # CASE SLICE ID COUNT_BEFORE
 	went_on() { [ "$(count_now "$1" node1)" -gt "$2" ] 2>/dev/null; }
 	check "$what: the count went on from where it was ($before)" wait_for 30 went_on "$s" "$before" ||
 		vs_node node1 list
-	n=$(count_now "$s" node1)
+	n=$(count_wait "$s" node1)
 	expect_eq "$what: ... never restarted (one \"1\" in its log)" 1 \
 		"$(vsc logs "$s" --node node1 2>/dev/null | grep -cx 1)"
 	check "$what: ... and goes on counting" wait_for 30 counting "$s" "$n" node1
@@ -158,7 +170,7 @@ for mode in precopy live; do
 	s=tk$k
 	check "tk $mode: slice ready" big_slice $s
 	restart_node node2 VSLICE_FAULT=migrate.in:4
-	before=$(count_now $s node1)
+	before=$(count_wait $s node1)
 	id=$(migrate $s node2 $mode)
 	check "tk $mode: the target's node manager dies mid-stream" died node2
 	restart_node node2
@@ -168,7 +180,7 @@ for mode in precopy live; do
 	s=sc$k
 	check "sc $mode: slice ready" big_slice $s
 	restart_node node2 VSLICE_FAULT=migrate.flip:3000000
-	before=$(count_now $s node1)
+	before=$(count_wait $s node1)
 	id=$(migrate $s node2 $mode)
 	intact "stream corrupted ($mode)" $s "$id" "$before"
 	check "sc $mode: ... the reason is the target's" has "$(vc_migration_field "$id" reason)" "target node2"
@@ -178,7 +190,7 @@ for mode in precopy live; do
 	s=lc$k
 	check "lc $mode: slice ready" big_slice $s
 	ip netns exec "$VC_NS_LAN" tc qdisc add dev "$LANDEV" root tbf rate 8mbit burst 64kb latency 1s
-	before=$(count_now $s node1)
+	before=$(count_wait $s node1)
 	id=$(migrate $s node2 $mode)
 	check "lc $mode: the source freezes (the stream's tail still to go)" wait_for 60 frozen_on1 $s
 	ip -n "$VC_NS_LAN" link set "$LANDEV" down
@@ -206,3 +218,23 @@ check "... says why it goes cold" grep -q "cannot be checkpointed.*; migrating i
 check "... and went cold" has "$(echo "$out" | tail -1)" '^migrated d1 node1 -> node2 (cold): '
 check "d1 runs on node2 alone" wait_for 30 settled d1 node2
 vsc destroy d1 >/dev/null
+
+# --- preconditions: a target on another kernel release -------------------------
+# Each node manager registers its kernel release (label vslice.kernel); node2
+# says another one here: live and pre-copy are refused before anything stops.
+vc_stop_node node2
+before=$(reg_count node2)
+NODE_TOKEN=$NODE2_TOKEN vc_start_node node2 --heartbeat 1s --listen "$VC_NET.12:7481" \
+	--label vslice.kernel=0.0-test
+check "node2 back, saying kernel 0.0-test" wait_for 30 registered node2 "$before"
+kernel_of() { TOKEN=$ADMIN vc_api GET /v1/nodes | jq -r ".nodes[] | select(.name == \"$1\") | .labels[\"vslice.kernel\"]"; }
+expect_eq "... the registry has node1's own release" "$(uname -r)" "$(kernel_of node1)"
+expect_eq "... and node2's" 0.0-test "$(kernel_of node2)"
+check "k1: a counter runs on node1" new_slice k1
+vsc migrate k1 --to node2 --mode live >/dev/null 2>"$VC_TMP/e"
+expect_eq "migrate k1 --mode live to another kernel: exit 125" 125 "$?"
+expect_eq "... one line, suggesting --mode cold" \
+	"slicectl: migrate k1: node node2 runs kernel 0.0-test, node node1 $(uname -r): a live migration needs the same kernel release; use --mode cold" \
+	"$(cat "$VC_TMP/e")"
+expect_eq "... nothing recorded, k1 runs on node1" "node1" "$(vc_running_on k1)"
+vsc destroy k1 >/dev/null
