@@ -181,6 +181,31 @@ static int follow(struct http_client *c, const char *id, struct follow *f, json_
 	return 0;
 }
 
+/* Live and pre-copy: a line per running round and one for the frozen
+ * round, from the source's "stats" (docs/cluster-api.md). */
+static void print_rounds(const json_t *m)
+{
+	const json_t *st = json_object_get(m, "stats");
+	const json_t *rounds = json_object_get(st, "rounds");
+	size_t i;
+	const json_t *r;
+	char b[32], d[32];
+	json_array_foreach(rounds, i, r)
+	{
+		long long dirty = jnum(r, "dirty_bps", 0);
+		printf("  round %zu: %lld pages, %s in %lld ms", i + 1, jnum(r, "pages", 0),
+		       human_bytes(jnum(r, "bytes", 0), b, sizeof(b)), jnum(r, "ms", 0));
+		if (i > 0)
+			printf(", dirtied %s/s", human_bytes(dirty, d, sizeof(d)));
+		printf("\n");
+	}
+	if (json_object_get(st, "freeze_ms"))
+		printf("  frozen: %lld pages, %s, the source frozen %lld ms for the dump\n",
+		       jnum(st, "frozen_pages", 0),
+		       human_bytes(jnum(st, "frozen_bytes", 0), b, sizeof(b)),
+		       jnum(st, "freeze_ms", 0));
+}
+
 /* The summary line; returns the exit code. */
 static int summary(struct ctl *ctl, const json_t *m, long long t0)
 {
@@ -197,6 +222,7 @@ static int summary(struct ctl *ctl, const json_t *m, long long t0)
 	if (ctl->json || ctl->quiet)
 		return 0;
 	char b[32], down[48] = "";
+	print_rounds(m);
 	long long total = jnum(m, "total_ms", -1), dt = jnum(m, "downtime_ms", -1);
 	if (total < 0)
 		total = mono_ms() - t0;
@@ -211,18 +237,25 @@ static int summary(struct ctl *ctl, const json_t *m, long long t0)
 }
 
 const char cluster_migrate_help[] =
-    "usage: slicectl migrate NAME [--to NODE] [--from NODE] [--mode cold] [--json]\n\n"
+    "usage: slicectl migrate NAME [--to NODE] [--from NODE] [--mode cold|live|precopy]\n"
+    "       [--json]\n\n"
     "Cluster mode: move slice NAME's sliver to another node. The source node stops\n"
     "it, sends its file system changes and log straight to the target, which starts\n"
     "it (cold: execution restarts, the files stay). Only one copy ever runs.\n"
     "  --to NODE     the target (default: the registry picks a ready node with room)\n"
     "  --from NODE   which sliver, when the slice has several\n"
-    "  --mode cold   the only mode so far\n"
+    "  --mode MODE   cold (stop, send the files, start afresh), live (freeze, send the\n"
+    "                checkpoint, resume on the target) or precopy (memory rounds while\n"
+    "                it runs, then a short frozen round). Default: precopy, and cold\n"
+    "                (saying why) when the source cannot checkpoint the slice\n"
     "  --json        print the final migration object\n"
     "Shows the phase, bytes and rate while it runs (one line on a terminal), then\n"
     "  migrated m1 n1 -> n2 (cold): 12.3 MiB in 2.41 s, downtime 2.10 s\n"
     "Exit 0 moved; 1 aborted (the slice runs where it ran; the reason is printed);\n"
     "125 refused before anything stopped.\n";
+
+static int migrate_once(struct ctl *ctl, struct http_client *hc, const char *slice, const char *to,
+			const char *from, const char *mode, json_t **last);
 
 int cmd_migrate_cluster(struct ctl *ctl, int argc, char **argv)
 {
@@ -233,7 +266,7 @@ int cmd_migrate_cluster(struct ctl *ctl, int argc, char **argv)
 					  {"mode", required_argument, NULL, 'm'},
 					  {"json", no_argument, NULL, 'j'},
 					  {0}};
-	const char *to = NULL, *from = NULL, *mode = "cold";
+	const char *to = NULL, *from = NULL, *mode = NULL;
 	int c;
 	while ((c = getopt_long(argc, argv, "", o, NULL)) != -1) {
 		switch (c) {
@@ -269,11 +302,44 @@ int cmd_migrate_cluster(struct ctl *ctl, int argc, char **argv)
 	if (r)
 		return r;
 	long long t0 = mono_ms();
+	/* Without --mode: pre-copy, and cold where the source's checkpointer
+	 * refuses the slice (it says so before anything stops). */
+	bool picked = !mode;
+	json_t *last = NULL;
+	if ((r = migrate_once(ctl, &hc, slice, to, from, mode ? mode : "precopy", &last))) {
+		json_decref(last);
+		return r;
+	}
+	const json_t *stats = json_object_get(last, "stats");
+	if (picked && !strcmp(jstr(last, "phase"), "aborted") &&
+	    json_is_true(json_object_get(stats, "refused"))) {
+		char reason[512];
+		fprintf(stderr, "slicectl: migrate %s: %s; migrating it cold instead\n", slice,
+			vs_printable(jstr(last, "reason"), reason, sizeof(reason)));
+		json_decref(last);
+		last = NULL;
+		if ((r = migrate_once(ctl, &hc, slice, to, from, "cold", &last))) {
+			json_decref(last);
+			return r;
+		}
+	}
+	r = summary(ctl, last, t0);
+	json_decref(last);
+	return r;
+}
+
+/* POST the migration and follow it to its end: *last the final object.
+ * 0, or the exit code of a refusal / transport failure. */
+static int migrate_once(struct ctl *ctl, struct http_client *hc, const char *slice, const char *to,
+			const char *from, const char *mode, json_t **last)
+{
+	struct vs_error err;
 	cleanup_json json_t *m = NULL;
 	long status = 0;
+	int r;
 	/* A refusal is one line naming the slice: "slicectl: migrate m1: node
 	 * n3 is drained". */
-	if (regclient_migration_create(&hc, slice, to, from, mode, &m, &status, &err) < 0)
+	if (regclient_migration_create(hc, slice, to, from, mode, &m, &status, &err) < 0)
 		return ctl_fail("migrate", slice, &err);
 	const char *id = jstr(m, "id");
 	if (!*id) {
@@ -284,11 +350,24 @@ int cmd_migrate_cluster(struct ctl *ctl, int argc, char **argv)
 	struct follow f = {.slice = slice, .quiet = ctl->json || ctl->quiet};
 	f.tty = !f.quiet && isatty(2);
 	if (!f.tty && !f.quiet)
-		printf("%s: migration %s: %s -> %s\n", slice, idc, jstr(m, "from"), jstr(m, "to"));
-	cleanup_json json_t *last = NULL;
-	if ((r = follow(&hc, idc, &f, &last)))
+		printf("%s: migration %s (%s): %s -> %s\n", slice, idc, mode, jstr(m, "from"),
+		       jstr(m, "to"));
+	if ((r = follow(hc, idc, &f, last)))
 		return r;
-	return summary(ctl, last, t0);
+	/* live / pre-copy: the source's stats (its freeze) may come just
+	 * after the target's "started" */
+	for (int k = 0; k < 25 && strcmp(jstr(*last, "mode"), "cold") &&
+			strcmp(jstr(*last, "phase"), "aborted") &&
+			!json_object_get(json_object_get(*last, "stats"), "freeze_ms");
+	     k++) {
+		usleep(200000);
+		json_t *m2 = NULL;
+		if (regclient_migration_get(hc, idc, -1, 0, &m2, NULL, &status, &err) == 0) {
+			json_decref(*last);
+			*last = m2;
+		}
+	}
+	return 0;
 }
 
 /* ------------------------------------------------------------------ */

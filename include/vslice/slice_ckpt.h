@@ -26,7 +26,11 @@
 
 struct slice_checkpoint_opts {
 	bool leave_running; /* the slice runs on after the checkpoint */
-	bool verbose;	    /* checkpointer progress on stderr */
+	/* Only what would refuse the slice up front (a --disk slice, state the
+	 * checkpointer cannot carry): nothing is stopped or written; 0 if a
+	 * checkpoint would not be refused. */
+	bool check_only;
+	bool verbose; /* checkpointer progress on stderr */
 	/* Pre-copy (ckpt_dirty.h): page rounds while the slice runs, then the
 	 * frozen round. The rounds stop at max_rounds (0: 8), when a round
 	 * (after the first) has fewer than min_pages pages (0: 64), when a
@@ -63,6 +67,15 @@ struct slice_restore_opts {
 	void (*warn)(void *arg, const struct vs_error *why);
 	void *warn_arg;
 	unsigned timeout_ms; /* wait for the restore stubs; 0 = 30 s */
+	/* Leave the restored slice frozen (its freezer cgroup; slice_thaw()
+	 * runs it): a migration's target holds it until the commit. The tree
+	 * runs for the moment between the restore's detach and the freeze. */
+	bool frozen;
+	/* Called (may be NULL) right after the slice is created from the
+	 * stream's spec, before its processes are restored: e.g. to put a
+	 * caller's own file into its directory. A failure fails the restore. */
+	int (*created)(void *arg, struct vs_error *err);
+	void *created_arg;
 };
 
 /*

@@ -31,6 +31,12 @@
  *   6 "restored" acknowledged: "committed" (409 "aborted": copy destroyed)
  *   7 started                         8 "started" reported; then the record
  *                                       says "created"
+ * Live and pre-copy (mode "live", "precopy"): the checkpointer's refusal
+ * checks run before step 1; step 3 does not stop the sliver: the stream is
+ * its checkpoint (live_send), the source frozen before the stream's tail
+ * goes, thawed if the migration aborts; the target restores it as it
+ * arrives and keeps it frozen until "committed" (docs/migration.md, "Live
+ * and pre-copy migration").
  * A failed receive reports "aborted" itself and destroys the copy; the
  * source's PUT then fails and its own "aborted" report is answered 200
  * (the same phase again), so it restarts.
@@ -38,6 +44,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
+#include <sys/wait.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdatomic.h>
@@ -50,6 +57,7 @@
 #include "nodemgr_int.h"
 #include "vslice/regclient.h"
 #include "vslice/slice.h"
+#include "vslice/slice_ckpt.h"
 #include "vslice/slice_xfer.h"
 #include "vslice/util.h"
 
@@ -58,6 +66,7 @@
 #define MIG_LOW_SPEED	   1024 /* bytes/s below which ... */
 #define MIG_LOW_SPEED_SECS 15	/* ... for this long the source gives up the PUT */
 #define MIG_PIPE_SIZE	   (1 << 20)
+#define MIG_HOLD_BACK	   (64 << 10) /* live: the stream's tail, sent once the source is frozen */
 
 uint64_t nm_now_ms(void)
 {
@@ -303,7 +312,17 @@ struct sender {
 	int rc;
 	struct vs_error err;
 	bool fault_armed;
+	/* live / pre-copy: */
+	bool frozen;		/* the source was frozen after its dump */
+	long long frozen_at_ms; /* unix ms the dump froze it */
+	struct ckpt_stats cst;	/* the checkpoint's */
+	uint64_t round_bytes[CKPT_MAX_ROUNDS];
 };
+
+static bool mig_live(const struct nm_job *j)
+{
+	return strcmp(j->mig.mode, "live") == 0 || strcmp(j->mig.mode, "precopy") == 0;
+}
 
 static void out_progress(void *arg, uint64_t bytes)
 {
@@ -315,10 +334,237 @@ static void out_progress(void *arg, uint64_t bytes)
 	}
 }
 
+/* --- live / pre-copy source: the checkpoint as the stream --------------- */
+
+/*
+ * The dump runs in a child process of its own: the checkpointer's ptrace
+ * checks take the dumping process's pid for its tracer, which only holds in
+ * a main thread (lib/checkpoint/dump.c), and the node manager is threaded.
+ * The child keeps the relay pipe's write end and a pipe for its outcome,
+ * nothing else (no end of the PUT's pipe: a PUT that gave up must reach the
+ * dump as EPIPE).
+ */
+struct dump_outcome {
+	int rc;
+	struct vs_error err;
+	struct ckpt_stats st;
+};
+
+static pid_t dumper_spawn(struct nm_job *j, int out_fd, int res_fd)
+{
+	int o1 = fcntl(out_fd, F_DUPFD, 1000), o2 = o1 < 0 ? -1 : fcntl(res_fd, F_DUPFD, 1001);
+	if (o1 < 0 || o2 < 0) {
+		if (o1 >= 0)
+			close(o1);
+		return -1;
+	}
+	bool precopy = strcmp(j->mig.mode, "precopy") == 0;
+	pid_t pid = fork();
+	if (pid == 0) {
+		close_range(3, (unsigned)(o1 < o2 ? o1 : o2) - 1, 0);
+		close_range((unsigned)(o1 < o2 ? o2 : o1) + 1, ~0u, 0);
+		struct slice_checkpoint_opts o = {.leave_running = true, .precopy = precopy};
+		static struct dump_outcome res;
+		res.rc = slice_checkpoint(j->nm->root, j->r.slice, o1, &o, &res.st, &res.err);
+		close(o1);
+		ssize_t w = write(o2, &res, sizeof(res));
+		_exit(w == (ssize_t)sizeof(res) ? 0 : 1);
+	}
+	close(o1);
+	close(o2);
+	return pid;
+}
+
+static void log_rounds(struct nm_job *j, const struct ckpt_stats *c)
+{
+	for (unsigned k = 0; k < c->nr_rounds && k < CKPT_MAX_ROUNDS; k++)
+		nm_log(j->nm, NODEMGR_LOG_INFO,
+		       "sliver %s: migration %s: round %u: %llu pages, %llu bytes, dirtied "
+		       "%.1f MiB/s",
+		       j->r.slice, j->mig.id, k + 1, (unsigned long long)c->rounds[k].pages,
+		       (unsigned long long)c->rounds[k].bytes,
+		       (double)c->rounds[k].dirty_bps / (1 << 20));
+}
+
+/* The stats object the source reports: the rounds, the frozen round. */
+static json_t *live_stats(const struct nm_job *j, const struct sender *sd, uint64_t total)
+{
+	const struct ckpt_stats *c = &sd->cst;
+	json_t *rounds = json_array();
+	uint64_t sent = 0;
+	for (unsigned k = 0; k < c->nr_rounds && k < CKPT_MAX_ROUNDS; k++) {
+		const struct ckpt_round_stats *rs = &c->rounds[k];
+		sent += rs->bytes;
+		json_array_append_new(rounds, json_pack("{s:I, s:I, s:I, s:I}", "pages",
+							(json_int_t)rs->pages, "bytes",
+							(json_int_t)rs->bytes, "ms",
+							(json_int_t)(rs->ns / 1000000), "dirty_bps",
+							(json_int_t)rs->dirty_bps));
+	}
+	return json_pack("{s:s, s:o, s:I, s:I, s:I, s:I, s:I, s:I}", "mode", j->mig.mode, "rounds",
+			 rounds, "precopy_ms", (json_int_t)(c->precopy_ns / 1000000),
+			 "frozen_pages", (json_int_t)c->pages_written, "frozen_bytes",
+			 (json_int_t)(total > sent ? total - sent : 0), "freeze_ms",
+			 (json_int_t)((c->freeze_ns + c->frozen_ns) / 1000000), "stream_bytes",
+			 (json_int_t)total, "processes", (json_int_t)c->nr_procs);
+}
+
+/* After the freeze: "transferring" with the freeze's time (the downtime's
+ * start) and the stats. One try: the registry may have committed already
+ * (it takes the time then too). */
+static void report_frozen(struct sender *sd, uint64_t total)
+{
+	struct nm_job *j = sd->job;
+	struct http_client c;
+	if (nm_job_client(j, &c) < 0)
+		return;
+	c.timeout_secs = 5;
+	cleanup_json json_t *stats = live_stats(j, sd, total);
+	struct regclient_migration_report rep = {.node = j->nm->name,
+						 .phase = "transferring",
+						 .bytes = (long long)total,
+						 .at_ms = sd->frozen_at_ms,
+						 .stats = stats};
+	long status = 0;
+	struct vs_error err;
+	char got[16] = "";
+	if (regclient_migration_report(&c, j->mig.id, &rep, NULL, got, &status, &err) < 0)
+		nm_log(j->nm, NODEMGR_LOG_INFO, "migration %s: reporting the freeze: %s", j->mig.id,
+		       err.msg);
+	http_client_free(&c);
+}
+
+/*
+ * The live stream: slice_checkpoint (leave_running; with precopy its rounds
+ * first) writes into a pipe that this thread relays to the PUT's pipe,
+ * holding the last MIG_HOLD_BACK bytes back: the END record is in them, and
+ * the target restores nothing that runs before it has it. Once the dump is
+ * complete the source is frozen (the checkpoint let it run on) and only then
+ * does the tail go: two copies never run at once. A failed dump sends no
+ * tail (the target's stream ends short); a PUT that gave up closes the
+ * relay, the dump fails with EPIPE and the slice runs on untouched.
+ */
+static void live_send(struct sender *sd)
+{
+	struct nm_job *j = sd->job;
+	struct nodemgr *nm = j->nm;
+	int p[2];
+	if (pipe2(p, O_CLOEXEC) < 0) {
+		sd->rc = vs_error_sys(&sd->err, errno, "pipe");
+		return;
+	}
+	fcntl(p[1], F_SETPIPE_SZ, MIG_PIPE_SIZE);
+	int q[2];
+	if (pipe2(q, O_CLOEXEC) < 0) {
+		sd->rc = vs_error_sys(&sd->err, errno, "pipe");
+		close(p[0]);
+		close(p[1]);
+		return;
+	}
+	pid_t child = dumper_spawn(j, p[1], q[1]);
+	close(p[1]);
+	close(q[1]);
+	if (child < 0) {
+		close(p[0]);
+		close(q[0]);
+		sd->rc = vs_error_sys(&sd->err, errno, "starting the checkpoint process");
+		return;
+	}
+	size_t cap = MIG_HOLD_BACK + (1 << 20), n = 0;
+	cleanup_free char *buf = vs_xmalloc(cap);
+	uint64_t total = 0;
+	bool broken = false;
+	for (;;) {
+		ssize_t got = read(p[0], buf + n, cap - n);
+		if (got < 0 && errno == EINTR)
+			continue;
+		if (got <= 0)
+			break;
+		n += (size_t)got;
+		if (n <= MIG_HOLD_BACK)
+			continue;
+		size_t out = n - MIG_HOLD_BACK;
+		if (vs_write_all(sd->fd, buf, out) < 0) {
+			sd->rc = vs_error_sys(&sd->err, errno, "sending the checkpoint");
+			broken = true;
+			break;
+		}
+		total += out;
+		memmove(buf, buf + out, n - out);
+		n -= out;
+		out_progress(sd, total);
+	}
+	close(p[0]); /* a dump still writing gets EPIPE: the slice runs on */
+	struct dump_outcome res = {.rc = -EPROTO};
+	ssize_t got;
+	while ((got = read(q[0], &res, sizeof(res))) < 0 && errno == EINTR)
+		;
+	close(q[0]);
+	int wst = 0;
+	while (waitpid(child, &wst, 0) < 0 && errno == EINTR)
+		;
+	if (got != (ssize_t)sizeof(res)) {
+		res.rc = -EPROTO;
+		vs_error_set(&res.err, EPROTO, "the checkpoint process died (status %d)", wst);
+	}
+	sd->cst = res.st;
+	if (broken)
+		return;
+	if (res.rc < 0) {
+		sd->err = res.err;
+		sd->rc = vs_error_wrap(&sd->err, "checkpoint");
+		return; /* no tail: the target's stream ends short */
+	}
+	log_rounds(j, &sd->cst);
+	uint64_t frozen_ns = sd->cst.freeze_ns + sd->cst.frozen_ns;
+	sd->frozen_at_ms = (long long)nm_now_ms() - (long long)(frozen_ns / 1000000);
+	struct vs_error ferr;
+	if (slice_freeze(nm->root, j->r.slice, &ferr) == 0) {
+		sd->frozen = true;
+	} else {
+		/* Never two copies: stop it (the memory state is lost here;
+		 * an abort restarts it cold). */
+		nm_log(nm, NODEMGR_LOG_INFO, "sliver %s: freezing after the dump: %s; stopping it",
+		       j->r.slice, ferr.msg);
+		slice_stop(nm->root, j->r.slice, MIG_STOP_GRACE, &ferr);
+	}
+	if (vs_write_all(sd->fd, buf, n) < 0) {
+		sd->rc = vs_error_sys(&sd->err, errno, "sending the checkpoint");
+		return;
+	}
+	total += n;
+	out_progress(sd, total);
+	nm_log(nm, NODEMGR_LOG_INFO,
+	       "sliver %s: migration %s: checkpoint sent (%llu bytes, %u rounds), frozen %.1f ms",
+	       j->r.slice, j->mig.id, (unsigned long long)total, sd->cst.nr_rounds,
+	       (double)frozen_ns / 1e6);
+	close(sd->fd); /* the end of the body: the target finishes now */
+	sd->fd = -1;
+	report_frozen(sd, total);
+	sd->rc = 0;
+}
+
+/* The checkpointer's refusals, on the running sliver (nothing stops). */
+static int live_check(struct nm_job *j, struct vs_error *err)
+{
+	cleanup_close int fd = open("/dev/null", O_WRONLY | O_CLOEXEC);
+	if (fd < 0)
+		return vs_error_sys(err, errno, "/dev/null");
+	struct slice_checkpoint_opts o = {.leave_running = true, .check_only = true};
+	return slice_checkpoint(j->nm->root, j->r.slice, fd, &o, NULL, err);
+}
+
 static void *sender_main(void *arg)
 {
 	struct sender *sd = arg;
 	nm_block_sigpipe();
+	if (mig_live(sd->job)) {
+		live_send(sd);
+		if (sd->fd >= 0)
+			close(sd->fd);
+		sd->fd = -1;
+		return NULL;
+	}
 	struct slice_xfer_opts o = {.progress = out_progress, .arg = sd};
 	struct slice_xfer_stats st = {0};
 	sd->rc = slice_fs_send(sd->job->nm->root, sd->job->r.slice, sd->fd, &o, &st, &sd->err);
@@ -394,7 +640,8 @@ static bool put_cancelled(void *arg)
  * committed); else err says why (the sender's error first: a stream that
  * broke off on this side makes the target's answer a consequence).
  */
-static int send_stream(struct nm_job *j, struct reporter *rp, struct vs_error *err)
+static int send_stream(struct nm_job *j, struct reporter *rp, struct sender *stats,
+		       struct vs_error *err)
 {
 	struct nodemgr *nm = j->nm;
 	struct http_client tc;
@@ -430,8 +677,19 @@ static int send_stream(struct nm_job *j, struct reporter *rp, struct vs_error *e
 		close(p[0]); /* a sender still writing gets EPIPE */
 		pthread_join(t, NULL);
 		fault_armed = sd.fault_armed;
-		if (r == 0)
+		if (r == 0) {
+			*stats = sd;
 			break;
+		}
+		if (sd.frozen && status == 503) {
+			/* the target read nothing: the next try dumps afresh */
+			struct vs_error terr;
+			if (slice_thaw(nm->root, j->r.slice, &terr) < 0)
+				nm_log(nm, NODEMGR_LOG_INFO, "sliver %s: thaw: %s", j->r.slice,
+				       terr.msg);
+			sd.frozen = false;
+		}
+		*stats = sd;
 		if (status == 503 && !put_cancelled(rp) && vs_now_ns() < until && nm_nap(nm, 1)) {
 			atomic_store(&j->bytes, 0);
 			continue;
@@ -439,7 +697,8 @@ static int send_stream(struct nm_job *j, struct reporter *rp, struct vs_error *e
 		if (sd.rc < 0 && sd.err.code != EPIPE && status != 503) {
 			*err =
 			    sd.err; /* this side broke off: the target's answer follows from it */
-			vs_error_wrap(err, "reading the sliver's files");
+			vs_error_wrap(err, mig_live(j) ? "dumping the sliver"
+						       : "reading the sliver's files");
 		} else if (atomic_load(&rp->cancel))
 			vs_error_set(err, ECANCELED, "the registry says the migration is %s",
 				     rp->phase);
@@ -458,7 +717,9 @@ static void out_roll_back(struct nm_job *j, const char *why)
 	struct vs_error err;
 	struct slice_state st;
 	int r = slice_load(nm->root, j->r.slice, NULL, &st, &err);
-	if (r == 0 && st.status != SLICE_RUNNING && st.status != SLICE_FROZEN)
+	if (r == 0 && st.status == SLICE_FROZEN)
+		r = slice_thaw(nm->root, j->r.slice, &err); /* live: it carries on */
+	else if (r == 0 && st.status != SLICE_RUNNING)
 		r = slice_start(nm->root, j->r.slice,
 				&(struct slice_start_opts){.foreground = false}, &err);
 	if (r < 0)
@@ -483,6 +744,29 @@ static void *out_main(void *arg)
 		return NULL;
 	}
 	char got[16] = "";
+	/* Live and pre-copy: what the checkpointer would refuse, before
+	 * anything stops; the abort's stats say so ("refused"), so slicectl
+	 * can fall back to cold. */
+	if (mig_live(j)) {
+		struct vs_error cerr;
+		if (live_check(j, &cerr) < 0) {
+			char reason[VS_ERROR_MAX + 64];
+			snprintf(reason, sizeof(reason), "cannot be checkpointed: %s", cerr.msg);
+			nm_log(nm, NODEMGR_LOG_INFO, "sliver %s: migration %s: %s", j->r.slice,
+			       j->mig.id, reason);
+			cleanup_json json_t *st = json_pack("{s:b}", "refused", 1);
+			struct regclient_migration_report rep = {.node = nm->name,
+								 .phase = "aborted",
+								 .bytes = -1,
+								 .at_ms = (long long)nm_now_ms(),
+								 .reason = reason,
+								 .stats = st};
+			long status = 0;
+			regclient_migration_report(&c, j->mig.id, &rep, NULL, got, &status, &cerr);
+			j->retry_ns = vs_now_ns() + NM_MIG_RETRY_NS;
+			goto out;
+		}
+	}
 	/* 1: the registry must know before anything stops. */
 	int rr = nm_job_report(&c, j, "transferring", -1, NULL, 5, got);
 	if (rr != 0) {
@@ -509,8 +793,9 @@ static void *out_main(void *arg)
 	nm_fault_point(nm, "migrate.out", 2);
 	nm_log(nm, NODEMGR_LOG_INFO, "sliver %s: migrating to %s (%s): stopping it", j->r.slice,
 	       j->mig.peer, j->mig.id);
-	/* 3: cold: execution restarts on the target. */
-	if (slice_stop(nm->root, j->r.slice, MIG_STOP_GRACE, &err) < 0)
+	/* 3: cold: execution restarts on the target. Live and pre-copy: it
+	 * runs on; the checkpoint freezes it (live_send). */
+	if (!mig_live(j) && slice_stop(nm->root, j->r.slice, MIG_STOP_GRACE, &err) < 0)
 		nm_log(nm, NODEMGR_LOG_DEBUG, "sliver %s: stop: %s", j->r.slice, err.msg);
 	nm_fault_point(nm, "migrate.out", 3);
 
@@ -521,7 +806,8 @@ static void *out_main(void *arg)
 	pthread_t rt;
 	bool reporting = pthread_create(&rt, NULL, reporter_main, &rp) == 0;
 	uint64_t t0 = vs_now_ns();
-	int sr = send_stream(j, &rp, &err);
+	struct sender sent = {0};
+	int sr = send_stream(j, &rp, &sent, &err);
 	pthread_mutex_lock(&rp.mu);
 	rp.over = true;
 	pthread_cond_signal(&rp.cv);
@@ -663,7 +949,9 @@ void nm_migrate_resolve(struct nodemgr *nm, const struct nodemgr_assignment *a, 
 	if (s->r.phase == NODEMGR_MIGRATING_OUT && !committed) {
 		struct slice_state st;
 		int sr = slice_load(nm->root, s->r.slice, NULL, &st, &err);
-		if (sr == 0 && st.status != SLICE_RUNNING && st.status != SLICE_FROZEN)
+		if (sr == 0 && st.status == SLICE_FROZEN)
+			sr = slice_thaw(nm->root, s->r.slice, &err); /* live: it carries on */
+		else if (sr == 0 && st.status != SLICE_RUNNING)
 			sr = slice_start(nm->root, s->r.slice,
 					 &(struct slice_start_opts){.foreground = false}, &err);
 		if (sr < 0)
@@ -678,7 +966,9 @@ void nm_migrate_resolve(struct nodemgr *nm, const struct nodemgr_assignment *a, 
 		/* Started already when a restart cut the step short after it. */
 		struct slice_state st;
 		int sr = slice_load(nm->root, s->r.slice, NULL, &st, &err);
-		if (sr == 0 && st.status != SLICE_RUNNING && st.status != SLICE_FROZEN)
+		if (sr == 0 && st.status == SLICE_FROZEN)
+			sr = slice_thaw(nm->root, s->r.slice, &err); /* live: held until now */
+		else if (sr == 0 && st.status != SLICE_RUNNING)
 			sr = slice_start(nm->root, s->r.slice,
 					 &(struct slice_start_opts){.foreground = false}, &err);
 		if (sr < 0) {

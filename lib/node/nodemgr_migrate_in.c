@@ -5,6 +5,8 @@
  * (nodemgr_xfer.c) starts the job here that reads the stream into the
  * copy (slice_fs_receive), reports "restored" and, once the registry
  * answers "committed", starts the copy and reports "started".
+ * Live and pre-copy: the stream is a checkpoint; slice_restore replaces the
+ * copy with the restored slice, held frozen until "committed" (then thawed).
  */
 #include <errno.h>
 #include <pthread.h>
@@ -19,6 +21,7 @@
 #include "nodemgr_int.h"
 #include "vslice/regclient.h"
 #include "vslice/slice.h"
+#include "vslice/slice_ckpt.h"
 #include "vslice/slice_xfer.h"
 #include "vslice/util.h"
 
@@ -53,6 +56,43 @@ static unsigned receive_status(const struct vs_error *err)
 	return 500;
 }
 
+/*
+ * Live / pre-copy: the checkpoint, restored as it arrives and held frozen
+ * until the commit. slice_restore replaces the copy made from the manifest
+ * (a slice made from the stream's own spec); the copy's experiment.json
+ * (origin: this registry, this node) goes back into it, so it stays this
+ * node manager's sliver.
+ */
+struct kept_file {
+	const char *path;
+	const char *data;
+	size_t len;
+};
+
+static int put_back(void *arg, struct vs_error *err)
+{
+	const struct kept_file *k = arg;
+	return vs_write_file_atomic(k->path, k->data, k->len, 0644, err);
+}
+
+static int live_receive(struct nm_job *j, struct vs_error *err)
+{
+	struct nodemgr *nm = j->nm;
+	cleanup_free char *d = slice_dir(nm->root, j->r.slice);
+	cleanup_free char *ep = vs_xasprintf("%s/experiment.json", d);
+	cleanup_free char *exp = NULL;
+	size_t elen = 0;
+	int r = vs_read_file(ep, 1 << 20, &exp, &elen, err);
+	if (r < 0)
+		return vs_error_wrap(err, "the copy made from the manifest");
+	/* experiment.json goes in as soon as the slice exists: a node manager
+	 * killed mid-restore finds its own (receiving) copy, not a stranger */
+	struct kept_file k = {.path = ep, .data = exp, .len = elen};
+	struct slice_restore_opts ro = {.frozen = true, .created = put_back, .created_arg = &k};
+	struct ckpt_stats cst;
+	return slice_restore(nm->root, j->r.slice, j->in_fd, &ro, &cst, err);
+}
+
 static void *in_main(void *arg)
 {
 	struct nm_job *j = arg;
@@ -62,7 +102,16 @@ static void *in_main(void *arg)
 	struct slice_xfer_stats st = {0};
 	struct slice_xfer_opts o = {.progress = in_progress, .arg = j};
 	uint64_t t0 = vs_now_ns();
-	int rc = slice_fs_receive(nm->root, j->r.slice, j->in_fd, &o, &st, &err);
+	bool live = strcmp(j->mig.mode, "live") == 0 || strcmp(j->mig.mode, "precopy") == 0;
+	int rc;
+	if (live) {
+		/* The checkpoint, restored as it arrives (it replaces the copy
+		 * made from the manifest) and held frozen until the commit. */
+		rc = live_receive(j, &err);
+		st.bytes = atomic_load(&j->bytes);
+	} else {
+		rc = slice_fs_receive(nm->root, j->r.slice, j->in_fd, &o, &st, &err);
+	}
 	close(j->in_fd);
 	j->in_fd = -1;
 	if (rc == 0) {
@@ -94,8 +143,10 @@ static void *in_main(void *arg)
 		 : -1;
 	if (rr == 0 && !strcmp(got, "committed")) {
 		nm_fault_point(nm, "migrate.in", 6);
-		if (slice_start(nm->root, j->r.slice,
-				&(struct slice_start_opts){.foreground = false}, &err) < 0) {
+		int sr = live ? slice_thaw(nm->root, j->r.slice, &err)
+			      : slice_start(nm->root, j->r.slice,
+					    &(struct slice_start_opts){.foreground = false}, &err);
+		if (sr < 0) {
 			nm_log(nm, NODEMGR_LOG_INFO, "sliver %s: start after the migration: %s",
 			       j->r.slice, err.msg);
 			j->r.phase = NODEMGR_FAILED;

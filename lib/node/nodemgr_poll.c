@@ -24,6 +24,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/utsname.h>
 
 #include "nodemgr_int.h"
 #include "vslice/image.h"
@@ -282,6 +283,10 @@ static int register_node(struct nodemgr *nm, struct http_client *c, long *status
 		cleanup_free char *k = strndup(*l, (size_t)(eq - *l));
 		json_object_set_new(labels, k, json_string(eq + 1));
 	}
+	/* Live migration checks the target runs the same kernel release. */
+	struct utsname un;
+	if (!json_object_get(labels, "vslice.kernel") && uname(&un) == 0)
+		json_object_set_new(labels, "vslice.kernel", json_string(un.release));
 	cleanup_json json_t *images = json_array();
 	read_images(nm->root, images);
 	cleanup_json json_t *body = json_pack("{s:f, s:I, s:O, s:O, s:s}", "cpus", nm->o.cpus,

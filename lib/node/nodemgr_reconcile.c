@@ -85,7 +85,7 @@ enum nodemgr_action nodemgr_decide(const struct nodemgr_assignment *a,
 	/* PARTIAL comes only with an intent record (classify); without one it
 	 * would be a slice nobody explains, and those are never touched. */
 	bool intent = r && (r->phase == NODEMGR_CREATING || r->phase == NODEMGR_DESTROYING ||
-			    r->phase == NODEMGR_MIGRATING_IN);
+			    r->phase == NODEMGR_MIGRATING_IN || r->phase == NODEMGR_RECEIVING);
 	if (local == NODEMGR_LOCAL_PARTIAL && !intent)
 		local = NODEMGR_LOCAL_FOREIGN;
 	enum nodemgr_action m = decide_migration(a, r, local);
@@ -203,9 +203,11 @@ const char *nodemgr_action_name(enum nodemgr_action a)
 static bool partial_is_ours(struct nodemgr *nm, const char *slice, const struct nodemgr_record *r)
 {
 	if (!r || (r->phase != NODEMGR_CREATING && r->phase != NODEMGR_DESTROYING &&
-		   r->phase != NODEMGR_MIGRATING_IN))
+		   r->phase != NODEMGR_MIGRATING_IN && r->phase != NODEMGR_RECEIVING))
 		return false;
-	if (r->phase == NODEMGR_DESTROYING)
+	/* receiving: a live migration's restore replaces the copy with a slice
+	 * made from the stream's spec; cut short, it has no experiment.json */
+	if (r->phase == NODEMGR_DESTROYING || r->phase == NODEMGR_RECEIVING)
 		return true;
 	struct slice_spec spec;
 	struct vs_error err;

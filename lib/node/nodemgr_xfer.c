@@ -41,6 +41,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -195,6 +196,12 @@ int nm_xfer_data(struct httpd_request *req, const char *buf, size_t len)
 		buf = flipped;
 	}
 	x->off += len;
+	if (strcmp(x->job->mig.mode, "cold") != 0) {
+		/* live / pre-copy: slice_restore has no progress of its own */
+		if (x->off >= (1u << 20) && x->off - len < (1u << 20))
+			nm_fault_point(x->job->nm, "migrate.in", 4);
+		atomic_store(&x->job->bytes, x->off);
+	}
 	/* Blocks while the pipe is full: this connection's own thread, and
 	 * the receiver is local. EPIPE: it gave up (its error is the answer). */
 	if (vs_write_all(x->wfd, buf, len) < 0) {

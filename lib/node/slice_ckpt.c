@@ -198,6 +198,15 @@ int slice_checkpoint(const char *root, const char *name, int out_fd,
 	pthread_sigmask(SIG_BLOCK, &pipe_set, &old_mask);
 	sigpending(&pending);
 	bool was_pending = sigismember(&pending, SIGPIPE);
+	if (o->check_only) {
+		struct ckpt_dump_opts chk = d;
+		chk.check_only = true;
+		r = ckpt_dump(&chk, NULL, err);
+		pthread_sigmask(SIG_SETMASK, &old_mask, NULL);
+		if (r < 0)
+			vs_error_kind(err, VS_EK_REFUSED);
+		return r;
+	}
 	/* Pre-copy: the rounds go first into the same stream; any failure
 	 * disarms every process (ckpt_precopy_free) and the slice runs on. */
 	struct ckpt_precopy *pc = NULL;
@@ -359,7 +368,11 @@ int slice_restore(const char *root, const char *name, int in_fd, const struct sl
 		return r;
 	if ((r = slice_create(root, &spec, err)) < 0)
 		return r;
-	r = restore_into(root, name, img, &spec, old_base, o, st, err);
+	r = o->created ? o->created(o->created_arg, err) : 0;
+	if (r >= 0)
+		r = restore_into(root, name, img, &spec, old_base, o, st, err);
+	if (r >= 0 && o->frozen && (r = slice_freeze(root, name, err)) < 0)
+		vs_error_wrap(err, "restored; freezing it");
 	if (r < 0) {
 		struct vs_error e2;
 		slice_destroy(root, name, true, &e2);

@@ -241,19 +241,17 @@ static bool create_args(struct reg_answer *a, json_t *b, const char *slice, stru
 	    (c->from && !api_check_node_name(a, c->from)))
 		return false;
 	if (mode && !json_is_string(mode)) {
-		api_error(a, 400, "migrate %s: .mode: expected \"cold\"", slice);
+		api_error(a, 400, "migrate %s: .mode: expected \"cold\", \"live\" or \"precopy\"",
+			  slice);
 		return false;
 	}
 	c->mode = mode ? json_string_value(mode) : "cold";
-	if (strcmp(c->mode, "live") == 0 || strcmp(c->mode, "precopy") == 0) {
-		api_error(a, 400, "mode: %s is not supported yet; use --mode cold", c->mode);
-		return false;
-	}
-	if (strcmp(c->mode, "cold") != 0) {
+	if (strcmp(c->mode, "cold") != 0 && strcmp(c->mode, "live") != 0 &&
+	    strcmp(c->mode, "precopy") != 0) {
 		char pb[80];
 		api_error(a, 400,
-			  "mode: \"%s\" is not a migration mode (cold; live and precopy later)",
-			  vs_printable(c->mode, pb, sizeof(pb)));
+			  "migrate %s: .mode: \"%s\" is not a migration mode (cold, live, precopy)",
+			  slice, vs_printable(c->mode, pb, sizeof(pb)));
 		return false;
 	}
 	return true;
@@ -342,6 +340,41 @@ static bool pick_target(struct reg_request *req, struct reg_answer *a, const cha
 	return false;
 }
 
+/* A node's kernel release as it registered it (label vslice.kernel); NULL
+ * if it did not (an older node manager). */
+static char *node_kernel(struct registry *reg, const char *node)
+{
+	struct store_node n;
+	struct vs_error err;
+	if (store_node_get(reg, node, &n, &err) < 0)
+		return NULL;
+	json_auto_t *l = json_loads(n.labels ? n.labels : "", 0, NULL);
+	const char *k = json_string_value(json_object_get(l, "vslice.kernel"));
+	char *out = k ? vs_xstrdup(k) : NULL;
+	store_node_clear(&n);
+	return out;
+}
+
+/* Live and pre-copy restore the processes as they were: the target must run
+ * the kernel release the source runs (the vDSO, syscalls the tree is in).
+ * false: a holds the 409. */
+static bool same_kernel(struct registry *reg, struct reg_answer *a, const char *mode,
+			const char *from, const char *to)
+{
+	if (strcmp(mode, "cold") == 0)
+		return true;
+	cleanup_free char *kf = node_kernel(reg, from), *kt = node_kernel(reg, to);
+	if (!kf || !kt || strcmp(kf, kt) == 0)
+		return true;
+	char pf[80], pt[80];
+	api_error(a, 409,
+		  "node %s runs kernel %s, node %s %s: a %s migration needs the same kernel "
+		  "release; use --mode cold",
+		  to, vs_printable(kt, pt, sizeof(pt)), from, vs_printable(kf, pf, sizeof(pf)),
+		  mode);
+	return false;
+}
+
 void api_migration_create(struct reg_request *req, struct reg_answer *a, const char *slice)
 {
 	struct registry *reg = req->reg;
@@ -391,6 +424,7 @@ void api_migration_create(struct reg_request *req, struct reg_answer *a, const c
 		ok = false;
 	}
 	ok = ok && pick_target(req, a, slice, &sl, v, nv, c.to, &to);
+	ok = ok && same_kernel(reg, a, c.mode, from->node, to);
 	struct store_migration m = {0};
 	if (ok) {
 		unsigned char rnd[8];
@@ -630,6 +664,32 @@ static int commit_move(struct registry *reg, const struct store_migration *m, st
 	return r;
 }
 
+/*
+ * Live and pre-copy: the source said "transferring" before its memory
+ * rounds; it freezes later, at the end of its dump, and says so with a
+ * second "transferring" carrying the freeze's at_ms and its stats. That
+ * report may arrive after the commit (the target restores while the stream
+ * arrives): it moves stopped_ms, the downtime's start, in either phase (and
+ * the downtime, if the target has started). true: st holds the new state.
+ */
+static bool freeze_report(const struct store_migration *m, struct migration_state *st,
+			  enum migration_party who, const struct report *rp)
+{
+	if (who != MIGRATION_SOURCE || strcmp(m->mode, "cold") == 0 ||
+	    strcmp(rp->phase, "transferring") != 0 || rp->at_ms < 0 || !rp->stats ||
+	    !st->stopped_ms ||
+	    (st->phase != MIGRATION_TRANSFERRING && st->phase != MIGRATION_COMMITTED))
+		return false;
+	st->stopped_ms = rp->at_ms;
+	st->updated = reg_wall_ms();
+	if (rp->bytes >= 0 && st->phase == MIGRATION_TRANSFERRING)
+		st->bytes = rp->bytes;
+	if (st->started_ms)
+		st->downtime_ms =
+		    st->started_ms > st->stopped_ms ? st->started_ms - st->stopped_ms : 0;
+	return true;
+}
+
 void api_migration_report(struct reg_request *req, struct reg_answer *a, const char *id)
 {
 	struct registry *reg = req->reg;
@@ -653,9 +713,13 @@ void api_migration_report(struct reg_request *req, struct reg_answer *a, const c
 	struct migration_state st;
 	mig_to_state(&m, &st);
 	cleanup_free char *before = vs_xstrdup(m.phase);
-	enum migration_verdict v =
-	    migration_step(&st, who, (enum migration_report)migration_report_parse(rp.phase),
-			   rp.bytes, rp.at_ms, reg_wall_ms());
+	enum migration_verdict v;
+	if (freeze_report(&m, &st, who, &rp))
+		v = MIGRATION_PROGRESS;
+	else
+		v = migration_step(&st, who,
+				   (enum migration_report)migration_report_parse(rp.phase),
+				   rp.bytes, rp.at_ms, reg_wall_ms());
 	struct vs_error err;
 	int r = 0;
 	switch (v) {

@@ -123,8 +123,8 @@ check "... 'slice m1: not found'" test "$(err "$BOB" m1 '{"to":"n2"}')" = "slice
 check "an unknown slice: 404" test "$(mig "$ALICE" nope '{"to":"n2"}')" = 404
 check "a node token cannot ask for a migration (403)" test "$(mig "${TOK[n1]}" m1 '{"to":"n2"}')" = 403
 check "unknown target: 404 'node n9 is not registered'" test "$(err "$ALICE" m1 '{"to":"n9"}')" = "node n9 is not registered"
-check "mode live: 400 'not supported yet'" test "$(err "$ALICE" m1 '{"to":"n2","mode":"live"}')" = "mode: live is not supported yet; use --mode cold"
-check "mode precopy: 400" test "$(mig "$ALICE" m1 '{"to":"n2","mode":"precopy"}')" = 400
+check "mode live is a mode: the checks apply (409 drained)" test "$(err "$ALICE" m1 '{"to":"n3","mode":"live"}')" = "node n3 is drained"
+check "mode precopy too" test "$(err "$ALICE" m1 '{"to":"n3","mode":"precopy"}')" = "node n3 is drained"
 check "mode foo: 400 naming mode" bash -c "curl -s -H 'Authorization: Bearer $ALICE' -d '{\"mode\":\"foo\"}' '$U/v1/slices/m1/migrations' | grep -q 'mode: '"
 check "an unknown field: 400" test "$(mig "$ALICE" m1 '{"to":"n2","speed":9}')" = 400
 check "a bad node name: 400" test "$(mig "$ALICE" m1 '{"to":"../x"}')" = 400
@@ -141,8 +141,8 @@ check "slicectl migrate to a drained node exits 125" test $? -eq 125
 check "... with one line naming the slice and the node" bash -c "test \$(wc -l <'$T/e') -eq 1 && grep -qx 'slicectl: migrate m1: node n3 is drained' '$T/e'"
 ctl "$BOB" migrate m1 --to n2 >/dev/null 2>"$T/e"
 check "slicectl migrate of another's slice exits 125" test $? -eq 125
-ctl "$ALICE" migrate m1 --to n2 --mode live >/dev/null 2>"$T/e"
-check "slicectl migrate --mode live exits 125" test $? -eq 125
+ctl "$ALICE" migrate m1 --to n2 --mode warp >/dev/null 2>"$T/e"
+check "slicectl migrate --mode warp exits 125" test $? -eq 125
 check "no migration was recorded by the refusals" test "$(body GET "$ADMIN" /v1/migrations | py 'len(d["migrations"])')" = 0
 check "slicectl migrate --help needs no registry" bash -c "'$SLICECTL' migrate --help | grep -q 'migrate NAME'"
 check "slicectl migrations --help" bash -c "'$SLICECTL' migrations --help | grep -q 'migrations \[NAME\]'"
@@ -295,7 +295,7 @@ play() {
 check "m7 on n1" test "$(slice "$ALICE" m7 '["n1"]')" = 201
 play m7 &
 P=$!
-ctl "$ALICE" migrate m7 --to n6 >"$T/out" 2>"$T/e"
+ctl "$ALICE" migrate m7 --to n6 --mode cold >"$T/out" 2>"$T/e"
 rc=$?
 wait $P
 check "slicectl migrate m7: exit 0" test $rc -eq 0
@@ -305,7 +305,7 @@ check "... nothing on stderr" test ! -s "$T/e"
 check "m8 on n1" test "$(slice "$ALICE" m8 '["n1"]')" = 201
 play m8 abort "disk full on the way" &
 P=$!
-ctl "$ALICE" migrate m8 --to n6 --json >"$T/out" 2>"$T/e"
+ctl "$ALICE" migrate m8 --to n6 --mode cold --json >"$T/out" 2>"$T/e"
 rc=$?
 wait $P
 check "slicectl migrate m8 aborted: exit 1" test $rc -eq 1
@@ -314,7 +314,7 @@ check "... --json printed the final object" test "$(py 'd["phase"]' <"$T/out")" 
 check "m9 on n1" test "$(slice "$ALICE" m9 '["n1"]')" = 201
 play m9 &
 P=$!
-script -qec "'$SLICECTL' --registry '$U' --token '$ALICE' migrate m9 --to n6" /dev/null >"$T/tty" </dev/null
+script -qec "'$SLICECTL' --registry '$U' --token '$ALICE' migrate m9 --to n6 --mode cold" /dev/null >"$T/tty" </dev/null
 wait $P
 check "on a terminal: one progress line rewritten with \\r (phase; bytes and rate once known), no plain lines" python3 -c "
 import re, sys
