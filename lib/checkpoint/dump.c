@@ -405,8 +405,10 @@ static int d_check_proc(struct dumper *d, struct d_proc *p, struct vs_error *err
 		snprintf(path, sizeof(path), "/proc/%d/task/%d/status", p->hpid, p->thr[t].hpid);
 		if (ck_read_small(path, buf, sizeof(buf)) < 0)
 			continue;
+		/* TracerPid is the tracing thread's id: ours (a dump may run in
+		 * any thread of its process, e.g. a node manager's job thread). */
 		char *tp = strstr(buf, "TracerPid:");
-		if (tp && atoi(tp + 10) != 0 && atoi(tp + 10) != getpid())
+		if (tp && atoi(tp + 10) != 0 && atoi(tp + 10) != gettid())
 			return vs_error_set(err, EBUSY,
 					    "pid %d (tid %d): refused: task is ptraced by %d",
 					    p->vpid, p->thr[t].vtid, atoi(tp + 10));
