@@ -91,14 +91,21 @@ void nodemgr_stop(struct nodemgr *nm)
 	nm_wake(nm);
 }
 
-bool nm_nap(struct nodemgr *nm, unsigned secs)
+bool nm_nap_ms(struct nodemgr *nm, unsigned ms)
 {
-	for (unsigned i = 0; i < secs * 5; i++) {
+	for (unsigned left = ms; left > 0;) {
 		if (atomic_load(&nm->stop))
 			return false;
-		nanosleep(&(struct timespec){.tv_nsec = 200 * 1000 * 1000}, NULL);
+		unsigned step = left < 200 ? left : 200;
+		nanosleep(&(struct timespec){.tv_nsec = (long)step * 1000 * 1000}, NULL);
+		left -= step;
 	}
 	return !atomic_load(&nm->stop);
+}
+
+bool nm_nap(struct nodemgr *nm, unsigned secs)
+{
+	return nm_nap_ms(nm, secs * 1000);
 }
 
 int nodemgr_fault_parse(const char *value, const char **op, unsigned *step, struct vs_error *err)

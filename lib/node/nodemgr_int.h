@@ -187,6 +187,8 @@ void nm_log(struct nodemgr *nm, enum nodemgr_log_level level, const char *fmt, .
 void nm_wake(struct nodemgr *nm);
 /* Sleep secs, a slice at a time, so a stop is seen; false if stopped. */
 bool nm_nap(struct nodemgr *nm, unsigned secs);
+/* The same in milliseconds (200 ms steps at most). */
+bool nm_nap_ms(struct nodemgr *nm, unsigned ms);
 /* The test hook (VSLICE_FAULT): SIGKILL ourselves right after step `step`
  * of op ("nodemgr.create", "nodemgr.destroy") when it is the one armed. */
 void nm_fault_point(struct nodemgr *nm, const char *op, unsigned step);

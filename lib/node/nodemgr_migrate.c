@@ -61,12 +61,13 @@
 #include "vslice/slice_xfer.h"
 #include "vslice/util.h"
 
-#define MIG_STOP_GRACE	   10	/* s from SIGTERM to SIGKILL when stopping the source */
-#define MIG_PUT_RETRY	   30	/* s a source retries a target that answers 503 */
-#define MIG_LOW_SPEED	   1024 /* bytes/s below which ... */
-#define MIG_LOW_SPEED_SECS 15	/* ... for this long the source gives up the PUT */
-#define MIG_PIPE_SIZE	   (1 << 20)
-#define MIG_HOLD_BACK	   (64 << 10) /* live: the stream's tail, sent once the source is frozen */
+#define MIG_STOP_GRACE	      10   /* s from SIGTERM to SIGKILL when stopping the source */
+#define MIG_PUT_RETRY	      30   /* s a source retries a target that answers 503 */
+#define MIG_PUT_RETRY_COLD_MS 100  /* ms between a cold source's tries */
+#define MIG_LOW_SPEED	      1024 /* bytes/s below which ... */
+#define MIG_LOW_SPEED_SECS    15   /* ... for this long the source gives up the PUT */
+#define MIG_PIPE_SIZE	      (1 << 20)
+#define MIG_HOLD_BACK	      (64 << 10) /* live: the stream's tail, sent once the source is frozen */
 
 uint64_t nm_now_ms(void)
 {
@@ -690,7 +691,11 @@ static int send_stream(struct nm_job *j, struct reporter *rp, struct sender *sta
 			sd.frozen = false;
 		}
 		*stats = sd;
-		if (status == 503 && !put_cancelled(rp) && vs_now_ns() < until && nm_nap(nm, 1)) {
+		/* A cold source is stopped while it waits for the target to open
+		 * the transfer (downtime): retry soon; a retried live dump costs
+		 * more (pre-copy arms the slice again), so that waits 1 s. */
+		if (status == 503 && !put_cancelled(rp) && vs_now_ns() < until &&
+		    nm_nap_ms(nm, mig_live(j) ? 1000 : MIG_PUT_RETRY_COLD_MS)) {
 			atomic_store(&j->bytes, 0);
 			continue;
 		}
