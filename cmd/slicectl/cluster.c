@@ -34,6 +34,7 @@
 
 #include "slicectl.h"
 #include "vslice/http.h"
+#include "vslice/json.h"
 #include "vslice/regclient.h"
 #include "vslice/manifest.h"
 #include "vslice/slice.h"
@@ -45,20 +46,6 @@
 #define TRANSPORT_RETRIES 10 /* consecutive failed polls before --wait / -f give up */
 #define LINE_MAX_BYTES	  65536
 #define NODE_NAME_MAX	  63
-
-static void json_decref_p(json_t **j)
-{
-	if (*j)
-		json_decref(*j);
-}
-#define cleanup_json __attribute__((cleanup(json_decref_p)))
-
-static void http_client_freep(struct http_client *c)
-{
-	if (c->base)
-		http_client_free(c);
-}
-#define cleanup_http __attribute__((cleanup(http_client_freep)))
 
 /* ------------------------------------------------------------------ */
 /* helpers                                                             */

@@ -23,6 +23,7 @@
 
 #include "slicectl.h"
 #include "vslice/http.h"
+#include "vslice/json.h"
 #include "vslice/regclient.h"
 #include "vslice/units.h"
 #include "vslice/util.h"
@@ -30,20 +31,6 @@
 #define MIG_POLL_SECS	  1	 /* long-poll wait while it runs: progress once a second */
 #define MIG_START_WAIT_MS 120000 /* after the commit, how long to wait for "started" */
 #define MIG_RETRIES	  10	 /* consecutive failed polls before giving up */
-
-static void json_decref_p(json_t **j)
-{
-	if (*j)
-		json_decref(*j);
-}
-#define cleanup_json __attribute__((cleanup(json_decref_p)))
-
-static void http_client_freep(struct http_client *c)
-{
-	if (c->base)
-		http_client_free(c);
-}
-#define cleanup_http __attribute__((cleanup(http_client_freep)))
 
 static const char *jstr(const json_t *o, const char *key)
 {

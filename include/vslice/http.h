@@ -42,6 +42,13 @@ struct http_client {
 int http_client_init(struct http_client *c, const char *base_url, const char *token,
 		     const char *ca_file, struct vs_error *err);
 void http_client_free(struct http_client *c);
+static inline void http_client_freep(struct http_client *c)
+{
+	if (c->base)
+		http_client_free(c);
+}
+/* A client freed at scope end (one that was never set up is left alone). */
+#define cleanup_http __attribute__((cleanup(http_client_freep)))
 /* As http_client_init, for a peer that is not the registry: what (a static
  * string, e.g. "transfer target") names it in every message, and the URL
  * errors name it instead of --registry. */

@@ -28,14 +28,8 @@
 
 #include "netcfg_int.h"
 #include "vslice/units.h"
+#include "vslice/json.h"
 #include "vslice/util.h"
-
-static void ipam_json_put(json_t **j)
-{
-	if (*j)
-		json_decref(*j);
-}
-#define cleanup_json __attribute__((cleanup(ipam_json_put)))
 
 static uint32_t mask_of(unsigned prefix)
 {

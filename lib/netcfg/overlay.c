@@ -52,14 +52,8 @@
 
 #include "netcfg_int.h"
 #include "vslice/units.h"
+#include "vslice/json.h"
 #include "vslice/util.h"
-
-static void json_putp(json_t **j)
-{
-	if (*j)
-		json_decref(*j);
-}
-#define cleanup_json __attribute__((cleanup(json_putp)))
 
 static void nl_cachep(struct nl_cache **c)
 {

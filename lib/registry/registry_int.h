@@ -103,12 +103,7 @@ struct registry {
 	struct reg_limits lim;
 };
 
-static inline void reg_json_decref(json_t **j)
-{
-	if (*j)
-		json_decref(*j);
-}
-#define cleanup_json __attribute__((cleanup(reg_json_decref)))
+#include "vslice/json.h" /* cleanup_json */
 
 long long reg_now(void);
 /* Monotonic milliseconds, for long-poll deadlines. */
