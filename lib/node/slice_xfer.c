@@ -43,6 +43,7 @@
 #include <sys/file.h>
 #include <unistd.h>
 
+#include "../image/archive_dl.h"
 #include "slice_xfer_int.h"
 #include "vslice/slice.h"
 #include "vslice/util.h"
@@ -106,4 +107,25 @@ int xfer_require_stopped(const char *root, const char *name, struct vs_error *er
 		return vs_error_kind(err, VS_EK_BUSY);
 	}
 	return 0;
+}
+
+int xfer_with_upper(const char *root, const char *name, bool writable, uint32_t *id_base,
+		    bool *disk, slice_upper_fn fn, void *arg, struct vs_error *err)
+{
+	struct slice_spec spec;
+	int r = slice_load(root, name, &spec, NULL, err);
+	if (r < 0)
+		return r;
+	*id_base = spec.id_base;
+	*disk = spec.disk_bytes > 0;
+	cleanup_close int lk = -1;
+	if (!*disk && ((r = lk = xfer_lock_slice(root, name, err)) < 0 ||
+		       (r = xfer_require_stopped(root, name, err)) < 0)) {
+		slice_spec_free(&spec);
+		return r;
+	}
+	if ((r = archive_dl_load(err)) == 0)
+		r = slice_with_upper(root, &spec, writable, fn, arg, err);
+	slice_spec_free(&spec);
+	return r;
 }

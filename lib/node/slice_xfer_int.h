@@ -10,6 +10,7 @@
 #include <stdint.h>
 
 #include "vslice/error.h"
+#include "vslice/slice.h"
 #include "vslice/slice_xfer.h"
 
 #define XFER_MAGIC	 "VSXFER\0\1"
@@ -37,5 +38,11 @@ void xfer_progress(const struct slice_xfer_opts *o, uint64_t bytes, uint64_t *ne
 int xfer_lock_slice(const char *root, const char *name, struct vs_error *err);
 /* EBUSY (kind VS_EK_BUSY) if the slice runs or is frozen. */
 int xfer_require_stopped(const char *root, const char *name, struct vs_error *err);
+/* What both directions share: name's spec loaded (*id_base, *disk set),
+ * its lock held and its being stopped checked (a --disk slice: the image's
+ * mount serialises), libarchive loaded, then fn run over its upper dir
+ * (writable for a receive). */
+int xfer_with_upper(const char *root, const char *name, bool writable, uint32_t *id_base,
+		    bool *disk, slice_upper_fn fn, void *arg, struct vs_error *err);
 
 #endif

@@ -697,26 +697,8 @@ int slice_fs_receive(const char *root, const char *name, int in_fd, const struct
 		     struct slice_xfer_stats *st, struct vs_error *err)
 {
 	uint64_t t0 = xfer_now_us();
-	struct slice_spec spec;
-	int r = slice_load(root, name, &spec, NULL, err);
-	if (r < 0)
-		return vs_error_wrap(err, "receive slice %s", name);
-	struct recv_ctx c = {.root = root,
-			     .name = name,
-			     .in_fd = in_fd,
-			     .o = o,
-			     .id_base = spec.id_base,
-			     .disk = spec.disk_bytes > 0};
-	cleanup_close int lk = -1;
-	if (!c.disk && ((lk = xfer_lock_slice(root, name, err)) < 0 ||
-			(r = xfer_require_stopped(root, name, err)) < 0)) {
-		slice_spec_free(&spec);
-		return vs_error_wrap(err, "receive slice %s", name);
-	}
-	if ((r = archive_dl_load(err)) == 0)
-		r = slice_with_upper(root, &spec, true, recv_upper, &c, err);
-	slice_spec_free(&spec);
-	if (r < 0) {
+	struct recv_ctx c = {.root = root, .name = name, .in_fd = in_fd, .o = o};
+	if (xfer_with_upper(root, name, true, &c.id_base, &c.disk, recv_upper, &c, err) < 0) {
 		if (err->code == ENOSPC || err->code == EDQUOT)
 			vs_error_kind(err, VS_EK_LIMIT);
 		return vs_error_wrap(err, "receive slice %s", name);

@@ -578,26 +578,8 @@ int slice_fs_send(const char *root, const char *name, int out_fd, const struct s
 		  struct slice_xfer_stats *st, struct vs_error *err)
 {
 	uint64_t t0 = xfer_now_us();
-	struct slice_spec spec;
-	int r = slice_load(root, name, &spec, NULL, err);
-	if (r < 0)
-		return vs_error_wrap(err, "send slice %s", name);
-	struct send_ctx c = {.root = root,
-			     .name = name,
-			     .out_fd = out_fd,
-			     .o = o,
-			     .id_base = spec.id_base,
-			     .disk = spec.disk_bytes > 0};
-	cleanup_close int lk = -1;
-	if (!c.disk && ((lk = xfer_lock_slice(root, name, err)) < 0 ||
-			(r = xfer_require_stopped(root, name, err)) < 0)) {
-		slice_spec_free(&spec);
-		return vs_error_wrap(err, "send slice %s", name);
-	}
-	if ((r = archive_dl_load(err)) == 0)
-		r = slice_with_upper(root, &spec, false, send_upper, &c, err);
-	slice_spec_free(&spec);
-	if (r < 0)
+	struct send_ctx c = {.root = root, .name = name, .out_fd = out_fd, .o = o};
+	if (xfer_with_upper(root, name, false, &c.id_base, &c.disk, send_upper, &c, err) < 0)
 		return vs_error_wrap(err, "send slice %s", name);
 	if (st)
 		*st = (struct slice_xfer_stats){c.bytes, c.files, xfer_now_us() - t0};
