@@ -50,6 +50,8 @@ cleanup() {
 	for n in $("$SLICECTL" list -q 2>/dev/null); do "$SLICECTL" destroy --force "$n" >/dev/null 2>&1; done
 	ip netns del "$NA" 2>/dev/null
 	ip netns del "$NB" 2>/dev/null
+	# the slices' cgroup parent (empty once they are destroyed)
+	rmdir /sys/fs/cgroup/*/"$VSLICE_CGROUP_PARENT" 2>/dev/null
 	case "$VSLICE_ROOT" in /tmp/vslice-migbench.*) rm -rf --one-file-system "$VSLICE_ROOT" ;; esac
 }
 trap cleanup EXIT
