@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Fill a slice's upper dir for the migration benchmarks: DIR MIB ID_BASE.
 
-The same data set as tests/bench/migrate.sh's: 40% of the bytes in files of
+The migration benchmarks' data set (migrate.sh, migrate_cluster.sh): 40% of the bytes in files of
 1-64 KiB (100 to a directory), 60% in four large files, owned by the slice's
 mapped root (ID_BASE). Deterministic file sizes (seeded by MIB); the bytes
 are slices of one 8 MiB random pool. Prints the number of files.

@@ -88,38 +88,8 @@ for mib in $SIZES; do
 	src=src$mib
 	"$SLICECTL" create --image busybox "$src" >/dev/null || die "create $src"
 	base=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["id_base"])' "$VSLICE_ROOT/slices/$src/spec.json")
-	files=$(python3 - "$VSLICE_ROOT/slices/$src/upper/data" "$mib" "$base" <<'EOF'
-import os, random, sys
-top, mib, base = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
-rnd = random.Random(mib)
-pool = os.urandom(8 << 20)
-total = mib << 20
-small, n = 0, 0
-os.makedirs(top)
-def put(path, size):
-    with open(path, "wb") as f:
-        left = size
-        while left:
-            k = min(left, 4 << 20)
-            off = rnd.randrange(0, len(pool) - k + 1)
-            f.write(pool[off:off + k])
-            left -= k
-    os.chown(path, base, base)
-while small < total * 0.4:
-    d = "%s/d%04d" % (top, n // 100)
-    if n % 100 == 0:
-        os.makedirs(d)
-        os.chown(d, base, base)
-    size = rnd.randint(1 << 10, 64 << 10)
-    put("%s/f%06d" % (d, n), size)
-    small += size
-    n += 1
-for i in range(4):
-    put("%s/large%d" % (top, i), int(total * 0.15))
-os.chown(top, base, base)
-print(n + 4)
-EOF
-	) || die "fill $src"
+	files=$(python3 "$REPO/tests/bench/fill_upper.py" "$VSLICE_ROOT/slices/$src/upper/data" "$mib" "$base") ||
+		die "fill $src"
 	upper=$VSLICE_ROOT/slices/$src/upper
 	sync
 	# one untimed pass each, so every timed one reads from the page cache alike
