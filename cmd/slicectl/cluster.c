@@ -110,11 +110,13 @@ static int reg_fail(const char *verb, const char *obj, long status, const struct
 }
 
 /* A regclient call's result r: 0, or the registry's one line through
- * reg_fail() and the exit code. */
-static int reg_done(int r, const char *verb, const char *obj, long status,
+ * reg_fail() and the exit code. status is read through a pointer, after
+ * the call: an argument read by value could be evaluated before the call
+ * that fills it (the order of argument evaluation is unspecified). */
+static int reg_done(int r, const char *verb, const char *obj, const long *status,
 		    const struct vs_error *err)
 {
-	return r < 0 ? reg_fail(verb, obj, status, err) : 0;
+	return r < 0 ? reg_fail(verb, obj, *status, err) : 0;
 }
 
 static int check_slice_name(const char *verb, const char *name)
@@ -1039,7 +1041,7 @@ static int cl_get_list(struct ctl *ctl, int argc, char **argv, const char *verb,
 		return r;
 	struct vs_error err;
 	long status = 0;
-	if ((r = reg_done(call(&hc, resp, &status, &err), verb, NULL, status, &err)))
+	if ((r = reg_done(call(&hc, resp, &status, &err), verb, NULL, &status, &err)))
 		return r;
 	json_t *a = json_object_get(*resp, key);
 	if (ctl->json) {
@@ -1212,7 +1214,7 @@ static int cl_destroy(struct ctl *ctl, int argc, char **argv)
 		struct vs_error err;
 		long status = 0;
 		if (reg_done(regclient_slice_delete(&hc, argv[i], &status, &err), "destroy",
-			     argv[i], status, &err))
+			     argv[i], &status, &err))
 			rc = EXIT_VSLICE;
 	}
 	return rc;
@@ -1256,7 +1258,7 @@ static int cl_renew(struct ctl *ctl, int argc, char **argv)
 	cleanup_json json_t *resp = NULL;
 	long status = 0;
 	if ((r = reg_done(regclient_slice_renew(&hc, name, lifetime, &resp, &status, &err), "renew",
-			  name, status, &err)))
+			  name, &status, &err)))
 		return r;
 	char t[32];
 	if (ctl->json)
@@ -1374,7 +1376,7 @@ static int cl_node(struct ctl *ctl, int argc, char **argv)
 	int cr = !strcmp(op, "reset")
 		     ? regclient_node_reset(&hc, node, &resp, &status, &err)
 		     : regclient_node_drain(&hc, node, !strcmp(op, "drain"), &resp, &status, &err);
-	if ((r = reg_done(cr, "node", obj, status, &err)))
+	if ((r = reg_done(cr, "node", obj, &status, &err)))
 		return r;
 	char state[32];
 	if (ctl->json && resp)
@@ -1473,7 +1475,7 @@ static int cl_token(struct ctl *ctl, int argc, char **argv)
 	/* --user makes a user token: the role ("user", if given) is implied. */
 	if ((r = reg_done(
 		 regclient_token_create(&hc, user, user ? NULL : role, node, &resp, &status, &err),
-		 "token", user ? user : node, status, &err)))
+		 "token", user ? user : node, &status, &err)))
 		return r;
 	return print_token(ctl, "token", resp);
 }
@@ -1505,7 +1507,7 @@ static int cl_user(struct ctl *ctl, int argc, char **argv)
 	struct vs_error err;
 	long status = 0;
 	if ((r = reg_done(regclient_user_create(&hc, name, &resp, &status, &err), "user", name,
-			  status, &err)))
+			  &status, &err)))
 		return r;
 	return print_token(ctl, "user", resp);
 }
