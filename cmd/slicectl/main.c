@@ -262,9 +262,6 @@ int main(int argc, char **argv)
 		return EXIT_VSLICE;
 	}
 	if (fn) {
-		if (!cluster && (!strcmp(verb, "run") || !strcmp(verb, "start") ||
-				 !strcmp(verb, "exec") || !strcmp(verb, "submit")))
-			sliver_prewarm_attach();
 		/* Each verb parses its own options with argv[0] = the verb;
 		 * optind = 0 makes getopt start afresh. */
 		int vi = optind;

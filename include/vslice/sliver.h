@@ -147,10 +147,6 @@ typedef int (*sliver_upper_fn)(void *arg, int upper_fd, struct vs_error *err);
 int sliver_disk_with_upper(const char *image, const char *name, uint32_t id_base, bool write,
 			   sliver_upper_fn fn, void *arg, struct vs_error *err);
 
-/* Does nothing now (the launcher's cgroup move takes no grace period; see
- * sliver.c); kept so callers need not change. */
-void sliver_prewarm_attach(void);
-
 /* /proc/<pid>/stat start time (clock ticks since boot), 0 if gone. */
 uint64_t sliver_proc_starttime(pid_t pid);
 

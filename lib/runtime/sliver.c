@@ -645,14 +645,3 @@ int sliver_init_open(const char *cache_dir, struct vs_error *err)
 		return vs_error_sys(err, errno, "%s", path);
 	return fd;
 }
-
-/*
- * Once a thread that moved itself into the slices' parent cgroup as
- * slicectl started, to get the v1 attach's RCU grace period going early.
- * The launcher now moves itself with cgroup_enter_self(), which takes no
- * grace period at all, and that thread's own move (a tid, so the global
- * cgroup_threadgroup_rwsem) held cgroup_mutex through a grace period while
- * create's mkdirs waited on it: 7-17 ms of the start. Kept as a no-op for
- * its callers.
- */
-void sliver_prewarm_attach(void) {}
