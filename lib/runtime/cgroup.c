@@ -452,10 +452,12 @@ int cg_kill_until_empty(struct cgroup *cg, int (*before)(struct cgroup *, struct
 	unsigned nap = 1;
 	for (;;) {
 		int r;
-		if (before && (r = before(cg, err)) < 0)
-			return r;
 		size_t left = 0;
 		if ((r = cg_signal_pass(cg, SIGKILL, &left, err)) < 0)
+			return r;
+		/* after the signal: a frozen task acts on the pending SIGKILL as
+		 * it is thawed, before it returns to user space */
+		if (before && (r = before(cg, err)) < 0)
 			return r;
 		if (left == 0)
 			return 0;

@@ -128,6 +128,26 @@ check "every state.json is valid JSON" bash -c "for f in $VSLICE_ROOT/slices/c*/
 check "slices have distinct id ranges" test "$(cat $VSLICE_ROOT/slices/c*/spec.json | grep -c id_base)" = "$(cat $VSLICE_ROOT/slices/c*/spec.json | grep id_base | sort -u | wc -l)"
 vs destroy --force c1 c2 c3 c4 c5
 check "list is empty after destroy" test -z "$(vs list -q)"
+# --- destroy --force of a frozen slice: it dies without running again ---
+# The workload waits on a fifo; the host writes to it while the slice is
+# frozen, so the slice would act at once if it ran again: the SIGKILL must
+# be pending before the cgroup is thawed.
+vs run -d fz1 -- /bin/sh -c ': >/tmp/n; mkfifo /tmp/f; while :; do cat /tmp/f >>/tmp/n; done' >/dev/null
+fzp=
+for _ in $(seq 100); do
+	for p in $(cat /sys/fs/cgroup/freezer/"$VSLICE_CGROUP_PARENT"/fz1/cgroup.procs 2>/dev/null); do
+		[ "$(readlink /proc/$p/exe 2>/dev/null)" != "" ] && [ -p /proc/$p/root/tmp/f ] && fzp=$p
+	done
+	[ -n "$fzp" ] && break
+	sleep 0.05
+done
+vs freeze fz1
+exec 8</proc/$fzp/root/tmp/n
+exec 7<>/proc/$fzp/root/tmp/f
+echo woke >&7
+vs destroy --force fz1 >/dev/null
+expect_eq "destroy --force of a frozen slice: it never runs again" "" "$(cat <&8)"
+exec 8<&- 7<&-
 # --- lifetime: it ends the slice; renew moves the end, from the host only ---
 has_line() { echo "$1" | grep -q -- "$2"; }
 not_ok() { ! "$@" 2>/dev/null; }
