@@ -204,7 +204,9 @@ static const char logs_help[] =
     "usage: slicectl logs NAME [-f] [--node NODE]\n\nOutput (stdout and stderr) of a detached "
     "slice.\n"
     "  -f, --follow    keep printing until the slice stops\n"
-    "  --node NODE     the sliver on NODE (local mode: only \"local\")\n";
+    "  --node NODE     the sliver on NODE (local mode: only \"local\")\n"
+    "Cluster mode (--registry): every sliver's output from the registry; -f --node NODE\n"
+    "follows that sliver live at its node (see slicectl --registry URL logs --help).\n";
 
 int cmd_logs(struct ctl *ctl, int argc, char **argv)
 {
@@ -254,7 +256,9 @@ int cmd_logs(struct ctl *ctl, int argc, char **argv)
 static const char stats_help[] =
     "usage: slicectl stats NAME [--window MS]\n\n"
     "cpu, memory, pids and the slice's thread-level parallelism (TLP), sampled\n"
-    "every 10 ms over --window milliseconds (default 1000).\n";
+    "every 10 ms over --window milliseconds (default 1000).\n"
+    "Cluster mode (--registry): slicectl stats NAME [--node NODE] [--window MS], asked of\n"
+    "the sliver's node with a ticket from the registry.\n";
 
 int cmd_stats(struct ctl *ctl, int argc, char **argv)
 {

@@ -74,6 +74,21 @@ int cmd_migrations_cluster(struct ctl *, int, char **);
 int cluster_drain_migrate(struct ctl *ctl, struct http_client *c, const char *node,
 			  unsigned parallel);
 
+/* Remote verbs on one sliver (remote.c): a ticket from the registry for
+ * verb on slice's sliver on node (NULL: its only one), then *nc a client
+ * for that node's API with the ticket as its token, verified against
+ * --ca; *node_out (when not NULL) the node's name. On failure one line,
+ * the exit code (nothing to free). */
+int cluster_node_connect(struct ctl *ctl, const char *verb, const char *slice, const char *node,
+			 struct http_client *nc, char **node_out);
+extern const char cluster_stats_help[], cluster_freeze_help[], cluster_thaw_help[];
+int cmd_stats_cluster(struct ctl *, int, char **);
+int cmd_freeze_cluster(struct ctl *, int, char **);
+int cmd_thaw_cluster(struct ctl *, int, char **);
+/* logs -f NAME --node N: follow the sliver's output at its node until it
+ * stops. Returns the exit code. */
+int cluster_logs_follow(struct ctl *ctl, const char *name, const char *node);
+
 int cmd_create(struct ctl *, int, char **);
 int cmd_start(struct ctl *, int, char **);
 int cmd_run(struct ctl *, int, char **);
