@@ -90,13 +90,22 @@ static struct req *req_of(struct httpd_request *r)
 
 /* ---- answers ---------------------------------------------------- */
 
+/* A streamed answer given up before it was sent: its source is freed. */
+static void drop_stream(struct httpd_answer *a)
+{
+	if (a->stream && a->stream_free)
+		a->stream_free(a->stream_cls);
+	a->stream = NULL;
+	a->stream_free = NULL;
+	a->stream_cls = NULL;
+}
+
 void httpd_answer_clear(struct httpd_answer *a)
 {
 	free(a->body);
 	if (a->fd >= 0)
 		close(a->fd);
-	if (a->stream && a->stream_free)
-		a->stream_free(a->stream_cls);
+	drop_stream(a);
 	for (size_t i = 0; i < HTTPD_HEADERS_MAX; i++) {
 		free(a->headers[i][0]);
 		free(a->headers[i][1]);
@@ -108,6 +117,7 @@ void httpd_answer_clear(struct httpd_answer *a)
 static void answer_text(struct httpd_answer *a, unsigned status, char *text,
 			const char *content_type)
 {
+	drop_stream(a);
 	free(a->body);
 	a->status = status;
 	a->body = text;
@@ -156,6 +166,7 @@ void httpd_answer_fd(struct httpd_answer *a, unsigned status, int fd, uint64_t o
 	free(a->body);
 	a->body = NULL;
 	a->len = 0;
+	drop_stream(a);
 	if (a->fd >= 0)
 		close(a->fd);
 	a->status = status;
@@ -172,8 +183,7 @@ void httpd_answer_stream(struct httpd_answer *a, unsigned status, httpd_stream_f
 	free(a->body);
 	a->body = NULL;
 	a->len = 0;
-	if (a->stream && a->stream_free)
-		a->stream_free(a->stream_cls);
+	drop_stream(a);
 	a->status = status;
 	a->stream = fn;
 	a->stream_free = free_cls;
