@@ -694,7 +694,9 @@ static const char logs_help[] =
     "registry. With several slivers and no --node, each line is prefixed with\n"
     "\"[node] \".\n"
     "  --node NODE     only the sliver on NODE (no prefix)\n"
-    "  -f, --follow    keep printing (every second) until every sliver has ended\n";
+    "  -f, --follow    keep printing (every second) until every sliver has ended;\n"
+    "                  with --node, live from that node's manager (a ticket from\n"
+    "                  the registry; an https:// node verified against --ca)\n";
 
 static int cl_logs(struct ctl *ctl, int argc, char **argv)
 {
@@ -719,6 +721,9 @@ static int cl_logs(struct ctl *ctl, int argc, char **argv)
 	int r = check_slice_name("logs", name);
 	if (r || (only && (r = check_node_name("logs", only))))
 		return r;
+	/* One sliver, followed: from its node, live (remote.c). */
+	if (follow && only)
+		return cluster_logs_follow(ctl, name, only);
 	cleanup_http struct http_client hc;
 	if ((r = cluster_connect(ctl, "logs", &hc)))
 		return r;
@@ -1534,6 +1539,9 @@ static const struct {
     {"nodes", cl_nodes, nodes_help, "list nodes"},
     {"migrate", cmd_migrate_cluster, cluster_migrate_help, "move a slice's sliver to another node"},
     {"migrations", cmd_migrations_cluster, cluster_migrations_help, "past and running migrations"},
+    {"stats", cmd_stats_cluster, cluster_stats_help, "a sliver's usage, from its node (ticket)"},
+    {"freeze", cmd_freeze_cluster, cluster_freeze_help, "freeze a sliver at its node (ticket)"},
+    {"thaw", cmd_thaw_cluster, cluster_thaw_help, "thaw a sliver at its node (ticket)"},
     {"node", cl_node, node_help, "drain (and empty), undrain or reset a node (admin)"},
     {"token", cl_token, token_help, "create a node, admin or user token (admin)"},
     {"user", cl_user, user_help, "create a user and their first token (admin)"},

@@ -598,7 +598,9 @@ int cmd_freeze(struct ctl *ctl, int argc, char **argv)
 	const char *name;
 	int r = one_name(
 	    "freeze", argc, argv,
-	    "usage: slicectl freeze NAME\n\nFreeze every process of the slice (cgroup freezer).\n",
+	    "usage: slicectl freeze NAME\n\nFreeze every process of the slice (cgroup freezer).\n"
+	    "Cluster mode (--registry): slicectl freeze NAME [--node NODE], at the sliver's "
+	    "node.\n",
 	    &name);
 	if (r)
 		return r < 0 ? 0 : r;
@@ -609,7 +611,10 @@ int cmd_freeze(struct ctl *ctl, int argc, char **argv)
 int cmd_thaw(struct ctl *ctl, int argc, char **argv)
 {
 	const char *name;
-	int r = one_name("thaw", argc, argv, "usage: slicectl thaw NAME\n\nThaw a frozen slice.\n",
+	int r = one_name("thaw", argc, argv,
+			 "usage: slicectl thaw NAME\n\nThaw a frozen slice.\n"
+			 "Cluster mode (--registry): slicectl thaw NAME [--node NODE], at the "
+			 "sliver's node.\n",
 			 &name);
 	if (r)
 		return r < 0 ? 0 : r;

@@ -41,6 +41,10 @@ struct manifest;
 int ctl_load_manifest(struct ctl *ctl, const char *verb, const char *file, struct manifest **out,
 		      json_t *json_errors);
 
+/* info.c: a stats object (slice_stats_json(), local or a node's answer)
+ * printed as --json or text; j consumed. Returns the exit code. */
+int ctl_print_stats(struct ctl *ctl, json_t *j);
+
 typedef int (*ctl_verb_fn)(struct ctl *ctl, int argc, char **argv);
 
 /* Cluster mode (cluster.c): the verb acting through the registry, or NULL
@@ -69,6 +73,21 @@ int cmd_migrate_cluster(struct ctl *, int, char **);
 int cmd_migrations_cluster(struct ctl *, int, char **);
 int cluster_drain_migrate(struct ctl *ctl, struct http_client *c, const char *node,
 			  unsigned parallel);
+
+/* Remote verbs on one sliver (remote.c): a ticket from the registry for
+ * verb on slice's sliver on node (NULL: its only one), then *nc a client
+ * for that node's API with the ticket as its token, verified against
+ * --ca; *node_out (when not NULL) the node's name. On failure one line,
+ * the exit code (nothing to free). */
+int cluster_node_connect(struct ctl *ctl, const char *verb, const char *slice, const char *node,
+			 struct http_client *nc, char **node_out);
+extern const char cluster_stats_help[], cluster_freeze_help[], cluster_thaw_help[];
+int cmd_stats_cluster(struct ctl *, int, char **);
+int cmd_freeze_cluster(struct ctl *, int, char **);
+int cmd_thaw_cluster(struct ctl *, int, char **);
+/* logs -f NAME --node N: follow the sliver's output at its node until it
+ * stops. Returns the exit code. */
+int cluster_logs_follow(struct ctl *ctl, const char *name, const char *node);
 
 int cmd_create(struct ctl *, int, char **);
 int cmd_start(struct ctl *, int, char **);

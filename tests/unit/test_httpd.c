@@ -4,11 +4,11 @@
  * own client (http.h) or a raw socket where the client would hide the case:
  * routing and the raw target, JSON and {"error"} answers, the body cap
  * (declared and chunked), a body_grow refusal, a streamed upload, an
- * answer from an fd, a busy port refused, a bad --listen, the accept /
- * connection hooks, the cap per address, a long-poll suspended and resumed
- * from another thread, resumes held back in order (resume_batch), a stop
- * while a request is suspended, and TLS with a certificate made by openssl
- * here (skipped, saying so, without openssl).
+ * answer from an fd, a streamed answer (chunks until its source says the
+ * end; its source freed also when the answer is replaced), a busy port refused, a bad --listen, the
+ * accept / connection hooks, the cap per address, a long-poll suspended and resumed from another
+ * thread, resumes held back in order (resume_batch), a stop while a request is suspended, and TLS
+ * with a certificate made by openssl here (skipped, saying so, without openssl).
  *
  * Nothing is timed: every wait is on a condition the server signals.
  */
@@ -107,8 +107,39 @@ static void many_handle(struct httpd_request *req, struct httpd_answer *a)
 	pthread_mutex_unlock(&mu);
 }
 
+/* A streamed answer's source: "chunk0".."chunk4", then the end. */
+struct chunks {
+	int next;
+};
+static unsigned streams_freed; /* under mu */
+
+static ssize_t chunks_read(void *cls, char *buf, size_t max)
+{
+	struct chunks *c = cls;
+	if (c->next == 5)
+		return 0;
+	return snprintf(buf, max, "chunk%d;", c->next++);
+}
+
+static void chunks_free(void *cls)
+{
+	free(cls);
+	pthread_mutex_lock(&mu);
+	streams_freed++;
+	pthread_cond_broadcast(&cond);
+	pthread_mutex_unlock(&mu);
+}
+
 static void on_handle(struct httpd_request *req, struct httpd_answer *a)
 {
+	if (!strcmp(req->url, "/stream") || !strcmp(req->url, "/stream-replaced")) {
+		httpd_answer_stream(a, 200, chunks_read, chunks_free,
+				    vs_xcalloc(1, sizeof(struct chunks)), "text/plain");
+		httpd_answer_header(a, "X-Stream", "yes");
+		if (!strcmp(req->url, "/stream-replaced"))
+			httpd_answer_error(a, 409, "changed my mind");
+		return;
+	}
 	if (!strcmp(req->url, "/echo") || !strcmp(req->url, "/budget")) {
 		json_t *j =
 		    json_pack("{s:s, s:s, s:s, s:s?, s:s?, s:s?}", "method", req->method, "url",
@@ -361,6 +392,48 @@ static void test_streamed_upload_and_fd_answer(void **state)
 	assert_int_equal(pread(out, got, sizeof(got) - 1, 0), 12);
 	assert_string_equal(got, "456789abcdef");
 	close(out);
+	http_client_free(&c);
+	httpd_stop(h);
+}
+
+static void wait_freed(unsigned n)
+{
+	pthread_mutex_lock(&mu);
+	while (streams_freed < n)
+		pthread_cond_wait(&cond, &mu);
+	pthread_mutex_unlock(&mu);
+}
+
+/* A streamed answer: every chunk, in order, then the end; its source freed. */
+static void test_streamed_answer(void **state)
+{
+	struct httpd *h = start("127.0.0.1:0", 0);
+	struct http_client c;
+	client(&c, h, "http", NULL);
+	long status;
+	struct vs_error err;
+	pthread_mutex_lock(&mu);
+	unsigned freed = streams_freed;
+	pthread_mutex_unlock(&mu);
+	int out = memfd_create("out", MFD_CLOEXEC);
+	char hdr[16];
+	assert_int_equal(
+	    http_get_fd(&c, "/stream", out, "X-Stream", hdr, sizeof(hdr), &status, &err), 0);
+	assert_int_equal(status, 200);
+	assert_string_equal(hdr, "yes");
+	char got[128] = "";
+	assert_int_equal(pread(out, got, sizeof(got) - 1, 0), 35);
+	assert_string_equal(got, "chunk0;chunk1;chunk2;chunk3;chunk4;");
+	close(out);
+	wait_freed(freed + 1);
+	/* Replaced by an error before it was sent: the error goes out, the
+	 * source is freed all the same. */
+	json_t *j = NULL;
+	assert_int_equal(http_json(&c, "GET", "/stream-replaced", NULL, 0, &status, &j, NULL, &err),
+			 -EEXIST);
+	assert_int_equal(status, 409);
+	json_decref(j);
+	wait_freed(freed + 2);
 	http_client_free(&c);
 	httpd_stop(h);
 }
@@ -770,6 +843,7 @@ int main(void)
 	    cmocka_unit_test(test_body_cap),
 	    cmocka_unit_test(test_streamed_upload_and_fd_answer),
 	    cmocka_unit_test(test_streamed_upload_intact),
+	    cmocka_unit_test(test_streamed_answer),
 	    cmocka_unit_test(test_busy_port_and_bad_listen),
 	    cmocka_unit_test(test_ipv6),
 	    cmocka_unit_test(test_accept_hook_and_connections),
