@@ -75,6 +75,7 @@ int cluster_drain_migrate(struct ctl *ctl, struct http_client *c, const char *no
 			  unsigned parallel);
 
 int cmd_create(struct ctl *, int, char **);
+int cmd_cp(struct ctl *, int, char **);
 int cmd_start(struct ctl *, int, char **);
 int cmd_run(struct ctl *, int, char **);
 int cmd_stop(struct ctl *, int, char **);

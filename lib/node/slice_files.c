@@ -627,7 +627,9 @@ static int unpack_one(struct unpacker *u, struct archive_entry *e, int dfd, cons
 		gid_t gid;
 		mode_t perm;
 		unpack_ids(u, e, &uid, &gid, &perm);
-		struct timespec mt = {archive_entry_mtime(e), 0};
+		struct timespec mt = {archive_entry_mtime(e), archive_entry_mtime_nsec(e)};
+		if (mt.tv_nsec < 0 || mt.tv_nsec >= 1000000000)
+			mt.tv_nsec = 0;
 		struct timespec ts[2] = {mt, mt};
 		if (fchownat(dfd, name, uid, gid, AT_SYMLINK_NOFOLLOW) < 0)
 			return vs_error_sys(u->err, errno, "%s: chown", apath);
@@ -723,7 +725,7 @@ static int unpack_top(struct unpacker *u, struct archive_entry *e, const char *a
 		return vs_error_sys(u->err, errno, "getrandom");
 	snprintf(u->tmp, sizeof(u->tmp), FILES_TMP_PREFIX "%016llx", (unsigned long long)rnd);
 	int dir_fd = -1;
-	int r = unpack_one(u, e, u->parent_fd, u->tmp, apath, &dir_fd);
+	int r = unpack_one(u, e, u->parent_fd, u->tmp, u->shown, &dir_fd);
 	/* Whatever unpack_one made (or half made) under tmp is ours to remove. */
 	u->made = r == 0 || (r < 0 && u->err->code != EEXIST);
 	if (r < 0)
