@@ -94,8 +94,11 @@ static int cp_remote(struct ctl *ctl, const struct cp_side *sl, const char *host
 		return rc;
 	json_t *resp = NULL;
 	long status = 0;
-	if (regclient_ticket_create(&reg, sl->name, node, "cp", &resp, &status, &err) < 0)
+	if (regclient_ticket_create(&reg, sl->name, node, "cp", &resp, &status, &err) < 0) {
+		if (status == 404)
+			vs_error_set(&err, ENOENT, "no such slice (see: slicectl list)");
 		return ctl_fail("cp", sl->name, &err);
+	}
 	const char *ticket = json_string_value(json_object_get(resp, "ticket"));
 	const char *url = json_string_value(json_object_get(resp, "url"));
 	const char *tnode = json_string_value(json_object_get(resp, "node"));
