@@ -1024,11 +1024,19 @@ static int stopped_with_upper(void *arg, int upper_fd, struct vs_error *err)
 	cleanup_close int fs = fsopen("overlay", FSOPEN_CLOEXEC);
 	if (fs < 0)
 		return vs_error_sys(err, errno, "fsopen overlay");
-	if ((r = fs_string(fs, "lowerdir", lower_path, err)) < 0 ||
-	    (r = fs_string(fs, "upperdir", upper_path, err)) < 0 ||
-	    (r = fs_string(fs, "workdir", work_path, err)) < 0 ||
-	    (wk->volatile_upper && (r = fs_string(fs, "volatile", NULL, err)) < 0) ||
-	    (wk->op == SLICE_FILES_GET && (r = fs_string(fs, "ro", NULL, err)) < 0))
+	/* Reading: the upper dir is the top lower layer of an overlay with no
+	 * upper (read-only by construction, its whiteouts still hide what
+	 * they hide; a --disk image is opened read-only, which an upperdir
+	 * could not be). Writing: the slice's own upper and work dirs. */
+	char both[2 * 64 + 2];
+	snprintf(both, sizeof(both), "%s:%s", upper_path, lower_path);
+	if (wk->op == SLICE_FILES_GET) {
+		if ((r = fs_string(fs, "lowerdir", both, err)) < 0)
+			return vs_error_wrap(err, "slice %s", wk->name);
+	} else if ((r = fs_string(fs, "lowerdir", lower_path, err)) < 0 ||
+		   (r = fs_string(fs, "upperdir", upper_path, err)) < 0 ||
+		   (r = fs_string(fs, "workdir", work_path, err)) < 0 ||
+		   (wk->volatile_upper && (r = fs_string(fs, "volatile", NULL, err)) < 0))
 		return vs_error_wrap(err, "slice %s", wk->name);
 	if (fsconfig(fs, FSCONFIG_CMD_CREATE, NULL, NULL, 0) < 0)
 		return vs_error_sys(err, errno, "slice %s: mount its overlay", wk->name);
@@ -1143,7 +1151,7 @@ int slice_files_start(const char *root, const char *name, enum slice_files_op op
 	    .path = path,
 	    .op = op,
 	    .stopped = stopped,
-	    .idmapped = st.idmapped || st.status == SLICE_CREATED,
+	    .idmapped = st.idmapped,
 	    .volatile_upper = spec.ephemeral,
 	    .id_base = spec.id_base,
 	    .image_rootfs = image,
@@ -1173,6 +1181,12 @@ int slice_files_start(const char *root, const char *name, enum slice_files_op op
 		return r;
 	}
 	if (pid == 0) {
+		/* A daemon's threads may block signals (SIGPIPE, SIGTERM):
+		 * this child takes the default ones, but never SIGPIPE (a
+		 * reader that went away is an error to report). */
+		sigset_t none;
+		sigemptyset(&none);
+		sigprocmask(SIG_SETMASK, &none, NULL);
 		signal(SIGPIPE, SIG_IGN);
 		int fds[4] = {io_fd, sp[1], cp[0], pidfd};
 		child_fds(fds, 4);

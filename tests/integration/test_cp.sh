@@ -153,6 +153,13 @@ vs run -d --image busybox --disk 16M cpd -- sleep 100000 >/dev/null
 head -c $((24 << 20)) /dev/urandom >"$T/huge"
 refused "more than the slice's --disk holds" vs cp "$T/huge" cpd:/tmp/huge
 check "  nothing of it left" test -z "$(vs exec cpd -- ls -A /tmp)"
+vs exec cpd -- rm /etc/group
+vs stop cpd >/dev/null 2>&1
+check "stopped --disk slice: file in (into its disk image)" vs cp "$T/small" cpd:/tmp/small
+check "  and out" vs cp cpd:/tmp/small "$T/small.disk"
+check "  byte for byte" cmp "$T/small" "$T/small.disk"
+refused "stopped: a file of the image it deleted stays deleted" vs cp cpd:/etc/group "$T/group"
+check "  no loop device or mount left" test -z "$(losetup -a | grep -F "$R/slices/cpd/")"
 
 check "--help" sh -c "\"$SLICECTL\" cp --help | grep -q 'usage: slicectl cp'"
 refused "both sides on the host" vs cp "$T/small" "$T/x"
