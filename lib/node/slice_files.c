@@ -158,9 +158,10 @@ static int split_path(const char *path, char dir[PATH_MAX], char base[NAME_MAX +
 		tmp[--n] = '\0';
 	char *slash = strrchr(tmp, '/');
 	const char *b = slash ? slash + 1 : tmp;
-	if (strlen(b) > NAME_MAX)
+	size_t bl = strlen(b);
+	if (bl > NAME_MAX)
 		return vs_error_set(err, ENAMETOOLONG, "%s: name too long", path);
-	snprintf(base, NAME_MAX + 1, "%s", b);
+	memcpy(base, b, bl + 1);
 	if (!slash)
 		snprintf(dir, PATH_MAX, ".");
 	else if (slash == tmp)
