@@ -203,7 +203,16 @@ static void rm_rf_at(int dfd, const char *name, unsigned depth)
 
 /* ---- the packer --------------------------------------------------------- */
 
+/* The directories the walk is in (a bind mount can make a directory its
+ * own descendant: such a one is not entered again). */
+struct pack_dirs {
+	const struct pack_dirs *up;
+	dev_t dev;
+	ino_t ino;
+};
+
 struct packer {
+	const struct pack_dirs *dirs;
 	struct archive *a;
 	int out_fd;
 	uint8_t *buf;
@@ -276,6 +285,7 @@ static int pack_file(struct packer *p, int fd, const struct stat *st, const char
 }
 
 static int pack_dir(struct packer *p, int fd, const struct stat *st, char *apath, size_t len);
+static int pack_entries(struct packer *p, int fd, char *apath, size_t len);
 
 /* The entry name in directory dfd, at archive path apath (len bytes). */
 static int pack_child(struct packer *p, int dfd, const char *name, char *apath, size_t len)
@@ -309,9 +319,22 @@ static int pack_child(struct packer *p, int dfd, const char *name, char *apath, 
 
 static int pack_dir(struct packer *p, int fd, const struct stat *st, char *apath, size_t len)
 {
+	for (const struct pack_dirs *d = p->dirs; d; d = d->up)
+		if (d->dev == st->st_dev && d->ino == st->st_ino)
+			return 0; /* a directory inside itself: copied once */
 	int r = pack_header(p, apath, st, AE_IFDIR, NULL);
 	if (r < 0)
 		return r;
+	struct pack_dirs here = {.up = p->dirs, .dev = st->st_dev, .ino = st->st_ino};
+	p->dirs = &here;
+	r = pack_entries(p, fd, apath, len);
+	p->dirs = here.up;
+	return r;
+}
+
+static int pack_entries(struct packer *p, int fd, char *apath, size_t len)
+{
+	int r;
 	int dfd = dup(fd);
 	if (dfd < 0)
 		return vs_error_sys(p->err, errno, "%s: dup", apath);
@@ -522,6 +545,13 @@ static int unpack_ids(const struct unpacker *u, struct archive_entry *e, uid_t *
 	return 0;
 }
 
+/* Owners are set in a slice (as its root) and on the host by root; a user
+ * copying out of a remote sliver keeps the files as their own. */
+static bool may_chown(const struct unpacker *u)
+{
+	return !u->w->host || geteuid() == 0;
+}
+
 /* The current entry's data into fd (-1: there must be none). */
 static int unpack_data(struct unpacker *u, int fd, const char *apath, int64_t size)
 {
@@ -566,7 +596,7 @@ static int unpack_meta_fd(struct unpacker *u, struct archive_entry *e, int fd, c
 	gid_t gid;
 	mode_t perm;
 	unpack_ids(u, e, &uid, &gid, &perm);
-	if (fchown(fd, uid, gid) < 0)
+	if (may_chown(u) && fchown(fd, uid, gid) < 0)
 		return vs_error_sys(u->err, errno, "%s: chown %u:%u", apath, uid, gid);
 	if (fchmod(fd, perm) < 0)
 		return vs_error_sys(u->err, errno, "%s: chmod", apath);
@@ -632,7 +662,7 @@ static int unpack_one(struct unpacker *u, struct archive_entry *e, int dfd, cons
 		if (mt.tv_nsec < 0 || mt.tv_nsec >= 1000000000)
 			mt.tv_nsec = 0;
 		struct timespec ts[2] = {mt, mt};
-		if (fchownat(dfd, name, uid, gid, AT_SYMLINK_NOFOLLOW) < 0)
+		if (may_chown(u) && fchownat(dfd, name, uid, gid, AT_SYMLINK_NOFOLLOW) < 0)
 			return vs_error_sys(u->err, errno, "%s: chown", apath);
 		if (utimensat(dfd, name, ts, AT_SYMLINK_NOFOLLOW) < 0)
 			return vs_error_sys(u->err, errno, "%s: set mtime", apath);

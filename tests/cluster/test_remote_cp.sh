@@ -76,6 +76,15 @@ expect_eq "... the same names, modes and sizes" \
 	"$(cd "$T/tree" && find . | sort | xargs stat -c '%n %F %a %s')" \
 	"$(cd "$T/tree.out" && find . | sort | xargs stat -c '%n %F %a %s')"
 
+# A user who is not root on their own machine: the copy is theirs.
+mkdir -m 0777 "$T/user"
+as_user() { in_reg setpriv --reuid 65534 --regid 65534 --clear-groups env TMPDIR="$T/user" \
+	"$SLICECTL" --registry "$REGISTRY_URL" --token "$ALICE" --ca "$P/ca.pem" "$@"; }
+check "cp out as a user who is not root" as_user cp f1:/tmp/tree "$T/user/"
+expect_eq "... the files are that user's" "65534" "$(stat -c '%u' "$T/user/tree/a/b/two")"
+check "... byte for byte" cmp "$T/tree/a/b/two" "$T/user/tree/a/b/two"
+check "cp in as that user" as_user cp "$T/user/tree/a/one" f1:/tmp/one-by-user
+
 # --- refusals --------------------------------------------------------------
 vs_node node2 exec f1 -- sh -c 'ln -s /etc/shadow /tmp/shadow; ln -s /etc /tmp/mid'
 refused "a path escape (..)" cpa "$T/big" "f1:/../../../../etc/vslice-cp-escape"

@@ -13,6 +13,7 @@ T=$(mktemp -d /tmp/vslice-cp.XXXXXX)
 RO=$T/ro
 cleanup_cp() {
 	mountpoint -q "$RO" 2>/dev/null && umount "$RO"
+	mountpoint -q "$T/loop/in" 2>/dev/null && umount "$T/loop/in"
 	rm -rf "$T"
 	vs_cleanup
 }
@@ -100,6 +101,14 @@ refused "a directory over an existing one" vs cp "$T/tree" cpr:/tmp/
 expect_eq "  ... which is unchanged" "$(cd "$T/tree" && find . -mindepth 1 | sort | while read -r f; do stat -c '%n %F %a %s %Y 0:0' "$f"; done)" \
 	"$(slice_listing cpr)"
 check "  ... and nothing staged" no_staging cpr /tmp
+
+# A directory inside itself (a bind mount): copied once, not for ever.
+mkdir -p "$T/loop/in"
+echo f >"$T/loop/f"
+mount --bind "$T/loop" "$T/loop/in"
+check "a tree that contains itself (bind mount) is copied once" timeout 60 "$SLICECTL" cp "$T/loop" cpr:/tmp/
+umount "$T/loop/in"
+expect_eq "  ... its file, and the loop left out" "f" "$(vs exec cpr -- sh -c 'cat /tmp/loop/f; ls /tmp/loop/in 2>/dev/null')"
 
 # --- stopped ----------------------------------------------------------------
 check "file in (stopped, never started)" vs cp "$T/small" cps:/small
