@@ -1159,7 +1159,8 @@ int slice_files_start(const char *root, const char *name, enum slice_files_op op
 	if (r < 0)
 		return r;
 	cleanup_free char *image = NULL;
-	cleanup_free char *lower_copy = slice_dir(root, name);
+	cleanup_free char *sdir = slice_dir(root, name);
+	cleanup_free char *lower_copy = vs_xasprintf("%s/lower-copy", sdir);
 	cleanup_close int pidfd = -1;
 	bool stopped = true;
 	if ((st.status == SLICE_RUNNING || st.status == SLICE_FROZEN) && st.pid > 0) {
@@ -1173,9 +1174,6 @@ int slice_files_start(const char *root, const char *name, enum slice_files_op op
 	}
 	if (stopped && (r = image_rootfs(root, spec.image, &image, err)) < 0)
 		r = vs_error_wrap(err, "slice %s", name);
-	char *lc = vs_xasprintf("%s/lower-copy", lower_copy);
-	free(lower_copy);
-	lower_copy = lc;
 	struct files_work wk = {
 	    .root = root,
 	    .name = name,
