@@ -24,13 +24,14 @@ base_of() { python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["id_
 listing() { (cd "$1" && find . -mindepth 1 -printf '%P %y %m %s %T@ %l\n' | sort); }
 # in_slice NAME: a listing of /tmp/tree inside the slice (run there).
 slice_listing() { vs exec "$1" -- sh -c 'cd /tmp/tree && find . | sort | while read -r f; do [ "$f" = . ] || stat -c "%n %F %a %s %Y %u:%g" "$f"; done'; }
-# refused DESC CMD...: exit 125 and exactly one line on stderr.
+# refused DESC WHY CMD...: exit 125 and exactly one line on stderr, saying WHY.
 refused() {
-	local desc=$1 out rc
-	shift
+	local desc=$1 why=$2 out rc
+	shift 2
 	out=$("$@" 2>&1 >/dev/null)
 	rc=$?
-	check "$desc: refused (exit $rc: $out)" test "$rc" = 125 -a "$(printf '%s\n' "$out" | wc -l)" = 1 -a -n "$out"
+	check "$desc: refused (exit $rc: $out)" test "$rc" = 125 -a "$(printf '%s\n' "$out" | wc -l)" = 1 \
+		-a -n "$(printf '%s' "$out" | grep -F -- "$why")"
 }
 # no_staging NAME DIR: nothing named .vslice-cp-* left in DIR of the slice.
 no_staging() { ! vs exec "$1" -- ls -a "$2" | grep -q '^\.vslice-cp-'; }
@@ -97,7 +98,7 @@ expect_eq "tree in: names, types, modes, sizes, mtimes" \
 check "tree out (running)" vs cp cpr:/tmp/tree "$T/tree.out"
 expect_eq "tree out: the same listing" "$(listing "$T/tree")" "$(listing "$T/tree.out")"
 check "tree out: same bytes" cmp "$T/tree/a/b/two" "$T/tree.out/a/b/two"
-refused "a directory over an existing one" vs cp "$T/tree" cpr:/tmp/
+refused "a directory over an existing one" "exists there" vs cp "$T/tree" cpr:/tmp/
 expect_eq "  ... which is unchanged" "$(cd "$T/tree" && find . -mindepth 1 | sort | while read -r f; do stat -c '%n %F %a %s %Y 0:0' "$f"; done)" \
 	"$(slice_listing cpr)"
 check "  ... and nothing staged" no_staging cpr /tmp
@@ -132,21 +133,21 @@ mkdir -p "$HOSTDIR"
 echo canary >"$HOSTDIR/canary"
 HOST_BEFORE=$(listing "$HOSTDIR")
 vs exec cpr -- sh -c "ln -s /etc/shadow /tmp/shadow; ln -s $HOSTDIR /tmp/mid; ln -s ../../../../../../../.. /tmp/up"
-refused "../ escape in" vs cp "$T/small" "cpr:/../../../../$HOSTDIR/canary"
-refused "../ escape out" vs cp "cpr:/../../../../$HOSTDIR/canary" "$T/esc1"
-refused "absolute symlink to /etc/shadow, out" vs cp cpr:/tmp/shadow "$T/esc2"
-refused "absolute symlink to /etc/shadow, in" vs cp "$T/small" cpr:/tmp/shadow
-refused "symlink in a middle component, in" vs cp "$T/small" cpr:/tmp/mid/canary
-refused "symlink in a middle component, out" vs cp cpr:/tmp/mid/canary "$T/esc3"
-refused "relative symlink climbing out" vs cp "$T/small" cpr:/tmp/up/etc/x
-refused "a magic link (/proc/1/root)" vs cp "$T/small" cpr:/proc/1/root/tmp/x
-refused "the host's /proc/sys through the slice's /proc" vs cp "$T/small" cpr:/proc/sys/kernel/core_pattern
-refused "nonexistent slice" vs cp "$T/small" nosuchslice:/tmp/x
-refused "a missing parent in the slice" vs cp "$T/small" cpr:/no/such/dir/x
+refused "../ escape in" "leaves the slice's root" vs cp "$T/small" "cpr:/../../../../$HOSTDIR/canary"
+refused "../ escape out" "leaves the slice's root" vs cp "cpr:/../../../../$HOSTDIR/canary" "$T/esc1"
+refused "absolute symlink to /etc/shadow, out" "leaves the slice's root" vs cp cpr:/tmp/shadow "$T/esc2"
+refused "absolute symlink to /etc/shadow, in" "leaves the slice's root" vs cp "$T/small" cpr:/tmp/shadow
+refused "symlink in a middle component, in" "leaves the slice's root" vs cp "$T/small" cpr:/tmp/mid/canary
+refused "symlink in a middle component, out" "leaves the slice's root" vs cp cpr:/tmp/mid/canary "$T/esc3"
+refused "relative symlink climbing out" "leaves the slice's root" vs cp "$T/small" cpr:/tmp/up/etc/x
+refused "a magic link (/proc/1/root)" "/proc/1/root/tmp/x:" vs cp "$T/small" cpr:/proc/1/root/tmp/x
+refused "the host's /proc/sys through the slice's /proc" "core_pattern" vs cp "$T/small" cpr:/proc/sys/kernel/core_pattern
+refused "nonexistent slice" "no such slice" vs cp "$T/small" nosuchslice:/tmp/x
+refused "a missing parent in the slice" "No such file" vs cp "$T/small" cpr:/no/such/dir/x
 mkdir -p "$RO"
 mount -t tmpfs -o ro,size=1m tmpfs "$RO"
-refused "unwritable destination on the host" vs cp cpr:/tmp/small "$RO/x"
-refused "unwritable destination in the slice" vs cp "$T/small" cpr:/sys/x
+refused "unwritable destination on the host" "Read-only file system" vs cp cpr:/tmp/small "$RO/x"
+refused "unwritable destination in the slice" "Read-only file system" vs cp "$T/small" cpr:/sys/x
 expect_eq "  /etc/shadow unchanged" "$SHADOW_BEFORE" "$(sha256sum </etc/shadow)"
 expect_eq "  host dir unchanged" "$HOST_BEFORE" "$(listing "$HOSTDIR")"
 check "  nothing came out" test ! -e "$T/esc1" -a ! -e "$T/esc2" -a ! -e "$T/esc3" -a -z "$(ls -A "$RO")"
@@ -154,22 +155,22 @@ check "  nothing half-written in the slice" no_staging cpr /tmp
 # The stopped slice resolves the same way (its overlay, not the host).
 mkdir -p "$R/slices/cps/upper/tmp"
 ln -sfn "$HOSTDIR" "$R/slices/cps/upper/tmp/mid"
-refused "stopped: symlink in a middle component" vs cp "$T/small" cps:/tmp/mid/canary
+refused "stopped: symlink in a middle component" "leaves the slice's root" vs cp "$T/small" cps:/tmp/mid/canary
 expect_eq "  host dir unchanged" "$HOST_BEFORE" "$(listing "$HOSTDIR")"
 
 # A full --disk: ENOSPC, and nothing of the copy left in the slice.
 vs run -d --image busybox --disk 16M cpd -- sleep 100000 >/dev/null
 head -c $((24 << 20)) /dev/urandom >"$T/huge"
-refused "more than the slice's --disk holds" vs cp "$T/huge" cpd:/tmp/huge
+refused "more than the slice's --disk holds" "No space left" vs cp "$T/huge" cpd:/tmp/huge
 check "  nothing of it left" test -z "$(vs exec cpd -- ls -A /tmp)"
 vs exec cpd -- rm /etc/group
 vs stop cpd >/dev/null 2>&1
 check "stopped --disk slice: file in (into its disk image)" vs cp "$T/small" cpd:/tmp/small
 check "  and out" vs cp cpd:/tmp/small "$T/small.disk"
 check "  byte for byte" cmp "$T/small" "$T/small.disk"
-refused "stopped: a file of the image it deleted stays deleted" vs cp cpd:/etc/group "$T/group"
+refused "stopped: a file of the image it deleted stays deleted" "No such file" vs cp cpd:/etc/group "$T/group"
 check "  no loop device or mount left" test -z "$(losetup -a | grep -F "$R/slices/cpd/")"
 
 check "--help" sh -c "\"$SLICECTL\" cp --help | grep -q 'usage: slicectl cp'"
-refused "both sides on the host" vs cp "$T/small" "$T/x"
+refused "both sides on the host" "neither SRC nor DST" vs cp "$T/small" "$T/x"
 finish
