@@ -46,13 +46,14 @@ vsc create --node node2 --image busybox f1 -- sleep 100000 >/dev/null
 on2() { [ "$(vc_running_on f1)" = node2 ]; }
 check "f1 runs on node2" wait_for 60 on2
 cpa() { TOKEN=$ALICE vsc --ca "$P/ca.pem" cp "$@"; }
-# refused DESC CMD...: exit 125 and exactly one line on stderr.
+# refused DESC WHY CMD...: exit 125 and exactly one line on stderr, saying WHY.
 refused() {
-	local desc=$1 out rc
-	shift
+	local desc=$1 why=$2 out rc
+	shift 2
 	out=$("$@" 2>&1 >/dev/null)
 	rc=$?
-	check "$desc: refused (exit $rc: $out)" test "$rc" = 125 -a "$(printf '%s\n' "$out" | wc -l)" = 1 -a -n "$out"
+	check "$desc: refused (exit $rc: $out)" test "$rc" = 125 -a "$(printf '%s\n' "$out" | wc -l)" = 1 \
+		-a -n "$(printf '%s' "$out" | grep -F -- "$why")"
 }
 no_staging() { ! vs_node node2 exec f1 -- ls -a /tmp | grep -q '^\.vslice-cp-'; }
 
@@ -87,15 +88,15 @@ check "cp in as that user" as_user cp "$T/user/tree/a/one" f1:/tmp/one-by-user
 
 # --- refusals --------------------------------------------------------------
 vs_node node2 exec f1 -- sh -c 'ln -s /etc/shadow /tmp/shadow; ln -s /etc /tmp/mid'
-refused "a path escape (..)" cpa "$T/big" "f1:/../../../../etc/vslice-cp-escape"
-refused "an absolute symlink to /etc/shadow" cpa f1:/tmp/shadow "$T/shadow"
-refused "a symlink in a middle component" cpa "$T/big" f1:/tmp/mid/vslice-cp-escape
+refused "a path escape (..)" "leaves the slice's root" cpa "$T/big" "f1:/../../../../etc/vslice-cp-escape"
+refused "an absolute symlink to /etc/shadow" "leaves the slice's root" cpa f1:/tmp/shadow "$T/shadow"
+refused "a symlink in a middle component" "leaves the slice's root" cpa "$T/big" f1:/tmp/mid/vslice-cp-escape
 check "... nothing on node2's host" test ! -e /etc/vslice-cp-escape -a ! -e "$T/shadow"
 check "... nothing half-written in the sliver" no_staging
 cpb() { TOKEN=$BOB vsc --ca "$P/ca.pem" cp "$@"; }
-refused "another user's slice" cpb "$T/big" f1:/tmp/bob
+refused "another user's slice" "no such slice" cpb "$T/big" f1:/tmp/bob
 check "... nothing came of it" test -z "$(vs_node node2 exec f1 -- ls /tmp/bob 2>/dev/null)"
-refused "a missing file" cpa f1:/tmp/nosuch "$T/nosuch"
+refused "a missing file" "No such file" cpa f1:/tmp/nosuch "$T/nosuch"
 
 # The route itself, as any host on the lan sees it.
 URL=https://$VC_NET.12:7481/v1/slivers/f1/files
