@@ -94,6 +94,7 @@ static const struct {
     {"run", cmd_run, "create + start; waits for the command unless -d"},
     {"exec", cmd_exec, "run a command inside a running slice"},
     {"shell", cmd_shell, "interactive shell in a running slice"},
+    {"cp", cmd_cp, "copy files between the host and a slice (NAME:/path)"},
     {"stop", cmd_stop, "SIGTERM the slice, SIGKILL after --timeout"},
     {"kill", cmd_kill, "send a signal to the slice's workload"},
     {"freeze", cmd_freeze, "freeze every process of the slice"},
@@ -233,7 +234,7 @@ int main(int argc, char **argv)
 	for (size_t i = 0; !fn && i < sizeof(verbs) / sizeof(verbs[0]); i++) {
 		if (strcmp(verbs[i].name, verb) != 0 || !verb_fn(i))
 			continue;
-		if (cluster && strcmp(verb, "validate") != 0) {
+		if (cluster && strcmp(verb, "validate") != 0 && strcmp(verb, "cp") != 0) {
 			fprintf(stderr,
 				"slicectl: %s: not available in cluster mode (use submit with a "
 				"manifest; or unset VSLICE_REGISTRY for local slices)\n",

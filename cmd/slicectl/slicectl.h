@@ -90,6 +90,7 @@ int cmd_thaw_cluster(struct ctl *, int, char **);
 int cluster_logs_follow(struct ctl *ctl, const char *name, const char *node);
 
 int cmd_create(struct ctl *, int, char **);
+int cmd_cp(struct ctl *, int, char **);
 int cmd_start(struct ctl *, int, char **);
 int cmd_run(struct ctl *, int, char **);
 int cmd_stop(struct ctl *, int, char **);

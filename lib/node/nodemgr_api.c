@@ -290,8 +290,7 @@ void nm_api_handle(struct httpd_request *req, struct httpd_answer *a)
 					  name);
 	/* h-cp: GET|PUT /v1/slivers/NAME/files goes to nodemgr_files.c here. */
 	if (!strcmp(what, "files"))
-		return httpd_answer_error(a, 404, "sliver %s: files: not served by this node (yet)",
-					  name);
+		return nm_files_handle(req, a, name);
 	for (size_t i = 0; i < VS_ARRAY_SIZE(routes); i++) {
 		if (strcmp(what, routes[i].verb))
 			continue;

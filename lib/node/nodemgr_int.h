@@ -327,6 +327,17 @@ void nm_api_handle(struct httpd_request *req, struct httpd_answer *a);
 int nm_ticket_check(struct nodemgr *nm, const struct httpd_request *req, const char *name,
 		    const char *verb, unsigned *status, struct vs_error *err);
 
+/* --- nodemgr_files.c: GET|PUT /v1/slivers/NAME/files (slicectl cp) --- */
+
+/* Is this request the files route's (method aside)? */
+bool nm_files_route(const char *url);
+/* PUT: ticket and path checked, the copy started, the body streamed to it. */
+void nm_files_begin(struct httpd_request *req, struct httpd_answer *a);
+int nm_files_data(struct httpd_request *req, const char *buf, size_t len);
+/* From nm_api_handle: GET streams the tar; PUT answers once it is in place. */
+void nm_files_handle(struct httpd_request *req, struct httpd_answer *a, const char *name);
+void nm_files_done(struct httpd_request *req, bool completed);
+
 /* --- nodemgr_upload.c --------------------------------------------- */
 
 /* States, new log bytes, the status report, then results of exited

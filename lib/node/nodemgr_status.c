@@ -108,16 +108,23 @@ static void api_begin(struct httpd_request *req, struct httpd_answer *a)
 {
 	if (nm_xfer_route(req->url))
 		nm_xfer_begin(req, a);
+	else if (nm_files_route(req->url))
+		nm_files_begin(req, a);
 }
 
 static int api_data(struct httpd_request *req, const char *buf, size_t len)
 {
-	return nm_xfer_data(req, buf, len); /* only a transfer streams its body */
+	/* Only a transfer and a files PUT stream their bodies. */
+	if (nm_files_route(req->url))
+		return nm_files_data(req, buf, len);
+	return nm_xfer_data(req, buf, len);
 }
 
 static void api_done(struct httpd_request *req, bool completed)
 {
-	if (req->data)
+	if (req->data && nm_files_route(req->url))
+		nm_files_done(req, completed);
+	else if (req->data)
 		nm_xfer_done(req, completed);
 }
 
