@@ -1532,6 +1532,7 @@ static const struct {
     {"nodes", cl_nodes, nodes_help, "list nodes"},
     {"migrate", cmd_migrate_cluster, cluster_migrate_help, "move a slice's sliver to another node"},
     {"migrations", cmd_migrations_cluster, cluster_migrations_help, "past and running migrations"},
+    {"image", cmd_image_cluster, cluster_image_help, "images at the registry: import, list, rm"},
     {"node", cl_node, node_help, "drain (and empty), undrain or reset a node (admin)"},
     {"token", cl_token, token_help, "create a node, admin or user token (admin)"},
     {"user", cl_user, user_help, "create a user and their first token (admin)"},

@@ -101,6 +101,11 @@ struct registry {
 
 	unsigned long long requests[6]; /* by status class 1xx..5xx, [0] other */
 	struct reg_limits lim;
+
+	/* api_images.c: image uploads in flight and the bytes they declared
+	 * (their disk is reserved until they end) */
+	unsigned image_uploads;
+	unsigned long long image_reserved;
 };
 
 #include "vslice/json.h" /* cleanup_json */
@@ -141,7 +146,7 @@ struct reg_answer {
 	char *headers[4][2]; /* owned name/value pairs */
 };
 
-enum reg_upload { REG_UPLOAD_NONE = 0, REG_UPLOAD_LOG, REG_UPLOAD_RESULT };
+enum reg_upload { REG_UPLOAD_NONE = 0, REG_UPLOAD_LOG, REG_UPLOAD_RESULT, REG_UPLOAD_IMAGE };
 
 /* One HTTP request, from its headers (server.c's on_begin) to on_done. */
 struct reg_request {
@@ -225,6 +230,19 @@ int api_migration_assignments(struct registry *reg, const char *node, json_t *sl
 			      struct vs_error *err);
 /* Is node the target of slice's running migration? (May it read the slice.) */
 bool api_migration_target_of(struct registry *reg, const char *slice, const char *node);
+/* api_images.c (docs/cluster-api.md, "Images"): GET/DELETE /v1/images... */
+void api_images_dispatch(struct reg_request *req, struct reg_answer *a, const char *method,
+			 char *const *seg, size_t nseg);
+/* PUT /v1/images/NAME, streamed: as api_upload_begin / api_upload_finish;
+ * api_image_upload_done when the request ends however it ends. */
+bool api_image_is_upload(const char *method, const char *url);
+int api_image_upload_begin(struct reg_request *req, struct reg_answer *a);
+void api_image_upload_finish(struct reg_request *req, struct reg_answer *a);
+void api_image_upload_done(struct reg_request *req);
+/* The scheduler's view of image: when the registry holds it, every node
+ * can fetch it (sched_node.image_fetchable). */
+int api_images_sched(struct registry *reg, const char *image, struct sched_node *nodes, size_t n,
+		     struct vs_error *err);
 /* Load (or create) the key transfer tokens are derived from: <db>.d/transfer.key. */
 int mig_key_load(struct registry *reg, struct vs_error *err);
 /* The timer, once a second: abort running migrations whose nodes went
