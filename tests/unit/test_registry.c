@@ -106,6 +106,29 @@ static char *place(const char *json, struct fixture_nodes *f)
 #define M(nodes)                                                                                   \
 	"{\"apiVersion\":\"vslice/v1\",\"slice\":\"t\"," nodes "\"run\":{\"command\":\"true\"}}"
 
+/* An image the registry holds (issue 14): every ready node can take a
+ * sliver of it, whatever its images list says; the others stay with the
+ * nodes that list them. */
+static void test_sched_registry_image(void **state)
+{
+	struct fixture_nodes f;
+	nodes_init(&f);
+	expect_fail(M("\"nodes\":{\"count\":3},\"image\":\"web\","), &f,
+		    ".image: 3 slivers wanted, 0 ready nodes have image \"web\" and the registry "
+		    "has none of that name (import it with: slicectl image import web SRC)");
+	for (size_t i = 0; i < 5; i++)
+		f.n[i].image_fetchable = true;
+	cleanup_free char *three = place(M("\"nodes\":{\"count\":3},\"image\":\"web\","), &f);
+	assert_string_equal(three, "abc");
+	char buf[256];
+	f.n[3].has_url = true;
+	assert_null(sched_target_refusal(&f.n[3], false, "m1", "web", 0, 0, buf, sizeof(buf)));
+	f.n[3].image_fetchable = false;
+	assert_non_null(sched_target_refusal(&f.n[3], false, "m1", "web", 0, 0, buf, sizeof(buf)));
+	assert_string_equal(buf, "node d lacks image web");
+	nodes_free(&f);
+}
+
 static void test_sched_spread(void **state)
 {
 	struct fixture_nodes f;
@@ -166,7 +189,8 @@ static void test_sched_failures(void **state)
 	expect_fail(M("\"nodes\":{\"names\":[\"b\",\"c\"]},"), &f,
 		    ".nodes.names[1]: node \"c\" is not ready (last seen 45 s ago)");
 	expect_fail(M("\"nodes\":{\"count\":2},\"image\":\"debian\","), &f,
-		    ".image: 2 slivers wanted, 1 ready node has image \"debian\"");
+		    ".image: 2 slivers wanted, 1 ready node has image \"debian\" and the registry "
+		    "has none of that name (import it with: slicectl image import debian SRC)");
 	/* Drained and unknown nodes get nothing new. */
 	cleanup_free char *p = place(M("\"nodes\":{\"count\":3},"), &f);
 	assert_string_equal(p, "bde");
@@ -1257,6 +1281,7 @@ static void test_store_upgrade_to_migrations(void **state)
 				      " address; ALTER TABLE nodes DROP COLUMN overlay_local;"
 				      "ALTER TABLE nodes DROP COLUMN overlay_vni;"
 				      "DROP TABLE migrations; ALTER TABLE nodes DROP COLUMN url;"
+				      "DROP TABLE images;"
 				      "INSERT INTO nodes(name, registered) VALUES('old1', 1);"
 				      "UPDATE meta SET value = 1 WHERE key = 'schema_version';"
 				      "PRAGMA user_version = 1;",
@@ -1276,6 +1301,10 @@ static void test_store_upgrade_to_migrations(void **state)
 	assert_int_equal(store_migrations_list(reg, NULL, NULL, 10, &v, &nv, &err), 0);
 	assert_int_equal(nv, 0);
 	store_migrations_free(v, nv);
+	struct store_image *imgs = NULL;
+	assert_int_equal(store_images_list(reg, &imgs, &nv, &err), 0); /* schema 4 */
+	assert_int_equal(nv, 0);
+	free(imgs);
 	registry_close(reg);
 	vs_rm_rf(dir, &err);
 }
@@ -1380,6 +1409,7 @@ int main(void)
 	curl_global_init(CURL_GLOBAL_DEFAULT);
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_sched_spread),
+	    cmocka_unit_test(test_sched_registry_image),
 	    cmocka_unit_test(test_sched_resources),
 	    cmocka_unit_test(test_sched_failures),
 	    cmocka_unit_test(test_tokens),
