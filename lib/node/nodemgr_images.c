@@ -9,8 +9,9 @@
  *   registry holds      /v1/images/NAME for its digest, then the blob
  *                       (GET /v1/images/sha256:HEX) into a temp file in
  *                       <root>/images (.tmp-fetch-*, skipped by image_list),
- *                       its SHA-256 checked against the digest, and only
- *                       then imported (lib/image/import.c, every rule of a
+ *                       hashed as it streams in and cut off past the size
+ *                       the registry announced, its SHA-256 checked against
+ *                       the digest, and only then imported (lib/image/import.c, every rule of a
  *                       local import) as the local image "sha256-<first
  *                       52 hex digits>[-r]" ("-r": symlinks relativized);
  *   anything else       a local image of that name (an admin's
@@ -28,6 +29,8 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <nettle/sha2.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -49,10 +52,88 @@ static bool hex64(const char *s)
 	return true;
 }
 
-/* Fetch the blob hex into a temp file below <root>/images, check it and
- * import it as local. */
-static int fetch_import(struct nodemgr *nm, const char *image, const char *hex, const char *local,
-			unsigned flags, struct vs_error *err)
+/*
+ * The download's sink: the HTTP client writes the body into a pipe; this
+ * thread hashes each chunk as it writes it to the temp file, and stops
+ * writing (but keeps draining, so the writer never meets a closed pipe)
+ * past max, the size the registry announced.
+ */
+struct sink {
+	int in, out;
+	uint64_t n, max;
+	bool over;
+	int err; /* errno of a failed read/write, 0 */
+	struct sha256_ctx h;
+};
+
+static void *sink_main(void *arg)
+{
+	struct sink *k = arg;
+	char buf[65536];
+	for (;;) {
+		ssize_t r = read(k->in, buf, sizeof(buf));
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r <= 0) {
+			if (r < 0 && !k->err)
+				k->err = errno;
+			break;
+		}
+		if (k->over || k->err || k->n + (uint64_t)r > k->max) {
+			k->over = k->over || k->n + (uint64_t)r > k->max;
+			continue;
+		}
+		sha256_update(&k->h, (size_t)r, (const uint8_t *)buf);
+		int w = vs_write_all(k->out, buf, (size_t)r);
+		if (w < 0)
+			k->err = -w;
+		k->n += (uint64_t)r;
+	}
+	return NULL;
+}
+
+/* GET the blob hex into fd (at most max bytes), hashing it on the way:
+ * got is the sha256 of what was written. */
+static int fetch_blob(struct nodemgr *nm, const char *image, const char *hex, int fd, uint64_t max,
+		      char got[VS_SHA256_HEX], struct vs_error *err)
+{
+	int p[2];
+	if (pipe2(p, O_CLOEXEC) < 0)
+		return vs_error_sys(err, errno, "image %s: pipe", image);
+	struct sink k = {.in = p[0], .out = fd, .max = max};
+	sha256_init(&k.h);
+	pthread_t t;
+	int e = pthread_create(&t, NULL, sink_main, &k);
+	if (e) {
+		close(p[0]);
+		close(p[1]);
+		return vs_error_sys(err, e, "image %s: thread", image);
+	}
+	long status = 0;
+	int r = regclient_image_blob_get(&nm->hc, hex, p[1], &status, err);
+	close(p[1]);
+	pthread_join(t, NULL);
+	close(p[0]);
+	if (r < 0)
+		return vs_error_wrap(err, "image %s: fetching sha256:%s", image, hex);
+	if (k.over)
+		return vs_error_set(err, EFBIG,
+				    "image %s: fetching sha256:%s: more than the %llu bytes the "
+				    "registry announced",
+				    image, hex, (unsigned long long)max);
+	if (k.err)
+		return vs_error_sys(err, k.err, "image %s: writing the blob", image);
+	uint8_t d[SHA256_DIGEST_SIZE];
+	sha256_digest(&k.h, sizeof(d), d);
+	for (size_t i = 0; i < sizeof(d); i++)
+		snprintf(got + 2 * i, 3, "%02x", d[i]);
+	return 0;
+}
+
+/* Fetch the blob hex (size bytes) into a temp file below <root>/images,
+ * check it and import it as local. */
+static int fetch_import(struct nodemgr *nm, const char *image, const char *hex, uint64_t size,
+			const char *local, unsigned flags, struct vs_error *err)
 {
 	cleanup_free char *dir = vs_xasprintf("%s/images", nm->root);
 	if (vs_mkdir_p(dir, 0700, err) < 0)
@@ -61,14 +142,9 @@ static int fetch_import(struct nodemgr *nm, const char *image, const char *hex, 
 	cleanup_close int fd = mkostemp(tmp, O_CLOEXEC);
 	if (fd < 0)
 		return vs_error_sys(err, errno, "image %s: %s", image, tmp);
-	long status = 0;
-	int r = regclient_image_blob_get(&nm->hc, hex, fd, &status, err);
 	char got[VS_SHA256_HEX] = "";
-	if (r < 0)
-		vs_error_wrap(err, "image %s: fetching sha256:%s", image, hex);
-	else if ((r = vs_sha256_fd(fd, got)) < 0)
-		vs_error_sys(err, -r, "image %s: reading %s", image, tmp);
-	else if (strcmp(got, hex) != 0) {
+	int r = fetch_blob(nm, image, hex, fd, size, got, err);
+	if (r == 0 && strcmp(got, hex) != 0) {
 		r = vs_error_set(err, EBADMSG,
 				 "image %s: checksum mismatch: the registry names sha256:%s, the "
 				 "bytes fetched are sha256:%s; not used",
@@ -125,8 +201,12 @@ int nm_image_ensure(struct nodemgr *nm, const char *image, char local[64], struc
 	unsigned flags = json_is_true(json_object_get(img, "relative_symlinks"))
 			     ? IMAGE_IMPORT_RELATIVIZE_SYMLINKS
 			     : 0;
+	json_int_t size = json_integer_value(json_object_get(img, "size"));
+	if (size <= 0)
+		return vs_error_set(err, EPROTO,
+				    "image %s: the registry's size is not a byte count", image);
 	snprintf(local, 64, "sha256-%.52s%s", hex, flags ? "-r" : "");
 	if (image_get(nm->root, local, &info, &ierr) == 0)
 		return 0; /* cached */
-	return fetch_import(nm, image, hex, local, flags, err);
+	return fetch_import(nm, image, hex, (uint64_t)size, local, flags, err);
 }

@@ -29,8 +29,10 @@
  * X-Vslice-Size with a chunked body) and is refused with 413 over the cap
  * ($VSLICE_REGISTRY_IMAGE_MAX, default 4G) before a byte is stored; the
  * bytes that arrive are held to that size. At most REG_IMAGE_UPLOADS run at
- * once (503 beyond), and one is refused (507) unless the data dir has room
- * for it, every upload in flight, and REG_IMAGE_DISK_MARGIN.
+ * once (503 beyond), REG_IMAGE_UPLOADS_PER_USER of one user (429: one user
+ * trickling bytes cannot hold every place), and one is refused (507)
+ * unless the data dir has room for it, every upload in flight, and
+ * REG_IMAGE_DISK_MARGIN.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -47,7 +49,6 @@
 #include "vslice/util.h"
 
 #define REG_IMAGE_MAX_DEFAULT (4ull << 30)
-#define REG_IMAGE_UPLOADS     4
 #define REG_IMAGE_DISK_MARGIN (64ull << 20)
 #define DIGEST_PREFIX	      "sha256:"
 
@@ -316,9 +317,22 @@ static bool admit(struct reg_request *req, struct reg_answer *a, const char *nam
 			  name);
 		return false;
 	}
-	if (reg->image_uploads >= REG_IMAGE_UPLOADS) {
+	const char *who = caller(req);
+	size_t mine = 0, free_at = REG_IMAGE_UPLOADS;
+	for (size_t i = 0; i < REG_IMAGE_UPLOADS; i++) {
+		if (!reg->image_uploaders[i][0])
+			free_at = free_at < REG_IMAGE_UPLOADS ? free_at : i;
+		else if (!strcmp(reg->image_uploaders[i], who))
+			mine++;
+	}
+	if (mine >= REG_IMAGE_UPLOADS_PER_USER) {
+		api_error(a, 429, "image %s: %s has %zu image uploads running; retry once one ends",
+			  name, who, mine);
+		return false;
+	}
+	if (free_at == REG_IMAGE_UPLOADS) {
 		api_error(a, 503, "image %s: %u image uploads are running; retry later", name,
-			  reg->image_uploads);
+			  REG_IMAGE_UPLOADS);
 		return false;
 	}
 	struct statvfs vfs;
@@ -333,6 +347,7 @@ static bool admit(struct reg_request *req, struct reg_answer *a, const char *nam
 			return false;
 		}
 	}
+	snprintf(reg->image_uploaders[free_at], sizeof(reg->image_uploaders[free_at]), "%s", who);
 	reg->image_uploads++;
 	reg->image_reserved += size;
 	return true;
@@ -452,7 +467,14 @@ void api_image_upload_finish(struct reg_request *req, struct reg_answer *a)
 void api_image_upload_done(struct reg_request *req)
 {
 	struct registry *reg = req->reg;
+	const char *who = caller(req);
 	pthread_mutex_lock(&reg->lock);
+	for (size_t i = 0; i < REG_IMAGE_UPLOADS; i++) {
+		if (!strcmp(reg->image_uploaders[i], who)) {
+			reg->image_uploaders[i][0] = '\0';
+			break;
+		}
+	}
 	if (reg->image_uploads)
 		reg->image_uploads--;
 	unsigned long long size = (unsigned long long)req->offset;

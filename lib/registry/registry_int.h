@@ -19,10 +19,13 @@
 #include "vslice/httpd.h"
 #include "vslice/registry.h"
 
-#define REG_BODY_MAX	 (32u << 20) /* JSON request bodies */
-#define REG_LOG_MAX	 (16u << 20) /* per sliver */
-#define REG_WAIT_MAX	 300
-#define REG_WAIT_DEFAULT 30
+#define REG_BODY_MAX (32u << 20) /* JSON request bodies */
+#define REG_LOG_MAX  (16u << 20) /* per sliver */
+#define REG_WAIT_MAX 300
+/* api_images.c: image uploads at once, in all and per user */
+#define REG_IMAGE_UPLOADS	   4
+#define REG_IMAGE_UPLOADS_PER_USER 2
+#define REG_WAIT_DEFAULT	   30
 /* limits.c: a connection silent this long before its request's headers are
  * in is closed (server.c raises it once a known token came); memory a token /
  * the registry may hold in request bodies and answers built in memory. */
@@ -102,9 +105,11 @@ struct registry {
 	unsigned long long requests[6]; /* by status class 1xx..5xx, [0] other */
 	struct reg_limits lim;
 
-	/* api_images.c: image uploads in flight and the bytes they declared
-	 * (their disk is reserved until they end) */
+	/* api_images.c: image uploads in flight, who makes each ("" for a
+	 * free place) and the bytes they declared (their disk is reserved
+	 * until they end) */
 	unsigned image_uploads;
+	char image_uploaders[REG_IMAGE_UPLOADS][64];
 	unsigned long long image_reserved;
 };
 

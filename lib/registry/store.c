@@ -322,6 +322,7 @@ int store_open(struct registry *reg, const char *path, struct vs_error *err)
 		r = store_migrate(reg, false, err);
 	if (r < 0)
 		return r;
+	store_images_sweep(reg);
 	cleanup_stmt sqlite3_stmt *s =
 	    store_prep(reg, "SELECT value FROM meta WHERE key = 'revision'", err);
 	if (!s)

@@ -388,4 +388,7 @@ int store_image_digest_used(struct registry *reg, const char *digest, struct vs_
 char *store_image_blob_path(struct registry *reg, const char *digest);
 /* Unlink digest's blob when no row refers to it any more. */
 void store_image_blob_gc(struct registry *reg, const char *digest);
+/* Unlink blobs no row refers to and image uploads' temp files (at open,
+ * before any request: what a crash left). */
+void store_images_sweep(struct registry *reg);
 #endif

@@ -7,10 +7,12 @@
  * registry while it streamed in, never taken from the client). A row names
  * name -> digest, size, owner, created and the import flags the nodes use.
  * Several names may share a digest; a blob goes when the last row referring
- * to it does (a replace, an rm). Digests reach a path only after
+ * to it does (a replace, an rm); a blob or temp file a crash left without
+ * its row goes when the registry next opens the database. Digests reach a path only after
  * api_images.c checked them as hex, names are vs_name_valid: neither can
  * climb out of images/sha256/.
  */
+#include <dirent.h>
 #include <errno.h>
 #include <string.h>
 #include <unistd.h>
@@ -151,4 +153,28 @@ void store_image_blob_gc(struct registry *reg, const char *digest)
 		return; /* referred to, or unknown: keep it */
 	cleanup_free char *p = store_image_blob_path(reg, digest);
 	unlink(p);
+}
+
+/* At open: what a crash left, between an upload's temp file and its row. */
+void store_images_sweep(struct registry *reg)
+{
+	struct vs_error err;
+	const char *sub[] = {"images/sha256", "tmp"};
+	for (size_t k = 0; k < VS_ARRAY_SIZE(sub); k++) {
+		cleanup_free char *dir = vs_xasprintf("%s/%s", reg->store.blob_dir, sub[k]);
+		cleanup_closedir DIR *d = opendir(dir);
+		struct dirent *e;
+		while (d && (e = readdir(d))) {
+			bool drop;
+			if (e->d_name[0] == '.')
+				continue;
+			if (k == 1)
+				drop = !strncmp(e->d_name, "image-", 6); /* an upload cut short */
+			else
+				drop = strlen(e->d_name) != 64 ||
+				       store_image_digest_used(reg, e->d_name, &err) == 0;
+			if (drop)
+				unlinkat(dirfd(d), e->d_name, 0);
+		}
+	}
 }

@@ -192,23 +192,31 @@ expect_eq "busybox is built in, not uploaded" 400 "$(code PUT /v1/images/busybox
 expect_eq "the registry's files are untouched" "$D1 " "$(blobs)"
 check "the database is still there" test -s "$REG_DB"
 
-# --- uploads in flight: at most 4, their room released when they end ------------
-# slow_upload NAME: declares 1 MiB and sends what is written to its fifo
-# (curl -T streams it); SLOW: the curls, FIFO_FDS: the fifos' write ends.
+# --- uploads in flight: 2 per user, 4 in all, their room released when they end --
+# slow_upload TOKEN NAME: declares 1 MiB and sends what is written to its
+# fifo (curl -T streams it); SLOW: the curls, FIFO_FDS: the fifos' write ends.
 SLOW=()
 FIFO_FDS=()
 slow_upload() {
 	local fd
-	mkfifo "$W/fifo-$1"
-	nsenter --net=/run/netns/$VC_NS_REG curl -s -o /dev/null -H "Authorization: Bearer $ALICE" \
-		-H 'Expect:' -H 'X-Vslice-Size: 1048576' -T - "$REGISTRY_URL/v1/images/$1" <"$W/fifo-$1" &
+	mkfifo "$W/fifo-$2"
+	nsenter --net=/run/netns/$VC_NS_REG curl -s -o /dev/null -H "Authorization: Bearer $1" \
+		-H 'Expect:' -H 'X-Vslice-Size: 1048576' -T - "$REGISTRY_URL/v1/images/$2" <"$W/fifo-$2" &
 	SLOW+=($!)
-	exec {fd}>"$W/fifo-$1"
+	exec {fd}>"$W/fifo-$2"
 	FIFO_FDS+=($fd)
 	echo x >&$fd
 }
-for i in 1 2 3 4; do slow_upload slow$i; done
-fifth_busy() { [ "$(code PUT /v1/images/fifth -H 'X-Vslice-Size: 5' --data-binary 12345)" = 503 ]; }
+slow_upload "$ALICE" slow1
+slow_upload "$ALICE" slow2
+# A probe declares 5 bytes and sends 4: let in before the slow ones, it is
+# refused (400) and leaves nothing, so it can be tried again.
+probe() { code PUT "/v1/images/$1" -H 'X-Vslice-Size: 5' --data-binary 1234; }
+third_mine() { [ "$(probe third)" = 429 ]; }
+check "a user's third upload while two of theirs run: 429" wait_for 20 third_mine
+slow_upload "$BOB" slow3
+slow_upload "$BOB" slow4
+fifth_busy() { [ "$(TOKEN=$ADMIN probe fifth)" = 503 ]; }
 check "a fifth upload while four run: 503" wait_for 20 fifth_busy
 # Two clients die mid-upload, two end their bodies short of what they declared.
 kill "${SLOW[0]}" "${SLOW[1]}" 2>/dev/null
@@ -218,5 +226,14 @@ import_ok() { vsc image import --replace web "$W/v2.tar" >/dev/null; }
 check "once they are gone, uploads are taken again" wait_for 20 import_ok
 expect_eq "... and the dropped ones left no temp file" "" "$(ls "$REG_DB.d/tmp")"
 check "... nor a row" not has "$(vsc image list -q)" '^slow'
+
+# --- what a crash leaves is swept when the registry opens the database ------------
+head -c 10 /dev/zero >"$REG_DB.d/images/sha256/$(printf '%064d' 0)"
+head -c 10 /dev/zero >"$REG_DB.d/tmp/image-crashed"
+vc_stop_registry
+vc_start_registry --heartbeat 1s
+expect_eq "a restart removes blobs without a row, keeps the others" "$D2 " "$(blobs)"
+expect_eq "... and image uploads' temp files" "" "$(ls "$REG_DB.d/tmp")"
+check "... the image is still there" has "$(vsc image list -q)" '^web$'
 
 finish

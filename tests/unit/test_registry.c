@@ -1310,6 +1310,97 @@ static void test_store_upgrade_to_migrations(void **state)
 }
 
 /*
+ * The images table (issue 14): a replace reports the digest it replaced, a
+ * blob goes when its last row does (not while another name shares it), a
+ * slice naming an image is found, and the sweep at open removes blobs
+ * without a row and image uploads' temp files only.
+ */
+static void put_blob(struct registry *reg, const char *digest)
+{
+	cleanup_free char *p = store_image_blob_path(reg, digest);
+	FILE *f = fopen(p, "w");
+	assert_non_null(f);
+	fclose(f);
+}
+
+static bool blob_exists(struct registry *reg, const char *digest)
+{
+	cleanup_free char *p = store_image_blob_path(reg, digest);
+	return access(p, F_OK) == 0;
+}
+
+static void test_store_images(void **state)
+{
+	struct env *e = *state;
+	struct registry *reg = e->reg;
+	struct vs_error err;
+	char d1[65], d2[65], old[65];
+	memset(d1, 'a', 64);
+	memset(d2, 'b', 64);
+	d1[64] = d2[64] = '\0';
+	pthread_mutex_lock(&reg->lock);
+	struct store_image img = {.name = "web", .size = 3, .owner = "alice", .created = 1};
+	memcpy(img.digest, d1, 65);
+	put_blob(reg, d1);
+	assert_int_equal(store_image_put(reg, &img, old, &err), 0);
+	assert_string_equal(old, "");
+	strcpy(img.name, "copy"); /* the same content under another name */
+	assert_int_equal(store_image_put(reg, &img, old, &err), 0);
+	strcpy(img.name, "web");
+	memcpy(img.digest, d2, 65);
+	put_blob(reg, d2);
+	assert_int_equal(store_image_put(reg, &img, old, &err), 0);
+	assert_string_equal(old, d1);
+	store_image_blob_gc(reg, old);
+	assert_true(blob_exists(reg, d1)); /* "copy" still has it */
+	struct store_image got;
+	assert_int_equal(store_image_get(reg, "web", &got, &err), 0);
+	assert_string_equal(got.digest, d2);
+	assert_string_equal(got.owner, "alice");
+	assert_int_equal(store_image_get(reg, "nope", &got, &err), -ENOENT);
+
+	struct store_slice sl = {.name = "s1",
+				 .owner = "alice",
+				 .manifest = "{\"slice\":\"s1\",\"image\":\"web\"}",
+				 .expires = 1};
+	assert_int_equal(store_slice_insert(reg, &sl, NULL, 0, &err), 0);
+	cleanup_free char *user = NULL;
+	assert_int_equal(store_image_user(reg, "web", &user, &err), 0);
+	assert_string_equal(user, "s1");
+	cleanup_free char *none = NULL;
+	assert_int_equal(store_image_user(reg, "copy", &none, &err), 0);
+	assert_null(none);
+
+	char gone[65];
+	assert_int_equal(store_image_delete(reg, "copy", gone, &err), 0);
+	assert_string_equal(gone, d1);
+	store_image_blob_gc(reg, gone);
+	assert_false(blob_exists(reg, d1));
+	assert_int_equal(store_image_delete(reg, "copy", gone, &err), -ENOENT);
+
+	/* The sweep: an orphan blob and an image upload's temp file go; the
+	 * blob with a row and another upload's temp file stay. */
+	put_blob(reg, d1);
+	cleanup_free char *tmp_img = vs_xasprintf("%s/tmp/image-x", reg->store.blob_dir);
+	cleanup_free char *tmp_res = vs_xasprintf("%s/tmp/upload-x", reg->store.blob_dir);
+	fclose(fopen(tmp_img, "w"));
+	fclose(fopen(tmp_res, "w"));
+	store_images_sweep(reg);
+	assert_false(blob_exists(reg, d1));
+	assert_true(blob_exists(reg, d2));
+	assert_int_equal(access(tmp_img, F_OK), -1);
+	assert_int_equal(access(tmp_res, F_OK), 0);
+	unlink(tmp_res);
+	struct store_image *v = NULL;
+	size_t n = 0;
+	assert_int_equal(store_images_list(reg, &v, &n, &err), 0);
+	assert_int_equal(n, 1);
+	assert_string_equal(v[0].name, "web");
+	free(v);
+	pthread_mutex_unlock(&reg->lock);
+}
+
+/*
  * The overlay's cluster leases (issue 13): the lowest free address of the
  * subnet, never the network or gateway address, unique across slices; the
  * address stays with the sliver row when it moves (a migration's commit)
@@ -1426,6 +1517,7 @@ int main(void)
 	    cmocka_unit_test(test_sched_pick_target),
 	    cmocka_unit_test(test_store_upgrade_to_migrations),
 	    cmocka_unit_test_setup_teardown(test_store_cluster_leases, env_setup, env_teardown),
+	    cmocka_unit_test_setup_teardown(test_store_images, env_setup, env_teardown),
 	};
 	int r = cmocka_run_group_tests(tests, NULL, NULL);
 	curl_global_cleanup();
