@@ -167,8 +167,8 @@ const char cluster_image_help[] =
     "import; a sliver never starts from bytes that do not match.\n"
     "  import   an OCI archive (podman save, skopeo, docker save) or a rootfs tarball;\n"
     "           checked here first as a local import would, then uploaded (streamed).\n"
-    "           --replace: replace your own image of that name (new slices get the new\n"
-    "           content; slivers already made keep theirs)\n"
+    "           --replace: replace your own image of that name (refused while a slice\n"
+    "           names it)\n"
     "  list     every image of the cluster (everyone may list and run them)\n"
     "  rm       yours (or any, as admin); refused while a slice names it\n";
 
@@ -222,10 +222,13 @@ static int image_import_cluster(struct ctl *ctl, struct http_client *hc, int arg
 			     path);
 		return ctl_fail("image import", name, &err);
 	}
+	long status = 0;
+	if (regclient_image_upload_check(hc, name, (uint64_t)st.st_size, replace, &status, &err) <
+	    0)
+		return ctl_fail("image import", status ? NULL : name, &err);
 	if (image_check_local(name, path, flags, &err) < 0)
 		return ctl_fail("image import", NULL, &err);
 	cleanup_json json_t *resp = NULL;
-	long status = 0;
 	if (regclient_image_upload(hc, name, fd, (uint64_t)st.st_size, replace, flags != 0, &resp,
 				   &status, &err) < 0)
 		return ctl_fail("image import", status ? NULL : name, &err);

@@ -194,6 +194,11 @@ int regclient_user_create(struct http_client *c, const char *name, json_t **resp
 int regclient_image_upload(struct http_client *c, const char *name, int fd, uint64_t size,
 			   bool replace, bool relative_symlinks, json_t **resp, long *status,
 			   struct vs_error *err);
+/* PUT /v1/images/NAME?check=1 without a body: 0 when an upload of size
+ * bytes would be taken now, else the refusal it would meet (413 over the
+ * cap, 409, 403, ...), answered before any byte is sent. */
+int regclient_image_upload_check(struct http_client *c, const char *name, uint64_t size,
+				 bool replace, long *status, struct vs_error *err);
 /* GET /v1/images: {"images": [...]}, by name. */
 int regclient_image_list(struct http_client *c, json_t **resp, long *status, struct vs_error *err);
 /* GET /v1/images/NAME: the image object; -ENOENT when the registry has none. */

@@ -509,6 +509,19 @@ int regclient_image_upload(struct http_client *c, const char *name, int fd, uint
 	return http_put_stream(c, path, fd, headers, NULL, status, resp, err);
 }
 
+int regclient_image_upload_check(struct http_client *c, const char *name, uint64_t size,
+				 bool replace, long *status, struct vs_error *err)
+{
+	NEED("image", name);
+	char q[64];
+	snprintf(q, sizeof(q), "?check=1&replace=%d", replace ? 1 : 0);
+	cleanup_free char *path = path_of(3, RAW("/images"), SEG(name), RAW(q));
+	char h_size[64];
+	snprintf(h_size, sizeof(h_size), "X-Vslice-Size: %llu", (unsigned long long)size);
+	const char *headers[] = {h_size, NULL};
+	return http_put_buf(c, path, "", 0, headers, status, err);
+}
+
 int regclient_image_list(struct http_client *c, json_t **resp, long *status, struct vs_error *err)
 {
 	if (resp)

@@ -15,7 +15,8 @@
  *                       local import) as the local image "sha256-<first
  *                       52 hex digits>[-r]" ("-r": symlinks relativized);
  *   anything else       a local image of that name (an admin's
- *                       `slicectl image import` on this node), as before.
+ *                       `slicectl image import` on this node), as before;
+ *                       also when the registry cannot be asked (down, 5xx).
  *
  * The cache is by digest: a name re-imported with new content has a new
  * digest, so the next sliver fetches it anew, while slivers made from the
@@ -189,6 +190,14 @@ int nm_image_ensure(struct nodemgr *nm, const char *image, char local[64], struc
 				    "image %s: not at the registry (import it with: slicectl "
 				    "image import %s SRC) and not on node %s",
 				    image, image, nm->name);
+	}
+	if (r < 0 && (status == 0 || status >= 500) &&
+	    image_get(nm->root, image, &info, &ierr) == 0) {
+		/* The registry unreachable or failing: a local image of that
+		 * name serves, as before images were at the registry. */
+		nm_log(nm, NODEMGR_LOG_INFO,
+		       "image %s: asking the registry: %s (using the local one)", image, err->msg);
+		return 0;
 	}
 	if (r < 0)
 		return vs_error_wrap(err, "image %s: asking the registry", image);

@@ -2,6 +2,7 @@
  * api_images.c - images across the cluster (docs/cluster-api.md, "Images"):
  *
  *   PUT    /v1/images/NAME[?replace=1][&relative_symlinks=1]  user, admin
+ *          (?check=1: every refusal the upload would meet, no body: 204)
  *   GET    /v1/images                   any token: every image
  *   GET    /v1/images/NAME              any token: one image
  *   GET    /v1/images/sha256:HEX        node, admin: the blob
@@ -22,8 +23,9 @@
  * them (a slice's .image). Nodes and admins may download a blob; users do
  * not need to (they upload, and whoever runs a slice sees its files
  * anyway). A name is its uploader's: only they or an admin replace or
- * remove it. Node tokens never upload. "busybox" is built into every node
- * and cannot be uploaded.
+ * remove it, and neither happens while a slice names it (409), so a
+ * slice's image is the same content for its whole life. Node tokens never upload. "busybox" is
+ * built into every node and cannot be uploaded.
  *
  * Disk: an upload declares its size up front (Content-Length, or
  * X-Vslice-Size with a chunked body) and is refused with 413 over the cap
@@ -110,10 +112,37 @@ static bool check_name(struct reg_answer *a, const char *name)
 			  vs_printable(name, pb, sizeof(pb)));
 		return false;
 	}
+	if (!strncmp(name, "sha256-", 7)) {
+		api_error(a, 400, "image %s: names starting with sha256- are the nodes' caches",
+			  name);
+		return false;
+	}
 	if (!strcmp(name, "busybox")) {
 		api_error(a, 400,
 			  "image busybox: built into every node; upload it under another "
 			  "name");
+		return false;
+	}
+	return true;
+}
+
+/* May name, which exists, be replaced or removed now? Not while a slice
+ * names it: a slice's image stays the content it was placed with for its
+ * whole life (a sliver made later, a migration's copy). false: a holds
+ * 409/500. */
+static bool replaceable(struct reg_request *req, struct reg_answer *a, const char *name)
+{
+	struct vs_error err;
+	cleanup_free char *slice = NULL;
+	if (store_image_user(req->reg, name, &slice, &err) < 0) {
+		api_db_fail(a, &err);
+		return false;
+	}
+	if (slice) {
+		api_error(a, 409,
+			  "image %s: in use by slice %s (delete those slices first; see: "
+			  "slicectl list)",
+			  name, slice);
 		return false;
 	}
 	return true;
@@ -197,16 +226,8 @@ static void h_delete(struct reg_request *req, struct reg_answer *a, const char *
 				 name);
 	if (r < 0)
 		return api_db_fail(a, &err);
-	if (!may_change(req, a, &img))
+	if (!may_change(req, a, &img) || !replaceable(req, a, name))
 		return;
-	cleanup_free char *slice = NULL;
-	if (store_image_user(req->reg, name, &slice, &err) < 0)
-		return api_db_fail(a, &err);
-	if (slice)
-		return api_error(a, 409,
-				 "image %s: in use by slice %s (delete those slices first; see: "
-				 "slicectl list)",
-				 name, slice);
 	char digest[65];
 	if (store_begin(req->reg, &err) < 0)
 		return api_db_fail(a, &err);
@@ -266,33 +287,57 @@ static bool flag_arg(struct reg_request *req, const char *key)
 	return v && (!strcmp(v, "1") || !strcmp(v, "true"));
 }
 
-/* The size the upload declares: Content-Length, else X-Vslice-Size (a
- * chunked body). false: a holds 411/400. */
-static bool declared_size(struct reg_request *req, struct reg_answer *a, const char *name,
-			  unsigned long long *out)
+static bool parse_count(struct reg_answer *a, const char *name, const char *h, const char *v,
+			unsigned long long *out)
 {
-	const char *h = "Content-Length";
-	const char *v = reg_header(req, h);
-	if (!v) {
-		h = "X-Vslice-Size";
-		v = reg_header(req, h);
-	}
-	if (!v) {
-		api_error(a, 411,
-			  "image %s: the upload declares no size (Content-Length or "
-			  "X-Vslice-Size)",
-			  name);
-		return false;
-	}
 	char *end;
 	errno = 0;
-	unsigned long long n = strtoull(v, &end, 10);
+	*out = strtoull(v, &end, 10);
 	if (errno || *end || end == v || *v == '-' || *v == '+') {
 		api_error(a, 400, "image %s: header %s: \"%.40s\" is not a byte count", name, h, v);
 		return false;
 	}
-	*out = n;
 	return true;
+}
+
+/* The size the upload declares: X-Vslice-Size (a chunked body, or a
+ * ?check=1 that sends none), else Content-Length; both: they must agree.
+ * false: a holds 411/400. */
+static bool declared_size(struct reg_request *req, struct reg_answer *a, const char *name,
+			  bool check, unsigned long long *out)
+{
+	const char *xs = reg_header(req, "X-Vslice-Size");
+	const char *cl = check ? NULL : reg_header(req, "Content-Length");
+	unsigned long long x = 0, c = 0;
+	if (!xs && !cl) {
+		api_error(a, 411, "image %s: the upload declares no size (%s)", name,
+			  check ? "X-Vslice-Size" : "Content-Length or X-Vslice-Size");
+		return false;
+	}
+	if ((xs && !parse_count(a, name, "X-Vslice-Size", xs, &x)) ||
+	    (cl && !parse_count(a, name, "Content-Length", cl, &c)))
+		return false;
+	if (xs && cl && x != c) {
+		api_error(a, 400, "image %s: X-Vslice-Size says %llu bytes, Content-Length %llu",
+			  name, x, c);
+		return false;
+	}
+	*out = xs ? x : c;
+	return true;
+}
+
+/* An upload of who's, of size bytes, ends: its place and room are free. */
+static void release(struct registry *reg, const char *who, unsigned long long size)
+{
+	for (size_t i = 0; i < REG_IMAGE_UPLOADS; i++) {
+		if (!strcmp(reg->image_uploaders[i], who)) {
+			reg->image_uploaders[i][0] = '\0';
+			break;
+		}
+	}
+	if (reg->image_uploads)
+		reg->image_uploads--;
+	reg->image_reserved -= size < reg->image_reserved ? size : reg->image_reserved;
 }
 
 /* Refusals that need reg->lock: the owner, replace, uploads in flight, the
@@ -317,6 +362,8 @@ static bool admit(struct reg_request *req, struct reg_answer *a, const char *nam
 			  name);
 		return false;
 	}
+	if (r == 0 && !replaceable(req, a, name))
+		return false;
 	const char *who = caller(req);
 	size_t mine = 0, free_at = REG_IMAGE_UPLOADS;
 	for (size_t i = 0; i < REG_IMAGE_UPLOADS; i++) {
@@ -366,8 +413,9 @@ int api_image_upload_begin(struct reg_request *req, struct reg_answer *a)
 		api_error(a, 500, "image %s: %s", name, err.msg);
 		return -1;
 	}
+	bool check = flag_arg(req, "check");
 	unsigned long long size;
-	if (!declared_size(req, a, name, &size))
+	if (!declared_size(req, a, name, check, &size))
 		return -1;
 	if (size > max) {
 		api_error(a, 413,
@@ -378,9 +426,18 @@ int api_image_upload_begin(struct reg_request *req, struct reg_answer *a)
 	}
 	pthread_mutex_lock(&req->reg->lock);
 	bool ok = admit(req, a, name, size);
+	if (ok && check)
+		release(req->reg, caller(req), size);
 	pthread_mutex_unlock(&req->reg->lock);
 	if (!ok)
 		return -1;
+	if (check) {
+		/* Every refusal an upload of that size would meet now, without
+		 * the body: a client that sends its body before it reads an
+		 * early 413 may lose the answer to a reset connection. */
+		a->status = 204;
+		return -1;
+	}
 	req->upload = REG_UPLOAD_IMAGE;
 	req->upath = vs_xstrdup(name);
 	req->limit = size;
@@ -441,6 +498,10 @@ void api_image_upload_finish(struct reg_request *req, struct reg_answer *a)
 				 "slicectl image import --replace)",
 				 name);
 	}
+	if (r == 0 && !replaceable(req, a, name)) {
+		pthread_mutex_unlock(&reg->lock);
+		return;
+	}
 	if (rename(req->tmp_path, blob) < 0) {
 		pthread_mutex_unlock(&reg->lock);
 		return api_error(a, 500, "image %s: store blob %s: %s", name, blob,
@@ -466,18 +527,7 @@ void api_image_upload_finish(struct reg_request *req, struct reg_answer *a)
 
 void api_image_upload_done(struct reg_request *req)
 {
-	struct registry *reg = req->reg;
-	const char *who = caller(req);
-	pthread_mutex_lock(&reg->lock);
-	for (size_t i = 0; i < REG_IMAGE_UPLOADS; i++) {
-		if (!strcmp(reg->image_uploaders[i], who)) {
-			reg->image_uploaders[i][0] = '\0';
-			break;
-		}
-	}
-	if (reg->image_uploads)
-		reg->image_uploads--;
-	unsigned long long size = (unsigned long long)req->offset;
-	reg->image_reserved -= size < reg->image_reserved ? size : reg->image_reserved;
-	pthread_mutex_unlock(&reg->lock);
+	pthread_mutex_lock(&req->reg->lock);
+	release(req->reg, caller(req), (unsigned long long)req->offset);
+	pthread_mutex_unlock(&req->reg->lock);
 }

@@ -114,6 +114,11 @@ check "... says it is there and how to replace it" has "$out" 'already at the re
 out=$(TOKEN=$BOB vsc image import --replace web "$W/v2.tar" 2>&1)
 expect_eq "bob cannot replace alice's image" 125 "$?"
 check "... owned by alice" has "$out" 'owned by alice'
+vsc create --node node1 --image web holder -- sleep 600 >/dev/null
+out=$(vsc image import --replace web "$W/v2.tar" 2>&1)
+expect_eq "no replace while a slice names it: 125" 125 "$?"
+check "... naming the slice" has "$out" 'in use by slice holder'
+vsc destroy holder >/dev/null
 out=$(vsc image import --replace web "$W/v2.tar" 2>&1)
 expect_eq "alice replaces it" "web sha256:$D2" "$out"
 expect_eq "the old blob is gone, the new one stored" "$D2 " "$(blobs)"
@@ -171,6 +176,12 @@ check "... refused with 413, naming the cap" has "$out" 'larger than the registr
 expect_eq "... through the API too" 413 "$(code PUT /v1/images/big -H 'Content-Type: application/octet-stream' --data-binary @"$W/big.tar")"
 expect_eq "a chunked body longer than it declared: 413" 413 \
 	"$(head -c 4096 /dev/zero | code PUT /v1/images/liar -H 'X-Vslice-Size: 100' -H 'Transfer-Encoding: chunked' --data-binary @-)"
+expect_eq "a size that Content-Length contradicts: 400" 400 \
+	"$(code PUT /v1/images/two -H 'X-Vslice-Size: 5' --data-binary 1234)"
+expect_eq "?check=1 answers the cap before any byte: 413" 413 \
+	"$(code PUT '/v1/images/big?check=1' -H "X-Vslice-Size: $(stat -c %s "$W/big.tar")" --data-binary '')"
+expect_eq "... and 204 for what would be taken" 204 \
+	"$(code PUT '/v1/images/small?check=1' -H 'X-Vslice-Size: 100' --data-binary '')"
 expect_eq "an upload that declares no size: 411" 411 \
 	"$(head -c 100 /dev/zero | code PUT /v1/images/nosize -H 'Transfer-Encoding: chunked' --data-binary @-)"
 expect_eq "nothing stored" "" "$(blobs)"
@@ -188,6 +199,7 @@ expect_eq "a digest that is not hex: 400" 400 "$(TOKEN=$NODE3_TOKEN code GET /v1
 expect_eq "a blob no image has: 404" 404 "$(TOKEN=$NODE3_TOKEN code GET /v1/images/sha256:$(printf '%064d' 0))"
 c=$(code PUT "/v1/images/..%2F..%2Fregistry.db" --data-binary @"$W/v1.tar")
 check "an image name with ../: refused (got $c)" test "$c" = 400 -o "$c" = 404
+expect_eq "names of the nodes' caches (sha256-...) are refused" 400 "$(code PUT /v1/images/sha256-${D1:0:52} --data-binary @"$W/v1.tar")"
 expect_eq "busybox is built in, not uploaded" 400 "$(code PUT /v1/images/busybox --data-binary @"$W/v1.tar")"
 expect_eq "the registry's files are untouched" "$D1 " "$(blobs)"
 check "the database is still there" test -s "$REG_DB"
@@ -211,7 +223,7 @@ slow_upload "$ALICE" slow1
 slow_upload "$ALICE" slow2
 # A probe declares 5 bytes and sends 4: let in before the slow ones, it is
 # refused (400) and leaves nothing, so it can be tried again.
-probe() { code PUT "/v1/images/$1" -H 'X-Vslice-Size: 5' --data-binary 1234; }
+probe() { code PUT "/v1/images/$1" -H 'X-Vslice-Size: 5' -H 'Transfer-Encoding: chunked' --data-binary 1234; }
 third_mine() { [ "$(probe third)" = 429 ]; }
 check "a user's third upload while two of theirs run: 429" wait_for 20 third_mine
 slow_upload "$BOB" slow3
