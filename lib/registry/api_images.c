@@ -24,8 +24,9 @@
  * not need to (they upload, and whoever runs a slice sees its files
  * anyway). A name is its uploader's: only they or an admin replace or
  * remove it, and neither happens while a slice names it (409), so a
- * slice's image is the same content for its whole life. Node tokens never upload. "busybox" is
- * built into every node and cannot be uploaded.
+ * slice's image is the same content for its whole life. Node tokens never
+ * upload. "busybox" is built into every node and cannot be uploaded, nor
+ * names starting with "sha256-" (the nodes' caches).
  *
  * Disk: an upload declares its size up front (Content-Length, or
  * X-Vslice-Size with a chunked body) and is refused with 413 over the cap
