@@ -20,9 +20,10 @@
  *
  * The cache is by digest: a name re-imported with new content has a new
  * digest, so the next sliver fetches it anew, while slivers made from the
- * old one keep theirs. A blob whose bytes do not hash to the digest is
- * thrown away and the sliver fails, naming the image and both digests: no
- * sliver starts from it, and nothing of it stays on the node.
+ * old one keep theirs. After each fetch the cache is trimmed to its bound
+ * (cache_trim: oldest unused first). A blob whose bytes do not hash to the
+ * digest is thrown away and the sliver fails, naming the image and both
+ * digests: no sliver starts from it, and nothing of it stays on the node.
  *
  * The name prefix carries 208 bits of the digest (image names stop at 63
  * characters): finding two archives that share it is as hard as breaking
@@ -39,6 +40,8 @@
 #include "nodemgr_int.h"
 #include "vslice/image.h"
 #include "vslice/regclient.h"
+#include "vslice/slice.h"
+#include "vslice/units.h"
 #include "vslice/util.h"
 
 #define DIGEST_PREFIX "sha256:"
@@ -131,6 +134,55 @@ static int fetch_blob(struct nodemgr *nm, const char *image, const char *hex, in
 	return 0;
 }
 
+/*
+ * The cache's bound: while the fetched images ("sha256-*") hold more than
+ * $VSLICE_NODE_IMAGE_CACHE bytes (default 8G), remove the oldest one no
+ * slice here uses (keep: the one just fetched). One in use is never
+ * removed, so the cache may stay over the bound by what slivers use.
+ */
+#define NODE_IMAGE_CACHE_DEFAULT (8ull << 30)
+
+static void cache_trim(struct nodemgr *nm, const char *keep)
+{
+	uint64_t cap = NODE_IMAGE_CACHE_DEFAULT;
+	const char *v = getenv("VSLICE_NODE_IMAGE_CACHE");
+	struct vs_error err;
+	if (v && *v && vs_parse_size(v, &cap, &err) < 0) {
+		nm_log(nm, NODEMGR_LOG_INFO, "VSLICE_NODE_IMAGE_CACHE: %s (cache not trimmed)",
+		       err.msg);
+		return;
+	}
+	struct image_info *all = NULL;
+	size_t n = 0;
+	if (image_list(nm->root, &all, &n, &err) < 0)
+		return;
+	uint64_t held = 0;
+	for (size_t i = 0; i < n; i++)
+		if (!strncmp(all[i].name, "sha256-", 7))
+			held += all[i].size;
+	while (held > cap) {
+		size_t oldest = n;
+		for (size_t i = 0; i < n; i++) {
+			if (strncmp(all[i].name, "sha256-", 7) || !strcmp(all[i].name, keep) ||
+			    slice_image_in_use(nm->root, all[i].name))
+				continue;
+			if (oldest == n || all[i].created < all[oldest].created)
+				oldest = i;
+		}
+		if (oldest == n)
+			break;
+		if (image_rm(nm->root, all[oldest].name, &err) < 0) {
+			nm_log(nm, NODEMGR_LOG_INFO, "image cache: %s", err.msg);
+			break;
+		}
+		nm_log(nm, NODEMGR_LOG_INFO, "image cache: removed %s (unused, oldest)",
+		       all[oldest].name);
+		held -= all[oldest].size;
+		all[oldest].name[0] = '\0'; /* not a candidate any more */
+	}
+	free(all);
+}
+
 /* Fetch the blob hex (size bytes) into a temp file below <root>/images,
  * check it and import it as local. */
 static int fetch_import(struct nodemgr *nm, const char *image, const char *hex, uint64_t size,
@@ -162,6 +214,8 @@ static int fetch_import(struct nodemgr *nm, const char *image, const char *hex, 
 			vs_error_wrap(err, "image %s (sha256:%s)", image, hex);
 	}
 	unlink(tmp);
+	if (r == 0)
+		cache_trim(nm, local);
 	return r;
 }
 

@@ -72,8 +72,11 @@ TOKEN=$ADMIN
 NODE_TOKEN=$(vsc token create --role node)
 ALICE=$(vsc user create alice)
 BOB=$(vsc user create bob)
+# node2's image cache holds at most 1 byte beyond what its slices use.
 for k in 1 2 3; do
-	vc_add_node node$k $k --heartbeat 1s
+	cache=8G
+	[ $k = 2 ] && cache=1
+	VSLICE_NODE_IMAGE_CACHE=$cache vc_add_node node$k $k --heartbeat 1s
 	[ $k -lt 3 ] && NODE_TOKEN=$(vsc token create --role node)
 done
 NODE3_TOKEN=$NODE_TOKEN
@@ -125,6 +128,9 @@ expect_eq "the old blob is gone, the new one stored" "$D2 " "$(blobs)"
 out=$(vsc run --rm --nodes 3 --image web two -- cat /etc/marker 2>&1)
 expect_eq "a new slice gets the new content on every node" 3 "$(echo "$out" | grep -c '| image v2$')"
 check "node2 fetched the new digest" has "$(vs_node node2 image list -q)" "^sha256-${D2:0:52}$"
+check "... and, over its cache bound, removed the old one no slice uses" \
+	not has "$(vs_node node2 image list -q)" "^sha256-${D1:0:52}$"
+check "node1 (bound 8G) keeps both" has "$(vs_node node1 image list -q)" "^sha256-${D1:0:52}$"
 
 # --- a corrupted blob is never run ---------------------------------------------
 vsc image import bad "$W/v3.tar" >/dev/null
