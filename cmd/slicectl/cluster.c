@@ -1542,6 +1542,7 @@ static const struct {
     {"stats", cmd_stats_cluster, cluster_stats_help, "a sliver's usage, from its node (ticket)"},
     {"freeze", cmd_freeze_cluster, cluster_freeze_help, "freeze a sliver at its node (ticket)"},
     {"thaw", cmd_thaw_cluster, cluster_thaw_help, "thaw a sliver at its node (ticket)"},
+    {"image", cmd_image_cluster, cluster_image_help, "images at the registry: import, list, rm"},
     {"node", cl_node, node_help, "drain (and empty), undrain or reset a node (admin)"},
     {"token", cl_token, token_help, "create a node, admin or user token (admin)"},
     {"user", cl_user, user_help, "create a user and their first token (admin)"},

@@ -71,6 +71,9 @@ int cluster_connect(struct ctl *ctl, const char *verb, struct http_client *c);
 extern const char cluster_migrate_help[], cluster_migrations_help[];
 int cmd_migrate_cluster(struct ctl *, int, char **);
 int cmd_migrations_cluster(struct ctl *, int, char **);
+/* Images at the registry (image.c): the verb in cluster mode. */
+extern const char cluster_image_help[];
+int cmd_image_cluster(struct ctl *, int, char **);
 int cluster_drain_migrate(struct ctl *ctl, struct http_client *c, const char *node,
 			  unsigned parallel);
 

@@ -200,4 +200,32 @@ int regclient_token_create(struct http_client *c, const char *user, const char *
 int regclient_user_create(struct http_client *c, const char *name, json_t **resp, long *status,
 			  struct vs_error *err);
 
+/* ---- images (issue 14; docs/cluster-api.md, "Images") ------------ */
+
+/* PUT /v1/images/NAME: the size bytes of fd from its offset (streamed,
+ * chunked, declared in X-Vslice-Size); replace: may replace the caller's
+ * own image of that name; relative_symlinks: nodes import it with
+ * IMAGE_IMPORT_RELATIVIZE_SYMLINKS. *resp: the image object
+ * ({"name", "digest": "sha256:HEX", "size", "owner", "created",
+ * "relative_symlinks"}), also a refusal's {"error"}. */
+int regclient_image_upload(struct http_client *c, const char *name, int fd, uint64_t size,
+			   bool replace, bool relative_symlinks, json_t **resp, long *status,
+			   struct vs_error *err);
+/* PUT /v1/images/NAME?check=1 without a body: 0 when an upload of size
+ * bytes would be taken now, else the refusal it would meet (413 over the
+ * cap, 409, 403, ...), answered before any byte is sent. */
+int regclient_image_upload_check(struct http_client *c, const char *name, uint64_t size,
+				 bool replace, long *status, struct vs_error *err);
+/* GET /v1/images: {"images": [...]}, by name. */
+int regclient_image_list(struct http_client *c, json_t **resp, long *status, struct vs_error *err);
+/* GET /v1/images/NAME: the image object; -ENOENT when the registry has none. */
+int regclient_image_get(struct http_client *c, const char *name, json_t **resp, long *status,
+			struct vs_error *err);
+/* DELETE /v1/images/NAME. */
+int regclient_image_rm(struct http_client *c, const char *name, long *status, struct vs_error *err);
+/* GET /v1/images/sha256:HEX into fd (node and admin tokens). The caller
+ * checks the bytes against sha256: this call does not. */
+int regclient_image_blob_get(struct http_client *c, const char *sha256, int fd, long *status,
+			     struct vs_error *err);
+
 #endif

@@ -26,7 +26,7 @@
 #define REGISTRY_DEFAULT_HEARTBEAT 10
 #define REGISTRY_DEFAULT_LOST	   3
 #define REGISTRY_TOKEN_LEN	   68 /* "vsa_" + 64 hex */
-#define REGISTRY_SCHEMA_VERSION	   3
+#define REGISTRY_SCHEMA_VERSION	   4
 
 enum registry_role {
 	REGISTRY_ROLE_NONE = 0,
@@ -128,6 +128,9 @@ struct sched_node {
 	const json_t *labels; /* object string -> string, or NULL */
 	const json_t *images; /* array of strings, or NULL */
 	bool has_url;	      /* registered a transfer url (may be a migration target) */
+	/* the image asked for is at the registry: the node fetches it on first
+	 * use, whatever its images list says */
+	bool image_fetchable;
 };
 
 /*

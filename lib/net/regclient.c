@@ -518,3 +518,69 @@ int regclient_ticket_redeem(struct http_client *c, const char *ticket, json_t **
 		return vs_error_set(err, EINVAL, "redeem: the ticket is not UTF-8");
 	return call(c, "POST", "/v1/tickets/redeem", body, resp, status, err);
 }
+
+/* ---- images (issue 14; docs/cluster-api.md, "Images") ------------ */
+
+int regclient_image_upload(struct http_client *c, const char *name, int fd, uint64_t size,
+			   bool replace, bool relative_symlinks, json_t **resp, long *status,
+			   struct vs_error *err)
+{
+	if (resp)
+		*resp = NULL;
+	NEED("image", name);
+	char q[64];
+	snprintf(q, sizeof(q), "?replace=%d&relative_symlinks=%d", replace ? 1 : 0,
+		 relative_symlinks ? 1 : 0);
+	cleanup_free char *path = path_of(3, RAW("/images"), SEG(name), RAW(q));
+	char h_size[64];
+	snprintf(h_size, sizeof(h_size), "X-Vslice-Size: %llu", (unsigned long long)size);
+	const char *headers[] = {h_size, NULL};
+	return http_put_stream(c, path, fd, headers, NULL, status, resp, err);
+}
+
+int regclient_image_upload_check(struct http_client *c, const char *name, uint64_t size,
+				 bool replace, long *status, struct vs_error *err)
+{
+	NEED("image", name);
+	char q[64];
+	snprintf(q, sizeof(q), "?check=1&replace=%d", replace ? 1 : 0);
+	cleanup_free char *path = path_of(3, RAW("/images"), SEG(name), RAW(q));
+	char h_size[64];
+	snprintf(h_size, sizeof(h_size), "X-Vslice-Size: %llu", (unsigned long long)size);
+	const char *headers[] = {h_size, NULL};
+	return http_put_buf(c, path, "", 0, headers, status, err);
+}
+
+int regclient_image_list(struct http_client *c, json_t **resp, long *status, struct vs_error *err)
+{
+	if (resp)
+		*resp = NULL;
+	return call(c, "GET", "/v1/images", NULL, resp, status, err);
+}
+
+int regclient_image_get(struct http_client *c, const char *name, json_t **resp, long *status,
+			struct vs_error *err)
+{
+	if (resp)
+		*resp = NULL;
+	NEED("image", name);
+	cleanup_free char *path = path_of(2, RAW("/images"), SEG(name));
+	return call(c, "GET", path, NULL, resp, status, err);
+}
+
+int regclient_image_rm(struct http_client *c, const char *name, long *status, struct vs_error *err)
+{
+	NEED("image", name);
+	cleanup_free char *path = path_of(2, RAW("/images"), SEG(name));
+	return call(c, "DELETE", path, NULL, NULL, status, err);
+}
+
+int regclient_image_blob_get(struct http_client *c, const char *sha256, int fd, long *status,
+			     struct vs_error *err)
+{
+	if (!sha_hex_ok(sha256))
+		return vs_error_set(err, EINVAL,
+				    "image blob: sha256 is not 64 lowercase hex digits");
+	cleanup_free char *path = vs_xasprintf("/v1/images/sha256:%s", sha256);
+	return http_get_fd(c, path, fd, NULL, NULL, 0, status, err);
+}

@@ -8,7 +8,8 @@
  * nodemgr.c lists them and as VSLICE_FAULT counts them (nm_fault_point).
  * A create takes the manifest from the assignment, or fetches it from the
  * registry (nodemgr_upload.c), gives it the node's default limits where it
- * sets none, builds the busybox image if it is the one missing, then
+ * sets none, makes its image present (nodemgr_images.c: busybox built, a
+ * registry image fetched and checked), then
  * experiment_create (experiment.json last) and slice_start (detached).
  *
  * Failures are logged and, for a create, recorded as "failed" with a one-
@@ -196,15 +197,11 @@ int nm_make_slice(struct nodemgr *nm, const struct nodemgr_assignment *a, json_t
 	unsigned applied =
 	    nodemgr_apply_defaults(m, nm->o.default_memory, nm->o.default_pids, nm->o.default_disk);
 	log_defaults(nm, a->slice, applied, m);
-	struct image_info info;
-	struct vs_error ierr;
-	if (image_get(nm->root, m->image, &info, &ierr) == -ENOENT &&
-	    !strcmp(m->image, "busybox")) {
-		nm_log(nm, NODEMGR_LOG_INFO, "building image busybox for sliver %s", a->slice);
-		r = image_build_busybox(nm->root, NULL, NULL, err);
-		if (r < 0 && r != -EEXIST)
-			return vs_error_wrap(err, "building image busybox");
-	}
+	/* busybox built, a registry image fetched and checked (nodemgr_images.c) */
+	char local[sizeof(m->image)];
+	if ((r = nm_image_ensure(nm, m->image, local, err)) < 0)
+		return r;
+	snprintf(m->image, sizeof(m->image), "%s", local);
 	/* The create's crash steps (nodemgr.create:N) are a plain create's;
 	 * a migration's copy has its own (migrate.in:N). */
 	cleanup_strv char **addrs = node_addresses(a, nodes);

@@ -240,6 +240,10 @@ void nm_reconcile(struct nodemgr *nm);
  * not (a migration's copy). A failed start removes the slice again. */
 int nm_make_slice(struct nodemgr *nm, const struct nodemgr_assignment *a, json_t *mj, bool start,
 		  char *const *nodes, struct vs_error *err);
+/* nodemgr_images.c: make image present here (busybox built, an image the
+ * registry holds fetched, its sha256 checked, imported; else a local
+ * image of that name) and put the local image's name to use in local. */
+int nm_image_ensure(struct nodemgr *nm, const char *image, char local[64], struct vs_error *err);
 /* The registry's "nodes" of a slice object (the nodes holding its slivers,
  * the sliver's peers) as a NULL-terminated list; NULL when absent. */
 char **nm_slice_nodes(json_t *slice);

@@ -1146,6 +1146,8 @@ static void h_slice_create(struct reg_request *req, struct reg_answer *a)
 	size_t n = 0, npicked = 0;
 	cleanup_free size_t *picked = NULL;
 	r = api_sched_nodes(req->reg, &nodes, &n, &err);
+	if (r >= 0)
+		r = api_images_sched(req->reg, m->image, nodes, n, &err);
 	bool bridged = false;
 	if (r >= 0 && !strcmp(m->network, "bridge") &&
 	    (r = overlay_placement(req->reg, m, nodes, n, &bridged, &err)) == -EAGAIN) {
@@ -1437,6 +1439,8 @@ static int open_tmp(struct reg_request *req, struct reg_answer *a)
 
 int api_upload_begin(struct reg_request *req, struct reg_answer *a)
 {
+	if (api_image_is_upload(req->method, req->url))
+		return api_image_upload_begin(req, a);
 	struct route rt;
 	bool ok = parse_sliver_route(req, a, &rt);
 	cleanup_free char *buf = rt.buf;
@@ -1632,6 +1636,8 @@ static void result_finish(struct reg_request *req, struct reg_answer *a)
 
 void api_upload_finish(struct reg_request *req, struct reg_answer *a)
 {
+	if (req->upload == REG_UPLOAD_IMAGE)
+		return api_image_upload_finish(req, a);
 	if (req->received > req->limit) {
 		if (req->upload == REG_UPLOAD_LOG)
 			return api_error(a, 413, "log of sliver %s/%s: would exceed %u bytes",
@@ -1794,6 +1800,8 @@ static void dispatch(struct reg_request *req, struct reg_answer *a, struct route
 		if (n == 4 && post && seg_is(rt, 3, "report"))
 			return api_migration_report(req, a, rt->seg[2]);
 	}
+	if (seg_is(rt, 1, "images"))
+		return api_images_dispatch(req, a, m, rt->seg, n);
 	(void)put;
 	api_error(a, 404, "%s %s: no such endpoint", m, req->url);
 }

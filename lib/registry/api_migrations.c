@@ -314,6 +314,10 @@ static bool pick_target(struct reg_request *req, struct reg_answer *a, const cha
 	}
 	cleanup_free char *image = manifest_image(full.manifest);
 	store_slice_clear(&full);
+	if (api_images_sched(req->reg, image, nodes, n, &err) < 0) {
+		api_db_fail(a, &err);
+		return false;
+	}
 	if (!want) {
 		size_t best;
 		if (sched_pick_target(nodes, n, hosts, slice, image, sl->cpu_millis, sl->memory,

@@ -20,10 +20,13 @@
 #include "vslice/httpd.h"
 #include "vslice/registry.h"
 
-#define REG_BODY_MAX	 (32u << 20) /* JSON request bodies */
-#define REG_LOG_MAX	 (16u << 20) /* per sliver */
-#define REG_WAIT_MAX	 300
-#define REG_WAIT_DEFAULT 30
+#define REG_BODY_MAX (32u << 20) /* JSON request bodies */
+#define REG_LOG_MAX  (16u << 20) /* per sliver */
+#define REG_WAIT_MAX 300
+/* api_images.c: image uploads at once, in all and per user */
+#define REG_IMAGE_UPLOADS	   4
+#define REG_IMAGE_UPLOADS_PER_USER 2
+#define REG_WAIT_DEFAULT	   30
 /* limits.c: a connection silent this long before its request's headers are
  * in is closed (server.c raises it once a known token came); memory a token /
  * the registry may hold in request bodies and answers built in memory. */
@@ -103,6 +106,13 @@ struct registry {
 
 	unsigned long long requests[6]; /* by status class 1xx..5xx, [0] other */
 	struct reg_limits lim;
+
+	/* api_images.c: image uploads in flight, who makes each ("" for a
+	 * free place) and the bytes they declared (their disk is reserved
+	 * until they end) */
+	unsigned image_uploads;
+	char image_uploaders[REG_IMAGE_UPLOADS][64];
+	unsigned long long image_reserved;
 };
 
 #include "vslice/json.h" /* cleanup_json */
@@ -143,7 +153,7 @@ struct reg_answer {
 	char *headers[4][2]; /* owned name/value pairs */
 };
 
-enum reg_upload { REG_UPLOAD_NONE = 0, REG_UPLOAD_LOG, REG_UPLOAD_RESULT };
+enum reg_upload { REG_UPLOAD_NONE = 0, REG_UPLOAD_LOG, REG_UPLOAD_RESULT, REG_UPLOAD_IMAGE };
 
 /* One HTTP request, from its headers (server.c's on_begin) to on_done. */
 struct reg_request {
@@ -239,6 +249,19 @@ bool api_migration_target_of(struct registry *reg, const char *slice, const char
  * Shared with tickets.c. */
 void reg_random_bytes(void *buf, size_t len);
 void reg_hex(const unsigned char *b, size_t n, char *out);
+/* api_images.c (docs/cluster-api.md, "Images"): GET/DELETE /v1/images... */
+void api_images_dispatch(struct reg_request *req, struct reg_answer *a, const char *method,
+			 char *const *seg, size_t nseg);
+/* PUT /v1/images/NAME, streamed: as api_upload_begin / api_upload_finish;
+ * api_image_upload_done when the request ends however it ends. */
+bool api_image_is_upload(const char *method, const char *url);
+int api_image_upload_begin(struct reg_request *req, struct reg_answer *a);
+void api_image_upload_finish(struct reg_request *req, struct reg_answer *a);
+void api_image_upload_done(struct reg_request *req);
+/* The scheduler's view of image: when the registry holds it, every node
+ * can fetch it (sched_node.image_fetchable). */
+int api_images_sched(struct registry *reg, const char *image, struct sched_node *nodes, size_t n,
+		     struct vs_error *err);
 /* Load (or create) the key transfer tokens are derived from: <db>.d/transfer.key. */
 int mig_key_load(struct registry *reg, struct vs_error *err);
 /* The timer, once a second: abort running migrations whose nodes went

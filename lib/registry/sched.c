@@ -3,7 +3,8 @@
  *
  * Explicit nodes.names: exactly those nodes, each registered, ready and not
  * drained. nodes.count (+ labels): filter ready, undrained nodes whose labels
- * match, that have the image (busybox every node can build) and the free cpu
+ * match, that have the image (busybox every node can build, an image the
+ * registry holds every node fetches on first use) and the free cpu
  * and memory the manifest asks for; score by spread (least requested
  * fraction first, then fewer slivers, then name); take count. Neither: one
  * sliver on the least loaded ready node.
@@ -29,10 +30,13 @@ static bool labels_match(const struct manifest *m, const json_t *labels)
 	return true;
 }
 
-static bool has_image(const char *image, const json_t *images)
+/* Every node builds busybox and fetches an image the registry holds on
+ * first use; else only those whose images list names it have it. */
+static bool has_image(const char *image, const struct sched_node *nd)
 {
-	if (strcmp(image, "busybox") == 0)
+	if (strcmp(image, "busybox") == 0 || nd->image_fetchable)
 		return true;
+	const json_t *images = nd->images;
 	size_t i;
 	const json_t *v;
 	json_array_foreach(images, i, v)
@@ -174,7 +178,7 @@ int sched_place(const struct manifest *m, const struct sched_node *nodes, size_t
 		if (!labels_match(m, nd->labels))
 			continue;
 		labelled++;
-		if (!has_image(m->image, nd->images))
+		if (!has_image(m->image, nd))
 			continue;
 		imaged++;
 		if (m->cpu_millis && (nd->cpu_used > nd->cpu_millis ||
@@ -206,8 +210,10 @@ int sched_place(const struct manifest *m, const struct sched_node *nodes, size_t
 		if (imaged < want)
 			return vs_error_set(
 			    err, EAGAIN,
-			    ".image: %zu sliver%s wanted, %zu ready node%s image \"%s\"", want, s,
-			    imaged, imaged == 1 ? " has" : "s have", m->image);
+			    ".image: %zu sliver%s wanted, %zu ready node%s image \"%s\" and the "
+			    "registry has none of that name (import it with: slicectl image "
+			    "import %s SRC)",
+			    want, s, imaged, imaged == 1 ? " has" : "s have", m->image, m->image);
 		if (cpu_ok == 0)
 			return vs_error_set(
 			    err, EAGAIN,
@@ -270,7 +276,7 @@ const char *sched_target_refusal(const struct sched_node *nd, bool hosts, const 
 			 "node %s has no transfer url (its node manager runs without "
 			 "--listen/--advertise)",
 			 nd->name);
-	else if (!has_image(image, nd->images))
+	else if (!has_image(image, nd))
 		snprintf(buf, len, "node %s lacks image %s", nd->name, image);
 	else if (cpu_millis &&
 		 (nd->cpu_used > nd->cpu_millis || nd->cpu_millis - nd->cpu_used < cpu_millis))

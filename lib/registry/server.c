@@ -224,6 +224,8 @@ static void charge_body(struct reg_request *req, struct httpd_answer *a)
 
 static bool is_upload(const char *method, const char *url)
 {
+	if (api_image_is_upload(method, url))
+		return true;
 	if (strcmp(method, "PUT") != 0 || strncmp(url, "/v1/slices/", 11) != 0)
 		return false;
 	const char *p = strstr(url + 11, "/slivers/");
@@ -393,6 +395,8 @@ static void on_done(struct httpd_request *h, bool completed)
 		pthread_mutex_unlock(&reg->lock);
 	}
 	lim_mem_release(&reg->lim, req->token, req->charged);
+	if (req->upload == REG_UPLOAD_IMAGE)
+		api_image_upload_done(req);
 	if (req->fd >= 0)
 		close(req->fd);
 	if (req->tmp_path)

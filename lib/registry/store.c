@@ -3,7 +3,7 @@
  * ordered migrations that build and upgrade it, transactions, and the hook
  * through which a commit is announced. The tables' own statements live in
  * store_users.c, store_nodes.c, store_slices.c, store_slivers.c and
- * store_results.c and store_migrations.c (see store.h).
+ * store_results.c, store_migrations.c and store_images.c (see store.h).
  *
  * One connection, WAL, synchronous=FULL: desired state (users, tokens,
  * nodes, slices, slivers, result files) survives a host crash once a request
@@ -14,7 +14,8 @@
  * in memory (registry.c): only sliver changes are written.
  *
  * Blobs live in "<db>.d/": logs/<slice>/<node>.log (appended), blobs/<sha256>
- * (result files by content), tmp/ (uploads in flight).
+ * (result files by content), images/sha256/<sha256> (images as uploaded,
+ * store_images.c), tmp/ (uploads in flight).
  */
 #include <errno.h>
 #include <string.h>
@@ -98,6 +99,14 @@ static const struct schema_step migrations[] = {
      "ALTER TABLE nodes ADD COLUMN overlay_vni INTEGER NOT NULL DEFAULT 0;"
      "ALTER TABLE slivers ADD COLUMN address TEXT NOT NULL DEFAULT '';"
      "CREATE UNIQUE INDEX slivers_address ON slivers(address) WHERE address != '';"},
+    /* Issue 14: images across the cluster. name -> the sha256 of the
+     * archive as uploaded (its blob: <db>.d/images/sha256/<digest>), its
+     * size, who uploaded it, when, and the import flags nodes use
+     * (IMAGE_IMPORT_*). One digest may back several names. */
+    {"images",
+     "CREATE TABLE images(name TEXT PRIMARY KEY, digest TEXT NOT NULL, size INTEGER NOT NULL,"
+     " owner TEXT NOT NULL, created INTEGER NOT NULL, flags INTEGER NOT NULL DEFAULT 0);"
+     "CREATE INDEX images_digest ON images(digest);"},
 };
 
 _Static_assert(VS_ARRAY_SIZE(migrations) == REGISTRY_SCHEMA_VERSION,
@@ -304,7 +313,8 @@ int store_create(const char *path, const char *admin_token, struct vs_error *err
 int store_open(struct registry *reg, const char *path, struct vs_error *err)
 {
 	int r = db_open(reg, path, SQLITE_OPEN_READWRITE, err);
-	for (const char *sub = "tmp\0logs\0blobs\0"; r >= 0 && *sub; sub += strlen(sub) + 1) {
+	for (const char *sub = "tmp\0logs\0blobs\0images/sha256\0"; r >= 0 && *sub;
+	     sub += strlen(sub) + 1) {
 		cleanup_free char *d = vs_xasprintf("%s/%s", reg->store.blob_dir, sub);
 		r = vs_mkdir_p(d, 0700, err);
 	}
@@ -312,6 +322,7 @@ int store_open(struct registry *reg, const char *path, struct vs_error *err)
 		r = store_migrate(reg, false, err);
 	if (r < 0)
 		return r;
+	store_images_sweep(reg);
 	cleanup_stmt sqlite3_stmt *s =
 	    store_prep(reg, "SELECT value FROM meta WHERE key = 'revision'", err);
 	if (!s)

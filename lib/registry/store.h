@@ -15,6 +15,8 @@
  *   store_migrations.c  migrations (issue 11): one row per attempt, its
  *                    phase and numbers; the sliver row moves in
  *                    store_sliver_move (store_slivers.c)
+ *   store_images.c   images (issue 14): name -> digest, size, owner, and
+ *                    their blobs under images/sha256/
  *
  * Every call expects reg->lock held. Transactions are explicit: store_begin,
  * then the changes, then store_commit (or store_rollback). A commit that
@@ -353,4 +355,40 @@ int store_migration_save(struct registry *reg, const struct store_migration *m, 
  * caller's transaction: 1 one was aborted, 0 none ran. */
 int store_migration_abort_slice(struct registry *reg, const char *slice, const char *reason,
 				long long now_ms, struct vs_error *err);
+
+/* ---- store_images.c ---- */
+
+struct store_image {
+	char name[64];
+	char digest[65]; /* sha256 of the blob, 64 lowercase hex digits */
+	long long size;
+	char owner[64]; /* a user's name, or "admin" */
+	long long created;
+	unsigned flags; /* IMAGE_IMPORT_* the nodes import it with */
+};
+
+/* -ENOENT when there is no such image. */
+int store_image_get(struct registry *reg, const char *name, struct store_image *out,
+		    struct vs_error *err);
+/* Every image, by name (caller frees *out). */
+int store_images_list(struct registry *reg, struct store_image **out, size_t *n,
+		      struct vs_error *err);
+/* Insert or replace the row of in->name; old (65 bytes): the digest it
+ * had, "" when it is new. The blob must be in place already. */
+int store_image_put(struct registry *reg, const struct store_image *in, char old[65],
+		    struct vs_error *err);
+/* Delete name's row; digest (65 bytes): its digest. -ENOENT if none. */
+int store_image_delete(struct registry *reg, const char *name, char digest[65],
+		       struct vs_error *err);
+/* A slice whose manifest names image (caller frees; NULL: none). */
+int store_image_user(struct registry *reg, const char *image, char **slice, struct vs_error *err);
+/* Does a row refer to digest? 1 yes, 0 no, < 0 error. */
+int store_image_digest_used(struct registry *reg, const char *digest, struct vs_error *err);
+/* The blob path of digest: "<db>.d/images/sha256/<digest>" (caller frees). */
+char *store_image_blob_path(struct registry *reg, const char *digest);
+/* Unlink digest's blob when no row refers to it any more. */
+void store_image_blob_gc(struct registry *reg, const char *digest);
+/* Unlink blobs no row refers to and image uploads' temp files (at open,
+ * before any request: what a crash left). */
+void store_images_sweep(struct registry *reg);
 #endif

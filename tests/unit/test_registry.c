@@ -106,6 +106,29 @@ static char *place(const char *json, struct fixture_nodes *f)
 #define M(nodes)                                                                                   \
 	"{\"apiVersion\":\"vslice/v1\",\"slice\":\"t\"," nodes "\"run\":{\"command\":\"true\"}}"
 
+/* An image the registry holds (issue 14): every ready node can take a
+ * sliver of it, whatever its images list says; the others stay with the
+ * nodes that list them. */
+static void test_sched_registry_image(void **state)
+{
+	struct fixture_nodes f;
+	nodes_init(&f);
+	expect_fail(M("\"nodes\":{\"count\":3},\"image\":\"web\","), &f,
+		    ".image: 3 slivers wanted, 0 ready nodes have image \"web\" and the registry "
+		    "has none of that name (import it with: slicectl image import web SRC)");
+	for (size_t i = 0; i < 5; i++)
+		f.n[i].image_fetchable = true;
+	cleanup_free char *three = place(M("\"nodes\":{\"count\":3},\"image\":\"web\","), &f);
+	assert_string_equal(three, "abc");
+	char buf[256];
+	f.n[3].has_url = true;
+	assert_null(sched_target_refusal(&f.n[3], false, "m1", "web", 0, 0, buf, sizeof(buf)));
+	f.n[3].image_fetchable = false;
+	assert_non_null(sched_target_refusal(&f.n[3], false, "m1", "web", 0, 0, buf, sizeof(buf)));
+	assert_string_equal(buf, "node d lacks image web");
+	nodes_free(&f);
+}
+
 static void test_sched_spread(void **state)
 {
 	struct fixture_nodes f;
@@ -166,7 +189,8 @@ static void test_sched_failures(void **state)
 	expect_fail(M("\"nodes\":{\"names\":[\"b\",\"c\"]},"), &f,
 		    ".nodes.names[1]: node \"c\" is not ready (last seen 45 s ago)");
 	expect_fail(M("\"nodes\":{\"count\":2},\"image\":\"debian\","), &f,
-		    ".image: 2 slivers wanted, 1 ready node has image \"debian\"");
+		    ".image: 2 slivers wanted, 1 ready node has image \"debian\" and the registry "
+		    "has none of that name (import it with: slicectl image import debian SRC)");
 	/* Drained and unknown nodes get nothing new. */
 	cleanup_free char *p = place(M("\"nodes\":{\"count\":3},"), &f);
 	assert_string_equal(p, "bde");
@@ -1257,6 +1281,7 @@ static void test_store_upgrade_to_migrations(void **state)
 				      " address; ALTER TABLE nodes DROP COLUMN overlay_local;"
 				      "ALTER TABLE nodes DROP COLUMN overlay_vni;"
 				      "DROP TABLE migrations; ALTER TABLE nodes DROP COLUMN url;"
+				      "DROP TABLE images;"
 				      "INSERT INTO nodes(name, registered) VALUES('old1', 1);"
 				      "UPDATE meta SET value = 1 WHERE key = 'schema_version';"
 				      "PRAGMA user_version = 1;",
@@ -1276,8 +1301,103 @@ static void test_store_upgrade_to_migrations(void **state)
 	assert_int_equal(store_migrations_list(reg, NULL, NULL, 10, &v, &nv, &err), 0);
 	assert_int_equal(nv, 0);
 	store_migrations_free(v, nv);
+	struct store_image *imgs = NULL;
+	assert_int_equal(store_images_list(reg, &imgs, &nv, &err), 0); /* schema 4 */
+	assert_int_equal(nv, 0);
+	free(imgs);
 	registry_close(reg);
 	vs_rm_rf(dir, &err);
+}
+
+/*
+ * The images table (issue 14): a replace reports the digest it replaced, a
+ * blob goes when its last row does (not while another name shares it), a
+ * slice naming an image is found, and the sweep at open removes blobs
+ * without a row and image uploads' temp files only.
+ */
+static void put_blob(struct registry *reg, const char *digest)
+{
+	cleanup_free char *p = store_image_blob_path(reg, digest);
+	FILE *f = fopen(p, "w");
+	assert_non_null(f);
+	fclose(f);
+}
+
+static bool blob_exists(struct registry *reg, const char *digest)
+{
+	cleanup_free char *p = store_image_blob_path(reg, digest);
+	return access(p, F_OK) == 0;
+}
+
+static void test_store_images(void **state)
+{
+	struct env *e = *state;
+	struct registry *reg = e->reg;
+	struct vs_error err;
+	char d1[65], d2[65], old[65];
+	memset(d1, 'a', 64);
+	memset(d2, 'b', 64);
+	d1[64] = d2[64] = '\0';
+	pthread_mutex_lock(&reg->lock);
+	struct store_image img = {.name = "web", .size = 3, .owner = "alice", .created = 1};
+	memcpy(img.digest, d1, 65);
+	put_blob(reg, d1);
+	assert_int_equal(store_image_put(reg, &img, old, &err), 0);
+	assert_string_equal(old, "");
+	strcpy(img.name, "copy"); /* the same content under another name */
+	assert_int_equal(store_image_put(reg, &img, old, &err), 0);
+	strcpy(img.name, "web");
+	memcpy(img.digest, d2, 65);
+	put_blob(reg, d2);
+	assert_int_equal(store_image_put(reg, &img, old, &err), 0);
+	assert_string_equal(old, d1);
+	store_image_blob_gc(reg, old);
+	assert_true(blob_exists(reg, d1)); /* "copy" still has it */
+	struct store_image got;
+	assert_int_equal(store_image_get(reg, "web", &got, &err), 0);
+	assert_string_equal(got.digest, d2);
+	assert_string_equal(got.owner, "alice");
+	assert_int_equal(store_image_get(reg, "nope", &got, &err), -ENOENT);
+
+	struct store_slice sl = {.name = "s1",
+				 .owner = "alice",
+				 .manifest = "{\"slice\":\"s1\",\"image\":\"web\"}",
+				 .expires = 1};
+	assert_int_equal(store_slice_insert(reg, &sl, NULL, 0, &err), 0);
+	cleanup_free char *user = NULL;
+	assert_int_equal(store_image_user(reg, "web", &user, &err), 0);
+	assert_string_equal(user, "s1");
+	cleanup_free char *none = NULL;
+	assert_int_equal(store_image_user(reg, "copy", &none, &err), 0);
+	assert_null(none);
+
+	char gone[65];
+	assert_int_equal(store_image_delete(reg, "copy", gone, &err), 0);
+	assert_string_equal(gone, d1);
+	store_image_blob_gc(reg, gone);
+	assert_false(blob_exists(reg, d1));
+	assert_int_equal(store_image_delete(reg, "copy", gone, &err), -ENOENT);
+
+	/* The sweep: an orphan blob and an image upload's temp file go; the
+	 * blob with a row and another upload's temp file stay. */
+	put_blob(reg, d1);
+	cleanup_free char *tmp_img = vs_xasprintf("%s/tmp/image-x", reg->store.blob_dir);
+	cleanup_free char *tmp_res = vs_xasprintf("%s/tmp/upload-x", reg->store.blob_dir);
+	fclose(fopen(tmp_img, "w"));
+	fclose(fopen(tmp_res, "w"));
+	store_images_sweep(reg);
+	assert_false(blob_exists(reg, d1));
+	assert_true(blob_exists(reg, d2));
+	assert_int_equal(access(tmp_img, F_OK), -1);
+	assert_int_equal(access(tmp_res, F_OK), 0);
+	unlink(tmp_res);
+	struct store_image *v = NULL;
+	size_t n = 0;
+	assert_int_equal(store_images_list(reg, &v, &n, &err), 0);
+	assert_int_equal(n, 1);
+	assert_string_equal(v[0].name, "web");
+	free(v);
+	pthread_mutex_unlock(&reg->lock);
 }
 
 /*
@@ -1380,6 +1500,7 @@ int main(void)
 	curl_global_init(CURL_GLOBAL_DEFAULT);
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_sched_spread),
+	    cmocka_unit_test(test_sched_registry_image),
 	    cmocka_unit_test(test_sched_resources),
 	    cmocka_unit_test(test_sched_failures),
 	    cmocka_unit_test(test_tokens),
@@ -1396,6 +1517,7 @@ int main(void)
 	    cmocka_unit_test(test_sched_pick_target),
 	    cmocka_unit_test(test_store_upgrade_to_migrations),
 	    cmocka_unit_test_setup_teardown(test_store_cluster_leases, env_setup, env_teardown),
+	    cmocka_unit_test_setup_teardown(test_store_images, env_setup, env_teardown),
 	};
 	int r = cmocka_run_group_tests(tests, NULL, NULL);
 	curl_global_cleanup();
