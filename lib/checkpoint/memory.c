@@ -56,6 +56,28 @@
 #define BATCH_IOV 256	     /* runs read by one process_vm_readv */
 #define HUGE	  (2u << 20) /* a transparent huge page */
 
+#define PM_PFN ((1ull << 55) - 1)
+
+/* The PFN of the kernel's shared zero page, where a private anonymous
+ * page that was only ever read is mapped: found by reading a fresh page
+ * of our own and looking it up in our pagemap. 0 = unknown (pagemap
+ * shows PFNs to CAP_SYS_ADMIN only): every present page is dumped. */
+static uint64_t zero_pfn;
+static pthread_once_t zero_once = PTHREAD_ONCE_INIT;
+
+static void zero_pfn_init(void)
+{
+	volatile uint8_t *m = mmap(NULL, 4096, PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (m == MAP_FAILED)
+		return;
+	(void)m[0];
+	cleanup_close int fd = open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC);
+	uint64_t e = 0;
+	if (fd >= 0 && pread(fd, &e, 8, (off_t)((uintptr_t)m / 4096 * 8)) == 8 && (e & PM_PRESENT))
+		zero_pfn = e & PM_PFN;
+	munmap((void *)m, 4096);
+}
+
 bool ck_pred_present(void *arg, const struct ck_memrange *r, uint64_t addr, uint64_t pm)
 {
 	(void)arg;
@@ -64,7 +86,12 @@ bool ck_pred_present(void *arg, const struct ck_memrange *r, uint64_t addr, uint
 		return true;
 	if (r->kind == CK_VMA_FILE)
 		return (pm & PM_SWAP) || ((pm & PM_PRESENT) && !(pm & PM_FILE));
-	return (pm & (PM_PRESENT | PM_SWAP)) != 0;
+	if (!(pm & (PM_PRESENT | PM_SWAP)))
+		return false;
+	/* a page that reads as zeros and was never written: left out, the
+	 * restored process reads zeros from a page never filled the same way */
+	pthread_once(&zero_once, zero_pfn_init);
+	return !(zero_pfn && (pm & PM_PRESENT) && (pm & PM_PFN) == zero_pfn);
 }
 
 void ck_memset_add(struct ck_memset *ms, const struct ck_memrange *r)

@@ -257,6 +257,72 @@ static void test_round_into_pipe(void **state)
 	munmap(m, npg * PG);
 }
 
+/* Pages only ever read map the kernel's shared zero page: a round leaves
+ * them out (the restored process reads zeros from a page never filled),
+ * while a page written - even with zeros - is dumped. Needs the PFNs in
+ * pagemap (CAP_SYS_ADMIN): skipped without. */
+static void test_zero_pages_left_out(void **state)
+{
+	size_t npg = 64;
+	uint8_t *m =
+	    mmap(NULL, npg * PG, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	assert_true(m != MAP_FAILED);
+	volatile uint8_t sink = 0;
+	for (size_t p = 0; p < npg; p++) {
+		if (p % 4 == 0)
+			memset(m + p * PG, 0x5a, PG); /* written */
+		else if (p % 4 == 1)
+			memset(m + p * PG, 0, PG); /* written with zeros */
+		else if (p % 4 == 2)
+			sink += m[p * PG]; /* read only: the zero page */
+					   /* p % 4 == 3: never touched */
+	}
+	(void)sink;
+	int pm = open("/proc/self/pagemap", O_RDONLY);
+	uint64_t e = 0;
+	assert_int_equal(pread(pm, &e, 8, (off_t)((uintptr_t)(m + 2 * PG) / PG * 8)), 8);
+	close(pm);
+	if (!(e & ((1ull << 55) - 1))) {
+		munmap(m, npg * PG);
+		skip(); /* no PFNs in pagemap: not root */
+	}
+	pid_t c = child_after(NULL, NULL);
+	struct ck_memset ms = {0};
+	struct ck_memrange r = {.hpid = c,
+				.vpid = 7,
+				.start = (uintptr_t)m,
+				.end = (uintptr_t)m + npg * PG,
+				.kind = CK_VMA_ANON,
+				.readable = true};
+	ck_memset_add(&ms, &r);
+	int fd = memfd_create("ckpt-zero", 0);
+	struct vs_error err;
+	struct ck_writer w;
+	assert_int_equal(ck_writer_open(&w, fd, &err), 0);
+	struct ckpt_stats st = {0};
+	int rc = ck_mem_write_round(&w, &ms, 0, ck_pred_present, NULL, &st, &err);
+	if (rc < 0)
+		fail_msg("round: %s", err.msg);
+	assert_int_equal(ck_writer_close(&w, &err), 0);
+	ck_writer_free(&w);
+	reap(c);
+	assert_int_equal(st.pages_written, npg / 2);
+	size_t len;
+	uint8_t *buf = stream_of(fd, &len);
+	close(fd);
+	struct sec s[256];
+	size_t n = sections(buf, len, s, 256);
+	for (size_t i = 1; i + 1 < n; i++) {
+		struct ck_pages pg;
+		memcpy(&pg, s[i].p, sizeof(pg));
+		for (uint64_t a = pg.addr; a < pg.addr + pg.len; a += PG)
+			assert_true((a - (uintptr_t)m) / PG % 4 < 2);
+	}
+	free(buf);
+	ck_memset_free(&ms);
+	munmap(m, npg * PG);
+}
+
 static void unmap_middle(void *arg)
 {
 	munmap((uint8_t *)arg + PG, PG);
@@ -449,6 +515,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_batches_and_pieces),
 	    cmocka_unit_test(test_round_into_pipe),
+	    cmocka_unit_test(test_zero_pages_left_out),
 	    cmocka_unit_test(test_range_gone_names_address),
 	    cmocka_unit_test(test_rounds_through_uffd),
 	};
