@@ -489,6 +489,15 @@ uint32_t ck_section_crc(uint32_t type, const void *rec, size_t rlen, const void 
  * must be the only user of w meanwhile. */
 int ck_write_section_direct(struct ck_writer *w, uint32_t type, const void *rec, size_t rlen,
 			    const void *data, size_t dlen, uint32_t crc, struct vs_error *err);
+/* As ck_write_section_direct, the data vmspliced into the pipe w writes
+ * to with SPLICE_F_GIFT (ck_writer_is_pipe): the pipe holds references
+ * to data's pages, not a copy, so the caller gives them away - it must
+ * never write them again (drop them: MADV_DONTNEED) - and data must be
+ * whole pages of an anonymous mapping. Head, record and CRC are copied. */
+int ck_write_section_gift(struct ck_writer *w, uint32_t type, const void *rec, size_t rlen,
+			  void *data, size_t dlen, uint32_t crc, struct vs_error *err);
+/* w writes into a pipe (ck_write_section_gift applies). */
+bool ck_writer_is_pipe(const struct ck_writer *w);
 /* Write out what is buffered: the fd has every byte written so far (no
  * END record). */
 int ck_writer_sync(struct ck_writer *w, struct vs_error *err);

@@ -255,25 +255,15 @@ uint32_t ck_section_crc(uint32_t type, const void *rec, size_t rlen, const void 
 	return ck_crc32c(crc, data, dlen);
 }
 
-int ck_write_section_direct(struct ck_writer *w, uint32_t type, const void *rec, size_t rlen,
-			    const void *data, size_t dlen, uint32_t crc, struct vs_error *err)
+/* write(2) all of v[0..nv), however the pipe takes it */
+static int writev_all(int fd, struct iovec *v, int nv, struct vs_error *err)
 {
-	if (w->used)
-		return ck_write_section(w, type, rec, rlen, data, dlen, err);
-	uint8_t h[16];
-	section_head(h, type, rlen + dlen);
-	struct iovec iov[4] = {
-	    {h, sizeof(h)}, {(void *)rec, rlen}, {(void *)data, dlen}, {&crc, 4}};
-	size_t total = sizeof(h) + rlen + dlen + 4;
-	struct iovec *v = iov;
-	int nv = 4;
-	for (size_t done = 0; done < total;) {
-		ssize_t n = writev(w->fd, v, nv);
+	while (nv) {
+		ssize_t n = writev(fd, v, nv);
 		if (n < 0 && errno == EINTR)
 			continue;
 		if (n < 0)
 			return vs_error_sys(err, errno, "checkpoint stream: write");
-		done += (size_t)n;
 		while (nv && (size_t)n >= v->iov_len) {
 			n -= (ssize_t)v->iov_len;
 			v++;
@@ -284,7 +274,60 @@ int ck_write_section_direct(struct ck_writer *w, uint32_t type, const void *rec,
 			v->iov_len -= (size_t)n;
 		}
 	}
+	return 0;
+}
+
+int ck_write_section_direct(struct ck_writer *w, uint32_t type, const void *rec, size_t rlen,
+			    const void *data, size_t dlen, uint32_t crc, struct vs_error *err)
+{
+	if (w->used)
+		return ck_write_section(w, type, rec, rlen, data, dlen, err);
+	uint8_t h[16];
+	section_head(h, type, rlen + dlen);
+	struct iovec iov[4] = {
+	    {h, sizeof(h)}, {(void *)rec, rlen}, {(void *)data, dlen}, {&crc, 4}};
+	size_t total = sizeof(h) + rlen + dlen + 4;
+	int r = writev_all(w->fd, iov, 4, err);
+	if (r < 0)
+		return r;
 	w->total += total;
+	w->nr_sections++;
+	w->chain = ck_crc32c(w->chain, &crc, 4);
+	return 0;
+}
+
+bool ck_writer_is_pipe(const struct ck_writer *w)
+{
+	struct stat st;
+	return fstat(w->fd, &st) == 0 && S_ISFIFO(st.st_mode);
+}
+
+int ck_write_section_gift(struct ck_writer *w, uint32_t type, const void *rec, size_t rlen,
+			  void *data, size_t dlen, uint32_t crc, struct vs_error *err)
+{
+	if (w->used)
+		return ck_write_section(w, type, rec, rlen, data, dlen, err);
+	uint8_t h[16];
+	section_head(h, type, rlen + dlen);
+	struct iovec hv[2] = {{h, sizeof(h)}, {(void *)rec, rlen}};
+	int r = writev_all(w->fd, hv, 2, err);
+	/* the pages themselves: references in the pipe, no copy */
+	struct iovec dv = {data, dlen};
+	while (r >= 0 && dv.iov_len) {
+		ssize_t n = vmsplice(w->fd, &dv, 1, SPLICE_F_GIFT);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0) {
+			r = vs_error_sys(err, n < 0 ? errno : EIO, "checkpoint stream: vmsplice");
+			break;
+		}
+		dv.iov_base = (uint8_t *)dv.iov_base + n;
+		dv.iov_len -= (size_t)n;
+	}
+	struct iovec cv = {&crc, 4};
+	if (r < 0 || (r = writev_all(w->fd, &cv, 1, err)) < 0)
+		return r;
+	w->total += sizeof(h) + rlen + dlen + 4;
 	w->nr_sections++;
 	w->chain = ck_crc32c(w->chain, &crc, 4);
 	return 0;

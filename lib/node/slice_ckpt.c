@@ -186,7 +186,9 @@ int slice_checkpoint(const char *root, const char *name, int out_fd,
 	    .extra_len = spec_len + 1,
 	    .verbose = o->verbose,
 	    .fs_root = upper,
-	    .while_stopped = is_file ? verify_file : NULL,
+	    /* the read-back holds the tree stopped only when the slice dies
+	     * after it; with --leave-running it runs after the thaw */
+	    .while_stopped = is_file && !o->leave_running ? verify_file : NULL,
 	    .while_stopped_arg = &out_fd,
 	};
 	/* A reader that went away must fail the dump (EPIPE), not kill us
@@ -243,7 +245,7 @@ int slice_checkpoint(const char *root, const char *name, int out_fd,
 	if (r < 0)
 		return r;
 	if (o->leave_running)
-		return 0;
+		return is_file ? verify_file(&out_fd, err) : 0;
 	/* the tree is dead; PID 1 follows: the slice is gone */
 	wait_pidfd(pidfd, PID1_EXIT_MS);
 	if ((r = slice_destroy(root, name, true, err)) < 0)

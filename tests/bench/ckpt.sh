@@ -90,7 +90,10 @@ addcpu() { python3 -c 'import json,sys; L=open(sys.argv[1]).read().splitlines();
 
 # what the machine copies right now (a shared VM slows down several times
 # when its host is busy): printed with the results
-probe() { echo "{\"how\": \"machine\", \"mib\": 0, \"what\": \"$1\", \"load\": \"$(cut -d' ' -f1-3 /proc/loadavg)\", $($B/memspeed | sed 's/^{//')" >>"$rows"; }
+# (and whether transparent huge pages can be had: a dump into a pipe
+# vmsplices its pages only then - docs/checkpoint.md, "The memory path")
+thp=$(sed -n 's/.*\[\(.*\)\].*/\1/p' /sys/kernel/mm/transparent_hugepage/enabled 2>/dev/null)
+probe() { echo "{\"how\": \"machine\", \"mib\": 0, \"what\": \"$1\", \"load\": \"$(cut -d' ' -f1-3 /proc/loadavg)\", \"thp\": \"${thp:-none}\", $($B/memspeed | sed 's/^{//')" >>"$rows"; }
 probe before
 # --- harness ---------------------------------------------------------------
 for mib in "${sizes[@]}"; do
@@ -159,7 +162,8 @@ print(f"checkpoint speed of the frozen path, medians of {reps} runs (files in {w
 for r in rows:
     if r["how"] == "machine":
         print(f"  machine {r['what']:6}: load {r['load']}, memcpy {r['memcpy_gib_s']} GiB/s, "
-              f"process_vm_readv {r['process_vm_readv_gib_s']} GiB/s (4 MiB pieces, best of 3)")
+              f"process_vm_readv {r['process_vm_readv_gib_s']} GiB/s (4 MiB pieces, best of 3), "
+              f"THP {r.get('thp', '?')}")
 print(f"{'path':9} {'MiB':>5} {'phase':22} {'ms':>8} {'GiB/s':>6}   where the time went (threads overlap)")
 def cpus(rs):
     c = med(rs, "cpu_s")
