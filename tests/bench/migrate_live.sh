@@ -233,16 +233,17 @@ ratio = None if v is None else v / (512 * 1048576)
 print(f"- precopy stream at 512 MiB, 4 MiB/s <= 1.5x memory: {'-' if ratio is None else f'{ratio:.2f}'}x: {verdict(ratio, 1.5)}")
 # the plot's data: one file per series
 with open(f"{out}/migrate_live-size.dat", "w") as d:
-    d.write("# mib live_downtime_ms precopy_downtime_ms live_total_s precopy_total_s target_ms\n")
+    d.write("# mib live_downtime_ms precopy_downtime_ms live_total_s precopy_total_s target_ms precopy_freeze_ms\n")
     for mib in sizes:
         d.write(f"{mib} {f(med(mib, size_rate, 'live', 'downtime_ms'))} {f(med(mib, size_rate, 'precopy', 'downtime_ms'))} "
                 f"{f(med(mib, size_rate, 'live', 'total_ms'), 3, 1000)} {f(med(mib, size_rate, 'precopy', 'total_ms'), 3, 1000)} "
-                f"{150 + 1000 * mib / 1024:.0f}\n")
+                f"{150 + 1000 * mib / 1024:.0f} {f(med(mib, size_rate, 'precopy', 'freeze_ms'))}\n")
 with open(f"{out}/migrate_live-rate.dat", "w") as d:
-    d.write("# rate live_downtime_ms precopy_downtime_ms live_total_s precopy_total_s\n")
+    d.write("# rate live_downtime_ms precopy_downtime_ms live_total_s precopy_total_s precopy_freeze_ms\n")
     for r in rates:
         d.write(f"{r} {f(med(rate_size, r, 'live', 'downtime_ms'))} {f(med(rate_size, r, 'precopy', 'downtime_ms'))} "
-                f"{f(med(rate_size, r, 'live', 'total_ms'), 3, 1000)} {f(med(rate_size, r, 'precopy', 'total_ms'), 3, 1000)}\n")
+                f"{f(med(rate_size, r, 'live', 'total_ms'), 3, 1000)} {f(med(rate_size, r, 'precopy', 'total_ms'), 3, 1000)} "
+                f"{f(med(rate_size, r, 'precopy', 'freeze_ms'))}\n")
 PY
 gnuplot <<EOF || { FAILED=1; echo "migrate_live.sh: gnuplot failed" >&2; }
 set terminal pngcairo size 1200,800 font ",10"
@@ -250,6 +251,7 @@ set output "$OUT/migrate_live.png"
 set datafile missing "-"
 set key top left
 set grid
+set yrange [0:*]
 set multiplot layout 2,2 title "vslice live migration between two hosts over veth ($T0 UTC; 2-core VM, shared)"
 set xlabel "memory (MiB), dirtied at $SIZE_RATE MiB/s"
 set ylabel "downtime (ms)"
@@ -258,6 +260,7 @@ set xrange [32:2048]
 set title "downtime against memory size"
 plot "$OUT/migrate_live-size.dat" using 1:2 with linespoints lw 2 title "live (stop-and-copy)", \
      "" using 1:3 with linespoints lw 2 title "precopy", \
+     "" using 1:7 with linespoints dt 3 lw 2 lc rgb "dark-green" title "precopy: source frozen for its dump", \
      "" using 1:6 with lines dt 2 lc rgb "gray40" title "target: 150 ms + 1 s/GiB (live)"
 set ylabel "total (s)"
 set title "total migration time against memory size"
@@ -269,7 +272,8 @@ set xlabel "dirty rate (MiB/s), $RATE_SIZE MiB"
 set ylabel "downtime (ms)"
 set title "downtime against dirty rate"
 plot "$OUT/migrate_live-rate.dat" using 1:2 with linespoints lw 2 title "live (stop-and-copy)", \
-     "" using 1:3 with linespoints lw 2 title "precopy"
+     "" using 1:3 with linespoints lw 2 title "precopy", \
+     "" using 1:6 with linespoints dt 3 lw 2 lc rgb "dark-green" title "precopy: source frozen for its dump"
 set ylabel "total (s)"
 set title "total migration time against dirty rate"
 plot "$OUT/migrate_live-rate.dat" using 1:4 with linespoints lw 2 title "live", \

@@ -3,8 +3,10 @@
  * send time) to ADDR:PORT every INTERVAL_MS (10) on a fixed schedule, for
  * SECONDS, and matches the echoes by sequence number. Prints one line per
  * request: the send time (Unix ms, the clock of the migration record's
- * stopped_ms/started_ms) and the latency in ms, or -1 when no echo came
- * within TIMEOUT_MS (500): a gap. Built static: make bench-bins. */
+ * stopped_ms/started_ms), the latency in ms or -1 when no echo came within
+ * TIMEOUT_MS (500): a gap, and the tag of the copy that answered
+ * (reqecho: its network namespace's inode; 0 for none). Built static:
+ * make bench-bins. */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
 #include <errno.h>
@@ -21,6 +23,7 @@ struct req {
 	uint32_t seq;
 	uint32_t pad;
 	int64_t sent_ns; /* CLOCK_MONOTONIC */
+	uint64_t tag;	 /* filled by the echo: which copy answered */
 };
 
 static int64_t mono_ns(void)
@@ -38,7 +41,7 @@ static int64_t real_ns(void)
 }
 
 /* Read every echo that is there; lat[seq] = its latency (first one wins). */
-static void drain(int fd, int64_t *lat, uint32_t n)
+static void drain(int fd, int64_t *lat, uint64_t *tag, uint32_t n)
 {
 	struct req r;
 	for (;;) {
@@ -47,8 +50,10 @@ static void drain(int fd, int64_t *lat, uint32_t n)
 			continue; /* ECONNREFUSED from an ICMP error: the request is lost, go on */
 		if (k < 0)
 			return;
-		if (k == sizeof(r) && r.seq < n && lat[r.seq] < 0)
+		if (k == sizeof(r) && r.seq < n && lat[r.seq] < 0) {
 			lat[r.seq] = mono_ns() - r.sent_ns;
+			tag[r.seq] = r.tag;
+		}
 	}
 }
 
@@ -71,8 +76,10 @@ int main(int argc, char **argv)
 	}
 	uint32_t n = (uint32_t)(atoll(argv[3]) * 1000000000 / ival);
 	int64_t *lat = malloc(n * sizeof(*lat)), *sent_real = malloc(n * sizeof(*sent_real));
+	uint64_t *tag = calloc(n, sizeof(*tag));
 	int fd = socket(AF_INET, SOCK_DGRAM, 0);
-	if (!lat || !sent_real || fd < 0 || connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
+	if (!lat || !sent_real || !tag || fd < 0 ||
+	    connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
 		perror("reqwatch");
 		return 1;
 	}
@@ -84,23 +91,24 @@ int main(int argc, char **argv)
 			struct pollfd p = {.fd = fd, .events = POLLIN};
 			int ms = (int)((due - now + 999999) / 1000000);
 			if (poll(&p, 1, ms) > 0)
-				drain(fd, lat, n);
+				drain(fd, lat, tag, n);
 		}
 		struct req r = {.seq = i, .sent_ns = mono_ns()};
 		sent_real[i] = real_ns();
 		send(fd, &r, sizeof(r), 0); /* an error (no route, refused) is a gap */
-		drain(fd, lat, n);
+		drain(fd, lat, tag, n);
 	}
 	for (int64_t end = mono_ns() + tmo; mono_ns() < end;) {
 		struct pollfd p = {.fd = fd, .events = POLLIN};
 		if (poll(&p, 1, 10) > 0)
-			drain(fd, lat, n);
+			drain(fd, lat, tag, n);
 	}
 	for (uint32_t i = 0; i < n; i++) {
 		if (lat[i] >= 0 && lat[i] <= tmo)
-			printf("%lld %.3f\n", (long long)(sent_real[i] / 1000000), lat[i] / 1e6);
+			printf("%lld %.3f %llu\n", (long long)(sent_real[i] / 1000000),
+			       lat[i] / 1e6, (unsigned long long)tag[i]);
 		else
-			printf("%lld -1\n", (long long)(sent_real[i] / 1000000));
+			printf("%lld -1 0\n", (long long)(sent_real[i] / 1000000));
 	}
 	return 0;
 }
