@@ -226,29 +226,34 @@ modes = []
 for r in rows:
     if r["mode"] not in modes: modes.append(r["mode"])
 with open(f"{out}/migrate_watch.gp", "w") as g:
-    g.write(f'set terminal pngcairo size 1100,{380 * max(1, len(modes))} font ",10"\n')
+    n = max(1, len(modes))
+    g.write(f'set terminal pngcairo size 1400,{400 * n} font ",10"\n')
     g.write(f'set output "{out}/migrate_watch.png"\n')
-    g.write(f'set multiplot layout {max(1, len(modes))},1 title "a request every {ival} ms to a slice that migrates (UDP echo over the VXLAN overlay)"\n')
+    g.write(f'set multiplot layout {n},2 title "a request every {ival} ms to a slice that migrates (UDP echo over the VXLAN overlay; left: the whole run, right: around the freeze)"\n')
     g.write('set grid\nset logscale y\nset yrange [0.01:2000]\nset xlabel "time since the migration request (s)"\nset ylabel "latency (ms)"\nset key top right\n')
     for m in modes:
         rs = [r for r in rows if r["mode"] == m]
         r = next((x for x in rs if x["phase"] == "committed"), rs[-1])
-        g.write("unset arrow\nunset label\n")
-        marks = [("stopped", "frozen", "red"), ("started", "running on " + r["to"], "dark-green")]
-        if r["phase"] != "committed": marks = [("stopped", "frozen", "red")]
-        for k, txt, col in marks:
-            if r[k] is not None:
-                x = r[k] / 1000
-                g.write(f'set arrow from {x},0.01 to {x},2000 nohead lc rgb "{col}" dt 2 lw 2\n')
-                g.write(f'set label "{txt}" at {x},1000 left offset 0.5,0 tc rgb "{col}"\n')
-        g.write(f'set label "lost (no echo in {tmo} ms)" at graph 0.01,0.97 tc rgb "red"\n')
-        g.write(f'set title "{m}: {r["frm"]} -> {r["to"]}, {r["phase"]}, downtime {f(r["downtime"])} ms (record), '
-                f'longest gap at the client {r["gap_ms"]} ms, {r["lost"]} of {r["sent"]} lost"\n')
-        t0 = r["t0"]
-        st = r["src_tag"]
-        g.write(f'plot "{r["dat"]}" using (($1 - {t0}) / 1000.0):($2 >= 0 && $3 == {st} ? $2 : 1/0) with points pt 7 ps 0.4 lc rgb "blue" title "answered by the copy on {r["frm"]}", '
-                f'"" using (($1 - {t0}) / 1000.0):($2 >= 0 && $3 != {st} ? $2 : 1/0) with points pt 7 ps 0.4 lc rgb "dark-green" title "answered by the copy on {r["to"]}", '
-                f'"" using (($1 - {t0}) / 1000.0):($2 < 0 ? 1500 : 1/0) with points pt 2 ps 0.6 lc rgb "red" title "lost"\n')
+        t0, st = r["t0"], r["src_tag"]
+        marks = [("stopped", "frozen", "red", "right", -0.5), ("started", "running on " + r["to"], "dark-green", "left", 0.5)]
+        if r["phase"] != "committed":
+            marks = [("stopped", "frozen (aborted, thawed)", "red", "right", -0.5)]
+        xs = [r[k] / 1000 for k, *_ in marks if r[k] is not None]
+        for zoom in (False, True):
+            g.write("unset arrow\nunset label\nset autoscale x\n")
+            if zoom and xs:
+                g.write(f"set xrange [{min(xs) - 0.25}:{max(xs) + 0.35}]\n")
+            for k, txt, col, just, off in marks:
+                if r[k] is not None:
+                    x = r[k] / 1000
+                    g.write(f'set arrow from {x},0.01 to {x},2000 nohead lc rgb "{col}" dt 2 lw 2\n')
+                    g.write(f'set label "{txt}" at {x},{600 if col == "red" else 300} {just} offset {off},0 tc rgb "{col}"\n')
+            g.write(f'set label "lost (no echo in {tmo} ms)" at graph 0.01,0.97 tc rgb "red"\n')
+            g.write(f'set title "{m} {r["frm"]} -> {r["to"]}: {r["phase"]}, downtime {f(r["downtime"])} ms, '
+                    f'client gap {r["gap_ms"]} ms, {r["lost"]}/{r["sent"]} lost{" (zoom)" if zoom else ""}"\n')
+            g.write(f'plot "{r["dat"]}" using (($1 - {t0}) / 1000.0):($2 >= 0 && $3 == {st} ? $2 : 1/0) with points pt 7 ps 0.5 lc rgb "blue" title "answered by the copy on {r["frm"]}", '
+                    f'"" using (($1 - {t0}) / 1000.0):($2 >= 0 && $3 != {st} ? $2 : 1/0) with points pt 7 ps 0.5 lc rgb "dark-green" title "answered by the copy on {r["to"]}", '
+                    f'"" using (($1 - {t0}) / 1000.0):($2 < 0 ? 1500 : 1/0) with points pt 2 ps 0.7 lc rgb "red" title "lost"\n')
     g.write("unset multiplot\n")
 PY
 gnuplot "$OUT/migrate_watch.gp" || { FAILED=1; echo "migrate_watch.sh: gnuplot failed" >&2; }
