@@ -245,14 +245,21 @@ with open(f"{out}/migrate_live-rate.dat", "w") as d:
                 f"{f(med(rate_size, r, 'live', 'total_ms'), 3, 1000)} {f(med(rate_size, r, 'precopy', 'total_ms'), 3, 1000)} "
                 f"{f(med(rate_size, r, 'precopy', 'freeze_ms'))}\n")
 PY
-gnuplot <<EOF || { FAILED=1; echo "migrate_live.sh: gnuplot failed" >&2; }
-set terminal pngcairo size 1200,800 font ",10"
+# a row of two panels per series that has cases (MIGLIVE_SIZES or MIGLIVE_RATES may be "")
+nrows=0
+[ -n "${SIZES// /}" ] && nrows=$((nrows + 1))
+[ -n "${RATES// /}" ] && nrows=$((nrows + 1))
+{
+	cat <<EOF
+set terminal pngcairo size 1200,$((400 * (nrows > 0 ? nrows : 1))) font ",10"
 set output "$OUT/migrate_live.png"
 set datafile missing "-"
 set key top left
 set grid
 set yrange [0:*]
-set multiplot layout 2,2 title "vslice live migration between two hosts over veth ($T0 UTC; 2-core VM, shared)"
+set multiplot layout $nrows,2 title "vslice live migration between two hosts over veth ($T0 UTC; 2-core VM, shared)"
+EOF
+	[ -n "${SIZES// /}" ] && cat <<EOF
 set xlabel "memory (MiB), dirtied at $SIZE_RATE MiB/s"
 set ylabel "downtime (ms)"
 set logscale x 2
@@ -267,6 +274,8 @@ set title "total migration time against memory size"
 plot "$OUT/migrate_live-size.dat" using 1:4 with linespoints lw 2 title "live", \
      "" using 1:5 with linespoints lw 2 title "precopy"
 unset logscale x
+EOF
+	[ -n "${RATES// /}" ] && cat <<EOF
 set xrange [-8:136]
 set xlabel "dirty rate (MiB/s), $RATE_SIZE MiB"
 set ylabel "downtime (ms)"
@@ -278,7 +287,11 @@ set ylabel "total (s)"
 set title "total migration time against dirty rate"
 plot "$OUT/migrate_live-rate.dat" using 1:4 with linespoints lw 2 title "live", \
      "" using 1:5 with linespoints lw 2 title "precopy"
-unset multiplot
 EOF
+	echo "unset multiplot"
+} >"$OUT/migrate_live.gp"
+if [ "$nrows" -gt 0 ]; then
+	gnuplot "$OUT/migrate_live.gp" || { FAILED=1; echo "migrate_live.sh: gnuplot failed" >&2; }
+fi
 echo "migrate_live.sh: $TSV, $OUT/migrate_live.md, $OUT/migrate_live.png" >&2
 [ "$FAILED" = 0 ] || exit 1
