@@ -16,7 +16,8 @@ DEPS_PKGS = build-essential pkg-config libseccomp-dev libcap-dev libjansson-dev 
             libarchive-dev nettle-dev busybox-static clang libclang-rt-14-dev iproute2 \
             runc bubblewrap hyperfine util-linux procps clang-format python3 \
             libmicrohttpd-dev libcurl4-openssl-dev libsqlite3-dev sqlite3 curl e2fsprogs \
-            libnl-3-dev libnl-route-3-dev libnftables-dev nftables iperf3 openssl
+            libnl-3-dev libnl-route-3-dev libnftables-dev nftables iperf3 openssl \
+            gnuplot-nox
 PKG_LIBS  = libseccomp libcap jansson libarchive nettle libmicrohttpd libcurl sqlite3 \
             libnl-3.0 libnl-route-3.0 libnftables
 
@@ -57,7 +58,7 @@ $(XFER_TOOL): tests/xfer/xfer.c $(BUILD)/libvslice.a
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS_BASE) $(CFLAGS) -o $@ $< $(BUILD)/libvslice.a $(LDLIBS)
 
-.PHONY: FORCE all deps test unit unit-asan integration cluster-asan fuzz fuzz-short run bench install clean format format-check
+.PHONY: FORCE all deps test unit unit-asan integration cluster-asan fuzz fuzz-short run bench bench-bins install clean format format-check
 all: $(BUILD)/slicectl $(BUILD)/vslice-registry $(BUILD)/vslice-nodemgr $(BUILD)/libvslice.a
 
 deps:
@@ -188,7 +189,15 @@ test: deps all
 run: deps all
 	@bash tests/run-example.sh
 
-bench: deps all
+# Static programs the migration benchmarks put into slices (the busybox image
+# has no libc): tests/bench/migrate_live.sh, migrate_watch.sh.
+BENCH_BINS = $(BUILD)/bench/bin/memload $(BUILD)/bench/bin/reqecho $(BUILD)/bench/bin/reqwatch
+$(BUILD)/bench/bin/%: tests/bench/%.c
+	@mkdir -p $(dir $@)
+	$(CC) -std=gnu11 -O2 -Wall -Wextra -Werror -static -o $@ $<
+bench-bins: $(BENCH_BINS)
+
+bench: deps all bench-bins
 	@bash tests/bench/run.sh
 
 install: all

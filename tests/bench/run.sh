@@ -27,6 +27,11 @@
 #   BENCH_SKIP_MIGRATE=1    skip the cold-migration stream vs tar (tests/bench/migrate.sh)
 #   BENCH_SKIP_MIGRATE_CLUSTER=1  skip slicectl migrate / node drain --migrate end to end
 #                           (tests/bench/migrate_cluster.sh; migrate_cluster.md)
+#   BENCH_SKIP_MIGRATE_LIVE=1   skip live and pre-copy migration between two hosts
+#                           (tests/bench/migrate_live.sh: downtime/total against memory
+#                           size and dirty rate; migrate_live.md, .tsv, .png)
+#   BENCH_SKIP_MIGRATE_WATCH=1  skip the migration with a client watching
+#                           (tests/bench/migrate_watch.sh; migrate_watch.md, .png)
 #   BENCH_SKIP_CKPT=1       skip the checkpoint speed of the frozen path
 #                           (tests/bench/ckpt.sh 256 1024: dump, pipe transfer,
 #                           restore; table in ckpt.txt, rows in ckpt.jsonl)
@@ -449,6 +454,14 @@ fi
 if [ "${BENCH_SKIP_MIGRATE_CLUSTER:-0}" != 1 ]; then
 	hdr "cold migration end to end: slicectl migrate and node drain vs tar (tests/bench/migrate_cluster.sh)"
 	BENCH_OUT=$OUT SLICECTL=$SLICECTL bash "$BENCH_DIR/migrate_cluster.sh" || REGISTRY_RC=1
+fi
+if [ "${BENCH_SKIP_MIGRATE_LIVE:-0}" != 1 ]; then
+	hdr "live and pre-copy migration between two hosts (tests/bench/migrate_live.sh)"
+	BENCH_OUT=$OUT SLICECTL=$SLICECTL bash "$BENCH_DIR/migrate_live.sh" || REGISTRY_RC=1
+fi
+if [ "${BENCH_SKIP_MIGRATE_WATCH:-0}" != 1 ]; then
+	hdr "migration with a client watching (tests/bench/migrate_watch.sh)"
+	BENCH_OUT=$OUT SLICECTL=$SLICECTL bash "$BENCH_DIR/migrate_watch.sh" || REGISTRY_RC=1
 fi
 if [ "${BENCH_SKIP_CKPT:-0}" != 1 ]; then
 	hdr "checkpoint speed of the frozen path (tests/bench/ckpt.sh)"
