@@ -205,16 +205,26 @@ struct ck_fd {
 };
 
 enum ck_data_kind {
-	CK_D_GHOST = 1,	    /* content of an unlinked regular file */
-	CK_D_PIPE = 2,	    /* bytes buffered in a pipe / fifo */
-	CK_D_SKQUEUE = 3,   /* bytes queued to a unix stream socket (id = file) */
-	CK_D_SKDGRAM = 4,   /* one datagram queued to a unix dgram socket */
-	CK_D_SHM = 5,	    /* shared anonymous memory object */
-	CK_D_TCP_SEND = 6,  /* fd-level: a TCP socket's send queue (sent + unsent) */
-	CK_D_TCP_RECV = 7,  /* fd-level: a TCP socket's receive queue */
-	CK_D_SYSV_SHM = 8,  /* SysV shared memory content (id = ipc id) */
-	CK_D_SYSV_MSG = 9,  /* one SysV message: u64 mtype + text (id = ipc id, off = index) */
-	CK_D_SYSV_SEM = 10, /* SysV semaphore values, u16 each (id = ipc id) */
+	CK_D_GHOST = 1,	     /* content of an unlinked regular file */
+	CK_D_PIPE = 2,	     /* bytes buffered in a pipe / fifo */
+	CK_D_SKQUEUE = 3,    /* bytes queued to a unix stream socket (id = file) */
+	CK_D_SKDGRAM = 4,    /* one datagram queued to a unix dgram socket */
+	CK_D_SHM = 5,	     /* shared anonymous memory object */
+	CK_D_TCP_SEND = 6,   /* fd-level: a TCP socket's send queue (sent + unsent) */
+	CK_D_TCP_RECV = 7,   /* fd-level: a TCP socket's receive queue */
+	CK_D_SYSV_SHM = 8,   /* SysV shared memory content (id = ipc id) */
+	CK_D_SYSV_MSG = 9,   /* one SysV message: u64 mtype + text (id = ipc id, off = index) */
+	CK_D_SYSV_SEM = 10,  /* SysV semaphore values, u16 each (id = ipc id) */
+	CK_D_UDP_DGRAM = 11, /* one datagram queued to a UDP socket: ck_udp_dgram + payload
+				(id = file, off = index) */
+};
+
+/* Where a datagram queued to a UDP socket came from and went to (the
+ * restore sends it again from there, through a raw socket). */
+struct ck_udp_dgram {
+	uint16_t family;	  /* AF_INET or AF_INET6: the addresses below */
+	uint16_t sport;		  /* network order */
+	uint8_t src[16], dst[16]; /* IPv4: the first 4 bytes */
 };
 
 struct ck_data {

@@ -469,7 +469,7 @@ static int parse_section(struct ckpt_image *img, uint32_t type, const uint8_t *p
 		struct ck_data_r r;
 		TAKE(r.h, p, len, "data");
 		if (len - sizeof(r.h) != r.h.len || r.h.kind < CK_D_GHOST ||
-		    r.h.kind > CK_D_SYSV_SEM)
+		    r.h.kind > CK_D_UDP_DGRAM)
 			return vs_error_set(err, EBADMSG, "checkpoint: bad data record");
 		r.data = p + sizeof(r.h);
 		ck_vec_push(&img->data, r);

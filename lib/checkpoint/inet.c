@@ -3,8 +3,11 @@
  * checkpoint: listeners, bound sockets, UDP sockets (bound, connected) with
  * their integer options, and established TCP connections between two
  * sockets of the tree, read and rebuilt in TCP_REPAIR mode (libsoccr's
- * order). Anything else (peers outside the tree, half-closed connections,
- * pending accepts, queued datagrams) is refused.
+ * order), and the datagrams queued to a UDP socket (peeked with their
+ * sender and destination; the restore sends each again from that sender
+ * through a raw socket of the new network namespace, so the program reads
+ * the same datagrams from the same addresses). Anything else (peers
+ * outside the tree, half-closed connections, pending accepts) is refused.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -17,7 +20,10 @@
 #include <sys/sysmacros.h>
 #include <unistd.h>
 #include <netinet/in.h>
+#include <netinet/ip.h>
+#include <netinet/ip6.h>
 #include <netinet/tcp.h>
+#include <netinet/udp.h>
 #include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <linux/sockios.h>
@@ -162,6 +168,266 @@ static int dump_tcp_conn(struct ck_writer *w, int dup, struct ck_inet *n, const 
 	return r;
 }
 
+/* --- datagrams queued to a UDP socket -------------------------------------- */
+
+#define UDP_PAYLOAD_MAX 65535 /* no IPv4 or IPv6 (non-jumbo) datagram is larger */
+#define UDP_QUEUE_MAX	100000
+
+static bool v4mapped(const uint8_t a[16])
+{
+	static const uint8_t pre[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
+	return !memcmp(a, pre, sizeof(pre));
+}
+
+/* The sender and destination of the datagram recvmsg m peeked, into h: a
+ * v4-mapped pair (an IPv4 datagram on a dual-stack socket) as IPv4. */
+static int udp_ends(const struct msghdr *m, struct ck_udp_dgram *h, struct vs_error *err)
+{
+	const struct sockaddr_storage *from = m->msg_name;
+	bool have_dst = false;
+	memset(h, 0, sizeof(*h));
+	for (struct cmsghdr *c = CMSG_FIRSTHDR((struct msghdr *)m); c;
+	     c = CMSG_NXTHDR((struct msghdr *)m, c)) {
+		if (c->cmsg_level == IPPROTO_IP && c->cmsg_type == IP_PKTINFO) {
+			struct in_pktinfo pi;
+			memcpy(&pi, CMSG_DATA(c), sizeof(pi));
+			memcpy(h->dst, &pi.ipi_addr, 4);
+			have_dst = true;
+		} else if (c->cmsg_level == IPPROTO_IPV6 && c->cmsg_type == IPV6_PKTINFO) {
+			struct in6_pktinfo pi;
+			memcpy(&pi, CMSG_DATA(c), sizeof(pi));
+			memcpy(h->dst, &pi.ipi6_addr, 16);
+			have_dst = true;
+		}
+	}
+	if (!have_dst)
+		return vs_error_set(err, EPROTO,
+				    "UDP socket: a queued datagram without its destination");
+	if (from->ss_family == AF_INET) {
+		const struct sockaddr_in *a = (const struct sockaddr_in *)from;
+		h->family = AF_INET;
+		h->sport = a->sin_port;
+		memcpy(h->src, &a->sin_addr, 4);
+	} else if (from->ss_family == AF_INET6) {
+		const struct sockaddr_in6 *a = (const struct sockaddr_in6 *)from;
+		h->sport = a->sin6_port;
+		if (v4mapped(a->sin6_addr.s6_addr) && v4mapped(h->dst)) {
+			h->family = AF_INET;
+			memcpy(h->src, a->sin6_addr.s6_addr + 12, 4);
+			memmove(h->dst, h->dst + 12, 4);
+			memset(h->dst + 4, 0, 12);
+		} else {
+			h->family = AF_INET6;
+			memcpy(h->src, &a->sin6_addr, 16);
+		}
+	} else {
+		return vs_error_set(err, EPROTO, "UDP socket: a queued datagram from family %d",
+				    from->ss_family);
+	}
+	return 0;
+}
+
+/* Every datagram queued to UDP socket dup, peeked in order (SO_PEEK_OFF;
+ * nothing is taken off the queue, the socket's own options are put back):
+ * CK_D_UDP_DGRAM records, off = the index. */
+static int dump_udp_queue(struct ck_writer *w, int dup, int family, uint32_t id,
+			  struct vs_error *err)
+{
+	int lvl = family == AF_INET ? IPPROTO_IP : IPPROTO_IPV6;
+	int opt = family == AF_INET ? IP_PKTINFO : IPV6_RECVPKTINFO;
+	int was = 0, peek_was = -1, on = 1, zero = 0;
+	socklen_t l = sizeof(was), pl = sizeof(peek_was);
+	if (getsockopt(dup, lvl, opt, &was, &l) < 0 ||
+	    getsockopt(dup, SOL_SOCKET, SO_PEEK_OFF, &peek_was, &pl) < 0 ||
+	    setsockopt(dup, lvl, opt, &on, sizeof(on)) < 0 ||
+	    setsockopt(dup, SOL_SOCKET, SO_PEEK_OFF, &zero, sizeof(zero)) < 0)
+		return vs_error_sys(err, errno, "UDP socket: peek at its queue");
+	cleanup_free uint8_t *buf = vs_xmalloc(sizeof(struct ck_udp_dgram) + UDP_PAYLOAD_MAX);
+	int r = 0;
+	for (int i = 0; r >= 0; i++) {
+		if (i == UDP_QUEUE_MAX) {
+			r = vs_error_set(err, E2BIG, "UDP socket: over %d queued datagrams",
+					 UDP_QUEUE_MAX);
+			break;
+		}
+		struct sockaddr_storage from;
+		union {
+			char b[CMSG_SPACE(sizeof(struct in6_pktinfo)) * 4];
+			struct cmsghdr align;
+		} cb;
+		struct iovec iov = {buf + sizeof(struct ck_udp_dgram), UDP_PAYLOAD_MAX};
+		struct msghdr m = {.msg_name = &from,
+				   .msg_namelen = sizeof(from),
+				   .msg_iov = &iov,
+				   .msg_iovlen = 1,
+				   .msg_control = cb.b,
+				   .msg_controllen = sizeof(cb.b)};
+		memset(&from, 0, sizeof(from));
+		ssize_t n = recvmsg(dup, &m, MSG_PEEK | MSG_DONTWAIT | MSG_TRUNC);
+		if (n < 0) {
+			if (errno != EAGAIN && errno != EWOULDBLOCK)
+				r = vs_error_sys(err, errno, "UDP socket: peek datagram %d", i);
+			break;
+		}
+		if (n > UDP_PAYLOAD_MAX || (m.msg_flags & MSG_TRUNC)) {
+			r = vs_error_set(err, EMSGSIZE, "UDP socket: queued datagram %d too large",
+					 i);
+			break;
+		}
+		struct ck_udp_dgram h;
+		if ((r = udp_ends(&m, &h, err)) < 0)
+			break;
+		memcpy(buf, &h, sizeof(h));
+		r = ck_put_data(w, CK_D_UDP_DGRAM, id, (uint64_t)i, buf, sizeof(h) + (size_t)n,
+				err);
+	}
+	setsockopt(dup, SOL_SOCKET, SO_PEEK_OFF, &peek_was, sizeof(peek_was));
+	setsockopt(dup, lvl, opt, &was, sizeof(was));
+	return r;
+}
+
+/* The one's-complement sum of UDP over IPv6 (RFC 8200 8.1): pseudo-header
+ * (addresses, length, next header) then the UDP header and payload. */
+static uint16_t udp6_checksum(const uint8_t src[16], const uint8_t dst[16], const uint8_t *udp,
+			      size_t len)
+{
+	uint64_t sum = 0;
+	for (int i = 0; i < 16; i += 2)
+		sum += (uint32_t)(src[i] << 8 | src[i + 1]) + (uint32_t)(dst[i] << 8 | dst[i + 1]);
+	sum += (uint32_t)len + IPPROTO_UDP;
+	for (size_t i = 0; i + 1 < len; i += 2)
+		sum += (uint32_t)(udp[i] << 8 | udp[i + 1]);
+	if (len & 1)
+		sum += (uint32_t)udp[len - 1] << 8;
+	while (sum >> 16)
+		sum = (sum & 0xffff) + (sum >> 16);
+	uint16_t c = (uint16_t)~sum;
+	return c ? c : 0xffff;
+}
+
+/* Is addr (family) an address of this network namespace? (A datagram sent
+ * again to any other address would leave through a route.) */
+static bool addr_is_local(int family, const uint8_t *addr)
+{
+	struct sockaddr_storage ss;
+	memset(&ss, 0, sizeof(ss));
+	socklen_t len;
+	if (family == AF_INET) {
+		struct sockaddr_in *a = (struct sockaddr_in *)&ss;
+		a->sin_family = AF_INET;
+		memcpy(&a->sin_addr, addr, 4);
+		len = sizeof(*a);
+	} else {
+		struct sockaddr_in6 *a = (struct sockaddr_in6 *)&ss;
+		a->sin6_family = AF_INET6;
+		memcpy(&a->sin6_addr, addr, 16);
+		len = sizeof(*a);
+	}
+	int s = socket(family, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+	if (s < 0)
+		return false;
+	bool ok = bind(s, (struct sockaddr *)&ss, len) == 0;
+	close(s);
+	return ok;
+}
+
+/* The datagrams queued to file id's UDP socket at the dump, sent again to
+ * it (bound to port, network order) in their order from their senders: an
+ * IPv4 or IPv6 header and a UDP header built here, through a raw socket of
+ * this network namespace. A destination that is not an address here any
+ * more is replaced by loopback (the socket is bound to the wildcard, or
+ * the bind would have failed). */
+static int replay_udp_queue(const struct ckpt_image *img, uint32_t id, uint16_t port,
+			    struct vs_error *err)
+{
+	int raw[2] = {-1, -1}; /* AF_INET, AF_INET6 */
+	cleanup_free uint8_t *pkt = NULL;
+	int r = 0;
+	for (size_t i = 0; i < img->data.n && r >= 0; i++) {
+		const struct ck_data_r *d = &img->data.v[i];
+		if (d->h.kind != CK_D_UDP_DGRAM || d->h.id != id)
+			continue;
+		struct ck_udp_dgram h;
+		if (d->h.len < sizeof(h) || d->h.len - sizeof(h) > UDP_PAYLOAD_MAX - 48) {
+			r = vs_error_set(err, EBADMSG, "UDP socket of file %u: bad datagram record",
+					 id);
+			break;
+		}
+		memcpy(&h, d->data, sizeof(h));
+		if (h.family != AF_INET && h.family != AF_INET6) {
+			r = vs_error_set(err, EBADMSG, "UDP socket of file %u: datagram family %u",
+					 id, h.family);
+			break;
+		}
+		size_t plen = d->h.len - sizeof(h), ulen = sizeof(struct udphdr) + plen;
+		bool v4 = h.family == AF_INET;
+		size_t hl = v4 ? sizeof(struct iphdr) : sizeof(struct ip6_hdr);
+		if (!pkt)
+			pkt = vs_xmalloc(sizeof(struct ip6_hdr) + sizeof(struct udphdr) +
+					 UDP_PAYLOAD_MAX);
+		if (!addr_is_local(h.family, h.dst)) {
+			memset(h.dst, 0, sizeof(h.dst));
+			if (v4)
+				h.dst[0] = 127, h.dst[3] = 1;
+			else
+				h.dst[15] = 1;
+		}
+		struct udphdr u = {.source = h.sport, .dest = port, .len = htons((uint16_t)ulen)};
+		memcpy(pkt + hl, &u, sizeof(u));
+		memcpy(pkt + hl + sizeof(u), d->data + sizeof(h), plen);
+		struct sockaddr_storage to;
+		memset(&to, 0, sizeof(to));
+		socklen_t tl;
+		if (v4) {
+			struct iphdr ip = {.version = 4,
+					   .ihl = 5,
+					   .ttl = 64,
+					   .protocol = IPPROTO_UDP,
+					   .tot_len = htons((uint16_t)(hl + ulen))};
+			memcpy(&ip.saddr, h.src, 4);
+			memcpy(&ip.daddr, h.dst, 4);
+			memcpy(pkt, &ip, sizeof(ip)); /* the kernel fills the checksum and id */
+			struct sockaddr_in *a = (struct sockaddr_in *)&to;
+			a->sin_family = AF_INET;
+			memcpy(&a->sin_addr, h.dst, 4);
+			tl = sizeof(*a);
+		} else {
+			struct ip6_hdr ip;
+			memset(&ip, 0, sizeof(ip));
+			ip.ip6_flow = htonl(6u << 28);
+			ip.ip6_plen = htons((uint16_t)ulen);
+			ip.ip6_nxt = IPPROTO_UDP;
+			ip.ip6_hlim = 64;
+			memcpy(&ip.ip6_src, h.src, 16);
+			memcpy(&ip.ip6_dst, h.dst, 16);
+			memcpy(pkt, &ip, sizeof(ip));
+			uint16_t c = htons(udp6_checksum(h.src, h.dst, pkt + hl, ulen));
+			memcpy(pkt + hl + offsetof(struct udphdr, check), &c, sizeof(c));
+			struct sockaddr_in6 *a = (struct sockaddr_in6 *)&to;
+			a->sin6_family = AF_INET6;
+			memcpy(&a->sin6_addr, h.dst, 16);
+			tl = sizeof(*a);
+		}
+		int *rs = &raw[v4 ? 0 : 1];
+		if (*rs < 0 && (*rs = socket(h.family, SOCK_RAW | SOCK_CLOEXEC, IPPROTO_RAW)) < 0) {
+			r = vs_error_sys(err, errno,
+					 "UDP socket of file %u: a raw socket to requeue "
+					 "its datagrams",
+					 id);
+			break;
+		}
+		ssize_t n = sendto(*rs, pkt, hl + ulen, MSG_DONTWAIT, (struct sockaddr *)&to, tl);
+		if (n != (ssize_t)(hl + ulen))
+			r = vs_error_sys(err, n < 0 ? errno : EIO,
+					 "UDP socket of file %u: requeue datagram %" PRIu64, id,
+					 d->h.off);
+	}
+	for (int i = 0; i < 2; i++)
+		if (raw[i] >= 0)
+			close(raw[i]);
+	return r;
+}
+
 /* A TCP listener, a bound or unbound TCP socket, a TCP connection between
  * two sockets of the tree, or a UDP socket (bound, connected) of the
  * tree's own network namespace; everything else is refused. If w is set,
@@ -229,10 +495,13 @@ int ck_inet_dump(struct ck_writer *w, pid_t hpid, int dup, uint32_t id, struct v
 		}
 	} else if (n.type == SOCK_DGRAM && n.protocol == IPPROTO_UDP) {
 		int q = 0;
-		if (ioctl(dup, FIONREAD, &q) < 0 || q > 0)
-			return vs_error_set(err, ENOTSUP,
-					    "refused: UDP socket with queued datagrams (their "
-					    "senders cannot be replayed)");
+		if (ioctl(dup, FIONREAD, &q) < 0)
+			return vs_error_sys(err, errno, "UDP socket: FIONREAD");
+		if (w && q > 0) {
+			int r = dump_udp_queue(w, dup, n.family, id, err);
+			if (r < 0)
+				return r;
+		}
 		n.state = TCP_CLOSE;
 		struct sockaddr_storage ss;
 		socklen_t sl = sizeof(ss);
@@ -440,6 +709,12 @@ int ck_inet_create(const struct ckpt_image *img, const struct ck_file *f, struct
 		r = vs_error_sys(err, errno, "listen on the socket of file %u", f->id);
 	if (r >= 0 && n->peer_len && connect(s, (const struct sockaddr *)n->peer, n->peer_len) < 0)
 		r = vs_error_sys(err, errno, "connect the UDP socket of file %u", f->id);
+	if (r >= 0 && n->type == SOCK_DGRAM && n->local_len) {
+		in_port_t port = n->family == AF_INET
+				     ? ((const struct sockaddr_in *)n->local)->sin_port
+				     : ((const struct sockaddr_in6 *)n->local)->sin6_port;
+		r = replay_udp_queue(img, f->id, port, err);
+	}
 	if (r < 0) {
 		close(s);
 		return r;
