@@ -277,59 +277,57 @@ int cmd_stats(struct ctl *ctl, int argc, char **argv)
 	struct vs_error err;
 	if (slice_stats(ctl->root, name, window, &st, &err) < 0)
 		return ctl_fail("stats", name, &err);
-	/* --net bridge: the host end of the slice's veth counts its traffic. */
-	struct netcfg_stats ns;
-	bool net = netcfg_stats(ctl->root, name, &ns, &err) == 0;
-	char rate[32] = "none";
-	if (net && ns.rate_bps)
-		netcfg_format_rate(ns.rate_bps, rate, sizeof(rate));
+	return ctl_print_stats(ctl, slice_stats_json(ctl->root, name, window, &st));
+}
+
+static unsigned long long ju(const json_t *o, const char *key)
+{
+	json_int_t v = json_integer_value(json_object_get(o, key));
+	return v > 0 ? (unsigned long long)v : 0;
+}
+
+/* slice_stats_json()'s object, as JSON (--json) or text; j consumed. */
+int ctl_print_stats(struct ctl *ctl, json_t *j)
+{
+	if (!j) {
+		fprintf(stderr, "slicectl: stats: out of memory\n");
+		return EXIT_VSLICE;
+	}
 	if (ctl->json) {
-		json_t *hist = json_array();
-		for (unsigned i = 0; i <= st.max_running && i < VS_ARRAY_SIZE(st.c); i++)
-			json_array_append_new(hist, json_real(st.c[i]));
-		json_t *j = json_pack(
-		    "{s:s, s:I, s:f, s:I, s:I, s:I, s:I, s:I, s:b, s:f, s:o, s:i}", "name", name,
-		    "cpu_usage_ns", (json_int_t)st.cpu_usage_ns, "cpu_percent", st.cpu_percent,
-		    "memory_bytes", (json_int_t)st.memory_current, "memory_max",
-		    (json_int_t)st.memory_max, "pids", (json_int_t)st.pids_current, "pids_max",
-		    (json_int_t)st.pids_max, "oom_kills", (json_int_t)st.oom_kills, "frozen",
-		    st.frozen, "tlp", st.tlp, "running_fraction", hist, "samples", (int)st.samples);
-		if (j && net)
-			json_object_set_new(j, "net",
-					    json_pack("{s:s, s:b, s:I, s:I, s:I, s:I, s:I}", "ip",
-						      ns.ip, "attached", ns.attached, "rx_bytes",
-						      (json_int_t)ns.rx_bytes, "rx_packets",
-						      (json_int_t)ns.rx_packets, "tx_bytes",
-						      (json_int_t)ns.tx_bytes, "tx_packets",
-						      (json_int_t)ns.tx_packets, "rate_bps",
-						      (json_int_t)ns.rate_bps));
 		print_json(j);
 		return 0;
 	}
+	json_t *net = json_object_get(j, "net");
 	if (net) {
-		printf("net      %s, cap %s%s\n", ns.ip, rate,
-		       ns.attached ? "" : " (not attached)");
-		printf("net in   %llu bytes, %llu packets\n", (unsigned long long)ns.rx_bytes,
-		       (unsigned long long)ns.rx_packets);
-		printf("net out  %llu bytes, %llu packets\n", (unsigned long long)ns.tx_bytes,
-		       (unsigned long long)ns.tx_packets);
+		char rate[32] = "none";
+		if (ju(net, "rate_bps"))
+			netcfg_format_rate(ju(net, "rate_bps"), rate, sizeof(rate));
+		const char *ip = json_string_value(json_object_get(net, "ip"));
+		printf("net      %s, cap %s%s\n", ip ? ip : "?", rate,
+		       json_is_true(json_object_get(net, "attached")) ? "" : " (not attached)");
+		printf("net in   %llu bytes, %llu packets\n", ju(net, "rx_bytes"),
+		       ju(net, "rx_packets"));
+		printf("net out  %llu bytes, %llu packets\n", ju(net, "tx_bytes"),
+		       ju(net, "tx_packets"));
 	}
-	char mem[32], mmax[32] = "max";
-	vs_format_size(st.memory_current, mem, sizeof(mem));
-	if (st.memory_max)
-		vs_format_size(st.memory_max, mmax, sizeof(mmax));
-	printf("cpu      %.3f s total, %.1f%% over the last %u ms\n", st.cpu_usage_ns / 1e9,
-	       st.cpu_percent, window);
-	printf("memory   %s / %s  (oom kills: %llu)\n", mem, mmax,
-	       (unsigned long long)st.oom_kills);
-	printf("pids     %llu / %s\n", (unsigned long long)st.pids_current,
-	       st.pids_max
-		   ? (snprintf(mmax, sizeof(mmax), "%llu", (unsigned long long)st.pids_max), mmax)
-		   : "max");
-	printf("frozen   %s\n", st.frozen ? "yes" : "no");
-	printf("TLP      %.2f  (samples %u; c0=%.2f", st.tlp, st.samples, st.c[0]);
-	for (unsigned i = 1; i <= st.max_running && i < VS_ARRAY_SIZE(st.c); i++)
-		printf(" c%u=%.2f", i, st.c[i]);
+	char mem[32], mmax[32] = "max", pmax[32] = "max";
+	vs_format_size(ju(j, "memory_bytes"), mem, sizeof(mem));
+	if (ju(j, "memory_max"))
+		vs_format_size(ju(j, "memory_max"), mmax, sizeof(mmax));
+	if (ju(j, "pids_max"))
+		snprintf(pmax, sizeof(pmax), "%llu", ju(j, "pids_max"));
+	printf("cpu      %.3f s total, %.1f%% over the last %llu ms\n", ju(j, "cpu_usage_ns") / 1e9,
+	       json_number_value(json_object_get(j, "cpu_percent")), ju(j, "window_ms"));
+	printf("memory   %s / %s  (oom kills: %llu)\n", mem, mmax, ju(j, "oom_kills"));
+	printf("pids     %llu / %s\n", ju(j, "pids"), pmax);
+	printf("frozen   %s\n", json_is_true(json_object_get(j, "frozen")) ? "yes" : "no");
+	json_t *c = json_object_get(j, "running_fraction");
+	printf("TLP      %.2f  (samples %llu; c0=%.2f",
+	       json_number_value(json_object_get(j, "tlp")), ju(j, "samples"),
+	       json_number_value(json_array_get(c, 0)));
+	for (size_t i = 1; i < json_array_size(c); i++)
+		printf(" c%zu=%.2f", i, json_number_value(json_array_get(c, i)));
 	printf(")\n");
+	json_decref(j);
 	return 0;
 }

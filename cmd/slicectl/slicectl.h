@@ -41,6 +41,10 @@ struct manifest;
 int ctl_load_manifest(struct ctl *ctl, const char *verb, const char *file, struct manifest **out,
 		      json_t *json_errors);
 
+/* info.c: a stats object (slice_stats_json(), local or a node's answer)
+ * printed as --json or text; j consumed. Returns the exit code. */
+int ctl_print_stats(struct ctl *ctl, json_t *j);
+
 typedef int (*ctl_verb_fn)(struct ctl *ctl, int argc, char **argv);
 
 /* Cluster mode (cluster.c): the verb acting through the registry, or NULL

@@ -35,12 +35,20 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/socket.h>
+#include <sys/types.h>
 
 #include "vslice/error.h"
 
 #define HTTPD_HEADERS_MAX 4 /* extra answer headers */
 
 struct httpd;
+
+/* A streamed answer's source (httpd_answer_stream): up to max bytes into
+ * buf; > 0 bytes given, 0 the end, < 0 abort the connection. It may block
+ * (only with cfg.thread_per_conn): it runs on the connection's thread, and
+ * only when the client has taken what came before (a client that stops
+ * reading stops the calls, and the idle timeout closes it). */
+typedef ssize_t (*httpd_stream_fn)(void *cls, char *buf, size_t max);
 
 /* The answer a hook fills. status 0 = no answer yet. body is malloc'd and
  * taken by the wrapper; fd (>= 0) is taken and closed by it. */
@@ -55,6 +63,9 @@ struct httpd_answer {
 	bool fd_len_set;
 	char *headers[HTTPD_HEADERS_MAX][2];
 	struct httpd_upgrade *upgrade; /* httpd_answer_upgrade's (taken by the wrapper) */
+	httpd_stream_fn stream;	       /* non-NULL: a streamed answer (httpd_answer_stream) */
+	void (*stream_free)(void *cls);
+	void *stream_cls;
 };
 
 /* One request. method/url are the request line's (url without the query);
@@ -182,6 +193,11 @@ void httpd_answer_error(struct httpd_answer *a, unsigned status, const char *fmt
 json_t *httpd_error_vjson(const char *fmt, va_list ap) __attribute__((format(printf, 1, 0)));
 void httpd_answer_fd(struct httpd_answer *a, unsigned status, int fd, uint64_t offset, uint64_t len,
 		     bool len_set, const char *content_type);
+/* A body of unknown length (chunked) read from fn(cls, ...) as the client
+ * takes it; free_cls(cls) (may be NULL) once the answer is over or
+ * dropped. thread_per_conn servers only (fn may block). */
+void httpd_answer_stream(struct httpd_answer *a, unsigned status, httpd_stream_fn fn,
+			 void (*free_cls)(void *), void *cls, const char *content_type);
 /* Add a header (copied); false when all HTTPD_HEADERS_MAX are taken. */
 bool httpd_answer_header(struct httpd_answer *a, const char *name, const char *value);
 /* Free what a holds and make it empty (fd = -1). */

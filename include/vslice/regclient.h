@@ -160,6 +160,23 @@ int regclient_migration_get(struct http_client *c, const char *id, long long ind
 int regclient_migration_list(struct http_client *c, const char *slice, json_t **resp, long *status,
 			     struct vs_error *err);
 
+/* ---- tickets (docs/cluster.md, "Remote verbs and tickets") ------- */
+
+/* POST /v1/slices/SLICE/tickets with {"verb": verb, "node": node} (node
+ * NULL: the slice's only sliver). A user's (its own slice) or an admin's.
+ * *resp: {"ticket": "vtk_...", "node", "url" (the node's API), "verb",
+ * "slice", "expires" (ISO 8601 UTC), "ttl" (s)}. 429 (EIO): too many
+ * tickets open; 409 (EEXIST): no sliver on node, several and no node, or a
+ * node without an API URL. */
+int regclient_ticket_create(struct http_client *c, const char *slice, const char *node,
+			    const char *verb, json_t **resp, long *status, struct vs_error *err);
+
+/* POST /v1/tickets/redeem with {"ticket": ticket}, a node's token: *resp
+ * {"user", "slice", "node", "verb"}, and the ticket is used. 403 (EACCES)
+ * "ticket refused" for any reason. */
+int regclient_ticket_redeem(struct http_client *c, const char *ticket, json_t **resp, long *status,
+			    struct vs_error *err);
+
 /* ---- nodes, tokens, users (users and admins) -------------------- */
 
 /* GET /v1/nodes: {"nodes": [...]}. */

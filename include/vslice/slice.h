@@ -15,6 +15,7 @@
 #ifndef VSLICE_SLICE_H
 #define VSLICE_SLICE_H
 
+#include <jansson.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <sys/types.h>
@@ -197,6 +198,11 @@ struct slice_stats {
 /* Sample the slice for window_ms (every 10 ms) and fill st. */
 int slice_stats(const char *root, const char *name, unsigned window_ms, struct slice_stats *st,
 		struct vs_error *err);
+/* st as `slicectl stats --json` prints it (and the node manager's GET
+ * /v1/slivers/NAME/stats answers), with the slice's network counters when
+ * it has a bridge network; a new object (NULL only when out of memory). */
+json_t *slice_stats_json(const char *root, const char *name, unsigned window_ms,
+			 const struct slice_stats *st);
 
 /*
  * The host path of the slice's overlay upper layer (its file system delta),

@@ -136,6 +136,8 @@ void httpd_answer_clear(struct httpd_answer *a)
 	free(a->body);
 	if (a->fd >= 0)
 		close(a->fd);
+	if (a->stream && a->stream_free)
+		a->stream_free(a->stream_cls);
 	for (size_t i = 0; i < HTTPD_HEADERS_MAX; i++) {
 		free(a->headers[i][0]);
 		free(a->headers[i][1]);
@@ -203,6 +205,46 @@ void httpd_answer_fd(struct httpd_answer *a, unsigned status, int fd, uint64_t o
 	a->fd_len = len;
 	a->fd_len_set = len_set;
 	a->content_type = content_type;
+}
+
+void httpd_answer_stream(struct httpd_answer *a, unsigned status, httpd_stream_fn fn,
+			 void (*free_cls)(void *), void *cls, const char *content_type)
+{
+	free(a->body);
+	a->body = NULL;
+	a->len = 0;
+	if (a->stream && a->stream_free)
+		a->stream_free(a->stream_cls);
+	a->status = status;
+	a->stream = fn;
+	a->stream_free = free_cls;
+	a->stream_cls = cls;
+	a->content_type = content_type;
+}
+
+/* A streamed answer as MHD's content reader: chunked, of unknown length. */
+struct stream_ctx {
+	httpd_stream_fn fn;
+	void (*free_cls)(void *);
+	void *cls;
+};
+
+static ssize_t stream_read(void *cls, uint64_t pos, char *buf, size_t max)
+{
+	(void)pos;
+	struct stream_ctx *s = cls;
+	ssize_t n = s->fn(s->cls, buf, max);
+	return n > 0	? n
+	       : n == 0 ? MHD_CONTENT_READER_END_OF_STREAM
+			: MHD_CONTENT_READER_END_WITH_ERROR;
+}
+
+static void stream_free(void *cls)
+{
+	struct stream_ctx *s = cls;
+	if (s->free_cls)
+		s->free_cls(s->cls);
+	free(s);
 }
 
 bool httpd_answer_header(struct httpd_answer *a, const char *name, const char *value)
@@ -323,6 +365,15 @@ static enum MHD_Result send_answer(struct req *q, struct httpd_answer *a)
 			q->upgrade = a->upgrade;
 			a->upgrade = NULL;
 		}
+	} else if (a->stream) {
+		struct stream_ctx *s = vs_xcalloc(1, sizeof(*s));
+		*s = (struct stream_ctx){a->stream, a->stream_free, a->stream_cls};
+		resp = MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 16384, stream_read, s,
+							 stream_free);
+		if (resp)
+			a->stream = NULL; /* MHD frees it with the response */
+		else
+			free(s);
 	} else if (a->fd >= 0) {
 		uint64_t size = a->fd_len;
 		if (!a->fd_len_set) {

@@ -489,3 +489,32 @@ int regclient_migration_report(struct http_client *c, const char *id,
 		json_decref(r);
 	return rc;
 }
+
+int regclient_ticket_create(struct http_client *c, const char *slice, const char *node,
+			    const char *verb, json_t **resp, long *status, struct vs_error *err)
+{
+	if (resp)
+		*resp = NULL;
+	NEED("slice", slice);
+	NEED("verb", verb);
+	cleanup_free char *path = path_of(3, RAW("/slices"), SEG(slice), RAW("/tickets"));
+	json_auto_t *body = json_pack("{s:s}", "verb", verb);
+	if (body && node)
+		json_object_set_new(body, "node", json_string(node));
+	if (!body || (node && !json_string_value(json_object_get(body, "node"))))
+		return vs_error_set(err, EINVAL, "ticket for %s: the verb or node is not UTF-8",
+				    slice);
+	return call(c, "POST", path, body, resp, status, err);
+}
+
+int regclient_ticket_redeem(struct http_client *c, const char *ticket, json_t **resp, long *status,
+			    struct vs_error *err)
+{
+	if (resp)
+		*resp = NULL;
+	NEED("ticket", ticket);
+	json_auto_t *body = json_pack("{s:s}", "ticket", ticket);
+	if (!body)
+		return vs_error_set(err, EINVAL, "redeem: the ticket is not UTF-8");
+	return call(c, "POST", "/v1/tickets/redeem", body, resp, status, err);
+}

@@ -28,6 +28,8 @@
  *   nodemgr_migrate_in.c the target's side (MIGRATE_IN, the receiving job)
  *   nodemgr_xfer.c       the --listen API's PUT /v1/transfers/ID: the
  *                        transfer token check, one use, the body into a pipe
+ *   nodemgr_api.c        the --listen API's /v1/slivers/NAME/... routes (remote
+ *                        verbs) and nm_ticket_check, the registry's tickets
  * Requests to the registry are made in nodemgr_poll.c (the poll thread's own
  * client) and nodemgr_upload.c (nm->hc, the main thread's) and nowhere else,
  * each through regclient.h: no file here spells a registry path.
@@ -310,6 +312,20 @@ void nm_xfer_begin(struct httpd_request *req, struct httpd_answer *a);
 int nm_xfer_data(struct httpd_request *req, const char *buf, size_t len);
 void nm_xfer_handle(struct httpd_request *req, struct httpd_answer *a);
 void nm_xfer_done(struct httpd_request *req, bool completed);
+
+/* --- nodemgr_api.c: /v1/slivers/NAME/... (remote verbs) ------------ */
+
+/* Is this request one for a sliver route (method aside)? */
+bool nm_api_route(const char *url);
+/* Route it: ticket check, then the verb (stats, freeze, thaw, logs; exec
+ * and files: their own files). On the connection's thread. */
+void nm_api_handle(struct httpd_request *req, struct httpd_answer *a);
+/* Redeems the request's ticket for VERB on slice NAME; fills *status and an
+ * error message on refusal (401 no/malformed ticket, 403 refused for any
+ * reason, 404 no such sliver here, 503 registry unreachable). Blocks
+ * (thread per connection): call from a hook only. */
+int nm_ticket_check(struct nodemgr *nm, const struct httpd_request *req, const char *name,
+		    const char *verb, unsigned *status, struct vs_error *err);
 
 /* --- nodemgr_exec.c: GET /v1/slivers/NAME/exec (remote exec, shell) --- */
 

@@ -6,7 +6,9 @@
  *                         sliver's status as last collected (no token,
  *                         changes nothing);
  *   PUT /v1/transfers/ID  a migration's stream, with its one-time transfer
- *                         token (nodemgr_xfer.c).
+ *                         token (nodemgr_xfer.c);
+ *   /v1/slivers/NAME/...  remote verbs on one sliver, each with a ticket
+ *                         the registry issued (nodemgr_api.c).
  * Over HTTPS with --tls-cert/--tls-key. Any host that reaches the address
  * may call it: the status is what `slicectl status` shows the slices'
  * owners, and a transfer needs a token only the registry hands out.
@@ -126,6 +128,10 @@ static void status_handle(struct httpd_request *req, struct httpd_answer *a)
 		nm_xfer_handle(req, a);
 		return;
 	}
+	if (nm_api_route(req->url)) {
+		nm_api_handle(req, a);
+		return;
+	}
 	if (strcmp(req->method, "GET") && strcmp(req->method, "HEAD")) {
 		httpd_answer_error(a, 405, "only GET " STATUS_PATH " and PUT /v1/transfers/ID");
 		return;
@@ -227,6 +233,7 @@ int nm_status_api_start(struct nodemgr *nm, struct vs_error *err)
 	    .cert_pem = nm->tls_cert_pem,
 	    .key_pem = nm->tls_key_pem,
 	    .thread_per_conn = true,
+	    .upgrades = true, /* remote exec (nodemgr_exec.c) */
 	    .conn_limit = API_CONN_MAX,
 	    .per_addr_limit = API_CONN_PER_ADDR,
 	    .timeout_secs = API_TIMEOUT,
@@ -245,7 +252,8 @@ int nm_status_api_start(struct nodemgr *nm, struct vs_error *err)
 			nm->url = url;
 	}
 	nm_log(nm, NODEMGR_LOG_INFO,
-	       "API on %s (port %u, %s): GET " STATUS_PATH ", PUT /v1/transfers/ID; %s%s",
+	       "API on %s (port %u, %s): GET " STATUS_PATH ", PUT /v1/transfers/ID, "
+	       "/v1/slivers/NAME/...; %s%s",
 	       nm->o.listen, httpd_port(nm->status_api), nm->tls_cert_pem ? "https" : "http",
 	       nm->url ? "migration target at "
 		       : "no migration target (a wildcard --listen "

@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "vslice/cgroup.h"
+#include "vslice/netcfg.h"
 #include "vslice/slice.h"
 #include "vslice/util.h"
 
@@ -109,4 +110,32 @@ int slice_stats(const char *root, const char *name, unsigned window_ms, struct s
 out:
 	cgroup_free(cg);
 	return r;
+}
+
+json_t *slice_stats_json(const char *root, const char *name, unsigned window_ms,
+			 const struct slice_stats *st)
+{
+	json_t *hist = json_array();
+	for (unsigned i = 0; i <= st->max_running && i < VS_ARRAY_SIZE(st->c); i++)
+		json_array_append_new(hist, json_real(st->c[i]));
+	json_t *j =
+	    json_pack("{s:s, s:I, s:f, s:I, s:I, s:I, s:I, s:I, s:b, s:f, s:o, s:i, s:i}", "name",
+		      name, "cpu_usage_ns", (json_int_t)st->cpu_usage_ns, "cpu_percent",
+		      st->cpu_percent, "memory_bytes", (json_int_t)st->memory_current, "memory_max",
+		      (json_int_t)st->memory_max, "pids", (json_int_t)st->pids_current, "pids_max",
+		      (json_int_t)st->pids_max, "oom_kills", (json_int_t)st->oom_kills, "frozen",
+		      st->frozen, "tlp", st->tlp, "running_fraction", hist, "samples",
+		      (int)st->samples, "window_ms", (int)window_ms);
+	/* --net bridge: the host end of the slice's veth counts its traffic. */
+	struct netcfg_stats ns;
+	struct vs_error err;
+	if (j && netcfg_stats(root, name, &ns, &err) == 0)
+		json_object_set_new(
+		    j, "net",
+		    json_pack("{s:s, s:b, s:I, s:I, s:I, s:I, s:I}", "ip", ns.ip, "attached",
+			      ns.attached, "rx_bytes", (json_int_t)ns.rx_bytes, "rx_packets",
+			      (json_int_t)ns.rx_packets, "tx_bytes", (json_int_t)ns.tx_bytes,
+			      "tx_packets", (json_int_t)ns.tx_packets, "rate_bps",
+			      (json_int_t)ns.rate_bps));
+	return j;
 }

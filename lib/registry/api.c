@@ -1769,6 +1769,8 @@ static void dispatch(struct reg_request *req, struct reg_answer *a, struct route
 			return h_slice_renew(req, a, rt->seg[2]);
 		if (n == 4 && post && seg_is(rt, 3, "migrations"))
 			return api_migration_create(req, a, rt->seg[2]);
+		if (n == 4 && post && seg_is(rt, 3, "tickets"))
+			return api_ticket_create(req, a, rt->seg[2]);
 		if (n >= 5 && seg_is(rt, 3, "slivers")) {
 			if (!api_check_node_name(a, rt->seg[4]))
 				return;
@@ -1782,6 +1784,8 @@ static void dispatch(struct reg_request *req, struct reg_answer *a, struct route
 				return h_result_get(req, a, rt->seg[2], rt->seg[4], rt->rest);
 		}
 	}
+	if (n == 3 && post && seg_is(rt, 1, "tickets") && seg_is(rt, 2, "redeem"))
+		return api_ticket_redeem(req, a);
 	if (seg_is(rt, 1, "migrations")) {
 		if (n == 2 && get)
 			return api_migrations_list(req, a);

@@ -42,7 +42,7 @@
 #define MIG_TOKEN_LEN	68		  /* "vst_" + 64 hex */
 #define MIG_AT_MS_LIMIT 100000000000000ll /* year 5138: a sane unix ms */
 
-static void random_bytes(void *buf, size_t len)
+void reg_random_bytes(void *buf, size_t len)
 {
 	size_t got = 0;
 	while (got < len) {
@@ -55,7 +55,7 @@ static void random_bytes(void *buf, size_t len)
 	}
 }
 
-static void hex(const unsigned char *b, size_t n, char *out)
+void reg_hex(const unsigned char *b, size_t n, char *out)
 {
 	for (size_t i = 0; i < n; i++)
 		snprintf(out + 2 * i, 3, "%02x", b[i]);
@@ -67,7 +67,7 @@ int mig_key_load(struct registry *reg, struct vs_error *err)
 	cleanup_close int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
 	if (fd < 0 && errno == ENOENT) {
 		unsigned char key[sizeof(reg->transfer_key)];
-		random_bytes(key, sizeof(key));
+		reg_random_bytes(key, sizeof(key));
 		cleanup_free char *tmp = vs_xasprintf("%s.tmp", path);
 		cleanup_close int w =
 		    open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600);
@@ -95,7 +95,7 @@ static void mig_token(struct registry *reg, const char *id, char *out)
 	hmac_sha256_update(&h, strlen(id), (const uint8_t *)id);
 	hmac_sha256_digest(&h, sizeof(mac), mac);
 	memcpy(out, "vst_", 4);
-	hex(mac, sizeof(mac), out + 4);
+	reg_hex(mac, sizeof(mac), out + 4);
 }
 
 static bool mig_id_valid(const char *id)
@@ -428,9 +428,9 @@ void api_migration_create(struct reg_request *req, struct reg_answer *a, const c
 	struct store_migration m = {0};
 	if (ok) {
 		unsigned char rnd[8];
-		random_bytes(rnd, sizeof(rnd));
+		reg_random_bytes(rnd, sizeof(rnd));
 		memcpy(m.id, "mg_", 3);
-		hex(rnd, sizeof(rnd), m.id + 3);
+		reg_hex(rnd, sizeof(rnd), m.id + 3);
 		char token[MIG_TOKEN_LEN + 1];
 		mig_token(reg, m.id, token);
 		vs_sha256_buf(token, strlen(token), m.token_sha256);

@@ -9,6 +9,7 @@
  * (reg_wake); the store itself never calls the server.
  */
 #include <errno.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
 #include <time.h>
@@ -132,6 +133,12 @@ int registry_open(const char *db, const struct registry_opts *opts, struct regis
 				     ? opts->migration_timeout_secs
 				     : REGISTRY_DEFAULT_MIGRATION_TIMEOUT;
 	reg->started = reg_now();
+	/* Tests shorten the tickets' lifetime (1..30 s) to see one expire;
+	 * nothing else reads it (docs/cluster.md, "Remote verbs and tickets"). */
+	const char *ttl = getenv("VSLICE_TEST_TICKET_TTL");
+	long ttl_secs = ttl ? strtol(ttl, NULL, 10) : 0;
+	tickets_init(&reg->tickets,
+		     ttl_secs > 0 && ttl_secs <= TICKET_TTL_DEFAULT ? (unsigned)ttl_secs : 0);
 	lim_init(&reg->lim, !opts || !opts->per_address_limit ? REG_ADDR_DEFAULT
 			    : opts->per_address_limit == REGISTRY_NO_ADDRESS_LIMIT
 				? 0
@@ -173,6 +180,7 @@ void registry_close(struct registry *reg)
 		free(reg->seen[i].name);
 	free(reg->seen);
 	lim_free(&reg->lim);
+	tickets_free(&reg->tickets);
 	pthread_mutex_destroy(&reg->lock);
 	pthread_cond_destroy(&reg->cond);
 	free(reg);

@@ -16,6 +16,7 @@
 #include <stdbool.h>
 
 #include "store.h"
+#include "tickets.h"
 #include "vslice/httpd.h"
 #include "vslice/registry.h"
 
@@ -90,6 +91,7 @@ struct registry {
 	unsigned heartbeat, lost_after, threads;
 	unsigned migration_timeout;	/* seconds without a report before an abort */
 	unsigned char transfer_key[32]; /* api_migrations.c: tokens are HMACs of ids */
+	struct ticket_table tickets;	/* api_tickets.c: remote verbs' tickets (in memory) */
 
 	struct node_seen *seen;
 	size_t nseen, seen_cap;
@@ -213,6 +215,13 @@ struct sched_node;
 int api_sched_nodes(struct registry *reg, struct sched_node **out, size_t *nout,
 		    struct vs_error *err);
 
+/* api_tickets.c (docs/cluster-api.md, "Tickets") */
+void api_ticket_create(struct reg_request *req, struct reg_answer *a, const char *slice);
+void api_ticket_redeem(struct reg_request *req, struct reg_answer *a);
+/* Is slice visible to req as its own (owner or admin)? false: a holds 404
+ * (another user's slice looks absent: no oracle). */
+bool api_slice_own(struct reg_request *req, struct reg_answer *a, const char *slice);
+
 /* api_migrations.c (docs/cluster-api.md, "Migrations") */
 void api_migration_create(struct reg_request *req, struct reg_answer *a, const char *slice);
 void api_migrations_list(struct reg_request *req, struct reg_answer *a);
@@ -225,6 +234,11 @@ int api_migration_assignments(struct registry *reg, const char *node, json_t *sl
 			      struct vs_error *err);
 /* Is node the target of slice's running migration? (May it read the slice.) */
 bool api_migration_target_of(struct registry *reg, const char *slice, const char *node);
+/* n bytes from getrandom (aborts when the kernel has no entropy to give:
+ * nothing safe could be handed out); b as 2n lowercase hex digits + NUL.
+ * Shared with tickets.c. */
+void reg_random_bytes(void *buf, size_t len);
+void reg_hex(const unsigned char *b, size_t n, char *out);
 /* Load (or create) the key transfer tokens are derived from: <db>.d/transfer.key. */
 int mig_key_load(struct registry *reg, struct vs_error *err);
 /* The timer, once a second: abort running migrations whose nodes went
