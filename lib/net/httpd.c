@@ -49,6 +49,7 @@
 #include <errno.h>
 #include <microhttpd.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -316,7 +317,15 @@ static void *upgrade_main(void *arg)
 static void on_upgrade(void *cls, struct MHD_Connection *con, void *con_cls, const char *extra,
 		       size_t extra_len, MHD_socket sock, struct MHD_UpgradeResponseHandle *urh)
 {
-	(void)cls, (void)con;
+	(void)cls;
+	/* libmicrohttpd turns Nagle back on for an upgraded connection; a
+	 * stream of small writes (keystrokes, frames) then waits on delayed
+	 * ACKs, 40 ms a round. */
+	const union MHD_ConnectionInfo *ci =
+	    MHD_get_connection_info(con, MHD_CONNECTION_INFO_CONNECTION_FD);
+	int one = 1;
+	if (ci)
+		setsockopt(ci->connect_fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 	struct req *q = con_cls;
 	struct httpd_upgrade *u = q->upgrade;
 	struct httpd *h = q->pub.srv;

@@ -354,12 +354,22 @@ static void relay(struct session *s)
 	struct vs_error err;
 	uint64_t quiet_since = 0;
 	for (;;) {
-		if (take_frames(s, &err) < 0) {
-			nm_log(s->x->nm, NODEMGR_LOG_INFO, "exec %s: %s", s->x->slice, err.msg);
-			s->sock_eof = true; /* a broken client: treat as gone */
-		}
-		if (s->have_pending)
+		/* Every whole frame already in: a STDIN frame the pipe took at
+		 * once lets the next one (EOF, say) go too, with no new byte
+		 * from the socket to wake us for it. */
+		for (;;) {
+			if (take_frames(s, &err) < 0) {
+				nm_log(s->x->nm, NODEMGR_LOG_INFO, "exec %s: %s", s->x->slice,
+				       err.msg);
+				s->sock_eof = true; /* a broken client: treat as gone */
+				break;
+			}
+			if (!s->have_pending)
+				break;
 			write_pending(s);
+			if (s->have_pending)
+				break; /* the pipe is full: wait for POLLOUT */
+		}
 		if (s->sock_eof && !s->exited) {
 			hang_up(s);
 			return;
