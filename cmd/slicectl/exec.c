@@ -193,6 +193,8 @@ static int take_frames(struct remote *r)
 				return vs_error_sys(&r->err, errno, "write our output");
 			}
 			break;
+		case EXEC_PING:
+			break;
 		case EXEC_ERROR:
 			snprintf(r->error, sizeof(r->error), "%.*s", (int)f.len, f.data);
 			break;

@@ -7,9 +7,10 @@
  * A frame is a type byte, a payload length (4 bytes, big-endian, at most
  * EXEC_FRAME_MAX) and the payload. Client to node: START (first, once),
  * STDIN, EOF, WINSIZE, SIGNAL. Node to client: STDOUT, STDERR, ERROR,
- * EXIT (last). A frame longer than EXEC_FRAME_MAX or of an unknown type
- * ends the stream: neither side ever holds more than one frame's worth
- * per direction, whatever the peer sends or fails to read.
+ * EXIT (last), PING (every few seconds: libmicrohttpd's TLS relay tells
+ * the node of a client gone only when a write to it fails). A frame longer than EXEC_FRAME_MAX or
+ * of an unknown type ends the stream: neither side ever holds more than one frame's worth per
+ * direction, whatever the peer sends or fails to read.
  *
  * The buffers below are plain memory (no I/O): each side reads into and
  * writes out of them with its own transport (a socket on the node, libcurl
@@ -42,6 +43,7 @@ enum exec_frame_type {
 	EXEC_STDERR = 'r',
 	EXEC_ERROR = 'E', /* one line: why vslice could not run the command */
 	EXEC_EXIT = 'x',  /* 4 bytes, big-endian: the exit code; the last frame */
+	EXEC_PING = 'p',  /* no payload, ignored: the node's keep-alive (see below) */
 };
 
 /* Received bytes, parsed a frame at a time. */

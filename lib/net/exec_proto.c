@@ -28,6 +28,7 @@ static bool known_type(int t)
 	case EXEC_STDERR:
 	case EXEC_ERROR:
 	case EXEC_EXIT:
+	case EXEC_PING:
 		return true;
 	default:
 		return false;

@@ -905,6 +905,13 @@ int httpd_start(const struct httpd_config *cfg, struct httpd **out, struct vs_er
 						    (void *)"NORMAL:-VERS-ALL:+VERS-TLS1.3:"
 							    "+VERS-TLS1.2"};
 	}
+	/* An upgraded stream's TLS relay buffers are what is left of the
+	 * connection's pool: the default 32 KiB leaves two of ~14 KiB, one
+	 * relay round per 14 KiB. (The pool is mmap'd: untouched, it costs
+	 * address space only.) */
+	if (cfg->upgrades && cfg->cert_pem)
+		opts[n++] = (struct MHD_OptionItem){MHD_OPTION_CONNECTION_MEMORY_LIMIT,
+						    (intptr_t)(128 << 10), NULL};
 	if (cfg->per_addr_limit)
 		opts[n++] = (struct MHD_OptionItem){MHD_OPTION_PER_IP_CONNECTION_LIMIT,
 						    (intptr_t)cfg->per_addr_limit, NULL};

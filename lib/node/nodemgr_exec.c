@@ -24,6 +24,7 @@
  *     may hold the pipe), then ERROR (if vslice could not run it) and EXIT.
  * The client closing first (or httpd_stop shutting the stream) hangs the
  * command up: SIGHUP, and SIGKILL if it is still there after KILL_GRACE_MS.
+ * A PING every PING_MS makes a dead client's end show within two of them.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -49,6 +50,10 @@
 #define KILL_GRACE_MS	 3000  /* after SIGHUP on a hang-up, before SIGKILL */
 #define LINGER_MS	 5000  /* after EXIT: for the client to close first */
 #define EXIT_CODE_VSLICE 125   /* as slicectl's: vslice could not run the command */
+/* A PING frame this often while the command runs: with TLS, libmicrohttpd
+ * relays the stream through a socketpair and tells us of a client gone
+ * (killed, its host down) only once a write to it fails. */
+#define PING_MS 2000
 
 struct nm_exec {
 	struct nodemgr *nm;
@@ -352,8 +357,13 @@ static void hang_up(struct session *s)
 static void relay(struct session *s)
 {
 	struct vs_error err;
-	uint64_t quiet_since = 0;
+	uint64_t quiet_since = 0, pinged = now_ms();
 	for (;;) {
+		if (!s->exited && now_ms() - pinged >= PING_MS) {
+			if (exec_out_empty(&s->out))
+				exec_out_put(&s->out, EXEC_PING, NULL, 0);
+			pinged = now_ms();
+		}
 		/* Every whole frame already in: a STDIN frame the pipe took at
 		 * once lets the next one (EOF, say) go too, with no new byte
 		 * from the socket to wake us for it. */
@@ -388,10 +398,14 @@ static void relay(struct session *s)
 		    {.fd = room ? s->err_fd : -1, .events = POLLIN},
 		    {.fd = s->exited ? -1 : s->proc.pidfd, .events = POLLIN},
 		};
-		int timeout = s->exited && room ? DRAIN_IDLE_MS : -1;
+		int timeout = s->exited && room ? DRAIN_IDLE_MS : PING_MS;
 		int n = poll(p, 5, timeout);
 		if (n < 0 && errno != EINTR)
 			return;
+		if (n == 0 && !s->exited) {
+			flush_some(s); /* the PING */
+			continue;
+		}
 		if (n == 0 && s->exited && room) {
 			if (!quiet_since)
 				quiet_since = now_ms();

@@ -76,8 +76,10 @@ expect_eq "--node of a node without the sliver: 125" 125 "$rc"
 check "... one line" test "$(echo "$out" | wc -l)" = 1
 
 head -c $((5 << 20)) /dev/urandom >"$VC_TMP/big"
+t0=$(date +%s%N)
 X exec rx -- cat <"$VC_TMP/big" >"$VC_TMP/big.back"
 expect_eq "5 MiB through cat: exit 0" 0 "$?"
+echo "# 5 MiB round trip over HTTPS: $((($(date +%s%N) - t0) / 1000000)) ms"
 check "... back byte for byte" cmp -s "$VC_TMP/big" "$VC_TMP/big.back"
 expect_eq "... and counted inside" $((5 << 20)) "$(X exec rx -- wc -c <"$VC_TMP/big" | tr -d ' ')"
 
@@ -96,6 +98,25 @@ expect_eq "SIGINT to slicectl exec: the remote command dies of it (130)" 130 "$r
 check "... at once ($(($(date +%s) - t0)) s)" test $(($(date +%s) - t0)) -lt 20
 check "... and no sleep is left on node2" \
 	test -z "$(vs_node node2 exec rx -- ps 2>/dev/null | grep 'sleep 300' | grep -v grep)"
+
+# A reader that goes away: the command is hung up, slicectl says 141 (SIGPIPE).
+out=$(X exec rx -- yes | head -1)
+expect_eq "exec rx -- yes | head -1: y" y "$out"
+X exec rx -- yes 2>/dev/null | head -1 >/dev/null
+expect_eq "... slicectl exits 141, as the command would have died locally" 141 "${PIPESTATUS[0]}"
+# slicectl killed: the node hangs the command up (SIGHUP, then SIGKILL).
+nsenter --net=/run/netns/$VC_NS_REG "$SLICECTL" --registry "$REGISTRY_URL" --token "$TOKEN" \
+	--ca "$P/ca.pem" exec rx -- sh -c 'trap "echo hup >/tmp/hup-mark" HUP; echo ready;
+		while :; do sleep 1; done' >"$VC_TMP/hup.out" 2>&1 &
+pid=$!
+ready() { grep -q ready "$VC_TMP/hup.out"; }
+check "a remote loop that traps SIGHUP starts" wait_for 30 ready
+kill -KILL "$pid"
+marked() { [ "$(vs_node node2 exec rx -- cat /tmp/hup-mark 2>/dev/null)" = hup ]; }
+check "slicectl killed: the command gets SIGHUP" wait_for 20 marked
+loops() { vs_node node2 exec rx -- ps 2>/dev/null | grep -v grep | grep -q 'while :'; }
+gone() { ! loops; }
+check "... and, as it ignores it, SIGKILL: nothing left" wait_for 20 gone
 
 # --- shell through a pty ----------------------------------------------------
 out=$( (printf 'echo h""i; exit 3\n'; sleep 20) | timeout 60 script -qec \
