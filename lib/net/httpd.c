@@ -76,7 +76,6 @@ struct httpd_upgrade {
 	int fd;
 	char *extra;
 	size_t extra_len;
-	bool handed;		    /* libmicrohttpd called us with the stream */
 	struct httpd_upgrade *next; /* h->upgraded, under h->lock */
 };
 
@@ -329,7 +328,7 @@ static void on_upgrade(void *cls, struct MHD_Connection *con, void *con_cls, con
 	struct req *q = con_cls;
 	struct httpd_upgrade *u = q->upgrade;
 	struct httpd *h = q->pub.srv;
-	u->handed = true;
+	q->upgrade = NULL; /* the stream's thread owns it now, and may free it at once */
 	u->h = h;
 	u->urh = urh;
 	u->fd = sock;
@@ -734,10 +733,9 @@ static void on_completed(void *cls, struct MHD_Connection *con, void **con_cls,
 		resume_done(h, q, true);
 	if (h->cfg.ops->done && q->started) /* not for a request refused before its headers */
 		h->cfg.ops->done(&q->pub, toe == MHD_REQUEST_TERMINATED_COMPLETED_OK);
-	/* An upgrade's callback runs before this, on the same thread: not
-	 * handed by now, it never will be. */
-	if (q->upgrade && !q->upgrade->handed)
-		upgrade_free(q->upgrade);
+	/* An upgrade's callback runs before this, on the same thread, and
+	 * takes it: still here, it was never handed over. */
+	upgrade_free(q->upgrade);
 	if (q->polled)
 		__atomic_sub_fetch(&h->polls, 1, __ATOMIC_SEQ_CST);
 	httpd_answer_clear(&q->pending);
