@@ -904,9 +904,10 @@ int httpd_start(const struct httpd_config *cfg, struct httpd **out, struct vs_er
 							    "+VERS-TLS1.2"};
 	}
 	/* An upgraded stream's TLS relay buffers are what is left of the
-	 * connection's pool: the default 32 KiB leaves two of ~14 KiB, one
-	 * relay round per 14 KiB. (The pool is mmap'd: untouched, it costs
-	 * address space only.) */
+	 * connection's pool (libmicrohttpd >= 0.9.77; 0.9.75, Debian 12's,
+	 * leaves the 101's write buffer holding all of it and relays through
+	 * an 8-byte emergency buffer, 4 bytes a round - upstream a93ca180).
+	 * The pool is mmap'd: untouched, it costs address space only. */
 	if (cfg->upgrades && cfg->cert_pem)
 		opts[n++] = (struct MHD_OptionItem){MHD_OPTION_CONNECTION_MEMORY_LIMIT,
 						    (intptr_t)(128 << 10), NULL};
