@@ -442,12 +442,19 @@ static void exec_session(void *arg, int sock, const char *extra, size_t extra_le
 	s->in_fd = s->out_fd = s->err_fd = -1;
 	s->proc.pid = -1;
 	s->proc.pidfd = s->proc.status_fd = -1;
-	if (extra_len > sizeof(s->in.b))
-		extra_len = sizeof(s->in.b);
-	memcpy(s->in.b, extra, extra_len);
+	struct vs_error err;
+	/* Bytes the client sent behind its request: the stream's start. More
+	 * than a frame's worth before the 101 is no client of ours. */
+	if (extra_len > sizeof(s->in.b)) {
+		vs_error_set(&err, EPROTO, "exec stream: %zu bytes before the switch", extra_len);
+		refuse(s, EXIT_CODE_VSLICE, err.msg);
+		free(s);
+		return;
+	}
+	if (extra_len)
+		memcpy(s->in.b, extra, extra_len);
 	s->in.len = extra_len;
 
-	struct vs_error err;
 	struct exec_start st;
 	if (read_start(s, &st, &err) < 0) {
 		nm_log(x->nm, NODEMGR_LOG_INFO, "exec %s: %s", x->slice, err.msg);
