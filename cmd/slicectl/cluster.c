@@ -1532,6 +1532,8 @@ static const struct {
     {"status", cl_status, status_help, "per-sliver state of a slice"},
     {"logs", cl_logs, logs_help, "each sliver's output"},
     {"results", cl_results, results_help, "download each sliver's result files, verified"},
+    {"exec", cmd_exec, NULL, "run a command in a sliver (stdio, exit code, -t), via its node"},
+    {"shell", cmd_shell, NULL, "an interactive shell in a sliver, via its node"},
     {"list", cl_list, list_help, "list slices"},
     {"show", cl_show, show_help, "the registry's slice object (JSON)"},
     {"destroy", cl_destroy, destroy_help, "delete a slice"},

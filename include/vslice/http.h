@@ -24,6 +24,7 @@
 #include <jansson.h>
 #include <stdbool.h>
 #include <stddef.h>
+#include <sys/types.h>
 
 #include "vslice/error.h"
 
@@ -101,6 +102,29 @@ int http_put_stream(struct http_client *c, const char *path, int fd, const char 
  * value (value[0] = 0 when absent). An error answer is not written to fd. */
 int http_get_fd(struct http_client *c, const char *path, int fd, const char *header, char *value,
 		size_t value_len, long *status, struct vs_error *err);
+
+/*
+ * An upgraded connection: GET path with "Connection: Upgrade", "Upgrade:
+ * proto" (and the client's token); a 101 answer naming proto leaves a raw
+ * byte stream, over TLS for https:// (verified as every request here).
+ * Any other answer fails as the other calls do (err: the peer's {"error"}
+ * text, *status its code). Made with libcurl's CONNECT_ONLY and
+ * curl_easy_send/recv on an easy handle of its own (c stays usable).
+ */
+struct http_upgraded;
+int http_upgrade(struct http_client *c, const char *path, const char *proto,
+		 struct http_upgraded **out, long *status, struct vs_error *err);
+/* The socket, for poll(). */
+int http_upgraded_fd(const struct http_upgraded *u);
+/* Bytes received (> 0), 0 when the peer closed, -EAGAIN when none are
+ * there now, other < 0 with err. Poll the fd for POLLIN only after
+ * -EAGAIN: TLS may hold bytes already taken off the socket. */
+ssize_t http_upgraded_recv(struct http_upgraded *u, void *buf, size_t len, struct vs_error *err);
+/* Bytes sent (> 0), -EAGAIN (poll for POLLOUT, then send the same bytes
+ * again), other < 0 with err. */
+ssize_t http_upgraded_send(struct http_upgraded *u, const void *buf, size_t len,
+			   struct vs_error *err);
+void http_upgraded_close(struct http_upgraded *u);
 
 /* Percent-encode s for one path segment or query value (caller frees).
  * With keep_slash, '/' stays as is (a result path). */

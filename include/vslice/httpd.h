@@ -62,7 +62,8 @@ struct httpd_answer {
 	uint64_t fd_len; /* bytes from fd_offset; 0 with !fd_len_set: to EOF */
 	bool fd_len_set;
 	char *headers[HTTPD_HEADERS_MAX][2];
-	httpd_stream_fn stream; /* non-NULL: a streamed answer (httpd_answer_stream) */
+	struct httpd_upgrade *upgrade; /* httpd_answer_upgrade's (taken by the wrapper) */
+	httpd_stream_fn stream;	       /* non-NULL: a streamed answer (httpd_answer_stream) */
 	void (*stream_free)(void *cls);
 	void *stream_cls;
 };
@@ -131,6 +132,8 @@ struct httpd_config {
 	 * pool: hooks may then block, say writing a streamed body into a pipe,
 	 * without holding up other connections; httpd_suspend is a no-op. */
 	bool thread_per_conn;
+	/* Requests may be answered with httpd_answer_upgrade. */
+	bool upgrades;
 	const struct httpd_ops *ops;
 	void *cls; /* httpd_cls() */
 };
@@ -199,5 +202,31 @@ void httpd_answer_stream(struct httpd_answer *a, unsigned status, httpd_stream_f
 bool httpd_answer_header(struct httpd_answer *a, const char *name, const char *value);
 /* Free what a holds and make it empty (fd = -1). */
 void httpd_answer_clear(struct httpd_answer *a);
+
+/* ---- upgraded connections (101 Switching Protocols) ----------------
+ *
+ * A handler may turn its connection into a bidirectional byte stream of
+ * its own protocol (the node manager's remote exec). It answers with
+ * httpd_answer_upgrade; once the 101 has gone out, fn runs on a thread of
+ * its own (hooks may not block; fn may) with:
+ *   fd     the stream: a non-blocking socket, the client's with plain HTTP,
+ *          with TLS one end of a socketpair whose other end libmicrohttpd
+ *          relays through TLS (its buffers, a fixed size, are the
+ *          connection's memory pool). fn never closes it;
+ *   extra  bytes the client sent after its request that were read with it
+ *          (the start of the stream), extra_len of them.
+ * When fn returns the wrapper closes the connection and calls free_arg(arg)
+ * (also when the 101 never went out). httpd_stop shuts every open stream
+ * down (fd then reads EOF) and waits for its fn to return: fn must end
+ * soon after its fd reports the end.
+ * The request must be HTTP/1.1 with "Connection: Upgrade" and "Upgrade:"
+ * (httpd_wants_upgrade); the answer carries "Upgrade: proto".
+ */
+typedef void (*httpd_upgrade_fn)(void *arg, int fd, const char *extra, size_t extra_len);
+void httpd_answer_upgrade(struct httpd_answer *a, const char *proto, httpd_upgrade_fn fn, void *arg,
+			  void (*free_arg)(void *arg));
+/* Does the request ask to switch to proto (its Upgrade header names it,
+ * case-insensitively, and Connection holds the token "upgrade")? */
+bool httpd_wants_upgrade(const struct httpd_request *req, const char *proto);
 
 #endif

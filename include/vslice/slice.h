@@ -137,12 +137,19 @@ struct slice_exec_opts {
 	char **argv;
 	char **env; /* extra env, NULL-terminated, may be NULL */
 	const char *workdir;
-	bool tty;
+	bool tty;	  /* stdio is a pty slave: it becomes the controlling terminal */
+	const int *stdio; /* the command's fds 0, 1, 2; NULL: ours */
+	bool threaded;	  /* the caller is a daemon with threads (sliver.h) */
 };
 /* Run argv inside the running slice with its isolation and policy; waits and
  * returns the exit code in *code (126 cannot execute, 127 not found). */
 int slice_exec(const char *root, const char *name, const struct slice_exec_opts *o, int *code,
 	       struct vs_error *err);
+/* The same, started only: the caller signals (sliver_exec_signal) and
+ * waits (sliver_exec_wait) itself. */
+struct sliver_exec_proc;
+int slice_exec_start(const char *root, const char *name, const struct slice_exec_opts *o,
+		     struct sliver_exec_proc *p, struct vs_error *err);
 
 int slice_stop(const char *root, const char *name, unsigned timeout_secs, struct vs_error *err);
 int slice_kill(const char *root, const char *name, int sig, struct vs_error *err);

@@ -31,7 +31,7 @@
 
 /* The workload process: what it runs, its stdio and what it may do. The
  * same for a new slice (sliver_spawn) and a process exec'd into a running
- * one (sliver_exec). */
+ * one (sliver_exec_start). */
 struct sliver_workload {
 	char **argv;	     /* NULL-terminated */
 	char **env;	     /* NULL-terminated K=V added to the defaults */
@@ -102,9 +102,35 @@ struct sliver_exec_config {
 	struct cgroup *cg;
 	bool host_net;
 	struct sliver_workload workload;
+	/* The caller has other threads (a daemon): the helper is made with a
+	 * plain fork() (glibc's fork handlers keep malloc usable in it, which
+	 * clone3 does not), and its caller must leave signal dispositions,
+	 * the whole process's, alone. */
+	bool threaded;
 };
-/* Run argv inside the running sliver; *status = wait status of the process. */
-int sliver_exec(const struct sliver_exec_config *c, int *code, struct vs_error *err);
+/* Run argv inside the running sliver, in steps: start, signal, wait (the
+ * caller relays the command's stdio: slice_exec, the node manager's
+ * remote exec). */
+struct sliver_exec_proc {
+	pid_t pid;     /* the exec helper (host pid), our child until waited for */
+	int pidfd;     /* its pidfd (-1 if none): readable once it has exited */
+	int status_fd; /* its messages (an exec failure) */
+};
+int sliver_exec_start(const struct sliver_exec_config *c, struct sliver_exec_proc *p,
+		      struct vs_error *err);
+/* Reap the helper (blocks until it exits) and close p's fds. *code: the
+ * command's exit code (128+N when killed by signal N; 126/127 when it could
+ * not be exec'd, with err set and its kind VS_EK_EXEC_*). */
+int sliver_exec_wait(struct sliver_exec_proc *p, int *code, struct vs_error *err);
+/* Does the helper pass sig on to the command (SIGINT, SIGTERM, SIGHUP,
+ * SIGQUIT, SIGWINCH)? Another signal would be the helper's, not the
+ * command's. */
+bool sliver_exec_forwards(int sig);
+/* Send sig (one sliver_exec_forwards takes; else -EINVAL) to the command
+ * through the helper. -errno on failure. */
+int sliver_exec_signal(const struct sliver_exec_proc *p, int sig);
+/* SIGKILL the command and the helper (the caller still waits). */
+void sliver_exec_kill(const struct sliver_exec_proc *p);
 
 /* Exit record written by P1: parse "code reason restarts finished". */
 int sliver_read_exit(int fd, int *code, char *reason, size_t reason_len, unsigned *restarts,

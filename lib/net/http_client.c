@@ -16,6 +16,12 @@
  * verification: a bearer token sent to an unverified peer is a token given
  * away. With a CA file, CAINFO names it and CAPATH is cleared, so that file
  * alone decides (Debian's libcurl also searches /etc/ssl/certs otherwise).
+ *
+ * Upgraded connections (http_upgrade): libcurl has no client for a 101
+ * to a protocol of ours, so the handle only connects (CONNECT_ONLY: TCP,
+ * and the TLS handshake with the same verification), and the request and
+ * its answer's head go through curl_easy_send/recv; the head is read up to
+ * a cap (UPGRADE_HEAD_MAX), an error answer's body up to ERROR_BODY_MAX.
  */
 #include <curl/curl.h>
 #include <dlfcn.h>
@@ -24,9 +30,11 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <poll.h>
 #include <unistd.h>
 
 #include "vslice/http.h"
+#include "vslice/json.h"
 #include "vslice/util.h"
 #include "vslice_version.h"
 
@@ -47,6 +55,8 @@ static struct {
 	char *(*easy_escape)(CURL *, const char *, int);
 	void (*free)(void *);
 	curl_version_info_data *(*version_info)(CURLversion);
+	CURLcode (*easy_send)(CURL *, const void *, size_t, size_t *);
+	CURLcode (*easy_recv)(CURL *, void *, size_t, size_t *);
 } cu;
 static char load_error[256] = "libcurl not loaded";
 static pthread_once_t load_once = PTHREAD_ONCE_INIT;
@@ -75,6 +85,8 @@ static void load(void)
 	    {"curl_easy_escape", (void **)&cu.easy_escape},
 	    {"curl_free", (void **)&cu.free},
 	    {"curl_version_info", (void **)&cu.version_info},
+	    {"curl_easy_send", (void **)&cu.easy_send},
+	    {"curl_easy_recv", (void **)&cu.easy_recv},
 	};
 	for (size_t i = 0; i < VS_ARRAY_SIZE(syms); i++) {
 		*syms[i].slot = dlsym(h, syms[i].name);
@@ -623,4 +635,254 @@ int http_get_fd(struct http_client *c, const char *path, int fd, const char *hea
 	int r = perform(c, &x, "GET", path, 0, NULL, status, err);
 	free(x.body);
 	return r;
+}
+
+/* ---- upgraded connections ------------------------------------------ */
+
+#define UPGRADE_HEAD_MAX (16u << 10)
+#define UPGRADE_WAIT_MS	 30000 /* for the answer's head (and an error's body) */
+
+struct http_upgraded {
+	CURL *curl;
+	int fd;
+	/* What came after the 101's head in the same read: returned first. */
+	char *early;
+	size_t early_len, early_off;
+};
+
+int http_upgraded_fd(const struct http_upgraded *u)
+{
+	return u->fd;
+}
+
+void http_upgraded_close(struct http_upgraded *u)
+{
+	if (!u)
+		return;
+	if (u->curl)
+		cu.easy_cleanup(u->curl);
+	free(u->early);
+	free(u);
+}
+
+ssize_t http_upgraded_recv(struct http_upgraded *u, void *buf, size_t len, struct vs_error *err)
+{
+	if (u->early_off < u->early_len) {
+		size_t n = u->early_len - u->early_off;
+		if (n > len)
+			n = len;
+		memcpy(buf, u->early + u->early_off, n);
+		u->early_off += n;
+		return (ssize_t)n;
+	}
+	size_t n = 0;
+	CURLcode rc = cu.easy_recv(u->curl, buf, len, &n);
+	if (rc == CURLE_AGAIN)
+		return -EAGAIN;
+	if (rc != CURLE_OK)
+		return vs_error_set(err, ECONNRESET, "receive: %s", cu.easy_strerror(rc));
+	return (ssize_t)n;
+}
+
+ssize_t http_upgraded_send(struct http_upgraded *u, const void *buf, size_t len,
+			   struct vs_error *err)
+{
+	size_t n = 0;
+	CURLcode rc = cu.easy_send(u->curl, buf, len, &n);
+	if (rc == CURLE_AGAIN)
+		return n ? (ssize_t)n : -EAGAIN;
+	if (rc != CURLE_OK)
+		return vs_error_set(err, ECONNRESET, "send: %s", cu.easy_strerror(rc));
+	return (ssize_t)n;
+}
+
+/* Wait up to ms for fd to be ready for events; false on timeout. */
+static bool wait_fd(int fd, short events, int ms)
+{
+	struct pollfd p = {.fd = fd, .events = events};
+	int r;
+	while ((r = poll(&p, 1, ms)) < 0 && errno == EINTR)
+		;
+	return r > 0;
+}
+
+static int upgraded_send_all(struct http_upgraded *u, const char *buf, size_t len,
+			     struct vs_error *err)
+{
+	while (len) {
+		ssize_t n = http_upgraded_send(u, buf, len, err);
+		if (n == -EAGAIN) {
+			if (!wait_fd(u->fd, POLLOUT, UPGRADE_WAIT_MS))
+				return vs_error_set(err, ETIMEDOUT, "send: timed out");
+			continue;
+		}
+		if (n < 0)
+			return (int)n;
+		buf += n;
+		len -= (size_t)n;
+	}
+	return 0;
+}
+
+/* Read more into buf (up to cap), waiting up to UPGRADE_WAIT_MS for a
+ * byte; 0 the peer closed, > 0 bytes, < 0 err. */
+static ssize_t upgraded_read_some(struct http_upgraded *u, char *buf, size_t cap,
+				  struct vs_error *err)
+{
+	for (;;) {
+		ssize_t n = http_upgraded_recv(u, buf, cap, err);
+		if (n != -EAGAIN)
+			return n;
+		if (!wait_fd(u->fd, POLLIN, UPGRADE_WAIT_MS))
+			return vs_error_set(err, ETIMEDOUT, "no answer within %d s",
+					    UPGRADE_WAIT_MS / 1000);
+	}
+}
+
+/* The value of header name in the head (text up to the blank line), into
+ * out; false when absent. */
+static bool head_value(const char *head, const char *name, char *out, size_t len)
+{
+	size_t nl = strlen(name);
+	for (const char *l = strstr(head, "\r\n"); l && l[2] != '\r'; l = strstr(l + 2, "\r\n")) {
+		const char *p = l + 2;
+		if (!strncasecmp(p, name, nl) && p[nl] == ':') {
+			p += nl + 1;
+			p += strspn(p, " \t");
+			size_t n = strcspn(p, "\r");
+			while (n && (p[n - 1] == ' ' || p[n - 1] == '\t'))
+				n--;
+			snprintf(out, len, "%.*s", (int)n, p);
+			return true;
+		}
+	}
+	return false;
+}
+
+int http_upgrade(struct http_client *c, const char *path, const char *proto,
+		 struct http_upgraded **out, long *status, struct vs_error *err)
+{
+	*out = NULL;
+	if (status)
+		*status = 0;
+	struct http_upgraded *u = vs_xcalloc(1, sizeof(*u));
+	u->fd = -1;
+	u->curl = cu.easy_init();
+	if (!u->curl) {
+		http_upgraded_close(u);
+		return vs_error_set(err, ENOMEM, "curl_easy_init failed");
+	}
+	CURL *h = u->curl;
+	cleanup_free char *url = vs_xasprintf("%s%s", c->base, path);
+	cu.easy_setopt(h, CURLOPT_URL, url);
+	cu.easy_setopt(h, CURLOPT_CONNECT_ONLY, 1L);
+	cu.easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
+	cu.easy_setopt(h, CURLOPT_CONNECTTIMEOUT, 10L);
+	cu.easy_setopt(h, CURLOPT_PROTOCOLS_STR, "http,https");
+	cu.easy_setopt(h, CURLOPT_SSL_VERIFYPEER, 1L);
+	cu.easy_setopt(h, CURLOPT_SSL_VERIFYHOST, 2L);
+	if (c->ca_file) {
+		cu.easy_setopt(h, CURLOPT_CAINFO, c->ca_file);
+		cu.easy_setopt(h, CURLOPT_CAPATH, (char *)NULL);
+	}
+	char why[CURL_ERROR_SIZE] = "";
+	cu.easy_setopt(h, CURLOPT_ERRORBUFFER, why);
+	CURLcode rc = cu.easy_perform(h);
+	cu.easy_setopt(h, CURLOPT_ERRORBUFFER, (char *)NULL);
+	if (rc != CURLE_OK) {
+		http_upgraded_close(u);
+		return transport_error(c, rc, why, err);
+	}
+	curl_socket_t sock = CURL_SOCKET_BAD;
+	cu.easy_getinfo(h, CURLINFO_ACTIVESOCKET, &sock);
+	u->fd = (int)sock;
+
+	/* Host: the URL's authority, as libcurl would send it. */
+	const char *auth_start = strstr(c->base, "://") + 3;
+	size_t auth_len = strcspn(auth_start, "/");
+	cleanup_free char *req = vs_xasprintf(
+	    "GET %s HTTP/1.1\r\nHost: %.*s\r\nUser-Agent: vslice/" VSLICE_VERSION
+	    "\r\nConnection: Upgrade\r\nUpgrade: %s\r\n%s%s%s\r\n",
+	    path, (int)auth_len, auth_start, proto, c->token ? "Authorization: Bearer " : "",
+	    c->token ? c->token : "", c->token ? "\r\n" : "");
+	int r = upgraded_send_all(u, req, strlen(req), err);
+	if (r < 0) {
+		http_upgraded_close(u);
+		return vs_error_wrap(err, "%s %s: GET %s", c->what, c->base, path);
+	}
+
+	/* The answer's head. */
+	cleanup_free char *head = vs_xmalloc(UPGRADE_HEAD_MAX + 1);
+	size_t len = 0;
+	char *end = NULL;
+	while (!end) {
+		if (len == UPGRADE_HEAD_MAX) {
+			http_upgraded_close(u);
+			return vs_error_set(err, EPROTO,
+					    "%s %s: GET %s: an answer head over %u bytes", c->what,
+					    c->base, path, UPGRADE_HEAD_MAX);
+		}
+		ssize_t n = upgraded_read_some(u, head + len, UPGRADE_HEAD_MAX - len, err);
+		if (n <= 0) {
+			if (n == 0)
+				vs_error_set(err, ECONNRESET, "closed the connection");
+			http_upgraded_close(u);
+			return vs_error_wrap(err, "%s %s: GET %s", c->what, c->base, path);
+		}
+		len += (size_t)n;
+		head[len] = '\0';
+		end = strstr(head, "\r\n\r\n");
+	}
+	size_t head_len = (size_t)(end - head) + 4;
+	long st = 0;
+	if (sscanf(head, "HTTP/1.%*1[01] %3ld", &st) != 1 || st < 100) {
+		http_upgraded_close(u);
+		return vs_error_set(err, EPROTO, "%s %s: GET %s: not an HTTP answer", c->what,
+				    c->base, path);
+	}
+	if (status)
+		*status = st;
+	char value[256];
+	if (st == 101) {
+		if (!head_value(head, "Upgrade", value, sizeof(value)) ||
+		    strcasecmp(value, proto)) {
+			http_upgraded_close(u);
+			return vs_error_set(err, EPROTO,
+					    "%s %s: GET %s: switched to \"%s\", not %s", c->what,
+					    c->base, path, value, proto);
+		}
+		if (len > head_len) {
+			u->early_len = len - head_len;
+			u->early = vs_xmalloc(u->early_len);
+			memcpy(u->early, head + head_len, u->early_len);
+		}
+		*out = u;
+		return 0;
+	}
+
+	/* An error answer: its {"error"} from a body of Content-Length bytes. */
+	size_t want = 0;
+	if (head_value(head, "Content-Length", value, sizeof(value)))
+		want = strtoul(value, NULL, 10);
+	if (want > ERROR_BODY_MAX)
+		want = ERROR_BODY_MAX;
+	cleanup_free char *body = vs_xmalloc(want + 1);
+	size_t have = len - head_len < want ? len - head_len : want;
+	memcpy(body, head + head_len, have);
+	while (have < want) {
+		struct vs_error ignore;
+		ssize_t n = upgraded_read_some(u, body + have, want - have, &ignore);
+		if (n <= 0)
+			break;
+		have += (size_t)n;
+	}
+	body[have] = '\0';
+	http_upgraded_close(u);
+	cleanup_json json_t *j = json_loads(body, 0, NULL);
+	const char *msg = json_string_value(json_object_get(j, "error"));
+	int e = st >= 200 && st < 300 ? EPROTO : status_errno(st);
+	if (msg)
+		return vs_error_set(err, e, "%s", msg);
+	return vs_error_set(err, e, "%s %s: GET %s: HTTP %ld%s", c->what, c->base, path, st,
+			    st >= 200 && st < 300 ? " (not switching protocols)" : "");
 }

@@ -36,17 +36,28 @@
  * the cap a commit that resumes every long-poll builds all their answers
  * before writing the first (the fan-out benchmark's middle answer came as
  * late as the last).
+ *
+ * Upgraded connections (httpd_answer_upgrade): the answer is libmicrohttpd's
+ * upgrade response; its callback, on the connection's thread, starts a
+ * thread of ours for the caller's fn (with a thread per connection and TLS,
+ * that connection thread goes on to relay TLS to the socketpair, so it must
+ * not be held). Open streams sit in h->upgraded under h->lock: httpd_stop
+ * shuts each one's fd down and waits for its fn before stopping the daemon,
+ * whose stop would otherwise free the upgrade handles under their threads.
  */
 #include <arpa/inet.h>
 #include <errno.h>
 #include <microhttpd.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/resource.h>
+#include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -54,8 +65,23 @@
 #include "vslice/netaddr.h"
 #include "vslice/util.h"
 
+/* An upgrade answered, and then its stream (see the top of the file). */
+struct httpd_upgrade {
+	struct httpd *h;
+	char *proto;
+	httpd_upgrade_fn fn;
+	void *arg;
+	void (*free_arg)(void *arg);
+	struct MHD_UpgradeResponseHandle *urh;
+	int fd;
+	char *extra;
+	size_t extra_len;
+	struct httpd_upgrade *next; /* h->upgraded, under h->lock */
+};
+
 struct req {
 	struct httpd_request pub;
+	struct httpd_upgrade *upgrade; /* answered with a 101: ours until handed */
 	struct MHD_Connection *con;
 	size_t cap;
 	struct httpd_answer pending; /* a refusal sent once the body is in */
@@ -80,6 +106,9 @@ struct httpd {
 	struct req *resume_queue, *resume_tail; /* under lock: resumes held back */
 	unsigned resuming;			/* under lock: resumed, handler not run */
 	bool stopping;				/* under lock */
+	struct httpd_upgrade *upgraded;		/* under lock: streams whose fn runs */
+	unsigned nupgraded;			/* under lock */
+	pthread_cond_t upgraded_cv;		/* under lock: an fn returned */
 	unsigned polls;				/* requests ever suspended and not done (atomic) */
 };
 
@@ -100,8 +129,20 @@ static void drop_stream(struct httpd_answer *a)
 	a->stream_cls = NULL;
 }
 
+static void upgrade_free(struct httpd_upgrade *u)
+{
+	if (!u)
+		return;
+	if (u->free_arg)
+		u->free_arg(u->arg);
+	free(u->proto);
+	free(u->extra);
+	free(u);
+}
+
 void httpd_answer_clear(struct httpd_answer *a)
 {
+	upgrade_free(a->upgrade);
 	free(a->body);
 	if (a->fd >= 0)
 		close(a->fd);
@@ -228,13 +269,121 @@ bool httpd_answer_header(struct httpd_answer *a, const char *name, const char *v
 	return false;
 }
 
+void httpd_answer_upgrade(struct httpd_answer *a, const char *proto, httpd_upgrade_fn fn, void *arg,
+			  void (*free_arg)(void *arg))
+{
+	httpd_answer_clear(a);
+	struct httpd_upgrade *u = vs_xcalloc(1, sizeof(*u));
+	u->proto = vs_xstrdup(proto);
+	u->fn = fn;
+	u->arg = arg;
+	u->free_arg = free_arg;
+	u->fd = -1;
+	a->status = MHD_HTTP_SWITCHING_PROTOCOLS;
+	a->upgrade = u;
+}
+
+bool httpd_wants_upgrade(const struct httpd_request *req, const char *proto)
+{
+	const char *up = httpd_header(req, MHD_HTTP_HEADER_UPGRADE);
+	const char *conn = httpd_header(req, MHD_HTTP_HEADER_CONNECTION);
+	if (!up || !conn || strcasecmp(up, proto))
+		return false;
+	/* Connection is a list of tokens: "keep-alive, Upgrade". */
+	for (const char *p = conn; *p;) {
+		p += strspn(p, " \t,");
+		size_t n = strcspn(p, " \t,");
+		if (n == 7 && !strncasecmp(p, "upgrade", 7))
+			return true;
+		p += n;
+	}
+	return false;
+}
+
+static void *upgrade_main(void *arg)
+{
+	struct httpd_upgrade *u = arg;
+	struct httpd *h = u->h;
+	u->fn(u->arg, u->fd, u->extra, u->extra_len);
+	pthread_mutex_lock(&h->lock);
+	for (struct httpd_upgrade **pp = &h->upgraded; *pp; pp = &(*pp)->next) {
+		if (*pp == u) {
+			*pp = u->next;
+			break;
+		}
+	}
+	/* Before the count drops: httpd_stop stops the daemon once it is 0. */
+	MHD_upgrade_action(u->urh, MHD_UPGRADE_ACTION_CLOSE);
+	h->nupgraded--;
+	pthread_cond_broadcast(&h->upgraded_cv);
+	pthread_mutex_unlock(&h->lock);
+	upgrade_free(u);
+	return NULL;
+}
+
+/* libmicrohttpd's upgrade callback, on the connection's thread, once the
+ * 101 is out: the stream goes to a thread of ours. */
+static void on_upgrade(void *cls, struct MHD_Connection *con, void *con_cls, const char *extra,
+		       size_t extra_len, MHD_socket sock, struct MHD_UpgradeResponseHandle *urh)
+{
+	(void)cls;
+	/* libmicrohttpd turns Nagle back on for an upgraded connection; a
+	 * stream of small writes (keystrokes, frames) then waits on delayed
+	 * ACKs, 40 ms a round. */
+	const union MHD_ConnectionInfo *ci =
+	    MHD_get_connection_info(con, MHD_CONNECTION_INFO_CONNECTION_FD);
+	int one = 1;
+	if (ci)
+		setsockopt(ci->connect_fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	struct req *q = con_cls;
+	struct httpd_upgrade *u = q->upgrade;
+	struct httpd *h = q->pub.srv;
+	q->upgrade = NULL; /* the stream's thread owns it now, and may free it at once */
+	u->h = h;
+	u->urh = urh;
+	u->fd = sock;
+	if (extra_len) {
+		u->extra = vs_xmalloc(extra_len);
+		memcpy(u->extra, extra, extra_len);
+		u->extra_len = extra_len;
+	}
+	pthread_mutex_lock(&h->lock);
+	pthread_t th;
+	pthread_attr_t attr;
+	pthread_attr_init(&attr);
+	pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+	bool started = !h->stopping && pthread_create(&th, &attr, upgrade_main, u) == 0;
+	pthread_attr_destroy(&attr);
+	if (started) {
+		u->next = h->upgraded;
+		h->upgraded = u;
+		h->nupgraded++;
+	}
+	pthread_mutex_unlock(&h->lock);
+	if (!started) {
+		MHD_upgrade_action(urh, MHD_UPGRADE_ACTION_CLOSE);
+		upgrade_free(u);
+	}
+}
+
 static enum MHD_Result send_answer(struct req *q, struct httpd_answer *a)
 {
 	struct httpd *h = q->pub.srv;
 	if (h->cfg.ops->answer)
 		h->cfg.ops->answer(&q->pub, a);
 	struct MHD_Response *resp;
-	if (a->stream) {
+	if (a->upgrade) {
+		resp = MHD_create_response_for_upgrade(on_upgrade, NULL);
+		if (resp) {
+			MHD_add_response_header(resp, MHD_HTTP_HEADER_CONNECTION, "Upgrade");
+			MHD_add_response_header(resp, MHD_HTTP_HEADER_UPGRADE, a->upgrade->proto);
+			/* Ours until libmicrohttpd hands the stream over (on_upgrade),
+			 * or the request ends without it (on_completed frees it). */
+			upgrade_free(q->upgrade);
+			q->upgrade = a->upgrade;
+			a->upgrade = NULL;
+		}
+	} else if (a->stream) {
 		struct stream_ctx *s = vs_xcalloc(1, sizeof(*s));
 		*s = (struct stream_ctx){a->stream, a->stream_free, a->stream_cls};
 		resp = MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 16384, stream_read, s,
@@ -594,6 +743,9 @@ static void on_completed(void *cls, struct MHD_Connection *con, void **con_cls,
 		resume_done(h, q, true);
 	if (h->cfg.ops->done && q->started) /* not for a request refused before its headers */
 		h->cfg.ops->done(&q->pub, toe == MHD_REQUEST_TERMINATED_COMPLETED_OK);
+	/* An upgrade's callback runs before this, on the same thread, and
+	 * takes it: still here, it was never handed over. */
+	upgrade_free(q->upgrade);
 	if (q->polled)
 		__atomic_sub_fetch(&h->polls, 1, __ATOMIC_SEQ_CST);
 	httpd_answer_clear(&q->pending);
@@ -693,6 +845,7 @@ static void httpd_free(struct httpd *h)
 	if (h->listen_fd >= 0)
 		close(h->listen_fd);
 	pthread_mutex_destroy(&h->lock);
+	pthread_cond_destroy(&h->upgraded_cv);
 	free(h->name);
 	free(h->listen);
 	free(h);
@@ -722,6 +875,8 @@ int httpd_start(const struct httpd_config *cfg, struct httpd **out, struct vs_er
 		flags |= MHD_USE_THREAD_PER_CONNECTION;
 	else
 		flags |= MHD_ALLOW_SUSPEND_RESUME;
+	if (cfg->upgrades)
+		flags |= MHD_ALLOW_UPGRADE;
 	if (ss.ss_family == AF_INET6)
 		flags |= MHD_USE_IPv6;
 	if (cfg->cert_pem) {
@@ -740,6 +895,7 @@ int httpd_start(const struct httpd_config *cfg, struct httpd **out, struct vs_er
 	h->cfg.cert_pem = h->cfg.key_pem = NULL; /* the daemon has them loaded */
 	h->listen_fd = -1;
 	pthread_mutex_init(&h->lock, NULL);
+	pthread_cond_init(&h->upgraded_cv, NULL);
 	h->conn_limit = cfg->conn_limit ? cfg->conn_limit : httpd_conn_limit_default();
 
 	/* The optional items come first so that a prefix can be cut off. */
@@ -757,6 +913,14 @@ int httpd_start(const struct httpd_config *cfg, struct httpd **out, struct vs_er
 						    (void *)"NORMAL:-VERS-ALL:+VERS-TLS1.3:"
 							    "+VERS-TLS1.2"};
 	}
+	/* An upgraded stream's TLS relay buffers are what is left of the
+	 * connection's pool (libmicrohttpd >= 0.9.77; 0.9.75, Debian 12's,
+	 * leaves the 101's write buffer holding all of it and relays through
+	 * an 8-byte emergency buffer, 4 bytes a round - upstream a93ca180).
+	 * The pool is mmap'd: untouched, it costs address space only. */
+	if (cfg->upgrades && cfg->cert_pem)
+		opts[n++] = (struct MHD_OptionItem){MHD_OPTION_CONNECTION_MEMORY_LIMIT,
+						    (intptr_t)(128 << 10), NULL};
 	if (cfg->per_addr_limit)
 		opts[n++] = (struct MHD_OptionItem){MHD_OPTION_PER_IP_CONNECTION_LIMIT,
 						    (intptr_t)cfg->per_addr_limit, NULL};
@@ -842,6 +1006,11 @@ void httpd_stop(struct httpd *h)
 		MHD_resume_connection(q->con);
 	}
 	resume_queued(h); /* every held-back one too */
+	/* Upgraded streams: their fd reads EOF now; wait for every fn. */
+	for (struct httpd_upgrade *u = h->upgraded; u; u = u->next)
+		shutdown(u->fd, SHUT_RDWR);
+	while (h->nupgraded)
+		pthread_cond_wait(&h->upgraded_cv, &h->lock);
 	pthread_mutex_unlock(&h->lock);
 	/* The resumed requests answer at once now: give those answers (at
 	 * most 2 s) to go out before the connections are closed. */

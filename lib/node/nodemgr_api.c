@@ -284,10 +284,8 @@ void nm_api_handle(struct httpd_request *req, struct httpd_answer *a)
 		return httpd_answer_error(a, 400, "sliver \"%s\": invalid name",
 					  vs_printable(name, pb, sizeof(pb)));
 	}
-	/* h-exec: GET /v1/slivers/NAME/exec (HTTP Upgrade) goes to nodemgr_exec.c here. */
-	if (!strcmp(what, "exec"))
-		return httpd_answer_error(a, 404, "sliver %s: exec: not served by this node (yet)",
-					  name);
+	if (!strcmp(what, "exec")) /* its own ticket check: verb exec or shell */
+		return nm_exec_handle(req, name, a);
 	/* h-cp: GET|PUT /v1/slivers/NAME/files goes to nodemgr_files.c here. */
 	if (!strcmp(what, "files"))
 		return nm_files_handle(req, a, name);

@@ -341,6 +341,12 @@ int nm_files_data(struct httpd_request *req, const char *buf, size_t len);
 /* From nm_api_handle: GET streams the tar; PUT answers once it is in place. */
 void nm_files_handle(struct httpd_request *req, struct httpd_answer *a, const char *name);
 void nm_files_done(struct httpd_request *req, bool completed);
+/* --- nodemgr_exec.c: GET /v1/slivers/NAME/exec (remote exec, shell) --- */
+
+/* The route's handler (nodemgr_api.c routes to it, on the connection's
+ * thread): the ticket (verb exec, or shell with ?shell=1), then a 101 to
+ * EXEC_PROTO and the command's stream on a thread of its own. */
+void nm_exec_handle(struct httpd_request *req, const char *name, struct httpd_answer *a);
 
 /* --- nodemgr_upload.c --------------------------------------------- */
 

@@ -240,6 +240,7 @@ int nm_status_api_start(struct nodemgr *nm, struct vs_error *err)
 	    .cert_pem = nm->tls_cert_pem,
 	    .key_pem = nm->tls_key_pem,
 	    .thread_per_conn = true,
+	    .upgrades = true, /* remote exec (nodemgr_exec.c) */
 	    .conn_limit = API_CONN_MAX,
 	    .per_addr_limit = API_CONN_PER_ADDR,
 	    .timeout_secs = API_TIMEOUT,

@@ -1001,8 +1001,8 @@ static int running_slice(const char *root, const char *name, struct slice_spec *
 	return r;
 }
 
-int slice_exec(const char *root, const char *name, const struct slice_exec_opts *o, int *code,
-	       struct vs_error *err)
+int slice_exec_start(const char *root, const char *name, const struct slice_exec_opts *o,
+		     struct sliver_exec_proc *p, struct vs_error *err)
 {
 	cleanup_spec struct slice_spec spec = {0};
 	struct slice_state st;
@@ -1040,21 +1040,47 @@ int slice_exec(const char *root, const char *name, const struct slice_exec_opts 
 	    .pid1 = st.pid,
 	    .cg = cg,
 	    .host_net = spec.net == SLICE_NET_HOST,
+	    .threaded = o->threaded,
 	    .workload =
 		{
 		    .argv = o->argv,
 		    .env = env,
 		    .workdir = o->workdir ? o->workdir : spec.workdir,
-		    .stdin_fd = 0,
-		    .stdout_fd = 1,
-		    .stderr_fd = 2,
+		    .stdin_fd = o->stdio ? o->stdio[0] : 0,
+		    .stdout_fd = o->stdio ? o->stdio[1] : 1,
+		    .stderr_fd = o->stdio ? o->stdio[2] : 2,
 		    .caps = caps,
 		    .bpf = &bpf,
 		    .tty = o->tty,
 		},
 	};
-	r = sliver_exec(&c, code, err);
+	/* The helper has its copies of env, the filter and the fds: ours go. */
+	r = sliver_exec_start(&c, p, err);
 	seccomp_bpf_free(&bpf);
+	return r;
+}
+
+int slice_exec(const char *root, const char *name, const struct slice_exec_opts *o, int *code,
+	       struct vs_error *err)
+{
+	struct sliver_exec_proc p;
+	int r = slice_exec_start(root, name, o, &p, err);
+	if (r < 0)
+		return r;
+	/* Ignore terminal signals while the helper forwards them inside
+	 * (our terminal's Ctrl-C reaches the helper too). A threaded caller
+	 * keeps its own: the disposition is the whole process's. */
+	struct sigaction ign = {.sa_handler = SIG_IGN}, old_int, old_quit;
+	sigemptyset(&ign.sa_mask);
+	if (!o->threaded) {
+		sigaction(SIGINT, &ign, &old_int);
+		sigaction(SIGQUIT, &ign, &old_quit);
+	}
+	r = sliver_exec_wait(&p, code, err);
+	if (!o->threaded) {
+		sigaction(SIGINT, &old_int, NULL);
+		sigaction(SIGQUIT, &old_quit, NULL);
+	}
 	return r;
 }
 

@@ -20,6 +20,7 @@
 #include <sched.h>
 #include <signal.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/mount.h>
@@ -517,6 +518,17 @@ static void forward_signal(int sig)
 		kill(exec_child, sig);
 }
 
+/* What the exec helper passes on to the command (sliver_exec_signal). */
+static const int exec_forwarded[] = {SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGWINCH};
+
+bool sliver_exec_forwards(int sig)
+{
+	for (size_t i = 0; i < VS_ARRAY_SIZE(exec_forwarded); i++)
+		if (exec_forwarded[i] == sig)
+			return true;
+	return false;
+}
+
 static int exec_helper(const struct sliver_exec_config *c, int sfd, bool in_cgroup,
 		       struct vs_error *err)
 {
@@ -537,9 +549,15 @@ static int exec_helper(const struct sliver_exec_config *c, int sfd, bool in_cgro
 		return r;
 	struct sigaction sa = {.sa_handler = forward_signal};
 	sigemptyset(&sa.sa_mask);
-	int fwd[] = {SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGWINCH};
-	for (size_t i = 0; i < VS_ARRAY_SIZE(fwd); i++)
-		sigaction(fwd[i], &sa, NULL);
+	sigset_t fwd;
+	sigemptyset(&fwd);
+	for (size_t i = 0; i < VS_ARRAY_SIZE(exec_forwarded); i++) {
+		sigaction(exec_forwarded[i], &sa, NULL);
+		sigaddset(&fwd, exec_forwarded[i]);
+	}
+	/* A daemon's thread may have them blocked (the node manager leaves
+	 * them to its main thread): the helper must take them to pass on. */
+	sigprocmask(SIG_UNBLOCK, &fwd, NULL);
 	pid_t x = fork();
 	if (x < 0)
 		return vs_error_sys(err, errno, "fork");
@@ -555,13 +573,19 @@ static int exec_helper(const struct sliver_exec_config *c, int sfd, bool in_cgro
 	_exit(WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st));
 }
 
-int sliver_exec(const struct sliver_exec_config *c, int *code, struct vs_error *err)
+int sliver_exec_start(const struct sliver_exec_config *c, struct sliver_exec_proc *p,
+		      struct vs_error *err)
 {
+	p->pid = -1;
+	p->pidfd = p->status_fd = -1;
 	int sp[2];
 	if (pipe2(sp, O_CLOEXEC) < 0)
 		return vs_error_sys(err, errno, "pipe");
-	bool in_cgroup;
-	pid_t e = fork_into_cgroup(c->cg, &in_cgroup);
+	/* clone3 skips glibc's fork handlers: with other threads around, a
+	 * malloc lock one of them held would stay locked in the child (whose
+	 * fork() takes them all). A threaded caller gets a plain fork(). */
+	bool in_cgroup = false;
+	pid_t e = c->threaded ? fork() : fork_into_cgroup(c->cg, &in_cgroup);
 	if (e < 0) {
 		int en = errno;
 		close(sp[0]);
@@ -581,19 +605,21 @@ int sliver_exec(const struct sliver_exec_config *c, int *code, struct vs_error *
 		_exit(125);
 	}
 	close(sp[1]);
-	/* Ignore terminal signals while the helper forwards them inside. */
-	struct sigaction ign = {.sa_handler = SIG_IGN}, old_int, old_quit;
-	sigemptyset(&ign.sa_mask);
-	sigaction(SIGINT, &ign, &old_int);
-	sigaction(SIGQUIT, &ign, &old_quit);
+	p->pid = e;
+	p->status_fd = sp[0];
+	/* Not reaped before sliver_exec_wait: the pid cannot be reused. */
+	p->pidfd = pidfd_open(e, 0);
+	return 0;
+}
+
+int sliver_exec_wait(struct sliver_exec_proc *p, int *code, struct vs_error *err)
+{
 	int st, r = 0;
-	while (waitpid(e, &st, 0) < 0 && errno == EINTR)
+	while (waitpid(p->pid, &st, 0) < 0 && errno == EINTR)
 		;
-	sigaction(SIGINT, &old_int, NULL);
-	sigaction(SIGQUIT, &old_quit, NULL);
 	struct sliver_msg m;
 	bool failed = false;
-	while (vs_read_all(sp[0], &m, sizeof(m)) == (ssize_t)sizeof(m)) {
+	while (vs_read_all(p->status_fd, &m, sizeof(m)) == (ssize_t)sizeof(m)) {
 		m.text[sizeof(m.text) - 1] = '\0';
 		if (failed)
 			continue;
@@ -606,10 +632,67 @@ int sliver_exec(const struct sliver_exec_config *c, int *code, struct vs_error *
 			failed = true;
 		}
 	}
-	close(sp[0]);
+	close(p->status_fd);
+	if (p->pidfd >= 0)
+		close(p->pidfd);
+	p->status_fd = p->pidfd = -1;
+	p->pid = -1;
 	if (!failed)
 		*code = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
 	return r;
+}
+
+int sliver_exec_signal(const struct sliver_exec_proc *p, int sig)
+{
+	if (!sliver_exec_forwards(sig))
+		return -EINVAL;
+	if (p->pidfd < 0 || syscall(SYS_pidfd_send_signal, p->pidfd, sig, NULL, 0) < 0)
+		return -errno;
+	return 0;
+}
+
+/*
+ * The command is the helper's only child, and stays its child (a zombie at
+ * worst) until the helper reaps it and exits. So: open a pidfd for the pid
+ * the helper lists, then check it still lists it - the pidfd is then the
+ * command's and no recycled pid's - and kill through it.
+ */
+void sliver_exec_kill(const struct sliver_exec_proc *p)
+{
+	if (p->pid <= 0)
+		return;
+	char path[64], buf[64];
+	snprintf(path, sizeof(path), "/proc/%d/task/%d/children", p->pid, p->pid);
+	for (int round = 0; round < 2; round++) {
+		ssize_t n = -1;
+		int fd = open(path, O_RDONLY | O_CLOEXEC);
+		if (fd >= 0) {
+			n = read(fd, buf, sizeof(buf) - 1);
+			close(fd);
+		}
+		if (n <= 0)
+			break;
+		buf[n] = '\0';
+		pid_t child = (pid_t)strtol(buf, NULL, 10);
+		if (child <= 0)
+			break;
+		int cfd = pidfd_open(child, 0);
+		if (cfd < 0)
+			break;
+		fd = open(path, O_RDONLY | O_CLOEXEC);
+		n = fd >= 0 ? read(fd, buf, sizeof(buf) - 1) : -1;
+		if (fd >= 0)
+			close(fd);
+		if (n > 0) {
+			buf[n] = '\0';
+			if ((pid_t)strtol(buf, NULL, 10) == child)
+				syscall(SYS_pidfd_send_signal, cfd, SIGKILL, NULL, 0);
+		}
+		close(cfd);
+		break;
+	}
+	if (p->pidfd >= 0)
+		syscall(SYS_pidfd_send_signal, p->pidfd, SIGKILL, NULL, 0);
 }
 
 /* build/gen/init_blob.S: the static vslice-init binary and its sha256. */

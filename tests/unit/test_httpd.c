@@ -7,8 +7,10 @@
  * answer from an fd, a streamed answer (chunks until its source says the
  * end; its source freed also when the answer is replaced), a busy port refused, a bad --listen, the
  * accept / connection hooks, the cap per address, a long-poll suspended and resumed from another
- * thread, resumes held back in order (resume_batch), a stop while a request is suspended, and TLS
- * with a certificate made by openssl here (skipped, saying so, without openssl).
+ * thread, resumes held back in order (resume_batch), a stop while a request is suspended, upgraded
+ * connections (101: the stream echoed, bytes sent with the request kept, the stream's arg freed, a
+ * stop with a stream open waits for it), and TLS with a certificate made by openssl here, an
+ * upgraded stream through it with http_upgrade (skipped, saying so, without openssl).
  *
  * Nothing is timed: every wait is on a condition the server signals.
  */
@@ -20,6 +22,7 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <netinet/in.h>
+#include <poll.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -35,6 +38,7 @@
 /* ---- a small server under test ---- */
 
 static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
+static int marker_stream;
 static pthread_cond_t cond = PTHREAD_COND_INITIALIZER;
 static struct httpd_request *parked; /* under mu: the suspended /wait */
 static bool release;		     /* under mu: /wait may answer */
@@ -111,7 +115,7 @@ static void many_handle(struct httpd_request *req, struct httpd_answer *a)
 struct chunks {
 	int next;
 };
-static unsigned streams_freed; /* under mu */
+static unsigned chunks_freed; /* under mu */
 
 static ssize_t chunks_read(void *cls, char *buf, size_t max)
 {
@@ -124,6 +128,38 @@ static ssize_t chunks_read(void *cls, char *buf, size_t max)
 static void chunks_free(void *cls)
 {
 	free(cls);
+	pthread_mutex_lock(&mu);
+	chunks_freed++;
+	pthread_cond_broadcast(&cond);
+	pthread_mutex_unlock(&mu);
+}
+
+/* ---- upgraded streams: an echo until EOF ---- */
+static unsigned streams_run, streams_freed; /* under mu */
+
+static void echo_stream(void *arg, int fd, const char *extra, size_t extra_len)
+{
+	(void)arg;
+	if (extra_len)
+		assert_int_equal(send(fd, extra, extra_len, MSG_NOSIGNAL), (ssize_t)extra_len);
+	char buf[4096];
+	for (;;) {
+		struct pollfd p = {.fd = fd, .events = POLLIN};
+		poll(&p, 1, -1);
+		ssize_t n = recv(fd, buf, sizeof(buf), MSG_DONTWAIT);
+		if (n < 0 && errno == EAGAIN)
+			continue;
+		if (n <= 0 || send(fd, buf, (size_t)n, MSG_NOSIGNAL) != n)
+			break;
+	}
+	pthread_mutex_lock(&mu);
+	streams_run++;
+	pthread_mutex_unlock(&mu);
+}
+
+static void stream_free(void *arg)
+{
+	assert_ptr_equal(arg, &marker_stream);
 	pthread_mutex_lock(&mu);
 	streams_freed++;
 	pthread_cond_broadcast(&cond);
@@ -140,7 +176,12 @@ static void on_handle(struct httpd_request *req, struct httpd_answer *a)
 			httpd_answer_error(a, 409, "changed my mind");
 		return;
 	}
-	if (!strcmp(req->url, "/echo") || !strcmp(req->url, "/budget")) {
+	if (!strcmp(req->url, "/upgrade")) {
+		if (httpd_wants_upgrade(req, "echo/1"))
+			httpd_answer_upgrade(a, "echo/1", echo_stream, &marker_stream, stream_free);
+		else
+			httpd_answer_error(a, 426, "echo/1 only");
+	} else if (!strcmp(req->url, "/echo") || !strcmp(req->url, "/budget")) {
 		json_t *j =
 		    json_pack("{s:s, s:s, s:s, s:s?, s:s?, s:s?}", "method", req->method, "url",
 			      req->url, "raw", httpd_raw_url(req), "q", httpd_query(req, "q"),
@@ -257,6 +298,7 @@ static struct httpd *start(const char *listen, unsigned per_addr)
 				   .body_max = 64,
 				   .per_addr_limit = per_addr,
 				   .threads = threads,
+				   .upgrades = true,
 				   .ops = &ops,
 				   .cls = &marker};
 	struct httpd *h;
@@ -399,7 +441,7 @@ static void test_streamed_upload_and_fd_answer(void **state)
 static void wait_freed(unsigned n)
 {
 	pthread_mutex_lock(&mu);
-	while (streams_freed < n)
+	while (chunks_freed < n)
 		pthread_cond_wait(&cond, &mu);
 	pthread_mutex_unlock(&mu);
 }
@@ -413,7 +455,7 @@ static void test_streamed_answer(void **state)
 	long status;
 	struct vs_error err;
 	pthread_mutex_lock(&mu);
-	unsigned freed = streams_freed;
+	unsigned freed = chunks_freed;
 	pthread_mutex_unlock(&mu);
 	int out = memfd_create("out", MFD_CLOEXEC);
 	char hdr[16];
@@ -538,6 +580,34 @@ static void test_accept_hook_and_connections(void **state)
 	pthread_mutex_lock(&mu);
 	assert_int_equal(conns_open, conns_closed);
 	pthread_mutex_unlock(&mu);
+}
+
+/* Send n bytes through an upgraded echo stream and read them back. */
+static void upgraded_echo(struct http_upgraded *u, size_t n)
+{
+	unsigned char *out = vs_xmalloc(n), *back = vs_xmalloc(n);
+	for (size_t i = 0; i < n; i++)
+		out[i] = (unsigned char)(i * 7 + 3);
+	size_t sent = 0, got = 0;
+	struct vs_error err;
+	while (got < n) {
+		struct pollfd p = {.fd = http_upgraded_fd(u),
+				   .events = (short)(POLLIN | (sent < n ? POLLOUT : 0))};
+		ssize_t r;
+		if (sent < n &&
+		    (r = http_upgraded_send(u, out + sent, n - sent, &err)) != -EAGAIN) {
+			assert_true(r > 0);
+			sent += (size_t)r;
+		}
+		while ((r = http_upgraded_recv(u, back + got, n - got, &err)) > 0)
+			got += (size_t)r;
+		assert_int_equal(r == 0 && got < n, 0); /* no EOF before the end */
+		if (got < n)
+			poll(&p, 1, -1);
+	}
+	assert_memory_equal(out, back, n);
+	free(out);
+	free(back);
 }
 
 static int tcp_connect(unsigned port)
@@ -778,6 +848,75 @@ static char *slurp(const char *name, const char *ext)
 	return text;
 }
 
+static void test_upgrade(void **state)
+{
+	(void)state;
+	pthread_mutex_lock(&mu);
+	streams_run = streams_freed = 0;
+	pthread_mutex_unlock(&mu);
+	struct httpd *h = start("127.0.0.1:0", 0);
+	struct http_client c;
+	client(&c, h, "http", NULL);
+	struct vs_error err;
+	long status;
+	struct http_upgraded *u;
+	assert_int_equal(http_upgrade(&c, "/upgrade", "echo/1", &u, &status, &err), 0);
+	assert_int_equal(status, 101);
+	upgraded_echo(u, 300000);
+	http_upgraded_close(u);
+	/* Another protocol: the server's 426 and its words. */
+	assert_int_equal(http_upgrade(&c, "/upgrade", "other/1", &u, &status, &err), -EIO);
+	assert_int_equal(status, 426);
+	assert_string_equal(err.msg, "echo/1 only");
+	assert_null(u);
+	http_client_free(&c);
+	pthread_mutex_lock(&mu);
+	while (streams_freed < 1)
+		pthread_cond_wait(&cond, &mu);
+	assert_int_equal(streams_run, 1);
+	pthread_mutex_unlock(&mu);
+
+	/* An upgrade answered that libmicrohttpd cannot send (HTTP/1.0): the
+	 * connection closes, the stream never runs, its arg is freed. */
+	int fd = tcp_connect(httpd_port(h));
+	const char old[] =
+	    "GET /upgrade HTTP/1.0\r\nConnection: Upgrade\r\nUpgrade: echo/1\r\n\r\n";
+	assert_int_equal(send(fd, old, sizeof(old) - 1, MSG_NOSIGNAL), (ssize_t)sizeof(old) - 1);
+	char buf[4096];
+	while (read(fd, buf, sizeof(buf)) > 0)
+		;
+	close(fd);
+	pthread_mutex_lock(&mu);
+	while (streams_freed < 2)
+		pthread_cond_wait(&cond, &mu);
+	assert_int_equal(streams_run, 1);
+	pthread_mutex_unlock(&mu);
+
+	/* Raw: bytes sent right behind the request reach the stream first;
+	 * then a stop while it is open shuts it down and waits for it. */
+	fd = tcp_connect(httpd_port(h));
+	const char req[] = "GET /upgrade HTTP/1.1\r\nHost: x\r\nConnection: keep-alive, Upgrade\r\n"
+			   "Upgrade: ECHO/1\r\n\r\nearly";
+	assert_int_equal(send(fd, req, sizeof(req) - 1, MSG_NOSIGNAL), (ssize_t)sizeof(req) - 1);
+	size_t got = 0;
+	buf[0] = '\0';
+	while (got < sizeof(buf) - 1 && !strstr(buf, "early")) {
+		ssize_t n = read(fd, buf + got, sizeof(buf) - 1 - got);
+		assert_true(n > 0);
+		got += (size_t)n;
+		buf[got] = '\0';
+	}
+	assert_non_null(strstr(buf, "HTTP/1.1 101"));
+	assert_non_null(strstr(buf, "\r\n\r\nearly"));
+	httpd_stop(h); /* returns only once echo_stream has */
+	pthread_mutex_lock(&mu);
+	assert_int_equal(streams_run, 2);
+	assert_int_equal(streams_freed, 3);
+	pthread_mutex_unlock(&mu);
+	assert_int_equal(read(fd, buf, sizeof(buf)), 0); /* closed */
+	close(fd);
+}
+
 static void test_tls(void **state)
 {
 	if (system("openssl version >/dev/null 2>&1") != 0) {
@@ -794,6 +933,8 @@ static void test_tls(void **state)
 				   .cert_pem = cert,
 				   .key_pem = key,
 				   .body_max = 64,
+				   .thread_per_conn = true, /* as the node manager's API */
+				   .upgrades = true,
 				   .ops = &ops};
 	struct httpd *h;
 	struct vs_error err;
@@ -808,6 +949,12 @@ static void test_tls(void **state)
 	assert_int_equal(http_json(&c, "GET", "/echo", NULL, 0, &status, &resp, NULL, &err), 0);
 	assert_string_equal(json_string_value(json_object_get(resp, "url")), "/echo");
 	json_decref(resp);
+	/* An upgraded stream through TLS (libmicrohttpd relays it). */
+	struct http_upgraded *u;
+	assert_int_equal(http_upgrade(&c, "/upgrade", "echo/1", &u, &status, &err), 0);
+	assert_int_equal(status, 101);
+	upgraded_echo(u, 100000);
+	http_upgraded_close(u);
 	http_client_free(&c);
 	/* Another CA: the client refuses the server. */
 	snprintf(ca, sizeof(ca), "%s/b.crt", tls_dir);
@@ -852,6 +999,7 @@ int main(void)
 	    cmocka_unit_test(test_suspend_resume),
 	    cmocka_unit_test(test_stop_while_suspended),
 	    cmocka_unit_test(test_resume_batch),
+	    cmocka_unit_test(test_upgrade),
 	    cmocka_unit_test(test_tls),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
