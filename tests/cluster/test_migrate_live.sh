@@ -265,3 +265,4 @@ expect_eq "... one line, suggesting --mode cold" \
 	"$(cat "$VC_TMP/e")"
 expect_eq "... nothing recorded, k1 runs on node1" "node1" "$(vc_running_on k1)"
 vsc destroy k1 >/dev/null
+finish
