@@ -289,11 +289,23 @@ static bool pick_source(struct reg_answer *a, const char *slice, const char *wan
 	return true;
 }
 
-/* The target: c->to checked, or the scheduler's pick. *to borrowed from
- * the node cache. false: a holds the refusal. */
+static bool preconditions(struct registry *reg, struct reg_answer *a, const char *slice,
+			  const char *mode, const struct store_sliver *from, const char *to);
+/* A scratch answer's body (no fd, no headers: api_error's). */
+static void answer_clear(struct reg_answer *a)
+{
+	free(a->body);
+	a->body = NULL;
+}
+
+/* The target: c->to checked, or the scheduler's pick among the nodes the
+ * preconditions allow (when they rule out every node the scheduler would
+ * take, the answer is the first one's refusal). *to borrowed from the node cache.
+ * false: a holds the refusal. */
 static bool pick_target(struct reg_request *req, struct reg_answer *a, const char *slice,
 			const struct store_slice *sl, const struct store_sliver *v, size_t nv,
-			const char *want, const char **to)
+			const char *want, const char *mode, const struct store_sliver *from,
+			const char **to)
 {
 	struct vs_error err;
 	cleanup_free struct sched_node *nodes = NULL;
@@ -316,12 +328,42 @@ static bool pick_target(struct reg_request *req, struct reg_answer *a, const cha
 	cleanup_free char *image = manifest_image(full.manifest);
 	store_slice_clear(&full);
 	if (!want) {
+		struct reg_answer first = {.fd = -1};
+		size_t left = 0;
+		for (size_t i = 0; i < n; i++) {
+			struct reg_answer no = {.fd = -1};
+			char why[256];
+			if (hosts[i] ||
+			    sched_target_refusal(&nodes[i], false, slice, image, sl->cpu_millis,
+						 sl->memory, why, sizeof(why)))
+				continue; /* the scheduler says why */
+			if (preconditions(req->reg, &no, slice, mode, from, nodes[i].name)) {
+				left++;
+				continue;
+			}
+			hosts[i] = true; /* no candidate: not worth a reason either */
+			if (no.status != 409) {
+				*a = no; /* the database failed */
+				answer_clear(&first);
+				return false;
+			}
+			if (!first.body)
+				first = no;
+			else
+				answer_clear(&no);
+		}
 		size_t best;
 		if (sched_pick_target(nodes, n, hosts, slice, image, sl->cpu_millis, sl->memory,
 				      &best, &err) < 0) {
+			if (first.body && left == 0) {
+				*a = first;
+				return false;
+			}
+			answer_clear(&first);
 			api_error(a, 409, "%s", err.msg);
 			return false;
 		}
+		answer_clear(&first);
 		*to = nodes[best].name;
 		return true;
 	}
@@ -569,7 +611,7 @@ void api_migration_create(struct reg_request *req, struct reg_answer *a, const c
 			  from->node, now - reg_last_seen(reg, from->node));
 		ok = false;
 	}
-	ok = ok && pick_target(req, a, slice, &sl, v, nv, c.to, &to);
+	ok = ok && pick_target(req, a, slice, &sl, v, nv, c.to, c.mode, from, &to);
 	ok = ok && preconditions(reg, a, slice, c.mode, from, to);
 	struct store_migration m = {0};
 	if (ok) {

@@ -11,6 +11,7 @@
 #   - live/precopy to a node whose vDSO differs, or that lacks a CPU feature
 #     the source has: 409, one line naming what differs and suggesting
 #     --mode cold; nothing recorded, the counter on node1 never stopped;
+#     the registry picking the target itself skips such nodes;
 #   - an object the checkpointer refuses (a netlink socket, busybox uevent):
 #     found on the running slice, the abort names the process and the fd,
 #     nothing stopped; without --mode slicectl goes cold, saying why;
@@ -93,6 +94,14 @@ expect_eq "... one line naming both layouts, suggesting --mode cold" \
 	"slicectl: migrate c1: node fv's vDSO layout (${VDSO1% text *} text 0123456789abcdef) differs from node node1's ($VDSO1): a live migration maps the same vDSO where it was; use --mode cold" \
 	"$(cat "$VC_TMP/e")"
 untouched "vdso" c1 "$before"
+# The registry picking the target (no --to) skips such a node: with node2
+# drained, fv is the only other node, and the answer is its refusal.
+TOKEN=$ADMIN vsc node drain node2 >/dev/null
+vsc migrate c1 --mode live >/dev/null 2>"$VC_TMP/e"
+expect_eq "migrate c1 --mode live (no --to; node2 drained, fv another vDSO): exit 125" 125 "$?"
+check "... fv's refusal, not a migration to it" grep -q "node fv's vDSO layout" "$VC_TMP/e" || cat "$VC_TMP/e"
+TOKEN=$ADMIN vsc node undrain node2 >/dev/null
+untouched "vdso, the registry picking" c1 "$before"
 
 # --- a CPU feature missing --------------------------------------------------------
 # The fake lacks node1's first two features.
