@@ -583,7 +583,14 @@ int http_put_stream(struct http_client *c, const char *path, int fd, const char 
 	if (resp)
 		*resp = NULL;
 	struct xfer x = {.out_fd = -1, .in_fd = fd, .max = ERROR_BODY_MAX, .stream = o};
-	struct curl_slist *hdrs = cu.slist_append(NULL, "Content-Type: application/octet-stream");
+	/* The body waits for the peer's "100 Continue": a peer that refuses
+	 * the request on its headers (a migration target whose transfer is
+	 * not open yet: 503) answers before a byte of the stream goes, and
+	 * the answer arrives as such, not as a send failure on a connection
+	 * it closed with the body unread ("Broken pipe", no status). Listed
+	 * first, so libcurl takes it over perform()'s "Expect:". */
+	struct curl_slist *hdrs = cu.slist_append(NULL, "Expect: 100-continue");
+	hdrs = cu.slist_append(hdrs, "Content-Type: application/octet-stream");
 	for (const char *const *h = headers; h && *h; h++)
 		hdrs = cu.slist_append(hdrs, *h);
 	hdrs = cu.slist_append(hdrs, "Transfer-Encoding: chunked");

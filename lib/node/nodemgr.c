@@ -111,7 +111,7 @@ bool nm_nap(struct nodemgr *nm, unsigned secs)
 int nodemgr_fault_parse(const char *value, const char **op, unsigned *step, struct vs_error *err)
 {
 	static const char *const ops[] = {"nodemgr.create", "nodemgr.destroy", "migrate.out",
-					  "migrate.in", "migrate.flip"};
+					  "migrate.in",	    "migrate.flip",    "migrate.delay"};
 	*op = NULL;
 	*step = 0;
 	if (!value || (strncmp(value, "nodemgr.", 8) && strncmp(value, "migrate.", 8)))
@@ -124,10 +124,14 @@ int nodemgr_fault_parse(const char *value, const char **op, unsigned *step, stru
 		char *end;
 		errno = 0;
 		unsigned long n = strtoul(colon + 1, &end, 10);
-		/* flip: a byte offset from 0; the others: a step from 1 */
+		/* flip: a byte offset from 0; delay: ms, up to a minute; the
+		 * others: a step from 1 */
 		bool flip = !strcmp(ops[i], "migrate.flip");
+		unsigned long max = flip			       ? UINT_MAX
+				    : !strcmp(ops[i], "migrate.delay") ? 60000
+								       : 100;
 		if (colon[1] < '0' || colon[1] > '9' || errno || *end || (!flip && n == 0) ||
-		    n > (flip ? UINT_MAX : 100))
+		    n > max)
 			break;
 		*op = ops[i];
 		*step = (unsigned)n;
@@ -135,8 +139,8 @@ int nodemgr_fault_parse(const char *value, const char **op, unsigned *step, stru
 	}
 	return vs_error_set(err, EINVAL,
 			    "VSLICE_FAULT \"%s\": use nodemgr.create:N, nodemgr.destroy:N, "
-			    "migrate.out:N, migrate.in:N (N >= 1) or migrate.flip:OFFSET (a test "
-			    "hook)",
+			    "migrate.out:N, migrate.in:N (N >= 1), migrate.flip:OFFSET or "
+			    "migrate.delay:MS (a test hook)",
 			    value);
 }
 
@@ -155,6 +159,129 @@ void nm_fault_point(struct nodemgr *nm, const char *op, unsigned step)
 		return;
 	nm_log(nm, NODEMGR_LOG_INFO, "VSLICE_FAULT: SIGKILL after step %u of %s", step, op);
 	kill(getpid(), SIGKILL);
+}
+
+/* --- the node's facts, registered as labels ------------------------ */
+
+/*
+ * What a live or pre-copy migration needs the target to share with the
+ * source (the registry compares them: lib/registry/api_migrations.c,
+ * "Preconditions"; vslice.kernel is added at registration). A label given
+ * with --label wins: tests fake a node that differs that way.
+ *
+ * vslice.vdso: the [vvar], [vvar_vclock] and [vdso] mappings of this
+ * process in address order with their sizes (what the restorer checks:
+ * lib/checkpoint/restore.c, check_vdso) and the first 16 hex digits of the
+ * sha256 of the vDSO's text (restored processes hold pointers into it).
+ */
+static char *vdso_fact(void)
+{
+	cleanup_fclose FILE *f = fopen("/proc/self/maps", "re");
+	char line[4096 + 128], out[256] = "";
+	size_t off = 0;
+	unsigned long prev_end = 0, vdso_lo = 0, vdso_hi = 0;
+	while (f && fgets(line, sizeof(line), f)) {
+		unsigned long s, e;
+		const char *name = strchr(line, '[');
+		if (!name || sscanf(line, "%lx-%lx", &s, &e) != 2)
+			continue;
+		size_t nl = strcspn(name, "]\n");
+		if (strncmp(name, "[vvar", 5) != 0 && strncmp(name, "[vdso]", 6) != 0)
+			continue;
+		if (off && s != prev_end && off < sizeof(out))
+			off += (size_t)snprintf(out + off, sizeof(out) - off, ", gap %#lx",
+						s - prev_end);
+		if (off < sizeof(out))
+			off += (size_t)snprintf(out + off, sizeof(out) - off, "%s%.*s %#lx",
+						off ? ", " : "", (int)nl - 1, name + 1, e - s);
+		prev_end = e;
+		if (strncmp(name, "[vdso]", 6) == 0) {
+			vdso_lo = s;
+			vdso_hi = e;
+		}
+	}
+	if (!off)
+		return NULL;
+	if (vdso_hi > vdso_lo && off < sizeof(out)) {
+		char sha[VS_SHA256_HEX];
+		vs_sha256_buf((const void *)vdso_lo, vdso_hi - vdso_lo, sha);
+		snprintf(out + off, sizeof(out) - off, ", text %.16s", sha);
+	}
+	return vs_xstrdup(out);
+}
+
+/*
+ * vslice.cpu: the CPU's instruction-set features, named as the kernel
+ * names them in /proc/cpuinfo. On x86 only the extensions user code can
+ * detect (cpuid) and use - glibc's ifuncs pick memcpy and friends by them
+ * once, at start - not the kernel's own bookkeeping flags (constant_tsc,
+ * hypervisor, ...), which no process depends on; elsewhere every feature
+ * listed.
+ */
+static const char x86_user_features[] =
+    " cx8 cmov mmx fxsr sse sse2 syscall nx mmxext rdtscp lm 3dnowext 3dnow pni pclmulqdq"
+    " ssse3 fma cx16 sse4_1 sse4_2 movbe popcnt aes xsave avx f16c rdrand lahf_lm abm sse4a"
+    " misalignsse 3dnowprefetch xop fma4 tbm fsgsbase bmi1 hle avx2 bmi2 erms rtm avx512f"
+    " avx512dq rdseed adx avx512ifma clflushopt clwb avx512pf avx512er avx512cd sha_ni"
+    " avx512bw avx512vl xsaveopt xsavec xgetbv1 xsaves avx_vnni avx512_bf16 clzero avx512vbmi"
+    " pku waitpkg avx512_vbmi2 gfni vaes vpclmulqdq avx512_vnni avx512_bitalg"
+    " avx512_vpopcntdq rdpid cldemote movdiri movdir64b avx512_vp2intersect fsrm serialize"
+    " tsxldtrk amx_bf16 avx512_fp16 amx_tile amx_int8 avx_ifma avx_vnni_int8 avx_ne_convert"
+    " cmpccxadd prefetchiti sha512 sm3 sm4 avx_vnni_int16 fzrm fsrs fsrc ";
+
+static bool x86_user_feature(const char *w, size_t len)
+{
+	char key[64];
+	if (len + 3 > sizeof(key))
+		return false;
+	snprintf(key, sizeof(key), " %.*s ", (int)len, w);
+	return strstr(x86_user_features, key) != NULL;
+}
+
+static char *cpu_fact(void)
+{
+	cleanup_fclose FILE *f = fopen("/proc/cpuinfo", "re");
+	cleanup_free char *line = NULL;
+	size_t cap = 0;
+	while (f && getline(&line, &cap, f) > 0) {
+		bool x86 = strncmp(line, "flags", 5) == 0;
+		if (!x86 && strncmp(line, "Features", 8) != 0)
+			continue;
+		const char *p = strchr(line, ':');
+		if (!p)
+			continue;
+		size_t n = 0, off = 0;
+		char *out = vs_xcalloc(strlen(p) + 1, 1);
+		for (p++; *p;) {
+			p += strspn(p, " \t\n");
+			size_t wl = strcspn(p, " \t\n");
+			if (wl && (!x86 || x86_user_feature(p, wl))) {
+				off +=
+				    (size_t)sprintf(out + off, "%s%.*s", n ? " " : "", (int)wl, p);
+				n++;
+			}
+			p += wl;
+		}
+		return out;
+	}
+	return NULL;
+}
+
+/* nm->labels, with the facts the operator did not set with --label. */
+static void add_fact(char ***labels, size_t *n, const char *key, char *value)
+{
+	size_t kl = strlen(key);
+	for (size_t i = 0; value && i < *n; i++)
+		if (!strncmp((*labels)[i], key, kl) && (*labels)[i][kl] == '=') {
+			free(value);
+			return;
+		}
+	if (!value)
+		return;
+	*labels = vs_xrealloc(*labels, (*n + 2) * sizeof(char *));
+	(*labels)[(*n)++] = vs_xasprintf("%s=%s", key, value);
+	(*labels)[*n] = NULL;
+	free(value);
 }
 
 /* --- one node manager per root and per cgroup parent --------------- */
@@ -395,6 +522,8 @@ int nodemgr_new(const struct nodemgr_opts *o, struct nodemgr **out, struct vs_er
 	nm->labels = vs_xcalloc(nl + 1, sizeof(char *));
 	for (size_t i = 0; i < nl; i++)
 		nm->labels[i] = vs_xstrdup(o->labels[i]);
+	add_fact(&nm->labels, &nl, "vslice.vdso", vdso_fact());
+	add_fact(&nm->labels, &nl, "vslice.cpu", cpu_fact());
 	nm->dir = vs_xasprintf("%s/nodemgr", nm->root);
 	nm->slivers_dir = vs_xasprintf("%s/slivers", nm->dir);
 	nm->cache_path = vs_xasprintf("%s/assignments.json", nm->dir);

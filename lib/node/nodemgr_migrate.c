@@ -23,7 +23,8 @@
  *   5 the PUT answered               6 rolled forward (its copy destroyed:
  *     the registry says committed) or back (restarted: aborted)
  * Target (nodemgr_migrate_in.c: main thread up to 2, then the PUT's job;
- * migrate.in:N):
+ * migrate.in:N; migrate.delay:MS waits MS ms between 1 and 2, a target slow
+ * to open the transfer):
  *   1 record "migrating-in" saved     2 the copy made, not started; the
  *                                       transfer open (nodemgr_xfer.c)
  *   3 a PUT with the token taken: record "receiving" (one use)
@@ -637,7 +638,9 @@ static bool put_cancelled(void *arg)
  * Stream the stopped sliver to the target: slice_fs_send into a pipe (its
  * own thread), the pipe as the PUT's body. A 503 (the target has not heard
  * of the migration yet) is tried again, a second apart, for MIG_PUT_RETRY
- * s, each try with a fresh stream. 0: the target answered 2xx (it says
+ * s, each try with a fresh stream; the body waits for the target's "100
+ * Continue" (http_put_stream), so that 503 arrives as a status and not as a
+ * send failure on the connection the target closed. 0: the target answered 2xx (it says
  * committed); else err says why (the sender's error first: a stream that
  * broke off on this side makes the target's answer a consequence).
  */

@@ -27,6 +27,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <nettle/hmac.h>
+#include <stdarg.h>
 #include <string.h>
 #include <sys/random.h>
 #include <sys/stat.h>
@@ -288,11 +289,23 @@ static bool pick_source(struct reg_answer *a, const char *slice, const char *wan
 	return true;
 }
 
-/* The target: c->to checked, or the scheduler's pick. *to borrowed from
- * the node cache. false: a holds the refusal. */
+static bool preconditions(struct registry *reg, struct reg_answer *a, const char *slice,
+			  const char *mode, const struct store_sliver *from, const char *to);
+/* A scratch answer's body (no fd, no headers: api_error's). */
+static void answer_clear(struct reg_answer *a)
+{
+	free(a->body);
+	a->body = NULL;
+}
+
+/* The target: c->to checked, or the scheduler's pick among the nodes the
+ * preconditions allow (when they rule out every node the scheduler would
+ * take, the answer is the first one's refusal). *to borrowed from the node cache.
+ * false: a holds the refusal. */
 static bool pick_target(struct reg_request *req, struct reg_answer *a, const char *slice,
 			const struct store_slice *sl, const struct store_sliver *v, size_t nv,
-			const char *want, const char **to)
+			const char *want, const char *mode, const struct store_sliver *from,
+			const char **to)
 {
 	struct vs_error err;
 	cleanup_free struct sched_node *nodes = NULL;
@@ -319,12 +332,42 @@ static bool pick_target(struct reg_request *req, struct reg_answer *a, const cha
 		return false;
 	}
 	if (!want) {
+		struct reg_answer first = {.fd = -1};
+		size_t left = 0;
+		for (size_t i = 0; i < n; i++) {
+			struct reg_answer no = {.fd = -1};
+			char why[256];
+			if (hosts[i] ||
+			    sched_target_refusal(&nodes[i], false, slice, image, sl->cpu_millis,
+						 sl->memory, why, sizeof(why)))
+				continue; /* the scheduler says why */
+			if (preconditions(req->reg, &no, slice, mode, from, nodes[i].name)) {
+				left++;
+				continue;
+			}
+			hosts[i] = true; /* no candidate: not worth a reason either */
+			if (no.status != 409) {
+				*a = no; /* the database failed */
+				answer_clear(&first);
+				return false;
+			}
+			if (!first.body)
+				first = no;
+			else
+				answer_clear(&no);
+		}
 		size_t best;
 		if (sched_pick_target(nodes, n, hosts, slice, image, sl->cpu_millis, sl->memory,
 				      &best, &err) < 0) {
+			if (first.body && left == 0) {
+				*a = first;
+				return false;
+			}
+			answer_clear(&first);
 			api_error(a, 409, "%s", err.msg);
 			return false;
 		}
+		answer_clear(&first);
 		*to = nodes[best].name;
 		return true;
 	}
@@ -344,39 +387,184 @@ static bool pick_target(struct reg_request *req, struct reg_answer *a, const cha
 	return false;
 }
 
-/* A node's kernel release as it registered it (label vslice.kernel); NULL
- * if it did not (an older node manager). */
-static char *node_kernel(struct registry *reg, const char *node)
+/*
+ * Preconditions checked before anything is recorded (docs/migration.md,
+ * "Preconditions"). Live and pre-copy restore the processes as they were,
+ * so the target must offer what they may be using; each node manager
+ * registers these facts as labels (lib/node/nodemgr.c, node_facts):
+ *   vslice.kernel  the kernel release (the syscalls the tree is in)
+ *   vslice.vdso    the [vvar], [vvar_vclock] and [vdso] mappings in address
+ *                  order with their sizes, and the vDSO text's sha256: the
+ *                  restorer maps the target's vDSO where the source's was,
+ *                  and the processes hold pointers into it
+ *   vslice.cpu     the CPU's instruction-set features (names as in
+ *                  /proc/cpuinfo): code may have picked any of them at start
+ *                  (glibc's ifuncs), so the target needs every one
+ * A fact a node did not register (an older node manager) is not checked.
+ * Every mode: a sliver with a cluster address (issue 13's overlay) needs a
+ * target on the same overlay, or its address would reach nothing there.
+ */
+struct node_facts {
+	struct store_node row;
+	json_t *labels;
+};
+
+static void node_facts_clear(struct node_facts *f)
 {
-	struct store_node n;
-	struct vs_error err;
-	if (store_node_get(reg, node, &n, &err) < 0)
-		return NULL;
-	json_auto_t *l = json_loads(n.labels ? n.labels : "", 0, NULL);
-	const char *k = json_string_value(json_object_get(l, "vslice.kernel"));
-	char *out = k ? vs_xstrdup(k) : NULL;
-	store_node_clear(&n);
-	return out;
+	store_node_clear(&f->row);
+	json_decref(f->labels);
 }
 
-/* Live and pre-copy restore the processes as they were: the target must run
- * the kernel release the source runs (the vDSO, syscalls the tree is in).
- * false: a holds the 409. */
-static bool same_kernel(struct registry *reg, struct reg_answer *a, const char *mode,
-			const char *from, const char *to)
+static int node_facts_get(struct registry *reg, const char *node, struct node_facts *f,
+			  struct vs_error *err)
 {
-	if (strcmp(mode, "cold") == 0)
+	memset(f, 0, sizeof(*f));
+	int r = store_node_get(reg, node, &f->row, err);
+	if (r < 0)
+		return r;
+	f->labels = json_loads(f->row.labels ? f->row.labels : "", 0, NULL);
+	return 0;
+}
+
+static const char *fact(const struct node_facts *f, const char *key)
+{
+	return json_string_value(json_object_get(f->labels, key));
+}
+
+/* 409 {"error": msg, "precondition": what}: slicectl, asked for no mode,
+ * falls back to cold on such an answer. */
+static void refuse_precondition(struct reg_answer *a, const char *what, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static void refuse_precondition(struct reg_answer *a, const char *what, const char *fmt, ...)
+{
+	char msg[1024];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	api_error(a, 409, "%s", msg);
+	json_t *j = json_loads(a->body, 0, NULL);
+	json_object_set_new(j, "precondition", json_string(what));
+	free(a->body);
+	a->body = NULL;
+	api_answer_json(a, 409, j);
+}
+
+/* The words of the source's space-separated list `have` the target's
+ * `got` lacks, as "a, b, c" in *out (up to len bytes; "..." when cut);
+ * false when it lacks none. */
+static bool missing_words(const char *have, const char *got, char *out, size_t len)
+{
+	size_t off = 0, n = 0;
+	out[0] = '\0';
+	for (const char *w = have; *w;) {
+		size_t wl = strcspn(w, " ");
+		bool found = false;
+		for (const char *g = got; *g && !found;) {
+			size_t gl = strcspn(g, " ");
+			found = gl == wl && strncmp(g, w, wl) == 0;
+			g += gl;
+			g += strspn(g, " ");
+		}
+		if (wl && !found) {
+			n++;
+			if (off + wl + 8 < len) {
+				int k = snprintf(out + off, len - off, "%s%.*s", off ? ", " : "",
+						 (int)wl, w);
+				off += k > 0 ? (size_t)k : 0;
+			} else if (off + 4 < len && strcmp(out + (off >= 3 ? off - 3 : 0), "...")) {
+				off += (size_t)snprintf(out + off, len - off, "...");
+			}
+		}
+		w += wl;
+		w += strspn(w, " ");
+	}
+	return n > 0;
+}
+
+/* false: a holds the 409. */
+static bool live_facts_match(struct reg_answer *a, const char *mode, const char *from,
+			     const struct node_facts *ff, const char *to,
+			     const struct node_facts *ft)
+{
+	char pf[160], pt[160];
+	const char *kf = fact(ff, "vslice.kernel"), *kt = fact(ft, "vslice.kernel");
+	if (kf && kt && strcmp(kf, kt) != 0) {
+		refuse_precondition(a, "kernel",
+				    "node %s runs kernel %s, node %s %s: a %s migration needs the "
+				    "same kernel release; use --mode cold",
+				    to, vs_printable(kt, pt, sizeof(pt)), from,
+				    vs_printable(kf, pf, sizeof(pf)), mode);
+		return false;
+	}
+	const char *vf = fact(ff, "vslice.vdso"), *vt = fact(ft, "vslice.vdso");
+	if (vf && vt && strcmp(vf, vt) != 0) {
+		refuse_precondition(a, "vdso",
+				    "node %s's vDSO layout (%s) differs from node %s's (%s): a %s "
+				    "migration maps the same vDSO where it was; use --mode cold",
+				    to, vs_printable(vt, pt, sizeof(pt)), from,
+				    vs_printable(vf, pf, sizeof(pf)), mode);
+		return false;
+	}
+	const char *cf = fact(ff, "vslice.cpu"), *ct = fact(ft, "vslice.cpu");
+	char lacks[256];
+	if (cf && ct && missing_words(cf, ct, lacks, sizeof(lacks))) {
+		refuse_precondition(a, "cpu",
+				    "node %s lacks CPU features node %s has (%s): a %s migration "
+				    "resumes code that may use them; use --mode cold",
+				    to, from, vs_printable(lacks, pt, sizeof(pt)), mode);
+		return false;
+	}
+	return true;
+}
+
+/* The overlay (issue 13): a sliver with a cluster address moves only to a
+ * node on the same overlay. false: a holds the 409. */
+static bool overlay_match(struct reg_answer *a, const char *slice, const struct store_sliver *from,
+			  const struct node_facts *ff, const char *to, const struct node_facts *ft)
+{
+	if (!from->address || !from->address[0])
 		return true;
-	cleanup_free char *kf = node_kernel(reg, from), *kt = node_kernel(reg, to);
-	if (!kf || !kt || strcmp(kf, kt) == 0)
-		return true;
-	char pf[80], pt[80];
-	api_error(a, 409,
-		  "node %s runs kernel %s, node %s %s: a %s migration needs the same kernel "
-		  "release; use --mode cold",
-		  to, vs_printable(kt, pt, sizeof(pt)), from, vs_printable(kf, pf, sizeof(pf)),
-		  mode);
-	return false;
+	if (!ft->row.overlay_local) {
+		api_error(a, 409,
+			  "node %s has no overlay (vslice-nodemgr --overlay-local, --overlay-vni): "
+			  "slice %s's address %s would not reach it there",
+			  to, slice, from->address);
+		return false;
+	}
+	if (ff->row.overlay_local && ft->row.overlay_vni != ff->row.overlay_vni) {
+		api_error(a, 409,
+			  "node %s is on VXLAN id %lld, node %s on %lld: slice %s's address %s "
+			  "would not reach it there",
+			  to, ft->row.overlay_vni, from->node, ff->row.overlay_vni, slice,
+			  from->address);
+		return false;
+	}
+	return true;
+}
+
+/* Every precondition between the source's sliver and the target. false: a
+ * holds the refusal. */
+static bool preconditions(struct registry *reg, struct reg_answer *a, const char *slice,
+			  const char *mode, const struct store_sliver *from, const char *to)
+{
+	struct node_facts ff, ft;
+	struct vs_error err;
+	if (node_facts_get(reg, from->node, &ff, &err) < 0) {
+		api_db_fail(a, &err);
+		return false;
+	}
+	if (node_facts_get(reg, to, &ft, &err) < 0) {
+		node_facts_clear(&ff);
+		api_db_fail(a, &err);
+		return false;
+	}
+	bool ok =
+	    overlay_match(a, slice, from, &ff, to, &ft) &&
+	    (strcmp(mode, "cold") == 0 || live_facts_match(a, mode, from->node, &ff, to, &ft));
+	node_facts_clear(&ff);
+	node_facts_clear(&ft);
+	return ok;
 }
 
 void api_migration_create(struct reg_request *req, struct reg_answer *a, const char *slice)
@@ -427,8 +615,8 @@ void api_migration_create(struct reg_request *req, struct reg_answer *a, const c
 			  from->node, now - reg_last_seen(reg, from->node));
 		ok = false;
 	}
-	ok = ok && pick_target(req, a, slice, &sl, v, nv, c.to, &to);
-	ok = ok && same_kernel(reg, a, c.mode, from->node, to);
+	ok = ok && pick_target(req, a, slice, &sl, v, nv, c.to, c.mode, from, &to);
+	ok = ok && preconditions(reg, a, slice, c.mode, from, to);
 	struct store_migration m = {0};
 	if (ok) {
 		unsigned char rnd[8];

@@ -12,6 +12,11 @@
 #   target disk full             node2's root on a 40 MiB tmpfs
 #   registry restarted           during the (throttled) stream
 #   a second migrate at once     two POSTs back to back
+#   target slow to open          VSLICE_FAULT=migrate.delay:3000 on the
+#                                target: the source's PUTs come while its
+#                                transfer is not open (503); the body waits
+#                                for "100 Continue", so the 503 arrives as
+#                                one (retried), never as "Broken pipe"
 # Each ends with the slice running on exactly one node (the registry's
 # status and the nodes' own state agree), its /keep and /big intact there,
 # nothing of it left on the other node, and the migration record finished,
@@ -211,4 +216,17 @@ check "sm: the second is refused, naming the running one" has "$second" "already
 id=$(vc_api GET "/v1/migrations?slice=sm" | jq -r '.migrations[0].id')
 ends "second migrate" sm node2 "$id" committed
 expect_eq "sm: one migration recorded" 1 "$(vc_api GET "/v1/migrations?slice=sm" | jq '.migrations | length')"
+
+# --- the target slow to open the transfer ---------------------------------------
+# Its 503 (transfer not open yet) came, before the fix, while the source was
+# already sending the body, and the source saw only "Send failure: Broken
+# pipe" (no status) and aborted a migration a retry would have carried.
+check "st: slice ready" new_slice st
+restart_node node2 VSLICE_FAULT=migrate.delay:3000
+id=$(migrate st node2)
+ends "target slow to open" st node2 "$id" committed
+check "st: no send failure in the source's log" \
+	test "$(grep -c "st: .*Send failure" "$VC_TMP/node1.log")" -eq 0
+restart_node node2
+vsc destroy st >/dev/null
 finish

@@ -11,7 +11,9 @@
 #     with its count intact, i.e. continuing on the surviving node):
 #     the target killed mid-stream (VSLICE_FAULT=migrate.in:4), the stream
 #     corrupted (migrate.flip:N), the link cut while the source is frozen
-#     (the target's veth down with the stream's tail held back).
+#     (the target's veth down with the stream's tail held back), the target
+#     out of memory (node2's cgroup parent limited to 4 MiB: the restored
+#     counter, 6 MB of shell memory, cannot fit).
 . "$(dirname "$0")/lib.sh"
 
 has() { echo "$1" | grep -q -- "$2"; }
@@ -165,6 +167,17 @@ intact() { # CASE SLICE ID COUNT_BEFORE
 	echo "# $what: $(vc_migration "$id" | jq -c '{phase, reason}')"
 }
 LANDEV=$VC_PFX-h12 # node2's veth, on the lan side
+# node2_memory LIMIT|max: the memory limit of node2's cgroup parent, which
+# every sliver there (and so every restore) is under.
+node2_memory() {
+	local v1=/sys/fs/cgroup/memory/$VC_PFX-node2 v2=/sys/fs/cgroup/$VC_PFX-node2
+	if [ -d /sys/fs/cgroup/memory ]; then
+		mkdir -p "$v1"
+		echo "${1/max/-1}" >"$v1/memory.limit_in_bytes"
+	else
+		echo "$1" >"$v2/memory.max"
+	fi
+}
 frozen_on1() { vs_node node1 list 2>/dev/null | awk -v n="$1" '$1 == n && $2 == "frozen"' | grep -q .; }
 k=0
 for mode in precopy live; do
@@ -201,6 +214,17 @@ for mode in precopy live; do
 	ip -n "$VC_NS_LAN" link set "$LANDEV" up
 	ip netns exec "$VC_NS_LAN" tc qdisc del dev "$LANDEV" root
 	intact "link cut while frozen ($mode)" $s "$id" "$before"
+	vsc destroy $s >/dev/null
+
+	s=om$k
+	check "om $mode: slice ready" big_slice $s
+	node2_memory 4M
+	before=$(count_wait $s node1)
+	id=$(migrate $s node2 $mode)
+	intact "target out of memory ($mode)" $s "$id" "$before"
+	check "om $mode: ... the reason is the target's restore" \
+		has "$(vc_migration_field "$id" reason)" "target node2: receiving the stream"
+	node2_memory max
 	vsc destroy $s >/dev/null
 done
 
@@ -241,3 +265,4 @@ expect_eq "... one line, suggesting --mode cold" \
 	"$(cat "$VC_TMP/e")"
 expect_eq "... nothing recorded, k1 runs on node1" "node1" "$(vc_running_on k1)"
 vsc destroy k1 >/dev/null
+finish
