@@ -242,7 +242,7 @@ const char cluster_migrate_help[] =
     "125 refused before anything stopped.\n";
 
 static int migrate_once(struct ctl *ctl, struct http_client *hc, const char *slice, const char *to,
-			const char *from, const char *mode, json_t **last);
+			const char *from, const char *mode, char **precond, json_t **last);
 
 int cmd_migrate_cluster(struct ctl *ctl, int argc, char **argv)
 {
@@ -293,19 +293,31 @@ int cmd_migrate_cluster(struct ctl *ctl, int argc, char **argv)
 	 * refuses the slice (it says so before anything stops). */
 	bool picked = !mode;
 	json_t *last = NULL;
-	if ((r = migrate_once(ctl, &hc, slice, to, from, mode ? mode : "precopy", &last))) {
+	/* The registry's refusal of a live/pre-copy precondition (kernel,
+	 * vDSO, CPU features of the target): without --mode, cold instead. */
+	cleanup_free char *precond = NULL;
+	r = migrate_once(ctl, &hc, slice, to, from, mode ? mode : "precopy",
+			 picked ? &precond : NULL, &last);
+	if (precond) {
+		fprintf(stderr, "slicectl: migrate %s: %s; migrating it cold instead\n", slice,
+			precond);
+		json_decref(last);
+		last = NULL;
+		r = migrate_once(ctl, &hc, slice, to, from, "cold", NULL, &last);
+	}
+	if (r) {
 		json_decref(last);
 		return r;
 	}
 	const json_t *stats = json_object_get(last, "stats");
-	if (picked && !strcmp(jstr(last, "phase"), "aborted") &&
+	if (picked && !precond && !strcmp(jstr(last, "phase"), "aborted") &&
 	    json_is_true(json_object_get(stats, "refused"))) {
 		char reason[512];
 		fprintf(stderr, "slicectl: migrate %s: %s; migrating it cold instead\n", slice,
 			vs_printable(jstr(last, "reason"), reason, sizeof(reason)));
 		json_decref(last);
 		last = NULL;
-		if ((r = migrate_once(ctl, &hc, slice, to, from, "cold", &last))) {
+		if ((r = migrate_once(ctl, &hc, slice, to, from, "cold", NULL, &last))) {
 			json_decref(last);
 			return r;
 		}
@@ -316,9 +328,11 @@ int cmd_migrate_cluster(struct ctl *ctl, int argc, char **argv)
 }
 
 /* POST the migration and follow it to its end: *last the final object.
- * 0, or the exit code of a refusal / transport failure. */
+ * 0, or the exit code of a refusal / transport failure. With precond, a
+ * 409 that names a failed "precondition" (the mode cannot work on that
+ * target; cold can) is not printed: *precond gets its line, and 0. */
 static int migrate_once(struct ctl *ctl, struct http_client *hc, const char *slice, const char *to,
-			const char *from, const char *mode, json_t **last)
+			const char *from, const char *mode, char **precond, json_t **last)
 {
 	struct vs_error err;
 	cleanup_json json_t *m = NULL;
@@ -326,8 +340,19 @@ static int migrate_once(struct ctl *ctl, struct http_client *hc, const char *sli
 	int r;
 	/* A refusal is one line naming the slice: "slicectl: migrate m1: node
 	 * n3 is drained". */
-	if (regclient_migration_create(hc, slice, to, from, mode, &m, &status, &err) < 0)
+	if (regclient_migration_create(hc, slice, to, from, mode, &m, &status, &err) < 0) {
+		if (precond && status == 409 &&
+		    json_is_string(json_object_get(m, "precondition"))) {
+			char line[512];
+			*precond = vs_xstrdup(vs_printable(err.msg, line, sizeof(line)));
+			/* its advice is what happens next: not repeated */
+			size_t n = strlen(*precond), k = strlen("; use --mode cold");
+			if (n > k && !strcmp(*precond + n - k, "; use --mode cold"))
+				(*precond)[n - k] = '\0';
+			return 0;
+		}
 		return ctl_fail("migrate", slice, &err);
+	}
 	const char *id = jstr(m, "id");
 	if (!*id) {
 		vs_error_set(&err, EPROTO, "the registry's answer has no migration id");

@@ -170,5 +170,24 @@ has_first() { [ -n "$(first_count c1 node2)" ]; }
 wait_for 30 has_first
 check "c1 counts on on node2 from where it was on node1 (past $before)" \
 	test "$(first_count c1 node2)" -gt "${before:-0}"
+
+# --- without --mode, a refused precondition goes cold ------------------------------
+# node3: a real node manager whose registered CPU features (--label wins over
+# what it reads) lack what node2 has: precopy is refused (409, precondition
+# "cpu") before anything stops, and slicectl migrates cold instead, saying why.
+mkdir -p "$VC_TMP/node3"
+vs_node node3 image build busybox >/dev/null 2>&1
+NODE_TOKEN=$(TOKEN=$ADMIN vsc token create --role node)
+vc_add_node node3 3 --heartbeat 1s --listen "$VC_NET.13:7481" \
+	--overlay-local "$VC_NET.13" --overlay-vni $VNI --label vslice.cpu=sse2
+node3_ready() { vsc nodes | awk '$1 == "node3" && $2 == "ready"' | grep -q .; }
+check "node3 (CPU features: sse2 only) enrolls" wait_for 30 node3_ready
+before=$(last_count c1 node2)
+out=$(vsc migrate c1 --to node3 2>"$VC_TMP/e")
+expect_eq "migrate c1 --to node3 (no --mode; node3 lacks features): exit 0" 0 "$?"
+check "... says which precondition failed and that it goes cold" \
+	grep -q "^slicectl: migrate c1: node node3 lacks CPU features node node2 has (.*): a precopy migration resumes code that may use them; migrating it cold instead$" "$VC_TMP/e"
+check "... and went cold" has "$(echo "$out" | tail -1)" '^migrated c1 node2 -> node3 (cold): '
+expect_eq "... c1 runs on node3" node3 "$(vc_running_on c1)"
 vsc destroy c1 >/dev/null
 finish
