@@ -58,6 +58,21 @@ bool nm_api_route(const char *url)
 	return strncmp(url, SLIVERS_PREFIX, strlen(SLIVERS_PREFIX)) == 0;
 }
 
+/* Does a migration job (either side) hold sliver name? Its id into mig.
+ * Any thread. */
+static bool migrating(struct nodemgr *nm, const char *name, char mig[NODEMGR_MIG_ID_MAX])
+{
+	bool held = false;
+	pthread_mutex_lock(&nm->mu);
+	for (struct nm_job *j = nm->jobs; j && !held; j = j->next)
+		if (j->state != NM_JOB_DONE && !strcmp(j->r.slice, name)) {
+			snprintf(mig, NODEMGR_MIG_ID_MAX, "%s", j->mig.id);
+			held = true;
+		}
+	pthread_mutex_unlock(&nm->mu);
+	return held;
+}
+
 int nm_ticket_check(struct nodemgr *nm, const struct httpd_request *req, const char *name,
 		    const char *verb, unsigned *status, struct vs_error *err)
 {
@@ -101,6 +116,13 @@ int nm_ticket_check(struct nodemgr *nm, const struct httpd_request *req, const c
 	}
 	const char *user = json_string_value(json_object_get(g, "user"));
 	nm_log(nm, NODEMGR_LOG_INFO, "sliver %s: %s for user %s", name, verb, user ? user : "?");
+	char mig[NODEMGR_MIG_ID_MAX];
+	if (strcmp(verb, "stats") && strcmp(verb, "logs") && migrating(nm, name, mig)) {
+		*status = 409;
+		return vs_error_set(err, EBUSY,
+				    "sliver %s is being migrated (%s): %s waits until it ends", name,
+				    mig, verb);
+	}
 	struct slice_state s;
 	if (slice_load(nm->root, name, NULL, &s, err) < 0) {
 		*status = err->code == ENOENT ? 404 : 500;

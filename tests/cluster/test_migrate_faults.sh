@@ -224,6 +224,10 @@ expect_eq "sm: one migration recorded" 1 "$(vc_api GET "/v1/migrations?slice=sm"
 check "st: slice ready" new_slice st
 restart_node node2 VSLICE_FAULT=migrate.delay:3000
 id=$(migrate st node2)
+# While the source's job holds the sliver, remote verbs that act on it wait:
+# exec (harmless before the job starts) is tried until it is refused.
+held() { vsc exec --node node1 st -- true 2>&1 | grep -q "^slicectl: exec: sliver st is being migrated ($id): exec waits until it ends$"; }
+check "st: exec on the source while the migration holds it: refused (409, one line)" wait_for 20 held
 ends "target slow to open" st node2 "$id" committed
 check "st: no send failure in the source's log" \
 	test "$(grep -c "st: .*Send failure" "$VC_TMP/node1.log")" -eq 0
