@@ -15,11 +15,14 @@
 #include <linux/openat2.h>
 #include <pthread.h>
 #include <sched.h>
+#include <linux/neighbour.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include <netlink/route/addr.h>
 #include <netlink/route/link.h>
@@ -139,6 +142,49 @@ int link_remove(struct nl_sock *sk, const char *name, struct vs_error *err)
 	return 0;
 }
 
+/* The child of links_remove_later: nothing but the netlink requests. */
+static void __attribute__((noreturn)) remove_child(const int *idx, size_t n)
+{
+	struct nl_sock *sk = nl_socket_alloc();
+	if (sk && nl_connect(sk, NETLINK_ROUTE) >= 0)
+		for (size_t i = 0; i < n; i++) {
+			struct rtnl_link *l = rtnl_link_alloc();
+			rtnl_link_set_ifindex(l, idx[i]);
+			(void)rtnl_link_delete(sk, l);
+			rtnl_link_put(l);
+		}
+	_exit(0);
+}
+
+int links_remove_later(struct nl_sock *sk, const char *const *names, size_t n, struct vs_error *err)
+{
+	/* By index, found now: a device made later under the same name (the
+	 * slice started again) is not the one removed. An index is not
+	 * reused soon (the kernel allocates them cyclically). */
+	int idx[4];
+	size_t k = 0;
+	for (size_t i = 0; i < n && k < VS_ARRAY_SIZE(idx); i++) {
+		int x = names[i][0] ? link_index(sk, names[i]) : 0;
+		if (x)
+			idx[k++] = x;
+	}
+	if (!k)
+		return 0;
+	pid_t p = fork();
+	if (p < 0)
+		return vs_error_sys(err, errno, "fork to remove %s", names[0]);
+	if (p == 0) {
+		/* No lock or socket of the caller stays held by the remover. */
+		close_range(3, ~0U, 0);
+		if (fork() == 0)
+			remove_child(idx, k);
+		_exit(0);
+	}
+	while (waitpid(p, NULL, 0) < 0 && errno == EINTR)
+		;
+	return 0;
+}
+
 int link_up(struct nl_sock *sk, const char *name, int master, struct vs_error *err)
 {
 	struct rtnl_link *l = NULL, *chg = rtnl_link_alloc();
@@ -217,11 +263,8 @@ void lease_mac(uint32_t ip, uint8_t mac[6])
 }
 
 int veth_create(struct nl_sock *sk, const struct ipam_state *st, const struct ipam_lease *l,
-		int netns_fd, struct vs_error *err)
+		int bridge, int netns_fd, struct vs_error *err)
 {
-	int br = link_index(sk, st->bridge);
-	if (!br)
-		return vs_error_set(err, ENODEV, "bridge %s: gone", st->bridge);
 	uint8_t mac[6];
 	lease_mac(l->ip, mac);
 	struct nl_addr *lladdr = nl_addr_build(AF_LLC, mac, sizeof(mac));
@@ -229,7 +272,12 @@ int veth_create(struct nl_sock *sk, const struct ipam_state *st, const struct ip
 	if (!veth || !lladdr)
 		return vs_error_set(err, ENOMEM, "veth");
 	struct rtnl_link *peer = rtnl_link_veth_get_peer(veth);
+	/* One request: the host end up and a port of the bridge, the other end
+	 * born as eth0 inside the slice's namespace with its MAC (down: the
+	 * kernel cannot open a veth end before its peer exists). */
 	rtnl_link_set_name(veth, l->veth);
+	rtnl_link_set_flags(veth, IFF_UP);
+	rtnl_link_set_master(veth, bridge);
 	rtnl_link_set_name(peer, "eth0");
 	rtnl_link_set_addr(peer, lladdr);
 	rtnl_link_set_ns_fd(peer, netns_fd);
@@ -244,9 +292,14 @@ int veth_create(struct nl_sock *sk, const struct ipam_state *st, const struct ip
 	nl_addr_put(lladdr);
 	if (r < 0)
 		return nl_fail(err, r, "create veth %s", l->veth);
-	if ((r = link_up(sk, l->veth, br, err)) < 0)
-		return r;
-	return 0;
+	/* The bridge knows the slice's port from the start: nothing sent to
+	 * the slice is flooded to the other ports while it has not spoken yet,
+	 * and no announcement from the slice is needed (a slice that moved here
+	 * is reached at once). The entry goes with the port. */
+	int idx = link_index(sk, l->veth);
+	if (!idx)
+		return vs_error_set(err, ENODEV, "veth %s: gone", l->veth);
+	return fdb_change(sk, RTM_NEWNEIGH, idx, mac, NTF_MASTER, 0, err);
 }
 
 int slice_side_config(int netns_fd, const struct ipam_state *st, const struct ipam_lease *l,
@@ -256,11 +309,12 @@ int slice_side_config(int netns_fd, const struct ipam_state *st, const struct ip
 	int r = nl_open_in(netns_fd, &sk, err);
 	if (r < 0)
 		return r;
+	/* lo is up since the launcher made the namespace. */
 	int idx = link_index(sk, "eth0");
 	if (!idx)
 		return vs_error_set(err, ENODEV, "eth0: not in the slice's namespace");
 	if ((r = addr_add(sk, idx, l->ip, st->prefix, err)) < 0 ||
-	    (r = link_up(sk, "eth0", 0, err)) < 0 || (r = link_up(sk, "lo", 0, err)) < 0)
+	    (r = link_up(sk, "eth0", 0, err)) < 0)
 		return r;
 	uint32_t gw = htonl(ipam_gateway(st)), any = 0;
 	struct nl_addr *dst = nl_addr_build(AF_INET, &any, 4);

@@ -63,106 +63,113 @@ static int nft_run(const char *cmd, struct vs_error *err)
 	return 0;
 }
 
-static void elements(FILE *out, const char *decl, const struct ipam_state *st,
-		     void (*one)(FILE *, const struct ipam_lease *, bool *first, const void *),
-		     const void *arg)
+/* One element of one of the tables' sets or maps: what a lease or an active
+ * peer contributes. key (and val, for a map) in nft's syntax. */
+struct nft_el {
+	const char *table; /* "inet" or "bridge" */
+	const char *set;
+	char key[80];
+	char val[32];	   /* "" for a set */
+	const char *lease; /* the lease it comes from (NULL: a peer) */
+};
+
+struct nft_els {
+	struct nft_el *v;
+	size_t n, cap;
+};
+
+static struct nft_el *el_add(struct nft_els *e, const char *table, const char *set,
+			     const char *lease)
 {
-	bool first = true;
-	fprintf(out, "\t%s", decl);
-	for (size_t i = 0; i < st->n; i++)
-		one(out, &st->leases[i], &first, arg);
-	fputs(first ? "\t}\n" : " }\n\t}\n", out);
+	if (e->n == e->cap) {
+		e->cap = e->cap ? 2 * e->cap : 32;
+		e->v = vs_xrealloc(e->v, e->cap * sizeof(*e->v));
+	}
+	struct nft_el *x = &e->v[e->n++];
+	*x = (struct nft_el){.table = table, .set = set, .lease = lease};
+	return x;
 }
 
-static void sep(FILE *out, bool *first)
+static void fmt_mac(char *buf, size_t len, uint32_t ip)
 {
-	fputs(*first ? "\n\t\telements = { " : ", ", out);
-	*first = false;
+	uint8_t m[6];
+	lease_mac(ip, m);
+	snprintf(buf, len, "%02x:%02x:%02x:%02x:%02x:%02x", m[0], m[1], m[2], m[3], m[4], m[5]);
 }
 
-static void el_noegress(FILE *out, const struct ipam_lease *l, bool *first, const void *arg)
+/* Every element st's leases and active peers put in the tables' sets. */
+static void collect(const struct ipam_state *st, struct nft_els *e)
 {
-	char ip[16];
-	if (!l->want.no_egress)
+	for (size_t i = 0; i < st->n; i++) {
+		const struct ipam_lease *l = &st->leases[i];
+		char ip[16], mac[18];
+		ipam_fmt(l->ip, ip);
+		fmt_mac(mac, sizeof(mac), l->ip);
+		if (l->want.no_egress)
+			snprintf(el_add(e, "inet", "noegress", l->name)->key, 80, "%s", ip);
+		for (size_t k = 0; k < l->want.n_publish; k++) {
+			const struct netcfg_publish *p = &l->want.publish[k];
+			struct nft_el *x =
+			    el_add(e, "inet", p->udp ? "pub_udp" : "pub_tcp", l->name);
+			snprintf(x->key, sizeof(x->key), "%u", p->host_port);
+			snprintf(x->val, sizeof(x->val), "%s . %u", ip, p->slice_port);
+		}
+		snprintf(el_add(e, "bridge", "macs", l->name)->key, 80, "\"%s\" . %s", l->veth,
+			 mac);
+		snprintf(el_add(e, "bridge", "ports", l->name)->key, 80, "\"%s\" . %s . %s",
+			 l->veth, mac, ip);
+	}
+	if (!st->vni)
 		return;
-	ipam_fmt(l->ip, ip);
-	sep(out, first);
-	fputs(ip, out);
-}
-
-static void el_publish(FILE *out, const struct ipam_lease *l, bool *first, const void *arg)
-{
-	bool udp = *(const bool *)arg;
-	char ip[16];
-	ipam_fmt(l->ip, ip);
-	for (size_t k = 0; k < l->want.n_publish; k++) {
-		const struct netcfg_publish *p = &l->want.publish[k];
-		if (p->udp != udp)
-			continue;
-		sep(out, first);
-		fprintf(out, "%u : %s . %u", p->host_port, ip, p->slice_port);
-	}
-}
-
-static void el_mac(FILE *out, const struct ipam_lease *l, bool *first, const void *arg)
-{
-	uint8_t m[6];
-	lease_mac(l->ip, m);
-	sep(out, first);
-	fprintf(out, "\"%s\" . %02x:%02x:%02x:%02x:%02x:%02x", l->veth, m[0], m[1], m[2], m[3],
-		m[4], m[5]);
-}
-
-static void el_port(FILE *out, const struct ipam_lease *l, bool *first, const void *arg)
-{
-	char ip[16];
-	uint8_t m[6];
-	ipam_fmt(l->ip, ip);
-	lease_mac(l->ip, m);
-	sep(out, first);
-	fprintf(out, "\"%s\" . %02x:%02x:%02x:%02x:%02x:%02x . %s", l->veth, m[0], m[1], m[2], m[3],
-		m[4], m[5], ip);
-}
-
-/* "NODE . 0xMAC": which node may send frames from which remote slice. */
-static void el_src(FILE *out, const struct ipam_state *st, bool *first, bool unused)
-{
 	for (size_t i = 0; i < st->n_peers; i++) {
-		char node[16];
+		const struct ipam_peer *p = &st->peers[i];
+		char ip[16], node[16], mac[18];
 		uint8_t m[6];
-		if (!overlay_peer_active(st, &st->peers[i]))
+		if (!overlay_peer_active(st, p))
 			continue;
-		ipam_fmt(st->peers[i].node, node);
-		lease_mac(st->peers[i].ip, m);
-		sep(out, first);
-		fprintf(out, "%s . 0x%02x%02x%02x%02x%02x%02x", node, m[0], m[1], m[2], m[3], m[4],
-			m[5]);
+		ipam_fmt(p->ip, ip);
+		ipam_fmt(p->node, node);
+		fmt_mac(mac, sizeof(mac), p->ip);
+		lease_mac(p->ip, m);
+		/* "NODE . 0xMAC": which node may send frames from which remote slice. */
+		snprintf(el_add(e, "inet", "overlay_src", NULL)->key, 80,
+			 "%s . 0x%02x%02x%02x%02x%02x%02x", node, m[0], m[1], m[2], m[3], m[4],
+			 m[5]);
+		snprintf(el_add(e, "bridge", "remote_macs", NULL)->key, 80, "%s", mac);
+		snprintf(el_add(e, "bridge", "remote", NULL)->key, 80, "%s . %s", mac, ip);
 	}
 }
 
-static void el_remote(FILE *out, const struct ipam_state *st, bool *first, bool with_ip)
+static bool el_same(const struct nft_el *a, const struct nft_el *b)
 {
-	for (size_t i = 0; i < st->n_peers; i++) {
-		char ip[16];
-		uint8_t m[6];
-		if (!overlay_peer_active(st, &st->peers[i]))
-			continue;
-		ipam_fmt(st->peers[i].ip, ip);
-		lease_mac(st->peers[i].ip, m);
-		sep(out, first);
-		fprintf(out, "%02x:%02x:%02x:%02x:%02x:%02x", m[0], m[1], m[2], m[3], m[4], m[5]);
-		if (with_ip)
-			fprintf(out, " . %s", ip);
-	}
+	return !strcmp(a->table, b->table) && !strcmp(a->set, b->set) && !strcmp(a->key, b->key) &&
+	       !strcmp(a->val, b->val);
 }
 
-/* A set of the peers, closed like elements() does. */
-static void peer_set(FILE *out, const char *decl, const struct ipam_state *st,
-		     void (*one)(FILE *, const struct ipam_state *, bool *, bool), bool arg)
+static bool el_in(const struct nft_els *e, const struct nft_el *x)
+{
+	for (size_t i = 0; i < e->n; i++)
+		if (el_same(&e->v[i], x))
+			return true;
+	return false;
+}
+
+/* "\tDECL elements = { ... }\n\t}\n" with the elements of table.set. */
+static void set_decl(FILE *out, const char *decl, const struct nft_els *e, const char *table,
+		     const char *set)
 {
 	bool first = true;
 	fprintf(out, "\t%s", decl);
-	one(out, st, &first, arg);
+	for (size_t i = 0; i < e->n; i++) {
+		const struct nft_el *x = &e->v[i];
+		if (strcmp(x->table, table) || strcmp(x->set, set))
+			continue;
+		fputs(first ? "\n\t\telements = { " : ", ", out);
+		first = false;
+		fputs(x->key, out);
+		if (x->val[0])
+			fprintf(out, " : %s", x->val);
+	}
 	fputs(first ? "\t}\n" : " }\n\t}\n", out);
 }
 
@@ -173,25 +180,26 @@ int nft_sync(const struct ipam_state *st, struct vs_error *err)
 	FILE *out = open_memstream(&cmd, &len);
 	if (!out)
 		abort();
+	struct nft_els e = {0};
+	collect(st, &e);
 	fputs("add table inet vslice\ndelete table inet vslice\n"
 	      "add table bridge vslice\ndelete table bridge vslice\n",
 	      out);
 	if (st->n) {
 		char net[16];
-		const bool tcp = false, udp = true;
 		ipam_fmt(st->net, net);
 		const char *br = st->bridge;
 		fputs("table inet vslice {\n", out);
-		elements(out, "set noegress { type ipv4_addr;", st, el_noegress, NULL);
-		elements(out, "map pub_tcp { type inet_service : ipv4_addr . inet_service;", st,
-			 el_publish, &tcp);
-		elements(out, "map pub_udp { type inet_service : ipv4_addr . inet_service;", st,
-			 el_publish, &udp);
+		set_decl(out, "set noegress { type ipv4_addr;", &e, "inet", "noegress");
+		set_decl(out, "map pub_tcp { type inet_service : ipv4_addr . inet_service;", &e,
+			 "inet", "pub_tcp");
+		set_decl(out, "map pub_udp { type inet_service : ipv4_addr . inet_service;", &e,
+			 "inet", "pub_udp");
 		if (st->vni)
 			/* the inner Ethernet source: UDP (8) + VXLAN (8) + destination (6) bytes in
 			 */
-			peer_set(out, "set overlay_src { typeof ip saddr . @th,176,48;", st, el_src,
-				 false);
+			set_decl(out, "set overlay_src { typeof ip saddr . @th,176,48;", &e, "inet",
+				 "overlay_src");
 		fprintf(out,
 			"\tchain prerouting { type nat hook prerouting priority dstnat;\n"
 			"\t\tfib daddr type local dnat ip to tcp dport map @pub_tcp\n"
@@ -223,15 +231,16 @@ int nft_sync(const struct ipam_state *st, struct vs_error *err)
 				NETCFG_VXLAN_PORT, st->vni);
 		fputs("\t}\n}\n", out);
 		fputs("table bridge vslice {\n", out);
-		elements(out, "set macs { type ifname . ether_addr;", st, el_mac, NULL);
-		elements(out, "set ports { type ifname . ether_addr . ipv4_addr;", st, el_port,
-			 NULL);
+		set_decl(out, "set macs { type ifname . ether_addr;", &e, "bridge", "macs");
+		set_decl(out, "set ports { type ifname . ether_addr . ipv4_addr;", &e, "bridge",
+			 "ports");
 		char vx[IFNAMSIZ];
 		overlay_devname(st, vx);
 		if (st->vni) {
-			peer_set(out, "set remote_macs { type ether_addr;", st, el_remote, false);
-			peer_set(out, "set remote { type ether_addr . ipv4_addr;", st, el_remote,
-				 true);
+			set_decl(out, "set remote_macs { type ether_addr;", &e, "bridge",
+				 "remote_macs");
+			set_decl(out, "set remote { type ether_addr . ipv4_addr;", &e, "bridge",
+				 "remote");
 		}
 		fputs("\tchain prerouting { type filter hook prerouting priority filter;\n", out);
 		if (st->vni)
@@ -255,6 +264,51 @@ int nft_sync(const struct ipam_state *st, struct vs_error *err)
 		    out);
 	}
 	fclose(out);
+	free(e.v);
 	cleanup_free char *text = cmd;
 	return nft_run(text, err);
+}
+
+int nft_update(const struct ipam_state *old, const struct ipam_state *st, const char *focus,
+	       struct vs_error *err)
+{
+	/* The first lease makes the tables, the last removes them; a change
+	 * of the node's settings (only possible without leases) too. */
+	if (!old->n || !st->n || old->vni != st->vni || old->net != st->net ||
+	    old->prefix != st->prefix || strcmp(old->bridge, st->bridge))
+		return nft_sync(st, err);
+	struct nft_els a = {0}, b = {0};
+	collect(old, &a);
+	collect(st, &b);
+	char *cmd = NULL;
+	size_t len = 0;
+	FILE *out = open_memstream(&cmd, &len);
+	if (!out)
+		abort();
+	/* Deletions first: a map key whose value changes is deleted, then
+	 * added. The focus lease's elements are added even when the lease
+	 * file says they are there (a crash between file and tables). */
+	for (size_t i = 0; i < a.n; i++)
+		if (!el_in(&b, &a.v[i]))
+			fprintf(out, "delete element %s vslice %s { %s }\n", a.v[i].table,
+				a.v[i].set, a.v[i].key);
+	for (size_t i = 0; i < b.n; i++) {
+		const struct nft_el *x = &b.v[i];
+		if (el_in(&a, x) && !(focus && x->lease && !strcmp(x->lease, focus)))
+			continue;
+		fprintf(out, "add element %s vslice %s { %s%s%s }\n", x->table, x->set, x->key,
+			x->val[0] ? " : " : "", x->val);
+	}
+	fclose(out);
+	free(a.v);
+	free(b.v);
+	cleanup_free char *text = cmd;
+	if (!len)
+		return 0;
+	struct vs_error e2;
+	if (nft_run(text, &e2) == 0)
+		return 0;
+	/* The tables are not what the lease file said (changed behind our
+	 * back, or a crash between the two): make them whole again. */
+	return nft_sync(st, err);
 }
