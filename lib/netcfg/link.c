@@ -21,7 +21,6 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include <netlink/route/addr.h>
@@ -142,8 +141,18 @@ int link_remove(struct nl_sock *sk, const char *name, struct vs_error *err)
 	return 0;
 }
 
-/* The child of links_remove_later: nothing but the netlink requests. */
-static void __attribute__((noreturn)) remove_child(const int *idx, size_t n)
+size_t link_indexes(struct nl_sock *sk, const char *const *names, size_t n, int *idx)
+{
+	size_t k = 0;
+	for (size_t i = 0; i < n; i++) {
+		int x = names[i][0] ? link_index(sk, names[i]) : 0;
+		if (x)
+			idx[k++] = x;
+	}
+	return k;
+}
+
+void links_delete_index(const int *idx, size_t n)
 {
 	struct nl_sock *sk = nl_socket_alloc();
 	if (sk && nl_connect(sk, NETLINK_ROUTE) >= 0)
@@ -153,36 +162,8 @@ static void __attribute__((noreturn)) remove_child(const int *idx, size_t n)
 			(void)rtnl_link_delete(sk, l);
 			rtnl_link_put(l);
 		}
-	_exit(0);
-}
-
-int links_remove_later(struct nl_sock *sk, const char *const *names, size_t n, struct vs_error *err)
-{
-	/* By index, found now: a device made later under the same name (the
-	 * slice started again) is not the one removed. An index is not
-	 * reused soon (the kernel allocates them cyclically). */
-	int idx[4];
-	size_t k = 0;
-	for (size_t i = 0; i < n && k < VS_ARRAY_SIZE(idx); i++) {
-		int x = names[i][0] ? link_index(sk, names[i]) : 0;
-		if (x)
-			idx[k++] = x;
-	}
-	if (!k)
-		return 0;
-	pid_t p = fork();
-	if (p < 0)
-		return vs_error_sys(err, errno, "fork to remove %s", names[0]);
-	if (p == 0) {
-		/* No lock or socket of the caller stays held by the remover. */
-		close_range(3, ~0U, 0);
-		if (fork() == 0)
-			remove_child(idx, k);
-		_exit(0);
-	}
-	while (waitpid(p, NULL, 0) < 0 && errno == EINTR)
-		;
-	return 0;
+	if (sk)
+		nl_socket_free(sk);
 }
 
 int link_up(struct nl_sock *sk, const char *name, int master, struct vs_error *err)

@@ -296,17 +296,6 @@ static int devices_remove(struct nl_sock *sk, const struct ipam_lease *l, struct
 	return 0;
 }
 
-/* A released lease's devices: usually gone already with the slice's
- * namespace; what is left is removed in the background (its filters are
- * gone, so a veth that lingers a moment carries nothing). */
-static int devices_remove_later(struct nl_sock *sk, const struct ipam_lease *l,
-				struct vs_error *err)
-{
-	const char *names[] = {l->veth, l->ifb};
-	int r = links_remove_later(sk, names, VS_ARRAY_SIZE(names), err);
-	return r < 0 ? vs_error_wrap(err, "slice %s", l->name) : 0;
-}
-
 /* Whether a lease is what the file already says (a slice started again
  * with the same settings): then the file is not written. */
 static bool lease_same(const struct ipam_lease *a, const struct ipam_lease *b)
@@ -509,9 +498,15 @@ static int release_locked(const char *root, struct ipam_state *st, struct nl_soc
 	if (!l)
 		return 0;
 	/* The ifb (a capped slice) at once: it is no bridge port, and the last
-	 * detach's sweep would not find it. */
-	if ((r = link_remove(sk, l->ifb, err)) < 0 || (r = devices_remove_later(sk, l, err)) < 0)
+	 * detach's sweep would not find it. The veth is usually gone already
+	 * with the slice's namespace; one that is left goes in the background,
+	 * after its filter elements (a veth that lingers a moment carries
+	 * nothing). */
+	if ((r = link_remove(sk, l->ifb, err)) < 0)
 		return vs_error_wrap(err, "slice %s", name);
+	const char *names[] = {l->veth};
+	int rm[1];
+	size_t n_rm = link_indexes(sk, names, 1, rm);
 	vs_trace("net.d.devices");
 	struct ipam_state old;
 	ipam_state_copy(&old, st);
@@ -520,7 +515,7 @@ static int release_locked(const char *root, struct ipam_state *st, struct nl_soc
 		r = node_teardown(sk, st, err);
 	else if (!st->vni || !overlay_active_changed(&old, st) ||
 		 (r = overlay_sync(sk, st, err)) >= 0)
-		r = nft_update(&old, st, NULL, err);
+		r = nft_update_detached(&old, st, rm, n_rm, err);
 	ipam_state_free(&old);
 	if (r < 0)
 		return r;

@@ -101,12 +101,12 @@ int nl_fail(struct vs_error *err, int nlerr, const char *fmt, ...)
 int link_index(struct nl_sock *sk, const char *name); /* 0: no such link */
 int link_remove(struct nl_sock *sk, const char *name, struct vs_error *err);
 int link_up(struct nl_sock *sk, const char *name, int master, struct vs_error *err);
-/* Delete the links named (at most 4; missing ones are skipped) in a
- * detached process: a device's unregistration waits for an RCU barrier
- * (~15 ms), which the caller does not wait for. The devices are found
- * (by index) before this returns. */
-int links_remove_later(struct nl_sock *sk, const char *const *names, size_t n,
-		       struct vs_error *err);
+/* The indexes of the links named that exist (missing ones skipped). */
+size_t link_indexes(struct nl_sock *sk, const char *const *names, size_t n, int *idx);
+/* Delete links by index, errors ignored (a detached process's work: an
+ * index is not reused soon, the kernel allocates them cyclically, so a
+ * device made later under the same name is not the one deleted). */
+void links_delete_index(const int *idx, size_t n);
 int bridge_ensure(struct nl_sock *sk, const struct ipam_state *st, struct vs_error *err);
 void lease_mac(uint32_t ip, uint8_t mac[6]);
 /* The slice's veth pair in one request: host end up as a port of bridge
@@ -138,6 +138,13 @@ int nft_sync(const struct ipam_state *st, struct vs_error *err);
  * transaction fails (the tables were not what old says). */
 int nft_update(const struct ipam_state *old, const struct ipam_state *st, const char *focus,
 	       struct vs_error *err);
+/* nft_update(old, st, NULL) in a detached process, whose answer is
+ * waited for; it then deletes the links rm (by index) and exits. What the
+ * caller does not wait for: closing an nftables socket after a deletion
+ * waits for an RCU grace period (the kernel frees the deleted elements
+ * first), and so does a device's unregistration. */
+int nft_update_detached(const struct ipam_state *old, const struct ipam_state *st, const int *rm,
+			size_t n_rm, struct vs_error *err);
 
 /* overlay.c */
 /* The vxlan device's name for st ("" when st has no overlay). */

@@ -33,34 +33,38 @@
  *     source, and IPv4/ARP sender, is a peer's MAC and address (@remote):
  *     a node cannot speak for the other nodes' slices, nor for ours.
  */
+#include <fcntl.h>
 #include <nftables/libnftables.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include "netcfg_int.h"
 #include "vslice/util.h"
 
-static void nft_ctxp(struct nft_ctx **c)
-{
-	if (*c)
-		nft_ctx_free(*c);
-}
+/* Set in nft_update_detached's child: its nftables context is not freed
+ * (its socket closes with the process, after the answer is sent). */
+static bool nft_linger;
 
 static int nft_run(const char *cmd, struct vs_error *err)
 {
-	__attribute__((cleanup(nft_ctxp))) struct nft_ctx *ctx = nft_ctx_new(NFT_CTX_DEFAULT);
+	struct nft_ctx *ctx = nft_ctx_new(NFT_CTX_DEFAULT);
 	if (!ctx)
 		return vs_error_set(err, ENOMEM, "nftables context");
 	nft_ctx_buffer_output(ctx);
 	nft_ctx_buffer_error(ctx);
+	int r = 0;
 	if (nft_run_cmd_from_buffer(ctx, cmd) != 0) {
 		const char *e = nft_ctx_get_error_buffer(ctx);
 		char line[400];
 		snprintf(line, sizeof(line), "%s", e ? e : "");
 		line[strcspn(line, "\n")] = '\0';
-		return vs_error_set(err, EIO, "nftables table vslice: %s", line);
+		r = vs_error_set(err, EIO, "nftables table vslice: %s", line);
 	}
-	return 0;
+	if (!nft_linger)
+		nft_ctx_free(ctx);
+	return r;
 }
 
 /* One element of one of the tables' sets or maps: what a lease or an active
@@ -311,4 +315,49 @@ int nft_update(const struct ipam_state *old, const struct ipam_state *st, const 
 	/* The tables are not what the lease file said (changed behind our
 	 * back, or a crash between the two): make them whole again. */
 	return nft_sync(st, err);
+}
+
+int nft_update_detached(const struct ipam_state *old, const struct ipam_state *st, const int *rm,
+			size_t n_rm, struct vs_error *err)
+{
+	int pfd[2];
+	if (pipe2(pfd, O_CLOEXEC) < 0)
+		return vs_error_sys(err, errno, "pipe");
+	pid_t p = fork();
+	if (p < 0) {
+		close(pfd[0]);
+		close(pfd[1]);
+		return vs_error_sys(err, errno, "fork");
+	}
+	if (p == 0) {
+		/* Nothing of the caller's (the lease lock above all) stays open
+		 * in the child but the answer's pipe. */
+		int w = pfd[1];
+		if (w > 3)
+			close_range(3, (unsigned)w - 1, 0);
+		close_range((unsigned)w + 1, ~0U, 0);
+		if (fork() != 0)
+			_exit(0);
+		struct vs_error e = {0};
+		nft_linger = true;
+		int r = nft_update(old, st, NULL, &e);
+		(void)!write(w, &r, sizeof(r));
+		(void)!write(w, &e, sizeof(e));
+		close(w);
+		links_delete_index(rm, n_rm);
+		_exit(0);
+	}
+	close(pfd[1]);
+	while (waitpid(p, NULL, 0) < 0 && errno == EINTR)
+		;
+	int r;
+	struct vs_error e;
+	bool ok = vs_read_all(pfd[0], &r, sizeof(r)) == (ssize_t)sizeof(r) &&
+		  vs_read_all(pfd[0], &e, sizeof(e)) == (ssize_t)sizeof(e);
+	close(pfd[0]);
+	if (!ok)
+		return vs_error_set(err, EIO, "nftables: the updating process died");
+	if (r < 0)
+		*err = e;
+	return r < 0 ? r : 0;
 }
