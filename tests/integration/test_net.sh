@@ -255,7 +255,7 @@ check "a slice sees none of the host side (veth, ifb)" \
 # Per-slice changes are set and map elements only (issue 13's start cost):
 # another slice's start and destroy leave both tables in place (the
 # kernel's table handles unchanged), and its elements go with it.
-tables_h() { node nft -a list tables | grep ' vslice'; }
+tables_h() { node nft -a list ruleset | grep '^table .* vslice'; }
 elements_now() { node nft list set bridge vslice ports; node nft list map inet vslice pub_tcp; }
 th=$(tables_h)
 el=$(elements_now)
