@@ -21,6 +21,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <netlink/route/addr.h>
@@ -164,6 +165,40 @@ void links_delete_index(const int *idx, size_t n)
 		}
 	if (sk)
 		nl_socket_free(sk);
+}
+
+int links_remove_detached(const int *idx, size_t n, int fd, struct vs_error *err)
+{
+	if (!n && fd < 0)
+		return 0;
+	pid_t p = fork();
+	if (p < 0) {
+		int e = errno;
+		if (fd >= 0)
+			close(fd);
+		return vs_error_sys(err, e, "fork");
+	}
+	if (p == 0) {
+		if (fork() != 0)
+			_exit(0);
+		/* Nothing of the caller's (the lease lock above all, its stdio:
+		 * whoever reads the caller's output would wait for this process)
+		 * but fd. */
+		int null = open("/dev/null", O_RDWR | O_CLOEXEC);
+		for (int i = 0; i < 3 && null >= 0; i++)
+			dup2(null, i);
+		if (fd > 3)
+			close_range(3, (unsigned)fd - 1, 0);
+		close_range(fd >= 3 ? (unsigned)fd + 1 : 3, ~0U, 0);
+		links_delete_index(idx, n);
+		_exit(0);
+	}
+	/* The children hold fd now: this close is not its last. */
+	if (fd >= 0)
+		close(fd);
+	while (waitpid(p, NULL, 0) < 0 && errno == EINTR)
+		;
+	return 0;
 }
 
 int link_up(struct nl_sock *sk, const char *name, int master, struct vs_error *err)

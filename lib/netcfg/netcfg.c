@@ -432,7 +432,7 @@ static int attach_locked(const char *root, const char *name, const struct netcfg
 	vs_trace("net.tc_overlay");
 	/* The filters before the slice's side comes up: its first frame already
 	 * meets them. */
-	if ((r = remade ? nft_sync(st, err) : nft_update(old, st, name, err)) < 0)
+	if ((r = remade ? nft_sync(st, err) : nft_update(old, st, name, NULL, err)) < 0)
 		goto fail;
 	vs_trace("net.nft");
 	if ((r = slice_side_config(netns_fd, st, l, err)) < 0)
@@ -514,8 +514,13 @@ static int release_locked(const char *root, struct ipam_state *st, struct nl_soc
 	if (st->n == 0)
 		r = node_teardown(sk, st, err);
 	else if (!st->vni || !overlay_active_changed(&old, st) ||
-		 (r = overlay_sync(sk, st, err)) >= 0)
-		r = nft_update_detached(&old, st, rm, n_rm, err);
+		 (r = overlay_sync(sk, st, err)) >= 0) {
+		int keep = -1;
+		if ((r = nft_update(&old, st, NULL, &keep, err)) >= 0)
+			r = links_remove_detached(rm, n_rm, keep, err);
+		else if (keep >= 0)
+			close(keep);
+	}
 	ipam_state_free(&old);
 	if (r < 0)
 		return r;

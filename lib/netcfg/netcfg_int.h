@@ -107,6 +107,11 @@ size_t link_indexes(struct nl_sock *sk, const char *const *names, size_t n, int 
  * index is not reused soon, the kernel allocates them cyclically, so a
  * device made later under the same name is not the one deleted). */
 void links_delete_index(const int *idx, size_t n);
+/* links_delete_index in a detached process, which also holds fd (closed
+ * here; -1: none) until it ends: what waits for RCU (a device's
+ * unregistration, the last close of an nfnetlink socket after a deletion)
+ * is not waited for by the caller. */
+int links_remove_detached(const int *idx, size_t n, int fd, struct vs_error *err);
 int bridge_ensure(struct nl_sock *sk, const struct ipam_state *st, struct vs_error *err);
 void lease_mac(uint32_t ip, uint8_t mac[6]);
 /* The slice's veth pair in one request: host end up as a port of bridge
@@ -132,19 +137,16 @@ int sysctl_forward(int value, int *old, struct vs_error *err);
  * holds no lease), in one transaction. */
 int nft_sync(const struct ipam_state *st, struct vs_error *err);
 /* From old to st (the tables said old) with only the set and map elements
- * that differ, added and deleted in one transaction; the elements of lease
- * focus (if not NULL) are added whatever old says. The chains are not
- * touched. Whole (nft_sync) at the first and the last lease, and when the
- * transaction fails (the tables were not what old says). */
+ * that differ, added and deleted in one nfnetlink batch (no libnftables:
+ * no parser, no cache dump); the elements of lease focus (if not NULL) are
+ * added whatever old says. The chains are not touched. Whole (nft_sync)
+ * at the first and the last lease, and when the batch is refused (the
+ * tables were not what old says). keep != NULL: the batch's socket is
+ * handed to the caller instead of closed (closing an nfnetlink socket
+ * after a deletion waits for an RCU grace period: the kernel frees the
+ * deleted elements first). */
 int nft_update(const struct ipam_state *old, const struct ipam_state *st, const char *focus,
-	       struct vs_error *err);
-/* nft_update(old, st, NULL) in a detached process, whose answer is
- * waited for; it then deletes the links rm (by index) and exits. What the
- * caller does not wait for: closing an nftables socket after a deletion
- * waits for an RCU grace period (the kernel frees the deleted elements
- * first), and so does a device's unregistration. */
-int nft_update_detached(const struct ipam_state *old, const struct ipam_state *st, const int *rm,
-			size_t n_rm, struct vs_error *err);
+	       int *keep, struct vs_error *err);
 
 /* overlay.c */
 /* The vxlan device's name for st ("" when st has no overlay). */

@@ -33,19 +33,23 @@
  *     source, and IPv4/ARP sender, is a peer's MAC and address (@remote):
  *     a node cannot speak for the other nodes' slices, nor for ours.
  */
-#include <fcntl.h>
+#include <arpa/inet.h>
+#include <linux/netfilter.h>
+#include <linux/netfilter/nf_tables.h>
+#include <linux/netfilter/nfnetlink.h>
+#include <linux/netlink.h>
 #include <nftables/libnftables.h>
 #include <stdio.h>
 #include <string.h>
-#include <sys/wait.h>
+#include <sys/socket.h>
+#include <sys/time.h>
 #include <unistd.h>
+
+#include <netlink/attr.h>
+#include <netlink/msg.h>
 
 #include "netcfg_int.h"
 #include "vslice/util.h"
-
-/* Set in nft_update_detached's child: its nftables context is not freed
- * (its socket closes with the process, after the answer is sent). */
-static bool nft_linger;
 
 static int nft_run(const char *cmd, struct vs_error *err)
 {
@@ -62,8 +66,7 @@ static int nft_run(const char *cmd, struct vs_error *err)
 		line[strcspn(line, "\n")] = '\0';
 		r = vs_error_set(err, EIO, "nftables table vslice: %s", line);
 	}
-	if (!nft_linger)
-		nft_ctx_free(ctx);
+	nft_ctx_free(ctx);
 	return r;
 }
 
@@ -75,6 +78,11 @@ struct nft_el {
 	char key[80];
 	char val[32];	   /* "" for a set */
 	const char *lease; /* the lease it comes from (NULL: a peer) */
+	/* The same as the kernel holds it: each field of a concatenation
+	 * padded to 4 bytes (ifname 16, ether_addr 6+2, ipv4_addr 4,
+	 * inet_service 2 alone, 2+2 in a concatenation), network order. */
+	uint8_t kraw[32], vraw[8];
+	uint8_t klen, vlen;
 };
 
 struct nft_els {
@@ -101,27 +109,70 @@ static void fmt_mac(char *buf, size_t len, uint32_t ip)
 	snprintf(buf, len, "%02x:%02x:%02x:%02x:%02x:%02x", m[0], m[1], m[2], m[3], m[4], m[5]);
 }
 
+static uint8_t *raw_ifname(uint8_t *p, const char *name)
+{
+	memset(p, 0, IFNAMSIZ);
+	memcpy(p, name, strnlen(name, IFNAMSIZ - 1));
+	return p + IFNAMSIZ;
+}
+
+static uint8_t *raw_mac(uint8_t *p, uint32_t ip, bool pad)
+{
+	lease_mac(ip, p);
+	if (!pad)
+		return p + 6;
+	p[6] = p[7] = 0;
+	return p + 8;
+}
+
+static uint8_t *raw_ip(uint8_t *p, uint32_t ip)
+{
+	uint32_t be = htonl(ip);
+	memcpy(p, &be, 4);
+	return p + 4;
+}
+
+static uint8_t *raw_port(uint8_t *p, uint16_t port, bool pad)
+{
+	uint16_t be = htons(port);
+	memcpy(p, &be, 2);
+	if (!pad)
+		return p + 2;
+	p[2] = p[3] = 0;
+	return p + 4;
+}
+
+#define KLEN(x, end) ((x)->klen = (uint8_t)((end) - (x)->kraw))
+
 /* Every element st's leases and active peers put in the tables' sets. */
 static void collect(const struct ipam_state *st, struct nft_els *e)
 {
 	for (size_t i = 0; i < st->n; i++) {
 		const struct ipam_lease *l = &st->leases[i];
 		char ip[16], mac[18];
+		struct nft_el *x;
 		ipam_fmt(l->ip, ip);
 		fmt_mac(mac, sizeof(mac), l->ip);
-		if (l->want.no_egress)
-			snprintf(el_add(e, "inet", "noegress", l->name)->key, 80, "%s", ip);
+		if (l->want.no_egress) {
+			x = el_add(e, "inet", "noegress", l->name);
+			snprintf(x->key, sizeof(x->key), "%s", ip);
+			KLEN(x, raw_ip(x->kraw, l->ip));
+		}
 		for (size_t k = 0; k < l->want.n_publish; k++) {
 			const struct netcfg_publish *p = &l->want.publish[k];
-			struct nft_el *x =
-			    el_add(e, "inet", p->udp ? "pub_udp" : "pub_tcp", l->name);
+			x = el_add(e, "inet", p->udp ? "pub_udp" : "pub_tcp", l->name);
 			snprintf(x->key, sizeof(x->key), "%u", p->host_port);
 			snprintf(x->val, sizeof(x->val), "%s . %u", ip, p->slice_port);
+			KLEN(x, raw_port(x->kraw, p->host_port, false));
+			x->vlen = (uint8_t)(raw_port(raw_ip(x->vraw, l->ip), p->slice_port, true) -
+					    x->vraw);
 		}
-		snprintf(el_add(e, "bridge", "macs", l->name)->key, 80, "\"%s\" . %s", l->veth,
-			 mac);
-		snprintf(el_add(e, "bridge", "ports", l->name)->key, 80, "\"%s\" . %s . %s",
-			 l->veth, mac, ip);
+		x = el_add(e, "bridge", "macs", l->name);
+		snprintf(x->key, sizeof(x->key), "\"%s\" . %s", l->veth, mac);
+		KLEN(x, raw_mac(raw_ifname(x->kraw, l->veth), l->ip, true));
+		x = el_add(e, "bridge", "ports", l->name);
+		snprintf(x->key, sizeof(x->key), "\"%s\" . %s . %s", l->veth, mac, ip);
+		KLEN(x, raw_ip(raw_mac(raw_ifname(x->kraw, l->veth), l->ip, true), l->ip));
 	}
 	if (!st->vni)
 		return;
@@ -129,6 +180,7 @@ static void collect(const struct ipam_state *st, struct nft_els *e)
 		const struct ipam_peer *p = &st->peers[i];
 		char ip[16], node[16], mac[18];
 		uint8_t m[6];
+		struct nft_el *x;
 		if (!overlay_peer_active(st, p))
 			continue;
 		ipam_fmt(p->ip, ip);
@@ -136,11 +188,16 @@ static void collect(const struct ipam_state *st, struct nft_els *e)
 		fmt_mac(mac, sizeof(mac), p->ip);
 		lease_mac(p->ip, m);
 		/* "NODE . 0xMAC": which node may send frames from which remote slice. */
-		snprintf(el_add(e, "inet", "overlay_src", NULL)->key, 80,
-			 "%s . 0x%02x%02x%02x%02x%02x%02x", node, m[0], m[1], m[2], m[3], m[4],
-			 m[5]);
-		snprintf(el_add(e, "bridge", "remote_macs", NULL)->key, 80, "%s", mac);
-		snprintf(el_add(e, "bridge", "remote", NULL)->key, 80, "%s . %s", mac, ip);
+		x = el_add(e, "inet", "overlay_src", NULL);
+		snprintf(x->key, sizeof(x->key), "%s . 0x%02x%02x%02x%02x%02x%02x", node, m[0],
+			 m[1], m[2], m[3], m[4], m[5]);
+		KLEN(x, raw_mac(raw_ip(x->kraw, p->node), p->ip, true));
+		x = el_add(e, "bridge", "remote_macs", NULL);
+		snprintf(x->key, sizeof(x->key), "%s", mac);
+		KLEN(x, raw_mac(x->kraw, p->ip, false));
+		x = el_add(e, "bridge", "remote", NULL);
+		snprintf(x->key, sizeof(x->key), "%s . %s", mac, ip);
+		KLEN(x, raw_ip(raw_mac(x->kraw, p->ip, true), p->ip));
 	}
 }
 
@@ -273,8 +330,92 @@ int nft_sync(const struct ipam_state *st, struct vs_error *err)
 	return nft_run(text, err);
 }
 
+/* One NEWSETELEM/DELSETELEM (or batch begin/end) appended to buf. */
+static void batch_put(FILE *buf, struct nl_msg *m, uint32_t seq)
+{
+	struct nlmsghdr *h = nlmsg_hdr(m);
+	h->nlmsg_seq = seq;
+	fwrite(h, 1, NLMSG_ALIGN(h->nlmsg_len), buf);
+	nlmsg_free(m);
+}
+
+static struct nl_msg *batch_mark(int type)
+{
+	struct nl_msg *m = nlmsg_alloc_simple(type, NLM_F_REQUEST);
+	struct nfgenmsg g = {.nfgen_family = AF_UNSPEC,
+			     .version = NFNETLINK_V0,
+			     .res_id = htons(NFNL_SUBSYS_NFTABLES)};
+	if (!m || nlmsg_append(m, &g, sizeof(g), NLMSG_ALIGNTO) < 0)
+		abort();
+	return m;
+}
+
+static struct nl_msg *el_msg(const struct nft_el *x, bool add)
+{
+	int type = (NFNL_SUBSYS_NFTABLES << 8) | (add ? NFT_MSG_NEWSETELEM : NFT_MSG_DELSETELEM);
+	struct nl_msg *m =
+	    nlmsg_alloc_simple(type, NLM_F_REQUEST | NLM_F_ACK | (add ? NLM_F_CREATE : 0));
+	struct nfgenmsg g = {.nfgen_family =
+				 strcmp(x->table, "inet") ? NFPROTO_BRIDGE : NFPROTO_INET,
+			     .version = NFNETLINK_V0};
+	struct nlattr *els, *el, *k, *d;
+	if (!m || nlmsg_append(m, &g, sizeof(g), NLMSG_ALIGNTO) < 0 ||
+	    nla_put_string(m, NFTA_SET_ELEM_LIST_TABLE, "vslice") < 0 ||
+	    nla_put_string(m, NFTA_SET_ELEM_LIST_SET, x->set) < 0 ||
+	    !(els = nla_nest_start(m, NFTA_SET_ELEM_LIST_ELEMENTS | NLA_F_NESTED)) ||
+	    !(el = nla_nest_start(m, NFTA_LIST_ELEM | NLA_F_NESTED)) ||
+	    !(k = nla_nest_start(m, NFTA_SET_ELEM_KEY | NLA_F_NESTED)) ||
+	    nla_put(m, NFTA_DATA_VALUE, x->klen, x->kraw) < 0)
+		abort();
+	nla_nest_end(m, k);
+	if (add && x->vlen) {
+		if (!(d = nla_nest_start(m, NFTA_SET_ELEM_DATA | NLA_F_NESTED)) ||
+		    nla_put(m, NFTA_DATA_VALUE, x->vlen, x->vraw) < 0)
+			abort();
+		nla_nest_end(m, d);
+	}
+	nla_nest_end(m, el);
+	nla_nest_end(m, els);
+	return m;
+}
+
+/* Send the batch buf (n element messages, each asking for an ack) on a
+ * new nfnetlink socket and read the n answers: 0, or -errno of the first
+ * refusal (the kernel then applied none of it). The socket is left open
+ * in *sock. */
+static int batch_send(const void *buf, size_t len, size_t n, int *sock)
+{
+	int fd = socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, NETLINK_NETFILTER);
+	if (fd < 0)
+		return -errno;
+	*sock = fd;
+	struct timeval tv = {.tv_sec = 10};
+	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+	struct sockaddr_nl sa = {.nl_family = AF_NETLINK};
+	if (sendto(fd, buf, len, 0, (struct sockaddr *)&sa, sizeof(sa)) != (ssize_t)len)
+		return -errno;
+	int first = 0;
+	size_t got = 0;
+	char rbuf[8192] __attribute__((aligned(NLMSG_ALIGNTO)));
+	while (got < n) {
+		ssize_t r = recv(fd, rbuf, sizeof(rbuf), 0);
+		if (r < 0)
+			return errno == EINTR ? first : -errno;
+		for (struct nlmsghdr *h = (struct nlmsghdr *)rbuf; NLMSG_OK(h, (size_t)r);
+		     h = NLMSG_NEXT(h, r)) {
+			if (h->nlmsg_type != NLMSG_ERROR)
+				continue;
+			const struct nlmsgerr *e = NLMSG_DATA(h);
+			if (e->error && !first)
+				first = e->error;
+			got++;
+		}
+	}
+	return first;
+}
+
 int nft_update(const struct ipam_state *old, const struct ipam_state *st, const char *focus,
-	       struct vs_error *err)
+	       int *keep, struct vs_error *err)
 {
 	/* The first lease makes the tables, the last removes them; a change
 	 * of the node's settings (only possible without leases) too. */
@@ -284,80 +425,44 @@ int nft_update(const struct ipam_state *old, const struct ipam_state *st, const 
 	struct nft_els a = {0}, b = {0};
 	collect(old, &a);
 	collect(st, &b);
-	char *cmd = NULL;
-	size_t len = 0;
-	FILE *out = open_memstream(&cmd, &len);
+	char *buf = NULL;
+	size_t len = 0, n = 0;
+	uint32_t seq = 1;
+	FILE *out = open_memstream(&buf, &len);
 	if (!out)
 		abort();
+	batch_put(out, batch_mark(NFNL_MSG_BATCH_BEGIN), seq++);
 	/* Deletions first: a map key whose value changes is deleted, then
 	 * added. The focus lease's elements are added even when the lease
 	 * file says they are there (a crash between file and tables). */
 	for (size_t i = 0; i < a.n; i++)
-		if (!el_in(&b, &a.v[i]))
-			fprintf(out, "delete element %s vslice %s { %s }\n", a.v[i].table,
-				a.v[i].set, a.v[i].key);
+		if (!el_in(&b, &a.v[i])) {
+			batch_put(out, el_msg(&a.v[i], false), seq++);
+			n++;
+		}
 	for (size_t i = 0; i < b.n; i++) {
 		const struct nft_el *x = &b.v[i];
 		if (el_in(&a, x) && !(focus && x->lease && !strcmp(x->lease, focus)))
 			continue;
-		fprintf(out, "add element %s vslice %s { %s%s%s }\n", x->table, x->set, x->key,
-			x->val[0] ? " : " : "", x->val);
+		batch_put(out, el_msg(x, true), seq++);
+		n++;
 	}
+	batch_put(out, batch_mark(NFNL_MSG_BATCH_END), seq++);
 	fclose(out);
 	free(a.v);
 	free(b.v);
-	cleanup_free char *text = cmd;
-	if (!len)
+	cleanup_free char *text = buf;
+	if (!n)
 		return 0;
-	struct vs_error e2;
-	if (nft_run(text, &e2) == 0)
+	int fd = -1;
+	int r = batch_send(buf, len, n, &fd);
+	if (fd >= 0 && (r < 0 || !keep))
+		close(fd);
+	else if (keep)
+		*keep = fd;
+	if (r == 0)
 		return 0;
 	/* The tables are not what the lease file said (changed behind our
 	 * back, or a crash between the two): make them whole again. */
 	return nft_sync(st, err);
-}
-
-int nft_update_detached(const struct ipam_state *old, const struct ipam_state *st, const int *rm,
-			size_t n_rm, struct vs_error *err)
-{
-	int pfd[2];
-	if (pipe2(pfd, O_CLOEXEC) < 0)
-		return vs_error_sys(err, errno, "pipe");
-	pid_t p = fork();
-	if (p < 0) {
-		close(pfd[0]);
-		close(pfd[1]);
-		return vs_error_sys(err, errno, "fork");
-	}
-	if (p == 0) {
-		/* Nothing of the caller's (the lease lock above all) stays open
-		 * in the child but the answer's pipe. */
-		int w = pfd[1];
-		if (w > 3)
-			close_range(3, (unsigned)w - 1, 0);
-		close_range((unsigned)w + 1, ~0U, 0);
-		if (fork() != 0)
-			_exit(0);
-		struct vs_error e = {0};
-		nft_linger = true;
-		int r = nft_update(old, st, NULL, &e);
-		(void)!write(w, &r, sizeof(r));
-		(void)!write(w, &e, sizeof(e));
-		close(w);
-		links_delete_index(rm, n_rm);
-		_exit(0);
-	}
-	close(pfd[1]);
-	while (waitpid(p, NULL, 0) < 0 && errno == EINTR)
-		;
-	int r;
-	struct vs_error e;
-	bool ok = vs_read_all(pfd[0], &r, sizeof(r)) == (ssize_t)sizeof(r) &&
-		  vs_read_all(pfd[0], &e, sizeof(e)) == (ssize_t)sizeof(e);
-	close(pfd[0]);
-	if (!ok)
-		return vs_error_set(err, EIO, "nftables: the updating process died");
-	if (r < 0)
-		*err = e;
-	return r < 0 ? r : 0;
 }
