@@ -498,8 +498,12 @@ int netcfg_overlay_set_peers(const char *root, const struct netcfg_peer *peers, 
 	cleanup_nlsock struct nl_sock *sk = NULL;
 	if ((r = peers_save(root, want, n, err)) >= 0 && st.n) {
 		/* The node's bridge exists (it has slices): make the kernel agree. */
+		/* Only the peer sets' elements change in the tables. */
+		struct ipam_state was = st;
+		was.peers = old;
+		was.n_peers = n_old;
 		if ((r = nl_open(&sk, err)) >= 0 && (r = overlay_sync(sk, &st, err)) >= 0)
-			r = nft_sync(&st, err);
+			r = nft_update(&was, &st, NULL, NULL, err);
 		if (r < 0) {
 			struct vs_error e2;
 			st.peers = old;
