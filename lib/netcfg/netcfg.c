@@ -7,14 +7,17 @@
  *
  * attach, under the node's lease lock:
  *   [first lease: subnet clash check] -> lease (saved before any device, so a
- *   crash half way leaves something stale cleanup finds) -> ip_forward if the
- *   slice needs it -> bridge -> veth (peer born in the slice's namespace,
- *   down) -> tc caps -> [overlay: vxlan port, forwarding and neighbour
- *   entries] -> nft tables -> slice side (address, up, default route) ->
- *   /etc/resolv.conf + /etc/hosts -> [overlay: gratuitous ARP from the
- *   slice, once its bridge port forwards].
- * detach/cleanup: devices -> lease -> [last lease: vxlan, bridge, tables,
- *   ip_forward back to what it was; else overlay entries, tables] -> lease file.
+ *   crash half way leaves something stale cleanup finds; not rewritten when
+ *   unchanged) -> ip_forward if the slice needs it -> [first lease: bridge]
+ *   -> veth (one request: host end up as a bridge port, peer born in the
+ *   slice's namespace; a static fdb entry for the slice's MAC) -> tc caps ->
+ *   [overlay: vxlan port, forwarding and neighbour entries] -> nft (first
+ *   lease: both tables whole; else the slice's elements only) -> slice side
+ *   (address, up, default route) -> /etc/resolv.conf + /etc/hosts.
+ * detach/cleanup: ifb -> elements (the batch answered; the leftover veth and
+ *   the batch socket's close, both waiting for RCU, in a detached process)
+ *   -> [last lease: every port, vxlan, bridge, tables, ip_forward back to
+ *   what it was] -> lease file.
  */
 #include <arpa/inet.h>
 #include <ctype.h>

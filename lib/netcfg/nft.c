@@ -3,11 +3,15 @@
  *
  * vslice owns two tables and touches nothing else: `table inet vslice`
  * (published ports, egress NAT, what may cross the bridge) and `table bridge
- * vslice` (anti-spoofing on the slices' bridge ports). Both are rewritten
- * whole from the lease file in one transaction ("add table; delete table;
- * table ... { ... }"), so they always say exactly what the leases say, a
- * crash between two writes cannot leave a half rule behind, and with no
- * lease left both tables are gone.
+ * vslice` (anti-spoofing on the slices' bridge ports). What is per slice (or
+ * per overlay peer) is an element of a named set or map; the chains only
+ * name the sets. The tables are written whole from the lease file in one
+ * libnftables transaction ("add table; delete table; table ... { ... }") by
+ * the first lease, and removed with the last (nft_sync); every other change
+ * adds and deletes only the elements that differ, in one nfnetlink batch
+ * (nft_update), all or nothing. A batch the kernel refuses (the tables are
+ * not what the lease file says) falls back to the whole rewrite, so the
+ * tables always end up saying exactly what the leases say.
  *
  * inet vslice:
  *   prerouting/output (dnat): a packet to one of the node's own addresses
