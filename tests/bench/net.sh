@@ -15,7 +15,8 @@
 # bridge up (the per-slice cost, not the first slice's bridge and tables).
 # BENCH_NET_BEFORE=/path/to/an/older/slicectl adds its --net bridge and
 # overlay rows to the same hyperfine run (before/after in the same minute).
-# Then the set-up's phases (VSLICE_TRACE points net.*, phases.py,
+# Then none/bridge(/before) round-robin (BENCH_NET_ROUNDS, 20 by default) and
+# the set-up's phases (VSLICE_TRACE points net.*, phases.py,
 # BENCH_NET_PHASES runs, 20 by default, 0: none) for --net bridge.
 # Results: $BENCH_OUT/net.json (merged into results.json under "net") and
 # $BENCH_OUT/net.md. The EXIT trap destroys the slices and namespaces.
@@ -175,6 +176,31 @@ hyperfine -N --runs "$RUNS" --warmup 3 --export-json "$T/setup.json" "${before_r
 	die "hyperfine"
 }
 
+# The same commands round-robin (BENCH_NET_ROUNDS rounds, 20 by default, 0:
+# none): on a loaded machine a burst of load then lands on every row alike
+# (hyperfine runs each command's runs in a row).
+ROUNDS=${BENCH_NET_ROUNDS:-20}
+rr_cmds=(none "$(printf '%q ' env VSLICE_ROOT=$T/n/root VSLICE_CGROUP_PARENT=vslice-netbench-$$-n \
+	nsenter --net=/run/netns/vb$ID-n "$SLICECTL" run --rm --net none rn -- /bin/true)"
+	bridge "$(printf '%q ' env VSLICE_ROOT=$T/n/root VSLICE_CGROUP_PARENT=vslice-netbench-$$-n \
+		VSLICE_BRIDGE=vbb$ID nsenter --net=/run/netns/vb$ID-n "$SLICECTL" run --rm --net bridge rb -- /bin/true)")
+[ -n "$BEFORE" ] && rr_cmds+=(bridge_before "$(printf '%q ' env VSLICE_ROOT=$T/n/root \
+	VSLICE_CGROUP_PARENT=vslice-netbench-$$-n VSLICE_BRIDGE=vbb$ID nsenter --net=/run/netns/vb$ID-n \
+	"$BEFORE" run --rm --net bridge rb -- /bin/true)")
+python3 - "$ROUNDS" "$T/rounds.json" "${rr_cmds[@]}" <<'EOF2'
+import json, subprocess, sys, time
+rounds, out, args = int(sys.argv[1]), sys.argv[2], sys.argv[3:]
+cmds = list(zip(args[::2], args[1::2]))
+t = {k: [] for k, _ in cmds}
+for i in range(rounds + 2 if rounds else 0):
+    for k, c in cmds:
+        t0 = time.monotonic()
+        subprocess.run(c, shell=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        if i >= 2:
+            t[k].append((time.monotonic() - t0) * 1e3)
+json.dump(t, open(out, "w"))
+EOF2
+
 # Where a bridged start's network time goes (ms per VSLICE_TRACE interval).
 : >"$T/phases.txt"
 if [ "$PHASE_RUNS" -gt 0 ]; then
@@ -182,12 +208,12 @@ if [ "$PHASE_RUNS" -gt 0 ]; then
 		grep -E '^\| (net\.|destroy\.net)' >"$T/phases.txt"
 fi
 
-python3 - "$OUT/net.json" "$OUT/net.md" "$T/setup.json" "$SECS" "$REPS" "$RUNS" "$T/phases.txt" \
+python3 - "$OUT/net.json" "$OUT/net.md" "$T/setup.json" "$SECS" "$REPS" "$RUNS" "$T/phases.txt" "$T/rounds.json" \
 	"${TP[veth]}" "${TP[bridge]}" "${TP[overlay]}" "${RT[veth]}" "${RT[bridge]}" "${RT[overlay]}" <<'EOF'
 import json, statistics, sys
-out_json, out_md, setup, secs, reps, runs, phases = sys.argv[1:8]
-tp = {p: [int(x) for x in sys.argv[8 + i].split()] for i, p in enumerate(["veth", "bridge", "overlay"])}
-rt = {p: [float(x) for x in sys.argv[11 + i].split()] for i, p in enumerate(["veth", "bridge", "overlay"])}
+out_json, out_md, setup, secs, reps, runs, phases, rounds = sys.argv[1:9]
+tp = {p: [int(x) for x in sys.argv[9 + i].split()] for i, p in enumerate(["veth", "bridge", "overlay"])}
+rt = {p: [float(x) for x in sys.argv[12 + i].split()] for i, p in enumerate(["veth", "bridge", "overlay"])}
 h = {r["command"]: r for r in json.load(open(setup))["results"]}
 res = {"paths": {}, "setup_ms": {}, "secs": int(secs), "reps": int(reps), "runs": int(runs)}
 for p in ["veth", "bridge", "overlay"]:
@@ -221,6 +247,13 @@ with open(out_md, "w") as f:
         f.write("| %s | %.1f | %.1f | %s | %s |\n" % (label, s["median"], s["mean"],
                 "%+.1f ms" % s["added_median"] if "added_median" in s else "-",
                 "%.0f%%" % (s["share_of_start"] * 100) if "share_of_start" in s else "-"))
+    rr = json.load(open(rounds))
+    if rr.get("none"):
+        base = statistics.median(rr["none"])
+        res["rounds_ms"] = {k: round(statistics.median(v), 2) for k, v in rr.items() if v}
+        f.write("\n| round-robin, %d rounds | median ms | added |\n|---|---:|---:|\n" % len(rr["none"]))
+        for k, v in rr.items():
+            f.write("| %s | %.1f | %+.1f |\n" % (k, statistics.median(v), statistics.median(v) - base))
     rows = [l.strip() for l in open(phases) if l.strip()]
     if rows:
         res["phases"] = {r.split("|")[1].strip(): float(r.split("|")[2]) for r in rows}
