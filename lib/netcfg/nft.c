@@ -412,8 +412,10 @@ static int batch_send(const void *buf, size_t len, size_t n, int *sock)
 	char rbuf[8192] __attribute__((aligned(NLMSG_ALIGNTO)));
 	while (got < n) {
 		ssize_t r = recv(fd, rbuf, sizeof(rbuf), 0);
+		if (r < 0 && errno == EINTR)
+			continue;
 		if (r < 0)
-			return errno == EINTR ? first : -errno;
+			return -errno; /* a timeout or overrun: the caller rewrites whole */
 		for (struct nlmsghdr *h = (struct nlmsghdr *)rbuf; NLMSG_OK(h, (size_t)r);
 		     h = NLMSG_NEXT(h, r)) {
 			if (h->nlmsg_type != NLMSG_ERROR)
