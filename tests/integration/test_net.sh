@@ -71,6 +71,12 @@ snapshot() {
 	node tc qdisc
 	node cat /proc/sys/net/ipv4/ip_forward
 }
+# The uplink's carrier comes a moment after both ends are up (linkwatch):
+# the snapshot is taken once it has, or "before" would say NO-CARRIER.
+for i in $(seq 100); do
+	node ip -br link show up$$ | grep -q ' UP ' && break
+	sleep 0.1
+done
 before=$(snapshot)
 
 # A subnet that overlaps the node's own addresses is refused, nothing made.
