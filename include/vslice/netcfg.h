@@ -100,14 +100,18 @@ struct netcfg_lease {
  * slice's lease, makes the bridge/tables when first, replaces a veth left from an earlier run. On
  * failure everything this call made is removed again (a lease that existed before is kept).
  * s->ip set: that address (in the subnet, not the gateway, not another slice's: EADDRINUSE,
- * kind VS_EK_BUSY). With the overlay s->ip is required, the veth's MTU leaves room for the
- * VXLAN header, and a gratuitous ARP is sent from the slice once it is up (its new port).
+ * kind VS_EK_BUSY). With the overlay s->ip is required and the veth's MTU leaves room for the
+ * VXLAN header. The bridge gets a static entry for the slice's MAC on its port (a slice that
+ * moved here is reached at once).
  */
 int netcfg_attach(const char *root, const char *name, const struct netcfg_slice *s, int netns_fd,
 		  int rootfs_fd, uid_t owner, struct netcfg_lease *lease, struct vs_error *err);
 
 /* Remove everything of slice `name`: veth, ifb, nft elements, lease; the
- * node-wide objects too when it was the last. No lease: 0, nothing done. */
+ * node-wide objects too when it was the last. A veth still there (its
+ * namespace not yet torn down) is deleted by a detached process once its
+ * elements are gone; the last detach deletes every port itself. No lease:
+ * 0, nothing done. */
 int netcfg_detach(const char *root, const char *name, struct vs_error *err);
 
 /* Detach every lease for which is_alive(name, arg) is false (the slice is

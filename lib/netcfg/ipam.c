@@ -4,8 +4,8 @@
  * One file, <root>/net/leases.json, says which slice holds which address of
  * the bridge subnet, what it asked for (egress, published ports, rate) and
  * whether we turned ip_forward on. It is only read and written under an
- * exclusive flock on <root>/net/lock, replaced atomically (temp + fsync +
- * rename), and removed with the last lease, so a node with no bridged slice
+ * exclusive flock on <root>/net/lock, replaced atomically (temp + rename;
+ * no fsync, see ipam_save), and removed with the last lease, so a node with no bridged slice
  * has no network state at all. Leases outlive the processes (slicectl,
  * nodemgr) that took them; a slice keeps its address across stop/start and
  * loses it on destroy. The first address of the subnet is the bridge's
@@ -102,6 +102,15 @@ void ipam_state_free(struct ipam_state *st)
 	free(st->peers);
 	st->peers = NULL;
 	st->n_peers = 0;
+}
+
+void ipam_state_copy(struct ipam_state *dst, const struct ipam_state *src)
+{
+	*dst = *src;
+	dst->leases = vs_xcalloc(src->n + 1, sizeof(*dst->leases));
+	memcpy(dst->leases, src->leases, src->n * sizeof(*dst->leases));
+	dst->peers = vs_xcalloc(src->n_peers + 1, sizeof(*dst->peers));
+	memcpy(dst->peers, src->peers, src->n_peers * sizeof(*dst->peers));
 }
 
 bool ipam_in_subnet(const struct ipam_state *st, uint32_t ip)
@@ -288,7 +297,12 @@ int ipam_save(const char *root, const struct ipam_state *st, struct vs_error *er
 	cleanup_free char *text = json_dumps(j, JSON_INDENT(1) | JSON_SORT_KEYS);
 	if (!text)
 		return vs_error_set(err, ENOMEM, "%s: encode", path);
-	return vs_write_file_atomic(path, text, strlen(text), 0600, err);
+	/* Replaced by rename, without fsync: the file survives restarts of
+	 * slicectl and the node manager (the page cache is the kernel's), and
+	 * a start does not wait for the disk. A host crash takes every
+	 * slice's namespace and device with it; ext4 (auto_da_alloc) writes a
+	 * file replaced by rename before the rename itself. */
+	return vs_write_file_replace(path, text, strlen(text), 0600, false, err);
 }
 
 /* FNV-1a: stable across runs and builds, so a device's name is found again. */

@@ -15,11 +15,14 @@
 #include <linux/openat2.h>
 #include <pthread.h>
 #include <sched.h>
+#include <linux/neighbour.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include <netlink/route/addr.h>
 #include <netlink/route/link.h>
@@ -139,6 +142,65 @@ int link_remove(struct nl_sock *sk, const char *name, struct vs_error *err)
 	return 0;
 }
 
+size_t link_indexes(struct nl_sock *sk, const char *const *names, size_t n, int *idx)
+{
+	size_t k = 0;
+	for (size_t i = 0; i < n; i++) {
+		int x = names[i][0] ? link_index(sk, names[i]) : 0;
+		if (x)
+			idx[k++] = x;
+	}
+	return k;
+}
+
+void links_delete_index(const int *idx, size_t n)
+{
+	struct nl_sock *sk = nl_socket_alloc();
+	if (sk && nl_connect(sk, NETLINK_ROUTE) >= 0)
+		for (size_t i = 0; i < n; i++) {
+			struct rtnl_link *l = rtnl_link_alloc();
+			rtnl_link_set_ifindex(l, idx[i]);
+			(void)rtnl_link_delete(sk, l);
+			rtnl_link_put(l);
+		}
+	if (sk)
+		nl_socket_free(sk);
+}
+
+int links_remove_detached(const int *idx, size_t n, int fd, struct vs_error *err)
+{
+	if (!n && fd < 0)
+		return 0;
+	pid_t p = fork();
+	if (p < 0) {
+		int e = errno;
+		if (fd >= 0)
+			close(fd);
+		return vs_error_sys(err, e, "fork");
+	}
+	if (p == 0) {
+		if (fork() != 0)
+			_exit(0);
+		/* Nothing of the caller's (the lease lock above all, its stdio:
+		 * whoever reads the caller's output would wait for this process)
+		 * but fd. */
+		int null = open("/dev/null", O_RDWR | O_CLOEXEC);
+		for (int i = 0; i < 3 && null >= 0; i++)
+			dup2(null, i);
+		if (fd > 3)
+			close_range(3, (unsigned)fd - 1, 0);
+		close_range(fd >= 3 ? (unsigned)fd + 1 : 3, ~0U, 0);
+		links_delete_index(idx, n);
+		_exit(0);
+	}
+	/* The children hold fd now: this close is not its last. */
+	if (fd >= 0)
+		close(fd);
+	while (waitpid(p, NULL, 0) < 0 && errno == EINTR)
+		;
+	return 0;
+}
+
 int link_up(struct nl_sock *sk, const char *name, int master, struct vs_error *err)
 {
 	struct rtnl_link *l = NULL, *chg = rtnl_link_alloc();
@@ -217,11 +279,8 @@ void lease_mac(uint32_t ip, uint8_t mac[6])
 }
 
 int veth_create(struct nl_sock *sk, const struct ipam_state *st, const struct ipam_lease *l,
-		int netns_fd, struct vs_error *err)
+		int bridge, int netns_fd, struct vs_error *err)
 {
-	int br = link_index(sk, st->bridge);
-	if (!br)
-		return vs_error_set(err, ENODEV, "bridge %s: gone", st->bridge);
 	uint8_t mac[6];
 	lease_mac(l->ip, mac);
 	struct nl_addr *lladdr = nl_addr_build(AF_LLC, mac, sizeof(mac));
@@ -229,7 +288,12 @@ int veth_create(struct nl_sock *sk, const struct ipam_state *st, const struct ip
 	if (!veth || !lladdr)
 		return vs_error_set(err, ENOMEM, "veth");
 	struct rtnl_link *peer = rtnl_link_veth_get_peer(veth);
+	/* One request: the host end up and a port of the bridge, the other end
+	 * born as eth0 inside the slice's namespace with its MAC (down: the
+	 * kernel cannot open a veth end before its peer exists). */
 	rtnl_link_set_name(veth, l->veth);
+	rtnl_link_set_flags(veth, IFF_UP);
+	rtnl_link_set_master(veth, bridge);
 	rtnl_link_set_name(peer, "eth0");
 	rtnl_link_set_addr(peer, lladdr);
 	rtnl_link_set_ns_fd(peer, netns_fd);
@@ -244,9 +308,14 @@ int veth_create(struct nl_sock *sk, const struct ipam_state *st, const struct ip
 	nl_addr_put(lladdr);
 	if (r < 0)
 		return nl_fail(err, r, "create veth %s", l->veth);
-	if ((r = link_up(sk, l->veth, br, err)) < 0)
-		return r;
-	return 0;
+	/* The bridge knows the slice's port from the start: nothing sent to
+	 * the slice is flooded to the other ports while it has not spoken yet,
+	 * and no announcement from the slice is needed (a slice that moved here
+	 * is reached at once). The entry goes with the port. */
+	int idx = link_index(sk, l->veth);
+	if (!idx)
+		return vs_error_set(err, ENODEV, "veth %s: gone", l->veth);
+	return fdb_change(sk, RTM_NEWNEIGH, idx, mac, NTF_MASTER, 0, err);
 }
 
 int slice_side_config(int netns_fd, const struct ipam_state *st, const struct ipam_lease *l,
@@ -256,11 +325,12 @@ int slice_side_config(int netns_fd, const struct ipam_state *st, const struct ip
 	int r = nl_open_in(netns_fd, &sk, err);
 	if (r < 0)
 		return r;
+	/* lo is up since the launcher made the namespace. */
 	int idx = link_index(sk, "eth0");
 	if (!idx)
 		return vs_error_set(err, ENODEV, "eth0: not in the slice's namespace");
 	if ((r = addr_add(sk, idx, l->ip, st->prefix, err)) < 0 ||
-	    (r = link_up(sk, "eth0", 0, err)) < 0 || (r = link_up(sk, "lo", 0, err)) < 0)
+	    (r = link_up(sk, "eth0", 0, err)) < 0)
 		return r;
 	uint32_t gw = htonl(ipam_gateway(st)), any = 0;
 	struct nl_addr *dst = nl_addr_build(AF_INET, &any, 4);

@@ -7,14 +7,17 @@
  *
  * attach, under the node's lease lock:
  *   [first lease: subnet clash check] -> lease (saved before any device, so a
- *   crash half way leaves something stale cleanup finds) -> ip_forward if the
- *   slice needs it -> bridge -> veth (peer born in the slice's namespace,
- *   down) -> tc caps -> [overlay: vxlan port, forwarding and neighbour
- *   entries] -> nft tables -> slice side (address, up, default route) ->
- *   /etc/resolv.conf + /etc/hosts -> [overlay: gratuitous ARP from the
- *   slice, once its bridge port forwards].
- * detach/cleanup: devices -> lease -> [last lease: vxlan, bridge, tables,
- *   ip_forward back to what it was; else overlay entries, tables] -> lease file.
+ *   crash half way leaves something stale cleanup finds; not rewritten when
+ *   unchanged) -> ip_forward if the slice needs it -> [first lease: bridge]
+ *   -> veth (one request: host end up as a bridge port, peer born in the
+ *   slice's namespace; a static fdb entry for the slice's MAC) -> tc caps ->
+ *   [overlay: vxlan port, forwarding and neighbour entries] -> nft (first
+ *   lease: both tables whole; else the slice's elements only) -> slice side
+ *   (address, up, default route) -> /etc/resolv.conf + /etc/hosts.
+ * detach/cleanup: ifb -> elements (the batch answered; the leftover veth and
+ *   the batch socket's close, both waiting for RCU, in a detached process)
+ *   -> [last lease: every port, vxlan, bridge, tables, ip_forward back to
+ *   what it was] -> lease file.
  */
 #include <arpa/inet.h>
 #include <ctype.h>
@@ -27,6 +30,7 @@
 #include <netlink/route/link.h>
 
 #include "netcfg_int.h"
+#include "vslice/trace.h"
 #include "vslice/units.h"
 #include "vslice/util.h"
 
@@ -238,12 +242,48 @@ static bool no_leases(const char *root, struct netcfg_node *node)
 	return false;
 }
 
-/* The node-wide objects, once the last lease is gone. */
+static void nl_cachep(struct nl_cache **c)
+{
+	if (*c)
+		nl_cache_free(*c);
+}
+
+/* Delete the vsh* ports of the node's bridge that no lease of st names.
+ * Only ports of our own bridge: another vslice root on this network
+ * namespace has its own bridge, and its devices are not ours to judge.
+ * (Every path that removes a lease removes its ifb first, so no ifb is
+ * left without a lease.) */
+static int ports_sweep(struct nl_sock *sk, const struct ipam_state *st, struct vs_error *err)
+{
+	__attribute__((cleanup(nl_cachep))) struct nl_cache *links = NULL;
+	int r = rtnl_link_alloc_cache(sk, AF_UNSPEC, &links);
+	if (r < 0)
+		return nl_fail(err, r, "list links");
+	int br = link_index(sk, st->bridge);
+	for (struct nl_object *o = nl_cache_get_first(links); o && r >= 0 && br;
+	     o = nl_cache_get_next(o)) {
+		struct rtnl_link *l = (struct rtnl_link *)o;
+		const char *n = rtnl_link_get_name(l);
+		if (!n || strncmp(n, NETCFG_VETH_PREFIX, 3) || rtnl_link_get_master(l) != br)
+			continue;
+		bool known = false;
+		for (size_t i = 0; i < st->n && !known; i++)
+			known = !strcmp(st->leases[i].veth, n);
+		if (!known)
+			r = link_remove(sk, n, err);
+	}
+	return r < 0 ? r : 0;
+}
+
+/* The node-wide objects, once the last lease is gone. The ports still on
+ * the bridge (a veth whose removal is under way in the background, one of
+ * a namespace the kernel has not finished tearing down) go first, here and
+ * now: after the last detach nothing of ours is left. */
 static int node_teardown(struct nl_sock *sk, struct ipam_state *st, struct vs_error *err)
 {
 	int r;
-	if ((r = overlay_remove(sk, st, err)) < 0 || (r = link_remove(sk, st->bridge, err)) < 0 ||
-	    (r = nft_sync(st, err)) < 0)
+	if ((r = ports_sweep(sk, st, err)) < 0 || (r = overlay_remove(sk, st, err)) < 0 ||
+	    (r = link_remove(sk, st->bridge, err)) < 0 || (r = nft_sync(st, err)) < 0)
 		return r;
 	if (st->forward_was == 0 && (r = sysctl_forward(0, NULL, err)) < 0)
 		return r;
@@ -257,6 +297,21 @@ static int devices_remove(struct nl_sock *sk, const struct ipam_lease *l, struct
 	if ((r = link_remove(sk, l->veth, err)) < 0 || (r = link_remove(sk, l->ifb, err)) < 0)
 		return vs_error_wrap(err, "slice %s", l->name);
 	return 0;
+}
+
+/* Whether a lease is what the file already says (a slice started again
+ * with the same settings): then the file is not written. */
+static bool lease_same(const struct ipam_lease *a, const struct ipam_lease *b)
+{
+	if (a->ip != b->ip || a->want.no_egress != b->want.no_egress ||
+	    a->want.rate_bps != b->want.rate_bps || a->want.n_publish != b->want.n_publish)
+		return false;
+	for (size_t k = 0; k < a->want.n_publish; k++)
+		if (a->want.publish[k].host_port != b->want.publish[k].host_port ||
+		    a->want.publish[k].slice_port != b->want.publish[k].slice_port ||
+		    a->want.publish[k].udp != b->want.publish[k].udp)
+			return false;
+	return true;
 }
 
 static int publish_conflict(const struct ipam_state *st, const char *name,
@@ -305,7 +360,8 @@ static int state_open(const char *root, const struct netcfg_node *node, int *loc
 
 static int attach_locked(const char *root, const char *name, const struct netcfg_slice *s,
 			 int netns_fd, int rootfs_fd, uid_t owner, struct ipam_state *st,
-			 struct nl_sock *sk, struct netcfg_lease *out, struct vs_error *err)
+			 const struct ipam_state *old, struct nl_sock *sk, struct netcfg_lease *out,
+			 struct vs_error *err)
 {
 	int r;
 	bool fresh = st->n == 0;
@@ -341,28 +397,54 @@ static int attach_locked(const char *root, const char *name, const struct netcfg
 		return r;
 	l->want = *s;
 	l->want.hostname = NULL;
+	int forward_was = st->forward_was;
 	if ((!s->no_egress || s->n_publish) && st->forward_was < 0) {
-		int old;
-		if ((r = sysctl_forward(1, &old, err)) < 0)
+		int prev;
+		if ((r = sysctl_forward(1, &prev, err)) < 0)
 			goto fail;
-		st->forward_was = old ? -1 : 0;
+		st->forward_was = prev ? -1 : 0;
 	}
-	if ((r = ipam_save(root, st, err)) < 0)
+	/* Saved before any device is made (a crash half way leaves a lease for
+	 * stale cleanup to find); not rewritten when it says this already. */
+	const struct ipam_lease *was = had ? ipam_find((struct ipam_state *)old, name) : NULL;
+	if ((!was || !lease_same(was, l) || forward_was != st->forward_was) &&
+	    (r = ipam_save(root, st, err)) < 0)
 		goto fail;
+	vs_trace("net.lease");
 	char ip[16];
 	ipam_fmt(l->ip, ip);
+	/* The node-wide objects once, with the first lease (or when something
+	 * removed the bridge behind our back: then the tables are made whole
+	 * again too). */
+	int br = fresh ? 0 : link_index(sk, st->bridge);
+	bool remade = !br;
+	if (!br && ((r = bridge_ensure(sk, st, err)) < 0 || !(br = link_index(sk, st->bridge)))) {
+		if (r >= 0)
+			r = vs_error_set(err, ENODEV, "bridge %s: gone", st->bridge);
+		goto fail;
+	}
+	vs_trace("net.bridge");
+	if ((r = devices_remove(sk, l, err)) < 0 ||
+	    (r = veth_create(sk, st, l, br, netns_fd, err)) < 0)
+		goto fail;
+	vs_trace("net.veth");
+	/* With the overlay, every start makes the forwarding and neighbour
+	 * entries what the peer list says (entries left by a crash go). */
+	if ((r = tc_cap(sk, l, err)) < 0 || (st->vni && (r = overlay_sync(sk, st, err)) < 0))
+		goto fail;
+	vs_trace("net.tc_overlay");
 	/* The filters before the slice's side comes up: its first frame already
 	 * meets them. */
-	if ((r = bridge_ensure(sk, st, err)) < 0 || (r = devices_remove(sk, l, err)) < 0 ||
-	    (r = veth_create(sk, st, l, netns_fd, err)) < 0 || (r = tc_cap(sk, l, err)) < 0 ||
-	    (st->vni && (r = overlay_sync(sk, st, err)) < 0) || (r = nft_sync(st, err)) < 0 ||
-	    (r = slice_side_config(netns_fd, st, l, err)) < 0)
+	if ((r = remade ? nft_sync(st, err) : nft_update(old, st, name, NULL, err)) < 0)
 		goto fail;
+	vs_trace("net.nft");
+	if ((r = slice_side_config(netns_fd, st, l, err)) < 0)
+		goto fail;
+	vs_trace("net.slice_side");
 	if (rootfs_fd >= 0 &&
 	    (r = etc_files_write(rootfs_fd, owner, s->hostname ? s->hostname : name, ip, err)) < 0)
 		goto fail;
-	if (st->vni && (r = overlay_garp(sk, netns_fd, l, err)) < 0)
-		goto fail;
+	vs_trace("net.etc");
 	if (out) {
 		memset(out, 0, sizeof(*out));
 		snprintf(out->ip, sizeof(out->ip), "%s", ip);
@@ -399,9 +481,14 @@ int netcfg_attach(const char *root, const char *name, const struct netcfg_slice 
 	cleanup_close int lock = -1;
 	struct ipam_state st;
 	cleanup_nlsock struct nl_sock *sk = NULL;
+	vs_trace("net.begin");
 	if ((r = state_open(root, &node, &lock, &st, &sk, err)) < 0)
 		return vs_error_wrap(err, "slice %s: network", name);
-	r = attach_locked(root, name, s, netns_fd, rootfs_fd, owner, &st, sk, lease, err);
+	vs_trace("net.locked");
+	struct ipam_state old;
+	ipam_state_copy(&old, &st);
+	r = attach_locked(root, name, s, netns_fd, rootfs_fd, owner, &st, &old, sk, lease, err);
+	ipam_state_free(&old);
 	ipam_state_free(&st);
 	return r < 0 ? vs_error_wrap(err, "slice %s: network", name) : 0;
 }
@@ -413,15 +500,34 @@ static int release_locked(const char *root, struct ipam_state *st, struct nl_soc
 	int r;
 	if (!l)
 		return 0;
-	if ((r = devices_remove(sk, l, err)) < 0)
-		return r;
+	/* The ifb (a capped slice) at once: it is no bridge port, and the last
+	 * detach's sweep would not find it. The veth is usually gone already
+	 * with the slice's namespace; one that is left goes in the background,
+	 * after its filter elements (a veth that lingers a moment carries
+	 * nothing). */
+	if ((r = link_remove(sk, l->ifb, err)) < 0)
+		return vs_error_wrap(err, "slice %s", name);
+	const char *names[] = {l->veth};
+	int rm[1];
+	size_t n_rm = link_indexes(sk, names, 1, rm);
+	vs_trace("net.d.devices");
+	struct ipam_state old;
+	ipam_state_copy(&old, st);
 	ipam_release(st, name);
 	if (st->n == 0)
 		r = node_teardown(sk, st, err);
-	else if (!st->vni || (r = overlay_sync(sk, st, err)) >= 0)
-		r = nft_sync(st, err);
+	else if (!st->vni || !overlay_active_changed(&old, st) ||
+		 (r = overlay_sync(sk, st, err)) >= 0) {
+		int keep = -1;
+		if ((r = nft_update(&old, st, NULL, &keep, err)) >= 0)
+			r = links_remove_detached(rm, n_rm, keep, err);
+		else if (keep >= 0)
+			close(keep);
+	}
+	ipam_state_free(&old);
 	if (r < 0)
 		return r;
+	vs_trace("net.d.nft");
 	return ipam_save(root, st, err);
 }
 
@@ -436,15 +542,10 @@ int netcfg_detach(const char *root, const char *name, struct vs_error *err)
 	cleanup_nlsock struct nl_sock *sk = NULL;
 	if ((r = state_open(root, &node, &lock, &st, &sk, err)) < 0)
 		return vs_error_wrap(err, "slice %s: network", name);
+	vs_trace("net.d.locked");
 	r = release_locked(root, &st, sk, name, err);
 	ipam_state_free(&st);
 	return r < 0 ? vs_error_wrap(err, "slice %s: network", name) : 0;
-}
-
-static void nl_cachep(struct nl_cache **c)
-{
-	if (*c)
-		nl_cache_free(*c);
 }
 
 int netcfg_cleanup_stale(const char *root, bool (*is_alive)(const char *name, void *arg), void *arg,
@@ -459,6 +560,7 @@ int netcfg_cleanup_stale(const char *root, bool (*is_alive)(const char *name, vo
 	cleanup_nlsock struct nl_sock *sk = NULL;
 	if ((r = state_open(root, &node, &lock, &st, &sk, err)) < 0)
 		return vs_error_wrap(err, "network cleanup");
+	bool released = false;
 	for (size_t i = 0; i < st.n && r >= 0;) {
 		if (is_alive(st.leases[i].name, arg)) {
 			i++;
@@ -467,28 +569,15 @@ int netcfg_cleanup_stale(const char *root, bool (*is_alive)(const char *name, vo
 		char name[SLICE_NAME_MAX];
 		snprintf(name, sizeof(name), "%s", st.leases[i].name);
 		r = release_locked(root, &st, sk, name, err);
+		released = true;
 	}
-	__attribute__((cleanup(nl_cachep))) struct nl_cache *links = NULL;
-	if (r >= 0 && (r = rtnl_link_alloc_cache(sk, AF_UNSPEC, &links)) < 0)
-		r = nl_fail(err, r, "list links");
-	/* Only ports of our own bridge: another vslice root on this network
-	 * namespace has its own bridge, and its devices are not ours to judge.
-	 * (Every path that removes a lease removes its ifb first, so no ifb is
-	 * left without a lease.) */
-	int br = link_index(sk, st.bridge);
-	for (struct nl_object *o = links ? nl_cache_get_first(links) : NULL; o && r >= 0 && br;
-	     o = nl_cache_get_next(o)) {
-		struct rtnl_link *l = (struct rtnl_link *)o;
-		const char *n = rtnl_link_get_name(l);
-		if (!n || strncmp(n, NETCFG_VETH_PREFIX, 3) || rtnl_link_get_master(l) != br)
-			continue;
-		bool known = false;
-		for (size_t i = 0; i < st.n && !known; i++)
-			known = !strcmp(st.leases[i].veth, n);
-		if (!known)
-			r = link_remove(sk, n, err);
-	}
+	/* Ports no lease names: the devices of what was just released that
+	 * linger (their removal is under way), or left by a lost lease file.
+	 * Not on every start: the lease goes after its devices on every path. */
+	if (r >= 0 && released && st.n)
+		r = ports_sweep(sk, &st, err);
 	ipam_state_free(&st);
+	vs_trace("net.stale");
 	return r < 0 ? vs_error_wrap(err, "network cleanup") : 0;
 }
 

@@ -65,6 +65,8 @@ int ipam_load(const char *root, const struct netcfg_node *node, struct ipam_stat
 /* Atomic replace; no leases: the file is removed. */
 int ipam_save(const char *root, const struct ipam_state *st, struct vs_error *err);
 void ipam_state_free(struct ipam_state *st);
+/* A deep copy (free with ipam_state_free): the state before a change. */
+void ipam_state_copy(struct ipam_state *dst, const struct ipam_state *src);
 struct ipam_lease *ipam_find(struct ipam_state *st, const char *name);
 /* New lease for name: address want (host order; EADDRINUSE + VS_EK_BUSY when
  * another slice holds it), or with want == 0 the lowest free address after
@@ -99,10 +101,28 @@ int nl_fail(struct vs_error *err, int nlerr, const char *fmt, ...)
 int link_index(struct nl_sock *sk, const char *name); /* 0: no such link */
 int link_remove(struct nl_sock *sk, const char *name, struct vs_error *err);
 int link_up(struct nl_sock *sk, const char *name, int master, struct vs_error *err);
+/* The indexes of the links named that exist (missing ones skipped). */
+size_t link_indexes(struct nl_sock *sk, const char *const *names, size_t n, int *idx);
+/* Delete links by index, errors ignored (a detached process's work: an
+ * index is not reused soon, the kernel allocates them cyclically, so a
+ * device made later under the same name is not the one deleted). */
+void links_delete_index(const int *idx, size_t n);
+/* links_delete_index in a detached process, which also holds fd (closed
+ * here; -1: none) until it ends: what waits for RCU (a device's
+ * unregistration, the last close of an nfnetlink socket after a deletion)
+ * is not waited for by the caller. */
+int links_remove_detached(const int *idx, size_t n, int fd, struct vs_error *err);
 int bridge_ensure(struct nl_sock *sk, const struct ipam_state *st, struct vs_error *err);
 void lease_mac(uint32_t ip, uint8_t mac[6]);
+/* The slice's veth pair in one request: host end up as a port of bridge
+ * (an index), eth0 up in the namespace netns_fd; the lease's MAC as a
+ * static entry of its port. */
 int veth_create(struct nl_sock *sk, const struct ipam_state *st, const struct ipam_lease *l,
-		int netns_fd, struct vs_error *err);
+		int bridge, int netns_fd, struct vs_error *err);
+/* One bridge fdb entry of port ifindex: NTF_SELF (a vxlan's own table,
+ * dst = the remote node) or NTF_MASTER (the bridge's, static). */
+int fdb_change(struct nl_sock *sk, int cmd, int ifindex, const uint8_t mac[6], uint8_t ntf,
+	       uint32_t dst, struct vs_error *err);
 /* Run fn(arg, err) on a short-lived thread inside the network namespace
  * netns_fd (no thread of the caller ever stays there). */
 int netns_call(int netns_fd, int (*fn)(void *arg, struct vs_error *err), void *arg,
@@ -116,6 +136,17 @@ int sysctl_forward(int value, int *old, struct vs_error *err);
 /* nft.c: make the node's tables say exactly what st says (none when it
  * holds no lease), in one transaction. */
 int nft_sync(const struct ipam_state *st, struct vs_error *err);
+/* From old to st (the tables said old) with only the set and map elements
+ * that differ, added and deleted in one nfnetlink batch (no libnftables:
+ * no parser, no cache dump); the elements of lease focus (if not NULL) are
+ * added whatever old says. The chains are not touched. Whole (nft_sync)
+ * at the first and the last lease, and when the batch is refused (the
+ * tables were not what old says). keep != NULL: the batch's socket is
+ * handed to the caller instead of closed (closing an nfnetlink socket
+ * after a deletion waits for an RCU grace period: the kernel frees the
+ * deleted elements first). */
+int nft_update(const struct ipam_state *old, const struct ipam_state *st, const char *focus,
+	       int *keep, struct vs_error *err);
 
 /* overlay.c */
 /* The vxlan device's name for st ("" when st has no overlay). */
@@ -132,10 +163,9 @@ int overlay_remove(struct nl_sock *sk, const struct ipam_state *st, struct vs_er
 bool overlay_peer_active(const struct ipam_state *st, const struct ipam_peer *p);
 /* Load <root>/net/peers.json into st (none: no peers). */
 int overlay_peers_load(const char *root, struct ipam_state *st, struct vs_error *err);
-/* Two gratuitous ARPs (request, reply) from the slice's eth0, once the
- * host end's bridge port forwards: the node's bridge learns its port. */
-int overlay_garp(struct nl_sock *sk, int netns_fd, const struct ipam_lease *l,
-		 struct vs_error *err);
+/* Whether a and b differ in which peers are active (a lease taken or
+ * released over a peer's address, a new peer list). */
+bool overlay_active_changed(const struct ipam_state *a, const struct ipam_state *b);
 
 /* tc.c: cap both directions of lease l's veth at l->want.rate_bps. */
 int tc_cap(struct nl_sock *sk, const struct ipam_lease *l, struct vs_error *err);

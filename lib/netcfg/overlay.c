@@ -18,9 +18,9 @@
  * ARP ever crosses the overlay. A slice's MAC is a function of its address
  * (link.c lease_mac), so a slice that moves keeps both: the other nodes
  * only repoint one forwarding entry (the caller gives the new node), and
- * the caches in the peers' slices stay right. The moved slice announces
- * itself on its new node with gratuitous ARPs (its bridge learns the port
- * at once).
+ * the caches in the peers' slices stay right. On its new node the moved
+ * slice's port is known to the bridge from the start (link.c: a static
+ * entry for its MAC), so it is reached at once, with no announcement.
  *
  * The peer list is the whole truth: stored in <root>/net/peers.json (under
  * the lease lock) and, while the node has bridged slices, made the
@@ -35,14 +35,9 @@
 #include <jansson.h>
 #include <linux/if_bridge.h>
 #include <linux/if_link.h>
-#include <linux/if_packet.h>
 #include <linux/neighbour.h>
-#include <net/ethernet.h>
-#include <netinet/if_ether.h>
 #include <stdio.h>
 #include <string.h>
-#include <sys/socket.h>
-#include <unistd.h>
 
 #include <netlink/msg.h>
 #include <netlink/route/addr.h>
@@ -78,6 +73,17 @@ bool overlay_peer_active(const struct ipam_state *st, const struct ipam_peer *p)
 		if (st->leases[i].ip == p->ip)
 			return false;
 	return true;
+}
+
+bool overlay_active_changed(const struct ipam_state *a, const struct ipam_state *b)
+{
+	if (a->n_peers != b->n_peers)
+		return true;
+	for (size_t i = 0; i < a->n_peers; i++)
+		if (a->peers[i].ip != b->peers[i].ip || a->peers[i].node != b->peers[i].node ||
+		    overlay_peer_active(a, &a->peers[i]) != overlay_peer_active(b, &b->peers[i]))
+			return true;
+	return false;
 }
 
 static const struct ipam_peer *active_peer_by_mac(const struct ipam_state *st, const uint8_t *mac)
@@ -205,10 +211,8 @@ static int vxlan_ensure(struct nl_sock *sk, const struct ipam_state *st, const c
 	return 0;
 }
 
-/* One bridge fdb entry on the vxlan port: NTF_SELF (the vxlan's own table,
- * dst = the remote node) or NTF_MASTER (the bridge's, static). */
-static int fdb_change(struct nl_sock *sk, int cmd, int vx, const uint8_t mac[6], uint8_t ntf,
-		      uint32_t dst, struct vs_error *err)
+int fdb_change(struct nl_sock *sk, int cmd, int vx, const uint8_t mac[6], uint8_t ntf, uint32_t dst,
+	       struct vs_error *err)
 {
 	struct ndmsg nd = {
 	    .ndm_family = AF_BRIDGE,
@@ -494,8 +498,12 @@ int netcfg_overlay_set_peers(const char *root, const struct netcfg_peer *peers, 
 	cleanup_nlsock struct nl_sock *sk = NULL;
 	if ((r = peers_save(root, want, n, err)) >= 0 && st.n) {
 		/* The node's bridge exists (it has slices): make the kernel agree. */
+		/* Only the peer sets' elements change in the tables. */
+		struct ipam_state was = st;
+		was.peers = old;
+		was.n_peers = n_old;
 		if ((r = nl_open(&sk, err)) >= 0 && (r = overlay_sync(sk, &st, err)) >= 0)
-			r = nft_sync(&st, err);
+			r = nft_update(&was, &st, NULL, NULL, err);
 		if (r < 0) {
 			struct vs_error e2;
 			st.peers = old;
@@ -529,75 +537,4 @@ int netcfg_overlay_get_peers(const char *root, struct netcfg_peer **out, size_t 
 	*n = st.n_peers;
 	ipam_state_free(&st);
 	return 0;
-}
-
-/* ---- gratuitous ARP ---- */
-
-/* IF_OPER_UP of linux/if.h, which cannot be included beside net/if.h. */
-#define OPER_UP 6
-
-struct garp {
-	uint32_t ip;
-	uint8_t mac[6];
-};
-
-static int garp_here(void *arg, struct vs_error *err)
-{
-	const struct garp *g = arg;
-	cleanup_close int s = socket(AF_PACKET, SOCK_RAW | SOCK_CLOEXEC, htons(ETH_P_ARP));
-	unsigned idx = if_nametoindex("eth0");
-	if (s < 0 || !idx)
-		return vs_error_sys(err, errno, "gratuitous ARP: slice eth0");
-	struct {
-		struct ether_header eh;
-		struct ether_arp a;
-	} __attribute__((packed)) f = {0};
-	uint32_t be = htonl(g->ip);
-	memset(f.eh.ether_dhost, 0xff, 6);
-	memcpy(f.eh.ether_shost, g->mac, 6);
-	f.eh.ether_type = htons(ETHERTYPE_ARP);
-	f.a.arp_hrd = htons(ARPHRD_ETHER);
-	f.a.arp_pro = htons(ETHERTYPE_IP);
-	f.a.arp_hln = 6;
-	f.a.arp_pln = 4;
-	memcpy(f.a.arp_sha, g->mac, 6);
-	memcpy(f.a.arp_spa, &be, 4);
-	memcpy(f.a.arp_tpa, &be, 4);
-	struct sockaddr_ll to = {.sll_family = AF_PACKET,
-				 .sll_protocol = htons(ETH_P_ARP),
-				 .sll_ifindex = (int)idx,
-				 .sll_halen = 6};
-	memset(to.sll_addr, 0xff, 6);
-	/* An announcement as a request (RFC 5227), then as a reply: some
-	 * stacks update their caches only on one of them. */
-	static const uint16_t ops[] = {ARPOP_REQUEST, ARPOP_REPLY};
-	for (size_t i = 0; i < VS_ARRAY_SIZE(ops); i++) {
-		f.a.arp_op = htons(ops[i]);
-		memset(f.a.arp_tha, ops[i] == ARPOP_REPLY ? 0xff : 0, 6);
-		if (sendto(s, &f, sizeof(f), 0, (struct sockaddr *)&to, sizeof(to)) < 0)
-			return vs_error_sys(err, errno, "gratuitous ARP from eth0");
-	}
-	return 0;
-}
-
-int overlay_garp(struct nl_sock *sk, int netns_fd, const struct ipam_lease *l, struct vs_error *err)
-{
-	/* The host end's carrier (on since the slice's end came up) reaches the
-	 * bridge port through linkwatch, a moment later: until then the port is
-	 * disabled and would drop the announcement. Its operstate turns up in
-	 * the same step. */
-	for (int i = 0; i < 500; i++) {
-		struct rtnl_link *v = NULL;
-		bool up = rtnl_link_get_kernel(sk, 0, l->veth, &v) >= 0 &&
-			  rtnl_link_get_operstate(v) == OPER_UP;
-		if (v)
-			rtnl_link_put(v);
-		if (up)
-			break;
-		usleep(1000);
-	}
-	struct garp g = {.ip = l->ip};
-	lease_mac(l->ip, g.mac);
-	int r = netns_call(netns_fd, garp_here, &g, err);
-	return r < 0 ? vs_error_wrap(err, "slice %s", l->name) : 0;
 }

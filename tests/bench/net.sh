@@ -13,6 +13,11 @@
 # none, --net bridge and --net bridge,ip= with the overlay (hyperfine,
 # BENCH_NET_RUNS runs each), while one bridged slice keeps each node's
 # bridge up (the per-slice cost, not the first slice's bridge and tables).
+# BENCH_NET_BEFORE=/path/to/an/older/slicectl adds its --net bridge and
+# overlay rows to the same hyperfine run (before/after in the same minute).
+# Then none/bridge(/before) round-robin (BENCH_NET_ROUNDS, 20 by default) and
+# the set-up's phases (VSLICE_TRACE points net.*, phases.py,
+# BENCH_NET_PHASES runs, 20 by default, 0: none) for --net bridge.
 # Results: $BENCH_OUT/net.json (merged into results.json under "net") and
 # $BENCH_OUT/net.md. The EXIT trap destroys the slices and namespaces.
 set -u
@@ -25,6 +30,8 @@ PEERS=$REPO/build/tests/integration/tools/netpeers
 SECS=${BENCH_NET_SECS:-4}
 REPS=${BENCH_NET_REPS:-3}
 RUNS=${BENCH_NET_RUNS:-30}
+BEFORE=${BENCH_NET_BEFORE:-}
+PHASE_RUNS=${BENCH_NET_PHASES:-20}
 die() {
 	echo "net bench: $*" >&2
 	exit 1
@@ -147,7 +154,16 @@ for path in veth bridge overlay; do
 done
 
 # Set-up cost per slice: the bridges stay up (s1/s2, a1, b1 run).
-hyperfine -N --runs "$RUNS" --warmup 3 --export-json "$T/setup.json" \
+before_rows=()
+if [ -n "$BEFORE" ]; then
+	before_rows=(-n bridge_before "$(printf '%q ' env VSLICE_ROOT=$T/n/root VSLICE_CGROUP_PARENT=vslice-netbench-$$-n \
+		VSLICE_BRIDGE=vbb$ID nsenter --net=/run/netns/vb$ID-n "$BEFORE" run --rm --net bridge hb -- /bin/true)"
+		-n overlay_before "$(printf '%q ' env VSLICE_ROOT=$T/a/root VSLICE_CGROUP_PARENT=vslice-netbench-$$-a \
+			VSLICE_BRIDGE=vbb$ID VSLICE_OVERLAY_VNI=$VNI VSLICE_OVERLAY_LOCAL=$U.11 \
+			nsenter --net=/run/netns/vb$ID-a "$BEFORE" run --rm --net bridge,ip=10.213.0.50 ho -- /bin/true)")
+fi
+echo "# set-up: load $(cut -d' ' -f1-3 /proc/loadavg)"
+hyperfine -N --runs "$RUNS" --warmup 3 --export-json "$T/setup.json" "${before_rows[@]}" \
 	-n none "$(printf '%q ' env VSLICE_ROOT=$T/n/root VSLICE_CGROUP_PARENT=vslice-netbench-$$-n \
 		nsenter --net=/run/netns/vb$ID-n "$SLICECTL" run --rm --net none hn -- /bin/true)" \
 	-n bridge "$(printf '%q ' env VSLICE_ROOT=$T/n/root VSLICE_CGROUP_PARENT=vslice-netbench-$$-n \
@@ -160,12 +176,44 @@ hyperfine -N --runs "$RUNS" --warmup 3 --export-json "$T/setup.json" \
 	die "hyperfine"
 }
 
-python3 - "$OUT/net.json" "$OUT/net.md" "$T/setup.json" "$SECS" "$REPS" "$RUNS" \
+# The same commands round-robin (BENCH_NET_ROUNDS rounds, 20 by default, 0:
+# none): on a loaded machine a burst of load then lands on every row alike
+# (hyperfine runs each command's runs in a row).
+ROUNDS=${BENCH_NET_ROUNDS:-20}
+rr_cmds=(none "$(printf '%q ' env VSLICE_ROOT=$T/n/root VSLICE_CGROUP_PARENT=vslice-netbench-$$-n \
+	nsenter --net=/run/netns/vb$ID-n "$SLICECTL" run --rm --net none rn -- /bin/true)"
+	bridge "$(printf '%q ' env VSLICE_ROOT=$T/n/root VSLICE_CGROUP_PARENT=vslice-netbench-$$-n \
+		VSLICE_BRIDGE=vbb$ID nsenter --net=/run/netns/vb$ID-n "$SLICECTL" run --rm --net bridge rb -- /bin/true)")
+[ -n "$BEFORE" ] && rr_cmds+=(bridge_before "$(printf '%q ' env VSLICE_ROOT=$T/n/root \
+	VSLICE_CGROUP_PARENT=vslice-netbench-$$-n VSLICE_BRIDGE=vbb$ID nsenter --net=/run/netns/vb$ID-n \
+	"$BEFORE" run --rm --net bridge rb -- /bin/true)")
+python3 - "$ROUNDS" "$T/rounds.json" "${rr_cmds[@]}" <<'EOF2'
+import json, subprocess, sys, time
+rounds, out, args = int(sys.argv[1]), sys.argv[2], sys.argv[3:]
+cmds = list(zip(args[::2], args[1::2]))
+t = {k: [] for k, _ in cmds}
+for i in range(rounds + 2 if rounds else 0):
+    for k, c in cmds:
+        t0 = time.monotonic()
+        subprocess.run(c, shell=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        if i >= 2:
+            t[k].append((time.monotonic() - t0) * 1e3)
+json.dump(t, open(out, "w"))
+EOF2
+
+# Where a bridged start's network time goes (ms per VSLICE_TRACE interval).
+: >"$T/phases.txt"
+if [ "$PHASE_RUNS" -gt 0 ]; then
+	on n python3 "$BENCH_DIR/phases.py" "$PHASE_RUNS" "$SLICECTL" run --rm --net bridge hp -- /bin/true 2>/dev/null |
+		grep -E '^\| (net\.|destroy\.net)' >"$T/phases.txt"
+fi
+
+python3 - "$OUT/net.json" "$OUT/net.md" "$T/setup.json" "$SECS" "$REPS" "$RUNS" "$T/phases.txt" "$T/rounds.json" \
 	"${TP[veth]}" "${TP[bridge]}" "${TP[overlay]}" "${RT[veth]}" "${RT[bridge]}" "${RT[overlay]}" <<'EOF'
 import json, statistics, sys
-out_json, out_md, setup, secs, reps, runs = sys.argv[1:7]
-tp = {p: [int(x) for x in sys.argv[7 + i].split()] for i, p in enumerate(["veth", "bridge", "overlay"])}
-rt = {p: [float(x) for x in sys.argv[10 + i].split()] for i, p in enumerate(["veth", "bridge", "overlay"])}
+out_json, out_md, setup, secs, reps, runs, phases, rounds = sys.argv[1:9]
+tp = {p: [int(x) for x in sys.argv[9 + i].split()] for i, p in enumerate(["veth", "bridge", "overlay"])}
+rt = {p: [float(x) for x in sys.argv[12 + i].split()] for i, p in enumerate(["veth", "bridge", "overlay"])}
 h = {r["command"]: r for r in json.load(open(setup))["results"]}
 res = {"paths": {}, "setup_ms": {}, "secs": int(secs), "reps": int(reps), "runs": int(runs)}
 for p in ["veth", "bridge", "overlay"]:
@@ -175,10 +223,11 @@ for p in ["veth", "bridge", "overlay"]:
 v = res["paths"]["veth"]["gbit_median"] or 1
 for p in ["bridge", "overlay"]:
     res["paths"][p]["of_veth"] = round(res["paths"][p]["gbit_median"] / v, 3)
-for n in ["none", "bridge", "overlay"]:
+setups = [n for n in ["none", "bridge", "overlay", "bridge_before", "overlay_before"] if n in h]
+for n in setups:
     t = h[n]["times"]
     res["setup_ms"][n] = {"median": round(statistics.median(t) * 1e3, 2), "mean": round(h[n]["mean"] * 1e3, 2)}
-for n in ["bridge", "overlay"]:
+for n in setups[1:]:
     d = res["setup_ms"][n]["median"] - res["setup_ms"]["none"]["median"]
     res["setup_ms"][n]["added_median"] = round(d, 2)
     res["setup_ms"][n]["share_of_start"] = round(d / res["setup_ms"][n]["median"], 3)
@@ -190,11 +239,27 @@ with open(out_md, "w") as f:
         f.write("| %s | %.2f (%s) | %s | %s / %s |\n" % (p, r["gbit_median"], ", ".join("%.2f" % x for x in r["gbit_runs"]),
                 "%.0f%%" % (r["of_veth"] * 100) if "of_veth" in r else "-", r["rtt_min_ms"], r["rtt_avg_ms"]))
     f.write("\n| `run --rm ... /bin/true` | median ms | mean ms | added (median) | share of the start |\n|---|---:|---:|---:|---:|\n")
-    for n, label in [("none", "--net none"), ("bridge", "--net bridge"), ("overlay", "--net bridge,ip= (overlay)")]:
+    labels = {"none": "--net none", "bridge": "--net bridge", "overlay": "--net bridge,ip= (overlay)",
+              "bridge_before": "--net bridge (BENCH_NET_BEFORE)", "overlay_before": "--net bridge,ip= (BENCH_NET_BEFORE)"}
+    for n in setups:
+        label = labels[n]
         s = res["setup_ms"][n]
         f.write("| %s | %.1f | %.1f | %s | %s |\n" % (label, s["median"], s["mean"],
                 "%+.1f ms" % s["added_median"] if "added_median" in s else "-",
                 "%.0f%%" % (s["share_of_start"] * 100) if "share_of_start" in s else "-"))
+    rr = json.load(open(rounds))
+    if rr.get("none"):
+        base = statistics.median(rr["none"])
+        res["rounds_ms"] = {k: round(statistics.median(v), 2) for k, v in rr.items() if v}
+        f.write("\n| round-robin, %d rounds | median ms | added |\n|---|---:|---:|\n" % len(rr["none"]))
+        for k, v in rr.items():
+            f.write("| %s | %.1f | %+.1f |\n" % (k, statistics.median(v), statistics.median(v) - base))
+    rows = [l.strip() for l in open(phases) if l.strip()]
+    if rows:
+        res["phases"] = {r.split("|")[1].strip(): float(r.split("|")[2]) for r in rows}
+        f.write("\n| `--net bridge` step (VSLICE_TRACE) | median ms | mean | p90 | runs |\n|---|---:|---:|---:|---:|\n")
+        f.write("\n".join(rows) + "\n")
+json.dump(res, open(out_json, "w"), indent=1)
 print(open(out_md).read())
 EOF
 [ -f "$RES" ] && python3 "$BENCH_DIR/benchlib.py" merge "$RES" net "$OUT/net.json"

@@ -71,6 +71,12 @@ snapshot() {
 	node tc qdisc
 	node cat /proc/sys/net/ipv4/ip_forward
 }
+# The uplink's carrier comes a moment after both ends are up (linkwatch):
+# the snapshot is taken once it has, or "before" would say NO-CARRIER.
+for i in $(seq 100); do
+	node ip -br link show up$$ | grep -q ' UP ' && break
+	sleep 0.1
+done
 before=$(snapshot)
 
 # A subnet that overlaps the node's own addresses is refused, nothing made.
@@ -251,6 +257,42 @@ vsn exec a -- ip link set eth0 down >/dev/null 2>&1
 check "a slice cannot touch its link (no CAP_NET_ADMIN)" quiet vsn exec a -- ping -c1 -W2 "$B"
 check "a slice sees none of the host side (veth, ifb)" \
 	test -z "$(vsn exec a -- ip -o link | grep -E 'vsh|vsi|ifb')"
+
+# Per-slice changes are set and map elements only (issue 13's start cost):
+# another slice's start and destroy leave both tables in place (the
+# kernel's table handles unchanged), and its elements go with it.
+tables_h() { node nft -a list ruleset | grep '^table .* vslice'; }
+elements_now() { node nft list set bridge vslice ports; node nft list map inet vslice pub_tcp; }
+th=$(tables_h)
+el=$(elements_now)
+check "a bridged run --rm works beside running slices" quiet vsn run --rm --net bridge --publish 9090:90 d -- true
+expect_eq "a slice's start and destroy change elements only: the tables stay (same handles)" "$th" "$(tables_h)"
+expect_eq "its elements are gone after its destroy" "$el" "$(elements_now)"
+# The bridge knows a slice's port from the start (a static entry for its
+# MAC): nothing sent to it is flooded to the other ports before it speaks,
+# and a slice that moved to this node is reached at once.
+vsn run -d --net bridge d -- sleep 100000 >/dev/null
+mac_d=$(vsn exec d -- cat /sys/class/net/eth0/address)
+fdb_d=$(node bridge fdb show br $VSLICE_BRIDGE | grep "^$mac_d dev vsh")
+check "the bridge has a static entry for a new slice's MAC on its port ($fdb_d)" \
+	test -n "$(grep ' static' <<<"$fdb_d")"
+veth_d=$(awk '{print $3}' <<<"$fdb_d")
+vsn destroy --force d >/dev/null
+gone=no
+for i in $(seq 100); do
+	node ip -br link | grep -q "^${veth_d:-vshnone}[@ ]" || { gone=yes; break; }
+	sleep 0.1
+done
+check "a destroyed slice's veth is gone (removed in the background) while others run" test $gone = yes
+# Tables changed behind vslice's back are made whole at the next change.
+node nft delete table bridge vslice
+vsn run -d --net bridge e -- sleep 100000 >/dev/null
+mac_e=$(vsn exec e -- cat /sys/class/net/eth0/address)
+check "a table deleted behind vslice's back is back after the next start, with every slice" \
+	test -n "$(node nft list set bridge vslice ports | grep "$mac_e")" -a \
+	-n "$(node nft list set bridge vslice ports | grep "02:76:$(printf '%02x:%02x:%02x:%02x' ${B//./ })")"
+check "and slice b still reaches slice c through it" quiet vsn exec b -- ping -c1 -W2 "$C"
+vsn destroy --force e >/dev/null
 
 # A slice killed behind vslice's back leaves its ifb; destroy removes it all.
 kill -9 "$(vsn show --json a | python3 -c 'import json,sys; print(json.load(sys.stdin)["pid"])')"
