@@ -120,8 +120,8 @@ int nm_ticket_check(struct nodemgr *nm, const struct httpd_request *req, const c
 	if (strcmp(verb, "stats") && strcmp(verb, "logs") && migrating(nm, name, mig)) {
 		*status = 409;
 		return vs_error_set(err, EBUSY,
-				    "sliver %s is being migrated (%s): %s waits until it ends", name,
-				    mig, verb);
+				    "sliver %s is being migrated (%s): %s waits until it ends",
+				    name, mig, verb);
 	}
 	struct slice_state s;
 	if (slice_load(nm->root, name, NULL, &s, err) < 0) {
