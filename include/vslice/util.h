@@ -128,6 +128,8 @@ static inline void vs_strv_freep(char ***v)
 int vs_sha256_fd(int fd, char out[VS_SHA256_HEX]);
 /* SHA-256 of a buffer, as lowercase hex. */
 void vs_sha256_buf(const void *buf, size_t len, char out[VS_SHA256_HEX]);
+/* Is s a sha256 as these write it: 64 lowercase hex digits? */
+bool vs_sha256_hex_valid(const char *s);
 
 /* Open directory rel below dfd, creating missing components (mode), one at
  * a time, never following a symlink. Returns the new fd or -errno. */

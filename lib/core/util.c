@@ -272,6 +272,16 @@ static void sha256_hex(struct sha256_ctx *h, char out[VS_SHA256_HEX])
 		snprintf(out + 2 * i, 3, "%02x", d[i]);
 }
 
+bool vs_sha256_hex_valid(const char *s)
+{
+	if (!s || strlen(s) != 64)
+		return false;
+	for (const char *p = s; *p; p++)
+		if (!((*p >= '0' && *p <= '9') || (*p >= 'a' && *p <= 'f')))
+			return false;
+	return true;
+}
+
 int vs_sha256_fd(int fd, char out[VS_SHA256_HEX])
 {
 	struct sha256_ctx h;

@@ -46,16 +46,6 @@
 
 #define DIGEST_PREFIX "sha256:"
 
-static bool hex64(const char *s)
-{
-	if (!s || strlen(s) != 64)
-		return false;
-	for (const char *p = s; *p; p++)
-		if (!((*p >= '0' && *p <= '9') || (*p >= 'a' && *p <= 'f')))
-			return false;
-	return true;
-}
-
 /*
  * The download's sink: the HTTP client writes the body into a pipe; this
  * thread hashes each chunk as it writes it to the temp file, and stops
@@ -257,7 +247,7 @@ int nm_image_ensure(struct nodemgr *nm, const char *image, char local[64], struc
 		return vs_error_wrap(err, "image %s: asking the registry", image);
 	const char *digest = json_string_value(json_object_get(img, "digest"));
 	if (!digest || strncmp(digest, DIGEST_PREFIX, strlen(DIGEST_PREFIX)) != 0 ||
-	    !hex64(digest + strlen(DIGEST_PREFIX)))
+	    !vs_sha256_hex_valid(digest + strlen(DIGEST_PREFIX)))
 		return vs_error_set(err, EPROTO,
 				    "image %s: the registry's digest is not sha256:HEX", image);
 	const char *hex = digest + strlen(DIGEST_PREFIX);

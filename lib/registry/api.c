@@ -79,7 +79,7 @@ static void answer_empty(struct reg_answer *a, unsigned status)
 	a->len = 0;
 }
 
-static void answer_header(struct reg_answer *a, const char *name, char *value)
+void api_answer_header(struct reg_answer *a, const char *name, char *value)
 {
 	for (size_t i = 0; i < VS_ARRAY_SIZE(a->headers); i++) {
 		if (!a->headers[i][0]) {
@@ -93,7 +93,7 @@ static void answer_header(struct reg_answer *a, const char *name, char *value)
 
 void api_answer_index(struct reg_request *req, struct reg_answer *a)
 {
-	answer_header(a, "X-Vslice-Index", vs_xasprintf("%lld", req->reg->revision));
+	api_answer_header(a, "X-Vslice-Index", vs_xasprintf("%lld", req->reg->revision));
 }
 
 void api_db_fail(struct reg_answer *a, struct vs_error *err)
@@ -1316,17 +1316,7 @@ static void h_log_get(struct reg_request *req, struct reg_answer *a, const char 
 	a->fd_len = want;
 	a->fd_len_set = true;
 	a->content_type = "text/plain; charset=utf-8";
-	answer_header(a, "X-Vslice-Log-Size", vs_xasprintf("%lld", size));
-}
-
-static bool sha_hex_valid(const char *s)
-{
-	if (!s || strlen(s) != 64)
-		return false;
-	for (const char *p = s; *p; p++)
-		if (!((*p >= '0' && *p <= '9') || (*p >= 'a' && *p <= 'f')))
-			return false;
-	return true;
+	api_answer_header(a, "X-Vslice-Log-Size", vs_xasprintf("%lld", size));
 }
 
 static void h_results_get(struct reg_request *req, struct reg_answer *a, const char *slice,
@@ -1381,7 +1371,7 @@ static void h_result_get(struct reg_request *req, struct reg_answer *a, const ch
 	a->status = 200;
 	a->fd = fd;
 	a->content_type = "application/octet-stream";
-	answer_header(a, "X-Vslice-Sha256", vs_xstrdup(sha));
+	api_answer_header(a, "X-Vslice-Sha256", vs_xstrdup(sha));
 }
 
 static void h_results_commit(struct reg_request *req, struct reg_answer *a, const char *slice,
@@ -1487,7 +1477,7 @@ int api_upload_begin(struct reg_request *req, struct reg_answer *a)
 			return -1;
 		}
 		const char *sha = reg_header(req, "X-Vslice-Sha256");
-		if (!sha_hex_valid(sha)) {
+		if (!vs_sha256_hex_valid(sha)) {
 			api_error(a, 400,
 				  "result %s of sliver %s/%s: header X-Vslice-Sha256: expected 64 "
 				  "lowercase hex digits",

@@ -55,28 +55,6 @@
 #define REG_IMAGE_DISK_MARGIN (64ull << 20)
 #define DIGEST_PREFIX	      "sha256:"
 
-static bool hex64(const char *s)
-{
-	if (!s || strlen(s) != 64)
-		return false;
-	for (const char *p = s; *p; p++)
-		if (!((*p >= '0' && *p <= '9') || (*p >= 'a' && *p <= 'f')))
-			return false;
-	return true;
-}
-
-static void set_header(struct reg_answer *a, const char *name, char *value)
-{
-	for (size_t i = 0; i < VS_ARRAY_SIZE(a->headers); i++) {
-		if (!a->headers[i][0]) {
-			a->headers[i][0] = vs_xstrdup(name);
-			a->headers[i][1] = value;
-			return;
-		}
-	}
-	free(value);
-}
-
 /* The cap on one image's size: $VSLICE_REGISTRY_IMAGE_MAX ("512M", "8G"). */
 static int image_max(uint64_t *out, struct vs_error *err)
 {
@@ -194,7 +172,7 @@ static void h_blob(struct reg_request *req, struct reg_answer *a, const char *he
 	if (!api_need_role(req, a, true, false, true))
 		return;
 	char pb[80];
-	if (!hex64(hex))
+	if (!vs_sha256_hex_valid(hex))
 		return api_error(a, 400,
 				 "image blob \"%s\": expected sha256: and 64 lowercase hex digits",
 				 vs_printable(hex, pb, sizeof(pb)));
@@ -212,7 +190,7 @@ static void h_blob(struct reg_request *req, struct reg_answer *a, const char *he
 	a->status = 200;
 	a->fd = fd;
 	a->content_type = "application/octet-stream";
-	set_header(a, "X-Vslice-Sha256", vs_xstrdup(hex));
+	api_answer_header(a, "X-Vslice-Sha256", vs_xstrdup(hex));
 }
 
 static void h_delete(struct reg_request *req, struct reg_answer *a, const char *name)

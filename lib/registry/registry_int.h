@@ -202,6 +202,9 @@ void api_error(struct reg_answer *a, unsigned status, const char *fmt, ...)
  * expects reg->lock held. */
 /* Answer j (consumed) as JSON with status. */
 void api_answer_json(struct reg_answer *a, unsigned status, json_t *j);
+/* Add header name: value (value malloc'd, taken; dropped when the answer has
+ * no room left). */
+void api_answer_header(struct reg_answer *a, const char *name, char *value);
 /* The X-Vslice-Index header: the revision this answer was built at. */
 void api_answer_index(struct reg_request *req, struct reg_answer *a);
 /* A store error: 503 when SQLite was busy, 500 otherwise. */
