@@ -17,6 +17,15 @@
  * the rest: pages of processes that exited, of vmas unmapped since. From
  * a stream, the frozen round after the records is read into the spool
  * as well, up to the verified END, before anything is applied.
+ *
+ * The apply runs inside a migration's downtime (the source is frozen from
+ * the records on), so it copies each page once: UFFDIO_COPY straight from
+ * a read-only mapping of the memfd (no pread into a buffer first), by two
+ * workers taking 16 MiB pieces from one list. It stays eager - every page
+ * is in before any process runs: a lazy (post-copy) apply would need a
+ * userfaultfd that also handles the kernel's own accesses, and the one a
+ * slice's process can make (UFFD_USER_MODE_ONLY) fails those with EFAULT;
+ * docs/checkpoint.md, "Applying the spool".
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -244,8 +253,9 @@ int ck_spool_apply(struct ckpt_image *img, ck_hpid_of hpid_of, void *arg, struct
 	}
 	/* Two workers: the mapping (populate) of one piece runs while the
 	 * other's pages are copied, and UFFDIO_COPY scales over the CPUs (it
-	 * takes the target's mmap lock shared). Pieces are disjoint: which
-	 * one is copied first does not matter. */
+	 * takes the target's mmap lock shared). Pieces are disjoint (the
+	 * frozen round is in the spool already, in place): the order does
+	 * not matter. mem_write_ns adds both workers' time. */
 	struct apply_worker wk[CK_SPOOL_WORKERS];
 	size_t nwk = 0;
 	for (size_t i = 0; i < CK_SPOOL_WORKERS; i++) {
