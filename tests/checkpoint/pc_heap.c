@@ -1,4 +1,4 @@
-/* pc_heap [MiB [pages/s [plain]]]: memory that keeps changing while a
+/* pc_heap [MiB [pages/s [plain|storm]]]: memory that keeps changing while a
  * pre-copy runs. Writer threads rewrite random pages of a heap at a steady
  * rate (each page: its number, a generation and a pattern of both; the
  * generations live in a table of their own) and drop some with
@@ -8,7 +8,8 @@
  * "STEP n" (the harness's -P). After SIGTERM every page must match its
  * table: a write a pre-copy round missed shows as a stale page.
  * Defaults: 32 MiB, 1000 pages/s (4 MiB/s); "plain": no drops, no churn
- * (tests/bench/precopy.sh). */
+ * (tests/bench/precopy.sh); "storm": drops and churn, and the heap read
+ * back by NSTORM threads at once (test_precopy.sh). */
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdbool.h>
@@ -19,12 +20,13 @@
 #define PG	 4096
 #define NTHREADS 3
 #define NCHURN	 6
+#define NSTORM	 16
 
 static uint8_t *heap;
 static uint32_t *gen; /* per page; 0 = zeros */
 static size_t npages;
 static long rate; /* pages per second, all threads */
-static bool plain;
+static bool plain, storm;
 static atomic_int stop;
 static volatile int inflight[NTHREADS]; /* page being changed, -1 none */
 
@@ -183,9 +185,9 @@ static void on_usr2(int s)
 	steps++;
 }
 
-static void verify(void)
+static void verify_pages(size_t first, size_t step)
 {
-	for (size_t p = 0; p < npages; p++) {
+	for (size_t p = first; p < npages; p += step) {
 		bool busy = false;
 		for (int t = 0; t < NTHREADS; t++)
 			busy |= inflight[t] == (int)p;
@@ -197,6 +199,31 @@ static void verify(void)
 			CHECK(w[i] == want, "page %zu (generation %u) word %zu: %#llx, want %#llx",
 			      p, gen[p], i, (unsigned long long)w[i], (unsigned long long)want);
 		}
+	}
+}
+
+static pthread_barrier_t storm_go;
+static void *storm_thread(void *arg)
+{
+	pthread_barrier_wait(&storm_go);
+	verify_pages((size_t)(intptr_t)arg, NSTORM);
+	return NULL;
+}
+
+/* "storm": NSTORM threads read the heap back at once, interleaved page by
+ * page, so that a restore still filling memory meets many faults at once */
+static void verify(void)
+{
+	if (storm) {
+		pthread_t th[NSTORM];
+		pthread_barrier_init(&storm_go, NULL, NSTORM);
+		for (int t = 0; t < NSTORM; t++)
+			CHECK(pthread_create(&th[t], NULL, storm_thread, (void *)(intptr_t)t) == 0,
+			      "pthread_create");
+		for (int t = 0; t < NSTORM; t++)
+			pthread_join(th[t], NULL);
+	} else {
+		verify_pages(0, 1);
 	}
 	for (int k = 0; k < NCHURN; k++)
 		for (size_t i = 0; k != churn_busy && i < ch[k].len; i++)
@@ -213,6 +240,7 @@ int main(int argc, char **argv)
 	size_t mib = argc > 1 ? strtoul(argv[1], NULL, 10) : 32;
 	rate = argc > 2 ? strtol(argv[2], NULL, 10) : 1000;
 	plain = argc > 3 && strcmp(argv[3], "plain") == 0;
+	storm = argc > 3 && strcmp(argv[3], "storm") == 0;
 	npages = (mib << 20) / PG;
 	heap = mmap(NULL, npages * PG, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 	gen = mmap(NULL, npages * 4, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);

@@ -63,8 +63,8 @@ diag() { # the checkpoint's messages and the restore's last lines
 	sed 's/^/    ckpt: /' "$log.ck" | tail -4
 	sed 's/^/    log: /' "$log" | tail -4
 }
-heap_slice() { # NAME MiB PAGES/S
-	vs create --image busybox "$1" -- /pc-heap "$2" "$3" >>"$log" 2>&1 || return 1
+heap_slice() { # NAME MiB PAGES/S [plain|storm]
+	vs create --image busybox "$1" -- /pc-heap "$2" "$3" ${4:-} >>"$log" 2>&1 || return 1
 	local up=$VSLICE_ROOT/slices/$1/upper
 	install -m 0755 "$HEAP" "$up/pc-heap" && chown --reference="$up" "$up/pc-heap"
 	vs start "$1" >>"$log" 2>&1 || return 1
@@ -109,6 +109,23 @@ for rep in $(seq "$REPEAT"); do
 	fi
 	vs destroy --force ph1 >/dev/null 2>&1
 	vs destroy --force ph2 >/dev/null 2>&1
+
+	# 2b. every page read back at once right after the restore, by 16
+	# threads (pc_heap "storm"): a heap larger than one spool piece (so
+	# the restore's apply workers share it), pages rewritten fast enough
+	# that the frozen round carries some (newer than the spooled copy),
+	# regions unmapped and re-mapped between the rounds
+	if heap_slice ps1 96 4000 storm; then
+		vs -v checkpoint ps1 --precopy --output - 2>"$log.ck" | vs -v restore ps2 --input - >>"$log" 2>&1
+		rcs=("${PIPESTATUS[@]}")
+		check "storm: checkpoint --precopy | restore both succeed$sfx" test "${rcs[0]}${rcs[1]}" = 00 || diag
+		check "storm: the frozen round carries pages$sfx" grep -q 'frozen round [0-9]*: [1-9][0-9]* pages' "$log.ck"
+		check "storm: 16 threads read every page back right$sfx" heap_pass ps2 || vs logs ps2 2>&1 | tail -3
+	else
+		check "storm: slice ps1 said READY$sfx" false
+	fi
+	vs destroy --force ps1 >/dev/null 2>&1
+	vs destroy --force ps2 >/dev/null 2>&1
 
 	# 3. the reader goes away in the middle of the first round: the
 	# checkpoint fails, the slice runs on, nothing stays armed
