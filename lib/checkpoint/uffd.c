@@ -215,9 +215,6 @@ int ck_uffd_make(pid_t hpid, int32_t vpid, int *out, struct vs_error *err)
 	pid_t tid = pick_thread(hpid);
 	if (!tid)
 		return vs_error_set(err, ESRCH, "pid %d: no live thread", vpid);
-	if (find_syscall_insn(hpid, &gadget) < 0)
-		return vs_error_set(err, ENOEXEC, "pid %d: no syscall instruction to step over",
-				    vpid);
 	cleanup_close int pidfd = (int)syscall(SYS_pidfd_open, hpid, 0);
 	if (pidfd < 0)
 		return vs_error_sys(err, errno, "pid %d: pidfd_open", vpid);
@@ -225,6 +222,12 @@ int ck_uffd_make(pid_t hpid, int32_t vpid, int *out, struct vs_error *err)
 	if (r < 0)
 		return r;
 	r = ck_wait_stop(tid, err);
+	/* The gadget is looked up only now that the thread is stopped: a
+	 * process of a running slice may exec between a look at its maps and
+	 * the seize (a shell's child becoming `sleep`), and the old image's
+	 * address then faults (SIGSEGV in the injected syscall). */
+	if (r >= 0 && find_syscall_insn(hpid, &gadget) < 0)
+		r = vs_error_set(err, ENOEXEC, "pid %d: no syscall instruction to step over", vpid);
 	if (r < 0) {
 		ptrace(PTRACE_DETACH, tid, 0, 0);
 		return r;
