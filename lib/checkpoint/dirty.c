@@ -431,9 +431,14 @@ static int ensure_uffd(struct pc_proc *p, struct vs_error *err)
 	free(vv.v);
 	int r = make_uffd(p, err);
 	if (r < 0 && err->kind != VS_EK_REFUSED &&
-	    (kill(p->hpid, 0) < 0 || ck_task_zombie(p->hpid) ||
+	    (err->code == ESRCH || kill(p->hpid, 0) < 0 || ck_task_zombie(p->hpid) ||
 	     start_time_of(p->hpid) != p->start_time))
-		return 0; /* it exited meanwhile (a zombie now, or gone): not an error */
+		return 0; /* it exited meanwhile (a zombie now, gone, or past exit_mm:
+			     its pagemap answers ESRCH): not an error */
+	if (r < 0 && err->code == EAGAIN)
+		return 0; /* the injected syscall met a stop of its own (a busy
+			     shell's fork or signal): not armed this round, so its
+			     memory goes whole; armed again next round */
 	if (r < 0 && err->kind != VS_EK_REFUSED)
 		vs_error_wrap(err, "pre-copy: arm pid %d", p->vpid);
 	return r;

@@ -306,8 +306,12 @@ static int d_check_ns_complete(struct dumper *d, struct vs_error *err)
 		}
 		if (ours)
 			continue;
+		/* An exiting task (past exit_mm: the freezer lets it run to its
+		 * end) loses its /proc entries as we read them: a pid we cannot
+		 * name any more is gone, not a stranger. */
 		pid_t ns = 0;
-		ck_nspid(h, &ns);
+		if (ck_nspid(h, &ns) < 0 || ns <= 0 || kill(h, 0) < 0)
+			continue;
 		vs_error_set(err, ENOTSUP,
 			     "pid %d: refused: in the slice but not below its PID 1 (entered "
 			     "from outside, e.g. slicectl exec): it has no parent to restore",

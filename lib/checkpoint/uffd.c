@@ -18,6 +18,7 @@
  */
 #include <dirent.h>
 #include <errno.h>
+#include <inttypes.h>
 #include <fcntl.h>
 #include <signal.h>
 #include <stdio.h>
@@ -176,8 +177,10 @@ static long step_syscall(pid_t tid, const uint64_t saved[27], uint64_t gadget, l
 	if (ck_getregs(tid, out, err) < 0)
 		return CK_EINJECT;
 	if (WSTOPSIG(st) != SIGTRAP || (st >> 16) != 0 || out[R_RIP] != gadget + 2) {
-		vs_error_set(err, EAGAIN, "task %d: injected syscall %ld: stopped by signal %d",
-			     tid, nr, WSTOPSIG(st));
+		vs_error_set(err, EAGAIN,
+			     "task %d: injected syscall %ld: stopped by signal %d (event %d, rip "
+			     "%#" PRIx64 ", the gadget at %#" PRIx64 ")",
+			     tid, nr, WSTOPSIG(st), st >> 16, out[R_RIP], gadget);
 		return CK_EINJECT;
 	}
 	return (long)out[R_RAX];

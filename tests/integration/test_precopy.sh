@@ -185,8 +185,12 @@ vs run -d --image busybox px1 -- /bin/sh -c 'for k in 1 2 3 4 5 6; do (while :; 
 bad=0
 for i in $(seq 30); do
 	rm -rf "$VSLICE_ROOT/px1.ck"
-	vs checkpoint px1 --precopy --leave-running --output "$VSLICE_ROOT/px1.ck" >>"$log" 2>&1 || bad=$((bad + 1))
+	if ! vs checkpoint px1 --precopy --leave-running --output "$VSLICE_ROOT/px1.ck" >"$log.px" 2>&1; then
+		bad=$((bad + 1))
+		echo "# exec storm: checkpoint $i: $(tail -1 "$log.px")"
+	fi
 done
+rm -f "$log.px"
 expect_eq "exec storm: 30 pre-copy checkpoints, none failed" 0 "$bad"
 check "exec storm: still running" bash -c "vs list 2>/dev/null | grep -q '^px1 .*running'"
 vs destroy --force px1 >/dev/null 2>&1
