@@ -45,6 +45,8 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
+#include <poll.h>
+#include <sys/ioctl.h>
 #include <sys/wait.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -436,6 +438,24 @@ static void report_frozen(struct sender *sd, uint64_t total)
 	http_client_free(&c);
 }
 
+/* Move exactly n bytes from the pipe in to the pipe out (pages, no copy);
+ * blocks while out is full. <0 with errno (EPIPE: out's reader is gone). */
+static int splice_all(int in, int out, size_t n)
+{
+	while (n > 0) {
+		ssize_t m = splice(in, NULL, out, NULL, n, 0);
+		if (m < 0 && errno == EINTR)
+			continue;
+		if (m <= 0) {
+			if (m == 0)
+				errno = EPIPE;
+			return -1;
+		}
+		n -= (size_t)m;
+	}
+	return 0;
+}
+
 /*
  * The live stream: slice_checkpoint (leave_running; with precopy its rounds
  * first) writes into a pipe that this thread relays to the PUT's pipe,
@@ -472,31 +492,67 @@ static void live_send(struct sender *sd)
 		sd->rc = vs_error_sys(&sd->err, errno, "starting the checkpoint process");
 		return;
 	}
-	size_t cap = MIG_HOLD_BACK + (1 << 20), n = 0;
-	cleanup_free char *buf = vs_xmalloc(cap);
+	/* The relay moves pages, it does not copy them: splice from the
+	 * dump's pipe into a holding pipe, and from there everything but its
+	 * last MIG_HOLD_BACK bytes on into the PUT's pipe. */
+	int h[2] = {-1, -1};
+	if (pipe2(h, O_CLOEXEC) < 0) {
+		sd->rc = vs_error_sys(&sd->err, errno, "pipe");
+		close(p[0]);
+		p[0] = -1;
+	} else {
+		fcntl(h[1], F_SETPIPE_SZ, MIG_PIPE_SIZE);
+	}
 	uint64_t total = 0;
-	bool broken = false;
-	for (;;) {
-		ssize_t got = read(p[0], buf + n, cap - n);
+	bool broken = p[0] < 0;
+	while (!broken) {
+		ssize_t got = splice(p[0], NULL, h[1], NULL, MIG_PIPE_SIZE, SPLICE_F_NONBLOCK);
 		if (got < 0 && errno == EINTR)
 			continue;
-		if (got <= 0)
+		int held = 0, waiting = 0;
+		if (got < 0 && errno == EAGAIN) {
+			/* Nothing to read: wait for it. Or the holding pipe
+			 * is out of slots (pieces smaller than a page) while
+			 * the dump has more: then what it holds is not the
+			 * end (the END record is the dump's last write), and
+			 * all of it goes. */
+			if (ioctl(p[0], FIONREAD, &waiting) == 0 && waiting == 0) {
+				struct pollfd pf = {.fd = p[0], .events = POLLIN};
+				if (poll(&pf, 1, -1) < 0 && errno != EINTR) {
+					sd->rc = vs_error_sys(&sd->err, errno,
+							      "relaying the checkpoint");
+					broken = true;
+				}
+				continue;
+			}
+			got = 1;
+		}
+		if (got < 0) {
+			sd->rc = vs_error_sys(&sd->err, errno, "relaying the checkpoint");
+			broken = true;
 			break;
-		n += (size_t)got;
-		if (n <= MIG_HOLD_BACK)
+		}
+		if (got == 0)
+			break;
+		if (ioctl(h[0], FIONREAD, &held) < 0) {
+			sd->rc = vs_error_sys(&sd->err, errno, "relaying the checkpoint");
+			broken = true;
+			break;
+		}
+		size_t keep = waiting > 0 ? 0 : MIG_HOLD_BACK;
+		if ((size_t)held <= keep)
 			continue;
-		size_t out = n - MIG_HOLD_BACK;
-		if (vs_write_all(sd->fd, buf, out) < 0) {
+		size_t out = (size_t)held - keep;
+		if (splice_all(h[0], sd->fd, out) < 0) {
 			sd->rc = vs_error_sys(&sd->err, errno, "sending the checkpoint");
 			broken = true;
 			break;
 		}
 		total += out;
-		memmove(buf, buf + out, n - out);
-		n -= out;
 		out_progress(sd, total);
 	}
-	close(p[0]); /* a dump still writing gets EPIPE: the slice runs on */
+	if (p[0] >= 0)
+		close(p[0]); /* a dump still writing gets EPIPE: the slice runs on */
 	struct dump_outcome res = {.rc = -EPROTO};
 	ssize_t got;
 	while ((got = read(q[0], &res, sizeof(res))) < 0 && errno == EINTR)
@@ -510,9 +566,13 @@ static void live_send(struct sender *sd)
 		vs_error_set(&res.err, EPROTO, "the checkpoint process died (status %d)", wst);
 	}
 	sd->cst = res.st;
-	if (broken)
-		return;
-	if (res.rc < 0) {
+	if (broken || res.rc < 0) {
+		if (h[0] >= 0) {
+			close(h[0]);
+			close(h[1]);
+		}
+		if (broken)
+			return;
 		sd->err = res.err;
 		sd->rc = vs_error_wrap(&sd->err, "checkpoint");
 		return; /* no tail: the target's stream ends short */
@@ -530,16 +590,24 @@ static void live_send(struct sender *sd)
 		       j->r.slice, ferr.msg);
 		slice_stop(nm->root, j->r.slice, MIG_STOP_GRACE, &ferr);
 	}
-	if (vs_write_all(sd->fd, buf, n) < 0) {
+	int n = 0;
+	if (ioctl(h[0], FIONREAD, &n) < 0 || splice_all(h[0], sd->fd, (size_t)n) < 0) {
 		sd->rc = vs_error_sys(&sd->err, errno, "sending the checkpoint");
+		close(h[0]);
+		close(h[1]);
 		return;
 	}
-	total += n;
+	close(h[0]);
+	close(h[1]);
+	total += (size_t)n;
 	out_progress(sd, total);
 	nm_log(nm, NODEMGR_LOG_INFO,
-	       "sliver %s: migration %s: checkpoint sent (%llu bytes, %u rounds), frozen %.1f ms",
+	       "sliver %s: migration %s: checkpoint sent (%llu bytes, %u rounds), frozen %.1f ms "
+	       "(memory %.1f: read %.1f, crc %.1f, write %.1f)",
 	       j->r.slice, j->mig.id, (unsigned long long)total, sd->cst.nr_rounds,
-	       (double)frozen_ns / 1e6);
+	       (double)frozen_ns / 1e6, (double)sd->cst.memdump_ns / 1e6,
+	       (double)sd->cst.mem_read_ns / 1e6, (double)sd->cst.mem_crc_ns / 1e6,
+	       (double)sd->cst.mem_write_ns / 1e6);
 	close(sd->fd); /* the end of the body: the target finishes now */
 	sd->fd = -1;
 	report_frozen(sd, total);
