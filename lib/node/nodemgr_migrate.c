@@ -456,6 +456,73 @@ static int splice_all(int in, int out, size_t n)
 	return 0;
 }
 
+int nm_relay_init(struct nm_relay *r, size_t hold)
+{
+	*r = (struct nm_relay){.hold = hold, .h = {-1, -1}};
+	if (pipe2(r->h, O_CLOEXEC) < 0)
+		return -errno;
+	fcntl(r->h[1], F_SETPIPE_SZ, MIG_PIPE_SIZE); /* else 64 KiB: slower, as right */
+	return 0;
+}
+
+/*
+ * The relay moves pages, it does not copy them: splice from in into the
+ * holding pipe, and from there everything but its last r->hold bytes on
+ * into out. When nothing can be read it waits on in. When the holding
+ * pipe is out of slots (many pieces smaller than a page) while in has
+ * more, what it holds is not the end of the stream, and all of it goes.
+ */
+int nm_relay_run(struct nm_relay *r, int in, int out, void (*progress)(void *, uint64_t), void *arg)
+{
+	for (;;) {
+		ssize_t got = splice(in, NULL, r->h[1], NULL, MIG_PIPE_SIZE, SPLICE_F_NONBLOCK);
+		if (got < 0 && errno == EINTR)
+			continue;
+		int held = 0, waiting = 0;
+		if (got < 0 && errno == EAGAIN) {
+			if (ioctl(in, FIONREAD, &waiting) == 0 && waiting == 0) {
+				struct pollfd pf = {.fd = in, .events = POLLIN};
+				if (poll(&pf, 1, -1) < 0 && errno != EINTR)
+					return -errno;
+				continue;
+			}
+			got = 1; /* the holding pipe is full */
+		}
+		if (got < 0)
+			return -errno;
+		if (got == 0)
+			return 0; /* the end of in: r->h holds the tail */
+		if (ioctl(r->h[0], FIONREAD, &held) < 0)
+			return -errno;
+		size_t keep = waiting > 0 ? 0 : r->hold;
+		if ((size_t)held <= keep)
+			continue;
+		size_t n = (size_t)held - keep;
+		if (splice_all(r->h[0], out, n) < 0)
+			return -errno;
+		r->sent += n;
+		if (progress)
+			progress(arg, r->sent);
+	}
+}
+
+int nm_relay_flush(struct nm_relay *r, int out)
+{
+	int n = 0;
+	if (ioctl(r->h[0], FIONREAD, &n) < 0 || splice_all(r->h[0], out, (size_t)n) < 0)
+		return -errno;
+	r->sent += (size_t)n;
+	return 0;
+}
+
+void nm_relay_close(struct nm_relay *r)
+{
+	for (int k = 0; k < 2; k++)
+		if (r->h[k] >= 0)
+			close(r->h[k]);
+	r->h[0] = r->h[1] = -1;
+}
+
 /*
  * The live stream: slice_checkpoint (leave_running; with precopy its rounds
  * first) writes into a pipe that this thread relays to the PUT's pipe,
@@ -492,67 +559,15 @@ static void live_send(struct sender *sd)
 		sd->rc = vs_error_sys(&sd->err, errno, "starting the checkpoint process");
 		return;
 	}
-	/* The relay moves pages, it does not copy them: splice from the
-	 * dump's pipe into a holding pipe, and from there everything but its
-	 * last MIG_HOLD_BACK bytes on into the PUT's pipe. */
-	int h[2] = {-1, -1};
-	if (pipe2(h, O_CLOEXEC) < 0) {
-		sd->rc = vs_error_sys(&sd->err, errno, "pipe");
-		close(p[0]);
-		p[0] = -1;
-	} else {
-		fcntl(h[1], F_SETPIPE_SZ, MIG_PIPE_SIZE);
-	}
-	uint64_t total = 0;
-	bool broken = p[0] < 0;
-	while (!broken) {
-		ssize_t got = splice(p[0], NULL, h[1], NULL, MIG_PIPE_SIZE, SPLICE_F_NONBLOCK);
-		if (got < 0 && errno == EINTR)
-			continue;
-		int held = 0, waiting = 0;
-		if (got < 0 && errno == EAGAIN) {
-			/* Nothing to read: wait for it. Or the holding pipe
-			 * is out of slots (pieces smaller than a page) while
-			 * the dump has more: then what it holds is not the
-			 * end (the END record is the dump's last write), and
-			 * all of it goes. */
-			if (ioctl(p[0], FIONREAD, &waiting) == 0 && waiting == 0) {
-				struct pollfd pf = {.fd = p[0], .events = POLLIN};
-				if (poll(&pf, 1, -1) < 0 && errno != EINTR) {
-					sd->rc = vs_error_sys(&sd->err, errno,
-							      "relaying the checkpoint");
-					broken = true;
-				}
-				continue;
-			}
-			got = 1;
-		}
-		if (got < 0) {
-			sd->rc = vs_error_sys(&sd->err, errno, "relaying the checkpoint");
-			broken = true;
-			break;
-		}
-		if (got == 0)
-			break;
-		if (ioctl(h[0], FIONREAD, &held) < 0) {
-			sd->rc = vs_error_sys(&sd->err, errno, "relaying the checkpoint");
-			broken = true;
-			break;
-		}
-		size_t keep = waiting > 0 ? 0 : MIG_HOLD_BACK;
-		if ((size_t)held <= keep)
-			continue;
-		size_t out = (size_t)held - keep;
-		if (splice_all(h[0], sd->fd, out) < 0) {
-			sd->rc = vs_error_sys(&sd->err, errno, "sending the checkpoint");
-			broken = true;
-			break;
-		}
-		total += out;
-		out_progress(sd, total);
-	}
-	if (p[0] >= 0)
-		close(p[0]); /* a dump still writing gets EPIPE: the slice runs on */
+	struct nm_relay rl;
+	int rr = nm_relay_init(&rl, MIG_HOLD_BACK);
+	if (rr == 0)
+		rr = nm_relay_run(&rl, p[0], sd->fd, out_progress, sd);
+	bool broken = rr < 0;
+	if (broken)
+		sd->rc = vs_error_sys(&sd->err, -rr, "sending the checkpoint");
+	uint64_t total = rl.sent;
+	close(p[0]); /* a dump still writing gets EPIPE: the slice runs on */
 	struct dump_outcome res = {.rc = -EPROTO};
 	ssize_t got;
 	while ((got = read(q[0], &res, sizeof(res))) < 0 && errno == EINTR)
@@ -567,10 +582,7 @@ static void live_send(struct sender *sd)
 	}
 	sd->cst = res.st;
 	if (broken || res.rc < 0) {
-		if (h[0] >= 0) {
-			close(h[0]);
-			close(h[1]);
-		}
+		nm_relay_close(&rl);
 		if (broken)
 			return;
 		sd->err = res.err;
@@ -590,16 +602,13 @@ static void live_send(struct sender *sd)
 		       j->r.slice, ferr.msg);
 		slice_stop(nm->root, j->r.slice, MIG_STOP_GRACE, &ferr);
 	}
-	int n = 0;
-	if (ioctl(h[0], FIONREAD, &n) < 0 || splice_all(h[0], sd->fd, (size_t)n) < 0) {
-		sd->rc = vs_error_sys(&sd->err, errno, "sending the checkpoint");
-		close(h[0]);
-		close(h[1]);
+	rr = nm_relay_flush(&rl, sd->fd);
+	nm_relay_close(&rl);
+	if (rr < 0) {
+		sd->rc = vs_error_sys(&sd->err, -rr, "sending the checkpoint");
 		return;
 	}
-	close(h[0]);
-	close(h[1]);
-	total += (size_t)n;
+	total = rl.sent;
 	out_progress(sd, total);
 	nm_log(nm, NODEMGR_LOG_INFO,
 	       "sliver %s: migration %s: checkpoint sent (%llu bytes, %u rounds), frozen %.1f ms "
