@@ -65,6 +65,10 @@
 #include "vslice/netaddr.h"
 #include "vslice/util.h"
 
+/* A thread-per-connection server's per-connection pool (its read buffer is
+ * half of it): see httpd_start. */
+#define HTTPD_STREAM_POOL (256 << 10)
+
 /* An upgrade answered, and then its stream (see the top of the file). */
 struct httpd_upgrade {
 	struct httpd *h;
@@ -918,7 +922,15 @@ int httpd_start(const struct httpd_config *cfg, struct httpd **out, struct vs_er
 	 * leaves the 101's write buffer holding all of it and relays through
 	 * an 8-byte emergency buffer, 4 bytes a round - upstream a93ca180).
 	 * The pool is mmap'd: untouched, it costs address space only. */
-	if (cfg->upgrades && cfg->cert_pem)
+	/* A server with a thread per connection streams request bodies into
+	 * its hooks (a migration's PUT: hundreds of MiB): libmicrohttpd reads
+	 * into half the pool and hands the body over a buffer at a time, so
+	 * its 32 KiB default means a poll, a recv and a hook call (a pipe
+	 * write) per 16 KiB. 256 KiB: 128 KiB a round. */
+	if (cfg->thread_per_conn)
+		opts[n++] = (struct MHD_OptionItem){MHD_OPTION_CONNECTION_MEMORY_LIMIT,
+						    (intptr_t)HTTPD_STREAM_POOL, NULL};
+	else if (cfg->upgrades && cfg->cert_pem)
 		opts[n++] = (struct MHD_OptionItem){MHD_OPTION_CONNECTION_MEMORY_LIMIT,
 						    (intptr_t)(128 << 10), NULL};
 	if (cfg->per_addr_limit)

@@ -197,6 +197,26 @@ void nm_fault_point(struct nodemgr *nm, const char *op, unsigned step);
 /* migrate.flip:N armed: the offset of the byte to flip, else -1. */
 long long nm_fault_flip_offset(struct nodemgr *nm);
 
+/* --- nodemgr_migrate.c: the live stream's relay ------------------- */
+
+/* Passes a pipe on into another by splice (pages, no copy), holding the
+ * last `hold` bytes back until nm_relay_flush (the live stream's tail: sent
+ * once the source is frozen). */
+struct nm_relay {
+	size_t hold;
+	int h[2];      /* the holding pipe */
+	uint64_t sent; /* bytes passed on so far */
+};
+/* 0 or -errno (pipe2). */
+int nm_relay_init(struct nm_relay *r, size_t hold);
+/* Until the end of in: 0 (the held bytes still in r), or -errno (out's
+ * reader gone: -EPIPE). progress (may be NULL) gets r->sent as it grows. */
+int nm_relay_run(struct nm_relay *r, int in, int out, void (*progress)(void *, uint64_t),
+		 void *arg);
+/* The held bytes on into out: 0 or -errno. */
+int nm_relay_flush(struct nm_relay *r, int out);
+void nm_relay_close(struct nm_relay *r);
+
 /* --- nodemgr_poll.c ----------------------------------------------- */
 
 void *nm_poller_main(void *nm);

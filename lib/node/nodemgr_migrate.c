@@ -45,6 +45,8 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
+#include <poll.h>
+#include <sys/ioctl.h>
 #include <sys/wait.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -436,6 +438,91 @@ static void report_frozen(struct sender *sd, uint64_t total)
 	http_client_free(&c);
 }
 
+/* Move exactly n bytes from the pipe in to the pipe out (pages, no copy);
+ * blocks while out is full. <0 with errno (EPIPE: out's reader is gone). */
+static int splice_all(int in, int out, size_t n)
+{
+	while (n > 0) {
+		ssize_t m = splice(in, NULL, out, NULL, n, 0);
+		if (m < 0 && errno == EINTR)
+			continue;
+		if (m <= 0) {
+			if (m == 0)
+				errno = EPIPE;
+			return -1;
+		}
+		n -= (size_t)m;
+	}
+	return 0;
+}
+
+int nm_relay_init(struct nm_relay *r, size_t hold)
+{
+	*r = (struct nm_relay){.hold = hold, .h = {-1, -1}};
+	if (pipe2(r->h, O_CLOEXEC) < 0)
+		return -errno;
+	fcntl(r->h[1], F_SETPIPE_SZ, MIG_PIPE_SIZE); /* else 64 KiB: slower, as right */
+	return 0;
+}
+
+/*
+ * The relay moves pages, it does not copy them: splice from in into the
+ * holding pipe, and from there everything but its last r->hold bytes on
+ * into out. When nothing can be read it waits on in. When the holding
+ * pipe is out of slots (many pieces smaller than a page) while in has
+ * more, what it holds is not the end of the stream, and all of it goes.
+ */
+int nm_relay_run(struct nm_relay *r, int in, int out, void (*progress)(void *, uint64_t), void *arg)
+{
+	for (;;) {
+		ssize_t got = splice(in, NULL, r->h[1], NULL, MIG_PIPE_SIZE, SPLICE_F_NONBLOCK);
+		if (got < 0 && errno == EINTR)
+			continue;
+		int held = 0, waiting = 0;
+		if (got < 0 && errno == EAGAIN) {
+			if (ioctl(in, FIONREAD, &waiting) == 0 && waiting == 0) {
+				struct pollfd pf = {.fd = in, .events = POLLIN};
+				if (poll(&pf, 1, -1) < 0 && errno != EINTR)
+					return -errno;
+				continue;
+			}
+			got = 1; /* the holding pipe is full */
+		}
+		if (got < 0)
+			return -errno;
+		if (got == 0)
+			return 0; /* the end of in: r->h holds the tail */
+		if (ioctl(r->h[0], FIONREAD, &held) < 0)
+			return -errno;
+		size_t keep = waiting > 0 ? 0 : r->hold;
+		if ((size_t)held <= keep)
+			continue;
+		size_t n = (size_t)held - keep;
+		if (splice_all(r->h[0], out, n) < 0)
+			return -errno;
+		r->sent += n;
+		if (progress)
+			progress(arg, r->sent);
+	}
+}
+
+int nm_relay_flush(struct nm_relay *r, int out)
+{
+	int n = 0;
+	if (ioctl(r->h[0], FIONREAD, &n) < 0 || splice_all(r->h[0], out, (size_t)n) < 0)
+		return -errno;
+	r->sent += (size_t)n;
+	return 0;
+}
+
+void nm_relay_close(struct nm_relay *r)
+{
+	for (int k = 0; k < 2; k++)
+		if (r->h[k] >= 0)
+			close(r->h[k]);
+	r->h[0] = r->h[1] = -1;
+}
+
 /*
  * The live stream: slice_checkpoint (leave_running; with precopy its rounds
  * first) writes into a pipe that this thread relays to the PUT's pipe,
@@ -472,30 +559,14 @@ static void live_send(struct sender *sd)
 		sd->rc = vs_error_sys(&sd->err, errno, "starting the checkpoint process");
 		return;
 	}
-	size_t cap = MIG_HOLD_BACK + (1 << 20), n = 0;
-	cleanup_free char *buf = vs_xmalloc(cap);
-	uint64_t total = 0;
-	bool broken = false;
-	for (;;) {
-		ssize_t got = read(p[0], buf + n, cap - n);
-		if (got < 0 && errno == EINTR)
-			continue;
-		if (got <= 0)
-			break;
-		n += (size_t)got;
-		if (n <= MIG_HOLD_BACK)
-			continue;
-		size_t out = n - MIG_HOLD_BACK;
-		if (vs_write_all(sd->fd, buf, out) < 0) {
-			sd->rc = vs_error_sys(&sd->err, errno, "sending the checkpoint");
-			broken = true;
-			break;
-		}
-		total += out;
-		memmove(buf, buf + out, n - out);
-		n -= out;
-		out_progress(sd, total);
-	}
+	struct nm_relay rl;
+	int rr = nm_relay_init(&rl, MIG_HOLD_BACK);
+	if (rr == 0)
+		rr = nm_relay_run(&rl, p[0], sd->fd, out_progress, sd);
+	bool broken = rr < 0;
+	if (broken)
+		sd->rc = vs_error_sys(&sd->err, -rr, "sending the checkpoint");
+	uint64_t total = rl.sent;
 	close(p[0]); /* a dump still writing gets EPIPE: the slice runs on */
 	struct dump_outcome res = {.rc = -EPROTO};
 	ssize_t got;
@@ -510,9 +581,10 @@ static void live_send(struct sender *sd)
 		vs_error_set(&res.err, EPROTO, "the checkpoint process died (status %d)", wst);
 	}
 	sd->cst = res.st;
-	if (broken)
-		return;
-	if (res.rc < 0) {
+	if (broken || res.rc < 0) {
+		nm_relay_close(&rl);
+		if (broken)
+			return;
 		sd->err = res.err;
 		sd->rc = vs_error_wrap(&sd->err, "checkpoint");
 		return; /* no tail: the target's stream ends short */
@@ -530,16 +602,21 @@ static void live_send(struct sender *sd)
 		       j->r.slice, ferr.msg);
 		slice_stop(nm->root, j->r.slice, MIG_STOP_GRACE, &ferr);
 	}
-	if (vs_write_all(sd->fd, buf, n) < 0) {
-		sd->rc = vs_error_sys(&sd->err, errno, "sending the checkpoint");
+	rr = nm_relay_flush(&rl, sd->fd);
+	nm_relay_close(&rl);
+	if (rr < 0) {
+		sd->rc = vs_error_sys(&sd->err, -rr, "sending the checkpoint");
 		return;
 	}
-	total += n;
+	total = rl.sent;
 	out_progress(sd, total);
 	nm_log(nm, NODEMGR_LOG_INFO,
-	       "sliver %s: migration %s: checkpoint sent (%llu bytes, %u rounds), frozen %.1f ms",
+	       "sliver %s: migration %s: checkpoint sent (%llu bytes, %u rounds), frozen %.1f ms "
+	       "(memory %.1f: read %.1f, crc %.1f, write %.1f)",
 	       j->r.slice, j->mig.id, (unsigned long long)total, sd->cst.nr_rounds,
-	       (double)frozen_ns / 1e6);
+	       (double)frozen_ns / 1e6, (double)sd->cst.memdump_ns / 1e6,
+	       (double)sd->cst.mem_read_ns / 1e6, (double)sd->cst.mem_crc_ns / 1e6,
+	       (double)sd->cst.mem_write_ns / 1e6);
 	close(sd->fd); /* the end of the body: the target finishes now */
 	sd->fd = -1;
 	report_frozen(sd, total);

@@ -67,11 +67,13 @@ struct kept_file {
 	const char *path;
 	const char *data;
 	size_t len;
+	uint64_t created_ns; /* when the slice existed: the phases' log line */
 };
 
 static int put_back(void *arg, struct vs_error *err)
 {
-	const struct kept_file *k = arg;
+	struct kept_file *k = arg;
+	k->created_ns = vs_now_ns();
 	return vs_write_file_atomic(k->path, k->data, k->len, 0644, err);
 }
 
@@ -90,7 +92,20 @@ static int live_receive(struct nm_job *j, struct vs_error *err)
 	struct kept_file k = {.path = ep, .data = exp, .len = elen};
 	struct slice_restore_opts ro = {.frozen = true, .created = put_back, .created_arg = &k};
 	struct ckpt_stats cst;
-	return slice_restore(nm->root, j->r.slice, j->in_fd, &ro, &cst, err);
+	uint64_t t0 = vs_now_ns();
+	r = slice_restore(nm->root, j->r.slice, j->in_fd, &ro, &cst, err);
+	if (r == 0) {
+		uint64_t t1 = vs_now_ns();
+		nm_log(nm, NODEMGR_LOG_INFO,
+		       "sliver %s: migration %s: restored in %.1f ms: records and made %.1f, "
+		       "stubs %.1f (forking %.1f), memory %.1f (read %.1f, crc %.1f, write %.1f)",
+		       j->r.slice, j->mig.id, (double)(t1 - t0) / 1e6,
+		       (double)(k.created_ns - t0) / 1e6, (double)cst.restore_ns / 1e6,
+		       (double)cst.forking_ns / 1e6, (double)cst.memrestore_ns / 1e6,
+		       (double)cst.mem_read_ns / 1e6, (double)cst.mem_crc_ns / 1e6,
+		       (double)cst.mem_write_ns / 1e6);
+	}
+	return r;
 }
 
 static void *in_main(void *arg)

@@ -1,14 +1,19 @@
 /* The node manager's pure parts: assignments, decisions, records, states. */
 #include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/uio.h>
+#include <unistd.h>
 
 #include <cmocka.h>
 
+#include "../../lib/node/nodemgr_int.h"
 #include "vslice/nodemgr.h"
 
 static json_t *answer(const char *text)
@@ -534,6 +539,130 @@ static void test_misc(void **state)
 	assert_false(nodemgr_node_name_valid(longname));
 }
 
+/* --- the live stream's relay (nodemgr_migrate.c) -------------------- */
+
+#define RELAY_HOLD (64u << 10)
+
+static unsigned char relay_byte(size_t i)
+{
+	return (unsigned char)(i * 2654435761u >> 13);
+}
+
+struct relay_feed {
+	int fd;
+	size_t len;	    /* bytes to write */
+	bool tiny;	    /* vmsplice a byte at a time: a pipe slot each */
+	unsigned char *src; /* relay_byte(i) for every i < len */
+};
+
+static void *relay_feeder(void *arg)
+{
+	struct relay_feed *f = arg;
+	size_t off = 0;
+	while (off < f->len) {
+		size_t n = f->tiny ? 1 : 1 + (off * 7919) % 300000;
+		if (n > f->len - off)
+			n = f->len - off;
+		struct iovec iov = {.iov_base = f->src + off, .iov_len = n};
+		ssize_t w = f->tiny ? vmsplice(f->fd, &iov, 1, 0) : write(f->fd, iov.iov_base, n);
+		if (w <= 0)
+			break;
+		off += (size_t)w;
+	}
+	close(f->fd);
+	return NULL;
+}
+
+struct relay_sink {
+	int fd;
+	unsigned char *buf;
+	size_t cap, got;
+};
+
+static void *relay_drain(void *arg)
+{
+	struct relay_sink *k = arg;
+	ssize_t r;
+	while (k->got < k->cap && (r = read(k->fd, k->buf + k->got, k->cap - k->got)) > 0)
+		k->got += (size_t)r;
+	return NULL;
+}
+
+/* Everything but the last RELAY_HOLD bytes goes through at once, in
+ * order; those stay until the flush. tiny: a byte a slot, more slots than
+ * the holding pipe has while it holds less than RELAY_HOLD: the relay must
+ * pass them on rather than wait forever. */
+static void relay_case(size_t len, bool tiny)
+{
+	int in[2], out[2];
+	assert_int_equal(pipe2(in, O_CLOEXEC), 0);
+	assert_int_equal(pipe2(out, O_CLOEXEC), 0);
+	unsigned char *src = malloc(len);
+	for (size_t i = 0; i < len; i++)
+		src[i] = relay_byte(i);
+	struct relay_feed f = {.fd = in[1], .len = len, .tiny = tiny, .src = src};
+	struct relay_sink k = {.fd = out[0], .buf = malloc(len + 1), .cap = len + 1};
+	pthread_t ft, kt;
+	assert_int_equal(pthread_create(&ft, NULL, relay_feeder, &f), 0);
+	assert_int_equal(pthread_create(&kt, NULL, relay_drain, &k), 0);
+	struct nm_relay r;
+	assert_int_equal(nm_relay_init(&r, RELAY_HOLD), 0);
+	assert_int_equal(nm_relay_run(&r, in[0], out[1], NULL, NULL), 0);
+	pthread_join(ft, NULL);
+	if (!tiny) {
+		/* held back: exactly the tail */
+		size_t held = len > RELAY_HOLD ? RELAY_HOLD : len;
+		assert_int_equal(r.sent, len - held);
+	}
+	assert_true(r.sent <= len);
+	assert_int_equal(nm_relay_flush(&r, out[1]), 0);
+	assert_int_equal(r.sent, len);
+	nm_relay_close(&r);
+	close(out[1]);
+	pthread_join(kt, NULL);
+	assert_int_equal(k.got, len);
+	assert_memory_equal(k.buf, src, len);
+	close(in[0]);
+	close(out[0]);
+	free(k.buf);
+	free(src);
+}
+
+static void test_relay_holds_the_tail(void **state)
+{
+	(void)state;
+	relay_case(5u << 20, false);
+	relay_case(1000, false); /* shorter than what is held: all of it waits */
+}
+
+static void test_relay_tiny_slots(void **state)
+{
+	(void)state;
+	relay_case(3000, true);
+}
+
+/* A reader that went away: the relay fails with EPIPE (the dump then gets
+ * EPIPE in turn: the slice runs on). */
+static void test_relay_reader_gone(void **state)
+{
+	(void)state;
+	nm_block_sigpipe();
+	int in[2], out[2];
+	assert_int_equal(pipe2(in, O_CLOEXEC), 0);
+	assert_int_equal(pipe2(out, O_CLOEXEC), 0);
+	close(out[0]);
+	assert_true(fcntl(in[1], F_SETPIPE_SZ, 1 << 20) >= (256 << 10));
+	static unsigned char buf[256 << 10];
+	assert_int_equal(write(in[1], buf, sizeof(buf)), (ssize_t)sizeof(buf));
+	close(in[1]);
+	struct nm_relay r;
+	assert_int_equal(nm_relay_init(&r, RELAY_HOLD), 0);
+	assert_int_equal(nm_relay_run(&r, in[0], out[1], NULL, NULL), -EPIPE);
+	nm_relay_close(&r);
+	close(in[0]);
+	close(out[1]);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -548,6 +677,9 @@ int main(void)
 	    cmocka_unit_test(test_decide_migration),
 	    cmocka_unit_test(test_assignments_migration),
 	    cmocka_unit_test(test_advertise),
+	    cmocka_unit_test(test_relay_holds_the_tail),
+	    cmocka_unit_test(test_relay_tiny_slots),
+	    cmocka_unit_test(test_relay_reader_gone),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
