@@ -217,8 +217,8 @@ void httpd_answer_clear(struct httpd_answer *a);
  *          (the start of the stream), extra_len of them.
  * When fn returns the wrapper closes the connection and calls free_arg(arg)
  * (also when the 101 never went out). httpd_stop shuts every open stream
- * down (fd then reads EOF) and waits for its fn to return: fn must end
- * soon after its fd reports the end.
+ * down (fd then reads EOF) and waits for its fn to return and its
+ * free_arg to run: fn must end soon after its fd reports the end.
  * The request must be HTTP/1.1 with "Connection: Upgrade" and "Upgrade:"
  * (httpd_wants_upgrade); the answer carries "Upgrade: proto".
  */

@@ -48,8 +48,9 @@ vsc() { in_reg "$SLICECTL" --registry "$REGISTRY_URL" --token "${TOKEN:-}" "$@";
 vc_add_host() {
 	local ns=$1 host=$2 i=${#VC_NODES[@]}
 	ip netns add "$ns"
-	ip link add "$VC_PFX-h$host" type veth peer name eth0 netns "$ns"
-	ip link set "$VC_PFX-h$host" netns "$VC_NS_LAN"
+	# Made in the lan namespace, never in the host's: test_net compares the
+	# host's links before and after, and a suite runs next to it.
+	ip -n "$VC_NS_LAN" link add "$VC_PFX-h$host" type veth peer name eth0 netns "$ns"
 	ip -n "$VC_NS_LAN" link set "$VC_PFX-h$host" master vsbr up
 	ip -n "$ns" addr add "$VC_NET.$host/24" dev eth0
 	ip -n "$ns" link set eth0 up

@@ -71,8 +71,9 @@ ip -n vo$ID-lan link add lan type bridge
 ip -n vo$ID-lan link set lan up
 for h in a b c r; do
 	ip netns add vo$ID-$h
-	ip link add vo$ID-$h type veth peer name eth0 netns vo$ID-$h
-	ip link set vo$ID-$h netns vo$ID-lan
+	# In the lan namespace from the start, never in the host's (test_net
+	# compares the host's links before and after, run.sh runs it alongside).
+	ip -n vo$ID-lan link add vo$ID-$h type veth peer name eth0 netns vo$ID-$h
 	ip -n vo$ID-lan link set vo$ID-$h master lan up
 	ip -n vo$ID-$h addr add $U.${HOSTNUM[$h]}/24 dev eth0
 	ip -n vo$ID-$h link set eth0 up
