@@ -164,6 +164,36 @@ vc_cleanup() {
 trap vc_cleanup EXIT
 trap 'exit 130' INT TERM
 
+# --- HTTPS node APIs (test_remote*.sh, test_migrate.sh) --------------------
+# vc_pki N: a throwaway cluster CA and, for node1..nodeN, a certificate for
+# its test address ($VC_NET.1k), in $VC_TMP/pki (sets P).
+vc_pki() {
+	local k
+	P=$VC_TMP/pki
+	mkdir -p "$P"
+	openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -keyout "$P/ca.key" \
+		-out "$P/ca.pem" -days 2 -subj "/CN=vslice test CA" 2>/dev/null
+	for k in $(seq "$1"); do
+		openssl req -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -keyout "$P/n$k.key" \
+			-out "$P/n$k.csr" -subj "/CN=node$k" 2>/dev/null
+		printf 'subjectAltName=IP:%s\nextendedKeyUsage=serverAuth\n' "$VC_NET.1$k" >"$P/n$k.ext"
+		openssl x509 -req -in "$P/n$k.csr" -CA "$P/ca.pem" -CAkey "$P/ca.key" -CAcreateserial \
+			-days 2 -extfile "$P/n$k.ext" -out "$P/n$k.pem" 2>/dev/null
+	done
+}
+# vc_add_tls_nodes N: node1..nodeN enrolled (busybox built, a node token
+# each), each with its --listen API over HTTPS from vc_pki's certificates.
+vc_add_tls_nodes() {
+	local k
+	for k in $(seq "$1"); do
+		mkdir -p "$VC_TMP/node$k"
+		vs_node node$k image build busybox >/dev/null 2>&1
+		NODE_TOKEN=$(TOKEN=$ADMIN vsc token create --role node)
+		vc_add_node node$k "$k" --heartbeat 1s --listen "$VC_NET.1$k:7481" \
+			--tls-cert "$P/n$k.pem" --tls-key "$P/n$k.key" --ca "$P/ca.pem"
+	done
+}
+
 # --- migrations (test_migrate*.sh) ---------------------------------------
 # The registry's API through curl, as the user whose token is in $TOKEN.
 vc_api() {

@@ -153,17 +153,7 @@ TOKEN=$ADMIN vsc node undrain node1 >/dev/null
 
 # --- the same over HTTPS ----------------------------------------------------
 # A cluster CA, a certificate per node for its address; node1 back on HTTPS.
-P=$VC_TMP/pki
-mkdir -p "$P"
-openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -keyout "$P/ca.key" \
-	-out "$P/ca.pem" -days 2 -subj "/CN=vslice test CA" 2>/dev/null
-for k in 1 2; do
-	openssl req -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -keyout "$P/n$k.key" \
-		-out "$P/n$k.csr" -subj "/CN=node$k" 2>/dev/null
-	printf 'subjectAltName=IP:%s\nextendedKeyUsage=serverAuth\n' "$VC_NET.1$k" >"$P/n$k.ext"
-	openssl x509 -req -in "$P/n$k.csr" -CA "$P/ca.pem" -CAkey "$P/ca.key" -CAcreateserial \
-		-days 2 -extfile "$P/n$k.ext" -out "$P/n$k.pem" 2>/dev/null
-done
+vc_pki 2
 vc_stop_node node1
 vc_stop_node node2
 NODE_TOKEN=$NODE1_TOKEN vc_start_node node1 --heartbeat 1s --listen "$VC_NET.11:7481" \

@@ -29,24 +29,8 @@ TOKEN=$ADMIN
 ALICE=$(vsc user create alice)
 BOB=$(vsc user create bob)
 
-P=$VC_TMP/pki
-mkdir -p "$P"
-openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -keyout "$P/ca.key" \
-	-out "$P/ca.pem" -days 2 -subj "/CN=vslice test CA" 2>/dev/null
-for k in 1 2; do
-	openssl req -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -keyout "$P/n$k.key" \
-		-out "$P/n$k.csr" -subj "/CN=node$k" 2>/dev/null
-	printf 'subjectAltName=IP:%s\nextendedKeyUsage=serverAuth\n' "$VC_NET.1$k" >"$P/n$k.ext"
-	openssl x509 -req -in "$P/n$k.csr" -CA "$P/ca.pem" -CAkey "$P/ca.key" -CAcreateserial \
-		-days 2 -extfile "$P/n$k.ext" -out "$P/n$k.pem" 2>/dev/null
-done
-for k in 1 2; do
-	mkdir -p "$VC_TMP/node$k"
-	vs_node node$k image build busybox >/dev/null 2>&1
-	NODE_TOKEN=$(TOKEN=$ADMIN vsc token create --role node)
-	vc_add_node node$k $k --heartbeat 1s --listen "$VC_NET.1$k:7481" \
-		--tls-cert "$P/n$k.pem" --tls-key "$P/n$k.key" --ca "$P/ca.pem"
-done
+vc_pki 2
+vc_add_tls_nodes 2
 nodes_ready() { [ "$(vsc nodes | awk '$2 == "ready"' | wc -l)" -eq 2 ]; }
 check "two nodes with HTTPS APIs enroll and are ready" wait_for 30 nodes_ready
 
