@@ -218,26 +218,22 @@ int regclient_results_commit(struct http_client *c, const char *slice, const cha
 	return call(c, "POST", path, body, NULL, status, err);
 }
 
-int regclient_slice_create(struct http_client *c, json_t *manifest, json_t **resp, long *status,
-			   struct vs_error *err)
-{
-	if (resp)
-		*resp = NULL;
-	return call_keep(c, "POST", "/v1/slices", manifest, resp, true, status, err);
-}
-
-int regclient_slice_get(struct http_client *c, const char *slice, long long index, long wait_secs,
-			json_t **resp, long long *new_index, long *status, struct vs_error *err)
+/* GET COLLECTION/NAME (a slice, a migration); index >= 0 and wait_secs > 0:
+ * a long-poll until the registry's revision passes index (*new_index the
+ * one the answer was built at). */
+static int get_object(struct http_client *c, const char *kind, const char *collection,
+		      const char *name, long long index, long wait_secs, json_t **resp,
+		      long long *new_index, long *status, struct vs_error *err)
 {
 	*resp = NULL;
 	if (new_index)
 		*new_index = -1;
-	NEED("slice", slice);
+	NEED(kind, name);
 	bool poll = index >= 0 && wait_secs > 0;
 	char q[96] = "";
 	if (poll)
 		snprintf(q, sizeof(q), "?index=%lld&wait=%lds", index, wait_secs);
-	cleanup_free char *path = path_of(3, RAW("/slices"), SEG(slice), RAW(q));
+	cleanup_free char *path = path_of(3, RAW(collection), SEG(name), RAW(q));
 	long st = 0;
 	json_t *j = NULL;
 	int r = http_json(c, "GET", path, NULL, poll ? wait_secs : 0, &st, &j, new_index, err);
@@ -249,6 +245,21 @@ int regclient_slice_get(struct http_client *c, const char *slice, long long inde
 	}
 	*resp = j;
 	return 0;
+}
+
+int regclient_slice_create(struct http_client *c, json_t *manifest, json_t **resp, long *status,
+			   struct vs_error *err)
+{
+	if (resp)
+		*resp = NULL;
+	return call_keep(c, "POST", "/v1/slices", manifest, resp, true, status, err);
+}
+
+int regclient_slice_get(struct http_client *c, const char *slice, long long index, long wait_secs,
+			json_t **resp, long long *new_index, long *status, struct vs_error *err)
+{
+	return get_object(c, "slice", "/slices", slice, index, wait_secs, resp, new_index, status,
+			  err);
 }
 
 int regclient_slice_list(struct http_client *c, json_t **resp, long *status, struct vs_error *err)
@@ -418,26 +429,8 @@ int regclient_migration_create(struct http_client *c, const char *slice, const c
 int regclient_migration_get(struct http_client *c, const char *id, long long index, long wait_secs,
 			    json_t **resp, long long *new_index, long *status, struct vs_error *err)
 {
-	*resp = NULL;
-	if (new_index)
-		*new_index = -1;
-	NEED("migration", id);
-	bool poll = index >= 0 && wait_secs > 0;
-	char q[96] = "";
-	if (poll)
-		snprintf(q, sizeof(q), "?index=%lld&wait=%lds", index, wait_secs);
-	cleanup_free char *path = path_of(3, RAW("/migrations"), SEG(id), RAW(q));
-	long st = 0;
-	json_t *j = NULL;
-	int r = http_json(c, "GET", path, NULL, poll ? wait_secs : 0, &st, &j, new_index, err);
-	if (status)
-		*status = st;
-	if (r < 0) {
-		json_decref(j);
-		return r;
-	}
-	*resp = j;
-	return 0;
+	return get_object(c, "migration", "/migrations", id, index, wait_secs, resp, new_index,
+			  status, err);
 }
 
 int regclient_migration_list(struct http_client *c, const char *slice, json_t **resp, long *status,
