@@ -14,6 +14,12 @@
   abuse_client.py readers HOST PORT TOKEN PATH N HOLD_SECS
       N connections each GET PATH and never read the answer (small receive
       buffers). Prints "sent N", then sleeps HOLD_SECS.
+  abuse_client.py trickle HOST PORT TOKEN PATH SIZE HOLD_SECS
+      One chunked PUT PATH declaring SIZE bytes (X-Vslice-Size) that sends
+      two bytes and waits (an upload in flight). Prints "sent" once the
+      headers and the bytes are out, "status CODE" for an answer. SIGUSR1
+      ends the body there (short of SIZE: the server refuses it); SIGTERM
+      drops the connection (a client that dies mid-upload).
 """
 import os
 import select
@@ -110,6 +116,31 @@ def readers(host, port, token, path, n, hold):
         s.close()
 
 
+def trickle(host, port, token, path, size, hold):
+    import signal
+    s = socket.create_connection((host, port), timeout=hold)
+    s.sendall(("PUT %s HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer %s\r\n"
+               "X-Vslice-Size: %d\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nx\n\r\n"
+               % (path, token, size)).encode())
+    signal.signal(signal.SIGUSR1, lambda *_: s.sendall(b"0\r\n\r\n"))
+    print("sent", flush=True)
+    deadline = time.time() + hold
+    while time.time() < deadline:
+        try:
+            data = s.recv(4096)
+        except InterruptedError:
+            continue
+        except socket.timeout:
+            break
+        if not data:
+            break
+        head = data.split(b"\r\n", 1)[0].split()
+        if len(head) > 1 and head[0].startswith(b"HTTP/"):
+            print("status " + head[1].decode(), flush=True)
+            break
+    s.close()
+
+
 def main():
     a = sys.argv[1:]
     if a[0] == "hoard":
@@ -118,6 +149,8 @@ def main():
         bodies(a[1], int(a[2]), a[3], int(a[4]), int(a[5]), float(a[6]))
     elif a[0] == "readers":
         readers(a[1], int(a[2]), a[3], a[4], int(a[5]), float(a[6]))
+    elif a[0] == "trickle":
+        trickle(a[1], int(a[2]), a[3], a[4], int(a[5]), float(a[6]))
     else:
         sys.exit("unknown mode " + a[0])
 

@@ -211,35 +211,42 @@ expect_eq "the registry's files are untouched" "$D1 " "$(blobs)"
 check "the database is still there" test -s "$REG_DB"
 
 # --- uploads in flight: 2 per user, 4 in all, their room released when they end --
-# slow_upload TOKEN NAME: declares 1 MiB and sends what is written to its
-# fifo (curl -T streams it); SLOW: the curls, FIFO_FDS: the fifos' write ends.
+# slow_upload TOKEN NAME: a chunked PUT declaring 1 MiB that sends 2 bytes and
+# waits (abuse_client.py trickle); SLOW: their pids. An admitted upload has
+# its temp file in the registry's tmp dir: the probes wait for those, so
+# they never race the slow uploads' own admission.
 SLOW=()
-FIFO_FDS=()
 slow_upload() {
-	local fd
-	mkfifo "$W/fifo-$2"
-	nsenter --net=/run/netns/$VC_NS_REG curl -s -o /dev/null -H "Authorization: Bearer $1" \
-		-H 'Expect:' -H 'X-Vslice-Size: 1048576' -T - "$REGISTRY_URL/v1/images/$2" <"$W/fifo-$2" &
+	nsenter --net=/run/netns/$VC_NS_REG python3 "$VC_REPO/tests/cluster/abuse_client.py" trickle "$VC_NET.1" 7480 "$1" "/v1/images/$2" \
+		1048576 120 >"$W/slow-$2.out" 2>&1 &
 	SLOW+=($!)
-	exec {fd}>"$W/fifo-$2"
-	FIFO_FDS+=($fd)
-	echo x >&$fd
 }
+uploads_running() { [ "$(ls "$REG_DB.d/tmp" | wc -l)" = "$1" ]; }
+slow_report() {
+	echo "# temp files: $(ls "$REG_DB.d/tmp" | tr '\n' ' ')"
+	head -n3 "$W"/slow-*.out | sed 's/^/# /'
+}
+# A probe declares 5 bytes and sends 4: admitted, it is refused (400) and
+# leaves nothing.
+probe() { code PUT "/v1/images/$1" -H 'X-Vslice-Size: 5' -H 'Transfer-Encoding: chunked' --data-binary 1234; }
 slow_upload "$ALICE" slow1
 slow_upload "$ALICE" slow2
-# A probe declares 5 bytes and sends 4: let in before the slow ones, it is
-# refused (400) and leaves nothing, so it can be tried again.
-probe() { code PUT "/v1/images/$1" -H 'X-Vslice-Size: 5' -H 'Transfer-Encoding: chunked' --data-binary 1234; }
-third_mine() { [ "$(probe third)" = 429 ]; }
-check "a user's third upload while two of theirs run: 429" wait_for 20 third_mine
+check "two slow uploads of alice's are admitted (their temp files)" wait_for 20 uploads_running 2 || slow_report
+c=$(probe third)
+expect_eq "a user's third upload while two of theirs run: 429" 429 "$c"
+[ "$c" = 429 ] || slow_report
 slow_upload "$BOB" slow3
 slow_upload "$BOB" slow4
-fifth_busy() { [ "$(TOKEN=$ADMIN probe fifth)" = 503 ]; }
-check "a fifth upload while four run: 503" wait_for 20 fifth_busy
+check "two of bob's too" wait_for 20 uploads_running 4 || slow_report
+c=$(TOKEN=$ADMIN probe fifth)
+expect_eq "a fifth upload while four run: 503" 503 "$c"
+[ "$c" = 503 ] || slow_report
 # Two clients die mid-upload, two end their bodies short of what they declared.
 kill "${SLOW[0]}" "${SLOW[1]}" 2>/dev/null
-for fd in "${FIFO_FDS[@]}"; do exec {fd}>&-; done
+kill -USR1 "${SLOW[2]}" "${SLOW[3]}" 2>/dev/null
 wait "${SLOW[@]}" 2>/dev/null
+expect_eq "... the short bodies are refused" "status 400 status 400" \
+	"$(cat "$W/slow-slow3.out" "$W/slow-slow4.out" | grep status | tr '\n' ' ' | sed 's/ $//')"
 import_ok() { vsc image import --replace web "$W/v2.tar" >/dev/null; }
 check "once they are gone, uploads are taken again" wait_for 20 import_ok
 expect_eq "... and the dropped ones left no temp file" "" "$(ls "$REG_DB.d/tmp")"
