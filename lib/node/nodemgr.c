@@ -110,8 +110,9 @@ bool nm_nap(struct nodemgr *nm, unsigned secs)
 
 int nodemgr_fault_parse(const char *value, const char **op, unsigned *step, struct vs_error *err)
 {
-	static const char *const ops[] = {"nodemgr.create", "nodemgr.destroy", "migrate.out",
-					  "migrate.in",	    "migrate.flip",    "migrate.delay"};
+	static const char *const ops[] = {"nodemgr.create",	"nodemgr.destroy", "migrate.out",
+					  "migrate.in",		"migrate.flip",	   "migrate.delay",
+					  "nodemgr.fetch_delay"};
 	*op = NULL;
 	*step = 0;
 	if (!value || (strncmp(value, "nodemgr.", 8) && strncmp(value, "migrate.", 8)))
@@ -127,9 +128,9 @@ int nodemgr_fault_parse(const char *value, const char **op, unsigned *step, stru
 		/* flip: a byte offset from 0; delay: ms, up to a minute; the
 		 * others: a step from 1 */
 		bool flip = !strcmp(ops[i], "migrate.flip");
-		unsigned long max = flip			       ? UINT_MAX
-				    : !strcmp(ops[i], "migrate.delay") ? 60000
-								       : 100;
+		bool delay =
+		    !strcmp(ops[i], "migrate.delay") || !strcmp(ops[i], "nodemgr.fetch_delay");
+		unsigned long max = flip ? UINT_MAX : delay ? 60000 : 100;
 		if (colon[1] < '0' || colon[1] > '9' || errno || *end || (!flip && n == 0) ||
 		    n > max)
 			break;
@@ -140,7 +141,7 @@ int nodemgr_fault_parse(const char *value, const char **op, unsigned *step, stru
 	return vs_error_set(err, EINVAL,
 			    "VSLICE_FAULT \"%s\": use nodemgr.create:N, nodemgr.destroy:N, "
 			    "migrate.out:N, migrate.in:N (N >= 1), migrate.flip:OFFSET or "
-			    "migrate.delay:MS (a test hook)",
+			    "migrate.delay:MS, nodemgr.fetch_delay:MS (a test hook)",
 			    value);
 }
 
@@ -686,8 +687,8 @@ int nodemgr_run(struct nodemgr *nm, struct vs_error *err)
 			break;
 		nm->changed = false;
 		nm_jobs_reap(nm); /* migrations that ended: their slivers are the loop's again */
-		if (nm->changed)
-			next_tick = vs_now_ns();
+		if (nm->changed || nm_images_reap(nm))
+			next_tick = vs_now_ns(); /* an image fetched: its sliver is made now */
 		pthread_mutex_lock(&nm->mu);
 		json_t *answer = nm->answer;
 		nm->answer = NULL;
@@ -756,6 +757,7 @@ void nodemgr_free(struct nodemgr *nm)
 	if (nm->answer)
 		json_decref(nm->answer);
 	nodemgr_assignments_free(nm->desired, nm->ndesired);
+	nm_images_free(nm);
 	free(nm->peers);
 	for (size_t i = 0; i < nm->nslivers; i++) {
 		nm_close_pidfd(&nm->slivers[i]);

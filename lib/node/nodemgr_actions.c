@@ -199,7 +199,7 @@ int nm_make_slice(struct nodemgr *nm, const struct nodemgr_assignment *a, json_t
 	log_defaults(nm, a->slice, applied, m);
 	/* busybox built, a registry image fetched and checked (nodemgr_images.c) */
 	char local[sizeof(m->image)];
-	if ((r = nm_image_ensure(nm, m->image, local, err)) < 0)
+	if ((r = nm_image_ensure(nm, m->image, !start, local, err)) < 0)
 		return r;
 	snprintf(m->image, sizeof(m->image), "%s", local);
 	/* The create's crash steps (nodemgr.create:N) are a plain create's;
@@ -312,7 +312,15 @@ void nm_create(struct nodemgr *nm, const struct nodemgr_assignment *a, struct nm
 	nm->changed = true;
 	nm_fault_point(nm, "nodemgr.create", 1);
 	cleanup_strv char **nodes = fetched ? nm_slice_nodes(fetched) : NULL;
-	if (nm_make_slice(nm, a, mj, true, nodes, &err) < 0) {
+	int r = nm_make_slice(nm, a, mj, true, nodes, &err);
+	if (r == -EINPROGRESS) {
+		/* Its image is being fetched (nodemgr_images.c): nothing is made
+		 * yet; the reconcile after the fetch creates it afresh. */
+		nm_record_remove(nm, a->slice);
+		nm_sliver_drop(nm, s);
+		return;
+	}
+	if (r < 0) {
 		char one[VS_ERROR_MAX];
 		s->r.phase = NODEMGR_FAILED;
 		s->r.message = vs_xstrdup(vs_printable(err.msg, one, sizeof(one)));

@@ -138,6 +138,7 @@ struct nodemgr {
 	struct netcfg_peer *peers;
 	size_t npeers;
 	bool peers_known, peers_applied;
+	struct nm_fetch *fetches; /* image fetches in threads (nodemgr_images.c) */
 };
 
 /* A record plus what the main loop remembers to log changes once. */
@@ -262,8 +263,17 @@ int nm_make_slice(struct nodemgr *nm, const struct nodemgr_assignment *a, json_t
 		  char *const *nodes, struct vs_error *err);
 /* nodemgr_images.c: make image present here (busybox built, an image the
  * registry holds fetched, its sha256 checked, imported; else a local
- * image of that name) and put the local image's name to use in local. */
-int nm_image_ensure(struct nodemgr *nm, const char *image, char local[64], struct vs_error *err);
+ * image of that name) and put the local image's name to use in local.
+ * wait false: a fetch runs in a thread of its own and this answers
+ * -EINPROGRESS (kind VS_EK_BUSY) until it is over (the main loop is woken
+ * then); wait true: fetched here, unless a thread fetches it (-EBUSY). */
+int nm_image_ensure(struct nodemgr *nm, const char *image, bool wait, char local[64],
+		    struct vs_error *err);
+/* Take the background fetches that are over: true when one ended since the
+ * last call (its sliver is made by the next reconcile). */
+bool nm_images_reap(struct nodemgr *nm);
+/* Leave the fetches still running to the process exit (nodemgr_free). */
+void nm_images_free(struct nodemgr *nm);
 /* The registry's "nodes" of a slice object (the nodes holding its slivers,
  * the sliver's peers) as a NULL-terminated list; NULL when absent. */
 char **nm_slice_nodes(json_t *slice);

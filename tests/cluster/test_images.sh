@@ -152,6 +152,32 @@ check "no sliver of it exists on node1" not has "$(vs_node node1 list -q)" '^bad
 check "nothing of it stays on node1" not has "$(vs_node node1 image list -q)" "${D3:0:52}"
 check "... no temp file either" not ls "$VC_TMP/node1/root/images/".tmp-fetch-*
 
+# --- a slow fetch does not hold the node: heartbeats, other slivers go on ------
+# The test hook delays node3's image fetches by 20 s (a slow link); before
+# the fetch ran in the main loop, so node3's heartbeats stopped (lost after
+# 3 s) and no other sliver of node3 was made until it was over.
+vc_stop_node node3
+NODE_TOKEN=$NODE3_TOKEN VSLICE_FAULT=nodemgr.fetch_delay:20000 vc_start_node node3 --heartbeat 1s
+node3_ready() { vsc nodes | awk '$1 == "node3" && $2 == "ready"' | grep -q .; }
+check "node3 is back, its fetches slowed by 20 s (a test hook)" wait_for 30 node3_ready
+vsc image import slow "$W/v3.tar" >/dev/null # node3 never had this digest
+vsc create --node node3 --image slow slowimg -- sh -c 'cat /etc/marker; sleep 600' >/dev/null
+vsc create --node node3 quick -- sleep 600 >/dev/null
+on3() { vs_node node3 list 2>/dev/null | awk -v n="$1" '$1 == n' | grep -q running; }
+check "while node3 fetches slow's image, another sliver starts there" wait_for 10 on3 quick
+check "... before that fetch is over" not has "$(vs_node node3 list -q)" '^slowimg$'
+sleep 4 # past the registry's lost window: 3 heartbeats of 1 s
+check "... and node3 stays ready meanwhile (its heartbeats go on)" node3_ready
+check "the fetch ends and slowimg runs from it" wait_for 60 on3 slowimg
+check "... with that image's file" has "$(vs_node node3 logs slowimg 2>&1)" 'image v3'
+check "... fetched in the background, logged" grep -q "image slow: fetched sha256:$D3, imported as" "$VC_TMP/node3.log"
+check "... no temp file left" not ls "$VC_TMP/node3/root/images/".tmp-fetch-*
+vsc destroy slowimg quick >/dev/null
+vsc image rm slow >/dev/null
+vc_stop_node node3
+NODE_TOKEN=$NODE3_TOKEN vc_start_node node3 --heartbeat 1s
+check "node3 back without the hook" wait_for 30 node3_ready
+
 # --- rm: owner or admin, never while a slice names it --------------------------
 out=$(vsc image rm bad 2>&1)
 expect_eq "rm of an image a slice names: 125" 125 "$?"
