@@ -466,6 +466,11 @@ static void test_fault(void **state)
 	assert_int_equal(step, 0);
 	assert_int_equal(nodemgr_fault_parse("migrate.flip:5000000", &op, &step, &err), 0);
 	assert_int_equal(step, 5000000);
+	assert_int_equal(nodemgr_fault_parse("nodemgr.fetch_delay:20000", &op, &step, &err), 0);
+	assert_string_equal(op, "nodemgr.fetch_delay");
+	assert_int_equal(step, 20000);
+	assert_int_equal(nodemgr_fault_parse("nodemgr.fetch_delay:60001", &op, &step, &err),
+			 -EINVAL);
 	assert_int_equal(nodemgr_fault_parse("migrate.in:0", &op, &step, &err), -EINVAL);
 	assert_int_equal(nodemgr_fault_parse("migrate.sideways:1", &op, &step, &err), -EINVAL);
 	const char *bad[] = {"nodemgr.create",	  "nodemgr.create:",   "nodemgr.create:0",
