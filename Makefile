@@ -25,7 +25,9 @@ WARN     = -Wall -Wextra -Werror -Wshadow -Wno-unused-parameter -Wformat=2 -Wno-
 CFLAGS_BASE = -std=gnu11 -D_GNU_SOURCE -Iinclude -I$(BUILD)/gen $(WARN) -g -fno-strict-aliasing \
               $(shell pkg-config --cflags-only-I libnl-3.0 2>/dev/null || echo -I/usr/include/libnl3)
 CFLAGS  ?= -O2
-LDLIBS   = $(shell pkg-config --libs $(PKG_LIBS) 2>/dev/null || echo -lseccomp -lcap -ljansson -larchive -lnettle -lmicrohttpd -lcurl -lsqlite3 -lnl-route-3 -lnl-3 -lnftables) -pthread -ldl
+# libnftables is not linked: lib/netcfg/nft_dl.c loads it on first use
+# (as http_client.c does libcurl), so a start without a bridge never maps it.
+LDLIBS   = $(filter-out -lnftables,$(shell pkg-config --libs $(PKG_LIBS) 2>/dev/null || echo -lseccomp -lcap -ljansson -larchive -lnettle -lmicrohttpd -lcurl -lsqlite3 -lnl-route-3 -lnl-3)) -pthread -ldl
 SAN      = -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
 
 LIB_SRCS   = $(sort $(wildcard lib/*/*.c))

@@ -84,6 +84,9 @@
 struct httpd;
 struct nm_job;
 
+/* Where a node manager records its cgroup parent, below its root. */
+#define CGROUP_PARENT_FILE "nodemgr/cgroup-parent"
+
 struct nodemgr {
 	struct nodemgr_opts o;
 	char *registry, *name, *token, *root, *listen, *ca_file; /* copies */
