@@ -188,6 +188,9 @@ expect_eq "migrate c1 --to node3 (no --mode; node3 lacks features): exit 0" 0 "$
 check "... says which precondition failed and that it goes cold" \
 	grep -q "^slicectl: migrate c1: node node3 lacks CPU features node node2 has (.*): a precopy migration resumes code that may use them; migrating it cold instead$" "$VC_TMP/e"
 check "... and went cold" has "$(echo "$out" | tail -1)" '^migrated c1 node2 -> node3 (cold): '
-expect_eq "... c1 runs on node3" node3 "$(vc_running_on c1)"
+# The target starts c1 once the registry says committed, and the registry
+# learns "running" from its next report: wait for it.
+on3() { [ "$(vc_running_on c1)" = node3 ]; }
+check "... c1 runs on node3" wait_for 30 on3
 vsc destroy c1 >/dev/null
 finish
