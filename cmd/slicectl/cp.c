@@ -18,6 +18,7 @@
 
 #include "slicectl.h"
 #include "vslice/http.h"
+#include "vslice/nodeapi.h"
 #include "vslice/regclient.h"
 #include "vslice/slice_files.h"
 #include "vslice/units.h"
@@ -115,7 +116,8 @@ static int cp_remote(struct ctl *ctl, const struct cp_side *sl, const char *host
 	if (r < 0)
 		return ctl_fail("cp", who, &err);
 	cleanup_free char *esc = http_escape(sl->path, 0);
-	cleanup_free char *path = vs_xasprintf("/v1/slivers/%s/files?path=%s", sl->name, esc);
+	cleanup_free char *query = vs_xasprintf("?path=%s", esc);
+	cleanup_free char *path = nodeapi_sliver_path(sl->name, "files", query);
 	cleanup_close int tmp = stream_tmpfile(&err);
 	if (tmp < 0)
 		return ctl_fail("cp", host, &err);

@@ -30,6 +30,7 @@
 #include "slicectl.h"
 #include "vslice/exec_proto.h"
 #include "vslice/http.h"
+#include "vslice/nodeapi.h"
 #include "vslice/json.h"
 #include "vslice/regclient.h"
 #include "vslice/slice.h"
@@ -350,9 +351,7 @@ static int remote_exec(struct ctl *ctl, const char *verb, const char *name, cons
 		memset(&nc, 0, sizeof(nc));
 		return ctl_fail(verb, name, &err);
 	}
-	cleanup_free char *esc = http_escape(name, 0);
-	cleanup_free char *path =
-	    vs_xasprintf("/v1/slivers/%s/exec%s", esc, shell ? "?shell=1" : "");
+	cleanup_free char *path = nodeapi_sliver_path(name, "exec", shell ? "?shell=1" : NULL);
 	unsigned rows = 0, cols = 0;
 	struct winsize ws;
 	if (o->tty && ioctl(0, TIOCGWINSZ, &ws) == 0)

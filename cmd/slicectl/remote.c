@@ -23,6 +23,7 @@
 
 #include "slicectl.h"
 #include "vslice/http.h"
+#include "vslice/nodeapi.h"
 #include "vslice/json.h"
 #include "vslice/regclient.h"
 #include "vslice/units.h"
@@ -63,13 +64,6 @@ int cluster_node_connect(struct ctl *ctl, const char *verb, const char *slice, c
 	if (node_out)
 		*node_out = vs_xstrdup(got);
 	return 0;
-}
-
-/* "/v1/slivers/NAME/what" + query (caller frees). */
-static char *sliver_path(const char *slice, const char *what, const char *query)
-{
-	cleanup_free char *e = http_escape(slice, 0);
-	return vs_xasprintf("/v1/slivers/%s/%s%s", e, what, query ? query : "");
 }
 
 static int node_fail(const char *verb, const char *slice, const char *node, long status,
@@ -119,7 +113,7 @@ int cmd_stats_cluster(struct ctl *ctl, int argc, char **argv)
 		return r;
 	char q[32];
 	snprintf(q, sizeof(q), "?window=%ld", window);
-	cleanup_free char *path = sliver_path(name, "stats", q);
+	cleanup_free char *path = nodeapi_sliver_path(name, "stats", q);
 	json_t *j = NULL;
 	long status = 0;
 	struct vs_error err;
@@ -150,7 +144,7 @@ static int freeze_thaw(struct ctl *ctl, int argc, char **argv, const char *verb,
 	int r = cluster_node_connect(ctl, verb, name, node, &nc, &on);
 	if (r)
 		return r;
-	cleanup_free char *path = sliver_path(name, verb, NULL);
+	cleanup_free char *path = nodeapi_sliver_path(name, verb, NULL);
 	long status = 0;
 	struct vs_error err;
 	if (http_json(&nc, "POST", path, NULL, 0, &status, NULL, NULL, &err) < 0)
@@ -219,7 +213,7 @@ static int logs_round(struct http_client *nc, const char *name, unsigned long lo
 	}
 	char q[64], state[32] = "";
 	snprintf(q, sizeof(q), "?offset=%llu&follow=1", offset);
-	cleanup_free char *path = sliver_path(name, "logs", q);
+	cleanup_free char *path = nodeapi_sliver_path(name, "logs", q);
 	int r = http_get_fd(nc, path, p[1], "X-Vslice-Sliver", state, sizeof(state), status, err);
 	close(p[1]);
 	pthread_join(th, NULL);

@@ -41,13 +41,14 @@
 #include <unistd.h>
 
 #include "nodemgr_int.h"
+#include "vslice/nodeapi.h"
 #include "vslice/httpd.h"
 #include "vslice/regclient.h"
 #include "vslice/slice.h"
 #include "vslice/units.h"
 #include "vslice/util.h"
 
-#define SLIVERS_PREFIX	 "/v1/slivers/"
+#define SLIVERS_PREFIX	 NODEAPI_SLIVERS
 #define REDEEM_TIMEOUT	 10 /* s: the registry's answer to a redeem */
 #define LOG_FOLLOW_QUIET 20 /* s without output before a follow answer ends */
 #define LOG_FOLLOW_IDLE	 60 /* s a follow connection may sit unread before it is closed */

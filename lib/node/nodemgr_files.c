@@ -32,12 +32,13 @@
 #include <unistd.h>
 
 #include "nodemgr_int.h"
+#include "vslice/nodeapi.h"
 #include "vslice/httpd.h"
 #include "vslice/slice_files.h"
 #include "vslice/units.h"
 #include "vslice/util.h"
 
-#define FILES_PREFIX	"/v1/slivers/"
+#define FILES_PREFIX	NODEAPI_SLIVERS
 #define FILES_SUFFIX	"/files"
 #define FILES_IDLE_SECS 60
 #define FILES_PIPE_SIZE (1 << 20)

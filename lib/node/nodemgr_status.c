@@ -33,6 +33,7 @@
 #include <time.h>
 
 #include "nodemgr_int.h"
+#include "vslice/nodeapi.h"
 #include "vslice/httpd.h"
 #include "vslice/netaddr.h"
 #include "vslice/slice.h"
@@ -42,7 +43,7 @@
  * are regclient.h's). Idle connections are closed after API_TIMEOUT
  * seconds (a transfer sets its own); at most API_CONN_MAX are open at once
  * (a thread each), API_CONN_PER_ADDR from one address. */
-#define STATUS_PATH	  "/v1/status"
+#define STATUS_PATH	  NODEAPI_STATUS
 #define API_TIMEOUT	  10
 #define API_CONN_MAX	  64
 #define API_CONN_PER_ADDR 16
