@@ -49,6 +49,7 @@
 #include <pthread.h>
 #include <poll.h>
 #include <sys/ioctl.h>
+#include <linux/sockios.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <signal.h>
@@ -773,14 +774,17 @@ static bool put_cancelled(void *arg)
 
 /* The target's answer on an upgraded transfer: one line of JSON once the
  * stream is in ({"status": 200, "phase": "committed"} or {"status": N,
- * "error": ...}). No byte for MIG_LOW_SPEED_SECS, or a migration given up,
- * ends the wait as the PUT's limits do. 0: 200; else err says why. */
+ * "error": ...}). MIG_LOW_SPEED_SECS with no byte of the answer and none of
+ * the stream's tail taken off the socket (a slow link still drains it), or a
+ * migration given up, ends the wait as the PUT's limits do. 0: 200; else
+ * err says why. */
 static int read_answer(struct http_upgraded *u, struct reporter *rp, long *status,
 		       struct vs_error *err)
 {
 	char buf[4096];
 	size_t len = 0;
 	uint64_t until = vs_now_ns() + MIG_LOW_SPEED_SECS * 1000000000ull;
+	int unacked = -1; /* bytes of the stream the target has not taken yet */
 	while (len < sizeof(buf) - 1 && !memchr(buf, '\n', len)) {
 		ssize_t n = http_upgraded_recv(u, buf + len, sizeof(buf) - 1 - len, err);
 		if (n == -EAGAIN) {
@@ -788,6 +792,18 @@ static int read_answer(struct http_upgraded *u, struct reporter *rp, long *statu
 				return vs_error_set(err, ECANCELED,
 						    "the registry says the migration is %s",
 						    rp->phase[0] ? rp->phase : "given up");
+			int q = 0;
+			if (ioctl(http_upgraded_fd(u), SIOCOUTQ, &q) == 0 && q != unacked) {
+				if (unacked >= 0 && q < unacked)
+					until = vs_now_ns() + MIG_LOW_SPEED_SECS * 1000000000ull;
+				unacked = q;
+			}
+			if (vs_now_ns() > until && unacked > 0)
+				return vs_error_set(
+				    err, ETIMEDOUT,
+				    "transfer target: took none of the stream's last "
+				    "%d bytes in %d s",
+				    unacked, MIG_LOW_SPEED_SECS);
 			if (vs_now_ns() > until)
 				return vs_error_set(
 				    err, ETIMEDOUT,
