@@ -68,14 +68,13 @@
 #include "vslice/slice_xfer.h"
 #include "vslice/util.h"
 
-#define MIG_STOP_GRACE	      10  /* s from SIGTERM to SIGKILL when stopping the source */
-#define MIG_PUT_RETRY	      30  /* s a source retries a target that answers 503 */
-#define MIG_PUT_RETRY_COLD_MS 100 /* ms between tries before anything was dumped (cold; upgraded)  \
-				   */
-#define MIG_LOW_SPEED	   1024	  /* bytes/s below which ... */
-#define MIG_LOW_SPEED_SECS 15	  /* ... for this long the source gives up the PUT */
-#define MIG_PIPE_SIZE	   (1 << 20)
-#define MIG_HOLD_BACK	   (64 << 10) /* live: the stream's tail, sent once the source is frozen */
+#define MIG_STOP_GRACE	      10   /* s from SIGTERM to SIGKILL when stopping the source */
+#define MIG_PUT_RETRY	      30   /* s a source retries a target that answers 503 */
+#define MIG_PUT_RETRY_COLD_MS 100  /* ms between tries before a dump (cold, upgraded) */
+#define MIG_LOW_SPEED	      1024 /* bytes/s below which ... */
+#define MIG_LOW_SPEED_SECS    15   /* ... for this long the source gives up the PUT */
+#define MIG_PIPE_SIZE	      (1 << 20)
+#define MIG_HOLD_BACK	      (64 << 10) /* live: the stream's tail, sent once the source is frozen */
 
 uint64_t nm_now_ms(void)
 {
