@@ -210,6 +210,11 @@ struct nm_relay {
 	size_t hold;
 	int h[2];      /* the holding pipe */
 	uint64_t sent; /* bytes passed on so far */
+	/* out is a non-blocking socket: called with it when it is full (wait
+	 * for room: 0 to try again), and with -1 before each piece (a check
+	 * only); -errno gives the relay up. NULL: out blocks (a pipe). */
+	int (*out_wait)(void *arg, int fd);
+	void *wait_arg;
 };
 /* 0 or -errno (pipe2). */
 int nm_relay_init(struct nm_relay *r, size_t hold);
@@ -344,6 +349,10 @@ int nm_job_start_receive(struct nm_job *job, struct vs_error *err);
 struct httpd_request;
 struct httpd_answer;
 /* Is this request the transfer endpoint's (method aside)? */
+/* The protocol of an upgraded transfer (live and pre-copy over plain http):
+ * after the 101 the source sends the stream and shuts its side down; the
+ * target answers with one line of JSON (nodemgr_xfer.c). */
+#define NM_XFER_PROTO "vslice-transfer"
 bool nm_xfer_route(const char *url);
 void nm_xfer_begin(struct httpd_request *req, struct httpd_answer *a);
 int nm_xfer_data(struct httpd_request *req, const char *buf, size_t len);

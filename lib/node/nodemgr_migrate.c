@@ -19,7 +19,9 @@
  *   1 "transferring" acknowledged (409: the migration is gone: nothing done)
  *   2 record "migrating-out" saved    3 sliver stopped (SIGTERM, then SIGKILL)
  *   4 the first MiB of the stream sent (slice_fs_send into a pipe, the pipe
- *     as the body of PUT <url>/v1/transfers/ID; a progress report a second)
+ *     as the body of PUT <url>/v1/transfers/ID; a progress report a second;
+ *     live and pre-copy over http: the checkpoint spliced into the socket
+ *     of an upgraded GET <url>/v1/transfers/ID, send_upgraded)
  *   5 the PUT answered               6 rolled forward (its copy destroyed:
  *     the registry says committed) or back (restarted: aborted)
  * Target (nodemgr_migrate_in.c: main thread up to 2, then the PUT's job;
@@ -47,6 +49,8 @@
 #include <pthread.h>
 #include <poll.h>
 #include <sys/ioctl.h>
+#include <linux/sockios.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -66,7 +70,7 @@
 
 #define MIG_STOP_GRACE	      10   /* s from SIGTERM to SIGKILL when stopping the source */
 #define MIG_PUT_RETRY	      30   /* s a source retries a target that answers 503 */
-#define MIG_PUT_RETRY_COLD_MS 100  /* ms between a cold source's tries */
+#define MIG_PUT_RETRY_COLD_MS 100  /* ms between tries before a dump (cold, upgraded) */
 #define MIG_LOW_SPEED	      1024 /* bytes/s below which ... */
 #define MIG_LOW_SPEED_SECS    15   /* ... for this long the source gives up the PUT */
 #define MIG_PIPE_SIZE	      (1 << 20)
@@ -321,6 +325,11 @@ struct sender {
 	long long frozen_at_ms; /* unix ms the dump froze it */
 	struct ckpt_stats cst;	/* the checkpoint's */
 	uint64_t round_bytes[CKPT_MAX_ROUNDS];
+	/* fd is the target's socket (an upgraded transfer): */
+	bool sock;
+	bool (*cancelled)(void *arg); /* the migration is given up */
+	void *cancel_arg;
+	uint64_t stall_ns; /* since when the socket has had no room (0: it has) */
 };
 
 static bool mig_live(const struct nm_job *j)
@@ -438,14 +447,23 @@ static void report_frozen(struct sender *sd, uint64_t total)
 	http_client_free(&c);
 }
 
-/* Move exactly n bytes from the pipe in to the pipe out (pages, no copy);
- * blocks while out is full. <0 with errno (EPIPE: out's reader is gone). */
-static int splice_all(int in, int out, size_t n)
+/* Move exactly n bytes from the pipe in to out, a pipe or a socket (pages,
+ * no copy); blocks while out is full (a socket: r->out_wait waits). <0 with
+ * errno (EPIPE: out's reader is gone). */
+static int splice_all(const struct nm_relay *r, int in, int out, size_t n)
 {
 	while (n > 0) {
 		ssize_t m = splice(in, NULL, out, NULL, n, 0);
 		if (m < 0 && errno == EINTR)
 			continue;
+		if (m < 0 && errno == EAGAIN && r->out_wait) {
+			int w = r->out_wait(r->wait_arg, out);
+			if (w < 0) {
+				errno = -w;
+				return -1;
+			}
+			continue;
+		}
 		if (m <= 0) {
 			if (m == 0)
 				errno = EPIPE;
@@ -475,6 +493,9 @@ int nm_relay_init(struct nm_relay *r, size_t hold)
 int nm_relay_run(struct nm_relay *r, int in, int out, void (*progress)(void *, uint64_t), void *arg)
 {
 	for (;;) {
+		int w = r->out_wait ? r->out_wait(r->wait_arg, -1) : 0;
+		if (w < 0)
+			return w;
 		ssize_t got = splice(in, NULL, r->h[1], NULL, MIG_PIPE_SIZE, SPLICE_F_NONBLOCK);
 		if (got < 0 && errno == EINTR)
 			continue;
@@ -498,7 +519,7 @@ int nm_relay_run(struct nm_relay *r, int in, int out, void (*progress)(void *, u
 		if ((size_t)held <= keep)
 			continue;
 		size_t n = (size_t)held - keep;
-		if (splice_all(r->h[0], out, n) < 0)
+		if (splice_all(r, r->h[0], out, n) < 0)
 			return -errno;
 		r->sent += n;
 		if (progress)
@@ -509,7 +530,7 @@ int nm_relay_run(struct nm_relay *r, int in, int out, void (*progress)(void *, u
 int nm_relay_flush(struct nm_relay *r, int out)
 {
 	int n = 0;
-	if (ioctl(r->h[0], FIONREAD, &n) < 0 || splice_all(r->h[0], out, (size_t)n) < 0)
+	if (ioctl(r->h[0], FIONREAD, &n) < 0 || splice_all(r, r->h[0], out, (size_t)n) < 0)
 		return -errno;
 	r->sent += (size_t)n;
 	return 0;
@@ -521,6 +542,43 @@ void nm_relay_close(struct nm_relay *r)
 		if (r->h[k] >= 0)
 			close(r->h[k]);
 	r->h[0] = r->h[1] = -1;
+}
+
+/* The relay's wait on the target's socket: room within MIG_LOW_SPEED_SECS
+ * and the migration not given up, as the PUT's low-speed limit and cancel
+ * hook have it. fd -1: the check alone. */
+static int sock_wait(void *arg, int fd)
+{
+	struct sender *sd = arg;
+	if (sd->cancelled && sd->cancelled(sd->cancel_arg))
+		return -ECANCELED;
+	if (fd < 0)
+		return 0;
+	struct pollfd pf = {.fd = fd, .events = POLLOUT};
+	int r = poll(&pf, 1, 1000);
+	if (r < 0 && errno != EINTR)
+		return -errno;
+	if (r > 0) {
+		sd->stall_ns = 0; /* room, or an error the next splice reports */
+		return 0;
+	}
+	uint64_t now = vs_now_ns();
+	if (!sd->stall_ns)
+		sd->stall_ns = now;
+	else if (now - sd->stall_ns > MIG_LOW_SPEED_SECS * 1000000000ull)
+		return -ETIMEDOUT;
+	return 0;
+}
+
+/* The end of the stream: the pipe closed, the socket shut down for writing
+ * (its answer comes back on it). */
+static void stream_end(struct sender *sd)
+{
+	if (sd->sock)
+		shutdown(sd->fd, SHUT_WR);
+	else
+		close(sd->fd);
+	sd->fd = -1;
 }
 
 /*
@@ -561,6 +619,10 @@ static void live_send(struct sender *sd)
 	}
 	struct nm_relay rl;
 	int rr = nm_relay_init(&rl, MIG_HOLD_BACK);
+	if (sd->sock) {
+		rl.out_wait = sock_wait;
+		rl.wait_arg = sd;
+	}
 	if (rr == 0)
 		rr = nm_relay_run(&rl, p[0], sd->fd, out_progress, sd);
 	bool broken = rr < 0;
@@ -617,8 +679,7 @@ static void live_send(struct sender *sd)
 	       (double)frozen_ns / 1e6, (double)sd->cst.memdump_ns / 1e6,
 	       (double)sd->cst.mem_read_ns / 1e6, (double)sd->cst.mem_crc_ns / 1e6,
 	       (double)sd->cst.mem_write_ns / 1e6);
-	close(sd->fd); /* the end of the body: the target finishes now */
-	sd->fd = -1;
+	stream_end(sd); /* the end of the body: the target finishes now */
 	report_frozen(sd, total);
 	sd->rc = 0;
 }
@@ -711,6 +772,111 @@ static bool put_cancelled(void *arg)
 	return atomic_load(&rp->cancel) || atomic_load(&rp->job->nm->stop);
 }
 
+/* The target's answer on an upgraded transfer: one line of JSON once the
+ * stream is in ({"status": 200, "phase": "committed"} or {"status": N,
+ * "error": ...}). MIG_LOW_SPEED_SECS with no byte of the answer and none of
+ * the stream's tail taken off the socket (a slow link still drains it), or a
+ * migration given up, ends the wait as the PUT's limits do. 0: 200; else
+ * err says why. */
+static int read_answer(struct http_upgraded *u, struct reporter *rp, long *status,
+		       struct vs_error *err)
+{
+	char buf[4096];
+	size_t len = 0;
+	uint64_t until = vs_now_ns() + MIG_LOW_SPEED_SECS * 1000000000ull;
+	int unacked = -1; /* bytes of the stream the target has not taken yet */
+	while (len < sizeof(buf) - 1 && !memchr(buf, '\n', len)) {
+		ssize_t n = http_upgraded_recv(u, buf + len, sizeof(buf) - 1 - len, err);
+		if (n == -EAGAIN) {
+			if (put_cancelled(rp))
+				return vs_error_set(err, ECANCELED,
+						    "the registry says the migration is %s",
+						    rp->phase[0] ? rp->phase : "given up");
+			int q = 0;
+			if (ioctl(http_upgraded_fd(u), SIOCOUTQ, &q) == 0 && q != unacked) {
+				if (unacked >= 0 && q < unacked)
+					until = vs_now_ns() + MIG_LOW_SPEED_SECS * 1000000000ull;
+				unacked = q;
+			}
+			if (vs_now_ns() > until && unacked > 0)
+				return vs_error_set(
+				    err, ETIMEDOUT,
+				    "transfer target: took none of the stream's last "
+				    "%d bytes in %d s",
+				    unacked, MIG_LOW_SPEED_SECS);
+			if (vs_now_ns() > until)
+				return vs_error_set(
+				    err, ETIMEDOUT,
+				    "transfer target: no answer %d s after the stream",
+				    MIG_LOW_SPEED_SECS);
+			struct pollfd pf = {.fd = http_upgraded_fd(u), .events = POLLIN};
+			poll(&pf, 1, 1000);
+			continue;
+		}
+		if (n < 0)
+			return vs_error_wrap(err, "transfer target: its answer");
+		if (n == 0)
+			break;
+		len += (size_t)n;
+		until = vs_now_ns() + MIG_LOW_SPEED_SECS * 1000000000ull;
+	}
+	buf[len] = '\0';
+	cleanup_json json_t *a = json_loads(buf, JSON_DISABLE_EOF_CHECK, NULL);
+	*status = (long)json_integer_value(json_object_get(a, "status"));
+	if (*status == 200)
+		return 0;
+	const char *msg = json_string_value(json_object_get(a, "error"));
+	if (!msg)
+		return vs_error_set(err, EPROTO, "transfer target: no answer after the stream");
+	return vs_error_set(err, *status == 507 ? ENOSPC : EPROTO, "%s", msg);
+}
+
+/*
+ * Live and pre-copy over plain http: the stream on the connection itself
+ * (docs/migration.md, "The stream"). GET /v1/transfers/ID with "Upgrade:
+ * vslice-transfer"; a 503 (not open yet) is tried again, MIG_PUT_RETRY_COLD_MS
+ * apart (nothing was dumped yet: the 101 comes before the dump starts); after
+ * the 101 the relay splices the dump's pages into the socket (no copy on this
+ * side: the PUT took one into libcurl's buffer and one into the socket) and
+ * shuts it down; the target answers with one line. 0 or err as send_stream.
+ */
+static int send_upgraded(struct nm_job *j, struct http_client *tc, const char *path,
+			 struct reporter *rp, struct sender *stats, struct vs_error *err)
+{
+	uint64_t until = vs_now_ns() + MIG_PUT_RETRY * 1000000000ull;
+	struct http_upgraded *u = NULL;
+	for (;;) {
+		long status = 0;
+		if (http_upgrade(tc, path, NM_XFER_PROTO, &u, &status, err) == 0)
+			break;
+		if (status == 503 && !put_cancelled(rp) && vs_now_ns() < until &&
+		    nm_nap_ms(j->nm, MIG_PUT_RETRY_COLD_MS))
+			continue;
+		if (atomic_load(&rp->cancel))
+			vs_error_set(err, ECANCELED, "the registry says the migration is %s",
+				     rp->phase);
+		return -1;
+	}
+	struct sender sd = {.job = j,
+			    .fd = http_upgraded_fd(u),
+			    .fault_armed = true,
+			    .sock = true,
+			    .cancelled = put_cancelled,
+			    .cancel_arg = rp};
+	live_send(&sd);
+	int r = sd.rc;
+	long status = 0;
+	if (r == 0)
+		r = read_answer(u, rp, &status, err);
+	else if (atomic_load(&rp->cancel))
+		vs_error_set(err, ECANCELED, "the registry says the migration is %s", rp->phase);
+	else
+		*err = sd.err;
+	*stats = sd;
+	http_upgraded_close(u); /* a stream cut short: the target reads its end */
+	return r < 0 ? -1 : 0;
+}
+
 /*
  * Stream the stopped sliver to the target: slice_fs_send into a pipe (its
  * own thread), the pipe as the PUT's body. A 503 (the target has not heard
@@ -735,6 +901,11 @@ static int send_stream(struct nm_job *j, struct reporter *rp, struct sender *sta
 				      .low_speed_secs = MIG_LOW_SPEED_SECS,
 				      .cancel = put_cancelled,
 				      .arg = rp};
+	if (mig_live(j) && !strncmp(j->mig.url, "http://", 7)) {
+		r = send_upgraded(j, &tc, path, rp, stats, err);
+		http_client_free(&tc);
+		return r;
+	}
 	uint64_t until = vs_now_ns() + MIG_PUT_RETRY * 1000000000ull;
 	bool fault_armed = true;
 	for (;;) {

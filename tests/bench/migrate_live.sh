@@ -17,7 +17,10 @@
 # forth between the nodes. Each is `slicectl migrate NAME --to OTHER --mode
 # M --json`; the numbers are the migration record's (`slicectl migrations
 # NAME --json`): rounds and bytes per round, the frozen round, freeze time,
-# downtime (the source's freeze to the target's start), total, stream bytes.
+# downtime (the source's freeze to the target's start), total, stream bytes;
+# and the CPU both node managers spent on it (with the reaped dump child:
+# /proc/PID/stat before and after), the figure to compare builds by on a
+# shared, loaded box.
 # After each migration the slice must run on the target and tick on.
 #
 # Cases: memory size MIGLIVE_SIZES (MiB, "64 128 256 512 1024") at
@@ -70,6 +73,19 @@ make -s -C "$VC_REPO" bench-bins >/dev/null || die "make bench-bins failed"
 command -v gnuplot >/dev/null || die "gnuplot is needed for the plot (make deps: gnuplot-nox)"
 
 other() { [ "$1" = node1 ] && echo node2 || echo node1; }
+# CPU (ms) of both node managers so far, with their reaped children (the
+# dump): the work a migration costs, which the load of a shared box does
+# not change the way it changes the downtime (compare builds by it)
+nm_cpu_ms() {
+	local t=0 pid st
+	for k in 1 2; do
+		eval "pid=\$VC_NODE_PID_node$k"
+		st=$(cat "/proc/$pid/stat" 2>/dev/null) || continue
+		st=${st##*) }
+		t=$((t + $(awk '{print $12 + $13 + $14 + $15}' <<<"$st")))
+	done
+	echo $((t * 1000 / $(getconf CLK_TCK)))
+}
 on() { [ "$(vc_running_on "$1")" = "$2" ]; }
 last_tick() { vsc logs "$1" --node "$2" 2>/dev/null | awk '$1 == "tick" {t = $2} END {print t + 0}'; }
 ready() { vsc logs "$1" --node node1 2>/dev/null | grep -q '^READY'; }
@@ -100,7 +116,7 @@ for r in $RATES; do cases+=("$RATE_SIZE $r"); done
 mapfile -t cases < <(printf '%s\n' "${cases[@]}" | awk 'NF && !seen[$0]++')
 
 TSV=$OUT/migrate_live.tsv
-printf 'mib\trate\tmode\trep\tfrom\tto\tok\trounds\tround_bytes\tprecopy_ms\tfrozen_bytes\tfreeze_ms\tdowntime_ms\ttotal_ms\tstream_bytes\twall_ms\tstopped_to_restored_ms\trestored_to_committed_ms\tcommitted_to_started_ms\tload1\n' >"$TSV"
+printf 'mib\trate\tmode\trep\tfrom\tto\tok\trounds\tround_bytes\tprecopy_ms\tfrozen_bytes\tfreeze_ms\tdowntime_ms\ttotal_ms\tstream_bytes\twall_ms\tstopped_to_restored_ms\trestored_to_committed_ms\tcommitted_to_started_ms\tload1\tnm_cpu_ms\n' >"$TSV"
 LOADS=$OUT/migrate_live.load
 : >"$LOADS"
 T0=$(date -u '+%F %H:%M')
@@ -121,10 +137,12 @@ for c in "${cases[@]}"; do
 			tick=$(last_tick "$s" "$where")
 			load=$(cut -d' ' -f1 /proc/loadavg)
 			echo "$load" >>"$LOADS"
+			cpu0=$(nm_cpu_ms)
 			t0=$EPOCHREALTIME
 			TOKEN=$ALICE vsc migrate "$s" --to "$to" --mode "$mode" --json >"$OUT/migrate_live-$s-$mode-$rep.out" 2>"$OUT/migrate_live-$s-$mode-$rep.err"
 			mrc=$?
 			t1=$EPOCHREALTIME
+			cpu=$(($(nm_cpu_ms) - cpu0))
 			wall=$(awk -v a="$t1" -v b="$t0" 'BEGIN { printf "%d", (a - b) * 1000 }')
 			# the record as `slicectl migrations` has it (the source's frozen
 			# report may land just after the target's "started")
@@ -147,19 +165,19 @@ for c in "${cases[@]}"; do
 			if [ "$mrc" != 0 ] || [ "$ok" != true ]; then
 				FAILED=1
 				echo "  $mib MiB @ $rate MiB/s $mode $where -> $to: FAILED (exit $mrc): $(tail -2 "$OUT/migrate_live-$s-$mode-$rep.err" | tr '\n' ' ') reason: $(jq -r .reason <<<"$rec")" >&2
-				printf '%s\t%s\t%s\t%s\t%s\t%s\tno\t-\t-\t-\t-\t-\t-\t-\t-\t%s\t-\t-\t-\t%s\n' "$mib" "$rate" "$mode" "$rep" \
-					"$where" "$to" "$wall" "$load" >>"$TSV"
+				printf '%s\t%s\t%s\t%s\t%s\t%s\tno\t-\t-\t-\t-\t-\t-\t-\t-\t%s\t-\t-\t-\t%s\t%s\n' "$mib" "$rate" "$mode" "$rep" \
+					"$where" "$to" "$wall" "$load" "$cpu" >>"$TSV"
 				# where does it run now? go on from there, if anywhere
 				wait_for 30 on "$s" "$where" || { wait_for 30 on "$s" "$to" && where=$to; } ||
 					die "$s runs nowhere after a failed migration"
 				continue
 			fi
-			printf '%s\t%s\t%s\t%s\t%s\t%s\tyes\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$mib" "$rate" \
+			printf '%s\t%s\t%s\t%s\t%s\t%s\tyes\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$mib" "$rate" \
 				"$mode" "$rep" "$where" "$to" "$nr" "$rb" "$pcms" "$fb" "$fz" "$dt" "$tot" "$sb" "$wall" \
-				"$s2r" "$r2c" "$c2s" "$load" >>"$TSV"
+				"$s2r" "$r2c" "$c2s" "$load" "$cpu" >>"$TSV"
 			echo "  $mib MiB @ $rate MiB/s $mode $where -> $to: downtime $dt ms (freeze $fz), total $tot ms," \
 				"$nr rounds [$rb], stream $((sb / 1048576)) MiB; stopped->restored $s2r, restored->committed $r2c," \
-				"committed->started $c2s ms; load $load" >&2
+				"committed->started $c2s ms; node managers' CPU $cpu ms; load $load" >&2
 			where=$to
 			wait_for 60 on "$s" "$where" || die "$s does not run on $where after the migration"
 			# it runs on: its ticks go on past where they were (memory intact, no restart)
@@ -195,8 +213,8 @@ print(f"Live and pre-copy migration between two network-namespace hosts over vet
       f"({t0}, medians of {reps}; load average (1 min) at the migrations "
       f"{min(ld) if ld else 0:.1f}-{max(ld) if ld else 0:.1f})")
 print()
-print("| memory | dirty rate | mode | downtime (ms) | freeze (ms) | total (s) | rounds | bytes per round (MiB) | frozen round (MiB) | stream / memory | stopped -> restored / -> committed / -> started (ms) | failed |")
-print("|---|---|---|---|---|---|---|---|---|---|---|---|")
+print("| memory | dirty rate | mode | downtime (ms) | freeze (ms) | total (s) | rounds | bytes per round (MiB) | frozen round (MiB) | stream / memory | stopped -> restored / -> committed / -> started (ms) | node managers' CPU (ms) | failed |")
+print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
 cases = []
 for m in sizes: cases.append((m, size_rate))
 for r in rates: cases.append((rate_size, r))
@@ -216,7 +234,8 @@ for mib, rate in cases:
               f"{f(med(mib, rate, mode, 'frozen_bytes'), 1, 1048576)} | "
               f"{'-' if sb is None else f'{sb / (mib * 1048576):.2f}'} | "
               f"{f(med(mib, rate, mode, 'stopped_to_restored_ms'))} / {f(med(mib, rate, mode, 'restored_to_committed_ms'))} / "
-              f"{f(med(mib, rate, mode, 'committed_to_started_ms'))} | {failed(mib, rate, mode)} |")
+              f"{f(med(mib, rate, mode, 'committed_to_started_ms'))} | {f(med(mib, rate, mode, 'nm_cpu_ms'))} | "
+              f"{failed(mib, rate, mode)} |")
 print()
 print("Targets (issue 12):")
 print()

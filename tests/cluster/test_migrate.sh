@@ -88,6 +88,11 @@ expect_eq "PUT with a wrong token: 403" 403 \
 expect_eq "PUT to an id not open here: 503 (try again)" 503 \
 	"$(echo x | put -H "Authorization: Bearer vst_$(printf '%064d' 0)" \
 		"http://$VC_NET.11:7481/v1/transfers/mg_0123456789abcdef")"
+# The same checks on the upgraded transfer (live and pre-copy over http).
+upg() { in_reg curl -s -o /dev/null -w '%{http_code}' -H 'Connection: Upgrade' -H 'Upgrade: vslice-transfer' "$@"; }
+expect_eq "GET Upgrade: vslice-transfer without a token: 401" 401 "$(upg "$T")"
+expect_eq "... with a wrong token: 403" 403 "$(upg -H "Authorization: Bearer vst_$(printf '%064d' 0)" "$T")"
+expect_eq "GET without the Upgrade: 405" 405 "$(in_reg curl -s -o /dev/null -w '%{http_code}' "$T")"
 expect_eq "PUT to a malformed id: 404" 404 "$(echo x | put "http://$VC_NET.11:7481/v1/transfers/..%2f")"
 expect_eq "a body on the status route: 413" 413 "$(echo x | put "http://$VC_NET.11:7481/v1/status")"
 # The real token is the source's (its assignments, with its node token): a
@@ -98,6 +103,7 @@ check "... the source's assignment carries the token" has "$tok" '^vst_'
 code=$(head -c 100000 /dev/urandom | put -H "Authorization: Bearer $tok" "$T")
 expect_eq "PUT with the token and a body that is no stream: 422" 422 "$code"
 expect_eq "... the same token again: 409 (one use)" 409 "$(echo x | put -H "Authorization: Bearer $tok" "$T")"
+expect_eq "... and on an upgraded transfer: 409" 409 "$(upg -H "Authorization: Bearer $tok" "$T")"
 check "... the migration is aborted, saying why" vc_wait_finished "$id2" 30
 expect_eq "... aborted" aborted "$(vc_migration_field "$id2" phase)"
 check "... the reason names the target's check" has "$(vc_migration_field "$id2" reason)" "target node1"

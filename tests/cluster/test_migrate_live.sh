@@ -115,6 +115,10 @@ expect_eq "... committed" committed "$(vc_migration_field "$id" phase)"
 check "... the record has the rounds" test "$(vc_migration "$id" | jq '.stats.rounds | length')" -ge 1
 check "... and a downtime" test "$(vc_migration_field "$id" downtime_ms)" -ge 0
 check "one sliver, running on node2" wait_for 30 settled l1 node2
+# over plain http the stream is the upgraded connection itself (pages
+# spliced in and out of the socket), not a PUT's body
+check "... the stream came on the upgraded connection" \
+	grep -q "transfer $id: receiving sliver l1 from node1 (on the connection)" "$VC_TMP/node2.log"
 has_first() { [ -n "$(first_count "$1" "$2")" ]; }
 wait_for 30 has_first l1 node2
 first=$(first_count l1 node2)

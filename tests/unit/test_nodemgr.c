@@ -1,6 +1,9 @@
 /* The node manager's pure parts: assignments, decisions, records, states. */
+#include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <netinet/in.h>
+#include <poll.h>
 #include <pthread.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -8,6 +11,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/uio.h>
 #include <unistd.h>
 
@@ -593,15 +597,55 @@ static void *relay_drain(void *arg)
 	return NULL;
 }
 
+/* A connected TCP pair on the loopback: s[0] reads, s[1] (non-blocking, as
+ * libcurl leaves an upgraded connection's socket) is the relay's out. */
+static void tcp_pair(int s[2])
+{
+	int l = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	assert_true(l >= 0);
+	struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+	socklen_t alen = sizeof(a);
+	assert_int_equal(bind(l, (struct sockaddr *)&a, sizeof(a)), 0);
+	assert_int_equal(listen(l, 1), 0);
+	assert_int_equal(getsockname(l, (struct sockaddr *)&a, &alen), 0);
+	s[1] = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	assert_int_equal(connect(s[1], (struct sockaddr *)&a, sizeof(a)), 0);
+	s[0] = accept4(l, NULL, NULL, SOCK_CLOEXEC);
+	assert_true(s[0] >= 0);
+	close(l);
+	assert_int_equal(fcntl(s[1], F_SETFL, O_NONBLOCK), 0);
+}
+
+/* The relay's wait on a full socket, as the node manager's: poll for room.
+ * *calls counts the checks (fd -1); at cancel_at (0: never) it gives up. */
+struct relay_waits {
+	unsigned checks, waits, cancel_at;
+};
+
+static int relay_sock_wait(void *arg, int fd)
+{
+	struct relay_waits *w = arg;
+	if (fd < 0)
+		return w->cancel_at && ++w->checks >= w->cancel_at ? -ECANCELED : 0;
+	w->waits++;
+	struct pollfd p = {.fd = fd, .events = POLLOUT};
+	poll(&p, 1, 1000);
+	return 0;
+}
+
 /* Everything but the last RELAY_HOLD bytes goes through at once, in
  * order; those stay until the flush. tiny: a byte a slot, more slots than
  * the holding pipe has while it holds less than RELAY_HOLD: the relay must
- * pass them on rather than wait forever. */
-static void relay_case(size_t len, bool tiny)
+ * pass them on rather than wait forever. sock: out is a TCP socket (an
+ * upgraded transfer), spliced into without blocking. */
+static void relay_case_to(size_t len, bool tiny, bool sock)
 {
 	int in[2], out[2];
 	assert_int_equal(pipe2(in, O_CLOEXEC), 0);
-	assert_int_equal(pipe2(out, O_CLOEXEC), 0);
+	if (sock)
+		tcp_pair(out);
+	else
+		assert_int_equal(pipe2(out, O_CLOEXEC), 0);
 	unsigned char *src = malloc(len);
 	for (size_t i = 0; i < len; i++)
 		src[i] = relay_byte(i);
@@ -611,7 +655,12 @@ static void relay_case(size_t len, bool tiny)
 	assert_int_equal(pthread_create(&ft, NULL, relay_feeder, &f), 0);
 	assert_int_equal(pthread_create(&kt, NULL, relay_drain, &k), 0);
 	struct nm_relay r;
+	struct relay_waits w = {0};
 	assert_int_equal(nm_relay_init(&r, RELAY_HOLD), 0);
+	if (sock) {
+		r.out_wait = relay_sock_wait;
+		r.wait_arg = &w;
+	}
 	assert_int_equal(nm_relay_run(&r, in[0], out[1], NULL, NULL), 0);
 	pthread_join(ft, NULL);
 	if (!tiny) {
@@ -633,11 +682,57 @@ static void relay_case(size_t len, bool tiny)
 	free(src);
 }
 
+static void relay_case(size_t len, bool tiny)
+{
+	relay_case_to(len, tiny, false);
+}
+
 static void test_relay_holds_the_tail(void **state)
 {
 	(void)state;
 	relay_case(5u << 20, false);
 	relay_case(1000, false); /* shorter than what is held: all of it waits */
+}
+
+/* Into a socket: 64 MiB, more than the socket buffers hold, so the relay
+ * meets a full socket (EAGAIN) and waits for room rather than failing or
+ * losing bytes; then the tail at the flush, as into a pipe. */
+static void test_relay_to_socket(void **state)
+{
+	(void)state;
+	relay_case_to(64u << 20, false, true);
+	relay_case_to(1000, false, true);
+	relay_case_to(3000, true, true);
+}
+
+/* A migration given up while the relay runs (out_wait says so): the relay
+ * stops with its error, sending no more. */
+static void test_relay_given_up(void **state)
+{
+	(void)state;
+	nm_block_sigpipe(); /* the feeder's write after the relay gave up */
+	int in[2], out[2];
+	assert_int_equal(pipe2(in, O_CLOEXEC), 0);
+	tcp_pair(out);
+	unsigned char *src = malloc(8u << 20);
+	memset(src, 7, 8u << 20);
+	struct relay_feed f = {.fd = in[1], .len = 8u << 20, .src = src};
+	pthread_t ft;
+	assert_int_equal(pthread_create(&ft, NULL, relay_feeder, &f), 0);
+	struct nm_relay r;
+	struct relay_waits w = {.cancel_at = 3};
+	assert_int_equal(nm_relay_init(&r, RELAY_HOLD), 0);
+	r.out_wait = relay_sock_wait;
+	r.wait_arg = &w;
+	assert_int_equal(nm_relay_run(&r, in[0], out[1], NULL, NULL), -ECANCELED);
+	assert_int_equal(w.checks, 3);
+	assert_true(r.sent < (8u << 20));
+	nm_relay_close(&r);
+	close(in[0]); /* the feeder gets EPIPE */
+	pthread_join(ft, NULL);
+	close(out[0]);
+	close(out[1]);
+	free(src);
 }
 
 static void test_relay_tiny_slots(void **state)
@@ -684,6 +779,8 @@ int main(void)
 	    cmocka_unit_test(test_advertise),
 	    cmocka_unit_test(test_relay_holds_the_tail),
 	    cmocka_unit_test(test_relay_tiny_slots),
+	    cmocka_unit_test(test_relay_to_socket),
+	    cmocka_unit_test(test_relay_given_up),
 	    cmocka_unit_test(test_relay_reader_gone),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
