@@ -736,6 +736,8 @@ int ck_spool_put(struct ck_spool *sp, int32_t pid, uint64_t addr, const void *bu
  * and want: whole pages below CK_SPOOL_ADDR_MAX, else EBADMSG. */
 int ck_spool_at(struct ck_spool *sp, int32_t pid, uint64_t addr, size_t want, uint8_t **dst,
 		size_t *n, struct vs_error *err);
+/* A spool of 64 MiB and more is unmapped by a detached thread (the caller
+ * does not wait for it); a smaller one at once. */
 void ck_spool_free(struct ck_spool *sp);
 int ck_spool_apply(struct ckpt_image *img, ck_hpid_of hpid_of, void *arg, struct ckpt_stats *st,
 		   struct vs_error *err);

@@ -38,6 +38,7 @@
 #include <errno.h>
 #include <inttypes.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdlib.h>
@@ -47,12 +48,13 @@
 #include "ckpt_int.h"
 #include "vslice/util.h"
 
-#define SLOT_MAX	 32767 /* key = slot << 26 | chunk number */
-#define CHUNK_SHIFT	 21    /* 2 MiB of address per chunk */
-#define CHUNK		 (1ul << CHUNK_SHIFT)
-#define CHUNK_PAGES	 (CHUNK / 4096)
-#define ARENA		 (256ul << 20) /* chunks are carved from mappings this big */
-#define CK_SPOOL_WORKERS 2
+#define SLOT_MAX	      32767 /* key = slot << 26 | chunk number */
+#define CHUNK_SHIFT	      21    /* 2 MiB of address per chunk */
+#define CHUNK		      (1ul << CHUNK_SHIFT)
+#define CHUNK_PAGES	      (CHUNK / 4096)
+#define ARENA		      (256ul << 20) /* chunks are carved from mappings this big */
+#define CK_SPOOL_WORKERS      2
+#define CK_SPOOL_ASYNC_CHUNKS 32 /* 64 MiB and more: freed by a thread of its own */
 
 struct spool_chunk {
 	uint64_t key; /* slot << 26 | addr >> 21 */
@@ -79,10 +81,8 @@ int ck_spool_new(struct ck_spool **out, struct vs_error *err)
 	return 0;
 }
 
-void ck_spool_free(struct ck_spool *sp)
+static void spool_unmap(struct ck_spool *sp)
 {
-	if (!sp)
-		return;
 	for (size_t i = 0; i < sp->arenas.n; i++)
 		munmap(sp->arenas.v[i], ARENA);
 	free(sp->arenas.v);
@@ -90,6 +90,38 @@ void ck_spool_free(struct ck_spool *sp)
 	free(sp->table);
 	free(sp->pids.v);
 	free(sp);
+}
+
+static void *spool_unmap_run(void *arg)
+{
+	spool_unmap(arg);
+	return NULL;
+}
+
+/* Freeing 512 MiB of pages takes ~30 ms of CPU, and a node manager frees
+ * the image (so the spool) before it commits and thaws the restored slice:
+ * inside the downtime. A large spool is unmapped by a detached thread that
+ * blocks every signal (the caller's signal handling stays its own); a
+ * small one, or if no thread can be made, here. */
+void ck_spool_free(struct ck_spool *sp)
+{
+	if (!sp)
+		return;
+	if (sp->chunks.n >= CK_SPOOL_ASYNC_CHUNKS) {
+		pthread_attr_t a;
+		pthread_t t;
+		sigset_t all, old;
+		sigfillset(&all);
+		pthread_attr_init(&a);
+		pthread_attr_setdetachstate(&a, PTHREAD_CREATE_DETACHED);
+		pthread_sigmask(SIG_SETMASK, &all, &old);
+		int r = pthread_create(&t, &a, spool_unmap_run, sp);
+		pthread_sigmask(SIG_SETMASK, &old, NULL);
+		pthread_attr_destroy(&a);
+		if (r == 0)
+			return;
+	}
+	spool_unmap(sp);
 }
 
 static int64_t slot_of(const struct ck_spool *sp, int32_t pid)
