@@ -700,8 +700,9 @@ int ck_pstree_plan(const struct ck_pnode *n, size_t nn, int32_t root, int32_t to
  * began (ck_precopy_writer) and ends with its frozen round, which writes
  * what changed since the last running round, what was never sent, and
  * what was sent but is gone now (ck_precopy_final_round).
- * Restore side: the pre-copy rounds of a stream are held in a spool (one
- * sparse memfd, offset = slot << 47 | address) until the records are
+ * Restore side: the pre-copy rounds of a stream are held in a spool
+ * (anonymous memory of the restorer in 2 MiB chunks per process and
+ * address, with a bitmap of the pages written) until the records are
  * known; ck_spool_apply writes what lies inside each process's final
  * private vmas, before the rounds that follow the records. */
 struct ckpt_precopy;
@@ -730,6 +731,13 @@ struct ck_spool;
 int ck_spool_new(struct ck_spool **out, struct vs_error *err);
 int ck_spool_put(struct ck_spool *sp, int32_t pid, uint64_t addr, const void *buf, size_t len,
 		 struct vs_error *err);
+/* Where up to want bytes of pid's pages at addr go (the pages count as
+ * written from now): *dst, *n <= want (the rest of its 2 MiB chunk). addr
+ * and want: whole pages below CK_SPOOL_ADDR_MAX, else EBADMSG. */
+int ck_spool_at(struct ck_spool *sp, int32_t pid, uint64_t addr, size_t want, uint8_t **dst,
+		size_t *n, struct vs_error *err);
+/* A spool of 64 MiB and more is unmapped by a detached thread (the caller
+ * does not wait for it); a smaller one at once. */
 void ck_spool_free(struct ck_spool *sp);
 int ck_spool_apply(struct ckpt_image *img, ck_hpid_of hpid_of, void *arg, struct ckpt_stats *st,
 		   struct vs_error *err);

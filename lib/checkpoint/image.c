@@ -1039,14 +1039,17 @@ static int rd_pre_rounds(struct ckpt_image *img, struct vs_error *err)
 			return vs_error_set(err, EBADMSG, "checkpoint: bad pre-copy pages record");
 		if (!img->spool && !img->spool_discard && (rr = ck_spool_new(&img->spool, err)) < 0)
 			return rr;
-		if (!piece)
+		if (!img->spool && !piece)
 			piece = vs_xmalloc(CK_SPOOL_PIECE);
+		/* kept: read straight into the spool's memory; only checked:
+		 * through a buffer */
 		for (uint64_t done = 0; done < pg.len;) {
+			uint8_t *dst = piece;
 			size_t n = pg.len - done < CK_SPOOL_PIECE ? (size_t)(pg.len - done)
 								  : CK_SPOOL_PIECE;
-			if ((rr = rd_payload(r, piece, NULL, n, err)) < 0 ||
-			    (img->spool && (rr = ck_spool_put(img->spool, pg.pid, pg.addr + done,
-							      piece, n, err)) < 0))
+			if ((img->spool && (rr = ck_spool_at(img->spool, pg.pid, pg.addr + done,
+							     pg.len - done, &dst, &n, err)) < 0) ||
+			    (rr = rd_payload(r, dst, NULL, n, err)) < 0)
 				return rr;
 			done += n;
 		}

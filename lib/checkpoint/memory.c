@@ -688,6 +688,10 @@ int ck_mem_restore(struct ckpt_image *img, ck_hpid_of hpid_of, void *arg, struct
 		r = ck_spool_apply(img, hpid_of, arg, st, err);
 		st->mem_read_ns += img->rd.read_ns - rd0;
 		st->mem_crc_ns += img->rd.crc_ns - crc0;
+		/* applied or failed: no longer needed; a large one is freed
+		 * beside the rest of the restore (ck_spool_free) */
+		ck_spool_free(img->spool);
+		img->spool = NULL;
 	}
 	if (r >= 0)
 		r = img->rd.fd < 0 ? restore_parsed(img, hpid_of, arg, st, err)
