@@ -62,6 +62,7 @@
 #include <unistd.h>
 
 #include "nodemgr_int.h"
+#include "vslice/nodeapi.h"
 #include "vslice/regclient.h"
 #include "vslice/slice.h"
 #include "vslice/slice_ckpt.h"
@@ -896,7 +897,7 @@ static int send_stream(struct nm_job *j, struct reporter *rp, struct sender *sta
 				      err);
 	if (r < 0)
 		return r;
-	cleanup_free char *path = vs_xasprintf("/v1/transfers/%s", j->mig.id);
+	cleanup_free char *path = nodeapi_transfer_path(j->mig.id);
 	struct http_stream_opts so = {.low_speed_bytes = MIG_LOW_SPEED,
 				      .low_speed_secs = MIG_LOW_SPEED_SECS,
 				      .cancel = put_cancelled,

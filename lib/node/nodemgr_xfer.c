@@ -57,10 +57,11 @@
 #include <unistd.h>
 
 #include "nodemgr_int.h"
+#include "vslice/nodeapi.h"
 #include "vslice/httpd.h"
 #include "vslice/util.h"
 
-#define XFER_PREFIX	  "/v1/transfers/"
+#define XFER_PREFIX	  NODEAPI_TRANSFERS
 #define XFER_IDLE_SECS	  15
 #define XFER_PIPE_SIZE	  (1 << 20)
 #define XFER_ANSWER_WAIT  180 /* s: the job's reports are bounded well below this */
