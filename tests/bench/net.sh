@@ -10,7 +10,8 @@
 # apart: min / avg). iperf3 and ping run from the host in the slices'
 # network namespaces (nsenter --net): the path measured is the slices'. The
 # throughput runs go round-robin (one run of every path per round, each
-# round starting one path further on), so a burst of load from elsewhere
+# round starting one path further on, every other round backwards), so a
+# burst of load from elsewhere
 # lands on every path alike; a path's share of veth is also given per round
 # (median, min-max), and the CPU time iperf3's two ends were charged per GB
 # (its cpu_utilization_percent; softirq work the kernel ran in some other
@@ -205,6 +206,10 @@ LOAD_BEFORE=$(cut -d' ' -f1-3 /proc/loadavg)
 np=${#PATHS[@]}
 for r in $(seq "$REPS"); do
 	for k in $(seq 0 $((np - 1))); do
+		# each round starts one path further on, every other one backwards:
+		# no path always follows the same one (a run leaves work behind it:
+		# socket teardown, freed buffers)
+		[ $((r % 2)) = 0 ] && k=$((np - 1 - k))
 		p=${PATHS[$(((r - 1 + k) % np))]}
 		echo "$r $(one_run "${NSC[$p]}" "${NSS[$p]}" "${IPS[$p]}")" >>"$T/tp.$p"
 	done
