@@ -23,19 +23,31 @@
  *   forward: slices in @noegress do not leave the bridge; nothing from the
  *     outside reaches a slice except replies and published ports.
  *   input: from the bridge only replies reach the node's own services.
+ *   raw_prerouting (and, with the overlay, raw_output): no conntrack for
+ *     slice-to-slice traffic on the bridge (br_netfilter, when loaded,
+ *     hands bridged IPv4 to these hooks) nor for the overlay's VXLAN
+ *     datagrams: only stateless rules judge them, and a connection entry
+ *     taken and updated per packet was most of what these hooks cost a
+ *     bridged flow. To the gateway and across the subnet's edge stays
+ *     tracked (the input, forward and NAT rules need it).
+ *   forward: bridge to bridge is accepted first (none of the other rules
+ *     applies to it), so a bridged packet is not compared four more times.
  * bridge vslice:
- *   prerouting: a frame from a slice port must carry that slice's MAC (as
- *     Ethernet source, and as ARP sender) and IPv4 address (IP source, ARP
- *     sender); anything but IPv4 and ARP is dropped. No slice can claim
- *     another's address or poison the others' (or the node's) ARP caches.
+ *   prerouting -> from_slice: a frame from a slice port must carry that
+ *     slice's MAC (as Ethernet source, and as ARP sender) and IPv4 address
+ *     (IP source, ARP sender); anything but IPv4 and ARP is dropped. No
+ *     slice can claim another's address or poison the others' (or the
+ *     node's) ARP caches. One lookup for an IPv4 frame (port . MAC .
+ *     address), two for ARP.
  * With the overlay (overlay.c) also:
  *   inet input: VXLAN (UDP 4789, our VNI) only from a peer's node carrying a frame
  *     from that peer's MAC (@overlay_src: node address . inner Ethernet
  *     source): a stranger on the underlay sends nothing in, and a node
  *     speaks only for the slices the peer list puts on it.
- *   bridge prerouting: out of the VXLAN port only frames whose Ethernet
- *     source, and IPv4/ARP sender, is a peer's MAC and address (@remote):
- *     a node cannot speak for the other nodes' slices, nor for ours.
+ *   bridge prerouting -> from_overlay: out of the VXLAN port only frames
+ *     whose Ethernet source, and IPv4/ARP sender, is a peer's MAC and
+ *     address (@remote): a node cannot speak for the other nodes' slices,
+ *     nor for ours.
  */
 #include <arpa/inet.h>
 #include <linux/netfilter.h>
@@ -287,6 +299,7 @@ int nft_sync(const struct ipam_state *st, struct vs_error *err)
 			"\t\tip saddr %s/%u ip daddr != %s/%u masquerade\n"
 			"\t\toifname \"%s\" ct status dnat ip saddr %s/%u masquerade\n\t}\n"
 			"\tchain forward { type filter hook forward priority filter;\n"
+			"\t\tiifname \"%s\" oifname \"%s\" accept\n"
 			"\t\tiifname \"%s\" oifname != \"%s\" ip saddr @noegress drop\n"
 			"\t\toifname \"%s\" iifname != \"%s\" ct state established,related accept\n"
 			"\t\toifname \"%s\" ct status dnat accept\n"
@@ -295,7 +308,7 @@ int nft_sync(const struct ipam_state *st, struct vs_error *err)
 			"\t\tiifname \"%s\" ct state established,related accept\n"
 			"\t\tiifname \"%s\" drop\n",
 			net, st->prefix, net, st->prefix, br, net, st->prefix, br, br, br, br, br,
-			br, br, br, br);
+			br, br, br, br, br, br);
 		/* Only our VNI (bits 32-55 of the VXLAN header): another VXLAN
 		 * user of port 4789 on this node is not ours to judge. */
 		if (st->vni)
@@ -303,6 +316,28 @@ int nft_sync(const struct ipam_state *st, struct vs_error *err)
 				"\t\tudp dport %u @th,96,24 %u ip saddr . @th,176,48 != "
 				"@overlay_src drop\n",
 				NETCFG_VXLAN_PORT, st->vni);
+		fputs("\t}\n", out);
+		/* Conntrack only where a rule needs it. Bridged slice-to-slice
+		 * traffic (br_netfilter hands it to these hooks) and the overlay's
+		 * VXLAN datagrams are judged by stateless rules alone (the bridge
+		 * table, the input rule above), and a connection entry per flow,
+		 * taken and updated on every packet, is most of what the inet hooks
+		 * cost them. What stays tracked: anything to the gateway (the
+		 * node's services, replies to published-port hairpins) and
+		 * anything leaving or entering the subnet (NAT, the forward and
+		 * input rules). */
+		char gw[16];
+		ipam_fmt(ipam_gateway(st), gw);
+		fprintf(out,
+			"\tchain raw_prerouting { type filter hook prerouting priority raw;\n"
+			"\t\tiifname \"%s\" ip saddr %s/%u ip daddr %s/%u ip daddr != %s notrack\n",
+			br, net, st->prefix, net, st->prefix, gw);
+		if (st->vni)
+			fprintf(out,
+				"\t\tudp dport %u @th,96,24 %u notrack\n\t}\n"
+				"\tchain raw_output { type filter hook output priority raw;\n"
+				"\t\tudp dport %u @th,96,24 %u notrack\n",
+				NETCFG_VXLAN_PORT, st->vni, NETCFG_VXLAN_PORT, st->vni);
 		fputs("\t}\n}\n", out);
 		fputs("table bridge vslice {\n", out);
 		set_decl(out, "set macs { type ifname . ether_addr;", &e, "bridge", "macs");
@@ -316,26 +351,28 @@ int nft_sync(const struct ipam_state *st, struct vs_error *err)
 			set_decl(out, "set remote { type ether_addr . ipv4_addr;", &e, "bridge",
 				 "remote");
 		}
-		fputs("\tchain prerouting { type filter hook prerouting priority filter;\n", out);
+		/* Each port's frames are judged in one chain: an IPv4 frame by one
+		 * lookup (port . MAC . address), an ARP frame by two (port . MAC,
+		 * port . sender MAC . sender address); everything else is dropped. */
+		fputs("\tchain from_slice {\n"
+		      "\t\tether type ip iifname . ether saddr . ip saddr @ports accept\n"
+		      "\t\tether type arp iifname . ether saddr @macs "
+		      "iifname . arp saddr ether . arp saddr ip @ports accept\n"
+		      "\t\tdrop\n\t}\n",
+		      out);
 		if (st->vni)
-			fprintf(
-			    out,
-			    "\t\tiifname \"%s\" ether saddr != @remote_macs drop\n"
-			    "\t\tiifname \"%s\" ether type ip ether saddr . ip saddr != @remote "
-			    "drop\n"
-			    "\t\tiifname \"%s\" ether type arp arp saddr ether . arp saddr ip != "
-			    "@remote drop\n"
-			    "\t\tiifname \"%s\" ether type != { ip, arp } drop\n",
-			    vx, vx, vx, vx);
-		fputs(
-		    "\t\tiifname \"" NETCFG_VETH_PREFIX "*\" iifname . ether saddr != @macs drop\n"
-		    "\t\tiifname \"" NETCFG_VETH_PREFIX "*\" ether type ip iifname . ether saddr . "
-		    "ip saddr != @ports drop\n"
-		    "\t\tiifname \"" NETCFG_VETH_PREFIX "*\" ether type arp iifname . arp saddr "
-		    "ether . arp saddr ip != @ports drop\n"
-		    "\t\tiifname \"" NETCFG_VETH_PREFIX "*\" ether type != { ip, arp } drop\n"
-		    "\t}\n}\n",
-		    out);
+			fputs("\tchain from_overlay {\n"
+			      "\t\tether type ip ether saddr . ip saddr @remote accept\n"
+			      "\t\tether type arp ether saddr @remote_macs "
+			      "arp saddr ether . arp saddr ip @remote accept\n"
+			      "\t\tdrop\n\t}\n",
+			      out);
+		fputs("\tchain prerouting { type filter hook prerouting priority filter;\n"
+		      "\t\tiifname \"" NETCFG_VETH_PREFIX "*\" jump from_slice\n",
+		      out);
+		if (st->vni)
+			fprintf(out, "\t\tiifname \"%s\" jump from_overlay\n", vx);
+		fputs("\t}\n}\n", out);
 	}
 	fclose(out);
 	free(e.v);

@@ -8,13 +8,29 @@
 # For each: TCP throughput of one flow (iperf3, BENCH_NET_SECS seconds,
 # BENCH_NET_REPS runs, median) and round-trip time (busybox ping, 200 echoes 5 ms
 # apart: min / avg). iperf3 and ping run from the host in the slices'
-# network namespaces (nsenter --net): the path measured is the slices'.
+# network namespaces (nsenter --net): the path measured is the slices'. The
+# throughput runs go round-robin (one run of every path per round, each
+# round starting one path further on, every other round backwards), so a
+# burst of load from elsewhere
+# lands on every path alike; a path's share of veth is also given per round
+# (median, min-max), and the CPU time iperf3's two ends were charged per GB
+# (its cpu_utilization_percent; softirq work the kernel ran in some other
+# task's time is not in it), which moves less with load than Gbit/s do.
+# BENCH_NET_BEFORE=/path/to/an/older/slicectl adds bridge_before and
+# overlay_before: the same two paths on nodes of their own set up by that
+# build (its tables, its devices), in the same rounds.
+# BENCH_NET_BRNF=0|1 sets net.bridge.bridge-nf-call-iptables in the nodes'
+# namespaces (the run's own); unset, they keep the kernel's default (1 in a
+# new namespace once br_netfilter is loaded: bridged IPv4 then also meets
+# the IPv4 hooks). net.md says which it was.
+# BENCH_NET_NICE=-10 runs both iperf3 ends at that nice level on every path
+# (a loaded machine's other work then takes less of their CPU; 0 by default).
 # Then the set-up cost: `slicectl run --rm NAME -- /bin/true` with --net
 # none, --net bridge and --net bridge,ip= with the overlay (hyperfine,
 # BENCH_NET_RUNS runs each), while one bridged slice keeps each node's
 # bridge up (the per-slice cost, not the first slice's bridge and tables).
-# BENCH_NET_BEFORE=/path/to/an/older/slicectl adds its --net bridge and
-# overlay rows to the same hyperfine run (before/after in the same minute).
+# BENCH_NET_BEFORE also adds its --net bridge and overlay rows to the same
+# hyperfine run (before/after in the same minute).
 # Then none/bridge(/before) round-robin (BENCH_NET_ROUNDS, 20 by default) and
 # the set-up's phases (VSLICE_TRACE points net.*, phases.py,
 # BENCH_NET_PHASES runs, 20 by default, 0: none) for --net bridge.
@@ -28,10 +44,12 @@ RES=$OUT/results.json
 SLICECTL=${SLICECTL:-$REPO/build/slicectl}
 PEERS=$REPO/build/tests/integration/tools/netpeers
 SECS=${BENCH_NET_SECS:-4}
-REPS=${BENCH_NET_REPS:-3}
+REPS=${BENCH_NET_REPS:-5}
 RUNS=${BENCH_NET_RUNS:-30}
 BEFORE=${BENCH_NET_BEFORE:-}
 PHASE_RUNS=${BENCH_NET_PHASES:-20}
+BRNF_SET=${BENCH_NET_BRNF:-}
+NICE=${BENCH_NET_NICE:-0}
 die() {
 	echo "net bench: $*" >&2
 	exit 1
@@ -52,25 +70,31 @@ T=$(mktemp -d /tmp/vslice-netbench.XXXXXX)
 chmod 0755 "$T"
 U=10.216.$ID
 VNI=$((5000 + ID))
-declare -A HOSTNUM=([n]=10 [a]=11 [b]=12)
+# Nodes: n (plain bridge) and a, b (overlay, on one veth underlay) run
+# $SLICECTL; with BENCH_NET_BEFORE, m (plain) and c, d (overlay, their own
+# underlay) run that build.
+declare -A HOSTNUM=([n]=10 [a]=11 [b]=12 [m]=10 [c]=13 [d]=14)
+declare -A BIN=([n]=$SLICECTL [a]=$SLICECTL [b]=$SLICECTL [m]=$BEFORE [c]=$BEFORE [d]=$BEFORE)
+HOSTS="n a b"
+[ -n "$BEFORE" ] && HOSTS="n a b m c d"
 
-on() { # HOST CMD...: in the host's namespace with its root (a, b: overlay on)
+on() { # HOST CMD...: in the host's namespace with its root (a-d: overlay on)
 	local h=$1
 	shift
 	local ov=()
-	[ "$h" != n ] && ov=(VSLICE_OVERLAY_VNI=$VNI VSLICE_OVERLAY_LOCAL=$U.${HOSTNUM[$h]})
+	case $h in a | b | c | d) ov=(VSLICE_OVERLAY_VNI=$VNI VSLICE_OVERLAY_LOCAL=$U.${HOSTNUM[$h]}) ;; esac
 	env VSLICE_ROOT=$T/$h/root VSLICE_CGROUP_PARENT=vslice-netbench-$$-$h VSLICE_BRIDGE=vbb$ID \
 		"${ov[@]}" nsenter --net=/run/netns/vb$ID-$h "$@"
 }
 vsh() {
 	local h=$1
 	shift
-	on "$h" "$SLICECTL" "$@"
+	on "$h" "${BIN[$h]}" "$@"
 }
 cleanup() {
 	local h s
 	set +e
-	for h in n a b; do
+	for h in $HOSTS; do
 		[ -d "$T/$h/root/slices" ] || continue
 		for s in $(vsh $h list -q 2>/dev/null); do vsh $h destroy --force "$s" >/dev/null 2>&1; done
 		on $h "$PEERS" set >/dev/null 2>&1
@@ -78,7 +102,7 @@ cleanup() {
 			[ -d "$d" ] && rmdir "$d" 2>/dev/null
 		done
 	done
-	for h in p1 p2 n a b; do ip netns del vb$ID-$h 2>/dev/null; done
+	for h in p1 p2 $HOSTS; do ip netns del vb$ID-$h 2>/dev/null; done
 	case "$T" in /tmp/vslice-netbench.*) rm -rf --one-file-system "$T" ;; esac
 }
 trap cleanup EXIT
@@ -92,47 +116,80 @@ for i in 1 2; do
 	ip -n vb$ID-p$i link set eth0 up
 	ip -n vb$ID-p$i link set lo up
 done
-# The nodes: n alone (plain bridge), a and b on a veth underlay (overlay).
-for h in n a b; do
+for h in $HOSTS; do
 	ip netns add vb$ID-$h
 	ip -n vb$ID-$h link set lo up
+	[ -n "$BRNF_SET" ] && { on $h sysctl -qw net.bridge.bridge-nf-call-iptables="$BRNF_SET" ||
+		die "bridge-nf-call-iptables on $h"; }
 	mkdir -p "$T/$h/root"
 	chmod 0755 "$T/$h" "$T/$h/root"
 	vsh $h image build busybox >/dev/null || die "image build on $h"
 done
-ip -n vb$ID-a link add eth0 type veth peer name eth0 netns vb$ID-b
-for h in a b; do
-	ip -n vb$ID-$h addr add $U.${HOSTNUM[$h]}/24 dev eth0
-	ip -n vb$ID-$h link set eth0 up
-done
-
-vsh n run -d --net bridge s1 -- sleep 100000 >/dev/null || die "slice s1"
-vsh n run -d --net bridge s2 -- sleep 100000 >/dev/null || die "slice s2"
-vsh a run -d --net bridge,ip=10.213.0.11 a1 -- sleep 100000 >/dev/null || die "slice a1"
-vsh b run -d --net bridge,ip=10.213.0.12 b1 -- sleep 100000 >/dev/null || die "slice b1"
-on a "$PEERS" set 10.213.0.12@$U.12 || die "peers on a"
-on b "$PEERS" set 10.213.0.11@$U.11 || die "peers on b"
+underlay() { # HOST1 HOST2: a veth pair between them, addresses from HOSTNUM
+	ip -n vb$ID-$1 link add eth0 type veth peer name eth0 netns vb$ID-$2
+	for h in "$1" "$2"; do
+		ip -n vb$ID-$h addr add $U.${HOSTNUM[$h]}/24 dev eth0
+		ip -n vb$ID-$h link set eth0 up
+	done
+}
+# bridged NODE: two slices s1, s2 on it
+bridged() {
+	vsh $1 run -d --net bridge s1 -- sleep 100000 >/dev/null || die "slice s1 on $1"
+	vsh $1 run -d --net bridge s2 -- sleep 100000 >/dev/null || die "slice s2 on $1"
+}
+# overlaid NODE1 NODE2: slice x1 (10.213.0.11) on NODE1, x2 (.12) on NODE2
+overlaid() {
+	underlay $1 $2
+	vsh $1 run -d --net bridge,ip=10.213.0.11 x1 -- sleep 100000 >/dev/null || die "slice x1 on $1"
+	vsh $2 run -d --net bridge,ip=10.213.0.12 x2 -- sleep 100000 >/dev/null || die "slice x2 on $2"
+	on $1 "$PEERS" set 10.213.0.12@$U.${HOSTNUM[$2]} || die "peers on $1"
+	on $2 "$PEERS" set 10.213.0.11@$U.${HOSTNUM[$1]} || die "peers on $2"
+}
+bridged n
+overlaid a b
+if [ -n "$BEFORE" ]; then
+	bridged m
+	overlaid c d
+fi
 pid_of() { vsh "$1" show --json "$2" | python3 -c 'import json,sys; print(json.load(sys.stdin)["pid"])'; }
 ip_of() { vsh "$1" exec "$2" -- ip -4 -o addr show dev eth0 | awk '{print $4}' | cut -d/ -f1; }
-NS_VETH1=/run/netns/vb$ID-p1 NS_VETH2=/run/netns/vb$ID-p2 IP_VETH=10.218.$ID.2
-NS_BR1=/proc/$(pid_of n s1)/ns/net NS_BR2=/proc/$(pid_of n s2)/ns/net IP_BR=$(ip_of n s2)
-NS_OV1=/proc/$(pid_of a a1)/ns/net NS_OV2=/proc/$(pid_of b b1)/ns/net IP_OV=10.213.0.12
+# Each path: client namespace, server namespace, server address.
+declare -A NSC NSS IPS
+PATHS=(veth bridge overlay)
+NSC[veth]=/run/netns/vb$ID-p1 NSS[veth]=/run/netns/vb$ID-p2 IPS[veth]=10.218.$ID.2
+path_slices() { # PLAIN_NODE OVERLAY_NODE1 OVERLAY_NODE2 SUFFIX
+	NSC[bridge$4]=/proc/$(pid_of $1 s1)/ns/net NSS[bridge$4]=/proc/$(pid_of $1 s2)/ns/net
+	IPS[bridge$4]=$(ip_of $1 s2)
+	NSC[overlay$4]=/proc/$(pid_of $2 x1)/ns/net NSS[overlay$4]=/proc/$(pid_of $3 x2)/ns/net
+	IPS[overlay$4]=10.213.0.12
+}
+path_slices n a b ""
+if [ -n "$BEFORE" ]; then
+	path_slices m c d _before
+	PATHS+=(bridge_before overlay_before)
+fi
+# Whether bridged IPv4 goes through the IPv4 hooks (and so conntrack and
+# table inet vslice) on the nodes: the kernel's br_netfilter setting.
+BRNF=$(on n cat /proc/sys/net/bridge/bridge-nf-call-iptables 2>/dev/null || echo absent)
 
-# throughput NS_CLIENT NS_SERVER IP: bits/s of each run, one per line
-throughput() {
-	local r spid
-	for r in $(seq "$REPS"); do
-		nsenter --net="$2" iperf3 -s -1 -p 5201 >/dev/null 2>&1 &
-		spid=$!
-		for _ in $(seq 50); do
-			nsenter --net="$2" ss -ltn 2>/dev/null | grep -q ':5201 ' && break
-			sleep 0.1
-		done
-		nsenter --net="$1" iperf3 -c "$3" -p 5201 -t "$SECS" -J 2>/dev/null |
-			python3 -c 'import json,sys; print(int(json.load(sys.stdin)["end"]["sum_received"]["bits_per_second"]))' ||
-			echo 0
-		wait $spid 2>/dev/null
+# one_run NS_CLIENT NS_SERVER IP: "bits/s CPU-ms-per-GB" of one iperf3 run
+one_run() {
+	local spid
+	nice -n "$NICE" nsenter --net="$2" iperf3 -s -1 -p 5201 >/dev/null 2>&1 &
+	spid=$!
+	for _ in $(seq 50); do
+		nsenter --net="$2" ss -ltn 2>/dev/null | grep -q ':5201 ' && break
+		sleep 0.1
 	done
+	nice -n "$NICE" nsenter --net="$1" iperf3 -c "$3" -p 5201 -t "$SECS" -J 2>/dev/null |
+		python3 -c '
+import json, sys
+e = json.load(sys.stdin)["end"]
+bps, cpu = e["sum_received"]["bits_per_second"], e["cpu_utilization_percent"]
+# CPU-seconds per second (host + remote, %/100) over GB per second
+print(int(bps), round(1000 * (cpu["host_total"] + cpu["remote_total"]) / 100 / (bps / 8e9), 1))' ||
+		echo 0 0
+	wait $spid 2>/dev/null
 }
 # rtt NS_CLIENT IP: "min avg" in ms
 rtt() {
@@ -140,18 +197,30 @@ rtt() {
 		awk -F'[/ =]+' '/^round-trip/ {print $5, $6}'
 }
 
-declare -A TP RT
-for path in veth bridge overlay; do
-	case $path in
-	veth) c=$NS_VETH1 s=$NS_VETH2 ip=$IP_VETH ;;
-	bridge) c=$NS_BR1 s=$NS_BR2 ip=$IP_BR ;;
-	overlay) c=$NS_OV1 s=$NS_OV2 ip=$IP_OV ;;
-	esac
-	nsenter --net="$c" busybox ping -q -c 3 -W 2 "$ip" >/dev/null || die "$path: no ping to $ip"
-	TP[$path]=$(throughput "$c" "$s" "$ip" | tr '\n' ' ')
-	RT[$path]=$(rtt "$c" "$ip")
-	echo "# $path: throughput bit/s: ${TP[$path]}; rtt min/avg ms: ${RT[$path]}"
+declare -A RT
+for p in "${PATHS[@]}"; do
+	nsenter --net="${NSC[$p]}" busybox ping -q -c 3 -W 2 "${IPS[$p]}" >/dev/null || die "$p: no ping to ${IPS[$p]}"
+	: >"$T/tp.$p"
 done
+LOAD_BEFORE=$(cut -d' ' -f1-3 /proc/loadavg)
+np=${#PATHS[@]}
+for r in $(seq "$REPS"); do
+	for k in $(seq 0 $((np - 1))); do
+		# each round starts one path further on, every other one backwards:
+		# no path always follows the same one (a run leaves work behind it:
+		# socket teardown, freed buffers)
+		[ $((r % 2)) = 0 ] && k=$((np - 1 - k))
+		p=${PATHS[$(((r - 1 + k) % np))]}
+		echo "$r $(one_run "${NSC[$p]}" "${NSS[$p]}" "${IPS[$p]}")" >>"$T/tp.$p"
+	done
+done
+LOAD_AFTER=$(cut -d' ' -f1-3 /proc/loadavg)
+for p in "${PATHS[@]}"; do
+	RT[$p]=$(rtt "${NSC[$p]}" "${IPS[$p]}")
+	echo "# $p: round bit/s CPU-ms/GB: $(tr '\n' ';' <"$T/tp.$p"); rtt min/avg ms: ${RT[$p]}"
+done
+printf '%s\n' "${PATHS[@]}" >"$T/paths"
+for p in "${PATHS[@]}"; do echo "$p ${RT[$p]}"; done >"$T/rtt"
 
 # Set-up cost per slice: the bridges stay up (s1/s2, a1, b1 run).
 before_rows=()
@@ -209,20 +278,40 @@ if [ "$PHASE_RUNS" -gt 0 ]; then
 fi
 
 python3 - "$OUT/net.json" "$OUT/net.md" "$T/setup.json" "$SECS" "$REPS" "$RUNS" "$T/phases.txt" "$T/rounds.json" \
-	"${TP[veth]}" "${TP[bridge]}" "${TP[overlay]}" "${RT[veth]}" "${RT[bridge]}" "${RT[overlay]}" <<'EOF'
+	"$T" "$LOAD_BEFORE" "$LOAD_AFTER" "$BRNF" "$NICE" <<'EOF'
 import json, statistics, sys
-out_json, out_md, setup, secs, reps, runs, phases, rounds = sys.argv[1:9]
-tp = {p: [int(x) for x in sys.argv[9 + i].split()] for i, p in enumerate(["veth", "bridge", "overlay"])}
-rt = {p: [float(x) for x in sys.argv[12 + i].split()] for i, p in enumerate(["veth", "bridge", "overlay"])}
+out_json, out_md, setup, secs, reps, runs, phases, rounds, tdir, load0, load1, brnf, nice = sys.argv[1:14]
+paths = open(tdir + "/paths").read().split()
+runs_of = {p: {} for p in paths}  # path -> round -> (bits/s, CPU ms per GB)
+for p in paths:
+    for l in open("%s/tp.%s" % (tdir, p)):
+        r, bps, cpu = l.split()
+        runs_of[p][int(r)] = (int(bps), float(cpu))
+rt = {}
+for l in open(tdir + "/rtt"):
+    w = l.split()
+    rt[w[0]] = [float(x) for x in w[1:]]
 h = {r["command"]: r for r in json.load(open(setup))["results"]}
-res = {"paths": {}, "setup_ms": {}, "secs": int(secs), "reps": int(reps), "runs": int(runs)}
-for p in ["veth", "bridge", "overlay"]:
-    med = statistics.median(tp[p]) if tp[p] else 0
-    res["paths"][p] = {"gbit_runs": [round(x / 1e9, 3) for x in tp[p]], "gbit_median": round(med / 1e9, 3),
-                       "rtt_min_ms": rt[p][0] if rt[p] else None, "rtt_avg_ms": rt[p][1] if len(rt[p]) > 1 else None}
+res = {"paths": {}, "setup_ms": {}, "secs": int(secs), "reps": int(reps), "runs": int(runs),
+       "load_tp": [load0, load1], "bridge_nf_call_iptables": brnf, "nice": int(nice)}
+for p in paths:
+    rr = [runs_of[p][r] for r in sorted(runs_of[p])]
+    ok = [b for b, _ in rr if b > 0]
+    cpu = [c for b, c in rr if b > 0]
+    res["paths"][p] = {"gbit_runs": [round(b / 1e9, 3) for b, _ in rr],
+                       "gbit_median": round(statistics.median(ok) / 1e9, 3) if ok else 0,
+                       "cpu_ms_per_gb_median": round(statistics.median(cpu), 1) if cpu else None,
+                       "rtt_min_ms": rt.get(p, [None])[0], "rtt_avg_ms": (rt.get(p, []) + [None, None])[1]}
 v = res["paths"]["veth"]["gbit_median"] or 1
-for p in ["bridge", "overlay"]:
-    res["paths"][p]["of_veth"] = round(res["paths"][p]["gbit_median"] / v, 3)
+for p in paths[1:]:
+    q = res["paths"][p]
+    q["of_veth"] = round(q["gbit_median"] / v, 3)
+    # the same round's runs: a burst of load from elsewhere hits both
+    per = [runs_of[p][r][0] / runs_of["veth"][r][0] for r in runs_of[p]
+           if runs_of["veth"].get(r, (0,))[0] > 0 and runs_of[p][r][0] > 0]
+    if per:
+        q["of_veth_rounds"] = [round(x, 3) for x in per]
+        q["of_veth_round_median"] = round(statistics.median(per), 3)
 setups = [n for n in ["none", "bridge", "overlay", "bridge_before", "overlay_before"] if n in h]
 for n in setups:
     t = h[n]["times"]
@@ -233,11 +322,20 @@ for n in setups[1:]:
     res["setup_ms"][n]["share_of_start"] = round(d / res["setup_ms"][n]["median"], 3)
 json.dump(res, open(out_json, "w"), indent=1)
 with open(out_md, "w") as f:
-    f.write("| path | TCP Gbit/s (median of %s x %s s) | of veth | RTT min / avg ms |\n|---|---:|---:|---:|\n" % (reps, secs))
-    for p in ["veth", "bridge", "overlay"]:
+    f.write("Throughput: %s rounds of %s s, round-robin; load %s before, %s after; "
+            "bridge-nf-call-iptables on the nodes: %s; iperf3 nice %s\n\n" % (reps, secs, load0, load1, brnf, nice))
+    f.write("| path | TCP Gbit/s: median (runs) | of veth: medians | of veth: per round, median [min-max] "
+            "| CPU ms per GB (iperf3 ends) | RTT min / avg ms |\n|---|---:|---:|---:|---:|---:|\n")
+    for p in paths:
         r = res["paths"][p]
-        f.write("| %s | %.2f (%s) | %s | %s / %s |\n" % (p, r["gbit_median"], ", ".join("%.2f" % x for x in r["gbit_runs"]),
-                "%.0f%%" % (r["of_veth"] * 100) if "of_veth" in r else "-", r["rtt_min_ms"], r["rtt_avg_ms"]))
+        rounds_col = "-"
+        if "of_veth_rounds" in r:
+            rounds_col = "%.0f%% [%.0f-%.0f%%]" % (r["of_veth_round_median"] * 100,
+                                                min(r["of_veth_rounds"]) * 100, max(r["of_veth_rounds"]) * 100)
+        f.write("| %s | %.2f (%s) | %s | %s | %s | %s / %s |\n" % (
+            p, r["gbit_median"], ", ".join("%.2f" % x for x in r["gbit_runs"]),
+            "%.0f%%" % (r["of_veth"] * 100) if "of_veth" in r else "-", rounds_col,
+            r["cpu_ms_per_gb_median"], r["rtt_min_ms"], r["rtt_avg_ms"]))
     f.write("\n| `run --rm ... /bin/true` | median ms | mean ms | added (median) | share of the start |\n|---|---:|---:|---:|---:|\n")
     labels = {"none": "--net none", "bridge": "--net bridge", "overlay": "--net bridge,ip= (overlay)",
               "bridge_before": "--net bridge (BENCH_NET_BEFORE)", "overlay_before": "--net bridge,ip= (BENCH_NET_BEFORE)"}

@@ -56,6 +56,12 @@ trap net_cleanup EXIT
 
 # The node: lo, an uplink to the outside, a default route there.
 node ip link set lo up
+# br_netfilter (when the kernel has it) on, as on a host with Docker or
+# Kubernetes: bridged IPv4 then also goes through the IPv4 hooks.
+BRNF=
+if [ -e /proc/sys/net/bridge/bridge-nf-call-iptables ]; then
+	node sysctl -qw net.bridge.bridge-nf-call-iptables=1 && BRNF=1
+fi
 node ip link add up$$ type veth peer name dn$$ netns $OUT
 node ip addr add $U.1/24 dev up$$
 node ip link set up$$ up
@@ -147,6 +153,19 @@ check "a no-egress slice does not reach the outside" \
 	test -z "$(vsn exec c -- sh -c "nc -w 2 $U.2 7101 </dev/null" 2>/dev/null)"
 outside pkill -f 'nc -l -p 7101' 2>/dev/null
 check "a no-egress slice still talks to its bridge peers" quiet vsn exec c -- ping -c1 -W2 "$B"
+
+# Conntrack only where a rule needs it (lib/netcfg/nft.c, raw_prerouting):
+# bridged slice-to-slice traffic, which br_netfilter hands to the IPv4 hooks
+# (bridge-nf-call-iptables, 1 in the node's namespace above), leaves no
+# connection entry on the node; traffic out of the subnet (NAT) has one.
+if [ -n "$BRNF" ]; then
+	conns() { node cat /proc/net/nf_conntrack 2>/dev/null | grep -c "src=$1 dst=$2 "; }
+	check "bridged slice-to-slice traffic takes no connection entry on the node" \
+		test "$(conns "$A" "$B")" = 0 -a "$(conns "$C" "$B")" = 0
+	check "traffic that leaves the subnet does (NAT)" test "$(conns "$B" $U.2)" -gt 0
+else
+	echo "# no br_netfilter in this kernel: bridged traffic never meets conntrack"
+fi
 
 # The node's own services are out of reach (only published ports are in).
 (node sh -c 'echo node-service | busybox nc -l -p 7200' >/dev/null 2>&1 &)
