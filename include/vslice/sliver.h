@@ -85,6 +85,12 @@ struct sliver_config {
 	 * process once the launcher (pid `launcher`) has made the slice's
 	 * network namespace and before PID 1 exists; < 0 fails the start. */
 	int (*net_setup)(void *arg, pid_t launcher, struct vs_error *err);
+	/* Optional: the host's half of the set-up that needs no namespace,
+	 * called in the caller's process right after the launcher is forked
+	 * (it runs while the launcher builds the sandbox); < 0 fails the start.
+	 * net_abort undoes it when net_setup is never called after it. */
+	int (*net_begin)(void *arg, struct vs_error *err);
+	void (*net_abort)(void *arg);
 	void *net_arg;
 };
 

@@ -737,6 +737,7 @@ struct slice_net_ctx {
 	const char *root;
 	const struct slice_spec *spec;
 	const char *rootfs;
+	struct netcfg_pending *pending; /* between slice_net_begin and _setup */
 };
 
 static bool slice_exists(const char *name, void *root)
@@ -746,23 +747,42 @@ static bool slice_exists(const char *name, void *root)
 	return stat(d, &st) == 0;
 }
 
+/* Stale leases, the lease, the bridge, the nft elements: while the
+ * launcher mounts the slice's root. */
+static int slice_net_begin(void *arg, struct vs_error *err)
+{
+	struct slice_net_ctx *n = arg;
+	struct netcfg_slice want = n->spec->netopts;
+	want.hostname = *n->spec->hostname ? n->spec->hostname : n->spec->name;
+	return netcfg_attach_begin(n->root, n->spec->name, &want, slice_exists, (void *)n->root,
+				   &n->pending, err);
+}
+
+static void slice_net_abort(void *arg)
+{
+	struct slice_net_ctx *n = arg;
+	netcfg_attach_abort(n->pending);
+	n->pending = NULL;
+}
+
 static int slice_net_setup(void *arg, pid_t launcher, struct vs_error *err)
 {
-	const struct slice_net_ctx *n = arg;
+	struct slice_net_ctx *n = arg;
 	char path[PATH_MAX];
 	snprintf(path, sizeof(path), "/proc/%d/ns/net", launcher);
 	cleanup_close int netns = open(path, O_RDONLY | O_CLOEXEC);
-	if (netns < 0)
-		return vs_error_sys(err, errno, "%s", path);
 	/* The slice's root as its launcher sees it (its mount namespace). */
-	snprintf(path, sizeof(path), "/proc/%d/root%s", launcher, n->rootfs);
-	cleanup_close int rootfs = open(path, O_PATH | O_DIRECTORY | O_CLOEXEC);
-	if (rootfs < 0)
-		return vs_error_sys(err, errno, "%s", path);
-	struct netcfg_slice want = n->spec->netopts;
-	want.hostname = *n->spec->hostname ? n->spec->hostname : n->spec->name;
-	return netcfg_attach(n->root, n->spec->name, &want, netns, rootfs, n->spec->id_base, NULL,
-			     err);
+	char rpath[PATH_MAX];
+	snprintf(rpath, sizeof(rpath), "/proc/%d/root%s", launcher, n->rootfs);
+	cleanup_close int rootfs = netns < 0 ? -1 : open(rpath, O_PATH | O_DIRECTORY | O_CLOEXEC);
+	if (netns < 0 || rootfs < 0) {
+		int e = errno;
+		slice_net_abort(n);
+		return vs_error_sys(err, e, "%s", netns < 0 ? path : rpath);
+	}
+	struct netcfg_pending *p = n->pending;
+	n->pending = NULL;
+	return netcfg_attach_finish(p, netns, rootfs, n->spec->id_base, NULL, err);
 }
 
 static int start_locked(const char *root, const char *name, const struct slice_spec *spec,
@@ -871,8 +891,8 @@ static int start_locked(const char *root, const char *name, const struct slice_s
 	}
 	struct slice_net_ctx net = {.root = root, .spec = spec, .rootfs = rootfs};
 	if (spec->net == SLICE_NET_BRIDGE) {
-		if ((r = netcfg_cleanup_stale(root, slice_exists, (void *)root, err)) < 0)
-			return r;
+		c.net_begin = slice_net_begin;
+		c.net_abort = slice_net_abort;
 		c.net_setup = slice_net_setup;
 		c.net_arg = &net;
 	}

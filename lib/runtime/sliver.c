@@ -6,8 +6,9 @@
  *   [--disk: loop-mounted image for upper/work (disk.c)] ->
  *   id-mapped image + overlay (rootfs.c) -> setns(userns) -> slice root ->
  *   unshare the rest -> time offsets -> hostname -> lo up -> [--net bridge:
- *   the caller configures the new netns from the host, the launcher waits] ->
- *   fork P1.
+ *   the caller configures the new netns from the host, the launcher waits;
+ *   the host's half that needs no netns (net_begin) ran meanwhile, from
+ *   the launcher's fork on] -> fork P1.
  *   P1 (init.c): rootfs_enter -> reaper; workload: caps -> NNP -> seccomp -> exec.
  * The launcher and P1 are non-dumpable: nothing in the slice can ptrace them
  * or open their /proc files while they still hold host resources.
@@ -447,6 +448,14 @@ int sliver_spawn(const struct sliver_config *c, struct sliver_result *res, struc
 	res->idmapped = true;
 	int r = 0;
 	bool failed = false;
+	/* The network's host half while the launcher mounts (net_begin). */
+	bool net_begun = false;
+	if (c->net_begin) {
+		if ((r = c->net_begin(c->net_arg, err)) < 0)
+			failed = true;
+		else
+			net_begun = true;
+	}
 	struct sliver_msg m;
 	for (;;) {
 		ssize_t n = vs_read_all(sp[0], &m, sizeof(m));
@@ -464,6 +473,8 @@ int sliver_spawn(const struct sliver_config *c, struct sliver_result *res, struc
 		case MSG_NET_READY: {
 			char ok = '0';
 			if (!failed && c->net_setup) {
+				/* net_setup finishes or undoes what net_begin made. */
+				net_begun = false;
 				if ((r = c->net_setup(c->net_arg, l, err)) < 0)
 					failed = true;
 				else
@@ -497,6 +508,8 @@ int sliver_spawn(const struct sliver_config *c, struct sliver_result *res, struc
 	close(sp[0]);
 	if (ack[1] >= 0)
 		close(ack[1]);
+	if (net_begun && c->net_abort)
+		c->net_abort(c->net_arg);
 	int st;
 	while (waitpid(l, &st, 0) < 0 && errno == EINTR)
 		;
