@@ -108,24 +108,26 @@ int netcfg_attach(const char *root, const char *name, const struct netcfg_slice 
 		  int rootfs_fd, uid_t owner, struct netcfg_lease *lease, struct vs_error *err);
 
 /*
- * netcfg_attach in two halves, for a caller that has other work to do
+ * netcfg_attach in three steps, for a caller that has other work to do
  * meanwhile (a start: the launcher mounts the slice's root while the host's
- * half runs). begin: under the node's lease lock, the leases of slices that
+ * steps run). begin: under the node's lease lock, the leases of slices that
  * is_alive(name, arg) says are gone are released (as netcfg_cleanup_stale;
  * is_alive NULL: none), then the lease is taken and saved, the bridge and
  * the nft elements made; on success *p holds the lock until finish or
- * abort, which free it. finish: the veth into netns_fd, caps, overlay
- * entries, the slice's address and route, the /etc files (as
- * netcfg_attach); on failure it undoes begin too. abort: undo begin (the
- * slice's namespace never came). A crash between the two leaves a lease
- * and its elements, which the slice's destroy or the next start's stale
- * scan removes. Errors as netcfg_attach's.
+ * abort, which free it. netns: the veth into netns_fd, caps, overlay
+ * entries, the slice's address and route; on failure p stays (abort it).
+ * finish: the /etc files under rootfs_fd (as netcfg_attach), *lease; on
+ * failure it undoes the earlier steps too. abort: undo what begin and
+ * netns made. A crash between them leaves a lease and its elements (and a
+ * veth that goes with the launcher's namespace), which the slice's destroy
+ * or the next start's stale scan removes. Errors as netcfg_attach's.
  */
 struct netcfg_pending;
 int netcfg_attach_begin(const char *root, const char *name, const struct netcfg_slice *s,
 			bool (*is_alive)(const char *name, void *arg), void *arg,
 			struct netcfg_pending **p, struct vs_error *err);
-int netcfg_attach_finish(struct netcfg_pending *p, int netns_fd, int rootfs_fd, uid_t owner,
+int netcfg_attach_netns(struct netcfg_pending *p, int netns_fd, struct vs_error *err);
+int netcfg_attach_finish(struct netcfg_pending *p, int rootfs_fd, uid_t owner,
 			 struct netcfg_lease *lease, struct vs_error *err);
 void netcfg_attach_abort(struct netcfg_pending *p);
 

@@ -81,15 +81,18 @@ struct sliver_config {
 	void *workload_arg;
 	pid_t workload_pid;
 	int64_t monotonic_offset_ns, boottime_offset_ns;
-	/* Network set-up from the host (--net bridge): called in the caller's
-	 * process once the launcher (pid `launcher`) has made the slice's
-	 * network namespace and before PID 1 exists; < 0 fails the start. */
-	int (*net_setup)(void *arg, pid_t launcher, struct vs_error *err);
-	/* Optional: the host's half of the set-up that needs no namespace,
-	 * called in the caller's process right after the launcher is forked
-	 * (it runs while the launcher builds the sandbox); < 0 fails the start.
-	 * net_abort undoes it when net_setup is never called after it. */
+	/* Network set-up from the host (--net bridge), in the caller's
+	 * process, each < 0 failing the start: net_begin right after the
+	 * launcher is forked (the host's half that needs no namespace, while
+	 * the launcher builds the sandbox); net_setup once the launcher (pid
+	 * `launcher`) has made and joined the slice's network namespace;
+	 * net_files once the slice's root is mounted (rootfs_fd: an O_PATH fd
+	 * of it, for its /etc files), which ends what net_begin began. PID 1
+	 * is forked only after net_files. net_abort undoes net_begin (and
+	 * net_setup) when net_files was never called. */
 	int (*net_begin)(void *arg, struct vs_error *err);
+	int (*net_setup)(void *arg, pid_t launcher, struct vs_error *err);
+	int (*net_files)(void *arg, int rootfs_fd, struct vs_error *err);
 	void (*net_abort)(void *arg);
 	void *net_arg;
 };

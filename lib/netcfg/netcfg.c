@@ -5,20 +5,21 @@
  * manifest share. See include/vslice/netcfg.h for the contract and the
  * other files of lib/netcfg for each mechanism.
  *
- * attach, under the node's lease lock, in two halves (netcfg_attach_begin
- * while the launcher still builds the sandbox, netcfg_attach_finish once
- * the slice's network namespace exists; the lock is held from one to the
- * other, and _abort undoes the first half):
+ * attach, under the node's lease lock, in three steps (netcfg_attach_begin
+ * while the launcher still builds the sandbox, _netns once the slice's
+ * network namespace exists, _finish once its root is mounted; the lock is
+ * held from the first to the last, and _abort undoes the steps made):
  *   begin: stale leases (slices gone) released -> [first lease: subnet clash
  *   check] -> lease (saved before any device, so a crash half way leaves
  *   something stale cleanup finds; not rewritten when unchanged) ->
  *   ip_forward if the slice needs it -> [first lease: bridge] -> nft (first
  *   lease: both tables whole; else the slice's elements only; by interface
  *   name, so before the veth: its first frame already meets them).
- *   finish: veth (one request: host end up as a bridge port, peer born in
+ *   netns: veth (one request: host end up as a bridge port, peer born in
  *   the slice's namespace; a static fdb entry for the slice's MAC) -> tc
  *   caps -> [overlay: vxlan port, forwarding and neighbour entries] -> slice
- *   side (address, up, default route) -> /etc/resolv.conf + /etc/hosts.
+ *   side (address, up, default route). finish: /etc/resolv.conf +
+ *   /etc/hosts.
  * detach/cleanup: ifb -> elements (the batch answered; the leftover veth and
  *   the batch socket's close, both waiting for RCU, in a detached process)
  *   -> [last lease: every port, vxlan, bridge, tables, ip_forward back to
@@ -481,9 +482,8 @@ static int attach_host(struct netcfg_pending *p, struct vs_error *err)
 }
 
 /* The steps in and for the slice's namespace: veth, caps, overlay entries,
- * address and route, /etc files. */
-static int attach_netns(struct netcfg_pending *p, int netns_fd, int rootfs_fd, uid_t owner,
-			struct netcfg_lease *out, struct vs_error *err)
+ * address and route. */
+static int attach_netns(struct netcfg_pending *p, int netns_fd, struct vs_error *err)
 {
 	struct ipam_state *st = &p->st;
 	struct ipam_lease *l = ipam_find(st, p->name);
@@ -500,8 +500,18 @@ static int attach_netns(struct netcfg_pending *p, int netns_fd, int rootfs_fd, u
 	if ((r = slice_side_config(netns_fd, st, l, err)) < 0)
 		return r;
 	vs_trace("net.slice_side");
+	return 0;
+}
+
+/* The slice's /etc files, and what the caller is told. */
+static int attach_files(struct netcfg_pending *p, int rootfs_fd, uid_t owner,
+			struct netcfg_lease *out, struct vs_error *err)
+{
+	struct ipam_state *st = &p->st;
+	struct ipam_lease *l = ipam_find(st, p->name);
 	char ip[16];
 	ipam_fmt(l->ip, ip);
+	int r;
 	if (rootfs_fd >= 0 &&
 	    (r = etc_files_write(rootfs_fd, owner, p->hostname ? p->hostname : p->name, ip, err)) <
 		0)
@@ -574,10 +584,16 @@ int netcfg_attach_begin(const char *root, const char *name, const struct netcfg_
 	return 0;
 }
 
-int netcfg_attach_finish(struct netcfg_pending *p, int netns_fd, int rootfs_fd, uid_t owner,
+int netcfg_attach_netns(struct netcfg_pending *p, int netns_fd, struct vs_error *err)
+{
+	int r = attach_netns(p, netns_fd, err);
+	return r < 0 ? vs_error_wrap(err, "slice %s: network", p->name) : 0;
+}
+
+int netcfg_attach_finish(struct netcfg_pending *p, int rootfs_fd, uid_t owner,
 			 struct netcfg_lease *lease, struct vs_error *err)
 {
-	int r = attach_netns(p, netns_fd, rootfs_fd, owner, lease, err);
+	int r = attach_files(p, rootfs_fd, owner, lease, err);
 	if (r < 0) {
 		attach_undo(p);
 		vs_error_wrap(err, "slice %s: network", p->name);
@@ -601,7 +617,11 @@ int netcfg_attach(const char *root, const char *name, const struct netcfg_slice 
 	int r = netcfg_attach_begin(root, name, s, NULL, NULL, &p, err);
 	if (r < 0)
 		return r;
-	return netcfg_attach_finish(p, netns_fd, rootfs_fd, owner, lease, err);
+	if ((r = netcfg_attach_netns(p, netns_fd, err)) < 0) {
+		netcfg_attach_abort(p);
+		return r;
+	}
+	return netcfg_attach_finish(p, rootfs_fd, owner, lease, err);
 }
 
 static int release_locked(const char *root, struct ipam_state *st, struct nl_sock *sk,

@@ -499,11 +499,12 @@ static int remove_slice(const char *root, const char *name, uint32_t id_base, st
 	return 0;
 }
 
-/* What the pool can make ahead of time (pool.h): the default network (a
- * namespace with lo), no disk image (made per slice at create). */
+/* What the pool can make ahead of time (pool.h): a network namespace with
+ * lo (--net none as it is; --net bridge gets its veth at the start, into
+ * that namespace), no disk image (made per slice at create). */
 static bool pool_fits(const struct slice_spec *spec)
 {
-	return spec->net == SLICE_NET_NONE && !spec->disk_bytes;
+	return (spec->net == SLICE_NET_NONE || spec->net == SLICE_NET_BRIDGE) && !spec->disk_bytes;
 }
 
 /* Cold create: id range, directories, cgroups. */
@@ -732,12 +733,13 @@ static int open_log_pipe(const char *root, const char *name, int *rd, int *wr, s
 /* Spawn with everything loaded; the caller holds the slice lock. */
 
 /* --net bridge: the launcher's new network namespace gets its veth, address,
- * routes, caps and rules from here (host root), before PID 1 exists. */
+ * routes, caps and rules from here (host root), before PID 1 exists; the
+ * host's half that needs no namespace while the launcher mounts (sliver.h:
+ * net_begin, net_setup, net_files, net_abort). */
 struct slice_net_ctx {
 	const char *root;
 	const struct slice_spec *spec;
-	const char *rootfs;
-	struct netcfg_pending *pending; /* between slice_net_begin and _setup */
+	struct netcfg_pending *pending; /* from slice_net_begin to _files or _abort */
 };
 
 static bool slice_exists(const char *name, void *root)
@@ -765,24 +767,26 @@ static void slice_net_abort(void *arg)
 	n->pending = NULL;
 }
 
+/* The veth into the launcher's network namespace, address and route. */
 static int slice_net_setup(void *arg, pid_t launcher, struct vs_error *err)
 {
 	struct slice_net_ctx *n = arg;
-	char path[PATH_MAX];
+	char path[64];
 	snprintf(path, sizeof(path), "/proc/%d/ns/net", launcher);
 	cleanup_close int netns = open(path, O_RDONLY | O_CLOEXEC);
-	/* The slice's root as its launcher sees it (its mount namespace). */
-	char rpath[PATH_MAX];
-	snprintf(rpath, sizeof(rpath), "/proc/%d/root%s", launcher, n->rootfs);
-	cleanup_close int rootfs = netns < 0 ? -1 : open(rpath, O_PATH | O_DIRECTORY | O_CLOEXEC);
-	if (netns < 0 || rootfs < 0) {
-		int e = errno;
-		slice_net_abort(n);
-		return vs_error_sys(err, e, "%s", netns < 0 ? path : rpath);
-	}
+	if (netns < 0)
+		return vs_error_sys(err, errno, "%s", path);
+	return netcfg_attach_netns(n->pending, netns, err);
+}
+
+/* /etc/resolv.conf and /etc/hosts, once the launcher has mounted the root;
+ * the end of the attach. */
+static int slice_net_files(void *arg, int rootfs, struct vs_error *err)
+{
+	struct slice_net_ctx *n = arg;
 	struct netcfg_pending *p = n->pending;
 	n->pending = NULL;
-	return netcfg_attach_finish(p, netns, rootfs, n->spec->id_base, NULL, err);
+	return netcfg_attach_finish(p, rootfs, n->spec->id_base, NULL, err);
 }
 
 static int start_locked(const char *root, const char *name, const struct slice_spec *spec,
@@ -889,11 +893,12 @@ static int start_locked(const char *root, const char *name, const struct slice_s
 		c.pooled = &pooled;
 		vs_trace("start.kept_ns");
 	}
-	struct slice_net_ctx net = {.root = root, .spec = spec, .rootfs = rootfs};
+	struct slice_net_ctx net = {.root = root, .spec = spec};
 	if (spec->net == SLICE_NET_BRIDGE) {
 		c.net_begin = slice_net_begin;
 		c.net_abort = slice_net_abort;
 		c.net_setup = slice_net_setup;
+		c.net_files = slice_net_files;
 		c.net_arg = &net;
 	}
 	/* The counters the run starts from (the cgroup lives across runs). */
