@@ -318,21 +318,18 @@ int veth_create(struct nl_sock *sk, const struct ipam_state *st, const struct ip
 	return fdb_change(sk, RTM_NEWNEIGH, idx, mac, NTF_MASTER, 0, err);
 }
 
-int slice_side_config(int netns_fd, const struct ipam_state *st, const struct ipam_lease *l,
-		      struct vs_error *err)
+/* eth0 of the namespace sk is in: address, up, default route via gw. */
+static int slice_side_apply(struct nl_sock *sk, uint32_t ip, unsigned prefix, uint32_t gateway,
+			    struct vs_error *err)
 {
-	cleanup_nlsock struct nl_sock *sk = NULL;
-	int r = nl_open_in(netns_fd, &sk, err);
-	if (r < 0)
-		return r;
 	/* lo is up since the launcher made the namespace. */
 	int idx = link_index(sk, "eth0");
 	if (!idx)
 		return vs_error_set(err, ENODEV, "eth0: not in the slice's namespace");
-	if ((r = addr_add(sk, idx, l->ip, st->prefix, err)) < 0 ||
-	    (r = link_up(sk, "eth0", 0, err)) < 0)
+	int r;
+	if ((r = addr_add(sk, idx, ip, prefix, err)) < 0 || (r = link_up(sk, "eth0", 0, err)) < 0)
 		return r;
-	uint32_t gw = htonl(ipam_gateway(st)), any = 0;
+	uint32_t gw = htonl(gateway), any = 0;
 	struct nl_addr *dst = nl_addr_build(AF_INET, &any, 4);
 	struct nl_addr *via = nl_addr_build(AF_INET, &gw, 4);
 	struct rtnl_route *rt = rtnl_route_alloc();
@@ -354,6 +351,27 @@ int slice_side_config(int netns_fd, const struct ipam_state *st, const struct ip
 	nl_addr_put(via);
 	if (r < 0 && r != -NLE_EXIST)
 		return nl_fail(err, r, "slice default route");
+	return 0;
+}
+
+int slice_side_config(int netns_fd, const struct ipam_state *st, const struct ipam_lease *l,
+		      struct vs_error *err)
+{
+	cleanup_nlsock struct nl_sock *sk = NULL;
+	int r = nl_open_in(netns_fd, &sk, err);
+	if (r < 0)
+		return r;
+	return slice_side_apply(sk, l->ip, st->prefix, ipam_gateway(st), err);
+}
+
+int netcfg_slice_side_here(const struct netcfg_addr *a, struct vs_error *err)
+{
+	cleanup_nlsock struct nl_sock *sk = NULL;
+	int r = nl_open(&sk, err);
+	if (r < 0)
+		return r;
+	if ((r = slice_side_apply(sk, a->ip, a->prefix, a->gateway, err)) < 0)
+		return vs_error_wrap(err, "the slice's eth0");
 	return 0;
 }
 

@@ -5,9 +5,9 @@
  * manifest share. See include/vslice/netcfg.h for the contract and the
  * other files of lib/netcfg for each mechanism.
  *
- * attach, under the node's lease lock, in three steps (netcfg_attach_begin
- * while the launcher still builds the sandbox, _netns once the slice's
- * network namespace exists, _finish once its root is mounted; the lock is
+ * attach, under the node's lease lock, in steps (netcfg_attach_begin while
+ * the launcher still builds the sandbox, _netns once the slice's network
+ * namespace exists, _files once its root is mounted, _finish; the lock is
  * held from the first to the last, and _abort undoes the steps made):
  *   begin: stale leases (slices gone) released -> [first lease: subnet clash
  *   check] -> lease (saved before any device, so a crash half way leaves
@@ -18,8 +18,8 @@
  *   netns: veth (one request: host end up as a bridge port, peer born in
  *   the slice's namespace; a static fdb entry for the slice's MAC) -> tc
  *   caps -> [overlay: vxlan port, forwarding and neighbour entries] -> slice
- *   side (address, up, default route). finish: /etc/resolv.conf +
- *   /etc/hosts.
+ *   side (address, up, default route; or the launcher sets them from
+ *   inside, netcfg_slice_side_here). files: /etc/resolv.conf + /etc/hosts.
  * detach/cleanup: ifb -> elements (the batch answered; the leftover veth and
  *   the batch socket's close, both waiting for RCU, in a detached process)
  *   -> [last lease: every port, vxlan, bridge, tables, ip_forward back to
@@ -482,8 +482,9 @@ static int attach_host(struct netcfg_pending *p, struct vs_error *err)
 }
 
 /* The steps in and for the slice's namespace: veth, caps, overlay entries,
- * address and route. */
-static int attach_netns(struct netcfg_pending *p, int netns_fd, struct vs_error *err)
+ * [address and route]. */
+static int attach_netns(struct netcfg_pending *p, int netns_fd, struct netcfg_addr *inside,
+			struct vs_error *err)
 {
 	struct ipam_state *st = &p->st;
 	struct ipam_lease *l = ipam_find(st, p->name);
@@ -497,18 +498,21 @@ static int attach_netns(struct netcfg_pending *p, int netns_fd, struct vs_error 
 	if ((r = tc_cap(p->sk, l, err)) < 0 || (st->vni && (r = overlay_sync(p->sk, st, err)) < 0))
 		return r;
 	vs_trace("net.tc_overlay");
+	if (inside) {
+		*inside = (struct netcfg_addr){
+		    .ip = l->ip, .gateway = ipam_gateway(st), .prefix = st->prefix};
+		return 0;
+	}
 	if ((r = slice_side_config(netns_fd, st, l, err)) < 0)
 		return r;
 	vs_trace("net.slice_side");
 	return 0;
 }
 
-/* The slice's /etc files, and what the caller is told. */
-static int attach_files(struct netcfg_pending *p, int rootfs_fd, uid_t owner,
-			struct netcfg_lease *out, struct vs_error *err)
+/* The slice's /etc files. */
+static int attach_files(struct netcfg_pending *p, int rootfs_fd, uid_t owner, struct vs_error *err)
 {
-	struct ipam_state *st = &p->st;
-	struct ipam_lease *l = ipam_find(st, p->name);
+	struct ipam_lease *l = ipam_find(&p->st, p->name);
 	char ip[16];
 	ipam_fmt(l->ip, ip);
 	int r;
@@ -517,13 +521,6 @@ static int attach_files(struct netcfg_pending *p, int rootfs_fd, uid_t owner,
 		0)
 		return r;
 	vs_trace("net.etc");
-	if (out) {
-		memset(out, 0, sizeof(*out));
-		snprintf(out->ip, sizeof(out->ip), "%s", ip);
-		ipam_fmt(ipam_gateway(st), out->gateway);
-		out->prefix = st->prefix;
-		snprintf(out->host_veth, sizeof(out->host_veth), "%s", l->veth);
-	}
 	return 0;
 }
 
@@ -584,22 +581,31 @@ int netcfg_attach_begin(const char *root, const char *name, const struct netcfg_
 	return 0;
 }
 
-int netcfg_attach_netns(struct netcfg_pending *p, int netns_fd, struct vs_error *err)
+int netcfg_attach_netns(struct netcfg_pending *p, int netns_fd, struct netcfg_addr *inside,
+			struct vs_error *err)
 {
-	int r = attach_netns(p, netns_fd, err);
+	int r = attach_netns(p, netns_fd, inside, err);
 	return r < 0 ? vs_error_wrap(err, "slice %s: network", p->name) : 0;
 }
 
-int netcfg_attach_finish(struct netcfg_pending *p, int rootfs_fd, uid_t owner,
-			 struct netcfg_lease *lease, struct vs_error *err)
+int netcfg_attach_files(struct netcfg_pending *p, int rootfs_fd, uid_t owner, struct vs_error *err)
 {
-	int r = attach_files(p, rootfs_fd, owner, lease, err);
-	if (r < 0) {
-		attach_undo(p);
-		vs_error_wrap(err, "slice %s: network", p->name);
+	int r = attach_files(p, rootfs_fd, owner, err);
+	return r < 0 ? vs_error_wrap(err, "slice %s: network", p->name) : 0;
+}
+
+void netcfg_attach_finish(struct netcfg_pending *p, struct netcfg_lease *out)
+{
+	if (out) {
+		const struct ipam_state *st = &p->st;
+		const struct ipam_lease *l = ipam_find(&p->st, p->name);
+		memset(out, 0, sizeof(*out));
+		ipam_fmt(l->ip, out->ip);
+		ipam_fmt(ipam_gateway(st), out->gateway);
+		out->prefix = st->prefix;
+		snprintf(out->host_veth, sizeof(out->host_veth), "%s", l->veth);
 	}
 	pending_free(p);
-	return r;
 }
 
 void netcfg_attach_abort(struct netcfg_pending *p)
@@ -617,11 +623,13 @@ int netcfg_attach(const char *root, const char *name, const struct netcfg_slice 
 	int r = netcfg_attach_begin(root, name, s, NULL, NULL, &p, err);
 	if (r < 0)
 		return r;
-	if ((r = netcfg_attach_netns(p, netns_fd, err)) < 0) {
+	if ((r = netcfg_attach_netns(p, netns_fd, NULL, err)) < 0 ||
+	    (r = netcfg_attach_files(p, rootfs_fd, owner, err)) < 0) {
 		netcfg_attach_abort(p);
 		return r;
 	}
-	return netcfg_attach_finish(p, rootfs_fd, owner, lease, err);
+	netcfg_attach_finish(p, lease);
+	return 0;
 }
 
 static int release_locked(const char *root, struct ipam_state *st, struct nl_sock *sk,

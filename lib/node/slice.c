@@ -734,12 +734,13 @@ static int open_log_pipe(const char *root, const char *name, int *rd, int *wr, s
 
 /* --net bridge: the launcher's new network namespace gets its veth, address,
  * routes, caps and rules from here (host root), before PID 1 exists; the
- * host's half that needs no namespace while the launcher mounts (sliver.h:
- * net_begin, net_setup, net_files, net_abort). */
+ * host's half that needs no namespace while the launcher mounts, eth0 by
+ * the launcher from inside (sliver.h: net_begin, net_setup, net_files,
+ * net_inside, net_commit, net_abort). */
 struct slice_net_ctx {
 	const char *root;
 	const struct slice_spec *spec;
-	struct netcfg_pending *pending; /* from slice_net_begin to _files or _abort */
+	struct netcfg_pending *pending; /* from slice_net_begin to _commit or _abort */
 };
 
 static bool slice_exists(const char *name, void *root)
@@ -767,8 +768,10 @@ static void slice_net_abort(void *arg)
 	n->pending = NULL;
 }
 
-/* The veth into the launcher's network namespace, address and route. */
-static int slice_net_setup(void *arg, pid_t launcher, struct vs_error *err)
+/* The veth into the launcher's network namespace; the address and route
+ * for the launcher (slice_net_inside). */
+static int slice_net_setup(void *arg, pid_t launcher, struct sliver_net_inside *inside,
+			   struct vs_error *err)
 {
 	struct slice_net_ctx *n = arg;
 	char path[64];
@@ -776,17 +779,34 @@ static int slice_net_setup(void *arg, pid_t launcher, struct vs_error *err)
 	cleanup_close int netns = open(path, O_RDONLY | O_CLOEXEC);
 	if (netns < 0)
 		return vs_error_sys(err, errno, "%s", path);
-	return netcfg_attach_netns(n->pending, netns, err);
+	struct netcfg_addr a;
+	int r = netcfg_attach_netns(n->pending, netns, inside ? &a : NULL, err);
+	if (r == 0 && inside)
+		*inside = (struct sliver_net_inside){
+		    .ip = a.ip, .gateway = a.gateway, .prefix = a.prefix};
+	return r;
 }
 
-/* /etc/resolv.conf and /etc/hosts, once the launcher has mounted the root;
- * the end of the attach. */
+/* In the launcher, in the slice's network namespace: eth0. */
+static int slice_net_inside(void *arg, const struct sliver_net_inside *in, struct vs_error *err)
+{
+	(void)arg;
+	struct netcfg_addr a = {.ip = in->ip, .gateway = in->gateway, .prefix = in->prefix};
+	return netcfg_slice_side_here(&a, err);
+}
+
+/* /etc/resolv.conf and /etc/hosts, once the launcher has mounted the root. */
 static int slice_net_files(void *arg, int rootfs, struct vs_error *err)
 {
 	struct slice_net_ctx *n = arg;
-	struct netcfg_pending *p = n->pending;
+	return netcfg_attach_files(n->pending, rootfs, n->spec->id_base, err);
+}
+
+static void slice_net_commit(void *arg)
+{
+	struct slice_net_ctx *n = arg;
+	netcfg_attach_finish(n->pending, NULL);
 	n->pending = NULL;
-	return netcfg_attach_finish(p, rootfs, n->spec->id_base, NULL, err);
 }
 
 static int start_locked(const char *root, const char *name, const struct slice_spec *spec,
@@ -899,6 +919,8 @@ static int start_locked(const char *root, const char *name, const struct slice_s
 		c.net_abort = slice_net_abort;
 		c.net_setup = slice_net_setup;
 		c.net_files = slice_net_files;
+		c.net_inside = slice_net_inside;
+		c.net_commit = slice_net_commit;
 		c.net_arg = &net;
 	}
 	/* The counters the run starts from (the cgroup lives across runs). */

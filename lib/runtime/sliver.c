@@ -417,13 +417,22 @@ static int launcher_run(const struct sliver_config *c, int sfd, int net_ack, boo
 	if (sethostname(hn, strlen(hn)) < 0)
 		return vs_error_sys(err, errno, "sethostname \"%s\"", hn);
 	if (net_ack >= 0) {
-		/* Barrier: the caller has set up the network of this namespace
-		 * (MSG_NET_READY) and the slice's /etc files (MSG_ROOTFS_READY)
-		 * before anything of the slice runs; its error is the one
-		 * reported. */
+		/* Barrier: the caller has made the veth (MSG_NET_READY: its
+		 * answer says eth0's address), we set eth0 up while it writes
+		 * the slice's /etc files (MSG_ROOTFS_READY), and its last answer
+		 * lets the slice run. Its error is the one reported. */
+		struct sliver_net_answer a;
+		if (vs_read_all(net_ack, &a, sizeof(a)) != sizeof(a) || a.ok != '1') {
+			/* Not an error of ours: the caller reports its own. */
+			sliver_send(sfd, MSG_NET_CANCELED, 0, NULL);
+			_exit(125);
+		}
+		if (c->net_inside && (r = c->net_inside(c->net_arg, &a.inside, err)) < 0)
+			return r;
+		vs_trace("L.eth0");
+		sliver_send(sfd, MSG_NET_INSIDE, 0, NULL);
 		char ok = 0;
 		if (vs_read_all(net_ack, &ok, 1) != 1 || ok != '1') {
-			/* Not an error of ours: the caller reports its own. */
 			sliver_send(sfd, MSG_NET_CANCELED, 0, NULL);
 			_exit(125);
 		}
@@ -449,18 +458,25 @@ static int launcher_run(const struct sliver_config *c, int sfd, int net_ack, boo
 	return 0;
 }
 
+/* An answer to the launcher on the ack socket (closed after the last):
+ * MSG_NOSIGNAL, as the launcher may have died meanwhile. */
+static void net_answer(int ack[2], const void *buf, size_t len, bool last)
+{
+	(void)!send(ack[1], buf, len, MSG_NOSIGNAL);
+	if (last) {
+		close(ack[1]);
+		ack[1] = -1;
+	}
+}
+
 /* net_files on the launcher's fd fd (its slice root, MSG_ROOTFS_READY). */
 static int launcher_root_files(const struct sliver_config *c, pid_t l, int fd, struct vs_error *err)
 {
 	char path[64];
 	snprintf(path, sizeof(path), "/proc/%d/fd/%d", l, fd);
 	int root = open(path, O_PATH | O_DIRECTORY | O_CLOEXEC);
-	if (root < 0) {
-		int e = errno;
-		if (c->net_abort)
-			c->net_abort(c->net_arg);
-		return vs_error_sys(err, e, "the slice's root (%s)", path);
-	}
+	if (root < 0)
+		return vs_error_sys(err, errno, "the slice's root (%s)", path);
 	int r = c->net_files(c->net_arg, root, err);
 	close(root);
 	return r;
@@ -531,7 +547,8 @@ int sliver_spawn(const struct sliver_config *c, struct sliver_result *res, struc
 	int r = 0;
 	bool failed = false;
 	/* The network's host half while the launcher mounts (net_begin). */
-	bool net_begun = false, net_failed = false;
+	bool net_begun = false, net_failed = false, files_done = false, inside_done = false;
+	bool net_said = false; /* the launcher has its first answer, a '1' */
 	struct vs_error net_err;
 	vs_error_clear(&net_err);
 	if (c->net_begin) {
@@ -554,30 +571,31 @@ int sliver_spawn(const struct sliver_config *c, struct sliver_result *res, struc
 		case MSG_COPY_FALLBACK:
 			res->idmapped = false;
 			break;
-		case MSG_NET_READY:
-		case MSG_ROOTFS_READY: {
-			/* The network (net_setup), then the files (net_files,
-			 * which ends what net_begin began); the launcher waits
-			 * for the answer once it has sent both. */
-			bool files = m.kind == MSG_ROOTFS_READY;
-			bool go = !failed && !net_failed;
-			if (go && !files && c->net_setup &&
-			    c->net_setup(c->net_arg, l, &net_err) < 0)
-				net_failed = true;
-			go = go && !net_failed;
-			if (go && files && c->net_files) {
-				net_begun = false;
-				if (launcher_root_files(c, l, m.code, &net_err) < 0)
+		case MSG_NET_READY: {
+			/* The veth (net_setup); the launcher waits for this
+			 * answer, then sets up eth0 from inside. */
+			struct sliver_net_answer a = {.ok = '0'};
+			if (!failed && !net_failed && c->net_setup) {
+				if (c->net_setup(c->net_arg, l, c->net_inside ? &a.inside : NULL,
+						 &net_err) < 0)
 					net_failed = true;
+				else
+					a.ok = '1';
 			}
-			if (ack[1] >= 0 && (failed || net_failed || files)) {
-				char ok = failed || net_failed ? '0' : '1';
-				(void)!send(ack[1], &ok, 1, MSG_NOSIGNAL);
-				close(ack[1]);
-				ack[1] = -1;
-			}
+			net_said = a.ok == '1';
+			net_answer(ack, &a, sizeof(a), !net_said);
 			break;
 		}
+		case MSG_ROOTFS_READY:
+			/* The /etc files while the launcher sets up eth0. */
+			if (!failed && !net_failed && c->net_files &&
+			    launcher_root_files(c, l, m.code, &net_err) < 0)
+				net_failed = true;
+			files_done = true;
+			break;
+		case MSG_NET_INSIDE:
+			inside_done = true;
+			break;
 		case MSG_EXEC_FAILED:
 		case MSG_WORKDIR_FAILED:
 			res->exec_code = m.code;
@@ -602,6 +620,16 @@ int sliver_spawn(const struct sliver_config *c, struct sliver_result *res, struc
 			}
 			failed = true;
 			break;
+		}
+		/* The last answer: PID 1 may come once the files and eth0 are
+		 * done, or never once anything failed. */
+		if (ack[1] >= 0 && net_said && (failed || net_failed)) {
+			net_answer(ack, "0", 1, true);
+		} else if (ack[1] >= 0 && net_said && files_done && inside_done) {
+			if (c->net_commit)
+				c->net_commit(c->net_arg);
+			net_begun = false;
+			net_answer(ack, "1", 1, true);
 		}
 	}
 	close(sp[0]);

@@ -8,9 +8,9 @@ Round-robin, ROUNDS rounds (+2 warm-up rounds not counted) of
 (the order rotates each round), each with VSLICE_TRACE=1 as phases.py reads
 it. The environment (VSLICE_ROOT, VSLICE_BRIDGE, the node's network
 namespace) is the caller's. Prints, per build: wall time of each mode
-(median, p90), the difference bridge - none (medians), the same for the
-start alone (trace points start .. start.done: what a `run -d` waits for,
-without the --rm's destroy), and the table of the
+(median, p90), the difference bridge - none (medians), the same for
+spans between trace points (SPANS: the start alone, what `run -d` waits
+for; the spawn; the destroy), and the table of the
 net.* / destroy.net / L.netlo steps (median, p90 ms), and the load average
 before and after.
 """
@@ -21,13 +21,18 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from phases import one_run, pct  # noqa: E402
 
 
+# Spans of a start (trace points): the start alone (what `run -d` waits
+# for), the spawn (launcher and host set-up up to PID 1), the destroy.
+SPANS = [("start", "start.done"), ("start.spawn", "spawn.pid1"), ("destroy", "destroy.done")]
+
+
 def main():
     rounds, old, new = int(sys.argv[1]), sys.argv[2], sys.argv[3]
     env = dict(os.environ, VSLICE_TRACE="1")
     builds = [("old", old), ("new", new)]
     modes = [("none", ["--net", "none"], "an"), ("bridge", ["--net", "bridge"], "ab")]
     wall = {(b, m): [] for b, _ in builds for m, _, _ in modes}
-    span = {(b, m): [] for b, _ in builds for m, _, _ in modes}
+    span = {(b, m, a): [] for b, _ in builds for m, _, _ in modes for a, _ in SPANS}
     steps = {b: {} for b, _ in builds}
     order = {b: [] for b, _ in builds}
     fails = 0
@@ -44,8 +49,9 @@ def main():
                 continue
             wall[(b, m)].append(pts[-1][0] - pts[0][0])
             at = {lb: t for t, lb in pts}
-            if "start" in at and "start.done" in at:
-                span[(b, m)].append(at["start.done"] - at["start"])
+            for a, z in SPANS:
+                if a in at and z in at:
+                    span[(b, m, a)].append(at[z] - at[a])
             if m != "bridge":
                 continue
             for (ta, _), (tb, lb) in zip(pts, pts[1:]):
@@ -67,12 +73,13 @@ def main():
                pct(wall[("new", m)], 50), pct(wall[("new", m)], 90)))
     add = {b: pct(wall[(b, "bridge")], 50) - pct(wall[(b, "none")], 50) for b, _ in builds}
     print("| added by bridge (median - median) | %+.2f | %+.2f |" % (add["old"], add["new"]))
-    for m, _, _ in modes:
-        print("| start only (start .. start.done), --net %s | %.2f (%.2f) | %.2f (%.2f) |" %
-              (m, pct(span[("old", m)], 50), pct(span[("old", m)], 90),
-               pct(span[("new", m)], 50), pct(span[("new", m)], 90)))
-    add = {b: pct(span[(b, "bridge")], 50) - pct(span[(b, "none")], 50) for b, _ in builds}
-    print("| start only: added by bridge | %+.2f | %+.2f |" % (add["old"], add["new"]))
+    for a, z in SPANS:
+        for m, _, _ in modes:
+            o, n = span[("old", m, a)], span[("new", m, a)]
+            print("| %s .. %s, --net %s | %.2f (%.2f) | %.2f (%.2f) |" %
+                  (a, z, m, pct(o, 50), pct(o, 90), pct(n, 50), pct(n, 90)))
+        add = {b: pct(span[(b, "bridge", a)], 50) - pct(span[(b, "none", a)], 50) for b, _ in builds}
+        print("| %s .. %s: added by bridge | %+.2f | %+.2f |" % (a, z, add["old"], add["new"]))
     print()
     print("| step (bridge start) | old median (p90) | new median (p90) |")
     print("|---|---:|---:|")
