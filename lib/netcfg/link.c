@@ -366,10 +366,17 @@ int slice_side_config(int netns_fd, const struct ipam_state *st, const struct ip
 
 int netcfg_slice_side_here(const struct netcfg_addr *a, struct vs_error *err)
 {
-	cleanup_nlsock struct nl_sock *sk = NULL;
-	int r = nl_open(&sk, err);
+	/* Called in a process forked from a caller that may have threads (the
+	 * node manager): a port of our own, so that libnl never takes its
+	 * port map's lock, which a thread of the parent may have held at the
+	 * fork. The namespace is the slice's, new: our pid is free there. */
+	cleanup_nlsock struct nl_sock *sk = nl_socket_alloc();
+	if (!sk)
+		return vs_error_set(err, ENOMEM, "netlink socket");
+	nl_socket_set_local_port(sk, (uint32_t)getpid());
+	int r = nl_connect(sk, NETLINK_ROUTE);
 	if (r < 0)
-		return r;
+		return nl_fail(err, r, "netlink connect in the slice's namespace");
 	if ((r = slice_side_apply(sk, a->ip, a->prefix, a->gateway, err)) < 0)
 		return vs_error_wrap(err, "the slice's eth0");
 	return 0;

@@ -2,13 +2,16 @@
  * sliver.c - spawning a sliver and entering a running one.
  *
  * The security-relevant order lives here, in one place:
- *   launcher (host root): cgroup -> user ns + id map -> private mount ns ->
- *   [--disk: loop-mounted image for upper/work (disk.c)] ->
- *   id-mapped image + overlay (rootfs.c) -> setns(userns) -> slice root ->
- *   unshare the rest -> time offsets -> hostname -> lo up -> [--net bridge:
- *   the caller configures the new netns from the host, the launcher waits;
- *   the host's half that needs no netns (net_begin) ran meanwhile, from
- *   the launcher's fork on] -> fork P1.
+ *   launcher (host root): cgroup -> user ns + id map, with the net ns
+ *   (owned by that user ns) joined at once, lo up [--net bridge:
+ *   MSG_NET_READY, the caller makes the veth meanwhile] -> private mount ns
+ *   -> [--disk: loop-mounted image for upper/work (disk.c)] -> id-mapped
+ *   image + overlay (rootfs.c) [--net bridge: MSG_ROOTFS_READY, the caller
+ *   writes /etc files through the root we hold open] -> setns(userns) ->
+ *   slice root -> unshare the rest -> time offsets -> hostname -> [--net
+ *   bridge: barrier: eth0's address and route from inside, then wait for
+ *   the caller's last answer] -> fork P1. (The caller's lease, bridge and
+ *   nft elements, net_begin, run from the launcher's fork on.)
  *   P1 (init.c): rootfs_enter -> reaper; workload: caps -> NNP -> seccomp -> exec.
  * The launcher and P1 are non-dumpable: nothing in the slice can ptrace them
  * or open their /proc files while they still hold host resources.
