@@ -152,6 +152,28 @@ int netcfg_slice_side_here(const struct netcfg_addr *a, struct vs_error *err);
  * 0, nothing done. */
 int netcfg_detach(const char *root, const char *name, struct vs_error *err);
 
+/*
+ * netcfg_detach for a caller that forks a process outliving it anyway
+ * (slice destroy: the one that removes the slice's files): what the detach
+ * would leave to a detached process of its own, *later, goes there
+ * instead, saving a fork. later->fd is the element batch's socket (its
+ * last close waits for an RCU grace period: it must happen in that
+ * process, which inherits it and closes it when it ends), later->veth a
+ * leftover veth to delete (0: none). After forking, the caller runs
+ * netcfg_later_run in the child and netcfg_later_release in itself;
+ * without such a process, netcfg_later_detached does what netcfg_detach
+ * would have. later->fd is -1 when there is nothing to hand on.
+ */
+struct netcfg_later {
+	int fd;
+	int veth;
+};
+int netcfg_detach_later(const char *root, const char *name, struct netcfg_later *later,
+			struct vs_error *err);
+void netcfg_later_run(const struct netcfg_later *later);
+void netcfg_later_release(struct netcfg_later *later);
+int netcfg_later_detached(struct netcfg_later *later, struct vs_error *err);
+
 /* Detach every lease for which is_alive(name, arg) is false (the slice is
  * gone), and remove ports of the node's bridge no lease names. */
 int netcfg_cleanup_stale(const char *root, bool (*is_alive)(const char *name, void *arg), void *arg,

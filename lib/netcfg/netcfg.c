@@ -632,8 +632,10 @@ int netcfg_attach(const char *root, const char *name, const struct netcfg_slice 
 	return 0;
 }
 
+/* later == NULL: the leftover veth and the batch socket go to a detached
+ * process of their own; else to the caller's (netcfg_detach_later). */
 static int release_locked(const char *root, struct ipam_state *st, struct nl_sock *sk,
-			  const char *name, struct vs_error *err)
+			  const char *name, struct netcfg_later *later, struct vs_error *err)
 {
 	struct ipam_lease *l = ipam_find(st, name);
 	int r;
@@ -658,10 +660,15 @@ static int release_locked(const char *root, struct ipam_state *st, struct nl_soc
 	else if (!st->vni || !overlay_active_changed(&old, st) ||
 		 (r = overlay_sync(sk, st, err)) >= 0) {
 		int keep = -1;
-		if ((r = nft_update(&old, st, NULL, &keep, err)) >= 0)
+		if ((r = nft_update(&old, st, NULL, &keep, err)) < 0) {
+			if (keep >= 0)
+				close(keep);
+		} else if (later) {
+			later->fd = keep;
+			later->veth = n_rm ? rm[0] : 0;
+		} else {
 			r = links_remove_detached(rm, n_rm, keep, err);
-		else if (keep >= 0)
-			close(keep);
+		}
 	}
 	ipam_state_free(&old);
 	if (r < 0)
@@ -672,6 +679,37 @@ static int release_locked(const char *root, struct ipam_state *st, struct nl_soc
 
 int netcfg_detach(const char *root, const char *name, struct vs_error *err)
 {
+	return netcfg_detach_later(root, name, NULL, err);
+}
+
+void netcfg_later_run(const struct netcfg_later *later)
+{
+	if (later->veth)
+		links_delete_index(&later->veth, 1);
+}
+
+void netcfg_later_release(struct netcfg_later *later)
+{
+	if (later->fd >= 0)
+		close(later->fd);
+	later->fd = -1;
+	later->veth = 0;
+}
+
+int netcfg_later_detached(struct netcfg_later *later, struct vs_error *err)
+{
+	int fd = later->fd;
+	int r = links_remove_detached(&later->veth, later->veth ? 1 : 0, fd, err);
+	later->fd = -1; /* closed or handed on by links_remove_detached */
+	later->veth = 0;
+	return r;
+}
+
+int netcfg_detach_later(const char *root, const char *name, struct netcfg_later *later,
+			struct vs_error *err)
+{
+	if (later)
+		*later = (struct netcfg_later){.fd = -1};
 	struct netcfg_node node;
 	int r;
 	if (no_leases(root, &node))
@@ -682,7 +720,7 @@ int netcfg_detach(const char *root, const char *name, struct vs_error *err)
 	if ((r = state_open(root, &node, &lock, &st, &sk, err)) < 0)
 		return vs_error_wrap(err, "slice %s: network", name);
 	vs_trace("net.d.locked");
-	r = release_locked(root, &st, sk, name, err);
+	r = release_locked(root, &st, sk, name, later, err);
 	ipam_state_free(&st);
 	return r < 0 ? vs_error_wrap(err, "slice %s: network", name) : 0;
 }
@@ -703,7 +741,7 @@ static int stale_release_locked(const char *root, struct ipam_state *st, struct 
 		}
 		char name[SLICE_NAME_MAX];
 		snprintf(name, sizeof(name), "%s", st->leases[i].name);
-		r = release_locked(root, st, sk, name, err);
+		r = release_locked(root, st, sk, name, NULL, err);
 		released = true;
 	}
 	/* Ports no lease names: the devices of what was just released that

@@ -409,18 +409,38 @@ static void remove_stale_trash(const char *root)
 
 struct trash_job {
 	const char *root, *trash;
+	const struct netcfg_later *net; /* NULL: nothing of the network's */
 };
 
-/* In the detached process: this slice's files, then any left over. */
+/* In the detached process: the network's leftovers (netcfg.h), this
+ * slice's files, then any left over. */
 static void remove_trash(void *arg)
 {
 	const struct trash_job *j = arg;
 	struct vs_error ignore;
+	if (j->net)
+		netcfg_later_run(j->net);
 	vs_rm_rf(j->trash, &ignore);
 	remove_stale_trash(j->root);
 }
 
-static int remove_files(const char *root, const char *name, const char *d, struct vs_error *err)
+static int remove_files_in(const char *root, const char *name, const char *d,
+			   struct netcfg_later *net, struct vs_error *err);
+
+/* net: what the network's detach left for a process that outlives us
+ * (netcfg_detach_later); handed to the remover, or detached on its own. */
+static int remove_files(const char *root, const char *name, const char *d, struct netcfg_later *net,
+			struct vs_error *err)
+{
+	struct vs_error ignore;
+	int r = remove_files_in(root, name, d, net, err);
+	/* Not handed on (no remover forked): a detached process of its own. */
+	netcfg_later_detached(net, &ignore);
+	return r;
+}
+
+static int remove_files_in(const char *root, const char *name, const char *d,
+			   struct netcfg_later *net, struct vs_error *err)
 {
 	static unsigned seq;
 	cleanup_free char *trash = vs_xasprintf("%s/slices/.rm-%s-%d-%u-%llu", root, name, getpid(),
@@ -433,7 +453,10 @@ static int remove_files(const char *root, const char *name, const char *d, struc
 	}
 	/* mtime: the sweep's clock (rename does not touch it). */
 	utimensat(AT_FDCWD, trash, NULL, AT_SYMLINK_NOFOLLOW);
-	/* A refill is due (run --rm): its process removes the files first. */
+	/* A refill is due (run --rm): its process removes the files first
+	 * (the network's leftovers are not handed to it: it keeps no fd but
+	 * its lock, and the batch socket's last close must not be its first
+	 * child's exit, which we wait for). */
 	struct trash_job job = {.root = root, .trash = trash};
 	if (refill.pending && !strcmp(refill.root, root)) {
 		bool forked = pool_refill_async(refill.root, refill.image, refill.volatile_upper,
@@ -446,10 +469,14 @@ static int remove_files(const char *root, const char *name, const char *d, struc
 		if (forked)
 			return 0;
 	}
+	job.net = net->fd >= 0 || net->veth ? net : NULL;
 	pid_t p = fork();
 	if (p < 0)
 		return vs_rm_rf(trash, err);
 	if (p > 0) {
+		/* The remover holds the batch socket now: this close is not
+		 * its last. */
+		netcfg_later_release(net);
 		while (waitpid(p, NULL, 0) < 0 && errno == EINTR)
 			;
 		return 0;
@@ -457,7 +484,12 @@ static int remove_files(const char *root, const char *name, const char *d, struc
 	setsid();
 	if (fork() != 0)
 		_exit(0);
-	close_range(3, ~0U, 0);
+	/* Nothing of ours but the batch socket, kept to the end: its last
+	 * close (waiting for a grace period) is this process's exit. */
+	int keep = net->fd;
+	if (keep > 3)
+		close_range(3, (unsigned)keep - 1, 0);
+	close_range(keep >= 3 ? (unsigned)keep + 1 : 3, ~0U, 0);
 	int fd = open("/dev/null", O_RDWR);
 	for (int i = 0; i < 3 && fd >= 0; i++)
 		if (i != fd)
@@ -481,13 +513,17 @@ static int remove_slice(const char *root, const char *name, uint32_t id_base, st
 		return vs_error_wrap(err, "remove cgroup");
 	vs_trace("destroy.cgroup");
 	/* After the processes: a lease is dropped with everything it made. */
-	if ((r = netcfg_detach(root, name, err)) < 0)
+	struct netcfg_later net;
+	struct vs_error ignore;
+	if ((r = netcfg_detach_later(root, name, &net, err)) < 0) {
+		netcfg_later_detached(&net, &ignore);
 		return r;
+	}
 	vs_trace("destroy.net");
 	cleanup_free char *d = slice_dir(root, name);
 	/* Made from the pool and never started: its kept namespaces. */
 	pool_release_ns(d);
-	if ((r = remove_files(root, name, d, err)) < 0)
+	if ((r = remove_files(root, name, d, &net, err)) < 0)
 		return vs_error_wrap(err, "remove %s", d);
 	vs_trace("destroy.files");
 	/* Without spec.json (a damaged or half-made slice, destroy --force) the

@@ -55,7 +55,7 @@ def main():
             if m != "bridge":
                 continue
             for (ta, _), (tb, lb) in zip(pts, pts[1:]):
-                if not (lb.startswith("net.") or lb.startswith("destroy.net") or lb == "L.netlo"):
+                if not (lb.startswith("net.") or lb.startswith("destroy.") or lb in ("L.netlo", "L.eth0")):
                     continue
                 if lb not in steps[b]:
                     steps[b][lb] = []
