@@ -2,16 +2,17 @@
  * sliver.c - spawning a sliver and entering a running one.
  *
  * The security-relevant order lives here, in one place:
- *   launcher (host root): cgroup -> user ns + id map, with the net ns
- *   (owned by that user ns) joined at once, lo up [--net bridge:
- *   MSG_NET_READY, the caller makes the veth meanwhile] -> private mount ns
+ *   launcher (host root): cgroup -> user ns + id map [--net bridge: with
+ *   the net ns (owned by that user ns) joined at once, lo up,
+ *   MSG_NET_READY: the caller makes the veth meanwhile] -> private mount ns
  *   -> [--disk: loop-mounted image for upper/work (disk.c)] -> id-mapped
  *   image + overlay (rootfs.c) [--net bridge: MSG_ROOTFS_READY, the caller
  *   writes /etc files through the root we hold open] -> setns(userns) ->
  *   slice root -> unshare the rest -> time offsets -> hostname -> [--net
- *   bridge: barrier: eth0's address and route from inside, then wait for
- *   the caller's last answer] -> fork P1. (The caller's lease, bridge and
- *   nft elements, net_begin, run from the launcher's fork on.)
+ *   none: lo up] -> [--net bridge: barrier: eth0's address and route from
+ *   inside, then wait for the caller's last answer] -> fork P1. (The
+ *   caller's lease, bridge and nft elements, net_begin, run from the
+ *   launcher's fork on.)
  *   P1 (init.c): rootfs_enter -> reaper; workload: caps -> NNP -> seccomp -> exec.
  * The launcher and P1 are non-dumpable: nothing in the slice can ptrace them
  * or open their /proc files while they still hold host resources.
@@ -366,12 +367,12 @@ static int launcher_run(const struct sliver_config *c, int sfd, int net_ack, boo
 		}
 		vs_trace("L.pooled");
 	} else {
-		/* The network namespace with the user namespace, joined at once
-		 * (host root may): with --net bridge the host configures it
+		/* --net bridge: the network namespace with the user namespace,
+		 * joined at once (host root may), so the host configures it
 		 * (MSG_NET_READY) while we mount the slice's root. */
 		cleanup_close int netns = -1;
-		cleanup_close int userns = sliver_make_userns_net(c->id_base, c->id_count,
-								  c->host_net ? NULL : &netns, err);
+		cleanup_close int userns = sliver_make_userns_net(
+		    c->id_base, c->id_count, net_ack >= 0 ? &netns : NULL, err);
 		if (userns < 0)
 			return userns;
 		if (netns >= 0) {
@@ -380,8 +381,7 @@ static int launcher_run(const struct sliver_config *c, int sfd, int net_ack, boo
 			flags &= ~CLONE_NEWNET;
 			if ((r = sliver_loopback_up(err)) < 0)
 				return r;
-			if (net_ack >= 0)
-				sliver_send(sfd, MSG_NET_READY, 0, NULL);
+			sliver_send(sfd, MSG_NET_READY, 0, NULL);
 		}
 		vs_trace("L.userns");
 		if (unshare(CLONE_NEWNS) < 0)
@@ -419,6 +419,8 @@ static int launcher_run(const struct sliver_config *c, int sfd, int net_ack, boo
 	const char *hn = c->hostname && *c->hostname ? c->hostname : c->name;
 	if (sethostname(hn, strlen(hn)) < 0)
 		return vs_error_sys(err, errno, "sethostname \"%s\"", hn);
+	if (flags & CLONE_NEWNET && (r = sliver_loopback_up(err)) < 0)
+		return r;
 	if (net_ack >= 0) {
 		/* Barrier: the caller has made the veth (MSG_NET_READY: its
 		 * answer says eth0's address), we set eth0 up while it writes
