@@ -19,6 +19,7 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
@@ -318,17 +319,9 @@ int veth_create(struct nl_sock *sk, const struct ipam_state *st, const struct ip
 	return fdb_change(sk, RTM_NEWNEIGH, idx, mac, NTF_MASTER, 0, err);
 }
 
-/* eth0 of the namespace sk is in: address, up, default route via gw. */
-static int slice_side_apply(struct nl_sock *sk, uint32_t ip, unsigned prefix, uint32_t gateway,
-			    struct vs_error *err)
+/* The default route of sk's namespace: via gateway on link ifindex. */
+static int route_default(struct nl_sock *sk, int ifindex, uint32_t gateway, struct vs_error *err)
 {
-	/* lo is up since the launcher made the namespace. */
-	int idx = link_index(sk, "eth0");
-	if (!idx)
-		return vs_error_set(err, ENODEV, "eth0: not in the slice's namespace");
-	int r;
-	if ((r = addr_add(sk, idx, ip, prefix, err)) < 0 || (r = link_up(sk, "eth0", 0, err)) < 0)
-		return r;
 	uint32_t gw = htonl(gateway), any = 0;
 	struct nl_addr *dst = nl_addr_build(AF_INET, &any, 4);
 	struct nl_addr *via = nl_addr_build(AF_INET, &gw, 4);
@@ -342,10 +335,10 @@ static int slice_side_apply(struct nl_sock *sk, uint32_t ip, unsigned prefix, ui
 	rtnl_route_set_protocol(rt, RTPROT_STATIC);
 	rtnl_route_set_scope(rt, RT_SCOPE_UNIVERSE);
 	rtnl_route_set_dst(rt, dst);
-	rtnl_route_nh_set_ifindex(nh, idx);
+	rtnl_route_nh_set_ifindex(nh, ifindex);
 	rtnl_route_nh_set_gateway(nh, via);
 	rtnl_route_add_nexthop(rt, nh); /* rt owns nh now */
-	r = rtnl_route_add(sk, rt, NLM_F_CREATE | NLM_F_EXCL);
+	int r = rtnl_route_add(sk, rt, NLM_F_CREATE | NLM_F_EXCL);
 	rtnl_route_put(rt);
 	nl_addr_put(dst);
 	nl_addr_put(via);
@@ -361,11 +354,28 @@ int slice_side_config(int netns_fd, const struct ipam_state *st, const struct ip
 	int r = nl_open_in(netns_fd, &sk, err);
 	if (r < 0)
 		return r;
-	return slice_side_apply(sk, l->ip, st->prefix, ipam_gateway(st), err);
+	/* lo is up since the launcher made the namespace. */
+	int idx = link_index(sk, "eth0");
+	if (!idx)
+		return vs_error_set(err, ENODEV, "eth0: not in the slice's namespace");
+	if ((r = addr_add(sk, idx, l->ip, st->prefix, err)) < 0 ||
+	    (r = link_up(sk, "eth0", 0, err)) < 0)
+		return r;
+	return route_default(sk, idx, ipam_gateway(st), err);
 }
 
 int netcfg_slice_side_here(const struct netcfg_addr *a, struct vs_error *err)
 {
+	/* Two netlink requests (address, route); the index and the link's
+	 * flags through ioctls, which need no dump and no answer to parse. */
+	struct ifreq ifr = {0};
+	snprintf(ifr.ifr_name, sizeof(ifr.ifr_name), "eth0");
+	cleanup_close int ioc = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+	if (ioc < 0)
+		return vs_error_sys(err, errno, "socket");
+	if (ioctl(ioc, SIOCGIFINDEX, &ifr) < 0)
+		return vs_error_sys(err, errno, "eth0: not in the slice's namespace");
+	int idx = ifr.ifr_ifindex;
 	/* Called in a process forked from a caller that may have threads (the
 	 * node manager): a port of our own, so that libnl never takes its
 	 * port map's lock, which a thread of the parent may have held at the
@@ -377,7 +387,14 @@ int netcfg_slice_side_here(const struct netcfg_addr *a, struct vs_error *err)
 	int r = nl_connect(sk, NETLINK_ROUTE);
 	if (r < 0)
 		return nl_fail(err, r, "netlink connect in the slice's namespace");
-	if ((r = slice_side_apply(sk, a->ip, a->prefix, a->gateway, err)) < 0)
+	if ((r = addr_add(sk, idx, a->ip, a->prefix, err)) < 0)
+		return vs_error_wrap(err, "the slice's eth0");
+	if (ioctl(ioc, SIOCGIFFLAGS, &ifr) < 0)
+		return vs_error_sys(err, errno, "eth0: get flags");
+	ifr.ifr_flags |= IFF_UP;
+	if (ioctl(ioc, SIOCSIFFLAGS, &ifr) < 0)
+		return vs_error_sys(err, errno, "eth0: up");
+	if ((r = route_default(sk, idx, a->gateway, err)) < 0)
 		return vs_error_wrap(err, "the slice's eth0");
 	return 0;
 }
