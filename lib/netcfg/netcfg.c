@@ -374,7 +374,8 @@ struct netcfg_pending {
 	int lock;
 	struct nl_sock *sk;
 	struct ipam_state st, old;
-	bool had; /* the slice held its lease before this attach */
+	bool had;  /* the slice held its lease before this attach */
+	bool made; /* attach_host changed something (attach_undo has work) */
 	int bridge;
 };
 
@@ -445,6 +446,9 @@ static int attach_host(struct netcfg_pending *p, struct vs_error *err)
 	}
 	if (!l && (r = ipam_alloc(st, name, want, &l, err)) < 0)
 		return r;
+	/* From here on a failure has something to undo (before: nothing of
+	 * ours changed, and a bridge or tables seen may not be ours). */
+	p->made = true;
 	l->want = *s;
 	l->want.hostname = NULL;
 	int forward_was = st->forward_was;
@@ -573,7 +577,8 @@ int netcfg_attach_begin(const char *root, const char *name, const struct netcfg_
 	vs_trace("net.stale");
 	ipam_state_copy(&p->old, &p->st);
 	if ((r = attach_host(p, err)) < 0) {
-		attach_undo(p);
+		if (p->made)
+			attach_undo(p);
 		pending_free(p);
 		return vs_error_wrap(err, "slice %s: network", name);
 	}

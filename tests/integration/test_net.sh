@@ -86,6 +86,17 @@ check "a bridge subnet overlapping the node's address is refused ($out)" \
 	test $rc -ne 0 -a -n "$(grep -o "overlaps the node's address $U.1" <<<"$out")"
 vsn destroy --force clash >/dev/null 2>&1
 expect_eq "the refused start left the node's network as it was" "$before" "$(snapshot)"
+# A bridge of that name that no lease names is not ours: refused, and left
+# alone (nothing of a refused start is undone on the node's objects).
+node ip link add vsfb$$ type bridge
+out=$(VSLICE_BRIDGE=vsfb$$ vsn run --rm --net bridge foreign -- true 2>&1)
+rc=$?
+check "a start on a bridge that is not ours is refused ($out)" \
+	test $rc -ne 0 -a -n "$(grep -o "not ours" <<<"$out")"
+check "and that bridge is still there" quiet node ip link show vsfb$$
+node ip link del vsfb$$
+vsn destroy --force foreign >/dev/null 2>&1
+expect_eq "the refused start left the node's network as it was (2)" "$before" "$(snapshot)"
 
 # Three slices: a (capped, publishes 8080 -> 80), b, c (no egress).
 vsn run -d --net bridge --net-rate 10mbit --publish 8080:80 --publish 5353:53/udp a -- sleep 100000 >/dev/null
