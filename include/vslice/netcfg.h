@@ -107,12 +107,72 @@ struct netcfg_lease {
 int netcfg_attach(const char *root, const char *name, const struct netcfg_slice *s, int netns_fd,
 		  int rootfs_fd, uid_t owner, struct netcfg_lease *lease, struct vs_error *err);
 
+/* The slice's side of its veth: eth0's address, prefix, default route
+ * (host byte order). */
+struct netcfg_addr {
+	uint32_t ip, gateway;
+	unsigned prefix;
+};
+
+/*
+ * netcfg_attach in steps, for a caller that has other work to do meanwhile
+ * (a start: the launcher mounts the slice's root while the host's steps
+ * run). begin: under the node's lease lock, the leases of slices that
+ * is_alive(name, arg) says are gone are released (as netcfg_cleanup_stale;
+ * is_alive NULL: none), then the lease is taken and saved, the bridge and
+ * the nft elements made; on success *p holds the lock until finish or
+ * abort, which free it. netns: the veth into netns_fd, caps, overlay
+ * entries; with inside NULL also eth0's address and route, else *inside
+ * says them for netcfg_slice_side_here in the slice's namespace. files: the
+ * /etc files under rootfs_fd (as netcfg_attach). finish: *lease, the lock
+ * released; it cannot fail. A failed step leaves p as it was: abort undoes
+ * what the steps made. A crash between them leaves a lease and its
+ * elements (and a veth that goes with the launcher's namespace), which the
+ * slice's destroy or the next start's stale scan removes. Errors as
+ * netcfg_attach's.
+ */
+struct netcfg_pending;
+int netcfg_attach_begin(const char *root, const char *name, const struct netcfg_slice *s,
+			bool (*is_alive)(const char *name, void *arg), void *arg,
+			struct netcfg_pending **p, struct vs_error *err);
+int netcfg_attach_netns(struct netcfg_pending *p, int netns_fd, struct netcfg_addr *inside,
+			struct vs_error *err);
+int netcfg_attach_files(struct netcfg_pending *p, int rootfs_fd, uid_t owner, struct vs_error *err);
+void netcfg_attach_finish(struct netcfg_pending *p, struct netcfg_lease *lease);
+void netcfg_attach_abort(struct netcfg_pending *p);
+/* In the slice's network namespace (the launcher, CAP_NET_ADMIN there):
+ * eth0 gets a's address, comes up, and the default route goes via a's
+ * gateway. */
+int netcfg_slice_side_here(const struct netcfg_addr *a, struct vs_error *err);
+
 /* Remove everything of slice `name`: veth, ifb, nft elements, lease; the
  * node-wide objects too when it was the last. A veth still there (its
  * namespace not yet torn down) is deleted by a detached process once its
  * elements are gone; the last detach deletes every port itself. No lease:
  * 0, nothing done. */
 int netcfg_detach(const char *root, const char *name, struct vs_error *err);
+
+/*
+ * netcfg_detach for a caller that forks a process outliving it anyway
+ * (slice destroy: the one that removes the slice's files): what the detach
+ * would leave to a detached process of its own, *later, goes there
+ * instead, saving a fork. later->fd is the element batch's socket (its
+ * last close waits for an RCU grace period: it must happen in that
+ * process, which inherits it and closes it when it ends), later->veth a
+ * leftover veth to delete (0: none). After forking, the caller runs
+ * netcfg_later_run in the child and netcfg_later_release in itself;
+ * without such a process, netcfg_later_detached does what netcfg_detach
+ * would have. later->fd is -1 when there is nothing to hand on.
+ */
+struct netcfg_later {
+	int fd;
+	int veth;
+};
+int netcfg_detach_later(const char *root, const char *name, struct netcfg_later *later,
+			struct vs_error *err);
+void netcfg_later_run(const struct netcfg_later *later);
+void netcfg_later_release(struct netcfg_later *later);
+int netcfg_later_detached(struct netcfg_later *later, struct vs_error *err);
 
 /* Detach every lease for which is_alive(name, arg) is false (the slice is
  * gone), and remove ports of the node's bridge no lease names. */

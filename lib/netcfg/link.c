@@ -19,6 +19,7 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
@@ -318,6 +319,34 @@ int veth_create(struct nl_sock *sk, const struct ipam_state *st, const struct ip
 	return fdb_change(sk, RTM_NEWNEIGH, idx, mac, NTF_MASTER, 0, err);
 }
 
+/* The default route of sk's namespace: via gateway on link ifindex. */
+static int route_default(struct nl_sock *sk, int ifindex, uint32_t gateway, struct vs_error *err)
+{
+	uint32_t gw = htonl(gateway), any = 0;
+	struct nl_addr *dst = nl_addr_build(AF_INET, &any, 4);
+	struct nl_addr *via = nl_addr_build(AF_INET, &gw, 4);
+	struct rtnl_route *rt = rtnl_route_alloc();
+	struct rtnl_nexthop *nh = rtnl_route_nh_alloc();
+	if (!dst || !via || !rt || !nh)
+		return vs_error_set(err, ENOMEM, "route");
+	nl_addr_set_prefixlen(dst, 0);
+	rtnl_route_set_family(rt, AF_INET);
+	rtnl_route_set_table(rt, RT_TABLE_MAIN);
+	rtnl_route_set_protocol(rt, RTPROT_STATIC);
+	rtnl_route_set_scope(rt, RT_SCOPE_UNIVERSE);
+	rtnl_route_set_dst(rt, dst);
+	rtnl_route_nh_set_ifindex(nh, ifindex);
+	rtnl_route_nh_set_gateway(nh, via);
+	rtnl_route_add_nexthop(rt, nh); /* rt owns nh now */
+	int r = rtnl_route_add(sk, rt, NLM_F_CREATE | NLM_F_EXCL);
+	rtnl_route_put(rt);
+	nl_addr_put(dst);
+	nl_addr_put(via);
+	if (r < 0 && r != -NLE_EXIST)
+		return nl_fail(err, r, "slice default route");
+	return 0;
+}
+
 int slice_side_config(int netns_fd, const struct ipam_state *st, const struct ipam_lease *l,
 		      struct vs_error *err)
 {
@@ -332,28 +361,41 @@ int slice_side_config(int netns_fd, const struct ipam_state *st, const struct ip
 	if ((r = addr_add(sk, idx, l->ip, st->prefix, err)) < 0 ||
 	    (r = link_up(sk, "eth0", 0, err)) < 0)
 		return r;
-	uint32_t gw = htonl(ipam_gateway(st)), any = 0;
-	struct nl_addr *dst = nl_addr_build(AF_INET, &any, 4);
-	struct nl_addr *via = nl_addr_build(AF_INET, &gw, 4);
-	struct rtnl_route *rt = rtnl_route_alloc();
-	struct rtnl_nexthop *nh = rtnl_route_nh_alloc();
-	if (!dst || !via || !rt || !nh)
-		return vs_error_set(err, ENOMEM, "route");
-	nl_addr_set_prefixlen(dst, 0);
-	rtnl_route_set_family(rt, AF_INET);
-	rtnl_route_set_table(rt, RT_TABLE_MAIN);
-	rtnl_route_set_protocol(rt, RTPROT_STATIC);
-	rtnl_route_set_scope(rt, RT_SCOPE_UNIVERSE);
-	rtnl_route_set_dst(rt, dst);
-	rtnl_route_nh_set_ifindex(nh, idx);
-	rtnl_route_nh_set_gateway(nh, via);
-	rtnl_route_add_nexthop(rt, nh); /* rt owns nh now */
-	r = rtnl_route_add(sk, rt, NLM_F_CREATE | NLM_F_EXCL);
-	rtnl_route_put(rt);
-	nl_addr_put(dst);
-	nl_addr_put(via);
-	if (r < 0 && r != -NLE_EXIST)
-		return nl_fail(err, r, "slice default route");
+	return route_default(sk, idx, ipam_gateway(st), err);
+}
+
+int netcfg_slice_side_here(const struct netcfg_addr *a, struct vs_error *err)
+{
+	/* Two netlink requests (address, route); the index and the link's
+	 * flags through ioctls, which need no dump and no answer to parse. */
+	struct ifreq ifr = {0};
+	snprintf(ifr.ifr_name, sizeof(ifr.ifr_name), "eth0");
+	cleanup_close int ioc = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+	if (ioc < 0)
+		return vs_error_sys(err, errno, "socket");
+	if (ioctl(ioc, SIOCGIFINDEX, &ifr) < 0)
+		return vs_error_sys(err, errno, "eth0: not in the slice's namespace");
+	int idx = ifr.ifr_ifindex;
+	/* Called in a process forked from a caller that may have threads (the
+	 * node manager): a port of our own, so that libnl never takes its
+	 * port map's lock, which a thread of the parent may have held at the
+	 * fork. The namespace is the slice's, new: our pid is free there. */
+	cleanup_nlsock struct nl_sock *sk = nl_socket_alloc();
+	if (!sk)
+		return vs_error_set(err, ENOMEM, "netlink socket");
+	nl_socket_set_local_port(sk, (uint32_t)getpid());
+	int r = nl_connect(sk, NETLINK_ROUTE);
+	if (r < 0)
+		return nl_fail(err, r, "netlink connect in the slice's namespace");
+	if ((r = addr_add(sk, idx, a->ip, a->prefix, err)) < 0)
+		return vs_error_wrap(err, "the slice's eth0");
+	if (ioctl(ioc, SIOCGIFFLAGS, &ifr) < 0)
+		return vs_error_sys(err, errno, "eth0: get flags");
+	ifr.ifr_flags |= IFF_UP;
+	if (ioctl(ioc, SIOCSIFFLAGS, &ifr) < 0)
+		return vs_error_sys(err, errno, "eth0: up");
+	if ((r = route_default(sk, idx, a->gateway, err)) < 0)
+		return vs_error_wrap(err, "the slice's eth0");
 	return 0;
 }
 

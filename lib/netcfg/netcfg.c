@@ -5,15 +5,21 @@
  * manifest share. See include/vslice/netcfg.h for the contract and the
  * other files of lib/netcfg for each mechanism.
  *
- * attach, under the node's lease lock:
- *   [first lease: subnet clash check] -> lease (saved before any device, so a
- *   crash half way leaves something stale cleanup finds; not rewritten when
- *   unchanged) -> ip_forward if the slice needs it -> [first lease: bridge]
- *   -> veth (one request: host end up as a bridge port, peer born in the
- *   slice's namespace; a static fdb entry for the slice's MAC) -> tc caps ->
- *   [overlay: vxlan port, forwarding and neighbour entries] -> nft (first
- *   lease: both tables whole; else the slice's elements only) -> slice side
- *   (address, up, default route) -> /etc/resolv.conf + /etc/hosts.
+ * attach, under the node's lease lock, in steps (netcfg_attach_begin while
+ * the launcher still builds the sandbox, _netns once the slice's network
+ * namespace exists, _files once its root is mounted, _finish; the lock is
+ * held from the first to the last, and _abort undoes the steps made):
+ *   begin: stale leases (slices gone) released -> [first lease: subnet clash
+ *   check] -> lease (saved before any device, so a crash half way leaves
+ *   something stale cleanup finds; not rewritten when unchanged) ->
+ *   ip_forward if the slice needs it -> [first lease: bridge] -> nft (first
+ *   lease: both tables whole; else the slice's elements only; by interface
+ *   name, so before the veth: its first frame already meets them).
+ *   netns: veth (one request: host end up as a bridge port, peer born in
+ *   the slice's namespace; a static fdb entry for the slice's MAC) -> tc
+ *   caps -> [overlay: vxlan port, forwarding and neighbour entries] -> slice
+ *   side (address, up, default route; or the launcher sets them from
+ *   inside, netcfg_slice_side_here). files: /etc/resolv.conf + /etc/hosts.
  * detach/cleanup: ifb -> elements (the batch answered; the leftover veth and
  *   the batch socket's close, both waiting for RCU, in a detached process)
  *   -> [last lease: every port, vxlan, bridge, tables, ip_forward back to
@@ -358,11 +364,56 @@ static int state_open(const char *root, const struct netcfg_node *node, int *loc
 	return r;
 }
 
-static int attach_locked(const char *root, const char *name, const struct netcfg_slice *s,
-			 int netns_fd, int rootfs_fd, uid_t owner, struct ipam_state *st,
-			 const struct ipam_state *old, struct nl_sock *sk, struct netcfg_lease *out,
-			 struct vs_error *err)
+/* The first half of an attach, under the node's lease lock: a change of
+ * many in flight (netcfg_attach_begin .. _finish or _abort). */
+struct netcfg_pending {
+	char *root;
+	char name[SLICE_NAME_MAX];
+	struct netcfg_slice want;
+	char *hostname;
+	int lock;
+	struct nl_sock *sk;
+	struct ipam_state st, old;
+	bool had;  /* the slice held its lease before this attach */
+	bool made; /* attach_host changed something (attach_undo has work) */
+	int bridge;
+};
+
+/* Undo what this attach made; a lease held before stays (the slice keeps
+ * its address), with the node's tables as they were. */
+static void attach_undo(struct netcfg_pending *p)
 {
+	struct ipam_state *st = &p->st;
+	struct vs_error e2;
+	struct ipam_lease *l = ipam_find(st, p->name);
+	if (l)
+		devices_remove(p->sk, l, &e2);
+	struct ipam_state made;
+	ipam_state_copy(&made, st);
+	if (!p->had)
+		ipam_release(st, p->name);
+	if (st->n == 0) {
+		node_teardown(p->sk, st, &e2);
+	} else {
+		if (st->vni)
+			overlay_sync(p->sk, st, &e2);
+		/* The slice's elements only (the tables stay, as for a detach);
+		 * whole when the batch is refused (the elements were never
+		 * added: the failure came before them). */
+		nft_update(&made, st, NULL, NULL, &e2);
+	}
+	ipam_state_free(&made);
+	ipam_save(p->root, st, &e2);
+}
+
+/* The steps that need no slice namespace: lease, ip_forward, bridge, nft
+ * elements (by interface name: the veth need not exist yet). */
+static int attach_host(struct netcfg_pending *p, struct vs_error *err)
+{
+	struct ipam_state *st = &p->st;
+	const struct netcfg_slice *s = &p->want;
+	struct nl_sock *sk = p->sk;
+	const char *name = p->name;
 	int r;
 	bool fresh = st->n == 0;
 	if (fresh) {
@@ -386,7 +437,7 @@ static int attach_locked(const char *root, const char *name, const struct netcfg
 		    "the overlay (VSLICE_OVERLAY_VNI) needs a cluster-wide address: "
 		    "--net bridge,ip=A.B.C.D");
 	struct ipam_lease *l = ipam_find(st, name);
-	bool had = l != NULL;
+	p->had = l != NULL;
 	if (l && want && l->ip != want) {
 		/* The slice was given another address: take it if it is free. */
 		if ((r = ipam_check_free(st, want, err)) < 0)
@@ -395,24 +446,25 @@ static int attach_locked(const char *root, const char *name, const struct netcfg
 	}
 	if (!l && (r = ipam_alloc(st, name, want, &l, err)) < 0)
 		return r;
+	/* From here on a failure has something to undo (before: nothing of
+	 * ours changed, and a bridge or tables seen may not be ours). */
+	p->made = true;
 	l->want = *s;
 	l->want.hostname = NULL;
 	int forward_was = st->forward_was;
 	if ((!s->no_egress || s->n_publish) && st->forward_was < 0) {
 		int prev;
 		if ((r = sysctl_forward(1, &prev, err)) < 0)
-			goto fail;
+			return r;
 		st->forward_was = prev ? -1 : 0;
 	}
 	/* Saved before any device is made (a crash half way leaves a lease for
 	 * stale cleanup to find); not rewritten when it says this already. */
-	const struct ipam_lease *was = had ? ipam_find((struct ipam_state *)old, name) : NULL;
+	const struct ipam_lease *was = p->had ? ipam_find(&p->old, name) : NULL;
 	if ((!was || !lease_same(was, l) || forward_was != st->forward_was) &&
-	    (r = ipam_save(root, st, err)) < 0)
-		goto fail;
+	    (r = ipam_save(p->root, st, err)) < 0)
+		return r;
 	vs_trace("net.lease");
-	char ip[16];
-	ipam_fmt(l->ip, ip);
 	/* The node-wide objects once, with the first lease (or when something
 	 * removed the bridge behind our back: then the tables are made whole
 	 * again too). */
@@ -421,80 +473,174 @@ static int attach_locked(const char *root, const char *name, const struct netcfg
 	if (!br && ((r = bridge_ensure(sk, st, err)) < 0 || !(br = link_index(sk, st->bridge)))) {
 		if (r >= 0)
 			r = vs_error_set(err, ENODEV, "bridge %s: gone", st->bridge);
-		goto fail;
+		return r;
 	}
+	p->bridge = br;
 	vs_trace("net.bridge");
-	if ((r = devices_remove(sk, l, err)) < 0 ||
-	    (r = veth_create(sk, st, l, br, netns_fd, err)) < 0)
-		goto fail;
+	/* The filters before the veth exists: the slice's first frame already
+	 * meets them. */
+	if ((r = remade ? nft_sync(st, err) : nft_update(&p->old, st, name, NULL, err)) < 0)
+		return r;
+	vs_trace("net.nft");
+	return 0;
+}
+
+/* The steps in and for the slice's namespace: veth, caps, overlay entries,
+ * [address and route]. */
+static int attach_netns(struct netcfg_pending *p, int netns_fd, struct netcfg_addr *inside,
+			struct vs_error *err)
+{
+	struct ipam_state *st = &p->st;
+	struct ipam_lease *l = ipam_find(st, p->name);
+	int r;
+	if ((r = devices_remove(p->sk, l, err)) < 0 ||
+	    (r = veth_create(p->sk, st, l, p->bridge, netns_fd, err)) < 0)
+		return r;
 	vs_trace("net.veth");
 	/* With the overlay, every start makes the forwarding and neighbour
 	 * entries what the peer list says (entries left by a crash go). */
-	if ((r = tc_cap(sk, l, err)) < 0 || (st->vni && (r = overlay_sync(sk, st, err)) < 0))
-		goto fail;
+	if ((r = tc_cap(p->sk, l, err)) < 0 || (st->vni && (r = overlay_sync(p->sk, st, err)) < 0))
+		return r;
 	vs_trace("net.tc_overlay");
-	/* The filters before the slice's side comes up: its first frame already
-	 * meets them. */
-	if ((r = remade ? nft_sync(st, err) : nft_update(old, st, name, NULL, err)) < 0)
-		goto fail;
-	vs_trace("net.nft");
+	if (inside) {
+		*inside = (struct netcfg_addr){
+		    .ip = l->ip, .gateway = ipam_gateway(st), .prefix = st->prefix};
+		return 0;
+	}
 	if ((r = slice_side_config(netns_fd, st, l, err)) < 0)
-		goto fail;
+		return r;
 	vs_trace("net.slice_side");
+	return 0;
+}
+
+/* The slice's /etc files. */
+static int attach_files(struct netcfg_pending *p, int rootfs_fd, uid_t owner, struct vs_error *err)
+{
+	struct ipam_lease *l = ipam_find(&p->st, p->name);
+	char ip[16];
+	ipam_fmt(l->ip, ip);
+	int r;
 	if (rootfs_fd >= 0 &&
-	    (r = etc_files_write(rootfs_fd, owner, s->hostname ? s->hostname : name, ip, err)) < 0)
-		goto fail;
+	    (r = etc_files_write(rootfs_fd, owner, p->hostname ? p->hostname : p->name, ip, err)) <
+		0)
+		return r;
 	vs_trace("net.etc");
+	return 0;
+}
+
+static void pending_free(struct netcfg_pending *p)
+{
+	ipam_state_free(&p->old);
+	ipam_state_free(&p->st);
+	if (p->sk)
+		nl_socket_free(p->sk);
+	if (p->lock >= 0)
+		close(p->lock);
+	free(p->hostname);
+	free(p->root);
+	free(p);
+}
+
+static int stale_release_locked(const char *root, struct ipam_state *st, struct nl_sock *sk,
+				bool (*is_alive)(const char *name, void *arg), void *arg,
+				const char *keep, struct vs_error *err);
+
+int netcfg_attach_begin(const char *root, const char *name, const struct netcfg_slice *s,
+			bool (*is_alive)(const char *name, void *arg), void *arg,
+			struct netcfg_pending **out, struct vs_error *err)
+{
+	struct netcfg_node node;
+	*out = NULL;
+	int r = netcfg_node_config(&node, err);
+	if (r < 0)
+		return vs_error_wrap(err, "slice %s: network", name);
+	struct netcfg_pending *p = vs_xcalloc(1, sizeof(*p));
+	p->root = vs_xstrdup(root);
+	snprintf(p->name, sizeof(p->name), "%s", name);
+	p->want = *s;
+	p->hostname = s->hostname ? vs_xstrdup(s->hostname) : NULL;
+	p->want.hostname = p->hostname;
+	p->lock = -1;
+	vs_trace("net.begin");
+	if ((r = state_open(root, &node, &p->lock, &p->st, &p->sk, err)) < 0) {
+		pending_free(p);
+		return vs_error_wrap(err, "slice %s: network", name);
+	}
+	vs_trace("net.locked");
+	/* Stale leases under the same lock and load as the attach (what
+	 * netcfg_cleanup_stale does, without a second lock and load). */
+	if (is_alive &&
+	    (r = stale_release_locked(root, &p->st, p->sk, is_alive, arg, name, err)) < 0) {
+		pending_free(p);
+		return vs_error_wrap(err, "network cleanup");
+	}
+	vs_trace("net.stale");
+	ipam_state_copy(&p->old, &p->st);
+	if ((r = attach_host(p, err)) < 0) {
+		if (p->made)
+			attach_undo(p);
+		pending_free(p);
+		return vs_error_wrap(err, "slice %s: network", name);
+	}
+	*out = p;
+	return 0;
+}
+
+int netcfg_attach_netns(struct netcfg_pending *p, int netns_fd, struct netcfg_addr *inside,
+			struct vs_error *err)
+{
+	int r = attach_netns(p, netns_fd, inside, err);
+	return r < 0 ? vs_error_wrap(err, "slice %s: network", p->name) : 0;
+}
+
+int netcfg_attach_files(struct netcfg_pending *p, int rootfs_fd, uid_t owner, struct vs_error *err)
+{
+	int r = attach_files(p, rootfs_fd, owner, err);
+	return r < 0 ? vs_error_wrap(err, "slice %s: network", p->name) : 0;
+}
+
+void netcfg_attach_finish(struct netcfg_pending *p, struct netcfg_lease *out)
+{
 	if (out) {
+		const struct ipam_state *st = &p->st;
+		const struct ipam_lease *l = ipam_find(&p->st, p->name);
 		memset(out, 0, sizeof(*out));
-		snprintf(out->ip, sizeof(out->ip), "%s", ip);
+		ipam_fmt(l->ip, out->ip);
 		ipam_fmt(ipam_gateway(st), out->gateway);
 		out->prefix = st->prefix;
 		snprintf(out->host_veth, sizeof(out->host_veth), "%s", l->veth);
 	}
-	return 0;
-fail:;
-	/* Undo what this call made; a lease held before stays (the slice keeps
-	 * its address), with the node's tables as they were. */
-	struct vs_error e2;
-	devices_remove(sk, l, &e2);
-	if (!had)
-		ipam_release(st, name);
-	if (st->n == 0) {
-		node_teardown(sk, st, &e2);
-	} else {
-		if (st->vni)
-			overlay_sync(sk, st, &e2);
-		nft_sync(st, &e2);
-	}
-	ipam_save(root, st, &e2);
-	return r;
+	pending_free(p);
+}
+
+void netcfg_attach_abort(struct netcfg_pending *p)
+{
+	if (!p)
+		return;
+	attach_undo(p);
+	pending_free(p);
 }
 
 int netcfg_attach(const char *root, const char *name, const struct netcfg_slice *s, int netns_fd,
 		  int rootfs_fd, uid_t owner, struct netcfg_lease *lease, struct vs_error *err)
 {
-	struct netcfg_node node;
-	int r = netcfg_node_config(&node, err);
+	struct netcfg_pending *p;
+	int r = netcfg_attach_begin(root, name, s, NULL, NULL, &p, err);
 	if (r < 0)
 		return r;
-	cleanup_close int lock = -1;
-	struct ipam_state st;
-	cleanup_nlsock struct nl_sock *sk = NULL;
-	vs_trace("net.begin");
-	if ((r = state_open(root, &node, &lock, &st, &sk, err)) < 0)
-		return vs_error_wrap(err, "slice %s: network", name);
-	vs_trace("net.locked");
-	struct ipam_state old;
-	ipam_state_copy(&old, &st);
-	r = attach_locked(root, name, s, netns_fd, rootfs_fd, owner, &st, &old, sk, lease, err);
-	ipam_state_free(&old);
-	ipam_state_free(&st);
-	return r < 0 ? vs_error_wrap(err, "slice %s: network", name) : 0;
+	if ((r = netcfg_attach_netns(p, netns_fd, NULL, err)) < 0 ||
+	    (r = netcfg_attach_files(p, rootfs_fd, owner, err)) < 0) {
+		netcfg_attach_abort(p);
+		return r;
+	}
+	netcfg_attach_finish(p, lease);
+	return 0;
 }
 
+/* later == NULL: the leftover veth and the batch socket go to a detached
+ * process of their own; else to the caller's (netcfg_detach_later). */
 static int release_locked(const char *root, struct ipam_state *st, struct nl_sock *sk,
-			  const char *name, struct vs_error *err)
+			  const char *name, struct netcfg_later *later, struct vs_error *err)
 {
 	struct ipam_lease *l = ipam_find(st, name);
 	int r;
@@ -519,10 +665,15 @@ static int release_locked(const char *root, struct ipam_state *st, struct nl_soc
 	else if (!st->vni || !overlay_active_changed(&old, st) ||
 		 (r = overlay_sync(sk, st, err)) >= 0) {
 		int keep = -1;
-		if ((r = nft_update(&old, st, NULL, &keep, err)) >= 0)
+		if ((r = nft_update(&old, st, NULL, &keep, err)) < 0) {
+			if (keep >= 0)
+				close(keep);
+		} else if (later) {
+			later->fd = keep;
+			later->veth = n_rm ? rm[0] : 0;
+		} else {
 			r = links_remove_detached(rm, n_rm, keep, err);
-		else if (keep >= 0)
-			close(keep);
+		}
 	}
 	ipam_state_free(&old);
 	if (r < 0)
@@ -533,6 +684,37 @@ static int release_locked(const char *root, struct ipam_state *st, struct nl_soc
 
 int netcfg_detach(const char *root, const char *name, struct vs_error *err)
 {
+	return netcfg_detach_later(root, name, NULL, err);
+}
+
+void netcfg_later_run(const struct netcfg_later *later)
+{
+	if (later->veth)
+		links_delete_index(&later->veth, 1);
+}
+
+void netcfg_later_release(struct netcfg_later *later)
+{
+	if (later->fd >= 0)
+		close(later->fd);
+	later->fd = -1;
+	later->veth = 0;
+}
+
+int netcfg_later_detached(struct netcfg_later *later, struct vs_error *err)
+{
+	int fd = later->fd;
+	int r = links_remove_detached(&later->veth, later->veth ? 1 : 0, fd, err);
+	later->fd = -1; /* closed or handed on by links_remove_detached */
+	later->veth = 0;
+	return r;
+}
+
+int netcfg_detach_later(const char *root, const char *name, struct netcfg_later *later,
+			struct vs_error *err)
+{
+	if (later)
+		*later = (struct netcfg_later){.fd = -1};
 	struct netcfg_node node;
 	int r;
 	if (no_leases(root, &node))
@@ -543,9 +725,36 @@ int netcfg_detach(const char *root, const char *name, struct vs_error *err)
 	if ((r = state_open(root, &node, &lock, &st, &sk, err)) < 0)
 		return vs_error_wrap(err, "slice %s: network", name);
 	vs_trace("net.d.locked");
-	r = release_locked(root, &st, sk, name, err);
+	r = release_locked(root, &st, sk, name, later, err);
 	ipam_state_free(&st);
 	return r < 0 ? vs_error_wrap(err, "slice %s: network", name) : 0;
+}
+
+/* Release every lease but keep's whose slice is_alive says is gone; then
+ * the bridge's ports no lease names. */
+static int stale_release_locked(const char *root, struct ipam_state *st, struct nl_sock *sk,
+				bool (*is_alive)(const char *name, void *arg), void *arg,
+				const char *keep, struct vs_error *err)
+{
+	int r = 0;
+	bool released = false;
+	for (size_t i = 0; i < st->n && r >= 0;) {
+		if ((keep && !strcmp(st->leases[i].name, keep)) ||
+		    is_alive(st->leases[i].name, arg)) {
+			i++;
+			continue;
+		}
+		char name[SLICE_NAME_MAX];
+		snprintf(name, sizeof(name), "%s", st->leases[i].name);
+		r = release_locked(root, st, sk, name, NULL, err);
+		released = true;
+	}
+	/* Ports no lease names: the devices of what was just released that
+	 * linger (their removal is under way), or left by a lost lease file.
+	 * Not on every start: the lease goes after its devices on every path. */
+	if (r >= 0 && released && st->n)
+		r = ports_sweep(sk, st, err);
+	return r < 0 ? r : 0;
 }
 
 int netcfg_cleanup_stale(const char *root, bool (*is_alive)(const char *name, void *arg), void *arg,
@@ -560,22 +769,7 @@ int netcfg_cleanup_stale(const char *root, bool (*is_alive)(const char *name, vo
 	cleanup_nlsock struct nl_sock *sk = NULL;
 	if ((r = state_open(root, &node, &lock, &st, &sk, err)) < 0)
 		return vs_error_wrap(err, "network cleanup");
-	bool released = false;
-	for (size_t i = 0; i < st.n && r >= 0;) {
-		if (is_alive(st.leases[i].name, arg)) {
-			i++;
-			continue;
-		}
-		char name[SLICE_NAME_MAX];
-		snprintf(name, sizeof(name), "%s", st.leases[i].name);
-		r = release_locked(root, &st, sk, name, err);
-		released = true;
-	}
-	/* Ports no lease names: the devices of what was just released that
-	 * linger (their removal is under way), or left by a lost lease file.
-	 * Not on every start: the lease goes after its devices on every path. */
-	if (r >= 0 && released && st.n)
-		r = ports_sweep(sk, &st, err);
+	r = stale_release_locked(root, &st, sk, is_alive, arg, NULL, err);
 	ipam_state_free(&st);
 	vs_trace("net.stale");
 	return r < 0 ? vs_error_wrap(err, "network cleanup") : 0;

@@ -409,18 +409,38 @@ static void remove_stale_trash(const char *root)
 
 struct trash_job {
 	const char *root, *trash;
+	const struct netcfg_later *net; /* NULL: nothing of the network's */
 };
 
-/* In the detached process: this slice's files, then any left over. */
+/* In the detached process: the network's leftovers (netcfg.h), this
+ * slice's files, then any left over. */
 static void remove_trash(void *arg)
 {
 	const struct trash_job *j = arg;
 	struct vs_error ignore;
+	if (j->net)
+		netcfg_later_run(j->net);
 	vs_rm_rf(j->trash, &ignore);
 	remove_stale_trash(j->root);
 }
 
-static int remove_files(const char *root, const char *name, const char *d, struct vs_error *err)
+static int remove_files_in(const char *root, const char *name, const char *d,
+			   struct netcfg_later *net, struct vs_error *err);
+
+/* net: what the network's detach left for a process that outlives us
+ * (netcfg_detach_later); handed to the remover, or detached on its own. */
+static int remove_files(const char *root, const char *name, const char *d, struct netcfg_later *net,
+			struct vs_error *err)
+{
+	struct vs_error ignore;
+	int r = remove_files_in(root, name, d, net, err);
+	/* Not handed on (no remover forked): a detached process of its own. */
+	netcfg_later_detached(net, &ignore);
+	return r;
+}
+
+static int remove_files_in(const char *root, const char *name, const char *d,
+			   struct netcfg_later *net, struct vs_error *err)
 {
 	static unsigned seq;
 	cleanup_free char *trash = vs_xasprintf("%s/slices/.rm-%s-%d-%u-%llu", root, name, getpid(),
@@ -433,7 +453,10 @@ static int remove_files(const char *root, const char *name, const char *d, struc
 	}
 	/* mtime: the sweep's clock (rename does not touch it). */
 	utimensat(AT_FDCWD, trash, NULL, AT_SYMLINK_NOFOLLOW);
-	/* A refill is due (run --rm): its process removes the files first. */
+	/* A refill is due (run --rm): its process removes the files first
+	 * (the network's leftovers are not handed to it: it keeps no fd but
+	 * its lock, and the batch socket's last close must not be its first
+	 * child's exit, which we wait for). */
 	struct trash_job job = {.root = root, .trash = trash};
 	if (refill.pending && !strcmp(refill.root, root)) {
 		bool forked = pool_refill_async(refill.root, refill.image, refill.volatile_upper,
@@ -446,10 +469,14 @@ static int remove_files(const char *root, const char *name, const char *d, struc
 		if (forked)
 			return 0;
 	}
+	job.net = net->fd >= 0 || net->veth ? net : NULL;
 	pid_t p = fork();
 	if (p < 0)
 		return vs_rm_rf(trash, err);
 	if (p > 0) {
+		/* The remover holds the batch socket now: this close is not
+		 * its last. */
+		netcfg_later_release(net);
 		while (waitpid(p, NULL, 0) < 0 && errno == EINTR)
 			;
 		return 0;
@@ -457,7 +484,12 @@ static int remove_files(const char *root, const char *name, const char *d, struc
 	setsid();
 	if (fork() != 0)
 		_exit(0);
-	close_range(3, ~0U, 0);
+	/* Nothing of ours but the batch socket, kept to the end: its last
+	 * close (waiting for a grace period) is this process's exit. */
+	int keep = net->fd;
+	if (keep > 3)
+		close_range(3, (unsigned)keep - 1, 0);
+	close_range(keep >= 3 ? (unsigned)keep + 1 : 3, ~0U, 0);
 	int fd = open("/dev/null", O_RDWR);
 	for (int i = 0; i < 3 && fd >= 0; i++)
 		if (i != fd)
@@ -481,13 +513,17 @@ static int remove_slice(const char *root, const char *name, uint32_t id_base, st
 		return vs_error_wrap(err, "remove cgroup");
 	vs_trace("destroy.cgroup");
 	/* After the processes: a lease is dropped with everything it made. */
-	if ((r = netcfg_detach(root, name, err)) < 0)
+	struct netcfg_later net;
+	struct vs_error ignore;
+	if ((r = netcfg_detach_later(root, name, &net, err)) < 0) {
+		netcfg_later_detached(&net, &ignore);
 		return r;
+	}
 	vs_trace("destroy.net");
 	cleanup_free char *d = slice_dir(root, name);
 	/* Made from the pool and never started: its kept namespaces. */
 	pool_release_ns(d);
-	if ((r = remove_files(root, name, d, err)) < 0)
+	if ((r = remove_files(root, name, d, &net, err)) < 0)
 		return vs_error_wrap(err, "remove %s", d);
 	vs_trace("destroy.files");
 	/* Without spec.json (a damaged or half-made slice, destroy --force) the
@@ -499,11 +535,12 @@ static int remove_slice(const char *root, const char *name, uint32_t id_base, st
 	return 0;
 }
 
-/* What the pool can make ahead of time (pool.h): the default network (a
- * namespace with lo), no disk image (made per slice at create). */
+/* What the pool can make ahead of time (pool.h): a network namespace with
+ * lo (--net none as it is; --net bridge gets its veth at the start, into
+ * that namespace), no disk image (made per slice at create). */
 static bool pool_fits(const struct slice_spec *spec)
 {
-	return spec->net == SLICE_NET_NONE && !spec->disk_bytes;
+	return (spec->net == SLICE_NET_NONE || spec->net == SLICE_NET_BRIDGE) && !spec->disk_bytes;
 }
 
 /* Cold create: id range, directories, cgroups. */
@@ -732,11 +769,14 @@ static int open_log_pipe(const char *root, const char *name, int *rd, int *wr, s
 /* Spawn with everything loaded; the caller holds the slice lock. */
 
 /* --net bridge: the launcher's new network namespace gets its veth, address,
- * routes, caps and rules from here (host root), before PID 1 exists. */
+ * routes, caps and rules from here (host root), before PID 1 exists; the
+ * host's half that needs no namespace while the launcher mounts, eth0 by
+ * the launcher from inside (sliver.h: net_begin, net_setup, net_files,
+ * net_inside, net_commit, net_abort). */
 struct slice_net_ctx {
 	const char *root;
 	const struct slice_spec *spec;
-	const char *rootfs;
+	struct netcfg_pending *pending; /* from slice_net_begin to _commit or _abort */
 };
 
 static bool slice_exists(const char *name, void *root)
@@ -746,23 +786,63 @@ static bool slice_exists(const char *name, void *root)
 	return stat(d, &st) == 0;
 }
 
-static int slice_net_setup(void *arg, pid_t launcher, struct vs_error *err)
+/* Stale leases, the lease, the bridge, the nft elements: while the
+ * launcher mounts the slice's root. */
+static int slice_net_begin(void *arg, struct vs_error *err)
 {
-	const struct slice_net_ctx *n = arg;
-	char path[PATH_MAX];
+	struct slice_net_ctx *n = arg;
+	struct netcfg_slice want = n->spec->netopts;
+	want.hostname = *n->spec->hostname ? n->spec->hostname : n->spec->name;
+	return netcfg_attach_begin(n->root, n->spec->name, &want, slice_exists, (void *)n->root,
+				   &n->pending, err);
+}
+
+static void slice_net_abort(void *arg)
+{
+	struct slice_net_ctx *n = arg;
+	netcfg_attach_abort(n->pending);
+	n->pending = NULL;
+}
+
+/* The veth into the launcher's network namespace; the address and route
+ * for the launcher (slice_net_inside). */
+static int slice_net_setup(void *arg, pid_t launcher, struct sliver_net_inside *inside,
+			   struct vs_error *err)
+{
+	struct slice_net_ctx *n = arg;
+	char path[64];
 	snprintf(path, sizeof(path), "/proc/%d/ns/net", launcher);
 	cleanup_close int netns = open(path, O_RDONLY | O_CLOEXEC);
 	if (netns < 0)
 		return vs_error_sys(err, errno, "%s", path);
-	/* The slice's root as its launcher sees it (its mount namespace). */
-	snprintf(path, sizeof(path), "/proc/%d/root%s", launcher, n->rootfs);
-	cleanup_close int rootfs = open(path, O_PATH | O_DIRECTORY | O_CLOEXEC);
-	if (rootfs < 0)
-		return vs_error_sys(err, errno, "%s", path);
-	struct netcfg_slice want = n->spec->netopts;
-	want.hostname = *n->spec->hostname ? n->spec->hostname : n->spec->name;
-	return netcfg_attach(n->root, n->spec->name, &want, netns, rootfs, n->spec->id_base, NULL,
-			     err);
+	struct netcfg_addr a;
+	int r = netcfg_attach_netns(n->pending, netns, inside ? &a : NULL, err);
+	if (r == 0 && inside)
+		*inside = (struct sliver_net_inside){
+		    .ip = a.ip, .gateway = a.gateway, .prefix = a.prefix};
+	return r;
+}
+
+/* In the launcher, in the slice's network namespace: eth0. */
+static int slice_net_inside(void *arg, const struct sliver_net_inside *in, struct vs_error *err)
+{
+	(void)arg;
+	struct netcfg_addr a = {.ip = in->ip, .gateway = in->gateway, .prefix = in->prefix};
+	return netcfg_slice_side_here(&a, err);
+}
+
+/* /etc/resolv.conf and /etc/hosts, once the launcher has mounted the root. */
+static int slice_net_files(void *arg, int rootfs, struct vs_error *err)
+{
+	struct slice_net_ctx *n = arg;
+	return netcfg_attach_files(n->pending, rootfs, n->spec->id_base, err);
+}
+
+static void slice_net_commit(void *arg)
+{
+	struct slice_net_ctx *n = arg;
+	netcfg_attach_finish(n->pending, NULL);
+	n->pending = NULL;
 }
 
 static int start_locked(const char *root, const char *name, const struct slice_spec *spec,
@@ -869,11 +949,14 @@ static int start_locked(const char *root, const char *name, const struct slice_s
 		c.pooled = &pooled;
 		vs_trace("start.kept_ns");
 	}
-	struct slice_net_ctx net = {.root = root, .spec = spec, .rootfs = rootfs};
+	struct slice_net_ctx net = {.root = root, .spec = spec};
 	if (spec->net == SLICE_NET_BRIDGE) {
-		if ((r = netcfg_cleanup_stale(root, slice_exists, (void *)root, err)) < 0)
-			return r;
+		c.net_begin = slice_net_begin;
+		c.net_abort = slice_net_abort;
 		c.net_setup = slice_net_setup;
+		c.net_files = slice_net_files;
+		c.net_inside = slice_net_inside;
+		c.net_commit = slice_net_commit;
 		c.net_arg = &net;
 	}
 	/* The counters the run starts from (the cgroup lives across runs). */

@@ -2,12 +2,17 @@
  * sliver.c - spawning a sliver and entering a running one.
  *
  * The security-relevant order lives here, in one place:
- *   launcher (host root): cgroup -> user ns + id map -> private mount ns ->
- *   [--disk: loop-mounted image for upper/work (disk.c)] ->
- *   id-mapped image + overlay (rootfs.c) -> setns(userns) -> slice root ->
- *   unshare the rest -> time offsets -> hostname -> lo up -> [--net bridge:
- *   the caller configures the new netns from the host, the launcher waits] ->
- *   fork P1.
+ *   launcher (host root): cgroup -> user ns + id map [--net bridge: with
+ *   the net ns (owned by that user ns) joined at once, lo up,
+ *   MSG_NET_READY: the caller makes the veth meanwhile] -> private mount ns
+ *   -> [--disk: loop-mounted image for upper/work (disk.c)] -> id-mapped
+ *   image + overlay (rootfs.c) [--net bridge: MSG_ROOTFS_READY, the caller
+ *   writes /etc files through the root we hold open] -> setns(userns) ->
+ *   slice root -> unshare the rest -> time offsets -> hostname -> [--net
+ *   none: lo up] -> [--net bridge: barrier: eth0's address and route from
+ *   inside, then wait for the caller's last answer] -> fork P1. (The
+ *   caller's lease, bridge and nft elements, net_begin, run from the
+ *   launcher's fork on.)
  *   P1 (init.c): rootfs_enter -> reaper; workload: caps -> NNP -> seccomp -> exec.
  * The launcher and P1 are non-dumpable: nothing in the slice can ptrace them
  * or open their /proc files while they still hold host resources.
@@ -155,8 +160,10 @@ static pid_t fork_into_cgroup(struct cgroup *cg, bool *entered)
 
 /* A user namespace mapping 0..count-1 to base..: made by a short-lived child
  * that unshares it; we keep a handle to the namespace, not the child. */
-int sliver_make_userns(uint32_t base, uint32_t count, struct vs_error *err)
+int sliver_make_userns_net(uint32_t base, uint32_t count, int *netns, struct vs_error *err)
 {
+	if (netns)
+		*netns = -1;
 	int go[2], ready[2];
 	if (pipe2(go, O_CLOEXEC) < 0)
 		return vs_error_sys(err, errno, "pipe");
@@ -178,7 +185,12 @@ int sliver_make_userns(uint32_t base, uint32_t count, struct vs_error *err)
 	if (u == 0) {
 		close(go[1]);
 		close(ready[0]);
-		char c = unshare(CLONE_NEWUSER) == 0 ? 'u' : 'e';
+		/* The network namespace, if asked, belongs to the new user
+		 * namespace (the helper has every capability there), as if the
+		 * slice's root had made it. */
+		char c = unshare(CLONE_NEWUSER) == 0 && (!netns || unshare(CLONE_NEWNET) == 0)
+			     ? 'u'
+			     : 'e';
 		(void)!write(ready[1], &c, 1);
 		/* Wait until the parent has the ns fd (EOF when it closes). */
 		while (read(go[0], &c, 1) < 0 && errno == EINTR)
@@ -191,7 +203,7 @@ int sliver_make_userns(uint32_t base, uint32_t count, struct vs_error *err)
 	char path[64], map[64], c = 0;
 	snprintf(map, sizeof(map), "0 %u %u\n", base, count);
 	if (vs_read_all(ready[0], &c, 1) != 1 || c != 'u') {
-		r = vs_error_set(err, EPERM, "unshare(user ns) refused");
+		r = vs_error_set(err, EPERM, "unshare(user ns%s) refused", netns ? ", net ns" : "");
 		goto out;
 	}
 	snprintf(path, sizeof(path), "/proc/%d/uid_map", u);
@@ -202,8 +214,16 @@ int sliver_make_userns(uint32_t base, uint32_t count, struct vs_error *err)
 		goto out;
 	snprintf(path, sizeof(path), "/proc/%d/ns/user", u);
 	nsfd = open(path, O_RDONLY | O_CLOEXEC);
-	if (nsfd < 0)
+	if (nsfd < 0) {
 		r = vs_error_sys(err, errno, "open %s", path);
+		goto out;
+	}
+	if (netns) {
+		snprintf(path, sizeof(path), "/proc/%d/ns/net", u);
+		*netns = open(path, O_RDONLY | O_CLOEXEC);
+		if (*netns < 0)
+			r = vs_error_sys(err, errno, "open %s", path);
+	}
 out:
 	close(ready[0]);
 	close(go[1]);
@@ -211,9 +231,18 @@ out:
 	if (r < 0) {
 		if (nsfd >= 0)
 			close(nsfd);
+		if (netns && *netns >= 0) {
+			close(*netns);
+			*netns = -1;
+		}
 		return vs_error_wrap(err, "user namespace %u+%u", base, count);
 	}
 	return nsfd;
+}
+
+int sliver_make_userns(uint32_t base, uint32_t count, struct vs_error *err)
+{
+	return sliver_make_userns_net(base, count, NULL, err);
 }
 
 int sliver_become_root(struct vs_error *err)
@@ -282,6 +311,11 @@ static int launcher_run(const struct sliver_config *c, int sfd, int net_ack, boo
 {
 	int r;
 	cleanup_close int timens_fd = -1;
+	/* --net bridge: the slice's root as mounted here, held until the
+	 * caller has written its /etc files through it (MSG_ROOTFS_READY
+	 * names it): our later unshare of the mount namespace drops the one
+	 * it was mounted in, and a path looked up there then would miss it. */
+	cleanup_close int root_fd = -1;
 	if (c->monotonic_offset_ns || c->boottime_offset_ns) {
 		timens_fd = open("/proc/self/timens_offsets", O_WRONLY | O_CLOEXEC);
 		if (timens_fd < 0) {
@@ -309,6 +343,9 @@ static int launcher_run(const struct sliver_config *c, int sfd, int net_ack, boo
 		 * mount ns first, while still host root (it is owned by ours). */
 		if (setns(pl->fds[POOL_NS_MNT], CLONE_NEWNS) < 0)
 			return vs_error_sys(err, errno, "setns(pooled mount ns)");
+		if (net_ack >= 0 &&
+		    (root_fd = open(c->rootfs, O_PATH | O_DIRECTORY | O_CLOEXEC)) < 0)
+			return vs_error_sys(err, errno, "%s", c->rootfs);
 		if (setns(pl->fds[POOL_NS_USER], CLONE_NEWUSER) < 0)
 			return vs_error_sys(err, errno, "setns(pooled user ns)");
 		if ((r = sliver_become_root(err)) < 0)
@@ -324,11 +361,28 @@ static int launcher_run(const struct sliver_config *c, int sfd, int net_ack, boo
 		/* Joined: P1 and the workload need not hold them. */
 		for (int i = 0; i < POOL_NS_COUNT; i++)
 			close(pl->fds[i]);
+		if (net_ack >= 0) {
+			sliver_send(sfd, MSG_NET_READY, 0, NULL);
+			sliver_send(sfd, MSG_ROOTFS_READY, root_fd, NULL);
+		}
 		vs_trace("L.pooled");
 	} else {
-		cleanup_close int userns = sliver_make_userns(c->id_base, c->id_count, err);
+		/* --net bridge: the network namespace with the user namespace,
+		 * joined at once (host root may), so the host configures it
+		 * (MSG_NET_READY) while we mount the slice's root. */
+		cleanup_close int netns = -1;
+		cleanup_close int userns = sliver_make_userns_net(
+		    c->id_base, c->id_count, net_ack >= 0 ? &netns : NULL, err);
 		if (userns < 0)
 			return userns;
+		if (netns >= 0) {
+			if (setns(netns, CLONE_NEWNET) < 0)
+				return vs_error_sys(err, errno, "setns(net ns)");
+			flags &= ~CLONE_NEWNET;
+			if ((r = sliver_loopback_up(err)) < 0)
+				return r;
+			sliver_send(sfd, MSG_NET_READY, 0, NULL);
+		}
 		vs_trace("L.userns");
 		if (unshare(CLONE_NEWNS) < 0)
 			return vs_error_sys(err, errno, "unshare(mount ns)");
@@ -343,6 +397,14 @@ static int launcher_run(const struct sliver_config *c, int sfd, int net_ack, boo
 		vs_trace("L.overlay");
 		if (!idmapped)
 			sliver_send(sfd, MSG_COPY_FALLBACK, 0, NULL);
+		/* The slice's root is mounted: the host writes its /etc files
+		 * while we go on. */
+		if (net_ack >= 0) {
+			root_fd = open(c->rootfs, O_PATH | O_DIRECTORY | O_CLOEXEC);
+			if (root_fd < 0)
+				return vs_error_sys(err, errno, "%s", c->rootfs);
+			sliver_send(sfd, MSG_ROOTFS_READY, root_fd, NULL);
+		}
 		if (setns(userns, CLONE_NEWUSER) < 0)
 			return vs_error_sys(err, errno, "setns(user ns)");
 		if ((r = sliver_become_root(err)) < 0)
@@ -357,16 +419,31 @@ static int launcher_run(const struct sliver_config *c, int sfd, int net_ack, boo
 	const char *hn = c->hostname && *c->hostname ? c->hostname : c->name;
 	if (sethostname(hn, strlen(hn)) < 0)
 		return vs_error_sys(err, errno, "sethostname \"%s\"", hn);
-	if (!c->host_net && !pooled && (r = sliver_loopback_up(err)) < 0)
+	if (flags & CLONE_NEWNET && (r = sliver_loopback_up(err)) < 0)
 		return r;
 	if (net_ack >= 0) {
-		/* Barrier: the caller sets up the network of this namespace before
-		 * anything of the slice runs; its error is the one reported. */
+		/* Barrier: the caller has made the veth (MSG_NET_READY: its
+		 * answer says eth0's address), we set eth0 up while it writes
+		 * the slice's /etc files (MSG_ROOTFS_READY), and its last answer
+		 * lets the slice run. Its error is the one reported. */
+		struct sliver_net_answer a;
+		if (vs_read_all(net_ack, &a, sizeof(a)) != sizeof(a) || a.ok != '1') {
+			/* Not an error of ours: the caller reports its own. */
+			sliver_send(sfd, MSG_NET_CANCELED, 0, NULL);
+			_exit(125);
+		}
+		if (c->net_inside && (r = c->net_inside(c->net_arg, &a.inside, err)) < 0)
+			return r;
+		vs_trace("L.eth0");
+		sliver_send(sfd, MSG_NET_INSIDE, 0, NULL);
 		char ok = 0;
-		sliver_send(sfd, MSG_NET_READY, 0, NULL);
-		if (vs_read_all(net_ack, &ok, 1) != 1 || ok != '1')
-			return vs_error_set(err, ECANCELED, "network set-up failed");
+		if (vs_read_all(net_ack, &ok, 1) != 1 || ok != '1') {
+			sliver_send(sfd, MSG_NET_CANCELED, 0, NULL);
+			_exit(125);
+		}
 		close(net_ack);
+		close(root_fd);
+		root_fd = -1;
 	}
 	vs_trace("L.netlo");
 	pid_t p1 = fork();
@@ -386,17 +463,44 @@ static int launcher_run(const struct sliver_config *c, int sfd, int net_ack, boo
 	return 0;
 }
 
+/* An answer to the launcher on the ack socket (closed after the last):
+ * MSG_NOSIGNAL, as the launcher may have died meanwhile. */
+static void net_answer(int ack[2], const void *buf, size_t len, bool last)
+{
+	(void)!send(ack[1], buf, len, MSG_NOSIGNAL);
+	if (last) {
+		close(ack[1]);
+		ack[1] = -1;
+	}
+}
+
+/* net_files on the launcher's fd fd (its slice root, MSG_ROOTFS_READY). */
+static int launcher_root_files(const struct sliver_config *c, pid_t l, int fd, struct vs_error *err)
+{
+	char path[64];
+	snprintf(path, sizeof(path), "/proc/%d/fd/%d", l, fd);
+	int root = open(path, O_PATH | O_DIRECTORY | O_CLOEXEC);
+	if (root < 0)
+		return vs_error_sys(err, errno, "the slice's root (%s)", path);
+	int r = c->net_files(c->net_arg, root, err);
+	close(root);
+	return r;
+}
+
 int sliver_spawn(const struct sliver_config *c, struct sliver_result *res, struct vs_error *err)
 {
 	int sp[2];
 	if (pipe2(sp, O_CLOEXEC) < 0)
 		return vs_error_sys(err, errno, "pipe");
 	int ack[2] = {-1, -1};
-	if (c->net_setup && pipe2(ack, O_CLOEXEC) < 0) {
+	/* A socket pair, not a pipe: the answer may go to a launcher that has
+	 * died meanwhile (it fails while we set up its network), and a send
+	 * with MSG_NOSIGNAL tells us so without a SIGPIPE. */
+	if (c->net_setup && socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, ack) < 0) {
 		int e = errno;
 		close(sp[0]);
 		close(sp[1]);
-		return vs_error_sys(err, e, "pipe");
+		return vs_error_sys(err, e, "socketpair");
 	}
 	bool in_cgroup;
 	pid_t l = fork_into_cgroup(c->cg, &in_cgroup);
@@ -447,6 +551,17 @@ int sliver_spawn(const struct sliver_config *c, struct sliver_result *res, struc
 	res->idmapped = true;
 	int r = 0;
 	bool failed = false;
+	/* The network's host half while the launcher mounts (net_begin). */
+	bool net_begun = false, net_failed = false, files_done = false, inside_done = false;
+	bool net_said = false; /* the launcher has its first answer, a '1' */
+	struct vs_error net_err;
+	vs_error_clear(&net_err);
+	if (c->net_begin) {
+		if ((r = c->net_begin(c->net_arg, err)) < 0)
+			failed = true;
+		else
+			net_begun = true;
+	}
 	struct sliver_msg m;
 	for (;;) {
 		ssize_t n = vs_read_all(sp[0], &m, sizeof(m));
@@ -462,20 +577,30 @@ int sliver_spawn(const struct sliver_config *c, struct sliver_result *res, struc
 			res->idmapped = false;
 			break;
 		case MSG_NET_READY: {
-			char ok = '0';
-			if (!failed && c->net_setup) {
-				if ((r = c->net_setup(c->net_arg, l, err)) < 0)
-					failed = true;
+			/* The veth (net_setup); the launcher waits for this
+			 * answer, then sets up eth0 from inside. */
+			struct sliver_net_answer a = {.ok = '0'};
+			if (!failed && !net_failed && c->net_setup) {
+				if (c->net_setup(c->net_arg, l, c->net_inside ? &a.inside : NULL,
+						 &net_err) < 0)
+					net_failed = true;
 				else
-					ok = '1';
+					a.ok = '1';
 			}
-			if (ack[1] >= 0) {
-				(void)vs_write_all(ack[1], &ok, 1);
-				close(ack[1]);
-				ack[1] = -1;
-			}
+			net_said = a.ok == '1';
+			net_answer(ack, &a, sizeof(a), !net_said);
 			break;
 		}
+		case MSG_ROOTFS_READY:
+			/* The /etc files while the launcher sets up eth0. */
+			if (!failed && !net_failed && c->net_files &&
+			    launcher_root_files(c, l, m.code, &net_err) < 0)
+				net_failed = true;
+			files_done = true;
+			break;
+		case MSG_NET_INSIDE:
+			inside_done = true;
+			break;
 		case MSG_EXEC_FAILED:
 		case MSG_WORKDIR_FAILED:
 			res->exec_code = m.code;
@@ -483,8 +608,16 @@ int sliver_spawn(const struct sliver_config *c, struct sliver_result *res, struc
 				r = exec_failure(err, &m);
 			failed = true;
 			break;
+		case MSG_NET_CANCELED:
+			/* The launcher heard our '0': the error is ours (below). */
+			if (!failed && !net_failed)
+				r = vs_error_set(err, ECANCELED, "network set-up failed");
+			failed = failed || !net_failed;
+			break;
 		case MSG_ERROR:
 		case MSG_ERROR_TIMENS:
+			/* The launcher's own failure: the cause, also when our
+			 * network set-up failed after it (a namespace gone). */
 			if (!failed) {
 				r = vs_error_set(err, m.code, "%s", m.text);
 				if (m.kind == MSG_ERROR_TIMENS)
@@ -493,10 +626,27 @@ int sliver_spawn(const struct sliver_config *c, struct sliver_result *res, struc
 			failed = true;
 			break;
 		}
+		/* The last answer: PID 1 may come once the files and eth0 are
+		 * done, or never once anything failed. */
+		if (ack[1] >= 0 && net_said && (failed || net_failed)) {
+			net_answer(ack, "0", 1, true);
+		} else if (ack[1] >= 0 && net_said && files_done && inside_done) {
+			if (c->net_commit)
+				c->net_commit(c->net_arg);
+			net_begun = false;
+			net_answer(ack, "1", 1, true);
+		}
 	}
 	close(sp[0]);
 	if (ack[1] >= 0)
 		close(ack[1]);
+	if (net_failed && !failed) {
+		*err = net_err;
+		r = -(net_err.code ? net_err.code : EIO);
+		failed = true;
+	}
+	if (net_begun && c->net_abort)
+		c->net_abort(c->net_arg);
 	int st;
 	while (waitpid(l, &st, 0) < 0 && errno == EINTR)
 		;

@@ -92,6 +92,17 @@ check "a bridge subnet overlapping the node's address is refused ($out)" \
 	test $rc -ne 0 -a -n "$(grep -o "overlaps the node's address $U.1" <<<"$out")"
 vsn destroy --force clash >/dev/null 2>&1
 expect_eq "the refused start left the node's network as it was" "$before" "$(snapshot)"
+# A bridge of that name that no lease names is not ours: refused, and left
+# alone (nothing of a refused start is undone on the node's objects).
+node ip link add vsfb$$ type bridge
+out=$(VSLICE_BRIDGE=vsfb$$ vsn run --rm --net bridge foreign -- true 2>&1)
+rc=$?
+check "a start on a bridge that is not ours is refused ($out)" \
+	test $rc -ne 0 -a -n "$(grep -o "not ours" <<<"$out")"
+check "and that bridge is still there" quiet node ip link show vsfb$$
+node ip link del vsfb$$
+vsn destroy --force foreign >/dev/null 2>&1
+expect_eq "the refused start left the node's network as it was (2)" "$before" "$(snapshot)"
 
 # Three slices: a (capped, publishes 8080 -> 80), b, c (no egress).
 vsn run -d --net bridge --net-rate 10mbit --publish 8080:80 --publish 5353:53/udp a -- sleep 100000 >/dev/null
@@ -312,6 +323,89 @@ check "a table deleted behind vslice's back is back after the next start, with e
 	-n "$(node nft list set bridge vslice ports | grep "02:76:$(printf '%02x:%02x:%02x:%02x' ${B//./ })")"
 check "and slice b still reaches slice c through it" quiet vsn exec b -- ping -c1 -W2 "$C"
 vsn destroy --force e >/dev/null
+
+# The host's first steps of the set-up (lease, bridge, elements; then the
+# veth, address and route) run while the launcher mounts the slice's root.
+# A launcher that fails before the last step (here: its upper layer is a
+# file, so the overlay mount fails) leaves no lease and no element of that
+# slice, and the error said is the launcher's.
+leases() { cat "$VSLICE_ROOT/net/leases.json" 2>/dev/null; }
+lease_names() { leases | python3 -c 'import json,sys; print(" ".join(sorted(json.load(sys.stdin)["leases"])))' 2>/dev/null; }
+th=$(tables_h)
+el=$(elements_now)
+names=$(lease_names)
+# Three times: the launcher dies while the host sets up its network (a
+# veth into a namespace that is going away; the answer to a launcher that
+# is gone must not kill slicectl before it undoes its half).
+fails=0
+for i in 1 2 3; do
+	vsn create --net bridge --publish 9191:91 f$i -- sleep 100000 >/dev/null
+	rm -rf "$VSLICE_ROOT/slices/f$i/upper" && touch "$VSLICE_ROOT/slices/f$i/upper"
+	out=$(vsn start f$i 2>&1)
+	[ $? -ne 0 ] && grep -q "overlay" <<<"$out" && fails=$((fails + 1))
+done
+expect_eq "3 starts whose launcher fails before the network's last step fail, saying why" 3 $fails
+expect_eq "they leave no lease" "$names" "$(lease_names)"
+expect_eq "they leave no set or map element" "$el" "$(elements_now)"
+expect_eq "and the tables as they were" "$th" "$(tables_h)"
+check "its published port is free again" quiet vsn run --rm --net bridge --publish 9191:91 fp -- true
+for i in 1 2 3; do vsn destroy --force f$i >/dev/null 2>&1; done
+# A lease whose slice is gone (a crash in the middle of a destroy, the
+# slice's files already removed) is released by the next bridged start,
+# under the start's own lease lock: its elements and ifb go with it.
+vsn run -d --net bridge --net-rate 5mbit --publish 9292:92 g -- sleep 100000 >/dev/null
+mac_g=$(vsn exec g -- cat /sys/class/net/eth0/address)
+ifb_g=$(leases | python3 -c 'import json,sys; print(json.load(sys.stdin)["leases"]["g"]["ifb"])')
+kill -9 "$(vsn show --json g | python3 -c 'import json,sys; print(json.load(sys.stdin)["pid"])')"
+mkdir -p "$VSLICE_ROOT/gone"
+mv "$VSLICE_ROOT/slices/g" "$VSLICE_ROOT/gone/g"
+check "the stale lease of g is there before the next start ($ifb_g)" test -n "$(lease_names | grep -w g)" -a -n "$ifb_g"
+check "a bridged start beside a stale lease works" quiet vsn run --rm --net bridge h -- true
+check "the stale lease is released by that start" test -z "$(lease_names | grep -w g)"
+check "its elements are gone" test -z "$(elements_now | grep -i "${mac_g:-none}")" -a \
+	-z "$(node nft list map inet vslice pub_tcp | grep -w 9292)"
+check "its ifb is gone" test -z "$(node ip -br link | grep "^${ifb_g:-none} ")"
+mv "$VSLICE_ROOT/gone/g" "$VSLICE_ROOT/slices/g"
+vsn destroy --force g >/dev/null 2>&1
+rmdir "$VSLICE_ROOT/gone"
+
+# Each start gets its /etc files and address: the host writes the files
+# through the root the launcher holds open for it while the launcher goes
+# on (a path through /proc/<launcher>/root would race the launcher's next
+# mount namespace and could miss the slice's root); cold and from the
+# warm pool (its network namespace is the pool's).
+hosts_ok='ip=$(ip -4 -o addr show dev eth0 | awk "{print \$4}" | cut -d/ -f1); grep -q "^$ip[[:space:]]$(hostname)\$" /etc/hosts && grep -q "written by vslice" /etc/resolv.conf && ip route | grep -q "^default via 10.213.0.1 dev eth0"'
+good=0
+for i in 1 2 3 4 5 6 7 8; do
+	vsn run --rm --net bridge e$i -- sh -c "$hosts_ok" >/dev/null 2>&1 && good=$((good + 1))
+done
+expect_eq "8 bridged starts in a row: each has its address, /etc/hosts, resolv.conf, the default route" 8 $good
+POOLD=$VSLICE_ROOT/pool
+settle() { [ -e "$POOLD/fill.lock" ] && flock "$POOLD/fill.lock" true; }
+VSLICE_POOL=2 vsn run --rm --image busybox --net none pfill -- true >/dev/null
+settle
+# A filler runs after each start: wait (at most ~10 s) until one is ready.
+pool_ready() {
+	local i
+	for i in $(seq 100); do
+		settle
+		ls "$POOLD"/e*/ready >/dev/null 2>&1 && return 0
+		sleep 0.1
+	done
+	return 1
+}
+good=0 pooled=0
+for i in 1 2 3; do
+	pool_ready
+	out=$(VSLICE_POOL=2 VSLICE_TRACE=1 vsn run --rm --image busybox --net bridge pe$i -- sh -c "$hosts_ok" 2>&1)
+	[ $? = 0 ] && good=$((good + 1))
+	grep -q ' start.kept_ns$' <<<"$out" && pooled=$((pooled + 1))
+done
+expect_eq "3 bridged starts from the warm pool: each has its address and files" "3 3" "$pooled $good"
+settle
+VSLICE_POOL=0 vsn run --rm --image busybox --net none pdrain -- true >/dev/null
+settle
+check "the pool is drained" test -z "$(ls "$POOLD" 2>/dev/null | grep -v lock)"
 
 # A slice killed behind vslice's back leaves its ifb; destroy removes it all.
 kill -9 "$(vsn show --json a | python3 -c 'import json,sys; print(json.load(sys.stdin)["pid"])')"
