@@ -47,6 +47,21 @@ static void pages(struct ck_writer *w, int32_t pid, uint64_t addr, size_t n, uin
 	free(buf);
 }
 
+/* The header, process and thread records of a one-process, one-thread tree. */
+static void one_process(struct ck_writer *w, int pid)
+{
+	struct vs_error err;
+	struct ck_header h = {.root_pid = pid, .nr_procs = 1};
+	assert_int_equal(ck_write_section(w, CK_SEC_HEADER, &h, sizeof(h), NULL, 0, &err), 0);
+	struct ck_proc *p = calloc(1, sizeof(*p));
+	p->pid = pid;
+	p->nr_threads = 1;
+	assert_int_equal(ck_write_section(w, CK_SEC_PROC, p, sizeof(*p), NULL, 0, &err), 0);
+	free(p);
+	struct ck_thread t = {.pid = pid, .tid = pid};
+	assert_int_equal(ck_write_section(w, CK_SEC_THREAD, &t, sizeof(t), NULL, 0, &err), 0);
+}
+
 static void round_mark(struct ck_writer *w, uint32_t n)
 {
 	struct vs_error err;
@@ -71,15 +86,7 @@ static int build(uint32_t flags, uint64_t bad_addr)
 		pages(&w, 2, bad_addr, 1, 0x11);
 	round_mark(&w, 1);
 	pages(&w, 2, BASE + PG, 1, 0xbb);
-	struct ck_header h = {.root_pid = 2, .nr_procs = 1};
-	assert_int_equal(ck_write_section(&w, CK_SEC_HEADER, &h, sizeof(h), NULL, 0, &err), 0);
-	struct ck_proc *p = calloc(1, sizeof(*p));
-	p->pid = 2;
-	p->nr_threads = 1;
-	assert_int_equal(ck_write_section(&w, CK_SEC_PROC, p, sizeof(*p), NULL, 0, &err), 0);
-	free(p);
-	struct ck_thread t = {.pid = 2, .tid = 2};
-	assert_int_equal(ck_write_section(&w, CK_SEC_THREAD, &t, sizeof(t), NULL, 0, &err), 0);
+	one_process(&w, 2);
 	struct ck_vma v = {
 	    .pid = 2, .kind = CK_VMA_ANON, .start = BASE, .end = BASE + 4 * PG, .prot = 3};
 	assert_int_equal(ck_write_section(&w, CK_SEC_VMA, &v, sizeof(v), NULL, 0, &err), 0);
@@ -244,15 +251,7 @@ static void test_spool_chunks(void **state)
 	pages(&w, 2, h + HUGE - PG, 1, 0x44);
 	round_mark(&w, 1);
 	pages(&w, 2, BASE + CHUNK, 1, 0x55);
-	struct ck_header hd = {.root_pid = 2, .nr_procs = 1};
-	assert_int_equal(ck_write_section(&w, CK_SEC_HEADER, &hd, sizeof(hd), NULL, 0, &err), 0);
-	struct ck_proc *p = calloc(1, sizeof(*p));
-	p->pid = 2;
-	p->nr_threads = 1;
-	assert_int_equal(ck_write_section(&w, CK_SEC_PROC, p, sizeof(*p), NULL, 0, &err), 0);
-	free(p);
-	struct ck_thread t = {.pid = 2, .tid = 2};
-	assert_int_equal(ck_write_section(&w, CK_SEC_THREAD, &t, sizeof(t), NULL, 0, &err), 0);
+	one_process(&w, 2);
 	struct ck_vma v = {.pid = 2, .kind = CK_VMA_ANON, .start = a, .end = a + 8 * PG, .prot = 3};
 	assert_int_equal(ck_write_section(&w, CK_SEC_VMA, &v, sizeof(v), NULL, 0, &err), 0);
 	v.start = h;
@@ -313,15 +312,7 @@ static void test_spool_not_inherited(void **state)
 	assert_int_equal(ck_writer_open_flags(&w, fd, CK_FLAG_PRECOPY, &err), 0);
 	round_mark(&w, 0);
 	pages(&w, 2, BASE, 4096, 0x5a);
-	struct ck_header hd = {.root_pid = 2, .nr_procs = 1};
-	assert_int_equal(ck_write_section(&w, CK_SEC_HEADER, &hd, sizeof(hd), NULL, 0, &err), 0);
-	struct ck_proc *p = calloc(1, sizeof(*p));
-	p->pid = 2;
-	p->nr_threads = 1;
-	assert_int_equal(ck_write_section(&w, CK_SEC_PROC, p, sizeof(*p), NULL, 0, &err), 0);
-	free(p);
-	struct ck_thread t = {.pid = 2, .tid = 2};
-	assert_int_equal(ck_write_section(&w, CK_SEC_THREAD, &t, sizeof(t), NULL, 0, &err), 0);
+	one_process(&w, 2);
 	round_mark(&w, 1);
 	assert_int_equal(ck_writer_close(&w, &err), 0);
 	ck_writer_free(&w);
