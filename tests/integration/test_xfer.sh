@@ -18,7 +18,10 @@ cleanup_xfer() {
 		for n in $(VSLICE_ROOT=$SMALL "$SLICECTL" list -q 2>/dev/null); do
 			VSLICE_ROOT=$SMALL "$SLICECTL" destroy --force "$n" >/dev/null 2>&1
 		done
-		umount "$SMALL"
+		# A destroy's detached remover may still be at work in it: retry,
+		# then detach it lazily rather than leave a mount behind.
+		for _ in $(seq 50); do umount "$SMALL" 2>/dev/null && break; sleep 0.1; done
+		mountpoint -q "$SMALL" && umount -l "$SMALL"
 	fi
 	rm -rf "$T"
 	vs_cleanup
