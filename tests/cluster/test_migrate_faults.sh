@@ -31,7 +31,7 @@ TMPFS=""
 fault_cleanup() {
 	if [ -n "$TMPFS" ]; then
 		vc_stop_node node2
-		umount "$TMPFS" 2>/dev/null
+		umount "$TMPFS" 2>/dev/null || umount -l "$TMPFS" 2>/dev/null
 	fi
 	vc_cleanup
 }
