@@ -181,16 +181,25 @@ vc_pki() {
 			-days 2 -extfile "$P/n$k.ext" -out "$P/n$k.pem" 2>/dev/null
 	done
 }
-# vc_add_tls_nodes N: node1..nodeN enrolled (busybox built, a node token
-# each), each with its --listen API over HTTPS from vc_pki's certificates.
+# vc_enroll_node K ARGS...: nodeK enrolled: busybox built before it
+# registers (the registry checks a migration's target has the image), a
+# node token of its own (also in NODEK_TOKEN), vslice-nodemgr given
+# --heartbeat 1s --listen 10.231.X.(10+K):7481 and ARGS.
+vc_enroll_node() {
+	local k=$1
+	shift
+	mkdir -p "$VC_TMP/node$k"
+	vs_node node$k image build busybox >/dev/null 2>&1
+	NODE_TOKEN=$(TOKEN=$ADMIN vsc token create --role node)
+	eval "NODE${k}_TOKEN=$NODE_TOKEN"
+	vc_add_node node$k "$k" --heartbeat 1s --listen "$VC_NET.1$k:7481" "$@"
+}
+# vc_add_tls_nodes N: node1..nodeN enrolled, each with its --listen API
+# over HTTPS from vc_pki's certificates.
 vc_add_tls_nodes() {
 	local k
 	for k in $(seq "$1"); do
-		mkdir -p "$VC_TMP/node$k"
-		vs_node node$k image build busybox >/dev/null 2>&1
-		NODE_TOKEN=$(TOKEN=$ADMIN vsc token create --role node)
-		vc_add_node node$k "$k" --heartbeat 1s --listen "$VC_NET.1$k:7481" \
-			--tls-cert "$P/n$k.pem" --tls-key "$P/n$k.key" --ca "$P/ca.pem"
+		vc_enroll_node "$k" --tls-cert "$P/n$k.pem" --tls-key "$P/n$k.key" --ca "$P/ca.pem"
 	done
 }
 

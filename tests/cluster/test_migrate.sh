@@ -27,14 +27,7 @@ vc_setup_net
 check "registry starts" vc_start_registry --heartbeat 1s --lost-after 20 --migration-timeout 60
 TOKEN=$ADMIN
 ALICE=$(vsc user create alice)
-for k in 1 2; do
-	# The image before the node registers: the registry checks the target has it.
-	mkdir -p "$VC_TMP/node$k"
-	vs_node node$k image build busybox >/dev/null 2>&1
-	NODE_TOKEN=$(TOKEN=$ADMIN vsc token create --role node)
-	eval "NODE${k}_TOKEN=$NODE_TOKEN"
-	vc_add_node node$k $k --heartbeat 1s --listen "$VC_NET.1$k:7481"
-done
+for k in 1 2; do vc_enroll_node $k; done
 nodes_ready() { [ "$(vsc nodes | awk '$2 == "ready"' | wc -l)" -eq 2 ]; }
 check "two nodes enroll and are ready" wait_for 30 nodes_ready
 url2=$(vc_api GET /v1/nodes | jq -r '.nodes[] | select(.name == "node2") | .url')

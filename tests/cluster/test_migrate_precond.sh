@@ -29,11 +29,7 @@ check "registry starts" vc_start_registry --heartbeat 1s --lost-after 30 --migra
 TOKEN=$ADMIN
 ALICE=$(vsc user create alice)
 for k in 1 2; do
-	mkdir -p "$VC_TMP/node$k"
-	vs_node node$k image build busybox >/dev/null 2>&1
-	NODE_TOKEN=$(TOKEN=$ADMIN vsc token create --role node)
-	vc_add_node node$k $k --heartbeat 1s --listen "$VC_NET.1$k:7481" \
-		--overlay-local "$VC_NET.1$k" --overlay-vni $VNI
+	vc_enroll_node $k --overlay-local "$VC_NET.1$k" --overlay-vni $VNI
 done
 nodes_ready() { [ "$(vsc nodes | awk '$2 == "ready"' | wc -l)" -eq 2 ]; }
 check "two nodes enroll and are ready" wait_for 30 nodes_ready
@@ -175,11 +171,7 @@ check "c1 counts on on node2 from where it was on node1 (past $before)" \
 # node3: a real node manager whose registered CPU features (--label wins over
 # what it reads) lack what node2 has: precopy is refused (409, precondition
 # "cpu") before anything stops, and slicectl migrates cold instead, saying why.
-mkdir -p "$VC_TMP/node3"
-vs_node node3 image build busybox >/dev/null 2>&1
-NODE_TOKEN=$(TOKEN=$ADMIN vsc token create --role node)
-vc_add_node node3 3 --heartbeat 1s --listen "$VC_NET.13:7481" \
-	--overlay-local "$VC_NET.13" --overlay-vni $VNI --label vslice.cpu=sse2
+vc_enroll_node 3 --overlay-local "$VC_NET.13" --overlay-vni $VNI --label vslice.cpu=sse2
 node3_ready() { vsc nodes | awk '$1 == "node3" && $2 == "ready"' | grep -q .; }
 check "node3 (CPU features: sse2 only) enrolls" wait_for 30 node3_ready
 before=$(last_count c1 node2)
