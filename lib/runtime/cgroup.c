@@ -222,6 +222,8 @@ struct cg_hier *cg_hier_for(struct cgroup *cg, unsigned c)
 struct pidvec {
 	pid_t *v;
 	size_t n, cap;
+	/* Listed as 0: processes outside the reader's pid namespace. */
+	size_t hidden;
 };
 
 static void pidvec_push(struct pidvec *pv, pid_t p)
@@ -264,6 +266,8 @@ static int collect_dir(const char *dir, const char *label, int depth, struct pid
 		}
 		if (p > 0 && p <= INT_MAX)
 			pidvec_push(pv, (pid_t)p);
+		else if (p == 0)
+			pv->hidden++;
 		s = end;
 	}
 	if (depth >= CG_MAX_DEPTH)
@@ -400,6 +404,15 @@ int cg_signal_pass(struct cgroup *cg, int sig, size_t *remaining, struct vs_erro
 	cleanup_free pid_t *all = pv.v;
 	if (r < 0)
 		return r;
+	/* A caller in another pid namespace (slicectl run inside a container)
+	 * cannot name them: say so at once rather than wait for a cgroup that
+	 * never empties. Only v2's cgroup.kill reaches them. */
+	if (pv.hidden && !(cg->mode == CGROUP_UNIFIED && sig == SIGKILL))
+		return vs_error_set(
+		    err, EPERM,
+		    "cgroup %s: %zu process(es) outside this pid namespace cannot be "
+		    "signalled from here (run slicectl in the host's pid namespace)",
+		    cg->label, pv.hidden);
 	/* Never the caller: it may be the launcher, or a test. */
 	pid_t self = getpid();
 	size_t m = 0;

@@ -3,33 +3,45 @@
 # run each through dump -> kill -> restore -> SIGTERM -> PASS.
 # Every test runs in two passes: as root (of the harness / the slice) and as
 # an ordinary user (harness/asuser.c: uid/gid 1000, groups 1001 1002, no
-# capabilities, a smaller bounding set). CKPT_PASSES="root" or "user" runs one.
+# capabilities, a smaller bounding set). CKPT_PASSES="root" or "user" runs one;
+# CKPT_EXTRAS=0 leaves out the slice-level checks after the passes (make test
+# runs the two passes side by side, the extras with the root pass).
 # Usage: tests/checkpoint/run.sh [-k] [TEST...]   (-k: keep work dirs)
+#        tests/checkpoint/run.sh --build-only     (the harness and programs)
 set -u
 cd "$(dirname "$0")/../.."
 [ "$(id -u)" = 0 ] || { echo "checkpoint tests need root"; echo "0 passed, 1 failed"; exit 1; }
-keep=0
+keep=0 build_only=0
 [ "${1:-}" = -k ] && { keep=1; shift; }
+[ "${1:-}" = --build-only ] && { build_only=1; shift; }
 B=build/tests/checkpoint
 mkdir -p "$B"
 CFLAGS="-std=gnu11 -D_GNU_SOURCE -Iinclude -g -O1 -Wall -Wextra -Werror -Wshadow -Wno-unused-parameter -Wformat=2 -Wno-format-nonliteral"
+# build OUT NEWER-THAN-TEST GCC-ARGS...: rebuilt when missing or stale, into a
+# temporary name renamed over OUT, so two runs side by side (the root and the
+# user pass, make test) never run or write a half-written binary.
+build() {
+	local out=$1 stale=$2
+	shift 2
+	[ -x "$out" ] && [ -z "$stale" ] && return 0
+	gcc "$@" -o "$out.tmp.$$" && mv -f "$out.tmp.$$" "$out" || { rm -f "$out.tmp.$$"; return 1; }
+}
 H=$B/ckpt-harness
 srcs="tests/checkpoint/harness/ckpt-harness.c lib/checkpoint/*.c lib/core/*.c"
-if [ ! -x "$H" ] || [ -n "$(find tests/checkpoint/harness lib/checkpoint lib/core include -newer "$H" -name '*.[ch]' | head -1)" ]; then
-	gcc $CFLAGS ${CKPT_SAN:-} -o "$H" $srcs -lnettle || { echo "0 passed, 1 failed"; exit 1; }
-fi
+# shellcheck disable=SC2086
+build "$H" "$([ -x "$H" ] && find tests/checkpoint/harness lib/checkpoint lib/core include -newer "$H" -name '*.[ch]' | head -1)" \
+	$CFLAGS ${CKPT_SAN:-} $srcs -lnettle || { echo "0 passed, 1 failed"; exit 1; }
+for tool in maxrss dirtymem asuser; do
+	static=-static
+	[ $tool = maxrss ] && static=
+	# shellcheck disable=SC2086
+	build "$B/$tool" "$([ tests/checkpoint/harness/$tool.c -nt "$B/$tool" ] && echo stale)" \
+		$CFLAGS $static tests/checkpoint/harness/$tool.c || { echo "0 passed, 1 failed"; exit 1; }
+done
 M=$B/maxrss
-if [ ! -x "$M" ] || [ tests/checkpoint/harness/maxrss.c -nt "$M" ]; then
-	gcc $CFLAGS -o "$M" tests/checkpoint/harness/maxrss.c || { echo "0 passed, 1 failed"; exit 1; }
-fi
 DM=$B/dirtymem
-if [ ! -x "$DM" ] || [ tests/checkpoint/harness/dirtymem.c -nt "$DM" ]; then
-	gcc $CFLAGS -static -o "$DM" tests/checkpoint/harness/dirtymem.c || { echo "0 passed, 1 failed"; exit 1; }
-fi
 A=$B/asuser
-if [ ! -x "$A" ] || [ tests/checkpoint/harness/asuser.c -nt "$A" ]; then
-	gcc $CFLAGS -static -o "$A" tests/checkpoint/harness/asuser.c || { echo "0 passed, 1 failed"; exit 1; }
-fi
+[ $build_only = 1 ] && exit 0
 tests=("$@")
 if [ ${#tests[@]} -eq 0 ]; then
 	for f in tests/checkpoint/*.c; do tests+=("$(basename "$f" .c)"); done
@@ -41,9 +53,9 @@ pass=0; fail=0; failed=()
 for t in "${tests[@]}"; do
 	src=tests/checkpoint/$t.c
 	bin=$B/$t
-	if [ ! -x "$bin" ] || [ "$src" -nt "$bin" ] || [ tests/checkpoint/zdtm.h -nt "$bin" ]; then
-		gcc -std=gnu11 -D_GNU_SOURCE -O1 -g -Wall -Wextra -Werror -Wno-unused-parameter -static -pthread -o "$bin" "$src" || { fail=$((fail+1)); failed+=("$t(build)"); continue; }
-	fi
+	build "$bin" "$([ "$src" -nt "$bin" ] || [ tests/checkpoint/zdtm.h -nt "$bin" ] && echo stale)" \
+		-std=gnu11 -D_GNU_SOURCE -O1 -g -Wall -Wextra -Werror -Wno-unused-parameter -static -pthread "$src" ||
+		{ fail=$((fail+1)); failed+=("$t(build)"); continue; }
 done
 passes=${CKPT_PASSES:-root user}
 for who in $passes; do
@@ -143,7 +155,7 @@ fi
 # Phase 3: the issue's acceptance - a busybox shell counter keeps counting
 # from where it was after checkpoint + restore (and after a second cycle
 # under another name).
-if [ -x "$S" ] && [ "${CKPT_NO_SLICES:-0}" != 1 ] && [ -n "${VSLICE_ROOT:-}" ]; then
+if [ -x "$S" ] && [ "${CKPT_NO_SLICES:-0}" != 1 ] && [ -n "${VSLICE_ROOT:-}" ] && [ "${CKPT_EXTRAS:-1}" = 1 ]; then
 	ok=1; why=""; d=$work/acceptance; mkdir -p "$d"
 	# `echo $i > /tmp/n` truncates before it writes: a read in between is empty
 	readn() { local v=""; for _ in 1 2 3 4 5 6 7 8 9 10; do v=$("$S" exec "$1" -- cat /tmp/n 2>>"$d/log"); [ -n "$v" ] && break; sleep 0.05; done; echo "$v"; }
@@ -172,7 +184,7 @@ fi
 # Phase 4: every process of the slice's pid namespace is part of it. One
 # started with `slicectl exec` (its parent is outside) cannot be restored:
 # the checkpoint is refused, names it, and the slice runs on.
-if [ -x "$S" ] && [ "${CKPT_NO_SLICES:-0}" != 1 ] && [ -n "${VSLICE_ROOT:-}" ]; then
+if [ -x "$S" ] && [ "${CKPT_NO_SLICES:-0}" != 1 ] && [ -n "${VSLICE_ROOT:-}" ] && [ "${CKPT_EXTRAS:-1}" = 1 ]; then
 	ok=1; why=""; d=$work/exec-refusal; mkdir -p "$d"
 	"$S" run -d --image busybox exr -- sleep 1000 >"$d/log" 2>&1 || { ok=0; why="run"; }
 	if [ $ok = 1 ]; then
@@ -192,7 +204,7 @@ fi
 # (checkpoint c1 --output - | restore c2 --input -) and keeps counting; a
 # reader that dies mid-stream fails the checkpoint and the slice runs on; a
 # truncated stream on stdin restores nothing and leaves no slice behind.
-if [ -x "$S" ] && [ "${CKPT_NO_SLICES:-0}" != 1 ] && [ -n "${VSLICE_ROOT:-}" ]; then
+if [ -x "$S" ] && [ "${CKPT_NO_SLICES:-0}" != 1 ] && [ -n "${VSLICE_ROOT:-}" ] && [ "${CKPT_EXTRAS:-1}" = 1 ]; then
 	ok=1; why=""; d=$work/pipe; mkdir -p "$d"
 	readn() { local v=""; for _ in 1 2 3 4 5 6 7 8 9 10; do v=$("$S" exec "$1" -- cat /tmp/n 2>>"$d/log"); [ -n "$v" ] && break; sleep 0.05; done; echo "$v"; }
 	"$S" run -d --image busybox pp1 -- sh -c 'i=0; while :; do i=$((i+1)); echo $i > /tmp/n; sleep 0.1; done' >"$d/log" 2>&1 || { ok=0; why="run"; }
@@ -258,7 +270,7 @@ fi
 # Phase 6: a streaming restore holds the records, not the pages: a slice
 # with 256 MiB of dirty memory restores through a pipe while the restoring
 # slicectl's peak RSS (wait4 ru_maxrss) stays under 64 MiB.
-if [ -x "$S" ] && [ "${CKPT_NO_SLICES:-0}" != 1 ] && [ -n "${VSLICE_ROOT:-}" ]; then
+if [ -x "$S" ] && [ "${CKPT_NO_SLICES:-0}" != 1 ] && [ -n "${VSLICE_ROOT:-}" ] && [ "${CKPT_EXTRAS:-1}" = 1 ]; then
 	ok=1; why=""; d=$work/bigpipe; mkdir -p "$d"; rss=0; bound=$((64 * 1024))
 	"$S" create --image busybox big1 -- /ckpt-test 256 >"$d/log" 2>&1 || { ok=0; why="create"; }
 	if [ $ok = 1 ]; then

@@ -1,38 +1,21 @@
 #!/usr/bin/env bash
-# Build every tests/fuzz/fuzz_*.c with libFuzzer (clang) + ASan/UBSan against
-# the library sources and run each for $1 seconds (default 10) on its corpus.
-# Usage: tests/fuzz/run.sh [SECONDS]
-set -euo pipefail
+# Runs the libFuzzer targets (tests/fuzz/fuzz_*.c, built by `make fuzz-bins`:
+# clang, ASan+UBSan, against the library) for SECONDS each on their corpus.
+# Usage: tests/fuzz/run.sh [SECONDS] [NAME...]   (default 10 s, every target)
+# Prints one "N passed, N failed" line, as the integration suites do.
+set -uo pipefail
 cd "$(dirname "$0")/../.."
 secs=${1:-10}
+shift || true
 out=build/fuzz
-mkdir -p "$out"
-make -s build/gen/policies.c build/gen/init_blob.S
-libs="$(pkg-config --libs libseccomp libcap jansson libarchive nettle libmicrohttpd sqlite3 libnl-3.0 libnl-route-3.0 libnftables) -ldl -pthread"
-cflags=(-std=gnu11 -D_GNU_SOURCE -Iinclude -Ibuild/gen $(pkg-config --cflags-only-I libnl-3.0) -g -O1 -fno-sanitize-recover=undefined)
-# The library once, instrumented for the fuzzers; each target only links it.
-newest_hdr=$(ls -t include/vslice/*.h lib/*/*.h | head -1)
-objs=()
-mkdir -p "$out/obj"
-for src in lib/*/*.c build/gen/policies.c; do
-	o="$out/obj/$(echo "$src" | tr / _).o"
-	if [ ! -e "$o" ] || [ "$src" -nt "$o" ] || [ "$newest_hdr" -nt "$o" ]; then
-		clang "${cflags[@]}" -fsanitize=fuzzer-no-link,address,undefined -c "$src" -o "$o" &
-	fi
-	objs+=("$o")
-	# two compilers at a time on this 2-core machine
-	[ "$(jobs -rp | wc -l)" -lt 2 ] || wait -n
-done
-wait
+make -s --no-print-directory fuzz-bins >/dev/null || { echo "fuzz: build failed"; echo "0 passed, 1 failed"; exit 1; }
+names=("$@")
+if [ ${#names[@]} -eq 0 ]; then
+	for f in tests/fuzz/fuzz_*.c; do names+=("$(basename "$f" .c)"); done
+fi
 pass=0; fail=0
-for f in tests/fuzz/fuzz_*.c; do
-	[ -e "$f" ] || continue
-	n=$(basename "$f" .c)
+for n in "${names[@]}"; do
 	bin="$out/$n"
-	if [ ! -x "$bin" ] || [ -n "$(find "$f" "${objs[@]}" -newer "$bin" | head -1)" ]; then
-		clang "${cflags[@]}" -fsanitize=fuzzer,address,undefined -o "$bin" "$f" "${objs[@]}" \
-			build/gen/init_blob.S $libs
-	fi
 	corpus="$out/corpus-$n"; mkdir -p "$corpus"
 	seeds="tests/fuzz/seeds/${n#fuzz_}"
 	args=("$corpus"); [ -d "$seeds" ] && args+=("$seeds")
@@ -45,4 +28,5 @@ for f in tests/fuzz/fuzz_*.c; do
 	fi
 done
 echo "fuzz: $pass passed, $fail failed"
+echo "$pass passed, $fail failed"
 [ "$fail" -eq 0 ]

@@ -687,6 +687,27 @@ static void test_v2_freeze_thaw_kill_stats(void **state)
 	cgroup_free(cg);
 }
 
+/* cgroup.procs read from another pid namespace lists its processes as 0:
+ * a signal cannot reach them, and that is said at once; v2's SIGKILL goes
+ * through cgroup.kill, which does reach them. */
+static void test_v2_hidden_pids(void **state)
+{
+	struct vs_error err;
+	fake_v2("cpu memory pids\n");
+	put("cgroup.kill", "");
+	struct cgroup *cg = open_cg("web3");
+	assert_int_equal(cgroup_create(cg, NULL, &err), 0);
+	put("vslice/web3/cgroup.procs", "0\n0\n");
+	assert_int_equal(cgroup_kill(cg, SIGTERM, &err), -EPERM);
+	assert_non_null(strstr(err.msg, "2 process(es) outside this pid namespace"));
+	assert_non_null(strstr(err.msg, "vslice/web3"));
+	assert_int_equal(cgroup_kill(cg, SIGKILL, &err), 0);
+	assert_string_equal(get("vslice/web3/cgroup.kill"), "1");
+	put("vslice/web3/cgroup.procs", "");
+	assert_int_equal(cgroup_destroy(cg, &err), 0);
+	cgroup_free(cg);
+}
+
 static void test_v2_sub_cgroups(void **state)
 {
 	struct vs_error err;
@@ -1202,6 +1223,7 @@ int main(void)
 					    teardown),
 	    cmocka_unit_test_setup_teardown(test_v2_freeze_thaw_kill_stats, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_v2_exit_cause, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_v2_hidden_pids, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_v2_sub_cgroups, setup, teardown),
 	};
 	const struct CMUnitTest real[] = {

@@ -9,6 +9,7 @@
  *     from the workload's first instant, ptrace / readlink fds / open mem of
  *     PID 1 in a loop (PID 1 re-execs vslice-init while the workload runs).
  *   e03_procs watch SECONDS SLICECTL_DEV:INO HOST_ROOT_DEV
+ *     (until SECONDS have passed or /tmp/.watch-stop exists)
  *     for SECONDS, every new process that shows up (e.g. `slicectl exec`
  *     entering the slice) is probed: /proc/PID/exe must not be the host's
  *     slicectl binary (CVE-2019-5736), ptrace must not catch a runtime
@@ -139,7 +140,7 @@ static void watch(int argc, char **argv)
 	pid_t self = getpid();
 	printf("WATCHING\n");
 	fflush(stdout);
-	while (time(NULL) < end) {
+	while (time(NULL) < end && access("/tmp/.watch-stop", F_OK) != 0) {
 		DIR *d = opendir("/proc");
 		if (!d)
 			break;
