@@ -61,7 +61,7 @@ $(XFER_TOOL): tests/xfer/xfer.c $(BUILD)/libvslice.a
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS_BASE) $(CFLAGS) -o $@ $< $(BUILD)/libvslice.a $(LDLIBS)
 
-.PHONY: FORCE all deps test test-bins unit unit-asan integration cluster-asan fuzz fuzz-short fuzz-bins ckpt-bins run bench bench-bins install clean format format-check
+.PHONY: FORCE all deps test test-bins asan-bins unit unit-asan integration cluster-asan fuzz fuzz-short fuzz-bins ckpt-bins run bench bench-bins install clean format format-check
 all: $(BUILD)/slicectl $(BUILD)/vslice-registry $(BUILD)/vslice-nodemgr $(BUILD)/libvslice.a
 
 deps:
@@ -168,7 +168,7 @@ integration: all $(HELPER_BINS) $(TOOL_BINS)
 # The daemons built with ASan+UBSan (leak checks at exit), through the cluster test.
 $(ASAN_DIR)/vslice-%: $(ASAN_DIR)/libvslice.a cmd/%/main.c
 	$(CC) $(CFLAGS_BASE) -O1 $(SAN) -o $@ $(patsubst $(ASAN_DIR)/vslice-%,cmd/%/main.c,$@) $(ASAN_DIR)/libvslice.a $(LDLIBS)
-cluster-asan: all $(ASAN_DIR)/vslice-registry $(ASAN_DIR)/vslice-nodemgr
+cluster-asan: all asan-bins
 	@bash tests/cluster/asan.sh
 
 # The fuzz targets (libFuzzer, clang) against the library built once with
@@ -176,7 +176,7 @@ cluster-asan: all $(ASAN_DIR)/vslice-registry $(ASAN_DIR)/vslice-nodemgr
 FUZZ_DIR    = $(BUILD)/fuzz
 FUZZ_SRCS   = $(sort $(wildcard tests/fuzz/fuzz_*.c))
 FUZZ_BINS   = $(patsubst tests/fuzz/%.c,$(FUZZ_DIR)/%,$(FUZZ_SRCS))
-FUZZ_CFLAGS = -std=gnu11 -D_GNU_SOURCE -Iinclude -I$(BUILD)/gen $(filter -I%,$(CFLAGS_BASE)) -g -O1 -fno-sanitize-recover=undefined
+FUZZ_CFLAGS = -std=gnu11 -D_GNU_SOURCE $(filter -I%,$(CFLAGS_BASE)) -g -O1 -fno-sanitize-recover=undefined
 FUZZ_LIB_OBJS = $(patsubst %.c,$(FUZZ_DIR)/obj/%.o,$(LIB_SRCS)) $(FUZZ_DIR)/obj/gen/policies.o
 $(FUZZ_DIR)/obj/gen/%.o: $(BUILD)/gen/%.c
 	@mkdir -p $(dir $@)
@@ -200,10 +200,12 @@ fuzz: fuzz-bins
 ckpt-bins: $(filter $(BUILD)/tests/checkpoint/%,$(HELPER_BINS))
 	@bash tests/checkpoint/run.sh --build-only
 
-# Every program a test runs, built in parallel; then every suite side by side.
+# Every program the suites run, built in parallel; then every suite side by
+# side. The ASan and fuzz builds are made by their own lanes of that run
+# (asan-bins, fuzz-bins), beside the suites that wait on slivers.
 NPROC := $(shell nproc 2>/dev/null || echo 2)
-test-bins: all $(UNIT_BINS) $(ASAN_UNIT_BINS) $(HELPER_BINS) $(TOOL_BINS) \
-	$(ASAN_DIR)/vslice-registry $(ASAN_DIR)/vslice-nodemgr $(FUZZ_BINS) ckpt-bins
+test-bins: all $(UNIT_BINS) $(HELPER_BINS) $(TOOL_BINS) ckpt-bins
+asan-bins: $(ASAN_UNIT_BINS) $(ASAN_DIR)/vslice-registry $(ASAN_DIR)/vslice-nodemgr
 test: deps
 	@$(MAKE) --no-print-directory -j$(NPROC) test-bins
 	@$(MAKE) --no-print-directory format-check

@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # Runs every integration suite (tests/integration/test_*.sh, tests/cluster/
 # test_*.sh, the escape battery and tests/checkpoint/run.sh, each of the two
-# long ones in parts) as root, VS_TEST_JOBS at a time (default 4: most of a
+# long ones in parts) as root, VS_TEST_JOBS at a time (default 5: most of a
 # suite's time is spent waiting on slivers, not on a CPU), longest first, and
 # sums their "N passed, N failed" lines. With --all (make test) the unit tests
 # (plain and ASan), the cluster test with ASan daemons and the short fuzz runs
-# (at nice 19: they take what CPU the suites leave) are lanes of the same run.
+# (at nice 10: they take little of the CPU the suites want) are lanes of the same run,
+# each making its own build first (ASan, libFuzzer).
 # Every suite keeps its own VSLICE_ROOT, cgroup parent and network
 # namespaces (named from its pid), so suites never share state. A lane's
 # output is printed whole when it ends, so lanes never interleave.
@@ -17,7 +18,7 @@ if [ "$(id -u)" != 0 ]; then
 	echo "integration tests need root (real slivers): sudo make test"
 	exit 1
 fi
-jobs_max=${VS_TEST_JOBS:-4}
+jobs_max=${VS_TEST_JOBS:-5}
 all=0
 [ "${1:-}" = --all ] && { all=1; shift; }
 
@@ -34,7 +35,7 @@ declare -A secs=(
 	[tests/cluster/test_migrate_faults.sh]=36 [tests/cluster/test_registry_migrations.sh]=32
 	[tests/cluster/test_migrate_crash.sh]=26 [tests/integration/test_overlay.sh]=26
 	[tests/cluster/test_images.sh]=25 [tests/cluster/test_nodemgr_auth.sh]=18
-	[fuzz]=80 [unit-asan]=25 [cluster-asan]=20 [unit]=12
+	[fuzz]=200 [unit-asan]=50 [cluster-asan]=45 [unit]=12
 )
 if [ $# -gt 0 ]; then
 	for t in "$@"; do lane "$t" "bash $t"; done
@@ -50,10 +51,13 @@ else
 		[ -f "$t" ] && lane "$t" "bash $t"
 	done
 	if [ $all = 1 ]; then
+		# The ASan and fuzz builds are made here, beside the suites (one
+		# make at a time on the same files: the lock).
+		asan_make="flock build/.asan.lock make -s --no-print-directory -j2 asan-bins"
 		lane unit "bash tests/unit/run.sh"
-		lane unit-asan "bash tests/unit/run.sh --asan"
-		lane cluster-asan "bash tests/cluster/asan.sh"
-		lane fuzz "nice -n 19 bash tests/fuzz/run.sh 10"
+		lane unit-asan "$asan_make && bash tests/unit/run.sh --asan"
+		lane cluster-asan "$asan_make && bash tests/cluster/asan.sh"
+		lane fuzz "nice -n 10 make -s --no-print-directory -j2 fuzz-bins && nice -n 10 bash tests/fuzz/run.sh 10"
 	fi
 fi
 # Longest first.
