@@ -84,8 +84,13 @@ struct ckpt_dump_opts {
 	const char *freezer_dir; /* v1 freezer cgroup holding the tree, or NULL */
 	int out_fd;		 /* the stream is written here */
 	bool leave_running;	 /* detach + thaw after the dump instead of SIGKILL */
-	const char *name;	 /* recorded in the header (slice name), may be NULL */
-	const void *extra;	 /* opaque blob stored as-is (slice spec), may be NULL */
+	/* With leave_running and a freezer_dir: the tree is frozen (freezer
+	 * FROZEN) before it is detached and stays so: it never runs between
+	 * the dump and the caller's next step (a migration's source). The
+	 * caller thaws it. On a failed dump it is thawed as before. */
+	bool keep_frozen;
+	const char *name;  /* recorded in the header (slice name), may be NULL */
+	const void *extra; /* opaque blob stored as-is (slice spec), may be NULL */
 	size_t extra_len;
 	bool verbose;	     /* progress on stderr */
 	const char *fs_root; /* directory stored in the stream as the file

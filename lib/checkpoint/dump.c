@@ -1634,6 +1634,15 @@ int ckpt_dump(const struct ckpt_dump_opts *o, struct ckpt_stats *st, struct vs_e
 		goto fail;
 	st->nr_procs = (unsigned)d.nprocs;
 	st->frozen_ns = vs_now_ns() - t_frozen;
+	if (o->leave_running && o->keep_frozen && o->freezer_dir) {
+		/* still stopped under ptrace: frozen before the detach, the tree
+		 * stays frozen through it (a frozen task ignores the wake-up) */
+		r = freezer_set(o->freezer_dir, "FROZEN", err);
+		if (r < 0) {
+			freezer_set(o->freezer_dir, "THAWED", NULL);
+			goto fail;
+		}
+	}
 	d_release(&d, !o->leave_running);
 	st->dump_ns = vs_now_ns() - t_start;
 	for (size_t i = 0; i < d.nprocs; i++)
