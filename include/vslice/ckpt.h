@@ -76,16 +76,25 @@ struct ckpt_stats {
 struct ckpt_precopy; /* include/vslice/ckpt_dirty.h */
 
 struct ckpt_dump_opts {
-	pid_t root_pid;		 /* host pid of the tree root (the workload) */
-	pid_t init_pid;		 /* host pid of the PID 1 it hangs under: every other
-				  * child of it (double-forked daemons) is dumped
-				  * too, and every process in its pid namespace
-				  * must be one of them; 0 = root's subtree only */
-	const char *freezer_dir; /* v1 freezer cgroup holding the tree, or NULL */
-	int out_fd;		 /* the stream is written here */
-	bool leave_running;	 /* detach + thaw after the dump instead of SIGKILL */
-	const char *name;	 /* recorded in the header (slice name), may be NULL */
-	const void *extra;	 /* opaque blob stored as-is (slice spec), may be NULL */
+	pid_t root_pid; /* host pid of the tree root (the workload) */
+	pid_t init_pid; /* host pid of the PID 1 it hangs under: every other
+			 * child of it (double-forked daemons) is dumped
+			 * too, and every process in its pid namespace
+			 * must be one of them; 0 = root's subtree only */
+	/* The freezer of the cgroup holding the tree (v1 freezer.state, v2
+	 * cgroup.freeze: the caller's), waiting until it is so; NULL: none
+	 * (the tree is stopped by ptrace alone, one process at a time). */
+	int (*freeze)(void *arg, bool frozen, struct vs_error *err);
+	void *freeze_arg;
+	int out_fd;	    /* the stream is written here */
+	bool leave_running; /* detach + thaw after the dump instead of SIGKILL */
+	/* With leave_running and a freeze: the tree is frozen again before it
+	 * is detached and stays so: it never runs between
+	 * the dump and the caller's next step (a migration's source). The
+	 * caller thaws it. On a failed dump it is thawed as before. */
+	bool keep_frozen;
+	const char *name;  /* recorded in the header (slice name), may be NULL */
+	const void *extra; /* opaque blob stored as-is (slice spec), may be NULL */
 	size_t extra_len;
 	bool verbose;	     /* progress on stderr */
 	const char *fs_root; /* directory stored in the stream as the file

@@ -26,6 +26,10 @@
 
 struct slice_checkpoint_opts {
 	bool leave_running; /* the slice runs on after the checkpoint */
+	/* With leave_running: the slice is left frozen by the checkpoint (its
+	 * freezer cgroup; not recorded in its state: the caller records it
+	 * with slice_freeze(), or thaws it with the cgroup). */
+	bool keep_frozen;
 	/* Only what would refuse the slice up front (a --disk slice, state the
 	 * checkpointer cannot carry): nothing is stopped or written; 0 if a
 	 * checkpoint would not be refused. */

@@ -516,23 +516,11 @@ static int d_check_sharing(struct dumper *d, struct vs_error *err)
 
 /* --- stopping ----------------------------------------------------------- */
 
-static int freezer_set(const char *dir, const char *state, struct vs_error *err)
+/* The tree's freezer (ckpt_dump_opts.freeze), if it has one. */
+static int d_freeze(const struct ckpt_dump_opts *o, bool frozen, struct vs_error *err)
 {
-	char path[4096];
-	snprintf(path, sizeof(path), "%s/freezer.state", dir);
-	int r = vs_write_str(path, state, err);
-	if (r < 0)
-		return r;
-	for (int i = 0; i < 5000; i++) {
-		char buf[64];
-		if (ck_read_small(path, buf, sizeof(buf)) < 0)
-			break;
-		if (strncmp(buf, state, strlen(state)) == 0)
-			return 0;
-		struct timespec ts = {0, 200000};
-		nanosleep(&ts, NULL);
-	}
-	return vs_error_set(err, ETIMEDOUT, "freezer %s: did not reach %s", dir, state);
+	struct vs_error scratch;
+	return o->freeze ? o->freeze(o->freeze_arg, frozen, err ? err : &scratch) : 0;
 }
 
 static int d_seize_all(struct dumper *d, struct vs_error *err)
@@ -692,7 +680,7 @@ static void d_release(struct dumper *d, bool kill_tree)
 				d->procs[i].thr[t].seized = false;
 			}
 	if (d->frozen) {
-		freezer_set(d->o->freezer_dir, "THAWED", NULL);
+		d_freeze(d->o, false, NULL);
 		d->frozen = false;
 	}
 }
@@ -1490,8 +1478,8 @@ static int d_stop_tree(struct dumper *d, uint64_t *t_check, uint64_t *t_frozen,
 	if (r < 0 || o->check_only)
 		return r;
 	*t_check = vs_now_ns();
-	if (o->freezer_dir) {
-		r = freezer_set(o->freezer_dir, "FROZEN", err);
+	if (o->freeze) {
+		r = d_freeze(o, true, err);
 		if (r < 0)
 			return r;
 		d->frozen = true;
@@ -1508,7 +1496,7 @@ static int d_stop_tree(struct dumper *d, uint64_t *t_check, uint64_t *t_frozen,
 		if (r >= 0)
 			r = d_seize_all(d, err);
 		if (r >= 0) {
-			r = freezer_set(o->freezer_dir, "THAWED", err);
+			r = d_freeze(o, false, err);
 			d->frozen = false;
 		}
 	} else {
@@ -1634,6 +1622,15 @@ int ckpt_dump(const struct ckpt_dump_opts *o, struct ckpt_stats *st, struct vs_e
 		goto fail;
 	st->nr_procs = (unsigned)d.nprocs;
 	st->frozen_ns = vs_now_ns() - t_frozen;
+	if (o->leave_running && o->keep_frozen && o->freeze) {
+		/* still stopped under ptrace: frozen before the detach, the tree
+		 * stays frozen through it (a frozen task ignores the wake-up) */
+		r = d_freeze(o, true, err);
+		if (r < 0) {
+			d_freeze(o, false, NULL);
+			goto fail;
+		}
+	}
 	d_release(&d, !o->leave_running);
 	st->dump_ns = vs_now_ns() - t_start;
 	for (size_t i = 0; i < d.nprocs; i++)

@@ -110,9 +110,9 @@ bool nm_nap(struct nodemgr *nm, unsigned secs)
 
 int nodemgr_fault_parse(const char *value, const char **op, unsigned *step, struct vs_error *err)
 {
-	static const char *const ops[] = {"nodemgr.create",	"nodemgr.destroy", "migrate.out",
-					  "migrate.in",		"migrate.flip",	   "migrate.delay",
-					  "nodemgr.fetch_delay"};
+	static const char *const ops[] = {"nodemgr.create",	 "nodemgr.destroy", "migrate.out",
+					  "migrate.in",		 "migrate.flip",    "migrate.delay",
+					  "nodemgr.fetch_delay", "migrate.hold"};
 	*op = NULL;
 	*step = 0;
 	if (!value || (strncmp(value, "nodemgr.", 8) && strncmp(value, "migrate.", 8)))
@@ -128,8 +128,9 @@ int nodemgr_fault_parse(const char *value, const char **op, unsigned *step, stru
 		/* flip: a byte offset from 0; delay: ms, up to a minute; the
 		 * others: a step from 1 */
 		bool flip = !strcmp(ops[i], "migrate.flip");
-		bool delay =
-		    !strcmp(ops[i], "migrate.delay") || !strcmp(ops[i], "nodemgr.fetch_delay");
+		bool delay = !strcmp(ops[i], "migrate.delay") ||
+			     !strcmp(ops[i], "nodemgr.fetch_delay") ||
+			     !strcmp(ops[i], "migrate.hold");
 		unsigned long max = flip ? UINT_MAX : delay ? 60000 : 100;
 		if (colon[1] < '0' || colon[1] > '9' || errno || *end || (!flip && n == 0) ||
 		    n > max)
@@ -138,11 +139,12 @@ int nodemgr_fault_parse(const char *value, const char **op, unsigned *step, stru
 		*step = (unsigned)n;
 		return 0;
 	}
-	return vs_error_set(err, EINVAL,
-			    "VSLICE_FAULT \"%s\": use nodemgr.create:N, nodemgr.destroy:N, "
-			    "migrate.out:N, migrate.in:N (N >= 1), migrate.flip:OFFSET or "
-			    "migrate.delay:MS, nodemgr.fetch_delay:MS (a test hook)",
-			    value);
+	return vs_error_set(
+	    err, EINVAL,
+	    "VSLICE_FAULT \"%s\": use nodemgr.create:N, nodemgr.destroy:N, "
+	    "migrate.out:N, migrate.in:N (N >= 1), migrate.flip:OFFSET or "
+	    "migrate.delay:MS, migrate.hold:MS, nodemgr.fetch_delay:MS (a test hook)",
+	    value);
 }
 
 long long nm_fault_flip_offset(struct nodemgr *nm)

@@ -377,7 +377,10 @@ static pid_t dumper_spawn(struct nm_job *j, int out_fd, int res_fd)
 	if (pid == 0) {
 		close_range(3, (unsigned)(o1 < o2 ? o1 : o2) - 1, 0);
 		close_range((unsigned)(o1 < o2 ? o2 : o1) + 1, ~0u, 0);
-		struct slice_checkpoint_opts o = {.leave_running = true, .precopy = precopy};
+		/* kept frozen from the dump on: nothing the slice did after it
+		 * would reach the target (lost on commit, seen twice outside) */
+		struct slice_checkpoint_opts o = {
+		    .leave_running = true, .keep_frozen = true, .precopy = precopy};
 		static struct dump_outcome res;
 		res.rc = slice_checkpoint(j->nm->root, j->r.slice, o1, &o, &res.st, &res.err);
 		close(o1);
@@ -582,13 +585,42 @@ static void stream_end(struct sender *sd)
 	sd->fd = -1;
 }
 
+/* The test hook migrate.hold:MS: the sender waits MS right after the dump
+ * has ended, before anything else (the slice must be frozen there). */
+static void hold_after_dump(struct nm_job *j)
+{
+	struct nodemgr *nm = j->nm;
+	if (!nm->fault_op || strcmp(nm->fault_op, "migrate.hold"))
+		return;
+	nm_log(nm, NODEMGR_LOG_INFO,
+	       "sliver %s: migration %s: held %u ms after the dump (test hook)", j->r.slice,
+	       j->mig.id, nm->fault_step);
+	nm_nap_ms(nm, nm->fault_step);
+}
+
+/* The source after its dump: frozen by the checkpoint, recorded here. */
+static void source_frozen(struct sender *sd)
+{
+	struct nm_job *j = sd->job;
+	struct vs_error ferr;
+	if (slice_freeze(j->nm->root, j->r.slice, &ferr) == 0) {
+		sd->frozen = true;
+		return;
+	}
+	/* Never two copies: stop it (the memory state is lost here; an abort
+	 * restarts it cold). */
+	nm_log(j->nm, NODEMGR_LOG_INFO, "sliver %s: freezing after the dump: %s; stopping it",
+	       j->r.slice, ferr.msg);
+	slice_stop(j->nm->root, j->r.slice, MIG_STOP_GRACE, &ferr);
+}
+
 /*
  * The live stream: slice_checkpoint (leave_running; with precopy its rounds
  * first) writes into a pipe that this thread relays to the PUT's pipe,
  * holding the last MIG_HOLD_BACK bytes back: the END record is in them, and
- * the target restores nothing that runs before it has it. Once the dump is
- * complete the source is frozen (the checkpoint let it run on) and only then
- * does the tail go: two copies never run at once. A failed dump sends no
+ * the target restores nothing that runs before it has it. The checkpoint
+ * leaves the source frozen (keep_frozen: it never runs after its dump) and
+ * only then does the tail go: two copies never run at once. A failed dump sends no
  * tail (the target's stream ends short); a PUT that gave up closes the
  * relay, the dump fails with EPIPE and the slice runs on untouched.
  */
@@ -644,6 +676,12 @@ static void live_send(struct sender *sd)
 		vs_error_set(&res.err, EPROTO, "the checkpoint process died (status %d)", wst);
 	}
 	sd->cst = res.st;
+	if (res.rc == 0) {
+		/* The dump left it frozen (keep_frozen): recorded now, so that
+		 * an abort from here on thaws it. */
+		hold_after_dump(j);
+		source_frozen(sd);
+	}
 	if (broken || res.rc < 0) {
 		nm_relay_close(&rl);
 		if (broken)
@@ -655,16 +693,6 @@ static void live_send(struct sender *sd)
 	log_rounds(j, &sd->cst);
 	uint64_t frozen_ns = sd->cst.freeze_ns + sd->cst.frozen_ns;
 	sd->frozen_at_ms = (long long)nm_now_ms() - (long long)(frozen_ns / 1000000);
-	struct vs_error ferr;
-	if (slice_freeze(nm->root, j->r.slice, &ferr) == 0) {
-		sd->frozen = true;
-	} else {
-		/* Never two copies: stop it (the memory state is lost here;
-		 * an abort restarts it cold). */
-		nm_log(nm, NODEMGR_LOG_INFO, "sliver %s: freezing after the dump: %s; stopping it",
-		       j->r.slice, ferr.msg);
-		slice_stop(nm->root, j->r.slice, MIG_STOP_GRACE, &ferr);
-	}
 	rr = nm_relay_flush(&rl, sd->fd);
 	nm_relay_close(&rl);
 	if (rr < 0) {

@@ -171,16 +171,19 @@ int slice_checkpoint(const char *root, const char *name, int out_fd,
 	if ((r = vs_read_file(spec_path, 0, &spec_text, &spec_len, err)) < 0)
 		return r;
 	__attribute__((cleanup(cgroup_freep))) struct cgroup *cg = NULL;
-	const char *freezer = NULL;
 	struct vs_error e2;
-	if (cgroup_open(NULL, NULL, name, &cg, &e2) == 0)
-		freezer = cgroup_path(cg, "freezer");
+	if (cgroup_open(NULL, NULL, name, &cg, &e2) < 0)
+		cg = NULL;
 	struct ckpt_dump_opts d = {
 	    .root_pid = workload,
 	    .init_pid = state.pid,
-	    .freezer_dir = freezer,
+	    /* v1 or v2: the cgroup module's freezer (a v1 path was written
+	     * here once, which a v2 host does not have) */
+	    .freeze = cg ? freeze_slice : NULL,
+	    .freeze_arg = cg,
 	    .out_fd = out_fd,
 	    .leave_running = o->leave_running,
+	    .keep_frozen = o->leave_running && o->keep_frozen,
 	    .name = name,
 	    .extra = spec_text,
 	    .extra_len = spec_len + 1,

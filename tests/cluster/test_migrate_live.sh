@@ -139,6 +139,44 @@ expect_eq "slicectl migrations --json: both with stats" 2 \
 	"$(vsc migrations l1 --json | jq '[.migrations[] | select(.stats.freeze_ms != null)] | length')"
 vsc destroy l1 >/dev/null
 
+# --- the source never runs after its dump ----------------------------------------
+# migrate.hold:MS holds node1's sender for MS right after its dump has ended,
+# before anything else: the slice must be frozen there already. Were it to
+# run on, what it did after the dump would never reach node2 (lost at the
+# commit) while the world had seen it (seen twice: node2 repeats it).
+freezer_state() { # SLICE: FROZEN or THAWED, as node1's cgroup says
+	local v1=/sys/fs/cgroup/freezer/$VC_PFX-node1/$1 v2=/sys/fs/cgroup/$VC_PFX-node1/$1
+	if [ -d /sys/fs/cgroup/freezer ]; then
+		cat "$v1/freezer.state"
+	else
+		grep -q '^frozen 1' "$v2/cgroup.events" && echo FROZEN || echo THAWED
+	fi
+}
+local_last() { vs_node node1 logs "$1" 2>/dev/null | grep -E '^[0-9]+$' | tail -1; }
+held() { grep -q "migration $1: held 3000 ms after the dump" "$VC_TMP/node1.log"; }
+migrate() { vc_api POST "/v1/slices/$1/migrations" -d "{\"to\": \"$2\", \"mode\": \"$3\"}" | jq -r .id; }
+restart_node node1 VSLICE_FAULT=migrate.hold:3000
+for mode in precopy live; do
+	s=hd$mode
+	check "hold $mode: a counter runs on node1" new_slice $s
+	id=$(migrate $s node2 $mode)
+	check "hold $mode: node1's sender holds right after the dump" wait_for 60 held "$id"
+	fz=$(freezer_state $s)
+	a=$(local_last $s)
+	sleep 1
+	b=$(local_last $s)
+	expect_eq "hold $mode: ... the slice is frozen there" FROZEN "$fz"
+	expect_eq "hold $mode: ... its count does not move (was $a)" "$a" "$b"
+	check "hold $mode: the migration finishes" vc_wait_finished "$id" 120
+	expect_eq "hold $mode: ... committed" committed "$(vc_migration_field "$id" phase)"
+	check "hold $mode: running on node2 alone" wait_for 30 settled $s node2
+	wait_for 30 has_first $s node2
+	first=$(first_count $s node2)
+	check "hold $mode: node2's log goes on past node1's last line ($b): $first" test "${first:-0}" -gt "${b:-0}"
+	vsc destroy $s >/dev/null
+done
+restart_node node1
+
 # --- faults, in both modes ---------------------------------------------------
 # A counter holding 6 MB in the shell's memory, so the stream takes a while.
 BIGCOUNTER='x=$(head -c 6000000 /dev/zero | tr "\0" a); i=0; while :; do i=$((i+1)); echo $i > /tmp/n; echo $i; sleep 0.1; done'
@@ -147,7 +185,6 @@ big_slice() {
 	past() { [ "$(last_count "$1" node1)" -ge 20 ] 2>/dev/null; }
 	wait_for 60 past "$1"
 }
-migrate() { vc_api POST "/v1/slices/$1/migrations" -d "{\"to\": \"$2\", \"mode\": \"$3\"}" | jq -r .id; }
 # Ends on node1 alone, its memory intact: the count went on (it never
 # started again from 1: one "1" in its log) past where it was.
 intact() { # CASE SLICE ID COUNT_BEFORE

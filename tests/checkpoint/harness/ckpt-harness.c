@@ -335,7 +335,7 @@ int main(int argc, char **argv)
 			die("create image");
 		struct ckpt_dump_opts o = {.root_pid = w,
 					   .init_pid = p1,
-					   .freezer_dir = cg,
+					   .freeze = freeze_cg,
 					   .out_fd = fd,
 					   .leave_running = leave,
 					   .name = "harness"};
