@@ -168,7 +168,7 @@ integration: all $(HELPER_BINS) $(TOOL_BINS)
 # The daemons built with ASan+UBSan (leak checks at exit), through the cluster test.
 $(ASAN_DIR)/vslice-%: $(ASAN_DIR)/libvslice.a cmd/%/main.c
 	$(CC) $(CFLAGS_BASE) -O1 $(SAN) -o $@ $(patsubst $(ASAN_DIR)/vslice-%,cmd/%/main.c,$@) $(ASAN_DIR)/libvslice.a $(LDLIBS)
-cluster-asan: all asan-bins
+cluster-asan: all $(ASAN_DIR)/vslice-registry $(ASAN_DIR)/vslice-nodemgr
 	@bash tests/cluster/asan.sh
 
 # The fuzz targets (libFuzzer, clang) against the library built once with

@@ -154,6 +154,13 @@ long long nm_fault_flip_offset(struct nodemgr *nm)
 	return nm->fault_step;
 }
 
+unsigned nm_fault_delay_ms(struct nodemgr *nm, const char *op)
+{
+	if (!nm->fault_op || strcmp(nm->fault_op, op))
+		return 0;
+	return nm->fault_step;
+}
+
 /* The test hook (VSLICE_FAULT): die at once, as a power cut or the OOM
  * killer would, right after step `step` of op. */
 void nm_fault_point(struct nodemgr *nm, const char *op, unsigned step)

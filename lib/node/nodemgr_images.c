@@ -299,8 +299,7 @@ static int fetch_start(struct nodemgr *nm, const char *image, const char *hex, u
 	snprintf(f->local, sizeof(f->local), "%s", local);
 	f->size = size;
 	f->flags = flags;
-	f->delay_ms =
-	    nm->fault_op && !strcmp(nm->fault_op, "nodemgr.fetch_delay") ? nm->fault_step : 0;
+	f->delay_ms = nm_fault_delay_ms(nm, "nodemgr.fetch_delay");
 	f->root = vs_xstrdup(nm->root);
 	f->registry = vs_xstrdup(nm->registry);
 	f->token = vs_xstrdup(nm->token);

@@ -200,6 +200,9 @@ bool nm_nap_ms(struct nodemgr *nm, unsigned ms);
 void nm_fault_point(struct nodemgr *nm, const char *op, unsigned step);
 /* migrate.flip:N armed: the offset of the byte to flip, else -1. */
 long long nm_fault_flip_offset(struct nodemgr *nm);
+/* A delay hook (migrate.delay, migrate.hold, nodemgr.fetch_delay) armed as
+ * op: its milliseconds, else 0. */
+unsigned nm_fault_delay_ms(struct nodemgr *nm, const char *op);
 
 /* --- nodemgr_migrate.c: the live stream's relay ------------------- */
 

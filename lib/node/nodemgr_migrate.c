@@ -589,13 +589,13 @@ static void stream_end(struct sender *sd)
  * has ended, before anything else (the slice must be frozen there). */
 static void hold_after_dump(struct nm_job *j)
 {
-	struct nodemgr *nm = j->nm;
-	if (!nm->fault_op || strcmp(nm->fault_op, "migrate.hold"))
+	unsigned ms = nm_fault_delay_ms(j->nm, "migrate.hold");
+	if (!ms)
 		return;
-	nm_log(nm, NODEMGR_LOG_INFO,
+	nm_log(j->nm, NODEMGR_LOG_INFO,
 	       "sliver %s: migration %s: held %u ms after the dump (test hook)", j->r.slice,
-	       j->mig.id, nm->fault_step);
-	nm_nap_ms(nm, nm->fault_step);
+	       j->mig.id, ms);
+	nm_nap_ms(j->nm, ms);
 }
 
 /* The source after its dump: frozen by the checkpoint, recorded here. */

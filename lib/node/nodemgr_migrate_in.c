@@ -269,10 +269,11 @@ void nm_migrate_in(struct nodemgr *nm, const struct nodemgr_assignment *a, struc
 	nm_fault_point(nm, "migrate.in", 1);
 	/* The test hook VSLICE_FAULT=migrate.delay:MS: a target slow to make
 	 * the copy, so the source's PUT comes before the transfer is open. */
-	if (nm->fault_op && !strcmp(nm->fault_op, "migrate.delay")) {
+	unsigned delay = nm_fault_delay_ms(nm, "migrate.delay");
+	if (delay) {
 		nm_log(nm, NODEMGR_LOG_INFO, "VSLICE_FAULT: migration %s: opening in %u ms",
-		       a->mig.id, nm->fault_step);
-		nm_nap_ms(nm, nm->fault_step);
+		       a->mig.id, delay);
+		nm_nap_ms(nm, delay);
 	}
 	cleanup_strv char **nodes = nm_slice_nodes(fetched);
 	if (nm_make_slice(nm, a, json_object_get(fetched, "manifest"), false, nodes, &err) < 0) {

@@ -183,7 +183,7 @@ int slice_checkpoint(const char *root, const char *name, int out_fd,
 	    .freeze_arg = cg,
 	    .out_fd = out_fd,
 	    .leave_running = o->leave_running,
-	    .keep_frozen = o->leave_running && o->keep_frozen,
+	    .keep_frozen = o->keep_frozen, /* the dump heeds it with leave_running */
 	    .name = name,
 	    .extra = spec_text,
 	    .extra_len = spec_len + 1,

@@ -152,10 +152,13 @@ if [ -x "$S" ] && [ "${CKPT_NO_SLICES:-0}" != 1 ]; then
 		done
 	fi
 fi
+# Phases 3-6, slice-level checks beyond the passes: with slices (phase 2 set
+# VSLICE_ROOT) and unless CKPT_EXTRAS=0.
+extras() { [ -x "$S" ] && [ "${CKPT_NO_SLICES:-0}" != 1 ] && [ -n "${VSLICE_ROOT:-}" ] && [ "${CKPT_EXTRAS:-1}" = 1 ]; }
 # Phase 3: the issue's acceptance - a busybox shell counter keeps counting
 # from where it was after checkpoint + restore (and after a second cycle
 # under another name).
-if [ -x "$S" ] && [ "${CKPT_NO_SLICES:-0}" != 1 ] && [ -n "${VSLICE_ROOT:-}" ] && [ "${CKPT_EXTRAS:-1}" = 1 ]; then
+if extras; then
 	ok=1; why=""; d=$work/acceptance; mkdir -p "$d"
 	# `echo $i > /tmp/n` truncates before it writes: a read in between is empty
 	readn() { local v=""; for _ in 1 2 3 4 5 6 7 8 9 10; do v=$("$S" exec "$1" -- cat /tmp/n 2>>"$d/log"); [ -n "$v" ] && break; sleep 0.05; done; echo "$v"; }
@@ -184,7 +187,7 @@ fi
 # Phase 4: every process of the slice's pid namespace is part of it. One
 # started with `slicectl exec` (its parent is outside) cannot be restored:
 # the checkpoint is refused, names it, and the slice runs on.
-if [ -x "$S" ] && [ "${CKPT_NO_SLICES:-0}" != 1 ] && [ -n "${VSLICE_ROOT:-}" ] && [ "${CKPT_EXTRAS:-1}" = 1 ]; then
+if extras; then
 	ok=1; why=""; d=$work/exec-refusal; mkdir -p "$d"
 	"$S" run -d --image busybox exr -- sleep 1000 >"$d/log" 2>&1 || { ok=0; why="run"; }
 	if [ $ok = 1 ]; then
@@ -204,7 +207,7 @@ fi
 # (checkpoint c1 --output - | restore c2 --input -) and keeps counting; a
 # reader that dies mid-stream fails the checkpoint and the slice runs on; a
 # truncated stream on stdin restores nothing and leaves no slice behind.
-if [ -x "$S" ] && [ "${CKPT_NO_SLICES:-0}" != 1 ] && [ -n "${VSLICE_ROOT:-}" ] && [ "${CKPT_EXTRAS:-1}" = 1 ]; then
+if extras; then
 	ok=1; why=""; d=$work/pipe; mkdir -p "$d"
 	readn() { local v=""; for _ in 1 2 3 4 5 6 7 8 9 10; do v=$("$S" exec "$1" -- cat /tmp/n 2>>"$d/log"); [ -n "$v" ] && break; sleep 0.05; done; echo "$v"; }
 	"$S" run -d --image busybox pp1 -- sh -c 'i=0; while :; do i=$((i+1)); echo $i > /tmp/n; sleep 0.1; done' >"$d/log" 2>&1 || { ok=0; why="run"; }
@@ -270,7 +273,7 @@ fi
 # Phase 6: a streaming restore holds the records, not the pages: a slice
 # with 256 MiB of dirty memory restores through a pipe while the restoring
 # slicectl's peak RSS (wait4 ru_maxrss) stays under 64 MiB.
-if [ -x "$S" ] && [ "${CKPT_NO_SLICES:-0}" != 1 ] && [ -n "${VSLICE_ROOT:-}" ] && [ "${CKPT_EXTRAS:-1}" = 1 ]; then
+if extras; then
 	ok=1; why=""; d=$work/bigpipe; mkdir -p "$d"; rss=0; bound=$((64 * 1024))
 	"$S" create --image busybox big1 -- /ckpt-test 256 >"$d/log" 2>&1 || { ok=0; why="create"; }
 	if [ $ok = 1 ]; then

@@ -28,6 +28,5 @@ for n in "${names[@]}"; do
 		fail=$((fail + 1)); tail -n 30 "$out/$n.log"
 	fi
 done
-echo "fuzz: $pass passed, $fail failed"
 echo "$pass passed, $fail failed"
 [ "$fail" -eq 0 ]

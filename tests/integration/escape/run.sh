@@ -1192,7 +1192,7 @@ t15c() {
 		fi
 		restore_state
 	}
-	mk_state_slice && vs stop --timeout 2 hs >/dev/null 2>&1 || return 1
+	vs destroy --force hs >/dev/null 2>&1 # 15b's running one: made anew, stopped
 	for p in -1 0 1 -2147483648 4294967295 99999999; do
 		for v in "stop --timeout 2 hs" "kill hs KILL" "destroy --force hs"; do
 			stopped_state || return 1
