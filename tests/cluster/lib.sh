@@ -86,7 +86,7 @@ vc_start_registry() {
 }
 
 vc_stop_registry() {
-	kill -TERM "$VC_REG_PID" 2>/dev/null
+	kill_child -TERM "$VC_REG_PID"
 	wait "$VC_REG_PID" 2>/dev/null
 }
 
@@ -113,7 +113,7 @@ vc_start_node() {
 vc_stop_node() {
 	local pid
 	eval "pid=\$VC_NODE_PID_$1"
-	kill -TERM "$pid" 2>/dev/null
+	kill_child -TERM "$pid"
 	wait "$pid" 2>/dev/null
 }
 
@@ -137,7 +137,8 @@ wait_for() {
 
 vc_cleanup() {
 	local p n s d
-	for p in "${VC_PIDS[@]}"; do kill -TERM "$p" 2>/dev/null; done
+	# only the live ones: a node stopped and started again left its old pid
+	kill_child -TERM "${VC_PIDS[@]}"
 	for p in "${VC_PIDS[@]}"; do wait "$p" 2>/dev/null; done
 	for n in "${VC_NODES[@]}"; do
 		if [ -d "$VC_TMP/$n/root/slices" ]; then

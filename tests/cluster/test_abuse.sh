@@ -165,7 +165,7 @@ B=$!
 wait_for 90 grep -q "^held" "$VC_TMP/bodies.out"
 sleep 1
 during=$(rss_mb)
-kill "$B" 2>/dev/null
+kill_child "$B"
 wait "$B" 2>/dev/null
 vc_log "12 unfinished 30 MiB bodies from one token: RSS $before -> $during MB; $(tr '\n' ' ' <"$VC_TMP/bodies.out")"
 check "12 x 30 MiB unfinished bodies: the registry grows < 200 MB (per-token share 96 MiB)" test $((during - before)) -lt 200
@@ -180,7 +180,7 @@ RD=$!
 wait_for 30 grep -q "^sent" "$VC_TMP/readers.out"
 sleep 3
 during=$(rss_mb)
-kill "$RD" 2>/dev/null
+kill_child "$RD"
 wait "$RD" 2>/dev/null
 vc_log "20 unread 15 MB log GETs: RSS $before -> $during MB"
 check "20 unread 15 MB log GETs: the registry grows < 100 MB" test $((during - before)) -lt 100

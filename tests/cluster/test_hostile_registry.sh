@@ -8,9 +8,10 @@
 set -u
 REPO=$(cd "$(dirname "$0")/../.." && pwd)
 T=$(mktemp -d /tmp/vslice-hostile.XXXXXX)
+. "$REPO/tests/lib/procs.sh"
 pass=0 fail=0
 PY=
-cleanup() { [ -n "$PY" ] && kill "$PY" 2>/dev/null; wait 2>/dev/null; rm -rf "$T"; }
+cleanup() { kill_child "$PY"; wait 2>/dev/null; rm -rf "$T"; }
 trap cleanup EXIT
 check() {
 	local d=$1

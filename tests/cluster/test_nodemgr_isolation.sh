@@ -116,7 +116,7 @@ vsc destroy twin >/dev/null
 gone() { [ ! -d "$VC_TMP/a/root/slices/twin" ] && [ ! -d "$VC_TMP/b/root/slices/twin" ]; }
 check "... and both slivers go with the slice" wait_for 60 gone
 for p in "${pids[@]}"; do
-	kill -TERM "$p" 2>/dev/null
+	kill_child -TERM "$p"
 	wait "$p" 2>/dev/null
 done
 for x in a b; do

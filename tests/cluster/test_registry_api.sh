@@ -10,11 +10,12 @@
 set -u
 REPO=$(cd "$(dirname "$0")/../.." && pwd)
 REG=$REPO/build/vslice-registry
+. "$REPO/tests/lib/procs.sh"
 T=$(mktemp -d /tmp/vslice-regapi.XXXXXX)
 PID=
 fails=0
 passes=0
-cleanup() { [ -n "$PID" ] && kill "$PID" 2>/dev/null; wait 2>/dev/null; [ $fails -ne 0 ] && cat "$T/err"; rm -rf "$T"; }
+cleanup() { kill_child "$PID"; wait 2>/dev/null; [ $fails -ne 0 ] && cat "$T/err"; rm -rf "$T"; }
 trap cleanup EXIT
 ok() { echo "ok - $1"; passes=$((passes + 1)); }
 ko() { echo "not ok - $1"; fails=$((fails + 1)); }

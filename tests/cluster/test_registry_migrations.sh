@@ -16,14 +16,13 @@ REPO=$(cd "$(dirname "$0")/../.." && pwd)
 REG=${VSLICE_TEST_REGISTRY:-$REPO/build/vslice-registry}
 SLICECTL=${VSLICE_TEST_SLICECTL:-$REPO/build/slicectl}
 T=$(mktemp -d /tmp/vslice-regmig.XXXXXX)
+. "$REPO/tests/lib/procs.sh"
 PID=
 BG=()
 fails=0
 passes=0
 cleanup() {
-	local p
-	for p in "${BG[@]}"; do kill "$p" 2>/dev/null; done
-	[ -n "$PID" ] && kill "$PID" 2>/dev/null
+	kill_child "${BG[@]}" "$PID"
 	wait 2>/dev/null
 	[ $fails -ne 0 ] && cat "$T/err"
 	rm -rf "$T"

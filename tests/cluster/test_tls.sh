@@ -11,6 +11,7 @@ REPO=$(cd "$(dirname "$0")/../.." && pwd)
 REG=$REPO/build/vslice-registry
 CTL=$REPO/build/slicectl
 NODEMGR=$REPO/build/vslice-nodemgr
+. "$REPO/tests/lib/procs.sh"
 T=$(mktemp -d /tmp/vslice-tls.XXXXXX)
 CG=vslice-tlstest-$$
 PID=
@@ -18,8 +19,7 @@ NM_PID=
 fails=0
 passes=0
 cleanup() {
-	[ -n "$NM_PID" ] && kill -TERM "$NM_PID" 2>/dev/null
-	[ -n "$PID" ] && kill -TERM "$PID" 2>/dev/null
+	kill_child -TERM "$NM_PID" "$PID"
 	[ -n "$NM_PID" ] && wait "$NM_PID" 2>/dev/null
 	[ -n "$PID" ] && wait "$PID" 2>/dev/null
 	# the node manager's (empty) cgroup parent, if it made one

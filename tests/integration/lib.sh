@@ -13,6 +13,7 @@ VS_PASS=0
 VS_FAIL=0
 VS_FAILED_NAMES=()
 
+. "$VS_REPO/tests/lib/procs.sh"
 vs() { "$SLICECTL" "$@"; }
 export SLICECTL
 export -f vs
