@@ -479,10 +479,9 @@ int cmd_run(struct ctl *ctl, int argc, char **argv)
 		ctl_fail("run", name, &err);
 	} else if (!a.detach) {
 		struct slice_state st;
-		if (slice_wait(ctl->root, name, &code, &err) < 0)
+		if (slice_wait(ctl->root, name, &code, &st, &err) < 0)
 			code = ctl_fail("run", name, &err);
-		else if (slice_load(ctl->root, name, NULL, &st, &err) == 0 &&
-			 slice_exit_reason_text(st.exit_reason))
+		else if (slice_exit_reason_text(st.exit_reason))
 			/* The workload's own exit says nothing of a kill from outside. */
 			fprintf(stderr, "slicectl: run %s: %s (exit %d)\n", name,
 				slice_exit_reason_text(st.exit_reason), code);

@@ -258,7 +258,7 @@ static int wait_sliver(struct ctl *ctl, const char *name)
 			close(pfd);
 	}
 	int code;
-	if (slice_wait(ctl->root, name, &code, &err) < 0) {
+	if (slice_wait(ctl->root, name, &code, &st, &err) < 0) {
 		if (t.fd >= 0)
 			close(t.fd);
 		return ctl_fail("submit", name, &err);
@@ -266,7 +266,6 @@ static int wait_sliver(struct ctl *ctl, const char *name)
 	log_pump(&t, true, show);
 	if (t.fd >= 0)
 		close(t.fd);
-	slice_load(ctl->root, name, NULL, &st, &err);
 	long secs = st.finished && st.started ? (long)(st.finished - st.started) : 0;
 	char restarts[48] = "";
 	if (st.restarts)

@@ -16,7 +16,7 @@
  * are gone once the fds are open), and a detached short-lived process
  * (pool_refill_async) makes new ones until the pool has its size again.
  * An entry is claimed once: nothing of it ever goes back to the pool.
- * The size is VSLICE_POOL (0, the default: off). The pool holds sandboxes
+ * The size is VSLICE_POOL or <root>/pool/size (0, the default: off). The pool holds sandboxes
  * of one kind, the last create's: its image, and whether the overlay is
  * "volatile" (run --rm) or not; a create of another kind starts cold and
  * the refill replaces the pool's sandboxes with ones of its kind.
@@ -35,10 +35,11 @@ extern const char *const pool_ns_names[POOL_NS_COUNT];
 
 #define POOL_SIZE_MAX 256
 
-/* VSLICE_POOL: how many sandboxes to keep ready (0 = off, the default).
- * A value that is not a number from 0 to POOL_SIZE_MAX: -EINVAL, err names
- * the variable. */
-int pool_size_setting(unsigned *size, struct vs_error *err);
+/* How many sandboxes to keep ready (0 = off, the default): VSLICE_POOL if
+ * set, else the node's setting in <root>/pool/size (a number and a
+ * newline; none: 0). A value that is not a number from 0 to POOL_SIZE_MAX:
+ * -EINVAL, err names the variable or the file. */
+int pool_size_setting(const char *root, unsigned *size, struct vs_error *err);
 
 /*
  * Take a ready sandbox of `image` (overlay volatile or not) for the slice

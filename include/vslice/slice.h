@@ -130,8 +130,10 @@ struct slice_start_opts {
  * workload was exec'd (or failed, reported in err). */
 int slice_start(const char *root, const char *name, const struct slice_start_opts *o,
 		struct vs_error *err);
-/* Wait for the workload to exit; *code = its exit code (128+sig if killed). */
-int slice_wait(const char *root, const char *name, int *code, struct vs_error *err);
+/* Wait for the workload to exit; *code = its exit code (128+sig if killed),
+ * *out (unless NULL) the slice's state then (the exit record). */
+int slice_wait(const char *root, const char *name, int *code, struct slice_state *out,
+	       struct vs_error *err);
 
 struct slice_exec_opts {
 	char **argv;

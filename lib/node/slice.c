@@ -112,13 +112,26 @@ static int require_slice(const char *root, const char *name, struct vs_error *er
 	return 0;
 }
 
+/* The lock is the file in the slice's directory as it is when we hold it:
+ * a destroy renames the directory away (with its lock file) while others
+ * wait, and a create may make the name anew, with a lock file of its own.
+ * Whoever waited looks again. */
 static int lock_slice(const char *root, const char *name, struct vs_error *err)
 {
-	int r = require_slice(root, name, err);
-	if (r < 0)
-		return r;
 	cleanup_free char *p = slice_file(root, name, "lock");
-	return lock_path(p, err);
+	for (;;) {
+		int r = require_slice(root, name, err);
+		if (r < 0)
+			return r;
+		int fd = lock_path(p, err);
+		if (fd < 0)
+			return require_slice(root, name, err) < 0 ? -ENOENT : fd;
+		struct stat held, now;
+		if (fstat(fd, &held) == 0 && stat(p, &now) == 0 && held.st_dev == now.st_dev &&
+		    held.st_ino == now.st_ino)
+			return fd;
+		close(fd);
+	}
 }
 
 static int open_cgroup(const char *name, struct cgroup **cg, struct vs_error *err)
@@ -403,6 +416,7 @@ static void remove_stale_trash(const char *root)
 			continue;
 		cleanup_free char *p = vs_xasprintf("%s/%s", sd, de->d_name);
 		struct vs_error ignore;
+		pool_release_ns(p);
 		vs_rm_rf(p, &ignore);
 	}
 }
@@ -420,12 +434,31 @@ static void remove_trash(void *arg)
 	struct vs_error ignore;
 	if (j->net)
 		netcfg_later_run(j->net);
+	/* Made from the pool: its kept namespaces (the rename carried the
+	 * bind mounts along), before the files under them. */
+	pool_release_ns(j->trash);
 	vs_rm_rf(j->trash, &ignore);
 	remove_stale_trash(j->root);
 }
 
 static int remove_files_in(const char *root, const char *name, const char *d,
 			   struct netcfg_later *net, struct vs_error *err);
+
+/* Close every fd from 3 up but a and b (either may be -1). */
+static void close_all_but(int a, int b)
+{
+	int keep[2] = {a < b ? a : b, a < b ? b : a};
+	unsigned next = 3;
+	for (int i = 0; i < 2; i++) {
+		if (keep[i] < 3)
+			continue;
+		if ((unsigned)keep[i] > next)
+			close_range(next, (unsigned)keep[i] - 1, 0);
+		if ((unsigned)keep[i] + 1 > next)
+			next = (unsigned)keep[i] + 1;
+	}
+	close_range(next, ~0U, 0);
+}
 
 /* net: what the network's detach left for a process that outlives us
  * (netcfg_detach_later); handed to the remover, or detached on its own. */
@@ -449,6 +482,7 @@ static int remove_files_in(const char *root, const char *name, const char *d,
 		if (errno == ENOENT)
 			return 0;
 		/* Cannot move it (EXDEV, a mount point): remove it here. */
+		pool_release_ns(d);
 		return vs_rm_rf(d, err);
 	}
 	/* mtime: the sweep's clock (rename does not touch it). */
@@ -470,9 +504,18 @@ static int remove_files_in(const char *root, const char *name, const char *d,
 			return 0;
 	}
 	job.net = net->fd >= 0 || net->veth ? net : NULL;
+	/* Shared by every remover while it works, from before we return:
+	 * who needs the files gone waits for an exclusive lock of it (the
+	 * tests do; a refill's remover above holds pool/fill.lock). */
+	cleanup_free char *rmlock = vs_xasprintf("%s/slices/.rm.lock", root);
+	cleanup_close int hold = open(rmlock, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+	if (hold >= 0)
+		(void)flock(hold, LOCK_SH);
 	pid_t p = fork();
-	if (p < 0)
+	if (p < 0) {
+		pool_release_ns(trash);
 		return vs_rm_rf(trash, err);
+	}
 	if (p > 0) {
 		/* The remover holds the batch socket now: this close is not
 		 * its last. */
@@ -484,12 +527,10 @@ static int remove_files_in(const char *root, const char *name, const char *d,
 	setsid();
 	if (fork() != 0)
 		_exit(0);
-	/* Nothing of ours but the batch socket, kept to the end: its last
-	 * close (waiting for a grace period) is this process's exit. */
-	int keep = net->fd;
-	if (keep > 3)
-		close_range(3, (unsigned)keep - 1, 0);
-	close_range(keep >= 3 ? (unsigned)keep + 1 : 3, ~0U, 0);
+	/* Nothing of ours but the batch socket, kept to the end (its last
+	 * close, waiting for a grace period, is this process's exit), and
+	 * the shared lock. */
+	close_all_but(net->fd, hold);
 	int fd = open("/dev/null", O_RDWR);
 	for (int i = 0; i < 3 && fd >= 0; i++)
 		if (i != fd)
@@ -502,8 +543,14 @@ static int remove_files_in(const char *root, const char *name, const char *d,
 }
 
 /* Remove whatever a slice has on this node. Used by destroy and to undo a
- * failed create; every step tolerates "already gone". */
-static int remove_slice(const char *root, const char *name, uint32_t id_base, struct vs_error *err)
+ * failed create; every step tolerates "already gone". The slow part (the
+ * processes, the cgroups, the network) needs only the slice's lock; the
+ * name is freed (the directory renamed away, its id range released) under
+ * the root lock, which destroy (root_locked false) takes just for that,
+ * so destroys of different slices overlap. A create of the same name waits
+ * for that step: until then the directory holds the name. */
+static int remove_slice(const char *root, const char *name, uint32_t id_base, bool root_locked,
+			struct vs_error *err)
 {
 	cleanup_cgroup struct cgroup *cg = NULL;
 	int r = open_cgroup(name, &cg, err);
@@ -521,8 +568,11 @@ static int remove_slice(const char *root, const char *name, uint32_t id_base, st
 	}
 	vs_trace("destroy.net");
 	cleanup_free char *d = slice_dir(root, name);
-	/* Made from the pool and never started: its kept namespaces. */
-	pool_release_ns(d);
+	cleanup_close int rl = -1;
+	if (!root_locked && (rl = lock_root(root, err)) < 0) {
+		netcfg_later_detached(&net, &ignore);
+		return rl;
+	}
 	if ((r = remove_files(root, name, d, &net, err)) < 0)
 		return vs_error_wrap(err, "remove %s", d);
 	vs_trace("destroy.files");
@@ -656,7 +706,7 @@ static int create_locked(const char *root, struct slice_spec *spec, unsigned poo
 					    spec->name);
 		if (r < 0) {
 			struct vs_error e2;
-			remove_slice(root, spec->name, spec->id_base, &e2);
+			remove_slice(root, spec->name, spec->id_base, true, &e2);
 			return vs_error_wrap(err, "warm pool");
 		}
 		if (r == 1)
@@ -671,7 +721,7 @@ static int create_locked(const char *root, struct slice_spec *spec, unsigned poo
 	}
 	if ((r = create_in(root, spec, d, r == 1, &lim, err)) < 0) {
 		struct vs_error e2;
-		remove_slice(root, spec->name, spec->id_base, &e2);
+		remove_slice(root, spec->name, spec->id_base, true, &e2);
 	}
 	return r;
 }
@@ -718,7 +768,7 @@ int slice_create(const char *root, struct slice_spec *spec, struct vs_error *err
 	if (r < 0)
 		return r;
 	unsigned pool_size;
-	if ((r = pool_size_setting(&pool_size, err)) < 0)
+	if ((r = pool_size_setting(root, &pool_size, err)) < 0)
 		return r;
 	vs_trace("create.checked");
 	r = create_locked(root, spec, pool_size, err);
@@ -845,9 +895,10 @@ static void slice_net_commit(void *arg)
 	n->pending = NULL;
 }
 
+/* first: never started (its cgroup is as create made it). */
 static int start_locked(const char *root, const char *name, const struct slice_spec *spec,
 			const struct slice_start_opts *o, const struct seccomp_bpf *bpf,
-			uint64_t caps, struct vs_error *err)
+			uint64_t caps, bool first, struct vs_error *err)
 {
 	int r;
 	cleanup_free char *image_root = NULL;
@@ -959,16 +1010,23 @@ static int start_locked(const char *root, const char *name, const struct slice_s
 		c.net_commit = slice_net_commit;
 		c.net_arg = &net;
 	}
-	/* The counters the run starts from (the cgroup lives across runs). */
+	/* The counters the run starts from (the cgroup lives across runs;
+	 * before the first, nothing has run in it: all 0). */
 	struct cgroup_stats base = {0};
 	struct vs_error ignore;
-	(void)cgroup_stats(cg, &base, &ignore);
+	if (!first)
+		(void)cgroup_stats(cg, &base, &ignore);
 	struct sliver_result res;
 	vs_trace("start.spawn");
 	r = sliver_spawn(&c, &res, err);
 	if (c.pooled) {
-		/* Joined (or failed: the next start is cold either way). */
-		pool_release_ns(sdir);
+		/* Joined (or failed: the next start is cold either way). The
+		 * unmount waits for an RCU grace period (about 0.5 ms): a run
+		 * --rm leaves it to the destroy that follows, whose remover
+		 * does it off the path (remove_trash); should that destroy
+		 * never come, the next start drops them (slice_start). */
+		if (!(fg && spec->ephemeral))
+			pool_release_ns(sdir);
 		for (int i = 0; i < POOL_NS_COUNT; i++)
 			close(pooled.fds[i]);
 	}
@@ -1023,17 +1081,25 @@ int slice_start(const char *root, const char *name, const struct slice_start_opt
 		return vs_error_set(err, ETIME, "lifetime ended (renew or destroy it)");
 	if ((r = check_id_range(root, &spec, err)) < 0)
 		return r;
+	if (st.started) {
+		/* Started before: namespaces kept from the pool were for the
+		 * first start only (a run --rm whose destroy never came leaves
+		 * them, start_locked). */
+		cleanup_free char *sdir = slice_dir(root, name);
+		pool_release_ns(sdir);
+	}
 	cleanup_free char *cache = vs_xasprintf("%s/cache/seccomp", root);
 	struct seccomp_bpf bpf = {0};
 	uint64_t caps = caps_default_mask();
 	if ((r = seccomp_policy_load(spec.policy, cache, caps, &bpf, err)) < 0)
 		return vs_error_wrap(err, "policy %s", spec.policy);
-	r = start_locked(root, name, &spec, o, &bpf, caps, err);
+	r = start_locked(root, name, &spec, o, &bpf, caps, !st.started, err);
 	seccomp_bpf_free(&bpf);
 	return r;
 }
 
-int slice_wait(const char *root, const char *name, int *code, struct vs_error *err)
+int slice_wait(const char *root, const char *name, int *code, struct slice_state *out,
+	       struct vs_error *err)
 {
 	struct slice_state st;
 	int r = slice_load(root, name, NULL, &st, err);
@@ -1062,6 +1128,8 @@ int slice_wait(const char *root, const char *name, int *code, struct vs_error *e
 	if (st.status == SLICE_CREATED)
 		return vs_error_set(err, EINVAL, "not started");
 	*code = st.exit_code < 0 ? 137 : st.exit_code;
+	if (out)
+		*out = st;
 	return 0;
 }
 
@@ -1314,9 +1382,6 @@ int slice_destroy(const char *root, const char *name, bool force, struct vs_erro
 	int r = vs_check_name("slice", name, err);
 	if (r < 0)
 		return r;
-	cleanup_close int rl = lock_root(root, err);
-	if (rl < 0)
-		return rl;
 	cleanup_close int lk = lock_slice(root, name, err);
 	if (lk < 0)
 		return lk;
@@ -1337,7 +1402,7 @@ int slice_destroy(const char *root, const char *name, bool force, struct vs_erro
 				    "%s (remove what is left with: slicectl destroy --force %s)",
 				    lerr.msg, name);
 	}
-	r = remove_slice(root, name, id_base, err);
+	r = remove_slice(root, name, id_base, false, err);
 	vs_trace("destroy.done");
 	refill_now();
 	return r;

@@ -244,6 +244,16 @@ static int cmp_pid(const void *a, const void *b)
 	return (x > y) - (x < y);
 }
 
+/* Whether dir may have subdirectories: a directory's link count is 2 plus
+ * its subdirectories on cgroupfs (kernfs keeps it so), tmpfs and ext4; 1 is
+ * "not counted" (some file systems): maybe. Saves listing every control
+ * file of a cgroup that has no sub-cgroups (nearly all). */
+static bool has_subdirs(const char *dir)
+{
+	struct stat st;
+	return stat(dir, &st) < 0 || st.st_nlink != 2;
+}
+
 static int collect_dir(const char *dir, const char *label, int depth, struct pidvec *pv,
 		       struct vs_error *err)
 {
@@ -270,7 +280,7 @@ static int collect_dir(const char *dir, const char *label, int depth, struct pid
 			pv->hidden++;
 		s = end;
 	}
-	if (depth >= CG_MAX_DEPTH)
+	if (depth >= CG_MAX_DEPTH || !has_subdirs(dir))
 		return 0;
 	/* Sub-cgroups the slice made for itself (cgroup namespace + delegation). */
 	cleanup_closedir DIR *d = opendir(dir);
@@ -553,13 +563,16 @@ static int rmdir_retry(struct cgroup *cg, const char *path, const char *label, s
 {
 	uint64_t deadline = vs_now_ns() + (uint64_t)cg->timeout_ms * 1000000ull;
 	/* EBUSY right after the last task died: the kernel drops the css a
-	 * moment later. */
+	 * moment later (usually well under a millisecond: 1, 2, 4, 8, then
+	 * 10 ms steps, not a whole 10 ms for the first). */
+	unsigned step = 1;
 	while (rmdir(path) < 0) {
 		if (errno == ENOENT)
 			return 0;
 		if (errno != EBUSY || vs_now_ns() >= deadline)
 			return vs_error_sys(err, errno, "cgroup %s: rmdir", label);
-		cg_sleep_ms(10);
+		cg_sleep_ms(step);
+		step = step * 2 > 10 ? 10 : step * 2;
 	}
 	return 0;
 }
@@ -567,7 +580,12 @@ static int rmdir_retry(struct cgroup *cg, const char *path, const char *label, s
 static int remove_tree(struct cgroup *cg, const char *path, const char *label, int depth,
 		       struct vs_error *err)
 {
-	if (depth < CG_MAX_DEPTH) {
+	/* A slice's cgroup seldom has sub-cgroups: one rmdir, no listing of
+	 * its control files. Busy (sub-cgroups, or the kernel not yet done
+	 * with the last task): list, remove what is below, retry. */
+	if (rmdir(path) == 0 || errno == ENOENT)
+		return 0;
+	if (depth < CG_MAX_DEPTH && has_subdirs(path)) {
 		cleanup_closedir DIR *d = opendir(path);
 		if (!d)
 			return errno == ENOENT
@@ -578,8 +596,10 @@ static int remove_tree(struct cgroup *cg, const char *path, const char *label, i
 			if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, ".."))
 				continue;
 			struct stat st;
-			if (fstatat(dirfd(d), de->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0 ||
-			    !S_ISDIR(st.st_mode))
+			if (de->d_type != DT_DIR &&
+			    (de->d_type != DT_UNKNOWN ||
+			     fstatat(dirfd(d), de->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0 ||
+			     !S_ISDIR(st.st_mode)))
 				continue;
 			cleanup_free char *sub = cg_join(path, de->d_name);
 			cleanup_free char *sublabel = cg_join(label, de->d_name);

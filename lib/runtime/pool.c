@@ -59,20 +59,43 @@ const char *const pool_ns_names[POOL_NS_COUNT] = {"user", "mnt", "net", "ipc", "
 static const int ns_types[POOL_NS_COUNT] = {CLONE_NEWUSER, CLONE_NEWNS, CLONE_NEWNET, CLONE_NEWIPC,
 					    CLONE_NEWUTS};
 
-int pool_size_setting(unsigned *size, struct vs_error *err)
+/* "N", from 0 to POOL_SIZE_MAX; what: the setting's name for the error,
+ * which quotes the value on one line. */
+static int parse_size(const char *what, const char *text, unsigned *size, struct vs_error *err)
 {
-	const char *e = getenv("VSLICE_POOL");
-	*size = 0;
-	if (!e || !*e)
-		return 0;
 	char *end;
 	errno = 0;
-	unsigned long v = strtoul(e, &end, 10);
-	if (errno || *end || *e < '0' || *e > '9' || v > POOL_SIZE_MAX)
-		return vs_error_set(err, EINVAL, "VSLICE_POOL: \"%s\" is not a number from 0 to %d",
-				    e, POOL_SIZE_MAX);
-	*size = (unsigned)v;
-	return 0;
+	unsigned long v = strtoul(text, &end, 10);
+	if (!errno && !*end && *text >= '0' && *text <= '9' && v <= POOL_SIZE_MAX) {
+		*size = (unsigned)v;
+		return 0;
+	}
+	char shown[33];
+	snprintf(shown, sizeof(shown), "%s", text);
+	for (char *c = shown; *c; c++)
+		if ((unsigned char)*c < 0x20 || *c == 0x7f)
+			*c = '?';
+	return vs_error_set(err, EINVAL, "%s: \"%s\" is not a number from 0 to %d", what, shown,
+			    POOL_SIZE_MAX);
+}
+
+int pool_size_setting(const char *root, unsigned *size, struct vs_error *err)
+{
+	*size = 0;
+	const char *e = getenv("VSLICE_POOL");
+	if (e && *e)
+		return parse_size("VSLICE_POOL", e, size, err);
+	cleanup_free char *p = vs_xasprintf("%s/pool/size", root);
+	cleanup_free char *text = NULL;
+	int r = vs_read_file(p, 64, &text, NULL, err);
+	if (r == -ENOENT)
+		return 0;
+	if (r < 0)
+		return r;
+	size_t len = strlen(text);
+	if (len && text[len - 1] == '\n')
+		text[len - 1] = '\0';
+	return parse_size(p, text, size, err);
 }
 
 static char *pool_path(const char *root, const char *file)

@@ -144,6 +144,19 @@ int rootfs_mount_overlay(const struct sliver_config *c, int userns, bool *idmapp
 	if (snprintf(opts, sizeof(opts), "lowerdir=%s,upperdir=%s,workdir=%s%s", lower, c->upper,
 		     c->work, c->volatile_upper ? ",volatile" : "") >= (int)sizeof(opts))
 		return vs_error_set(err, ENAMETOOLONG, "overlay options too long");
+	if (c->volatile_upper) {
+		/* A volatile mount leaves work/incompat/volatile/dirty behind,
+		 * and overlayfs refuses the next mount while it is there (its
+		 * guard against an upper layer that a host crash left unsynced).
+		 * An ephemeral slice started again (its run --rm was killed)
+		 * holds scratch data only: drop the mark. */
+		char mark[PATH_MAX];
+		snprintf(mark, sizeof(mark), "%s/work/incompat/volatile/dirty", c->work);
+		if (rmdir(mark) == 0) {
+			*strrchr(mark, '/') = '\0';
+			(void)rmdir(mark);
+		}
+	}
 	if (mount("overlay", c->rootfs, "overlay", MS_NODEV | MS_NOSUID, opts) < 0)
 		return vs_error_sys(err, errno, "mount overlay at %s", c->rootfs);
 	return 0;

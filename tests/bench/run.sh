@@ -79,6 +79,11 @@ chmod 0755 "$VSLICE_ROOT"
 export VSLICE_CGROUP_PARENT=vslice-bench-$$
 CGP=$VSLICE_CGROUP_PARENT
 RUNC_ROOT=$VSLICE_ROOT/runc-state
+# The warm-start row's own root, whose pool/size is the node's pool
+# setting: no row runs under `env` (an exec the bwrap and unshare rows
+# do not pay), and the cold rows run where no pool is set.
+WARM_ROOT=$VSLICE_ROOT/warm
+unset VSLICE_POOL
 SYSCTL_RESTORE=()
 
 destroy_all_slices() {
@@ -92,19 +97,23 @@ destroy_all_slices() {
 
 # The warm pool off and emptied (lib/runtime/pool.c): a run with
 # VSLICE_POOL=0 starts a drain, fill.lock is held until it is done.
-drain_pool() {
-	[ -d "$VSLICE_ROOT/pool" ] || return 0
-	VSLICE_POOL=0 "$SLICECTL" run --rm --image busybox drain -- true >/dev/null 2>&1
-	flock "$VSLICE_ROOT/pool/fill.lock" true
+drain_pool() { # [ROOT]
+	local root=${1:-$VSLICE_ROOT}
+	[ -d "$root/pool" ] || return 0
+	rm -f "$root/pool/size"
+	VSLICE_POOL=0 "$SLICECTL" --root "$root" run --rm --image busybox drain -- true >/dev/null 2>&1
+	flock "$root/pool/fill.lock" true
 }
 
 cleanup() {
 	local rc=$? d c p m
 	set +e
 	trap - EXIT INT TERM
+	drain_pool "$WARM_ROOT"
 	drain_pool
 	# a pool left by a crash: its nsfs bind mounts
-	for m in "$VSLICE_ROOT"/pool/*/ns "$VSLICE_ROOT"/pool/*/ns/* "$VSLICE_ROOT"/slices/*/ns; do
+	for m in "$VSLICE_ROOT"/pool/*/ns "$VSLICE_ROOT"/pool/*/ns/* "$VSLICE_ROOT"/slices/*/ns \
+		"$WARM_ROOT"/pool/*/ns "$WARM_ROOT"/pool/*/ns/* "$WARM_ROOT"/slices/*/ns; do
 		mountpoint -q "$m" 2>/dev/null && umount -l "$m"
 	done
 	if command -v runc >/dev/null && [ -d "$RUNC_ROOT" ]; then
@@ -113,6 +122,7 @@ cleanup() {
 		done
 	fi
 	destroy_all_slices
+	VSLICE_ROOT=$WARM_ROOT destroy_all_slices
 	# Anything left in our cgroups (a crash half way): thaw, kill, rmdir.
 	for d in /sys/fs/cgroup/*/"$CGP" /sys/fs/cgroup/"$CGP"; do
 		[ -d "$d" ] || continue
@@ -188,14 +198,20 @@ run_start_latency() {
 		fi
 	}
 
-	try vslice "env VSLICE_POOL=0 $SLICECTL run --rm --image busybox b -- /bin/true"
+	# cold: VSLICE_POOL is not set and this root has no pool/size
+	try vslice "$SLICECTL run --rm --image busybox b -- /bin/true"
 	[ -n "${BENCH_BEFORE:-}" ] &&
-		try vslice-before "env VSLICE_POOL=0 $BENCH_BEFORE run --rm --image busybox b -- /bin/true"
-	# issue 15: a start from a filled warm pool (the prepare waits until the
-	# background refill of the previous run is done: fill.lock)
-	mkdir -p "$VSLICE_ROOT/pool"
-	try vslice-warm "env VSLICE_POOL=$POOL_N $SLICECTL run --rm --image busybox b -- /bin/true" \
-		"flock $VSLICE_ROOT/pool/fill.lock true"
+		try vslice-before "$BENCH_BEFORE run --rm --image busybox b -- /bin/true"
+	# issue 15: a start from a filled warm pool, in a root whose pool/size
+	# says so (the prepare waits until the background refill of the
+	# previous run is done: fill.lock)
+	mkdir -p "$WARM_ROOT/pool"
+	chmod 0755 "$WARM_ROOT"
+	echo "$POOL_N" >"$WARM_ROOT/pool/size"
+	"$SLICECTL" --root "$WARM_ROOT" image build busybox >/dev/null ||
+		die "slicectl --root $WARM_ROOT image build busybox failed"
+	try vslice-warm "$SLICECTL --root $WARM_ROOT run --rm --image busybox b -- /bin/true" \
+		"flock $WARM_ROOT/pool/fill.lock true"
 
 	# runc: bundle with a copy of the same rootfs, `runc spec` + Docker's profile.
 	if command -v runc >/dev/null; then
@@ -243,11 +259,11 @@ run_start_latency() {
 	fi
 	try unshare "unshare -Urmpfiun --mount-proc /bin/true"
 	# references: vslice without seccomp, the uniqid wrapper alone, a plain exec
-	try vslice-unconfined "env VSLICE_POOL=0 $SLICECTL run --rm --image busybox --policy unconfined b -- /bin/true"
+	try vslice-unconfined "$SLICECTL run --rm --image busybox --policy unconfined b -- /bin/true"
 	# what a kernel-enforced disk limit adds: an ext4 image made, loop-attached and mounted
-	try vslice-disk "env VSLICE_POOL=0 $SLICECTL run --rm --image busybox --disk 64M b -- /bin/true"
+	try vslice-disk "$SLICECTL run --rm --image busybox --disk 64M b -- /bin/true"
 	try uniqid-wrapper "$OUT/bin/uniqid /bin/true bench-@ID@"
-	# what `env VAR=...` adds to the vslice rows
+	# what `env VAR=...` added to the vslice rows before they ran without it
 	try env-wrapper "env VSLICE_POOL=0 /bin/true"
 	try true "/bin/true"
 
@@ -262,7 +278,7 @@ run_start_latency() {
 	hyperfine -N -i --warmup "$WARMUP" --runs "$RUNS" --export-json "$OUT/start.json" \
 		--export-markdown "$OUT/start-hyperfine.md" "${args[@]}" | tee "$OUT/start-hyperfine.log"
 	"$PY" "$BENCH_DIR/benchlib.py" start-report "$OUT/start.json" "$RES" "$OUT/commands.tsv" | tee "$OUT/start.md"
-	drain_pool
+	drain_pool "$WARM_ROOT"
 	printf '%s\n' "${notes[@]}" | "$PY" -c 'import json,sys; json.dump([l.strip() for l in sys.stdin if l.strip()], open(sys.argv[1], "w"))' "$OUT/notes.json"
 	"$PY" "$BENCH_DIR/benchlib.py" merge "$RES" start_notes "$OUT/notes.json"
 }

@@ -25,6 +25,8 @@ vs_cleanup() {
 			"$SLICECTL" destroy --force "$n" >/dev/null 2>&1
 		done
 	fi
+	# The removers of destroyed slices' files (they hold it shared).
+	[ ! -e "$VSLICE_ROOT/slices/.rm.lock" ] || flock -w 30 "$VSLICE_ROOT/slices/.rm.lock" true
 	# Anything a crashed test left: processes in our cgroups, then the cgroups.
 	local d
 	for d in /sys/fs/cgroup/*/"$VSLICE_CGROUP_PARENT" /sys/fs/cgroup/"$VSLICE_CGROUP_PARENT"; do

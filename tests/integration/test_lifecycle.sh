@@ -128,6 +128,62 @@ check "every state.json is valid JSON" bash -c "for f in $VSLICE_ROOT/slices/c*/
 check "slices have distinct id ranges" test "$(cat $VSLICE_ROOT/slices/c*/spec.json | grep -c id_base)" = "$(cat $VSLICE_ROOT/slices/c*/spec.json | grep id_base | sort -u | wc -l)"
 vs destroy --force c1 c2 c3 c4 c5
 check "list is empty after destroy" test -z "$(vs list -q)"
+# Destroys of different slices overlap (only freeing the name is under the
+# root lock), and a create of the same name at the same moment either finds
+# the name in use or makes a whole new slice: never a mix of old and new.
+# (vs create retries while the name is in use.)
+rc_dir=$(mktemp -d)
+for i in 1 2 3 4; do vs run -d r$i -- sleep 600 >/dev/null; done
+# "pid:start time": a pid alone may be another process's by the check
+# (a zombie counts as gone: nothing of it runs)
+starttime() { sed -n 's/.*) [^Z] //p' "/proc/$1/stat" 2>/dev/null | cut -d' ' -f19; }
+old_pids=$(for p in $(cat /sys/fs/cgroup/pids/"$VSLICE_CGROUP_PARENT"/r[1-4]/cgroup.procs); do echo "$p:$(starttime $p)"; done)
+for i in 1 2 3 4; do
+	vs destroy --force r$i &
+	# again and again while the name is in use: the create lands right
+	# after the destroy frees the name
+	(rc=1
+	for _ in $(seq 500); do
+		vs create r$i >/dev/null 2>"$rc_dir/r$i.err"
+		rc=$?
+		[ $rc != 0 ] && grep -q 'name in use' "$rc_dir/r$i.err" || break
+	done
+	echo $rc >"$rc_dir/r$i.rc") &
+done
+wait
+made=
+for i in 1 2 3 4; do
+	if [ "$(cat "$rc_dir/r$i.rc")" = 0 ]; then
+		made="$made r$i"
+		expect_eq "destroy racing create: r$i made anew is a whole created slice" created \
+			"$(vs show --json r$i | python3 -c 'import json,sys; print(json.load(sys.stdin)["state"])')"
+		check "destroy racing create: r$i made anew has its cgroup" test -d /sys/fs/cgroup/pids/"$VSLICE_CGROUP_PARENT"/r$i
+		check "destroy racing create: r$i made anew holds its id range" grep -rqs "$VSLICE_ROOT/slices/r$i\$" /var/lib/vslice/idranges
+	else
+		check "destroy racing create: r$i's create says the name is in use" grep -q 'name in use' "$rc_dir/r$i.err"
+		check "destroy racing create: r$i is gone" test ! -e "$VSLICE_ROOT/slices/r$i"
+	fi
+done
+expect_eq "destroy racing create: one id range per slice left" "$(echo $made | wc -w)" \
+	"$(grep -rhs "$VSLICE_ROOT/slices/r[1-4]\$" /var/lib/vslice/idranges | wc -l)"
+gone_all() { local e; for e in $old_pids; do [ "$(starttime "${e%%:*}")" != "${e#*:}" ] || return 1; done; }
+check "destroy racing create: the old slices' processes are gone" gone_all
+[ -z "$made" ] || vs destroy --force $made >/dev/null
+rm -rf "$rc_dir"
+# A cgroup with a cgroup below it (and a process there): destroy takes
+# both (its rmdir fails while the child is there: it lists and recurses).
+# (v1: a v2 parent with processes cannot have children with processes)
+if [ -d /sys/fs/cgroup/pids ]; then
+	vs run -d sub1 -- sleep 600 >/dev/null
+	subd=/sys/fs/cgroup/pids/"$VSLICE_CGROUP_PARENT"/sub1/inner
+	mkdir -p "$subd/deeper"
+	sub_pid=$(vs show --json sub1 | python3 -c 'import json,sys; print(json.load(sys.stdin)["pid"])')
+	echo "$sub_pid" >"$subd/deeper/cgroup.procs"
+	vs destroy --force sub1
+	check "destroy: sub-cgroups go with the slice's" test ! -e /sys/fs/cgroup/pids/"$VSLICE_CGROUP_PARENT"/sub1
+	check "destroy: the process in the sub-cgroup is gone" bash -c "! alive $sub_pid"
+fi
+check "list is empty after the racing destroys" test -z "$(vs list -q)"
 # --- destroy --force of a frozen slice: it dies without running again ---
 # The workload waits on a fifo; the host writes to it while the slice is
 # frozen, so the slice would act at once if it ran again: the SIGKILL must

@@ -381,7 +381,10 @@ for i in 1 2 3 4 5 6 7 8; do
 done
 expect_eq "8 bridged starts in a row: each has its address, /etc/hosts, resolv.conf, the default route" 8 $good
 POOLD=$VSLICE_ROOT/pool
-settle() { [ -e "$POOLD/fill.lock" ] && flock "$POOLD/fill.lock" true; }
+settle() {
+	[ ! -e "$POOLD/fill.lock" ] || flock "$POOLD/fill.lock" true
+	[ ! -e "$VSLICE_ROOT/slices/.rm.lock" ] || flock "$VSLICE_ROOT/slices/.rm.lock" true
+}
 VSLICE_POOL=2 vsn run --rm --image busybox --net none pfill -- true >/dev/null
 settle
 # A filler runs after each start: wait (at most ~10 s) until one is ready.

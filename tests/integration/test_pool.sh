@@ -35,8 +35,12 @@ snapshot() {
 	}
 }
 
-# Wait until no filler runs (its flock), then list the ready entries.
-settle() { [ -e "$POOL/fill.lock" ] && flock "$POOL/fill.lock" true; }
+# Wait until no filler and no remover of a destroyed slice's files runs
+# (their flocks; a remover drops a pooled slice's kept namespaces).
+settle() {
+	[ ! -e "$POOL/fill.lock" ] || flock "$POOL/fill.lock" true
+	[ ! -e "$VSLICE_ROOT/slices/.rm.lock" ] || flock "$VSLICE_ROOT/slices/.rm.lock" true
+}
 ready_entries() { for e in "$POOL"/e*; do [ -e "$e/ready" ] && basename "$e"; done; }
 nsfs_count() { awk -v r="$VSLICE_ROOT/" '$9 == "nsfs" && index($5, r) == 1' /proc/self/mountinfo | wc -l; }
 pool_cgroups() { find /sys/fs/cgroup/*/"$VSLICE_CGROUP_PARENT" -maxdepth 1 -name 'pool@*' -type d 2>/dev/null | wc -l; }
@@ -60,12 +64,21 @@ out=$(VSLICE_POOL=x vs run --rm --image busybox p1 -- true 2>&1)
 check "VSLICE_POOL=x is refused, naming the variable" grep -q "VSLICE_POOL" <<<"$out"
 check "  ... and nothing was made" test ! -e "$VSLICE_ROOT/slices/p1"
 
+# ---- the node's setting, pool/size, when VSLICE_POOL is not set
+mkdir -p "$POOL"
+echo lots >"$POOL/size"
+out=$(vs create --image busybox p3 -- true 2>&1)
+check "pool/size that is not a number is refused, naming the file" grep -q "$POOL/size" <<<"$out"
+check "  ... and nothing was made" test ! -e "$VSLICE_ROOT/slices/p3"
+
 # ---- a pool of 3 (of the kind a create asks for: busybox, overlay not volatile)
-export VSLICE_POOL=3
+echo 3 >"$POOL/size"
 vs create --image busybox p2 -- true >/dev/null
 vs destroy p2
 settle
-expect_eq "filled to 3 ready sandboxes" 3 "$(ready_entries | wc -l)"
+expect_eq "filled to 3 ready sandboxes (pool/size 3)" 3 "$(ready_entries | wc -l)"
+rm "$POOL/size"
+export VSLICE_POOL=3
 expect_eq "3 x 5 nsfs bind mounts" 15 "$(nsfs_count)"
 nh=$(ls -d /sys/fs/cgroup/*/"$VSLICE_CGROUP_PARENT" | wc -l)
 expect_eq "one pool cgroup per entry and hierarchy" $((3 * nh)) "$(pool_cgroups)"
@@ -147,6 +160,26 @@ check "the refill replaced them with volatile ones" bash -c 'for e in "$0"/e*; d
 expect_eq "... 3 of them" 3 "$(ready_entries | wc -l)"
 claimed=$(VSLICE_TRACE=1 vs run --rm --image busybox v2 -- true 2>&1 | grep -c " create.claimed$")
 expect_eq "the next run --rm is a warm one" 1 "$claimed"
+settle
+# a warm run --rm keeps its sandbox's namespaces mounted until its destroy,
+# whose remover drops them (off the start's path)
+expect_eq "after a warm run --rm: only the pool's bind mounts" $((3 * 5)) "$(nsfs_count)"
+# ... and if that destroy never comes (slicectl killed), the next start of
+# the slice drops them and starts cold, in namespaces of its own
+"$SLICECTL" run --rm --image busybox kr -- sleep 60 >/dev/null 2>&1 & # (not vs: $! is slicectl)
+krun=$!
+for _ in $(seq 100); do [ "$(vs show --json kr 2>/dev/null | python3 -c 'import json,sys; print(json.load(sys.stdin)["state"])' 2>/dev/null)" = running ] && break; sleep 0.05; done
+krn=$(ns_of "$(pid1_of kr)" net)
+kill -9 $krun
+wait $krun 2>/dev/null
+vs kill kr >/dev/null 2>&1
+for _ in $(seq 100); do [ "$(vs show --json kr | python3 -c 'import json,sys; print(json.load(sys.stdin)["state"])')" = exited ] && break; sleep 0.05; done
+check "killed run --rm: its kept namespaces are still there" test "$(stat -L -c %i "$VSLICE_ROOT/slices/kr/ns/net" 2>/dev/null)" = "$krn"
+out=$(VSLICE_TRACE=1 vs start kr 2>&1)
+check "killed run --rm, started again: cold (no kept namespaces joined)" bash -c "! grep -q ' start.kept_ns\$' <<<'$out'"
+check "... in a net namespace of its own" test "$(ns_of "$(pid1_of kr)" net)" != "$krn"
+expect_eq "... and the kept ones unmounted" "" "$(awk -v r="$VSLICE_ROOT/slices/kr/" 'index($5, r) == 1' /proc/self/mountinfo)"
+vs destroy --force kr >/dev/null
 settle
 
 # ---- a filler killed half way, then the pool switched off: nothing left
