@@ -27,6 +27,11 @@ vs_cleanup() {
 	fi
 	# The removers of destroyed slices' files (they hold it shared).
 	[ ! -e "$VSLICE_ROOT/slices/.rm.lock" ] || flock -w 30 "$VSLICE_ROOT/slices/.rm.lock" true
+	# Mounts under our root that a failed test left (a pool entry's ns/,
+	# itself a bind mount, and its nsfs files), deepest first.
+	local m
+	awk -v r="$VSLICE_ROOT/" 'index($5, r) == 1 {print $5}' /proc/self/mountinfo | sort -r |
+		while read -r m; do umount -l "$m" 2>/dev/null; done
 	# Anything a crashed test left: processes in our cgroups, then the cgroups.
 	local d
 	for d in /sys/fs/cgroup/*/"$VSLICE_CGROUP_PARENT" /sys/fs/cgroup/"$VSLICE_CGROUP_PARENT"; do
