@@ -101,6 +101,10 @@ DIR *vs_opendirat(int dfd, const char *name, int flags);
 /* mkdir -p with mode for the created components. Existing dirs are fine. */
 int vs_mkdir_p(const char *path, mode_t mode, struct vs_error *err);
 
+/* In a child that outlives its parent: close every fd from 3 up but a and
+ * b (either may be -1). */
+void vs_close_fds_but(int a, int b);
+
 /*
  * rm -rf that never follows symlinks and never crosses into another mount
  * (a mount point below path is an error, not a descent). Missing path is fine.

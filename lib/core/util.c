@@ -242,6 +242,21 @@ static int rm_rf_at(int parent, const char *name, dev_t dev, struct vs_error *er
 	return 0;
 }
 
+void vs_close_fds_but(int a, int b)
+{
+	int keep[2] = {a < b ? a : b, a < b ? b : a};
+	unsigned next = 3;
+	for (int i = 0; i < 2; i++) {
+		if (keep[i] < 3)
+			continue;
+		if ((unsigned)keep[i] > next)
+			close_range(next, (unsigned)keep[i] - 1, 0);
+		if ((unsigned)keep[i] + 1 > next)
+			next = (unsigned)keep[i] + 1;
+	}
+	close_range(next, ~0U, 0);
+}
+
 int vs_rm_rf(const char *path, struct vs_error *err)
 {
 	struct stat st;

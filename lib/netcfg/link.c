@@ -188,9 +188,7 @@ int links_remove_detached(const int *idx, size_t n, int fd, struct vs_error *err
 		int null = open("/dev/null", O_RDWR | O_CLOEXEC);
 		for (int i = 0; i < 3 && null >= 0; i++)
 			dup2(null, i);
-		if (fd > 3)
-			close_range(3, (unsigned)fd - 1, 0);
-		close_range(fd >= 3 ? (unsigned)fd + 1 : 3, ~0U, 0);
+		vs_close_fds_but(fd, -1);
 		links_delete_index(idx, n);
 		_exit(0);
 	}

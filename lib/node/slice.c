@@ -444,22 +444,6 @@ static void remove_trash(void *arg)
 static int remove_files_in(const char *root, const char *name, const char *d,
 			   struct netcfg_later *net, struct vs_error *err);
 
-/* Close every fd from 3 up but a and b (either may be -1). */
-static void close_all_but(int a, int b)
-{
-	int keep[2] = {a < b ? a : b, a < b ? b : a};
-	unsigned next = 3;
-	for (int i = 0; i < 2; i++) {
-		if (keep[i] < 3)
-			continue;
-		if ((unsigned)keep[i] > next)
-			close_range(next, (unsigned)keep[i] - 1, 0);
-		if ((unsigned)keep[i] + 1 > next)
-			next = (unsigned)keep[i] + 1;
-	}
-	close_range(next, ~0U, 0);
-}
-
 /* net: what the network's detach left for a process that outlives us
  * (netcfg_detach_later); handed to the remover, or detached on its own. */
 static int remove_files(const char *root, const char *name, const char *d, struct netcfg_later *net,
@@ -530,7 +514,7 @@ static int remove_files_in(const char *root, const char *name, const char *d,
 	/* Nothing of ours but the batch socket, kept to the end (its last
 	 * close, waiting for a grace period, is this process's exit), and
 	 * the shared lock. */
-	close_all_but(net->fd, hold);
+	vs_close_fds_but(net->fd, hold);
 	int fd = open("/dev/null", O_RDWR);
 	for (int i = 0; i < 3 && fd >= 0; i++)
 		if (i != fd)

@@ -244,6 +244,15 @@ static int cmp_pid(const void *a, const void *b)
 	return (x > y) - (x < y);
 }
 
+/* Whether a directory entry is a directory (d_type, else a stat). */
+static bool entry_is_dir(DIR *d, const struct dirent *de)
+{
+	if (de->d_type != DT_UNKNOWN)
+		return de->d_type == DT_DIR;
+	struct stat st;
+	return fstatat(dirfd(d), de->d_name, &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISDIR(st.st_mode);
+}
+
 /* Whether dir may have subdirectories: a directory's link count is 2 plus
  * its subdirectories on cgroupfs (kernfs keeps it so), tmpfs and ext4; 1 is
  * "not counted" (some file systems): maybe. Saves listing every control
@@ -290,13 +299,7 @@ static int collect_dir(const char *dir, const char *label, int depth, struct pid
 	while ((de = readdir(d))) {
 		if (de->d_name[0] == '.')
 			continue;
-		bool isdir = de->d_type == DT_DIR;
-		if (de->d_type == DT_UNKNOWN) {
-			struct stat st;
-			isdir = fstatat(dirfd(d), de->d_name, &st, AT_SYMLINK_NOFOLLOW) == 0 &&
-				S_ISDIR(st.st_mode);
-		}
-		if (!isdir)
+		if (!entry_is_dir(d, de))
 			continue;
 		cleanup_free char *sub = cg_join(dir, de->d_name);
 		cleanup_free char *sublabel = cg_join(label, de->d_name);
@@ -595,11 +598,7 @@ static int remove_tree(struct cgroup *cg, const char *path, const char *label, i
 		while ((de = readdir(d))) {
 			if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, ".."))
 				continue;
-			struct stat st;
-			if (de->d_type != DT_DIR &&
-			    (de->d_type != DT_UNKNOWN ||
-			     fstatat(dirfd(d), de->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0 ||
-			     !S_ISDIR(st.st_mode)))
+			if (!entry_is_dir(d, de))
 				continue;
 			cleanup_free char *sub = cg_join(path, de->d_name);
 			cleanup_free char *sublabel = cg_join(label, de->d_name);
