@@ -205,6 +205,14 @@ int netcfg_overlay_set_peers(const char *root, const struct netcfg_peer *peers, 
 int netcfg_overlay_get_peers(const char *root, struct netcfg_peer **peers, size_t *n,
 			     struct vs_error *err);
 
+/* The bridge's fast path for name (lib/netcfg/fast.c): slice-to-slice IPv4
+ * from its veth straight into the other slice's, past the bridge. Handed to
+ * a detached process (attaching waits for an RCU grace period): call it
+ * after the start; until that process is done, frames take the bridge.
+ * Nothing when VSLICE_NET_FASTPATH=0, for a capped slice, or without a
+ * lease. Errors: only that the process could not be made. */
+int netcfg_fast_later(const char *root, const char *name, struct vs_error *err);
+
 struct netcfg_stats {
 	bool attached; /* the veth exists (the slice runs) */
 	char ip[16];

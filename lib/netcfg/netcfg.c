@@ -27,10 +27,13 @@
  */
 #include <arpa/inet.h>
 #include <ctype.h>
+#include <errno.h>
+#include <fcntl.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <netlink/route/link.h>
@@ -394,6 +397,7 @@ static void attach_undo(struct netcfg_pending *p)
 		ipam_release(st, p->name);
 	if (st->n == 0) {
 		node_teardown(p->sk, st, &e2);
+		fast_teardown(p->root);
 	} else {
 		if (st->vni)
 			overlay_sync(p->sk, st, &e2);
@@ -438,6 +442,11 @@ static int attach_host(struct netcfg_pending *p, struct vs_error *err)
 		    "--net bridge,ip=A.B.C.D");
 	struct ipam_lease *l = ipam_find(st, name);
 	p->had = l != NULL;
+	/* A lease held before (a restart): its fast path entry names the veth
+	 * of the last run; until the new one's is set (after the start, by
+	 * netcfg_fast_later) frames for it must take the bridge. */
+	if (l && (r = fast_forget(p->root, l, err)) < 0)
+		return r;
 	if (l && want && l->ip != want) {
 		/* The slice was given another address: take it if it is free. */
 		if ((r = ipam_check_free(st, want, err)) < 0)
@@ -651,7 +660,7 @@ static int release_locked(const char *root, struct ipam_state *st, struct nl_soc
 	 * with the slice's namespace; one that is left goes in the background,
 	 * after its filter elements (a veth that lingers a moment carries
 	 * nothing). */
-	if ((r = link_remove(sk, l->ifb, err)) < 0)
+	if ((r = link_remove(sk, l->ifb, err)) < 0 || (r = fast_forget(root, l, err)) < 0)
 		return vs_error_wrap(err, "slice %s", name);
 	const char *names[] = {l->veth};
 	int rm[1];
@@ -660,10 +669,11 @@ static int release_locked(const char *root, struct ipam_state *st, struct nl_soc
 	struct ipam_state old;
 	ipam_state_copy(&old, st);
 	ipam_release(st, name);
-	if (st->n == 0)
+	if (st->n == 0) {
 		r = node_teardown(sk, st, err);
-	else if (!st->vni || !overlay_active_changed(&old, st) ||
-		 (r = overlay_sync(sk, st, err)) >= 0) {
+		fast_teardown(root);
+	} else if (!st->vni || !overlay_active_changed(&old, st) ||
+		   (r = overlay_sync(sk, st, err)) >= 0) {
 		int keep = -1;
 		if ((r = nft_update(&old, st, NULL, &keep, err)) < 0) {
 			if (keep >= 0)
@@ -728,6 +738,55 @@ int netcfg_detach_later(const char *root, const char *name, struct netcfg_later 
 	r = release_locked(root, &st, sk, name, later, err);
 	ipam_state_free(&st);
 	return r < 0 ? vs_error_wrap(err, "slice %s: network", name) : 0;
+}
+
+/* The detached process of netcfg_fast_later. */
+static void fast_later_run(const char *root, const char *name)
+{
+	struct netcfg_node node;
+	struct vs_error err;
+	if (no_leases(root, &node))
+		return;
+	struct fast_todo todo = {.prog = -1};
+	{
+		cleanup_close int lock = -1;
+		struct ipam_state st;
+		cleanup_nlsock struct nl_sock *sk = NULL;
+		if (state_open(root, &node, &lock, &st, &sk, &err) < 0)
+			return;
+		int r = fast_prepare(root, sk, &st, name, &todo, &err);
+		ipam_state_free(&st);
+		if (r < 0) {
+			fast_todo_free(&todo);
+			return;
+		}
+	}
+	(void)fast_hook(&todo, &err);
+	fast_todo_free(&todo);
+}
+
+int netcfg_fast_later(const char *root, const char *name, struct vs_error *err)
+{
+	if (!fast_enabled())
+		return 0;
+	pid_t p = fork();
+	if (p < 0)
+		return vs_error_sys(err, errno, "fork");
+	if (p == 0) {
+		if (fork() != 0)
+			_exit(0);
+		/* Nothing of the caller's: no lock (the slice lock above all),
+		 * no stdio a reader of the caller's output would wait on. */
+		int null = open("/dev/null", O_RDWR | O_CLOEXEC);
+		for (int i = 0; i < 3 && null >= 0; i++)
+			dup2(null, i);
+		vs_close_fds_but(-1, -1);
+		fast_later_run(root, name);
+		_exit(0);
+	}
+	while (waitpid(p, NULL, 0) < 0 && errno == EINTR)
+		;
+	return 0;
 }
 
 /* Release every lease but keep's whose slice is_alive says is gone; then
@@ -802,6 +861,11 @@ int netcfg_stats(const char *root, const char *name, struct netcfg_stats *out, s
 		out->tx_packets = rtnl_link_get_stat(link, RTNL_LINK_RX_PACKETS);
 		out->rx_bytes = rtnl_link_get_stat(link, RTNL_LINK_TX_BYTES);
 		out->rx_packets = rtnl_link_get_stat(link, RTNL_LINK_TX_PACKETS);
+		/* Plus what the fast path put past the host end. */
+		uint64_t b, n;
+		fast_counters(root, l, rtnl_link_get_ifindex(link), &b, &n);
+		out->rx_bytes += b;
+		out->rx_packets += n;
 		rtnl_link_put(link);
 	}
 	ipam_state_free(&st);

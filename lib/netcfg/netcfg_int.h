@@ -2,7 +2,8 @@
  * netcfg_int.h - the parts of lib/netcfg shared between its files:
  * ipam.c (lease file, subnet arithmetic, clash check), link.c (bridge, veth,
  * the slice's side, /etc files), nft.c (the node's vslice tables), tc.c
- * (rate caps), overlay.c (VXLAN between nodes, peers).
+ * (rate caps), overlay.c (VXLAN between nodes, peers), fast.c (the bridge's
+ * BPF fast path) with bpf_dl.c (libbpf, loaded on first use).
  * netcfg.c puts them together in the order attach needs.
  */
 #ifndef VSLICE_NETCFG_INT_H
@@ -169,5 +170,32 @@ bool overlay_active_changed(const struct ipam_state *a, const struct ipam_state 
 
 /* tc.c: cap both directions of lease l's veth at l->want.rate_bps. */
 int tc_cap(struct nl_sock *sk, const struct ipam_lease *l, struct vs_error *err);
+
+/* fast.c: the bridge's fast path (tc BPF, bpf_redirect_peer). */
+bool fast_enabled(void); /* VSLICE_NET_FASTPATH is not "0" */
+bool bpf_dl_available(void); /* bpf_dl.c: libbpf loaded */
+struct fast_todo {
+	int prog; /* the node's program; -1: nothing to attach */
+	int *idx; /* host ends to attach it to */
+	size_t n;
+};
+/* Under the lease lock: the node's program (loaded if none is), the map
+ * entry of name's running veth (of every running one when the program is
+ * new), and what fast_hook must attach. A capped lease: its entry goes. */
+int fast_prepare(const char *root, struct nl_sock *sk, const struct ipam_state *st,
+		 const char *name, struct fast_todo *todo, struct vs_error *err);
+/* Without the lock (each attach waits for an RCU grace period): the program
+ * at tc ingress of todo's host ends; those gone since are skipped. */
+int fast_hook(struct fast_todo *todo, struct vs_error *err);
+void fast_todo_free(struct fast_todo *todo);
+/* Under the lease lock, before l is released or restarted: its map entry. */
+int fast_forget(const char *root, const struct ipam_lease *l, struct vs_error *err);
+/* What the fast path delivered into l's slice since its veth ifindex was
+ * made (0 without the fast path). */
+int fast_counters(const char *root, const struct ipam_lease *l, int ifindex, uint64_t *bytes,
+		  uint64_t *packets);
+/* With the last lease: the state file (the program and map go with the
+ * last veth). */
+void fast_teardown(const char *root);
 
 #endif

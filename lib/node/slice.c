@@ -1044,6 +1044,9 @@ static int start_locked(const char *root, const char *name, const struct slice_s
 		r = r2;
 	}
 	vs_trace("start.done");
+	/* The bridge's fast path, after the start (netcfg.h). */
+	if (r == 0 && spec->net == SLICE_NET_BRIDGE && ns.status == SLICE_RUNNING)
+		(void)netcfg_fast_later(root, name, &e2);
 	return r;
 }
 

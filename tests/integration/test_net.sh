@@ -229,6 +229,117 @@ rm -f /tmp/vsnet-udp-$$ /tmp/vsnet-$$.peer
 check "a slice cannot change its own address or link (no CAP_NET_ADMIN)" \
 	test -n "$(vsn exec b -- ip addr add "$A"/24 dev eth0 2>&1 | grep -i 'not permitted')"
 
+# The bridge's fast path (lib/netcfg/fast.c): the uncapped slices' host ends
+# carry the vs_fast tc program (attached by a detached process after the
+# start), a's (capped) does not; the node's map names b, c, q. It redirects
+# only what the bridge would pass: b forging c's MAC and address, or its own
+# MAC with c's address, reaches q neither way; b's genuine datagram does,
+# through the program (q's entry counts it). bpftool reads the map by the id
+# the node's fast.json names (other tests' nodes have maps of their own).
+vsn run -d --net bridge q -- sleep 100000 >/dev/null
+D=$(ip_of q)
+D=${D:-none}
+hostend() { cat "$VSLICE_ROOT/net/leases.json" | python3 -c 'import json,sys; print(json.load(sys.stdin)["leases"][sys.argv[1]]["veth"])' "$1" 2>/dev/null; }
+fast_on() { node tc filter show dev "$(hostend "$1")" ingress 2>/dev/null | grep -q ' name vs_fast '; }
+wait_fast() {
+	local n i
+	for n in "$@"; do
+		for i in $(seq 100); do
+			fast_on "$n" && break
+			[ "$i" = 100 ] && return 1
+			sleep 0.1
+		done
+	done
+}
+check "b, c and q carry the fast path on their host ends" wait_fast b c q
+check "a (capped) does not: its qdiscs see every frame" test -z "$(fast_on a && echo on)"
+fast_prog() { python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["prog"])' "$VSLICE_ROOT/net/fast.json" 2>/dev/null; }
+PROG=$(fast_prog)
+MAP=$(bpftool prog show id "${PROG:-0}" -j 2>/dev/null | python3 -c 'import json,sys; print(json.load(sys.stdin)["map_ids"][0])' 2>/dev/null)
+# "IFINDEX RX_PACKETS" of the entry for MAC ("" when none)
+fast_entry() {
+	bpftool map dump id "${MAP:-0}" -j 2>/dev/null | python3 -c '
+import json, sys
+want = int.from_bytes(bytes.fromhex(sys.argv[1].replace(":", "")) + b"\0\0", "little")
+for e in json.load(sys.stdin):
+    k = e["key"]
+    k = int(k, 0) if isinstance(k, str) else k
+    if isinstance(k, list):
+        k = int.from_bytes(bytes(int(x, 16) for x in k), "little")
+    if k == want:
+        v = e.get("formatted", e)["value"] if "formatted" in e else e["value"]
+        print(v["ifindex"], v["rx_packets"])' "$1"
+}
+mac_of() { vsn exec "$1" -- cat /sys/class/net/eth0/address; }
+MAC_A=$(mac_of a) MAC_B=$(mac_of b) MAC_C=$(mac_of c) MAC_D=$(mac_of q)
+check "the node's map (id ${MAP:-none}) has b, c, q and not a" \
+	test -n "$(fast_entry "$MAC_B")" -a -n "$(fast_entry "$MAC_C")" -a -n "$(fast_entry "$MAC_D")" -a -z "$(fast_entry "$MAC_A")"
+PID_D=$(vsn show --json q | python3 -c 'import json,sys; print(json.load(sys.stdin)["pid"])')
+in_d() { nsenter --net=/proc/$PID_D/ns/net "$@"; }
+udp_recv_d() { # port secs: "source:text" of each datagram q receives
+	in_d python3 -c '
+import socket, sys
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.bind(("0.0.0.0", int(sys.argv[1])))
+s.settimeout(float(sys.argv[2]))
+got = set()
+try:
+    while True:
+        d, a = s.recvfrom(512)
+        got.add("%s:%s" % (a[0], d.decode(errors="replace")))
+except socket.timeout:
+    pass
+print(" ".join(sorted(got)))' "$@"
+}
+before_d=$(fast_entry "$MAC_D")
+udp_recv_d 7400 4 >/tmp/vsnet-fast-$$ &
+wait_listen 7400 udp in_d
+vsn exec b -- netspoof eth eth0 "$MAC_C" "$C" "$MAC_D" "$D" 7400 as-c
+vsn exec b -- netspoof eth eth0 "$MAC_B" "$C" "$MAC_D" "$D" 7400 ip-of-c
+vsn exec b -- netspoof eth eth0 "$MAC_B" "$B" "$MAC_D" "$D" 7400 genuine
+wait $!
+expect_eq "b forging c's MAC and address, or c's address alone, reaches q neither way (b itself does)" \
+	"$B:genuine" "$(cat /tmp/vsnet-fast-$$)"
+rm -f /tmp/vsnet-fast-$$
+after_d=$(fast_entry "$MAC_D")
+check "b's genuine frames took the fast path (q's entry: ${before_d:-none} -> ${after_d:-none})" \
+	test -n "$before_d" -a -n "$after_d" -a "${after_d#* }" -ge $((${before_d#* } + 3))
+# What the fast path delivers past q's host end still counts as q's "in".
+in_before=$(vsn stats --json q | python3 -c 'import json,sys; print(json.load(sys.stdin)["net"]["rx_bytes"])')
+# (a receiver that ends at the sender's EOF: busybox nc -l would close at
+# its own stdin's)
+in_d python3 -c '
+import socket
+s = socket.socket()
+s.bind(("0.0.0.0", 7401))
+s.listen(1)
+s.settimeout(20)
+c, _ = s.accept()
+c.settimeout(20)
+n = 0
+while True:
+    b = c.recv(65536)
+    if not b:
+        break
+    n += len(b)
+print(n)' >/tmp/vsnet-fast-$$ &
+wait_listen 7401 tcp in_d
+vsn exec b -- sh -c "head -c 2000000 /dev/zero | nc -w 3 $D 7401" >/dev/null 2>&1
+wait $!
+in_after=$(vsn stats --json q | python3 -c 'import json,sys; print(json.load(sys.stdin)["net"]["rx_bytes"])')
+check "2 MB from b to q arrive and count in q's stats ($(cat /tmp/vsnet-fast-$$) bytes received; stats $in_before -> $in_after)" \
+	test "$(cat /tmp/vsnet-fast-$$)" = 2000000 -a "$((in_after - in_before))" -ge 2000000
+rm -f /tmp/vsnet-fast-$$
+# A restart: the entry of the last run goes with the new start (a stale one
+# would send q's frames to its old, gone veth until the new program is on):
+# b reaches q at once, before the fast path is back.
+vsn stop q >/dev/null
+vsn start q >/dev/null
+check "b reaches q right after q's restart" quiet vsn exec b -- ping -c1 -W2 "$D"
+check "and q gets the fast path back, on its new host end" wait_fast q
+ifx_d=$(node ip -o link show "$(hostend q)" | cut -d: -f1)
+check "q's entry names its new host end (ifindex ${ifx_d:-none})" test "$(fast_entry "$MAC_D" | cut -d' ' -f1)" = "$ifx_d"
+
 # --net-rate 10mbit, both directions: a bulk TCP transfer between a (capped)
 # and b (not), measured on a's veth from the host (slicectl stats: the
 # frames' bytes, which is what the cap counts) over 8 s after a 1.5 s start.
@@ -413,11 +524,21 @@ check "the pool is drained" test -z "$(ls "$POOLD" 2>/dev/null | grep -v lock)"
 # A slice killed behind vslice's back leaves its ifb; destroy removes it all.
 kill -9 "$(vsn show --json a | python3 -c 'import json,sys; print(json.load(sys.stdin)["pid"])')"
 sleep 0.5
-for n in a b c; do vsn destroy --force $n >/dev/null; done
+for n in a b c q; do vsn destroy --force $n >/dev/null; done
 expect_eq "after destroy: links, routes, nft ruleset, qdiscs, ip_forward as before" "$before" "$(snapshot)"
 check "no lease file left" test ! -e "$VSLICE_ROOT/net/leases.json"
 expect_eq "the host's own links were never touched" "$host_links_before" \
 	"$(ip -br link | awk '{print $1}' | sort | tr '\n' ' ')"
 expect_eq "the host has no vslice nft table from this test" "$host_vslice_tables_before" \
 	"$(nft list tables 2>/dev/null | grep -c ' vslice$')"
+check "no fast path state file left" test ! -e "$VSLICE_ROOT/net/fast.json"
+prog_gone() {
+	local i
+	for i in $(seq 100); do
+		bpftool prog show id "$1" >/dev/null 2>&1 || return 0
+		sleep 0.1
+	done
+	return 1
+}
+check "the fast path's program (id ${PROG:-none}) is gone with the last veth" prog_gone "${PROG:-0}"
 finish

@@ -5,12 +5,18 @@
  *                                             my MAC", broadcast
  *   netspoof udp SRC_IP DST_IP PORT TEXT      one UDP datagram with a forged
  *                                             source (raw socket, IP_HDRINCL)
+ *   netspoof eth IFACE SRC_MAC SRC_IP DST_MAC DST_IP PORT TEXT
+ *                                             the same as a whole Ethernet
+ *                                             frame (AF_PACKET): source MAC
+ *                                             forged too, the destination
+ *                                             MAC chosen (no ARP)
  * Exit 0 when the packets were handed to the kernel: whether they arrive is
  * what the test checks from outside.
  */
 #include <arpa/inet.h>
 #include <net/ethernet.h>
 #include <net/if.h>
+#include <netinet/ether.h>
 #include <netinet/if_ether.h>
 #include <netinet/ip.h>
 #include <netinet/udp.h>
@@ -103,12 +109,83 @@ static int udp(const char *src, const char *dst, int port, const char *text)
 	return 0;
 }
 
+static uint16_t ip_csum(const void *h, size_t len)
+{
+	const uint16_t *w = h;
+	uint32_t sum = 0;
+	for (size_t i = 0; i < len / 2; i++)
+		sum += w[i];
+	while (sum >> 16)
+		sum = (sum & 0xffff) + (sum >> 16);
+	return (uint16_t)~sum;
+}
+
+static int eth(const char *ifname, const char *smac, const char *src, const char *dmac,
+	       const char *dst, int port, const char *text)
+{
+	int s = socket(AF_PACKET, SOCK_RAW, htons(ETH_P_IP));
+	struct ifreq ifr = {0};
+	snprintf(ifr.ifr_name, sizeof(ifr.ifr_name), "%s", ifname);
+	if (s < 0 || ioctl(s, SIOCGIFINDEX, &ifr) < 0) {
+		perror("netspoof eth");
+		return 1;
+	}
+	struct {
+		struct ether_header eh;
+		struct iphdr ip;
+		struct udphdr u;
+		char data[256];
+	} __attribute__((packed)) f = {0};
+	struct ether_addr *m;
+	if (!(m = ether_aton(smac))) {
+		fprintf(stderr, "netspoof eth: bad source MAC %s\n", smac);
+		return 2;
+	}
+	memcpy(f.eh.ether_shost, m, 6);
+	if (!(m = ether_aton(dmac))) {
+		fprintf(stderr, "netspoof eth: bad destination MAC %s\n", dmac);
+		return 2;
+	}
+	memcpy(f.eh.ether_dhost, m, 6);
+	f.eh.ether_type = htons(ETHERTYPE_IP);
+	size_t n = strlen(text);
+	if (n > sizeof(f.data))
+		n = sizeof(f.data);
+	memcpy(f.data, text, n);
+	size_t iplen = sizeof(f.ip) + sizeof(f.u) + n;
+	f.ip.version = 4;
+	f.ip.ihl = 5;
+	f.ip.ttl = 64;
+	f.ip.protocol = IPPROTO_UDP;
+	f.ip.tot_len = htons((uint16_t)iplen);
+	inet_pton(AF_INET, src, &f.ip.saddr);
+	inet_pton(AF_INET, dst, &f.ip.daddr);
+	f.ip.check = ip_csum(&f.ip, sizeof(f.ip));
+	f.u.source = htons(40000);
+	f.u.dest = htons((uint16_t)port);
+	f.u.len = htons((uint16_t)(sizeof(f.u) + n));
+	struct sockaddr_ll to = {
+	    .sll_family = AF_PACKET, .sll_ifindex = ifr.ifr_ifindex, .sll_halen = 6};
+	memcpy(to.sll_addr, f.eh.ether_dhost, 6);
+	for (int i = 0; i < 3; i++) {
+		if (sendto(s, &f, sizeof(f.eh) + iplen, 0, (struct sockaddr *)&to, sizeof(to)) < 0) {
+			perror("netspoof eth: sendto");
+			return 1;
+		}
+		usleep(200000);
+	}
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
 	if (argc == 5 && !strcmp(argv[1], "arp"))
 		return arp(argv[2], argv[3], argv[4]);
 	if (argc == 6 && !strcmp(argv[1], "udp"))
 		return udp(argv[2], argv[3], atoi(argv[4]), argv[5]);
-	fprintf(stderr, "usage: netspoof arp IFACE CLAIMED_IP TARGET_IP | udp SRC DST PORT TEXT\n");
+	if (argc == 9 && !strcmp(argv[1], "eth"))
+		return eth(argv[2], argv[3], argv[4], argv[5], argv[6], atoi(argv[7]), argv[8]);
+	fprintf(stderr, "usage: netspoof arp IFACE CLAIMED_IP TARGET_IP | udp SRC DST PORT TEXT | "
+			"eth IFACE SRC_MAC SRC_IP DST_MAC DST_IP PORT TEXT\n");
 	return 2;
 }

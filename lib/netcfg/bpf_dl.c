@@ -1,0 +1,168 @@
+/*
+ * bpf_dl.c - libbpf loaded on first use (dlopen), as nft_dl.c does for
+ * libnftables: only what touches the bridge's fast path (fast.c) maps it,
+ * never a start or a command that does not (libbpf pulls libelf and libz:
+ * about 0.2 ms of loading, docs/benchmarks.md §7b).
+ *
+ * The functions fast.c calls, under their own names and prototypes
+ * (bpf/libbpf.h, bpf/bpf.h), so fast.c reads as plain libbpf code. Callers
+ * ask bpf_dl_available() first; the others are reached only after it said
+ * yes. The Makefile links nothing against -lbpf.
+ */
+#include <bpf/bpf.h>
+#include <bpf/libbpf.h>
+#include <dlfcn.h>
+#include <pthread.h>
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "netcfg_int.h"
+
+static struct {
+	bool ok;
+	struct bpf_object *(*object_open_mem)(const void *, size_t,
+					      const struct bpf_object_open_opts *);
+	int (*object_load)(struct bpf_object *);
+	void (*object_close)(struct bpf_object *);
+	struct bpf_program *(*find_program)(const struct bpf_object *, const char *);
+	int (*program_fd)(const struct bpf_program *);
+	struct bpf_map *(*find_map)(const struct bpf_object *, const char *);
+	int (*map_fd)(const struct bpf_map *);
+	int (*tc_hook_create)(struct bpf_tc_hook *);
+	int (*tc_attach)(const struct bpf_tc_hook *, struct bpf_tc_opts *);
+	int (*map_update)(int, const void *, const void *, __u64);
+	int (*map_delete)(int, const void *);
+	int (*map_lookup)(int, const void *, void *);
+	int (*prog_by_id)(__u32);
+	int (*map_by_id)(__u32);
+	int (*info_by_fd)(int, void *, __u32 *);
+	libbpf_print_fn_t (*set_print)(libbpf_print_fn_t);
+} fn;
+static pthread_once_t load_once = PTHREAD_ONCE_INIT;
+
+/* libbpf's own messages (the verifier's log among them) stay quiet: errors
+ * come back as return values, named by fast.c. */
+static int quiet(enum libbpf_print_level level, const char *fmt, va_list ap)
+{
+	(void)level;
+	(void)fmt;
+	(void)ap;
+	return 0;
+}
+
+static void load(void)
+{
+	void *h = dlopen("libbpf.so.1", RTLD_NOW | RTLD_LOCAL);
+	if (!h)
+		return;
+	struct {
+		const char *name;
+		void **slot;
+	} syms[] = {
+	    {"bpf_object__open_mem", (void **)&fn.object_open_mem},
+	    {"bpf_object__load", (void **)&fn.object_load},
+	    {"bpf_object__close", (void **)&fn.object_close},
+	    {"bpf_object__find_program_by_name", (void **)&fn.find_program},
+	    {"bpf_program__fd", (void **)&fn.program_fd},
+	    {"bpf_object__find_map_by_name", (void **)&fn.find_map},
+	    {"bpf_map__fd", (void **)&fn.map_fd},
+	    {"bpf_tc_hook_create", (void **)&fn.tc_hook_create},
+	    {"bpf_tc_attach", (void **)&fn.tc_attach},
+	    {"bpf_map_update_elem", (void **)&fn.map_update},
+	    {"bpf_map_delete_elem", (void **)&fn.map_delete},
+	    {"bpf_map_lookup_elem", (void **)&fn.map_lookup},
+	    {"bpf_prog_get_fd_by_id", (void **)&fn.prog_by_id},
+	    {"bpf_map_get_fd_by_id", (void **)&fn.map_by_id},
+	    {"bpf_obj_get_info_by_fd", (void **)&fn.info_by_fd},
+	    {"libbpf_set_print", (void **)&fn.set_print},
+	};
+	for (size_t i = 0; i < sizeof(syms) / sizeof(syms[0]); i++) {
+		*syms[i].slot = dlsym(h, syms[i].name);
+		if (!*syms[i].slot)
+			return; /* all or nothing: fn.ok stays false */
+	}
+	fn.set_print(quiet);
+	fn.ok = true;
+}
+
+bool bpf_dl_available(void)
+{
+	pthread_once(&load_once, load);
+	return fn.ok;
+}
+
+struct bpf_object *bpf_object__open_mem(const void *obj_buf, size_t obj_buf_sz,
+					const struct bpf_object_open_opts *opts)
+{
+	return fn.object_open_mem(obj_buf, obj_buf_sz, opts);
+}
+
+int bpf_object__load(struct bpf_object *obj)
+{
+	return fn.object_load(obj);
+}
+
+void bpf_object__close(struct bpf_object *obj)
+{
+	fn.object_close(obj);
+}
+
+struct bpf_program *bpf_object__find_program_by_name(const struct bpf_object *obj, const char *name)
+{
+	return fn.find_program(obj, name);
+}
+
+int bpf_program__fd(const struct bpf_program *prog)
+{
+	return fn.program_fd(prog);
+}
+
+struct bpf_map *bpf_object__find_map_by_name(const struct bpf_object *obj, const char *name)
+{
+	return fn.find_map(obj, name);
+}
+
+int bpf_map__fd(const struct bpf_map *map)
+{
+	return fn.map_fd(map);
+}
+
+int bpf_tc_hook_create(struct bpf_tc_hook *hook)
+{
+	return fn.tc_hook_create(hook);
+}
+
+int bpf_tc_attach(const struct bpf_tc_hook *hook, struct bpf_tc_opts *opts)
+{
+	return fn.tc_attach(hook, opts);
+}
+
+int bpf_map_update_elem(int fd, const void *key, const void *value, __u64 flags)
+{
+	return fn.map_update(fd, key, value, flags);
+}
+
+int bpf_map_delete_elem(int fd, const void *key)
+{
+	return fn.map_delete(fd, key);
+}
+
+int bpf_map_lookup_elem(int fd, const void *key, void *value)
+{
+	return fn.map_lookup(fd, key, value);
+}
+
+int bpf_prog_get_fd_by_id(__u32 id)
+{
+	return fn.prog_by_id(id);
+}
+
+int bpf_map_get_fd_by_id(__u32 id)
+{
+	return fn.map_by_id(id);
+}
+
+int bpf_obj_get_info_by_fd(int bpf_fd, void *info, __u32 *info_len)
+{
+	return fn.info_by_fd(bpf_fd, info, info_len);
+}
