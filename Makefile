@@ -18,7 +18,7 @@ DEPS_PKGS = build-essential pkg-config libseccomp-dev libcap-dev libjansson-dev 
             runc bubblewrap hyperfine util-linux procps clang-format python3 \
             libmicrohttpd-dev libcurl4-openssl-dev libsqlite3-dev sqlite3 curl e2fsprogs \
             libnl-3-dev libnl-route-3-dev libnftables-dev nftables iperf3 openssl \
-            gnuplot-nox libbpf-dev
+            gnuplot-nox libbpf-dev bpftool
 PKG_LIBS  = libseccomp libcap jansson libarchive nettle libmicrohttpd libcurl sqlite3 \
             libnl-3.0 libnl-route-3.0 libnftables
 
