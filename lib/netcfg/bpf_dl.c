@@ -4,12 +4,12 @@
  * never a start or a command that does not (libbpf pulls libelf and libz:
  * about 0.2 ms of loading, docs/benchmarks.md §7b).
  *
- * The functions fast.c calls, under their own names and prototypes
- * (bpf/libbpf.h, bpf/bpf.h), so fast.c reads as plain libbpf code. Callers
+ * The functions fast.c calls to load its program and attach it, under their
+ * own names and prototypes (bpf/libbpf.h), so fast.c reads as plain libbpf
+ * code. Callers
  * ask bpf_dl_available() first; the others are reached only after it said
  * yes. The Makefile links nothing against -lbpf.
  */
-#include <bpf/bpf.h>
 #include <bpf/libbpf.h>
 #include <dlfcn.h>
 #include <pthread.h>
@@ -30,12 +30,7 @@ static struct {
 	int (*map_fd)(const struct bpf_map *);
 	int (*tc_hook_create)(struct bpf_tc_hook *);
 	int (*tc_attach)(const struct bpf_tc_hook *, struct bpf_tc_opts *);
-	int (*map_update)(int, const void *, const void *, __u64);
-	int (*map_delete)(int, const void *);
-	int (*map_lookup)(int, const void *, void *);
-	int (*prog_by_id)(__u32);
-	int (*map_by_id)(__u32);
-	int (*info_by_fd)(int, void *, __u32 *);
+	int (*tc_query)(const struct bpf_tc_hook *, struct bpf_tc_opts *);
 	libbpf_print_fn_t (*set_print)(libbpf_print_fn_t);
 } fn;
 static pthread_once_t load_once = PTHREAD_ONCE_INIT;
@@ -68,12 +63,7 @@ static void load(void)
 	    {"bpf_map__fd", (void **)&fn.map_fd},
 	    {"bpf_tc_hook_create", (void **)&fn.tc_hook_create},
 	    {"bpf_tc_attach", (void **)&fn.tc_attach},
-	    {"bpf_map_update_elem", (void **)&fn.map_update},
-	    {"bpf_map_delete_elem", (void **)&fn.map_delete},
-	    {"bpf_map_lookup_elem", (void **)&fn.map_lookup},
-	    {"bpf_prog_get_fd_by_id", (void **)&fn.prog_by_id},
-	    {"bpf_map_get_fd_by_id", (void **)&fn.map_by_id},
-	    {"bpf_obj_get_info_by_fd", (void **)&fn.info_by_fd},
+	    {"bpf_tc_query", (void **)&fn.tc_query},
 	    {"libbpf_set_print", (void **)&fn.set_print},
 	};
 	for (size_t i = 0; i < sizeof(syms) / sizeof(syms[0]); i++) {
@@ -137,32 +127,7 @@ int bpf_tc_attach(const struct bpf_tc_hook *hook, struct bpf_tc_opts *opts)
 	return fn.tc_attach(hook, opts);
 }
 
-int bpf_map_update_elem(int fd, const void *key, const void *value, __u64 flags)
+int bpf_tc_query(const struct bpf_tc_hook *hook, struct bpf_tc_opts *opts)
 {
-	return fn.map_update(fd, key, value, flags);
-}
-
-int bpf_map_delete_elem(int fd, const void *key)
-{
-	return fn.map_delete(fd, key);
-}
-
-int bpf_map_lookup_elem(int fd, const void *key, void *value)
-{
-	return fn.map_lookup(fd, key, value);
-}
-
-int bpf_prog_get_fd_by_id(__u32 id)
-{
-	return fn.prog_by_id(id);
-}
-
-int bpf_map_get_fd_by_id(__u32 id)
-{
-	return fn.map_by_id(id);
-}
-
-int bpf_obj_get_info_by_fd(int bpf_fd, void *info, __u32 *info_len)
-{
-	return fn.info_by_fd(bpf_fd, info, info_len);
+	return fn.tc_query(hook, opts);
 }

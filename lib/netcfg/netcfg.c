@@ -442,10 +442,13 @@ static int attach_host(struct netcfg_pending *p, struct vs_error *err)
 		    "--net bridge,ip=A.B.C.D");
 	struct ipam_lease *l = ipam_find(st, name);
 	p->had = l != NULL;
-	/* A lease held before (a restart): its fast path entry names the veth
-	 * of the last run; until the new one's is set (after the start, by
-	 * netcfg_fast_later) frames for it must take the bridge. */
-	if (l && (r = fast_forget(p->root, l, err)) < 0)
+	/* The fast path's entry of the address held so far (a restart: it
+	 * names the last run's veth) goes, and so does the one of the address
+	 * taken below (a slice that moved here: out of the overlay): until
+	 * the new run's is set (after the start, netcfg_fast_later), frames
+	 * for this slice take the bridge. */
+	uint32_t held = l ? l->ip : 0;
+	if (l && (r = fast_forget(p->root, held, err)) < 0)
 		return r;
 	if (l && want && l->ip != want) {
 		/* The slice was given another address: take it if it is free. */
@@ -454,6 +457,8 @@ static int attach_host(struct netcfg_pending *p, struct vs_error *err)
 		l->ip = want;
 	}
 	if (!l && (r = ipam_alloc(st, name, want, &l, err)) < 0)
+		return r;
+	if (l->ip != held && (r = fast_forget(p->root, l->ip, err)) < 0)
 		return r;
 	/* From here on a failure has something to undo (before: nothing of
 	 * ours changed, and a bridge or tables seen may not be ours). */
@@ -660,7 +665,7 @@ static int release_locked(const char *root, struct ipam_state *st, struct nl_soc
 	 * with the slice's namespace; one that is left goes in the background,
 	 * after its filter elements (a veth that lingers a moment carries
 	 * nothing). */
-	if ((r = link_remove(sk, l->ifb, err)) < 0 || (r = fast_forget(root, l, err)) < 0)
+	if ((r = link_remove(sk, l->ifb, err)) < 0 || (r = fast_forget(root, l->ip, err)) < 0)
 		return vs_error_wrap(err, "slice %s", name);
 	const char *names[] = {l->veth};
 	int rm[1];
@@ -673,7 +678,8 @@ static int release_locked(const char *root, struct ipam_state *st, struct nl_soc
 		r = node_teardown(sk, st, err);
 		fast_teardown(root);
 	} else if (!st->vni || !overlay_active_changed(&old, st) ||
-		   (r = overlay_sync(sk, st, err)) >= 0) {
+		   ((r = overlay_sync(sk, st, err)) >= 0 &&
+		    (r = fast_peers(root, sk, st, err)) >= 0)) {
 		int keep = -1;
 		if ((r = nft_update(&old, st, NULL, &keep, err)) < 0) {
 			if (keep >= 0)

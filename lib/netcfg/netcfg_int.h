@@ -181,15 +181,20 @@ struct fast_todo {
 };
 /* Under the lease lock: the node's program (loaded if none is), the map
  * entry of name's running veth (of every running one when the program is
- * new), and what fast_hook must attach. A capped lease: its entry goes. */
+ * new), the overlay peers' entries, and what fast_hook must attach. */
 int fast_prepare(const char *root, struct nl_sock *sk, const struct ipam_state *st,
 		 const char *name, struct fast_todo *todo, struct vs_error *err);
 /* Without the lock (each attach waits for an RCU grace period): the program
- * at tc ingress of todo's host ends; those gone since are skipped. */
+ * at tc ingress of todo's devices; those gone since are skipped. */
 int fast_hook(struct fast_todo *todo, struct vs_error *err);
 void fast_todo_free(struct fast_todo *todo);
-/* Under the lease lock, before l is released or restarted: its map entry. */
-int fast_forget(const char *root, const struct ipam_lease *l, struct vs_error *err);
+/* Under the lease lock, when the lease of ip is made or goes: its entry
+ * (one bpf(2) call; nothing to do when the node has no program). */
+int fast_forget(const char *root, uint32_t ip, struct vs_error *err);
+/* Under the lease lock, with the overlay: a remote entry for every active
+ * peer and for no one else (after the peer list or the leases changed). */
+int fast_peers(const char *root, struct nl_sock *sk, const struct ipam_state *st,
+	       struct vs_error *err);
 /* What the fast path delivered into l's slice since its veth ifindex was
  * made (0 without the fast path). */
 int fast_counters(const char *root, const struct ipam_lease *l, int ifindex, uint64_t *bytes,

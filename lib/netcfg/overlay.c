@@ -502,8 +502,9 @@ int netcfg_overlay_set_peers(const char *root, const struct netcfg_peer *peers, 
 		struct ipam_state was = st;
 		was.peers = old;
 		was.n_peers = n_old;
-		if ((r = nl_open(&sk, err)) >= 0 && (r = overlay_sync(sk, &st, err)) >= 0)
-			r = nft_update(&was, &st, NULL, NULL, err);
+		if ((r = nl_open(&sk, err)) >= 0 && (r = overlay_sync(sk, &st, err)) >= 0 &&
+		    (r = nft_update(&was, &st, NULL, NULL, err)) >= 0)
+			r = fast_peers(root, sk, &st, err);
 		if (r < 0) {
 			struct vs_error e2;
 			st.peers = old;

@@ -79,6 +79,41 @@ expect_eq() {
 }
 
 # The busybox image, built once per root.
+# The bridge's fast path (lib/netcfg/fast.c) of the node whose vslice root
+# is ROOT, read with bpftool by the ids ROOT/net/fast.json names (other
+# tests' nodes have programs and maps of their own).
+# vs_fast_prog ROOT: the program's id ("" when none)
+vs_fast_prog() {
+	python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["prog"])' "$1/net/fast.json" 2>/dev/null
+}
+# vs_fast_entry ROOT MAC: "IFINDEX FLAGS RX_PACKETS" of MAC's entry ("" when none)
+vs_fast_entry() {
+	local map
+	map=$(bpftool prog show id "$(vs_fast_prog "$1")" -j 2>/dev/null |
+		python3 -c 'import json,sys; print(json.load(sys.stdin)["map_ids"][0])' 2>/dev/null)
+	[ -n "$map" ] || return 0
+	bpftool map dump id "$map" -j 2>/dev/null | python3 -c '
+import json, sys
+want = int.from_bytes(bytes.fromhex(sys.argv[1].replace(":", "")) + b"\0\0", "little")
+for e in json.load(sys.stdin):
+    if "formatted" in e:
+        e = e["formatted"]
+    k = e["key"]
+    if isinstance(k, list):
+        k = int.from_bytes(bytes(int(x, 16) for x in k), "little")
+    elif isinstance(k, str):
+        k = int(k, 0)
+    if k == want:
+        v = e["value"]
+        print(v["ifindex"], v["flags"], v["rx_packets"])' "$2"
+}
+# vs_fast_on NETNS_CMD... DEV: whether DEV carries the program at tc ingress
+# (NETNS_CMD: how to run a command in the device's network namespace)
+vs_fast_on() {
+	local dev=${*: -1}
+	"${@:1:$#-1}" tc filter show dev "$dev" ingress 2>/dev/null | grep -q ' name vs_fast '
+}
+
 need_busybox_image() {
 	vs image list -q 2>/dev/null | grep -qx busybox || vs image build busybox >/dev/null
 }

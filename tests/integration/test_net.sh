@@ -240,7 +240,7 @@ vsn run -d --net bridge q -- sleep 100000 >/dev/null
 D=$(ip_of q)
 D=${D:-none}
 hostend() { cat "$VSLICE_ROOT/net/leases.json" | python3 -c 'import json,sys; print(json.load(sys.stdin)["leases"][sys.argv[1]]["veth"])' "$1" 2>/dev/null; }
-fast_on() { node tc filter show dev "$(hostend "$1")" ingress 2>/dev/null | grep -q ' name vs_fast '; }
+fast_on() { vs_fast_on node "$(hostend "$1")"; }
 wait_fast() {
 	local n i
 	for n in "$@"; do
@@ -253,26 +253,12 @@ wait_fast() {
 }
 check "b, c and q carry the fast path on their host ends" wait_fast b c q
 check "a (capped) does not: its qdiscs see every frame" test -z "$(fast_on a && echo on)"
-fast_prog() { python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["prog"])' "$VSLICE_ROOT/net/fast.json" 2>/dev/null; }
-PROG=$(fast_prog)
-MAP=$(bpftool prog show id "${PROG:-0}" -j 2>/dev/null | python3 -c 'import json,sys; print(json.load(sys.stdin)["map_ids"][0])' 2>/dev/null)
-# "IFINDEX RX_PACKETS" of the entry for MAC ("" when none)
-fast_entry() {
-	bpftool map dump id "${MAP:-0}" -j 2>/dev/null | python3 -c '
-import json, sys
-want = int.from_bytes(bytes.fromhex(sys.argv[1].replace(":", "")) + b"\0\0", "little")
-for e in json.load(sys.stdin):
-    k = e["key"]
-    k = int(k, 0) if isinstance(k, str) else k
-    if isinstance(k, list):
-        k = int.from_bytes(bytes(int(x, 16) for x in k), "little")
-    if k == want:
-        v = e.get("formatted", e)["value"] if "formatted" in e else e["value"]
-        print(v["ifindex"], v["rx_packets"])' "$1"
-}
+PROG=$(vs_fast_prog "$VSLICE_ROOT")
+# "IFINDEX RX_PACKETS" of the node's entry for MAC ("" when none)
+fast_entry() { vs_fast_entry "$VSLICE_ROOT" "$1" | awk '{print $1, $3}'; }
 mac_of() { vsn exec "$1" -- cat /sys/class/net/eth0/address; }
 MAC_A=$(mac_of a) MAC_B=$(mac_of b) MAC_C=$(mac_of c) MAC_D=$(mac_of q)
-check "the node's map (id ${MAP:-none}) has b, c, q and not a" \
+check "the node's map (program ${PROG:-none}) has b, c, q and not a" \
 	test -n "$(fast_entry "$MAC_B")" -a -n "$(fast_entry "$MAC_C")" -a -n "$(fast_entry "$MAC_D")" -a -z "$(fast_entry "$MAC_A")"
 PID_D=$(vsn show --json q | python3 -c 'import json,sys; print(json.load(sys.stdin)["pid"])')
 in_d() { nsenter --net=/proc/$PID_D/ns/net "$@"; }

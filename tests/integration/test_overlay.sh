@@ -174,6 +174,41 @@ wait_listen() { # PORT HOST SLICE: something listens on PORT in the slice (at mo
 wait_listen 7000 b b1
 expect_eq "a1 reads b1's TCP service across the overlay" hello-from-b1 \
 	"$(vsh a exec a1 -- sh -c "nc -w 3 $B1 7000 </dev/null")"
+# The fast path across nodes (lib/netcfg/fast.c): each host's VXLAN device
+# and its slices' host ends carry the program (attached after the start and
+# the peer list); host a's map sends b1's MAC out of its VXLAN device (a
+# remote entry naming that device), host b's delivers it straight into b1
+# (b1's local entry). A ping from a1 to b1 goes that way on both hosts: both
+# entries count it. (The forged VXLAN below meets this program on host b
+# too; the outer-source rule drops it before it is decapsulated.)
+hostend() { # HOST SLICE: the slice's host end
+	python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["leases"][sys.argv[2]]["veth"])' \
+		"$T/$1/root/net/leases.json" "$2" 2>/dev/null
+}
+fast_wait() { # HOST DEV...: every DEV carries the program (at most ~10 s each)
+	local h=$1 d i
+	shift
+	for d in "$@"; do
+		for i in $(seq 100); do
+			vs_fast_on on "$h" "$d" && break
+			[ "$i" = 100 ] && return 1
+			sleep 0.1
+		done
+	done
+}
+check "host a: the fast path on its VXLAN device and a1's host end" fast_wait a $VX "$(hostend a a1)"
+check "host b: the fast path on its VXLAN device and b1's host end" fast_wait b $VX "$(hostend b b1)"
+vx_a=$(on a ip -o link show $VX | cut -d: -f1)
+ent_a=$(vs_fast_entry "$T/a/root" 02:76:0a:d5:00:0c)
+check "host a's map sends b1's MAC out of its VXLAN device (ifindex $vx_a, remote: $ent_a)" \
+	test -n "$ent_a" -a "$(cut -d' ' -f1-2 <<<"$ent_a")" = "$vx_a 1"
+ent_b=$(vs_fast_entry "$T/b/root" 02:76:0a:d5:00:0c)
+check "host b's map has b1 as a local slice ($ent_b)" test -n "$ent_b" -a "$(cut -d' ' -f2 <<<"$ent_b")" = 0
+quiet vsh a exec a1 -- ping -c5 -i 0.2 -W3 $B1
+ent_a2=$(vs_fast_entry "$T/a/root" 02:76:0a:d5:00:0c)
+ent_b2=$(vs_fast_entry "$T/b/root" 02:76:0a:d5:00:0c)
+check "5 pings a1 -> b1 went through the program on both hosts (a: ${ent_a##* } -> ${ent_a2##* }, b: ${ent_b##* } -> ${ent_b2##* })" \
+	test -n "$ent_a2" -a -n "$ent_b2" -a "${ent_a2##* }" -ge $((${ent_a##* } + 5)) -a "${ent_b2##* }" -ge $((${ent_b##* } + 5))
 # Neither the VXLAN datagrams (UDP 4789, our VNI) nor the slices' bridged
 # traffic inside them take connection entries on the nodes (nft.c:
 # raw_prerouting, raw_output; br_netfilter is on in a test host's

@@ -3,17 +3,24 @@
  * fast.bpf.c - the bridge's fast path for slice-to-slice IPv4 (lib/netcfg/fast.c
  * loads it; built with clang -target bpf and embedded in libvslice).
  *
- * Attached at tc ingress of a slice's host-side veth end (vsh*). A frame the
- * bridge would hand to another slice's port anyway goes straight into that
- * slice's eth0 (bpf_redirect_peer: one backlog pass instead of two, no bridge,
- * no br_netfilter). Only when all of these hold, else TC_ACT_UNSPEC (tc's
- * "next": the legacy path decides exactly as without this program):
+ * Attached at tc ingress of every slice's host-side veth end (vsh*) and, with
+ * the overlay, of the node's VXLAN device (vsx*, after decapsulation). A
+ * frame the bridge would hand to exactly one known port anyway goes there
+ * directly: into a local slice's eth0 (bpf_redirect_peer: one backlog pass
+ * instead of two, no bridge, no br_netfilter), or for a remote slice out of
+ * the VXLAN device (bpf_redirect to its transmit, which finds the node by
+ * its own forwarding entry, as from the bridge). Only when all of these
+ * hold, else TC_ACT_UNSPEC (tc's "next": the bridge and its table decide,
+ * exactly as without this program):
  *   - IPv4 in an untagged Ethernet frame;
- *   - the sender is who the port says: vs_ports[source MAC] names this very
- *     port and the IPv4 source is its lease's address (what the bridge
- *     table's from_slice accepts; anything else goes there to be dropped);
- *   - the destination MAC is a slice of this node and the IPv4 destination
- *     is its address, and it is not the sender's own port.
+ *   - the sender is who its way in says: vs_ports[source MAC] names the
+ *     device the frame came in on (its own host end for a local slice, the
+ *     VXLAN device for a remote one, so neither can pose as the other) and
+ *     the IPv4 source is that entry's address (what the bridge table's
+ *     from_slice and from_overlay accept; anything else goes there to be
+ *     dropped);
+ *   - the destination MAC is a known slice whose address is the IPv4
+ *     destination, and not behind the device the frame came in on.
  * Capped slices (--net-rate) are never in vs_ports: their frames and the
  * frames to them cross the veth and its qdiscs, so the cap sees every byte.
  */
@@ -30,10 +37,13 @@
  * cross the host end's transmit, whose counters `slicectl stats` reads:
  * fast.c adds these). */
 struct vs_port {
-	__u32 ifindex;
+	__u32 ifindex; /* local: the host end; remote: the VXLAN device */
 	__u32 ip;
+	__u32 flags; /* VS_PORT_REMOTE: a slice on another node */
+	__u32 pad;
 	__u64 rx_bytes, rx_packets;
 };
+#define VS_PORT_REMOTE 1
 
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
@@ -68,6 +78,8 @@ int vs_fast(struct __sk_buff *skb)
 		return TC_ACT_UNSPEC;
 	__sync_fetch_and_add(&d->rx_bytes, skb->len);
 	__sync_fetch_and_add(&d->rx_packets, 1);
+	if (d->flags & VS_PORT_REMOTE)
+		return bpf_redirect(d->ifindex, 0);
 	return bpf_redirect_peer(d->ifindex, 0);
 }
 
