@@ -19,6 +19,9 @@
 # BENCH_NET_BEFORE=/path/to/an/older/slicectl adds bridge_before and
 # overlay_before: the same two paths on nodes of their own set up by that
 # build (its tables, its devices), in the same rounds.
+# BENCH_NET_NOFAST=1 adds bridge_nofast and overlay_nofast: the same build
+# with VSLICE_NET_FASTPATH=0 (every frame through the bridge, as before the
+# fast path of lib/netcfg/fast.c) on nodes of their own, in the same rounds.
 # BENCH_NET_BRNF=0|1 sets net.bridge.bridge-nf-call-iptables in the nodes'
 # namespaces (the run's own); unset, they keep the kernel's default (1 in a
 # new namespace once br_netfilter is loaded: bridged IPv4 then also meets
@@ -49,6 +52,7 @@ RUNS=${BENCH_NET_RUNS:-30}
 BEFORE=${BENCH_NET_BEFORE:-}
 PHASE_RUNS=${BENCH_NET_PHASES:-20}
 BRNF_SET=${BENCH_NET_BRNF:-}
+NOFAST=${BENCH_NET_NOFAST:-}
 NICE=${BENCH_NET_NICE:-0}
 die() {
 	echo "net bench: $*" >&2
@@ -72,17 +76,21 @@ U=10.216.$ID
 VNI=$((5000 + ID))
 # Nodes: n (plain bridge) and a, b (overlay, on one veth underlay) run
 # $SLICECTL; with BENCH_NET_BEFORE, m (plain) and c, d (overlay, their own
-# underlay) run that build.
-declare -A HOSTNUM=([n]=10 [a]=11 [b]=12 [m]=10 [c]=13 [d]=14)
-declare -A BIN=([n]=$SLICECTL [a]=$SLICECTL [b]=$SLICECTL [m]=$BEFORE [c]=$BEFORE [d]=$BEFORE)
+# underlay) run that build; with BENCH_NET_NOFAST, o (plain) and e, f
+# (overlay) run $SLICECTL without the fast path.
+declare -A HOSTNUM=([n]=10 [a]=11 [b]=12 [m]=10 [c]=13 [d]=14 [o]=10 [e]=15 [f]=16)
+declare -A BIN=([n]=$SLICECTL [a]=$SLICECTL [b]=$SLICECTL [m]=$BEFORE [c]=$BEFORE [d]=$BEFORE
+	[o]=$SLICECTL [e]=$SLICECTL [f]=$SLICECTL)
 HOSTS="n a b"
-[ -n "$BEFORE" ] && HOSTS="n a b m c d"
+[ -n "$BEFORE" ] && HOSTS="$HOSTS m c d"
+[ -n "$NOFAST" ] && HOSTS="$HOSTS o e f"
 
 on() { # HOST CMD...: in the host's namespace with its root (a-d: overlay on)
 	local h=$1
 	shift
 	local ov=()
-	case $h in a | b | c | d) ov=(VSLICE_OVERLAY_VNI=$VNI VSLICE_OVERLAY_LOCAL=$U.${HOSTNUM[$h]}) ;; esac
+	case $h in a | b | c | d | e | f) ov=(VSLICE_OVERLAY_VNI=$VNI VSLICE_OVERLAY_LOCAL=$U.${HOSTNUM[$h]}) ;; esac
+	case $h in o | e | f) ov+=(VSLICE_NET_FASTPATH=0) ;; esac
 	env VSLICE_ROOT=$T/$h/root VSLICE_CGROUP_PARENT=vslice-netbench-$$-$h VSLICE_BRIDGE=vbb$ID \
 		"${ov[@]}" nsenter --net=/run/netns/vb$ID-$h "$@"
 }
@@ -151,6 +159,10 @@ if [ -n "$BEFORE" ]; then
 	bridged m
 	overlaid c d
 fi
+if [ -n "$NOFAST" ]; then
+	bridged o
+	overlaid e f
+fi
 pid_of() { vsh "$1" show --json "$2" | python3 -c 'import json,sys; print(json.load(sys.stdin)["pid"])'; }
 ip_of() { vsh "$1" exec "$2" -- ip -4 -o addr show dev eth0 | awk '{print $4}' | cut -d/ -f1; }
 # Each path: client namespace, server namespace, server address.
@@ -167,6 +179,10 @@ path_slices n a b ""
 if [ -n "$BEFORE" ]; then
 	path_slices m c d _before
 	PATHS+=(bridge_before overlay_before)
+fi
+if [ -n "$NOFAST" ]; then
+	path_slices o e f _nofast
+	PATHS+=(bridge_nofast overlay_nofast)
 fi
 # Whether bridged IPv4 goes through the IPv4 hooks (and so conntrack and
 # table inet vslice) on the nodes: the kernel's br_netfilter setting.
@@ -256,17 +272,30 @@ rr_cmds=(none "$(printf '%q ' env VSLICE_ROOT=$T/n/root VSLICE_CGROUP_PARENT=vsl
 [ -n "$BEFORE" ] && rr_cmds+=(bridge_before "$(printf '%q ' env VSLICE_ROOT=$T/n/root \
 	VSLICE_CGROUP_PARENT=vslice-netbench-$$-n VSLICE_BRIDGE=vbb$ID nsenter --net=/run/netns/vb$ID-n \
 	"$BEFORE" run --rm --net bridge rb -- /bin/true)")
+# Each run with VSLICE_TRACE=1: besides the wall time, the start alone
+# (trace points start .. start.done: what `run -d` waits for; issue 13's
+# "adds to a start"), in rounds.json under "<row>.start".
 python3 - "$ROUNDS" "$T/rounds.json" "${rr_cmds[@]}" <<'EOF2'
-import json, subprocess, sys, time
+import json, os, subprocess, sys, time
 rounds, out, args = int(sys.argv[1]), sys.argv[2], sys.argv[3:]
 cmds = list(zip(args[::2], args[1::2]))
 t = {k: [] for k, _ in cmds}
+t.update({k + ".start": [] for k, _ in cmds})
+env = dict(os.environ, VSLICE_TRACE="1")
 for i in range(rounds + 2 if rounds else 0):
     for k, c in cmds:
         t0 = time.monotonic()
-        subprocess.run(c, shell=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        if i >= 2:
-            t[k].append((time.monotonic() - t0) * 1e3)
+        p = subprocess.run(c, shell=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
+        if i < 2:
+            continue
+        t[k].append((time.monotonic() - t0) * 1e3)
+        at = {}
+        for l in p.stderr.decode(errors="replace").splitlines():
+            w = l.split()
+            if len(w) == 4 and w[0] == "vslice-trace":
+                at.setdefault(w[3], float(w[2]))
+        if "start" in at and "start.done" in at:
+            t[k + ".start"].append(at["start.done"] - at["start"])
 json.dump(t, open(out, "w"))
 EOF2
 
@@ -347,11 +376,34 @@ with open(out_md, "w") as f:
                 "%.0f%%" % (s["share_of_start"] * 100) if "share_of_start" in s else "-"))
     rr = json.load(open(rounds))
     if rr.get("none"):
-        base = statistics.median(rr["none"])
         res["rounds_ms"] = {k: round(statistics.median(v), 2) for k, v in rr.items() if v}
-        f.write("\n| round-robin, %d rounds | median ms | added |\n|---|---:|---:|\n" % len(rr["none"]))
+        f.write("\n| round-robin, %d rounds | whole `run --rm`: median ms | added | the start alone "
+                "(start .. start.done): median (p90) | added |\n|---|---:|---:|---:|---:|\n" % len(rr["none"]))
+        base, sbase = statistics.median(rr["none"]), statistics.median(rr.get("none.start") or [0])
         for k, v in rr.items():
-            f.write("| %s | %.1f | %+.1f |\n" % (k, statistics.median(v), statistics.median(v) - base))
+            if k.endswith(".start") or not v:
+                continue
+            sv = sorted(rr.get(k + ".start") or [])
+            f.write("| %s | %.1f | %+.1f | %s | %s |\n" % (
+                k, statistics.median(v), statistics.median(v) - base,
+                "%.2f (%.2f)" % (statistics.median(sv), sv[int(0.9 * (len(sv) - 1))]) if sv else "-",
+                "%+.2f" % (statistics.median(sv) - sbase) if sv else "-"))
+    # Issue 13's targets, judged on the per-round ratio (the A/A noise of a
+    # ratio of medians is several times that of the per-round median,
+    # docs/benchmarks.md §6) and on the start alone.
+    f.write("\nIssue 13's targets: ")
+    verdict = []
+    for p, want in (("bridge", 0.90), ("overlay", 0.70)):
+        q = res["paths"].get(p, {})
+        if "of_veth_round_median" in q:
+            got = q["of_veth_round_median"]
+            verdict.append("%s %.0f%% of veth (target %.0f%%): %s" % (p, got * 100, want * 100,
+                           "MET" if got >= want else "MISS"))
+    if rr.get("bridge.start") and rr.get("none.start"):
+        d = statistics.median(rr["bridge.start"]) - statistics.median(rr["none.start"])
+        res["bridge_adds_to_start_ms"] = round(d, 2)
+        verdict.append("--net bridge adds %.2f ms to a start (target 2 ms): %s" % (d, "MET" if d <= 2 else "MISS"))
+    f.write("; ".join(verdict) + ".\n")
     rows = [l.strip() for l in open(phases) if l.strip()]
     if rows:
         res["phases"] = {r.split("|")[1].strip(): float(r.split("|")[2]) for r in rows}
