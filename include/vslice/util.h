@@ -105,6 +105,22 @@ int vs_mkdir_p(const char *path, mode_t mode, struct vs_error *err);
  * b (either may be -1). */
 void vs_close_fds_but(int a, int b);
 
+/* Run fn(arg) in a detached process (double fork: the caller waits only for
+ * the first child, the second is reparented) with /dev/null as stdio and no
+ * fd of the caller's but keep (-1: none): no lock the caller holds, nothing
+ * a reader of its output waits on. 0, or -errno when it could not fork. */
+int vs_spawn_detached(void (*fn)(void *arg), void *arg, int keep);
+
+/* A library's functions by name, for the *_dl.c shims that dlopen a library
+ * on first use: every slot set, or false (dlerror()'s or the missing
+ * symbol's name in why, when not NULL) and the handle closed. */
+struct vs_dlsym {
+	const char *name;
+	void **slot;
+};
+bool vs_dl_resolve(const char *lib, const struct vs_dlsym *syms, size_t n, char *why,
+		   size_t why_len);
+
 /*
  * rm -rf that never follows symlinks and never crosses into another mount
  * (a mount point below path is an error, not a descent). Missing path is fine.

@@ -5,15 +5,19 @@
  * crosses a mount point (it runs over directories a slice's root could have
  * planted things in).
  */
+#include <dlfcn.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <libgen.h>
 #include <limits.h>
 #include <nettle/sha2.h>
 #include <stdarg.h>
+#include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "vslice/util.h"
 
@@ -255,6 +259,49 @@ void vs_close_fds_but(int a, int b)
 			next = (unsigned)keep[i] + 1;
 	}
 	close_range(next, ~0U, 0);
+}
+
+int vs_spawn_detached(void (*fn)(void *arg), void *arg, int keep)
+{
+	pid_t p = fork();
+	if (p < 0)
+		return -errno;
+	if (p == 0) {
+		if (fork() != 0)
+			_exit(0);
+		int null = open("/dev/null", O_RDWR | O_CLOEXEC);
+		for (int i = 0; i < 3 && null >= 0; i++)
+			dup2(null, i);
+		vs_close_fds_but(keep, -1);
+		fn(arg);
+		_exit(0);
+	}
+	while (waitpid(p, NULL, 0) < 0 && errno == EINTR)
+		;
+	return 0;
+}
+
+bool vs_dl_resolve(const char *lib, const struct vs_dlsym *syms, size_t n, char *why,
+		   size_t why_len)
+{
+	void *h = dlopen(lib, RTLD_NOW | RTLD_LOCAL);
+	if (!h) {
+		if (why)
+			snprintf(why, why_len, "cannot load %s (%s)", lib, dlerror());
+		return false;
+	}
+	for (size_t i = 0; i < n; i++) {
+		*syms[i].slot = dlsym(h, syms[i].name);
+		if (!*syms[i].slot) {
+			if (why)
+				snprintf(why, why_len, "%s lacks %s", lib, syms[i].name);
+			for (size_t k = 0; k <= i; k++)
+				*syms[k].slot = NULL;
+			dlclose(h);
+			return false;
+		}
+	}
+	return true;
 }
 
 int vs_rm_rf(const char *path, struct vs_error *err)

@@ -24,7 +24,6 @@
  * a cap (UPGRADE_HEAD_MAX), an error answer's body up to ERROR_BODY_MAX.
  */
 #include <curl/curl.h>
-#include <dlfcn.h>
 #include <errno.h>
 #include <pthread.h>
 #include <stdlib.h>
@@ -64,15 +63,7 @@ static pthread_once_t load_once = PTHREAD_ONCE_INIT;
 
 static void load(void)
 {
-	void *h = dlopen("libcurl.so.4", RTLD_NOW | RTLD_LOCAL);
-	if (!h) {
-		snprintf(load_error, sizeof(load_error), "cannot load libcurl (%s)", dlerror());
-		return;
-	}
-	struct {
-		const char *name;
-		void **slot;
-	} syms[] = {
+	const struct vs_dlsym syms[] = {
 	    {"curl_global_init", (void **)&cu.global_init},
 	    {"curl_easy_init", (void **)&cu.easy_init},
 	    {"curl_easy_setopt", (void **)&cu.easy_setopt},
@@ -89,13 +80,9 @@ static void load(void)
 	    {"curl_easy_send", (void **)&cu.easy_send},
 	    {"curl_easy_recv", (void **)&cu.easy_recv},
 	};
-	for (size_t i = 0; i < VS_ARRAY_SIZE(syms); i++) {
-		*syms[i].slot = dlsym(h, syms[i].name);
-		if (!*syms[i].slot) {
-			snprintf(load_error, sizeof(load_error), "libcurl lacks %s", syms[i].name);
-			return;
-		}
-	}
+	if (!vs_dl_resolve("libcurl.so.4", syms, VS_ARRAY_SIZE(syms), load_error,
+			   sizeof(load_error)))
+		return;
 	if (cu.global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
 		snprintf(load_error, sizeof(load_error), "curl_global_init failed");
 		return;

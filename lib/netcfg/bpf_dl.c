@@ -11,12 +11,12 @@
  * yes. The Makefile links nothing against -lbpf.
  */
 #include <bpf/libbpf.h>
-#include <dlfcn.h>
 #include <pthread.h>
 #include <stdbool.h>
 #include <stddef.h>
 
 #include "netcfg_int.h"
+#include "vslice/util.h"
 
 static struct {
 	bool ok;
@@ -47,13 +47,7 @@ static int quiet(enum libbpf_print_level level, const char *fmt, va_list ap)
 
 static void load(void)
 {
-	void *h = dlopen("libbpf.so.1", RTLD_NOW | RTLD_LOCAL);
-	if (!h)
-		return;
-	struct {
-		const char *name;
-		void **slot;
-	} syms[] = {
+	const struct vs_dlsym syms[] = {
 	    {"bpf_object__open_mem", (void **)&fn.object_open_mem},
 	    {"bpf_object__load", (void **)&fn.object_load},
 	    {"bpf_object__close", (void **)&fn.object_close},
@@ -66,11 +60,8 @@ static void load(void)
 	    {"bpf_tc_query", (void **)&fn.tc_query},
 	    {"libbpf_set_print", (void **)&fn.set_print},
 	};
-	for (size_t i = 0; i < sizeof(syms) / sizeof(syms[0]); i++) {
-		*syms[i].slot = dlsym(h, syms[i].name);
-		if (!*syms[i].slot)
-			return; /* all or nothing: fn.ok stays false */
-	}
+	if (!vs_dl_resolve("libbpf.so.1", syms, VS_ARRAY_SIZE(syms), NULL, 0))
+		return; /* all or nothing: fn.ok stays false */
 	fn.set_print(quiet);
 	fn.ok = true;
 }

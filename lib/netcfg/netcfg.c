@@ -747,20 +747,25 @@ int netcfg_detach_later(const char *root, const char *name, struct netcfg_later 
 }
 
 /* The detached process of netcfg_fast_later. */
-static void fast_later_run(const char *root, const char *name)
+struct fast_later {
+	const char *root, *name;
+};
+
+static void fast_later_run(void *arg)
 {
+	const struct fast_later *a = arg;
 	struct netcfg_node node;
 	struct vs_error err;
-	if (no_leases(root, &node))
+	if (no_leases(a->root, &node))
 		return;
 	struct fast_todo todo = {.prog = -1};
 	{
 		cleanup_close int lock = -1;
 		struct ipam_state st;
 		cleanup_nlsock struct nl_sock *sk = NULL;
-		if (state_open(root, &node, &lock, &st, &sk, &err) < 0)
+		if (state_open(a->root, &node, &lock, &st, &sk, &err) < 0)
 			return;
-		int r = fast_prepare(root, sk, &st, name, &todo, &err);
+		int r = fast_prepare(a->root, sk, &st, a->name, &todo, &err);
 		ipam_state_free(&st);
 		if (r < 0) {
 			fast_todo_free(&todo);
@@ -775,24 +780,9 @@ int netcfg_fast_later(const char *root, const char *name, struct vs_error *err)
 {
 	if (!fast_enabled())
 		return 0;
-	pid_t p = fork();
-	if (p < 0)
-		return vs_error_sys(err, errno, "fork");
-	if (p == 0) {
-		if (fork() != 0)
-			_exit(0);
-		/* Nothing of the caller's: no lock (the slice lock above all),
-		 * no stdio a reader of the caller's output would wait on. */
-		int null = open("/dev/null", O_RDWR | O_CLOEXEC);
-		for (int i = 0; i < 3 && null >= 0; i++)
-			dup2(null, i);
-		vs_close_fds_but(-1, -1);
-		fast_later_run(root, name);
-		_exit(0);
-	}
-	while (waitpid(p, NULL, 0) < 0 && errno == EINTR)
-		;
-	return 0;
+	struct fast_later a = {root, name};
+	int r = vs_spawn_detached(fast_later_run, &a, -1);
+	return r < 0 ? vs_error_sys(err, -r, "fork") : 0;
 }
 
 /* Release every lease but keep's whose slice is_alive says is gone; then

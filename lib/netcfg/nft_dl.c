@@ -14,10 +14,11 @@
  * already reports as a context it could not make; the other five are only
  * reached with a context, so the library is loaded by then.
  */
-#include <dlfcn.h>
 #include <nftables/libnftables.h>
 #include <pthread.h>
 #include <stddef.h>
+
+#include "vslice/util.h"
 
 static struct {
 	struct nft_ctx *(*ctx_new)(uint32_t);
@@ -31,13 +32,7 @@ static pthread_once_t load_once = PTHREAD_ONCE_INIT;
 
 static void load(void)
 {
-	void *h = dlopen("libnftables.so.1", RTLD_NOW | RTLD_LOCAL);
-	if (!h)
-		return;
-	struct {
-		const char *name;
-		void **slot;
-	} syms[] = {
+	const struct vs_dlsym syms[] = {
 	    {"nft_ctx_new", (void **)&fn.ctx_new},
 	    {"nft_ctx_free", (void **)&fn.ctx_free},
 	    {"nft_ctx_buffer_output", (void **)&fn.buffer_output},
@@ -45,13 +40,8 @@ static void load(void)
 	    {"nft_ctx_get_error_buffer", (void **)&fn.get_error_buffer},
 	    {"nft_run_cmd_from_buffer", (void **)&fn.run_cmd_from_buffer},
 	};
-	for (size_t i = 0; i < sizeof(syms) / sizeof(syms[0]); i++) {
-		*syms[i].slot = dlsym(h, syms[i].name);
-		if (!*syms[i].slot) {
-			fn.ctx_new = NULL; /* all or nothing: no context is made */
-			return;
-		}
-	}
+	/* All or nothing: without every one, no context is made. */
+	(void)vs_dl_resolve("libnftables.so.1", syms, VS_ARRAY_SIZE(syms), NULL, 0);
 }
 
 struct nft_ctx *nft_ctx_new(uint32_t flags)

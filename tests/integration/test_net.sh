@@ -203,8 +203,11 @@ sleep 1.5
 check "the ARP forger ran" vsn exec b -- netspoof arp eth0 "$A" 10.213.0.1
 expect_eq "a forged ARP reply from b claiming a's address is dropped" "$mac_a" \
 	"$(node ip neigh show "$A" dev $VSLICE_BRIDGE | awk '{print $3}')"
-udp_recv() { # port secs: "source:text" of each datagram received
-	outside python3 -c '
+udp_recv() { # WHERE port secs: "source:text" of each datagram received where
+	# WHERE runs commands (outside, or a slice's network namespace)
+	local where=$1
+	shift
+	"$where" python3 -c '
 import socket, sys
 s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
 s.bind(("0.0.0.0", int(sys.argv[1])))
@@ -218,7 +221,7 @@ except socket.timeout:
     pass
 print(" ".join(sorted(got)))' "$@"
 }
-udp_recv 7300 5 >/tmp/vsnet-udp-$$ &
+udp_recv outside 7300 5 >/tmp/vsnet-udp-$$ &
 wait_listen 7300 udp outside
 vsn exec b -- netspoof udp "$A" $U.2 7300 spoofed
 vsn exec b -- netspoof udp "$B" $U.2 7300 genuine
@@ -262,23 +265,8 @@ check "the node's map (program ${PROG:-none}) has b, c, q and not a" \
 	test -n "$(fast_entry "$MAC_B")" -a -n "$(fast_entry "$MAC_C")" -a -n "$(fast_entry "$MAC_D")" -a -z "$(fast_entry "$MAC_A")"
 PID_D=$(vsn show --json q | python3 -c 'import json,sys; print(json.load(sys.stdin)["pid"])')
 in_d() { nsenter --net=/proc/$PID_D/ns/net "$@"; }
-udp_recv_d() { # port secs: "source:text" of each datagram q receives
-	in_d python3 -c '
-import socket, sys
-s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-s.bind(("0.0.0.0", int(sys.argv[1])))
-s.settimeout(float(sys.argv[2]))
-got = set()
-try:
-    while True:
-        d, a = s.recvfrom(512)
-        got.add("%s:%s" % (a[0], d.decode(errors="replace")))
-except socket.timeout:
-    pass
-print(" ".join(sorted(got)))' "$@"
-}
 before_d=$(fast_entry "$MAC_D")
-udp_recv_d 7400 4 >/tmp/vsnet-fast-$$ &
+udp_recv in_d 7400 4 >/tmp/vsnet-fast-$$ &
 wait_listen 7400 udp in_d
 vsn exec b -- netspoof eth eth0 "$MAC_C" "$C" "$MAC_D" "$D" 7400 as-c
 vsn exec b -- netspoof eth eth0 "$MAC_B" "$C" "$MAC_D" "$D" 7400 ip-of-c
