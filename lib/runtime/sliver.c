@@ -427,11 +427,13 @@ static int launcher_run(const struct sliver_config *c, int sfd, int net_ack, boo
 		 * the slice's /etc files (MSG_ROOTFS_READY), and its last answer
 		 * lets the slice run. Its error is the one reported. */
 		struct sliver_net_answer a;
+		vs_trace("L.barrier");
 		if (vs_read_all(net_ack, &a, sizeof(a)) != sizeof(a) || a.ok != '1') {
 			/* Not an error of ours: the caller reports its own. */
 			sliver_send(sfd, MSG_NET_CANCELED, 0, NULL);
 			_exit(125);
 		}
+		vs_trace("L.ack");
 		if (c->net_inside && (r = c->net_inside(c->net_arg, &a.inside, err)) < 0)
 			return r;
 		vs_trace("L.eth0");
@@ -580,6 +582,7 @@ int sliver_spawn(const struct sliver_config *c, struct sliver_result *res, struc
 			/* The veth (net_setup); the launcher waits for this
 			 * answer, then sets up eth0 from inside. */
 			struct sliver_net_answer a = {.ok = '0'};
+			vs_trace("spawn.net_ready");
 			if (!failed && !net_failed && c->net_setup) {
 				if (c->net_setup(c->net_arg, l, c->net_inside ? &a.inside : NULL,
 						 &net_err) < 0)
@@ -593,12 +596,14 @@ int sliver_spawn(const struct sliver_config *c, struct sliver_result *res, struc
 		}
 		case MSG_ROOTFS_READY:
 			/* The /etc files while the launcher sets up eth0. */
+			vs_trace("spawn.rootfs_ready");
 			if (!failed && !net_failed && c->net_files &&
 			    launcher_root_files(c, l, m.code, &net_err) < 0)
 				net_failed = true;
 			files_done = true;
 			break;
 		case MSG_NET_INSIDE:
+			vs_trace("spawn.net_inside");
 			inside_done = true;
 			break;
 		case MSG_EXEC_FAILED:
@@ -635,6 +640,7 @@ int sliver_spawn(const struct sliver_config *c, struct sliver_result *res, struc
 				c->net_commit(c->net_arg);
 			net_begun = false;
 			net_answer(ack, "1", 1, true);
+			vs_trace("spawn.net_go");
 		}
 	}
 	close(sp[0]);
