@@ -112,6 +112,7 @@ int netcfg_attach(const char *root, const char *name, const struct netcfg_slice 
 struct netcfg_addr {
 	uint32_t ip, gateway;
 	unsigned prefix;
+	int ifindex; /* eth0's in the slice's namespace; 0: unknown, looked up */
 };
 
 /*

@@ -53,6 +53,7 @@ struct sliver_pooled {
 struct sliver_net_inside {
 	uint32_t ip, gateway;
 	unsigned prefix;
+	int ifindex; /* eth0's (netcfg_addr) */
 };
 
 struct sliver_config {

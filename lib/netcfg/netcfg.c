@@ -492,9 +492,19 @@ static int attach_netns(struct netcfg_pending *p, int netns_fd, struct netcfg_ad
 {
 	struct ipam_state *st = &p->st;
 	struct ipam_lease *l = ipam_find(st, p->name);
-	int r;
-	if ((r = devices_remove(p->sk, l, err)) < 0 ||
-	    (r = veth_create(p->sk, st, l, p->bridge, netns_fd, err)) < 0)
+	int r, host_ifindex, eth0_ifindex;
+	/* A lease held before may have left its devices (a veth whose
+	 * namespace the kernel has not finished tearing down, the ifb of a
+	 * cap): gone first. A fresh lease has none, unless a lost lease file
+	 * left one under its name: then the create says EEXIST, and it is
+	 * removed and the create tried once more. */
+	if (p->had && (r = devices_remove(p->sk, l, err)) < 0)
+		return r;
+	r = veth_create(p->sk, st, l, p->bridge, netns_fd, &host_ifindex, &eth0_ifindex, err);
+	if (r < 0 && !p->had && err->code == EEXIST && (r = devices_remove(p->sk, l, err)) >= 0)
+		r = veth_create(p->sk, st, l, p->bridge, netns_fd, &host_ifindex, &eth0_ifindex,
+				err);
+	if (r < 0)
 		return r;
 	vs_trace("net.veth");
 	/* With the overlay, every start makes the forwarding and neighbour
@@ -503,8 +513,10 @@ static int attach_netns(struct netcfg_pending *p, int netns_fd, struct netcfg_ad
 		return r;
 	vs_trace("net.tc_overlay");
 	if (inside) {
-		*inside = (struct netcfg_addr){
-		    .ip = l->ip, .gateway = ipam_gateway(st), .prefix = st->prefix};
+		*inside = (struct netcfg_addr){.ip = l->ip,
+					       .gateway = ipam_gateway(st),
+					       .prefix = st->prefix,
+					       .ifindex = eth0_ifindex};
 		return 0;
 	}
 	if ((r = slice_side_config(netns_fd, st, l, err)) < 0)

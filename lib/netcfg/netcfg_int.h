@@ -115,12 +115,17 @@ int links_remove_detached(const int *idx, size_t n, int fd, struct vs_error *err
 int bridge_ensure(struct nl_sock *sk, const struct ipam_state *st, struct vs_error *err);
 void lease_mac(uint32_t ip, uint8_t mac[6]);
 /* The slice's veth pair in one request: host end up as a port of bridge
- * (an index), eth0 up in the namespace netns_fd; the lease's MAC as a
- * static entry of its port. */
+ * (an index), eth0 (down: a veth end opens only once its peer exists) in
+ * the namespace netns_fd; the lease's MAC as a static entry of its port.
+ * *host_ifindex: the host end's index; *eth0_ifindex: eth0's in its
+ * namespace, 0 when the kernel did not say it (before 6.2: no echo). */
 int veth_create(struct nl_sock *sk, const struct ipam_state *st, const struct ipam_lease *l,
-		int bridge, int netns_fd, struct vs_error *err);
+		int bridge, int netns_fd, int *host_ifindex, int *eth0_ifindex,
+		struct vs_error *err);
 /* One bridge fdb entry of port ifindex: NTF_SELF (a vxlan's own table,
- * dst = the remote node) or NTF_MASTER (the bridge's, static). */
+ * dst = the remote node) or NTF_MASTER (the bridge's, static). fdb_msg
+ * builds the request (NULL: no memory), fdb_change sends it. */
+struct nl_msg *fdb_msg(int cmd, int ifindex, const uint8_t mac[6], uint8_t ntf, uint32_t dst);
 int fdb_change(struct nl_sock *sk, int cmd, int ifindex, const uint8_t mac[6], uint8_t ntf,
 	       uint32_t dst, struct vs_error *err);
 /* Run fn(arg, err) on a short-lived thread inside the network namespace

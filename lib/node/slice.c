@@ -853,7 +853,7 @@ static int slice_net_setup(void *arg, pid_t launcher, struct sliver_net_inside *
 	int r = netcfg_attach_netns(n->pending, netns, inside ? &a : NULL, err);
 	if (r == 0 && inside)
 		*inside = (struct sliver_net_inside){
-		    .ip = a.ip, .gateway = a.gateway, .prefix = a.prefix};
+		    .ip = a.ip, .gateway = a.gateway, .prefix = a.prefix, .ifindex = a.ifindex};
 	return r;
 }
 
@@ -861,7 +861,8 @@ static int slice_net_setup(void *arg, pid_t launcher, struct sliver_net_inside *
 static int slice_net_inside(void *arg, const struct sliver_net_inside *in, struct vs_error *err)
 {
 	(void)arg;
-	struct netcfg_addr a = {.ip = in->ip, .gateway = in->gateway, .prefix = in->prefix};
+	struct netcfg_addr a = {
+	    .ip = in->ip, .gateway = in->gateway, .prefix = in->prefix, .ifindex = in->ifindex};
 	return netcfg_slice_side_here(&a, err);
 }
 
