@@ -92,9 +92,10 @@ struct sliver_config {
 	/* Network set-up from the host (--net bridge), in the caller's
 	 * process, each < 0 failing the start: net_begin right after the
 	 * launcher is forked (the host's half that needs no namespace, while
-	 * the launcher builds the sandbox); net_setup once the launcher (pid
-	 * `launcher`) has made and joined the slice's network namespace (it
-	 * fills *inside for net_inside); net_files once the slice's root is
+	 * the launcher builds the sandbox); net_setup once the launcher has
+	 * made the slice's network namespace (netns_fd: an fd of it, the
+	 * caller's, closed after the call; it fills *inside for net_inside);
+	 * net_files once the slice's root is
 	 * mounted (rootfs_fd: an O_PATH fd of it, for its /etc files);
 	 * net_inside in the launcher, in the slice's network namespace, with
 	 * what net_setup said (eth0's address and route), beside net_files;
@@ -102,7 +103,7 @@ struct sliver_config {
 	 * after it. net_abort undoes what net_begin and net_setup made when
 	 * net_commit is never reached. */
 	int (*net_begin)(void *arg, struct vs_error *err);
-	int (*net_setup)(void *arg, pid_t launcher, struct sliver_net_inside *inside,
+	int (*net_setup)(void *arg, int netns_fd, struct sliver_net_inside *inside,
 			 struct vs_error *err);
 	int (*net_files)(void *arg, int rootfs_fd, struct vs_error *err);
 	int (*net_inside)(void *arg, const struct sliver_net_inside *inside, struct vs_error *err);

@@ -840,15 +840,10 @@ static void slice_net_abort(void *arg)
 
 /* The veth into the launcher's network namespace; the address and route
  * for the launcher (slice_net_inside). */
-static int slice_net_setup(void *arg, pid_t launcher, struct sliver_net_inside *inside,
+static int slice_net_setup(void *arg, int netns, struct sliver_net_inside *inside,
 			   struct vs_error *err)
 {
 	struct slice_net_ctx *n = arg;
-	char path[64];
-	snprintf(path, sizeof(path), "/proc/%d/ns/net", launcher);
-	cleanup_close int netns = open(path, O_RDONLY | O_CLOEXEC);
-	if (netns < 0)
-		return vs_error_sys(err, errno, "%s", path);
 	struct netcfg_addr a;
 	int r = netcfg_attach_netns(n->pending, netns, inside ? &a : NULL, err);
 	if (r == 0 && inside)

@@ -160,7 +160,8 @@ static pid_t fork_into_cgroup(struct cgroup *cg, bool *entered)
 
 /* A user namespace mapping 0..count-1 to base..: made by a short-lived child
  * that unshares it; we keep a handle to the namespace, not the child. */
-int sliver_make_userns_net(uint32_t base, uint32_t count, int *netns, struct vs_error *err)
+int sliver_make_userns_net(uint32_t base, uint32_t count, int *netns, int ready_fd,
+			   struct vs_error *err)
 {
 	if (netns)
 		*netns = -1;
@@ -223,6 +224,11 @@ int sliver_make_userns_net(uint32_t base, uint32_t count, int *netns, struct vs_
 		*netns = open(path, O_RDONLY | O_CLOEXEC);
 		if (*netns < 0)
 			r = vs_error_sys(err, errno, "open %s", path);
+		else if (ready_fd >= 0)
+			/* The caller makes the veth from here on (through
+			 * /proc/<us>/fd/N: the fd stays open until it has
+			 * answered), while we reap the helper and go on. */
+			sliver_send(ready_fd, MSG_NET_READY, *netns, NULL);
 	}
 out:
 	close(ready[0]);
@@ -242,7 +248,7 @@ out:
 
 int sliver_make_userns(uint32_t base, uint32_t count, struct vs_error *err)
 {
-	return sliver_make_userns_net(base, count, NULL, err);
+	return sliver_make_userns_net(base, count, NULL, -1, err);
 }
 
 int sliver_become_root(struct vs_error *err)
@@ -316,6 +322,9 @@ static int launcher_run(const struct sliver_config *c, int sfd, int net_ack, boo
 	 * names it): our later unshare of the mount namespace drops the one
 	 * it was mounted in, and a path looked up there then would miss it. */
 	cleanup_close int root_fd = -1;
+	/* --net bridge: the slice's network namespace, held open until the
+	 * caller has answered MSG_NET_READY (which names this fd). */
+	cleanup_close int netns = -1;
 	if (c->monotonic_offset_ns || c->boottime_offset_ns) {
 		timens_fd = open("/proc/self/timens_offsets", O_WRONLY | O_CLOEXEC);
 		if (timens_fd < 0) {
@@ -362,17 +371,19 @@ static int launcher_run(const struct sliver_config *c, int sfd, int net_ack, boo
 		for (int i = 0; i < POOL_NS_COUNT; i++)
 			close(pl->fds[i]);
 		if (net_ack >= 0) {
-			sliver_send(sfd, MSG_NET_READY, 0, NULL);
+			/* -1: the namespace we are in (/proc/<us>/ns/net). */
+			sliver_send(sfd, MSG_NET_READY, -1, NULL);
 			sliver_send(sfd, MSG_ROOTFS_READY, root_fd, NULL);
 		}
 		vs_trace("L.pooled");
 	} else {
-		/* --net bridge: the network namespace with the user namespace,
-		 * joined at once (host root may), so the host configures it
-		 * (MSG_NET_READY) while we mount the slice's root. */
-		cleanup_close int netns = -1;
-		cleanup_close int userns = sliver_make_userns_net(
-		    c->id_base, c->id_count, net_ack >= 0 ? &netns : NULL, err);
+		/* --net bridge: the network namespace with the user namespace
+		 * (MSG_NET_READY as soon as it exists: the host configures it
+		 * while we mount the slice's root), joined at once (host root
+		 * may). */
+		cleanup_close int userns =
+		    sliver_make_userns_net(c->id_base, c->id_count, net_ack >= 0 ? &netns : NULL,
+					   net_ack >= 0 ? sfd : -1, err);
 		if (userns < 0)
 			return userns;
 		if (netns >= 0) {
@@ -381,7 +392,6 @@ static int launcher_run(const struct sliver_config *c, int sfd, int net_ack, boo
 			flags &= ~CLONE_NEWNET;
 			if ((r = sliver_loopback_up(err)) < 0)
 				return r;
-			sliver_send(sfd, MSG_NET_READY, 0, NULL);
 		}
 		vs_trace("L.userns");
 		if (unshare(CLONE_NEWNS) < 0)
@@ -446,6 +456,9 @@ static int launcher_run(const struct sliver_config *c, int sfd, int net_ack, boo
 		close(net_ack);
 		close(root_fd);
 		root_fd = -1;
+		if (netns >= 0)
+			close(netns);
+		netns = -1;
 	}
 	vs_trace("L.netlo");
 	pid_t p1 = fork();
@@ -474,6 +487,22 @@ static void net_answer(int ack[2], const void *buf, size_t len, bool last)
 		close(ack[1]);
 		ack[1] = -1;
 	}
+}
+
+/* net_setup on the launcher's network namespace: its fd fd (MSG_NET_READY),
+ * or -1: the one it is in. */
+static int launcher_net_setup(const struct sliver_config *c, pid_t l, int fd,
+			      struct sliver_net_inside *inside, struct vs_error *err)
+{
+	char path[64];
+	if (fd >= 0)
+		snprintf(path, sizeof(path), "/proc/%d/fd/%d", l, fd);
+	else
+		snprintf(path, sizeof(path), "/proc/%d/ns/net", l);
+	cleanup_close int netns = open(path, O_RDONLY | O_CLOEXEC);
+	if (netns < 0)
+		return vs_error_sys(err, errno, "the slice's network namespace (%s)", path);
+	return c->net_setup(c->net_arg, netns, c->net_inside ? inside : NULL, err);
 }
 
 /* net_files on the launcher's fd fd (its slice root, MSG_ROOTFS_READY). */
@@ -584,8 +613,7 @@ int sliver_spawn(const struct sliver_config *c, struct sliver_result *res, struc
 			struct sliver_net_answer a = {.ok = '0'};
 			vs_trace("spawn.net_ready");
 			if (!failed && !net_failed && c->net_setup) {
-				if (c->net_setup(c->net_arg, l, c->net_inside ? &a.inside : NULL,
-						 &net_err) < 0)
+				if (launcher_net_setup(c, l, m.code, &a.inside, &net_err) < 0)
 					net_failed = true;
 				else
 					a.ok = '1';

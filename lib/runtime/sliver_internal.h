@@ -51,10 +51,13 @@ __attribute__((noreturn)) void workload_exec(const struct sliver_workload *p, in
 
 /* sliver.c, shared with pool.c: a user namespace mapping 0..count-1 to
  * base.. (returns an fd to it; netns != NULL: *netns an fd to a new network
- * namespace owned by it); setgroups/setresgid/setresuid(0) inside it;
- * lo up in the current network namespace. */
+ * namespace owned by it, and ready_fd >= 0: MSG_NET_READY naming that fd
+ * is sent on ready_fd as soon as it is open, the id maps written);
+ * setgroups/setresgid/setresuid(0) inside it; lo up in the current network
+ * namespace. */
 int sliver_make_userns(uint32_t base, uint32_t count, struct vs_error *err);
-int sliver_make_userns_net(uint32_t base, uint32_t count, int *netns, struct vs_error *err);
+int sliver_make_userns_net(uint32_t base, uint32_t count, int *netns, int ready_fd,
+			   struct vs_error *err);
 int sliver_become_root(struct vs_error *err);
 int sliver_loopback_up(struct vs_error *err);
 
