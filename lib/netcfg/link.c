@@ -425,77 +425,25 @@ int veth_create(struct nl_sock *sk, const struct ipam_state *st, const struct ip
 	return 0;
 }
 
-/* The default route of sk's namespace: via gateway on link ifindex. */
-static int route_default(struct nl_sock *sk, int ifindex, uint32_t gateway, struct vs_error *err)
-{
-	uint32_t gw = htonl(gateway), any = 0;
-	struct nl_addr *dst = nl_addr_build(AF_INET, &any, 4);
-	struct nl_addr *via = nl_addr_build(AF_INET, &gw, 4);
-	struct rtnl_route *rt = rtnl_route_alloc();
-	struct rtnl_nexthop *nh = rtnl_route_nh_alloc();
-	if (!dst || !via || !rt || !nh)
-		return vs_error_set(err, ENOMEM, "route");
-	nl_addr_set_prefixlen(dst, 0);
-	rtnl_route_set_family(rt, AF_INET);
-	rtnl_route_set_table(rt, RT_TABLE_MAIN);
-	rtnl_route_set_protocol(rt, RTPROT_STATIC);
-	rtnl_route_set_scope(rt, RT_SCOPE_UNIVERSE);
-	rtnl_route_set_dst(rt, dst);
-	rtnl_route_nh_set_ifindex(nh, ifindex);
-	rtnl_route_nh_set_gateway(nh, via);
-	rtnl_route_add_nexthop(rt, nh); /* rt owns nh now */
-	int r = rtnl_route_add(sk, rt, NLM_F_CREATE | NLM_F_EXCL);
-	rtnl_route_put(rt);
-	nl_addr_put(dst);
-	nl_addr_put(via);
-	if (r < 0 && r != -NLE_EXIST)
-		return nl_fail(err, r, "slice default route");
-	return 0;
-}
-
 int slice_side_config(int netns_fd, const struct ipam_state *st, const struct ipam_lease *l,
-		      struct vs_error *err)
+		      int eth0_ifindex, struct vs_error *err)
 {
 	cleanup_nlsock struct nl_sock *sk = NULL;
 	int r = nl_open_in(netns_fd, &sk, err);
 	if (r < 0)
 		return r;
-	/* lo is up since the launcher made the namespace. */
-	int idx = link_index(sk, "eth0");
+	int idx = eth0_ifindex ? eth0_ifindex : link_index(sk, "eth0");
 	if (!idx)
 		return vs_error_set(err, ENODEV, "eth0: not in the slice's namespace");
-	if ((r = addr_add(sk, idx, l->ip, st->prefix, err)) < 0 ||
-	    (r = link_up(sk, "eth0", 0, err)) < 0)
-		return r;
-	return route_default(sk, idx, ipam_gateway(st), err);
-}
-
-int netcfg_slice_side_here(const struct netcfg_addr *a, struct vs_error *err)
-{
-	/* A netlink socket of our own, not libnl's: this runs in a process
-	 * forked from a caller that may have threads (the node manager), and
-	 * libnl's port map has a lock a thread of the parent may have held at
-	 * the fork. */
-	cleanup_close int fd = socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, NETLINK_ROUTE);
-	if (fd < 0)
-		return vs_error_sys(err, errno, "netlink socket in the slice's namespace");
-	int idx = a->ifindex;
-	if (!idx) {
-		/* The caller's kernel did not say eth0's index. */
-		struct ifreq ifr = {0};
-		snprintf(ifr.ifr_name, sizeof(ifr.ifr_name), "eth0");
-		if (ioctl(fd, SIOCGIFINDEX, &ifr) < 0)
-			return vs_error_sys(err, errno, "eth0: not in the slice's namespace");
-		idx = ifr.ifr_ifindex;
-	}
-	/* Link up, address, default route in one sendmsg: rtnetlink takes
-	 * them in order (the link is up and the address's subnet route there
-	 * when the default route via the gateway is checked). */
-	uint32_t ip = htonl(a->ip), gw = htonl(a->gateway);
-	struct ifinfomsg ifi = {
-	    .ifi_family = AF_UNSPEC, .ifi_index = idx, .ifi_flags = IFF_UP, .ifi_change = IFF_UP};
+	/* rtnetlink takes them in order: the link is up and the address's
+	 * subnet route there when the default route via the gateway is
+	 * checked. */
+	uint32_t ip = htonl(l->ip), gw = htonl(ipam_gateway(st));
+	struct ifinfomsg lo = {.ifi_family = AF_UNSPEC, .ifi_flags = IFF_UP, .ifi_change = IFF_UP};
+	struct ifinfomsg eth = lo;
+	eth.ifi_index = idx;
 	struct ifaddrmsg ifa = {.ifa_family = AF_INET,
-				.ifa_prefixlen = (unsigned char)a->prefix,
+				.ifa_prefixlen = (unsigned char)st->prefix,
 				.ifa_scope = RT_SCOPE_UNIVERSE,
 				.ifa_index = (unsigned)idx};
 	struct rtmsg rtm = {.rtm_family = AF_INET,
@@ -503,34 +451,38 @@ int netcfg_slice_side_here(const struct netcfg_addr *a, struct vs_error *err)
 			    .rtm_protocol = RTPROT_STATIC,
 			    .rtm_scope = RT_SCOPE_UNIVERSE,
 			    .rtm_type = RTN_UNICAST};
-	struct nl_msg *req[3] = {nlmsg_alloc_simple(RTM_SETLINK, 0),
+	struct nl_msg *req[4] = {nlmsg_alloc_simple(RTM_SETLINK, 0),
+				 nlmsg_alloc_simple(RTM_SETLINK, 0),
 				 nlmsg_alloc_simple(RTM_NEWADDR, NLM_F_CREATE | NLM_F_EXCL),
 				 nlmsg_alloc_simple(RTM_NEWROUTE, NLM_F_CREATE | NLM_F_EXCL)};
-	if (!req[0] || !req[1] || !req[2] ||
-	    nlmsg_append(req[0], &ifi, sizeof(ifi), NLMSG_ALIGNTO) < 0 ||
-	    nlmsg_append(req[1], &ifa, sizeof(ifa), NLMSG_ALIGNTO) < 0 ||
-	    nla_put_u32(req[1], IFA_LOCAL, ip) < 0 || nla_put_u32(req[1], IFA_ADDRESS, ip) < 0 ||
-	    nlmsg_append(req[2], &rtm, sizeof(rtm), NLMSG_ALIGNTO) < 0 ||
-	    nla_put_u32(req[2], RTA_GATEWAY, gw) < 0 ||
-	    nla_put_u32(req[2], RTA_OIF, (uint32_t)idx) < 0) {
-		for (int i = 0; i < 3; i++)
+	if (!req[0] || !req[1] || !req[2] || !req[3] ||
+	    nlmsg_append(req[0], &lo, sizeof(lo), NLMSG_ALIGNTO) < 0 ||
+	    nla_put_string(req[0], IFLA_IFNAME, "lo") < 0 ||
+	    nlmsg_append(req[1], &eth, sizeof(eth), NLMSG_ALIGNTO) < 0 ||
+	    nlmsg_append(req[2], &ifa, sizeof(ifa), NLMSG_ALIGNTO) < 0 ||
+	    nla_put_u32(req[2], IFA_LOCAL, ip) < 0 || nla_put_u32(req[2], IFA_ADDRESS, ip) < 0 ||
+	    nlmsg_append(req[3], &rtm, sizeof(rtm), NLMSG_ALIGNTO) < 0 ||
+	    nla_put_u32(req[3], RTA_GATEWAY, gw) < 0 ||
+	    nla_put_u32(req[3], RTA_OIF, (uint32_t)idx) < 0) {
+		for (int i = 0; i < 4; i++)
 			if (req[i])
 				nlmsg_free(req[i]);
 		return vs_error_set(err, ENOMEM, "the slice's eth0");
 	}
-	int res[3];
-	int r = nl_batch(fd, req, 3, res, NULL);
-	if (r < 0)
+	int res[4];
+	if ((r = nl_batch(nl_socket_get_fd(sk), req, 4, res, NULL)) < 0)
 		return vs_error_sys(err, -r, "the slice's eth0: netlink");
 	char s[16];
-	ipam_fmt(a->ip, s);
+	ipam_fmt(l->ip, s);
 	if (res[0] < 0)
-		return vs_error_sys(err, -res[0], "the slice's eth0: up");
-	if (res[1] < 0 && res[1] != -EEXIST)
-		return vs_error_sys(err, -res[1], "the slice's eth0: add address %s/%u", s,
-				    a->prefix);
+		return vs_error_sys(err, -res[0], "the slice's lo: up");
+	if (res[1] < 0)
+		return vs_error_sys(err, -res[1], "the slice's eth0: up");
 	if (res[2] < 0 && res[2] != -EEXIST)
-		return vs_error_sys(err, -res[2], "the slice's eth0: default route");
+		return vs_error_sys(err, -res[2], "the slice's eth0: add address %s/%u", s,
+				    st->prefix);
+	if (res[3] < 0 && res[3] != -EEXIST)
+		return vs_error_sys(err, -res[3], "the slice's eth0: default route");
 	return 0;
 }
 

@@ -132,8 +132,11 @@ int fdb_change(struct nl_sock *sk, int cmd, int ifindex, const uint8_t mac[6], u
  * netns_fd (no thread of the caller ever stays there). */
 int netns_call(int netns_fd, int (*fn)(void *arg, struct vs_error *err), void *arg,
 	       struct vs_error *err);
+/* In the namespace netns_fd, through a socket made there, in one sendmsg:
+ * lo and eth0 (index eth0_ifindex; 0: looked up) up, the lease's address
+ * on eth0, the default route via the gateway. */
 int slice_side_config(int netns_fd, const struct ipam_state *st, const struct ipam_lease *l,
-		      struct vs_error *err);
+		      int eth0_ifindex, struct vs_error *err);
 int etc_files_write(int rootfs_fd, uid_t owner, const char *hostname, const char *ip,
 		    struct vs_error *err);
 int sysctl_forward(int value, int *old, struct vs_error *err);

@@ -3,15 +3,15 @@
  *
  * The security-relevant order lives here, in one place:
  *   launcher (host root): cgroup -> user ns + id map [--net bridge: with
- *   the net ns (owned by that user ns) joined at once, lo up,
- *   MSG_NET_READY: the caller makes the veth meanwhile] -> private mount ns
- *   -> [--disk: loop-mounted image for upper/work (disk.c)] -> id-mapped
- *   image + overlay (rootfs.c) [--net bridge: MSG_ROOTFS_READY, the caller
- *   writes /etc files through the root we hold open] -> setns(userns) ->
- *   slice root -> unshare the rest -> time offsets -> hostname -> [--net
- *   none: lo up] -> [--net bridge: barrier: eth0's address and route from
- *   inside, then wait for the caller's last answer] -> fork P1. (The
- *   caller's lease, bridge and nft elements, net_begin, run from the
+ *   the net ns (owned by that user ns), MSG_NET_READY as soon as it exists
+ *   (the caller makes the veth and sets lo, eth0 and the route meanwhile),
+ *   joined] -> private mount ns -> [--disk: loop-mounted image for
+ *   upper/work (disk.c)] -> id-mapped image + overlay (rootfs.c) [--net
+ *   bridge: MSG_ROOTFS_READY, the caller writes /etc files through the root
+ *   we hold open] -> setns(userns) -> slice root -> unshare the rest ->
+ *   time offsets -> hostname -> [--net none: lo up] -> [--net bridge:
+ *   barrier: the caller's answer, '1' once all of it is done] -> fork P1.
+ *   (The caller's lease, bridge and nft elements, net_begin, run from the
  *   launcher's fork on.)
  *   P1 (init.c): rootfs_enter -> reaper; workload: caps -> NNP -> seccomp -> exec.
  * The launcher and P1 are non-dumpable: nothing in the slice can ptrace them
@@ -378,9 +378,10 @@ static int launcher_run(const struct sliver_config *c, int sfd, int net_ack, boo
 		vs_trace("L.pooled");
 	} else {
 		/* --net bridge: the network namespace with the user namespace
-		 * (MSG_NET_READY as soon as it exists: the host configures it
-		 * while we mount the slice's root), joined at once (host root
-		 * may). */
+		 * (MSG_NET_READY as soon as it exists: the host configures it,
+		 * lo included, while we mount the slice's root), joined at once
+		 * (host root may). No netlink or ioctl of ours here: they would
+		 * wait for the RTNL lock the host's veth creation holds. */
 		cleanup_close int userns =
 		    sliver_make_userns_net(c->id_base, c->id_count, net_ack >= 0 ? &netns : NULL,
 					   net_ack >= 0 ? sfd : -1, err);
@@ -390,8 +391,6 @@ static int launcher_run(const struct sliver_config *c, int sfd, int net_ack, boo
 			if (setns(netns, CLONE_NEWNET) < 0)
 				return vs_error_sys(err, errno, "setns(net ns)");
 			flags &= ~CLONE_NEWNET;
-			if ((r = sliver_loopback_up(err)) < 0)
-				return r;
 		}
 		vs_trace("L.userns");
 		if (unshare(CLONE_NEWNS) < 0)
@@ -432,27 +431,17 @@ static int launcher_run(const struct sliver_config *c, int sfd, int net_ack, boo
 	if (flags & CLONE_NEWNET && (r = sliver_loopback_up(err)) < 0)
 		return r;
 	if (net_ack >= 0) {
-		/* Barrier: the caller has made the veth (MSG_NET_READY: its
-		 * answer says eth0's address), we set eth0 up while it writes
-		 * the slice's /etc files (MSG_ROOTFS_READY), and its last answer
-		 * lets the slice run. Its error is the one reported. */
-		struct sliver_net_answer a;
+		/* Barrier: the caller's one answer, '1' once the slice's
+		 * network is complete (veth, lo, eth0's address and route, the
+		 * /etc files). Its error is the one reported. */
+		char ok = 0;
 		vs_trace("L.barrier");
-		if (vs_read_all(net_ack, &a, sizeof(a)) != sizeof(a) || a.ok != '1') {
+		if (vs_read_all(net_ack, &ok, 1) != 1 || ok != '1') {
 			/* Not an error of ours: the caller reports its own. */
 			sliver_send(sfd, MSG_NET_CANCELED, 0, NULL);
 			_exit(125);
 		}
 		vs_trace("L.ack");
-		if (c->net_inside && (r = c->net_inside(c->net_arg, &a.inside, err)) < 0)
-			return r;
-		vs_trace("L.eth0");
-		sliver_send(sfd, MSG_NET_INSIDE, 0, NULL);
-		char ok = 0;
-		if (vs_read_all(net_ack, &ok, 1) != 1 || ok != '1') {
-			sliver_send(sfd, MSG_NET_CANCELED, 0, NULL);
-			_exit(125);
-		}
 		close(net_ack);
 		close(root_fd);
 		root_fd = -1;
@@ -478,21 +467,18 @@ static int launcher_run(const struct sliver_config *c, int sfd, int net_ack, boo
 	return 0;
 }
 
-/* An answer to the launcher on the ack socket (closed after the last):
- * MSG_NOSIGNAL, as the launcher may have died meanwhile. */
-static void net_answer(int ack[2], const void *buf, size_t len, bool last)
+/* The answer to the launcher on the ack socket, then closed: MSG_NOSIGNAL,
+ * as the launcher may have died meanwhile. */
+static void net_answer(int ack[2], char ok)
 {
-	(void)!send(ack[1], buf, len, MSG_NOSIGNAL);
-	if (last) {
-		close(ack[1]);
-		ack[1] = -1;
-	}
+	(void)!send(ack[1], &ok, 1, MSG_NOSIGNAL);
+	close(ack[1]);
+	ack[1] = -1;
 }
 
 /* net_setup on the launcher's network namespace: its fd fd (MSG_NET_READY),
  * or -1: the one it is in. */
-static int launcher_net_setup(const struct sliver_config *c, pid_t l, int fd,
-			      struct sliver_net_inside *inside, struct vs_error *err)
+static int launcher_net_setup(const struct sliver_config *c, pid_t l, int fd, struct vs_error *err)
 {
 	char path[64];
 	if (fd >= 0)
@@ -502,7 +488,7 @@ static int launcher_net_setup(const struct sliver_config *c, pid_t l, int fd,
 	cleanup_close int netns = open(path, O_RDONLY | O_CLOEXEC);
 	if (netns < 0)
 		return vs_error_sys(err, errno, "the slice's network namespace (%s)", path);
-	return c->net_setup(c->net_arg, netns, c->net_inside ? inside : NULL, err);
+	return c->net_setup(c->net_arg, netns, err);
 }
 
 /* net_files on the launcher's fd fd (its slice root, MSG_ROOTFS_READY). */
@@ -583,8 +569,7 @@ int sliver_spawn(const struct sliver_config *c, struct sliver_result *res, struc
 	int r = 0;
 	bool failed = false;
 	/* The network's host half while the launcher mounts (net_begin). */
-	bool net_begun = false, net_failed = false, files_done = false, inside_done = false;
-	bool net_said = false; /* the launcher has its first answer, a '1' */
+	bool net_begun = false, net_failed = false, files_done = false, setup_done = false;
 	struct vs_error net_err;
 	vs_error_clear(&net_err);
 	if (c->net_begin) {
@@ -607,32 +592,24 @@ int sliver_spawn(const struct sliver_config *c, struct sliver_result *res, struc
 		case MSG_COPY_FALLBACK:
 			res->idmapped = false;
 			break;
-		case MSG_NET_READY: {
-			/* The veth (net_setup); the launcher waits for this
-			 * answer, then sets up eth0 from inside. */
-			struct sliver_net_answer a = {.ok = '0'};
+		case MSG_NET_READY:
+			/* The veth, lo, eth0 (net_setup), while the launcher
+			 * mounts. */
 			vs_trace("spawn.net_ready");
 			if (!failed && !net_failed && c->net_setup) {
-				if (launcher_net_setup(c, l, m.code, &a.inside, &net_err) < 0)
+				if (launcher_net_setup(c, l, m.code, &net_err) < 0)
 					net_failed = true;
 				else
-					a.ok = '1';
+					setup_done = true;
 			}
-			net_said = a.ok == '1';
-			net_answer(ack, &a, sizeof(a), !net_said);
 			break;
-		}
 		case MSG_ROOTFS_READY:
-			/* The /etc files while the launcher sets up eth0. */
+			/* The /etc files while the launcher goes on. */
 			vs_trace("spawn.rootfs_ready");
 			if (!failed && !net_failed && c->net_files &&
 			    launcher_root_files(c, l, m.code, &net_err) < 0)
 				net_failed = true;
 			files_done = true;
-			break;
-		case MSG_NET_INSIDE:
-			vs_trace("spawn.net_inside");
-			inside_done = true;
 			break;
 		case MSG_EXEC_FAILED:
 		case MSG_WORKDIR_FAILED:
@@ -659,16 +636,17 @@ int sliver_spawn(const struct sliver_config *c, struct sliver_result *res, struc
 			failed = true;
 			break;
 		}
-		/* The last answer: PID 1 may come once the files and eth0 are
-		 * done, or never once anything failed. */
-		if (ack[1] >= 0 && net_said && (failed || net_failed)) {
-			net_answer(ack, "0", 1, true);
-		} else if (ack[1] >= 0 && net_said && files_done && inside_done) {
+		/* The answer: PID 1 may come once the network and the files are
+		 * done ('1'; the lease lock is released after it, off the
+		 * launcher's path), or never once anything failed ('0'). */
+		if (ack[1] >= 0 && (failed || net_failed)) {
+			net_answer(ack, '0');
+		} else if (ack[1] >= 0 && setup_done && files_done) {
+			net_answer(ack, '1');
+			vs_trace("spawn.net_go");
 			if (c->net_commit)
 				c->net_commit(c->net_arg);
 			net_begun = false;
-			net_answer(ack, "1", 1, true);
-			vs_trace("spawn.net_go");
 		}
 	}
 	close(sp[0]);

@@ -17,7 +17,6 @@ enum sliver_msg_kind {
 	MSG_NET_READY,	  /* launcher: the slice's netns exists (net_setup) */
 	MSG_ROOTFS_READY, /* launcher: the slice's root is mounted (net_files) */
 	MSG_NET_CANCELED, /* launcher: the caller's network set-up failed */
-	MSG_NET_INSIDE,	  /* launcher: eth0 is set up (net_inside) */
 };
 struct sliver_msg {
 	int kind;
@@ -25,12 +24,8 @@ struct sliver_msg {
 	char text[VS_ERROR_MAX];
 };
 void sliver_send(int fd, int kind, int code, const char *text);
-/* The caller's first answer to MSG_NET_READY, on the ack socket; its last
- * is one byte, '1' or '0'. */
-struct sliver_net_answer {
-	char ok; /* '1': the veth is there, inside says eth0's settings */
-	struct sliver_net_inside inside;
-};
+/* The caller's answer on the ack socket (--net bridge) is one byte: '1'
+ * (the network and the /etc files are done) or '0'. */
 
 /* rootfs.c: in the launcher (host root, private mount ns): id-mapped image +
  * overlay at c->rootfs. *idmapped false when the chowned copy was used. */

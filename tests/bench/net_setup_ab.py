@@ -29,14 +29,13 @@ SPANS = [("start", "start.done"), ("start.spawn", "spawn.pid1"), ("destroy", "de
 # the other side was the late one). The launcher's barrier points and the
 # caller's message points exist from session 9 on ("-" for older builds).
 WAITS = [
-    ("net.nft", "L.userns", "caller's host half done -> launcher's netns ready (>0: caller idle)"),
-    ("spawn.net_ready", "net.tc_overlay", "caller: veth, caps (the first answer's work)"),
+    ("net.nft", "spawn.net_ready", "caller idle: host half done, waiting for the launcher's netns"),
+    ("spawn.net_ready", "net.veth", "caller: veth (one request + the fdb entry)"),
+    ("spawn.net_ready", "net.slice_side", "caller: veth, caps, lo + eth0 (session 9 on)"),
     ("L.userns", "L.barrier", "launcher: mounts, unshare, hostname (beside the caller)"),
-    ("L.barrier", "L.ack", "launcher waits at the barrier for the first answer"),
-    ("L.ack", "L.eth0", "launcher: eth0 address, route (from inside)"),
     ("spawn.rootfs_ready", "net.etc", "caller: /etc files"),
-    ("net.etc", "spawn.net_inside", "caller waits for the launcher's eth0 (>0)"),
-    ("L.eth0", "L.netlo", "launcher waits for the last answer"),
+    ("L.barrier", "L.ack", "launcher waits at the barrier for the (first) answer"),
+    ("L.ack", "L.eth0", "launcher: eth0 from inside (before session 9)"),
     ("L.barrier", "L.netlo", "launcher at the barrier, in all"),
 ]
 
