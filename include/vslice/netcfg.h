@@ -115,7 +115,9 @@ int netcfg_attach(const char *root, const char *name, const struct netcfg_slice 
  * is_alive NULL: none), then the lease is taken and saved, the bridge and
  * the nft elements made; on success *p holds the lock until finish or
  * abort, which free it. netns: the veth into netns_fd, caps, overlay
- * entries, lo and eth0 up, eth0's address and default route. files: the
+ * entries, lo and eth0 up, eth0's address and default route (through
+ * nl_fd, a NETLINK_ROUTE socket in that namespace, or -1: one made there
+ * by a short-lived thread). files: the
  * /etc files under rootfs_fd (as netcfg_attach). finish: *lease, the lock
  * released; it cannot fail. A failed step leaves p as it was: abort undoes
  * what the steps made. A crash between them leaves a lease and its
@@ -127,7 +129,7 @@ struct netcfg_pending;
 int netcfg_attach_begin(const char *root, const char *name, const struct netcfg_slice *s,
 			bool (*is_alive)(const char *name, void *arg), void *arg,
 			struct netcfg_pending **p, struct vs_error *err);
-int netcfg_attach_netns(struct netcfg_pending *p, int netns_fd, struct vs_error *err);
+int netcfg_attach_netns(struct netcfg_pending *p, int netns_fd, int nl_fd, struct vs_error *err);
 int netcfg_attach_files(struct netcfg_pending *p, int rootfs_fd, uid_t owner, struct vs_error *err);
 void netcfg_attach_finish(struct netcfg_pending *p, struct netcfg_lease *lease);
 void netcfg_attach_abort(struct netcfg_pending *p);

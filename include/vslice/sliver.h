@@ -85,15 +85,14 @@ struct sliver_config {
 	 * process, each < 0 failing the start: net_begin right after the
 	 * launcher is forked (the host's half that needs no namespace, while
 	 * the launcher builds the sandbox); net_setup once the launcher has
-	 * made the slice's network namespace (netns_fd: an fd of it, the
-	 * caller's, closed after the call; lo is down: net_setup brings it
-	 * up); net_files once the slice's root is mounted (rootfs_fd: an
-	 * O_PATH fd of it, for its /etc files); net_commit once both are
-	 * done (cannot fail), right after the launcher was told to go on
-	 * (PID 1 is forked only then). net_abort undoes what net_begin and
-	 * net_setup made when net_commit is never reached. */
+	 * made the slice's network namespace (netns_fd: an fd of it; nl_fd: a
+	 * NETLINK_ROUTE socket in it, or -1; both the caller's, closed after
+	 * the call; lo is down: net_setup brings it up); net_files once the slice's root is mounted
+	 * (rootfs_fd: an O_PATH fd of it, for its /etc files); net_commit once both are done
+	 * (cannot fail), right after the launcher was told to go on (PID 1 is forked only then).
+	 * net_abort undoes what net_begin and net_setup made when net_commit is never reached. */
 	int (*net_begin)(void *arg, struct vs_error *err);
-	int (*net_setup)(void *arg, int netns_fd, struct vs_error *err);
+	int (*net_setup)(void *arg, int netns_fd, int nl_fd, struct vs_error *err);
 	int (*net_files)(void *arg, int rootfs_fd, struct vs_error *err);
 	void (*net_commit)(void *arg);
 	void (*net_abort)(void *arg);

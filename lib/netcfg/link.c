@@ -5,10 +5,11 @@
  * network namespace as eth0), the slice-side address, link state and default
  * route, and the slice's /etc/resolv.conf and /etc/hosts.
  *
- * Work inside a slice's namespace uses a netlink socket opened there by a
- * short-lived thread that enters the namespace and ends: a socket stays in
- * the namespace it was made in, and no thread of the caller (the node
- * manager is multi-threaded) ever runs in the slice's namespace.
+ * Work inside a slice's namespace uses a netlink socket made there: the one
+ * the launcher made and handed over, or one opened by a short-lived thread
+ * that enters the namespace and ends: a socket stays in the namespace it
+ * was made in, and no thread of the caller (the node manager is
+ * multi-threaded) ever stays in the slice's namespace.
  */
 #include <arpa/inet.h>
 #include <fcntl.h>
@@ -425,14 +426,20 @@ int veth_create(struct nl_sock *sk, const struct ipam_state *st, const struct ip
 	return 0;
 }
 
-int slice_side_config(int netns_fd, const struct ipam_state *st, const struct ipam_lease *l,
-		      int eth0_ifindex, struct vs_error *err)
+int slice_side_config(int netns_fd, int nl_fd, const struct ipam_state *st,
+		      const struct ipam_lease *l, int eth0_ifindex, struct vs_error *err)
 {
 	cleanup_nlsock struct nl_sock *sk = NULL;
-	int r = nl_open_in(netns_fd, &sk, err);
-	if (r < 0)
-		return r;
-	int idx = eth0_ifindex ? eth0_ifindex : link_index(sk, "eth0");
+	int r, idx = eth0_ifindex;
+	if (nl_fd < 0 || !idx) {
+		/* No socket from the launcher, or no index from the kernel's
+		 * echo: a socket of our own in the namespace. */
+		if ((r = nl_open_in(netns_fd, &sk, err)) < 0)
+			return r;
+		nl_fd = nl_socket_get_fd(sk);
+		if (!idx)
+			idx = link_index(sk, "eth0");
+	}
 	if (!idx)
 		return vs_error_set(err, ENODEV, "eth0: not in the slice's namespace");
 	/* rtnetlink takes them in order: the link is up and the address's
@@ -470,7 +477,7 @@ int slice_side_config(int netns_fd, const struct ipam_state *st, const struct ip
 		return vs_error_set(err, ENOMEM, "the slice's eth0");
 	}
 	int res[4];
-	if ((r = nl_batch(nl_socket_get_fd(sk), req, 4, res, NULL)) < 0)
+	if ((r = nl_batch(nl_fd, req, 4, res, NULL)) < 0)
 		return vs_error_sys(err, -r, "the slice's eth0: netlink");
 	char s[16];
 	ipam_fmt(l->ip, s);

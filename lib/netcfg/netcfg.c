@@ -493,7 +493,7 @@ static int attach_host(struct netcfg_pending *p, struct vs_error *err)
 
 /* The steps in and for the slice's namespace: veth, caps, overlay entries,
  * lo, eth0's link, address and route. */
-static int attach_netns(struct netcfg_pending *p, int netns_fd, struct vs_error *err)
+static int attach_netns(struct netcfg_pending *p, int netns_fd, int nl_fd, struct vs_error *err)
 {
 	struct ipam_state *st = &p->st;
 	struct ipam_lease *l = ipam_find(st, p->name);
@@ -517,7 +517,7 @@ static int attach_netns(struct netcfg_pending *p, int netns_fd, struct vs_error 
 	if ((r = tc_cap(p->sk, l, err)) < 0 || (st->vni && (r = overlay_sync(p->sk, st, err)) < 0))
 		return r;
 	vs_trace("net.tc_overlay");
-	if ((r = slice_side_config(netns_fd, st, l, eth0_ifindex, err)) < 0)
+	if ((r = slice_side_config(netns_fd, nl_fd, st, l, eth0_ifindex, err)) < 0)
 		return r;
 	vs_trace("net.slice_side");
 	return 0;
@@ -599,9 +599,9 @@ int netcfg_attach_begin(const char *root, const char *name, const struct netcfg_
 	return 0;
 }
 
-int netcfg_attach_netns(struct netcfg_pending *p, int netns_fd, struct vs_error *err)
+int netcfg_attach_netns(struct netcfg_pending *p, int netns_fd, int nl_fd, struct vs_error *err)
 {
-	int r = attach_netns(p, netns_fd, err);
+	int r = attach_netns(p, netns_fd, nl_fd, err);
 	return r < 0 ? vs_error_wrap(err, "slice %s: network", p->name) : 0;
 }
 
@@ -640,7 +640,7 @@ int netcfg_attach(const char *root, const char *name, const struct netcfg_slice 
 	int r = netcfg_attach_begin(root, name, s, NULL, NULL, &p, err);
 	if (r < 0)
 		return r;
-	if ((r = netcfg_attach_netns(p, netns_fd, err)) < 0 ||
+	if ((r = netcfg_attach_netns(p, netns_fd, -1, err)) < 0 ||
 	    (r = netcfg_attach_files(p, rootfs_fd, owner, err)) < 0) {
 		netcfg_attach_abort(p);
 		return r;

@@ -132,11 +132,12 @@ int fdb_change(struct nl_sock *sk, int cmd, int ifindex, const uint8_t mac[6], u
  * netns_fd (no thread of the caller ever stays there). */
 int netns_call(int netns_fd, int (*fn)(void *arg, struct vs_error *err), void *arg,
 	       struct vs_error *err);
-/* In the namespace netns_fd, through a socket made there, in one sendmsg:
- * lo and eth0 (index eth0_ifindex; 0: looked up) up, the lease's address
- * on eth0, the default route via the gateway. */
-int slice_side_config(int netns_fd, const struct ipam_state *st, const struct ipam_lease *l,
-		      int eth0_ifindex, struct vs_error *err);
+/* In the namespace netns_fd, in one sendmsg on nl_fd (a NETLINK_ROUTE
+ * socket in it; -1: one made there by a short-lived thread): lo and eth0
+ * (index eth0_ifindex; 0: looked up) up, the lease's address on eth0, the
+ * default route via the gateway. */
+int slice_side_config(int netns_fd, int nl_fd, const struct ipam_state *st,
+		      const struct ipam_lease *l, int eth0_ifindex, struct vs_error *err);
 int etc_files_write(int rootfs_fd, uid_t owner, const char *hostname, const char *ip,
 		    struct vs_error *err);
 int sysctl_forward(int value, int *old, struct vs_error *err);

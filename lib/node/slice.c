@@ -840,10 +840,10 @@ static void slice_net_abort(void *arg)
 
 /* The veth into the launcher's network namespace, lo and eth0 up, eth0's
  * address and default route. */
-static int slice_net_setup(void *arg, int netns, struct vs_error *err)
+static int slice_net_setup(void *arg, int netns, int nl, struct vs_error *err)
 {
 	struct slice_net_ctx *n = arg;
-	return netcfg_attach_netns(n->pending, netns, err);
+	return netcfg_attach_netns(n->pending, netns, nl, err);
 }
 
 /* /etc/resolv.conf and /etc/hosts, once the launcher has mounted the root. */

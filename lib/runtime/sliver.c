@@ -37,6 +37,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <linux/netlink.h>
 #include <linux/sched.h>
 
 #include "sliver_internal.h"
@@ -51,6 +52,62 @@ void sliver_send(int fd, int kind, int code, const char *text)
 	if (text)
 		snprintf(m.text, sizeof(m.text), "%s", text);
 	(void)vs_write_all(fd, &m, sizeof(m));
+}
+
+/* --net bridge: a NETLINK_ROUTE socket made in the slice's network
+ * namespace, for the caller (its answer to MSG_NET_READY sets lo, eth0 and
+ * the route through it: no thread of its own has to enter the namespace),
+ * on the ack socket just before MSG_NET_READY: one byte, the socket as
+ * SCM_RIGHTS (none if it could not be made: the caller then makes its own).
+ * Made by us, here, while host root or the root of the slice's user
+ * namespace, which owns the network namespace. */
+static void net_sock_send(int ack)
+{
+	int nl = socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, NETLINK_ROUTE);
+	char byte = 'n';
+	union {
+		struct cmsghdr h;
+		char buf[CMSG_SPACE(sizeof(int))];
+	} u;
+	struct iovec iov = {&byte, 1};
+	struct msghdr mh = {.msg_iov = &iov, .msg_iovlen = 1};
+	if (nl >= 0) {
+		memset(&u, 0, sizeof(u));
+		mh.msg_control = u.buf;
+		mh.msg_controllen = sizeof(u.buf);
+		struct cmsghdr *cm = CMSG_FIRSTHDR(&mh);
+		cm->cmsg_level = SOL_SOCKET;
+		cm->cmsg_type = SCM_RIGHTS;
+		cm->cmsg_len = CMSG_LEN(sizeof(int));
+		memcpy(CMSG_DATA(cm), &nl, sizeof(int));
+	}
+	(void)!sendmsg(ack, &mh, MSG_NOSIGNAL);
+	if (nl >= 0)
+		close(nl);
+}
+
+/* The caller's side of net_sock_send: the socket, or -1. */
+static int net_sock_recv(int ack)
+{
+	char byte;
+	union {
+		struct cmsghdr h;
+		char buf[CMSG_SPACE(sizeof(int))];
+	} u;
+	struct iovec iov = {&byte, 1};
+	struct msghdr mh = {.msg_iov = &iov,
+			    .msg_iovlen = 1,
+			    .msg_control = u.buf,
+			    .msg_controllen = sizeof(u.buf)};
+	ssize_t n;
+	while ((n = recvmsg(ack, &mh, MSG_CMSG_CLOEXEC)) < 0 && errno == EINTR)
+		;
+	int fd = -1;
+	struct cmsghdr *cm = n == 1 ? CMSG_FIRSTHDR(&mh) : NULL;
+	if (cm && cm->cmsg_level == SOL_SOCKET && cm->cmsg_type == SCM_RIGHTS &&
+	    cm->cmsg_len == CMSG_LEN(sizeof(int)))
+		memcpy(&fd, CMSG_DATA(cm), sizeof(int));
+	return fd;
 }
 
 static int cmp_int(const void *a, const void *b)
@@ -160,7 +217,7 @@ static pid_t fork_into_cgroup(struct cgroup *cg, bool *entered)
 
 /* A user namespace mapping 0..count-1 to base..: made by a short-lived child
  * that unshares it; we keep a handle to the namespace, not the child. */
-int sliver_make_userns_net(uint32_t base, uint32_t count, int *netns, int ready_fd,
+int sliver_make_userns_net(uint32_t base, uint32_t count, int *netns, int ready_fd, int ack_fd,
 			   struct vs_error *err)
 {
 	if (netns)
@@ -224,11 +281,18 @@ int sliver_make_userns_net(uint32_t base, uint32_t count, int *netns, int ready_
 		*netns = open(path, O_RDONLY | O_CLOEXEC);
 		if (*netns < 0)
 			r = vs_error_sys(err, errno, "open %s", path);
-		else if (ready_fd >= 0)
+		else if (ready_fd >= 0) {
 			/* The caller makes the veth from here on (through
 			 * /proc/<us>/fd/N: the fd stays open until it has
-			 * answered), while we reap the helper and go on. */
+			 * answered), while we reap the helper and go on;
+			 * joined now for the socket we hand it. */
+			if (setns(*netns, CLONE_NEWNET) < 0) {
+				r = vs_error_sys(err, errno, "setns(net ns)");
+				goto out;
+			}
+			net_sock_send(ack_fd);
 			sliver_send(ready_fd, MSG_NET_READY, *netns, NULL);
+		}
 	}
 out:
 	close(ready[0]);
@@ -248,7 +312,7 @@ out:
 
 int sliver_make_userns(uint32_t base, uint32_t count, struct vs_error *err)
 {
-	return sliver_make_userns_net(base, count, NULL, -1, err);
+	return sliver_make_userns_net(base, count, NULL, -1, -1, err);
 }
 
 int sliver_become_root(struct vs_error *err)
@@ -372,6 +436,7 @@ static int launcher_run(const struct sliver_config *c, int sfd, int net_ack, boo
 			close(pl->fds[i]);
 		if (net_ack >= 0) {
 			/* -1: the namespace we are in (/proc/<us>/ns/net). */
+			net_sock_send(net_ack);
 			sliver_send(sfd, MSG_NET_READY, -1, NULL);
 			sliver_send(sfd, MSG_ROOTFS_READY, root_fd, NULL);
 		}
@@ -384,7 +449,7 @@ static int launcher_run(const struct sliver_config *c, int sfd, int net_ack, boo
 		 * wait for the RTNL lock the host's veth creation holds. */
 		cleanup_close int userns =
 		    sliver_make_userns_net(c->id_base, c->id_count, net_ack >= 0 ? &netns : NULL,
-					   net_ack >= 0 ? sfd : -1, err);
+					   net_ack >= 0 ? sfd : -1, net_ack, err);
 		if (userns < 0)
 			return userns;
 		if (netns >= 0) {
@@ -478,7 +543,8 @@ static void net_answer(int ack[2], char ok)
 
 /* net_setup on the launcher's network namespace: its fd fd (MSG_NET_READY),
  * or -1: the one it is in. */
-static int launcher_net_setup(const struct sliver_config *c, pid_t l, int fd, struct vs_error *err)
+static int launcher_net_setup(const struct sliver_config *c, pid_t l, int fd, int nl,
+			      struct vs_error *err)
 {
 	char path[64];
 	if (fd >= 0)
@@ -488,7 +554,7 @@ static int launcher_net_setup(const struct sliver_config *c, pid_t l, int fd, st
 	cleanup_close int netns = open(path, O_RDONLY | O_CLOEXEC);
 	if (netns < 0)
 		return vs_error_sys(err, errno, "the slice's network namespace (%s)", path);
-	return c->net_setup(c->net_arg, netns, err);
+	return c->net_setup(c->net_arg, netns, nl, err);
 }
 
 /* net_files on the launcher's fd fd (its slice root, MSG_ROOTFS_READY). */
@@ -596,11 +662,14 @@ int sliver_spawn(const struct sliver_config *c, struct sliver_result *res, struc
 			/* The veth, lo, eth0 (net_setup), while the launcher
 			 * mounts. */
 			vs_trace("spawn.net_ready");
-			if (!failed && !net_failed && c->net_setup) {
-				if (launcher_net_setup(c, l, m.code, &net_err) < 0)
+			if (!failed && !net_failed && c->net_setup && ack[1] >= 0) {
+				int nl = net_sock_recv(ack[1]);
+				if (launcher_net_setup(c, l, m.code, nl, &net_err) < 0)
 					net_failed = true;
 				else
 					setup_done = true;
+				if (nl >= 0)
+					close(nl);
 			}
 			break;
 		case MSG_ROOTFS_READY:

@@ -46,12 +46,14 @@ __attribute__((noreturn)) void workload_exec(const struct sliver_workload *p, in
 
 /* sliver.c, shared with pool.c: a user namespace mapping 0..count-1 to
  * base.. (returns an fd to it; netns != NULL: *netns an fd to a new network
- * namespace owned by it, and ready_fd >= 0: MSG_NET_READY naming that fd
- * is sent on ready_fd as soon as it is open, the id maps written);
+ * namespace owned by it, and ready_fd >= 0: joined, and as soon as it is
+ * open, the id maps written, a NETLINK_ROUTE socket made in it goes to the
+ * caller on ack_fd and MSG_NET_READY naming the namespace's fd on
+ * ready_fd);
  * setgroups/setresgid/setresuid(0) inside it; lo up in the current network
  * namespace. */
 int sliver_make_userns(uint32_t base, uint32_t count, struct vs_error *err);
-int sliver_make_userns_net(uint32_t base, uint32_t count, int *netns, int ready_fd,
+int sliver_make_userns_net(uint32_t base, uint32_t count, int *netns, int ready_fd, int ack_fd,
 			   struct vs_error *err);
 int sliver_become_root(struct vs_error *err);
 int sliver_loopback_up(struct vs_error *err);
