@@ -86,7 +86,10 @@ static void net_sock_send(int ack)
 		close(nl);
 }
 
-/* The caller's side of net_sock_send: the socket, or -1. */
+/* The caller's side of net_sock_send: the socket, or -1. Never waits: the
+ * launcher sent it before MSG_NET_READY, so it is queued by the time that
+ * message is read (a launcher whose send failed leaves -1, not a caller
+ * waiting for it while it waits for the caller). */
 static int net_sock_recv(int ack)
 {
 	char byte;
@@ -100,7 +103,7 @@ static int net_sock_recv(int ack)
 			    .msg_control = u.buf,
 			    .msg_controllen = sizeof(u.buf)};
 	ssize_t n;
-	while ((n = recvmsg(ack, &mh, MSG_CMSG_CLOEXEC)) < 0 && errno == EINTR)
+	while ((n = recvmsg(ack, &mh, MSG_CMSG_CLOEXEC | MSG_DONTWAIT)) < 0 && errno == EINTR)
 		;
 	int fd = -1;
 	struct cmsghdr *cm = n == 1 ? CMSG_FIRSTHDR(&mh) : NULL;
