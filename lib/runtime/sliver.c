@@ -445,21 +445,19 @@ static int launcher_run(const struct sliver_config *c, int sfd, int net_ack, boo
 		}
 		vs_trace("L.pooled");
 	} else {
-		/* --net bridge: the network namespace with the user namespace
-		 * (MSG_NET_READY as soon as it exists: the host configures it,
-		 * lo included, while we mount the slice's root), joined at once
-		 * (host root may). No netlink or ioctl of ours here: they would
-		 * wait for the RTNL lock the host's veth creation holds. */
+		/* --net bridge: the network namespace with the user namespace,
+		 * joined at once (host root may; sliver_make_userns_net joins
+		 * it) and MSG_NET_READY as soon as it exists: the host
+		 * configures it, lo included, while we mount the slice's root.
+		 * No netlink or ioctl of ours here: they would wait for the RTNL
+		 * lock the host's veth creation holds. */
 		cleanup_close int userns =
 		    sliver_make_userns_net(c->id_base, c->id_count, net_ack >= 0 ? &netns : NULL,
 					   net_ack >= 0 ? sfd : -1, net_ack, err);
 		if (userns < 0)
 			return userns;
-		if (netns >= 0) {
-			if (setns(netns, CLONE_NEWNET) < 0)
-				return vs_error_sys(err, errno, "setns(net ns)");
-			flags &= ~CLONE_NEWNET;
-		}
+		if (netns >= 0)
+			flags &= ~CLONE_NEWNET; /* joined */
 		vs_trace("L.userns");
 		if (unshare(CLONE_NEWNS) < 0)
 			return vs_error_sys(err, errno, "unshare(mount ns)");
