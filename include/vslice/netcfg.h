@@ -107,13 +107,6 @@ struct netcfg_lease {
 int netcfg_attach(const char *root, const char *name, const struct netcfg_slice *s, int netns_fd,
 		  int rootfs_fd, uid_t owner, struct netcfg_lease *lease, struct vs_error *err);
 
-/* The slice's side of its veth: eth0's address, prefix, default route
- * (host byte order). */
-struct netcfg_addr {
-	uint32_t ip, gateway;
-	unsigned prefix;
-};
-
 /*
  * netcfg_attach in steps, for a caller that has other work to do meanwhile
  * (a start: the launcher mounts the slice's root while the host's steps
@@ -122,8 +115,9 @@ struct netcfg_addr {
  * is_alive NULL: none), then the lease is taken and saved, the bridge and
  * the nft elements made; on success *p holds the lock until finish or
  * abort, which free it. netns: the veth into netns_fd, caps, overlay
- * entries; with inside NULL also eth0's address and route, else *inside
- * says them for netcfg_slice_side_here in the slice's namespace. files: the
+ * entries, lo and eth0 up, eth0's address and default route (through
+ * nl_fd, a NETLINK_ROUTE socket in that namespace, or -1: one made there
+ * by a short-lived thread). files: the
  * /etc files under rootfs_fd (as netcfg_attach). finish: *lease, the lock
  * released; it cannot fail. A failed step leaves p as it was: abort undoes
  * what the steps made. A crash between them leaves a lease and its
@@ -135,15 +129,10 @@ struct netcfg_pending;
 int netcfg_attach_begin(const char *root, const char *name, const struct netcfg_slice *s,
 			bool (*is_alive)(const char *name, void *arg), void *arg,
 			struct netcfg_pending **p, struct vs_error *err);
-int netcfg_attach_netns(struct netcfg_pending *p, int netns_fd, struct netcfg_addr *inside,
-			struct vs_error *err);
+int netcfg_attach_netns(struct netcfg_pending *p, int netns_fd, int nl_fd, struct vs_error *err);
 int netcfg_attach_files(struct netcfg_pending *p, int rootfs_fd, uid_t owner, struct vs_error *err);
 void netcfg_attach_finish(struct netcfg_pending *p, struct netcfg_lease *lease);
 void netcfg_attach_abort(struct netcfg_pending *p);
-/* In the slice's network namespace (the launcher, CAP_NET_ADMIN there):
- * eth0 gets a's address, comes up, and the default route goes via a's
- * gateway. */
-int netcfg_slice_side_here(const struct netcfg_addr *a, struct vs_error *err);
 
 /* Remove everything of slice `name`: veth, ifb, nft elements, lease; the
  * node-wide objects too when it was the last. A veth still there (its

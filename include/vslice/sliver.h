@@ -48,13 +48,6 @@ struct sliver_pooled {
 	int fds[POOL_NS_COUNT];
 };
 
-/* What the host tells the launcher for its own part of the network set-up
- * (sliver_config.net_inside): eth0's address, gateway (host byte order). */
-struct sliver_net_inside {
-	uint32_t ip, gateway;
-	unsigned prefix;
-};
-
 struct sliver_config {
 	const char *name;		    /* for messages */
 	const struct sliver_pooled *pooled; /* NULL: a cold start */
@@ -91,20 +84,16 @@ struct sliver_config {
 	/* Network set-up from the host (--net bridge), in the caller's
 	 * process, each < 0 failing the start: net_begin right after the
 	 * launcher is forked (the host's half that needs no namespace, while
-	 * the launcher builds the sandbox); net_setup once the launcher (pid
-	 * `launcher`) has made and joined the slice's network namespace (it
-	 * fills *inside for net_inside); net_files once the slice's root is
-	 * mounted (rootfs_fd: an O_PATH fd of it, for its /etc files);
-	 * net_inside in the launcher, in the slice's network namespace, with
-	 * what net_setup said (eth0's address and route), beside net_files;
-	 * net_commit once both are done (cannot fail). PID 1 is forked only
-	 * after it. net_abort undoes what net_begin and net_setup made when
-	 * net_commit is never reached. */
+	 * the launcher builds the sandbox); net_setup once the launcher has
+	 * made the slice's network namespace (netns_fd: an fd of it; nl_fd: a
+	 * NETLINK_ROUTE socket in it, or -1; both the caller's, closed after
+	 * the call; lo is down: net_setup brings it up); net_files once the slice's root is mounted
+	 * (rootfs_fd: an O_PATH fd of it, for its /etc files); net_commit once both are done
+	 * (cannot fail), right after the launcher was told to go on (PID 1 is forked only then).
+	 * net_abort undoes what net_begin and net_setup made when net_commit is never reached. */
 	int (*net_begin)(void *arg, struct vs_error *err);
-	int (*net_setup)(void *arg, pid_t launcher, struct sliver_net_inside *inside,
-			 struct vs_error *err);
+	int (*net_setup)(void *arg, int netns_fd, int nl_fd, struct vs_error *err);
 	int (*net_files)(void *arg, int rootfs_fd, struct vs_error *err);
-	int (*net_inside)(void *arg, const struct sliver_net_inside *inside, struct vs_error *err);
 	void (*net_commit)(void *arg);
 	void (*net_abort)(void *arg);
 	void *net_arg;

@@ -5,10 +5,11 @@
  * network namespace as eth0), the slice-side address, link state and default
  * route, and the slice's /etc/resolv.conf and /etc/hosts.
  *
- * Work inside a slice's namespace uses a netlink socket opened there by a
- * short-lived thread that enters the namespace and ends: a socket stays in
- * the namespace it was made in, and no thread of the caller (the node
- * manager is multi-threaded) ever runs in the slice's namespace.
+ * Work inside a slice's namespace uses a netlink socket made there: the one
+ * the launcher made and handed over, or one opened by a short-lived thread
+ * that enters the namespace and ends: a socket stays in the namespace it
+ * was made in, and no thread of the caller (the node manager is
+ * multi-threaded) ever stays in the slice's namespace.
  */
 #include <arpa/inet.h>
 #include <fcntl.h>
@@ -20,11 +21,14 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/ioctl.h>
+#include <sys/socket.h>
+#include <sys/uio.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <netlink/msg.h>
 #include <netlink/route/addr.h>
 #include <netlink/route/link.h>
 #include <netlink/route/link/bridge.h>
@@ -130,6 +134,89 @@ int link_index(struct nl_sock *sk, const char *name)
 	int i = rtnl_link_get_ifindex(l);
 	rtnl_link_put(l);
 	return i;
+}
+
+/* What the kernel says of a link made with NLM_F_ECHO: its index, and for a
+ * veth its peer's index and the peer's namespace as this one names it. */
+struct link_echo {
+	int ifindex, link, link_nsid;
+	bool seen, has_link, has_nsid;
+};
+
+static void link_echo_parse(struct nlmsghdr *h, struct link_echo *e)
+{
+	struct nlattr *tb[IFLA_MAX + 1];
+	if (h->nlmsg_type != RTM_NEWLINK ||
+	    nlmsg_parse(h, sizeof(struct ifinfomsg), tb, IFLA_MAX, NULL) < 0)
+		return;
+	const struct ifinfomsg *ifi = nlmsg_data(h);
+	e->seen = true;
+	e->ifindex = ifi->ifi_index;
+	if (tb[IFLA_LINK]) {
+		e->has_link = true;
+		e->link = (int)nla_get_u32(tb[IFLA_LINK]);
+	}
+	if (tb[IFLA_LINK_NETNSID]) {
+		e->has_nsid = true;
+		e->link_nsid = (int32_t)nla_get_u32(tb[IFLA_LINK_NETNSID]);
+	}
+}
+
+/*
+ * The n requests msgs (freed here) in one sendmsg on the netlink socket fd,
+ * each asking for an ack; the n answers read. rtnetlink handles them in
+ * order, each whatever the one before got. res[i]: 0 or -errno of request
+ * i; an RTM_NEWLINK echo (NLM_F_ECHO) goes to *echo. Returns 0, or -errno
+ * when the exchange itself failed. The sequence numbers are ours alone
+ * (every answer is read here), so a libnl socket's fd may carry it.
+ */
+static int nl_batch(int fd, struct nl_msg **msgs, size_t n, int *res, struct link_echo *echo)
+{
+	enum { SEQ0 = 0x76730000 }; /* "vs": apart from libnl's time-based ones */
+	struct iovec iov[4];
+	if (n > VS_ARRAY_SIZE(iov))
+		abort();
+	for (size_t i = 0; i < n; i++) {
+		struct nlmsghdr *h = nlmsg_hdr(msgs[i]);
+		h->nlmsg_flags |= NLM_F_REQUEST | NLM_F_ACK;
+		h->nlmsg_seq = SEQ0 + (uint32_t)i;
+		h->nlmsg_pid = 0;
+		iov[i] = (struct iovec){h, h->nlmsg_len};
+		res[i] = 1; /* no answer yet */
+	}
+	struct sockaddr_nl sa = {.nl_family = AF_NETLINK};
+	struct msghdr mh = {
+	    .msg_name = &sa, .msg_namelen = sizeof(sa), .msg_iov = iov, .msg_iovlen = n};
+	ssize_t sent = sendmsg(fd, &mh, 0);
+	int e = errno;
+	for (size_t i = 0; i < n; i++)
+		nlmsg_free(msgs[i]);
+	if (sent < 0)
+		return -e;
+	size_t got = 0;
+	char buf[16384] __attribute__((aligned(NLMSG_ALIGNTO)));
+	while (got < n) {
+		ssize_t r = recv(fd, buf, sizeof(buf), 0);
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r < 0)
+			return -errno;
+		for (struct nlmsghdr *h = (struct nlmsghdr *)buf; NLMSG_OK(h, (size_t)r);
+		     h = NLMSG_NEXT(h, r)) {
+			uint32_t i = h->nlmsg_seq - SEQ0;
+			if (i >= n)
+				continue;
+			if (h->nlmsg_type == NLMSG_ERROR) {
+				const struct nlmsgerr *ne = nlmsg_data(h);
+				if (res[i] == 1)
+					got++;
+				res[i] = ne->error;
+			} else if (echo) {
+				link_echo_parse(h, echo);
+			}
+		}
+	}
+	return 0;
 }
 
 int link_remove(struct nl_sock *sk, const char *name, struct vs_error *err)
@@ -278,10 +365,12 @@ void lease_mac(uint32_t ip, uint8_t mac[6])
 }
 
 int veth_create(struct nl_sock *sk, const struct ipam_state *st, const struct ipam_lease *l,
-		int bridge, int netns_fd, struct vs_error *err)
+		int bridge, int netns_fd, int *host_ifindex, int *eth0_ifindex,
+		struct vs_error *err)
 {
 	uint8_t mac[6];
 	lease_mac(l->ip, mac);
+	*host_ifindex = *eth0_ifindex = 0;
 	struct nl_addr *lladdr = nl_addr_build(AF_LLC, mac, sizeof(mac));
 	struct rtnl_link *veth = rtnl_link_veth_alloc();
 	if (!veth || !lladdr)
@@ -289,7 +378,8 @@ int veth_create(struct nl_sock *sk, const struct ipam_state *st, const struct ip
 	struct rtnl_link *peer = rtnl_link_veth_get_peer(veth);
 	/* One request: the host end up and a port of the bridge, the other end
 	 * born as eth0 inside the slice's namespace with its MAC (down: the
-	 * kernel cannot open a veth end before its peer exists). */
+	 * kernel cannot open a veth end before its peer exists, and refuses
+	 * the whole request, ENOTCONN, if asked to). */
 	rtnl_link_set_name(veth, l->veth);
 	rtnl_link_set_flags(veth, IFF_UP);
 	rtnl_link_set_master(veth, bridge);
@@ -301,99 +391,105 @@ int veth_create(struct nl_sock *sk, const struct ipam_state *st, const struct ip
 		rtnl_link_set_mtu(veth, st->mtu);
 		rtnl_link_set_mtu(peer, st->mtu);
 	}
-	int r = rtnl_link_add(sk, veth, NLM_F_CREATE | NLM_F_EXCL);
+	struct nl_msg *m = NULL;
+	int r = rtnl_link_build_add_request(veth, NLM_F_CREATE | NLM_F_EXCL, &m);
 	rtnl_link_put(peer);
 	rtnl_link_veth_release(veth);
 	nl_addr_put(lladdr);
 	if (r < 0)
 		return nl_fail(err, r, "create veth %s", l->veth);
+	/* The echo (kernels from 6.2) names the host end's index, eth0's, and
+	 * the slice's namespace as ours numbers it (allocated by the kernel
+	 * when it made eth0 there): no lookup after. */
+	nlmsg_hdr(m)->nlmsg_flags |= NLM_F_ECHO;
+	struct link_echo echo = {0};
+	int res[2];
+	int fd = nl_socket_get_fd(sk);
+	if ((r = nl_batch(fd, &m, 1, res, &echo)) < 0)
+		return vs_error_sys(err, -r, "create veth %s", l->veth);
+	if (res[0] < 0)
+		return vs_error_sys(err, -res[0], "create veth %s", l->veth);
+	int idx = echo.seen ? echo.ifindex : link_index(sk, l->veth);
+	if (!idx)
+		return vs_error_set(err, ENODEV, "veth %s: gone", l->veth);
+	*host_ifindex = idx;
+	*eth0_ifindex = echo.has_link ? echo.link : 0;
 	/* The bridge knows the slice's port from the start: nothing sent to
 	 * the slice is flooded to the other ports while it has not spoken yet,
 	 * and no announcement from the slice is needed (a slice that moved here
 	 * is reached at once). The entry goes with the port. */
-	int idx = link_index(sk, l->veth);
-	if (!idx)
-		return vs_error_set(err, ENODEV, "veth %s: gone", l->veth);
-	return fdb_change(sk, RTM_NEWNEIGH, idx, mac, NTF_MASTER, 0, err);
-}
-
-/* The default route of sk's namespace: via gateway on link ifindex. */
-static int route_default(struct nl_sock *sk, int ifindex, uint32_t gateway, struct vs_error *err)
-{
-	uint32_t gw = htonl(gateway), any = 0;
-	struct nl_addr *dst = nl_addr_build(AF_INET, &any, 4);
-	struct nl_addr *via = nl_addr_build(AF_INET, &gw, 4);
-	struct rtnl_route *rt = rtnl_route_alloc();
-	struct rtnl_nexthop *nh = rtnl_route_nh_alloc();
-	if (!dst || !via || !rt || !nh)
-		return vs_error_set(err, ENOMEM, "route");
-	nl_addr_set_prefixlen(dst, 0);
-	rtnl_route_set_family(rt, AF_INET);
-	rtnl_route_set_table(rt, RT_TABLE_MAIN);
-	rtnl_route_set_protocol(rt, RTPROT_STATIC);
-	rtnl_route_set_scope(rt, RT_SCOPE_UNIVERSE);
-	rtnl_route_set_dst(rt, dst);
-	rtnl_route_nh_set_ifindex(nh, ifindex);
-	rtnl_route_nh_set_gateway(nh, via);
-	rtnl_route_add_nexthop(rt, nh); /* rt owns nh now */
-	int r = rtnl_route_add(sk, rt, NLM_F_CREATE | NLM_F_EXCL);
-	rtnl_route_put(rt);
-	nl_addr_put(dst);
-	nl_addr_put(via);
-	if (r < 0 && r != -NLE_EXIST)
-		return nl_fail(err, r, "slice default route");
+	struct nl_msg *fdb = fdb_msg(RTM_NEWNEIGH, idx, mac, NTF_MASTER, 0);
+	if (!fdb)
+		return vs_error_set(err, ENOMEM, "fdb entry");
+	if ((r = nl_batch(fd, &fdb, 1, res, NULL)) < 0 || (r = res[0]) < 0)
+		return vs_error_sys(err, -r, "veth %s: static fdb entry", l->veth);
 	return 0;
 }
 
-int slice_side_config(int netns_fd, const struct ipam_state *st, const struct ipam_lease *l,
-		      struct vs_error *err)
+int slice_side_config(int netns_fd, int nl_fd, const struct ipam_state *st,
+		      const struct ipam_lease *l, int eth0_ifindex, struct vs_error *err)
 {
 	cleanup_nlsock struct nl_sock *sk = NULL;
-	int r = nl_open_in(netns_fd, &sk, err);
-	if (r < 0)
-		return r;
-	/* lo is up since the launcher made the namespace. */
-	int idx = link_index(sk, "eth0");
+	int r, idx = eth0_ifindex;
+	if (nl_fd < 0 || !idx) {
+		/* No socket from the launcher, or no index from the kernel's
+		 * echo: a socket of our own in the namespace. */
+		if ((r = nl_open_in(netns_fd, &sk, err)) < 0)
+			return r;
+		nl_fd = nl_socket_get_fd(sk);
+		if (!idx)
+			idx = link_index(sk, "eth0");
+	}
 	if (!idx)
 		return vs_error_set(err, ENODEV, "eth0: not in the slice's namespace");
-	if ((r = addr_add(sk, idx, l->ip, st->prefix, err)) < 0 ||
-	    (r = link_up(sk, "eth0", 0, err)) < 0)
-		return r;
-	return route_default(sk, idx, ipam_gateway(st), err);
-}
-
-int netcfg_slice_side_here(const struct netcfg_addr *a, struct vs_error *err)
-{
-	/* Two netlink requests (address, route); the index and the link's
-	 * flags through ioctls, which need no dump and no answer to parse. */
-	struct ifreq ifr = {0};
-	snprintf(ifr.ifr_name, sizeof(ifr.ifr_name), "eth0");
-	cleanup_close int ioc = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
-	if (ioc < 0)
-		return vs_error_sys(err, errno, "socket");
-	if (ioctl(ioc, SIOCGIFINDEX, &ifr) < 0)
-		return vs_error_sys(err, errno, "eth0: not in the slice's namespace");
-	int idx = ifr.ifr_ifindex;
-	/* Called in a process forked from a caller that may have threads (the
-	 * node manager): a port of our own, so that libnl never takes its
-	 * port map's lock, which a thread of the parent may have held at the
-	 * fork. The namespace is the slice's, new: our pid is free there. */
-	cleanup_nlsock struct nl_sock *sk = nl_socket_alloc();
-	if (!sk)
-		return vs_error_set(err, ENOMEM, "netlink socket");
-	nl_socket_set_local_port(sk, (uint32_t)getpid());
-	int r = nl_connect(sk, NETLINK_ROUTE);
-	if (r < 0)
-		return nl_fail(err, r, "netlink connect in the slice's namespace");
-	if ((r = addr_add(sk, idx, a->ip, a->prefix, err)) < 0)
-		return vs_error_wrap(err, "the slice's eth0");
-	if (ioctl(ioc, SIOCGIFFLAGS, &ifr) < 0)
-		return vs_error_sys(err, errno, "eth0: get flags");
-	ifr.ifr_flags |= IFF_UP;
-	if (ioctl(ioc, SIOCSIFFLAGS, &ifr) < 0)
-		return vs_error_sys(err, errno, "eth0: up");
-	if ((r = route_default(sk, idx, a->gateway, err)) < 0)
-		return vs_error_wrap(err, "the slice's eth0");
+	/* rtnetlink takes them in order: the link is up and the address's
+	 * subnet route there when the default route via the gateway is
+	 * checked. */
+	uint32_t ip = htonl(l->ip), gw = htonl(ipam_gateway(st));
+	struct ifinfomsg lo = {.ifi_family = AF_UNSPEC, .ifi_flags = IFF_UP, .ifi_change = IFF_UP};
+	struct ifinfomsg eth = lo;
+	eth.ifi_index = idx;
+	struct ifaddrmsg ifa = {.ifa_family = AF_INET,
+				.ifa_prefixlen = (unsigned char)st->prefix,
+				.ifa_scope = RT_SCOPE_UNIVERSE,
+				.ifa_index = (unsigned)idx};
+	struct rtmsg rtm = {.rtm_family = AF_INET,
+			    .rtm_table = RT_TABLE_MAIN,
+			    .rtm_protocol = RTPROT_STATIC,
+			    .rtm_scope = RT_SCOPE_UNIVERSE,
+			    .rtm_type = RTN_UNICAST};
+	struct nl_msg *req[4] = {nlmsg_alloc_simple(RTM_SETLINK, 0),
+				 nlmsg_alloc_simple(RTM_SETLINK, 0),
+				 nlmsg_alloc_simple(RTM_NEWADDR, NLM_F_CREATE | NLM_F_EXCL),
+				 nlmsg_alloc_simple(RTM_NEWROUTE, NLM_F_CREATE | NLM_F_EXCL)};
+	if (!req[0] || !req[1] || !req[2] || !req[3] ||
+	    nlmsg_append(req[0], &lo, sizeof(lo), NLMSG_ALIGNTO) < 0 ||
+	    nla_put_string(req[0], IFLA_IFNAME, "lo") < 0 ||
+	    nlmsg_append(req[1], &eth, sizeof(eth), NLMSG_ALIGNTO) < 0 ||
+	    nlmsg_append(req[2], &ifa, sizeof(ifa), NLMSG_ALIGNTO) < 0 ||
+	    nla_put_u32(req[2], IFA_LOCAL, ip) < 0 || nla_put_u32(req[2], IFA_ADDRESS, ip) < 0 ||
+	    nlmsg_append(req[3], &rtm, sizeof(rtm), NLMSG_ALIGNTO) < 0 ||
+	    nla_put_u32(req[3], RTA_GATEWAY, gw) < 0 ||
+	    nla_put_u32(req[3], RTA_OIF, (uint32_t)idx) < 0) {
+		for (int i = 0; i < 4; i++)
+			if (req[i])
+				nlmsg_free(req[i]);
+		return vs_error_set(err, ENOMEM, "the slice's eth0");
+	}
+	int res[4];
+	if ((r = nl_batch(nl_fd, req, 4, res, NULL)) < 0)
+		return vs_error_sys(err, -r, "the slice's eth0: netlink");
+	char s[16];
+	ipam_fmt(l->ip, s);
+	if (res[0] < 0)
+		return vs_error_sys(err, -res[0], "the slice's lo: up");
+	if (res[1] < 0)
+		return vs_error_sys(err, -res[1], "the slice's eth0: up");
+	if (res[2] < 0 && res[2] != -EEXIST)
+		return vs_error_sys(err, -res[2], "the slice's eth0: add address %s/%u", s,
+				    st->prefix);
+	if (res[3] < 0 && res[3] != -EEXIST)
+		return vs_error_sys(err, -res[3], "the slice's eth0: default route");
 	return 0;
 }
 

@@ -18,8 +18,8 @@
  *   netns: veth (one request: host end up as a bridge port, peer born in
  *   the slice's namespace; a static fdb entry for the slice's MAC) -> tc
  *   caps -> [overlay: vxlan port, forwarding and neighbour entries] -> slice
- *   side (address, up, default route; or the launcher sets them from
- *   inside, netcfg_slice_side_here). files: /etc/resolv.conf + /etc/hosts.
+ *   side (lo and eth0 up, address, default route: one sendmsg on a socket
+ *   made in the slice's namespace). files: /etc/resolv.conf + /etc/hosts.
  * detach/cleanup: ifb -> elements (the batch answered; the leftover veth and
  *   the batch socket's close, both waiting for RCU, in a detached process)
  *   -> [last lease: every port, vxlan, bridge, tables, ip_forward back to
@@ -380,6 +380,12 @@ struct netcfg_pending {
 	bool had;  /* the slice held its lease before this attach */
 	bool made; /* attach_host changed something (attach_undo has work) */
 	int bridge;
+	/* The nfnetlink socket of the attach's element batch, closed only
+	 * when the attach ends (finish, after the launcher was told to go on):
+	 * its close waits, under nf_tables' commit mutex, for the freeing of
+	 * what an earlier batch deleted (a destroy's, an RCU grace period
+	 * later), which took up to 5 ms of a start right after a destroy. */
+	int nft_fd;
 };
 
 /* Undo what this attach made; a lease held before stays (the slice keeps
@@ -493,22 +499,31 @@ static int attach_host(struct netcfg_pending *p, struct vs_error *err)
 	vs_trace("net.bridge");
 	/* The filters before the veth exists: the slice's first frame already
 	 * meets them. */
-	if ((r = remade ? nft_sync(st, err) : nft_update(&p->old, st, name, NULL, err)) < 0)
+	if ((r = remade ? nft_sync(st, err) : nft_update(&p->old, st, name, &p->nft_fd, err)) < 0)
 		return r;
 	vs_trace("net.nft");
 	return 0;
 }
 
 /* The steps in and for the slice's namespace: veth, caps, overlay entries,
- * [address and route]. */
-static int attach_netns(struct netcfg_pending *p, int netns_fd, struct netcfg_addr *inside,
-			struct vs_error *err)
+ * lo, eth0's link, address and route. */
+static int attach_netns(struct netcfg_pending *p, int netns_fd, int nl_fd, struct vs_error *err)
 {
 	struct ipam_state *st = &p->st;
 	struct ipam_lease *l = ipam_find(st, p->name);
-	int r;
-	if ((r = devices_remove(p->sk, l, err)) < 0 ||
-	    (r = veth_create(p->sk, st, l, p->bridge, netns_fd, err)) < 0)
+	int r, host_ifindex, eth0_ifindex;
+	/* A lease held before may have left its devices (a veth whose
+	 * namespace the kernel has not finished tearing down, the ifb of a
+	 * cap): gone first. A fresh lease has none, unless a lost lease file
+	 * left one under its name: then the create says EEXIST, and it is
+	 * removed and the create tried once more. */
+	if (p->had && (r = devices_remove(p->sk, l, err)) < 0)
+		return r;
+	r = veth_create(p->sk, st, l, p->bridge, netns_fd, &host_ifindex, &eth0_ifindex, err);
+	if (r < 0 && !p->had && err->code == EEXIST && (r = devices_remove(p->sk, l, err)) >= 0)
+		r = veth_create(p->sk, st, l, p->bridge, netns_fd, &host_ifindex, &eth0_ifindex,
+				err);
+	if (r < 0)
 		return r;
 	vs_trace("net.veth");
 	/* With the overlay, every start makes the forwarding and neighbour
@@ -516,12 +531,7 @@ static int attach_netns(struct netcfg_pending *p, int netns_fd, struct netcfg_ad
 	if ((r = tc_cap(p->sk, l, err)) < 0 || (st->vni && (r = overlay_sync(p->sk, st, err)) < 0))
 		return r;
 	vs_trace("net.tc_overlay");
-	if (inside) {
-		*inside = (struct netcfg_addr){
-		    .ip = l->ip, .gateway = ipam_gateway(st), .prefix = st->prefix};
-		return 0;
-	}
-	if ((r = slice_side_config(netns_fd, st, l, err)) < 0)
+	if ((r = slice_side_config(netns_fd, nl_fd, st, l, eth0_ifindex, err)) < 0)
 		return r;
 	vs_trace("net.slice_side");
 	return 0;
@@ -550,6 +560,8 @@ static void pending_free(struct netcfg_pending *p)
 		nl_socket_free(p->sk);
 	if (p->lock >= 0)
 		close(p->lock);
+	if (p->nft_fd >= 0)
+		close(p->nft_fd);
 	free(p->hostname);
 	free(p->root);
 	free(p);
@@ -575,6 +587,7 @@ int netcfg_attach_begin(const char *root, const char *name, const struct netcfg_
 	p->hostname = s->hostname ? vs_xstrdup(s->hostname) : NULL;
 	p->want.hostname = p->hostname;
 	p->lock = -1;
+	p->nft_fd = -1;
 	vs_trace("net.begin");
 	if ((r = state_open(root, &node, &p->lock, &p->st, &p->sk, err)) < 0) {
 		pending_free(p);
@@ -600,10 +613,9 @@ int netcfg_attach_begin(const char *root, const char *name, const struct netcfg_
 	return 0;
 }
 
-int netcfg_attach_netns(struct netcfg_pending *p, int netns_fd, struct netcfg_addr *inside,
-			struct vs_error *err)
+int netcfg_attach_netns(struct netcfg_pending *p, int netns_fd, int nl_fd, struct vs_error *err)
 {
-	int r = attach_netns(p, netns_fd, inside, err);
+	int r = attach_netns(p, netns_fd, nl_fd, err);
 	return r < 0 ? vs_error_wrap(err, "slice %s: network", p->name) : 0;
 }
 
@@ -642,7 +654,7 @@ int netcfg_attach(const char *root, const char *name, const struct netcfg_slice 
 	int r = netcfg_attach_begin(root, name, s, NULL, NULL, &p, err);
 	if (r < 0)
 		return r;
-	if ((r = netcfg_attach_netns(p, netns_fd, NULL, err)) < 0 ||
+	if ((r = netcfg_attach_netns(p, netns_fd, -1, err)) < 0 ||
 	    (r = netcfg_attach_files(p, rootfs_fd, owner, err)) < 0) {
 		netcfg_attach_abort(p);
 		return r;

@@ -116,20 +116,29 @@ int links_remove_detached(const int *idx, size_t n, int fd, struct vs_error *err
 int bridge_ensure(struct nl_sock *sk, const struct ipam_state *st, struct vs_error *err);
 void lease_mac(uint32_t ip, uint8_t mac[6]);
 /* The slice's veth pair in one request: host end up as a port of bridge
- * (an index), eth0 up in the namespace netns_fd; the lease's MAC as a
- * static entry of its port. */
+ * (an index), eth0 (down: a veth end opens only once its peer exists) in
+ * the namespace netns_fd; the lease's MAC as a static entry of its port.
+ * *host_ifindex: the host end's index; *eth0_ifindex: eth0's in its
+ * namespace, 0 when the kernel did not say it (before 6.2: no echo). */
 int veth_create(struct nl_sock *sk, const struct ipam_state *st, const struct ipam_lease *l,
-		int bridge, int netns_fd, struct vs_error *err);
+		int bridge, int netns_fd, int *host_ifindex, int *eth0_ifindex,
+		struct vs_error *err);
 /* One bridge fdb entry of port ifindex: NTF_SELF (a vxlan's own table,
- * dst = the remote node) or NTF_MASTER (the bridge's, static). */
+ * dst = the remote node) or NTF_MASTER (the bridge's, static). fdb_msg
+ * builds the request (NULL: no memory), fdb_change sends it. */
+struct nl_msg *fdb_msg(int cmd, int ifindex, const uint8_t mac[6], uint8_t ntf, uint32_t dst);
 int fdb_change(struct nl_sock *sk, int cmd, int ifindex, const uint8_t mac[6], uint8_t ntf,
 	       uint32_t dst, struct vs_error *err);
 /* Run fn(arg, err) on a short-lived thread inside the network namespace
  * netns_fd (no thread of the caller ever stays there). */
 int netns_call(int netns_fd, int (*fn)(void *arg, struct vs_error *err), void *arg,
 	       struct vs_error *err);
-int slice_side_config(int netns_fd, const struct ipam_state *st, const struct ipam_lease *l,
-		      struct vs_error *err);
+/* In the namespace netns_fd, in one sendmsg on nl_fd (a NETLINK_ROUTE
+ * socket in it; -1: one made there by a short-lived thread): lo and eth0
+ * (index eth0_ifindex; 0: looked up) up, the lease's address on eth0, the
+ * default route via the gateway. */
+int slice_side_config(int netns_fd, int nl_fd, const struct ipam_state *st,
+		      const struct ipam_lease *l, int eth0_ifindex, struct vs_error *err);
 int etc_files_write(int rootfs_fd, uid_t owner, const char *hostname, const char *ip,
 		    struct vs_error *err);
 int sysctl_forward(int value, int *old, struct vs_error *err);

@@ -211,8 +211,7 @@ static int vxlan_ensure(struct nl_sock *sk, const struct ipam_state *st, const c
 	return 0;
 }
 
-int fdb_change(struct nl_sock *sk, int cmd, int vx, const uint8_t mac[6], uint8_t ntf, uint32_t dst,
-	       struct vs_error *err)
+struct nl_msg *fdb_msg(int cmd, int vx, const uint8_t mac[6], uint8_t ntf, uint32_t dst)
 {
 	struct ndmsg nd = {
 	    .ndm_family = AF_BRIDGE,
@@ -226,8 +225,17 @@ int fdb_change(struct nl_sock *sk, int cmd, int vx, const uint8_t mac[6], uint8_
 	if (!m || nlmsg_append(m, &nd, sizeof(nd), NLMSG_ALIGNTO) < 0 ||
 	    nla_put(m, NDA_LLADDR, 6, mac) < 0 || (dst && nla_put(m, NDA_DST, 4, &be) < 0)) {
 		nlmsg_free(m);
-		return vs_error_set(err, ENOMEM, "fdb entry");
+		return NULL;
 	}
+	return m;
+}
+
+int fdb_change(struct nl_sock *sk, int cmd, int vx, const uint8_t mac[6], uint8_t ntf, uint32_t dst,
+	       struct vs_error *err)
+{
+	struct nl_msg *m = fdb_msg(cmd, vx, mac, ntf, dst);
+	if (!m)
+		return vs_error_set(err, ENOMEM, "fdb entry");
 	char what[96], node[16];
 	ipam_fmt(dst, node);
 	snprintf(what, sizeof(what), "%s fdb %02x:%02x:%02x:%02x:%02x:%02x%s%s",

@@ -804,9 +804,9 @@ static int open_log_pipe(const char *root, const char *name, int *rd, int *wr, s
 
 /* --net bridge: the launcher's new network namespace gets its veth, address,
  * routes, caps and rules from here (host root), before PID 1 exists; the
- * host's half that needs no namespace while the launcher mounts, eth0 by
- * the launcher from inside (sliver.h: net_begin, net_setup, net_files,
- * net_inside, net_commit, net_abort). */
+ * host's half that needs no namespace, then the veth and eth0, while the
+ * launcher mounts (sliver.h: net_begin, net_setup, net_files, net_commit,
+ * net_abort). */
 struct slice_net_ctx {
 	const char *root;
 	const struct slice_spec *spec;
@@ -838,31 +838,12 @@ static void slice_net_abort(void *arg)
 	n->pending = NULL;
 }
 
-/* The veth into the launcher's network namespace; the address and route
- * for the launcher (slice_net_inside). */
-static int slice_net_setup(void *arg, pid_t launcher, struct sliver_net_inside *inside,
-			   struct vs_error *err)
+/* The veth into the launcher's network namespace, lo and eth0 up, eth0's
+ * address and default route. */
+static int slice_net_setup(void *arg, int netns, int nl, struct vs_error *err)
 {
 	struct slice_net_ctx *n = arg;
-	char path[64];
-	snprintf(path, sizeof(path), "/proc/%d/ns/net", launcher);
-	cleanup_close int netns = open(path, O_RDONLY | O_CLOEXEC);
-	if (netns < 0)
-		return vs_error_sys(err, errno, "%s", path);
-	struct netcfg_addr a;
-	int r = netcfg_attach_netns(n->pending, netns, inside ? &a : NULL, err);
-	if (r == 0 && inside)
-		*inside = (struct sliver_net_inside){
-		    .ip = a.ip, .gateway = a.gateway, .prefix = a.prefix};
-	return r;
-}
-
-/* In the launcher, in the slice's network namespace: eth0. */
-static int slice_net_inside(void *arg, const struct sliver_net_inside *in, struct vs_error *err)
-{
-	(void)arg;
-	struct netcfg_addr a = {.ip = in->ip, .gateway = in->gateway, .prefix = in->prefix};
-	return netcfg_slice_side_here(&a, err);
+	return netcfg_attach_netns(n->pending, netns, nl, err);
 }
 
 /* /etc/resolv.conf and /etc/hosts, once the launcher has mounted the root. */
@@ -990,7 +971,6 @@ static int start_locked(const char *root, const char *name, const struct slice_s
 		c.net_abort = slice_net_abort;
 		c.net_setup = slice_net_setup;
 		c.net_files = slice_net_files;
-		c.net_inside = slice_net_inside;
 		c.net_commit = slice_net_commit;
 		c.net_arg = &net;
 	}

@@ -3,15 +3,15 @@
  *
  * The security-relevant order lives here, in one place:
  *   launcher (host root): cgroup -> user ns + id map [--net bridge: with
- *   the net ns (owned by that user ns) joined at once, lo up,
- *   MSG_NET_READY: the caller makes the veth meanwhile] -> private mount ns
- *   -> [--disk: loop-mounted image for upper/work (disk.c)] -> id-mapped
- *   image + overlay (rootfs.c) [--net bridge: MSG_ROOTFS_READY, the caller
- *   writes /etc files through the root we hold open] -> setns(userns) ->
- *   slice root -> unshare the rest -> time offsets -> hostname -> [--net
- *   none: lo up] -> [--net bridge: barrier: eth0's address and route from
- *   inside, then wait for the caller's last answer] -> fork P1. (The
- *   caller's lease, bridge and nft elements, net_begin, run from the
+ *   the net ns (owned by that user ns), MSG_NET_READY as soon as it exists
+ *   (the caller makes the veth and sets lo, eth0 and the route meanwhile),
+ *   joined] -> private mount ns -> [--disk: loop-mounted image for
+ *   upper/work (disk.c)] -> id-mapped image + overlay (rootfs.c) [--net
+ *   bridge: MSG_ROOTFS_READY, the caller writes /etc files through the root
+ *   we hold open] -> setns(userns) -> slice root -> unshare the rest ->
+ *   time offsets -> hostname -> [--net none: lo up] -> [--net bridge:
+ *   barrier: the caller's answer, '1' once all of it is done] -> fork P1.
+ *   (The caller's lease, bridge and nft elements, net_begin, run from the
  *   launcher's fork on.)
  *   P1 (init.c): rootfs_enter -> reaper; workload: caps -> NNP -> seccomp -> exec.
  * The launcher and P1 are non-dumpable: nothing in the slice can ptrace them
@@ -37,6 +37,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <linux/netlink.h>
 #include <linux/sched.h>
 
 #include "sliver_internal.h"
@@ -51,6 +52,65 @@ void sliver_send(int fd, int kind, int code, const char *text)
 	if (text)
 		snprintf(m.text, sizeof(m.text), "%s", text);
 	(void)vs_write_all(fd, &m, sizeof(m));
+}
+
+/* --net bridge: a NETLINK_ROUTE socket made in the slice's network
+ * namespace, for the caller (its answer to MSG_NET_READY sets lo, eth0 and
+ * the route through it: no thread of its own has to enter the namespace),
+ * on the ack socket just before MSG_NET_READY: one byte, the socket as
+ * SCM_RIGHTS (none if it could not be made: the caller then makes its own).
+ * Made by us, here, while host root or the root of the slice's user
+ * namespace, which owns the network namespace. */
+static void net_sock_send(int ack)
+{
+	int nl = socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, NETLINK_ROUTE);
+	char byte = 'n';
+	union {
+		struct cmsghdr h;
+		char buf[CMSG_SPACE(sizeof(int))];
+	} u;
+	struct iovec iov = {&byte, 1};
+	struct msghdr mh = {.msg_iov = &iov, .msg_iovlen = 1};
+	if (nl >= 0) {
+		memset(&u, 0, sizeof(u));
+		mh.msg_control = u.buf;
+		mh.msg_controllen = sizeof(u.buf);
+		struct cmsghdr *cm = CMSG_FIRSTHDR(&mh);
+		cm->cmsg_level = SOL_SOCKET;
+		cm->cmsg_type = SCM_RIGHTS;
+		cm->cmsg_len = CMSG_LEN(sizeof(int));
+		memcpy(CMSG_DATA(cm), &nl, sizeof(int));
+	}
+	(void)!sendmsg(ack, &mh, MSG_NOSIGNAL);
+	if (nl >= 0)
+		close(nl);
+}
+
+/* The caller's side of net_sock_send: the socket, or -1. Never waits: the
+ * launcher sent it before MSG_NET_READY, so it is queued by the time that
+ * message is read (a launcher whose send failed leaves -1, not a caller
+ * waiting for it while it waits for the caller). */
+static int net_sock_recv(int ack)
+{
+	char byte;
+	union {
+		struct cmsghdr h;
+		char buf[CMSG_SPACE(sizeof(int))];
+	} u;
+	struct iovec iov = {&byte, 1};
+	struct msghdr mh = {.msg_iov = &iov,
+			    .msg_iovlen = 1,
+			    .msg_control = u.buf,
+			    .msg_controllen = sizeof(u.buf)};
+	ssize_t n;
+	while ((n = recvmsg(ack, &mh, MSG_CMSG_CLOEXEC | MSG_DONTWAIT)) < 0 && errno == EINTR)
+		;
+	int fd = -1;
+	struct cmsghdr *cm = n == 1 ? CMSG_FIRSTHDR(&mh) : NULL;
+	if (cm && cm->cmsg_level == SOL_SOCKET && cm->cmsg_type == SCM_RIGHTS &&
+	    cm->cmsg_len == CMSG_LEN(sizeof(int)))
+		memcpy(&fd, CMSG_DATA(cm), sizeof(int));
+	return fd;
 }
 
 static int cmp_int(const void *a, const void *b)
@@ -160,7 +220,8 @@ static pid_t fork_into_cgroup(struct cgroup *cg, bool *entered)
 
 /* A user namespace mapping 0..count-1 to base..: made by a short-lived child
  * that unshares it; we keep a handle to the namespace, not the child. */
-int sliver_make_userns_net(uint32_t base, uint32_t count, int *netns, struct vs_error *err)
+int sliver_make_userns_net(uint32_t base, uint32_t count, int *netns, int ready_fd, int ack_fd,
+			   struct vs_error *err)
 {
 	if (netns)
 		*netns = -1;
@@ -223,6 +284,18 @@ int sliver_make_userns_net(uint32_t base, uint32_t count, int *netns, struct vs_
 		*netns = open(path, O_RDONLY | O_CLOEXEC);
 		if (*netns < 0)
 			r = vs_error_sys(err, errno, "open %s", path);
+		else if (ready_fd >= 0) {
+			/* The caller makes the veth from here on (through
+			 * /proc/<us>/fd/N: the fd stays open until it has
+			 * answered), while we reap the helper and go on;
+			 * joined now for the socket we hand it. */
+			if (setns(*netns, CLONE_NEWNET) < 0) {
+				r = vs_error_sys(err, errno, "setns(net ns)");
+				goto out;
+			}
+			net_sock_send(ack_fd);
+			sliver_send(ready_fd, MSG_NET_READY, *netns, NULL);
+		}
 	}
 out:
 	close(ready[0]);
@@ -242,7 +315,7 @@ out:
 
 int sliver_make_userns(uint32_t base, uint32_t count, struct vs_error *err)
 {
-	return sliver_make_userns_net(base, count, NULL, err);
+	return sliver_make_userns_net(base, count, NULL, -1, -1, err);
 }
 
 int sliver_become_root(struct vs_error *err)
@@ -316,6 +389,9 @@ static int launcher_run(const struct sliver_config *c, int sfd, int net_ack, boo
 	 * names it): our later unshare of the mount namespace drops the one
 	 * it was mounted in, and a path looked up there then would miss it. */
 	cleanup_close int root_fd = -1;
+	/* --net bridge: the slice's network namespace, held open until the
+	 * caller has answered MSG_NET_READY (which names this fd). */
+	cleanup_close int netns = -1;
 	if (c->monotonic_offset_ns || c->boottime_offset_ns) {
 		timens_fd = open("/proc/self/timens_offsets", O_WRONLY | O_CLOEXEC);
 		if (timens_fd < 0) {
@@ -362,27 +438,26 @@ static int launcher_run(const struct sliver_config *c, int sfd, int net_ack, boo
 		for (int i = 0; i < POOL_NS_COUNT; i++)
 			close(pl->fds[i]);
 		if (net_ack >= 0) {
-			sliver_send(sfd, MSG_NET_READY, 0, NULL);
+			/* -1: the namespace we are in (/proc/<us>/ns/net). */
+			net_sock_send(net_ack);
+			sliver_send(sfd, MSG_NET_READY, -1, NULL);
 			sliver_send(sfd, MSG_ROOTFS_READY, root_fd, NULL);
 		}
 		vs_trace("L.pooled");
 	} else {
 		/* --net bridge: the network namespace with the user namespace,
-		 * joined at once (host root may), so the host configures it
-		 * (MSG_NET_READY) while we mount the slice's root. */
-		cleanup_close int netns = -1;
-		cleanup_close int userns = sliver_make_userns_net(
-		    c->id_base, c->id_count, net_ack >= 0 ? &netns : NULL, err);
+		 * joined at once (host root may; sliver_make_userns_net joins
+		 * it) and MSG_NET_READY as soon as it exists: the host
+		 * configures it, lo included, while we mount the slice's root.
+		 * No netlink or ioctl of ours here: they would wait for the RTNL
+		 * lock the host's veth creation holds. */
+		cleanup_close int userns =
+		    sliver_make_userns_net(c->id_base, c->id_count, net_ack >= 0 ? &netns : NULL,
+					   net_ack >= 0 ? sfd : -1, net_ack, err);
 		if (userns < 0)
 			return userns;
-		if (netns >= 0) {
-			if (setns(netns, CLONE_NEWNET) < 0)
-				return vs_error_sys(err, errno, "setns(net ns)");
-			flags &= ~CLONE_NEWNET;
-			if ((r = sliver_loopback_up(err)) < 0)
-				return r;
-			sliver_send(sfd, MSG_NET_READY, 0, NULL);
-		}
+		if (netns >= 0)
+			flags &= ~CLONE_NEWNET; /* joined */
 		vs_trace("L.userns");
 		if (unshare(CLONE_NEWNS) < 0)
 			return vs_error_sys(err, errno, "unshare(mount ns)");
@@ -422,28 +497,23 @@ static int launcher_run(const struct sliver_config *c, int sfd, int net_ack, boo
 	if (flags & CLONE_NEWNET && (r = sliver_loopback_up(err)) < 0)
 		return r;
 	if (net_ack >= 0) {
-		/* Barrier: the caller has made the veth (MSG_NET_READY: its
-		 * answer says eth0's address), we set eth0 up while it writes
-		 * the slice's /etc files (MSG_ROOTFS_READY), and its last answer
-		 * lets the slice run. Its error is the one reported. */
-		struct sliver_net_answer a;
-		if (vs_read_all(net_ack, &a, sizeof(a)) != sizeof(a) || a.ok != '1') {
+		/* Barrier: the caller's one answer, '1' once the slice's
+		 * network is complete (veth, lo, eth0's address and route, the
+		 * /etc files). Its error is the one reported. */
+		char ok = 0;
+		vs_trace("L.barrier");
+		if (vs_read_all(net_ack, &ok, 1) != 1 || ok != '1') {
 			/* Not an error of ours: the caller reports its own. */
 			sliver_send(sfd, MSG_NET_CANCELED, 0, NULL);
 			_exit(125);
 		}
-		if (c->net_inside && (r = c->net_inside(c->net_arg, &a.inside, err)) < 0)
-			return r;
-		vs_trace("L.eth0");
-		sliver_send(sfd, MSG_NET_INSIDE, 0, NULL);
-		char ok = 0;
-		if (vs_read_all(net_ack, &ok, 1) != 1 || ok != '1') {
-			sliver_send(sfd, MSG_NET_CANCELED, 0, NULL);
-			_exit(125);
-		}
+		vs_trace("L.ack");
 		close(net_ack);
 		close(root_fd);
 		root_fd = -1;
+		if (netns >= 0)
+			close(netns);
+		netns = -1;
 	}
 	vs_trace("L.netlo");
 	pid_t p1 = fork();
@@ -463,15 +533,29 @@ static int launcher_run(const struct sliver_config *c, int sfd, int net_ack, boo
 	return 0;
 }
 
-/* An answer to the launcher on the ack socket (closed after the last):
- * MSG_NOSIGNAL, as the launcher may have died meanwhile. */
-static void net_answer(int ack[2], const void *buf, size_t len, bool last)
+/* The answer to the launcher on the ack socket, then closed: MSG_NOSIGNAL,
+ * as the launcher may have died meanwhile. */
+static void net_answer(int ack[2], char ok)
 {
-	(void)!send(ack[1], buf, len, MSG_NOSIGNAL);
-	if (last) {
-		close(ack[1]);
-		ack[1] = -1;
-	}
+	(void)!send(ack[1], &ok, 1, MSG_NOSIGNAL);
+	close(ack[1]);
+	ack[1] = -1;
+}
+
+/* net_setup on the launcher's network namespace: its fd fd (MSG_NET_READY),
+ * or -1: the one it is in. */
+static int launcher_net_setup(const struct sliver_config *c, pid_t l, int fd, int nl,
+			      struct vs_error *err)
+{
+	char path[64];
+	if (fd >= 0)
+		snprintf(path, sizeof(path), "/proc/%d/fd/%d", l, fd);
+	else
+		snprintf(path, sizeof(path), "/proc/%d/ns/net", l);
+	cleanup_close int netns = open(path, O_RDONLY | O_CLOEXEC);
+	if (netns < 0)
+		return vs_error_sys(err, errno, "the slice's network namespace (%s)", path);
+	return c->net_setup(c->net_arg, netns, nl, err);
 }
 
 /* net_files on the launcher's fd fd (its slice root, MSG_ROOTFS_READY). */
@@ -552,8 +636,7 @@ int sliver_spawn(const struct sliver_config *c, struct sliver_result *res, struc
 	int r = 0;
 	bool failed = false;
 	/* The network's host half while the launcher mounts (net_begin). */
-	bool net_begun = false, net_failed = false, files_done = false, inside_done = false;
-	bool net_said = false; /* the launcher has its first answer, a '1' */
+	bool net_begun = false, net_failed = false, files_done = false, setup_done = false;
 	struct vs_error net_err;
 	vs_error_clear(&net_err);
 	if (c->net_begin) {
@@ -576,30 +659,27 @@ int sliver_spawn(const struct sliver_config *c, struct sliver_result *res, struc
 		case MSG_COPY_FALLBACK:
 			res->idmapped = false;
 			break;
-		case MSG_NET_READY: {
-			/* The veth (net_setup); the launcher waits for this
-			 * answer, then sets up eth0 from inside. */
-			struct sliver_net_answer a = {.ok = '0'};
-			if (!failed && !net_failed && c->net_setup) {
-				if (c->net_setup(c->net_arg, l, c->net_inside ? &a.inside : NULL,
-						 &net_err) < 0)
+		case MSG_NET_READY:
+			/* The veth, lo, eth0 (net_setup), while the launcher
+			 * mounts. */
+			vs_trace("spawn.net_ready");
+			if (!failed && !net_failed && c->net_setup && ack[1] >= 0) {
+				int nl = net_sock_recv(ack[1]);
+				if (launcher_net_setup(c, l, m.code, nl, &net_err) < 0)
 					net_failed = true;
 				else
-					a.ok = '1';
+					setup_done = true;
+				if (nl >= 0)
+					close(nl);
 			}
-			net_said = a.ok == '1';
-			net_answer(ack, &a, sizeof(a), !net_said);
 			break;
-		}
 		case MSG_ROOTFS_READY:
-			/* The /etc files while the launcher sets up eth0. */
+			/* The /etc files while the launcher goes on. */
+			vs_trace("spawn.rootfs_ready");
 			if (!failed && !net_failed && c->net_files &&
 			    launcher_root_files(c, l, m.code, &net_err) < 0)
 				net_failed = true;
 			files_done = true;
-			break;
-		case MSG_NET_INSIDE:
-			inside_done = true;
 			break;
 		case MSG_EXEC_FAILED:
 		case MSG_WORKDIR_FAILED:
@@ -626,15 +706,17 @@ int sliver_spawn(const struct sliver_config *c, struct sliver_result *res, struc
 			failed = true;
 			break;
 		}
-		/* The last answer: PID 1 may come once the files and eth0 are
-		 * done, or never once anything failed. */
-		if (ack[1] >= 0 && net_said && (failed || net_failed)) {
-			net_answer(ack, "0", 1, true);
-		} else if (ack[1] >= 0 && net_said && files_done && inside_done) {
+		/* The answer: PID 1 may come once the network and the files are
+		 * done ('1'; the lease lock is released after it, off the
+		 * launcher's path), or never once anything failed ('0'). */
+		if (ack[1] >= 0 && (failed || net_failed)) {
+			net_answer(ack, '0');
+		} else if (ack[1] >= 0 && setup_done && files_done) {
+			net_answer(ack, '1');
+			vs_trace("spawn.net_go");
 			if (c->net_commit)
 				c->net_commit(c->net_arg);
 			net_begun = false;
-			net_answer(ack, "1", 1, true);
 		}
 	}
 	close(sp[0]);

@@ -17,7 +17,6 @@ enum sliver_msg_kind {
 	MSG_NET_READY,	  /* launcher: the slice's netns exists (net_setup) */
 	MSG_ROOTFS_READY, /* launcher: the slice's root is mounted (net_files) */
 	MSG_NET_CANCELED, /* launcher: the caller's network set-up failed */
-	MSG_NET_INSIDE,	  /* launcher: eth0 is set up (net_inside) */
 };
 struct sliver_msg {
 	int kind;
@@ -25,12 +24,8 @@ struct sliver_msg {
 	char text[VS_ERROR_MAX];
 };
 void sliver_send(int fd, int kind, int code, const char *text);
-/* The caller's first answer to MSG_NET_READY, on the ack socket; its last
- * is one byte, '1' or '0'. */
-struct sliver_net_answer {
-	char ok; /* '1': the veth is there, inside says eth0's settings */
-	struct sliver_net_inside inside;
-};
+/* The caller's answer on the ack socket (--net bridge) is one byte: '1'
+ * (the network and the /etc files are done) or '0'. */
 
 /* rootfs.c: in the launcher (host root, private mount ns): id-mapped image +
  * overlay at c->rootfs. *idmapped false when the chowned copy was used. */
@@ -51,10 +46,15 @@ __attribute__((noreturn)) void workload_exec(const struct sliver_workload *p, in
 
 /* sliver.c, shared with pool.c: a user namespace mapping 0..count-1 to
  * base.. (returns an fd to it; netns != NULL: *netns an fd to a new network
- * namespace owned by it); setgroups/setresgid/setresuid(0) inside it;
- * lo up in the current network namespace. */
+ * namespace owned by it, and ready_fd >= 0: joined, and as soon as it is
+ * open, the id maps written, a NETLINK_ROUTE socket made in it goes to the
+ * caller on ack_fd and MSG_NET_READY naming the namespace's fd on
+ * ready_fd);
+ * setgroups/setresgid/setresuid(0) inside it; lo up in the current network
+ * namespace. */
 int sliver_make_userns(uint32_t base, uint32_t count, struct vs_error *err);
-int sliver_make_userns_net(uint32_t base, uint32_t count, int *netns, struct vs_error *err);
+int sliver_make_userns_net(uint32_t base, uint32_t count, int *netns, int ready_fd, int ack_fd,
+			   struct vs_error *err);
 int sliver_become_root(struct vs_error *err);
 int sliver_loopback_up(struct vs_error *err);
 

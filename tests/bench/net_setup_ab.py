@@ -25,6 +25,20 @@ from phases import one_run, pct  # noqa: E402
 # for), the spawn (launcher and host set-up up to PID 1), the destroy.
 SPANS = [("start", "start.done"), ("start.spawn", "spawn.pid1"), ("destroy", "destroy.done")]
 
+# Who waits for whom in a bridged start (z - a, median; signed: below zero
+# the other side was the late one). The launcher's barrier points and the
+# caller's message points exist from session 9 on ("-" for older builds).
+WAITS = [
+    ("net.nft", "spawn.net_ready", "caller idle: host half done, waiting for the launcher's netns"),
+    ("spawn.net_ready", "net.veth", "caller: veth (one request + the fdb entry)"),
+    ("spawn.net_ready", "net.slice_side", "caller: veth, caps, lo + eth0 (session 9 on)"),
+    ("L.userns", "L.barrier", "launcher: mounts, unshare, hostname (beside the caller)"),
+    ("spawn.rootfs_ready", "net.etc", "caller: /etc files"),
+    ("L.barrier", "L.ack", "launcher waits at the barrier for the (first) answer"),
+    ("L.ack", "L.eth0", "launcher: eth0 from inside (before session 9)"),
+    ("L.barrier", "L.netlo", "launcher at the barrier, in all"),
+]
+
 
 def main():
     rounds, old, new = int(sys.argv[1]), sys.argv[2], sys.argv[3]
@@ -34,6 +48,7 @@ def main():
     wall = {(b, m): [] for b, _ in builds for m, _, _ in modes}
     span = {(b, m, a): [] for b, _ in builds for m, _, _ in modes for a, _ in SPANS}
     steps = {b: {} for b, _ in builds}
+    waits = {(b, a, z): [] for b, _ in builds for a, z, _ in WAITS}
     order = {b: [] for b, _ in builds}
     fails = 0
     load0 = open("/proc/loadavg").read().split()[:3]
@@ -54,6 +69,9 @@ def main():
                     span[(b, m, a)].append(at[z] - at[a])
             if m != "bridge":
                 continue
+            for a, z, _ in WAITS:
+                if a in at and z in at:
+                    waits[(b, a, z)].append(at[z] - at[a])
             for (ta, _), (tb, lb) in zip(pts, pts[1:]):
                 if not (lb.startswith("net.") or lb.startswith("destroy.") or lb in ("L.netlo", "L.eth0")):
                     continue
@@ -90,6 +108,15 @@ def main():
             v = steps[b].get(lb)
             cells.append("%.2f (%.2f)" % (pct(v, 50), pct(v, 90)) if v else "-")
         print("| %s | %s | %s |" % (lb, cells[0], cells[1]))
+    print()
+    print("| who waits (bridge start, z - a) | old median (p90) | new median (p90) |")
+    print("|---|---:|---:|")
+    for a, z, what in WAITS:
+        cells = []
+        for b, _ in builds:
+            v = waits[(b, a, z)]
+            cells.append("%.2f (%.2f)" % (pct(v, 50), pct(v, 90)) if v else "-")
+        print("| %s .. %s: %s | %s | %s |" % (a, z, what, cells[0], cells[1]))
 
 
 if __name__ == "__main__":

@@ -453,6 +453,22 @@ check "its ifb is gone" test -z "$(node ip -br link | grep "^${ifb_g:-none} ")"
 mv "$VSLICE_ROOT/gone/g" "$VSLICE_ROOT/slices/g"
 vsn destroy --force g >/dev/null 2>&1
 rmdir "$VSLICE_ROOT/gone"
+# A fresh lease skips the lookups for devices left under its names: a
+# stray device that holds its veth's name (a lost lease file) makes the
+# veth's creation fail with EEXIST, and the start removes it and creates
+# the veth again.
+vsn run -d --net bridge k -- sleep 100000 >/dev/null
+veth_k=$(leases | python3 -c 'import json,sys; print(json.load(sys.stdin)["leases"]["k"]["veth"])')
+vsn destroy --force k >/dev/null 2>&1
+# (its own veth goes with its namespace, in the background: wait for the name)
+for _ in $(seq 100); do node ip link add "${veth_k:-vshnone}" type ifb 2>/dev/null && break; sleep 0.05; done
+check "the stray device holds the name" test -n "$(node ip -br link | grep "^${veth_k:-none} ")"
+check "a fresh start whose veth name a stray device holds works (${veth_k:-none})" \
+	quiet vsn run --rm --net bridge k -- sh -c 'ip -o -4 addr show eth0 | grep -q inet'
+# (what may still hold the name a moment is the slice's own veth, going
+# with its namespace in the background: not the stray ifb)
+check "the stray device is gone" test -z "$(node ip -d -o link show "${veth_k:-none}" 2>/dev/null | grep -w ifb)"
+node ip link del "${veth_k:-vshnone}" 2>/dev/null
 
 # Each start gets its /etc files and address: the host writes the files
 # through the root the launcher holds open for it while the launcher goes
