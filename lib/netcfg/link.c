@@ -25,7 +25,6 @@
 #include <sys/uio.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include <netlink/msg.h>
@@ -255,36 +254,30 @@ void links_delete_index(const int *idx, size_t n)
 		nl_socket_free(sk);
 }
 
+struct links_gone {
+	const int *idx;
+	size_t n;
+};
+
+static void links_gone_run(void *arg)
+{
+	const struct links_gone *g = arg;
+	links_delete_index(g->idx, g->n);
+}
+
 int links_remove_detached(const int *idx, size_t n, int fd, struct vs_error *err)
 {
 	if (!n && fd < 0)
 		return 0;
-	pid_t p = fork();
-	if (p < 0) {
-		int e = errno;
-		if (fd >= 0)
-			close(fd);
-		return vs_error_sys(err, e, "fork");
-	}
-	if (p == 0) {
-		if (fork() != 0)
-			_exit(0);
-		/* Nothing of the caller's (the lease lock above all, its stdio:
-		 * whoever reads the caller's output would wait for this process)
-		 * but fd. */
-		int null = open("/dev/null", O_RDWR | O_CLOEXEC);
-		for (int i = 0; i < 3 && null >= 0; i++)
-			dup2(null, i);
-		vs_close_fds_but(fd, -1);
-		links_delete_index(idx, n);
-		_exit(0);
-	}
-	/* The children hold fd now: this close is not its last. */
+	/* Nothing of the caller's (the lease lock above all, its stdio:
+	 * whoever reads the caller's output would wait for this process) but
+	 * fd, which the detached process holds until it ends: this close is
+	 * not its last. */
+	struct links_gone g = {idx, n};
+	int r = vs_spawn_detached(links_gone_run, &g, fd);
 	if (fd >= 0)
 		close(fd);
-	while (waitpid(p, NULL, 0) < 0 && errno == EINTR)
-		;
-	return 0;
+	return r < 0 ? vs_error_sys(err, -r, "fork") : 0;
 }
 
 int link_up(struct nl_sock *sk, const char *name, int master, struct vs_error *err)
