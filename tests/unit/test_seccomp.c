@@ -9,6 +9,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/audit.h>
+#include <linux/seccomp.h>
 #include <linux/sched.h>
 #include <pthread.h>
 #include <sched.h>
@@ -707,6 +708,381 @@ static void test_load_files(void **state)
 	assert_int_equal(seccomp_policy_compile(huge, n, 0, &b, &err), -EFBIG);
 }
 
+/* ---- layout: the binary tree against the linear chain -------------------- */
+
+/*
+ * A classic-BPF interpreter over struct seccomp_data (every opcode the
+ * kernel's seccomp checker accepts), to compare filters without installing
+ * them. read_args is set when the path loaded anything past arch
+ * (instruction_pointer or args); nr_steps counts the instructions before
+ * that load or the RET: the walk the kernel's action-cache preparation does
+ * for a syscall number (it gives up at such a load).
+ */
+struct bpf_run {
+	uint32_t action;
+	unsigned steps;	   /* instructions executed, the RET included */
+	unsigned nr_steps; /* of which before the first argument load */
+	bool read_args;
+};
+
+static struct bpf_run bpf_run(const struct seccomp_bpf *b, const struct seccomp_data *d)
+{
+	struct bpf_run r = {0};
+	uint32_t A = 0, X = 0, M[BPF_MEMWORDS] = {0};
+	for (size_t pc = 0; pc < b->len; pc++) {
+		const struct sock_filter *in = &b->insns[pc];
+		uint32_t k = in->k;
+		bool taken = false;
+		r.steps++;
+		switch (in->code) {
+		case BPF_LD | BPF_W | BPF_ABS:
+		case BPF_LDX | BPF_W | BPF_ABS:
+			if (k >= sizeof(*d) || (k & 3))
+				fail_msg("pc %zu: load at offset %u", pc, k);
+			if (k >= offsetof(struct seccomp_data, instruction_pointer) &&
+			    !r.read_args) {
+				r.read_args = true;
+				r.nr_steps = r.steps;
+			}
+			memcpy(BPF_CLASS(in->code) == BPF_LD ? &A : &X, (const char *)d + k, 4);
+			continue;
+		case BPF_LD | BPF_W | BPF_LEN:
+			A = sizeof(*d);
+			continue;
+		case BPF_LDX | BPF_W | BPF_LEN:
+			X = sizeof(*d);
+			continue;
+		case BPF_LD | BPF_IMM:
+			A = k;
+			continue;
+		case BPF_LDX | BPF_IMM:
+			X = k;
+			continue;
+		case BPF_LD | BPF_MEM:
+			A = M[k % BPF_MEMWORDS];
+			continue;
+		case BPF_LDX | BPF_MEM:
+			X = M[k % BPF_MEMWORDS];
+			continue;
+		case BPF_ST:
+			M[k % BPF_MEMWORDS] = A;
+			continue;
+		case BPF_STX:
+			M[k % BPF_MEMWORDS] = X;
+			continue;
+		case BPF_MISC | BPF_TAX:
+			X = A;
+			continue;
+		case BPF_MISC | BPF_TXA:
+			A = X;
+			continue;
+		case BPF_RET | BPF_K:
+		case BPF_RET | BPF_A:
+			r.action = BPF_RVAL(in->code) == BPF_K ? k : A;
+			if (!r.read_args)
+				r.nr_steps = r.steps;
+			return r;
+		case BPF_JMP | BPF_JA:
+			pc += k;
+			continue;
+		case BPF_ALU | BPF_NEG:
+			A = -A;
+			continue;
+		default:
+			break;
+		}
+		uint32_t v = BPF_SRC(in->code) == BPF_X ? X : k;
+		if (BPF_CLASS(in->code) == BPF_ALU) {
+			switch (BPF_OP(in->code)) {
+			case BPF_ADD:
+				A += v;
+				continue;
+			case BPF_SUB:
+				A -= v;
+				continue;
+			case BPF_MUL:
+				A *= v;
+				continue;
+			case BPF_AND:
+				A &= v;
+				continue;
+			case BPF_OR:
+				A |= v;
+				continue;
+			case BPF_XOR:
+				A ^= v;
+				continue;
+			case BPF_LSH:
+				A = v < 32 ? A << v : 0;
+				continue;
+			case BPF_RSH:
+				A = v < 32 ? A >> v : 0;
+				continue;
+			case BPF_DIV:
+				if (!v)
+					fail_msg("pc %zu: division by zero", pc);
+				A /= v;
+				continue;
+			}
+		} else if (BPF_CLASS(in->code) == BPF_JMP) {
+			switch (BPF_OP(in->code)) {
+			case BPF_JEQ:
+				taken = A == v;
+				break;
+			case BPF_JGT:
+				taken = A > v;
+				break;
+			case BPF_JGE:
+				taken = A >= v;
+				break;
+			case BPF_JSET:
+				taken = (A & v) != 0;
+				break;
+			default:
+				fail_msg("pc %zu: opcode 0x%x", pc, in->code);
+			}
+			pc += taken ? in->jt : in->jf;
+			continue;
+		}
+		fail_msg("pc %zu: opcode 0x%x", pc, in->code);
+	}
+	fail_msg("ran off the end of a %zu-instruction filter", b->len);
+	return r;
+}
+
+#define NR_SCAN 560 /* x86_64 has ~465 syscalls in 6.x; a margin above */
+
+static void compile_layout(const char *text, size_t len, enum seccomp_layout layout,
+			   struct seccomp_bpf *b)
+{
+	struct vs_error err = {0};
+	if (seccomp_policy_compile_layout(text, len, caps_default_mask(), layout, b, &err) < 0)
+		fail_msg("compile failed: %s", err.msg);
+	assert_false(b->unconfined);
+}
+
+/* The longest walk the kernel's cache preparation does for an x86_64
+ * syscall number: to its RET, or to its first argument load. */
+static unsigned longest_path(const struct seccomp_bpf *b)
+{
+	unsigned worst = 0;
+	for (int nr = 0; nr < NR_SCAN; nr++) {
+		struct seccomp_data d = {.nr = nr, .arch = AUDIT_ARCH_X86_64};
+		struct bpf_run r = bpf_run(b, &d);
+		worst = r.nr_steps > worst ? r.nr_steps : worst;
+	}
+	return worst;
+}
+
+/*
+ * The kernel runs the filter for every syscall number at attach, with IRQs
+ * off (seccomp_cache_prepare): the cost is numbers x path length. The
+ * builtins must be a tree (~17 steps), not the linear chain (~300).
+ */
+static void test_tree_shallow(void **state)
+{
+	static const char *const names[] = {"default", "strict"};
+	for (size_t i = 0; i < VS_ARRAY_SIZE(names); i++) {
+		const char *text = seccomp_policy_builtin(names[i]);
+		struct seccomp_bpf tree, linear;
+		compile_layout(text, strlen(text), SECCOMP_LAYOUT_AUTO, &tree);
+		compile_layout(text, strlen(text), SECCOMP_LAYOUT_LINEAR, &linear);
+		unsigned t = longest_path(&tree), l = longest_path(&linear);
+		print_message(
+		    "%s: longest x86_64 nr walk %u instructions (%zu insns); linear %u (%zu)\n",
+		    names[i], t, tree.len, l, linear.len);
+		if (t > 64)
+			fail_msg("%s: a syscall number walks %u instructions (> 64): not a tree",
+				 names[i], t);
+		assert_true(l > 64); /* the measure sees the linear chain */
+		seccomp_bpf_free(&tree);
+		seccomp_bpf_free(&linear);
+	}
+}
+
+/* Argument values worth trying: every constant the filters compare with or
+ * mask by, its neighbours and complement. */
+struct kset {
+	uint32_t v[384];
+	size_t n;
+};
+
+static void kset_add(struct kset *s, uint32_t k)
+{
+	for (size_t i = 0; i < s->n; i++)
+		if (s->v[i] == k)
+			return;
+	if (s->n < VS_ARRAY_SIZE(s->v))
+		s->v[s->n++] = k;
+}
+
+static void kset_from(struct kset *s, const struct seccomp_bpf *b)
+{
+	for (size_t i = 0; i < b->len; i++) {
+		const struct sock_filter *in = &b->insns[i];
+		uint16_t cls = BPF_CLASS(in->code);
+		if ((cls != BPF_JMP && cls != BPF_ALU) || BPF_SRC(in->code) != BPF_K ||
+		    BPF_OP(in->code) == BPF_JA)
+			continue;
+		kset_add(s, in->k);
+		kset_add(s, in->k + 1);
+		kset_add(s, in->k - 1);
+		kset_add(s, ~in->k);
+	}
+}
+
+static uint64_t xorshift(uint64_t *s)
+{
+	*s ^= *s << 13;
+	*s ^= *s >> 7;
+	*s ^= *s << 17;
+	return *s;
+}
+
+struct cmp_state {
+	const struct seccomp_bpf *a, *b;
+	const char *what;
+	bool quiet;
+	unsigned long vectors, diffs;
+};
+
+static void cmp_one(struct cmp_state *c, const struct seccomp_data *d)
+{
+	struct bpf_run ra = bpf_run(c->a, d), rb = bpf_run(c->b, d);
+	c->vectors++;
+	if (ra.action == rb.action)
+		return;
+	if (!c->quiet && c->diffs < 5)
+		print_error("%s: arch 0x%x nr %d args %#llx %#llx %#llx: 0x%x vs 0x%x\n", c->what,
+			    d->arch, d->nr, (unsigned long long)d->args[0],
+			    (unsigned long long)d->args[1], (unsigned long long)d->args[2],
+			    ra.action, rb.action);
+	c->diffs++;
+}
+
+/*
+ * Same action word (action + errno) from a and b for: arches x86_64, i386,
+ * aarch64 and 0, every nr -2..NR_SCAN, x32 numbers (nr | 0x40000000) on
+ * x86_64; and where either filter's path reads an argument for that
+ * (arch, nr), single-argument vectors over the constants (hi words 0, 1,
+ * 0x80000000, ~0), pairwise ORs of constants (flag sets) and random
+ * six-argument vectors. Where neither path reads an argument, the action
+ * cannot depend on them, so args 0 stand for all.
+ */
+static unsigned long compare_filters(struct cmp_state *c)
+{
+	static const uint32_t arches[] = {AUDIT_ARCH_X86_64, AUDIT_ARCH_I386, AUDIT_ARCH_AARCH64,
+					  0};
+	static const uint32_t his[] = {0, 1, 0x80000000u, 0xffffffffu};
+	struct kset ks = {.n = 0};
+	kset_add(&ks, 0);
+	kset_from(&ks, c->a);
+	kset_from(&ks, c->b);
+	uint64_t seed = 88172645463325252ull;
+
+	for (size_t ai = 0; ai < VS_ARRAY_SIZE(arches) + 1; ai++) {
+		bool x32 = ai == VS_ARRAY_SIZE(arches);
+		uint32_t arch = x32 ? AUDIT_ARCH_X86_64 : arches[ai];
+		for (int n = -2; n < NR_SCAN; n++) {
+			int nr = x32 ? (int)((unsigned)n | 0x40000000u) : n;
+			struct seccomp_data d = {.nr = nr, .arch = arch};
+			struct bpf_run ra = bpf_run(c->a, &d), rb = bpf_run(c->b, &d);
+			cmp_one(c, &d);
+			if (!ra.read_args && !rb.read_args)
+				continue;
+			for (int i = 0; i < 6; i++) {
+				struct seccomp_data e = d;
+				for (size_t v = 0; v < ks.n; v++)
+					for (size_t h = 0; h < VS_ARRAY_SIZE(his); h++) {
+						e.args[i] = (uint64_t)his[h] << 32 | ks.v[v];
+						cmp_one(c, &e);
+					}
+				size_t np = ks.n < 64 ? ks.n : 64;
+				for (size_t v = 0; v < np; v++)
+					for (size_t w = v + 1; w < np; w++) {
+						e.args[i] = ks.v[v] | ks.v[w];
+						cmp_one(c, &e);
+					}
+			}
+			for (int k = 0; k < 5000; k++) {
+				struct seccomp_data e = d;
+				for (int i = 0; i < 6; i++) {
+					uint64_t x = xorshift(&seed);
+					e.args[i] = (uint64_t)his[(x >> 8) % VS_ARRAY_SIZE(his)]
+							<< 32 |
+						    ks.v[(x >> 16) % ks.n];
+				}
+				cmp_one(c, &e);
+			}
+		}
+	}
+	return c->diffs;
+}
+
+static void equivalent(const char *what, const char *text, size_t len)
+{
+	struct seccomp_bpf tree, linear;
+	compile_layout(text, len, SECCOMP_LAYOUT_AUTO, &tree);
+	compile_layout(text, len, SECCOMP_LAYOUT_LINEAR, &linear);
+	/* Not the same program (else this compares nothing), not the same key. */
+	assert_true(tree.len != linear.len ||
+		    memcmp(tree.insns, linear.insns, tree.len * sizeof(struct sock_filter)) != 0);
+	assert_string_not_equal(tree.hash, linear.hash);
+	struct cmp_state c = {.a = &tree, .b = &linear, .what = what};
+	compare_filters(&c);
+	print_message("%s: tree (%zu insns) vs linear (%zu insns): %lu vectors, %lu differ\n", what,
+		      tree.len, linear.len, c.vectors, c.diffs);
+	assert_int_equal(c.diffs, 0);
+	seccomp_bpf_free(&tree);
+	seccomp_bpf_free(&linear);
+}
+
+static void test_tree_equivalent(void **state)
+{
+	equivalent("default", seccomp_policy_builtin("default"),
+		   strlen(seccomp_policy_builtin("default")));
+	equivalent("strict", seccomp_policy_builtin("strict"),
+		   strlen(seccomp_policy_builtin("strict")));
+	cleanup_free char *path = data_path("docker-default.json");
+	cleanup_free char *text = NULL;
+	size_t len;
+	struct vs_error err = {0};
+	if (vs_read_file(path, 0, &text, &len, &err) < 0)
+		fail_msg("%s", err.msg);
+	equivalent("docker-default.json (3 arches)", text, len);
+
+	/* The comparison can fail: default against strict differs. */
+	struct seccomp_bpf def, strict;
+	compile_layout(seccomp_policy_builtin("default"), strlen(seccomp_policy_builtin("default")),
+		       SECCOMP_LAYOUT_AUTO, &def);
+	compile_layout(seccomp_policy_builtin("strict"), strlen(seccomp_policy_builtin("strict")),
+		       SECCOMP_LAYOUT_LINEAR, &strict);
+	struct cmp_state c = {.a = &def, .b = &strict, .what = "control", .quiet = true};
+	assert_true(compare_filters(&c) > 0);
+	seccomp_bpf_free(&def);
+	seccomp_bpf_free(&strict);
+}
+
+/* At most SECCOMP_TREE_MIN_RULES rules (and zero rules: libseccomp #370)
+ * stay on the linear chain: the same bytes as LINEAR. */
+static void test_tree_threshold(void **state)
+{
+	static const char *const small[] = {
+	    P_HEAD "{\"names\":[\"read\",\"write\",\"exit\"],\"action\":\"SCMP_ACT_ALLOW\"}" P_TAIL,
+	    "{\"defaultAction\":\"SCMP_ACT_ERRNO\"}",
+	    "{\"defaultAction\":\"SCMP_ACT_KILL\",\"syscalls\":[]}",
+	};
+	for (size_t i = 0; i < VS_ARRAY_SIZE(small); i++) {
+		struct seccomp_bpf a, l;
+		compile_layout(small[i], strlen(small[i]), SECCOMP_LAYOUT_AUTO, &a);
+		compile_layout(small[i], strlen(small[i]), SECCOMP_LAYOUT_LINEAR, &l);
+		assert_int_equal(a.len, l.len);
+		assert_memory_equal(a.insns, l.insns, a.len * sizeof(struct sock_filter));
+		seccomp_bpf_free(&a);
+		seccomp_bpf_free(&l);
+	}
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -723,6 +1099,9 @@ int main(void)
 	    cmocka_unit_test(test_install_bad),
 	    cmocka_unit_test_setup_teardown(test_cache_roundtrip, tmp_setup, tmp_teardown),
 	    cmocka_unit_test_setup_teardown(test_load_files, tmp_setup, tmp_teardown),
+	    cmocka_unit_test(test_tree_shallow),
+	    cmocka_unit_test(test_tree_equivalent),
+	    cmocka_unit_test(test_tree_threshold),
 	};
 	return cmocka_run_group_tests_name("seccomp", tests, NULL, NULL);
 }
