@@ -307,6 +307,14 @@ run_micro() {
 			"$PY" "$BENCH_DIR/benchlib.py" samples "mntns_exit_${m}_us" "$OUT/exitlat-$m.txt" "$RES"
 		rm -rf "$d"
 	done
+	# 3. one seccomp attach of the default policy: the linear chain against the
+	# binary tree vslice installs, interleaved (docs/benchmarks.md 7c)
+	if [ -x "$REPO/build/bench/seccomp_attach" ]; then
+		"$REPO/build/bench/seccomp_attach" 300 default >"$OUT/seccomp_attach.md" &&
+			cat "$OUT/seccomp_attach.md"
+	else
+		say "no build/bench/seccomp_attach (make bench-bins): seccomp attach skipped"
+	fi
 }
 
 # Per-phase times of `slicectl run --rm` from kernel tracepoints (perf is
