@@ -29,10 +29,13 @@
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/uio.h>
+#include <sys/utsname.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <cmocka.h>
+#include <nettle/sha2.h>
+#include <seccomp.h>
 
 #include "vslice/caps.h"
 #include "vslice/seccomp_policy.h"
@@ -1083,6 +1086,66 @@ static void test_tree_threshold(void **state)
 	}
 }
 
+/*
+ * The layout is part of the cache key: a cache file written under the key
+ * the linear-only compiler used (abe8be5: text, caps mask, libseccomp
+ * version, native arch, kernel major.minor; no layout) is not served. The
+ * test plants the linear chain under that old name; the load must compile
+ * and return the tree.
+ */
+static void test_tree_cache_key(void **state)
+{
+	struct tmp *t = *state;
+	struct vs_error err = {0};
+	const char *text = seccomp_policy_builtin("default");
+	size_t len = strlen(text);
+	uint64_t caps = caps_default_mask();
+	cleanup_free char *cache = vs_xasprintf("%s/cache/seccomp", t->dir);
+	assert_int_equal(vs_mkdir_p(cache, 0700, &err), 0);
+
+	const struct scmp_version *v = seccomp_version();
+	struct utsname u;
+	int kmaj = 0, kmin = 0;
+	if (uname(&u) == 0 && sscanf(u.release, "%d.%d", &kmaj, &kmin) != 2)
+		kmaj = kmin = 0;
+	char extra[160];
+	int elen =
+	    snprintf(extra, sizeof(extra), "%c%016llx%clibseccomp %u.%u.%u%carch %u%ckernel %d.%d",
+		     0, (unsigned long long)caps, 0, v->major, v->minor, v->micro, 0,
+		     seccomp_arch_native(), 0, kmaj, kmin);
+	struct sha256_ctx sc;
+	uint8_t d[SHA256_DIGEST_SIZE];
+	char old_key[65];
+	sha256_init(&sc);
+	sha256_update(&sc, len, (const uint8_t *)text);
+	sha256_update(&sc, (size_t)elen, (const uint8_t *)extra);
+	sha256_digest(&sc, sizeof(d), d);
+	for (size_t i = 0; i < sizeof(d); i++)
+		snprintf(old_key + 2 * i, 3, "%02x", d[i]);
+
+	struct seccomp_bpf linear, tree, got;
+	compile_layout(text, len, SECCOMP_LAYOUT_LINEAR, &linear);
+	compile_layout(text, len, SECCOMP_LAYOUT_AUTO, &tree);
+	cleanup_free char *old = vs_xasprintf("%s/%s.bpf", cache, old_key);
+	assert_int_equal(vs_write_file_atomic(old, linear.insns,
+					      linear.len * sizeof(struct sock_filter), 0600, &err),
+			 0);
+	/* The old name really is what the old code served: it loads by that hash. */
+	assert_int_equal(seccomp_bpf_load_cached(cache, old_key, &got, &err), 0);
+	assert_int_equal(got.len, linear.len);
+	seccomp_bpf_free(&got);
+
+	if (seccomp_policy_load("default", cache, caps, &got, &err) < 0)
+		fail_msg("%s", err.msg);
+	assert_string_not_equal(got.hash, old_key);
+	assert_string_equal(got.hash, tree.hash);
+	assert_int_equal(got.len, tree.len);
+	assert_memory_equal(got.insns, tree.insns, tree.len * sizeof(struct sock_filter));
+	seccomp_bpf_free(&got);
+	seccomp_bpf_free(&linear);
+	seccomp_bpf_free(&tree);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -1102,6 +1165,7 @@ int main(void)
 	    cmocka_unit_test(test_tree_shallow),
 	    cmocka_unit_test(test_tree_equivalent),
 	    cmocka_unit_test(test_tree_threshold),
+	    cmocka_unit_test_setup_teardown(test_tree_cache_key, tmp_setup, tmp_teardown),
 	};
 	return cmocka_run_group_tests_name("seccomp", tests, NULL, NULL);
 }
