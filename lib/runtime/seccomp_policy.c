@@ -780,10 +780,10 @@ int seccomp_policy_compile_layout(const char *json, size_t len, uint64_t caps_ma
 	 * tests/unit/test_seccomp.c checks the builtins' tree against their linear
 	 * chain (test_tree_equivalent) and the path length (test_tree_shallow).
 	 */
-	if (layout == SECCOMP_LAYOUT_AUTO && added > SECCOMP_TREE_MIN_RULES &&
-	    (r = seccomp_attr_set(ctx, SCMP_FLTATR_CTL_OPTIMIZE, 2)) < 0)
-		return vs_error_sys(err, -r,
-				    "seccomp: binary tree layout (SCMP_FLTATR_CTL_OPTIMIZE)");
+	/* A libseccomp without the attribute (< 2.5.0) refuses it: the chain
+	 * then, as before (the version is part of the cache key too). */
+	if (layout == SECCOMP_LAYOUT_AUTO && added > SECCOMP_TREE_MIN_RULES)
+		(void)seccomp_attr_set(ctx, SCMP_FLTATR_CTL_OPTIMIZE, 2);
 
 	if (def_action == SCMP_ACT_ALLOW && added == 0) {
 		out->unconfined = true;
