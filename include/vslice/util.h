@@ -111,6 +111,13 @@ void vs_close_fds_but(int a, int b);
  * a reader of its output waits on. 0, or -errno when it could not fork. */
 int vs_spawn_detached(void (*fn)(void *arg), void *arg, int keep);
 
+/* One byte over the unix socket sock, with fd as SCM_RIGHTS (fd < 0: the
+ * byte alone); flags as for sendmsg (MSG_NOSIGNAL...). 0 or -errno. */
+int vs_send_fd(int sock, int fd, int flags);
+/* Its other side: one byte, and the fd it carried (close-on-exec) or -1
+ * (none, or nothing to read: flags as for recvmsg, MSG_DONTWAIT...). */
+int vs_recv_fd(int sock, int flags);
+
 /* A library's functions by name, for the *_dl.c shims that dlopen a library
  * on first use: every slot set, or false (dlerror()'s or the missing
  * symbol's name in why, when not NULL) and the handle closed. */

@@ -207,21 +207,8 @@ int ck_ns_child(pid_t hpid, int (*fn)(int sock), int *fd_out, int *code)
 		_exit(fn(sv[1]));
 	}
 	close(sv[1]);
-	if (fd_out) {
-		char cbuf[CMSG_SPACE(sizeof(int))];
-		char b;
-		struct iovec iov = {&b, 1};
-		struct msghdr mh = {.msg_iov = &iov,
-				    .msg_iovlen = 1,
-				    .msg_control = cbuf,
-				    .msg_controllen = sizeof(cbuf)};
-		*fd_out = -1;
-		if (recvmsg(sv[0], &mh, MSG_CMSG_CLOEXEC) > 0) {
-			struct cmsghdr *cm = CMSG_FIRSTHDR(&mh);
-			if (cm && cm->cmsg_type == SCM_RIGHTS)
-				memcpy(fd_out, CMSG_DATA(cm), sizeof(int));
-		}
-	}
+	if (fd_out)
+		*fd_out = vs_recv_fd(sv[0], 0);
 	close(sv[0]);
 	int status;
 	while (waitpid(c, &status, 0) < 0 && errno == EINTR)
@@ -275,17 +262,7 @@ int ck_files_check_ns(pid_t hpid, struct vs_error *err)
 
 int ck_send_fd(int sock, int fd)
 {
-	char cbuf[CMSG_SPACE(sizeof(int))];
-	char b = 0;
-	struct iovec iov = {&b, 1};
-	struct msghdr mh = {
-	    .msg_iov = &iov, .msg_iovlen = 1, .msg_control = cbuf, .msg_controllen = sizeof(cbuf)};
-	struct cmsghdr *cm = CMSG_FIRSTHDR(&mh);
-	cm->cmsg_level = SOL_SOCKET;
-	cm->cmsg_type = SCM_RIGHTS;
-	cm->cmsg_len = CMSG_LEN(sizeof(int));
-	memcpy(CMSG_DATA(cm), &fd, sizeof(int));
-	return sendmsg(sock, &mh, 0) == 1 ? 0 : -1;
+	return vs_send_fd(sock, fd, 0) == 0 ? 0 : -1;
 }
 
 static int diag_sock(int sock)

@@ -38,7 +38,8 @@
  * it there. What the start and destroy paths do (forget an entry) and what
  * `slicectl stats` reads are single bpf(2) calls, made directly (a map
  * element by key, an object by id: the calls libbpf's bpf.h wraps one to
- * one), so those paths never load libbpf.
+ * one), so those paths never load libbpf; with no fast.json they are one
+ * failed open.
  *
  * VSLICE_NET_FASTPATH=0 switches it off (every frame takes the bridge).
  */
@@ -356,9 +357,8 @@ void fast_todo_free(struct fast_todo *todo)
 int fast_peers(const char *root, struct nl_sock *sk, const struct ipam_state *st,
 	       struct vs_error *err)
 {
-	cleanup_free char *path = state_path(root);
 	cleanup_close int prog = -1, map = -1;
-	if (!st->vni || access(path, F_OK) != 0 || reopen(root, &prog, &map) != 0)
+	if (!st->vni || reopen(root, &prog, &map) != 0)
 		return 0; /* no program here yet: the next start makes the entries */
 	char vx[IFNAMSIZ];
 	overlay_devname(st, vx);
@@ -368,9 +368,8 @@ int fast_peers(const char *root, struct nl_sock *sk, const struct ipam_state *st
 
 int fast_forget(const char *root, uint32_t ip, struct vs_error *err)
 {
-	cleanup_free char *path = state_path(root);
 	cleanup_close int prog = -1, map = -1;
-	if (access(path, F_OK) != 0 || reopen(root, &prog, &map) != 0)
+	if (reopen(root, &prog, &map) != 0)
 		return 0; /* no program (and no map, no entry) here */
 	uint64_t k = mac_key(ip);
 	int r = elem(BPF_MAP_DELETE_ELEM, map, &k, NULL, 0);
@@ -386,9 +385,8 @@ int fast_counters(const char *root, const struct ipam_lease *l, int ifindex, uin
 		  uint64_t *packets)
 {
 	*bytes = *packets = 0;
-	cleanup_free char *path = state_path(root);
 	cleanup_close int prog = -1, map = -1;
-	if (access(path, F_OK) != 0 || reopen(root, &prog, &map) != 0)
+	if (reopen(root, &prog, &map) != 0)
 		return 0;
 	uint64_t k = mac_key(l->ip);
 	struct fast_port v;

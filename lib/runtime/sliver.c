@@ -64,24 +64,7 @@ void sliver_send(int fd, int kind, int code, const char *text)
 static void net_sock_send(int ack)
 {
 	int nl = socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, NETLINK_ROUTE);
-	char byte = 'n';
-	union {
-		struct cmsghdr h;
-		char buf[CMSG_SPACE(sizeof(int))];
-	} u;
-	struct iovec iov = {&byte, 1};
-	struct msghdr mh = {.msg_iov = &iov, .msg_iovlen = 1};
-	if (nl >= 0) {
-		memset(&u, 0, sizeof(u));
-		mh.msg_control = u.buf;
-		mh.msg_controllen = sizeof(u.buf);
-		struct cmsghdr *cm = CMSG_FIRSTHDR(&mh);
-		cm->cmsg_level = SOL_SOCKET;
-		cm->cmsg_type = SCM_RIGHTS;
-		cm->cmsg_len = CMSG_LEN(sizeof(int));
-		memcpy(CMSG_DATA(cm), &nl, sizeof(int));
-	}
-	(void)!sendmsg(ack, &mh, MSG_NOSIGNAL);
+	(void)vs_send_fd(ack, nl, MSG_NOSIGNAL);
 	if (nl >= 0)
 		close(nl);
 }
@@ -92,25 +75,7 @@ static void net_sock_send(int ack)
  * waiting for it while it waits for the caller). */
 static int net_sock_recv(int ack)
 {
-	char byte;
-	union {
-		struct cmsghdr h;
-		char buf[CMSG_SPACE(sizeof(int))];
-	} u;
-	struct iovec iov = {&byte, 1};
-	struct msghdr mh = {.msg_iov = &iov,
-			    .msg_iovlen = 1,
-			    .msg_control = u.buf,
-			    .msg_controllen = sizeof(u.buf)};
-	ssize_t n;
-	while ((n = recvmsg(ack, &mh, MSG_CMSG_CLOEXEC | MSG_DONTWAIT)) < 0 && errno == EINTR)
-		;
-	int fd = -1;
-	struct cmsghdr *cm = n == 1 ? CMSG_FIRSTHDR(&mh) : NULL;
-	if (cm && cm->cmsg_level == SOL_SOCKET && cm->cmsg_type == SCM_RIGHTS &&
-	    cm->cmsg_len == CMSG_LEN(sizeof(int)))
-		memcpy(&fd, CMSG_DATA(cm), sizeof(int));
-	return fd;
+	return vs_recv_fd(ack, MSG_DONTWAIT);
 }
 
 static int cmp_int(const void *a, const void *b)
